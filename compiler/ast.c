@@ -1,0 +1,76 @@
+// ast.c: AST nodes, node lists and names for kinds and operators.
+#include "compiler.h"
+
+#include <string.h>
+
+static const char *kind_names[] = {
+#define X(k) #k,
+    AST_KINDS(X)
+#undef X
+};
+
+const char *ast_kind_name(NodeKind k) {
+  ASSERT(k >= 0 && k < N_COUNT);
+  return kind_names[k];
+}
+
+const char *ast_op_name(int op) {
+  switch (op) {
+  case '+': return "+";
+  case '-': return "-";
+  case '*': return "*";
+  case '/': return "/";
+  case '%': return "%";
+  case '@': return "@";
+  case '<': return "<";
+  case '>': return ">";
+  case OP_POW: return "**";
+  case OP_FLOORDIV: return "//";
+  case OP_EQ: return "==";
+  case OP_NE: return "!=";
+  case OP_LE: return "<=";
+  case OP_GE: return ">=";
+  case OP_AND: return "and";
+  case OP_OR: return "or";
+  case OP_NOT: return "not";
+  }
+  UNREACHABLE();
+}
+
+void nodelist_push(Arena *a, NodeList *l, Node *n) {
+  if (l->n == l->cap) {
+    int cap = l->cap ? l->cap * 2 : 4;
+    Node **items = arena_alloc(a, sizeof(Node *) * (size_t)cap);
+    if (l->n) memcpy(items, l->items, sizeof(Node *) * (size_t)l->n);
+    l->items = items;
+    l->cap = cap;
+  }
+  l->items[l->n++] = n;
+}
+
+Node *ast_new(Parser *p, NodeKind k, Span at) {
+  Node *n = arena_alloc(p->arena, sizeof *n);
+  n->kind = k;
+  n->span = at;
+  n->depth = 1;
+  return n;
+}
+
+static int depth_of(const Node *n) { return n ? n->depth : 0; }
+
+Node *ast_finish(Parser *p, Node *n) {
+  int d = depth_of(n->a);
+  if (depth_of(n->b) > d) d = depth_of(n->b);
+  if (depth_of(n->c) > d) d = depth_of(n->c);
+  for (int i = 0; i < n->list.n; i++)
+    if (depth_of(n->list.items[i]) > d) d = depth_of(n->list.items[i]);
+  n->depth = d + 1;
+  if (n->depth <= AST_MAX_DEPTH) return n;
+  if (!p->depth_reported) {
+    p->depth_reported = true;
+    p->syntax_errors++;
+    diag_error(p->diag, n->span, "expression is nested too deeply (the limit is %d levels)",
+               AST_MAX_DEPTH);
+  }
+  return ast_new(p, N_ERROR, n->span);
+}

@@ -1,0 +1,74 @@
+// summary.c: what a checked file declares, in a few lines (smelt check --summary).
+#include "compiler.h"
+
+#include <string.h>
+
+static int count_kind(const Node *block, NodeKind k) {
+  int n = 0;
+  for (int i = 0; i < block->list.n; i++) n += block->list.items[i]->kind == k;
+  return n;
+}
+
+static void print_model(FILE *out, const Node *model) {
+  fprintf(out, "  model %s(", model->name);
+  for (int i = 0; i < model->list.n; i++) {
+    const Node *s = model->list.items[i];
+    fprintf(out, "%s%s", i ? ", " : "", s->name);
+    if (s->a) {
+      fputs(" = ", out);
+      dump_expr(out, s->a);
+    }
+  }
+  fputs(")\n", out);
+  const NodeList *body = &model->b->list;
+  const char *heads[] = {"inputs", "params", "outputs"};
+  const NodeKind kinds[] = {N_INPUT, N_PARAM, N_OUTPUT};
+  for (int h = 0; h < 3; h++) {
+    if (!count_kind(model->b, kinds[h])) continue;
+    fprintf(out, "  %s:", heads[h]);
+    bool first = true;
+    for (int i = 0; i < body->n; i++) {
+      const Node *s = body->items[i];
+      if (s->kind != kinds[h]) continue;
+      fprintf(out, "%s %s", first ? "" : ",", s->name);
+      if (s->a) {
+        fputs(": ", out);
+        dump_expr(out, s->a);
+      }
+      first = false;
+    }
+    fputc('\n', out);
+  }
+  fprintf(out, "  loss: %s\n", count_kind(model->b, N_LOSS) ? "yes" : "none (inference only)");
+}
+
+static void print_train(FILE *out, const TrainConfig *t) {
+  fprintf(out, "  train: %s(lr = %g)", t->optimizer ? t->optimizer : "?", t->lr);
+  fprintf(out, ", %s schedule", t->schedule);
+  if (t->warmup) fprintf(out, " after %lld warm-up steps", (long long)t->warmup);
+  fprintf(out, ", %s", precision_name(t->precision));
+  if (t->epochs) fprintf(out, ", %lld epoch%s", (long long)t->epochs, t->epochs == 1 ? "" : "s");
+  if (t->steps) fprintf(out, ", %lld steps", (long long)t->steps);
+  if (t->batch) fprintf(out, ", batch %lld", (long long)t->batch);
+  fputc('\n', out);
+  for (int i = 0; i < t->ndata; i++) {
+    const DataSource *d = &t->data[i];
+    fprintf(out, "  data %s: %s%s%s <- %s(\"%s\")\n", d->split, d->inputs[0],
+            d->ninputs > 1 ? ", " : "", d->ninputs > 1 ? d->inputs[1] : "", d->source,
+            d->path ? d->path : "");
+  }
+}
+
+void summary_print(FILE *out, const Module *m) {
+  int fns = 0, imported = 0;
+  for (int i = 0; i < m->ast->list.n; i++) fns += m->ast->list.items[i]->kind == N_FN;
+  for (int i = 0; i < m->nimports; i++)
+    if (m->imports[i] && m->imports[i]->ast)
+      for (int j = 0; j < m->imports[i]->ast->list.n; j++)
+        imported += m->imports[i]->ast->list.items[j]->kind == N_FN;
+  fprintf(out, "%s: ok\n", m->path);
+  fprintf(out, "  functions: %d defined here, %d imported from %d module%s\n", fns, imported,
+          m->nimports, m->nimports == 1 ? "" : "s");
+  if (m->model) print_model(out, m->model);
+  if (m->train) print_train(out, m->train);
+}
