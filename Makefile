@@ -18,7 +18,7 @@ LDFLAGS_ALL = $(SAN)
 
 COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
 RUNTIME_SRC  := $(wildcard runtime/*.c)
-TEST_SRC     := $(wildcard tests/test_*.c)
+TEST_SRC     := $(wildcard tests/test_*.c) tests/support.c
 GEN_C        := $(BUILD)/gen/smelt.tab.c $(BUILD)/gen/lex.yy.c
 GEN_H        := $(BUILD)/gen/smelt.tab.h $(BUILD)/gen/smelt.lex.h
 
@@ -27,7 +27,7 @@ COMPILER_OBJ := $(COMPILER_SRC:%.c=$(BUILD)/obj/%.o) \
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ     := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all deps test test-asan demo fuzz fuzz-smoke clean
+.PHONY: all deps test test-asan demo fuzz fuzz-smoke clean diag-golden
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/smelt $(BUILD)/libsmeltrt.a $(BUILD)/libsmeltrt.so
@@ -122,7 +122,7 @@ fuzz-smoke: $(BUILD)/fuzz/fuzz-parse
 	  -max_len=65536 -rss_limit_mb=2048 -print_final_stats=0 \
 	  $(BUILD)/fuzz/corpus $(FUZZ_SEEDS) 2>$(BUILD)/fuzz/smoke.log \
 	  || { tail -n 60 $(BUILD)/fuzz/smoke.log; exit 1; }
-	@grep -E "^#[0-9]+ *DONE" $(BUILD)/fuzz/smoke.log | sed 's/^/fuzz-parse: /' || true
+	@grep -E "^Done [0-9]+ runs" $(BUILD)/fuzz/smoke.log | sed "s/^/fuzz-parse: /" || true
 	@echo "fuzz-parse: smoke run found no crash, hang or leak"
 
 fuzz: $(BUILD)/fuzz/fuzz-parse
@@ -138,3 +138,10 @@ demo: deps all
 
 clean:
 	rm -rf build build-asan
+
+# Rewrites every tests/diag/*.err from the current binary; review the diff.
+diag-golden: $(BUILD)/smelt
+	@for f in tests/diag/*.smelt; do \
+	  NO_COLOR=1 SMELT_PATH= $(BUILD)/smelt check "$$f" > "$${f%.smelt}.err" 2>&1; \
+	  echo "exit $$?" >> "$${f%.smelt}.err"; done
+	@git status --short tests/diag

@@ -35,6 +35,10 @@ char *xstrdup(const char *s);
 // Returns NULL and sets errno when the file cannot be read.
 char *file_read(const char *path, size_t *len);
 
+// A path as diagnostics show it: relative to the current folder when it lies
+// inside it, else absolute. Caller frees.
+char *path_display(const char *path);
+
 // Edit distance with transpositions (Damerau, optimal string alignment).
 int str_distance(const char *a, const char *b);
 
@@ -262,6 +266,7 @@ struct Module {
   struct TrainConfig *train;   // the checked train block, set by train_check
   int state;           // 0 new, 1 loading, 2 loaded (cycle detection)
   bool failed_to_read;
+  int syntax_errors;   // when non-zero, imports were not loaded nor names resolved
 };
 
 #define MAX_IMPORT_DEPTH 64
@@ -293,6 +298,7 @@ const char *stdlib_dir(const char *argv0);
 // Name resolution and the checks that need no shapes: unknown or duplicate
 // names, calls with wrong arity or unknown keywords, statements in the wrong
 // place, the train block against its schema. Reports through c->diag.
+// Does nothing for a module with syntax errors.
 void resolve_module(Compilation *c, Module *m);
 
 // ---------------------------------------------------------------- train.c

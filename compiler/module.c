@@ -63,9 +63,8 @@ const char *stdlib_dir(const char *argv0) {
 }
 
 static void add_search(Compilation *c, const char *dir) {
-  char real[PATH_MAX];
   c->search = xrealloc(c->search, sizeof *c->search * (size_t)(c->nsearch + 1));
-  c->search[c->nsearch++] = xstrdup(realpath(dir, real) ? real : dir);
+  c->search[c->nsearch++] = path_display(dir);
 }
 
 void compilation_default_search(Compilation *c, const char *argv0) {
@@ -112,7 +111,13 @@ static void module_parse(Compilation *c, Module *m, char *text, size_t len) {
     return;
   }
   m->file = diag_add_source(&c->diag, m->path, text, (int)len);
+  int before = c->diag.errors;
   m->ast = parse_source(&c->arena, &c->diag, m->file);
+  // A file with syntax errors is not looked into further: what recovery
+  // skipped would only show up again as unknown names.
+  m->syntax_errors = c->diag.errors - before;
+  m->state = 2;
+  if (m->syntax_errors) return;
   m->state = 1;
   c->loading[c->nloading++] = m;
   load_imports(c, m);
@@ -173,7 +178,8 @@ static void import_one(Compilation *c, Module *m, const Node *imp) {
     int ndirs = c->nsearch + 1;
     for (int i = 0; i < ndirs && !path; i++) {
       char *cand = import_candidate(i == 0 ? m->dir : c->search[i - 1], name);
-      if (is_file(cand)) path = cand; else free(cand);
+      if (is_file(cand)) path = path_display(cand);
+      free(cand);
     }
   }
   if (!path) {

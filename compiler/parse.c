@@ -24,7 +24,18 @@ void lex_str_append(LexState *ls, const char *s, size_t n) {
   ls->str_len += (int)n;
 }
 
+static int next_token(YYSTYPE *val, YYLTYPE *loc, yyscan_t scanner);
+
+// Hands tokens to the parser, remembering where the previous one ended.
 int yylex(YYSTYPE *val, YYLTYPE *loc, yyscan_t scanner) {
+  LexState *ls = yyget_extra(scanner);
+  int t = next_token(val, loc, scanner);
+  ls->prev_tok_end = ls->tok_end;
+  ls->tok_end = t == YYEOF ? ls->tok_end : loc->end;
+  return t;
+}
+
+static int next_token(YYSTYPE *val, YYLTYPE *loc, yyscan_t scanner) {
   LexState *ls = yyget_extra(scanner);
   if (ls->has_pending) {
     ls->has_pending = false;

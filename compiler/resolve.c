@@ -99,7 +99,8 @@ static void scope_pop(Resolver *r) { r->scope = r->scope->up; }
 static void declare(Resolver *r, const char *name, SymKind kind, const Node *def) {
   Sym *old = scope_find_here(r->scope, name);
   if (old) {
-    diag_error(r->d, def->span, "'%s' is already defined here as a %s", name, sym_what[old->kind]);
+    diag_error(r->d, def->span, "'%s' is already defined in this scope, as a %s", name,
+               sym_what[old->kind]);
     diag_note(r->d, old->def->span, "'%s' was defined here", name);
     return;
   }
@@ -118,7 +119,7 @@ static void suggest_consider(void *ctx, const char *name) {
   Suggest *s = ctx;
   int d = str_distance(s->want, name);
   int len = (int)strlen(s->want);
-  int limit = len <= 3 ? 1 : len <= 6 ? 2 : 3;
+  int limit = len <= 2 ? 0 : len <= 3 ? 1 : len <= 6 ? 2 : 3;   // short names: no guesses
   if (d <= limit && d < s->dist && strcmp(s->want, name) != 0) {
     s->best = name;
     s->dist = d;
@@ -194,7 +195,7 @@ static void resolve_type(Resolver *r, const Node *t, int how) {
 static void check_user_call(Resolver *r, const Node *call, const Node *fn) {
   const NodeList *params = &fn->list;
   int npos = 0;
-  bool seen_kw = false;
+  bool seen_kw = false, bad_kw = false;
   const Node *given[256] = {0};   // which parameter each argument fills
   int nparams = params->n < 256 ? params->n : 256;
   for (int i = 0; i < call->list.n; i++) {
@@ -226,6 +227,7 @@ static void check_user_call(Resolver *r, const Node *call, const Node *fn) {
       char buf[96];
       diag_error(r->d, arg->span, "'%s' has no parameter named '%s'%s", fn->name, arg->name,
                  did_you_mean(&s, buf, sizeof buf));
+      bad_kw = true;
       diag_note(r->d, fn->span, "'%s' is defined here", fn->name);
       continue;
     }
@@ -235,7 +237,7 @@ static void check_user_call(Resolver *r, const Node *call, const Node *fn) {
     }
     given[k] = arg;
   }
-  for (int j = 0; j < nparams; j++) {
+  for (int j = 0; j < nparams && !bad_kw; j++) {   // a misspelt keyword is reported already
     const Node *p = params->items[j];
     if (!given[j] && !p->b) {
       diag_error(r->d, call->span, "missing argument '%s' in call to '%s'", p->name, fn->name);
@@ -627,7 +629,13 @@ static void resolve_model(Resolver *r, const Node *model) {
   r->scope = NULL;
 }
 
-// Adds a module's functions to the file scope, reporting clashes.
+static bool is_builtin_name(const char *name) {
+  return builtin_find(name, B_FUNC) || builtin_find(name, B_INIT) || builtin_find(name, B_DTYPE) ||
+         builtin_find(name, B_TYPE) || builtin_find(name, B_CONST);
+}
+
+// Adds a module's functions to the file scope, reporting clashes. Imports are
+// added first, so a clash is reported at the later definition or import.
 static void add_functions(Resolver *r, const Module *from, const Node *import) {
   if (!from || !from->ast) return;
   for (int i = 0; i < from->ast->list.n; i++) {
@@ -635,9 +643,7 @@ static void add_functions(Resolver *r, const Module *from, const Node *import) {
     if (fn->kind != N_FN) continue;
     Sym *old = scope_find_here(&r->globals, fn->name);
     if (old && old->def == fn) continue;   // the same module imported twice
-    if (!import && (builtin_find(fn->name, B_FUNC) || builtin_find(fn->name, B_INIT) ||
-                    builtin_find(fn->name, B_DTYPE) || builtin_find(fn->name, B_TYPE) ||
-                    builtin_find(fn->name, B_CONST))) {
+    if (!import && is_builtin_name(fn->name)) {
       diag_error(r->d, fn->span, "'%s' is a builtin name; choose another name for this function",
                  fn->name);
       continue;
@@ -645,6 +651,8 @@ static void add_functions(Resolver *r, const Module *from, const Node *import) {
     if (old) {
       if (import)
         diag_error(r->d, import->span, "this import defines function '%s' again", fn->name);
+      else if (old->from != from)
+        diag_error(r->d, fn->span, "function '%s' is already defined by an import", fn->name);
       else
         diag_error(r->d, fn->span, "function '%s' is defined twice", fn->name);
       diag_note(r->d, old->def->span, "'%s' was first defined here", fn->name);
@@ -655,17 +663,17 @@ static void add_functions(Resolver *r, const Module *from, const Node *import) {
 }
 
 void resolve_module(Compilation *c, Module *m) {
-  if (!m->ast) return;
+  if (!m->ast || m->syntax_errors) return;
   Resolver r = {.c = c, .m = m, .d = &c->diag};
-  add_functions(&r, m, NULL);
   int k = 0;
   for (int i = 0; i < m->ast->list.n; i++) {
     const Node *it = m->ast->list.items[i];
     if (it->kind != N_IMPORT || k >= m->nimports) continue;
     Module *dep = m->imports[k++];
-    if (!dep || !dep->ast) r.import_failed = true;
+    if (!dep || !dep->ast || dep->syntax_errors) r.import_failed = true;
     add_functions(&r, dep, it);
   }
+  add_functions(&r, m, NULL);
   const Node *model = NULL, *train = NULL;
   for (int i = 0; i < m->ast->list.n; i++) {
     const Node *it = m->ast->list.items[i];

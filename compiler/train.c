@@ -412,6 +412,7 @@ void train_check(Compilation *c, Module *m, const Node *train, const Node *model
   *cfg = (TrainConfig){.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .gamma = 0.1,
                        .schedule = "constant", .precision = PREC_FP32};
   Checker t = {c, &c->diag, model, cfg};
+  int errors_before = c->diag.errors;
   if (!model)
     diag_error(t.d, train->span, "a train block needs a model in the same file");
   const Node *seen[sizeof keys / sizeof *keys] = {0};
@@ -433,10 +434,11 @@ void train_check(Compilation *c, Module *m, const Node *train, const Node *model
     }
     check_key(&t, k);
   }
+  m->train = cfg;
+  if (c->diag.errors > errors_before) return;   // what is missing may be what was misspelt
   if (!seen[0]) diag_error(t.d, train->span, "the train block sets no optimizer (e.g. "
                            "optimizer = adamw(lr = 1e-3))");
   if (seen[4] && seen[5]) diag_error(t.d, seen[5]->span, "set either epochs or steps, not both");
   if (!seen[4] && !seen[5]) diag_error(t.d, train->span, "the train block sets neither epochs nor steps");
   if (!has_train_data) diag_error(t.d, train->span, "the train block has no 'data train { ... }'");
-  m->train = cfg;
 }

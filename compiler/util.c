@@ -2,6 +2,8 @@
 #include "compiler.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +61,14 @@ char *file_read(const char *path, size_t *len) {
   buf[n] = '\0';
   if (len) *len = n;
   return buf;
+}
+
+char *path_display(const char *path) {
+  char real[PATH_MAX], cwd[PATH_MAX];
+  if (!realpath(path, real) || !getcwd(cwd, sizeof cwd)) return xstrdup(path);
+  size_t n = strlen(cwd);
+  if (strncmp(real, cwd, n) == 0 && real[n] == '/') return xstrdup(real + n + 1);
+  return xstrdup(real);
 }
 
 int str_distance(const char *a, const char *b) {

@@ -31,6 +31,9 @@ typedef struct LexState {
   int offset;                          // byte offset of the next character
   int last;                            // last token returned, for newline insertion
   char brackets[LEX_MAX_BRACKETS];     // open brackets, innermost last
+  int bracket_at[LEX_MAX_BRACKETS];    // where each was opened (byte offset)
+  bool suppress_syntax_error;          // the scanner already reported this one
+  int tok_end, prev_tok_end;           // ends of the last two tokens handed out
   int depth;                           // may exceed LEX_MAX_BRACKETS
   bool depth_reported;
   char *str_buf;                       // string literal being read (malloc'd)
@@ -83,6 +86,14 @@ static Node *mk_named(Parser *p, NodeKind k, Span at, char *name) {
   n->name = name;
   return n;
 }
+// `a, b` on the right of '=' or after 'return': one value, or a tuple of several.
+static Node *tuple_of(Parser *p, NodeList l, Span at) {
+  if (l.n == 1) return l.items[0];
+  Node *t = ast_new(p, N_TUPLE, at);
+  t->list = l;
+  return ast_finish(p, t);
+}
+
 static NodeList list1(Parser *p, Node *n) {
   NodeList l = {0};
   if (n) nodelist_push(p->arena, &l, n);
@@ -311,10 +322,10 @@ stmt_opt
   ;
 
 stmt
-  : LET name_list '=' value       { $$ = mk(P, N_LET, @$); $$->list2 = $2; $$->b = $4; }
+  : LET name_list '=' values      { $$ = mk(P, N_LET, @$); $$->list2 = $2; $$->b = tuple_of(P, $4, @4); }
   | LET IDENT ':' type '=' value
       { $$ = mk(P, N_LET, @$); $$->list2 = list1(P, mk_named(P, N_NAME, @2, $2)); $$->a = $4; $$->b = $6; }
-  | name_list '=' value           { $$ = mk(P, N_ASSIGN, @$); $$->list2 = $1; $$->b = $3; }
+  | name_list '=' values          { $$ = mk(P, N_ASSIGN, @$); $$->list2 = $1; $$->b = tuple_of(P, $3, @3); }
   | PARAM IDENT ':' type '=' value
       { $$ = mk_named(P, N_PARAM, @2, $2); $$->a = $4; $$->b = $6; }
   | INPUT IDENT ':' type          { $$ = mk_named(P, N_INPUT, @2, $2); $$->a = $4; }
@@ -374,6 +385,11 @@ not_expr
 cmp_expr
   : add_expr
   | add_expr cmp_op add_expr      { $$ = mk_bin(P, (int)$2, @$, $1, $3); }
+  | add_expr cmp_op add_expr cmp_op add_expr
+      {
+        yyerror(&@4, scanner, "comparisons do not chain; write a < b and b < c");
+        $$ = mk_bin(P, (int)$2, @$, $1, $3);
+      }
   ;
 
 cmp_op
@@ -411,7 +427,18 @@ power
 postfix
   : primary
   | call
-  | call AS scope                 { $$ = $1; $$->c = $3; $$->span.end = @3.end; }
+  | postfix AS scope
+      {
+        $$ = $1;
+        if ($1->kind != N_CALL)
+          yyerror(&@2, scanner, "'as' names the parameter scope of a call, but this is not a call");
+        else if ($1->c)
+          yyerror(&@2, scanner, "this call already has a scope name");
+        else {
+          $$->c = $3;
+          $$->span.end = @3.end;
+        }
+      }
   | postfix '[' index_items ']'   { $$ = mk(P, N_INDEX, @$); $$->a = $1; $$->list = $3; $$ = ast_finish(P, $$); }
   | postfix '.' IDENT             { $$ = mk1(P, N_MEMBER, @$, $1); $$->name = $3; }
   ;
@@ -491,18 +518,41 @@ static bool starts_expr(yysymbol_kind_t s) {
   }
 }
 
+// At the end of the file, points at the innermost bracket still open.
+static void note_unclosed(Parser *p, const LexState *ls, yysymbol_kind_t got) {
+  if (got != YYSYMBOL_YYEOF || ls->depth == 0 || ls->depth > LEX_MAX_BRACKETS) return;
+  int at = ls->bracket_at[ls->depth - 1];
+  diag_note(p->diag, (Span){p->file, at, at + 1}, "the '%c' opened here is not closed",
+            ls->brackets[ls->depth - 1]);
+}
+
 static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner) {
   Parser *p = P;
   p->syntax_errors++;
+  LexState *ls = yyget_extra(scanner);
+  if (ls->suppress_syntax_error) {
+    ls->suppress_syntax_error = false;
+    return 0;
+  }
   yysymbol_kind_t got = yypcontext_token(ctx);
   const YYLTYPE *loc = yypcontext_location(ctx);
   Span at = *loc;
-  if (got == YYSYMBOL_YYEOF) { at.begin = at.end = p->diag->files[p->file]->len; }
+  const Source *src = p->diag->files[p->file];
+  if (got == YYSYMBOL_YYEOF) at = (Span){p->file, src->len, src->len};
+  // A token on a later line than the one before it: the statement was cut
+  // short at the end of that earlier line, so say so there.
+  int l1, c1, l2, c2;
+  diag_line_col(src, ls->prev_tok_end, &l1, &c1);
+  diag_line_col(src, at.begin, &l2, &c2);
+  bool cut = l2 > l1 && ls->prev_tok_end > 0;
+  if (cut) at = (Span){p->file, ls->prev_tok_end, ls->prev_tok_end};
 
   char what[160];
-  const char *text = p->diag->files[p->file]->text;
+  const char *text = src->text;
   int len = at.end - at.begin;
-  if ((got == YYSYMBOL_IDENT || got == YYSYMBOL_INT || got == YYSYMBOL_FLOAT) && len <= 40)
+  if (cut)
+    snprintf(what, sizeof what, "%s", got == YYSYMBOL_YYEOF ? "end of file" : "end of line");
+  else if ((got == YYSYMBOL_IDENT || got == YYSYMBOL_INT || got == YYSYMBOL_FLOAT) && len <= 40)
     snprintf(what, sizeof what, "%s '%.*s'", yysymbol_name(got), len, text + at.begin);
   else
     snprintf(what, sizeof what, "%s", yysymbol_name(got));
@@ -523,6 +573,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner) {
   if (any_expr) names[k++] = "an expression";
   if (n <= 0 || k > 6) {
     diag_error(p->diag, at, "unexpected %s", what);
+    note_unclosed(p, ls, got);
     return 0;
   }
   char list[512] = "";
@@ -532,5 +583,6 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner) {
     strncat(list, names[i], sizeof list - strlen(list) - 1);
   }
   diag_error(p->diag, at, "unexpected %s, expected %s", what, list);
+  note_unclosed(p, ls, got);
   return 0;
 }

@@ -1,0 +1,105 @@
+// support.c: helpers shared by the test suites.
+//
+// Criterion runs each test in its own process and ignores LeakSanitizer's
+// report at exit, so leak_check asks LeakSanitizer directly at the end of
+// every test and fails the test when anything leaked.
+#include "support.h"
+
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define HAVE_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/lsan_interface.h>
+#define HAVE_LSAN 1
+#endif
+#endif
+
+void leak_check(void) {
+#ifdef HAVE_LSAN
+  cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "this test leaked memory (see above)");
+#endif
+}
+
+static int check_with(const char *path, const char *name, const char *text, char **out) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  Compilation c;
+  compilation_init(&c, f);
+  c.diag.color = false;
+  compilation_default_search(&c, NULL);
+  if (path) module_load_file(&c, path);
+  else module_load_text(&c, name, text, strlen(text));
+  for (int i = 0; i < c.nmodules; i++) resolve_module(&c, c.modules[i]);
+  int errors = c.diag.errors;
+  compilation_free(&c);
+  fclose(f);
+  if (out) *out = buf;
+  else free(buf);
+  return errors;
+}
+
+int check_source(const char *name, const char *text, char **out) {
+  return check_with(NULL, name, text, out);
+}
+
+int check_file(const char *path, char **out) { return check_with(path, NULL, NULL, out); }
+
+char *parse_dump(const char *text, char **diag) {
+  char *dbuf = NULL, *abuf = NULL;
+  size_t dlen = 0, alen = 0;
+  FILE *df = open_memstream(&dbuf, &dlen);
+  Arena arena = {0};
+  Diag d;
+  diag_init(&d, df);
+  d.color = false;
+  size_t n = strlen(text);
+  int file = diag_add_source(&d, "t.smelt", memcpy(xmalloc(n + 1), text, n + 1), (int)n);
+  Node *root = parse_source(&arena, &d, file);
+  FILE *af = open_memstream(&abuf, &alen);
+  dump_ast(af, root);
+  fclose(af);
+  int errors = d.errors;
+  diag_free(&d);
+  arena_free(&arena);
+  fclose(df);
+  if (diag) {
+    *diag = dbuf;
+  } else {
+    cr_expect_eq(errors, 0, "unexpected syntax errors:\n%s", dbuf);
+    free(dbuf);
+  }
+  return abuf;
+}
+
+char *slurp(const char *path) {
+  size_t len;
+  char *text = file_read(path, &len);
+  cr_assert_not_null(text, "cannot read %s", path);
+  return text;
+}
+
+int run_cmd(const char *cmd, char **out) {
+  char full[4096];
+  snprintf(full, sizeof full, "%s 2>&1", cmd);
+  FILE *p = popen(full, "r");
+  cr_assert_not_null(p, "cannot run %s", cmd);
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap);
+  size_t got;
+  while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+    n += got;
+    if (n + 1 >= cap) buf = realloc(buf, cap *= 2);
+  }
+  buf[n] = '\0';
+  int status = pclose(p);
+  if (out) *out = buf;
+  else free(buf);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}

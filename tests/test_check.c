@@ -1,0 +1,222 @@
+// test_check.c: whole files through the front end and the command line.
+//
+// The stdlib and every example check clean; imports are found where the
+// language reference says; the CLI's exit statuses and outputs hold.
+#include <criterion/criterion.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "support.h"
+
+TestSuite(check, .fini = leak_check);
+
+static void expect_clean(const char *path) {
+  char *out;
+  int errors = check_file(path, &out);
+  cr_expect_eq(errors, 0, "%s has errors:\n%s", path, out);
+  free(out);
+}
+
+Test(check, stdlib_is_clean) { expect_clean("stdlib/nn.smelt"); }
+Test(check, mlp_is_clean) { expect_clean("examples/mlp.smelt"); }
+Test(check, cnn_is_clean) { expect_clean("examples/cnn.smelt"); }
+Test(check, gpt_is_clean) { expect_clean("examples/gpt.smelt"); }
+Test(check, lstm_is_clean) { expect_clean("examples/lstm.smelt"); }
+
+Test(check, stdlib_has_every_layer) {
+  const char *layers[] = {"linear", "relu", "gelu", "softmax", "log_softmax", "cross_entropy",
+                          "mse", "layernorm", "rmsnorm", "dropout", "embedding", "conv2d",
+                          "max_pool2d", "avg_pool2d", "causal_self_attention", "mlp",
+                          "transformer_block", "lstm_cell"};
+  char src[4096] = "import \"nn\"\nmodel m {\n  input x: f32[2, 4]\n";
+  for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) {
+    char line[128];
+    snprintf(line, sizeof line, "  let v%zu = %s\n", i, layers[i]);
+    strcat(src, line);
+  }
+  strcat(src, "}\n");
+  // Naming a function without calling it is an error that proves it exists;
+  // an unknown name would say "unknown name" instead.
+  char *out;
+  int errors = check_source("layers.smelt", src, &out);
+  cr_expect_eq(errors, (int)(sizeof layers / sizeof *layers), "%s", out);
+  cr_expect(strstr(out, "unknown") == NULL, "%s", out);
+  free(out);
+  // sigmoid and tanh are primitives, usable everywhere
+  cr_expect_eq(check_source("p.smelt", "fn f(x) {\n  return sigmoid(x) + tanh(x)\n}\n", NULL), 0);
+}
+
+Test(check, train_block_is_stored) {
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_file(&c, "examples/mlp.smelt");
+  for (int i = 0; i < c.nmodules; i++) resolve_module(&c, c.modules[i]);
+  cr_assert_eq(c.diag.errors, 0);
+  cr_assert_not_null(m->train);
+  TrainConfig *t = m->train;
+  cr_expect_str_eq(t->optimizer, "adamw");
+  cr_expect_float_eq(t->lr, 1e-3, 1e-12);
+  cr_expect_float_eq(t->weight_decay, 0.01, 1e-12);
+  cr_expect_float_eq(t->beta2, 0.999, 1e-12);
+  cr_expect_str_eq(t->schedule, "cosine");
+  cr_expect_eq(t->warmup, 100);
+  cr_expect_eq(t->epochs, 5);
+  cr_expect_eq(t->batch, 128);
+  cr_expect_eq(t->precision, PREC_FP32);
+  cr_expect_eq(t->ndata, 4);
+  cr_expect_str_eq(t->data[0].split, "train");
+  cr_expect_str_eq(t->data[0].inputs[0], "x");
+  cr_expect_float_eq(t->data[0].scale, 1.0 / 255, 1e-12);
+  cr_expect_str_eq(t->data[3].split, "test");
+  compilation_free(&c);
+}
+
+// A scratch folder under build/, removed by the caller.
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f, "cannot write %s", path);
+  fputs(text, f);
+  fclose(f);
+}
+
+Test(check, imports_search_folder_then_stdlib_then_smelt_path) {
+  char dir[] = "/tmp/smelt-test-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char p[PATH_MAX + 64], lib[PATH_MAX];
+  snprintf(lib, sizeof lib, "%s/lib", dir);
+  mkdir(lib, 0700);
+  // a local nn.smelt shadows the stdlib's
+  snprintf(p, sizeof p, "%s/nn.smelt", dir);
+  write_file(p, "fn only_local(x) {\n  return x\n}\n");
+  snprintf(p, sizeof p, "%s/extra.smelt", lib);
+  write_file(p, "fn from_path(x) {\n  return x\n}\n");
+  snprintf(p, sizeof p, "%s/main.smelt", dir);
+  write_file(p, "import \"nn\"\nimport \"extra\"\nfn f(x) {\n  return from_path(only_local(x))\n}\n");
+  setenv("SMELT_PATH", lib, 1);
+  char *out;
+  cr_expect_eq(check_file(p, &out), 0, "%s", out);
+  free(out);
+  unsetenv("SMELT_PATH");
+  cr_expect_eq(check_file(p, &out), 1, "extra.smelt found without SMELT_PATH:\n%s", out);
+  cr_expect(strstr(out, "cannot find module \"extra\"") != NULL, "%s", out);
+  free(out);
+  char cmd[PATH_MAX + 16];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_expect_eq(system(cmd), 0);
+}
+
+Test(check, module_imported_twice_is_parsed_once) {
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  module_load_file(&c, "examples/mlp.smelt");
+  module_load_file(&c, "examples/cnn.smelt");
+  cr_expect_eq(c.nmodules, 3);   // mlp, nn, cnn
+  for (int i = 0; i < c.nmodules; i++) resolve_module(&c, c.modules[i]);
+  cr_expect_eq(c.diag.errors, 0);
+  compilation_free(&c);
+}
+
+Test(check, weight_sharing_by_repeated_scope_is_allowed) {
+  cr_expect_eq(check_source("share.smelt",
+                            "import \"nn\"\nmodel m {\n  input x: f32[2, 4]\n"
+                            "  let a = linear(x, 4) as shared\n  let b = linear(a, 4) as shared\n"
+                            "  output y = b\n}\n", NULL), 0);
+}
+
+Test(check, shadowing_in_an_inner_block_is_allowed) {
+  cr_expect_eq(check_source("shadow.smelt",
+                            "fn f(x, n: int) {\n  let y = x\n  if n > 1 {\n    let y = x * 2\n"
+                            "    x = y\n  }\n  return x + y\n}\n", NULL), 0);
+}
+
+Test(check, dims_are_visible_in_the_body) {
+  cr_expect_eq(check_source("dims.smelt",
+                            "fn f(x: f32[..., B, C], k: int = C) -> f32[B, C] {\n"
+                            "  let n = B * C * k\n  return x.sum(axis = 1)\n}\n", NULL), 0);
+}
+
+// ---- the command line
+
+static const char *smelt(void) {
+  static char path[PATH_MAX];
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  cr_assert_gt(n, 0);
+  exe[n] = '\0';
+  snprintf(path, sizeof path, "NO_COLOR=1 %s/smelt", dirname(exe));
+  return path;
+}
+
+static int smelt_run(const char *args, char **out) {
+  char cmd[PATH_MAX * 2];
+  snprintf(cmd, sizeof cmd, "%s %s", smelt(), args);
+  return run_cmd(cmd, out);
+}
+
+Test(cli, check_examples_exits_zero) {
+  char *out;
+  cr_expect_eq(smelt_run("check examples/mlp.smelt examples/cnn.smelt examples/gpt.smelt "
+                         "examples/lstm.smelt stdlib/nn.smelt", &out), 0, "%s", out);
+  cr_expect_str_eq(out, "");
+  free(out);
+}
+
+Test(cli, errors_exit_one_and_count) {
+  char *out;
+  cr_expect_eq(smelt_run("check tests/diag/syntax_several_errors.smelt tests/diag/unknown_name.smelt",
+                         &out), 1);
+  cr_expect(strstr(out, "\n4 errors\n") != NULL, "%s", out);
+  free(out);
+}
+
+Test(cli, usage_errors_exit_two) {
+  char *out;
+  cr_expect_eq(smelt_run("", &out), 2);
+  free(out);
+  cr_expect_eq(smelt_run("check", &out), 2);
+  cr_expect(strstr(out, "'check' needs at least one model file") != NULL, "%s", out);
+  free(out);
+  cr_expect_eq(smelt_run("check --bogus examples/mlp.smelt", &out), 2);
+  cr_expect(strstr(out, "unknown option '--bogus'") != NULL, "%s", out);
+  free(out);
+  cr_expect_eq(smelt_run("frobnicate x", &out), 2);
+  cr_expect(strstr(out, "unknown command 'frobnicate'") != NULL, "%s", out);
+  free(out);
+  cr_expect_eq(smelt_run("dump --stage=llvm examples/mlp.smelt", &out), 2);
+  free(out);
+}
+
+Test(cli, version_and_help) {
+  char *out;
+  cr_expect_eq(smelt_run("--version", &out), 0);
+  cr_expect(strncmp(out, "smelt ", 6) == 0, "%s", out);
+  free(out);
+  cr_expect_eq(smelt_run("help", &out), 0);
+  cr_expect(strstr(out, "usage: smelt") != NULL);
+  free(out);
+}
+
+Test(cli, dump_ast_matches_golden) {
+  char *out;
+  cr_expect_eq(smelt_run("dump --stage=ast examples/mlp.smelt", &out), 0);
+  char *want = slurp("tests/golden/mlp.ast");
+  cr_expect_str_eq(out, want);
+  free(out);
+  free(want);
+}
+
+Test(cli, summary_of_an_example) {
+  char *out;
+  cr_expect_eq(smelt_run("check --summary examples/mlp.smelt", &out), 0);
+  cr_expect(strstr(out, "examples/mlp.smelt: ok\n") != NULL, "%s", out);
+  cr_expect(strstr(out, "  model mlp(B = 128, H = 256)\n") != NULL, "%s", out);
+  cr_expect(strstr(out, "  inputs: x: f32[B, 784], y: i32[B]\n") != NULL, "%s", out);
+  cr_expect(strstr(out, "adamw(lr = 0.001)") != NULL, "%s", out);
+  free(out);
+}
