@@ -73,8 +73,8 @@ $(BUILD)/libsmeltrt.so: $(RUNTIME_OBJ)
 $(BUILD)/smelt-tests: $(TEST_OBJ) $(BUILD)/libsmeltc.a $(BUILD)/libsmeltrt.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lcriterion -lm
 
-$(BUILD)/leak-canary: tests/leak_canary.c
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< -lcriterion
+$(BUILD)/leak-canary: $(BUILD)/obj/tests/leak_canary.o $(BUILD)/obj/tests/support.o $(BUILD)/libsmeltc.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lcriterion -lm
 
 TEST_ENV = NO_COLOR=1 SMELT_PATH=
 
@@ -83,7 +83,7 @@ test: deps all $(BUILD)/smelt-tests fuzz-smoke
 
 # Sanitizers: every suite under ASan + UBSan. Criterion ignores leak reports
 # from its test processes, so each suite's teardown asks LeakSanitizer itself
-# (tests/support.c); the canary proves that a leak does fail a test.
+# (TEST in tests/support.h); the canary proves that a leak does fail a test.
 test-asan: deps
 	$(MAKE) BUILD=build-asan CC=gcc OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \

@@ -2,7 +2,7 @@
 //
 // Criterion runs each test in its own process and ignores LeakSanitizer's
 // report at exit, so leak_check asks LeakSanitizer directly at the end of
-// every test and fails the test when anything leaked.
+// every test body (see TEST in support.h) and fails the test on a leak.
 #include "support.h"
 
 #include <criterion/criterion.h>

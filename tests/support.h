@@ -22,7 +22,26 @@ char *slurp(const char *path);
 // Runs a shell command; returns its exit status and its stdout+stderr in *out.
 int run_cmd(const char *cmd, char **out);
 
-// Teardown for every suite: under ASan, a test that leaks fails.
+// Under ASan, fails the calling test when anything it allocated is leaked.
 void leak_check(void);
+
+// Test and ParameterizedTest with leak_check at the end of the body, where a
+// failed assertion fails the test: Criterion ignores leak reports from its
+// test processes, and ignores assertions that fail in a .fini hook.
+#define TEST(suite, name, ...)                                                 \
+  static void suite##__##name(void);                                           \
+  Test(suite, name, ##__VA_ARGS__) {                                           \
+    suite##__##name();                                                         \
+    leak_check();                                                              \
+  }                                                                            \
+  static void suite##__##name(void)
+
+#define PARAM_TEST(type, param, suite, name)                                   \
+  static void suite##__##name(type param);                                     \
+  ParameterizedTest(type param, suite, name) {                                 \
+    suite##__##name(param);                                                    \
+    leak_check();                                                              \
+  }                                                                            \
+  static void suite##__##name(type param)
 
 #endif

@@ -12,8 +12,6 @@
 
 #include "support.h"
 
-TestSuite(check, .fini = leak_check);
-
 static void expect_clean(const char *path) {
   char *out;
   int errors = check_file(path, &out);
@@ -21,13 +19,13 @@ static void expect_clean(const char *path) {
   free(out);
 }
 
-Test(check, stdlib_is_clean) { expect_clean("stdlib/nn.smelt"); }
-Test(check, mlp_is_clean) { expect_clean("examples/mlp.smelt"); }
-Test(check, cnn_is_clean) { expect_clean("examples/cnn.smelt"); }
-Test(check, gpt_is_clean) { expect_clean("examples/gpt.smelt"); }
-Test(check, lstm_is_clean) { expect_clean("examples/lstm.smelt"); }
+TEST(check, stdlib_is_clean) { expect_clean("stdlib/nn.smelt"); }
+TEST(check, mlp_is_clean) { expect_clean("examples/mlp.smelt"); }
+TEST(check, cnn_is_clean) { expect_clean("examples/cnn.smelt"); }
+TEST(check, gpt_is_clean) { expect_clean("examples/gpt.smelt"); }
+TEST(check, lstm_is_clean) { expect_clean("examples/lstm.smelt"); }
 
-Test(check, stdlib_has_every_layer) {
+TEST(check, stdlib_has_every_layer) {
   const char *layers[] = {"linear", "relu", "gelu", "softmax", "log_softmax", "cross_entropy",
                           "mse", "layernorm", "rmsnorm", "dropout", "embedding", "conv2d",
                           "max_pool2d", "avg_pool2d", "causal_self_attention", "mlp",
@@ -50,7 +48,7 @@ Test(check, stdlib_has_every_layer) {
   cr_expect_eq(check_source("p.smelt", "fn f(x) {\n  return sigmoid(x) + tanh(x)\n}\n", NULL), 0);
 }
 
-Test(check, train_block_is_stored) {
+TEST(check, train_block_is_stored) {
   Compilation c;
   compilation_init(&c, stderr);
   compilation_default_search(&c, NULL);
@@ -84,7 +82,7 @@ static void write_file(const char *path, const char *text) {
   fclose(f);
 }
 
-Test(check, imports_search_folder_then_stdlib_then_smelt_path) {
+TEST(check, imports_search_folder_then_stdlib_then_smelt_path) {
   char dir[] = "/tmp/smelt-test-XXXXXX";
   cr_assert_not_null(mkdtemp(dir));
   char p[PATH_MAX + 64], lib[PATH_MAX];
@@ -110,7 +108,7 @@ Test(check, imports_search_folder_then_stdlib_then_smelt_path) {
   cr_expect_eq(system(cmd), 0);
 }
 
-Test(check, module_imported_twice_is_parsed_once) {
+TEST(check, module_imported_twice_is_parsed_once) {
   Compilation c;
   compilation_init(&c, stderr);
   compilation_default_search(&c, NULL);
@@ -122,20 +120,20 @@ Test(check, module_imported_twice_is_parsed_once) {
   compilation_free(&c);
 }
 
-Test(check, weight_sharing_by_repeated_scope_is_allowed) {
+TEST(check, weight_sharing_by_repeated_scope_is_allowed) {
   cr_expect_eq(check_source("share.smelt",
                             "import \"nn\"\nmodel m {\n  input x: f32[2, 4]\n"
                             "  let a = linear(x, 4) as shared\n  let b = linear(a, 4) as shared\n"
                             "  output y = b\n}\n", NULL), 0);
 }
 
-Test(check, shadowing_in_an_inner_block_is_allowed) {
+TEST(check, shadowing_in_an_inner_block_is_allowed) {
   cr_expect_eq(check_source("shadow.smelt",
                             "fn f(x, n: int) {\n  let y = x\n  if n > 1 {\n    let y = x * 2\n"
                             "    x = y\n  }\n  return x + y\n}\n", NULL), 0);
 }
 
-Test(check, dims_are_visible_in_the_body) {
+TEST(check, dims_are_visible_in_the_body) {
   cr_expect_eq(check_source("dims.smelt",
                             "fn f(x: f32[..., B, C], k: int = C) -> f32[B, C] {\n"
                             "  let n = B * C * k\n  return x.sum(axis = 1)\n}\n", NULL), 0);
@@ -159,7 +157,7 @@ static int smelt_run(const char *args, char **out) {
   return run_cmd(cmd, out);
 }
 
-Test(cli, check_examples_exits_zero) {
+TEST(cli, check_examples_exits_zero) {
   char *out;
   cr_expect_eq(smelt_run("check examples/mlp.smelt examples/cnn.smelt examples/gpt.smelt "
                          "examples/lstm.smelt stdlib/nn.smelt", &out), 0, "%s", out);
@@ -167,7 +165,7 @@ Test(cli, check_examples_exits_zero) {
   free(out);
 }
 
-Test(cli, errors_exit_one_and_count) {
+TEST(cli, errors_exit_one_and_count) {
   char *out;
   cr_expect_eq(smelt_run("check tests/diag/syntax_several_errors.smelt tests/diag/unknown_name.smelt",
                          &out), 1);
@@ -175,7 +173,7 @@ Test(cli, errors_exit_one_and_count) {
   free(out);
 }
 
-Test(cli, usage_errors_exit_two) {
+TEST(cli, usage_errors_exit_two) {
   char *out;
   cr_expect_eq(smelt_run("", &out), 2);
   free(out);
@@ -192,7 +190,7 @@ Test(cli, usage_errors_exit_two) {
   free(out);
 }
 
-Test(cli, version_and_help) {
+TEST(cli, version_and_help) {
   char *out;
   cr_expect_eq(smelt_run("--version", &out), 0);
   cr_expect(strncmp(out, "smelt ", 6) == 0, "%s", out);
@@ -202,7 +200,7 @@ Test(cli, version_and_help) {
   free(out);
 }
 
-Test(cli, dump_ast_matches_golden) {
+TEST(cli, dump_ast_matches_golden) {
   char *out;
   cr_expect_eq(smelt_run("dump --stage=ast examples/mlp.smelt", &out), 0);
   char *want = slurp("tests/golden/mlp.ast");
@@ -211,7 +209,7 @@ Test(cli, dump_ast_matches_golden) {
   free(want);
 }
 
-Test(cli, summary_of_an_example) {
+TEST(cli, summary_of_an_example) {
   char *out;
   cr_expect_eq(smelt_run("check --summary examples/mlp.smelt", &out), 0);
   cr_expect(strstr(out, "examples/mlp.smelt: ok\n") != NULL, "%s", out);

@@ -19,8 +19,6 @@
 
 #include "support.h"
 
-TestSuite(diag, .fini = leak_check);
-
 typedef struct {
   char name[128];
 } DiagCase;
@@ -57,7 +55,7 @@ static const char *smelt_binary(void) {
   return path;
 }
 
-ParameterizedTest(DiagCase *c, diag, golden) {
+PARAM_TEST(DiagCase *, c, diag, golden) {
   char cmd[PATH_MAX * 2], want_path[256];
   snprintf(cmd, sizeof cmd, "NO_COLOR=1 SMELT_PATH= %s check tests/diag/%s.smelt", smelt_binary(),
            c->name);
@@ -74,7 +72,7 @@ ParameterizedTest(DiagCase *c, diag, golden) {
   free(want);
 }
 
-Test(diag, there_are_many_golden_cases) {
+TEST(diag, there_are_many_golden_cases) {
   DIR *dir = opendir("tests/diag");
   int n = 0;
   for (struct dirent *e; (e = readdir(dir));) n += strstr(e->d_name, ".smelt") != NULL;
@@ -82,7 +80,7 @@ Test(diag, there_are_many_golden_cases) {
   cr_expect_geq(n, 40, "only %d diagnostic cases", n);
 }
 
-Test(diag, colour_only_when_asked) {
+TEST(diag, colour_only_when_asked) {
   char *out;
   char cmd[PATH_MAX * 2];
   snprintf(cmd, sizeof cmd, "%s check --color=always tests/diag/unknown_name.smelt", smelt_binary());
@@ -95,7 +93,7 @@ Test(diag, colour_only_when_asked) {
   free(out);
 }
 
-Test(diag, no_color_wins_over_a_terminal) {
+TEST(diag, no_color_wins_over_a_terminal) {
   setenv("NO_COLOR", "1", 1);
   cr_expect_not(diag_color_default(stderr));
   setenv("NO_COLOR", "", 1);   // empty means unset, as no-color.org says
@@ -104,7 +102,7 @@ Test(diag, no_color_wins_over_a_terminal) {
   fclose(f);
 }
 
-Test(diag, columns_count_characters_and_tabs_line_up) {
+TEST(diag, columns_count_characters_and_tabs_line_up) {
   char *out;
   int errors = check_source("u.smelt", "fn f(x) {\n\tlet s = \"\xc3\xa9\xc3\xa9\" + zzzz\n\treturn x\n}\n", &out);
   cr_expect_eq(errors, 1);
@@ -113,7 +111,7 @@ Test(diag, columns_count_characters_and_tabs_line_up) {
   free(out);
 }
 
-Test(diag, error_limit) {
+TEST(diag, error_limit) {
   char src[4096] = "fn f(x) {\n";
   for (int i = 0; i < 30; i++) strcat(src, "  let a = nope\n");
   strcat(src, "  return x\n}\n");
@@ -133,7 +131,7 @@ static double seconds(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-Test(diag, ten_megabyte_line_is_shown_as_a_window) {
+TEST(diag, ten_megabyte_line_is_shown_as_a_window) {
   size_t n = 10u << 20;
   char *src = malloc(n + 64);
   strcpy(src, "fn f(x) {\n  let a = x");
@@ -155,7 +153,7 @@ Test(diag, ten_megabyte_line_is_shown_as_a_window) {
   free(src);
 }
 
-Test(diag, binary_garbage_is_an_error_not_a_crash) {
+TEST(diag, binary_garbage_is_an_error_not_a_crash) {
   char src[8192];
   unsigned x = 12345;
   for (size_t i = 0; i < sizeof src - 1; i++) {
@@ -170,7 +168,7 @@ Test(diag, binary_garbage_is_an_error_not_a_crash) {
   free(out);
 }
 
-Test(diag, nul_bytes_are_reported) {
+TEST(diag, nul_bytes_are_reported) {
   Compilation c;
   char *buf;
   size_t len;
@@ -185,7 +183,7 @@ Test(diag, nul_bytes_are_reported) {
   free(buf);
 }
 
-Test(diag, deep_unary_chain_is_an_error) {
+TEST(diag, deep_unary_chain_is_an_error) {
   size_t n = 200000;
   char *src = malloc(n + 64);
   strcpy(src, "fn f(x) {\n  return ");
@@ -200,7 +198,7 @@ Test(diag, deep_unary_chain_is_an_error) {
   free(src);
 }
 
-Test(diag, deep_brackets_are_an_error) {
+TEST(diag, deep_brackets_are_an_error) {
   size_t n = 100000;
   char *src = malloc(2 * n + 64);
   strcpy(src, "fn f(x) {\n  return ");
@@ -216,7 +214,7 @@ Test(diag, deep_brackets_are_an_error) {
   free(src);
 }
 
-Test(diag, unterminated_string_at_end_of_file) {
+TEST(diag, unterminated_string_at_end_of_file) {
   char *out;
   int errors = check_source("s.smelt", "import \"nn", &out);
   cr_expect_eq(errors, 1);
@@ -224,7 +222,7 @@ Test(diag, unterminated_string_at_end_of_file) {
   free(out);
 }
 
-Test(diag, missing_file) {
+TEST(diag, missing_file) {
   char *out;
   int errors = check_file("tests/diag/does-not-exist.smelt", &out);
   cr_expect_eq(errors, 1);
@@ -232,7 +230,7 @@ Test(diag, missing_file) {
   free(out);
 }
 
-Test(diag, folder_instead_of_file) {
+TEST(diag, folder_instead_of_file) {
   char *out;
   int errors = check_file("tests/diag", &out);
   cr_expect_eq(errors, 1);

@@ -8,8 +8,6 @@
 
 #include "support.h"
 
-TestSuite(parse, .fini = leak_check);
-
 static void expect_ast(const char *src, const char *want) {
   char *got = parse_dump(src, NULL);
   cr_expect_str_eq(got, want, "source:\n%s\ngot:\n%s\nwant:\n%s", src, got, want);
@@ -24,39 +22,39 @@ static void expect_expr(const char *expr, const char *want) {
   expect_ast(src, full);
 }
 
-Test(parse, empty_file) { expect_ast("", ""); }
+TEST(parse, empty_file) { expect_ast("", ""); }
 
-Test(parse, comments_and_blank_lines) {
+TEST(parse, comments_and_blank_lines) {
   expect_ast("# a comment\n\n   # another\nimport \"nn\" # trailing\n\n", "import \"nn\"\n");
 }
 
-Test(parse, import) { expect_ast("import \"nn\"; import \"lib/x.smelt\"\n", "import \"nn\"\nimport \"lib/x.smelt\"\n"); }
+TEST(parse, import) { expect_ast("import \"nn\"; import \"lib/x.smelt\"\n", "import \"nn\"\nimport \"lib/x.smelt\"\n"); }
 
-Test(parse, fn_with_typed_and_ct_params) {
+TEST(parse, fn_with_typed_and_ct_params) {
   expect_ast("fn linear(x: f32[..., I], out: int, bias: bool = true, s: str = \"a\", p: float = 0.5) "
              "-> f32[..., out] {\n  return x\n}\n",
              "fn linear(x: f32[..., I], out: int, bias: bool = true, s: str = \"a\", p: float = 0.5) "
              "-> f32[..., out]\n  return x\n");
 }
 
-Test(parse, fn_untyped_params_and_tuple_result) {
+TEST(parse, fn_untyped_params_and_tuple_result) {
   expect_ast("fn f(a, b = 2) -> (f32[B, H], f32[B, H]) { return a, b }",
              "fn f(a, b = 2) -> (f32[B, H], f32[B, H])\n  return a, b\n");
 }
 
-Test(parse, fn_no_params_trailing_comma) {
+TEST(parse, fn_no_params_trailing_comma) {
   expect_ast("fn f() { return }\nfn g(a, b,) { return a }\n",
              "fn f()\n  return\nfn g(a, b)\n  return a\n");
 }
 
-Test(parse, model_with_sizes) {
+TEST(parse, model_with_sizes) {
   expect_ast("model gpt(B = 64, T = 128, C = 4 * 64, L) {\n}\n",
              "model gpt(B = 64, T = 128, C = (* 4 64), L)\n");
 }
 
-Test(parse, model_without_sizes) { expect_ast("model m { }", "model m()\n"); }
+TEST(parse, model_without_sizes) { expect_ast("model m { }", "model m()\n"); }
 
-Test(parse, model_statements) {
+TEST(parse, model_statements) {
   expect_ast("model m(B = 2) {\n"
              "  input x: f32[B, 784]\n"
              "  input y: i32[B]\n"
@@ -76,13 +74,13 @@ Test(parse, model_statements) {
              "  loss (call cross_entropy logits y)\n");
 }
 
-Test(parse, let_forms) {
+TEST(parse, let_forms) {
   expect_ast("fn f(x) {\n  let a = x\n  let b: f32[2, 3] = x\n  let c, d = g(x)\n  a = b\n  c, d = d, c\n}\n",
              "fn f(x)\n  let a = x\n  let b: f32[2, 3] = x\n  let c, d = (call g x)\n  a = b\n"
              "  c, d = (tuple d c)\n");
 }
 
-Test(parse, for_and_if) {
+TEST(parse, for_and_if) {
   expect_ast("fn f(x, n: int) {\n"
              "  for i in 0..n {\n    x = g(x) as blocks[i]\n  }\n"
              "  if n > 2 {\n    x = x\n  } else if n == 1 {\n    x = -x\n  }\n  else {\n    x = x * 2\n  }\n"
@@ -93,21 +91,21 @@ Test(parse, for_and_if) {
              "  return x\n");
 }
 
-Test(parse, assert_forms) {
+TEST(parse, assert_forms) {
   expect_ast("fn f(c: int) {\n  assert c % 2 == 0\n  assert c > 0, \"c must be positive\"\n  return c\n}\n",
              "fn f(c: int)\n  assert (== (% c 2) 0)\n  assert (> c 0) \"c must be positive\"\n  return c\n");
 }
 
-Test(parse, expression_statement_parses) {
+TEST(parse, expression_statement_parses) {
   expect_ast("fn f(x) {\n  g(x)\n  return x\n}\n", "fn f(x)\n  (call g x)\n  return x\n");
 }
 
-Test(parse, semicolons_separate_statements) {
+TEST(parse, semicolons_separate_statements) {
   expect_ast("fn f(x) { let a = x; let b = a; return b }",
              "fn f(x)\n  let a = x\n  let b = a\n  return b\n");
 }
 
-Test(parse, literals) {
+TEST(parse, literals) {
   expect_expr("42", "42");
   expect_expr("1_000_000", "1000000");
   expect_expr("0.5", "0.5");
@@ -118,14 +116,14 @@ Test(parse, literals) {
   expect_expr("false", "false");
 }
 
-Test(parse, arithmetic_precedence) {
+TEST(parse, arithmetic_precedence) {
   expect_expr("a + b * c", "(+ a (* b c))");
   expect_expr("a - b - c", "(- (- a b) c)");
   expect_expr("a / b // c % d @ e", "(@ (% (// (/ a b) c) d) e)");
   expect_expr("(a + b) * c", "(* (+ a b) c)");
 }
 
-Test(parse, power_is_right_associative_and_binds_tighter_than_unary) {
+TEST(parse, power_is_right_associative_and_binds_tighter_than_unary) {
   expect_expr("a ** b ** c", "(** a (** b c))");
   expect_expr("-x ** 2", "(- (** x 2))");
   expect_expr("x ** -y", "(** x (- y))");
@@ -133,7 +131,7 @@ Test(parse, power_is_right_associative_and_binds_tighter_than_unary) {
   expect_expr("+x", "(+ x)");
 }
 
-Test(parse, comparisons_and_logic) {
+TEST(parse, comparisons_and_logic) {
   expect_expr("a < b and c >= d or not e", "(or (and (< a b) (>= c d)) (not e))");
   expect_expr("a == b", "(== a b)");
   expect_expr("a != b", "(!= a b)");
@@ -141,18 +139,18 @@ Test(parse, comparisons_and_logic) {
   expect_expr("not a and b", "(and (not a) b)");
 }
 
-Test(parse, matmul_binds_like_mul) {
+TEST(parse, matmul_binds_like_mul) {
   expect_expr("x @ w + b", "(+ (@ x w) b)");
 }
 
-Test(parse, calls_and_keyword_args) {
+TEST(parse, calls_and_keyword_args) {
   expect_expr("f()", "(call f)");
   expect_expr("f(x, 1, axis = -1, keep = true)", "(call f x 1 axis=(- 1) keep=true)");
   expect_expr("f(x,)", "(call f x)");
   expect_expr("f(g(x))(y)", "(call (call f (call g x)) y)");
 }
 
-Test(parse, scopes_with_as) {
+TEST(parse, scopes_with_as) {
   expect_expr("linear(x, 10) as fc1", "(call linear x 10 as fc1)");
   expect_expr("block(x) as blocks[i + 1]", "(call block x as blocks[(+ i 1)])");
   expect_expr("block(x) as \"enc.0\"", "(call block x as \"enc.0\")");
@@ -162,14 +160,14 @@ Test(parse, scopes_with_as) {
   expect_expr("f(x) as s.T", "(. (call f x as s) T)");
 }
 
-Test(parse, methods_and_properties) {
+TEST(parse, methods_and_properties) {
   expect_expr("x.reshape(B, -1).T", "(. (call (. x reshape) B (- 1)) T)");
   expect_expr("x.sum(axis = -1, keep = true)", "(call (. x sum) axis=(- 1) keep=true)");
   expect_expr("x.transpose(1, 2)", "(call (. x transpose) 1 2)");
   expect_expr("x.shape[-1]", "(index (. x shape) (- 1))");
 }
 
-Test(parse, indexing_and_slicing) {
+TEST(parse, indexing_and_slicing) {
   expect_expr("x[0]", "(index x 0)");
   expect_expr("x[:, 1:3]", "(index x (slice _ _ _) (slice 1 3 _))");
   expect_expr("x[..., -1]", "(index x ... (- 1))");
@@ -178,25 +176,25 @@ Test(parse, indexing_and_slicing) {
   expect_expr("x[i][j]", "(index (index x i) j)");
 }
 
-Test(parse, tuples) {
+TEST(parse, tuples) {
   expect_expr("(a, b)", "(tuple a b)");
   expect_expr("(a,)", "(tuple a)");
   expect_expr("(a, b, c,)", "(tuple a b c)");
   expect_expr("(a)", "a");
 }
 
-Test(parse, expressions_continue_across_lines) {
+TEST(parse, expressions_continue_across_lines) {
   expect_ast("fn f(a, b) {\n  let x = a +\n    b\n  let y = g(a,\n    b\n  )\n  let z = y[0,\n    1]\n  return x\n}\n",
              "fn f(a, b)\n  let x = (+ a b)\n  let y = (call g a b)\n  let z = (index y 0 1)\n  return x\n");
 }
 
-Test(parse, types) {
+TEST(parse, types) {
   expect_ast("fn f(a: tensor, b: f32, c: bf16[], d: i64[2, N * 3], e: u8[...], g: bool[T, T]) { return a }",
              "fn f(a: tensor, b: f32, c: bf16[], d: i64[2, (* N 3)], e: u8[...], g: bool[T, T])\n"
              "  return a\n");
 }
 
-Test(parse, train_block) {
+TEST(parse, train_block) {
   expect_ast("train {\n"
              "  optimizer = adamw(lr = 1e-3, weight_decay = 0.01)\n"
              "  schedule = cosine(warmup = 100)\n"
@@ -214,7 +212,7 @@ Test(parse, train_block) {
              "  data test\n    x = (call idx \"b.gz\")\n");
 }
 
-Test(parse, spans_cover_whole_expressions) {
+TEST(parse, spans_cover_whole_expressions) {
   const char *src = "model m {\n  let v = foo(a, b) + c\n}\n";
   Arena arena = {0};
   Diag d;
