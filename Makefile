@@ -11,7 +11,8 @@ FUZZ_CC  ?= clang-22
 BUILD    ?= build
 OPT      ?= -O2 -g
 SAN      ?=
-CFLAGS_ALL = -std=c11 -D_XOPEN_SOURCE=700 $(OPT) $(SAN) -Wall -Wextra -fPIC \
+WERROR   ?= -Werror
+CFLAGS_ALL = -std=c11 -D_XOPEN_SOURCE=700 $(OPT) $(SAN) -Wall -Wextra $(WERROR) -fPIC \
              -Icompiler -Iruntime -I$(BUILD)/gen \
              -DSMELT_STDLIB_DIR='"$(CURDIR)/stdlib"'
 LDFLAGS_ALL = $(SAN)
