@@ -9,7 +9,7 @@ static const char *kind_names[] = {
 #undef X
 };
 
-const char *ast_kind_name(NodeKind k) {
+const char *ast_kind_name(AstKind k) {
   ASSERT(k >= 0 && k < N_COUNT);
   return kind_names[k];
 }
@@ -37,28 +37,28 @@ const char *ast_op_name(int op) {
   UNREACHABLE();
 }
 
-void nodelist_push(Arena *a, NodeList *l, Node *n) {
+void astlist_push(Arena *a, AstList *l, Ast *n) {
   if (l->n == l->cap) {
     int cap = l->cap ? l->cap * 2 : 4;
-    Node **items = arena_alloc(a, sizeof(Node *) * (size_t)cap);
-    if (l->n) memcpy(items, l->items, sizeof(Node *) * (size_t)l->n);
+    Ast **items = arena_alloc(a, sizeof(Ast *) * (size_t)cap);
+    if (l->n) memcpy(items, l->items, sizeof(Ast *) * (size_t)l->n);
     l->items = items;
     l->cap = cap;
   }
   l->items[l->n++] = n;
 }
 
-Node *ast_new(Parser *p, NodeKind k, Span at) {
-  Node *n = arena_alloc(p->arena, sizeof *n);
+Ast *ast_new(Parser *p, AstKind k, Span at) {
+  Ast *n = arena_alloc(p->arena, sizeof *n);
   n->kind = k;
   n->span = at;
   n->depth = 1;
   return n;
 }
 
-static int depth_of(const Node *n) { return n ? n->depth : 0; }
+static int depth_of(const Ast *n) { return n ? n->depth : 0; }
 
-Node *ast_finish(Parser *p, Node *n) {
+Ast *ast_finish(Parser *p, Ast *n) {
   int d = depth_of(n->a);
   if (depth_of(n->b) > d) d = depth_of(n->b);
   if (depth_of(n->c) > d) d = depth_of(n->c);

@@ -108,12 +108,12 @@ void diag_line_col(const Source *s, int offset, int *line, int *col);
 // One node type for the whole AST. Which fields a kind uses is written beside
 // the kind; unused fields stay zero. Every node has a span into its source.
 
-typedef struct Node Node;
+typedef struct Ast Ast;
 
 typedef struct {
-  Node **items;
+  Ast **items;
   int n, cap;
-} NodeList;
+} AstList;
 
 #define AST_KINDS(X)                                                           \
   /* items */                                                                  \
@@ -166,7 +166,7 @@ typedef enum {
   AST_KINDS(X)
 #undef X
   N_COUNT
-} NodeKind;
+} AstKind;
 
 // Binary operators use the parser's token codes; these name the ones that
 // are not a single character.
@@ -174,8 +174,8 @@ enum {
   OP_POW = 256, OP_FLOORDIV, OP_EQ, OP_NE, OP_LE, OP_GE, OP_AND, OP_OR, OP_NOT,
 };
 
-struct Node {
-  NodeKind kind;
+struct Ast {
+  AstKind kind;
   Span span;
   int depth;         // 1 + deepest child; bounded by AST_MAX_DEPTH
   int op;            // UNARY, BINARY: operator ('+', OP_POW, ...)
@@ -184,18 +184,18 @@ struct Node {
   char *str;
   int64_t ival;
   double fval;
-  Node *a, *b, *c;
-  NodeList list;
-  NodeList list2;
+  Ast *a, *b, *c;
+  AstList list;
+  AstList list2;
 };
 
 // Expressions nested deeper than this are an error, so every recursive walk
 // over the AST has bounded depth.
 #define AST_MAX_DEPTH 256
 
-const char *ast_kind_name(NodeKind k);
+const char *ast_kind_name(AstKind k);
 const char *ast_op_name(int op);   // "+", "**", "and", ...
-void nodelist_push(Arena *a, NodeList *l, Node *n);
+void astlist_push(Arena *a, AstList *l, Ast *n);
 
 // ---------------------------------------------------------------- parse.c
 // Parsing one source into an AST. Syntax errors are reported through the Diag
@@ -207,22 +207,22 @@ typedef struct {
   Diag *diag;
   int file;              // source index in diag
   int syntax_errors;     // errors this parse reported
-  Node *root;            // the FILE node, set by the grammar
+  Ast *root;            // the FILE node, set by the grammar
   bool depth_reported;   // "nested too deeply" said once per file
 } Parser;
 
-Node *ast_new(Parser *p, NodeKind k, Span at);
+Ast *ast_new(Parser *p, AstKind k, Span at);
 // Recomputes n->depth from its children; replaces n by an ERROR node (and
 // reports once) when the depth limit is exceeded.
-Node *ast_finish(Parser *p, Node *n);
+Ast *ast_finish(Parser *p, Ast *n);
 
-Node *parse_source(Arena *arena, Diag *diag, int file);
+Ast *parse_source(Arena *arena, Diag *diag, int file);
 
 // ---------------------------------------------------------------- dump_ast.c
 // Writes the AST as text: one statement per line, expressions as
 // S-expressions. The format is stable; tests compare against it.
-void dump_ast(FILE *out, const Node *file);
-void dump_expr(FILE *out, const Node *e);
+void dump_ast(FILE *out, const Ast *file);
+void dump_expr(FILE *out, const Ast *e);
 
 // ---------------------------------------------------------------- builtins.c
 // The names every model file can use without an import: primitive functions,
@@ -259,10 +259,10 @@ struct Module {
   char *path;          // as opened
   char *dir;           // folder of path, for imports relative to it
   int file;            // source index in diag
-  Node *ast;
+  Ast *ast;
   Module **imports;    // one per import statement, in order; NULL where it failed
   int nimports;
-  const Node *model;   // the file's model block, set by resolve_module
+  const Ast *model;   // the file's model block, set by resolve_module
   struct TrainConfig *train;   // the checked train block, set by train_check
   int state;           // 0 new, 1 loading, 2 loaded (cycle detection)
   bool failed_to_read;
@@ -337,7 +337,7 @@ typedef struct TrainConfig {
   int ndata;
 } TrainConfig;
 
-void train_check(Compilation *c, Module *m, const Node *train, const Node *model);
+void train_check(Compilation *c, Module *m, const Ast *train, const Ast *model);
 const char *precision_name(Precision p);
 
 // ---------------------------------------------------------------- summary.c

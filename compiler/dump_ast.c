@@ -31,19 +31,19 @@ static void put_float(FILE *out, double v) {
   fprintf(out, plain ? "%s.0" : "%s", buf);
 }
 
-static void put_list(FILE *out, const NodeList *l, const char *sep) {
+static void put_list(FILE *out, const AstList *l, const char *sep) {
   for (int i = 0; i < l->n; i++) {
     if (i) fputs(sep, out);
     dump_expr(out, l->items[i]);
   }
 }
 
-static void put_opt(FILE *out, const Node *e) {
+static void put_opt(FILE *out, const Ast *e) {
   if (e) dump_expr(out, e);
   else fputc('_', out);
 }
 
-void dump_expr(FILE *out, const Node *e) {
+void dump_expr(FILE *out, const Ast *e) {
   switch (e->kind) {
   case N_INT: fprintf(out, "%lld", (long long)e->ival); break;
   case N_FLOAT: put_float(out, e->fval); break;
@@ -141,9 +141,9 @@ static void indent(FILE *out, int depth) {
   for (int i = 0; i < depth; i++) fputs("  ", out);
 }
 
-static void dump_block(FILE *out, const Node *block, int depth);
+static void dump_block(FILE *out, const Ast *block, int depth);
 
-static void dump_stmt(FILE *out, const Node *s, int depth) {
+static void dump_stmt(FILE *out, const Ast *s, int depth) {
   indent(out, depth);
   switch (s->kind) {
   case N_LET:
@@ -221,14 +221,14 @@ static void dump_stmt(FILE *out, const Node *s, int depth) {
   fputc('\n', out);
 }
 
-static void dump_block(FILE *out, const Node *block, int depth) {
+static void dump_block(FILE *out, const Ast *block, int depth) {
   for (int i = 0; i < block->list.n; i++) dump_stmt(out, block->list.items[i], depth);
 }
 
-static void dump_fn(FILE *out, const Node *fn) {
+static void dump_fn(FILE *out, const Ast *fn) {
   fprintf(out, "fn %s(", fn->name);
   for (int i = 0; i < fn->list.n; i++) {
-    const Node *p = fn->list.items[i];
+    const Ast *p = fn->list.items[i];
     fprintf(out, "%s%s", i ? ", " : "", p->name);
     if (p->a) {
       fputs(": ", out);
@@ -248,10 +248,10 @@ static void dump_fn(FILE *out, const Node *fn) {
   dump_block(out, fn->b, 1);
 }
 
-static void dump_train(FILE *out, const Node *t) {
+static void dump_train(FILE *out, const Ast *t) {
   fputs("train\n", out);
   for (int i = 0; i < t->list.n; i++) {
-    const Node *k = t->list.items[i];
+    const Ast *k = t->list.items[i];
     if (k->kind == N_TRAIN_KEY) {
       fprintf(out, "  %s = ", k->name);
       dump_expr(out, k->a);
@@ -260,7 +260,7 @@ static void dump_train(FILE *out, const Node *t) {
     }
     fprintf(out, "  data %s\n", k->name);
     for (int j = 0; j < k->list.n; j++) {
-      const Node *b = k->list.items[j];
+      const Ast *b = k->list.items[j];
       fputs("    ", out);
       put_list(out, &b->list2, ", ");
       fputs(" = ", out);
@@ -270,9 +270,9 @@ static void dump_train(FILE *out, const Node *t) {
   }
 }
 
-void dump_ast(FILE *out, const Node *file) {
+void dump_ast(FILE *out, const Ast *file) {
   for (int i = 0; i < file->list.n; i++) {
-    const Node *it = file->list.items[i];
+    const Ast *it = file->list.items[i];
     switch (it->kind) {
     case N_IMPORT:
       fputs("import ", out);
@@ -285,7 +285,7 @@ void dump_ast(FILE *out, const Node *file) {
     case N_MODEL:
       fprintf(out, "model %s(", it->name);
       for (int j = 0; j < it->list.n; j++) {
-        const Node *s = it->list.items[j];
+        const Ast *s = it->list.items[j];
         fprintf(out, "%s%s", j ? ", " : "", s->name);
         if (s->a) {
           fputs(" = ", out);

@@ -167,7 +167,7 @@ static void push_import(Module *m, Module *dep) {
 }
 
 // Resolves one import; m->imports gets one entry per import, NULL when it failed.
-static void import_one(Compilation *c, Module *m, const Node *imp) {
+static void import_one(Compilation *c, Module *m, const Ast *imp) {
   const char *name = imp->str;
   if (!*name) {
     diag_error(&c->diag, imp->span, "empty module name in import");
@@ -216,7 +216,7 @@ static void import_one(Compilation *c, Module *m, const Node *imp) {
 
 static void load_imports(Compilation *c, Module *m) {
   for (int i = 0; i < m->ast->list.n; i++) {
-    const Node *it = m->ast->list.items[i];
+    const Ast *it = m->ast->list.items[i];
     if (it->kind != N_IMPORT) continue;
     int before = m->nimports;
     import_one(c, m, it);

@@ -60,7 +60,7 @@ static int next_token(YYSTYPE *val, YYLTYPE *loc, yyscan_t scanner) {
   return t;
 }
 
-Node *parse_source(Arena *arena, Diag *diag, int file) {
+Ast *parse_source(Arena *arena, Diag *diag, int file) {
   Parser p = {.arena = arena, .diag = diag, .file = file};
   LexState ls = {.p = &p};
   Source *src = diag->files[file];

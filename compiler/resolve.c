@@ -29,7 +29,7 @@ static const char *sym_what[] = {
 typedef struct {
   const char *name;
   SymKind kind;
-  const Node *def;     // where it is defined (FN node for functions)
+  const Ast *def;     // where it is defined (FN node for functions)
   const Module *from;  // SYM_FN: the module that defines it
 } Sym;
 
@@ -46,17 +46,17 @@ typedef struct {
   Diag *d;
   Scope globals;         // functions: this file's and its imports'
   Scope *scope;          // innermost local scope (NULL at file level)
-  const Node *fn;        // function being resolved, or NULL
-  const Node *model;     // model being resolved, or NULL
+  const Ast *fn;        // function being resolved, or NULL
+  const Ast *model;     // model being resolved, or NULL
   int loop_depth;
   int block_depth;       // 1 in the body of a function or model
   bool import_failed;    // unknown functions may be in the missing module
-  const Node *loss;      // the model's first loss statement
+  const Ast *loss;      // the model's first loss statement
 } Resolver;
 
 // ---- scopes
 
-static void scope_add(Resolver *r, Scope *s, const char *name, SymKind kind, const Node *def,
+static void scope_add(Resolver *r, Scope *s, const char *name, SymKind kind, const Ast *def,
                       const Module *from) {
   if (s->n == s->cap) {
     int cap = s->cap ? s->cap * 2 : 8;
@@ -96,7 +96,7 @@ static void scope_push(Resolver *r, Scope *s) {
 static void scope_pop(Resolver *r) { r->scope = r->scope->up; }
 
 // Declares a local name; a second definition in the same scope is an error.
-static void declare(Resolver *r, const char *name, SymKind kind, const Node *def) {
+static void declare(Resolver *r, const char *name, SymKind kind, const Ast *def) {
   Sym *old = scope_find_here(r->scope, name);
   if (old) {
     diag_error(r->d, def->span, "'%s' is already defined in this scope, as a %s", name,
@@ -142,12 +142,12 @@ static const char *did_you_mean(const Suggest *s, char *buf, size_t n) {
 
 // ---- types
 
-static void resolve_expr(Resolver *r, const Node *e);
-static void resolve_value(Resolver *r, const Node *e);
+static void resolve_expr(Resolver *r, const Ast *e);
+static void resolve_value(Resolver *r, const Ast *e);
 
 enum { TYPE_FN_PARAM = 1, TYPE_FN_RESULT = 2, TYPE_NEEDS_SHAPE = 4 };
 
-static void resolve_type(Resolver *r, const Node *t, int how) {
+static void resolve_type(Resolver *r, const Ast *t, int how) {
   if (t->kind == N_TUPLE_TYPE) {
     for (int i = 0; i < t->list.n; i++) resolve_type(r, t->list.items[i], how);
     return;
@@ -172,7 +172,7 @@ static void resolve_type(Resolver *r, const Node *t, int how) {
     return;
   }
   for (int i = 0; i < t->list.n; i++) {
-    const Node *d = t->list.items[i];
+    const Ast *d = t->list.items[i];
     if (d->kind == N_ELLIPSIS) {
       if (!(how & (TYPE_FN_PARAM | TYPE_FN_RESULT)))
         diag_error(r->d, d->span, "'...' is only allowed in the types of function parameters and results");
@@ -192,14 +192,14 @@ static void resolve_type(Resolver *r, const Node *t, int how) {
 
 // ---- calls
 
-static void check_user_call(Resolver *r, const Node *call, const Node *fn) {
-  const NodeList *params = &fn->list;
+static void check_user_call(Resolver *r, const Ast *call, const Ast *fn) {
+  const AstList *params = &fn->list;
   int npos = 0;
   bool seen_kw = false, bad_kw = false;
-  const Node *given[256] = {0};   // which parameter each argument fills
+  const Ast *given[256] = {0};   // which parameter each argument fills
   int nparams = params->n < 256 ? params->n : 256;
   for (int i = 0; i < call->list.n; i++) {
-    const Node *arg = call->list.items[i];
+    const Ast *arg = call->list.items[i];
     if (arg->kind != N_KWARG) {
       if (seen_kw) {
         diag_error(r->d, arg->span, "positional argument after a keyword argument");
@@ -238,7 +238,7 @@ static void check_user_call(Resolver *r, const Node *call, const Node *fn) {
     given[k] = arg;
   }
   for (int j = 0; j < nparams && !bad_kw; j++) {   // a misspelt keyword is reported already
-    const Node *p = params->items[j];
+    const Ast *p = params->items[j];
     if (!given[j] && !p->b) {
       diag_error(r->d, call->span, "missing argument '%s' in call to '%s'", p->name, fn->name);
       diag_note(r->d, fn->span, "'%s' is defined here", fn->name);
@@ -247,11 +247,11 @@ static void check_user_call(Resolver *r, const Node *call, const Node *fn) {
   }
 }
 
-static void check_builtin_call(Resolver *r, const Node *call, const Builtin *b, const char *how) {
+static void check_builtin_call(Resolver *r, const Ast *call, const Builtin *b, const char *how) {
   int npos = 0;
   bool seen_kw = false;
   for (int i = 0; i < call->list.n; i++) {
-    const Node *arg = call->list.items[i];
+    const Ast *arg = call->list.items[i];
     if (arg->kind != N_KWARG) {
       if (seen_kw) diag_error(r->d, arg->span, "positional argument after a keyword argument");
       npos++;
@@ -264,7 +264,7 @@ static void check_builtin_call(Resolver *r, const Node *call, const Builtin *b, 
       continue;
     }
     for (int j = 0; j < i; j++) {
-      const Node *prev = call->list.items[j];
+      const Ast *prev = call->list.items[j];
       if (prev->kind == N_KWARG && strcmp(prev->name, arg->name) == 0)
         diag_error(r->d, arg->span, "keyword '%s' is given twice", arg->name);
     }
@@ -279,22 +279,22 @@ static void check_builtin_call(Resolver *r, const Node *call, const Builtin *b, 
   }
 }
 
-static void resolve_args(Resolver *r, const Node *call) {
+static void resolve_args(Resolver *r, const Ast *call) {
   for (int i = 0; i < call->list.n; i++) {
-    const Node *arg = call->list.items[i];
+    const Ast *arg = call->list.items[i];
     resolve_value(r, arg->kind == N_KWARG ? arg->a : arg);
   }
   if (call->c && call->c->a) resolve_expr(r, call->c->a);
 }
 
-static void no_scope_on_builtin(Resolver *r, const Node *call, const char *name) {
+static void no_scope_on_builtin(Resolver *r, const Ast *call, const char *name) {
   if (call->c)
     diag_error(r->d, call->c->span, "'as' names the parameter scope of a function call, and '%s' "
                "is a builtin that declares no parameters", name);
 }
 
-static void resolve_method_call(Resolver *r, const Node *call) {
-  const Node *callee = call->a;
+static void resolve_method_call(Resolver *r, const Ast *call) {
+  const Ast *callee = call->a;
   resolve_expr(r, callee->a);
   const Builtin *b = builtin_find(callee->name, B_METHOD);
   if (!b) {
@@ -316,8 +316,8 @@ static void resolve_method_call(Resolver *r, const Node *call) {
   resolve_args(r, call);
 }
 
-static void resolve_call(Resolver *r, const Node *call) {
-  const Node *callee = call->a;
+static void resolve_call(Resolver *r, const Ast *call) {
+  const Ast *callee = call->a;
   if (callee->kind == N_MEMBER) {
     resolve_method_call(r, call);
     return;
@@ -354,7 +354,7 @@ static void resolve_call(Resolver *r, const Node *call) {
 
 // ---- expressions
 
-static void resolve_name(Resolver *r, const Node *e) {
+static void resolve_name(Resolver *r, const Ast *e) {
   Sym *sym = lookup(r, e->name);
   if (sym) {
     if (sym->kind == SYM_FN)
@@ -379,7 +379,7 @@ static void resolve_name(Resolver *r, const Node *e) {
   diag_error(r->d, e->span, "unknown name '%s'%s", e->name, did_you_mean(&s, buf, sizeof buf));
 }
 
-static void resolve_expr(Resolver *r, const Node *e) {
+static void resolve_expr(Resolver *r, const Ast *e) {
   if (!e) return;
   switch (e->kind) {
   case N_INT: case N_FLOAT: case N_STR: case N_BOOL: case N_ERROR: case N_ELLIPSIS:
@@ -414,7 +414,7 @@ static void resolve_expr(Resolver *r, const Node *e) {
     resolve_expr(r, e->a);
     int ellipses = 0;
     for (int i = 0; i < e->list.n; i++) {
-      const Node *it = e->list.items[i];
+      const Ast *it = e->list.items[i];
       if (it->kind == N_ELLIPSIS && ++ellipses == 2)
         diag_error(r->d, it->span, "an index can have only one '...'");
       resolve_expr(r, it);
@@ -435,14 +435,14 @@ static void resolve_expr(Resolver *r, const Node *e) {
 }
 
 // A value may carry 'as': only a call can, and the grammar has checked that.
-static void resolve_value(Resolver *r, const Node *e) { resolve_expr(r, e); }
+static void resolve_value(Resolver *r, const Ast *e) { resolve_expr(r, e); }
 
 // ---- statements
 
-static void resolve_block(Resolver *r, const Node *block);
+static void resolve_block(Resolver *r, const Ast *block);
 
-static void resolve_init(Resolver *r, const Node *init) {
-  const Node *callee = init->kind == N_CALL ? init->a : init;
+static void resolve_init(Resolver *r, const Ast *init) {
+  const Ast *callee = init->kind == N_CALL ? init->a : init;
   if (callee->kind != N_NAME || !builtin_find(callee->name, B_INIT)) {
     Suggest s = {callee->kind == N_NAME ? callee->name : "", NULL, 99};
     builtin_each(B_INIT, suggest_consider, &s);
@@ -463,16 +463,16 @@ static void resolve_init(Resolver *r, const Node *init) {
   }
 }
 
-static bool in_model(Resolver *r, const Node *s, const char *what) {
+static bool in_model(Resolver *r, const Ast *s, const char *what) {
   if (r->model) return true;
   diag_error(r->d, s->span, "'%s' is only allowed in a model block", what);
   return false;
 }
 
-static void resolve_assign(Resolver *r, const Node *s) {
+static void resolve_assign(Resolver *r, const Ast *s) {
   resolve_value(r, s->b);
   for (int i = 0; i < s->list2.n; i++) {
-    const Node *t = s->list2.items[i];
+    const Ast *t = s->list2.items[i];
     Sym *sym = lookup_local(r, t->name);
     if (!sym) {
       if (scope_find_here(&r->globals, t->name))
@@ -489,7 +489,7 @@ static void resolve_assign(Resolver *r, const Node *s) {
   }
 }
 
-static void resolve_stmt(Resolver *r, const Node *s) {
+static void resolve_stmt(Resolver *r, const Ast *s) {
   switch (s->kind) {
   case N_LET:
     resolve_value(r, s->b);
@@ -568,13 +568,13 @@ static void resolve_stmt(Resolver *r, const Node *s) {
   }
 }
 
-static void resolve_block(Resolver *r, const Node *block) {
+static void resolve_block(Resolver *r, const Ast *block) {
   Scope sc;
   scope_push(r, &sc);
   r->block_depth++;
-  const Node *ret = NULL;
+  const Ast *ret = NULL;
   for (int i = 0; i < block->list.n; i++) {
-    const Node *s = block->list.items[i];
+    const Ast *s = block->list.items[i];
     if (ret) {
       diag_error(r->d, s->span, "this statement can never run: it follows 'return'");
       ret = NULL;   // say it once per block
@@ -588,14 +588,14 @@ static void resolve_block(Resolver *r, const Node *block) {
 
 // ---- items
 
-static void resolve_fn(Resolver *r, const Node *fn) {
+static void resolve_fn(Resolver *r, const Ast *fn) {
   Scope sc;
   r->scope = NULL;
   scope_push(r, &sc);
   r->fn = fn;
   bool seen_default = false;
   for (int i = 0; i < fn->list.n; i++) {
-    const Node *p = fn->list.items[i];
+    const Ast *p = fn->list.items[i];
     if (p->a) resolve_type(r, p->a, TYPE_FN_PARAM);
     if (p->b) resolve_value(r, p->b);
     if (p->b) seen_default = true;
@@ -613,14 +613,14 @@ static void resolve_fn(Resolver *r, const Node *fn) {
   r->scope = NULL;
 }
 
-static void resolve_model(Resolver *r, const Node *model) {
+static void resolve_model(Resolver *r, const Ast *model) {
   Scope sc;
   r->scope = NULL;
   scope_push(r, &sc);
   r->model = model;
   r->loss = NULL;
   for (int i = 0; i < model->list.n; i++) {
-    const Node *size = model->list.items[i];
+    const Ast *size = model->list.items[i];
     if (size->a) resolve_expr(r, size->a);
     declare(r, size->name, SYM_SIZE, size);
   }
@@ -636,10 +636,10 @@ static bool is_builtin_name(const char *name) {
 
 // Adds a module's functions to the file scope, reporting clashes. Imports are
 // added first, so a clash is reported at the later definition or import.
-static void add_functions(Resolver *r, const Module *from, const Node *import) {
+static void add_functions(Resolver *r, const Module *from, const Ast *import) {
   if (!from || !from->ast) return;
   for (int i = 0; i < from->ast->list.n; i++) {
-    const Node *fn = from->ast->list.items[i];
+    const Ast *fn = from->ast->list.items[i];
     if (fn->kind != N_FN) continue;
     Sym *old = scope_find_here(&r->globals, fn->name);
     if (old && old->def == fn) continue;   // the same module imported twice
@@ -667,16 +667,16 @@ void resolve_module(Compilation *c, Module *m) {
   Resolver r = {.c = c, .m = m, .d = &c->diag};
   int k = 0;
   for (int i = 0; i < m->ast->list.n; i++) {
-    const Node *it = m->ast->list.items[i];
+    const Ast *it = m->ast->list.items[i];
     if (it->kind != N_IMPORT || k >= m->nimports) continue;
     Module *dep = m->imports[k++];
     if (!dep || !dep->ast || dep->syntax_errors) r.import_failed = true;
     add_functions(&r, dep, it);
   }
   add_functions(&r, m, NULL);
-  const Node *model = NULL, *train = NULL;
+  const Ast *model = NULL, *train = NULL;
   for (int i = 0; i < m->ast->list.n; i++) {
-    const Node *it = m->ast->list.items[i];
+    const Ast *it = m->ast->list.items[i];
     if (it->kind == N_FN) {
       resolve_fn(&r, it);
     } else if (it->kind == N_MODEL) {

@@ -3,16 +3,16 @@
 
 #include <string.h>
 
-static int count_kind(const Node *block, NodeKind k) {
+static int count_kind(const Ast *block, AstKind k) {
   int n = 0;
   for (int i = 0; i < block->list.n; i++) n += block->list.items[i]->kind == k;
   return n;
 }
 
-static void print_model(FILE *out, const Node *model) {
+static void print_model(FILE *out, const Ast *model) {
   fprintf(out, "  model %s(", model->name);
   for (int i = 0; i < model->list.n; i++) {
-    const Node *s = model->list.items[i];
+    const Ast *s = model->list.items[i];
     fprintf(out, "%s%s", i ? ", " : "", s->name);
     if (s->a) {
       fputs(" = ", out);
@@ -20,15 +20,15 @@ static void print_model(FILE *out, const Node *model) {
     }
   }
   fputs(")\n", out);
-  const NodeList *body = &model->b->list;
+  const AstList *body = &model->b->list;
   const char *heads[] = {"inputs", "params", "outputs"};
-  const NodeKind kinds[] = {N_INPUT, N_PARAM, N_OUTPUT};
+  const AstKind kinds[] = {N_INPUT, N_PARAM, N_OUTPUT};
   for (int h = 0; h < 3; h++) {
     if (!count_kind(model->b, kinds[h])) continue;
     fprintf(out, "  %s:", heads[h]);
     bool first = true;
     for (int i = 0; i < body->n; i++) {
-      const Node *s = body->items[i];
+      const Ast *s = body->items[i];
       if (s->kind != kinds[h]) continue;
       fprintf(out, "%s %s", first ? "" : ",", s->name);
       if (s->a) {

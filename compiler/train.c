@@ -28,7 +28,7 @@ typedef struct {
 typedef struct {
   Compilation *c;
   Diag *d;
-  const Node *model;
+  const Ast *model;
   TrainConfig *cfg;
 } Checker;
 
@@ -37,12 +37,12 @@ static const char *kind_name[] = {"?", "an integer", "a number", "a boolean", "a
 
 // ---- constant values
 
-static Val eval(Checker *t, const Node *e, int depth);
+static Val eval(Checker *t, const Ast *e, int depth);
 
-static Val size_value(Checker *t, const Node *e, int depth) {
+static Val size_value(Checker *t, const Ast *e, int depth) {
   if (t->model)
     for (int i = 0; i < t->model->list.n; i++) {
-      const Node *size = t->model->list.items[i];
+      const Ast *size = t->model->list.items[i];
       if (strcmp(size->name, e->name) != 0) continue;
       if (size->a && depth < 16) return eval(t, size->a, depth + 1);
       diag_error(t->d, e->span, "model size '%s' has no default to use here", e->name);
@@ -51,7 +51,7 @@ static Val size_value(Checker *t, const Node *e, int depth) {
   return (Val){V_IDENT, .s = e->name};
 }
 
-static Val eval(Checker *t, const Node *e, int depth) {
+static Val eval(Checker *t, const Ast *e, int depth) {
   switch (e->kind) {
   case N_INT: return (Val){V_INT, e->ival, (double)e->ival, NULL};
   case N_FLOAT: return (Val){V_FLOAT, 0, e->fval, NULL};
@@ -99,14 +99,14 @@ static Val eval(Checker *t, const Node *e, int depth) {
 }
 
 // Reports unless v is of the wanted kind; an integer passes where a number is wanted.
-static bool want(Checker *t, const Node *e, Val v, ValKind kind, const char *what) {
+static bool want(Checker *t, const Ast *e, Val v, ValKind kind, const char *what) {
   if (v.kind == V_BAD) return false;
   if (v.kind == kind || (kind == V_FLOAT && v.kind == V_INT)) return true;
   diag_error(t->d, e->span, "%s takes %s, not %s", what, kind_name[kind], kind_name[v.kind]);
   return false;
 }
 
-static bool want_positive(Checker *t, const Node *e, Val v, ValKind kind, const char *what) {
+static bool want_positive(Checker *t, const Ast *e, Val v, ValKind kind, const char *what) {
   if (!want(t, e, v, kind, what)) return false;
   if (v.f > 0) return true;
   diag_error(t->d, e->span, "%s must be greater than 0", what);
@@ -140,10 +140,10 @@ static const CallSpec sources[] = {
 
 typedef struct {
   const CallSpec *spec;
-  const Node *args[6];   // by parameter
+  const Ast *args[6];   // by parameter
 } Call;
 
-static const CallSpec *find_spec(Checker *t, const Node *at, const char *name, const CallSpec *specs,
+static const CallSpec *find_spec(Checker *t, const Ast *at, const char *name, const CallSpec *specs,
                                  int n, const char *what) {
   char list[128] = "";
   for (int i = 0; i < n; i++) {
@@ -156,10 +156,10 @@ static const CallSpec *find_spec(Checker *t, const Node *at, const char *name, c
 }
 
 // Matches a call's arguments to its spec; false when it is not such a call.
-static bool match_call(Checker *t, const Node *e, const CallSpec *specs, int n, const char *what,
+static bool match_call(Checker *t, const Ast *e, const CallSpec *specs, int n, const char *what,
                        Call *out) {
   memset(out, 0, sizeof *out);
-  const Node *callee = e->kind == N_CALL ? e->a : e;
+  const Ast *callee = e->kind == N_CALL ? e->a : e;
   if (callee->kind != N_NAME) {
     diag_error(t->d, e->span, "%s must be a name or a call such as %s(...)", what, specs[0].name);
     return false;
@@ -172,7 +172,7 @@ static bool match_call(Checker *t, const Node *e, const CallSpec *specs, int n, 
   if (e->c) diag_error(t->d, e->c->span, "'as' has no meaning here");
   int pos = 0;
   for (int i = 0; i < e->list.n; i++) {
-    const Node *arg = e->list.items[i];
+    const Ast *arg = e->list.items[i];
     int k = -1;
     if (arg->kind != N_KWARG) {
       if (pos > 0 || i > 0) {
@@ -212,7 +212,7 @@ static bool match_call(Checker *t, const Node *e, const CallSpec *specs, int n, 
 
 // Reads argument k of a matched call as a number into *dst (unchanged when absent).
 static void arg_number(Checker *t, const Call *call, int k, double *dst, bool positive) {
-  const Node *e = call->args[k];
+  const Ast *e = call->args[k];
   if (!e) return;
   char what[64];
   snprintf(what, sizeof what, "'%s'", call->spec->params[k]);
@@ -221,7 +221,7 @@ static void arg_number(Checker *t, const Call *call, int k, double *dst, bool po
 }
 
 static void arg_int(Checker *t, const Call *call, int k, int64_t *dst) {
-  const Node *e = call->args[k];
+  const Ast *e = call->args[k];
   if (!e) return;
   char what[64];
   snprintf(what, sizeof what, "'%s'", call->spec->params[k]);
@@ -234,7 +234,7 @@ static void arg_int(Checker *t, const Call *call, int k, int64_t *dst) {
 
 // ---- keys
 
-static void key_optimizer(Checker *t, const Node *e) {
+static void key_optimizer(Checker *t, const Ast *e) {
   Call call;
   if (!match_call(t, e, optimizers, 3, "optimizer", &call)) return;
   TrainConfig *cfg = t->cfg;
@@ -256,7 +256,7 @@ static void key_optimizer(Checker *t, const Node *e) {
   }
 }
 
-static void key_schedule(Checker *t, const Node *e) {
+static void key_schedule(Checker *t, const Ast *e) {
   Call call;
   if (!match_call(t, e, schedules, 3, "schedule", &call)) return;
   TrainConfig *cfg = t->cfg;
@@ -273,7 +273,7 @@ static void key_schedule(Checker *t, const Node *e) {
   }
 }
 
-static void key_precision(Checker *t, const Node *e) {
+static void key_precision(Checker *t, const Ast *e) {
   static const char *names[] = {"fp32", "tf32", "bf16", "fp16"};
   Val v = eval(t, e, 0);
   if (v.kind == V_IDENT || v.kind == V_STR)
@@ -286,19 +286,19 @@ static void key_precision(Checker *t, const Node *e) {
     diag_error(t->d, e->span, "precision is fp32, tf32, bf16 or fp16");
 }
 
-static void key_count(Checker *t, const Node *e, const char *key, int64_t *dst) {
+static void key_count(Checker *t, const Ast *e, const char *key, int64_t *dst) {
   Val v = eval(t, e, 0);
   char what[64];
   snprintf(what, sizeof what, "'%s'", key);
   if (want_positive(t, e, v, V_INT, what)) *dst = v.i;
 }
 
-static void key_clip(Checker *t, const Node *e) {
+static void key_clip(Checker *t, const Ast *e) {
   Val v = eval(t, e, 0);
   if (want_positive(t, e, v, V_FLOAT, "'clip_grad_norm'")) t->cfg->clip_grad_norm = v.f;
 }
 
-static void key_seed(Checker *t, const Node *e) {
+static void key_seed(Checker *t, const Ast *e) {
   Val v = eval(t, e, 0);
   if (!want(t, e, v, V_INT, "'seed'")) return;
   if (v.i < 0) diag_error(t->d, e->span, "'seed' cannot be negative");
@@ -308,7 +308,7 @@ static void key_seed(Checker *t, const Node *e) {
 static const char *keys[] = {"optimizer", "schedule", "precision", "batch", "epochs", "steps",
                              "clip_grad_norm", "seed", "checkpoint_every"};
 
-static void check_key(Checker *t, const Node *k) {
+static void check_key(Checker *t, const Ast *k) {
   const char *key = k->name;
   if (!strcmp(key, "optimizer")) key_optimizer(t, k->a);
   else if (!strcmp(key, "schedule")) key_schedule(t, k->a);
@@ -335,15 +335,15 @@ static void check_key(Checker *t, const Node *k) {
 
 // ---- data blocks
 
-static const Node *model_input(const Node *model, const char *name) {
+static const Ast *model_input(const Ast *model, const char *name) {
   for (int i = 0; model && i < model->b->list.n; i++) {
-    const Node *s = model->b->list.items[i];
+    const Ast *s = model->b->list.items[i];
     if (s->kind == N_INPUT && strcmp(s->name, name) == 0) return s;
   }
   return NULL;
 }
 
-static void check_data(Checker *t, const Node *data) {
+static void check_data(Checker *t, const Ast *data) {
   if (strcmp(data->name, "train") && strcmp(data->name, "val") && strcmp(data->name, "test")) {
     diag_error(t->d, data->span, "unknown data split '%s' (the splits are train, val and test)",
                data->name);
@@ -352,7 +352,7 @@ static void check_data(Checker *t, const Node *data) {
   const char *bound[64];
   int nbound = 0;
   for (int i = 0; i < data->list.n; i++) {
-    const Node *b = data->list.items[i];
+    const Ast *b = data->list.items[i];
     Call call;
     if (!match_call(t, b->a, sources, 4, "data source", &call)) continue;
     bool pair = call.spec == &sources[2] || call.spec == &sources[3];
@@ -364,7 +364,7 @@ static void check_data(Checker *t, const Node *data) {
     }
     DataSource ds = {.split = data->name, .source = call.spec->name, .scale = 1.0, .to = 1.0};
     for (int j = 0; j < b->list2.n; j++) {
-      const Node *name = b->list2.items[j];
+      const Ast *name = b->list2.items[j];
       if (t->model && !model_input(t->model, name->name)) {
         diag_error(t->d, name->span, "'%s' is not an input of model '%s'", name->name,
                    t->model->name);
@@ -407,7 +407,7 @@ const char *precision_name(Precision p) {
   return names[p];
 }
 
-void train_check(Compilation *c, Module *m, const Node *train, const Node *model) {
+void train_check(Compilation *c, Module *m, const Ast *train, const Ast *model) {
   TrainConfig *cfg = arena_alloc(&c->arena, sizeof *cfg);
   *cfg = (TrainConfig){.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .gamma = 0.1,
                        .schedule = "constant", .precision = PREC_FP32};
@@ -415,10 +415,10 @@ void train_check(Compilation *c, Module *m, const Node *train, const Node *model
   int errors_before = c->diag.errors;
   if (!model)
     diag_error(t.d, train->span, "a train block needs a model in the same file");
-  const Node *seen[sizeof keys / sizeof *keys] = {0};
+  const Ast *seen[sizeof keys / sizeof *keys] = {0};
   bool has_train_data = false;
   for (int i = 0; i < train->list.n; i++) {
-    const Node *k = train->list.items[i];
+    const Ast *k = train->list.items[i];
     if (k->kind == N_DATA) {
       check_data(&t, k);
       has_train_data |= strcmp(k->name, "train") == 0;

@@ -68,39 +68,39 @@ struct LexState *yyget_extra(yyscan_t scanner);
 
 static void yyerror(YYLTYPE *loc, yyscan_t scanner, const char *msg);
 
-static Node *mk(Parser *p, NodeKind k, Span at) { return ast_new(p, k, at); }
-static Node *mk1(Parser *p, NodeKind k, Span at, Node *a) {
-  Node *n = ast_new(p, k, at);
+static Ast *mk(Parser *p, AstKind k, Span at) { return ast_new(p, k, at); }
+static Ast *mk1(Parser *p, AstKind k, Span at, Ast *a) {
+  Ast *n = ast_new(p, k, at);
   n->a = a;
   return ast_finish(p, n);
 }
-static Node *mk_bin(Parser *p, int op, Span at, Node *a, Node *b) {
-  Node *n = ast_new(p, N_BINARY, at);
+static Ast *mk_bin(Parser *p, int op, Span at, Ast *a, Ast *b) {
+  Ast *n = ast_new(p, N_BINARY, at);
   n->op = op;
   n->a = a;
   n->b = b;
   return ast_finish(p, n);
 }
-static Node *mk_named(Parser *p, NodeKind k, Span at, char *name) {
-  Node *n = ast_new(p, k, at);
+static Ast *mk_named(Parser *p, AstKind k, Span at, char *name) {
+  Ast *n = ast_new(p, k, at);
   n->name = name;
   return n;
 }
 // `a, b` on the right of '=' or after 'return': one value, or a tuple of several.
-static Node *tuple_of(Parser *p, NodeList l, Span at) {
+static Ast *tuple_of(Parser *p, AstList l, Span at) {
   if (l.n == 1) return l.items[0];
-  Node *t = ast_new(p, N_TUPLE, at);
+  Ast *t = ast_new(p, N_TUPLE, at);
   t->list = l;
   return ast_finish(p, t);
 }
 
-static NodeList list1(Parser *p, Node *n) {
-  NodeList l = {0};
-  if (n) nodelist_push(p->arena, &l, n);
+static AstList list1(Parser *p, Ast *n) {
+  AstList l = {0};
+  if (n) astlist_push(p->arena, &l, n);
   return l;
 }
-static NodeList list_add(Parser *p, NodeList l, Node *n) {
-  if (n) nodelist_push(p->arena, &l, n);
+static AstList list_add(Parser *p, AstList l, Ast *n) {
+  if (n) astlist_push(p->arena, &l, n);
   return l;
 }
 }
@@ -114,8 +114,8 @@ static NodeList list_add(Parser *p, NodeList l, Node *n) {
 %expect 0
 
 %union {
-  Node *node;
-  NodeList list;
+  Ast *node;
+  AstList list;
   char *str;
   int64_t ival;
   double fval;
@@ -183,7 +183,7 @@ fn_def
   ;
 
 fn_params_opt
-  : %empty                        { $$ = (NodeList){0}; }
+  : %empty                        { $$ = (AstList){0}; }
   | fn_params opt_comma
   ;
 
@@ -217,7 +217,7 @@ type
   ;
 
 dims_opt
-  : %empty                        { $$ = (NodeList){0}; }
+  : %empty                        { $$ = (AstList){0}; }
   | dims opt_comma
   ;
 
@@ -240,7 +240,7 @@ model_def
   ;
 
 sizes_opt
-  : %empty                        { $$ = (NodeList){0}; }
+  : %empty                        { $$ = (AstList){0}; }
   | sizes opt_comma
   ;
 
@@ -458,12 +458,12 @@ primary
   | '(' value ',' ')'             { $$ = mk(P, N_TUPLE, @$); $$->list = list1(P, $2); $$ = ast_finish(P, $$); }
   | '(' value ',' values opt_comma ')'
       { $$ = mk(P, N_TUPLE, @$); $$->list = list1(P, $2);
-        for (int i = 0; i < $4.n; i++) nodelist_push(P->arena, &$$->list, $4.items[i]);
+        for (int i = 0; i < $4.n; i++) astlist_push(P->arena, &$$->list, $4.items[i]);
         $$ = ast_finish(P, $$); }
   ;
 
 args_opt
-  : %empty                        { $$ = (NodeList){0}; }
+  : %empty                        { $$ = (AstList){0}; }
   | args opt_comma
   ;
 

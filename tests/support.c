@@ -61,7 +61,7 @@ char *parse_dump(const char *text, char **diag) {
   d.color = false;
   size_t n = strlen(text);
   int file = diag_add_source(&d, "t.smelt", memcpy(xmalloc(n + 1), text, n + 1), (int)n);
-  Node *root = parse_source(&arena, &d, file);
+  Ast *root = parse_source(&arena, &d, file);
   FILE *af = open_memstream(&abuf, &alen);
   dump_ast(af, root);
   fclose(af);

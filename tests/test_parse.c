@@ -221,13 +221,13 @@ TEST(parse, spans_cover_whole_expressions) {
   char *text = xmalloc(n + 1);
   memcpy(text, src, n + 1);
   int file = diag_add_source(&d, "t.smelt", text, (int)n);
-  Node *root = parse_source(&arena, &d, file);
-  Node *let = root->list.items[0]->b->list.items[0];
-  Node *sum = let->b;
+  Ast *root = parse_source(&arena, &d, file);
+  Ast *let = root->list.items[0]->b->list.items[0];
+  Ast *sum = let->b;
   cr_expect_eq(sum->kind, N_BINARY);
   cr_expect_eq(sum->span.begin, (int)(strstr(src, "foo") - src));
   cr_expect_eq(sum->span.end, (int)(strstr(src, "c\n}") - src) + 1);
-  Node *call = sum->a;
+  Ast *call = sum->a;
   cr_expect_eq(call->span.end - call->span.begin, (int)strlen("foo(a, b)"));
   int line, col;
   diag_line_col(d.files[file], call->span.begin, &line, &col);
