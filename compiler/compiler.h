@@ -149,7 +149,7 @@ typedef struct {
   X(STR)         /* str */                                                     \
   X(BOOL)        /* ival: 0 or 1 */                                            \
   X(NAME)        /* name */                                                    \
-  X(UNARY)       /* op: '-', '+', TK_NOT; a */                                \
+  X(UNARY)       /* op: '-', '+', AOP_NOT; a */                                \
   X(BINARY)      /* op; a, b */                                               \
   X(CALL)        /* a: callee (NAME or MEMBER); list: args; c: SCOPE or NULL */\
   X(KWARG)       /* name; a: value */                                         \
@@ -168,10 +168,10 @@ typedef enum {
   N_COUNT
 } AstKind;
 
-// Binary operators use the parser's token codes; these name the ones that
-// are not a single character.
+// Operators of UNARY and BINARY nodes: the character for one-character
+// operators ('+', '@', ...), these for the others.
 enum {
-  OP_POW = 256, OP_FLOORDIV, OP_EQ, OP_NE, OP_LE, OP_GE, OP_AND, OP_OR, OP_NOT,
+  AOP_POW = 256, AOP_FLOORDIV, AOP_EQ, AOP_NE, AOP_LE, AOP_GE, AOP_AND, AOP_OR, AOP_NOT,
 };
 
 struct Ast {
@@ -217,6 +217,181 @@ Ast *ast_new(Parser *p, AstKind k, Span at);
 Ast *ast_finish(Parser *p, Ast *n);
 
 Ast *parse_source(Arena *arena, Diag *diag, int file);
+
+// ---------------------------------------------------------------- graph.c
+// The op graph: an SSA DAG of primitive ops on statically shaped tensors.
+// Nodes are appended in topological order (inputs before users), so the node
+// array is a valid evaluation order. Builders check shapes and dtypes and
+// report a user error at the node's span when they do not fit.
+
+#define MAX_DIMS 8
+
+typedef enum {
+#define OP(name, nsrc, kind) OP_##name,
+#include "ops.def"
+#undef OP
+  OP_COUNT
+} Op;
+
+typedef enum {
+  KIND_LEAF, KIND_UNARY, KIND_BINARY, KIND_COMPARE, KIND_SELECT, KIND_REDUCE,
+  KIND_CONTRACT, KIND_CONV, KIND_POOL, KIND_MOVE, KIND_GATHER,
+} OpKind;
+
+typedef enum { DT_F32, DT_F16, DT_BF16, DT_I32, DT_I64, DT_U8, DT_BOOL, DT_COUNT } DType;
+
+typedef enum {
+  INIT_ZEROS, INIT_ONES, INIT_FULL, INIT_NORMAL, INIT_UNIFORM,
+  INIT_XAVIER_UNIFORM, INIT_XAVIER_NORMAL, INIT_KAIMING_UNIFORM, INIT_KAIMING_NORMAL,
+} Init;
+
+typedef struct {
+  int ndim;
+  int64_t d[MAX_DIMS];
+} Shape;
+
+typedef struct Node Node;
+struct Node {
+  int id;                // index in Graph.nodes: inputs have smaller ids
+  Op op;
+  DType dtype;
+  Shape shape;
+  Node *src[3];          // inputs; unused slots are NULL
+  int nsrc;
+  Span loc;              // model-file span, kept through every pass
+  const char *name;      // INPUT, PARAM, STATE: full dotted name; else NULL
+  const char *scope;     // the call scope it was built in ("h.3.attn"); "" at model level
+  union {
+    double value;                                        // CONST
+    uint32_t axes;                                       // SUM, RMAX, ARGMAX: bit i = dim i
+    struct { bool ta, tb; } matmul;                      // MATMUL: operands transposed
+    struct { int stride[2], pad[2], dil[2], groups; } conv;
+    struct { int kernel[2], stride[2], pad[2]; } pool;
+    int perm[MAX_DIMS];                                  // PERMUTE
+    struct { int64_t start[MAX_DIMS], step[MAX_DIMS]; } slice;
+    struct { int64_t lo[MAX_DIMS], hi[MAX_DIMS]; double value; } pad;
+    int axis;                                            // CONCAT
+    struct { Init init; double a, b; } param;            // PARAM, STATE: initial value
+    uint64_t key;                                        // RANDOM: hash of its name
+  } p;
+};
+
+// A write of a persistent tensor at the end of a step: target := value.
+typedef struct {
+  Node *target;          // PARAM or STATE
+  Node *value;
+} Update;
+
+typedef struct {
+  const char *name;
+  Node *node;
+} Output;
+
+typedef struct {
+  Arena *arena;
+  Diag *diag;
+  Node **nodes;
+  int n, cap;
+  Output *outputs;       // named results: model outputs, "loss", gradients
+  int noutputs, outputs_cap;
+  Update *updates;       // persistent writes of a training step
+  int nupdates, updates_cap;
+  Node *loss;            // the scalar loss, or NULL
+  const char *scope;     // scope given to nodes built now
+  Span loc;              // span given to nodes built now
+  // Called after a user error is reported (elaboration adds the call chain
+  // and unwinds); NULL: builders return NULL after reporting.
+  void (*on_error)(void *ctx);
+  void *on_error_ctx;
+} Graph;
+
+const char *op_name(Op op);
+OpKind op_kind(Op op);
+int op_nsrc(Op op);
+const char *dtype_name(DType t);
+bool dtype_is_float(DType t);
+bool dtype_is_int(DType t);     // integer or bool
+// The dtype two operands meet at: bool < u8 < i32 < i64 < f16, bf16 < f32;
+// f16 with bf16 meet at f32.
+DType dtype_promote(DType a, DType b);
+// Writes "f32[64, 256]" into buf.
+const char *type_str(char *buf, size_t n, DType t, const Shape *s);
+int64_t shape_numel(const Shape *s);
+bool shape_eq(const Shape *a, const Shape *b);
+Shape shape_of(int ndim, const int64_t *d);
+
+void graph_init(Graph *g, Arena *arena, Diag *diag);
+void graph_free(Graph *g);    // frees the arrays, not the arena
+void graph_add_output(Graph *g, const char *name, Node *n);
+void graph_add_update(Graph *g, Node *target, Node *value);
+Node *graph_find_leaf(const Graph *g, Op op, const char *name);
+
+// Builders. Each checks its operands, reports a user error naming the op and
+// the shapes involved (then calls g->on_error), and returns the new node.
+Node *g_leaf(Graph *g, Op op, DType t, Shape s, const char *name);
+Node *g_const(Graph *g, double v, DType t, Shape s);
+Node *g_iota(Graph *g, int64_t n, DType t);
+Node *g_random(Graph *g, Shape s, const char *name);
+Node *g_unary(Graph *g, Op op, Node *x);
+Node *g_cast(Graph *g, Node *x, DType t);
+Node *g_binary(Graph *g, Op op, Node *a, Node *b);
+Node *g_where(Graph *g, Node *c, Node *a, Node *b);
+Node *g_reduce(Graph *g, Op op, Node *x, uint32_t axes, bool keep);
+Node *g_matmul(Graph *g, Node *a, Node *b, bool ta, bool tb);
+Node *g_conv2d(Graph *g, Node *x, Node *w, const int stride[2], const int pad[2],
+               const int dil[2], int groups);
+Node *g_conv2d_grad(Graph *g, Op op, Node *a, Node *b, const Node *fwd);
+Node *g_pool(Graph *g, Op op, Node *x, const int kernel[2], const int stride[2], const int pad[2]);
+Node *g_pool_grad(Graph *g, Op op, Node *x, Node *dy, const Node *fwd);
+Node *g_reshape(Graph *g, Node *x, Shape s);
+Node *g_permute(Graph *g, Node *x, const int *perm);
+Node *g_broadcast(Graph *g, Node *x, Shape s);
+Node *g_slice(Graph *g, Node *x, const int64_t *start, const int64_t *stop, const int64_t *step);
+Node *g_pad(Graph *g, Node *x, const int64_t *lo, const int64_t *hi, double value);
+Node *g_concat(Graph *g, Node *a, Node *b, int axis);
+Node *g_gather(Graph *g, Node *table, Node *ids);
+Node *g_scatter_add(Graph *g, Node *ids, Node *values, int64_t rows);
+// Sums x down to shape s, undoing a broadcast (x's shape broadcasts from s).
+Node *g_unbroadcast(Graph *g, Node *x, Shape s);
+
+// ---------------------------------------------------------------- dump_graph.c
+// 'smelt dump --stage=graph|grad': one line per node,
+//   %12 = add(%10, %11) : f32[64, 256]   # h.0.attn  model.smelt:12
+// and 'smelt graph --dot': Graphviz with nodes clustered by scope.
+void dump_graph(FILE *out, const Graph *g);
+void dump_graph_dot(FILE *out, const Graph *g);
+
+// ---------------------------------------------------------------- interp.c
+// The reference interpreter: evaluates a graph in plain C. Every value is held
+// as doubles and rounded to its dtype after each op (so f32 values are exactly
+// representable floats); reductions and contractions accumulate in double.
+
+typedef struct {
+  double **vals;         // per node id: numel values, row-major; owned
+  int n;
+} InterpResult;
+
+// leaves[id] gives the values of INPUT, PARAM and STATE nodes (numel each,
+// borrowed); RANDOM uses (seed, step). Returns 0, or -1 with a message in err
+// when an index is out of range (gather, scatter).
+int interp_run(const Graph *g, double *const *leaves, uint64_t seed, uint64_t step,
+               InterpResult *out, char *err, size_t errlen);
+void interp_free(InterpResult *r);
+// Rounds v to what dtype t can hold (f32, bf16, f16: nearest even; ints: truncate, wrap).
+double dtype_round(DType t, double v);
+
+// ---------------------------------------------------------------- philox.c
+// Philox-4x32-10, the counter-based generator behind RANDOM and initializers.
+void philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+// Uniform in [0, 1) for element i of the stream (seed, key, step): 24 random bits.
+double philox_uniform(uint64_t seed, uint64_t key, uint64_t step, uint64_t i);
+// A standard normal from the same stream (Box-Muller on two uniforms).
+double philox_normal(uint64_t seed, uint64_t key, uint64_t step, uint64_t i);
+// FNV-1a of a name: the key of a parameter's or a random op's stream.
+uint64_t name_key(const char *name);
+// Fills a PARAM or STATE node's initial values (numel doubles) from its
+// initializer, keyed by seed and the node's name.
+void init_fill(const Node *n, uint64_t seed, double *out);
 
 // ---------------------------------------------------------------- dump_ast.c
 // Writes the AST as text: one statement per line, expressions as
@@ -339,6 +514,22 @@ typedef struct TrainConfig {
 
 void train_check(Compilation *c, Module *m, const Ast *train, const Ast *model);
 const char *precision_name(Precision p);
+
+// ---------------------------------------------------------------- elaborate.c
+// AST to op graph: evaluates compile-time values, inlines function calls,
+// unrolls loops, binds the model's sizes (defaults, overridden by -D), creates
+// parameters under their scoped names, and checks every shape and dtype.
+// The first user error is reported with the call chain and ends elaboration.
+
+typedef struct {
+  const char *name;
+  int64_t value;
+} Define;
+
+// Builds the forward graph of module m's model into g (graph_init'ed by the
+// caller). training selects the value of the constant `training`. Returns 0,
+// or -1 after reporting an error.
+int elaborate(Compilation *c, Module *m, const Define *defs, int ndefs, bool training, Graph *g);
 
 // ---------------------------------------------------------------- summary.c
 // One paragraph per checked file, for 'smelt check --summary' and the demo.

@@ -1,7 +1,8 @@
 // main.c: the smelt command line.
 //
-//   smelt check [--summary] FILE...     parse and check model files
-//   smelt dump --stage=ast FILE         print a stage of the compiler
+//   smelt check [--summary] FILE...         parse and check model files
+//   smelt dump --stage=ast|graph FILE       print a stage of the compiler
+//   smelt graph --dot FILE                  the op graph as Graphviz DOT
 //   smelt --version | help
 //
 // Exit status: 0 when every file is clean, 1 when any has an error, 2 when the
@@ -17,13 +18,18 @@ static void usage(FILE *out) {
         "commands:\n"
         "  check FILE...          parse and check model files; report every error\n"
         "      --summary          also print what each file declares\n"
-        "  dump --stage=ast FILE  print the parsed syntax tree\n"
+        "  dump --stage=STAGE FILE\n"
+        "                         print a stage: ast (syntax tree), graph (op graph\n"
+        "                         of the forward pass)\n"
+        "  graph --dot FILE       the op graph as Graphviz DOT, clustered by layer\n"
         "  help                   this text\n"
         "\n"
         "options for every command:\n"
         "  --color=auto|always|never   colour in diagnostics (auto: on a terminal,\n"
         "                              never when NO_COLOR is set)\n"
         "  --max-errors=N              stop reporting after N errors (default 20, 0: all)\n"
+        "  -D NAME=VALUE               set a model size (graph stages)\n"
+        "  --infer                     build the graph with training = false\n"
         "\n"
         "Imports are looked up in the model file's folder, then the stdlib folder,\n"
         "then each folder of SMELT_PATH. See docs/language.md.\n",
@@ -36,9 +42,27 @@ typedef struct {
   const char **files;
   int nfiles;
   bool summary;
+  bool dot;
+  bool infer;
   int color;        // -1 auto, 0 never, 1 always
   int max_errors;
+  Define defs[32];
+  int ndefs;
 } Options;
+
+// Parses "NAME=VALUE" into o->defs; returns false when malformed.
+static bool add_define(Options *o, const char *arg) {
+  const char *eq = strchr(arg, '=');
+  if (!eq || eq == arg || o->ndefs == 32) return false;
+  char *end;
+  long long v = strtoll(eq + 1, &end, 10);
+  if (*end || end == eq + 1) return false;
+  char *name = xmalloc((size_t)(eq - arg) + 1);
+  memcpy(name, arg, (size_t)(eq - arg));
+  name[eq - arg] = '\0';
+  o->defs[o->ndefs++] = (Define){name, v};
+  return true;
+}
 
 static int bad_usage(const char *fmt, const char *arg) {
   fprintf(stderr, "smelt: error: ");
@@ -54,6 +78,12 @@ static int parse_options(int argc, char **argv, Options *o) {
     const char *a = argv[i];
     if (strcmp(a, "--summary") == 0 && strcmp(o->command, "check") == 0) o->summary = true;
     else if (strncmp(a, "--stage=", 8) == 0 && strcmp(o->command, "dump") == 0) o->stage = a + 8;
+    else if (strcmp(a, "--dot") == 0 && strcmp(o->command, "graph") == 0) o->dot = true;
+    else if (strcmp(a, "--infer") == 0) o->infer = true;
+    else if (strcmp(a, "-D") == 0 || strncmp(a, "-D", 2) == 0) {
+      const char *def = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
+      if (!add_define(o, def)) return bad_usage("-D needs NAME=INTEGER, not '%s'", def);
+    }
     else if (strcmp(a, "--color=auto") == 0) o->color = -1;
     else if (strcmp(a, "--color=always") == 0) o->color = 1;
     else if (strcmp(a, "--color=never") == 0) o->color = 0;
@@ -77,12 +107,28 @@ static int check_files(Compilation *c, const Options *o, const char *argv0, Modu
   return c->diag.errors;
 }
 
+// Elaborates the model of m and prints its graph as text or DOT.
+static int print_graph(Compilation *c, Module *m, const Options *o) {
+  Graph g;
+  graph_init(&g, &c->arena, &c->diag);
+  int rc = elaborate(c, m, o->defs, o->ndefs, !o->infer, &g);
+  if (rc == 0) {
+    if (o->dot) dump_graph_dot(stdout, &g);
+    else dump_graph(stdout, &g);
+  }
+  graph_free(&g);
+  return rc;
+}
+
 static int run(const Options *o, const char *argv0) {
-  bool dump = strcmp(o->command, "dump") == 0;
-  if (dump && (!o->stage || strcmp(o->stage, "ast") != 0))
-    return bad_usage("dump needs --stage=ast (the only stage this version has), not '%s'",
+  bool dump = strcmp(o->command, "dump") == 0, graph = strcmp(o->command, "graph") == 0;
+  bool ast = dump && o->stage && !strcmp(o->stage, "ast");
+  bool gstage = (dump && o->stage && !strcmp(o->stage, "graph")) || graph;
+  if (dump && !ast && !gstage)
+    return bad_usage("dump needs --stage=ast or --stage=graph, not '%s'",
                      o->stage ? o->stage : "nothing");
-  if (dump && o->nfiles != 1) return bad_usage("%s takes one model file", "dump");
+  if (graph && !o->dot) return bad_usage("%s needs --dot", "graph");
+  if ((dump || graph) && o->nfiles != 1) return bad_usage("%s takes one model file", o->command);
   Compilation c;
   compilation_init(&c, stderr);
   if (o->color >= 0) c.diag.color = o->color;
@@ -91,10 +137,13 @@ static int run(const Options *o, const char *argv0) {
   int errors = check_files(&c, o, argv0, mods);
   if (errors == 0) {
     for (int i = 0; i < o->nfiles; i++) {
-      if (dump) dump_ast(stdout, mods[i]->ast);
+      if (ast) dump_ast(stdout, mods[i]->ast);
+      else if (gstage) print_graph(&c, mods[i], o);
       else if (o->summary) summary_print(stdout, mods[i]);
     }
-  } else {
+    errors = c.diag.errors;
+  }
+  if (errors) {
     fprintf(stderr, "%d error%s\n", errors, errors == 1 ? "" : "s");
   }
   free(mods);
@@ -112,11 +161,13 @@ int main(int argc, char **argv) {
     printf("smelt %s\n", SMELT_VERSION);
     return 0;
   }
-  if (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "dump") != 0)
-    return bad_usage("unknown command '%s'; this version has check and dump", argv[1]);
+  if (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "dump") != 0 &&
+      strcmp(argv[1], "graph") != 0)
+    return bad_usage("unknown command '%s'; this version has check, dump and graph", argv[1]);
   Options o;
   int rc = parse_options(argc, argv, &o);
   if (rc == 0) rc = run(&o, argv[0]);
+  for (int i = 0; i < o.ndefs; i++) free((char *)o.defs[i].name);
   free(o.files);
   return rc;
 }

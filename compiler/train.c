@@ -85,7 +85,7 @@ static Val eval(Checker *t, const Ast *e, int depth) {
     case '/':
       if (b.f == 0) break;
       return (Val){V_FLOAT, 0, a.f / b.f, NULL};
-    case OP_POW:
+    case AOP_POW:
       return (Val){V_FLOAT, 0, pow(a.f, b.f), NULL};
     }
     break;

@@ -369,17 +369,17 @@ expr : or_expr ;
 
 or_expr
   : and_expr
-  | or_expr OR and_expr           { $$ = mk_bin(P, OP_OR, @$, $1, $3); }
+  | or_expr OR and_expr           { $$ = mk_bin(P, AOP_OR, @$, $1, $3); }
   ;
 
 and_expr
   : not_expr
-  | and_expr AND not_expr         { $$ = mk_bin(P, OP_AND, @$, $1, $3); }
+  | and_expr AND not_expr         { $$ = mk_bin(P, AOP_AND, @$, $1, $3); }
   ;
 
 not_expr
   : cmp_expr
-  | NOT not_expr                  { $$ = mk1(P, N_UNARY, @$, $2); $$->op = OP_NOT; }
+  | NOT not_expr                  { $$ = mk1(P, N_UNARY, @$, $2); $$->op = AOP_NOT; }
   ;
 
 cmp_expr
@@ -393,8 +393,8 @@ cmp_expr
   ;
 
 cmp_op
-  : '<' { $$ = '<'; } | '>' { $$ = '>'; } | LE { $$ = OP_LE; } | GE { $$ = OP_GE; }
-  | EQ { $$ = OP_EQ; } | NE { $$ = OP_NE; }
+  : '<' { $$ = '<'; } | '>' { $$ = '>'; } | LE { $$ = AOP_LE; } | GE { $$ = AOP_GE; }
+  | EQ { $$ = AOP_EQ; } | NE { $$ = AOP_NE; }
   ;
 
 add_expr
@@ -409,7 +409,7 @@ mul_expr
   ;
 
 mul_op
-  : '*' { $$ = '*'; } | '/' { $$ = '/'; } | FLOORDIV { $$ = OP_FLOORDIV; }
+  : '*' { $$ = '*'; } | '/' { $$ = '/'; } | FLOORDIV { $$ = AOP_FLOORDIV; }
   | '%' { $$ = '%'; } | '@' { $$ = '@'; }
   ;
 
@@ -421,7 +421,7 @@ unary
 
 power
   : postfix
-  | postfix POW unary             { $$ = mk_bin(P, OP_POW, @$, $1, $3); }
+  | postfix POW unary             { $$ = mk_bin(P, AOP_POW, @$, $1, $3); }
   ;
 
 postfix

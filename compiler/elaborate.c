@@ -1,0 +1,1171 @@
+// elaborate.c: from checked AST to op graph.
+//
+// An evaluator over the AST. Compile-time values (ints, floats, bools,
+// strings, tuples, dtypes) are computed here; tensor values are graph nodes,
+// built through graph.c's builders, which check every shape. Function calls
+// are inlined: each call binds its arguments (unifying named dimensions with
+// the arguments' shapes), runs the body and returns a value. Loops unroll.
+//
+// Parameter names follow the call scopes (docs/language.md): `linear(x) as fc1`
+// inside `block(...) as h[2]` declares h.2.fc1.w. A call without `as` to a
+// function that declares parameters is named after the function, numbered
+// from the second call in the same scope on (linear, linear_1, ...).
+//
+// The first user error is reported with the chain of calls that led to it and
+// ends elaboration by longjmp to elaborate().
+#include "compiler.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CALL_DEPTH 200
+
+typedef enum { V_NONE, V_INT, V_FLOAT, V_BOOL, V_STR, V_TENSOR, V_TUPLE, V_DTYPE } VKind;
+
+typedef struct Val Val;
+struct Val {
+  VKind k;
+  int64_t i;          // V_INT, V_BOOL
+  double f;           // V_FLOAT
+  const char *s;      // V_STR
+  Node *t;            // V_TENSOR
+  DType dt;           // V_DTYPE
+  Val *items;         // V_TUPLE
+  int n;
+};
+
+typedef struct Binding Binding;
+struct Binding {
+  const char *name;
+  Val v;
+  Binding *next;
+};
+
+typedef struct Env Env;
+struct Env {
+  Env *up;            // enclosing block of the same function; NULL at its top
+  Binding *vars;
+};
+
+typedef struct {
+  const char *fn;     // function name
+  Span call;          // call site
+  const char *scope;  // parameter scope of the call
+} Frame;
+
+typedef struct Counter Counter;
+struct Counter {
+  const char *scope;  // the frame's scope
+  const char *what;   // function name, or "" for random streams
+  int n;
+  Counter *next;
+};
+
+typedef struct {
+  Compilation *c;
+  Module *m;
+  Graph *g;
+  Diag *d;
+  jmp_buf fail;
+  Frame stack[MAX_CALL_DEPTH];
+  int depth;
+  const char *scope;  // the current parameter scope
+  Counter *counters;
+  bool training;
+  bool returning;     // a return statement is unwinding the current call
+  Val ret;
+} Elab;
+
+static _Noreturn void unwind(Elab *e) {
+  for (int i = e->depth - 1; i >= 0; i--)
+    diag_note(e->d, e->stack[i].call, "in this call to '%s'", e->stack[i].fn);
+  longjmp(e->fail, 1);
+}
+
+static void unwind_cb(void *ctx) { unwind(ctx); }
+
+static _Noreturn void fail(Elab *e, Span at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static _Noreturn void fail(Elab *e, Span at, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  diag_verror(e->d, at, fmt, ap);
+  va_end(ap);
+  unwind(e);
+}
+
+static const char *kind_name(const Val *v) {
+  static const char *names[] = {"nothing", "an int", "a float", "a bool", "a string",
+                                "a tensor", "a tuple", "a dtype"};
+  return names[v->k];
+}
+
+static Val v_int(int64_t i) { return (Val){.k = V_INT, .i = i}; }
+static Val v_float(double f) { return (Val){.k = V_FLOAT, .f = f}; }
+static Val v_bool(bool b) { return (Val){.k = V_BOOL, .i = b}; }
+static Val v_tensor(Node *t) { return (Val){.k = V_TENSOR, .t = t}; }
+
+static bool is_num(const Val *v) { return v->k == V_INT || v->k == V_FLOAT || v->k == V_BOOL; }
+static double num(const Val *v) { return v->k == V_FLOAT ? v->f : (double)v->i; }
+
+static int64_t want_int(Elab *e, const Ast *at, Val v, const char *what) {
+  if (v.k != V_INT) fail(e, at->span, "%s must be an int, not %s", what, kind_name(&v));
+  return v.i;
+}
+
+static bool want_bool(Elab *e, const Ast *at, Val v, const char *what) {
+  if (v.k != V_BOOL)
+    fail(e, at->span, "%s must be a compile-time bool, not %s", what, kind_name(&v));
+  return v.i;
+}
+
+static Node *want_tensor(Elab *e, const Ast *at, Val v, const char *what) {
+  if (v.k != V_TENSOR) fail(e, at->span, "%s must be a tensor, not %s", what, kind_name(&v));
+  return v.t;
+}
+
+// ---- environments
+
+static Binding *env_find(Env *env, const char *name) {
+  for (; env; env = env->up)
+    for (Binding *b = env->vars; b; b = b->next)
+      if (strcmp(b->name, name) == 0) return b;
+  return NULL;
+}
+
+static void env_set(Elab *e, Env *env, const char *name, Val v) {
+  Binding *b = arena_alloc(&e->c->arena, sizeof *b);
+  b->name = name;
+  b->v = v;
+  b->next = env->vars;
+  env->vars = b;
+}
+
+// ---- functions
+
+// Functions found in the module that defines fn, so a library's functions
+// call each other whatever the caller imported.
+typedef struct {
+  const Ast *fn;
+  const Module *home;
+} FnRef;
+
+static FnRef lookup_fn(Elab *e, const Module *home, const char *name) {
+  for (int i = 0; i < home->ast->list.n; i++) {
+    const Ast *it = home->ast->list.items[i];
+    if (it->kind == N_FN && strcmp(it->name, name) == 0) return (FnRef){it, home};
+  }
+  for (int k = 0; k < home->nimports; k++) {
+    const Module *dep = home->imports[k];
+    for (int i = 0; dep && dep->ast && i < dep->ast->list.n; i++) {
+      const Ast *it = dep->ast->list.items[i];
+      if (it->kind == N_FN && strcmp(it->name, name) == 0) return (FnRef){it, dep};
+    }
+  }
+  (void)e;
+  return (FnRef){NULL, NULL};
+}
+
+// Whether calling fn declares parameters, directly or through its callees.
+static bool declares_params(Elab *e, const Module *home, const Ast *n, int depth);
+
+static bool block_declares(Elab *e, const Module *home, const Ast *n, int depth) {
+  if (!n || depth > 64) return false;
+  if (n->kind == N_PARAM) return true;
+  if (n->kind == N_CALL && n->a->kind == N_NAME) {
+    FnRef r = lookup_fn(e, home, n->a->name);
+    if (r.fn && declares_params(e, r.home, r.fn, depth + 1)) return true;
+  }
+  if (block_declares(e, home, n->a, depth) || block_declares(e, home, n->b, depth) ||
+      block_declares(e, home, n->c, depth))
+    return true;
+  for (int i = 0; i < n->list.n; i++)
+    if (block_declares(e, home, n->list.items[i], depth)) return true;
+  return false;
+}
+
+static bool declares_params(Elab *e, const Module *home, const Ast *fn, int depth) {
+  return block_declares(e, home, fn->b, depth);
+}
+
+// ---- evaluation
+
+typedef struct {
+  Elab *e;
+  const Module *home;   // module whose functions are visible
+  Env *env;
+} Ctx;
+
+static Val eval(Ctx *x, const Ast *n);
+static void exec_block(Ctx *x, const Ast *block);
+
+static Node *const_like(Elab *e, Val v, const Node *like) {
+  DType t = like ? like->dtype : DT_F32;
+  if (v.k == V_FLOAT && !dtype_is_float(t)) t = DT_F32;
+  if (v.k == V_BOOL && !like) t = DT_BOOL;
+  return g_const(e->g, num(&v), t, (Shape){0});
+}
+
+static Node *as_tensor(Elab *e, const Ast *at, Val v, const Node *like) {
+  if (v.k == V_TENSOR) return v.t;
+  if (is_num(&v)) return const_like(e, v, like);
+  fail(e, at->span, "expected a tensor or a number, not %s", kind_name(&v));
+}
+
+static Op binary_op(int op) {
+  switch (op) {
+  case '+': return OP_ADD;
+  case '-': return OP_SUB;
+  case '*': return OP_MUL;
+  case '/': return OP_DIV;
+  case AOP_POW: return OP_POW;
+  case '<': return OP_LT;
+  case '>': return OP_GT;
+  case AOP_LE: return OP_LE;
+  case AOP_GE: return OP_GE;
+  case AOP_EQ: return OP_EQ;
+  case AOP_NE: return OP_NE;
+  }
+  return OP_COUNT;
+}
+
+static int64_t floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+static Val ct_binary(Elab *e, const Ast *n, Val a, Val b) {
+  int op = n->op;
+  bool ints = a.k == V_INT && b.k == V_INT;
+  if ((op == AOP_EQ || op == AOP_NE) && a.k == V_STR && b.k == V_STR)
+    return v_bool((strcmp(a.s, b.s) == 0) == (op == AOP_EQ));
+  if ((op == AOP_EQ || op == AOP_NE) && a.k == V_DTYPE && b.k == V_DTYPE)
+    return v_bool((a.dt == b.dt) == (op == AOP_EQ));
+  if (!is_num(&a) || !is_num(&b))
+    fail(e, n->span, "cannot apply '%s' to %s and %s", ast_op_name(op), kind_name(&a), kind_name(&b));
+  double x = num(&a), y = num(&b);
+  int64_t r;
+  switch (op) {
+  case '+':
+    if (ints && !__builtin_add_overflow(a.i, b.i, &r)) return v_int(r);
+    return v_float(x + y);
+  case '-':
+    if (ints && !__builtin_sub_overflow(a.i, b.i, &r)) return v_int(r);
+    return v_float(x - y);
+  case '*':
+    if (ints && !__builtin_mul_overflow(a.i, b.i, &r)) return v_int(r);
+    return v_float(x * y);
+  case '/':
+    if (y == 0) fail(e, n->span, "division by zero");
+    return v_float(x / y);
+  case AOP_FLOORDIV:
+  case '%':
+    if (y == 0) fail(e, n->span, "division by zero");
+    if (ints) return v_int(op == '%' ? a.i - floor_div(a.i, b.i) * b.i : floor_div(a.i, b.i));
+    return v_float(op == '%' ? x - floor(x / y) * y : floor(x / y));
+  case AOP_POW:
+    if (ints && b.i >= 0 && b.i < 64) {
+      int64_t p = 1;
+      bool over = false;
+      for (int64_t k = 0; k < b.i; k++) over |= __builtin_mul_overflow(p, a.i, &p);
+      if (!over) return v_int(p);
+    }
+    return v_float(pow(x, y));
+  case '<': return v_bool(x < y);
+  case '>': return v_bool(x > y);
+  case AOP_LE: return v_bool(x <= y);
+  case AOP_GE: return v_bool(x >= y);
+  case AOP_EQ: return v_bool(x == y);
+  case AOP_NE: return v_bool(x != y);
+  case '@': break;
+  }
+  fail(e, n->span, "'%s' needs tensors", ast_op_name(op));
+}
+
+static Val eval_binary(Ctx *x, const Ast *n) {
+  Elab *e = x->e;
+  if (n->op == AOP_AND || n->op == AOP_OR) {   // short-circuit, compile time only
+    bool a = want_bool(e, n->a, eval(x, n->a), "the operand of 'and'/'or'");
+    if (n->op == AOP_AND ? !a : a) return v_bool(a);
+    return v_bool(want_bool(e, n->b, eval(x, n->b), "the operand of 'and'/'or'"));
+  }
+  Val a = eval(x, n->a), b = eval(x, n->b);
+  if (a.k != V_TENSOR && b.k != V_TENSOR) return ct_binary(e, n, a, b);
+  e->g->loc = n->span;
+  Node *ta = as_tensor(e, n->a, a, b.k == V_TENSOR ? b.t : NULL);
+  Node *tb = as_tensor(e, n->b, b, ta);
+  if (n->op == '@') return v_tensor(g_matmul(e->g, ta, tb, false, false));
+  if (n->op == AOP_FLOORDIV || n->op == '%') {
+    Node *q = g_unary(e->g, OP_FLOOR, g_binary(e->g, OP_DIV, ta, tb));
+    if (n->op == AOP_FLOORDIV) return v_tensor(q);
+    return v_tensor(g_binary(e->g, OP_SUB, ta, g_binary(e->g, OP_MUL, q, tb)));
+  }
+  return v_tensor(g_binary(e->g, binary_op(n->op), ta, tb));
+}
+
+static Val eval_unary(Ctx *x, const Ast *n) {
+  Elab *e = x->e;
+  Val v = eval(x, n->a);
+  if (n->op == AOP_NOT) return v_bool(!want_bool(e, n->a, v, "the operand of 'not'"));
+  if (n->op == '+') return v;
+  if (v.k == V_INT && v.i != INT64_MIN) return v_int(-v.i);
+  if (v.k == V_FLOAT) return v_float(-v.f);
+  e->g->loc = n->span;
+  return v_tensor(g_unary(e->g, OP_NEG, want_tensor(e, n->a, v, "the operand of '-'")));
+}
+
+// Normalizes a possibly negative axis of a rank-n tensor.
+static int axis_of(Elab *e, const Ast *at, int64_t a, int n) {
+  if (a < -n || a >= n) fail(e, at->span, "axis %lld is out of range for %d dimensions", (long long)a, n);
+  return (int)(a < 0 ? a + n : a);
+}
+
+static Shape tensor_shape_of(const Node *t) { return t->shape; }
+
+// ---- indexing
+
+static Val eval_index(Ctx *x, const Ast *n) {
+  Elab *e = x->e;
+  Val base = eval(x, n->a);
+  if (base.k == V_TUPLE) {
+    if (n->list.n != 1 || n->list.items[0]->kind == N_SLICE || n->list.items[0]->kind == N_ELLIPSIS) {
+      // tuple slicing: t[a:b]
+      const Ast *it = n->list.items[0];
+      if (n->list.n == 1 && it->kind == N_SLICE) {
+        int64_t len = base.n, lo = 0, hi = len;
+        if (it->a) lo = want_int(e, it->a, eval(x, it->a), "a slice bound");
+        if (it->b) hi = want_int(e, it->b, eval(x, it->b), "a slice bound");
+        if (lo < 0) lo += len;
+        if (hi < 0) hi += len;
+        lo = lo < 0 ? 0 : lo > len ? len : lo;
+        hi = hi < lo ? lo : hi > len ? len : hi;
+        Val r = {.k = V_TUPLE, .items = base.items + lo, .n = (int)(hi - lo)};
+        return r;
+      }
+      fail(e, n->span, "a tuple takes one index or one slice");
+    }
+    int64_t i = want_int(e, n->list.items[0], eval(x, n->list.items[0]), "a tuple index");
+    if (i < -base.n || i >= base.n)
+      fail(e, n->span, "index %lld is out of range for a tuple of %d", (long long)i, base.n);
+    return base.items[i < 0 ? i + base.n : i];
+  }
+  Node *t = want_tensor(e, n->a, base, "what is indexed");
+  int nd = t->shape.ndim, given = 0;
+  bool ellipsis = false;
+  for (int i = 0; i < n->list.n; i++) {
+    if (n->list.items[i]->kind == N_ELLIPSIS) ellipsis = true;
+    else given++;
+  }
+  if (given > nd)
+    fail(e, n->span, "%d indices for a tensor with %d dimensions", given, nd);
+  int64_t start[MAX_DIMS], stop[MAX_DIMS], step[MAX_DIMS];
+  bool drop[MAX_DIMS] = {0};
+  for (int d = 0; d < nd; d++) {
+    start[d] = 0;
+    stop[d] = t->shape.d[d];
+    step[d] = 1;
+  }
+  int d = 0;
+  for (int i = 0; i < n->list.n; i++) {
+    const Ast *it = n->list.items[i];
+    if (it->kind == N_ELLIPSIS) {
+      d += nd - given;
+      continue;
+    }
+    int64_t len = t->shape.d[d];
+    if (it->kind == N_SLICE) {
+      int64_t lo = 0, hi = len, st = 1;
+      if (it->c) st = want_int(e, it->c, eval(x, it->c), "a slice step");
+      if (st < 1) fail(e, it->span, "a slice step must be at least 1");
+      if (it->a) lo = want_int(e, it->a, eval(x, it->a), "a slice bound");
+      if (it->b) hi = want_int(e, it->b, eval(x, it->b), "a slice bound");
+      if (lo < 0) lo += len;
+      if (hi < 0) hi += len;
+      lo = lo < 0 ? 0 : lo > len ? len : lo;
+      hi = hi < lo ? lo : hi > len ? len : hi;
+      start[d] = lo;
+      stop[d] = hi;
+      step[d] = st;
+    } else {
+      Val iv = eval(x, it);
+      if (iv.k == V_TENSOR)
+        fail(e, it->span, "indexing with a tensor is not supported; use gather(table, ids)");
+      int64_t k = want_int(e, it, iv, "an index");
+      if (k < -len || k >= len)
+        fail(e, it->span, "index %lld is out of range for dimension %d of size %lld", (long long)k,
+             d, (long long)len);
+      if (k < 0) k += len;
+      start[d] = k;
+      stop[d] = k + 1;
+      drop[d] = true;
+    }
+    d++;
+  }
+  (void)ellipsis;
+  e->g->loc = n->span;
+  Node *r = g_slice(e->g, t, start, stop, step);
+  Shape s = {0};
+  for (int k = 0; k < nd; k++)
+    if (!drop[k]) s.d[s.ndim++] = r->shape.d[k];
+  return v_tensor(g_reshape(e->g, r, s));
+}
+
+// ---- builtins
+
+typedef struct {
+  const Ast *call;
+  Val pos[16];
+  const Ast *pos_at[16];
+  int npos;
+  const Ast *kw[8];   // KWARG nodes
+  Val kwv[8];
+  int nkw;
+} Args;
+
+static void eval_args(Ctx *x, const Ast *call, Args *a, const Val *receiver) {
+  memset(a, 0, sizeof *a);
+  a->call = call;
+  if (receiver) {
+    a->pos[0] = *receiver;
+    a->pos_at[0] = call->a;
+    a->npos = 1;
+  }
+  for (int i = 0; i < call->list.n; i++) {
+    const Ast *arg = call->list.items[i];
+    if (arg->kind == N_KWARG) {
+      if (a->nkw == 8) fail(x->e, arg->span, "too many keyword arguments");
+      a->kw[a->nkw] = arg;
+      a->kwv[a->nkw++] = eval(x, arg->a);
+    } else {
+      if (a->npos == 16) fail(x->e, arg->span, "too many arguments");
+      a->pos_at[a->npos] = arg;
+      a->pos[a->npos++] = eval(x, arg);
+    }
+  }
+}
+
+static const Val *kwarg(const Args *a, const char *name) {
+  for (int i = 0; i < a->nkw; i++)
+    if (strcmp(a->kw[i]->name, name) == 0) return &a->kwv[i];
+  return NULL;
+}
+
+// Positional argument i, or keyword `name`, or NULL.
+static const Val *arg_or_kw(const Args *a, int i, const char *name) {
+  if (i < a->npos) return &a->pos[i];
+  return kwarg(a, name);
+}
+
+// Ints from the arguments from index `from` on, flattening tuples (x.shape).
+static int flat_ints(Elab *e, const Args *a, int from, int64_t *out, int max) {
+  int n = 0;
+  for (int i = from; i < a->npos; i++) {
+    const Val *v = &a->pos[i];
+    int k = v->k == V_TUPLE ? v->n : 1;
+    for (int j = 0; j < k; j++) {
+      const Val *it = v->k == V_TUPLE ? &v->items[j] : v;
+      if (n == max) fail(e, a->call->span, "too many dimensions (the limit is %d)", max);
+      out[n++] = want_int(e, a->pos_at[i], *it, "a dimension");
+    }
+  }
+  return n;
+}
+
+// The axes argument of a reduction: None (all), an int, or a tuple of ints.
+static uint32_t reduce_axes(Elab *e, const Args *a, const Node *t) {
+  const Val *ax = arg_or_kw(a, 1, "axis");
+  int nd = t->shape.ndim;
+  if (!ax) return nd ? (1u << nd) - 1 : 0;
+  uint32_t mask = 0;
+  int k = ax->k == V_TUPLE ? ax->n : 1;
+  for (int j = 0; j < k; j++) {
+    const Val *it = ax->k == V_TUPLE ? &ax->items[j] : ax;
+    mask |= 1u << axis_of(e, a->call, want_int(e, a->call, *it, "axis"), nd);
+  }
+  return mask;
+}
+
+static bool kw_bool(Elab *e, const Args *a, const char *name, bool dflt) {
+  const Val *v = kwarg(a, name);
+  return v ? want_bool(e, a->call, *v, name) : dflt;
+}
+
+static void pair_arg(Elab *e, const Args *a, const Val *v, int out[2], int dflt) {
+  if (!v) {
+    out[0] = out[1] = dflt;
+  } else if (v->k == V_TUPLE && v->n == 2) {
+    out[0] = (int)want_int(e, a->call, v->items[0], "a size");
+    out[1] = (int)want_int(e, a->call, v->items[1], "a size");
+  } else {
+    out[0] = out[1] = (int)want_int(e, a->call, *v, "a size");
+  }
+}
+
+static DType dtype_arg(Elab *e, const Args *a, const Val *v, DType dflt) {
+  if (!v) return dflt;
+  if (v->k != V_DTYPE) fail(e, a->call->span, "expected a dtype such as f32, not %s", kind_name(v));
+  return v->dt;
+}
+
+static Node *reduce_builtin(Elab *e, const char *name, const Args *a) {
+  Node *t = want_tensor(e, a->pos_at[0], a->pos[0], "the reduced value");
+  uint32_t axes = reduce_axes(e, a, t);
+  bool keep = kw_bool(e, a, "keep", false);
+  if (!strcmp(name, "sum")) return g_reduce(e->g, OP_SUM, t, axes, keep);
+  if (!strcmp(name, "max")) return g_reduce(e->g, OP_RMAX, t, axes, keep);
+  if (!strcmp(name, "min"))
+    return g_unary(e->g, OP_NEG, g_reduce(e->g, OP_RMAX, g_unary(e->g, OP_NEG, t), axes, keep));
+  if (!strcmp(name, "argmax")) {
+    if (!arg_or_kw(a, 1, "axis")) axes = 1u << (t->shape.ndim - 1);
+    if (__builtin_popcount(axes) != 1) fail(e, a->call->span, "argmax takes exactly one axis");
+    return g_reduce(e->g, OP_ARGMAX, t, axes, keep);
+  }
+  // mean
+  int64_t count = 1;
+  for (int i = 0; i < t->shape.ndim; i++)
+    if (axes & (1u << i)) count *= t->shape.d[i];
+  Node *s = g_reduce(e->g, OP_SUM, dtype_is_float(t->dtype) ? t : g_cast(e->g, t, DT_F32), axes, keep);
+  return g_binary(e->g, OP_MUL, s, g_const(e->g, count ? 1.0 / (double)count : NAN, s->dtype, (Shape){0}));
+}
+
+static Op unary_named(const char *name) {
+  static const struct { const char *name; Op op; } table[] = {
+      {"exp", OP_EXP}, {"log", OP_LOG}, {"sqrt", OP_SQRT}, {"rsqrt", OP_RSQRT},
+      {"tanh", OP_TANH}, {"sigmoid", OP_SIGMOID}, {"abs", OP_ABS},
+  };
+  for (size_t i = 0; i < sizeof table / sizeof *table; i++)
+    if (!strcmp(table[i].name, name)) return table[i].op;
+  return OP_COUNT;
+}
+
+static double ct_unary(Op op, double v) {
+  switch (op) {
+  case OP_EXP: return exp(v);
+  case OP_LOG: return log(v);
+  case OP_SQRT: return sqrt(v);
+  case OP_RSQRT: return 1 / sqrt(v);
+  case OP_TANH: return tanh(v);
+  case OP_SIGMOID: return 1 / (1 + exp(-v));
+  default: return fabs(v);
+  }
+}
+
+// A unique, deterministic name for a random stream: the scope plus a count.
+static const char *random_name(Elab *e) {
+  Counter *c;
+  for (c = e->counters; c; c = c->next)
+    if (c->scope == e->scope && c->what[0] == '\0') break;
+  if (!c) {
+    c = arena_alloc(&e->c->arena, sizeof *c);
+    *c = (Counter){e->scope, "", 0, e->counters};
+    e->counters = c;
+  }
+  return arena_printf(&e->c->arena, "%s%srandom_%d", e->scope, *e->scope ? "." : "", c->n++);
+}
+
+static Val call_builtin(Ctx *x, const char *name, Args *a) {
+  Elab *e = x->e;
+  Graph *g = e->g;
+  g->loc = a->call->span;
+  Op uop = unary_named(name);
+  if (uop != OP_COUNT) {
+    if (is_num(&a->pos[0])) return v_float(ct_unary(uop, num(&a->pos[0])));
+    return v_tensor(g_unary(g, uop, want_tensor(e, a->pos_at[0], a->pos[0], "the argument")));
+  }
+  if (!strcmp(name, "maximum") || !strcmp(name, "minimum") || !strcmp(name, "pow")) {
+    Op op = name[1] == 'a' ? OP_MAX : name[1] == 'i' ? OP_MIN : OP_POW;
+    if (is_num(&a->pos[0]) && is_num(&a->pos[1])) {
+      double p = num(&a->pos[0]), q = num(&a->pos[1]);
+      return v_float(op == OP_MAX ? fmax(p, q) : op == OP_MIN ? fmin(p, q) : pow(p, q));
+    }
+    Node *p = as_tensor(e, a->pos_at[0], a->pos[0], a->pos[1].k == V_TENSOR ? a->pos[1].t : NULL);
+    Node *q = as_tensor(e, a->pos_at[1], a->pos[1], p);
+    return v_tensor(g_binary(g, op, p, q));
+  }
+  if (!strcmp(name, "where")) {
+    Node *c = want_tensor(e, a->pos_at[0], a->pos[0], "the condition of where");
+    const Node *like = a->pos[1].k == V_TENSOR ? a->pos[1].t : a->pos[2].k == V_TENSOR ? a->pos[2].t : NULL;
+    Node *p = as_tensor(e, a->pos_at[1], a->pos[1], like);
+    Node *q = as_tensor(e, a->pos_at[2], a->pos[2], p);
+    return v_tensor(g_where(g, c, p, q));
+  }
+  if (!strcmp(name, "cast"))
+    return v_tensor(g_cast(g, want_tensor(e, a->pos_at[0], a->pos[0], "what is cast"),
+                           dtype_arg(e, a, &a->pos[1], DT_F32)));
+  if (!strcmp(name, "sum") || !strcmp(name, "mean") || !strcmp(name, "max") ||
+      !strcmp(name, "min") || !strcmp(name, "argmax"))
+    return v_tensor(reduce_builtin(e, name, a));
+  if (!strcmp(name, "matmul"))
+    return v_tensor(g_matmul(g, want_tensor(e, a->pos_at[0], a->pos[0], "a matmul operand"),
+                             want_tensor(e, a->pos_at[1], a->pos[1], "a matmul operand"),
+                             kw_bool(e, a, "ta", false), kw_bool(e, a, "tb", false)));
+  if (!strcmp(name, "conv")) {
+    int stride[2], pad[2], dil[2], groups[2];
+    pair_arg(e, a, kwarg(a, "stride"), stride, 1);
+    pair_arg(e, a, kwarg(a, "padding"), pad, 0);
+    pair_arg(e, a, kwarg(a, "dilation"), dil, 1);
+    pair_arg(e, a, kwarg(a, "groups"), groups, 1);
+    return v_tensor(g_conv2d(g, want_tensor(e, a->pos_at[0], a->pos[0], "the conv input"),
+                             want_tensor(e, a->pos_at[1], a->pos[1], "the conv kernel"), stride,
+                             pad, dil, groups[0]));
+  }
+  if (!strcmp(name, "pool_max") || !strcmp(name, "pool_avg")) {
+    int kernel[2], stride[2], pad[2];
+    pair_arg(e, a, &a->pos[1], kernel, 1);
+    const Val *sv = kwarg(a, "stride");
+    if (sv) pair_arg(e, a, sv, stride, 1);
+    else memcpy(stride, kernel, sizeof stride);
+    pair_arg(e, a, kwarg(a, "padding"), pad, 0);
+    return v_tensor(g_pool(g, name[5] == 'm' ? OP_POOL_MAX : OP_POOL_AVG,
+                           want_tensor(e, a->pos_at[0], a->pos[0], "the pooled value"), kernel,
+                           stride, pad));
+  }
+  if (!strcmp(name, "reshape")) {
+    Node *t = want_tensor(e, a->pos_at[0], a->pos[0], "what is reshaped");
+    int64_t d[MAX_DIMS];
+    int nd = flat_ints(e, a, 1, d, MAX_DIMS), infer = -1;
+    int64_t known = 1;
+    for (int i = 0; i < nd; i++) {
+      if (d[i] == -1 && infer < 0) infer = i;
+      else if (d[i] < 0) fail(e, a->call->span, "reshape sizes must be at least 0 (one may be -1)");
+      else known *= d[i];
+    }
+    if (infer >= 0) d[infer] = known ? shape_numel(&t->shape) / known : 0;
+    return v_tensor(g_reshape(g, t, shape_of(nd, d)));
+  }
+  if (!strcmp(name, "permute") || !strcmp(name, "transpose")) {
+    Node *t = want_tensor(e, a->pos_at[0], a->pos[0], "what is permuted");
+    int64_t d[MAX_DIMS];
+    int nd = flat_ints(e, a, 1, d, MAX_DIMS), perm[MAX_DIMS];
+    int r = t->shape.ndim;
+    if (name[0] == 'p') {
+      if (nd != r) fail(e, a->call->span, "permute of %d dimensions needs %d axes, got %d", r, r, nd);
+      for (int i = 0; i < r; i++) perm[i] = axis_of(e, a->call, d[i], r);
+    } else {
+      for (int i = 0; i < r; i++) perm[i] = i;
+      int p = axis_of(e, a->call, d[0], r), q = axis_of(e, a->call, d[1], r);
+      perm[p] = q;
+      perm[q] = p;
+    }
+    return v_tensor(g_permute(g, t, perm));
+  }
+  if (!strcmp(name, "broadcast")) {
+    int64_t d[MAX_DIMS];
+    int nd = flat_ints(e, a, 1, d, MAX_DIMS);
+    return v_tensor(g_broadcast(g, want_tensor(e, a->pos_at[0], a->pos[0], "what is broadcast"),
+                                shape_of(nd, d)));
+  }
+  if (!strcmp(name, "pad")) {
+    Node *t = want_tensor(e, a->pos_at[0], a->pos[0], "what is padded");
+    int64_t lo[MAX_DIMS] = {0}, hi[MAX_DIMS] = {0};
+    int k = a->npos - 1, r = t->shape.ndim;
+    if (k > r) fail(e, a->call->span, "pad has %d pairs for %d dimensions", k, r);
+    for (int i = 0; i < k; i++) {
+      const Val *p = &a->pos[1 + i];
+      if (p->k != V_TUPLE || p->n != 2) fail(e, a->pos_at[1 + i]->span, "pad takes (before, after) pairs");
+      lo[r - k + i] = want_int(e, a->pos_at[1 + i], p->items[0], "padding");
+      hi[r - k + i] = want_int(e, a->pos_at[1 + i], p->items[1], "padding");
+    }
+    const Val *v = kwarg(a, "value");
+    return v_tensor(g_pad(g, t, lo, hi, v ? num(v) : 0.0));
+  }
+  if (!strcmp(name, "concat")) {
+    const Val *av = kwarg(a, "axis");
+    int64_t axis = av ? want_int(e, a->call, *av, "axis") : 0;
+    Node *r = want_tensor(e, a->pos_at[0], a->pos[0], "what is concatenated");
+    for (int i = 1; i < a->npos; i++)
+      r = g_concat(g, r, want_tensor(e, a->pos_at[i], a->pos[i], "what is concatenated"),
+                   axis_of(e, a->call, axis, r->shape.ndim));
+    return v_tensor(r);
+  }
+  if (!strcmp(name, "gather"))
+    return v_tensor(g_gather(g, want_tensor(e, a->pos_at[0], a->pos[0], "the table"),
+                             want_tensor(e, a->pos_at[1], a->pos[1], "the ids")));
+  if (!strcmp(name, "scatter_add"))
+    return v_tensor(g_scatter_add(g, want_tensor(e, a->pos_at[0], a->pos[0], "the ids"),
+                                  want_tensor(e, a->pos_at[1], a->pos[1], "the values"),
+                                  want_int(e, a->pos_at[2], a->pos[2], "rows")));
+  if (!strcmp(name, "one_hot")) {
+    Node *ids = want_tensor(e, a->pos_at[0], a->pos[0], "the ids");
+    int64_t n = want_int(e, a->pos_at[1], a->pos[1], "the number of classes");
+    Shape s = ids->shape;
+    if (s.ndim == MAX_DIMS) fail(e, a->call->span, "one_hot result has too many dimensions");
+    s.d[s.ndim++] = 1;
+    Node *eq = g_binary(g, OP_EQ, g_reshape(g, ids, s), g_iota(g, n, ids->dtype));
+    return v_tensor(g_cast(g, eq, dtype_arg(e, a, kwarg(a, "dtype"), DT_F32)));
+  }
+  if (!strcmp(name, "fill")) {
+    if (!is_num(&a->pos[0])) fail(e, a->pos_at[0]->span, "fill takes a number");
+    int64_t d[MAX_DIMS];
+    int nd = flat_ints(e, a, 1, d, MAX_DIMS);
+    return v_tensor(g_const(g, num(&a->pos[0]), dtype_arg(e, a, kwarg(a, "dtype"), DT_F32),
+                            shape_of(nd, d)));
+  }
+  if (!strcmp(name, "iota"))
+    return v_tensor(g_iota(g, want_int(e, a->pos_at[0], a->pos[0], "the size"),
+                           dtype_arg(e, a, kwarg(a, "dtype"), DT_I32)));
+  if (!strcmp(name, "uniform_like")) {
+    Node *t = want_tensor(e, a->pos_at[0], a->pos[0], "the argument");
+    return v_tensor(g_random(g, tensor_shape_of(t), random_name(e)));
+  }
+  fail(e, a->call->span, "'%s' cannot be used here", name);
+}
+
+// ---- user function calls
+
+static const char *scope_join(Elab *e, const char *scope, const char *seg) {
+  return *scope ? arena_printf(&e->c->arena, "%s.%s", scope, seg) : seg;
+}
+
+static const char *auto_scope(Elab *e, const char *fn) {
+  Counter *c;
+  for (c = e->counters; c; c = c->next)
+    if (c->scope == e->scope && strcmp(c->what, fn) == 0) break;
+  if (!c) {
+    c = arena_alloc(&e->c->arena, sizeof *c);
+    *c = (Counter){e->scope, fn, 0, e->counters};
+    e->counters = c;
+  }
+  int k = c->n++;
+  return k ? arena_printf(&e->c->arena, "%s_%d", fn, k) : fn;
+}
+
+static void check_type(Ctx *callee, const Ast *type, Val v, const char *what, const Ast *at);
+
+static Val call_user(Ctx *x, FnRef r, const Ast *call, Args *a) {
+  Elab *e = x->e;
+  const Ast *fn = r.fn;
+  if (e->depth == MAX_CALL_DEPTH)
+    fail(e, call->span, "calls nested more than %d deep (is '%s' recursive?)", MAX_CALL_DEPTH, fn->name);
+  Env top = {0};
+  Ctx inner = {e, r.home, &top};
+  int np = fn->list.n;
+  const Val *given[64] = {0};
+  if (np > 64) fail(e, fn->span, "too many parameters");
+  for (int i = 0; i < a->npos && i < np; i++) given[i] = &a->pos[i];
+  for (int k = 0; k < a->nkw; k++)
+    for (int i = 0; i < np; i++)
+      if (!strcmp(fn->list.items[i]->name, a->kw[k]->name)) given[i] = &a->kwv[k];
+  // scope of this call
+  const char *scope = e->scope;
+  if (call->c) {
+    const Ast *sc = call->c;
+    const char *seg = sc->str;
+    if (!seg && sc->a)
+      seg = arena_printf(&e->c->arena, "%s.%lld", sc->name,
+                         (long long)want_int(e, sc->a, eval(x, sc->a), "a scope index"));
+    else if (!seg)
+      seg = sc->name;
+    scope = scope_join(e, e->scope, seg);
+  } else if (declares_params(e, r.home, fn, 0)) {
+    scope = scope_join(e, e->scope, auto_scope(e, fn->name));
+  }
+  e->stack[e->depth++] = (Frame){fn->name, call->span, scope};
+  const char *saved_scope = e->scope, *saved_gscope = e->g->scope;
+  e->scope = scope;
+  e->g->scope = scope;
+  // bind arguments and defaults in order; check types as they are bound
+  for (int i = 0; i < np; i++) {
+    const Ast *p = fn->list.items[i];
+    Val v;
+    if (given[i]) v = *given[i];
+    else if (p->b) v = eval(&inner, p->b);
+    else fail(e, call->span, "missing argument '%s'", p->name);   // resolve.c reports this first
+    if (p->a) {
+      char what[128];
+      snprintf(what, sizeof what, "argument '%s' of '%s'", p->name, fn->name);
+      check_type(&inner, p->a, v, what, i < a->npos ? a->pos_at[i] : call);
+    }
+    if (p->a && p->a->kind == N_TYPE && !strcmp(p->a->name, "float") && v.k == V_INT) v = v_float((double)v.i);
+    Binding *dim = env_find(&top, p->name);   // `fn f(x: f32[n], n: int)`
+    if (dim && dim->v.k == V_INT && v.k == V_INT && dim->v.i != v.i)
+      fail(e, call->span, "argument '%s' of '%s' is %lld, but the shape of an earlier argument "
+           "makes it %lld", p->name, fn->name, (long long)v.i, (long long)dim->v.i);
+    env_set(e, &top, p->name, v);
+  }
+  e->returning = false;
+  e->ret = (Val){0};
+  exec_block(&inner, fn->b);
+  Val ret = e->ret;
+  e->returning = false;
+  if (fn->a) {
+    char what[128];
+    snprintf(what, sizeof what, "the result of '%s'", fn->name);
+    if (fn->a->kind == N_TUPLE_TYPE) {
+      if (ret.k != V_TUPLE || ret.n != fn->a->list.n)
+        fail(e, fn->a->span, "%s must be a tuple of %d", what, fn->a->list.n);
+      for (int i = 0; i < ret.n; i++) check_type(&inner, fn->a->list.items[i], ret.items[i], what, fn->a);
+    } else {
+      check_type(&inner, fn->a, ret, what, fn->a);
+    }
+  }
+  e->scope = saved_scope;
+  e->g->scope = saved_gscope;
+  e->depth--;
+  return ret;
+}
+
+// Checks v against a type annotation, binding the names of unbound dimensions
+// in the callee's environment.
+static void check_type(Ctx *callee, const Ast *type, Val v, const char *what, const Ast *at) {
+  Elab *e = callee->e;
+  const char *tn = type->name;
+  if (!type->shaped) {
+    if (!strcmp(tn, "tensor")) {
+      if (v.k != V_TENSOR) fail(e, at->span, "%s must be a tensor, not %s", what, kind_name(&v));
+      return;
+    }
+    if (!strcmp(tn, "int") && v.k == V_INT) return;
+    if (!strcmp(tn, "float") && (v.k == V_FLOAT || v.k == V_INT)) return;
+    if (!strcmp(tn, "bool") && v.k == V_BOOL) return;
+    if (!strcmp(tn, "str") && v.k == V_STR) return;
+    if (builtin_find(tn, B_DTYPE) && strcmp(tn, "bool") && v.k == V_TENSOR) {
+      if (strcmp(dtype_name(v.t->dtype), tn))
+        fail(e, at->span, "%s must be %s, not %s", what, tn, dtype_name(v.t->dtype));
+      return;
+    }
+    fail(e, at->span, "%s must be %s, not %s", what, tn, kind_name(&v));
+  }
+  if (v.k != V_TENSOR) fail(e, at->span, "%s must be a tensor, not %s", what, kind_name(&v));
+  Node *t = v.t;
+  char got[96];
+  type_str(got, sizeof got, t->dtype, &t->shape);
+  if (strcmp(dtype_name(t->dtype), tn))
+    fail(e, at->span, "%s must have dtype %s, but it is %s", what, tn, got);
+  int nd = type->list.n;
+  bool ell = nd > 0 && type->list.items[0]->kind == N_ELLIPSIS;
+  int fixed = ell ? nd - 1 : nd;
+  if (ell ? t->shape.ndim < fixed : t->shape.ndim != fixed)
+    fail(e, at->span, "%s must have %s%d dimension%s, but it is %s", what, ell ? "at least " : "",
+         fixed, fixed == 1 ? "" : "s", got);
+  int off = t->shape.ndim - fixed;
+  for (int i = 0; i < fixed; i++) {
+    const Ast *dn = type->list.items[ell ? i + 1 : i];
+    int64_t actual = t->shape.d[off + i];
+    if (dn->kind == N_NAME) {
+      Binding *b = env_find(callee->env, dn->name);
+      if (!b) {
+        env_set(e, callee->env, dn->name, v_int(actual));
+        continue;
+      }
+      if (b->v.k != V_INT || b->v.i != actual)
+        fail(e, at->span, "%s is %s, but its dimension '%s' must be %lld", what, got, dn->name,
+             (long long)(b->v.k == V_INT ? b->v.i : -1));
+      continue;
+    }
+    int64_t want = want_int(e, dn, eval(callee, dn), "a dimension");
+    if (want != actual)
+      fail(e, at->span, "%s must have size %lld in dimension %d, but it is %s", what,
+           (long long)want, off + i, got);
+  }
+}
+
+// ---- calls and members
+
+static Val eval_call(Ctx *x, const Ast *n) {
+  Elab *e = x->e;
+  const Ast *callee = n->a;
+  Args a;
+  if (callee->kind == N_MEMBER) {
+    Val recv = eval(x, callee->a);
+    eval_args(x, n, &a, &recv);
+    return call_builtin(x, callee->name, &a);
+  }
+  eval_args(x, n, &a, NULL);
+  FnRef r = lookup_fn(e, x->home, callee->name);
+  if (r.fn) return call_user(x, r, n, &a);
+  return call_builtin(x, callee->name, &a);
+}
+
+static Val eval_member(Ctx *x, const Ast *n) {
+  Elab *e = x->e;
+  Val v = eval(x, n->a);
+  Node *t = want_tensor(e, n->a, v, "the value before '.'");
+  if (!strcmp(n->name, "shape")) {
+    Val r = {.k = V_TUPLE, .n = t->shape.ndim};
+    r.items = arena_alloc(&e->c->arena, sizeof(Val) * (size_t)(r.n ? r.n : 1));
+    for (int i = 0; i < r.n; i++) r.items[i] = v_int(t->shape.d[i]);
+    return r;
+  }
+  if (!strcmp(n->name, "ndim")) return v_int(t->shape.ndim);
+  if (!strcmp(n->name, "dtype")) return (Val){.k = V_DTYPE, .dt = t->dtype};
+  // T: swap the last two dimensions
+  int nd = t->shape.ndim, perm[MAX_DIMS];
+  if (nd < 2) return v;
+  for (int i = 0; i < nd; i++) perm[i] = i;
+  perm[nd - 2] = nd - 1;
+  perm[nd - 1] = nd - 2;
+  e->g->loc = n->span;
+  return v_tensor(g_permute(e->g, t, perm));
+}
+
+static Val eval(Ctx *x, const Ast *n) {
+  Elab *e = x->e;
+  switch (n->kind) {
+  case N_INT: return v_int(n->ival);
+  case N_FLOAT: return v_float(n->fval);
+  case N_BOOL: return v_bool(n->ival);
+  case N_STR: return (Val){.k = V_STR, .s = n->str};
+  case N_NAME: {
+    Binding *b = env_find(x->env, n->name);
+    if (b) return b->v;
+    if (!strcmp(n->name, "training")) return v_bool(e->training);
+    if (!strcmp(n->name, "pi")) return v_float(M_PI);
+    for (int t = 0; t < DT_COUNT; t++)
+      if (!strcmp(dtype_name((DType)t), n->name)) return (Val){.k = V_DTYPE, .dt = (DType)t};
+    fail(e, n->span, "'%s' has no value here", n->name);
+  }
+  case N_UNARY: return eval_unary(x, n);
+  case N_BINARY: return eval_binary(x, n);
+  case N_CALL: return eval_call(x, n);
+  case N_MEMBER: return eval_member(x, n);
+  case N_INDEX: return eval_index(x, n);
+  case N_TUPLE: {
+    Val r = {.k = V_TUPLE, .n = n->list.n};
+    r.items = arena_alloc(&e->c->arena, sizeof(Val) * (size_t)r.n);
+    for (int i = 0; i < r.n; i++) r.items[i] = eval(x, n->list.items[i]);
+    return r;
+  }
+  default:
+    fail(e, n->span, "this cannot be evaluated");
+  }
+}
+
+// ---- statements
+
+static Init init_kind(const char *name, double *a, double *b) {
+  static const struct { const char *name; Init init; double a, b; } table[] = {
+      {"zeros", INIT_ZEROS, 0, 0}, {"ones", INIT_ONES, 0, 0}, {"full", INIT_FULL, 0, 0},
+      {"normal", INIT_NORMAL, 0, 1}, {"uniform", INIT_UNIFORM, 0, 1},
+      {"xavier_uniform", INIT_XAVIER_UNIFORM, 1, 0}, {"xavier_normal", INIT_XAVIER_NORMAL, 1, 0},
+      {"kaiming_uniform", INIT_KAIMING_UNIFORM, M_SQRT2, 0},
+      {"kaiming_normal", INIT_KAIMING_NORMAL, M_SQRT2, 0},
+  };
+  *a = *b = 0;
+  for (size_t i = 0; i < sizeof table / sizeof *table; i++)
+    if (!strcmp(table[i].name, name)) {
+      *a = table[i].a;
+      *b = table[i].b;
+      return table[i].init;
+    }
+  return INIT_ZEROS;
+}
+
+static void eval_type(Ctx *x, const Ast *type, DType *dt, Shape *s) {
+  Elab *e = x->e;
+  *dt = DT_F32;
+  for (int t = 0; t < DT_COUNT; t++)
+    if (!strcmp(dtype_name((DType)t), type->name)) *dt = (DType)t;
+  s->ndim = type->list.n;
+  if (s->ndim > MAX_DIMS) fail(e, type->span, "at most %d dimensions", MAX_DIMS);
+  for (int i = 0; i < type->list.n; i++) {
+    const Ast *dn = type->list.items[i];
+    s->d[i] = want_int(e, dn, eval(x, dn), "a dimension");
+    if (s->d[i] < 0) fail(e, dn->span, "a dimension cannot be negative (%lld)", (long long)s->d[i]);
+  }
+}
+
+static void exec_param(Ctx *x, const Ast *s) {
+  Elab *e = x->e;
+  DType dt;
+  Shape sh;
+  eval_type(x, s->a, &dt, &sh);
+  if (!dtype_is_float(dt))
+    fail(e, s->a->span, "a parameter is trained, so its dtype must be f32, f16 or bf16, not %s",
+         dtype_name(dt));
+  const Ast *init = s->b, *callee = init->kind == N_CALL ? init->a : init;
+  double pa, pb;
+  Init kind = init_kind(callee->name, &pa, &pb);
+  if (init->kind == N_CALL) {
+    Args a;
+    eval_args(x, init, &a, NULL);
+    const char *names[2] = {"mean", "std"};
+    if (kind == INIT_UNIFORM) names[0] = "lo", names[1] = "hi";
+    if (kind >= INIT_XAVIER_UNIFORM) names[0] = "gain";
+    if (kind == INIT_FULL) names[0] = "value";
+    for (int i = 0; i < 2; i++) {
+      const Val *v = arg_or_kw(&a, i, names[i]);
+      if (!v) continue;
+      if (!is_num(v)) fail(e, init->span, "initializer arguments must be numbers");
+      if (i == 0) pa = num(v); else pb = num(v);
+    }
+  }
+  const char *full = scope_join(e, e->scope, s->name);
+  e->g->loc = s->span;
+  Node *p = graph_find_leaf(e->g, OP_PARAM, full);
+  if (p) {   // the same scope again: the parameter is shared
+    if (p->dtype != dt || !shape_eq(&p->shape, &sh)) {
+      char was[96], now[96];
+      fail(e, s->span, "parameter '%s' is shared by two calls with the same scope name, but it is "
+           "%s in one and %s in the other", full, type_str(was, sizeof was, p->dtype, &p->shape),
+           type_str(now, sizeof now, dt, &sh));
+    }
+  } else {
+    p = g_leaf(e->g, OP_PARAM, dt, sh, full);
+    p->p.param.init = kind;
+    p->p.param.a = pa;
+    p->p.param.b = pb;
+  }
+  env_set(e, x->env, s->name, v_tensor(p));
+}
+
+static void bind_names(Ctx *x, const Ast *s, Val v, bool declare) {
+  Elab *e = x->e;
+  const AstList *names = &s->list2;
+  if (names->n > 1 && (v.k != V_TUPLE || v.n != names->n))
+    fail(e, s->span, "%d names but %s", names->n,
+         v.k == V_TUPLE ? arena_printf(&e->c->arena, "a tuple of %d", v.n) : kind_name(&v));
+  for (int i = 0; i < names->n; i++) {
+    Val vi = names->n > 1 ? v.items[i] : v;
+    const char *name = names->items[i]->name;
+    if (declare) {
+      env_set(e, x->env, name, vi);
+    } else {
+      Binding *b = env_find(x->env, name);
+      ASSERT(b);   // resolve.c checked it
+      b->v = vi;
+    }
+  }
+}
+
+static void exec_stmt(Ctx *x, const Ast *s) {
+  Elab *e = x->e;
+  Graph *g = e->g;
+  switch (s->kind) {
+  case N_LET: {
+    Val v = eval(x, s->b);
+    if (s->a) check_type(x, s->a, v, arena_printf(&e->c->arena, "'%s'", s->list2.items[0]->name), s->b);
+    bind_names(x, s, v, true);
+    return;
+  }
+  case N_ASSIGN:
+    bind_names(x, s, eval(x, s->b), false);
+    return;
+  case N_PARAM:
+    exec_param(x, s);
+    return;
+  case N_INPUT: {
+    DType dt;
+    Shape sh;
+    eval_type(x, s->a, &dt, &sh);
+    g->loc = s->span;
+    env_set(e, x->env, s->name, v_tensor(g_leaf(g, OP_INPUT, dt, sh, s->name)));
+    return;
+  }
+  case N_OUTPUT: {
+    Val v = eval(x, s->b);
+    Node *t = want_tensor(e, s->b, v, "an output");
+    if (s->a) check_type(x, s->a, v, arena_printf(&e->c->arena, "output '%s'", s->name), s->b);
+    graph_add_output(g, s->name, t);
+    env_set(e, x->env, s->name, v);
+    return;
+  }
+  case N_LOSS: {
+    Val v = eval(x, s->b);
+    Node *t = want_tensor(e, s->b, v, "the loss");
+    if (shape_numel(&t->shape) != 1 || !dtype_is_float(t->dtype)) {
+      char ty[96];
+      fail(e, s->b->span, "the loss must be a floating-point scalar, but it is %s",
+           type_str(ty, sizeof ty, t->dtype, &t->shape));
+    }
+    g->loc = s->span;
+    g->loss = g_reshape(g, t, (Shape){0});
+    graph_add_output(g, "loss", g->loss);
+    return;
+  }
+  case N_RETURN:
+    if (s->list.n == 1) {
+      e->ret = eval(x, s->list.items[0]);
+    } else {
+      Val r = {.k = s->list.n ? V_TUPLE : V_NONE, .n = s->list.n};
+      r.items = arena_alloc(&e->c->arena, sizeof(Val) * (size_t)(r.n ? r.n : 1));
+      for (int i = 0; i < r.n; i++) r.items[i] = eval(x, s->list.items[i]);
+      e->ret = r;
+    }
+    e->returning = true;
+    return;
+  case N_FOR: {
+    int64_t lo = want_int(e, s->a, eval(x, s->a), "a loop bound");
+    int64_t hi = want_int(e, s->b, eval(x, s->b), "a loop bound");
+    for (int64_t i = lo; i < hi && !e->returning; i++) {
+      Env env = {x->env, NULL};
+      Ctx inner = {e, x->home, &env};
+      env_set(e, &env, s->name, v_int(i));
+      exec_block(&inner, s->c);
+    }
+    return;
+  }
+  case N_IF:
+    for (const Ast *it = s; it;) {
+      if (want_bool(e, it->a, eval(x, it->a), "an if condition")) {
+        exec_block(x, it->b);
+        return;
+      }
+      if (it->c && it->c->kind == N_IF) {
+        it = it->c;
+      } else {
+        if (it->c) exec_block(x, it->c);
+        return;
+      }
+    }
+    return;
+  case N_ASSERT:
+    if (!want_bool(e, s->a, eval(x, s->a), "an assert condition"))
+      fail(e, s->span, "assertion failed%s%s", s->b ? ": " : "", s->b ? s->b->str : "");
+    return;
+  default:
+    fail(e, s->span, "this statement cannot run here");
+  }
+}
+
+static void exec_block(Ctx *x, const Ast *block) {
+  Env env = {x->env, NULL};
+  Ctx inner = {x->e, x->home, &env};
+  for (int i = 0; i < block->list.n && !x->e->returning; i++) exec_stmt(&inner, block->list.items[i]);
+}
+
+int elaborate(Compilation *c, Module *m, const Define *defs, int ndefs, bool training, Graph *g) {
+  const Ast *model = m->model;
+  if (!model) {
+    diag_plain(&c->diag, "%s has no model to build", m->path);
+    return -1;
+  }
+  Elab *e = xcalloc(1, sizeof *e);
+  e->c = c;
+  e->m = m;
+  e->g = g;
+  e->d = &c->diag;
+  e->scope = "";
+  e->training = training;
+  g->on_error = unwind_cb;
+  g->on_error_ctx = e;
+  int rc = 0;
+  if (setjmp(e->fail)) {
+    rc = -1;
+  } else {
+    Env top = {0};
+    Ctx x = {e, m, &top};
+    for (int i = 0; i < ndefs; i++) {
+      bool found = false;
+      for (int k = 0; k < model->list.n; k++) found |= !strcmp(model->list.items[k]->name, defs[i].name);
+      if (!found) fail(e, model->span, "model '%s' has no size '%s' to set with -D", model->name, defs[i].name);
+    }
+    for (int k = 0; k < model->list.n; k++) {
+      const Ast *size = model->list.items[k];
+      Val v = {0};
+      bool set = false;
+      for (int i = 0; i < ndefs; i++)
+        if (!strcmp(defs[i].name, size->name)) v = v_int(defs[i].value), set = true;
+      if (!set && !size->a)
+        fail(e, size->span, "size '%s' has no default; set it with -D %s=VALUE", size->name, size->name);
+      if (!set) v = eval(&x, size->a);
+      env_set(e, &top, size->name, v);
+    }
+    exec_block(&x, model->b);
+  }
+  g->on_error = NULL;
+  free(e);
+  return rc;
+}

@@ -1,0 +1,528 @@
+// graph.c: the op graph and its builders.
+//
+// Every node is made by a builder that knows the op's shape rule: it checks
+// the operands, computes the result's shape and dtype, and reports a user
+// error naming the op and the shapes when they do not fit. Nodes are appended,
+// so the node array is always in topological order.
+#include "compiler.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+  const char *name;
+  int nsrc;
+  OpKind kind;
+} op_info[] = {
+#define OP(name, nsrc, kind) {#name, nsrc, KIND_##kind},
+#include "ops.def"
+#undef OP
+};
+
+const char *op_name(Op op) { return op_info[op].name; }
+OpKind op_kind(Op op) { return op_info[op].kind; }
+int op_nsrc(Op op) { return op_info[op].nsrc; }
+
+static const char *dtype_names[] = {"f32", "f16", "bf16", "i32", "i64", "u8", "bool"};
+
+const char *dtype_name(DType t) { return dtype_names[t]; }
+bool dtype_is_float(DType t) { return t == DT_F32 || t == DT_F16 || t == DT_BF16; }
+bool dtype_is_int(DType t) { return !dtype_is_float(t); }
+
+DType dtype_promote(DType a, DType b) {
+  static const int rank[] = {[DT_BOOL] = 0, [DT_U8] = 1, [DT_I32] = 2, [DT_I64] = 3,
+                             [DT_F16] = 4, [DT_BF16] = 4, [DT_F32] = 5};
+  if (a == b) return a;
+  if ((a == DT_F16 && b == DT_BF16) || (a == DT_BF16 && b == DT_F16)) return DT_F32;
+  return rank[a] >= rank[b] ? a : b;
+}
+
+const char *type_str(char *buf, size_t n, DType t, const Shape *s) {
+  size_t k = (size_t)snprintf(buf, n, "%s[", dtype_name(t));
+  for (int i = 0; i < s->ndim && k < n; i++)
+    k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)s->d[i]);
+  if (k < n) snprintf(buf + k, n - k, "]");
+  return buf;
+}
+
+int64_t shape_numel(const Shape *s) {
+  int64_t n = 1;
+  for (int i = 0; i < s->ndim; i++) n *= s->d[i];
+  return n;
+}
+
+bool shape_eq(const Shape *a, const Shape *b) {
+  if (a->ndim != b->ndim) return false;
+  for (int i = 0; i < a->ndim; i++)
+    if (a->d[i] != b->d[i]) return false;
+  return true;
+}
+
+Shape shape_of(int ndim, const int64_t *d) {
+  Shape s = {.ndim = ndim};
+  for (int i = 0; i < ndim; i++) s.d[i] = d[i];
+  return s;
+}
+
+void graph_init(Graph *g, Arena *arena, Diag *diag) {
+  memset(g, 0, sizeof *g);
+  g->arena = arena;
+  g->diag = diag;
+  g->scope = "";
+  g->loc = (Span){-1, 0, 0};
+}
+
+void graph_free(Graph *g) {
+  free(g->nodes);
+  free(g->outputs);
+  free(g->updates);
+  memset(g, 0, sizeof *g);
+}
+
+void graph_add_output(Graph *g, const char *name, Node *n) {
+  if (g->noutputs == g->outputs_cap) {
+    g->outputs_cap = g->outputs_cap ? 2 * g->outputs_cap : 8;
+    g->outputs = xrealloc(g->outputs, sizeof *g->outputs * (size_t)g->outputs_cap);
+  }
+  g->outputs[g->noutputs++] = (Output){name, n};
+}
+
+void graph_add_update(Graph *g, Node *target, Node *value) {
+  if (g->nupdates == g->updates_cap) {
+    g->updates_cap = g->updates_cap ? 2 * g->updates_cap : 16;
+    g->updates = xrealloc(g->updates, sizeof *g->updates * (size_t)g->updates_cap);
+  }
+  g->updates[g->nupdates++] = (Update){target, value};
+}
+
+Node *graph_find_leaf(const Graph *g, Op op, const char *name) {
+  for (int i = 0; i < g->n; i++) {
+    Node *n = g->nodes[i];
+    if (n->op == op && n->name && strcmp(n->name, name) == 0) return n;
+  }
+  return NULL;
+}
+
+// ---- errors
+
+static Node *fail(Graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static Node *fail(Graph *g, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  diag_verror(g->diag, g->loc, fmt, ap);
+  va_end(ap);
+  if (g->on_error) g->on_error(g->on_error_ctx);
+  return NULL;
+}
+
+#define TYPE(n) type_str((char[96]){0}, 96, (n)->dtype, &(n)->shape)
+
+// ---- nodes
+
+static Node *node_new(Graph *g, Op op, DType t, Shape s) {
+  Node *n = arena_alloc(g->arena, sizeof *n);
+  n->op = op;
+  n->dtype = t;
+  n->shape = s;
+  n->loc = g->loc;
+  n->scope = g->scope;
+  if (g->n == g->cap) {
+    g->cap = g->cap ? 2 * g->cap : 256;
+    g->nodes = xrealloc(g->nodes, sizeof *g->nodes * (size_t)g->cap);
+  }
+  n->id = g->n;
+  g->nodes[g->n++] = n;
+  return n;
+}
+
+static Node *node1(Graph *g, Op op, DType t, Shape s, Node *a) {
+  Node *n = node_new(g, op, t, s);
+  n->src[0] = a;
+  n->nsrc = 1;
+  return n;
+}
+
+static Node *node2(Graph *g, Op op, DType t, Shape s, Node *a, Node *b) {
+  Node *n = node1(g, op, t, s, a);
+  n->src[1] = b;
+  n->nsrc = 2;
+  return n;
+}
+
+Node *g_leaf(Graph *g, Op op, DType t, Shape s, const char *name) {
+  ASSERT(op_kind(op) == KIND_LEAF);
+  Node *n = node_new(g, op, t, s);
+  n->name = name;
+  return n;
+}
+
+Node *g_const(Graph *g, double v, DType t, Shape s) {
+  Node *n = node_new(g, OP_CONST, t, s);
+  n->p.value = dtype_round(t, v);
+  return n;
+}
+
+Node *g_iota(Graph *g, int64_t n, DType t) {
+  if (n < 0) return fail(g, "iota needs a size of at least 0, not %lld", (long long)n);
+  return node_new(g, OP_IOTA, t, shape_of(1, &n));
+}
+
+Node *g_random(Graph *g, Shape s, const char *name) {
+  Node *n = node_new(g, OP_RANDOM, DT_F32, s);
+  n->name = name;
+  n->p.key = name_key(name);
+  return n;
+}
+
+// exp, log, ... of integers compute in f32; neg, abs and floor keep the dtype.
+Node *g_unary(Graph *g, Op op, Node *x) {
+  ASSERT(op_kind(op) == KIND_UNARY && op != OP_CAST);
+  DType t = x->dtype;
+  bool keeps = op == OP_NEG || op == OP_ABS || op == OP_FLOOR;
+  if (!keeps && !dtype_is_float(t)) t = DT_F32;
+  if (t == DT_BOOL && op == OP_NEG) return fail(g, "cannot negate %s", TYPE(x));
+  return node1(g, op, t, x->shape, x);
+}
+
+Node *g_cast(Graph *g, Node *x, DType t) {
+  if (x->dtype == t) return x;
+  return node1(g, OP_CAST, t, x->shape, x);
+}
+
+// NumPy broadcasting: right-align, size-1 dims stretch. Returns false on a clash
+// and reports which dimension.
+static bool broadcast_shapes(const Shape *a, const Shape *b, Shape *out, int *bad_dim) {
+  int n = a->ndim > b->ndim ? a->ndim : b->ndim;
+  out->ndim = n;
+  for (int i = 0; i < n; i++) {
+    int ia = i - (n - a->ndim), ib = i - (n - b->ndim);
+    int64_t da = ia >= 0 ? a->d[ia] : 1, db = ib >= 0 ? b->d[ib] : 1;
+    if (da != db && da != 1 && db != 1) {
+      *bad_dim = i;
+      return false;
+    }
+    out->d[i] = da == 1 ? db : da;
+  }
+  return true;
+}
+
+static const char *verb(Op op) {
+  switch (op) {
+  case OP_ADD: return "add";
+  case OP_SUB: return "subtract";
+  case OP_MUL: return "multiply";
+  case OP_DIV: return "divide";
+  case OP_POW: return "raise";
+  case OP_MAX: return "take the maximum of";
+  case OP_MIN: return "take the minimum of";
+  case OP_WHERE: return "select between";
+  default: return "compare";
+  }
+}
+
+Node *g_binary(Graph *g, Op op, Node *a, Node *b) {
+  OpKind k = op_kind(op);
+  ASSERT(k == KIND_BINARY || k == KIND_COMPARE);
+  Shape s;
+  int bad;
+  if (!broadcast_shapes(&a->shape, &b->shape, &s, &bad))
+    return fail(g, "cannot %s %s and %s: their shapes do not broadcast", verb(op), TYPE(a), TYPE(b));
+  DType t = dtype_promote(a->dtype, b->dtype);
+  if (op == OP_POW && !dtype_is_float(t)) t = DT_F32;
+  if (op == OP_DIV && !dtype_is_float(t)) t = DT_F32;   // '/' is true division
+  if (t == DT_BOOL && (op == OP_ADD || op == OP_SUB || op == OP_MUL))
+    return fail(g, "cannot %s %s and %s: arithmetic on bool", verb(op), TYPE(a), TYPE(b));
+  if (a->dtype != t && k == KIND_BINARY) a = g_cast(g, a, t);
+  if (b->dtype != t && k == KIND_BINARY) b = g_cast(g, b, t);
+  if (k == KIND_COMPARE) {   // compare in the common type
+    if (a->dtype != t) a = g_cast(g, a, t);
+    if (b->dtype != t) b = g_cast(g, b, t);
+  }
+  return node2(g, op, k == KIND_COMPARE ? DT_BOOL : t, s, a, b);
+}
+
+Node *g_where(Graph *g, Node *c, Node *a, Node *b) {
+  Shape s1, s;
+  int bad;
+  if (!broadcast_shapes(&a->shape, &b->shape, &s1, &bad) ||
+      !broadcast_shapes(&c->shape, &s1, &s, &bad))
+    return fail(g, "cannot select between %s and %s with a condition %s: their shapes do not "
+                "broadcast", TYPE(a), TYPE(b), TYPE(c));
+  if (c->dtype != DT_BOOL) c = g_cast(g, c, DT_BOOL);
+  DType t = dtype_promote(a->dtype, b->dtype);
+  a = g_cast(g, a, t);
+  b = g_cast(g, b, t);
+  Node *n = node2(g, OP_WHERE, t, s, c, a);
+  n->src[2] = b;
+  n->nsrc = 3;
+  return n;
+}
+
+Node *g_reduce(Graph *g, Op op, Node *x, uint32_t axes, bool keep) {
+  ASSERT(op_kind(op) == KIND_REDUCE);
+  Shape s = x->shape, dropped = {0};
+  for (int i = 0; i < x->shape.ndim; i++) {
+    if (axes & (1u << i)) {
+      if (x->shape.d[i] == 0 && op != OP_SUM)
+        return fail(g, "cannot take the %s over an empty dimension of %s",
+                    op == OP_RMAX ? "maximum" : "argmax", TYPE(x));
+      s.d[i] = 1;
+    } else {
+      dropped.d[dropped.ndim++] = x->shape.d[i];
+    }
+  }
+  DType t = op == OP_ARGMAX ? DT_I32 : op == OP_SUM && x->dtype == DT_BOOL ? DT_I32 : x->dtype;
+  Node *src = x;
+  if (op == OP_SUM && x->dtype == DT_BOOL) src = g_cast(g, x, DT_I32);
+  Node *n = axes ? node1(g, op, t, s, src) : src;
+  if (axes) n->p.axes = axes;
+  return keep || !axes ? n : g_reshape(g, n, dropped);
+}
+
+// Matrix dims of an operand after its optional transpose: rows, cols.
+static void mat_dims(const Node *x, bool t, int64_t *rows, int64_t *cols) {
+  int64_t r = x->shape.d[x->shape.ndim - 2], c = x->shape.d[x->shape.ndim - 1];
+  *rows = t ? c : r;
+  *cols = t ? r : c;
+}
+
+Node *g_matmul(Graph *g, Node *a, Node *b, bool ta, bool tb) {
+  if (a->shape.ndim < 1 || b->shape.ndim < 1)
+    return fail(g, "cannot multiply %s and %s as matrices: both need at least one dimension",
+                TYPE(a), TYPE(b));
+  // Vectors become matrices ([K] @ [K, N] is [1, K] @ [K, N]) and lose that dim after.
+  bool a_vec = a->shape.ndim == 1, b_vec = b->shape.ndim == 1;
+  if (a_vec) a = g_reshape(g, a, shape_of(2, (int64_t[]){1, a->shape.d[0]}));
+  if (b_vec) b = g_reshape(g, b, shape_of(2, (int64_t[]){b->shape.d[0], 1}));
+  int64_t m, k1, k2, n;
+  mat_dims(a, ta, &m, &k1);
+  mat_dims(b, tb, &k2, &n);
+  if (k1 != k2)
+    return fail(g, "cannot multiply %s and %s as matrices: the inner sizes %lld and %lld differ",
+                TYPE(a), TYPE(b), (long long)k1, (long long)k2);
+  Shape ba = a->shape, bb = b->shape, batch;
+  ba.ndim -= 2;
+  bb.ndim -= 2;
+  int bad;
+  if (!broadcast_shapes(&ba, &bb, &batch, &bad))
+    return fail(g, "cannot multiply %s and %s as matrices: their batch dimensions do not "
+                "broadcast", TYPE(a), TYPE(b));
+  if (batch.ndim + 2 > MAX_DIMS) return fail(g, "matmul result has too many dimensions");
+  Shape s = batch;
+  s.d[s.ndim++] = m;
+  s.d[s.ndim++] = n;
+  DType t = dtype_promote(a->dtype, b->dtype);
+  if (!dtype_is_float(t)) t = DT_F32;
+  Node *r = node2(g, OP_MATMUL, t, s, g_cast(g, a, t), g_cast(g, b, t));
+  r->p.matmul.ta = ta;
+  r->p.matmul.tb = tb;
+  if (a_vec || b_vec) {
+    Shape out = batch;
+    if (!a_vec) out.d[out.ndim++] = m;
+    if (!b_vec) out.d[out.ndim++] = n;
+    r = g_reshape(g, r, out);
+  }
+  return r;
+}
+
+static int64_t conv_out(int64_t in, int k, int stride, int pad, int dil) {
+  return (in + 2 * pad - (int64_t)dil * (k - 1) - 1) / stride + 1;
+}
+
+Node *g_conv2d(Graph *g, Node *x, Node *w, const int stride[2], const int pad[2],
+               const int dil[2], int groups) {
+  if (x->shape.ndim != 4 || w->shape.ndim != 4)
+    return fail(g, "conv needs an input [N, C, H, W] and a kernel [O, C / groups, KH, KW], "
+                "not %s and %s", TYPE(x), TYPE(w));
+  for (int i = 0; i < 2; i++)
+    if (stride[i] < 1 || pad[i] < 0 || dil[i] < 1)
+      return fail(g, "conv needs stride >= 1, padding >= 0 and dilation >= 1");
+  int64_t c = x->shape.d[1], o = w->shape.d[0];
+  if (groups < 1 || c % groups || o % groups || w->shape.d[1] != c / groups)
+    return fail(g, "cannot convolve %s with kernel %s in %d group%s: the kernel needs "
+                "%lld input channels", TYPE(x), TYPE(w), groups, groups == 1 ? "" : "s",
+                groups >= 1 ? (long long)(c / groups) : 0LL);
+  int64_t oh = conv_out(x->shape.d[2], (int)w->shape.d[2], stride[0], pad[0], dil[0]);
+  int64_t ow = conv_out(x->shape.d[3], (int)w->shape.d[3], stride[1], pad[1], dil[1]);
+  if (oh < 1 || ow < 1)
+    return fail(g, "cannot convolve %s with kernel %s: the kernel is larger than the padded "
+                "input", TYPE(x), TYPE(w));
+  DType t = dtype_promote(x->dtype, w->dtype);
+  if (!dtype_is_float(t)) t = DT_F32;
+  Node *n = node2(g, OP_CONV2D, t, shape_of(4, (int64_t[]){x->shape.d[0], o, oh, ow}),
+                  g_cast(g, x, t), g_cast(g, w, t));
+  for (int i = 0; i < 2; i++) {
+    n->p.conv.stride[i] = stride[i];
+    n->p.conv.pad[i] = pad[i];
+    n->p.conv.dil[i] = dil[i];
+  }
+  n->p.conv.groups = groups;
+  return n;
+}
+
+// The gradients of a convolution `fwd`: CONV2D_DX (dy, w) has fwd's input's
+// shape, CONV2D_DW (x, dy) has fwd's kernel's shape.
+Node *g_conv2d_grad(Graph *g, Op op, Node *a, Node *b, const Node *fwd) {
+  ASSERT(op == OP_CONV2D_DX || op == OP_CONV2D_DW);
+  const Node *like = op == OP_CONV2D_DX ? fwd->src[0] : fwd->src[1];
+  Node *n = node2(g, op, fwd->dtype, like->shape, a, b);
+  n->p.conv = fwd->p.conv;
+  return n;
+}
+
+Node *g_pool(Graph *g, Op op, Node *x, const int kernel[2], const int stride[2], const int pad[2]) {
+  ASSERT(op == OP_POOL_MAX || op == OP_POOL_AVG);
+  if (x->shape.ndim != 4) return fail(g, "pooling needs an input [N, C, H, W], not %s", TYPE(x));
+  for (int i = 0; i < 2; i++) {
+    if (kernel[i] < 1 || stride[i] < 1 || pad[i] < 0)
+      return fail(g, "pooling needs kernel >= 1, stride >= 1 and padding >= 0");
+    if (2 * pad[i] > kernel[i])
+      return fail(g, "pooling padding %d is more than half the kernel %d", pad[i], kernel[i]);
+  }
+  int64_t oh = conv_out(x->shape.d[2], kernel[0], stride[0], pad[0], 1);
+  int64_t ow = conv_out(x->shape.d[3], kernel[1], stride[1], pad[1], 1);
+  if (oh < 1 || ow < 1)
+    return fail(g, "cannot pool %s with a %dx%d window: the window is larger than the input",
+                TYPE(x), kernel[0], kernel[1]);
+  DType t = dtype_is_float(x->dtype) ? x->dtype : DT_F32;
+  Node *n = node1(g, op, t, shape_of(4, (int64_t[]){x->shape.d[0], x->shape.d[1], oh, ow}),
+                  g_cast(g, x, t));
+  for (int i = 0; i < 2; i++) {
+    n->p.pool.kernel[i] = kernel[i];
+    n->p.pool.stride[i] = stride[i];
+    n->p.pool.pad[i] = pad[i];
+  }
+  return n;
+}
+
+Node *g_pool_grad(Graph *g, Op op, Node *x, Node *dy, const Node *fwd) {
+  Node *n = op == OP_POOL_MAX_DX ? node2(g, op, fwd->dtype, fwd->src[0]->shape, x, dy)
+                                 : node1(g, OP_POOL_AVG_DX, fwd->dtype, fwd->src[0]->shape, dy);
+  n->p.pool = fwd->p.pool;
+  return n;
+}
+
+// ---- movement
+
+Node *g_reshape(Graph *g, Node *x, Shape s) {
+  if (shape_numel(&s) != shape_numel(&x->shape)) {
+    char want[96];
+    return fail(g, "cannot reshape %s to %s: they hold %lld and %lld elements", TYPE(x),
+                type_str(want, sizeof want, x->dtype, &s), (long long)shape_numel(&x->shape),
+                (long long)shape_numel(&s));
+  }
+  if (shape_eq(&s, &x->shape)) return x;
+  if (x->op == OP_RESHAPE) x = x->src[0];   // reshape(reshape(x)) -> reshape(x)
+  if (shape_eq(&s, &x->shape)) return x;
+  return node1(g, OP_RESHAPE, x->dtype, s, x);
+}
+
+Node *g_permute(Graph *g, Node *x, const int *perm) {
+  int n = x->shape.ndim;
+  bool seen[MAX_DIMS] = {0}, identity = true;
+  Shape s = {.ndim = n};
+  for (int i = 0; i < n; i++) {
+    if (perm[i] < 0 || perm[i] >= n || seen[perm[i]])
+      return fail(g, "permute of %s needs each of its %d axes exactly once", TYPE(x), n);
+    seen[perm[i]] = true;
+    s.d[i] = x->shape.d[perm[i]];
+    identity &= perm[i] == i;
+  }
+  if (identity) return x;
+  Node *r = node1(g, OP_PERMUTE, x->dtype, s, x);
+  memcpy(r->p.perm, perm, sizeof(int) * (size_t)n);
+  return r;
+}
+
+Node *g_broadcast(Graph *g, Node *x, Shape s) {
+  Shape got;
+  int bad;
+  if (!broadcast_shapes(&x->shape, &s, &got, &bad) || !shape_eq(&got, &s) || s.ndim < x->shape.ndim) {
+    char want[96];
+    return fail(g, "cannot broadcast %s to %s", TYPE(x), type_str(want, sizeof want, x->dtype, &s));
+  }
+  if (shape_eq(&s, &x->shape)) return x;
+  return node1(g, OP_BROADCAST, x->dtype, s, x);
+}
+
+Node *g_slice(Graph *g, Node *x, const int64_t *start, const int64_t *stop, const int64_t *step) {
+  Shape s = x->shape;
+  bool whole = true;
+  for (int i = 0; i < s.ndim; i++) {
+    if (step[i] < 1) return fail(g, "slice step must be at least 1, not %lld", (long long)step[i]);
+    if (start[i] < 0 || stop[i] > x->shape.d[i] || start[i] > stop[i])
+      return fail(g, "slice %lld:%lld is outside dimension %d of %s", (long long)start[i],
+                  (long long)stop[i], i, TYPE(x));
+    s.d[i] = (stop[i] - start[i] + step[i] - 1) / step[i];
+    whole &= start[i] == 0 && step[i] == 1 && stop[i] == x->shape.d[i];
+  }
+  if (whole) return x;
+  Node *n = node1(g, OP_SLICE, x->dtype, s, x);
+  for (int i = 0; i < s.ndim; i++) {
+    n->p.slice.start[i] = start[i];
+    n->p.slice.step[i] = step[i];
+  }
+  return n;
+}
+
+Node *g_pad(Graph *g, Node *x, const int64_t *lo, const int64_t *hi, double value) {
+  Shape s = x->shape;
+  for (int i = 0; i < s.ndim; i++) {
+    if (lo[i] < 0 || hi[i] < 0) return fail(g, "padding cannot be negative");
+    s.d[i] += lo[i] + hi[i];
+  }
+  Node *n = node1(g, OP_PAD, x->dtype, s, x);
+  for (int i = 0; i < s.ndim; i++) {
+    n->p.pad.lo[i] = lo[i];
+    n->p.pad.hi[i] = hi[i];
+  }
+  n->p.pad.value = value;
+  return n;
+}
+
+Node *g_concat(Graph *g, Node *a, Node *b, int axis) {
+  if (a->shape.ndim != b->shape.ndim || axis < 0 || axis >= a->shape.ndim)
+    return fail(g, "cannot concatenate %s and %s along axis %d", TYPE(a), TYPE(b), axis);
+  Shape s = a->shape;
+  for (int i = 0; i < s.ndim; i++)
+    if (i != axis && a->shape.d[i] != b->shape.d[i])
+      return fail(g, "cannot concatenate %s and %s along axis %d: dimension %d differs", TYPE(a),
+                  TYPE(b), axis, i);
+  s.d[axis] += b->shape.d[axis];
+  DType t = dtype_promote(a->dtype, b->dtype);
+  Node *n = node2(g, OP_CONCAT, t, s, g_cast(g, a, t), g_cast(g, b, t));
+  n->p.axis = axis;
+  return n;
+}
+
+Node *g_gather(Graph *g, Node *table, Node *ids) {
+  if (table->shape.ndim != 2)
+    return fail(g, "gather needs a table [rows, width], not %s", TYPE(table));
+  if (!dtype_is_int(ids->dtype) || ids->dtype == DT_BOOL)
+    return fail(g, "gather needs integer ids, not %s", TYPE(ids));
+  if (ids->shape.ndim + 1 > MAX_DIMS) return fail(g, "gather result has too many dimensions");
+  Shape s = ids->shape;
+  s.d[s.ndim++] = table->shape.d[1];
+  return node2(g, OP_GATHER, table->dtype, s, table, ids);
+}
+
+Node *g_scatter_add(Graph *g, Node *ids, Node *values, int64_t rows) {
+  Shape want = ids->shape;
+  want.d[want.ndim++] = values->shape.d[values->shape.ndim - 1];
+  if (!shape_eq(&want, &values->shape) || !dtype_is_int(ids->dtype))
+    return fail(g, "cannot scatter %s by ids %s", TYPE(values), TYPE(ids));
+  return node2(g, OP_SCATTER_ADD, values->dtype,
+               shape_of(2, (int64_t[]){rows, values->shape.d[values->shape.ndim - 1]}), ids,
+               values);
+}
+
+Node *g_unbroadcast(Graph *g, Node *x, Shape s) {
+  if (shape_eq(&x->shape, &s)) return x;
+  int lead = x->shape.ndim - s.ndim;
+  ASSERT(lead >= 0);
+  uint32_t axes = 0;
+  for (int i = 0; i < x->shape.ndim; i++)
+    if (i < lead || (s.d[i - lead] == 1 && x->shape.d[i] != 1)) axes |= 1u << i;
+  Node *r = axes ? g_reduce(g, OP_SUM, x, axes, true) : x;
+  return g_reshape(g, r, s);
+}

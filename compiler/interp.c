@@ -1,0 +1,669 @@
+// interp.c: the reference interpreter.
+//
+// Evaluates an op graph in plain C, node by node in id order, holding every
+// tensor as row-major doubles and rounding each result to its dtype. It is the
+// oracle that the backends are tested against, so it is written to be plainly
+// right rather than fast: one loop nest per op, none worse than O(output x
+// reduction), and broadcasting, permutes, slices, pads and concats all done by
+// one strided walk (Walk) instead of per-element index arithmetic. CONV2D and
+// its two adjoints share one loop nest, so the adjoints are exact by
+// construction.
+#include "compiler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------- rounding
+
+// Nearest even at a quantum of 2^exp, for |a| finite: the scalings are exact.
+static double round_quantum(double a, int exp) {
+  return ldexp(nearbyint(ldexp(a, -exp)), exp);
+}
+
+// IEEE binary16, rounded once from the double (no double rounding through
+// f32): 11 significant bits, exponents down to -14, subnormals at 2^-24, and
+// everything from 65520 (half-way to 2^16) up overflowing to infinity.
+static double round_f16(double v) {
+  double a = fabs(v);
+  if (isnan(v) || isinf(v)) return v;
+  if (a >= 65520.0) return copysign(INFINITY, v);
+  int e;
+  frexp(a, &e);                       // a = m * 2^e, m in [0.5, 1)
+  int exp = a < 0x1p-14 ? -24 : e - 11;
+  return copysign(round_quantum(a, exp), v);
+}
+
+// bfloat16 is the top half of an f32: round the f32's bits to nearest even
+// at bit 16. Overflow carries into the exponent and gives infinity.
+static double round_bf16(double v) {
+  float f = (float)v;
+  if (isnan(f)) return v;
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  u += 0x7FFFu + ((u >> 16) & 1);
+  u &= 0xFFFF0000u;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// Truncates toward zero and wraps modulo 2^bits into the signed (or, for
+// unsigned, the non-negative) range. Every step is exact in doubles; NaN and
+// infinities have no integer value and give 0.
+static double round_int(double v, int bits, bool is_signed) {
+  if (!isfinite(v)) return 0;
+  double t = trunc(v);
+  double m = ldexp(1.0, bits), half = ldexp(1.0, bits - 1);
+  double lo = is_signed ? -half : 0, hi = is_signed ? half : m;
+  if (t >= lo && t < hi) return t + 0.0;    // + 0.0: -0 becomes 0
+  double r = fmod(t, m);                    // (-m, m), exact
+  if (r < lo) r += m;
+  if (r >= hi) r -= m;
+  return r + 0.0;
+}
+
+double dtype_round(DType t, double v) {
+  switch (t) {
+  case DT_F32: return (double)(float)v;
+  case DT_F16: return round_f16(v);
+  case DT_BF16: return round_bf16(v);
+  case DT_I32: return round_int(v, 32, true);
+  case DT_I64: return round_int(v, 64, true);
+  case DT_U8: return round_int(v, 8, false);
+  case DT_BOOL: return v != 0 ? 1 : 0;
+  case DT_COUNT: break;
+  }
+  UNREACHABLE();
+}
+
+// ---------------------------------------------------------------- strided walks
+
+// Row-major strides of a contiguous tensor of shape s.
+static void strides_of(const Shape *s, int64_t st[MAX_DIMS]) {
+  int64_t acc = 1;
+  for (int d = s->ndim - 1; d >= 0; d--) {
+    st[d] = acc;
+    acc *= s->d[d];
+  }
+}
+
+// Strides that read a tensor of shape src at the indices of shape dst under
+// NumPy broadcasting: src is right-aligned against dst, and its missing and
+// size-1 dims read with stride 0 (repeat).
+static void broadcast_strides(const Shape *src, const Shape *dst, int64_t st[MAX_DIMS]) {
+  int64_t own[MAX_DIMS];
+  strides_of(src, own);
+  int lead = dst->ndim - src->ndim;
+  ASSERT(lead >= 0);
+  for (int d = 0; d < dst->ndim; d++) {
+    int sd = d - lead;
+    if (sd < 0 || src->d[sd] == 1) {
+      st[d] = 0;
+    } else {
+      ASSERT(src->d[sd] == dst->d[d]);
+      st[d] = own[sd];
+    }
+  }
+}
+
+// A row-major walk over the indices of a shape that keeps, for up to three
+// operands, the offset of the element each reads or writes at the current
+// index. Advancing costs O(1) amortized, so a loop over n elements is O(n).
+typedef struct {
+  int ndim;
+  int64_t dims[MAX_DIMS];
+  int64_t idx[MAX_DIMS];
+  int64_t stride[3][MAX_DIMS];   // per operand and dim; 0 where it repeats
+  int64_t off[3];                // per operand: offset at idx
+} Walk;
+
+// Starts at index 0 with every stride 0; callers set stride and off.
+static void walk_init(Walk *w, const Shape *s) {
+  memset(w, 0, sizeof *w);
+  w->ndim = s->ndim;
+  memcpy(w->dims, s->d, sizeof w->dims);
+}
+
+static void walk_next(Walk *w) {
+  for (int d = w->ndim - 1; d >= 0; d--) {
+    for (int k = 0; k < 3; k++) w->off[k] += w->stride[k][d];
+    if (++w->idx[d] < w->dims[d]) return;
+    for (int k = 0; k < 3; k++) w->off[k] -= w->stride[k][d] * w->dims[d];
+    w->idx[d] = 0;
+  }
+}
+
+// ---------------------------------------------------------------- elementwise
+
+typedef double (*Fn1)(double);
+typedef double (*Fn2)(double, double);
+
+static double f_neg(double x) { return -x; }
+static double f_rsqrt(double x) { return 1.0 / sqrt(x); }
+static double f_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+static double f_copy(double x) { return x; }
+
+static double f_add(double a, double b) { return a + b; }
+static double f_sub(double a, double b) { return a - b; }
+static double f_mul(double a, double b) { return a * b; }
+static double f_div(double a, double b) { return a / b; }
+// max and min propagate NaN, as NumPy's maximum and minimum do.
+static double f_max(double a, double b) { return a > b || isnan(a) ? a : b; }
+static double f_min(double a, double b) { return a < b || isnan(a) ? a : b; }
+static double f_lt(double a, double b) { return a < b; }
+static double f_le(double a, double b) { return a <= b; }
+static double f_gt(double a, double b) { return a > b; }
+static double f_ge(double a, double b) { return a >= b; }
+static double f_eq(double a, double b) { return a == b; }
+static double f_ne(double a, double b) { return a != b; }
+
+static void eval_map1(const Node *n, const double *x, double *y, Fn1 f) {
+  int64_t count = shape_numel(&n->shape);
+  for (int64_t i = 0; i < count; i++) y[i] = f(x[i]);
+}
+
+// y = f(a, b), both broadcast to the node's shape.
+static void eval_map2(const Node *n, const double *a, const double *b, double *y, Fn2 f) {
+  Walk w;
+  walk_init(&w, &n->shape);
+  broadcast_strides(&n->src[0]->shape, &n->shape, w.stride[0]);
+  broadcast_strides(&n->src[1]->shape, &n->shape, w.stride[1]);
+  int64_t count = shape_numel(&n->shape);
+  for (int64_t i = 0; i < count; i++, walk_next(&w)) y[i] = f(a[w.off[0]], b[w.off[1]]);
+}
+
+// where(c, a, b): a where c is non-zero, else b; all three broadcast.
+static void eval_where(const Node *n, const double *c, const double *a, const double *b,
+                       double *y) {
+  Walk w;
+  walk_init(&w, &n->shape);
+  for (int k = 0; k < 3; k++) broadcast_strides(&n->src[k]->shape, &n->shape, w.stride[k]);
+  int64_t count = shape_numel(&n->shape);
+  for (int64_t i = 0; i < count; i++, walk_next(&w))
+    y[i] = c[w.off[0]] != 0 ? a[w.off[1]] : b[w.off[2]];
+}
+
+// ---------------------------------------------------------------- reductions
+
+// SUM, RMAX, ARGMAX over the input dims in p.axes. One pass over the input:
+// operand 0 walks the output with stride 0 along reduced dims. The output has
+// the input's layout with reduced dims at size 1, which is also the layout
+// with them dropped, so either form of the node's shape works. ARGMAX gives
+// the row-major position within the reduced dims (with one axis, the index
+// along it) of the first maximum; NaN counts as the maximum, as in NumPy.
+static void eval_reduce(const Node *n, const double *x, double *y) {
+  const Shape *xs = &n->src[0]->shape;
+  int64_t out_count = shape_numel(&n->shape), in_count = shape_numel(xs);
+  Walk w;
+  walk_init(&w, xs);
+  int64_t ost = 1, rst = 1, rstride[MAX_DIMS];
+  for (int d = xs->ndim - 1; d >= 0; d--) {
+    if (n->p.axes & (1u << d)) {
+      rstride[d] = rst;
+      rst *= xs->d[d];
+    } else {
+      rstride[d] = 0;
+      w.stride[0][d] = ost;
+      ost *= xs->d[d];
+    }
+  }
+  ASSERT(ost == out_count);
+
+  double *best = NULL;   // ARGMAX: the maximum so far per output
+  if (n->op == OP_SUM) {
+    for (int64_t i = 0; i < out_count; i++) y[i] = 0;
+  } else if (n->op == OP_RMAX) {
+    for (int64_t i = 0; i < out_count; i++) y[i] = -INFINITY;
+  } else {
+    best = xmalloc((size_t)out_count * sizeof *best);
+    for (int64_t i = 0; i < out_count; i++) best[i] = -INFINITY, y[i] = 0;
+  }
+
+  for (int64_t i = 0; i < in_count; i++, walk_next(&w)) {
+    double v = x[i], *o = &y[w.off[0]];
+    if (n->op == OP_SUM) {
+      *o += v;
+    } else if (n->op == OP_RMAX) {
+      if (v > *o || isnan(v)) *o = v;
+    } else {
+      double *b = &best[w.off[0]];
+      if (v > *b || (isnan(v) && !isnan(*b))) {
+        *b = v;
+        int64_t pos = 0;
+        for (int d = 0; d < xs->ndim; d++) pos += w.idx[d] * rstride[d];
+        *o = (double)pos;
+      }
+    }
+  }
+  free(best);
+}
+
+// ---------------------------------------------------------------- contractions
+
+// MATMUL: a [..., M, K] (ta: [..., K, M]) @ b [..., K, N] (tb: [..., N, K])
+// -> [..., M, N]. Each operand's batch dims broadcast, right-aligned, to the
+// node's leading dims; a walk over those finds each pair of matrices.
+static void eval_matmul(const Node *n, const double *a, const double *b, double *y) {
+  const Shape *as = &n->src[0]->shape, *bs = &n->src[1]->shape, *ys = &n->shape;
+  bool ta = n->p.matmul.ta, tb = n->p.matmul.tb;
+  ASSERT(as->ndim >= 2 && bs->ndim >= 2 && ys->ndim >= 2);
+  int64_t M = ys->d[ys->ndim - 2], N = ys->d[ys->ndim - 1];
+  int64_t K = as->d[as->ndim - (ta ? 2 : 1)];
+  ASSERT(as->d[as->ndim - (ta ? 1 : 2)] == M);
+  ASSERT(bs->d[bs->ndim - (tb ? 1 : 2)] == K && bs->d[bs->ndim - (tb ? 2 : 1)] == N);
+  // Element strides within one matrix.
+  int64_t am = ta ? 1 : K, ak = ta ? M : 1;
+  int64_t bk = tb ? 1 : N, bn = tb ? K : 1;
+
+  Shape batch = *ys, abatch = *as, bbatch = *bs;
+  batch.ndim -= 2, abatch.ndim -= 2, bbatch.ndim -= 2;
+  Walk w;
+  walk_init(&w, &batch);
+  broadcast_strides(&abatch, &batch, w.stride[0]);   // in matrices
+  broadcast_strides(&bbatch, &batch, w.stride[1]);
+  int64_t nbatch = shape_numel(&batch);
+  for (int64_t t = 0; t < nbatch; t++, walk_next(&w)) {
+    const double *A = a + w.off[0] * M * K, *B = b + w.off[1] * K * N;
+    double *Y = y + t * M * N;
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) {
+        double s = 0;
+        for (int64_t k = 0; k < K; k++) s += A[i * am + k * ak] * B[k * bk + j * bn];
+        Y[i * N + j] = s;
+      }
+  }
+}
+
+// The loop nest of CONV2D and both its adjoints, over every (n, o, oh, ow, c
+// within o's group, kh, kw) whose input position is not padding, with
+//   x [N, C, H, W], w [O, C/groups, KH, KW], y [N, O, OH, OW],
+//   ih = oh * stride0 - pad0 + kh * dil0 (iw likewise):
+//   CONV2D:    y[n, o, oh, ow]  += x[n, c, ih, iw] * w[o, c', kh, kw]
+//   CONV2D_DX: x[n, c, ih, iw]  += y[n, o, oh, ow] * w[o, c', kh, kw]
+//   CONV2D_DW: w[o, c', kh, kw] += x[n, c, ih, iw] * y[n, o, oh, ow]
+// The two tensors the op reads are given, the one it writes is out (zeroed).
+static void eval_conv(const Node *n, const double *in0, const double *in1, double *out) {
+  const Shape *xs, *ws, *ys;
+  const double *x = NULL, *w = NULL, *y = NULL;
+  if (n->op == OP_CONV2D) {
+    xs = &n->src[0]->shape, ws = &n->src[1]->shape, ys = &n->shape;
+    x = in0, w = in1;
+  } else if (n->op == OP_CONV2D_DX) {
+    ys = &n->src[0]->shape, ws = &n->src[1]->shape, xs = &n->shape;
+    y = in0, w = in1;
+  } else {
+    xs = &n->src[0]->shape, ys = &n->src[1]->shape, ws = &n->shape;
+    x = in0, y = in1;
+  }
+  ASSERT(xs->ndim == 4 && ws->ndim == 4 && ys->ndim == 4);
+  int64_t N = xs->d[0], C = xs->d[1], H = xs->d[2], W = xs->d[3];
+  int64_t O = ws->d[0], Cg = ws->d[1], KH = ws->d[2], KW = ws->d[3];
+  int64_t OH = ys->d[2], OW = ys->d[3];
+  int64_t G = n->p.conv.groups, Og = O / G;
+  ASSERT(G >= 1 && O % G == 0 && Cg * G == C && ys->d[0] == N && ys->d[1] == O);
+  int64_t s0 = n->p.conv.stride[0], s1 = n->p.conv.stride[1];
+  int64_t p0 = n->p.conv.pad[0], p1 = n->p.conv.pad[1];
+  int64_t d0 = n->p.conv.dil[0], d1 = n->p.conv.dil[1];
+
+  memset(out, 0, (size_t)shape_numel(&n->shape) * sizeof *out);
+  for (int64_t b = 0; b < N; b++)
+    for (int64_t o = 0; o < O; o++)
+      for (int64_t oh = 0; oh < OH; oh++)
+        for (int64_t ow = 0; ow < OW; ow++) {
+          int64_t yi = ((b * O + o) * OH + oh) * OW + ow;
+          for (int64_t cg = 0; cg < Cg; cg++) {
+            int64_t c = o / Og * Cg + cg;
+            for (int64_t kh = 0; kh < KH; kh++) {
+              int64_t ih = oh * s0 - p0 + kh * d0;
+              if (ih < 0 || ih >= H) continue;
+              for (int64_t kw = 0; kw < KW; kw++) {
+                int64_t iw = ow * s1 - p1 + kw * d1;
+                if (iw < 0 || iw >= W) continue;
+                int64_t xi = ((b * C + c) * H + ih) * W + iw;
+                int64_t wi = ((o * Cg + cg) * KH + kh) * KW + kw;
+                if (n->op == OP_CONV2D) out[yi] += x[xi] * w[wi];
+                else if (n->op == OP_CONV2D_DX) out[xi] += y[yi] * w[wi];
+                else out[wi] += x[xi] * y[yi];
+              }
+            }
+          }
+        }
+}
+
+// ---------------------------------------------------------------- pooling
+
+// Pooling windows: plane p (= n * C + c) of x [N, C, H, W], output position
+// (oh, ow); rows oh * stride0 - pad0 + [0, kernel0), columns likewise.
+typedef struct {
+  int64_t H, W, OH, OW, k0, k1, s0, s1, p0, p1;
+} Pool;
+
+static Pool pool_of(const Node *n, const Shape *xs, const Shape *ys) {
+  ASSERT(xs->ndim == 4 && ys->ndim == 4);
+  ASSERT(xs->d[0] == ys->d[0] && xs->d[1] == ys->d[1]);
+  return (Pool){
+      .H = xs->d[2], .W = xs->d[3], .OH = ys->d[2], .OW = ys->d[3],
+      .k0 = n->p.pool.kernel[0], .k1 = n->p.pool.kernel[1],
+      .s0 = n->p.pool.stride[0], .s1 = n->p.pool.stride[1],
+      .p0 = n->p.pool.pad[0], .p1 = n->p.pool.pad[1],
+  };
+}
+
+// Offset in x of the window's first maximum in row-major order (NaN counts as
+// the maximum), or -1 when the window lies wholly in the padding. POOL_MAX and
+// POOL_MAX_DX both use it, so the gradient goes where the maximum came from.
+static int64_t pool_argmax(const Pool *P, const double *x, int64_t plane, int64_t oh,
+                           int64_t ow) {
+  int64_t at = -1;
+  for (int64_t kh = 0; kh < P->k0; kh++) {
+    int64_t ih = oh * P->s0 - P->p0 + kh;
+    if (ih < 0 || ih >= P->H) continue;
+    for (int64_t kw = 0; kw < P->k1; kw++) {
+      int64_t iw = ow * P->s1 - P->p1 + kw;
+      if (iw < 0 || iw >= P->W) continue;
+      int64_t xi = (plane * P->H + ih) * P->W + iw;
+      if (at < 0 || x[xi] > x[at] || (isnan(x[xi]) && !isnan(x[at]))) at = xi;
+    }
+  }
+  return at;
+}
+
+// POOL_MAX, POOL_AVG: x [N, C, H, W] -> y [N, C, OH, OW]. POOL_MAX_DX (x, dy)
+// and POOL_AVG_DX (dy) -> dx [N, C, H, W]: each window's dy goes to its first
+// maximum, or is spread as dy / (k0 * k1) over its positions in bounds.
+static void eval_pool(const Node *n, const double *in0, const double *in1, double *out) {
+  bool dx = n->op == OP_POOL_MAX_DX || n->op == OP_POOL_AVG_DX;
+  const Shape *xs = dx ? &n->shape : &n->src[0]->shape;
+  const Shape *ys = n->op == OP_POOL_MAX_DX ? &n->src[1]->shape
+                    : n->op == OP_POOL_AVG_DX ? &n->src[0]->shape : &n->shape;
+  const double *dy = n->op == OP_POOL_MAX_DX ? in1 : in0;
+  Pool P = pool_of(n, xs, ys);
+  int64_t planes = xs->d[0] * xs->d[1];
+  double area = (double)(P.k0 * P.k1);
+
+  if (dx) memset(out, 0, (size_t)shape_numel(&n->shape) * sizeof *out);
+  for (int64_t plane = 0; plane < planes; plane++)
+    for (int64_t oh = 0; oh < P.OH; oh++)
+      for (int64_t ow = 0; ow < P.OW; ow++) {
+        int64_t yi = (plane * P.OH + oh) * P.OW + ow;
+        if (n->op == OP_POOL_MAX || n->op == OP_POOL_MAX_DX) {
+          int64_t at = pool_argmax(&P, in0, plane, oh, ow);
+          if (n->op == OP_POOL_MAX) out[yi] = at >= 0 ? in0[at] : -INFINITY;
+          else if (at >= 0) out[at] += dy[yi];
+          continue;
+        }
+        double s = 0;
+        for (int64_t kh = 0; kh < P.k0; kh++) {
+          int64_t ih = oh * P.s0 - P.p0 + kh;
+          if (ih < 0 || ih >= P.H) continue;
+          for (int64_t kw = 0; kw < P.k1; kw++) {
+            int64_t iw = ow * P.s1 - P.p1 + kw;
+            if (iw < 0 || iw >= P.W) continue;
+            int64_t xi = (plane * P.H + ih) * P.W + iw;
+            if (dx) out[xi] += dy[yi] / area;
+            else s += in0[xi];
+          }
+        }
+        if (!dx) out[yi] = s / area;
+      }
+}
+
+// ---------------------------------------------------------------- movement
+
+// PERMUTE: output dim i is input dim p.perm[i].
+static void eval_permute(const Node *n, const double *x, double *y) {
+  const Shape *xs = &n->src[0]->shape;
+  int64_t st[MAX_DIMS];
+  strides_of(xs, st);
+  Walk w;
+  walk_init(&w, &n->shape);
+  for (int d = 0; d < n->shape.ndim; d++) {
+    int from = n->p.perm[d];
+    ASSERT(from >= 0 && from < xs->ndim && xs->d[from] == n->shape.d[d]);
+    w.stride[0][d] = st[from];
+  }
+  int64_t count = shape_numel(&n->shape);
+  for (int64_t i = 0; i < count; i++, walk_next(&w)) y[i] = x[w.off[0]];
+}
+
+static void eval_broadcast(const Node *n, const double *x, double *y) {
+  Walk w;
+  walk_init(&w, &n->shape);
+  broadcast_strides(&n->src[0]->shape, &n->shape, w.stride[0]);
+  int64_t count = shape_numel(&n->shape);
+  for (int64_t i = 0; i < count; i++, walk_next(&w)) y[i] = x[w.off[0]];
+}
+
+// SLICE: y[j0, j1, ...] = x[start0 + j0 * step0, start1 + j1 * step1, ...].
+static void eval_slice(const Node *n, const double *x, double *y) {
+  const Shape *xs = &n->src[0]->shape;
+  int64_t st[MAX_DIMS];
+  strides_of(xs, st);
+  Walk w;
+  walk_init(&w, &n->shape);
+  ASSERT(xs->ndim == n->shape.ndim);
+  for (int d = 0; d < xs->ndim; d++) {
+    int64_t start = n->p.slice.start[d], step = n->p.slice.step[d], len = n->shape.d[d];
+    if (len > 0) {   // first and last index read lie inside x
+      ASSERT(start >= 0 && start < xs->d[d]);
+      ASSERT(start + (len - 1) * step >= 0 && start + (len - 1) * step < xs->d[d]);
+    }
+    w.off[0] += start * st[d];
+    w.stride[0][d] = step * st[d];
+  }
+  int64_t count = shape_numel(&n->shape);
+  for (int64_t i = 0; i < count; i++, walk_next(&w)) y[i] = x[w.off[0]];
+}
+
+// Copies x into y, whose shape is `into`, at the offset of index `at`: the
+// walk goes over x and writes through y's strides. PAD and CONCAT use it.
+static void place(const Shape *xs, const double *x, const Shape *into, const int64_t *at,
+                  double *y) {
+  int64_t st[MAX_DIMS];
+  strides_of(into, st);
+  Walk w;
+  walk_init(&w, xs);
+  ASSERT(xs->ndim == into->ndim);
+  for (int d = 0; d < xs->ndim; d++) {
+    ASSERT(at[d] >= 0 && at[d] + xs->d[d] <= into->d[d]);
+    w.off[0] += at[d] * st[d];
+    w.stride[0][d] = st[d];
+  }
+  int64_t count = shape_numel(xs);
+  for (int64_t i = 0; i < count; i++, walk_next(&w)) y[w.off[0]] = x[i];
+}
+
+// PAD: p.pad.value everywhere, then x at offset p.pad.lo.
+static void eval_pad(const Node *n, const double *x, double *y) {
+  int64_t count = shape_numel(&n->shape);
+  for (int64_t i = 0; i < count; i++) y[i] = n->p.pad.value;
+  place(&n->src[0]->shape, x, &n->shape, n->p.pad.lo, y);
+}
+
+// ---------------------------------------------------------------- gather
+
+// GATHER: table [V, ...], ids [...] -> [..., ...]: row ids[i] of the table
+// for each id. An id outside [0, V) is an error.
+static int eval_gather(const Node *n, const double *table, const double *ids, double *y,
+                       char *err, size_t errlen) {
+  const Shape *ts = &n->src[0]->shape;
+  ASSERT(ts->ndim >= 1);
+  int64_t V = ts->d[0], row = 1;
+  for (int d = 1; d < ts->ndim; d++) row *= ts->d[d];
+  int64_t nids = shape_numel(&n->src[1]->shape);
+  ASSERT(nids * row == shape_numel(&n->shape));
+  for (int64_t i = 0; i < nids; i++) {
+    double id = ids[i];
+    if (!(id >= 0 && id < (double)V)) {
+      snprintf(err, errlen, "gather: index %.17g is outside the table's %lld rows", id,
+               (long long)V);
+      return -1;
+    }
+    memcpy(y + i * row, table + (int64_t)id * row, (size_t)row * sizeof *y);
+  }
+  return 0;
+}
+
+// SCATTER_ADD: ids [...], values [..., ...] -> [V, ...] (V from the node's
+// shape): zeros, then each value row added into row ids[i]. An id outside
+// [0, V) is an error.
+static int eval_scatter_add(const Node *n, const double *ids, const double *vals, double *y,
+                            char *err, size_t errlen) {
+  ASSERT(n->shape.ndim >= 1);
+  int64_t V = n->shape.d[0], row = 1;
+  for (int d = 1; d < n->shape.ndim; d++) row *= n->shape.d[d];
+  int64_t nids = shape_numel(&n->src[0]->shape);
+  ASSERT(nids * row == shape_numel(&n->src[1]->shape));
+  memset(y, 0, (size_t)(V * row) * sizeof *y);
+  for (int64_t i = 0; i < nids; i++) {
+    double id = ids[i];
+    if (!(id >= 0 && id < (double)V)) {
+      snprintf(err, errlen, "scatter_add: index %.17g is outside the result's %lld rows", id,
+               (long long)V);
+      return -1;
+    }
+    double *dst = y + (int64_t)id * row;
+    for (int64_t j = 0; j < row; j++) dst[j] += vals[i * row + j];
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------- driver
+
+typedef struct {
+  double *const *leaves;   // may be NULL: no leaf has a value
+  uint64_t seed, step;
+  double **vals;           // per node id; computed for ids below the current
+  char *err;
+  size_t errlen;
+} Interp;
+
+// Computes node n into y (numel of its shape). Returns 0, or -1 with a
+// message in it->err.
+static int eval_node(Interp *it, const Node *n, double *y) {
+  const double *s0 = n->nsrc > 0 ? it->vals[n->src[0]->id] : NULL;
+  const double *s1 = n->nsrc > 1 ? it->vals[n->src[1]->id] : NULL;
+  const double *s2 = n->nsrc > 2 ? it->vals[n->src[2]->id] : NULL;
+  int64_t count = shape_numel(&n->shape);
+
+  switch (n->op) {
+  case OP_INPUT:
+  case OP_PARAM:
+  case OP_STATE: {
+    const double *given = it->leaves ? it->leaves[n->id] : NULL;
+    if (given) {
+      memcpy(y, given, (size_t)count * sizeof *y);
+    } else if (n->op == OP_INPUT) {
+      snprintf(it->err, it->errlen, "input '%s' has no value", n->name ? n->name : "");
+      return -1;
+    } else {
+      init_fill(n, it->seed, y);
+    }
+    return 0;
+  }
+  case OP_CONST:
+    for (int64_t i = 0; i < count; i++) y[i] = n->p.value;
+    return 0;
+  case OP_IOTA:
+    for (int64_t i = 0; i < count; i++) y[i] = (double)i;
+    return 0;
+  case OP_RANDOM:
+    for (int64_t i = 0; i < count; i++)
+      y[i] = philox_uniform(it->seed, n->p.key, it->step, (uint64_t)i);
+    return 0;
+
+  case OP_NEG: eval_map1(n, s0, y, f_neg); return 0;
+  case OP_EXP: eval_map1(n, s0, y, exp); return 0;
+  case OP_LOG: eval_map1(n, s0, y, log); return 0;
+  case OP_SQRT: eval_map1(n, s0, y, sqrt); return 0;
+  case OP_RSQRT: eval_map1(n, s0, y, f_rsqrt); return 0;
+  case OP_TANH: eval_map1(n, s0, y, tanh); return 0;
+  case OP_SIGMOID: eval_map1(n, s0, y, f_sigmoid); return 0;
+  case OP_ABS: eval_map1(n, s0, y, fabs); return 0;
+  case OP_SIN: eval_map1(n, s0, y, sin); return 0;
+  case OP_COS: eval_map1(n, s0, y, cos); return 0;
+  case OP_FLOOR: eval_map1(n, s0, y, floor); return 0;
+  case OP_CAST: eval_map1(n, s0, y, f_copy); return 0;   // rounding converts
+
+  case OP_ADD: eval_map2(n, s0, s1, y, f_add); return 0;
+  case OP_SUB: eval_map2(n, s0, s1, y, f_sub); return 0;
+  case OP_MUL: eval_map2(n, s0, s1, y, f_mul); return 0;
+  case OP_DIV: eval_map2(n, s0, s1, y, f_div); return 0;
+  case OP_POW: eval_map2(n, s0, s1, y, pow); return 0;
+  case OP_MAX: eval_map2(n, s0, s1, y, f_max); return 0;
+  case OP_MIN: eval_map2(n, s0, s1, y, f_min); return 0;
+  case OP_LT: eval_map2(n, s0, s1, y, f_lt); return 0;
+  case OP_LE: eval_map2(n, s0, s1, y, f_le); return 0;
+  case OP_GT: eval_map2(n, s0, s1, y, f_gt); return 0;
+  case OP_GE: eval_map2(n, s0, s1, y, f_ge); return 0;
+  case OP_EQ: eval_map2(n, s0, s1, y, f_eq); return 0;
+  case OP_NE: eval_map2(n, s0, s1, y, f_ne); return 0;
+  case OP_WHERE: eval_where(n, s0, s1, s2, y); return 0;
+
+  case OP_SUM:
+  case OP_RMAX:
+  case OP_ARGMAX: eval_reduce(n, s0, y); return 0;
+
+  case OP_MATMUL: eval_matmul(n, s0, s1, y); return 0;
+  case OP_CONV2D:
+  case OP_CONV2D_DX:
+  case OP_CONV2D_DW: eval_conv(n, s0, s1, y); return 0;
+  case OP_POOL_MAX:
+  case OP_POOL_AVG:
+  case OP_POOL_MAX_DX:
+  case OP_POOL_AVG_DX: eval_pool(n, s0, s1, y); return 0;
+
+  case OP_RESHAPE:
+    ASSERT(shape_numel(&n->src[0]->shape) == count);
+    memcpy(y, s0, (size_t)count * sizeof *y);
+    return 0;
+  case OP_PERMUTE: eval_permute(n, s0, y); return 0;
+  case OP_BROADCAST: eval_broadcast(n, s0, y); return 0;
+  case OP_SLICE: eval_slice(n, s0, y); return 0;
+  case OP_PAD: eval_pad(n, s0, y); return 0;
+  case OP_CONCAT: {   // a at offset 0, b right after it along p.axis
+    const Shape *as = &n->src[0]->shape, *bs = &n->src[1]->shape;
+    int axis = n->p.axis;
+    ASSERT(axis >= 0 && axis < n->shape.ndim && as->d[axis] + bs->d[axis] == n->shape.d[axis]);
+    int64_t at[MAX_DIMS] = {0};
+    place(as, s0, &n->shape, at, y);
+    at[axis] = as->d[axis];
+    place(bs, s1, &n->shape, at, y);
+    return 0;
+  }
+
+  case OP_GATHER: return eval_gather(n, s0, s1, y, it->err, it->errlen);
+  case OP_SCATTER_ADD: return eval_scatter_add(n, s0, s1, y, it->err, it->errlen);
+
+  case OP_COUNT: break;
+  }
+  UNREACHABLE();
+}
+
+int interp_run(const Graph *g, double *const *leaves, uint64_t seed, uint64_t step,
+               InterpResult *out, char *err, size_t errlen) {
+  Interp it = {.leaves = leaves, .seed = seed, .step = step, .err = err, .errlen = errlen};
+  out->n = g->n;
+  out->vals = it.vals = xcalloc((size_t)g->n, sizeof *out->vals);
+  for (int id = 0; id < g->n; id++) {
+    const Node *n = g->nodes[id];
+    ASSERT(n->id == id);
+    for (int k = 0; k < n->nsrc; k++) ASSERT(n->src[k] && n->src[k]->id < id);
+    int64_t count = shape_numel(&n->shape);
+    double *y = out->vals[id] = xmalloc((size_t)count * sizeof *y);
+    if (eval_node(&it, n, y) != 0) {
+      interp_free(out);
+      return -1;
+    }
+    for (int64_t i = 0; i < count; i++) y[i] = dtype_round(n->dtype, y[i]);
+  }
+  return 0;
+}
+
+void interp_free(InterpResult *r) {
+  if (!r->vals) return;
+  for (int i = 0; i < r->n; i++) free(r->vals[i]);
+  free(r->vals);
+  r->vals = NULL;
+  r->n = 0;
+}
