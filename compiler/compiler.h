@@ -354,6 +354,23 @@ Node *g_scatter_add(Graph *g, Node *ids, Node *values, int64_t rows);
 // Sums x down to shape s, undoing a broadcast (x's shape broadcasts from s).
 Node *g_unbroadcast(Graph *g, Node *x, Shape s);
 
+// ---------------------------------------------------------------- autodiff.c
+// Appends the backward pass of g->loss to g. Returns gradients by node id, an
+// array of the forward graph's size that the caller frees: grads[p->id] for
+// every PARAM p the loss depends on and every INPUT in wrt (NULL elsewhere).
+Node **autodiff(Graph *g, Node *const *wrt, int nwrt);
+
+// ---------------------------------------------------------------- optim.c
+// Turns a forward graph with a loss into a training step: backward pass,
+// gradient clipping, learning-rate schedule and optimizer update, all as graph
+// ops. Optimizer state is STATE leaves named after their parameter
+// ("fc1.w.m", "fc1.w.v", "fc1.w.momentum") plus the step counter "step";
+// every write is a graph update. total_steps is the run's length (for the
+// cosine schedule). Adds the outputs "grad.NAME" for every parameter.
+// Returns 0, or -1 after reporting an error.
+struct TrainConfig;
+int optim_append(Graph *g, const struct TrainConfig *cfg, int64_t total_steps);
+
 // ---------------------------------------------------------------- dump_graph.c
 // 'smelt dump --stage=graph|grad': one line per node,
 //   %12 = add(%10, %11) : f32[64, 256]   # h.0.attn  model.smelt:12

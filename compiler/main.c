@@ -1,7 +1,7 @@
 // main.c: the smelt command line.
 //
 //   smelt check [--summary] FILE...         parse and check model files
-//   smelt dump --stage=ast|graph FILE       print a stage of the compiler
+//   smelt dump --stage=ast|graph|grad FILE  print a stage of the compiler
 //   smelt graph --dot FILE                  the op graph as Graphviz DOT
 //   smelt --version | help
 //
@@ -20,7 +20,8 @@ static void usage(FILE *out) {
         "      --summary          also print what each file declares\n"
         "  dump --stage=STAGE FILE\n"
         "                         print a stage: ast (syntax tree), graph (op graph\n"
-        "                         of the forward pass)\n"
+        "                         of the forward pass), grad (the training step:\n"
+        "                         forward, backward and optimizer)\n"
         "  graph --dot FILE       the op graph as Graphviz DOT, clustered by layer\n"
         "  help                   this text\n"
         "\n"
@@ -107,11 +108,30 @@ static int check_files(Compilation *c, const Options *o, const char *argv0, Modu
   return c->diag.errors;
 }
 
+// Appends the backward pass and, when the file has a train block, the
+// optimizer, as the training step does.
+static int training_step(Compilation *c, Module *m, Graph *g) {
+  if (!g->loss) {
+    diag_plain(&c->diag, "%s: the model has no loss, so it has no gradients", m->path);
+    return -1;
+  }
+  if (m->train) return optim_append(g, m->train, m->train->steps);
+  int errors = c->diag.errors;
+  int n0 = g->n;
+  Node **grads = autodiff(g, NULL, 0);
+  for (int i = 0; i < n0; i++)
+    if (grads[i] && g->nodes[i]->op == OP_PARAM)
+      graph_add_output(g, arena_printf(&c->arena, "grad.%s", g->nodes[i]->name), grads[i]);
+  free(grads);
+  return c->diag.errors > errors ? -1 : 0;
+}
+
 // Elaborates the model of m and prints its graph as text or DOT.
 static int print_graph(Compilation *c, Module *m, const Options *o) {
   Graph g;
   graph_init(&g, &c->arena, &c->diag);
   int rc = elaborate(c, m, o->defs, o->ndefs, !o->infer, &g);
+  if (rc == 0 && o->stage && !strcmp(o->stage, "grad")) rc = training_step(c, m, &g);
   if (rc == 0) {
     if (o->dot) dump_graph_dot(stdout, &g);
     else dump_graph(stdout, &g);
@@ -123,9 +143,9 @@ static int print_graph(Compilation *c, Module *m, const Options *o) {
 static int run(const Options *o, const char *argv0) {
   bool dump = strcmp(o->command, "dump") == 0, graph = strcmp(o->command, "graph") == 0;
   bool ast = dump && o->stage && !strcmp(o->stage, "ast");
-  bool gstage = (dump && o->stage && !strcmp(o->stage, "graph")) || graph;
+  bool gstage = (dump && o->stage && (!strcmp(o->stage, "graph") || !strcmp(o->stage, "grad"))) || graph;
   if (dump && !ast && !gstage)
-    return bad_usage("dump needs --stage=ast or --stage=graph, not '%s'",
+    return bad_usage("dump needs --stage=ast, graph or grad, not '%s'",
                      o->stage ? o->stage : "nothing");
   if (graph && !o->dot) return bad_usage("%s needs --dot", "graph");
   if ((dump || graph) && o->nfiles != 1) return bad_usage("%s takes one model file", o->command);

@@ -1,0 +1,128 @@
+// optim.c: the training step as one graph.
+//
+// forward + loss (elaborate.c), backward (autodiff.c), then here: the step
+// counter, the learning rate for this step, clipping by global norm, and one
+// update per parameter and per piece of optimizer state. Everything is graph
+// ops, so a backend runs the whole step without a round trip to the host, and
+// the interpreter checks it like any other graph.
+#include "compiler.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static Node *k(Graph *g, double v) { return g_const(g, v, DT_F32, (Shape){0}); }
+static Node *add(Graph *g, Node *a, Node *b) { return g_binary(g, OP_ADD, a, b); }
+static Node *sub(Graph *g, Node *a, Node *b) { return g_binary(g, OP_SUB, a, b); }
+static Node *mul(Graph *g, Node *a, Node *b) { return g_binary(g, OP_MUL, a, b); }
+static Node *dvd(Graph *g, Node *a, Node *b) { return g_binary(g, OP_DIV, a, b); }
+
+static Node *state(Graph *g, const char *name, Shape s) {
+  Node *n = g_leaf(g, OP_STATE, DT_F32, s, name);
+  n->p.param.init = INIT_ZEROS;
+  return n;
+}
+
+// The learning rate at step t (1-based, f32 scalar), per the schedule:
+//   warm-up:  lr * t / warmup while t < warmup
+//   constant: lr
+//   step:     lr * gamma ^ floor((t - 1) / every)
+//   cosine:   min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2,
+//             p = clamp((t - warmup) / (total - warmup), 0, 1)
+static Node *learning_rate(Graph *g, const TrainConfig *c, Node *t, int64_t total) {
+  Node *lr;
+  if (c->schedule[0] == 's') {
+    Node *decays = g_unary(g, OP_FLOOR, dvd(g, sub(g, t, k(g, 1)), k(g, (double)(c->step_every ? c->step_every : 1))));
+    lr = mul(g, k(g, c->lr), g_binary(g, OP_POW, k(g, c->gamma), decays));
+  } else if (c->schedule[0] == 'c') {
+    double span = (double)(total > c->warmup ? total - c->warmup : 1);
+    Node *p = dvd(g, sub(g, t, k(g, (double)c->warmup)), k(g, span));
+    p = g_binary(g, OP_MIN, g_binary(g, OP_MAX, p, k(g, 0)), k(g, 1));
+    Node *cosine = mul(g, k(g, 0.5), add(g, k(g, 1), g_unary(g, OP_COS, mul(g, p, k(g, M_PI)))));
+    lr = add(g, k(g, c->min_lr), mul(g, k(g, c->lr - c->min_lr), cosine));
+  } else {
+    lr = k(g, c->lr);
+  }
+  if (c->warmup > 0) {
+    Node *ramp = g_binary(g, OP_MIN, dvd(g, t, k(g, (double)c->warmup)), k(g, 1));
+    lr = mul(g, lr, ramp);
+  }
+  return lr;
+}
+
+int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
+  if (!g->loss) {
+    diag_plain(g->diag, "the model has no loss, so there is nothing to train");
+    return -1;
+  }
+  int errors = g->diag->errors;
+  int n0 = g->n;
+  Node **grads = autodiff(g, NULL, 0);
+  if (g->diag->errors > errors) {
+    free(grads);
+    return -1;
+  }
+  const char *scope = g->scope;
+  g->scope = "optimizer";
+  // the step counter: t = step + 1
+  Node *step = state(g, "step", (Shape){0});
+  Node *t = add(g, step, k(g, 1));
+  graph_add_update(g, step, t);
+  Node *lr = learning_rate(g, c, t, total_steps);
+  graph_add_output(g, "lr", lr);
+  // clipping: scale = min(1, max_norm / (||g|| + 1e-6)) over all gradients
+  Node *scale = NULL;
+  if (c->clip_grad_norm > 0) {
+    Node *sq = NULL;
+    for (int i = 0; i < n0; i++) {
+      if (!grads[i]) continue;
+      Node *gi = g_cast(g, grads[i], DT_F32);
+      Node *s = g_reduce(g, OP_SUM, mul(g, gi, gi), gi->shape.ndim ? (1u << gi->shape.ndim) - 1 : 0, false);
+      sq = sq ? add(g, sq, s) : s;
+    }
+    Node *norm = g_unary(g, OP_SQRT, sq ? sq : k(g, 0));
+    graph_add_output(g, "grad_norm", norm);
+    scale = g_binary(g, OP_MIN, k(g, 1), dvd(g, k(g, c->clip_grad_norm), add(g, norm, k(g, 1e-6))));
+  }
+  bool adam = c->optimizer[0] == 'a', adamw = adam && c->optimizer[4] == 'w';
+  Node *bc1 = NULL, *bc2 = NULL;
+  if (adam) {   // bias corrections 1 - beta^t
+    bc1 = sub(g, k(g, 1), g_binary(g, OP_POW, k(g, c->beta1), t));
+    bc2 = sub(g, k(g, 1), g_binary(g, OP_POW, k(g, c->beta2), t));
+  }
+  for (int i = 0; i < n0; i++) {
+    Node *p = g->nodes[i];
+    if (p->op != OP_PARAM) continue;
+    g->scope = p->scope;
+    g->loc = p->loc;
+    Node *gr = grads[i] ? g_cast(g, grads[i], DT_F32) : g_const(g, 0, DT_F32, p->shape);
+    graph_add_output(g, arena_printf(g->arena, "grad.%s", p->name), gr);
+    if (scale) gr = mul(g, gr, scale);
+    Node *w = g_cast(g, p, DT_F32);
+    if (c->weight_decay != 0 && !adamw) gr = add(g, gr, mul(g, w, k(g, c->weight_decay)));   // L2
+    Node *update;
+    if (adam) {
+      Node *m = state(g, arena_printf(g->arena, "%s.m", p->name), p->shape);
+      Node *v = state(g, arena_printf(g->arena, "%s.v", p->name), p->shape);
+      Node *m1 = add(g, mul(g, m, k(g, c->beta1)), mul(g, gr, k(g, 1 - c->beta1)));
+      Node *v1 = add(g, mul(g, v, k(g, c->beta2)), mul(g, mul(g, gr, gr), k(g, 1 - c->beta2)));
+      graph_add_update(g, m, m1);
+      graph_add_update(g, v, v1);
+      Node *mhat = dvd(g, m1, bc1), *vhat = dvd(g, v1, bc2);
+      update = mul(g, lr, dvd(g, mhat, add(g, g_unary(g, OP_SQRT, vhat), k(g, c->eps))));
+      if (adamw && c->weight_decay != 0)   // decoupled: p * (1 - lr * wd)
+        w = mul(g, w, sub(g, k(g, 1), mul(g, lr, k(g, c->weight_decay))));
+    } else {
+      if (c->momentum != 0) {
+        Node *buf = state(g, arena_printf(g->arena, "%s.momentum", p->name), p->shape);
+        Node *b1 = add(g, mul(g, buf, k(g, c->momentum)), gr);
+        graph_add_update(g, buf, b1);
+        gr = c->nesterov ? add(g, gr, mul(g, b1, k(g, c->momentum))) : b1;
+      }
+      update = mul(g, lr, gr);
+    }
+    graph_add_update(g, p, g_cast(g, sub(g, w, update), p->dtype));
+  }
+  g->scope = scope;
+  free(grads);
+  return 0;
+}
