@@ -178,7 +178,7 @@ struct Ast {
   AstKind kind;
   Span span;
   int depth;         // 1 + deepest child; bounded by AST_MAX_DEPTH
-  int op;            // UNARY, BINARY: operator ('+', OP_POW, ...)
+  int op;            // UNARY, BINARY: operator ('+', AOP_POW, ...)
   bool shaped;       // TYPE: written with [...]
   char *name;
   char *str;
@@ -393,6 +393,10 @@ typedef struct {
 // when an index is out of range (gather, scatter).
 int interp_run(const Graph *g, double *const *leaves, uint64_t seed, uint64_t step,
                InterpResult *out, char *err, size_t errlen);
+// The same; with exact set, floating-point results are not rounded to their
+// dtype (float64 throughout), which finite-difference checks need.
+int interp_run_ex(const Graph *g, double *const *leaves, uint64_t seed, uint64_t step, bool exact,
+                  InterpResult *out, char *err, size_t errlen);
 void interp_free(InterpResult *r);
 // Rounds v to what dtype t can hold (f32, bf16, f16: nearest even; ints: truncate, wrap).
 double dtype_round(DType t, double v);
@@ -547,6 +551,13 @@ typedef struct {
 // caller). training selects the value of the constant `training`. Returns 0,
 // or -1 after reporting an error.
 int elaborate(Compilation *c, Module *m, const Define *defs, int ndefs, bool training, Graph *g);
+
+// ---------------------------------------------------------------- driver.c
+// Resolves every module, then elaborates the model of each entry into its
+// training step (forward only when it has no loss). Returns the error count.
+int check_modules(Compilation *c, Module **entries, int nentries, const Define *defs, int ndefs);
+// Appends backward and (with a train block) optimizer to a forward graph.
+int training_step(Compilation *c, Module *m, Graph *g);
 
 // ---------------------------------------------------------------- summary.c
 // One paragraph per checked file, for 'smelt check --summary' and the demo.

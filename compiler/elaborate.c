@@ -78,9 +78,26 @@ typedef struct {
   Val ret;
 } Elab;
 
+// Notes the calls that led to an error, innermost first; a run of the same
+// call (recursion) is said once with its count, and at most 10 are shown.
 static _Noreturn void unwind(Elab *e) {
-  for (int i = e->depth - 1; i >= 0; i--)
-    diag_note(e->d, e->stack[i].call, "in this call to '%s'", e->stack[i].fn);
+  int shown = 0;
+  for (int i = e->depth - 1; i >= 0; i--) {
+    int same = 0;
+    while (i - same - 1 >= 0 && e->stack[i - same - 1].call.begin == e->stack[i].call.begin &&
+           e->stack[i - same - 1].call.file == e->stack[i].call.file)
+      same++;
+    if (shown == 10) {
+      diag_note(e->d, (Span){-1, 0, 0}, "and %d calls further out", i + 1);
+      break;
+    }
+    if (same)
+      diag_note(e->d, e->stack[i].call, "in this call to '%s' (%d times over)", e->stack[i].fn, same + 1);
+    else
+      diag_note(e->d, e->stack[i].call, "in this call to '%s'", e->stack[i].fn);
+    shown++;
+    i -= same;
+  }
   longjmp(e->fail, 1);
 }
 

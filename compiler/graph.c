@@ -507,6 +507,9 @@ Node *g_gather(Graph *g, Node *table, Node *ids) {
 }
 
 Node *g_scatter_add(Graph *g, Node *ids, Node *values, int64_t rows) {
+  if (ids->shape.ndim + 1 > MAX_DIMS || values->shape.ndim < 1 || rows < 0 ||
+      !dtype_is_int(ids->dtype) || ids->dtype == DT_BOOL)
+    return fail(g, "cannot scatter %s by ids %s into %lld rows", TYPE(values), TYPE(ids), (long long)rows);
   Shape want = ids->shape;
   want.d[want.ndim++] = values->shape.d[values->shape.ndim - 1];
   if (!shape_eq(&want, &values->shape) || !dtype_is_int(ids->dtype))

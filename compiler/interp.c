@@ -16,6 +16,14 @@
 
 // ---------------------------------------------------------------- rounding
 
+// Through a volatile float: GCC 12.2's SLP vectorizer at -O2 compiles
+// (double)(float)x on a pair of doubles to a plain copy, which would skip the
+// rounding where this gets inlined into a loop.
+static double round_f32(double v) {
+  volatile float f = (float)v;
+  return f;
+}
+
 // Nearest even at a quantum of 2^exp, for |a| finite: the scalings are exact.
 static double round_quantum(double a, int exp) {
   return ldexp(nearbyint(ldexp(a, -exp)), exp);
@@ -64,7 +72,7 @@ static double round_int(double v, int bits, bool is_signed) {
 
 double dtype_round(DType t, double v) {
   switch (t) {
-  case DT_F32: return (double)(float)v;
+  case DT_F32: return round_f32(v);
   case DT_F16: return round_f16(v);
   case DT_BF16: return round_bf16(v);
   case DT_I32: return round_int(v, 32, true);
@@ -640,8 +648,12 @@ static int eval_node(Interp *it, const Node *n, double *y) {
   UNREACHABLE();
 }
 
-int interp_run(const Graph *g, double *const *leaves, uint64_t seed, uint64_t step,
-               InterpResult *out, char *err, size_t errlen) {
+// interp_run with a choice of rounding. exact: results of float dtypes stay
+// in double instead of being rounded to f32, f16 or bf16 (finite differences
+// in test_autodiff.c need that); integer and bool results still truncate and
+// wrap, since indices and masks mean nothing otherwise.
+int interp_run_ex(const Graph *g, double *const *leaves, uint64_t seed, uint64_t step,
+                  bool exact, InterpResult *out, char *err, size_t errlen) {
   Interp it = {.leaves = leaves, .seed = seed, .step = step, .err = err, .errlen = errlen};
   out->n = g->n;
   out->vals = it.vals = xcalloc((size_t)g->n, sizeof *out->vals);
@@ -655,9 +667,15 @@ int interp_run(const Graph *g, double *const *leaves, uint64_t seed, uint64_t st
       interp_free(out);
       return -1;
     }
+    if (exact && dtype_is_float(n->dtype)) continue;
     for (int64_t i = 0; i < count; i++) y[i] = dtype_round(n->dtype, y[i]);
   }
   return 0;
+}
+
+int interp_run(const Graph *g, double *const *leaves, uint64_t seed, uint64_t step,
+               InterpResult *out, char *err, size_t errlen) {
+  return interp_run_ex(g, leaves, seed, step, false, out, err, errlen);
 }
 
 void interp_free(InterpResult *r) {

@@ -104,26 +104,11 @@ static int parse_options(int argc, char **argv, Options *o) {
 static int check_files(Compilation *c, const Options *o, const char *argv0, Module **mods) {
   compilation_default_search(c, argv0);
   for (int i = 0; i < o->nfiles; i++) mods[i] = module_load_file(c, o->files[i]);
-  for (int i = 0; i < c->nmodules; i++) resolve_module(c, c->modules[i]);
-  return c->diag.errors;
-}
-
-// Appends the backward pass and, when the file has a train block, the
-// optimizer, as the training step does.
-static int training_step(Compilation *c, Module *m, Graph *g) {
-  if (!g->loss) {
-    diag_plain(&c->diag, "%s: the model has no loss, so it has no gradients", m->path);
-    return -1;
+  if (o->stage && !strcmp(o->stage, "ast")) {   // the tree of a file that resolves
+    for (int i = 0; i < c->nmodules; i++) resolve_module(c, c->modules[i]);
+    return c->diag.errors;
   }
-  if (m->train) return optim_append(g, m->train, m->train->steps);
-  int errors = c->diag.errors;
-  int n0 = g->n;
-  Node **grads = autodiff(g, NULL, 0);
-  for (int i = 0; i < n0; i++)
-    if (grads[i] && g->nodes[i]->op == OP_PARAM)
-      graph_add_output(g, arena_printf(&c->arena, "grad.%s", g->nodes[i]->name), grads[i]);
-  free(grads);
-  return c->diag.errors > errors ? -1 : 0;
+  return check_modules(c, mods, o->nfiles, o->defs, o->ndefs);
 }
 
 // Elaborates the model of m and prints its graph as text or DOT.

@@ -103,31 +103,32 @@ static void shape_fans(const Shape *s, double *fan_in, double *fan_out) {
 // not on which other parameters the model declares.
 void init_fill(const Node *n, uint64_t seed, double *out) {
   int64_t count = shape_numel(&n->shape);
+  if (count == 0) return;   // and so every fan below is at least 1
   uint64_t key = name_key(n->name);
   double a = n->p.param.a, b = n->p.param.b;
   double fan_in, fan_out;
   shape_fans(&n->shape, &fan_in, &fan_out);
 
-  // Every initializer is either lo + (hi - lo) * uniform or mean + std * normal.
-  bool normal = false;
+  // Every initializer is a constant, lo + (hi - lo) * uniform or
+  // mean + std * normal (docs/random.md); constants draw nothing.
+  enum { FIXED, UNIFORM, NORMAL } kind = UNIFORM;
   double lo = 0, hi = 0, mean = 0, std = 0;
   switch (n->p.param.init) {
-  case INIT_ZEROS: lo = hi = 0; break;
-  case INIT_ONES: lo = hi = 1; break;
-  case INIT_FULL: lo = hi = a; break;
+  case INIT_ZEROS: kind = FIXED, lo = 0; break;
+  case INIT_ONES: kind = FIXED, lo = 1; break;
+  case INIT_FULL: kind = FIXED, lo = a; break;
   case INIT_UNIFORM: lo = a, hi = b; break;
-  case INIT_NORMAL: normal = true, mean = a, std = b; break;
+  case INIT_NORMAL: kind = NORMAL, mean = a, std = b; break;
   case INIT_XAVIER_UNIFORM: hi = a * sqrt(6.0 / (fan_in + fan_out)), lo = -hi; break;
-  case INIT_XAVIER_NORMAL: normal = true, std = a * sqrt(2.0 / (fan_in + fan_out)); break;
+  case INIT_XAVIER_NORMAL: kind = NORMAL, std = a * sqrt(2.0 / (fan_in + fan_out)); break;
   case INIT_KAIMING_UNIFORM: hi = a * sqrt(3.0 / fan_in), lo = -hi; break;
-  case INIT_KAIMING_NORMAL: normal = true, std = a / sqrt(fan_in); break;
+  case INIT_KAIMING_NORMAL: kind = NORMAL, std = a / sqrt(fan_in); break;
   }
 
   for (int64_t i = 0; i < count; i++) {
-    double v;
-    if (normal) v = mean + std * philox_normal(seed, key, 0, (uint64_t)i);
-    else if (lo == hi) v = lo;
-    else v = lo + (hi - lo) * philox_uniform(seed, key, 0, (uint64_t)i);
+    double v = lo;
+    if (kind == UNIFORM) v = lo + (hi - lo) * philox_uniform(seed, key, 0, (uint64_t)i);
+    else if (kind == NORMAL) v = mean + std * philox_normal(seed, key, 0, (uint64_t)i);
     out[i] = dtype_round(n->dtype, v);
   }
 }

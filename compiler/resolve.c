@@ -99,13 +99,15 @@ static void scope_pop(Resolver *r) { r->scope = r->scope->up; }
 static void declare(Resolver *r, const char *name, SymKind kind, const Ast *def) {
   Sym *old = scope_find_here(r->scope, name);
   if (old) {
-    diag_error(r->d, def->span, "'%s' is already defined in this scope, as a %s", name,
+    diag_error(r->d, def->span, "'%s' is already defined in this scope (%s)", name,
                sym_what[old->kind]);
     diag_note(r->d, old->def->span, "'%s' was defined here", name);
     return;
   }
   scope_add(r, r->scope, name, kind, def, NULL);
 }
+
+static bool is_builtin_name(const char *name);
 
 // ---- did you mean
 
@@ -477,6 +479,8 @@ static void resolve_assign(Resolver *r, const Ast *s) {
     if (!sym) {
       if (scope_find_here(&r->globals, t->name))
         diag_error(r->d, t->span, "cannot assign to function '%s'", t->name);
+      else if (is_builtin_name(t->name))
+        diag_error(r->d, t->span, "cannot assign to the builtin '%s'", t->name);
       else
         diag_error(r->d, t->span, "cannot assign to '%s': it is not defined; declare it with "
                    "'let %s = ...'", t->name, t->name);
@@ -518,12 +522,16 @@ static void resolve_stmt(Resolver *r, const Ast *s) {
     return;
   case N_OUTPUT:
     if (!in_model(r, s, "output")) return;
+    if (r->block_depth != 1)
+      diag_error(r->d, s->span, "'output' must be at the top level of the model block");
     resolve_value(r, s->b);
     if (s->a) resolve_type(r, s->a, TYPE_NEEDS_SHAPE);
     declare(r, s->name, SYM_OUTPUT, s);
     return;
   case N_LOSS:
     if (!in_model(r, s, "loss")) return;
+    if (r->block_depth != 1)
+      diag_error(r->d, s->span, "'loss' must be at the top level of the model block");
     resolve_value(r, s->b);
     if (r->loss) {
       diag_error(r->d, s->span, "a model has one loss, and this is a second one");

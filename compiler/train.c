@@ -86,7 +86,21 @@ static Val eval(Checker *t, const Ast *e, int depth) {
       if (b.f == 0) break;
       return (Val){V_FLOAT, 0, a.f / b.f, NULL};
     case AOP_POW:
+      if (ints && b.i >= 0) {   // exact while it fits
+        int64_t p = 1;
+        bool over = false;
+        for (int64_t k = 0; k < b.i && !over; k++) over = __builtin_mul_overflow(p, a.i, &p);
+        if (!over) return (Val){V_INT, p, (double)p, NULL};
+      }
       return (Val){V_FLOAT, 0, pow(a.f, b.f), NULL};
+    case AOP_FLOORDIV:
+      if (b.f == 0) break;
+      if (ints) {
+        int64_t q = a.i / b.i;
+        if (a.i % b.i != 0 && (a.i < 0) != (b.i < 0)) q--;
+        return (Val){V_INT, q, (double)q, NULL};
+      }
+      return (Val){V_FLOAT, 0, floor(a.f / b.f), NULL};
     }
     break;
   }
@@ -242,6 +256,8 @@ static void key_optimizer(Checker *t, const Ast *e) {
   arg_number(t, &call, 0, &cfg->lr, true);
   if (call.spec == &optimizers[0]) {
     arg_number(t, &call, 1, &cfg->momentum, false);
+    if (cfg->momentum < 0 || cfg->momentum >= 1)
+      diag_error(t->d, call.args[1]->span, "'momentum' must be in [0, 1)");
     if (call.args[2]) {
       Val v = eval(t, call.args[2], 0);
       if (want(t, call.args[2], v, V_BOOL, "'nesterov'")) cfg->nesterov = v.i;
@@ -249,11 +265,18 @@ static void key_optimizer(Checker *t, const Ast *e) {
     arg_number(t, &call, 3, &cfg->weight_decay, false);
   } else {
     if (call.spec == &optimizers[2]) cfg->weight_decay = 0.01;
-    arg_number(t, &call, 1, &cfg->beta1, true);
-    arg_number(t, &call, 2, &cfg->beta2, true);
+    arg_number(t, &call, 1, &cfg->beta1, false);
+    arg_number(t, &call, 2, &cfg->beta2, false);
     arg_number(t, &call, 3, &cfg->eps, true);
     arg_number(t, &call, 4, &cfg->weight_decay, false);
+    for (int k = 1; k <= 2; k++) {
+      double beta = k == 1 ? cfg->beta1 : cfg->beta2;
+      if (call.args[k] && (beta < 0 || beta >= 1))
+        diag_error(t->d, call.args[k]->span, "'%s' must be in [0, 1)", call.spec->params[k]);
+    }
   }
+  if (cfg->weight_decay < 0)
+    diag_error(t->d, e->span, "'weight_decay' cannot be negative");
 }
 
 static void key_schedule(Checker *t, const Ast *e) {
@@ -265,11 +288,14 @@ static void key_schedule(Checker *t, const Ast *e) {
     arg_int(t, &call, 0, &cfg->warmup);
   } else if (call.spec == &schedules[1]) {
     arg_int(t, &call, 0, &cfg->step_every);
+    if (call.args[0] && cfg->step_every == 0)
+      diag_error(t->d, call.args[0]->span, "'every' must be greater than 0");
     arg_number(t, &call, 1, &cfg->gamma, true);
     arg_int(t, &call, 2, &cfg->warmup);
   } else {
     arg_int(t, &call, 0, &cfg->warmup);
     arg_number(t, &call, 1, &cfg->min_lr, false);
+    if (cfg->min_lr < 0) diag_error(t->d, call.args[1]->span, "'min_lr' cannot be negative");
   }
 }
 
@@ -343,12 +369,19 @@ static const Ast *model_input(const Ast *model, const char *name) {
   return NULL;
 }
 
-static void check_data(Checker *t, const Ast *data) {
+static void check_data(Checker *t, const Ast *data, const Ast **splits) {
   if (strcmp(data->name, "train") && strcmp(data->name, "val") && strcmp(data->name, "test")) {
     diag_error(t->d, data->span, "unknown data split '%s' (the splits are train, val and test)",
                data->name);
     return;
   }
+  int split = data->name[0] == 't' ? (data->name[1] == 'r' ? 0 : 2) : 1;
+  if (splits[split]) {
+    diag_error(t->d, data->span, "data %s is given twice", data->name);
+    diag_note(t->d, splits[split]->span, "first given here");
+    return;
+  }
+  splits[split] = data;
   const char *bound[64];
   int nbound = 0;
   for (int i = 0; i < data->list.n; i++) {
@@ -413,14 +446,22 @@ void train_check(Compilation *c, Module *m, const Ast *train, const Ast *model) 
                        .schedule = "constant", .precision = PREC_FP32};
   Checker t = {c, &c->diag, model, cfg};
   int errors_before = c->diag.errors;
-  if (!model)
+  if (!model) {
     diag_error(t.d, train->span, "a train block needs a model in the same file");
+  } else {
+    bool has_loss = false;
+    for (int i = 0; i < model->b->list.n; i++) has_loss |= model->b->list.items[i]->kind == N_LOSS;
+    if (!has_loss)
+      diag_error(t.d, train->span, "model '%s' has no loss, so there is nothing to train",
+                 model->name);
+  }
   const Ast *seen[sizeof keys / sizeof *keys] = {0};
+  const Ast *splits[3] = {0};
   bool has_train_data = false;
   for (int i = 0; i < train->list.n; i++) {
     const Ast *k = train->list.items[i];
     if (k->kind == N_DATA) {
-      check_data(&t, k);
+      check_data(&t, k, splits);
       has_train_data |= strcmp(k->name, "train") == 0;
       continue;
     }

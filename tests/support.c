@@ -34,10 +34,8 @@ static int check_with(const char *path, const char *name, const char *text, char
   compilation_init(&c, f);
   c.diag.color = false;
   compilation_default_search(&c, NULL);
-  if (path) module_load_file(&c, path);
-  else module_load_text(&c, name, text, strlen(text));
-  for (int i = 0; i < c.nmodules; i++) resolve_module(&c, c.modules[i]);
-  int errors = c.diag.errors;
+  Module *m = path ? module_load_file(&c, path) : module_load_text(&c, name, text, strlen(text));
+  int errors = check_modules(&c, &m, 1, NULL, 0);
   compilation_free(&c);
   fclose(f);
   if (out) *out = buf;

@@ -1,0 +1,38 @@
+// driver.c: the front end's stages run in order for one compilation.
+//
+// check_modules: resolve every loaded module, then elaborate each entry file's
+// model into its training step (or forward graph when it has no loss) so that
+// shape and dtype errors are found too. What `smelt check` and the tests run.
+#include "compiler.h"
+
+#include <stdlib.h>
+
+int training_step(Compilation *c, Module *m, Graph *g) {
+  if (!g->loss) {
+    diag_plain(&c->diag, "%s: the model has no loss, so it has no gradients", m->path);
+    return -1;
+  }
+  if (m->train) return optim_append(g, m->train, m->train->steps);
+  int errors = c->diag.errors;
+  int n0 = g->n;
+  Node **grads = autodiff(g, NULL, 0);
+  for (int i = 0; i < n0; i++)
+    if (grads[i] && g->nodes[i]->op == OP_PARAM)
+      graph_add_output(g, arena_printf(&c->arena, "grad.%s", g->nodes[i]->name), grads[i]);
+  free(grads);
+  return c->diag.errors > errors ? -1 : 0;
+}
+
+int check_modules(Compilation *c, Module **entries, int nentries, const Define *defs, int ndefs) {
+  for (int i = 0; i < c->nmodules; i++) resolve_module(c, c->modules[i]);
+  if (c->diag.errors) return c->diag.errors;
+  for (int i = 0; i < nentries; i++) {
+    Module *m = entries[i];
+    if (!m->model) continue;
+    Graph g;
+    graph_init(&g, &c->arena, &c->diag);
+    if (elaborate(c, m, defs, ndefs, true, &g) == 0 && g.loss) training_step(c, m, &g);
+    graph_free(&g);
+  }
+  return c->diag.errors;
+}
