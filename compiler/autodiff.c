@@ -270,6 +270,12 @@ Node **autodiff(Graph *g, Node *const *wrt, int nwrt) {
   }
   g->scope = scope;
   g->loc = loc;
+  // keep what was asked for: parameters and the inputs in wrt
+  for (int i = 0; i < ad.n0; i++) {
+    bool keep = g->nodes[i]->op == OP_PARAM;
+    for (int k = 0; k < nwrt && !keep; k++) keep = wrt[k]->id == i;
+    if (!keep) ad.grad[i] = NULL;
+  }
   free(ad.needs);
   return ad.grad;
 }

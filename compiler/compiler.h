@@ -536,6 +536,22 @@ typedef struct TrainConfig {
 void train_check(Compilation *c, Module *m, const Ast *train, const Ast *model);
 const char *precision_name(Precision p);
 
+// ---------------------------------------------------------------- tensorfile.c
+// Named f32 tensors in one file (docs/tensors.md): initial weights and goldens.
+
+typedef struct {
+  const char *name;      // owned by the reader; borrowed by the writer
+  Shape shape;
+  double *data;          // numel values
+} TensorEntry;
+
+// Writes atomically (temporary file, fsync, rename). 0, or -1 with a message.
+int tensorfile_write(const char *path, const TensorEntry *t, int n, char *err, size_t errlen);
+// Reads and validates a whole file; free with tensorfile_free. 0, or -1 with a message.
+int tensorfile_read(const char *path, TensorEntry **out, int *n, char *err, size_t errlen);
+void tensorfile_free(TensorEntry *t, int n);
+const TensorEntry *tensorfile_find(const TensorEntry *t, int n, const char *name);
+
 // ---------------------------------------------------------------- elaborate.c
 // AST to op graph: evaluates compile-time values, inlines function calls,
 // unrolls loops, binds the model's sizes (defaults, overridden by -D), creates

@@ -3,6 +3,7 @@
 //   smelt check [--summary] FILE...         parse and check model files
 //   smelt dump --stage=ast|graph|grad FILE  print a stage of the compiler
 //   smelt graph --dot FILE                  the op graph as Graphviz DOT
+//   smelt init FILE -o WEIGHTS              the initial parameters, as a tensor file
 //   smelt --version | help
 //
 // Exit status: 0 when every file is clean, 1 when any has an error, 2 when the
@@ -23,6 +24,8 @@ static void usage(FILE *out) {
         "                         of the forward pass), grad (the training step:\n"
         "                         forward, backward and optimizer)\n"
         "  graph --dot FILE       the op graph as Graphviz DOT, clustered by layer\n"
+        "  init FILE -o WEIGHTS   write the initial parameters (docs/tensors.md)\n"
+        "      --seed=N           the seed of the initializers (default 1)\n"
         "  help                   this text\n"
         "\n"
         "options for every command:\n"
@@ -49,6 +52,8 @@ typedef struct {
   int max_errors;
   Define defs[32];
   int ndefs;
+  const char *output;
+  uint64_t seed;
 } Options;
 
 // Parses "NAME=VALUE" into o->defs; returns false when malformed.
@@ -73,7 +78,7 @@ static int bad_usage(const char *fmt, const char *arg) {
 }
 
 static int parse_options(int argc, char **argv, Options *o) {
-  *o = (Options){.command = argv[1], .color = -1, .max_errors = 20};
+  *o = (Options){.command = argv[1], .color = -1, .max_errors = 20, .seed = 1};
   o->files = xcalloc((size_t)argc, sizeof *o->files);
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
@@ -81,6 +86,8 @@ static int parse_options(int argc, char **argv, Options *o) {
     else if (strncmp(a, "--stage=", 8) == 0 && strcmp(o->command, "dump") == 0) o->stage = a + 8;
     else if (strcmp(a, "--dot") == 0 && strcmp(o->command, "graph") == 0) o->dot = true;
     else if (strcmp(a, "--infer") == 0) o->infer = true;
+    else if (strcmp(a, "-o") == 0 && i + 1 < argc) o->output = argv[++i];
+    else if (strncmp(a, "--seed=", 7) == 0) o->seed = strtoull(a + 7, NULL, 10);
     else if (strcmp(a, "-D") == 0 || strncmp(a, "-D", 2) == 0) {
       const char *def = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
       if (!add_define(o, def)) return bad_usage("-D needs NAME=INTEGER, not '%s'", def);
@@ -111,6 +118,32 @@ static int check_files(Compilation *c, const Options *o, const char *argv0, Modu
   return check_modules(c, mods, o->nfiles, o->defs, o->ndefs);
 }
 
+// Writes the initial value of every parameter of m's model.
+static int write_init(Compilation *c, Module *m, const Options *o) {
+  Graph g;
+  graph_init(&g, &c->arena, &c->diag);
+  int rc = elaborate(c, m, o->defs, o->ndefs, true, &g);
+  if (rc == 0) {
+    TensorEntry *t = xcalloc((size_t)g.n + 1, sizeof *t);
+    int n = 0;
+    for (int i = 0; i < g.n; i++) {
+      Node *p = g.nodes[i];
+      if (p->op != OP_PARAM) continue;
+      int64_t cnt = shape_numel(&p->shape);
+      t[n] = (TensorEntry){p->name, p->shape, xmalloc(sizeof(double) * (size_t)(cnt ? cnt : 1))};
+      init_fill(p, o->seed, t[n].data);
+      n++;
+    }
+    char err[512];
+    rc = tensorfile_write(o->output, t, n, err, sizeof err);
+    if (rc) diag_plain(&c->diag, "%s", err);
+    for (int i = 0; i < n; i++) free(t[i].data);
+    free(t);
+  }
+  graph_free(&g);
+  return rc;
+}
+
 // Elaborates the model of m and prints its graph as text or DOT.
 static int print_graph(Compilation *c, Module *m, const Options *o) {
   Graph g;
@@ -133,6 +166,8 @@ static int run(const Options *o, const char *argv0) {
     return bad_usage("dump needs --stage=ast, graph or grad, not '%s'",
                      o->stage ? o->stage : "nothing");
   if (graph && !o->dot) return bad_usage("%s needs --dot", "graph");
+  bool init = strcmp(o->command, "init") == 0;
+  if (init && (!o->output || o->nfiles != 1)) return bad_usage("%s needs one model file and -o WEIGHTS", "init");
   if ((dump || graph) && o->nfiles != 1) return bad_usage("%s takes one model file", o->command);
   Compilation c;
   compilation_init(&c, stderr);
@@ -144,6 +179,7 @@ static int run(const Options *o, const char *argv0) {
     for (int i = 0; i < o->nfiles; i++) {
       if (ast) dump_ast(stdout, mods[i]->ast);
       else if (gstage) print_graph(&c, mods[i], o);
+      else if (init) write_init(&c, mods[i], o);
       else if (o->summary) summary_print(stdout, mods[i]);
     }
     errors = c.diag.errors;
@@ -167,8 +203,8 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "dump") != 0 &&
-      strcmp(argv[1], "graph") != 0)
-    return bad_usage("unknown command '%s'; this version has check, dump and graph", argv[1]);
+      strcmp(argv[1], "graph") != 0 && strcmp(argv[1], "init") != 0)
+    return bad_usage("unknown command '%s'; this version has check, dump, graph and init", argv[1]);
   Options o;
   int rc = parse_options(argc, argv, &o);
   if (rc == 0) rc = run(&o, argv[0]);

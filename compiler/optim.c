@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static Node *k(Graph *g, double v) { return g_const(g, v, DT_F32, (Shape){0}); }
 static Node *add(Graph *g, Node *a, Node *b) { return g_binary(g, OP_ADD, a, b); }
@@ -30,10 +31,10 @@ static Node *state(Graph *g, const char *name, Shape s) {
 //             p = clamp((t - warmup) / (total - warmup), 0, 1)
 static Node *learning_rate(Graph *g, const TrainConfig *c, Node *t, int64_t total) {
   Node *lr;
-  if (c->schedule[0] == 's') {
+  if (!strcmp(c->schedule, "step")) {
     Node *decays = g_unary(g, OP_FLOOR, dvd(g, sub(g, t, k(g, 1)), k(g, (double)(c->step_every ? c->step_every : 1))));
     lr = mul(g, k(g, c->lr), g_binary(g, OP_POW, k(g, c->gamma), decays));
-  } else if (c->schedule[0] == 'c') {
+  } else if (!strcmp(c->schedule, "cosine")) {
     double span = (double)(total > c->warmup ? total - c->warmup : 1);
     Node *p = dvd(g, sub(g, t, k(g, (double)c->warmup)), k(g, span));
     p = g_binary(g, OP_MIN, g_binary(g, OP_MAX, p, k(g, 0)), k(g, 1));
@@ -83,7 +84,7 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
     graph_add_output(g, "grad_norm", norm);
     scale = g_binary(g, OP_MIN, k(g, 1), dvd(g, k(g, c->clip_grad_norm), add(g, norm, k(g, 1e-6))));
   }
-  bool adam = c->optimizer[0] == 'a', adamw = adam && c->optimizer[4] == 'w';
+  bool adamw = !strcmp(c->optimizer, "adamw"), adam = adamw || !strcmp(c->optimizer, "adam");
   Node *bc1 = NULL, *bc2 = NULL;
   if (adam) {   // bias corrections 1 - beta^t
     bc1 = sub(g, k(g, 1), g_binary(g, OP_POW, k(g, c->beta1), t));
