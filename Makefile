@@ -5,6 +5,7 @@
 #   make test-asan  the same suites built with ASan + UBSan; a leaking test fails
 #   make demo       install, build, check every example and print its summary
 #   make fuzz       a longer libFuzzer run over the parser (FUZZ_SECONDS=300)
+#   make bench      benchmarks (bench/); results are kept in bench/results/
 
 CC       ?= cc
 FUZZ_CC  ?= clang-22
@@ -28,7 +29,7 @@ COMPILER_OBJ := $(COMPILER_SRC:%.c=$(BUILD)/obj/%.o) \
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ     := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all deps test test-asan demo fuzz fuzz-smoke clean diag-golden
+.PHONY: all deps test test-asan demo fuzz fuzz-smoke clean diag-golden bench
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/smelt $(BUILD)/libsmeltrt.a $(BUILD)/libsmeltrt.so
@@ -130,6 +131,14 @@ fuzz: $(BUILD)/fuzz/fuzz-parse
 	@mkdir -p $(BUILD)/fuzz/corpus
 	$(BUILD)/fuzz/fuzz-parse -max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=65536 \
 	  $(BUILD)/fuzz/corpus $(FUZZ_SEEDS)
+
+# ---- benchmarks (numbers, not tests: see ../shared/PERF.md and bench/results/)
+
+$(BUILD)/bench-elab: bench/bench_elab.c $(BUILD)/libsmeltc.a
+	$(CC) $(CFLAGS_ALL) -o $@ $^ -lm
+
+bench: all $(BUILD)/bench-elab
+	@$(BUILD)/bench-elab
 
 # ---- demo
 

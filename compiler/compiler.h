@@ -578,5 +578,7 @@ int training_step(Compilation *c, Module *m, Graph *g);
 // ---------------------------------------------------------------- summary.c
 // One paragraph per checked file, for 'smelt check --summary' and the demo.
 void summary_print(FILE *out, const Module *m);
+// One line on a model's graph: parameters, forward ops, training-step ops.
+void summary_graph(FILE *out, const Graph *g, int forward_nodes);
 
 #endif

@@ -144,6 +144,19 @@ static int write_init(Compilation *c, Module *m, const Options *o) {
   return rc;
 }
 
+// The file's summary, with its model's graph when it has one.
+static void print_summary(Compilation *c, Module *m, const Options *o) {
+  summary_print(stdout, m);
+  if (!m->model) return;
+  Graph g;
+  graph_init(&g, &c->arena, &c->diag);
+  if (elaborate(c, m, o->defs, o->ndefs, true, &g) == 0) {
+    int fwd = g.n;
+    if (!g.loss || training_step(c, m, &g) == 0) summary_graph(stdout, &g, fwd);
+  }
+  graph_free(&g);
+}
+
 // Elaborates the model of m and prints its graph as text or DOT.
 static int print_graph(Compilation *c, Module *m, const Options *o) {
   Graph g;
@@ -180,7 +193,7 @@ static int run(const Options *o, const char *argv0) {
       if (ast) dump_ast(stdout, mods[i]->ast);
       else if (gstage) print_graph(&c, mods[i], o);
       else if (init) write_init(&c, mods[i], o);
-      else if (o->summary) summary_print(stdout, mods[i]);
+      else if (o->summary) print_summary(&c, mods[i], o);
     }
     errors = c.diag.errors;
   }

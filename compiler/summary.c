@@ -59,6 +59,21 @@ static void print_train(FILE *out, const TrainConfig *t) {
   }
 }
 
+void summary_graph(FILE *out, const Graph *g, int forward_nodes) {
+  int params = 0, states = 0;
+  int64_t values = 0;
+  for (int i = 0; i < g->n; i++) {
+    const Node *n = g->nodes[i];
+    if (n->op == OP_PARAM) params++, values += shape_numel(&n->shape);
+    states += n->op == OP_STATE;
+  }
+  fprintf(out, "  graph: %d parameters (%lld values), %d ops forward", params, (long long)values,
+          forward_nodes);
+  if (g->n > forward_nodes)
+    fprintf(out, ", %d in the training step (%d optimizer states)", g->n, states);
+  fputc('\n', out);
+}
+
 void summary_print(FILE *out, const Module *m) {
   int fns = 0, imported = 0;
   for (int i = 0; i < m->ast->list.n; i++) fns += m->ast->list.items[i]->kind == N_FN;
