@@ -76,7 +76,12 @@ typedef struct {
   bool training;
   bool returning;     // a return statement is unwinding the current call
   Val ret;
+  int64_t steps;      // statements executed, bounded by MAX_STEPS
 } Elab;
+
+// Elaboration unrolls every loop; a model that runs more statements than this
+// is a mistake (or hostile), not a network.
+#define MAX_STEPS 1000000
 
 // Notes the calls that led to an error, innermost first; a run of the same
 // call (recursion) is said once with its count, and at most 10 are shown.
@@ -1050,6 +1055,8 @@ static void bind_names(Ctx *x, const Ast *s, Val v, bool declare) {
 static void exec_stmt(Ctx *x, const Ast *s) {
   Elab *e = x->e;
   Graph *g = e->g;
+  if (++e->steps > MAX_STEPS)
+    fail(e, s->span, "elaboration ran more than %d statements (a loop too long?)", MAX_STEPS);
   switch (s->kind) {
   case N_LET: {
     Val v = eval(x, s->b);

@@ -119,7 +119,19 @@ static Node *fail(Graph *g, const char *fmt, ...) {
 
 // ---- nodes
 
+// Largest tensor a graph may describe: 2^48 elements (far beyond any device).
+#define MAX_NUMEL ((int64_t)1 << 48)
+#define MAX_NODES 4000000
+
 static Node *node_new(Graph *g, Op op, DType t, Shape s) {
+  int64_t numel = 1;
+  for (int i = 0; i < s.ndim; i++)
+    if (s.d[i] < 0 || __builtin_mul_overflow(numel, s.d[i], &numel) || numel > MAX_NUMEL) {
+      char ty[96];
+      fail(g, "tensor %s is too large (the limit is 2^48 elements)", type_str(ty, sizeof ty, t, &s));
+      break;
+    }
+  if (g->n >= MAX_NODES) fail(g, "the graph has more than %d ops", MAX_NODES);
   Node *n = arena_alloc(g->arena, sizeof *n);
   n->op = op;
   n->dtype = t;
