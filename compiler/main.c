@@ -24,8 +24,10 @@ static void usage(FILE *out) {
         "                         of the forward pass), grad (the training step:\n"
         "                         forward, backward and optimizer)\n"
         "  graph --dot FILE       the op graph as Graphviz DOT, clustered by layer\n"
-        "  init FILE -o WEIGHTS   write the initial parameters (docs/tensors.md)\n"
+        "  init FILE -o WEIGHTS   write the initial parameters and optimizer state\n"
+        "                         (docs/tensors.md)\n"
         "      --seed=N           the seed of the initializers (default 1)\n"
+        "      --params-only      leave out the optimizer state\n"
         "  help                   this text\n"
         "\n"
         "options for every command:\n"
@@ -54,6 +56,7 @@ typedef struct {
   int ndefs;
   const char *output;
   uint64_t seed;
+  bool params_only;
 } Options;
 
 // Parses "NAME=VALUE" into o->defs; returns false when malformed.
@@ -88,6 +91,7 @@ static int parse_options(int argc, char **argv, Options *o) {
     else if (strcmp(a, "--infer") == 0) o->infer = true;
     else if (strcmp(a, "-o") == 0 && i + 1 < argc) o->output = argv[++i];
     else if (strncmp(a, "--seed=", 7) == 0) o->seed = strtoull(a + 7, NULL, 10);
+    else if (strcmp(a, "--params-only") == 0) o->params_only = true;
     else if (strcmp(a, "-D") == 0 || strncmp(a, "-D", 2) == 0) {
       const char *def = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
       if (!add_define(o, def)) return bad_usage("-D needs NAME=INTEGER, not '%s'", def);
@@ -118,17 +122,19 @@ static int check_files(Compilation *c, const Options *o, const char *argv0, Modu
   return check_modules(c, mods, o->nfiles, o->defs, o->ndefs);
 }
 
-// Writes the initial value of every parameter of m's model.
+// Writes the initial value of every parameter of m's model and, when the file
+// has a train block, of the optimizer's state (moments and step, all zero).
 static int write_init(Compilation *c, Module *m, const Options *o) {
   Graph g;
   graph_init(&g, &c->arena, &c->diag);
   int rc = elaborate(c, m, o->defs, o->ndefs, true, &g);
+  if (rc == 0 && m->train && g.loss && !o->params_only) rc = training_step(c, m, &g);   // adds optimizer state
   if (rc == 0) {
     TensorEntry *t = xcalloc((size_t)g.n + 1, sizeof *t);
     int n = 0;
     for (int i = 0; i < g.n; i++) {
       Node *p = g.nodes[i];
-      if (p->op != OP_PARAM) continue;
+      if (p->op != OP_PARAM && p->op != OP_STATE) continue;
       int64_t cnt = shape_numel(&p->shape);
       t[n] = (TensorEntry){p->name, p->shape, xmalloc(sizeof(double) * (size_t)(cnt ? cnt : 1))};
       init_fill(p, o->seed, t[n].data);

@@ -544,7 +544,9 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner) {
   int l1, c1, l2, c2;
   diag_line_col(src, ls->prev_tok_end, &l1, &c1);
   diag_line_col(src, at.begin, &l2, &c2);
-  bool cut = l2 > l1 && ls->prev_tok_end > 0;
+  // (Not inside (...) or [...], where a newline ends nothing.)
+  bool in_parens = ls->depth > 0 && ls->depth <= LEX_MAX_BRACKETS && ls->brackets[ls->depth - 1] != '{';
+  bool cut = l2 > l1 && ls->prev_tok_end > 0 && !in_parens;
   if (cut) at = (Span){p->file, ls->prev_tok_end, ls->prev_tok_end};
 
   char what[160];

@@ -66,7 +66,7 @@ def write_tensors(path, tensors):
 
 def smelt_init(model, defines):
     path = os.path.join(OUT, "_init.tmp")
-    args = [SMELT, "init", os.path.join(ROOT, "examples", model + ".smelt"), "-o", path]
+    args = [SMELT, "init", "--params-only", os.path.join(ROOT, "examples", model + ".smelt"), "-o", path]
     for k, v in defines.items():
         args += ["-D", "%s=%d" % (k, v)]
     subprocess.run(args, check=True)
