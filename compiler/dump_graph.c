@@ -9,6 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void put_dims(FILE *out, const char *label, const int64_t *v, int n) {
+  fputs(label, out);
+  for (int i = 0; i < n; i++) fprintf(out, "%s%lld", i ? "," : "", (long long)v[i]);
+}
+
 static void put_attrs(FILE *out, const Node *n) {
   switch (n->op) {
   case OP_CONST: fprintf(out, " %.9g", n->p.value); break;
@@ -37,16 +42,12 @@ static void put_attrs(FILE *out, const Node *n) {
     for (int i = 0; i < n->shape.ndim; i++) fprintf(out, "%s%d", i ? "," : "", n->p.perm[i]);
     break;
   case OP_SLICE:
-    fputs(" start=", out);
-    for (int i = 0; i < n->shape.ndim; i++) fprintf(out, "%s%lld", i ? "," : "", (long long)n->p.slice.start[i]);
-    fputs(" step=", out);
-    for (int i = 0; i < n->shape.ndim; i++) fprintf(out, "%s%lld", i ? "," : "", (long long)n->p.slice.step[i]);
+    put_dims(out, " start=", n->p.slice.start, n->shape.ndim);
+    put_dims(out, " step=", n->p.slice.step, n->shape.ndim);
     break;
   case OP_PAD:
-    fputs(" lo=", out);
-    for (int i = 0; i < n->shape.ndim; i++) fprintf(out, "%s%lld", i ? "," : "", (long long)n->p.pad.lo[i]);
-    fputs(" hi=", out);
-    for (int i = 0; i < n->shape.ndim; i++) fprintf(out, "%s%lld", i ? "," : "", (long long)n->p.pad.hi[i]);
+    put_dims(out, " lo=", n->p.pad.lo, n->shape.ndim);
+    put_dims(out, " hi=", n->p.pad.hi, n->shape.ndim);
     if (n->p.pad.value != 0) fprintf(out, " value=%g", n->p.pad.value);
     break;
   case OP_CONCAT: fprintf(out, " axis=%d", n->p.axis); break;

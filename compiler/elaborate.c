@@ -348,38 +348,45 @@ static Shape tensor_shape_of(const Node *t) { return t->shape; }
 
 // ---- indexing
 
+// The bounds of slice `it` over a dimension (or tuple) of length len, with
+// Python's rules: negative bounds count from the end, then clamp.
+static void slice_bounds(Ctx *x, const Ast *it, int64_t len, int64_t *lo, int64_t *hi, int64_t *st) {
+  Elab *e = x->e;
+  *lo = 0, *hi = len, *st = 1;
+  if (it->c) *st = want_int(e, it->c, eval(x, it->c), "a slice step");
+  if (*st < 1) fail(e, it->span, "a slice step must be at least 1");
+  if (it->a) *lo = want_int(e, it->a, eval(x, it->a), "a slice bound");
+  if (it->b) *hi = want_int(e, it->b, eval(x, it->b), "a slice bound");
+  if (*lo < 0) *lo += len;
+  if (*hi < 0) *hi += len;
+  *lo = *lo < 0 ? 0 : *lo > len ? len : *lo;
+  *hi = *hi < *lo ? *lo : *hi > len ? len : *hi;
+}
+
+static Val index_tuple(Ctx *x, const Ast *n, Val base) {
+  Elab *e = x->e;
+  const Ast *it = n->list.items[0];
+  if (n->list.n != 1 || it->kind == N_ELLIPSIS)
+    fail(e, n->span, "a tuple takes one index or one slice");
+  if (it->kind == N_SLICE) {
+    int64_t lo, hi, st;
+    slice_bounds(x, it, base.n, &lo, &hi, &st);
+    if (st != 1) fail(e, it->span, "a tuple slice takes no step");
+    return (Val){.k = V_TUPLE, .items = base.items + lo, .n = (int)(hi - lo)};
+  }
+  int64_t i = want_int(e, it, eval(x, it), "a tuple index");
+  if (i < -base.n || i >= base.n)
+    fail(e, n->span, "index %lld is out of range for a tuple of %d", (long long)i, base.n);
+  return base.items[i < 0 ? i + base.n : i];
+}
+
 static Val eval_index(Ctx *x, const Ast *n) {
   Elab *e = x->e;
   Val base = eval(x, n->a);
-  if (base.k == V_TUPLE) {
-    if (n->list.n != 1 || n->list.items[0]->kind == N_SLICE || n->list.items[0]->kind == N_ELLIPSIS) {
-      // tuple slicing: t[a:b]
-      const Ast *it = n->list.items[0];
-      if (n->list.n == 1 && it->kind == N_SLICE) {
-        int64_t len = base.n, lo = 0, hi = len;
-        if (it->a) lo = want_int(e, it->a, eval(x, it->a), "a slice bound");
-        if (it->b) hi = want_int(e, it->b, eval(x, it->b), "a slice bound");
-        if (lo < 0) lo += len;
-        if (hi < 0) hi += len;
-        lo = lo < 0 ? 0 : lo > len ? len : lo;
-        hi = hi < lo ? lo : hi > len ? len : hi;
-        Val r = {.k = V_TUPLE, .items = base.items + lo, .n = (int)(hi - lo)};
-        return r;
-      }
-      fail(e, n->span, "a tuple takes one index or one slice");
-    }
-    int64_t i = want_int(e, n->list.items[0], eval(x, n->list.items[0]), "a tuple index");
-    if (i < -base.n || i >= base.n)
-      fail(e, n->span, "index %lld is out of range for a tuple of %d", (long long)i, base.n);
-    return base.items[i < 0 ? i + base.n : i];
-  }
+  if (base.k == V_TUPLE) return index_tuple(x, n, base);
   Node *t = want_tensor(e, n->a, base, "what is indexed");
   int nd = t->shape.ndim, given = 0;
-  bool ellipsis = false;
-  for (int i = 0; i < n->list.n; i++) {
-    if (n->list.items[i]->kind == N_ELLIPSIS) ellipsis = true;
-    else given++;
-  }
+  for (int i = 0; i < n->list.n; i++) given += n->list.items[i]->kind != N_ELLIPSIS;
   if (given > nd)
     fail(e, n->span, "%d indices for a tensor with %d dimensions", given, nd);
   int64_t start[MAX_DIMS], stop[MAX_DIMS], step[MAX_DIMS];
@@ -398,15 +405,8 @@ static Val eval_index(Ctx *x, const Ast *n) {
     }
     int64_t len = t->shape.d[d];
     if (it->kind == N_SLICE) {
-      int64_t lo = 0, hi = len, st = 1;
-      if (it->c) st = want_int(e, it->c, eval(x, it->c), "a slice step");
-      if (st < 1) fail(e, it->span, "a slice step must be at least 1");
-      if (it->a) lo = want_int(e, it->a, eval(x, it->a), "a slice bound");
-      if (it->b) hi = want_int(e, it->b, eval(x, it->b), "a slice bound");
-      if (lo < 0) lo += len;
-      if (hi < 0) hi += len;
-      lo = lo < 0 ? 0 : lo > len ? len : lo;
-      hi = hi < lo ? lo : hi > len ? len : hi;
+      int64_t lo, hi, st;
+      slice_bounds(x, it, len, &lo, &hi, &st);
       start[d] = lo;
       stop[d] = hi;
       step[d] = st;
@@ -425,7 +425,6 @@ static Val eval_index(Ctx *x, const Ast *n) {
     }
     d++;
   }
-  (void)ellipsis;
   e->g->loc = n->span;
   Node *r = g_slice(e->g, t, start, stop, step);
   Shape s = {0};

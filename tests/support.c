@@ -6,6 +6,9 @@
 #include "support.h"
 
 #include <criterion/criterion.h>
+#include <libgen.h>
+#include <limits.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -81,6 +84,16 @@ char *slurp(const char *path) {
   char *text = file_read(path, &len);
   cr_assert_not_null(text, "cannot read %s", path);
   return text;
+}
+
+const char *smelt_path(void) {
+  static char path[PATH_MAX];
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  cr_assert_gt(n, 0);
+  exe[n] = '\0';
+  snprintf(path, sizeof path, "%s/smelt", dirname(exe));
+  return path;
 }
 
 int run_cmd(const char *cmd, char **out) {

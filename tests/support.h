@@ -19,6 +19,9 @@ char *parse_dump(const char *text, char **diag);
 // Reads a whole file or fails the test.
 char *slurp(const char *path);
 
+// The smelt binary built next to the test binary (build/smelt or build-asan/smelt).
+const char *smelt_path(void);
+
 // Runs a shell command; returns its exit status and its stdout+stderr in *out.
 int run_cmd(const char *cmd, char **out);
 

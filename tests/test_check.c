@@ -141,19 +141,9 @@ TEST(check, dims_are_visible_in_the_body) {
 
 // ---- the command line
 
-static const char *smelt(void) {
-  static char path[PATH_MAX];
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  cr_assert_gt(n, 0);
-  exe[n] = '\0';
-  snprintf(path, sizeof path, "NO_COLOR=1 %s/smelt", dirname(exe));
-  return path;
-}
-
 static int smelt_run(const char *args, char **out) {
   char cmd[PATH_MAX * 2];
-  snprintf(cmd, sizeof cmd, "%s %s", smelt(), args);
+  snprintf(cmd, sizeof cmd, "NO_COLOR=1 %s %s", smelt_path(), args);
   return run_cmd(cmd, out);
 }
 

@@ -44,20 +44,9 @@ ParameterizedTestParameters(diag, golden) {
   return cr_make_param_array(DiagCase, cases, (size_t)n);
 }
 
-// The smelt binary built next to this test binary.
-static const char *smelt_binary(void) {
-  static char path[PATH_MAX];
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  cr_assert_gt(n, 0);
-  exe[n] = '\0';
-  snprintf(path, sizeof path, "%s/smelt", dirname(exe));
-  return path;
-}
-
 PARAM_TEST(DiagCase *, c, diag, golden) {
   char cmd[PATH_MAX * 2], want_path[256];
-  snprintf(cmd, sizeof cmd, "NO_COLOR=1 SMELT_PATH= %s check tests/diag/%s.smelt", smelt_binary(),
+  snprintf(cmd, sizeof cmd, "NO_COLOR=1 SMELT_PATH= %s check tests/diag/%s.smelt", smelt_path(),
            c->name);
   char *out;
   int status = run_cmd(cmd, &out);
@@ -83,11 +72,11 @@ TEST(diag, there_are_many_golden_cases) {
 TEST(diag, colour_only_when_asked) {
   char *out;
   char cmd[PATH_MAX * 2];
-  snprintf(cmd, sizeof cmd, "%s check --color=always tests/diag/unknown_name.smelt", smelt_binary());
+  snprintf(cmd, sizeof cmd, "%s check --color=always tests/diag/unknown_name.smelt", smelt_path());
   run_cmd(cmd, &out);
   cr_expect(strstr(out, "\033[1;31merror:") != NULL, "no colour with --color=always:\n%s", out);
   free(out);
-  snprintf(cmd, sizeof cmd, "%s check tests/diag/unknown_name.smelt", smelt_binary());
+  snprintf(cmd, sizeof cmd, "%s check tests/diag/unknown_name.smelt", smelt_path());
   run_cmd(cmd, &out);   // not a terminal: no colour
   cr_expect(strchr(out, '\033') == NULL, "colour on a pipe:\n%s", out);
   free(out);
