@@ -13,8 +13,11 @@ BUILD    ?= build
 OPT      ?= -O2 -g
 SAN      ?=
 WERROR   ?= -Werror
+LLVM_CONFIG ?= llvm-config-22
+LLVM_INC := $(shell $(LLVM_CONFIG) --includedir 2>/dev/null)
+LLVM_LIBS := $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) $(shell $(LLVM_CONFIG) --link-shared --libs 2>/dev/null)
 CFLAGS_ALL = -std=c11 -D_XOPEN_SOURCE=700 $(OPT) $(SAN) -Wall -Wextra $(WERROR) -fPIC \
-             -Icompiler -Iruntime -I$(BUILD)/gen \
+             -Icompiler -Iruntime -I$(BUILD)/gen -isystem $(LLVM_INC) \
              -DSMELT_STDLIB_DIR='"$(CURDIR)/stdlib"'
 LDFLAGS_ALL = $(SAN)
 
@@ -62,7 +65,7 @@ $(BUILD)/libsmeltc.a: $(COMPILER_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/smelt: $(BUILD)/obj/compiler/main.o $(BUILD)/libsmeltc.a $(BUILD)/libsmeltrt.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lm
 
 $(BUILD)/libsmeltrt.a: $(RUNTIME_OBJ)
 	rm -f $@ && ar rcs $@ $^
@@ -73,10 +76,10 @@ $(BUILD)/libsmeltrt.so: $(RUNTIME_OBJ)
 # ---- tests
 
 $(BUILD)/smelt-tests: $(TEST_OBJ) $(BUILD)/libsmeltc.a $(BUILD)/libsmeltrt.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lcriterion -lm
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lcriterion -lm -ldl
 
 $(BUILD)/leak-canary: $(BUILD)/obj/tests/leak_canary.o $(BUILD)/obj/tests/support.o $(BUILD)/libsmeltc.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lcriterion -lm
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lcriterion -lm
 
 TEST_ENV = NO_COLOR=1 SMELT_PATH=
 
@@ -100,7 +103,7 @@ test-asan: deps
 
 FUZZ_OBJ := $(COMPILER_OBJ:$(BUILD)/obj/%=$(BUILD)/fuzz/obj/%)
 FUZZ_FLAGS = -std=c11 -D_XOPEN_SOURCE=700 -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
-             -fno-sanitize-recover=undefined -Icompiler -Iruntime -I$(BUILD)/gen \
+             -fno-sanitize-recover=undefined -Icompiler -Iruntime -I$(BUILD)/gen -isystem $(LLVM_INC) \
              -DSMELT_STDLIB_DIR='"$(CURDIR)/stdlib"' -Wno-unused-function
 
 $(BUILD)/fuzz/obj/gen/%.o: $(BUILD)/gen/%.c $(GEN_H) compiler/compiler.h
@@ -112,7 +115,7 @@ $(BUILD)/fuzz/obj/%.o: %.c compiler/compiler.h | $(GEN_H)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -c $< -o $@
 
 $(BUILD)/fuzz/fuzz-parse: tests/fuzz/fuzz_parse.c $(FUZZ_OBJ)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LLVM_LIBS) -lm
 
 FUZZ_RUNS ?= 20000
 FUZZ_SECONDS ?= 300
@@ -135,7 +138,7 @@ fuzz: $(BUILD)/fuzz/fuzz-parse
 # ---- benchmarks (numbers, not tests: see ../shared/PERF.md and bench/results/)
 
 $(BUILD)/bench-elab: bench/bench_elab.c $(BUILD)/libsmeltc.a
-	$(CC) $(CFLAGS_ALL) -o $@ $^ -lm
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lm
 
 bench: all $(BUILD)/bench-elab
 	@$(BUILD)/bench-elab

@@ -552,6 +552,57 @@ int tensorfile_read(const char *path, TensorEntry **out, int *n, char *err, size
 void tensorfile_free(TensorEntry *t, int n);
 const TensorEntry *tensorfile_find(const TensorEntry *t, int n, const char *name);
 
+// ---------------------------------------------------------------- kernel.c
+// Kernels: one per op that computes values (fusion comes later). Views,
+// constants and iota are folded into the loads of the kernels that read them,
+// so they get no kernel and no buffer. Every other node is stored: leaves in
+// buffers the caller provides, kernel outputs in buffers of their own.
+
+typedef enum {
+  KK_POINTWISE, KK_REDUCE, KK_MATMUL, KK_CONV, KK_POOL, KK_GATHER, KK_RANDOM,
+} KernelKind;
+
+typedef struct {
+  KernelKind kind;
+  Node *out;             // the node it computes
+  char name[64];         // symbol: k<id>_<op>
+} Kernel;
+
+typedef struct {
+  Kernel *kernels;       // in schedule order (the graph's order)
+  int n;
+  int *slot;             // by node id: buffer slot, -1 for folded nodes
+  Node **slot_node;      // by slot: the node stored there
+  int nslots;
+} KernelPlan;
+
+// Views, CONST and IOTA: computed inside the loads of their consumers.
+bool node_is_folded(const Node *n);
+void kernel_plan(const Graph *g, KernelPlan *p);
+void kernel_plan_free(KernelPlan *p);
+
+// ---------------------------------------------------------------- codegen_host.c
+// LLVM IR for every kernel of a plan, optimized and emitted as an x86-64
+// object. Each kernel is
+//   void NAME(char **bufs, int64_t begin, int64_t end, int64_t *ctx)
+// and computes the output elements [begin, end) (row-major), so a caller can
+// split the range over threads. bufs[slot] holds each stored node's values in
+// its dtype; ctx = {seed, step, error}: a kernel that meets a bad index sets
+// error to 1 + the node id. cpu: an LLVM CPU name ("x86-64-v3"), or NULL for
+// this machine's.
+
+typedef struct {
+  char *data;            // owned
+  size_t len;
+} Blob;
+
+int codegen_host(const Graph *g, const KernelPlan *p, const char *cpu, Blob *object, char *err,
+                 size_t errlen);
+// Links an object into a shared library at path with the system's cc.
+int link_shared(const Blob *object, const char *path, char *err, size_t errlen);
+// Bytes per element of a dtype as kernels store it (bool as one byte).
+int dtype_size(DType t);
+
 // ---------------------------------------------------------------- elaborate.c
 // AST to op graph: evaluates compile-time values, inlines function calls,
 // unrolls loops, binds the model's sizes (defaults, overridden by -D), creates

@@ -191,8 +191,11 @@ Node *g_unary(Graph *g, Op op, Node *x) {
   ASSERT(op_kind(op) == KIND_UNARY && op != OP_CAST);
   DType t = x->dtype;
   bool keeps = op == OP_NEG || op == OP_ABS || op == OP_FLOOR;
-  if (!keeps && !dtype_is_float(t)) t = DT_F32;
   if (t == DT_BOOL && op == OP_NEG) return fail(g, "cannot negate %s", TYPE(x));
+  if (!keeps && !dtype_is_float(t)) {   // exp of an integer computes in f32
+    t = DT_F32;
+    x = g_cast(g, x, t);
+  }
   return node1(g, op, t, x->shape, x);
 }
 

@@ -1,0 +1,756 @@
+// codegen_host.c: kernels as LLVM IR for x86-64, through the LLVM C API.
+//
+// Two layers. The expression layer (emit_value, emit_op) turns "the value of
+// node n at index idx" into IR: a load from n's buffer when n is stored, or,
+// for a folded node, the index arithmetic of its view (reshape, permute,
+// broadcast, slice, pad, concat) applied before loading its source, or a
+// literal. It is what every target will share. The strategy layer wraps it for
+// the host: each kernel is a loop over its output elements [begin, end), with
+// an inner loop for reductions, contractions, convolutions and pooling.
+//
+// Values are computed in float (f32, f16, bf16 widen to float), int64
+// (integers) or i1 (bool), and converted to the storage dtype on store.
+// Contractions accumulate in float, sums in double.
+#include "compiler.h"
+
+#include <errno.h>
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef LLVMValueRef V;
+
+typedef struct {
+  LLVMContextRef cx;
+  LLVMModuleRef mod;
+  LLVMBuilderRef b;
+  LLVMValueRef fn;
+  V bufs, ctxp;             // kernel arguments
+  const KernelPlan *plan;
+  LLVMTypeRef i1, i8, i16, i32, i64, f32, f64, f16, bf16, ptr;
+} Cg;
+
+// ---- types and constants
+
+static LLVMTypeRef storage_type(Cg *c, DType t) {
+  switch (t) {
+  case DT_F32: return c->f32;
+  case DT_F16: return c->f16;
+  case DT_BF16: return c->bf16;
+  case DT_I32: return c->i32;
+  case DT_I64: return c->i64;
+  case DT_U8: case DT_BOOL: return c->i8;
+  case DT_COUNT: break;
+  }
+  UNREACHABLE();
+}
+
+int dtype_size(DType t) {
+  static const int size[] = {[DT_F32] = 4, [DT_F16] = 2, [DT_BF16] = 2, [DT_I32] = 4,
+                             [DT_I64] = 8, [DT_U8] = 1, [DT_BOOL] = 1};
+  return size[t];
+}
+
+static V ci(Cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, true); }
+static V cf(Cg *c, double v) { return LLVMConstReal(c->f32, v); }
+
+static V constant(Cg *c, DType t, double v) {
+  if (dtype_is_float(t)) return cf(c, v);
+  if (t == DT_BOOL) return LLVMConstInt(c->i1, v != 0, false);
+  return ci(c, (int64_t)v);
+}
+
+// ---- intrinsics
+
+static V call_intrinsic(Cg *c, const char *name, LLVMTypeRef t, V *args, unsigned n) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  ASSERT(id != 0);
+  LLVMTypeRef tys[1] = {t};
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, tys, 1);
+  LLVMTypeRef ft = LLVMIntrinsicGetType(c->cx, id, tys, 1);
+  return LLVMBuildCall2(c->b, ft, f, args, n, "");
+}
+
+static V math1(Cg *c, const char *name, V x) { return call_intrinsic(c, name, c->f32, &x, 1); }
+
+// ---- conversions between compute types
+
+static V convert(Cg *c, V v, DType from, DType to) {
+  LLVMBuilderRef b = c->b;
+  bool ff = dtype_is_float(from), tf = dtype_is_float(to);
+  if (ff && tf) return v;   // all floats compute as f32; the store rounds
+  if (ff && to == DT_BOOL) return LLVMBuildFCmp(b, LLVMRealUNE, v, cf(c, 0), "");
+  if (ff) {   // truncate toward zero; NaN becomes 0; out of range saturates
+    V nan = LLVMBuildFCmp(b, LLVMRealUNO, v, v, "");
+    V lo = LLVMBuildFCmp(b, LLVMRealOLT, v, cf(c, -9.2e18), "");
+    V hi = LLVMBuildFCmp(b, LLVMRealOGT, v, cf(c, 9.2e18), "");
+    V safe = LLVMBuildSelect(b, LLVMBuildOr(b, nan, LLVMBuildOr(b, lo, hi, ""), ""), cf(c, 0), v, "");
+    return LLVMBuildFPToSI(b, safe, c->i64, "");
+  }
+  if (from == DT_BOOL && tf) return LLVMBuildUIToFP(b, v, c->f32, "");
+  if (from == DT_BOOL) return to == DT_BOOL ? v : LLVMBuildZExt(b, v, c->i64, "");
+  if (tf) return LLVMBuildSIToFP(b, v, c->f32, "");
+  if (to == DT_BOOL) return LLVMBuildICmp(b, LLVMIntNE, v, ci(c, 0), "");
+  return v;   // integers compute as i64; the store wraps
+}
+
+// ---- buffers
+
+static V buffer_ptr(Cg *c, const Node *n) {
+  int slot = c->plan->slot[n->id];
+  ASSERT(slot >= 0);
+  V idx = ci(c, slot);
+  V p = LLVMBuildGEP2(c->b, c->ptr, c->bufs, &idx, 1, "");
+  return LLVMBuildLoad2(c->b, c->ptr, p, dtype_name(n->dtype));
+}
+
+static V load_at(Cg *c, const Node *n, V lin) {
+  LLVMTypeRef st = storage_type(c, n->dtype);
+  V p = LLVMBuildGEP2(c->b, st, buffer_ptr(c, n), &lin, 1, "");
+  V v = LLVMBuildLoad2(c->b, st, p, "");
+  switch (n->dtype) {
+  case DT_F32: return v;
+  case DT_F16: case DT_BF16: return LLVMBuildFPExt(c->b, v, c->f32, "");
+  case DT_I32: return LLVMBuildSExt(c->b, v, c->i64, "");
+  case DT_I64: return v;
+  case DT_U8: return LLVMBuildZExt(c->b, v, c->i64, "");
+  case DT_BOOL: return LLVMBuildICmp(c->b, LLVMIntNE, v, LLVMConstInt(c->i8, 0, false), "");
+  case DT_COUNT: break;
+  }
+  UNREACHABLE();
+}
+
+// f32 -> bf16, round to nearest even, NaN kept quiet: done on the bits, since
+// the C runtime may not have a conversion routine for it.
+static V to_bf16(Cg *c, V f) {
+  LLVMBuilderRef B = c->b;
+  V bits = LLVMBuildBitCast(B, f, c->i32, "");
+  V lsb = LLVMBuildAnd(B, LLVMBuildLShr(B, bits, LLVMConstInt(c->i32, 16, false), ""), LLVMConstInt(c->i32, 1, false), "");
+  V rounded = LLVMBuildAdd(B, bits, LLVMBuildAdd(B, LLVMConstInt(c->i32, 0x7FFF, false), lsb, ""), "");
+  V nan = LLVMBuildFCmp(B, LLVMRealUNO, f, f, "");
+  V out = LLVMBuildSelect(B, nan, LLVMBuildOr(B, bits, LLVMConstInt(c->i32, 0x00400000, false), ""), rounded, "");
+  return LLVMBuildBitCast(B, LLVMBuildTrunc(B, LLVMBuildLShr(B, out, LLVMConstInt(c->i32, 16, false), ""), c->i16, ""), c->bf16, "");
+}
+
+static void store_at(Cg *c, const Node *n, V lin, V v) {
+  LLVMTypeRef st = storage_type(c, n->dtype);
+  switch (n->dtype) {
+  case DT_F32: break;
+  case DT_F16: v = LLVMBuildFPTrunc(c->b, v, st, ""); break;
+  case DT_BF16: v = to_bf16(c, v); break;
+  case DT_I32: case DT_U8: v = LLVMBuildTrunc(c->b, v, st, ""); break;
+  case DT_I64: break;
+  case DT_BOOL: v = LLVMBuildZExt(c->b, v, c->i8, ""); break;
+  case DT_COUNT: UNREACHABLE();
+  }
+  V p = LLVMBuildGEP2(c->b, st, buffer_ptr(c, n), &lin, 1, "");
+  LLVMBuildStore(c->b, v, p);
+}
+
+// ---- index arithmetic
+
+static V linearize(Cg *c, V *idx, const Shape *s) {
+  V lin = ci(c, 0);
+  for (int d = 0; d < s->ndim; d++) lin = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, lin, ci(c, s->d[d]), ""), idx[d], "");
+  return lin;
+}
+
+static void delinearize(Cg *c, V lin, const Shape *s, V *idx) {
+  for (int d = s->ndim - 1; d >= 0; d--) {
+    if (s->d[d] == 0) {
+      idx[d] = ci(c, 0);
+      continue;
+    }
+    idx[d] = LLVMBuildURem(c->b, lin, ci(c, s->d[d]), "");
+    lin = LLVMBuildUDiv(c->b, lin, ci(c, s->d[d]), "");
+  }
+}
+
+// The index into a tensor of shape src that broadcasting reads for index idx
+// of shape dst: right-aligned, size-1 dims read 0.
+static void broadcast_index(Cg *c, V *idx, const Shape *dst, const Shape *src, V *out) {
+  int off = dst->ndim - src->ndim;
+  for (int d = 0; d < src->ndim; d++) out[d] = src->d[d] == 1 ? ci(c, 0) : idx[d + off];
+}
+
+static V clamp_index(Cg *c, V i, int64_t len) {
+  V lo = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, i, ci(c, 0), ""), ci(c, 0), i, "");
+  return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, lo, ci(c, len), ""), ci(c, len > 0 ? len - 1 : 0), lo, "");
+}
+
+// ---- the expression layer
+
+static V emit_value(Cg *c, const Node *n, V *idx);
+
+// The value of a folded node (view, constant, iota) at idx.
+static V emit_folded(Cg *c, const Node *n, V *idx) {
+  const Node *s = n->src[0];
+  V sidx[MAX_DIMS];
+  switch (n->op) {
+  case OP_CONST:
+    return constant(c, n->dtype, n->p.value);
+  case OP_IOTA:
+    return convert(c, idx[0], DT_I64, n->dtype);
+  case OP_RESHAPE:
+    delinearize(c, linearize(c, idx, &n->shape), &s->shape, sidx);
+    return emit_value(c, s, sidx);
+  case OP_PERMUTE:
+    for (int d = 0; d < n->shape.ndim; d++) sidx[n->p.perm[d]] = idx[d];
+    return emit_value(c, s, sidx);
+  case OP_BROADCAST:
+    broadcast_index(c, idx, &n->shape, &s->shape, sidx);
+    return emit_value(c, s, sidx);
+  case OP_SLICE:
+    for (int d = 0; d < n->shape.ndim; d++)
+      sidx[d] = LLVMBuildAdd(c->b, ci(c, n->p.slice.start[d]), LLVMBuildMul(c->b, idx[d], ci(c, n->p.slice.step[d]), ""), "");
+    return emit_value(c, s, sidx);
+  case OP_PAD: {   // inside: the source at idx - lo; outside: the pad value
+    V inside = LLVMConstInt(c->i1, 1, false);
+    for (int d = 0; d < n->shape.ndim; d++) {
+      V j = LLVMBuildSub(c->b, idx[d], ci(c, n->p.pad.lo[d]), "");
+      V ok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, j, ci(c, 0), ""),
+                          LLVMBuildICmp(c->b, LLVMIntSLT, j, ci(c, s->shape.d[d]), ""), "");
+      inside = LLVMBuildAnd(c->b, inside, ok, "");
+      sidx[d] = clamp_index(c, j, s->shape.d[d]);
+    }
+    if (shape_numel(&s->shape) == 0) return constant(c, n->dtype, n->p.pad.value);
+    return LLVMBuildSelect(c->b, inside, emit_value(c, s, sidx), constant(c, n->dtype, n->p.pad.value), "");
+  }
+  case OP_CONCAT: {
+    const Node *a = n->src[0], *bn = n->src[1];
+    int ax = n->p.axis;
+    int64_t la = a->shape.d[ax];
+    V ia[MAX_DIMS], ib[MAX_DIMS];
+    for (int d = 0; d < n->shape.ndim; d++) ia[d] = ib[d] = idx[d];
+    V in_a = LLVMBuildICmp(c->b, LLVMIntSLT, idx[ax], ci(c, la), "");
+    if (la == 0) return emit_value(c, bn, idx);
+    if (bn->shape.d[ax] == 0) return emit_value(c, a, idx);
+    ia[ax] = clamp_index(c, idx[ax], la);
+    ib[ax] = clamp_index(c, LLVMBuildSub(c->b, idx[ax], ci(c, la), ""), bn->shape.d[ax]);
+    return LLVMBuildSelect(c->b, in_a, emit_value(c, a, ia), emit_value(c, bn, ib), "");
+  }
+  default:
+    UNREACHABLE();
+  }
+}
+
+static V emit_value(Cg *c, const Node *n, V *idx) {
+  if (!node_is_folded(n)) return load_at(c, n, linearize(c, idx, &n->shape));
+  return emit_folded(c, n, idx);
+}
+
+// Reads operand s of node n (of shape n->shape) at n's index idx, broadcasting.
+static V emit_operand(Cg *c, const Node *n, const Node *s, V *idx) {
+  V sidx[MAX_DIMS];
+  broadcast_index(c, idx, &n->shape, &s->shape, sidx);
+  return emit_value(c, s, sidx);
+}
+
+// NaN-propagating maximum and minimum, as NumPy's.
+static V fmax_nan(Cg *c, V a, V b, bool max) {
+  V a_nan = LLVMBuildFCmp(c->b, LLVMRealUNO, a, a, "");
+  V pick_a = LLVMBuildFCmp(c->b, max ? LLVMRealOGT : LLVMRealOLT, a, b, "");
+  return LLVMBuildSelect(c->b, LLVMBuildOr(c->b, a_nan, pick_a, ""), a, b, "");
+}
+
+// One elementwise op on computed values; t is the operands' dtype.
+static V emit_op(Cg *c, Op op, DType t, DType out, V a, V b, V w) {
+  LLVMBuilderRef B = c->b;
+  bool f = dtype_is_float(t);
+  switch (op) {
+  case OP_NEG: return f ? LLVMBuildFNeg(B, a, "") : LLVMBuildNeg(B, a, "");
+  case OP_EXP: return math1(c, "llvm.exp", a);
+  case OP_LOG: return math1(c, "llvm.log", a);
+  case OP_SQRT: return math1(c, "llvm.sqrt", a);
+  case OP_RSQRT: return LLVMBuildFDiv(B, cf(c, 1), math1(c, "llvm.sqrt", a), "");
+  case OP_TANH: return math1(c, "llvm.tanh", a);
+  case OP_SIGMOID:
+    return LLVMBuildFDiv(B, cf(c, 1), LLVMBuildFAdd(B, cf(c, 1), math1(c, "llvm.exp", LLVMBuildFNeg(B, a, "")), ""), "");
+  case OP_ABS:
+    if (f) return math1(c, "llvm.fabs", a);
+    return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, a, ci(c, 0), ""), LLVMBuildNeg(B, a, ""), a, "");
+  case OP_SIN: return math1(c, "llvm.sin", a);
+  case OP_COS: return math1(c, "llvm.cos", a);
+  case OP_FLOOR: return f ? math1(c, "llvm.floor", a) : a;
+  case OP_CAST: return convert(c, a, t, out);
+  case OP_ADD: return f ? LLVMBuildFAdd(B, a, b, "") : LLVMBuildAdd(B, a, b, "");
+  case OP_SUB: return f ? LLVMBuildFSub(B, a, b, "") : LLVMBuildSub(B, a, b, "");
+  case OP_MUL: return f ? LLVMBuildFMul(B, a, b, "") : LLVMBuildMul(B, a, b, "");
+  case OP_DIV: return LLVMBuildFDiv(B, a, b, "");
+  case OP_POW: {
+    V args[2] = {a, b};
+    return call_intrinsic(c, "llvm.pow", c->f32, args, 2);
+  }
+  case OP_MAX: case OP_MIN:
+    if (f) return fmax_nan(c, a, b, op == OP_MAX);
+    if (t == DT_BOOL) return op == OP_MAX ? LLVMBuildOr(B, a, b, "") : LLVMBuildAnd(B, a, b, "");
+    return LLVMBuildSelect(B, LLVMBuildICmp(B, op == OP_MAX ? LLVMIntSGT : LLVMIntSLT, a, b, ""), a, b, "");
+  case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE: {
+    static const LLVMRealPredicate fp[] = {LLVMRealOLT, LLVMRealOLE, LLVMRealOGT, LLVMRealOGE, LLVMRealOEQ, LLVMRealUNE};
+    static const LLVMIntPredicate ip[] = {LLVMIntSLT, LLVMIntSLE, LLVMIntSGT, LLVMIntSGE, LLVMIntEQ, LLVMIntNE};
+    static const LLVMIntPredicate up[] = {LLVMIntULT, LLVMIntULE, LLVMIntUGT, LLVMIntUGE, LLVMIntEQ, LLVMIntNE};
+    int k = op - OP_LT;
+    if (f) return LLVMBuildFCmp(B, fp[k], a, b, "");
+    return LLVMBuildICmp(B, t == DT_BOOL ? up[k] : ip[k], a, b, "");
+  }
+  case OP_WHERE: return LLVMBuildSelect(B, a, b, w, "");
+  default: UNREACHABLE();
+  }
+}
+
+// ---- loops
+
+typedef struct {
+  LLVMBasicBlockRef header, body, exit, pre;
+  V i;
+  V acc[2];   // loop-carried values (phis), or NULL
+  int nacc;
+} Loop;
+
+static LLVMBasicBlockRef block(Cg *c, const char *name) { return LLVMAppendBasicBlockInContext(c->cx, c->fn, name); }
+
+// Opens `for (i = from; i < to; i++)`, carrying nacc values from init.
+static void loop_open(Cg *c, Loop *L, V from, V to, int nacc, V *init) {
+  L->pre = LLVMGetInsertBlock(c->b);
+  L->header = block(c, "loop");
+  L->body = block(c, "body");
+  L->exit = block(c, "done");
+  L->nacc = nacc;
+  LLVMBuildBr(c->b, L->header);
+  LLVMPositionBuilderAtEnd(c->b, L->header);
+  L->i = LLVMBuildPhi(c->b, c->i64, "i");
+  LLVMAddIncoming(L->i, &from, &L->pre, 1);
+  for (int k = 0; k < nacc; k++) {
+    L->acc[k] = LLVMBuildPhi(c->b, LLVMTypeOf(init[k]), "acc");
+    LLVMAddIncoming(L->acc[k], &init[k], &L->pre, 1);
+  }
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, L->i, to, ""), L->body, L->exit);
+  LLVMPositionBuilderAtEnd(c->b, L->body);
+}
+
+// Closes the loop with the carried values' next values; the builder is left
+// after the loop, where L->acc[k] hold the final values.
+static void loop_close(Cg *c, Loop *L, V *next) {
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+  V inc = LLVMBuildAdd(c->b, L->i, ci(c, 1), "");
+  LLVMAddIncoming(L->i, &inc, &latch, 1);
+  for (int k = 0; k < L->nacc; k++) LLVMAddIncoming(L->acc[k], &next[k], &latch, 1);
+  LLVMBuildBr(c->b, L->header);
+  LLVMPositionBuilderAtEnd(c->b, L->exit);
+}
+
+// ---- kernels: each computes the value of its node at output index idx
+
+static V kernel_pointwise(Cg *c, const Node *n, V *idx) {
+  V v[3] = {NULL, NULL, NULL};
+  for (int k = 0; k < n->nsrc; k++) v[k] = emit_operand(c, n, n->src[k], idx);
+  DType t = n->nsrc ? n->src[n->op == OP_WHERE ? 1 : 0]->dtype : n->dtype;
+  if (n->op == OP_WHERE) return emit_op(c, OP_WHERE, t, n->dtype, v[0], v[1], v[2]);
+  return emit_op(c, n->op, t, n->dtype, v[0], v[1], NULL);
+}
+
+// Philox-4x32-10 on (seed, key, step, i), the first word's top 24 bits.
+static V kernel_random(Cg *c, const Node *n, V lin) {
+  LLVMBuilderRef B = c->b;
+  V seed = LLVMBuildLoad2(B, c->i64, c->ctxp, "seed");
+  V one = ci(c, 1);
+  V step = LLVMBuildLoad2(B, c->i64, LLVMBuildGEP2(B, c->i64, c->ctxp, &one, 1, ""), "step");
+  V k = LLVMBuildXor(B, seed, LLVMConstInt(c->i64, n->p.key * 0x9E3779B97F4A7C15ull, false), "");
+  V k0 = LLVMBuildTrunc(B, k, c->i32, ""), k1 = LLVMBuildTrunc(B, LLVMBuildLShr(B, k, ci(c, 32), ""), c->i32, "");
+  V c0 = LLVMBuildTrunc(B, lin, c->i32, ""), c1 = LLVMBuildTrunc(B, LLVMBuildLShr(B, lin, ci(c, 32), ""), c->i32, "");
+  V c2 = LLVMBuildTrunc(B, step, c->i32, ""), c3 = LLVMBuildTrunc(B, LLVMBuildLShr(B, step, ci(c, 32), ""), c->i32, "");
+  V m0 = LLVMConstInt(c->i64, 0xD2511F53u, false), m1 = LLVMConstInt(c->i64, 0xCD9E8D57u, false);
+  for (int r = 0; r < 10; r++) {
+    V p0 = LLVMBuildMul(B, m0, LLVMBuildZExt(B, c0, c->i64, ""), "");
+    V p1 = LLVMBuildMul(B, m1, LLVMBuildZExt(B, c2, c->i64, ""), "");
+    V n0 = LLVMBuildXor(B, LLVMBuildXor(B, LLVMBuildTrunc(B, LLVMBuildLShr(B, p1, ci(c, 32), ""), c->i32, ""), c1, ""), k0, "");
+    V n1 = LLVMBuildTrunc(B, p1, c->i32, "");
+    V n2 = LLVMBuildXor(B, LLVMBuildXor(B, LLVMBuildTrunc(B, LLVMBuildLShr(B, p0, ci(c, 32), ""), c->i32, ""), c3, ""), k1, "");
+    V n3 = LLVMBuildTrunc(B, p0, c->i32, "");
+    c0 = n0, c1 = n1, c2 = n2, c3 = n3;
+    k0 = LLVMBuildAdd(B, k0, LLVMConstInt(c->i32, 0x9E3779B9u, false), "");
+    k1 = LLVMBuildAdd(B, k1, LLVMConstInt(c->i32, 0xBB67AE85u, false), "");
+  }
+  V bits = LLVMBuildLShr(B, c0, LLVMConstInt(c->i32, 8, false), "");
+  return LLVMBuildFMul(B, LLVMBuildUIToFP(B, bits, c->f32, ""), cf(c, 1.0 / 16777216.0), "");
+}
+
+static V kernel_reduce(Cg *c, const Node *n, V *oidx) {
+  const Node *x = n->src[0];
+  Shape red = {0};
+  for (int d = 0; d < x->shape.ndim; d++)
+    if (n->p.axes & (1u << d)) red.d[red.ndim++] = x->shape.d[d];
+  bool f = dtype_is_float(x->dtype);
+  V init[2];
+  int nacc = 1;
+  if (n->op == OP_SUM) init[0] = f ? LLVMConstReal(c->f64, 0) : ci(c, 0);
+  else if (n->op == OP_RMAX) init[0] = f ? cf(c, -1.0 / 0.0) : ci(c, INT64_MIN);
+  else init[0] = f ? cf(c, -1.0 / 0.0) : ci(c, INT64_MIN), init[1] = ci(c, -1), nacc = 2;
+  Loop L;
+  loop_open(c, &L, ci(c, 0), ci(c, shape_numel(&red)), nacc, init);
+  V ridx[MAX_DIMS], xidx[MAX_DIMS];
+  delinearize(c, L.i, &red, ridx);
+  for (int d = 0, k = 0; d < x->shape.ndim; d++) xidx[d] = n->p.axes & (1u << d) ? ridx[k++] : oidx[d];
+  V v = emit_value(c, x, xidx), next[2];
+  if (n->op == OP_SUM) {
+    next[0] = f ? LLVMBuildFAdd(c->b, L.acc[0], LLVMBuildFPExt(c->b, v, c->f64, ""), "") : LLVMBuildAdd(c->b, L.acc[0], v, "");
+  } else if (n->op == OP_RMAX) {
+    next[0] = f ? fmax_nan(c, v, L.acc[0], true) : emit_op(c, OP_MAX, DT_I64, DT_I64, v, L.acc[0], NULL);
+  } else {   // argmax: the first maximum; NaN counts as the largest
+    V better;
+    if (f) {
+      V v_nan = LLVMBuildFCmp(c->b, LLVMRealUNO, v, v, "");
+      V best_nan = LLVMBuildFCmp(c->b, LLVMRealUNO, L.acc[0], L.acc[0], "");
+      V gt = LLVMBuildFCmp(c->b, LLVMRealOGT, v, L.acc[0], "");
+      V first = LLVMBuildICmp(c->b, LLVMIntEQ, L.acc[1], ci(c, -1), "");
+      better = LLVMBuildAnd(c->b, LLVMBuildNot(c->b, best_nan, ""), LLVMBuildOr(c->b, first, LLVMBuildOr(c->b, v_nan, gt, ""), ""), "");
+    } else {
+      better = LLVMBuildOr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, L.acc[1], ci(c, -1), ""),
+                           LLVMBuildICmp(c->b, LLVMIntSGT, v, L.acc[0], ""), "");
+    }
+    next[0] = LLVMBuildSelect(c->b, better, v, L.acc[0], "");
+    next[1] = LLVMBuildSelect(c->b, better, L.i, L.acc[1], "");
+  }
+  loop_close(c, &L, next);
+  if (n->op == OP_ARGMAX) return L.acc[1];
+  if (n->op == OP_SUM && f) return LLVMBuildFPTrunc(c->b, L.acc[0], c->f32, "");
+  return L.acc[0];
+}
+
+static V kernel_matmul(Cg *c, const Node *n, V *idx) {
+  const Node *a = n->src[0], *bm = n->src[1];
+  int nd = n->shape.ndim;
+  bool ta = n->p.matmul.ta, tb = n->p.matmul.tb;
+  int64_t K = ta ? a->shape.d[a->shape.ndim - 2] : a->shape.d[a->shape.ndim - 1];
+  V init = cf(c, 0);
+  Loop L;
+  loop_open(c, &L, ci(c, 0), ci(c, K), 1, &init);
+  V ai[MAX_DIMS], bi[MAX_DIMS];
+  int ab = a->shape.ndim - 2, bb = bm->shape.ndim - 2, ob = nd - 2;
+  for (int d = 0; d < ab; d++) ai[d] = a->shape.d[d] == 1 ? ci(c, 0) : idx[d + ob - ab];
+  for (int d = 0; d < bb; d++) bi[d] = bm->shape.d[d] == 1 ? ci(c, 0) : idx[d + ob - bb];
+  ai[ab] = ta ? L.i : idx[nd - 2];
+  ai[ab + 1] = ta ? idx[nd - 2] : L.i;
+  bi[bb] = tb ? idx[nd - 1] : L.i;
+  bi[bb + 1] = tb ? L.i : idx[nd - 1];
+  V prod = LLVMBuildFMul(c->b, emit_value(c, a, ai), emit_value(c, bm, bi), "");
+  V next = LLVMBuildFAdd(c->b, L.acc[0], prod, "");
+  loop_close(c, &L, &next);
+  return L.acc[0];
+}
+
+// x[n, ch, ih, iw] with zero outside the image.
+static V load_image(Cg *c, const Node *x, V nn, V ch, V ih, V iw) {
+  V ok = LLVMBuildAnd(c->b,
+                      LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih, ci(c, 0), ""),
+                                   LLVMBuildICmp(c->b, LLVMIntSLT, ih, ci(c, x->shape.d[2]), ""), ""),
+                      LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, iw, ci(c, 0), ""),
+                                   LLVMBuildICmp(c->b, LLVMIntSLT, iw, ci(c, x->shape.d[3]), ""), ""), "");
+  V xi[4] = {nn, ch, clamp_index(c, ih, x->shape.d[2]), clamp_index(c, iw, x->shape.d[3])};
+  return LLVMBuildSelect(c->b, ok, emit_value(c, x, xi), cf(c, 0), "");
+}
+
+static V mulc(Cg *c, V a, int64_t k) { return LLVMBuildMul(c->b, a, ci(c, k), ""); }
+static V addc(Cg *c, V a, int64_t k) { return LLVMBuildAdd(c->b, a, ci(c, k), ""); }
+
+static V kernel_conv(Cg *c, const Node *n, V *o) {
+  LLVMBuilderRef B = c->b;
+  const int *st = n->p.conv.stride, *pd = n->p.conv.pad, *dl = n->p.conv.dil;
+  int groups = n->p.conv.groups;
+  V init = cf(c, 0), acc;
+  Loop L;
+  if (n->op == OP_CONV2D) {   // y[n,o,oh,ow] = sum_{c,kh,kw} x[n, g*Cg+c, ...] w[o,c,kh,kw]
+    const Node *x = n->src[0], *w = n->src[1];
+    int64_t Cg_ = w->shape.d[1], KH = w->shape.d[2], KW = w->shape.d[3], Og = w->shape.d[0] / groups;
+    Shape r = shape_of(3, (int64_t[]){Cg_, KH, KW});
+    loop_open(c, &L, ci(c, 0), ci(c, shape_numel(&r)), 1, &init);
+    V ri[3];
+    delinearize(c, L.i, &r, ri);
+    V ch = LLVMBuildAdd(B, mulc(c, LLVMBuildUDiv(B, o[1], ci(c, Og), ""), Cg_), ri[0], "");
+    V ih = LLVMBuildAdd(B, addc(c, mulc(c, o[2], st[0]), -pd[0]), mulc(c, ri[1], dl[0]), "");
+    V iw = LLVMBuildAdd(B, addc(c, mulc(c, o[3], st[1]), -pd[1]), mulc(c, ri[2], dl[1]), "");
+    V wi[4] = {o[1], ri[0], ri[1], ri[2]};
+    acc = LLVMBuildFAdd(B, L.acc[0], LLVMBuildFMul(B, load_image(c, x, o[0], ch, ih, iw), emit_value(c, w, wi), ""), "");
+  } else if (n->op == OP_CONV2D_DX) {   // dx[n,ch,ih,iw] = sum_{o in group,kh,kw} dy[n,o,oh,ow] w[o,c,kh,kw]
+    const Node *dy = n->src[0], *w = n->src[1];
+    int64_t Cg_ = w->shape.d[1], KH = w->shape.d[2], KW = w->shape.d[3], Og = w->shape.d[0] / groups;
+    Shape r = shape_of(3, (int64_t[]){Og, KH, KW});
+    loop_open(c, &L, ci(c, 0), ci(c, shape_numel(&r)), 1, &init);
+    V ri[3];
+    delinearize(c, L.i, &r, ri);
+    V g = LLVMBuildUDiv(B, o[1], ci(c, Cg_), "");
+    V oc = LLVMBuildAdd(B, mulc(c, g, Og), ri[0], "");
+    V th = LLVMBuildSub(B, addc(c, o[2], pd[0]), mulc(c, ri[1], dl[0]), "");   // oh * stride
+    V tw = LLVMBuildSub(B, addc(c, o[3], pd[1]), mulc(c, ri[2], dl[1]), "");
+    V oh = LLVMBuildSDiv(B, th, ci(c, st[0]), ""), ow = LLVMBuildSDiv(B, tw, ci(c, st[1]), "");
+    V ok = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, th, ci(c, 0), ""),
+                                        LLVMBuildICmp(B, LLVMIntSGE, tw, ci(c, 0), ""), ""),
+                        LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSRem(B, th, ci(c, st[0]), ""), ci(c, 0), ""),
+                                     LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSRem(B, tw, ci(c, st[1]), ""), ci(c, 0), ""), ""), "");
+    ok = LLVMBuildAnd(B, ok, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSLT, oh, ci(c, dy->shape.d[2]), ""),
+                                          LLVMBuildICmp(B, LLVMIntSLT, ow, ci(c, dy->shape.d[3]), ""), ""), "");
+    V di[4] = {o[0], oc, clamp_index(c, oh, dy->shape.d[2]), clamp_index(c, ow, dy->shape.d[3])};
+    V wi[4] = {oc, LLVMBuildURem(B, o[1], ci(c, Cg_), ""), ri[1], ri[2]};
+    V term = LLVMBuildFMul(B, emit_value(c, dy, di), emit_value(c, w, wi), "");
+    acc = LLVMBuildFAdd(B, L.acc[0], LLVMBuildSelect(B, ok, term, cf(c, 0), ""), "");
+  } else {   // dw[o,c,kh,kw] = sum_{n,oh,ow} x[n, g*Cg+c, oh*s-p+kh*d, ...] dy[n,o,oh,ow]
+    const Node *x = n->src[0], *dy = n->src[1];
+    int64_t Cg_ = n->shape.d[1], Og = n->shape.d[0] / groups;
+    Shape r = shape_of(3, (int64_t[]){dy->shape.d[0], dy->shape.d[2], dy->shape.d[3]});
+    loop_open(c, &L, ci(c, 0), ci(c, shape_numel(&r)), 1, &init);
+    V ri[3];
+    delinearize(c, L.i, &r, ri);
+    V ch = LLVMBuildAdd(B, mulc(c, LLVMBuildUDiv(B, o[0], ci(c, Og), ""), Cg_), o[1], "");
+    V ih = LLVMBuildAdd(B, addc(c, mulc(c, ri[1], st[0]), -pd[0]), mulc(c, o[2], dl[0]), "");
+    V iw = LLVMBuildAdd(B, addc(c, mulc(c, ri[2], st[1]), -pd[1]), mulc(c, o[3], dl[1]), "");
+    V di[4] = {ri[0], o[0], ri[1], ri[2]};
+    acc = LLVMBuildFAdd(B, L.acc[0], LLVMBuildFMul(B, load_image(c, x, ri[0], ch, ih, iw), emit_value(c, dy, di), ""), "");
+  }
+  loop_close(c, &L, &acc);
+  return L.acc[0];
+}
+
+// The first position (row-major) of the maximum of the window at (oh, ow),
+// as a linear ih * W + iw; -1 when the window holds no input.
+static V window_argmax(Cg *c, const Node *n, const Node *x, V nn, V ch, V oh, V ow) {
+  LLVMBuilderRef B = c->b;
+  const int *k = n->p.pool.kernel, *st = n->p.pool.stride, *pd = n->p.pool.pad;
+  V init[2] = {cf(c, -1.0 / 0.0), ci(c, -1)};
+  Loop L;
+  loop_open(c, &L, ci(c, 0), ci(c, (int64_t)k[0] * k[1]), 2, init);
+  V ih = LLVMBuildAdd(B, addc(c, mulc(c, oh, st[0]), -pd[0]), LLVMBuildUDiv(B, L.i, ci(c, k[1]), ""), "");
+  V iw = LLVMBuildAdd(B, addc(c, mulc(c, ow, st[1]), -pd[1]), LLVMBuildURem(B, L.i, ci(c, k[1]), ""), "");
+  V in = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, ih, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, ih, ci(c, x->shape.d[2]), ""), ""),
+                      LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, iw, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, iw, ci(c, x->shape.d[3]), ""), ""), "");
+  V v = load_image(c, x, nn, ch, ih, iw);
+  V first = LLVMBuildICmp(B, LLVMIntEQ, L.acc[1], ci(c, -1), "");
+  V better = LLVMBuildAnd(B, in, LLVMBuildOr(B, first, LLVMBuildFCmp(B, LLVMRealUGT, v, L.acc[0], ""), ""), "");
+  better = LLVMBuildAnd(B, better, LLVMBuildNot(B, LLVMBuildFCmp(B, LLVMRealUNO, L.acc[0], L.acc[0], ""), ""), "");
+  V next[2] = {LLVMBuildSelect(B, better, v, L.acc[0], ""),
+               LLVMBuildSelect(B, better, LLVMBuildAdd(B, mulc(c, ih, x->shape.d[3]), iw, ""), L.acc[1], "")};
+  loop_close(c, &L, next);
+  return L.acc[1];
+}
+
+static V kernel_pool(Cg *c, const Node *n, V *o) {
+  LLVMBuilderRef B = c->b;
+  const int *k = n->p.pool.kernel, *st = n->p.pool.stride, *pd = n->p.pool.pad;
+  if (n->op == OP_POOL_MAX) {
+    const Node *x = n->src[0];
+    V at = window_argmax(c, n, x, o[0], o[1], o[2], o[3]);
+    V xi[4] = {o[0], o[1], LLVMBuildUDiv(B, at, ci(c, x->shape.d[3]), ""), LLVMBuildURem(B, at, ci(c, x->shape.d[3]), "")};
+    return emit_value(c, x, xi);
+  }
+  if (n->op == OP_POOL_AVG) {
+    const Node *x = n->src[0];
+    V init = cf(c, 0);
+    Loop L;
+    loop_open(c, &L, ci(c, 0), ci(c, (int64_t)k[0] * k[1]), 1, &init);
+    V ih = LLVMBuildAdd(B, addc(c, mulc(c, o[2], st[0]), -pd[0]), LLVMBuildUDiv(B, L.i, ci(c, k[1]), ""), "");
+    V iw = LLVMBuildAdd(B, addc(c, mulc(c, o[3], st[1]), -pd[1]), LLVMBuildURem(B, L.i, ci(c, k[1]), ""), "");
+    V next = LLVMBuildFAdd(B, L.acc[0], load_image(c, x, o[0], o[1], ih, iw), "");
+    loop_close(c, &L, &next);
+    return LLVMBuildFDiv(B, L.acc[0], cf(c, (double)k[0] * k[1]), "");
+  }
+  // gradients: dx[n,c,ih,iw] sums over the windows (oh, ow) that contain (ih, iw)
+  const Node *dy = n->op == OP_POOL_MAX_DX ? n->src[1] : n->src[0];
+  const Node *x = n->op == OP_POOL_MAX_DX ? n->src[0] : NULL;
+  int64_t OH = dy->shape.d[2], OW = dy->shape.d[3];
+  V init = cf(c, 0);
+  Loop L;
+  loop_open(c, &L, ci(c, 0), ci(c, OH * OW), 1, &init);
+  V oh = LLVMBuildUDiv(B, L.i, ci(c, OW), ""), ow = LLVMBuildURem(B, L.i, ci(c, OW), "");
+  V h0 = addc(c, mulc(c, oh, st[0]), -pd[0]), w0 = addc(c, mulc(c, ow, st[1]), -pd[1]);
+  V covers = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, o[2], h0, ""), LLVMBuildICmp(B, LLVMIntSLT, o[2], addc(c, h0, k[0]), ""), ""),
+                          LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, o[3], w0, ""), LLVMBuildICmp(B, LLVMIntSLT, o[3], addc(c, w0, k[1]), ""), ""), "");
+  V di[4] = {o[0], o[1], oh, ow};
+  V g = emit_value(c, dy, di);
+  if (x) {
+    V at = window_argmax(c, n, x, o[0], o[1], oh, ow);
+    V here = LLVMBuildICmp(B, LLVMIntEQ, at, LLVMBuildAdd(B, mulc(c, o[2], x->shape.d[3]), o[3], ""), "");
+    covers = LLVMBuildAnd(B, covers, here, "");
+  } else {
+    g = LLVMBuildFDiv(B, g, cf(c, (double)k[0] * k[1]), "");
+  }
+  V next = LLVMBuildFAdd(B, L.acc[0], LLVMBuildSelect(B, covers, g, cf(c, 0), ""), "");
+  loop_close(c, &L, &next);
+  return L.acc[0];
+}
+
+// Sets ctx[2] (the error word) to 1 + the node id when ok is false.
+static void flag_unless(Cg *c, const Node *n, V ok) {
+  V two = ci(c, 2);
+  V p = LLVMBuildGEP2(c->b, c->i64, c->ctxp, &two, 1, "");
+  V old = LLVMBuildLoad2(c->b, c->i64, p, "");
+  LLVMBuildStore(c->b, LLVMBuildSelect(c->b, ok, old, ci(c, n->id + 1), ""), p);
+}
+
+static V kernel_gather(Cg *c, const Node *n, V *o) {
+  LLVMBuilderRef B = c->b;
+  const Node *ids;
+  if (n->op == OP_GATHER) {   // y[..., c] = table[ids[...], c]
+    const Node *table = n->src[0];
+    ids = n->src[1];
+    V id = emit_value(c, ids, o);
+    int64_t V_ = table->shape.d[0];
+    flag_unless(c, n, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, id, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, id, ci(c, V_), ""), ""));
+    V ti[2] = {clamp_index(c, id, V_), o[n->shape.ndim - 1]};
+    return emit_value(c, table, ti);
+  }
+  // scatter_add: y[v, c] = sum over j with ids[j] = v of values[j, c], in order
+  ids = n->src[0];
+  const Node *vals = n->src[1];
+  V init = cf(c, 0);
+  Loop L;
+  loop_open(c, &L, ci(c, 0), ci(c, shape_numel(&ids->shape)), 1, &init);
+  V ji[MAX_DIMS + 1];
+  delinearize(c, L.i, &ids->shape, ji);
+  V id = emit_value(c, ids, ji);
+  flag_unless(c, n, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, id, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, id, ci(c, n->shape.d[0]), ""), ""));
+  ji[ids->shape.ndim] = o[1];
+  V v = emit_value(c, vals, ji);
+  V next = LLVMBuildFAdd(B, L.acc[0], LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, id, o[0], ""), v, cf(c, 0), ""), "");
+  loop_close(c, &L, &next);
+  return L.acc[0];
+}
+
+// One kernel: for i in [begin, end): idx = index of i; out[i] = value(idx).
+static void emit_kernel(Cg *c, const Kernel *k) {
+  LLVMTypeRef params[4] = {c->ptr, c->i64, c->i64, c->ptr};
+  LLVMTypeRef ft = LLVMFunctionType(LLVMVoidTypeInContext(c->cx), params, 4, false);
+  c->fn = LLVMAddFunction(c->mod, k->name, ft);
+  for (int i = 0; i < 4; i += 3) LLVMAddAttributeAtIndex(c->fn, (unsigned)i + 1,
+      LLVMCreateEnumAttribute(c->cx, LLVMGetEnumAttributeKindForName("noalias", 7), 0));
+  c->bufs = LLVMGetParam(c->fn, 0);
+  c->ctxp = LLVMGetParam(c->fn, 3);
+  LLVMPositionBuilderAtEnd(c->b, block(c, "entry"));
+  const Node *n = k->out;
+  Loop L;
+  loop_open(c, &L, LLVMGetParam(c->fn, 1), LLVMGetParam(c->fn, 2), 0, NULL);
+  V idx[MAX_DIMS];
+  delinearize(c, L.i, &n->shape, idx);
+  V v;
+  switch (k->kind) {
+  case KK_POINTWISE: v = kernel_pointwise(c, n, idx); break;
+  case KK_RANDOM: v = kernel_random(c, n, L.i); break;
+  case KK_REDUCE: v = kernel_reduce(c, n, idx); break;
+  case KK_MATMUL: v = kernel_matmul(c, n, idx); break;
+  case KK_CONV: v = kernel_conv(c, n, idx); break;
+  case KK_POOL: v = kernel_pool(c, n, idx); break;
+  case KK_GATHER: v = kernel_gather(c, n, idx); break;
+  default: UNREACHABLE();
+  }
+  store_at(c, n, L.i, v);
+  loop_close(c, &L, NULL);
+  LLVMBuildRetVoid(c->b);
+}
+
+// ---- module, optimization, emission
+
+static int fail_msg(char *err, size_t errlen, const char *what, char *llvm_msg) {
+  snprintf(err, errlen, "%s: %s", what, llvm_msg ? llvm_msg : "unknown LLVM error");
+  if (llvm_msg) LLVMDisposeMessage(llvm_msg);
+  return -1;
+}
+
+int codegen_host(const Graph *g, const KernelPlan *p, const char *cpu, Blob *object, char *err,
+                 size_t errlen) {
+  (void)g;
+  memset(object, 0, sizeof *object);
+  LLVMInitializeX86TargetInfo();
+  LLVMInitializeX86Target();
+  LLVMInitializeX86TargetMC();
+  LLVMInitializeX86AsmPrinter();
+  const char *triple = "x86_64-pc-linux-gnu";
+  LLVMTargetRef target;
+  char *msg = NULL;
+  if (LLVMGetTargetFromTriple(triple, &target, &msg)) return fail_msg(err, errlen, "no x86-64 target", msg);
+  char *host_cpu = cpu ? NULL : LLVMGetHostCPUName();
+  char *features = cpu ? NULL : LLVMGetHostCPUFeatures();
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu ? cpu : host_cpu, features ? features : "",
+                                                    LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
+  if (host_cpu) LLVMDisposeMessage(host_cpu);
+  if (features) LLVMDisposeMessage(features);
+  Cg c = {0};
+  c.cx = LLVMContextCreate();
+  c.mod = LLVMModuleCreateWithNameInContext("smelt_host", c.cx);
+  LLVMSetTarget(c.mod, triple);
+  LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
+  char *dl = LLVMCopyStringRepOfTargetData(layout);
+  LLVMSetDataLayout(c.mod, dl);
+  LLVMDisposeMessage(dl);
+  LLVMDisposeTargetData(layout);
+  c.b = LLVMCreateBuilderInContext(c.cx);
+  c.plan = p;
+  c.i1 = LLVMInt1TypeInContext(c.cx);
+  c.i8 = LLVMInt8TypeInContext(c.cx);
+  c.i16 = LLVMInt16TypeInContext(c.cx);
+  c.i32 = LLVMInt32TypeInContext(c.cx);
+  c.i64 = LLVMInt64TypeInContext(c.cx);
+  c.f32 = LLVMFloatTypeInContext(c.cx);
+  c.f64 = LLVMDoubleTypeInContext(c.cx);
+  c.f16 = LLVMHalfTypeInContext(c.cx);
+  c.bf16 = LLVMBFloatTypeInContext(c.cx);
+  c.ptr = LLVMPointerTypeInContext(c.cx, 0);
+  for (int i = 0; i < p->n; i++) emit_kernel(&c, &p->kernels[i]);
+  int rc = 0;
+  if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &msg)) {
+    rc = fail_msg(err, errlen, "internal error: invalid LLVM IR", msg);
+  } else {
+    LLVMDisposeMessage(msg);
+    LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+    LLVMErrorRef e = LLVMRunPasses(c.mod, "default<O3>", tm, opts);
+    LLVMDisposePassBuilderOptions(opts);
+    if (e) {
+      rc = fail_msg(err, errlen, "LLVM optimization failed", LLVMGetErrorMessage(e));
+    } else {
+      LLVMMemoryBufferRef buf;
+      if (LLVMTargetMachineEmitToMemoryBuffer(tm, c.mod, LLVMObjectFile, &msg, &buf)) {
+        rc = fail_msg(err, errlen, "LLVM could not emit the object", msg);
+      } else {
+        object->len = LLVMGetBufferSize(buf);
+        object->data = xmalloc(object->len);
+        memcpy(object->data, LLVMGetBufferStart(buf), object->len);
+        LLVMDisposeMemoryBuffer(buf);
+      }
+    }
+  }
+  LLVMDisposeBuilder(c.b);
+  LLVMDisposeModule(c.mod);
+  LLVMContextDispose(c.cx);
+  LLVMDisposeTargetMachine(tm);
+  return rc;
+}
+
+int link_shared(const Blob *object, const char *path, char *err, size_t errlen) {
+  size_t n = strlen(path) + 8;
+  char *obj = xmalloc(n);
+  snprintf(obj, n, "%s.o", path);
+  FILE *f = fopen(obj, "wb");
+  if (!f || fwrite(object->data, 1, object->len, f) != object->len || fclose(f) != 0) {
+    snprintf(err, errlen, "cannot write '%s': %s", obj, strerror(errno));
+    free(obj);
+    return -1;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    execlp("cc", "cc", "-shared", "-o", path, obj, "-lm", (char *)NULL);
+    _exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    snprintf(err, errlen, "linking '%s' with cc failed (status %d)", path, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    unlink(obj);
+    free(obj);
+    return -1;
+  }
+  unlink(obj);
+  free(obj);
+  return 0;
+}

@@ -1,0 +1,58 @@
+// kernel.c: the graph cut into kernels, one per op that computes values.
+//
+// Views (reshape, permute, broadcast, slice, pad, concat), constants and iota
+// are index arithmetic or literals: the emitter folds them into the loads of
+// whichever kernel reads them, so they cost no kernel and no memory. Every
+// other node is stored in a buffer slot of its own (memory planning comes
+// later and will share slots).
+#include "compiler.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+bool node_is_folded(const Node *n) {
+  return op_kind(n->op) == KIND_MOVE || n->op == OP_CONST || n->op == OP_IOTA;
+}
+
+static KernelKind kind_of(Op op) {
+  switch (op_kind(op)) {
+  case KIND_REDUCE: return KK_REDUCE;
+  case KIND_CONTRACT: return KK_MATMUL;
+  case KIND_CONV: return KK_CONV;
+  case KIND_POOL: return KK_POOL;
+  case KIND_GATHER: return KK_GATHER;
+  default: return op == OP_RANDOM ? KK_RANDOM : KK_POINTWISE;
+  }
+}
+
+void kernel_plan(const Graph *g, KernelPlan *p) {
+  memset(p, 0, sizeof *p);
+  p->slot = xmalloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
+  p->slot_node = xmalloc(sizeof(Node *) * (size_t)(g->n ? g->n : 1));
+  p->kernels = xmalloc(sizeof(Kernel) * (size_t)(g->n ? g->n : 1));
+  for (int i = 0; i < g->n; i++) {
+    Node *n = g->nodes[i];
+    if (node_is_folded(n)) {
+      p->slot[i] = -1;
+      continue;
+    }
+    p->slot[i] = p->nslots;
+    p->slot_node[p->nslots++] = n;
+    if (n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_STATE) continue;
+    Kernel *k = &p->kernels[p->n++];
+    k->kind = kind_of(n->op);
+    k->out = n;
+    snprintf(k->name, sizeof k->name, "k%d_", n->id);
+    size_t len = strlen(k->name);
+    for (const char *c = op_name(n->op); *c && len + 1 < sizeof k->name; c++)
+      k->name[len++] = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+    k->name[len] = '\0';
+  }
+}
+
+void kernel_plan_free(KernelPlan *p) {
+  free(p->slot);
+  free(p->slot_node);
+  free(p->kernels);
+  memset(p, 0, sizeof *p);
+}

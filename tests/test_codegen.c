@@ -1,0 +1,288 @@
+// test_codegen.c: every host kernel against the reference interpreter.
+//
+// A model (written in the language) is elaborated, optionally into its whole
+// training step; every op becomes a kernel, compiled through LLVM for this
+// machine, linked into a shared object and loaded. Leaves get random values;
+// the kernels run in order over their full ranges; every stored tensor is
+// compared with the interpreter's: integers and bools exactly, f32 tensors by
+//     ||kernel - interpreter|| <= 1e-4 ||interpreter|| + 1e-5 sqrt(n)
+// (the second term for sums that cancel to about zero; 1e-2 for f16, bf16)
+// (kernels compute in f32 where the interpreter rounds double results to f32).
+// The first kernel that diverges is named.
+#include <criterion/criterion.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "support.h"
+
+typedef void (*KernelFn)(char **bufs, int64_t begin, int64_t end, int64_t *ctx);
+
+static uint64_t rng = 0x2545F4914F6CDD1Dull;
+static double rnd(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return (double)(rng >> 11) / 9007199254740992.0;
+}
+
+static double get(const Node *n, const char *buf, int64_t i) {
+  switch (n->dtype) {
+  case DT_F32: return ((const float *)buf)[i];
+  case DT_I32: return ((const int32_t *)buf)[i];
+  case DT_I64: return (double)((const int64_t *)buf)[i];
+  case DT_U8: case DT_BOOL: return ((const uint8_t *)buf)[i];
+  case DT_F16: return (double)((const _Float16 *)buf)[i];
+  case DT_BF16: {
+    uint32_t bits = (uint32_t)((const uint16_t *)buf)[i] << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+  }
+  case DT_COUNT: break;
+  }
+  return NAN;
+}
+
+static void put(const Node *n, char *buf, int64_t i, double v) {
+  switch (n->dtype) {
+  case DT_F32: ((float *)buf)[i] = (float)v; break;
+  case DT_I32: ((int32_t *)buf)[i] = (int32_t)v; break;
+  case DT_I64: ((int64_t *)buf)[i] = (int64_t)v; break;
+  case DT_U8: case DT_BOOL: ((uint8_t *)buf)[i] = (uint8_t)v; break;
+  case DT_F16: ((_Float16 *)buf)[i] = (_Float16)v; break;
+  case DT_BF16: {
+    float f = (float)dtype_round(DT_BF16, v);
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    ((uint16_t *)buf)[i] = (uint16_t)(bits >> 16);
+    break;
+  }
+  case DT_COUNT: break;
+  }
+}
+
+typedef struct {
+  int64_t int_range;    // integer leaves are drawn from [0, int_range)
+  bool training;        // the whole training step (adamw), not only the forward graph
+} Opts;
+
+// Checks every kernel of src's graph against the interpreter.
+static void check_kernels(const char *what, const char *src, const Define *defs, int ndefs, Opts o) {
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_text(&c, "case.smelt", src, strlen(src));
+  for (int i = 0; i < c.nmodules; i++) resolve_module(&c, c.modules[i]);
+  cr_assert_eq(c.diag.errors, 0, "%s does not check", what);
+  Graph g;
+  graph_init(&g, &c.arena, &c.diag);
+  cr_assert_eq(elaborate(&c, m, defs, ndefs, true, &g), 0);
+  if (o.training) {
+    TrainConfig cfg = {.optimizer = "adamw", .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                       .weight_decay = 0.01, .schedule = "cosine", .warmup = 2, .clip_grad_norm = 1};
+    cr_assert_eq(optim_append(&g, &cfg, 100), 0);
+  }
+  KernelPlan plan;
+  kernel_plan(&g, &plan);
+  Blob obj;
+  char err[512], so[128];
+  cr_assert_eq(codegen_host(&g, &plan, NULL, &obj, err, sizeof err), 0, "%s", err);
+  snprintf(so, sizeof so, "build/test-kernels-%d.so", (int)getpid());
+  cr_assert_eq(link_shared(&obj, so, err, sizeof err), 0, "%s", err);
+  free(obj.data);
+  void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+  cr_assert_not_null(lib, "%s", dlerror());
+  unlink(so);
+  // buffers, and the same values as doubles for the interpreter
+  char **bufs = calloc((size_t)plan.nslots, sizeof *bufs);
+  double **leaves = calloc((size_t)g.n, sizeof *leaves);
+  for (int s = 0; s < plan.nslots; s++) {
+    Node *n = plan.slot_node[s];
+    int64_t cnt = shape_numel(&n->shape);
+    bufs[s] = calloc((size_t)(cnt ? cnt : 1), (size_t)dtype_size(n->dtype));
+    if (n->op != OP_INPUT && n->op != OP_PARAM && n->op != OP_STATE) {
+      memset(bufs[s], 0xFF, (size_t)cnt * (size_t)dtype_size(n->dtype));   // poison
+      continue;
+    }
+    leaves[n->id] = malloc(sizeof(double) * (size_t)(cnt ? cnt : 1));
+    for (int64_t i = 0; i < cnt; i++) {
+      double v = dtype_is_float(n->dtype) ? 2 * rnd() - 1 : floor(rnd() * (double)o.int_range);
+      if (n->op == OP_STATE) v = strstr(n->name, ".v") || !strcmp(n->name, "step") ? fabs(v) * 3 : v;
+      put(n, bufs[s], i, v);
+      leaves[n->id][i] = get(n, bufs[s], i);
+    }
+  }
+  InterpResult r;
+  cr_assert_eq(interp_run(&g, leaves, 7, 3, &r, err, sizeof err), 0, "%s", err);
+  int64_t ctx[3] = {7, 3, 0};
+  for (int k = 0; k < plan.n; k++) {
+    const Kernel *kn = &plan.kernels[k];
+    KernelFn f = (KernelFn)(uintptr_t)dlsym(lib, kn->name);
+    cr_assert_not_null(f, "no symbol %s", kn->name);
+    const Node *n = kn->out;
+    int64_t cnt = shape_numel(&n->shape);
+    f(bufs, 0, cnt, ctx);
+    cr_assert_eq(ctx[2], 0, "%s: kernel %s flagged an error", what, kn->name);
+    const char *buf = bufs[plan.slot[n->id]];
+    const double *want = r.vals[n->id];
+    if (dtype_is_float(n->dtype)) {
+      double num = 0, den = 0;
+      for (int64_t i = 0; i < cnt; i++) {
+        double d = get(n, buf, i) - want[i];
+        num += isnan(d) && !(isnan(want[i]) && isnan(get(n, buf, i))) ? INFINITY : isnan(d) ? 0 : d * d;
+        den += want[i] * want[i];
+      }
+      // relative, with an absolute floor for sums that cancel to about zero
+      double tol = n->dtype == DT_F32 ? 1e-4 : 1e-2;
+      double bound = tol * sqrt(den) + 0.1 * tol * sqrt((double)cnt);
+      if (getenv("SMELT_DEBUG_KERNEL") && sqrt(num) > bound)
+        for (int64_t i = 0; i < cnt; i++)
+          if (fabs(get(n, buf, i) - want[i]) > 1e-3 * fabs(want[i]) + 1e-6)
+            fprintf(stderr, "  [%lld] kernel %.9g interp %.9g\n", (long long)i, get(n, buf, i), want[i]);
+      cr_assert_leq(sqrt(num), bound, "%s: kernel %s (%s at %s) differs from the interpreter by "
+                    "%.3g (norm %.3g)", what, kn->name, op_name(n->op), n->scope, sqrt(num), sqrt(den));
+    } else {
+      for (int64_t i = 0; i < cnt; i++)
+        cr_assert_eq(get(n, buf, i), want[i], "%s: kernel %s element %lld: %g, want %g", what,
+                     kn->name, (long long)i, get(n, buf, i), want[i]);
+    }
+    // later kernels read what this one wrote, as the interpreter's values
+  }
+  interp_free(&r);
+  for (int s = 0; s < plan.nslots; s++) free(bufs[s]);
+  for (int i = 0; i < g.n; i++) free(leaves[i]);
+  free(bufs);
+  free(leaves);
+  dlclose(lib);
+  kernel_plan_free(&plan);
+  graph_free(&g);
+  compilation_free(&c);
+}
+
+static void check(const char *what, const char *body, Opts o) {
+  char src[4096];
+  snprintf(src, sizeof src, "import \"nn\"\nmodel m {\n%s\n}\n", body);
+  check_kernels(what, src, NULL, 0, o);
+}
+
+static const Opts fwd = {.int_range = 3};
+static const Opts step = {.int_range = 3, .training = true};
+
+TEST(codegen, pointwise_and_broadcasting) {
+  check("pointwise", "input a: f32[3, 4]\ninput b: f32[4]\ninput c: f32[3, 1]\n"
+        "output y = where(a > b, exp(a) * b, -sqrt(abs(b)) / (a + 2.0)) + c ** 2\n"
+        "output z = sigmoid(a) - tanh(c) + log(abs(a) + 1.0) * rsqrt(abs(b) + 1.0)\n"
+        "output w = maximum(a, c) * minimum(b, 0.25) + pow(abs(a), 1.5) - a // 0.3 + a % 0.3", fwd);
+}
+
+TEST(codegen, views_fold_into_loads) {
+  check("views", "input x: f32[2, 3, 4]\ninput v: f32[4, 6]\n"
+        "output a = x.permute(2, 0, 1).reshape(4, 6) + v\n"
+        "output b = x[:, 1:, ::2].T * 2.0\n"
+        "output c = pad(x, (1, 2), value = 0.5) * 3.0\n"
+        "output d = concat(x, x * 2.0, axis = 1).sum(axis = 1)\n"
+        "output e = x.broadcast(5, 2, 3, 4)[3, 1] - x[1]\n"
+        "output f = fill(2.0, 3, 4) * iota(4).cast(f32)", fwd);
+}
+
+TEST(codegen, reductions) {
+  check("reductions", "input x: f32[3, 5, 4]\ninput i: i32[3, 5]\n"
+        "output a = x.sum(axis = (0, 2)) + x.mean()\n"
+        "output b = x.max(axis = 1, keep = true) - x.min(axis = -1, keep = true)\n"
+        "output c = x.argmax(axis = 1)\n"
+        "output d = i.sum(axis = 1) + i.max()\n"
+        "output e = softmax(x) * log_softmax(x, axis = 0)", fwd);
+}
+
+TEST(codegen, matmuls) {
+  check("matmul", "input a: f32[2, 3, 5]\ninput b: f32[5, 4]\ninput c: f32[2, 4, 5]\ninput v: f32[5]\n"
+        "output x = a @ b\n"
+        "output y = matmul(a, c, tb = true)\n"
+        "output z = matmul(a.transpose(1, 2), c, ta = true, tb = true)\n"
+        "output u = a @ v\n"
+        "output u2 = v @ b @ b.T", fwd);
+}
+
+TEST(codegen, dtypes) {
+  check("dtypes", "input a: f32[6]\ninput i: i32[6]\ninput j: i64[6]\ninput u: u8[6]\n"
+        "output h = (a.cast(bf16) * 3.0).cast(f16) + 1.0\n"
+        "output k = i * 3 - j + u.cast(i64) * 200\n"
+        "output q = (u * 100).cast(u8) + u\n"
+        "output b = (a > 0.0).cast(f32) + (i == 1).cast(i32).cast(f32)\n"
+        "output t = (a * 1000.0).cast(i32) + exp(i) * 0.0", fwd);
+}
+
+TEST(codegen, conv_pool_and_their_gradients) {
+  check("conv", "input x: f32[2, 4, 9, 8]\ninput t: i32[2]\n"
+        "let h = relu(conv2d(x, 6, 3, stride = 2, padding = 1, groups = 2) as c1)\n"
+        "h = max_pool2d(h, 2, stride = 1) + avg_pool2d(h, 2, stride = 1, padding = 1)[:, :, 1:-1, 1:-1]\n"
+        "h = conv2d(h, 3, 2, dilation = 2) as c2\n"
+        "output logits = h.reshape(2, h.shape[1] * h.shape[2] * h.shape[3])\n"
+        "loss cross_entropy(logits[:, 0:3], t)", step);
+}
+
+TEST(codegen, gather_scatter_and_embedding_gradients) {
+  check("embedding", "input ids: i32[2, 5]\ninput t: i32[2, 5]\n"
+        "let e = embedding(ids, 3, 4) as emb\n"
+        "output logits = linear(e * e.sum(axis = 1, keep = true), 3) as head\n"
+        "loss cross_entropy(logits, t)", step);
+}
+
+TEST(codegen, mlp_training_step) {
+  check_kernels("mlp", slurp("examples/mlp.smelt"),
+                (Define[]){{"B", 3}, {"H", 5}}, 2, (Opts){.int_range = 10, .training = true});
+}
+
+TEST(codegen, gpt_training_step_with_dropout) {
+  check_kernels("gpt", slurp("examples/gpt.smelt"),
+                (Define[]){{"B", 2}, {"T", 4}, {"V", 6}, {"C", 8}, {"L", 2}, {"H", 2}}, 6,
+                (Opts){.int_range = 6, .training = true});
+}
+
+TEST(codegen, lstm_training_step) {
+  check_kernels("lstm", slurp("examples/lstm.smelt"),
+                (Define[]){{"B", 2}, {"T", 3}, {"V", 5}, {"E", 3}, {"H", 4}}, 5,
+                (Opts){.int_range = 5, .training = true});
+}
+
+TEST(codegen, bad_gather_index_sets_the_error_word) {
+  const char *src = "model m {\n  param t: f32[3, 2] = ones\n  input ids: i32[4]\n  output y = gather(t, ids)\n}\n";
+  Compilation c;
+  compilation_init(&c, stderr);
+  Module *m = module_load_text(&c, "g.smelt", src, strlen(src));
+  resolve_module(&c, m);
+  Graph g;
+  graph_init(&g, &c.arena, &c.diag);
+  cr_assert_eq(elaborate(&c, m, NULL, 0, true, &g), 0);
+  KernelPlan plan;
+  kernel_plan(&g, &plan);
+  cr_assert_eq(plan.n, 1);
+  Blob obj;
+  char err[256], so[64];
+  cr_assert_eq(codegen_host(&g, &plan, "x86-64-v3", &obj, err, sizeof err), 0, "%s", err);
+  snprintf(so, sizeof so, "build/test-gather-%d.so", (int)getpid());
+  cr_assert_eq(link_shared(&obj, so, err, sizeof err), 0, "%s", err);
+  free(obj.data);
+  void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+  cr_assert_not_null(lib);
+  unlink(so);
+  float table[6] = {1, 2, 3, 4, 5, 6}, out[8];
+  int32_t ids[4] = {0, 2, 7, 1};
+  char *bufs[3];
+  bufs[plan.slot[g.nodes[0]->id]] = (char *)table;
+  bufs[plan.slot[g.nodes[1]->id]] = (char *)ids;
+  bufs[plan.slot[plan.kernels[0].out->id]] = (char *)out;
+  int64_t ctx[3] = {1, 0, 0};
+  KernelFn f = (KernelFn)(uintptr_t)dlsym(lib, plan.kernels[0].name);
+  f(bufs, 0, 8, ctx);
+  cr_expect_eq(ctx[2], plan.kernels[0].out->id + 1);
+  cr_expect_float_eq(out[2], 5, 0);   // the rows that exist are right
+  cr_expect_float_eq(out[7], 4, 0);
+  dlclose(lib);
+  kernel_plan_free(&plan);
+  graph_free(&g);
+  compilation_free(&c);
+}
