@@ -241,7 +241,7 @@ static V emit_folded(Cg *c, const Node *n, V *idx) {
 }
 
 static V emit_value(Cg *c, const Node *n, V *idx) {
-  if (!node_is_folded(n)) return load_at(c, n, linearize(c, idx, &n->shape));
+  if (c->plan->slot[n->id] >= 0) return load_at(c, n, linearize(c, idx, &n->shape));
   return emit_folded(c, n, idx);
 }
 
@@ -644,6 +644,7 @@ static void emit_kernel(Cg *c, const Kernel *k) {
   case KK_CONV: v = kernel_conv(c, n, idx); break;
   case KK_POOL: v = kernel_pool(c, n, idx); break;
   case KK_GATHER: v = kernel_gather(c, n, idx); break;
+  case KK_COPY: v = emit_folded(c, n, idx); break;
   default: UNREACHABLE();
   }
   store_at(c, n, L.i, v);
@@ -659,9 +660,8 @@ static int fail_msg(char *err, size_t errlen, const char *what, char *llvm_msg) 
   return -1;
 }
 
-int codegen_host(const Graph *g, const KernelPlan *p, const char *cpu, Blob *object, char *err,
-                 size_t errlen) {
-  (void)g;
+int codegen_host(const KernelPlan *const *plans, int nplans, const char *cpu, Blob *object,
+                 char *err, size_t errlen) {
   memset(object, 0, sizeof *object);
   LLVMInitializeX86TargetInfo();
   LLVMInitializeX86Target();
@@ -687,7 +687,6 @@ int codegen_host(const Graph *g, const KernelPlan *p, const char *cpu, Blob *obj
   LLVMDisposeMessage(dl);
   LLVMDisposeTargetData(layout);
   c.b = LLVMCreateBuilderInContext(c.cx);
-  c.plan = p;
   c.i1 = LLVMInt1TypeInContext(c.cx);
   c.i8 = LLVMInt8TypeInContext(c.cx);
   c.i16 = LLVMInt16TypeInContext(c.cx);
@@ -698,7 +697,10 @@ int codegen_host(const Graph *g, const KernelPlan *p, const char *cpu, Blob *obj
   c.f16 = LLVMHalfTypeInContext(c.cx);
   c.bf16 = LLVMBFloatTypeInContext(c.cx);
   c.ptr = LLVMPointerTypeInContext(c.cx, 0);
-  for (int i = 0; i < p->n; i++) emit_kernel(&c, &p->kernels[i]);
+  for (int k = 0; k < nplans; k++) {
+    c.plan = plans[k];
+    for (int i = 0; i < plans[k]->n; i++) emit_kernel(&c, &plans[k]->kernels[i]);
+  }
   int rc = 0;
   if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &msg)) {
     rc = fail_msg(err, errlen, "internal error: invalid LLVM IR", msg);

@@ -560,12 +560,13 @@ const TensorEntry *tensorfile_find(const TensorEntry *t, int n, const char *name
 
 typedef enum {
   KK_POINTWISE, KK_REDUCE, KK_MATMUL, KK_CONV, KK_POOL, KK_GATHER, KK_RANDOM,
+  KK_COPY,               // a folded node that must be stored: an output, an update
 } KernelKind;
 
 typedef struct {
   KernelKind kind;
   Node *out;             // the node it computes
-  char name[64];         // symbol: k<id>_<op>
+  char name[64];         // symbol: <prefix>k<id>_<op>
 } Kernel;
 
 typedef struct {
@@ -578,7 +579,9 @@ typedef struct {
 
 // Views, CONST and IOTA: computed inside the loads of their consumers.
 bool node_is_folded(const Node *n);
-void kernel_plan(const Graph *g, KernelPlan *p);
+// Plans g's kernels, named with prefix ("" or "train_"). The graph's outputs
+// and update values are always stored, folded or not.
+void kernel_plan(const Graph *g, const char *prefix, KernelPlan *p);
 void kernel_plan_free(KernelPlan *p);
 
 // ---------------------------------------------------------------- codegen_host.c
@@ -596,8 +599,9 @@ typedef struct {
   size_t len;
 } Blob;
 
-int codegen_host(const Graph *g, const KernelPlan *p, const char *cpu, Blob *object, char *err,
-                 size_t errlen);
+// Compiles the kernels of nplans plans (one per entry point) into one object.
+int codegen_host(const KernelPlan *const *plans, int nplans, const char *cpu, Blob *object,
+                 char *err, size_t errlen);
 // Links an object into a shared library at path with the system's cc.
 int link_shared(const Blob *object, const char *path, char *err, size_t errlen);
 // Bytes per element of a dtype as kernels store it (bool as one byte).

@@ -25,14 +25,17 @@ static KernelKind kind_of(Op op) {
   }
 }
 
-void kernel_plan(const Graph *g, KernelPlan *p) {
+void kernel_plan(const Graph *g, const char *prefix, KernelPlan *p) {
   memset(p, 0, sizeof *p);
+  bool *keep = xcalloc((size_t)g->n + 1, sizeof *keep);   // must be stored
+  for (int i = 0; i < g->noutputs; i++) keep[g->outputs[i].node->id] = true;
+  for (int i = 0; i < g->nupdates; i++) keep[g->updates[i].value->id] = true;
   p->slot = xmalloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
   p->slot_node = xmalloc(sizeof(Node *) * (size_t)(g->n ? g->n : 1));
   p->kernels = xmalloc(sizeof(Kernel) * (size_t)(g->n ? g->n : 1));
   for (int i = 0; i < g->n; i++) {
     Node *n = g->nodes[i];
-    if (node_is_folded(n)) {
+    if (node_is_folded(n) && !keep[i]) {
       p->slot[i] = -1;
       continue;
     }
@@ -40,14 +43,15 @@ void kernel_plan(const Graph *g, KernelPlan *p) {
     p->slot_node[p->nslots++] = n;
     if (n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_STATE) continue;
     Kernel *k = &p->kernels[p->n++];
-    k->kind = kind_of(n->op);
+    k->kind = node_is_folded(n) ? KK_COPY : kind_of(n->op);
     k->out = n;
-    snprintf(k->name, sizeof k->name, "k%d_", n->id);
+    snprintf(k->name, sizeof k->name, "%sk%d_", prefix, n->id);
     size_t len = strlen(k->name);
     for (const char *c = op_name(n->op); *c && len + 1 < sizeof k->name; c++)
       k->name[len++] = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
     k->name[len] = '\0';
   }
+  free(keep);
 }
 
 void kernel_plan_free(KernelPlan *p) {

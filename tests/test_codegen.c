@@ -86,10 +86,11 @@ static void check_kernels(const char *what, const char *src, const Define *defs,
     cr_assert_eq(optim_append(&g, &cfg, 100), 0);
   }
   KernelPlan plan;
-  kernel_plan(&g, &plan);
+  kernel_plan(&g, "", &plan);
   Blob obj;
   char err[512], so[128];
-  cr_assert_eq(codegen_host(&g, &plan, NULL, &obj, err, sizeof err), 0, "%s", err);
+  const KernelPlan *plans[1] = {&plan};
+  cr_assert_eq(codegen_host(plans, 1, NULL, &obj, err, sizeof err), 0, "%s", err);
   snprintf(so, sizeof so, "build/test-kernels-%d.so", (int)getpid());
   cr_assert_eq(link_shared(&obj, so, err, sizeof err), 0, "%s", err);
   free(obj.data);
@@ -162,6 +163,14 @@ static void check_kernels(const char *what, const char *src, const Define *defs,
   compilation_free(&c);
 }
 
+static void check_example(const char *name, const Define *defs, int ndefs, Opts o) {
+  char path[64];
+  snprintf(path, sizeof path, "examples/%s.smelt", name);
+  char *src = slurp(path);
+  check_kernels(name, src, defs, ndefs, o);
+  free(src);
+}
+
 static void check(const char *what, const char *body, Opts o) {
   char src[4096];
   snprintf(src, sizeof src, "import \"nn\"\nmodel m {\n%s\n}\n", body);
@@ -232,18 +241,18 @@ TEST(codegen, gather_scatter_and_embedding_gradients) {
 }
 
 TEST(codegen, mlp_training_step) {
-  check_kernels("mlp", slurp("examples/mlp.smelt"),
+  check_example("mlp",
                 (Define[]){{"B", 3}, {"H", 5}}, 2, (Opts){.int_range = 10, .training = true});
 }
 
 TEST(codegen, gpt_training_step_with_dropout) {
-  check_kernels("gpt", slurp("examples/gpt.smelt"),
+  check_example("gpt",
                 (Define[]){{"B", 2}, {"T", 4}, {"V", 6}, {"C", 8}, {"L", 2}, {"H", 2}}, 6,
                 (Opts){.int_range = 6, .training = true});
 }
 
 TEST(codegen, lstm_training_step) {
-  check_kernels("lstm", slurp("examples/lstm.smelt"),
+  check_example("lstm",
                 (Define[]){{"B", 2}, {"T", 3}, {"V", 5}, {"E", 3}, {"H", 4}}, 5,
                 (Opts){.int_range = 5, .training = true});
 }
@@ -258,11 +267,12 @@ TEST(codegen, bad_gather_index_sets_the_error_word) {
   graph_init(&g, &c.arena, &c.diag);
   cr_assert_eq(elaborate(&c, m, NULL, 0, true, &g), 0);
   KernelPlan plan;
-  kernel_plan(&g, &plan);
+  kernel_plan(&g, "", &plan);
   cr_assert_eq(plan.n, 1);
   Blob obj;
   char err[256], so[64];
-  cr_assert_eq(codegen_host(&g, &plan, "x86-64-v3", &obj, err, sizeof err), 0, "%s", err);
+  const KernelPlan *plans[1] = {&plan};
+  cr_assert_eq(codegen_host(plans, 1, "x86-64-v3", &obj, err, sizeof err), 0, "%s", err);
   snprintf(so, sizeof so, "build/test-gather-%d.so", (int)getpid());
   cr_assert_eq(link_shared(&obj, so, err, sizeof err), 0, "%s", err);
   free(obj.data);

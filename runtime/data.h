@@ -1,0 +1,67 @@
+// data.h: the runtime's data loaders (internal to libsmeltrt and the smelt CLI).
+//
+// A Dataset is a table of samples held in memory as f32: IDX files (MNIST and
+// Fashion-MNIST, gzipped or not), CSV files of numbers, raw token files (u16 or
+// u32) and text (bytes as tokens). A Batcher draws batches from one or more
+// datasets of the same length, in a seeded shuffled order, and prepares the
+// next batch on a background thread while the caller uses the current one.
+// Every function reports failure by return value and a message; none exits.
+#ifndef SMELT_DATA_H
+#define SMELT_DATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+  int64_t n;             // number of samples
+  int ndim;              // dimensions of one sample (0 for a scalar label)
+  int64_t dims[8];
+  int64_t sample_size;   // values per sample: product of dims
+  float *values;         // n * sample_size values, row-major, already scaled (owned)
+} Dataset;
+
+// An IDX file (big-endian header: 0, 0, type code, ndim; dims; data), raw or
+// gzip-compressed (detected by its magic bytes; zlib is opened with dlopen).
+// Element types u8, i8, i16, i32, f32, f64. The first dimension is the sample
+// count; values are multiplied by scale.
+int data_load_idx(const char *path, double scale, Dataset *out, char *err, size_t errlen);
+
+// A CSV file of numbers: one sample per line, the same number of fields on
+// every line; a first line that does not parse as numbers is a header and is
+// skipped. Values are multiplied by scale.
+int data_load_csv(const char *path, double scale, Dataset *out, char *err, size_t errlen);
+
+// Token sequences: a raw file of little-endian u16 or u32 tokens (bytes_per_token
+// 2 or 4), or text (every byte a token, 0..255). For text, path may be a folder:
+// its regular files whose names have no '.' are read in name order and joined.
+// from and to (0 <= from < to <= 1) keep that fraction of the tokens.
+// The result is one long sequence: n = number of tokens, sample_size 1.
+int data_load_tokens(const char *path, int bytes_per_token, double from, double to, Dataset *out,
+                     char *err, size_t errlen);
+int data_load_text(const char *path, double from, double to, Dataset *out, char *err, size_t errlen);
+
+void data_free(Dataset *d);
+
+typedef struct Batcher Batcher;
+
+// Batches of `batch` samples from nsets datasets with the same n, shuffled by
+// seed (a new order each epoch, the same for the same seed and epoch), the last
+// partial batch dropped. For language models, window > 0 instead draws, from
+// the single token sequence sets[0], `batch` windows of window + 1 tokens at
+// shuffled positions (epoch = n / (batch * window) batches); the batch then has
+// two outputs: tokens [0, window) and tokens [1, window + 1).
+// Returns NULL with a message when the arguments cannot work.
+Batcher *batcher_new(Dataset *const *sets, int nsets, int64_t batch, int64_t window, uint64_t seed,
+                     bool shuffle, char *err, size_t errlen);
+// Batches per epoch.
+int64_t batcher_batches_per_epoch(const Batcher *b);
+// Fills out[k] (batch * sample_size floats, or batch * window for windows) for
+// each output k with the next batch, prepared in the background; returns the
+// epoch the batch belongs to (0-based). Starting at a given (epoch, batch)
+// position is possible with batcher_seek, so a resumed run sees the same data.
+int64_t batcher_next(Batcher *b, float *const *out);
+void batcher_seek(Batcher *b, int64_t epoch, int64_t batch_in_epoch);
+void batcher_free(Batcher *b);
+
+#endif

@@ -1,0 +1,95 @@
+// ingot.h: the ingot file format, the contract between compiler and runtime.
+//
+// Both sides include this header and nothing else defines the format;
+// docs/ingot.md describes it byte by byte. All integers are little-endian.
+//
+//   header            64 bytes, at offset 0
+//   section table     nsections records of 32 bytes, right after the header
+//   sections          each at an offset aligned to 64 bytes, with a CRC-32
+//
+// A reader checks the magic, the version, the file size, every section's
+// bounds, alignment and CRC, and every index and name inside the sections
+// before it uses any of it.
+#ifndef SMELT_INGOT_H
+#define SMELT_INGOT_H
+
+#include <stdint.h>
+
+#define INGOT_MAGIC "SMELTIGT"   // 8 bytes, no terminator
+#define INGOT_VERSION 1
+#define INGOT_ALIGN 64
+#define INGOT_MAX_DIMS 8
+
+typedef struct {
+  char magic[8];          // INGOT_MAGIC
+  uint32_t version;       // INGOT_VERSION
+  uint32_t nsections;
+  uint64_t file_size;     // the whole file, in bytes
+  uint32_t header_crc;    // CRC-32 of the section table
+  uint32_t reserved[9];   // zero
+} IngotHeader;            // 64 bytes
+
+enum {
+  SEC_META = 1,      // text: "key=value\n" lines (model, sizes, compiler, targets)
+  SEC_STRINGS = 2,   // names, each NUL-terminated; referenced by byte offset
+  SEC_TENSORS = 3,   // IngotTensor records
+  SEC_ENTRIES = 4,   // IngotEntry records
+  SEC_LAUNCHES = 5,  // IngotLaunch records, grouped by entry
+  SEC_SLOTS = 6,     // u32 tensor indices: each entry's kernel buffer slots
+  SEC_UPDATES = 7,   // IngotUpdate records, grouped by entry
+  SEC_HOST_CODE = 8, // an x86-64 ELF shared object holding every host kernel
+  SEC_WEIGHTS = 9,   // initial values of parameters and state, per IngotTensor.data_offset
+};
+
+typedef struct {
+  uint32_t kind;          // SEC_*
+  uint32_t flags;         // zero
+  uint64_t offset;        // from the start of the file, a multiple of INGOT_ALIGN
+  uint64_t size;          // bytes
+  uint32_t crc;           // CRC-32 (IEEE) of the section's bytes
+  uint32_t reserved;
+} IngotSection;           // 32 bytes
+
+enum {
+  ROLE_INPUT = 1,         // fed by the caller before each run
+  ROLE_OUTPUT = 2,        // read by the caller after a run
+  ROLE_PARAM = 3,         // persistent and trained; saved with checkpoints
+  ROLE_STATE = 4,         // persistent optimizer state; saved with checkpoints
+  ROLE_TEMP = 5,          // an intermediate of one entry, in the arena
+};
+
+typedef struct {
+  uint32_t name;          // offset into STRINGS ("fc1.w", "infer/%12" for temporaries)
+  uint32_t dtype;         // 0 f32, 1 f16, 2 bf16, 3 i32, 4 i64, 5 u8, 6 bool
+  uint32_t role;          // ROLE_*
+  uint32_t ndim;
+  int64_t dims[INGOT_MAX_DIMS];
+  uint64_t bytes;         // numel * element size
+  uint64_t arena_offset;  // ROLE_TEMP: offset in the entry's arena
+  uint64_t data_offset;   // ROLE_PARAM, ROLE_STATE: offset of the initial values in WEIGHTS
+} IngotTensor;            // 104 bytes
+
+typedef struct {
+  uint32_t name;          // "infer", "train_step"
+  uint32_t first_launch, nlaunches;   // into LAUNCHES
+  uint32_t first_slot, nslots;        // into SLOTS
+  uint32_t first_update, nupdates;    // into UPDATES
+  uint32_t loss;          // tensor index of the loss, or UINT32_MAX
+  uint64_t arena_bytes;   // the arena this entry needs
+} IngotEntry;             // 40 bytes
+
+typedef struct {
+  uint32_t symbol;        // offset into STRINGS: the kernel's name in HOST_CODE
+  uint32_t out;           // tensor index it writes
+  uint64_t count;         // output elements: the range [0, count) to split over threads
+} IngotLaunch;            // 16 bytes
+
+typedef struct {
+  uint32_t target;        // a ROLE_PARAM or ROLE_STATE tensor
+  uint32_t value;         // the tensor whose value it takes after the run
+} IngotUpdate;            // 8 bytes
+
+// CRC-32 (IEEE 802.3, reflected, as zlib's crc32) of n bytes.
+uint32_t smelt_crc32(const void *data, uint64_t n);
+
+#endif
