@@ -114,7 +114,7 @@ $(BUILD)/fuzz/obj/%.o: %.c compiler/compiler.h | $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -c $< -o $@
 
-$(BUILD)/fuzz/fuzz-parse: tests/fuzz/fuzz_parse.c $(FUZZ_OBJ)
+$(BUILD)/fuzz/fuzz-parse: tests/fuzz/fuzz_parse.c $(FUZZ_OBJ) $(RUNTIME_OBJ:$(BUILD)/obj/%=$(BUILD)/fuzz/obj/%)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LLVM_LIBS) -lm
 
 FUZZ_RUNS ?= 20000

@@ -366,7 +366,8 @@ Node **autodiff(Graph *g, Node *const *wrt, int nwrt);
 // ops. Optimizer state is STATE leaves named after their parameter
 // ("fc1.w.m", "fc1.w.v", "fc1.w.momentum") plus the step counter "step";
 // every write is a graph update. total_steps is the run's length (for the
-// cosine schedule). Adds the outputs "grad.NAME" for every parameter.
+// cosine schedule); 0 makes it a STATE "total_steps" for the trainer to set.
+// Adds the outputs "grad.NAME" for every parameter.
 // Returns 0, or -1 after reporting an error.
 struct TrainConfig;
 int optim_append(Graph *g, const struct TrainConfig *cfg, int64_t total_steps);
@@ -622,6 +623,14 @@ typedef struct {
 // caller). training selects the value of the constant `training`. Returns 0,
 // or -1 after reporting an error.
 int elaborate(Compilation *c, Module *m, const Define *defs, int ndefs, bool training, Graph *g);
+
+// ---------------------------------------------------------------- ingot_write.c
+// `smelt build`: elaborates m's model into its entries ("eval", and
+// "train_step" when it has a loss and a train block), compiles their kernels
+// for the host CPU cpu ("x86-64-v3", or NULL for this machine's) and writes
+// the ingot (runtime/ingot.h) at path, atomically. 0, or -1 after reporting.
+int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const char *cpu,
+                const char *path);
 
 // ---------------------------------------------------------------- driver.c
 // Resolves every module, then elaborates the model of each entry into its

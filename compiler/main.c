@@ -4,6 +4,7 @@
 //   smelt dump --stage=ast|graph|grad FILE  print a stage of the compiler
 //   smelt graph --dot FILE                  the op graph as Graphviz DOT
 //   smelt init FILE -o WEIGHTS              the initial parameters, as a tensor file
+//   smelt build FILE -o FILE.ingot          compile to an ingot
 //   smelt --version | help
 //
 // Exit status: 0 when every file is clean, 1 when any has an error, 2 when the
@@ -24,6 +25,9 @@ static void usage(FILE *out) {
         "                         of the forward pass), grad (the training step:\n"
         "                         forward, backward and optimizer)\n"
         "  graph --dot FILE       the op graph as Graphviz DOT, clustered by layer\n"
+        "  build FILE -o INGOT    compile the model's entry points into an ingot\n"
+        "      --cpu=NAME         the x86-64 CPU to compile for (default x86-64-v3;\n"
+        "                         native: this machine's)\n"
         "  init FILE -o WEIGHTS   write the initial parameters and optimizer state\n"
         "                         (docs/tensors.md)\n"
         "      --seed=N           the seed of the initializers (default 1)\n"
@@ -57,6 +61,7 @@ typedef struct {
   const char *output;
   uint64_t seed;
   bool params_only;
+  const char *cpu;
 } Options;
 
 // Parses "NAME=VALUE" into o->defs; returns false when malformed.
@@ -92,6 +97,7 @@ static int parse_options(int argc, char **argv, Options *o) {
     else if (strcmp(a, "-o") == 0 && i + 1 < argc) o->output = argv[++i];
     else if (strncmp(a, "--seed=", 7) == 0) o->seed = strtoull(a + 7, NULL, 10);
     else if (strcmp(a, "--params-only") == 0) o->params_only = true;
+    else if (strncmp(a, "--cpu=", 6) == 0) o->cpu = a + 6;
     else if (strcmp(a, "-D") == 0 || strncmp(a, "-D", 2) == 0) {
       const char *def = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
       if (!add_define(o, def)) return bad_usage("-D needs NAME=INTEGER, not '%s'", def);
@@ -163,6 +169,15 @@ static void print_summary(Compilation *c, Module *m, const Options *o) {
   graph_free(&g);
 }
 
+static void build_ingot(Compilation *c, Module *m, const Options *o) {
+  if (!m->model) {
+    diag_plain(&c->diag, "%s has no model to build", m->path);
+    return;
+  }
+  const char *cpu = !o->cpu ? "x86-64-v3" : !strcmp(o->cpu, "native") ? NULL : o->cpu;
+  ingot_build(c, m, o->defs, o->ndefs, cpu, o->output);
+}
+
 // Elaborates the model of m and prints its graph as text or DOT.
 static int print_graph(Compilation *c, Module *m, const Options *o) {
   Graph g;
@@ -185,8 +200,9 @@ static int run(const Options *o, const char *argv0) {
     return bad_usage("dump needs --stage=ast, graph or grad, not '%s'",
                      o->stage ? o->stage : "nothing");
   if (graph && !o->dot) return bad_usage("%s needs --dot", "graph");
-  bool init = strcmp(o->command, "init") == 0;
+  bool init = strcmp(o->command, "init") == 0, build = strcmp(o->command, "build") == 0;
   if (init && (!o->output || o->nfiles != 1)) return bad_usage("%s needs one model file and -o WEIGHTS", "init");
+  if (build && (!o->output || o->nfiles != 1)) return bad_usage("%s needs one model file and -o FILE.ingot", "build");
   if ((dump || graph) && o->nfiles != 1) return bad_usage("%s takes one model file", o->command);
   Compilation c;
   compilation_init(&c, stderr);
@@ -199,6 +215,7 @@ static int run(const Options *o, const char *argv0) {
       if (ast) dump_ast(stdout, mods[i]->ast);
       else if (gstage) print_graph(&c, mods[i], o);
       else if (init) write_init(&c, mods[i], o);
+      else if (build) build_ingot(&c, mods[i], o);
       else if (o->summary) print_summary(&c, mods[i], o);
     }
     errors = c.diag.errors;
@@ -222,8 +239,8 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "dump") != 0 &&
-      strcmp(argv[1], "graph") != 0 && strcmp(argv[1], "init") != 0)
-    return bad_usage("unknown command '%s'; this version has check, dump, graph and init", argv[1]);
+      strcmp(argv[1], "graph") != 0 && strcmp(argv[1], "init") != 0 && strcmp(argv[1], "build") != 0)
+    return bad_usage("unknown command '%s'; this version has check, dump, graph, init and build", argv[1]);
   Options o;
   int rc = parse_options(argc, argv, &o);
   if (rc == 0) rc = run(&o, argv[0]);

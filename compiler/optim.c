@@ -35,8 +35,11 @@ static Node *learning_rate(Graph *g, const TrainConfig *c, Node *t, int64_t tota
     Node *decays = g_unary(g, OP_FLOOR, dvd(g, sub(g, t, k(g, 1)), k(g, (double)(c->step_every ? c->step_every : 1))));
     lr = mul(g, k(g, c->lr), g_binary(g, OP_POW, k(g, c->gamma), decays));
   } else if (!strcmp(c->schedule, "cosine")) {
-    double span = (double)(total > c->warmup ? total - c->warmup : 1);
-    Node *p = dvd(g, sub(g, t, k(g, (double)c->warmup)), k(g, span));
+    // The run's length: a constant when known now, else a state the trainer
+    // sets from the data before the first step.
+    Node *span = total > 0 ? k(g, (double)(total > c->warmup ? total - c->warmup : 1))
+                           : g_binary(g, OP_MAX, sub(g, state(g, "total_steps", (Shape){0}), k(g, (double)c->warmup)), k(g, 1));
+    Node *p = dvd(g, sub(g, t, k(g, (double)c->warmup)), span);
     p = g_binary(g, OP_MIN, g_binary(g, OP_MAX, p, k(g, 0)), k(g, 1));
     Node *cosine = mul(g, k(g, 0.5), add(g, k(g, 1), g_unary(g, OP_COS, mul(g, p, k(g, M_PI)))));
     lr = add(g, k(g, c->min_lr), mul(g, k(g, c->lr - c->min_lr), cosine));

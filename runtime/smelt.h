@@ -1,15 +1,31 @@
 // smelt.h: the public C API of libsmeltrt, the smelt runtime.
 //
-// The runtime will open ingots (files written by `smelt build`) and run their
-// entry points on CUDA, HIP or the CPU. Today it provides only what the rest of
-// the project already relies on: the version and the status codes every later
-// call will return. Opening ingots and running them are not part of this
-// release; docs/runtime.md says what is planned and what exists.
+// An ingot (written by `smelt build`) holds a model's compiled kernels, the
+// schedule of each entry point ("eval", "train_step"), the tensor table and
+// the initial weights. The runtime opens it, creates a session on a device,
+// and runs entry points:
 //
-// Every public symbol starts with smelt_. The runtime never exits the process
-// and never prints on its own: functions return a status.
+//   smelt_ingot *ig;
+//   smelt_session *s;
+//   if (smelt_ingot_open("mlp.ingot", &ig) != SMELT_OK) die(smelt_last_error());
+//   if (smelt_session_new(ig, "auto", &s) != SMELT_OK) die(smelt_last_error());
+//   smelt_set_input(s, "train_step", "x", images, bytes);
+//   smelt_set_input(s, "train_step", "y", labels, bytes);
+//   smelt_run(s, "train_step");                     // forward, backward, update
+//   float loss;
+//   smelt_get_output(s, "train_step", "loss", &loss, sizeof loss);
+//   smelt_save(s, "mlp.ckpt");                      // parameters and optimizer state
+//   smelt_session_free(s);
+//   smelt_ingot_close(ig);
+//
+// Tensors are passed in their dtype's bytes, row-major. Every function returns
+// a status; on failure smelt_last_error() says why (per thread). The runtime
+// never exits and never prints. Every public symbol starts with smelt_.
 #ifndef SMELT_H
 #define SMELT_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -22,13 +38,53 @@ typedef enum {
   SMELT_ERR_FORMAT,
   SMELT_ERR_NO_DEVICE,
   SMELT_ERR_OUT_OF_MEMORY,
+  SMELT_ERR_RUNTIME,        // a kernel met a bad index, or similar
 } smelt_status;
+
+typedef struct smelt_ingot smelt_ingot;
+typedef struct smelt_session smelt_session;
 
 // The library's version, "MAJOR.MINOR.PATCH".
 const char *smelt_version(void);
-
 // A short English description of a status ("ok", "out of memory", ...).
 const char *smelt_status_string(smelt_status status);
+// Why the last call on this thread failed.
+const char *smelt_last_error(void);
+
+// Opens and validates an ingot: every section's bounds and checksum and every
+// index inside; a truncated, corrupt or foreign file is SMELT_ERR_FORMAT.
+smelt_status smelt_ingot_open(const char *path, smelt_ingot **out);
+void smelt_ingot_close(smelt_ingot *ig);
+// A META value ("model", "train.epochs", "data.train.x", ...) or NULL.
+const char *smelt_ingot_meta(const smelt_ingot *ig, const char *key);
+
+// A session on a device: "cpu", "cuda", "hip" or "auto" (CUDA, then HIP, then
+// the CPU). threads: CPU worker threads, 0 for one per core.
+smelt_status smelt_session_new(const smelt_ingot *ig, const char *device, int threads,
+                               smelt_session **out);
+void smelt_session_free(smelt_session *s);
+// The device the session runs on ("cpu").
+const char *smelt_session_device(const smelt_session *s);
+
+// Copies bytes into input `name` of an entry; bytes must equal its size.
+smelt_status smelt_set_input(smelt_session *s, const char *entry, const char *name,
+                             const void *data, size_t bytes);
+// Runs an entry point once. seed and step key the random ops (dropout).
+smelt_status smelt_run(smelt_session *s, const char *entry, uint64_t seed, uint64_t step);
+// Copies output `name` of the last run of an entry.
+smelt_status smelt_get_output(smelt_session *s, const char *entry, const char *name, void *data,
+                              size_t bytes);
+// Reads or writes a parameter or a piece of optimizer state by name.
+smelt_status smelt_get_tensor(smelt_session *s, const char *name, void *data, size_t bytes);
+smelt_status smelt_set_tensor(smelt_session *s, const char *name, const void *data, size_t bytes);
+// Size in bytes of a tensor: a parameter or state ("fc1.w"), or an entry's
+// input or output ("train_step/x"); 0 when there is none.
+size_t smelt_tensor_bytes(const smelt_session *s, const char *name);
+
+// Saves every parameter and piece of optimizer state (a tensor file, written
+// to a temporary file, flushed and renamed over path) and loads them back.
+smelt_status smelt_save(smelt_session *s, const char *path);
+smelt_status smelt_load(smelt_session *s, const char *path);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@ const char *smelt_status_string(smelt_status status) {
   case SMELT_ERR_FORMAT: return "malformed or foreign file";
   case SMELT_ERR_NO_DEVICE: return "device not available";
   case SMELT_ERR_OUT_OF_MEMORY: return "out of memory";
+  case SMELT_ERR_RUNTIME: return "run-time error";
   }
   return "unknown status";
 }

@@ -1,0 +1,279 @@
+// ingot_write.c: `smelt build`: a model file to one ingot (runtime/ingot.h).
+//
+// Entry points: "eval" (the forward graph with training = false: outputs and,
+// when the model has one, the loss) and, for a model with a loss and a train
+// block, "train_step" (forward, backward and optimizer, training = true).
+// Every kernel of every entry is compiled into one host shared object. Each
+// entry's inputs, outputs and temporaries live in its own arena at fixed
+// offsets (no reuse yet: memory planning comes with the optimization passes);
+// parameters and optimizer state are shared by name across entries and start
+// from the initial values in WEIGHTS.
+#include "compiler.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ingot.h"
+
+typedef struct {
+  char *data;
+  size_t len, cap;
+} Buf;
+
+static void buf_put(Buf *b, const void *p, size_t n) {
+  if (b->len + n > b->cap) {
+    b->cap = (b->len + n) * 2 + 256;
+    b->data = xrealloc(b->data, b->cap);
+  }
+  if (n) memcpy(b->data + b->len, p, n);
+  b->len += n;
+}
+
+static uint32_t str_add(Buf *strings, const char *s) {
+  uint32_t at = (uint32_t)strings->len;
+  buf_put(strings, s, strlen(s) + 1);
+  return at;
+}
+
+typedef struct {
+  Compilation *c;
+  Buf strings, tensors, entries, launches, slots, updates, weights, meta;
+  const char **tnames;   // by tensor index
+  int ntensors, cap;
+  uint64_t seed;
+} Writer;
+
+static int tensor_find(Writer *w, const char *name) {
+  for (int i = 0; i < w->ntensors; i++)
+    if (!strcmp(w->tnames[i], name)) return i;
+  return -1;
+}
+
+static int tensor_add(Writer *w, const char *name, const Node *n, uint32_t role, uint64_t arena_offset) {
+  IngotTensor t = {0};
+  t.name = str_add(&w->strings, name);
+  t.dtype = (uint32_t)n->dtype;
+  t.role = role;
+  t.ndim = (uint32_t)n->shape.ndim;
+  for (int d = 0; d < n->shape.ndim; d++) t.dims[d] = n->shape.d[d];
+  int64_t cnt = shape_numel(&n->shape);
+  t.bytes = (uint64_t)cnt * (uint64_t)dtype_size(n->dtype);
+  t.arena_offset = arena_offset;
+  if (role == ROLE_PARAM || role == ROLE_STATE) {   // initial values, in the tensor's dtype
+    while (w->weights.len % INGOT_ALIGN) buf_put(&w->weights, "", 1);
+    t.data_offset = w->weights.len;
+    double *v = xmalloc(sizeof(double) * (size_t)(cnt ? cnt : 1));
+    init_fill(n, w->seed, v);
+    for (int64_t i = 0; i < cnt; i++) {
+      char bytes[8];
+      switch (n->dtype) {
+      case DT_F32: { float f = (float)v[i]; memcpy(bytes, &f, 4); break; }
+      case DT_F16: { _Float16 h = (_Float16)v[i]; memcpy(bytes, &h, 2); break; }
+      case DT_BF16: {
+        float f = (float)dtype_round(DT_BF16, v[i]);
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        uint16_t hi = (uint16_t)(u >> 16);
+        memcpy(bytes, &hi, 2);
+        break;
+      }
+      default: UNREACHABLE();   // parameters and state are floating point
+      }
+      buf_put(&w->weights, bytes, (size_t)dtype_size(n->dtype));
+    }
+    free(v);
+  }
+  buf_put(&w->tensors, &t, sizeof t);
+  if (w->ntensors == w->cap) {
+    w->cap = w->cap ? 2 * w->cap : 64;
+    w->tnames = xrealloc(w->tnames, sizeof *w->tnames * (size_t)w->cap);
+  }
+  w->tnames[w->ntensors] = name;
+  return w->ntensors++;
+}
+
+static const char *output_name(const Graph *g, const Node *n) {
+  for (int i = 0; i < g->noutputs; i++)
+    if (g->outputs[i].node == n) return g->outputs[i].name;
+  return NULL;
+}
+
+// Adds one entry: its tensors, launches, slots and updates.
+static void add_entry(Writer *w, const char *entry, const Graph *g, const KernelPlan *p) {
+  IngotEntry e = {0};
+  e.name = str_add(&w->strings, entry);
+  e.first_slot = (uint32_t)(w->slots.len / 4);
+  e.first_launch = (uint32_t)(w->launches.len / sizeof(IngotLaunch));
+  e.first_update = (uint32_t)(w->updates.len / sizeof(IngotUpdate));
+  e.loss = UINT32_MAX;
+  uint64_t arena = 0;
+  int *tensor_of = xmalloc(sizeof(int) * (size_t)(p->nslots ? p->nslots : 1));
+  for (int s = 0; s < p->nslots; s++) {
+    Node *n = p->slot_node[s];
+    int t;
+    if (n->op == OP_PARAM || n->op == OP_STATE) {
+      t = tensor_find(w, n->name);
+      if (t < 0) t = tensor_add(w, n->name, n, n->op == OP_PARAM ? ROLE_PARAM : ROLE_STATE, 0);
+    } else {
+      const char *out = output_name(g, n);
+      uint32_t role = n->op == OP_INPUT ? ROLE_INPUT : out ? ROLE_OUTPUT : ROLE_TEMP;
+      const char *name = n->op == OP_INPUT ? n->name : out;
+      name = name ? arena_printf(&w->c->arena, "%s/%s", entry, name)
+                  : arena_printf(&w->c->arena, "%s/%%%d", entry, n->id);
+      t = tensor_add(w, name, n, role, arena);
+      uint64_t bytes = (uint64_t)shape_numel(&n->shape) * (uint64_t)dtype_size(n->dtype);
+      arena += (bytes + INGOT_ALIGN - 1) / INGOT_ALIGN * INGOT_ALIGN;
+      if (n == g->loss) e.loss = (uint32_t)t;
+    }
+    tensor_of[s] = t;
+    uint32_t u = (uint32_t)t;
+    buf_put(&w->slots, &u, 4);
+  }
+  for (int k = 0; k < p->n; k++) {
+    IngotLaunch l = {str_add(&w->strings, p->kernels[k].name), (uint32_t)tensor_of[p->slot[p->kernels[k].out->id]],
+                     (uint64_t)shape_numel(&p->kernels[k].out->shape)};
+    buf_put(&w->launches, &l, sizeof l);
+  }
+  for (int u = 0; u < g->nupdates; u++) {
+    IngotUpdate up = {(uint32_t)tensor_of[p->slot[g->updates[u].target->id]],
+                      (uint32_t)tensor_of[p->slot[g->updates[u].value->id]]};
+    buf_put(&w->updates, &up, sizeof up);
+  }
+  e.nslots = (uint32_t)p->nslots;
+  e.nlaunches = (uint32_t)p->n;
+  e.nupdates = (uint32_t)g->nupdates;
+  e.arena_bytes = arena;
+  buf_put(&w->entries, &e, sizeof e);
+  free(tensor_of);
+}
+
+static void meta_line(Writer *w, const char *key, const char *value) {
+  buf_put(&w->meta, key, strlen(key));
+  buf_put(&w->meta, "=", 1);
+  buf_put(&w->meta, value, strlen(value));
+  buf_put(&w->meta, "\n", 1);
+}
+
+static void meta_train(Writer *w, const Module *m) {
+  const TrainConfig *t = m->train;
+  Arena *a = &w->c->arena;
+  meta_line(w, "train.optimizer", t->optimizer);
+  if (t->epochs) meta_line(w, "train.epochs", arena_printf(a, "%lld", (long long)t->epochs));
+  if (t->steps) meta_line(w, "train.steps", arena_printf(a, "%lld", (long long)t->steps));
+  if (t->batch) meta_line(w, "train.batch", arena_printf(a, "%lld", (long long)t->batch));
+  meta_line(w, "train.seed", arena_printf(a, "%lld", (long long)t->seed));
+  if (t->checkpoint_every)
+    meta_line(w, "train.checkpoint_every", arena_printf(a, "%lld", (long long)t->checkpoint_every));
+  for (int i = 0; i < t->ndata; i++) {
+    const DataSource *d = &t->data[i];
+    // data.<split>.<input>[,<input>] = <source>:<scale>:<from>:<to>:<dtype>:<path>
+    const char *path = d->path;
+    if (path && path[0] != '/') path = arena_printf(a, "%s/%s", m->dir, path);
+    meta_line(w, arena_printf(a, "data.%s.%s%s%s", d->split, d->inputs[0], d->ninputs > 1 ? "," : "",
+                              d->ninputs > 1 ? d->inputs[1] : ""),
+              arena_printf(a, "%s:%.17g:%.17g:%.17g:%s:%s", d->source, d->scale, d->from, d->to,
+                           d->dtype ? d->dtype : "-", path ? path : ""));
+  }
+}
+
+// Writes sections into one file at path, atomically.
+static int write_file(const char *path, Buf *const *secs, const uint32_t *kinds, int n, char *err, size_t errlen) {
+  IngotHeader h = {0};
+  memcpy(h.magic, INGOT_MAGIC, 8);
+  h.version = INGOT_VERSION;
+  h.nsections = (uint32_t)n;
+  IngotSection table[16] = {{0}};
+  uint64_t at = sizeof h + sizeof(IngotSection) * (uint64_t)n;
+  for (int i = 0; i < n; i++) {
+    at = (at + INGOT_ALIGN - 1) / INGOT_ALIGN * INGOT_ALIGN;
+    table[i] = (IngotSection){kinds[i], 0, at, secs[i]->len, smelt_crc32(secs[i]->data, secs[i]->len), 0};
+    at += secs[i]->len;
+  }
+  h.file_size = at;
+  h.header_crc = smelt_crc32(table, sizeof(IngotSection) * (uint64_t)n);
+  size_t plen = strlen(path) + 16;
+  char *tmp = xmalloc(plen);
+  snprintf(tmp, plen, "%s.tmp%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "wb");
+  bool ok = f != NULL;
+  if (ok) ok = fwrite(&h, sizeof h, 1, f) == 1 && fwrite(table, sizeof(IngotSection), (size_t)n, f) == (size_t)n;
+  uint64_t pos = sizeof h + sizeof(IngotSection) * (uint64_t)n;
+  for (int i = 0; i < n && ok; i++) {
+    static const char zeros[INGOT_ALIGN];
+    ok = fwrite(zeros, 1, (size_t)(table[i].offset - pos), f) == table[i].offset - pos &&
+         fwrite(secs[i]->data, 1, secs[i]->len, f) == secs[i]->len;
+    pos = table[i].offset + secs[i]->len;
+  }
+  if (f) ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
+  if (f) ok = fclose(f) == 0 && ok;
+  if (!ok || rename(tmp, path) != 0) {
+    snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+    unlink(tmp);
+    free(tmp);
+    return -1;
+  }
+  free(tmp);
+  return 0;
+}
+
+int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const char *cpu, const char *path) {
+  Writer w = {.c = c, .seed = m->train && m->train->seed ? (uint64_t)m->train->seed : 1};
+  Graph ge, gt;
+  graph_init(&ge, &c->arena, &c->diag);
+  graph_init(&gt, &c->arena, &c->diag);
+  bool train = false;
+  int rc = elaborate(c, m, defs, ndefs, false, &ge);
+  if (rc == 0 && m->train && ge.loss) {
+    train = true;
+    rc = elaborate(c, m, defs, ndefs, true, &gt);
+    if (rc == 0) rc = optim_append(&gt, m->train, m->train->steps);
+  }
+  KernelPlan pe = {0}, pt = {0};
+  if (rc == 0) {
+    kernel_plan(&ge, "eval_", &pe);
+    if (train) kernel_plan(&gt, "train_", &pt);
+    // parameters first, in the train graph's order, so both entries share them
+    if (train) add_entry(&w, "train_step", &gt, &pt);
+    add_entry(&w, "eval", &ge, &pe);
+    const KernelPlan *plans[2] = {&pe, &pt};
+    Blob obj = {0};
+    char err[1024];
+    rc = codegen_host(plans, train ? 2 : 1, cpu, &obj, err, sizeof err);
+    Buf code = {0};
+    if (rc == 0) {
+      char so[64];
+      snprintf(so, sizeof so, "/tmp/smelt-build-%ld.so", (long)getpid());
+      rc = link_shared(&obj, so, err, sizeof err);
+      size_t len = 0;
+      char *bytes = rc == 0 ? file_read(so, &len) : NULL;
+      unlink(so);
+      if (rc == 0 && !bytes) rc = -1, snprintf(err, sizeof err, "cannot read the linked code back");
+      if (bytes) buf_put(&code, bytes, len), free(bytes);
+    }
+    free(obj.data);
+    if (rc == 0) {
+      Arena *a = &c->arena;
+      meta_line(&w, "model", m->model->name);
+      meta_line(&w, "source", m->path);
+      meta_line(&w, "compiler", "smelt " SMELT_VERSION);
+      meta_line(&w, "target", arena_printf(a, "host:%s", cpu ? cpu : "native"));
+      for (int i = 0; i < ndefs; i++) meta_line(&w, arena_printf(a, "size.%s", defs[i].name), arena_printf(a, "%lld", (long long)defs[i].value));
+      if (train) meta_train(&w, m);
+      Buf *secs[] = {&w.meta, &w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &code, &w.weights};
+      uint32_t kinds[] = {SEC_META, SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES, SEC_LAUNCHES, SEC_SLOTS, SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS};
+      rc = write_file(path, secs, kinds, 9, err, sizeof err);
+    }
+    if (rc) diag_plain(&c->diag, "%s", err);
+    free(code.data);
+  }
+  kernel_plan_free(&pe);
+  kernel_plan_free(&pt);
+  graph_free(&ge);
+  graph_free(&gt);
+  Buf *all[] = {&w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &w.weights, &w.meta};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->data);
+  free(w.tnames);
+  return rc;
+}

@@ -1,0 +1,185 @@
+// cpu.c: the CPU device.
+//
+// Code: the ingot's host shared object is written to an anonymous in-memory
+// file (memfd) and loaded with dlopen through /proc/self/fd, so nothing is
+// left on disk. Launches: the output range [0, count) is cut into chunks that
+// a fixed pool of worker threads and the calling thread take in turn; each
+// thread has its own error word, merged after the launch.
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "runtime.h"
+
+#define MAX_THREADS 256
+#define MIN_CHUNK 1024   // elements; smaller launches run on the calling thread
+
+typedef struct {
+  void *lib;
+  pthread_t workers[MAX_THREADS];
+  int nworkers;
+  pthread_mutex_t lock;
+  pthread_cond_t work, done;
+  // the launch in progress, guarded by lock
+  KernelFn fn;
+  char **bufs;
+  int64_t count, chunk, next, finished, nchunks;
+  uint64_t seed, step;
+  int64_t error;
+  uint64_t generation;   // bumped per launch so sleeping workers see new work
+  bool quit;
+} Cpu;
+
+// Takes chunks of the current launch until none is left.
+static void run_chunks(Cpu *c) {
+  int64_t ctx[3] = {(int64_t)c->seed, (int64_t)c->step, 0};
+  for (;;) {
+    pthread_mutex_lock(&c->lock);
+    int64_t k = c->next < c->nchunks ? c->next++ : -1;
+    KernelFn fn = c->fn;
+    char **bufs = c->bufs;
+    int64_t chunk = c->chunk, count = c->count;
+    pthread_mutex_unlock(&c->lock);
+    if (k < 0) break;
+    int64_t begin = k * chunk, end = begin + chunk < count ? begin + chunk : count;
+    fn(bufs, begin, end, ctx);
+    pthread_mutex_lock(&c->lock);
+    if (ctx[2] && !c->error) c->error = ctx[2];
+    if (++c->finished == c->nchunks) pthread_cond_broadcast(&c->done);
+    pthread_mutex_unlock(&c->lock);
+  }
+}
+
+static void *worker(void *arg) {
+  Cpu *c = arg;
+  uint64_t seen = 0;
+  pthread_mutex_lock(&c->lock);
+  for (;;) {
+    while (!c->quit && c->generation == seen) pthread_cond_wait(&c->work, &c->lock);
+    if (c->quit) break;
+    seen = c->generation;
+    pthread_mutex_unlock(&c->lock);
+    run_chunks(c);
+    pthread_mutex_lock(&c->lock);
+  }
+  pthread_mutex_unlock(&c->lock);
+  return NULL;
+}
+
+static int64_t cpu_launch(Device *d, void *fn, char **bufs, int64_t count, uint64_t seed, uint64_t step) {
+  Cpu *c = d->impl;
+  if (count <= 0) return 0;
+  if (c->nworkers == 0 || count < 2 * MIN_CHUNK) {
+    int64_t ctx[3] = {(int64_t)seed, (int64_t)step, 0};
+    ((KernelFn)fn)(bufs, 0, count, ctx);
+    return ctx[2];
+  }
+  int64_t parts = (int64_t)(c->nworkers + 1) * 4;
+  int64_t chunk = (count + parts - 1) / parts;
+  if (chunk < MIN_CHUNK) chunk = MIN_CHUNK;
+  pthread_mutex_lock(&c->lock);
+  c->fn = (KernelFn)fn;
+  c->bufs = bufs;
+  c->count = count;
+  c->chunk = chunk;
+  c->nchunks = (count + chunk - 1) / chunk;
+  c->next = c->finished = 0;
+  c->seed = seed;
+  c->step = step;
+  c->error = 0;
+  c->generation++;
+  pthread_cond_broadcast(&c->work);
+  pthread_mutex_unlock(&c->lock);
+  run_chunks(c);
+  pthread_mutex_lock(&c->lock);
+  while (c->finished < c->nchunks) pthread_cond_wait(&c->done, &c->lock);
+  int64_t err = c->error;
+  pthread_mutex_unlock(&c->lock);
+  return err;
+}
+
+static smelt_status cpu_load_code(Device *d, const void *code, size_t size) {
+  Cpu *c = d->impl;
+  int fd = memfd_create("smelt-kernels", MFD_CLOEXEC);
+  if (fd < 0) return rt_fail(SMELT_ERR_IO, "cannot create an in-memory file for the kernels");
+  const char *p = code;
+  for (size_t done = 0; done < size;) {
+    ssize_t n = write(fd, p + done, size - done);
+    if (n <= 0) {
+      close(fd);
+      return rt_fail(SMELT_ERR_IO, "cannot write the kernels to memory");
+    }
+    done += (size_t)n;
+  }
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  c->lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  close(fd);
+  if (!c->lib) return rt_fail(SMELT_ERR_FORMAT, "cannot load the ingot's host code: %s", dlerror());
+  return SMELT_OK;
+}
+
+static void *cpu_symbol(Device *d, const char *name) {
+  Cpu *c = d->impl;
+  return c->lib ? dlsym(c->lib, name) : NULL;
+}
+
+static void *cpu_alloc(Device *d, size_t bytes) {
+  (void)d;
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes ? bytes : 64)) return NULL;
+  memset(p, 0, bytes);
+  return p;
+}
+
+static void cpu_free(Device *d, void *p) {
+  (void)d;
+  free(p);
+}
+
+static void cpu_destroy(Device *d) {
+  Cpu *c = d->impl;
+  pthread_mutex_lock(&c->lock);
+  c->quit = true;
+  pthread_cond_broadcast(&c->work);
+  pthread_mutex_unlock(&c->lock);
+  for (int i = 0; i < c->nworkers; i++) pthread_join(c->workers[i], NULL);
+  pthread_mutex_destroy(&c->lock);
+  pthread_cond_destroy(&c->work);
+  pthread_cond_destroy(&c->done);
+  if (c->lib) dlclose(c->lib);
+  free(c);
+  free(d);
+}
+
+smelt_status cpu_device_new(int threads, Device **out) {
+  *out = NULL;
+  if (threads <= 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = n > 0 ? (int)n : 1;
+  }
+  if (threads > MAX_THREADS) threads = MAX_THREADS;
+  Device *d = calloc(1, sizeof *d);
+  Cpu *c = calloc(1, sizeof *c);
+  if (!d || !c) {
+    free(d);
+    free(c);
+    return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory creating the CPU device");
+  }
+  *d = (Device){.name = "cpu", .load_code = cpu_load_code, .symbol = cpu_symbol, .alloc = cpu_alloc,
+                .free = cpu_free, .launch = cpu_launch, .destroy = cpu_destroy, .impl = c};
+  pthread_mutex_init(&c->lock, NULL);
+  pthread_cond_init(&c->work, NULL);
+  pthread_cond_init(&c->done, NULL);
+  for (int i = 0; i < threads - 1; i++) {   // the calling thread is the last worker
+    if (pthread_create(&c->workers[i], NULL, worker, c) != 0) break;
+    c->nworkers++;
+  }
+  *out = d;
+  return SMELT_OK;
+}

@@ -1,0 +1,316 @@
+// session.c: running an ingot's entry points on a device.
+//
+// A session owns the persistent region (parameters and optimizer state,
+// initialized from the ingot's WEIGHTS) and one arena per entry (its inputs,
+// outputs and temporaries at the offsets the compiler chose). Running an entry
+// launches its kernels in order with the buffer table the compiler laid out,
+// then applies its updates (each persistent tensor takes its new value).
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime.h"
+
+struct smelt_session {
+  const smelt_ingot *ig;
+  Device *dev;
+  char **persist;       // by tensor index: PARAM and STATE storage, else NULL
+  char **arena;         // by entry index
+  char ***bufs;         // by entry index: the kernels' buffer table, by slot
+  void ***fns;          // by entry index: kernel entry points, by launch
+};
+
+static uint32_t entry_index(const smelt_ingot *ig, const IngotEntry *e) { return (uint32_t)(e - ig->entries); }
+
+// A tensor's storage in this session: persistent, or in its entry's arena.
+static char *tensor_ptr(smelt_session *s, uint32_t t, const IngotEntry *e) {
+  const IngotTensor *tt = &s->ig->tensors[t];
+  if (tt->role == ROLE_PARAM || tt->role == ROLE_STATE) return s->persist[t];
+  return s->arena[entry_index(s->ig, e)] + tt->arena_offset;
+}
+
+// Opens the device a name asks for. Only the CPU device exists in this
+// release; the GPU names give a clear error that says what is missing.
+static smelt_status open_device(const char *name, int threads, Device **out) {
+  if (!name || !strcmp(name, "cpu") || !strcmp(name, "auto")) return cpu_device_new(threads, out);
+  if (!strcmp(name, "cuda") || !strncmp(name, "cuda:", 5)) {
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return rt_fail(SMELT_ERR_NO_DEVICE, "no CUDA driver: libcuda.so.1 cannot be loaded");
+    dlclose(lib);
+    return rt_fail(SMELT_ERR_NO_DEVICE, "this runtime has no CUDA device yet; use --device cpu");
+  }
+  if (!strcmp(name, "hip") || !strncmp(name, "hip:", 4)) {
+    const char *libs[] = {"libamdhip64.so", "libamdhip64.so.7", "libamdhip64.so.6", "libamdhip64.so.5"};
+    for (size_t i = 0; i < 4; i++) {
+      void *lib = dlopen(libs[i], RTLD_NOW | RTLD_LOCAL);
+      if (lib) {
+        dlclose(lib);
+        return rt_fail(SMELT_ERR_NO_DEVICE, "this runtime has no HIP device yet; use --device cpu");
+      }
+    }
+    return rt_fail(SMELT_ERR_NO_DEVICE, "no HIP runtime: libamdhip64.so cannot be loaded");
+  }
+  return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "unknown device '%s' (cpu, cuda, hip or auto)", name);
+}
+
+smelt_status smelt_session_new(const smelt_ingot *ig, const char *device, int threads, smelt_session **out) {
+  *out = NULL;
+  if (!ig) return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "no ingot");
+  smelt_session *s = calloc(1, sizeof *s);
+  if (!s) return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+  s->ig = ig;
+  smelt_status st = open_device(device, threads, &s->dev);
+  if (st != SMELT_OK) {
+    free(s);
+    return st;
+  }
+  uint64_t code_size;
+  const void *code = ingot_section(ig, SEC_HOST_CODE, &code_size);
+  st = s->dev->load_code(s->dev, code, code_size);
+  s->persist = calloc(ig->ntensors ? ig->ntensors : 1, sizeof *s->persist);
+  s->arena = calloc(ig->nentries ? ig->nentries : 1, sizeof *s->arena);
+  s->bufs = calloc(ig->nentries ? ig->nentries : 1, sizeof *s->bufs);
+  s->fns = calloc(ig->nentries ? ig->nentries : 1, sizeof *s->fns);
+  if (st == SMELT_OK && (!s->persist || !s->arena || !s->bufs || !s->fns))
+    st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+  const char *weights = ingot_section(ig, SEC_WEIGHTS, NULL);
+  for (uint32_t t = 0; t < ig->ntensors && st == SMELT_OK; t++) {
+    const IngotTensor *tt = &ig->tensors[t];
+    if (tt->role != ROLE_PARAM && tt->role != ROLE_STATE) continue;
+    s->persist[t] = s->dev->alloc(s->dev, tt->bytes);
+    if (!s->persist[t]) st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory for '%s' (%llu bytes)",
+                                     ingot_str(ig, tt->name), (unsigned long long)tt->bytes);
+    else memcpy(s->persist[t], weights + tt->data_offset, tt->bytes);
+  }
+  for (uint32_t i = 0; i < ig->nentries && st == SMELT_OK; i++) {
+    const IngotEntry *e = &ig->entries[i];
+    s->arena[i] = s->dev->alloc(s->dev, e->arena_bytes);
+    s->bufs[i] = calloc(e->nslots ? e->nslots : 1, sizeof(char *));
+    s->fns[i] = calloc(e->nlaunches ? e->nlaunches : 1, sizeof(void *));
+    if (!s->arena[i] || !s->bufs[i] || !s->fns[i]) {
+      st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory for the arena of '%s' (%llu bytes)",
+                   ingot_str(ig, e->name), (unsigned long long)e->arena_bytes);
+      break;
+    }
+    for (uint32_t k = 0; k < e->nslots; k++) s->bufs[i][k] = tensor_ptr(s, ig->slots[e->first_slot + k], e);
+    for (uint32_t k = 0; k < e->nlaunches && st == SMELT_OK; k++) {
+      const char *sym = ingot_str(ig, ig->launches[e->first_launch + k].symbol);
+      s->fns[i][k] = s->dev->symbol(s->dev, sym);
+      if (!s->fns[i][k]) st = rt_fail(SMELT_ERR_FORMAT, "the ingot's code has no kernel '%s'", sym);
+    }
+  }
+  if (st != SMELT_OK) {
+    smelt_session_free(s);
+    return st;
+  }
+  *out = s;
+  return SMELT_OK;
+}
+
+void smelt_session_free(smelt_session *s) {
+  if (!s) return;
+  const smelt_ingot *ig = s->ig;
+  for (uint32_t t = 0; s->persist && t < ig->ntensors; t++)
+    if (s->persist[t]) s->dev->free(s->dev, s->persist[t]);
+  for (uint32_t i = 0; i < ig->nentries; i++) {
+    if (s->arena && s->arena[i]) s->dev->free(s->dev, s->arena[i]);
+    if (s->bufs) free(s->bufs[i]);
+    if (s->fns) free(s->fns[i]);
+  }
+  free(s->persist);
+  free(s->arena);
+  free(s->bufs);
+  free(s->fns);
+  if (s->dev) s->dev->destroy(s->dev);
+  free(s);
+}
+
+const char *smelt_session_device(const smelt_session *s) { return s->dev->name; }
+
+// The tensor "entry/name" of an entry, with its expected role.
+static smelt_status find_io(smelt_session *s, const char *entry, const char *name, uint32_t role,
+                            const IngotEntry **e, uint32_t *t) {
+  *e = ingot_entry(s->ig, entry);
+  if (!*e) return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "the ingot has no entry point '%s'", entry);
+  char full[512];
+  snprintf(full, sizeof full, "%s/%s", entry, name);
+  int64_t i = ingot_tensor(s->ig, full);
+  if (i < 0 || s->ig->tensors[i].role != role)
+    return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "entry '%s' has no %s named '%s'", entry,
+                   role == ROLE_INPUT ? "input" : "output", name);
+  *t = (uint32_t)i;
+  return SMELT_OK;
+}
+
+smelt_status smelt_set_input(smelt_session *s, const char *entry, const char *name, const void *data, size_t bytes) {
+  const IngotEntry *e;
+  uint32_t t;
+  smelt_status st = find_io(s, entry, name, ROLE_INPUT, &e, &t);
+  if (st != SMELT_OK) return st;
+  if (bytes != s->ig->tensors[t].bytes)
+    return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "input '%s' of '%s' takes %llu bytes, not %zu", name, entry,
+                   (unsigned long long)s->ig->tensors[t].bytes, bytes);
+  memcpy(tensor_ptr(s, t, e), data, bytes);
+  return SMELT_OK;
+}
+
+smelt_status smelt_get_output(smelt_session *s, const char *entry, const char *name, void *data, size_t bytes) {
+  const IngotEntry *e;
+  uint32_t t;
+  smelt_status st = find_io(s, entry, name, ROLE_OUTPUT, &e, &t);
+  if (st != SMELT_OK) return st;
+  if (bytes != s->ig->tensors[t].bytes)
+    return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "output '%s' of '%s' has %llu bytes, not %zu", name, entry,
+                   (unsigned long long)s->ig->tensors[t].bytes, bytes);
+  memcpy(data, tensor_ptr(s, t, e), bytes);
+  return SMELT_OK;
+}
+
+smelt_status smelt_run(smelt_session *s, const char *entry, uint64_t seed, uint64_t step) {
+  const smelt_ingot *ig = s->ig;
+  const IngotEntry *e = ingot_entry(ig, entry);
+  if (!e) return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "the ingot has no entry point '%s'", entry);
+  uint32_t ei = entry_index(ig, e);
+  for (uint32_t k = 0; k < e->nlaunches; k++) {
+    const IngotLaunch *l = &ig->launches[e->first_launch + k];
+    int64_t err = s->dev->launch(s->dev, s->fns[ei][k], s->bufs[ei], (int64_t)l->count, seed, step);
+    if (err)
+      return rt_fail(SMELT_ERR_RUNTIME, "kernel '%s' met an index out of range (a gather id outside its "
+                     "table?)", ingot_str(ig, l->symbol));
+  }
+  for (uint32_t u = 0; u < e->nupdates; u++) {
+    const IngotUpdate *up = &ig->updates[e->first_update + u];
+    memcpy(tensor_ptr(s, up->target, e), tensor_ptr(s, up->value, e), ig->tensors[up->target].bytes);
+  }
+  return SMELT_OK;
+}
+
+static smelt_status find_persistent(smelt_session *s, const char *name, size_t bytes, uint32_t *t) {
+  int64_t i = ingot_tensor(s->ig, name);
+  if (i < 0 || (s->ig->tensors[i].role != ROLE_PARAM && s->ig->tensors[i].role != ROLE_STATE))
+    return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "the model has no parameter or state named '%s'", name);
+  if (bytes != s->ig->tensors[i].bytes)
+    return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "'%s' has %llu bytes, not %zu", name,
+                   (unsigned long long)s->ig->tensors[i].bytes, bytes);
+  *t = (uint32_t)i;
+  return SMELT_OK;
+}
+
+smelt_status smelt_get_tensor(smelt_session *s, const char *name, void *data, size_t bytes) {
+  uint32_t t;
+  smelt_status st = find_persistent(s, name, bytes, &t);
+  if (st == SMELT_OK) memcpy(data, s->persist[t], bytes);
+  return st;
+}
+
+smelt_status smelt_set_tensor(smelt_session *s, const char *name, const void *data, size_t bytes) {
+  uint32_t t;
+  smelt_status st = find_persistent(s, name, bytes, &t);
+  if (st == SMELT_OK) memcpy(s->persist[t], data, bytes);
+  return st;
+}
+
+size_t smelt_tensor_bytes(const smelt_session *s, const char *name) {
+  int64_t i = ingot_tensor(s->ig, name);
+  return i < 0 ? 0 : (size_t)s->ig->tensors[i].bytes;
+}
+
+// ---- checkpoints: the tensor file format of docs/tensors.md, with the
+// tensors' own dtype codes
+
+smelt_status smelt_save(smelt_session *s, const char *path) {
+  const smelt_ingot *ig = s->ig;
+  size_t plen = strlen(path) + 24;
+  char *tmp = malloc(plen);
+  if (!tmp) return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory");
+  snprintf(tmp, plen, "%s.tmp%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "wb");
+  if (!f) {
+    smelt_status st = rt_fail(SMELT_ERR_IO, "cannot write '%s': %s", tmp, strerror(errno));
+    free(tmp);
+    return st;
+  }
+  uint32_t count = 0;
+  for (uint32_t t = 0; t < ig->ntensors; t++) count += s->persist[t] != NULL;
+  uint32_t head[3] = {0x46544d53u, 1, count};
+  int ok = fwrite(head, sizeof head, 1, f) == 1;
+  for (uint32_t t = 0; t < ig->ntensors && ok; t++) {
+    if (!s->persist[t]) continue;
+    const IngotTensor *tt = &ig->tensors[t];
+    const char *name = ingot_str(ig, tt->name);
+    uint32_t len = (uint32_t)strlen(name), dtype = tt->dtype, ndim = tt->ndim;
+    ok = fwrite(&len, 4, 1, f) == 1 && fwrite(name, 1, len, f) == len && fwrite(&dtype, 4, 1, f) == 1 &&
+         fwrite(&ndim, 4, 1, f) == 1 && fwrite(tt->dims, 8, ndim, f) == ndim &&
+         fwrite(s->persist[t], 1, tt->bytes, f) == tt->bytes;
+  }
+  ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+  ok = fclose(f) == 0 && ok;
+  if (!ok || rename(tmp, path) != 0) {
+    smelt_status st = rt_fail(SMELT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    unlink(tmp);
+    free(tmp);
+    return st;
+  }
+  free(tmp);
+  return SMELT_OK;
+}
+
+smelt_status smelt_load(smelt_session *s, const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return rt_fail(SMELT_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+  const smelt_ingot *ig = s->ig;
+  uint32_t head[3];
+  smelt_status st = SMELT_OK;
+  if (fread(head, sizeof head, 1, f) != 1 || head[0] != 0x46544d53u || head[1] != 1) {
+    fclose(f);
+    return rt_fail(SMELT_ERR_FORMAT, "'%s' is not a smelt checkpoint", path);
+  }
+  // read everything first, then copy: a bad file changes nothing
+  char **staged = calloc(ig->ntensors ? ig->ntensors : 1, sizeof *staged);
+  for (uint32_t i = 0; i < head[2] && st == SMELT_OK; i++) {
+    uint32_t len, dtype, ndim;
+    char name[4097];
+    int64_t dims[INGOT_MAX_DIMS];
+    if (fread(&len, 4, 1, f) != 1 || len > 4096 || fread(name, 1, len, f) != len ||
+        fread(&dtype, 4, 1, f) != 1 || fread(&ndim, 4, 1, f) != 1 || ndim > INGOT_MAX_DIMS ||
+        fread(dims, 8, ndim, f) != ndim) {
+      st = rt_fail(SMELT_ERR_FORMAT, "'%s' is truncated or corrupt", path);
+      break;
+    }
+    name[len] = '\0';
+    int64_t t = ingot_tensor(ig, name);
+    if (t < 0 || !s->persist[t]) {
+      st = rt_fail(SMELT_ERR_FORMAT, "'%s' holds '%s', which this model does not have", path, name);
+      break;
+    }
+    const IngotTensor *tt = &ig->tensors[t];
+    bool same = dtype == tt->dtype && ndim == tt->ndim;
+    for (uint32_t d = 0; d < ndim && same; d++) same = dims[d] == tt->dims[d];
+    if (!same) {
+      st = rt_fail(SMELT_ERR_FORMAT, "'%s' holds '%s' with another dtype or shape than the model's", path, name);
+      break;
+    }
+    free(staged[t]);
+    staged[t] = malloc(tt->bytes ? tt->bytes : 1);
+    if (!staged[t] || fread(staged[t], 1, tt->bytes, f) != tt->bytes) {
+      st = rt_fail(SMELT_ERR_FORMAT, "'%s' is truncated or corrupt", path);
+      break;
+    }
+  }
+  fclose(f);
+  if (st == SMELT_OK)
+    for (uint32_t t = 0; t < ig->ntensors; t++)
+      if (s->persist[t] && !staged[t]) {
+        st = rt_fail(SMELT_ERR_FORMAT, "'%s' has no value for '%s'", path, ingot_str(ig, ig->tensors[t].name));
+        break;
+      }
+  for (uint32_t t = 0; t < ig->ntensors; t++) {
+    if (st == SMELT_OK && staged[t]) memcpy(s->persist[t], staged[t], ig->tensors[t].bytes);
+    free(staged[t]);
+  }
+  free(staged);
+  return st;
+}

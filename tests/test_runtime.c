@@ -1,0 +1,224 @@
+// test_runtime.c: ingots through the runtime on the CPU device.
+//
+// An ingot built from the MLP example runs its entry points through the public
+// API and must agree with the reference interpreter; training N steps, saving,
+// loading into a fresh session and training M more must give the same bytes
+// as N + M steps in one go; damaged or foreign files must be refused.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "smelt.h"
+#include "support.h"
+
+static const Define mlp_sizes[] = {{"B", 4}, {"H", 8}};
+
+// Builds examples/mlp.smelt at tiny sizes into path.
+static void build_mlp(const char *path) {
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_file(&c, "examples/mlp.smelt");
+  cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
+  cr_assert_eq(ingot_build(&c, m, mlp_sizes, 2, NULL, path), 0);
+  compilation_free(&c);
+}
+
+static const char *ingot_path(void) {
+  static char path[64];
+  snprintf(path, sizeof path, "build/test-mlp-%d.ingot", (int)getpid());
+  return path;
+}
+
+static void fill_batch(float *x, int32_t *y, int step) {
+  for (int i = 0; i < 4 * 784; i++) x[i] = (float)((i * 7919 + step * 104729) % 1000) / 1000.0f;
+  for (int i = 0; i < 4; i++) y[i] = (i * 3 + step) % 10;
+}
+
+// Steps from..to; batch k of the step (or batch 0 every time when same).
+static void train_on(smelt_session *s, int from, int to, bool same) {
+  float x[4 * 784];
+  int32_t y[4];
+  for (int step = from; step < to; step++) {
+    fill_batch(x, y, same ? 0 : step);
+    cr_assert_eq(smelt_set_input(s, "train_step", "x", x, sizeof x), SMELT_OK, "%s", smelt_last_error());
+    cr_assert_eq(smelt_set_input(s, "train_step", "y", y, sizeof y), SMELT_OK, "%s", smelt_last_error());
+    cr_assert_eq(smelt_run(s, "train_step", 1, (uint64_t)step), SMELT_OK, "%s", smelt_last_error());
+  }
+}
+
+static void train(smelt_session *s, int from, int to) { train_on(s, from, to, false); }
+
+TEST(runtime, eval_matches_the_interpreter) {
+  const char *path = ingot_path();
+  build_mlp(path);
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  cr_expect_str_eq(smelt_ingot_meta(ig, "model"), "mlp");
+  smelt_session *s;
+  cr_assert_eq(smelt_session_new(ig, "auto", 2, &s), SMELT_OK, "%s", smelt_last_error());
+  cr_expect_str_eq(smelt_session_device(s), "cpu");
+  float x[4 * 784], loss, logits[40];
+  int32_t y[4];
+  fill_batch(x, y, 0);
+  cr_assert_eq(smelt_set_input(s, "eval", "x", x, sizeof x), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_set_input(s, "eval", "y", y, sizeof y), SMELT_OK);
+  cr_assert_eq(smelt_run(s, "eval", 1, 0), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_get_output(s, "eval", "loss", &loss, sizeof loss), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_get_output(s, "eval", "logits", logits, sizeof logits), SMELT_OK);
+  // the interpreter on the same graph, weights and inputs
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_file(&c, "examples/mlp.smelt");
+  cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
+  Graph g;
+  graph_init(&g, &c.arena, &c.diag);
+  cr_assert_eq(elaborate(&c, m, mlp_sizes, 2, false, &g), 0);
+  double **leaves = calloc((size_t)g.n, sizeof *leaves);
+  for (int i = 0; i < g.n; i++) {
+    Node *n = g.nodes[i];
+    int64_t cnt = shape_numel(&n->shape);
+    if (n->op == OP_PARAM) {
+      leaves[i] = malloc(sizeof(double) * (size_t)cnt);
+      init_fill(n, 1, leaves[i]);
+    } else if (n->op == OP_INPUT) {
+      leaves[i] = malloc(sizeof(double) * (size_t)cnt);
+      for (int64_t j = 0; j < cnt; j++) leaves[i][j] = !strcmp(n->name, "x") ? x[j] : y[j];
+    }
+  }
+  InterpResult r;
+  char err[128];
+  cr_assert_eq(interp_run(&g, leaves, 1, 0, &r, err, sizeof err), 0);
+  cr_expect_float_eq(loss, r.vals[g.loss->id][0], 1e-5, "loss %g, interpreter %g", loss, r.vals[g.loss->id][0]);
+  for (int i = 0; i < 40; i++) cr_expect_float_eq(logits[i], r.vals[g.outputs[0].node->id][i], 1e-4);
+  interp_free(&r);
+  for (int i = 0; i < g.n; i++) free(leaves[i]);
+  free(leaves);
+  graph_free(&g);
+  compilation_free(&c);
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  unlink(path);
+}
+
+TEST(runtime, training_lowers_the_loss_and_resume_is_bit_identical) {
+  const char *path = ingot_path();
+  build_mlp(path);
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  smelt_session *a, *b;
+  cr_assert_eq(smelt_session_new(ig, "cpu", 2, &a), SMELT_OK);
+  float before, after;
+  float x[4 * 784];
+  int32_t y[4];
+  fill_batch(x, y, 0);
+  smelt_set_input(a, "eval", "x", x, sizeof x);
+  smelt_set_input(a, "eval", "y", y, sizeof y);
+  smelt_run(a, "eval", 1, 0);
+  smelt_get_output(a, "eval", "loss", &before, sizeof before);
+  // the schedule warms up over 100 steps; a run with total_steps unset keeps the
+  // cosine at its start, so the rate climbs linearly: 150 steps on one batch
+  uint64_t zero = 0;
+  cr_assert_eq(smelt_set_tensor(a, "total_steps", &zero, 0) , SMELT_ERR_INVALID_ARGUMENT);
+  train_on(a, 0, 150, true);
+  smelt_run(a, "eval", 1, 0);
+  smelt_get_output(a, "eval", "loss", &after, sizeof after);
+  cr_expect_lt(after, before * 0.5, "loss %g after 150 steps on one batch, %g before", after, before);
+  smelt_session_free(a);
+  cr_assert_eq(smelt_session_new(ig, "cpu", 2, &a), SMELT_OK);
+  train(a, 0, 20);
+  // 12 steps, save, fresh session, load, 8 more == the 20 of session a
+  char ckpt[64];
+  snprintf(ckpt, sizeof ckpt, "build/test-mlp-%d.ckpt", (int)getpid());
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &b), SMELT_OK);
+  train(b, 0, 12);
+  cr_assert_eq(smelt_save(b, ckpt), SMELT_OK, "%s", smelt_last_error());
+  smelt_session_free(b);
+  cr_assert_eq(smelt_session_new(ig, "cpu", 2, &b), SMELT_OK);
+  cr_assert_eq(smelt_load(b, ckpt), SMELT_OK, "%s", smelt_last_error());
+  train(b, 12, 20);
+  const char *names[] = {"fc1.w", "fc1.b", "fc2.w", "fc3.w", "fc3.b", "fc1.w.m", "fc3.b.v", "step"};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    size_t n = smelt_tensor_bytes(a, names[i]);
+    cr_assert_gt(n, 0, "%s", names[i]);
+    char *pa = malloc(n), *pb = malloc(n);
+    smelt_get_tensor(a, names[i], pa, n);
+    smelt_get_tensor(b, names[i], pb, n);
+    cr_expect(memcmp(pa, pb, n) == 0, "%s differs after resuming", names[i]);
+    free(pa);
+    free(pb);
+  }
+  unlink(ckpt);
+  smelt_session_free(a);
+  smelt_session_free(b);
+  smelt_ingot_close(ig);
+  unlink(path);
+}
+
+// Copies the ingot at src to dst with a change made by edit.
+static void damaged_copy(const char *src, const char *dst, void (*edit)(char *data, size_t *len)) {
+  size_t len;
+  char *data = file_read(src, &len);
+  cr_assert_not_null(data);
+  edit(data, &len);
+  FILE *f = fopen(dst, "wb");
+  fwrite(data, 1, len, f);
+  fclose(f);
+  free(data);
+}
+
+static void truncate_half(char *d, size_t *len) { (void)d; *len /= 2; }
+static void flip_a_byte(char *d, size_t *len) { d[*len - 100] ^= 0x40; }
+static void wrong_version(char *d, size_t *len) { (void)len; d[8] = 99; }
+static void foreign(char *d, size_t *len) { (void)len; memcpy(d, "\177ELF\2\1\1\0", 8); }
+
+TEST(runtime, damaged_and_foreign_ingots_are_refused) {
+  const char *path = ingot_path();
+  build_mlp(path);
+  struct { void (*edit)(char *, size_t *); const char *says; } cases[] = {
+      {truncate_half, "shorter than its header says"},
+      {flip_a_byte, "fails its checksum"},
+      {wrong_version, "format version 99"},
+      {foreign, "not an ingot"},
+  };
+  char bad[64];
+  snprintf(bad, sizeof bad, "build/test-bad-%d.ingot", (int)getpid());
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    damaged_copy(path, bad, cases[i].edit);
+    smelt_ingot *ig = NULL;
+    cr_expect_eq(smelt_ingot_open(bad, &ig), SMELT_ERR_FORMAT, "case %zu opened", i);
+    cr_expect_null(ig);
+    cr_expect(strstr(smelt_last_error(), cases[i].says) != NULL, "case %zu: %s", i, smelt_last_error());
+  }
+  unlink(bad);
+  smelt_ingot *ig;
+  cr_expect_eq(smelt_ingot_open("build/none.ingot", &ig), SMELT_ERR_IO);
+  cr_expect(strstr(smelt_last_error(), "No such file") != NULL);
+  unlink(path);
+}
+
+TEST(runtime, absent_gpus_and_bad_arguments_say_so) {
+  const char *path = ingot_path();
+  build_mlp(path);
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK);
+  smelt_session *s = NULL;
+  cr_expect_eq(smelt_session_new(ig, "cuda", 1, &s), SMELT_ERR_NO_DEVICE);
+  cr_expect(strstr(smelt_last_error(), "libcuda.so.1") != NULL || strstr(smelt_last_error(), "CUDA") != NULL,
+            "%s", smelt_last_error());
+  cr_expect_eq(smelt_session_new(ig, "hip", 1, &s), SMELT_ERR_NO_DEVICE);
+  cr_expect_eq(smelt_session_new(ig, "tpu", 1, &s), SMELT_ERR_INVALID_ARGUMENT);
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &s), SMELT_OK);
+  float small[3];
+  cr_expect_eq(smelt_set_input(s, "eval", "x", small, sizeof small), SMELT_ERR_INVALID_ARGUMENT);
+  cr_expect(strstr(smelt_last_error(), "takes 12544 bytes") != NULL, "%s", smelt_last_error());
+  cr_expect_eq(smelt_set_input(s, "eval", "z", small, sizeof small), SMELT_ERR_INVALID_ARGUMENT);
+  cr_expect_eq(smelt_run(s, "nope", 1, 0), SMELT_ERR_INVALID_ARGUMENT);
+  cr_expect_eq(smelt_load(s, "build/none.ckpt"), SMELT_ERR_IO);
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  unlink(path);
+}
