@@ -632,6 +632,11 @@ int elaborate(Compilation *c, Module *m, const Define *defs, int ndefs, bool tra
 int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const char *cpu,
                 const char *path);
 
+// ---------------------------------------------------------------- inspect.c
+// Prints what an ingot holds (sections, meta, entries, tensors; with all,
+// temporaries and kernels too). Returns the exit status.
+int inspect_ingot(const char *path, FILE *out, bool all);
+
 // ---------------------------------------------------------------- driver.c
 // Resolves every module, then elaborates the model of each entry into its
 // training step (forward only when it has no loss). Returns the error count.

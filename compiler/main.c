@@ -5,6 +5,7 @@
 //   smelt graph --dot FILE                  the op graph as Graphviz DOT
 //   smelt init FILE -o WEIGHTS              the initial parameters, as a tensor file
 //   smelt build FILE -o FILE.ingot          compile to an ingot
+//   smelt inspect [--all] FILE.ingot        what an ingot holds
 //   smelt --version | help
 //
 // Exit status: 0 when every file is clean, 1 when any has an error, 2 when the
@@ -28,6 +29,8 @@ static void usage(FILE *out) {
         "  build FILE -o INGOT    compile the model's entry points into an ingot\n"
         "      --cpu=NAME         the x86-64 CPU to compile for (default x86-64-v3;\n"
         "                         native: this machine's)\n"
+        "  inspect INGOT          sections, entry points, tensors (--all: also\n"
+        "                         temporaries and kernels)\n"
         "  init FILE -o WEIGHTS   write the initial parameters and optimizer state\n"
         "                         (docs/tensors.md)\n"
         "      --seed=N           the seed of the initializers (default 1)\n"
@@ -238,9 +241,14 @@ int main(int argc, char **argv) {
     printf("smelt %s\n", SMELT_VERSION);
     return 0;
   }
+  if (strcmp(argv[1], "inspect") == 0) {
+    bool all = argc > 2 && !strcmp(argv[2], "--all");
+    if (argc != 3 + all) return bad_usage("%s takes one ingot file (and optionally --all)", "inspect");
+    return inspect_ingot(argv[2 + all], stdout, all);
+  }
   if (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "dump") != 0 &&
       strcmp(argv[1], "graph") != 0 && strcmp(argv[1], "init") != 0 && strcmp(argv[1], "build") != 0)
-    return bad_usage("unknown command '%s'; this version has check, dump, graph, init and build", argv[1]);
+    return bad_usage("unknown command '%s'; this version has check, dump, graph, init, build and inspect", argv[1]);
   Options o;
   int rc = parse_options(argc, argv, &o);
   if (rc == 0) rc = run(&o, argv[0]);
