@@ -632,6 +632,24 @@ int elaborate(Compilation *c, Module *m, const Define *defs, int ndefs, bool tra
 int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const char *cpu,
                 const char *path);
 
+// ---------------------------------------------------------------- trainer.c
+// `smelt train` and `smelt eval` on a built ingot.
+
+typedef struct {
+  const char *ingot;
+  const char *device;       // "auto", "cpu", ...
+  int threads;              // 0: one per core
+  int64_t epochs, steps;    // override the train block (0: keep)
+  const char *checkpoint;   // path, or NULL for none
+  int64_t checkpoint_every; // 0: the train block's
+  bool resume;
+  int64_t log_every;        // steps between log lines when not on a terminal
+  const char *split;        // eval: "test", "val" or "train"
+} TrainOptions;
+
+int train_run(const TrainOptions *o);
+int eval_run(const TrainOptions *o);
+
 // ---------------------------------------------------------------- inspect.c
 // Prints what an ingot holds (sections, meta, entries, tensors; with all,
 // temporaries and kernels too). Returns the exit status.

@@ -6,6 +6,8 @@
 //   smelt init FILE -o WEIGHTS              the initial parameters, as a tensor file
 //   smelt build FILE -o FILE.ingot          compile to an ingot
 //   smelt inspect [--all] FILE.ingot        what an ingot holds
+//   smelt train FILE.smelt|FILE.ingot       run the train block
+//   smelt eval FILE.smelt|FILE.ingot        loss and accuracy on held-out data
 //   smelt --version | help
 //
 // Exit status: 0 when every file is clean, 1 when any has an error, 2 when the
@@ -14,6 +16,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *out) {
   fputs("usage: smelt <command> [options] FILE...\n"
@@ -29,6 +32,15 @@ static void usage(FILE *out) {
         "  build FILE -o INGOT    compile the model's entry points into an ingot\n"
         "      --cpu=NAME         the x86-64 CPU to compile for (default x86-64-v3;\n"
         "                         native: this machine's)\n"
+        "  train FILE             build (a .smelt) and run its train block:\n"
+        "      --epochs=N --steps=N       override the train block's length\n"
+        "      --device=D                 auto (default), cpu, cuda, hip\n"
+        "      --threads=N                CPU threads (default: one per core)\n"
+        "      --checkpoint=PATH          save here (every --checkpoint-every=N steps\n"
+        "                                 or the train block's, and at the end)\n"
+        "      --resume                   continue from --checkpoint\n"
+        "  eval FILE              loss and accuracy on the test (or --split=) data;\n"
+        "                         --checkpoint=PATH loads trained weights first\n"
         "  inspect INGOT          sections, entry points, tensors (--all: also\n"
         "                         temporaries and kernels)\n"
         "  init FILE -o WEIGHTS   write the initial parameters and optimizer state\n"
@@ -65,6 +77,7 @@ typedef struct {
   uint64_t seed;
   bool params_only;
   const char *cpu;
+  TrainOptions train;
 } Options;
 
 // Parses "NAME=VALUE" into o->defs; returns false when malformed.
@@ -90,6 +103,7 @@ static int bad_usage(const char *fmt, const char *arg) {
 
 static int parse_options(int argc, char **argv, Options *o) {
   *o = (Options){.command = argv[1], .color = -1, .max_errors = 20, .seed = 1};
+  o->train = (TrainOptions){.device = "auto", .log_every = 50};
   o->files = xcalloc((size_t)argc, sizeof *o->files);
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
@@ -101,6 +115,15 @@ static int parse_options(int argc, char **argv, Options *o) {
     else if (strncmp(a, "--seed=", 7) == 0) o->seed = strtoull(a + 7, NULL, 10);
     else if (strcmp(a, "--params-only") == 0) o->params_only = true;
     else if (strncmp(a, "--cpu=", 6) == 0) o->cpu = a + 6;
+    else if (strncmp(a, "--epochs=", 9) == 0) o->train.epochs = strtoll(a + 9, NULL, 10);
+    else if (strncmp(a, "--steps=", 8) == 0) o->train.steps = strtoll(a + 8, NULL, 10);
+    else if (strncmp(a, "--device=", 9) == 0) o->train.device = a + 9;
+    else if (strncmp(a, "--threads=", 10) == 0) o->train.threads = atoi(a + 10);
+    else if (strncmp(a, "--checkpoint=", 13) == 0) o->train.checkpoint = a + 13;
+    else if (strncmp(a, "--checkpoint-every=", 19) == 0) o->train.checkpoint_every = strtoll(a + 19, NULL, 10);
+    else if (strcmp(a, "--resume") == 0) o->train.resume = true;
+    else if (strncmp(a, "--log-every=", 12) == 0) o->train.log_every = strtoll(a + 12, NULL, 10);
+    else if (strncmp(a, "--split=", 8) == 0) o->train.split = a + 8;
     else if (strcmp(a, "-D") == 0 || strncmp(a, "-D", 2) == 0) {
       const char *def = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
       if (!add_define(o, def)) return bad_usage("-D needs NAME=INTEGER, not '%s'", def);
@@ -181,6 +204,40 @@ static void build_ingot(Compilation *c, Module *m, const Options *o) {
   ingot_build(c, m, o->defs, o->ndefs, cpu, o->output);
 }
 
+// `smelt train` / `smelt eval`: a .smelt file is built first (for this CPU)
+// into a temporary ingot; an .ingot runs as it is.
+static int train_or_eval(Options *o, const char *argv0) {
+  if (o->nfiles != 1) return bad_usage("%s takes one model or ingot file", o->command);
+  if (o->train.resume && !o->train.checkpoint) return bad_usage("%s needs --checkpoint=PATH", "--resume");
+  const char *file = o->files[0];
+  size_t n = strlen(file);
+  bool is_ingot = n > 6 && !strcmp(file + n - 6, ".ingot");
+  char tmp[64] = "";
+  if (!is_ingot) {
+    snprintf(tmp, sizeof tmp, "/tmp/smelt-%ld.ingot", (long)getpid());
+    Compilation c;
+    compilation_init(&c, stderr);
+    c.diag.color = o->color >= 0 ? o->color : c.diag.color;
+    compilation_default_search(&c, argv0);
+    Module *m = module_load_file(&c, file);
+    int errors = check_modules(&c, &m, 1, o->defs, o->ndefs);
+    if (!errors) {
+      fprintf(stderr, "building %s for this CPU...\n", file);
+      const char *cpu = !o->cpu || !strcmp(o->cpu, "native") ? NULL : o->cpu;
+      errors = ingot_build(&c, m, o->defs, o->ndefs, cpu, tmp) ? 1 : 0;
+    }
+    if (errors) fprintf(stderr, "%d error%s\n", c.diag.errors, c.diag.errors == 1 ? "" : "s");
+    compilation_free(&c);
+    if (errors) return 1;
+    o->train.ingot = tmp;
+  } else {
+    o->train.ingot = file;
+  }
+  int rc = !strcmp(o->command, "train") ? train_run(&o->train) : eval_run(&o->train);
+  if (tmp[0]) unlink(tmp);
+  return rc;
+}
+
 // Elaborates the model of m and prints its graph as text or DOT.
 static int print_graph(Compilation *c, Module *m, const Options *o) {
   Graph g;
@@ -240,6 +297,14 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "--version") == 0) {
     printf("smelt %s\n", SMELT_VERSION);
     return 0;
+  }
+  if (!strcmp(argv[1], "train") || !strcmp(argv[1], "eval")) {
+    Options o;
+    int rc = parse_options(argc, argv, &o);
+    if (rc == 0) rc = train_or_eval(&o, argv[0]);
+    for (int i = 0; i < o.ndefs; i++) free((char *)o.defs[i].name);
+    free(o.files);
+    return rc;
   }
   if (strcmp(argv[1], "inspect") == 0) {
     bool all = argc > 2 && !strcmp(argv[2], "--all");

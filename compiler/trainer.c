@@ -1,0 +1,377 @@
+// trainer.c: `smelt train` and `smelt eval`: the train block, executed.
+//
+// The model file is built into an ingot (or an ingot is given), the data
+// sources named in its META are loaded, and the runtime runs "train_step" on
+// shuffled batches, with a progress line on a terminal and plain log lines
+// otherwise, an evaluation on held-out data after each epoch, and checkpoints
+// every N steps (atomic: the runtime writes a temporary file and renames it).
+// A resumed run loads the checkpoint, reads the step counter from it and
+// continues from the same batch, so N + M steps equal N + M uninterrupted.
+#include "compiler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "data.h"
+#include "runtime.h"
+
+typedef struct {
+  const char *inputs[2];   // entry input names this source feeds
+  int ninputs;
+  char source[16];
+  double scale, from, to;
+  char dtype[8];
+  char path[4096];
+} DataSpec;
+
+// Parses META "data.SPLIT.IN[,IN]" = "SOURCE:SCALE:FROM:TO:DTYPE:PATH".
+static int find_sources(const smelt_ingot *ig, const char *split, DataSpec *out, int max) {
+  int n = 0;
+  char prefix[64];
+  snprintf(prefix, sizeof prefix, "data.%s.", split);
+  for (const char *line = ig->meta; line && *line && n < max;) {
+    const char *end = strchr(line, '\n');
+    size_t len = end ? (size_t)(end - line) : strlen(line);
+    if (!strncmp(line, prefix, strlen(prefix))) {
+      char buf[8192];
+      snprintf(buf, sizeof buf, "%.*s", (int)len, line + strlen(prefix));
+      char *eq = strchr(buf, '=');
+      if (eq) {
+        *eq = '\0';
+        DataSpec *s = &out[n];
+        memset(s, 0, sizeof *s);
+        char *comma = strchr(buf, ',');
+        if (comma) *comma = '\0';
+        s->inputs[s->ninputs++] = xstrdup(buf);
+        if (comma) s->inputs[s->ninputs++] = xstrdup(comma + 1);
+        if (sscanf(eq + 1, "%15[^:]:%lf:%lf:%lf:%7[^:]:%4095[^\n]", s->source, &s->scale, &s->from, &s->to,
+                   s->dtype, s->path) == 6)
+          n++;
+      }
+    }
+    line = end ? end + 1 : NULL;
+  }
+  return n;
+}
+
+static void free_sources(DataSpec *s, int n) {
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < s[i].ninputs; k++) free((char *)s[i].inputs[k]);
+}
+
+static int load_source(const DataSpec *s, Dataset *d, char *err, size_t errlen) {
+  if (!strcmp(s->source, "idx")) return data_load_idx(s->path, s->scale, d, err, errlen);
+  if (!strcmp(s->source, "csv")) return data_load_csv(s->path, s->scale, d, err, errlen);
+  if (!strcmp(s->source, "text")) return data_load_text(s->path, s->from, s->to, d, err, errlen);
+  return data_load_tokens(s->path, !strcmp(s->dtype, "u32") ? 4 : 2, s->from, s->to, d, err, errlen);
+}
+
+// One split's data, ready to batch into an entry's inputs.
+typedef struct {
+  DataSpec src[8];
+  int nsrc;
+  Dataset sets[8];
+  const char *names[8];     // entry input fed by each batcher output
+  const IngotTensor *ins[8];
+  int nouts;
+  Batcher *b;
+  float *bufs[8];           // batcher outputs
+  void *conv[8];            // converted to the input's dtype
+  int64_t batch;
+} Split;
+
+static const IngotTensor *entry_input(const smelt_ingot *ig, const char *entry, const char *name) {
+  char full[512];
+  snprintf(full, sizeof full, "%s/%s", entry, name);
+  int64_t t = ingot_tensor(ig, full);
+  return t >= 0 && ig->tensors[t].role == ROLE_INPUT ? &ig->tensors[t] : NULL;
+}
+
+static void split_free(Split *sp) {
+  if (sp->b) batcher_free(sp->b);
+  for (int i = 0; i < sp->nsrc; i++) data_free(&sp->sets[i]);
+  for (int i = 0; i < sp->nouts; i++) free(sp->bufs[i]), free(sp->conv[i]);
+  free_sources(sp->src, sp->nsrc);
+  memset(sp, 0, sizeof *sp);
+}
+
+// Loads a split's sources and makes its batcher for entry's inputs.
+static int split_open(const smelt_ingot *ig, const char *split, const char *entry, uint64_t seed, bool shuffle,
+                      Split *sp, char *err, size_t errlen) {
+  memset(sp, 0, sizeof *sp);
+  sp->nsrc = find_sources(ig, split, sp->src, 8);
+  if (sp->nsrc == 0) return snprintf(err, errlen, "the train block has no 'data %s'", split), -1;
+  int64_t window = 0;
+  Dataset *ptrs[8];
+  for (int i = 0; i < sp->nsrc; i++) {
+    const DataSpec *s = &sp->src[i];
+    if (load_source(s, &sp->sets[i], err, errlen)) return -1;
+    ptrs[i] = &sp->sets[i];
+    for (int k = 0; k < s->ninputs; k++) {
+      const IngotTensor *t = entry_input(ig, entry, s->inputs[k]);
+      if (!t) return snprintf(err, errlen, "'%s' feeds '%s', which entry '%s' does not take", s->path, s->inputs[k], entry), -1;
+      sp->names[sp->nouts] = s->inputs[k];
+      sp->ins[sp->nouts++] = t;
+    }
+    if (s->ninputs == 2) window = sp->ins[0]->ndim >= 2 ? sp->ins[0]->dims[1] : 1;
+  }
+  sp->batch = sp->ins[0]->ndim ? sp->ins[0]->dims[0] : 1;
+  for (int k = 0; k < sp->nouts; k++) {
+    int64_t per = (int64_t)(sp->ins[k]->bytes / (uint64_t)ingot_dtype_size(sp->ins[k]->dtype)) / sp->batch;
+    int64_t have = window ? window : sp->sets[k].sample_size;
+    if (per != have)
+      return snprintf(err, errlen, "input '%s' takes %lld values per sample, but its data has %lld",
+                      sp->names[k], (long long)per, (long long)have), -1;
+    sp->bufs[k] = xmalloc(sizeof(float) * (size_t)(per * sp->batch));
+    sp->conv[k] = xmalloc((size_t)sp->ins[k]->bytes);
+  }
+  sp->b = batcher_new(ptrs, window ? 1 : sp->nsrc, sp->batch, window, seed, shuffle, err, errlen);
+  return sp->b ? 0 : -1;
+}
+
+// Fetches the next batch into the session's inputs; returns its epoch.
+static int64_t split_next(Split *sp, smelt_session *s, const char *entry) {
+  int64_t epoch = batcher_next(sp->b, sp->bufs);
+  for (int k = 0; k < sp->nouts; k++) {
+    const IngotTensor *t = sp->ins[k];
+    int64_t n = (int64_t)(t->bytes / (uint64_t)ingot_dtype_size(t->dtype));
+    for (int64_t i = 0; i < n; i++) {
+      float v = sp->bufs[k][i];
+      switch (t->dtype) {
+      case DT_F32: ((float *)sp->conv[k])[i] = v; break;
+      case DT_I32: ((int32_t *)sp->conv[k])[i] = (int32_t)v; break;
+      case DT_I64: ((int64_t *)sp->conv[k])[i] = (int64_t)v; break;
+      case DT_U8: case DT_BOOL: ((uint8_t *)sp->conv[k])[i] = (uint8_t)v; break;
+      default: ((float *)sp->conv[k])[i] = v; break;
+      }
+    }
+    smelt_set_input(s, entry, sp->names[k], sp->conv[k], t->bytes);
+  }
+  return epoch;
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static const char *duration(char *buf, size_t n, double s) {
+  if (s < 60) snprintf(buf, n, "%.0fs", s);
+  else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+  else snprintf(buf, n, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+  return buf;
+}
+
+typedef struct {
+  double loss;
+  double accuracy;   // < 0: not a classifier
+  int64_t samples;
+} EvalResult;
+
+// Mean loss (and accuracy, for logits [B, C] against labels [B]) over a split.
+static int evaluate(const smelt_ingot *ig, smelt_session *s, const char *split, uint64_t seed, EvalResult *r,
+                    char *err, size_t errlen) {
+  Split sp;
+  memset(r, 0, sizeof *r);
+  if (split_open(ig, split, "eval", seed, false, &sp, err, errlen)) {
+    split_free(&sp);
+    return -1;
+  }
+  int64_t t_logits = ingot_tensor(ig, "eval/logits");
+  const IngotTensor *lt = t_logits >= 0 ? &ig->tensors[t_logits] : NULL;
+  const IngotTensor *yt = entry_input(ig, "eval", "y");
+  bool classify = lt && lt->ndim == 2 && lt->dtype == DT_F32 && yt && yt->ndim == 1;
+  int64_t nb = batcher_batches_per_epoch(sp.b), correct = 0;
+  float *logits = classify ? xmalloc(lt->bytes) : NULL;
+  double total = 0;
+  for (int64_t k = 0; k < nb; k++) {
+    split_next(&sp, s, "eval");
+    if (smelt_run(s, "eval", seed, 0) != SMELT_OK) {
+      snprintf(err, errlen, "%s", smelt_last_error());
+      free(logits);
+      split_free(&sp);
+      return -1;
+    }
+    float loss = 0;
+    smelt_get_output(s, "eval", "loss", &loss, sizeof loss);
+    total += loss;
+    if (classify) {
+      smelt_get_output(s, "eval", "logits", logits, lt->bytes);
+      int yk = -1;
+      for (int k2 = 0; k2 < sp.nouts; k2++) yk = !strcmp(sp.names[k2], "y") ? k2 : yk;
+      int64_t B = lt->dims[0], C = lt->dims[1];
+      for (int64_t i = 0; i < B && yk >= 0; i++) {
+        int64_t best = 0;
+        for (int64_t c2 = 1; c2 < C; c2++)
+          if (logits[i * C + c2] > logits[i * C + best]) best = c2;
+        correct += best == (int64_t)sp.bufs[yk][i];
+      }
+    }
+  }
+  r->samples = nb * sp.batch;
+  r->loss = nb ? total / (double)nb : NAN;
+  r->accuracy = classify && r->samples ? (double)correct / (double)r->samples : -1;
+  free(logits);
+  split_free(&sp);
+  return 0;
+}
+
+static void print_eval(const char *split, const EvalResult *r) {
+  printf("%s: loss %.4f", split, r->loss);
+  if (r->accuracy >= 0) printf(", accuracy %.2f%%", 100 * r->accuracy);
+  printf(" (%lld samples)\n", (long long)r->samples);
+  fflush(stdout);
+}
+
+static const char *held_out_split(const smelt_ingot *ig) {
+  DataSpec tmp[8];
+  int n = find_sources(ig, "test", tmp, 8);
+  free_sources(tmp, n);
+  if (n) return "test";
+  n = find_sources(ig, "val", tmp, 8);
+  free_sources(tmp, n);
+  return n ? "val" : NULL;
+}
+
+static int64_t meta_int(const smelt_ingot *ig, const char *key, int64_t dflt) {
+  const char *v = smelt_ingot_meta(ig, key);
+  return v ? strtoll(v, NULL, 10) : dflt;
+}
+
+int train_run(const TrainOptions *o) {
+  char err[4096];
+  smelt_ingot *ig;
+  if (smelt_ingot_open(o->ingot, &ig) != SMELT_OK) {
+    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
+    return 1;
+  }
+  smelt_session *s = NULL;
+  Split sp = {0};
+  int rc = 1;
+  if (!ingot_entry(ig, "train_step")) {
+    fprintf(stderr, "smelt: error: '%s' has no train_step entry (does the model have a loss and a train block?)\n", o->ingot);
+    goto done;
+  }
+  if (smelt_session_new(ig, o->device, o->threads, &s) != SMELT_OK) {
+    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
+    goto done;
+  }
+  uint64_t seed = (uint64_t)meta_int(ig, "train.seed", 1);
+  if (split_open(ig, "train", "train_step", seed, true, &sp, err, sizeof err)) {
+    fprintf(stderr, "smelt: error: %s\n", err);
+    goto done;
+  }
+  int64_t per_epoch = batcher_batches_per_epoch(sp.b);
+  int64_t epochs = o->epochs ? o->epochs : meta_int(ig, "train.epochs", 0);
+  int64_t total = o->steps ? o->steps : epochs ? epochs * per_epoch : meta_int(ig, "train.steps", per_epoch);
+  if (o->steps) epochs = 0;
+  float total_f = (float)total;
+  smelt_set_tensor(s, "total_steps", &total_f, sizeof total_f);   // absent unless the schedule needs it
+  int64_t start = 0;
+  if (o->resume) {
+    if (smelt_load(s, o->checkpoint) != SMELT_OK) {
+      fprintf(stderr, "smelt: error: cannot resume: %s\n", smelt_last_error());
+      goto done;
+    }
+    float step_f = 0;
+    smelt_get_tensor(s, "step", &step_f, sizeof step_f);
+    start = (int64_t)step_f;
+    batcher_seek(sp.b, start / per_epoch, start % per_epoch);
+    printf("resumed from %s at step %lld\n", o->checkpoint, (long long)start);
+  }
+  const char *held = held_out_split(ig);
+  int64_t every = o->checkpoint_every ? o->checkpoint_every : meta_int(ig, "train.checkpoint_every", 0);
+  bool tty = isatty(fileno(stdout));
+  printf("training %s on %s: %lld steps of %lld samples (%lld per epoch)\n", smelt_ingot_meta(ig, "model"),
+         smelt_session_device(s), (long long)total, (long long)sp.batch, (long long)per_epoch);
+  fflush(stdout);
+  double t0 = now(), last_log = t0, loss_avg = 0;
+  int64_t in_avg = 0;
+  for (int64_t step = start; step < total; step++) {
+    split_next(&sp, s, "train_step");
+    if (smelt_run(s, "train_step", seed, (uint64_t)step) != SMELT_OK) {
+      fprintf(stderr, "\nsmelt: error: step %lld: %s\n", (long long)step, smelt_last_error());
+      goto done;
+    }
+    float loss;
+    smelt_get_output(s, "train_step", "loss", &loss, sizeof loss);
+    if (!isfinite(loss)) {
+      fprintf(stderr, "\nsmelt: error: the loss is %g at step %lld; lower the learning rate?\n", loss, (long long)step);
+      goto done;
+    }
+    loss_avg += loss;
+    in_avg++;
+    int64_t done_steps = step + 1 - start;
+    double t = now(), rate = (double)done_steps * (double)sp.batch / (t - t0);
+    bool epoch_end = (step + 1) % per_epoch == 0;
+    if ((tty && t - last_log > 0.2) || (!tty && (step + 1) % o->log_every == 0) || epoch_end || step + 1 == total) {
+      char eta[32];
+      printf("%sstep %lld/%lld  epoch %lld  loss %.4f  %.0f samples/s  ETA %s%s", tty ? "\r" : "",
+             (long long)(step + 1), (long long)total, (long long)(step / per_epoch + 1), loss_avg / (double)in_avg,
+             rate, duration(eta, sizeof eta, (double)(total - step - 1) * (double)sp.batch / rate),
+             tty ? "   " : "\n");
+      fflush(stdout);
+      last_log = t;
+      loss_avg = 0;
+      in_avg = 0;
+    }
+    if (every && (step + 1) % every == 0 && o->checkpoint) {
+      if (smelt_save(s, o->checkpoint) != SMELT_OK) {
+        fprintf(stderr, "\nsmelt: error: %s\n", smelt_last_error());
+        goto done;
+      }
+    }
+    if ((epoch_end || step + 1 == total) && held) {
+      EvalResult r;
+      if (tty) putchar('\n');
+      if (evaluate(ig, s, held, seed, &r, err, sizeof err)) {
+        fprintf(stderr, "smelt: error: %s\n", err);
+        goto done;
+      }
+      printf("epoch %lld: ", (long long)((step + 1 + per_epoch - 1) / per_epoch));
+      print_eval(held, &r);
+    }
+  }
+  if (o->checkpoint && smelt_save(s, o->checkpoint) != SMELT_OK) {
+    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
+    goto done;
+  }
+  char took[32];
+  printf("trained %lld steps in %s\n", (long long)(total - start), duration(took, sizeof took, now() - t0));
+  rc = 0;
+done:
+  split_free(&sp);
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  return rc;
+}
+
+int eval_run(const TrainOptions *o) {
+  char err[4096];
+  smelt_ingot *ig;
+  if (smelt_ingot_open(o->ingot, &ig) != SMELT_OK) {
+    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
+    return 1;
+  }
+  smelt_session *s = NULL;
+  int rc = 1;
+  if (smelt_session_new(ig, o->device, o->threads, &s) != SMELT_OK) {
+    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
+  } else if (o->checkpoint && smelt_load(s, o->checkpoint) != SMELT_OK) {
+    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
+  } else {
+    const char *split = o->split ? o->split : held_out_split(ig);
+    EvalResult r;
+    if (!split) fprintf(stderr, "smelt: error: the train block has no test or val data\n");
+    else if (evaluate(ig, s, split, (uint64_t)meta_int(ig, "train.seed", 1), &r, err, sizeof err))
+      fprintf(stderr, "smelt: error: %s\n", err);
+    else print_eval(split, &r), rc = 0;
+  }
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  return rc;
+}
