@@ -1,0 +1,985 @@
+// data.c: the runtime's data loaders and the background batcher.
+//
+// Loaders read a whole source into one f32 table (Dataset) and check that a
+// file holds exactly what it announces, so a truncated download fails loudly
+// instead of training on zeros. Gzip is decoded by zlib's gz* functions, opened
+// with dlopen at the first gzipped file: the runtime links against libc, libm,
+// pthreads and libdl only, and raw files keep working where libz.so.1 is absent.
+//
+// The batcher's order is a pure function of (seed, epoch, position): one
+// Fisher-Yates permutation per epoch driven by splitmix64, or for token windows
+// one hash per (seed, epoch, batch, row). A resumed run therefore sees the same
+// batches as an uninterrupted one. One producer thread keeps two slots filled
+// ahead of the consumer; a seek bumps a generation so that a batch in flight
+// for the old position is dropped.
+//
+// Loaders return 0, or -1 with a message in err and *out zeroed, so that
+// data_free on it is harmless either way; batcher_new returns NULL with a message.
+#include "data.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+// A dataset holds at most this many values (and a token file this many tokens).
+#define MAX_VALUES ((int64_t)1 << 31)
+// Token ids above this are not exact in f32.
+#define MAX_EXACT_TOKEN (1u << 24)
+
+__attribute__((format(printf, 3, 4)))
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+  if (err && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+// ---------------------------------------------------------------- zlib
+
+typedef struct gzFile_s *gzFile;
+#define Z_ERRNO (-1)
+#define Z_BUF_ERROR (-5)
+
+// The gz* entry points of libz.so.1, loaded once; handle stays NULL and why
+// says what went wrong when the library or a symbol is missing.
+static struct {
+  void *handle;
+  gzFile (*gzdopen)(int fd, const char *mode);
+  int (*gzbuffer)(gzFile file, unsigned size);   // optional (zlib >= 1.2.4)
+  int (*gzread)(gzFile file, void *buf, unsigned len);
+  const char *(*gzerror)(gzFile file, int *errnum);
+  int (*gzclose)(gzFile file);
+  char why[256];
+} zlib;
+static pthread_once_t zlib_once = PTHREAD_ONCE_INIT;
+
+static void zlib_open(void) {
+  void *h = dlopen("libz.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    const char *e = dlerror();
+    snprintf(zlib.why, sizeof zlib.why, "libz.so.1 cannot be loaded (%s)", e ? e : "unknown error");
+    return;
+  }
+  void *p;
+#define ZLIB_LOAD(name) (p = dlsym(h, #name), memcpy(&zlib.name, &p, sizeof p), p != NULL)
+  (void)ZLIB_LOAD(gzbuffer);
+  if (!ZLIB_LOAD(gzdopen) || !ZLIB_LOAD(gzread) || !ZLIB_LOAD(gzerror) || !ZLIB_LOAD(gzclose)) {
+    snprintf(zlib.why, sizeof zlib.why, "libz.so.1 lacks the gz* functions");
+    dlclose(h);
+    return;
+  }
+#undef ZLIB_LOAD
+  zlib.handle = h;
+}
+
+// ---------------------------------------------------------------- reader
+
+// A file read front to back, raw or through zlib.
+typedef struct {
+  const char *path;
+  int fd;                   // raw reads; -1 once zlib owns it
+  gzFile gz;                // non-NULL for a gzipped file
+  unsigned char head[2];    // bytes read to sniff the gzip magic, not yet returned
+  int nhead, headpos;
+} Reader;
+
+static int read_full(int fd, void *buf, size_t n, size_t *got) {
+  *got = 0;
+  while (*got < n) {
+    ssize_t k = read(fd, (char *)buf + *got, n - *got);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) return -1;
+    if (k == 0) break;
+    *got += (size_t)k;
+  }
+  return 0;
+}
+
+// Opens path; with sniff_gzip, a file starting with the gzip magic is decoded
+// through zlib. Close with reader_close, also after a failed read.
+static int reader_open(Reader *r, const char *path, bool sniff_gzip, char *err, size_t errlen) {
+  memset(r, 0, sizeof *r);
+  r->path = path;
+  r->fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (r->fd < 0) return fail(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(r->fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    close(r->fd);
+    return fail(err, errlen, "cannot read '%s': %s", path, strerror(EISDIR));
+  }
+  if (!sniff_gzip) return 0;
+  size_t got;
+  if (read_full(r->fd, r->head, 2, &got)) {
+    int e = errno;
+    close(r->fd);
+    return fail(err, errlen, "cannot read '%s': %s", path, strerror(e));
+  }
+  r->nhead = (int)got;
+  if (got < 2 || r->head[0] != 0x1f || r->head[1] != 0x8b) return 0;
+  pthread_once(&zlib_once, zlib_open);
+  if (!zlib.handle) {
+    close(r->fd);
+    return fail(err, errlen, "cannot read '%s': it is gzipped and %s", path, zlib.why);
+  }
+  if (lseek(r->fd, 0, SEEK_SET) != 0) {
+    int e = errno;
+    close(r->fd);
+    return fail(err, errlen, "cannot read gzipped '%s': %s", path, strerror(e));
+  }
+  r->gz = zlib.gzdopen(r->fd, "rb");
+  if (!r->gz) {
+    close(r->fd);
+    return fail(err, errlen, "cannot read gzipped '%s': out of memory", path);
+  }
+  r->fd = -1;
+  r->nhead = 0;
+  if (zlib.gzbuffer) zlib.gzbuffer(r->gz, 1 << 17);
+  return 0;
+}
+
+static void reader_close(Reader *r) {
+  if (r->gz) zlib.gzclose(r->gz);
+  if (r->fd >= 0) close(r->fd);
+  r->gz = NULL;
+  r->fd = -1;
+}
+
+// Reads up to n bytes; fewer only at the end of the data. Returns the count, or
+// -1 with a message (an I/O error, corrupt gzip data, or a gzip stream that
+// ends early, which is reported as a truncated file).
+static int64_t reader_read(Reader *r, void *buf, size_t n, char *err, size_t errlen) {
+  char *dst = buf;
+  size_t done = 0;
+  while (r->headpos < r->nhead && done < n) dst[done++] = (char)r->head[r->headpos++];
+  if (!r->gz) {
+    size_t got;
+    if (read_full(r->fd, dst + done, n - done, &got))
+      return fail(err, errlen, "cannot read '%s': %s", r->path, strerror(errno));
+    return (int64_t)(done + got);
+  }
+  while (done < n) {
+    size_t want = n - done < (1u << 30) ? n - done : (1u << 30);
+    int k = zlib.gzread(r->gz, dst + done, (unsigned)want);
+    int errnum = 0;
+    if (k < 0) {
+      const char *msg = zlib.gzerror(r->gz, &errnum);
+      if (errnum == Z_ERRNO) msg = strerror(errno);
+      const char *colon = msg ? strstr(msg, ": ") : NULL;
+      if (colon && strncmp(msg, "<fd:", 4) == 0) msg = colon + 2;   // gzdopen's name for the file
+      return fail(err, errlen, "cannot read gzipped '%s': %s", r->path, msg ? msg : "zlib error");
+    }
+    if (k == 0) {
+      zlib.gzerror(r->gz, &errnum);
+      if (errnum == Z_BUF_ERROR)
+        return fail(err, errlen, "'%s' is truncated: its gzip stream ends early", r->path);
+      break;
+    }
+    done += (size_t)k;
+  }
+  return (int64_t)done;
+}
+
+// Reads the rest of r into a malloc'd buffer of *len bytes plus a NUL; more
+// than max bytes is an error saying the file is too large.
+static int reader_slurp(Reader *r, int64_t max, char **out, size_t *len, char *err, size_t errlen) {
+  *out = NULL;
+  *len = 0;
+  size_t cap = 1 << 16;
+  struct stat st;
+  if (!r->gz && fstat(r->fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    if (st.st_size > max)
+      return fail(err, errlen, "'%s' is too large: %lld bytes (at most %lld)", r->path,
+                  (long long)st.st_size, (long long)max);
+    cap = (size_t)st.st_size + 2;
+  }
+  char *buf = malloc(cap);
+  if (!buf) return fail(err, errlen, "out of memory reading '%s'", r->path);
+  size_t n = 0;
+  for (;;) {
+    if (n + 1 == cap) {
+      if ((int64_t)n > max) break;
+      char *grown = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+      if (!grown) {
+        free(buf);
+        return fail(err, errlen, "out of memory reading '%s'", r->path);
+      }
+      buf = grown;
+      cap *= 2;
+    }
+    int64_t k = reader_read(r, buf + n, cap - 1 - n, err, errlen);
+    if (k < 0) {
+      free(buf);
+      return -1;
+    }
+    if (k == 0) break;
+    n += (size_t)k;
+  }
+  if ((int64_t)n > max) {
+    free(buf);
+    return fail(err, errlen, "'%s' is too large: more than %lld bytes", r->path, (long long)max);
+  }
+  buf[n] = '\0';
+  *out = buf;
+  *len = n;
+  return 0;
+}
+
+// Reads a whole file, raw or (with sniff_gzip) gzipped.
+static int file_slurp(const char *path, bool sniff_gzip, int64_t max, char **out, size_t *len,
+                      char *err, size_t errlen) {
+  Reader r;
+  *out = NULL;
+  *len = 0;
+  if (reader_open(&r, path, sniff_gzip, err, errlen)) return -1;
+  int rc = reader_slurp(&r, max, out, len, err, errlen);
+  reader_close(&r);
+  return rc;
+}
+
+// ---------------------------------------------------------------- IDX
+
+// Bytes per element of an IDX type code; 0 for an unknown code.
+static int idx_elem_size(int type) {
+  switch (type) {
+  case 0x08: case 0x09: return 1;
+  case 0x0B: return 2;
+  case 0x0C: case 0x0D: return 4;
+  case 0x0E: return 8;
+  }
+  return 0;
+}
+
+static uint64_t load_be(const unsigned char *p, int size) {
+  uint64_t v = 0;
+  for (int i = 0; i < size; i++) v = v << 8 | p[i];
+  return v;
+}
+
+// dst[i] = scale * element i of src (count big-endian elements of type).
+static void idx_convert(int type, const unsigned char *src, size_t count, double scale, float *dst) {
+  int size = idx_elem_size(type);
+  for (size_t i = 0; i < count; i++) {
+    uint64_t u = load_be(src + i * (size_t)size, size);
+    double v;
+    switch (type) {
+    case 0x08: v = (double)(uint8_t)u; break;
+    case 0x09: v = (double)(int8_t)(uint8_t)u; break;
+    case 0x0B: v = (double)(int16_t)(uint16_t)u; break;
+    case 0x0C: v = (double)(int32_t)(uint32_t)u; break;
+    case 0x0D: {
+      uint32_t bits = (uint32_t)u;
+      float f;
+      memcpy(&f, &bits, sizeof f);
+      v = f;
+      break;
+    }
+    default: memcpy(&v, &u, sizeof v); break;
+    }
+    dst[i] = (float)(v * scale);
+  }
+}
+
+int data_load_idx(const char *path, double scale, Dataset *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  Reader r;
+  if (reader_open(&r, path, true, err, errlen)) return -1;
+  float *values = NULL;
+  unsigned char head[4 * 9];
+  int64_t got = reader_read(&r, head, 4, err, errlen);
+  if (got < 0) goto fail;
+  int type = head[2], size = got == 4 && head[0] == 0 && head[1] == 0 ? idx_elem_size(type) : 0;
+  if (!size) {
+    fail(err, errlen, "'%s' is not an IDX file", path);
+    goto fail;
+  }
+  int ndim = head[3];
+  if (ndim < 1 || ndim > 9) {
+    fail(err, errlen, "'%s' is not an IDX file this runtime reads: %d dimensions (1 to 9 are)",
+         path, ndim);
+    goto fail;
+  }
+  got = reader_read(&r, head, 4 * (size_t)ndim, err, errlen);
+  if (got < 0) goto fail;
+  if (got < 4 * ndim) {
+    fail(err, errlen, "'%s' is truncated: its header ends early", path);
+    goto fail;
+  }
+  int64_t dims[9], total = 1;
+  for (int i = 0; i < ndim; i++) {
+    dims[i] = (int64_t)load_be(head + 4 * i, 4);
+    if (dims[i] > 0 && total > MAX_VALUES / dims[i]) {
+      fail(err, errlen, "'%s' is too large: its header announces more than %lld values", path,
+           (long long)MAX_VALUES);
+      goto fail;
+    }
+    total *= dims[i];
+  }
+  if (total == 0) {
+    fail(err, errlen, "'%s' holds no values (a dimension is 0)", path);
+    goto fail;
+  }
+  values = malloc((size_t)total * sizeof *values);
+  if (!values) {
+    fail(err, errlen, "out of memory loading '%s': %lld values", path, (long long)total);
+    goto fail;
+  }
+  unsigned char chunk[1 << 16];
+  const size_t per_chunk = sizeof chunk / (size_t)size;
+  for (int64_t done = 0; done < total;) {
+    size_t count = total - done < (int64_t)per_chunk ? (size_t)(total - done) : per_chunk;
+    got = reader_read(&r, chunk, count * (size_t)size, err, errlen);
+    if (got < 0) goto fail;
+    if (got < (int64_t)(count * (size_t)size)) {
+      fail(err, errlen,
+           "'%s' is truncated: its header announces %lld values (%lld bytes) but only %lld bytes "
+           "follow",
+           path, (long long)total, (long long)(total * size), (long long)(done * size + got));
+      goto fail;
+    }
+    idx_convert(type, chunk, count, scale, values + done);
+    done += (int64_t)count;
+  }
+  got = reader_read(&r, chunk, 1, err, errlen);
+  if (got < 0) goto fail;
+  if (got > 0) {
+    fail(err, errlen, "'%s' has data after the %lld values its header announces", path,
+         (long long)total);
+    goto fail;
+  }
+  reader_close(&r);
+  out->n = dims[0];
+  out->ndim = ndim - 1;
+  out->sample_size = 1;
+  for (int i = 1; i < ndim; i++) {
+    out->dims[i - 1] = dims[i];
+    out->sample_size *= dims[i];
+  }
+  out->values = values;
+  return 0;
+fail:
+  reader_close(&r);
+  free(values);
+  return -1;
+}
+
+// ---------------------------------------------------------------- CSV
+
+typedef struct {
+  float *v;
+  int64_t n, cap;
+} FloatVec;
+
+static int floatvec_push(FloatVec *fv, float x) {
+  if (fv->n == fv->cap) {
+    if (fv->cap >= MAX_VALUES) return -1;
+    int64_t cap = fv->cap ? fv->cap * 2 : 1024;
+    float *grown = realloc(fv->v, (size_t)cap * sizeof *grown);
+    if (!grown) return -2;
+    fv->v = grown;
+    fv->cap = cap;
+  }
+  fv->v[fv->n++] = x;
+  return 0;
+}
+
+static bool is_blank(char c) { return c == ' ' || c == '\t'; }
+
+// Parses the comma-separated numbers of line (NUL-terminated) onto fv. Returns
+// the field count; or -1 when field *bad (1-based, text at *text, *textlen) is
+// not a number; or -2/-3 when fv cannot grow (too large / out of memory).
+static int64_t csv_parse_line(char *line, double scale, FloatVec *fv, int64_t *bad,
+                              const char **text, int *textlen) {
+  int64_t fields = 0;
+  char *p = line;
+  for (;;) {
+    char *start = p, *end = strchr(p, ',');
+    if (!end) end = p + strlen(p);
+    fields++;
+    while (is_blank(*p)) p++;
+    char *num_end;
+    double v = p < end ? strtod(p, &num_end) : 0;
+    if (p < end) {
+      while (num_end < end && is_blank(*num_end)) num_end++;
+    } else {
+      num_end = p;
+    }
+    if (p == end || num_end != end) {
+      *bad = fields;
+      *text = start;
+      *textlen = (int)(end - start < 40 ? end - start : 40);
+      return -1;
+    }
+    int rc = floatvec_push(fv, (float)(v * scale));
+    if (rc) return rc - 1;
+    if (!*end) return fields;
+    p = end + 1;
+  }
+}
+
+int data_load_csv(const char *path, double scale, Dataset *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  char *text;
+  size_t len;
+  if (file_slurp(path, true, MAX_VALUES * 8, &text, &len, err, errlen)) return -1;
+  FloatVec fv = {0};
+  int64_t cols = -1, cols_line = 0, rows = 0;
+  bool seen_line = false;
+  char *p = text, *end = text + len;
+  for (int64_t line = 1; p < end; line++) {
+    char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (!eol) eol = end;
+    char *q = eol;
+    if (q > p && q[-1] == '\r') q--;
+    *q = '\0';
+    char *next = eol < end ? eol + 1 : end;
+    if (memchr(p, '\0', (size_t)(q - p))) {
+      fail(err, errlen, "'%s' line %lld is not text (it holds a NUL byte)", path, (long long)line);
+      goto fail;
+    }
+    const char *s = p;
+    while (is_blank(*s)) s++;
+    if (!*s) {
+      p = next;
+      continue;
+    }
+    int64_t mark = fv.n, bad = 0;
+    const char *field;
+    int fieldlen;
+    int64_t k = csv_parse_line(p, scale, &fv, &bad, &field, &fieldlen);
+    if (k == -1 && !seen_line) {
+      fv.n = mark;   // the first line is a header
+    } else if (k == -1) {
+      fail(err, errlen, "'%s' line %lld, field %lld: '%.*s' is not a number", path,
+           (long long)line, (long long)bad, fieldlen, field);
+      goto fail;
+    } else if (k == -2) {
+      fail(err, errlen, "'%s' is too large: more than %lld values", path, (long long)MAX_VALUES);
+      goto fail;
+    } else if (k < 0) {
+      fail(err, errlen, "out of memory loading '%s'", path);
+      goto fail;
+    } else if (cols < 0) {
+      cols = k;
+      cols_line = line;
+      rows++;
+    } else if (k != cols) {
+      fail(err, errlen, "'%s' line %lld has %lld fields, but line %lld has %lld", path,
+           (long long)line, (long long)k, (long long)cols_line, (long long)cols);
+      goto fail;
+    } else {
+      rows++;
+    }
+    seen_line = true;
+    p = next;
+  }
+  free(text);
+  text = NULL;
+  if (rows == 0) {
+    fail(err, errlen, "'%s' holds no rows of numbers", path);
+    goto fail;
+  }
+  float *shrunk = realloc(fv.v, (size_t)fv.n * sizeof *shrunk);
+  out->values = shrunk ? shrunk : fv.v;
+  out->n = rows;
+  out->ndim = 1;
+  out->dims[0] = cols;
+  out->sample_size = cols;
+  return 0;
+fail:
+  free(text);
+  free(fv.v);
+  return -1;
+}
+
+// ---------------------------------------------------------------- tokens and text
+
+// Keeps tokens [from * ntok, to * ntok) of raw (ntok little-endian tokens of
+// bpt bytes) as the one-sequence dataset *out.
+static int tokens_to_dataset(const char *path, const unsigned char *raw, int64_t ntok, int bpt,
+                             double from, double to, Dataset *out, char *err, size_t errlen) {
+  if (ntok == 0) return fail(err, errlen, "'%s' holds no tokens", path);
+  int64_t lo = (int64_t)floor(from * (double)ntok), hi = (int64_t)floor(to * (double)ntok);
+  if (hi > ntok) hi = ntok;
+  if (hi <= lo)
+    return fail(err, errlen, "'%s': from = %g, to = %g keeps none of its %lld tokens", path, from,
+                to, (long long)ntok);
+  float *values = malloc((size_t)(hi - lo) * sizeof *values);
+  if (!values) return fail(err, errlen, "out of memory loading '%s'", path);
+  for (int64_t i = lo; i < hi; i++) {
+    const unsigned char *t = raw + i * bpt;
+    uint32_t v = bpt == 1 ? t[0]
+                 : bpt == 2 ? (uint32_t)(t[0] | t[1] << 8)
+                            : (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 |
+                                  (uint32_t)t[3] << 24;
+    if (v > MAX_EXACT_TOKEN) {
+      free(values);
+      return fail(err, errlen,
+                  "'%s': token %u at index %lld is above %u, the largest id f32 holds exactly",
+                  path, v, (long long)i, MAX_EXACT_TOKEN);
+    }
+    values[i - lo] = (float)v;
+  }
+  out->n = hi - lo;
+  out->ndim = 0;
+  out->sample_size = 1;
+  out->values = values;
+  return 0;
+}
+
+static bool range_ok(double from, double to) { return from >= 0 && from < to && to <= 1; }
+
+int data_load_tokens(const char *path, int bytes_per_token, double from, double to, Dataset *out,
+                     char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  if (bytes_per_token != 2 && bytes_per_token != 4)
+    return fail(err, errlen, "'%s': tokens are 2 or 4 bytes, not %d", path, bytes_per_token);
+  if (!range_ok(from, to))
+    return fail(err, errlen, "'%s': from = %g and to = %g must satisfy 0 <= from < to <= 1", path,
+                from, to);
+  char *raw;
+  size_t len;
+  if (file_slurp(path, false, MAX_VALUES * bytes_per_token, &raw, &len, err, errlen)) return -1;
+  int rc;
+  if (len % (size_t)bytes_per_token)
+    rc = fail(err, errlen, "'%s' holds %zu bytes, not a whole number of %d-byte tokens", path, len,
+              bytes_per_token);
+  else
+    rc = tokens_to_dataset(path, (unsigned char *)raw, (int64_t)(len / (size_t)bytes_per_token),
+                           bytes_per_token, from, to, out, err, errlen);
+  free(raw);
+  return rc;
+}
+
+static int str_compare(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+// The regular files of folder whose names have no '.', as malloc'd full paths
+// sorted by name (*names, *count; free each and the array).
+static int folder_list(const char *folder, char ***names, size_t *count, char *err, size_t errlen) {
+  *names = NULL;
+  *count = 0;
+  DIR *d = opendir(folder);
+  if (!d) return fail(err, errlen, "cannot read '%s': %s", folder, strerror(errno));
+  char **list = NULL;
+  size_t n = 0, cap = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (strchr(e->d_name, '.')) continue;
+    size_t need = strlen(folder) + strlen(e->d_name) + 2;
+    char *full = malloc(need);
+    if (!full) goto oom;
+    snprintf(full, need, "%s/%s", folder, e->d_name);
+    struct stat st;
+    if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
+      free(full);
+      continue;
+    }
+    if (n == cap) {
+      size_t ncap = cap ? cap * 2 : 16;
+      char **grown = realloc(list, ncap * sizeof *grown);
+      if (!grown) {
+        free(full);
+        goto oom;
+      }
+      list = grown;
+      cap = ncap;
+    }
+    list[n++] = full;
+  }
+  closedir(d);
+  if (n) qsort(list, n, sizeof *list, str_compare);
+  *names = list;
+  *count = n;
+  return 0;
+oom:
+  closedir(d);
+  for (size_t i = 0; i < n; i++) free(list[i]);
+  free(list);
+  return fail(err, errlen, "out of memory listing '%s'", folder);
+}
+
+int data_load_text(const char *path, double from, double to, Dataset *out, char *err,
+                   size_t errlen) {
+  memset(out, 0, sizeof *out);
+  if (!range_ok(from, to))
+    return fail(err, errlen, "'%s': from = %g and to = %g must satisfy 0 <= from < to <= 1", path,
+                from, to);
+  struct stat st;
+  if (stat(path, &st) != 0) return fail(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+  if (!S_ISDIR(st.st_mode)) {
+    char *raw;
+    size_t len;
+    if (file_slurp(path, false, MAX_VALUES, &raw, &len, err, errlen)) return -1;
+    int rc = tokens_to_dataset(path, (unsigned char *)raw, (int64_t)len, 1, from, to, out, err,
+                               errlen);
+    free(raw);
+    return rc;
+  }
+  char **files;
+  size_t nfiles;
+  if (folder_list(path, &files, &nfiles, err, errlen)) return -1;
+  int rc = 0;
+  char *all = NULL;
+  size_t len = 0;
+  if (nfiles == 0)
+    rc = fail(err, errlen, "'%s' holds no text files (regular files whose names have no '.')",
+              path);
+  for (size_t i = 0; i < nfiles && rc == 0; i++) {
+    char *part;
+    size_t plen;
+    rc = file_slurp(files[i], false, MAX_VALUES, &part, &plen, err, errlen);
+    if (rc) break;
+    if ((int64_t)(len + plen) > MAX_VALUES) {
+      rc = fail(err, errlen, "'%s' is too large: more than %lld bytes of text", path,
+                (long long)MAX_VALUES);
+    } else if (!all) {
+      all = part;
+      part = NULL;
+      len = plen;
+    } else {
+      char *grown = realloc(all, len + plen + 1);
+      if (!grown) {
+        rc = fail(err, errlen, "out of memory loading '%s'", path);
+      } else {
+        all = grown;
+        memcpy(all + len, part, plen);
+        len += plen;
+      }
+    }
+    free(part);
+  }
+  if (rc == 0)
+    rc = tokens_to_dataset(path, (unsigned char *)all, (int64_t)len, 1, from, to, out, err, errlen);
+  free(all);
+  for (size_t i = 0; i < nfiles; i++) free(files[i]);
+  free(files);
+  return rc;
+}
+
+void data_free(Dataset *d) {
+  if (!d) return;
+  free(d->values);
+  memset(d, 0, sizeof *d);
+}
+
+// ---------------------------------------------------------------- random order
+
+static uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+  return z ^ (z >> 31);
+}
+
+static uint64_t splitmix_next(uint64_t *state) {
+  *state += 0x9E3779B97F4A7C15u;
+  return mix64(*state);
+}
+
+// Uniform in [0, bound), bound > 0, without modulo bias.
+static uint64_t splitmix_below(uint64_t *state, uint64_t bound) {
+  uint64_t threshold = (0 - bound) % bound, r;
+  do r = splitmix_next(state);
+  while (r < threshold);
+  return r % bound;
+}
+
+// perm = the order of epoch for seed: a pure function of (seed, epoch, n).
+static void perm_fill(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch) {
+  uint64_t state = mix64(mix64(seed ^ 0x243F6A8885A308D3u) ^ (uint64_t)epoch);
+  for (int64_t i = 0; i < n; i++) perm[i] = i;
+  for (int64_t i = n - 1; i > 0; i--) {
+    int64_t j = (int64_t)splitmix_below(&state, (uint64_t)i + 1);
+    int64_t t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+}
+
+// ---------------------------------------------------------------- batcher
+
+enum { SLOT_FREE, SLOT_FILLING, SLOT_READY };
+
+struct Batcher {
+  const Dataset **sets;   // nsets, borrowed: they outlive the batcher
+  int nsets;
+  int64_t batch, window;
+  uint64_t seed;
+  bool shuffle;
+  int64_t n;              // samples, or tokens in window mode
+  int64_t per_epoch;      // batches per epoch
+  int nout;               // nsets, or 2 in window mode
+  int64_t *out_size;      // floats of output k in one batch
+  int64_t slot_floats;    // sum of out_size: the outputs of one batch, one after the other
+  int64_t *perm;          // producer only: the order of perm_epoch; NULL unless shuffling samples
+  int64_t perm_epoch;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;      // broadcast on every change of the fields below
+  float *slot[2];         // written only by the producer while FILLING, read only by the consumer while READY
+  int state[2];
+  int64_t pos[2];         // the global batch (epoch * per_epoch + batch) of a READY slot
+  int64_t want;           // the global batch batcher_next returns next
+  int64_t produce;        // the global batch the producer fills next
+  uint64_t gen;           // bumped by a seek: a fill started under an older gen is dropped
+  bool stop;
+};
+
+// Start of window row in batch k of epoch: a token position in
+// [0, n - window), so that the window and its targets fit.
+static int64_t window_start(const Batcher *b, int64_t epoch, int64_t k, int64_t row) {
+  int64_t last = b->n - b->window;
+  if (!b->shuffle) {
+    int64_t s = (k * b->batch + row) * b->window;
+    return s < last ? s : last - 1;
+  }
+  uint64_t state = mix64(mix64(b->seed ^ 0x13198A2E03707344u) ^ (uint64_t)epoch);
+  state = mix64(mix64(state ^ (uint64_t)k) ^ (uint64_t)row);
+  return (int64_t)splitmix_below(&state, (uint64_t)last);
+}
+
+// Writes global batch p into dst (slot_floats values). Producer thread only.
+static void batcher_fill(Batcher *b, int64_t p, float *dst) {
+  int64_t epoch = p / b->per_epoch, k = p % b->per_epoch;
+  if (b->window > 0) {
+    const float *seq = b->sets[0]->values;
+    int64_t w = b->window;
+    float *inputs = dst, *targets = dst + b->batch * w;   // (batch, window) each
+    for (int64_t r = 0; r < b->batch; r++) {
+      int64_t s = window_start(b, epoch, k, r);
+      memcpy(inputs + r * w, seq + s, (size_t)w * sizeof *seq);
+      memcpy(targets + r * w, seq + s + 1, (size_t)w * sizeof *seq);
+    }
+    return;
+  }
+  if (b->perm && b->perm_epoch != epoch) {
+    perm_fill(b->perm, b->n, b->seed, epoch);
+    b->perm_epoch = epoch;
+  }
+  for (int64_t r = 0; r < b->batch; r++) {
+    int64_t i = k * b->batch + r, sample = b->perm ? b->perm[i] : i;
+    float *o = dst;
+    for (int s = 0; s < b->nsets; s++) {
+      int64_t size = b->sets[s]->sample_size;
+      memcpy(o + r * size, b->sets[s]->values + sample * size, (size_t)size * sizeof *o);
+      o += b->out_size[s];
+    }
+  }
+}
+
+static int slot_with_state(const Batcher *b, int state) {
+  for (int s = 0; s < 2; s++)
+    if (b->state[s] == state) return s;
+  return -1;
+}
+
+static int slot_holding(const Batcher *b, int64_t p) {
+  for (int s = 0; s < 2; s++)
+    if (b->state[s] == SLOT_READY && b->pos[s] == p) return s;
+  return -1;
+}
+
+// The producer: fills free slots with batches produce, produce + 1, ... until
+// stop; sleeps on cv while both slots are taken.
+static void *batcher_main(void *arg) {
+  Batcher *b = arg;
+  pthread_mutex_lock(&b->mu);
+  for (;;) {
+    int s;
+    while (!b->stop && (s = slot_with_state(b, SLOT_FREE)) < 0) pthread_cond_wait(&b->cv, &b->mu);
+    if (b->stop) break;
+    int64_t p = b->produce++;
+    uint64_t gen = b->gen;
+    b->state[s] = SLOT_FILLING;
+    pthread_mutex_unlock(&b->mu);
+    batcher_fill(b, p, b->slot[s]);
+    pthread_mutex_lock(&b->mu);
+    if (gen == b->gen) {
+      b->state[s] = SLOT_READY;
+      b->pos[s] = p;
+    } else {
+      b->state[s] = SLOT_FREE;
+    }
+    pthread_cond_broadcast(&b->cv);
+  }
+  pthread_mutex_unlock(&b->mu);
+  return NULL;
+}
+
+// Checks the arguments and fills the shape fields of b (n, per_epoch, nout, out_size).
+static int batcher_plan(Batcher *b, Dataset *const *sets, int nsets, char *err, size_t errlen) {
+  if (!sets || nsets < 1) return fail(err, errlen, "batcher: no datasets");
+  for (int s = 0; s < nsets; s++)
+    if (!sets[s] || !sets[s]->values || sets[s]->n < 1 || sets[s]->sample_size < 1)
+      return fail(err, errlen, "batcher: dataset %d is empty", s);
+  if (b->batch < 1)
+    return fail(err, errlen, "batcher: the batch size must be > 0, not %lld", (long long)b->batch);
+  if (b->window < 0)
+    return fail(err, errlen, "batcher: the window must be >= 0, not %lld", (long long)b->window);
+  b->n = sets[0]->n;
+  if (b->window > 0) {
+    if (nsets != 1)
+      return fail(err, errlen, "batcher: windows are drawn from one token sequence, not %d datasets",
+                  nsets);
+    if (sets[0]->sample_size != 1)
+      return fail(err, errlen, "batcher: windows need a sequence of single tokens, not samples of %lld",
+                  (long long)sets[0]->sample_size);
+    if (b->n <= b->window || b->batch > b->n / b->window)
+      return fail(err, errlen,
+                  "batcher: %lld tokens are too few for one batch of %lld windows of %lld tokens "
+                  "and their targets",
+                  (long long)b->n, (long long)b->batch, (long long)b->window);
+    b->per_epoch = b->n / (b->batch * b->window);
+    b->nout = 2;
+  } else {
+    for (int s = 1; s < nsets; s++)
+      if (sets[s]->n != b->n)
+        return fail(err, errlen, "batcher: dataset %d has %lld samples, dataset 0 has %lld", s,
+                    (long long)sets[s]->n, (long long)b->n);
+    if (b->n < b->batch)
+      return fail(err, errlen, "batcher: %lld samples are fewer than one batch of %lld",
+                  (long long)b->n, (long long)b->batch);
+    b->per_epoch = b->n / b->batch;
+    b->nout = nsets;
+  }
+  b->out_size = calloc((size_t)b->nout, sizeof *b->out_size);
+  if (!b->out_size) return fail(err, errlen, "batcher: out of memory");
+  // batch <= n samples (or batch * window <= n tokens), so no size overflows
+  // while every dataset holds the n * sample_size values it claims.
+  b->slot_floats = 0;
+  for (int k = 0; k < b->nout; k++) {
+    b->out_size[k] = b->batch * (b->window > 0 ? b->window : sets[k]->sample_size);
+    b->slot_floats += b->out_size[k];
+  }
+  return 0;
+}
+
+static void batcher_release(Batcher *b) {
+  free(b->slot[0]);
+  free(b->slot[1]);
+  free(b->perm);
+  free(b->out_size);
+  free(b->sets);
+  free(b);
+}
+
+Batcher *batcher_new(Dataset *const *sets, int nsets, int64_t batch, int64_t window, uint64_t seed,
+                     bool shuffle, char *err, size_t errlen) {
+  Batcher *b = calloc(1, sizeof *b);
+  if (!b) {
+    fail(err, errlen, "batcher: out of memory");
+    return NULL;
+  }
+  b->batch = batch;
+  b->window = window;
+  b->seed = seed;
+  b->shuffle = shuffle;
+  b->perm_epoch = -1;
+  if (batcher_plan(b, sets, nsets, err, errlen)) {
+    batcher_release(b);
+    return NULL;
+  }
+  b->nsets = nsets;
+  b->sets = calloc((size_t)nsets, sizeof *b->sets);
+  b->slot[0] = malloc((size_t)b->slot_floats * sizeof(float));
+  b->slot[1] = malloc((size_t)b->slot_floats * sizeof(float));
+  if (shuffle && window == 0) b->perm = malloc((size_t)b->n * sizeof *b->perm);
+  if (!b->sets || !b->slot[0] || !b->slot[1] || (shuffle && window == 0 && !b->perm)) {
+    fail(err, errlen, "batcher: out of memory");
+    batcher_release(b);
+    return NULL;
+  }
+  for (int s = 0; s < nsets; s++) b->sets[s] = sets[s];
+  int rc = pthread_mutex_init(&b->mu, NULL);
+  if (rc) {
+    fail(err, errlen, "batcher: cannot create its mutex: %s", strerror(rc));
+    batcher_release(b);
+    return NULL;
+  }
+  rc = pthread_cond_init(&b->cv, NULL);
+  if (rc == 0) {
+    // The producer blocks every signal, so that signals reach the caller's threads.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&b->thread, NULL, batcher_main, b);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) pthread_cond_destroy(&b->cv);
+  }
+  if (rc) {
+    fail(err, errlen, "batcher: cannot start its thread: %s", strerror(rc));
+    pthread_mutex_destroy(&b->mu);
+    batcher_release(b);
+    return NULL;
+  }
+  return b;
+}
+
+int64_t batcher_batches_per_epoch(const Batcher *b) { return b->per_epoch; }
+
+// Waits for the slot holding batch want, copies it out and frees the slot.
+// One consumer thread at a time (batcher_next and batcher_seek are not
+// meant to be called concurrently).
+int64_t batcher_next(Batcher *b, float *const *out) {
+  pthread_mutex_lock(&b->mu);
+  int s;
+  while ((s = slot_holding(b, b->want)) < 0) pthread_cond_wait(&b->cv, &b->mu);
+  int64_t p = b->want;
+  pthread_mutex_unlock(&b->mu);
+  const float *src = b->slot[s];
+  for (int k = 0; k < b->nout; k++) {
+    memcpy(out[k], src, (size_t)b->out_size[k] * sizeof *src);
+    src += b->out_size[k];
+  }
+  pthread_mutex_lock(&b->mu);
+  b->state[s] = SLOT_FREE;
+  b->want++;
+  pthread_cond_broadcast(&b->cv);
+  pthread_mutex_unlock(&b->mu);
+  return p / b->per_epoch;
+}
+
+// Drops the batches prepared so far and restarts at (epoch, batch_in_epoch);
+// a batch_in_epoch past the epoch's end carries into the following epochs,
+// and negative positions count as 0.
+void batcher_seek(Batcher *b, int64_t epoch, int64_t batch_in_epoch) {
+  if (epoch < 0) epoch = 0;
+  if (batch_in_epoch < 0) batch_in_epoch = 0;
+  int64_t limit = INT64_MAX / 2;
+  if (epoch > limit / b->per_epoch) epoch = limit / b->per_epoch;
+  if (batch_in_epoch > limit) batch_in_epoch = limit;
+  int64_t p = epoch * b->per_epoch + batch_in_epoch;
+  pthread_mutex_lock(&b->mu);
+  b->gen++;
+  b->want = b->produce = p;
+  for (int s = 0; s < 2; s++)
+    if (b->state[s] == SLOT_READY) b->state[s] = SLOT_FREE;
+  pthread_cond_broadcast(&b->cv);
+  pthread_mutex_unlock(&b->mu);
+}
+
+// Stops the producer (it finishes a batch in progress, then exits) and joins it.
+void batcher_free(Batcher *b) {
+  if (!b) return;
+  pthread_mutex_lock(&b->mu);
+  b->stop = true;
+  pthread_cond_broadcast(&b->cv);
+  pthread_mutex_unlock(&b->mu);
+  pthread_join(b->thread, NULL);
+  pthread_cond_destroy(&b->cv);
+  pthread_mutex_destroy(&b->mu);
+  batcher_release(b);
+}
