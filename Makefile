@@ -3,7 +3,7 @@
 #   make            build/smelt, build/libsmeltrt.a, build/libsmeltrt.so
 #   make test       install what is missing, build, fuzz smoke run, every Criterion suite
 #   make test-asan  the same suites built with ASan + UBSan; a leaking test fails
-#   make demo       install, build, check every example and print its summary
+#   make demo       install, build, check every example, train the MLP for an epoch
 #   make fuzz       a longer libFuzzer run over the parser (FUZZ_SECONDS=300)
 #   make bench      benchmarks (bench/); results are kept in bench/results/
 
@@ -148,6 +148,8 @@ bench: all $(BUILD)/bench-elab
 demo: deps all
 	@echo "== smelt $$($(BUILD)/smelt --version | cut -d' ' -f2): checking every example"
 	$(BUILD)/smelt check --summary examples/*.smelt
+	@echo "== training the MLP on Fashion-MNIST for one epoch"
+	$(BUILD)/smelt train examples/mlp.smelt --epochs=1 --log-every=50
 
 clean:
 	rm -rf build build-asan

@@ -643,6 +643,7 @@ typedef struct {
   const char *checkpoint;   // path, or NULL for none
   int64_t checkpoint_every; // 0: the train block's
   bool resume;
+  int64_t stop_after;       // end this run after this many steps (0: run to the end)
   int64_t log_every;        // steps between log lines when not on a terminal
   const char *split;        // eval: "test", "val" or "train"
 } TrainOptions;

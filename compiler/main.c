@@ -39,6 +39,7 @@ static void usage(FILE *out) {
         "      --checkpoint=PATH          save here (every --checkpoint-every=N steps\n"
         "                                 or the train block's, and at the end)\n"
         "      --resume                   continue from --checkpoint\n"
+        "      --stop-after=N             end this run after N steps (resume later)\n"
         "  eval FILE              loss and accuracy on the test (or --split=) data;\n"
         "                         --checkpoint=PATH loads trained weights first\n"
         "  inspect INGOT          sections, entry points, tensors (--all: also\n"
@@ -122,6 +123,7 @@ static int parse_options(int argc, char **argv, Options *o) {
     else if (strncmp(a, "--checkpoint=", 13) == 0) o->train.checkpoint = a + 13;
     else if (strncmp(a, "--checkpoint-every=", 19) == 0) o->train.checkpoint_every = strtoll(a + 19, NULL, 10);
     else if (strcmp(a, "--resume") == 0) o->train.resume = true;
+    else if (strncmp(a, "--stop-after=", 13) == 0) o->train.stop_after = strtoll(a + 13, NULL, 10);
     else if (strncmp(a, "--log-every=", 12) == 0) o->train.log_every = strtoll(a + 12, NULL, 10);
     else if (strncmp(a, "--split=", 8) == 0) o->train.split = a + 8;
     else if (strcmp(a, "-D") == 0 || strncmp(a, "-D", 2) == 0) {

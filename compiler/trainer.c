@@ -269,8 +269,6 @@ int train_run(const TrainOptions *o) {
   int64_t epochs = o->epochs ? o->epochs : meta_int(ig, "train.epochs", 0);
   int64_t total = o->steps ? o->steps : epochs ? epochs * per_epoch : meta_int(ig, "train.steps", per_epoch);
   if (o->steps) epochs = 0;
-  float total_f = (float)total;
-  smelt_set_tensor(s, "total_steps", &total_f, sizeof total_f);   // absent unless the schedule needs it
   int64_t start = 0;
   if (o->resume) {
     if (smelt_load(s, o->checkpoint) != SMELT_OK) {
@@ -283,6 +281,10 @@ int train_run(const TrainOptions *o) {
     batcher_seek(sp.b, start / per_epoch, start % per_epoch);
     printf("resumed from %s at step %lld\n", o->checkpoint, (long long)start);
   }
+  float total_f = (float)total;
+  smelt_set_tensor(s, "total_steps", &total_f, sizeof total_f);   // absent unless the schedule needs it
+  int64_t stop = o->stop_after ? start + o->stop_after : total;
+  if (stop > total) stop = total;
   const char *held = held_out_split(ig);
   int64_t every = o->checkpoint_every ? o->checkpoint_every : meta_int(ig, "train.checkpoint_every", 0);
   bool tty = isatty(fileno(stdout));
@@ -291,7 +293,7 @@ int train_run(const TrainOptions *o) {
   fflush(stdout);
   double t0 = now(), last_log = t0, loss_avg = 0;
   int64_t in_avg = 0;
-  for (int64_t step = start; step < total; step++) {
+  for (int64_t step = start; step < stop; step++) {
     split_next(&sp, s, "train_step");
     if (smelt_run(s, "train_step", seed, (uint64_t)step) != SMELT_OK) {
       fprintf(stderr, "\nsmelt: error: step %lld: %s\n", (long long)step, smelt_last_error());
@@ -341,7 +343,8 @@ int train_run(const TrainOptions *o) {
     goto done;
   }
   char took[32];
-  printf("trained %lld steps in %s\n", (long long)(total - start), duration(took, sizeof took, now() - t0));
+  printf("trained %lld steps in %s%s\n", (long long)(stop - start), duration(took, sizeof took, now() - t0),
+         stop < total ? " (stopped early; continue with --resume)" : "");
   rc = 0;
 done:
   split_free(&sp);
