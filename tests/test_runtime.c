@@ -5,6 +5,7 @@
 // loading into a fresh session and training M more must give the same bytes
 // as N + M steps in one go; damaged or foreign files must be refused.
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,5 +221,31 @@ TEST(runtime, absent_gpus_and_bad_arguments_say_so) {
   cr_expect_eq(smelt_load(s, "build/none.ckpt"), SMELT_ERR_IO);
   smelt_session_free(s);
   smelt_ingot_close(ig);
+  unlink(path);
+}
+
+TEST(runtime, the_documented_embedding_example_builds_and_runs) {
+  const char *path = ingot_path();
+  build_mlp(path);
+  char exe[64], cmd[PATH_MAX + 256], *out;
+  snprintf(exe, sizeof exe, "build/test-embed-%d", (int)getpid());
+  char lib[PATH_MAX];
+  snprintf(lib, sizeof lib, "%s", smelt_path());
+  char *slash = strrchr(lib, '/');
+  cr_assert_not_null(slash);
+  strcpy(slash + 1, "libsmeltrt.a");
+  snprintf(cmd, sizeof cmd, "cc -std=c11 -Iruntime docs/examples/embed.c %s -o %s -lm -ldl -lpthread", lib, exe);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "./%s %s", exe, path);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect(strstr(out, "model mlp on cpu") != NULL && strstr(out, "step 10: loss") != NULL &&
+            strstr(out, "eval: loss") != NULL, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "./%s build/none.ingot", exe);
+  cr_expect_eq(run_cmd(cmd, &out), 1, "%s", out);
+  cr_expect(strstr(out, "embed: cannot open 'build/none.ingot'") != NULL, "%s", out);
+  free(out);
+  unlink(exe);
   unlink(path);
 }
