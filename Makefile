@@ -140,8 +140,14 @@ fuzz: $(BUILD)/fuzz/fuzz-parse
 $(BUILD)/bench-elab: bench/bench_elab.c $(BUILD)/libsmeltc.a
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lm
 
-bench: all $(BUILD)/bench-elab
+$(BUILD)/bench-matmul: bench/bench_matmul.c $(BUILD)/libsmeltc.a $(BUILD)/libsmeltrt.a
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lm -ldl -lpthread
+
+# The reference runs with OpenBLAS's own kernel choice for this CPU: the
+# environment's OPENBLAS_CORETYPE pin is lifted for this command alone.
+bench: all $(BUILD)/bench-elab $(BUILD)/bench-matmul
 	@$(BUILD)/bench-elab
+	@env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bench-matmul 2
 
 # ---- demo
 

@@ -620,6 +620,117 @@ static V kernel_gather(Cg *c, const Node *n, V *o) {
   return L.acc[0];
 }
 
+// The element address of operand x (stored, contiguous) at matrix position
+// (row, col) for output batch index bidx (broadcast to x's batch dims).
+static V matrix_elem(Cg *c, const Node *x, const Shape *out, V *bidx, V row, V col) {
+  int xb = x->shape.ndim - 2, ob = out->ndim - 2;
+  V base = ci(c, 0);
+  for (int d = 0; d < xb; d++) {
+    V i = x->shape.d[d] == 1 ? ci(c, 0) : bidx[d + ob - xb];
+    base = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, base, ci(c, x->shape.d[d]), ""), i, "");
+  }
+  int64_t rows = x->shape.d[xb], cols = x->shape.d[xb + 1];
+  base = LLVMBuildMul(c->b, base, ci(c, rows * cols), "");
+  return LLVMBuildAdd(c->b, base, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, row, ci(c, cols), ""), col, ""), "");
+}
+
+// One register tile of C = A' B (A' = A or A^T): for every k, MR scalars of
+// A' broadcast against one MATMUL_NR-wide vector of B's row k, accumulated in
+// MR vector registers. Edge tiles fall back to one element at a time.
+static void emit_tile(Cg *c, const Node *n, V t) {
+  LLVMBuilderRef B = c->b;
+  const Node *a = n->src[0], *bm = n->src[1];
+  int nd = n->shape.ndim;
+  bool ta = n->p.matmul.ta;
+  int64_t M = n->shape.d[nd - 2], N = n->shape.d[nd - 1];
+  int64_t K = ta ? a->shape.d[a->shape.ndim - 2] : a->shape.d[a->shape.ndim - 1];
+  int64_t tm = (M + MATMUL_MR - 1) / MATMUL_MR, tn = (N + MATMUL_NR - 1) / MATMUL_NR;
+  Shape batch = n->shape;
+  batch.ndim -= 2;
+  Shape tiles = batch;
+  tiles.d[tiles.ndim++] = tm;
+  tiles.d[tiles.ndim++] = tn;
+  V ti[MAX_DIMS];
+  delinearize(c, t, &tiles, ti);
+  V m0 = LLVMBuildMul(B, ti[tiles.ndim - 2], ci(c, MATMUL_MR), "m0");
+  V n0 = LLVMBuildMul(B, ti[tiles.ndim - 1], ci(c, MATMUL_NR), "n0");
+  V full = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSLE, addc(c, m0, MATMUL_MR), ci(c, M), ""),
+                        LLVMBuildICmp(B, LLVMIntSLE, addc(c, n0, MATMUL_NR), ci(c, N), ""), "");
+  LLVMBasicBlockRef fast = block(c, "tile"), edge = block(c, "edge"), join = block(c, "tiled");
+  LLVMBuildCondBr(B, full, fast, edge);
+
+  LLVMPositionBuilderAtEnd(B, fast);
+  LLVMTypeRef vt = LLVMVectorType(c->f32, MATMUL_NR);
+  V init[MATMUL_MR];
+  for (int r = 0; r < MATMUL_MR; r++) init[r] = LLVMConstNull(vt);
+  V pa = buffer_ptr(c, a), pb = buffer_ptr(c, bm);
+  // the accumulators are loop-carried values of a k loop
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(B), head = block(c, "k"), body = block(c, "kbody"), done = block(c, "kdone");
+  LLVMBuildBr(B, head);
+  LLVMPositionBuilderAtEnd(B, head);
+  V k = LLVMBuildPhi(B, c->i64, "k");
+  V zero = ci(c, 0);
+  LLVMAddIncoming(k, &zero, &pre, 1);
+  V acc[MATMUL_MR];
+  for (int r = 0; r < MATMUL_MR; r++) {
+    acc[r] = LLVMBuildPhi(B, vt, "acc");
+    LLVMAddIncoming(acc[r], &init[r], &pre, 1);
+  }
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, k, ci(c, K), ""), body, done);
+  LLVMPositionBuilderAtEnd(B, body);
+  V bidx = matrix_elem(c, bm, &n->shape, ti, k, n0);
+  V bv = LLVMBuildLoad2(B, vt, LLVMBuildGEP2(B, c->f32, pb, &bidx, 1, ""), "b");
+  LLVMSetAlignment(bv, 4);
+  V next[MATMUL_MR];
+  for (int r = 0; r < MATMUL_MR; r++) {
+    V row = addc(c, m0, r);
+    V aidx = ta ? matrix_elem(c, a, &n->shape, ti, k, row) : matrix_elem(c, a, &n->shape, ti, row, k);
+    V av = LLVMBuildLoad2(B, c->f32, LLVMBuildGEP2(B, c->f32, pa, &aidx, 1, ""), "a");
+    V splat = LLVMBuildShuffleVector(B, LLVMBuildInsertElement(B, LLVMGetUndef(vt), av, ci(c, 0), ""),
+                                     LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(c->i32, MATMUL_NR)), "");
+    V args[3] = {splat, bv, acc[r]};
+    next[r] = call_intrinsic(c, "llvm.fma", vt, args, 3);
+  }
+  V k1 = addc(c, k, 1);
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(B);
+  LLVMAddIncoming(k, &k1, &latch, 1);
+  for (int r = 0; r < MATMUL_MR; r++) LLVMAddIncoming(acc[r], &next[r], &latch, 1);
+  LLVMBuildBr(B, head);
+  LLVMPositionBuilderAtEnd(B, done);
+  V pc = buffer_ptr(c, n);
+  for (int r = 0; r < MATMUL_MR; r++) {
+    V oi[MAX_DIMS];
+    for (int d = 0; d < batch.ndim; d++) oi[d] = ti[d];
+    oi[nd - 2] = addc(c, m0, r);
+    oi[nd - 1] = n0;
+    V lin = linearize(c, oi, &n->shape);
+    V st = LLVMBuildStore(B, acc[r], LLVMBuildGEP2(B, c->f32, pc, &lin, 1, ""));
+    LLVMSetAlignment(st, 4);
+  }
+  LLVMBuildBr(B, join);
+
+  // edge tile: each element of the tile that lies inside C, the plain way
+  LLVMPositionBuilderAtEnd(B, edge);
+  Loop L;
+  loop_open(c, &L, ci(c, 0), ci(c, MATMUL_MR * MATMUL_NR), 0, NULL);
+  V row = LLVMBuildAdd(B, m0, LLVMBuildUDiv(B, L.i, ci(c, MATMUL_NR), ""), "");
+  V col = LLVMBuildAdd(B, n0, LLVMBuildURem(B, L.i, ci(c, MATMUL_NR), ""), "");
+  V inside = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSLT, row, ci(c, M), ""), LLVMBuildICmp(B, LLVMIntSLT, col, ci(c, N), ""), "");
+  LLVMBasicBlockRef one = block(c, "elem"), skip = block(c, "next");
+  LLVMBuildCondBr(B, inside, one, skip);
+  LLVMPositionBuilderAtEnd(B, one);
+  V oi[MAX_DIMS];
+  for (int d = 0; d < batch.ndim; d++) oi[d] = ti[d];
+  oi[nd - 2] = row;
+  oi[nd - 1] = col;
+  store_at(c, n, linearize(c, oi, &n->shape), kernel_matmul(c, n, oi));
+  LLVMBuildBr(B, skip);
+  LLVMPositionBuilderAtEnd(B, skip);
+  loop_close(c, &L, NULL);
+  LLVMBuildBr(B, join);
+  LLVMPositionBuilderAtEnd(B, join);
+}
+
 // One kernel: for i in [begin, end): idx = index of i; out[i] = value(idx).
 static void emit_kernel(Cg *c, const Kernel *k) {
   LLVMTypeRef params[4] = {c->ptr, c->i64, c->i64, c->ptr};
@@ -633,6 +744,12 @@ static void emit_kernel(Cg *c, const Kernel *k) {
   const Node *n = k->out;
   Loop L;
   loop_open(c, &L, LLVMGetParam(c->fn, 1), LLVMGetParam(c->fn, 2), 0, NULL);
+  if (k->tiled) {
+    emit_tile(c, n, L.i);
+    loop_close(c, &L, NULL);
+    LLVMBuildRetVoid(c->b);
+    return;
+  }
   V idx[MAX_DIMS];
   delinearize(c, L.i, &n->shape, idx);
   V v;

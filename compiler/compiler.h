@@ -564,10 +564,17 @@ typedef enum {
   KK_COPY,               // a folded node that must be stored: an output, an update
 } KernelKind;
 
+// Register tile of the host matmul: MATMUL_MR rows by MATMUL_NR columns.
+#define MATMUL_MR 6
+#define MATMUL_NR 16
+
 typedef struct {
   KernelKind kind;
   Node *out;             // the node it computes
   char name[64];         // symbol: <prefix>k<id>_<op>
+  bool tiled;            // KK_MATMUL on stored f32 operands, B not transposed:
+                         // iterates over MATMUL_MR x MATMUL_NR tiles of the output
+  int64_t count;         // iterations: output elements, or tiles when tiled
 } Kernel;
 
 typedef struct {

@@ -133,7 +133,7 @@ static void add_entry(Writer *w, const char *entry, const Graph *g, const Kernel
   }
   for (int k = 0; k < p->n; k++) {
     IngotLaunch l = {str_add(&w->strings, p->kernels[k].name), (uint32_t)tensor_of[p->slot[p->kernels[k].out->id]],
-                     (uint64_t)shape_numel(&p->kernels[k].out->shape)};
+                     (uint64_t)p->kernels[k].count};
     buf_put(&w->launches, &l, sizeof l);
   }
   for (int u = 0; u < g->nupdates; u++) {

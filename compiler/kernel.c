@@ -25,6 +25,21 @@ static KernelKind kind_of(Op op) {
   }
 }
 
+// A matmul whose operands are stored f32 tensors (no view between) and whose
+// B is not transposed runs as register tiles: rows of A broadcast against
+// vectors of B's rows. Sets *tiles to the tile count.
+static bool matmul_tiles(const KernelPlan *p, const Node *n, int64_t *tiles) {
+  const Node *a = n->src[0], *b = n->src[1];
+  if (p->slot[a->id] < 0 || p->slot[b->id] < 0 || n->p.matmul.tb) return false;
+  if (a->dtype != DT_F32 || b->dtype != DT_F32 || n->dtype != DT_F32) return false;
+  int nd = n->shape.ndim;
+  int64_t M = n->shape.d[nd - 2], N = n->shape.d[nd - 1];
+  if (M == 0 || N == 0) return false;
+  int64_t batch = shape_numel(&n->shape) / (M * N);
+  *tiles = batch * ((M + MATMUL_MR - 1) / MATMUL_MR) * ((N + MATMUL_NR - 1) / MATMUL_NR);
+  return true;
+}
+
 void kernel_plan(const Graph *g, const char *prefix, KernelPlan *p) {
   memset(p, 0, sizeof *p);
   bool *keep = xcalloc((size_t)g->n + 1, sizeof *keep);   // must be stored
@@ -32,7 +47,7 @@ void kernel_plan(const Graph *g, const char *prefix, KernelPlan *p) {
   for (int i = 0; i < g->nupdates; i++) keep[g->updates[i].value->id] = true;
   p->slot = xmalloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
   p->slot_node = xmalloc(sizeof(Node *) * (size_t)(g->n ? g->n : 1));
-  p->kernels = xmalloc(sizeof(Kernel) * (size_t)(g->n ? g->n : 1));
+  p->kernels = xcalloc((size_t)(g->n ? g->n : 1), sizeof(Kernel));
   for (int i = 0; i < g->n; i++) {
     Node *n = g->nodes[i];
     if (node_is_folded(n) && !keep[i]) {
@@ -50,6 +65,8 @@ void kernel_plan(const Graph *g, const char *prefix, KernelPlan *p) {
     for (const char *c = op_name(n->op); *c && len + 1 < sizeof k->name; c++)
       k->name[len++] = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
     k->name[len] = '\0';
+    k->count = shape_numel(&n->shape);
+    if (k->kind == KK_MATMUL && matmul_tiles(p, n, &k->count)) k->tiled = true;
   }
   free(keep);
 }

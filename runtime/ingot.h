@@ -81,7 +81,8 @@ typedef struct {
 typedef struct {
   uint32_t symbol;        // offset into STRINGS: the kernel's name in HOST_CODE
   uint32_t out;           // tensor index it writes
-  uint64_t count;         // output elements: the range [0, count) to split over threads
+  uint64_t count;         // iterations [0, count) to split over threads: output elements,
+                          // or output tiles (never more than the output's elements)
 } IngotLaunch;            // 16 bytes
 
 typedef struct {

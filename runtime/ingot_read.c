@@ -87,7 +87,7 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
     const IngotLaunch *l = &ig->launches[i];
     if (!str_ok(ig, l->symbol) || l->out >= ig->ntensors) return bad(path, "a launch record is malformed");
     const IngotTensor *t = &ig->tensors[l->out];
-    if (l->count * (uint64_t)ingot_dtype_size(t->dtype) != t->bytes) return bad(path, "a launch's range does not match its output");
+    if (l->count * (uint64_t)ingot_dtype_size(t->dtype) > t->bytes) return bad(path, "a launch's range exceeds its output");
   }
   for (uint32_t i = 0; i < ig->nupdates; i++) {
     const IngotUpdate *u = &ig->updates[i];
@@ -146,8 +146,9 @@ smelt_status smelt_ingot_open(const char *path, smelt_ingot **out) {
       return bad(path, "a section lies outside the file or is repeated");
     }
     if (smelt_crc32(ig->data + s->offset, s->size) != s->crc) {
+      uint32_t kind = s->kind;   // s points into the data about to be freed
       smelt_ingot_close(ig);
-      return rt_fail(SMELT_ERR_FORMAT, "'%s' is corrupt: section %u fails its checksum", path, s->kind);
+      return rt_fail(SMELT_ERR_FORMAT, "'%s' is corrupt: section %u fails its checksum", path, kind);
     }
     ig->sec[s->kind] = s;
   }

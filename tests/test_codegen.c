@@ -125,7 +125,7 @@ static void check_kernels(const char *what, const char *src, const Define *defs,
     cr_assert_not_null(f, "no symbol %s", kn->name);
     const Node *n = kn->out;
     int64_t cnt = shape_numel(&n->shape);
-    f(bufs, 0, cnt, ctx);
+    f(bufs, 0, kn->count, ctx);
     cr_assert_eq(ctx[2], 0, "%s: kernel %s flagged an error", what, kn->name);
     const char *buf = bufs[plan.slot[n->id]];
     const double *want = r.vals[n->id];
@@ -213,6 +213,14 @@ TEST(codegen, matmuls) {
         "output z = matmul(a.transpose(1, 2), c, ta = true, tb = true)\n"
         "output u = a @ v\n"
         "output u2 = v @ b @ b.T", fwd);
+}
+
+TEST(codegen, tiled_matmul_full_and_edge_tiles) {
+  check("tiled", "input p: f32[2, 13, 9]\ninput q: f32[9, 37]\ninput s: f32[9, 13]\ninput u: f32[3, 1, 12, 7]\n"
+        "input v: f32[4, 7, 32]\n"
+        "output r = p @ q\n"
+        "output t = matmul(s, q, ta = true)\n"
+        "output w = u @ v", fwd);
 }
 
 TEST(codegen, dtypes) {

@@ -234,7 +234,12 @@ TEST(runtime, the_documented_embedding_example_builds_and_runs) {
   char *slash = strrchr(lib, '/');
   cr_assert_not_null(slash);
   strcpy(slash + 1, "libsmeltrt.a");
-  snprintf(cmd, sizeof cmd, "cc -std=c11 -Iruntime docs/examples/embed.c %s -o %s -lm -ldl -lpthread", lib, exe);
+#if defined(__SANITIZE_ADDRESS__)
+  const char *san = "-fsanitize=address,undefined";   // the library it links was built so
+#else
+  const char *san = "";
+#endif
+  snprintf(cmd, sizeof cmd, "cc -std=c11 %s -Iruntime docs/examples/embed.c %s -o %s -lm -ldl -lpthread", san, lib, exe);
   cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
   free(out);
   snprintf(cmd, sizeof cmd, "./%s %s", exe, path);

@@ -1,0 +1,111 @@
+// bench_matmul.c: smelt's host matmul against OpenBLAS, side by side.
+//
+// A 512 x 512 x 512 f32 matmul compiled by smelt for this CPU and run by the
+// runtime's CPU device, and cblas_sgemm from OpenBLAS (opened with dlopen,
+// skipped with a note when absent), alternately, with the same thread count;
+// prints the median GFLOP/s of each and their ratio. Both results are checked
+// against each other first.
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compiler.h"
+#include "runtime.h"
+
+#define N 512
+#define REPS 15
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+typedef void (*Sgemm)(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                      const float *b, int ldb, float beta, float *c, int ldc);
+
+int main(int argc, char **argv) {
+  int threads = argc > 1 ? atoi(argv[1]) : 2;
+  const char *src = "model m {\n  input a: f32[512, 512]\n  input b: f32[512, 512]\n  output c = a @ b\n}\n";
+  Compilation comp;
+  compilation_init(&comp, stderr);
+  Module *m = module_load_text(&comp, "mm.smelt", src, strlen(src));
+  resolve_module(&comp, m);
+  Graph g;
+  graph_init(&g, &comp.arena, &comp.diag);
+  if (elaborate(&comp, m, NULL, 0, false, &g)) return 1;
+  KernelPlan plan;
+  kernel_plan(&g, "", &plan);
+  const KernelPlan *plans[1] = {&plan};
+  Blob obj;
+  char err[512], so[64];
+  if (codegen_host(plans, 1, NULL, &obj, err, sizeof err)) return fprintf(stderr, "%s\n", err), 1;
+  snprintf(so, sizeof so, "/tmp/bench-mm-%d.so", (int)getpid());
+  if (link_shared(&obj, so, err, sizeof err)) return fprintf(stderr, "%s\n", err), 1;
+  Device *dev;
+  if (cpu_device_new(threads, &dev) != SMELT_OK) return 1;
+  size_t len;
+  char *code = file_read(so, &len);
+  unlink(so);
+  if (!code || dev->load_code(dev, code, len) != SMELT_OK) return fprintf(stderr, "%s\n", smelt_last_error()), 1;
+  free(code);
+  free(obj.data);
+  const Kernel *k = &plan.kernels[0];
+  void *fn = dev->symbol(dev, k->name);
+  float *a = malloc(4 * N * N), *b = malloc(4 * N * N), *c1 = malloc(4 * N * N), *c2 = malloc(4 * N * N);
+  for (int i = 0; i < N * N; i++) a[i] = (float)((i * 37) % 101) / 101 - 0.5f, b[i] = (float)((i * 53) % 97) / 97 - 0.5f;
+  char *bufs[3];
+  bufs[plan.slot[g.nodes[0]->id]] = (char *)a;
+  bufs[plan.slot[g.nodes[1]->id]] = (char *)b;
+  bufs[plan.slot[k->out->id]] = (char *)c1;
+
+  void *lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+  Sgemm sgemm = lib ? (Sgemm)(uintptr_t)dlsym(lib, "cblas_sgemm") : NULL;
+  void (*set_threads)(int) = lib ? (void (*)(int))(uintptr_t)dlsym(lib, "openblas_set_num_threads") : NULL;
+  char *(*corename)(void) = lib ? (char *(*)(void))(uintptr_t)dlsym(lib, "openblas_get_corename") : NULL;
+  if (set_threads) set_threads(threads);
+
+  double ts[REPS], tb[REPS];
+  double flop = 2.0 * N * N * N;
+  dev->launch(dev, fn, bufs, k->count, 1, 0);   // warm-up
+  if (sgemm) sgemm(101, 111, 111, N, N, N, 1, a, N, b, N, 0, c2, N);
+  if (sgemm) {
+    double e = 0, r = 0;
+    for (int i = 0; i < N * N; i++) e += (c1[i] - c2[i]) * (c1[i] - c2[i]), r += c2[i] * c2[i];
+    if (sqrt(e / r) > 1e-5) return fprintf(stderr, "results differ: %g\n", sqrt(e / r)), 1;
+  }
+  for (int r = 0; r < REPS; r++) {
+    double t0 = now();
+    dev->launch(dev, fn, bufs, k->count, 1, 0);
+    ts[r] = now() - t0;
+    if (sgemm) {
+      t0 = now();
+      sgemm(101, 111, 111, N, N, N, 1, a, N, b, N, 0, c2, N);
+      tb[r] = now() - t0;
+    }
+  }
+  qsort(ts, REPS, sizeof *ts, cmp);
+  qsort(tb, REPS, sizeof *tb, cmp);
+  printf("| matmul 512^3 f32, %d threads | smelt %.1f GFLOP/s | ", threads, flop / ts[REPS / 2] / 1e9);
+  if (sgemm)
+    printf("OpenBLAS (%s) %.1f GFLOP/s | ratio %.2f |\n", corename ? corename() : "?", flop / tb[REPS / 2] / 1e9,
+           tb[REPS / 2] / ts[REPS / 2]);
+  else
+    printf("OpenBLAS skipped: libopenblas.so.0 not found | - |\n");
+  dev->destroy(dev);
+  kernel_plan_free(&plan);
+  graph_free(&g);
+  compilation_free(&comp);
+  free(a), free(b), free(c1), free(c2);
+  return 0;
+}
