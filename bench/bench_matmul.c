@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
   graph_init(&g, &comp.arena, &comp.diag);
   if (elaborate(&comp, m, NULL, 0, false, &g)) return 1;
   KernelPlan plan;
-  kernel_plan(&g, "", &plan);
+  kernel_plan(&g, "", codegen_tile_columns(NULL), &plan);
   const KernelPlan *plans[1] = {&plan};
   Blob obj;
   char err[512], so[64];

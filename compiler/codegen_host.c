@@ -635,16 +635,17 @@ static V matrix_elem(Cg *c, const Node *x, const Shape *out, V *bidx, V row, V c
 }
 
 // One register tile of C = A' B (A' = A or A^T): for every k, MR scalars of
-// A' broadcast against one MATMUL_NR-wide vector of B's row k, accumulated in
+// A' broadcast against one nr-wide vector of B's row k, accumulated in
 // MR vector registers. Edge tiles fall back to one element at a time.
 static void emit_tile(Cg *c, const Node *n, V t) {
   LLVMBuilderRef B = c->b;
+  const int NR = c->plan->nr;
   const Node *a = n->src[0], *bm = n->src[1];
   int nd = n->shape.ndim;
   bool ta = n->p.matmul.ta;
   int64_t M = n->shape.d[nd - 2], N = n->shape.d[nd - 1];
   int64_t K = ta ? a->shape.d[a->shape.ndim - 2] : a->shape.d[a->shape.ndim - 1];
-  int64_t tm = (M + MATMUL_MR - 1) / MATMUL_MR, tn = (N + MATMUL_NR - 1) / MATMUL_NR;
+  int64_t tm = (M + MATMUL_MR - 1) / MATMUL_MR, tn = (N + NR - 1) / NR;
   Shape batch = n->shape;
   batch.ndim -= 2;
   Shape tiles = batch;
@@ -653,14 +654,14 @@ static void emit_tile(Cg *c, const Node *n, V t) {
   V ti[MAX_DIMS];
   delinearize(c, t, &tiles, ti);
   V m0 = LLVMBuildMul(B, ti[tiles.ndim - 2], ci(c, MATMUL_MR), "m0");
-  V n0 = LLVMBuildMul(B, ti[tiles.ndim - 1], ci(c, MATMUL_NR), "n0");
+  V n0 = LLVMBuildMul(B, ti[tiles.ndim - 1], ci(c, NR), "n0");
   V full = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSLE, addc(c, m0, MATMUL_MR), ci(c, M), ""),
-                        LLVMBuildICmp(B, LLVMIntSLE, addc(c, n0, MATMUL_NR), ci(c, N), ""), "");
+                        LLVMBuildICmp(B, LLVMIntSLE, addc(c, n0, NR), ci(c, N), ""), "");
   LLVMBasicBlockRef fast = block(c, "tile"), edge = block(c, "edge"), join = block(c, "tiled");
   LLVMBuildCondBr(B, full, fast, edge);
 
   LLVMPositionBuilderAtEnd(B, fast);
-  LLVMTypeRef vt = LLVMVectorType(c->f32, MATMUL_NR);
+  LLVMTypeRef vt = LLVMVectorType(c->f32, NR);
   V init[MATMUL_MR];
   for (int r = 0; r < MATMUL_MR; r++) init[r] = LLVMConstNull(vt);
   V pa = buffer_ptr(c, a), pb = buffer_ptr(c, bm);
@@ -687,7 +688,7 @@ static void emit_tile(Cg *c, const Node *n, V t) {
     V aidx = ta ? matrix_elem(c, a, &n->shape, ti, k, row) : matrix_elem(c, a, &n->shape, ti, row, k);
     V av = LLVMBuildLoad2(B, c->f32, LLVMBuildGEP2(B, c->f32, pa, &aidx, 1, ""), "a");
     V splat = LLVMBuildShuffleVector(B, LLVMBuildInsertElement(B, LLVMGetUndef(vt), av, ci(c, 0), ""),
-                                     LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(c->i32, MATMUL_NR)), "");
+                                     LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(c->i32, NR)), "");
     V args[3] = {splat, bv, acc[r]};
     next[r] = call_intrinsic(c, "llvm.fma", vt, args, 3);
   }
@@ -712,9 +713,9 @@ static void emit_tile(Cg *c, const Node *n, V t) {
   // edge tile: each element of the tile that lies inside C, the plain way
   LLVMPositionBuilderAtEnd(B, edge);
   Loop L;
-  loop_open(c, &L, ci(c, 0), ci(c, MATMUL_MR * MATMUL_NR), 0, NULL);
-  V row = LLVMBuildAdd(B, m0, LLVMBuildUDiv(B, L.i, ci(c, MATMUL_NR), ""), "");
-  V col = LLVMBuildAdd(B, n0, LLVMBuildURem(B, L.i, ci(c, MATMUL_NR), ""), "");
+  loop_open(c, &L, ci(c, 0), ci(c, MATMUL_MR * NR), 0, NULL);
+  V row = LLVMBuildAdd(B, m0, LLVMBuildUDiv(B, L.i, ci(c, NR), ""), "");
+  V col = LLVMBuildAdd(B, n0, LLVMBuildURem(B, L.i, ci(c, NR), ""), "");
   V inside = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSLT, row, ci(c, M), ""), LLVMBuildICmp(B, LLVMIntSLT, col, ci(c, N), ""), "");
   LLVMBasicBlockRef one = block(c, "elem"), skip = block(c, "next");
   LLVMBuildCondBr(B, inside, one, skip);
@@ -845,6 +846,14 @@ int codegen_host(const KernelPlan *const *plans, int nplans, const char *cpu, Bl
   LLVMContextDispose(c.cx);
   LLVMDisposeTargetMachine(tm);
   return rc;
+}
+
+int codegen_tile_columns(const char *cpu) {
+  if (cpu) return strcmp(cpu, "x86-64-v4") == 0 ? 32 : 16;
+  char *features = LLVMGetHostCPUFeatures();
+  int nr = features && strstr(features, "+avx512f") ? 32 : 16;
+  LLVMDisposeMessage(features);
+  return nr;
 }
 
 int link_shared(const Blob *object, const char *path, char *err, size_t errlen) {

@@ -564,16 +564,16 @@ typedef enum {
   KK_COPY,               // a folded node that must be stored: an output, an update
 } KernelKind;
 
-// Register tile of the host matmul: MATMUL_MR rows by MATMUL_NR columns.
+// Register tile of the host matmul: MATMUL_MR rows by KernelPlan.nr columns
+// (16 or 32 floats: one or two vector registers of the target per row).
 #define MATMUL_MR 6
-#define MATMUL_NR 16
 
 typedef struct {
   KernelKind kind;
   Node *out;             // the node it computes
   char name[64];         // symbol: <prefix>k<id>_<op>
   bool tiled;            // KK_MATMUL on stored f32 operands, B not transposed:
-                         // iterates over MATMUL_MR x MATMUL_NR tiles of the output
+                         // iterates over MATMUL_MR x nr tiles of the output
   int64_t count;         // iterations: output elements, or tiles when tiled
 } Kernel;
 
@@ -583,13 +583,15 @@ typedef struct {
   int *slot;             // by node id: buffer slot, -1 for folded nodes
   Node **slot_node;      // by slot: the node stored there
   int nslots;
+  int nr;                // columns of a matmul tile
 } KernelPlan;
 
 // Views, CONST and IOTA: computed inside the loads of their consumers.
 bool node_is_folded(const Node *n);
 // Plans g's kernels, named with prefix ("" or "train_"). The graph's outputs
 // and update values are always stored, folded or not.
-void kernel_plan(const Graph *g, const char *prefix, KernelPlan *p);
+// nr: the matmul tile's columns for the target (codegen_tile_columns).
+void kernel_plan(const Graph *g, const char *prefix, int nr, KernelPlan *p);
 void kernel_plan_free(KernelPlan *p);
 
 // ---------------------------------------------------------------- codegen_host.c
@@ -610,6 +612,8 @@ typedef struct {
 // Compiles the kernels of nplans plans (one per entry point) into one object.
 int codegen_host(const KernelPlan *const *plans, int nplans, const char *cpu, Blob *object,
                  char *err, size_t errlen);
+// The matmul tile width that suits the CPU: 32 with AVX-512, else 16.
+int codegen_tile_columns(const char *cpu);
 // Links an object into a shared library at path with the system's cc.
 int link_shared(const Blob *object, const char *path, char *err, size_t errlen);
 // Bytes per element of a dtype as kernels store it (bool as one byte).

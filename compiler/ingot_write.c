@@ -232,8 +232,9 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
   }
   KernelPlan pe = {0}, pt = {0};
   if (rc == 0) {
-    kernel_plan(&ge, "eval_", &pe);
-    if (train) kernel_plan(&gt, "train_", &pt);
+    int nr = codegen_tile_columns(cpu);
+    kernel_plan(&ge, "eval_", nr, &pe);
+    if (train) kernel_plan(&gt, "train_", nr, &pt);
     // parameters first, in the train graph's order, so both entries share them
     if (train) add_entry(&w, "train_step", &gt, &pt);
     add_entry(&w, "eval", &ge, &pe);

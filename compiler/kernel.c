@@ -36,12 +36,13 @@ static bool matmul_tiles(const KernelPlan *p, const Node *n, int64_t *tiles) {
   int64_t M = n->shape.d[nd - 2], N = n->shape.d[nd - 1];
   if (M == 0 || N == 0) return false;
   int64_t batch = shape_numel(&n->shape) / (M * N);
-  *tiles = batch * ((M + MATMUL_MR - 1) / MATMUL_MR) * ((N + MATMUL_NR - 1) / MATMUL_NR);
+  *tiles = batch * ((M + MATMUL_MR - 1) / MATMUL_MR) * ((N + p->nr - 1) / p->nr);
   return true;
 }
 
-void kernel_plan(const Graph *g, const char *prefix, KernelPlan *p) {
+void kernel_plan(const Graph *g, const char *prefix, int nr, KernelPlan *p) {
   memset(p, 0, sizeof *p);
+  p->nr = nr;
   bool *keep = xcalloc((size_t)g->n + 1, sizeof *keep);   // must be stored
   for (int i = 0; i < g->noutputs; i++) keep[g->outputs[i].node->id] = true;
   for (int i = 0; i < g->nupdates; i++) keep[g->updates[i].value->id] = true;

@@ -17,7 +17,11 @@
 #include "runtime.h"
 
 #define MAX_THREADS 256
-#define MIN_CHUNK 1024   // elements; smaller launches run on the calling thread
+// Iterations are elements or, for tiled kernels, whole tiles (about a
+// thousand times the work), so the thresholds are low: a launch of fewer
+// than INLINE_BELOW iterations runs on the calling thread.
+#define INLINE_BELOW 64
+#define MIN_CHUNK 16
 
 typedef struct {
   void *lib;
@@ -74,7 +78,7 @@ static void *worker(void *arg) {
 static int64_t cpu_launch(Device *d, void *fn, char **bufs, int64_t count, uint64_t seed, uint64_t step) {
   Cpu *c = d->impl;
   if (count <= 0) return 0;
-  if (c->nworkers == 0 || count < 2 * MIN_CHUNK) {
+  if (c->nworkers == 0 || count < INLINE_BELOW) {
     int64_t ctx[3] = {(int64_t)seed, (int64_t)step, 0};
     ((KernelFn)fn)(bufs, 0, count, ctx);
     return ctx[2];

@@ -86,7 +86,7 @@ static void check_kernels(const char *what, const char *src, const Define *defs,
     cr_assert_eq(optim_append(&g, &cfg, 100), 0);
   }
   KernelPlan plan;
-  kernel_plan(&g, "", &plan);
+  kernel_plan(&g, "", codegen_tile_columns(NULL), &plan);
   Blob obj;
   char err[512], so[128];
   const KernelPlan *plans[1] = {&plan};
@@ -275,7 +275,7 @@ TEST(codegen, bad_gather_index_sets_the_error_word) {
   graph_init(&g, &c.arena, &c.diag);
   cr_assert_eq(elaborate(&c, m, NULL, 0, true, &g), 0);
   KernelPlan plan;
-  kernel_plan(&g, "", &plan);
+  kernel_plan(&g, "", 16, &plan);
   cr_assert_eq(plan.n, 1);
   Blob obj;
   char err[256], so[64];
