@@ -261,6 +261,7 @@ struct Node {
   Span loc;              // model-file span, kept through every pass
   const char *name;      // INPUT, PARAM, STATE: full dotted name; else NULL
   const char *scope;     // the call scope it was built in ("h.3.attn"); "" at model level
+  bool stored;           // a view kept in a buffer of its own (pass_matmul_operands)
   union {
     double value;                                        // CONST
     uint32_t axes;                                       // SUM, RMAX, ARGMAX: bit i = dim i
@@ -371,6 +372,13 @@ Node **autodiff(Graph *g, Node *const *wrt, int nwrt);
 // Returns 0, or -1 after reporting an error.
 struct TrainConfig;
 int optim_append(Graph *g, const struct TrainConfig *cfg, int64_t total_steps);
+
+// ---------------------------------------------------------------- pass_matmul.c
+// Every matmul reads stored, row-major operands with B not transposed, so the
+// host runs it as register tiles: an operand that is a view is stored, and a
+// transposed B is copied once into B's transpose. Keeps: values, topological
+// order (new nodes are inserted before their matmul; ids are renumbered).
+void pass_matmul_operands(Graph *g);
 
 // ---------------------------------------------------------------- dump_graph.c
 // 'smelt dump --stage=graph|grad': one line per node,

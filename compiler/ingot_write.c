@@ -232,6 +232,8 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
   }
   KernelPlan pe = {0}, pt = {0};
   if (rc == 0) {
+    pass_matmul_operands(&ge);
+    if (train) pass_matmul_operands(&gt);
     int nr = codegen_tile_columns(cpu);
     kernel_plan(&ge, "eval_", nr, &pe);
     if (train) kernel_plan(&gt, "train_", nr, &pt);

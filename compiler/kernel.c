@@ -44,6 +44,7 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, KernelPlan *p) {
   memset(p, 0, sizeof *p);
   p->nr = nr;
   bool *keep = xcalloc((size_t)g->n + 1, sizeof *keep);   // must be stored
+  for (int i = 0; i < g->n; i++) keep[i] = g->nodes[i]->stored;
   for (int i = 0; i < g->noutputs; i++) keep[g->outputs[i].node->id] = true;
   for (int i = 0; i < g->nupdates; i++) keep[g->updates[i].value->id] = true;
   p->slot = xmalloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
