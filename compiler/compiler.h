@@ -326,6 +326,9 @@ void graph_free(Graph *g);    // frees the arrays, not the arena
 void graph_add_output(Graph *g, const char *name, Node *n);
 void graph_add_update(Graph *g, Node *target, Node *value);
 Node *graph_find_leaf(const Graph *g, Op op, const char *name);
+// Removes the nodes that no output, update or loss depends on (an input the
+// outputs do not need disappears too) and renumbers the rest, in order.
+void graph_prune(Graph *g);
 
 // Builders. Each checks its operands, reports a user error naming the op and
 // the shapes involved (then calls g->on_error), and returns the new node.
@@ -644,8 +647,9 @@ typedef struct {
 int elaborate(Compilation *c, Module *m, const Define *defs, int ndefs, bool training, Graph *g);
 
 // ---------------------------------------------------------------- ingot_write.c
-// `smelt build`: elaborates m's model into its entries ("eval", and
-// "train_step" when it has a loss and a train block), compiles their kernels
+// `smelt build`: elaborates m's model into its entries ("infer": outputs
+// only; "eval": outputs and loss; "train_step" when it has a loss and a train
+// block), compiles their kernels
 // for the host CPU cpu ("x86-64-v3", or NULL for this machine's) and writes
 // the ingot (runtime/ingot.h) at path, atomically. 0, or -1 after reporting.
 int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const char *cpu,
@@ -669,6 +673,10 @@ typedef struct {
 
 int train_run(const TrainOptions *o);
 int eval_run(const TrainOptions *o);
+// `smelt run`: one run of an entry (o->split names it; default "infer") on the
+// tensors of the file inputs; outputs go to the tensor file outputs, or are
+// printed when it is NULL.
+int run_main(const TrainOptions *o, const char *inputs, const char *outputs);
 
 // ---------------------------------------------------------------- inspect.c
 // Prints what an ingot holds (sections, meta, entries, tensors; with all,

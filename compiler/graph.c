@@ -544,3 +544,22 @@ Node *g_unbroadcast(Graph *g, Node *x, Shape s) {
   Node *r = axes ? g_reduce(g, OP_SUM, x, axes, true) : x;
   return g_reshape(g, r, s);
 }
+
+void graph_prune(Graph *g) {
+  bool *live = xcalloc((size_t)g->n + 1, sizeof *live);
+  for (int i = 0; i < g->noutputs; i++) live[g->outputs[i].node->id] = true;
+  for (int i = 0; i < g->nupdates; i++) live[g->updates[i].value->id] = live[g->updates[i].target->id] = true;
+  if (g->loss) live[g->loss->id] = true;
+  for (int i = g->n - 1; i >= 0; i--)
+    if (live[i])
+      for (int k = 0; k < g->nodes[i]->nsrc; k++) live[g->nodes[i]->src[k]->id] = true;
+  int n = 0;
+  for (int i = 0; i < g->n; i++)
+    if (live[i]) {
+      g->nodes[n] = g->nodes[i];
+      g->nodes[n]->id = n;
+      n++;
+    }
+  g->n = n;
+  free(live);
+}

@@ -1,8 +1,9 @@
 // ingot_write.c: `smelt build`: a model file to one ingot (runtime/ingot.h).
 //
-// Entry points: "eval" (the forward graph with training = false: outputs and,
-// when the model has one, the loss) and, for a model with a loss and a train
-// block, "train_step" (forward, backward and optimizer, training = true).
+// Entry points: "infer" (the forward graph with training = false, its outputs
+// only, so labels are not needed), "eval" (the same with the loss, when the
+// model has one) and, for a model with a loss and a train block, "train_step"
+// (forward, backward and optimizer, training = true).
 // Every kernel of every entry is compiled into one host shared object. Each
 // entry's inputs, outputs and temporaries live in its own arena at fixed
 // offsets (no reuse yet: memory planning comes with the optimization passes);
@@ -220,30 +221,43 @@ static int write_file(const char *path, Buf *const *secs, const uint32_t *kinds,
 
 int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const char *cpu, const char *path) {
   Writer w = {.c = c, .seed = m->train && m->train->seed ? (uint64_t)m->train->seed : 1};
-  Graph ge, gt;
+  Graph ge, gt, gi;
   graph_init(&ge, &c->arena, &c->diag);
   graph_init(&gt, &c->arena, &c->diag);
+  graph_init(&gi, &c->arena, &c->diag);
   bool train = false;
   int rc = elaborate(c, m, defs, ndefs, false, &ge);
+  if (rc == 0) rc = elaborate(c, m, defs, ndefs, false, &gi);
+  if (rc == 0) {   // infer: the outputs without the loss
+    int k = 0;
+    for (int i = 0; i < gi.noutputs; i++)
+      if (gi.outputs[i].node != gi.loss) gi.outputs[k++] = gi.outputs[i];
+    gi.noutputs = k;
+    gi.loss = NULL;
+    graph_prune(&gi);
+  }
   if (rc == 0 && m->train && ge.loss) {
     train = true;
     rc = elaborate(c, m, defs, ndefs, true, &gt);
     if (rc == 0) rc = optim_append(&gt, m->train, m->train->steps);
   }
-  KernelPlan pe = {0}, pt = {0};
+  KernelPlan pe = {0}, pt = {0}, pi = {0};
   if (rc == 0) {
     pass_matmul_operands(&ge);
+    pass_matmul_operands(&gi);
     if (train) pass_matmul_operands(&gt);
     int nr = codegen_tile_columns(cpu);
     kernel_plan(&ge, "eval_", nr, &pe);
+    kernel_plan(&gi, "infer_", nr, &pi);
     if (train) kernel_plan(&gt, "train_", nr, &pt);
-    // parameters first, in the train graph's order, so both entries share them
+    // parameters first, in the train graph's order, so every entry shares them
     if (train) add_entry(&w, "train_step", &gt, &pt);
     add_entry(&w, "eval", &ge, &pe);
-    const KernelPlan *plans[2] = {&pe, &pt};
+    add_entry(&w, "infer", &gi, &pi);
+    const KernelPlan *plans[3] = {&pe, &pi, &pt};
     Blob obj = {0};
     char err[1024];
-    rc = codegen_host(plans, train ? 2 : 1, cpu, &obj, err, sizeof err);
+    rc = codegen_host(plans, train ? 3 : 2, cpu, &obj, err, sizeof err);
     Buf code = {0};
     if (rc == 0) {
       char so[64];
@@ -273,8 +287,10 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
   }
   kernel_plan_free(&pe);
   kernel_plan_free(&pt);
+  kernel_plan_free(&pi);
   graph_free(&ge);
   graph_free(&gt);
+  graph_free(&gi);
   Buf *all[] = {&w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &w.weights, &w.meta};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->data);
   free(w.tnames);

@@ -8,6 +8,7 @@
 //   smelt inspect [--all] FILE.ingot        what an ingot holds
 //   smelt train FILE.smelt|FILE.ingot       run the train block
 //   smelt eval FILE.smelt|FILE.ingot        loss and accuracy on held-out data
+//   smelt run FILE --inputs=TENSORS         inference on inputs from a tensor file
 //   smelt --version | help
 //
 // Exit status: 0 when every file is clean, 1 when any has an error, 2 when the
@@ -42,6 +43,9 @@ static void usage(FILE *out) {
         "      --stop-after=N             end this run after N steps (resume later)\n"
         "  eval FILE              loss and accuracy on the test (or --split=) data;\n"
         "                         --checkpoint=PATH loads trained weights first\n"
+        "  run FILE --inputs=T    one run of --entry= (default infer) on the tensors\n"
+        "                         in file T (docs/tensors.md); --outputs=FILE\n"
+        "                         writes the outputs there instead of printing\n"
         "  inspect INGOT          sections, entry points, tensors (--all: also\n"
         "                         temporaries and kernels)\n"
         "  init FILE -o WEIGHTS   write the initial parameters and optimizer state\n"
@@ -79,6 +83,7 @@ typedef struct {
   bool params_only;
   const char *cpu;
   TrainOptions train;
+  const char *inputs, *outputs;   // smelt run
 } Options;
 
 // Parses "NAME=VALUE" into o->defs; returns false when malformed.
@@ -126,6 +131,9 @@ static int parse_options(int argc, char **argv, Options *o) {
     else if (strncmp(a, "--stop-after=", 13) == 0) o->train.stop_after = strtoll(a + 13, NULL, 10);
     else if (strncmp(a, "--log-every=", 12) == 0) o->train.log_every = strtoll(a + 12, NULL, 10);
     else if (strncmp(a, "--split=", 8) == 0) o->train.split = a + 8;
+    else if (strncmp(a, "--entry=", 8) == 0) o->train.split = a + 8;
+    else if (strncmp(a, "--inputs=", 9) == 0) o->inputs = a + 9;
+    else if (strncmp(a, "--outputs=", 10) == 0) o->outputs = a + 10;
     else if (strcmp(a, "-D") == 0 || strncmp(a, "-D", 2) == 0) {
       const char *def = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
       if (!add_define(o, def)) return bad_usage("-D needs NAME=INTEGER, not '%s'", def);
@@ -211,6 +219,7 @@ static void build_ingot(Compilation *c, Module *m, const Options *o) {
 static int train_or_eval(Options *o, const char *argv0) {
   if (o->nfiles != 1) return bad_usage("%s takes one model or ingot file", o->command);
   if (o->train.resume && !o->train.checkpoint) return bad_usage("%s needs --checkpoint=PATH", "--resume");
+  if (!strcmp(o->command, "run") && !o->inputs) return bad_usage("%s needs --inputs=FILE (a tensor file)", "run");
   const char *file = o->files[0];
   size_t n = strlen(file);
   bool is_ingot = n > 6 && !strcmp(file + n - 6, ".ingot");
@@ -235,7 +244,9 @@ static int train_or_eval(Options *o, const char *argv0) {
   } else {
     o->train.ingot = file;
   }
-  int rc = !strcmp(o->command, "train") ? train_run(&o->train) : eval_run(&o->train);
+  int rc = !strcmp(o->command, "train") ? train_run(&o->train)
+           : !strcmp(o->command, "eval") ? eval_run(&o->train)
+           : run_main(&o->train, o->inputs, o->outputs);
   if (tmp[0]) unlink(tmp);
   return rc;
 }
@@ -300,7 +311,7 @@ int main(int argc, char **argv) {
     printf("smelt %s\n", SMELT_VERSION);
     return 0;
   }
-  if (!strcmp(argv[1], "train") || !strcmp(argv[1], "eval")) {
+  if (!strcmp(argv[1], "train") || !strcmp(argv[1], "eval") || !strcmp(argv[1], "run")) {
     Options o;
     int rc = parse_options(argc, argv, &o);
     if (rc == 0) rc = train_or_eval(&o, argv[0]);

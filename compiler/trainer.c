@@ -378,3 +378,128 @@ int eval_run(const TrainOptions *o) {
   smelt_ingot_close(ig);
   return rc;
 }
+
+// Converts n values of a tensor in dtype t to doubles, or back.
+static void to_doubles(uint32_t t, const void *src, double *dst, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    switch (t) {
+    case DT_F32: dst[i] = ((const float *)src)[i]; break;
+    case DT_I32: dst[i] = ((const int32_t *)src)[i]; break;
+    case DT_I64: dst[i] = (double)((const int64_t *)src)[i]; break;
+    case DT_U8: case DT_BOOL: dst[i] = ((const uint8_t *)src)[i]; break;
+    case DT_F16: dst[i] = (double)((const _Float16 *)src)[i]; break;
+    default: {   // bf16
+      uint32_t bits = (uint32_t)((const uint16_t *)src)[i] << 16;
+      float f;
+      memcpy(&f, &bits, 4);
+      dst[i] = f;
+    }
+    }
+  }
+}
+
+static void from_doubles(uint32_t t, const double *src, void *dst, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    double v = dtype_round((DType)t, src[i]);
+    switch (t) {
+    case DT_F32: ((float *)dst)[i] = (float)v; break;
+    case DT_I32: ((int32_t *)dst)[i] = (int32_t)v; break;
+    case DT_I64: ((int64_t *)dst)[i] = (int64_t)v; break;
+    case DT_U8: case DT_BOOL: ((uint8_t *)dst)[i] = (uint8_t)v; break;
+    case DT_F16: ((_Float16 *)dst)[i] = (_Float16)v; break;
+    default: {
+      float f = (float)v;
+      uint32_t bits;
+      memcpy(&bits, &f, 4);
+      ((uint16_t *)dst)[i] = (uint16_t)(bits >> 16);
+    }
+    }
+  }
+}
+
+int run_main(const TrainOptions *o, const char *inputs, const char *outputs) {
+  const char *entry = o->split ? o->split : "infer";
+  smelt_ingot *ig;
+  if (smelt_ingot_open(o->ingot, &ig) != SMELT_OK) {
+    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
+    return 1;
+  }
+  smelt_session *s = NULL;
+  TensorEntry *in = NULL, *out = NULL;
+  int nin = 0, nout = 0, rc = 1;
+  char err[1024];
+  const IngotEntry *e = ingot_entry(ig, entry);
+  if (!e) {
+    fprintf(stderr, "smelt: error: '%s' has no entry point '%s'\n", o->ingot, entry);
+    goto done;
+  }
+  if (smelt_session_new(ig, o->device, o->threads, &s) != SMELT_OK ||
+      (o->checkpoint && smelt_load(s, o->checkpoint) != SMELT_OK)) {
+    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
+    goto done;
+  }
+  if (tensorfile_read(inputs, &in, &nin, err, sizeof err)) {
+    fprintf(stderr, "smelt: error: %s\n", err);
+    goto done;
+  }
+  size_t plen = strlen(entry) + 1;
+  out = xcalloc(e->nslots + 1, sizeof *out);
+  for (uint32_t k = 0; k < e->nslots; k++) {   // every input must be given, with its shape
+    const IngotTensor *t = &ig->tensors[ig->slots[e->first_slot + k]];
+    if (t->role != ROLE_INPUT && t->role != ROLE_OUTPUT) continue;
+    const char *name = ingot_str(ig, t->name) + plen;
+    Shape sh = {.ndim = (int)t->ndim};
+    for (uint32_t d = 0; d < t->ndim; d++) sh.d[d] = t->dims[d];
+    int64_t n = shape_numel(&sh);
+    if (t->role == ROLE_OUTPUT) {
+      out[nout++] = (TensorEntry){name, sh, NULL};
+      continue;
+    }
+    const TensorEntry *v = tensorfile_find(in, nin, name);
+    if (!v || !shape_eq(&v->shape, &sh)) {
+      char want[96];
+      fprintf(stderr, "smelt: error: %s needs input '%s' as %s\n", inputs, name,
+              type_str(want, sizeof want, (DType)t->dtype, &sh));
+      goto done;
+    }
+    void *bytes = xmalloc(t->bytes ? t->bytes : 1);
+    from_doubles(t->dtype, v->data, bytes, n);
+    smelt_set_input(s, entry, name, bytes, t->bytes);
+    free(bytes);
+  }
+  if (smelt_run(s, entry, (uint64_t)meta_int(ig, "train.seed", 1), 0) != SMELT_OK) {
+    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
+    goto done;
+  }
+  for (int i = 0; i < nout; i++) {
+    char full[512];
+    snprintf(full, sizeof full, "%s/%s", entry, out[i].name);
+    const IngotTensor *t = &ig->tensors[ingot_tensor(ig, full)];
+    int64_t n = shape_numel(&out[i].shape);
+    void *bytes = xmalloc(t->bytes ? t->bytes : 1);
+    smelt_get_output(s, entry, out[i].name, bytes, t->bytes);
+    out[i].data = xmalloc(sizeof(double) * (size_t)(n ? n : 1));
+    to_doubles(t->dtype, bytes, out[i].data, n);
+    free(bytes);
+    if (!outputs) {
+      char ty[96];
+      printf("%s: %s\n", out[i].name, type_str(ty, sizeof ty, (DType)t->dtype, &out[i].shape));
+      int64_t cols = out[i].shape.ndim ? out[i].shape.d[out[i].shape.ndim - 1] : 1;
+      for (int64_t j = 0; j < n && j < 64; j++)
+        printf("%s%.6g%s", j % cols ? " " : "  ", out[i].data[j], (j + 1) % cols == 0 || j + 1 == n ? "\n" : "");
+      if (n > 64) printf("  ... (%lld values; --outputs=FILE writes them all)\n", (long long)n);
+    }
+  }
+  if (outputs && tensorfile_write(outputs, out, nout, err, sizeof err)) {
+    fprintf(stderr, "smelt: error: %s\n", err);
+    goto done;
+  }
+  rc = 0;
+done:
+  for (int i = 0; i < nout; i++) free(out[i].data);
+  free(out);
+  tensorfile_free(in, nin);
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  return rc;
+}

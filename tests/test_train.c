@@ -101,3 +101,44 @@ TEST(train, missing_data_is_one_clear_error) {
   snprintf(args, sizeof args, "rm -rf %s", dir);
   cr_expect_eq(system(args), 0);
 }
+
+TEST(train, run_infers_from_a_tensor_file) {
+  char ingot[64], in[64], outp[64], args[512], err[256], *out;
+  int pid = (int)getpid();
+  snprintf(ingot, sizeof ingot, "build/test-run-%d.ingot", pid);
+  snprintf(in, sizeof in, "build/test-run-%d.in", pid);
+  snprintf(outp, sizeof outp, "build/test-run-%d.out", pid);
+  snprintf(args, sizeof args, "build examples/mlp.smelt -D B=2 -D H=8 -o %s", ingot);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  double x[2 * 784];
+  for (int i = 0; i < 2 * 784; i++) x[i] = (i % 17) / 17.0;
+  TensorEntry t = {"x", shape_of(2, (int64_t[]){2, 784}), x};
+  cr_assert_eq(tensorfile_write(in, &t, 1, err, sizeof err), 0, "%s", err);
+  snprintf(args, sizeof args, "run %s --inputs=%s --outputs=%s", ingot, in, outp);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  TensorEntry *o;
+  int n;
+  cr_assert_eq(tensorfile_read(outp, &o, &n, err, sizeof err), 0, "%s", err);
+  const TensorEntry *logits = tensorfile_find(o, n, "logits");
+  cr_assert_not_null(logits);
+  cr_expect(shape_eq(&logits->shape, &(Shape){2, {2, 10}}));
+  // the same as the printed values of a run without --outputs
+  snprintf(args, sizeof args, "run %s --inputs=%s", ingot, in);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  char first[32];
+  snprintf(first, sizeof first, "  %.6g ", logits->data[0]);
+  cr_expect(strstr(out, "logits: f32[2, 10]") != NULL && strstr(out, first) != NULL, "%s\nwant %s", out, first);
+  free(out);
+  tensorfile_free(o, n);
+  // an input missing from the file is named
+  TensorEntry wrong = {"z", shape_of(1, (int64_t[]){3}), x};
+  cr_assert_eq(tensorfile_write(in, &wrong, 1, err, sizeof err), 0);
+  cr_expect_eq(smelt(args, &out), 1);
+  cr_expect(strstr(out, "needs input 'x' as f32[2, 784]") != NULL, "%s", out);
+  free(out);
+  unlink(ingot);
+  unlink(in);
+  unlink(outp);
+}
