@@ -17,7 +17,7 @@ LLVM_CONFIG ?= llvm-config-22
 LLVM_INC := $(shell $(LLVM_CONFIG) --includedir 2>/dev/null)
 LLVM_LIBS := $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) $(shell $(LLVM_CONFIG) --link-shared --libs 2>/dev/null)
 CFLAGS_ALL = -std=c11 -D_XOPEN_SOURCE=700 $(OPT) $(SAN) -Wall -Wextra $(WERROR) -fPIC \
-             -Icompiler -Iruntime -I$(BUILD)/gen -isystem $(LLVM_INC) \
+             -Icompiler -Iruntime -Ibench -I$(BUILD)/gen -isystem $(LLVM_INC) \
              -DSMELT_STDLIB_DIR='"$(CURDIR)/stdlib"'
 LDFLAGS_ALL = $(SAN)
 

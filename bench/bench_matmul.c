@@ -14,22 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "compiler.h"
 #include "runtime.h"
 
 #define N 512
 #define REPS 15
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 typedef void (*Sgemm)(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                       const float *b, int ldb, float beta, float *c, int ldc);
@@ -85,21 +75,19 @@ int main(int argc, char **argv) {
     if (sqrt(e / r) > 1e-5) return fprintf(stderr, "results differ: %g\n", sqrt(e / r)), 1;
   }
   for (int r = 0; r < REPS; r++) {
-    double t0 = now();
+    double t0 = bench_now();
     dev->launch(dev, fn, bufs, k->count, 1, 0);
-    ts[r] = now() - t0;
+    ts[r] = bench_now() - t0;
     if (sgemm) {
-      t0 = now();
+      t0 = bench_now();
       sgemm(101, 111, 111, N, N, N, 1, a, N, b, N, 0, c2, N);
-      tb[r] = now() - t0;
+      tb[r] = bench_now() - t0;
     }
   }
-  qsort(ts, REPS, sizeof *ts, cmp);
-  qsort(tb, REPS, sizeof *tb, cmp);
-  printf("| matmul 512^3 f32, %d threads | smelt %.1f GFLOP/s | ", threads, flop / ts[REPS / 2] / 1e9);
+  double ms = bench_median(ts, REPS), mb = sgemm ? bench_median(tb, REPS) : 0;
+  printf("| matmul 512^3 f32, %d threads | smelt %.1f GFLOP/s | ", threads, flop / ms / 1e9);
   if (sgemm)
-    printf("OpenBLAS (%s) %.1f GFLOP/s | ratio %.2f |\n", corename ? corename() : "?", flop / tb[REPS / 2] / 1e9,
-           tb[REPS / 2] / ts[REPS / 2]);
+    printf("OpenBLAS (%s) %.1f GFLOP/s | ratio %.2f |\n", corename ? corename() : "?", flop / mb / 1e9, mb / ms);
   else
     printf("OpenBLAS skipped: libopenblas.so.0 not found | - |\n");
   dev->destroy(dev);

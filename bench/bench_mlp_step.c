@@ -10,19 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "compiler.h"
 #include "smelt.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv) {
   int threads = argc > 1 ? atoi(argv[1]) : 2;
@@ -49,14 +39,13 @@ int main(int argc, char **argv) {
   enum { WARM = 5, RUNS = 30 };
   double t[RUNS];
   for (int r = 0; r < WARM + RUNS; r++) {
-    double t0 = now();
+    double t0 = bench_now();
     smelt_set_input(s, "train_step", "x", x, xb);
     smelt_set_input(s, "train_step", "y", y, yb);
     if (smelt_run(s, "train_step", 1, (uint64_t)r)) return fprintf(stderr, "%s\n", smelt_last_error()), 1;
-    if (r >= WARM) t[r - WARM] = now() - t0;
+    if (r >= WARM) t[r - WARM] = bench_now() - t0;
   }
-  qsort(t, RUNS, sizeof *t, cmp);
-  printf("smelt_ms=%.3f\n", t[RUNS / 2] * 1e3);
+  printf("smelt_ms=%.3f\n", bench_median(t, RUNS) * 1e3);
   free(x);
   free(y);
   smelt_session_free(s);

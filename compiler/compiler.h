@@ -35,6 +35,13 @@ char *xstrdup(const char *s);
 // Returns NULL and sets errno when the file cannot be read.
 char *file_read(const char *path, size_t *len);
 
+// Writing a file so that readers see the old one or the new one, never half:
+// atomic_open creates a temporary file next to path (*tmp, owned); write to
+// it, then atomic_commit flushes it to disk and renames it over path (or
+// removes it when ok is false or anything fails). Both: message in err.
+FILE *atomic_open(const char *path, char **tmp, char *err, size_t errlen);
+int atomic_commit(FILE *f, char *tmp, const char *path, bool ok, char *err, size_t errlen);
+
 // A path as diagnostics show it: relative to the current folder when it lies
 // inside it, else absolute. Caller frees.
 char *path_display(const char *path);

@@ -194,12 +194,10 @@ static int write_file(const char *path, Buf *const *secs, const uint32_t *kinds,
   }
   h.file_size = at;
   h.header_crc = smelt_crc32(table, sizeof(IngotSection) * (uint64_t)n);
-  size_t plen = strlen(path) + 16;
-  char *tmp = xmalloc(plen);
-  snprintf(tmp, plen, "%s.tmp%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  bool ok = f != NULL;
-  if (ok) ok = fwrite(&h, sizeof h, 1, f) == 1 && fwrite(table, sizeof(IngotSection), (size_t)n, f) == (size_t)n;
+  char *tmp;
+  FILE *f = atomic_open(path, &tmp, err, errlen);
+  if (!f) return -1;
+  bool ok = fwrite(&h, sizeof h, 1, f) == 1 && fwrite(table, sizeof(IngotSection), (size_t)n, f) == (size_t)n;
   uint64_t pos = sizeof h + sizeof(IngotSection) * (uint64_t)n;
   for (int i = 0; i < n && ok; i++) {
     static const char zeros[INGOT_ALIGN];
@@ -207,16 +205,7 @@ static int write_file(const char *path, Buf *const *secs, const uint32_t *kinds,
          fwrite(secs[i]->data, 1, secs[i]->len, f) == secs[i]->len;
     pos = table[i].offset + secs[i]->len;
   }
-  if (f) ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
-  if (f) ok = fclose(f) == 0 && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-    unlink(tmp);
-    free(tmp);
-    return -1;
-  }
-  free(tmp);
-  return 0;
+  return atomic_commit(f, tmp, path, ok, err, errlen);
 }
 
 int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const char *cpu, const char *path) {

@@ -15,15 +15,9 @@
 #include <unistd.h>
 
 int tensorfile_write(const char *path, const TensorEntry *t, int n, char *err, size_t errlen) {
-  size_t plen = strlen(path);
-  char *tmp = xmalloc(plen + 16);
-  snprintf(tmp, plen + 16, "%s.tmp%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (!f) {
-    snprintf(err, errlen, "cannot write '%s': %s", tmp, strerror(errno));
-    free(tmp);
-    return -1;
-  }
+  char *tmp;
+  FILE *f = atomic_open(path, &tmp, err, errlen);
+  if (!f) return -1;
   uint32_t head[3] = {0x46544d53u /* "SMTF" */, 1, (uint32_t)n};
   bool ok = fwrite(head, sizeof head, 1, f) == 1;
   for (int i = 0; i < n && ok; i++) {
@@ -37,16 +31,7 @@ int tensorfile_write(const char *path, const TensorEntry *t, int n, char *err, s
       ok = fwrite(&v, 4, 1, f) == 1;
     }
   }
-  ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok = (fclose(f) == 0) && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-    unlink(tmp);
-    free(tmp);
-    return -1;
-  }
-  free(tmp);
-  return 0;
+  return atomic_commit(f, tmp, path, ok, err, errlen);
 }
 
 static bool read_exact(FILE *f, void *p, size_t n) { return fread(p, 1, n, f) == n; }
