@@ -62,7 +62,9 @@ static int tensor_add(Writer *w, const char *name, const Node *n, uint32_t role,
   int64_t cnt = shape_numel(&n->shape);
   t.bytes = (uint64_t)cnt * (uint64_t)dtype_size(n->dtype);
   t.arena_offset = arena_offset;
-  if (role == ROLE_PARAM || role == ROLE_STATE) {   // initial values, in the tensor's dtype
+  if ((role == ROLE_PARAM || role == ROLE_STATE) && n->p.param.init == INIT_ZEROS) {
+    t.data_offset = INGOT_ZEROS;   // not stored: the runtime starts it at zero
+  } else if (role == ROLE_PARAM || role == ROLE_STATE) {   // initial values, in the tensor's dtype
     while (w->weights.len % INGOT_ALIGN) buf_put(&w->weights, "", 1);
     t.data_offset = w->weights.len;
     double *v = xmalloc(sizeof(double) * (size_t)(cnt ? cnt : 1));

@@ -19,6 +19,7 @@
 #define INGOT_VERSION 1
 #define INGOT_ALIGN 64
 #define INGOT_MAX_DIMS 8
+#define INGOT_ZEROS UINT64_MAX   // IngotTensor.data_offset of a tensor that starts at zero
 
 typedef struct {
   char magic[8];          // INGOT_MAGIC
@@ -66,7 +67,8 @@ typedef struct {
   int64_t dims[INGOT_MAX_DIMS];
   uint64_t bytes;         // numel * element size
   uint64_t arena_offset;  // ROLE_TEMP: offset in the entry's arena
-  uint64_t data_offset;   // ROLE_PARAM, ROLE_STATE: offset of the initial values in WEIGHTS
+  uint64_t data_offset;   // ROLE_PARAM, ROLE_STATE: offset of the initial values in WEIGHTS,
+                          // or INGOT_ZEROS when they are all zero (not stored)
 } IngotTensor;            // 104 bytes
 
 typedef struct {

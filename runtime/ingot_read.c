@@ -63,7 +63,7 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
     if (t->role == ROLE_PARAM || t->role == ROLE_STATE) {
       uint64_t wsize;
       ingot_section(ig, SEC_WEIGHTS, &wsize);
-      if (t->data_offset > wsize || t->bytes > wsize - t->data_offset)
+      if (t->data_offset != INGOT_ZEROS && (t->data_offset > wsize || t->bytes > wsize - t->data_offset))
         return bad(path, "a tensor's initial values lie outside WEIGHTS");
     }
   }

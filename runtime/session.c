@@ -83,7 +83,7 @@ smelt_status smelt_session_new(const smelt_ingot *ig, const char *device, int th
     s->persist[t] = s->dev->alloc(s->dev, tt->bytes);
     if (!s->persist[t]) st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory for '%s' (%llu bytes)",
                                      ingot_str(ig, tt->name), (unsigned long long)tt->bytes);
-    else memcpy(s->persist[t], weights + tt->data_offset, tt->bytes);
+    else if (tt->data_offset != INGOT_ZEROS) memcpy(s->persist[t], weights + tt->data_offset, tt->bytes);
   }
   for (uint32_t i = 0; i < ig->nentries && st == SMELT_OK; i++) {
     const IngotEntry *e = &ig->entries[i];
