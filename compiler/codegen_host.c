@@ -648,13 +648,15 @@ static void emit_tile(Cg *c, const Node *n, V t) {
   int64_t tm = (M + MATMUL_MR - 1) / MATMUL_MR, tn = (N + NR - 1) / NR;
   Shape batch = n->shape;
   batch.ndim -= 2;
+  // Row tiles vary fastest, so consecutive tiles (on one thread) reuse the
+  // same K x NR panel of B from L1 while rows of A stream through.
   Shape tiles = batch;
-  tiles.d[tiles.ndim++] = tm;
   tiles.d[tiles.ndim++] = tn;
+  tiles.d[tiles.ndim++] = tm;
   V ti[MAX_DIMS];
   delinearize(c, t, &tiles, ti);
-  V m0 = LLVMBuildMul(B, ti[tiles.ndim - 2], ci(c, MATMUL_MR), "m0");
-  V n0 = LLVMBuildMul(B, ti[tiles.ndim - 1], ci(c, NR), "n0");
+  V m0 = LLVMBuildMul(B, ti[tiles.ndim - 1], ci(c, MATMUL_MR), "m0");
+  V n0 = LLVMBuildMul(B, ti[tiles.ndim - 2], ci(c, NR), "n0");
   V full = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSLE, addc(c, m0, MATMUL_MR), ci(c, M), ""),
                         LLVMBuildICmp(B, LLVMIntSLE, addc(c, n0, NR), ci(c, N), ""), "");
   LLVMBasicBlockRef fast = block(c, "tile"), edge = block(c, "edge"), join = block(c, "tiled");
