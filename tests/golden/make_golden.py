@@ -9,7 +9,7 @@ ten steps of torch.optim.AdamW on ten batches and records the losses and the
 final weights.
 
 The tests need only the committed .golden files, not PyTorch. To regenerate
-(PyTorch from PyPI, or Debian's python3-torch):
+(PyTorch and NumPy from PyPI, or Debian's python3-torch, which brings NumPy):
 
     make && python3 tests/golden/make_golden.py
 
