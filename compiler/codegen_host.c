@@ -462,6 +462,17 @@ static V addc(Cg *c, V a, int64_t k) { return LLVMBuildAdd(c->b, a, ci(c, k), ""
 static V kernel_conv(Cg *c, const Node *n, V *o) {
   LLVMBuilderRef B = c->b;
   const int *st = n->p.conv.stride, *pd = n->p.conv.pad, *dl = n->p.conv.dil;
+  if (n->op == OP_IM2COL) {   // y[n, p, q]: p = oh * OW + ow, q = (c * KH + kh) * KW + kw
+    const Node *x = n->src[0];
+    int64_t KH = n->p.conv.kernel[0], KW = n->p.conv.kernel[1];
+    int64_t OW = (x->shape.d[3] + 2 * pd[1] - (int64_t)dl[1] * (KW - 1) - 1) / st[1] + 1;
+    V oh = LLVMBuildUDiv(B, o[1], ci(c, OW), ""), ow = LLVMBuildURem(B, o[1], ci(c, OW), "");
+    V ch = LLVMBuildUDiv(B, o[2], ci(c, KH * KW), "");
+    V kh = LLVMBuildURem(B, LLVMBuildUDiv(B, o[2], ci(c, KW), ""), ci(c, KH), ""), kw = LLVMBuildURem(B, o[2], ci(c, KW), "");
+    V ih = LLVMBuildAdd(B, addc(c, mulc(c, oh, st[0]), -pd[0]), mulc(c, kh, dl[0]), "");
+    V iw = LLVMBuildAdd(B, addc(c, mulc(c, ow, st[1]), -pd[1]), mulc(c, kw, dl[1]), "");
+    return load_image(c, x, o[0], ch, ih, iw);
+  }
   int groups = n->p.conv.groups;
   V init = cf(c, 0), acc;
   Loop L;

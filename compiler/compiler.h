@@ -273,7 +273,7 @@ struct Node {
     double value;                                        // CONST
     uint32_t axes;                                       // SUM, RMAX, ARGMAX: bit i = dim i
     struct { bool ta, tb; } matmul;                      // MATMUL: operands transposed
-    struct { int stride[2], pad[2], dil[2], groups; } conv;
+    struct { int stride[2], pad[2], dil[2], groups, kernel[2]; } conv;   // kernel: IM2COL
     struct { int kernel[2], stride[2], pad[2]; } pool;
     int perm[MAX_DIMS];                                  // PERMUTE
     struct { int64_t start[MAX_DIMS], step[MAX_DIMS]; } slice;
@@ -352,6 +352,8 @@ Node *g_matmul(Graph *g, Node *a, Node *b, bool ta, bool tb);
 Node *g_conv2d(Graph *g, Node *x, Node *w, const int stride[2], const int pad[2],
                const int dil[2], int groups);
 Node *g_conv2d_grad(Graph *g, Op op, Node *a, Node *b, const Node *fwd);
+// The windows that convolution `conv` multiplies, as rows: [N, OH * OW, C * KH * KW].
+Node *g_im2col(Graph *g, Node *x, const Node *conv);
 Node *g_pool(Graph *g, Op op, Node *x, const int kernel[2], const int stride[2], const int pad[2]);
 Node *g_pool_grad(Graph *g, Op op, Node *x, Node *dy, const Node *fwd);
 Node *g_reshape(Graph *g, Node *x, Shape s);
@@ -389,6 +391,12 @@ int optim_append(Graph *g, const struct TrainConfig *cfg, int64_t total_steps);
 // transposed B is copied once into B's transpose. Keeps: values, topological
 // order (new nodes are inserted before their matmul; ids are renumbered).
 void pass_matmul_operands(Graph *g);
+
+// pass_conv_gemm: an ungrouped f32 convolution becomes im2col and a matmul
+// (which then runs tiled):
+//   conv(x, w) -> permute(reshape(im2col(x) @ reshape(w, [O, C*KH*KW])^T), NCHW)
+// Run after autodiff (IM2COL has no gradient rule). Keeps: values, order.
+void pass_conv_gemm(Graph *g);
 
 // ---------------------------------------------------------------- dump_graph.c
 // 'smelt dump --stage=graph|grad': one line per node,

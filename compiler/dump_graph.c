@@ -28,6 +28,9 @@ static void put_attrs(FILE *out, const Node *n) {
     if (n->p.matmul.ta) fputs(" ta", out);
     if (n->p.matmul.tb) fputs(" tb", out);
     break;
+  case OP_IM2COL:
+    fprintf(out, " kernel=%d,%d", n->p.conv.kernel[0], n->p.conv.kernel[1]);
+    /* fall through */
   case OP_CONV2D: case OP_CONV2D_DX: case OP_CONV2D_DW:
     fprintf(out, " stride=%d,%d pad=%d,%d dil=%d,%d groups=%d", n->p.conv.stride[0],
             n->p.conv.stride[1], n->p.conv.pad[0], n->p.conv.pad[1], n->p.conv.dil[0],

@@ -385,6 +385,17 @@ Node *g_conv2d_grad(Graph *g, Op op, Node *a, Node *b, const Node *fwd) {
   return n;
 }
 
+Node *g_im2col(Graph *g, Node *x, const Node *conv) {
+  const Node *w = conv->src[1];
+  int64_t N = x->shape.d[0], C = x->shape.d[1], KH = w->shape.d[2], KW = w->shape.d[3];
+  int64_t OH = conv->shape.d[2], OW = conv->shape.d[3];
+  Node *n = node1(g, OP_IM2COL, x->dtype, shape_of(3, (int64_t[]){N, OH * OW, C * KH * KW}), x);
+  n->p.conv = conv->p.conv;
+  n->p.conv.kernel[0] = (int)KH;
+  n->p.conv.kernel[1] = (int)KW;
+  return n;
+}
+
 Node *g_pool(Graph *g, Op op, Node *x, const int kernel[2], const int stride[2], const int pad[2]) {
   ASSERT(op == OP_POOL_MAX || op == OP_POOL_AVG);
   if (x->shape.ndim != 4) return fail(g, "pooling needs an input [N, C, H, W], not %s", TYPE(x));

@@ -234,9 +234,11 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
   }
   KernelPlan pe = {0}, pt = {0}, pi = {0};
   if (rc == 0) {
-    pass_matmul_operands(&ge);
-    pass_matmul_operands(&gi);
-    if (train) pass_matmul_operands(&gt);
+    Graph *gs[3] = {&ge, &gi, &gt};
+    for (int k = 0; k < (train ? 3 : 2); k++) {
+      pass_conv_gemm(gs[k]);
+      pass_matmul_operands(gs[k]);
+    }
     int nr = codegen_tile_columns(cpu);
     kernel_plan(&ge, "eval_", nr, &pe);
     kernel_plan(&gi, "infer_", nr, &pi);

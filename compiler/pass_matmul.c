@@ -11,12 +11,54 @@
 
 #include <string.h>
 
-// Moves the node at the end of g to position `at`, shifting the rest up.
-static void move_last_to(Graph *g, int at) {
-  Node *n = g->nodes[g->n - 1];
-  memmove(&g->nodes[at + 1], &g->nodes[at], sizeof(Node *) * (size_t)(g->n - 1 - at));
-  g->nodes[at] = n;
+// Moves the last k nodes of g to position `at`, shifting the rest up.
+static void move_last_to(Graph *g, int k, int at) {
+  Node *moved[16];
+  ASSERT(k <= 16);
+  memcpy(moved, &g->nodes[g->n - k], sizeof(Node *) * (size_t)k);
+  memmove(&g->nodes[at + k], &g->nodes[at], sizeof(Node *) * (size_t)(g->n - k - at));
+  memcpy(&g->nodes[at], moved, sizeof(Node *) * (size_t)k);
   for (int i = at; i < g->n; i++) g->nodes[i]->id = i;
+}
+
+// Points every use of old (inputs, outputs, updates, the loss) at new.
+static void replace_uses(Graph *g, Node *old, Node *new) {
+  for (int i = 0; i < g->n; i++)
+    for (int k = 0; k < g->nodes[i]->nsrc; k++)
+      if (g->nodes[i]->src[k] == old && g->nodes[i] != new) g->nodes[i]->src[k] = new;
+  for (int i = 0; i < g->noutputs; i++)
+    if (g->outputs[i].node == old) g->outputs[i].node = new;
+  for (int i = 0; i < g->nupdates; i++)
+    if (g->updates[i].value == old) g->updates[i].value = new;
+  if (g->loss == old) g->loss = new;
+}
+
+void pass_conv_gemm(Graph *g) {
+  const char *scope = g->scope;
+  Span loc = g->loc;
+  bool changed = false;
+  for (int i = 0; i < g->n; i++) {
+    Node *cv = g->nodes[i];
+    if (cv->op != OP_CONV2D || cv->p.conv.groups != 1 || cv->dtype != DT_F32) continue;
+    g->scope = cv->scope;
+    g->loc = cv->loc;
+    Node *x = cv->src[0], *w = cv->src[1];
+    int64_t N = cv->shape.d[0], O = cv->shape.d[1], OH = cv->shape.d[2], OW = cv->shape.d[3];
+    int64_t Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
+    int before = g->n;
+    Node *cols = g_im2col(g, x, cv);                                            // [N, OH*OW, Q]
+    Node *wm = g_reshape(g, w, shape_of(2, (int64_t[]){O, Q}));                  // [O, Q]
+    Node *y = g_matmul(g, cols, wm, false, true);                                 // [N, OH*OW, O]
+    y = g_reshape(g, y, shape_of(4, (int64_t[]){N, OH, OW, O}));
+    y = g_permute(g, y, (int[]){0, 3, 1, 2});                                    // [N, O, OH, OW]
+    move_last_to(g, g->n - before, cv->id);
+    replace_uses(g, cv, y);
+    changed = true;
+    i = cv->id;
+  }
+  g->scope = scope;
+  g->loc = loc;
+  if (changed) graph_prune(g);   // the convolutions themselves are no longer used
 }
 
 void pass_matmul_operands(Graph *g) {
@@ -35,7 +77,7 @@ void pass_matmul_operands(Graph *g) {
       perm[nd - 2] = nd - 1;
       perm[nd - 1] = nd - 2;
       Node *t = g_permute(g, b, perm);   // appended at the end
-      move_last_to(g, mm->id);
+      move_last_to(g, 1, mm->id);
       t->stored = true;
       mm->src[1] = t;
       mm->p.matmul.tb = false;

@@ -1162,6 +1162,29 @@ TEST(interp, gather_scatter_adjoint) {
   t_free(&t);
 }
 
+// im2col of a 1 x 1 x 3 x 3 image with a 2 x 2 window, stride 1, padding 1:
+// 4 x 4 positions, each row the window's 4 values (zeros off the image).
+TEST(interp, im2col_rows_are_windows) {
+  T t;
+  t_init(&t);
+  double img[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  Node *x = t_input(&t, DT_F32, shape_of(4, (int64_t[]){1, 1, 3, 3}), img);
+  Node *w = g_leaf(&t.g, OP_PARAM, DT_F32, shape_of(4, (int64_t[]){1, 1, 2, 2}), "w");
+  Node *conv = g_conv2d(&t.g, x, w, (int[]){1, 1}, (int[]){1, 1}, (int[]){1, 1}, 1);
+  Node *cols = g_im2col(&t.g, x, conv);
+  double ones[4] = {1, 1, 1, 1};
+  t.leaves[w->id] = ones;
+  t_run(&t, 0, 0);
+  double want[16 * 4] = {
+      0, 0, 0, 1,  0, 0, 1, 2,  0, 0, 2, 3,  0, 0, 3, 0,
+      0, 1, 0, 4,  1, 2, 4, 5,  2, 3, 5, 6,  3, 0, 6, 0,
+      0, 4, 0, 7,  4, 5, 7, 8,  5, 6, 8, 9,  6, 0, 9, 0,
+      0, 7, 0, 0,  7, 8, 0, 0,  8, 9, 0, 0,  9, 0, 0, 0,
+  };
+  expect_node(&t, cols, shape_of(3, (int64_t[]){1, 16, 4}), want, 0);
+  t_free(&t);
+}
+
 // Every op in ops.def appears in some test above; this catches a new op
 // added without one (update the list with the test that covers it).
 TEST(interp, every_op_is_tested) {
@@ -1170,7 +1193,7 @@ TEST(interp, every_op_is_tested) {
       OP_SQRT, OP_RSQRT, OP_TANH, OP_SIGMOID, OP_ABS, OP_SIN, OP_COS, OP_FLOOR, OP_CAST,
       OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MAX, OP_MIN, OP_LT, OP_LE, OP_GT, OP_GE,
       OP_EQ, OP_NE, OP_WHERE, OP_SUM, OP_RMAX, OP_ARGMAX, OP_MATMUL, OP_CONV2D, OP_CONV2D_DX,
-      OP_CONV2D_DW, OP_POOL_MAX, OP_POOL_AVG, OP_POOL_MAX_DX, OP_POOL_AVG_DX, OP_RESHAPE,
+      OP_CONV2D_DW, OP_IM2COL, OP_POOL_MAX, OP_POOL_AVG, OP_POOL_MAX_DX, OP_POOL_AVG_DX, OP_RESHAPE,
       OP_PERMUTE, OP_BROADCAST, OP_SLICE, OP_PAD, OP_CONCAT, OP_GATHER, OP_SCATTER_ADD,
   };
   cr_expect_eq(sizeof tested / sizeof *tested, (size_t)OP_COUNT);
