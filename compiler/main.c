@@ -31,6 +31,8 @@ static void usage(FILE *out) {
         "                         forward, backward and optimizer)\n"
         "  graph --dot FILE       the op graph as Graphviz DOT, clustered by layer\n"
         "  build FILE -o INGOT    compile the model's entry points into an ingot\n"
+        "      --target=host      the targets to compile for (host: x86-64; GPU\n"
+        "                         targets are not in this version)\n"
         "      --cpu=NAME         the x86-64 CPU to compile for (default x86-64-v3;\n"
         "                         native: this machine's)\n"
         "  train FILE             build (a .smelt) and run its train block:\n"
@@ -121,6 +123,10 @@ static int parse_options(int argc, char **argv, Options *o) {
     else if (strncmp(a, "--seed=", 7) == 0) o->seed = strtoull(a + 7, NULL, 10);
     else if (strcmp(a, "--params-only") == 0) o->params_only = true;
     else if (strncmp(a, "--cpu=", 6) == 0) o->cpu = a + 6;
+    else if (strncmp(a, "--target=", 9) == 0) {
+      if (strcmp(a + 9, "host") != 0)
+        return bad_usage("--target=%s: this version compiles for the host only (--target=host)", a + 9);
+    }
     else if (strncmp(a, "--epochs=", 9) == 0) o->train.epochs = strtoll(a + 9, NULL, 10);
     else if (strncmp(a, "--steps=", 8) == 0) o->train.steps = strtoll(a + 8, NULL, 10);
     else if (strncmp(a, "--device=", 9) == 0) o->train.device = a + 9;

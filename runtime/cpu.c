@@ -154,6 +154,13 @@ static void cpu_free(Device *d, void *p) {
   free(p);
 }
 
+static void cpu_copy(Device *d, void *dst, const void *src, size_t bytes) {
+  (void)d;
+  memcpy(dst, src, bytes);
+}
+
+static void cpu_copy_out(Device *d, void *host, const void *src, size_t bytes) { cpu_copy(d, host, src, bytes); }
+
 static void cpu_destroy(Device *d) {
   Cpu *c = d->impl;
   pthread_mutex_lock(&c->lock);
@@ -184,7 +191,8 @@ smelt_status cpu_device_new(int threads, Device **out) {
     return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory creating the CPU device");
   }
   *d = (Device){.name = "cpu", .load_code = cpu_load_code, .symbol = cpu_symbol, .alloc = cpu_alloc,
-                .free = cpu_free, .launch = cpu_launch, .destroy = cpu_destroy, .impl = c};
+                .free = cpu_free, .copy_in = cpu_copy, .copy_out = cpu_copy_out, .copy = cpu_copy,
+                .launch = cpu_launch, .destroy = cpu_destroy, .impl = c};
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->work, NULL);
   pthread_cond_init(&c->done, NULL);

@@ -57,6 +57,10 @@ struct Device {
   void *(*symbol)(Device *d, const char *name);
   void *(*alloc)(Device *d, size_t bytes);          // zeroed; NULL when out of memory
   void (*free)(Device *d, void *p);
+  void (*copy_in)(Device *d, void *dst, const void *host, size_t bytes);    // host -> device
+  void (*copy_out)(Device *d, void *host, const void *src, size_t bytes);   // device -> host
+  void (*copy)(Device *d, void *dst, const void *src, size_t bytes);        // on the device
+  void (*sync)(Device *d);   // optional: waits for queued work (NULL: launches are synchronous)
   // Runs fn over [0, count); returns the kernel's error word (0: none).
   int64_t (*launch)(Device *d, void *fn, char **bufs, int64_t count, uint64_t seed, uint64_t step);
   void (*destroy)(Device *d);

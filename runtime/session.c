@@ -83,7 +83,7 @@ smelt_status smelt_session_new(const smelt_ingot *ig, const char *device, int th
     s->persist[t] = s->dev->alloc(s->dev, tt->bytes);
     if (!s->persist[t]) st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory for '%s' (%llu bytes)",
                                      ingot_str(ig, tt->name), (unsigned long long)tt->bytes);
-    else if (tt->data_offset != INGOT_ZEROS) memcpy(s->persist[t], weights + tt->data_offset, tt->bytes);
+    else if (tt->data_offset != INGOT_ZEROS) s->dev->copy_in(s->dev, s->persist[t], weights + tt->data_offset, tt->bytes);
   }
   for (uint32_t i = 0; i < ig->nentries && st == SMELT_OK; i++) {
     const IngotEntry *e = &ig->entries[i];
@@ -153,7 +153,7 @@ smelt_status smelt_set_input(smelt_session *s, const char *entry, const char *na
   if (bytes != s->ig->tensors[t].bytes)
     return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "input '%s' of '%s' takes %llu bytes, not %zu", name, entry,
                    (unsigned long long)s->ig->tensors[t].bytes, bytes);
-  memcpy(tensor_ptr(s, t, e), data, bytes);
+  s->dev->copy_in(s->dev, tensor_ptr(s, t, e), data, bytes);
   return SMELT_OK;
 }
 
@@ -165,7 +165,8 @@ smelt_status smelt_get_output(smelt_session *s, const char *entry, const char *n
   if (bytes != s->ig->tensors[t].bytes)
     return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "output '%s' of '%s' has %llu bytes, not %zu", name, entry,
                    (unsigned long long)s->ig->tensors[t].bytes, bytes);
-  memcpy(data, tensor_ptr(s, t, e), bytes);
+  if (s->dev->sync) s->dev->sync(s->dev);
+  s->dev->copy_out(s->dev, data, tensor_ptr(s, t, e), bytes);
   return SMELT_OK;
 }
 
@@ -183,7 +184,7 @@ smelt_status smelt_run(smelt_session *s, const char *entry, uint64_t seed, uint6
   }
   for (uint32_t u = 0; u < e->nupdates; u++) {
     const IngotUpdate *up = &ig->updates[e->first_update + u];
-    memcpy(tensor_ptr(s, up->target, e), tensor_ptr(s, up->value, e), ig->tensors[up->target].bytes);
+    s->dev->copy(s->dev, tensor_ptr(s, up->target, e), tensor_ptr(s, up->value, e), ig->tensors[up->target].bytes);
   }
   return SMELT_OK;
 }
@@ -202,14 +203,14 @@ static smelt_status find_persistent(smelt_session *s, const char *name, size_t b
 smelt_status smelt_get_tensor(smelt_session *s, const char *name, void *data, size_t bytes) {
   uint32_t t;
   smelt_status st = find_persistent(s, name, bytes, &t);
-  if (st == SMELT_OK) memcpy(data, s->persist[t], bytes);
+  if (st == SMELT_OK) s->dev->copy_out(s->dev, data, s->persist[t], bytes);
   return st;
 }
 
 smelt_status smelt_set_tensor(smelt_session *s, const char *name, const void *data, size_t bytes) {
   uint32_t t;
   smelt_status st = find_persistent(s, name, bytes, &t);
-  if (st == SMELT_OK) memcpy(s->persist[t], data, bytes);
+  if (st == SMELT_OK) s->dev->copy_in(s->dev, s->persist[t], data, bytes);
   return st;
 }
 
@@ -220,6 +221,16 @@ size_t smelt_tensor_bytes(const smelt_session *s, const char *name) {
 
 // ---- checkpoints: the tensor file format of docs/tensors.md, with the
 // tensors' own dtype codes
+
+// Writes a device tensor's bytes through a host copy.
+static int write_tensor(smelt_session *s, FILE *f, const void *src, uint64_t bytes) {
+  char *host = malloc(bytes ? bytes : 1);
+  if (!host) return 0;
+  s->dev->copy_out(s->dev, host, src, bytes);
+  int ok = fwrite(host, 1, bytes, f) == bytes;
+  free(host);
+  return ok;
+}
 
 smelt_status smelt_save(smelt_session *s, const char *path) {
   const smelt_ingot *ig = s->ig;
@@ -244,7 +255,7 @@ smelt_status smelt_save(smelt_session *s, const char *path) {
     uint32_t len = (uint32_t)strlen(name), dtype = tt->dtype, ndim = tt->ndim;
     ok = fwrite(&len, 4, 1, f) == 1 && fwrite(name, 1, len, f) == len && fwrite(&dtype, 4, 1, f) == 1 &&
          fwrite(&ndim, 4, 1, f) == 1 && fwrite(tt->dims, 8, ndim, f) == ndim &&
-         fwrite(s->persist[t], 1, tt->bytes, f) == tt->bytes;
+         write_tensor(s, f, s->persist[t], tt->bytes);
   }
   ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
   ok = fclose(f) == 0 && ok;
@@ -308,7 +319,7 @@ smelt_status smelt_load(smelt_session *s, const char *path) {
         break;
       }
   for (uint32_t t = 0; t < ig->ntensors; t++) {
-    if (st == SMELT_OK && staged[t]) memcpy(s->persist[t], staged[t], ig->tensors[t].bytes);
+    if (st == SMELT_OK && staged[t]) s->dev->copy_in(s->dev, s->persist[t], staged[t], ig->tensors[t].bytes);
     free(staged[t]);
   }
   free(staged);
