@@ -60,7 +60,8 @@ static void usage(FILE *out) {
         "  --color=auto|always|never   colour in diagnostics (auto: on a terminal,\n"
         "                              never when NO_COLOR is set)\n"
         "  --max-errors=N              stop reporting after N errors (default 20, 0: all)\n"
-        "  -D NAME=VALUE               set a model size (graph stages)\n"
+        "  -D NAME=VALUE               set a model size (check, dump, graph, init,\n"
+        "                              build, train)\n"
         "  --infer                     build the graph with training = false\n"
         "\n"
         "Imports are looked up in the model file's folder, then the stdlib folder,\n"
@@ -332,7 +333,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "dump") != 0 &&
       strcmp(argv[1], "graph") != 0 && strcmp(argv[1], "init") != 0 && strcmp(argv[1], "build") != 0)
-    return bad_usage("unknown command '%s'; this version has check, dump, graph, init, build and inspect", argv[1]);
+    return bad_usage("unknown command '%s' (the commands are check, dump, graph, build, train, eval, "
+                     "run, inspect and init)", argv[1]);
   Options o;
   int rc = parse_options(argc, argv, &o);
   if (rc == 0) rc = run(&o, argv[0]);
