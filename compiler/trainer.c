@@ -242,13 +242,18 @@ static int64_t meta_int(const smelt_ingot *ig, const char *key, int64_t dflt) {
   return v ? strtoll(v, NULL, 10) : dflt;
 }
 
+// Opens an ingot, or says why not; NULL on failure.
+static smelt_ingot *open_ingot(const char *path) {
+  smelt_ingot *ig;
+  if (smelt_ingot_open(path, &ig) == SMELT_OK) return ig;
+  fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
+  return NULL;
+}
+
 int train_run(const TrainOptions *o) {
   char err[4096];
-  smelt_ingot *ig;
-  if (smelt_ingot_open(o->ingot, &ig) != SMELT_OK) {
-    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
-    return 1;
-  }
+  smelt_ingot *ig = open_ingot(o->ingot);
+  if (!ig) return 1;
   smelt_session *s = NULL;
   Split sp = {0};
   int rc = 1;
@@ -355,11 +360,8 @@ done:
 
 int eval_run(const TrainOptions *o) {
   char err[4096];
-  smelt_ingot *ig;
-  if (smelt_ingot_open(o->ingot, &ig) != SMELT_OK) {
-    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
-    return 1;
-  }
+  smelt_ingot *ig = open_ingot(o->ingot);
+  if (!ig) return 1;
   smelt_session *s = NULL;
   int rc = 1;
   if (smelt_session_new(ig, o->device, o->threads, &s) != SMELT_OK) {
@@ -419,11 +421,8 @@ static void from_doubles(uint32_t t, const double *src, void *dst, int64_t n) {
 
 int run_main(const TrainOptions *o, const char *inputs, const char *outputs) {
   const char *entry = o->split ? o->split : "infer";
-  smelt_ingot *ig;
-  if (smelt_ingot_open(o->ingot, &ig) != SMELT_OK) {
-    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
-    return 1;
-  }
+  smelt_ingot *ig = open_ingot(o->ingot);
+  if (!ig) return 1;
   smelt_session *s = NULL;
   TensorEntry *in = NULL, *out = NULL;
   int nin = 0, nout = 0, rc = 1;

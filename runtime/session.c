@@ -130,17 +130,20 @@ void smelt_session_free(smelt_session *s) {
 
 const char *smelt_session_device(const smelt_session *s) { return s->dev->name; }
 
-// The tensor "entry/name" of an entry, with its expected role.
-static smelt_status find_io(smelt_session *s, const char *entry, const char *name, uint32_t role,
+// The tensor "entry/name" of an entry, with its expected role and size.
+static smelt_status find_io(smelt_session *s, const char *entry, const char *name, uint32_t role, size_t bytes,
                             const IngotEntry **e, uint32_t *t) {
   *e = ingot_entry(s->ig, entry);
   if (!*e) return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "the ingot has no entry point '%s'", entry);
+  const char *what = role == ROLE_INPUT ? "input" : "output";
   char full[512];
   snprintf(full, sizeof full, "%s/%s", entry, name);
   int64_t i = ingot_tensor(s->ig, full);
   if (i < 0 || s->ig->tensors[i].role != role)
-    return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "entry '%s' has no %s named '%s'", entry,
-                   role == ROLE_INPUT ? "input" : "output", name);
+    return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "entry '%s' has no %s named '%s'", entry, what, name);
+  if (bytes != s->ig->tensors[i].bytes)
+    return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "%s '%s' of '%s' %s %llu bytes, not %zu", what, name, entry,
+                   role == ROLE_INPUT ? "takes" : "has", (unsigned long long)s->ig->tensors[i].bytes, bytes);
   *t = (uint32_t)i;
   return SMELT_OK;
 }
@@ -148,11 +151,8 @@ static smelt_status find_io(smelt_session *s, const char *entry, const char *nam
 smelt_status smelt_set_input(smelt_session *s, const char *entry, const char *name, const void *data, size_t bytes) {
   const IngotEntry *e;
   uint32_t t;
-  smelt_status st = find_io(s, entry, name, ROLE_INPUT, &e, &t);
+  smelt_status st = find_io(s, entry, name, ROLE_INPUT, bytes, &e, &t);
   if (st != SMELT_OK) return st;
-  if (bytes != s->ig->tensors[t].bytes)
-    return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "input '%s' of '%s' takes %llu bytes, not %zu", name, entry,
-                   (unsigned long long)s->ig->tensors[t].bytes, bytes);
   s->dev->copy_in(s->dev, tensor_ptr(s, t, e), data, bytes);
   return SMELT_OK;
 }
@@ -160,11 +160,8 @@ smelt_status smelt_set_input(smelt_session *s, const char *entry, const char *na
 smelt_status smelt_get_output(smelt_session *s, const char *entry, const char *name, void *data, size_t bytes) {
   const IngotEntry *e;
   uint32_t t;
-  smelt_status st = find_io(s, entry, name, ROLE_OUTPUT, &e, &t);
+  smelt_status st = find_io(s, entry, name, ROLE_OUTPUT, bytes, &e, &t);
   if (st != SMELT_OK) return st;
-  if (bytes != s->ig->tensors[t].bytes)
-    return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "output '%s' of '%s' has %llu bytes, not %zu", name, entry,
-                   (unsigned long long)s->ig->tensors[t].bytes, bytes);
   if (s->dev->sync) s->dev->sync(s->dev);
   s->dev->copy_out(s->dev, data, tensor_ptr(s, t, e), bytes);
   return SMELT_OK;
