@@ -1,0 +1,92 @@
+// codegen.h: what the code generators share (codegen_expr.c, codegen_host.c,
+// codegen_gpu.c). Only those files include it; the rest of the compiler sees
+// the entry points declared in compiler.h.
+#ifndef SMELT_CODEGEN_H
+#define SMELT_CODEGEN_H
+
+#include "compiler.h"
+
+#include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
+
+typedef LLVMValueRef V;
+
+typedef enum { CG_HOST, CG_NVPTX, CG_AMDGPU } CgTarget;
+
+typedef struct {
+  CgTarget tgt;
+  LLVMContextRef cx;
+  LLVMModuleRef mod;
+  LLVMBuilderRef b;
+  LLVMValueRef fn;
+  V bufs;                   // the kernel's buffer table (pointers by slot)
+  V seed, step;             // i64 values for RANDOM
+  V errp;                   // i64* error word: 1 + node id of a bad index
+  const KernelPlan *plan;
+  // The kernel's own output index: linearize() of exactly these values in
+  // this shape is out_lin, so same-shape operands load at the output's index.
+  const Shape *out_shape;
+  V out_idx[MAX_DIMS], out_lin;
+  LLVMTypeRef i1, i8, i16, i32, i64, f32, f64, f16, bf16;
+  LLVMTypeRef ptr;          // generic pointers (the host's only kind)
+  LLVMTypeRef gptr;         // pointers to buffers: global memory on a GPU
+  unsigned md_invariant, md_align;
+} Cg;
+
+// ---- codegen_expr.c
+static inline V ci(Cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, true); }
+static inline V cf(Cg *c, double v) { return LLVMConstReal(c->f32, v); }
+static inline V mulc(Cg *c, V a, int64_t k) { return LLVMBuildMul(c->b, a, ci(c, k), ""); }
+static inline V addc(Cg *c, V a, int64_t k) { return LLVMBuildAdd(c->b, a, ci(c, k), ""); }
+static inline LLVMBasicBlockRef block(Cg *c, const char *name) {
+  return LLVMAppendBasicBlockInContext(c->cx, c->fn, name);
+}
+
+// Types, contexts and builder for a module of target tgt; the target machine
+// gives the data layout (set before any IR is built: allocas take their
+// address space from it).
+void cg_open(Cg *c, CgTarget tgt, const char *name, const char *triple, LLVMTargetMachineRef tm);
+void cg_close(Cg *c);
+// Verifies, optimizes at O3 and emits the module as kind; 0, or -1 with a message.
+int cg_finish(Cg *c, LLVMTargetMachineRef tm, LLVMCodeGenFileType kind, Blob *out, char *err, size_t errlen);
+int cg_fail(char *err, size_t errlen, const char *what, char *llvm_msg);
+
+LLVMTypeRef storage_type(Cg *c, DType t);
+V const_of(Cg *c, DType t, double v);
+V call_intrinsic(Cg *c, const char *name, LLVMTypeRef t, V *args, unsigned n);
+// A non-overloaded intrinsic (thread ids, barriers, shuffles).
+V call_plain_intrinsic(Cg *c, const char *name, V *args, unsigned n);
+V convert(Cg *c, V v, DType from, DType to);
+V buffer_ptr(Cg *c, const Node *n);
+V load_at(Cg *c, const Node *n, V lin);
+void store_at(Cg *c, const Node *n, V lin, V v);
+V linearize(Cg *c, V *idx, const Shape *s);
+void delinearize(Cg *c, V lin, const Shape *s, V *idx);
+void broadcast_index(Cg *c, V *idx, const Shape *dst, const Shape *src, V *out);
+V clamp_index(Cg *c, V i, int64_t len);
+V emit_folded(Cg *c, const Node *n, V *idx);
+V emit_value(Cg *c, const Node *n, V *idx);
+V emit_operand(Cg *c, const Node *n, const Node *s, V *idx);
+V fmax_nan(Cg *c, V a, V b, bool max);
+V emit_op(Cg *c, Op op, DType t, DType out, V a, V b, V w);
+// Sets the error word to 1 + n's id unless ok.
+void flag_unless(Cg *c, const Node *n, V ok);
+
+typedef struct {
+  LLVMBasicBlockRef header, body, exit, pre;
+  V i;
+  V acc[2];   // loop-carried values (phis), or NULL
+  int nacc;
+} Loop;
+
+// Opens `for (i = from; i < to; i++)`, carrying nacc values from init.
+void loop_open(Cg *c, Loop *L, V from, V to, int nacc, V *init);
+// Closes the loop with the carried values' next values; the builder is left
+// after the loop, where L->acc[k] hold the final values.
+void loop_close(Cg *c, Loop *L, V *next);
+
+// The value of node n at output index idx (lin: its linear index), by kind.
+V kernel_value(Cg *c, const Kernel *k, V *idx, V lin);
+V kernel_matmul(Cg *c, const Node *n, V *idx);
+
+#endif

@@ -1,0 +1,799 @@
+// codegen_expr.c: the expression layer shared by every target.
+//
+// emit_value turns "the value of node n at index idx" into IR: a load from
+// n's buffer when n is stored, or, for a folded node, the index arithmetic of
+// its view (reshape, permute, broadcast, slice, pad, concat) applied before
+// loading its source, or a literal. The kernel_* functions build on it: each
+// computes its node's value at one output index (with an inner loop for
+// reductions, contractions, convolutions, pooling and scatter). The targets'
+// strategies (codegen_host.c, codegen_gpu.c) decide which indices a thread
+// computes and how threads cooperate.
+//
+// Values are computed in float (f32, f16, bf16 widen to float), int64
+// (integers) or i1 (bool), and converted to the storage dtype on store.
+// Contractions accumulate in float, sums in double.
+#include "codegen.h"
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <stdio.h>
+#include <string.h>
+
+// ---- types and constants
+
+LLVMTypeRef storage_type(Cg *c, DType t) {
+  switch (t) {
+  case DT_F32: return c->f32;
+  case DT_F16: return c->f16;
+  case DT_BF16: return c->bf16;
+  case DT_I32: return c->i32;
+  case DT_I64: return c->i64;
+  case DT_U8: case DT_BOOL: return c->i8;
+  case DT_COUNT: break;
+  }
+  UNREACHABLE();
+}
+
+int dtype_size(DType t) {
+  static const int size[] = {[DT_F32] = 4, [DT_F16] = 2, [DT_BF16] = 2, [DT_I32] = 4,
+                             [DT_I64] = 8, [DT_U8] = 1, [DT_BOOL] = 1};
+  return size[t];
+}
+
+
+V const_of(Cg *c, DType t, double v) {
+  if (dtype_is_float(t)) return cf(c, v);
+  if (t == DT_BOOL) return LLVMConstInt(c->i1, v != 0, false);
+  return ci(c, (int64_t)v);
+}
+
+// ---- intrinsics
+
+V call_intrinsic(Cg *c, const char *name, LLVMTypeRef t, V *args, unsigned n) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  ASSERT(id != 0);
+  LLVMTypeRef tys[1] = {t};
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, tys, 1);
+  LLVMTypeRef ft = LLVMIntrinsicGetType(c->cx, id, tys, 1);
+  return LLVMBuildCall2(c->b, ft, f, args, n, "");
+}
+
+static V intrinsic1(Cg *c, const char *name, V x) { return call_intrinsic(c, name, c->f32, &x, 1); }
+
+V call_plain_intrinsic(Cg *c, const char *name, V *args, unsigned n) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  ASSERT(id != 0);
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, NULL, 0);
+  LLVMTypeRef ft = LLVMIntrinsicGetType(c->cx, id, NULL, 0);
+  return LLVMBuildCall2(c->b, ft, f, args, n, "");
+}
+
+// ---- math on GPUs
+//
+// NVPTX has hardware approximations of exp2, log2 and sin and no library to
+// call for the rest; AMDGPU lowers exp, log and sin itself but not tanh. The
+// functions below build what is missing from what each has, accurate to a
+// few units in the last place of f32 over the ranges models use.
+
+static V fma3(Cg *c, V a, V b, V d) {
+  V args[3] = {a, b, d};
+  return call_intrinsic(c, "llvm.fma", c->f32, args, 3);
+}
+
+static V gpu_exp2(Cg *c, V x) { return intrinsic1(c, "llvm.exp2", x); }
+
+static V gpu_log2(Cg *c, V x) {
+  if (c->tgt == CG_AMDGPU) return intrinsic1(c, "llvm.log2", x);
+  return call_plain_intrinsic(c, "llvm.nvvm.lg2.approx.f", &x, 1);
+}
+
+// exp(x) = 2^n * exp(r), n = rint(x / ln 2), r = x - n ln 2 with a two-part
+// ln 2 (exact products), and 2^n as two halves so it cannot overflow early.
+static V gpu_exp(Cg *c, V x) {
+  if (c->tgt == CG_AMDGPU) return intrinsic1(c, "llvm.exp", x);
+  LLVMBuilderRef B = c->b;
+  V n = intrinsic1(c, "llvm.rint", LLVMBuildFMul(B, x, cf(c, 1.4426950408889634), ""));
+  V r = fma3(c, LLVMBuildFNeg(B, n, ""), cf(c, 0.693145751953125), x);
+  r = fma3(c, LLVMBuildFNeg(B, n, ""), cf(c, 1.428606765330187e-06), r);
+  V h = intrinsic1(c, "llvm.floor", LLVMBuildFMul(B, n, cf(c, 0.5), ""));
+  V p = gpu_exp2(c, LLVMBuildFMul(B, r, cf(c, 1.4426950408889634), ""));
+  p = LLVMBuildFMul(B, p, gpu_exp2(c, h), "");
+  return LLVMBuildFMul(B, p, gpu_exp2(c, LLVMBuildFSub(B, n, h, "")), "");
+}
+
+static V gpu_log(Cg *c, V x) {
+  if (c->tgt == CG_AMDGPU) return intrinsic1(c, "llvm.log", x);
+  return LLVMBuildFMul(c->b, gpu_log2(c, x), cf(c, 0.6931471805599453), "");
+}
+
+// tanh(|x|) = (1 - e) / (1 + e) with e = exp(-2|x|); below 1/16 the odd
+// series, where 1 - e would cancel.
+static V gpu_tanh(Cg *c, V x) {
+  LLVMBuilderRef B = c->b;
+  V ax = intrinsic1(c, "llvm.fabs", x);
+  V e = gpu_exp(c, LLVMBuildFMul(B, ax, cf(c, -2), ""));
+  V big = LLVMBuildFDiv(B, LLVMBuildFSub(B, cf(c, 1), e, ""), LLVMBuildFAdd(B, cf(c, 1), e, ""), "");
+  V x2 = LLVMBuildFMul(B, ax, ax, "");
+  V s = fma3(c, x2, cf(c, -17.0 / 315), cf(c, 2.0 / 15));
+  s = fma3(c, x2, s, cf(c, -1.0 / 3));
+  s = fma3(c, x2, s, cf(c, 1));
+  V small = LLVMBuildFMul(B, ax, s, "");
+  V t = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, ax, cf(c, 0.0625), ""), small, big, "");
+  V args[2] = {t, x};
+  return call_intrinsic(c, "llvm.copysign", c->f32, args, 2);   // NaN stays NaN: e and t are NaN
+}
+
+// pow(a, b) = 2^(b log2 |a|), with C's rules for a < 0 (integer b only),
+// a = 0 and b = 0.
+static V gpu_pow(Cg *c, V a, V b) {
+  LLVMBuilderRef B = c->b;
+  V r = gpu_exp2(c, LLVMBuildFMul(B, b, gpu_log2(c, intrinsic1(c, "llvm.fabs", a)), ""));
+  V b_int = LLVMBuildFCmp(B, LLVMRealOEQ, intrinsic1(c, "llvm.floor", b), b, "");
+  V half = LLVMBuildFMul(B, b, cf(c, 0.5), "");
+  V b_odd = LLVMBuildAnd(B, b_int, LLVMBuildFCmp(B, LLVMRealUNE, intrinsic1(c, "llvm.floor", half), half, ""), "");
+  V neg = LLVMBuildFCmp(B, LLVMRealOLT, a, cf(c, 0), "");
+  V signed_r = LLVMBuildSelect(B, b_odd, LLVMBuildFNeg(B, r, ""), r, "");
+  r = LLVMBuildSelect(B, neg, LLVMBuildSelect(B, b_int, signed_r, cf(c, 0.0 / 0.0), ""), r, "");
+  return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOEQ, b, cf(c, 0), ""), cf(c, 1), r, "");
+}
+
+// sin and cos on NVPTX: the hardware approximation after reducing x to
+// [-pi, pi] with a two-part 2 pi.
+static V gpu_sincos(Cg *c, const char *name, V x) {
+  if (c->tgt == CG_AMDGPU) return intrinsic1(c, name, x);
+  LLVMBuilderRef B = c->b;
+  V k = intrinsic1(c, "llvm.rint", LLVMBuildFMul(B, x, cf(c, 0.15915494309189535), ""));
+  V r = fma3(c, LLVMBuildFNeg(B, k, ""), cf(c, 6.28125), x);
+  r = fma3(c, LLVMBuildFNeg(B, k, ""), cf(c, 1.9353071795864769e-03), r);
+  V v = intrinsic1(c, name, r);
+  LLVMSetFastMathFlags(v, LLVMFastMathApproxFunc);
+  return v;
+}
+
+static V math1(Cg *c, const char *name, V x) {
+  if (c->tgt != CG_HOST) {
+    if (!strcmp(name, "llvm.exp")) return gpu_exp(c, x);
+    if (!strcmp(name, "llvm.log")) return gpu_log(c, x);
+    if (!strcmp(name, "llvm.tanh")) return gpu_tanh(c, x);
+    if (!strcmp(name, "llvm.sin") || !strcmp(name, "llvm.cos")) return gpu_sincos(c, name, x);
+  }
+  return intrinsic1(c, name, x);
+}
+
+// ---- conversions between compute types
+
+V convert(Cg *c, V v, DType from, DType to) {
+  LLVMBuilderRef b = c->b;
+  bool ff = dtype_is_float(from), tf = dtype_is_float(to);
+  if (ff && tf) return v;   // all floats compute as f32; the store rounds
+  if (ff && to == DT_BOOL) return LLVMBuildFCmp(b, LLVMRealUNE, v, cf(c, 0), "");
+  if (ff) {   // truncate toward zero; NaN becomes 0; out of range saturates
+    V nan = LLVMBuildFCmp(b, LLVMRealUNO, v, v, "");
+    V lo = LLVMBuildFCmp(b, LLVMRealOLT, v, cf(c, -9.2e18), "");
+    V hi = LLVMBuildFCmp(b, LLVMRealOGT, v, cf(c, 9.2e18), "");
+    V safe = LLVMBuildSelect(b, LLVMBuildOr(b, nan, LLVMBuildOr(b, lo, hi, ""), ""), cf(c, 0), v, "");
+    return LLVMBuildFPToSI(b, safe, c->i64, "");
+  }
+  if (from == DT_BOOL && tf) return LLVMBuildUIToFP(b, v, c->f32, "");
+  if (from == DT_BOOL) return to == DT_BOOL ? v : LLVMBuildZExt(b, v, c->i64, "");
+  if (tf) return LLVMBuildSIToFP(b, v, c->f32, "");
+  if (to == DT_BOOL) return LLVMBuildICmp(b, LLVMIntNE, v, ci(c, 0), "");
+  return v;   // integers compute as i64; the store wraps
+}
+
+// ---- buffers
+
+V buffer_ptr(Cg *c, const Node *n) {
+  int slot = c->plan->slot[n->id];
+  ASSERT(slot >= 0);
+  V idx = ci(c, slot);
+  V p = LLVMBuildGEP2(c->b, c->gptr, c->bufs, &idx, 1, "");
+  V buf = LLVMBuildLoad2(c->b, c->gptr, p, dtype_name(n->dtype));
+  if (c->tgt != CG_HOST) {   // the table does not change during a kernel; buffers are 64-byte aligned
+    LLVMSetMetadata(buf, c->md_invariant, LLVMMetadataAsValue(c->cx, LLVMMDNodeInContext2(c->cx, NULL, 0)));
+    LLVMMetadataRef a = LLVMValueAsMetadata(LLVMConstInt(c->i64, 64, false));
+    LLVMSetMetadata(buf, c->md_align, LLVMMetadataAsValue(c->cx, LLVMMDNodeInContext2(c->cx, &a, 1)));
+  }
+  return buf;
+}
+
+V load_at(Cg *c, const Node *n, V lin) {
+  LLVMTypeRef st = storage_type(c, n->dtype);
+  V p = LLVMBuildGEP2(c->b, st, buffer_ptr(c, n), &lin, 1, "");
+  V v = LLVMBuildLoad2(c->b, st, p, "");
+  // A kernel never reads the buffer it writes: on a GPU, every load it
+  // makes can take the read-only (non-coherent) cache path.
+  if (c->tgt != CG_HOST) LLVMSetMetadata(v, c->md_invariant, LLVMMetadataAsValue(c->cx, LLVMMDNodeInContext2(c->cx, NULL, 0)));
+  switch (n->dtype) {
+  case DT_F32: return v;
+  case DT_F16: case DT_BF16: return LLVMBuildFPExt(c->b, v, c->f32, "");
+  case DT_I32: return LLVMBuildSExt(c->b, v, c->i64, "");
+  case DT_I64: return v;
+  case DT_U8: return LLVMBuildZExt(c->b, v, c->i64, "");
+  case DT_BOOL: return LLVMBuildICmp(c->b, LLVMIntNE, v, LLVMConstInt(c->i8, 0, false), "");
+  case DT_COUNT: break;
+  }
+  UNREACHABLE();
+}
+
+// f32 -> bf16, round to nearest even, NaN kept quiet: done on the bits, since
+// the C runtime may not have a conversion routine for it.
+static V to_bf16(Cg *c, V f) {
+  LLVMBuilderRef B = c->b;
+  V bits = LLVMBuildBitCast(B, f, c->i32, "");
+  V lsb = LLVMBuildAnd(B, LLVMBuildLShr(B, bits, LLVMConstInt(c->i32, 16, false), ""), LLVMConstInt(c->i32, 1, false), "");
+  V rounded = LLVMBuildAdd(B, bits, LLVMBuildAdd(B, LLVMConstInt(c->i32, 0x7FFF, false), lsb, ""), "");
+  V nan = LLVMBuildFCmp(B, LLVMRealUNO, f, f, "");
+  V out = LLVMBuildSelect(B, nan, LLVMBuildOr(B, bits, LLVMConstInt(c->i32, 0x00400000, false), ""), rounded, "");
+  return LLVMBuildBitCast(B, LLVMBuildTrunc(B, LLVMBuildLShr(B, out, LLVMConstInt(c->i32, 16, false), ""), c->i16, ""), c->bf16, "");
+}
+
+void store_at(Cg *c, const Node *n, V lin, V v) {
+  LLVMTypeRef st = storage_type(c, n->dtype);
+  switch (n->dtype) {
+  case DT_F32: break;
+  case DT_F16: v = LLVMBuildFPTrunc(c->b, v, st, ""); break;
+  case DT_BF16: v = to_bf16(c, v); break;
+  case DT_I32: case DT_U8: v = LLVMBuildTrunc(c->b, v, st, ""); break;
+  case DT_I64: break;
+  case DT_BOOL: v = LLVMBuildZExt(c->b, v, c->i8, ""); break;
+  case DT_COUNT: UNREACHABLE();
+  }
+  V p = LLVMBuildGEP2(c->b, st, buffer_ptr(c, n), &lin, 1, "");
+  LLVMBuildStore(c->b, v, p);
+}
+
+// ---- index arithmetic
+
+V linearize(Cg *c, V *idx, const Shape *s) {
+  if (c->out_lin && shape_eq(s, c->out_shape)) {
+    int d = 0;
+    while (d < s->ndim && idx[d] == c->out_idx[d]) d++;
+    if (d == s->ndim) return c->out_lin;
+  }
+  V lin = ci(c, 0);
+  for (int d = 0; d < s->ndim; d++) lin = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, lin, ci(c, s->d[d]), ""), idx[d], "");
+  return lin;
+}
+
+void delinearize(Cg *c, V lin, const Shape *s, V *idx) {
+  for (int d = s->ndim - 1; d >= 0; d--) {
+    if (s->d[d] == 0) {
+      idx[d] = ci(c, 0);
+      continue;
+    }
+    idx[d] = LLVMBuildURem(c->b, lin, ci(c, s->d[d]), "");
+    lin = LLVMBuildUDiv(c->b, lin, ci(c, s->d[d]), "");
+  }
+}
+
+// The index into a tensor of shape src that broadcasting reads for index idx
+// of shape dst: right-aligned, size-1 dims read 0.
+void broadcast_index(Cg *c, V *idx, const Shape *dst, const Shape *src, V *out) {
+  int off = dst->ndim - src->ndim;
+  for (int d = 0; d < src->ndim; d++) out[d] = src->d[d] == 1 ? ci(c, 0) : idx[d + off];
+}
+
+V clamp_index(Cg *c, V i, int64_t len) {
+  V lo = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, i, ci(c, 0), ""), ci(c, 0), i, "");
+  return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, lo, ci(c, len), ""), ci(c, len > 0 ? len - 1 : 0), lo, "");
+}
+
+// ---- the expression layer
+
+
+// The value of a folded node (view, constant, iota) at idx.
+V emit_folded(Cg *c, const Node *n, V *idx) {
+  const Node *s = n->src[0];
+  V sidx[MAX_DIMS];
+  switch (n->op) {
+  case OP_CONST:
+    return const_of(c, n->dtype, n->p.value);
+  case OP_IOTA:
+    return convert(c, idx[0], DT_I64, n->dtype);
+  case OP_RESHAPE:
+    delinearize(c, linearize(c, idx, &n->shape), &s->shape, sidx);
+    return emit_value(c, s, sidx);
+  case OP_PERMUTE:
+    for (int d = 0; d < n->shape.ndim; d++) sidx[n->p.perm[d]] = idx[d];
+    return emit_value(c, s, sidx);
+  case OP_BROADCAST:
+    broadcast_index(c, idx, &n->shape, &s->shape, sidx);
+    return emit_value(c, s, sidx);
+  case OP_SLICE:
+    for (int d = 0; d < n->shape.ndim; d++)
+      sidx[d] = LLVMBuildAdd(c->b, ci(c, n->p.slice.start[d]), LLVMBuildMul(c->b, idx[d], ci(c, n->p.slice.step[d]), ""), "");
+    return emit_value(c, s, sidx);
+  case OP_PAD: {   // inside: the source at idx - lo; outside: the pad value
+    V inside = LLVMConstInt(c->i1, 1, false);
+    for (int d = 0; d < n->shape.ndim; d++) {
+      V j = LLVMBuildSub(c->b, idx[d], ci(c, n->p.pad.lo[d]), "");
+      V ok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, j, ci(c, 0), ""),
+                          LLVMBuildICmp(c->b, LLVMIntSLT, j, ci(c, s->shape.d[d]), ""), "");
+      inside = LLVMBuildAnd(c->b, inside, ok, "");
+      sidx[d] = clamp_index(c, j, s->shape.d[d]);
+    }
+    if (shape_numel(&s->shape) == 0) return const_of(c, n->dtype, n->p.pad.value);
+    return LLVMBuildSelect(c->b, inside, emit_value(c, s, sidx), const_of(c, n->dtype, n->p.pad.value), "");
+  }
+  case OP_CONCAT: {
+    const Node *a = n->src[0], *bn = n->src[1];
+    int ax = n->p.axis;
+    int64_t la = a->shape.d[ax];
+    V ia[MAX_DIMS], ib[MAX_DIMS];
+    for (int d = 0; d < n->shape.ndim; d++) ia[d] = ib[d] = idx[d];
+    V in_a = LLVMBuildICmp(c->b, LLVMIntSLT, idx[ax], ci(c, la), "");
+    if (la == 0) return emit_value(c, bn, idx);
+    if (bn->shape.d[ax] == 0) return emit_value(c, a, idx);
+    ia[ax] = clamp_index(c, idx[ax], la);
+    ib[ax] = clamp_index(c, LLVMBuildSub(c->b, idx[ax], ci(c, la), ""), bn->shape.d[ax]);
+    return LLVMBuildSelect(c->b, in_a, emit_value(c, a, ia), emit_value(c, bn, ib), "");
+  }
+  default:
+    UNREACHABLE();
+  }
+}
+
+V emit_value(Cg *c, const Node *n, V *idx) {
+  if (c->plan->slot[n->id] >= 0) return load_at(c, n, linearize(c, idx, &n->shape));
+  return emit_folded(c, n, idx);
+}
+
+// Reads operand s of node n (of shape n->shape) at n's index idx, broadcasting.
+V emit_operand(Cg *c, const Node *n, const Node *s, V *idx) {
+  V sidx[MAX_DIMS];
+  broadcast_index(c, idx, &n->shape, &s->shape, sidx);
+  return emit_value(c, s, sidx);
+}
+
+// NaN-propagating maximum and minimum, as NumPy's.
+V fmax_nan(Cg *c, V a, V b, bool max) {
+  V a_nan = LLVMBuildFCmp(c->b, LLVMRealUNO, a, a, "");
+  V pick_a = LLVMBuildFCmp(c->b, max ? LLVMRealOGT : LLVMRealOLT, a, b, "");
+  return LLVMBuildSelect(c->b, LLVMBuildOr(c->b, a_nan, pick_a, ""), a, b, "");
+}
+
+// One elementwise op on computed values; t is the operands' dtype.
+V emit_op(Cg *c, Op op, DType t, DType out, V a, V b, V w) {
+  LLVMBuilderRef B = c->b;
+  bool f = dtype_is_float(t);
+  switch (op) {
+  case OP_NEG: return f ? LLVMBuildFNeg(B, a, "") : LLVMBuildNeg(B, a, "");
+  case OP_EXP: return math1(c, "llvm.exp", a);
+  case OP_LOG: return math1(c, "llvm.log", a);
+  case OP_SQRT: return math1(c, "llvm.sqrt", a);
+  case OP_RSQRT: return LLVMBuildFDiv(B, cf(c, 1), math1(c, "llvm.sqrt", a), "");
+  case OP_TANH: return math1(c, "llvm.tanh", a);
+  case OP_SIGMOID:
+    return LLVMBuildFDiv(B, cf(c, 1), LLVMBuildFAdd(B, cf(c, 1), math1(c, "llvm.exp", LLVMBuildFNeg(B, a, "")), ""), "");
+  case OP_ABS:
+    if (f) return math1(c, "llvm.fabs", a);
+    return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, a, ci(c, 0), ""), LLVMBuildNeg(B, a, ""), a, "");
+  case OP_SIN: return math1(c, "llvm.sin", a);
+  case OP_COS: return math1(c, "llvm.cos", a);
+  case OP_FLOOR: return f ? math1(c, "llvm.floor", a) : a;
+  case OP_CAST: return convert(c, a, t, out);
+  case OP_ADD: return f ? LLVMBuildFAdd(B, a, b, "") : LLVMBuildAdd(B, a, b, "");
+  case OP_SUB: return f ? LLVMBuildFSub(B, a, b, "") : LLVMBuildSub(B, a, b, "");
+  case OP_MUL: return f ? LLVMBuildFMul(B, a, b, "") : LLVMBuildMul(B, a, b, "");
+  case OP_DIV: return LLVMBuildFDiv(B, a, b, "");
+  case OP_POW: {
+    if (c->tgt != CG_HOST) return gpu_pow(c, a, b);
+    V args[2] = {a, b};
+    return call_intrinsic(c, "llvm.pow", c->f32, args, 2);
+  }
+  case OP_MAX: case OP_MIN:
+    if (f) return fmax_nan(c, a, b, op == OP_MAX);
+    if (t == DT_BOOL) return op == OP_MAX ? LLVMBuildOr(B, a, b, "") : LLVMBuildAnd(B, a, b, "");
+    return LLVMBuildSelect(B, LLVMBuildICmp(B, op == OP_MAX ? LLVMIntSGT : LLVMIntSLT, a, b, ""), a, b, "");
+  case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE: {
+    static const LLVMRealPredicate fp[] = {LLVMRealOLT, LLVMRealOLE, LLVMRealOGT, LLVMRealOGE, LLVMRealOEQ, LLVMRealUNE};
+    static const LLVMIntPredicate ip[] = {LLVMIntSLT, LLVMIntSLE, LLVMIntSGT, LLVMIntSGE, LLVMIntEQ, LLVMIntNE};
+    static const LLVMIntPredicate up[] = {LLVMIntULT, LLVMIntULE, LLVMIntUGT, LLVMIntUGE, LLVMIntEQ, LLVMIntNE};
+    int k = op - OP_LT;
+    if (f) return LLVMBuildFCmp(B, fp[k], a, b, "");
+    return LLVMBuildICmp(B, t == DT_BOOL ? up[k] : ip[k], a, b, "");
+  }
+  case OP_WHERE: return LLVMBuildSelect(B, a, b, w, "");
+  default: UNREACHABLE();
+  }
+}
+
+// ---- loops
+
+
+// Opens `for (i = from; i < to; i++)`, carrying nacc values from init.
+void loop_open(Cg *c, Loop *L, V from, V to, int nacc, V *init) {
+  L->pre = LLVMGetInsertBlock(c->b);
+  L->header = block(c, "loop");
+  L->body = block(c, "body");
+  L->exit = block(c, "done");
+  L->nacc = nacc;
+  LLVMBuildBr(c->b, L->header);
+  LLVMPositionBuilderAtEnd(c->b, L->header);
+  L->i = LLVMBuildPhi(c->b, c->i64, "i");
+  LLVMAddIncoming(L->i, &from, &L->pre, 1);
+  for (int k = 0; k < nacc; k++) {
+    L->acc[k] = LLVMBuildPhi(c->b, LLVMTypeOf(init[k]), "acc");
+    LLVMAddIncoming(L->acc[k], &init[k], &L->pre, 1);
+  }
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, L->i, to, ""), L->body, L->exit);
+  LLVMPositionBuilderAtEnd(c->b, L->body);
+}
+
+// Closes the loop with the carried values' next values; the builder is left
+// after the loop, where L->acc[k] hold the final values.
+void loop_close(Cg *c, Loop *L, V *next) {
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+  V inc = LLVMBuildAdd(c->b, L->i, ci(c, 1), "");
+  LLVMAddIncoming(L->i, &inc, &latch, 1);
+  for (int k = 0; k < L->nacc; k++) LLVMAddIncoming(L->acc[k], &next[k], &latch, 1);
+  LLVMBuildBr(c->b, L->header);
+  LLVMPositionBuilderAtEnd(c->b, L->exit);
+}
+
+// ---- kernels: each computes the value of its node at output index idx
+
+static V kernel_pointwise(Cg *c, const Node *n, V *idx) {
+  V v[3] = {NULL, NULL, NULL};
+  for (int k = 0; k < n->nsrc; k++) v[k] = emit_operand(c, n, n->src[k], idx);
+  DType t = n->nsrc ? n->src[n->op == OP_WHERE ? 1 : 0]->dtype : n->dtype;
+  if (n->op == OP_WHERE) return emit_op(c, OP_WHERE, t, n->dtype, v[0], v[1], v[2]);
+  return emit_op(c, n->op, t, n->dtype, v[0], v[1], NULL);
+}
+
+// Philox-4x32-10 on (seed, key, step, i), the first word's top 24 bits.
+static V kernel_random(Cg *c, const Node *n, V lin) {
+  LLVMBuilderRef B = c->b;
+  V seed = c->seed, step = c->step;
+  V k = LLVMBuildXor(B, seed, LLVMConstInt(c->i64, n->p.key * 0x9E3779B97F4A7C15ull, false), "");
+  V k0 = LLVMBuildTrunc(B, k, c->i32, ""), k1 = LLVMBuildTrunc(B, LLVMBuildLShr(B, k, ci(c, 32), ""), c->i32, "");
+  V c0 = LLVMBuildTrunc(B, lin, c->i32, ""), c1 = LLVMBuildTrunc(B, LLVMBuildLShr(B, lin, ci(c, 32), ""), c->i32, "");
+  V c2 = LLVMBuildTrunc(B, step, c->i32, ""), c3 = LLVMBuildTrunc(B, LLVMBuildLShr(B, step, ci(c, 32), ""), c->i32, "");
+  V m0 = LLVMConstInt(c->i64, 0xD2511F53u, false), m1 = LLVMConstInt(c->i64, 0xCD9E8D57u, false);
+  for (int r = 0; r < 10; r++) {
+    V p0 = LLVMBuildMul(B, m0, LLVMBuildZExt(B, c0, c->i64, ""), "");
+    V p1 = LLVMBuildMul(B, m1, LLVMBuildZExt(B, c2, c->i64, ""), "");
+    V n0 = LLVMBuildXor(B, LLVMBuildXor(B, LLVMBuildTrunc(B, LLVMBuildLShr(B, p1, ci(c, 32), ""), c->i32, ""), c1, ""), k0, "");
+    V n1 = LLVMBuildTrunc(B, p1, c->i32, "");
+    V n2 = LLVMBuildXor(B, LLVMBuildXor(B, LLVMBuildTrunc(B, LLVMBuildLShr(B, p0, ci(c, 32), ""), c->i32, ""), c3, ""), k1, "");
+    V n3 = LLVMBuildTrunc(B, p0, c->i32, "");
+    c0 = n0, c1 = n1, c2 = n2, c3 = n3;
+    k0 = LLVMBuildAdd(B, k0, LLVMConstInt(c->i32, 0x9E3779B9u, false), "");
+    k1 = LLVMBuildAdd(B, k1, LLVMConstInt(c->i32, 0xBB67AE85u, false), "");
+  }
+  V bits = LLVMBuildLShr(B, c0, LLVMConstInt(c->i32, 8, false), "");
+  return LLVMBuildFMul(B, LLVMBuildUIToFP(B, bits, c->f32, ""), cf(c, 1.0 / 16777216.0), "");
+}
+
+static V kernel_reduce(Cg *c, const Node *n, V *oidx) {
+  const Node *x = n->src[0];
+  Shape red = {0};
+  for (int d = 0; d < x->shape.ndim; d++)
+    if (n->p.axes & (1u << d)) red.d[red.ndim++] = x->shape.d[d];
+  bool f = dtype_is_float(x->dtype);
+  V init[2];
+  int nacc = 1;
+  if (n->op == OP_SUM) init[0] = f ? LLVMConstReal(c->f64, 0) : ci(c, 0);
+  else if (n->op == OP_RMAX) init[0] = f ? cf(c, -1.0 / 0.0) : ci(c, INT64_MIN);
+  else init[0] = f ? cf(c, -1.0 / 0.0) : ci(c, INT64_MIN), init[1] = ci(c, -1), nacc = 2;
+  Loop L;
+  loop_open(c, &L, ci(c, 0), ci(c, shape_numel(&red)), nacc, init);
+  V ridx[MAX_DIMS], xidx[MAX_DIMS];
+  delinearize(c, L.i, &red, ridx);
+  for (int d = 0, k = 0; d < x->shape.ndim; d++) xidx[d] = n->p.axes & (1u << d) ? ridx[k++] : oidx[d];
+  V v = emit_value(c, x, xidx), next[2];
+  if (n->op == OP_SUM) {
+    next[0] = f ? LLVMBuildFAdd(c->b, L.acc[0], LLVMBuildFPExt(c->b, v, c->f64, ""), "") : LLVMBuildAdd(c->b, L.acc[0], v, "");
+  } else if (n->op == OP_RMAX) {
+    next[0] = f ? fmax_nan(c, v, L.acc[0], true) : emit_op(c, OP_MAX, DT_I64, DT_I64, v, L.acc[0], NULL);
+  } else {   // argmax: the first maximum; NaN counts as the largest
+    V better;
+    if (f) {
+      V v_nan = LLVMBuildFCmp(c->b, LLVMRealUNO, v, v, "");
+      V best_nan = LLVMBuildFCmp(c->b, LLVMRealUNO, L.acc[0], L.acc[0], "");
+      V gt = LLVMBuildFCmp(c->b, LLVMRealOGT, v, L.acc[0], "");
+      V first = LLVMBuildICmp(c->b, LLVMIntEQ, L.acc[1], ci(c, -1), "");
+      better = LLVMBuildAnd(c->b, LLVMBuildNot(c->b, best_nan, ""), LLVMBuildOr(c->b, first, LLVMBuildOr(c->b, v_nan, gt, ""), ""), "");
+    } else {
+      better = LLVMBuildOr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, L.acc[1], ci(c, -1), ""),
+                           LLVMBuildICmp(c->b, LLVMIntSGT, v, L.acc[0], ""), "");
+    }
+    next[0] = LLVMBuildSelect(c->b, better, v, L.acc[0], "");
+    next[1] = LLVMBuildSelect(c->b, better, L.i, L.acc[1], "");
+  }
+  loop_close(c, &L, next);
+  if (n->op == OP_ARGMAX) return L.acc[1];
+  if (n->op == OP_SUM && f) return LLVMBuildFPTrunc(c->b, L.acc[0], c->f32, "");
+  return L.acc[0];
+}
+
+V kernel_matmul(Cg *c, const Node *n, V *idx) {
+  const Node *a = n->src[0], *bm = n->src[1];
+  int nd = n->shape.ndim;
+  bool ta = n->p.matmul.ta, tb = n->p.matmul.tb;
+  int64_t K = ta ? a->shape.d[a->shape.ndim - 2] : a->shape.d[a->shape.ndim - 1];
+  V init = cf(c, 0);
+  Loop L;
+  loop_open(c, &L, ci(c, 0), ci(c, K), 1, &init);
+  V ai[MAX_DIMS], bi[MAX_DIMS];
+  int ab = a->shape.ndim - 2, bb = bm->shape.ndim - 2, ob = nd - 2;
+  for (int d = 0; d < ab; d++) ai[d] = a->shape.d[d] == 1 ? ci(c, 0) : idx[d + ob - ab];
+  for (int d = 0; d < bb; d++) bi[d] = bm->shape.d[d] == 1 ? ci(c, 0) : idx[d + ob - bb];
+  ai[ab] = ta ? L.i : idx[nd - 2];
+  ai[ab + 1] = ta ? idx[nd - 2] : L.i;
+  bi[bb] = tb ? idx[nd - 1] : L.i;
+  bi[bb + 1] = tb ? L.i : idx[nd - 1];
+  V prod = LLVMBuildFMul(c->b, emit_value(c, a, ai), emit_value(c, bm, bi), "");
+  V next = LLVMBuildFAdd(c->b, L.acc[0], prod, "");
+  loop_close(c, &L, &next);
+  return L.acc[0];
+}
+
+// x[n, ch, ih, iw] with zero outside the image.
+static V load_image(Cg *c, const Node *x, V nn, V ch, V ih, V iw) {
+  V ok = LLVMBuildAnd(c->b,
+                      LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih, ci(c, 0), ""),
+                                   LLVMBuildICmp(c->b, LLVMIntSLT, ih, ci(c, x->shape.d[2]), ""), ""),
+                      LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, iw, ci(c, 0), ""),
+                                   LLVMBuildICmp(c->b, LLVMIntSLT, iw, ci(c, x->shape.d[3]), ""), ""), "");
+  V xi[4] = {nn, ch, clamp_index(c, ih, x->shape.d[2]), clamp_index(c, iw, x->shape.d[3])};
+  return LLVMBuildSelect(c->b, ok, emit_value(c, x, xi), cf(c, 0), "");
+}
+
+
+static V kernel_conv(Cg *c, const Node *n, V *o) {
+  LLVMBuilderRef B = c->b;
+  const int *st = n->p.conv.stride, *pd = n->p.conv.pad, *dl = n->p.conv.dil;
+  if (n->op == OP_IM2COL) {   // y[n, p, q]: p = oh * OW + ow, q = (c * KH + kh) * KW + kw
+    const Node *x = n->src[0];
+    int64_t KH = n->p.conv.kernel[0], KW = n->p.conv.kernel[1];
+    int64_t OW = (x->shape.d[3] + 2 * pd[1] - (int64_t)dl[1] * (KW - 1) - 1) / st[1] + 1;
+    V oh = LLVMBuildUDiv(B, o[1], ci(c, OW), ""), ow = LLVMBuildURem(B, o[1], ci(c, OW), "");
+    V ch = LLVMBuildUDiv(B, o[2], ci(c, KH * KW), "");
+    V kh = LLVMBuildURem(B, LLVMBuildUDiv(B, o[2], ci(c, KW), ""), ci(c, KH), ""), kw = LLVMBuildURem(B, o[2], ci(c, KW), "");
+    V ih = LLVMBuildAdd(B, addc(c, mulc(c, oh, st[0]), -pd[0]), mulc(c, kh, dl[0]), "");
+    V iw = LLVMBuildAdd(B, addc(c, mulc(c, ow, st[1]), -pd[1]), mulc(c, kw, dl[1]), "");
+    return load_image(c, x, o[0], ch, ih, iw);
+  }
+  int groups = n->p.conv.groups;
+  V init = cf(c, 0), acc;
+  Loop L;
+  if (n->op == OP_CONV2D) {   // y[n,o,oh,ow] = sum_{c,kh,kw} x[n, g*Cg+c, ...] w[o,c,kh,kw]
+    const Node *x = n->src[0], *w = n->src[1];
+    int64_t Cg_ = w->shape.d[1], KH = w->shape.d[2], KW = w->shape.d[3], Og = w->shape.d[0] / groups;
+    Shape r = shape_of(3, (int64_t[]){Cg_, KH, KW});
+    loop_open(c, &L, ci(c, 0), ci(c, shape_numel(&r)), 1, &init);
+    V ri[3];
+    delinearize(c, L.i, &r, ri);
+    V ch = LLVMBuildAdd(B, mulc(c, LLVMBuildUDiv(B, o[1], ci(c, Og), ""), Cg_), ri[0], "");
+    V ih = LLVMBuildAdd(B, addc(c, mulc(c, o[2], st[0]), -pd[0]), mulc(c, ri[1], dl[0]), "");
+    V iw = LLVMBuildAdd(B, addc(c, mulc(c, o[3], st[1]), -pd[1]), mulc(c, ri[2], dl[1]), "");
+    V wi[4] = {o[1], ri[0], ri[1], ri[2]};
+    acc = LLVMBuildFAdd(B, L.acc[0], LLVMBuildFMul(B, load_image(c, x, o[0], ch, ih, iw), emit_value(c, w, wi), ""), "");
+  } else if (n->op == OP_CONV2D_DX) {   // dx[n,ch,ih,iw] = sum_{o in group,kh,kw} dy[n,o,oh,ow] w[o,c,kh,kw]
+    const Node *dy = n->src[0], *w = n->src[1];
+    int64_t Cg_ = w->shape.d[1], KH = w->shape.d[2], KW = w->shape.d[3], Og = w->shape.d[0] / groups;
+    Shape r = shape_of(3, (int64_t[]){Og, KH, KW});
+    loop_open(c, &L, ci(c, 0), ci(c, shape_numel(&r)), 1, &init);
+    V ri[3];
+    delinearize(c, L.i, &r, ri);
+    V g = LLVMBuildUDiv(B, o[1], ci(c, Cg_), "");
+    V oc = LLVMBuildAdd(B, mulc(c, g, Og), ri[0], "");
+    V th = LLVMBuildSub(B, addc(c, o[2], pd[0]), mulc(c, ri[1], dl[0]), "");   // oh * stride
+    V tw = LLVMBuildSub(B, addc(c, o[3], pd[1]), mulc(c, ri[2], dl[1]), "");
+    V oh = LLVMBuildSDiv(B, th, ci(c, st[0]), ""), ow = LLVMBuildSDiv(B, tw, ci(c, st[1]), "");
+    V ok = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, th, ci(c, 0), ""),
+                                        LLVMBuildICmp(B, LLVMIntSGE, tw, ci(c, 0), ""), ""),
+                        LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSRem(B, th, ci(c, st[0]), ""), ci(c, 0), ""),
+                                     LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSRem(B, tw, ci(c, st[1]), ""), ci(c, 0), ""), ""), "");
+    ok = LLVMBuildAnd(B, ok, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSLT, oh, ci(c, dy->shape.d[2]), ""),
+                                          LLVMBuildICmp(B, LLVMIntSLT, ow, ci(c, dy->shape.d[3]), ""), ""), "");
+    V di[4] = {o[0], oc, clamp_index(c, oh, dy->shape.d[2]), clamp_index(c, ow, dy->shape.d[3])};
+    V wi[4] = {oc, LLVMBuildURem(B, o[1], ci(c, Cg_), ""), ri[1], ri[2]};
+    V term = LLVMBuildFMul(B, emit_value(c, dy, di), emit_value(c, w, wi), "");
+    acc = LLVMBuildFAdd(B, L.acc[0], LLVMBuildSelect(B, ok, term, cf(c, 0), ""), "");
+  } else {   // dw[o,c,kh,kw] = sum_{n,oh,ow} x[n, g*Cg+c, oh*s-p+kh*d, ...] dy[n,o,oh,ow]
+    const Node *x = n->src[0], *dy = n->src[1];
+    int64_t Cg_ = n->shape.d[1], Og = n->shape.d[0] / groups;
+    Shape r = shape_of(3, (int64_t[]){dy->shape.d[0], dy->shape.d[2], dy->shape.d[3]});
+    loop_open(c, &L, ci(c, 0), ci(c, shape_numel(&r)), 1, &init);
+    V ri[3];
+    delinearize(c, L.i, &r, ri);
+    V ch = LLVMBuildAdd(B, mulc(c, LLVMBuildUDiv(B, o[0], ci(c, Og), ""), Cg_), o[1], "");
+    V ih = LLVMBuildAdd(B, addc(c, mulc(c, ri[1], st[0]), -pd[0]), mulc(c, o[2], dl[0]), "");
+    V iw = LLVMBuildAdd(B, addc(c, mulc(c, ri[2], st[1]), -pd[1]), mulc(c, o[3], dl[1]), "");
+    V di[4] = {ri[0], o[0], ri[1], ri[2]};
+    acc = LLVMBuildFAdd(B, L.acc[0], LLVMBuildFMul(B, load_image(c, x, ri[0], ch, ih, iw), emit_value(c, dy, di), ""), "");
+  }
+  loop_close(c, &L, &acc);
+  return L.acc[0];
+}
+
+// The first position (row-major) of the maximum of the window at (oh, ow),
+// as a linear ih * W + iw; -1 when the window holds no input.
+static V window_argmax(Cg *c, const Node *n, const Node *x, V nn, V ch, V oh, V ow) {
+  LLVMBuilderRef B = c->b;
+  const int *k = n->p.pool.kernel, *st = n->p.pool.stride, *pd = n->p.pool.pad;
+  V init[2] = {cf(c, -1.0 / 0.0), ci(c, -1)};
+  Loop L;
+  loop_open(c, &L, ci(c, 0), ci(c, (int64_t)k[0] * k[1]), 2, init);
+  V ih = LLVMBuildAdd(B, addc(c, mulc(c, oh, st[0]), -pd[0]), LLVMBuildUDiv(B, L.i, ci(c, k[1]), ""), "");
+  V iw = LLVMBuildAdd(B, addc(c, mulc(c, ow, st[1]), -pd[1]), LLVMBuildURem(B, L.i, ci(c, k[1]), ""), "");
+  V in = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, ih, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, ih, ci(c, x->shape.d[2]), ""), ""),
+                      LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, iw, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, iw, ci(c, x->shape.d[3]), ""), ""), "");
+  V v = load_image(c, x, nn, ch, ih, iw);
+  V first = LLVMBuildICmp(B, LLVMIntEQ, L.acc[1], ci(c, -1), "");
+  V better = LLVMBuildAnd(B, in, LLVMBuildOr(B, first, LLVMBuildFCmp(B, LLVMRealUGT, v, L.acc[0], ""), ""), "");
+  better = LLVMBuildAnd(B, better, LLVMBuildNot(B, LLVMBuildFCmp(B, LLVMRealUNO, L.acc[0], L.acc[0], ""), ""), "");
+  V next[2] = {LLVMBuildSelect(B, better, v, L.acc[0], ""),
+               LLVMBuildSelect(B, better, LLVMBuildAdd(B, mulc(c, ih, x->shape.d[3]), iw, ""), L.acc[1], "")};
+  loop_close(c, &L, next);
+  return L.acc[1];
+}
+
+static V kernel_pool(Cg *c, const Node *n, V *o) {
+  LLVMBuilderRef B = c->b;
+  const int *k = n->p.pool.kernel, *st = n->p.pool.stride, *pd = n->p.pool.pad;
+  if (n->op == OP_POOL_MAX) {
+    const Node *x = n->src[0];
+    V at = window_argmax(c, n, x, o[0], o[1], o[2], o[3]);
+    V xi[4] = {o[0], o[1], LLVMBuildUDiv(B, at, ci(c, x->shape.d[3]), ""), LLVMBuildURem(B, at, ci(c, x->shape.d[3]), "")};
+    return emit_value(c, x, xi);
+  }
+  if (n->op == OP_POOL_AVG) {
+    const Node *x = n->src[0];
+    V init = cf(c, 0);
+    Loop L;
+    loop_open(c, &L, ci(c, 0), ci(c, (int64_t)k[0] * k[1]), 1, &init);
+    V ih = LLVMBuildAdd(B, addc(c, mulc(c, o[2], st[0]), -pd[0]), LLVMBuildUDiv(B, L.i, ci(c, k[1]), ""), "");
+    V iw = LLVMBuildAdd(B, addc(c, mulc(c, o[3], st[1]), -pd[1]), LLVMBuildURem(B, L.i, ci(c, k[1]), ""), "");
+    V next = LLVMBuildFAdd(B, L.acc[0], load_image(c, x, o[0], o[1], ih, iw), "");
+    loop_close(c, &L, &next);
+    return LLVMBuildFDiv(B, L.acc[0], cf(c, (double)k[0] * k[1]), "");
+  }
+  // gradients: dx[n,c,ih,iw] sums over the windows (oh, ow) that contain (ih, iw)
+  const Node *dy = n->op == OP_POOL_MAX_DX ? n->src[1] : n->src[0];
+  const Node *x = n->op == OP_POOL_MAX_DX ? n->src[0] : NULL;
+  int64_t OH = dy->shape.d[2], OW = dy->shape.d[3];
+  V init = cf(c, 0);
+  Loop L;
+  loop_open(c, &L, ci(c, 0), ci(c, OH * OW), 1, &init);
+  V oh = LLVMBuildUDiv(B, L.i, ci(c, OW), ""), ow = LLVMBuildURem(B, L.i, ci(c, OW), "");
+  V h0 = addc(c, mulc(c, oh, st[0]), -pd[0]), w0 = addc(c, mulc(c, ow, st[1]), -pd[1]);
+  V covers = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, o[2], h0, ""), LLVMBuildICmp(B, LLVMIntSLT, o[2], addc(c, h0, k[0]), ""), ""),
+                          LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, o[3], w0, ""), LLVMBuildICmp(B, LLVMIntSLT, o[3], addc(c, w0, k[1]), ""), ""), "");
+  V di[4] = {o[0], o[1], oh, ow};
+  V g = emit_value(c, dy, di);
+  if (x) {
+    V at = window_argmax(c, n, x, o[0], o[1], oh, ow);
+    V here = LLVMBuildICmp(B, LLVMIntEQ, at, LLVMBuildAdd(B, mulc(c, o[2], x->shape.d[3]), o[3], ""), "");
+    covers = LLVMBuildAnd(B, covers, here, "");
+  } else {
+    g = LLVMBuildFDiv(B, g, cf(c, (double)k[0] * k[1]), "");
+  }
+  V next = LLVMBuildFAdd(B, L.acc[0], LLVMBuildSelect(B, covers, g, cf(c, 0), ""), "");
+  loop_close(c, &L, &next);
+  return L.acc[0];
+}
+
+void flag_unless(Cg *c, const Node *n, V ok) {
+  if (c->tgt == CG_HOST) {   // branch-free, so the loop around it stays simple
+    V old = LLVMBuildLoad2(c->b, c->i64, c->errp, "");
+    LLVMBuildStore(c->b, LLVMBuildSelect(c->b, ok, old, ci(c, n->id + 1), ""), c->errp);
+    return;
+  }
+  // On a GPU only a thread that meets a bad index writes the word.
+  LLVMBasicBlockRef bad = block(c, "bad"), on = block(c, "ok");
+  LLVMBuildCondBr(c->b, ok, on, bad);
+  LLVMPositionBuilderAtEnd(c->b, bad);
+  LLVMBuildStore(c->b, ci(c, n->id + 1), c->errp);
+  LLVMBuildBr(c->b, on);
+  LLVMPositionBuilderAtEnd(c->b, on);
+}
+
+static V kernel_gather(Cg *c, const Node *n, V *o) {
+  LLVMBuilderRef B = c->b;
+  const Node *ids;
+  if (n->op == OP_GATHER) {   // y[..., c] = table[ids[...], c]
+    const Node *table = n->src[0];
+    ids = n->src[1];
+    V id = emit_value(c, ids, o);
+    int64_t V_ = table->shape.d[0];
+    flag_unless(c, n, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, id, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, id, ci(c, V_), ""), ""));
+    V ti[2] = {clamp_index(c, id, V_), o[n->shape.ndim - 1]};
+    return emit_value(c, table, ti);
+  }
+  // scatter_add: y[v, c] = sum over j with ids[j] = v of values[j, c], in order
+  ids = n->src[0];
+  const Node *vals = n->src[1];
+  V init = cf(c, 0);
+  Loop L;
+  loop_open(c, &L, ci(c, 0), ci(c, shape_numel(&ids->shape)), 1, &init);
+  V ji[MAX_DIMS + 1];
+  delinearize(c, L.i, &ids->shape, ji);
+  V id = emit_value(c, ids, ji);
+  flag_unless(c, n, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, id, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, id, ci(c, n->shape.d[0]), ""), ""));
+  ji[ids->shape.ndim] = o[1];
+  V v = emit_value(c, vals, ji);
+  V next = LLVMBuildFAdd(B, L.acc[0], LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, id, o[0], ""), v, cf(c, 0), ""), "");
+  loop_close(c, &L, &next);
+  return L.acc[0];
+}
+
+V kernel_value(Cg *c, const Kernel *k, V *idx, V lin) {
+  const Node *n = k->out;
+  switch (k->kind) {
+  case KK_POINTWISE: return kernel_pointwise(c, n, idx);
+  case KK_RANDOM: return kernel_random(c, n, lin);
+  case KK_REDUCE: return kernel_reduce(c, n, idx);
+  case KK_MATMUL: return kernel_matmul(c, n, idx);
+  case KK_CONV: return kernel_conv(c, n, idx);
+  case KK_POOL: return kernel_pool(c, n, idx);
+  case KK_GATHER: return kernel_gather(c, n, idx);
+  case KK_COPY: return emit_folded(c, n, idx);
+  }
+  UNREACHABLE();
+}
+
+// ---- modules
+
+void cg_open(Cg *c, CgTarget tgt, const char *name, const char *triple, LLVMTargetMachineRef tm) {
+  memset(c, 0, sizeof *c);
+  c->tgt = tgt;
+  c->cx = LLVMContextCreate();
+  c->mod = LLVMModuleCreateWithNameInContext(name, c->cx);
+  LLVMSetTarget(c->mod, triple);
+  LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
+  char *dl = LLVMCopyStringRepOfTargetData(layout);
+  LLVMSetDataLayout(c->mod, dl);
+  LLVMDisposeMessage(dl);
+  LLVMDisposeTargetData(layout);
+  c->b = LLVMCreateBuilderInContext(c->cx);
+  c->i1 = LLVMInt1TypeInContext(c->cx);
+  c->i8 = LLVMInt8TypeInContext(c->cx);
+  c->i16 = LLVMInt16TypeInContext(c->cx);
+  c->i32 = LLVMInt32TypeInContext(c->cx);
+  c->i64 = LLVMInt64TypeInContext(c->cx);
+  c->f32 = LLVMFloatTypeInContext(c->cx);
+  c->f64 = LLVMDoubleTypeInContext(c->cx);
+  c->f16 = LLVMHalfTypeInContext(c->cx);
+  c->bf16 = LLVMBFloatTypeInContext(c->cx);
+  c->ptr = LLVMPointerTypeInContext(c->cx, 0);
+  c->gptr = LLVMPointerTypeInContext(c->cx, tgt == CG_HOST ? 0 : 1);
+  c->md_invariant = LLVMGetMDKindIDInContext(c->cx, "invariant.load", 14);
+  c->md_align = LLVMGetMDKindIDInContext(c->cx, "align", 5);
+}
+
+void cg_close(Cg *c) {
+  LLVMDisposeBuilder(c->b);
+  LLVMDisposeModule(c->mod);
+  LLVMContextDispose(c->cx);
+}
+
+int cg_fail(char *err, size_t errlen, const char *what, char *llvm_msg) {
+  snprintf(err, errlen, "%s: %s", what, llvm_msg ? llvm_msg : "unknown LLVM error");
+  if (llvm_msg) LLVMDisposeMessage(llvm_msg);
+  return -1;
+}
+
+int cg_finish(Cg *c, LLVMTargetMachineRef tm, LLVMCodeGenFileType kind, Blob *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  char *msg = NULL;
+  if (LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &msg))
+    return cg_fail(err, errlen, "internal error: invalid LLVM IR", msg);
+  LLVMDisposeMessage(msg);
+  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef e = LLVMRunPasses(c->mod, "default<O3>", tm, opts);
+  LLVMDisposePassBuilderOptions(opts);
+  if (e) return cg_fail(err, errlen, "LLVM optimization failed", LLVMGetErrorMessage(e));
+  LLVMMemoryBufferRef buf;
+  if (LLVMTargetMachineEmitToMemoryBuffer(tm, c->mod, kind, &msg, &buf))
+    return cg_fail(err, errlen, "LLVM could not emit code", msg);
+  out->len = LLVMGetBufferSize(buf);
+  out->data = xmalloc(out->len + 1);
+  memcpy(out->data, LLVMGetBufferStart(buf), out->len);
+  out->data[out->len] = '\0';   // PTX is text
+  LLVMDisposeMemoryBuffer(buf);
+  return 0;
+}
