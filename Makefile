@@ -35,7 +35,7 @@ TEST_OBJ     := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 .PHONY: all deps test test-asan demo fuzz fuzz-smoke clean diag-golden bench
 .DELETE_ON_ERROR:
 
-all: $(BUILD)/smelt $(BUILD)/libsmeltrt.a $(BUILD)/libsmeltrt.so
+all: $(BUILD)/smelt $(BUILD)/smelt-rt $(BUILD)/libsmeltrt.a $(BUILD)/libsmeltrt.so
 
 deps:
 	@bash scripts/deps.sh
@@ -66,6 +66,16 @@ $(BUILD)/libsmeltc.a: $(COMPILER_OBJ)
 
 $(BUILD)/smelt: $(BUILD)/obj/compiler/main.o $(BUILD)/libsmeltc.a $(BUILD)/libsmeltrt.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lm
+
+# The runtime-only tool for GPU hosts: no LLVM (the trainer, the tensor file
+# reader and util.c are all it takes from the compiler library).
+RT_TOOL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/*.c))
+$(BUILD)/obj/tools/%.o: tools/%.c tools/smelt_rt.h compiler/compiler.h runtime/runtime.h runtime/ingot.h | $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itools -c $< -o $@
+
+$(BUILD)/smelt-rt: $(RT_TOOL_OBJ) $(BUILD)/libsmeltc.a $(BUILD)/libsmeltrt.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm -lpthread -ldl
 
 $(BUILD)/libsmeltrt.a: $(RUNTIME_OBJ)
 	rm -f $@ && ar rcs $@ $^

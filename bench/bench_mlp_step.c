@@ -22,7 +22,7 @@ int main(int argc, char **argv) {
   compilation_init(&c, stderr);
   compilation_default_search(&c, argv[0]);
   Module *m = module_load_file(&c, "examples/mlp.smelt");
-  if (check_modules(&c, &m, 1, NULL, 0) || ingot_build(&c, m, NULL, 0, NULL, path)) return 1;
+  if (check_modules(&c, &m, 1, NULL, 0) || ingot_build(&c, m, NULL, 0, &(BuildTargets){0}, path)) return 1;
   compilation_free(&c);
   smelt_ingot *ig;
   smelt_session *s;

@@ -77,6 +77,7 @@ typedef struct {
   V i;
   V acc[2];   // loop-carried values (phis), or NULL
   int nacc;
+  V step;     // the increment; NULL for 1 (set after loop_open)
 } Loop;
 
 // Opens `for (i = from; i < to; i++)`, carrying nacc values from init.

@@ -409,6 +409,7 @@ void loop_open(Cg *c, Loop *L, V from, V to, int nacc, V *init) {
   L->body = block(c, "body");
   L->exit = block(c, "done");
   L->nacc = nacc;
+  L->step = NULL;
   LLVMBuildBr(c->b, L->header);
   LLVMPositionBuilderAtEnd(c->b, L->header);
   L->i = LLVMBuildPhi(c->b, c->i64, "i");
@@ -425,7 +426,7 @@ void loop_open(Cg *c, Loop *L, V from, V to, int nacc, V *init) {
 // after the loop, where L->acc[k] hold the final values.
 void loop_close(Cg *c, Loop *L, V *next) {
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
-  V inc = LLVMBuildAdd(c->b, L->i, ci(c, 1), "");
+  V inc = LLVMBuildAdd(c->b, L->i, L->step ? L->step : ci(c, 1), "");
   LLVMAddIncoming(L->i, &inc, &latch, 1);
   for (int k = 0; k < L->nacc; k++) LLVMAddIncoming(L->acc[k], &next[k], &latch, 1);
   LLVMBuildBr(c->b, L->header);

@@ -619,6 +619,10 @@ bool node_is_folded(const Node *n);
 // nr: the matmul tile's columns for the target (codegen_tile_columns).
 void kernel_plan(const Graph *g, const char *prefix, int nr, KernelPlan *p);
 void kernel_plan_free(KernelPlan *p);
+// What a kernel must move and compute at least: each stored tensor it reads
+// once, its output once; FLOPs counted as 2 per multiply-add, 1 per
+// elementwise op (estimates, for profiles and roofline ratios).
+void kernel_cost(const KernelPlan *p, const Kernel *k, uint64_t *read, uint64_t *written, uint64_t *flops);
 
 // ---------------------------------------------------------------- codegen_host.c
 // LLVM IR for every kernel of a plan, optimized and emitted as an x86-64
@@ -645,6 +649,42 @@ int link_shared(const Blob *object, const char *path, char *err, size_t errlen);
 // Bytes per element of a dtype as kernels store it (bool as one byte).
 int dtype_size(DType t);
 
+// ---------------------------------------------------------------- codegen_gpu.c
+// The same kernels for GPUs: NVPTX (PTX text) and AMDGPU (an ELF object),
+// each kernel
+//   void NAME(char **bufs, int64_t count, uint64_t seed, uint64_t step, int64_t *error)
+// run on the one-dimensional grid gpu_launch_shape gives (runtime/ingot.h).
+
+typedef struct {
+  uint32_t grid, block, shared;
+} GpuLaunch;
+
+// The grid and block kernel k is written for; the same for every GPU target.
+void gpu_launch_shape(const Kernel *k, GpuLaunch *out);
+// GPU architectures this compiler emits for: sm_75 ... sm_120a, gfx900 ... gfx1201.
+bool gpu_target_known(const char *target);
+bool gpu_target_is_nvidia(const char *target);
+// "sm_75, sm_80, ..." for error messages.
+void gpu_target_list(char *buf, size_t len);
+// Compiles every kernel of the plans for target: PTX text (NVIDIA; out->data
+// is NUL-terminated after out->len bytes) or an AMDGPU ELF object. 0, or -1
+// with a message.
+int codegen_gpu(const KernelPlan *const *plans, int nplans, const char *target, Blob *out, char *err,
+                size_t errlen);
+
+// ---------------------------------------------------------------- gpu_tools.c
+// The external assemblers and linkers of the GPU targets, found on PATH or
+// in their usual places; when one is missing the caller is told, not failed.
+
+// Assembles PTX for arch with ptxas -v into a cubin; *report gets ptxas's
+// resource report (owned). 1 when assembled, 0 when ptxas is not installed,
+// -1 with a message when it failed.
+int ptx_assemble(const Blob *ptx, const char *arch, Blob *cubin, char **report, char *err, size_t errlen);
+// Links an AMDGPU object into a code object with ld.lld. 1, 0 (no ld.lld), -1.
+int amdgpu_link(const Blob *object, Blob *hsaco, char *err, size_t errlen);
+// The path of a tool (ptxas, ld.lld-22, ...) or NULL; static storage.
+const char *gpu_tool_path(const char *name);
+
 // ---------------------------------------------------------------- elaborate.c
 // AST to op graph: evaluates compile-time values, inlines function calls,
 // unrolls loops, binds the model's sizes (defaults, overridden by -D), creates
@@ -664,10 +704,17 @@ int elaborate(Compilation *c, Module *m, const Define *defs, int ndefs, bool tra
 // ---------------------------------------------------------------- ingot_write.c
 // `smelt build`: elaborates m's model into its entries ("infer": outputs
 // only; "eval": outputs and loss; "train_step" when it has a loss and a train
-// block), compiles their kernels
-// for the host CPU cpu ("x86-64-v3", or NULL for this machine's) and writes
-// the ingot (runtime/ingot.h) at path, atomically. 0, or -1 after reporting.
-int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const char *cpu,
+// block), compiles their kernels for the host CPU and each GPU target, and
+// writes the ingot (runtime/ingot.h) at path, atomically. 0, or -1 after
+// reporting.
+
+typedef struct {
+  const char *cpu;          // LLVM CPU name ("x86-64-v3"), or NULL for this machine's
+  const char *gpus[16];     // GPU targets ("sm_90", "gfx90a")
+  int ngpus;
+} BuildTargets;
+
+int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t,
                 const char *path);
 
 // ---------------------------------------------------------------- trainer.c

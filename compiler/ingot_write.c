@@ -40,7 +40,7 @@ static uint32_t str_add(Buf *strings, const char *s) {
 
 typedef struct {
   Compilation *c;
-  Buf strings, tensors, entries, launches, slots, updates, weights, meta;
+  Buf strings, tensors, entries, launches, slots, updates, weights, meta, costs;
   const char **tnames;   // by tensor index
   int ntensors, cap;
   uint64_t seed;
@@ -135,6 +135,9 @@ static void add_entry(Writer *w, const char *entry, const Graph *g, const Kernel
     buf_put(&w->slots, &u, 4);
   }
   for (int k = 0; k < p->n; k++) {
+    IngotCost cost;
+    kernel_cost(p, &p->kernels[k], &cost.bytes_read, &cost.bytes_written, &cost.flops);
+    buf_put(&w->costs, &cost, sizeof cost);
     IngotLaunch l = {str_add(&w->strings, p->kernels[k].name), (uint32_t)tensor_of[p->slot[p->kernels[k].out->id]],
                      (uint64_t)p->kernels[k].count};
     buf_put(&w->launches, &l, sizeof l);
@@ -210,7 +213,80 @@ static int write_file(const char *path, Buf *const *secs, const uint32_t *kinds,
   return atomic_commit(f, tmp, path, ok, err, errlen);
 }
 
-int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const char *cpu, const char *path) {
+// GPU_LAUNCHES: one record per launch, in the order of LAUNCHES.
+static void gpu_launches(Buf *out, const KernelPlan *const *plans, int n) {
+  for (int p = 0; p < n; p++)
+    for (int k = 0; k < plans[p]->n; k++) {
+      GpuLaunch g;
+      gpu_launch_shape(&plans[p]->kernels[k], &g);
+      IngotGpuLaunch r = {g.grid, g.block, g.shared, 0};
+      buf_put(out, &r, sizeof r);
+    }
+}
+
+typedef struct {
+  IngotCode rec[48];
+  Blob blob[48];
+  int n;
+} CodeList;
+
+static void code_add(Writer *w, CodeList *l, const char *target, uint32_t format, Blob b, const char *report) {
+  l->rec[l->n] = (IngotCode){str_add(&w->strings, target), format, 0, b.len + (format == CODE_PTX), str_add(&w->strings, report ? report : ""), 0};
+  l->blob[l->n++] = b;
+}
+
+// Compiles the plans for every GPU target into l: PTX (and a cubin when
+// ptxas is installed) for NVIDIA, a linked code object for AMD.
+static int gpu_code(Writer *w, const KernelPlan *const *plans, int n, const BuildTargets *t, CodeList *l, char *err,
+                    size_t errlen) {
+  for (int i = 0; i < t->ngpus; i++) {
+    const char *target = t->gpus[i];
+    Blob b;
+    if (codegen_gpu(plans, n, target, &b, err, errlen)) return -1;
+    if (gpu_target_is_nvidia(target)) {
+      Blob cubin;
+      char *report = NULL;
+      int rc = ptx_assemble(&b, target, &cubin, &report, err, errlen);
+      code_add(w, l, target, CODE_PTX, b, NULL);   // the PTX's NUL is stored too
+      if (rc < 0) return -1;
+      if (rc > 0) code_add(w, l, target, CODE_CUBIN, cubin, report);
+      free(report);
+    } else {
+      Blob hsaco;
+      int rc = amdgpu_link(&b, &hsaco, err, errlen);
+      free(b.data);
+      if (rc == 0) snprintf(err, errlen, "building for %s needs ld.lld (Debian: lld-22), which is not installed", target);
+      if (rc <= 0) return -1;
+      code_add(w, l, target, CODE_HSACO, hsaco, NULL);
+    }
+  }
+  return 0;
+}
+
+// SEC_GPU_CODE: the table, its records, then each code object at a 64-byte offset.
+static void code_section(Buf *out, CodeList *l) {
+  IngotCodeTable head = {(uint32_t)l->n, {0}};
+  buf_put(out, &head, sizeof head);
+  uint64_t at = sizeof head + sizeof(IngotCode) * (uint64_t)l->n;
+  for (int i = 0; i < l->n; i++) {
+    at = (at + INGOT_ALIGN - 1) / INGOT_ALIGN * INGOT_ALIGN;
+    l->rec[i].offset = at;
+    at += l->rec[i].size;
+  }
+  buf_put(out, l->rec, sizeof(IngotCode) * (size_t)l->n);
+  for (int i = 0; i < l->n; i++) {
+    static const char zeros[INGOT_ALIGN];
+    buf_put(out, zeros, (size_t)(l->rec[i].offset - out->len));
+    buf_put(out, l->blob[i].data, (size_t)l->rec[i].size);   // PTX: with its NUL
+  }
+}
+
+static void code_free(CodeList *l) {
+  for (int i = 0; i < l->n; i++) free(l->blob[i].data);
+}
+
+int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, const char *path) {
+  const char *cpu = t->cpu;
   Writer w = {.c = c, .seed = m->train && m->train->seed ? (uint64_t)m->train->seed : 1};
   Graph ge, gt, gi;
   graph_init(&ge, &c->arena, &c->diag);
@@ -249,9 +325,17 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
     add_entry(&w, "infer", &gi, &pi);
     const KernelPlan *plans[3] = {&pe, &pi, &pt};
     Blob obj = {0};
-    char err[1024];
+    char err[2048];
     rc = codegen_host(plans, train ? 3 : 2, cpu, &obj, err, sizeof err);
-    Buf code = {0};
+    Buf code = {0}, glaunch = {0}, gcode = {0};
+    CodeList codes = {.n = 0};
+    if (rc == 0 && t->ngpus) {
+      const KernelPlan *in_order[3] = {&pt, &pe, &pi};   // the order of add_entry
+      const KernelPlan *const *order = train ? in_order : in_order + 1;
+      gpu_launches(&glaunch, order, train ? 3 : 2);
+      rc = gpu_code(&w, plans, train ? 3 : 2, t, &codes, err, sizeof err);
+      if (rc == 0) code_section(&gcode, &codes);
+    }
     if (rc == 0) {
       char so[64];
       snprintf(so, sizeof so, "/tmp/smelt-build-%ld.so", (long)getpid());
@@ -269,14 +353,25 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
       meta_line(&w, "source", m->path);
       meta_line(&w, "compiler", "smelt " SMELT_VERSION);
       meta_line(&w, "target", arena_printf(a, "host:%s", cpu ? cpu : "native"));
+      if (t->ngpus) {
+        char list[512] = "";
+        for (int i = 0; i < t->ngpus; i++)
+          snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? "," : "", t->gpus[i]);
+        meta_line(&w, "gpu_targets", list);
+      }
       for (int i = 0; i < ndefs; i++) meta_line(&w, arena_printf(a, "size.%s", defs[i].name), arena_printf(a, "%lld", (long long)defs[i].value));
       if (train) meta_train(&w, m);
-      Buf *secs[] = {&w.meta, &w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &code, &w.weights};
-      uint32_t kinds[] = {SEC_META, SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES, SEC_LAUNCHES, SEC_SLOTS, SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS};
-      rc = write_file(path, secs, kinds, 9, err, sizeof err);
+      Buf *secs[] = {&w.meta, &w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &code, &w.weights,
+                     &w.costs, &glaunch, &gcode};
+      uint32_t kinds[] = {SEC_META, SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES, SEC_LAUNCHES, SEC_SLOTS, SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS,
+                          SEC_COSTS, SEC_GPU_LAUNCHES, SEC_GPU_CODE};
+      rc = write_file(path, secs, kinds, t->ngpus ? 12 : 10, err, sizeof err);
     }
     if (rc) diag_plain(&c->diag, "%s", err);
     free(code.data);
+    free(glaunch.data);
+    free(gcode.data);
+    code_free(&codes);
   }
   kernel_plan_free(&pe);
   kernel_plan_free(&pt);
@@ -284,7 +379,7 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
   graph_free(&ge);
   graph_free(&gt);
   graph_free(&gi);
-  Buf *all[] = {&w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &w.weights, &w.meta};
+  Buf *all[] = {&w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &w.weights, &w.meta, &w.costs};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->data);
   free(w.tnames);
   return rc;

@@ -2,6 +2,7 @@
 // runtime's own validating reader (so what it shows is what the runtime sees).
 #include "compiler.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime.h"
@@ -13,8 +14,75 @@ static const char *role_name(uint32_t role) {
 
 static const char *section_name(uint32_t kind) {
   static const char *names[] = {"?", "meta", "strings", "tensors", "entries", "launches", "slots",
-                                "updates", "host code", "weights"};
-  return kind <= SEC_WEIGHTS ? names[kind] : "?";
+                                "updates", "host code", "weights", "gpu launch", "gpu code", "costs"};
+  return kind <= SEC_COSTS ? names[kind] : "?";
+}
+
+static const char *format_name(uint32_t f) {
+  static const char *names[] = {"?", "ptx", "cubin", "hsaco"};
+  return f <= CODE_HSACO ? names[f] : "?";
+}
+
+// One kernel's resources from ptxas -v.
+typedef struct {
+  char name[96];
+  int regs, spill_stores, spill_loads, smem, stack;
+} PtxasKernel;
+
+// Reads the per-kernel lines of a ptxas -v report; returns the count (up to max).
+static int ptxas_kernels(const char *report, PtxasKernel *k, int max) {
+  int n = -1;
+  for (const char *line = report; line && *line;) {
+    const char *p;
+    if ((p = strstr(line, "Compiling entry function '")) && p < strchr(line, '\n') && n + 1 < max) {
+      n++;
+      memset(&k[n], 0, sizeof k[n]);
+      sscanf(p, "Compiling entry function '%95[^']'", k[n].name);
+    } else if (n >= 0 && strstr(line, "bytes spill stores") && strstr(line, "bytes spill stores") < strchr(line, '\n')) {
+      sscanf(line, " %d bytes stack frame, %d bytes spill stores, %d bytes spill loads", &k[n].stack,
+             &k[n].spill_stores, &k[n].spill_loads);
+    } else if (n >= 0 && (p = strstr(line, "Used ")) && p < strchr(line, '\n')) {
+      sscanf(p, "Used %d registers", &k[n].regs);
+      const char *s = strstr(p, "bytes smem");
+      if (s && s < strchr(line, '\n')) {
+        while (s > p && s[-1] == ' ') s--;
+        while (s > p && s[-1] >= '0' && s[-1] <= '9') s--;
+        k[n].smem = atoi(s);
+      }
+    }
+    line = strchr(line, '\n');
+    if (line) line++;
+  }
+  return n + 1;
+}
+
+// The GPU code objects, with ptxas's resource summary for cubins (per kernel with all).
+static void inspect_gpu(const smelt_ingot *ig, FILE *out, bool all) {
+  if (!ingot_ncodes(ig)) return;
+  fputs("\ngpu code:\n", out);
+  enum { MAXK = 20000 };
+  PtxasKernel *k = malloc(sizeof *k * MAXK);
+  for (uint32_t i = 0; i < ingot_ncodes(ig); i++) {
+    const IngotCode *c = ingot_code_at(ig, i);
+    fprintf(out, "  %-8s %-6s %10llu bytes", ingot_str(ig, c->target), format_name(c->format), (unsigned long long)c->size);
+    int n = k ? ptxas_kernels(ingot_str(ig, c->report), k, MAXK) : 0;
+    if (n) {
+      int regs = 0, smem = 0, spills = 0, spilling = 0;
+      for (int j = 0; j < n; j++) {
+        regs = k[j].regs > regs ? k[j].regs : regs;
+        smem = k[j].smem > smem ? k[j].smem : smem;
+        spills += k[j].spill_stores + k[j].spill_loads;
+        spilling += k[j].spill_stores + k[j].spill_loads > 0;
+      }
+      fprintf(out, "  %d kernels, at most %d registers and %d bytes shared, %d spilling (%d bytes)", n, regs, smem,
+              spilling, spills);
+    }
+    fputc('\n', out);
+    for (int j = 0; all && j < n; j++)
+      fprintf(out, "    %-40s %3d registers %6d bytes shared %5d bytes spilled\n", k[j].name, k[j].regs, k[j].smem,
+              k[j].spill_stores + k[j].spill_loads);
+  }
+  free(k);
 }
 
 int inspect_ingot(const char *path, FILE *out, bool all) {
@@ -68,12 +136,17 @@ int inspect_ingot(const char *path, FILE *out, bool all) {
   }
   if (all) {
     fputs("\nkernels:\n", out);
-    for (uint32_t k = 0; k < ig->nlaunches; k++)
-      fprintf(out, "  %-32s %10llu elements -> %s\n", ingot_str(ig, ig->launches[k].symbol),
+    for (uint32_t k = 0; k < ig->nlaunches; k++) {
+      fprintf(out, "  %-32s %10llu elements -> %s", ingot_str(ig, ig->launches[k].symbol),
               (unsigned long long)ig->launches[k].count, ingot_str(ig, ig->tensors[ig->launches[k].out].name));
+      const IngotGpuLaunch *g = ingot_gpu_launch(ig, k);
+      if (g) fprintf(out, "  (gpu: %u x %u)", g->grid, g->block);
+      fputc('\n', out);
+    }
   } else {
     fputs("  (temporaries and kernels: smelt inspect --all)\n", out);
   }
+  inspect_gpu(ig, out, all);
   smelt_ingot_close(ig);
   return 0;
 }

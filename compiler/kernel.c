@@ -79,3 +79,42 @@ void kernel_plan_free(KernelPlan *p) {
   free(p->kernels);
   memset(p, 0, sizeof *p);
 }
+
+// The stored nodes a kernel reads: its sources, through folded nodes.
+static void reads_of(const KernelPlan *p, const Node *n, const Node **seen, int *nseen, int max) {
+  for (int s = 0; s < n->nsrc; s++) {
+    const Node *x = n->src[s];
+    if (p->slot[x->id] < 0) {
+      reads_of(p, x, seen, nseen, max);
+      continue;
+    }
+    bool dup = false;
+    for (int i = 0; i < *nseen; i++) dup |= seen[i] == x;
+    if (!dup && *nseen < max) seen[(*nseen)++] = x;
+  }
+}
+
+void kernel_cost(const KernelPlan *p, const Kernel *k, uint64_t *read, uint64_t *written, uint64_t *flops) {
+  const Node *n = k->out, *seen[64];
+  int nseen = 0;
+  reads_of(p, n, seen, &nseen, 64);   // a KK_COPY reads what its view folds
+  *read = 0;
+  for (int i = 0; i < nseen; i++) *read += (uint64_t)shape_numel(&seen[i]->shape) * (uint64_t)dtype_size(seen[i]->dtype);
+  uint64_t out = (uint64_t)shape_numel(&n->shape);
+  *written = out * (uint64_t)dtype_size(n->dtype);
+  switch (k->kind) {
+  case KK_MATMUL: {
+    const Node *a = n->src[0];
+    int64_t K = n->p.matmul.ta ? a->shape.d[a->shape.ndim - 2] : a->shape.d[a->shape.ndim - 1];
+    *flops = 2 * out * (uint64_t)K;
+    break;
+  }
+  case KK_REDUCE: *flops = (uint64_t)shape_numel(&n->src[0]->shape); break;
+  case KK_CONV:
+    *flops = n->op == OP_IM2COL ? 0 : 2 * out * (uint64_t)(shape_numel(&n->src[1]->shape) /
+                                                          (n->op == OP_CONV2D_DW ? 1 : n->src[1]->shape.d[0]));
+    break;
+  case KK_COPY: case KK_GATHER: *flops = 0; break;
+  default: *flops = out; break;
+  }
+}

@@ -31,13 +31,16 @@ static void usage(FILE *out) {
         "                         forward, backward and optimizer)\n"
         "  graph --dot FILE       the op graph as Graphviz DOT, clustered by layer\n"
         "  build FILE -o INGOT    compile the model's entry points into an ingot\n"
-        "      --target=host      the targets to compile for (host: x86-64; GPU\n"
-        "                         targets are not in this version)\n"
+        "      --target=LIST      comma-separated targets besides the host's x86-64:\n"
+        "                         NVIDIA sm_80, sm_90, ... (PTX, and a cubin when\n"
+        "                         ptxas is installed), AMD gfx90a, gfx942, gfx1100\n"
+        "                         (code objects, linked with ld.lld)\n"
         "      --cpu=NAME         the x86-64 CPU to compile for (default x86-64-v3;\n"
         "                         native: this machine's)\n"
         "  train FILE             build (a .smelt) and run its train block:\n"
         "      --epochs=N --steps=N       override the train block's length\n"
-        "      --device=D                 auto (default), cpu, cuda, hip\n"
+        "      --device=D                 auto (default: CUDA, else HIP, else the\n"
+        "                                 CPU), cpu, cuda[:N], hip[:N]\n"
         "      --threads=N                CPU threads (default: one per core)\n"
         "      --checkpoint=PATH          save here (every --checkpoint-every=N steps\n"
         "                                 or the train block's, and at the end)\n"
@@ -85,6 +88,7 @@ typedef struct {
   uint64_t seed;
   bool params_only;
   const char *cpu;
+  BuildTargets targets;
   TrainOptions train;
   const char *inputs, *outputs;   // smelt run
 } Options;
@@ -110,6 +114,27 @@ static int bad_usage(const char *fmt, const char *arg) {
   return 2;
 }
 
+// "host,sm_90,gfx90a" into t; 0, or prints the error and returns 2.
+static int parse_targets(const char *list, BuildTargets *t) {
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s", list);
+  for (char *save = NULL, *s = strtok_r(buf, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+    if (!strcmp(s, "host")) continue;
+    if (!gpu_target_known(s)) {
+      char known[512];
+      gpu_target_list(known, sizeof known);
+      fprintf(stderr, "smelt: error: --target: unknown target '%s'\nknown targets: host, %s\n", s, known);
+      return 2;
+    }
+    bool dup = false;
+    for (int i = 0; i < t->ngpus; i++) dup |= !strcmp(t->gpus[i], s);
+    if (dup) continue;
+    if (t->ngpus == 16) return bad_usage("--target=%s: at most 16 GPU targets", list);
+    t->gpus[t->ngpus++] = xstrdup(s);
+  }
+  return 0;
+}
+
 static int parse_options(int argc, char **argv, Options *o) {
   *o = (Options){.command = argv[1], .color = -1, .max_errors = 20, .seed = 1};
   o->train = (TrainOptions){.device = "auto", .log_every = 50};
@@ -125,8 +150,7 @@ static int parse_options(int argc, char **argv, Options *o) {
     else if (strcmp(a, "--params-only") == 0) o->params_only = true;
     else if (strncmp(a, "--cpu=", 6) == 0) o->cpu = a + 6;
     else if (strncmp(a, "--target=", 9) == 0) {
-      if (strcmp(a + 9, "host") != 0)
-        return bad_usage("--target=%s: this version compiles for the host only (--target=host)", a + 9);
+      if (parse_targets(a + 9, &o->targets)) return 2;
     }
     else if (strncmp(a, "--epochs=", 9) == 0) o->train.epochs = strtoll(a + 9, NULL, 10);
     else if (strncmp(a, "--steps=", 8) == 0) o->train.steps = strtoll(a + 8, NULL, 10);
@@ -217,8 +241,9 @@ static void build_ingot(Compilation *c, Module *m, const Options *o) {
     diag_plain(&c->diag, "%s has no model to build", m->path);
     return;
   }
-  const char *cpu = !o->cpu ? "x86-64-v3" : !strcmp(o->cpu, "native") ? NULL : o->cpu;
-  ingot_build(c, m, o->defs, o->ndefs, cpu, o->output);
+  BuildTargets t = o->targets;
+  t.cpu = !o->cpu ? "x86-64-v3" : !strcmp(o->cpu, "native") ? NULL : o->cpu;
+  ingot_build(c, m, o->defs, o->ndefs, &t, o->output);
 }
 
 // `smelt train` / `smelt eval`: a .smelt file is built first (for this CPU)
@@ -241,8 +266,9 @@ static int train_or_eval(Options *o, const char *argv0) {
     int errors = check_modules(&c, &m, 1, o->defs, o->ndefs);
     if (!errors) {
       fprintf(stderr, "building %s for this CPU...\n", file);
-      const char *cpu = !o->cpu || !strcmp(o->cpu, "native") ? NULL : o->cpu;
-      errors = ingot_build(&c, m, o->defs, o->ndefs, cpu, tmp) ? 1 : 0;
+      BuildTargets t = o->targets;
+      t.cpu = !o->cpu || !strcmp(o->cpu, "native") ? NULL : o->cpu;
+      errors = ingot_build(&c, m, o->defs, o->ndefs, &t, tmp) ? 1 : 0;
     }
     if (errors) fprintf(stderr, "%d error%s\n", c.diag.errors, c.diag.errors == 1 ? "" : "s");
     compilation_free(&c);

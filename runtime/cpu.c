@@ -83,8 +83,10 @@ static void *worker(void *arg) {
   }
 }
 
-static int64_t cpu_launch(Device *d, void *fn, char **bufs, int64_t count, uint64_t seed, uint64_t step) {
+static int64_t cpu_launch(Device *d, void *fn, void *table, uint32_t li, int64_t count, uint64_t seed, uint64_t step) {
+  (void)li;
   Cpu *c = d->impl;
+  char **bufs = table;
   if (count <= 0) return 0;
   if (c->nworkers == 0 || count < INLINE_BELOW) {
     int64_t ctx[3] = {(int64_t)seed, (int64_t)step, 0};
@@ -115,8 +117,10 @@ static int64_t cpu_launch(Device *d, void *fn, char **bufs, int64_t count, uint6
   return err;
 }
 
-static smelt_status cpu_load_code(Device *d, const void *code, size_t size) {
+static smelt_status cpu_load_code(Device *d, const smelt_ingot *ig) {
   Cpu *c = d->impl;
+  uint64_t size;
+  const void *code = ingot_section(ig, SEC_HOST_CODE, &size);
   int fd = memfd_create("smelt-kernels", MFD_CLOEXEC);
   if (fd < 0) return rt_fail(SMELT_ERR_IO, "cannot create an in-memory file for the kernels");
   const char *p = code;

@@ -40,6 +40,9 @@ enum {
   SEC_UPDATES = 7,   // IngotUpdate records, grouped by entry
   SEC_HOST_CODE = 8, // an x86-64 ELF shared object holding every host kernel
   SEC_WEIGHTS = 9,   // initial values of parameters and state, per IngotTensor.data_offset
+  SEC_GPU_LAUNCHES = 10, // IngotGpuLaunch records, one per IngotLaunch, in the same order
+  SEC_GPU_CODE = 11,     // IngotCodeTable, its IngotCode records, then the code they point to
+  SEC_COSTS = 12,        // IngotCost records, one per IngotLaunch, in the same order
 };
 
 typedef struct {
@@ -86,6 +89,46 @@ typedef struct {
   uint64_t count;         // iterations [0, count) to split over threads: output elements,
                           // or output tiles (never more than the output's elements)
 } IngotLaunch;            // 16 bytes
+
+// How a GPU runs one launch: a one-dimensional grid of blocks. The kernels
+// are written for exactly this shape (they loop when the work is larger), so
+// every GPU target of the ingot shares the records.
+typedef struct {
+  uint32_t grid;          // blocks
+  uint32_t block;         // threads per block (a multiple of 64)
+  uint32_t shared_bytes;  // dynamic shared memory (0: the kernel declares its own)
+  uint32_t reserved;      // zero
+} IngotGpuLaunch;         // 16 bytes
+
+// The least a launch must move and compute (the compiler's estimate), for
+// profiles: achieved bandwidth and FLOP rate.
+typedef struct {
+  uint64_t bytes_read, bytes_written, flops;
+} IngotCost;              // 24 bytes
+
+// GPU kernels are
+//   void NAME(char **bufs, int64_t count, uint64_t seed, uint64_t step, int64_t *error)
+// bufs: a table of device pointers by slot, in device memory; error: a device
+// word set to 1 + a node id when a kernel meets a bad index.
+enum {
+  CODE_PTX = 1,           // PTX text, NUL-terminated, for the driver's JIT
+  CODE_CUBIN = 2,         // an NVIDIA ELF from ptxas
+  CODE_HSACO = 3,         // an AMD code object (ELF)
+};
+
+typedef struct {
+  uint32_t count;         // IngotCode records that follow
+  uint32_t reserved[7];   // zero
+} IngotCodeTable;         // 32 bytes
+
+typedef struct {
+  uint32_t target;        // offset into STRINGS: "sm_90", "gfx90a"
+  uint32_t format;        // CODE_*
+  uint64_t offset;        // from the start of SEC_GPU_CODE
+  uint64_t size;          // bytes
+  uint32_t report;        // offset into STRINGS: the assembler's resource report ("" if none)
+  uint32_t reserved;      // zero
+} IngotCode;              // 32 bytes
 
 typedef struct {
   uint32_t target;        // a ROLE_PARAM or ROLE_STATE tensor

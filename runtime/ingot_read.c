@@ -37,6 +37,26 @@ int64_t ingot_tensor(const smelt_ingot *ig, const char *name) {
   return -1;
 }
 
+const IngotGpuLaunch *ingot_gpu_launch(const smelt_ingot *ig, uint32_t i) {
+  return ig->gpu_launches && i < ig->nlaunches ? &ig->gpu_launches[i] : NULL;
+}
+
+const IngotCost *ingot_cost(const smelt_ingot *ig, uint32_t i) {
+  return ig->costs && i < ig->nlaunches ? &ig->costs[i] : NULL;
+}
+
+uint32_t ingot_ncodes(const smelt_ingot *ig) { return ig->ncodes; }
+const IngotCode *ingot_code_at(const smelt_ingot *ig, uint32_t i) { return i < ig->ncodes ? &ig->codes[i] : NULL; }
+const void *ingot_code_data(const smelt_ingot *ig, const IngotCode *code) {
+  return (const char *)ingot_section(ig, SEC_GPU_CODE, NULL) + code->offset;
+}
+
+const IngotCode *ingot_code(const smelt_ingot *ig, const char *target, uint32_t format) {
+  for (uint32_t i = 0; i < ig->ncodes; i++)
+    if (ig->codes[i].format == format && !strcmp(ingot_str(ig, ig->codes[i].target), target)) return &ig->codes[i];
+  return NULL;
+}
+
 // A string offset is valid when it starts inside STRINGS and a NUL follows.
 static bool str_ok(const smelt_ingot *ig, uint32_t off) {
   return off < ig->strings_size && memchr(ig->strings + off, '\0', ig->strings_size - off) != NULL;
@@ -88,6 +108,20 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
     if (!str_ok(ig, l->symbol) || l->out >= ig->ntensors) return bad(path, "a launch record is malformed");
     const IngotTensor *t = &ig->tensors[l->out];
     if (l->count * (uint64_t)ingot_dtype_size(t->dtype) > t->bytes) return bad(path, "a launch's range exceeds its output");
+  }
+  for (uint32_t i = 0; ig->gpu_launches && i < ig->nlaunches; i++) {
+    const IngotGpuLaunch *g = &ig->gpu_launches[i];
+    if (g->grid == 0 || g->block == 0 || g->block > 1024 || g->block % 32 || g->shared_bytes > (1u << 20))
+      return bad(path, "a GPU launch record is out of range");
+  }
+  for (uint32_t i = 0; i < ig->ncodes; i++) {
+    const IngotCode *k = &ig->codes[i];
+    uint64_t size;
+    const char *data = ingot_section(ig, SEC_GPU_CODE, &size);
+    if (!str_ok(ig, k->target) || !str_ok(ig, k->report) || k->format < CODE_PTX || k->format > CODE_HSACO ||
+        k->offset > size || k->size > size - k->offset || k->size == 0)
+      return bad(path, "a GPU code record is malformed");
+    if (k->format == CODE_PTX && data[k->offset + k->size - 1] != '\0') return bad(path, "a PTX code object is not terminated");
   }
   for (uint32_t i = 0; i < ig->nupdates; i++) {
     const IngotUpdate *u = &ig->updates[i];
@@ -176,6 +210,15 @@ smelt_status smelt_ingot_open(const char *path, smelt_ingot **out) {
   ig->updates = ingot_section(ig, SEC_UPDATES, &n);
   ig->nupdates = (uint32_t)(n / sizeof(IngotUpdate));
   sizes_ok &= n % sizeof(IngotUpdate) == 0;
+  ig->gpu_launches = ingot_section(ig, SEC_GPU_LAUNCHES, &n);
+  sizes_ok &= !ig->gpu_launches || n == (uint64_t)ig->nlaunches * sizeof(IngotGpuLaunch);
+  ig->costs = ingot_section(ig, SEC_COSTS, &n);
+  sizes_ok &= !ig->costs || n == (uint64_t)ig->nlaunches * sizeof(IngotCost);
+  const IngotCodeTable *ct = ingot_section(ig, SEC_GPU_CODE, &n);
+  if (ct) {
+    sizes_ok &= n >= sizeof *ct && (n - sizeof *ct) / sizeof(IngotCode) >= ct->count;
+    if (sizes_ok) ig->codes = (const IngotCode *)(ct + 1), ig->ncodes = ct->count;
+  }
   const char *meta = ingot_section(ig, SEC_META, &n);
   char *copy = malloc(n + 1);
   if (copy) {

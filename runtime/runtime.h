@@ -35,6 +35,10 @@ struct smelt_ingot {
   const IngotUpdate *updates;
   uint32_t nupdates;
   const char *meta;              // a NUL-terminated copy of META (owned)
+  const IngotGpuLaunch *gpu_launches;   // one per launch, or NULL
+  const IngotCost *costs;        // one per launch, or NULL
+  const IngotCode *codes;        // GPU code objects
+  uint32_t ncodes;
 };
 
 const char *ingot_str(const smelt_ingot *ig, uint32_t offset);
@@ -45,29 +49,62 @@ const IngotEntry *ingot_entry(const smelt_ingot *ig, const char *name);
 int64_t ingot_tensor(const smelt_ingot *ig, const char *name);
 int ingot_dtype_size(uint32_t dtype);
 
+// The GPU launch record of launch i, or NULL when the ingot has no GPU code.
+const IngotGpuLaunch *ingot_gpu_launch(const smelt_ingot *ig, uint32_t i);
+// The cost estimate of launch i, or NULL.
+const IngotCost *ingot_cost(const smelt_ingot *ig, uint32_t i);
+// The GPU code object for target (e.g. "sm_90") in format, or NULL.
+const IngotCode *ingot_code(const smelt_ingot *ig, const char *target, uint32_t format);
+// The number of GPU code objects, and the i-th.
+uint32_t ingot_ncodes(const smelt_ingot *ig);
+const IngotCode *ingot_code_at(const smelt_ingot *ig, uint32_t i);
+const void *ingot_code_data(const smelt_ingot *ig, const IngotCode *code);
+
 // ---- devices: a table of functions; optional slots are NULL
 
 typedef void (*KernelFn)(char **bufs, int64_t begin, int64_t end, int64_t *ctx);
 
 typedef struct Device Device;
 struct Device {
-  const char *name;
-  // Loads the host code object of the ingot; 0, or a status after rt_fail.
-  smelt_status (*load_code)(Device *d, const void *code, size_t size);
+  const char *name;         // "cpu", "cuda:0 (NVIDIA H100 80GB HBM3, sm_90)"
+  // Loads the ingot's code for this device (host code, or the GPU code object
+  // that suits it); 0, or a status after rt_fail.
+  smelt_status (*load_code)(Device *d, const smelt_ingot *ig);
   void *(*symbol)(Device *d, const char *name);
-  void *(*alloc)(Device *d, size_t bytes);          // zeroed; NULL when out of memory
+  void *(*alloc)(Device *d, size_t bytes);          // zeroed; NULL when out of memory (after rt_fail)
   void (*free)(Device *d, void *p);
   void (*copy_in)(Device *d, void *dst, const void *host, size_t bytes);    // host -> device
   void (*copy_out)(Device *d, void *host, const void *src, size_t bytes);   // device -> host
   void (*copy)(Device *d, void *dst, const void *src, size_t bytes);        // on the device
   void (*sync)(Device *d);   // optional: waits for queued work (NULL: launches are synchronous)
-  // Runs fn over [0, count); returns the kernel's error word (0: none).
-  int64_t (*launch)(Device *d, void *fn, char **bufs, int64_t count, uint64_t seed, uint64_t step);
+  // Runs kernel fn, the ingot's launch number li, over [0, count); bufs is a
+  // table from alloc. Returns the kernel's error word (0: none); asynchronous
+  // devices return 0 and report through take_error.
+  int64_t (*launch)(Device *d, void *fn, void *bufs, uint32_t li, int64_t count, uint64_t seed, uint64_t step);
+  // Optional: waits, returns the error word of the launches since the last
+  // call (0: none) and clears it; a failure of the device itself is -1 after
+  // rt_fail.
+  int64_t (*take_error)(Device *d);
+  // Optional: while on, each launch is timed with device events; profile_take
+  // waits and writes the milliseconds of the launches made since profiling
+  // was switched on, in order, up to max, and returns how many it wrote.
+  void (*profile)(Device *d, bool on);
+  int (*profile_take)(Device *d, double *ms, int max);
   void (*destroy)(Device *d);
   void *impl;
 };
 
 // cpu.c: the CPU device with `threads` workers (0: one per core).
 smelt_status cpu_device_new(int threads, Device **out);
+// cuda.c: the CUDA device of ordinal n through libcuda.so.1, opened at run time.
+smelt_status cuda_device_new(int ordinal, Device **out);
+// hip.c: the HIP device of ordinal n through libamdhip64.so, opened at run time.
+smelt_status hip_device_new(int ordinal, Device **out);
+
+// ---- session.c: for tools that look inside a session (the GPU check)
+
+Device *session_device(smelt_session *s);
+// The storage of tensor t as seen from entry (device memory).
+void *session_tensor(smelt_session *s, const IngotEntry *entry, uint32_t t);
 
 #endif

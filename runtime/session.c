@@ -5,7 +5,6 @@
 // outputs and temporaries at the offsets the compiler chose). Running an entry
 // launches its kernels in order with the buffer table the compiler laid out,
 // then applies its updates (each persistent tensor takes its new value).
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +18,7 @@ struct smelt_session {
   Device *dev;
   char **persist;       // by tensor index: PARAM and STATE storage, else NULL
   char **arena;         // by entry index
-  char ***bufs;         // by entry index: the kernels' buffer table, by slot
+  char **bufs;          // by entry index: the kernels' buffer table (device memory), by slot
   void ***fns;          // by entry index: kernel entry points, by launch
 };
 
@@ -32,28 +31,44 @@ static char *tensor_ptr(smelt_session *s, uint32_t t, const IngotEntry *e) {
   return s->arena[entry_index(s->ig, e)] + tt->arena_offset;
 }
 
-// Opens the device a name asks for. Only the CPU device exists in this
-// release; the GPU names give a clear error that says what is missing.
-static smelt_status open_device(const char *name, int threads, Device **out) {
-  if (!name || !strcmp(name, "cpu") || !strcmp(name, "auto")) return cpu_device_new(threads, out);
-  if (!strcmp(name, "cuda") || !strncmp(name, "cuda:", 5)) {
-    void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!lib) return rt_fail(SMELT_ERR_NO_DEVICE, "no CUDA driver: libcuda.so.1 cannot be loaded");
-    dlclose(lib);
-    return rt_fail(SMELT_ERR_NO_DEVICE, "this runtime has no CUDA device yet; use --device cpu");
+// "cuda", "cuda:N", "hip", "hip:N": the ordinal, or -1 when the text after
+// the colon is not a number.
+static int ordinal_of(const char *name, size_t prefix) {
+  if (name[prefix] == '\0') return 0;
+  char *end;
+  long n = strtol(name + prefix + 1, &end, 10);
+  return name[prefix] == ':' && end != name + prefix + 1 && *end == '\0' && n >= 0 && n < 1024 ? (int)n : -1;
+}
+
+// Opens the device a name asks for and loads the ingot's code on it.
+static smelt_status open_one(const smelt_ingot *ig, const char *name, int threads, Device **out) {
+  smelt_status st;
+  *out = NULL;
+  if (!strcmp(name, "cpu")) {
+    st = cpu_device_new(threads, out);
+  } else if (!strncmp(name, "cuda", 4) && (name[4] == '\0' || name[4] == ':')) {
+    int n = ordinal_of(name, 4);
+    st = n < 0 ? rt_fail(SMELT_ERR_INVALID_ARGUMENT, "bad device '%s' (cuda or cuda:N)", name) : cuda_device_new(n, out);
+  } else if (!strncmp(name, "hip", 3) && (name[3] == '\0' || name[3] == ':')) {
+    int n = ordinal_of(name, 3);
+    st = n < 0 ? rt_fail(SMELT_ERR_INVALID_ARGUMENT, "bad device '%s' (hip or hip:N)", name) : hip_device_new(n, out);
+  } else {
+    return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "unknown device '%s' (cpu, cuda[:N], hip[:N] or auto)", name);
   }
-  if (!strcmp(name, "hip") || !strncmp(name, "hip:", 4)) {
-    const char *libs[] = {"libamdhip64.so", "libamdhip64.so.7", "libamdhip64.so.6", "libamdhip64.so.5"};
-    for (size_t i = 0; i < 4; i++) {
-      void *lib = dlopen(libs[i], RTLD_NOW | RTLD_LOCAL);
-      if (lib) {
-        dlclose(lib);
-        return rt_fail(SMELT_ERR_NO_DEVICE, "this runtime has no HIP device yet; use --device cpu");
-      }
-    }
-    return rt_fail(SMELT_ERR_NO_DEVICE, "no HIP runtime: libamdhip64.so cannot be loaded");
+  if (st == SMELT_OK) st = (*out)->load_code(*out, ig);
+  if (st != SMELT_OK && *out) {
+    (*out)->destroy(*out);
+    *out = NULL;
   }
-  return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "unknown device '%s' (cpu, cuda, hip or auto)", name);
+  return st;
+}
+
+// "auto" takes the first of CUDA, HIP and the CPU that opens and can run the
+// ingot's code.
+static smelt_status open_device(const smelt_ingot *ig, const char *name, int threads, Device **out) {
+  if (name && strcmp(name, "auto")) return open_one(ig, name, threads, out);
+  if (open_one(ig, "cuda", threads, out) == SMELT_OK || open_one(ig, "hip", threads, out) == SMELT_OK) return SMELT_OK;
+  return open_one(ig, "cpu", threads, out);
 }
 
 smelt_status smelt_session_new(const smelt_ingot *ig, const char *device, int threads, smelt_session **out) {
@@ -62,14 +77,11 @@ smelt_status smelt_session_new(const smelt_ingot *ig, const char *device, int th
   smelt_session *s = calloc(1, sizeof *s);
   if (!s) return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory creating a session");
   s->ig = ig;
-  smelt_status st = open_device(device, threads, &s->dev);
+  smelt_status st = open_device(ig, device, threads, &s->dev);
   if (st != SMELT_OK) {
     free(s);
     return st;
   }
-  uint64_t code_size;
-  const void *code = ingot_section(ig, SEC_HOST_CODE, &code_size);
-  st = s->dev->load_code(s->dev, code, code_size);
   s->persist = calloc(ig->ntensors ? ig->ntensors : 1, sizeof *s->persist);
   s->arena = calloc(ig->nentries ? ig->nentries : 1, sizeof *s->arena);
   s->bufs = calloc(ig->nentries ? ig->nentries : 1, sizeof *s->bufs);
@@ -88,14 +100,19 @@ smelt_status smelt_session_new(const smelt_ingot *ig, const char *device, int th
   for (uint32_t i = 0; i < ig->nentries && st == SMELT_OK; i++) {
     const IngotEntry *e = &ig->entries[i];
     s->arena[i] = s->dev->alloc(s->dev, e->arena_bytes);
-    s->bufs[i] = calloc(e->nslots ? e->nslots : 1, sizeof(char *));
     s->fns[i] = calloc(e->nlaunches ? e->nlaunches : 1, sizeof(void *));
-    if (!s->arena[i] || !s->bufs[i] || !s->fns[i]) {
+    // the kernels read the table of buffer pointers from device memory
+    char **table = calloc(e->nslots ? e->nslots : 1, sizeof(char *));
+    s->bufs[i] = s->arena[i] ? s->dev->alloc(s->dev, sizeof(char *) * (e->nslots ? e->nslots : 1)) : NULL;
+    if (!s->arena[i] || !s->bufs[i] || !s->fns[i] || !table) {
+      free(table);
       st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory for the arena of '%s' (%llu bytes)",
                    ingot_str(ig, e->name), (unsigned long long)e->arena_bytes);
       break;
     }
-    for (uint32_t k = 0; k < e->nslots; k++) s->bufs[i][k] = tensor_ptr(s, ig->slots[e->first_slot + k], e);
+    for (uint32_t k = 0; k < e->nslots; k++) table[k] = tensor_ptr(s, ig->slots[e->first_slot + k], e);
+    s->dev->copy_in(s->dev, s->bufs[i], table, sizeof(char *) * e->nslots);
+    free(table);
     for (uint32_t k = 0; k < e->nlaunches && st == SMELT_OK; k++) {
       const char *sym = ingot_str(ig, ig->launches[e->first_launch + k].symbol);
       s->fns[i][k] = s->dev->symbol(s->dev, sym);
@@ -117,7 +134,7 @@ void smelt_session_free(smelt_session *s) {
     if (s->persist[t]) s->dev->free(s->dev, s->persist[t]);
   for (uint32_t i = 0; i < ig->nentries; i++) {
     if (s->arena && s->arena[i]) s->dev->free(s->dev, s->arena[i]);
-    if (s->bufs) free(s->bufs[i]);
+    if (s->bufs && s->bufs[i]) s->dev->free(s->dev, s->bufs[i]);
     if (s->fns) free(s->fns[i]);
   }
   free(s->persist);
@@ -129,6 +146,10 @@ void smelt_session_free(smelt_session *s) {
 }
 
 const char *smelt_session_device(const smelt_session *s) { return s->dev->name; }
+
+Device *session_device(smelt_session *s) { return s->dev; }
+
+void *session_tensor(smelt_session *s, const IngotEntry *entry, uint32_t t) { return tensor_ptr(s, t, entry); }
 
 // The tensor "entry/name" of an entry, with its expected role and size.
 static smelt_status find_io(smelt_session *s, const char *entry, const char *name, uint32_t role, size_t bytes,
@@ -167,17 +188,26 @@ smelt_status smelt_get_output(smelt_session *s, const char *entry, const char *n
   return SMELT_OK;
 }
 
+static smelt_status bad_index(const char *kind, const char *name) {
+  return rt_fail(SMELT_ERR_RUNTIME, "%s '%s' met an index out of range (a gather id outside its table?)", kind, name);
+}
+
 smelt_status smelt_run(smelt_session *s, const char *entry, uint64_t seed, uint64_t step) {
   const smelt_ingot *ig = s->ig;
   const IngotEntry *e = ingot_entry(ig, entry);
   if (!e) return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "the ingot has no entry point '%s'", entry);
   uint32_t ei = entry_index(ig, e);
   for (uint32_t k = 0; k < e->nlaunches; k++) {
-    const IngotLaunch *l = &ig->launches[e->first_launch + k];
-    int64_t err = s->dev->launch(s->dev, s->fns[ei][k], s->bufs[ei], (int64_t)l->count, seed, step);
-    if (err)
-      return rt_fail(SMELT_ERR_RUNTIME, "kernel '%s' met an index out of range (a gather id outside its "
-                     "table?)", ingot_str(ig, l->symbol));
+    uint32_t li = e->first_launch + k;
+    const IngotLaunch *l = &ig->launches[li];
+    int64_t err = s->dev->launch(s->dev, s->fns[ei][k], s->bufs[ei], li, (int64_t)l->count, seed, step);
+    if (err < 0) return SMELT_ERR_RUNTIME;   // the device said why
+    if (err) return bad_index("kernel", ingot_str(ig, l->symbol));
+  }
+  if (s->dev->take_error) {
+    int64_t err = s->dev->take_error(s->dev);
+    if (err < 0) return SMELT_ERR_RUNTIME;
+    if (err) return bad_index("a kernel of", entry);
   }
   for (uint32_t u = 0; u < e->nupdates; u++) {
     const IngotUpdate *up = &ig->updates[e->first_update + u];

@@ -23,7 +23,7 @@ static void build_mlp(const char *path) {
   compilation_default_search(&c, NULL);
   Module *m = module_load_file(&c, "examples/mlp.smelt");
   cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
-  cr_assert_eq(ingot_build(&c, m, mlp_sizes, 2, NULL, path), 0);
+  cr_assert_eq(ingot_build(&c, m, mlp_sizes, 2, &(BuildTargets){0}, path), 0);
   compilation_free(&c);
 }
 

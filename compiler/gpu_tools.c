@@ -1,0 +1,138 @@
+// gpu_tools.c: ptxas and ld.lld, run as child processes in a private
+// temporary folder.
+//
+// LLVM emits PTX and AMDGPU objects itself; turning PTX into a cubin needs
+// NVIDIA's ptxas, and an AMDGPU object becomes a loadable code object only
+// through a linker. Both are optional: without ptxas the ingot carries PTX
+// for the driver to compile, without ld.lld an AMD target cannot be built.
+#include "compiler.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *gpu_tool_path(const char *name) {
+  static char found[4096];
+  const char *path = getenv("PATH");
+  char dirs[8192];
+  snprintf(dirs, sizeof dirs, "%s:/usr/local/cuda/bin:/usr/lib/llvm-22/bin", path ? path : "/usr/bin:/bin");
+  for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+    snprintf(found, sizeof found, "%s/%s", *d ? d : ".", name);
+    if (access(found, X_OK) == 0) return found;
+  }
+  return NULL;
+}
+
+// Runs argv with stdout and stderr into log; the exit status, or -1.
+static int run(char *const argv[], const char *log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  int status;
+  if (pid < 0 || waitpid(pid, &status, 0) < 0) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int put(const char *path, const char *data, size_t len) {
+  FILE *f = fopen(path, "wb");
+  if (!f) return -1;
+  int ok = fwrite(data, 1, len, f) == len;
+  return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static char *get(const char *path, size_t *len) { return file_read(path, len); }
+
+typedef struct {
+  char dir[64], in[96], out[96], log[96];
+} Scratch;
+
+static int scratch_open(Scratch *s, const char *in_ext, const char *out_ext, char *err, size_t errlen) {
+  const char *tmp = getenv("TMPDIR");
+  snprintf(s->dir, sizeof s->dir, "%s/smelt-XXXXXX", tmp && strlen(tmp) < 40 ? tmp : "/tmp");
+  if (!mkdtemp(s->dir)) {
+    snprintf(err, errlen, "cannot create a temporary folder: %s", strerror(errno));
+    return -1;
+  }
+  snprintf(s->in, sizeof s->in, "%s/in.%s", s->dir, in_ext);
+  snprintf(s->out, sizeof s->out, "%s/out.%s", s->dir, out_ext);
+  snprintf(s->log, sizeof s->log, "%s/log", s->dir);
+  return 0;
+}
+
+static void scratch_close(Scratch *s) {
+  unlink(s->in);
+  unlink(s->out);
+  unlink(s->log);
+  rmdir(s->dir);
+}
+
+// The tool's log, trimmed, for an error message.
+static void log_into(const Scratch *s, const char *what, char *err, size_t errlen) {
+  size_t n = 0;
+  char *log = get(s->log, &n);
+  while (log && n && (log[n - 1] == '\n' || log[n - 1] == ' ')) log[--n] = '\0';
+  snprintf(err, errlen, "%s failed%s%.1500s", what, log && n ? ":\n" : "", log && n ? log : "");
+  free(log);
+}
+
+int ptx_assemble(const Blob *ptx, const char *arch, Blob *cubin, char **report, char *err, size_t errlen) {
+  memset(cubin, 0, sizeof *cubin);
+  *report = NULL;
+  const char *ptxas = gpu_tool_path("ptxas");
+  if (!ptxas) return 0;
+  char tool[4096], archopt[32];
+  snprintf(tool, sizeof tool, "%s", ptxas);
+  snprintf(archopt, sizeof archopt, "-arch=%s", arch);
+  Scratch s;
+  if (scratch_open(&s, "ptx", "cubin", err, errlen)) return -1;
+  int rc = -1;
+  char *argv[] = {tool, "-v", "-O3", archopt, "-o", s.out, s.in, NULL};
+  if (put(s.in, ptx->data, ptx->len) != 0) {
+    snprintf(err, errlen, "cannot write '%s': %s", s.in, strerror(errno));
+  } else if (run(argv, s.log) != 0) {
+    log_into(&s, "ptxas", err, errlen);
+  } else if (!(cubin->data = get(s.out, &cubin->len)) || cubin->len == 0) {
+    snprintf(err, errlen, "ptxas wrote no cubin");
+  } else {
+    size_t n;
+    *report = get(s.log, &n);
+    rc = 1;
+  }
+  scratch_close(&s);
+  return rc;
+}
+
+int amdgpu_link(const Blob *object, Blob *hsaco, char *err, size_t errlen) {
+  memset(hsaco, 0, sizeof *hsaco);
+  const char *lld = gpu_tool_path("ld.lld-22");
+  if (!lld) lld = gpu_tool_path("ld.lld");
+  if (!lld) return 0;
+  char tool[4096];
+  snprintf(tool, sizeof tool, "%s", lld);
+  Scratch s;
+  if (scratch_open(&s, "o", "hsaco", err, errlen)) return -1;
+  int rc = -1;
+  char *argv[] = {tool, "-shared", "-o", s.out, s.in, NULL};
+  if (put(s.in, object->data, object->len) != 0) {
+    snprintf(err, errlen, "cannot write '%s': %s", s.in, strerror(errno));
+  } else if (run(argv, s.log) != 0) {
+    log_into(&s, "ld.lld", err, errlen);
+  } else if (!(hsaco->data = get(s.out, &hsaco->len)) || hsaco->len == 0) {
+    snprintf(err, errlen, "ld.lld wrote no code object");
+  } else {
+    rc = 1;
+  }
+  scratch_close(&s);
+  return rc;
+}

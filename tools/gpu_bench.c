@@ -1,0 +1,181 @@
+// gpu_bench.c: kernels timed on a device, against the device's own copy
+// bandwidth, and per-kernel profiles.
+//
+// Times come from the device's events around each launch when it has them
+// (GPUs), else from the wall clock around a synchronized run; each figure is
+// the median of many runs after warm-up runs. Bytes and FLOPs are the
+// compiler's estimates in the ingot (IngotCost): what each kernel must move
+// and compute at least.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime.h"
+#include "smelt_rt.h"
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n ? v[n / 2] : 0;
+}
+
+static void sync_dev(Device *d) {
+  if (d->sync) d->sync(d);
+}
+
+// Device-to-device copy of 1 GiB: bytes read + written per second.
+static double copy_gbs(Device *d) {
+  size_t bytes = (size_t)1 << 30;
+  void *a = d->alloc(d, bytes), *b = a ? d->alloc(d, bytes) : NULL;
+  if (!b) {
+    if (a) d->free(d, a);
+    return 0;
+  }
+  double t[10];
+  for (int i = 0; i < 13; i++) {
+    sync_dev(d);
+    double t0 = now_ms();
+    d->copy(d, b, a, bytes);
+    sync_dev(d);
+    if (i >= 3) t[i - 3] = now_ms() - t0;
+  }
+  d->free(d, a);
+  d->free(d, b);
+  return 2.0 * (double)bytes / (median(t, 10) * 1e6);
+}
+
+// Random floats in every float input of entry e (integers stay zero).
+static void random_inputs(smelt_session *s, const smelt_ingot *ig, const IngotEntry *e) {
+  uint64_t x = 12345;
+  for (uint32_t k = 0; k < e->nslots; k++) {
+    const IngotTensor *t = &ig->tensors[ig->slots[e->first_slot + k]];
+    if (t->role != ROLE_INPUT || t->dtype != 0) continue;
+    float *v = malloc(t->bytes ? t->bytes : 4);
+    for (uint64_t i = 0; i < t->bytes / 4; i++) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      v[i] = (float)((double)(x >> 40) / 16777216.0 - 0.5);
+    }
+    smelt_set_input(s, ingot_str(ig, e->name), strchr(ingot_str(ig, t->name), '/') + 1, v, t->bytes);
+    free(v);
+  }
+}
+
+// Per-launch median milliseconds of `runs` runs of an entry into ms[].
+static int time_launches(smelt_session *s, const smelt_ingot *ig, const IngotEntry *e, int runs, double *ms) {
+  Device *d = session_device(s);
+  const char *name = ingot_str(ig, e->name);
+  uint32_t n = e->nlaunches;
+  double *all = malloc(sizeof(double) * (size_t)runs * (n ? n : 1)), *col = malloc(sizeof(double) * (size_t)runs);
+  int rc = 0;
+  for (int w = 0; w < 3 && rc == 0; w++) rc = smelt_run(s, name, 1, (uint64_t)w) != SMELT_OK;
+  sync_dev(d);
+  for (int r = 0; r < runs && rc == 0; r++) {
+    if (d->profile) d->profile(d, true);
+    double t0 = now_ms();
+    rc = smelt_run(s, name, 1, (uint64_t)r) != SMELT_OK;
+    sync_dev(d);
+    double wall = now_ms() - t0;
+    if (d->profile) {
+      d->profile(d, false);
+      if (d->profile_take(d, all + (size_t)r * n, (int)n) != (int)n) rc = 1;
+    } else {   // no events: the whole run, charged to the entry's one kernel or spread evenly
+      for (uint32_t k = 0; k < n; k++) all[(size_t)r * n + k] = wall / n;
+    }
+  }
+  for (uint32_t k = 0; k < n && rc == 0; k++) {
+    for (int r = 0; r < runs; r++) col[r] = all[(size_t)r * n + k];
+    ms[k] = median(col, runs);
+  }
+  free(all);
+  free(col);
+  if (rc) fprintf(stderr, "smelt-rt: error: %s\n", smelt_last_error());
+  return rc;
+}
+
+int gpu_bench(const char *device, int n, char **ingots) {
+  int rc = 0;
+  double ceiling = -1;
+  printf("| kernel | time (ms) | bytes moved | GB/s | of copy | TFLOP/s |\n|---|---:|---:|---:|---:|---:|\n");
+  for (int i = 0; i < n && rc == 0; i++) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s", ingots[i]);
+    smelt_ingot *ig;
+    smelt_session *s = NULL;
+    if (smelt_ingot_open(path, &ig) != SMELT_OK || smelt_session_new(ig, device, 0, &s) != SMELT_OK) {
+      fprintf(stderr, "smelt-rt: error: %s\n", smelt_last_error());
+      return 1;
+    }
+    if (ceiling < 0) {
+      ceiling = copy_gbs(session_device(s));
+      printf("| device-to-device copy, 1 GiB | %.3f | %.0f MB | %.0f | 1.00 | |\n", 2.0 * 1073.741824 / ceiling,
+             2 * 1073.741824, ceiling);
+    }
+    const IngotEntry *e = ingot_entry(ig, "infer");
+    double *ms = malloc(sizeof(double) * (e && e->nlaunches ? e->nlaunches : 1));
+    if (!e) rc = 1, fprintf(stderr, "smelt-rt: error: %s has no infer entry\n", path);
+    else random_inputs(s, ig, e);
+    if (!rc) rc = time_launches(s, ig, e, 20, ms);
+    for (uint32_t k = 0; !rc && k < e->nlaunches; k++) {
+      const IngotCost *c = ingot_cost(ig, e->first_launch + k);
+      double bytes = c ? (double)(c->bytes_read + c->bytes_written) : 0, flops = c ? (double)c->flops : 0;
+      double gbs = bytes / (ms[k] * 1e6);
+      char tf[32] = "";
+      if (flops >= 1e9) snprintf(tf, sizeof tf, "%.2f", flops / (ms[k] * 1e9));
+      const char *model = smelt_ingot_meta(ig, "model");
+      printf("| %s: %s | %.3f | %.0f MB | %.0f | %.2f | %s |\n", model ? model : path,
+             strstr(ingot_str(ig, ig->launches[e->first_launch + k].symbol), "_k") + 1, ms[k], bytes / 1e6, gbs,
+             ceiling > 0 ? gbs / ceiling : 0, tf);
+    }
+    free(ms);
+    smelt_session_free(s);
+    smelt_ingot_close(ig);
+  }
+  return rc;
+}
+
+int gpu_profile(const char *path, const char *entry, const char *device, int runs) {
+  smelt_ingot *ig;
+  smelt_session *s = NULL;
+  if (smelt_ingot_open(path, &ig) != SMELT_OK || smelt_session_new(ig, device, 0, &s) != SMELT_OK) {
+    fprintf(stderr, "smelt-rt: error: %s\n", smelt_last_error());
+    return 1;
+  }
+  const IngotEntry *e = ingot_entry(ig, entry);
+  if (!e) {
+    fprintf(stderr, "smelt-rt: error: %s has no entry '%s'\n", path, entry);
+    smelt_session_free(s);
+    smelt_ingot_close(ig);
+    return 1;
+  }
+  random_inputs(s, ig, e);
+  double *ms = malloc(sizeof(double) * (e->nlaunches ? e->nlaunches : 1));
+  int rc = time_launches(s, ig, e, runs, ms);
+  if (!rc) {
+    double total = 0;
+    for (uint32_t k = 0; k < e->nlaunches; k++) total += ms[k];
+    printf("%s, entry %s on %s: %u kernels, %.3f ms per run (sum of medians over %d runs)\n", path, entry,
+           smelt_session_device(s), e->nlaunches, total, runs);
+    printf("%-36s %10s %6s %12s %9s %10s\n", "kernel", "ms", "share", "bytes", "GB/s", "GFLOP/s");
+    for (uint32_t k = 0; k < e->nlaunches; k++) {
+      const IngotCost *c = ingot_cost(ig, e->first_launch + k);
+      double bytes = c ? (double)(c->bytes_read + c->bytes_written) : 0, flops = c ? (double)c->flops : 0;
+      printf("%-36s %10.4f %5.1f%% %12.0f %9.1f %10.1f\n", ingot_str(ig, ig->launches[e->first_launch + k].symbol),
+             ms[k], total > 0 ? 100 * ms[k] / total : 0, bytes, bytes / (ms[k] * 1e6), flops / (ms[k] * 1e6));
+    }
+  }
+  free(ms);
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  return rc;
+}
