@@ -160,7 +160,7 @@ static double now(void) {
 }
 
 static const char *duration(char *buf, size_t n, double s) {
-  if (s < 60) snprintf(buf, n, "%.0fs", s);
+  if (s < 60) snprintf(buf, n, "%.1fs", s);
   else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
   else snprintf(buf, n, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
   return buf;

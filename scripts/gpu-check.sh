@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The GPU check (../shared/PERF.md): build here, run on a GPU host.
+#
+#   scripts/gpu-check.sh pack         build everything a GPU host needs into
+#                                     build/gpu-pack (no LLVM needed there)
+#   scripts/gpu-check.sh run OUTDIR   on the GPU host, from the repository root:
+#                                     numerics of every kernel kind against the
+#                                     CPU device, the MLP trained for an epoch,
+#                                     and the benchmark table; logs and
+#                                     summary.md go to OUTDIR
+#
+# GPU_ARCH (default sm_90) selects the cubin's architecture; PTX for it rides
+# along for the driver's JIT.
+set -euo pipefail
+
+PACK=build/gpu-pack
+ARCH=${GPU_ARCH:-sm_90}
+DATA=/usr/share/datasets/fashion-mnist
+
+pack() {
+  make -s all
+  rm -rf "$PACK"
+  mkdir -p "$PACK/ingots" "$PACK/bench" "$PACK/data"
+  cp build/smelt-rt "$PACK/"
+  local f
+  for f in tests/gpu/*.smelt; do
+    build/smelt build "$f" --target="$ARCH" -o "$PACK/ingots/$(basename "$f" .smelt).ingot"
+  done
+  build/smelt build examples/mlp.smelt --target="$ARCH" -o "$PACK/mlp.ingot"
+  # the GPT and LSTM training steps at small sizes, as kernel tests
+  build/smelt build examples/gpt.smelt -D B=4 -D T=32 -D C=64 -D L=1 -D H=4 --target="$ARCH" -o "$PACK/ingots/gpt.ingot"
+  build/smelt build examples/lstm.smelt -D B=8 -D T=8 -D E=32 -D H=64 --target="$ARCH" -o "$PACK/ingots/lstm.ingot"
+  for f in bench/gpu/*.smelt; do
+    build/smelt build "$f" --target="$ARCH" -o "$PACK/bench/$(basename "$f" .smelt).ingot"
+  done
+  for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz; do
+    cp "$DATA/$f" "$PACK/data/"
+  done
+  git rev-parse --short HEAD > "$PACK/commit" 2>/dev/null || echo unknown > "$PACK/commit"
+  echo "packed $(du -sh "$PACK" | cut -f1) into $PACK (commit $(cat "$PACK/commit"), $ARCH)"
+}
+
+run() {
+  local out=${1:?usage: scripts/gpu-check.sh run OUTDIR}
+  mkdir -p "$out"
+  [ -x "$PACK/smelt-rt" ] || { echo "no pack at $PACK: run 'scripts/gpu-check.sh pack' first" >&2; exit 1; }
+  local rt="$PACK/smelt-rt" status=0
+  local t0=$SECONDS
+  { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true; } > "$out/card.txt" 2>&1
+  echo "== card: $(cat "$out/card.txt")"
+  # the trainer reads the data where the model file says, as on a Debian host
+  if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ]; then
+    mkdir -p "$DATA" && cp "$PACK"/data/*.gz "$DATA/"
+  fi
+
+  echo "== numerics: every kernel against the CPU device"
+  local f
+  : > "$out/numerics.log"
+  for f in "$PACK"/ingots/*.ingot; do
+    if ! timeout 120 "$rt" check "$f" --device=cuda >> "$out/numerics.log" 2>&1; then status=1; fi
+    tail -1 "$out/numerics.log"
+  done
+
+  echo "== training the MLP for one epoch"
+  timeout 180 "$rt" train "$PACK/mlp.ingot" --device=cuda --epochs=1 > "$out/train.log" 2>&1 || status=1
+  tail -3 "$out/train.log"
+  timeout 60 "$rt" profile "$PACK/mlp.ingot" --device=cuda --entry=train_step > "$out/profile.txt" 2>&1 || status=1
+
+  echo "== benchmarks"
+  timeout 120 "$rt" bench "$PACK"/bench/pointwise.ingot "$PACK"/bench/reduce.ingot "$PACK"/bench/matmul.ingot \
+    --device=cuda > "$out/bench.md" 2>&1 || status=1
+  timeout 240 python3 bench/gpu_torch.py "$DATA" > "$out/torch.log" 2>&1 || echo "torch=failed" >> "$out/torch.log"
+
+  python3 scripts/gpu_summary.py "$out" "$(cat "$PACK/commit")" "$ARCH" > "$out/summary.md" || status=1
+  echo "== done in $((SECONDS - t0)) s"
+  cat "$out/summary.md"
+  return $status
+}
+
+case "${1:-}" in
+  pack) pack ;;
+  run) shift; run "$@" ;;
+  *) echo "usage: scripts/gpu-check.sh pack | run OUTDIR" >&2; exit 2 ;;
+esac
