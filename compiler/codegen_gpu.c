@@ -15,9 +15,10 @@
 //             warp) per row, or the whole block for long rows; each thread
 //             strides over the row, then the group combines with shuffles
 //             (and shared memory across the warps of a block);
-//   matmul    64 x 64 output tiles per block of 256 threads: A and B staged
-//             through shared memory 16 columns of K at a time, each thread
-//             accumulating a 4 x 4 register tile.
+//   matmul    64 x 64 output tiles per block of 256 threads (128 x 128 for
+//             large products): A and B staged through shared memory 16
+//             columns of K at a time, each thread accumulating a 4 x 4 (8 x 8)
+//             register tile.
 //
 // Kernels are void NAME(bufs, count, seed, step, error) (runtime/ingot.h).
 #include "codegen.h"
@@ -29,10 +30,9 @@
 #define GPU_MAX_GRID 8192
 #define ROW_GROUP 32          // threads per row for short rows (one warp)
 #define ROW_BLOCK_FROM 1024   // rows at least this long take a whole block
-#define MM_TILE 64            // output tile edge
 #define MM_K 16               // K columns staged per step
 #define MM_PAD 4              // shared rows padded against bank conflicts
-#define MM_REG 4              // each thread's register tile edge
+#define MM_BIG 1024           // M and N at least this: 128 x 128 tiles of 8 x 8 per thread
 
 // ---- targets
 
@@ -99,11 +99,18 @@ static int vector_width(const Kernel *k) {
 
 static int row_group(const Node *n) { return row_length(n) >= ROW_BLOCK_FROM ? GPU_BLOCK : ROW_GROUP; }
 
-static int64_t matmul_tiles(const Node *n, int64_t *tm, int64_t *tn) {
+// The output tile edge of a matmul: larger tiles reuse each staged value
+// more, smaller ones give small products enough blocks.
+static int matmul_tile(const Node *n) {
   int nd = n->shape.ndim;
+  return n->shape.d[nd - 2] >= MM_BIG && n->shape.d[nd - 1] >= MM_BIG ? 128 : 64;
+}
+
+static int64_t matmul_tiles(const Node *n, int64_t *tm, int64_t *tn) {
+  int nd = n->shape.ndim, tile = matmul_tile(n);
   int64_t M = n->shape.d[nd - 2], N = n->shape.d[nd - 1];
-  *tm = (M + MM_TILE - 1) / MM_TILE;
-  *tn = (N + MM_TILE - 1) / MM_TILE;
+  *tm = (M + tile - 1) / tile;
+  *tn = (N + tile - 1) / tile;
   return M && N ? shape_numel(&n->shape) / (M * N) * *tm * *tn : 0;
 }
 
@@ -385,13 +392,14 @@ static void emit_matmul(Cg *c, const Kernel *k, const GpuLaunch *g) {
   int64_t M = n->shape.d[nd - 2], N = n->shape.d[nd - 1];
   int64_t K = ta ? a->shape.d[a->shape.ndim - 2] : a->shape.d[a->shape.ndim - 1];
   int64_t tm, tn, ntiles = matmul_tiles(n, &tm, &tn);
+  const int MM_TILE = matmul_tile(n), MM_REG = MM_TILE / 16;
   const int S = MM_TILE + MM_PAD, T = MM_TILE / MM_REG;   // T x T threads, each MM_REG x MM_REG
   LLVMTypeRef row_t = LLVMArrayType2(c->f32, (unsigned)S);
   V As = shared_array(c, "a", row_t, MM_K), Bs = shared_array(c, "b", row_t, MM_K);
   V tid = thread_id(c);
   V ty = LLVMBuildUDiv(B, tid, ci(c, T), ""), tx = LLVMBuildURem(B, tid, ci(c, T), "");
   // accumulators live in allocas that SROA turns into registers
-  V accp[MM_REG][MM_REG];
+  V accp[8][8];
   for (int i = 0; i < MM_REG; i++)
     for (int j = 0; j < MM_REG; j++) accp[i][j] = LLVMBuildAlloca(B, c->f32, "acc");
   Shape tiles = n->shape;
@@ -430,11 +438,11 @@ static void emit_matmul(Cg *c, const Kernel *k, const GpuLaunch *g) {
       LLVMBuildStore(B, bv, LLVMBuildGEP2(B, LLVMArrayType2(row_t, MM_K), Bs, jp, 3, ""));
     }
     barrier(c);
-    V acc[MM_REG][MM_REG];
+    V acc[8][8];
     for (int i = 0; i < MM_REG; i++)
       for (int j = 0; j < MM_REG; j++) acc[i][j] = LLVMBuildLoad2(B, c->f32, accp[i][j], "");
     for (int kk = 0; kk < MM_K; kk++) {
-      V av[MM_REG], bv[MM_REG];
+      V av[8], bv[8];
       for (int i = 0; i < MM_REG; i++) {
         V ip[3] = {ci(c, 0), ci(c, kk), LLVMBuildAdd(B, ty, ci(c, (int64_t)i * T), "")};
         av[i] = LLVMBuildLoad2(B, c->f32, LLVMBuildGEP2(B, LLVMArrayType2(row_t, MM_K), As, ip, 3, ""), "");

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runtime.h"
@@ -37,7 +38,17 @@ typedef struct {
   int64_t error;
   uint64_t generation;   // bumped per launch so sleeping workers see new work
   bool quit;
+  // profiling: the wall time of each launch since it was switched on
+  bool profiling;
+  double *times;
+  int ntimes, cap_times;
 } Cpu;
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
 
 // Takes chunks of the current launch until none is left.
 static void run_chunks(Cpu *c) {
@@ -83,10 +94,35 @@ static void *worker(void *arg) {
   }
 }
 
+static int64_t run_launch(Cpu *c, void *fn, char **bufs, int64_t count, uint64_t seed, uint64_t step);
+
 static int64_t cpu_launch(Device *d, void *fn, void *table, uint32_t li, int64_t count, uint64_t seed, uint64_t step) {
   (void)li;
   Cpu *c = d->impl;
-  char **bufs = table;
+  if (!c->profiling) return run_launch(c, fn, table, count, seed, step);
+  double t0 = now_ms();
+  int64_t err = run_launch(c, fn, table, count, seed, step);
+  if (c->ntimes == c->cap_times) {
+    int cap = c->cap_times ? 2 * c->cap_times : 256;
+    double *t = realloc(c->times, sizeof *t * (size_t)cap);
+    if (!t) return err;
+    c->times = t, c->cap_times = cap;
+  }
+  c->times[c->ntimes++] = now_ms() - t0;
+  return err;
+}
+
+static void cpu_profile(Device *d, bool on) { ((Cpu *)d->impl)->profiling = on; }
+
+static int cpu_profile_take(Device *d, double *ms, int max) {
+  Cpu *c = d->impl;
+  int n = c->ntimes < max ? c->ntimes : max;
+  memcpy(ms, c->times, sizeof *ms * (size_t)n);
+  c->ntimes = 0;
+  return n;
+}
+
+static int64_t run_launch(Cpu *c, void *fn, char **bufs, int64_t count, uint64_t seed, uint64_t step) {
   if (count <= 0) return 0;
   if (c->nworkers == 0 || count < INLINE_BELOW) {
     int64_t ctx[3] = {(int64_t)seed, (int64_t)step, 0};
@@ -176,6 +212,7 @@ static void cpu_destroy(Device *d) {
   pthread_cond_destroy(&c->work);
   pthread_cond_destroy(&c->done);
   if (c->lib) dlclose(c->lib);
+  free(c->times);
   free(c);
   free(d);
 }
@@ -196,7 +233,8 @@ smelt_status cpu_device_new(int threads, Device **out) {
   }
   *d = (Device){.name = "cpu", .load_code = cpu_load_code, .symbol = cpu_symbol, .alloc = cpu_alloc,
                 .free = cpu_free, .copy_in = cpu_copy, .copy_out = cpu_copy_out, .copy = cpu_copy,
-                .launch = cpu_launch, .destroy = cpu_destroy, .impl = c};
+                .launch = cpu_launch, .profile = cpu_profile, .profile_take = cpu_profile_take,
+                .destroy = cpu_destroy, .impl = c};
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->work, NULL);
   pthread_cond_init(&c->done, NULL);

@@ -216,6 +216,35 @@ smelt_status smelt_run(smelt_session *s, const char *entry, uint64_t seed, uint6
   return SMELT_OK;
 }
 
+smelt_status session_launch(smelt_session *s, const IngotEntry *e, uint32_t k, uint64_t seed, uint64_t step) {
+  const smelt_ingot *ig = s->ig;
+  uint32_t ei = entry_index(ig, e), li = e->first_launch + k;
+  int64_t err = s->dev->launch(s->dev, s->fns[ei][k], s->bufs[ei], li, (int64_t)ig->launches[li].count, seed, step);
+  if (err == 0 && s->dev->take_error) err = s->dev->take_error(s->dev);
+  if (err < 0) return SMELT_ERR_RUNTIME;
+  return err ? bad_index("kernel", ingot_str(ig, ig->launches[li].symbol)) : SMELT_OK;
+}
+
+// Copies bytes from src's device to dst's through host memory.
+static smelt_status mirror_one(smelt_session *dst, void *to, smelt_session *src, const void *from, uint64_t bytes) {
+  char *host = malloc(bytes ? bytes : 1);
+  if (!host) return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory");
+  src->dev->copy_out(src->dev, host, from, bytes);
+  dst->dev->copy_in(dst->dev, to, host, bytes);
+  free(host);
+  return SMELT_OK;
+}
+
+smelt_status session_mirror(smelt_session *dst, smelt_session *src) {
+  const smelt_ingot *ig = src->ig;
+  smelt_status st = SMELT_OK;
+  for (uint32_t t = 0; t < ig->ntensors && st == SMELT_OK; t++)
+    if (src->persist[t]) st = mirror_one(dst, dst->persist[t], src, src->persist[t], ig->tensors[t].bytes);
+  for (uint32_t i = 0; i < ig->nentries && st == SMELT_OK; i++)
+    st = mirror_one(dst, dst->arena[i], src, src->arena[i], ig->entries[i].arena_bytes);
+  return st;
+}
+
 static smelt_status find_persistent(smelt_session *s, const char *name, size_t bytes, uint32_t *t) {
   int64_t i = ingot_tensor(s->ig, name);
   if (i < 0 || (s->ig->tensors[i].role != ROLE_PARAM && s->ig->tensors[i].role != ROLE_STATE))
