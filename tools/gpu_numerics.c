@@ -2,12 +2,12 @@
 //
 // Each kernel is checked alone, on exactly the CPU's inputs: the CPU device
 // runs an entry's kernels (fresh random inputs, the ingot's weights), its
-// whole memory is copied to the device, every output the device is about to
-// compute is filled with 0xFF bytes (NaN for floats, -1 for integers, so an
-// element a kernel fails to write shows), then each kernel runs on the device
-// and its output is compared with the CPU's. Checked one by one, a kernel's
-// error is its own: run end to end, rounding differences grow through the
-// step (Adam's m / sqrt(v) turns tiny gradients into +-1 either way).
+// whole memory is copied to the device, then each kernel runs on the device
+// with its output filled with 0xFF bytes first (NaN for floats, -1 for
+// integers, so an element it fails to write shows), and its output is
+// compared with the CPU's. Checked one by one, a kernel's error is its own:
+// run end to end, rounding differences grow through a training step (Adam's
+// m / sqrt(v) turns tiny gradients into +-1 either way).
 // Integers and bools must match exactly, floats by
 //     ||device - cpu|| <= tol ||cpu|| + 0.1 tol sqrt(n)
 // with tol 1e-4 for f32 and 1e-2 for f16 and bf16 (as tests/test_codegen.c).
@@ -132,50 +132,42 @@ static int set_inputs(smelt_session *cpu, const smelt_ingot *ig, const IngotEntr
   return 0;
 }
 
-// Fills every output of entry e on the device with 0xFF bytes.
-static void poison(smelt_session *dev, const smelt_ingot *ig, const IngotEntry *e) {
-  Device *d = session_device(dev);
-  for (uint32_t k = 0; k < e->nlaunches; k++) {
-    uint32_t out = ig->launches[e->first_launch + k].out;
-    const IngotTensor *t = &ig->tensors[out];
-    char *bytes = malloc(t->bytes ? t->bytes : 1);
-    memset(bytes, 0xFF, t->bytes);
-    d->copy_in(d, session_tensor(dev, e, out), bytes, t->bytes);
-    free(bytes);
-  }
-}
-
-// Runs every kernel of e on the CPU, then each alone on the device on the
-// CPU's values; prints the first that differs. Returns the failures (0/1).
+// Runs every kernel of e on the CPU, copies the CPU's memory to the device,
+// then runs each kernel alone on the device: its output poisoned first, then
+// compared, then given the CPU's value again, so every kernel reads exactly
+// what the CPU's read. Prints the kernels that differ; returns 1 if any.
 static int check_entry(smelt_session *cpu, smelt_session *dev, const smelt_ingot *ig, const IngotEntry *e,
                        OpStat *ops, int *nops, int *checked) {
   const char *ename = ingot_str(ig, e->name);
   bool ok = set_inputs(cpu, ig, e) == 0;
   for (uint32_t k = 0; k < e->nlaunches && ok; k++) ok = session_launch(cpu, e, k, 7, 3) == SMELT_OK;
   ok = ok && session_mirror(dev, cpu) == SMELT_OK;
-  if (ok) poison(dev, ig, e);
-  for (uint32_t k = 0; k < e->nlaunches && ok; k++) ok = session_launch(dev, e, k, 7, 3) == SMELT_OK;
-  if (!ok) {
-    printf("  %s: FAILED to run: %s\n", ename, smelt_last_error());
-    return 1;
-  }
   Device *dd = session_device(dev), *cd = session_device(cpu);
   int bad = 0;
-  for (uint32_t k = 0; k < e->nlaunches; k++) {
+  for (uint32_t k = 0; k < e->nlaunches && ok; k++) {
     const IngotLaunch *l = &ig->launches[e->first_launch + k];
     const IngotTensor *t = &ig->tensors[l->out];
+    void *out = session_tensor(dev, e, l->out);
     char *got = malloc(t->bytes ? t->bytes : 1), *want = malloc(t->bytes ? t->bytes : 1);
-    dd->copy_out(dd, got, session_tensor(dev, e, l->out), t->bytes);
+    memset(got, 0xFF, t->bytes);
+    dd->copy_in(dd, out, got, t->bytes);
+    ok = session_launch(dev, e, k, 7, 3) == SMELT_OK;
+    dd->copy_out(dd, got, out, t->bytes);
     cd->copy_out(cd, want, session_tensor(cpu, e, l->out), t->bytes);
+    dd->copy_in(dd, out, want, t->bytes);
     double rel;
-    bool same = compare(t, got, want, &rel);
-    note_op(ops, nops, op_of(ingot_str(ig, l->symbol)), rel);
+    bool same = ok && compare(t, got, want, &rel);
+    if (ok) note_op(ops, nops, op_of(ingot_str(ig, l->symbol)), rel);
     (*checked)++;
-    if (!same && bad++ < 5)
+    if (ok && !same && bad++ < 5)
       printf("  %s: kernel %s (%s) differs from the CPU: relative error %.3g\n", ename, ingot_str(ig, l->symbol),
              ingot_str(ig, t->name), rel);
     free(got);
     free(want);
+  }
+  if (!ok) {
+    printf("  %s: FAILED to run: %s\n", ename, smelt_last_error());
+    return 1;
   }
   printf("  %-12s %4u kernels  %s\n", ename, e->nlaunches, bad ? "FAILED" : "ok");
   return bad ? 1 : 0;
