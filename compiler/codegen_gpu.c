@@ -32,6 +32,7 @@
 #define ROW_BLOCK_FROM 1024   // rows at least this long take a whole block
 #define MM_K 16               // K columns staged per step
 #define MM_PAD 4              // shared rows padded against bank conflicts
+#define MM_THIN 16            // M or N below this: not tiled
 #define MM_BIG 1024           // M and N at least this: 128 x 128 tiles of 8 x 8 per thread
 
 // ---- targets
@@ -79,7 +80,10 @@ static int64_t row_length(const Node *n) {
 
 static Strategy strategy_of(const Kernel *k) {
   const Node *n = k->out;
-  if (k->kind == KK_MATMUL) return GS_MATMUL;
+  if (k->kind == KK_MATMUL) {   // a thin product (matrix-vector) wastes most of a tile: a thread per output
+    int nd = n->shape.ndim;
+    return n->shape.d[nd - 2] >= MM_THIN && n->shape.d[nd - 1] >= MM_THIN ? GS_MATMUL : GS_ELEMENTS;
+  }
   if (k->kind == KK_REDUCE) {
     const Node *x = n->src[0];
     // Cooperating threads read a row together only when it is contiguous;
@@ -494,6 +498,12 @@ static void emit_gpu_kernel(Cg *c, const Kernel *k) {
   if (c->tgt == CG_NVPTX) {
     LLVMSetFunctionCallConv(c->fn, LLVMPTXKernelCallConv);
     attr(c, "nvvm.maxntid", block_size);
+    // Without a register bound ptxas was seen to spill a 64-tile matmul at
+    // 40 registers on sm_80; two blocks per SM is what that tile wants. Other
+    // kernels are left to ptxas (the 128-tile matmul spreads to 220 registers
+    // under a loose bound, and per-element convolution gradients need more
+    // than 128).
+    if (strategy_of(k) == GS_MATMUL && matmul_tile(k->out) == 64) attr(c, "nvvm.maxnreg", "128");
   } else {
     LLVMSetFunctionCallConv(c->fn, LLVMAMDGPUKERNELCallConv);
     char range[32];

@@ -1,0 +1,288 @@
+// test_gpu.c: GPU code generation, checked without a GPU.
+//
+// The kernel test models (tests/gpu/*.smelt, and the GPT example's training
+// step) cover every kernel kind. Their kernels are compiled for NVIDIA and
+// AMD targets; the PTX must assemble with ptxas into a non-empty cubin, the
+// AMD objects must link into code objects that llvm-objdump disassembles. The
+// assembly is checked where it guards something real: 16-byte loads and
+// stores in pointwise kernels, shuffles and barriers in reductions, no spills
+// in reductions and matmuls. A test whose tool is not installed is reported
+// as skipped with the reason, never as passed. Their numerics are checked on
+// a GPU host by scripts/gpu-check.sh.
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime.h"
+#include "smelt.h"
+#include "support.h"
+
+typedef struct {
+  Compilation c;
+  Graph g;
+  KernelPlan plan;
+} Built;
+
+// Elaborates a model file (its training step when it has one) and plans it.
+static Built *build(const char *path, const Define *defs, int ndefs) {
+  Built *b = calloc(1, sizeof *b);
+  compilation_init(&b->c, stderr);
+  compilation_default_search(&b->c, NULL);
+  Module *m = module_load_file(&b->c, path);
+  cr_assert_eq(check_modules(&b->c, &m, 1, defs, ndefs), 0, "%s does not check", path);
+  graph_init(&b->g, &b->c.arena, &b->c.diag);
+  cr_assert_eq(elaborate(&b->c, m, defs, ndefs, true, &b->g), 0);
+  if (b->g.loss && m->train) cr_assert_eq(training_step(&b->c, m, &b->g), 0);
+  pass_conv_gemm(&b->g);
+  pass_matmul_operands(&b->g);
+  kernel_plan(&b->g, "", 16, &b->plan);
+  return b;
+}
+
+static void built_free(Built *b) {
+  kernel_plan_free(&b->plan);
+  graph_free(&b->g);
+  compilation_free(&b->c);
+  free(b);
+}
+
+static const char *const suite[] = {"tests/gpu/pointwise.smelt", "tests/gpu/reductions.smelt",
+                                    "tests/gpu/matmuls.smelt", "tests/gpu/dtypes.smelt",
+                                    "tests/gpu/conv.smelt", "tests/gpu/embedding.smelt"};
+enum { NSUITE = sizeof suite / sizeof *suite };
+
+static const Define gpt_sizes[] = {{"B", 2}, {"T", 8}, {"V", 16}, {"C", 16}, {"L", 1}, {"H", 2}};
+
+// Every model of the suite and the GPT training step, planned.
+static int build_all(Built **out) {
+  for (int i = 0; i < NSUITE; i++) out[i] = build(suite[i], NULL, 0);
+  out[NSUITE] = build("examples/gpt.smelt", gpt_sizes, 6);
+  return NSUITE + 1;
+}
+
+// The text of kernel name's body in PTX (from ".entry name(" to the closing
+// brace at the start of a line), malloc'd; NULL when absent.
+static char *ptx_body(const char *ptx, const char *name) {
+  char head[128];
+  snprintf(head, sizeof head, ".entry %s(", name);
+  const char *at = strstr(ptx, head);
+  if (!at) return NULL;
+  const char *end = strstr(at, "\n}");
+  size_t n = end ? (size_t)(end - at) : strlen(at);
+  char *s = malloc(n + 1);
+  memcpy(s, at, n);
+  s[n] = '\0';
+  return s;
+}
+
+// The first kernel of b whose output node has op and numel elements.
+static const Kernel *find_kernel(const Built *b, Op op, int64_t numel) {
+  for (int i = 0; i < b->plan.n; i++)
+    if (b->plan.kernels[i].out->op == op && shape_numel(&b->plan.kernels[i].out->shape) == numel)
+      return &b->plan.kernels[i];
+  return NULL;
+}
+
+TEST(gpu, the_suite_covers_every_kernel_kind) {
+  Built *b[NSUITE + 1];
+  int n = build_all(b);
+  bool seen[KK_COPY + 1] = {false};
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < b[i]->plan.n; k++) seen[b[i]->plan.kernels[k].kind] = true;
+  static const char *names[] = {"pointwise", "reduce", "matmul", "conv", "pool", "gather", "random", "copy"};
+  for (int k = 0; k <= KK_COPY; k++) cr_expect(seen[k], "no %s kernel in the GPU suite", names[k]);
+  for (int i = 0; i < n; i++) built_free(b[i]);
+}
+
+static void assembles_for(const char *target) {
+  if (!gpu_tool_path("ptxas")) cr_skip_test("skipped: ptxas is not installed (CUDA's /usr/local/cuda/bin)");
+  Built *b[NSUITE + 1];
+  int n = build_all(b);
+  for (int i = 0; i < n; i++) {
+    const KernelPlan *plans[1] = {&b[i]->plan};
+    Blob ptx, cubin;
+    char err[2048], *report = NULL;
+    cr_assert_eq(codegen_gpu(plans, 1, target, &ptx, err, sizeof err), 0, "%s", err);
+    int entries = 0;
+    for (const char *p = ptx.data; (p = strstr(p, ".entry ")); p++) entries++;
+    cr_expect_eq(entries, b[i]->plan.n, "%s: %d kernels in the PTX, %d planned", i < NSUITE ? suite[i] : "gpt", entries,
+                 b[i]->plan.n);
+    cr_assert_eq(ptx_assemble(&ptx, target, &cubin, &report, err, sizeof err), 1, "%s: %s", target, err);
+    cr_expect_gt(cubin.len, 0);
+    cr_expect_not_null(strstr(report, "Compiling entry function"));
+    // no kernel spills; matmuls and reductions are where it would hurt
+    for (const char *p = report; (p = strstr(p, "bytes spill stores")); p++) {
+      const char *num = p;
+      while (num > report && num[-1] == ' ') num--;
+      while (num > report && num[-1] >= '0' && num[-1] <= '9') num--;
+      const char *fn = num;
+      while (fn > report && strncmp(fn, "properties for ", 15)) fn--;
+      cr_expect_eq(atoi(num), 0, "%s: %.60s spills: %.40s", target, fn, num);
+    }
+    free(report);
+    free(ptx.data);
+    free(cubin.data);
+  }
+  for (int i = 0; i < n; i++) built_free(b[i]);
+}
+
+TEST(gpu, every_kernel_assembles_for_sm_80) { assembles_for("sm_80"); }
+TEST(gpu, every_kernel_assembles_for_sm_90) { assembles_for("sm_90"); }
+
+TEST(gpu, pointwise_kernels_use_16_byte_loads_and_stores) {
+  Built *b = build("tests/gpu/pointwise.smelt", NULL, 0);
+  const Kernel *k = find_kernel(b, OP_MUL, 4096 * 4096);   // big * 2.0
+  cr_assert_not_null(k);
+  const KernelPlan *plans[1] = {&b->plan};
+  Blob ptx;
+  char err[512];
+  cr_assert_eq(codegen_gpu(plans, 1, "sm_90", &ptx, err, sizeof err), 0, "%s", err);
+  char *body = ptx_body(ptx.data, k->name);
+  cr_assert_not_null(body);
+  cr_expect_not_null(strstr(body, "ld.global.nc.v4"), "%s has no 16-byte loads:\n%s", k->name, body);
+  cr_expect_not_null(strstr(body, "st.global.v4"), "%s has no 16-byte stores:\n%s", k->name, body);
+  free(body);
+  free(ptx.data);
+  built_free(b);
+}
+
+TEST(gpu, row_reductions_use_shuffles_and_long_rows_a_block) {
+  Built *b = build("tests/gpu/reductions.smelt", NULL, 0);
+  const KernelPlan *plans[1] = {&b->plan};
+  Blob ptx;
+  char err[512];
+  cr_assert_eq(codegen_gpu(plans, 1, "sm_90", &ptx, err, sizeof err), 0, "%s", err);
+  const Kernel *warp = find_kernel(b, OP_SUM, 1000), *blk = find_kernel(b, OP_SUM, 64);   // rows of 100, of 4096
+  cr_assert(warp && blk);
+  char *w = ptx_body(ptx.data, warp->name), *k = ptx_body(ptx.data, blk->name);
+  cr_expect_not_null(strstr(w, "shfl.sync.bfly"), "%s", w);
+  cr_expect_null(strstr(w, "bar.sync"), "a warp per row needs no barrier:\n%s", w);
+  cr_expect_not_null(strstr(k, "shfl.sync.bfly"), "%s", k);
+  cr_expect_not_null(strstr(k, "bar.sync"), "a block per row meets in shared memory:\n%s", k);
+  GpuLaunch gw, gb;
+  gpu_launch_shape(warp, &gw);
+  gpu_launch_shape(blk, &gb);
+  cr_expect_eq(gw.grid, 1000 / 8, "eight rows of 100 per block of 256");
+  cr_expect_eq(gb.grid, 64, "one row of 4096 per block");
+  free(w);
+  free(k);
+  free(ptx.data);
+  built_free(b);
+}
+
+TEST(gpu, launch_shapes_follow_the_output) {
+  Built *b = build("tests/gpu/matmuls.smelt", NULL, 0);
+  GpuLaunch g;
+  gpu_launch_shape(find_kernel(b, OP_MATMUL, 1030 * 1100), &g);
+  cr_expect_eq(g.grid, 9 * 9, "128 x 128 tiles of a 1030 x 1100 product");
+  gpu_launch_shape(find_kernel(b, OP_MATMUL, 2 * 130 * 67), &g);
+  cr_expect_eq(g.grid, 2 * 3 * 2, "64 x 64 tiles of two 130 x 67 products");
+  cr_expect_eq(g.block, 256);
+  built_free(b);
+  b = build("tests/gpu/pointwise.smelt", NULL, 0);
+  gpu_launch_shape(find_kernel(b, OP_MUL, 4096 * 4096), &g);
+  cr_expect_eq(g.grid, 8192, "the grid is capped; the kernel loops over the rest");
+  built_free(b);
+}
+
+static void links_for(const char *target) {
+  if (!gpu_tool_path("ld.lld-22") && !gpu_tool_path("ld.lld")) cr_skip_test("skipped: ld.lld is not installed (lld-22)");
+  const char *objdump = gpu_tool_path("llvm-objdump-22");
+  if (!objdump) cr_skip_test("skipped: llvm-objdump-22 is not installed");
+  char tool[4096];
+  snprintf(tool, sizeof tool, "%s", objdump);
+  Built *b[NSUITE + 1];
+  int n = build_all(b);
+  const KernelPlan *plans[NSUITE + 1];
+  for (int i = 0; i < n; i++) plans[i] = &b[i]->plan;
+  // one module for the whole suite: kernel names must not collide, so each model gets its own prefix
+  for (int i = 0; i < n; i++) {
+    kernel_plan_free(&b[i]->plan);
+    char prefix[8];
+    snprintf(prefix, sizeof prefix, "m%d_", i);
+    kernel_plan(&b[i]->g, prefix, 16, &b[i]->plan);
+  }
+  Blob obj, hsaco;
+  char err[2048];
+  cr_assert_eq(codegen_gpu(plans, n, target, &obj, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(amdgpu_link(&obj, &hsaco, err, sizeof err), 1, "%s", err);
+  char path[64], cmd[4300];
+  snprintf(path, sizeof path, "build/test-%s-%d.hsaco", target, (int)getpid());
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f);
+  fwrite(hsaco.data, 1, hsaco.len, f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s -d %s", tool, path);
+  char *out = NULL;
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  unlink(path);
+  int kernels = 0, total = 0;
+  for (int i = 0; i < n; i++) {
+    total += b[i]->plan.n;
+    for (int k = 0; k < b[i]->plan.n; k++) {
+      char label[80];
+      snprintf(label, sizeof label, "<%s>:", b[i]->plan.kernels[k].name);
+      kernels += strstr(out, label) != NULL;
+    }
+  }
+  cr_expect_eq(kernels, total, "%s: %d of %d kernels in the disassembly", target, kernels, total);
+  cr_expect_not_null(strstr(out, "s_endpgm"));
+  cr_expect_not_null(strstr(out, "ds_bpermute"), "%s: row reductions shuffle with ds_bpermute", target);
+  cr_expect_not_null(strstr(out, "s_barrier"), "%s: block reductions and matmuls synchronize", target);
+  free(out);
+  free(obj.data);
+  free(hsaco.data);
+  for (int i = 0; i < n; i++) built_free(b[i]);
+}
+
+TEST(gpu, amd_code_objects_link_and_disassemble_for_gfx90a) { links_for("gfx90a"); }
+TEST(gpu, amd_code_objects_link_and_disassemble_for_gfx942) { links_for("gfx942"); }
+TEST(gpu, amd_code_objects_link_and_disassemble_for_gfx1100) { links_for("gfx1100"); }
+
+TEST(gpu, unknown_targets_are_refused_with_the_list) {
+  char cmd[512], *out = NULL;
+  snprintf(cmd, sizeof cmd, "%s build examples/mlp.smelt --target=sm_99 -o build/never.ingot 2>&1", smelt_path());
+  cr_expect_eq(run_cmd(cmd, &out), 2);
+  cr_expect_not_null(strstr(out, "unknown target 'sm_99'"), "%s", out);
+  cr_expect_not_null(strstr(out, "sm_90"), "%s", out);
+  cr_expect_not_null(strstr(out, "gfx942"), "%s", out);
+  free(out);
+}
+
+TEST(gpu, a_gpu_ingot_carries_its_code_and_runs_on_the_cpu) {
+  char path[64], cmd[512], *out = NULL;
+  snprintf(path, sizeof path, "build/test-gpu-%d.ingot", (int)getpid());
+  snprintf(cmd, sizeof cmd, "%s build tests/gpu/dtypes.smelt --target=sm_90,gfx90a -o %s 2>&1 && %s inspect --all %s",
+           smelt_path(), path, smelt_path(), path);
+  int rc = run_cmd(cmd, &out);
+  if (rc && strstr(out, "ld.lld")) {
+    free(out);
+    cr_skip_test("skipped: ld.lld is not installed (lld-22)");
+  }
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_expect_not_null(strstr(out, "gpu code:"), "%s", out);
+  cr_expect_not_null(strstr(out, "sm_90    ptx"), "%s", out);
+  cr_expect_not_null(strstr(out, "gfx90a   hsaco"), "%s", out);
+  cr_expect_not_null(strstr(out, "(gpu: "), "%s", out);
+  if (gpu_tool_path("ptxas")) cr_expect_not_null(strstr(out, "sm_90    cubin"), "%s", out);
+  free(out);
+  // the runtime's reader accepts it, the CPU runs it, and a GPU that is absent is named
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  cr_expect_eq(ingot_ncodes(ig), gpu_tool_path("ptxas") ? 3u : 2u);
+  cr_expect_not_null(ingot_gpu_launch(ig, 0));
+  smelt_session *s;
+  cr_assert_eq(smelt_session_new(ig, "auto", 1, &s), SMELT_OK, "%s", smelt_last_error());
+  cr_expect_str_eq(smelt_session_device(s), "cpu");
+  smelt_session_free(s);
+  cr_expect_eq(smelt_session_new(ig, "cuda:x", 1, &s), SMELT_ERR_INVALID_ARGUMENT);
+  cr_expect_eq(smelt_session_new(ig, "cuda:1", 1, &s), SMELT_ERR_NO_DEVICE);
+  smelt_ingot_close(ig);
+  // smelt-rt checks every kernel of it, here on the CPU against the CPU
+  snprintf(cmd, sizeof cmd, "%s-rt check %s --device=cpu", smelt_path(), path);
+  cr_expect_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "all within tolerance"), "%s", out);
+  free(out);
+  unlink(path);
+}
