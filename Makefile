@@ -102,7 +102,7 @@ test: deps all $(BUILD)/smelt-tests fuzz-smoke
 test-asan: deps
 	$(MAKE) BUILD=build-asan CC=gcc OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  build-asan/smelt-tests build-asan/leak-canary build-asan/smelt
+	  build-asan/smelt-tests build-asan/leak-canary build-asan/smelt build-asan/smelt-rt
 	@if ASAN_OPTIONS=detect_leaks=1 build-asan/leak-canary >/dev/null 2>&1; then \
 	  echo "leak check is not working: the leaking canary test passed"; exit 1; fi
 	@echo "leak check works: the leaking canary test failed as it must"

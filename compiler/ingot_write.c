@@ -207,7 +207,7 @@ static int write_file(const char *path, Buf *const *secs, const uint32_t *kinds,
   for (int i = 0; i < n && ok; i++) {
     static const char zeros[INGOT_ALIGN];
     ok = fwrite(zeros, 1, (size_t)(table[i].offset - pos), f) == table[i].offset - pos &&
-         fwrite(secs[i]->data, 1, secs[i]->len, f) == secs[i]->len;
+         (secs[i]->len == 0 || fwrite(secs[i]->data, 1, secs[i]->len, f) == secs[i]->len);
     pos = table[i].offset + secs[i]->len;
   }
   return atomic_commit(f, tmp, path, ok, err, errlen);

@@ -135,6 +135,12 @@ static int parse_targets(const char *list, BuildTargets *t) {
   return 0;
 }
 
+static void options_free(Options *o) {
+  for (int i = 0; i < o->ndefs; i++) free((char *)o->defs[i].name);
+  for (int i = 0; i < o->targets.ngpus; i++) free((char *)o->targets.gpus[i]);
+  free(o->files);
+}
+
 static int parse_options(int argc, char **argv, Options *o) {
   *o = (Options){.command = argv[1], .color = -1, .max_errors = 20, .seed = 1};
   o->train = (TrainOptions){.device = "auto", .log_every = 50};
@@ -348,8 +354,7 @@ int main(int argc, char **argv) {
     Options o;
     int rc = parse_options(argc, argv, &o);
     if (rc == 0) rc = train_or_eval(&o, argv[0]);
-    for (int i = 0; i < o.ndefs; i++) free((char *)o.defs[i].name);
-    free(o.files);
+    options_free(&o);
     return rc;
   }
   if (strcmp(argv[1], "inspect") == 0) {
@@ -364,7 +369,6 @@ int main(int argc, char **argv) {
   Options o;
   int rc = parse_options(argc, argv, &o);
   if (rc == 0) rc = run(&o, argv[0]);
-  for (int i = 0; i < o.ndefs; i++) free((char *)o.defs[i].name);
-  free(o.files);
+  options_free(&o);
   return rc;
 }

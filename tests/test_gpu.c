@@ -199,7 +199,7 @@ static void links_for(const char *target) {
   // one module for the whole suite: kernel names must not collide, so each model gets its own prefix
   for (int i = 0; i < n; i++) {
     kernel_plan_free(&b[i]->plan);
-    char prefix[8];
+    char prefix[16];
     snprintf(prefix, sizeof prefix, "m%d_", i);
     kernel_plan(&b[i]->g, prefix, 16, &b[i]->plan);
   }
