@@ -740,6 +740,17 @@ int eval_run(const TrainOptions *o);
 // printed when it is NULL.
 int run_main(const TrainOptions *o, const char *inputs, const char *outputs);
 
+// ---------------------------------------------------------------- profile.c
+// Kernels timed on a device (events on GPUs, the clock on the CPU), each the
+// median of many runs after warm-up, with the bytes and FLOPs the compiler
+// recorded per launch.
+
+// A per-kernel table of one entry: time, share, bytes, GB/s, GFLOP/s.
+int gpu_profile(const char *path, const char *entry, const char *device, int runs);
+// The "infer" entry of each ingot timed on device against a 1 GiB
+// device-to-device copy; prints a Markdown table. 0, or 1 after an error.
+int gpu_bench(const char *device, int n, char **ingots);
+
 // ---------------------------------------------------------------- inspect.c
 // Prints what an ingot holds (sections, meta, entries, tensors; with all,
 // temporaries and kernels too). Returns the exit status.

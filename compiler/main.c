@@ -5,6 +5,7 @@
 //   smelt graph --dot FILE                  the op graph as Graphviz DOT
 //   smelt init FILE -o WEIGHTS              the initial parameters, as a tensor file
 //   smelt build FILE -o FILE.ingot          compile to an ingot
+//   smelt bench --profile FILE.ingot        per-kernel times of an entry
 //   smelt inspect [--all] FILE.ingot        what an ingot holds
 //   smelt train FILE.smelt|FILE.ingot       run the train block
 //   smelt eval FILE.smelt|FILE.ingot        loss and accuracy on held-out data
@@ -14,6 +15,7 @@
 // Exit status: 0 when every file is clean, 1 when any has an error, 2 when the
 // command line itself is wrong.
 #include "compiler.h"
+#include "runtime.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +53,8 @@ static void usage(FILE *out) {
         "  run FILE --inputs=T    one run of --entry= (default infer) on the tensors\n"
         "                         in file T (docs/tensors.md); --outputs=FILE\n"
         "                         writes the outputs there instead of printing\n"
+        "  bench --profile INGOT  per-kernel times of an entry: --entry=E (default\n"
+        "                         train_step), --device=D, --runs=N (default 20)\n"
         "  inspect INGOT          sections, entry points, tensors (--all: also\n"
         "                         temporaries and kernels)\n"
         "  init FILE -o WEIGHTS   write the initial parameters and optimizer state\n"
@@ -133,6 +137,24 @@ static int parse_targets(const char *list, BuildTargets *t) {
     t->gpus[t->ngpus++] = xstrdup(s);
   }
   return 0;
+}
+
+// `smelt bench --profile INGOT [--entry=E] [--device=D] [--runs=N]`
+static int bench_main(int argc, char **argv) {
+  const char *file = NULL, *entry = "train_step", *device = "auto";
+  bool profile = false;
+  int runs = 20;
+  for (int i = 2; i < argc; i++) {
+    if (!strcmp(argv[i], "--profile")) profile = true;
+    else if (!strncmp(argv[i], "--entry=", 8)) entry = argv[i] + 8;
+    else if (!strncmp(argv[i], "--device=", 9)) device = argv[i] + 9;
+    else if (!strncmp(argv[i], "--runs=", 7) && atoi(argv[i] + 7) > 0) runs = atoi(argv[i] + 7);
+    else if (argv[i][0] == '-') return bad_usage("bench: unknown option '%s'", argv[i]);
+    else if (file) return bad_usage("bench takes one ingot file, not also '%s'", argv[i]);
+    else file = argv[i];
+  }
+  if (!profile || !file) return bad_usage("usage: smelt bench --profile INGOT [--entry=E] [--device=D] [--runs=N]%s", "");
+  return gpu_profile(file, entry, device, runs);
 }
 
 static void options_free(Options *o) {
@@ -271,9 +293,14 @@ static int train_or_eval(Options *o, const char *argv0) {
     Module *m = module_load_file(&c, file);
     int errors = check_modules(&c, &m, 1, o->defs, o->ndefs);
     if (!errors) {
-      fprintf(stderr, "building %s for this CPU...\n", file);
       BuildTargets t = o->targets;
       t.cpu = !o->cpu || !strcmp(o->cpu, "native") ? NULL : o->cpu;
+      // with no --target, also build for the GPU the device would take
+      char arch[32];
+      if (!t.ngpus && strcmp(o->train.device, "cpu") && device_gpu_target(o->train.device, arch, sizeof arch) &&
+          gpu_target_known(arch))
+        t.gpus[t.ngpus++] = arch;
+      fprintf(stderr, "building %s for this CPU%s%s...\n", file, t.ngpus ? " and " : "", t.ngpus ? t.gpus[0] : "");
       errors = ingot_build(&c, m, o->defs, o->ndefs, &t, tmp) ? 1 : 0;
     }
     if (errors) fprintf(stderr, "%d error%s\n", c.diag.errors, c.diag.errors == 1 ? "" : "s");
@@ -357,6 +384,7 @@ int main(int argc, char **argv) {
     options_free(&o);
     return rc;
   }
+  if (strcmp(argv[1], "bench") == 0) return bench_main(argc, argv);
   if (strcmp(argv[1], "inspect") == 0) {
     bool all = argc > 2 && !strcmp(argv[2], "--all");
     if (argc != 3 + all) return bad_usage("%s takes one ingot file (and optionally --all)", "inspect");
@@ -365,7 +393,7 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "dump") != 0 &&
       strcmp(argv[1], "graph") != 0 && strcmp(argv[1], "init") != 0 && strcmp(argv[1], "build") != 0)
     return bad_usage("unknown command '%s' (the commands are check, dump, graph, build, train, eval, "
-                     "run, inspect and init)", argv[1]);
+                     "run, bench, inspect and init)", argv[1]);
   Options o;
   int rc = parse_options(argc, argv, &o);
   if (rc == 0) rc = run(&o, argv[0]);

@@ -119,6 +119,7 @@ typedef struct {
   char fault[256];          // the first failure of a copy, reported by take_error
   char why[256];            // scratch for cuda_why
   char name[192];
+  char arch[16];            // "sm_90"
 } Cuda;
 
 static CUdeviceptr dptr(const void *p) { return (CUdeviceptr)(uintptr_t)p; }
@@ -565,6 +566,7 @@ static smelt_status cuda_device_find(Cuda *c) {
   if (r != CUDA_SUCCESS) return rt_fail(SMELT_ERR_NO_DEVICE, "cannot query cuda:%d: %s", c->ordinal, cuda_why(c, r));
   c->sm = 10 * major + minor;
   snprintf(c->name, sizeof c->name, "cuda:%d (%s, sm_%d)", c->ordinal, name, c->sm);
+  snprintf(c->arch, sizeof c->arch, "sm_%d", c->sm);
   return SMELT_OK;
 }
 
@@ -603,7 +605,7 @@ smelt_status cuda_device_new(int ordinal, Device **out) {
     free(d);
     return st;
   }
-  *d = (Device){.name = c->name, .load_code = cuda_load_code, .symbol = cuda_symbol, .alloc = cuda_alloc,
+  *d = (Device){.name = c->name, .arch = c->arch, .load_code = cuda_load_code, .symbol = cuda_symbol, .alloc = cuda_alloc,
                 .free = cuda_free, .copy_in = cuda_copy_in, .copy_out = cuda_copy_out, .copy = cuda_copy,
                 .sync = cuda_sync, .launch = cuda_launch, .take_error = cuda_take_error, .profile = cuda_profile,
                 .profile_take = cuda_profile_take, .destroy = cuda_destroy, .impl = c};

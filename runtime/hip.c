@@ -92,6 +92,7 @@ typedef struct {
   char why[256];            // scratch for hip_why
   char gpu[128];            // the runtime's name for the GPU
   char name[192];           // "hip:0 (GPU)", then "hip:0 (GPU, gfx942)" once code is loaded
+  char arch[32];            // "gfx942" as the kernel driver reports it, or ""
 } Hip;
 
 // "NAME: description" of a runtime result, in h->why until the next call.
@@ -493,7 +494,8 @@ smelt_status hip_device_new(int ordinal, Device **out) {
     free(d);
     return st;
   }
-  *d = (Device){.name = h->name, .load_code = hip_load_code, .symbol = hip_symbol, .alloc = hip_alloc,
+  hip_arch_guess(h->arch, sizeof h->arch);
+  *d = (Device){.name = h->name, .arch = h->arch[0] ? h->arch : NULL, .load_code = hip_load_code, .symbol = hip_symbol, .alloc = hip_alloc,
                 .free = hip_free, .copy_in = hip_copy_in, .copy_out = hip_copy_out, .copy = hip_copy,
                 .sync = hip_sync, .launch = hip_launch, .take_error = hip_take_error, .profile = hip_profile,
                 .profile_take = hip_profile_take, .destroy = hip_destroy, .impl = h};

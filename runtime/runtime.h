@@ -67,6 +67,7 @@ typedef void (*KernelFn)(char **bufs, int64_t begin, int64_t end, int64_t *ctx);
 typedef struct Device Device;
 struct Device {
   const char *name;         // "cpu", "cuda:0 (NVIDIA H100 80GB HBM3, sm_90)"
+  const char *arch;         // the compiler target for this GPU ("sm_90", "gfx942"); NULL: unknown or a CPU
   // Loads the ingot's code for this device (host code, or the GPU code object
   // that suits it); 0, or a status after rt_fail.
   smelt_status (*load_code)(Device *d, const smelt_ingot *ig);
@@ -101,7 +102,13 @@ smelt_status cuda_device_new(int ordinal, Device **out);
 // hip.c: the HIP device of ordinal n through libamdhip64.so, opened at run time.
 smelt_status hip_device_new(int ordinal, Device **out);
 
-// ---- session.c: for tools that look inside a session (the GPU check)
+// ---- session.c
+
+// The compiler target of the GPU that device ("auto", "cuda[:N]", "hip[:N]")
+// would open, into buf; false when there is none (or it is the CPU).
+bool device_gpu_target(const char *device, char *buf, size_t len);
+
+// for tools that look inside a session (the GPU check)
 
 Device *session_device(smelt_session *s);
 // The storage of tensor t as seen from entry (device memory).

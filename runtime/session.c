@@ -63,6 +63,24 @@ static smelt_status open_one(const smelt_ingot *ig, const char *name, int thread
   return st;
 }
 
+bool device_gpu_target(const char *device, char *buf, size_t len) {
+  const char *tries[2] = {device, NULL};
+  if (!device || !strcmp(device, "auto")) tries[0] = "cuda", tries[1] = "hip";
+  for (int i = 0; i < 2 && tries[i]; i++) {
+    Device *d = NULL;
+    const char *n = tries[i];
+    int ord = !strncmp(n, "cuda", 4) ? ordinal_of(n, 4) : !strncmp(n, "hip", 3) ? ordinal_of(n, 3) : -1;
+    if (ord < 0) continue;
+    smelt_status st = !strncmp(n, "cuda", 4) ? cuda_device_new(ord, &d) : hip_device_new(ord, &d);
+    if (st != SMELT_OK) continue;
+    bool ok = d->arch != NULL;
+    if (ok) snprintf(buf, len, "%s", d->arch);
+    d->destroy(d);
+    if (ok) return true;
+  }
+  return false;
+}
+
 // "auto" takes the first of CUDA, HIP and the CPU that opens and can run the
 // ingot's code.
 static smelt_status open_device(const smelt_ingot *ig, const char *name, int threads, Device **out) {

@@ -1,5 +1,5 @@
-// gpu_bench.c: kernels timed on a device, against the device's own copy
-// bandwidth, and per-kernel profiles.
+// profile.c: kernels timed on a device: per-kernel profiles (smelt bench
+// --profile, smelt-rt profile) and the GPU check's bandwidth table.
 //
 // Times come from the device's events around each launch when it has them
 // (GPUs), else from the wall clock around a synchronized run; each figure is
@@ -11,8 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "compiler.h"
 #include "runtime.h"
-#include "smelt_rt.h"
 
 static double now_ms(void) {
   struct timespec t;
@@ -99,7 +99,7 @@ static int time_launches(smelt_session *s, const smelt_ingot *ig, const IngotEnt
   }
   free(all);
   free(col);
-  if (rc) fprintf(stderr, "smelt-rt: error: %s\n", smelt_last_error());
+  if (rc) fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
   return rc;
 }
 
@@ -113,7 +113,7 @@ int gpu_bench(const char *device, int n, char **ingots) {
     smelt_ingot *ig;
     smelt_session *s = NULL;
     if (smelt_ingot_open(path, &ig) != SMELT_OK || smelt_session_new(ig, device, 0, &s) != SMELT_OK) {
-      fprintf(stderr, "smelt-rt: error: %s\n", smelt_last_error());
+      fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
       return 1;
     }
     if (ceiling < 0) {
@@ -123,7 +123,7 @@ int gpu_bench(const char *device, int n, char **ingots) {
     }
     const IngotEntry *e = ingot_entry(ig, "infer");
     double *ms = malloc(sizeof(double) * (e && e->nlaunches ? e->nlaunches : 1));
-    if (!e) rc = 1, fprintf(stderr, "smelt-rt: error: %s has no infer entry\n", path);
+    if (!e) rc = 1, fprintf(stderr, "smelt: error: %s has no infer entry\n", path);
     else random_inputs(s, ig, e);
     if (!rc) rc = time_launches(s, ig, e, 20, ms);
     for (uint32_t k = 0; !rc && k < e->nlaunches; k++) {
@@ -148,12 +148,12 @@ int gpu_profile(const char *path, const char *entry, const char *device, int run
   smelt_ingot *ig;
   smelt_session *s = NULL;
   if (smelt_ingot_open(path, &ig) != SMELT_OK || smelt_session_new(ig, device, 0, &s) != SMELT_OK) {
-    fprintf(stderr, "smelt-rt: error: %s\n", smelt_last_error());
+    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
     return 1;
   }
   const IngotEntry *e = ingot_entry(ig, entry);
   if (!e) {
-    fprintf(stderr, "smelt-rt: error: %s has no entry '%s'\n", path, entry);
+    fprintf(stderr, "smelt: error: %s has no entry '%s'\n", path, entry);
     smelt_session_free(s);
     smelt_ingot_close(ig);
     return 1;
