@@ -623,6 +623,27 @@ void kernel_plan_free(KernelPlan *p);
 // once, its output once; FLOPs counted as 2 per multiply-add, 1 per
 // elementwise op (estimates, for profiles and roofline ratios).
 void kernel_cost(const KernelPlan *p, const Kernel *k, uint64_t *read, uint64_t *written, uint64_t *flops);
+// Calls fn for every stored node kernel k reads (through folded views), each
+// time it is reached.
+void kernel_reads(const KernelPlan *p, const Kernel *k, void (*fn)(void *ctx, const Node *n), void *ctx);
+
+// ---------------------------------------------------------------- memplan.c
+// Arena offsets with reuse: tensors whose lifetimes (launch indices, both
+// ends included) meet never overlap.
+
+typedef struct {
+  uint64_t bytes;
+  int first, last;       // the launches that write it and last read it (-1 .. n: the whole entry)
+  uint64_t offset;       // set by memplan_pack
+} MemBuf;
+
+// Lifetimes of plan p's slots (b by slot): inputs, outputs, the loss and
+// update values live for the whole entry.
+void memplan_lifetimes(const Graph *g, const KernelPlan *p, MemBuf *b);
+// Offsets for the buffers with plan[i] set; returns the arena size.
+uint64_t memplan_pack(MemBuf *b, const bool *plan, int n, uint64_t align);
+// The planner's invariant: inside the arena, no two live-together buffers overlap.
+bool memplan_check(const MemBuf *b, const bool *plan, int n, uint64_t arena, char *err, size_t errlen);
 
 // ---------------------------------------------------------------- codegen_host.c
 // LLVM IR for every kernel of a plan, optimized and emitted as an x86-64

@@ -103,6 +103,8 @@ static const char *output_name(const Graph *g, const Node *n) {
   return NULL;
 }
 
+static void meta_line(Writer *w, const char *key, const char *value);
+
 // Adds one entry: its tensors, launches, slots and updates.
 static void add_entry(Writer *w, const char *entry, const Graph *g, const KernelPlan *p) {
   IngotEntry e = {0};
@@ -111,12 +113,20 @@ static void add_entry(Writer *w, const char *entry, const Graph *g, const Kernel
   e.first_launch = (uint32_t)(w->launches.len / sizeof(IngotLaunch));
   e.first_update = (uint32_t)(w->updates.len / sizeof(IngotUpdate));
   e.loss = UINT32_MAX;
-  uint64_t arena = 0;
   int *tensor_of = xmalloc(sizeof(int) * (size_t)(p->nslots ? p->nslots : 1));
+  // the arena: offsets planned over the kernels' lifetimes (memplan.c)
+  MemBuf *mb = xmalloc(sizeof(MemBuf) * (size_t)(p->nslots ? p->nslots : 1));
+  bool *in_arena = xcalloc((size_t)(p->nslots ? p->nslots : 1), sizeof(bool));
+  memplan_lifetimes(g, p, mb);
+  for (int s = 0; s < p->nslots; s++)
+    in_arena[s] = p->slot_node[s]->op != OP_PARAM && p->slot_node[s]->op != OP_STATE;
+  uint64_t arena = memplan_pack(mb, in_arena, p->nslots, INGOT_ALIGN), unplanned = 0;
+  char err[256];
+  if (!memplan_check(mb, in_arena, p->nslots, arena, err, sizeof err)) internal_error(__FILE__, __LINE__, err);
   for (int s = 0; s < p->nslots; s++) {
     Node *n = p->slot_node[s];
     int t;
-    if (n->op == OP_PARAM || n->op == OP_STATE) {
+    if (!in_arena[s]) {
       t = tensor_find(w, n->name);
       if (t < 0) t = tensor_add(w, n->name, n, n->op == OP_PARAM ? ROLE_PARAM : ROLE_STATE, 0);
     } else {
@@ -125,15 +135,18 @@ static void add_entry(Writer *w, const char *entry, const Graph *g, const Kernel
       const char *name = n->op == OP_INPUT ? n->name : out;
       name = name ? arena_printf(&w->c->arena, "%s/%s", entry, name)
                   : arena_printf(&w->c->arena, "%s/%%%d", entry, n->id);
-      t = tensor_add(w, name, n, role, arena);
-      uint64_t bytes = (uint64_t)shape_numel(&n->shape) * (uint64_t)dtype_size(n->dtype);
-      arena += (bytes + INGOT_ALIGN - 1) / INGOT_ALIGN * INGOT_ALIGN;
+      t = tensor_add(w, name, n, role, mb[s].offset);
+      unplanned += (mb[s].bytes + INGOT_ALIGN - 1) / INGOT_ALIGN * INGOT_ALIGN;
       if (n == g->loss) e.loss = (uint32_t)t;
     }
     tensor_of[s] = t;
     uint32_t u = (uint32_t)t;
     buf_put(&w->slots, &u, 4);
   }
+  meta_line(w, arena_printf(&w->c->arena, "arena.%s", entry),
+            arena_printf(&w->c->arena, "%llu of %llu", (unsigned long long)arena, (unsigned long long)unplanned));
+  free(mb);
+  free(in_arena);
   for (int k = 0; k < p->n; k++) {
     IngotCost cost;
     kernel_cost(p, &p->kernels[k], &cost.bytes_read, &cost.bytes_written, &cost.flops);

@@ -80,26 +80,38 @@ void kernel_plan_free(KernelPlan *p) {
   memset(p, 0, sizeof *p);
 }
 
-// The stored nodes a kernel reads: its sources, through folded nodes.
-static void reads_of(const KernelPlan *p, const Node *n, const Node **seen, int *nseen, int max) {
+static void reads_of(const KernelPlan *p, const Node *n, void (*fn)(void *, const Node *), void *ctx) {
   for (int s = 0; s < n->nsrc; s++) {
     const Node *x = n->src[s];
-    if (p->slot[x->id] < 0) {
-      reads_of(p, x, seen, nseen, max);
-      continue;
-    }
-    bool dup = false;
-    for (int i = 0; i < *nseen; i++) dup |= seen[i] == x;
-    if (!dup && *nseen < max) seen[(*nseen)++] = x;
+    if (p->slot[x->id] < 0) reads_of(p, x, fn, ctx);
+    else fn(ctx, x);
   }
 }
 
+void kernel_reads(const KernelPlan *p, const Kernel *k, void (*fn)(void *, const Node *), void *ctx) {
+  reads_of(p, k->out, fn, ctx);   // a KK_COPY reads what its view folds
+}
+
+typedef struct {
+  const Node *seen[64];
+  int n;
+  uint64_t bytes;
+} Reads;
+
+// Each stored node once (up to 64 distinct; a cost is an estimate).
+static void add_read(void *ctx, const Node *x) {
+  Reads *r = ctx;
+  for (int i = 0; i < r->n; i++)
+    if (r->seen[i] == x) return;
+  if (r->n < 64) r->seen[r->n++] = x;
+  r->bytes += (uint64_t)shape_numel(&x->shape) * (uint64_t)dtype_size(x->dtype);
+}
+
 void kernel_cost(const KernelPlan *p, const Kernel *k, uint64_t *read, uint64_t *written, uint64_t *flops) {
-  const Node *n = k->out, *seen[64];
-  int nseen = 0;
-  reads_of(p, n, seen, &nseen, 64);   // a KK_COPY reads what its view folds
-  *read = 0;
-  for (int i = 0; i < nseen; i++) *read += (uint64_t)shape_numel(&seen[i]->shape) * (uint64_t)dtype_size(seen[i]->dtype);
+  const Node *n = k->out;
+  Reads r = {.n = 0, .bytes = 0};
+  kernel_reads(p, k, add_read, &r);
+  *read = r.bytes;
   uint64_t out = (uint64_t)shape_numel(&n->shape);
   *written = out * (uint64_t)dtype_size(n->dtype);
   switch (k->kind) {

@@ -115,7 +115,7 @@ Device *session_device(smelt_session *s);
 void *session_tensor(smelt_session *s, const IngotEntry *entry, uint32_t t);
 // Runs launch k of entry alone (no updates); the device's error word is taken.
 smelt_status session_launch(smelt_session *s, const IngotEntry *entry, uint32_t k, uint64_t seed, uint64_t step);
-// Copies every arena and persistent tensor of src into dst (same ingot).
-smelt_status session_mirror(smelt_session *dst, smelt_session *src);
+// Copies entry e's arena and every persistent tensor of src into dst (same ingot).
+smelt_status session_mirror(smelt_session *dst, smelt_session *src, const IngotEntry *e);
 
 #endif

@@ -253,14 +253,13 @@ static smelt_status mirror_one(smelt_session *dst, void *to, smelt_session *src,
   return SMELT_OK;
 }
 
-smelt_status session_mirror(smelt_session *dst, smelt_session *src) {
+smelt_status session_mirror(smelt_session *dst, smelt_session *src, const IngotEntry *e) {
   const smelt_ingot *ig = src->ig;
   smelt_status st = SMELT_OK;
   for (uint32_t t = 0; t < ig->ntensors && st == SMELT_OK; t++)
     if (src->persist[t]) st = mirror_one(dst, dst->persist[t], src, src->persist[t], ig->tensors[t].bytes);
-  for (uint32_t i = 0; i < ig->nentries && st == SMELT_OK; i++)
-    st = mirror_one(dst, dst->arena[i], src, src->arena[i], ig->entries[i].arena_bytes);
-  return st;
+  uint32_t i = entry_index(ig, e);
+  return st == SMELT_OK ? mirror_one(dst, dst->arena[i], src, src->arena[i], e->arena_bytes) : st;
 }
 
 static smelt_status find_persistent(smelt_session *s, const char *name, size_t bytes, uint32_t *t) {

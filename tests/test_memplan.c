@@ -1,0 +1,130 @@
+// test_memplan.c: the arena planner.
+//
+// On every example's training step and on random lifetimes: no two buffers
+// that are live together overlap, and, replaying the schedule over the
+// arena's 64-byte granules, every read finds the granules still holding what
+// its producer wrote. A golden table pins each example's planned arena: a
+// change to planning or to the kernels that moves it must update the table on
+// purpose.
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+typedef struct {
+  const KernelPlan *p;
+  const MemBuf *b;
+  int *owner;      // by granule: the slot whose value it holds, or -1
+  const char *what;
+  int at;
+} Replay;
+
+static void check_read(void *ctx, const Node *n) {
+  Replay *r = ctx;
+  int s = r->p->slot[n->id];
+  const MemBuf *m = &r->b[s];
+  if (n->op == OP_PARAM || n->op == OP_STATE) return;
+  for (uint64_t g = m->offset / 64; g < (m->offset + m->bytes + 63) / 64; g++)
+    cr_assert_eq(r->owner[g], s, "%s: launch %d reads slot %d, but granule %llu holds slot %d", r->what, r->at, s,
+                 (unsigned long long)g, r->owner[g]);
+}
+
+// Plans a model's training step (or forward graph) and checks the plan; returns the arena size.
+static uint64_t plan_model(const char *path, const Define *defs, int ndefs, uint64_t *unplanned) {
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_file(&c, path);
+  cr_assert_eq(check_modules(&c, &m, 1, defs, ndefs), 0);
+  Graph g;
+  graph_init(&g, &c.arena, &c.diag);
+  cr_assert_eq(elaborate(&c, m, defs, ndefs, true, &g), 0);
+  if (g.loss && m->train) cr_assert_eq(training_step(&c, m, &g), 0);
+  pass_conv_gemm(&g);
+  pass_matmul_operands(&g);
+  KernelPlan p;
+  kernel_plan(&g, "", 16, &p);
+  MemBuf *b = malloc(sizeof *b * (size_t)p.nslots);
+  bool *in = calloc((size_t)p.nslots, sizeof *in);
+  memplan_lifetimes(&g, &p, b);
+  *unplanned = 0;
+  for (int s = 0; s < p.nslots; s++) {
+    in[s] = p.slot_node[s]->op != OP_PARAM && p.slot_node[s]->op != OP_STATE;
+    if (in[s]) *unplanned += (b[s].bytes + 63) / 64 * 64;
+  }
+  uint64_t arena = memplan_pack(b, in, p.nslots, 64);
+  char err[256];
+  cr_assert(memplan_check(b, in, p.nslots, arena, err, sizeof err), "%s: %s", path, err);
+  // replay: inputs hold their values from the start; each launch checks its reads, then writes
+  int *owner = malloc(sizeof(int) * (size_t)(arena / 64 + 1));
+  for (uint64_t i = 0; i <= arena / 64; i++) owner[i] = -1;
+  Replay r = {&p, b, owner, path, 0};
+  for (int s = 0; s < p.nslots; s++)
+    if (p.slot_node[s]->op == OP_INPUT)
+      for (uint64_t gi = b[s].offset / 64; gi < (b[s].offset + b[s].bytes + 63) / 64; gi++) owner[gi] = s;
+  for (int k = 0; k < p.n; k++) {
+    r.at = k;
+    kernel_reads(&p, &p.kernels[k], check_read, &r);
+    const MemBuf *o = &b[p.slot[p.kernels[k].out->id]];
+    for (uint64_t gi = o->offset / 64; gi < (o->offset + o->bytes + 63) / 64; gi++) owner[gi] = p.slot[p.kernels[k].out->id];
+  }
+  for (int i = 0; i < g.noutputs; i++) check_read(&r, g.outputs[i].node);   // outputs survive to the end
+  free(owner);
+  free(b);
+  free(in);
+  kernel_plan_free(&p);
+  graph_free(&g);
+  compilation_free(&c);
+  return arena;
+}
+
+TEST(memplan, examples_plan_without_overlap_and_reads_see_their_writes) {
+  // the golden table: planned arena bytes of each example's training step at these sizes
+  static const struct {
+    const char *path;
+    Define defs[6];
+    int ndefs;
+    uint64_t arena;
+  } cases[] = {
+      {"examples/mlp.smelt", {{0}}, 0, 5498752},
+      {"examples/cnn.smelt", {{"B", 8}}, 1, 9966336},
+      {"examples/gpt.smelt", {{"B", 2}, {"T", 16}, {"C", 32}, {"L", 2}, {"H", 2}}, 5, 611904},
+      {"examples/lstm.smelt", {{"B", 4}, {"T", 8}, {"E", 16}, {"H", 32}}, 4, 368320},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    uint64_t unplanned, arena = plan_model(cases[i].path, cases[i].defs, cases[i].ndefs, &unplanned);
+    cr_log_info("%s: arena %llu of %llu bytes (%.2f)", cases[i].path, (unsigned long long)arena,
+                (unsigned long long)unplanned, (double)arena / (double)unplanned);
+    cr_expect_eq(arena, cases[i].arena, "%s: planned arena %llu bytes, the table says %llu",
+                                     cases[i].path, (unsigned long long)arena, (unsigned long long)cases[i].arena);
+    cr_expect_leq(arena * 2, unplanned, "%s: the plan should at least halve the arena", cases[i].path);
+  }
+}
+
+TEST(memplan, random_lifetimes_never_overlap) {
+  uint64_t x = 88172645463325252ull;
+  for (int trial = 0; trial < 200; trial++) {
+    int n = 1 + (int)(x % 60);
+    MemBuf b[64];
+    bool in[64];
+    for (int i = 0; i < n; i++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      int first = (int)(x % 40), len = (int)((x >> 8) % 12);
+      b[i] = (MemBuf){.bytes = (x >> 16) % 5000, .first = first, .last = first + len};
+      in[i] = (x >> 40) % 8 != 0;
+    }
+    uint64_t arena = memplan_pack(b, in, n, 64);
+    char err[128];
+    cr_assert(memplan_check(b, in, n, arena, err, sizeof err), "trial %d: %s", trial, err);
+    // never less than the largest live set
+    uint64_t most = 0;
+    for (int t = 0; t < 52; t++) {
+      uint64_t live = 0;
+      for (int i = 0; i < n; i++)
+        if (in[i] && b[i].first <= t && t <= b[i].last) live += b[i].bytes;
+      if (live > most) most = live;
+    }
+    cr_assert_geq(arena, most);
+  }
+}
