@@ -1,8 +1,8 @@
 // profile.c: kernels timed on a device: per-kernel profiles (smelt bench
 // --profile, smelt-rt profile) and the GPU check's bandwidth table.
 //
-// Times come from the device's events around each launch when it has them
-// (GPUs), else from the wall clock around a synchronized run; each figure is
+// Times come from the device's own per-launch timing (events on GPUs, the
+// clock around each launch on the CPU); each figure is
 // the median of many runs after warm-up runs. Bytes and FLOPs are the
 // compiler's estimates in the ingot (IngotCost): what each kernel must move
 // and compute at least.
@@ -81,17 +81,10 @@ static int time_launches(smelt_session *s, const smelt_ingot *ig, const IngotEnt
   for (int w = 0; w < 3 && rc == 0; w++) rc = smelt_run(s, name, 1, (uint64_t)w) != SMELT_OK;
   sync_dev(d);
   for (int r = 0; r < runs && rc == 0; r++) {
-    if (d->profile) d->profile(d, true);
-    double t0 = now_ms();
+    d->profile(d, true);
     rc = smelt_run(s, name, 1, (uint64_t)r) != SMELT_OK;
-    sync_dev(d);
-    double wall = now_ms() - t0;
-    if (d->profile) {
-      d->profile(d, false);
-      if (d->profile_take(d, all + (size_t)r * n, (int)n) != (int)n) rc = 1;
-    } else {   // no events: the whole run, charged to the entry's one kernel or spread evenly
-      for (uint32_t k = 0; k < n; k++) all[(size_t)r * n + k] = wall / n;
-    }
+    d->profile(d, false);
+    if (d->profile_take(d, all + (size_t)r * n, (int)n) != (int)n) rc = 1;
   }
   for (uint32_t k = 0; k < n && rc == 0; k++) {
     for (int r = 0; r < runs; r++) col[r] = all[(size_t)r * n + k];

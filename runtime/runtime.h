@@ -86,7 +86,7 @@ struct Device {
   // call (0: none) and clears it; a failure of the device itself is -1 after
   // rt_fail.
   int64_t (*take_error)(Device *d);
-  // Optional: while on, each launch is timed with device events; profile_take
+  // While on, each launch is timed (device events, or the clock); profile_take
   // waits and writes the milliseconds of the launches made since profiling
   // was switched on, in order, up to max, and returns how many it wrote.
   void (*profile)(Device *d, bool on);
