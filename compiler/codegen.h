@@ -27,6 +27,11 @@ typedef struct {
   // this shape is out_lin, so same-shape operands load at the output's index.
   const Shape *out_shape;
   V out_idx[MAX_DIMS], out_lin;
+  // Values this kernel has computed for its root and outputs at the current
+  // element: reads of them (always at that element) use these, never memory.
+  const Node *subst[KERNEL_MAX_OUTS + 1];
+  V subst_val[KERNEL_MAX_OUTS + 1];
+  int nsubst;
   LLVMTypeRef i1, i8, i16, i32, i64, f32, f64, f16, bf16;
   LLVMTypeRef ptr;          // generic pointers (the host's only kind)
   LLVMTypeRef gptr;         // pointers to buffers: global memory on a GPU
@@ -86,8 +91,12 @@ void loop_open(Cg *c, Loop *L, V from, V to, int nacc, V *init);
 // after the loop, where L->acc[k] hold the final values.
 void loop_close(Cg *c, Loop *L, V *next);
 
-// The value of node n at output index idx (lin: its linear index), by kind.
+// The value of kernel k's root at its index idx (lin: its linear index).
 V kernel_value(Cg *c, const Kernel *k, V *idx, V lin);
+// Computes k's outputs at linear index lin from its root's value there
+// (epilogues; outputs that read earlier ones get them in registers) and
+// stores them.
+void kernel_store(Cg *c, const Kernel *k, V lin, V root_val);
 V kernel_matmul(Cg *c, const Node *n, V *idx);
 
 #endif

@@ -334,9 +334,28 @@ V emit_folded(Cg *c, const Node *n, V *idx) {
   }
 }
 
+// A computed value as storing and reloading it would give: floats rounded
+// to f16/bf16, integers wrapped to their width. Fused kernels then compute
+// exactly what the unfused ones do.
+static V round_value(Cg *c, V v, DType t) {
+  LLVMBuilderRef B = c->b;
+  switch (t) {
+  case DT_F16: return LLVMBuildFPExt(B, LLVMBuildFPTrunc(B, v, c->f16, ""), c->f32, "");
+  case DT_BF16: return LLVMBuildFPExt(B, to_bf16(c, v), c->f32, "");
+  case DT_I32: return LLVMTypeOf(v) == c->i64 ? LLVMBuildSExt(B, LLVMBuildTrunc(B, v, c->i32, ""), c->i64, "") : v;
+  case DT_U8: return LLVMTypeOf(v) == c->i64 ? LLVMBuildZExt(B, LLVMBuildTrunc(B, v, c->i8, ""), c->i64, "") : v;
+  default: return v;
+  }
+}
+
+static V computed_value(Cg *c, const Node *n, V *idx);
+
 V emit_value(Cg *c, const Node *n, V *idx) {
+  for (int i = 0; i < c->nsubst; i++)
+    if (c->subst[i] == n) return c->subst_val[i];
   if (c->plan->slot[n->id] >= 0) return load_at(c, n, linearize(c, idx, &n->shape));
-  return emit_folded(c, n, idx);
+  if (node_is_folded(n)) return emit_folded(c, n, idx);
+  return round_value(c, computed_value(c, n, idx), n->dtype);   // fused into this kernel
 }
 
 // Reads operand s of node n (of shape n->shape) at n's index idx, broadcasting.
@@ -722,19 +741,49 @@ static V kernel_gather(Cg *c, const Node *n, V *o) {
   return L.acc[0];
 }
 
-V kernel_value(Cg *c, const Kernel *k, V *idx, V lin) {
-  const Node *n = k->out;
-  switch (k->kind) {
-  case KK_POINTWISE: return kernel_pointwise(c, n, idx);
-  case KK_RANDOM: return kernel_random(c, n, lin);
-  case KK_REDUCE: return kernel_reduce(c, n, idx);
-  case KK_MATMUL: return kernel_matmul(c, n, idx);
-  case KK_CONV: return kernel_conv(c, n, idx);
-  case KK_POOL: return kernel_pool(c, n, idx);
-  case KK_GATHER: return kernel_gather(c, n, idx);
-  case KK_COPY: return emit_folded(c, n, idx);
+// The value of a computing node (not a view) at idx, before rounding.
+static V computed_value(Cg *c, const Node *n, V *idx) {
+  if (node_is_folded(n)) return emit_folded(c, n, idx);
+  if (node_is_pointwise(n)) return kernel_pointwise(c, n, idx);
+  switch (op_kind(n->op)) {
+  case KIND_REDUCE: return kernel_reduce(c, n, idx);
+  case KIND_CONTRACT: return kernel_matmul(c, n, idx);
+  case KIND_CONV: return kernel_conv(c, n, idx);
+  case KIND_POOL: return kernel_pool(c, n, idx);
+  case KIND_GATHER: return kernel_gather(c, n, idx);
+  default:
+    ASSERT(n->op == OP_RANDOM);
+    return kernel_random(c, n, linearize(c, idx, &n->shape));
   }
-  UNREACHABLE();
+}
+
+V kernel_value(Cg *c, const Kernel *k, V *idx, V lin) {
+  if (k->kind == KK_RANDOM) return kernel_random(c, k->root, lin);
+  return computed_value(c, k->root, idx);
+}
+
+void kernel_store(Cg *c, const Kernel *k, V lin, V root_val) {
+  V vals[KERNEL_MAX_OUTS];
+  c->nsubst = 0;
+  if (k->root != k->out) {
+    c->subst[0] = k->root;
+    c->subst_val[c->nsubst++] = round_value(c, root_val, k->root->dtype);
+  }
+  for (int o = 0; o < k->nouts; o++) {
+    const Node *n = k->outs[o];
+    if (n == k->root) {
+      vals[o] = root_val;
+    } else {
+      V idx[MAX_DIMS];
+      if (c->out_lin == lin && shape_eq(&n->shape, c->out_shape)) memcpy(idx, c->out_idx, sizeof idx);
+      else delinearize(c, lin, &n->shape, idx);
+      vals[o] = computed_value(c, n, idx);
+    }
+    c->subst[c->nsubst] = n;
+    c->subst_val[c->nsubst++] = round_value(c, vals[o], n->dtype);
+  }
+  c->nsubst = 0;
+  for (int o = 0; o < k->nouts; o++) store_at(c, k->outs[o], lin, vals[o]);
 }
 
 // ---- modules

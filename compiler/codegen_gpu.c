@@ -79,7 +79,7 @@ static int64_t row_length(const Node *n) {
 }
 
 static Strategy strategy_of(const Kernel *k) {
-  const Node *n = k->out;
+  const Node *n = k->root;
   if (k->kind == KK_MATMUL) {   // a thin product (matrix-vector) wastes most of a tile: a thread per output
     int nd = n->shape.ndim;
     return n->shape.d[nd - 2] >= MM_THIN && n->shape.d[nd - 1] >= MM_THIN ? GS_MATMUL : GS_ELEMENTS;
@@ -96,9 +96,10 @@ static Strategy strategy_of(const Kernel *k) {
 
 // Elements per thread of an elementwise kernel.
 static int vector_width(const Kernel *k) {
-  int64_t n = shape_numel(&k->out->shape);
+  int64_t n = shape_numel(&k->root->shape);
   bool plain = k->kind == KK_POINTWISE || k->kind == KK_COPY;
-  return plain && k->out->dtype == DT_F32 && n % 4 == 0 ? 4 : 1;
+  for (int o = 0; o < k->nouts; o++) plain &= k->outs[o]->dtype == DT_F32;
+  return plain && n % 4 == 0 ? 4 : 1;
 }
 
 static int row_group(const Node *n) { return row_length(n) >= ROW_BLOCK_FROM ? GPU_BLOCK : ROW_GROUP; }
@@ -124,7 +125,7 @@ static uint32_t grid_for(int64_t units_per_block_work) {
 }
 
 void gpu_launch_shape(const Kernel *k, GpuLaunch *out) {
-  const Node *n = k->out;
+  const Node *n = k->root;
   int64_t count = shape_numel(&n->shape), tm, tn;
   out->block = GPU_BLOCK;
   out->shared = 0;
@@ -223,7 +224,7 @@ static V shared_at(Cg *c, V arr, LLVMTypeRef t, V i) {
 // ---- elementwise
 
 static void emit_elements(Cg *c, const Kernel *k, const GpuLaunch *g) {
-  const Node *n = k->out;
+  const Node *n = k->root;
   int vw = vector_width(k);
   int64_t units = shape_numel(&n->shape) / vw;
   V start = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, block_id(c), ci(c, GPU_BLOCK), ""), thread_id(c), "");
@@ -237,7 +238,7 @@ static void emit_elements(Cg *c, const Kernel *k, const GpuLaunch *g) {
     c->out_shape = &n->shape;
     memcpy(c->out_idx, idx, sizeof idx);
     c->out_lin = lin;
-    store_at(c, n, lin, kernel_value(c, k, idx, lin));
+    kernel_store(c, k, lin, kernel_value(c, k, idx, lin));
     c->out_lin = NULL;
   }
   loop_close(c, &L, NULL);
@@ -299,7 +300,7 @@ static void red_group32(Cg *c, const Red *r, V *acc, V tid) {
 
 static void emit_rows(Cg *c, const Kernel *k, const GpuLaunch *g) {
   LLVMBuilderRef B = c->b;
-  const Node *n = k->out, *x = n->src[0];
+  const Node *n = k->root, *x = n->src[0];
   Red r = {n->op, dtype_is_float(x->dtype), NULL};
   r.t = r.f ? c->f32 : c->i64;
   int G = row_group(n), rows_per_block = GPU_BLOCK / G;
@@ -365,7 +366,7 @@ static void emit_rows(Cg *c, const Kernel *k, const GpuLaunch *g) {
   if (r.op == OP_ARGMAX) {   // a row of zero length has no position: 0, as the host computes
     result = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, result, ci(c, INT64_MAX), ""), ci(c, 0), result, "");
   }
-  store_at(c, n, row, result);
+  kernel_store(c, k, row, result);
   LLVMBuildBr(B, next);
   LLVMPositionBuilderAtEnd(B, next);
   loop_close(c, &rows, NULL);
@@ -390,7 +391,7 @@ static V operand_at(Cg *c, const Node *n, const Node *x, V *bidx, V row, V col) 
 
 static void emit_matmul(Cg *c, const Kernel *k, const GpuLaunch *g) {
   LLVMBuilderRef B = c->b;
-  const Node *n = k->out, *a = n->src[0], *bm = n->src[1];
+  const Node *n = k->root, *a = n->src[0], *bm = n->src[1];
   int nd = n->shape.ndim;
   bool ta = n->p.matmul.ta, tb = n->p.matmul.tb;
   int64_t M = n->shape.d[nd - 2], N = n->shape.d[nd - 1];
@@ -475,7 +476,7 @@ static void emit_matmul(Cg *c, const Kernel *k, const GpuLaunch *g) {
       for (int d = 0; d < nd - 2; d++) oi[d] = ti[d];
       oi[nd - 2] = row;
       oi[nd - 1] = col;
-      store_at(c, n, linearize(c, oi, &n->shape), LLVMBuildLoad2(B, c->f32, accp[i][j], ""));
+      kernel_store(c, k, linearize(c, oi, &n->shape), LLVMBuildLoad2(B, c->f32, accp[i][j], ""));
       LLVMBuildBr(B, skip);
       LLVMPositionBuilderAtEnd(B, skip);
     }
@@ -503,7 +504,7 @@ static void emit_gpu_kernel(Cg *c, const Kernel *k) {
     // kernels are left to ptxas (the 128-tile matmul spreads to 220 registers
     // under a loose bound, and per-element convolution gradients need more
     // than 128).
-    if (strategy_of(k) == GS_MATMUL && matmul_tile(k->out) == 64) attr(c, "nvvm.maxnreg", "128");
+    if (strategy_of(k) == GS_MATMUL && matmul_tile(k->root) == 64) attr(c, "nvvm.maxnreg", "128");
   } else {
     LLVMSetFunctionCallConv(c->fn, LLVMAMDGPUKERNELCallConv);
     char range[32];

@@ -30,9 +30,11 @@ static V matrix_elem(Cg *c, const Node *x, const Shape *out, V *bidx, V row, V c
 
 // One register tile of C = A' B (A' = A or A^T): for every k, MR scalars of
 // A' broadcast against one nr-wide vector of B's row k, accumulated in
-// MR vector registers. Edge tiles fall back to one element at a time.
-static void emit_tile(Cg *c, const Node *n, V t) {
+// MR vector registers. Edge tiles fall back to one element at a time. A
+// kernel with an epilogue finishes each element of the tile through it.
+static void emit_tile(Cg *c, const Kernel *kn, V t) {
   LLVMBuilderRef B = c->b;
+  const Node *n = kn->root;
   const int NR = c->plan->nr;
   const Node *a = n->src[0], *bm = n->src[1];
   int nd = n->shape.ndim;
@@ -94,15 +96,21 @@ static void emit_tile(Cg *c, const Node *n, V t) {
   for (int r = 0; r < MATMUL_MR; r++) LLVMAddIncoming(acc[r], &next[r], &latch, 1);
   LLVMBuildBr(B, head);
   LLVMPositionBuilderAtEnd(B, done);
-  V pc = buffer_ptr(c, n);
+  bool plain = kn->nouts == 1 && kn->out == n;   // else each element goes through the epilogue
+  V pc = plain ? buffer_ptr(c, n) : NULL;
   for (int r = 0; r < MATMUL_MR; r++) {
     V oi[MAX_DIMS];
     for (int d = 0; d < batch.ndim; d++) oi[d] = ti[d];
     oi[nd - 2] = addc(c, m0, r);
     oi[nd - 1] = n0;
     V lin = linearize(c, oi, &n->shape);
-    V st = LLVMBuildStore(B, acc[r], LLVMBuildGEP2(B, c->f32, pc, &lin, 1, ""));
-    LLVMSetAlignment(st, 4);
+    if (plain) {
+      V st = LLVMBuildStore(B, acc[r], LLVMBuildGEP2(B, c->f32, pc, &lin, 1, ""));
+      LLVMSetAlignment(st, 4);
+      continue;
+    }
+    for (int j = 0; j < NR; j++)
+      kernel_store(c, kn, addc(c, lin, j), LLVMBuildExtractElement(B, acc[r], LLVMConstInt(c->i32, (unsigned)j, false), ""));
   }
   LLVMBuildBr(B, join);
 
@@ -120,7 +128,7 @@ static void emit_tile(Cg *c, const Node *n, V t) {
   for (int d = 0; d < batch.ndim; d++) oi[d] = ti[d];
   oi[nd - 2] = row;
   oi[nd - 1] = col;
-  store_at(c, n, linearize(c, oi, &n->shape), kernel_matmul(c, n, oi));
+  kernel_store(c, kn, linearize(c, oi, &n->shape), kernel_matmul(c, n, oi));
   LLVMBuildBr(B, skip);
   LLVMPositionBuilderAtEnd(B, skip);
   loop_close(c, &L, NULL);
@@ -128,7 +136,8 @@ static void emit_tile(Cg *c, const Node *n, V t) {
   LLVMPositionBuilderAtEnd(B, join);
 }
 
-// One kernel: for i in [begin, end): idx = index of i; out[i] = value(idx).
+// One kernel: for i in [begin, end): idx = index of i in the root's shape;
+// the outputs at i from the root's value at idx.
 static void emit_kernel(Cg *c, const Kernel *k) {
   LLVMTypeRef params[4] = {c->ptr, c->i64, c->i64, c->ptr};
   LLVMTypeRef ft = LLVMFunctionType(LLVMVoidTypeInContext(c->cx), params, 4, false);
@@ -142,11 +151,11 @@ static void emit_kernel(Cg *c, const Kernel *k) {
   c->step = LLVMBuildLoad2(c->b, c->i64, LLVMBuildGEP2(c->b, c->i64, ctx, &one, 1, ""), "step");
   c->errp = LLVMBuildGEP2(c->b, c->i64, ctx, &two, 1, "err");
   c->out_lin = NULL;
-  const Node *n = k->out;
+  const Node *n = k->root;
   Loop L;
   loop_open(c, &L, LLVMGetParam(c->fn, 1), LLVMGetParam(c->fn, 2), 0, NULL);
   if (k->tiled) {
-    emit_tile(c, n, L.i);
+    emit_tile(c, k, L.i);
     loop_close(c, &L, NULL);
     LLVMBuildRetVoid(c->b);
     return;
@@ -156,8 +165,7 @@ static void emit_kernel(Cg *c, const Kernel *k) {
   c->out_shape = &n->shape;
   memcpy(c->out_idx, idx, sizeof idx);
   c->out_lin = L.i;
-  V v = kernel_value(c, k, idx, L.i);
-  store_at(c, n, L.i, v);
+  kernel_store(c, k, L.i, kernel_value(c, k, idx, L.i));
   loop_close(c, &L, NULL);
   LLVMBuildRetVoid(c->b);
 }

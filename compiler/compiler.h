@@ -269,6 +269,7 @@ struct Node {
   const char *name;      // INPUT, PARAM, STATE: full dotted name; else NULL
   const char *scope;     // the call scope it was built in ("h.3.attn"); "" at model level
   bool stored;           // a view kept in a buffer of its own (pass_matmul_operands)
+  unsigned char fuse;    // FUSE_*: boundary() or fused() in the model file
   union {
     double value;                                        // CONST
     uint32_t axes;                                       // SUM, RMAX, ARGMAX: bit i = dim i
@@ -283,6 +284,9 @@ struct Node {
     uint64_t key;                                        // RANDOM: hash of its name
   } p;
 };
+
+// How the user steers fusion at one expression (docs/fusion.md).
+enum { FUSE_AUTO, FUSE_BOUNDARY, FUSE_INLINE };
 
 // A write of a persistent tensor at the end of a step: target := value.
 typedef struct {
@@ -580,51 +584,88 @@ void tensorfile_free(TensorEntry *t, int n);
 const TensorEntry *tensorfile_find(const TensorEntry *t, int n, const char *name);
 
 // ---------------------------------------------------------------- kernel.c
-// Kernels: one per op that computes values (fusion comes later). Views,
-// constants and iota are folded into the loads of the kernels that read them,
-// so they get no kernel and no buffer. Every other node is stored: leaves in
-// buffers the caller provides, kernel outputs in buffers of their own.
+// Kernels and fusion. Views, constants and iota are folded into the loads of
+// the kernels that read them, so they get no kernel and no buffer. With
+// fusion on, pointwise ops are folded the same way (a pointwise chain with its
+// broadcasts and views is one kernel; a reduction computes its pointwise
+// producers as it reads them), a reduction or contraction computes its
+// pointwise consumers before it stores (an epilogue), and pointwise kernels
+// of one shape that read the same tensors share one kernel (several
+// outputs). Every other node is stored: leaves in buffers the caller
+// provides, kernel outputs in buffers of their own. docs/fusion.md has the
+// rules.
 
 typedef enum {
   KK_POINTWISE, KK_REDUCE, KK_MATMUL, KK_CONV, KK_POOL, KK_GATHER, KK_RANDOM,
   KK_COPY,               // a folded node that must be stored: an output, an update
 } KernelKind;
 
+typedef enum { FUSION_ALL, FUSION_POINTWISE, FUSION_NONE } FusionMode;   // zero: the default
+
+// Why a node is stored, and so kept apart from the kernels that read it.
+typedef enum {
+  SR_NONE,               // not stored: folded or fused into its consumers' kernels
+  SR_LEAF,               // input, parameter, state
+  SR_RESULT,             // output, loss or update value
+  SR_ROOT,               // reduction, contraction, conv, pool, gather, random
+  SR_FUSION_OFF,         // --fusion=none
+  SR_OPERAND,            // a matmul operand (tiled kernels read stored rows)
+  SR_BOUNDARY,           // boundary() in the model file
+  SR_RECOMPUTE,          // several readers or a broadcast read, and costly
+  SR_BUDGET,             // the inlined expression would grow past the budget
+  SR_REDUCE_READ,        // a root not read once at its own index by pointwise ops
+  SR_EPILOGUE_TAKEN,     // its consumer's kernel has a root already
+  SR_MEMORY,             // inlining would hold larger inputs alive longer
+} StoreReason;
+
 // Register tile of the host matmul: MATMUL_MR rows by KernelPlan.nr columns
 // (16 or 32 floats: one or two vector registers of the target per row).
 #define MATMUL_MR 6
+#define KERNEL_MAX_OUTS 8
 
 typedef struct {
-  KernelKind kind;
-  Node *out;             // the node it computes
-  char name[64];         // symbol: <prefix>k<id>_<op>
+  KernelKind kind;       // of its root
+  Node *out;             // outs[0]
+  Node *outs[KERNEL_MAX_OUTS];   // stored results, computed in order at one index
+  int nouts;             // (all of one element count; later ones may read earlier ones there)
+  Node *root;            // what shapes the loop: a reduction, contraction, ...
+                         // whose epilogue gives out; else out itself
+  char name[96];         // symbol: <prefix>k<id>_<scope>_<ops>
   bool tiled;            // KK_MATMUL on stored f32 operands, B not transposed:
                          // iterates over MATMUL_MR x nr tiles of the output
-  int64_t count;         // iterations: output elements, or tiles when tiled
+  int64_t count;         // iterations: root elements, or tiles when tiled
 } Kernel;
 
 typedef struct {
-  Kernel *kernels;       // in schedule order (the graph's order)
+  Kernel *kernels;       // in schedule order
   int n;
-  int *slot;             // by node id: buffer slot, -1 for folded nodes
+  int *slot;             // by node id: buffer slot, -1 for folded and fused nodes
+  unsigned char *why;    // by node id: StoreReason
   Node **slot_node;      // by slot: the node stored there
   int nslots;
   int nr;                // columns of a matmul tile
+  FusionMode mode;
 } KernelPlan;
 
 // Views, CONST and IOTA: computed inside the loads of their consumers.
 bool node_is_folded(const Node *n);
+// Unary, binary, compare and select ops.
+bool node_is_pointwise(const Node *n);
 // Plans g's kernels, named with prefix ("" or "train_"). The graph's outputs
 // and update values are always stored, folded or not.
 // nr: the matmul tile's columns for the target (codegen_tile_columns).
-void kernel_plan(const Graph *g, const char *prefix, int nr, KernelPlan *p);
+// The same graph and mode give the same kernels in the same order.
+void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, KernelPlan *p);
 void kernel_plan_free(KernelPlan *p);
+const char *fusion_mode_name(FusionMode m);
+int fusion_mode_parse(const char *s, FusionMode *m);   // 0, or -1 for an unknown name
+const char *store_reason_text(StoreReason r);
 // What a kernel must move and compute at least: each stored tensor it reads
-// once, its output once; FLOPs counted as 2 per multiply-add, 1 per
+// once, its outputs once; FLOPs counted as 2 per multiply-add, 1 per
 // elementwise op (estimates, for profiles and roofline ratios).
 void kernel_cost(const KernelPlan *p, const Kernel *k, uint64_t *read, uint64_t *written, uint64_t *flops);
-// Calls fn for every stored node kernel k reads (through folded views), each
-// time it is reached.
+// Calls fn for every stored node kernel k reads (through folded and fused
+// nodes), each time it is reached; not its own outputs.
 void kernel_reads(const KernelPlan *p, const Kernel *k, void (*fn)(void *ctx, const Node *n), void *ctx);
 
 // ---------------------------------------------------------------- memplan.c
@@ -733,6 +774,7 @@ typedef struct {
   const char *cpu;          // LLVM CPU name ("x86-64-v3"), or NULL for this machine's
   const char *gpus[16];     // GPU targets ("sm_90", "gfx90a")
   int ngpus;
+  FusionMode fusion;        // FUSION_ALL (zero) unless asked otherwise
 } BuildTargets;
 
 int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t,
@@ -777,12 +819,39 @@ int gpu_bench(const char *device, int n, char **ingots);
 // temporaries and kernels too). Returns the exit status.
 int inspect_ingot(const char *path, FILE *out, bool all);
 
+// ---------------------------------------------------------------- explain.c
+// `smelt explain`: an entry point's kernels in schedule order (kind, ops,
+// model-file lines, bytes, FLOPs, and for every tensor read from an earlier
+// kernel the rule that kept them apart), against fusion off; with memory,
+// the arena against the sum of intermediates and the largest live set; with
+// svg, a picture of buffer lifetimes written there.
+
+typedef struct {
+  const char *entry;        // "train_step", "eval", "infer"
+  FusionMode fusion;
+  bool memory;
+  const char *svg;          // or NULL
+} ExplainOptions;
+
+int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, const ExplainOptions *o, FILE *out);
+// Kernels, bytes moved, planned arena and the sum of the arena's tensors of a plan.
+void explain_stats(const Graph *g, const KernelPlan *p, int *kernels, uint64_t *moved, uint64_t *arena,
+                   uint64_t *intermediates);
+// 'smelt graph --dot --fused': the op graph with each kernel a cluster.
+void dump_graph_dot_fused(FILE *out, const Graph *g, const KernelPlan *p);
+
 // ---------------------------------------------------------------- driver.c
 // Resolves every module, then elaborates the model of each entry into its
 // training step (forward only when it has no loss). Returns the error count.
 int check_modules(Compilation *c, Module **entries, int nentries, const Define *defs, int ndefs);
 // Appends backward and (with a train block) optimizer to a forward graph.
 int training_step(Compilation *c, Module *m, Graph *g);
+// The graph of one entry point ("train_step", "eval" or "infer") as an ingot
+// compiles it: elaborated (training = true for train_step), optimizer
+// appended, loss dropped (infer), then the graph passes. g is graph_init'ed
+// by the caller. 0, or -1 after reporting (also when the model has no such
+// entry).
+int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const char *entry, Graph *g);
 
 // ---------------------------------------------------------------- summary.c
 // One paragraph per checked file, for 'smelt check --summary' and the demo.

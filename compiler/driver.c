@@ -6,6 +6,7 @@
 #include "compiler.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 int training_step(Compilation *c, Module *m, Graph *g) {
   if (!g->loss) {
@@ -35,4 +36,29 @@ int check_modules(Compilation *c, Module **entries, int nentries, const Define *
     graph_free(&g);
   }
   return c->diag.errors;
+}
+
+int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const char *entry, Graph *g) {
+  bool train = !strcmp(entry, "train_step"), infer = !strcmp(entry, "infer");
+  if (!train && !infer && strcmp(entry, "eval")) {
+    diag_plain(&c->diag, "unknown entry point '%s' (train_step, eval or infer)", entry);
+    return -1;
+  }
+  if (elaborate(c, m, defs, ndefs, train, g)) return -1;
+  if (train && (!m->train || !g->loss)) {
+    diag_plain(&c->diag, "%s: no train_step entry: the model needs a loss and a train block", m->path);
+    return -1;
+  }
+  if (train && optim_append(g, m->train, m->train->steps)) return -1;
+  if (infer) {   // the outputs without the loss, so labels are not needed
+    int k = 0;
+    for (int i = 0; i < g->noutputs; i++)
+      if (g->outputs[i].node != g->loss) g->outputs[k++] = g->outputs[i];
+    g->noutputs = k;
+    g->loss = NULL;
+    graph_prune(g);
+  }
+  pass_conv_gemm(g);
+  pass_matmul_operands(g);
+  return 0;
 }

@@ -305,33 +305,16 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
   graph_init(&ge, &c->arena, &c->diag);
   graph_init(&gt, &c->arena, &c->diag);
   graph_init(&gi, &c->arena, &c->diag);
-  bool train = false;
-  int rc = elaborate(c, m, defs, ndefs, false, &ge);
-  if (rc == 0) rc = elaborate(c, m, defs, ndefs, false, &gi);
-  if (rc == 0) {   // infer: the outputs without the loss
-    int k = 0;
-    for (int i = 0; i < gi.noutputs; i++)
-      if (gi.outputs[i].node != gi.loss) gi.outputs[k++] = gi.outputs[i];
-    gi.noutputs = k;
-    gi.loss = NULL;
-    graph_prune(&gi);
-  }
-  if (rc == 0 && m->train && ge.loss) {
-    train = true;
-    rc = elaborate(c, m, defs, ndefs, true, &gt);
-    if (rc == 0) rc = optim_append(&gt, m->train, m->train->steps);
-  }
+  int rc = entry_graph(c, m, defs, ndefs, "eval", &ge);
+  bool train = rc == 0 && m->train && ge.loss;
+  if (rc == 0) rc = entry_graph(c, m, defs, ndefs, "infer", &gi);
+  if (rc == 0 && train) rc = entry_graph(c, m, defs, ndefs, "train_step", &gt);
   KernelPlan pe = {0}, pt = {0}, pi = {0};
   if (rc == 0) {
-    Graph *gs[3] = {&ge, &gi, &gt};
-    for (int k = 0; k < (train ? 3 : 2); k++) {
-      pass_conv_gemm(gs[k]);
-      pass_matmul_operands(gs[k]);
-    }
     int nr = codegen_tile_columns(cpu);
-    kernel_plan(&ge, "eval_", nr, &pe);
-    kernel_plan(&gi, "infer_", nr, &pi);
-    if (train) kernel_plan(&gt, "train_", nr, &pt);
+    kernel_plan(&ge, "eval_", nr, t->fusion, &pe);
+    kernel_plan(&gi, "infer_", nr, t->fusion, &pi);
+    if (train) kernel_plan(&gt, "train_", nr, t->fusion, &pt);
     // parameters first, in the train graph's order, so every entry shares them
     if (train) add_entry(&w, "train_step", &gt, &pt);
     add_entry(&w, "eval", &ge, &pe);

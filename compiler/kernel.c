@@ -1,18 +1,43 @@
-// kernel.c: the graph cut into kernels, one per op that computes values.
+// kernel.c: the graph cut into kernels, and fusion.
 //
 // Views (reshape, permute, broadcast, slice, pad, concat), constants and iota
 // are index arithmetic or literals: the emitter folds them into the loads of
-// whichever kernel reads them, so they cost no kernel and no memory. Every
-// other node is stored in a buffer slot of its own (memory planning comes
-// later and will share slots).
+// whichever kernel reads them, so they cost no kernel and no memory. With
+// fusion, pointwise ops are folded the same way (recomputed at each index
+// their consumer reads), a reduction or contraction takes the pointwise chain
+// that consumes it as its epilogue, and pointwise kernels of one shape that
+// read the same tensors become one kernel with several outputs. Every
+// decision not to fuse is recorded per node (plan->why) so `smelt explain`
+// can say which rule kept two kernels apart. The rules: docs/fusion.md.
 #include "compiler.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+// The size of what one kernel may compute inline per output element, in
+// the units of op_cost: past it, a producer is stored instead (register
+// pressure and code size grow with the expression).
+#define EXPR_BUDGET 96
+// A producer read by several kernels, or through a broadcast, is recomputed
+// by each reader when it is inlined; only this cheap a one is.
+#define RECOMPUTE_BUDGET 8
+// A kernel whose output is a temporary moves at most this many kernels
+// earlier to join a sibling (its output lives from there on).
+#define SIBLING_REACH 4
+// Inlining a node delays the last read of its inputs to its consumer; a
+// consumer further than this many ops away may raise the peak (SR_MEMORY).
+#define MEMORY_REACH 4
+
 bool node_is_folded(const Node *n) {
   return op_kind(n->op) == KIND_MOVE || n->op == OP_CONST || n->op == OP_IOTA;
 }
+
+bool node_is_pointwise(const Node *n) {
+  OpKind k = op_kind(n->op);
+  return k == KIND_UNARY || k == KIND_BINARY || k == KIND_COMPARE || k == KIND_SELECT;
+}
+
+static bool is_leaf(const Node *n) { return n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_STATE; }
 
 static KernelKind kind_of(Op op) {
   switch (op_kind(op)) {
@@ -23,6 +48,187 @@ static KernelKind kind_of(Op op) {
   case KIND_GATHER: return KK_GATHER;
   default: return op == OP_RANDOM ? KK_RANDOM : KK_POINTWISE;
   }
+}
+
+const char *fusion_mode_name(FusionMode m) {
+  return m == FUSION_NONE ? "none" : m == FUSION_POINTWISE ? "pointwise" : "all";
+}
+
+int fusion_mode_parse(const char *s, FusionMode *m) {
+  for (int i = FUSION_ALL; i <= FUSION_NONE; i++)
+    if (!strcmp(s, fusion_mode_name((FusionMode)i))) return *m = (FusionMode)i, 0;
+  return -1;
+}
+
+const char *store_reason_text(StoreReason r) {
+  switch (r) {
+  case SR_NONE: return "fused";
+  case SR_LEAF: return "an input, parameter or state tensor";
+  case SR_RESULT: return "a result the caller reads (output, loss or update)";
+  case SR_ROOT: return "a reduction, contraction, convolution, pool, gather or random op: a kernel of its own";
+  case SR_FUSION_OFF: return "fusion is off (--fusion=none)";
+  case SR_OPERAND: return "a matmul operand: tiled matmuls read stored rows";
+  case SR_BOUNDARY: return "boundary() in the model file";
+  case SR_RECOMPUTE: return "read by several kernels or through a broadcast, and too costly to recompute";
+  case SR_BUDGET: return "its inlined expression would exceed a kernel's size budget";
+  case SR_REDUCE_READ: return "read by a non-pointwise op, through a broadcast or by several ops: computed once, stored";
+  case SR_EPILOGUE_TAKEN: return "its consumer's kernel already has a reduction or contraction";
+  case SR_MEMORY: return "fusing it would keep larger inputs alive until a distant consumer (peak memory)";
+  }
+  return "?";
+}
+
+// Inline cost of one op per element: arithmetic 1, division and roots 2,
+// transcendental functions 8.
+static int op_cost(Op op) {
+  switch (op) {
+  case OP_EXP: case OP_LOG: case OP_TANH: case OP_SIGMOID: case OP_POW: case OP_SIN: case OP_COS: return 8;
+  case OP_DIV: case OP_SQRT: case OP_RSQRT: return 2;
+  default: return 1;
+  }
+}
+
+typedef struct {
+  int *last;         // by node id: the last direct consumer's id
+  int *uses;         // by node id: consumer ops (views count their consumers)
+  bool *amplified;   // by node id: some consumer reads an element more than once
+  bool *operand;     // by node id: a matmul reads it
+  bool *result;      // by node id: the caller reads it
+} Uses;
+
+// Folded views pass their consumers on to their source: a node read by two
+// views of one kernel counts twice, which errs on the side of storing.
+static void count_uses(const Graph *g, Uses *u) {
+  for (int i = g->n - 1; i >= 0; i--) {
+    const Node *n = g->nodes[i];
+    bool view = node_is_folded(n) && !n->stored && !u->result[i];
+    for (int s = 0; s < n->nsrc; s++) {
+      const Node *x = n->src[s];
+      if (u->last[x->id] < i) u->last[x->id] = i;
+      u->uses[x->id] += view ? (u->uses[i] ? u->uses[i] : 0) : 1;
+      if (view) u->amplified[x->id] |= u->amplified[i] || n->op == OP_BROADCAST;
+      else if (!shape_eq(&x->shape, &n->shape) && (node_is_pointwise(n) || n->op == OP_RANDOM)) u->amplified[x->id] = true;
+      else if (!node_is_pointwise(n) && op_kind(n->op) != KIND_REDUCE && !node_is_folded(n)) u->amplified[x->id] = true;
+      if (n->op == OP_MATMUL) u->operand[x->id] = true;
+    }
+  }
+}
+
+// Bytes of the arena tensors under n's inlined expression that nothing else
+// keeps alive until n's last consumer: what inlining n would hold longer.
+static uint64_t held_longer(const KernelPlan *p, const Uses *u, const Node *n, int until, const Node **seen, int *nseen) {
+  uint64_t bytes = 0;
+  for (int s = 0; s < n->nsrc; s++) {
+    const Node *x = n->src[s];
+    if (p->why[x->id] == SR_NONE) {
+      bytes += held_longer(p, u, x, until, seen, nseen);
+      continue;
+    }
+    if (p->why[x->id] == SR_LEAF || u->last[x->id] >= until) continue;
+    bool dup = false;
+    for (int i = 0; i < *nseen; i++) dup |= seen[i] == x;
+    if (dup || *nseen == 64) continue;
+    seen[(*nseen)++] = x;
+    bytes += (uint64_t)shape_numel(&x->shape) * (uint64_t)dtype_size(x->dtype);
+  }
+  return bytes;
+}
+
+// Follows a root's single consumer chain through reshapes and same-shape
+// pointwise ops that are inlined, to the stored node whose kernel would
+// compute it; NULL when the chain breaks (a broadcast, a second consumer).
+static Node *epilogue_end(const KernelPlan *p, const Uses *u, Node *r, Node **users) {
+  for (Node *at = r;;) {
+    Node *next = users[at->id];
+    if (u->uses[at->id] != 1 || !next) return NULL;
+    if (next->op != OP_RESHAPE && !(node_is_pointwise(next) && shape_eq(&next->shape, &at->shape))) return NULL;
+    if (p->slot[next->id] >= 0) return node_is_pointwise(next) ? next : NULL;
+    at = next;
+  }
+}
+
+// What kernel k's output expression reads: stored nodes, each with whether
+// every read is at the kernel's own (linear) index.
+typedef struct {
+  const Node *node[64];
+  bool identity[64];
+  int n;
+  bool overflow;
+} ReadSet;
+
+static void add_readset(ReadSet *r, const Node *x, bool identity) {
+  for (int i = 0; i < r->n; i++)
+    if (r->node[i] == x) {
+      r->identity[i] &= identity;
+      return;
+    }
+  if (r->n == 64) {
+    r->overflow = true;
+    return;
+  }
+  r->node[r->n] = x;
+  r->identity[r->n++] = identity;
+}
+
+static void collect_reads(const KernelPlan *p, const Node *n, bool identity, ReadSet *r) {
+  for (int s = 0; s < n->nsrc; s++) {
+    const Node *x = n->src[s];
+    bool id = identity && (n->op == OP_RESHAPE || (node_is_pointwise(n) && shape_eq(&x->shape, &n->shape)));
+    if (p->slot[x->id] >= 0) add_readset(r, x, id);
+    else collect_reads(p, x, id, r);
+  }
+}
+
+static void kernel_readset(const KernelPlan *p, const Kernel *k, ReadSet *r) {
+  r->n = 0;
+  r->overflow = false;
+  for (int o = 0; o < k->nouts; o++) collect_reads(p, k->outs[o], true, r);
+}
+
+// Sibling fusion: pointwise kernel j joins an earlier pointwise kernel of the
+// same shape when everything j reads exists by then, j reads that kernel's
+// outputs only at its own index, and the two share an input (or j reads the
+// other's output), so the shared tensor is read once.
+static void merge_siblings(KernelPlan *p, int *kernel_of, const bool *result) {
+  bool *dead = xcalloc((size_t)(p->n ? p->n : 1), sizeof *dead);
+  for (int j = 1; j < p->n; j++) {
+    Kernel *kj = &p->kernels[j];
+    if (kj->kind != KK_POINTWISE || kj->root != kj->out) continue;
+    ReadSet rj;
+    kernel_readset(p, kj, &rj);
+    if (rj.overflow) continue;
+    int lb = -1;
+    for (int i = 0; i < rj.n; i++) {
+      int kk = kernel_of[rj.node[i]->id];
+      if (kk > lb) lb = kk;
+    }
+    for (int i = j - 1; i >= 0 && i >= lb && i >= j - 64; i--) {
+      Kernel *ki = &p->kernels[i];
+      if (dead[i] || ki->kind != KK_POINTWISE || ki->root != ki->out || ki->nouts == KERNEL_MAX_OUTS) continue;
+      if (!shape_eq(&ki->out->shape, &kj->out->shape)) continue;
+      if (!result[kj->out->id] && j - i > SIBLING_REACH) continue;   // its output would live longer
+      bool ok = true, shares = false;
+      ReadSet ri;
+      kernel_readset(p, ki, &ri);
+      for (int a = 0; a < rj.n && ok; a++) {
+        if (kernel_of[rj.node[a]->id] == i) {
+          ok = rj.identity[a];
+          shares = true;
+        }
+        for (int b = 0; b < ri.n; b++) shares |= ri.node[b] == rj.node[a];
+      }
+      if (!ok || !shares) continue;
+      ki->outs[ki->nouts++] = kj->out;
+      kernel_of[kj->out->id] = i;
+      dead[j] = true;
+      break;
+    }
+  }
+  int n = 0;
+  for (int i = 0; i < p->n; i++)
+    if (!dead[i]) p->kernels[n++] = p->kernels[i];
+  p->n = n;
+  free(dead);
 }
 
 // A matmul whose operands are stored f32 tensors (no view between) and whose
@@ -40,56 +246,180 @@ static bool matmul_tiles(const KernelPlan *p, const Node *n, int64_t *tiles) {
   return true;
 }
 
-void kernel_plan(const Graph *g, const char *prefix, int nr, KernelPlan *p) {
+static void lower(char *dst, const char *s, size_t room) {
+  size_t i = 0;
+  for (; s[i] && i + 1 < room; i++) dst[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] - 'A' + 'a' : s[i]);
+  dst[i] = '\0';
+}
+
+typedef struct {
+  Op ops[4];
+  int n;
+} OpList;
+
+static void ops_of(const KernelPlan *p, const Node *n, bool top, OpList *l) {
+  if (!top && p->slot[n->id] >= 0) return;
+  if (!node_is_folded(n) || top) {
+    bool seen = false;
+    for (int i = 0; i < l->n; i++) seen |= l->ops[i] == n->op;
+    if (!seen && l->n < 4) l->ops[l->n++] = n->op;
+  }
+  for (int s = 0; s < n->nsrc; s++) ops_of(p, n->src[s], false, l);
+}
+
+// <prefix>k<id>_<scope>_<ops>: the scope's dots become underscores and the
+// ops are the root's then the epilogue's, at most four (symbols must be
+// valid PTX identifiers).
+static void kernel_name(const KernelPlan *p, Kernel *k, const char *prefix) {
+  char *at = k->name, *end = k->name + sizeof k->name;
+  at += snprintf(at, (size_t)(end - at), "%sk%d", prefix, k->out->id);
+  if (k->out->scope && *k->out->scope && at < end - 2) {
+    *at++ = '_';
+    for (const char *s = k->out->scope; *s && at < end - 24; s++)
+      *at++ = (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ? *s : '_';
+    *at = '\0';
+  }
+  OpList l = {.n = 0};
+  if (k->root != k->out) ops_of(p, k->root, true, &l);
+  for (int o = 0; o < k->nouts; o++) ops_of(p, k->outs[o], true, &l);
+  for (int i = 0; i < l.n && at < end - 12; i++) {
+    *at++ = '_';
+    lower(at, op_name(l.ops[i]), (size_t)(end - at) < 10 ? (size_t)(end - at) : 10);
+    at += strlen(at);
+  }
+}
+
+void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, KernelPlan *p) {
   memset(p, 0, sizeof *p);
   p->nr = nr;
-  bool *keep = xcalloc((size_t)g->n + 1, sizeof *keep);   // must be stored
-  for (int i = 0; i < g->n; i++) keep[i] = g->nodes[i]->stored;
-  for (int i = 0; i < g->noutputs; i++) keep[g->outputs[i].node->id] = true;
-  for (int i = 0; i < g->nupdates; i++) keep[g->updates[i].value->id] = true;
-  p->slot = xmalloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
-  p->slot_node = xmalloc(sizeof(Node *) * (size_t)(g->n ? g->n : 1));
-  p->kernels = xcalloc((size_t)(g->n ? g->n : 1), sizeof(Kernel));
+  p->mode = mode;
+  size_t nn = (size_t)(g->n ? g->n : 1);
+  Uses u = {xcalloc(nn, sizeof(int)), xcalloc(nn, sizeof(int)), xcalloc(nn, sizeof(bool)), xcalloc(nn, sizeof(bool)),
+            xcalloc(nn, sizeof(bool))};
+  for (int i = 0; i < g->noutputs; i++) u.result[g->outputs[i].node->id] = true;
+  for (int i = 0; i < g->nupdates; i++) u.result[g->updates[i].value->id] = true;
+  if (g->loss) u.result[g->loss->id] = true;
+  count_uses(g, &u);
+  Node **users = xcalloc(nn, sizeof *users);   // the last consumer of each node
+  for (int i = 0; i < g->n; i++)
+    for (int s = 0; s < g->nodes[i]->nsrc; s++) users[g->nodes[i]->src[s]->id] = g->nodes[i];
+  p->slot = xmalloc(sizeof(int) * nn);
+  p->why = xcalloc(nn, sizeof *p->why);
+  Node **root_of = xcalloc(nn, sizeof *root_of);
+  int *cost = xcalloc(nn, sizeof *cost);   // inline cost of a node's value at one index
+  int *work = xcalloc(nn, sizeof *work);   // computing nodes up to each node: a distance in the schedule
+  for (int i = 0, w = 0; i < g->n; i++) work[i] = w += !node_is_folded(g->nodes[i]) && !is_leaf(g->nodes[i]);
+  // 1. which nodes are stored
   for (int i = 0; i < g->n; i++) {
     Node *n = g->nodes[i];
-    if (node_is_folded(n) && !keep[i]) {
-      p->slot[i] = -1;
+    StoreReason why = SR_NONE;
+    if (is_leaf(n)) why = SR_LEAF;
+    else if (u.result[i]) why = SR_RESULT;
+    else if (n->fuse == FUSE_BOUNDARY) why = SR_BOUNDARY;
+    else if (n->stored) why = SR_OPERAND;
+    else if (node_is_folded(n)) why = SR_NONE;
+    else if (!node_is_pointwise(n)) why = SR_ROOT;
+    else if (mode == FUSION_NONE) why = SR_FUSION_OFF;
+    else if (u.operand[i]) why = SR_OPERAND;
+    p->why[i] = (unsigned char)why;
+    if (why != SR_NONE) {
+      cost[i] = 1;   // a load
       continue;
     }
+    cost[i] = node_is_folded(n) ? 0 : op_cost(n->op);
+    for (int s = 0; s < n->nsrc; s++) cost[i] += cost[n->src[s]->id];
+    if (!node_is_pointwise(n) || n->fuse == FUSE_INLINE) continue;
+    const Node *seen[64];
+    int nseen = 0;
+    if (cost[i] > EXPR_BUDGET) p->why[i] = SR_BUDGET;
+    else if ((u.uses[i] > 1 || u.amplified[i]) && cost[i] > RECOMPUTE_BUDGET) p->why[i] = SR_RECOMPUTE;
+    else if (work[u.last[i]] - work[i] > MEMORY_REACH &&
+             held_longer(p, &u, n, u.last[i], seen, &nseen) > (uint64_t)shape_numel(&n->shape) * (uint64_t)dtype_size(n->dtype))
+      p->why[i] = SR_MEMORY;
+    if (p->why[i] != SR_NONE) cost[i] = 1;
+  }
+  for (int i = 0; i < g->n; i++) p->slot[i] = p->why[i] == SR_NONE ? -1 : 0;
+  // 2. epilogues: a reduction or contraction read once, at its own index, by
+  // a chain of inlined pointwise ops is computed inside their kernel
+  if (mode == FUSION_ALL)
+    for (int i = 0; i < g->n; i++) {
+      Node *r = g->nodes[i];
+      if (p->why[i] != SR_ROOT || r->op == OP_RANDOM) continue;
+      Node *end = epilogue_end(p, &u, r, users);
+      if (!end) {
+        p->why[i] = SR_REDUCE_READ;
+        continue;
+      }
+      if (root_of[end->id] || p->why[end->id] == SR_BUDGET) {
+        p->why[i] = SR_EPILOGUE_TAKEN;
+        continue;
+      }
+      root_of[end->id] = r;
+      p->why[i] = SR_NONE;
+      p->slot[i] = -1;
+    }
+  // 3. slots and kernels in graph order
+  p->slot_node = xmalloc(sizeof(Node *) * nn);
+  p->kernels = xcalloc(nn, sizeof(Kernel));
+  int *kernel_of = xmalloc(sizeof(int) * nn);
+  for (int i = 0; i < g->n; i++) {
+    Node *n = g->nodes[i];
+    kernel_of[i] = -1;
+    if (p->slot[i] < 0) continue;
     p->slot[i] = p->nslots;
     p->slot_node[p->nslots++] = n;
-    if (n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_STATE) continue;
+    if (is_leaf(n)) continue;
+    kernel_of[i] = p->n;
     Kernel *k = &p->kernels[p->n++];
-    k->kind = node_is_folded(n) ? KK_COPY : kind_of(n->op);
-    k->out = n;
-    snprintf(k->name, sizeof k->name, "%sk%d_", prefix, n->id);
-    size_t len = strlen(k->name);
-    for (const char *c = op_name(n->op); *c && len + 1 < sizeof k->name; c++)
-      k->name[len++] = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
-    k->name[len] = '\0';
-    k->count = shape_numel(&n->shape);
-    if (k->kind == KK_MATMUL && matmul_tiles(p, n, &k->count)) k->tiled = true;
+    k->out = k->outs[0] = n;
+    k->nouts = 1;
+    k->root = root_of[i] ? root_of[i] : n;
+    k->kind = node_is_folded(k->root) ? KK_COPY : kind_of(k->root->op);
   }
-  free(keep);
+  // 4. several outputs per pointwise kernel
+  if (mode == FUSION_ALL) merge_siblings(p, kernel_of, u.result);
+  for (int i = 0; i < p->n; i++) {
+    Kernel *k = &p->kernels[i];
+    kernel_name(p, k, prefix);
+    k->count = shape_numel(&k->root->shape);
+    if (k->kind == KK_MATMUL && matmul_tiles(p, k->root, &k->count)) k->tiled = true;
+  }
+  free(kernel_of);
+  free(cost);
+  free(work);
+  free(root_of);
+  free(users);
+  free(u.last);
+  free(u.uses);
+  free(u.amplified);
+  free(u.operand);
+  free(u.result);
 }
 
 void kernel_plan_free(KernelPlan *p) {
   free(p->slot);
   free(p->slot_node);
   free(p->kernels);
+  free(p->why);
   memset(p, 0, sizeof *p);
 }
 
-static void reads_of(const KernelPlan *p, const Node *n, void (*fn)(void *, const Node *), void *ctx) {
+static bool is_out(const Kernel *k, const Node *x) {
+  for (int o = 0; o < k->nouts; o++)
+    if (k->outs[o] == x) return true;
+  return false;
+}
+
+static void reads_of(const KernelPlan *p, const Kernel *k, const Node *n, void (*fn)(void *, const Node *), void *ctx) {
   for (int s = 0; s < n->nsrc; s++) {
     const Node *x = n->src[s];
-    if (p->slot[x->id] < 0) reads_of(p, x, fn, ctx);
-    else fn(ctx, x);
+    if (p->slot[x->id] < 0) reads_of(p, k, x, fn, ctx);
+    else if (!is_out(k, x)) fn(ctx, x);   // an earlier output of the kernel is in registers
   }
 }
 
 void kernel_reads(const KernelPlan *p, const Kernel *k, void (*fn)(void *, const Node *), void *ctx) {
-  reads_of(p, k->out, fn, ctx);   // a KK_COPY reads what its view folds
+  for (int o = 0; o < k->nouts; o++) reads_of(p, k, k->outs[o], fn, ctx);   // a KK_COPY reads what its view folds
 }
 
 typedef struct {
@@ -107,13 +437,23 @@ static void add_read(void *ctx, const Node *x) {
   r->bytes += (uint64_t)shape_numel(&x->shape) * (uint64_t)dtype_size(x->dtype);
 }
 
+// Elementwise FLOPs of the inlined ops under n (n itself included unless stored elsewhere).
+static uint64_t inline_flops(const KernelPlan *p, const Node *n, bool top) {
+  if (!top && p->slot[n->id] >= 0) return 0;
+  uint64_t f = node_is_pointwise(n) ? (uint64_t)shape_numel(&n->shape) : 0;
+  for (int s = 0; s < n->nsrc; s++) f += inline_flops(p, n->src[s], false);
+  return f;
+}
+
 void kernel_cost(const KernelPlan *p, const Kernel *k, uint64_t *read, uint64_t *written, uint64_t *flops) {
-  const Node *n = k->out;
+  const Node *n = k->root;
   Reads r = {.n = 0, .bytes = 0};
   kernel_reads(p, k, add_read, &r);
   *read = r.bytes;
+  *written = 0;
+  for (int o = 0; o < k->nouts; o++)
+    *written += (uint64_t)shape_numel(&k->outs[o]->shape) * (uint64_t)dtype_size(k->outs[o]->dtype);
   uint64_t out = (uint64_t)shape_numel(&n->shape);
-  *written = out * (uint64_t)dtype_size(n->dtype);
   switch (k->kind) {
   case KK_MATMUL: {
     const Node *a = n->src[0];
@@ -126,7 +466,8 @@ void kernel_cost(const KernelPlan *p, const Kernel *k, uint64_t *read, uint64_t 
     *flops = n->op == OP_IM2COL ? 0 : 2 * out * (uint64_t)(shape_numel(&n->src[1]->shape) /
                                                           (n->op == OP_CONV2D_DW ? 1 : n->src[1]->shape.d[0]));
     break;
-  case KK_COPY: case KK_GATHER: *flops = 0; break;
-  default: *flops = out; break;
+  default: *flops = 0; break;
   }
+  // the pointwise ops computed inline: the outputs, their prologues and epilogues
+  for (int o = 0; o < k->nouts; o++) *flops += inline_flops(p, k->outs[o], true);
 }

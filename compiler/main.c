@@ -2,7 +2,8 @@
 //
 //   smelt check [--summary] FILE...         parse and check model files
 //   smelt dump --stage=ast|graph|grad FILE  print a stage of the compiler
-//   smelt graph --dot FILE                  the op graph as Graphviz DOT
+//   smelt graph --dot [--fused] FILE        the op graph as Graphviz DOT
+//   smelt explain [--memory] FILE           kernels, fusion decisions, memory
 //   smelt init FILE -o WEIGHTS              the initial parameters, as a tensor file
 //   smelt build FILE -o FILE.ingot          compile to an ingot
 //   smelt bench --profile FILE.ingot        per-kernel times of an entry
@@ -32,6 +33,14 @@ static void usage(FILE *out) {
         "                         of the forward pass), grad (the training step:\n"
         "                         forward, backward and optimizer)\n"
         "  graph --dot FILE       the op graph as Graphviz DOT, clustered by layer\n"
+        "      --fused            clustered by kernel instead (of --entry=E)\n"
+        "  explain FILE           every kernel of an entry point (--entry=E, default\n"
+        "                         train_step, else infer) in schedule order: ops,\n"
+        "                         source lines, bytes, FLOPs, and why each tensor it\n"
+        "                         reads was not fused; compared with fusion off\n"
+        "      --memory           the arena instead: peak against the sum of\n"
+        "                         intermediates, the largest live set\n"
+        "      --svg=FILE         draw the buffer lifetimes there\n"
         "  build FILE -o INGOT    compile the model's entry points into an ingot\n"
         "      --target=LIST      comma-separated targets besides the host's x86-64:\n"
         "                         NVIDIA sm_80, sm_90, ... (PTX, and a cubin when\n"
@@ -39,6 +48,8 @@ static void usage(FILE *out) {
         "                         (code objects, linked with ld.lld)\n"
         "      --cpu=NAME         the x86-64 CPU to compile for (default x86-64-v3;\n"
         "                         native: this machine's)\n"
+        "      --fusion=MODE      all (default), pointwise or none (also for train,\n"
+        "                         explain and graph; docs/fusion.md)\n"
         "  train FILE             build (a .smelt) and run its train block:\n"
         "      --epochs=N --steps=N       override the train block's length\n"
         "      --device=D                 auto (default: CUDA, else HIP, else the\n"
@@ -82,7 +93,9 @@ typedef struct {
   const char **files;
   int nfiles;
   bool summary;
-  bool dot;
+  bool dot, fused;
+  bool memory;
+  const char *svg;
   bool infer;
   int color;        // -1 auto, 0 never, 1 always
   int max_errors;
@@ -172,6 +185,12 @@ static int parse_options(int argc, char **argv, Options *o) {
     if (strcmp(a, "--summary") == 0 && strcmp(o->command, "check") == 0) o->summary = true;
     else if (strncmp(a, "--stage=", 8) == 0 && strcmp(o->command, "dump") == 0) o->stage = a + 8;
     else if (strcmp(a, "--dot") == 0 && strcmp(o->command, "graph") == 0) o->dot = true;
+    else if (strcmp(a, "--fused") == 0 && strcmp(o->command, "graph") == 0) o->fused = true;
+    else if (strcmp(a, "--memory") == 0 && strcmp(o->command, "explain") == 0) o->memory = true;
+    else if (strncmp(a, "--svg=", 6) == 0 && strcmp(o->command, "explain") == 0) o->svg = a + 6;
+    else if (strncmp(a, "--fusion=", 9) == 0) {
+      if (fusion_mode_parse(a + 9, &o->targets.fusion)) return bad_usage("--fusion takes none, pointwise or all, not '%s'", a + 9);
+    }
     else if (strcmp(a, "--infer") == 0) o->infer = true;
     else if (strcmp(a, "-o") == 0 && i + 1 < argc) o->output = argv[++i];
     else if (strncmp(a, "--seed=", 7) == 0) o->seed = strtoull(a + 7, NULL, 10);
@@ -274,6 +293,16 @@ static void build_ingot(Compilation *c, Module *m, const Options *o) {
   ingot_build(c, m, o->defs, o->ndefs, &t, o->output);
 }
 
+static void explain_file(Compilation *c, Module *m, const Options *o) {
+  if (!m->model) {
+    diag_plain(&c->diag, "%s has no model to explain", m->path);
+    return;
+  }
+  const char *entry = o->train.split ? o->train.split : m->train ? "train_step" : "infer";
+  ExplainOptions e = {entry, o->targets.fusion, o->memory, o->svg};
+  explain_model(c, m, o->defs, o->ndefs, &e, stdout);
+}
+
 // `smelt train` / `smelt eval`: a .smelt file is built first (for this CPU)
 // into a temporary ingot; an .ingot runs as it is.
 static int train_or_eval(Options *o, const char *argv0) {
@@ -321,6 +350,18 @@ static int train_or_eval(Options *o, const char *argv0) {
 static int print_graph(Compilation *c, Module *m, const Options *o) {
   Graph g;
   graph_init(&g, &c->arena, &c->diag);
+  if (o->fused) {   // the kernels of an entry point as clusters
+    const char *entry = o->train.split ? o->train.split : m->train && !o->infer ? "train_step" : "infer";
+    int rc = entry_graph(c, m, o->defs, o->ndefs, entry, &g);
+    if (rc == 0) {
+      KernelPlan p;
+      kernel_plan(&g, "", 16, o->targets.fusion, &p);
+      dump_graph_dot_fused(stdout, &g, &p);
+      kernel_plan_free(&p);
+    }
+    graph_free(&g);
+    return rc;
+  }
   int rc = elaborate(c, m, o->defs, o->ndefs, !o->infer, &g);
   if (rc == 0 && o->stage && !strcmp(o->stage, "grad")) rc = training_step(c, m, &g);
   if (rc == 0) {
@@ -339,6 +380,8 @@ static int run(const Options *o, const char *argv0) {
     return bad_usage("dump needs --stage=ast, graph or grad, not '%s'",
                      o->stage ? o->stage : "nothing");
   if (graph && !o->dot) return bad_usage("%s needs --dot", "graph");
+  bool explain = strcmp(o->command, "explain") == 0;
+  if (explain && o->nfiles != 1) return bad_usage("%s takes one model file", "explain");
   bool init = strcmp(o->command, "init") == 0, build = strcmp(o->command, "build") == 0;
   if (init && (!o->output || o->nfiles != 1)) return bad_usage("%s needs one model file and -o WEIGHTS", "init");
   if (build && (!o->output || o->nfiles != 1)) return bad_usage("%s needs one model file and -o FILE.ingot", "build");
@@ -355,6 +398,7 @@ static int run(const Options *o, const char *argv0) {
       else if (gstage) print_graph(&c, mods[i], o);
       else if (init) write_init(&c, mods[i], o);
       else if (build) build_ingot(&c, mods[i], o);
+      else if (explain) explain_file(&c, mods[i], o);
       else if (o->summary) print_summary(&c, mods[i], o);
     }
     errors = c.diag.errors;
@@ -391,8 +435,9 @@ int main(int argc, char **argv) {
     return inspect_ingot(argv[2 + all], stdout, all);
   }
   if (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "dump") != 0 &&
-      strcmp(argv[1], "graph") != 0 && strcmp(argv[1], "init") != 0 && strcmp(argv[1], "build") != 0)
-    return bad_usage("unknown command '%s' (the commands are check, dump, graph, build, train, eval, "
+      strcmp(argv[1], "graph") != 0 && strcmp(argv[1], "init") != 0 && strcmp(argv[1], "build") != 0 &&
+      strcmp(argv[1], "explain") != 0)
+    return bad_usage("unknown command '%s' (the commands are check, dump, graph, explain, build, train, eval, "
                      "run, bench, inspect and init)", argv[1]);
   Options o;
   int rc = parse_options(argc, argv, &o);

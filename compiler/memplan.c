@@ -36,9 +36,11 @@ void memplan_lifetimes(const Graph *g, const KernelPlan *p, MemBuf *b) {
   }
   Uses u = {p, b, 0};
   for (int k = 0; k < p->n; k++) {
-    int s = p->slot[p->kernels[k].out->id];
-    if (b[s].first > k) b[s].first = k;
-    if (b[s].last < k) b[s].last = k;
+    for (int o = 0; o < p->kernels[k].nouts; o++) {
+      int s = p->slot[p->kernels[k].outs[o]->id];
+      if (b[s].first > k) b[s].first = k;
+      if (b[s].last < k) b[s].last = k;
+    }
     u.at = k;
     kernel_reads(p, &p->kernels[k], note_read, &u);
   }

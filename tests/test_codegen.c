@@ -67,6 +67,7 @@ static void put(const Node *n, char *buf, int64_t i, double v) {
 typedef struct {
   int64_t int_range;    // integer leaves are drawn from [0, int_range)
   bool training;        // the whole training step (adamw), not only the forward graph
+  FusionMode fusion;    // zero: all
 } Opts;
 
 // Checks every kernel of src's graph against the interpreter.
@@ -88,7 +89,7 @@ static void check_kernels(const char *what, const char *src, const Define *defs,
   pass_conv_gemm(&g);
   pass_matmul_operands(&g);
   KernelPlan plan;
-  kernel_plan(&g, "", codegen_tile_columns(NULL), &plan);
+  kernel_plan(&g, "", codegen_tile_columns(NULL), o.fusion, &plan);
   Blob obj;
   char err[512], so[128];
   const KernelPlan *plans[1] = {&plan};
@@ -125,10 +126,11 @@ static void check_kernels(const char *what, const char *src, const Define *defs,
     const Kernel *kn = &plan.kernels[k];
     KernelFn f = (KernelFn)(uintptr_t)dlsym(lib, kn->name);
     cr_assert_not_null(f, "no symbol %s", kn->name);
-    const Node *n = kn->out;
-    int64_t cnt = shape_numel(&n->shape);
     f(bufs, 0, kn->count, ctx);
     cr_assert_eq(ctx[2], 0, "%s: kernel %s flagged an error", what, kn->name);
+    for (int o = 0; o < kn->nouts; o++) {
+    const Node *n = kn->outs[o];
+    int64_t cnt = shape_numel(&n->shape);
     const char *buf = bufs[plan.slot[n->id]];
     const double *want = r.vals[n->id];
     if (dtype_is_float(n->dtype)) {
@@ -152,6 +154,7 @@ static void check_kernels(const char *what, const char *src, const Define *defs,
         cr_assert_eq(get(n, buf, i), want[i], "%s: kernel %s element %lld: %g, want %g", what,
                      kn->name, (long long)i, get(n, buf, i), want[i]);
     }
+    }
     // later kernels read what this one wrote, as the interpreter's values
   }
   interp_free(&r);
@@ -165,11 +168,101 @@ static void check_kernels(const char *what, const char *src, const Define *defs,
   compilation_free(&c);
 }
 
+// Runs every kernel of g planned in mode, on leaves drawn from a fixed seed
+// in node order (the same values whatever the plan); returns the buffers by slot.
+static char **run_plan(Graph *g, FusionMode mode, KernelPlan *plan, Opts o) {
+  kernel_plan(g, "", codegen_tile_columns(NULL), mode, plan);
+  Blob obj;
+  char err[512], so[128];
+  const KernelPlan *plans[1] = {plan};
+  cr_assert_eq(codegen_host(plans, 1, NULL, &obj, err, sizeof err), 0, "%s", err);
+  snprintf(so, sizeof so, "build/test-fusion-%d-%d.so", (int)getpid(), (int)mode);
+  cr_assert_eq(link_shared(&obj, so, err, sizeof err), 0, "%s", err);
+  free(obj.data);
+  void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+  cr_assert_not_null(lib, "%s", dlerror());
+  unlink(so);
+  char **bufs = calloc((size_t)plan->nslots, sizeof *bufs);
+  rng = 0x9E3779B97F4A7C15ull;
+  for (int i = 0; i < g->n; i++) {
+    Node *n = g->nodes[i];
+    int s = plan->slot[i];
+    if (s < 0) continue;
+    int64_t cnt = shape_numel(&n->shape);
+    bufs[s] = calloc((size_t)(cnt ? cnt : 1), (size_t)dtype_size(n->dtype));
+    if (n->op != OP_INPUT && n->op != OP_PARAM && n->op != OP_STATE) continue;
+    for (int64_t k = 0; k < cnt; k++) {
+      double v = dtype_is_float(n->dtype) ? 2 * rnd() - 1 : floor(rnd() * (double)o.int_range);
+      if (n->op == OP_STATE) v = strstr(n->name, ".v") || !strcmp(n->name, "step") ? fabs(v) * 3 : v;
+      put(n, bufs[s], k, v);
+    }
+  }
+  int64_t ctx[3] = {7, 3, 0};
+  for (int k = 0; k < plan->n; k++) {
+    KernelFn f = (KernelFn)(uintptr_t)dlsym(lib, plan->kernels[k].name);
+    cr_assert_not_null(f, "no symbol %s", plan->kernels[k].name);
+    f(bufs, 0, plan->kernels[k].count, ctx);
+  }
+  cr_assert_eq(ctx[2], 0);
+  dlclose(lib);
+  return bufs;
+}
+
+static void free_run(KernelPlan *plan, char **bufs) {
+  for (int s = 0; s < plan->nslots; s++) free(bufs[s]);
+  free(bufs);
+  kernel_plan_free(plan);
+}
+
+// Fusion changes no arithmetic: every output and update value of the graph
+// is bit for bit the same with fusion off, pointwise and all.
+static void check_fusion_bits(const char *what, const char *src, const Define *defs, int ndefs, Opts o) {
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_text(&c, "case.smelt", src, strlen(src));
+  for (int i = 0; i < c.nmodules; i++) resolve_module(&c, c.modules[i]);
+  cr_assert_eq(c.diag.errors, 0, "%s does not check", what);
+  Graph g;
+  graph_init(&g, &c.arena, &c.diag);
+  cr_assert_eq(elaborate(&c, m, defs, ndefs, true, &g), 0);
+  if (o.training) {
+    TrainConfig cfg = {.optimizer = "adamw", .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                       .weight_decay = 0.01, .schedule = "cosine", .warmup = 2, .clip_grad_norm = 1};
+    cr_assert_eq(optim_append(&g, &cfg, 100), 0);
+  }
+  pass_conv_gemm(&g);
+  pass_matmul_operands(&g);
+  KernelPlan p0, p;
+  char **b0 = run_plan(&g, FUSION_NONE, &p0, o);
+  for (FusionMode mode = FUSION_ALL; mode < FUSION_NONE; mode++) {
+    char **b = run_plan(&g, mode, &p, o);
+    cr_assert_lt(p.n, p0.n, "%s: fusion %s made no fewer kernels", what, fusion_mode_name(mode));
+    Node *check[512];
+    int n = 0;
+    for (int i = 0; i < g.noutputs && n < 512; i++) check[n++] = g.outputs[i].node;
+    for (int i = 0; i < g.nupdates && n < 512; i++) check[n++] = g.updates[i].value;
+    for (int i = 0; i < n; i++) {
+      Node *x = check[i];
+      size_t bytes = (size_t)shape_numel(&x->shape) * (size_t)dtype_size(x->dtype);
+      const char *a = b0[p0.slot[x->id]], *bb = b[p.slot[x->id]];
+      for (size_t k = 0; k < bytes; k++)
+        cr_assert_eq(a[k], bb[k], "%s: fusion %s changes byte %zu of %%%d (%s in '%s')", what, fusion_mode_name(mode), k,
+                     x->id, op_name(x->op), x->scope);
+    }
+    free_run(&p, b);
+  }
+  free_run(&p0, b0);
+  graph_free(&g);
+  compilation_free(&c);
+}
+
 static void check_example(const char *name, const Define *defs, int ndefs, Opts o) {
   char path[64];
   snprintf(path, sizeof path, "examples/%s.smelt", name);
   char *src = slurp(path);
   check_kernels(name, src, defs, ndefs, o);
+  check_fusion_bits(name, src, defs, ndefs, o);
   free(src);
 }
 
@@ -177,6 +270,9 @@ static void check(const char *what, const char *body, Opts o) {
   char src[4096];
   snprintf(src, sizeof src, "import \"nn\"\nmodel m {\n%s\n}\n", body);
   check_kernels(what, src, NULL, 0, o);
+  Opts none = o;
+  none.fusion = FUSION_NONE;
+  check_kernels(what, src, NULL, 0, none);
 }
 
 static const Opts fwd = {.int_range = 3};
@@ -277,7 +373,7 @@ TEST(codegen, bad_gather_index_sets_the_error_word) {
   graph_init(&g, &c.arena, &c.diag);
   cr_assert_eq(elaborate(&c, m, NULL, 0, true, &g), 0);
   KernelPlan plan;
-  kernel_plan(&g, "", 16, &plan);
+  kernel_plan(&g, "", 16, FUSION_NONE, &plan);
   cr_assert_eq(plan.n, 1);
   Blob obj;
   char err[256], so[64];
@@ -305,4 +401,35 @@ TEST(codegen, bad_gather_index_sets_the_error_word) {
   kernel_plan_free(&plan);
   graph_free(&g);
   compilation_free(&c);
+}
+
+// Fusion on small cases of every kind: the same bits as one kernel per op.
+TEST(codegen, fusion_changes_no_bits) {
+  static const struct {
+    const char *what, *body;
+    bool training;
+  } cases[] = {
+      {"pointwise", "input a: f32[3, 4]\ninput b: f32[4]\ninput c: f32[3, 1]\n"
+                    "output y = where(a > b, exp(a) * b, -sqrt(abs(b)) / (a + 2.0)) + c ** 2\n"
+                    "output z = sigmoid(a) - tanh(c) + log(abs(a) + 1.0) * rsqrt(abs(b) + 1.0)", false},
+      {"half and ints", "input a: f32[6]\ninput i: i32[6]\ninput u: u8[6]\n"
+                        "output h = (a.cast(f16) * 0.1 + 0.37) * 3.1 + (a.cast(bf16) * 0.7 + 0.11).cast(f16)\n"
+                        "output q = ((u * 100).cast(u8) + u) * 3 + (i * 7).cast(u8)", false},
+      {"reductions", "input x: f32[3, 5, 4]\n"
+                     "output e = softmax(x) * log_softmax(x, axis = 0) + x.mean(axis = -1, keep = true)\n"
+                     "output n = layernorm(x) as ln", false},
+      {"matmul epilogue", "input a: f32[2, 13, 9]\ninput t: i32[2, 13]\n"
+                          "let h = gelu(linear(a, 37) as l1)\n"
+                          "output logits = linear(h, 5) as l2\nloss cross_entropy(logits, t)", true},
+      {"conv", "input x: f32[2, 4, 9, 8]\ninput t: i32[2]\n"
+               "let h = relu(conv2d(x, 6, 3, stride = 2, padding = 1) as c1)\n"
+               "h = max_pool2d(h, 2, stride = 1) * 0.5\n"
+               "output logits = h.reshape(2, h.shape[1] * h.shape[2] * h.shape[3])\n"
+               "loss cross_entropy(logits[:, 0:3], t)", true},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char src[4096];
+    snprintf(src, sizeof src, "import \"nn\"\nmodel m {\n%s\n}\n", cases[i].body);
+    check_fusion_bits(cases[i].what, src, NULL, 0, (Opts){.int_range = 3, .training = cases[i].training});
+  }
 }

@@ -25,7 +25,7 @@ typedef struct {
 } Built;
 
 // Elaborates a model file (its training step when it has one) and plans it.
-static Built *build(const char *path, const Define *defs, int ndefs) {
+static Built *build_mode(const char *path, const Define *defs, int ndefs, FusionMode mode) {
   Built *b = calloc(1, sizeof *b);
   compilation_init(&b->c, stderr);
   compilation_default_search(&b->c, NULL);
@@ -36,9 +36,12 @@ static Built *build(const char *path, const Define *defs, int ndefs) {
   if (b->g.loss && m->train) cr_assert_eq(training_step(&b->c, m, &b->g), 0);
   pass_conv_gemm(&b->g);
   pass_matmul_operands(&b->g);
-  kernel_plan(&b->g, "", 16, &b->plan);
+  kernel_plan(&b->g, "", 16, mode, &b->plan);
   return b;
 }
+
+// One kernel per op, so the tests below can find each op's kernel.
+static Built *build(const char *path, const Define *defs, int ndefs) { return build_mode(path, defs, ndefs, FUSION_NONE); }
 
 static void built_free(Built *b) {
   kernel_plan_free(&b->plan);
@@ -50,15 +53,23 @@ static void built_free(Built *b) {
 static const char *const suite[] = {"tests/gpu/pointwise.smelt", "tests/gpu/reductions.smelt",
                                     "tests/gpu/matmuls.smelt", "tests/gpu/dtypes.smelt",
                                     "tests/gpu/conv.smelt", "tests/gpu/embedding.smelt"};
-enum { NSUITE = sizeof suite / sizeof *suite };
+enum { NSUITE = sizeof suite / sizeof *suite, NBUILT = 2 * (NSUITE + 1) };
 
 static const Define gpt_sizes[] = {{"B", 2}, {"T", 8}, {"V", 16}, {"C", 16}, {"L", 1}, {"H", 2}};
 
-// Every model of the suite and the GPT training step, planned.
+// Every model of the suite and the GPT training step, planned one kernel
+// per op, then fused (epilogues, several outputs per kernel).
 static int build_all(Built **out) {
-  for (int i = 0; i < NSUITE; i++) out[i] = build(suite[i], NULL, 0);
-  out[NSUITE] = build("examples/gpt.smelt", gpt_sizes, 6);
-  return NSUITE + 1;
+  for (int f = 0; f < 2; f++) {
+    FusionMode mode = f ? FUSION_ALL : FUSION_NONE;
+    for (int i = 0; i < NSUITE; i++) out[f * (NSUITE + 1) + i] = build_mode(suite[i], NULL, 0, mode);
+    out[f * (NSUITE + 1) + NSUITE] = build_mode("examples/gpt.smelt", gpt_sizes, 6, mode);
+  }
+  return NBUILT;
+}
+
+static const char *built_name(int i) {
+  return i % (NSUITE + 1) < NSUITE ? suite[i % (NSUITE + 1)] : "gpt";
 }
 
 // The text of kernel name's body in PTX (from ".entry name(" to the closing
@@ -85,7 +96,7 @@ static const Kernel *find_kernel(const Built *b, Op op, int64_t numel) {
 }
 
 TEST(gpu, the_suite_covers_every_kernel_kind) {
-  Built *b[NSUITE + 1];
+  Built *b[NBUILT];
   int n = build_all(b);
   bool seen[KK_COPY + 1] = {false};
   for (int i = 0; i < n; i++)
@@ -97,7 +108,7 @@ TEST(gpu, the_suite_covers_every_kernel_kind) {
 
 static void assembles_for(const char *target) {
   if (!gpu_tool_path("ptxas")) cr_skip_test("skipped: ptxas is not installed (CUDA's /usr/local/cuda/bin)");
-  Built *b[NSUITE + 1];
+  Built *b[NBUILT];
   int n = build_all(b);
   for (int i = 0; i < n; i++) {
     const KernelPlan *plans[1] = {&b[i]->plan};
@@ -106,7 +117,7 @@ static void assembles_for(const char *target) {
     cr_assert_eq(codegen_gpu(plans, 1, target, &ptx, err, sizeof err), 0, "%s", err);
     int entries = 0;
     for (const char *p = ptx.data; (p = strstr(p, ".entry ")); p++) entries++;
-    cr_expect_eq(entries, b[i]->plan.n, "%s: %d kernels in the PTX, %d planned", i < NSUITE ? suite[i] : "gpt", entries,
+    cr_expect_eq(entries, b[i]->plan.n, "%s: %d kernels in the PTX, %d planned", built_name(i), entries,
                  b[i]->plan.n);
     cr_assert_eq(ptx_assemble(&ptx, target, &cubin, &report, err, sizeof err), 1, "%s: %s", target, err);
     cr_expect_gt(cubin.len, 0);
@@ -192,16 +203,16 @@ static void links_for(const char *target) {
   if (!objdump) cr_skip_test("skipped: llvm-objdump-22 is not installed");
   char tool[4096];
   snprintf(tool, sizeof tool, "%s", objdump);
-  Built *b[NSUITE + 1];
+  Built *b[NBUILT];
   int n = build_all(b);
-  const KernelPlan *plans[NSUITE + 1];
+  const KernelPlan *plans[NBUILT];
   for (int i = 0; i < n; i++) plans[i] = &b[i]->plan;
   // one module for the whole suite: kernel names must not collide, so each model gets its own prefix
   for (int i = 0; i < n; i++) {
     kernel_plan_free(&b[i]->plan);
     char prefix[16];
     snprintf(prefix, sizeof prefix, "m%d_", i);
-    kernel_plan(&b[i]->g, prefix, 16, &b[i]->plan);
+    kernel_plan(&b[i]->g, prefix, 16, i < NSUITE + 1 ? FUSION_NONE : FUSION_ALL, &b[i]->plan);
   }
   Blob obj, hsaco;
   char err[2048];
@@ -221,7 +232,7 @@ static void links_for(const char *target) {
   for (int i = 0; i < n; i++) {
     total += b[i]->plan.n;
     for (int k = 0; k < b[i]->plan.n; k++) {
-      char label[80];
+      char label[112];
       snprintf(label, sizeof label, "<%s>:", b[i]->plan.kernels[k].name);
       kernels += strstr(out, label) != NULL;
     }

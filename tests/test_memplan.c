@@ -31,7 +31,8 @@ static void check_read(void *ctx, const Node *n) {
 }
 
 // Plans a model's training step (or forward graph) and checks the plan; returns the arena size.
-static uint64_t plan_model(const char *path, const Define *defs, int ndefs, uint64_t *unplanned) {
+static uint64_t plan_model(const char *path, const Define *defs, int ndefs, FusionMode mode, uint64_t *unplanned,
+                           int *kernels) {
   Compilation c;
   compilation_init(&c, stderr);
   compilation_default_search(&c, NULL);
@@ -44,7 +45,8 @@ static uint64_t plan_model(const char *path, const Define *defs, int ndefs, uint
   pass_conv_gemm(&g);
   pass_matmul_operands(&g);
   KernelPlan p;
-  kernel_plan(&g, "", 16, &p);
+  kernel_plan(&g, "", 16, mode, &p);
+  *kernels = p.n;
   MemBuf *b = malloc(sizeof *b * (size_t)p.nslots);
   bool *in = calloc((size_t)p.nslots, sizeof *in);
   memplan_lifetimes(&g, &p, b);
@@ -66,8 +68,10 @@ static uint64_t plan_model(const char *path, const Define *defs, int ndefs, uint
   for (int k = 0; k < p.n; k++) {
     r.at = k;
     kernel_reads(&p, &p.kernels[k], check_read, &r);
-    const MemBuf *o = &b[p.slot[p.kernels[k].out->id]];
-    for (uint64_t gi = o->offset / 64; gi < (o->offset + o->bytes + 63) / 64; gi++) owner[gi] = p.slot[p.kernels[k].out->id];
+    for (int j = 0; j < p.kernels[k].nouts; j++) {
+      int s = p.slot[p.kernels[k].outs[j]->id];
+      for (uint64_t gi = b[s].offset / 64; gi < (b[s].offset + b[s].bytes + 63) / 64; gi++) owner[gi] = s;
+    }
   }
   for (int i = 0; i < g.noutputs; i++) check_read(&r, g.outputs[i].node);   // outputs survive to the end
   free(owner);
@@ -80,26 +84,51 @@ static uint64_t plan_model(const char *path, const Define *defs, int ndefs, uint
 }
 
 TEST(memplan, examples_plan_without_overlap_and_reads_see_their_writes) {
-  // the golden table: planned arena bytes of each example's training step at these sizes
+  // The golden table: kernels and planned arena bytes of each example's
+  // training step at these sizes, with fusion off and on. A change to fusion
+  // or planning that moves them must update the table on purpose.
   static const struct {
     const char *path;
     Define defs[6];
     int ndefs;
-    uint64_t arena;
+    int kernels_none, kernels_all;
+    uint64_t arena_none, arena_all;
   } cases[] = {
-      {"examples/mlp.smelt", {{0}}, 0, 5498752},
-      {"examples/cnn.smelt", {{"B", 8}}, 1, 9966336},
-      {"examples/gpt.smelt", {{"B", 2}, {"T", 16}, {"C", 32}, {"L", 2}, {"H", 2}}, 5, 611904},
-      {"examples/lstm.smelt", {{"B", 4}, {"T", 8}, {"E", 16}, {"H", 32}}, 4, 368320},
+      {"examples/mlp.smelt", {{0}}, 0, 186, 36, 5498752, 4716608},
+      {"examples/cnn.smelt", {{"B", 8}}, 1, 216, 55, 9966336, 6772160},
+      {"examples/gpt.smelt", {{"B", 2}, {"T", 16}, {"C", 32}, {"L", 2}, {"H", 2}}, 5, 1049, 257, 611904, 580224},
+      {"examples/lstm.smelt", {{"B", 4}, {"T", 8}, {"E", 16}, {"H", 32}}, 4, 825, 258, 368320, 305792},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    uint64_t unplanned, arena = plan_model(cases[i].path, cases[i].defs, cases[i].ndefs, &unplanned);
-    cr_log_info("%s: arena %llu of %llu bytes (%.2f)", cases[i].path, (unsigned long long)arena,
-                (unsigned long long)unplanned, (double)arena / (double)unplanned);
-    cr_expect_eq(arena, cases[i].arena, "%s: planned arena %llu bytes, the table says %llu",
-                                     cases[i].path, (unsigned long long)arena, (unsigned long long)cases[i].arena);
-    cr_expect_leq(arena * 2, unplanned, "%s: the plan should at least halve the arena", cases[i].path);
+    uint64_t unplanned0, unplanned;
+    int k0, k;
+    uint64_t a0 = plan_model(cases[i].path, cases[i].defs, cases[i].ndefs, FUSION_NONE, &unplanned0, &k0);
+    uint64_t a = plan_model(cases[i].path, cases[i].defs, cases[i].ndefs, FUSION_ALL, &unplanned, &k);
+    cr_log_info("%s: fusion none %d kernels, arena %llu of %llu; all %d kernels, arena %llu of %llu", cases[i].path, k0,
+                (unsigned long long)a0, (unsigned long long)unplanned0, k, (unsigned long long)a, (unsigned long long)unplanned);
+    cr_expect_eq(k0, cases[i].kernels_none, "%s: %d kernels without fusion, the table says %d", cases[i].path, k0,
+                 cases[i].kernels_none);
+    cr_expect_eq(k, cases[i].kernels_all, "%s: %d kernels with fusion, the table says %d", cases[i].path, k,
+                 cases[i].kernels_all);
+    cr_expect_eq(a0, cases[i].arena_none, "%s: planned arena %llu bytes without fusion, the table says %llu", cases[i].path,
+                 (unsigned long long)a0, (unsigned long long)cases[i].arena_none);
+    cr_expect_eq(a, cases[i].arena_all, "%s: planned arena %llu bytes with fusion, the table says %llu", cases[i].path,
+                 (unsigned long long)a, (unsigned long long)cases[i].arena_all);
+    cr_expect_leq(a, a0, "%s: fusion raised the peak arena", cases[i].path);
   }
+}
+
+// The targets on the GPT example's training step: at least 3x fewer kernels
+// with fusion than without, and a planned arena at most half the sum of its
+// intermediates.
+TEST(memplan, gpt_step_targets) {
+  Define defs[] = {{"B", 2}, {"T", 16}, {"C", 32}, {"L", 2}, {"H", 2}};
+  uint64_t unplanned0, unplanned;
+  int k0, k;
+  plan_model("examples/gpt.smelt", defs, 5, FUSION_NONE, &unplanned0, &k0);
+  uint64_t a = plan_model("examples/gpt.smelt", defs, 5, FUSION_ALL, &unplanned, &k);
+  cr_expect_geq(k0, 3 * k, "%d kernels without fusion, %d with", k0, k);
+  cr_expect_leq(2 * a, unplanned, "arena %llu of %llu", (unsigned long long)a, (unsigned long long)unplanned);
 }
 
 TEST(memplan, random_lifetimes_never_overlap) {

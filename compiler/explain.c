@@ -1,0 +1,349 @@
+// explain.c: `smelt explain`: what the compiler did to an entry point.
+//
+// Every kernel in schedule order with its kind, its ops, the model-file lines
+// they came from, bytes read and written and FLOPs; for every tensor a kernel
+// reads from an earlier kernel, the rule that kept the two apart (the
+// planner's StoreReason). A summary compares the chosen fusion mode with
+// fusion off: kernels, bytes moved, peak arena. With --memory: the planned
+// arena against the sum of all intermediates, the largest live set, and an
+// SVG of buffer lifetimes (time across, arena offset down).
+#include "compiler.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  int kernels;
+  uint64_t moved, flops;
+  uint64_t arena, intermediates;
+} PlanStats;
+
+// Lifetimes and offsets of a plan's arena (parameters and state live outside it).
+static uint64_t plan_arena(const Graph *g, const KernelPlan *p, MemBuf *b, bool *in, uint64_t *total) {
+  memplan_lifetimes(g, p, b);
+  *total = 0;
+  for (int s = 0; s < p->nslots; s++) {
+    in[s] = p->slot_node[s]->op != OP_PARAM && p->slot_node[s]->op != OP_STATE;
+    if (in[s]) *total += (b[s].bytes + 63) / 64 * 64;
+  }
+  return memplan_pack(b, in, p->nslots, 64);
+}
+
+static PlanStats plan_stats(const Graph *g, const KernelPlan *p) {
+  PlanStats st = {.kernels = p->n};
+  for (int k = 0; k < p->n; k++) {
+    uint64_t r, w, f;
+    kernel_cost(p, &p->kernels[k], &r, &w, &f);
+    st.moved += r + w;
+    st.flops += f;
+  }
+  MemBuf *b = xmalloc(sizeof *b * (size_t)(p->nslots ? p->nslots : 1));
+  bool *in = xcalloc((size_t)(p->nslots ? p->nslots : 1), sizeof *in);
+  st.arena = plan_arena(g, p, b, in, &st.intermediates);
+  free(b);
+  free(in);
+  return st;
+}
+
+void explain_stats(const Graph *g, const KernelPlan *p, int *kernels, uint64_t *moved, uint64_t *arena,
+                   uint64_t *intermediates) {
+  PlanStats s = plan_stats(g, p);
+  *kernels = s.kernels;
+  *moved = s.moved;
+  *arena = s.arena;
+  *intermediates = s.intermediates;
+}
+
+static const char *human(char *buf, size_t n, double v, const char *unit) {
+  const char *pre[] = {"", "K", "M", "G", "T"};
+  int i = 0;
+  while (v >= 1000 && i < 4) v /= 1000, i++;
+  snprintf(buf, n, i ? "%.1f %s%s" : "%.0f %s%s", v, pre[i], unit);
+  return buf;
+}
+
+static const char *kind_name(KernelKind k) {
+  static const char *names[] = {"pointwise", "reduce", "matmul", "conv", "pool", "gather", "random", "copy"};
+  return names[k];
+}
+
+// The nodes a kernel computes: its outputs and everything fused into them.
+typedef struct {
+  const Node **nodes;
+  int n;
+} Members;
+
+static void add_members(const KernelPlan *p, const Node *x, bool top, Members *m) {
+  if (!top && p->slot[x->id] >= 0) return;
+  for (int i = 0; i < m->n; i++)
+    if (m->nodes[i] == x) return;
+  m->nodes[m->n++] = x;
+  for (int s = 0; s < x->nsrc; s++) add_members(p, x->src[s], false, m);
+}
+
+static void print_loc_list(FILE *out, const Graph *g, const Members *m) {
+  int seen_file[16], seen_line[16], n = 0;
+  for (int i = 0; i < m->n && n < 16; i++) {
+    Span loc = m->nodes[i]->loc;
+    if (loc.file < 0 || !g->diag || loc.file >= g->diag->nfiles) continue;
+    int line, col;
+    diag_line_col(g->diag->files[loc.file], loc.begin, &line, &col);
+    bool dup = false;
+    for (int k = 0; k < n; k++) dup |= seen_file[k] == loc.file && seen_line[k] == line;
+    if (!dup) seen_file[n] = loc.file, seen_line[n++] = line;
+  }
+  for (int i = 0; i < n; i++) {   // sorted by file, then line, for reading
+    for (int j = i + 1; j < n; j++)
+      if (seen_file[j] < seen_file[i] || (seen_file[j] == seen_file[i] && seen_line[j] < seen_line[i])) {
+        int f = seen_file[i], l = seen_line[i];
+        seen_file[i] = seen_file[j], seen_line[i] = seen_line[j];
+        seen_file[j] = f, seen_line[j] = l;
+      }
+  }
+  for (int i = 0; i < n; i++) {
+    const char *path = g->diag->files[seen_file[i]]->path, *base = strrchr(path, '/');
+    bool same = i > 0 && seen_file[i - 1] == seen_file[i];
+    if (same) fprintf(out, ",%d", seen_line[i]);
+    else fprintf(out, "%s%s:%d", i ? " " : "", base ? base + 1 : path, seen_line[i]);
+  }
+}
+
+static void print_ops(FILE *out, const Members *m) {
+  int count[OP_COUNT] = {0};
+  for (int i = 0; i < m->n; i++)
+    if (!node_is_folded(m->nodes[i]) || m->n == 1) count[m->nodes[i]->op]++;
+  bool first = true;
+  for (int op = 0; op < OP_COUNT; op++)
+    if (count[op]) {
+      char name[24];
+      snprintf(name, sizeof name, "%s", op_name((Op)op));
+      for (char *c = name; *c; c++) *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+      fprintf(out, "%s%s", first ? "" : " ", name);
+      if (count[op] > 1) fprintf(out, "x%d", count[op]);
+      first = false;
+    }
+}
+
+typedef struct {
+  const KernelPlan *p;
+  const int *kernel_of;
+  const Node *seen[64];
+  int n;
+  FILE *out;
+  const Graph *g;
+} Edges;
+
+static void print_edge(void *ctx, const Node *x) {
+  Edges *e = ctx;
+  for (int i = 0; i < e->n; i++)
+    if (e->seen[i] == x) return;
+  if (e->n < 64) e->seen[e->n++] = x;
+  int from = e->kernel_of[x->id];
+  if (from < 0) return;   // a leaf: no kernel to fuse with
+  char ty[96];
+  fprintf(e->out, "      <- #%d %%%d %s %s: %s\n", from, x->id, op_name(x->op), type_str(ty, sizeof ty, x->dtype, &x->shape),
+          store_reason_text((StoreReason)e->p->why[x->id]));
+}
+
+static void print_kernels(FILE *out, const Graph *g, const KernelPlan *p) {
+  int *kernel_of = xmalloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
+  for (int i = 0; i < g->n; i++) kernel_of[i] = -1;
+  for (int k = 0; k < p->n; k++)
+    for (int o = 0; o < p->kernels[k].nouts; o++) kernel_of[p->kernels[k].outs[o]->id] = k;
+  Members m = {xmalloc(sizeof(Node *) * (size_t)(g->n ? g->n : 1)), 0};
+  for (int k = 0; k < p->n; k++) {
+    const Kernel *kn = &p->kernels[k];
+    uint64_t r, w, f;
+    kernel_cost(p, kn, &r, &w, &f);
+    char ty[96], a[32], b[32], c[32];
+    fprintf(out, "#%-4d %s\n      %s %s", k, kn->name, kind_name(kn->kind), type_str(ty, sizeof ty, kn->root->dtype, &kn->root->shape));
+    if (kn->nouts > 1) fprintf(out, ", %d outputs", kn->nouts);
+    fprintf(out, "; reads %s, writes %s, %s\n      ops: ", human(a, sizeof a, (double)r, "B"), human(b, sizeof b, (double)w, "B"),
+            human(c, sizeof c, (double)f, "FLOP"));
+    m.n = 0;
+    for (int o = 0; o < kn->nouts; o++) add_members(p, kn->outs[o], true, &m);
+    print_ops(out, &m);
+    fputs("\n      from: ", out);
+    print_loc_list(out, g, &m);
+    fputc('\n', out);
+    Edges e = {p, kernel_of, {0}, 0, out, g};
+    kernel_reads(p, kn, print_edge, &e);
+  }
+  free(m.nodes);
+  free(kernel_of);
+}
+
+// ---- memory
+
+static const char *node_label(char *buf, size_t n, const Graph *g, const Node *x) {
+  for (int i = 0; i < g->noutputs; i++)
+    if (g->outputs[i].node == x) return snprintf(buf, n, "%s", g->outputs[i].name), buf;
+  if (x->name) return snprintf(buf, n, "%s", x->name), buf;
+  char ty[96];
+  snprintf(buf, n, "%%%d %s %s%s%s", x->id, op_name(x->op), type_str(ty, sizeof ty, x->dtype, &x->shape), *x->scope ? " in " : "",
+           x->scope);
+  return buf;
+}
+
+static void print_memory(FILE *out, const Graph *g, const KernelPlan *p, const MemBuf *b, const bool *in, uint64_t arena,
+                         uint64_t total) {
+  char a[32], c[32];
+  fprintf(out, "\nmemory: peak arena %s, sum of all intermediates %s (%.2f)\n", human(a, sizeof a, (double)arena, "B"),
+          human(c, sizeof c, (double)total, "B"), total ? (double)arena / (double)total : 0.0);
+  int peak_at = 0;
+  uint64_t peak = 0;
+  for (int t = 0; t < p->n; t++) {
+    uint64_t live = 0;
+    for (int s = 0; s < p->nslots; s++)
+      if (in[s] && b[s].first <= t && t <= b[s].last) live += b[s].bytes;
+    if (live > peak) peak = live, peak_at = t;
+  }
+  if (!p->n) return;
+  fprintf(out, "largest live set: %s at #%d %s; the largest tensors live then:\n", human(a, sizeof a, (double)peak, "B"), peak_at,
+          p->kernels[peak_at].name);
+  bool *shown = xcalloc((size_t)(p->nslots ? p->nslots : 1), sizeof *shown);
+  for (int i = 0; i < 8; i++) {
+    int best = -1;
+    for (int s = 0; s < p->nslots; s++)
+      if (in[s] && !shown[s] && b[s].first <= peak_at && peak_at <= b[s].last && (best < 0 || b[s].bytes > b[best].bytes))
+        best = s;
+    if (best < 0) break;
+    shown[best] = true;
+    char label[192];
+    fprintf(out, "  %10s  %s (live #%d..#%d)\n", human(a, sizeof a, (double)b[best].bytes, "B"),
+            node_label(label, sizeof label, g, p->slot_node[best]), b[best].first < 0 ? 0 : b[best].first,
+            b[best].last >= p->n ? p->n - 1 : b[best].last);
+  }
+  free(shown);
+}
+
+static void xml_text(FILE *f, const char *s) {
+  for (; *s; s++) {
+    if (*s == '<') fputs("&lt;", f);
+    else if (*s == '>') fputs("&gt;", f);
+    else if (*s == '&') fputs("&amp;", f);
+    else fputc(*s, f);
+  }
+}
+
+// Buffer lifetimes: launches across, arena offsets down; inputs green,
+// results blue, temporaries grey; each rectangle's title names its tensor.
+static int write_svg(const char *path, const Graph *g, const KernelPlan *p, const MemBuf *b, const bool *in, uint64_t arena,
+                     char *err, size_t errlen) {
+  char *tmp;
+  FILE *f = atomic_open(path, &tmp, err, errlen);
+  if (!f) return -1;
+  const double W = 960, H = 540, L = 60, T = 30;
+  double xs = (W - L - 10) / (p->n ? p->n : 1), ys = (H - T - 30) / (double)(arena ? arena : 1);
+  fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"monospace\" font-size=\"11\">\n", W, H);
+  fprintf(f, "<text x=\"%.0f\" y=\"18\">arena %llu bytes over %d launches (x: launch, y: offset)</text>\n", L,
+          (unsigned long long)arena, p->n);
+  fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#888\"/>\n", L, T, W - L - 10,
+          H - T - 30);
+  for (int s = 0; s < p->nslots; s++) {
+    if (!in[s]) continue;
+    const Node *x = p->slot_node[s];
+    int first = b[s].first < 0 ? 0 : b[s].first, last = b[s].last >= p->n ? p->n - 1 : b[s].last;
+    if (last < first) last = first;
+    bool result = b[s].last >= p->n;
+    const char *fill = x->op == OP_INPUT ? "#9fd89f" : result ? "#8fb4e8" : "#c8c8c8";
+    fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\" stroke=\"#444\" stroke-width=\"0.3\"><title>",
+            L + first * xs, T + (double)b[s].offset * ys, (last - first + 1) * xs, (double)b[s].bytes * ys > 0.5 ? (double)b[s].bytes * ys : 0.5,
+            fill);
+    char label[192];
+    xml_text(f, node_label(label, sizeof label, g, x));
+    fprintf(f, ": %llu bytes at %llu, #%d..#%d</title></rect>\n", (unsigned long long)b[s].bytes,
+            (unsigned long long)b[s].offset, first, last);
+  }
+  fprintf(f, "<text x=\"%.0f\" y=\"%.0f\">0</text><text x=\"%.0f\" y=\"%.0f\">%d</text>\n", L, H - 12, W - 40, H - 12, p->n);
+  fputs("</svg>\n", f);
+  return atomic_commit(f, tmp, path, true, err, errlen);
+}
+
+int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, const ExplainOptions *o, FILE *out) {
+  Graph g;
+  graph_init(&g, &c->arena, &c->diag);
+  int rc = entry_graph(c, m, defs, ndefs, o->entry, &g);
+  if (rc) {
+    graph_free(&g);
+    return rc;
+  }
+  KernelPlan p, none;
+  kernel_plan(&g, "", 16, o->fusion, &p);
+  kernel_plan(&g, "", 16, FUSION_NONE, &none);
+  PlanStats s = plan_stats(&g, &p), s0 = plan_stats(&g, &none);
+  char a[32], b[32], d[32], e[32];
+  fprintf(out, "%s: entry %s, fusion %s\n", m->path, o->entry, fusion_mode_name(o->fusion));
+  fprintf(out, "  %-15s %8s %14s %14s %14s\n", "", "kernels", "bytes moved", "FLOPs", "peak arena");
+  fprintf(out, "  fusion %-8s %8d %14s %14s %14s\n", fusion_mode_name(o->fusion), s.kernels, human(a, sizeof a, (double)s.moved, "B"),
+          human(b, sizeof b, (double)s.flops, "FLOP"), human(d, sizeof d, (double)s.arena, "B"));
+  fprintf(out, "  fusion %-8s %8d %14s %14s %14s\n", "none", s0.kernels, human(a, sizeof a, (double)s0.moved, "B"),
+          human(b, sizeof b, (double)s0.flops, "FLOP"), human(e, sizeof e, (double)s0.arena, "B"));
+  fprintf(out, "  (%.2fx fewer kernels, %.2fx fewer bytes moved; intermediates sum to %s)\n\n",
+          s.kernels ? (double)s0.kernels / s.kernels : 0.0, s.moved ? (double)s0.moved / (double)s.moved : 0.0,
+          human(a, sizeof a, (double)s.intermediates, "B"));
+  if (!o->memory) print_kernels(out, &g, &p);
+  if (o->memory || o->svg) {
+    MemBuf *mb = xmalloc(sizeof *mb * (size_t)(p.nslots ? p.nslots : 1));
+    bool *in = xcalloc((size_t)(p.nslots ? p.nslots : 1), sizeof *in);
+    uint64_t total, arena = plan_arena(&g, &p, mb, in, &total);
+    if (o->memory) print_memory(out, &g, &p, mb, in, arena, total);
+    char err[512];
+    if (o->svg && write_svg(o->svg, &g, &p, mb, in, arena, err, sizeof err)) {
+      diag_plain(&c->diag, "%s", err);
+      rc = -1;
+    } else if (o->svg) {
+      fprintf(out, "buffer lifetimes drawn in %s\n", o->svg);
+    }
+    free(mb);
+    free(in);
+  }
+  kernel_plan_free(&p);
+  kernel_plan_free(&none);
+  graph_free(&g);
+  return rc;
+}
+
+// ---- smelt graph --dot --fused
+
+void dump_graph_dot_fused(FILE *out, const Graph *g, const KernelPlan *p) {
+  fputs("digraph smelt {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n", out);
+  // each node drawn once, in the first kernel that computes it
+  int *home = xmalloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
+  for (int i = 0; i < g->n; i++) home[i] = -1;
+  Members m = {xmalloc(sizeof(Node *) * (size_t)(g->n ? g->n : 1)), 0};
+  for (int k = 0; k < p->n; k++) {
+    m.n = 0;
+    for (int o = 0; o < p->kernels[k].nouts; o++) add_members(p, p->kernels[k].outs[o], true, &m);
+    for (int i = 0; i < m.n; i++)
+      if (home[m.nodes[i]->id] < 0) home[m.nodes[i]->id] = k;
+  }
+  for (int k = -1; k < p->n; k++) {
+    if (k >= 0) fprintf(out, "  subgraph cluster_k%d {\n    label=\"#%d %s\";\n    style=filled; fillcolor=\"#f4f4f4\";\n", k, k,
+                        p->kernels[k].name);
+    for (int i = 0; i < g->n; i++) {
+      const Node *n = g->nodes[i];
+      if (home[i] != k) continue;
+      char ty[96];
+      bool stored = p->slot[i] >= 0;
+      fprintf(out, "  %sn%d [label=\"%s%s%s\\n%s\"%s];\n", k >= 0 ? "  " : "", n->id, op_name(n->op), n->name ? " " : "",
+              n->name ? n->name : "", type_str(ty, sizeof ty, n->dtype, &n->shape),
+              n->op == OP_PARAM || n->op == OP_STATE ? ", style=filled, fillcolor=\"#e8f0ff\""
+              : n->op == OP_INPUT                    ? ", style=filled, fillcolor=\"#e8ffe8\""
+              : stored                               ? ", penwidth=2"
+                                                     : ", style=dashed");
+    }
+    if (k >= 0) fputs("  }\n", out);
+  }
+  for (int i = 0; i < g->n; i++)
+    for (int k = 0; k < g->nodes[i]->nsrc; k++) {
+      const Node *x = g->nodes[i]->src[k];
+      bool crosses = p->slot[x->id] >= 0 && home[x->id] != home[i];
+      fprintf(out, "  n%d -> n%d%s;\n", x->id, g->nodes[i]->id, crosses ? " [color=\"#c03030\"]" : "");
+    }
+  for (int i = 0; i < g->noutputs; i++)
+    fprintf(out, "  out%d [label=\"%s\", shape=ellipse];\n  n%d -> out%d;\n", i, g->outputs[i].name, g->outputs[i].node->id, i);
+  fputs("}\n", out);
+  free(m.nodes);
+  free(home);
+}
