@@ -158,12 +158,16 @@ $(BUILD)/bench-matmul: bench/bench_matmul.c $(BUILD)/libsmeltc.a $(BUILD)/libsme
 $(BUILD)/bench-mlp-step: bench/bench_mlp_step.c $(BUILD)/libsmeltc.a $(BUILD)/libsmeltrt.a
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lm -ldl -lpthread
 
+$(BUILD)/bench-fusion: bench/bench_fusion.c $(BUILD)/libsmeltc.a $(BUILD)/libsmeltrt.a
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lm -ldl -lpthread
+
 # PyTorch for the reference column: PyPI's torch or Debian's python3-torch,
 # whichever `python3` (or BENCH_PYTHON) imports; skipped, saying so, if none.
 BENCH_PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c "import torch" 2>/dev/null && echo $$p && break; done)
 
-bench: all $(BUILD)/bench-elab $(BUILD)/bench-matmul $(BUILD)/bench-mlp-step
+bench: all $(BUILD)/bench-elab $(BUILD)/bench-matmul $(BUILD)/bench-mlp-step $(BUILD)/bench-fusion
 	@$(BUILD)/bench-elab
+	@$(BUILD)/bench-fusion 2
 	@env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bench-matmul 1
 	@env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bench-matmul 2
 	@env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(or $(BENCH_PYTHON),python3) bench/compare_mlp.py 2

@@ -26,6 +26,7 @@
 
 typedef struct {
   void *lib;
+  int lib_fd;            // the memfd behind lib, open while lib is loaded
   pthread_t workers[MAX_THREADS];
   int nworkers;
   pthread_mutex_t lock;
@@ -170,8 +171,12 @@ static smelt_status cpu_load_code(Device *d, const smelt_ingot *ig) {
   }
   char path[64];
   snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  // The fd stays open while the library is loaded: the dynamic loader knows
+  // a library by its path, and a second ingot's memfd must not reuse the
+  // number (and so the name) of this one's.
   c->lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  close(fd);
+  if (!c->lib) close(fd);
+  else c->lib_fd = fd;
   if (!c->lib) return rt_fail(SMELT_ERR_FORMAT, "cannot load the ingot's host code: %s", dlerror());
   return SMELT_OK;
 }
@@ -212,6 +217,7 @@ static void cpu_destroy(Device *d) {
   pthread_cond_destroy(&c->work);
   pthread_cond_destroy(&c->done);
   if (c->lib) dlclose(c->lib);
+  if (c->lib) close(c->lib_fd);
   free(c->times);
   free(c);
   free(d);

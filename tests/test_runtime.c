@@ -17,15 +17,17 @@
 static const Define mlp_sizes[] = {{"B", 4}, {"H", 8}};
 
 // Builds examples/mlp.smelt at tiny sizes into path.
-static void build_mlp(const char *path) {
+static void build_mlp_fused(const char *path, FusionMode mode) {
   Compilation c;
   compilation_init(&c, stderr);
   compilation_default_search(&c, NULL);
   Module *m = module_load_file(&c, "examples/mlp.smelt");
   cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
-  cr_assert_eq(ingot_build(&c, m, mlp_sizes, 2, &(BuildTargets){0}, path), 0);
+  cr_assert_eq(ingot_build(&c, m, mlp_sizes, 2, &(BuildTargets){.fusion = mode}, path), 0);
   compilation_free(&c);
 }
+
+static void build_mlp(const char *path) { build_mlp_fused(path, FUSION_ALL); }
 
 static const char *ingot_path(void) {
   static char path[64];
@@ -103,6 +105,33 @@ TEST(runtime, eval_matches_the_interpreter) {
   smelt_session_free(s);
   smelt_ingot_close(ig);
   unlink(path);
+}
+
+// Two ingots open in one process, each with its own host code (the kernels
+// of both share names), and fusion changes no bits: training steps with
+// fusion off and on give the same parameters.
+TEST(runtime, two_ingots_in_one_process_and_fusion_gives_the_same_bits) {
+  char path[2][64];
+  smelt_ingot *ig[2];
+  smelt_session *s[2];
+  for (int k = 0; k < 2; k++) {
+    snprintf(path[k], sizeof path[k], "build/test-mlp-%d-%d.ingot", (int)getpid(), k);
+    build_mlp_fused(path[k], k ? FUSION_NONE : FUSION_ALL);
+    cr_assert_eq(smelt_ingot_open(path[k], &ig[k]), SMELT_OK, "%s", smelt_last_error());
+    cr_assert_eq(smelt_session_new(ig[k], "cpu", 2, &s[k]), SMELT_OK, "%s", smelt_last_error());
+  }
+  for (int k = 0; k < 2; k++) train(s[k], 0, 3);
+  size_t bytes = smelt_tensor_bytes(s[0], "fc1.w");
+  cr_assert_gt(bytes, 0);
+  char *w[2] = {malloc(bytes), malloc(bytes)};
+  for (int k = 0; k < 2; k++) cr_assert_eq(smelt_get_tensor(s[k], "fc1.w", w[k], bytes), SMELT_OK, "%s", smelt_last_error());
+  cr_expect_eq(memcmp(w[0], w[1], bytes), 0, "fc1.w differs after three steps with fusion on and off");
+  for (int k = 0; k < 2; k++) {
+    free(w[k]);
+    smelt_session_free(s[k]);
+    smelt_ingot_close(ig[k]);
+    unlink(path[k]);
+  }
 }
 
 TEST(runtime, training_lowers_the_loss_and_resume_is_bit_identical) {
