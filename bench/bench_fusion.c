@@ -42,7 +42,7 @@ static int build(const Model *md, FusionMode mode, int threads, Build *b) {
   if (check_modules(&c, &m, 1, md->defs, md->ndefs)) return -1;
   Graph g;
   graph_init(&g, &c.arena, &c.diag);
-  if (entry_graph(&c, m, md->defs, md->ndefs, "train_step", &g)) return -1;
+  if (entry_graph(&c, m, md->defs, md->ndefs, "train_step", &g, NULL)) return -1;
   KernelPlan p;
   kernel_plan(&g, "", 16, mode, &p);
   explain_stats(&g, &p, &b->kernels, &b->moved, &b->arena, &b->intermediates);

@@ -402,6 +402,17 @@ void pass_matmul_operands(Graph *g);
 // Run after autodiff (IM2COL has no gradient rule). Keeps: values, order.
 void pass_conv_gemm(Graph *g);
 
+// ---------------------------------------------------------------- simplify.c
+// Rewrites that change no value: constant folding (exact ops only),
+// algebraic identities, casts of casts, movement chains collapsed into one
+// view, transposes folded into matmul operands, common subexpressions, dead
+// code. count (SIMP_COUNT entries, or NULL) is added to per rule.
+
+enum { SIMP_CSE, SIMP_FOLD, SIMP_IDENTITY, SIMP_CAST, SIMP_MOVE, SIMP_MATMUL, SIMP_DEAD, SIMP_COUNT };
+
+void pass_simplify(Graph *g, int *count);
+const char *simplify_rule_name(int rule);
+
 // ---------------------------------------------------------------- dump_graph.c
 // 'smelt dump --stage=graph|grad': one line per node,
 //   %12 = add(%10, %11) : f32[64, 256]   # h.0.attn  model.smelt:12
@@ -851,7 +862,8 @@ int training_step(Compilation *c, Module *m, Graph *g);
 // appended, loss dropped (infer), then the graph passes. g is graph_init'ed
 // by the caller. 0, or -1 after reporting (also when the model has no such
 // entry).
-int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const char *entry, Graph *g);
+// simplified: per-rule counts of pass_simplify (SIMP_COUNT entries), or NULL.
+int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const char *entry, Graph *g, int *simplified);
 
 // ---------------------------------------------------------------- summary.c
 // One paragraph per checked file, for 'smelt check --summary' and the demo.

@@ -38,7 +38,7 @@ int check_modules(Compilation *c, Module **entries, int nentries, const Define *
   return c->diag.errors;
 }
 
-int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const char *entry, Graph *g) {
+int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const char *entry, Graph *g, int *simplified) {
   bool train = !strcmp(entry, "train_step"), infer = !strcmp(entry, "infer");
   if (!train && !infer && strcmp(entry, "eval")) {
     diag_plain(&c->diag, "unknown entry point '%s' (train_step, eval or infer)", entry);
@@ -58,6 +58,7 @@ int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const 
     g->loss = NULL;
     graph_prune(g);
   }
+  pass_simplify(g, simplified);
   pass_conv_gemm(g);
   pass_matmul_operands(g);
   return 0;

@@ -263,7 +263,8 @@ static int write_svg(const char *path, const Graph *g, const KernelPlan *p, cons
 int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, const ExplainOptions *o, FILE *out) {
   Graph g;
   graph_init(&g, &c->arena, &c->diag);
-  int rc = entry_graph(c, m, defs, ndefs, o->entry, &g);
+  int simplified[SIMP_COUNT] = {0};
+  int rc = entry_graph(c, m, defs, ndefs, o->entry, &g, simplified);
   if (rc) {
     graph_free(&g);
     return rc;
@@ -279,6 +280,11 @@ int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, cons
           human(b, sizeof b, (double)s.flops, "FLOP"), human(d, sizeof d, (double)s.arena, "B"));
   fprintf(out, "  fusion %-8s %8d %14s %14s %14s\n", "none", s0.kernels, human(a, sizeof a, (double)s0.moved, "B"),
           human(b, sizeof b, (double)s0.flops, "FLOP"), human(e, sizeof e, (double)s0.arena, "B"));
+  fputs("  simplified:", out);
+  int any = 0;
+  for (int r = 0; r < SIMP_COUNT; r++)
+    if (simplified[r]) fprintf(out, "%s %d %s", any++ ? "," : "", simplified[r], simplify_rule_name(r));
+  fprintf(out, "%s\n", any ? "" : " nothing");
   fprintf(out, "  (%.2fx fewer kernels, %.2fx fewer bytes moved; intermediates sum to %s)\n\n",
           s.kernels ? (double)s0.kernels / s.kernels : 0.0, s.moved ? (double)s0.moved / (double)s.moved : 0.0,
           human(a, sizeof a, (double)s.intermediates, "B"));

@@ -305,10 +305,10 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
   graph_init(&ge, &c->arena, &c->diag);
   graph_init(&gt, &c->arena, &c->diag);
   graph_init(&gi, &c->arena, &c->diag);
-  int rc = entry_graph(c, m, defs, ndefs, "eval", &ge);
+  int rc = entry_graph(c, m, defs, ndefs, "eval", &ge, NULL);
   bool train = rc == 0 && m->train && ge.loss;
-  if (rc == 0) rc = entry_graph(c, m, defs, ndefs, "infer", &gi);
-  if (rc == 0 && train) rc = entry_graph(c, m, defs, ndefs, "train_step", &gt);
+  if (rc == 0) rc = entry_graph(c, m, defs, ndefs, "infer", &gi, NULL);
+  if (rc == 0 && train) rc = entry_graph(c, m, defs, ndefs, "train_step", &gt, NULL);
   KernelPlan pe = {0}, pt = {0}, pi = {0};
   if (rc == 0) {
     int nr = codegen_tile_columns(cpu);

@@ -352,7 +352,7 @@ static int print_graph(Compilation *c, Module *m, const Options *o) {
   graph_init(&g, &c->arena, &c->diag);
   if (o->fused) {   // the kernels of an entry point as clusters
     const char *entry = o->train.split ? o->train.split : m->train && !o->infer ? "train_step" : "infer";
-    int rc = entry_graph(c, m, o->defs, o->ndefs, entry, &g);
+    int rc = entry_graph(c, m, o->defs, o->ndefs, entry, &g, NULL);
     if (rc == 0) {
       KernelPlan p;
       kernel_plan(&g, "", 16, o->targets.fusion, &p);

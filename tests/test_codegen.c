@@ -86,6 +86,7 @@ static void check_kernels(const char *what, const char *src, const Define *defs,
                        .weight_decay = 0.01, .schedule = "cosine", .warmup = 2, .clip_grad_norm = 1};
     cr_assert_eq(optim_append(&g, &cfg, 100), 0);
   }
+  pass_simplify(&g, NULL);
   pass_conv_gemm(&g);
   pass_matmul_operands(&g);
   KernelPlan plan;
@@ -231,6 +232,7 @@ static void check_fusion_bits(const char *what, const char *src, const Define *d
                        .weight_decay = 0.01, .schedule = "cosine", .warmup = 2, .clip_grad_norm = 1};
     cr_assert_eq(optim_append(&g, &cfg, 100), 0);
   }
+  pass_simplify(&g, NULL);
   pass_conv_gemm(&g);
   pass_matmul_operands(&g);
   KernelPlan p0, p;
