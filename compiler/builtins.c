@@ -50,6 +50,9 @@ static const Builtin builtins[] = {
     {"fill", B_FUNC, 2, -1, "dtype", "fill(value, dims..., dtype = f32)"},
     {"iota", B_FUNC, 1, 1, "dtype", "iota(n, dtype = i32)"},
     {"uniform_like", B_FUNC, 1, 1, "", "uniform_like(x)"},
+    // steering fusion (docs/fusion.md)
+    {"boundary", B_FUNC, 1, 1, "", "boundary(x)"},
+    {"fused", B_FUNC, 1, 1, "", "fused(x)"},
 
     // methods: x.name(...)
     {"reshape", B_METHOD, 1, -1, "", "x.reshape(dims...)"},

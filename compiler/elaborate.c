@@ -612,6 +612,12 @@ static Val call_builtin(Ctx *x, const char *name, Args *a) {
     Node *q = as_tensor(e, a->pos_at[2], a->pos[2], p);
     return v_tensor(g_where(g, c, p, q));
   }
+  if (!strcmp(name, "boundary") || !strcmp(name, "fused")) {   // the same value, marked for the planner
+    bool store = name[0] == 'b';
+    Node *t = want_tensor(e, a->pos_at[0], a->pos[0], store ? "what boundary() stores" : "what fused() fuses");
+    t->fuse = store ? FUSE_BOUNDARY : FUSE_INLINE;
+    return v_tensor(t);
+  }
   if (!strcmp(name, "cast"))
     return v_tensor(g_cast(g, want_tensor(e, a->pos_at[0], a->pos[0], "what is cast"),
                            dtype_arg(e, a, &a->pos[1], DT_F32)));

@@ -142,7 +142,7 @@ static Node *epilogue_end(const KernelPlan *p, const Uses *u, Node *r, Node **us
     Node *next = users[at->id];
     if (u->uses[at->id] != 1 || !next) return NULL;
     if (next->op != OP_RESHAPE && !(node_is_pointwise(next) && shape_eq(&next->shape, &at->shape))) return NULL;
-    if (p->slot[next->id] >= 0) return node_is_pointwise(next) ? next : NULL;
+    if (p->slot[next->id] >= 0) return node_is_pointwise(next) || next->op == OP_RESHAPE ? next : NULL;
     at = next;
   }
 }
@@ -189,7 +189,7 @@ static void kernel_readset(const KernelPlan *p, const Kernel *k, ReadSet *r) {
 // same shape when everything j reads exists by then, j reads that kernel's
 // outputs only at its own index, and the two share an input (or j reads the
 // other's output), so the shared tensor is read once.
-static void merge_siblings(KernelPlan *p, int *kernel_of, const bool *result) {
+static void merge_siblings(KernelPlan *p, int *kernel_of) {
   bool *dead = xcalloc((size_t)(p->n ? p->n : 1), sizeof *dead);
   for (int j = 1; j < p->n; j++) {
     Kernel *kj = &p->kernels[j];
@@ -206,7 +206,8 @@ static void merge_siblings(KernelPlan *p, int *kernel_of, const bool *result) {
       Kernel *ki = &p->kernels[i];
       if (dead[i] || ki->kind != KK_POINTWISE || ki->root != ki->out || ki->nouts == KERNEL_MAX_OUTS) continue;
       if (!shape_eq(&ki->out->shape, &kj->out->shape)) continue;
-      if (!result[kj->out->id] && j - i > SIBLING_REACH) continue;   // its output would live longer
+      if (j - i > SIBLING_REACH) continue;   // its output would live longer
+      if (ki->out->fuse == FUSE_BOUNDARY || kj->out->fuse == FUSE_BOUNDARY) continue;
       bool ok = true, shares = false;
       ReadSet ri;
       kernel_readset(p, ki, &ri);
@@ -267,15 +268,17 @@ static void ops_of(const KernelPlan *p, const Node *n, bool top, OpList *l) {
   for (int s = 0; s < n->nsrc; s++) ops_of(p, n->src[s], false, l);
 }
 
-// <prefix>k<id>_<scope>_<ops>: the scope's dots become underscores and the
+// <prefix>k<id>_<scope>_<ops>: the root's scope (else the output's), dots
+// become underscores, and the
 // ops are the root's then the epilogue's, at most four (symbols must be
 // valid PTX identifiers).
 static void kernel_name(const KernelPlan *p, Kernel *k, const char *prefix) {
   char *at = k->name, *end = k->name + sizeof k->name;
   at += snprintf(at, (size_t)(end - at), "%sk%d", prefix, k->out->id);
-  if (k->out->scope && *k->out->scope && at < end - 2) {
+  const char *scope = k->root->scope && *k->root->scope ? k->root->scope : k->out->scope;
+  if (scope && *scope && at < end - 2) {
     *at++ = '_';
-    for (const char *s = k->out->scope; *s && at < end - 24; s++)
+    for (const char *s = scope; *s && at < end - 24; s++)
       *at++ = (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ? *s : '_';
     *at = '\0';
   }
@@ -318,7 +321,7 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
     else if (n->fuse == FUSE_BOUNDARY) why = SR_BOUNDARY;
     else if (n->stored) why = SR_OPERAND;
     else if (node_is_folded(n)) why = SR_NONE;
-    else if (!node_is_pointwise(n)) why = SR_ROOT;
+    else if (!node_is_pointwise(n)) why = n->fuse == FUSE_INLINE && mode != FUSION_NONE ? SR_NONE : SR_ROOT;
     else if (mode == FUSION_NONE) why = SR_FUSION_OFF;
     else if (u.operand[i]) why = SR_OPERAND;
     p->why[i] = (unsigned char)why;
@@ -377,7 +380,7 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
     k->kind = node_is_folded(k->root) ? KK_COPY : kind_of(k->root->op);
   }
   // 4. several outputs per pointwise kernel
-  if (mode == FUSION_ALL) merge_siblings(p, kernel_of, u.result);
+  if (mode == FUSION_ALL) merge_siblings(p, kernel_of);
   for (int i = 0; i < p->n; i++) {
     Kernel *k = &p->kernels[i];
     kernel_name(p, k, prefix);
