@@ -848,8 +848,26 @@ int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, cons
 // Kernels, bytes moved, planned arena and the sum of the arena's tensors of a plan.
 void explain_stats(const Graph *g, const KernelPlan *p, int *kernels, uint64_t *moved, uint64_t *arena,
                    uint64_t *intermediates);
+// Two lines on kernel k: the ops it computes and the model-file lines they came from.
+void kernel_describe(FILE *out, const Graph *g, const KernelPlan *p, const Kernel *k);
 // 'smelt graph --dot --fused': the op graph with each kernel a cluster.
 void dump_graph_dot_fused(FILE *out, const Graph *g, const KernelPlan *p);
+
+// ---------------------------------------------------------------- bisect.c
+// `smelt bisect`: ingot's entry run kernel by kernel on a device against the
+// reference interpreter on random inputs; reports the first kernel whose
+// output diverges beyond its dtype's tolerance, with its model-file lines.
+// The ingot must be the one m (with defs and fusion) compiles to. Returns
+// the exit status: 0 when every kernel agrees, 1 otherwise.
+
+typedef struct {
+  const char *entry;
+  const char *device;
+  FusionMode fusion;
+  uint64_t seed, step;
+} BisectOptions;
+
+int bisect_run(Compilation *c, Module *m, const Define *defs, int ndefs, const char *ingot, const BisectOptions *o);
 
 // ---------------------------------------------------------------- driver.c
 // Resolves every module, then elaborates the model of each entry into its

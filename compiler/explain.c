@@ -145,12 +145,22 @@ static void print_edge(void *ctx, const Node *x) {
           store_reason_text((StoreReason)e->p->why[x->id]));
 }
 
+void kernel_describe(FILE *out, const Graph *g, const KernelPlan *p, const Kernel *kn) {
+  Members m = {xmalloc(sizeof(Node *) * (size_t)(g->n ? g->n : 1)), 0};
+  for (int o = 0; o < kn->nouts; o++) add_members(p, kn->outs[o], true, &m);
+  fputs("      ops: ", out);
+  print_ops(out, &m);
+  fputs("\n      from: ", out);
+  print_loc_list(out, g, &m);
+  fputc('\n', out);
+  free(m.nodes);
+}
+
 static void print_kernels(FILE *out, const Graph *g, const KernelPlan *p) {
   int *kernel_of = xmalloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
   for (int i = 0; i < g->n; i++) kernel_of[i] = -1;
   for (int k = 0; k < p->n; k++)
     for (int o = 0; o < p->kernels[k].nouts; o++) kernel_of[p->kernels[k].outs[o]->id] = k;
-  Members m = {xmalloc(sizeof(Node *) * (size_t)(g->n ? g->n : 1)), 0};
   for (int k = 0; k < p->n; k++) {
     const Kernel *kn = &p->kernels[k];
     uint64_t r, w, f;
@@ -158,18 +168,12 @@ static void print_kernels(FILE *out, const Graph *g, const KernelPlan *p) {
     char ty[96], a[32], b[32], c[32];
     fprintf(out, "#%-4d %s\n      %s %s", k, kn->name, kind_name(kn->kind), type_str(ty, sizeof ty, kn->root->dtype, &kn->root->shape));
     if (kn->nouts > 1) fprintf(out, ", %d outputs", kn->nouts);
-    fprintf(out, "; reads %s, writes %s, %s\n      ops: ", human(a, sizeof a, (double)r, "B"), human(b, sizeof b, (double)w, "B"),
+    fprintf(out, "; reads %s, writes %s, %s\n", human(a, sizeof a, (double)r, "B"), human(b, sizeof b, (double)w, "B"),
             human(c, sizeof c, (double)f, "FLOP"));
-    m.n = 0;
-    for (int o = 0; o < kn->nouts; o++) add_members(p, kn->outs[o], true, &m);
-    print_ops(out, &m);
-    fputs("\n      from: ", out);
-    print_loc_list(out, g, &m);
-    fputc('\n', out);
+    kernel_describe(out, g, p, kn);
     Edges e = {p, kernel_of, {0}, 0, out, g};
     kernel_reads(p, kn, print_edge, &e);
   }
-  free(m.nodes);
   free(kernel_of);
 }
 

@@ -349,6 +349,7 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
       meta_line(&w, "source", m->path);
       meta_line(&w, "compiler", "smelt " SMELT_VERSION);
       meta_line(&w, "target", arena_printf(a, "host:%s", cpu ? cpu : "native"));
+      meta_line(&w, "fusion", fusion_mode_name(t->fusion));
       if (t->ngpus) {
         char list[512] = "";
         for (int i = 0; i < t->ngpus; i++)

@@ -6,6 +6,7 @@
 //   smelt explain [--memory] FILE           kernels, fusion decisions, memory
 //   smelt init FILE -o WEIGHTS              the initial parameters, as a tensor file
 //   smelt build FILE -o FILE.ingot          compile to an ingot
+//   smelt bisect FILE.smelt|FILE.ingot      the first kernel that disagrees with the interpreter
 //   smelt bench --profile FILE.ingot        per-kernel times of an entry
 //   smelt inspect [--all] FILE.ingot        what an ingot holds
 //   smelt train FILE.smelt|FILE.ingot       run the train block
@@ -64,6 +65,10 @@ static void usage(FILE *out) {
         "  run FILE --inputs=T    one run of --entry= (default infer) on the tensors\n"
         "                         in file T (docs/tensors.md); --outputs=FILE\n"
         "                         writes the outputs there instead of printing\n"
+        "  bisect FILE            run an entry (--entry=E) kernel by kernel on a\n"
+        "                         device (--device=D) against the interpreter on\n"
+        "                         random inputs; name the first kernel that\n"
+        "                         diverges (FILE: .smelt, or an .ingot built from it)\n"
         "  bench --profile INGOT  per-kernel times of an entry: --entry=E (default\n"
         "                         train_step), --device=D, --runs=N (default 20)\n"
         "  inspect INGOT          sections, entry points, tensors (--all: also\n"
@@ -303,6 +308,71 @@ static void explain_file(Compilation *c, Module *m, const Options *o) {
   explain_model(c, m, o->defs, o->ndefs, &e, stdout);
 }
 
+static bool ends_with(const char *s, const char *tail) {
+  size_t n = strlen(s), m = strlen(tail);
+  return n > m && !strcmp(s + n - m, tail);
+}
+
+// `smelt bisect FILE.smelt|FILE.ingot`: an .ingot is checked against the
+// model file, sizes and fusion mode its META names; a .smelt is built first
+// (for this CPU and the GPU the device would take).
+static int bisect_main(Options *o, const char *argv0) {
+  if (o->nfiles != 1) return bad_usage("%s takes one model or ingot file", "bisect");
+  const char *file = o->files[0];
+  Compilation c;
+  compilation_init(&c, stderr);
+  c.diag.color = o->color >= 0 ? o->color : c.diag.color;
+  compilation_default_search(&c, argv0);
+  char tmp[64] = "";
+  const char *ingot = file, *source = file;
+  BisectOptions b = {o->train.split, o->train.device, o->targets.fusion, 1, 0};
+  smelt_ingot *ig = NULL;
+  int rc = 1;
+  if (ends_with(file, ".ingot")) {   // the model, sizes and fusion mode it was built with
+    if (smelt_ingot_open(file, &ig)) {
+      fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
+      compilation_free(&c);
+      return 1;
+    }
+    source = smelt_ingot_meta(ig, "source");   // (one buffer per ingot: copied before the next lookup)
+    source = source ? arena_strdup(&c.arena, source) : NULL;
+    const char *fusion = smelt_ingot_meta(ig, "fusion");
+    if (fusion && fusion_mode_parse(fusion, &b.fusion)) fusion = NULL;
+    if (!source) {
+      fprintf(stderr, "smelt: error: %s does not name its model file\n", file);
+      goto out;
+    }
+    for (const char *l = ig->meta; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+      if (!strncmp(l, "size.", 5)) {
+        char def[128];
+        size_t len = strcspn(l + 5, "\n");
+        snprintf(def, sizeof def, "%.*s", (int)len, l + 5);
+        if (!add_define(o, def)) goto out;
+      }
+  }
+  Module *m = module_load_file(&c, source);
+  if (check_modules(&c, &m, 1, o->defs, o->ndefs) == 0 && !m->model) diag_plain(&c.diag, "%s has no model", source);
+  if (c.diag.errors == 0) {
+    if (!b.entry) b.entry = m->train ? "train_step" : "infer";
+    if (!ig) {
+      snprintf(tmp, sizeof tmp, "/tmp/smelt-bisect-%ld.ingot", (long)getpid());
+      BuildTargets t = o->targets;
+      char arch[32];
+      if (!t.ngpus && strcmp(b.device, "cpu") && device_gpu_target(b.device, arch, sizeof arch) && gpu_target_known(arch))
+        t.gpus[t.ngpus++] = arch;
+      ingot = tmp;
+      if (ingot_build(&c, m, o->defs, o->ndefs, &t, tmp)) goto out;
+    }
+    rc = bisect_run(&c, m, o->defs, o->ndefs, ingot, &b);
+  }
+out:
+  if (c.diag.errors) fprintf(stderr, "%d error%s\n", c.diag.errors, c.diag.errors == 1 ? "" : "s");
+  if (tmp[0]) unlink(tmp);
+  smelt_ingot_close(ig);
+  compilation_free(&c);
+  return rc ? 1 : 0;
+}
+
 // `smelt train` / `smelt eval`: a .smelt file is built first (for this CPU)
 // into a temporary ingot; an .ingot runs as it is.
 static int train_or_eval(Options *o, const char *argv0) {
@@ -429,6 +499,13 @@ int main(int argc, char **argv) {
     return rc;
   }
   if (strcmp(argv[1], "bench") == 0) return bench_main(argc, argv);
+  if (strcmp(argv[1], "bisect") == 0) {
+    Options o;
+    int rc = parse_options(argc, argv, &o);
+    if (rc == 0) rc = bisect_main(&o, argv[0]);
+    options_free(&o);
+    return rc;
+  }
   if (strcmp(argv[1], "inspect") == 0) {
     bool all = argc > 2 && !strcmp(argv[2], "--all");
     if (argc != 3 + all) return bad_usage("%s takes one ingot file (and optionally --all)", "inspect");
@@ -438,7 +515,7 @@ int main(int argc, char **argv) {
       strcmp(argv[1], "graph") != 0 && strcmp(argv[1], "init") != 0 && strcmp(argv[1], "build") != 0 &&
       strcmp(argv[1], "explain") != 0)
     return bad_usage("unknown command '%s' (the commands are check, dump, graph, explain, build, train, eval, "
-                     "run, bench, inspect and init)", argv[1]);
+                     "run, bisect, bench, inspect and init)", argv[1]);
   Options o;
   int rc = parse_options(argc, argv, &o);
   if (rc == 0) rc = run(&o, argv[0]);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "runtime.h"
 #include "smelt_rt.h"
@@ -91,10 +92,20 @@ static bool compare(const IngotTensor *t, const char *got, const char *want, dou
   return sqrt(num) <= tol * sqrt(den) + 0.1 * tol * sqrt((double)n);
 }
 
+// The op summary of a kernel name <prefix>k<id>[_<scope>]_<ops>: from the
+// first word that names an op (the scope's words are layer names).
 static const char *op_of(const char *symbol) {
-  const char *k = strstr(symbol, "_k");
-  const char *u = k ? strchr(k + 2, '_') : NULL;
-  return u ? u + 1 : symbol;
+  static const char *const ops[] = {
+#define OP(name, nsrc, kind) #name,
+#include "ops.def"
+#undef OP
+  };
+  for (const char *w = strchr(symbol, '_'); w; w = strchr(w + 1, '_')) {
+    size_t len = strcspn(w + 1, "_");
+    for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
+      if (strlen(ops[i]) == len && !strncasecmp(ops[i], w + 1, len)) return w + 1;
+  }
+  return symbol;
 }
 
 typedef struct {
