@@ -29,9 +29,10 @@ typedef struct {
   V out_idx[MAX_DIMS], out_lin;
   // Values this kernel has computed for its root and outputs at the current
   // element: reads of them (always at that element) use these, never memory.
-  const Node *subst[KERNEL_MAX_OUTS + 1];
-  V subst_val[KERNEL_MAX_OUTS + 1];
+  const Node *subst[KERNEL_MAX_OUTS + KERNEL_MAX_ROOTS];
+  V subst_val[KERNEL_MAX_OUTS + KERNEL_MAX_ROOTS];
   int nsubst;
+  const Kernel *kernel;     // the kernel being emitted: its own outputs are computed, never loaded
   LLVMTypeRef i1, i8, i16, i32, i64, f32, f64, f16, bf16;
   LLVMTypeRef ptr;          // generic pointers (the host's only kind)
   LLVMTypeRef gptr;         // pointers to buffers: global memory on a GPU
@@ -97,6 +98,15 @@ V kernel_value(Cg *c, const Kernel *k, V *idx, V lin);
 // (epilogues; outputs that read earlier ones get them in registers) and
 // stores them.
 void kernel_store(Cg *c, const Kernel *k, V lin, V root_val);
+// A row kernel's row, by one thread: each reduction in turn, then the
+// row-shaped outputs, then a loop over the row's elements.
+void row_serial(Cg *c, const Kernel *k, V row);
+// A row kernel's row after its reductions (their values substituted):
+// row-shaped outputs by the thread with first set, then the row's elements
+// from `from` in steps of `step` (on GPUs, a lane of the row's threads).
+void row_outputs(Cg *c, const Kernel *k, V row, V from, int64_t step, V first);
+V round_value(Cg *c, V v, DType t);
+V reduce_value(Cg *c, const Node *n, V *oidx);
 V kernel_matmul(Cg *c, const Node *n, V *idx);
 
 #endif

@@ -337,7 +337,7 @@ V emit_folded(Cg *c, const Node *n, V *idx) {
 // A computed value as storing and reloading it would give: floats rounded
 // to f16/bf16, integers wrapped to their width. Fused kernels then compute
 // exactly what the unfused ones do.
-static V round_value(Cg *c, V v, DType t) {
+V round_value(Cg *c, V v, DType t) {
   LLVMBuilderRef B = c->b;
   switch (t) {
   case DT_F16: return LLVMBuildFPExt(B, LLVMBuildFPTrunc(B, v, c->f16, ""), c->f32, "");
@@ -350,10 +350,16 @@ static V round_value(Cg *c, V v, DType t) {
 
 static V computed_value(Cg *c, const Node *n, V *idx);
 
+static bool computes(const Kernel *k, const Node *n) {
+  for (int o = 0; o < k->nouts; o++)
+    if (k->outs[o] == n) return true;
+  return false;
+}
+
 V emit_value(Cg *c, const Node *n, V *idx) {
   for (int i = 0; i < c->nsubst; i++)
     if (c->subst[i] == n) return c->subst_val[i];
-  if (c->plan->slot[n->id] >= 0) return load_at(c, n, linearize(c, idx, &n->shape));
+  if (c->plan->slot[n->id] >= 0 && !(c->kernel && computes(c->kernel, n))) return load_at(c, n, linearize(c, idx, &n->shape));
   if (node_is_folded(n)) return emit_folded(c, n, idx);
   return round_value(c, computed_value(c, n, idx), n->dtype);   // fused into this kernel
 }
@@ -486,7 +492,7 @@ static V kernel_random(Cg *c, const Node *n, V lin) {
   return LLVMBuildFMul(B, LLVMBuildUIToFP(B, bits, c->f32, ""), cf(c, 1.0 / 16777216.0), "");
 }
 
-static V kernel_reduce(Cg *c, const Node *n, V *oidx) {
+V reduce_value(Cg *c, const Node *n, V *oidx) {
   const Node *x = n->src[0];
   Shape red = {0};
   for (int d = 0; d < x->shape.ndim; d++)
@@ -746,7 +752,7 @@ static V computed_value(Cg *c, const Node *n, V *idx) {
   if (node_is_folded(n)) return emit_folded(c, n, idx);
   if (node_is_pointwise(n)) return kernel_pointwise(c, n, idx);
   switch (op_kind(n->op)) {
-  case KIND_REDUCE: return kernel_reduce(c, n, idx);
+  case KIND_REDUCE: return reduce_value(c, n, idx);
   case KIND_CONTRACT: return kernel_matmul(c, n, idx);
   case KIND_CONV: return kernel_conv(c, n, idx);
   case KIND_POOL: return kernel_pool(c, n, idx);
@@ -784,6 +790,74 @@ void kernel_store(Cg *c, const Kernel *k, V lin, V root_val) {
   }
   c->nsubst = 0;
   for (int o = 0; o < k->nouts; o++) store_at(c, k->outs[o], lin, vals[o]);
+}
+
+static bool is_root(const Kernel *k, const Node *n) {
+  for (int r = 0; r < k->nroots; r++)
+    if (k->roots[r] == n) return true;
+  return false;
+}
+
+void row_outputs(Cg *c, const Kernel *k, V row, V from, int64_t step, V first) {
+  const Node *r0 = k->root, *x = r0->src[0];
+  int64_t rn = shape_numel(&r0->shape), xn = shape_numel(&x->shape);
+  int base = c->nsubst;
+  // the row's own outputs: the reductions' values, their epilogues
+  LLVMBasicBlockRef put = block(c, "rowput"), after = block(c, "rowdone");
+  LLVMBuildCondBr(c->b, first, put, after);
+  LLVMPositionBuilderAtEnd(c->b, put);
+  for (int o = 0; o < k->nouts; o++) {
+    const Node *n = k->outs[o];
+    if (shape_numel(&n->shape) != rn) continue;
+    V v = NULL;
+    for (int i = 0; i < base && !v; i++)
+      if (c->subst[i] == n) v = c->subst_val[i];
+    if (!is_root(k, n)) {
+      V idx[MAX_DIMS];
+      delinearize(c, row, &n->shape, idx);
+      v = computed_value(c, n, idx);
+    }
+    store_at(c, n, row, v);
+  }
+  LLVMBuildBr(c->b, after);
+  LLVMPositionBuilderAtEnd(c->b, after);
+  // the row's elements: X is the rows (Rs) times the reduced inner block
+  int64_t len = rn ? xn / rn : 0;
+  bool any = false;
+  for (int o = 0; o < k->nouts; o++) any |= shape_numel(&k->outs[o]->shape) == xn && !is_root(k, k->outs[o]);
+  if (!any) return;
+  Loop L;
+  loop_open(c, &L, from, ci(c, len), 0, NULL);
+  if (step != 1) L.step = ci(c, step);
+  V lin = LLVMBuildAdd(c->b, mulc(c, row, len), L.i, "");
+  V vals[KERNEL_MAX_OUTS];
+  for (int o = 0; o < k->nouts; o++) {
+    const Node *n = k->outs[o];
+    vals[o] = NULL;
+    if (shape_numel(&n->shape) != xn || is_root(k, n)) continue;
+    V idx[MAX_DIMS];
+    delinearize(c, lin, &n->shape, idx);
+    vals[o] = computed_value(c, n, idx);
+    c->subst[c->nsubst] = n;
+    c->subst_val[c->nsubst++] = round_value(c, vals[o], n->dtype);
+  }
+  for (int o = 0; o < k->nouts; o++)
+    if (vals[o]) store_at(c, k->outs[o], lin, vals[o]);
+  c->nsubst = base;
+  loop_close(c, &L, NULL);
+}
+
+void row_serial(Cg *c, const Kernel *k, V row) {
+  V ridx[MAX_DIMS];
+  delinearize(c, row, &k->root->shape, ridx);
+  c->nsubst = 0;
+  for (int r = 0; r < k->nroots; r++) {
+    V v = reduce_value(c, k->roots[r], ridx);
+    c->subst[c->nsubst] = k->roots[r];
+    c->subst_val[c->nsubst++] = round_value(c, v, k->roots[r]->dtype);
+  }
+  row_outputs(c, k, row, ci(c, 0), 1, LLVMConstInt(c->i1, 1, false));
+  c->nsubst = 0;
 }
 
 // ---- modules

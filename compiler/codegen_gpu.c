@@ -231,6 +231,11 @@ static void emit_elements(Cg *c, const Kernel *k, const GpuLaunch *g) {
   Loop L;
   loop_open(c, &L, start, ci(c, units), 0, NULL);
   L.step = ci(c, (int64_t)g->grid * GPU_BLOCK);
+  if (k->rows) {   // short rows: a thread per row
+    row_serial(c, k, L.i);
+    loop_close(c, &L, NULL);
+    return;
+  }
   for (int j = 0; j < vw; j++) {
     V lin = vw == 1 ? L.i : addc(c, mulc(c, L.i, vw), j);
     V idx[MAX_DIMS];
@@ -298,32 +303,18 @@ static void red_group32(Cg *c, const Red *r, V *acc, V tid) {
   }
 }
 
-static void emit_rows(Cg *c, const Kernel *k, const GpuLaunch *g) {
+// One reduction n of the current row by the row's G threads: each strides
+// over the row, then the group combines (shuffles, then shared memory across
+// the warps of a block). Every thread of the group ends with the value.
+static void group_reduce(Cg *c, const Node *n, V *oidx, V lane, V tid, V active, int G, V sv, V si, V *acc) {
   LLVMBuilderRef B = c->b;
-  const Node *n = k->root, *x = n->src[0];
+  const Node *x = n->src[0];
   Red r = {n->op, dtype_is_float(x->dtype), NULL};
   r.t = r.f ? c->f32 : c->i64;
-  int G = row_group(n), rows_per_block = GPU_BLOCK / G;
-  int64_t nrows = shape_numel(&n->shape), R = row_length(n);
+  int64_t R = row_length(n);
   Shape red = {0};
   for (int d = 0; d < x->shape.ndim; d++)
     if (n->p.axes & (1u << d)) red.d[red.ndim++] = x->shape.d[d];
-  V tid = thread_id(c);
-  V lane = LLVMBuildURem(B, tid, ci(c, G), ""), group = LLVMBuildUDiv(B, tid, ci(c, G), "");
-  V sv = NULL, si = NULL;   // a block's warps meet in shared memory
-  if (G == GPU_BLOCK) {
-    sv = shared_array(c, "red", r.t, GPU_BLOCK / 32);
-    si = shared_array(c, "redi", c->i64, GPU_BLOCK / 32);
-  }
-  // rows r0 .. r0 + rows_per_block - 1 per step: the same trip count for
-  // every thread of the block, so the barriers inside are reached by all
-  Loop rows;
-  loop_open(c, &rows, LLVMBuildMul(B, block_id(c), ci(c, rows_per_block), ""), ci(c, nrows), 0, NULL);
-  rows.step = ci(c, (int64_t)g->grid * rows_per_block);
-  V row = LLVMBuildAdd(B, rows.i, group, "");
-  V active = LLVMBuildICmp(B, LLVMIntULT, row, ci(c, nrows), "");
-  V oidx[MAX_DIMS];
-  delinearize(c, LLVMBuildSelect(B, active, row, ci(c, 0), ""), &n->shape, oidx);
   V init[2];
   red_identity(c, &r, init);
   Loop L;
@@ -334,9 +325,9 @@ static void emit_rows(Cg *c, const Kernel *k, const GpuLaunch *g) {
   for (int d = 0, j = 0; d < x->shape.ndim; d++) xidx[d] = n->p.axes & (1u << d) ? ridx[j++] : oidx[d];
   V v = emit_value(c, x, xidx);
   if (!r.f && LLVMTypeOf(v) == c->i1) v = LLVMBuildZExt(B, v, c->i64, "");
-  V acc[2] = {L.acc[0], r.op == OP_ARGMAX ? L.acc[1] : NULL}, item[2] = {v, L.i};
-  red_combine(c, &r, acc, item);
-  loop_close(c, &L, acc);
+  V a[2] = {L.acc[0], r.op == OP_ARGMAX ? L.acc[1] : NULL}, item[2] = {v, L.i};
+  red_combine(c, &r, a, item);
+  loop_close(c, &L, a);
   acc[0] = L.acc[0];
   acc[1] = r.op == OP_ARGMAX ? L.acc[1] : NULL;
   red_group32(c, &r, acc, tid);
@@ -357,13 +348,58 @@ static void emit_rows(Cg *c, const Kernel *k, const GpuLaunch *g) {
     acc[0] = LLVMBuildSelect(B, has, LLVMBuildLoad2(B, r.t, shared_at(c, sv, r.t, slot), ""), id[0], "");
     if (acc[1]) acc[1] = LLVMBuildSelect(B, has, LLVMBuildLoad2(B, c->i64, shared_at(c, si, c->i64, slot), ""), id[1], "");
     red_group32(c, &r, acc, tid);
-    barrier(c);   // the next row may overwrite the slots
+    barrier(c);   // the next reduction may overwrite the slots
   }
+}
+
+static void emit_rows(Cg *c, const Kernel *k, const GpuLaunch *g) {
+  LLVMBuilderRef B = c->b;
+  const Node *n = k->root;
+  int G = row_group(n), rows_per_block = GPU_BLOCK / G;
+  int64_t nrows = shape_numel(&n->shape);
+  V tid = thread_id(c);
+  V lane = LLVMBuildURem(B, tid, ci(c, G), ""), group = LLVMBuildUDiv(B, tid, ci(c, G), "");
+  V sv = NULL, si = NULL;   // a block's warps meet in shared memory
+  if (G == GPU_BLOCK) {
+    sv = shared_array(c, "red", c->f32, GPU_BLOCK / 32);
+    si = shared_array(c, "redi", c->i64, GPU_BLOCK / 32);
+    bool ints = false;
+    for (int r = 0; r < k->nroots; r++) ints |= !dtype_is_float(k->roots[r]->src[0]->dtype);
+    if (ints) sv = shared_array(c, "redv", c->i64, GPU_BLOCK / 32);
+  }
+  // rows r0 .. r0 + rows_per_block - 1 per step: the same trip count for
+  // every thread of the block, so the barriers inside are reached by all
+  Loop rows;
+  loop_open(c, &rows, LLVMBuildMul(B, block_id(c), ci(c, rows_per_block), ""), ci(c, nrows), 0, NULL);
+  rows.step = ci(c, (int64_t)g->grid * rows_per_block);
+  V row = LLVMBuildAdd(B, rows.i, group, "");
+  V active = LLVMBuildICmp(B, LLVMIntULT, row, ci(c, nrows), "");
+  V safe_row = LLVMBuildSelect(B, active, row, ci(c, 0), "");
+  V oidx[MAX_DIMS];
+  delinearize(c, safe_row, &n->shape, oidx);
+  V first = LLVMBuildAnd(B, active, LLVMBuildICmp(B, LLVMIntEQ, lane, ci(c, 0), ""), "");
+  if (k->rows) {   // each reduction in turn, every thread holding each value, then the outputs
+    c->nsubst = 0;
+    for (int r = 0; r < k->nroots; r++) {
+      V acc[2];
+      const Node *rn = k->roots[r];
+      group_reduce(c, rn, oidx, lane, tid, active, G, sv, si, acc);
+      c->subst[c->nsubst] = rn;
+      c->subst_val[c->nsubst++] = round_value(c, acc[0], rn->dtype);
+    }
+    row_outputs(c, k, safe_row, LLVMBuildSelect(B, active, lane, ci(c, nrows ? shape_numel(&n->src[0]->shape) / nrows : 0), ""),
+                G, first);
+    c->nsubst = 0;
+    loop_close(c, &rows, NULL);
+    return;
+  }
+  V acc[2];
+  group_reduce(c, n, oidx, lane, tid, active, G, sv, si, acc);
   LLVMBasicBlockRef out = block(c, "store"), next = block(c, "next");
-  LLVMBuildCondBr(B, LLVMBuildAnd(B, active, LLVMBuildICmp(B, LLVMIntEQ, lane, ci(c, 0), ""), ""), out, next);
+  LLVMBuildCondBr(B, first, out, next);
   LLVMPositionBuilderAtEnd(B, out);
-  V result = r.op == OP_ARGMAX ? acc[1] : acc[0];
-  if (r.op == OP_ARGMAX) {   // a row of zero length has no position: 0, as the host computes
+  V result = n->op == OP_ARGMAX ? acc[1] : acc[0];
+  if (n->op == OP_ARGMAX) {   // a row of zero length has no position: 0, as the host computes
     result = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, result, ci(c, INT64_MAX), ""), ci(c, 0), result, "");
   }
   kernel_store(c, k, row, result);
@@ -519,6 +555,7 @@ static void emit_gpu_kernel(Cg *c, const Kernel *k) {
   c->step = LLVMGetParam(c->fn, 3);
   c->errp = LLVMGetParam(c->fn, 4);
   c->out_lin = NULL;
+  c->kernel = k;
   LLVMPositionBuilderAtEnd(c->b, block(c, "entry"));
   GpuLaunch g;
   gpu_launch_shape(k, &g);

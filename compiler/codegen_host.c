@@ -151,9 +151,16 @@ static void emit_kernel(Cg *c, const Kernel *k) {
   c->step = LLVMBuildLoad2(c->b, c->i64, LLVMBuildGEP2(c->b, c->i64, ctx, &one, 1, ""), "step");
   c->errp = LLVMBuildGEP2(c->b, c->i64, ctx, &two, 1, "err");
   c->out_lin = NULL;
+  c->kernel = k;
   const Node *n = k->root;
   Loop L;
   loop_open(c, &L, LLVMGetParam(c->fn, 1), LLVMGetParam(c->fn, 2), 0, NULL);
+  if (k->rows) {   // an iteration is a row
+    row_serial(c, k, L.i);
+    loop_close(c, &L, NULL);
+    LLVMBuildRetVoid(c->b);
+    return;
+  }
   if (k->tiled) {
     emit_tile(c, k, L.i);
     loop_close(c, &L, NULL);

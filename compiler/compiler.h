@@ -633,6 +633,7 @@ typedef enum {
 // (16 or 32 floats: one or two vector registers of the target per row).
 #define MATMUL_MR 6
 #define KERNEL_MAX_OUTS 8
+#define KERNEL_MAX_ROOTS 6
 
 typedef struct {
   KernelKind kind;       // of its root
@@ -641,6 +642,11 @@ typedef struct {
   int nouts;             // (all of one element count; later ones may read earlier ones there)
   Node *root;            // what shapes the loop: a reduction, contraction, ...
                          // whose epilogue gives out; else out itself
+  bool rows;             // a row kernel (fuse_rows.c): roots are reductions over the
+                         // same rows, computed in turn for each row; outs have
+                         // the rows' shape or their elements' (roots[0]->src[0])
+  Node *roots[KERNEL_MAX_ROOTS];   // roots[0] == root
+  int nroots;
   char name[96];         // symbol: <prefix>k<id>_<scope>_<ops>
   bool tiled;            // KK_MATMUL on stored f32 operands, B not transposed:
                          // iterates over MATMUL_MR x nr tiles of the output
@@ -668,6 +674,9 @@ bool node_is_pointwise(const Node *n);
 // The same graph and mode give the same kernels in the same order.
 void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, KernelPlan *p);
 void kernel_plan_free(KernelPlan *p);
+// Row kernels (fuse_rows.c), during kernel_plan: kernels are made, slots only
+// say stored (>= 0) or not; kernel_of maps node ids to kernel indices.
+void fuse_rows(const Graph *g, KernelPlan *p, int *kernel_of, const bool *result);
 const char *fusion_mode_name(FusionMode m);
 int fusion_mode_parse(const char *s, FusionMode *m);   // 0, or -1 for an unknown name
 const char *store_reason_text(StoreReason r);

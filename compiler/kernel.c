@@ -361,26 +361,31 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
       p->why[i] = SR_NONE;
       p->slot[i] = -1;
     }
-  // 3. slots and kernels in graph order
+  // 3. kernels in graph order
   p->slot_node = xmalloc(sizeof(Node *) * nn);
   p->kernels = xcalloc(nn, sizeof(Kernel));
   int *kernel_of = xmalloc(sizeof(int) * nn);
   for (int i = 0; i < g->n; i++) {
     Node *n = g->nodes[i];
     kernel_of[i] = -1;
-    if (p->slot[i] < 0) continue;
-    p->slot[i] = p->nslots;
-    p->slot_node[p->nslots++] = n;
-    if (is_leaf(n)) continue;
+    if (p->slot[i] < 0 || is_leaf(n)) continue;
     kernel_of[i] = p->n;
     Kernel *k = &p->kernels[p->n++];
     k->out = k->outs[0] = n;
     k->nouts = 1;
-    k->root = root_of[i] ? root_of[i] : n;
+    k->root = k->roots[0] = root_of[i] ? root_of[i] : n;
+    k->nroots = 1;
     k->kind = node_is_folded(k->root) ? KK_COPY : kind_of(k->root->op);
   }
-  // 4. several outputs per pointwise kernel
+  // 4. reductions over the same rows in one kernel; several outputs per pointwise kernel
+  if (mode == FUSION_ALL) fuse_rows(g, p, kernel_of, u.result);
   if (mode == FUSION_ALL) merge_siblings(p, kernel_of);
+  // 5. buffer slots for what is still stored, in graph order
+  for (int i = 0; i < g->n; i++) {
+    if (p->slot[i] < 0) continue;
+    p->slot[i] = p->nslots;
+    p->slot_node[p->nslots++] = g->nodes[i];
+  }
   for (int i = 0; i < p->n; i++) {
     Kernel *k = &p->kernels[i];
     kernel_name(p, k, prefix);
@@ -422,6 +427,8 @@ static void reads_of(const KernelPlan *p, const Kernel *k, const Node *n, void (
 }
 
 void kernel_reads(const KernelPlan *p, const Kernel *k, void (*fn)(void *, const Node *), void *ctx) {
+  for (int r = 0; r < k->nroots; r++)   // a row kernel's stored reductions are outputs: their reads still count
+    if (k->roots[r] != k->out || k->rows) reads_of(p, k, k->roots[r], fn, ctx);
   for (int o = 0; o < k->nouts; o++) reads_of(p, k, k->outs[o], fn, ctx);   // a KK_COPY reads what its view folds
 }
 
@@ -441,10 +448,15 @@ static void add_read(void *ctx, const Node *x) {
 }
 
 // Elementwise FLOPs of the inlined ops under n (n itself included unless stored elsewhere).
-static uint64_t inline_flops(const KernelPlan *p, const Node *n, bool top) {
+// (A row kernel's reductions are computed once per row: not counted again
+// where later phases read them.)
+static uint64_t inline_flops(const KernelPlan *p, const Kernel *k, const Node *n, bool top) {
   if (!top && p->slot[n->id] >= 0) return 0;
+  if (!top && k->rows)
+    for (int r = 0; r < k->nroots; r++)
+      if (k->roots[r] == n) return 0;
   uint64_t f = node_is_pointwise(n) ? (uint64_t)shape_numel(&n->shape) : 0;
-  for (int s = 0; s < n->nsrc; s++) f += inline_flops(p, n->src[s], false);
+  for (int s = 0; s < n->nsrc; s++) f += inline_flops(p, k, n->src[s], false);
   return f;
 }
 
@@ -464,7 +476,10 @@ void kernel_cost(const KernelPlan *p, const Kernel *k, uint64_t *read, uint64_t 
     *flops = 2 * out * (uint64_t)K;
     break;
   }
-  case KK_REDUCE: *flops = (uint64_t)shape_numel(&n->src[0]->shape); break;
+  case KK_REDUCE:
+    *flops = 0;
+    for (int r = 0; r < k->nroots; r++) *flops += (uint64_t)shape_numel(&k->roots[r]->src[0]->shape);
+    break;
   case KK_CONV:
     *flops = n->op == OP_IM2COL ? 0 : 2 * out * (uint64_t)(shape_numel(&n->src[1]->shape) /
                                                           (n->op == OP_CONV2D_DW ? 1 : n->src[1]->shape.d[0]));
@@ -472,5 +487,7 @@ void kernel_cost(const KernelPlan *p, const Kernel *k, uint64_t *read, uint64_t 
   default: *flops = 0; break;
   }
   // the pointwise ops computed inline: the outputs, their prologues and epilogues
-  for (int o = 0; o < k->nouts; o++) *flops += inline_flops(p, k->outs[o], true);
+  for (int o = 0; o < k->nouts; o++) *flops += inline_flops(p, k, k->outs[o], true);
+  if (k->rows)
+    for (int r = 0; r < k->nroots; r++) *flops += inline_flops(p, k, k->roots[r]->src[0], false);
 }
