@@ -197,13 +197,23 @@ V buffer_ptr(Cg *c, const Node *n) {
   return buf;
 }
 
+// Whether the current kernel writes an output over n's bytes (in place).
+static bool overwritten(const Cg *c, const Node *n) {
+  if (!c->kernel || !c->plan->reuses) return false;
+  int s = c->plan->slot[n->id];
+  for (int o = 0; o < c->kernel->nouts; o++)
+    if (c->plan->reuses[c->plan->slot[c->kernel->outs[o]->id]] == s) return true;
+  return false;
+}
+
 V load_at(Cg *c, const Node *n, V lin) {
   LLVMTypeRef st = storage_type(c, n->dtype);
   V p = LLVMBuildGEP2(c->b, st, buffer_ptr(c, n), &lin, 1, "");
   V v = LLVMBuildLoad2(c->b, st, p, "");
-  // A kernel never reads the buffer it writes: on a GPU, every load it
-  // makes can take the read-only (non-coherent) cache path.
-  if (c->tgt != CG_HOST) LLVMSetMetadata(v, c->md_invariant, LLVMMetadataAsValue(c->cx, LLVMMDNodeInContext2(c->cx, NULL, 0)));
+  // A kernel never reads a buffer it writes, except one its output took over
+  // in place (read at each element before that element is written): every
+  // other load on a GPU can take the read-only (non-coherent) cache path.
+  if (c->tgt != CG_HOST && !overwritten(c, n)) LLVMSetMetadata(v, c->md_invariant, LLVMMetadataAsValue(c->cx, LLVMMDNodeInContext2(c->cx, NULL, 0)));
   switch (n->dtype) {
   case DT_F32: return v;
   case DT_F16: case DT_BF16: return LLVMBuildFPExt(c->b, v, c->f32, "");

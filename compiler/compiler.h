@@ -662,6 +662,8 @@ typedef struct {
   int nslots;
   int nr;                // columns of a matmul tile
   FusionMode mode;
+  int *reuses;           // by slot: the slot whose bytes it takes over in place, or -1
+                         // (set by the ingot writer's memory plan; NULL: none)
 } KernelPlan;
 
 // Views, CONST and IOTA: computed inside the loads of their consumers.
@@ -687,6 +689,9 @@ void kernel_cost(const KernelPlan *p, const Kernel *k, uint64_t *read, uint64_t 
 // Calls fn for every stored node kernel k reads (through folded and fused
 // nodes), each time it is reached; not its own outputs.
 void kernel_reads(const KernelPlan *p, const Kernel *k, void (*fn)(void *ctx, const Node *n), void *ctx);
+// Whether every read kernel k makes of stored node x is at the element of
+// k's output that it computes (so the output may overwrite x in place).
+bool kernel_reads_only_at_own_index(const KernelPlan *p, const Kernel *k, const Node *x);
 
 // ---------------------------------------------------------------- memplan.c
 // Arena offsets with reuse: tensors whose lifetimes (launch indices, both
@@ -696,14 +701,25 @@ typedef struct {
   uint64_t bytes;
   int first, last;       // the launches that write it and last read it (-1 .. n: the whole entry)
   uint64_t offset;       // set by memplan_pack
+  int reuses;            // the buffer whose bytes it takes over in place, or -1 (memplan_inplace)
 } MemBuf;
 
 // Lifetimes of plan p's slots (b by slot): inputs, outputs, the loss and
 // update values live for the whole entry.
 void memplan_lifetimes(const Graph *g, const KernelPlan *p, MemBuf *b);
-// Offsets for the buffers with plan[i] set; returns the arena size.
+// In-place reuse: a kernel's output takes over the bytes of a tensor of the
+// same size that the kernel reads only at the output's own index and that
+// nothing reads afterwards (sets reuses; the planned buffers only).
+void memplan_inplace(const KernelPlan *p, MemBuf *b, const bool *plan);
+// Offsets for the buffers with plan[i] set; returns the arena size. A buffer
+// that reuses another gets the other's offset.
 uint64_t memplan_pack(MemBuf *b, const bool *plan, int n, uint64_t align);
-// The planner's invariant: inside the arena, no two live-together buffers overlap.
+// An entry's whole plan: lifetimes, in-place reuse (recorded in p->reuses),
+// packing of every slot but parameters and state (in[s] says which).
+// Returns the arena size; *total: the planned buffers' bytes, each aligned.
+uint64_t memplan_entry(const Graph *g, KernelPlan *p, MemBuf *b, bool *in, uint64_t align, uint64_t *total);
+// The planner's invariant: inside the arena, no two live-together buffers
+// overlap, except a buffer and the one it reuses in place.
 bool memplan_check(const MemBuf *b, const bool *plan, int n, uint64_t arena, char *err, size_t errlen);
 
 // ---------------------------------------------------------------- codegen_host.c

@@ -20,13 +20,7 @@ typedef struct {
 
 // Lifetimes and offsets of a plan's arena (parameters and state live outside it).
 static uint64_t plan_arena(const Graph *g, const KernelPlan *p, MemBuf *b, bool *in, uint64_t *total) {
-  memplan_lifetimes(g, p, b);
-  *total = 0;
-  for (int s = 0; s < p->nslots; s++) {
-    in[s] = p->slot_node[s]->op != OP_PARAM && p->slot_node[s]->op != OP_STATE;
-    if (in[s]) *total += (b[s].bytes + 63) / 64 * 64;
-  }
-  return memplan_pack(b, in, p->nslots, 64);
+  return memplan_entry(g, (KernelPlan *)p, b, in, 64, total);   // (records in-place reuse in the plan)
 }
 
 static PlanStats plan_stats(const Graph *g, const KernelPlan *p) {
@@ -194,6 +188,11 @@ static void print_memory(FILE *out, const Graph *g, const KernelPlan *p, const M
   char a[32], c[32];
   fprintf(out, "\nmemory: peak arena %s, sum of all intermediates %s (%.2f)\n", human(a, sizeof a, (double)arena, "B"),
           human(c, sizeof c, (double)total, "B"), total ? (double)arena / (double)total : 0.0);
+  int reused = 0;
+  uint64_t reused_bytes = 0;
+  for (int s = 0; s < p->nslots; s++)
+    if (in[s] && b[s].reuses >= 0) reused++, reused_bytes += b[s].bytes;
+  fprintf(out, "in place: %d outputs take over a dead input's bytes (%s)\n", reused, human(a, sizeof a, (double)reused_bytes, "B"));
   int peak_at = 0;
   uint64_t peak = 0;
   for (int t = 0; t < p->n; t++) {

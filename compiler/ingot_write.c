@@ -106,7 +106,7 @@ static const char *output_name(const Graph *g, const Node *n) {
 static void meta_line(Writer *w, const char *key, const char *value);
 
 // Adds one entry: its tensors, launches, slots and updates.
-static void add_entry(Writer *w, const char *entry, const Graph *g, const KernelPlan *p) {
+static void add_entry(Writer *w, const char *entry, const Graph *g, KernelPlan *p) {
   IngotEntry e = {0};
   e.name = str_add(&w->strings, entry);
   e.first_slot = (uint32_t)(w->slots.len / 4);
@@ -117,10 +117,8 @@ static void add_entry(Writer *w, const char *entry, const Graph *g, const Kernel
   // the arena: offsets planned over the kernels' lifetimes (memplan.c)
   MemBuf *mb = xmalloc(sizeof(MemBuf) * (size_t)(p->nslots ? p->nslots : 1));
   bool *in_arena = xcalloc((size_t)(p->nslots ? p->nslots : 1), sizeof(bool));
-  memplan_lifetimes(g, p, mb);
-  for (int s = 0; s < p->nslots; s++)
-    in_arena[s] = p->slot_node[s]->op != OP_PARAM && p->slot_node[s]->op != OP_STATE;
-  uint64_t arena = memplan_pack(mb, in_arena, p->nslots, INGOT_ALIGN), unplanned = 0;
+  uint64_t unplanned;
+  uint64_t arena = memplan_entry(g, p, mb, in_arena, INGOT_ALIGN, &unplanned);
   char err[256];
   if (!memplan_check(mb, in_arena, p->nslots, arena, err, sizeof err)) internal_error(__FILE__, __LINE__, err);
   for (int s = 0; s < p->nslots; s++) {
@@ -136,7 +134,6 @@ static void add_entry(Writer *w, const char *entry, const Graph *g, const Kernel
       name = name ? arena_printf(&w->c->arena, "%s/%s", entry, name)
                   : arena_printf(&w->c->arena, "%s/%%%d", entry, n->id);
       t = tensor_add(w, name, n, role, mb[s].offset);
-      unplanned += (mb[s].bytes + INGOT_ALIGN - 1) / INGOT_ALIGN * INGOT_ALIGN;
       if (n == g->loss) e.loss = (uint32_t)t;
     }
     tensor_of[s] = t;

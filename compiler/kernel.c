@@ -404,7 +404,18 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
   free(u.result);
 }
 
+bool kernel_reads_only_at_own_index(const KernelPlan *p, const Kernel *k, const Node *x) {
+  if (k->kind == KK_COPY) return false;
+  ReadSet r;
+  kernel_readset(p, k, &r);
+  if (k->rows || r.overflow) return false;
+  for (int i = 0; i < r.n; i++)
+    if (r.node[i] == x) return r.identity[i];
+  return false;
+}
+
 void kernel_plan_free(KernelPlan *p) {
+  free(p->reuses);
   free(p->slot);
   free(p->slot_node);
   free(p->kernels);
