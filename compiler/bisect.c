@@ -94,11 +94,7 @@ int bisect_run(Compilation *c, Module *m, const Define *defs, int ndefs, const c
   graph_init(&g, &c->arena, &c->diag);
   if (entry_graph(c, m, defs, ndefs, o->entry, &g, NULL)) return graph_free(&g), 1;
   KernelPlan p;
-  kernel_plan(&g, "", 16, o->fusion, &p);
-  char prefix[32];
-  snprintf(prefix, sizeof prefix, "%s_", !strcmp(o->entry, "train_step") ? "train" : o->entry);
-  kernel_plan_free(&p);
-  kernel_plan(&g, prefix, 16, o->fusion, &p);
+  kernel_plan(&g, entry_prefix(o->entry), 16, o->fusion, &p);
   int rc = 1;
   smelt_ingot *ig = NULL;
   smelt_session *s = NULL;

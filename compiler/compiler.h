@@ -907,6 +907,8 @@ int training_step(Compilation *c, Module *m, Graph *g);
 // entry).
 // simplified: per-rule counts of pass_simplify (SIMP_COUNT entries), or NULL.
 int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const char *entry, Graph *g, int *simplified);
+// The prefix of an entry's kernel names: "train_", "eval_", "infer_".
+const char *entry_prefix(const char *entry);
 
 // ---------------------------------------------------------------- summary.c
 // One paragraph per checked file, for 'smelt check --summary' and the demo.

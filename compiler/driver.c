@@ -63,3 +63,7 @@ int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const 
   pass_matmul_operands(g);
   return 0;
 }
+
+const char *entry_prefix(const char *entry) {
+  return !strcmp(entry, "train_step") ? "train_" : !strcmp(entry, "eval") ? "eval_" : "infer_";
+}

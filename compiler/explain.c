@@ -273,8 +273,8 @@ int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, cons
     return rc;
   }
   KernelPlan p, none;
-  kernel_plan(&g, "", 16, o->fusion, &p);
-  kernel_plan(&g, "", 16, FUSION_NONE, &none);
+  kernel_plan(&g, entry_prefix(o->entry), 16, o->fusion, &p);
+  kernel_plan(&g, entry_prefix(o->entry), 16, FUSION_NONE, &none);
   PlanStats s = plan_stats(&g, &p), s0 = plan_stats(&g, &none);
   char a[32], b[32], d[32], e[32];
   fprintf(out, "%s: entry %s, fusion %s\n", m->path, o->entry, fusion_mode_name(o->fusion));

@@ -309,9 +309,9 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
   KernelPlan pe = {0}, pt = {0}, pi = {0};
   if (rc == 0) {
     int nr = codegen_tile_columns(cpu);
-    kernel_plan(&ge, "eval_", nr, t->fusion, &pe);
-    kernel_plan(&gi, "infer_", nr, t->fusion, &pi);
-    if (train) kernel_plan(&gt, "train_", nr, t->fusion, &pt);
+    kernel_plan(&ge, entry_prefix("eval"), nr, t->fusion, &pe);
+    kernel_plan(&gi, entry_prefix("infer"), nr, t->fusion, &pi);
+    if (train) kernel_plan(&gt, entry_prefix("train_step"), nr, t->fusion, &pt);
     // parameters first, in the train graph's order, so every entry shares them
     if (train) add_entry(&w, "train_step", &gt, &pt);
     add_entry(&w, "eval", &ge, &pe);

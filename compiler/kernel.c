@@ -347,7 +347,7 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
   if (mode == FUSION_ALL)
     for (int i = 0; i < g->n; i++) {
       Node *r = g->nodes[i];
-      if (p->why[i] != SR_ROOT || r->op == OP_RANDOM) continue;
+      if (p->why[i] != SR_ROOT) continue;
       Node *end = epilogue_end(p, &u, r, users);
       if (!end) {
         p->why[i] = SR_REDUCE_READ;
