@@ -40,7 +40,7 @@ static uint32_t str_add(Buf *strings, const char *s) {
 
 typedef struct {
   Compilation *c;
-  Buf strings, tensors, entries, launches, slots, updates, weights, meta, costs;
+  Buf strings, tensors, entries, launches, slots, updates, weights, meta, costs, outputs;
   const char **tnames;   // by tensor index
   int ntensors, cap;
   uint64_t seed;
@@ -105,6 +105,8 @@ static const char *output_name(const Graph *g, const Node *n) {
 
 static void meta_line(Writer *w, const char *key, const char *value);
 
+_Static_assert(KERNEL_MAX_OUTS <= INGOT_MAX_OUTPUTS, "an output record holds every output of a kernel");
+
 // Adds one entry: its tensors, launches, slots and updates.
 static void add_entry(Writer *w, const char *entry, const Graph *g, KernelPlan *p) {
   IngotEntry e = {0};
@@ -151,6 +153,9 @@ static void add_entry(Writer *w, const char *entry, const Graph *g, KernelPlan *
     IngotLaunch l = {str_add(&w->strings, p->kernels[k].name), (uint32_t)tensor_of[p->slot[p->kernels[k].out->id]],
                      (uint64_t)p->kernels[k].count};
     buf_put(&w->launches, &l, sizeof l);
+    IngotOutputs outs = {(uint32_t)p->kernels[k].nouts, {0}};
+    for (int o = 0; o < p->kernels[k].nouts; o++) outs.tensor[o] = (uint32_t)tensor_of[p->slot[p->kernels[k].outs[o]->id]];
+    buf_put(&w->outputs, &outs, sizeof outs);
   }
   for (int u = 0; u < g->nupdates; u++) {
     IngotUpdate up = {(uint32_t)tensor_of[p->slot[g->updates[u].target->id]],
@@ -356,10 +361,10 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
       for (int i = 0; i < ndefs; i++) meta_line(&w, arena_printf(a, "size.%s", defs[i].name), arena_printf(a, "%lld", (long long)defs[i].value));
       if (train) meta_train(&w, m);
       Buf *secs[] = {&w.meta, &w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &code, &w.weights,
-                     &w.costs, &glaunch, &gcode};
+                     &w.costs, &w.outputs, &glaunch, &gcode};
       uint32_t kinds[] = {SEC_META, SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES, SEC_LAUNCHES, SEC_SLOTS, SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS,
-                          SEC_COSTS, SEC_GPU_LAUNCHES, SEC_GPU_CODE};
-      rc = write_file(path, secs, kinds, t->ngpus ? 12 : 10, err, sizeof err);
+                          SEC_COSTS, SEC_OUTPUTS, SEC_GPU_LAUNCHES, SEC_GPU_CODE};
+      rc = write_file(path, secs, kinds, t->ngpus ? 13 : 11, err, sizeof err);
     }
     if (rc) diag_plain(&c->diag, "%s", err);
     free(code.data);
@@ -373,7 +378,8 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
   graph_free(&ge);
   graph_free(&gt);
   graph_free(&gi);
-  Buf *all[] = {&w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &w.weights, &w.meta, &w.costs};
+  Buf *all[] = {&w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &w.weights, &w.meta, &w.costs,
+                &w.outputs};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->data);
   free(w.tnames);
   return rc;

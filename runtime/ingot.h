@@ -43,6 +43,7 @@ enum {
   SEC_GPU_LAUNCHES = 10, // IngotGpuLaunch records, one per IngotLaunch, in the same order
   SEC_GPU_CODE = 11,     // IngotCodeTable, its IngotCode records, then the code they point to
   SEC_COSTS = 12,        // IngotCost records, one per IngotLaunch, in the same order
+  SEC_OUTPUTS = 13,      // IngotOutputs records, one per IngotLaunch, in the same order
 };
 
 typedef struct {
@@ -105,6 +106,14 @@ typedef struct {
 typedef struct {
   uint64_t bytes_read, bytes_written, flops;
 } IngotCost;              // 24 bytes
+
+// Every tensor a launch writes (a fused kernel may write several); the
+// launch record's tensor is the first.
+#define INGOT_MAX_OUTPUTS 15
+typedef struct {
+  uint32_t count;         // 1 to INGOT_MAX_OUTPUTS
+  uint32_t tensor[INGOT_MAX_OUTPUTS];
+} IngotOutputs;           // 64 bytes
 
 // GPU kernels are
 //   void NAME(char **bufs, int64_t count, uint64_t seed, uint64_t step, int64_t *error)

@@ -109,6 +109,13 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
     const IngotTensor *t = &ig->tensors[l->out];
     if (l->count * (uint64_t)ingot_dtype_size(t->dtype) > t->bytes) return bad(path, "a launch's range exceeds its output");
   }
+  for (uint32_t i = 0; ig->outputs && i < ig->nlaunches; i++) {
+    const IngotOutputs *o = &ig->outputs[i];
+    if (o->count == 0 || o->count > INGOT_MAX_OUTPUTS || o->tensor[0] != ig->launches[i].out)
+      return bad(path, "a launch's output record is malformed");
+    for (uint32_t k = 0; k < o->count; k++)
+      if (o->tensor[k] >= ig->ntensors) return bad(path, "a launch's output record is malformed");
+  }
   for (uint32_t i = 0; ig->gpu_launches && i < ig->nlaunches; i++) {
     const IngotGpuLaunch *g = &ig->gpu_launches[i];
     if (g->grid == 0 || g->block == 0 || g->block > 1024 || g->block % 32 || g->shared_bytes > (1u << 20))
@@ -214,6 +221,8 @@ smelt_status smelt_ingot_open(const char *path, smelt_ingot **out) {
   sizes_ok &= !ig->gpu_launches || n == (uint64_t)ig->nlaunches * sizeof(IngotGpuLaunch);
   ig->costs = ingot_section(ig, SEC_COSTS, &n);
   sizes_ok &= !ig->costs || n == (uint64_t)ig->nlaunches * sizeof(IngotCost);
+  ig->outputs = ingot_section(ig, SEC_OUTPUTS, &n);
+  sizes_ok &= !ig->outputs || n == (uint64_t)ig->nlaunches * sizeof(IngotOutputs);
   const IngotCodeTable *ct = ingot_section(ig, SEC_GPU_CODE, &n);
   if (ct) {
     sizes_ok &= n >= sizeof *ct && (n - sizeof *ct) / sizeof(IngotCode) >= ct->count;

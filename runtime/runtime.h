@@ -37,6 +37,7 @@ struct smelt_ingot {
   const char *meta;              // a NUL-terminated copy of META (owned)
   const IngotGpuLaunch *gpu_launches;   // one per launch, or NULL
   const IngotCost *costs;        // one per launch, or NULL
+  const IngotOutputs *outputs;   // one per launch, or NULL
   const IngotCode *codes;        // GPU code objects
   uint32_t ncodes;
 };
