@@ -92,7 +92,7 @@ static int fail(Compilation *c, const char *msg) {
 int bisect_run(Compilation *c, Module *m, const Define *defs, int ndefs, const char *ingot, const BisectOptions *o) {
   Graph g;
   graph_init(&g, &c->arena, &c->diag);
-  if (entry_graph(c, m, defs, ndefs, o->entry, &g, NULL)) return graph_free(&g), 1;
+  if (entry_graph(c, m, defs, ndefs, o->entry, &g, &(GraphOptions){.remat = o->remat})) return graph_free(&g), 1;
   KernelPlan p;
   kernel_plan(&g, entry_prefix(o->entry), 16, o->fusion, &p);
   int rc = 1;

@@ -53,6 +53,7 @@ static const Builtin builtins[] = {
     // steering fusion (docs/fusion.md)
     {"boundary", B_FUNC, 1, 1, "", "boundary(x)"},
     {"fused", B_FUNC, 1, 1, "", "fused(x)"},
+    {"remat", B_FUNC, 1, 1, "", "remat(x)"},
 
     // methods: x.name(...)
     {"reshape", B_METHOD, 1, -1, "", "x.reshape(dims...)"},

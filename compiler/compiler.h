@@ -286,7 +286,7 @@ struct Node {
 };
 
 // How the user steers fusion at one expression (docs/fusion.md).
-enum { FUSE_AUTO, FUSE_BOUNDARY, FUSE_INLINE };
+enum { FUSE_AUTO, FUSE_BOUNDARY, FUSE_INLINE, FUSE_REMAT };
 
 // A write of a persistent tensor at the end of a step: target := value.
 typedef struct {
@@ -412,6 +412,21 @@ enum { SIMP_CSE, SIMP_FOLD, SIMP_IDENTITY, SIMP_CAST, SIMP_MOVE, SIMP_MATMUL, SI
 
 void pass_simplify(Graph *g, int *count);
 const char *simplify_rule_name(int rule);
+
+// ---------------------------------------------------------------- pass_remat.c
+// Activation recomputation: a cheap forward value the backward pass reads is
+// computed again (a copy of its pointwise chain) right before its first
+// backward reader when that keeps nothing else alive longer; with all, every
+// such value, else those remat() marks. forward_end: the first node of the
+// backward pass. Values are unchanged, bit for bit.
+
+typedef struct {
+  int values;               // forward values no longer kept for the backward pass
+  uint64_t bytes;           // their bytes
+  uint64_t flops;           // the elementwise ops added
+} RematStats;
+
+void pass_remat(Graph *g, int forward_end, bool all, RematStats *st);
 
 // ---------------------------------------------------------------- dump_graph.c
 // 'smelt dump --stage=graph|grad': one line per node,
@@ -811,6 +826,7 @@ typedef struct {
   const char *gpus[16];     // GPU targets ("sm_90", "gfx90a")
   int ngpus;
   FusionMode fusion;        // FUSION_ALL (zero) unless asked otherwise
+  bool remat;               // --remat (pass_remat.c)
 } BuildTargets;
 
 int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t,
@@ -865,6 +881,7 @@ int inspect_ingot(const char *path, FILE *out, bool all);
 typedef struct {
   const char *entry;        // "train_step", "eval", "infer"
   FusionMode fusion;
+  bool remat;
   bool memory;
   const char *svg;          // or NULL
 } ExplainOptions;
@@ -889,6 +906,7 @@ typedef struct {
   const char *entry;
   const char *device;
   FusionMode fusion;
+  bool remat;
   uint64_t seed, step;
 } BisectOptions;
 
@@ -905,8 +923,14 @@ int training_step(Compilation *c, Module *m, Graph *g);
 // appended, loss dropped (infer), then the graph passes. g is graph_init'ed
 // by the caller. 0, or -1 after reporting (also when the model has no such
 // entry).
-// simplified: per-rule counts of pass_simplify (SIMP_COUNT entries), or NULL.
-int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const char *entry, Graph *g, int *simplified);
+// o: NULL for the defaults.
+typedef struct {
+  bool remat;               // recompute every cheap forward value the backward pass reads (--remat)
+  int *simplified;          // out: per-rule counts of pass_simplify (SIMP_COUNT entries), or NULL
+  RematStats *remat_stats;  // out, or NULL
+} GraphOptions;
+int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const char *entry, Graph *g,
+                const GraphOptions *o);
 // The prefix of an entry's kernel names: "train_", "eval_", "infer_".
 const char *entry_prefix(const char *entry);
 

@@ -38,7 +38,8 @@ int check_modules(Compilation *c, Module **entries, int nentries, const Define *
   return c->diag.errors;
 }
 
-int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const char *entry, Graph *g, int *simplified) {
+int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const char *entry, Graph *g,
+                const GraphOptions *o) {
   bool train = !strcmp(entry, "train_step"), infer = !strcmp(entry, "infer");
   if (!train && !infer && strcmp(entry, "eval")) {
     diag_plain(&c->diag, "unknown entry point '%s' (train_step, eval or infer)", entry);
@@ -58,7 +59,8 @@ int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const 
     g->loss = NULL;
     graph_prune(g);
   }
-  pass_simplify(g, simplified);
+  pass_simplify(g, o ? o->simplified : NULL);
+  if (train) pass_remat(g, g->loss->id + 1, o && o->remat, o ? o->remat_stats : NULL);   // the backward pass follows the loss
   pass_conv_gemm(g);
   pass_matmul_operands(g);
   return 0;

@@ -612,10 +612,9 @@ static Val call_builtin(Ctx *x, const char *name, Args *a) {
     Node *q = as_tensor(e, a->pos_at[2], a->pos[2], p);
     return v_tensor(g_where(g, c, p, q));
   }
-  if (!strcmp(name, "boundary") || !strcmp(name, "fused")) {   // the same value, marked for the planner
-    bool store = name[0] == 'b';
-    Node *t = want_tensor(e, a->pos_at[0], a->pos[0], store ? "what boundary() stores" : "what fused() fuses");
-    t->fuse = store ? FUSE_BOUNDARY : FUSE_INLINE;
+  if (!strcmp(name, "boundary") || !strcmp(name, "fused") || !strcmp(name, "remat")) {   // the same value, marked
+    Node *t = want_tensor(e, a->pos_at[0], a->pos[0], "the value marked");
+    t->fuse = name[0] == 'b' ? FUSE_BOUNDARY : name[0] == 'f' ? FUSE_INLINE : FUSE_REMAT;
     return v_tensor(t);
   }
   if (!strcmp(name, "cast"))

@@ -267,7 +267,8 @@ int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, cons
   Graph g;
   graph_init(&g, &c->arena, &c->diag);
   int simplified[SIMP_COUNT] = {0};
-  int rc = entry_graph(c, m, defs, ndefs, o->entry, &g, simplified);
+  RematStats remat = {0};
+  int rc = entry_graph(c, m, defs, ndefs, o->entry, &g, &(GraphOptions){o->remat, simplified, &remat});
   if (rc) {
     graph_free(&g);
     return rc;
@@ -288,6 +289,20 @@ int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, cons
   for (int r = 0; r < SIMP_COUNT; r++)
     if (simplified[r]) fprintf(out, "%s %d %s", any++ ? "," : "", simplified[r], simplify_rule_name(r));
   fprintf(out, "%s\n", any ? "" : " nothing");
+  if (remat.values) {   // against the same entry without recomputation
+    Graph g0;
+    graph_init(&g0, &c->arena, &c->diag);
+    KernelPlan p0;
+    if (entry_graph(c, m, defs, ndefs, o->entry, &g0, NULL) == 0) {
+      kernel_plan(&g0, entry_prefix(o->entry), 16, o->fusion, &p0);
+      PlanStats s1 = plan_stats(&g0, &p0);
+      fprintf(out, "  recomputed: %d forward values (%s) in the backward pass, %s added; peak arena %s without\n",
+              remat.values, human(a, sizeof a, (double)remat.bytes, "B"), human(b, sizeof b, (double)remat.flops, "FLOP"),
+              human(d, sizeof d, (double)s1.arena, "B"));
+      kernel_plan_free(&p0);
+    }
+    graph_free(&g0);
+  }
   fprintf(out, "  (%.2fx fewer kernels, %.2fx fewer bytes moved; intermediates sum to %s)\n\n",
           s.kernels ? (double)s0.kernels / s.kernels : 0.0, s.moved ? (double)s0.moved / (double)s.moved : 0.0,
           human(a, sizeof a, (double)s.intermediates, "B"));

@@ -310,7 +310,7 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
   int rc = entry_graph(c, m, defs, ndefs, "eval", &ge, NULL);
   bool train = rc == 0 && m->train && ge.loss;
   if (rc == 0) rc = entry_graph(c, m, defs, ndefs, "infer", &gi, NULL);
-  if (rc == 0 && train) rc = entry_graph(c, m, defs, ndefs, "train_step", &gt, NULL);
+  if (rc == 0 && train) rc = entry_graph(c, m, defs, ndefs, "train_step", &gt, &(GraphOptions){.remat = t->remat});
   KernelPlan pe = {0}, pt = {0}, pi = {0};
   if (rc == 0) {
     int nr = codegen_tile_columns(cpu);
@@ -352,6 +352,7 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
       meta_line(&w, "compiler", "smelt " SMELT_VERSION);
       meta_line(&w, "target", arena_printf(a, "host:%s", cpu ? cpu : "native"));
       meta_line(&w, "fusion", fusion_mode_name(t->fusion));
+      if (t->remat) meta_line(&w, "remat", "on");
       if (t->ngpus) {
         char list[512] = "";
         for (int i = 0; i < t->ngpus; i++)

@@ -51,6 +51,9 @@ static void usage(FILE *out) {
         "                         native: this machine's)\n"
         "      --fusion=MODE      all (default), pointwise or none (also for train,\n"
         "                         explain and graph; docs/fusion.md)\n"
+        "      --remat            recompute cheap forward values in the backward\n"
+        "                         pass instead of keeping them (also for train,\n"
+        "                         explain)\n"
         "  train FILE             build (a .smelt) and run its train block:\n"
         "      --epochs=N --steps=N       override the train block's length\n"
         "      --device=D                 auto (default: CUDA, else HIP, else the\n"
@@ -193,6 +196,7 @@ static int parse_options(int argc, char **argv, Options *o) {
     else if (strcmp(a, "--fused") == 0 && strcmp(o->command, "graph") == 0) o->fused = true;
     else if (strcmp(a, "--memory") == 0 && strcmp(o->command, "explain") == 0) o->memory = true;
     else if (strncmp(a, "--svg=", 6) == 0 && strcmp(o->command, "explain") == 0) o->svg = a + 6;
+    else if (strcmp(a, "--remat") == 0) o->targets.remat = true;
     else if (strncmp(a, "--fusion=", 9) == 0) {
       if (fusion_mode_parse(a + 9, &o->targets.fusion)) return bad_usage("--fusion takes none, pointwise or all, not '%s'", a + 9);
     }
@@ -304,7 +308,7 @@ static void explain_file(Compilation *c, Module *m, const Options *o) {
     return;
   }
   const char *entry = o->train.split ? o->train.split : m->train ? "train_step" : "infer";
-  ExplainOptions e = {entry, o->targets.fusion, o->memory, o->svg};
+  ExplainOptions e = {entry, o->targets.fusion, o->targets.remat, o->memory, o->svg};
   explain_model(c, m, o->defs, o->ndefs, &e, stdout);
 }
 
@@ -325,7 +329,7 @@ static int bisect_main(Options *o, const char *argv0) {
   compilation_default_search(&c, argv0);
   char tmp[64] = "";
   const char *ingot = file, *source = file;
-  BisectOptions b = {o->train.split, o->train.device, o->targets.fusion, 1, 0};
+  BisectOptions b = {o->train.split, o->train.device, o->targets.fusion, o->targets.remat, 1, 0};
   smelt_ingot *ig = NULL;
   int rc = 1;
   if (ends_with(file, ".ingot")) {   // the model, sizes and fusion mode it was built with
@@ -338,6 +342,7 @@ static int bisect_main(Options *o, const char *argv0) {
     source = source ? arena_strdup(&c.arena, source) : NULL;
     const char *fusion = smelt_ingot_meta(ig, "fusion");
     if (fusion && fusion_mode_parse(fusion, &b.fusion)) fusion = NULL;
+    b.remat = smelt_ingot_meta(ig, "remat") != NULL;
     if (!source) {
       fprintf(stderr, "smelt: error: %s does not name its model file\n", file);
       goto out;

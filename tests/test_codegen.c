@@ -254,6 +254,31 @@ static void check_fusion_bits(const char *what, const char *src, const Define *d
     }
     free_run(&p, b);
   }
+  if (o.training) {   // and with forward values recomputed in the backward pass
+    Graph g2;
+    graph_init(&g2, &c.arena, &c.diag);
+    cr_assert_eq(elaborate(&c, m, defs, ndefs, true, &g2), 0);
+    TrainConfig cfg = {.optimizer = "adamw", .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                       .weight_decay = 0.01, .schedule = "cosine", .warmup = 2, .clip_grad_norm = 1};
+    cr_assert_eq(optim_append(&g2, &cfg, 100), 0);
+    pass_simplify(&g2, NULL);
+    RematStats st = {0};
+    pass_remat(&g2, g2.loss->id + 1, true, &st);
+    pass_conv_gemm(&g2);
+    pass_matmul_operands(&g2);
+    char **b = run_plan(&g2, FUSION_ALL, &p, o);
+    cr_assert_eq(g2.noutputs, g.noutputs);
+    cr_assert_eq(g2.nupdates, g.nupdates);
+    for (int i = 0; i < g.noutputs + g.nupdates; i++) {
+      Node *x = i < g.noutputs ? g.outputs[i].node : g.updates[i - g.noutputs].value;
+      Node *y = i < g.noutputs ? g2.outputs[i].node : g2.updates[i - g.noutputs].value;
+      size_t bytes = (size_t)shape_numel(&x->shape) * (size_t)dtype_size(x->dtype);
+      cr_assert(memcmp(b0[p0.slot[x->id]], b[p.slot[y->id]], bytes) == 0, "%s: recomputation changes %%%d (%s)", what, x->id,
+                op_name(x->op));
+    }
+    free_run(&p, b);
+    graph_free(&g2);
+  }
   free_run(&p0, b0);
   graph_free(&g);
   compilation_free(&c);

@@ -165,3 +165,29 @@ TEST(fusion, explain_and_its_options) {
   cr_expect_not_null(strstr(out, "subgraph cluster_k0"), "%s", out);
   free(out);
 }
+
+// remat() marks one forward value to be recomputed in the backward pass.
+TEST(fusion, remat_marks_one_value) {
+  const char *src = "import \"nn\"\nmodel m {\ninput x: f32[4, 8]\ninput t: i32[4]\n"
+                    "let h = %s(tanh(linear(x, 8) as l1) * 2.0)\noutput logits = linear(h, 3) as l2\nloss cross_entropy(logits, t)\n}\n"
+                    "train {\noptimizer = sgd(lr = 0.1)\nsteps = 1\ndata train {\nx = csv(\"a.csv\")\nt = csv(\"b.csv\")\n}\n}\n";
+  int values[2];
+  for (int r = 0; r < 2; r++) {
+    char text[1024];
+    snprintf(text, sizeof text, src, r ? "remat" : "");
+    Compilation c;
+    compilation_init(&c, stderr);
+    compilation_default_search(&c, NULL);
+    Module *m = module_load_text(&c, "case.smelt", text, strlen(text));
+    cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
+    Graph g;
+    graph_init(&g, &c.arena, &c.diag);
+    RematStats st = {0};
+    cr_assert_eq(entry_graph(&c, m, NULL, 0, "train_step", &g, &(GraphOptions){.remat_stats = &st}), 0);
+    values[r] = st.values;
+    graph_free(&g);
+    compilation_free(&c);
+  }
+  cr_expect_eq(values[0], 0, "nothing is recomputed unless asked");
+  cr_expect_eq(values[1], 1, "remat() recomputes the value it marks");
+}

@@ -1,4 +1,4 @@
-// test_simplify.c: the simplification pass changes no value.
+// test_simplify.c: the simplification and recomputation passes change no value.
 //
 // Every example's training step (and small cases of every rule) is
 // elaborated twice; one copy is simplified; the reference interpreter runs
@@ -69,15 +69,21 @@ static void same_bits(const char *what, const Node *a, const double *va, const d
               "%s: element %lld: %.17g before simplification, %.17g after", what, (long long)k, va[k], vb[k]);
 }
 
-// Simplifies a copy of src's graph and compares the interpreter's results.
-static void check_unchanged(const char *what, const char *src, const Define *defs, int ndefs, bool training,
-                            int *count) {
+// Simplifies a copy of src's graph (or, with remat set, recomputes its
+// forward values) and compares the interpreter's results.
+static void check_pass(const char *what, const char *src, const Define *defs, int ndefs, bool training, int *count,
+                       RematStats *remat) {
   Built a, b;
   build(&a, src, defs, ndefs, training);
   build(&b, src, defs, ndefs, training);
   int before = b.g.n;
-  pass_simplify(&b.g, count);
-  cr_assert_leq(b.g.n, before);
+  if (remat) {
+    pass_remat(&b.g, b.g.loss->id + 1, true, remat);
+    cr_assert_geq(b.g.n, before);
+  } else {
+    pass_simplify(&b.g, count);
+    cr_assert_leq(b.g.n, before);
+  }
   double **la = leaves_for(&a.g, 4), **lb = leaves_for(&b.g, 4);
   InterpResult ra, rb;
   char err[256];
@@ -104,6 +110,11 @@ static void check_unchanged(const char *what, const char *src, const Define *def
   free(lb);
   built_free(&a);
   built_free(&b);
+}
+
+static void check_unchanged(const char *what, const char *src, const Define *defs, int ndefs, bool training,
+                            int *count) {
+  check_pass(what, src, defs, ndefs, training, count, NULL);
 }
 
 static void check_example(const char *name, const Define *defs, int ndefs) {
@@ -152,4 +163,22 @@ TEST(simplify, float_plus_zero_stays) {
   int count[SIMP_COUNT] = {0};
   check_unchanged("plus zero", "model m {\ninput x: f32[3]\noutput y = x + 0.0\n}\n", NULL, 0, false, count);
   cr_expect_eq(count[SIMP_IDENTITY], 0);
+}
+
+// Recomputing forward values in the backward pass changes no value either,
+// and it does recompute something on every example with a backward pass.
+static void check_remat(const char *name, const Define *defs, int ndefs) {
+  char path[64];
+  snprintf(path, sizeof path, "examples/%s.smelt", name);
+  char *src = slurp(path);
+  RematStats st = {0};
+  check_pass(name, src, defs, ndefs, true, NULL, &st);
+  cr_expect_gt(st.values, 0, "%s: nothing recomputed", name);
+  free(src);
+}
+
+TEST(simplify, remat_keeps_the_values) {
+  check_remat("mlp", (Define[]){{"B", 3}, {"H", 5}}, 2);
+  check_remat("gpt", (Define[]){{"B", 2}, {"T", 4}, {"V", 6}, {"C", 8}, {"L", 2}, {"H", 2}}, 6);
+  check_remat("lstm", (Define[]){{"B", 2}, {"T", 3}, {"V", 5}, {"E", 3}, {"H", 4}}, 5);
 }
