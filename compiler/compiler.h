@@ -683,6 +683,9 @@ typedef struct {
 
 // Views, CONST and IOTA: computed inside the loads of their consumers.
 bool node_is_folded(const Node *n);
+// The cost of computing one element of a pointwise op where it is read:
+// arithmetic 1, division and roots 2, transcendental functions 8.
+int op_cost(Op op);
 // Unary, binary, compare and select ops.
 bool node_is_pointwise(const Node *n);
 // Plans g's kernels, named with prefix ("" or "train_"). The graph's outputs

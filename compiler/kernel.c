@@ -78,9 +78,7 @@ const char *store_reason_text(StoreReason r) {
   return "?";
 }
 
-// Inline cost of one op per element: arithmetic 1, division and roots 2,
-// transcendental functions 8.
-static int op_cost(Op op) {
+int op_cost(Op op) {
   switch (op) {
   case OP_EXP: case OP_LOG: case OP_TANH: case OP_SIGMOID: case OP_POW: case OP_SIN: case OP_COS: return 8;
   case OP_DIV: case OP_SQRT: case OP_RSQRT: return 2;

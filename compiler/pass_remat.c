@@ -28,14 +28,6 @@
 #define REMAT_BUDGET 24
 #define REMAT_NODES 16
 
-static int cost_of(Op op) {
-  switch (op) {
-  case OP_EXP: case OP_LOG: case OP_TANH: case OP_SIGMOID: case OP_POW: case OP_SIN: case OP_COS: return 8;
-  case OP_DIV: case OP_SQRT: case OP_RSQRT: return 2;
-  default: return 1;
-  }
-}
-
 typedef struct {
   int *last;           // by id: the last reader's id (-1: none)
   int *first_after;    // by id: the first reader at or after the forward end (INT_MAX: none)
@@ -74,7 +66,7 @@ static bool collect(const Readers *r, Node *x, int at, bool top, Chain *c) {
   bool free_leaf = x->op == OP_INPUT || x->op == OP_PARAM || x->op == OP_STATE || x->op == OP_CONST || x->op == OP_IOTA;
   if (!top && (free_leaf || r->last[x->id] >= at)) return true;   // alive anyway
   if (!recomputable(x) || c->n == REMAT_NODES) return false;
-  c->cost += op_kind(x->op) == KIND_MOVE ? 0 : cost_of(x->op);
+  c->cost += op_kind(x->op) == KIND_MOVE ? 0 : op_cost(x->op);
   if (c->cost > REMAT_BUDGET) return false;
   for (int s = 0; s < x->nsrc; s++)
     if (!collect(r, x->src[s], at, false, c)) return false;

@@ -70,25 +70,33 @@ typedef struct {
   FusionMode fusion;    // zero: all
 } Opts;
 
-// Checks every kernel of src's graph against the interpreter.
-static void check_kernels(const char *what, const char *src, const Define *defs, int ndefs, Opts o) {
-  Compilation c;
-  compilation_init(&c, stderr);
-  compilation_default_search(&c, NULL);
-  Module *m = module_load_text(&c, "case.smelt", src, strlen(src));
-  for (int i = 0; i < c.nmodules; i++) resolve_module(&c, c.modules[i]);
-  cr_assert_eq(c.diag.errors, 0, "%s does not check", what);
-  Graph g;
-  graph_init(&g, &c.arena, &c.diag);
-  cr_assert_eq(elaborate(&c, m, defs, ndefs, true, &g), 0);
+// Elaborates src (its training step with o.training, AdamW) into g, then
+// the graph passes as smelt build runs them (recomputation with remat).
+static void case_graph(Compilation *c, Graph *g, const char *what, const char *src, const Define *defs, int ndefs, Opts o,
+                       bool remat) {
+  compilation_init(c, stderr);
+  compilation_default_search(c, NULL);
+  Module *m = module_load_text(c, "case.smelt", src, strlen(src));
+  for (int i = 0; i < c->nmodules; i++) resolve_module(c, c->modules[i]);
+  cr_assert_eq(c->diag.errors, 0, "%s does not check", what);
+  graph_init(g, &c->arena, &c->diag);
+  cr_assert_eq(elaborate(c, m, defs, ndefs, true, g), 0);
   if (o.training) {
     TrainConfig cfg = {.optimizer = "adamw", .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
                        .weight_decay = 0.01, .schedule = "cosine", .warmup = 2, .clip_grad_norm = 1};
-    cr_assert_eq(optim_append(&g, &cfg, 100), 0);
+    cr_assert_eq(optim_append(g, &cfg, 100), 0);
   }
-  pass_simplify(&g, NULL);
-  pass_conv_gemm(&g);
-  pass_matmul_operands(&g);
+  pass_simplify(g, NULL);
+  if (remat) pass_remat(g, g->loss->id + 1, true, NULL);
+  pass_conv_gemm(g);
+  pass_matmul_operands(g);
+}
+
+// Checks every kernel of src's graph against the interpreter.
+static void check_kernels(const char *what, const char *src, const Define *defs, int ndefs, Opts o) {
+  Compilation c;
+  Graph g;
+  case_graph(&c, &g, what, src, defs, ndefs, o, false);
   KernelPlan plan;
   kernel_plan(&g, "", codegen_tile_columns(NULL), o.fusion, &plan);
   Blob obj;
@@ -219,22 +227,8 @@ static void free_run(KernelPlan *plan, char **bufs) {
 // is bit for bit the same with fusion off, pointwise and all.
 static void check_fusion_bits(const char *what, const char *src, const Define *defs, int ndefs, Opts o) {
   Compilation c;
-  compilation_init(&c, stderr);
-  compilation_default_search(&c, NULL);
-  Module *m = module_load_text(&c, "case.smelt", src, strlen(src));
-  for (int i = 0; i < c.nmodules; i++) resolve_module(&c, c.modules[i]);
-  cr_assert_eq(c.diag.errors, 0, "%s does not check", what);
   Graph g;
-  graph_init(&g, &c.arena, &c.diag);
-  cr_assert_eq(elaborate(&c, m, defs, ndefs, true, &g), 0);
-  if (o.training) {
-    TrainConfig cfg = {.optimizer = "adamw", .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                       .weight_decay = 0.01, .schedule = "cosine", .warmup = 2, .clip_grad_norm = 1};
-    cr_assert_eq(optim_append(&g, &cfg, 100), 0);
-  }
-  pass_simplify(&g, NULL);
-  pass_conv_gemm(&g);
-  pass_matmul_operands(&g);
+  case_graph(&c, &g, what, src, defs, ndefs, o, false);
   KernelPlan p0, p;
   char **b0 = run_plan(&g, FUSION_NONE, &p0, o);
   for (FusionMode mode = FUSION_ALL; mode < FUSION_NONE; mode++) {
@@ -255,17 +249,9 @@ static void check_fusion_bits(const char *what, const char *src, const Define *d
     free_run(&p, b);
   }
   if (o.training) {   // and with forward values recomputed in the backward pass
+    Compilation c2;
     Graph g2;
-    graph_init(&g2, &c.arena, &c.diag);
-    cr_assert_eq(elaborate(&c, m, defs, ndefs, true, &g2), 0);
-    TrainConfig cfg = {.optimizer = "adamw", .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                       .weight_decay = 0.01, .schedule = "cosine", .warmup = 2, .clip_grad_norm = 1};
-    cr_assert_eq(optim_append(&g2, &cfg, 100), 0);
-    pass_simplify(&g2, NULL);
-    RematStats st = {0};
-    pass_remat(&g2, g2.loss->id + 1, true, &st);
-    pass_conv_gemm(&g2);
-    pass_matmul_operands(&g2);
+    case_graph(&c2, &g2, what, src, defs, ndefs, o, true);
     char **b = run_plan(&g2, FUSION_ALL, &p, o);
     cr_assert_eq(g2.noutputs, g.noutputs);
     cr_assert_eq(g2.nupdates, g.nupdates);
@@ -278,6 +264,7 @@ static void check_fusion_bits(const char *what, const char *src, const Define *d
     }
     free_run(&p, b);
     graph_free(&g2);
+    compilation_free(&c2);
   }
   free_run(&p0, b0);
   graph_free(&g);
