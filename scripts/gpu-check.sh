@@ -23,8 +23,10 @@ pack() {
   mkdir -p "$PACK/ingots" "$PACK/bench" "$PACK/data"
   cp build/smelt-rt "$PACK/"
   local f
+  # the kernel suite fused (as shipped) and one kernel per op (each op alone)
   for f in tests/gpu/*.smelt; do
     build/smelt build "$f" --target="$ARCH" -o "$PACK/ingots/$(basename "$f" .smelt).ingot"
+    build/smelt build "$f" --target="$ARCH" --fusion=none -o "$PACK/ingots/$(basename "$f" .smelt)-unfused.ingot"
   done
   build/smelt build examples/mlp.smelt --target="$ARCH" -o "$PACK/mlp.ingot"
   # the GPT and LSTM training steps at small sizes, as kernel tests
