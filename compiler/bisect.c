@@ -28,50 +28,17 @@ static double uniform(void) {
   return (double)(rng >> 11) / 9007199254740992.0;
 }
 
-static double get(DType t, const char *buf, int64_t i) {
-  switch (t) {
-  case DT_F32: return ((const float *)buf)[i];
-  case DT_F16: return (double)((const _Float16 *)buf)[i];
-  case DT_BF16: {
-    uint32_t bits = (uint32_t)((const uint16_t *)buf)[i] << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-  }
-  case DT_I32: return ((const int32_t *)buf)[i];
-  case DT_I64: return (double)((const int64_t *)buf)[i];
-  default: return ((const uint8_t *)buf)[i];
-  }
-}
-
-static void put(DType t, char *buf, int64_t i, double v) {
-  switch (t) {
-  case DT_F32: ((float *)buf)[i] = (float)v; break;
-  case DT_F16: ((_Float16 *)buf)[i] = (_Float16)v; break;
-  case DT_BF16: {
-    float f = (float)dtype_round(DT_BF16, v);
-    uint32_t bits;
-    memcpy(&bits, &f, 4);
-    ((uint16_t *)buf)[i] = (uint16_t)(bits >> 16);
-    break;
-  }
-  case DT_I32: ((int32_t *)buf)[i] = (int32_t)v; break;
-  case DT_I64: ((int64_t *)buf)[i] = (int64_t)v; break;
-  default: ((uint8_t *)buf)[i] = (uint8_t)v; break;
-  }
-}
-
 // Within tolerance; *rel: the relative error (or the share of wrong integers).
-static bool agrees(DType t, const char *got, const double *want, int64_t n, double *rel) {
+static bool agrees(DType t, const double *got, const double *want, int64_t n, double *rel) {
   if (!dtype_is_float(t)) {
     int64_t bad = 0;
-    for (int64_t i = 0; i < n; i++) bad += get(t, got, i) != want[i];
+    for (int64_t i = 0; i < n; i++) bad += got[i] != want[i];
     *rel = n ? (double)bad / (double)n : 0;
     return bad == 0;
   }
   double num = 0, den = 0;
   for (int64_t i = 0; i < n; i++) {
-    double g = get(t, got, i), w = want[i];
+    double g = got[i], w = want[i];
     if (isnan(g) || isnan(w)) {
       num += isnan(g) && isnan(w) ? 0 : INFINITY;
       continue;
@@ -127,14 +94,15 @@ int bisect_run(Compilation *c, Module *m, const Define *defs, int ndefs, const c
     size_t bytes = (size_t)cnt * (size_t)dtype_size(n->dtype);
     char *host = xmalloc(bytes ? bytes : 1);
     uint32_t t = ig->slots[e->first_slot + (uint32_t)p.slot[i]];
+    leaves[i] = xmalloc(sizeof(double) * (size_t)(cnt ? cnt : 1));
     if (n->op == OP_INPUT) {
-      for (int64_t k = 0; k < cnt; k++) put(n->dtype, host, k, dtype_is_float(n->dtype) ? 2 * uniform() - 1 : uniform() < 0.5);
+      for (int64_t k = 0; k < cnt; k++) leaves[i][k] = dtype_is_float(n->dtype) ? 2 * uniform() - 1 : uniform() < 0.5;
+      from_doubles(n->dtype, leaves[i], host, cnt);
       d->copy_in(d, session_tensor(s, e, t), host, bytes);
     } else {
       d->copy_out(d, host, session_tensor(s, e, t), bytes);
     }
-    leaves[i] = xmalloc(sizeof(double) * (size_t)(cnt ? cnt : 1));
-    for (int64_t k = 0; k < cnt; k++) leaves[i][k] = get(n->dtype, host, k);
+    to_doubles(n->dtype, host, leaves[i], cnt);   // the values as stored
     free(host);
   }
   if (interp_run(&g, leaves, o->seed, o->step, &r, err, sizeof err)) {
@@ -153,10 +121,13 @@ int bisect_run(Compilation *c, Module *m, const Define *defs, int ndefs, const c
       const Node *n = kn->outs[j];
       int64_t cnt = shape_numel(&n->shape);
       size_t bytes = (size_t)cnt * (size_t)dtype_size(n->dtype);
-      char *got = xmalloc(bytes ? bytes : 1);
-      d->copy_out(d, got, session_tensor(s, e, ig->slots[e->first_slot + (uint32_t)p.slot[n->id]]), bytes);
+      char *host = xmalloc(bytes ? bytes : 1);
+      double *got = xmalloc(sizeof(double) * (size_t)(cnt ? cnt : 1));
+      d->copy_out(d, host, session_tensor(s, e, ig->slots[e->first_slot + (uint32_t)p.slot[n->id]]), bytes);
+      to_doubles(n->dtype, host, got, cnt);
       double rel;
       bool ok = agrees(n->dtype, got, r.vals[n->id], cnt, &rel);
+      free(host);
       free(got);
       if (!ok) {
         char ty[96];

@@ -852,6 +852,10 @@ typedef struct {
 } TrainOptions;
 
 int train_run(const TrainOptions *o);
+// Converts n values of a tensor stored in dtype t to doubles, or back
+// (rounding to t as dtype_round does).
+void to_doubles(uint32_t t, const void *src, double *dst, int64_t n);
+void from_doubles(uint32_t t, const double *src, void *dst, int64_t n);
 int eval_run(const TrainOptions *o);
 // `smelt run`: one run of an entry (o->split names it; default "infer") on the
 // tensors of the file inputs; outputs go to the tensor file outputs, or are
@@ -891,7 +895,7 @@ typedef struct {
 
 int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, const ExplainOptions *o, FILE *out);
 // Kernels, bytes moved, planned arena and the sum of the arena's tensors of a plan.
-void explain_stats(const Graph *g, const KernelPlan *p, int *kernels, uint64_t *moved, uint64_t *arena,
+void explain_stats(const Graph *g, KernelPlan *p, int *kernels, uint64_t *moved, uint64_t *arena,
                    uint64_t *intermediates);
 // Two lines on kernel k: the ops it computes and the model-file lines they came from.
 void kernel_describe(FILE *out, const Graph *g, const KernelPlan *p, const Kernel *k);

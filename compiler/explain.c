@@ -19,11 +19,12 @@ typedef struct {
 } PlanStats;
 
 // Lifetimes and offsets of a plan's arena (parameters and state live outside it).
-static uint64_t plan_arena(const Graph *g, const KernelPlan *p, MemBuf *b, bool *in, uint64_t *total) {
-  return memplan_entry(g, (KernelPlan *)p, b, in, 64, total);   // (records in-place reuse in the plan)
+// (Records in-place reuse in the plan, as the ingot writer does.)
+static uint64_t plan_arena(const Graph *g, KernelPlan *p, MemBuf *b, bool *in, uint64_t *total) {
+  return memplan_entry(g, p, b, in, 64, total);
 }
 
-static PlanStats plan_stats(const Graph *g, const KernelPlan *p) {
+static PlanStats plan_stats(const Graph *g, KernelPlan *p) {
   PlanStats st = {.kernels = p->n};
   for (int k = 0; k < p->n; k++) {
     uint64_t r, w, f;
@@ -39,7 +40,7 @@ static PlanStats plan_stats(const Graph *g, const KernelPlan *p) {
   return st;
 }
 
-void explain_stats(const Graph *g, const KernelPlan *p, int *kernels, uint64_t *moved, uint64_t *arena,
+void explain_stats(const Graph *g, KernelPlan *p, int *kernels, uint64_t *moved, uint64_t *arena,
                    uint64_t *intermediates) {
   PlanStats s = plan_stats(g, p);
   *kernels = s.kernels;

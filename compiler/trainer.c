@@ -381,8 +381,7 @@ int eval_run(const TrainOptions *o) {
   return rc;
 }
 
-// Converts n values of a tensor in dtype t to doubles, or back.
-static void to_doubles(uint32_t t, const void *src, double *dst, int64_t n) {
+void to_doubles(uint32_t t, const void *src, double *dst, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     switch (t) {
     case DT_F32: dst[i] = ((const float *)src)[i]; break;
@@ -400,7 +399,7 @@ static void to_doubles(uint32_t t, const void *src, double *dst, int64_t n) {
   }
 }
 
-static void from_doubles(uint32_t t, const double *src, void *dst, int64_t n) {
+void from_doubles(uint32_t t, const double *src, void *dst, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     double v = dtype_round((DType)t, src[i]);
     switch (t) {
