@@ -259,7 +259,8 @@ Node **autodiff(Graph *g, Node *const *wrt, int nwrt) {
   }
   const char *scope = g->scope;
   Span loc = g->loc;
-  ad.grad[g->loss->id] = g_const(g, 1.0, g->loss->dtype, g->loss->shape);
+  ad.grad[g->loss->id] = g->loss_grad ? g_broadcast(g, g_cast(g, g->loss_grad, g->loss->dtype), g->loss->shape)
+                                      : g_const(g, 1.0, g->loss->dtype, g->loss->shape);
   for (int i = g->loss->id; i >= 0; i--) {
     Node *y = g->nodes[i];
     Node *dy = ad.grad[i];

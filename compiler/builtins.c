@@ -54,6 +54,8 @@ static const Builtin builtins[] = {
     {"boundary", B_FUNC, 1, 1, "", "boundary(x)"},
     {"fused", B_FUNC, 1, 1, "", "fused(x)"},
     {"remat", B_FUNC, 1, 1, "", "remat(x)"},
+    // exempting one op from the precision policy (docs/precision.md)
+    {"fp32", B_FUNC, 1, 1, "", "fp32(x)"},
 
     // methods: x.name(...)
     {"reshape", B_METHOD, 1, -1, "", "x.reshape(dims...)"},

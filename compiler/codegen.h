@@ -37,6 +37,7 @@ typedef struct {
   LLVMTypeRef ptr;          // generic pointers (the host's only kind)
   LLVMTypeRef gptr;         // pointers to buffers: global memory on a GPU
   unsigned md_invariant, md_align;
+  int sm;                   // NVIDIA: the compute capability (80 for sm_80); else 0
 } Cg;
 
 // ---- codegen_expr.c
@@ -108,5 +109,26 @@ void row_outputs(Cg *c, const Kernel *k, V row, V from, int64_t step, V first);
 V round_value(Cg *c, V v, DType t);
 V reduce_value(Cg *c, const Node *n, V *oidx);
 V kernel_matmul(Cg *c, const Node *n, V *idx);
+// A float (or float vector) rounded to tf32, as the matmuls of the tf32 policy read operands.
+V round_tf32(Cg *c, V f);
+// An f32 value converted to float type t's storage type (f32, f16 or bf16).
+V narrow_float(Cg *c, DType t, V v);
+
+// ---- codegen_gpu.c: pieces the GPU strategies share
+V gpu_thread_id(Cg *c);
+V gpu_block_id(Cg *c);
+// All threads of the block wait here, and see each other's shared-memory writes.
+void gpu_barrier(Cg *c);
+// A block-shared array of n elements of type t.
+V gpu_shared_array(Cg *c, const char *tag, LLVMTypeRef t, unsigned n);
+// Operand x of matmul n at matrix position (row, col) of x, for the output's
+// batch index bidx, as f32 (rounded to tf32 for a tf32 matmul); zero outside x.
+V gpu_operand_at(Cg *c, const Node *n, const Node *x, V *bidx, V row, V col);
+
+// ---- codegen_mma.c: matmuls on NVIDIA tensor cores
+// Whether matmul n runs on tensor cores for this target (sm_80+; bf16, f16 or tf32).
+bool mma_applies(const Cg *c, const Node *n);
+// The matmul kernel k (root n, output tiles of tile x tile on a grid of grid blocks).
+void emit_matmul_mma(Cg *c, const Kernel *k, int tile, uint32_t grid);
 
 #endif

@@ -238,6 +238,32 @@ static V to_bf16(Cg *c, V f) {
   return LLVMBuildBitCast(B, LLVMBuildTrunc(B, LLVMBuildLShr(B, out, LLVMConstInt(c->i32, 16, false), ""), c->i16, ""), c->bf16, "");
 }
 
+// f32 (or a vector of them) rounded to tf32's 10-bit mantissa, to nearest
+// with ties away from zero, as the GPUs' cvt.rna.tf32.f32 rounds: add half
+// of the dropped part, then clear it. The interpreter rounds the same way.
+V round_tf32(Cg *c, V f) {
+  LLVMBuilderRef B = c->b;
+  LLVMTypeRef ft = LLVMTypeOf(f), it = c->i32;
+  if (LLVMGetTypeKind(ft) == LLVMVectorTypeKind) it = LLVMVectorType(c->i32, LLVMGetVectorSize(ft));
+  V half = LLVMConstInt(c->i32, 0x1000, false), mask = LLVMConstInt(c->i32, ~0x1FFFu, false);
+  if (it != c->i32) {
+    unsigned w = LLVMGetVectorSize(ft);
+    V hs[64], ms[64];
+    for (unsigned i = 0; i < w; i++) hs[i] = half, ms[i] = mask;
+    half = LLVMConstVector(hs, w);
+    mask = LLVMConstVector(ms, w);
+  }
+  V bits = LLVMBuildBitCast(B, f, it, "");
+  V r = LLVMBuildAnd(B, LLVMBuildAdd(B, bits, half, ""), mask, "");
+  // inf and NaN keep their bits (the addition would turn a NaN's payload into inf)
+  V special = LLVMBuildFCmp(B, LLVMRealUNO, f, f, "");
+  return LLVMBuildBitCast(B, LLVMBuildSelect(B, special, bits, r, ""), ft, "");
+}
+
+V narrow_float(Cg *c, DType t, V v) {
+  return t == DT_BF16 ? to_bf16(c, v) : t == DT_F16 ? LLVMBuildFPTrunc(c->b, v, c->f16, "") : v;
+}
+
 void store_at(Cg *c, const Node *n, V lin, V v) {
   LLVMTypeRef st = storage_type(c, n->dtype);
   switch (n->dtype) {
@@ -560,7 +586,9 @@ V kernel_matmul(Cg *c, const Node *n, V *idx) {
   ai[ab + 1] = ta ? idx[nd - 2] : L.i;
   bi[bb] = tb ? idx[nd - 1] : L.i;
   bi[bb + 1] = tb ? L.i : idx[nd - 1];
-  V prod = LLVMBuildFMul(c->b, emit_value(c, a, ai), emit_value(c, bm, bi), "");
+  V av = emit_value(c, a, ai), bv = emit_value(c, bm, bi);
+  if (n->tf32) av = round_tf32(c, av), bv = round_tf32(c, bv);
+  V prod = LLVMBuildFMul(c->b, av, bv, "");
   V next = LLVMBuildFAdd(c->b, L.acc[0], prod, "");
   loop_close(c, &L, &next);
   return L.acc[0];

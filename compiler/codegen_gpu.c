@@ -24,6 +24,7 @@
 #include "codegen.h"
 
 #include <llvm-c/Target.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define GPU_BLOCK 256
@@ -150,16 +151,16 @@ void gpu_launch_shape(const Kernel *k, GpuLaunch *out) {
 
 static V zext64(Cg *c, V v) { return LLVMBuildZExt(c->b, v, c->i64, ""); }
 
-static V thread_id(Cg *c) {
+V gpu_thread_id(Cg *c) {
   return zext64(c, call_plain_intrinsic(c, c->tgt == CG_NVPTX ? "llvm.nvvm.read.ptx.sreg.tid.x" : "llvm.amdgcn.workitem.id.x", NULL, 0));
 }
 
-static V block_id(Cg *c) {
+V gpu_block_id(Cg *c) {
   return zext64(c, call_plain_intrinsic(c, c->tgt == CG_NVPTX ? "llvm.nvvm.read.ptx.sreg.ctaid.x" : "llvm.amdgcn.workgroup.id.x", NULL, 0));
 }
 
 // All threads of the block wait here, and see each other's shared-memory writes.
-static void barrier(Cg *c) {
+void gpu_barrier(Cg *c) {
   if (c->tgt == CG_NVPTX) {
     const char *name = "llvm.nvvm.barrier0";
     if (LLVMLookupIntrinsicID(name, strlen(name))) {
@@ -206,7 +207,7 @@ static V shuffle_xor(Cg *c, V v, int m, V tid) {
 }
 
 // A block-shared array of n elements of type t.
-static V shared_array(Cg *c, const char *tag, LLVMTypeRef t, unsigned n) {
+V gpu_shared_array(Cg *c, const char *tag, LLVMTypeRef t, unsigned n) {
   char name[96];
   snprintf(name, sizeof name, "%s.%s", LLVMGetValueName(c->fn), tag);
   LLVMTypeRef at = LLVMArrayType2(t, n);
@@ -227,7 +228,7 @@ static void emit_elements(Cg *c, const Kernel *k, const GpuLaunch *g) {
   const Node *n = k->root;
   int vw = vector_width(k);
   int64_t units = shape_numel(&n->shape) / vw;
-  V start = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, block_id(c), ci(c, GPU_BLOCK), ""), thread_id(c), "");
+  V start = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, gpu_block_id(c), ci(c, GPU_BLOCK), ""), gpu_thread_id(c), "");
   Loop L;
   loop_open(c, &L, start, ci(c, units), 0, NULL);
   L.step = ci(c, (int64_t)g->grid * GPU_BLOCK);
@@ -340,7 +341,7 @@ static void group_reduce(Cg *c, const Node *n, V *oidx, V lane, V tid, V active,
     if (acc[1]) LLVMBuildStore(B, acc[1], shared_at(c, si, c->i64, warp));
     LLVMBuildBr(B, after);
     LLVMPositionBuilderAtEnd(B, after);
-    barrier(c);
+    gpu_barrier(c);
     V slot = LLVMBuildAnd(B, tid, ci(c, GPU_BLOCK / 32 - 1), "");
     V has = LLVMBuildICmp(B, LLVMIntULT, tid, ci(c, GPU_BLOCK / 32), "");
     V id[2];
@@ -348,7 +349,7 @@ static void group_reduce(Cg *c, const Node *n, V *oidx, V lane, V tid, V active,
     acc[0] = LLVMBuildSelect(B, has, LLVMBuildLoad2(B, r.t, shared_at(c, sv, r.t, slot), ""), id[0], "");
     if (acc[1]) acc[1] = LLVMBuildSelect(B, has, LLVMBuildLoad2(B, c->i64, shared_at(c, si, c->i64, slot), ""), id[1], "");
     red_group32(c, &r, acc, tid);
-    barrier(c);   // the next reduction may overwrite the slots
+    gpu_barrier(c);   // the next reduction may overwrite the slots
   }
 }
 
@@ -357,20 +358,20 @@ static void emit_rows(Cg *c, const Kernel *k, const GpuLaunch *g) {
   const Node *n = k->root;
   int G = row_group(n), rows_per_block = GPU_BLOCK / G;
   int64_t nrows = shape_numel(&n->shape);
-  V tid = thread_id(c);
+  V tid = gpu_thread_id(c);
   V lane = LLVMBuildURem(B, tid, ci(c, G), ""), group = LLVMBuildUDiv(B, tid, ci(c, G), "");
   V sv = NULL, si = NULL;   // a block's warps meet in shared memory
   if (G == GPU_BLOCK) {
-    sv = shared_array(c, "red", c->f32, GPU_BLOCK / 32);
-    si = shared_array(c, "redi", c->i64, GPU_BLOCK / 32);
+    sv = gpu_shared_array(c, "red", c->f32, GPU_BLOCK / 32);
+    si = gpu_shared_array(c, "redi", c->i64, GPU_BLOCK / 32);
     bool ints = false;
     for (int r = 0; r < k->nroots; r++) ints |= !dtype_is_float(k->roots[r]->src[0]->dtype);
-    if (ints) sv = shared_array(c, "redv", c->i64, GPU_BLOCK / 32);
+    if (ints) sv = gpu_shared_array(c, "redv", c->i64, GPU_BLOCK / 32);
   }
   // rows r0 .. r0 + rows_per_block - 1 per step: the same trip count for
   // every thread of the block, so the barriers inside are reached by all
   Loop rows;
-  loop_open(c, &rows, LLVMBuildMul(B, block_id(c), ci(c, rows_per_block), ""), ci(c, nrows), 0, NULL);
+  loop_open(c, &rows, LLVMBuildMul(B, gpu_block_id(c), ci(c, rows_per_block), ""), ci(c, nrows), 0, NULL);
   rows.step = ci(c, (int64_t)g->grid * rows_per_block);
   V row = LLVMBuildAdd(B, rows.i, group, "");
   V active = LLVMBuildICmp(B, LLVMIntULT, row, ci(c, nrows), "");
@@ -412,7 +413,7 @@ static void emit_rows(Cg *c, const Kernel *k, const GpuLaunch *g) {
 
 // Operand x of matmul n at matrix position (row, col) of x, for the output's
 // batch index bidx; zero outside x (the tile's ragged edge).
-static V operand_at(Cg *c, const Node *n, const Node *x, V *bidx, V row, V col) {
+V gpu_operand_at(Cg *c, const Node *n, const Node *x, V *bidx, V row, V col) {
   LLVMBuilderRef B = c->b;
   int xb = x->shape.ndim - 2, ob = n->shape.ndim - 2;
   int64_t rows = x->shape.d[xb], cols = x->shape.d[xb + 1];
@@ -422,7 +423,9 @@ static V operand_at(Cg *c, const Node *n, const Node *x, V *bidx, V row, V col) 
                           LLVMBuildICmp(B, LLVMIntULT, col, ci(c, cols), ""), "");
   xi[xb] = clamp_index(c, row, rows);
   xi[xb + 1] = clamp_index(c, col, cols);
-  return LLVMBuildSelect(B, inside, emit_value(c, x, xi), cf(c, 0), "");
+  V v = emit_value(c, x, xi);
+  if (n->tf32) v = round_tf32(c, v);
+  return LLVMBuildSelect(B, inside, v, cf(c, 0), "");
 }
 
 static void emit_matmul(Cg *c, const Kernel *k, const GpuLaunch *g) {
@@ -436,8 +439,8 @@ static void emit_matmul(Cg *c, const Kernel *k, const GpuLaunch *g) {
   const int MM_TILE = matmul_tile(n), MM_REG = MM_TILE / 16;
   const int S = MM_TILE + MM_PAD, T = MM_TILE / MM_REG;   // T x T threads, each MM_REG x MM_REG
   LLVMTypeRef row_t = LLVMArrayType2(c->f32, (unsigned)S);
-  V As = shared_array(c, "a", row_t, MM_K), Bs = shared_array(c, "b", row_t, MM_K);
-  V tid = thread_id(c);
+  V As = gpu_shared_array(c, "a", row_t, MM_K), Bs = gpu_shared_array(c, "b", row_t, MM_K);
+  V tid = gpu_thread_id(c);
   V ty = LLVMBuildUDiv(B, tid, ci(c, T), ""), tx = LLVMBuildURem(B, tid, ci(c, T), "");
   // accumulators live in allocas that SROA turns into registers
   V accp[8][8];
@@ -447,7 +450,7 @@ static void emit_matmul(Cg *c, const Kernel *k, const GpuLaunch *g) {
   tiles.d[nd - 2] = tm;
   tiles.d[nd - 1] = tn;
   Loop Lt;   // output tiles: the same trip count for the whole block
-  loop_open(c, &Lt, block_id(c), ci(c, ntiles), 0, NULL);
+  loop_open(c, &Lt, gpu_block_id(c), ci(c, ntiles), 0, NULL);
   Lt.step = ci(c, g->grid);
   V ti[MAX_DIMS];
   delinearize(c, Lt.i, &tiles, ti);
@@ -458,7 +461,7 @@ static void emit_matmul(Cg *c, const Kernel *k, const GpuLaunch *g) {
     Loop Lk;
     loop_open(c, &Lk, ci(c, 0), ci(c, (K + MM_K - 1) / MM_K), 0, NULL);
     V k0 = mulc(c, Lk.i, MM_K);
-    barrier(c);   // everyone is done reading the previous step's tiles
+    gpu_barrier(c);   // everyone is done reading the previous step's tiles
     for (int q = 0; q < MM_TILE * MM_K / GPU_BLOCK; q++) {
       V e = addc(c, tid, (int64_t)q * GPU_BLOCK);
       // the thread order follows each operand's memory order, so a warp's
@@ -466,7 +469,7 @@ static void emit_matmul(Cg *c, const Kernel *k, const GpuLaunch *g) {
       V am = ta ? LLVMBuildURem(B, e, ci(c, MM_TILE), "") : LLVMBuildUDiv(B, e, ci(c, MM_K), "");
       V ak = ta ? LLVMBuildUDiv(B, e, ci(c, MM_TILE), "") : LLVMBuildURem(B, e, ci(c, MM_K), "");
       V m = LLVMBuildAdd(B, m0, am, ""), kk = LLVMBuildAdd(B, k0, ak, "");
-      V av = ta ? operand_at(c, n, a, ti, kk, m) : operand_at(c, n, a, ti, m, kk);
+      V av = ta ? gpu_operand_at(c, n, a, ti, kk, m) : gpu_operand_at(c, n, a, ti, m, kk);
       V ap[2] = {ak, am};
       V zero = ci(c, 0);
       V ip[3] = {zero, ap[0], ap[1]};
@@ -474,11 +477,11 @@ static void emit_matmul(Cg *c, const Kernel *k, const GpuLaunch *g) {
       V bn = tb ? LLVMBuildUDiv(B, e, ci(c, MM_K), "") : LLVMBuildURem(B, e, ci(c, MM_TILE), "");
       V bk = tb ? LLVMBuildURem(B, e, ci(c, MM_K), "") : LLVMBuildUDiv(B, e, ci(c, MM_TILE), "");
       V col = LLVMBuildAdd(B, n0, bn, ""), kb = LLVMBuildAdd(B, k0, bk, "");
-      V bv = tb ? operand_at(c, n, bm, ti, col, kb) : operand_at(c, n, bm, ti, kb, col);
+      V bv = tb ? gpu_operand_at(c, n, bm, ti, col, kb) : gpu_operand_at(c, n, bm, ti, kb, col);
       V jp[3] = {zero, bk, bn};
       LLVMBuildStore(B, bv, LLVMBuildGEP2(B, LLVMArrayType2(row_t, MM_K), Bs, jp, 3, ""));
     }
-    barrier(c);
+    gpu_barrier(c);
     V acc[8][8];
     for (int i = 0; i < MM_REG; i++)
       for (int j = 0; j < MM_REG; j++) acc[i][j] = LLVMBuildLoad2(B, c->f32, accp[i][j], "");
@@ -536,7 +539,8 @@ static void emit_gpu_kernel(Cg *c, const Kernel *k) {
     LLVMSetFunctionCallConv(c->fn, LLVMPTXKernelCallConv);
     attr(c, "nvvm.maxntid", block_size);
     // Without a register bound ptxas was seen to spill a 64-tile matmul at
-    // 40 registers on sm_80; two blocks per SM is what that tile wants. Other
+    // 40 registers on sm_80 (and a 64-tile mma matmul at 64 on sm_90); two
+    // blocks per SM is what that tile wants. Other
     // kernels are left to ptxas (the 128-tile matmul spreads to 220 registers
     // under a loose bound, and per-element convolution gradients need more
     // than 128).
@@ -562,7 +566,10 @@ static void emit_gpu_kernel(Cg *c, const Kernel *k) {
   switch (strategy_of(k)) {
   case GS_ELEMENTS: emit_elements(c, k, &g); break;
   case GS_ROWS: emit_rows(c, k, &g); break;
-  case GS_MATMUL: emit_matmul(c, k, &g); break;
+  case GS_MATMUL:
+    if (mma_applies(c, k->root)) emit_matmul_mma(c, k, matmul_tile(k->root), g.grid);
+    else emit_matmul(c, k, &g);
+    break;
   }
   LLVMBuildRetVoid(c->b);
 }
@@ -595,6 +602,7 @@ int codegen_gpu(const KernelPlan *const *plans, int nplans, const char *target, 
                                                     LLVMRelocPIC, LLVMCodeModelDefault);
   Cg c;
   cg_open(&c, nv ? CG_NVPTX : CG_AMDGPU, "smelt_gpu", triple, tm);
+  c.sm = nv ? atoi(target + 3) : 0;   // "sm_90a" -> 90
   for (int p = 0; p < nplans; p++) {
     c.plan = plans[p];
     for (int i = 0; i < plans[p]->n; i++) emit_gpu_kernel(&c, &plans[p]->kernels[i]);

@@ -28,6 +28,28 @@ static V matrix_elem(Cg *c, const Node *x, const Shape *out, V *bidx, V row, V c
   return LLVMBuildAdd(c->b, base, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, row, ci(c, cols), ""), col, ""), "");
 }
 
+static V splat32(Cg *c, uint32_t k, int lanes) {
+  V e[64];
+  for (int j = 0; j < lanes; j++) e[j] = LLVMConstInt(c->i32, k, false);
+  return LLVMConstVector(e, (unsigned)lanes);
+}
+
+// Each lane of an f32 vector rounded to dtype t, as a cast to t would round
+// it: f16 through the hardware conversion, bf16 on the bits (to nearest even,
+// NaN kept quiet), as codegen_expr.c's to_bf16 does for one value.
+static V round_lanes(Cg *c, V v, DType t, int lanes) {
+  LLVMBuilderRef B = c->b;
+  LLVMTypeRef ft = LLVMTypeOf(v), it = LLVMVectorType(c->i32, (unsigned)lanes);
+  if (t == DT_F16) return LLVMBuildFPExt(B, LLVMBuildFPTrunc(B, v, LLVMVectorType(c->f16, (unsigned)lanes), ""), ft, "");
+  if (t != DT_BF16) return v;
+  V bits = LLVMBuildBitCast(B, v, it, "");
+  V lsb = LLVMBuildAnd(B, LLVMBuildLShr(B, bits, splat32(c, 16, lanes), ""), splat32(c, 1, lanes), "");
+  V rounded = LLVMBuildAdd(B, bits, LLVMBuildAdd(B, splat32(c, 0x7FFF, lanes), lsb, ""), "");
+  V nan = LLVMBuildFCmp(B, LLVMRealUNO, v, v, "");
+  V out = LLVMBuildSelect(B, nan, LLVMBuildOr(B, bits, splat32(c, 0x00400000, lanes), ""), rounded, "");
+  return LLVMBuildBitCast(B, LLVMBuildAnd(B, out, splat32(c, 0xFFFF0000u, lanes), ""), ft, "");
+}
+
 // One register tile of C = A' B (A' = A or A^T): for every k, MR scalars of
 // A' broadcast against one nr-wide vector of B's row k, accumulated in
 // MR vector registers. Edge tiles fall back to one element at a time. A
@@ -62,7 +84,9 @@ static void emit_tile(Cg *c, const Kernel *kn, V t) {
   LLVMTypeRef vt = LLVMVectorType(c->f32, NR);
   V init[MATMUL_MR];
   for (int r = 0; r < MATMUL_MR; r++) init[r] = LLVMConstNull(vt);
-  V pa = buffer_ptr(c, a), pb = buffer_ptr(c, bm);
+  // an operand may be a cast of a stored tensor, converted as it is loaded
+  const Node *sa = matmul_operand_buffer(c->plan, a), *sb = matmul_operand_buffer(c->plan, bm);
+  V pa = buffer_ptr(c, sa), pb = buffer_ptr(c, sb);
   // the accumulators are loop-carried values of a k loop
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(B), head = block(c, "k"), body = block(c, "kbody"), done = block(c, "kdone");
   LLVMBuildBr(B, head);
@@ -77,14 +101,22 @@ static void emit_tile(Cg *c, const Kernel *kn, V t) {
   }
   LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, k, ci(c, K), ""), body, done);
   LLVMPositionBuilderAtEnd(B, body);
+  // bf16 and f16 operands are widened as they are loaded: f32 products and sums
+  LLVMTypeRef at = storage_type(c, sa->dtype), bt = storage_type(c, sb->dtype);
   V bidx = matrix_elem(c, bm, &n->shape, ti, k, n0);
-  V bv = LLVMBuildLoad2(B, vt, LLVMBuildGEP2(B, c->f32, pb, &bidx, 1, ""), "b");
-  LLVMSetAlignment(bv, 4);
+  V bv = LLVMBuildLoad2(B, LLVMVectorType(bt, NR), LLVMBuildGEP2(B, bt, pb, &bidx, 1, ""), "b");
+  LLVMSetAlignment(bv, (unsigned)dtype_size(sb->dtype));
+  if (bt != c->f32) bv = LLVMBuildFPExt(B, bv, vt, "");
+  if (sb != bm) bv = round_lanes(c, bv, bm->dtype, NR);
+  if (n->tf32) bv = round_tf32(c, bv);
   V next[MATMUL_MR];
   for (int r = 0; r < MATMUL_MR; r++) {
     V row = addc(c, m0, r);
     V aidx = ta ? matrix_elem(c, a, &n->shape, ti, k, row) : matrix_elem(c, a, &n->shape, ti, row, k);
-    V av = LLVMBuildLoad2(B, c->f32, LLVMBuildGEP2(B, c->f32, pa, &aidx, 1, ""), "a");
+    V av = LLVMBuildLoad2(B, at, LLVMBuildGEP2(B, at, pa, &aidx, 1, ""), "a");
+    if (at != c->f32) av = LLVMBuildFPExt(B, av, c->f32, "");
+    if (sa != a) av = round_value(c, av, a->dtype);
+    if (n->tf32) av = round_tf32(c, av);
     V splat = LLVMBuildShuffleVector(B, LLVMBuildInsertElement(B, LLVMGetUndef(vt), av, ci(c, 0), ""),
                                      LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(c->i32, NR)), "");
     V args[3] = {splat, bv, acc[r]};
@@ -96,7 +128,7 @@ static void emit_tile(Cg *c, const Kernel *kn, V t) {
   for (int r = 0; r < MATMUL_MR; r++) LLVMAddIncoming(acc[r], &next[r], &latch, 1);
   LLVMBuildBr(B, head);
   LLVMPositionBuilderAtEnd(B, done);
-  bool plain = kn->nouts == 1 && kn->out == n;   // else each element goes through the epilogue
+  bool plain = kn->nouts == 1 && kn->out == n && n->dtype == DT_F32;   // else each element goes through the epilogue
   V pc = plain ? buffer_ptr(c, n) : NULL;
   for (int r = 0; r < MATMUL_MR; r++) {
     V oi[MAX_DIMS];

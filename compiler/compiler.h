@@ -270,6 +270,8 @@ struct Node {
   const char *scope;     // the call scope it was built in ("h.3.attn"); "" at model level
   bool stored;           // a view kept in a buffer of its own (pass_matmul_operands)
   unsigned char fuse;    // FUSE_*: boundary() or fused() in the model file
+  bool fp32;             // fp32(x) in the model file: no precision policy lowers it
+  bool tf32;             // MATMUL: operands rounded to tf32 (10-bit mantissa) before the products
   union {
     double value;                                        // CONST
     uint32_t axes;                                       // SUM, RMAX, ARGMAX: bit i = dim i
@@ -309,6 +311,7 @@ typedef struct {
   Update *updates;       // persistent writes of a training step
   int nupdates, updates_cap;
   Node *loss;            // the scalar loss, or NULL
+  Node *loss_grad;       // what autodiff seeds the loss's gradient with (loss scaling); NULL: one
   const char *scope;     // scope given to nodes built now
   Span loc;              // span given to nodes built now
   // Called after a user error is reported (elaboration adds the call chain
@@ -337,6 +340,8 @@ void graph_free(Graph *g);    // frees the arrays, not the arena
 void graph_add_output(Graph *g, const char *name, Node *n);
 void graph_add_update(Graph *g, Node *target, Node *value);
 Node *graph_find_leaf(const Graph *g, Op op, const char *name);
+// Appends an existing node (a pass rebuilding the node array), giving it its new id.
+void graph_adopt(Graph *g, Node *n);
 // Removes the nodes that no output, update or loss depends on (an input the
 // outputs do not need disappears too) and renumbers the rest, in order.
 void graph_prune(Graph *g);
@@ -401,6 +406,25 @@ void pass_matmul_operands(Graph *g);
 //   conv(x, w) -> permute(reshape(im2col(x) @ reshape(w, [O, C*KH*KW])^T), NCHW)
 // Run after autodiff (IM2COL has no gradient rule). Keeps: values, order.
 void pass_conv_gemm(Graph *g);
+
+// ---------------------------------------------------------------- pass_precision.c
+// The precision policy (docs/precision.md). bf16 and fp16 rewrite a forward
+// graph before autodiff: matmuls and convolutions take their operands in the
+// low type, accumulate in f32 and give the low type; pointwise ops on those
+// values stay low; exp, log, sqrt, pow, reductions (so softmax, norms and
+// losses) and everything that meets another f32 activation compute in f32.
+// Parameters stay f32 (cast where a low op reads them); outputs keep their
+// dtype. fp32(x) exempts x. tf32 marks every f32 matmul and convolution of a
+// whole step instead (pass_precision_tf32). fp32 changes nothing.
+void pass_precision(Graph *g, int precision);
+void pass_precision_tf32(Graph *g);
+// After autodiff: a low matmul, convolution gradient or sum whose every
+// reader casts it to f32 gives f32 itself (so parameter gradients are not
+// rounded to the low type on the way).
+void pass_precision_grads(Graph *g);
+// The low storage type of a policy: bf16, f16, or f32 for fp32 and tf32.
+DType precision_low_type(int precision);
+int precision_parse(const char *s);   // -1 when unknown
 
 // ---------------------------------------------------------------- simplify.c
 // Rewrites that change no value: constant folding (exact ops only),
@@ -534,6 +558,7 @@ typedef struct {
   bool no_filesystem_imports;   // fuzzing: every import is "not found"
   Module *loading[MAX_IMPORT_DEPTH + 1];   // files being loaded, outermost first
   int nloading;
+  int precision;       // a Precision from --precision, or -1: the train block's
 } Compilation;
 
 void compilation_init(Compilation *c, FILE *diag_out);
@@ -694,6 +719,10 @@ bool node_is_pointwise(const Node *n);
 // The same graph and mode give the same kernels in the same order.
 void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, KernelPlan *p);
 void kernel_plan_free(KernelPlan *p);
+// The buffer a matmul reads operand x from: x itself when stored, or the
+// stored tensor a float cast x converts (converted as it is loaded); NULL
+// when x is an expression computed as it is read.
+const Node *matmul_operand_buffer(const KernelPlan *p, const Node *x);
 // Row kernels (fuse_rows.c), during kernel_plan: kernels are made, slots only
 // say stored (>= 0) or not; kernel_of maps node ids to kernel indices.
 void fuse_rows(const Graph *g, KernelPlan *p, int *kernel_of, const bool *result);
@@ -938,6 +967,9 @@ typedef struct {
 } GraphOptions;
 int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const char *entry, Graph *g,
                 const GraphOptions *o);
+// The precision policy an entry is built under: --precision, else the train
+// block's, else fp32.
+int entry_precision(const Compilation *c, const Module *m);
 // The prefix of an entry's kernel names: "train_", "eval_", "infer_".
 const char *entry_prefix(const char *entry);
 

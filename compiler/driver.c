@@ -13,7 +13,15 @@ int training_step(Compilation *c, Module *m, Graph *g) {
     diag_plain(&c->diag, "%s: the model has no loss, so it has no gradients", m->path);
     return -1;
   }
-  if (m->train) return optim_append(g, m->train, m->train->steps);
+  int precision = entry_precision(c, m);
+  if (m->train) {
+    TrainConfig cfg = *m->train;
+    cfg.precision = (Precision)precision;
+    if (optim_append(g, &cfg, cfg.steps)) return -1;
+    if (precision == PREC_TF32) pass_precision_tf32(g);
+    else pass_precision_grads(g);
+    return 0;
+  }
   int errors = c->diag.errors;
   int n0 = g->n;
   Node **grads = autodiff(g, NULL, 0);
@@ -38,6 +46,10 @@ int check_modules(Compilation *c, Module **entries, int nentries, const Define *
   return c->diag.errors;
 }
 
+int entry_precision(const Compilation *c, const Module *m) {
+  return c->precision >= 0 ? c->precision : m->train ? (int)m->train->precision : PREC_FP32;
+}
+
 int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const char *entry, Graph *g,
                 const GraphOptions *o) {
   bool train = !strcmp(entry, "train_step"), infer = !strcmp(entry, "infer");
@@ -50,7 +62,10 @@ int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const 
     diag_plain(&c->diag, "%s: no train_step entry: the model needs a loss and a train block", m->path);
     return -1;
   }
-  if (train && optim_append(g, m->train, m->train->steps)) return -1;
+  int precision = entry_precision(c, m);
+  pass_precision(g, precision);
+  if (train && training_step(c, m, g)) return -1;
+  if (!train && precision == PREC_TF32) pass_precision_tf32(g);
   if (infer) {   // the outputs without the loss, so labels are not needed
     int k = 0;
     for (int i = 0; i < g->noutputs; i++)

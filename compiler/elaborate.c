@@ -617,6 +617,11 @@ static Val call_builtin(Ctx *x, const char *name, Args *a) {
     t->fuse = name[0] == 'b' ? FUSE_BOUNDARY : name[0] == 'f' ? FUSE_INLINE : FUSE_REMAT;
     return v_tensor(t);
   }
+  if (!strcmp(name, "fp32")) {   // the op computing x stays f32 under a low precision policy
+    Node *t = want_tensor(e, a->pos_at[0], a->pos[0], "the value kept in fp32");
+    t->fp32 = true;
+    return v_tensor(t);
+  }
   if (!strcmp(name, "cast"))
     return v_tensor(g_cast(g, want_tensor(e, a->pos_at[0], a->pos[0], "what is cast"),
                            dtype_arg(e, a, &a->pos[1], DT_F32)));

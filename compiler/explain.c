@@ -151,6 +151,31 @@ void kernel_describe(FILE *out, const Graph *g, const KernelPlan *p, const Kerne
   free(m.nodes);
 }
 
+// What a kernel stores and how it computes: every value in f32 (rounded to
+// its storage type as it would be stored), except a matmul's products,
+// which take its operands' type and sum in f32.
+static void print_types(FILE *out, const Kernel *kn) {
+  fputs("      types: stores", out);
+  for (int o = 0; o < kn->nouts; o++) {
+    bool seen = false;
+    for (int q = 0; q < o; q++) seen |= kn->outs[q]->dtype == kn->outs[o]->dtype;
+    if (!seen) fprintf(out, "%s %s", o ? "," : "", dtype_name(kn->outs[o]->dtype));
+  }
+  const Node *n = kn->root;
+  if (n->op == OP_MATMUL) {
+    const char *t = n->tf32 ? "tf32" : dtype_name(n->src[0]->dtype);
+    if (n->tf32 || n->src[0]->dtype != DT_F32)
+      fprintf(out, "; computes %s x %s products, f32 sums (NVIDIA sm_80+: mma.sync %s)\n", t, t,
+              n->tf32 ? "m16n8k8" : "m16n8k16");
+    else
+      fputs("; computes f32\n", out);
+    return;
+  }
+  bool floats = false;
+  for (int o = 0; o < kn->nouts; o++) floats |= dtype_is_float(kn->outs[o]->dtype);
+  fputs(floats ? "; computes f32\n" : "; computes in integers\n", out);
+}
+
 static void print_kernels(FILE *out, const Graph *g, const KernelPlan *p) {
   int *kernel_of = xmalloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
   for (int i = 0; i < g->n; i++) kernel_of[i] = -1;
@@ -165,6 +190,7 @@ static void print_kernels(FILE *out, const Graph *g, const KernelPlan *p) {
     if (kn->nouts > 1) fprintf(out, ", %d outputs", kn->nouts);
     fprintf(out, "; reads %s, writes %s, %s\n", human(a, sizeof a, (double)r, "B"), human(b, sizeof b, (double)w, "B"),
             human(c, sizeof c, (double)f, "FLOP"));
+    print_types(out, kn);
     kernel_describe(out, g, p, kn);
     Edges e = {p, kernel_of, {0}, 0, out, g};
     kernel_reads(p, kn, print_edge, &e);
@@ -279,7 +305,8 @@ int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, cons
   kernel_plan(&g, entry_prefix(o->entry), 16, FUSION_NONE, &none);
   PlanStats s = plan_stats(&g, &p), s0 = plan_stats(&g, &none);
   char a[32], b[32], d[32], e[32];
-  fprintf(out, "%s: entry %s, fusion %s\n", m->path, o->entry, fusion_mode_name(o->fusion));
+  fprintf(out, "%s: entry %s, fusion %s, precision %s\n", m->path, o->entry, fusion_mode_name(o->fusion),
+          precision_name((Precision)entry_precision(c, m)));
   fprintf(out, "  %-15s %8s %14s %14s %14s\n", "", "kernels", "bytes moved", "FLOPs", "peak arena");
   fprintf(out, "  fusion %-8s %8d %14s %14s %14s\n", fusion_mode_name(o->fusion), s.kernels, human(a, sizeof a, (double)s.moved, "B"),
           human(b, sizeof b, (double)s.flops, "FLOP"), human(d, sizeof d, (double)s.arena, "B"));

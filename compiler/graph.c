@@ -138,13 +138,17 @@ static Node *node_new(Graph *g, Op op, DType t, Shape s) {
   n->shape = s;
   n->loc = g->loc;
   n->scope = g->scope;
+  graph_adopt(g, n);
+  return n;
+}
+
+void graph_adopt(Graph *g, Node *n) {
   if (g->n == g->cap) {
     g->cap = g->cap ? 2 * g->cap : 256;
     g->nodes = xrealloc(g->nodes, sizeof *g->nodes * (size_t)g->cap);
   }
   n->id = g->n;
   g->nodes[g->n++] = n;
-  return n;
 }
 
 static Node *node1(Graph *g, Op op, DType t, Shape s, Node *a) {

@@ -353,6 +353,7 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
       meta_line(&w, "target", arena_printf(a, "host:%s", cpu ? cpu : "native"));
       meta_line(&w, "fusion", fusion_mode_name(t->fusion));
       if (t->remat) meta_line(&w, "remat", "on");
+      meta_line(&w, "precision", precision_name((Precision)entry_precision(c, m)));
       if (t->ngpus) {
         char list[512] = "";
         for (int i = 0; i < t->ngpus; i++)

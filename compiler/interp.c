@@ -251,6 +251,18 @@ static void eval_reduce(const Node *n, const double *x, double *y) {
 // MATMUL: a [..., M, K] (ta: [..., K, M]) @ b [..., K, N] (tb: [..., N, K])
 // -> [..., M, N]. Each operand's batch dims broadcast, right-aligned, to the
 // node's leading dims; a walk over those finds each pair of matrices.
+// v (an f32 value) rounded to tf32: 10 mantissa bits, to nearest with ties
+// away from zero, as a tf32 matmul reads its operands.
+static double round_tf32(double v) {
+  float f = (float)v;
+  if (f != f) return v;
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  u = (u + 0x1000u) & ~0x1FFFu;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
 static void eval_matmul(const Node *n, const double *a, const double *b, double *y) {
   const Shape *as = &n->src[0]->shape, *bs = &n->src[1]->shape, *ys = &n->shape;
   bool ta = n->p.matmul.ta, tb = n->p.matmul.tb;
@@ -276,7 +288,10 @@ static void eval_matmul(const Node *n, const double *a, const double *b, double 
     for (int64_t i = 0; i < M; i++)
       for (int64_t j = 0; j < N; j++) {
         double s = 0;
-        for (int64_t k = 0; k < K; k++) s += A[i * am + k * ak] * B[k * bk + j * bn];
+        if (n->tf32)
+          for (int64_t k = 0; k < K; k++) s += round_tf32(A[i * am + k * ak]) * round_tf32(B[k * bk + j * bn]);
+        else
+          for (int64_t k = 0; k < K; k++) s += A[i * am + k * ak] * B[k * bk + j * bn];
         Y[i * N + j] = s;
       }
   }

@@ -230,13 +230,27 @@ static void merge_siblings(KernelPlan *p, int *kernel_of) {
   free(dead);
 }
 
-// A matmul whose operands are stored f32 tensors (no view between) and whose
+// A float cast of a stored tensor: a matmul reads it by converting as it
+// loads, so the cast needs no kernel (the precision policies' casts of
+// parameters and inputs).
+static bool cast_of_stored(const KernelPlan *p, const Node *x) {
+  return x->op == OP_CAST && dtype_is_float(x->dtype) && dtype_is_float(x->src[0]->dtype) &&
+         p->why[x->src[0]->id] != SR_NONE;
+}
+
+const Node *matmul_operand_buffer(const KernelPlan *p, const Node *x) {
+  if (p->slot[x->id] >= 0) return x;
+  if (cast_of_stored(p, x) && p->slot[x->src[0]->id] >= 0) return x->src[0];
+  return NULL;
+}
+
+// A matmul whose operands are stored float tensors (no view between) and whose
 // B is not transposed runs as register tiles: rows of A broadcast against
 // vectors of B's rows. Sets *tiles to the tile count.
 static bool matmul_tiles(const KernelPlan *p, const Node *n, int64_t *tiles) {
   const Node *a = n->src[0], *b = n->src[1];
-  if (p->slot[a->id] < 0 || p->slot[b->id] < 0 || n->p.matmul.tb) return false;
-  if (a->dtype != DT_F32 || b->dtype != DT_F32 || n->dtype != DT_F32) return false;
+  if (!matmul_operand_buffer(p, a) || !matmul_operand_buffer(p, b) || n->p.matmul.tb) return false;
+  if (!dtype_is_float(a->dtype) || !dtype_is_float(b->dtype) || !dtype_is_float(n->dtype)) return false;
   int nd = n->shape.ndim;
   int64_t M = n->shape.d[nd - 2], N = n->shape.d[nd - 1];
   if (M == 0 || N == 0) return false;
@@ -321,7 +335,7 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
     else if (node_is_folded(n)) why = SR_NONE;
     else if (!node_is_pointwise(n)) why = n->fuse == FUSE_INLINE && mode != FUSION_NONE ? SR_NONE : SR_ROOT;
     else if (mode == FUSION_NONE) why = SR_FUSION_OFF;
-    else if (u.operand[i]) why = SR_OPERAND;
+    else if (u.operand[i] && !cast_of_stored(p, n)) why = SR_OPERAND;
     p->why[i] = (unsigned char)why;
     if (why != SR_NONE) {
       cost[i] = 1;   // a load

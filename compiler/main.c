@@ -54,6 +54,9 @@ static void usage(FILE *out) {
         "      --remat            recompute cheap forward values in the backward\n"
         "                         pass instead of keeping them (also for train,\n"
         "                         explain)\n"
+        "      --precision=P      fp32, tf32, bf16 or fp16 instead of the train\n"
+        "                         block's (also for train, explain, bisect;\n"
+        "                         docs/precision.md)\n"
         "  train FILE             build (a .smelt) and run its train block:\n"
         "      --epochs=N --steps=N       override the train block's length\n"
         "      --device=D                 auto (default: CUDA, else HIP, else the\n"
@@ -114,6 +117,7 @@ typedef struct {
   bool params_only;
   const char *cpu;
   BuildTargets targets;
+  int precision;                  // --precision, or -1: the train block's
   TrainOptions train;
   const char *inputs, *outputs;   // smelt run
 } Options;
@@ -185,7 +189,7 @@ static void options_free(Options *o) {
 }
 
 static int parse_options(int argc, char **argv, Options *o) {
-  *o = (Options){.command = argv[1], .color = -1, .max_errors = 20, .seed = 1};
+  *o = (Options){.command = argv[1], .color = -1, .max_errors = 20, .seed = 1, .precision = -1};
   o->train = (TrainOptions){.device = "auto", .log_every = 50};
   o->files = xcalloc((size_t)argc, sizeof *o->files);
   for (int i = 2; i < argc; i++) {
@@ -197,6 +201,10 @@ static int parse_options(int argc, char **argv, Options *o) {
     else if (strcmp(a, "--memory") == 0 && strcmp(o->command, "explain") == 0) o->memory = true;
     else if (strncmp(a, "--svg=", 6) == 0 && strcmp(o->command, "explain") == 0) o->svg = a + 6;
     else if (strcmp(a, "--remat") == 0) o->targets.remat = true;
+    else if (strncmp(a, "--precision=", 12) == 0) {
+      if ((o->precision = precision_parse(a + 12)) < 0)
+        return bad_usage("--precision takes fp32, tf32, bf16 or fp16, not '%s'", a + 12);
+    }
     else if (strncmp(a, "--fusion=", 9) == 0) {
       if (fusion_mode_parse(a + 9, &o->targets.fusion)) return bad_usage("--fusion takes none, pointwise or all, not '%s'", a + 9);
     }
@@ -325,6 +333,7 @@ static int bisect_main(Options *o, const char *argv0) {
   const char *file = o->files[0];
   Compilation c;
   compilation_init(&c, stderr);
+  c.precision = o->precision;
   c.diag.color = o->color >= 0 ? o->color : c.diag.color;
   compilation_default_search(&c, argv0);
   char tmp[64] = "";
@@ -343,6 +352,8 @@ static int bisect_main(Options *o, const char *argv0) {
     const char *fusion = smelt_ingot_meta(ig, "fusion");
     if (fusion && fusion_mode_parse(fusion, &b.fusion)) fusion = NULL;
     b.remat = smelt_ingot_meta(ig, "remat") != NULL;
+    const char *precision = smelt_ingot_meta(ig, "precision");
+    if (precision && c.precision < 0) c.precision = precision_parse(precision);
     if (!source) {
       fprintf(stderr, "smelt: error: %s does not name its model file\n", file);
       goto out;
@@ -392,6 +403,7 @@ static int train_or_eval(Options *o, const char *argv0) {
     snprintf(tmp, sizeof tmp, "/tmp/smelt-%ld.ingot", (long)getpid());
     Compilation c;
     compilation_init(&c, stderr);
+    c.precision = o->precision;
     c.diag.color = o->color >= 0 ? o->color : c.diag.color;
     compilation_default_search(&c, argv0);
     Module *m = module_load_file(&c, file);
@@ -438,6 +450,7 @@ static int print_graph(Compilation *c, Module *m, const Options *o) {
     return rc;
   }
   int rc = elaborate(c, m, o->defs, o->ndefs, !o->infer, &g);
+  if (rc == 0) pass_precision(&g, entry_precision(c, m));
   if (rc == 0 && o->stage && !strcmp(o->stage, "grad")) rc = training_step(c, m, &g);
   if (rc == 0) {
     if (o->dot) dump_graph_dot(stdout, &g);
@@ -463,6 +476,7 @@ static int run(const Options *o, const char *argv0) {
   if ((dump || graph) && o->nfiles != 1) return bad_usage("%s takes one model file", o->command);
   Compilation c;
   compilation_init(&c, stderr);
+  c.precision = o->precision;
   if (o->color >= 0) c.diag.color = o->color;
   c.diag.max_errors = o->max_errors;
   Module **mods = xcalloc((size_t)o->nfiles, sizeof *mods);

@@ -21,6 +21,7 @@
 void compilation_init(Compilation *c, FILE *diag_out) {
   memset(c, 0, sizeof *c);
   diag_init(&c->diag, diag_out);
+  c->precision = -1;
 }
 
 void compilation_free(Compilation *c) {

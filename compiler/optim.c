@@ -53,20 +53,74 @@ static Node *learning_rate(Graph *g, const TrainConfig *c, Node *t, int64_t tota
   return lr;
 }
 
+// ---- dynamic loss scaling (fp16)
+//
+// The gradient is seeded with the scale S instead of 1 and every parameter
+// gradient divided by S again. A step whose gradients hold an inf or a NaN
+// changes no parameter or optimizer state (the step counter still counts it,
+// so the data position and the schedule go on) and halves S; after
+// LOSS_SCALE_INTERVAL good steps in a row S doubles.
+#define LOSS_SCALE_INIT 65536.0
+#define LOSS_SCALE_INTERVAL 2000
+
+static Node *loss_scale_state(Graph *g) {
+  Node *s = state(g, "loss_scale", (Shape){0});
+  s->p.param.init = INIT_FULL;
+  s->p.param.a = LOSS_SCALE_INIT;
+  return s;
+}
+
+// True when every gradient is finite: x * 0 is 0 for finite x and NaN for
+// inf or NaN, and a NaN anywhere makes the total NaN.
+static Node *all_finite(Graph *g, Node *const *grads, int n) {
+  Node *total = k(g, 0);
+  for (int i = 0; i < n; i++) {
+    if (!grads[i]) continue;
+    Node *gi = g_cast(g, grads[i], DT_F32);
+    Node *z = mul(g, gi, k(g, 0));
+    total = add(g, total, g_reduce(g, OP_SUM, z, gi->shape.ndim ? (1u << gi->shape.ndim) - 1 : 0, false));
+  }
+  return g_binary(g, OP_EQ, total, k(g, 0));
+}
+
+static void skip_unless_finite(Graph *g, Node *scale, Node *finite, int first_update) {
+  g->scope = "optimizer";
+  Node *step = graph_find_leaf(g, OP_STATE, "step");
+  for (int i = first_update; i < g->nupdates; i++) {
+    Update *u = &g->updates[i];
+    if (u->target != step) u->value = g_where(g, finite, u->value, u->target);
+  }
+  Node *good = state(g, "loss_scale_good", (Shape){0});
+  Node *good1 = add(g, good, k(g, 1));
+  Node *grow = g_binary(g, OP_GE, good1, k(g, LOSS_SCALE_INTERVAL));
+  graph_add_update(g, scale, g_where(g, finite, g_where(g, grow, mul(g, scale, k(g, 2)), scale),
+                                     g_binary(g, OP_MAX, mul(g, scale, k(g, 0.5)), k(g, 1))));
+  graph_add_update(g, good, g_where(g, finite, g_where(g, grow, k(g, 0), good1), k(g, 0)));
+  graph_add_output(g, "step_skipped", g_where(g, finite, k(g, 0), k(g, 1)));
+}
+
 int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
   if (!g->loss) {
     diag_plain(g->diag, "the model has no loss, so there is nothing to train");
     return -1;
   }
   int errors = g->diag->errors;
+  const char *scope = g->scope;
+  g->scope = "optimizer";
+  // fp16: the loss is scaled so that small gradients survive in f16
+  Node *loss_scale = c->precision == PREC_FP16 ? loss_scale_state(g) : NULL;
+  g->loss_grad = loss_scale;
+  g->scope = scope;
   int n0 = g->n;
   Node **grads = autodiff(g, NULL, 0);
+  g->loss_grad = NULL;
   if (g->diag->errors > errors) {
     free(grads);
     return -1;
   }
-  const char *scope = g->scope;
   g->scope = "optimizer";
+  Node *finite = loss_scale ? all_finite(g, grads, n0) : NULL;
+  int first_update = g->nupdates;
   // the step counter: t = step + 1
   Node *step = state(g, "step", (Shape){0});
   Node *t = add(g, step, k(g, 1));
@@ -99,6 +153,7 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
     g->scope = p->scope;
     g->loc = p->loc;
     Node *gr = grads[i] ? g_cast(g, grads[i], DT_F32) : g_const(g, 0, DT_F32, p->shape);
+    if (loss_scale) gr = dvd(g, gr, loss_scale);
     graph_add_output(g, arena_printf(g->arena, "grad.%s", p->name), gr);
     if (scale) gr = mul(g, gr, scale);
     Node *w = g_cast(g, p, DT_F32);
@@ -126,6 +181,7 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
     }
     graph_add_update(g, p, g_cast(g, sub(g, w, update), p->dtype));
   }
+  if (loss_scale) skip_unless_finite(g, loss_scale, finite, first_update);
   g->scope = scope;
   free(grads);
   return 0;

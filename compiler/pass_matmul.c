@@ -39,7 +39,7 @@ void pass_conv_gemm(Graph *g) {
   bool changed = false;
   for (int i = 0; i < g->n; i++) {
     Node *cv = g->nodes[i];
-    if (cv->op != OP_CONV2D || cv->p.conv.groups != 1 || cv->dtype != DT_F32) continue;
+    if (cv->op != OP_CONV2D || cv->p.conv.groups != 1 || !dtype_is_float(cv->dtype)) continue;
     g->scope = cv->scope;
     g->loc = cv->loc;
     Node *x = cv->src[0], *w = cv->src[1];
@@ -49,6 +49,8 @@ void pass_conv_gemm(Graph *g) {
     Node *cols = g_im2col(g, x, cv);                                            // [N, OH*OW, Q]
     Node *wm = g_reshape(g, w, shape_of(2, (int64_t[]){O, Q}));                  // [O, Q]
     Node *y = g_matmul(g, cols, wm, false, true);                                 // [N, OH*OW, O]
+    y->tf32 = cv->tf32;
+    y->fp32 = cv->fp32;
     y = g_reshape(g, y, shape_of(4, (int64_t[]){N, OH, OW, O}));
     y = g_permute(g, y, (int[]){0, 3, 1, 2});                                    // [N, O, OH, OW]
     move_last_to(g, g->n - before, cv->id);
@@ -66,7 +68,7 @@ void pass_matmul_operands(Graph *g) {
   Span loc = g->loc;
   for (int i = 0; i < g->n; i++) {
     Node *mm = g->nodes[i];
-    if (mm->op != OP_MATMUL || mm->dtype != DT_F32) continue;
+    if (mm->op != OP_MATMUL || !dtype_is_float(mm->src[0]->dtype) || !dtype_is_float(mm->src[1]->dtype)) continue;
     g->scope = mm->scope;
     g->loc = mm->loc;
     Node *a = mm->src[0], *b = mm->src[1];

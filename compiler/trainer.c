@@ -297,7 +297,9 @@ int train_run(const TrainOptions *o) {
          smelt_session_device(s), (long long)total, (long long)sp.batch, (long long)per_epoch);
   fflush(stdout);
   double t0 = now(), last_log = t0, loss_avg = 0;
-  int64_t in_avg = 0;
+  int64_t in_avg = 0, skipped = 0;
+  float scale = 0;   // fp16: the loss scale for the next step, read after each step
+  bool scaled = smelt_get_tensor(s, "loss_scale", &scale, sizeof scale) == SMELT_OK;
   for (int64_t step = start; step < stop; step++) {
     split_next(&sp, s, "train_step");
     if (smelt_run(s, "train_step", seed, (uint64_t)step) != SMELT_OK) {
@@ -312,14 +314,21 @@ int train_run(const TrainOptions *o) {
     }
     loss_avg += loss;
     in_avg++;
+    if (scaled) {   // the scale now, and whether this step skipped its update
+      float skip = 0;
+      smelt_get_tensor(s, "loss_scale", &scale, sizeof scale);
+      smelt_get_output(s, "train_step", "step_skipped", &skip, sizeof skip);
+      skipped += skip != 0;
+    }
     int64_t done_steps = step + 1 - start;
     double t = now(), rate = (double)done_steps * (double)sp.batch / (t - t0);
     bool epoch_end = (step + 1) % per_epoch == 0;
     if ((tty && t - last_log > 0.2) || (!tty && (step + 1) % o->log_every == 0) || epoch_end || step + 1 == total) {
-      char eta[32];
-      printf("%sstep %lld/%lld  epoch %lld  loss %.4f  %.0f samples/s  ETA %s%s", tty ? "\r" : "",
+      char eta[32], scaling[64] = "";
+      if (scaled) snprintf(scaling, sizeof scaling, "  scale %g (%lld skipped)", scale, (long long)skipped);
+      printf("%sstep %lld/%lld  epoch %lld  loss %.4f%s  %.0f samples/s  ETA %s%s", tty ? "\r" : "",
              (long long)(step + 1), (long long)total, (long long)(step / per_epoch + 1), loss_avg / (double)in_avg,
-             rate, duration(eta, sizeof eta, (double)(total - step - 1) * (double)sp.batch / rate),
+             scaling, rate, duration(eta, sizeof eta, (double)(total - step - 1) * (double)sp.batch / rate),
              tty ? "   " : "\n");
       fflush(stdout);
       last_log = t;

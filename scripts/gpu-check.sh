@@ -35,6 +35,14 @@ pack() {
   for f in bench/gpu/*.smelt; do
     build/smelt build "$f" --target="$ARCH" -o "$PACK/bench/$(basename "$f" .smelt).ingot"
   done
+  # the f32 matmul again under the tf32 policy (tensor cores, m16n8k8)
+  build/smelt build bench/gpu/matmul.smelt --precision=tf32 --target="$ARCH" -o "$PACK/bench/matmul_tf32.ingot"
+  # the small GPT's training step in fp32 and bf16, for step times
+  local p
+  for p in fp32 bf16; do
+    build/smelt build examples/gpt.smelt -D B=8 -D T=128 -D C=256 -D L=4 -D H=8 --precision=$p --target="$ARCH" \
+      -o "$PACK/bench/gpt_$p.ingot"
+  done
   for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz; do
     cp "$DATA/$f" "$PACK/data/"
   done
@@ -71,6 +79,14 @@ run() {
   echo "== benchmarks"
   timeout 120 "$rt" bench "$PACK"/bench/pointwise.ingot "$PACK"/bench/reduce.ingot "$PACK"/bench/matmul.ingot \
     --device=cuda > "$out/bench.md" 2>&1 || status=1
+  local mm
+  for mm in matmul_bf16 matmul_tf32; do
+    timeout 60 "$rt" bench "$PACK/bench/$mm.ingot" --device=cuda > "$out/bench-$mm.md" 2>&1 || status=1
+  done
+  for p in fp32 bf16; do
+    timeout 90 "$rt" profile "$PACK/bench/gpt_$p.ingot" --device=cuda --entry=train_step --runs=20 \
+      > "$out/gpt-$p.txt" 2>&1 || status=1
+  done
   timeout 240 python3 bench/gpu_torch.py "$DATA" > "$out/torch.log" 2>&1 || echo "torch=failed" >> "$out/torch.log"
 
   python3 scripts/gpu_summary.py "$out" "$(cat "$PACK/commit")" "$ARCH" > "$out/summary.md" || status=1

@@ -83,6 +83,21 @@ def main():
         print(f"| matmul 4096^3 f32, TFLOP/s | {tf:.1f} | {ref or '-'} (cuBLAS fp32; tf32 {torch.get('matmul_tf32_tflops', '-')}, "
               f"bf16 {torch.get('matmul_bf16_tflops', '-')}) | {tf / float(ref):.2f} |" if ref else
               f"| matmul 4096^3 f32, TFLOP/s | {tf:.1f} | - | - |")
+    for name, key, what in [("matmul_bf16", "matmul_bf16_tflops", "bf16 (mma.sync m16n8k16)"),
+                            ("matmul_tf32", "matmul_tf32_tflops", "tf32 policy (mma.sync m16n8k8)")]:
+        low = [l for l in read(out, f"bench-{name}.md").splitlines() if "_matmul" in l]
+        if not low:
+            print(f"| matmul 4096^3 {what}, TFLOP/s | failed: see bench-{name}.md | | |")
+            continue
+        cells = [c.strip() for c in low[0].strip().strip("|").split("|")]
+        tf = float(cells[5] or 0)
+        ref = torch.get(key)
+        ratio = f"{tf / float(ref):.2f}" if ref else "-"
+        print(f"| matmul 4096^3 {what}, TFLOP/s | {tf:.1f} | {ref or '-'} (torch.matmul) | {ratio} |")
+    for p in ["fp32", "bf16"]:
+        first = read(out, f"gpt-{p}.txt").splitlines()[:1]
+        m = re.search(r"([\d.]+) ms per run", first[0]) if first else None
+        print(f"| GPT training step (B8 T128 C256 L4 H8), {p}, ms | {m.group(1) if m else 'failed'} | | |")
     prof = read(out, "profile.txt").splitlines()
     if prof:
         print(f"\nMLP training step profile: {prof[0]}")

@@ -68,6 +68,7 @@ typedef struct {
   int64_t int_range;    // integer leaves are drawn from [0, int_range)
   bool training;        // the whole training step (adamw), not only the forward graph
   FusionMode fusion;    // zero: all
+  Precision precision;  // zero: fp32
 } Opts;
 
 // Elaborates src (its training step with o.training, AdamW) into g, then
@@ -81,11 +82,15 @@ static void case_graph(Compilation *c, Graph *g, const char *what, const char *s
   cr_assert_eq(c->diag.errors, 0, "%s does not check", what);
   graph_init(g, &c->arena, &c->diag);
   cr_assert_eq(elaborate(c, m, defs, ndefs, true, g), 0);
+  pass_precision(g, o.precision);
   if (o.training) {
     TrainConfig cfg = {.optimizer = "adamw", .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                       .weight_decay = 0.01, .schedule = "cosine", .warmup = 2, .clip_grad_norm = 1};
+                       .weight_decay = 0.01, .schedule = "cosine", .warmup = 2, .clip_grad_norm = 1,
+                       .precision = o.precision};
     cr_assert_eq(optim_append(g, &cfg, 100), 0);
+    pass_precision_grads(g);
   }
+  if (o.precision == PREC_TF32) pass_precision_tf32(g);
   pass_simplify(g, NULL);
   if (remat) pass_remat(g, g->loss->id + 1, true, NULL);
   pass_conv_gemm(g);
@@ -327,6 +332,26 @@ TEST(codegen, matmuls) {
         "output u2 = v @ b @ b.T", fwd);
 }
 
+// Under each low precision policy: low operands (stored or cast as they are
+// loaded), f32 accumulation, low or f32 results, transposes, odd sizes,
+// batch broadcasting, an epilogue, and the tiled host path.
+TEST(codegen, matmuls_under_each_precision_policy) {
+  for (Precision p = PREC_TF32; p <= PREC_FP16; p++) {
+    Opts o = {.int_range = 3, .precision = p};
+    check(precision_name(p), "input a: f32[2, 3, 5]\ninput b: f32[5, 4]\ninput c: f32[2, 4, 5]\n"
+          "output x = a @ b\n"
+          "output y = matmul(a, c, tb = true)\n"
+          "output z = matmul(a.transpose(1, 2), c, ta = true, tb = true)\n"
+          "output e = gelu(linear(a, 7) as fc) * 2.0\n"
+          "output k = fp32(a @ b)", o);
+    check(precision_name(p), "input p: f32[2, 13, 9]\ninput q: f32[9, 37]\ninput s: f32[9, 13]\n"
+          "input u: f32[3, 1, 12, 7]\ninput v: f32[4, 7, 32]\n"
+          "output r = p @ q\n"
+          "output t = matmul(s, q, ta = true)\n"
+          "output w = u @ v", o);
+  }
+}
+
 TEST(codegen, tiled_matmul_full_and_edge_tiles) {
   check("tiled", "input p: f32[2, 13, 9]\ninput q: f32[9, 37]\ninput s: f32[9, 13]\ninput u: f32[3, 1, 12, 7]\n"
         "input v: f32[4, 7, 32]\n"
@@ -375,6 +400,23 @@ TEST(codegen, lstm_training_step) {
   check_example("lstm",
                 (Define[]){{"B", 2}, {"T", 3}, {"V", 5}, {"E", 3}, {"H", 4}}, 5,
                 (Opts){.int_range = 5, .training = true});
+}
+
+TEST(codegen, training_steps_in_bf16_and_fp16) {
+  for (Precision p = PREC_BF16; p <= PREC_FP16; p++) {
+    check_example("mlp", (Define[]){{"B", 3}, {"H", 5}}, 2, (Opts){.int_range = 10, .training = true, .precision = p});
+    check_example("gpt", (Define[]){{"B", 2}, {"T", 4}, {"V", 6}, {"C", 8}, {"L", 2}, {"H", 2}}, 6,
+                  (Opts){.int_range = 6, .training = true, .precision = p});
+  }
+}
+
+TEST(codegen, convolutions_in_bf16) {
+  check("conv", "input x: f32[2, 4, 9, 8]\ninput t: i32[2]\n"
+        "let h = relu(conv2d(x, 6, 3, stride = 2, padding = 1) as c1)\n"
+        "h = max_pool2d(h, 2, stride = 1)\n"
+        "h = conv2d(h, 3, 2, groups = 3) as c2\n"
+        "output logits = h.reshape(2, h.shape[1] * h.shape[2] * h.shape[3])\n"
+        "loss cross_entropy(logits[:, 0:3], t)", (Opts){.int_range = 3, .training = true, .precision = PREC_BF16});
 }
 
 TEST(codegen, bad_gather_index_sets_the_error_word) {

@@ -52,7 +52,8 @@ static void built_free(Built *b) {
 
 static const char *const suite[] = {"tests/gpu/pointwise.smelt", "tests/gpu/reductions.smelt",
                                     "tests/gpu/matmuls.smelt", "tests/gpu/dtypes.smelt",
-                                    "tests/gpu/conv.smelt", "tests/gpu/embedding.smelt"};
+                                    "tests/gpu/conv.smelt", "tests/gpu/embedding.smelt",
+                                    "tests/gpu/precision.smelt"};
 enum { NSUITE = sizeof suite / sizeof *suite, NBUILT = 2 * (NSUITE + 1) };
 
 static const Define gpt_sizes[] = {{"B", 2}, {"T", 8}, {"V", 16}, {"C", 16}, {"L", 1}, {"H", 2}};
@@ -178,6 +179,44 @@ TEST(gpu, row_reductions_use_shuffles_and_long_rows_a_block) {
   cr_expect_eq(gb.grid, 64, "one row of 4096 per block");
   free(w);
   free(k);
+  free(ptx.data);
+  built_free(b);
+}
+
+// Matmuls with bf16, f16 or tf32 operands run on tensor cores from sm_80 on:
+// mma.sync in the PTX for each operand type, every fragment from shared
+// memory; sm_75 keeps the FMA path.
+TEST(gpu, low_precision_matmuls_use_mma_sync_from_sm_80) {
+  Built *b = build_mode("tests/gpu/precision.smelt", NULL, 0, FUSION_ALL);
+  const KernelPlan *plans[1] = {&b->plan};
+  Blob ptx;
+  char err[512];
+  cr_assert_eq(codegen_gpu(plans, 1, "sm_80", &ptx, err, sizeof err), 0, "%s", err);
+  static const char *const forms[] = {"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32",
+                                      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32",
+                                      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"};
+  for (int i = 0; i < 3; i++) cr_expect_not_null(strstr(ptx.data, forms[i]), "no %s in the PTX", forms[i]);
+  int mm = 0;
+  for (int k = 0; k < b->plan.n; k++) {
+    const Kernel *kn = &b->plan.kernels[k];
+    if (kn->kind != KK_MATMUL) continue;
+    char *body = ptx_body(ptx.data, kn->name);
+    cr_assert_not_null(body, "%s", kn->name);
+    const Node *n = kn->root;
+    bool low = n->src[0]->dtype != DT_F32 || n->tf32;
+    int64_t M = n->shape.d[n->shape.ndim - 2], N = n->shape.d[n->shape.ndim - 1];
+    if (low && M >= 16 && N >= 16) {
+      cr_expect_not_null(strstr(body, "mma.sync"), "%s: no mma.sync", kn->name);
+      mm++;
+    } else {
+      cr_expect_null(strstr(body, "mma.sync"), "%s: an f32 matmul on tensor cores", kn->name);
+    }
+    free(body);
+  }
+  cr_expect_geq(mm, 6, "forward products and the tf32 layer's gradients");
+  free(ptx.data);
+  cr_assert_eq(codegen_gpu(plans, 1, "sm_75", &ptx, err, sizeof err), 0, "%s", err);
+  cr_expect_null(strstr(ptx.data, "mma.sync"), "sm_75 has no bf16 or tf32 mma");
   free(ptx.data);
   built_free(b);
 }
