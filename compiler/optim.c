@@ -119,6 +119,9 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
     return -1;
   }
   g->scope = "optimizer";
+  if (loss_scale)   // every use below (clipping, the updates) sees the true gradient
+    for (int i = 0; i < n0; i++)
+      if (grads[i]) grads[i] = dvd(g, g_cast(g, grads[i], DT_F32), loss_scale);
   Node *finite = loss_scale ? all_finite(g, grads, n0) : NULL;
   int first_update = g->nupdates;
   // the step counter: t = step + 1
@@ -153,7 +156,6 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
     g->scope = p->scope;
     g->loc = p->loc;
     Node *gr = grads[i] ? g_cast(g, grads[i], DT_F32) : g_const(g, 0, DT_F32, p->shape);
-    if (loss_scale) gr = dvd(g, gr, loss_scale);
     graph_add_output(g, arena_printf(g->arena, "grad.%s", p->name), gr);
     if (scale) gr = mul(g, gr, scale);
     Node *w = g_cast(g, p, DT_F32);

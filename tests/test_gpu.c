@@ -221,6 +221,33 @@ TEST(gpu, low_precision_matmuls_use_mma_sync_from_sm_80) {
   built_free(b);
 }
 
+// In the cubin the tensor-core matmuls are HMMA instructions (cuobjdump,
+// where CUDA installs it; this machine's CUDA may have only the compilers).
+TEST(gpu, low_precision_matmuls_are_hmma_in_the_cubin) {
+  const char *dump = gpu_tool_path("cuobjdump");
+  if (!gpu_tool_path("ptxas") || !dump) cr_skip_test("skipped: ptxas and cuobjdump are not both installed");
+  Built *b = build_mode("tests/gpu/precision.smelt", NULL, 0, FUSION_ALL);
+  const KernelPlan *plans[1] = {&b->plan};
+  Blob ptx, cubin;
+  char err[2048], *report = NULL, path[64], cmd[512], *out;
+  cr_assert_eq(codegen_gpu(plans, 1, "sm_90", &ptx, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(ptx_assemble(&ptx, "sm_90", &cubin, &report, err, sizeof err), 1, "%s", err);
+  snprintf(path, sizeof path, "build/test-hmma-%d.cubin", (int)getpid());
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f);
+  fwrite(cubin.data, 1, cubin.len, f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s -sass %s", dump, path);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  unlink(path);
+  cr_expect_not_null(strstr(out, "HMMA"), "no HMMA in the SASS");
+  free(out);
+  free(report);
+  free(ptx.data);
+  free(cubin.data);
+  built_free(b);
+}
+
 TEST(gpu, launch_shapes_follow_the_output) {
   Built *b = build("tests/gpu/matmuls.smelt", NULL, 0);
   GpuLaunch g;

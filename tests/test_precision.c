@@ -26,6 +26,7 @@ static const char *tiny =
     "}\n"
     "train {\n"
     "    optimizer = sgd(lr = 0.1)\n"
+    "    clip_grad_norm = 0.5\n"
     "    precision = %s\n"
     "    steps = 10\n"
     "    data train {\n"
@@ -121,6 +122,8 @@ typedef struct {
   double scale, good;      // the state before the step
   double new_scale, new_good, skipped;
   bool params_changed;
+  double update[64];       // the step taken by the first parameter's first values
+  int nupdate;
 } ScalerRun;
 
 static void run_scaler(double scale, double good, ScalerRun *out) {
@@ -151,6 +154,11 @@ static void run_scaler(double scale, double good, ScalerRun *out) {
     Update *u = &g->updates[i];
     double v = r.vals[u->value->id][0];
     if (u->target->op == OP_PARAM) out->params_changed |= v != leaves[u->target->id][0];
+    if (u->target->op == OP_PARAM && !strcmp(u->target->name, "fc1.w")) {
+      out->nupdate = (int)shape_numel(&u->target->shape);
+      if (out->nupdate > 64) out->nupdate = 64;
+      for (int k = 0; k < out->nupdate; k++) out->update[k] = r.vals[u->value->id][k] - leaves[u->target->id][k];
+    }
     else if (!strcmp(u->target->name, "loss_scale")) out->new_scale = v;
     else if (!strcmp(u->target->name, "loss_scale_good")) out->new_good = v;
   }
@@ -178,6 +186,18 @@ TEST(precision, loss_scaler_skips_an_overflowing_step_and_backs_off) {
   cr_expect_eq(s.skipped, 1);
   cr_expect_eq(s.new_scale, 5e8);
   cr_expect_eq(s.new_good, 0);
+}
+
+// The scale cancels: clipping and the update see the true gradient, so two
+// scales give the same step (up to f16's rounding of the scaled gradients).
+TEST(precision, loss_scale_cancels_out_of_clipping_and_the_update) {
+  ScalerRun a, b;
+  run_scaler(8, 0, &a);
+  run_scaler(32768, 0, &b);
+  cr_assert_gt(a.nupdate, 0);
+  double num = 0, den = 0;
+  for (int i = 0; i < a.nupdate; i++) num += (a.update[i] - b.update[i]) * (a.update[i] - b.update[i]), den += a.update[i] * a.update[i];
+  cr_expect_lt(sqrt(num), 1e-3 * sqrt(den), "the step depends on the loss scale: %g of %g", sqrt(num), sqrt(den));
 }
 
 TEST(precision, loss_scaler_grows_after_a_run_of_good_steps) {
