@@ -623,7 +623,26 @@ static V kernel_conv(Cg *c, const Node *n, V *o) {
   int groups = n->p.conv.groups;
   V init = cf(c, 0), acc;
   Loop L;
-  if (n->op == OP_CONV2D) {   // y[n,o,oh,ow] = sum_{c,kh,kw} x[n, g*Cg+c, ...] w[o,c,kh,kw]
+  if (n->op == OP_COL2IM) {   // x[n, ch, ih, iw] = sum_{kh,kw} rows[n, oh * OW + ow, (ch * KH + kh) * KW + kw]
+    const Node *rows = n->src[0];
+    int64_t KH = n->p.conv.kernel[0], KW = n->p.conv.kernel[1];
+    int64_t OW = (n->shape.d[3] + 2 * pd[1] - (int64_t)dl[1] * (KW - 1) - 1) / st[1] + 1;
+    int64_t OH = rows->shape.d[1] / (OW ? OW : 1);
+    loop_open(c, &L, ci(c, 0), ci(c, KH * KW), 1, &init);
+    V kh = LLVMBuildUDiv(B, L.i, ci(c, KW), ""), kw = LLVMBuildURem(B, L.i, ci(c, KW), "");
+    V th = LLVMBuildSub(B, addc(c, o[2], pd[0]), mulc(c, kh, dl[0]), "");   // oh * stride
+    V tw = LLVMBuildSub(B, addc(c, o[3], pd[1]), mulc(c, kw, dl[1]), "");
+    V oh = LLVMBuildSDiv(B, th, ci(c, st[0]), ""), ow = LLVMBuildSDiv(B, tw, ci(c, st[1]), "");
+    V ok = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, th, ci(c, 0), ""),
+                                        LLVMBuildICmp(B, LLVMIntSGE, tw, ci(c, 0), ""), ""),
+                        LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSRem(B, th, ci(c, st[0]), ""), ci(c, 0), ""),
+                                     LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSRem(B, tw, ci(c, st[1]), ""), ci(c, 0), ""), ""), "");
+    ok = LLVMBuildAnd(B, ok, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSLT, oh, ci(c, OH), ""),
+                                          LLVMBuildICmp(B, LLVMIntSLT, ow, ci(c, OW), ""), ""), "");
+    V ri[3] = {o[0], LLVMBuildAdd(B, mulc(c, clamp_index(c, oh, OH), OW), clamp_index(c, ow, OW), ""),
+               LLVMBuildAdd(B, mulc(c, LLVMBuildAdd(B, mulc(c, o[1], KH), kh, ""), KW), kw, "")};
+    acc = LLVMBuildFAdd(B, L.acc[0], LLVMBuildSelect(B, ok, emit_value(c, rows, ri), cf(c, 0), ""), "");
+  } else if (n->op == OP_CONV2D) {   // y[n,o,oh,ow] = sum_{c,kh,kw} x[n, g*Cg+c, ...] w[o,c,kh,kw]
     const Node *x = n->src[0], *w = n->src[1];
     int64_t Cg_ = w->shape.d[1], KH = w->shape.d[2], KW = w->shape.d[3], Og = w->shape.d[0] / groups;
     Shape r = shape_of(3, (int64_t[]){Cg_, KH, KW});
@@ -716,17 +735,25 @@ static V kernel_pool(Cg *c, const Node *n, V *o) {
     loop_close(c, &L, &next);
     return LLVMBuildFDiv(B, L.acc[0], cf(c, (double)k[0] * k[1]), "");
   }
-  // gradients: dx[n,c,ih,iw] sums over the windows (oh, ow) that contain (ih, iw)
+  // gradients: dx[n,c,ih,iw] sums over the windows (oh, ow) that contain
+  // (ih, iw): oh = (ih + pad) / stride - j for j < ceil(kernel / stride),
+  // kept when inside the output and when the window reaches ih
   const Node *dy = n->op == OP_POOL_MAX_DX ? n->src[1] : n->src[0];
   const Node *x = n->op == OP_POOL_MAX_DX ? n->src[0] : NULL;
   int64_t OH = dy->shape.d[2], OW = dy->shape.d[3];
+  int64_t CH = (k[0] + st[0] - 1) / st[0], CW = (k[1] + st[1] - 1) / st[1];
   V init = cf(c, 0);
   Loop L;
-  loop_open(c, &L, ci(c, 0), ci(c, OH * OW), 1, &init);
-  V oh = LLVMBuildUDiv(B, L.i, ci(c, OW), ""), ow = LLVMBuildURem(B, L.i, ci(c, OW), "");
+  loop_open(c, &L, ci(c, 0), ci(c, CH * CW), 1, &init);
+  V oh = LLVMBuildSub(B, LLVMBuildUDiv(B, addc(c, o[2], pd[0]), ci(c, st[0]), ""), LLVMBuildUDiv(B, L.i, ci(c, CW), ""), "");
+  V ow = LLVMBuildSub(B, LLVMBuildUDiv(B, addc(c, o[3], pd[1]), ci(c, st[1]), ""), LLVMBuildURem(B, L.i, ci(c, CW), ""), "");
   V h0 = addc(c, mulc(c, oh, st[0]), -pd[0]), w0 = addc(c, mulc(c, ow, st[1]), -pd[1]);
-  V covers = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, o[2], h0, ""), LLVMBuildICmp(B, LLVMIntSLT, o[2], addc(c, h0, k[0]), ""), ""),
-                          LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, o[3], w0, ""), LLVMBuildICmp(B, LLVMIntSLT, o[3], addc(c, w0, k[1]), ""), ""), "");
+  V covers = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, oh, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, oh, ci(c, OH), ""), ""),
+                          LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, ow, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, ow, ci(c, OW), ""), ""), "");
+  covers = LLVMBuildAnd(B, covers, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSLT, o[2], addc(c, h0, k[0]), ""),
+                                                LLVMBuildICmp(B, LLVMIntSLT, o[3], addc(c, w0, k[1]), ""), ""), "");
+  oh = clamp_index(c, oh, OH);
+  ow = clamp_index(c, ow, OW);
   V di[4] = {o[0], o[1], oh, ow};
   V g = emit_value(c, dy, di);
   if (x) {

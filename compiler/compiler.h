@@ -361,8 +361,12 @@ Node *g_matmul(Graph *g, Node *a, Node *b, bool ta, bool tb);
 Node *g_conv2d(Graph *g, Node *x, Node *w, const int stride[2], const int pad[2],
                const int dil[2], int groups);
 Node *g_conv2d_grad(Graph *g, Op op, Node *a, Node *b, const Node *fwd);
-// The windows that convolution `conv` multiplies, as rows: [N, OH * OW, C * KH * KW].
+// The windows that convolution `conv` multiplies, as rows: [N, OH * OW, C * KH * KW]
+// (conv: a CONV2D, or the CONV2D_DW of one).
 Node *g_im2col(Graph *g, Node *x, const Node *conv);
+// IM2COL's transpose for the input gradient dx (a CONV2D_DX): rows
+// [N, OH * OW, C * KH * KW] summed back into dx's shape.
+Node *g_col2im(Graph *g, Node *rows, const Node *dx);
 Node *g_pool(Graph *g, Op op, Node *x, const int kernel[2], const int stride[2], const int pad[2]);
 Node *g_pool_grad(Graph *g, Op op, Node *x, Node *dy, const Node *fwd);
 Node *g_reshape(Graph *g, Node *x, Shape s);
@@ -401,10 +405,13 @@ int optim_append(Graph *g, const struct TrainConfig *cfg, int64_t total_steps);
 // order (new nodes are inserted before their matmul; ids are renumbered).
 void pass_matmul_operands(Graph *g);
 
-// pass_conv_gemm: an ungrouped f32 convolution becomes im2col and a matmul
-// (which then runs tiled):
+// pass_conv_gemm: an ungrouped float convolution and its gradients become
+// im2col / col2im and matmuls (which then run tiled):
 //   conv(x, w) -> permute(reshape(im2col(x) @ reshape(w, [O, C*KH*KW])^T), NCHW)
-// Run after autodiff (IM2COL has no gradient rule). Keeps: values, order.
+//   dx(dy, w)  -> col2im(rows(dy) @ reshape(w, [O, C*KH*KW]))
+//   dw(x, dy)  -> reshape(sum over the batch of rows(dy)^T @ im2col(x))
+// with rows(dy) = dy as [N, OH*OW, O]. Run after autodiff (IM2COL and COL2IM
+// have no gradient rule). Keeps: values (up to the order of sums), order.
 void pass_conv_gemm(Graph *g);
 
 // ---------------------------------------------------------------- pass_precision.c
@@ -859,6 +866,7 @@ typedef struct {
   int ngpus;
   FusionMode fusion;        // FUSION_ALL (zero) unless asked otherwise
   bool remat;               // --remat (pass_remat.c)
+  bool infer_only;          // --entry=infer: the infer entry alone (no labels, no optimizer state)
 } BuildTargets;
 
 int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t,
@@ -901,6 +909,24 @@ int gpu_profile(const char *path, const char *entry, const char *device, int run
 // The "infer" entry of each ingot timed on device against a 1 GiB
 // device-to-device copy; prints a Markdown table. 0, or 1 after an error.
 int gpu_bench(const char *device, int n, char **ingots);
+// `smelt bench --entry=E`: the latency of whole runs of entry E (random float
+// inputs, 20 warm-up runs): median, p99, mean and min over `runs` runs.
+int latency_bench(const char *path, const char *entry, const char *device, int threads, int runs);
+
+// ---------------------------------------------------------------- sample.c
+// `smelt sample`: bytes drawn one at a time from a character-level model's
+// infer entry (built with B = 1), printed as they come.
+typedef struct {
+  const char *ingot, *checkpoint;   // checkpoint: trained weights, or NULL
+  const char *device;
+  int threads;
+  const char *prompt;               // the text the sample continues
+  int64_t length;                   // bytes to draw
+  double temperature;               // 0: always the most likely byte
+  int top_k;                        // 0: every byte
+  uint64_t seed;
+} SampleOptions;
+int sample_run(const SampleOptions *o);
 
 // ---------------------------------------------------------------- inspect.c
 // Prints what an ingot holds (sections, meta, entries, tensors; with all,

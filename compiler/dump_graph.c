@@ -28,7 +28,7 @@ static void put_attrs(FILE *out, const Node *n) {
     if (n->p.matmul.ta) fputs(" ta", out);
     if (n->p.matmul.tb) fputs(" tb", out);
     break;
-  case OP_IM2COL:
+  case OP_IM2COL: case OP_COL2IM:
     fprintf(out, " kernel=%d,%d", n->p.conv.kernel[0], n->p.conv.kernel[1]);
     /* fall through */
   case OP_CONV2D: case OP_CONV2D_DX: case OP_CONV2D_DW:

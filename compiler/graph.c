@@ -390,13 +390,25 @@ Node *g_conv2d_grad(Graph *g, Op op, Node *a, Node *b, const Node *fwd) {
 }
 
 Node *g_im2col(Graph *g, Node *x, const Node *conv) {
-  const Node *w = conv->src[1];
+  // the kernel's size from the weights, the output's from the result (or,
+  // for a weight gradient, from its output gradient)
+  const Node *w = conv->op == OP_CONV2D_DW ? conv : conv->src[1];
+  const Node *y = conv->op == OP_CONV2D_DW ? conv->src[1] : conv;
   int64_t N = x->shape.d[0], C = x->shape.d[1], KH = w->shape.d[2], KW = w->shape.d[3];
-  int64_t OH = conv->shape.d[2], OW = conv->shape.d[3];
+  int64_t OH = y->shape.d[2], OW = y->shape.d[3];
   Node *n = node1(g, OP_IM2COL, x->dtype, shape_of(3, (int64_t[]){N, OH * OW, C * KH * KW}), x);
   n->p.conv = conv->p.conv;
   n->p.conv.kernel[0] = (int)KH;
   n->p.conv.kernel[1] = (int)KW;
+  return n;
+}
+
+Node *g_col2im(Graph *g, Node *rows, const Node *dx) {
+  const Node *w = dx->src[1];
+  Node *n = node1(g, OP_COL2IM, rows->dtype, dx->shape, rows);
+  n->p.conv = dx->p.conv;
+  n->p.conv.kernel[0] = (int)w->shape.d[2];
+  n->p.conv.kernel[1] = (int)w->shape.d[3];
   return n;
 }
 

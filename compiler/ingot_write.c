@@ -303,35 +303,40 @@ static void code_free(CodeList *l) {
 int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, const char *path) {
   const char *cpu = t->cpu;
   Writer w = {.c = c, .seed = m->train && m->train->seed ? (uint64_t)m->train->seed : 1};
-  Graph ge, gt, gi;
-  graph_init(&ge, &c->arena, &c->diag);
-  graph_init(&gt, &c->arena, &c->diag);
-  graph_init(&gi, &c->arena, &c->diag);
-  int rc = entry_graph(c, m, defs, ndefs, "eval", &ge, NULL);
-  bool train = rc == 0 && m->train && ge.loss;
-  if (rc == 0) rc = entry_graph(c, m, defs, ndefs, "infer", &gi, NULL);
-  if (rc == 0 && train) rc = entry_graph(c, m, defs, ndefs, "train_step", &gt, &(GraphOptions){.remat = t->remat});
-  KernelPlan pe = {0}, pt = {0}, pi = {0};
+  // the entries, in the order their tensors are added: parameters first, in
+  // the train graph's order, so every entry shares them
+  enum { TRAIN, EVAL, INFER, NENTRY };
+  static const char *const names[NENTRY] = {"train_step", "eval", "infer"};
+  Graph g[NENTRY];
+  KernelPlan p[NENTRY] = {{0}};
+  bool on[NENTRY] = {false, !t->infer_only, true};
+  for (int e = 0; e < NENTRY; e++) graph_init(&g[e], &c->arena, &c->diag);
+  int rc = 0;
+  if (on[EVAL]) {
+    rc = entry_graph(c, m, defs, ndefs, "eval", &g[EVAL], NULL);
+    on[TRAIN] = rc == 0 && m->train && g[EVAL].loss;
+  }
+  bool train = on[TRAIN];
+  if (rc == 0) rc = entry_graph(c, m, defs, ndefs, "infer", &g[INFER], NULL);
+  if (rc == 0 && train) rc = entry_graph(c, m, defs, ndefs, "train_step", &g[TRAIN], &(GraphOptions){.remat = t->remat});
   if (rc == 0) {
     int nr = codegen_tile_columns(cpu);
-    kernel_plan(&ge, entry_prefix("eval"), nr, t->fusion, &pe);
-    kernel_plan(&gi, entry_prefix("infer"), nr, t->fusion, &pi);
-    if (train) kernel_plan(&gt, entry_prefix("train_step"), nr, t->fusion, &pt);
-    // parameters first, in the train graph's order, so every entry shares them
-    if (train) add_entry(&w, "train_step", &gt, &pt);
-    add_entry(&w, "eval", &ge, &pe);
-    add_entry(&w, "infer", &gi, &pi);
-    const KernelPlan *plans[3] = {&pe, &pi, &pt};
+    const KernelPlan *plans[NENTRY];
+    int nplans = 0;
+    for (int e = 0; e < NENTRY; e++) {
+      if (!on[e]) continue;
+      kernel_plan(&g[e], entry_prefix(names[e]), nr, t->fusion, &p[e]);
+      add_entry(&w, names[e], &g[e], &p[e]);
+      plans[nplans++] = &p[e];
+    }
     Blob obj = {0};
     char err[2048];
-    rc = codegen_host(plans, train ? 3 : 2, cpu, &obj, err, sizeof err);
+    rc = codegen_host(plans, nplans, cpu, &obj, err, sizeof err);
     Buf code = {0}, glaunch = {0}, gcode = {0};
     CodeList codes = {.n = 0};
     if (rc == 0 && t->ngpus) {
-      const KernelPlan *in_order[3] = {&pt, &pe, &pi};   // the order of add_entry
-      const KernelPlan *const *order = train ? in_order : in_order + 1;
-      gpu_launches(&glaunch, order, train ? 3 : 2);
-      rc = gpu_code(&w, plans, train ? 3 : 2, t, &codes, err, sizeof err);
+      gpu_launches(&glaunch, plans, nplans);
+      rc = gpu_code(&w, plans, nplans, t, &codes, err, sizeof err);
       if (rc == 0) code_section(&gcode, &codes);
     }
     if (rc == 0) {
@@ -353,6 +358,7 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
       meta_line(&w, "target", arena_printf(a, "host:%s", cpu ? cpu : "native"));
       meta_line(&w, "fusion", fusion_mode_name(t->fusion));
       if (t->remat) meta_line(&w, "remat", "on");
+      if (t->infer_only) meta_line(&w, "entries", "infer");
       meta_line(&w, "precision", precision_name((Precision)entry_precision(c, m)));
       if (t->ngpus) {
         char list[512] = "";
@@ -374,12 +380,10 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
     free(gcode.data);
     code_free(&codes);
   }
-  kernel_plan_free(&pe);
-  kernel_plan_free(&pt);
-  kernel_plan_free(&pi);
-  graph_free(&ge);
-  graph_free(&gt);
-  graph_free(&gi);
+  for (int e = 0; e < NENTRY; e++) {
+    kernel_plan_free(&p[e]);
+    graph_free(&g[e]);
+  }
   Buf *all[] = {&w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &w.weights, &w.meta, &w.costs,
                 &w.outputs};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->data);

@@ -325,6 +325,25 @@ static void eval_im2col(const Node *n, const double *x, double *out) {
           }
 }
 
+// IM2COL's transpose: every row entry added back to the input position it read.
+static void eval_col2im(const Node *n, const double *rows, double *out) {
+  const Shape *xs = &n->shape;
+  int64_t N = xs->d[0], C = xs->d[1], H = xs->d[2], W = xs->d[3];
+  int64_t KH = n->p.conv.kernel[0], KW = n->p.conv.kernel[1], P = n->src[0]->shape.d[1];
+  int64_t OW = (W + 2 * n->p.conv.pad[1] - n->p.conv.dil[1] * (KW - 1) - 1) / n->p.conv.stride[1] + 1;
+  memset(out, 0, sizeof(double) * (size_t)shape_numel(xs));
+  int64_t i = 0;
+  for (int64_t b = 0; b < N; b++)
+    for (int64_t p = 0; p < P; p++)
+      for (int64_t c = 0; c < C; c++)
+        for (int64_t kh = 0; kh < KH; kh++)
+          for (int64_t kw = 0; kw < KW; kw++, i++) {
+            int64_t ih = p / OW * n->p.conv.stride[0] - n->p.conv.pad[0] + kh * n->p.conv.dil[0];
+            int64_t iw = p % OW * n->p.conv.stride[1] - n->p.conv.pad[1] + kw * n->p.conv.dil[1];
+            if (ih >= 0 && ih < H && iw >= 0 && iw < W) out[((b * C + c) * H + ih) * W + iw] += rows[i];
+          }
+}
+
 static void eval_conv(const Node *n, const double *in0, const double *in1, double *out) {
   const Shape *xs, *ws, *ys;
   const double *x = NULL, *w = NULL, *y = NULL;
@@ -652,6 +671,7 @@ static int eval_node(Interp *it, const Node *n, double *y) {
   case OP_CONV2D_DX:
   case OP_CONV2D_DW: eval_conv(n, s0, s1, y); return 0;
   case OP_IM2COL: eval_im2col(n, s0, y); return 0;
+  case OP_COL2IM: eval_col2im(n, s0, y); return 0;
   case OP_POOL_MAX:
   case OP_POOL_AVG:
   case OP_POOL_MAX_DX:

@@ -504,7 +504,7 @@ void kernel_cost(const KernelPlan *p, const Kernel *k, uint64_t *read, uint64_t 
     for (int r = 0; r < k->nroots; r++) *flops += (uint64_t)shape_numel(&k->roots[r]->src[0]->shape);
     break;
   case KK_CONV:
-    *flops = n->op == OP_IM2COL ? 0 : 2 * out * (uint64_t)(shape_numel(&n->src[1]->shape) /
+    *flops = n->op == OP_IM2COL ? 0 : n->op == OP_COL2IM ? out * (uint64_t)(n->p.conv.kernel[0] * n->p.conv.kernel[1]) : 2 * out * (uint64_t)(shape_numel(&n->src[1]->shape) /
                                                           (n->op == OP_CONV2D_DW ? 1 : n->src[1]->shape.d[0]));
     break;
   default: *flops = 0; break;

@@ -54,6 +54,8 @@ static void usage(FILE *out) {
         "      --remat            recompute cheap forward values in the backward\n"
         "                         pass instead of keeping them (also for train,\n"
         "                         explain)\n"
+        "      --entry=infer      the inference entry alone: no labels, loss,\n"
+        "                         gradients or optimizer state\n"
         "      --precision=P      fp32, tf32, bf16 or fp16 instead of the train\n"
         "                         block's (also for train, explain, bisect;\n"
         "                         docs/precision.md)\n"
@@ -75,6 +77,15 @@ static void usage(FILE *out) {
         "                         device (--device=D) against the interpreter on\n"
         "                         random inputs; name the first kernel that\n"
         "                         diverges (FILE: .smelt, or an .ingot built from it)\n"
+        "  sample FILE            text from a trained character-level model (B = 1):\n"
+        "                         --checkpoint=C --prompt=TEXT --length=N (200)\n"
+        "                         --temperature=X (1; 0: the most likely byte)\n"
+        "                         --top-k=K (0: all) --seed=N (the same text for\n"
+        "                         the same seed) --device=D\n"
+        "  bench FILE             latency of whole runs of --entry=E (default infer):\n"
+        "                         median, p99, mean, min over --runs=N (1000); a\n"
+        "                         model file is built with B = --batch=N (and -D),\n"
+        "                         inference-only for infer; --device, --threads\n"
         "  bench --profile INGOT  per-kernel times of an entry: --entry=E (default\n"
         "                         train_step), --device=D, --runs=N (default 20)\n"
         "  inspect INGOT          sections, entry points, tensors (--all: also\n"
@@ -164,22 +175,9 @@ static int parse_targets(const char *list, BuildTargets *t) {
   return 0;
 }
 
-// `smelt bench --profile INGOT [--entry=E] [--device=D] [--runs=N]`
-static int bench_main(int argc, char **argv) {
-  const char *file = NULL, *entry = "train_step", *device = "auto";
-  bool profile = false;
-  int runs = 20;
-  for (int i = 2; i < argc; i++) {
-    if (!strcmp(argv[i], "--profile")) profile = true;
-    else if (!strncmp(argv[i], "--entry=", 8)) entry = argv[i] + 8;
-    else if (!strncmp(argv[i], "--device=", 9)) device = argv[i] + 9;
-    else if (!strncmp(argv[i], "--runs=", 7) && atoi(argv[i] + 7) > 0) runs = atoi(argv[i] + 7);
-    else if (argv[i][0] == '-') return bad_usage("bench: unknown option '%s'", argv[i]);
-    else if (file) return bad_usage("bench takes one ingot file, not also '%s'", argv[i]);
-    else file = argv[i];
-  }
-  if (!profile || !file) return bad_usage("usage: smelt bench --profile INGOT [--entry=E] [--device=D] [--runs=N]%s", "");
-  return gpu_profile(file, entry, device, runs);
+static bool ends_with(const char *s, const char *tail) {
+  size_t n = strlen(s), m = strlen(tail);
+  return n > m && !strcmp(s + n - m, tail);
 }
 
 static void options_free(Options *o) {
@@ -187,6 +185,136 @@ static void options_free(Options *o) {
   for (int i = 0; i < o->targets.ngpus; i++) free((char *)o->targets.gpus[i]);
   free(o->files);
 }
+
+// Builds a model file into the temporary ingot tmp for a run on device:
+// this CPU, and the GPU the device would take; infer_only for benchmarks.
+static int build_for_device(const char *argv0, const char *file, const Define *defs, int ndefs, int precision,
+                            const char *device, bool infer_only, const char *tmp) {
+  Compilation c;
+  compilation_init(&c, stderr);
+  c.precision = precision;
+  compilation_default_search(&c, argv0);
+  Module *m = module_load_file(&c, file);
+  int errors = check_modules(&c, &m, 1, defs, ndefs);
+  if (!errors) {
+    BuildTargets t = {.infer_only = infer_only};
+    char arch[32];
+    if (strcmp(device, "cpu") && device_gpu_target(device, arch, sizeof arch) && gpu_target_known(arch)) t.gpus[t.ngpus++] = arch;
+    fprintf(stderr, "building %s for this CPU%s%s...\n", file, t.ngpus ? " and " : "", t.ngpus ? t.gpus[0] : "");
+    errors = ingot_build(&c, m, defs, ndefs, &t, tmp) ? 1 : 0;
+  }
+  if (errors) fprintf(stderr, "%d error%s\n", c.diag.errors, c.diag.errors == 1 ? "" : "s");
+  compilation_free(&c);
+  return errors ? 1 : 0;
+}
+
+// `smelt bench FILE [--entry=E] [--batch=N] [--runs=N] [--device=D] [--threads=N] [-D N=V]`:
+// the latency of whole runs of an entry (default infer; a model file is
+// built with B = --batch, inference-only for infer);
+// `smelt bench --profile INGOT [--entry=E] [--device=D] [--runs=N]`: per kernel.
+static int bench_main(int argc, char **argv) {
+  const char *file = NULL, *entry = NULL, *device = "auto";
+  bool profile = false;
+  int runs = 0, threads = 0, precision = -1;
+  long long batch = 0;
+  Options o = {.ndefs = 0};
+  int rc = 2;
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--profile")) profile = true;
+    else if (!strncmp(a, "--entry=", 8)) entry = a + 8;
+    else if (!strncmp(a, "--device=", 9)) device = a + 9;
+    else if (!strncmp(a, "--runs=", 7) && atoi(a + 7) > 0) runs = atoi(a + 7);
+    else if (!strncmp(a, "--threads=", 10) && atoi(a + 10) > 0) threads = atoi(a + 10);
+    else if (!strncmp(a, "--batch=", 8) && atoll(a + 8) > 0) batch = atoll(a + 8);
+    else if (!strncmp(a, "--precision=", 12) && (precision = precision_parse(a + 12)) >= 0) continue;
+    else if (!strcmp(a, "-D") || !strncmp(a, "-D", 2)) {
+      const char *def = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
+      if (!add_define(&o, def)) return options_free(&o), bad_usage("-D needs NAME=INTEGER, not '%s'", def);
+    } else if (a[0] == '-') return options_free(&o), bad_usage("bench: unknown or bad option '%s'", a);
+    else if (file) return options_free(&o), bad_usage("bench takes one file, not also '%s'", a);
+    else file = a;
+  }
+  if (!file) {
+    options_free(&o);
+    return bad_usage("usage: smelt bench FILE [--entry=E] [--batch=N] [--runs=N] [--device=D] [--threads=N]\n"
+                     "       smelt bench --profile INGOT [--entry=E] [--device=D] [--runs=N]%s", "");
+  }
+  if (profile) {
+    rc = gpu_profile(file, entry ? entry : "train_step", device, runs ? runs : 20);
+    options_free(&o);
+    return rc;
+  }
+  entry = entry ? entry : "infer";
+  char tmp[64] = "";
+  if (!ends_with(file, ".ingot")) {
+    if (batch) {
+      char def[64];
+      snprintf(def, sizeof def, "B=%lld", batch);
+      add_define(&o, def);
+    }
+    snprintf(tmp, sizeof tmp, "/tmp/smelt-bench-%ld.ingot", (long)getpid());
+    if (build_for_device(argv[0], file, o.defs, o.ndefs, precision, device, !strcmp(entry, "infer"), tmp)) {
+      options_free(&o);
+      return 1;
+    }
+    file = tmp;
+  } else if (batch || o.ndefs) {
+    options_free(&o);
+    return bad_usage("--batch and -D size a model file; an ingot keeps the sizes it was built with (%s)", file);
+  }
+  rc = latency_bench(file, entry, device, threads, runs ? runs : 1000);
+  if (tmp[0]) unlink(tmp);
+  options_free(&o);
+  return rc;
+}
+
+// `smelt sample FILE [--checkpoint=C] [--prompt=S] [--length=N] [--temperature=X]
+// [--top-k=K] [--seed=N] [--device=D] [--threads=N] [-D N=V]`
+static int sample_main(int argc, char **argv) {
+  SampleOptions so = {.device = "auto", .prompt = "", .length = 200, .temperature = 1.0, .seed = 1};
+  const char *file = NULL;
+  Options o = {.ndefs = 0};
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    char *end = NULL;
+    if (!strncmp(a, "--checkpoint=", 13)) so.checkpoint = a + 13;
+    else if (!strncmp(a, "--prompt=", 9)) so.prompt = a + 9;
+    else if (!strncmp(a, "--device=", 9)) so.device = a + 9;
+    else if (!strncmp(a, "--length=", 9) && (so.length = strtoll(a + 9, &end, 10)) >= 0 && !*end) continue;
+    else if (!strncmp(a, "--temperature=", 14) && (so.temperature = strtod(a + 14, &end)) >= 0 && !*end) continue;
+    else if (!strncmp(a, "--top-k=", 8) && (so.top_k = (int)strtol(a + 8, &end, 10)) >= 0 && !*end) continue;
+    else if (!strncmp(a, "--seed=", 7) && (so.seed = strtoull(a + 7, &end, 10), !*end)) continue;
+    else if (!strncmp(a, "--threads=", 10) && (so.threads = atoi(a + 10)) > 0) continue;
+    else if (!strcmp(a, "-D") || !strncmp(a, "-D", 2)) {
+      const char *def = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
+      if (!add_define(&o, def)) return options_free(&o), bad_usage("-D needs NAME=INTEGER, not '%s'", def);
+    } else if (a[0] == '-') return options_free(&o), bad_usage("sample: unknown or bad option '%s'", a);
+    else if (file) return options_free(&o), bad_usage("sample takes one file, not also '%s'", a);
+    else file = a;
+  }
+  if (!file) {
+    options_free(&o);
+    return bad_usage("usage: smelt sample FILE [--checkpoint=C] [--prompt=TEXT] [--length=N] [--temperature=X] "
+                     "[--top-k=K] [--seed=N] [--device=D]%s", "");
+  }
+  char tmp[64] = "";
+  if (!ends_with(file, ".ingot")) {   // one sequence at a time: B = 1, the infer entry alone
+    add_define(&o, "B=1");
+    snprintf(tmp, sizeof tmp, "/tmp/smelt-sample-%ld.ingot", (long)getpid());
+    if (build_for_device(argv[0], file, o.defs, o.ndefs, -1, so.device, true, tmp)) {
+      options_free(&o);
+      return 1;
+    }
+    file = tmp;
+  }
+  so.ingot = file;
+  int rc = sample_run(&so);
+  if (tmp[0]) unlink(tmp);
+  options_free(&o);
+  return rc;
+}
+
 
 static int parse_options(int argc, char **argv, Options *o) {
   *o = (Options){.command = argv[1], .color = -1, .max_errors = 20, .seed = 1, .precision = -1};
@@ -307,6 +435,14 @@ static void build_ingot(Compilation *c, Module *m, const Options *o) {
   }
   BuildTargets t = o->targets;
   t.cpu = !o->cpu ? "x86-64-v3" : !strcmp(o->cpu, "native") ? NULL : o->cpu;
+  if (o->train.split) {   // --entry=: only infer narrows a build
+    if (strcmp(o->train.split, "infer")) {
+      diag_plain(&c->diag, "build --entry takes infer (an inference-only ingot), not '%s'; without it every entry is built",
+                 o->train.split);
+      return;
+    }
+    t.infer_only = true;
+  }
   ingot_build(c, m, o->defs, o->ndefs, &t, o->output);
 }
 
@@ -320,10 +456,6 @@ static void explain_file(Compilation *c, Module *m, const Options *o) {
   explain_model(c, m, o->defs, o->ndefs, &e, stdout);
 }
 
-static bool ends_with(const char *s, const char *tail) {
-  size_t n = strlen(s), m = strlen(tail);
-  return n > m && !strcmp(s + n - m, tail);
-}
 
 // `smelt bisect FILE.smelt|FILE.ingot`: an .ingot is checked against the
 // model file, sizes and fusion mode its META names; a .smelt is built first
@@ -518,6 +650,7 @@ int main(int argc, char **argv) {
     return rc;
   }
   if (strcmp(argv[1], "bench") == 0) return bench_main(argc, argv);
+  if (strcmp(argv[1], "sample") == 0) return sample_main(argc, argv);
   if (strcmp(argv[1], "bisect") == 0) {
     Options o;
     int rc = parse_options(argc, argv, &o);

@@ -33,26 +33,58 @@ static void replace_uses(Graph *g, Node *old, Node *new) {
   if (g->loss == old) g->loss = new;
 }
 
-void pass_conv_gemm(Graph *g) {
-  const char *scope = g->scope;
-  Span loc = g->loc;
-  bool changed = false;
-  for (int i = 0; i < g->n; i++) {
-    Node *cv = g->nodes[i];
-    if (cv->op != OP_CONV2D || cv->p.conv.groups != 1 || !dtype_is_float(cv->dtype)) continue;
-    g->scope = cv->scope;
-    g->loc = cv->loc;
+// An output gradient dy [N, O, OH, OW] as rows [N, OH * OW, O].
+static Node *grad_rows(Graph *g, Node *dy) {
+  int64_t N = dy->shape.d[0], O = dy->shape.d[1], P = dy->shape.d[2] * dy->shape.d[3];
+  Node *t = g_permute(g, dy, (int[]){0, 2, 3, 1});
+  return g_reshape(g, t, shape_of(3, (int64_t[]){N, P, O}));
+}
+
+// One ungrouped convolution or convolution gradient as GEMMs; returns the
+// node that replaces it.
+static Node *conv_as_gemm(Graph *g, Node *cv) {
+  if (cv->op == OP_CONV2D) {
     Node *x = cv->src[0], *w = cv->src[1];
     int64_t N = cv->shape.d[0], O = cv->shape.d[1], OH = cv->shape.d[2], OW = cv->shape.d[3];
     int64_t Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
-    int before = g->n;
     Node *cols = g_im2col(g, x, cv);                                            // [N, OH*OW, Q]
     Node *wm = g_reshape(g, w, shape_of(2, (int64_t[]){O, Q}));                  // [O, Q]
     Node *y = g_matmul(g, cols, wm, false, true);                                 // [N, OH*OW, O]
     y->tf32 = cv->tf32;
     y->fp32 = cv->fp32;
     y = g_reshape(g, y, shape_of(4, (int64_t[]){N, OH, OW, O}));
-    y = g_permute(g, y, (int[]){0, 3, 1, 2});                                    // [N, O, OH, OW]
+    return g_permute(g, y, (int[]){0, 3, 1, 2});                                 // [N, O, OH, OW]
+  }
+  if (cv->op == OP_CONV2D_DX) {   // dx = col2im(dy_rows @ W): each window's share, summed back
+    Node *dy = cv->src[0], *w = cv->src[1];
+    int64_t O = w->shape.d[0], Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
+    Node *wm = g_reshape(g, w, shape_of(2, (int64_t[]){O, Q}));                  // [O, Q]
+    Node *rows = g_matmul(g, grad_rows(g, dy), wm, false, false);                 // [N, OH*OW, Q]
+    rows->dtype = cv->dtype;   // a low-precision policy's f32 gradient keeps its f32 sums
+    return g_col2im(g, rows, cv);
+  }
+  // dW = sum over the batch of dy_rows^T @ im2col(x)
+  Node *x = cv->src[0], *dy = cv->src[1];
+  Node *cols = g_im2col(g, x, cv);                                                // [N, OH*OW, Q]
+  Node *per = g_matmul(g, grad_rows(g, dy), cols, true, false);                   // [N, O, Q]
+  per->dtype = cv->dtype;
+  Node *dw = g_reduce(g, OP_SUM, per, 1u, false);                                 // [O, Q]
+  return g_reshape(g, dw, cv->shape);
+}
+
+void pass_conv_gemm(Graph *g) {
+  const char *scope = g->scope;
+  Span loc = g->loc;
+  bool changed = false;
+  for (int i = 0; i < g->n; i++) {
+    Node *cv = g->nodes[i];
+    bool conv = cv->op == OP_CONV2D || cv->op == OP_CONV2D_DX || cv->op == OP_CONV2D_DW;
+    if (!conv || cv->p.conv.groups != 1 || !dtype_is_float(cv->dtype)) continue;
+    g->scope = cv->scope;
+    g->loc = cv->loc;
+    int before = g->n;
+    Node *y = conv_as_gemm(g, cv);
+    if (y->dtype != cv->dtype) y = g_cast(g, y, cv->dtype);
     move_last_to(g, g->n - before, cv->id);
     replace_uses(g, cv, y);
     changed = true;

@@ -172,3 +172,61 @@ int gpu_profile(const char *path, const char *entry, const char *device, int run
   smelt_ingot_close(ig);
   return rc;
 }
+
+int latency_bench(const char *path, const char *entry, const char *device, int threads, int runs) {
+  smelt_ingot *ig;
+  smelt_session *s = NULL;
+  if (smelt_ingot_open(path, &ig) != SMELT_OK || smelt_session_new(ig, device, threads, &s) != SMELT_OK) {
+    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
+    if (ig) smelt_ingot_close(ig);
+    return 1;
+  }
+  const IngotEntry *e = ingot_entry(ig, entry);
+  if (!e) {
+    fprintf(stderr, "smelt: error: %s has no entry point '%s'\n", path, entry);
+    smelt_session_free(s);
+    smelt_ingot_close(ig);
+    return 1;
+  }
+  random_inputs(s, ig, e);
+  Device *d = session_device(s);
+  double *ms = malloc(sizeof(double) * (size_t)runs);
+  int rc = 0;
+  // warm-up: caches, the thread pool, the GPU's clocks
+  for (int i = 0; i < 20 && rc == 0; i++) rc = smelt_run(s, entry, 1, (uint64_t)i) != SMELT_OK;
+  sync_dev(d);
+  double total = 0;
+  for (int i = 0; i < runs && rc == 0; i++) {
+    double t0 = now_ms();
+    rc = smelt_run(s, entry, 1, (uint64_t)i) != SMELT_OK;
+    sync_dev(d);
+    ms[i] = now_ms() - t0;
+    total += ms[i];
+  }
+  if (rc) {
+    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
+  } else {
+    qsort(ms, (size_t)runs, sizeof *ms, cmp_double);
+    int p99 = (int)((double)runs * 0.99);
+    if (p99 >= runs) p99 = runs - 1;
+    // META lookups share one buffer: each value is copied before the next
+    const char *model = smelt_ingot_meta(ig, "model");
+    char model_name[128];
+    snprintf(model_name, sizeof model_name, "%s", model ? model : path);
+    // the batch: the leading dimension of the entry's first input
+    char batch_txt[32] = "?";
+    for (uint32_t k = 0; k < e->nslots; k++) {
+      const IngotTensor *t = &ig->tensors[ig->slots[e->first_slot + k]];
+      if (t->role != ROLE_INPUT) continue;
+      if (t->ndim) snprintf(batch_txt, sizeof batch_txt, "%lld", (long long)t->dims[0]);
+      break;
+    }
+    printf("%s %s, batch %s, on %s: median %.3f ms, p99 %.3f ms, mean %.3f ms, min %.3f ms over %d runs\n", model_name,
+           entry, batch_txt, smelt_session_device(s), ms[runs / 2], ms[p99], total / runs, ms[0], runs);
+  }
+  free(ms);
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  return rc;
+}
+

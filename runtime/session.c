@@ -352,6 +352,10 @@ smelt_status smelt_load(smelt_session *s, const char *path) {
     fclose(f);
     return rt_fail(SMELT_ERR_FORMAT, "'%s' is not a smelt checkpoint", path);
   }
+  // an ingot without a training step takes the parameters it has from a
+  // training checkpoint and passes over the rest (optimizer state)
+  bool inference_only = ingot_entry(ig, "train_step") == NULL;
+  static const int elem[] = {4, 2, 2, 4, 8, 1, 1};
   // read everything first, then copy: a bad file changes nothing
   char **staged = calloc(ig->ntensors ? ig->ntensors : 1, sizeof *staged);
   for (uint32_t i = 0; i < head[2] && st == SMELT_OK; i++) {
@@ -366,6 +370,12 @@ smelt_status smelt_load(smelt_session *s, const char *path) {
     }
     name[len] = '\0';
     int64_t t = ingot_tensor(ig, name);
+    if (t < 0 && inference_only && dtype < sizeof elem / sizeof *elem) {
+      // a training checkpoint's optimizer state: an inference-only ingot has none
+      int64_t n = 1;
+      for (uint32_t d = 0; d < ndim; d++) n *= dims[d];
+      if (fseek(f, (long)(n * elem[dtype]), SEEK_CUR) == 0) continue;
+    }
     if (t < 0 || !s->persist[t]) {
       st = rt_fail(SMELT_ERR_FORMAT, "'%s' holds '%s', which this model does not have", path, name);
       break;

@@ -83,6 +83,8 @@ size_t smelt_tensor_bytes(const smelt_session *s, const char *name);
 
 // Saves every parameter and piece of optimizer state (a tensor file, written
 // to a temporary file, flushed and renamed over path) and loads them back.
+// An inference-only ingot (no train_step) loads the parameters of a training
+// checkpoint and passes over its optimizer state.
 smelt_status smelt_save(smelt_session *s, const char *path);
 smelt_status smelt_load(smelt_session *s, const char *path);
 

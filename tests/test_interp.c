@@ -1185,6 +1185,36 @@ TEST(interp, im2col_rows_are_windows) {
   t_free(&t);
 }
 
+// col2im is im2col's transpose: <im2col(x), r> = <x, col2im(r)>; with rows
+// of ones each pixel counts the windows that read it: four with stride 1,
+// one with stride 2 (the windows tile the padded image).
+TEST(interp, col2im_is_the_transpose_of_im2col) {
+  for (int stride = 1; stride <= 2; stride++) {
+    T t;
+    t_init(&t);
+    double img[9] = {1, -2, 3, 4, 5, -6, 7, 8, 9};
+    Node *x = t_input(&t, DT_F32, shape_of(4, (int64_t[]){1, 1, 3, 3}), img);
+    Node *w = g_leaf(&t.g, OP_PARAM, DT_F32, shape_of(4, (int64_t[]){1, 1, 2, 2}), "w");
+    Node *conv = g_conv2d(&t.g, x, w, (int[]){stride, stride}, (int[]){1, 1}, (int[]){1, 1}, 1);
+    Node *dy = g_leaf(&t.g, OP_INPUT, DT_F32, conv->shape, "dy");
+    Node *dx = g_conv2d_grad(&t.g, OP_CONV2D_DX, dy, w, conv);
+    Node *cols = g_im2col(&t.g, x, conv);
+    int64_t n = shape_numel(&cols->shape);
+    double r[64], ones[64], wv[4] = {1, 1, 1, 1}, dyv[16] = {0};
+    for (int64_t i = 0; i < n; i++) r[i] = (double)((i * 7) % 11) - 5, ones[i] = 1;
+    Node *rn = t_input(&t, DT_F32, cols->shape, r), *on = t_input(&t, DT_F32, cols->shape, ones);
+    Node *back = g_col2im(&t.g, rn, dx), *count = g_col2im(&t.g, on, dx);
+    t.leaves[w->id] = wv;
+    t.leaves[dy->id] = dyv;
+    t_run(&t, 0, 0);
+    double lhs = dot(val(&t, cols), r, (int)n), rhs = dot(img, val(&t, back), 9);
+    cr_expect(fabs(lhs - rhs) < 1e-9, "stride %d: %g vs %g", stride, lhs, rhs);
+    double want1[9] = {4, 4, 4, 4, 4, 4, 4, 4, 4}, want2[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+    expect_node(&t, count, shape_of(4, (int64_t[]){1, 1, 3, 3}), stride == 1 ? want1 : want2, 0);
+    t_free(&t);
+  }
+}
+
 // Every op in ops.def appears in some test above; this catches a new op
 // added without one (update the list with the test that covers it).
 TEST(interp, every_op_is_tested) {
@@ -1193,7 +1223,7 @@ TEST(interp, every_op_is_tested) {
       OP_SQRT, OP_RSQRT, OP_TANH, OP_SIGMOID, OP_ABS, OP_SIN, OP_COS, OP_FLOOR, OP_CAST,
       OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MAX, OP_MIN, OP_LT, OP_LE, OP_GT, OP_GE,
       OP_EQ, OP_NE, OP_WHERE, OP_SUM, OP_RMAX, OP_ARGMAX, OP_MATMUL, OP_CONV2D, OP_CONV2D_DX,
-      OP_CONV2D_DW, OP_IM2COL, OP_POOL_MAX, OP_POOL_AVG, OP_POOL_MAX_DX, OP_POOL_AVG_DX, OP_RESHAPE,
+      OP_CONV2D_DW, OP_IM2COL, OP_COL2IM, OP_POOL_MAX, OP_POOL_AVG, OP_POOL_MAX_DX, OP_POOL_AVG_DX, OP_RESHAPE,
       OP_PERMUTE, OP_BROADCAST, OP_SLICE, OP_PAD, OP_CONCAT, OP_GATHER, OP_SCATTER_ADD,
   };
   cr_expect_eq(sizeof tested / sizeof *tested, (size_t)OP_COUNT);
