@@ -171,6 +171,7 @@ bench: all $(BUILD)/bench-elab $(BUILD)/bench-matmul $(BUILD)/bench-mlp-step $(B
 	@env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bench-matmul 1
 	@env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bench-matmul 2
 	@env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(or $(BENCH_PYTHON),python3) bench/compare_mlp.py 2
+	@env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(or $(BENCH_PYTHON),python3) bench/compare_models.py 2
 	@$(or $(BENCH_PYTHON),python3) bench/compare_build.py $(BENCH_BUILD_FLAGS)
 
 # `make bench BENCH_BUILD_FLAGS=--gpt2` adds GPT-2 small (minutes).

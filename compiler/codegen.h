@@ -124,6 +124,9 @@ V gpu_shared_array(Cg *c, const char *tag, LLVMTypeRef t, unsigned n);
 // Operand x of matmul n at matrix position (row, col) of x, for the output's
 // batch index bidx, as f32 (rounded to tf32 for a tf32 matmul); zero outside x.
 V gpu_operand_at(Cg *c, const Node *n, const Node *x, V *bidx, V row, V col);
+// Element (row, col) of matmul kernel k's output in batch ti, from the f32
+// at accp, through the kernel's epilogue; nothing outside the output.
+void gpu_matmul_store(Cg *c, const Kernel *k, V *ti, V row, V col, V accp);
 
 // ---- codegen_mma.c: matmuls on NVIDIA tensor cores
 // Whether matmul n runs on tensor cores for this target (sm_80+; bf16, f16 or tf32).

@@ -433,7 +433,6 @@ static void emit_matmul(Cg *c, const Kernel *k, const GpuLaunch *g) {
   const Node *n = k->root, *a = n->src[0], *bm = n->src[1];
   int nd = n->shape.ndim;
   bool ta = n->p.matmul.ta, tb = n->p.matmul.tb;
-  int64_t M = n->shape.d[nd - 2], N = n->shape.d[nd - 1];
   int64_t K = ta ? a->shape.d[a->shape.ndim - 2] : a->shape.d[a->shape.ndim - 1];
   int64_t tm, tn, ntiles = matmul_tiles(n, &tm, &tn);
   const int MM_TILE = matmul_tile(n), MM_REG = MM_TILE / 16;
@@ -507,19 +506,26 @@ static void emit_matmul(Cg *c, const Kernel *k, const GpuLaunch *g) {
   for (int i = 0; i < MM_REG; i++)
     for (int j = 0; j < MM_REG; j++) {
       V row = LLVMBuildAdd(B, m0, addc(c, ty, (int64_t)i * T), ""), col = LLVMBuildAdd(B, n0, addc(c, tx, (int64_t)j * T), "");
-      LLVMBasicBlockRef put = block(c, "put"), skip = block(c, "skip");
-      LLVMBuildCondBr(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntULT, row, ci(c, M), ""),
-                                      LLVMBuildICmp(B, LLVMIntULT, col, ci(c, N), ""), ""), put, skip);
-      LLVMPositionBuilderAtEnd(B, put);
-      V oi[MAX_DIMS];
-      for (int d = 0; d < nd - 2; d++) oi[d] = ti[d];
-      oi[nd - 2] = row;
-      oi[nd - 1] = col;
-      kernel_store(c, k, linearize(c, oi, &n->shape), LLVMBuildLoad2(B, c->f32, accp[i][j], ""));
-      LLVMBuildBr(B, skip);
-      LLVMPositionBuilderAtEnd(B, skip);
+      gpu_matmul_store(c, k, ti, row, col, accp[i][j]);
     }
   loop_close(c, &Lt, NULL);
+}
+
+void gpu_matmul_store(Cg *c, const Kernel *k, V *ti, V row, V col, V accp) {
+  LLVMBuilderRef B = c->b;
+  const Node *n = k->root;
+  int nd = n->shape.ndim;
+  LLVMBasicBlockRef put = block(c, "put"), skip = block(c, "skip");
+  LLVMBuildCondBr(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntULT, row, ci(c, n->shape.d[nd - 2]), ""),
+                                  LLVMBuildICmp(B, LLVMIntULT, col, ci(c, n->shape.d[nd - 1]), ""), ""), put, skip);
+  LLVMPositionBuilderAtEnd(B, put);
+  V oi[MAX_DIMS];
+  for (int d = 0; d < nd - 2; d++) oi[d] = ti[d];
+  oi[nd - 2] = row;
+  oi[nd - 1] = col;
+  kernel_store(c, k, linearize(c, oi, &n->shape), LLVMBuildLoad2(B, c->f32, accp, ""));
+  LLVMBuildBr(B, skip);
+  LLVMPositionBuilderAtEnd(B, skip);
 }
 
 // ---- kernels and modules

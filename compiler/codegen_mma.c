@@ -163,17 +163,7 @@ void emit_matmul_mma(Cg *c, const Kernel *k, int tile, uint32_t grid) {
       for (int r = 0; r < 4; r++) {
         V row = LLVMBuildAdd(B, m0, addc(c, LLVMBuildAdd(B, mulc(c, wm, WM), grp, ""), 16 * i + (r >= 2 ? 8 : 0)), "");
         V col = LLVMBuildAdd(B, n0, addc(c, LLVMBuildAdd(B, mulc(c, wn, WN), mulc(c, tig, 2), ""), 8 * j + (r & 1)), "");
-        LLVMBasicBlockRef put = block(c, "put"), skip = block(c, "skip");
-        LLVMBuildCondBr(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntULT, row, ci(c, M), ""),
-                                        LLVMBuildICmp(B, LLVMIntULT, col, ci(c, N), ""), ""), put, skip);
-        LLVMPositionBuilderAtEnd(B, put);
-        V oi[MAX_DIMS];
-        for (int d = 0; d < nd - 2; d++) oi[d] = ti[d];
-        oi[nd - 2] = row;
-        oi[nd - 1] = col;
-        kernel_store(c, k, linearize(c, oi, &n->shape), LLVMBuildLoad2(B, c->f32, accp[i][j][r], ""));
-        LLVMBuildBr(B, skip);
-        LLVMPositionBuilderAtEnd(B, skip);
+        gpu_matmul_store(c, k, ti, row, col, accp[i][j][r]);
       }
   loop_close(c, &Lt, NULL);
 }

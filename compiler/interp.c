@@ -306,32 +306,15 @@ static void eval_matmul(const Node *n, const double *a, const double *b, double 
 //   CONV2D_DW: w[o, c', kh, kw] += x[n, c, ih, iw] * y[n, o, oh, ow]
 // The two tensors the op reads are given, the one it writes is out (zeroed).
 // y[n, oh * OW + ow, (c * KH + kh) * KW + kw] = x[n, c, oh s - p + kh d, ...], 0 off the image.
-static void eval_im2col(const Node *n, const double *x, double *out) {
-  const Shape *xs = &n->src[0]->shape;
+// The window rows of an image: IM2COL copies image values (in) into rows
+// (out); with back (COL2IM, its transpose) each row entry (in) is added to the
+// image position (out) it reads. image: [N, C, H, W]; rows: [N, OH * OW, C * KH * KW].
+static void im2col_walk(const Node *n, const Shape *xs, const double *in, double *out, bool back) {
   int64_t N = xs->d[0], C = xs->d[1], H = xs->d[2], W = xs->d[3];
   int64_t KH = n->p.conv.kernel[0], KW = n->p.conv.kernel[1];
-  int64_t P = n->shape.d[1], OW = 1;
-  // OW from the convolution's rule; P = OH * OW
-  OW = (W + 2 * n->p.conv.pad[1] - n->p.conv.dil[1] * (KW - 1) - 1) / n->p.conv.stride[1] + 1;
-  int64_t i = 0;
-  for (int64_t b = 0; b < N; b++)
-    for (int64_t p = 0; p < P; p++)
-      for (int64_t c = 0; c < C; c++)
-        for (int64_t kh = 0; kh < KH; kh++)
-          for (int64_t kw = 0; kw < KW; kw++, i++) {
-            int64_t ih = p / OW * n->p.conv.stride[0] - n->p.conv.pad[0] + kh * n->p.conv.dil[0];
-            int64_t iw = p % OW * n->p.conv.stride[1] - n->p.conv.pad[1] + kw * n->p.conv.dil[1];
-            out[i] = ih < 0 || ih >= H || iw < 0 || iw >= W ? 0.0 : x[((b * C + c) * H + ih) * W + iw];
-          }
-}
-
-// IM2COL's transpose: every row entry added back to the input position it read.
-static void eval_col2im(const Node *n, const double *rows, double *out) {
-  const Shape *xs = &n->shape;
-  int64_t N = xs->d[0], C = xs->d[1], H = xs->d[2], W = xs->d[3];
-  int64_t KH = n->p.conv.kernel[0], KW = n->p.conv.kernel[1], P = n->src[0]->shape.d[1];
+  int64_t P = (back ? n->src[0] : n)->shape.d[1];
   int64_t OW = (W + 2 * n->p.conv.pad[1] - n->p.conv.dil[1] * (KW - 1) - 1) / n->p.conv.stride[1] + 1;
-  memset(out, 0, sizeof(double) * (size_t)shape_numel(xs));
+  if (back) memset(out, 0, sizeof(double) * (size_t)shape_numel(xs));
   int64_t i = 0;
   for (int64_t b = 0; b < N; b++)
     for (int64_t p = 0; p < P; p++)
@@ -340,7 +323,13 @@ static void eval_col2im(const Node *n, const double *rows, double *out) {
           for (int64_t kw = 0; kw < KW; kw++, i++) {
             int64_t ih = p / OW * n->p.conv.stride[0] - n->p.conv.pad[0] + kh * n->p.conv.dil[0];
             int64_t iw = p % OW * n->p.conv.stride[1] - n->p.conv.pad[1] + kw * n->p.conv.dil[1];
-            if (ih >= 0 && ih < H && iw >= 0 && iw < W) out[((b * C + c) * H + ih) * W + iw] += rows[i];
+            bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+            int64_t at = ((b * C + c) * H + ih) * W + iw;
+            if (back) {
+              if (inside) out[at] += in[i];
+            } else {
+              out[i] = inside ? in[at] : 0.0;
+            }
           }
 }
 
@@ -670,8 +659,8 @@ static int eval_node(Interp *it, const Node *n, double *y) {
   case OP_CONV2D:
   case OP_CONV2D_DX:
   case OP_CONV2D_DW: eval_conv(n, s0, s1, y); return 0;
-  case OP_IM2COL: eval_im2col(n, s0, y); return 0;
-  case OP_COL2IM: eval_col2im(n, s0, y); return 0;
+  case OP_IM2COL: im2col_walk(n, &n->src[0]->shape, s0, y, false); return 0;
+  case OP_COL2IM: im2col_walk(n, &n->shape, s0, y, true); return 0;
   case OP_POOL_MAX:
   case OP_POOL_AVG:
   case OP_POOL_MAX_DX:
