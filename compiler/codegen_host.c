@@ -75,8 +75,11 @@ static void emit_tile(Cg *c, const Kernel *kn, V t) {
   delinearize(c, t, &tiles, ti);
   V m0 = LLVMBuildMul(B, ti[tiles.ndim - 1], ci(c, MATMUL_MR), "m0");
   V n0 = LLVMBuildMul(B, ti[tiles.ndim - 2], ci(c, NR), "n0");
-  V full = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSLE, addc(c, m0, MATMUL_MR), ci(c, M), ""),
-                        LLVMBuildICmp(B, LLVMIntSLE, addc(c, n0, NR), ci(c, N), ""), "");
+  // A tile whose columns are all inside C takes the vector path even when
+  // some of its rows are not (M not a multiple of MR, a thin product such as
+  // batch-1 inference): those rows read C's last row and are not stored.
+  bool ragged_rows = M % MATMUL_MR != 0;
+  V full = LLVMBuildICmp(B, LLVMIntSLE, addc(c, n0, NR), ci(c, N), "");
   LLVMBasicBlockRef fast = block(c, "tile"), edge = block(c, "edge"), join = block(c, "tiled");
   LLVMBuildCondBr(B, full, fast, edge);
 
@@ -112,6 +115,7 @@ static void emit_tile(Cg *c, const Kernel *kn, V t) {
   V next[MATMUL_MR];
   for (int r = 0; r < MATMUL_MR; r++) {
     V row = addc(c, m0, r);
+    if (ragged_rows) row = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, row, ci(c, M), ""), row, ci(c, M - 1), "");
     V aidx = ta ? matrix_elem(c, a, &n->shape, ti, k, row) : matrix_elem(c, a, &n->shape, ti, row, k);
     V av = LLVMBuildLoad2(B, at, LLVMBuildGEP2(B, at, pa, &aidx, 1, ""), "a");
     if (at != c->f32) av = LLVMBuildFPExt(B, av, c->f32, "");
@@ -131,6 +135,13 @@ static void emit_tile(Cg *c, const Kernel *kn, V t) {
   bool plain = kn->nouts == 1 && kn->out == n && n->dtype == DT_F32;   // else each element goes through the epilogue
   V pc = plain ? buffer_ptr(c, n) : NULL;
   for (int r = 0; r < MATMUL_MR; r++) {
+    LLVMBasicBlockRef skip = NULL;
+    if (ragged_rows && r > 0) {   // row m0 + r may lie past C (row m0 never does)
+      LLVMBasicBlockRef put = block(c, "row");
+      skip = block(c, "rowdone");
+      LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, addc(c, m0, r), ci(c, M), ""), put, skip);
+      LLVMPositionBuilderAtEnd(B, put);
+    }
     V oi[MAX_DIMS];
     for (int d = 0; d < batch.ndim; d++) oi[d] = ti[d];
     oi[nd - 2] = addc(c, m0, r);
@@ -139,10 +150,14 @@ static void emit_tile(Cg *c, const Kernel *kn, V t) {
     if (plain) {
       V st = LLVMBuildStore(B, acc[r], LLVMBuildGEP2(B, c->f32, pc, &lin, 1, ""));
       LLVMSetAlignment(st, 4);
-      continue;
+    } else {
+      for (int j = 0; j < NR; j++)
+        kernel_store(c, kn, addc(c, lin, j), LLVMBuildExtractElement(B, acc[r], LLVMConstInt(c->i32, (unsigned)j, false), ""));
     }
-    for (int j = 0; j < NR; j++)
-      kernel_store(c, kn, addc(c, lin, j), LLVMBuildExtractElement(B, acc[r], LLVMConstInt(c->i32, (unsigned)j, false), ""));
+    if (skip) {
+      LLVMBuildBr(B, skip);
+      LLVMPositionBuilderAtEnd(B, skip);
+    }
   }
   LLVMBuildBr(B, join);
 
