@@ -106,6 +106,7 @@ void row_serial(Cg *c, const Kernel *k, V row);
 // row-shaped outputs by the thread with first set, then the row's elements
 // from `from` in steps of `step` (on GPUs, a lane of the row's threads).
 void row_outputs(Cg *c, const Kernel *k, V row, V from, int64_t step, V first);
+// v (f32, or a vector of f32 for float t) rounded to what dtype t holds, as a store would round it.
 V round_value(Cg *c, V v, DType t);
 V reduce_value(Cg *c, const Node *n, V *oidx);
 V kernel_matmul(Cg *c, const Node *n, V *idx);

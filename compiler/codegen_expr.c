@@ -226,16 +226,34 @@ V load_at(Cg *c, const Node *n, V lin) {
   UNREACHABLE();
 }
 
-// f32 -> bf16, round to nearest even, NaN kept quiet: done on the bits, since
-// the C runtime may not have a conversion routine for it.
+// An integer constant k of type t's shape: i32, or a vector of i32 as wide as t.
+static V i32_like(Cg *c, LLVMTypeRef t, uint32_t k) {
+  V one = LLVMConstInt(c->i32, k, false);
+  if (LLVMGetTypeKind(t) != LLVMVectorTypeKind) return one;
+  V e[64];
+  unsigned w = LLVMGetVectorSize(t);
+  for (unsigned i = 0; i < w; i++) e[i] = one;
+  return LLVMConstVector(e, w);
+}
+
+// The type of v's shape with element type e (a scalar, or a vector as wide).
+static LLVMTypeRef shaped_like(V v, LLVMTypeRef e) {
+  LLVMTypeRef t = LLVMTypeOf(v);
+  return LLVMGetTypeKind(t) == LLVMVectorTypeKind ? LLVMVectorType(e, LLVMGetVectorSize(t)) : e;
+}
+
+// f32 (or a vector of them) -> bf16, round to nearest even, NaN kept quiet:
+// done on the bits, since the C runtime may not have a conversion routine for it.
 static V to_bf16(Cg *c, V f) {
   LLVMBuilderRef B = c->b;
-  V bits = LLVMBuildBitCast(B, f, c->i32, "");
-  V lsb = LLVMBuildAnd(B, LLVMBuildLShr(B, bits, LLVMConstInt(c->i32, 16, false), ""), LLVMConstInt(c->i32, 1, false), "");
-  V rounded = LLVMBuildAdd(B, bits, LLVMBuildAdd(B, LLVMConstInt(c->i32, 0x7FFF, false), lsb, ""), "");
+  LLVMTypeRef it = shaped_like(f, c->i32);
+  V bits = LLVMBuildBitCast(B, f, it, "");
+  V lsb = LLVMBuildAnd(B, LLVMBuildLShr(B, bits, i32_like(c, it, 16), ""), i32_like(c, it, 1), "");
+  V rounded = LLVMBuildAdd(B, bits, LLVMBuildAdd(B, i32_like(c, it, 0x7FFF), lsb, ""), "");
   V nan = LLVMBuildFCmp(B, LLVMRealUNO, f, f, "");
-  V out = LLVMBuildSelect(B, nan, LLVMBuildOr(B, bits, LLVMConstInt(c->i32, 0x00400000, false), ""), rounded, "");
-  return LLVMBuildBitCast(B, LLVMBuildTrunc(B, LLVMBuildLShr(B, out, LLVMConstInt(c->i32, 16, false), ""), c->i16, ""), c->bf16, "");
+  V out = LLVMBuildSelect(B, nan, LLVMBuildOr(B, bits, i32_like(c, it, 0x00400000), ""), rounded, "");
+  V half = LLVMBuildTrunc(B, LLVMBuildLShr(B, out, i32_like(c, it, 16), ""), shaped_like(f, c->i16), "");
+  return LLVMBuildBitCast(B, half, shaped_like(f, c->bf16), "");
 }
 
 // f32 (or a vector of them) rounded to tf32's 10-bit mantissa, to nearest
@@ -243,18 +261,9 @@ static V to_bf16(Cg *c, V f) {
 // of the dropped part, then clear it. The interpreter rounds the same way.
 V round_tf32(Cg *c, V f) {
   LLVMBuilderRef B = c->b;
-  LLVMTypeRef ft = LLVMTypeOf(f), it = c->i32;
-  if (LLVMGetTypeKind(ft) == LLVMVectorTypeKind) it = LLVMVectorType(c->i32, LLVMGetVectorSize(ft));
-  V half = LLVMConstInt(c->i32, 0x1000, false), mask = LLVMConstInt(c->i32, ~0x1FFFu, false);
-  if (it != c->i32) {
-    unsigned w = LLVMGetVectorSize(ft);
-    V hs[64], ms[64];
-    for (unsigned i = 0; i < w; i++) hs[i] = half, ms[i] = mask;
-    half = LLVMConstVector(hs, w);
-    mask = LLVMConstVector(ms, w);
-  }
+  LLVMTypeRef ft = LLVMTypeOf(f), it = shaped_like(f, c->i32);
   V bits = LLVMBuildBitCast(B, f, it, "");
-  V r = LLVMBuildAnd(B, LLVMBuildAdd(B, bits, half, ""), mask, "");
+  V r = LLVMBuildAnd(B, LLVMBuildAdd(B, bits, i32_like(c, it, 0x1000), ""), i32_like(c, it, ~0x1FFFu), "");
   // inf and NaN keep their bits (the addition would turn a NaN's payload into inf)
   V special = LLVMBuildFCmp(B, LLVMRealUNO, f, f, "");
   return LLVMBuildBitCast(B, LLVMBuildSelect(B, special, bits, r, ""), ft, "");
@@ -376,8 +385,8 @@ V emit_folded(Cg *c, const Node *n, V *idx) {
 V round_value(Cg *c, V v, DType t) {
   LLVMBuilderRef B = c->b;
   switch (t) {
-  case DT_F16: return LLVMBuildFPExt(B, LLVMBuildFPTrunc(B, v, c->f16, ""), c->f32, "");
-  case DT_BF16: return LLVMBuildFPExt(B, to_bf16(c, v), c->f32, "");
+  case DT_F16: return LLVMBuildFPExt(B, LLVMBuildFPTrunc(B, v, shaped_like(v, c->f16), ""), LLVMTypeOf(v), "");
+  case DT_BF16: return LLVMBuildFPExt(B, to_bf16(c, v), LLVMTypeOf(v), "");
   case DT_I32: return LLVMTypeOf(v) == c->i64 ? LLVMBuildSExt(B, LLVMBuildTrunc(B, v, c->i32, ""), c->i64, "") : v;
   case DT_U8: return LLVMTypeOf(v) == c->i64 ? LLVMBuildZExt(B, LLVMBuildTrunc(B, v, c->i8, ""), c->i64, "") : v;
   default: return v;

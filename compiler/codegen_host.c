@@ -28,28 +28,6 @@ static V matrix_elem(Cg *c, const Node *x, const Shape *out, V *bidx, V row, V c
   return LLVMBuildAdd(c->b, base, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, row, ci(c, cols), ""), col, ""), "");
 }
 
-static V splat32(Cg *c, uint32_t k, int lanes) {
-  V e[64];
-  for (int j = 0; j < lanes; j++) e[j] = LLVMConstInt(c->i32, k, false);
-  return LLVMConstVector(e, (unsigned)lanes);
-}
-
-// Each lane of an f32 vector rounded to dtype t, as a cast to t would round
-// it: f16 through the hardware conversion, bf16 on the bits (to nearest even,
-// NaN kept quiet), as codegen_expr.c's to_bf16 does for one value.
-static V round_lanes(Cg *c, V v, DType t, int lanes) {
-  LLVMBuilderRef B = c->b;
-  LLVMTypeRef ft = LLVMTypeOf(v), it = LLVMVectorType(c->i32, (unsigned)lanes);
-  if (t == DT_F16) return LLVMBuildFPExt(B, LLVMBuildFPTrunc(B, v, LLVMVectorType(c->f16, (unsigned)lanes), ""), ft, "");
-  if (t != DT_BF16) return v;
-  V bits = LLVMBuildBitCast(B, v, it, "");
-  V lsb = LLVMBuildAnd(B, LLVMBuildLShr(B, bits, splat32(c, 16, lanes), ""), splat32(c, 1, lanes), "");
-  V rounded = LLVMBuildAdd(B, bits, LLVMBuildAdd(B, splat32(c, 0x7FFF, lanes), lsb, ""), "");
-  V nan = LLVMBuildFCmp(B, LLVMRealUNO, v, v, "");
-  V out = LLVMBuildSelect(B, nan, LLVMBuildOr(B, bits, splat32(c, 0x00400000, lanes), ""), rounded, "");
-  return LLVMBuildBitCast(B, LLVMBuildAnd(B, out, splat32(c, 0xFFFF0000u, lanes), ""), ft, "");
-}
-
 // One register tile of C = A' B (A' = A or A^T): for every k, MR scalars of
 // A' broadcast against one nr-wide vector of B's row k, accumulated in
 // MR vector registers. Edge tiles fall back to one element at a time. A
@@ -110,7 +88,7 @@ static void emit_tile(Cg *c, const Kernel *kn, V t) {
   V bv = LLVMBuildLoad2(B, LLVMVectorType(bt, NR), LLVMBuildGEP2(B, bt, pb, &bidx, 1, ""), "b");
   LLVMSetAlignment(bv, (unsigned)dtype_size(sb->dtype));
   if (bt != c->f32) bv = LLVMBuildFPExt(B, bv, vt, "");
-  if (sb != bm) bv = round_lanes(c, bv, bm->dtype, NR);
+  if (sb != bm) bv = round_value(c, bv, bm->dtype);
   if (n->tf32) bv = round_tf32(c, bv);
   V next[MATMUL_MR];
   for (int r = 0; r < MATMUL_MR; r++) {
