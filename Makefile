@@ -14,25 +14,49 @@ OPT      ?= -O2 -g
 SAN      ?=
 WERROR   ?= -Werror
 LLVM_CONFIG ?= llvm-config-22
-LLVM_INC := $(shell $(LLVM_CONFIG) --includedir 2>/dev/null)
-LLVM_LIBS := $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) $(shell $(LLVM_CONFIG) --link-shared --libs 2>/dev/null)
-CFLAGS_ALL = -std=c11 -D_XOPEN_SOURCE=700 $(OPT) $(SAN) -Wall -Wextra $(WERROR) -fPIC \
-             -Icompiler -Iruntime -Ibench -I$(BUILD)/gen -isystem $(LLVM_INC) \
-             -DSMELT_STDLIB_DIR='"$(CURDIR)/stdlib"'
-LDFLAGS_ALL = $(SAN)
 
-COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
+# LLVM's flags are asked for when a recipe first needs them, not when this
+# file is read: on a fresh machine `make test` and `make demo` install LLVM
+# (scripts/deps.sh) before anything is compiled.
+LLVM_INC  = $(eval LLVM_INC := $$(shell $(LLVM_CONFIG) --includedir 2>/dev/null))$(LLVM_INC)
+LLVM_LIBS = $(eval LLVM_LIBS := $$(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) \
+              $$(shell $(LLVM_CONFIG) --link-shared --libs 2>/dev/null))$(LLVM_LIBS)
+
+# Three floors, each compiled with the headers of its own floor and those
+# below only: the runtime (runtime/), the tools that run ingots (tools/),
+# the compiler (compiler/, the only one that sees LLVM). -MMD -MP: every
+# object depends on the headers it includes (ops.def included).
+CFLAGS_BASE   = -std=c11 -D_XOPEN_SOURCE=700 $(OPT) $(SAN) -Wall -Wextra $(WERROR) -fPIC -MMD -MP
+RT_CFLAGS     = $(CFLAGS_BASE) -Iruntime
+TOOL_CFLAGS   = $(CFLAGS_BASE) -Iruntime -Itools -I$(BUILD)/gen
+CFLAGS_ALL    = $(CFLAGS_BASE) -Icompiler -Iruntime -Itools -Ibench -Itests -I$(BUILD)/gen \
+                -isystem $(LLVM_INC) -DSMELT_STDLIB_DIR='"$(CURDIR)/stdlib"'
+LDFLAGS_ALL   = $(SAN)
+SYS_LIBS      = -lm -lpthread -ldl
+
+COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c compiler/target/*.c))
 RUNTIME_SRC  := $(wildcard runtime/*.c)
+TOOLS_SRC    := $(filter-out tools/smelt_rt.c,$(wildcard tools/*.c))
 TEST_SRC     := $(wildcard tests/test_*.c) tests/support.c
+BENCH_SRC    := $(wildcard bench/bench_*.c)
 GEN_C        := $(BUILD)/gen/smelt.tab.c $(BUILD)/gen/lex.yy.c
-GEN_H        := $(BUILD)/gen/smelt.tab.h $(BUILD)/gen/smelt.lex.h
+GEN_H        := $(BUILD)/gen/smelt.tab.h $(BUILD)/gen/smelt.lex.h $(BUILD)/gen/op_names.h
 
 COMPILER_OBJ := $(COMPILER_SRC:%.c=$(BUILD)/obj/%.o) \
                 $(BUILD)/obj/gen/smelt.tab.o $(BUILD)/obj/gen/lex.yy.o
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
+TOOLS_OBJ    := $(TOOLS_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ     := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
+ALL_OBJ      := $(COMPILER_OBJ) $(RUNTIME_OBJ) $(TOOLS_OBJ) $(TEST_OBJ) $(BUILD)/obj/compiler/main.o \
+                $(BUILD)/obj/tools/smelt_rt.o $(BUILD)/obj/tests/leak_canary.o $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all deps test test-asan demo fuzz fuzz-smoke clean diag-golden bench
+# The libraries, from the bottom up; a program links the ones of its floor and below.
+RT_LIB    := $(BUILD)/libsmeltrt.a
+TOOLS_LIB := $(BUILD)/libsmelttools.a $(RT_LIB)
+C_LIB     := $(BUILD)/libsmeltc.a $(TOOLS_LIB)
+
+.PHONY: all deps test test-suites test-asan demo demo-run fuzz fuzz-smoke clean diag-golden bench \
+        bench-programs api-example
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/smelt $(BUILD)/smelt-rt $(BUILD)/libsmeltrt.a $(BUILD)/libsmeltrt.so
@@ -50,50 +74,88 @@ $(BUILD)/gen/lex.yy.c $(BUILD)/gen/smelt.lex.h: grammar/smelt.l $(BUILD)/gen/sme
 	@mkdir -p $(dir $@)
 	flex --header-file=$(BUILD)/gen/smelt.lex.h -o $(BUILD)/gen/lex.yy.c $<
 
+# The op names for tools that read kernel names (smelt-rt check), without
+# the compiler's headers.
+$(BUILD)/gen/op_names.h: compiler/ops.def
+	@mkdir -p $(dir $@)
+	sed -n 's/^OP(\([A-Z0-9_]*\),.*/"\1",/p' $< > $@
+
 # ---- objects
 
-$(BUILD)/obj/%.o: %.c compiler/compiler.h compiler/codegen.h runtime/smelt.h runtime/runtime.h runtime/ingot.h | $(GEN_H)
+$(BUILD)/obj/runtime/%.o: runtime/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(RT_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/tools/%.o: tools/%.c | $(BUILD)/gen/op_names.h
+	@mkdir -p $(dir $@)
+	$(CC) $(TOOL_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c | $(GEN_H) llvm-present
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 # Generated code: its own unused helpers are not ours to fix.
-$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c compiler/compiler.h $(GEN_H)
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(GEN_H) | llvm-present
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Wno-unused-function -Wno-sign-compare -c $< -o $@
 
-$(BUILD)/libsmeltc.a: $(COMPILER_OBJ)
-	rm -f $@ && ar rcs $@ $^
+.PHONY: llvm-present
+llvm-present:
+	@test -n "$(LLVM_INC)" || { echo "LLVM 22 not found ($(LLVM_CONFIG)): run 'make deps' (or make test / make demo, which install it)"; exit 1; }
 
-$(BUILD)/smelt: $(BUILD)/obj/compiler/main.o $(BUILD)/libsmeltc.a $(BUILD)/libsmeltrt.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lm
-
-# The runtime-only tool for GPU hosts: no LLVM (the trainer, the tensor file
-# reader and util.c are all it takes from the compiler library).
-RT_TOOL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/*.c))
-$(BUILD)/obj/tools/%.o: tools/%.c tools/smelt_rt.h compiler/compiler.h runtime/runtime.h runtime/ingot.h | $(GEN_H)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itools -c $< -o $@
-
-$(BUILD)/smelt-rt: $(RT_TOOL_OBJ) $(BUILD)/libsmeltc.a $(BUILD)/libsmeltrt.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm -lpthread -ldl
+-include $(ALL_OBJ:.o=.d)
 
 $(BUILD)/libsmeltrt.a: $(RUNTIME_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libsmeltrt.so: $(RUNTIME_OBJ)
-	$(CC) $(LDFLAGS_ALL) -shared -o $@ $^ -lm -lpthread -ldl
+	$(CC) $(LDFLAGS_ALL) -shared -o $@ $^ $(SYS_LIBS)
+
+$(BUILD)/libsmelttools.a: $(TOOLS_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libsmeltc.a: $(COMPILER_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/smelt: $(BUILD)/obj/compiler/main.o $(C_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) $(SYS_LIBS)
+
+# The runtime-only tool for GPU hosts: the tools and the runtime, no compiler
+# object and no LLVM (tests/test_layers.c checks its symbols).
+$(BUILD)/smelt-rt: $(BUILD)/obj/tools/smelt_rt.o $(TOOLS_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SYS_LIBS)
 
 # ---- tests
 
-$(BUILD)/smelt-tests: $(TEST_OBJ) $(BUILD)/libsmeltc.a $(BUILD)/libsmeltrt.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lcriterion -lm -ldl
+$(BUILD)/smelt-tests: $(TEST_OBJ) $(C_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lcriterion $(SYS_LIBS)
 
-$(BUILD)/leak-canary: $(BUILD)/obj/tests/leak_canary.o $(BUILD)/obj/tests/support.o $(BUILD)/libsmeltc.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lcriterion -lm
+$(BUILD)/leak-canary: $(BUILD)/obj/tests/leak_canary.o $(BUILD)/obj/tests/support.o $(C_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lcriterion $(SYS_LIBS)
+
+# The usage example at the top of runtime/smelt.h, compiled and linked
+# against the runtime alone, so the public header's documentation cannot rot.
+$(BUILD)/api-example: runtime/smelt.h $(RT_LIB)
+	@mkdir -p $(BUILD)/gen
+	{ echo '#include <stdio.h>'; echo '#include <stdlib.h>'; echo '#include "smelt.h"'; \
+	  echo 'static void die(const char *why) { fputs(why, stderr); exit(1); }'; \
+	  echo 'int main(void) {'; echo '  static float images[128 * 784]; static int labels[128];'; \
+	  echo '  size_t bytes = sizeof images;'; \
+	  sed -n '/^\/\/ *smelt_ingot \*ig;/,/^\/\/ *smelt_ingot_close(ig);/p' $< | sed 's|^//||'; \
+	  echo '  return 0;'; echo '}'; } > $(BUILD)/gen/api_example.c
+	@grep -q smelt_ingot_close $(BUILD)/gen/api_example.c || { echo "runtime/smelt.h: usage example not found"; exit 1; }
+	$(CC) $(RT_CFLAGS) -o $@ $(BUILD)/gen/api_example.c $(RT_LIB) $(SYS_LIBS)
+
+api-example: $(BUILD)/api-example
 
 TEST_ENV = NO_COLOR=1 SMELT_PATH=
 
-test: deps all $(BUILD)/smelt-tests fuzz-smoke
+# The README's test command: installs what is missing first, then reads this
+# file again (a fresh machine has no LLVM, flex or bison until deps ran).
+test: deps
+	@$(MAKE) --no-print-directory test-suites
+
+test-suites: all $(BUILD)/smelt-tests bench-programs api-example fuzz-smoke
 	$(TEST_ENV) $(BUILD)/smelt-tests --jobs=2
 
 # Sanitizers: every suite under ASan + UBSan. Criterion ignores leak reports
@@ -111,21 +173,21 @@ test-asan: deps
 
 # ---- fuzzing (libFuzzer, clang-22)
 
-FUZZ_OBJ := $(COMPILER_OBJ:$(BUILD)/obj/%=$(BUILD)/fuzz/obj/%)
+FUZZ_OBJ := $(patsubst $(BUILD)/obj/%,$(BUILD)/fuzz/obj/%,$(COMPILER_OBJ) $(TOOLS_OBJ) $(RUNTIME_OBJ))
 FUZZ_FLAGS = -std=c11 -D_XOPEN_SOURCE=700 -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
-             -fno-sanitize-recover=undefined -Icompiler -Iruntime -I$(BUILD)/gen -isystem $(LLVM_INC) \
+             -fno-sanitize-recover=undefined -Icompiler -Iruntime -Itools -I$(BUILD)/gen -isystem $(LLVM_INC) \
              -DSMELT_STDLIB_DIR='"$(CURDIR)/stdlib"' -Wno-unused-function
 
 $(BUILD)/fuzz/obj/gen/%.o: $(BUILD)/gen/%.c $(GEN_H) compiler/compiler.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -c $< -o $@
 
-$(BUILD)/fuzz/obj/%.o: %.c compiler/compiler.h | $(GEN_H)
+$(BUILD)/fuzz/obj/%.o: %.c compiler/compiler.h | $(GEN_H) llvm-present
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -c $< -o $@
 
-$(BUILD)/fuzz/fuzz-parse: tests/fuzz/fuzz_parse.c $(FUZZ_OBJ) $(RUNTIME_OBJ:$(BUILD)/obj/%=$(BUILD)/fuzz/obj/%)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LLVM_LIBS) -lm
+$(BUILD)/fuzz/fuzz-parse: tests/fuzz/fuzz_parse.c $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LLVM_LIBS) $(SYS_LIBS)
 
 FUZZ_RUNS ?= 20000
 FUZZ_SECONDS ?= 300
@@ -147,25 +209,22 @@ fuzz: $(BUILD)/fuzz/fuzz-parse
 
 # ---- benchmarks (numbers, not tests: see ../shared/PERF.md and bench/results/)
 
-$(BUILD)/bench-elab: bench/bench_elab.c $(BUILD)/libsmeltc.a
-	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lm
-
-$(BUILD)/bench-matmul: bench/bench_matmul.c $(BUILD)/libsmeltc.a $(BUILD)/libsmeltrt.a
-	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lm -ldl -lpthread
-
-# The reference runs with OpenBLAS's own kernel choice for this CPU: the
-# environment's OPENBLAS_CORETYPE pin is lifted for this command alone.
-$(BUILD)/bench-mlp-step: bench/bench_mlp_step.c $(BUILD)/libsmeltc.a $(BUILD)/libsmeltrt.a
-	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lm -ldl -lpthread
-
-$(BUILD)/bench-fusion: bench/bench_fusion.c $(BUILD)/libsmeltc.a $(BUILD)/libsmeltrt.a
-	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lm -ldl -lpthread
+# Every benchmark program is built by `make test` (bench-programs), so none
+# can stop compiling unnoticed; `make bench` runs them.
+define bench_rule
+$(BUILD)/bench-$(subst _,-,$(1)): $(BUILD)/obj/bench/bench_$(1).o $$(C_LIB)
+	$$(CC) $$(LDFLAGS_ALL) -o $$@ $$^ $$(LLVM_LIBS) $$(SYS_LIBS)
+endef
+BENCH_NAMES    := $(patsubst bench/bench_%.c,%,$(BENCH_SRC))
+BENCH_PROGRAMS := $(foreach b,$(BENCH_NAMES),$(BUILD)/bench-$(subst _,-,$(b)))
+$(foreach b,$(BENCH_NAMES),$(eval $(call bench_rule,$(b))))
+bench-programs: $(BENCH_PROGRAMS)
 
 # PyTorch for the reference column: PyPI's torch or Debian's python3-torch,
 # whichever `python3` (or BENCH_PYTHON) imports; skipped, saying so, if none.
 BENCH_PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c "import torch" 2>/dev/null && echo $$p && break; done)
 
-bench: all $(BUILD)/bench-elab $(BUILD)/bench-matmul $(BUILD)/bench-mlp-step $(BUILD)/bench-fusion
+bench: all bench-programs
 	@$(BUILD)/bench-elab
 	@$(BUILD)/bench-fusion 2
 	@env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bench-matmul 1
@@ -178,7 +237,10 @@ bench: all $(BUILD)/bench-elab $(BUILD)/bench-matmul $(BUILD)/bench-mlp-step $(B
 
 # ---- demo
 
-demo: deps all
+demo: deps
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run: all
 	@echo "== smelt $$($(BUILD)/smelt --version | cut -d' ' -f2): checking every example"
 	$(BUILD)/smelt check --summary examples/*.smelt
 	@echo "== training the MLP on Fashion-MNIST for one epoch"

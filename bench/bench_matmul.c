@@ -1,7 +1,7 @@
 // bench_matmul.c: smelt's host matmul against OpenBLAS, side by side.
 //
-// A 512 x 512 x 512 f32 matmul compiled by smelt for this CPU and run by the
-// runtime's CPU device, and cblas_sgemm from OpenBLAS (opened with dlopen,
+// A 512 x 512 x 512 f32 matmul compiled by smelt into an ingot and run by
+// the runtime on the CPU (one launch per run), and cblas_sgemm from OpenBLAS (opened with dlopen,
 // skipped with a note when absent), alternately, with the same thread count;
 // prints the median GFLOP/s of each and their ratio. Both results are checked
 // against each other first.
@@ -16,7 +16,7 @@
 
 #include "bench.h"
 #include "compiler.h"
-#include "runtime.h"
+#include "smelt.h"
 
 #define N 512
 #define REPS 35
@@ -27,37 +27,24 @@ typedef void (*Sgemm)(int order, int ta, int tb, int m, int n, int k, float alph
 int main(int argc, char **argv) {
   int threads = argc > 1 ? atoi(argv[1]) : 2;
   const char *src = "model m {\n  input a: f32[512, 512]\n  input b: f32[512, 512]\n  output c = a @ b\n}\n";
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/bench-mm-%d.ingot", (int)getpid());
   Compilation comp;
   compilation_init(&comp, stderr);
   Module *m = module_load_text(&comp, "mm.smelt", src, strlen(src));
-  resolve_module(&comp, m);
-  Graph g;
-  graph_init(&g, &comp.arena, &comp.diag);
-  if (elaborate(&comp, m, NULL, 0, false, &g)) return 1;
-  KernelPlan plan;
-  kernel_plan(&g, "", codegen_tile_columns(NULL), &plan);
-  const KernelPlan *plans[1] = {&plan};
-  Blob obj;
-  char err[512], so[64];
-  if (codegen_host(plans, 1, NULL, &obj, err, sizeof err)) return fprintf(stderr, "%s\n", err), 1;
-  snprintf(so, sizeof so, "/tmp/bench-mm-%d.so", (int)getpid());
-  if (link_shared(&obj, so, err, sizeof err)) return fprintf(stderr, "%s\n", err), 1;
-  Device *dev;
-  if (cpu_device_new(threads, &dev) != SMELT_OK) return 1;
-  size_t len;
-  char *code = file_read(so, &len);
-  unlink(so);
-  if (!code || dev->load_code(dev, code, len) != SMELT_OK) return fprintf(stderr, "%s\n", smelt_last_error()), 1;
-  free(code);
-  free(obj.data);
-  const Kernel *k = &plan.kernels[0];
-  void *fn = dev->symbol(dev, k->name);
+  BuildTargets targets = {.infer_only = true};
+  int failed = check_modules(&comp, &m, 1, NULL, 0) || ingot_build(&comp, m, NULL, 0, &targets, path);
+  compilation_free(&comp);
+  if (failed) return 1;
+  smelt_ingot *ig;
+  smelt_session *sess;
+  if (smelt_ingot_open(path, &ig) || smelt_session_new(ig, "cpu", threads, &sess))
+    return fprintf(stderr, "%s\n", smelt_last_error()), 1;
+  unlink(path);
   float *a = malloc(4 * N * N), *b = malloc(4 * N * N), *c1 = malloc(4 * N * N), *c2 = malloc(4 * N * N);
   for (int i = 0; i < N * N; i++) a[i] = (float)((i * 37) % 101) / 101 - 0.5f, b[i] = (float)((i * 53) % 97) / 97 - 0.5f;
-  char *bufs[3];
-  bufs[plan.slot[g.nodes[0]->id]] = (char *)a;
-  bufs[plan.slot[g.nodes[1]->id]] = (char *)b;
-  bufs[plan.slot[k->out->id]] = (char *)c1;
+  if (smelt_set_input(sess, "infer", "a", a, 4 * N * N) || smelt_set_input(sess, "infer", "b", b, 4 * N * N))
+    return fprintf(stderr, "%s\n", smelt_last_error()), 1;
 
   void *lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
   Sgemm sgemm = lib ? (Sgemm)(uintptr_t)dlsym(lib, "cblas_sgemm") : NULL;
@@ -67,7 +54,8 @@ int main(int argc, char **argv) {
 
   double ts[REPS], tb[REPS];
   double flop = 2.0 * N * N * N;
-  for (int w = 0; w < 3; w++) dev->launch(dev, fn, bufs, k->count, 1, 0);   // warm-up
+  for (int w = 0; w < 3; w++) smelt_run(sess, "infer", 1, 0);   // warm-up
+  if (smelt_get_output(sess, "infer", "c", c1, 4 * N * N)) return fprintf(stderr, "%s\n", smelt_last_error()), 1;
   if (sgemm) sgemm(101, 111, 111, N, N, N, 1, a, N, b, N, 0, c2, N);
   if (sgemm) {
     double e = 0, r = 0;
@@ -83,7 +71,7 @@ int main(int argc, char **argv) {
     nanosleep(&pause, NULL);
     for (int i = r; i < r + BLOCK && i < REPS; i++) {
       double t0 = bench_now();
-      dev->launch(dev, fn, bufs, k->count, 1, 0);
+      smelt_run(sess, "infer", 1, 0);
       ts[i] = bench_now() - t0;
     }
     if (!sgemm) continue;
@@ -100,10 +88,8 @@ int main(int argc, char **argv) {
     printf("OpenBLAS (%s) %.1f GFLOP/s | ratio %.2f |\n", corename ? corename() : "?", flop / mb / 1e9, mb / ms);
   else
     printf("OpenBLAS skipped: libopenblas.so.0 not found | - |\n");
-  dev->destroy(dev);
-  kernel_plan_free(&plan);
-  graph_free(&g);
-  compilation_free(&comp);
+  smelt_session_free(sess);
+  smelt_ingot_close(ig);
   free(a), free(b), free(c1), free(c2);
   return 0;
 }

@@ -97,12 +97,12 @@ int bisect_run(Compilation *c, Module *m, const Define *defs, int ndefs, const c
     leaves[i] = xmalloc(sizeof(double) * (size_t)(cnt ? cnt : 1));
     if (n->op == OP_INPUT) {
       for (int64_t k = 0; k < cnt; k++) leaves[i][k] = dtype_is_float(n->dtype) ? 2 * uniform() - 1 : uniform() < 0.5;
-      from_doubles(n->dtype, leaves[i], host, cnt);
+      dtype_from_doubles(n->dtype, leaves[i], host, cnt);
       d->copy_in(d, session_tensor(s, e, t), host, bytes);
     } else {
       d->copy_out(d, host, session_tensor(s, e, t), bytes);
     }
-    to_doubles(n->dtype, host, leaves[i], cnt);   // the values as stored
+    dtype_to_doubles(n->dtype, host, leaves[i], cnt);   // the values as stored
     free(host);
   }
   if (interp_run(&g, leaves, o->seed, o->step, &r, err, sizeof err)) {
@@ -124,7 +124,7 @@ int bisect_run(Compilation *c, Module *m, const Define *defs, int ndefs, const c
       char *host = xmalloc(bytes ? bytes : 1);
       double *got = xmalloc(sizeof(double) * (size_t)(cnt ? cnt : 1));
       d->copy_out(d, host, session_tensor(s, e, ig->slots[e->first_slot + (uint32_t)p.slot[n->id]]), bytes);
-      to_doubles(n->dtype, host, got, cnt);
+      dtype_to_doubles(n->dtype, host, got, cnt);
       double rel;
       bool ok = agrees(n->dtype, got, r.vals[n->id], cnt, &rel);
       free(host);

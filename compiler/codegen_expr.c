@@ -34,11 +34,6 @@ LLVMTypeRef storage_type(Cg *c, DType t) {
   UNREACHABLE();
 }
 
-int dtype_size(DType t) {
-  static const int size[] = {[DT_F32] = 4, [DT_F16] = 2, [DT_BF16] = 2, [DT_I32] = 4,
-                             [DT_I64] = 8, [DT_U8] = 1, [DT_BOOL] = 1};
-  return size[t];
-}
 
 
 V const_of(Cg *c, DType t, double v) {

@@ -13,41 +13,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "dtype.h"        // DType, Shape (runtime/)
+#include "tensorfile.h"   // tensor files, atomic writes (runtime/)
+#include "util.h"         // allocation, files, ASSERT (tools/)
+
 #define SMELT_VERSION "0.1.0"
-
-#define ASSERT(c)                                                              \
-  do {                                                                         \
-    if (!(c)) internal_error(__FILE__, __LINE__, "assertion failed: " #c);     \
-  } while (0)
-#define UNREACHABLE() internal_error(__FILE__, __LINE__, "unreachable")
-_Noreturn void internal_error(const char *file, int line, const char *msg);
-
-// ---------------------------------------------------------------- util.c
-// Allocation that cannot fail (it aborts with a message when memory runs out),
-// and growable arrays.
-
-void *xmalloc(size_t n);
-void *xcalloc(size_t n, size_t size);
-void *xrealloc(void *p, size_t n);
-char *xstrdup(const char *s);
-
-// Reads a whole file into a NUL-terminated buffer owned by the caller.
-// Returns NULL and sets errno when the file cannot be read.
-char *file_read(const char *path, size_t *len);
-
-// Writing a file so that readers see the old one or the new one, never half:
-// atomic_open creates a temporary file next to path (*tmp, owned); write to
-// it, then atomic_commit flushes it to disk and renames it over path (or
-// removes it when ok is false or anything fails). Both: message in err.
-FILE *atomic_open(const char *path, char **tmp, char *err, size_t errlen);
-int atomic_commit(FILE *f, char *tmp, const char *path, bool ok, char *err, size_t errlen);
-
-// A path as diagnostics show it: relative to the current folder when it lies
-// inside it, else absolute. Caller frees.
-char *path_display(const char *path);
-
-// Edit distance with transpositions (Damerau, optimal string alignment).
-int str_distance(const char *a, const char *b);
 
 // ---------------------------------------------------------------- arena.c
 // Bump allocator: everything the front end builds for one compilation lives in
@@ -231,8 +201,6 @@ Ast *parse_source(Arena *arena, Diag *diag, int file);
 // array is a valid evaluation order. Builders check shapes and dtypes and
 // report a user error at the node's span when they do not fit.
 
-#define MAX_DIMS 8
-
 typedef enum {
 #define OP(name, nsrc, kind) OP_##name,
 #include "ops.def"
@@ -245,17 +213,10 @@ typedef enum {
   KIND_CONTRACT, KIND_CONV, KIND_POOL, KIND_MOVE, KIND_GATHER,
 } OpKind;
 
-typedef enum { DT_F32, DT_F16, DT_BF16, DT_I32, DT_I64, DT_U8, DT_BOOL, DT_COUNT } DType;
-
 typedef enum {
   INIT_ZEROS, INIT_ONES, INIT_FULL, INIT_NORMAL, INIT_UNIFORM,
   INIT_XAVIER_UNIFORM, INIT_XAVIER_NORMAL, INIT_KAIMING_UNIFORM, INIT_KAIMING_NORMAL,
 } Init;
-
-typedef struct {
-  int ndim;
-  int64_t d[MAX_DIMS];
-} Shape;
 
 typedef struct Node Node;
 struct Node {
@@ -323,17 +284,9 @@ typedef struct {
 const char *op_name(Op op);
 OpKind op_kind(Op op);
 int op_nsrc(Op op);
-const char *dtype_name(DType t);
-bool dtype_is_float(DType t);
-bool dtype_is_int(DType t);     // integer or bool
 // The dtype two operands meet at: bool < u8 < i32 < i64 < f16, bf16 < f32;
 // f16 with bf16 meet at f32.
 DType dtype_promote(DType a, DType b);
-// Writes "f32[64, 256]" into buf.
-const char *type_str(char *buf, size_t n, DType t, const Shape *s);
-int64_t shape_numel(const Shape *s);
-bool shape_eq(const Shape *a, const Shape *b);
-Shape shape_of(int ndim, const int64_t *d);
 
 void graph_init(Graph *g, Arena *arena, Diag *diag);
 void graph_free(Graph *g);    // frees the arrays, not the arena
@@ -486,8 +439,6 @@ int interp_run(const Graph *g, double *const *leaves, uint64_t seed, uint64_t st
 int interp_run_ex(const Graph *g, double *const *leaves, uint64_t seed, uint64_t step, bool exact,
                   InterpResult *out, char *err, size_t errlen);
 void interp_free(InterpResult *r);
-// Rounds v to what dtype t can hold (f32, bf16, f16: nearest even; ints: truncate, wrap).
-double dtype_round(DType t, double v);
 
 // ---------------------------------------------------------------- philox.c
 // Philox-4x32-10, the counter-based generator behind RANDOM and initializers.
@@ -624,22 +575,6 @@ typedef struct TrainConfig {
 
 void train_check(Compilation *c, Module *m, const Ast *train, const Ast *model);
 const char *precision_name(Precision p);
-
-// ---------------------------------------------------------------- tensorfile.c
-// Named f32 tensors in one file (docs/tensors.md): initial weights and goldens.
-
-typedef struct {
-  const char *name;      // owned by the reader; borrowed by the writer
-  Shape shape;
-  double *data;          // numel values
-} TensorEntry;
-
-// Writes atomically (temporary file, fsync, rename). 0, or -1 with a message.
-int tensorfile_write(const char *path, const TensorEntry *t, int n, char *err, size_t errlen);
-// Reads and validates a whole file; free with tensorfile_free. 0, or -1 with a message.
-int tensorfile_read(const char *path, TensorEntry **out, int *n, char *err, size_t errlen);
-void tensorfile_free(TensorEntry *t, int n);
-const TensorEntry *tensorfile_find(const TensorEntry *t, int n, const char *name);
 
 // ---------------------------------------------------------------- kernel.c
 // Kernels and fusion. Views, constants and iota are folded into the loads of
@@ -798,8 +733,12 @@ int codegen_host(const KernelPlan *const *plans, int nplans, const char *cpu, Bl
 int codegen_tile_columns(const char *cpu);
 // Links an object into a shared library at path with the system's cc.
 int link_shared(const Blob *object, const char *path, char *err, size_t errlen);
-// Bytes per element of a dtype as kernels store it (bool as one byte).
-int dtype_size(DType t);
+
+// ---------------------------------------------------------------- host_cpu.c
+// Whether LLVM knows an x86-64 CPU name ("native": this machine's); and its
+// table of them, printed to stderr.
+bool host_cpu_known(const char *cpu);
+void host_cpu_list(void);
 
 // ---------------------------------------------------------------- codegen_gpu.c
 // The same kernels for GPUs: NVPTX (PTX text) and AMDGPU (an ELF object),
@@ -871,67 +810,6 @@ typedef struct {
 
 int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t,
                 const char *path);
-
-// ---------------------------------------------------------------- trainer.c
-// `smelt train` and `smelt eval` on a built ingot.
-
-typedef struct {
-  const char *ingot;
-  const char *device;       // "auto", "cpu", ...
-  int threads;              // 0: one per core
-  int64_t epochs, steps;    // override the train block (0: keep)
-  const char *checkpoint;   // path, or NULL for none
-  int64_t checkpoint_every; // 0: the train block's
-  bool resume;
-  int64_t stop_after;       // end this run after this many steps (0: run to the end)
-  int64_t log_every;        // steps between log lines when not on a terminal
-  const char *split;        // eval: "test", "val" or "train"
-} TrainOptions;
-
-int train_run(const TrainOptions *o);
-// Converts n values of a tensor stored in dtype t to doubles, or back
-// (rounding to t as dtype_round does).
-void to_doubles(uint32_t t, const void *src, double *dst, int64_t n);
-void from_doubles(uint32_t t, const double *src, void *dst, int64_t n);
-int eval_run(const TrainOptions *o);
-// `smelt run`: one run of an entry (o->split names it; default "infer") on the
-// tensors of the file inputs; outputs go to the tensor file outputs, or are
-// printed when it is NULL.
-int run_main(const TrainOptions *o, const char *inputs, const char *outputs);
-
-// ---------------------------------------------------------------- profile.c
-// Kernels timed on a device (events on GPUs, the clock on the CPU), each the
-// median of many runs after warm-up, with the bytes and FLOPs the compiler
-// recorded per launch.
-
-// A per-kernel table of one entry: time, share, bytes, GB/s, GFLOP/s.
-int gpu_profile(const char *path, const char *entry, const char *device, int runs);
-// The "infer" entry of each ingot timed on device against a 1 GiB
-// device-to-device copy; prints a Markdown table. 0, or 1 after an error.
-int gpu_bench(const char *device, int n, char **ingots);
-// `smelt bench --entry=E`: the latency of whole runs of entry E (random float
-// inputs, 20 warm-up runs): median, p99, mean and min over `runs` runs.
-int latency_bench(const char *path, const char *entry, const char *device, int threads, int runs);
-
-// ---------------------------------------------------------------- sample.c
-// `smelt sample`: bytes drawn one at a time from a character-level model's
-// infer entry (built with B = 1), printed as they come.
-typedef struct {
-  const char *ingot, *checkpoint;   // checkpoint: trained weights, or NULL
-  const char *device;
-  int threads;
-  const char *prompt;               // the text the sample continues
-  int64_t length;                   // bytes to draw
-  double temperature;               // 0: always the most likely byte
-  int top_k;                        // 0: every byte
-  uint64_t seed;
-} SampleOptions;
-int sample_run(const SampleOptions *o);
-
-// ---------------------------------------------------------------- inspect.c
-// Prints what an ingot holds (sections, meta, entries, tensors; with all,
-// temporaries and kernels too). Returns the exit status.
-int inspect_ingot(const char *path, FILE *out, bool all);
 
 // ---------------------------------------------------------------- explain.c
 // `smelt explain`: an entry point's kernels in schedule order (kind, ops,

@@ -23,11 +23,6 @@ const char *op_name(Op op) { return op_info[op].name; }
 OpKind op_kind(Op op) { return op_info[op].kind; }
 int op_nsrc(Op op) { return op_info[op].nsrc; }
 
-static const char *dtype_names[] = {"f32", "f16", "bf16", "i32", "i64", "u8", "bool"};
-
-const char *dtype_name(DType t) { return dtype_names[t]; }
-bool dtype_is_float(DType t) { return t == DT_F32 || t == DT_F16 || t == DT_BF16; }
-bool dtype_is_int(DType t) { return !dtype_is_float(t); }
 
 DType dtype_promote(DType a, DType b) {
   static const int rank[] = {[DT_BOOL] = 0, [DT_U8] = 1, [DT_I32] = 2, [DT_I64] = 3,
@@ -35,33 +30,6 @@ DType dtype_promote(DType a, DType b) {
   if (a == b) return a;
   if ((a == DT_F16 && b == DT_BF16) || (a == DT_BF16 && b == DT_F16)) return DT_F32;
   return rank[a] >= rank[b] ? a : b;
-}
-
-const char *type_str(char *buf, size_t n, DType t, const Shape *s) {
-  size_t k = (size_t)snprintf(buf, n, "%s[", dtype_name(t));
-  for (int i = 0; i < s->ndim && k < n; i++)
-    k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)s->d[i]);
-  if (k < n) snprintf(buf + k, n - k, "]");
-  return buf;
-}
-
-int64_t shape_numel(const Shape *s) {
-  int64_t n = 1;
-  for (int i = 0; i < s->ndim; i++) n *= s->d[i];
-  return n;
-}
-
-bool shape_eq(const Shape *a, const Shape *b) {
-  if (a->ndim != b->ndim) return false;
-  for (int i = 0; i < a->ndim; i++)
-    if (a->d[i] != b->d[i]) return false;
-  return true;
-}
-
-Shape shape_of(int ndim, const int64_t *d) {
-  Shape s = {.ndim = ndim};
-  for (int i = 0; i < ndim; i++) s.d[i] = d[i];
-  return s;
 }
 
 void graph_init(Graph *g, Arena *arena, Diag *diag) {

@@ -18,96 +18,96 @@
 // command line itself is wrong.
 #include "compiler.h"
 #include "runtime.h"
+#include "options.h"
+#include "tools.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static void usage(FILE *out) {
-  fputs("usage: smelt <command> [options] FILE...\n"
-        "\n"
-        "commands:\n"
-        "  check FILE...          parse and check model files; report every error\n"
-        "      --summary          also print what each file declares\n"
-        "  dump --stage=STAGE FILE\n"
-        "                         print a stage: ast (syntax tree), graph (op graph\n"
-        "                         of the forward pass), grad (the training step:\n"
-        "                         forward, backward and optimizer)\n"
-        "  graph --dot FILE       the op graph as Graphviz DOT, clustered by layer\n"
-        "      --fused            clustered by kernel instead (of --entry=E)\n"
-        "  explain FILE           every kernel of an entry point (--entry=E, default\n"
-        "                         train_step, else infer) in schedule order: ops,\n"
-        "                         source lines, bytes, FLOPs, and why each tensor it\n"
-        "                         reads was not fused; compared with fusion off\n"
-        "      --memory           the arena instead: peak against the sum of\n"
-        "                         intermediates, the largest live set\n"
-        "      --svg=FILE         draw the buffer lifetimes there\n"
-        "  build FILE -o INGOT    compile the model's entry points into an ingot\n"
-        "      --target=LIST      comma-separated targets besides the host's x86-64:\n"
-        "                         NVIDIA sm_80, sm_90, ... (PTX, and a cubin when\n"
-        "                         ptxas is installed), AMD gfx90a, gfx942, gfx1100\n"
-        "                         (code objects, linked with ld.lld)\n"
-        "      --cpu=NAME         the x86-64 CPU to compile for (default x86-64-v3;\n"
-        "                         native: this machine's)\n"
-        "      --fusion=MODE      all (default), pointwise or none (also for train,\n"
-        "                         explain and graph; docs/fusion.md)\n"
-        "      --remat            recompute cheap forward values in the backward\n"
-        "                         pass instead of keeping them (also for train,\n"
-        "                         explain)\n"
-        "      --entry=infer      the inference entry alone: no labels, loss,\n"
-        "                         gradients or optimizer state\n"
-        "      --precision=P      fp32, tf32, bf16 or fp16 instead of the train\n"
-        "                         block's (also for train, explain, bisect;\n"
-        "                         docs/precision.md)\n"
-        "  train FILE             build (a .smelt) and run its train block:\n"
-        "      --epochs=N --steps=N       override the train block's length\n"
-        "      --device=D                 auto (default: CUDA, else HIP, else the\n"
-        "                                 CPU), cpu, cuda[:N], hip[:N]\n"
-        "      --threads=N                CPU threads (default: one per core)\n"
-        "      --checkpoint=PATH          save here (every --checkpoint-every=N steps\n"
-        "                                 or the train block's, and at the end)\n"
-        "      --resume                   continue from --checkpoint\n"
-        "      --stop-after=N             end this run after N steps (resume later)\n"
-        "  eval FILE              loss and accuracy on the test (or --split=) data;\n"
-        "                         --checkpoint=PATH loads trained weights first\n"
-        "  run FILE --inputs=T    one run of --entry= (default infer) on the tensors\n"
-        "                         in file T (docs/tensors.md); --outputs=FILE\n"
-        "                         writes the outputs there instead of printing\n"
-        "  bisect FILE            run an entry (--entry=E) kernel by kernel on a\n"
-        "                         device (--device=D) against the interpreter on\n"
-        "                         random inputs; name the first kernel that\n"
-        "                         diverges (FILE: .smelt, or an .ingot built from it)\n"
-        "  sample FILE            text from a trained character-level model (B = 1):\n"
-        "                         --checkpoint=C --prompt=TEXT --length=N (200)\n"
-        "                         --temperature=X (1; 0: the most likely byte)\n"
-        "                         --top-k=K (0: all) --seed=N (the same text for\n"
-        "                         the same seed) --device=D\n"
-        "  bench FILE             latency of whole runs of --entry=E (default infer):\n"
-        "                         median, p99, mean, min over --runs=N (1000); a\n"
-        "                         model file is built with B = --batch=N (and -D),\n"
-        "                         inference-only for infer; --device, --threads\n"
-        "  bench --profile INGOT  per-kernel times of an entry: --entry=E (default\n"
-        "                         train_step), --device=D, --runs=N (default 20)\n"
-        "  inspect INGOT          sections, entry points, tensors (--all: also\n"
-        "                         temporaries and kernels)\n"
-        "  init FILE -o WEIGHTS   write the initial parameters and optimizer state\n"
-        "                         (docs/tensors.md)\n"
-        "      --seed=N           the seed of the initializers (default 1)\n"
-        "      --params-only      leave out the optimizer state\n"
-        "  help                   this text\n"
-        "\n"
-        "options for every command:\n"
-        "  --color=auto|always|never   colour in diagnostics (auto: on a terminal,\n"
-        "                              never when NO_COLOR is set)\n"
-        "  --max-errors=N              stop reporting after N errors (default 20, 0: all)\n"
-        "  -D NAME=VALUE               set a model size (check, dump, graph, init,\n"
-        "                              build, train)\n"
-        "  --infer                     build the graph with training = false\n"
-        "\n"
-        "Imports are looked up in the model file's folder, then the stdlib folder,\n"
-        "then each folder of SMELT_PATH. See docs/language.md.\n",
-        out);
-}
+// ---- the command line, as tables (tools/options.h)
+
+static const CommandSpec commands[] = {
+    {"check", "FILE...", "parse and check model files; report every error", 1, -1},
+    {"dump", "--stage=STAGE FILE", "print a stage of the compiler: ast (syntax tree), graph (op graph of the\n"
+                                   "forward pass), grad (the training step: forward, backward and optimizer)", 1, 1},
+    {"graph", "--dot FILE", "the op graph as Graphviz DOT, clustered by layer (--fused: by kernel of --entry)", 1, 1},
+    {"explain", "FILE", "every kernel of an entry point (--entry=E, default train_step, else infer) in\n"
+                        "schedule order: ops, source lines, bytes, FLOPs, and why each tensor it reads\n"
+                        "was not fused; compared with fusion off", 1, 1},
+    {"build", "FILE -o INGOT", "compile the model's entry points into an ingot", 1, 1},
+    {"train", "FILE.smelt|FILE.ingot", "build (a .smelt) and run its train block", 1, 1},
+    {"eval", "FILE.smelt|FILE.ingot", "loss and accuracy on the test (or --split=) data", 1, 1},
+    {"run", "FILE --inputs=TENSORS", "one run of --entry (default infer) on the tensors of a tensor file\n"
+                                     "(docs/tensors.md); the outputs are printed, or written to --outputs", 1, 1},
+    {"bisect", "FILE.smelt|FILE.ingot", "run an entry kernel by kernel on a device against the interpreter on\n"
+                                        "random inputs; name the first kernel that diverges", 1, 1},
+    {"sample", "FILE", "text from a trained character-level model (built with B = 1)", 1, 1},
+    {"bench", "FILE", "latency of whole runs of --entry (default infer): median, p99, mean, min; a\n"
+                      "model file is built with B = --batch (inference-only for infer); with\n"
+                      "--profile, per-kernel times of an ingot's entry (default train_step)", 1, 1},
+    {"inspect", "INGOT", "sections, entry points, tensors of an ingot (--all: also temporaries and kernels)", 1, 1},
+    {"init", "FILE -o WEIGHTS", "write the initial parameters and optimizer state (docs/tensors.md)", 1, 1},
+};
+
+#define BIG 1e300
+#define SIZES "check dump graph explain init build train eval run bisect sample bench"
+static const OptSpec specs[] = {
+    {"summary", 0, OPT_FLAG, "check", NULL, "also print what each file declares", 0, 0, NULL},
+    {"stage", 0, OPT_CHOICE, "dump", "STAGE", "ast, graph or grad", 0, 0, "ast|graph|grad"},
+    {"dot", 0, OPT_FLAG, "graph", NULL, "print DOT", 0, 0, NULL},
+    {"fused", 0, OPT_FLAG, "graph", NULL, "cluster by kernel instead of by layer", 0, 0, NULL},
+    {"memory", 0, OPT_FLAG, "explain", NULL, "the arena instead: peak against the sum of\nintermediates, the largest live set", 0, 0, NULL},
+    {"svg", 0, OPT_STRING, "explain", "FILE", "draw the buffer lifetimes there", 0, 0, NULL},
+    {"output", 'o', OPT_STRING, "build init", "FILE", "where to write the ingot or the weights", 0, 0, NULL},
+    {"entry", 0, OPT_STRING, "build explain graph run bisect bench", "E",
+     "the entry point (build: infer alone makes an inference-only ingot)", 0, 0, NULL},
+    {"target", 0, OPT_STRING, "build train eval run bisect", "LIST",
+     "comma-separated targets besides the host's x86-64: NVIDIA sm_80,\nsm_90, ... AMD gfx90a, gfx942, gfx1100", 0, 0, NULL},
+    {"cpu", 0, OPT_STRING, "build train eval run", "NAME",
+     "the x86-64 CPU to compile for (build: x86-64-v3; train: this\nmachine's; native: this machine's)", 0, 0, NULL},
+    {"fusion", 0, OPT_CHOICE, "graph explain build train eval run bisect", "MODE",
+     "none, pointwise or all (default; docs/fusion.md)", 0, 0, "none|pointwise|all"},
+    {"remat", 0, OPT_FLAG, "explain build train eval run bisect", NULL,
+     "recompute cheap forward values in the backward pass", 0, 0, NULL},
+    {"precision", 0, OPT_CHOICE, "dump graph explain build train eval run bisect bench", "P",
+     "instead of the train block's (docs/precision.md)", 0, 0, "fp32|tf32|bf16|fp16"},
+    {"infer", 0, OPT_FLAG, "dump graph", NULL, "build the graph with training = false", 0, 0, NULL},
+    {"epochs", 0, OPT_INT, "train", "N", "override the train block's length", 1, BIG, NULL},
+    {"steps", 0, OPT_INT, "train", "N", "override the train block's length in steps", 1, BIG, NULL},
+    {"device", 0, OPT_STRING, "train eval run bisect sample bench", "D",
+     "auto (default: CUDA, else HIP, else the CPU), cpu, cuda[:N], hip[:N]", 0, 0, NULL},
+    {"threads", 0, OPT_INT, "train eval run sample bench", "N", "CPU threads (default: one per core)", 1, 4096, NULL},
+    {"checkpoint", 0, OPT_STRING, "train eval run sample", "PATH",
+     "train: save here; eval, run, sample: load trained weights from here", 0, 0, NULL},
+    {"checkpoint-every", 0, OPT_INT, "train", "N", "save every N steps (default: the train block's)", 1, BIG, NULL},
+    {"resume", 0, OPT_FLAG, "train", NULL, "continue from --checkpoint", 0, 0, NULL},
+    {"stop-after", 0, OPT_INT, "train", "N", "end this run after N steps (resume later)", 1, BIG, NULL},
+    {"log-every", 0, OPT_INT, "train eval", "N", "steps between progress lines when not on a terminal (50)", 1, BIG, NULL},
+    {"split", 0, OPT_STRING, "eval", "S", "the data to evaluate on: test (default), val or train", 0, 0, NULL},
+    {"inputs", 0, OPT_STRING, "run", "FILE", "the tensor file of inputs", 0, 0, NULL},
+    {"outputs", 0, OPT_STRING, "run", "FILE", "write the outputs to this tensor file instead of printing", 0, 0, NULL},
+    {"seed", 0, OPT_INT, "init sample", "N", "init: the initializers' seed (1); sample: the same text for a seed", 0,
+     9.2e18, NULL},
+    {"params-only", 0, OPT_FLAG, "init", NULL, "leave out the optimizer state", 0, 0, NULL},
+    {"prompt", 0, OPT_STRING, "sample", "TEXT", "the text the sample continues", 0, 0, NULL},
+    {"length", 0, OPT_INT, "sample", "N", "bytes to draw (200)", 0, BIG, NULL},
+    {"temperature", 0, OPT_REAL, "sample", "X", "1 (default); 0: always the most likely byte", 0, BIG, NULL},
+    {"top-k", 0, OPT_INT, "sample", "K", "draw from the K most likely bytes (0: all)", 0, 256, NULL},
+    {"profile", 0, OPT_FLAG, "bench", NULL, "per-kernel times of an ingot's entry", 0, 0, NULL},
+    {"runs", 0, OPT_INT, "bench", "N", "timed runs (1000; --profile: 20)", 1, BIG, NULL},
+    {"batch", 0, OPT_INT, "bench", "N", "build a model file with B = N", 1, BIG, NULL},
+    {"all", 0, OPT_FLAG, "inspect", NULL, "also temporaries and kernels", 0, 0, NULL},
+    {"define", 'D', OPT_LIST, SIZES, "NAME=VALUE", "set a model size", 0, 0, NULL},
+    {"color", 0, OPT_CHOICE, "*", "WHEN", "colour in diagnostics: auto (on a terminal, never\nwith NO_COLOR), always or never",
+     0, 0, "auto|always|never"},
+    {"max-errors", 0, OPT_INT, "*", "N", "stop reporting after N errors (20; 0: all)", 0, 1000000, NULL},
+};
+
+static const OptTable cli = {
+    "smelt", specs, (int)(sizeof specs / sizeof *specs), commands, (int)(sizeof commands / sizeof *commands),
+    SMELT_VERSION,
+};
 
 typedef struct {
   const char *command;
@@ -131,6 +131,10 @@ typedef struct {
   int precision;                  // --precision, or -1: the train block's
   TrainOptions train;
   const char *inputs, *outputs;   // smelt run
+  SampleOptions sample;           // smelt sample
+  bool profile, all;              // smelt bench --profile, smelt inspect --all
+  int runs;                       // smelt bench; 0: the default
+  long long batch;                // smelt bench; 0: the model's
 } Options;
 
 // Parses "NAME=VALUE" into o->defs; returns false when malformed.
@@ -150,7 +154,7 @@ static bool add_define(Options *o, const char *arg) {
 static int bad_usage(const char *fmt, const char *arg) {
   fprintf(stderr, "smelt: error: ");
   fprintf(stderr, fmt, arg);
-  fputs("\n(run 'smelt help' for usage)\n", stderr);
+  fputs("\n(run 'smelt --help' for usage)\n", stderr);
   return 2;
 }
 
@@ -208,171 +212,115 @@ static int build_for_device(const char *argv0, const char *file, const Define *d
   return errors ? 1 : 0;
 }
 
-// `smelt bench FILE [--entry=E] [--batch=N] [--runs=N] [--device=D] [--threads=N] [-D N=V]`:
-// the latency of whole runs of an entry (default infer; a model file is
-// built with B = --batch, inference-only for infer);
-// `smelt bench --profile INGOT [--entry=E] [--device=D] [--runs=N]`: per kernel.
-static int bench_main(int argc, char **argv) {
-  const char *file = NULL, *entry = NULL, *device = "auto";
-  bool profile = false;
-  int runs = 0, threads = 0, precision = -1;
-  long long batch = 0;
-  Options o = {.ndefs = 0};
-  int rc = 2;
-  for (int i = 2; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--profile")) profile = true;
-    else if (!strncmp(a, "--entry=", 8)) entry = a + 8;
-    else if (!strncmp(a, "--device=", 9)) device = a + 9;
-    else if (!strncmp(a, "--runs=", 7) && atoi(a + 7) > 0) runs = atoi(a + 7);
-    else if (!strncmp(a, "--threads=", 10) && atoi(a + 10) > 0) threads = atoi(a + 10);
-    else if (!strncmp(a, "--batch=", 8) && atoll(a + 8) > 0) batch = atoll(a + 8);
-    else if (!strncmp(a, "--precision=", 12) && (precision = precision_parse(a + 12)) >= 0) continue;
-    else if (!strcmp(a, "-D") || !strncmp(a, "-D", 2)) {
-      const char *def = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
-      if (!add_define(&o, def)) return options_free(&o), bad_usage("-D needs NAME=INTEGER, not '%s'", def);
-    } else if (a[0] == '-') return options_free(&o), bad_usage("bench: unknown or bad option '%s'", a);
-    else if (file) return options_free(&o), bad_usage("bench takes one file, not also '%s'", a);
-    else file = a;
-  }
-  if (!file) {
-    options_free(&o);
-    return bad_usage("usage: smelt bench FILE [--entry=E] [--batch=N] [--runs=N] [--device=D] [--threads=N]\n"
-                     "       smelt bench --profile INGOT [--entry=E] [--device=D] [--runs=N]%s", "");
-  }
-  if (profile) {
-    rc = gpu_profile(file, entry ? entry : "train_step", device, runs ? runs : 20);
-    options_free(&o);
-    return rc;
-  }
+// `smelt bench FILE`: the latency of whole runs of an entry (default infer;
+// a model file is built with B = --batch, inference-only for infer);
+// `smelt bench --profile INGOT`: per kernel.
+static int bench_main(Options *o, const char *argv0) {
+  const char *file = o->files[0], *entry = o->train.split, *device = o->train.device;
+  bool profile = o->profile;
+  int runs = o->runs, threads = o->train.threads, rc = 2;
+  long long batch = o->batch;
+  if (profile) return gpu_profile(file, entry ? entry : "train_step", device, runs ? runs : 20);
   entry = entry ? entry : "infer";
   char tmp[64] = "";
   if (!ends_with(file, ".ingot")) {
     if (batch) {
       char def[64];
       snprintf(def, sizeof def, "B=%lld", batch);
-      add_define(&o, def);
+      add_define(o, def);
     }
     snprintf(tmp, sizeof tmp, "/tmp/smelt-bench-%ld.ingot", (long)getpid());
-    if (build_for_device(argv[0], file, o.defs, o.ndefs, precision, device, !strcmp(entry, "infer"), tmp)) {
-      options_free(&o);
-      return 1;
-    }
+    if (build_for_device(argv0, file, o->defs, o->ndefs, o->precision, device, !strcmp(entry, "infer"), tmp)) return 1;
     file = tmp;
-  } else if (batch || o.ndefs) {
-    options_free(&o);
+  } else if (batch || o->ndefs) {
     return bad_usage("--batch and -D size a model file; an ingot keeps the sizes it was built with (%s)", file);
   }
   rc = latency_bench(file, entry, device, threads, runs ? runs : 1000);
   if (tmp[0]) unlink(tmp);
-  options_free(&o);
   return rc;
 }
 
-// `smelt sample FILE [--checkpoint=C] [--prompt=S] [--length=N] [--temperature=X]
-// [--top-k=K] [--seed=N] [--device=D] [--threads=N] [-D N=V]`
-static int sample_main(int argc, char **argv) {
-  SampleOptions so = {.device = "auto", .prompt = "", .length = 200, .temperature = 1.0, .seed = 1};
-  const char *file = NULL;
-  Options o = {.ndefs = 0};
-  for (int i = 2; i < argc; i++) {
-    const char *a = argv[i];
-    char *end = NULL;
-    if (!strncmp(a, "--checkpoint=", 13)) so.checkpoint = a + 13;
-    else if (!strncmp(a, "--prompt=", 9)) so.prompt = a + 9;
-    else if (!strncmp(a, "--device=", 9)) so.device = a + 9;
-    else if (!strncmp(a, "--length=", 9) && (so.length = strtoll(a + 9, &end, 10)) >= 0 && !*end) continue;
-    else if (!strncmp(a, "--temperature=", 14) && (so.temperature = strtod(a + 14, &end)) >= 0 && !*end) continue;
-    else if (!strncmp(a, "--top-k=", 8) && (so.top_k = (int)strtol(a + 8, &end, 10)) >= 0 && !*end) continue;
-    else if (!strncmp(a, "--seed=", 7) && (so.seed = strtoull(a + 7, &end, 10), !*end)) continue;
-    else if (!strncmp(a, "--threads=", 10) && (so.threads = atoi(a + 10)) > 0) continue;
-    else if (!strcmp(a, "-D") || !strncmp(a, "-D", 2)) {
-      const char *def = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
-      if (!add_define(&o, def)) return options_free(&o), bad_usage("-D needs NAME=INTEGER, not '%s'", def);
-    } else if (a[0] == '-') return options_free(&o), bad_usage("sample: unknown or bad option '%s'", a);
-    else if (file) return options_free(&o), bad_usage("sample takes one file, not also '%s'", a);
-    else file = a;
-  }
-  if (!file) {
-    options_free(&o);
-    return bad_usage("usage: smelt sample FILE [--checkpoint=C] [--prompt=TEXT] [--length=N] [--temperature=X] "
-                     "[--top-k=K] [--seed=N] [--device=D]%s", "");
-  }
+// `smelt sample FILE`: a model file is built with B = 1, its infer entry alone.
+static int sample_main(Options *o, const char *argv0) {
+  SampleOptions so = o->sample;
+  so.device = o->train.device;
+  so.threads = o->train.threads;
+  so.checkpoint = o->train.checkpoint;
+  const char *file = o->files[0];
   char tmp[64] = "";
   if (!ends_with(file, ".ingot")) {   // one sequence at a time: B = 1, the infer entry alone
-    add_define(&o, "B=1");
+    add_define(o, "B=1");
     snprintf(tmp, sizeof tmp, "/tmp/smelt-sample-%ld.ingot", (long)getpid());
-    if (build_for_device(argv[0], file, o.defs, o.ndefs, -1, so.device, true, tmp)) {
-      options_free(&o);
-      return 1;
-    }
+    if (build_for_device(argv0, file, o->defs, o->ndefs, -1, so.device, true, tmp)) return 1;
     file = tmp;
   }
   so.ingot = file;
   int rc = sample_run(&so);
   if (tmp[0]) unlink(tmp);
-  options_free(&o);
   return rc;
 }
 
 
-static int parse_options(int argc, char **argv, Options *o) {
-  *o = (Options){.command = argv[1], .color = -1, .max_errors = 20, .seed = 1, .precision = -1};
+// The parsed command line into o; 0, -1 when the run is over (a list was
+// printed), or 2 after the error.
+static int options_from(const OptResult *r, Options *o) {
+  *o = (Options){.command = r->command->name, .color = -1, .max_errors = 20, .seed = 1, .precision = -1};
   o->train = (TrainOptions){.device = "auto", .log_every = 50};
-  o->files = xcalloc((size_t)argc, sizeof *o->files);
-  for (int i = 2; i < argc; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "--summary") == 0 && strcmp(o->command, "check") == 0) o->summary = true;
-    else if (strncmp(a, "--stage=", 8) == 0 && strcmp(o->command, "dump") == 0) o->stage = a + 8;
-    else if (strcmp(a, "--dot") == 0 && strcmp(o->command, "graph") == 0) o->dot = true;
-    else if (strcmp(a, "--fused") == 0 && strcmp(o->command, "graph") == 0) o->fused = true;
-    else if (strcmp(a, "--memory") == 0 && strcmp(o->command, "explain") == 0) o->memory = true;
-    else if (strncmp(a, "--svg=", 6) == 0 && strcmp(o->command, "explain") == 0) o->svg = a + 6;
-    else if (strcmp(a, "--remat") == 0) o->targets.remat = true;
-    else if (strncmp(a, "--precision=", 12) == 0) {
-      if ((o->precision = precision_parse(a + 12)) < 0)
-        return bad_usage("--precision takes fp32, tf32, bf16 or fp16, not '%s'", a + 12);
-    }
-    else if (strncmp(a, "--fusion=", 9) == 0) {
-      if (fusion_mode_parse(a + 9, &o->targets.fusion)) return bad_usage("--fusion takes none, pointwise or all, not '%s'", a + 9);
-    }
-    else if (strcmp(a, "--infer") == 0) o->infer = true;
-    else if (strcmp(a, "-o") == 0 && i + 1 < argc) o->output = argv[++i];
-    else if (strncmp(a, "--seed=", 7) == 0) o->seed = strtoull(a + 7, NULL, 10);
-    else if (strcmp(a, "--params-only") == 0) o->params_only = true;
-    else if (strncmp(a, "--cpu=", 6) == 0) o->cpu = a + 6;
-    else if (strncmp(a, "--target=", 9) == 0) {
-      if (parse_targets(a + 9, &o->targets)) return 2;
-    }
-    else if (strncmp(a, "--epochs=", 9) == 0) o->train.epochs = strtoll(a + 9, NULL, 10);
-    else if (strncmp(a, "--steps=", 8) == 0) o->train.steps = strtoll(a + 8, NULL, 10);
-    else if (strncmp(a, "--device=", 9) == 0) o->train.device = a + 9;
-    else if (strncmp(a, "--threads=", 10) == 0) o->train.threads = atoi(a + 10);
-    else if (strncmp(a, "--checkpoint=", 13) == 0) o->train.checkpoint = a + 13;
-    else if (strncmp(a, "--checkpoint-every=", 19) == 0) o->train.checkpoint_every = strtoll(a + 19, NULL, 10);
-    else if (strcmp(a, "--resume") == 0) o->train.resume = true;
-    else if (strncmp(a, "--stop-after=", 13) == 0) o->train.stop_after = strtoll(a + 13, NULL, 10);
-    else if (strncmp(a, "--log-every=", 12) == 0) o->train.log_every = strtoll(a + 12, NULL, 10);
-    else if (strncmp(a, "--split=", 8) == 0) o->train.split = a + 8;
-    else if (strncmp(a, "--entry=", 8) == 0) o->train.split = a + 8;
-    else if (strncmp(a, "--inputs=", 9) == 0) o->inputs = a + 9;
-    else if (strncmp(a, "--outputs=", 10) == 0) o->outputs = a + 10;
-    else if (strcmp(a, "-D") == 0 || strncmp(a, "-D", 2) == 0) {
-      const char *def = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
-      if (!add_define(o, def)) return bad_usage("-D needs NAME=INTEGER, not '%s'", def);
-    }
-    else if (strcmp(a, "--color=auto") == 0) o->color = -1;
-    else if (strcmp(a, "--color=always") == 0) o->color = 1;
-    else if (strcmp(a, "--color=never") == 0) o->color = 0;
-    else if (strncmp(a, "--max-errors=", 13) == 0) {
-      char *end;
-      long n = strtol(a + 13, &end, 10);
-      if (*end || n < 0 || n > 1000000) return bad_usage("bad --max-errors value '%s'", a + 13);
-      o->max_errors = (int)n;
-    } else if (a[0] == '-' && a[1]) return bad_usage("unknown option '%s'", a);
-    else o->files[o->nfiles++] = a;
+  o->sample = (SampleOptions){.prompt = "", .length = 200, .temperature = 1.0, .seed = 1};
+  o->files = xcalloc((size_t)r->nfiles + 1, sizeof *o->files);
+  for (int i = 0; i < r->nfiles; i++) o->files[o->nfiles++] = r->files[i];
+#define V(name) opt_get(&cli, r, name)
+#define IF_SET(name) if (V(name)->set)
+  o->summary = V("summary")->set;
+  o->stage = V("stage")->str;
+  o->dot = V("dot")->set;
+  o->fused = V("fused")->set;
+  o->memory = V("memory")->set;
+  o->svg = V("svg")->str;
+  o->output = V("output")->str;
+  o->train.split = V("entry")->str;
+  IF_SET("split") o->train.split = V("split")->str;
+  IF_SET("target") if (parse_targets(V("target")->str, &o->targets)) return 2;
+  o->cpu = V("cpu")->str;
+  if (o->cpu && !strcmp(o->cpu, "help")) {
+    host_cpu_list();
+    return -1;
   }
-  if (o->nfiles == 0) return bad_usage("'%s' needs at least one model file", o->command);
+  if (o->cpu && !host_cpu_known(o->cpu))
+    return opt_error(&cli, r->command, "--cpu takes an x86-64 CPU that LLVM knows (x86-64-v3, znver4, native, ...), "
+                     "not '%s'; --cpu=help lists them", o->cpu);
+  IF_SET("fusion") fusion_mode_parse(V("fusion")->str, &o->targets.fusion);
+  o->targets.remat = V("remat")->set;
+  IF_SET("precision") o->precision = precision_parse(V("precision")->str);
+  o->infer = V("infer")->set;
+  o->train.epochs = V("epochs")->num;
+  o->train.steps = V("steps")->num;
+  IF_SET("device") o->train.device = V("device")->str;
+  o->train.threads = (int)V("threads")->num;
+  o->train.checkpoint = V("checkpoint")->str;
+  o->train.checkpoint_every = V("checkpoint-every")->num;
+  o->train.resume = V("resume")->set;
+  o->train.stop_after = V("stop-after")->num;
+  IF_SET("log-every") o->train.log_every = V("log-every")->num;
+  o->inputs = V("inputs")->str;
+  o->outputs = V("outputs")->str;
+  IF_SET("seed") o->seed = o->sample.seed = (uint64_t)V("seed")->num;
+  o->params_only = V("params-only")->set;
+  IF_SET("prompt") o->sample.prompt = V("prompt")->str;
+  IF_SET("length") o->sample.length = V("length")->num;
+  IF_SET("temperature") o->sample.temperature = V("temperature")->real;
+  o->sample.top_k = (int)V("top-k")->num;
+  o->profile = V("profile")->set;
+  o->runs = (int)V("runs")->num;
+  o->batch = V("batch")->num;
+  o->all = V("all")->set;
+  IF_SET("color") o->color = !strcmp(V("color")->str, "always") ? 1 : !strcmp(V("color")->str, "never") ? 0 : -1;
+  IF_SET("max-errors") o->max_errors = (int)V("max-errors")->num;
+  const OptValue *d = V("define");
+  for (int i = 0; i < d->nlist; i++)
+    if (!add_define(o, d->list[i])) return bad_usage("-D needs NAME=INTEGER, not '%s'", d->list[i]);
+#undef IF_SET
+#undef V
   return 0;
 }
 
@@ -633,44 +581,22 @@ static int run(const Options *o, const char *argv0) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
-      strcmp(argv[1], "-h") == 0) {
-    usage(argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
-  }
-  if (strcmp(argv[1], "--version") == 0) {
-    printf("smelt %s\n", SMELT_VERSION);
-    return 0;
-  }
-  if (!strcmp(argv[1], "train") || !strcmp(argv[1], "eval") || !strcmp(argv[1], "run")) {
-    Options o;
-    int rc = parse_options(argc, argv, &o);
-    if (rc == 0) rc = train_or_eval(&o, argv[0]);
-    options_free(&o);
-    return rc;
-  }
-  if (strcmp(argv[1], "bench") == 0) return bench_main(argc, argv);
-  if (strcmp(argv[1], "sample") == 0) return sample_main(argc, argv);
-  if (strcmp(argv[1], "bisect") == 0) {
-    Options o;
-    int rc = parse_options(argc, argv, &o);
-    if (rc == 0) rc = bisect_main(&o, argv[0]);
-    options_free(&o);
-    return rc;
-  }
-  if (strcmp(argv[1], "inspect") == 0) {
-    bool all = argc > 2 && !strcmp(argv[2], "--all");
-    if (argc != 3 + all) return bad_usage("%s takes one ingot file (and optionally --all)", "inspect");
-    return inspect_ingot(argv[2 + all], stdout, all);
-  }
-  if (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "dump") != 0 &&
-      strcmp(argv[1], "graph") != 0 && strcmp(argv[1], "init") != 0 && strcmp(argv[1], "build") != 0 &&
-      strcmp(argv[1], "explain") != 0)
-    return bad_usage("unknown command '%s' (the commands are check, dump, graph, explain, build, train, eval, "
-                     "run, bisect, bench, inspect and init)", argv[1]);
+  OptResult r;
+  int rc = options_parse(&cli, argc, argv, &r);
+  if (rc) return rc < 0 ? 0 : rc;
   Options o;
-  int rc = parse_options(argc, argv, &o);
-  if (rc == 0) rc = run(&o, argv[0]);
+  rc = options_from(&r, &o);
+  options_result_free(&r);
+  if (rc < 0) rc = 0;   // asked for a list, and got it
+  else if (rc == 0) {
+    const char *cmd = o.command;
+    if (!strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "run")) rc = train_or_eval(&o, argv[0]);
+    else if (!strcmp(cmd, "bench")) rc = bench_main(&o, argv[0]);
+    else if (!strcmp(cmd, "sample")) rc = sample_main(&o, argv[0]);
+    else if (!strcmp(cmd, "bisect")) rc = bisect_main(&o, argv[0]);
+    else if (!strcmp(cmd, "inspect")) rc = inspect_ingot(o.files[0], stdout, o.all);
+    else rc = run(&o, argv[0]);
+  }
   options_free(&o);
   return rc;
 }

@@ -12,11 +12,6 @@
 
 #include "runtime.h"
 
-int ingot_dtype_size(uint32_t dtype) {
-  static const int size[] = {4, 2, 2, 4, 8, 1, 1};
-  return dtype < 7 ? size[dtype] : 0;
-}
-
 const char *ingot_str(const smelt_ingot *ig, uint32_t offset) { return ig->strings + offset; }
 
 const void *ingot_section(const smelt_ingot *ig, uint32_t kind, uint64_t *size) {
@@ -70,7 +65,7 @@ static smelt_status bad(const char *path, const char *what) {
 static smelt_status check_tables(smelt_ingot *ig, const char *path) {
   for (uint32_t i = 0; i < ig->ntensors; i++) {
     const IngotTensor *t = &ig->tensors[i];
-    if (!str_ok(ig, t->name) || !ingot_dtype_size(t->dtype) || t->role < ROLE_INPUT || t->role > ROLE_TEMP ||
+    if (!str_ok(ig, t->name) || !dtype_size(t->dtype) || t->role < ROLE_INPUT || t->role > ROLE_TEMP ||
         t->ndim > INGOT_MAX_DIMS)
       return bad(path, "a tensor record is malformed");
     uint64_t n = 1;
@@ -79,7 +74,7 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
         return bad(path, "a tensor's dimensions are out of range");
       n *= (uint64_t)t->dims[d];
     }
-    if (n * (uint64_t)ingot_dtype_size(t->dtype) != t->bytes) return bad(path, "a tensor's size does not match its shape");
+    if (n * (uint64_t)dtype_size(t->dtype) != t->bytes) return bad(path, "a tensor's size does not match its shape");
     if (t->role == ROLE_PARAM || t->role == ROLE_STATE) {
       uint64_t wsize;
       ingot_section(ig, SEC_WEIGHTS, &wsize);
@@ -107,7 +102,7 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
     const IngotLaunch *l = &ig->launches[i];
     if (!str_ok(ig, l->symbol) || l->out >= ig->ntensors) return bad(path, "a launch record is malformed");
     const IngotTensor *t = &ig->tensors[l->out];
-    if (l->count * (uint64_t)ingot_dtype_size(t->dtype) > t->bytes) return bad(path, "a launch's range exceeds its output");
+    if (l->count * (uint64_t)dtype_size(t->dtype) > t->bytes) return bad(path, "a launch's range exceeds its output");
   }
   for (uint32_t i = 0; ig->outputs && i < ig->nlaunches; i++) {
     const IngotOutputs *o = &ig->outputs[i];

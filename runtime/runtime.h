@@ -1,7 +1,10 @@
-// runtime.h: libsmeltrt's internal header: the opened ingot, devices, sessions.
+// runtime.h: libsmeltrt's internal interface: the opened ingot, devices,
+// sessions.
 //
-// Only the runtime's own files include it. The ingot format itself is in
-// ingot.h, shared with the compiler.
+// Not public (runtime/smelt.h is): the runtime's own files include it, and so
+// do the floors above that look inside an ingot or a session: the tools
+// (training data, profiles, the GPU numerics check) and the compiler's
+// bisect. The ingot format itself is in ingot.h, element types in dtype.h.
 #ifndef SMELT_RUNTIME_H
 #define SMELT_RUNTIME_H
 
@@ -9,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dtype.h"
 #include "ingot.h"
 #include "smelt.h"
 
@@ -48,7 +52,6 @@ const void *ingot_section(const smelt_ingot *ig, uint32_t kind, uint64_t *size);
 const IngotEntry *ingot_entry(const smelt_ingot *ig, const char *name);
 // The tensor named name, or -1.
 int64_t ingot_tensor(const smelt_ingot *ig, const char *name);
-int ingot_dtype_size(uint32_t dtype);
 
 // The GPU launch record of launch i, or NULL when the ingot has no GPU code.
 const IngotGpuLaunch *ingot_gpu_launch(const smelt_ingot *ig, uint32_t i);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "runtime.h"
+#include "tensorfile.h"
 
 struct smelt_session {
   const smelt_ingot *ig;
@@ -307,38 +308,20 @@ static int write_tensor(smelt_session *s, FILE *f, const void *src, uint64_t byt
 
 smelt_status smelt_save(smelt_session *s, const char *path) {
   const smelt_ingot *ig = s->ig;
-  size_t plen = strlen(path) + 24;
-  char *tmp = malloc(plen);
-  if (!tmp) return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory");
-  snprintf(tmp, plen, "%s.tmp%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (!f) {
-    smelt_status st = rt_fail(SMELT_ERR_IO, "cannot write '%s': %s", tmp, strerror(errno));
-    free(tmp);
-    return st;
-  }
+  char err[512], *tmp;
+  FILE *f = atomic_open(path, &tmp, err, sizeof err);
+  if (!f) return rt_fail(SMELT_ERR_IO, "%s", err);
   uint32_t count = 0;
   for (uint32_t t = 0; t < ig->ntensors; t++) count += s->persist[t] != NULL;
-  uint32_t head[3] = {0x46544d53u, 1, count};
-  int ok = fwrite(head, sizeof head, 1, f) == 1;
+  bool ok = tensorfile_put_header(f, count);
   for (uint32_t t = 0; t < ig->ntensors && ok; t++) {
     if (!s->persist[t]) continue;
     const IngotTensor *tt = &ig->tensors[t];
-    const char *name = ingot_str(ig, tt->name);
-    uint32_t len = (uint32_t)strlen(name), dtype = tt->dtype, ndim = tt->ndim;
-    ok = fwrite(&len, 4, 1, f) == 1 && fwrite(name, 1, len, f) == len && fwrite(&dtype, 4, 1, f) == 1 &&
-         fwrite(&ndim, 4, 1, f) == 1 && fwrite(tt->dims, 8, ndim, f) == ndim &&
+    Shape shape = shape_of((int)tt->ndim, tt->dims);
+    ok = tensorfile_put_record(f, ingot_str(ig, tt->name), tt->dtype, &shape) &&
          write_tensor(s, f, s->persist[t], tt->bytes);
   }
-  ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok = fclose(f) == 0 && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    smelt_status st = rt_fail(SMELT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-    unlink(tmp);
-    free(tmp);
-    return st;
-  }
-  free(tmp);
+  if (atomic_commit(f, tmp, path, ok, err, sizeof err)) return rt_fail(SMELT_ERR_IO, "%s", err);
   return SMELT_OK;
 }
 
@@ -346,35 +329,31 @@ smelt_status smelt_load(smelt_session *s, const char *path) {
   FILE *f = fopen(path, "rb");
   if (!f) return rt_fail(SMELT_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
   const smelt_ingot *ig = s->ig;
-  uint32_t head[3];
+  uint32_t count;
   smelt_status st = SMELT_OK;
-  if (fread(head, sizeof head, 1, f) != 1 || head[0] != 0x46544d53u || head[1] != 1) {
+  if (!tensorfile_get_header(f, &count)) {
     fclose(f);
     return rt_fail(SMELT_ERR_FORMAT, "'%s' is not a smelt checkpoint", path);
   }
   // an ingot without a training step takes the parameters it has from a
   // training checkpoint and passes over the rest (optimizer state)
   bool inference_only = ingot_entry(ig, "train_step") == NULL;
-  static const int elem[] = {4, 2, 2, 4, 8, 1, 1};
   // read everything first, then copy: a bad file changes nothing
   char **staged = calloc(ig->ntensors ? ig->ntensors : 1, sizeof *staged);
-  for (uint32_t i = 0; i < head[2] && st == SMELT_OK; i++) {
-    uint32_t len, dtype, ndim;
-    char name[4097];
-    int64_t dims[INGOT_MAX_DIMS];
-    if (fread(&len, 4, 1, f) != 1 || len > 4096 || fread(name, 1, len, f) != len ||
-        fread(&dtype, 4, 1, f) != 1 || fread(&ndim, 4, 1, f) != 1 || ndim > INGOT_MAX_DIMS ||
-        fread(dims, 8, ndim, f) != ndim) {
+  char name[TENSORFILE_MAX_NAME + 1];
+  for (uint32_t i = 0; i < count && st == SMELT_OK; i++) {
+    uint32_t dtype;
+    Shape shape;
+    if (!tensorfile_get_record(f, name, &dtype, &shape)) {
       st = rt_fail(SMELT_ERR_FORMAT, "'%s' is truncated or corrupt", path);
       break;
     }
-    name[len] = '\0';
+    uint32_t ndim = (uint32_t)shape.ndim;
+    const int64_t *dims = shape.d;
     int64_t t = ingot_tensor(ig, name);
-    if (t < 0 && inference_only && dtype < sizeof elem / sizeof *elem) {
+    if (t < 0 && inference_only) {
       // a training checkpoint's optimizer state: an inference-only ingot has none
-      int64_t n = 1;
-      for (uint32_t d = 0; d < ndim; d++) n *= dims[d];
-      if (fseek(f, (long)(n * elem[dtype]), SEEK_CUR) == 0) continue;
+      if (fseek(f, (long)(shape_numel(&shape) * dtype_size(dtype)), SEEK_CUR) == 0) continue;
     }
     if (t < 0 || !s->persist[t]) {
       st = rt_fail(SMELT_ERR_FORMAT, "'%s' holds '%s', which this model does not have", path, name);

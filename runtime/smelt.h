@@ -3,15 +3,15 @@
 // An ingot (written by `smelt build`) holds a model's compiled kernels, the
 // schedule of each entry point ("eval", "train_step"), the tensor table and
 // the initial weights. The runtime opens it, creates a session on a device,
-// and runs entry points:
+// and runs entry points (`make test` compiles and links this example):
 //
 //   smelt_ingot *ig;
 //   smelt_session *s;
 //   if (smelt_ingot_open("mlp.ingot", &ig) != SMELT_OK) die(smelt_last_error());
-//   if (smelt_session_new(ig, "auto", &s) != SMELT_OK) die(smelt_last_error());
+//   if (smelt_session_new(ig, "auto", 0, &s) != SMELT_OK) die(smelt_last_error());
 //   smelt_set_input(s, "train_step", "x", images, bytes);
 //   smelt_set_input(s, "train_step", "y", labels, bytes);
-//   smelt_run(s, "train_step");                     // forward, backward, update
+//   smelt_run(s, "train_step", 1, 0);               // forward, backward, update (seed 1, step 0)
 //   float loss;
 //   smelt_get_output(s, "train_step", "loss", &loss, sizeof loss);
 //   smelt_save(s, "mlp.ckpt");                      // parameters and optimizer state

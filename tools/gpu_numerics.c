@@ -18,7 +18,7 @@
 #include <strings.h>
 
 #include "runtime.h"
-#include "smelt_rt.h"
+#include "tools.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 
@@ -81,7 +81,7 @@ static void fill_random(uint32_t dtype, char *p, uint64_t n) {
 
 // The relative error of got against want (0 when equal), and whether it passes.
 static bool compare(const IngotTensor *t, const char *got, const char *want, double *rel) {
-  uint64_t n = t->bytes / (uint64_t)ingot_dtype_size(t->dtype);
+  uint64_t n = t->bytes / (uint64_t)dtype_size(t->dtype);
   bool fl = t->dtype <= 2;
   if (!fl) {
     uint64_t bad = 0;
@@ -108,9 +108,7 @@ static bool compare(const IngotTensor *t, const char *got, const char *want, dou
 // first word that names an op (the scope's words are layer names).
 static const char *op_of(const char *symbol) {
   static const char *const ops[] = {
-#define OP(name, nsrc, kind) #name,
-#include "ops.def"
-#undef OP
+#include "op_names.h"   // generated from the compiler's op table by the Makefile
   };
   for (const char *w = strchr(symbol, '_'); w; w = strchr(w + 1, '_')) {
     size_t len = strcspn(w + 1, "_");
@@ -146,7 +144,7 @@ static int set_inputs(smelt_session *cpu, const smelt_ingot *ig, const IngotEntr
     const IngotTensor *t = &ig->tensors[ig->slots[e->first_slot + k]];
     if (t->role != ROLE_INPUT) continue;
     char *host = malloc(t->bytes ? t->bytes : 1);
-    fill_random(t->dtype, host, t->bytes / (uint64_t)ingot_dtype_size(t->dtype));
+    fill_random(t->dtype, host, t->bytes / (uint64_t)dtype_size(t->dtype));
     const char *name = strchr(ingot_str(ig, t->name), '/') + 1;
     int rc = smelt_set_input(cpu, ename, name, host, t->bytes) != SMELT_OK;
     free(host);

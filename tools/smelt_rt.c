@@ -1,69 +1,65 @@
 // smelt_rt.c: smelt-rt, the runtime-only tool for machines without LLVM.
 //
 // A GPU host needs no compiler: ingots are built elsewhere and carried. This
-// tool links the runtime and the trainer only.
+// tool links the tools and the runtime only (tests/test_layers.c checks it).
 //
 //   smelt-rt train INGOT [--device=D] [--epochs=N] [--steps=N] [--threads=N]
 //   smelt-rt eval INGOT [--device=D] [--checkpoint=PATH]
 //   smelt-rt check INGOT... [--device=D]        every kernel against the CPU device
-//   smelt-rt bench INGOT[...] [--device=D]      infer kernels against the copy bandwidth
+//   smelt-rt bench INGOT... [--device=D]        infer kernels against the copy bandwidth
 //   smelt-rt profile INGOT [--entry=E] [--device=D] [--runs=N]   per-kernel table
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "compiler.h"
-#include "smelt_rt.h"
+#include "options.h"
+#include "smelt.h"
+#include "tools.h"
 
-static int usage(void) {
-  fputs("usage: smelt-rt train|eval|check|bench|profile INGOT... [--device=D] [options]\n"
-        "  train INGOT     run the train block (--epochs=N --steps=N --threads=N --checkpoint=PATH)\n"
-        "  eval INGOT      loss and accuracy on the test data (--checkpoint=PATH)\n"
-        "  check INGOT...  every kernel on the device against the CPU device\n"
-        "  bench INGOT...  the infer kernels' time, bandwidth and FLOP rate, against a\n"
-        "                  device-to-device copy\n"
-        "  profile INGOT   per-kernel times of --entry=E (default train_step), --runs=N\n"
-        "--device=D: auto (default), cpu, cuda[:N], hip[:N]\n",
-        stderr);
-  return 2;
-}
+static const CommandSpec commands[] = {
+    {"train", "INGOT", "run the ingot's train block", 1, 1},
+    {"eval", "INGOT", "loss and accuracy on the test data", 1, 1},
+    {"check", "INGOT...", "every kernel on the device against the CPU device", 1, -1},
+    {"bench", "INGOT...", "the infer kernels' time, bandwidth and FLOP rate, against a\n"
+                          "device-to-device copy", 1, -1},
+    {"profile", "INGOT", "per-kernel times of an entry", 1, 1},
+};
+
+static const OptSpec specs[] = {
+    {"device", 0, OPT_STRING, "*", "D", "auto (default: CUDA, else HIP, else the CPU), cpu, cuda[:N], hip[:N]", 0, 0,
+     NULL},
+    {"epochs", 0, OPT_INT, "train", "N", "override the train block's length", 1, 1e300, NULL},
+    {"steps", 0, OPT_INT, "train", "N", "override the train block's length in steps", 1, 1e300, NULL},
+    {"threads", 0, OPT_INT, "train eval", "N", "CPU threads (default: one per core)", 1, 4096, NULL},
+    {"checkpoint", 0, OPT_STRING, "train eval", "PATH", "train: save here; eval: load trained weights", 0, 0, NULL},
+    {"log-every", 0, OPT_INT, "train eval", "N", "steps between progress lines when not on a terminal (100)", 1,
+     1e300, NULL},
+    {"entry", 0, OPT_STRING, "profile", "E", "the entry to time (default train_step)", 0, 0, NULL},
+    {"runs", 0, OPT_INT, "profile", "N", "timed runs per kernel (20)", 1, 1e300, NULL},
+};
 
 int main(int argc, char **argv) {
-  if (argc < 3) return usage();
-  const char *cmd = argv[1], *entry = "train_step";
+  const OptTable cli = {"smelt-rt", specs, (int)(sizeof specs / sizeof *specs), commands,
+                        (int)(sizeof commands / sizeof *commands), smelt_version()};
+  OptResult r;
+  int rc = options_parse(&cli, argc, argv, &r);
+  if (rc) return rc < 0 ? 0 : rc;
+  const char *cmd = r.command->name;
   TrainOptions o = {.device = "auto", .log_every = 100};
-  char **files = calloc((size_t)argc, sizeof *files);
-  int nfiles = 0, runs = 20;
-  for (int i = 2; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strncmp(a, "--device=", 9)) o.device = a + 9;
-    else if (!strncmp(a, "--epochs=", 9)) o.epochs = strtoll(a + 9, NULL, 10);
-    else if (!strncmp(a, "--steps=", 8)) o.steps = strtoll(a + 8, NULL, 10);
-    else if (!strncmp(a, "--threads=", 10)) o.threads = atoi(a + 10);
-    else if (!strncmp(a, "--checkpoint=", 13)) o.checkpoint = a + 13;
-    else if (!strncmp(a, "--entry=", 8)) entry = a + 8;
-    else if (!strncmp(a, "--runs=", 7)) runs = atoi(a + 7);
-    else if (a[0] == '-') {
-      fprintf(stderr, "smelt-rt: error: unknown option '%s'\n", a);
-      free(files);
-      return usage();
-    } else files[nfiles++] = argv[i];
-  }
-  int rc = 2;
-  if (nfiles == 0) rc = usage();
-  else if (!strcmp(cmd, "train") || !strcmp(cmd, "eval")) {
-    o.ingot = files[0];
-    rc = !strcmp(cmd, "train") ? train_run(&o) : eval_run(&o);
-  } else if (!strcmp(cmd, "check")) {
-    rc = 0;
-    for (int i = 0; i < nfiles; i++) rc |= numerics_check(files[i], o.device);
-  } else if (!strcmp(cmd, "bench")) {
-    rc = gpu_bench(o.device, nfiles, files);
-  } else if (!strcmp(cmd, "profile")) {
-    rc = gpu_profile(files[0], entry, o.device, runs > 0 ? runs : 20);
-  } else {
-    rc = usage();
-  }
-  free(files);
+  if (opt_set(&cli, &r, "device")) o.device = opt_get(&cli, &r, "device")->str;
+  o.epochs = opt_get(&cli, &r, "epochs")->num;
+  o.steps = opt_get(&cli, &r, "steps")->num;
+  o.threads = (int)opt_get(&cli, &r, "threads")->num;
+  o.checkpoint = opt_get(&cli, &r, "checkpoint")->str;
+  if (opt_set(&cli, &r, "log-every")) o.log_every = opt_get(&cli, &r, "log-every")->num;
+  const char *entry = opt_set(&cli, &r, "entry") ? opt_get(&cli, &r, "entry")->str : "train_step";
+  int runs = opt_set(&cli, &r, "runs") ? (int)opt_get(&cli, &r, "runs")->num : 20;
+  o.ingot = r.files[0];
+  if (!strcmp(cmd, "train")) rc = train_run(&o);
+  else if (!strcmp(cmd, "eval")) rc = eval_run(&o);
+  else if (!strcmp(cmd, "check"))
+    for (int i = 0; i < r.nfiles; i++) rc |= numerics_check(r.files[i], o.device);
+  else if (!strcmp(cmd, "bench")) rc = gpu_bench(o.device, r.nfiles, (char **)r.files);
+  else rc = gpu_profile(r.files[0], entry, o.device, runs);
+  options_result_free(&r);
   return rc;
 }

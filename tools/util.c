@@ -1,5 +1,8 @@
-// util.c: allocation that cannot fail, file reading and string distance.
-#include "compiler.h"
+// util.c: allocation that cannot fail, file reading and string distance,
+// for the tools and the compiler (util.h).
+#include "util.h"
+
+#include <stdio.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -90,30 +93,4 @@ int str_distance(const char *a, const char *b) {
     }
   }
   return d[n][m];
-}
-
-FILE *atomic_open(const char *path, char **tmp, char *err, size_t errlen) {
-  size_t n = strlen(path) + 24;
-  *tmp = xmalloc(n);
-  snprintf(*tmp, n, "%s.tmp%ld", path, (long)getpid());
-  FILE *f = fopen(*tmp, "wb");
-  if (!f) {
-    snprintf(err, errlen, "cannot write '%s': %s", *tmp, strerror(errno));
-    free(*tmp);
-    *tmp = NULL;
-  }
-  return f;
-}
-
-int atomic_commit(FILE *f, char *tmp, const char *path, bool ok, char *err, size_t errlen) {
-  ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok = fclose(f) == 0 && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-    unlink(tmp);
-    free(tmp);
-    return -1;
-  }
-  free(tmp);
-  return 0;
 }

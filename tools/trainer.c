@@ -7,7 +7,8 @@
 // every N steps (atomic: the runtime writes a temporary file and renames it).
 // A resumed run loads the checkpoint, reads the step counter from it and
 // continues from the same batch, so N + M steps equal N + M uninterrupted.
-#include "compiler.h"
+#include "tools.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 
 #include "data.h"
 #include "runtime.h"
+#include "tensorfile.h"
 
 typedef struct {
   const char *inputs[2];   // entry input names this source feeds
@@ -120,7 +122,7 @@ static int split_open(const smelt_ingot *ig, const char *split, const char *entr
   }
   sp->batch = sp->ins[0]->ndim ? sp->ins[0]->dims[0] : 1;
   for (int k = 0; k < sp->nouts; k++) {
-    int64_t per = (int64_t)(sp->ins[k]->bytes / (uint64_t)ingot_dtype_size(sp->ins[k]->dtype)) / sp->batch;
+    int64_t per = (int64_t)(sp->ins[k]->bytes / (uint64_t)dtype_size(sp->ins[k]->dtype)) / sp->batch;
     int64_t have = window ? window : sp->sets[k].sample_size;
     if (per != have)
       return snprintf(err, errlen, "input '%s' takes %lld values per sample, but its data has %lld",
@@ -137,7 +139,7 @@ static int64_t split_next(Split *sp, smelt_session *s, const char *entry) {
   int64_t epoch = batcher_next(sp->b, sp->bufs);
   for (int k = 0; k < sp->nouts; k++) {
     const IngotTensor *t = sp->ins[k];
-    int64_t n = (int64_t)(t->bytes / (uint64_t)ingot_dtype_size(t->dtype));
+    int64_t n = (int64_t)(t->bytes / (uint64_t)dtype_size(t->dtype));
     for (int64_t i = 0; i < n; i++) {
       float v = sp->bufs[k][i];
       switch (t->dtype) {
@@ -390,43 +392,6 @@ int eval_run(const TrainOptions *o) {
   return rc;
 }
 
-void to_doubles(uint32_t t, const void *src, double *dst, int64_t n) {
-  for (int64_t i = 0; i < n; i++) {
-    switch (t) {
-    case DT_F32: dst[i] = ((const float *)src)[i]; break;
-    case DT_I32: dst[i] = ((const int32_t *)src)[i]; break;
-    case DT_I64: dst[i] = (double)((const int64_t *)src)[i]; break;
-    case DT_U8: case DT_BOOL: dst[i] = ((const uint8_t *)src)[i]; break;
-    case DT_F16: dst[i] = (double)((const _Float16 *)src)[i]; break;
-    default: {   // bf16
-      uint32_t bits = (uint32_t)((const uint16_t *)src)[i] << 16;
-      float f;
-      memcpy(&f, &bits, 4);
-      dst[i] = f;
-    }
-    }
-  }
-}
-
-void from_doubles(uint32_t t, const double *src, void *dst, int64_t n) {
-  for (int64_t i = 0; i < n; i++) {
-    double v = dtype_round((DType)t, src[i]);
-    switch (t) {
-    case DT_F32: ((float *)dst)[i] = (float)v; break;
-    case DT_I32: ((int32_t *)dst)[i] = (int32_t)v; break;
-    case DT_I64: ((int64_t *)dst)[i] = (int64_t)v; break;
-    case DT_U8: case DT_BOOL: ((uint8_t *)dst)[i] = (uint8_t)v; break;
-    case DT_F16: ((_Float16 *)dst)[i] = (_Float16)v; break;
-    default: {
-      float f = (float)v;
-      uint32_t bits;
-      memcpy(&bits, &f, 4);
-      ((uint16_t *)dst)[i] = (uint16_t)(bits >> 16);
-    }
-    }
-  }
-}
-
 int run_main(const TrainOptions *o, const char *inputs, const char *outputs) {
   const char *entry = o->split ? o->split : "infer";
   smelt_ingot *ig = open_ingot(o->ingot);
@@ -470,7 +435,7 @@ int run_main(const TrainOptions *o, const char *inputs, const char *outputs) {
       goto done;
     }
     void *bytes = xmalloc(t->bytes ? t->bytes : 1);
-    from_doubles(t->dtype, v->data, bytes, n);
+    dtype_from_doubles(t->dtype, v->data, bytes, n);
     smelt_set_input(s, entry, name, bytes, t->bytes);
     free(bytes);
   }
@@ -486,7 +451,7 @@ int run_main(const TrainOptions *o, const char *inputs, const char *outputs) {
     void *bytes = xmalloc(t->bytes ? t->bytes : 1);
     smelt_get_output(s, entry, out[i].name, bytes, t->bytes);
     out[i].data = xmalloc(sizeof(double) * (size_t)(n ? n : 1));
-    to_doubles(t->dtype, bytes, out[i].data, n);
+    dtype_to_doubles(t->dtype, bytes, out[i].data, n);
     free(bytes);
     if (!outputs) {
       char ty[96];

@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compiler.h"
+#include "tools.h"
+#include "util.h"
 #include "runtime.h"
 
 // xorshift64*: uniform in [0, 1).

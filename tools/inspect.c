@@ -1,6 +1,7 @@
 // inspect.c: `smelt inspect FILE.ingot`: what an ingot holds, read through the
 // runtime's own validating reader (so what it shows is what the runtime sees).
-#include "compiler.h"
+#include "tools.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>

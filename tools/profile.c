@@ -11,7 +11,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "compiler.h"
+#include "tools.h"
+#include "util.h"
 #include "runtime.h"
 
 static double now_ms(void) {

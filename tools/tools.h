@@ -1,0 +1,73 @@
+// tools.h: the commands that run ingots (smelt train, eval, run, sample,
+// bench, inspect; smelt-rt). They sit on libsmeltrt alone: no compiler
+// object, no LLVM, so a GPU host runs them without a compiler.
+#ifndef SMELT_TOOLS_H
+#define SMELT_TOOLS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+// ---------------------------------------------------------------- trainer.c
+// `smelt train` and `smelt eval` on a built ingot.
+
+typedef struct {
+  const char *ingot;
+  const char *device;       // "auto", "cpu", ...
+  int threads;              // 0: one per core
+  int64_t epochs, steps;    // override the train block (0: keep)
+  const char *checkpoint;   // path, or NULL for none
+  int64_t checkpoint_every; // 0: the train block's
+  bool resume;
+  int64_t stop_after;       // end this run after this many steps (0: run to the end)
+  int64_t log_every;        // steps between log lines when not on a terminal
+  const char *split;        // eval: "test", "val" or "train"
+} TrainOptions;
+
+int train_run(const TrainOptions *o);
+int eval_run(const TrainOptions *o);
+// `smelt run`: one run of an entry (o->split names it; default "infer") on the
+// tensors of the file inputs; outputs go to the tensor file outputs, or are
+// printed when it is NULL.
+int run_main(const TrainOptions *o, const char *inputs, const char *outputs);
+
+// ---------------------------------------------------------------- profile.c
+// Kernels timed on a device (events on GPUs, the clock on the CPU), each the
+// median of many runs after warm-up, with the bytes and FLOPs the compiler
+// recorded per launch.
+
+// A per-kernel table of one entry: time, share, bytes, GB/s, GFLOP/s.
+int gpu_profile(const char *path, const char *entry, const char *device, int runs);
+// The "infer" entry of each ingot timed on device against a 1 GiB
+// device-to-device copy; prints a Markdown table. 0, or 1 after an error.
+int gpu_bench(const char *device, int n, char **ingots);
+// `smelt bench --entry=E`: the latency of whole runs of entry E (random float
+// inputs, 20 warm-up runs): median, p99, mean and min over `runs` runs.
+int latency_bench(const char *path, const char *entry, const char *device, int threads, int runs);
+
+// ---------------------------------------------------------------- sample.c
+// `smelt sample`: bytes drawn one at a time from a character-level model's
+// infer entry (built with B = 1), printed as they come.
+typedef struct {
+  const char *ingot, *checkpoint;   // checkpoint: trained weights, or NULL
+  const char *device;
+  int threads;
+  const char *prompt;               // the text the sample continues
+  int64_t length;                   // bytes to draw
+  double temperature;               // 0: always the most likely byte
+  int top_k;                        // 0: every byte
+  uint64_t seed;
+} SampleOptions;
+int sample_run(const SampleOptions *o);
+
+// ---------------------------------------------------------------- inspect.c
+// Prints what an ingot holds (sections, meta, entries, tensors; with all,
+// temporaries and kernels too). Returns the exit status.
+int inspect_ingot(const char *path, FILE *out, bool all);
+
+// ---------------------------------------------------------------- gpu_numerics.c
+// Every kernel of the ingot at path on device against the CPU device; prints
+// a report; 0 when all agree.
+int numerics_check(const char *path, const char *device);
+
+#endif
