@@ -567,13 +567,18 @@ typedef struct TrainConfig {
   int64_t batch;          // 0: the model's size B
   int64_t epochs, steps;  // exactly one is non-zero
   double clip_grad_norm;  // 0: no clipping
-  int64_t seed;
+  int64_t seed;           // SMELT_DEFAULT_SEED unless the block sets one
   int64_t checkpoint_every;  // 0: no checkpoints
   DataSource data[16];
   int ndata;
 } TrainConfig;
 
 void train_check(Compilation *c, Module *m, const Ast *train, const Ast *model);
+
+// The one seed of a model (docs/random.md): its train block's `seed`, or
+// SMELT_DEFAULT_SEED. Initial weights (build, init), data order, dropout.
+#define SMELT_DEFAULT_SEED 1
+uint64_t model_seed(const Module *m);
 const char *precision_name(Precision p);
 
 // ---------------------------------------------------------------- kernel.c

@@ -302,7 +302,7 @@ static void code_free(CodeList *l) {
 
 int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, const char *path) {
   const char *cpu = t->cpu;
-  Writer w = {.c = c, .seed = m->train && m->train->seed ? (uint64_t)m->train->seed : 1};
+  Writer w = {.c = c, .seed = model_seed(m)};
   // the entries, in the order their tensors are added: parameters first, in
   // the train graph's order, so every entry shares them
   enum { TRAIN, EVAL, INFER, NENTRY };

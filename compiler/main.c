@@ -87,7 +87,7 @@ static const OptSpec specs[] = {
     {"split", 0, OPT_STRING, "eval", "S", "the data to evaluate on: test (default), val or train", 0, 0, NULL},
     {"inputs", 0, OPT_STRING, "run", "FILE", "the tensor file of inputs", 0, 0, NULL},
     {"outputs", 0, OPT_STRING, "run", "FILE", "write the outputs to this tensor file instead of printing", 0, 0, NULL},
-    {"seed", 0, OPT_INT, "init sample", "N", "init: the initializers' seed (1); sample: the same text for a seed", 0,
+    {"seed", 0, OPT_INT, "init sample", "N", "init: the initializers' seed (default: the model's, docs/random.md);\nsample: the same text for a seed (1)", 0,
      9.2e18, NULL},
     {"params-only", 0, OPT_FLAG, "init", NULL, "leave out the optimizer state", 0, 0, NULL},
     {"prompt", 0, OPT_STRING, "sample", "TEXT", "the text the sample continues", 0, 0, NULL},
@@ -125,6 +125,7 @@ typedef struct {
   int ndefs;
   const char *output;
   uint64_t seed;
+  bool seed_set;                  // --seed given (init: else the model's seed)
   bool params_only;
   const char *cpu;
   BuildTargets targets;
@@ -304,7 +305,7 @@ static int options_from(const OptResult *r, Options *o) {
   IF_SET("log-every") o->train.log_every = V("log-every")->num;
   o->inputs = V("inputs")->str;
   o->outputs = V("outputs")->str;
-  IF_SET("seed") o->seed = o->sample.seed = (uint64_t)V("seed")->num;
+  IF_SET("seed") o->seed = o->sample.seed = (uint64_t)V("seed")->num, o->seed_set = true;
   o->params_only = V("params-only")->set;
   IF_SET("prompt") o->sample.prompt = V("prompt")->str;
   IF_SET("length") o->sample.length = V("length")->num;
@@ -350,7 +351,7 @@ static int write_init(Compilation *c, Module *m, const Options *o) {
       if (p->op != OP_PARAM && p->op != OP_STATE) continue;
       int64_t cnt = shape_numel(&p->shape);
       t[n] = (TensorEntry){p->name, p->shape, xmalloc(sizeof(double) * (size_t)(cnt ? cnt : 1))};
-      init_fill(p, o->seed, t[n].data);
+      init_fill(p, o->seed_set ? o->seed : model_seed(m), t[n].data);
       n++;
     }
     char err[512];

@@ -157,6 +157,9 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
     g->loc = p->loc;
     Node *gr = grads[i] ? g_cast(g, grads[i], DT_F32) : g_const(g, 0, DT_F32, p->shape);
     graph_add_output(g, arena_printf(g->arena, "grad.%s", p->name), gr);
+    // A parameter the loss does not reach has no gradient (PyTorch: grad is
+    // None): no step at all, so no weight decay, momentum or moments either.
+    if (!grads[i]) continue;
     if (scale) gr = mul(g, gr, scale);
     Node *w = g_cast(g, p, DT_F32);
     if (c->weight_decay != 0 && !adamw) gr = add(g, gr, mul(g, w, k(g, c->weight_decay)));   // L2

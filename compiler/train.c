@@ -443,7 +443,7 @@ const char *precision_name(Precision p) {
 void train_check(Compilation *c, Module *m, const Ast *train, const Ast *model) {
   TrainConfig *cfg = arena_alloc(&c->arena, sizeof *cfg);
   *cfg = (TrainConfig){.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .gamma = 0.1,
-                       .schedule = "constant", .precision = PREC_FP32};
+                       .schedule = "constant", .precision = PREC_FP32, .seed = SMELT_DEFAULT_SEED};
   Checker t = {c, &c->diag, model, cfg};
   int errors_before = c->diag.errors;
   if (!model) {
@@ -483,3 +483,5 @@ void train_check(Compilation *c, Module *m, const Ast *train, const Ast *model) 
   if (!seen[4] && !seen[5]) diag_error(t.d, train->span, "the train block sets neither epochs nor steps");
   if (!has_train_data) diag_error(t.d, train->span, "the train block has no 'data train { ... }'");
 }
+
+uint64_t model_seed(const Module *m) { return m->train ? (uint64_t)m->train->seed : SMELT_DEFAULT_SEED; }

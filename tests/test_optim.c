@@ -20,10 +20,10 @@ typedef struct {
 static const char *model =
     "model m {\n  param w: f32[2] = ones\n  input x: f32[2]\n  loss (w * x).sum()\n}\n";
 
-static void step_open(Step *s, TrainConfig cfg, int64_t total) {
+static void step_open_text(Step *s, const char *text, TrainConfig cfg, int64_t total) {
   memset(s, 0, sizeof *s);
   compilation_init(&s->c, stderr);
-  s->m = module_load_text(&s->c, "m.smelt", model, strlen(model));
+  s->m = module_load_text(&s->c, "m.smelt", text, strlen(text));
   resolve_module(&s->c, s->m);
   graph_init(&s->g, &s->c.arena, &s->c.diag);
   cr_assert_eq(elaborate(&s->c, s->m, NULL, 0, true, &s->g), 0);
@@ -37,6 +37,8 @@ static void step_open(Step *s, TrainConfig cfg, int64_t total) {
     init_fill(n, 1, s->state[i]);
   }
 }
+
+static void step_open(Step *s, TrainConfig cfg, int64_t total) { step_open_text(s, model, cfg, total); }
 
 // Runs one step with x; returns the value of output `name` (first element).
 static double step_run(Step *s, const double x[2], const char *name) {
@@ -151,4 +153,32 @@ TEST(optim, state_is_named_after_its_parameter) {
   cr_expect_not_null(graph_find_leaf(&s.g, OP_STATE, "step"));
   cr_expect_eq(s.g.nupdates, 4);   // step, w.m, w.v, w
   step_close(&s);
+}
+
+// A parameter the loss does not reach gets no step from any optimizer, as
+// in PyTorch (its grad is None): AdamW's decoupled decay, SGD's L2 term and
+// momentum leave it alone, and it has no optimizer state. w reaches the loss.
+TEST(optim, parameters_without_gradient_are_not_stepped) {
+  static const char *two =
+      "model m {\n  param w: f32[2] = ones\n  param u: f32[2] = ones\n  input x: f32[2]\n"
+      "  output side = u * 2.0\n  loss (w * x).sum()\n}\n";
+  const TrainConfig cfgs[] = {
+      {.optimizer = "adamw", .lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.5,
+       .schedule = "constant"},
+      {.optimizer = "sgd", .lr = 0.1, .momentum = 0.9, .weight_decay = 0.5, .schedule = "constant"},
+  };
+  for (size_t k = 0; k < sizeof cfgs / sizeof *cfgs; k++) {
+    Step s;
+    step_open_text(&s, two, cfgs[k], 10);
+    double x[2] = {2, -4};
+    for (int r = 0; r < 3; r++) step_run(&s, x, "loss");
+    Node *u = graph_find_leaf(&s.g, OP_PARAM, "u");
+    cr_expect_eq(s.state[u->id][0], 1.0, "%s moved a parameter without a gradient", cfgs[k].optimizer);
+    cr_expect_eq(s.state[u->id][1], 1.0, "%s moved a parameter without a gradient", cfgs[k].optimizer);
+    cr_expect_neq(weight(&s, 0), 1.0, "%s did not step w", cfgs[k].optimizer);
+    for (int i = 0; i < s.g.n; i++)
+      if (s.g.nodes[i]->op == OP_STATE)
+        cr_expect(strncmp(s.g.nodes[i]->name, "u.", 2) != 0, "state for u: %s", s.g.nodes[i]->name);
+    step_close(&s);
+  }
 }
