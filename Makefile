@@ -16,7 +16,11 @@ WERROR   ?= -Werror
 LLVM_CONFIG ?= llvm-config-22
 LLVM_INC := $(shell $(LLVM_CONFIG) --includedir 2>/dev/null)
 LLVM_LIBS := $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) $(shell $(LLVM_CONFIG) --link-shared --libs 2>/dev/null)
-CFLAGS_ALL = -std=c11 -D_XOPEN_SOURCE=700 $(OPT) $(SAN) -Wall -Wextra $(WERROR) -fPIC \
+# Each compile writes the headers it read to a .d file beside its output
+# (included at the end), with an empty rule per header so that a deleted
+# header does not stop make.
+DEPFLAGS = -MMD -MP
+CFLAGS_ALL = -std=c11 -D_XOPEN_SOURCE=700 $(OPT) $(SAN) $(DEPFLAGS) -Wall -Wextra $(WERROR) -fPIC \
              -Icompiler -Iruntime -Ibench -I$(BUILD)/gen -isystem $(LLVM_INC) \
              -DSMELT_STDLIB_DIR='"$(CURDIR)/stdlib"'
 LDFLAGS_ALL = $(SAN)
@@ -112,7 +116,7 @@ test-asan: deps
 # ---- fuzzing (libFuzzer, clang-22)
 
 FUZZ_OBJ := $(COMPILER_OBJ:$(BUILD)/obj/%=$(BUILD)/fuzz/obj/%)
-FUZZ_FLAGS = -std=c11 -D_XOPEN_SOURCE=700 -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
+FUZZ_FLAGS = -std=c11 -D_XOPEN_SOURCE=700 $(DEPFLAGS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
              -fno-sanitize-recover=undefined -Icompiler -Iruntime -I$(BUILD)/gen -isystem $(LLVM_INC) \
              -DSMELT_STDLIB_DIR='"$(CURDIR)/stdlib"' -Wno-unused-function
 
@@ -193,3 +197,6 @@ diag-golden: $(BUILD)/smelt
 	  NO_COLOR=1 SMELT_PATH= $(BUILD)/smelt check "$$f" > "$${f%.smelt}.err" 2>&1; \
 	  echo "exit $$?" >> "$${f%.smelt}.err"; done
 	@git status --short tests/diag
+
+# Header dependencies written by the compiles (DEPFLAGS).
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
