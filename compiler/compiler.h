@@ -234,9 +234,8 @@ Ast *parse_source(Arena *arena, Diag *diag, int file);
 #define MAX_DIMS 8
 
 typedef enum {
-#define OP(name, nsrc, kind) OP_##name,
+#define OP(name, ...) OP_##name,
 #include "ops.def"
-#undef OP
   OP_COUNT
 } Op;
 
@@ -320,9 +319,18 @@ typedef struct {
   void *on_error_ctx;
 } Graph;
 
+// The columns of ops.def.
 const char *op_name(Op op);
 OpKind op_kind(Op op);
 int op_nsrc(Op op);
+// The cost of computing one element of a pointwise op where it is read:
+// arithmetic 1, division and roots 2, transcendental functions 8.
+int op_cost(Op op);
+bool op_takes_low(Op op);    // computes in the low type when its float inputs are low
+bool op_folds(Op op);        // exact in every backend: folded over constants
+bool op_keeps_ints(Op op);   // elementwise: integer operands keep their dtype
+const char *op_verb(Op op);  // "add", "compare", ...; "" for ops no message names
+const char *op_builtin(Op op);   // unary ops: "exp" for exp(x) and x.exp(); "" for none
 const char *dtype_name(DType t);
 bool dtype_is_float(DType t);
 bool dtype_is_int(DType t);     // integer or bool
@@ -715,9 +723,6 @@ typedef struct {
 
 // Views, CONST and IOTA: computed inside the loads of their consumers.
 bool node_is_folded(const Node *n);
-// The cost of computing one element of a pointwise op where it is read:
-// arithmetic 1, division and roots 2, transcendental functions 8.
-int op_cost(Op op);
 // Unary, binary, compare and select ops.
 bool node_is_pointwise(const Node *n);
 // Plans g's kernels, named with prefix ("" or "train_"). The graph's outputs

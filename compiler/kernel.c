@@ -78,14 +78,6 @@ const char *store_reason_text(StoreReason r) {
   return "?";
 }
 
-int op_cost(Op op) {
-  switch (op) {
-  case OP_EXP: case OP_LOG: case OP_TANH: case OP_SIGMOID: case OP_POW: case OP_SIN: case OP_COS: return 8;
-  case OP_DIV: case OP_SQRT: case OP_RSQRT: return 2;
-  default: return 1;
-  }
-}
-
 typedef struct {
   int *last;         // by node id: the last direct consumer's id
   int *uses;         // by node id: consumer ops (views count their consumers)

@@ -108,9 +108,8 @@ static bool compare(const IngotTensor *t, const char *got, const char *want, dou
 // first word that names an op (the scope's words are layer names).
 static const char *op_of(const char *symbol) {
   static const char *const ops[] = {
-#define OP(name, nsrc, kind) #name,
+#define OP(name, ...) #name,
 #include "ops.def"
-#undef OP
   };
   for (const char *w = strchr(symbol, '_'); w; w = strchr(w + 1, '_')) {
     size_t len = strcspn(w + 1, "_");
