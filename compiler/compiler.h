@@ -494,6 +494,10 @@ int interp_run(const Graph *g, double *const *leaves, uint64_t seed, uint64_t st
 int interp_run_ex(const Graph *g, double *const *leaves, uint64_t seed, uint64_t step, bool exact,
                   InterpResult *out, char *err, size_t errlen);
 void interp_free(InterpResult *r);
+// The reference value of a pointwise op (unary, binary, compare, select) of
+// scalars, in double, unrounded: what the interpreter computes per element.
+// Operands past the op's inputs are ignored.
+double interp_pointwise(Op op, double a, double b, double c);
 // Rounds v to what dtype t can hold (f32, bf16, f16: nearest even; ints: truncate, wrap).
 double dtype_round(DType t, double v);
 
