@@ -46,8 +46,10 @@ static KernelKind kind_of(Op op) {
   case KIND_CONV: return KK_CONV;
   case KIND_POOL: return KK_POOL;
   case KIND_GATHER: return KK_GATHER;
-  default: return op == OP_RANDOM ? KK_RANDOM : KK_POINTWISE;
+  case KIND_LEAF: case KIND_UNARY: case KIND_BINARY: case KIND_COMPARE: case KIND_SELECT: case KIND_MOVE:
+    return op == OP_RANDOM ? KK_RANDOM : KK_POINTWISE;
   }
+  UNREACHABLE();
 }
 
 const char *fusion_mode_name(FusionMode m) {
