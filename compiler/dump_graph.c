@@ -57,7 +57,7 @@ static void put_attrs(FILE *out, const Node *n) {
   case OP_INPUT: case OP_PARAM: case OP_STATE: case OP_IOTA: case OP_RANDOM:
   case OP_RESHAPE: case OP_BROADCAST: case OP_GATHER: case OP_SCATTER_ADD:
 #define OP(...)
-#define UNARY(name, ...) case OP_##name:
+#define UNARY(name, ...) case OP_##name:   // every pointwise op
 #define BINARY(name, ...) case OP_##name:
 #define COMPARE(name, ...) case OP_##name:
 #define SELECT(name, ...) case OP_##name:

@@ -686,12 +686,12 @@ static int eval_node(Interp *it, const Node *n, double *y) {
     return 0;
 
 #define OP(...)
-#define UNARY(name, ...) case OP_##name:
+#define UNARY(name, ...) case OP_##name:   // every unary op
 #include "ops.def"
     eval_map1(n, s0, y, unary_fn(n->op));
     return 0;
 #define OP(...)
-#define BINARY(name, ...) case OP_##name:
+#define BINARY(name, ...) case OP_##name:   // every binary and compare op
 #define COMPARE(name, ...) case OP_##name:
 #include "ops.def"
     eval_map2(n, s0, s1, y, binary_fn(n->op));

@@ -2,8 +2,9 @@
 //
 // One pass in graph order; each node first reads through what its sources
 // were replaced by, then:
-//   constant folding   an exact op (+ - * / neg abs sqrt max min compare
-//                      cast) of constants is a constant; transcendental ops
+//   constant folding   an exact op (ops.def's fold column: + - * / neg abs
+//                      sqrt max min compare cast) of constants is a constant,
+//                      computed by the interpreter's function; transcendental ops
 //                      are left to the kernels, whose f32 results may differ
 //                      in the last bit from a double computed here
 //   identities         x * 1, 1 * x, x / 1, x - 0, x + (-0) (and + 0 on
@@ -123,7 +124,7 @@ static Node *rewrite(Node *n, int *count) {
     if ((fl ? is_const(a, -0.0) : a->op == OP_CONST && a->p.value == 0) && same_type(b, n)) return count[SIMP_IDENTITY]++, b;
     break;
 #define OP(...)
-#define UNARY(name, ...) case OP_##name:
+#define UNARY(name, ...) case OP_##name:   // every unary op
 #include "ops.def"
     return rewrite_unary(n, count);
   case OP_RESHAPE:
