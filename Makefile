@@ -47,8 +47,6 @@ COMPILER_OBJ := $(COMPILER_SRC:%.c=$(BUILD)/obj/%.o) \
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
 TOOLS_OBJ    := $(TOOLS_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ     := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
-ALL_OBJ      := $(COMPILER_OBJ) $(RUNTIME_OBJ) $(TOOLS_OBJ) $(TEST_OBJ) $(BUILD)/obj/compiler/main.o \
-                $(BUILD)/obj/tools/smelt_rt.o $(BUILD)/obj/tests/leak_canary.o $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
 
 # The libraries, from the bottom up; a program links the ones of its floor and below.
 RT_LIB    := $(BUILD)/libsmeltrt.a
@@ -78,7 +76,7 @@ $(BUILD)/gen/lex.yy.c $(BUILD)/gen/smelt.lex.h: grammar/smelt.l $(BUILD)/gen/sme
 # the compiler's headers.
 $(BUILD)/gen/op_names.h: compiler/ops.def
 	@mkdir -p $(dir $@)
-	sed -n 's/^OP(\([A-Z0-9_]*\),.*/"\1",/p' $< > $@
+	printf '#define OP(name, ...) #name,\n#include "ops.def"\n' | $(CC) -E -P -Icompiler - > $@
 
 # ---- objects
 
@@ -102,8 +100,6 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(GEN_H) | llvm-present
 .PHONY: llvm-present
 llvm-present:
 	@test -n "$(LLVM_INC)" || { echo "LLVM 22 not found ($(LLVM_CONFIG)): run 'make deps' (or make test / make demo, which install it)"; exit 1; }
-
--include $(ALL_OBJ:.o=.d)
 
 $(BUILD)/libsmeltrt.a: $(RUNTIME_OBJ)
 	rm -f $@ && ar rcs $@ $^
@@ -174,7 +170,7 @@ test-asan: deps
 # ---- fuzzing (libFuzzer, clang-22)
 
 FUZZ_OBJ := $(patsubst $(BUILD)/obj/%,$(BUILD)/fuzz/obj/%,$(COMPILER_OBJ) $(TOOLS_OBJ) $(RUNTIME_OBJ))
-FUZZ_FLAGS = -std=c11 -D_XOPEN_SOURCE=700 -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
+FUZZ_FLAGS = -std=c11 -D_XOPEN_SOURCE=700 -MMD -MP -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
              -fno-sanitize-recover=undefined -Icompiler -Iruntime -Itools -I$(BUILD)/gen -isystem $(LLVM_INC) \
              -DSMELT_STDLIB_DIR='"$(CURDIR)/stdlib"' -Wno-unused-function
 
@@ -255,3 +251,6 @@ diag-golden: $(BUILD)/smelt
 	  NO_COLOR=1 SMELT_PATH= $(BUILD)/smelt check "$$f" > "$${f%.smelt}.err" 2>&1; \
 	  echo "exit $$?" >> "$${f%.smelt}.err"; done
 	@git status --short tests/diag
+
+# Header dependencies written by the compiles (-MMD -MP).
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

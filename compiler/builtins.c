@@ -1,9 +1,10 @@
 // builtins.c: names a model file can use without an import.
 //
 // Primitive functions and tensor methods map to the primitive ops of the op
-// graph; layers (softmax, layer norm, attention, ...) are library code in
-// stdlib/. Argument counts here are positional counts, not counting the
-// receiver of a method; keyword names are listed separately.
+// graph (the unary ones are ops.def's builtin column); layers (softmax,
+// layer norm, attention, ...) are library code in stdlib/. Argument counts
+// here are positional counts, not counting the receiver of a method; keyword
+// names are listed separately.
 #include "compiler.h"
 
 #include <string.h>
@@ -11,14 +12,10 @@
 #define RED "axis keep"
 
 static const Builtin builtins[] = {
-    // elementwise
-    {"exp", B_FUNC, 1, 1, "", "exp(x)"},
-    {"log", B_FUNC, 1, 1, "", "log(x)"},
-    {"sqrt", B_FUNC, 1, 1, "", "sqrt(x)"},
-    {"rsqrt", B_FUNC, 1, 1, "", "rsqrt(x)"},
-    {"tanh", B_FUNC, 1, 1, "", "tanh(x)"},
-    {"sigmoid", B_FUNC, 1, 1, "", "sigmoid(x)"},
-    {"abs", B_FUNC, 1, 1, "", "abs(x)"},
+    // elementwise: the unary ops the language names, f(x), from ops.def
+#define OP(...)
+#define UNARY(name, nsrc, cost, low, fold, ints, verb, builtin) {builtin, B_FUNC, 1, 1, "", builtin "(x)"},
+#include "ops.def"
     {"maximum", B_FUNC, 2, 2, "", "maximum(a, b)"},
     {"minimum", B_FUNC, 2, 2, "", "minimum(a, b)"},
     {"pow", B_FUNC, 2, 2, "", "pow(x, y)"},
@@ -68,13 +65,10 @@ static const Builtin builtins[] = {
     {"min", B_METHOD, 0, 1, RED, "x.min(axis = all, keep = false)"},
     {"argmax", B_METHOD, 0, 1, RED, "x.argmax(axis = -1, keep = false)"},
     {"cast", B_METHOD, 1, 1, "", "x.cast(dtype)"},
-    {"exp", B_METHOD, 0, 0, "", "x.exp()"},
-    {"log", B_METHOD, 0, 0, "", "x.log()"},
-    {"sqrt", B_METHOD, 0, 0, "", "x.sqrt()"},
-    {"rsqrt", B_METHOD, 0, 0, "", "x.rsqrt()"},
-    {"tanh", B_METHOD, 0, 0, "", "x.tanh()"},
-    {"sigmoid", B_METHOD, 0, 0, "", "x.sigmoid()"},
-    {"abs", B_METHOD, 0, 0, "", "x.abs()"},
+    // the same unary ops as methods, x.f()
+#define OP(...)
+#define UNARY(name, nsrc, cost, low, fold, ints, verb, builtin) {builtin, B_METHOD, 0, 0, "", "x." builtin "()"},
+#include "ops.def"
 
     // properties: x.name
     {"T", B_PROPERTY, 0, 0, "", "x.T"},
@@ -112,15 +106,16 @@ static const Builtin builtins[] = {
     {"pi", B_CONST, 0, 0, "", "pi"},
 };
 
+// Rows with an empty name are unary ops the language does not name.
 const Builtin *builtin_find(const char *name, BuiltinKind kind) {
   for (size_t i = 0; i < sizeof builtins / sizeof *builtins; i++)
-    if (builtins[i].kind == kind && strcmp(builtins[i].name, name) == 0) return &builtins[i];
+    if (builtins[i].kind == kind && *builtins[i].name && strcmp(builtins[i].name, name) == 0) return &builtins[i];
   return NULL;
 }
 
 void builtin_each(BuiltinKind kind, void (*fn)(void *ctx, const char *name), void *ctx) {
   for (size_t i = 0; i < sizeof builtins / sizeof *builtins; i++)
-    if (builtins[i].kind == kind) fn(ctx, builtins[i].name);
+    if (builtins[i].kind == kind && *builtins[i].name) fn(ctx, builtins[i].name);
 }
 
 bool builtin_has_kwarg(const Builtin *b, const char *kw) {

@@ -369,9 +369,15 @@ V emit_folded(Cg *c, const Node *n, V *idx) {
     ib[ax] = clamp_index(c, LLVMBuildSub(c->b, idx[ax], ci(c, la), ""), bn->shape.d[ax]);
     return LLVMBuildSelect(c->b, in_a, emit_value(c, a, ia), emit_value(c, bn, ib), "");
   }
-  default:
-    UNREACHABLE();
+  case OP_INPUT: case OP_PARAM: case OP_STATE: case OP_RANDOM:
+#define OP(name, ...) case OP_##name:   // every kind but those emptied below
+#define LEAF(...)
+#define MOVE(...)
+#include "ops.def"
+  case OP_COUNT:
+    break;
   }
+  UNREACHABLE();
 }
 
 // A computed value as storing and reloading it would give: floats rounded
@@ -460,8 +466,16 @@ V emit_op(Cg *c, Op op, DType t, DType out, V a, V b, V w) {
     return LLVMBuildICmp(B, t == DT_BOOL ? up[k] : ip[k], a, b, "");
   }
   case OP_WHERE: return LLVMBuildSelect(B, a, b, w, "");
-  default: UNREACHABLE();
+#define OP(name, ...) case OP_##name:   // every kind but those emptied below
+#define UNARY(...)
+#define BINARY(...)
+#define COMPARE(...)
+#define SELECT(...)
+#include "ops.def"
+  case OP_COUNT:
+    break;
   }
+  UNREACHABLE();
 }
 
 // ---- loops
@@ -826,10 +840,11 @@ static V computed_value(Cg *c, const Node *n, V *idx) {
   case KIND_CONV: return kernel_conv(c, n, idx);
   case KIND_POOL: return kernel_pool(c, n, idx);
   case KIND_GATHER: return kernel_gather(c, n, idx);
-  default:
-    ASSERT(n->op == OP_RANDOM);
-    return kernel_random(c, n, linearize(c, idx, &n->shape));
+  case KIND_LEAF: case KIND_UNARY: case KIND_BINARY: case KIND_COMPARE: case KIND_SELECT: case KIND_MOVE:
+    break;
   }
+  ASSERT(n->op == OP_RANDOM);
+  return kernel_random(c, n, linearize(c, idx, &n->shape));
 }
 
 V kernel_value(Cg *c, const Kernel *k, V *idx, V lin) {

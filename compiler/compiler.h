@@ -202,9 +202,8 @@ Ast *parse_source(Arena *arena, Diag *diag, int file);
 // report a user error at the node's span when they do not fit.
 
 typedef enum {
-#define OP(name, nsrc, kind) OP_##name,
+#define OP(name, ...) OP_##name,
 #include "ops.def"
-#undef OP
   OP_COUNT
 } Op;
 
@@ -281,9 +280,18 @@ typedef struct {
   void *on_error_ctx;
 } Graph;
 
+// The columns of ops.def.
 const char *op_name(Op op);
 OpKind op_kind(Op op);
 int op_nsrc(Op op);
+// The cost of computing one element of a pointwise op where it is read:
+// arithmetic 1, division and roots 2, transcendental functions 8.
+int op_cost(Op op);
+bool op_takes_low(Op op);    // computes in the low type when its float inputs are low
+bool op_folds(Op op);        // exact in every backend: folded over constants
+bool op_keeps_ints(Op op);   // elementwise: integer operands keep their dtype
+const char *op_verb(Op op);  // "add", "compare", ...; "" for ops no message names
+const char *op_builtin(Op op);   // unary ops: "exp" for exp(x) and x.exp(); "" for none
 // The dtype two operands meet at: bool < u8 < i32 < i64 < f16, bf16 < f32;
 // f16 with bf16 meet at f32.
 DType dtype_promote(DType a, DType b);
@@ -439,6 +447,12 @@ int interp_run(const Graph *g, double *const *leaves, uint64_t seed, uint64_t st
 int interp_run_ex(const Graph *g, double *const *leaves, uint64_t seed, uint64_t step, bool exact,
                   InterpResult *out, char *err, size_t errlen);
 void interp_free(InterpResult *r);
+// The reference value of a pointwise op (unary, binary, compare, select) of
+// scalars, in double, unrounded: what the interpreter computes per element.
+// Operands past the op's inputs are ignored.
+double interp_pointwise(Op op, double a, double b, double c);
+// Rounds v to what dtype t can hold (f32, bf16, f16: nearest even; ints: truncate, wrap).
+double dtype_round(DType t, double v);
 
 // ---------------------------------------------------------------- philox.c
 // Philox-4x32-10, the counter-based generator behind RANDOM and initializers.
@@ -655,9 +669,6 @@ typedef struct {
 
 // Views, CONST and IOTA: computed inside the loads of their consumers.
 bool node_is_folded(const Node *n);
-// The cost of computing one element of a pointwise op where it is read:
-// arithmetic 1, division and roots 2, transcendental functions 8.
-int op_cost(Op op);
 // Unary, binary, compare and select ops.
 bool node_is_pointwise(const Node *n);
 // Plans g's kernels, named with prefix ("" or "train_"). The graph's outputs

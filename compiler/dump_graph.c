@@ -54,7 +54,16 @@ static void put_attrs(FILE *out, const Node *n) {
     if (n->p.pad.value != 0) fprintf(out, " value=%g", n->p.pad.value);
     break;
   case OP_CONCAT: fprintf(out, " axis=%d", n->p.axis); break;
-  default: break;
+  case OP_INPUT: case OP_PARAM: case OP_STATE: case OP_IOTA: case OP_RANDOM:
+  case OP_RESHAPE: case OP_BROADCAST: case OP_GATHER: case OP_SCATTER_ADD:
+#define OP(...)
+#define UNARY(name, ...) case OP_##name:   // every pointwise op
+#define BINARY(name, ...) case OP_##name:
+#define COMPARE(name, ...) case OP_##name:
+#define SELECT(name, ...) case OP_##name:
+#include "ops.def"
+  case OP_COUNT:
+    break;   // no attributes
   }
 }
 

@@ -551,26 +551,11 @@ static Node *reduce_builtin(Elab *e, const char *name, const Args *a) {
   return g_binary(e->g, OP_MUL, s, g_const(e->g, count ? 1.0 / (double)count : NAN, s->dtype, (Shape){0}));
 }
 
+// The unary op the language names name (ops.def's builtin column), or OP_COUNT.
 static Op unary_named(const char *name) {
-  static const struct { const char *name; Op op; } table[] = {
-      {"exp", OP_EXP}, {"log", OP_LOG}, {"sqrt", OP_SQRT}, {"rsqrt", OP_RSQRT},
-      {"tanh", OP_TANH}, {"sigmoid", OP_SIGMOID}, {"abs", OP_ABS},
-  };
-  for (size_t i = 0; i < sizeof table / sizeof *table; i++)
-    if (!strcmp(table[i].name, name)) return table[i].op;
+  for (int op = 0; op < OP_COUNT; op++)
+    if (op_kind((Op)op) == KIND_UNARY && !strcmp(op_builtin((Op)op), name)) return (Op)op;
   return OP_COUNT;
-}
-
-static double ct_unary(Op op, double v) {
-  switch (op) {
-  case OP_EXP: return exp(v);
-  case OP_LOG: return log(v);
-  case OP_SQRT: return sqrt(v);
-  case OP_RSQRT: return 1 / sqrt(v);
-  case OP_TANH: return tanh(v);
-  case OP_SIGMOID: return 1 / (1 + exp(-v));
-  default: return fabs(v);
-  }
 }
 
 // A unique, deterministic name for a random stream: the scope plus a count.
@@ -592,7 +577,7 @@ static Val call_builtin(Ctx *x, const char *name, Args *a) {
   g->loc = a->call->span;
   Op uop = unary_named(name);
   if (uop != OP_COUNT) {
-    if (is_num(&a->pos[0])) return v_float(ct_unary(uop, num(&a->pos[0])));
+    if (is_num(&a->pos[0])) return v_float(interp_pointwise(uop, num(&a->pos[0]), 0, 0));
     return v_tensor(g_unary(g, uop, want_tensor(e, a->pos_at[0], a->pos[0], "the argument")));
   }
   if (!strcmp(name, "maximum") || !strcmp(name, "minimum") || !strcmp(name, "pow")) {

@@ -9,19 +9,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+// The rows of ops.def, indexed by op; the columns are described there.
 static const struct {
   const char *name;
-  int nsrc;
   OpKind kind;
+  int nsrc, cost;
+  bool low, fold, ints;
+  const char *verb, *builtin;
 } op_info[] = {
-#define OP(name, nsrc, kind) {#name, nsrc, KIND_##kind},
+#define OP(name, kind, nsrc, cost, low, fold, ints, verb, builtin) \
+  {#name, KIND_##kind, nsrc, cost, low, fold, ints, verb, builtin},
 #include "ops.def"
-#undef OP
 };
+_Static_assert(sizeof op_info / sizeof *op_info == OP_COUNT, "op_info: one row per op");
 
 const char *op_name(Op op) { return op_info[op].name; }
 OpKind op_kind(Op op) { return op_info[op].kind; }
 int op_nsrc(Op op) { return op_info[op].nsrc; }
+int op_cost(Op op) { return op_info[op].cost; }
+bool op_takes_low(Op op) { return op_info[op].low; }
+bool op_folds(Op op) { return op_info[op].fold; }
+bool op_keeps_ints(Op op) { return op_info[op].ints; }
+const char *op_verb(Op op) { return op_info[op].verb; }
+const char *op_builtin(Op op) { return op_info[op].builtin; }
 
 
 DType dtype_promote(DType a, DType b) {
@@ -158,13 +168,13 @@ Node *g_random(Graph *g, Shape s, const char *name) {
   return n;
 }
 
-// exp, log, ... of integers compute in f32; neg, abs and floor keep the dtype.
+// Integer operands keep their dtype where ops.def's ints column says so (neg,
+// abs, floor); exp, log, ... compute them in f32.
 Node *g_unary(Graph *g, Op op, Node *x) {
   ASSERT(op_kind(op) == KIND_UNARY && op != OP_CAST);
   DType t = x->dtype;
-  bool keeps = op == OP_NEG || op == OP_ABS || op == OP_FLOOR;
   if (t == DT_BOOL && op == OP_NEG) return fail(g, "cannot negate %s", TYPE(x));
-  if (!keeps && !dtype_is_float(t)) {   // exp of an integer computes in f32
+  if (!op_keeps_ints(op) && !dtype_is_float(t)) {   // exp of an integer computes in f32
     t = DT_F32;
     x = g_cast(g, x, t);
   }
@@ -193,32 +203,17 @@ static bool broadcast_shapes(const Shape *a, const Shape *b, Shape *out, int *ba
   return true;
 }
 
-static const char *verb(Op op) {
-  switch (op) {
-  case OP_ADD: return "add";
-  case OP_SUB: return "subtract";
-  case OP_MUL: return "multiply";
-  case OP_DIV: return "divide";
-  case OP_POW: return "raise";
-  case OP_MAX: return "take the maximum of";
-  case OP_MIN: return "take the minimum of";
-  case OP_WHERE: return "select between";
-  default: return "compare";
-  }
-}
-
 Node *g_binary(Graph *g, Op op, Node *a, Node *b) {
   OpKind k = op_kind(op);
   ASSERT(k == KIND_BINARY || k == KIND_COMPARE);
   Shape s;
   int bad;
   if (!broadcast_shapes(&a->shape, &b->shape, &s, &bad))
-    return fail(g, "cannot %s %s and %s: their shapes do not broadcast", verb(op), TYPE(a), TYPE(b));
+    return fail(g, "cannot %s %s and %s: their shapes do not broadcast", op_verb(op), TYPE(a), TYPE(b));
   DType t = dtype_promote(a->dtype, b->dtype);
-  if (op == OP_POW && !dtype_is_float(t)) t = DT_F32;
-  if (op == OP_DIV && !dtype_is_float(t)) t = DT_F32;   // '/' is true division
+  if (!op_keeps_ints(op) && !dtype_is_float(t)) t = DT_F32;   // pow; '/' is true division
   if (t == DT_BOOL && (op == OP_ADD || op == OP_SUB || op == OP_MUL))
-    return fail(g, "cannot %s %s and %s: arithmetic on bool", verb(op), TYPE(a), TYPE(b));
+    return fail(g, "cannot %s %s and %s: arithmetic on bool", op_verb(op), TYPE(a), TYPE(b));
   if (a->dtype != t && k == KIND_BINARY) a = g_cast(g, a, t);
   if (b->dtype != t && k == KIND_BINARY) b = g_cast(g, b, t);
   if (k == KIND_COMPARE) {   // compare in the common type

@@ -95,6 +95,68 @@ static double f_ge(double a, double b) { return a >= b; }
 static double f_eq(double a, double b) { return a == b; }
 static double f_ne(double a, double b) { return a != b; }
 
+// The scalar function of each unary op.
+static Fn1 unary_fn(Op op) {
+  switch (op) {
+  case OP_NEG: return f_neg;
+  case OP_EXP: return exp;
+  case OP_LOG: return log;
+  case OP_SQRT: return sqrt;
+  case OP_RSQRT: return f_rsqrt;
+  case OP_TANH: return tanh;
+  case OP_SIGMOID: return f_sigmoid;
+  case OP_ABS: return fabs;
+  case OP_SIN: return sin;
+  case OP_COS: return cos;
+  case OP_FLOOR: return floor;
+  case OP_CAST: return f_copy;   // rounding converts
+#define OP(name, ...) case OP_##name:   // every other op
+#define UNARY(...)
+#include "ops.def"
+  case OP_COUNT:
+    break;
+  }
+  UNREACHABLE();
+}
+
+// The scalar function of each binary and compare op.
+static Fn2 binary_fn(Op op) {
+  switch (op) {
+  case OP_ADD: return f_add;
+  case OP_SUB: return f_sub;
+  case OP_MUL: return f_mul;
+  case OP_DIV: return f_div;
+  case OP_POW: return pow;
+  case OP_MAX: return f_max;
+  case OP_MIN: return f_min;
+  case OP_LT: return f_lt;
+  case OP_LE: return f_le;
+  case OP_GT: return f_gt;
+  case OP_GE: return f_ge;
+  case OP_EQ: return f_eq;
+  case OP_NE: return f_ne;
+#define OP(name, ...) case OP_##name:   // every other op
+#define BINARY(...)
+#define COMPARE(...)
+#include "ops.def"
+  case OP_COUNT:
+    break;
+  }
+  UNREACHABLE();
+}
+
+double interp_pointwise(Op op, double a, double b, double c) {
+  switch (op_kind(op)) {
+  case KIND_UNARY: return unary_fn(op)(a);
+  case KIND_BINARY: case KIND_COMPARE: return binary_fn(op)(a, b);
+  case KIND_SELECT: return a != 0 ? b : c;
+  case KIND_LEAF: case KIND_REDUCE: case KIND_CONTRACT: case KIND_CONV: case KIND_POOL: case KIND_MOVE:
+  case KIND_GATHER:
+    break;
+  }
+  UNREACHABLE();
+}
+
 static void eval_map1(const Node *n, const double *x, double *y, Fn1 f) {
   int64_t count = shape_numel(&n->shape);
   for (int64_t i = 0; i < count; i++) y[i] = f(x[i]);
@@ -553,32 +615,17 @@ static int eval_node(Interp *it, const Node *n, double *y) {
       y[i] = philox_uniform(it->seed, n->p.key, it->step, (uint64_t)i);
     return 0;
 
-  case OP_NEG: eval_map1(n, s0, y, f_neg); return 0;
-  case OP_EXP: eval_map1(n, s0, y, exp); return 0;
-  case OP_LOG: eval_map1(n, s0, y, log); return 0;
-  case OP_SQRT: eval_map1(n, s0, y, sqrt); return 0;
-  case OP_RSQRT: eval_map1(n, s0, y, f_rsqrt); return 0;
-  case OP_TANH: eval_map1(n, s0, y, tanh); return 0;
-  case OP_SIGMOID: eval_map1(n, s0, y, f_sigmoid); return 0;
-  case OP_ABS: eval_map1(n, s0, y, fabs); return 0;
-  case OP_SIN: eval_map1(n, s0, y, sin); return 0;
-  case OP_COS: eval_map1(n, s0, y, cos); return 0;
-  case OP_FLOOR: eval_map1(n, s0, y, floor); return 0;
-  case OP_CAST: eval_map1(n, s0, y, f_copy); return 0;   // rounding converts
-
-  case OP_ADD: eval_map2(n, s0, s1, y, f_add); return 0;
-  case OP_SUB: eval_map2(n, s0, s1, y, f_sub); return 0;
-  case OP_MUL: eval_map2(n, s0, s1, y, f_mul); return 0;
-  case OP_DIV: eval_map2(n, s0, s1, y, f_div); return 0;
-  case OP_POW: eval_map2(n, s0, s1, y, pow); return 0;
-  case OP_MAX: eval_map2(n, s0, s1, y, f_max); return 0;
-  case OP_MIN: eval_map2(n, s0, s1, y, f_min); return 0;
-  case OP_LT: eval_map2(n, s0, s1, y, f_lt); return 0;
-  case OP_LE: eval_map2(n, s0, s1, y, f_le); return 0;
-  case OP_GT: eval_map2(n, s0, s1, y, f_gt); return 0;
-  case OP_GE: eval_map2(n, s0, s1, y, f_ge); return 0;
-  case OP_EQ: eval_map2(n, s0, s1, y, f_eq); return 0;
-  case OP_NE: eval_map2(n, s0, s1, y, f_ne); return 0;
+#define OP(...)
+#define UNARY(name, ...) case OP_##name:   // every unary op
+#include "ops.def"
+    eval_map1(n, s0, y, unary_fn(n->op));
+    return 0;
+#define OP(...)
+#define BINARY(name, ...) case OP_##name:   // every binary and compare op
+#define COMPARE(name, ...) case OP_##name:
+#include "ops.def"
+    eval_map2(n, s0, s1, y, binary_fn(n->op));
+    return 0;
   case OP_WHERE: eval_where(n, s0, s1, s2, y); return 0;
 
   case OP_SUM:

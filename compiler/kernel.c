@@ -46,8 +46,10 @@ static KernelKind kind_of(Op op) {
   case KIND_CONV: return KK_CONV;
   case KIND_POOL: return KK_POOL;
   case KIND_GATHER: return KK_GATHER;
-  default: return op == OP_RANDOM ? KK_RANDOM : KK_POINTWISE;
+  case KIND_LEAF: case KIND_UNARY: case KIND_BINARY: case KIND_COMPARE: case KIND_SELECT: case KIND_MOVE:
+    return op == OP_RANDOM ? KK_RANDOM : KK_POINTWISE;
   }
+  UNREACHABLE();
 }
 
 const char *fusion_mode_name(FusionMode m) {
@@ -76,14 +78,6 @@ const char *store_reason_text(StoreReason r) {
   case SR_MEMORY: return "fusing it would keep larger inputs alive until a distant consumer (peak memory)";
   }
   return "?";
-}
-
-int op_cost(Op op) {
-  switch (op) {
-  case OP_EXP: case OP_LOG: case OP_TANH: case OP_SIGMOID: case OP_POW: case OP_SIN: case OP_COS: return 8;
-  case OP_DIV: case OP_SQRT: case OP_RSQRT: return 2;
-  default: return 1;
-  }
 }
 
 typedef struct {

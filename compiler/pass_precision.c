@@ -28,20 +28,6 @@ int precision_parse(const char *s) {
   return -1;
 }
 
-// Ops that compute in the low type when their float inputs are low.
-static bool takes_low(Op op) {
-  switch (op) {
-  case OP_NEG: case OP_TANH: case OP_SIGMOID: case OP_ABS: case OP_FLOOR:
-  case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MAX: case OP_MIN:
-  case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE: case OP_WHERE:
-  case OP_RESHAPE: case OP_PERMUTE: case OP_BROADCAST: case OP_SLICE: case OP_PAD: case OP_CONCAT:
-  case OP_POOL_MAX: case OP_POOL_AVG:
-    return true;
-  default:
-    return false;
-  }
-}
-
 // A value made only of parameters and constants: the low op that reads it
 // takes it in the low type (a linear layer's bias), where an f32 activation
 // would instead pull the op up to f32.
@@ -87,7 +73,7 @@ static Node *rewrite(Rewrite *r, const Node *n) {
   }
   if (n->op == OP_CAST) return copy_node(r, n, src);   // casts to its own dtype from whatever comes
   bool low = false;
-  if (changed && !n->fp32 && takes_low(n->op)) {
+  if (changed && !n->fp32 && op_takes_low(n->op)) {
     low = true;
     for (int k = 0; k < n->nsrc; k++)
       if (value_source(n, k) && n->src[k]->dtype == DT_F32 && src[k]->dtype != r->low && !param_like(src[k])) low = false;

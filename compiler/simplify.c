@@ -2,8 +2,9 @@
 //
 // One pass in graph order; each node first reads through what its sources
 // were replaced by, then:
-//   constant folding   an exact op (+ - * / neg abs sqrt max min compare
-//                      cast) of constants is a constant; transcendental ops
+//   constant folding   an exact op (ops.def's fold column: + - * / neg abs
+//                      sqrt max min compare cast) of constants is a constant,
+//                      computed by the interpreter's function; transcendental ops
 //                      are left to the kernels, whose f32 results may differ
 //                      in the last bit from a double computed here
 //   identities         x * 1, 1 * x, x / 1, x - 0, x + (-0) (and + 0 on
@@ -52,39 +53,36 @@ static bool cast_exact(DType from, DType to) {
   }
 }
 
-// The value of an exact pointwise op of constants, as the interpreter rounds it.
+// The value of an exact pointwise op (ops.def's fold column) of constants,
+// as the interpreter computes and rounds it.
 static bool fold(const Node *n, double *out) {
-  if (!node_is_pointwise(n)) return false;
+  if (!node_is_pointwise(n) || !op_folds(n->op)) return false;
   for (int s = 0; s < n->nsrc; s++)
     if (n->src[s]->op != OP_CONST) return false;
   double a = n->nsrc > 0 ? n->src[0]->p.value : 0, b = n->nsrc > 1 ? n->src[1]->p.value : 0;
-  double v;
-  switch (n->op) {
-  case OP_NEG: v = -a; break;
-  case OP_ABS: v = fabs(a); break;
-  case OP_SQRT: v = sqrt(a); break;
-  case OP_CAST: v = a; break;
-  case OP_ADD: v = a + b; break;
-  case OP_SUB: v = a - b; break;
-  case OP_MUL: v = a * b; break;
-  case OP_DIV: v = a / b; break;
-  case OP_MAX: v = a > b || isnan(a) ? a : b; break;
-  case OP_MIN: v = a < b || isnan(a) ? a : b; break;
-  case OP_LT: v = a < b; break;
-  case OP_LE: v = a <= b; break;
-  case OP_GT: v = a > b; break;
-  case OP_GE: v = a >= b; break;
-  case OP_EQ: v = a == b; break;
-  case OP_NE: v = a != b; break;
-  case OP_WHERE: v = a != 0 ? b : n->src[2]->p.value; break;
-  default: return false;
-  }
+  double c = n->nsrc > 2 ? n->src[2]->p.value : 0;
+  double v = interp_pointwise(n->op, a, b, c);
   if (n->op == OP_CAST && dtype_is_float(n->src[0]->dtype) && !dtype_is_float(n->dtype)) return false;
   if (!dtype_is_float(n->dtype) && dtype_is_float(n->src[n->op == OP_WHERE ? 1 : 0]->dtype) && n->op != OP_CAST &&
       op_kind(n->op) != KIND_COMPARE)
     return false;
   *out = dtype_round(n->dtype, v);
   return true;
+}
+
+// neg(neg(x)) -> x; cast(x) -> x of x's own type; cast(cast(x, A), B) ->
+// cast(x, B) when x -> A is exact.
+static Node *rewrite_unary(Node *n, int *count) {
+  Node *a = n->src[0];
+  if (n->op == OP_NEG && a->op == OP_NEG && same_type(a->src[0], n)) return count[SIMP_IDENTITY]++, a->src[0];
+  if (n->op != OP_CAST) return n;
+  if (same_type(a, n)) return count[SIMP_IDENTITY]++, a;
+  if (a->op == OP_CAST && cast_exact(a->src[0]->dtype, a->dtype) && a->fuse == FUSE_AUTO && !a->stored) {
+    n->src[0] = a->src[0];
+    count[SIMP_CAST]++;
+    if (same_type(n->src[0], n)) return n->src[0];
+  }
+  return n;
 }
 
 static bool swaps_last_two(const Node *p) {
@@ -125,17 +123,10 @@ static Node *rewrite(Node *n, int *count) {
     if ((fl ? is_const(b, -0.0) : b->op == OP_CONST && b->p.value == 0) && same_type(a, n)) return count[SIMP_IDENTITY]++, a;
     if ((fl ? is_const(a, -0.0) : a->op == OP_CONST && a->p.value == 0) && same_type(b, n)) return count[SIMP_IDENTITY]++, b;
     break;
-  case OP_NEG:
-    if (a->op == OP_NEG && same_type(a->src[0], n)) return count[SIMP_IDENTITY]++, a->src[0];
-    break;
-  case OP_CAST:
-    if (same_type(a, n)) return count[SIMP_IDENTITY]++, a;
-    if (a->op == OP_CAST && cast_exact(a->src[0]->dtype, a->dtype) && a->fuse == FUSE_AUTO && !a->stored) {
-      n->src[0] = a->src[0];
-      count[SIMP_CAST]++;
-      if (same_type(n->src[0], n)) return n->src[0];
-    }
-    break;
+#define OP(...)
+#define UNARY(name, ...) case OP_##name:   // every unary op
+#include "ops.def"
+    return rewrite_unary(n, count);
   case OP_RESHAPE:
     if (same_type(a, n)) return count[SIMP_IDENTITY]++, a;
     if (a->op == OP_RESHAPE && !a->stored && a->fuse == FUSE_AUTO) {
@@ -174,7 +165,14 @@ static Node *rewrite(Node *n, int *count) {
       count[SIMP_MATMUL]++;
     }
     break;
-  default:
+  case OP_POW: case OP_MAX: case OP_MIN: case OP_SLICE: case OP_PAD: case OP_CONCAT:
+#define OP(name, ...) case OP_##name:   // every kind but those emptied below
+#define UNARY(...)
+#define BINARY(...)
+#define CONTRACT(...)
+#define MOVE(...)
+#include "ops.def"
+  case OP_COUNT:
     break;
   }
   return n;
