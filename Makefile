@@ -52,7 +52,7 @@ $(BUILD)/gen/lex.yy.c $(BUILD)/gen/smelt.lex.h: grammar/smelt.l $(BUILD)/gen/sme
 
 # ---- objects
 
-$(BUILD)/obj/%.o: %.c compiler/compiler.h compiler/codegen.h runtime/smelt.h runtime/runtime.h runtime/ingot.h | $(GEN_H)
+$(BUILD)/obj/%.o: %.c compiler/compiler.h compiler/codegen.h runtime/smelt.h runtime/runtime.h runtime/ingot.h runtime/gpu.h | $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
