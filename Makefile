@@ -123,7 +123,20 @@ $(BUILD)/smelt-rt: $(BUILD)/obj/tools/smelt_rt.o $(TOOLS_LIB)
 
 # ---- tests
 
-$(BUILD)/smelt-tests: $(TEST_OBJ) $(C_LIB)
+# The fake GPU driver that tests/test_gpu_device.c points the GPU device at,
+# and a build of it too old to have the launch entry points.
+FAKE_GPU := $(BUILD)/fake_gpu/libfakegpu.so $(BUILD)/fake_gpu/libfakegpu-old.so
+FAKE_GPU_CC = $(CC) -std=c11 $(OPT) $(SAN) -Wall -Wextra $(WERROR) -fPIC -shared
+
+$(BUILD)/fake_gpu/libfakegpu.so: tests/fake_gpu/fake_driver.c tests/fake_gpu/fake_gpu.h
+	@mkdir -p $(dir $@)
+	$(FAKE_GPU_CC) -o $@ $<
+
+$(BUILD)/fake_gpu/libfakegpu-old.so: tests/fake_gpu/fake_driver.c tests/fake_gpu/fake_gpu.h
+	@mkdir -p $(dir $@)
+	$(FAKE_GPU_CC) -DFAKE_GPU_OLD -o $@ $<
+
+$(BUILD)/smelt-tests: $(TEST_OBJ) $(C_LIB) | $(FAKE_GPU)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lcriterion $(SYS_LIBS)
 
 $(BUILD)/leak-canary: $(BUILD)/obj/tests/leak_canary.o $(BUILD)/obj/tests/support.o $(C_LIB)
