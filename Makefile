@@ -21,7 +21,7 @@ CFLAGS_ALL = -std=c11 -D_XOPEN_SOURCE=700 $(OPT) $(SAN) -Wall -Wextra $(WERROR) 
              -DSMELT_STDLIB_DIR='"$(CURDIR)/stdlib"'
 LDFLAGS_ALL = $(SAN)
 
-COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
+COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c)) $(wildcard compiler/target/*.c)
 RUNTIME_SRC  := $(wildcard runtime/*.c)
 TEST_SRC     := $(wildcard tests/test_*.c) tests/support.c
 GEN_C        := $(BUILD)/gen/smelt.tab.c $(BUILD)/gen/lex.yy.c
