@@ -1,8 +1,11 @@
-// codegen_gpu.c: the GPU strategies: kernels for NVPTX and AMDGPU.
+// target/gpu.c: the GPU strategies, shared by every GPU target.
 //
 // The value of each output element comes from the shared expression layer
 // (codegen_expr.c); this file decides which elements a thread computes and
-// how threads cooperate. Every kernel runs on a one-dimensional grid whose
+// how threads cooperate. What a GPU target does its own way (thread ids,
+// barriers, shuffles, kernel attributes, a matmul of its own) goes through
+// the hooks of its descriptor (target/nvptx.c, target/amdgpu.c): nothing
+// here names a target. Every kernel runs on a one-dimensional grid whose
 // size is fixed here, at compile time, from the output's shape
 // (gpu_launch_shape), so the kernels know their geometry as constants and
 // every GPU target shares the launch records:
@@ -23,8 +26,6 @@
 // Kernels are void NAME(bufs, count, seed, step, error) (runtime/ingot.h).
 #include "codegen.h"
 
-#include <llvm-c/Target.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define GPU_BLOCK 256
@@ -35,36 +36,6 @@
 #define MM_PAD 4              // shared rows padded against bank conflicts
 #define MM_THIN 16            // M or N below this: not tiled
 #define MM_BIG 1024           // M and N at least this: 128 x 128 tiles of 8 x 8 per thread
-
-// ---- targets
-
-static const char *const nvidia_targets[] = {"sm_75", "sm_80", "sm_86", "sm_87", "sm_89", "sm_90",
-                                             "sm_90a", "sm_100", "sm_100a", "sm_120", "sm_120a"};
-static const char *const amd_targets[] = {"gfx900", "gfx906", "gfx908", "gfx90a", "gfx942", "gfx950",
-                                          "gfx1030", "gfx1100", "gfx1101", "gfx1102", "gfx1200", "gfx1201"};
-
-static bool in_list(const char *t, const char *const *list, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!strcmp(t, list[i])) return true;
-  return false;
-}
-
-bool gpu_target_is_nvidia(const char *t) {
-  return in_list(t, nvidia_targets, sizeof nvidia_targets / sizeof *nvidia_targets);
-}
-
-bool gpu_target_known(const char *t) {
-  return gpu_target_is_nvidia(t) || in_list(t, amd_targets, sizeof amd_targets / sizeof *amd_targets);
-}
-
-void gpu_target_list(char *buf, size_t len) {
-  size_t at = 0;
-  buf[0] = '\0';
-  for (size_t i = 0; i < sizeof nvidia_targets / sizeof *nvidia_targets; i++)
-    at += (size_t)snprintf(buf + at, at < len ? len - at : 0, "%s%s", at ? ", " : "", nvidia_targets[i]);
-  for (size_t i = 0; i < sizeof amd_targets / sizeof *amd_targets; i++)
-    at += (size_t)snprintf(buf + at, at < len ? len - at : 0, ", %s", amd_targets[i]);
-}
 
 // ---- strategies and launch shapes
 
@@ -151,58 +122,18 @@ void gpu_launch_shape(const Kernel *k, GpuLaunch *out) {
 
 static V zext64(Cg *c, V v) { return LLVMBuildZExt(c->b, v, c->i64, ""); }
 
-V gpu_thread_id(Cg *c) {
-  return zext64(c, call_plain_intrinsic(c, c->tgt == CG_NVPTX ? "llvm.nvvm.read.ptx.sreg.tid.x" : "llvm.amdgcn.workitem.id.x", NULL, 0));
-}
+V gpu_thread_id(Cg *c) { return c->target->thread_id(c); }
+V gpu_block_id(Cg *c) { return c->target->block_id(c); }
+void gpu_barrier(Cg *c) { c->target->barrier(c); }
 
-V gpu_block_id(Cg *c) {
-  return zext64(c, call_plain_intrinsic(c, c->tgt == CG_NVPTX ? "llvm.nvvm.read.ptx.sreg.ctaid.x" : "llvm.amdgcn.workgroup.id.x", NULL, 0));
-}
-
-// All threads of the block wait here, and see each other's shared-memory writes.
-void gpu_barrier(Cg *c) {
-  if (c->tgt == CG_NVPTX) {
-    const char *name = "llvm.nvvm.barrier0";
-    if (LLVMLookupIntrinsicID(name, strlen(name))) {
-      call_plain_intrinsic(c, name, NULL, 0);
-    } else {
-      V zero = LLVMConstInt(c->i32, 0, false);
-      call_plain_intrinsic(c, "llvm.nvvm.barrier.cta.sync.aligned.all", &zero, 1);
-    }
-    return;
-  }
-  unsigned wg = LLVMGetSyncScopeID(c->cx, "workgroup", 9);
-  LLVMBuildFenceSyncScope(c->b, LLVMAtomicOrderingRelease, wg, "");
-  call_plain_intrinsic(c, "llvm.amdgcn.s.barrier", NULL, 0);
-  LLVMBuildFenceSyncScope(c->b, LLVMAtomicOrderingAcquire, wg, "");
-}
-
-// The i32 v of the thread whose lane differs from this one's in the bits of m
-// (m < 32): shfl.sync.bfly on NVIDIA, ds_bpermute on AMD.
-static V shuffle_xor32(Cg *c, V v, int m, V tid) {
-  V i32m = LLVMConstInt(c->i32, (unsigned)m, false);
-  if (c->tgt == CG_NVPTX) {
-    V args[4] = {LLVMConstInt(c->i32, 0xFFFFFFFFu, false), v, i32m, LLVMConstInt(c->i32, 31, false)};
-    return call_plain_intrinsic(c, "llvm.nvvm.shfl.sync.bfly.i32", args, 4);
-  }
-  // ds_bpermute addresses a lane of the wave in bytes; m < 32 keeps the
-  // partner inside the same group of 32 for wave32 and wave64 alike.
-  V lane = LLVMBuildTrunc(c->b, tid, c->i32, "");
-  V wave_mask = LLVMConstInt(c->i32, 63, false);
-  V addr = LLVMBuildShl(c->b, LLVMBuildAnd(c->b, LLVMBuildXor(c->b, lane, i32m, ""), wave_mask, ""),
-                        LLVMConstInt(c->i32, 2, false), "");
-  V args[2] = {addr, v};
-  return call_plain_intrinsic(c, "llvm.amdgcn.ds.bpermute", args, 2);
-}
-
-// shuffle_xor32 for f32, i64 and i1 values.
+// The target's i32 shuffle for f32, i64 and i1 values.
 static V shuffle_xor(Cg *c, V v, int m, V tid) {
   LLVMTypeRef t = LLVMTypeOf(v);
   LLVMBuilderRef B = c->b;
-  if (t == c->f32) return LLVMBuildBitCast(B, shuffle_xor32(c, LLVMBuildBitCast(B, v, c->i32, ""), m, tid), c->f32, "");
-  if (t == c->i1) return LLVMBuildTrunc(B, shuffle_xor32(c, LLVMBuildZExt(B, v, c->i32, ""), m, tid), c->i1, "");
-  V lo = shuffle_xor32(c, LLVMBuildTrunc(B, v, c->i32, ""), m, tid);
-  V hi = shuffle_xor32(c, LLVMBuildTrunc(B, LLVMBuildLShr(B, v, ci(c, 32), ""), c->i32, ""), m, tid);
+  if (t == c->f32) return LLVMBuildBitCast(B, c->target->shuffle_xor(c, LLVMBuildBitCast(B, v, c->i32, ""), m, tid), c->f32, "");
+  if (t == c->i1) return LLVMBuildTrunc(B, c->target->shuffle_xor(c, LLVMBuildZExt(B, v, c->i32, ""), m, tid), c->i1, "");
+  V lo = c->target->shuffle_xor(c, LLVMBuildTrunc(B, v, c->i32, ""), m, tid);
+  V hi = c->target->shuffle_xor(c, LLVMBuildTrunc(B, LLVMBuildLShr(B, v, ci(c, 32), ""), c->i32, ""), m, tid);
   return LLVMBuildOr(B, zext64(c, lo), LLVMBuildShl(B, zext64(c, hi), ci(c, 32), ""), "");
 }
 
@@ -211,7 +142,8 @@ V gpu_shared_array(Cg *c, const char *tag, LLVMTypeRef t, unsigned n) {
   char name[96];
   snprintf(name, sizeof name, "%s.%s", LLVMGetValueName(c->fn), tag);
   LLVMTypeRef at = LLVMArrayType2(t, n);
-  V g = LLVMAddGlobalInAddressSpace(c->mod, at, name, 3);
+  ASSERT(c->target->has_shared);
+  V g = LLVMAddGlobalInAddressSpace(c->mod, at, name, c->target->shared_space);
   LLVMSetInitializer(g, LLVMGetUndef(at));
   LLVMSetLinkage(g, LLVMInternalLinkage);
   LLVMSetAlignment(g, 16);
@@ -530,32 +462,21 @@ void gpu_matmul_store(Cg *c, const Kernel *k, V *ti, V row, V col, V accp) {
 
 // ---- kernels and modules
 
-static void attr(Cg *c, const char *key, const char *value) {
+void gpu_kernel_attr(Cg *c, const char *key, const char *value) {
   LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex,
                           LLVMCreateStringAttribute(c->cx, key, (unsigned)strlen(key), value, (unsigned)strlen(value)));
 }
 
-static void emit_gpu_kernel(Cg *c, const Kernel *k) {
+void gpu_emit_kernel(Cg *c, const Kernel *k) {
+  const Target *t = c->target;
+  // The launch shapes are the same for every GPU target: each must
+  // exchange values within groups of ROW_GROUP threads.
+  ASSERT(t->warp == ROW_GROUP);
   LLVMTypeRef params[5] = {c->gptr, c->i64, c->i64, c->i64, c->gptr};
   LLVMTypeRef ft = LLVMFunctionType(LLVMVoidTypeInContext(c->cx), params, 5, false);
   c->fn = LLVMAddFunction(c->mod, k->name, ft);
-  char block_size[16];
-  snprintf(block_size, sizeof block_size, "%d", GPU_BLOCK);
-  if (c->tgt == CG_NVPTX) {
-    LLVMSetFunctionCallConv(c->fn, LLVMPTXKernelCallConv);
-    attr(c, "nvvm.maxntid", block_size);
-    // Without a register bound ptxas was seen to spill a 64-tile matmul at
-    // 40 registers on sm_80 (and a 64-tile mma matmul at 64 on sm_90); most
-    // take under 128, a batch-broadcast one with a short K 144. Other
-    // kernels are left to ptxas (the 128-tile matmul spreads to 220 registers
-    // under a loose bound).
-    if (strategy_of(k) == GS_MATMUL && matmul_tile(k->root) == 64) attr(c, "nvvm.maxnreg", "168");
-  } else {
-    LLVMSetFunctionCallConv(c->fn, LLVMAMDGPUKERNELCallConv);
-    char range[32];
-    snprintf(range, sizeof range, "1,%d", GPU_BLOCK);
-    attr(c, "amdgpu-flat-work-group-size", range);
-  }
+  LLVMSetFunctionCallConv(c->fn, t->kernel_cc);
+  t->kernel_attrs(c, GPU_BLOCK, strategy_of(k) == GS_MATMUL ? matmul_tile(k->root) : 0);
   unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
   LLVMAddAttributeAtIndex(c->fn, 1, LLVMCreateEnumAttribute(c->cx, noalias, 0));
   LLVMAddAttributeAtIndex(c->fn, 5, LLVMCreateEnumAttribute(c->cx, noalias, 0));
@@ -572,48 +493,8 @@ static void emit_gpu_kernel(Cg *c, const Kernel *k) {
   case GS_ELEMENTS: emit_elements(c, k, &g); break;
   case GS_ROWS: emit_rows(c, k, &g); break;
   case GS_MATMUL:
-    if (mma_applies(c, k->root)) emit_matmul_mma(c, k, matmul_tile(k->root), g.grid);
-    else emit_matmul(c, k, &g);
+    if (!t->matmul || !t->matmul(c, k, matmul_tile(k->root), g.grid)) emit_matmul(c, k, &g);
     break;
   }
   LLVMBuildRetVoid(c->b);
-}
-
-static void init_targets(void) {
-  LLVMInitializeNVPTXTargetInfo();
-  LLVMInitializeNVPTXTarget();
-  LLVMInitializeNVPTXTargetMC();
-  LLVMInitializeNVPTXAsmPrinter();
-  LLVMInitializeAMDGPUTargetInfo();
-  LLVMInitializeAMDGPUTarget();
-  LLVMInitializeAMDGPUTargetMC();
-  LLVMInitializeAMDGPUAsmPrinter();
-}
-
-int codegen_gpu(const KernelPlan *const *plans, int nplans, const char *target, Blob *out, char *err,
-                size_t errlen) {
-  memset(out, 0, sizeof *out);
-  if (!gpu_target_known(target)) {
-    snprintf(err, errlen, "unknown GPU target '%s'", target);
-    return -1;
-  }
-  init_targets();
-  bool nv = gpu_target_is_nvidia(target);
-  const char *triple = nv ? "nvptx64-nvidia-cuda" : "amdgcn-amd-amdhsa";
-  LLVMTargetRef t;
-  char *msg = NULL;
-  if (LLVMGetTargetFromTriple(triple, &t, &msg)) return cg_fail(err, errlen, "this LLVM has no GPU target", msg);
-  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(t, triple, target, "", LLVMCodeGenLevelAggressive,
-                                                    LLVMRelocPIC, LLVMCodeModelDefault);
-  Cg c;
-  cg_open(&c, nv ? CG_NVPTX : CG_AMDGPU, "smelt_gpu", triple, tm);
-  c.sm = nv ? atoi(target + 3) : 0;   // "sm_90a" -> 90
-  for (int p = 0; p < nplans; p++) {
-    c.plan = plans[p];
-    for (int i = 0; i < plans[p]->n; i++) emit_gpu_kernel(&c, &plans[p]->kernels[i]);
-  }
-  int rc = cg_finish(&c, tm, nv ? LLVMAssemblyFile : LLVMObjectFile, out, err, errlen);
-  cg_close(&c);
-  LLVMDisposeTargetMachine(tm);
-  return rc;
 }

@@ -1,0 +1,62 @@
+// codegen_gpu.c: the GPU targets, and compiling plans for one of them.
+//
+// Each GPU target is a descriptor in its own file under target/ (data and
+// hooks, codegen.h) that the shared strategies of target/gpu.c run on; the
+// table below is the one place that lists them. A processor name ("sm_90",
+// "gfx90a") selects the descriptor that lists it; LLVM is told the name as
+// the CPU to emit for.
+#include "codegen.h"
+
+#include <string.h>
+
+// The GPU targets: adding one is its file under target/ and its name here.
+extern const Target target_nvptx, target_amdgpu;
+static const Target *const gpu_targets[] = {&target_nvptx, &target_amdgpu};
+enum { NGPU_TARGETS = sizeof gpu_targets / sizeof *gpu_targets };
+
+// The descriptor of processor arch, or NULL.
+static const Target *gpu_target_of(const char *arch) {
+  for (int t = 0; t < NGPU_TARGETS; t++)
+    for (const char *const *a = gpu_targets[t]->archs; *a; a++)
+      if (!strcmp(arch, *a)) return gpu_targets[t];
+  return NULL;
+}
+
+bool gpu_target_known(const char *t) { return gpu_target_of(t) != NULL; }
+
+bool gpu_target_is_nvidia(const char *t) { return gpu_target_of(t) == &target_nvptx; }
+
+void gpu_target_list(char *buf, size_t len) {
+  size_t at = 0;
+  buf[0] = '\0';
+  for (int t = 0; t < NGPU_TARGETS; t++)
+    for (const char *const *a = gpu_targets[t]->archs; *a; a++)
+      at += (size_t)snprintf(buf + at, at < len ? len - at : 0, "%s%s", at ? ", " : "", *a);
+}
+
+int codegen_gpu(const KernelPlan *const *plans, int nplans, const char *target, Blob *out, char *err,
+                size_t errlen) {
+  memset(out, 0, sizeof *out);
+  const Target *tg = gpu_target_of(target);
+  if (!tg) {
+    snprintf(err, errlen, "unknown GPU target '%s'", target);
+    return -1;
+  }
+  tg->init();
+  LLVMTargetRef t;
+  char *msg = NULL;
+  if (LLVMGetTargetFromTriple(tg->triple, &t, &msg)) return cg_fail(err, errlen, "this LLVM has no GPU target", msg);
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(t, tg->triple, target, "", LLVMCodeGenLevelAggressive,
+                                                    LLVMRelocPIC, LLVMCodeModelDefault);
+  Cg c;
+  cg_open(&c, tg, "smelt_gpu", tm);
+  c.arch = target;
+  for (int p = 0; p < nplans; p++) {
+    c.plan = plans[p];
+    for (int i = 0; i < plans[p]->n; i++) gpu_emit_kernel(&c, &plans[p]->kernels[i]);
+  }
+  int rc = cg_finish(&c, tm, tg->emit, out, err, errlen);
+  cg_close(&c);
+  LLVMDisposeTargetMachine(tm);
+  return rc;
+}
