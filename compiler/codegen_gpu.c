@@ -45,7 +45,11 @@ int codegen_gpu(const KernelPlan *const *plans, int nplans, const char *target, 
   tg->init();
   LLVMTargetRef t;
   char *msg = NULL;
-  if (LLVMGetTargetFromTriple(tg->triple, &t, &msg)) return cg_fail(err, errlen, "this LLVM has no GPU target", msg);
+  if (LLVMGetTargetFromTriple(tg->triple, &t, &msg)) {
+    char what[64];
+    snprintf(what, sizeof what, "this LLVM has no %s target", tg->name);
+    return cg_fail(err, errlen, what, msg);
+  }
   LLVMTargetMachineRef tm = LLVMCreateTargetMachine(t, tg->triple, target, "", LLVMCodeGenLevelAggressive,
                                                     LLVMRelocPIC, LLVMCodeModelDefault);
   Cg c;

@@ -228,9 +228,9 @@ static void red_combine(Cg *c, const Red *r, V *acc, const V *other) {
   acc[1] = LLVMBuildSelect(B, better, bi, ai, "");
 }
 
-// Combines acc over the 32 threads of each warp-sized group.
-static void red_group32(Cg *c, const Red *r, V *acc, V tid) {
-  for (int m = 16; m >= 1; m /= 2) {
+// Combines acc over the ROW_GROUP threads of each warp-sized group.
+static void red_group(Cg *c, const Red *r, V *acc, V tid) {
+  for (int m = ROW_GROUP / 2; m >= 1; m /= 2) {
     V other[2] = {shuffle_xor(c, acc[0], m, tid), r->op == OP_ARGMAX ? shuffle_xor(c, acc[1], m, tid) : NULL};
     red_combine(c, r, acc, other);
   }
@@ -263,9 +263,9 @@ static void group_reduce(Cg *c, const Node *n, V *oidx, V lane, V tid, V active,
   loop_close(c, &L, a);
   acc[0] = L.acc[0];
   acc[1] = r.op == OP_ARGMAX ? L.acc[1] : NULL;
-  red_group32(c, &r, acc, tid);
+  red_group(c, &r, acc, tid);
   if (G == GPU_BLOCK) {
-    V warp = LLVMBuildUDiv(B, tid, ci(c, 32), ""), wl = LLVMBuildURem(B, tid, ci(c, 32), "");
+    V warp = LLVMBuildUDiv(B, tid, ci(c, ROW_GROUP), ""), wl = LLVMBuildURem(B, tid, ci(c, ROW_GROUP), "");
     LLVMBasicBlockRef put = block(c, "put"), after = block(c, "after");
     LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntEQ, wl, ci(c, 0), ""), put, after);
     LLVMPositionBuilderAtEnd(B, put);
@@ -274,13 +274,13 @@ static void group_reduce(Cg *c, const Node *n, V *oidx, V lane, V tid, V active,
     LLVMBuildBr(B, after);
     LLVMPositionBuilderAtEnd(B, after);
     gpu_barrier(c);
-    V slot = LLVMBuildAnd(B, tid, ci(c, GPU_BLOCK / 32 - 1), "");
-    V has = LLVMBuildICmp(B, LLVMIntULT, tid, ci(c, GPU_BLOCK / 32), "");
+    V slot = LLVMBuildAnd(B, tid, ci(c, GPU_BLOCK / ROW_GROUP - 1), "");
+    V has = LLVMBuildICmp(B, LLVMIntULT, tid, ci(c, GPU_BLOCK / ROW_GROUP), "");
     V id[2];
     red_identity(c, &r, id);
     acc[0] = LLVMBuildSelect(B, has, LLVMBuildLoad2(B, r.t, shared_at(c, sv, r.t, slot), ""), id[0], "");
     if (acc[1]) acc[1] = LLVMBuildSelect(B, has, LLVMBuildLoad2(B, c->i64, shared_at(c, si, c->i64, slot), ""), id[1], "");
-    red_group32(c, &r, acc, tid);
+    red_group(c, &r, acc, tid);
     gpu_barrier(c);   // the next reduction may overwrite the slots
   }
 }
@@ -294,11 +294,11 @@ static void emit_rows(Cg *c, const Kernel *k, const GpuLaunch *g) {
   V lane = LLVMBuildURem(B, tid, ci(c, G), ""), group = LLVMBuildUDiv(B, tid, ci(c, G), "");
   V sv = NULL, si = NULL;   // a block's warps meet in shared memory
   if (G == GPU_BLOCK) {
-    sv = gpu_shared_array(c, "red", c->f32, GPU_BLOCK / 32);
-    si = gpu_shared_array(c, "redi", c->i64, GPU_BLOCK / 32);
+    sv = gpu_shared_array(c, "red", c->f32, GPU_BLOCK / ROW_GROUP);
+    si = gpu_shared_array(c, "redi", c->i64, GPU_BLOCK / ROW_GROUP);
     bool ints = false;
     for (int r = 0; r < k->nroots; r++) ints |= !dtype_is_float(k->roots[r]->src[0]->dtype);
-    if (ints) sv = gpu_shared_array(c, "redv", c->i64, GPU_BLOCK / 32);
+    if (ints) sv = gpu_shared_array(c, "redv", c->i64, GPU_BLOCK / ROW_GROUP);
   }
   // rows r0 .. r0 + rows_per_block - 1 per step: the same trip count for
   // every thread of the block, so the barriers inside are reached by all
