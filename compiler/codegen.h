@@ -164,6 +164,7 @@ V round_tf32(Cg *c, V f);
 V narrow_float(Cg *c, DType t, V v);
 
 // ---- codegen_math.c: f32 math by the target's hooks
+// LLVM's f32 intrinsic name (llvm.sqrt, llvm.floor, ...) of x.
 static inline V intrinsic1(Cg *c, const char *name, V x) { return call_intrinsic(c, name, c->f32, &x, 1); }
 V math_fma(Cg *c, V a, V b, V d);
 // The target's hook, or LLVM's intrinsic where the target has none.
@@ -186,7 +187,7 @@ V math_pow_by_log2(Cg *c, V a, V b);
 // ---- target/gpu.c: the GPU strategies, and pieces they share with the GPU targets
 // Emits kernel k for c's GPU target.
 void gpu_emit_kernel(Cg *c, const Kernel *k);
-// The target's hooks, for code that must not name its target.
+// The target's hooks (Target), for code that must not name its target.
 V gpu_thread_id(Cg *c);
 V gpu_block_id(Cg *c);
 void gpu_barrier(Cg *c);
