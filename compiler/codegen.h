@@ -1,6 +1,7 @@
-// codegen.h: what the code generators share (codegen_expr.c, codegen_host.c,
-// codegen_gpu.c). Only those files include it; the rest of the compiler sees
-// the entry points declared in compiler.h.
+// codegen.h: what the code generators share: the expression layer
+// (codegen_expr.c, codegen_math.c), the targets (target/*.c) and the GPU
+// entry point (codegen_gpu.c). Only those files include it; the rest of the
+// compiler sees the entry points declared in compiler.h.
 #ifndef SMELT_CODEGEN_H
 #define SMELT_CODEGEN_H
 
@@ -11,10 +12,58 @@
 
 typedef LLVMValueRef V;
 
-typedef enum { CG_HOST, CG_NVPTX, CG_AMDGPU } CgTarget;
+typedef struct Cg Cg;
 
+// A target: what the shared layers (codegen_expr.c, codegen_math.c,
+// target/gpu.c) ask about the machine, as data, and what differs in how it
+// is done, as hooks. Shared code never asks which target it is. Slots marked
+// optional may be NULL; the GPU slots are NULL on the host.
 typedef struct {
-  CgTarget tgt;
+  const char *name;             // "x86-64", "nvptx", "amdgpu"
+  const char *triple;
+  const char *const *archs;     // the processors (LLVM CPU names) it emits for, NULL-ended; NULL: any
+  void (*init)(void);           // registers LLVM's back end for the triple
+  LLVMCodeGenFileType emit;     // what a module becomes: an object, or assembly (PTX text)
+  unsigned buffer_space;        // address space of the buffers and of the table of them
+  bool has_shared;              // block-shared memory, in address space shared_space
+  unsigned shared_space;
+  bool invariant_loads;         // loads that no store of the kernel can reach carry !invariant.load
+  unsigned buffer_align;        // alignment of every buffer, promised by !align on its pointer's load; 0: none
+  bool error_by_branch;         // a bad index sets the error word behind a branch (only the thread
+                                // that meets one writes), not by a select on every check
+  int warp;                     // threads that exchange values by shuffles; 0: none
+  unsigned kernel_cc;           // calling convention of a GPU kernel (LLVMCallConv)
+
+  // f32 math, each optional: NULL where LLVM lowers the intrinsic itself
+  // (llvm.exp, llvm.log, ...). codegen_math.c has decompositions to name here.
+  V (*exp)(Cg *c, V x);
+  V (*log)(Cg *c, V x);
+  V (*log2)(Cg *c, V x);
+  V (*tanh)(Cg *c, V x);
+  V (*sin)(Cg *c, V x);
+  V (*cos)(Cg *c, V x);
+  V (*pow)(Cg *c, V a, V b);
+
+  // GPU threads
+  V (*thread_id)(Cg *c);        // i64: the thread's index in its block
+  V (*block_id)(Cg *c);         // i64: the block's index in the grid
+  // All threads of the block wait here, and see each other's shared-memory writes.
+  void (*barrier)(Cg *c);
+  // The i32 v of the thread whose lane differs from this one's in the bits
+  // of m (m < 32); tid is the thread's index in its block.
+  V (*shuffle_xor)(Cg *c, V v, int m, V tid);
+  // Function attributes of the kernel c->fn: blocks of block threads;
+  // matmul_tile is the output tile edge of a tiled matmul kernel, else 0.
+  void (*kernel_attrs)(Cg *c, int block, int matmul_tile);
+  // Optional: emits matmul kernel k (output tiles of tile x tile, on a grid
+  // of grid blocks) in the target's own way and returns true, or emits
+  // nothing and returns false, leaving k to the shared tiled strategy.
+  bool (*matmul)(Cg *c, const Kernel *k, int tile, uint32_t grid);
+} Target;
+
+struct Cg {
+  const Target *target;
+  const char *arch;         // the processor emitted for ("sm_90a", "gfx90a", "x86-64-v3"); NULL: this machine
   LLVMContextRef cx;
   LLVMModuleRef mod;
   LLVMBuilderRef b;
@@ -37,8 +86,7 @@ typedef struct {
   LLVMTypeRef ptr;          // generic pointers (the host's only kind)
   LLVMTypeRef gptr;         // pointers to buffers: global memory on a GPU
   unsigned md_invariant, md_align;
-  int sm;                   // NVIDIA: the compute capability (80 for sm_80); else 0
-} Cg;
+};
 
 // ---- codegen_expr.c
 static inline V ci(Cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, true); }
@@ -49,10 +97,10 @@ static inline LLVMBasicBlockRef block(Cg *c, const char *name) {
   return LLVMAppendBasicBlockInContext(c->cx, c->fn, name);
 }
 
-// Types, contexts and builder for a module of target tgt; the target machine
+// Types, contexts and builder for a module of target t; the target machine
 // gives the data layout (set before any IR is built: allocas take their
 // address space from it).
-void cg_open(Cg *c, CgTarget tgt, const char *name, const char *triple, LLVMTargetMachineRef tm);
+void cg_open(Cg *c, const Target *t, const char *name, LLVMTargetMachineRef tm);
 void cg_close(Cg *c);
 // Verifies, optimizes at O3 and emits the module as kind; 0, or -1 with a message.
 int cg_finish(Cg *c, LLVMTargetMachineRef tm, LLVMCodeGenFileType kind, Blob *out, char *err, size_t errlen);
@@ -115,11 +163,36 @@ V round_tf32(Cg *c, V f);
 // An f32 value converted to float type t's storage type (f32, f16 or bf16).
 V narrow_float(Cg *c, DType t, V v);
 
-// ---- codegen_gpu.c: pieces the GPU strategies share
+// ---- codegen_math.c: f32 math by the target's hooks
+// LLVM's f32 intrinsic name (llvm.sqrt, llvm.floor, ...) of x.
+static inline V intrinsic1(Cg *c, const char *name, V x) { return call_intrinsic(c, name, c->f32, &x, 1); }
+V math_fma(Cg *c, V a, V b, V d);
+// The target's hook, or LLVM's intrinsic where the target has none.
+V math_exp(Cg *c, V x);
+V math_exp2(Cg *c, V x);
+V math_log(Cg *c, V x);
+V math_log2(Cg *c, V x);
+V math_tanh(Cg *c, V x);
+V math_sin(Cg *c, V x);
+V math_cos(Cg *c, V x);
+V math_pow(Cg *c, V a, V b);
+// Decompositions, for targets whose back ends lack a function to name as
+// their hook: exp from exp2; log from log2; tanh from exp; pow from exp2 and
+// log2 with C's rules for negative and zero operands.
+V math_exp_by_exp2(Cg *c, V x);
+V math_log_by_log2(Cg *c, V x);
+V math_tanh_by_exp(Cg *c, V x);
+V math_pow_by_log2(Cg *c, V a, V b);
+
+// ---- target/gpu.c: the GPU strategies, and pieces they share with the GPU targets
+// Emits kernel k for c's GPU target.
+void gpu_emit_kernel(Cg *c, const Kernel *k);
+// The target's hooks (Target), for code that must not name its target.
 V gpu_thread_id(Cg *c);
 V gpu_block_id(Cg *c);
-// All threads of the block wait here, and see each other's shared-memory writes.
 void gpu_barrier(Cg *c);
+// Sets string attribute key of the kernel c->fn to value.
+void gpu_kernel_attr(Cg *c, const char *key, const char *value);
 // A block-shared array of n elements of type t.
 V gpu_shared_array(Cg *c, const char *tag, LLVMTypeRef t, unsigned n);
 // Operand x of matmul n at matrix position (row, col) of x, for the output's
@@ -129,10 +202,11 @@ V gpu_operand_at(Cg *c, const Node *n, const Node *x, V *bidx, V row, V col);
 // at accp, through the kernel's epilogue; nothing outside the output.
 void gpu_matmul_store(Cg *c, const Kernel *k, V *ti, V row, V col, V accp);
 
-// ---- codegen_mma.c: matmuls on NVIDIA tensor cores
-// Whether matmul n runs on tensor cores for this target (sm_80+; bf16, f16 or tf32).
-bool mma_applies(const Cg *c, const Node *n);
+// ---- target/nvptx_mma.c: matmuls on NVIDIA tensor cores, for target/nvptx.c
+// Whether matmul n's operands suit mma.sync (bf16, f16, or f32 marked tf32;
+// the processor must be sm_80 or later).
+bool nvptx_mma_applies(const Node *n);
 // The matmul kernel k (root n, output tiles of tile x tile on a grid of grid blocks).
-void emit_matmul_mma(Cg *c, const Kernel *k, int tile, uint32_t grid);
+void nvptx_mma_emit(Cg *c, const Kernel *k, int tile, uint32_t grid);
 
 #endif

@@ -6,8 +6,10 @@
 // loading its source, or a literal. The kernel_* functions build on it: each
 // computes its node's value at one output index (with an inner loop for
 // reductions, contractions, convolutions, pooling and scatter). The targets'
-// strategies (codegen_host.c, codegen_gpu.c) decide which indices a thread
-// computes and how threads cooperate.
+// strategies (target/host.c, target/gpu.c) decide which indices a thread
+// computes and how threads cooperate. What differs between targets here
+// (pointer address spaces, load metadata, error stores, math) is asked of
+// the target's descriptor (c->target), never decided by its name.
 //
 // Values are computed in float (f32, f16, bf16 widen to float), int64
 // (integers) or i1 (bool), and converted to the storage dtype on store.
@@ -53,106 +55,12 @@ V call_intrinsic(Cg *c, const char *name, LLVMTypeRef t, V *args, unsigned n) {
   return LLVMBuildCall2(c->b, ft, f, args, n, "");
 }
 
-static V intrinsic1(Cg *c, const char *name, V x) { return call_intrinsic(c, name, c->f32, &x, 1); }
-
 V call_plain_intrinsic(Cg *c, const char *name, V *args, unsigned n) {
   unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
   ASSERT(id != 0);
   LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, NULL, 0);
   LLVMTypeRef ft = LLVMIntrinsicGetType(c->cx, id, NULL, 0);
   return LLVMBuildCall2(c->b, ft, f, args, n, "");
-}
-
-// ---- math on GPUs
-//
-// NVPTX has hardware approximations of exp2, log2 and sin and no library to
-// call for the rest; AMDGPU lowers exp, log and sin itself but not tanh. The
-// functions below build what is missing from what each has, accurate to a
-// few units in the last place of f32 over the ranges models use.
-
-static V fma3(Cg *c, V a, V b, V d) {
-  V args[3] = {a, b, d};
-  return call_intrinsic(c, "llvm.fma", c->f32, args, 3);
-}
-
-static V gpu_exp2(Cg *c, V x) { return intrinsic1(c, "llvm.exp2", x); }
-
-static V gpu_log2(Cg *c, V x) {
-  if (c->tgt == CG_AMDGPU) return intrinsic1(c, "llvm.log2", x);
-  return call_plain_intrinsic(c, "llvm.nvvm.lg2.approx.f", &x, 1);
-}
-
-// exp(x) = 2^n * exp(r), n = rint(x / ln 2), r = x - n ln 2 with a two-part
-// ln 2 (exact products), and 2^n as two halves so it cannot overflow early.
-static V gpu_exp(Cg *c, V x) {
-  if (c->tgt == CG_AMDGPU) return intrinsic1(c, "llvm.exp", x);
-  LLVMBuilderRef B = c->b;
-  V n = intrinsic1(c, "llvm.rint", LLVMBuildFMul(B, x, cf(c, 1.4426950408889634), ""));
-  V r = fma3(c, LLVMBuildFNeg(B, n, ""), cf(c, 0.693145751953125), x);
-  r = fma3(c, LLVMBuildFNeg(B, n, ""), cf(c, 1.428606765330187e-06), r);
-  V h = intrinsic1(c, "llvm.floor", LLVMBuildFMul(B, n, cf(c, 0.5), ""));
-  V p = gpu_exp2(c, LLVMBuildFMul(B, r, cf(c, 1.4426950408889634), ""));
-  p = LLVMBuildFMul(B, p, gpu_exp2(c, h), "");
-  return LLVMBuildFMul(B, p, gpu_exp2(c, LLVMBuildFSub(B, n, h, "")), "");
-}
-
-static V gpu_log(Cg *c, V x) {
-  if (c->tgt == CG_AMDGPU) return intrinsic1(c, "llvm.log", x);
-  return LLVMBuildFMul(c->b, gpu_log2(c, x), cf(c, 0.6931471805599453), "");
-}
-
-// tanh(|x|) = (1 - e) / (1 + e) with e = exp(-2|x|); below 1/16 the odd
-// series, where 1 - e would cancel.
-static V gpu_tanh(Cg *c, V x) {
-  LLVMBuilderRef B = c->b;
-  V ax = intrinsic1(c, "llvm.fabs", x);
-  V e = gpu_exp(c, LLVMBuildFMul(B, ax, cf(c, -2), ""));
-  V big = LLVMBuildFDiv(B, LLVMBuildFSub(B, cf(c, 1), e, ""), LLVMBuildFAdd(B, cf(c, 1), e, ""), "");
-  V x2 = LLVMBuildFMul(B, ax, ax, "");
-  V s = fma3(c, x2, cf(c, -17.0 / 315), cf(c, 2.0 / 15));
-  s = fma3(c, x2, s, cf(c, -1.0 / 3));
-  s = fma3(c, x2, s, cf(c, 1));
-  V small = LLVMBuildFMul(B, ax, s, "");
-  V t = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, ax, cf(c, 0.0625), ""), small, big, "");
-  V args[2] = {t, x};
-  return call_intrinsic(c, "llvm.copysign", c->f32, args, 2);   // NaN stays NaN: e and t are NaN
-}
-
-// pow(a, b) = 2^(b log2 |a|), with C's rules for a < 0 (integer b only),
-// a = 0 and b = 0.
-static V gpu_pow(Cg *c, V a, V b) {
-  LLVMBuilderRef B = c->b;
-  V r = gpu_exp2(c, LLVMBuildFMul(B, b, gpu_log2(c, intrinsic1(c, "llvm.fabs", a)), ""));
-  V b_int = LLVMBuildFCmp(B, LLVMRealOEQ, intrinsic1(c, "llvm.floor", b), b, "");
-  V half = LLVMBuildFMul(B, b, cf(c, 0.5), "");
-  V b_odd = LLVMBuildAnd(B, b_int, LLVMBuildFCmp(B, LLVMRealUNE, intrinsic1(c, "llvm.floor", half), half, ""), "");
-  V neg = LLVMBuildFCmp(B, LLVMRealOLT, a, cf(c, 0), "");
-  V signed_r = LLVMBuildSelect(B, b_odd, LLVMBuildFNeg(B, r, ""), r, "");
-  r = LLVMBuildSelect(B, neg, LLVMBuildSelect(B, b_int, signed_r, cf(c, 0.0 / 0.0), ""), r, "");
-  return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOEQ, b, cf(c, 0), ""), cf(c, 1), r, "");
-}
-
-// sin and cos on NVPTX: the hardware approximation after reducing x to
-// [-pi, pi] with a two-part 2 pi.
-static V gpu_sincos(Cg *c, const char *name, V x) {
-  if (c->tgt == CG_AMDGPU) return intrinsic1(c, name, x);
-  LLVMBuilderRef B = c->b;
-  V k = intrinsic1(c, "llvm.rint", LLVMBuildFMul(B, x, cf(c, 0.15915494309189535), ""));
-  V r = fma3(c, LLVMBuildFNeg(B, k, ""), cf(c, 6.28125), x);
-  r = fma3(c, LLVMBuildFNeg(B, k, ""), cf(c, 1.9353071795864769e-03), r);
-  V v = intrinsic1(c, name, r);
-  LLVMSetFastMathFlags(v, LLVMFastMathApproxFunc);
-  return v;
-}
-
-static V math1(Cg *c, const char *name, V x) {
-  if (c->tgt != CG_HOST) {
-    if (!strcmp(name, "llvm.exp")) return gpu_exp(c, x);
-    if (!strcmp(name, "llvm.log")) return gpu_log(c, x);
-    if (!strcmp(name, "llvm.tanh")) return gpu_tanh(c, x);
-    if (!strcmp(name, "llvm.sin") || !strcmp(name, "llvm.cos")) return gpu_sincos(c, name, x);
-  }
-  return intrinsic1(c, name, x);
 }
 
 // ---- conversions between compute types
@@ -184,9 +92,10 @@ V buffer_ptr(Cg *c, const Node *n) {
   V idx = ci(c, slot);
   V p = LLVMBuildGEP2(c->b, c->gptr, c->bufs, &idx, 1, "");
   V buf = LLVMBuildLoad2(c->b, c->gptr, p, dtype_name(n->dtype));
-  if (c->tgt != CG_HOST) {   // the table does not change during a kernel; buffers are 64-byte aligned
-    LLVMSetMetadata(buf, c->md_invariant, LLVMMetadataAsValue(c->cx, LLVMMDNodeInContext2(c->cx, NULL, 0)));
-    LLVMMetadataRef a = LLVMValueAsMetadata(LLVMConstInt(c->i64, 64, false));
+  // the table does not change during a kernel
+  if (c->target->invariant_loads) LLVMSetMetadata(buf, c->md_invariant, LLVMMetadataAsValue(c->cx, LLVMMDNodeInContext2(c->cx, NULL, 0)));
+  if (c->target->buffer_align) {
+    LLVMMetadataRef a = LLVMValueAsMetadata(LLVMConstInt(c->i64, c->target->buffer_align, false));
     LLVMSetMetadata(buf, c->md_align, LLVMMetadataAsValue(c->cx, LLVMMDNodeInContext2(c->cx, &a, 1)));
   }
   return buf;
@@ -207,8 +116,8 @@ V load_at(Cg *c, const Node *n, V lin) {
   V v = LLVMBuildLoad2(c->b, st, p, "");
   // A kernel never reads a buffer it writes, except one its output took over
   // in place (read at each element before that element is written): every
-  // other load on a GPU can take the read-only (non-coherent) cache path.
-  if (c->tgt != CG_HOST && !overwritten(c, n)) LLVMSetMetadata(v, c->md_invariant, LLVMMetadataAsValue(c->cx, LLVMMDNodeInContext2(c->cx, NULL, 0)));
+  // other load can take a GPU's read-only (non-coherent) cache path.
+  if (c->target->invariant_loads && !overwritten(c, n)) LLVMSetMetadata(v, c->md_invariant, LLVMMetadataAsValue(c->cx, LLVMMDNodeInContext2(c->cx, NULL, 0)));
   switch (n->dtype) {
   case DT_F32: return v;
   case DT_F16: case DT_BF16: return LLVMBuildFPExt(c->b, v, c->f32, "");
@@ -430,29 +339,25 @@ V emit_op(Cg *c, Op op, DType t, DType out, V a, V b, V w) {
   bool f = dtype_is_float(t);
   switch (op) {
   case OP_NEG: return f ? LLVMBuildFNeg(B, a, "") : LLVMBuildNeg(B, a, "");
-  case OP_EXP: return math1(c, "llvm.exp", a);
-  case OP_LOG: return math1(c, "llvm.log", a);
-  case OP_SQRT: return math1(c, "llvm.sqrt", a);
-  case OP_RSQRT: return LLVMBuildFDiv(B, cf(c, 1), math1(c, "llvm.sqrt", a), "");
-  case OP_TANH: return math1(c, "llvm.tanh", a);
+  case OP_EXP: return math_exp(c, a);
+  case OP_LOG: return math_log(c, a);
+  case OP_SQRT: return intrinsic1(c, "llvm.sqrt", a);
+  case OP_RSQRT: return LLVMBuildFDiv(B, cf(c, 1), intrinsic1(c, "llvm.sqrt", a), "");
+  case OP_TANH: return math_tanh(c, a);
   case OP_SIGMOID:
-    return LLVMBuildFDiv(B, cf(c, 1), LLVMBuildFAdd(B, cf(c, 1), math1(c, "llvm.exp", LLVMBuildFNeg(B, a, "")), ""), "");
+    return LLVMBuildFDiv(B, cf(c, 1), LLVMBuildFAdd(B, cf(c, 1), math_exp(c, LLVMBuildFNeg(B, a, "")), ""), "");
   case OP_ABS:
-    if (f) return math1(c, "llvm.fabs", a);
+    if (f) return intrinsic1(c, "llvm.fabs", a);
     return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, a, ci(c, 0), ""), LLVMBuildNeg(B, a, ""), a, "");
-  case OP_SIN: return math1(c, "llvm.sin", a);
-  case OP_COS: return math1(c, "llvm.cos", a);
-  case OP_FLOOR: return f ? math1(c, "llvm.floor", a) : a;
+  case OP_SIN: return math_sin(c, a);
+  case OP_COS: return math_cos(c, a);
+  case OP_FLOOR: return f ? intrinsic1(c, "llvm.floor", a) : a;
   case OP_CAST: return convert(c, a, t, out);
   case OP_ADD: return f ? LLVMBuildFAdd(B, a, b, "") : LLVMBuildAdd(B, a, b, "");
   case OP_SUB: return f ? LLVMBuildFSub(B, a, b, "") : LLVMBuildSub(B, a, b, "");
   case OP_MUL: return f ? LLVMBuildFMul(B, a, b, "") : LLVMBuildMul(B, a, b, "");
   case OP_DIV: return LLVMBuildFDiv(B, a, b, "");
-  case OP_POW: {
-    if (c->tgt != CG_HOST) return gpu_pow(c, a, b);
-    V args[2] = {a, b};
-    return call_intrinsic(c, "llvm.pow", c->f32, args, 2);
-  }
+  case OP_POW: return math_pow(c, a, b);
   case OP_MAX: case OP_MIN:
     if (f) return fmax_nan(c, a, b, op == OP_MAX);
     if (t == DT_BOOL) return op == OP_MAX ? LLVMBuildOr(B, a, b, "") : LLVMBuildAnd(B, a, b, "");
@@ -787,12 +692,12 @@ static V kernel_pool(Cg *c, const Node *n, V *o) {
 }
 
 void flag_unless(Cg *c, const Node *n, V ok) {
-  if (c->tgt == CG_HOST) {   // branch-free, so the loop around it stays simple
+  if (!c->target->error_by_branch) {   // branch-free, so the loop around it stays simple
     V old = LLVMBuildLoad2(c->b, c->i64, c->errp, "");
     LLVMBuildStore(c->b, LLVMBuildSelect(c->b, ok, old, ci(c, n->id + 1), ""), c->errp);
     return;
   }
-  // On a GPU only a thread that meets a bad index writes the word.
+  // Only a thread that meets a bad index writes the word.
   LLVMBasicBlockRef bad = block(c, "bad"), on = block(c, "ok");
   LLVMBuildCondBr(c->b, ok, on, bad);
   LLVMPositionBuilderAtEnd(c->b, bad);
@@ -946,12 +851,12 @@ void row_serial(Cg *c, const Kernel *k, V row) {
 
 // ---- modules
 
-void cg_open(Cg *c, CgTarget tgt, const char *name, const char *triple, LLVMTargetMachineRef tm) {
+void cg_open(Cg *c, const Target *t, const char *name, LLVMTargetMachineRef tm) {
   memset(c, 0, sizeof *c);
-  c->tgt = tgt;
+  c->target = t;
   c->cx = LLVMContextCreate();
   c->mod = LLVMModuleCreateWithNameInContext(name, c->cx);
-  LLVMSetTarget(c->mod, triple);
+  LLVMSetTarget(c->mod, t->triple);
   LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
   char *dl = LLVMCopyStringRepOfTargetData(layout);
   LLVMSetDataLayout(c->mod, dl);
@@ -968,7 +873,7 @@ void cg_open(Cg *c, CgTarget tgt, const char *name, const char *triple, LLVMTarg
   c->f16 = LLVMHalfTypeInContext(c->cx);
   c->bf16 = LLVMBFloatTypeInContext(c->cx);
   c->ptr = LLVMPointerTypeInContext(c->cx, 0);
-  c->gptr = LLVMPointerTypeInContext(c->cx, tgt == CG_HOST ? 0 : 1);
+  c->gptr = LLVMPointerTypeInContext(c->cx, t->buffer_space);
   c->md_invariant = LLVMGetMDKindIDInContext(c->cx, "invariant.load", 14);
   c->md_align = LLVMGetMDKindIDInContext(c->cx, "align", 5);
 }

@@ -727,7 +727,7 @@ uint64_t memplan_entry(const Graph *g, KernelPlan *p, MemBuf *b, bool *in, uint6
 // overlap, except a buffer and the one it reuses in place.
 bool memplan_check(const MemBuf *b, const bool *plan, int n, uint64_t arena, char *err, size_t errlen);
 
-// ---------------------------------------------------------------- codegen_host.c
+// ---------------------------------------------------------------- target/host.c
 // LLVM IR for every kernel of a plan, optimized and emitted as an x86-64
 // object. Each kernel is
 //   void NAME(char **bufs, int64_t begin, int64_t end, int64_t *ctx)
@@ -756,7 +756,7 @@ int link_shared(const Blob *object, const char *path, char *err, size_t errlen);
 bool host_cpu_known(const char *cpu);
 void host_cpu_list(void);
 
-// ---------------------------------------------------------------- codegen_gpu.c
+// ---------------------------------------------------------------- codegen_gpu.c, target/gpu.c
 // The same kernels for GPUs: NVPTX (PTX text) and AMDGPU (an ELF object),
 // each kernel
 //   void NAME(char **bufs, int64_t count, uint64_t seed, uint64_t step, int64_t *error)

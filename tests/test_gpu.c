@@ -327,6 +327,40 @@ TEST(gpu, unknown_targets_are_refused_with_the_list) {
   free(out);
 }
 
+// Every processor the table of GPU targets lists is known, belongs to its
+// vendor, and compiles: PTX for that processor on NVIDIA, an ELF object on
+// AMD. A name that no target lists is refused.
+TEST(gpu, every_listed_target_compiles) {
+  char list[1024];
+  gpu_target_list(list, sizeof list);
+  for (int i = 0; i < 4; i++) {
+    static const char *const ends[] = {"sm_75", "sm_120a", "gfx900", "gfx1201"};
+    cr_expect_not_null(strstr(list, ends[i]), "%s is not in %s", ends[i], list);
+  }
+  Built *b = build_mode("tests/gpu/embedding.smelt", NULL, 0, FUSION_ALL);
+  const KernelPlan *plans[1] = {&b->plan};
+  Blob out;
+  char err[512];
+  for (char *save = NULL, *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+    cr_expect(gpu_target_known(t), "%s", t);
+    bool nv = !strncmp(t, "sm_", 3);
+    cr_expect_eq(gpu_target_is_nvidia(t), nv, "%s", t);
+    cr_assert_eq(codegen_gpu(plans, 1, t, &out, err, sizeof err), 0, "%s: %s", t, err);
+    if (nv) {
+      char want[32];
+      snprintf(want, sizeof want, ".target %s\n", t);
+      cr_expect_not_null(strstr(out.data, want), "%s: the PTX is not for it", t);
+    } else {
+      cr_expect(out.len > 4 && !memcmp(out.data, "\x7f" "ELF", 4), "%s: not an ELF object", t);
+    }
+    free(out.data);
+  }
+  cr_expect(!gpu_target_known("sm_99") && !gpu_target_known("gfx") && !gpu_target_known(""));
+  cr_expect_eq(codegen_gpu(plans, 1, "sm_99", &out, err, sizeof err), -1);
+  cr_expect_not_null(strstr(err, "unknown GPU target 'sm_99'"), "%s", err);
+  built_free(b);
+}
+
 TEST(gpu, a_gpu_ingot_carries_its_code_and_runs_on_the_cpu) {
   char path[64], cmd[512], *out = NULL;
   snprintf(path, sizeof path, "build/test-gpu-%d.ingot", (int)getpid());

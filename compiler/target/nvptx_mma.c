@@ -1,4 +1,4 @@
-// codegen_mma.c: matmuls on NVIDIA tensor cores (sm_80 and later).
+// target/nvptx_mma.c: matmuls on NVIDIA tensor cores (sm_80 and later).
 //
 // A matmul whose operands are both bf16, both f16, or f32 marked tf32 runs
 // as warp-level mma.sync instead of per-thread FMAs. The block (256 threads,
@@ -21,6 +21,9 @@
 // registers (kernel_store) and stored. Rows are padded in shared memory so
 // that the eight groups of a warp hit distinct banks on fragment loads.
 //
+// The NVPTX descriptor's matmul hook (target/nvptx.c) is its only caller; it
+// calls the GPU helpers of target/gpu.c, never the strategies.
+//
 // Not done yet (docs/performance.md): ldmatrix, cp.async multi-stage
 // pipelining, vector global loads, and the sm_90 wgmma/TMA path.
 #include "codegen.h"
@@ -31,8 +34,8 @@
 #define MMA_PAD16 8   // 16-bit elements of padding per shared row (16 bytes)
 #define MMA_PAD32 4   // f32 elements of padding per shared row
 
-bool mma_applies(const Cg *c, const Node *n) {
-  if (c->tgt != CG_NVPTX || c->sm < 80 || n->op != OP_MATMUL) return false;
+bool nvptx_mma_applies(const Node *n) {
+  if (n->op != OP_MATMUL) return false;
   DType a = n->src[0]->dtype, b = n->src[1]->dtype;
   if (a == b && (a == DT_BF16 || a == DT_F16)) return true;
   return n->tf32 && a == DT_F32 && b == DT_F32;
@@ -47,7 +50,7 @@ static V frag_reg(Cg *c, V arr, LLVMTypeRef et, V e) {
   return v;
 }
 
-void emit_matmul_mma(Cg *c, const Kernel *k, int tile, uint32_t grid) {
+void nvptx_mma_emit(Cg *c, const Kernel *k, int tile, uint32_t grid) {
   LLVMBuilderRef B = c->b;
   const Node *n = k->root, *a = n->src[0], *bm = n->src[1];
   int nd = n->shape.ndim;

@@ -1,4 +1,4 @@
-// codegen_host.c: the host strategy: kernels for x86-64.
+// target/host.c: the host target and its strategy: kernels for x86-64.
 //
 // Each kernel is a loop over its output elements [begin, end) that the CPU
 // device splits over threads; the value of each element comes from the
@@ -13,6 +13,23 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+static void init(void) {
+  LLVMInitializeX86TargetInfo();
+  LLVMInitializeX86Target();
+  LLVMInitializeX86TargetMC();
+  LLVMInitializeX86AsmPrinter();
+}
+
+// One address space, so buffers are plain pointers; LLVM lowers every math
+// intrinsic (calling libm); no shared memory, no GPU hooks; a bad index is
+// recorded by a select, which keeps the loop over elements branch-free.
+static const Target host = {
+  .name = "x86-64",
+  .triple = "x86_64-pc-linux-gnu",
+  .init = init,
+  .emit = LLVMObjectFile,
+};
 
 // The element address of operand x (stored, contiguous) at matrix position
 // (row, col) for output batch index bidx (broadcast to x's batch dims).
@@ -207,27 +224,24 @@ static void emit_kernel(Cg *c, const Kernel *k) {
 int codegen_host(const KernelPlan *const *plans, int nplans, const char *cpu, Blob *object,
                  char *err, size_t errlen) {
   memset(object, 0, sizeof *object);
-  LLVMInitializeX86TargetInfo();
-  LLVMInitializeX86Target();
-  LLVMInitializeX86TargetMC();
-  LLVMInitializeX86AsmPrinter();
-  const char *triple = "x86_64-pc-linux-gnu";
+  host.init();
   LLVMTargetRef target;
   char *msg = NULL;
-  if (LLVMGetTargetFromTriple(triple, &target, &msg)) return cg_fail(err, errlen, "no x86-64 target", msg);
+  if (LLVMGetTargetFromTriple(host.triple, &target, &msg)) return cg_fail(err, errlen, "no x86-64 target", msg);
   char *host_cpu = cpu ? NULL : LLVMGetHostCPUName();
   char *features = cpu ? NULL : LLVMGetHostCPUFeatures();
-  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu ? cpu : host_cpu, features ? features : "",
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, host.triple, cpu ? cpu : host_cpu, features ? features : "",
                                                     LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
   if (host_cpu) LLVMDisposeMessage(host_cpu);
   if (features) LLVMDisposeMessage(features);
   Cg c;
-  cg_open(&c, CG_HOST, "smelt_host", triple, tm);
+  cg_open(&c, &host, "smelt_host", tm);
+  c.arch = cpu;
   for (int k = 0; k < nplans; k++) {
     c.plan = plans[k];
     for (int i = 0; i < plans[k]->n; i++) emit_kernel(&c, &plans[k]->kernels[i]);
   }
-  int rc = cg_finish(&c, tm, LLVMObjectFile, object, err, errlen);
+  int rc = cg_finish(&c, tm, host.emit, object, err, errlen);
   cg_close(&c);
   LLVMDisposeTargetMachine(tm);
   return rc;

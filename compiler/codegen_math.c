@@ -1,0 +1,80 @@
+// codegen_math.c: f32 transcendentals, by the target's hooks.
+//
+// The expression layer asks for exp, log, tanh, sin, cos and pow here; each
+// is the target's hook when it has one and LLVM's intrinsic otherwise (the
+// host's back end calls libm, AMDGPU's lowers most of them itself). The
+// decompositions below build a function from others the target has, once,
+// for every target whose back end lacks it: NVPTX has hardware
+// approximations of exp2, log2 and sin and no library to call for the rest;
+// AMDGPU lowers exp, log and sin but not tanh. Each is accurate to a few
+// units in the last place of f32 over the ranges models use.
+#include "codegen.h"
+
+V math_fma(Cg *c, V a, V b, V d) {
+  V args[3] = {a, b, d};
+  return call_intrinsic(c, "llvm.fma", c->f32, args, 3);
+}
+
+// ---- by the target
+
+V math_exp(Cg *c, V x) { return c->target->exp ? c->target->exp(c, x) : intrinsic1(c, "llvm.exp", x); }
+V math_exp2(Cg *c, V x) { return intrinsic1(c, "llvm.exp2", x); }
+V math_log(Cg *c, V x) { return c->target->log ? c->target->log(c, x) : intrinsic1(c, "llvm.log", x); }
+V math_log2(Cg *c, V x) { return c->target->log2 ? c->target->log2(c, x) : intrinsic1(c, "llvm.log2", x); }
+V math_tanh(Cg *c, V x) { return c->target->tanh ? c->target->tanh(c, x) : intrinsic1(c, "llvm.tanh", x); }
+V math_sin(Cg *c, V x) { return c->target->sin ? c->target->sin(c, x) : intrinsic1(c, "llvm.sin", x); }
+V math_cos(Cg *c, V x) { return c->target->cos ? c->target->cos(c, x) : intrinsic1(c, "llvm.cos", x); }
+
+V math_pow(Cg *c, V a, V b) {
+  if (c->target->pow) return c->target->pow(c, a, b);
+  V args[2] = {a, b};
+  return call_intrinsic(c, "llvm.pow", c->f32, args, 2);
+}
+
+// ---- decompositions
+
+// exp(x) = 2^n * exp(r), n = rint(x / ln 2), r = x - n ln 2 with a two-part
+// ln 2 (exact products), and 2^n as two halves so it cannot overflow early.
+V math_exp_by_exp2(Cg *c, V x) {
+  LLVMBuilderRef B = c->b;
+  V n = intrinsic1(c, "llvm.rint", LLVMBuildFMul(B, x, cf(c, 1.4426950408889634), ""));
+  V r = math_fma(c, LLVMBuildFNeg(B, n, ""), cf(c, 0.693145751953125), x);
+  r = math_fma(c, LLVMBuildFNeg(B, n, ""), cf(c, 1.428606765330187e-06), r);
+  V h = intrinsic1(c, "llvm.floor", LLVMBuildFMul(B, n, cf(c, 0.5), ""));
+  V p = math_exp2(c, LLVMBuildFMul(B, r, cf(c, 1.4426950408889634), ""));
+  p = LLVMBuildFMul(B, p, math_exp2(c, h), "");
+  return LLVMBuildFMul(B, p, math_exp2(c, LLVMBuildFSub(B, n, h, "")), "");
+}
+
+V math_log_by_log2(Cg *c, V x) { return LLVMBuildFMul(c->b, math_log2(c, x), cf(c, 0.6931471805599453), ""); }
+
+// tanh(|x|) = (1 - e) / (1 + e) with e = exp(-2|x|); below 1/16 the odd
+// series, where 1 - e would cancel.
+V math_tanh_by_exp(Cg *c, V x) {
+  LLVMBuilderRef B = c->b;
+  V ax = intrinsic1(c, "llvm.fabs", x);
+  V e = math_exp(c, LLVMBuildFMul(B, ax, cf(c, -2), ""));
+  V big = LLVMBuildFDiv(B, LLVMBuildFSub(B, cf(c, 1), e, ""), LLVMBuildFAdd(B, cf(c, 1), e, ""), "");
+  V x2 = LLVMBuildFMul(B, ax, ax, "");
+  V s = math_fma(c, x2, cf(c, -17.0 / 315), cf(c, 2.0 / 15));
+  s = math_fma(c, x2, s, cf(c, -1.0 / 3));
+  s = math_fma(c, x2, s, cf(c, 1));
+  V small = LLVMBuildFMul(B, ax, s, "");
+  V t = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, ax, cf(c, 0.0625), ""), small, big, "");
+  V args[2] = {t, x};
+  return call_intrinsic(c, "llvm.copysign", c->f32, args, 2);   // NaN stays NaN: e and t are NaN
+}
+
+// pow(a, b) = 2^(b log2 |a|), with C's rules for a < 0 (integer b only),
+// a = 0 and b = 0.
+V math_pow_by_log2(Cg *c, V a, V b) {
+  LLVMBuilderRef B = c->b;
+  V r = math_exp2(c, LLVMBuildFMul(B, b, math_log2(c, intrinsic1(c, "llvm.fabs", a)), ""));
+  V b_int = LLVMBuildFCmp(B, LLVMRealOEQ, intrinsic1(c, "llvm.floor", b), b, "");
+  V half = LLVMBuildFMul(B, b, cf(c, 0.5), "");
+  V b_odd = LLVMBuildAnd(B, b_int, LLVMBuildFCmp(B, LLVMRealUNE, intrinsic1(c, "llvm.floor", half), half, ""), "");
+  V neg = LLVMBuildFCmp(B, LLVMRealOLT, a, cf(c, 0), "");
+  V signed_r = LLVMBuildSelect(B, b_odd, LLVMBuildFNeg(B, r, ""), r, "");
+  r = LLVMBuildSelect(B, neg, LLVMBuildSelect(B, b_int, signed_r, cf(c, 0.0 / 0.0), ""), r, "");
+  return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOEQ, b, cf(c, 0), ""), cf(c, 1), r, "");
+}
