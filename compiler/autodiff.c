@@ -104,6 +104,11 @@ static void backward(AD *ad, Node *y, Node *dy) {
   case OP_SIGMOID: // dx = dy * y * (1 - y)
     accumulate(ad, a, mul(g, dy, mul(g, y, g_binary(g, OP_SUB, scalar(g, 1, t), y))));
     return;
+  case OP_RELU: { // dx = y <= 0 ? 0 : dy: 0 at x == 0, dy through NaN (PyTorch's threshold_backward)
+    Node *off = g_binary(g, OP_LE, y, scalar(g, 0, y->dtype));
+    accumulate(ad, a, g_where(g, off, scalar(g, 0, t), dy));
+    return;
+  }
   case OP_ABS: { // dx = dy * sign(x)
     Node *zero = scalar(g, 0, a->dtype);
     Node *sign = g_binary(g, OP_SUB, as_float(g, g_binary(g, OP_GT, a, zero), t),

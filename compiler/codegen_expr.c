@@ -346,6 +346,11 @@ V emit_op(Cg *c, Op op, DType t, DType out, V a, V b, V w) {
   case OP_TANH: return math_tanh(c, a);
   case OP_SIGMOID:
     return LLVMBuildFDiv(B, cf(c, 1), LLVMBuildFAdd(B, cf(c, 1), math_exp(c, LLVMBuildFNeg(B, a, "")), ""), "");
+  case OP_RELU: {   // x <= 0 ? 0 : x; an unordered compare is false, so NaN stays
+    V zero = LLVMConstNull(LLVMTypeOf(a));   // a scalar or a vector (matmul epilogues)
+    V off = f ? LLVMBuildFCmp(B, LLVMRealOLE, a, zero, "") : LLVMBuildICmp(B, LLVMIntSLE, a, zero, "");
+    return LLVMBuildSelect(B, off, zero, a, "");
+  }
   case OP_ABS:
     if (f) return intrinsic1(c, "llvm.fabs", a);
     return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, a, ci(c, 0), ""), LLVMBuildNeg(B, a, ""), a, "");

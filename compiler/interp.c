@@ -88,6 +88,7 @@ static double f_div(double a, double b) { return a / b; }
 // max and min propagate NaN, as NumPy's maximum and minimum do.
 static double f_max(double a, double b) { return a > b || isnan(a) ? a : b; }
 static double f_min(double a, double b) { return a < b || isnan(a) ? a : b; }
+static double f_relu(double x) { return x <= 0 ? 0 : x; }   // NaN stays NaN, -0 becomes 0
 static double f_lt(double a, double b) { return a < b; }
 static double f_le(double a, double b) { return a <= b; }
 static double f_gt(double a, double b) { return a > b; }
@@ -106,6 +107,7 @@ static Fn1 unary_fn(Op op) {
   case OP_TANH: return tanh;
   case OP_SIGMOID: return f_sigmoid;
   case OP_ABS: return fabs;
+  case OP_RELU: return f_relu;
   case OP_SIN: return sin;
   case OP_COS: return cos;
   case OP_FLOOR: return floor;

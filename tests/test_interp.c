@@ -500,6 +500,7 @@ TEST(interp, unary_ops) {
       {OP_TANH, x, {tanh(-1.5), tanh(0.25), tanh(2)}},
       {OP_SIGMOID, x, {1 / (1 + exp(1.5)), 1 / (1 + exp(-0.25)), 1 / (1 + exp(-2))}},
       {OP_ABS, x, {1.5, 0.25, 2}},
+      {OP_RELU, x, {0, 0.25, 2}},
       {OP_SIN, x, {sin(-1.5), sin(0.25), sin(2)}},
       {OP_COS, x, {cos(-1.5), cos(0.25), cos(2)}},
       {OP_FLOOR, x, {-2, 0, 2}},
@@ -508,6 +509,7 @@ TEST(interp, unary_ops) {
   Node *nodes[16];
   for (int i = 0; i < ncases; i++) nodes[i] = g_unary(&t.g, cases[i].op, cases[i].src);
   Node *lg = g_unary(&t.g, OP_LOG, x);   // log(-1.5) is NaN
+  Node *rl = g_unary(&t.g, OP_RELU, lg);   // relu(NaN) is NaN, as in PyTorch
   t_run(&t, 0, 0);
   for (int i = 0; i < ncases; i++) {
     double want[3];
@@ -516,6 +518,7 @@ TEST(interp, unary_ops) {
     expect_node(&t, nodes[i], S(3), want, 0);
   }
   cr_expect(isnan(val(&t, lg)[0]));
+  cr_expect(isnan(val(&t, rl)[0]));
   t_free(&t);
 }
 
@@ -1220,7 +1223,7 @@ TEST(interp, col2im_is_the_transpose_of_im2col) {
 TEST(interp, every_op_is_tested) {
   static const Op tested[] = {
       OP_INPUT, OP_PARAM, OP_STATE, OP_CONST, OP_IOTA, OP_RANDOM, OP_NEG, OP_EXP, OP_LOG,
-      OP_SQRT, OP_RSQRT, OP_TANH, OP_SIGMOID, OP_ABS, OP_SIN, OP_COS, OP_FLOOR, OP_CAST,
+      OP_SQRT, OP_RSQRT, OP_TANH, OP_SIGMOID, OP_ABS, OP_RELU, OP_SIN, OP_COS, OP_FLOOR, OP_CAST,
       OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MAX, OP_MIN, OP_LT, OP_LE, OP_GT, OP_GE,
       OP_EQ, OP_NE, OP_WHERE, OP_SUM, OP_RMAX, OP_ARGMAX, OP_MATMUL, OP_CONV2D, OP_CONV2D_DX,
       OP_CONV2D_DW, OP_IM2COL, OP_COL2IM, OP_POOL_MAX, OP_POOL_AVG, OP_POOL_MAX_DX, OP_POOL_AVG_DX, OP_RESHAPE,

@@ -85,8 +85,8 @@ TEST(memplan, examples_plan_without_overlap_and_reads_see_their_writes) {
     int kernels_none, kernels_all;
     uint64_t arena_none, arena_all;
   } cases[] = {
-      {"examples/mlp.smelt", {{0}}, 0, 174, 25, 4958144, 4716608},
-      {"examples/cnn.smelt", {{"B", 8}}, 1, 225, 51, 8407808, 6802176},
+      {"examples/mlp.smelt", {{0}}, 0, 164, 23, 4958144, 4716608},
+      {"examples/cnn.smelt", {{"B", 8}}, 1, 210, 50, 8407808, 6802176},
       {"examples/gpt.smelt", {{"B", 2}, {"T", 16}, {"C", 32}, {"L", 2}, {"H", 2}}, 5, 984, 170, 595584, 580224},
       {"examples/lstm.smelt", {{"B", 4}, {"T", 8}, {"E", 16}, {"H", 32}}, 4, 806, 190, 335552, 305792},
   };
