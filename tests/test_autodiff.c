@@ -146,6 +146,8 @@ TEST(autodiff, tanh) { fd("tanh", "input x: f32[2, 3]\noutput y = tanh(x)", -2, 
 TEST(autodiff, sigmoid) { fd("sigmoid", "input x: f32[2, 3]\noutput y = sigmoid(x)", -3, 3); }
 TEST(autodiff, abs) { fd("abs", "input x: f32[2, 3]\noutput y = abs(x)", 0.2, 2); }
 TEST(autodiff, abs_negative) { fd("abs", "input x: f32[2, 3]\noutput y = abs(x)", -2, -0.2); }
+TEST(autodiff, relu_away_from_zero) { fd("relu", "input x: f32[2, 3]\noutput y = relu(x) + x.relu()", -2, 2); }
+TEST(autodiff, sin_and_cos) { fd("sin", "input x: f32[2, 3]\noutput y = sin(x) * cos(x) + x.sin()", -3, 3); }
 
 TEST(autodiff, add_broadcast) {
   fd("add", "input a: f32[2, 3]\ninput b: f32[3]\noutput y = a + b", -1, 1);
