@@ -617,3 +617,33 @@ int codegen_gpu(const KernelPlan *const *plans, int nplans, const char *target, 
   LLVMDisposeTargetMachine(tm);
   return rc;
 }
+
+// codegen_gpu's module as text: the LLVM IR after O3 (ir) or the target's
+// assembly (PTX, AMDGPU assembly).
+int codegen_gpu_text(const KernelPlan *const *plans, int nplans, const char *target, bool ir, Blob *text, char *err,
+                     size_t errlen) {
+  memset(text, 0, sizeof *text);
+  if (!gpu_target_known(target)) {
+    snprintf(err, errlen, "unknown GPU target '%s'", target);
+    return -1;
+  }
+  init_targets();
+  bool nv = gpu_target_is_nvidia(target);
+  const char *triple = nv ? "nvptx64-nvidia-cuda" : "amdgcn-amd-amdhsa";
+  LLVMTargetRef t;
+  char *msg = NULL;
+  if (LLVMGetTargetFromTriple(triple, &t, &msg)) return cg_fail(err, errlen, "this LLVM has no GPU target", msg);
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(t, triple, target, "", LLVMCodeGenLevelAggressive, LLVMRelocPIC,
+                                                    LLVMCodeModelDefault);
+  Cg c;
+  cg_open(&c, nv ? CG_NVPTX : CG_AMDGPU, "smelt_gpu", triple, tm);
+  c.sm = nv ? atoi(target + 3) : 0;
+  for (int p = 0; p < nplans; p++) {
+    c.plan = plans[p];
+    for (int i = 0; i < plans[p]->n; i++) emit_gpu_kernel(&c, &plans[p]->kernels[i]);
+  }
+  int rc = ir ? cg_finish_ir(&c, tm, text, err, errlen) : cg_finish(&c, tm, LLVMAssemblyFile, text, err, errlen);
+  cg_close(&c);
+  LLVMDisposeTargetMachine(tm);
+  return rc;
+}

@@ -267,3 +267,28 @@ int link_shared(const Blob *object, const char *path, char *err, size_t errlen) 
   free(obj);
   return 0;
 }
+
+// codegen_host's module as text: the LLVM IR after O3 (ir) or x86-64 assembly.
+int codegen_host_text(const KernelPlan *const *plans, int nplans, const char *cpu, bool ir, Blob *text, char *err,
+                      size_t errlen) {
+  LLVMInitializeX86TargetInfo();
+  LLVMInitializeX86Target();
+  LLVMInitializeX86TargetMC();
+  LLVMInitializeX86AsmPrinter();
+  const char *triple = "x86_64-pc-linux-gnu";
+  LLVMTargetRef target;
+  char *msg = NULL;
+  if (LLVMGetTargetFromTriple(triple, &target, &msg)) return cg_fail(err, errlen, "no x86-64 target", msg);
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu, "", LLVMCodeGenLevelAggressive, LLVMRelocPIC,
+                                                    LLVMCodeModelDefault);
+  Cg c;
+  cg_open(&c, CG_HOST, "smelt_host", triple, tm);
+  for (int k = 0; k < nplans; k++) {
+    c.plan = plans[k];
+    for (int i = 0; i < plans[k]->n; i++) emit_kernel(&c, &plans[k]->kernels[i]);
+  }
+  int rc = ir ? cg_finish_ir(&c, tm, text, err, errlen) : cg_finish(&c, tm, LLVMAssemblyFile, text, err, errlen);
+  cg_close(&c);
+  LLVMDisposeTargetMachine(tm);
+  return rc;
+}

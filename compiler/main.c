@@ -1,7 +1,7 @@
 // main.c: the smelt command line.
 //
 //   smelt check [--summary] FILE...         parse and check model files
-//   smelt dump --stage=ast|graph|grad FILE  print a stage of the compiler
+//   smelt dump --stage=STAGE FILE           print a stage of the compiler (ast ... asm)
 //   smelt graph --dot [--fused] FILE        the op graph as Graphviz DOT
 //   smelt explain [--memory] FILE           kernels, fusion decisions, memory
 //   smelt init FILE -o WEIGHTS              the initial parameters, as a tensor file
@@ -32,7 +32,13 @@ static void usage(FILE *out) {
         "  dump --stage=STAGE FILE\n"
         "                         print a stage: ast (syntax tree), graph (op graph\n"
         "                         of the forward pass), grad (the training step:\n"
-        "                         forward, backward and optimizer)\n"
+        "                         forward, backward and optimizer), simplified, fused\n"
+        "                         (kernels), plan (launches and arena), llvm (LLVM IR\n"
+        "                         of the kernels), ptx, amdgcn, asm (x86-64); of\n"
+        "                         --entry=E, for --target=T, --precision=P\n"
+        "      --dump-after=PASS  (any command that compiles) print what a pass made:\n"
+        "                         elaborate, precision, autodiff, outputs, simplify,\n"
+        "                         remat, conv_gemm, matmul, kernels, memplan, codegen\n"
         "  graph --dot FILE       the op graph as Graphviz DOT, clustered by layer\n"
         "      --fused            clustered by kernel instead (of --entry=E)\n"
         "  explain FILE           every kernel of an entry point (--entry=E, default\n"
@@ -131,6 +137,7 @@ typedef struct {
   int precision;                  // --precision, or -1: the train block's
   TrainOptions train;
   const char *inputs, *outputs;   // smelt run
+  const char *dump_after;         // --dump-after=PASS
 } Options;
 
 // Parses "NAME=VALUE" into o->defs; returns false when malformed.
@@ -329,6 +336,9 @@ static int parse_options(int argc, char **argv, Options *o) {
     else if (strcmp(a, "--memory") == 0 && strcmp(o->command, "explain") == 0) o->memory = true;
     else if (strncmp(a, "--svg=", 6) == 0 && strcmp(o->command, "explain") == 0) o->svg = a + 6;
     else if (strcmp(a, "--remat") == 0) o->targets.remat = true;
+    else if (strncmp(a, "--dump-after=", 13) == 0) {
+      if (pass_parse(o->dump_after = a + 13) < 0) return bad_usage("--dump-after takes a pass of the pipeline, not '%s'", a + 13);
+    }
     else if (strncmp(a, "--precision=", 12) == 0) {
       if ((o->precision = precision_parse(a + 12)) < 0)
         return bad_usage("--precision takes fp32, tf32, bf16 or fp16, not '%s'", a + 12);
@@ -390,10 +400,9 @@ static int check_files(Compilation *c, const Options *o, const char *argv0, Modu
 // Writes the initial value of every parameter of m's model and, when the file
 // has a train block, of the optimizer's state (moments and step, all zero).
 static int write_init(Compilation *c, Module *m, const Options *o) {
-  Graph g;
-  graph_init(&g, &c->arena, &c->diag);
-  int rc = elaborate(c, m, o->defs, o->ndefs, true, &g);
-  if (rc == 0 && m->train && g.loss && !o->params_only) rc = training_step(c, m, &g);   // adds optimizer state
+  Entry e;   // the training step, whose optimizer adds state (elaborated alone with --params-only)
+  int rc = pipeline_entry(c, m, "step", &(EntryOptions){o->defs, o->ndefs, .last = o->params_only ? PASS_ELABORATE : PASS_AUTODIFF}, &e);
+  Graph g = e.g;
   if (rc == 0) {
     TensorEntry *t = xcalloc((size_t)g.n + 1, sizeof *t);
     int n = 0;
@@ -411,7 +420,7 @@ static int write_init(Compilation *c, Module *m, const Options *o) {
     for (int i = 0; i < n; i++) free(t[i].data);
     free(t);
   }
-  graph_free(&g);
+  entry_free(&e);
   return rc;
 }
 
@@ -419,13 +428,10 @@ static int write_init(Compilation *c, Module *m, const Options *o) {
 static void print_summary(Compilation *c, Module *m, const Options *o) {
   summary_print(stdout, m);
   if (!m->model) return;
-  Graph g;
-  graph_init(&g, &c->arena, &c->diag);
-  if (elaborate(c, m, o->defs, o->ndefs, true, &g) == 0) {
-    int fwd = g.n;
-    if (!g.loss || training_step(c, m, &g) == 0) summary_graph(stdout, &g, fwd);
-  }
-  graph_free(&g);
+  Entry e;
+  if (pipeline_entry(c, m, "step", &(EntryOptions){o->defs, o->ndefs, .last = PASS_AUTODIFF}, &e) == 0)
+    summary_graph(stdout, &e.g, e.forward);
+  entry_free(&e);
 }
 
 static void build_ingot(Compilation *c, Module *m, const Options *o) {
@@ -466,6 +472,7 @@ static int bisect_main(Options *o, const char *argv0) {
   Compilation c;
   compilation_init(&c, stderr);
   c.precision = o->precision;
+  c.dump_after = o->dump_after;
   c.diag.color = o->color >= 0 ? o->color : c.diag.color;
   compilation_default_search(&c, argv0);
   char tmp[64] = "";
@@ -536,6 +543,7 @@ static int train_or_eval(Options *o, const char *argv0) {
     Compilation c;
     compilation_init(&c, stderr);
     c.precision = o->precision;
+    c.dump_after = o->dump_after;
     c.diag.color = o->color >= 0 ? o->color : c.diag.color;
     compilation_default_search(&c, argv0);
     Module *m = module_load_file(&c, file);
@@ -565,39 +573,20 @@ static int train_or_eval(Options *o, const char *argv0) {
   return rc;
 }
 
-// Elaborates the model of m and prints its graph as text or DOT.
+// What one stage of the compiler made of m (dump --stage, graph --dot).
 static int print_graph(Compilation *c, Module *m, const Options *o) {
-  Graph g;
-  graph_init(&g, &c->arena, &c->diag);
-  if (o->fused) {   // the kernels of an entry point as clusters
-    const char *entry = o->train.split ? o->train.split : m->train && !o->infer ? "train_step" : "infer";
-    int rc = entry_graph(c, m, o->defs, o->ndefs, entry, &g, NULL);
-    if (rc == 0) {
-      KernelPlan p;
-      kernel_plan(&g, "", 16, o->targets.fusion, &p);
-      dump_graph_dot_fused(stdout, &g, &p);
-      kernel_plan_free(&p);
-    }
-    graph_free(&g);
-    return rc;
-  }
-  int rc = elaborate(c, m, o->defs, o->ndefs, !o->infer, &g);
-  if (rc == 0) pass_precision(&g, entry_precision(c, m));
-  if (rc == 0 && o->stage && !strcmp(o->stage, "grad")) rc = training_step(c, m, &g);
-  if (rc == 0) {
-    if (o->dot) dump_graph_dot(stdout, &g);
-    else dump_graph(stdout, &g);
-  }
-  graph_free(&g);
-  return rc;
+  const char *stage = o->stage ? o->stage : o->fused ? "fused" : "graph";
+  DumpOptions d = {stage, o->train.split, o->targets.ngpus ? o->targets.gpus[0] : NULL, o->cpu, o->infer, o->dot,
+                   o->targets.fusion, o->targets.remat, o->defs, o->ndefs};
+  return pipeline_dump(c, m, &d, stdout);
 }
 
 static int run(const Options *o, const char *argv0) {
   bool dump = strcmp(o->command, "dump") == 0, graph = strcmp(o->command, "graph") == 0;
   bool ast = dump && o->stage && !strcmp(o->stage, "ast");
-  bool gstage = (dump && o->stage && (!strcmp(o->stage, "graph") || !strcmp(o->stage, "grad"))) || graph;
+  bool gstage = (dump && o->stage && !ast && dump_stage_known(o->stage)) || graph;
   if (dump && !ast && !gstage)
-    return bad_usage("dump needs --stage=ast, graph or grad, not '%s'",
+    return bad_usage("dump needs --stage=ast, graph, grad, simplified, fused, plan, llvm, ptx, amdgcn or asm, not '%s'",
                      o->stage ? o->stage : "nothing");
   if (graph && !o->dot) return bad_usage("%s needs --dot", "graph");
   bool explain = strcmp(o->command, "explain") == 0;
@@ -609,6 +598,7 @@ static int run(const Options *o, const char *argv0) {
   Compilation c;
   compilation_init(&c, stderr);
   c.precision = o->precision;
+  c.dump_after = o->dump_after;
   if (o->color >= 0) c.diag.color = o->color;
   c.diag.max_errors = o->max_errors;
   Module **mods = xcalloc((size_t)o->nfiles, sizeof *mods);
