@@ -1049,6 +1049,7 @@ typedef struct {
   bool remat;               // recompute every cheap forward value the backward pass reads (--remat)
   FusionMode fusion;
   int tile_columns;         // matmul tile columns of the kernel plan; 0: 16
+  const char *prefix;       // of kernel names; NULL: entry_prefix(entry)
   int *simplified;          // out: per-rule counts of pass_simplify (SIMP_COUNT entries), or NULL
   RematStats *remat_stats;  // out, or NULL
 } EntryOptions;

@@ -216,7 +216,7 @@ int pipeline_entry(Compilation *c, Module *m, const char *entry, const EntryOpti
   DONE(PASS_CONV_GEMM);
   pass_matmul_operands(g);
   DONE(PASS_MATMUL);
-  kernel_plan(g, entry_prefix(e->name), o->tile_columns ? o->tile_columns : 16, o->fusion, &e->plan);
+  kernel_plan(g, o->prefix ? o->prefix : entry_prefix(e->name), o->tile_columns ? o->tile_columns : 16, o->fusion, &e->plan);
   DONE(PASS_KERNELS);
   memory_plan(e);
   DONE(PASS_MEMPLAN);
