@@ -268,7 +268,8 @@ int link_shared(const Blob *object, const char *path, char *err, size_t errlen) 
   return 0;
 }
 
-// codegen_host's module as text: the LLVM IR after O3 (ir) or x86-64 assembly.
+// codegen_host's module as text: the LLVM IR after O3 (ir) or x86-64
+// assembly; cpu as for codegen_host.
 int codegen_host_text(const KernelPlan *const *plans, int nplans, const char *cpu, bool ir, Blob *text, char *err,
                       size_t errlen) {
   LLVMInitializeX86TargetInfo();
@@ -279,8 +280,12 @@ int codegen_host_text(const KernelPlan *const *plans, int nplans, const char *cp
   LLVMTargetRef target;
   char *msg = NULL;
   if (LLVMGetTargetFromTriple(triple, &target, &msg)) return cg_fail(err, errlen, "no x86-64 target", msg);
-  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu, "", LLVMCodeGenLevelAggressive, LLVMRelocPIC,
-                                                    LLVMCodeModelDefault);
+  char *host_cpu = cpu ? NULL : LLVMGetHostCPUName();
+  char *features = cpu ? NULL : LLVMGetHostCPUFeatures();
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu ? cpu : host_cpu, features ? features : "",
+                                                    LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
+  if (host_cpu) LLVMDisposeMessage(host_cpu);
+  if (features) LLVMDisposeMessage(features);
   Cg c;
   cg_open(&c, CG_HOST, "smelt_host", triple, tm);
   for (int k = 0; k < nplans; k++) {

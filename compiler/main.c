@@ -605,8 +605,7 @@ static int run(const Options *o, const char *argv0) {
   int errors = check_files(&c, o, argv0, mods);
   if (errors == 0) {
     for (int i = 0; i < o->nfiles; i++) {
-      if (ast) dump_ast(stdout, mods[i]->ast);
-      else if (gstage) print_graph(&c, mods[i], o);
+      if (ast || gstage) print_graph(&c, mods[i], o);
       else if (init) write_init(&c, mods[i], o);
       else if (build) build_ingot(&c, mods[i], o);
       else if (explain) explain_file(&c, mods[i], o);

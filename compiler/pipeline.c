@@ -188,7 +188,7 @@ int pipeline_entry(Compilation *c, Module *m, const char *entry, const EntryOpti
   Pass last = o->last ? o->last : PASS_MEMPLAN;
   Graph *g = &e->g;
   int precision = entry_precision(c, m);
-  bool cached = (train || step) && last >= PASS_AUTODIFF && cache_take(m, o, train, e);
+  bool cached = ((train && m->train) || step) && last >= PASS_AUTODIFF && cache_take(m, o, train, e);
   if (!cached) {
     if (elaborate(c, m, o->defs, o->ndefs, train || (step && !o->training_off), g)) return -1;
     e->forward = g->n;
@@ -392,7 +392,7 @@ static void print_plan(FILE *out, const Entry *e) {
 // llvm, ptx, amdgcn, asm: the entry's kernels as the target's compiler gives them.
 static int print_code(Compilation *c, const DumpOptions *o, const Entry *e, FILE *out) {
   const KernelPlan *plans[1] = {&e->plan};
-  const char *cpu = o->cpu ? o->cpu : "x86-64-v3";
+  const char *cpu = !o->cpu ? "x86-64-v3" : !strcmp(o->cpu, "native") ? NULL : o->cpu;
   const char *gpu = o->target ? o->target : !strcmp(o->stage, "ptx") ? "sm_80" : !strcmp(o->stage, "amdgcn") ? "gfx90a" : NULL;
   bool nv = gpu && gpu_target_is_nvidia(gpu);
   if ((!strcmp(o->stage, "ptx") && !nv) || (!strcmp(o->stage, "amdgcn") && (!gpu || nv)) || (!strcmp(o->stage, "asm") && gpu)) {
@@ -424,7 +424,7 @@ int pipeline_dump(Compilation *c, Module *m, const DumpOptions *o, FILE *out) {
   bool code = !strcmp(st, "llvm") || !strcmp(st, "ptx") || !strcmp(st, "amdgcn") || !strcmp(st, "asm");
   eo.last = graph ? PASS_PRECISION : grad ? PASS_AUTODIFF : !strcmp(st, "simplified") ? PASS_SIMPLIFY
             : !strcmp(st, "fused") ? PASS_KERNELS : PASS_MEMPLAN;
-  if (code) eo.tile_columns = codegen_tile_columns(o->cpu ? o->cpu : "x86-64-v3");   // as smelt build plans them
+  if (code) eo.tile_columns = codegen_tile_columns(!o->cpu ? "x86-64-v3" : !strcmp(o->cpu, "native") ? NULL : o->cpu);   // as smelt build plans them
   Entry e;
   int rc = pipeline_entry(c, m, entry, &eo, &e);
   if (rc == 0 && grad && !e.g.loss) rc = training_step(c, m, &e.g);   // reports that there is no loss
