@@ -2,7 +2,7 @@
 #
 #   make            build/smelt, build/libsmeltrt.a, build/libsmeltrt.so
 #   make test       install what is missing, build, fuzz smoke run, every Criterion suite
-#   make test-asan  the same suites built with ASan + UBSan; a leaking test fails
+#   make test-asan  the same suites built with ASan + UBSan and graph_verify between passes; a leaking test fails
 #   make demo       install, build, check every example, train the MLP for an epoch
 #   make fuzz       a longer libFuzzer run over the parser (FUZZ_SECONDS=300)
 #   make bench      benchmarks (bench/); results are kept in bench/results/
@@ -171,7 +171,7 @@ test-suites: all $(BUILD)/smelt-tests bench-programs api-example fuzz-smoke
 # from its test processes, so each suite's teardown asks LeakSanitizer itself
 # (TEST in tests/support.h); the canary proves that a leak does fail a test.
 test-asan: deps
-	$(MAKE) BUILD=build-asan CC=gcc OPT="-O1 -g -fno-omit-frame-pointer" \
+	$(MAKE) BUILD=build-asan CC=gcc OPT="-O1 -g -fno-omit-frame-pointer -DSMELT_VERIFY" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	  build-asan/smelt-tests build-asan/leak-canary build-asan/smelt build-asan/smelt-rt
 	@if ASAN_OPTIONS=detect_leaks=1 build-asan/leak-canary >/dev/null 2>&1; then \

@@ -30,9 +30,9 @@ typedef struct {
   smelt_ingot *ig;
   smelt_session *s;
   double t[64];
-} Build;
+} Run;
 
-static int build(const Model *md, FusionMode mode, int threads, Build *b) {
+static int build(const Model *md, FusionMode mode, int threads, Run *b) {
   char path[96];
   snprintf(path, sizeof path, "/tmp/bench-fusion-%d-%s.ingot", (int)getpid(), fusion_mode_name(mode));
   Compilation c;
@@ -40,16 +40,12 @@ static int build(const Model *md, FusionMode mode, int threads, Build *b) {
   compilation_default_search(&c, NULL);
   Module *m = module_load_file(&c, md->path);
   if (check_modules(&c, &m, 1, md->defs, md->ndefs)) return -1;
-  Graph g;
-  graph_init(&g, &c.arena, &c.diag);
-  if (entry_graph(&c, m, md->defs, md->ndefs, "train_step", &g, NULL)) return -1;
-  KernelPlan p;
-  kernel_plan(&g, "", 16, mode, &p);
-  explain_stats(&g, &p, &b->kernels, &b->moved, &b->arena, &b->intermediates);
-  kernel_plan_free(&p);
-  graph_free(&g);
   BuildTargets t = {.cpu = NULL, .fusion = mode};
-  if (ingot_build(&c, m, md->defs, md->ndefs, &t, path)) return -1;
+  Build built;   // entries[0]: train_step
+  if (pipeline_build(&c, m, md->defs, md->ndefs, &t, &built) || ingot_write(&c, m, &built, md->defs, md->ndefs, &t, path))
+    return -1;
+  explain_stats(&built.entries[0].g, &built.entries[0].plan, &b->kernels, &b->moved, &b->arena, &b->intermediates);
+  build_free(&built);
   compilation_free(&c);
   if (smelt_ingot_open(path, &b->ig) || smelt_session_new(b->ig, "cpu", threads, &b->s)) {
     fprintf(stderr, "%s\n", smelt_last_error());
@@ -59,7 +55,7 @@ static int build(const Model *md, FusionMode mode, int threads, Build *b) {
   return 0;
 }
 
-static int feed(const Model *md, Build *b) {
+static int feed(const Model *md, Run *b) {
   const char *names[3] = {md->in_f32, md->in_ids, md->in_ids2};
   for (int k = 0; k < 3; k++) {
     if (!names[k]) continue;
@@ -91,7 +87,7 @@ int main(int argc, char **argv) {
   printf("|---|---|---:|---:|---:|---:|---:|\n");
   for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
     const Model *md = &models[i];
-    Build b[2];
+    Run b[2];
     memset(b, 0, sizeof b);
     if (build(md, FUSION_NONE, threads, &b[0]) || build(md, FUSION_ALL, threads, &b[1])) return 1;
     if (feed(md, &b[0]) || feed(md, &b[1])) return 1;

@@ -57,11 +57,11 @@ static int fail(Compilation *c, const char *msg) {
 }
 
 int bisect_run(Compilation *c, Module *m, const Define *defs, int ndefs, const char *ingot, const BisectOptions *o) {
-  Graph g;
-  graph_init(&g, &c->arena, &c->diag);
-  if (entry_graph(c, m, defs, ndefs, o->entry, &g, &(GraphOptions){.remat = o->remat})) return graph_free(&g), 1;
-  KernelPlan p;
-  kernel_plan(&g, entry_prefix(o->entry), 16, o->fusion, &p);
+  Entry en;
+  if (pipeline_entry(c, m, o->entry, &(EntryOptions){defs, ndefs, .last = PASS_KERNELS, .remat = o->remat, .fusion = o->fusion}, &en))
+    return entry_free(&en), 1;
+  Graph g = en.g;   // moved out of en: freed below
+  KernelPlan p = en.plan;
   int rc = 1;
   smelt_ingot *ig = NULL;
   smelt_session *s = NULL;

@@ -915,3 +915,20 @@ int cg_finish(Cg *c, LLVMTargetMachineRef tm, LLVMCodeGenFileType kind, Blob *ou
   LLVMDisposeMemoryBuffer(buf);
   return 0;
 }
+
+int cg_finish_ir(Cg *c, LLVMTargetMachineRef tm, Blob *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  char *msg = NULL;
+  if (LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &msg))
+    return cg_fail(err, errlen, "internal error: invalid LLVM IR", msg);
+  LLVMDisposeMessage(msg);
+  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef e = LLVMRunPasses(c->mod, "default<O3>", tm, opts);
+  LLVMDisposePassBuilderOptions(opts);
+  if (e) return cg_fail(err, errlen, "LLVM optimization failed", LLVMGetErrorMessage(e));
+  char *text = LLVMPrintModuleToString(c->mod);
+  out->len = strlen(text);
+  out->data = xstrdup(text);
+  LLVMDisposeMessage(text);
+  return 0;
+}

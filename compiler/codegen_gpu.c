@@ -34,8 +34,11 @@ void gpu_target_list(char *buf, size_t len) {
       at += (size_t)snprintf(buf + at, at < len ? len - at : 0, "%s%s", at ? ", " : "", *a);
 }
 
-int codegen_gpu(const KernelPlan *const *plans, int nplans, const char *target, Blob *out, char *err,
-                size_t errlen) {
+// The GPU module of plans for target, emitted as the target's output (ir
+// false, kind < 0), as assembly (kind LLVMAssemblyFile) or as LLVM IR after
+// O3 (ir true).
+static int gpu_module(const KernelPlan *const *plans, int nplans, const char *target, bool ir, int kind, Blob *out,
+                      char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
   const Target *tg = gpu_target_of(target);
   if (!tg) {
@@ -59,8 +62,21 @@ int codegen_gpu(const KernelPlan *const *plans, int nplans, const char *target, 
     c.plan = plans[p];
     for (int i = 0; i < plans[p]->n; i++) gpu_emit_kernel(&c, &plans[p]->kernels[i]);
   }
-  int rc = cg_finish(&c, tm, tg->emit, out, err, errlen);
+  int rc = ir ? cg_finish_ir(&c, tm, out, err, errlen)
+              : cg_finish(&c, tm, kind < 0 ? tg->emit : (LLVMCodeGenFileType)kind, out, err, errlen);
   cg_close(&c);
   LLVMDisposeTargetMachine(tm);
   return rc;
+}
+
+int codegen_gpu(const KernelPlan *const *plans, int nplans, const char *target, Blob *out, char *err,
+                size_t errlen) {
+  return gpu_module(plans, nplans, target, false, -1, out, err, errlen);
+}
+
+// codegen_gpu's module as text: the LLVM IR after O3 (ir) or the target's
+// assembly (PTX, AMDGPU assembly).
+int codegen_gpu_text(const KernelPlan *const *plans, int nplans, const char *target, bool ir, Blob *text, char *err,
+                     size_t errlen) {
+  return gpu_module(plans, nplans, target, ir, LLVMAssemblyFile, text, err, errlen);
 }

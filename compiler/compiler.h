@@ -516,6 +516,7 @@ struct Module {
   int state;           // 0 new, 1 loading, 2 loaded (cycle detection)
   bool failed_to_read;
   int syntax_errors;   // when non-zero, imports were not loaded nor names resolved
+  struct EntryCache *cache;   // the graph check_modules built, for the build (pipeline.c); owned
 };
 
 #define MAX_IMPORT_DEPTH 64
@@ -531,6 +532,7 @@ typedef struct {
   Module *loading[MAX_IMPORT_DEPTH + 1];   // files being loaded, outermost first
   int nloading;
   int precision;       // a Precision from --precision, or -1: the train block's
+  const char *dump_after;   // --dump-after: the pass whose result the pipeline prints, or NULL
 } Compilation;
 
 void compilation_init(Compilation *c, FILE *diag_out);
@@ -745,6 +747,9 @@ typedef struct {
 // Compiles the kernels of nplans plans (one per entry point) into one object.
 int codegen_host(const KernelPlan *const *plans, int nplans, const char *cpu, Blob *object,
                  char *err, size_t errlen);
+// The same module as NUL-terminated text: LLVM IR after O3 (ir), or x86-64 assembly.
+int codegen_host_text(const KernelPlan *const *plans, int nplans, const char *cpu, bool ir, Blob *text, char *err,
+                      size_t errlen);
 // The matmul tile width that suits the CPU: 32 with AVX-512, else 16.
 int codegen_tile_columns(const char *cpu);
 // Links an object into a shared library at path with the system's cc.
@@ -778,6 +783,10 @@ void gpu_target_list(char *buf, size_t len);
 // with a message.
 int codegen_gpu(const KernelPlan *const *plans, int nplans, const char *target, Blob *out, char *err,
                 size_t errlen);
+// The same module as NUL-terminated text: LLVM IR after O3 (ir), or the
+// target's assembly (PTX, AMDGPU assembly).
+int codegen_gpu_text(const KernelPlan *const *plans, int nplans, const char *target, bool ir, Blob *text, char *err,
+                     size_t errlen);
 
 // ---------------------------------------------------------------- gpu_tools.c
 // The external assemblers and linkers of the GPU targets, found on PATH or
@@ -809,11 +818,10 @@ typedef struct {
 int elaborate(Compilation *c, Module *m, const Define *defs, int ndefs, bool training, Graph *g);
 
 // ---------------------------------------------------------------- ingot_write.c
-// `smelt build`: elaborates m's model into its entries ("infer": outputs
-// only; "eval": outputs and loss; "train_step" when it has a loss and a train
-// block), compiles their kernels for the host CPU and each GPU target, and
-// writes the ingot (runtime/ingot.h) at path, atomically. 0, or -1 after
-// reporting.
+// `smelt build`'s last step: a compiled model (pipeline_build) written as one
+// ingot (runtime/ingot.h) at path, atomically: its entries' tensors,
+// launches, slots and updates, the code for each target and the initial
+// weights. 0, or -1 after reporting.
 
 typedef struct {
   const char *cpu;          // LLVM CPU name ("x86-64-v3"), or NULL for this machine's
@@ -824,7 +832,8 @@ typedef struct {
   bool infer_only;          // --entry=infer: the infer entry alone (no labels, no optimizer state)
 } BuildTargets;
 
-int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t,
+struct Build;
+int ingot_write(Compilation *c, Module *m, const struct Build *b, const Define *defs, int ndefs, const BuildTargets *t,
                 const char *path);
 
 // ---------------------------------------------------------------- explain.c
@@ -868,17 +877,144 @@ typedef struct {
 
 int bisect_run(Compilation *c, Module *m, const Define *defs, int ndefs, const char *ingot, const BisectOptions *o);
 
-// ---------------------------------------------------------------- driver.c
-// Resolves every module, then elaborates the model of each entry into its
-// training step (forward only when it has no loss). Returns the error count.
+// ---------------------------------------------------------------- graph_verify.c
+// The invariants every pass keeps: node ids are indices and inputs come
+// first, input counts as ops.def gives them, no input, output, update or
+// loss outside the graph, and the builders' shape and dtype rules that one
+// node shows (broadcasts, reductions, matmul sizes, views). true, or false
+// with the first violation in err.
+bool graph_verify(const Graph *g, char *err, size_t errlen);
+
+// ---------------------------------------------------------------- pipeline.c
+// The compiler's passes, in order, in one place. An entry point is compiled
+// by one flat list of passes (PASS_*); pipeline_build compiles every entry
+// of a model and its code for each target, which ingot_write serializes.
+// Between passes the graph is verified when verification is on (a test
+// build, -DSMELT_VERIFY, or SMELT_VERIFY set and not "0"); the pass that
+// --dump-after (Compilation.dump_after) names prints what it made to stdout.
+
+#define PIPELINE_PASSES(X)                                                     \
+  X(ELABORATE, "elaborate")   /* the AST to the forward graph */              \
+  X(PRECISION, "precision")   /* the precision policy on the forward graph */ \
+  X(AUTODIFF, "autodiff")     /* backward pass, optimizer, gradient precision */ \
+  X(OUTPUTS, "outputs")       /* infer: the loss and what only it reads dropped */ \
+  X(SIMPLIFY, "simplify")     /* simplify.c */                                \
+  X(REMAT, "remat")           /* pass_remat.c */                              \
+  X(CONV_GEMM, "conv_gemm")   /* convolutions as im2col and matmuls */        \
+  X(MATMUL, "matmul")         /* matmul operands stored for register tiles */ \
+  X(KERNELS, "kernels")       /* the kernel plan, with fusion */              \
+  X(MEMPLAN, "memplan")       /* the arena's offsets */                       \
+  X(CODEGEN, "codegen")       /* machine code for every target */
+
+typedef enum {
+#define X(id, name) PASS_##id,
+  PIPELINE_PASSES(X)
+#undef X
+  PASS_COUNT
+} Pass;
+
+const char *pass_name(Pass p);
+int pass_parse(const char *name);   // a Pass, or -1 when no pass has that name
+// Whether graph_verify runs between passes.
+bool pipeline_verifying(void);
+void pipeline_set_verify(bool on);
+
+// An entry point: "train_step" (training = true: forward, backward and
+// optimizer; needs a loss and a train block), "eval" (training = false,
+// outputs and loss), "infer" (eval without the loss), or "step": the
+// training step as `smelt check` builds it (training = true; backward, and
+// the optimizer with a train block, when the model has a loss).
+typedef struct {
+  const char *name;
+  Graph g;
+  int forward;              // nodes after elaboration
+  KernelPlan plan;          // PASS_KERNELS (zero before)
+  MemBuf *mem;              // by slot, PASS_MEMPLAN: lifetimes and offsets; owned
+  bool *in_arena;           // by slot: placed in the arena (not a parameter or state); owned
+  uint64_t arena;           // the arena's bytes
+  uint64_t unplanned;       // the planned buffers' bytes, each aligned, without reuse
+} Entry;
+
+typedef struct {
+  const Define *defs;
+  int ndefs;
+  Pass last;                // the last pass to run; 0 (ELABORATE) means MEMPLAN
+  bool training_off;        // "step": elaborate with training = false (--infer)
+  bool remat;               // recompute every cheap forward value the backward pass reads (--remat)
+  FusionMode fusion;
+  int tile_columns;         // matmul tile columns of the kernel plan; 0: 16
+  const char *prefix;       // of kernel names; NULL: entry_prefix(entry)
+  int *simplified;          // out: per-rule counts of pass_simplify (SIMP_COUNT entries), or NULL
+  RematStats *remat_stats;  // out, or NULL
+} EntryOptions;
+
+// Runs entry `entry` of m's model through o->last into e (which it
+// initializes; entry_free frees it, also after a failure). 0, or -1 after
+// reporting (also when the model has no such entry).
+int pipeline_entry(Compilation *c, Module *m, const char *entry, const EntryOptions *o, Entry *e);
+void entry_free(Entry *e);
+
+// What an ingot holds: its entries compiled, and their code for each target.
+typedef struct {
+  const char *target;       // "sm_90", "gfx90a"
+  Blob code;                // PTX text (NVIDIA; NUL after len) or a linked code object (AMD)
+  Blob cubin;               // NVIDIA, when ptxas is installed; else empty
+  char *report;             // ptxas's resource report (owned), or NULL
+} GpuCode;
+
+typedef struct Build {
+  Entry entries[3];         // in the ingot's order: train_step, eval, infer
+  bool on[3];               // built: train_step with a loss and a train block, eval unless infer_only, infer
+  Blob host;                // every entry's kernels, linked into one shared object
+  GpuCode gpu[16];          // one per BuildTargets.gpus
+  int ngpus;
+} Build;
+
+// Compiles m's entries for the host CPU and each GPU target of t. 0, or -1
+// after reporting. build_free frees b, also after a failure.
+int pipeline_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, Build *b);
+void build_free(Build *b);
+// pipeline_build, then ingot_write at path.
+int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t,
+                const char *path);
+
+// `smelt dump --stage=S` and `smelt graph --dot`: what one stage made, on out.
+typedef struct {
+  const char *stage;        // ast, graph, grad, simplified, fused, plan, llvm, ptx, amdgcn, asm
+  const char *entry;        // or NULL: train_step for a model with a train block (unless infer), else infer
+  const char *target;       // a GPU target for llvm, or NULL; ptx: default sm_80; amdgcn: default gfx90a
+  const char *cpu;          // asm and host llvm: the x86-64 CPU (NULL: x86-64-v3)
+  bool infer;               // graph, grad: elaborate with training = false
+  bool dot;                 // graph, fused: as Graphviz DOT
+  FusionMode fusion;
+  bool remat;
+  const Define *defs;
+  int ndefs;
+} DumpOptions;
+
+bool dump_stage_known(const char *stage);
+// 0, or -1 after reporting.
+int pipeline_dump(Compilation *c, Module *m, const DumpOptions *o, FILE *out);
+
+// Resolves every module, then runs each entry file's model through the
+// "step" entry's first passes (elaborate, precision, autodiff) so that
+// shape and dtype errors are found too; each graph is kept on its module
+// for a pipeline_build with the same sizes. Returns the error count.
 int check_modules(Compilation *c, Module **entries, int nentries, const Define *defs, int ndefs);
+// What check_modules keeps on a module (Module.cache) for the build.
+struct EntryCache {
+  Entry e;                  // a "step" entry through PASS_AUTODIFF
+  bool backward;            // autodiff ran (the model has a loss)
+  Define *defs;             // the sizes it was built with (owned copies of the names)
+  int ndefs;
+};
+// Frees what check_modules kept on m (compilation_free calls it).
+void module_cache_free(Module *m);
 // Appends backward and (with a train block) optimizer to a forward graph.
 int training_step(Compilation *c, Module *m, Graph *g);
 // The graph of one entry point ("train_step", "eval" or "infer") as an ingot
-// compiles it: elaborated (training = true for train_step), optimizer
-// appended, loss dropped (infer), then the graph passes. g is graph_init'ed
-// by the caller. 0, or -1 after reporting (also when the model has no such
-// entry).
+// compiles it: pipeline_entry through PASS_MATMUL into g (graph_init'ed by
+// the caller, who frees it). 0, or -1 after reporting.
 // o: NULL for the defaults.
 typedef struct {
   bool remat;               // recompute every cheap forward value the backward pass reads (--remat)

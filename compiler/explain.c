@@ -291,18 +291,19 @@ static int write_svg(const char *path, const Graph *g, const KernelPlan *p, cons
 }
 
 int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, const ExplainOptions *o, FILE *out) {
-  Graph g;
-  graph_init(&g, &c->arena, &c->diag);
   int simplified[SIMP_COUNT] = {0};
   RematStats remat = {0};
-  int rc = entry_graph(c, m, defs, ndefs, o->entry, &g, &(GraphOptions){o->remat, simplified, &remat});
+  Entry en;
+  EntryOptions eo = {defs, ndefs, .last = PASS_KERNELS, .remat = o->remat, .fusion = o->fusion, .simplified = simplified,
+                     .remat_stats = &remat};
+  int rc = pipeline_entry(c, m, o->entry, &eo, &en);
   if (rc) {
-    graph_free(&g);
+    entry_free(&en);
     return rc;
   }
-  KernelPlan p, none;
-  kernel_plan(&g, entry_prefix(o->entry), 16, o->fusion, &p);
-  kernel_plan(&g, entry_prefix(o->entry), 16, FUSION_NONE, &none);
+  Graph g = en.g;   // moved out of en: freed below
+  KernelPlan p = en.plan, none;
+  kernel_plan(&g, entry_prefix(o->entry), 16, FUSION_NONE, &none);   // what fusion saves
   PlanStats s = plan_stats(&g, &p), s0 = plan_stats(&g, &none);
   char a[32], b[32], d[32], e[32];
   fprintf(out, "%s: entry %s, fusion %s, precision %s\n", m->path, o->entry, fusion_mode_name(o->fusion),
@@ -318,18 +319,14 @@ int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, cons
     if (simplified[r]) fprintf(out, "%s %d %s", any++ ? "," : "", simplified[r], simplify_rule_name(r));
   fprintf(out, "%s\n", any ? "" : " nothing");
   if (remat.values) {   // against the same entry without recomputation
-    Graph g0;
-    graph_init(&g0, &c->arena, &c->diag);
-    KernelPlan p0;
-    if (entry_graph(c, m, defs, ndefs, o->entry, &g0, NULL) == 0) {
-      kernel_plan(&g0, entry_prefix(o->entry), 16, o->fusion, &p0);
-      PlanStats s1 = plan_stats(&g0, &p0);
+    Entry e0;
+    if (pipeline_entry(c, m, o->entry, &(EntryOptions){defs, ndefs, .last = PASS_KERNELS, .fusion = o->fusion}, &e0) == 0) {
+      PlanStats s1 = plan_stats(&e0.g, &e0.plan);
       fprintf(out, "  recomputed: %d forward values (%s) in the backward pass, %s added; peak arena %s without\n",
               remat.values, human(a, sizeof a, (double)remat.bytes, "B"), human(b, sizeof b, (double)remat.flops, "FLOP"),
               human(d, sizeof d, (double)s1.arena, "B"));
-      kernel_plan_free(&p0);
     }
-    graph_free(&g0);
+    entry_free(&e0);
   }
   fprintf(out, "  (%.2fx fewer kernels, %.2fx fewer bytes moved; intermediates sum to %s)\n\n",
           s.kernels ? (double)s0.kernels / s.kernels : 0.0, s.moved ? (double)s0.moved / (double)s.moved : 0.0,

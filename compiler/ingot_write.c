@@ -1,14 +1,15 @@
-// ingot_write.c: `smelt build`: a model file to one ingot (runtime/ingot.h).
+// ingot_write.c: `smelt build`'s last step: a compiled model written as one
+// ingot (runtime/ingot.h).
 //
-// Entry points: "infer" (the forward graph with training = false, its outputs
-// only, so labels are not needed), "eval" (the same with the loss, when the
-// model has one) and, for a model with a loss and a train block, "train_step"
-// (forward, backward and optimizer, training = true).
-// Every kernel of every entry is compiled into one host shared object. Each
-// entry's inputs, outputs and temporaries live in its own arena at fixed
-// offsets (no reuse yet: memory planning comes with the optimization passes);
-// parameters and optimizer state are shared by name across entries and start
-// from the initial values in WEIGHTS.
+// Entry points (pipeline.c builds them): "infer" (the forward graph with
+// training = false, its outputs only, so labels are not needed), "eval" (the
+// same with the loss, when the model has one) and, for a model with a loss
+// and a train block, "train_step" (forward, backward and optimizer,
+// training = true). Each entry's inputs, outputs and temporaries live in its
+// own arena at the offsets its memory plan gave them; parameters and
+// optimizer state are shared by name across entries and start from the
+// initial values in WEIGHTS. The code of every entry is one host shared
+// object and, per GPU target, PTX (and a cubin) or an AMD code object.
 #include "compiler.h"
 
 #include <errno.h>
@@ -108,7 +109,13 @@ static void meta_line(Writer *w, const char *key, const char *value);
 _Static_assert(KERNEL_MAX_OUTS <= INGOT_MAX_OUTPUTS, "an output record holds every output of a kernel");
 
 // Adds one entry: its tensors, launches, slots and updates.
-static void add_entry(Writer *w, const char *entry, const Graph *g, KernelPlan *p) {
+static void add_entry(Writer *w, const Entry *en) {
+  const char *entry = en->name;
+  const Graph *g = &en->g;
+  const KernelPlan *p = &en->plan;
+  const MemBuf *mb = en->mem;
+  const bool *in_arena = en->in_arena;
+  uint64_t arena = en->arena, unplanned = en->unplanned;
   IngotEntry e = {0};
   e.name = str_add(&w->strings, entry);
   e.first_slot = (uint32_t)(w->slots.len / 4);
@@ -116,13 +123,6 @@ static void add_entry(Writer *w, const char *entry, const Graph *g, KernelPlan *
   e.first_update = (uint32_t)(w->updates.len / sizeof(IngotUpdate));
   e.loss = UINT32_MAX;
   int *tensor_of = xmalloc(sizeof(int) * (size_t)(p->nslots ? p->nslots : 1));
-  // the arena: offsets planned over the kernels' lifetimes (memplan.c)
-  MemBuf *mb = xmalloc(sizeof(MemBuf) * (size_t)(p->nslots ? p->nslots : 1));
-  bool *in_arena = xcalloc((size_t)(p->nslots ? p->nslots : 1), sizeof(bool));
-  uint64_t unplanned;
-  uint64_t arena = memplan_entry(g, p, mb, in_arena, INGOT_ALIGN, &unplanned);
-  char err[256];
-  if (!memplan_check(mb, in_arena, p->nslots, arena, err, sizeof err)) internal_error(__FILE__, __LINE__, err);
   for (int s = 0; s < p->nslots; s++) {
     Node *n = p->slot_node[s];
     int t;
@@ -144,8 +144,6 @@ static void add_entry(Writer *w, const char *entry, const Graph *g, KernelPlan *
   }
   meta_line(w, arena_printf(&w->c->arena, "arena.%s", entry),
             arena_printf(&w->c->arena, "%llu of %llu", (unsigned long long)arena, (unsigned long long)unplanned));
-  free(mb);
-  free(in_arena);
   for (int k = 0; k < p->n; k++) {
     IngotCost cost;
     kernel_cost(p, &p->kernels[k], &cost.bytes_read, &cost.bytes_written, &cost.flops);
@@ -250,32 +248,18 @@ static void code_add(Writer *w, CodeList *l, const char *target, uint32_t format
   l->blob[l->n++] = b;
 }
 
-// Compiles the plans for every GPU target into l: PTX (and a cubin when
-// ptxas is installed) for NVIDIA, a linked code object for AMD.
-static int gpu_code(Writer *w, const KernelPlan *const *plans, int n, const BuildTargets *t, CodeList *l, char *err,
-                    size_t errlen) {
-  for (int i = 0; i < t->ngpus; i++) {
-    const char *target = t->gpus[i];
-    Blob b;
-    if (codegen_gpu(plans, n, target, &b, err, errlen)) return -1;
-    if (gpu_target_is_nvidia(target)) {
-      Blob cubin;
-      char *report = NULL;
-      int rc = ptx_assemble(&b, target, &cubin, &report, err, errlen);
-      code_add(w, l, target, CODE_PTX, b, NULL);   // the PTX's NUL is stored too
-      if (rc < 0) return -1;
-      if (rc > 0) code_add(w, l, target, CODE_CUBIN, cubin, report);
-      free(report);
+// The code of every GPU target into l: PTX (its NUL stored too) and a cubin
+// when ptxas made one; an AMD code object.
+static void gpu_code(Writer *w, const Build *b, CodeList *l) {
+  for (int i = 0; i < b->ngpus; i++) {
+    const GpuCode *gc = &b->gpu[i];
+    if (gpu_target_is_nvidia(gc->target)) {
+      code_add(w, l, gc->target, CODE_PTX, gc->code, NULL);
+      if (gc->cubin.len) code_add(w, l, gc->target, CODE_CUBIN, gc->cubin, gc->report);
     } else {
-      Blob hsaco;
-      int rc = amdgpu_link(&b, &hsaco, err, errlen);
-      free(b.data);
-      if (rc == 0) snprintf(err, errlen, "building for %s needs ld.lld (Debian: lld-22), which is not installed", target);
-      if (rc <= 0) return -1;
-      code_add(w, l, target, CODE_HSACO, hsaco, NULL);
+      code_add(w, l, gc->target, CODE_HSACO, gc->code, NULL);
     }
   }
-  return 0;
 }
 
 // SEC_GPU_CODE: the table, its records, then each code object at a 64-byte offset.
@@ -296,94 +280,54 @@ static void code_section(Buf *out, CodeList *l) {
   }
 }
 
-static void code_free(CodeList *l) {
-  for (int i = 0; i < l->n; i++) free(l->blob[i].data);
-}
-
-int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, const char *path) {
+int ingot_write(Compilation *c, Module *m, const Build *b, const Define *defs, int ndefs, const BuildTargets *t,
+                const char *path) {
   const char *cpu = t->cpu;
   Writer w = {.c = c, .seed = model_seed(m)};
   // the entries, in the order their tensors are added: parameters first, in
   // the train graph's order, so every entry shares them
-  enum { TRAIN, EVAL, INFER, NENTRY };
-  static const char *const names[NENTRY] = {"train_step", "eval", "infer"};
-  Graph g[NENTRY];
-  KernelPlan p[NENTRY] = {{0}};
-  bool on[NENTRY] = {false, !t->infer_only, true};
-  for (int e = 0; e < NENTRY; e++) graph_init(&g[e], &c->arena, &c->diag);
-  int rc = 0;
-  if (on[EVAL]) {
-    rc = entry_graph(c, m, defs, ndefs, "eval", &g[EVAL], NULL);
-    on[TRAIN] = rc == 0 && m->train && g[EVAL].loss;
+  const KernelPlan *plans[3];
+  int nplans = 0;
+  for (int e = 0; e < 3; e++) {
+    if (!b->on[e]) continue;
+    add_entry(&w, &b->entries[e]);
+    plans[nplans++] = &b->entries[e].plan;
   }
-  bool train = on[TRAIN];
-  if (rc == 0) rc = entry_graph(c, m, defs, ndefs, "infer", &g[INFER], NULL);
-  if (rc == 0 && train) rc = entry_graph(c, m, defs, ndefs, "train_step", &g[TRAIN], &(GraphOptions){.remat = t->remat});
-  if (rc == 0) {
-    int nr = codegen_tile_columns(cpu);
-    const KernelPlan *plans[NENTRY];
-    int nplans = 0;
-    for (int e = 0; e < NENTRY; e++) {
-      if (!on[e]) continue;
-      kernel_plan(&g[e], entry_prefix(names[e]), nr, t->fusion, &p[e]);
-      add_entry(&w, names[e], &g[e], &p[e]);
-      plans[nplans++] = &p[e];
-    }
-    Blob obj = {0};
-    char err[2048];
-    rc = codegen_host(plans, nplans, cpu, &obj, err, sizeof err);
-    Buf code = {0}, glaunch = {0}, gcode = {0};
-    CodeList codes = {.n = 0};
-    if (rc == 0 && t->ngpus) {
-      gpu_launches(&glaunch, plans, nplans);
-      rc = gpu_code(&w, plans, nplans, t, &codes, err, sizeof err);
-      if (rc == 0) code_section(&gcode, &codes);
-    }
-    if (rc == 0) {
-      char so[64];
-      snprintf(so, sizeof so, "/tmp/smelt-build-%ld.so", (long)getpid());
-      rc = link_shared(&obj, so, err, sizeof err);
-      size_t len = 0;
-      char *bytes = rc == 0 ? file_read(so, &len) : NULL;
-      unlink(so);
-      if (rc == 0 && !bytes) rc = -1, snprintf(err, sizeof err, "cannot read the linked code back");
-      if (bytes) buf_put(&code, bytes, len), free(bytes);
-    }
-    free(obj.data);
-    if (rc == 0) {
-      Arena *a = &c->arena;
-      meta_line(&w, "model", m->model->name);
-      meta_line(&w, "source", m->path);
-      meta_line(&w, "compiler", "smelt " SMELT_VERSION);
-      meta_line(&w, "target", arena_printf(a, "host:%s", cpu ? cpu : "native"));
-      meta_line(&w, "fusion", fusion_mode_name(t->fusion));
-      if (t->remat) meta_line(&w, "remat", "on");
-      if (t->infer_only) meta_line(&w, "entries", "infer");
-      meta_line(&w, "precision", precision_name((Precision)entry_precision(c, m)));
-      if (t->ngpus) {
-        char list[512] = "";
-        for (int i = 0; i < t->ngpus; i++)
-          snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? "," : "", t->gpus[i]);
-        meta_line(&w, "gpu_targets", list);
-      }
-      for (int i = 0; i < ndefs; i++) meta_line(&w, arena_printf(a, "size.%s", defs[i].name), arena_printf(a, "%lld", (long long)defs[i].value));
-      if (train) meta_train(&w, m);
-      Buf *secs[] = {&w.meta, &w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &code, &w.weights,
-                     &w.costs, &w.outputs, &glaunch, &gcode};
-      uint32_t kinds[] = {SEC_META, SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES, SEC_LAUNCHES, SEC_SLOTS, SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS,
-                          SEC_COSTS, SEC_OUTPUTS, SEC_GPU_LAUNCHES, SEC_GPU_CODE};
-      rc = write_file(path, secs, kinds, t->ngpus ? 13 : 11, err, sizeof err);
-    }
-    if (rc) diag_plain(&c->diag, "%s", err);
-    free(code.data);
-    free(glaunch.data);
-    free(gcode.data);
-    code_free(&codes);
+  Buf code = {0}, glaunch = {0}, gcode = {0};
+  buf_put(&code, b->host.data, b->host.len);
+  CodeList codes = {.n = 0};
+  if (t->ngpus) {
+    gpu_launches(&glaunch, plans, nplans);
+    gpu_code(&w, b, &codes);
+    code_section(&gcode, &codes);
   }
-  for (int e = 0; e < NENTRY; e++) {
-    kernel_plan_free(&p[e]);
-    graph_free(&g[e]);
+  Arena *a = &c->arena;
+  meta_line(&w, "model", m->model->name);
+  meta_line(&w, "source", m->path);
+  meta_line(&w, "compiler", "smelt " SMELT_VERSION);
+  meta_line(&w, "target", arena_printf(a, "host:%s", cpu ? cpu : "native"));
+  meta_line(&w, "fusion", fusion_mode_name(t->fusion));
+  if (t->remat) meta_line(&w, "remat", "on");
+  if (t->infer_only) meta_line(&w, "entries", "infer");
+  meta_line(&w, "precision", precision_name((Precision)entry_precision(c, m)));
+  if (t->ngpus) {
+    char list[512] = "";
+    for (int i = 0; i < t->ngpus; i++)
+      snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? "," : "", t->gpus[i]);
+    meta_line(&w, "gpu_targets", list);
   }
+  for (int i = 0; i < ndefs; i++) meta_line(&w, arena_printf(a, "size.%s", defs[i].name), arena_printf(a, "%lld", (long long)defs[i].value));
+  if (b->on[0]) meta_train(&w, m);
+  Buf *secs[] = {&w.meta, &w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &code, &w.weights,
+                 &w.costs, &w.outputs, &glaunch, &gcode};
+  uint32_t kinds[] = {SEC_META, SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES, SEC_LAUNCHES, SEC_SLOTS, SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS,
+                      SEC_COSTS, SEC_OUTPUTS, SEC_GPU_LAUNCHES, SEC_GPU_CODE};
+  char err[2048];
+  int rc = write_file(path, secs, kinds, t->ngpus ? 13 : 11, err, sizeof err);
+  if (rc) diag_plain(&c->diag, "%s", err);
+  free(code.data);
+  free(glaunch.data);
+  free(gcode.data);
   Buf *all[] = {&w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &w.weights, &w.meta, &w.costs,
                 &w.outputs};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->data);

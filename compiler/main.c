@@ -1,7 +1,7 @@
 // main.c: the smelt command line.
 //
 //   smelt check [--summary] FILE...         parse and check model files
-//   smelt dump --stage=ast|graph|grad FILE  print a stage of the compiler
+//   smelt dump --stage=STAGE FILE           print a stage of the compiler (ast ... asm)
 //   smelt graph --dot [--fused] FILE        the op graph as Graphviz DOT
 //   smelt explain [--memory] FILE           kernels, fusion decisions, memory
 //   smelt init FILE -o WEIGHTS              the initial parameters, as a tensor file
@@ -30,7 +30,9 @@
 static const CommandSpec commands[] = {
     {"check", "FILE...", "parse and check model files; report every error", 1, -1},
     {"dump", "--stage=STAGE FILE", "print a stage of the compiler: ast (syntax tree), graph (op graph of the\n"
-                                   "forward pass), grad (the training step: forward, backward and optimizer)", 1, 1},
+                                   "forward pass), grad (the training step: forward, backward and optimizer),\n"
+                                   "simplified, fused (kernels), plan (launches and arena), llvm (LLVM IR of\n"
+                                   "the kernels), ptx, amdgcn, asm (x86-64); of --entry=E, for --target=T", 1, 1},
     {"graph", "--dot FILE", "the op graph as Graphviz DOT, clustered by layer (--fused: by kernel of --entry)", 1, 1},
     {"explain", "FILE", "every kernel of an entry point (--entry=E, default train_step, else infer) in\n"
                         "schedule order: ops, source lines, bytes, FLOPs, and why each tensor it reads\n"
@@ -54,17 +56,21 @@ static const CommandSpec commands[] = {
 #define SIZES "check dump graph explain init build train eval run bisect sample bench"
 static const OptSpec specs[] = {
     {"summary", 0, OPT_FLAG, "check", NULL, "also print what each file declares", 0, 0, NULL},
-    {"stage", 0, OPT_CHOICE, "dump", "STAGE", "ast, graph or grad", 0, 0, "ast|graph|grad"},
+    {"stage", 0, OPT_CHOICE, "dump", "STAGE", "ast, graph, grad, simplified, fused, plan, llvm, ptx,\namdgcn or asm", 0, 0,
+     "ast|graph|grad|simplified|fused|plan|llvm|ptx|amdgcn|asm"},
+    {"dump-after", 0, OPT_STRING, "check dump graph explain init build train eval run bisect sample bench", "PASS",
+     "print what a pass of the pipeline made: elaborate, precision,\nautodiff, outputs, simplify, remat, conv_gemm, matmul, kernels,\nmemplan, codegen",
+     0, 0, NULL},
     {"dot", 0, OPT_FLAG, "graph", NULL, "print DOT", 0, 0, NULL},
     {"fused", 0, OPT_FLAG, "graph", NULL, "cluster by kernel instead of by layer", 0, 0, NULL},
     {"memory", 0, OPT_FLAG, "explain", NULL, "the arena instead: peak against the sum of\nintermediates, the largest live set", 0, 0, NULL},
     {"svg", 0, OPT_STRING, "explain", "FILE", "draw the buffer lifetimes there", 0, 0, NULL},
     {"output", 'o', OPT_STRING, "build init", "FILE", "where to write the ingot or the weights", 0, 0, NULL},
-    {"entry", 0, OPT_STRING, "build explain graph run bisect bench", "E",
+    {"entry", 0, OPT_STRING, "dump build explain graph run bisect bench", "E",
      "the entry point (build: infer alone makes an inference-only ingot)", 0, 0, NULL},
-    {"target", 0, OPT_STRING, "build train eval run bisect", "LIST",
+    {"target", 0, OPT_STRING, "dump build train eval run bisect", "LIST",
      "comma-separated targets besides the host's x86-64: NVIDIA sm_80,\nsm_90, ... AMD gfx90a, gfx942, gfx1100", 0, 0, NULL},
-    {"cpu", 0, OPT_STRING, "build train eval run", "NAME",
+    {"cpu", 0, OPT_STRING, "dump build train eval run", "NAME",
      "the x86-64 CPU to compile for (build: x86-64-v3; train: this\nmachine's; native: this machine's)", 0, 0, NULL},
     {"fusion", 0, OPT_CHOICE, "graph explain build train eval run bisect", "MODE",
      "none, pointwise or all (default; docs/fusion.md)", 0, 0, "none|pointwise|all"},
@@ -136,6 +142,7 @@ typedef struct {
   bool profile, all;              // smelt bench --profile, smelt inspect --all
   int runs;                       // smelt bench; 0: the default
   long long batch;                // smelt bench; 0: the model's
+  const char *dump_after;         // --dump-after=PASS
 } Options;
 
 // Parses "NAME=VALUE" into o->defs; returns false when malformed.
@@ -283,6 +290,10 @@ static int options_from(const OptResult *r, Options *o) {
   IF_SET("split") o->train.split = V("split")->str;
   IF_SET("target") if (parse_targets(V("target")->str, &o->targets)) return 2;
   o->cpu = V("cpu")->str;
+  o->dump_after = V("dump-after")->str;
+  if (o->dump_after && pass_parse(o->dump_after) < 0)
+    return opt_error(&cli, r->command, "--dump-after takes a pass of the pipeline (elaborate, precision, autodiff, outputs, "
+                     "simplify, remat, conv_gemm, matmul, kernels, memplan, codegen), not '%s'", o->dump_after);
   if (o->cpu && !strcmp(o->cpu, "help")) {
     host_cpu_list();
     return -1;
@@ -339,10 +350,9 @@ static int check_files(Compilation *c, const Options *o, const char *argv0, Modu
 // Writes the initial value of every parameter of m's model and, when the file
 // has a train block, of the optimizer's state (moments and step, all zero).
 static int write_init(Compilation *c, Module *m, const Options *o) {
-  Graph g;
-  graph_init(&g, &c->arena, &c->diag);
-  int rc = elaborate(c, m, o->defs, o->ndefs, true, &g);
-  if (rc == 0 && m->train && g.loss && !o->params_only) rc = training_step(c, m, &g);   // adds optimizer state
+  Entry e;   // the training step, whose optimizer adds state (elaborated alone with --params-only)
+  int rc = pipeline_entry(c, m, "step", &(EntryOptions){o->defs, o->ndefs, .last = o->params_only ? PASS_ELABORATE : PASS_AUTODIFF}, &e);
+  Graph g = e.g;
   if (rc == 0) {
     TensorEntry *t = xcalloc((size_t)g.n + 1, sizeof *t);
     int n = 0;
@@ -360,7 +370,7 @@ static int write_init(Compilation *c, Module *m, const Options *o) {
     for (int i = 0; i < n; i++) free(t[i].data);
     free(t);
   }
-  graph_free(&g);
+  entry_free(&e);
   return rc;
 }
 
@@ -368,13 +378,10 @@ static int write_init(Compilation *c, Module *m, const Options *o) {
 static void print_summary(Compilation *c, Module *m, const Options *o) {
   summary_print(stdout, m);
   if (!m->model) return;
-  Graph g;
-  graph_init(&g, &c->arena, &c->diag);
-  if (elaborate(c, m, o->defs, o->ndefs, true, &g) == 0) {
-    int fwd = g.n;
-    if (!g.loss || training_step(c, m, &g) == 0) summary_graph(stdout, &g, fwd);
-  }
-  graph_free(&g);
+  Entry e;
+  if (pipeline_entry(c, m, "step", &(EntryOptions){o->defs, o->ndefs, .last = PASS_AUTODIFF}, &e) == 0)
+    summary_graph(stdout, &e.g, e.forward);
+  entry_free(&e);
 }
 
 static void build_ingot(Compilation *c, Module *m, const Options *o) {
@@ -415,6 +422,7 @@ static int bisect_main(Options *o, const char *argv0) {
   Compilation c;
   compilation_init(&c, stderr);
   c.precision = o->precision;
+  c.dump_after = o->dump_after;
   c.diag.color = o->color >= 0 ? o->color : c.diag.color;
   compilation_default_search(&c, argv0);
   char tmp[64] = "";
@@ -485,6 +493,7 @@ static int train_or_eval(Options *o, const char *argv0) {
     Compilation c;
     compilation_init(&c, stderr);
     c.precision = o->precision;
+    c.dump_after = o->dump_after;
     c.diag.color = o->color >= 0 ? o->color : c.diag.color;
     compilation_default_search(&c, argv0);
     Module *m = module_load_file(&c, file);
@@ -514,39 +523,20 @@ static int train_or_eval(Options *o, const char *argv0) {
   return rc;
 }
 
-// Elaborates the model of m and prints its graph as text or DOT.
+// What one stage of the compiler made of m (dump --stage, graph --dot).
 static int print_graph(Compilation *c, Module *m, const Options *o) {
-  Graph g;
-  graph_init(&g, &c->arena, &c->diag);
-  if (o->fused) {   // the kernels of an entry point as clusters
-    const char *entry = o->train.split ? o->train.split : m->train && !o->infer ? "train_step" : "infer";
-    int rc = entry_graph(c, m, o->defs, o->ndefs, entry, &g, NULL);
-    if (rc == 0) {
-      KernelPlan p;
-      kernel_plan(&g, "", 16, o->targets.fusion, &p);
-      dump_graph_dot_fused(stdout, &g, &p);
-      kernel_plan_free(&p);
-    }
-    graph_free(&g);
-    return rc;
-  }
-  int rc = elaborate(c, m, o->defs, o->ndefs, !o->infer, &g);
-  if (rc == 0) pass_precision(&g, entry_precision(c, m));
-  if (rc == 0 && o->stage && !strcmp(o->stage, "grad")) rc = training_step(c, m, &g);
-  if (rc == 0) {
-    if (o->dot) dump_graph_dot(stdout, &g);
-    else dump_graph(stdout, &g);
-  }
-  graph_free(&g);
-  return rc;
+  const char *stage = o->stage ? o->stage : o->fused ? "fused" : "graph";
+  DumpOptions d = {stage, o->train.split, o->targets.ngpus ? o->targets.gpus[0] : NULL, o->cpu, o->infer, o->dot,
+                   o->targets.fusion, o->targets.remat, o->defs, o->ndefs};
+  return pipeline_dump(c, m, &d, stdout);
 }
 
 static int run(const Options *o, const char *argv0) {
   bool dump = strcmp(o->command, "dump") == 0, graph = strcmp(o->command, "graph") == 0;
   bool ast = dump && o->stage && !strcmp(o->stage, "ast");
-  bool gstage = (dump && o->stage && (!strcmp(o->stage, "graph") || !strcmp(o->stage, "grad"))) || graph;
+  bool gstage = (dump && o->stage && !ast && dump_stage_known(o->stage)) || graph;
   if (dump && !ast && !gstage)
-    return bad_usage("dump needs --stage=ast, graph or grad, not '%s'",
+    return bad_usage("dump needs --stage=ast, graph, grad, simplified, fused, plan, llvm, ptx, amdgcn or asm, not '%s'",
                      o->stage ? o->stage : "nothing");
   if (graph && !o->dot) return bad_usage("%s needs --dot", "graph");
   bool explain = strcmp(o->command, "explain") == 0;
@@ -558,14 +548,14 @@ static int run(const Options *o, const char *argv0) {
   Compilation c;
   compilation_init(&c, stderr);
   c.precision = o->precision;
+  c.dump_after = o->dump_after;
   if (o->color >= 0) c.diag.color = o->color;
   c.diag.max_errors = o->max_errors;
   Module **mods = xcalloc((size_t)o->nfiles, sizeof *mods);
   int errors = check_files(&c, o, argv0, mods);
   if (errors == 0) {
     for (int i = 0; i < o->nfiles; i++) {
-      if (ast) dump_ast(stdout, mods[i]->ast);
-      else if (gstage) print_graph(&c, mods[i], o);
+      if (ast || gstage) print_graph(&c, mods[i], o);
       else if (init) write_init(&c, mods[i], o);
       else if (build) build_ingot(&c, mods[i], o);
       else if (explain) explain_file(&c, mods[i], o);

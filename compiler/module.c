@@ -25,7 +25,10 @@ void compilation_init(Compilation *c, FILE *diag_out) {
 }
 
 void compilation_free(Compilation *c) {
-  for (int i = 0; i < c->nmodules; i++) free(c->modules[i]->imports);
+  for (int i = 0; i < c->nmodules; i++) {
+    module_cache_free(c->modules[i]);
+    free(c->modules[i]->imports);
+  }
   free(c->modules);
   for (int i = 0; i < c->nsearch; i++) free(c->search[i]);
   free(c->search);

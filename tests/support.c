@@ -23,6 +23,10 @@
 #endif
 #endif
 
+// The test build verifies every graph between passes (pipeline.c), here and
+// in every smelt the tests run.
+__attribute__((constructor)) static void verify_between_passes(void) { setenv("SMELT_VERIFY", "1", 0); }
+
 void leak_check(void) {
 #ifdef HAVE_LSAN
   cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "this test leaked memory (see above)");

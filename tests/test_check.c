@@ -176,7 +176,7 @@ TEST(cli, usage_errors_exit_two) {
   cr_expect_eq(smelt_run("frobnicate x", &out), 2);
   cr_expect(strstr(out, "unknown command 'frobnicate'") != NULL, "%s", out);
   free(out);
-  cr_expect_eq(smelt_run("dump --stage=llvm examples/mlp.smelt", &out), 2);
+  cr_expect_eq(smelt_run("dump --stage=cuda examples/mlp.smelt", &out), 2);
   free(out);
 }
 

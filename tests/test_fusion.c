@@ -24,9 +24,10 @@ static void plan(Planned *x, const char *body, FusionMode mode) {
   Module *m = module_load_text(&x->c, "case.smelt", src, strlen(src));
   for (int i = 0; i < x->c.nmodules; i++) resolve_module(&x->c, x->c.modules[i]);
   cr_assert_eq(x->c.diag.errors, 0);
-  graph_init(&x->g, &x->c.arena, &x->c.diag);
-  cr_assert_eq(entry_graph(&x->c, m, NULL, 0, "infer", &x->g, NULL), 0);
-  kernel_plan(&x->g, "", 16, mode, &x->p);
+  Entry e;
+  cr_assert_eq(pipeline_entry(&x->c, m, "infer", &(EntryOptions){.last = PASS_KERNELS, .fusion = mode, .prefix = ""}, &e), 0);
+  x->g = e.g;   // moved out of e: unplan frees them
+  x->p = e.plan;
 }
 
 static void unplan(Planned *x) {

@@ -24,19 +24,18 @@ typedef struct {
   KernelPlan plan;
 } Built;
 
-// Elaborates a model file (its training step when it has one) and plans it.
+// Plans a model file's training step (its forward graph when it has no loss) as the
+// pipeline compiles it: check's graph, through the graph passes and the kernel plan.
 static Built *build_mode(const char *path, const Define *defs, int ndefs, FusionMode mode) {
   Built *b = calloc(1, sizeof *b);
   compilation_init(&b->c, stderr);
   compilation_default_search(&b->c, NULL);
   Module *m = module_load_file(&b->c, path);
   cr_assert_eq(check_modules(&b->c, &m, 1, defs, ndefs), 0, "%s does not check", path);
-  graph_init(&b->g, &b->c.arena, &b->c.diag);
-  cr_assert_eq(elaborate(&b->c, m, defs, ndefs, true, &b->g), 0);
-  if (b->g.loss && m->train) cr_assert_eq(training_step(&b->c, m, &b->g), 0);
-  pass_conv_gemm(&b->g);
-  pass_matmul_operands(&b->g);
-  kernel_plan(&b->g, "", 16, mode, &b->plan);
+  Entry e;   // the training step check built, through the graph passes and the kernel plan
+  cr_assert_eq(pipeline_entry(&b->c, m, "step", &(EntryOptions){defs, ndefs, .last = PASS_KERNELS, .fusion = mode, .prefix = ""}, &e), 0);
+  b->g = e.g;   // moved out of e: built_free frees them
+  b->plan = e.plan;
   return b;
 }
 

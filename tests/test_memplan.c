@@ -38,38 +38,35 @@ static uint64_t plan_model(const char *path, const Define *defs, int ndefs, Fusi
   compilation_default_search(&c, NULL);
   Module *m = module_load_file(&c, path);
   cr_assert_eq(check_modules(&c, &m, 1, defs, ndefs), 0);
-  Graph g;
-  graph_init(&g, &c.arena, &c.diag);
-  cr_assert_eq(entry_graph(&c, m, defs, ndefs, "train_step", &g, NULL), 0);   // as smelt build compiles it
-  KernelPlan p;
-  kernel_plan(&g, "", 16, mode, &p);
-  *kernels = p.n;
-  MemBuf *b = malloc(sizeof *b * (size_t)p.nslots);
-  bool *in = calloc((size_t)p.nslots, sizeof *in);
-  uint64_t arena = memplan_entry(&g, &p, b, in, 64, unplanned);
+  Entry e;   // as smelt build compiles it
+  cr_assert_eq(pipeline_entry(&c, m, "train_step", &(EntryOptions){defs, ndefs, .last = PASS_MEMPLAN, .fusion = mode, .prefix = ""}, &e), 0);
+  const Graph *g = &e.g;
+  KernelPlan *p = &e.plan;
+  *kernels = p->n;
+  MemBuf *b = e.mem;
+  bool *in = e.in_arena;
+  uint64_t arena = e.arena;
+  *unplanned = e.unplanned;
   char err[256];
-  cr_assert(memplan_check(b, in, p.nslots, arena, err, sizeof err), "%s: %s", path, err);
+  cr_assert(memplan_check(b, in, p->nslots, arena, err, sizeof err), "%s: %s", path, err);
   // replay: inputs hold their values from the start; each launch checks its reads, then writes
   int *owner = malloc(sizeof(int) * (size_t)(arena / 64 + 1));
   for (uint64_t i = 0; i <= arena / 64; i++) owner[i] = -1;
-  Replay r = {&p, b, owner, path, 0};
-  for (int s = 0; s < p.nslots; s++)
-    if (p.slot_node[s]->op == OP_INPUT)
+  Replay r = {p, b, owner, path, 0};
+  for (int s = 0; s < p->nslots; s++)
+    if (p->slot_node[s]->op == OP_INPUT)
       for (uint64_t gi = b[s].offset / 64; gi < (b[s].offset + b[s].bytes + 63) / 64; gi++) owner[gi] = s;
-  for (int k = 0; k < p.n; k++) {
+  for (int k = 0; k < p->n; k++) {
     r.at = k;
-    kernel_reads(&p, &p.kernels[k], check_read, &r);
-    for (int j = 0; j < p.kernels[k].nouts; j++) {
-      int s = p.slot[p.kernels[k].outs[j]->id];
+    kernel_reads(p, &p->kernels[k], check_read, &r);
+    for (int j = 0; j < p->kernels[k].nouts; j++) {
+      int s = p->slot[p->kernels[k].outs[j]->id];
       for (uint64_t gi = b[s].offset / 64; gi < (b[s].offset + b[s].bytes + 63) / 64; gi++) owner[gi] = s;
     }
   }
-  for (int i = 0; i < g.noutputs; i++) check_read(&r, g.outputs[i].node);   // outputs survive to the end
+  for (int i = 0; i < g->noutputs; i++) check_read(&r, g->outputs[i].node);   // outputs survive to the end
   free(owner);
-  free(b);
-  free(in);
-  kernel_plan_free(&p);
-  graph_free(&g);
+  entry_free(&e);
   compilation_free(&c);
   return arena;
 }
@@ -120,23 +117,14 @@ TEST(memplan, remat_lowers_the_gpt_peak) {
     compilation_default_search(&c, NULL);
     Module *m = module_load_file(&c, "examples/gpt.smelt");
     cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
-    Graph g;
-    graph_init(&g, &c.arena, &c.diag);
     RematStats st = {0};
-    cr_assert_eq(entry_graph(&c, m, NULL, 0, "train_step", &g, &(GraphOptions){.remat = r, .remat_stats = &st}), 0);
-    KernelPlan p;
-    kernel_plan(&g, "", 16, FUSION_ALL, &p);
-    MemBuf *b = malloc(sizeof *b * (size_t)p.nslots);
-    bool *in = calloc((size_t)p.nslots, sizeof *in);
-    uint64_t total;
-    a[r] = memplan_entry(&g, &p, b, in, 64, &total);
+    Entry e;
+    cr_assert_eq(pipeline_entry(&c, m, "train_step", &(EntryOptions){.remat = r, .remat_stats = &st, .prefix = ""}, &e), 0);
+    a[r] = e.arena;
     char err[256];
-    cr_assert(memplan_check(b, in, p.nslots, a[r], err, sizeof err), "%s", err);
+    cr_assert(memplan_check(e.mem, e.in_arena, e.plan.nslots, a[r], err, sizeof err), "%s", err);
     if (r) cr_expect_gt(st.values, 0);
-    free(b);
-    free(in);
-    kernel_plan_free(&p);
-    graph_free(&g);
+    entry_free(&e);
     compilation_free(&c);
   }
   cr_log_info("GPT step: peak arena %llu bytes, %llu with recomputation", (unsigned long long)a[0], (unsigned long long)a[1]);

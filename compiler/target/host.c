@@ -221,9 +221,11 @@ static void emit_kernel(Cg *c, const Kernel *k) {
 
 // ---- module
 
-int codegen_host(const KernelPlan *const *plans, int nplans, const char *cpu, Blob *object,
-                 char *err, size_t errlen) {
-  memset(object, 0, sizeof *object);
+// The host module of plans for cpu (NULL: this machine's), emitted as an
+// object (ir false, kind LLVMObjectFile), as assembly, or as LLVM IR after O3.
+static int host_module(const KernelPlan *const *plans, int nplans, const char *cpu, bool ir, LLVMCodeGenFileType kind,
+                       Blob *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
   host.init();
   LLVMTargetRef target;
   char *msg = NULL;
@@ -241,10 +243,15 @@ int codegen_host(const KernelPlan *const *plans, int nplans, const char *cpu, Bl
     c.plan = plans[k];
     for (int i = 0; i < plans[k]->n; i++) emit_kernel(&c, &plans[k]->kernels[i]);
   }
-  int rc = cg_finish(&c, tm, host.emit, object, err, errlen);
+  int rc = ir ? cg_finish_ir(&c, tm, out, err, errlen) : cg_finish(&c, tm, kind, out, err, errlen);
   cg_close(&c);
   LLVMDisposeTargetMachine(tm);
   return rc;
+}
+
+int codegen_host(const KernelPlan *const *plans, int nplans, const char *cpu, Blob *object,
+                 char *err, size_t errlen) {
+  return host_module(plans, nplans, cpu, false, host.emit, object, err, errlen);
 }
 
 int codegen_tile_columns(const char *cpu) {
@@ -280,4 +287,11 @@ int link_shared(const Blob *object, const char *path, char *err, size_t errlen) 
   unlink(obj);
   free(obj);
   return 0;
+}
+
+// codegen_host's module as text: the LLVM IR after O3 (ir) or x86-64
+// assembly; cpu as for codegen_host.
+int codegen_host_text(const KernelPlan *const *plans, int nplans, const char *cpu, bool ir, Blob *text, char *err,
+                      size_t errlen) {
+  return host_module(plans, nplans, cpu, ir, LLVMAssemblyFile, text, err, errlen);
 }

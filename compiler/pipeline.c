@@ -1,0 +1,441 @@
+// pipeline.c: the compiler's passes, in order, in one place.
+//
+// One entry point of a model is compiled by the flat list in
+// pipeline_entry: elaborate, precision, autodiff (backward pass and
+// optimizer), outputs (infer drops the loss), simplify, remat, conv_gemm,
+// matmul, kernels, memplan. pipeline_build runs it for every entry of an
+// ingot, then codegen for each target; ingot_write.c only serializes the
+// result. Every command that compiles (check, build, explain, bisect, dump,
+// graph, init, the temporary builds of train, bench and sample) comes here.
+//
+// After each pass the graph is verified (graph_verify) when verification is
+// on, and printed when --dump-after names the pass. check_modules keeps the
+// training step it builds on its module, and the build of the same sizes
+// takes it as its train_step entry instead of elaborating again.
+#include "compiler.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ingot.h"
+
+static const char *const pass_names[PASS_COUNT] = {
+#define X(id, name) name,
+    PIPELINE_PASSES(X)
+#undef X
+};
+
+const char *pass_name(Pass p) { return pass_names[p]; }
+
+int pass_parse(const char *name) {
+  for (int p = 0; p < PASS_COUNT; p++)
+    if (!strcmp(name, pass_names[p])) return p;
+  return -1;
+}
+
+// ---- verification and dumps between passes
+
+#ifdef SMELT_VERIFY
+static int verify = 1;
+#else
+static int verify = -1;   // -1: SMELT_VERIFY decides, on first use
+#endif
+
+bool pipeline_verifying(void) {
+  if (verify < 0) {
+    const char *e = getenv("SMELT_VERIFY");
+    verify = e && *e && strcmp(e, "0");
+  }
+  return verify;
+}
+
+void pipeline_set_verify(bool on) { verify = on; }
+
+static void print_fused(FILE *out, const Entry *e);
+static void print_plan(FILE *out, const Entry *e);
+
+// What pass p made of entry e: checked, and printed when --dump-after names p.
+static void after(Compilation *c, const Entry *e, Pass p) {
+  char err[512];
+  if (pipeline_verifying() && !graph_verify(&e->g, err, sizeof err)) {
+    char msg[700];
+    snprintf(msg, sizeof msg, "graph_verify: the %s graph after pass %s: %s", e->name, pass_name(p), err);
+    internal_error(__FILE__, __LINE__, msg);
+  }
+  if (!c->dump_after || strcmp(c->dump_after, pass_name(p))) return;
+  printf("# %s after %s\n", e->name, pass_name(p));
+  if (p == PASS_KERNELS) print_fused(stdout, e);
+  else if (p == PASS_MEMPLAN) print_plan(stdout, e);
+  else dump_graph(stdout, &e->g);
+}
+
+// ---- the graph check_modules keeps for the build
+
+void module_cache_free(Module *m) {
+  struct EntryCache *k = m->cache;
+  if (!k) return;
+  entry_free(&k->e);
+  for (int i = 0; i < k->ndefs; i++) free((char *)k->defs[i].name);
+  free(k->defs);
+  free(k);
+  m->cache = NULL;
+}
+
+static void cache_put(Module *m, Entry *e, const Define *defs, int ndefs) {
+  module_cache_free(m);
+  struct EntryCache *k = xcalloc(1, sizeof *k);
+  k->e = *e;
+  k->backward = e->g.loss != NULL;
+  k->defs = xmalloc(sizeof *k->defs * (size_t)(ndefs ? ndefs : 1));
+  for (int i = 0; i < ndefs; i++) k->defs[i] = (Define){xstrdup(defs[i].name), defs[i].value};
+  k->ndefs = ndefs;
+  m->cache = k;
+}
+
+// Takes m's kept step graph into e when it is what the passes so far would
+// build: the same sizes, training = true, autodiff run when wanted.
+static bool cache_take(Module *m, const EntryOptions *o, bool want_backward, Entry *e) {
+  struct EntryCache *k = m->cache;
+  if (!k || o->training_off || k->ndefs != o->ndefs || (want_backward && !k->backward)) return false;
+  for (int i = 0; i < k->ndefs; i++)
+    if (strcmp(k->defs[i].name, o->defs[i].name) || k->defs[i].value != o->defs[i].value) return false;
+  e->g = k->e.g;
+  e->forward = k->e.forward;
+  memset(&k->e.g, 0, sizeof k->e.g);
+  module_cache_free(m);
+  return true;
+}
+
+// ---- one entry
+
+void entry_free(Entry *e) {
+  kernel_plan_free(&e->plan);
+  free(e->mem);
+  free(e->in_arena);
+  graph_free(&e->g);
+  e->mem = NULL;
+  e->in_arena = NULL;
+}
+
+int entry_precision(const Compilation *c, const Module *m) {
+  return c->precision >= 0 ? c->precision : m->train ? (int)m->train->precision : PREC_FP32;
+}
+
+const char *entry_prefix(const char *entry) {
+  return !strcmp(entry, "train_step") ? "train_" : !strcmp(entry, "eval") ? "eval_" : "infer_";
+}
+
+int training_step(Compilation *c, Module *m, Graph *g) {
+  if (!g->loss) {
+    diag_plain(&c->diag, "%s: the model has no loss, so it has no gradients", m->path);
+    return -1;
+  }
+  int precision = entry_precision(c, m);
+  if (m->train) {
+    TrainConfig cfg = *m->train;
+    cfg.precision = (Precision)precision;
+    if (optim_append(g, &cfg, cfg.steps)) return -1;
+    if (precision == PREC_TF32) pass_precision_tf32(g);
+    else pass_precision_grads(g);
+    return 0;
+  }
+  int errors = c->diag.errors;
+  int n0 = g->n;
+  Node **grads = autodiff(g, NULL, 0);
+  for (int i = 0; i < n0; i++)
+    if (grads[i] && g->nodes[i]->op == OP_PARAM)
+      graph_add_output(g, arena_printf(&c->arena, "grad.%s", g->nodes[i]->name), grads[i]);
+  free(grads);
+  return c->diag.errors > errors ? -1 : 0;
+}
+
+// The infer entry's outputs: the model's, without the loss (so no labels).
+static void drop_loss(Graph *g) {
+  int k = 0;
+  for (int i = 0; i < g->noutputs; i++)
+    if (g->outputs[i].node != g->loss) g->outputs[k++] = g->outputs[i];
+  g->noutputs = k;
+  g->loss = NULL;
+  graph_prune(g);
+}
+
+static void memory_plan(Entry *e) {
+  int n = e->plan.nslots ? e->plan.nslots : 1;
+  e->mem = xmalloc(sizeof *e->mem * (size_t)n);
+  e->in_arena = xcalloc((size_t)n, sizeof *e->in_arena);
+  e->arena = memplan_entry(&e->g, &e->plan, e->mem, e->in_arena, INGOT_ALIGN, &e->unplanned);
+  char err[256];
+  if (!memplan_check(e->mem, e->in_arena, e->plan.nslots, e->arena, err, sizeof err)) internal_error(__FILE__, __LINE__, err);
+}
+
+// Each pass, then what it made checked (and dumped); the list ends at last.
+#define DONE(pass)                                                             \
+  do {                                                                         \
+    after(c, e, pass);                                                         \
+    if (last == (pass)) return 0;                                              \
+  } while (0)
+
+int pipeline_entry(Compilation *c, Module *m, const char *entry, const EntryOptions *o, Entry *e) {
+  memset(e, 0, sizeof *e);
+  graph_init(&e->g, &c->arena, &c->diag);
+  bool train = !strcmp(entry, "train_step"), infer = !strcmp(entry, "infer"), step = !strcmp(entry, "step");
+  if (!train && !infer && !step && strcmp(entry, "eval")) {
+    diag_plain(&c->diag, "unknown entry point '%s' (train_step, eval or infer)", entry);
+    return -1;
+  }
+  e->name = train ? "train_step" : infer ? "infer" : step ? "step" : "eval";
+  Pass last = o->last ? o->last : PASS_MEMPLAN;
+  Graph *g = &e->g;
+  int precision = entry_precision(c, m);
+  bool cached = ((train && m->train) || step) && last >= PASS_AUTODIFF && cache_take(m, o, train, e);
+  if (!cached) {
+    if (elaborate(c, m, o->defs, o->ndefs, train || (step && !o->training_off), g)) return -1;
+    e->forward = g->n;
+    if (train && (!m->train || !g->loss)) {
+      diag_plain(&c->diag, "%s: no train_step entry: the model needs a loss and a train block", m->path);
+      return -1;
+    }
+    DONE(PASS_ELABORATE);
+    pass_precision(g, precision);
+    DONE(PASS_PRECISION);
+    if (train || (step && g->loss)) {
+      if (training_step(c, m, g)) return -1;
+    } else if (!step && precision == PREC_TF32) {
+      pass_precision_tf32(g);
+    }
+  }
+  DONE(PASS_AUTODIFF);
+  if (infer) drop_loss(g);
+  DONE(PASS_OUTPUTS);
+  pass_simplify(g, o->simplified);
+  DONE(PASS_SIMPLIFY);
+  if (g->loss && (train || step)) pass_remat(g, g->loss->id + 1, o->remat, o->remat_stats);   // the backward pass follows the loss
+  DONE(PASS_REMAT);
+  pass_conv_gemm(g);
+  DONE(PASS_CONV_GEMM);
+  pass_matmul_operands(g);
+  DONE(PASS_MATMUL);
+  kernel_plan(g, o->prefix ? o->prefix : entry_prefix(e->name), o->tile_columns ? o->tile_columns : 16, o->fusion, &e->plan);
+  DONE(PASS_KERNELS);
+  memory_plan(e);
+  DONE(PASS_MEMPLAN);
+  return 0;
+}
+
+int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const char *entry, Graph *g,
+                const GraphOptions *o) {
+  EntryOptions eo = {defs, ndefs, .last = PASS_MATMUL};
+  if (o) eo.remat = o->remat, eo.simplified = o->simplified, eo.remat_stats = o->remat_stats;
+  Entry e;
+  int rc = pipeline_entry(c, m, entry, &eo, &e);
+  graph_free(g);
+  *g = e.g;   // the graph moves to the caller
+  memset(&e.g, 0, sizeof e.g);
+  entry_free(&e);
+  return rc;
+}
+
+int check_modules(Compilation *c, Module **entries, int nentries, const Define *defs, int ndefs) {
+  for (int i = 0; i < c->nmodules; i++) resolve_module(c, c->modules[i]);
+  if (c->diag.errors) return c->diag.errors;
+  for (int i = 0; i < nentries; i++) {
+    Module *m = entries[i];
+    if (!m->model) continue;
+    Entry e;
+    if (pipeline_entry(c, m, "step", &(EntryOptions){defs, ndefs, .last = PASS_AUTODIFF}, &e) == 0) cache_put(m, &e, defs, ndefs);
+    else entry_free(&e);
+  }
+  return c->diag.errors;
+}
+
+// ---- every entry of an ingot, and its code
+
+void build_free(Build *b) {
+  for (int e = 0; e < 3; e++) entry_free(&b->entries[e]);
+  free(b->host.data);
+  for (int i = 0; i < b->ngpus; i++) {
+    free(b->gpu[i].code.data);
+    free(b->gpu[i].cubin.data);
+    free(b->gpu[i].report);
+  }
+  memset(b, 0, sizeof *b);
+}
+
+// The host's code, linked into a shared object, and each GPU target's:
+// PTX (and a cubin when ptxas is installed) or a linked AMD code object.
+static int codegen(Build *b, const KernelPlan *const *plans, int n, const BuildTargets *t, char *err, size_t errlen) {
+  Blob obj = {0};
+  int rc = codegen_host(plans, n, t->cpu, &obj, err, errlen);
+  for (int i = 0; rc == 0 && i < t->ngpus; i++) {
+    GpuCode *gc = &b->gpu[b->ngpus++];
+    gc->target = t->gpus[i];
+    Blob code;
+    if (codegen_gpu(plans, n, gc->target, &code, err, errlen)) {
+      rc = -1;
+    } else if (gpu_target_is_nvidia(gc->target)) {
+      gc->code = code;
+      if (ptx_assemble(&code, gc->target, &gc->cubin, &gc->report, err, errlen) < 0) rc = -1;
+    } else {
+      int linked = amdgpu_link(&code, &gc->code, err, errlen);
+      free(code.data);
+      if (linked == 0) snprintf(err, errlen, "building for %s needs ld.lld (Debian: lld-22), which is not installed", gc->target);
+      if (linked <= 0) rc = -1;
+    }
+  }
+  if (rc == 0) {
+    char so[64];
+    snprintf(so, sizeof so, "/tmp/smelt-build-%ld.so", (long)getpid());
+    rc = link_shared(&obj, so, err, errlen);
+    b->host.data = rc == 0 ? file_read(so, &b->host.len) : NULL;
+    unlink(so);
+    if (rc == 0 && !b->host.data) rc = -1, snprintf(err, errlen, "cannot read the linked code back");
+  }
+  free(obj.data);
+  return rc;
+}
+
+int pipeline_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, Build *b) {
+  memset(b, 0, sizeof *b);
+  enum { TRAIN, EVAL, INFER };
+  EntryOptions o = {defs, ndefs, .fusion = t->fusion, .tile_columns = codegen_tile_columns(t->cpu)};
+  int rc = 0;
+  b->on[EVAL] = !t->infer_only;
+  b->on[INFER] = true;
+  if (b->on[EVAL]) {
+    rc = pipeline_entry(c, m, "eval", &o, &b->entries[EVAL]);
+    b->on[TRAIN] = rc == 0 && m->train && b->entries[EVAL].g.loss;
+  }
+  if (rc == 0) rc = pipeline_entry(c, m, "infer", &o, &b->entries[INFER]);
+  o.remat = t->remat;
+  if (rc == 0 && b->on[TRAIN]) rc = pipeline_entry(c, m, "train_step", &o, &b->entries[TRAIN]);
+  if (rc) return -1;
+  const KernelPlan *plans[3];
+  int n = 0, kernels = 0;
+  for (int e = TRAIN; e <= INFER; e++)
+    if (b->on[e]) plans[n++] = &b->entries[e].plan, kernels += b->entries[e].plan.n;
+  char err[2048];
+  if (codegen(b, plans, n, t, err, sizeof err)) {
+    diag_plain(&c->diag, "%s", err);
+    return -1;
+  }
+  if (c->dump_after && !strcmp(c->dump_after, pass_name(PASS_CODEGEN))) {
+    printf("# after codegen\nhost %s: %zu bytes of shared object, %d kernels\n", t->cpu ? t->cpu : "native", b->host.len,
+           kernels);
+    for (int i = 0; i < b->ngpus; i++)
+      printf("%s: %zu bytes of %s%s\n", b->gpu[i].target, b->gpu[i].code.len,
+             gpu_target_is_nvidia(b->gpu[i].target) ? "PTX" : "code object", b->gpu[i].cubin.len ? ", and a cubin" : "");
+  }
+  return 0;
+}
+
+int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, const char *path) {
+  Build b;
+  int rc = pipeline_build(c, m, defs, ndefs, t, &b);
+  if (rc == 0) rc = ingot_write(c, m, &b, defs, ndefs, t, path);
+  build_free(&b);
+  return rc;
+}
+
+// ---- what a stage made
+
+static const char *const stages[] = {"ast", "graph", "grad", "simplified", "fused", "plan", "llvm", "ptx", "amdgcn", "asm"};
+
+bool dump_stage_known(const char *stage) {
+  for (size_t i = 0; i < sizeof stages / sizeof *stages; i++)
+    if (!strcmp(stage, stages[i])) return true;
+  return false;
+}
+
+// fused: each kernel in schedule order with the ops it computes and where they came from.
+static void print_fused(FILE *out, const Entry *e) {
+  const KernelPlan *p = &e->plan;
+  fprintf(out, "%s: %d kernels, fusion %s\n", e->name, p->n, fusion_mode_name(p->mode));
+  for (int k = 0; k < p->n; k++) {
+    const Kernel *kn = &p->kernels[k];
+    char ty[96];
+    fprintf(out, "  #%d %s: %s over %lld%s, stores", k, kn->name, op_name(kn->root->op), (long long)kn->count,
+            kn->tiled ? " tiles" : kn->rows ? " rows" : "");
+    for (int o = 0; o < kn->nouts; o++)
+      fprintf(out, " %%%d %s", kn->outs[o]->id, type_str(ty, sizeof ty, kn->outs[o]->dtype, &kn->outs[o]->shape));
+    fputc('\n', out);
+    kernel_describe(out, &e->g, p, kn);
+  }
+}
+
+// plan: the launches and every buffer's place, bytes and lifetime.
+static void print_plan(FILE *out, const Entry *e) {
+  const KernelPlan *p = &e->plan;
+  fprintf(out, "%s: %d launches, %d buffers, arena %llu bytes (%llu without reuse)\n", e->name, p->n, p->nslots,
+          (unsigned long long)e->arena, (unsigned long long)e->unplanned);
+  for (int k = 0; k < p->n; k++) {
+    GpuLaunch gl;
+    gpu_launch_shape(&p->kernels[k], &gl);
+    fprintf(out, "  launch %d: %s, %lld iterations (GPU: grid %u, block %u, %u bytes shared)\n", k, p->kernels[k].name,
+            (long long)p->kernels[k].count, gl.grid, gl.block, gl.shared);
+  }
+  for (int s = 0; s < p->nslots; s++) {
+    const Node *n = p->slot_node[s];
+    char ty[96];
+    fprintf(out, "  slot %d: %%%d %s %s", s, n->id, n->name ? n->name : op_name(n->op), type_str(ty, sizeof ty, n->dtype, &n->shape));
+    if (!e->in_arena[s]) {
+      fputs(", outside the arena\n", out);
+      continue;
+    }
+    fprintf(out, ", %llu bytes at %llu, live %d..%d", (unsigned long long)e->mem[s].bytes, (unsigned long long)e->mem[s].offset,
+            e->mem[s].first, e->mem[s].last);
+    if (e->mem[s].reuses >= 0) fprintf(out, ", in place of slot %d", e->mem[s].reuses);
+    fputc('\n', out);
+  }
+}
+
+// llvm, ptx, amdgcn, asm: the entry's kernels as the target's compiler gives them.
+static int print_code(Compilation *c, const DumpOptions *o, const Entry *e, FILE *out) {
+  const KernelPlan *plans[1] = {&e->plan};
+  const char *cpu = !o->cpu ? "x86-64-v3" : !strcmp(o->cpu, "native") ? NULL : o->cpu;
+  const char *gpu = o->target ? o->target : !strcmp(o->stage, "ptx") ? "sm_80" : !strcmp(o->stage, "amdgcn") ? "gfx90a" : NULL;
+  bool nv = gpu && gpu_target_is_nvidia(gpu);
+  if ((!strcmp(o->stage, "ptx") && !nv) || (!strcmp(o->stage, "amdgcn") && (!gpu || nv)) || (!strcmp(o->stage, "asm") && gpu)) {
+    diag_plain(&c->diag, "dump --stage=%s is not for target '%s' (ptx: NVIDIA sm_*, amdgcn: AMD gfx*, asm: the host)", o->stage,
+               gpu ? gpu : "host");
+    return -1;
+  }
+  Blob text = {0};
+  char err[2048];
+  bool ir = !strcmp(o->stage, "llvm");
+  int rc = !gpu ? codegen_host_text(plans, 1, cpu, ir, &text, err, sizeof err)
+           : nv && !ir ? codegen_gpu(plans, 1, gpu, &text, err, sizeof err)
+                       : codegen_gpu_text(plans, 1, gpu, ir, &text, err, sizeof err);
+  if (rc) diag_plain(&c->diag, "%s", err);
+  else fwrite(text.data, 1, text.len, out);
+  free(text.data);
+  return rc;
+}
+
+int pipeline_dump(Compilation *c, Module *m, const DumpOptions *o, FILE *out) {
+  const char *st = o->stage;
+  if (!strcmp(st, "ast")) {
+    dump_ast(out, m->ast);
+    return 0;
+  }
+  bool graph = !strcmp(st, "graph"), grad = !strcmp(st, "grad");
+  const char *entry = graph || grad ? "step" : o->entry ? o->entry : m->train && !o->infer ? "train_step" : "infer";
+  EntryOptions eo = {o->defs, o->ndefs, .training_off = o->infer, .remat = o->remat, .fusion = o->fusion};
+  bool code = !strcmp(st, "llvm") || !strcmp(st, "ptx") || !strcmp(st, "amdgcn") || !strcmp(st, "asm");
+  eo.last = graph ? PASS_PRECISION : grad ? PASS_AUTODIFF : !strcmp(st, "simplified") ? PASS_SIMPLIFY
+            : !strcmp(st, "fused") ? PASS_KERNELS : PASS_MEMPLAN;
+  if (code) eo.tile_columns = codegen_tile_columns(!o->cpu ? "x86-64-v3" : !strcmp(o->cpu, "native") ? NULL : o->cpu);   // as smelt build plans them
+  Entry e;
+  int rc = pipeline_entry(c, m, entry, &eo, &e);
+  if (rc == 0 && grad && !e.g.loss) rc = training_step(c, m, &e.g);   // reports that there is no loss
+  if (rc == 0) {
+    if (code) rc = print_code(c, o, &e, out);
+    else if (!strcmp(st, "plan")) print_plan(out, &e);
+    else if (!strcmp(st, "fused") && o->dot) dump_graph_dot_fused(out, &e.g, &e.plan);
+    else if (!strcmp(st, "fused")) print_fused(out, &e);
+    else if (o->dot) dump_graph_dot(out, &e.g);
+    else dump_graph(out, &e.g);
+  }
+  entry_free(&e);
+  return rc;
+}
