@@ -44,25 +44,6 @@ V const_of(Cg *c, DType t, double v) {
   return ci(c, (int64_t)v);
 }
 
-// ---- intrinsics
-
-V call_intrinsic(Cg *c, const char *name, LLVMTypeRef t, V *args, unsigned n) {
-  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-  ASSERT(id != 0);
-  LLVMTypeRef tys[1] = {t};
-  LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, tys, 1);
-  LLVMTypeRef ft = LLVMIntrinsicGetType(c->cx, id, tys, 1);
-  return LLVMBuildCall2(c->b, ft, f, args, n, "");
-}
-
-V call_plain_intrinsic(Cg *c, const char *name, V *args, unsigned n) {
-  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-  ASSERT(id != 0);
-  LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, NULL, 0);
-  LLVMTypeRef ft = LLVMIntrinsicGetType(c->cx, id, NULL, 0);
-  return LLVMBuildCall2(c->b, ft, f, args, n, "");
-}
-
 // ---- conversions between compute types
 
 V convert(Cg *c, V v, DType from, DType to) {
@@ -895,8 +876,8 @@ int cg_fail(char *err, size_t errlen, const char *what, char *llvm_msg) {
   return -1;
 }
 
-int cg_finish(Cg *c, LLVMTargetMachineRef tm, LLVMCodeGenFileType kind, Blob *out, char *err, size_t errlen) {
-  memset(out, 0, sizeof *out);
+// Verifies the module and optimizes it at O3; 0, or -1 with a message.
+static int cg_optimize(Cg *c, LLVMTargetMachineRef tm, char *err, size_t errlen) {
   char *msg = NULL;
   if (LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &msg))
     return cg_fail(err, errlen, "internal error: invalid LLVM IR", msg);
@@ -905,6 +886,13 @@ int cg_finish(Cg *c, LLVMTargetMachineRef tm, LLVMCodeGenFileType kind, Blob *ou
   LLVMErrorRef e = LLVMRunPasses(c->mod, "default<O3>", tm, opts);
   LLVMDisposePassBuilderOptions(opts);
   if (e) return cg_fail(err, errlen, "LLVM optimization failed", LLVMGetErrorMessage(e));
+  return 0;
+}
+
+int cg_finish(Cg *c, LLVMTargetMachineRef tm, LLVMCodeGenFileType kind, Blob *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  if (cg_optimize(c, tm, err, errlen)) return -1;
+  char *msg = NULL;
   LLVMMemoryBufferRef buf;
   if (LLVMTargetMachineEmitToMemoryBuffer(tm, c->mod, kind, &msg, &buf))
     return cg_fail(err, errlen, "LLVM could not emit code", msg);
@@ -918,14 +906,7 @@ int cg_finish(Cg *c, LLVMTargetMachineRef tm, LLVMCodeGenFileType kind, Blob *ou
 
 int cg_finish_ir(Cg *c, LLVMTargetMachineRef tm, Blob *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
-  char *msg = NULL;
-  if (LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &msg))
-    return cg_fail(err, errlen, "internal error: invalid LLVM IR", msg);
-  LLVMDisposeMessage(msg);
-  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-  LLVMErrorRef e = LLVMRunPasses(c->mod, "default<O3>", tm, opts);
-  LLVMDisposePassBuilderOptions(opts);
-  if (e) return cg_fail(err, errlen, "LLVM optimization failed", LLVMGetErrorMessage(e));
+  if (cg_optimize(c, tm, err, errlen)) return -1;
   char *text = LLVMPrintModuleToString(c->mod);
   out->len = strlen(text);
   out->data = xstrdup(text);

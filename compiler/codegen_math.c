@@ -1,4 +1,5 @@
-// codegen_math.c: f32 transcendentals, by the target's hooks.
+// codegen_math.c: calls of LLVM intrinsics, and f32 transcendentals by the
+// target's hooks (the layer below the expression emitter).
 //
 // The expression layer asks for exp, log, tanh, sin, cos and pow here; each
 // is the target's hook when it has one and LLVM's intrinsic otherwise (the
@@ -9,6 +10,27 @@
 // AMDGPU lowers exp, log and sin but not tanh. Each is accurate to a few
 // units in the last place of f32 over the ranges models use.
 #include "codegen.h"
+
+#include <string.h>
+
+// ---- intrinsics
+
+V call_intrinsic(Cg *c, const char *name, LLVMTypeRef t, V *args, unsigned n) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  ASSERT(id != 0);
+  LLVMTypeRef tys[1] = {t};
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, tys, 1);
+  LLVMTypeRef ft = LLVMIntrinsicGetType(c->cx, id, tys, 1);
+  return LLVMBuildCall2(c->b, ft, f, args, n, "");
+}
+
+V call_plain_intrinsic(Cg *c, const char *name, V *args, unsigned n) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  ASSERT(id != 0);
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, NULL, 0);
+  LLVMTypeRef ft = LLVMIntrinsicGetType(c->cx, id, NULL, 0);
+  return LLVMBuildCall2(c->b, ft, f, args, n, "");
+}
 
 V math_fma(Cg *c, V a, V b, V d) {
   V args[3] = {a, b, d};

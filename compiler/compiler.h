@@ -669,10 +669,6 @@ typedef struct {
                          // (set by the ingot writer's memory plan; NULL: none)
 } KernelPlan;
 
-// Views, CONST and IOTA: computed inside the loads of their consumers.
-bool node_is_folded(const Node *n);
-// Unary, binary, compare and select ops.
-bool node_is_pointwise(const Node *n);
 // Plans g's kernels, named with prefix ("" or "train_"). The graph's outputs
 // and update values are always stored, folded or not.
 // nr: the matmul tile's columns for the target (codegen_tile_columns).
@@ -689,6 +685,15 @@ void fuse_rows(const Graph *g, KernelPlan *p, int *kernel_of, const bool *result
 const char *fusion_mode_name(FusionMode m);
 int fusion_mode_parse(const char *s, FusionMode *m);   // 0, or -1 for an unknown name
 const char *store_reason_text(StoreReason r);
+// Whether every read kernel k makes of stored node x is at the element of
+// k's output that it computes (so the output may overwrite x in place).
+bool kernel_reads_only_at_own_index(const KernelPlan *p, const Kernel *k, const Node *x);
+
+// ---------------------------------------------------------------- plan_query.c
+// Views, CONST and IOTA: computed inside the loads of their consumers.
+bool node_is_folded(const Node *n);
+// Unary, binary, compare and select ops.
+bool node_is_pointwise(const Node *n);
 // What a kernel must move and compute at least: each stored tensor it reads
 // once, its outputs once; FLOPs counted as 2 per multiply-add, 1 per
 // elementwise op (estimates, for profiles and roofline ratios).
@@ -696,9 +701,6 @@ void kernel_cost(const KernelPlan *p, const Kernel *k, uint64_t *read, uint64_t 
 // Calls fn for every stored node kernel k reads (through folded and fused
 // nodes), each time it is reached; not its own outputs.
 void kernel_reads(const KernelPlan *p, const Kernel *k, void (*fn)(void *ctx, const Node *n), void *ctx);
-// Whether every read kernel k makes of stored node x is at the element of
-// k's output that it computes (so the output may overwrite x in place).
-bool kernel_reads_only_at_own_index(const KernelPlan *p, const Kernel *k, const Node *x);
 
 // ---------------------------------------------------------------- memplan.c
 // Arena offsets with reuse: tensors whose lifetimes (launch indices, both
@@ -836,6 +838,12 @@ struct Build;
 int ingot_write(Compilation *c, Module *m, const struct Build *b, const Define *defs, int ndefs, const BuildTargets *t,
                 const char *path);
 
+// ---------------------------------------------------------------- dump_plan.c
+// Two lines on kernel k: the ops it computes and the model-file lines they came from.
+void kernel_describe(FILE *out, const Graph *g, const KernelPlan *p, const Kernel *k);
+// 'smelt graph --dot --fused': the op graph with each kernel a cluster.
+void dump_graph_dot_fused(FILE *out, const Graph *g, const KernelPlan *p);
+
 // ---------------------------------------------------------------- explain.c
 // `smelt explain`: an entry point's kernels in schedule order (kind, ops,
 // model-file lines, bytes, FLOPs, and for every tensor read from an earlier
@@ -855,10 +863,6 @@ int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, cons
 // Kernels, bytes moved, planned arena and the sum of the arena's tensors of a plan.
 void explain_stats(const Graph *g, KernelPlan *p, int *kernels, uint64_t *moved, uint64_t *arena,
                    uint64_t *intermediates);
-// Two lines on kernel k: the ops it computes and the model-file lines they came from.
-void kernel_describe(FILE *out, const Graph *g, const KernelPlan *p, const Kernel *k);
-// 'smelt graph --dot --fused': the op graph with each kernel a cluster.
-void dump_graph_dot_fused(FILE *out, const Graph *g, const KernelPlan *p);
 
 // ---------------------------------------------------------------- bisect.c
 // `smelt bisect`: ingot's entry run kernel by kernel on a device against the

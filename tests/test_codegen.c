@@ -28,40 +28,15 @@ static double rnd(void) {
   return (double)(rng >> 11) / 9007199254740992.0;
 }
 
+// Element i of a buffer of n's dtype, as a double, and back (runtime/dtype.h).
 static double get(const Node *n, const char *buf, int64_t i) {
-  switch (n->dtype) {
-  case DT_F32: return ((const float *)buf)[i];
-  case DT_I32: return ((const int32_t *)buf)[i];
-  case DT_I64: return (double)((const int64_t *)buf)[i];
-  case DT_U8: case DT_BOOL: return ((const uint8_t *)buf)[i];
-  case DT_F16: return (double)((const _Float16 *)buf)[i];
-  case DT_BF16: {
-    uint32_t bits = (uint32_t)((const uint16_t *)buf)[i] << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-  }
-  case DT_COUNT: break;
-  }
-  return NAN;
+  double v;
+  dtype_to_doubles(n->dtype, buf + i * dtype_size(n->dtype), &v, 1);
+  return v;
 }
 
 static void put(const Node *n, char *buf, int64_t i, double v) {
-  switch (n->dtype) {
-  case DT_F32: ((float *)buf)[i] = (float)v; break;
-  case DT_I32: ((int32_t *)buf)[i] = (int32_t)v; break;
-  case DT_I64: ((int64_t *)buf)[i] = (int64_t)v; break;
-  case DT_U8: case DT_BOOL: ((uint8_t *)buf)[i] = (uint8_t)v; break;
-  case DT_F16: ((_Float16 *)buf)[i] = (_Float16)v; break;
-  case DT_BF16: {
-    float f = (float)dtype_round(DT_BF16, v);
-    uint32_t bits;
-    memcpy(&bits, &f, 4);
-    ((uint16_t *)buf)[i] = (uint16_t)(bits >> 16);
-    break;
-  }
-  case DT_COUNT: break;
-  }
+  dtype_from_doubles(n->dtype, &v, buf + i * dtype_size(n->dtype), 1);
 }
 
 typedef struct {
