@@ -595,6 +595,9 @@ void train_check(Compilation *c, Module *m, const Ast *train, const Ast *model);
 // SMELT_DEFAULT_SEED. Initial weights (build, init), data order, dropout.
 #define SMELT_DEFAULT_SEED 1
 uint64_t model_seed(const Module *m);
+// The precision policy an entry is built under: --precision, else the train
+// block's, else fp32.
+int entry_precision(const Compilation *c, const Module *m);
 const char *precision_name(Precision p);
 
 // ---------------------------------------------------------------- kernel.c
@@ -1027,9 +1030,6 @@ typedef struct {
 } GraphOptions;
 int entry_graph(Compilation *c, Module *m, const Define *defs, int ndefs, const char *entry, Graph *g,
                 const GraphOptions *o);
-// The precision policy an entry is built under: --precision, else the train
-// block's, else fp32.
-int entry_precision(const Compilation *c, const Module *m);
 // The prefix of an entry's kernel names: "train_", "eval_", "infer_".
 const char *entry_prefix(const char *entry);
 

@@ -118,10 +118,6 @@ void entry_free(Entry *e) {
   e->in_arena = NULL;
 }
 
-int entry_precision(const Compilation *c, const Module *m) {
-  return c->precision >= 0 ? c->precision : m->train ? (int)m->train->precision : PREC_FP32;
-}
-
 const char *entry_prefix(const char *entry) {
   return !strcmp(entry, "train_step") ? "train_" : !strcmp(entry, "eval") ? "eval_" : "infer_";
 }

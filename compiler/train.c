@@ -485,3 +485,7 @@ void train_check(Compilation *c, Module *m, const Ast *train, const Ast *model) 
 }
 
 uint64_t model_seed(const Module *m) { return m->train ? (uint64_t)m->train->seed : SMELT_DEFAULT_SEED; }
+
+int entry_precision(const Compilation *c, const Module *m) {
+  return c->precision >= 0 ? c->precision : m->train ? (int)m->train->precision : PREC_FP32;
+}

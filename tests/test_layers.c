@@ -1,7 +1,8 @@
 // test_layers.c: the three floors (runtime, tools, compiler) call only
 // downwards, checked on the built libraries' symbols: nothing a lower floor
 // needs is defined by a higher one, and smelt-rt, the tool for GPU hosts,
-// holds no compiler symbol and no LLVM.
+// holds no compiler symbol and no LLVM; and no circle of calls joins
+// source files.
 #include <criterion/criterion.h>
 #include <libgen.h>
 #include <limits.h>
@@ -76,5 +77,15 @@ TEST(layers, smelt_rt_holds_no_compiler_symbol_and_no_llvm) {
 TEST(layers, runtime_and_tools_include_no_compiler_header) {
   char *out = symbols("grep -l -E '#include \"(compiler|codegen)\\.h\"|ops\\.def' runtime/*.[ch] tools/*.[ch] || true");
   cr_expect_str_empty(out, "compiler headers included below the compiler: %s", out);
+  free(out);
+}
+
+// Within and across the floors, no source file calls into one that calls
+// back into it (tests/source_cycles.sh: tsort over the objects' symbols).
+TEST(layers, no_circle_of_calls_between_source_files) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "bash tests/source_cycles.sh %s", build_dir());
+  char *out = symbols(cmd);
+  cr_expect_str_empty(out, "source files that call each other (a circle through these): %s", out);
   free(out);
 }
