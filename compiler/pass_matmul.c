@@ -1,6 +1,6 @@
 // pass_matmul.c: matmul operands laid out for the host's tiled matmul.
 //
-// The tiled kernel (codegen_host.c) broadcasts scalars of A and loads
+// The tiled kernel (target/host.c) broadcasts scalars of A and loads
 // contiguous vectors of B's rows, so it needs both operands in buffers of
 // their own and B not transposed. Copying a view or a transposed B once costs
 // one pass over K x N values; the matmul it enables does M times more work.
