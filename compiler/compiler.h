@@ -1035,7 +1035,7 @@ const char *entry_prefix(const char *entry);
 
 // ---------------------------------------------------------------- summary.c
 // One paragraph per checked file, for 'smelt check --summary' and the demo.
-void summary_print(FILE *out, const Module *m);
+void summary_print(FILE *out, const Module *m, const Diag *d);
 // One line on a model's graph: parameters, forward ops, training-step ops.
 void summary_graph(FILE *out, const Graph *g, int forward_nodes);
 

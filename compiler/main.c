@@ -376,7 +376,7 @@ static int write_init(Compilation *c, Module *m, const Options *o) {
 
 // The file's summary, with its model's graph when it has one.
 static void print_summary(Compilation *c, Module *m, const Options *o) {
-  summary_print(stdout, m);
+  summary_print(stdout, m, &c->diag);
   if (!m->model) return;
   Entry e;
   if (pipeline_entry(c, m, "step", &(EntryOptions){o->defs, o->ndefs, .last = PASS_AUTODIFF}, &e) == 0)

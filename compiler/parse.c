@@ -62,7 +62,7 @@ static int next_token(YYSTYPE *val, YYLTYPE *loc, yyscan_t scanner) {
 
 Ast *parse_source(Arena *arena, Diag *diag, int file) {
   Parser p = {.arena = arena, .diag = diag, .file = file};
-  LexState ls = {.p = &p};
+  LexState ls = {.p = &p, .misaligned_at = -1};
   Source *src = diag->files[file];
   yyscan_t scanner;
   if (yylex_init_extra(&ls, &scanner) != 0) internal_error(__FILE__, __LINE__, "yylex_init");

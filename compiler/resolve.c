@@ -7,6 +7,9 @@
 // and values are elaboration's business; this pass only needs names.
 #include "compiler.h"
 
+#include <dirent.h>
+#include <stdlib.h>
+
 #include <string.h>
 
 typedef enum {
@@ -55,6 +58,34 @@ typedef struct {
 } Resolver;
 
 // ---- scopes
+
+// The name of a module on the import path (the stdlib folder, SMELT_PATH)
+// that defines a function `name`, into module; false when none does. A plain
+// text search for a line starting "fn NAME(": only to suggest the import.
+static bool module_defining(const Compilation *c, const char *name, char *module, size_t len) {
+  char want[160];
+  snprintf(want, sizeof want, "fn %s(", name);
+  for (int i = 0; i < c->nsearch; i++) {
+    DIR *dir = opendir(c->search[i]);
+    if (!dir) continue;
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(dir));) {
+      size_t n = strlen(e->d_name);
+      if (n < 7 || strcmp(e->d_name + n - 6, ".smelt")) continue;
+      char path[4096];
+      snprintf(path, sizeof path, "%s/%s", c->search[i], e->d_name);
+      char *text = file_read(path, NULL);
+      if (!text) continue;
+      for (const char *p = text; p && !found; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        found = !strncmp(p, want, strlen(want));
+      free(text);
+      if (found) snprintf(module, len, "%.*s", (int)(n - 6), e->d_name);
+    }
+    closedir(dir);
+    if (found) return true;
+  }
+  return false;
+}
 
 static void scope_add(Resolver *r, Scope *s, const char *name, SymKind kind, const Ast *def,
                       const Module *from) {
@@ -345,11 +376,17 @@ static void resolve_call(Resolver *r, const Ast *call) {
     diag_error(r->d, callee->span, "'%s' is an initializer; it can only follow "
                "'param NAME: TYPE ='", name);
   } else if (!r->import_failed) {
-    Suggest s = {name, NULL, 99};
-    suggest_scopes(r, &s, false, true);
-    builtin_each(B_FUNC, suggest_consider, &s);
-    char buf[96];
-    diag_error(r->d, callee->span, "unknown function '%s'%s", name, did_you_mean(&s, buf, sizeof buf));
+    char module[64];
+    if (module_defining(r->c, name, module, sizeof module)) {
+      diag_error(r->d, callee->span, "unknown function '%s': it is in module \"%s\"; add import \"%s\" at the top of the file",
+                 name, module, module);
+    } else {
+      Suggest s = {name, NULL, 99};
+      suggest_scopes(r, &s, false, true);
+      builtin_each(B_FUNC, suggest_consider, &s);
+      char buf[96];
+      diag_error(r->d, callee->span, "unknown function '%s'%s", name, did_you_mean(&s, buf, sizeof buf));
+    }
   }
   resolve_args(r, call);
 }

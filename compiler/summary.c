@@ -9,14 +9,21 @@ static int count_kind(const Ast *block, AstKind k) {
   return n;
 }
 
-static void print_model(FILE *out, const Ast *model) {
+// An expression as the user wrote it: its bytes in the source.
+static void print_as_written(FILE *out, const Source *src, const Ast *e) {
+  if (src && e->span.begin >= 0 && e->span.end <= src->len && e->span.begin < e->span.end)
+    fprintf(out, "%.*s", e->span.end - e->span.begin, src->text + e->span.begin);
+  else dump_expr(out, e);
+}
+
+static void print_model(FILE *out, const Source *src, const Ast *model) {
   fprintf(out, "  model %s(", model->name);
   for (int i = 0; i < model->list.n; i++) {
     const Ast *s = model->list.items[i];
     fprintf(out, "%s%s", i ? ", " : "", s->name);
     if (s->a) {
       fputs(" = ", out);
-      dump_expr(out, s->a);
+      print_as_written(out, src, s->a);
     }
   }
   fputs(")\n", out);
@@ -33,7 +40,7 @@ static void print_model(FILE *out, const Ast *model) {
       fprintf(out, "%s %s", first ? "" : ",", s->name);
       if (s->a) {
         fputs(": ", out);
-        dump_expr(out, s->a);
+        print_as_written(out, src, s->a);
       }
       first = false;
     }
@@ -74,7 +81,7 @@ void summary_graph(FILE *out, const Graph *g, int forward_nodes) {
   fputc('\n', out);
 }
 
-void summary_print(FILE *out, const Module *m) {
+void summary_print(FILE *out, const Module *m, const Diag *d) {
   int fns = 0, imported = 0;
   for (int i = 0; i < m->ast->list.n; i++) fns += m->ast->list.items[i]->kind == N_FN;
   for (int i = 0; i < m->nimports; i++)
@@ -84,6 +91,7 @@ void summary_print(FILE *out, const Module *m) {
   fprintf(out, "%s: ok\n", m->path);
   fprintf(out, "  functions: %d defined here, %d imported from %d module%s\n", fns, imported,
           m->nimports, m->nimports == 1 ? "" : "s");
-  if (m->model) print_model(out, m->model);
+  const Source *src = d && m->file >= 0 && m->file < d->nfiles ? d->files[m->file] : NULL;
+  if (m->model) print_model(out, src, m->model);
   if (m->train) print_train(out, m->train);
 }

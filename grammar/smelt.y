@@ -36,6 +36,7 @@ typedef struct LexState {
   int tok_end, prev_tok_end;           // ends of the last two tokens handed out
   int depth;                           // may exceed LEX_MAX_BRACKETS
   bool depth_reported;
+  int misaligned_at;                   // the last '{' closed by a '}' indented unlike its line; -1: none
   char *str_buf;                       // string literal being read (malloc'd)
   int str_len, str_cap, str_begin;
   bool has_pending;                    // one token of lookahead, see yylex
@@ -518,10 +519,14 @@ static bool starts_expr(yysymbol_kind_t s) {
   }
 }
 
-// At the end of the file, points at the innermost bracket still open.
+// At the end of the file, points at the bracket still open: the innermost
+// one, or, when a '}' was indented unlike the line of the '{' it closed
+// (`for ... {` left open, then the model's '}' taken as the loop's), that
+// '{', which is the one the writer left open.
 static void note_unclosed(Parser *p, const LexState *ls, yysymbol_kind_t got) {
   if (got != YYSYMBOL_YYEOF || ls->depth == 0 || ls->depth > LEX_MAX_BRACKETS) return;
   int at = ls->bracket_at[ls->depth - 1];
+  if (ls->brackets[ls->depth - 1] == '{' && ls->misaligned_at >= 0) at = ls->misaligned_at;
   diag_note(p->diag, (Span){p->file, at, at + 1}, "the '%c' opened here is not closed",
             ls->brackets[ls->depth - 1]);
 }

@@ -208,3 +208,18 @@ TEST(cli, summary_of_an_example) {
   cr_expect(strstr(out, "adamw(lr = 0.001)") != NULL, "%s", out);
   free(out);
 }
+
+// The summary prints types and sizes as the file writes them.
+TEST(cli, summary_prints_types_as_written) {
+  char path[64], args[128], *out;
+  snprintf(path, sizeof path, "build/test-summary-%d.smelt", (int)getpid());
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs("model m(N = 4, C = 3) {\n  input x: f32[N + 1, C * 2]\n  output y = x * 2.0\n}\n", f);
+  fclose(f);
+  snprintf(args, sizeof args, "check --summary %s", path);
+  cr_expect_eq(smelt_run(args, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "  inputs: x: f32[N + 1, C * 2]\n"), "%s", out);
+  free(out);
+  unlink(path);
+}
