@@ -19,7 +19,7 @@ static void mlp_with(const char *extra, char *path) {
   memmove(own, own + 13, strlen(own + 13) + 1);
   char *train = strstr(text, "train {\n");
   cr_assert_not_null(train);
-  snprintf(path, 64, "/tmp/smelt-seed-%d-%zu.smelt", (int)getpid(), strlen(extra));
+  snprintf(path, 64, "build/test-seed-%d-%zu.smelt", (int)getpid(), strlen(extra));
   FILE *f = fopen(path, "w");
   cr_assert_not_null(f);
   fprintf(f, "%.*s    %s\n%s", (int)(train - text + 8), text, extra, train + 8);
@@ -30,7 +30,7 @@ static void mlp_with(const char *extra, char *path) {
 // The first value of fc1.w in a tensor file written by `smelt init FILE ARGS`.
 static double init_value(const char *file, const char *args) {
   char out[64], cmd[512], *log;
-  snprintf(out, sizeof out, "/tmp/smelt-seed-%d.tensors", (int)getpid());
+  snprintf(out, sizeof out, "build/test-seed-%d.tensors", (int)getpid());
   snprintf(cmd, sizeof cmd, "%s init %s %s -o %s", smelt_path(), file, args, out);
   cr_assert_eq(run_cmd(cmd, &log), 0, "%s", log);
   free(log);
@@ -49,7 +49,7 @@ static double init_value(const char *file, const char *args) {
 // The first value of fc1.w and the META seed of an ingot built from file.
 static double built_value(const char *file, char *seed, size_t len) {
   char ingot[64], cmd[512], *log;
-  snprintf(ingot, sizeof ingot, "/tmp/smelt-seed-%d.ingot", (int)getpid());
+  snprintf(ingot, sizeof ingot, "build/test-seed-%d.ingot", (int)getpid());
   snprintf(cmd, sizeof cmd, "%s build %s -o %s", smelt_path(), file, ingot);
   cr_assert_eq(run_cmd(cmd, &log), 0, "%s", log);
   free(log);
