@@ -241,6 +241,8 @@ static void backward(AD *ad, Node *y, Node *dy) {
   case OP_SCATTER_ADD: // y = scatter_add(ids, v): dv = dy[ids]
     accumulate(ad, b, g_gather(g, dy, a));
     return;
+  case OP_LABEL:       // integer labels: no gradient
+    return;
   case OP_COUNT:
     break;
   }

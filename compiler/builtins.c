@@ -43,7 +43,7 @@ static const Builtin builtins[] = {
     // gather, scatter, constants, random
     {"gather", B_FUNC, 2, 2, "", "gather(table, indices)"},
     {"scatter_add", B_FUNC, 3, 3, "", "scatter_add(indices, values, rows)"},
-    {"one_hot", B_FUNC, 2, 2, "dtype", "one_hot(indices, n, dtype = f32)"},
+    {"one_hot", B_FUNC, 2, 2, "dtype ignore", "one_hot(indices, n, dtype = f32, ignore = \"none\")"},
     {"fill", B_FUNC, 2, -1, "dtype", "fill(value, dims..., dtype = f32)"},
     {"iota", B_FUNC, 1, 1, "dtype", "iota(n, dtype = i32)"},
     {"uniform_like", B_FUNC, 1, 1, "", "uniform_like(x)"},

@@ -15,6 +15,7 @@
 // (integers) or i1 (bool), and converted to the storage dtype on store.
 // Contractions accumulate in float, sums in double.
 #include "codegen.h"
+#include "ingot.h"
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -677,24 +678,52 @@ static V kernel_pool(Cg *c, const Node *n, V *o) {
   return L.acc[0];
 }
 
-void flag_unless(Cg *c, const Node *n, V ok) {
+// Sets the error word to word unless ok.
+static void flag_word_unless(Cg *c, V ok, V word) {
   if (!c->target->error_by_branch) {   // branch-free, so the loop around it stays simple
     V old = LLVMBuildLoad2(c->b, c->i64, c->errp, "");
-    LLVMBuildStore(c->b, LLVMBuildSelect(c->b, ok, old, ci(c, n->id + 1), ""), c->errp);
+    LLVMBuildStore(c->b, LLVMBuildSelect(c->b, ok, old, word, ""), c->errp);
     return;
   }
   // Only a thread that meets a bad index writes the word.
   LLVMBasicBlockRef bad = block(c, "bad"), on = block(c, "ok");
   LLVMBuildCondBr(c->b, ok, on, bad);
   LLVMPositionBuilderAtEnd(c->b, bad);
-  LLVMBuildStore(c->b, ci(c, n->id + 1), c->errp);
+  LLVMBuildStore(c->b, word, c->errp);
   LLVMBuildBr(c->b, on);
   LLVMPositionBuilderAtEnd(c->b, on);
+}
+
+void flag_unless(Cg *c, const Node *n, V ok) { flag_word_unless(c, ok, ci(c, n->id + 1)); }
+
+// min(max(v, lo), hi) of i64 values.
+static V clamp_i64(Cg *c, V v, int64_t lo, int64_t hi) {
+  LLVMBuilderRef B = c->b;
+  v = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, v, ci(c, lo), ""), ci(c, lo), v, "");
+  return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGT, v, ci(c, hi), ""), ci(c, hi), v, "");
+}
+
+// LABEL: the id itself; an id outside [0, n) other than the skipped one
+// sets a label error word (ingot.h): the line, the position, the value.
+static V kernel_label(Cg *c, const Node *n, V *o) {
+  LLVMBuilderRef B = c->b;
+  V id = emit_value(c, n->src[0], o);
+  V ok = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, id, ci(c, 0), ""),
+                      LLVMBuildICmp(B, LLVMIntSLT, id, ci(c, n->p.label.n), ""), "");
+  if (n->p.label.skips) ok = LLVMBuildOr(B, ok, LLVMBuildICmp(B, LLVMIntEQ, id, ci(c, n->p.label.skip), ""), "");
+  int64_t line = n->p.label.line < 0 ? 0 : n->p.label.line > INGOT_ERR_LINE_MAX ? INGOT_ERR_LINE_MAX : n->p.label.line;
+  V pos = clamp_i64(c, linearize(c, o, &n->shape), 0, INGOT_ERR_POS_MAX);
+  V val = LLVMBuildAdd(B, clamp_i64(c, id, -INGOT_ERR_VALUE_BIAS, INGOT_ERR_VALUE_BIAS - 1), ci(c, INGOT_ERR_VALUE_BIAS), "");
+  V word = LLVMBuildOr(B, ci(c, INGOT_ERR_LABEL | line << INGOT_ERR_LINE_SHIFT),
+                       LLVMBuildOr(B, LLVMBuildShl(B, pos, ci(c, INGOT_ERR_POS_SHIFT), ""), val, ""), "");
+  flag_word_unless(c, ok, word);
+  return id;
 }
 
 static V kernel_gather(Cg *c, const Node *n, V *o) {
   LLVMBuilderRef B = c->b;
   const Node *ids;
+  if (n->op == OP_LABEL) return kernel_label(c, n, o);
   if (n->op == OP_GATHER) {   // y[..., c] = table[ids[...], c]
     const Node *table = n->src[0];
     ids = n->src[1];

@@ -244,6 +244,13 @@ struct Node {
     int axis;                                            // CONCAT
     struct { Init init; double a, b; } param;            // PARAM, STATE: initial value
     uint64_t key;                                        // RANDOM: hash of its name
+    struct {                                             // LABEL: the labels of one_hot
+      int64_t n, skip;     // classes [0, n); skip: the ignored label, when skips
+      bool skips;
+      int line;            // the model-file line of the call that led to it (1-based)
+      const char *fn;      // the function whose labels these are ("cross_entropy", "one_hot")
+      const char *at;      // "model.smelt:12", for messages
+    } label;
   } p;
 };
 
@@ -337,6 +344,9 @@ Node *g_slice(Graph *g, Node *x, const int64_t *start, const int64_t *stop, cons
 Node *g_pad(Graph *g, Node *x, const int64_t *lo, const int64_t *hi, double value);
 Node *g_concat(Graph *g, Node *a, Node *b, int axis);
 Node *g_gather(Graph *g, Node *table, Node *ids);
+// LABEL: ids unchanged, each checked against [0, n) when the graph runs
+// (p.label's other fields are the caller's to fill).
+Node *g_label(Graph *g, Node *ids, int64_t n);
 Node *g_scatter_add(Graph *g, Node *ids, Node *values, int64_t rows);
 // Sums x down to shape s, undoing a broadcast (x's shape broadcasts from s).
 Node *g_unbroadcast(Graph *g, Node *x, Shape s);

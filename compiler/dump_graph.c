@@ -54,6 +54,10 @@ static void put_attrs(FILE *out, const Node *n) {
     if (n->p.pad.value != 0) fprintf(out, " value=%g", n->p.pad.value);
     break;
   case OP_CONCAT: fprintf(out, " axis=%d", n->p.axis); break;
+  case OP_LABEL:
+    fprintf(out, " classes=%lld", (long long)n->p.label.n);
+    if (n->p.label.skips) fprintf(out, " ignore=%lld", (long long)n->p.label.skip);
+    break;
   case OP_INPUT: case OP_PARAM: case OP_STATE: case OP_IOTA: case OP_RANDOM:
   case OP_RESHAPE: case OP_BROADCAST: case OP_GATHER: case OP_SCATTER_ADD:
 #define OP(...)

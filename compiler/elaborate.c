@@ -265,6 +265,9 @@ static Val ct_binary(Elab *e, const Ast *n, Val a, Val b) {
     return v_bool((strcmp(a.s, b.s) == 0) == (op == AOP_EQ));
   if ((op == AOP_EQ || op == AOP_NE) && a.k == V_DTYPE && b.k == V_DTYPE)
     return v_bool((a.dt == b.dt) == (op == AOP_EQ));
+  // a string and a number are never equal (ignore_index = "none" or 3)
+  if ((op == AOP_EQ || op == AOP_NE) && (a.k == V_STR) != (b.k == V_STR) && (is_num(&a) || is_num(&b)))
+    return v_bool(op == AOP_NE);
   if (!is_num(&a) || !is_num(&b))
     fail(e, n->span, "cannot apply '%s' to %s and %s", ast_op_name(op), kind_name(&a), kind_name(&b));
   double x = num(&a), y = num(&b);
@@ -703,13 +706,40 @@ static Val call_builtin(Ctx *x, const char *name, Args *a) {
     return v_tensor(g_scatter_add(g, want_tensor(e, a->pos_at[0], a->pos[0], "the ids"),
                                   want_tensor(e, a->pos_at[1], a->pos[1], "the values"),
                                   want_int(e, a->pos_at[2], a->pos[2], "rows")));
-  if (!strcmp(name, "one_hot")) {
+  if (!strcmp(name, "one_hot")) {   // cast(reshape(label(ids), [..., 1]) == iota(n))
     Node *ids = want_tensor(e, a->pos_at[0], a->pos[0], "the ids");
     int64_t n = want_int(e, a->pos_at[1], a->pos[1], "the number of classes");
+    const char *fn = e->depth ? e->stack[e->depth - 1].fn : "one_hot";
+    if (!dtype_is_int(ids->dtype) || ids->dtype == DT_BOOL) {
+      char t[96];
+      type_str(t, sizeof t, ids->dtype, &ids->shape);
+      if (e->depth) fail(e, a->pos_at[0]->span, "the labels of '%s' (one_hot) must be integers, not %s", fn, t);
+      fail(e, a->pos_at[0]->span, "the labels of one_hot must be integers, not %s", t);
+    }
     Shape s = ids->shape;
     if (s.ndim == MAX_DIMS) fail(e, a->call->span, "one_hot result has too many dimensions");
     s.d[s.ndim++] = 1;
-    Node *eq = g_binary(g, OP_EQ, g_reshape(g, ids, s), g_iota(g, n, ids->dtype));
+    Node *checked = g_label(g, ids, n);
+    const Val *ig = kwarg(a, "ignore");
+    if (ig && !(ig->k == V_STR && !strcmp(ig->s, "none"))) {
+      checked->p.label.skip = want_int(e, a->call, *ig, "ignore");
+      checked->p.label.skips = true;
+    }
+    // The model-file call that led here: the outermost call, or this one.
+    Span at = e->depth ? e->stack[0].call : a->call->span;
+    int line = 0, col = 0;
+    const Source *src = at.file >= 0 ? e->d->files[at.file] : NULL;
+    if (src) diag_line_col(src, at.begin, &line, &col);
+    checked->p.label.fn = fn;
+    checked->p.label.line = line;
+    checked->p.label.at = arena_printf(&e->c->arena, "%s:%d", src ? src->path : "?", line);
+    Node *hot = checked;
+    if (checked->p.label.skips && checked->p.label.skip >= 0 && checked->p.label.skip < n) {
+      // an ignored label inside [0, n) becomes -1, which matches no class
+      Node *skip = g_const(g, (double)checked->p.label.skip, ids->dtype, shape_of(0, NULL));
+      hot = g_where(g, g_binary(g, OP_EQ, checked, skip), g_const(g, -1, ids->dtype, shape_of(0, NULL)), checked);
+    }
+    Node *eq = g_binary(g, OP_EQ, g_reshape(g, hot, s), g_iota(g, n, ids->dtype));
     return v_tensor(g_cast(g, eq, dtype_arg(e, a, kwarg(a, "dtype"), DT_F32)));
   }
   if (!strcmp(name, "fill")) {

@@ -511,6 +511,15 @@ Node *g_gather(Graph *g, Node *table, Node *ids) {
   return node2(g, OP_GATHER, table->dtype, s, table, ids);
 }
 
+Node *g_label(Graph *g, Node *ids, int64_t n) {
+  if (!dtype_is_int(ids->dtype) || ids->dtype == DT_BOOL)
+    return fail(g, "labels must be integers, not %s", TYPE(ids));
+  if (n < 0) return fail(g, "a label check needs a number of classes, not %lld", (long long)n);
+  Node *y = node1(g, OP_LABEL, ids->dtype, ids->shape, ids);
+  y->p.label.n = n;
+  return y;
+}
+
 Node *g_scatter_add(Graph *g, Node *ids, Node *values, int64_t rows) {
   if (ids->shape.ndim + 1 > MAX_DIMS || values->shape.ndim < 1 || rows < 0 ||
       !dtype_is_int(ids->dtype) || ids->dtype == DT_BOOL)

@@ -573,6 +573,25 @@ static int eval_scatter_add(const Node *n, const double *ids, const double *vals
   return 0;
 }
 
+// LABEL: ids [...] -> the same ids. A label outside [0, p.label.n), other
+// than the skipped one, is an error naming the function, the model-file
+// line, the label's position in the flattened labels and its value.
+static int eval_label(const Node *n, const double *ids, double *y, char *err, size_t errlen) {
+  int64_t count = shape_numel(&n->shape);
+  for (int64_t i = 0; i < count; i++) {
+    double id = ids[i];
+    bool skipped = n->p.label.skips && id == (double)n->p.label.skip;
+    if (!skipped && !(id >= 0 && id < (double)n->p.label.n)) {
+      snprintf(err, errlen, "%s: label %.17g at position %lld is outside [0, %lld) (%s)",
+               n->p.label.fn ? n->p.label.fn : "one_hot", id, (long long)i,
+               (long long)n->p.label.n, n->p.label.at ? n->p.label.at : "?");
+      return -1;
+    }
+    y[i] = id;
+  }
+  return 0;
+}
+
 // ---------------------------------------------------------------- driver
 
 typedef struct {
@@ -666,6 +685,7 @@ static int eval_node(Interp *it, const Node *n, double *y) {
 
   case OP_GATHER: return eval_gather(n, s0, s1, y, it->err, it->errlen);
   case OP_SCATTER_ADD: return eval_scatter_add(n, s0, s1, y, it->err, it->errlen);
+  case OP_LABEL: return eval_label(n, s0, y, it->err, it->errlen);
 
   case OP_COUNT: break;
   }

@@ -118,7 +118,19 @@ typedef struct {
 // GPU kernels are
 //   void NAME(char **bufs, int64_t count, uint64_t seed, uint64_t step, int64_t *error)
 // bufs: a table of device pointers by slot, in device memory; error: a device
-// word set to 1 + a node id when a kernel meets a bad index.
+// word set to 1 + a node id when a kernel meets a bad index, or to a label
+// error (below) when one_hot meets a label outside its classes.
+//
+// A label error has bit 61 set; bits 45..60 hold the model-file line of the
+// call that led to the check, bits 21..44 the label's position in its
+// (flattened) tensor and bits 0..20 its value plus 2^20, each clamped to
+// its field.
+#define INGOT_ERR_LABEL (INT64_C(1) << 61)
+#define INGOT_ERR_LINE_SHIFT 45
+#define INGOT_ERR_LINE_MAX 0xFFFF
+#define INGOT_ERR_POS_SHIFT 21
+#define INGOT_ERR_POS_MAX 0xFFFFFF
+#define INGOT_ERR_VALUE_BIAS (INT64_C(1) << 20)   // values -2^20 .. 2^20 - 1
 enum {
   CODE_PTX = 1,           // PTX text, NUL-terminated, for the driver's JIT
   CODE_CUBIN = 2,         // an NVIDIA ELF from ptxas

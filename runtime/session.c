@@ -207,7 +207,18 @@ smelt_status smelt_get_output(smelt_session *s, const char *entry, const char *n
   return SMELT_OK;
 }
 
-static smelt_status bad_index(const char *kind, const char *name) {
+// The message for a kernel's error word (ingot.h): a label outside its
+// classes (one_hot, cross_entropy), or an index out of range.
+static smelt_status bad_index(const char *kind, const char *name, int64_t err) {
+  if (err & INGOT_ERR_LABEL) {
+    long long line = (err >> INGOT_ERR_LINE_SHIFT) & INGOT_ERR_LINE_MAX;
+    long long pos = (err >> INGOT_ERR_POS_SHIFT) & INGOT_ERR_POS_MAX;
+    long long value = (err & (2 * INGOT_ERR_VALUE_BIAS - 1)) - INGOT_ERR_VALUE_BIAS;
+    return rt_fail(SMELT_ERR_RUNTIME,
+                   "%s '%s' met label %lld at position %lld, outside its classes "
+                   "(the labels of one_hot or cross_entropy; model file line %lld)",
+                   kind, name, value, pos, line);
+  }
   return rt_fail(SMELT_ERR_RUNTIME, "%s '%s' met an index out of range (a gather id outside its table?)", kind, name);
 }
 
@@ -221,12 +232,12 @@ smelt_status smelt_run(smelt_session *s, const char *entry, uint64_t seed, uint6
     const IngotLaunch *l = &ig->launches[li];
     int64_t err = s->dev->launch(s->dev, s->fns[ei][k], s->bufs[ei], li, (int64_t)l->count, seed, step);
     if (err < 0) return SMELT_ERR_RUNTIME;   // the device said why
-    if (err) return bad_index("kernel", ingot_str(ig, l->symbol));
+    if (err) return bad_index("kernel", ingot_str(ig, l->symbol), err);
   }
   if (s->dev->take_error) {
     int64_t err = s->dev->take_error(s->dev);
     if (err < 0) return SMELT_ERR_RUNTIME;
-    if (err) return bad_index("a kernel of", entry);
+    if (err) return bad_index("a kernel of", entry, err);
   }
   for (uint32_t u = 0; u < e->nupdates; u++) {
     const IngotUpdate *up = &ig->updates[e->first_update + u];
@@ -241,7 +252,7 @@ smelt_status session_launch(smelt_session *s, const IngotEntry *e, uint32_t k, u
   int64_t err = s->dev->launch(s->dev, s->fns[ei][k], s->bufs[ei], li, (int64_t)ig->launches[li].count, seed, step);
   if (err == 0 && s->dev->take_error) err = s->dev->take_error(s->dev);
   if (err < 0) return SMELT_ERR_RUNTIME;
-  return err ? bad_index("kernel", ingot_str(ig, ig->launches[li].symbol)) : SMELT_OK;
+  return err ? bad_index("kernel", ingot_str(ig, ig->launches[li].symbol), err) : SMELT_OK;
 }
 
 // Copies bytes from src's device to dst's through host memory.

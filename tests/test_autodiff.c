@@ -235,6 +235,12 @@ TEST(autodiff, stdlib_activations_and_losses) {
   fd("softmax", "input x: f32[3, 4]\noutput y = softmax(x)", -2, 2);
   fd("log_softmax", "input x: f32[3, 4]\noutput y = log_softmax(x)", -2, 2);
   fd("cross_entropy", "input x: f32[3, 5]\ninput t: i32[3]\noutput y = cross_entropy(x, t)", -2, 2);
+  fd("cross_entropy smoothed", "input x: f32[3, 5]\ninput t: i32[3]\n"
+     "output y = cross_entropy(x, t, label_smoothing = 0.1)", -2, 2);
+  // labels 0, -100, 3: the second row ignored
+  fd("cross_entropy smoothed, ignoring", "input x: f32[3, 5]\ninput t: i32[3]\n"
+     "let u = where(iota(3) == 1, -100, where(iota(3) == 2, 3, t))\n"
+     "output y = cross_entropy(x, u, ignore_index = -100, label_smoothing = 0.25)", -2, 2);
   fd("mse", "input x: f32[3, 2]\ninput t: f32[3, 2]\noutput y = mse(x, t)", -2, 2);
 }
 TEST(autodiff, stdlib_layers) {

@@ -396,3 +396,30 @@ TEST(gpu, a_gpu_ingot_carries_its_code_and_runs_on_the_cpu) {
   free(out);
   unlink(path);
 }
+
+// A label check (cross_entropy's LABEL) sets the error word behind a branch:
+// the PTX of its kernel compares, branches and stores a 64-bit word tagged
+// as a label error with the model-file line (ingot.h).
+TEST(gpu, label_kernels_set_the_error_word) {
+  Built *b = build("examples/gpt.smelt", gpt_sizes, 6);
+  const Kernel *k = NULL;
+  for (int i = 0; i < b->plan.n && !k; i++)
+    if (b->plan.kernels[i].out->op == OP_LABEL) k = &b->plan.kernels[i];
+  cr_assert_not_null(k, "no LABEL kernel in the GPT step");
+  const KernelPlan *plans[1] = {&b->plan};
+  Blob ptx;
+  char err[2048];
+  cr_assert_eq(codegen_gpu(plans, 1, "sm_80", &ptx, err, sizeof err), 0, "%s", err);
+  char *body = ptx_body(ptx.data, k->name);
+  cr_assert_not_null(body, "no PTX for %s", k->name);
+  cr_expect_gt(k->out->p.label.line, 0);
+  char word[32];
+  snprintf(word, sizeof word, "%lld", (long long)(INGOT_ERR_LABEL | (int64_t)k->out->p.label.line << INGOT_ERR_LINE_SHIFT));
+  cr_expect_not_null(strstr(body, word), "no %s in %s", word, body);
+  cr_expect_not_null(strstr(body, "st.global.b64"), "%s", body);
+  cr_expect_not_null(strstr(body, "setp."), "%s", body);
+  cr_expect_not_null(strstr(body, "bra"), "%s", body);
+  free(body);
+  free(ptx.data);
+  built_free(b);
+}

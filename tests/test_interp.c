@@ -1126,6 +1126,35 @@ TEST(interp, gather_out_of_range) {
   t_free(&t);
 }
 
+TEST(interp, label_passes_ids_and_checks_their_range) {
+  T t;
+  t_init(&t);
+  Node *ids = t_input(&t, DT_I32, S(2, 2), D(2, 0, 1, 2));
+  Node *l = g_label(&t.g, ids, 3);
+  Node *ids2 = t_input(&t, DT_I64, S(3), D(0, -100, 2));
+  Node *l2 = g_label(&t.g, ids2, 3);
+  l2->p.label.skips = true;
+  l2->p.label.skip = -100;
+  t_run(&t, 0, 0);
+  expect_node(&t, l, S(2, 2), D(2, 0, 1, 2), 0);
+  expect_node(&t, l2, S(3), D(0, -100, 2), 0);
+  t_free(&t);
+
+  t_init(&t);
+  l = g_label(&t.g, t_input(&t, DT_I32, S(3), D(0, 3, 1)), 3);
+  l->p.label.fn = "cross_entropy";
+  l->p.label.at = "m.smelt:7";
+  t_run_fails(&t, "cross_entropy: label 3 at position 1 is outside [0, 3) (m.smelt:7)");
+  t_free(&t);
+
+  t_init(&t);
+  l = g_label(&t.g, t_input(&t, DT_I32, S(2), D(1, -100)), 3);
+  l->p.label.skips = true;
+  l->p.label.skip = -1;
+  t_run_fails(&t, "one_hot: label -100 at position 1 is outside [0, 3) (?)");
+  t_free(&t);
+}
+
 TEST(interp, scatter_add_accumulates) {
   T t;
   t_init(&t);
@@ -1227,7 +1256,7 @@ TEST(interp, every_op_is_tested) {
       OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MAX, OP_MIN, OP_LT, OP_LE, OP_GT, OP_GE,
       OP_EQ, OP_NE, OP_WHERE, OP_SUM, OP_RMAX, OP_ARGMAX, OP_MATMUL, OP_CONV2D, OP_CONV2D_DX,
       OP_CONV2D_DW, OP_IM2COL, OP_COL2IM, OP_POOL_MAX, OP_POOL_AVG, OP_POOL_MAX_DX, OP_POOL_AVG_DX, OP_RESHAPE,
-      OP_PERMUTE, OP_BROADCAST, OP_SLICE, OP_PAD, OP_CONCAT, OP_GATHER, OP_SCATTER_ADD,
+      OP_PERMUTE, OP_BROADCAST, OP_SLICE, OP_PAD, OP_CONCAT, OP_GATHER, OP_SCATTER_ADD, OP_LABEL,
   };
   cr_expect_eq(sizeof tested / sizeof *tested, (size_t)OP_COUNT);
 }
