@@ -214,12 +214,11 @@ static uint64_t node_hash(const Node *n) {
 // the kernel planner stores with a copy kernel. Appended after every node,
 // so the order stays topological.
 static void outputs_own(Graph *g) {
-  bool *taken = xcalloc((size_t)g->n + 1, sizeof *taken);   // by id: an output's node
-  int n0 = g->n;
+  bool *taken = xcalloc((size_t)g->n + 1, sizeof *taken);   // by id: an earlier output's node
   for (int i = 0; i < g->noutputs; i++) {
-    Node *x = g->outputs[i].node;
+    Node *x = g->outputs[i].node;   // a node from before the copies
     bool leaf = x->op == OP_INPUT || x->op == OP_PARAM || x->op == OP_STATE;
-    if (x->id < n0 && !leaf && !taken[x->id]) {
+    if (!leaf && !taken[x->id]) {
       taken[x->id] = true;
       continue;
     }
