@@ -409,6 +409,8 @@ int precision_parse(const char *s);   // -1 when unknown
 // algebraic identities, casts of casts, movement chains collapsed into one
 // view, transposes folded into matmul operands, common subexpressions, dead
 // code. count (SIMP_COUNT entries, or NULL) is added to per rule.
+// Afterwards every output has a node of its own that is no leaf (a copy
+// where outputs alias each other, an input, a parameter or state).
 
 enum { SIMP_CSE, SIMP_FOLD, SIMP_IDENTITY, SIMP_CAST, SIMP_MOVE, SIMP_MATMUL, SIMP_DEAD, SIMP_COUNT };
 

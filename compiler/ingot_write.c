@@ -98,12 +98,6 @@ static int tensor_add(Writer *w, const char *name, const Node *n, uint32_t role,
   return w->ntensors++;
 }
 
-static const char *output_name(const Graph *g, const Node *n) {
-  for (int i = 0; i < g->noutputs; i++)
-    if (g->outputs[i].node == n) return g->outputs[i].name;
-  return NULL;
-}
-
 static void meta_line(Writer *w, const char *key, const char *value);
 
 _Static_assert(KERNEL_MAX_OUTS <= INGOT_MAX_OUTPUTS, "an output record holds every output of a kernel");
@@ -123,6 +117,14 @@ static void add_entry(Writer *w, const Entry *en) {
   e.first_update = (uint32_t)(w->updates.len / sizeof(IngotUpdate));
   e.loss = UINT32_MAX;
   int *tensor_of = xmalloc(sizeof(int) * (size_t)(p->nslots ? p->nslots : 1));
+  // by slot: the output stored there; pass_simplify gave every output a
+  // node of its own in the arena, so each name gets a tensor record
+  const char **out_name = xcalloc((size_t)(p->nslots ? p->nslots : 1), sizeof *out_name);
+  for (int i = 0; i < g->noutputs; i++) {
+    int s = p->slot[g->outputs[i].node->id];
+    ASSERT(s >= 0 && in_arena[s] && p->slot_node[s]->op != OP_INPUT && !out_name[s]);
+    out_name[s] = g->outputs[i].name;
+  }
   for (int s = 0; s < p->nslots; s++) {
     Node *n = p->slot_node[s];
     int t;
@@ -130,7 +132,7 @@ static void add_entry(Writer *w, const Entry *en) {
       t = tensor_find(w, n->name);
       if (t < 0) t = tensor_add(w, n->name, n, n->op == OP_PARAM ? ROLE_PARAM : ROLE_STATE, 0);
     } else {
-      const char *out = output_name(g, n);
+      const char *out = out_name[s];
       uint32_t role = n->op == OP_INPUT ? ROLE_INPUT : out ? ROLE_OUTPUT : ROLE_TEMP;
       const char *name = n->op == OP_INPUT ? n->name : out;
       name = name ? arena_printf(&w->c->arena, "%s/%s", entry, name)
@@ -165,6 +167,7 @@ static void add_entry(Writer *w, const Entry *en) {
   e.nupdates = (uint32_t)g->nupdates;
   e.arena_bytes = arena;
   buf_put(&w->entries, &e, sizeof e);
+  free(out_name);
   free(tensor_of);
 }
 

@@ -146,11 +146,12 @@ int training_step(Compilation *c, Module *m, Graph *g) {
   return c->diag.errors > errors ? -1 : 0;
 }
 
-// The infer entry's outputs: the model's, without the loss (so no labels).
+// The infer entry's outputs: the model's, without the output "loss" (so no
+// labels); a declared output that is the loss stays.
 static void drop_loss(Graph *g) {
   int k = 0;
   for (int i = 0; i < g->noutputs; i++)
-    if (g->outputs[i].node != g->loss) g->outputs[k++] = g->outputs[i];
+    if (g->outputs[i].node != g->loss || strcmp(g->outputs[i].name, "loss")) g->outputs[k++] = g->outputs[i];
   g->noutputs = k;
   g->loss = NULL;
   graph_prune(g);

@@ -18,9 +18,13 @@
 //                      with ta flipped, and the same for b and tb
 //   common subexpressions  two nodes of one op, dtype, shape, sources and
 //                      attributes are one node (leaves and random ops never)
-// and at the end, dead-code elimination (graph_prune). Every rewrite keeps
-// each value bit for bit (tests/test_simplify.c checks the interpreter's
-// results on every example, before and after).
+// and at the end, dead-code elimination (graph_prune) and one node per
+// output: an output whose node is a leaf or another output's (two names of
+// one expression, an input, a parameter, a view folded away, equal
+// gradients) reads it through a copy of its own, so the ingot stores it
+// under its own name. Every rewrite keeps each value bit for bit
+// (tests/test_simplify.c checks the interpreter's results on every example,
+// before and after).
 #include "compiler.h"
 
 #include <math.h>
@@ -204,6 +208,34 @@ static uint64_t node_hash(const Node *n) {
   return h;
 }
 
+// Every output its own stored node: an output whose node is a leaf (kept in
+// the caller's or the session's buffer, which an update may overwrite) or
+// already an earlier output's gets reshape(x) to x's own shape, a view that
+// the kernel planner stores with a copy kernel. Appended after every node,
+// so the order stays topological.
+static void outputs_own(Graph *g) {
+  bool *taken = xcalloc((size_t)g->n + 1, sizeof *taken);   // by id: an earlier output's node
+  for (int i = 0; i < g->noutputs; i++) {
+    Node *x = g->outputs[i].node;   // a node from before the copies
+    bool leaf = x->op == OP_INPUT || x->op == OP_PARAM || x->op == OP_STATE;
+    if (!leaf && !taken[x->id]) {
+      taken[x->id] = true;
+      continue;
+    }
+    Node *copy = arena_alloc(g->arena, sizeof *copy);   // reshape(x): x's value in a buffer of its own
+    copy->op = OP_RESHAPE;
+    copy->dtype = x->dtype;
+    copy->shape = x->shape;
+    copy->src[0] = x;
+    copy->nsrc = 1;
+    copy->loc = x->loc;
+    copy->scope = x->scope;
+    graph_adopt(g, copy);
+    g->outputs[i].node = copy;
+  }
+  free(taken);
+}
+
 void pass_simplify(Graph *g, int *count) {
   int local[SIMP_COUNT] = {0};
   if (!count) count = local;
@@ -240,4 +272,5 @@ void pass_simplify(Graph *g, int *count) {
   free(repl);
   graph_prune(g);
   count[SIMP_DEAD] += before - g->n;
+  outputs_own(g);
 }

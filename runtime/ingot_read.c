@@ -61,6 +61,39 @@ static smelt_status bad(const char *path, const char *what) {
   return rt_fail(SMELT_ERR_FORMAT, "'%s' is not a valid ingot: %s", path, what);
 }
 
+static bool in_arena(const IngotTensor *t) { return t->role != ROLE_PARAM && t->role != ROLE_STATE; }
+
+// Every input, output and temporary lies in the slots of exactly one entry,
+// whose name begins its own ("eval/x"): a caller reaches it by that name in
+// that entry's arena, which the slot checks bound it by.
+static smelt_status check_owners(const smelt_ingot *ig, const char *path) {
+  uint32_t *owner = malloc(sizeof *owner * (ig->ntensors ? ig->ntensors : 1));   // by tensor: its entry
+  if (!owner) return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory reading '%s'", path);
+  memset(owner, 0xff, sizeof *owner * ig->ntensors);
+  smelt_status st = SMELT_OK;
+  for (uint32_t i = 0; i < ig->nentries && st == SMELT_OK; i++) {
+    const IngotEntry *e = &ig->entries[i];
+    for (uint32_t s = 0; s < e->nslots && st == SMELT_OK; s++) {
+      uint32_t t = ig->slots[e->first_slot + s];
+      if (!in_arena(&ig->tensors[t])) continue;
+      if (owner[t] != UINT32_MAX && owner[t] != i) st = bad(path, "a tensor lies in the slots of two entries");
+      owner[t] = i;
+    }
+  }
+  for (uint32_t t = 0; t < ig->ntensors && st == SMELT_OK; t++) {
+    if (!in_arena(&ig->tensors[t])) continue;
+    if (owner[t] == UINT32_MAX) {
+      st = bad(path, "an input, output or temporary lies in no entry's slots");
+      break;
+    }
+    const char *name = ingot_str(ig, ig->tensors[t].name), *entry = ingot_str(ig, ig->entries[owner[t]].name);
+    size_t len = strlen(entry);
+    if (strncmp(name, entry, len) || name[len] != '/') st = bad(path, "a tensor's name is not its entry's");
+  }
+  free(owner);
+  return st;
+}
+
 // Checks the tables; returns SMELT_OK or an error naming what is wrong.
 static smelt_status check_tables(smelt_ingot *ig, const char *path) {
   for (uint32_t i = 0; i < ig->ntensors; i++) {
@@ -93,11 +126,13 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
       uint32_t t = ig->slots[e->first_slot + s];
       if (t >= ig->ntensors) return bad(path, "a buffer slot names no tensor");
       const IngotTensor *tt = &ig->tensors[t];
-      if (tt->role != ROLE_PARAM && tt->role != ROLE_STATE &&
+      if (in_arena(tt) &&
           (tt->arena_offset > e->arena_bytes || tt->bytes > e->arena_bytes - tt->arena_offset))
         return bad(path, "a tensor lies outside its entry's arena");
     }
   }
+  smelt_status st = check_owners(ig, path);
+  if (st != SMELT_OK) return st;
   for (uint32_t i = 0; i < ig->nlaunches; i++) {
     const IngotLaunch *l = &ig->launches[i];
     if (!str_ok(ig, l->symbol) || l->out >= ig->ntensors) return bad(path, "a launch record is malformed");

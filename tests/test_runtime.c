@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ingot.h"
 #include "smelt.h"
 #include "support.h"
 
@@ -205,6 +206,58 @@ static void flip_a_byte(char *d, size_t *len) { d[*len - 100] ^= 0x40; }
 static void wrong_version(char *d, size_t *len) { (void)len; d[8] = 99; }
 static void foreign(char *d, size_t *len) { (void)len; memcpy(d, "\177ELF\2\1\1\0", 8); }
 
+// Section kind of an ingot in memory (its bytes; *size set), or NULL.
+static char *section_of(char *d, uint32_t kind, uint64_t *size) {
+  const IngotHeader *h = (const IngotHeader *)d;
+  IngotSection *table = (IngotSection *)(d + sizeof *h);
+  *size = 0;
+  for (uint32_t i = 0; i < h->nsections; i++)
+    if (table[i].kind == kind) return *size = table[i].size, d + table[i].offset;
+  cr_assert_fail("the ingot has no section %u", kind);
+  return NULL;
+}
+
+// Checksums every section and the section table again, after an edit.
+static void reseal(char *d) {
+  IngotHeader *h = (IngotHeader *)d;
+  IngotSection *table = (IngotSection *)(d + sizeof *h);
+  for (uint32_t i = 0; i < h->nsections; i++) table[i].crc = smelt_crc32(d + table[i].offset, table[i].size);
+  h->header_crc = smelt_crc32(table, sizeof *table * h->nsections);
+}
+
+// The index of the tensor named name, or -1.
+static int tensor_named(char *d, const char *name) {
+  uint64_t nt, ns;
+  IngotTensor *t = (IngotTensor *)section_of(d, SEC_TENSORS, &nt);
+  const char *strings = section_of(d, SEC_STRINGS, &ns);
+  for (uint64_t i = 0; i < nt / sizeof *t; i++)
+    if (!strcmp(strings + t[i].name, name)) return (int)i;
+  return -1;
+}
+
+// eval's input x renamed infer/x: a name of one entry on a tensor of another's arena.
+static void io_of_another_entry(char *d, size_t *len) {
+  (void)len;
+  uint64_t n;
+  IngotTensor *t = (IngotTensor *)section_of(d, SEC_TENSORS, &n);
+  int ex = tensor_named(d, "eval/x"), ix = tensor_named(d, "infer/x");
+  cr_assert(ex >= 0 && ix >= 0);
+  t[ex].name = t[ix].name;
+  reseal(d);
+}
+
+// infer's slot of x given eval's x: one arena tensor in two entries.
+static void slot_of_another_entry(char *d, size_t *len) {
+  (void)len;
+  uint64_t n;
+  uint32_t *slots = (uint32_t *)section_of(d, SEC_SLOTS, &n);
+  int ex = tensor_named(d, "eval/x"), ix = tensor_named(d, "infer/x");
+  cr_assert(ex >= 0 && ix >= 0);
+  for (uint64_t i = 0; i < n / 4; i++)
+    if (slots[i] == (uint32_t)ix) slots[i] = (uint32_t)ex;
+  reseal(d);
+}
+
 TEST(runtime, damaged_and_foreign_ingots_are_refused) {
   const char *path = ingot_path();
   build_mlp(path);
@@ -213,6 +266,8 @@ TEST(runtime, damaged_and_foreign_ingots_are_refused) {
       {flip_a_byte, "fails its checksum"},
       {wrong_version, "format version 99"},
       {foreign, "not an ingot"},
+      {io_of_another_entry, "a tensor's name is not its entry's"},
+      {slot_of_another_entry, "a tensor lies in the slots of two entries"},
   };
   char bad[64];
   snprintf(bad, sizeof bad, "build/test-bad-%d.ingot", (int)getpid());
@@ -282,4 +337,122 @@ TEST(runtime, the_documented_embedding_example_builds_and_runs) {
   free(out);
   unlink(exe);
   unlink(path);
+}
+
+// Outputs that alias: two of one expression (a, b), an input (c, h: a
+// transpose of a transpose), a parameter the step updates (d), views of an
+// output (e, g: a reshape to its own shape) and of an input (f), an output
+// that is the loss (l); two parameters with equal gradients (grad.w1 and
+// grad.w2 are both x) and two the loss does not reach (grad.p and grad.q are
+// both zeros). Every name keeps its own output with its own value.
+static const char *aliasing_model =
+    "model m {\n"
+    "    param w1: f32[2, 3] = ones\n"
+    "    param w2: f32[2, 3] = ones\n"
+    "    param p: f32[2, 3] = ones\n"
+    "    param q: f32[2, 3] = ones\n"
+    "    input x: f32[2, 3]\n"
+    "    output a = x * 2.0\n"
+    "    output b = x * 2.0\n"
+    "    output c = x\n"
+    "    output d = w1\n"
+    "    output e = a.reshape(3, 2)\n"
+    "    output f = x.transpose(0, 1)\n"
+    "    output g = a.reshape(2, 3)\n"
+    "    output h = x.transpose(0, 1).transpose(0, 1)\n"
+    "    output u = p * q\n"
+    "    output l = (w1 * x).sum() + (w2 * x).sum()\n"
+    "    loss l\n"
+    "}\n"
+    "\n"
+    "train {\n"
+    "    optimizer = sgd(lr = 0.5)\n"
+    "    steps = 2\n"
+    "    data train {\n"
+    "        x = csv(\"x.csv\")\n"
+    "    }\n"
+    "}\n";
+
+static void build_text(const char *text, const char *path, const BuildTargets *t) {
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_text(&c, "m.smelt", text, strlen(text));
+  cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
+  cr_assert_eq(ingot_build(&c, m, NULL, 0, t, path), 0);
+  compilation_free(&c);
+}
+
+// Reads output name of entry (n floats) and compares it with want.
+static void expect_output(smelt_session *s, const char *entry, const char *name, const float *want, int n) {
+  float got[6];
+  cr_assert_eq(smelt_get_output(s, entry, name, got, sizeof(float) * (size_t)n), SMELT_OK, "%s: %s", entry,
+               smelt_last_error());
+  for (int i = 0; i < n; i++)
+    cr_expect_eq(got[i], want[i], "%s/%s[%d] is %g, not %g", entry, name, i, got[i], want[i]);
+}
+
+// Builds the aliasing model with t and checks every output of every entry.
+static void check_aliasing_outputs(const BuildTargets *t) {
+  const char *path = ingot_path();
+  build_text(aliasing_model, path, t);
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  smelt_session *s;
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &s), SMELT_OK, "%s", smelt_last_error());
+  const float x[6] = {1, -2, 3, 0.5f, 4, -1};   // (2, 3)
+  float twice[6], xt[6], ones[6], zeros[6] = {0}, sum = 0;
+  for (int i = 0; i < 6; i++) twice[i] = 2 * x[i], ones[i] = 1, sum += 2 * x[i];
+  for (int i = 0; i < 2; i++)
+    for (int j = 0; j < 3; j++) xt[j * 2 + i] = x[i * 3 + j];   // (3, 2)
+  const char *entries[] = {"infer", "eval", "train_step", "train_step"};
+  for (int k = 0; k < 4; k++) {
+    const char *en = entries[k];
+    float w1[6];   // d is w1 as the step reads it, before its update
+    cr_assert_eq(smelt_get_tensor(s, "w1", w1, sizeof w1), SMELT_OK, "%s", smelt_last_error());
+    cr_assert_eq(smelt_set_input(s, en, "x", x, sizeof x), SMELT_OK, "%s", smelt_last_error());
+    cr_assert_eq(smelt_run(s, en, 1, (uint64_t)k), SMELT_OK, "%s", smelt_last_error());
+    expect_output(s, en, "a", twice, 6);
+    expect_output(s, en, "b", twice, 6);
+    expect_output(s, en, "c", x, 6);
+    expect_output(s, en, "d", w1, 6);
+    expect_output(s, en, "e", twice, 6);
+    expect_output(s, en, "f", xt, 6);
+    expect_output(s, en, "g", twice, 6);
+    expect_output(s, en, "h", x, 6);
+    expect_output(s, en, "u", ones, 6);
+    if (k < 3) expect_output(s, en, "l", &sum, 1);   // w1 and w2 are still ones
+    if (k == 1 || k == 2) expect_output(s, en, "loss", &sum, 1);
+    if (k < 2) continue;
+    expect_output(s, en, "grad.w1", x, 6);
+    expect_output(s, en, "grad.w2", x, 6);
+    expect_output(s, en, "grad.p", zeros, 6);
+    expect_output(s, en, "grad.q", zeros, 6);
+  }
+  float w1[6];
+  cr_assert_eq(smelt_get_tensor(s, "w1", w1, sizeof w1), SMELT_OK);
+  cr_expect_neq(w1[0], 1.0f, "the training step did not update w1");
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  // smelt inspect lists every one of them
+  char cmd[PATH_MAX + 64], *out;
+  snprintf(cmd, sizeof cmd, "%s inspect %s", smelt_path(), path);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  static const char *listed[] = {
+      "infer/a ", "infer/b ", "infer/c ", "infer/d ", "infer/e ", "infer/f ", "infer/g ", "infer/h ", "infer/u ",
+      "infer/l ", "eval/b ", "eval/c ", "eval/l ", "eval/loss ", "train_step/loss ", "train_step/grad.w1 ",
+      "train_step/grad.w2 ", "train_step/grad.p ", "train_step/grad.q ", "train_step/d ", "train_step/h "};
+  for (size_t i = 0; i < sizeof listed / sizeof *listed; i++) {
+    char line[64];
+    snprintf(line, sizeof line, "output %s", listed[i]);
+    cr_expect(strstr(out, line) != NULL, "smelt inspect does not list '%s':\n%s", line, out);
+  }
+  free(out);
+  unlink(path);
+}
+
+TEST(runtime, every_declared_output_keeps_its_name_whatever_it_aliases) {
+  check_aliasing_outputs(&(BuildTargets){.fusion = FUSION_ALL});
+  check_aliasing_outputs(&(BuildTargets){.fusion = FUSION_NONE});
+  check_aliasing_outputs(&(BuildTargets){.fusion = FUSION_ALL, .remat = true});
 }
