@@ -58,6 +58,8 @@ TEST(options, numbers_are_checked) {
   expect(false, "train --threads=0 examples/mlp.smelt", 2, "--threads takes a whole number from 1 to 4096, not '0'");
   expect(false, "train --epochs=2x examples/mlp.smelt", 2, "not '2x'");
   expect(false, "train --epochs= examples/mlp.smelt", 2, "not ''");
+  expect(false, "train --steps=99999999999999999999 examples/mlp.smelt", 2, "not '99999999999999999999'");
+  expect(false, "sample --temperature=hot examples/gpt.smelt", 2, "--temperature takes a number from 0 up, not 'hot'");
   expect(false, "sample --temperature=-1 examples/gpt.smelt", 2, "--temperature takes a number from 0 up");
   expect(false, "check --max-errors=lots examples/mlp.smelt", 2, "--max-errors takes a whole number from 0 to 1000000");
   expect(true, "train --steps=abc x.ingot", 2, "--steps takes a whole number from 1 up, not 'abc'");

@@ -1,6 +1,7 @@
 // options.c: the table-driven command-line parser (options.h).
 #include "options.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -100,24 +101,17 @@ static int set_value(const OptTable *t, const CommandSpec *c, const OptSpec *s, 
     if (v->nlist == OPT_MAX_LIST) return opt_error(t, c, "%s: at most %d of them", name, OPT_MAX_LIST);
     v->list[v->nlist++] = value;
     break;
-  case OPT_INT: {
+  case OPT_INT:
+  case OPT_REAL: {   // a whole number (no fraction, no overflow) or a real, in [min, max]
     char *end;
-    long long n = strtoll(value, &end, 10);
-    if (!*value || *end || (double)n < s->min || (double)n > s->max) {
+    long long n = 0;
+    errno = 0;
+    double d = s->kind == OPT_INT ? (double)(n = strtoll(value, &end, 10)) : strtod(value, &end);
+    if (!*value || *end || errno == ERANGE || isnan(d) || d < s->min || d > s->max) {
       accepts(s, what, sizeof what);
       return opt_error(t, c, "%s takes %s, not '%s'", name, what, value);
     }
     v->num = n;
-    v->str = value;
-    break;
-  }
-  case OPT_REAL: {
-    char *end;
-    double d = strtod(value, &end);
-    if (!*value || *end || isnan(d) || d < s->min || d > s->max) {
-      accepts(s, what, sizeof what);
-      return opt_error(t, c, "%s takes %s, not '%s'", name, what, value);
-    }
     v->real = d;
     v->str = value;
     break;
