@@ -159,12 +159,9 @@ static bool add_define(Options *o, const char *arg) {
   return true;
 }
 
-static int bad_usage(const char *fmt, const char *arg) {
-  fprintf(stderr, "smelt: error: ");
-  fprintf(stderr, fmt, arg);
-  fputs("\n(run 'smelt --help' for usage)\n", stderr);
-  return 2;
-}
+// A bad command line found after parsing: the option parser's message form.
+static int bad_usage(const char *fmt, const char *arg) __attribute__((format(printf, 1, 0)));
+static int bad_usage(const char *fmt, const char *arg) { return opt_error(&cli, NULL, fmt, arg); }
 
 // "host,sm_90,gfx90a" into t; 0, or prints the error and returns 2.
 static int parse_targets(const char *list, BuildTargets *t) {
