@@ -847,6 +847,7 @@ typedef struct {
   FusionMode fusion;        // FUSION_ALL (zero) unless asked otherwise
   bool remat;               // --remat (pass_remat.c)
   bool infer_only;          // --entry=infer: the infer entry alone (no labels, no optimizer state)
+  uint64_t max_memory;      // refuse a model whose session needs more bytes (memory_need.c); 0: no limit
 } BuildTargets;
 
 struct Build;
@@ -989,6 +990,9 @@ typedef struct Build {
   int ngpus;
 } Build;
 
+// Compiles m's entries through the memory plan, without code, and checks
+// them against t->max_memory. 0, or -1 after reporting; build_free frees b.
+int pipeline_plan(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, Build *b);
 // Compiles m's entries for the host CPU and each GPU target of t. 0, or -1
 // after reporting. build_free frees b, also after a failure.
 int pipeline_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, Build *b);
@@ -996,6 +1000,25 @@ void build_free(Build *b);
 // pipeline_build, then ingot_write at path.
 int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t,
                 const char *path);
+
+// ---------------------------------------------------------------- memory_need.c
+// What a session of a built model allocates: the persistent tensors, once
+// (parameters; state: buffers and optimizer moments) and each entry's arena.
+
+typedef struct {
+  uint64_t params, state;   // persistent bytes
+  uint64_t arena[3];        // by Build entry; 0 when not built
+  uint64_t total;           // everything a session allocates for tensors
+} MemoryNeed;
+
+void memory_need(const Build *b, MemoryNeed *need);
+// "17.0 MB (parameters 1.1 MB, state 2.2 MB; arena train_step 13.3 MB, ...)"
+void memory_need_print(FILE *out, const Build *b, const MemoryNeed *need);
+// An error naming m, every part and the limit when the total exceeds limit
+// (0: none); 0, or -1 after reporting.
+int memory_need_check(Compilation *c, const Module *m, const Build *b, uint64_t limit);
+// --max-memory's default: this machine's physical memory (0 when unknown).
+uint64_t memory_default_limit(void);
 
 // `smelt dump --stage=S` and `smelt graph --dot`: what one stage made, on out.
 typedef struct {
