@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define TENSORFILE_MAGIC 0x46544d53u   // "SMTF"
@@ -90,6 +91,7 @@ struct TensorReader {
   uint32_t count, next;
   SafeTensor *st;            // safetensors: the records, in the order of their bytes
   uint64_t data_start;
+  uint64_t size;             // of the file: no record may claim more bytes than are left
   char name[TENSORFILE_MAX_NAME + 1];
 };
 
@@ -106,6 +108,12 @@ TensorReader *tensor_reader_open(const char *path, char *err, size_t errlen) {
     free(r);
     return NULL;
   }
+  struct stat st;
+  if (fstat(fileno(r->f), &st) != 0) {
+    snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+    goto fail;
+  }
+  r->size = (uint64_t)st.st_size;
   unsigned char head[12] = {0};
   size_t got = fread(head, 1, sizeof head, r->f);
   rewind(r->f);
@@ -145,7 +153,10 @@ bool tensor_reader_next(TensorReader *r, const char **name, uint32_t *dtype, Sha
   }
   r->next++;
   *name = r->name;
-  return tensorfile_get_record(r->f, r->name, dtype, shape);
+  if (!tensorfile_get_record(r->f, r->name, dtype, shape)) return false;
+  off_t at = ftello(r->f);
+  uint64_t bytes = (uint64_t)shape_numel(shape) * (uint64_t)dtype_size(*dtype);
+  return at >= 0 && bytes <= r->size - (uint64_t)at;   // a corrupt size is refused before anything is allocated
 }
 
 bool tensor_reader_bytes(TensorReader *r, void *dst, uint64_t bytes) {

@@ -220,3 +220,25 @@ TEST(tensorfile, metadata_and_padding_are_accepted) {
   tensor_reader_close(r);
   unlink(path);
 }
+
+// A record that claims more bytes than the file has left is refused before
+// anything is allocated for it (4 Gi elements here, in a 40-byte file).
+TEST(tensorfile, a_record_larger_than_its_file_is_refused_before_allocating) {
+  char path[64], err[512];
+  snprintf(path, sizeof path, "build/huge-%d.tensors", (int)getpid());
+  FILE *f = fopen(path, "wb");
+  uint32_t head[3] = {0x46544d53u, 1, 1}, len = 1, dtype = DT_F32, ndim = 2;
+  int64_t dims[2] = {65536, 65536};
+  fwrite(head, sizeof head, 1, f);
+  fwrite(&len, 4, 1, f);
+  fputc('a', f);
+  fwrite(&dtype, 4, 1, f);
+  fwrite(&ndim, 4, 1, f);
+  fwrite(dims, 8, 2, f);
+  fclose(f);
+  TensorEntry *t;
+  int n;
+  cr_expect_eq(tensorfile_read(path, &t, &n, err, sizeof err), -1);
+  cr_expect(strstr(err, "truncated or corrupt") != NULL, "%s", err);
+  unlink(path);
+}
