@@ -379,8 +379,10 @@ static void print_summary(Compilation *c, Module *m, const Options *o) {
   summary_print(stdout, m, &c->diag);
   if (!m->model) return;
   Entry e;
-  if (pipeline_entry(c, m, "step", &(EntryOptions){o->defs, o->ndefs, .last = PASS_AUTODIFF}, &e) == 0)
+  if (pipeline_entry(c, m, "step", &(EntryOptions){o->defs, o->ndefs, .last = PASS_AUTODIFF}, &e) == 0) {
     summary_graph(stdout, &e.g, e.forward);
+    summary_groups(stdout, &e.g, m->train);
+  }
   entry_free(&e);
 }
 
