@@ -6,11 +6,17 @@
 //     precision = bf16
 //     epochs    = 5
 //     data train { x = idx("images.gz", scale = 1 / 255); y = idx("labels.gz") }
+//     group "*.b" { weight_decay = 0 }
+//     freeze = ("enc.*",)
 //   }
 //
 // Values are compile-time constants: literals, arithmetic on them, and the
 // model's sizes. Every key, every optimizer and schedule argument and every
 // data source is known here; anything else is an error with a suggestion.
+// An expression schedule is the exception: a function of the step, checked
+// and folded here into a SchedExpr that optim.c builds into the step graph.
+// Group patterns are matched against parameter names in optim.c, where the
+// names are known.
 #include "compiler.h"
 
 #include <math.h>
