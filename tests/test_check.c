@@ -252,3 +252,23 @@ TEST(cli, summary_and_explain_show_parameter_groups) {
   free(out);
   unlink(path);
 }
+
+// `smelt init --params-only` writes the parameters and no optimizer state.
+TEST(cli, init_params_only_leaves_out_the_optimizer_state) {
+  char path[64], args[160], err[256], *out;
+  snprintf(path, sizeof path, "build/test-init-%d.tensors", (int)getpid());
+  for (int only = 0; only < 2; only++) {
+    snprintf(args, sizeof args, "init %sexamples/mlp.smelt -D B=2 -D H=4 -o %s", only ? "--params-only " : "", path);
+    cr_assert_eq(smelt_run(args, &out), 0, "%s", out);
+    free(out);
+    TensorEntry *t;
+    int n;
+    cr_assert_eq(tensorfile_read(path, &t, &n, err, sizeof err), 0, "%s", err);
+    cr_expect_not_null(tensorfile_find(t, n, "fc1.w"));
+    cr_expect_eq(tensorfile_find(t, n, "step") == NULL, only, "--params-only %d", only);
+    cr_expect_eq(tensorfile_find(t, n, "fc1.w.m") == NULL, only, "--params-only %d", only);
+    cr_expect_eq(n, only ? 6 : 20, "%d tensors", n);
+    tensorfile_free(t, n);
+  }
+  unlink(path);
+}
