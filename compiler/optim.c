@@ -103,8 +103,8 @@ const ParamGroup *optim_group_of(const TrainConfig *c, const char *name) {
 }
 
 // Marks frozen parameters and reports a pattern that matches no parameter of
-// the forward graph g, or whose parameters all went to earlier groups (a
-// typo must not silently do nothing). Returns 0, or -1 after reporting.
+// the forward graph g, or a group whose parameters are all frozen or in
+// earlier groups (a typo must not silently do nothing). Returns 0, or -1 after reporting.
 static int groups_assign(Graph *g, const TrainConfig *c) {
   if (!c->ngroups) return 0;
   int errors = g->diag->errors;
@@ -130,7 +130,7 @@ static int groups_assign(Graph *g, const TrainConfig *c) {
     if (!matched[j])
       diag_error(g->diag, grp->span, "pattern \"%s\" matches no parameter (the parameters are %s)",
                  grp->pattern, nparams ? names : "none");
-    else if (!taken[j])
+    else if (!taken[j] && !grp->frozen)   // frozen patterns may overlap: freezing twice is still frozen
       diag_error(g->diag, grp->span, "group \"%s\" gets no parameter: each one it matches is frozen or "
                  "in an earlier group", grp->pattern);
   }
