@@ -45,13 +45,11 @@ static Node *progress(Graph *g, Node *t, int64_t warmup, int64_t total) {
 static Node *sched_node(Graph *g, const SchedExpr *x, Node *t, double lr, int64_t total) {
   Node *a = x->a ? sched_node(g, x->a, t, lr, total) : NULL;
   Node *b = x->b ? sched_node(g, x->b, t, lr, total) : NULL;
-  switch (x->op) {
-  case OP_CONST: return k(g, x->value);
-  case OP_INPUT:
+  if (x->op == OP_CONST) return k(g, x->value);
+  if (x->op == OP_INPUT)
     return !strcmp(x->name, "step") ? t : !strcmp(x->name, "lr") ? k(g, lr) : run_length(g, total);
-  case OP_WHERE: return g_where(g, a, b, sched_node(g, x->c, t, lr, total));
-  default: break;   // the ops train.c builds: unary with a, binary and comparisons with a and b
-  }
+  if (x->op == OP_WHERE) return g_where(g, a, b, sched_node(g, x->c, t, lr, total));
+  // the other ops train.c builds: unary with a, binary and comparisons with a and b
   return b ? g_binary(g, x->op, a, b) : g_unary(g, x->op, a);
 }
 
@@ -104,7 +102,8 @@ const ParamGroup *optim_group_of(const TrainConfig *c, const char *name) {
 
 // Marks frozen parameters and reports a pattern that matches no parameter of
 // the forward graph g, or a group whose parameters are all frozen or in
-// earlier groups (a typo must not silently do nothing). Returns 0, or -1 after reporting.
+// earlier groups (a typo must not silently do nothing). Returns 0, or -1
+// after reporting.
 static int groups_assign(Graph *g, const TrainConfig *c) {
   if (!c->ngroups) return 0;
   int errors = g->diag->errors;
