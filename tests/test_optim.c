@@ -379,3 +379,21 @@ TEST(optim, group_patterns_are_whole_name_globs) {
   cr_expect_null(optim_group_of(&cfg, "x.enc.w"));
   cr_expect_null(optim_group_of(&cfg, "fc1.bias"));
 }
+
+// A group's lr scales the whole schedule, cosine's floor included:
+// u (lr 2 against the optimizer's 1) gets twice w's learning rate each step.
+TEST(optim, group_lr_scales_the_cosine_floor_too) {
+  double x[2] = {1, 1};
+  Step s;
+  step_open_train(&s, two_params, "  optimizer = sgd(lr = 1)\n  schedule = cosine(min_lr = 0.1)\n"
+                  "  group \"u\" { lr = 2 }", 2);
+  double w = 1, u = 1;
+  for (int t = 1; t <= 2; t++) {
+    double lr = 0.1 + 0.9 * (1 + cos(M_PI * t / 2)) / 2;   // 0.55, then the floor 0.1
+    step_run(&s, x, "loss");
+    w -= lr, u -= 2 * lr;
+    cr_expect_float_eq(param(&s, "w", 0), w, 1e-6, "step %d", t);
+    cr_expect_float_eq(param(&s, "u", 0), u, 1e-6, "step %d", t);
+  }
+  step_close(&s);
+}
