@@ -237,6 +237,7 @@ int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, cons
           human_units(b, sizeof b, (double)s.flops, "FLOP"), human_units(d, sizeof d, (double)s.arena, "B"));
   fprintf(out, "  fusion %-8s %8d %14s %14s %14s\n", "none", s0.kernels, human_units(a, sizeof a, (double)s0.moved, "B"),
           human_units(b, sizeof b, (double)s0.flops, "FLOP"), human_units(e, sizeof e, (double)s0.arena, "B"));
+  if (!strcmp(o->entry, "train_step")) summary_groups(out, &g, m->train);
   fputs("  simplified:", out);
   int any = 0;
   for (int r = 0; r < SIMP_COUNT; r++)

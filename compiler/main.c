@@ -350,8 +350,8 @@ static int check_files(Compilation *c, const Options *o, const char *argv0, Modu
 // Writes the initial value of every parameter of m's model and, when the file
 // has a train block, of the optimizer's state (moments and step, all zero).
 static int write_init(Compilation *c, Module *m, const Options *o) {
-  Entry e;   // the training step, whose optimizer adds state (elaborated alone with --params-only)
-  int rc = pipeline_entry(c, m, "step", &(EntryOptions){o->defs, o->ndefs, .last = o->params_only ? PASS_ELABORATE : PASS_AUTODIFF}, &e);
+  Entry e;   // the training step, whose optimizer adds state (forward alone with --params-only; PASS_ELABORATE is 0, which EntryOptions reads as "every pass")
+  int rc = pipeline_entry(c, m, "step", &(EntryOptions){o->defs, o->ndefs, .last = o->params_only ? PASS_PRECISION : PASS_AUTODIFF}, &e);
   Graph g = e.g;
   if (rc == 0) {
     TensorEntry *t = xcalloc((size_t)g.n + 1, sizeof *t);
@@ -379,8 +379,10 @@ static void print_summary(Compilation *c, Module *m, const Options *o) {
   summary_print(stdout, m, &c->diag);
   if (!m->model) return;
   Entry e;
-  if (pipeline_entry(c, m, "step", &(EntryOptions){o->defs, o->ndefs, .last = PASS_AUTODIFF}, &e) == 0)
+  if (pipeline_entry(c, m, "step", &(EntryOptions){o->defs, o->ndefs, .last = PASS_AUTODIFF}, &e) == 0) {
     summary_graph(stdout, &e.g, e.forward);
+    summary_groups(stdout, &e.g, m->train);
+  }
   entry_free(&e);
 }
 
