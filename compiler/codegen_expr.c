@@ -522,7 +522,7 @@ static V kernel_conv(Cg *c, const Node *n, V *o) {
   if (n->op == OP_IM2COL) {   // y[n, p, q]: p = oh * OW + ow, q = (c * KH + kh) * KW + kw
     const Node *x = n->src[0];
     int64_t KH = n->p.conv.kernel[0], KW = n->p.conv.kernel[1];
-    int64_t OW = (x->shape.d[3] + 2 * pd[1] - (int64_t)dl[1] * (KW - 1) - 1) / st[1] + 1;
+    int64_t OW = n->p.conv.grid[1];
     V oh = LLVMBuildUDiv(B, o[1], ci(c, OW), ""), ow = LLVMBuildURem(B, o[1], ci(c, OW), "");
     V ch = LLVMBuildUDiv(B, o[2], ci(c, KH * KW), "");
     V kh = LLVMBuildURem(B, LLVMBuildUDiv(B, o[2], ci(c, KW), ""), ci(c, KH), ""), kw = LLVMBuildURem(B, o[2], ci(c, KW), "");
@@ -536,8 +536,7 @@ static V kernel_conv(Cg *c, const Node *n, V *o) {
   if (n->op == OP_COL2IM) {   // x[n, ch, ih, iw] = sum_{kh,kw} rows[n, oh * OW + ow, (ch * KH + kh) * KW + kw]
     const Node *rows = n->src[0];
     int64_t KH = n->p.conv.kernel[0], KW = n->p.conv.kernel[1];
-    int64_t OW = (n->shape.d[3] + 2 * pd[1] - (int64_t)dl[1] * (KW - 1) - 1) / st[1] + 1;
-    int64_t OH = rows->shape.d[1] / (OW ? OW : 1);
+    int64_t OH = n->p.conv.grid[0], OW = n->p.conv.grid[1];
     loop_open(c, &L, ci(c, 0), ci(c, KH * KW), 1, &init);
     V kh = LLVMBuildUDiv(B, L.i, ci(c, KW), ""), kw = LLVMBuildURem(B, L.i, ci(c, KW), "");
     V th = LLVMBuildSub(B, addc(c, o[2], pd[0]), mulc(c, kh, dl[0]), "");   // oh * stride

@@ -236,7 +236,9 @@ struct Node {
     double value;                                        // CONST
     uint32_t axes;                                       // SUM, RMAX, ARGMAX: bit i = dim i
     struct { bool ta, tb; } matmul;                      // MATMUL: operands transposed
-    struct { int stride[2], pad[2], dil[2], groups, kernel[2]; } conv;   // kernel: IM2COL
+    struct { int stride[2], pad[2], dil[2], groups, kernel[2], grid[2]; } conv;
+                                                         // kernel, grid: IM2COL and COL2IM's window
+                                                         // size and OH x OW grid of windows
     struct { int kernel[2], stride[2], pad[2]; } pool;
     int perm[MAX_DIMS];                                  // PERMUTE
     struct { int64_t start[MAX_DIMS], step[MAX_DIMS]; } slice;
@@ -329,6 +331,14 @@ Node *g_matmul(Graph *g, Node *a, Node *b, bool ta, bool tb);
 Node *g_conv2d(Graph *g, Node *x, Node *w, const int stride[2], const int pad[2],
                const int dil[2], int groups);
 Node *g_conv2d_grad(Graph *g, Op op, Node *a, Node *b, const Node *fwd);
+// The transposed convolution of x [N, Cin, H, W] with w [Cin, Cout / groups, KH, KW]
+// (PyTorch's layout): the input gradient of a convolution, a CONV2D_DX node of
+// shape [N, Cout, (H - 1) * stride - 2 * pad + dil * (KH - 1) + out_pad + 1, ...].
+Node *g_conv_transpose(Graph *g, Node *x, Node *w, const int stride[2], const int pad[2],
+                       const int out_pad[2], const int dil[2], int groups);
+// A convolution-family node (op) of the given shape with fwd's stride,
+// padding, dilation and groups: the gradients of CONV2D_DX.
+Node *g_conv_like(Graph *g, Op op, Node *a, Node *b, Shape s, const Node *fwd);
 // The windows that convolution `conv` multiplies, as rows: [N, OH * OW, C * KH * KW]
 // (conv: a CONV2D, or the CONV2D_DW of one).
 Node *g_im2col(Graph *g, Node *x, const Node *conv);

@@ -630,6 +630,17 @@ static Val call_builtin(Ctx *x, const char *name, Args *a) {
                              want_tensor(e, a->pos_at[1], a->pos[1], "the conv kernel"), stride,
                              pad, dil, groups[0]));
   }
+  if (!strcmp(name, "conv_transpose")) {
+    int stride[2], pad[2], out_pad[2], dil[2], groups[2];
+    pair_arg(e, a, kwarg(a, "stride"), stride, 1);
+    pair_arg(e, a, kwarg(a, "padding"), pad, 0);
+    pair_arg(e, a, kwarg(a, "output_padding"), out_pad, 0);
+    pair_arg(e, a, kwarg(a, "dilation"), dil, 1);
+    pair_arg(e, a, kwarg(a, "groups"), groups, 1);
+    return v_tensor(g_conv_transpose(g, want_tensor(e, a->pos_at[0], a->pos[0], "the conv_transpose input"),
+                                     want_tensor(e, a->pos_at[1], a->pos[1], "the conv_transpose kernel"),
+                                     stride, pad, out_pad, dil, groups[0]));
+  }
   if (!strcmp(name, "pool_max") || !strcmp(name, "pool_avg")) {
     int kernel[2], stride[2], pad[2];
     pair_arg(e, a, &a->pos[1], kernel, 1);

@@ -352,6 +352,51 @@ Node *g_conv2d_grad(Graph *g, Op op, Node *a, Node *b, const Node *fwd) {
   return n;
 }
 
+Node *g_conv_like(Graph *g, Op op, Node *a, Node *b, Shape s, const Node *fwd) {
+  ASSERT(op == OP_CONV2D || op == OP_CONV2D_DX || op == OP_CONV2D_DW);
+  Node *n = node2(g, op, fwd->dtype, s, a, b);
+  n->p.conv = fwd->p.conv;
+  return n;
+}
+
+Node *g_conv_transpose(Graph *g, Node *x, Node *w, const int stride[2], const int pad[2],
+                       const int out_pad[2], const int dil[2], int groups) {
+  if (x->shape.ndim != 4 || w->shape.ndim != 4)
+    return fail(g, "conv_transpose needs an input [N, Cin, H, W] and a kernel [Cin, Cout / groups, KH, KW], "
+                "not %s and %s", TYPE(x), TYPE(w));
+  for (int i = 0; i < 2; i++) {
+    if (stride[i] < 1 || pad[i] < 0 || dil[i] < 1 || out_pad[i] < 0)
+      return fail(g, "conv_transpose needs stride >= 1, padding >= 0, output_padding >= 0 and dilation >= 1");
+    if (out_pad[i] >= stride[i] && out_pad[i] >= dil[i])
+      return fail(g, "conv_transpose output_padding must be smaller than the stride or the dilation, "
+                  "not output_padding (%d, %d) with stride (%d, %d) and dilation (%d, %d)",
+                  out_pad[0], out_pad[1], stride[0], stride[1], dil[0], dil[1]);
+  }
+  int64_t c = x->shape.d[1];
+  if (groups < 1 || w->shape.d[0] != c || c % groups)
+    return fail(g, "cannot transpose-convolve %s with kernel %s in %d group%s: the kernel's first "
+                "dimension must be the %lld input channels, divisible by the groups", TYPE(x), TYPE(w),
+                groups, groups == 1 ? "" : "s", (long long)c);
+  int64_t out[2];
+  for (int i = 0; i < 2; i++)
+    out[i] = (x->shape.d[2 + i] - 1) * stride[i] - 2 * (int64_t)pad[i] +
+             (int64_t)dil[i] * (w->shape.d[2 + i] - 1) + out_pad[i] + 1;
+  if (out[0] < 1 || out[1] < 1)
+    return fail(g, "cannot transpose-convolve %s with kernel %s: the padding leaves a %lldx%lld output",
+                TYPE(x), TYPE(w), (long long)out[0], (long long)out[1]);
+  DType t = dtype_promote(x->dtype, w->dtype);
+  if (!dtype_is_float(t)) t = DT_F32;
+  Shape s = shape_of(4, (int64_t[]){x->shape.d[0], w->shape.d[1] * groups, out[0], out[1]});
+  Node *n = node2(g, OP_CONV2D_DX, t, s, g_cast(g, x, t), g_cast(g, w, t));
+  for (int i = 0; i < 2; i++) {
+    n->p.conv.stride[i] = stride[i];
+    n->p.conv.pad[i] = pad[i];
+    n->p.conv.dil[i] = dil[i];
+  }
+  n->p.conv.groups = groups;
+  return n;
+}
+
 Node *g_im2col(Graph *g, Node *x, const Node *conv) {
   // the kernel's size from the weights, the output's from the result (or,
   // for a weight gradient, from its output gradient)
@@ -363,15 +408,19 @@ Node *g_im2col(Graph *g, Node *x, const Node *conv) {
   n->p.conv = conv->p.conv;
   n->p.conv.kernel[0] = (int)KH;
   n->p.conv.kernel[1] = (int)KW;
+  n->p.conv.grid[0] = (int)OH;
+  n->p.conv.grid[1] = (int)OW;
   return n;
 }
 
 Node *g_col2im(Graph *g, Node *rows, const Node *dx) {
-  const Node *w = dx->src[1];
+  const Node *dy = dx->src[0], *w = dx->src[1];
   Node *n = node1(g, OP_COL2IM, rows->dtype, dx->shape, rows);
   n->p.conv = dx->p.conv;
   n->p.conv.kernel[0] = (int)w->shape.d[2];
   n->p.conv.kernel[1] = (int)w->shape.d[3];
+  n->p.conv.grid[0] = (int)dy->shape.d[2];
+  n->p.conv.grid[1] = (int)dy->shape.d[3];
   return n;
 }
 

@@ -61,6 +61,7 @@ static Node *conv_as_gemm(Graph *g, Node *cv) {
     Node *wm = g_reshape(g, w, shape_of(2, (int64_t[]){O, Q}));                  // [O, Q]
     Node *rows = g_matmul(g, grad_rows(g, dy), wm, false, false);                 // [N, OH*OW, Q]
     rows->dtype = cv->dtype;   // a low-precision policy's f32 gradient keeps its f32 sums
+    rows->tf32 = cv->tf32;     // a transposed convolution in the forward pass
     return g_col2im(g, rows, cv);
   }
   // dW = sum over the batch of dy_rows^T @ im2col(x)
