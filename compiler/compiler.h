@@ -336,6 +336,10 @@ Node *g_conv2d_grad(Graph *g, Op op, Node *a, Node *b, const Node *fwd);
 // shape [N, Cout, (H - 1) * stride - 2 * pad + dil * (KH - 1) + out_pad + 1, ...].
 Node *g_conv_transpose(Graph *g, Node *x, Node *w, const int stride[2], const int pad[2],
                        const int out_pad[2], const int dil[2], int groups);
+// x [N, C, H, W] scaled up by integer factors to [N, C, H * scale0, W * scale1]
+// as torch.nn.functional.interpolate does it: nearest (x[n, c, i // s0,
+// j // s1], a view) or bilinear with align_corners = False (gathers).
+Node *g_upsample(Graph *g, Node *x, const int scale[2], bool bilinear);
 // A convolution-family node (op) of the given shape with fwd's stride,
 // padding, dilation and groups: the gradients of CONV2D_DX.
 Node *g_conv_like(Graph *g, Op op, Node *a, Node *b, Shape s, const Node *fwd);

@@ -641,6 +641,19 @@ static Val call_builtin(Ctx *x, const char *name, Args *a) {
                                      want_tensor(e, a->pos_at[1], a->pos[1], "the conv_transpose kernel"),
                                      stride, pad, out_pad, dil, groups[0]));
   }
+  if (!strcmp(name, "upsample")) {
+    int scale[2];
+    pair_arg(e, a, &a->pos[1], scale, 1);
+    const Val *mv = kwarg(a, "mode");
+    bool bilinear = false;
+    if (mv) {
+      if (mv->k != V_STR || (strcmp(mv->s, "nearest") && strcmp(mv->s, "bilinear")))
+        fail(e, a->call->span, "upsample mode must be \"nearest\" or \"bilinear\", not %s",
+             mv->k == V_STR ? arena_printf(&e->c->arena, "\"%s\"", mv->s) : kind_name(mv));
+      bilinear = mv->s[0] == 'b';
+    }
+    return v_tensor(g_upsample(g, want_tensor(e, a->pos_at[0], a->pos[0], "the upsampled value"), scale, bilinear));
+  }
   if (!strcmp(name, "pool_max") || !strcmp(name, "pool_avg")) {
     int kernel[2], stride[2], pad[2];
     pair_arg(e, a, &a->pos[1], kernel, 1);

@@ -373,16 +373,19 @@ Node *g_conv_transpose(Graph *g, Node *x, Node *w, const int stride[2], const in
                   out_pad[0], out_pad[1], stride[0], stride[1], dil[0], dil[1]);
   }
   int64_t c = x->shape.d[1];
-  if (groups < 1 || w->shape.d[0] != c || c % groups)
-    return fail(g, "cannot transpose-convolve %s with kernel %s in %d group%s: the kernel's first "
-                "dimension must be the %lld input channels, divisible by the groups", TYPE(x), TYPE(w),
-                groups, groups == 1 ? "" : "s", (long long)c);
+  if (groups < 1) return fail(g, "conv_transpose needs groups >= 1, not %d", groups);
+  if (w->shape.d[0] != c)
+    return fail(g, "cannot conv_transpose %s with kernel %s: the kernel's first dimension must be the "
+                "input's %lld channels", TYPE(x), TYPE(w), (long long)c);
+  if (c % groups)
+    return fail(g, "cannot conv_transpose %s with kernel %s in %d groups: %lld input channels do not "
+                "divide into %d groups", TYPE(x), TYPE(w), groups, (long long)c, groups);
   int64_t out[2];
   for (int i = 0; i < 2; i++)
     out[i] = (x->shape.d[2 + i] - 1) * stride[i] - 2 * (int64_t)pad[i] +
              (int64_t)dil[i] * (w->shape.d[2 + i] - 1) + out_pad[i] + 1;
   if (out[0] < 1 || out[1] < 1)
-    return fail(g, "cannot transpose-convolve %s with kernel %s: the padding leaves a %lldx%lld output",
+    return fail(g, "cannot conv_transpose %s with kernel %s: the padding leaves a %lldx%lld output",
                 TYPE(x), TYPE(w), (long long)out[0], (long long)out[1]);
   DType t = dtype_promote(x->dtype, w->dtype);
   if (!dtype_is_float(t)) t = DT_F32;
@@ -395,6 +398,52 @@ Node *g_conv_transpose(Graph *g, Node *x, Node *w, const int stride[2], const in
   }
   n->p.conv.groups = groups;
   return n;
+}
+
+// Linear interpolation along the first axis of t [in, M] to [in * s, M],
+// PyTorch's bilinear with align_corners = False one axis at a time, its
+// arithmetic in f32 as PyTorch does it: output row o reads source position
+// src = max((o + 0.5) / s - 0.5, 0) (1 / s rounded to f32), that is rows
+// i0 = floor(src) and i1 = min(i0 + 1, in - 1) with weights 1 - l and
+// l = src - i0. Gathers, so a row's value and gradient touch only its two
+// source rows.
+static Node *lerp_rows(Graph *g, Node *t, int64_t in, int s) {
+  int64_t out = in * s;
+  DType f = DT_F32;
+  Node *o = g_cast(g, g_iota(g, out, DT_I32), f);
+  Node *src = g_binary(g, OP_ADD, o, g_const(g, 0.5, f, (Shape){0}));
+  src = g_binary(g, OP_MUL, src, g_const(g, (float)(1.0 / s), f, (Shape){0}));
+  src = g_binary(g, OP_SUB, src, g_const(g, 0.5, f, (Shape){0}));
+  src = g_binary(g, OP_MAX, src, g_const(g, 0, f, (Shape){0}));
+  Node *lo = g_unary(g, OP_FLOOR, src);
+  Node *l1 = g_binary(g, OP_SUB, src, lo), *l0 = g_binary(g, OP_SUB, g_const(g, 1, f, (Shape){0}), l1);
+  Node *i0 = g_cast(g, lo, DT_I32);
+  Node *i1 = g_binary(g, OP_MIN, g_binary(g, OP_ADD, i0, g_const(g, 1, DT_I32, (Shape){0})),
+                      g_const(g, (double)(in - 1), DT_I32, (Shape){0}));
+  Shape col = shape_of(2, (int64_t[]){out, 1});
+  Node *a = g_binary(g, OP_MUL, g_reshape(g, g_cast(g, l0, t->dtype), col), g_gather(g, t, i0));
+  Node *b = g_binary(g, OP_MUL, g_reshape(g, g_cast(g, l1, t->dtype), col), g_gather(g, t, i1));
+  return g_binary(g, OP_ADD, a, b);
+}
+
+Node *g_upsample(Graph *g, Node *x, const int scale[2], bool bilinear) {
+  if (x->shape.ndim != 4) return fail(g, "upsample needs an input [N, C, H, W], not %s", TYPE(x));
+  if (scale[0] < 1 || scale[1] < 1)
+    return fail(g, "upsample needs integer scale factors >= 1, not (%d, %d)", scale[0], scale[1]);
+  int64_t N = x->shape.d[0], C = x->shape.d[1], H = x->shape.d[2], W = x->shape.d[3];
+  int64_t OH = H * scale[0], OW = W * scale[1];
+  if (!bilinear) {   // x[n, c, i // sh, j // sw]: each value repeated, a view
+    Node *t = g_reshape(g, x, shape_of(6, (int64_t[]){N, C, H, 1, W, 1}));
+    t = g_broadcast(g, t, shape_of(6, (int64_t[]){N, C, H, scale[0], W, scale[1]}));
+    return g_reshape(g, t, shape_of(4, (int64_t[]){N, C, OH, OW}));
+  }
+  if (!dtype_is_float(x->dtype)) x = g_cast(g, x, DT_F32);
+  // along W first, then H, as PyTorch nests the two interpolations
+  Node *t = g_reshape(g, g_permute(g, x, (int[]){3, 0, 1, 2}), shape_of(2, (int64_t[]){W, N * C * H}));
+  t = g_reshape(g, lerp_rows(g, t, W, scale[1]), shape_of(4, (int64_t[]){OW, N, C, H}));
+  t = g_reshape(g, g_permute(g, t, (int[]){3, 0, 1, 2}), shape_of(2, (int64_t[]){H, OW * N * C}));
+  t = g_reshape(g, lerp_rows(g, t, H, scale[0]), shape_of(4, (int64_t[]){OH, OW, N, C}));
+  return g_permute(g, t, (int[]){2, 3, 0, 1});
 }
 
 Node *g_im2col(Graph *g, Node *x, const Node *conv) {

@@ -209,6 +209,11 @@ TEST(autodiff, conv_transpose) {
   fd("conv_transpose depthwise", "input x: f32[2, 3, 3, 3]\ninput w: f32[3, 1, 3, 3]\n"
      "output y = conv_transpose(x, w, stride = 2, padding = 1, groups = 3)", -1, 1);
 }
+TEST(autodiff, upsample) {
+  fd("upsample nearest", "input x: f32[2, 3, 3, 2]\noutput y = upsample(x, (2, 3))", -1, 1);
+  fd("upsample bilinear", "input x: f32[1, 2, 3, 4]\noutput y = upsample(x, 2, mode = \"bilinear\")", -1, 1);
+  fd("upsample bilinear 3x1", "input x: f32[2, 1, 1, 5]\noutput y = upsample(x, (3, 1), mode = \"bilinear\")", -1, 1);
+}
 TEST(autodiff, pooling) {
   fd("pool_max", "input x: f32[1, 2, 4, 6]\noutput y = pool_max(x, 2)", -1, 1);
   fd("pool_max padded", "input x: f32[1, 1, 5, 5]\noutput y = pool_max(x, 3, stride = 2, padding = 1)", -1, 1);

@@ -374,6 +374,14 @@ TEST(codegen, conv_transpose_in_bf16) {
         "loss cross_entropy(logits[:, 0:3], t)", (Opts){.int_range = 3, .training = true, .precision = PREC_BF16});
 }
 
+TEST(codegen, upsample_and_its_gradients) {
+  check("upsample", "input x: f32[2, 3, 5, 4]\ninput t: i32[2]\n"
+        "let h = upsample(conv2d(x, 4, 3, stride = 2) as c1, (2, 3), mode = \"bilinear\")\n"
+        "h = upsample(h * h, 3) + upsample(h, 3, mode = \"bilinear\")\n"
+        "output logits = h.reshape(2, h.shape[1] * h.shape[2] * h.shape[3])\n"
+        "loss cross_entropy(logits[:, 0:3], t)", step);
+}
+
 TEST(codegen, gather_scatter_and_embedding_gradients) {
   check("embedding", "input ids: i32[2, 5]\ninput t: i32[2, 5]\n"
         "let e = embedding(ids, 3, 4) as emb\n"

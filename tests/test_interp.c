@@ -1080,6 +1080,23 @@ TEST(interp, conv_transpose_by_hand) {
   t_free(&t);
 }
 
+TEST(interp, upsample_by_hand) {
+  T t;
+  t_init(&t);
+  Node *x = t_input(&t, DT_F32, S(1, 1, 2, 2), D(1, 2, 3, 4));
+  Node *near = g_upsample(&t.g, x, (int[]){2, 3}, false);
+  // bilinear, align_corners = False, scale 2: rows 0.25 / 0.75 between
+  // neighbours, the first and last rows clamped to the edge values
+  Node *lin = g_upsample(&t.g, x, (int[]){2, 2}, true);
+  Node *one = g_upsample(&t.g, x, (int[]){1, 1}, true);
+  t_run(&t, 0, 0);
+  expect_node(&t, near, S(1, 1, 4, 6), D(1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 3, 3, 3, 4, 4, 4), 0);
+  expect_node(&t, lin, S(1, 1, 4, 4),
+              D(1, 1.25, 1.75, 2, 1.5, 1.75, 2.25, 2.5, 2.5, 2.75, 3.25, 3.5, 3, 3.25, 3.75, 4), 0);
+  expect_node(&t, one, S(1, 1, 2, 2), D(1, 2, 3, 4), 0);
+  t_free(&t);
+}
+
 // ---------------------------------------------------------------- pooling
 
 TEST(interp, pool_max_and_avg) {
