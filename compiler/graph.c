@@ -6,6 +6,7 @@
 // so the node array is always in topological order.
 #include "compiler.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -401,26 +402,39 @@ Node *g_conv_transpose(Graph *g, Node *x, Node *w, const int stride[2], const in
 }
 
 // Linear interpolation along the first axis of t [in, M] to [in * s, M],
-// PyTorch's bilinear with align_corners = False one axis at a time, its
-// arithmetic in f32 as PyTorch does it: output row o reads source position
-// src = max((o + 0.5) / s - 0.5, 0) (1 / s rounded to f32), that is rows
-// i0 = floor(src) and i1 = min(i0 + 1, in - 1) with weights 1 - l and
-// l = src - i0. Gathers, so a row's value and gradient touch only its two
-// source rows.
+// PyTorch's bilinear with align_corners = False one axis at a time, rounded
+// as PyTorch rounds it: output row o reads the source position
+//   src = max(scale * (o + 0.5) - 0.5, 0),  scale = f32(1 / s),
+// exactly (PyTorch computes it in double), that is rows i0 = floor(src) and
+// i1 = min(i0 + 1, in - 1) with weights l = f32(src - i0) and 1 - l. With
+// scale = M / 2^K (M an integer), src is the integer num = M (2o + 1) - 2^K
+// over 2^(K + 1), so i0 and the remainder are i64 arithmetic and l's one
+// rounding is the remainder's conversion to f32. Gathers, so a row's value
+// and gradient touch only its two source rows.
 static Node *lerp_rows(Graph *g, Node *t, int64_t in, int s) {
-  int64_t out = in * s;
-  DType f = DT_F32;
-  Node *o = g_cast(g, g_iota(g, out, DT_I32), f);
-  Node *src = g_binary(g, OP_ADD, o, g_const(g, 0.5, f, (Shape){0}));
-  src = g_binary(g, OP_MUL, src, g_const(g, (float)(1.0 / s), f, (Shape){0}));
-  src = g_binary(g, OP_SUB, src, g_const(g, 0.5, f, (Shape){0}));
-  src = g_binary(g, OP_MAX, src, g_const(g, 0, f, (Shape){0}));
-  Node *lo = g_unary(g, OP_FLOOR, src);
-  Node *l1 = g_binary(g, OP_SUB, src, lo), *l0 = g_binary(g, OP_SUB, g_const(g, 1, f, (Shape){0}), l1);
-  Node *i0 = g_cast(g, lo, DT_I32);
-  Node *i1 = g_binary(g, OP_MIN, g_binary(g, OP_ADD, i0, g_const(g, 1, DT_I32, (Shape){0})),
-                      g_const(g, (double)(in - 1), DT_I32, (Shape){0}));
-  Shape col = shape_of(2, (int64_t[]){out, 1});
+  int e;
+  double m = frexp((double)(float)(1.0 / s), &e);   // scale = m * 2^e, m in [0.5, 1)
+  int64_t M = (int64_t)ldexp(m, 24), K = 24 - e;
+  Shape one = {0};
+#define I64(v) g_const(g, (double)(v), DT_I64, one)
+  Node *o = g_iota(g, in * s, DT_I64);
+  Node *num = g_binary(g, OP_SUB, g_binary(g, OP_MUL, g_binary(g, OP_ADD, g_binary(g, OP_MUL, o, I64(2)), I64(1)), I64(M)),
+                       I64(ldexp(1, (int)K)));
+  num = g_binary(g, OP_MAX, num, I64(0));
+  Node *den = I64(ldexp(1, (int)K + 1));
+  // i0 from the f32 quotient, which can round up to the next integer; the
+  // exact remainder says when it did
+  Node *q = g_binary(g, OP_MUL, g_cast(g, num, DT_F32), g_const(g, ldexp(1, -(int)K - 1), DT_F32, one));
+  Node *i0 = g_cast(g, g_unary(g, OP_FLOOR, q), DT_I64);
+  Node *rem = g_binary(g, OP_SUB, num, g_binary(g, OP_MUL, i0, den));
+  Node *over = g_binary(g, OP_LT, rem, I64(0));
+  i0 = g_where(g, over, g_binary(g, OP_SUB, i0, I64(1)), i0);
+  rem = g_where(g, over, g_binary(g, OP_ADD, rem, den), rem);
+  Node *l1 = g_binary(g, OP_MUL, g_cast(g, rem, DT_F32), g_const(g, ldexp(1, -(int)K - 1), DT_F32, one));
+  Node *l0 = g_binary(g, OP_SUB, g_const(g, 1, DT_F32, one), l1);
+  Node *i1 = g_binary(g, OP_MIN, g_binary(g, OP_ADD, i0, I64(1)), I64(in - 1));
+#undef I64
+  Shape col = shape_of(2, (int64_t[]){in * s, 1});
   Node *a = g_binary(g, OP_MUL, g_reshape(g, g_cast(g, l0, t->dtype), col), g_gather(g, t, i0));
   Node *b = g_binary(g, OP_MUL, g_reshape(g, g_cast(g, l1, t->dtype), col), g_gather(g, t, i1));
   return g_binary(g, OP_ADD, a, b);
