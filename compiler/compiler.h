@@ -390,14 +390,20 @@ int optim_append(Graph *g, const struct TrainConfig *cfg, int64_t total_steps);
 // order (new nodes are inserted before their matmul; ids are renumbered).
 void pass_matmul_operands(Graph *g);
 
-// pass_conv_gemm: an ungrouped float convolution and its gradients become
-// im2col / col2im and matmuls (which then run tiled):
+// pass_conv_gemm: a float convolution and its gradients become im2col /
+// col2im and matmuls (which then run tiled), batched over the groups of a
+// grouped one (not a depthwise one: conv_takes_gemm); ungrouped:
 //   conv(x, w) -> permute(reshape(im2col(x) @ reshape(w, [O, C*KH*KW])^T), NCHW)
 //   dx(dy, w)  -> col2im(rows(dy) @ reshape(w, [O, C*KH*KW]))
 //   dw(x, dy)  -> reshape(sum over the batch of rows(dy)^T @ im2col(x))
 // with rows(dy) = dy as [N, OH*OW, O]. Run after autodiff (IM2COL and COL2IM
 // have no gradient rule). Keeps: values (up to the order of sums), order.
 void pass_conv_gemm(Graph *g);
+// Whether pass_conv_gemm rewrites cv: a float convolution (or gradient),
+// ungrouped, or grouped with at least GEMM_MIN_GROUP output channels and
+// weights per output channel in each group (not depthwise).
+#define GEMM_MIN_GROUP 4
+bool conv_takes_gemm(const Node *cv);
 
 // ---------------------------------------------------------------- pass_precision.c
 // The precision policy (docs/precision.md). bf16 and fp16 rewrite a forward

@@ -126,8 +126,8 @@ void pass_precision(Graph *g, int precision) {
 void pass_precision_tf32(Graph *g) {
   for (int i = 0; i < g->n; i++) {
     Node *n = g->nodes[i];
-    // ungrouped convolutions become matmuls (pass_conv_gemm), which keep the mark
-    bool gemm = n->op == OP_MATMUL || ((n->op == OP_CONV2D || n->op == OP_CONV2D_DX) && n->p.conv.groups == 1);
+    // convolutions that become matmuls (pass_conv_gemm) pass the mark on
+    bool gemm = n->op == OP_MATMUL || ((n->op == OP_CONV2D || n->op == OP_CONV2D_DX) && conv_takes_gemm(n));
     if (gemm && n->dtype == DT_F32 && !n->fp32)
       n->tf32 = true;
   }

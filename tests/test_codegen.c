@@ -366,6 +366,15 @@ TEST(codegen, conv_transpose_and_its_gradients) {
         "loss cross_entropy(logits[:, 0:3], t)", step);
 }
 
+// Grouped convolutions wide enough for GEMMs: batched matmuls per group.
+TEST(codegen, grouped_convolutions_as_gemms) {
+  check("grouped", "input x: f32[2, 8, 7, 6]\ninput t: i32[2]\n"
+        "let h = relu(conv2d(x, 8, 3, stride = 2, padding = 1, groups = 2) as c1)\n"
+        "h = conv_transpose2d(h, 12, 3, stride = 2, output_padding = 1, groups = 2) as u1\n"
+        "output logits = h.reshape(2, h.shape[1] * h.shape[2] * h.shape[3])\n"
+        "loss cross_entropy(logits[:, 0:3], t)", step);
+}
+
 TEST(codegen, conv_transpose_in_bf16) {
   check("conv_transpose", "input x: f32[2, 4, 5, 4]\ninput t: i32[2]\n"
         "let h = relu(conv_transpose2d(x, 6, 3, stride = 2, padding = 1, output_padding = 1) as u1)\n"

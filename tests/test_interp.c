@@ -859,6 +859,7 @@ static const ConvCase conv_cases[] = {
     {1, 4, 7, 7, 6, 3, 3, {1, 2}, {2, 1}, {2, 1}, 2},
     {2, 6, 5, 4, 6, 1, 2, {1, 1}, {0, 1}, {1, 2}, 3},
     {1, 4, 6, 5, 4, 3, 3, {3, 2}, {1, 1}, {2, 2}, 4},   // depthwise
+    {2, 8, 6, 5, 12, 3, 2, {2, 1}, {1, 1}, {1, 2}, 2},  // grouped, wide enough for GEMMs
 };
 
 TEST(interp, conv2d_by_hand) {
@@ -939,6 +940,49 @@ TEST(interp, conv2d_adjoints) {
   }
 }
 
+// pass_conv_gemm's GEMM form of a convolution and both its gradients gives
+// what the direct loops give, grouped convolutions included.
+TEST(interp, conv2d_as_gemm_matches_the_loops) {
+  for (size_t ci = 0; ci < sizeof conv_cases / sizeof *conv_cases; ci++) {
+    const ConvCase *k = &conv_cases[ci];
+    T t;
+    t_init(&t);
+    Shape xs = S(k->n, k->c, k->h, k->w), ws = S(k->o, k->c / k->groups, k->kh, k->kw);
+    Shape ys = conv_out_shape(k);
+    int64_t size[3] = {shape_numel(&ys), shape_numel(&xs), shape_numel(&ws)};
+    double *x = malloc(sizeof(double) * (size_t)size[1]);
+    double *w = malloc(sizeof(double) * (size_t)size[2]);
+    double *dy = malloc(sizeof(double) * (size_t)size[0]);
+    fill_random(x, size[1], 110 + (uint32_t)ci);
+    fill_random(w, size[2], 120 + (uint32_t)ci);
+    fill_random(dy, size[0], 130 + (uint32_t)ci);
+    Node *xn = t_input(&t, DT_F32, xs, x), *wn = t_input(&t, DT_F32, ws, w), *dyn = t_input(&t, DT_F32, ys, dy);
+    Node *y = g_conv2d(&t.g, xn, wn, k->stride, k->pad, k->dil, k->groups);
+    graph_add_output(&t.g, "y", y);
+    graph_add_output(&t.g, "dx", g_conv2d_grad(&t.g, OP_CONV2D_DX, dyn, wn, y));
+    graph_add_output(&t.g, "dw", g_conv2d_grad(&t.g, OP_CONV2D_DW, xn, dyn, y));
+    t_run(&t, 0, 0);
+    double *loops[3];
+    for (int o = 0; o < 3; o++) {
+      loops[o] = malloc(sizeof(double) * (size_t)size[o]);
+      memcpy(loops[o], val(&t, t.g.outputs[o].node), sizeof(double) * (size_t)size[o]);
+    }
+    interp_free(&t.res);
+    bool want = conv_takes_gemm(y), gemm = false;
+    cr_expect_eq(want, k->groups == 1 || ci == sizeof conv_cases / sizeof *conv_cases - 1, "case %zu", ci);
+    pass_conv_gemm(&t.g);
+    for (int i = 0; i < t.g.n; i++) gemm |= t.g.nodes[i]->op == OP_IM2COL;
+    cr_expect_eq(gemm, want, "case %zu: convolutions that are not depthwise become GEMMs", ci);
+    t_run(&t, 0, 0);
+    for (int o = 0; o < 3; o++) {
+      expect_vals(val(&t, t.g.outputs[o].node), loops[o], size[o], 1e-5);
+      free(loops[o]);
+    }
+    free(x), free(w), free(dy);
+    t_free(&t);
+  }
+}
+
 TEST(interp, conv2d_grads_by_hand) {
   T t;
   t_init(&t);
@@ -970,6 +1014,7 @@ static const ConvTCase convt_cases[] = {
     {1, 4, 3, 4, 6, 3, 2, {3, 2}, {2, 0}, {2, 1}, {1, 2}, 2},
     {1, 2, 5, 3, 3, 3, 3, {1, 1}, {1, 0}, {1, 1}, {2, 2}, 1},   // output_padding >= stride, < dilation
     {2, 3, 4, 4, 3, 3, 3, {2, 2}, {1, 1}, {1, 1}, {1, 1}, 3},   // depthwise
+    {1, 8, 3, 4, 10, 3, 3, {2, 2}, {1, 1}, {1, 0}, {1, 1}, 2},  // grouped, wide enough for GEMMs
 };
 
 static Shape convt_out_shape(const ConvTCase *k) {
@@ -1050,10 +1095,11 @@ TEST(interp, conv_transpose_as_gemm_matches_the_loops) {
       memcpy(loops[o], val(&t, t.g.outputs[o].node), sizeof(double) * (size_t)size[o]);
     }
     interp_free(&t.res);
+    bool want = conv_takes_gemm(y), gemm = false;
+    cr_expect_eq(want, k->groups == 1 || ci == sizeof convt_cases / sizeof *convt_cases - 1, "case %zu", ci);
     pass_conv_gemm(&t.g);
-    bool gemm = false;
     for (int i = 0; i < t.g.n; i++) gemm |= t.g.nodes[i]->op == OP_COL2IM;
-    cr_expect_eq(gemm, k->groups == 1, "case %zu: ungrouped transposed convolutions become GEMMs", ci);
+    cr_expect_eq(gemm, want, "case %zu: transposed convolutions that are not depthwise become GEMMs", ci);
     t_run(&t, 0, 0);
     for (int o = 0; o < 3; o++) {
       expect_vals(val(&t, t.g.outputs[o].node), loops[o], size[o], 1e-5);
