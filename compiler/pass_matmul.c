@@ -33,19 +33,27 @@ static void replace_uses(Graph *g, Node *old, Node *new) {
   if (g->loss == old) g->loss = new;
 }
 
-// A [N, P, G * K] tensor as [N, G, P, K]: each group's columns a matrix.
+// A [N, P, G * K] tensor as [N, G, P, K]: each group's columns a matrix
+// (ungrouped, [N, P, K] as it is).
 static Node *by_group(Graph *g, Node *t, int64_t G) {
   int64_t N = t->shape.d[0], P = t->shape.d[1], K = t->shape.d[2] / G;
-  if (G == 1) return g_reshape(g, t, shape_of(4, (int64_t[]){N, 1, P, K}));
+  if (G == 1) return t;
   Node *r = g_reshape(g, t, shape_of(4, (int64_t[]){N, P, G, K}));
   return g_permute(g, r, (int[]){0, 2, 1, 3});
 }
 
-// An output gradient dy [N, O, OH, OW] as rows [N, G, OH * OW, O / G].
+// An output gradient dy [N, O, OH, OW] as rows [N, G, OH * OW, O / G]
+// ([N, OH * OW, O] ungrouped).
 static Node *grad_rows(Graph *g, Node *dy, int64_t G) {
   int64_t N = dy->shape.d[0], O = dy->shape.d[1], P = dy->shape.d[2] * dy->shape.d[3];
   Node *t = g_permute(g, dy, (int[]){0, 2, 3, 1});
   return by_group(g, g_reshape(g, t, shape_of(3, (int64_t[]){N, P, O})), G);
+}
+
+// The weights [O, C / G, KH, KW] as G matrices [G, O / G, Q] ([O, Q] ungrouped).
+static Node *weight_rows(Graph *g, Node *w, int64_t G) {
+  int64_t O = w->shape.d[0], Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
+  return G == 1 ? g_reshape(g, w, shape_of(2, (int64_t[]){O, Q})) : g_reshape(g, w, shape_of(3, (int64_t[]){G, O / G, Q}));
 }
 
 // One convolution or convolution gradient as GEMMs, a batch of G per image
@@ -57,10 +65,8 @@ static Node *conv_as_gemm(Graph *g, Node *cv) {
   if (cv->op == OP_CONV2D) {
     Node *x = cv->src[0], *w = cv->src[1];
     int64_t N = cv->shape.d[0], O = cv->shape.d[1], OH = cv->shape.d[2], OW = cv->shape.d[3];
-    int64_t Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
     Node *cols = by_group(g, g_im2col(g, x, cv), G);                               // [N, G, OH*OW, Q]
-    Node *wm = g_reshape(g, w, shape_of(3, (int64_t[]){G, O / G, Q}));             // [G, O/G, Q]
-    Node *y = g_matmul(g, cols, wm, false, true);                                 // [N, G, OH*OW, O/G]
+    Node *y = g_matmul(g, cols, weight_rows(g, w, G), false, true);               // [N, G, OH*OW, O/G]
     y->tf32 = cv->tf32;
     y->fp32 = cv->fp32;
     if (G == 1) {
@@ -73,13 +79,15 @@ static Node *conv_as_gemm(Graph *g, Node *cv) {
   if (cv->op == OP_CONV2D_DX) {   // dx = col2im(dy_rows @ W): each window's share, summed back
     Node *dy = cv->src[0], *w = cv->src[1];
     int64_t N = dy->shape.d[0], P = dy->shape.d[2] * dy->shape.d[3];
-    int64_t O = w->shape.d[0], Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
-    Node *wm = g_reshape(g, w, shape_of(3, (int64_t[]){G, O / G, Q}));             // [G, O/G, Q]
-    Node *rows = g_matmul(g, grad_rows(g, dy, G), wm, false, false);              // [N, G, OH*OW, Q]
+    int64_t Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
+    Node *rows = g_matmul(g, grad_rows(g, dy, G), weight_rows(g, w, G), false, false);   // [N, G, OH*OW, Q]
     rows->dtype = cv->dtype;   // a low-precision policy's f32 gradient keeps its f32 sums
     rows->tf32 = cv->tf32;     // a transposed convolution in the forward pass
-    if (G > 1) rows = g_permute(g, rows, (int[]){0, 2, 1, 3});                    // [N, OH*OW, G, Q]
-    return g_col2im(g, g_reshape(g, rows, shape_of(3, (int64_t[]){N, P, G * Q})), cv);
+    if (G > 1) {
+      rows = g_permute(g, rows, (int[]){0, 2, 1, 3});                              // [N, OH*OW, G, Q]
+      rows = g_reshape(g, rows, shape_of(3, (int64_t[]){N, P, G * Q}));
+    }
+    return g_col2im(g, rows, cv);
   }
   // dW = sum over the batch of dy_rows^T @ im2col(x), per group
   Node *x = cv->src[0], *dy = cv->src[1];
