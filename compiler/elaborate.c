@@ -643,7 +643,10 @@ static Val call_builtin(Ctx *x, const char *name, Args *a) {
   }
   if (!strcmp(name, "upsample")) {
     int scale[2];
-    pair_arg(e, a, &a->pos[1], scale, 1);
+    const Val *sv = &a->pos[1];
+    bool pair = sv->k == V_TUPLE && sv->n == 2;
+    for (int i = 0; i < 2; i++)
+      scale[i] = (int)want_int(e, a->pos_at[1], pair ? sv->items[i] : *sv, "an upsample scale factor");
     const Val *mv = kwarg(a, "mode");
     bool bilinear = false;
     if (mv) {
