@@ -375,12 +375,13 @@ TEST(codegen, grouped_convolutions_as_gemms) {
         "loss cross_entropy(logits[:, 0:3], t)", step);
 }
 
-TEST(codegen, conv_transpose_in_bf16) {
-  check("conv_transpose", "input x: f32[2, 4, 5, 4]\ninput t: i32[2]\n"
-        "let h = relu(conv_transpose2d(x, 6, 3, stride = 2, padding = 1, output_padding = 1) as u1)\n"
-        "h = conv_transpose2d(h, 3, 2, groups = 3) as u2\n"
-        "output logits = h.reshape(2, h.shape[1] * h.shape[2] * h.shape[3])\n"
-        "loss cross_entropy(logits[:, 0:3], t)", (Opts){.int_range = 3, .training = true, .precision = PREC_BF16});
+TEST(codegen, conv_transpose_in_bf16_and_tf32) {
+  for (Precision p = PREC_TF32; p <= PREC_BF16; p++)
+    check("conv_transpose", "input x: f32[2, 4, 5, 4]\ninput t: i32[2]\n"
+          "let h = relu(conv_transpose2d(x, 6, 3, stride = 2, padding = 1, output_padding = 1) as u1)\n"
+          "h = conv_transpose2d(h, 3, 2, groups = 3) as u2\n"
+          "output logits = h.reshape(2, h.shape[1] * h.shape[2] * h.shape[3])\n"
+          "loss cross_entropy(logits[:, 0:3], t)", (Opts){.int_range = 3, .training = true, .precision = p});
 }
 
 TEST(codegen, upsample_and_its_gradients) {
