@@ -194,7 +194,11 @@ static void backward(AD *ad, Node *y, Node *dy) {
   case OP_POOL_AVG:
     accumulate(ad, a, g_pool_grad(g, OP_POOL_AVG_DX, NULL, dy, y));
     return;
-  case OP_CONV2D_DX: case OP_CONV2D_DW: case OP_POOL_MAX_DX: case OP_POOL_AVG_DX: case OP_IM2COL: case OP_COL2IM:
+  case OP_CONV2D_DX:   // a transposed convolution: y = dx(a, w) of the convolution that maps y's shape to a's
+    if (ad->needs[a->id]) accumulate(ad, a, g_conv_like(g, OP_CONV2D, dy, b, a->shape, y));
+    if (ad->needs[b->id]) accumulate(ad, b, g_conv_like(g, OP_CONV2D_DW, dy, a, b->shape, y));
+    return;
+  case OP_CONV2D_DW: case OP_POOL_MAX_DX: case OP_POOL_AVG_DX: case OP_IM2COL: case OP_COL2IM:
     diag_error(g->diag, y->loc, "second derivatives are not supported (%s has no gradient rule)",
                op_name(y->op));
     if (g->on_error) g->on_error(g->on_error_ctx);

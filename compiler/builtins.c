@@ -31,6 +31,9 @@ static const Builtin builtins[] = {
     {"matmul", B_FUNC, 2, 2, "ta tb", "matmul(a, b, ta = false, tb = false)"},
     {"conv", B_FUNC, 2, 2, "stride padding dilation groups",
      "conv(x, w, stride = 1, padding = 0, dilation = 1, groups = 1)"},
+    {"conv_transpose", B_FUNC, 2, 2, "stride padding output_padding dilation groups",
+     "conv_transpose(x, w, stride = 1, padding = 0, output_padding = 0, dilation = 1, groups = 1)"},
+    {"upsample", B_FUNC, 2, 2, "mode", "upsample(x, scale, mode = \"nearest\")"},
     {"pool_max", B_FUNC, 2, 2, "stride padding", "pool_max(x, kernel, stride = kernel, padding = 0)"},
     {"pool_avg", B_FUNC, 2, 2, "stride padding", "pool_avg(x, kernel, stride = kernel, padding = 0)"},
     // movement (views)

@@ -516,13 +516,63 @@ static V load_image(Cg *c, const Node *x, V nn, V ch, V ih, V iw) {
 }
 
 
+// The kernel taps a transposed window walk (COL2IM, CONV2D_DX) visits at one
+// position: output position o reads position o * stride - pad + k * dil, so
+// position x (t = x + pad) is read by tap k only when k * dil = t (mod
+// stride). Those taps are one residue class mod step = stride / gcd(stride,
+// dil), and none when gcd(stride, dil) does not divide t; the loop visits
+// ceil(K / step) taps instead of K, with no division inside it.
+typedef struct {
+  int64_t step, count;   // taps first + j * step, j < count
+  V t, first, ok;        // ok: some tap reaches t
+} Taps;
+
+static int64_t gcd64(int64_t a, int64_t b) {
+  while (b) {
+    int64_t r = a % b;
+    a = b;
+    b = r;
+  }
+  return a;
+}
+
+static Taps taps_of(Cg *c, V x, int stride, int pad, int dil, int64_t K) {
+  LLVMBuilderRef B = c->b;
+  int64_t g = gcd64(stride, dil), step = stride / g, d = (dil / g) % step, inv = 0;
+  while (inv < step && (d * inv) % step != 1 % step) inv++;   // (dil / g)^-1 mod step
+  Taps T = {step, (K + step - 1) / step, addc(c, x, pad), NULL, NULL};
+  V q = T.t;
+  T.ok = LLVMConstInt(c->i1, 1, 0);
+  if (g > 1) {
+    T.ok = LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildURem(B, T.t, ci(c, g), ""), ci(c, 0), "");
+    q = LLVMBuildUDiv(B, T.t, ci(c, g), "");
+  }
+  T.first = step > 1 ? LLVMBuildURem(B, mulc(c, q, inv), ci(c, step), "") : ci(c, 0);
+  return T;
+}
+
+// Tap j of T: *k, and the output position *o (< O) it reads from, both
+// clamped into range; returns ok and-ed with whether the tap is real.
+static V tap_at(Cg *c, const Taps *T, V j, int stride, int dil, int64_t K, int64_t O, V *k, V *o, V ok) {
+  LLVMBuilderRef B = c->b;
+  V kk = LLVMBuildAdd(B, T->first, mulc(c, j, T->step), "");
+  V rest = LLVMBuildSub(B, T->t, mulc(c, kk, dil), "");   // o * stride, exactly, for a real tap
+  V oo = LLVMBuildSDiv(B, rest, ci(c, stride), "");
+  ok = LLVMBuildAnd(B, ok, LLVMBuildICmp(B, LLVMIntSLT, kk, ci(c, K), ""), "");
+  ok = LLVMBuildAnd(B, ok, LLVMBuildICmp(B, LLVMIntSGE, rest, ci(c, 0), ""), "");
+  ok = LLVMBuildAnd(B, ok, LLVMBuildICmp(B, LLVMIntSLT, oo, ci(c, O), ""), "");
+  *k = clamp_index(c, kk, K);
+  *o = clamp_index(c, oo, O);
+  return ok;
+}
+
 static V kernel_conv(Cg *c, const Node *n, V *o) {
   LLVMBuilderRef B = c->b;
   const int *st = n->p.conv.stride, *pd = n->p.conv.pad, *dl = n->p.conv.dil;
   if (n->op == OP_IM2COL) {   // y[n, p, q]: p = oh * OW + ow, q = (c * KH + kh) * KW + kw
     const Node *x = n->src[0];
     int64_t KH = n->p.conv.kernel[0], KW = n->p.conv.kernel[1];
-    int64_t OW = (x->shape.d[3] + 2 * pd[1] - (int64_t)dl[1] * (KW - 1) - 1) / st[1] + 1;
+    int64_t OW = n->p.conv.grid[1];
     V oh = LLVMBuildUDiv(B, o[1], ci(c, OW), ""), ow = LLVMBuildURem(B, o[1], ci(c, OW), "");
     V ch = LLVMBuildUDiv(B, o[2], ci(c, KH * KW), "");
     V kh = LLVMBuildURem(B, LLVMBuildUDiv(B, o[2], ci(c, KW), ""), ci(c, KH), ""), kw = LLVMBuildURem(B, o[2], ci(c, KW), "");
@@ -536,20 +586,13 @@ static V kernel_conv(Cg *c, const Node *n, V *o) {
   if (n->op == OP_COL2IM) {   // x[n, ch, ih, iw] = sum_{kh,kw} rows[n, oh * OW + ow, (ch * KH + kh) * KW + kw]
     const Node *rows = n->src[0];
     int64_t KH = n->p.conv.kernel[0], KW = n->p.conv.kernel[1];
-    int64_t OW = (n->shape.d[3] + 2 * pd[1] - (int64_t)dl[1] * (KW - 1) - 1) / st[1] + 1;
-    int64_t OH = rows->shape.d[1] / (OW ? OW : 1);
-    loop_open(c, &L, ci(c, 0), ci(c, KH * KW), 1, &init);
-    V kh = LLVMBuildUDiv(B, L.i, ci(c, KW), ""), kw = LLVMBuildURem(B, L.i, ci(c, KW), "");
-    V th = LLVMBuildSub(B, addc(c, o[2], pd[0]), mulc(c, kh, dl[0]), "");   // oh * stride
-    V tw = LLVMBuildSub(B, addc(c, o[3], pd[1]), mulc(c, kw, dl[1]), "");
-    V oh = LLVMBuildSDiv(B, th, ci(c, st[0]), ""), ow = LLVMBuildSDiv(B, tw, ci(c, st[1]), "");
-    V ok = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, th, ci(c, 0), ""),
-                                        LLVMBuildICmp(B, LLVMIntSGE, tw, ci(c, 0), ""), ""),
-                        LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSRem(B, th, ci(c, st[0]), ""), ci(c, 0), ""),
-                                     LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSRem(B, tw, ci(c, st[1]), ""), ci(c, 0), ""), ""), "");
-    ok = LLVMBuildAnd(B, ok, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSLT, oh, ci(c, OH), ""),
-                                          LLVMBuildICmp(B, LLVMIntSLT, ow, ci(c, OW), ""), ""), "");
-    V ri[3] = {o[0], LLVMBuildAdd(B, mulc(c, clamp_index(c, oh, OH), OW), clamp_index(c, ow, OW), ""),
+    int64_t OH = n->p.conv.grid[0], OW = n->p.conv.grid[1];
+    Taps th = taps_of(c, o[2], st[0], pd[0], dl[0], KH), tw = taps_of(c, o[3], st[1], pd[1], dl[1], KW);
+    loop_open(c, &L, ci(c, 0), ci(c, th.count * tw.count), 1, &init);
+    V kh, kw, oh, ow, ok = LLVMBuildAnd(B, th.ok, tw.ok, "");
+    ok = tap_at(c, &th, LLVMBuildUDiv(B, L.i, ci(c, tw.count), ""), st[0], dl[0], KH, OH, &kh, &oh, ok);
+    ok = tap_at(c, &tw, LLVMBuildURem(B, L.i, ci(c, tw.count), ""), st[1], dl[1], KW, OW, &kw, &ow, ok);
+    V ri[3] = {o[0], LLVMBuildAdd(B, mulc(c, oh, OW), ow, ""),
                LLVMBuildAdd(B, mulc(c, LLVMBuildAdd(B, mulc(c, o[1], KH), kh, ""), KW), kw, "")};
     acc = LLVMBuildFAdd(B, L.acc[0], LLVMBuildSelect(B, ok, emit_value(c, rows, ri), cf(c, 0), ""), "");
   } else if (n->op == OP_CONV2D) {   // y[n,o,oh,ow] = sum_{c,kh,kw} x[n, g*Cg+c, ...] w[o,c,kh,kw]
@@ -567,23 +610,18 @@ static V kernel_conv(Cg *c, const Node *n, V *o) {
   } else if (n->op == OP_CONV2D_DX) {   // dx[n,ch,ih,iw] = sum_{o in group,kh,kw} dy[n,o,oh,ow] w[o,c,kh,kw]
     const Node *dy = n->src[0], *w = n->src[1];
     int64_t Cg_ = w->shape.d[1], KH = w->shape.d[2], KW = w->shape.d[3], Og = w->shape.d[0] / groups;
-    Shape r = shape_of(3, (int64_t[]){Og, KH, KW});
+    Taps th = taps_of(c, o[2], st[0], pd[0], dl[0], KH), tw = taps_of(c, o[3], st[1], pd[1], dl[1], KW);
+    Shape r = shape_of(3, (int64_t[]){Og, th.count, tw.count});
     loop_open(c, &L, ci(c, 0), ci(c, shape_numel(&r)), 1, &init);
     V ri[3];
     delinearize(c, L.i, &r, ri);
     V g = LLVMBuildUDiv(B, o[1], ci(c, Cg_), "");
     V oc = LLVMBuildAdd(B, mulc(c, g, Og), ri[0], "");
-    V th = LLVMBuildSub(B, addc(c, o[2], pd[0]), mulc(c, ri[1], dl[0]), "");   // oh * stride
-    V tw = LLVMBuildSub(B, addc(c, o[3], pd[1]), mulc(c, ri[2], dl[1]), "");
-    V oh = LLVMBuildSDiv(B, th, ci(c, st[0]), ""), ow = LLVMBuildSDiv(B, tw, ci(c, st[1]), "");
-    V ok = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, th, ci(c, 0), ""),
-                                        LLVMBuildICmp(B, LLVMIntSGE, tw, ci(c, 0), ""), ""),
-                        LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSRem(B, th, ci(c, st[0]), ""), ci(c, 0), ""),
-                                     LLVMBuildICmp(B, LLVMIntEQ, LLVMBuildSRem(B, tw, ci(c, st[1]), ""), ci(c, 0), ""), ""), "");
-    ok = LLVMBuildAnd(B, ok, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSLT, oh, ci(c, dy->shape.d[2]), ""),
-                                          LLVMBuildICmp(B, LLVMIntSLT, ow, ci(c, dy->shape.d[3]), ""), ""), "");
-    V di[4] = {o[0], oc, clamp_index(c, oh, dy->shape.d[2]), clamp_index(c, ow, dy->shape.d[3])};
-    V wi[4] = {oc, LLVMBuildURem(B, o[1], ci(c, Cg_), ""), ri[1], ri[2]};
+    V kh, kw, oh, ow, ok = LLVMBuildAnd(B, th.ok, tw.ok, "");
+    ok = tap_at(c, &th, ri[1], st[0], dl[0], KH, dy->shape.d[2], &kh, &oh, ok);
+    ok = tap_at(c, &tw, ri[2], st[1], dl[1], KW, dy->shape.d[3], &kw, &ow, ok);
+    V di[4] = {o[0], oc, oh, ow};
+    V wi[4] = {oc, LLVMBuildURem(B, o[1], ci(c, Cg_), ""), kh, kw};
     V term = LLVMBuildFMul(B, emit_value(c, dy, di), emit_value(c, w, wi), "");
     acc = LLVMBuildFAdd(B, L.acc[0], LLVMBuildSelect(B, ok, term, cf(c, 0), ""), "");
   } else {   // dw[o,c,kh,kw] = sum_{n,oh,ow} x[n, g*Cg+c, oh*s-p+kh*d, ...] dy[n,o,oh,ow]

@@ -238,7 +238,9 @@ struct Node {
     double value;                                        // CONST
     uint32_t axes;                                       // SUM, RMAX, ARGMAX: bit i = dim i
     struct { bool ta, tb; } matmul;                      // MATMUL: operands transposed
-    struct { int stride[2], pad[2], dil[2], groups, kernel[2]; } conv;   // kernel: IM2COL
+    struct { int stride[2], pad[2], dil[2], groups, kernel[2], grid[2]; } conv;
+                                                         // kernel, grid: IM2COL and COL2IM's window
+                                                         // size and OH x OW grid of windows
     struct { int kernel[2], stride[2], pad[2]; } pool;
     int perm[MAX_DIMS];                                  // PERMUTE
     struct { int64_t start[MAX_DIMS], step[MAX_DIMS]; } slice;
@@ -331,6 +333,18 @@ Node *g_matmul(Graph *g, Node *a, Node *b, bool ta, bool tb);
 Node *g_conv2d(Graph *g, Node *x, Node *w, const int stride[2], const int pad[2],
                const int dil[2], int groups);
 Node *g_conv2d_grad(Graph *g, Op op, Node *a, Node *b, const Node *fwd);
+// The transposed convolution of x [N, Cin, H, W] with w [Cin, Cout / groups, KH, KW]
+// (PyTorch's layout): the input gradient of a convolution, a CONV2D_DX node of
+// shape [N, Cout, (H - 1) * stride - 2 * pad + dil * (KH - 1) + out_pad + 1, ...].
+Node *g_conv_transpose(Graph *g, Node *x, Node *w, const int stride[2], const int pad[2],
+                       const int out_pad[2], const int dil[2], int groups);
+// x [N, C, H, W] scaled up by integer factors to [N, C, H * scale0, W * scale1]
+// as torch.nn.functional.interpolate does it: nearest (x[n, c, i // s0,
+// j // s1], a view) or bilinear with align_corners = False (gathers).
+Node *g_upsample(Graph *g, Node *x, const int scale[2], bool bilinear);
+// A convolution-family node (op) of the given shape with fwd's stride,
+// padding, dilation and groups: the gradients of CONV2D_DX.
+Node *g_conv_like(Graph *g, Op op, Node *a, Node *b, Shape s, const Node *fwd);
 // The windows that convolution `conv` multiplies, as rows: [N, OH * OW, C * KH * KW]
 // (conv: a CONV2D, or the CONV2D_DW of one).
 Node *g_im2col(Graph *g, Node *x, const Node *conv);
@@ -386,14 +400,20 @@ const struct ParamGroup *optim_group_of(const struct TrainConfig *cfg, const cha
 // order (new nodes are inserted before their matmul; ids are renumbered).
 void pass_matmul_operands(Graph *g);
 
-// pass_conv_gemm: an ungrouped float convolution and its gradients become
-// im2col / col2im and matmuls (which then run tiled):
+// pass_conv_gemm: a float convolution and its gradients become im2col /
+// col2im and matmuls (which then run tiled), batched over the groups of a
+// grouped one (not a depthwise one: conv_takes_gemm); ungrouped:
 //   conv(x, w) -> permute(reshape(im2col(x) @ reshape(w, [O, C*KH*KW])^T), NCHW)
 //   dx(dy, w)  -> col2im(rows(dy) @ reshape(w, [O, C*KH*KW]))
 //   dw(x, dy)  -> reshape(sum over the batch of rows(dy)^T @ im2col(x))
 // with rows(dy) = dy as [N, OH*OW, O]. Run after autodiff (IM2COL and COL2IM
 // have no gradient rule). Keeps: values (up to the order of sums), order.
 void pass_conv_gemm(Graph *g);
+// Whether pass_conv_gemm rewrites cv: a float convolution (or gradient),
+// ungrouped, or grouped with at least GEMM_MIN_GROUP output channels and
+// weights per output channel in each group (not depthwise).
+#define GEMM_MIN_GROUP 4
+bool conv_takes_gemm(const Node *cv);
 
 // ---------------------------------------------------------------- pass_precision.c
 // The precision policy (docs/precision.md). bf16 and fp16 rewrite a forward

@@ -630,6 +630,33 @@ static Val call_builtin(Ctx *x, const char *name, Args *a) {
                              want_tensor(e, a->pos_at[1], a->pos[1], "the conv kernel"), stride,
                              pad, dil, groups[0]));
   }
+  if (!strcmp(name, "conv_transpose")) {
+    int stride[2], pad[2], out_pad[2], dil[2], groups[2];
+    pair_arg(e, a, kwarg(a, "stride"), stride, 1);
+    pair_arg(e, a, kwarg(a, "padding"), pad, 0);
+    pair_arg(e, a, kwarg(a, "output_padding"), out_pad, 0);
+    pair_arg(e, a, kwarg(a, "dilation"), dil, 1);
+    pair_arg(e, a, kwarg(a, "groups"), groups, 1);
+    return v_tensor(g_conv_transpose(g, want_tensor(e, a->pos_at[0], a->pos[0], "the conv_transpose input"),
+                                     want_tensor(e, a->pos_at[1], a->pos[1], "the conv_transpose kernel"),
+                                     stride, pad, out_pad, dil, groups[0]));
+  }
+  if (!strcmp(name, "upsample")) {
+    int scale[2];
+    const Val *sv = &a->pos[1];
+    bool pair = sv->k == V_TUPLE && sv->n == 2;
+    for (int i = 0; i < 2; i++)
+      scale[i] = (int)want_int(e, a->pos_at[1], pair ? sv->items[i] : *sv, "an upsample scale factor");
+    const Val *mv = kwarg(a, "mode");
+    bool bilinear = false;
+    if (mv) {
+      if (mv->k != V_STR || (strcmp(mv->s, "nearest") && strcmp(mv->s, "bilinear")))
+        fail(e, a->call->span, "upsample mode must be \"nearest\" or \"bilinear\", not %s",
+             mv->k == V_STR ? arena_printf(&e->c->arena, "\"%s\"", mv->s) : kind_name(mv));
+      bilinear = mv->s[0] == 'b';
+    }
+    return v_tensor(g_upsample(g, want_tensor(e, a->pos_at[0], a->pos[0], "the upsampled value"), scale, bilinear));
+  }
   if (!strcmp(name, "pool_max") || !strcmp(name, "pool_avg")) {
     int kernel[2], stride[2], pad[2];
     pair_arg(e, a, &a->pos[1], kernel, 1);

@@ -6,6 +6,7 @@
 // so the node array is always in topological order.
 #include "compiler.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -352,6 +353,113 @@ Node *g_conv2d_grad(Graph *g, Op op, Node *a, Node *b, const Node *fwd) {
   return n;
 }
 
+Node *g_conv_like(Graph *g, Op op, Node *a, Node *b, Shape s, const Node *fwd) {
+  ASSERT(op == OP_CONV2D || op == OP_CONV2D_DX || op == OP_CONV2D_DW);
+  Node *n = node2(g, op, fwd->dtype, s, a, b);
+  n->p.conv = fwd->p.conv;
+  return n;
+}
+
+Node *g_conv_transpose(Graph *g, Node *x, Node *w, const int stride[2], const int pad[2],
+                       const int out_pad[2], const int dil[2], int groups) {
+  if (x->shape.ndim != 4 || w->shape.ndim != 4)
+    return fail(g, "conv_transpose needs an input [N, Cin, H, W] and a kernel [Cin, Cout / groups, KH, KW], "
+                "not %s and %s", TYPE(x), TYPE(w));
+  for (int i = 0; i < 2; i++) {
+    if (stride[i] < 1 || pad[i] < 0 || dil[i] < 1 || out_pad[i] < 0)
+      return fail(g, "conv_transpose needs stride >= 1, padding >= 0, output_padding >= 0 and dilation >= 1");
+    if (out_pad[i] >= stride[i] && out_pad[i] >= dil[i])
+      return fail(g, "conv_transpose output_padding must be smaller than the stride or the dilation, "
+                  "not output_padding (%d, %d) with stride (%d, %d) and dilation (%d, %d)",
+                  out_pad[0], out_pad[1], stride[0], stride[1], dil[0], dil[1]);
+  }
+  int64_t c = x->shape.d[1];
+  if (groups < 1) return fail(g, "conv_transpose needs groups >= 1, not %d", groups);
+  if (w->shape.d[0] != c)
+    return fail(g, "cannot conv_transpose %s with kernel %s: the kernel's first dimension must be the "
+                "input's %lld channels", TYPE(x), TYPE(w), (long long)c);
+  if (c % groups)
+    return fail(g, "cannot conv_transpose %s with kernel %s in %d groups: %lld input channels do not "
+                "divide into %d groups", TYPE(x), TYPE(w), groups, (long long)c, groups);
+  int64_t out[2];
+  for (int i = 0; i < 2; i++)
+    out[i] = (x->shape.d[2 + i] - 1) * stride[i] - 2 * (int64_t)pad[i] +
+             (int64_t)dil[i] * (w->shape.d[2 + i] - 1) + out_pad[i] + 1;
+  if (out[0] < 1 || out[1] < 1)
+    return fail(g, "cannot conv_transpose %s with kernel %s: the padding leaves a %lldx%lld output",
+                TYPE(x), TYPE(w), (long long)out[0], (long long)out[1]);
+  DType t = dtype_promote(x->dtype, w->dtype);
+  if (!dtype_is_float(t)) t = DT_F32;
+  Shape s = shape_of(4, (int64_t[]){x->shape.d[0], w->shape.d[1] * groups, out[0], out[1]});
+  Node *n = node2(g, OP_CONV2D_DX, t, s, g_cast(g, x, t), g_cast(g, w, t));
+  for (int i = 0; i < 2; i++) {
+    n->p.conv.stride[i] = stride[i];
+    n->p.conv.pad[i] = pad[i];
+    n->p.conv.dil[i] = dil[i];
+  }
+  n->p.conv.groups = groups;
+  return n;
+}
+
+// Linear interpolation along the first axis of t [in, M] to [in * s, M],
+// PyTorch's bilinear with align_corners = False one axis at a time, rounded
+// as PyTorch rounds it: output row o reads the source position
+//   src = max(scale * (o + 0.5) - 0.5, 0),  scale = f32(1 / s),
+// exactly (PyTorch computes it in double), that is rows i0 = floor(src) and
+// i1 = min(i0 + 1, in - 1) with weights l = f32(src - i0) and 1 - l. With
+// scale = M / 2^K (M an integer), src is the integer num = M (2o + 1) - 2^K
+// over 2^(K + 1), so i0 and the remainder are i64 arithmetic and l's one
+// rounding is the remainder's conversion to f32. Gathers, so a row's value
+// and gradient touch only its two source rows.
+static Node *lerp_rows(Graph *g, Node *t, int64_t in, int s) {
+  int e;
+  double m = frexp((double)(float)(1.0 / s), &e);   // scale = m * 2^e, m in [0.5, 1)
+  int64_t M = (int64_t)ldexp(m, 24), K = 24 - e;
+  Shape one = {0};
+#define I64(v) g_const(g, (double)(v), DT_I64, one)
+  Node *o = g_iota(g, in * s, DT_I64);
+  Node *num = g_binary(g, OP_SUB, g_binary(g, OP_MUL, g_binary(g, OP_ADD, g_binary(g, OP_MUL, o, I64(2)), I64(1)), I64(M)),
+                       I64(ldexp(1, (int)K)));
+  num = g_binary(g, OP_MAX, num, I64(0));
+  Node *den = I64(ldexp(1, (int)K + 1));
+  // i0 from the f32 quotient, which can round up to the next integer; the
+  // exact remainder says when it did
+  Node *q = g_binary(g, OP_MUL, g_cast(g, num, DT_F32), g_const(g, ldexp(1, -(int)K - 1), DT_F32, one));
+  Node *i0 = g_cast(g, g_unary(g, OP_FLOOR, q), DT_I64);
+  Node *rem = g_binary(g, OP_SUB, num, g_binary(g, OP_MUL, i0, den));
+  Node *over = g_binary(g, OP_LT, rem, I64(0));
+  i0 = g_where(g, over, g_binary(g, OP_SUB, i0, I64(1)), i0);
+  rem = g_where(g, over, g_binary(g, OP_ADD, rem, den), rem);
+  Node *l1 = g_binary(g, OP_MUL, g_cast(g, rem, DT_F32), g_const(g, ldexp(1, -(int)K - 1), DT_F32, one));
+  Node *l0 = g_binary(g, OP_SUB, g_const(g, 1, DT_F32, one), l1);
+  Node *i1 = g_binary(g, OP_MIN, g_binary(g, OP_ADD, i0, I64(1)), I64(in - 1));
+#undef I64
+  Shape col = shape_of(2, (int64_t[]){in * s, 1});
+  Node *a = g_binary(g, OP_MUL, g_reshape(g, g_cast(g, l0, t->dtype), col), g_gather(g, t, i0));
+  Node *b = g_binary(g, OP_MUL, g_reshape(g, g_cast(g, l1, t->dtype), col), g_gather(g, t, i1));
+  return g_binary(g, OP_ADD, a, b);
+}
+
+Node *g_upsample(Graph *g, Node *x, const int scale[2], bool bilinear) {
+  if (x->shape.ndim != 4) return fail(g, "upsample needs an input [N, C, H, W], not %s", TYPE(x));
+  if (scale[0] < 1 || scale[1] < 1)
+    return fail(g, "upsample needs integer scale factors >= 1, not (%d, %d)", scale[0], scale[1]);
+  int64_t N = x->shape.d[0], C = x->shape.d[1], H = x->shape.d[2], W = x->shape.d[3];
+  int64_t OH = H * scale[0], OW = W * scale[1];
+  if (!bilinear) {   // x[n, c, i // sh, j // sw]: each value repeated, a view
+    Node *t = g_reshape(g, x, shape_of(6, (int64_t[]){N, C, H, 1, W, 1}));
+    t = g_broadcast(g, t, shape_of(6, (int64_t[]){N, C, H, scale[0], W, scale[1]}));
+    return g_reshape(g, t, shape_of(4, (int64_t[]){N, C, OH, OW}));
+  }
+  if (!dtype_is_float(x->dtype)) x = g_cast(g, x, DT_F32);
+  // along W first, then H, as PyTorch nests the two interpolations
+  Node *t = g_reshape(g, g_permute(g, x, (int[]){3, 0, 1, 2}), shape_of(2, (int64_t[]){W, N * C * H}));
+  t = g_reshape(g, lerp_rows(g, t, W, scale[1]), shape_of(4, (int64_t[]){OW, N, C, H}));
+  t = g_reshape(g, g_permute(g, t, (int[]){3, 0, 1, 2}), shape_of(2, (int64_t[]){H, OW * N * C}));
+  t = g_reshape(g, lerp_rows(g, t, H, scale[0]), shape_of(4, (int64_t[]){OH, OW, N, C}));
+  return g_permute(g, t, (int[]){2, 3, 0, 1});
+}
+
 Node *g_im2col(Graph *g, Node *x, const Node *conv) {
   // the kernel's size from the weights, the output's from the result (or,
   // for a weight gradient, from its output gradient)
@@ -363,15 +471,19 @@ Node *g_im2col(Graph *g, Node *x, const Node *conv) {
   n->p.conv = conv->p.conv;
   n->p.conv.kernel[0] = (int)KH;
   n->p.conv.kernel[1] = (int)KW;
+  n->p.conv.grid[0] = (int)OH;
+  n->p.conv.grid[1] = (int)OW;
   return n;
 }
 
 Node *g_col2im(Graph *g, Node *rows, const Node *dx) {
-  const Node *w = dx->src[1];
+  const Node *dy = dx->src[0], *w = dx->src[1];
   Node *n = node1(g, OP_COL2IM, rows->dtype, dx->shape, rows);
   n->p.conv = dx->p.conv;
   n->p.conv.kernel[0] = (int)w->shape.d[2];
   n->p.conv.kernel[1] = (int)w->shape.d[3];
+  n->p.conv.grid[0] = (int)dy->shape.d[2];
+  n->p.conv.grid[1] = (int)dy->shape.d[3];
   return n;
 }
 

@@ -307,7 +307,7 @@ static void im2col_walk(const Node *n, const Shape *xs, const double *in, double
   int64_t N = xs->d[0], C = xs->d[1], H = xs->d[2], W = xs->d[3];
   int64_t KH = n->p.conv.kernel[0], KW = n->p.conv.kernel[1];
   int64_t P = (back ? n->src[0] : n)->shape.d[1];
-  int64_t OW = (W + 2 * n->p.conv.pad[1] - n->p.conv.dil[1] * (KW - 1) - 1) / n->p.conv.stride[1] + 1;
+  int64_t OW = n->p.conv.grid[1];
   if (back) memset(out, 0, sizeof(double) * (size_t)shape_numel(xs));
   int64_t i = 0;
   for (int64_t b = 0; b < N; b++)

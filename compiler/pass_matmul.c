@@ -33,43 +33,80 @@ static void replace_uses(Graph *g, Node *old, Node *new) {
   if (g->loss == old) g->loss = new;
 }
 
-// An output gradient dy [N, O, OH, OW] as rows [N, OH * OW, O].
-static Node *grad_rows(Graph *g, Node *dy) {
-  int64_t N = dy->shape.d[0], O = dy->shape.d[1], P = dy->shape.d[2] * dy->shape.d[3];
-  Node *t = g_permute(g, dy, (int[]){0, 2, 3, 1});
-  return g_reshape(g, t, shape_of(3, (int64_t[]){N, P, O}));
+// A [N, P, G * K] tensor as [N, G, P, K]: each group's columns a matrix
+// (ungrouped, [N, P, K] as it is).
+static Node *by_group(Graph *g, Node *t, int64_t G) {
+  int64_t N = t->shape.d[0], P = t->shape.d[1], K = t->shape.d[2] / G;
+  if (G == 1) return t;
+  Node *r = g_reshape(g, t, shape_of(4, (int64_t[]){N, P, G, K}));
+  return g_permute(g, r, (int[]){0, 2, 1, 3});
 }
 
-// One ungrouped convolution or convolution gradient as GEMMs; returns the
-// node that replaces it.
+// An output gradient dy [N, O, OH, OW] as rows [N, G, OH * OW, O / G]
+// ([N, OH * OW, O] ungrouped).
+static Node *grad_rows(Graph *g, Node *dy, int64_t G) {
+  int64_t N = dy->shape.d[0], O = dy->shape.d[1], P = dy->shape.d[2] * dy->shape.d[3];
+  Node *t = g_permute(g, dy, (int[]){0, 2, 3, 1});
+  return by_group(g, g_reshape(g, t, shape_of(3, (int64_t[]){N, P, O})), G);
+}
+
+// The weights [O, C / G, KH, KW] as G matrices [G, O / G, Q] ([O, Q] ungrouped).
+static Node *weight_rows(Graph *g, Node *w, int64_t G) {
+  int64_t O = w->shape.d[0], Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
+  return G == 1 ? g_reshape(g, w, shape_of(2, (int64_t[]){O, Q})) : g_reshape(g, w, shape_of(3, (int64_t[]){G, O / G, Q}));
+}
+
+// One convolution or convolution gradient as GEMMs, a batch of G per image
+// for G groups (group g's input channels are im2col's g-th block of
+// columns, its output channels the g-th block of O); returns the node that
+// replaces it.
 static Node *conv_as_gemm(Graph *g, Node *cv) {
+  int64_t G = cv->p.conv.groups;
   if (cv->op == OP_CONV2D) {
     Node *x = cv->src[0], *w = cv->src[1];
     int64_t N = cv->shape.d[0], O = cv->shape.d[1], OH = cv->shape.d[2], OW = cv->shape.d[3];
-    int64_t Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
-    Node *cols = g_im2col(g, x, cv);                                            // [N, OH*OW, Q]
-    Node *wm = g_reshape(g, w, shape_of(2, (int64_t[]){O, Q}));                  // [O, Q]
-    Node *y = g_matmul(g, cols, wm, false, true);                                 // [N, OH*OW, O]
+    Node *cols = by_group(g, g_im2col(g, x, cv), G);                               // [N, G, OH*OW, Q]
+    Node *y = g_matmul(g, cols, weight_rows(g, w, G), false, true);               // [N, G, OH*OW, O/G]
     y->tf32 = cv->tf32;
     y->fp32 = cv->fp32;
-    y = g_reshape(g, y, shape_of(4, (int64_t[]){N, OH, OW, O}));
-    return g_permute(g, y, (int[]){0, 3, 1, 2});                                 // [N, O, OH, OW]
+    if (G == 1) {
+      y = g_reshape(g, y, shape_of(4, (int64_t[]){N, OH, OW, O}));
+      return g_permute(g, y, (int[]){0, 3, 1, 2});                               // [N, O, OH, OW]
+    }
+    y = g_permute(g, y, (int[]){0, 1, 3, 2});                                      // [N, G, O/G, OH*OW]
+    return g_reshape(g, y, cv->shape);
   }
   if (cv->op == OP_CONV2D_DX) {   // dx = col2im(dy_rows @ W): each window's share, summed back
     Node *dy = cv->src[0], *w = cv->src[1];
-    int64_t O = w->shape.d[0], Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
-    Node *wm = g_reshape(g, w, shape_of(2, (int64_t[]){O, Q}));                  // [O, Q]
-    Node *rows = g_matmul(g, grad_rows(g, dy), wm, false, false);                 // [N, OH*OW, Q]
+    int64_t N = dy->shape.d[0], P = dy->shape.d[2] * dy->shape.d[3];
+    int64_t Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
+    Node *rows = g_matmul(g, grad_rows(g, dy, G), weight_rows(g, w, G), false, false);   // [N, G, OH*OW, Q]
     rows->dtype = cv->dtype;   // a low-precision policy's f32 gradient keeps its f32 sums
+    rows->tf32 = cv->tf32;     // a transposed convolution in the forward pass
+    if (G > 1) {
+      rows = g_permute(g, rows, (int[]){0, 2, 1, 3});                              // [N, OH*OW, G, Q]
+      rows = g_reshape(g, rows, shape_of(3, (int64_t[]){N, P, G * Q}));
+    }
     return g_col2im(g, rows, cv);
   }
-  // dW = sum over the batch of dy_rows^T @ im2col(x)
+  // dW = sum over the batch of dy_rows^T @ im2col(x), per group
   Node *x = cv->src[0], *dy = cv->src[1];
-  Node *cols = g_im2col(g, x, cv);                                                // [N, OH*OW, Q]
-  Node *per = g_matmul(g, grad_rows(g, dy), cols, true, false);                   // [N, O, Q]
+  Node *cols = by_group(g, g_im2col(g, x, cv), G);                                 // [N, G, OH*OW, Q]
+  Node *per = g_matmul(g, grad_rows(g, dy, G), cols, true, false);                // [N, G, O/G, Q]
   per->dtype = cv->dtype;
-  Node *dw = g_reduce(g, OP_SUM, per, 1u, false);                                 // [O, Q]
+  Node *dw = g_reduce(g, OP_SUM, per, 1u, false);                                 // [G, O/G, Q]
   return g_reshape(g, dw, cv->shape);
+}
+
+bool conv_takes_gemm(const Node *cv) {
+  bool conv = cv->op == OP_CONV2D || cv->op == OP_CONV2D_DX || cv->op == OP_CONV2D_DW;
+  if (!conv || !dtype_is_float(cv->dtype)) return false;
+  // the weights (for CONV2D_DW its result) are [O, C / groups, KH, KW]
+  const Node *w = cv->op == OP_CONV2D_DW ? cv : cv->src[1];
+  int64_t G = cv->p.conv.groups, og = w->shape.d[0] / G, q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
+  // a depthwise convolution's per-group matrices are a column wide: the
+  // direct loops do the same work without the copies
+  return G == 1 || (og >= GEMM_MIN_GROUP && q >= GEMM_MIN_GROUP);
 }
 
 void pass_conv_gemm(Graph *g) {
@@ -78,8 +115,7 @@ void pass_conv_gemm(Graph *g) {
   bool changed = false;
   for (int i = 0; i < g->n; i++) {
     Node *cv = g->nodes[i];
-    bool conv = cv->op == OP_CONV2D || cv->op == OP_CONV2D_DX || cv->op == OP_CONV2D_DW;
-    if (!conv || cv->p.conv.groups != 1 || !dtype_is_float(cv->dtype)) continue;
+    if (!conv_takes_gemm(cv)) continue;
     g->scope = cv->scope;
     g->loc = cv->loc;
     int before = g->n;

@@ -65,7 +65,7 @@ static Node *rewrite(Rewrite *r, const Node *n) {
   g->scope = n->scope;
   g->loc = n->loc;
   bool f32_op = n->dtype == DT_F32 && !n->fp32;
-  if (f32_op && (n->op == OP_MATMUL || n->op == OP_CONV2D)) {
+  if (f32_op && (n->op == OP_MATMUL || n->op == OP_CONV2D || n->op == OP_CONV2D_DX)) {
     // the casts are appended before the copy, so the order stays topological
     Node *m = copy_node(r, n, (Node *[]){g_cast(g, src[0], r->low), g_cast(g, src[1], r->low)});
     m->dtype = r->low;
@@ -126,8 +126,8 @@ void pass_precision(Graph *g, int precision) {
 void pass_precision_tf32(Graph *g) {
   for (int i = 0; i < g->n; i++) {
     Node *n = g->nodes[i];
-    // ungrouped convolutions become matmuls (pass_conv_gemm), which keep the mark
-    bool gemm = n->op == OP_MATMUL || (n->op == OP_CONV2D && n->p.conv.groups == 1);
+    // convolutions that become matmuls (pass_conv_gemm) pass the mark on
+    bool gemm = n->op == OP_MATMUL || ((n->op == OP_CONV2D || n->op == OP_CONV2D_DX) && conv_takes_gemm(n));
     if (gemm && n->dtype == DT_F32 && !n->fp32)
       n->tf32 = true;
   }

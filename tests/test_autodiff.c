@@ -200,6 +200,20 @@ TEST(autodiff, conv) {
   fd("conv dilated grouped", "input x: f32[1, 4, 7, 7]\ninput w: f32[6, 2, 2, 2]\n"
      "output y = conv(x, w, dilation = 2, groups = 2)", -1, 1);
 }
+TEST(autodiff, conv_transpose) {
+  fd("conv_transpose", "input x: f32[2, 3, 3, 4]\ninput w: f32[3, 2, 3, 3]\noutput y = conv_transpose(x, w)", -1, 1);
+  fd("conv_transpose strided padded", "input x: f32[1, 2, 4, 3]\ninput w: f32[2, 3, 3, 2]\n"
+     "output y = conv_transpose(x, w, stride = (2, 3), padding = 1, output_padding = (1, 2))", -1, 1);
+  fd("conv_transpose dilated grouped", "input x: f32[1, 4, 3, 3]\ninput w: f32[4, 3, 2, 2]\n"
+     "output y = conv_transpose(x, w, stride = 1, dilation = 2, output_padding = 1, groups = 2)", -1, 1);
+  fd("conv_transpose depthwise", "input x: f32[2, 3, 3, 3]\ninput w: f32[3, 1, 3, 3]\n"
+     "output y = conv_transpose(x, w, stride = 2, padding = 1, groups = 3)", -1, 1);
+}
+TEST(autodiff, upsample) {
+  fd("upsample nearest", "input x: f32[2, 3, 3, 2]\noutput y = upsample(x, (2, 3))", -1, 1);
+  fd("upsample bilinear", "input x: f32[1, 2, 3, 4]\noutput y = upsample(x, 2, mode = \"bilinear\")", -1, 1);
+  fd("upsample bilinear 3x1", "input x: f32[2, 1, 1, 5]\noutput y = upsample(x, (3, 1), mode = \"bilinear\")", -1, 1);
+}
 TEST(autodiff, pooling) {
   fd("pool_max", "input x: f32[1, 2, 4, 6]\noutput y = pool_max(x, 2)", -1, 1);
   fd("pool_max padded", "input x: f32[1, 1, 5, 5]\noutput y = pool_max(x, 3, stride = 2, padding = 1)", -1, 1);
@@ -249,6 +263,8 @@ TEST(autodiff, stdlib_layers) {
   fd("rmsnorm", "input x: f32[2, 5]\noutput y = rmsnorm(x) as rn", -1, 1);
   fd("embedding", "input ids: i32[2, 3]\noutput y = embedding(ids, 4, 3) as emb", -1, 1);
   fd("conv2d", "input x: f32[1, 2, 4, 4]\noutput y = conv2d(x, 3, 3, padding = 1) as c", -1, 1);
+  fd("conv_transpose2d", "input x: f32[1, 2, 3, 3]\noutput y = conv_transpose2d(x, 3, 3, stride = 2, "
+     "output_padding = 1) as ct", -1, 1);
   fd("pools", "input x: f32[1, 2, 4, 4]\noutput y = max_pool2d(x, 2) + avg_pool2d(x, 2)", -1, 1);
 }
 TEST(autodiff, stdlib_attention_mlp_block) {

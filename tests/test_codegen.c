@@ -358,6 +358,45 @@ TEST(codegen, conv_pool_and_their_gradients) {
         "loss cross_entropy(logits[:, 0:3], t)", step);
 }
 
+// Transposed convolutions, ungrouped (as GEMM and col2im) and grouped (the
+// direct loops), with output_padding both below the stride and, with
+// dilation, at or above it, through a whole training step.
+TEST(codegen, conv_transpose_and_its_gradients) {
+  check("conv_transpose", "input x: f32[2, 4, 5, 4]\ninput t: i32[2]\n"
+        "let h = relu(conv_transpose2d(x, 6, 3, stride = 2, padding = 1, output_padding = 1) as u1)\n"
+        "h = conv_transpose2d(h, 4, 2, dilation = 2, output_padding = 1, groups = 2) as u2\n"
+        "h = conv_transpose2d(h, 4, 3, stride = 3, padding = 2, groups = 4) as u3\n"
+        "h = conv_transpose2d(h, 2, 3, stride = 1, dilation = 3, output_padding = 2) as u4\n"
+        "output logits = h.reshape(2, h.shape[1] * h.shape[2] * h.shape[3])\n"
+        "loss cross_entropy(logits[:, 0:3], t)", step);
+}
+
+// Grouped convolutions wide enough for GEMMs: batched matmuls per group.
+TEST(codegen, grouped_convolutions_as_gemms) {
+  check("grouped", "input x: f32[2, 8, 7, 6]\ninput t: i32[2]\n"
+        "let h = relu(conv2d(x, 8, 3, stride = 2, padding = 1, groups = 2) as c1)\n"
+        "h = conv_transpose2d(h, 12, 3, stride = 2, output_padding = 1, groups = 2) as u1\n"
+        "output logits = h.reshape(2, h.shape[1] * h.shape[2] * h.shape[3])\n"
+        "loss cross_entropy(logits[:, 0:3], t)", step);
+}
+
+TEST(codegen, conv_transpose_in_bf16_and_tf32) {
+  for (Precision p = PREC_TF32; p <= PREC_BF16; p++)
+    check("conv_transpose", "input x: f32[2, 4, 5, 4]\ninput t: i32[2]\n"
+          "let h = relu(conv_transpose2d(x, 6, 3, stride = 2, padding = 1, output_padding = 1) as u1)\n"
+          "h = conv_transpose2d(h, 3, 2, groups = 3) as u2\n"
+          "output logits = h.reshape(2, h.shape[1] * h.shape[2] * h.shape[3])\n"
+          "loss cross_entropy(logits[:, 0:3], t)", (Opts){.int_range = 3, .training = true, .precision = p});
+}
+
+TEST(codegen, upsample_and_its_gradients) {
+  check("upsample", "input x: f32[2, 3, 5, 4]\ninput t: i32[2]\n"
+        "let h = upsample(conv2d(x, 4, 3, stride = 2) as c1, (2, 3), mode = \"bilinear\")\n"
+        "h = upsample(h * h, 3) + upsample(h, 3, mode = \"bilinear\")\n"
+        "output logits = h.reshape(2, h.shape[1] * h.shape[2] * h.shape[3])\n"
+        "loss cross_entropy(logits[:, 0:3], t)", step);
+}
+
 TEST(codegen, gather_scatter_and_embedding_gradients) {
   check("embedding", "input ids: i32[2, 5]\ninput t: i32[2, 5]\n"
         "let e = embedding(ids, 3, 4) as emb\n"

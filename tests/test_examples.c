@@ -1,6 +1,6 @@
 // test_examples.c: the three families end to end, at small sizes.
 //
-// The CNN on Fashion-MNIST, the GPT and the LSTM on the fortunes corpus each
+// The CNN and the convolutional autoencoder on Fashion-MNIST, the GPT and the LSTM on the fortunes corpus each
 // train a few dozen steps and their loss falls; `smelt sample` continues a
 // prompt from a trained checkpoint, the same text for the same seed;
 // `smelt build --entry=infer` leaves out everything training needs; `smelt
@@ -53,6 +53,11 @@ static void loss_falls(const char *args, double factor) {
 TEST(examples, cnn_loss_falls) {
   if (!have(FASHION)) cr_skip_test("dataset-fashion-mnist is not installed");
   loss_falls("train examples/cnn.smelt -D B=16 -D C1=8 -D C2=16 -D F=32 --steps=60 --log-every=20 --threads=2", 0.8);
+}
+
+TEST(examples, autoencoder_loss_falls) {
+  if (!have(FASHION)) cr_skip_test("dataset-fashion-mnist is not installed");
+  loss_falls("train examples/autoencoder.smelt -D B=16 -D C1=8 -D C2=8 --steps=60 --log-every=20 --threads=2", 0.8);
 }
 
 TEST(examples, gpt_loss_falls) {

@@ -8,6 +8,7 @@
 //     forward outputs and loss:  ||smelt - torch|| / ||torch|| < 1e-5
 //     gradients:                 ||smelt - torch|| / ||torch|| < 1e-4
 //     ten AdamW steps (MLP):     losses 1e-5, final weights 1e-4
+//     single ops (conv_transpose, upsample), outputs and gradients: 1e-6
 // (norms over a whole tensor; float32 sums in a different order differ by a
 // few ulps per element, far below these bounds).
 #include <criterion/criterion.h>
@@ -205,6 +206,97 @@ TEST(golden, mlp_adamw_param_groups_and_linear_schedule) {
                      .groups = groups, .ngroups = 3};
   mlp_steps("mlp_adamw_groups.golden", &cfg);
 }
+
+// ---- single ops: tests/golden/make_golden_upconv.py
+
+// Case i of an op golden: a model over inputs x (and w) whose output y meets
+// an input dy in the loss sum(y * dy); PyTorch's y, dx (and dw) must match.
+static void check_op_case(const TensorEntry *gold, int ngold, int i, const char *call) {
+  char key[64], src[1024], t[3][96];
+  const TensorEntry *in[3] = {NULL};
+  const char *names[3] = {"x", "w", "dy"};
+  for (int k = 0; k < 3; k++) {
+    snprintf(key, sizeof key, "case%d:%s", i, names[k]);
+    in[k] = tensorfile_find(gold, ngold, key);
+    type_str(t[k], sizeof t[k], DT_F32, in[k] ? &in[k]->shape : &(Shape){0});
+  }
+  cr_assert(in[0] && in[2], "case %d: no x or dy", i);
+  snprintf(src, sizeof src, "model m {\n  input x: %s\n%s%s%s  output y = %s\n}\n", t[0],
+           in[1] ? "  input w: " : "", in[1] ? t[1] : "", in[1] ? "\n" : "", call);
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_text(&c, "op.smelt", src, strlen(src));
+  for (int k = 0; k < c.nmodules; k++) resolve_module(&c, c.modules[k]);
+  cr_assert_eq(c.diag.errors, 0, "case %d does not check:\n%s", i, src);
+  Graph g;
+  graph_init(&g, &c.arena, &c.diag);
+  cr_assert_eq(elaborate(&c, m, NULL, 0, false, &g), 0);
+  Node *y = g.outputs[0].node, *dy = g_leaf(&g, OP_INPUT, DT_F32, in[2]->shape, "dy");
+  cr_assert(shape_eq(&y->shape, &dy->shape), "case %d: %s has the wrong shape", i, call);
+  g.loss = g_reduce(&g, OP_SUM, g_binary(&g, OP_MUL, y, dy), 15u, false);
+  Node *wrt[2];
+  int nwrt = 0, n0 = g.n;
+  for (int k = 0; k < n0; k++)
+    if (g.nodes[k]->op == OP_INPUT && g.nodes[k] != dy) wrt[nwrt++] = g.nodes[k];
+  Node **grads = autodiff(&g, wrt, nwrt);
+  double **leaves = calloc((size_t)g.n, sizeof *leaves);
+  for (int k = 0; k < n0; k++) {
+    Node *n = g.nodes[k];
+    if (n->op == OP_INPUT) leaves[k] = in[n == dy ? 2 : n->name[0] == 'w' ? 1 : 0]->data;
+  }
+  InterpResult r;
+  char err[256];
+  cr_assert_eq(interp_run(&g, leaves, 1, 0, &r, err, sizeof err), 0, "%s", err);
+  struct { const char *name; const Node *n; } want[3] = {{"y", y}, {"dx", NULL}, {"dw", NULL}};
+  for (int k = 0; k < nwrt; k++) want[wrt[k]->name[0] == 'w' ? 2 : 1].n = grads[wrt[k]->id];
+  for (int k = 0; k < 3; k++) {
+    snprintf(key, sizeof key, "case%d:%s", i, want[k].name);
+    const TensorEntry *w = tensorfile_find(gold, ngold, key);
+    if (!w) continue;
+    cr_assert_not_null(want[k].n, "case %d: no %s", i, want[k].name);
+    cr_assert(shape_eq(&w->shape, &want[k].n->shape), "case %d: %s has the wrong shape", i, want[k].name);
+    double e = rel_err(r.vals[want[k].n->id], w->data, shape_numel(&w->shape));
+    cr_expect_lt(e, 1e-6, "case %d, %s: %s differs from PyTorch by %.3g", i, call, want[k].name, e);
+  }
+  interp_free(&r);
+  free(leaves);
+  free(grads);
+  graph_free(&g);
+  compilation_free(&c);
+}
+
+static void check_op_golden(const char *file, void (*call)(const double *opts, char *buf, size_t len)) {
+  TensorEntry *gold;
+  int ngold, cases = 0;
+  char err[256], path[128], key[32], buf[256];
+  snprintf(path, sizeof path, "tests/golden/%s", file);
+  cr_assert_eq(tensorfile_read(path, &gold, &ngold, err, sizeof err), 0, "%s", err);
+  for (int i = 0;; i++, cases++) {
+    snprintf(key, sizeof key, "case%d:opts", i);
+    const TensorEntry *o = tensorfile_find(gold, ngold, key);
+    if (!o) break;
+    call(o->data, buf, sizeof buf);
+    check_op_case(gold, ngold, i, buf);
+  }
+  cr_expect_geq(cases, 5);
+  tensorfile_free(gold, ngold);
+}
+
+static void conv_transpose_call(const double *o, char *buf, size_t len) {
+  snprintf(buf, len, "conv_transpose(x, w, stride = (%g, %g), padding = (%g, %g), output_padding = (%g, %g), "
+           "dilation = (%g, %g), groups = %g)", o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8]);
+}
+
+static void upsample_call(const double *o, char *buf, size_t len) {
+  snprintf(buf, len, "upsample(x, (%g, %g), mode = \"%s\")", o[0], o[1], o[2] ? "bilinear" : "nearest");
+}
+
+TEST(golden, conv_transpose_forward_and_gradients) {
+  check_op_golden("conv_transpose.golden", conv_transpose_call);
+}
+
+TEST(golden, upsample_forward_and_gradients) { check_op_golden("upsample.golden", upsample_call); }
 
 TEST(golden, tensor_files_reject_corruption) {
   char err[256];

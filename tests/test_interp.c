@@ -859,6 +859,7 @@ static const ConvCase conv_cases[] = {
     {1, 4, 7, 7, 6, 3, 3, {1, 2}, {2, 1}, {2, 1}, 2},
     {2, 6, 5, 4, 6, 1, 2, {1, 1}, {0, 1}, {1, 2}, 3},
     {1, 4, 6, 5, 4, 3, 3, {3, 2}, {1, 1}, {2, 2}, 4},   // depthwise
+    {2, 8, 6, 5, 12, 3, 2, {2, 1}, {1, 1}, {1, 2}, 2},  // grouped, wide enough for GEMMs
 };
 
 TEST(interp, conv2d_by_hand) {
@@ -939,6 +940,49 @@ TEST(interp, conv2d_adjoints) {
   }
 }
 
+// pass_conv_gemm's GEMM form of a convolution and both its gradients gives
+// what the direct loops give, grouped convolutions included.
+TEST(interp, conv2d_as_gemm_matches_the_loops) {
+  for (size_t ci = 0; ci < sizeof conv_cases / sizeof *conv_cases; ci++) {
+    const ConvCase *k = &conv_cases[ci];
+    T t;
+    t_init(&t);
+    Shape xs = S(k->n, k->c, k->h, k->w), ws = S(k->o, k->c / k->groups, k->kh, k->kw);
+    Shape ys = conv_out_shape(k);
+    int64_t size[3] = {shape_numel(&ys), shape_numel(&xs), shape_numel(&ws)};
+    double *x = malloc(sizeof(double) * (size_t)size[1]);
+    double *w = malloc(sizeof(double) * (size_t)size[2]);
+    double *dy = malloc(sizeof(double) * (size_t)size[0]);
+    fill_random(x, size[1], 110 + (uint32_t)ci);
+    fill_random(w, size[2], 120 + (uint32_t)ci);
+    fill_random(dy, size[0], 130 + (uint32_t)ci);
+    Node *xn = t_input(&t, DT_F32, xs, x), *wn = t_input(&t, DT_F32, ws, w), *dyn = t_input(&t, DT_F32, ys, dy);
+    Node *y = g_conv2d(&t.g, xn, wn, k->stride, k->pad, k->dil, k->groups);
+    graph_add_output(&t.g, "y", y);
+    graph_add_output(&t.g, "dx", g_conv2d_grad(&t.g, OP_CONV2D_DX, dyn, wn, y));
+    graph_add_output(&t.g, "dw", g_conv2d_grad(&t.g, OP_CONV2D_DW, xn, dyn, y));
+    t_run(&t, 0, 0);
+    double *loops[3];
+    for (int o = 0; o < 3; o++) {
+      loops[o] = malloc(sizeof(double) * (size_t)size[o]);
+      memcpy(loops[o], val(&t, t.g.outputs[o].node), sizeof(double) * (size_t)size[o]);
+    }
+    interp_free(&t.res);
+    bool want = conv_takes_gemm(y), gemm = false;
+    cr_expect_eq(want, k->groups == 1 || ci == sizeof conv_cases / sizeof *conv_cases - 1, "case %zu", ci);
+    pass_conv_gemm(&t.g);
+    for (int i = 0; i < t.g.n; i++) gemm |= t.g.nodes[i]->op == OP_IM2COL;
+    cr_expect_eq(gemm, want, "case %zu: convolutions that are not depthwise become GEMMs", ci);
+    t_run(&t, 0, 0);
+    for (int o = 0; o < 3; o++) {
+      expect_vals(val(&t, t.g.outputs[o].node), loops[o], size[o], 1e-5);
+      free(loops[o]);
+    }
+    free(x), free(w), free(dy);
+    t_free(&t);
+  }
+}
+
 TEST(interp, conv2d_grads_by_hand) {
   T t;
   t_init(&t);
@@ -953,6 +997,149 @@ TEST(interp, conv2d_grads_by_hand) {
   expect_node(&t, y, S(1, 1, 2, 2), D(3, -6, 9, 12), 0);
   expect_node(&t, dx, S(1, 1, 2, 2), D(3, 3, -3, 1.5), 0);
   expect_node(&t, dw, S(1, 1, 1, 1), D(1 - 2 - 3 + 2), 0);
+  t_free(&t);
+}
+
+// Transposed convolution straight from its definition: every input value
+// scatters x[n, ci, h, w] * w[ci, j, kh, kw] to output channel g * Cout/g + j at
+// (h * stride - pad + kh * dil, ...); positions the scatter never reaches are 0.
+typedef struct {
+  int64_t n, c, h, w, o, kh, kw;   // c input channels, o output channels
+  int stride[2], pad[2], out_pad[2], dil[2], groups;
+} ConvTCase;
+
+static const ConvTCase convt_cases[] = {
+    {1, 1, 3, 3, 1, 2, 2, {1, 1}, {0, 0}, {0, 0}, {1, 1}, 1},
+    {2, 3, 4, 5, 2, 3, 3, {2, 2}, {1, 1}, {1, 0}, {1, 1}, 1},
+    {1, 4, 3, 4, 6, 3, 2, {3, 2}, {2, 0}, {2, 1}, {1, 2}, 2},
+    {1, 2, 5, 3, 3, 3, 3, {1, 1}, {1, 0}, {1, 1}, {2, 2}, 1},   // output_padding >= stride, < dilation
+    {2, 3, 4, 4, 3, 3, 3, {2, 2}, {1, 1}, {1, 1}, {1, 1}, 3},   // depthwise
+    {1, 8, 3, 4, 10, 3, 3, {2, 2}, {1, 1}, {1, 0}, {1, 1}, 2},  // grouped, wide enough for GEMMs
+};
+
+static Shape convt_out_shape(const ConvTCase *k) {
+  int64_t oh = (k->h - 1) * k->stride[0] - 2 * k->pad[0] + k->dil[0] * (k->kh - 1) + k->out_pad[0] + 1;
+  int64_t ow = (k->w - 1) * k->stride[1] - 2 * k->pad[1] + k->dil[1] * (k->kw - 1) + k->out_pad[1] + 1;
+  return S(k->n, k->o, oh, ow);
+}
+
+static void ref_conv_transpose(const ConvTCase *k, const double *x, const double *w, Shape ys, double *y) {
+  int64_t cg = k->c / k->groups, og = k->o / k->groups, OH = ys.d[2], OW = ys.d[3];
+  memset(y, 0, sizeof(double) * (size_t)shape_numel(&ys));
+  for (int64_t n = 0; n < k->n; n++)
+    for (int64_t c = 0; c < k->c; c++)
+      for (int64_t h = 0; h < k->h; h++)
+        for (int64_t ww = 0; ww < k->w; ww++)
+          for (int64_t j = 0; j < og; j++)
+            for (int64_t i = 0; i < k->kh; i++)
+              for (int64_t l = 0; l < k->kw; l++) {
+                int64_t oh = h * k->stride[0] - k->pad[0] + i * k->dil[0];
+                int64_t ow = ww * k->stride[1] - k->pad[1] + l * k->dil[1];
+                if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
+                int64_t o = c / cg * og + j;
+                y[((n * k->o + o) * OH + oh) * OW + ow] +=
+                    x[((n * k->c + c) * k->h + h) * k->w + ww] * w[((c * og + j) * k->kh + i) * k->kw + l];
+              }
+  for (int64_t i = 0; i < shape_numel(&ys); i++) y[i] = f32(y[i]);
+}
+
+TEST(interp, conv_transpose_matches_the_naive_formula) {
+  for (size_t ci = 0; ci < sizeof convt_cases / sizeof *convt_cases; ci++) {
+    const ConvTCase *k = &convt_cases[ci];
+    T t;
+    t_init(&t);
+    Shape xs = S(k->n, k->c, k->h, k->w), ws = S(k->c, k->o / k->groups, k->kh, k->kw);
+    Shape ys = convt_out_shape(k);
+    double *x = malloc(sizeof(double) * (size_t)shape_numel(&xs));
+    double *w = malloc(sizeof(double) * (size_t)shape_numel(&ws));
+    double *want = malloc(sizeof(double) * (size_t)shape_numel(&ys));
+    fill_random(x, shape_numel(&xs), 60 + (uint32_t)ci);
+    fill_random(w, shape_numel(&ws), 70 + (uint32_t)ci);
+    Node *xn = t_input(&t, DT_F32, xs, x), *wn = t_input(&t, DT_F32, ws, w);
+    Node *y = g_conv_transpose(&t.g, xn, wn, k->stride, k->pad, k->out_pad, k->dil, k->groups);
+    t_run(&t, 0, 0);
+    cr_assert(shape_eq(&y->shape, &ys), "case %zu: output shape", ci);
+    ref_conv_transpose(k, x, w, ys, want);
+    expect_vals(val(&t, y), want, shape_numel(&ys), 1e-6);
+    free(x), free(w), free(want);
+    t_free(&t);
+  }
+}
+
+// pass_conv_gemm's im2col / col2im form of a transposed convolution and both
+// its gradients gives what the direct loops give (output_padding at or above
+// the stride included, where the window grid is not the convolution's own).
+TEST(interp, conv_transpose_as_gemm_matches_the_loops) {
+  for (size_t ci = 0; ci < sizeof convt_cases / sizeof *convt_cases; ci++) {
+    const ConvTCase *k = &convt_cases[ci];
+    T t;
+    t_init(&t);
+    Shape xs = S(k->n, k->c, k->h, k->w), ws = S(k->c, k->o / k->groups, k->kh, k->kw);
+    Shape ys = convt_out_shape(k);
+    int64_t size[3] = {shape_numel(&ys), shape_numel(&xs), shape_numel(&ws)};
+    double *x = malloc(sizeof(double) * (size_t)size[1]);
+    double *w = malloc(sizeof(double) * (size_t)size[2]);
+    double *dy = malloc(sizeof(double) * (size_t)size[0]);
+    fill_random(x, size[1], 80 + (uint32_t)ci);
+    fill_random(w, size[2], 90 + (uint32_t)ci);
+    fill_random(dy, size[0], 100 + (uint32_t)ci);
+    Node *xn = t_input(&t, DT_F32, xs, x), *wn = t_input(&t, DT_F32, ws, w), *dyn = t_input(&t, DT_F32, ys, dy);
+    Node *y = g_conv_transpose(&t.g, xn, wn, k->stride, k->pad, k->out_pad, k->dil, k->groups);
+    graph_add_output(&t.g, "y", y);
+    graph_add_output(&t.g, "dx", g_conv_like(&t.g, OP_CONV2D, dyn, wn, xs, y));
+    graph_add_output(&t.g, "dw", g_conv_like(&t.g, OP_CONV2D_DW, dyn, xn, ws, y));
+    t_run(&t, 0, 0);
+    double *loops[3];
+    for (int o = 0; o < 3; o++) {
+      loops[o] = malloc(sizeof(double) * (size_t)size[o]);
+      memcpy(loops[o], val(&t, t.g.outputs[o].node), sizeof(double) * (size_t)size[o]);
+    }
+    interp_free(&t.res);
+    bool want = conv_takes_gemm(y), gemm = false;
+    cr_expect_eq(want, k->groups == 1 || ci == sizeof convt_cases / sizeof *convt_cases - 1, "case %zu", ci);
+    pass_conv_gemm(&t.g);
+    for (int i = 0; i < t.g.n; i++) gemm |= t.g.nodes[i]->op == OP_COL2IM;
+    cr_expect_eq(gemm, want, "case %zu: transposed convolutions that are not depthwise become GEMMs", ci);
+    t_run(&t, 0, 0);
+    for (int o = 0; o < 3; o++) {
+      expect_vals(val(&t, t.g.outputs[o].node), loops[o], size[o], 1e-5);
+      free(loops[o]);
+    }
+    free(x), free(w), free(dy);
+    t_free(&t);
+  }
+}
+
+TEST(interp, conv_transpose_by_hand) {
+  T t;
+  t_init(&t);
+  // x = [[1, 2], [3, 4]], w = ones(2, 2), stride 2: each input becomes a 2 x 2
+  // block; output_padding 1 adds a zero row and column.
+  Node *x = t_input(&t, DT_F32, S(1, 1, 2, 2), D(1, 2, 3, 4));
+  Node *w = t_input(&t, DT_F32, S(1, 1, 2, 2), D(1, 1, 1, 1));
+  Node *y = g_conv_transpose(&t.g, x, w, (int[]){2, 2}, (int[]){0, 0}, (int[]){1, 1}, (int[]){1, 1}, 1);
+  // stride 1: overlapping windows add up
+  Node *y1 = g_conv_transpose(&t.g, x, w, (int[]){1, 1}, (int[]){0, 0}, (int[]){0, 0}, (int[]){1, 1}, 1);
+  t_run(&t, 0, 0);
+  expect_node(&t, y, S(1, 1, 5, 5), D(1, 1, 2, 2, 0, 1, 1, 2, 2, 0, 3, 3, 4, 4, 0, 3, 3, 4, 4, 0, 0, 0, 0, 0, 0), 0);
+  expect_node(&t, y1, S(1, 1, 3, 3), D(1, 3, 2, 4, 10, 6, 3, 7, 4), 0);
+  t_free(&t);
+}
+
+TEST(interp, upsample_by_hand) {
+  T t;
+  t_init(&t);
+  Node *x = t_input(&t, DT_F32, S(1, 1, 2, 2), D(1, 2, 3, 4));
+  Node *near = g_upsample(&t.g, x, (int[]){2, 3}, false);
+  // bilinear, align_corners = False, scale 2: rows 0.25 / 0.75 between
+  // neighbours, the first and last rows clamped to the edge values
+  Node *lin = g_upsample(&t.g, x, (int[]){2, 2}, true);
+  Node *one = g_upsample(&t.g, x, (int[]){1, 1}, true);
+  t_run(&t, 0, 0);
+  expect_node(&t, near, S(1, 1, 4, 6), D(1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 3, 3, 3, 4, 4, 4), 0);
+  expect_node(&t, lin, S(1, 1, 4, 4),
+              D(1, 1.25, 1.75, 2, 1.5, 1.75, 2.25, 2.5, 2.5, 2.75, 3.25, 3.5, 3, 3.25, 3.75, 4), 0);
+  expect_node(&t, one, S(1, 1, 2, 2), D(1, 2, 3, 4), 0);
   t_free(&t);
 }
 
