@@ -44,7 +44,7 @@ class Twin(torch.nn.Module):
         self.bn0 = torch.nn.BatchNorm1d(C, eps=1e-3, affine=False)
         self.bnc = torch.nn.BatchNorm1d(C, momentum=0.5)
         self.p = torch.nn.ParameterDict()
-        for k in ["conv.w", "conv.b", "fc1.w", "fc1.b", "fc0.w", "fc0.b"]:
+        for k in ["conv.w", "fc1.w", "fc1.b", "fc0.w"]:
             self.p[k.replace(".", "_")] = torch.nn.Parameter(torch.tensor(w[k]))
         for name in ["bn2", "bn1", "bnc"]:
             m = getattr(self, name)
@@ -58,9 +58,9 @@ class Twin(torch.nn.Module):
 
     def forward(self, x, s, v, u, r2, r1, r0, rc):
         p = self.p
-        y2 = self.bn2(F.conv2d(x, p["conv_w"], p["conv_b"], padding=1))
+        y2 = self.bn2(F.conv2d(x, p["conv_w"], padding=1))
         y1 = self.bn1(s @ p["fc1_w"] + p["fc1_b"])
-        y0 = self.bn0(v @ p["fc0_w"] + p["fc0_b"])
+        y0 = self.bn0(v @ p["fc0_w"])
         yc = self.bnc(u)
         loss = (y2 * r2).sum() + (y1 * r1).sum() + (y0 * r0).sum() + (yc * rc).sum()
         return {"y2": y2, "y1": y1, "y0": y0, "yc": yc}, loss
