@@ -194,3 +194,212 @@ TEST(buffers, batchnorm_matches_pytorch_in_training_and_eval) {
   model_close(&k);
   tensorfile_free(gold, ngold);
 }
+
+// ---- update's semantics, through the interpreter
+
+static const char *counter_model =
+    "model m {\n"
+    "    input x: f32[2, 3]\n"
+    "    param w: f32[2, 3] = full(1.5)\n"
+    "    buffer count: f32[] = zeros\n"
+    "    buffer ema: f32[2, 3] = zeros\n"
+    "    buffer frozen: f32[3] = full(2.5)\n"
+    "    buffer seen: f32[2, 3] = zeros\n"
+    "    update count = count + 1\n"
+    "    update ema = 0.5 * ema + 0.5 * w\n"
+    "    update seen = x + count\n"
+    "    output c = count * 1.0\n"
+    "    loss (w * x).sum() + (ema * x).sum() + frozen.sum() * count\n"
+    "}\n";
+
+static Node *leaf_named(const Graph *g, Op op, const char *name) {
+  Node *n = graph_find_leaf(g, op, name);
+  cr_assert_not_null(n, "no leaf '%s'", name);
+  return n;
+}
+
+TEST(buffers, update_reads_old_values_and_the_optimizer_leaves_buffers_alone) {
+  Model k;
+  model_open_text(&k, "m.smelt", counter_model, NULL, 0, true);
+  Graph *g = &k.g;
+  cr_expect_eq(g->nupdates, 3, "three updates in the forward graph");
+  TrainConfig cfg = {.optimizer = "adamw", .lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                     .weight_decay = 0.5, .schedule = "constant"};
+  cr_assert_eq(optim_append(g, &cfg, 2), 0);
+  for (int i = 0; i < g->noutputs; i++)
+    cr_expect(strncmp(g->outputs[i].name, "grad.", 5) || !strcmp(g->outputs[i].name, "grad.w"),
+              "a buffer has no gradient, but there is output %s", g->outputs[i].name);
+  int frozen_updates = 0;
+  for (int u = 0; u < g->nupdates; u++) frozen_updates += !strcmp(g->updates[u].target->name, "frozen");
+  cr_expect_eq(frozen_updates, 0, "the optimizer updates no buffer");
+  static const char *states = " count ema frozen seen step w.m w.v ";   // the buffers, then AdamW's
+  for (int i = 0; i < g->n; i++)
+    if (g->nodes[i]->op == OP_STATE) {
+      char key[64];
+      snprintf(key, sizeof key, " %s ", g->nodes[i]->name);
+      cr_expect(strstr(states, key), "optimizer state for a buffer: %s", g->nodes[i]->name);
+    }
+  Store st = {.count = 0};
+  for (int i = 0; i < g->n; i++)
+    if (g->nodes[i]->op == OP_PARAM || g->nodes[i]->op == OP_STATE) init_fill(g->nodes[i], 1, store_get(&st, g->nodes[i]));
+  TensorEntry x = {"input:x", shape_of(2, (int64_t[]){2, 3}), (double[]){1, -2, 3, 0.5, 0, -1}};
+  Node *c = output_named(g, "c");
+  double w_before[6];
+  memcpy(w_before, store_get(&st, leaf_named(g, OP_PARAM, "w")), sizeof w_before);
+  for (int step = 0; step < 2; step++) {
+    InterpResult r;
+    run_step(g, &st, &x, 1, "input:", true, &r);
+    cr_expect_eq(r.vals[c->id][0], (double)step, "step %d reads count %g, its old value", step, r.vals[c->id][0]);
+    interp_free(&r);
+    double *ema = store_get(&st, leaf_named(g, OP_STATE, "ema"));
+    double *w = store_get(&st, leaf_named(g, OP_PARAM, "w"));
+    if (step == 0)
+      for (int i = 0; i < 6; i++) cr_expect_eq(ema[i], 0.75, "ema takes w's old value 1.5, not the stepped %g", w[i]);
+    else
+      for (int i = 0; i < 6; i++) {
+        double want = (double)(float)(0.5 * 0.75 + (double)(float)(0.5 * w_before[i]));
+        cr_expect_float_eq(ema[i], want, 1e-7, "ema[%d] %g, want %g", i, ema[i], want);
+      }
+    memcpy(w_before, w, sizeof w_before);
+    cr_expect_neq(w[0], 1.5, "the parameter trains");
+  }
+  cr_expect_eq(store_get(&st, leaf_named(g, OP_STATE, "count"))[0], 2.0);
+  double *seen = store_get(&st, leaf_named(g, OP_STATE, "seen"));
+  for (int i = 0; i < 6; i++) cr_expect_eq(seen[i], x.data[i] + 1, "seen = x + the old count 1");
+  double *frozen = store_get(&st, leaf_named(g, OP_STATE, "frozen"));
+  for (int i = 0; i < 3; i++) cr_expect_eq(frozen[i], 2.5, "weight decay leaves a buffer alone");
+  store_free(&st);
+  model_close(&k);
+  // eval and infer read buffers and update none
+  model_open_text(&k, "m.smelt", counter_model, NULL, 0, false);
+  cr_expect_eq(k.g.nupdates, 0);
+  model_close(&k);
+}
+
+// ---- buffers through an ingot: compiled code, checkpoints, eval
+
+static const char *ingot_path(const char *what) {
+  static char path[96];
+  snprintf(path, sizeof path, "build/test-buffers-%s-%d", what, (int)getpid());
+  return path;
+}
+
+static void set_inputs(smelt_session *s, const char *entry, const TensorEntry *gold, int ngold, const char *prefix) {
+  static const char *names[] = {"x", "s", "v", "u", "r2", "r1", "r0", "rc"};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    const TensorEntry *t = need(gold, ngold, prefix, names[i]);
+    int64_t n = shape_numel(&t->shape);
+    float *f = malloc(sizeof(float) * (size_t)n);
+    for (int64_t j = 0; j < n; j++) f[j] = (float)t->data[j];
+    cr_assert_eq(smelt_set_input(s, entry, names[i], f, sizeof(float) * (size_t)n), SMELT_OK, "%s", smelt_last_error());
+    free(f);
+  }
+}
+
+static void train_steps(smelt_session *s, const TensorEntry *gold, int ngold, int from, int to) {
+  for (int step = from; step < to; step++) {
+    char prefix[16];
+    snprintf(prefix, sizeof prefix, "batch%d:", step);
+    set_inputs(s, "train_step", gold, ngold, prefix);
+    cr_assert_eq(smelt_run(s, "train_step", 1, (uint64_t)step), SMELT_OK, "%s", smelt_last_error());
+  }
+}
+
+// A persistent tensor of the session, as doubles (n of them).
+static double *tensor_of(smelt_session *s, const char *name, int64_t n) {
+  cr_assert_eq(smelt_tensor_bytes(s, name), sizeof(float) * (size_t)n, "%s", name);
+  float *f = malloc(sizeof(float) * (size_t)n);
+  cr_assert_eq(smelt_get_tensor(s, name, f, sizeof(float) * (size_t)n), SMELT_OK, "%s", smelt_last_error());
+  double *d = malloc(sizeof(double) * (size_t)n);
+  for (int64_t i = 0; i < n; i++) d[i] = f[i];
+  free(f);
+  return d;
+}
+
+static const char *bn_buffers[] = {"bn2.running_mean", "bn2.running_var", "bn1.running_mean", "bn1.running_var",
+                                   "bn0.running_mean", "bn0.running_var", "bnc.running_mean", "bnc.running_var"};
+
+TEST(buffers, an_ingot_trains_checkpoints_and_evaluates_with_its_buffers) {
+  TensorEntry *gold;
+  int ngold;
+  char err[512];
+  cr_assert_eq(tensorfile_read("tests/golden/batchnorm.golden", &gold, &ngold, err, sizeof err), 0, "%s", err);
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_file(&c, "tests/golden/batchnorm.smelt");
+  cr_assert_eq(check_modules(&c, &m, 1, bn_sizes, 6), 0);
+  const char *path = ingot_path("ingot");
+  cr_assert_eq(ingot_build(&c, m, bn_sizes, 6, &(BuildTargets){0}, path), 0);
+  compilation_free(&c);
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  // three compiled training steps: the running statistics PyTorch has
+  smelt_session *a, *b;
+  cr_assert_eq(smelt_session_new(ig, "cpu", 2, &a), SMELT_OK, "%s", smelt_last_error());
+  for (size_t i = 0; i < 8; i++) {   // buffers start at zeros and ones, as PyTorch's
+    const TensorEntry *want = need(gold, ngold, "buffer:", bn_buffers[i]);
+    double *got = tensor_of(a, bn_buffers[i], shape_numel(&want->shape));
+    cr_expect_eq(rel_err(got, want->data, shape_numel(&want->shape)), 0.0, "%s starts wrong", bn_buffers[i]);
+    free(got);
+  }
+  train_steps(a, gold, ngold, 0, 3);
+  for (size_t i = 0; i < 8; i++) {
+    const TensorEntry *want = need(gold, ngold, "step3:", bn_buffers[i]);
+    double *got = tensor_of(a, bn_buffers[i], shape_numel(&want->shape));
+    double e = rel_err(got, want->data, shape_numel(&want->shape));
+    cr_expect_lt(e, 1e-5, "compiled: %s after three steps differs from PyTorch by %.3g", bn_buffers[i], e);
+    free(got);
+  }
+  // eval reads the running statistics
+  set_inputs(a, "eval", gold, ngold, "eval:");
+  cr_assert_eq(smelt_run(a, "eval", 1, 0), SMELT_OK, "%s", smelt_last_error());
+  static const char *outs[] = {"y2", "y1", "y0", "yc"};
+  for (size_t o = 0; o < 4; o++) {
+    const TensorEntry *want = need(gold, ngold, "eval:", outs[o]);
+    int64_t n = shape_numel(&want->shape);
+    float *f = malloc(sizeof(float) * (size_t)n);
+    cr_assert_eq(smelt_get_output(a, "eval", outs[o], f, sizeof(float) * (size_t)n), SMELT_OK, "%s", smelt_last_error());
+    double *d = malloc(sizeof(double) * (size_t)n);
+    for (int64_t j = 0; j < n; j++) d[j] = f[j];
+    double e = rel_err(d, want->data, n);
+    cr_expect_lt(e, 1e-5, "compiled eval: %s differs from PyTorch by %.3g", outs[o], e);
+    free(d);
+    free(f);
+  }
+  // one step, a checkpoint, a fresh session, two more: the same bytes as three in one run
+  const char *ckpt = ingot_path("ckpt");
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &b), SMELT_OK);
+  train_steps(b, gold, ngold, 0, 1);
+  cr_assert_eq(smelt_save(b, ckpt), SMELT_OK, "%s", smelt_last_error());
+  smelt_session_free(b);
+  TensorEntry *saved;
+  int nsaved;
+  cr_assert_eq(tensorfile_read(ckpt, &saved, &nsaved, err, sizeof err), 0, "%s", err);
+  for (size_t i = 0; i < 8; i++) {
+    const TensorEntry *t = tensorfile_find(saved, nsaved, bn_buffers[i]);
+    cr_assert_not_null(t, "the checkpoint has no %s", bn_buffers[i]);
+    const TensorEntry *want = need(gold, ngold, "step1:", bn_buffers[i]);
+    double e = rel_err(t->data, want->data, shape_numel(&want->shape));
+    cr_expect_lt(e, 1e-5, "checkpointed %s differs from PyTorch's after one step by %.3g", bn_buffers[i], e);
+  }
+  tensorfile_free(saved, nsaved);
+  cr_assert_eq(smelt_session_new(ig, "cpu", 2, &b), SMELT_OK);
+  cr_assert_eq(smelt_load(b, ckpt), SMELT_OK, "%s", smelt_last_error());
+  train_steps(b, gold, ngold, 1, 3);
+  for (size_t i = 0; i < 8; i++) {
+    size_t n = smelt_tensor_bytes(a, bn_buffers[i]);
+    char *pa = malloc(n), *pb = malloc(n);
+    smelt_get_tensor(a, bn_buffers[i], pa, n);
+    smelt_get_tensor(b, bn_buffers[i], pb, n);
+    cr_expect(memcmp(pa, pb, n) == 0, "%s differs after resuming", bn_buffers[i]);
+    free(pa);
+    free(pb);
+  }
+  unlink(ckpt);
+  smelt_session_free(a);
+  smelt_session_free(b);
+  smelt_ingot_close(ig);
+  unlink(path);
+  tensorfile_free(gold, ngold);
+}
