@@ -68,6 +68,8 @@ typedef struct UpdateSite UpdateSite;
 struct UpdateSite {
   const Node *buffer;
   Span at;
+  const char *fn;     // the function it is in, and the call that ran it; NULL in the model body
+  Span call;
   UpdateSite *next;
 };
 
@@ -1120,6 +1122,7 @@ static void exec_update(Ctx *x, const Ast *s) {
     if (u->buffer == buf) {
       diag_error(e->d, s->span, "buffer '%s' is updated twice in one step", buf->name);
       diag_note(e->d, u->at, "its first update is here");
+      if (u->fn) diag_note(e->d, u->call, "the first update was made in this call to '%s'", u->fn);
       unwind(e);
     }
   Val v = eval(x, s->b);
@@ -1133,7 +1136,8 @@ static void exec_update(Ctx *x, const Ast *s) {
   }
   if (t->dtype != buf->dtype) t = g_cast(e->g, t, buf->dtype);
   UpdateSite *site = arena_alloc(&e->c->arena, sizeof *site);
-  *site = (UpdateSite){buf, s->span, e->updated};
+  *site = (UpdateSite){buf, s->span, NULL, {-1, 0, 0}, e->updated};
+  if (e->depth) site->fn = e->stack[e->depth - 1].fn, site->call = e->stack[e->depth - 1].call;
   e->updated = site;
   if (e->training) graph_add_update(e->g, buf, t);
 }

@@ -403,3 +403,70 @@ TEST(buffers, an_ingot_trains_checkpoints_and_evaluates_with_its_buffers) {
   unlink(path);
   tensorfile_free(gold, ngold);
 }
+
+// ---- syntax and errors (each message also has a tests/diag golden)
+
+TEST(buffers, buffer_and_update_parse) {
+  char *got = parse_dump("fn f(x) {\n    buffer m: f32[3] = full(0.5)\n    update m = 0.9 * m + 0.1 * x\n"
+                         "    return x\n}\n", NULL);
+  cr_expect_str_eq(got, "fn f(x)\n  buffer m: f32[3] = (call full 0.5)\n  update m = (+ (* 0.9 m) (* 0.1 x))\n"
+                        "  return x\n");
+  free(got);
+  char *diag = NULL;
+  got = parse_dump("model m {\n    let update = 1\n}\n", &diag);
+  cr_expect(diag && strstr(diag, "'update'"), "update is a keyword: %s", diag ? diag : "(no error)");
+  free(got);
+  free(diag);
+}
+
+static void expect_error(const char *src, const char *msg) {
+  char *out;
+  int errors = check_source("m.smelt", src, &out);
+  cr_expect_gt(errors, 0, "no error for:\n%s", src);
+  cr_expect(strstr(out, msg), "expected '%s' in:\n%s", msg, out);
+  free(out);
+}
+
+TEST(buffers, errors_name_the_place) {
+  expect_error("model m {\n    input x: f32[4]\n    update x = x * 2.0\n    output y = x\n}\n",
+               "m.smelt:3:12: error: cannot update input 'x': only a buffer can be updated");
+  expect_error("model m {\n    param w: f32[4] = ones\n    update w = w * 2.0\n    output y = w\n}\n",
+               "m.smelt:3:12: error: cannot update parameter 'w'");
+  expect_error("model m {\n    input x: f32[4]\n    buffer b: f32[4] = zeros\n"
+               "    for i in 0..2 {\n        update b = b + x\n    }\n    output y = x\n}\n",
+               "m.smelt:5:16: error: buffer 'b' is updated twice in one step");
+  expect_error("model m {\n    input x: f32[4]\n    buffer b: f32[4] = zeros\n    update b = (b + x).sum() > 0.0\n"
+               "    output y = x\n}\n", "update of buffer 'b' (f32[4]) with bool[]: the shapes must be equal");
+  expect_error("model m {\n    input x: f32[4]\n    buffer b: f32[4] = zeros\n    update b = (1, 2)\n"
+               "    output y = x\n}\n", "the value of an update must be a tensor or a number, not a tuple");
+  expect_error("model m {\n    input x: f32[4]\n    buffer b: f32[4] = xavier\n    output y = x\n}\n",
+               "a buffer's initializer must be zeros");
+  // a buffer's name may not be the optimizer's for a parameter's moments
+  expect_error("fn f(x: f32[C]) {\n    param w: f32[C] = ones\n    buffer m: f32[C] = zeros\n    return x * w\n}\n"
+               "model m {\n    input x: f32[4]\n    let y = f(x) as \"p\"\n    let z = f(x) as \"p.w\"\n"
+               "    loss (y + z).sum()\n}\n"
+               "train {\n    optimizer = adam(lr = 0.1)\n    steps = 1\n    data train {\n        x = csv(\"x.csv\")\n    }\n}\n",
+               "error: buffer 'p.w.m' has the name of the optimizer's state 'p.w.m'; rename the buffer");
+}
+
+// A number as an update fills the buffer; a value of another dtype is cast.
+TEST(buffers, update_with_a_number_or_another_dtype) {
+  Model k;
+  model_open_text(&k, "m.smelt",
+                  "model m {\n    input x: f32[3]\n    buffer a: f32[3] = ones\n    buffer h: bf16[3] = zeros\n"
+                  "    update a = 4\n    update h = x\n    output y = x + a + h\n}\n",
+                  NULL, 0, true);
+  cr_assert_eq(k.g.nupdates, 2);
+  Store st = {.count = 0};
+  TensorEntry x = {"input:x", shape_of(1, (int64_t[]){3}), (double[]){1.00390625, -2, 0.5}};
+  InterpResult r;
+  run_step(&k.g, &st, &x, 1, "input:", true, &r);
+  interp_free(&r);
+  double *a = store_get(&st, graph_find_leaf(&k.g, OP_STATE, "a"));
+  double *h = store_get(&st, graph_find_leaf(&k.g, OP_STATE, "h"));
+  for (int i = 0; i < 3; i++) cr_expect_eq(a[i], 4.0);
+  cr_expect_eq(h[0], 1.0, "bf16 rounds 1.00390625 to 1");
+  cr_expect_eq(h[1], -2.0);
+  store_free(&st);
+  model_close(&k);
+}
