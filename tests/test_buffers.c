@@ -470,3 +470,56 @@ TEST(buffers, update_with_a_number_or_another_dtype) {
   store_free(&st);
   model_close(&k);
 }
+
+// The average of weights of docs/language.md 4.4.1: trained with the
+// weights, evaluated with their bias-corrected average over the steps.
+TEST(buffers, the_documented_weight_average) {
+  static const char *src =
+      "fn linear_ema(x: f32[..., I], out: int, decay: float = 0.999) -> f32[..., out] {\n"
+      "    param w: f32[I, out] = xavier_uniform\n"
+      "    buffer w_avg: f32[I, out] = zeros\n"
+      "    buffer t: f32[] = zeros\n"
+      "    update w_avg = decay * w_avg + (1.0 - decay) * w\n"
+      "    update t = t + 1\n"
+      "    if training {\n        return x @ w\n    }\n"
+      "    return x @ (w_avg / (1.0 - pow(decay, maximum(t, 1.0))))\n"
+      "}\n"
+      "model m {\n    input x: f32[4, 3]\n    input y: f32[4, 2]\n"
+      "    output p = linear_ema(x, 2, decay = 0.5) as fc\n    loss ((p - y) ** 2).mean()\n}\n";
+  Model k;
+  model_open_text(&k, "m.smelt", src, NULL, 0, true);
+  TrainConfig cfg = {.optimizer = "sgd", .lr = 0.5, .schedule = "constant"};
+  cr_assert_eq(optim_append(&k.g, &cfg, 3), 0);
+  Store st = {.count = 0};
+  for (int i = 0; i < k.g.n; i++)
+    if (k.g.nodes[i]->op == OP_PARAM || k.g.nodes[i]->op == OP_STATE) init_fill(k.g.nodes[i], 1, store_get(&st, k.g.nodes[i]));
+  double xs[12], ys[8];
+  for (int i = 0; i < 12; i++) xs[i] = (double)(float)(0.25 * (i % 5) - 0.5);
+  for (int i = 0; i < 8; i++) ys[i] = (double)(float)(0.1 * i);
+  TensorEntry in[2] = {{"x", shape_of(2, (int64_t[]){4, 3}), xs}, {"y", shape_of(2, (int64_t[]){4, 2}), ys}};
+  double want[6] = {0}, weight = 0.5;   // (1 - decay) decay^(2 - s) w_s over the steps s = 0, 1, 2
+  double *w = store_get(&st, graph_find_leaf(&k.g, OP_PARAM, "fc.w"));
+  for (int s = 0; s < 3; s++) {
+    for (int i = 0; i < 6; i++) want[i] = 0.5 * want[i] + weight * w[i];
+    InterpResult r;
+    run_step(&k.g, &st, in, 2, "", true, &r);
+    interp_free(&r);
+  }
+  for (int i = 0; i < 6; i++) want[i] /= 1.0 - 0.125;
+  Model ev;
+  model_open_text(&ev, "m.smelt", src, NULL, 0, false);
+  InterpResult r;
+  run_step(&ev.g, &st, in, 2, "", false, &r);
+  Node *p = output_named(&ev.g, "p");
+  for (int row = 0; row < 4; row++)
+    for (int j = 0; j < 2; j++) {
+      double expect = 0;
+      for (int i = 0; i < 3; i++) expect += xs[row * 3 + i] * want[i * 2 + j];
+      cr_expect_float_eq(r.vals[p->id][row * 2 + j], expect, 1e-5, "p[%d, %d] %g, want %g", row, j,
+                         r.vals[p->id][row * 2 + j], expect);
+    }
+  interp_free(&r);
+  model_close(&ev);
+  store_free(&st);
+  model_close(&k);
+}
