@@ -278,10 +278,10 @@ TEST(buffers, update_reads_old_values_and_the_optimizer_leaves_buffers_alone) {
 
 // ---- buffers through an ingot: compiled code, checkpoints, eval
 
-static const char *ingot_path(const char *what) {
-  static char path[96];
-  snprintf(path, sizeof path, "build/test-buffers-%s-%d", what, (int)getpid());
-  return path;
+// A file in build/ for this process; the caller's buffer.
+static const char *scratch_path(char *buf, size_t len, const char *what) {
+  snprintf(buf, len, "build/test-buffers-%s-%d", what, (int)getpid());
+  return buf;
 }
 
 static void set_inputs(smelt_session *s, const char *entry, const TensorEntry *gold, int ngold, const char *prefix) {
@@ -329,7 +329,8 @@ TEST(buffers, an_ingot_trains_checkpoints_and_evaluates_with_its_buffers) {
   compilation_default_search(&c, NULL);
   Module *m = module_load_file(&c, "tests/golden/batchnorm.smelt");
   cr_assert_eq(check_modules(&c, &m, 1, bn_sizes, 6), 0);
-  const char *path = ingot_path("ingot");
+  char path_buf[96], ckpt_buf[96];
+  const char *path = scratch_path(path_buf, sizeof path_buf, "ingot");
   cr_assert_eq(ingot_build(&c, m, bn_sizes, 6, &(BuildTargets){0}, path), 0);
   compilation_free(&c);
   smelt_ingot *ig;
@@ -368,7 +369,7 @@ TEST(buffers, an_ingot_trains_checkpoints_and_evaluates_with_its_buffers) {
     free(f);
   }
   // one step, a checkpoint, a fresh session, two more: the same bytes as three in one run
-  const char *ckpt = ingot_path("ckpt");
+  const char *ckpt = scratch_path(ckpt_buf, sizeof ckpt_buf, "ckpt");
   cr_assert_eq(smelt_session_new(ig, "cpu", 1, &b), SMELT_OK);
   train_steps(b, gold, ngold, 0, 1);
   cr_assert_eq(smelt_save(b, ckpt), SMELT_OK, "%s", smelt_last_error());
@@ -396,10 +397,45 @@ TEST(buffers, an_ingot_trains_checkpoints_and_evaluates_with_its_buffers) {
     free(pa);
     free(pb);
   }
-  unlink(ckpt);
+  // an inference-only ingot takes the trained buffers from the checkpoint
+  cr_assert_eq(smelt_save(a, ckpt), SMELT_OK, "%s", smelt_last_error());
   smelt_session_free(a);
   smelt_session_free(b);
   smelt_ingot_close(ig);
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  m = module_load_file(&c, "tests/golden/batchnorm.smelt");
+  cr_assert_eq(check_modules(&c, &m, 1, bn_sizes, 6), 0);
+  cr_assert_eq(ingot_build(&c, m, bn_sizes, 6, &(BuildTargets){.infer_only = true}, path), 0);
+  compilation_free(&c);
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_session_new(ig, "cpu", 2, &a), SMELT_OK);
+  cr_assert_eq(smelt_load(a, ckpt), SMELT_OK, "%s", smelt_last_error());
+  static const char *ins[] = {"x", "s", "v", "u"};
+  for (size_t i = 0; i < 4; i++) {
+    const TensorEntry *t = need(gold, ngold, "eval:", ins[i]);
+    int64_t n = shape_numel(&t->shape);
+    float *f = malloc(sizeof(float) * (size_t)n);
+    for (int64_t j = 0; j < n; j++) f[j] = (float)t->data[j];
+    cr_assert_eq(smelt_set_input(a, "infer", ins[i], f, sizeof(float) * (size_t)n), SMELT_OK, "%s", smelt_last_error());
+    free(f);
+  }
+  cr_assert_eq(smelt_run(a, "infer", 1, 0), SMELT_OK, "%s", smelt_last_error());
+  for (size_t o = 0; o < 4; o++) {
+    const TensorEntry *want = need(gold, ngold, "eval:", outs[o]);
+    int64_t n = shape_numel(&want->shape);
+    float *f = malloc(sizeof(float) * (size_t)n);
+    cr_assert_eq(smelt_get_output(a, "infer", outs[o], f, sizeof(float) * (size_t)n), SMELT_OK, "%s", smelt_last_error());
+    double *d = malloc(sizeof(double) * (size_t)n);
+    for (int64_t j = 0; j < n; j++) d[j] = f[j];
+    double e = rel_err(d, want->data, n);
+    cr_expect_lt(e, 1e-5, "inference-only ingot: %s differs from PyTorch's eval by %.3g", outs[o], e);
+    free(d);
+    free(f);
+  }
+  smelt_session_free(a);
+  smelt_ingot_close(ig);
+  unlink(ckpt);
   unlink(path);
   tensorfile_free(gold, ngold);
 }
