@@ -559,3 +559,22 @@ TEST(buffers, the_documented_weight_average) {
   store_free(&st);
   model_close(&k);
 }
+
+// fp16's loss scaling skips the optimizer's updates on a step whose
+// gradients overflow, not the buffers': the forward pass happened.
+TEST(buffers, a_skipped_fp16_step_still_updates_buffers) {
+  Model k;
+  model_open_text(&k, "m.smelt", counter_model, NULL, 0, true);
+  int n = k.g.nupdates;
+  Node *values[8];
+  for (int u = 0; u < n; u++) values[u] = k.g.updates[u].value;
+  TrainConfig cfg = {.optimizer = "sgd", .lr = 0.1, .schedule = "constant", .precision = PREC_FP16};
+  cr_assert_eq(optim_append(&k.g, &cfg, 2), 0);
+  cr_assert_not_null(graph_find_leaf(&k.g, OP_STATE, "loss_scale"));
+  for (int u = 0; u < n; u++)
+    cr_expect_eq(k.g.updates[u].value, values[u], "the update of %s is made conditional", k.g.updates[u].target->name);
+  int guarded = 0;
+  for (int u = n; u < k.g.nupdates; u++) guarded += k.g.updates[u].value->op == OP_WHERE;
+  cr_expect_gt(guarded, 0, "the optimizer's updates are guarded");
+  model_close(&k);
+}
