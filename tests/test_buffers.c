@@ -477,6 +477,13 @@ TEST(buffers, errors_name_the_place) {
                "    output y = x\n}\n", "the value of an update must be a tensor or a number, not a tuple");
   expect_error("model m {\n    input x: f32[4]\n    buffer b: f32[4] = xavier\n    output y = x\n}\n",
                "a buffer's initializer must be zeros");
+  // one value per channel has no variance to train on (PyTorch refuses it too)
+  expect_error("import \"nn\"\nmodel m {\n    input x: f32[1, 4]\n    output y = batchnorm1d(x) as bn\n}\n",
+               "error: assertion failed: batchnorm1d needs more than one value per channel to train");
+  expect_error("import \"nn\"\nmodel m {\n    input x: f32[1, 4, 1, 1]\n    output y = batchnorm2d(x) as bn\n}\n",
+               "error: assertion failed: batchnorm2d needs more than one value per channel to train");
+  expect_error("import \"nn\"\nmodel m {\n    input x: f32[2, 4, 1, 1]\n    output y = batchnorm1d(x) as bn\n}\n",
+               "error: assertion failed: batchnorm1d normalizes (N, C) or (N, C, L)");
   // a buffer's name may not be the optimizer's for a parameter's moments
   expect_error("fn f(x: f32[C]) {\n    param w: f32[C] = ones\n    buffer m: f32[C] = zeros\n    return x * w\n}\n"
                "model m {\n    input x: f32[4]\n    let y = f(x) as \"p\"\n    let z = f(x) as \"p.w\"\n"
@@ -577,4 +584,23 @@ TEST(buffers, a_skipped_fp16_step_still_updates_buffers) {
   for (int u = n; u < k.g.nupdates; u++) guarded += k.g.updates[u].value->op == OP_WHERE;
   cr_expect_gt(guarded, 0, "the optimizer's updates are guarded");
   model_close(&k);
+}
+
+// Inference needs no batch statistics: batch norm builds at batch 1 for infer.
+TEST(buffers, batchnorm_infers_one_sample_at_a_time) {
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_file(&c, "examples/resnet.smelt");
+  for (int i = 0; i < c.nmodules; i++) resolve_module(&c, c.modules[i]);
+  cr_assert_eq(c.diag.errors, 0);
+  Entry e;
+  Define b1[] = {{"B", 1}};
+  cr_expect_eq(pipeline_entry(&c, m, "infer", &(EntryOptions){b1, 1, .last = PASS_SIMPLIFY}, &e), 0);
+  int buffers = 0;
+  for (int i = 0; i < e.g.n; i++) buffers += e.g.nodes[i]->op == OP_STATE;
+  cr_expect_eq(buffers, 18, "infer reads the running statistics of 9 batch norms");
+  cr_expect_eq(e.g.nupdates, 0);
+  entry_free(&e);
+  compilation_free(&c);
 }
