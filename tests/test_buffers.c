@@ -149,7 +149,7 @@ TEST(buffers, batchnorm_matches_pytorch_in_training_and_eval) {
   }
   static const char *outs[] = {"y2", "y1", "y0", "yc", "loss"};
   for (int step = 0; step < 3; step++) {
-    char prefix[16];
+    char prefix[32];
     snprintf(prefix, sizeof prefix, "batch%d:", step);
     InterpResult r;
     run_step(g, &st, gold, ngold, prefix, true, &r);
@@ -298,7 +298,7 @@ static void set_inputs(smelt_session *s, const char *entry, const TensorEntry *g
 
 static void train_steps(smelt_session *s, const TensorEntry *gold, int ngold, int from, int to) {
   for (int step = from; step < to; step++) {
-    char prefix[16];
+    char prefix[32];
     snprintf(prefix, sizeof prefix, "batch%d:", step);
     set_inputs(s, "train_step", gold, ngold, prefix);
     cr_assert_eq(smelt_run(s, "train_step", 1, (uint64_t)step), SMELT_OK, "%s", smelt_last_error());
