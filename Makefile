@@ -196,13 +196,17 @@ $(BUILD)/fuzz/obj/%.o: %.c compiler/compiler.h | $(GEN_H) llvm-present
 	$(FUZZ_CC) $(FUZZ_FLAGS) -c $< -o $@
 
 $(BUILD)/fuzz/fuzz-parse: tests/fuzz/fuzz_parse.c $(FUZZ_OBJ)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LLVM_LIBS) $(SYS_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $(filter %.c %.o,$^) $(LLVM_LIBS) $(SYS_LIBS)
+
+FUZZ_RT_OBJ := $(patsubst $(BUILD)/obj/%,$(BUILD)/fuzz/obj/%,$(RUNTIME_OBJ))
+$(BUILD)/fuzz/fuzz-tensorfile: tests/fuzz/fuzz_tensorfile.c $(FUZZ_RT_OBJ)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $(filter %.c %.o,$^) -lm -lpthread -ldl
 
 FUZZ_RUNS ?= 20000
 FUZZ_SECONDS ?= 300
 FUZZ_SEEDS = examples stdlib tests/diag tests/fuzz/seeds
 
-fuzz-smoke: $(BUILD)/fuzz/fuzz-parse
+fuzz-smoke: $(BUILD)/fuzz/fuzz-parse $(BUILD)/fuzz/fuzz-tensorfile
 	@rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus
 	$(BUILD)/fuzz/fuzz-parse -runs=$(FUZZ_RUNS) -max_total_time=60 -timeout=10 \
 	  -max_len=65536 -rss_limit_mb=2048 -print_final_stats=0 \
@@ -210,6 +214,12 @@ fuzz-smoke: $(BUILD)/fuzz/fuzz-parse
 	  || { tail -n 60 $(BUILD)/fuzz/smoke.log; exit 1; }
 	@grep -E "^Done [0-9]+ runs" $(BUILD)/fuzz/smoke.log | sed "s/^/fuzz-parse: /" || true
 	@echo "fuzz-parse: smoke run found no crash, hang or leak"
+	@rm -rf $(BUILD)/fuzz/corpus-tensors && mkdir -p $(BUILD)/fuzz/corpus-tensors
+	$(BUILD)/fuzz/fuzz-tensorfile -runs=$(FUZZ_RUNS) -max_total_time=30 -timeout=10 \
+	  -max_len=4096 -rss_limit_mb=2048 -print_final_stats=0 \
+	  $(BUILD)/fuzz/corpus-tensors tests/fuzz/seeds-tensors 2>$(BUILD)/fuzz/smoke-tensors.log \
+	  || { tail -n 60 $(BUILD)/fuzz/smoke-tensors.log; exit 1; }
+	@echo "fuzz-tensorfile: smoke run found no crash, hang or leak"
 
 fuzz: $(BUILD)/fuzz/fuzz-parse
 	@mkdir -p $(BUILD)/fuzz/corpus

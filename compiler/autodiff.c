@@ -256,7 +256,7 @@ Node **autodiff(Graph *g, Node *const *wrt, int nwrt) {
   ad.needs = xcalloc((size_t)g->n, sizeof *ad.needs);
   for (int i = 0; i < g->n; i++) {
     Node *n = g->nodes[i];
-    if (n->op == OP_PARAM) ad.needs[i] = true;
+    if (n->op == OP_PARAM && !n->frozen) ad.needs[i] = true;
     for (int k = 0; k < n->nsrc; k++) ad.needs[i] |= ad.needs[n->src[k]->id];
   }
   for (int k = 0; k < nwrt; k++) {   // inputs asked for: mark them and what they reach
@@ -280,7 +280,7 @@ Node **autodiff(Graph *g, Node *const *wrt, int nwrt) {
   g->loc = loc;
   // keep what was asked for: parameters and the inputs in wrt
   for (int i = 0; i < ad.n0; i++) {
-    bool keep = g->nodes[i]->op == OP_PARAM;
+    bool keep = g->nodes[i]->op == OP_PARAM && !g->nodes[i]->frozen;
     for (int k = 0; k < nwrt && !keep; k++) keep = wrt[k]->id == i;
     if (!keep) ad.grad[i] = NULL;
   }

@@ -104,6 +104,7 @@ typedef struct {
   X(TRAIN_KEY)   /* name; a: value */                                        \
   X(DATA)        /* name (split); list: DATA_BINDs */                          \
   X(DATA_BIND)   /* list2: NAMEs (inputs); a: source call */                  \
+  X(TRAIN_GROUP) /* str: parameter-name pattern; list: TRAIN_KEYs */           \
   /* types */                                                                  \
   X(TYPE)        /* name: dtype or kind; shaped: has [...]; list: dims */      \
   X(TUPLE_TYPE)  /* list: TYPEs */                                            \
@@ -234,6 +235,7 @@ struct Node {
   unsigned char fuse;    // FUSE_*: boundary() or fused() in the model file
   bool fp32;             // fp32(x) in the model file: no precision policy lowers it
   bool tf32;             // MATMUL: operands rounded to tf32 (10-bit mantissa) before the products
+  bool frozen;           // PARAM: the train block freezes it, so autodiff gives it no gradient (optim_append)
   union {
     double value;                                        // CONST
     uint32_t axes;                                       // SUM, RMAX, ARGMAX: bit i = dim i
@@ -356,7 +358,8 @@ Node *g_unbroadcast(Graph *g, Node *x, Shape s);
 // ---------------------------------------------------------------- autodiff.c
 // Appends the backward pass of g->loss to g. Returns gradients by node id, an
 // array of the forward graph's size that the caller frees: grads[p->id] for
-// every PARAM p the loss depends on and every INPUT in wrt (NULL elsewhere).
+// every PARAM p the loss depends on, unless p->frozen, and every INPUT in wrt
+// (NULL elsewhere).
 Node **autodiff(Graph *g, Node *const *wrt, int nwrt);
 
 // ---------------------------------------------------------------- optim.c
@@ -368,8 +371,15 @@ Node **autodiff(Graph *g, Node *const *wrt, int nwrt);
 // cosine schedule); 0 makes it a STATE "total_steps" for the trainer to set.
 // Adds the outputs "grad.NAME" for every parameter.
 // Returns 0, or -1 after reporting an error.
+// A frozen parameter (train `freeze`) gets no gradient, step or state and no
+// "grad.NAME" output; each parameter takes the settings of its group.
 struct TrainConfig;
+struct ParamGroup;
 int optim_append(Graph *g, const struct TrainConfig *cfg, int64_t total_steps);
+// The group that decides the settings of the parameter called name: the first frozen group
+// whose pattern matches, else the first group that matches, else NULL (the
+// optimizer's own settings).
+const struct ParamGroup *optim_group_of(const struct TrainConfig *cfg, const char *name);
 
 // ---------------------------------------------------------------- pass_matmul.c
 // Every matmul reads stored, row-major operands with B not transposed, so the
@@ -584,15 +594,43 @@ typedef struct {
   double from, to;        // tokens, text: the part of the file used, as fractions
 } DataSource;
 
+// Parameters chosen by a glob over their dotted names (`group "*.b" { ... }`
+// or `freeze = ...`) and the optimizer settings they get instead of the
+// optimizer's own.
+typedef struct ParamGroup {
+  const char *pattern;    // fnmatch(3) glob over the whole name; '*' also matches '.'
+  Span span;              // the pattern in the model file, for "matches no parameter"
+  bool frozen;            // from `freeze`: no gradient, no step, no optimizer state
+  double lr, momentum, beta1, beta2, eps, weight_decay;   // the optimizer's unless the group sets them
+  bool nesterov;
+} ParamGroup;
+
+// A learning-rate schedule written as an expression (`schedule = lr * ...`),
+// checked and folded by train_check, built into the step graph by optim.c.
+typedef struct SchedExpr SchedExpr;
+struct SchedExpr {
+  Op op;                  // CONST (value); INPUT (name: "step", "lr" or "total_steps");
+                          // NEG, SQRT, EXP, LOG, SIN, COS, ABS, FLOOR (a); ADD, SUB, MUL, DIV,
+                          // POW, MIN, MAX and the comparisons (a, b); WHERE (a, b, c)
+  double value;
+  const char *name;
+  SchedExpr *a, *b, *c;
+};
+
 typedef struct TrainConfig {
   const char *optimizer;  // sgd, adam, adamw
   double lr, momentum, beta1, beta2, eps, weight_decay;
   bool nesterov;
-  const char *schedule;   // constant, step, cosine
+  const char *schedule;   // constant, step, cosine, linear, inverse_sqrt, or "expression"
   int64_t warmup;         // steps of linear warm-up
   int64_t step_every;     // step schedule: decay every this many steps
   double gamma;           // step schedule: factor per decay
   double min_lr;          // cosine: the floor
+  double decay_to;        // linear: the last step's learning rate, as a fraction of lr
+  const SchedExpr *schedule_expr;   // "expression": the learning rate at step t
+  Span schedule_span;     // "expression": as written, for summaries
+  ParamGroup *groups;     // frozen ones first, then the groups in file order
+  int ngroups;
   Precision precision;
   int64_t batch;          // 0: the model's size B
   int64_t epochs, steps;  // exactly one is non-zero
@@ -849,6 +887,7 @@ typedef struct {
   FusionMode fusion;        // FUSION_ALL (zero) unless asked otherwise
   bool remat;               // --remat (pass_remat.c)
   bool infer_only;          // --entry=infer: the infer entry alone (no labels, no optimizer state)
+  uint64_t max_memory;      // refuse a model whose session needs more bytes (memory_need.c); 0: no limit
 } BuildTargets;
 
 struct Build;
@@ -991,6 +1030,9 @@ typedef struct Build {
   int ngpus;
 } Build;
 
+// Compiles m's entries through the memory plan, without code, and checks
+// them against t->max_memory. 0, or -1 after reporting; build_free frees b.
+int pipeline_plan(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, Build *b);
 // Compiles m's entries for the host CPU and each GPU target of t. 0, or -1
 // after reporting. build_free frees b, also after a failure.
 int pipeline_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, Build *b);
@@ -998,6 +1040,25 @@ void build_free(Build *b);
 // pipeline_build, then ingot_write at path.
 int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t,
                 const char *path);
+
+// ---------------------------------------------------------------- memory_need.c
+// What a session of a built model allocates: the persistent tensors, once
+// (parameters; state: buffers and optimizer moments) and each entry's arena.
+
+typedef struct {
+  uint64_t params, state;   // persistent bytes
+  uint64_t arena[3];        // by Build entry; 0 when not built
+  uint64_t total;           // everything a session allocates for tensors
+} MemoryNeed;
+
+void memory_need(const Build *b, MemoryNeed *need);
+// "17.0 MB (parameters 1.1 MB, state 2.2 MB; arena train_step 13.3 MB, ...)"
+void memory_need_print(FILE *out, const Build *b, const MemoryNeed *need);
+// An error naming m, every part and the limit when the total exceeds limit
+// (0: none); 0, or -1 after reporting.
+int memory_need_check(Compilation *c, const Module *m, const Build *b, uint64_t limit);
+// --max-memory's default: this machine's physical memory (0 when unknown).
+uint64_t memory_default_limit(void);
 
 // `smelt dump --stage=S` and `smelt graph --dot`: what one stage made, on out.
 typedef struct {
@@ -1052,5 +1113,8 @@ const char *entry_prefix(const char *entry);
 void summary_print(FILE *out, const Module *m, const Diag *d);
 // One line on a model's graph: parameters, forward ops, training-step ops.
 void summary_graph(FILE *out, const Graph *g, int forward_nodes);
+// With parameter groups or `freeze`: each group and frozen pattern, its
+// settings that differ from the optimizer's and the parameters of g it takes.
+void summary_groups(FILE *out, const Graph *g, const struct TrainConfig *t);
 
 #endif

@@ -263,6 +263,17 @@ static void dump_train(FILE *out, const Ast *t) {
       fputc('\n', out);
       continue;
     }
+    if (k->kind == N_TRAIN_GROUP) {
+      fprintf(out, "  group \"%s\"\n", k->str);
+      for (int j = 0; j < k->list.n; j++) {
+        const Ast *s = k->list.items[j];
+        if (s->kind != N_TRAIN_KEY) continue;
+        fprintf(out, "    %s = ", s->name);
+        dump_expr(out, s->a);
+        fputc('\n', out);
+      }
+      continue;
+    }
     fprintf(out, "  data %s\n", k->name);
     for (int j = 0; j < k->list.n; j++) {
       const Ast *b = k->list.items[j];

@@ -49,14 +49,6 @@ void explain_stats(const Graph *g, KernelPlan *p, int *kernels, uint64_t *moved,
   *intermediates = s.intermediates;
 }
 
-static const char *human(char *buf, size_t n, double v, const char *unit) {
-  const char *pre[] = {"", "K", "M", "G", "T"};
-  int i = 0;
-  while (v >= 1000 && i < 4) v /= 1000, i++;
-  snprintf(buf, n, i ? "%.1f %s%s" : "%.0f %s%s", v, pre[i], unit);
-  return buf;
-}
-
 static const char *kind_name(KernelKind k) {
   static const char *names[] = {"pointwise", "reduce", "matmul", "conv", "pool", "gather", "random", "copy"};
   return names[k];
@@ -120,8 +112,8 @@ static void print_kernels(FILE *out, const Graph *g, const KernelPlan *p) {
     char ty[96], a[32], b[32], c[32];
     fprintf(out, "#%-4d %s\n      %s %s", k, kn->name, kind_name(kn->kind), type_str(ty, sizeof ty, kn->root->dtype, &kn->root->shape));
     if (kn->nouts > 1) fprintf(out, ", %d outputs", kn->nouts);
-    fprintf(out, "; reads %s, writes %s, %s\n", human(a, sizeof a, (double)r, "B"), human(b, sizeof b, (double)w, "B"),
-            human(c, sizeof c, (double)f, "FLOP"));
+    fprintf(out, "; reads %s, writes %s, %s\n", human_units(a, sizeof a, (double)r, "B"), human_units(b, sizeof b, (double)w, "B"),
+            human_units(c, sizeof c, (double)f, "FLOP"));
     print_types(out, kn);
     kernel_describe(out, g, p, kn);
     Edges e = {p, kernel_of, {0}, 0, out, g};
@@ -145,13 +137,13 @@ static const char *node_label(char *buf, size_t n, const Graph *g, const Node *x
 static void print_memory(FILE *out, const Graph *g, const KernelPlan *p, const MemBuf *b, const bool *in, uint64_t arena,
                          uint64_t total) {
   char a[32], c[32];
-  fprintf(out, "\nmemory: peak arena %s, sum of all intermediates %s (%.2f)\n", human(a, sizeof a, (double)arena, "B"),
-          human(c, sizeof c, (double)total, "B"), total ? (double)arena / (double)total : 0.0);
+  fprintf(out, "\nmemory: peak arena %s, sum of all intermediates %s (%.2f)\n", human_units(a, sizeof a, (double)arena, "B"),
+          human_units(c, sizeof c, (double)total, "B"), total ? (double)arena / (double)total : 0.0);
   int reused = 0;
   uint64_t reused_bytes = 0;
   for (int s = 0; s < p->nslots; s++)
     if (in[s] && b[s].reuses >= 0) reused++, reused_bytes += b[s].bytes;
-  fprintf(out, "in place: %d outputs take over a dead input's bytes (%s)\n", reused, human(a, sizeof a, (double)reused_bytes, "B"));
+  fprintf(out, "in place: %d outputs take over a dead input's bytes (%s)\n", reused, human_units(a, sizeof a, (double)reused_bytes, "B"));
   int peak_at = 0;
   uint64_t peak = 0;
   for (int t = 0; t < p->n; t++) {
@@ -161,7 +153,7 @@ static void print_memory(FILE *out, const Graph *g, const KernelPlan *p, const M
     if (live > peak) peak = live, peak_at = t;
   }
   if (!p->n) return;
-  fprintf(out, "largest live set: %s at #%d %s; the largest tensors live then:\n", human(a, sizeof a, (double)peak, "B"), peak_at,
+  fprintf(out, "largest live set: %s at #%d %s; the largest tensors live then:\n", human_units(a, sizeof a, (double)peak, "B"), peak_at,
           p->kernels[peak_at].name);
   bool *shown = xcalloc((size_t)(p->nslots ? p->nslots : 1), sizeof *shown);
   for (int i = 0; i < 8; i++) {
@@ -172,7 +164,7 @@ static void print_memory(FILE *out, const Graph *g, const KernelPlan *p, const M
     if (best < 0) break;
     shown[best] = true;
     char label[192];
-    fprintf(out, "  %10s  %s (live #%d..#%d)\n", human(a, sizeof a, (double)b[best].bytes, "B"),
+    fprintf(out, "  %10s  %s (live #%d..#%d)\n", human_units(a, sizeof a, (double)b[best].bytes, "B"),
             node_label(label, sizeof label, g, p->slot_node[best]), b[best].first < 0 ? 0 : b[best].first,
             b[best].last >= p->n ? p->n - 1 : b[best].last);
   }
@@ -241,10 +233,11 @@ int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, cons
   fprintf(out, "%s: entry %s, fusion %s, precision %s\n", m->path, o->entry, fusion_mode_name(o->fusion),
           precision_name((Precision)entry_precision(c, m)));
   fprintf(out, "  %-15s %8s %14s %14s %14s\n", "", "kernels", "bytes moved", "FLOPs", "peak arena");
-  fprintf(out, "  fusion %-8s %8d %14s %14s %14s\n", fusion_mode_name(o->fusion), s.kernels, human(a, sizeof a, (double)s.moved, "B"),
-          human(b, sizeof b, (double)s.flops, "FLOP"), human(d, sizeof d, (double)s.arena, "B"));
-  fprintf(out, "  fusion %-8s %8d %14s %14s %14s\n", "none", s0.kernels, human(a, sizeof a, (double)s0.moved, "B"),
-          human(b, sizeof b, (double)s0.flops, "FLOP"), human(e, sizeof e, (double)s0.arena, "B"));
+  fprintf(out, "  fusion %-8s %8d %14s %14s %14s\n", fusion_mode_name(o->fusion), s.kernels, human_units(a, sizeof a, (double)s.moved, "B"),
+          human_units(b, sizeof b, (double)s.flops, "FLOP"), human_units(d, sizeof d, (double)s.arena, "B"));
+  fprintf(out, "  fusion %-8s %8d %14s %14s %14s\n", "none", s0.kernels, human_units(a, sizeof a, (double)s0.moved, "B"),
+          human_units(b, sizeof b, (double)s0.flops, "FLOP"), human_units(e, sizeof e, (double)s0.arena, "B"));
+  if (!strcmp(o->entry, "train_step")) summary_groups(out, &g, m->train);
   fputs("  simplified:", out);
   int any = 0;
   for (int r = 0; r < SIMP_COUNT; r++)
@@ -255,14 +248,14 @@ int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, cons
     if (pipeline_entry(c, m, o->entry, &(EntryOptions){defs, ndefs, .last = PASS_KERNELS, .fusion = o->fusion}, &e0) == 0) {
       PlanStats s1 = plan_stats(&e0.g, &e0.plan);
       fprintf(out, "  recomputed: %d forward values (%s) in the backward pass, %s added; peak arena %s without\n",
-              remat.values, human(a, sizeof a, (double)remat.bytes, "B"), human(b, sizeof b, (double)remat.flops, "FLOP"),
-              human(d, sizeof d, (double)s1.arena, "B"));
+              remat.values, human_units(a, sizeof a, (double)remat.bytes, "B"), human_units(b, sizeof b, (double)remat.flops, "FLOP"),
+              human_units(d, sizeof d, (double)s1.arena, "B"));
     }
     entry_free(&e0);
   }
   fprintf(out, "  (%.2fx fewer kernels, %.2fx fewer bytes moved; intermediates sum to %s)\n\n",
           s.kernels ? (double)s0.kernels / s.kernels : 0.0, s.moved ? (double)s0.moved / (double)s.moved : 0.0,
-          human(a, sizeof a, (double)s.intermediates, "B"));
+          human_units(a, sizeof a, (double)s.intermediates, "B"));
   if (!o->memory) print_kernels(out, &g, &p);
   if (o->memory || o->svg) {
     MemBuf *mb = xmalloc(sizeof *mb * (size_t)(p.nslots ? p.nslots : 1));

@@ -104,6 +104,8 @@ static const OptSpec specs[] = {
     {"runs", 0, OPT_INT, "bench", "N", "timed runs (1000; --profile: 20)", 1, BIG, NULL},
     {"batch", 0, OPT_INT, "bench", "N", "build a model file with B = N", 1, BIG, NULL},
     {"all", 0, OPT_FLAG, "inspect", NULL, "also temporaries and kernels", 0, 0, NULL},
+    {"max-memory", 0, OPT_BYTES, "check build train eval run bisect sample bench", "SIZE",
+     "refuse a model whose session needs more bytes\n(default: this machine's memory; 0: no limit)", 0, 9.2e18, NULL},
     {"define", 'D', OPT_LIST, SIZES, "NAME=VALUE", "set a model size", 0, 0, NULL},
     {"color", 0, OPT_CHOICE, "*", "WHEN", "colour in diagnostics: auto (on a terminal, never\nwith NO_COLOR), always or never",
      0, 0, "auto|always|never"},
@@ -198,7 +200,7 @@ static void options_free(Options *o) {
 // Builds a model file into the temporary ingot tmp for a run on device:
 // this CPU, and the GPU the device would take; infer_only for benchmarks.
 static int build_for_device(const char *argv0, const char *file, const Define *defs, int ndefs, int precision,
-                            const char *device, bool infer_only, const char *tmp) {
+                            const char *device, bool infer_only, uint64_t max_memory, const char *tmp) {
   Compilation c;
   compilation_init(&c, stderr);
   c.precision = precision;
@@ -206,7 +208,7 @@ static int build_for_device(const char *argv0, const char *file, const Define *d
   Module *m = module_load_file(&c, file);
   int errors = check_modules(&c, &m, 1, defs, ndefs);
   if (!errors) {
-    BuildTargets t = {.infer_only = infer_only};
+    BuildTargets t = {.infer_only = infer_only, .max_memory = max_memory};
     char arch[32];
     if (strcmp(device, "cpu") && device_gpu_target(device, arch, sizeof arch) && gpu_target_known(arch)) t.gpus[t.ngpus++] = arch;
     fprintf(stderr, "building %s for this CPU%s%s...\n", file, t.ngpus ? " and " : "", t.ngpus ? t.gpus[0] : "");
@@ -235,7 +237,7 @@ static int bench_main(Options *o, const char *argv0) {
       add_define(o, def);
     }
     snprintf(tmp, sizeof tmp, "/tmp/smelt-bench-%ld.ingot", (long)getpid());
-    if (build_for_device(argv0, file, o->defs, o->ndefs, o->precision, device, !strcmp(entry, "infer"), tmp)) return 1;
+    if (build_for_device(argv0, file, o->defs, o->ndefs, o->precision, device, !strcmp(entry, "infer"), o->targets.max_memory, tmp)) return 1;
     file = tmp;
   } else if (batch || o->ndefs) {
     return bad_usage("--batch and -D size a model file; an ingot keeps the sizes it was built with (%s)", file);
@@ -256,7 +258,7 @@ static int sample_main(Options *o, const char *argv0) {
   if (!ends_with(file, ".ingot")) {   // one sequence at a time: B = 1, the infer entry alone
     add_define(o, "B=1");
     snprintf(tmp, sizeof tmp, "/tmp/smelt-sample-%ld.ingot", (long)getpid());
-    if (build_for_device(argv0, file, o->defs, o->ndefs, -1, so.device, true, tmp)) return 1;
+    if (build_for_device(argv0, file, o->defs, o->ndefs, -1, so.device, true, o->targets.max_memory, tmp)) return 1;
     file = tmp;
   }
   so.ingot = file;
@@ -300,6 +302,7 @@ static int options_from(const OptResult *r, Options *o) {
                      "not '%s'; --cpu=help lists them", o->cpu);
   IF_SET("fusion") fusion_mode_parse(V("fusion")->str, &o->targets.fusion);
   o->targets.remat = V("remat")->set;
+  o->targets.max_memory = V("max-memory")->set ? (uint64_t)V("max-memory")->num : memory_default_limit();
   IF_SET("precision") o->precision = precision_parse(V("precision")->str);
   o->infer = V("infer")->set;
   o->train.epochs = V("epochs")->num;
@@ -347,8 +350,8 @@ static int check_files(Compilation *c, const Options *o, const char *argv0, Modu
 // Writes the initial value of every parameter and buffer of m's model and, when the file
 // has a train block, of the optimizer's state (moments and step, all zero).
 static int write_init(Compilation *c, Module *m, const Options *o) {
-  Entry e;   // the training step, whose optimizer adds state (elaborated alone with --params-only)
-  int rc = pipeline_entry(c, m, "step", &(EntryOptions){o->defs, o->ndefs, .last = o->params_only ? PASS_ELABORATE : PASS_AUTODIFF}, &e);
+  Entry e;   // the training step, whose optimizer adds state (forward alone with --params-only; PASS_ELABORATE is 0, which EntryOptions reads as "every pass")
+  int rc = pipeline_entry(c, m, "step", &(EntryOptions){o->defs, o->ndefs, .last = o->params_only ? PASS_PRECISION : PASS_AUTODIFF}, &e);
   Graph g = e.g;
   if (rc == 0) {
     TensorEntry *t = xcalloc((size_t)g.n + 1, sizeof *t);
@@ -376,8 +379,10 @@ static void print_summary(Compilation *c, Module *m, const Options *o) {
   summary_print(stdout, m, &c->diag);
   if (!m->model) return;
   Entry e;
-  if (pipeline_entry(c, m, "step", &(EntryOptions){o->defs, o->ndefs, .last = PASS_AUTODIFF}, &e) == 0)
+  if (pipeline_entry(c, m, "step", &(EntryOptions){o->defs, o->ndefs, .last = PASS_AUTODIFF}, &e) == 0) {
     summary_graph(stdout, &e.g, e.forward);
+    summary_groups(stdout, &e.g, m->train);
+  }
   entry_free(&e);
 }
 
@@ -396,7 +401,30 @@ static void build_ingot(Compilation *c, Module *m, const Options *o) {
     }
     t.infer_only = true;
   }
-  ingot_build(c, m, o->defs, o->ndefs, &t, o->output);
+  Build b;
+  if (pipeline_build(c, m, o->defs, o->ndefs, &t, &b) == 0 && ingot_write(c, m, &b, o->defs, o->ndefs, &t, o->output) == 0) {
+    MemoryNeed need;
+    memory_need(&b, &need);
+    printf("%s: a session needs ", o->output);
+    memory_need_print(stdout, &b, &need);
+    putchar('\n');
+  }
+  build_free(&b);
+}
+
+// `smelt check`: a model's entries planned (no code) and held to
+// --max-memory; with --summary, what a session of it needs.
+static void check_memory(Compilation *c, Module *m, const Options *o) {
+  if (!m->model) return;
+  Build b;
+  if (pipeline_plan(c, m, o->defs, o->ndefs, &o->targets, &b) == 0 && o->summary) {
+    MemoryNeed need;
+    memory_need(&b, &need);
+    printf("  memory: a session needs ");
+    memory_need_print(stdout, &b, &need);
+    putchar('\n');
+  }
+  build_free(&b);
 }
 
 static void explain_file(Compilation *c, Module *m, const Options *o) {
@@ -556,7 +584,10 @@ static int run(const Options *o, const char *argv0) {
       else if (init) write_init(&c, mods[i], o);
       else if (build) build_ingot(&c, mods[i], o);
       else if (explain) explain_file(&c, mods[i], o);
-      else if (o->summary) print_summary(&c, mods[i], o);
+      else if (!strcmp(o->command, "check")) {
+        if (o->summary) print_summary(&c, mods[i], o);
+        check_memory(&c, mods[i], o);
+      }
     }
     errors = c.diag.errors;
   }

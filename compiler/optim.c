@@ -7,6 +7,7 @@
 // the interpreter checks it like any other graph.
 #include "compiler.h"
 
+#include <fnmatch.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,26 +24,62 @@ static Node *state(Graph *g, const char *name, Shape s) {
   return n;
 }
 
+// The run's length: a constant when known now, else the STATE "total_steps"
+// that the trainer sets from the data before the first step.
+static Node *run_length(Graph *g, int64_t total) {
+  if (total > 0) return k(g, (double)total);
+  Node *s = graph_find_leaf(g, OP_STATE, "total_steps");
+  return s ? s : state(g, "total_steps", (Shape){0});
+}
+
+// The fraction of the steps after warm-up done at t: clamp((t - warmup) /
+// max(total - warmup, 1), 0, 1).
+static Node *progress(Graph *g, Node *t, int64_t warmup, int64_t total) {
+  Node *span = total > 0 ? k(g, (double)(total > warmup ? total - warmup : 1))
+                         : g_binary(g, OP_MAX, sub(g, run_length(g, 0), k(g, (double)warmup)), k(g, 1));
+  Node *p = dvd(g, sub(g, t, k(g, (double)warmup)), span);
+  return g_binary(g, OP_MIN, g_binary(g, OP_MAX, p, k(g, 0)), k(g, 1));
+}
+
+// A schedule expression (train_check folded its constants) at step t.
+static Node *sched_node(Graph *g, const SchedExpr *x, Node *t, double lr, int64_t total) {
+  Node *a = x->a ? sched_node(g, x->a, t, lr, total) : NULL;
+  Node *b = x->b ? sched_node(g, x->b, t, lr, total) : NULL;
+  if (x->op == OP_CONST) return k(g, x->value);
+  if (x->op == OP_INPUT)
+    return !strcmp(x->name, "step") ? t : !strcmp(x->name, "lr") ? k(g, lr) : run_length(g, total);
+  if (x->op == OP_WHERE) return g_where(g, a, b, sched_node(g, x->c, t, lr, total));
+  // the other ops train.c builds: unary with a, binary and comparisons with a and b
+  return b ? g_binary(g, x->op, a, b) : g_unary(g, x->op, a);
+}
+
 // The learning rate at step t (1-based, f32 scalar), per the schedule:
-//   warm-up:  lr * t / warmup while t < warmup
+//   warm-up:  lr * t / warmup while t < warmup (every named schedule)
 //   constant: lr
 //   step:     lr * gamma ^ floor((t - 1) / every)
-//   cosine:   min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2,
-//             p = clamp((t - warmup) / (total - warmup), 0, 1)
+//   cosine:   min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2
+//   linear:   lr * (1 - (1 - decay_to) * p)
+//   inverse_sqrt: lr * min(1, sqrt(warmup / t)), so with the warm-up
+//             lr * min(t / warmup, sqrt(warmup / t))
+//   expression: as written, with step = t
+// where p = clamp((t - warmup) / (total - warmup), 0, 1).
 static Node *learning_rate(Graph *g, const TrainConfig *c, Node *t, int64_t total) {
   Node *lr;
-  if (!strcmp(c->schedule, "step")) {
+  if (!strcmp(c->schedule, "expression")) {
+    return sched_node(g, c->schedule_expr, t, c->lr, total);
+  } else if (!strcmp(c->schedule, "step")) {
     Node *decays = g_unary(g, OP_FLOOR, dvd(g, sub(g, t, k(g, 1)), k(g, (double)(c->step_every ? c->step_every : 1))));
     lr = mul(g, k(g, c->lr), g_binary(g, OP_POW, k(g, c->gamma), decays));
   } else if (!strcmp(c->schedule, "cosine")) {
-    // The run's length: a constant when known now, else a state the trainer
-    // sets from the data before the first step.
-    Node *span = total > 0 ? k(g, (double)(total > c->warmup ? total - c->warmup : 1))
-                           : g_binary(g, OP_MAX, sub(g, state(g, "total_steps", (Shape){0}), k(g, (double)c->warmup)), k(g, 1));
-    Node *p = dvd(g, sub(g, t, k(g, (double)c->warmup)), span);
-    p = g_binary(g, OP_MIN, g_binary(g, OP_MAX, p, k(g, 0)), k(g, 1));
+    Node *p = progress(g, t, c->warmup, total);
     Node *cosine = mul(g, k(g, 0.5), add(g, k(g, 1), g_unary(g, OP_COS, mul(g, p, k(g, M_PI)))));
     lr = add(g, k(g, c->min_lr), mul(g, k(g, c->lr - c->min_lr), cosine));
+  } else if (!strcmp(c->schedule, "linear")) {
+    Node *p = progress(g, t, c->warmup, total);
+    lr = mul(g, k(g, c->lr), sub(g, k(g, 1), mul(g, k(g, 1 - c->decay_to), p)));
+  } else if (!strcmp(c->schedule, "inverse_sqrt")) {
+    Node *decay = g_unary(g, OP_SQRT, dvd(g, k(g, (double)c->warmup), t));
+    lr = mul(g, k(g, c->lr), g_binary(g, OP_MIN, k(g, 1), decay));
   } else {
     lr = k(g, c->lr);
   }
@@ -51,6 +88,54 @@ static Node *learning_rate(Graph *g, const TrainConfig *c, Node *t, int64_t tota
     lr = mul(g, lr, ramp);
   }
   return lr;
+}
+
+// ---- parameter groups
+
+const ParamGroup *optim_group_of(const TrainConfig *c, const char *name) {
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < c->ngroups; i++)
+      if (c->groups[i].frozen == (pass == 0) && fnmatch(c->groups[i].pattern, name, 0) == 0)
+        return &c->groups[i];
+  return NULL;
+}
+
+// Marks frozen parameters and reports a pattern that matches no parameter of
+// the forward graph g, or a group whose parameters are all frozen or in
+// earlier groups (a typo must not silently do nothing). Returns 0, or -1
+// after reporting.
+static int groups_assign(Graph *g, const TrainConfig *c) {
+  if (!c->ngroups) return 0;
+  int errors = g->diag->errors;
+  int *matched = xcalloc((size_t)c->ngroups, sizeof *matched), *taken = xcalloc((size_t)c->ngroups, sizeof *taken);
+  char names[200] = "";
+  int nparams = 0;
+  for (int i = 0; i < g->n; i++) {
+    Node *p = g->nodes[i];
+    if (p->op != OP_PARAM) continue;
+    if (nparams++ < 8) {
+      strncat(names, nparams > 1 ? ", " : "", sizeof names - strlen(names) - 1);
+      strncat(names, p->name, sizeof names - strlen(names) - 1);
+    } else if (nparams == 9) {
+      strncat(names, ", ...", sizeof names - strlen(names) - 1);
+    }
+    for (int j = 0; j < c->ngroups; j++) matched[j] += fnmatch(c->groups[j].pattern, p->name, 0) == 0;
+    const ParamGroup *grp = optim_group_of(c, p->name);
+    if (grp) taken[grp - c->groups]++;
+    p->frozen = grp && grp->frozen;
+  }
+  for (int j = 0; j < c->ngroups; j++) {
+    const ParamGroup *grp = &c->groups[j];
+    if (!matched[j])
+      diag_error(g->diag, grp->span, "pattern \"%s\" matches no parameter (the parameters are %s)",
+                 grp->pattern, nparams ? names : "none");
+    else if (!taken[j] && !grp->frozen)   // frozen patterns may overlap: freezing twice is still frozen
+      diag_error(g->diag, grp->span, "group \"%s\" gets no parameter: each one it matches is frozen or "
+                 "in an earlier group", grp->pattern);
+  }
+  free(matched);
+  free(taken);
+  return g->diag->errors > errors ? -1 : 0;
 }
 
 // ---- dynamic loss scaling (fp16)
@@ -134,6 +219,7 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
     return -1;
   }
   if (buffers_clash(g)) return -1;
+  if (groups_assign(g, c)) return -1;
   int errors = g->diag->errors;
   const char *scope = g->scope;
   g->scope = "optimizer";
@@ -182,7 +268,7 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
   }
   for (int i = 0; i < n0; i++) {
     Node *p = g->nodes[i];
-    if (p->op != OP_PARAM) continue;
+    if (p->op != OP_PARAM || p->frozen) continue;
     g->scope = p->scope;
     g->loc = p->loc;
     Node *gr = grads[i] ? g_cast(g, grads[i], DT_F32) : g_const(g, 0, DT_F32, p->shape);
@@ -190,29 +276,37 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
     // A parameter the loss does not reach has no gradient (PyTorch: grad is
     // None): no step at all, so no weight decay, momentum or moments either.
     if (!grads[i]) continue;
+    // the settings of its group; a group's lr scales the schedule by lr_group / lr
+    const ParamGroup *grp = optim_group_of(c, p->name);
+    double wd = grp ? grp->weight_decay : c->weight_decay, momentum = grp ? grp->momentum : c->momentum;
+    double beta1 = grp ? grp->beta1 : c->beta1, beta2 = grp ? grp->beta2 : c->beta2, eps = grp ? grp->eps : c->eps;
+    bool nesterov = grp ? grp->nesterov : c->nesterov;
+    Node *plr = grp && grp->lr != c->lr ? mul(g, lr, k(g, grp->lr / c->lr)) : lr;
     if (scale) gr = mul(g, gr, scale);
     Node *w = g_cast(g, p, DT_F32);
-    if (c->weight_decay != 0 && !adamw) gr = add(g, gr, mul(g, w, k(g, c->weight_decay)));   // L2
+    if (wd != 0 && !adamw) gr = add(g, gr, mul(g, w, k(g, wd)));   // L2
     Node *update;
     if (adam) {
+      Node *pbc1 = beta1 == c->beta1 ? bc1 : sub(g, k(g, 1), g_binary(g, OP_POW, k(g, beta1), t));
+      Node *pbc2 = beta2 == c->beta2 ? bc2 : sub(g, k(g, 1), g_binary(g, OP_POW, k(g, beta2), t));
       Node *m = state(g, arena_printf(g->arena, "%s.m", p->name), p->shape);
       Node *v = state(g, arena_printf(g->arena, "%s.v", p->name), p->shape);
-      Node *m1 = add(g, mul(g, m, k(g, c->beta1)), mul(g, gr, k(g, 1 - c->beta1)));
-      Node *v1 = add(g, mul(g, v, k(g, c->beta2)), mul(g, mul(g, gr, gr), k(g, 1 - c->beta2)));
+      Node *m1 = add(g, mul(g, m, k(g, beta1)), mul(g, gr, k(g, 1 - beta1)));
+      Node *v1 = add(g, mul(g, v, k(g, beta2)), mul(g, mul(g, gr, gr), k(g, 1 - beta2)));
       graph_add_update(g, m, m1);
       graph_add_update(g, v, v1);
-      Node *mhat = dvd(g, m1, bc1), *vhat = dvd(g, v1, bc2);
-      update = mul(g, lr, dvd(g, mhat, add(g, g_unary(g, OP_SQRT, vhat), k(g, c->eps))));
-      if (adamw && c->weight_decay != 0)   // decoupled: p * (1 - lr * wd)
-        w = mul(g, w, sub(g, k(g, 1), mul(g, lr, k(g, c->weight_decay))));
+      Node *mhat = dvd(g, m1, pbc1), *vhat = dvd(g, v1, pbc2);
+      update = mul(g, plr, dvd(g, mhat, add(g, g_unary(g, OP_SQRT, vhat), k(g, eps))));
+      if (adamw && wd != 0)   // decoupled: p * (1 - lr * wd)
+        w = mul(g, w, sub(g, k(g, 1), mul(g, plr, k(g, wd))));
     } else {
-      if (c->momentum != 0) {
+      if (momentum != 0) {
         Node *buf = state(g, arena_printf(g->arena, "%s.momentum", p->name), p->shape);
-        Node *b1 = add(g, mul(g, buf, k(g, c->momentum)), gr);
+        Node *b1 = add(g, mul(g, buf, k(g, momentum)), gr);
         graph_add_update(g, buf, b1);
-        gr = c->nesterov ? add(g, gr, mul(g, b1, k(g, c->momentum))) : b1;
+        gr = nesterov ? add(g, gr, mul(g, b1, k(g, momentum))) : b1;
       }
-      update = mul(g, lr, gr);
+      update = mul(g, plr, gr);
     }
     graph_add_update(g, p, g_cast(g, sub(g, w, update), p->dtype));
   }

@@ -292,7 +292,7 @@ static int codegen(Build *b, const KernelPlan *const *plans, int n, const BuildT
   return rc;
 }
 
-int pipeline_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, Build *b) {
+int pipeline_plan(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, Build *b) {
   memset(b, 0, sizeof *b);
   enum { TRAIN, EVAL, INFER };
   EntryOptions o = {defs, ndefs, .fusion = t->fusion, .tile_columns = codegen_tile_columns(t->cpu)};
@@ -306,7 +306,13 @@ int pipeline_build(Compilation *c, Module *m, const Define *defs, int ndefs, con
   if (rc == 0) rc = pipeline_entry(c, m, "infer", &o, &b->entries[INFER]);
   o.remat = t->remat;
   if (rc == 0 && b->on[TRAIN]) rc = pipeline_entry(c, m, "train_step", &o, &b->entries[TRAIN]);
-  if (rc) return -1;
+  if (rc == 0) rc = memory_need_check(c, m, b, t->max_memory);
+  return rc ? -1 : 0;
+}
+
+int pipeline_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, Build *b) {
+  if (pipeline_plan(c, m, defs, ndefs, t, b)) return -1;
+  enum { TRAIN, INFER = 2 };
   const KernelPlan *plans[3];
   int n = 0, kernels = 0;
   for (int e = TRAIN; e <= INFER; e++)

@@ -49,9 +49,11 @@ static void print_model(FILE *out, const Source *src, const Ast *model) {
   fprintf(out, "  loss: %s\n", count_kind(model->b, N_LOSS) ? "yes" : "none (inference only)");
 }
 
-static void print_train(FILE *out, const TrainConfig *t) {
+static void print_train(FILE *out, const Source *src, const TrainConfig *t) {
   fprintf(out, "  train: %s(lr = %g)", t->optimizer ? t->optimizer : "?", t->lr);
-  fprintf(out, ", %s schedule", t->schedule);
+  if (t->schedule_expr && src) fprintf(out, ", schedule %.*s", t->schedule_span.end - t->schedule_span.begin,
+                                       src->text + t->schedule_span.begin);
+  else fprintf(out, ", %s schedule", t->schedule);
   if (t->warmup) fprintf(out, " after %lld warm-up steps", (long long)t->warmup);
   fprintf(out, ", %s", precision_name(t->precision));
   if (t->epochs) fprintf(out, ", %lld epoch%s", (long long)t->epochs, t->epochs == 1 ? "" : "s");
@@ -83,6 +85,38 @@ void summary_graph(FILE *out, const Graph *g, int forward_nodes) {
   fputc('\n', out);
 }
 
+// The settings of a group that differ from the optimizer's, "(lr = 0.0001)".
+static void print_group_settings(FILE *out, const ParamGroup *grp, const TrainConfig *t) {
+  const char *names[] = {"lr", "momentum", "beta1", "beta2", "eps", "weight_decay"};
+  const double mine[] = {grp->lr, grp->momentum, grp->beta1, grp->beta2, grp->eps, grp->weight_decay};
+  const double base[] = {t->lr, t->momentum, t->beta1, t->beta2, t->eps, t->weight_decay};
+  int n = 0;
+  for (int i = 0; i < 6; i++)
+    if (mine[i] != base[i]) fprintf(out, "%s%s = %g", n++ ? ", " : " (", names[i], mine[i]);
+  if (grp->nesterov != t->nesterov) fprintf(out, "%snesterov = %s", n++ ? ", " : " (", grp->nesterov ? "true" : "false");
+  fputs(n ? ")" : " (the optimizer's settings)", out);
+}
+
+void summary_groups(FILE *out, const Graph *g, const TrainConfig *t) {
+  if (!t || !t->ngroups) return;
+  for (int j = 0; j <= t->ngroups; j++) {
+    const ParamGroup *grp = j < t->ngroups ? &t->groups[j] : NULL;
+    if (!grp) fputs("  other parameters (the optimizer's settings):", out);
+    else if (grp->frozen) fprintf(out, "  frozen \"%s\":", grp->pattern);
+    else fprintf(out, "  group \"%s\"", grp->pattern);
+    if (grp && !grp->frozen) {
+      print_group_settings(out, grp, t);
+      fputc(':', out);
+    }
+    int n = 0;
+    for (int i = 0; i < g->n; i++) {
+      const Node *p = g->nodes[i];
+      if (p->op == OP_PARAM && optim_group_of(t, p->name) == grp) fprintf(out, "%s %s", n++ ? "," : "", p->name);
+    }
+    fputs(n ? "\n" : " none\n", out);
+  }
+}
+
 void summary_print(FILE *out, const Module *m, const Diag *d) {
   int fns = 0, imported = 0;
   for (int i = 0; i < m->ast->list.n; i++) fns += m->ast->list.items[i]->kind == N_FN;
@@ -95,5 +129,5 @@ void summary_print(FILE *out, const Module *m, const Diag *d) {
           m->nimports, m->nimports == 1 ? "" : "s");
   const Source *src = d && m->file >= 0 && m->file < d->nfiles ? d->files[m->file] : NULL;
   if (m->model) print_model(out, src, m->model);
-  if (m->train) print_train(out, m->train);
+  if (m->train) print_train(out, src, m->train);
 }

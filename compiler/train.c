@@ -6,11 +6,17 @@
 //     precision = bf16
 //     epochs    = 5
 //     data train { x = idx("images.gz", scale = 1 / 255); y = idx("labels.gz") }
+//     group "*.b" { weight_decay = 0 }
+//     freeze = ("enc.*",)
 //   }
 //
 // Values are compile-time constants: literals, arithmetic on them, and the
 // model's sizes. Every key, every optimizer and schedule argument and every
 // data source is known here; anything else is an error with a suggestion.
+// An expression schedule is the exception: a function of the step, checked
+// and folded here into a SchedExpr that optim.c builds into the step graph.
+// Group patterns are matched against parameter names in optim.c, where the
+// names are known.
 #include "compiler.h"
 
 #include <math.h>
@@ -144,7 +150,10 @@ static const CallSpec schedules[] = {
     {"constant", {"warmup"}, 0},
     {"step", {"every", "gamma", "warmup"}, 1},
     {"cosine", {"warmup", "min_lr"}, 0},
+    {"linear", {"warmup", "decay_to"}, 0},
+    {"inverse_sqrt", {"warmup"}, 1},
 };
+#define NSCHEDULES (int)(sizeof schedules / sizeof *schedules)
 static const CallSpec sources[] = {
     {"idx", {"path", "scale"}, 1},
     {"csv", {"path", "scale"}, 1},
@@ -248,41 +257,268 @@ static void arg_int(Checker *t, const Call *call, int k, int64_t *dst) {
 
 // ---- keys
 
+// Reads an optimizer's arguments (args, by parameter of spec) into h, whose
+// fields keep their values where an argument is absent. The optimizer call
+// and a group block share it, so both accept the same values.
+static void optimizer_args(Checker *t, const CallSpec *spec, const Ast *const args[6], ParamGroup *h) {
+  Call call = {spec, {0}};
+  memcpy(call.args, args, sizeof call.args);
+  arg_number(t, &call, 0, &h->lr, true);
+  int wd = 4;
+  if (spec == &optimizers[0]) {
+    arg_number(t, &call, 1, &h->momentum, false);
+    if (args[1] && (h->momentum < 0 || h->momentum >= 1))
+      diag_error(t->d, args[1]->span, "'momentum' must be in [0, 1)");
+    if (args[2]) {
+      Val v = eval(t, args[2], 0);
+      if (want(t, args[2], v, V_BOOL, "'nesterov'")) h->nesterov = v.i;
+    }
+    wd = 3;
+  } else {
+    arg_number(t, &call, 1, &h->beta1, false);
+    arg_number(t, &call, 2, &h->beta2, false);
+    arg_number(t, &call, 3, &h->eps, true);
+    for (int k = 1; k <= 2; k++) {
+      double beta = k == 1 ? h->beta1 : h->beta2;
+      if (args[k] && (beta < 0 || beta >= 1))
+        diag_error(t->d, args[k]->span, "'%s' must be in [0, 1)", spec->params[k]);
+    }
+  }
+  arg_number(t, &call, wd, &h->weight_decay, false);
+  if (args[wd] && h->weight_decay < 0)
+    diag_error(t->d, args[wd]->span, "'weight_decay' cannot be negative");
+}
+
+static ParamGroup optimizer_settings(const TrainConfig *cfg) {
+  return (ParamGroup){.lr = cfg->lr, .momentum = cfg->momentum, .beta1 = cfg->beta1, .beta2 = cfg->beta2,
+                      .eps = cfg->eps, .weight_decay = cfg->weight_decay, .nesterov = cfg->nesterov};
+}
+
 static void key_optimizer(Checker *t, const Ast *e) {
   Call call;
   if (!match_call(t, e, optimizers, 3, "optimizer", &call)) return;
   TrainConfig *cfg = t->cfg;
   cfg->optimizer = call.spec->name;
-  arg_number(t, &call, 0, &cfg->lr, true);
-  if (call.spec == &optimizers[0]) {
-    arg_number(t, &call, 1, &cfg->momentum, false);
-    if (cfg->momentum < 0 || cfg->momentum >= 1)
-      diag_error(t->d, call.args[1]->span, "'momentum' must be in [0, 1)");
-    if (call.args[2]) {
-      Val v = eval(t, call.args[2], 0);
-      if (want(t, call.args[2], v, V_BOOL, "'nesterov'")) cfg->nesterov = v.i;
-    }
-    arg_number(t, &call, 3, &cfg->weight_decay, false);
-  } else {
-    if (call.spec == &optimizers[2]) cfg->weight_decay = 0.01;
-    arg_number(t, &call, 1, &cfg->beta1, false);
-    arg_number(t, &call, 2, &cfg->beta2, false);
-    arg_number(t, &call, 3, &cfg->eps, true);
-    arg_number(t, &call, 4, &cfg->weight_decay, false);
-    for (int k = 1; k <= 2; k++) {
-      double beta = k == 1 ? cfg->beta1 : cfg->beta2;
-      if (call.args[k] && (beta < 0 || beta >= 1))
-        diag_error(t->d, call.args[k]->span, "'%s' must be in [0, 1)", call.spec->params[k]);
-    }
+  if (call.spec == &optimizers[2]) cfg->weight_decay = 0.01;
+  ParamGroup h = optimizer_settings(cfg);
+  optimizer_args(t, call.spec, call.args, &h);
+  cfg->lr = h.lr, cfg->momentum = h.momentum, cfg->nesterov = h.nesterov;
+  cfg->beta1 = h.beta1, cfg->beta2 = h.beta2, cfg->eps = h.eps, cfg->weight_decay = h.weight_decay;
+}
+
+// ---- schedules written as expressions of the step
+
+static const struct { const char *name; Op op; int arity; } sched_fns[] = {
+    {"min", OP_MIN, 2}, {"max", OP_MAX, 2}, {"sqrt", OP_SQRT, 1}, {"exp", OP_EXP, 1},
+    {"log", OP_LOG, 1}, {"sin", OP_SIN, 1}, {"cos", OP_COS, 1},   {"abs", OP_ABS, 1},
+    {"floor", OP_FLOOR, 1}, {"where", OP_WHERE, 3},
+};
+#define NSCHED_FNS (int)(sizeof sched_fns / sizeof *sched_fns)
+static const char *sched_names[] = {"step", "lr", "total_steps", "pi"};
+
+static bool sched_builtin(const Ast *e) {
+  const Ast *callee = e->kind == N_CALL ? e->a : e;
+  if (callee->kind != N_NAME) return false;
+  for (int i = 0; i < NSCHEDULES; i++)
+    if (!strcmp(callee->name, schedules[i].name)) return true;
+  return false;
+}
+
+static void sched_unknown(Checker *t, const Ast *e, const char *name) {
+  const char *best = NULL;
+  int bestd = 3;
+  for (int i = 0; i < 4; i++) {
+    int d = str_distance(name, sched_names[i]);
+    if (d < bestd) best = sched_names[i], bestd = d;
   }
-  if (cfg->weight_decay < 0)
-    diag_error(t->d, e->span, "'weight_decay' cannot be negative");
+  for (int i = 0; i < NSCHED_FNS + NSCHEDULES; i++) {
+    const char *cand = i < NSCHED_FNS ? sched_fns[i].name : schedules[i - NSCHED_FNS].name;
+    int d = str_distance(name, cand);
+    if (d < bestd) best = cand, bestd = d;
+  }
+  if (best)
+    diag_error(t->d, e->span, "unknown name '%s' in the schedule; did you mean '%s'?", name, best);
+  else
+    diag_error(t->d, e->span, "unknown name '%s' in the schedule (an expression schedule uses step, "
+               "lr, total_steps, pi, the model's sizes, numbers and min, max, sqrt, exp, log, sin, "
+               "cos, abs, floor, where; the named schedules are constant, step, cosine, linear and "
+               "inverse_sqrt)", name);
+}
+
+static SchedExpr *sx_new(Checker *t, Op op, double value) {
+  SchedExpr *x = arena_alloc(&t->c->arena, sizeof *x);
+  *x = (SchedExpr){.op = op, .value = value};
+  return x;
+}
+
+// The value of op on constants, as the graph would compute it in f64.
+static double sx_fold(Op op, double a, double b, double c) {
+  switch ((int)op) {
+  case OP_NEG: return -a;
+  case OP_SQRT: return sqrt(a);
+  case OP_EXP: return exp(a);
+  case OP_LOG: return log(a);
+  case OP_SIN: return sin(a);
+  case OP_COS: return cos(a);
+  case OP_ABS: return fabs(a);
+  case OP_FLOOR: return floor(a);
+  case OP_ADD: return a + b;
+  case OP_SUB: return a - b;
+  case OP_MUL: return a * b;
+  case OP_DIV: return a / b;
+  case OP_POW: return pow(a, b);
+  case OP_MIN: return a < b ? a : b;
+  case OP_MAX: return a > b ? a : b;
+  case OP_LT: return a < b;
+  case OP_LE: return a <= b;
+  case OP_GT: return a > b;
+  case OP_GE: return a >= b;
+  case OP_EQ: return a == b;
+  case OP_NE: return a != b;
+  case OP_WHERE: return a != 0 ? b : c;
+  }
+  UNREACHABLE();
+}
+
+// op(a, b, c), folded when every operand is a constant.
+static SchedExpr *sx_op(Checker *t, Op op, SchedExpr *a, SchedExpr *b, SchedExpr *c) {
+  if (a->op == OP_CONST && (!b || b->op == OP_CONST) && (!c || c->op == OP_CONST))
+    return sx_new(t, OP_CONST, sx_fold(op, a->value, b ? b->value : 0, c ? c->value : 0));
+  SchedExpr *x = sx_new(t, op, 0);
+  x->a = a, x->b = b, x->c = c;
+  return x;
+}
+
+// A schedule expression checked and folded; NULL after an error. *is_bool
+// says whether it is a comparison (only where's condition may be one).
+static SchedExpr *sched_expr(Checker *t, const Ast *e, bool *is_bool) {
+  *is_bool = false;
+  switch (e->kind) {
+  case N_INT: return sx_new(t, OP_CONST, (double)e->ival);
+  case N_FLOAT: return sx_new(t, OP_CONST, e->fval);
+  case N_NAME: {
+    for (int i = 0; i < 3; i++)
+      if (!strcmp(e->name, sched_names[i])) {
+        SchedExpr *x = sx_new(t, OP_INPUT, 0);
+        x->name = sched_names[i];
+        return x;
+      }
+    if (!strcmp(e->name, "pi")) return sx_new(t, OP_CONST, M_PI);
+    if (t->model)
+      for (int i = 0; i < t->model->list.n; i++)
+        if (!strcmp(t->model->list.items[i]->name, e->name)) {
+          Val v = size_value(t, e, 0);
+          return v.kind == V_INT || v.kind == V_FLOAT ? sx_new(t, OP_CONST, v.f) : NULL;
+        }
+    sched_unknown(t, e, e->name);
+    return NULL;
+  }
+  case N_UNARY: {
+    if (e->op == AOP_NOT) break;
+    bool b;
+    SchedExpr *a = sched_expr(t, e->a, &b);
+    if (!a) return NULL;
+    if (b) break;
+    return e->op == '-' ? sx_op(t, OP_NEG, a, NULL, NULL) : a;
+  }
+  case N_BINARY: {
+    static const struct { int aop; Op op; bool cmp; } ops[] = {
+        {'+', OP_ADD, 0}, {'-', OP_SUB, 0}, {'*', OP_MUL, 0}, {'/', OP_DIV, 0}, {AOP_POW, OP_POW, 0},
+        {AOP_FLOORDIV, OP_DIV, 0}, {'%', OP_DIV, 0}, {'<', OP_LT, 1}, {AOP_LE, OP_LE, 1},
+        {'>', OP_GT, 1}, {AOP_GE, OP_GE, 1}, {AOP_EQ, OP_EQ, 1}, {AOP_NE, OP_NE, 1},
+    };
+    int k = -1;
+    for (int i = 0; i < (int)(sizeof ops / sizeof *ops); i++)
+      if (ops[i].aop == e->op) k = i;
+    if (k < 0) {
+      diag_error(t->d, e->span, "'%s' has no meaning in a schedule; it is a number per step",
+                 ast_op_name(e->op));
+      return NULL;
+    }
+    bool ba, bb;
+    SchedExpr *a = sched_expr(t, e->a, &ba), *b = sched_expr(t, e->b, &bb);
+    if (!a || !b) return NULL;
+    if (ba || bb) {
+      diag_error(t->d, (ba ? e->a : e->b)->span, "a comparison is not a number; only the "
+                 "condition of where(cond, a, b) may be one");
+      return NULL;
+    }
+    if ((e->op == '/' || e->op == AOP_FLOORDIV || e->op == '%') && b->op == OP_CONST && b->value == 0) {
+      diag_error(t->d, e->b->span, "division by zero in the schedule");
+      return NULL;
+    }
+    *is_bool = ops[k].cmp;
+    SchedExpr *x = sx_op(t, ops[k].op, a, b, NULL);
+    if (e->op == AOP_FLOORDIV) return sx_op(t, OP_FLOOR, x, NULL, NULL);
+    if (e->op == '%')   // Python's: a - floor(a / b) * b, the sign of b
+      return sx_op(t, OP_SUB, a, sx_op(t, OP_MUL, sx_op(t, OP_FLOOR, x, NULL, NULL), b, NULL), NULL);
+    return x;
+  }
+  case N_CALL: {
+    const Ast *callee = e->a;
+    if (callee->kind != N_NAME) break;
+    int f = -1;
+    for (int i = 0; i < NSCHED_FNS; i++)
+      if (!strcmp(sched_fns[i].name, callee->name)) f = i;
+    if (f < 0) {
+      sched_unknown(t, callee, callee->name);
+      return NULL;
+    }
+    if (e->c) diag_error(t->d, e->c->span, "'as' has no meaning here");
+    if (e->list.n != sched_fns[f].arity) {
+      diag_error(t->d, e->span, "'%s' in a schedule takes %d argument%s, here given %d", callee->name,
+                 sched_fns[f].arity, sched_fns[f].arity == 1 ? "" : "s", e->list.n);
+      return NULL;
+    }
+    SchedExpr *args[3] = {0};
+    for (int i = 0; i < e->list.n; i++) {
+      const Ast *arg = e->list.items[i];
+      if (arg->kind == N_KWARG) {
+        diag_error(t->d, arg->span, "'%s' in a schedule takes no keyword arguments", callee->name);
+        return NULL;
+      }
+      bool b;
+      if (!(args[i] = sched_expr(t, arg, &b))) return NULL;
+      bool cond = sched_fns[f].op == OP_WHERE && i == 0;
+      if (b != cond) {
+        diag_error(t->d, arg->span, cond ? "the condition of where must be a comparison such as "
+                   "step < 100" : "a comparison is not a number; only the condition of where(cond, a, b) "
+                   "may be one");
+        return NULL;
+      }
+    }
+    return sx_op(t, sched_fns[f].op, args[0], args[1], args[2]);
+  }
+  case N_TUPLE:
+    diag_error(t->d, e->span, "a tuple is not a scalar; the schedule is one number per step");
+    return NULL;
+  case N_STR:
+    diag_error(t->d, e->span, "a string is not a number; the schedule is one number per step");
+    return NULL;
+  default:
+    break;
+  }
+  diag_error(t->d, e->span, "the schedule is a name such as cosine, a call such as cosine(warmup = 100), "
+             "or a scalar expression of step and lr; this is none of them");
+  return NULL;
 }
 
 static void key_schedule(Checker *t, const Ast *e) {
-  Call call;
-  if (!match_call(t, e, schedules, 3, "schedule", &call)) return;
   TrainConfig *cfg = t->cfg;
+  if (!sched_builtin(e)) {
+    bool is_bool;
+    SchedExpr *x = sched_expr(t, e, &is_bool);
+    if (x && is_bool)
+      diag_error(t->d, e->span, "a comparison is not a number; the schedule is the learning rate at each step");
+    else if (x) {
+      cfg->schedule = "expression";
+      cfg->schedule_expr = x;
+      cfg->schedule_span = e->span;
+    }
+    return;
+  }
+  Call call;
+  if (!match_call(t, e, schedules, NSCHEDULES, "schedule", &call)) return;
   cfg->schedule = call.spec->name;
   if (call.spec == &schedules[0]) {
     arg_int(t, &call, 0, &cfg->warmup);
@@ -292,10 +528,19 @@ static void key_schedule(Checker *t, const Ast *e) {
       diag_error(t->d, call.args[0]->span, "'every' must be greater than 0");
     arg_number(t, &call, 1, &cfg->gamma, true);
     arg_int(t, &call, 2, &cfg->warmup);
-  } else {
+  } else if (call.spec == &schedules[2]) {
     arg_int(t, &call, 0, &cfg->warmup);
     arg_number(t, &call, 1, &cfg->min_lr, false);
     if (cfg->min_lr < 0) diag_error(t->d, call.args[1]->span, "'min_lr' cannot be negative");
+  } else if (call.spec == &schedules[3]) {
+    arg_int(t, &call, 0, &cfg->warmup);
+    arg_number(t, &call, 1, &cfg->decay_to, false);
+    if (call.args[1] && (cfg->decay_to < 0 || cfg->decay_to > 1))
+      diag_error(t->d, call.args[1]->span, "'decay_to' is a fraction of lr in [0, 1]");
+  } else {
+    arg_int(t, &call, 0, &cfg->warmup);
+    if (call.args[0] && cfg->warmup == 0)
+      diag_error(t->d, call.args[0]->span, "'warmup' of inverse_sqrt must be greater than 0");
   }
 }
 
@@ -332,7 +577,8 @@ static void key_seed(Checker *t, const Ast *e) {
 }
 
 static const char *keys[] = {"optimizer", "schedule", "precision", "batch", "epochs", "steps",
-                             "clip_grad_norm", "seed", "checkpoint_every"};
+                             "clip_grad_norm", "seed", "checkpoint_every", "freeze"};
+enum { KEY_FREEZE = 9 };
 
 static void check_key(Checker *t, const Ast *k) {
   const char *key = k->name;
@@ -345,6 +591,7 @@ static void check_key(Checker *t, const Ast *k) {
   else if (!strcmp(key, "clip_grad_norm")) key_clip(t, k->a);
   else if (!strcmp(key, "seed")) key_seed(t, k->a);
   else if (!strcmp(key, "checkpoint_every")) key_count(t, k->a, key, &t->cfg->checkpoint_every);
+  else if (!strcmp(key, "freeze")) return;   // with the groups, once the optimizer is known
   else {
     const char *best = NULL;
     int bestd = 3;
@@ -355,7 +602,7 @@ static void check_key(Checker *t, const Ast *k) {
     if (best) diag_error(t->d, k->span, "unknown train setting '%s'; did you mean '%s'?", key, best);
     else diag_error(t->d, k->span, "unknown train setting '%s' (the settings are optimizer, "
                     "schedule, precision, batch, epochs, steps, clip_grad_norm, seed, "
-                    "checkpoint_every and data blocks)", key);
+                    "checkpoint_every, freeze, data blocks and group blocks)", key);
   }
 }
 
@@ -435,6 +682,88 @@ static void check_data(Checker *t, const Ast *data, const Ast **splits) {
   }
 }
 
+// ---- parameter groups and freezing
+
+// The patterns of `freeze = "enc.*"` or `freeze = ("enc.*", "dec.*")`, as
+// frozen groups appended to cfg->groups.
+static void check_freeze(Checker *t, const Ast *e) {
+  const Ast *one[1] = {e};
+  const Ast *const *items = e->kind == N_TUPLE ? (const Ast *const *)e->list.items : one;
+  int n = e->kind == N_TUPLE ? e->list.n : 1;
+  for (int i = 0; i < n; i++) {
+    if (items[i]->kind != N_STR) {
+      diag_error(t->d, items[i]->span, "freeze takes a parameter-name pattern (a string such as "
+                 "\"enc.*\") or a tuple of them");
+      continue;
+    }
+    if (!items[i]->str[0]) {
+      diag_error(t->d, items[i]->span, "an empty pattern matches no parameter");
+      continue;
+    }
+    t->cfg->groups[t->cfg->ngroups++] = (ParamGroup){.pattern = items[i]->str, .span = items[i]->span,
+                                                     .frozen = true};
+  }
+}
+
+// `group "PATTERN" { KEY = VALUE ... }`: the optimizer's settings with the
+// group's arguments in their place.
+static void check_group(Checker *t, const Ast *grp, const CallSpec *spec) {
+  const Ast *args[6] = {0};
+  bool ok = true;
+  if (!grp->str[0]) {
+    diag_error(t->d, grp->span, "an empty pattern matches no parameter");
+    ok = false;
+  }
+  for (int i = 0; i < grp->list.n; i++) {
+    const Ast *k = grp->list.items[i];
+    if (k->kind != N_TRAIN_KEY) {
+      diag_error(t->d, k->span, "a group holds optimizer settings such as weight_decay = 0, not blocks");
+      ok = false;
+      continue;
+    }
+    int j = -1;
+    for (int p = 0; p < 6 && spec->params[p]; p++)
+      if (!strcmp(spec->params[p], k->name)) j = p;
+    if (j < 0) {
+      char list[160] = "";
+      for (int p = 0; p < 6 && spec->params[p]; p++) {
+        strncat(list, p ? ", " : "", sizeof list - strlen(list) - 1);
+        strncat(list, spec->params[p], sizeof list - strlen(list) - 1);
+      }
+      diag_error(t->d, k->span, "a group sets arguments of the optimizer, and %s has no '%s' "
+                 "(it takes %s)", spec->name, k->name, list);
+      ok = false;
+      continue;
+    }
+    if (args[j]) {
+      diag_error(t->d, k->span, "'%s' is set twice in this group", k->name);
+      ok = false;
+      continue;
+    }
+    args[j] = k->a;
+  }
+  ParamGroup h = optimizer_settings(t->cfg);
+  optimizer_args(t, spec, args, &h);
+  h.pattern = grp->str;
+  h.span = grp->span;
+  if (ok) t->cfg->groups[t->cfg->ngroups++] = h;
+}
+
+// Frozen patterns first, then the groups in file order (optim_group_of's
+// order of precedence).
+static void check_groups(Checker *t, const Ast *train, const Ast *freeze) {
+  int cap = freeze ? (freeze->a->kind == N_TUPLE ? freeze->a->list.n : 1) : 0;
+  for (int i = 0; i < train->list.n; i++) cap += train->list.items[i]->kind == N_TRAIN_GROUP;
+  if (!cap) return;
+  t->cfg->groups = arena_alloc(&t->c->arena, sizeof *t->cfg->groups * (size_t)cap);
+  if (freeze) check_freeze(t, freeze->a);
+  const CallSpec *spec = NULL;
+  for (int i = 0; i < 3; i++)
+    if (t->cfg->optimizer && !strcmp(optimizers[i].name, t->cfg->optimizer)) spec = &optimizers[i];
+  for (int i = 0; spec && i < train->list.n; i++)
+    if (train->list.items[i]->kind == N_TRAIN_GROUP) check_group(t, train->list.items[i], spec);
+}
+
 const char *precision_name(Precision p) {
   static const char *names[] = {"fp32", "tf32", "bf16", "fp16"};
   return names[p];
@@ -465,6 +794,7 @@ void train_check(Compilation *c, Module *m, const Ast *train, const Ast *model) 
       has_train_data |= strcmp(k->name, "train") == 0;
       continue;
     }
+    if (k->kind == N_TRAIN_GROUP) continue;   // once the optimizer is known
     for (size_t j = 0; j < sizeof keys / sizeof *keys; j++) {
       if (strcmp(k->name, keys[j]) != 0) continue;
       if (seen[j]) {
@@ -475,6 +805,7 @@ void train_check(Compilation *c, Module *m, const Ast *train, const Ast *model) 
     }
     check_key(&t, k);
   }
+  check_groups(&t, train, seen[KEY_FREEZE]);
   m->train = cfg;
   if (c->diag.errors > errors_before) return;   // what is missing may be what was misspelt
   if (!seen[0]) diag_error(t.d, train->span, "the train block sets no optimizer (e.g. "

@@ -276,8 +276,16 @@ train_item
   | IDENT data_split '{' data_items '}'
       {
         if (strcmp($1, "data") != 0)
-          yyerror(&@1, scanner, "unknown block in 'train'; the only block there is 'data'");
+          yyerror(&@1, scanner, "unknown block in 'train'; the blocks there are 'data SPLIT { ... }' "
+                  "and 'group \"PATTERN\" { ... }'");
         $$ = mk_named(P, N_DATA, @2, $2); $$->list = $4;
+      }
+  | IDENT STRING '{' train_items '}'
+      {
+        if (strcmp($1, "group") != 0)
+          yyerror(&@1, scanner, "unknown block in 'train'; a block named by a string is "
+                  "'group \"PATTERN\" { ... }'");
+        $$ = mk(P, N_TRAIN_GROUP, @2); $$->str = $2; $$->list = $4;
       }
   ;
 

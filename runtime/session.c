@@ -304,58 +304,62 @@ size_t smelt_tensor_bytes(const smelt_session *s, const char *name) {
   return i < 0 ? 0 : (size_t)s->ig->tensors[i].bytes;
 }
 
-// ---- checkpoints: the tensor file format of docs/tensors.md, with the
-// tensors' own dtype codes
-
-// Writes a device tensor's bytes through a host copy.
-static int write_tensor(smelt_session *s, FILE *f, const void *src, uint64_t bytes) {
-  char *host = malloc(bytes ? bytes : 1);
-  if (!host) return 0;
-  s->dev->copy_out(s->dev, host, src, bytes);
-  int ok = fwrite(host, 1, bytes, f) == bytes;
-  free(host);
-  return ok;
-}
+// ---- checkpoints: tensor files (smelt's own format, or safetensors for a
+// path ending in .safetensors), with the tensors' own dtypes
 
 smelt_status smelt_save(smelt_session *s, const char *path) {
   const smelt_ingot *ig = s->ig;
-  char err[512], *tmp;
-  FILE *f = atomic_open(path, &tmp, err, sizeof err);
-  if (!f) return rt_fail(SMELT_ERR_IO, "%s", err);
-  uint32_t count = 0;
-  for (uint32_t t = 0; t < ig->ntensors; t++) count += s->persist[t] != NULL;
-  bool ok = tensorfile_put_header(f, count);
-  for (uint32_t t = 0; t < ig->ntensors && ok; t++) {
+  uint32_t n = 0;
+  for (uint32_t t = 0; t < ig->ntensors; t++) n += s->persist[t] != NULL;
+  const char **names = malloc(sizeof *names * (n ? n : 1));
+  uint32_t *dtypes = malloc(sizeof *dtypes * (n ? n : 1)), k = 0;
+  Shape *shapes = malloc(sizeof *shapes * (n ? n : 1));
+  uint64_t largest = 1;
+  for (uint32_t t = 0; t < ig->ntensors && names && dtypes && shapes; t++) {
     if (!s->persist[t]) continue;
     const IngotTensor *tt = &ig->tensors[t];
-    Shape shape = shape_of((int)tt->ndim, tt->dims);
-    ok = tensorfile_put_record(f, ingot_str(ig, tt->name), tt->dtype, &shape) &&
-         write_tensor(s, f, s->persist[t], tt->bytes);
+    names[k] = ingot_str(ig, tt->name);
+    dtypes[k] = tt->dtype;
+    shapes[k++] = shape_of((int)tt->ndim, tt->dims);
+    if (tt->bytes > largest) largest = tt->bytes;
   }
-  if (atomic_commit(f, tmp, path, ok, err, sizeof err)) return rt_fail(SMELT_ERR_IO, "%s", err);
-  return SMELT_OK;
+  char *host = names && dtypes && shapes ? malloc(largest) : NULL;   // each device tensor through one host copy
+  char err[512];
+  smelt_status st = SMELT_OK;
+  TensorWriter *w = host ? tensor_writer_open(path, (int)n, names, dtypes, shapes, err, sizeof err) : NULL;
+  if (!host) st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory saving '%s'", path);
+  else if (!w) st = rt_fail(SMELT_ERR_IO, "%s", err);
+  bool ok = true;
+  for (uint32_t t = 0; w && t < ig->ntensors && ok; t++) {
+    if (!s->persist[t]) continue;
+    s->dev->copy_out(s->dev, host, s->persist[t], ig->tensors[t].bytes);
+    ok = tensor_writer_bytes(w, host, ig->tensors[t].bytes);
+  }
+  if (w && tensor_writer_close(w, ok, err, sizeof err)) st = rt_fail(SMELT_ERR_IO, "%s", err);
+  free(host);
+  free(names);
+  free(dtypes);
+  free(shapes);
+  return st;
 }
 
 smelt_status smelt_load(smelt_session *s, const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return rt_fail(SMELT_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+  char err[512];
+  TensorReader *f = tensor_reader_open(path, err, sizeof err);
+  if (!f) return rt_fail(errno == ENOENT ? SMELT_ERR_IO : SMELT_ERR_FORMAT, "%s", err);
   const smelt_ingot *ig = s->ig;
-  uint32_t count;
+  uint32_t count = tensor_reader_count(f);
   smelt_status st = SMELT_OK;
-  if (!tensorfile_get_header(f, &count)) {
-    fclose(f);
-    return rt_fail(SMELT_ERR_FORMAT, "'%s' is not a smelt checkpoint", path);
-  }
   // an ingot without a training step takes the parameters it has from a
   // training checkpoint and passes over the rest (optimizer state)
   bool inference_only = ingot_entry(ig, "train_step") == NULL;
   // read everything first, then copy: a bad file changes nothing
   char **staged = calloc(ig->ntensors ? ig->ntensors : 1, sizeof *staged);
-  char name[TENSORFILE_MAX_NAME + 1];
   for (uint32_t i = 0; i < count && st == SMELT_OK; i++) {
     uint32_t dtype;
     Shape shape;
-    if (!tensorfile_get_record(f, name, &dtype, &shape)) {
+    const char *name;
+    if (!tensor_reader_next(f, &name, &dtype, &shape)) {
       st = rt_fail(SMELT_ERR_FORMAT, "'%s' is truncated or corrupt", path);
       break;
     }
@@ -364,7 +368,7 @@ smelt_status smelt_load(smelt_session *s, const char *path) {
     int64_t t = ingot_tensor(ig, name);
     if (t < 0 && inference_only) {
       // a training checkpoint's optimizer state: an inference-only ingot has none
-      if (fseek(f, (long)(shape_numel(&shape) * dtype_size(dtype)), SEEK_CUR) == 0) continue;
+      if (tensor_reader_bytes(f, NULL, (uint64_t)shape_numel(&shape) * (uint64_t)dtype_size(dtype))) continue;
     }
     if (t < 0 || !s->persist[t]) {
       st = rt_fail(SMELT_ERR_FORMAT, "'%s' holds '%s', which this model does not have", path, name);
@@ -379,12 +383,12 @@ smelt_status smelt_load(smelt_session *s, const char *path) {
     }
     free(staged[t]);
     staged[t] = malloc(tt->bytes ? tt->bytes : 1);
-    if (!staged[t] || fread(staged[t], 1, tt->bytes, f) != tt->bytes) {
+    if (!staged[t] || !tensor_reader_bytes(f, staged[t], tt->bytes)) {
       st = rt_fail(SMELT_ERR_FORMAT, "'%s' is truncated or corrupt", path);
       break;
     }
   }
-  fclose(f);
+  tensor_reader_close(f);
   if (st == SMELT_OK)
     for (uint32_t t = 0; t < ig->ntensors; t++)
       if (s->persist[t] && !staged[t]) {

@@ -4,9 +4,12 @@
 // reported through the caller's message buffer.
 #include "tensorfile.h"
 
+#include "safetensors.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define TENSORFILE_MAGIC 0x46544d53u   // "SMTF"
@@ -80,60 +83,208 @@ bool tensorfile_get_record(FILE *f, char *name, uint32_t *dtype, Shape *shape) {
   return cnt <= (int64_t)1 << 32;
 }
 
+// ---- either format
+
+struct TensorReader {
+  FILE *f;
+  const char *path;
+  uint32_t count, next;
+  SafeTensor *st;            // safetensors: the records, in the order of their bytes
+  uint64_t data_start;
+  uint64_t size;             // of the file: no record may claim more bytes than are left
+  char name[TENSORFILE_MAX_NAME + 1];
+};
+
+TensorReader *tensor_reader_open(const char *path, char *err, size_t errlen) {
+  TensorReader *r = calloc(1, sizeof *r);
+  if (!r) {
+    snprintf(err, errlen, "out of memory reading '%s'", path);
+    return NULL;
+  }
+  r->path = path;
+  r->f = fopen(path, "rb");
+  if (!r->f) {
+    snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+    free(r);
+    return NULL;
+  }
+  struct stat st;
+  if (fstat(fileno(r->f), &st) != 0) {
+    snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+    goto fail;
+  }
+  r->size = (uint64_t)st.st_size;
+  unsigned char head[12] = {0};
+  size_t got = fread(head, 1, sizeof head, r->f);
+  rewind(r->f);
+  uint32_t magic = (uint32_t)head[0] | (uint32_t)head[1] << 8 | (uint32_t)head[2] << 16 | (uint32_t)head[3] << 24;
+  if (got >= 9 && magic != TENSORFILE_MAGIC && safetensors_sniff(head)) {
+    int n;
+    if (safetensors_read_header(r->f, path, &r->st, &n, &r->data_start, err, errlen)) goto fail;
+    r->count = (uint32_t)n;
+    for (int i = 0; i < n; i++)
+      if (strlen(r->st[i].name) > TENSORFILE_MAX_NAME) {
+        snprintf(err, errlen, "'%s' has a tensor name longer than %d bytes", path, TENSORFILE_MAX_NAME);
+        goto fail;
+      }
+    return r;
+  }
+  if (!tensorfile_get_header(r->f, &r->count)) {
+    snprintf(err, errlen, "'%s' is neither a smelt tensor file (version 1) nor a safetensors file", path);
+    goto fail;
+  }
+  return r;
+fail:
+  tensor_reader_close(r);
+  return NULL;
+}
+
+uint32_t tensor_reader_count(const TensorReader *r) { return r->count; }
+
+bool tensor_reader_next(TensorReader *r, const char **name, uint32_t *dtype, Shape *shape) {
+  if (r->next == r->count) return false;
+  if (r->st) {
+    const SafeTensor *t = &r->st[r->next++];
+    snprintf(r->name, sizeof r->name, "%s", t->name);
+    *dtype = t->dtype;
+    *shape = t->shape;
+    *name = r->name;
+    return fseeko(r->f, (off_t)(r->data_start + t->begin), SEEK_SET) == 0;
+  }
+  r->next++;
+  *name = r->name;
+  if (!tensorfile_get_record(r->f, r->name, dtype, shape)) return false;
+  off_t at = ftello(r->f);
+  uint64_t bytes = (uint64_t)shape_numel(shape) * (uint64_t)dtype_size(*dtype);
+  return at >= 0 && bytes <= r->size - (uint64_t)at;   // a corrupt size is refused before anything is allocated
+}
+
+bool tensor_reader_bytes(TensorReader *r, void *dst, uint64_t bytes) {
+  if (!dst) return fseeko(r->f, (off_t)bytes, SEEK_CUR) == 0;
+  return read_exact(r->f, dst, (size_t)bytes);
+}
+
+void tensor_reader_close(TensorReader *r) {
+  if (!r) return;
+  if (r->f) fclose(r->f);
+  safetensors_free(r->st, (int)r->count);
+  free(r);
+}
+
+struct TensorWriter {
+  FILE *f;
+  char *tmp, *path;
+  bool safetensors;
+  int count, next;
+  const char *const *names;
+  const uint32_t *dtypes;
+  const Shape *shapes;
+};
+
+static bool ends_with(const char *s, const char *tail) {
+  size_t n = strlen(s), k = strlen(tail);
+  return n >= k && !strcmp(s + n - k, tail);
+}
+
+TensorWriter *tensor_writer_open(const char *path, int count, const char *const *names, const uint32_t *dtypes,
+                                 const Shape *shapes, char *err, size_t errlen) {
+  TensorWriter *w = calloc(1, sizeof *w);
+  if (!w) {
+    snprintf(err, errlen, "out of memory writing '%s'", path);
+    return NULL;
+  }
+  *w = (TensorWriter){.safetensors = ends_with(path, ".safetensors"), .count = count, .names = names,
+                      .dtypes = dtypes, .shapes = shapes};
+  w->path = strdup(path);
+  w->f = w->path ? atomic_open(path, &w->tmp, err, errlen) : NULL;
+  if (!w->f) {
+    if (!w->path) snprintf(err, errlen, "out of memory writing '%s'", path);
+    free(w->path);
+    free(w);
+    return NULL;
+  }
+  bool ok = w->safetensors ? safetensors_write_header(w->f, names, dtypes, shapes, count) == 0
+                           : tensorfile_put_header(w->f, (uint32_t)count);
+  if (!ok) {
+    tensor_writer_close(w, false, err, errlen);
+    return NULL;
+  }
+  return w;
+}
+
+bool tensor_writer_bytes(TensorWriter *w, const void *src, uint64_t bytes) {
+  if (w->next == w->count) return false;
+  int i = w->next++;
+  if (!w->safetensors && !tensorfile_put_record(w->f, w->names[i], w->dtypes[i], &w->shapes[i])) return false;
+  return bytes == 0 || fwrite(src, 1, (size_t)bytes, w->f) == bytes;
+}
+
+int tensor_writer_close(TensorWriter *w, bool ok, char *err, size_t errlen) {
+  int rc = atomic_commit(w->f, w->tmp, w->path, ok && w->next == w->count, err, errlen);
+  free(w->path);
+  free(w);
+  return rc;
+}
+
 // ---- whole files of doubles
 
 int tensorfile_write(const char *path, const TensorEntry *t, int n, char *err, size_t errlen) {
-  char *tmp;
-  FILE *f = atomic_open(path, &tmp, err, errlen);
-  if (!f) return -1;
-  bool ok = tensorfile_put_header(f, (uint32_t)n);
-  for (int i = 0; i < n && ok; i++) {
-    ok = tensorfile_put_record(f, t[i].name, DT_F32, &t[i].shape);
-    int64_t cnt = shape_numel(&t[i].shape);
-    for (int64_t j = 0; j < cnt && ok; j++) {
-      float v = (float)t[i].data[j];
-      ok = fwrite(&v, 4, 1, f) == 1;
-    }
+  const char **names = malloc(sizeof *names * (size_t)(n ? n : 1));
+  uint32_t *dtypes = malloc(sizeof *dtypes * (size_t)(n ? n : 1));
+  Shape *shapes = malloc(sizeof *shapes * (size_t)(n ? n : 1));
+  TensorWriter *w = NULL;
+  int rc = -1;
+  if (!names || !dtypes || !shapes) {
+    snprintf(err, errlen, "out of memory writing '%s'", path);
+    goto out;
   }
-  return atomic_commit(f, tmp, path, ok, err, errlen);
+  for (int i = 0; i < n; i++) names[i] = t[i].name, dtypes[i] = DT_F32, shapes[i] = t[i].shape;
+  w = tensor_writer_open(path, n, names, dtypes, shapes, err, errlen);
+  if (!w) goto out;
+  bool ok = true;
+  for (int i = 0; i < n && ok; i++) {
+    int64_t cnt = shape_numel(&t[i].shape);
+    float *v = malloc(sizeof(float) * (size_t)(cnt ? cnt : 1));
+    ok = v != NULL;
+    if (ok) dtype_from_doubles(DT_F32, t[i].data, v, cnt);
+    ok = ok && tensor_writer_bytes(w, v, (uint64_t)cnt * 4);
+    free(v);
+  }
+  rc = tensor_writer_close(w, ok, err, errlen);
+out:
+  free(names);
+  free(dtypes);
+  free(shapes);
+  return rc;
 }
 
 int tensorfile_read(const char *path, TensorEntry **out, int *n, char *err, size_t errlen) {
   *out = NULL;
   *n = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
-    return -1;
-  }
-  uint32_t total;
-  if (!tensorfile_get_header(f, &total)) {
-    snprintf(err, errlen, "'%s' is not a smelt tensor file (version 1)", path);
-    fclose(f);
-    return -1;
-  }
+  TensorReader *r = tensor_reader_open(path, err, errlen);
+  if (!r) return -1;
+  uint32_t total = tensor_reader_count(r);
   TensorEntry *t = calloc(total ? total : 1, sizeof *t);
   int count = 0;
-  char *name = malloc(TENSORFILE_MAX_NAME + 1);
   void *raw = NULL;
-  if (!t || !name) goto oom;
+  if (!t) goto oom;
   for (uint32_t i = 0; i < total; i++) {
     uint32_t dtype;
     Shape shape;
-    if (!tensorfile_get_record(f, name, &dtype, &shape)) goto bad;
+    const char *name;
+    if (!tensor_reader_next(r, &name, &dtype, &shape)) goto bad;
     int64_t cnt = shape_numel(&shape);
     size_t bytes = (size_t)cnt * (size_t)dtype_size(dtype);
     t[count] = (TensorEntry){strdup(name), shape, malloc(sizeof(double) * (size_t)(cnt ? cnt : 1))};
     raw = malloc(bytes ? bytes : 1);
     count++;
     if (!t[count - 1].name || !t[count - 1].data || !raw) goto oom;
-    if (!read_exact(f, raw, bytes)) goto bad;
+    if (!tensor_reader_bytes(r, raw, bytes)) goto bad;
     dtype_to_doubles(dtype, raw, t[count - 1].data, cnt);
     free(raw);
     raw = NULL;
   }
-  fclose(f);
-  free(name);
+  tensor_reader_close(r);
   *out = t;
   *n = count;
   return 0;
@@ -143,9 +294,8 @@ oom:
 bad:
   snprintf(err, errlen, "'%s' is truncated or corrupt", path);
 fail:
-  fclose(f);
+  tensor_reader_close(r);
   free(raw);
-  free(name);
   tensorfile_free(t, count);
   return -1;
 }

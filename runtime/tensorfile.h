@@ -1,7 +1,7 @@
-// tensorfile.h: the one reader and writer of smelt tensor files
-// (docs/tensors.md): checkpoints (smelt_save, smelt_load), initial weights
-// (`smelt init`), the inputs and outputs of `smelt run`, and the PyTorch
-// goldens of the tests.
+// tensorfile.h: the one reader and writer of tensor files (docs/tensors.md):
+// checkpoints (smelt_save, smelt_load), initial weights (`smelt init`), the
+// inputs and outputs of `smelt run`, and the PyTorch goldens of the tests.
+// smelt's own format:
 //
 //   "SMTF" | u32 version (1) | u32 count
 //   count times: u32 name length | name bytes | u32 dtype | u32 ndim |
@@ -27,7 +27,7 @@
 FILE *atomic_open(const char *path, char **tmp, char *err, size_t errlen);
 int atomic_commit(FILE *f, char *tmp, const char *path, bool ok, char *err, size_t errlen);
 
-// ---- records, for writers and readers that stream element bytes themselves
+// ---- records, in smelt's own format (the reader and writer below use them)
 
 // The file header announcing count tensors; false when the write fails.
 bool tensorfile_put_header(FILE *f, uint32_t count);
@@ -39,6 +39,37 @@ bool tensorfile_get_header(FILE *f, uint32_t *count);
 // false when it is truncated or out of bounds (a dtype that is not one, more
 // than MAX_DIMS dimensions, a negative or absurd size). Its bytes follow.
 bool tensorfile_get_record(FILE *f, char *name, uint32_t *dtype, Shape *shape);
+
+// ---- tensor files of either format, record by record
+//
+// A tensor file is smelt's own (above) or a safetensors file (the format
+// Hugging Face and PyTorch use, safetensors.h): readers tell them by their
+// first bytes, writers by the path (".safetensors" for the second). A
+// safetensors file holds the dtypes smelt has (F32, F16, BF16, I32, I64, U8,
+// BOOL); its metadata is read past and not kept.
+
+typedef struct TensorReader TensorReader;
+// NULL with a message when the file cannot be read or is neither format (a
+// safetensors header is validated whole here).
+TensorReader *tensor_reader_open(const char *path, char *err, size_t errlen);
+uint32_t tensor_reader_count(const TensorReader *r);
+// The next record: its name (valid until the next call), dtype and shape;
+// false when it is truncated or corrupt. Its bytes follow.
+bool tensor_reader_next(TensorReader *r, const char **name, uint32_t *dtype, Shape *shape);
+// Exactly bytes of the current record into dst, or passed over when dst is NULL.
+bool tensor_reader_bytes(TensorReader *r, void *dst, uint64_t bytes);
+void tensor_reader_close(TensorReader *r);
+
+typedef struct TensorWriter TensorWriter;
+// A file of count tensors, whose names, dtypes and shapes the arrays give
+// (borrowed until close), written atomically. NULL with a message.
+TensorWriter *tensor_writer_open(const char *path, int count, const char *const *names, const uint32_t *dtypes,
+                                 const Shape *shapes, char *err, size_t errlen);
+// The next tensor's bytes (dtype_size * numel of them), in the order declared.
+bool tensor_writer_bytes(TensorWriter *w, const void *src, uint64_t bytes);
+// Commits the file when ok and every tensor was written, else removes it.
+// Frees w. 0, or -1 with a message.
+int tensor_writer_close(TensorWriter *w, bool ok, char *err, size_t errlen);
 
 // ---- whole files of doubles
 

@@ -224,3 +224,52 @@ TEST(cli, summary_prints_types_as_written) {
   free(out);
   unlink(path);
 }
+
+// The summary and explain list each parameter group with its settings and
+// parameters, and print an expression schedule as written.
+TEST(cli, summary_and_explain_show_parameter_groups) {
+  char path[64], args[128], *out;
+  snprintf(path, sizeof path, "build/test-groups-%d.smelt", (int)getpid());
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs("import \"nn\"\nmodel m(B = 4) {\n  input x: f32[B, 3]\n  let h = relu(linear(x, 5) as fc1)\n"
+        "  loss (linear(h, 1) as fc2).sum()\n}\n"
+        "train {\n  optimizer = adamw(lr = 1e-3, weight_decay = 0.01)\n"
+        "  schedule = lr * min(1, step / 100)\n  freeze = \"fc1.w\"\n"
+        "  group \"*.b\" { weight_decay = 0 }\n  group \"fc2.*\" { lr = 1e-4; beta2 = 0.95 }\n"
+        "  steps = 10\n  data train { x = csv(\"x.csv\") }\n}\n", f);
+  fclose(f);
+  snprintf(args, sizeof args, "check --summary %s", path);
+  cr_expect_eq(smelt_run(args, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, ", schedule lr * min(1, step / 100),"), "%s", out);
+  cr_expect_not_null(strstr(out, "  frozen \"fc1.w\": fc1.w\n"), "%s", out);
+  cr_expect_not_null(strstr(out, "  group \"*.b\" (weight_decay = 0): fc1.b, fc2.b\n"), "%s", out);
+  cr_expect_not_null(strstr(out, "  group \"fc2.*\" (lr = 0.0001, beta2 = 0.95): fc2.w\n"), "%s", out);
+  cr_expect_not_null(strstr(out, "  other parameters (the optimizer's settings): none\n"), "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "explain %s", path);
+  cr_expect_eq(smelt_run(args, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "  group \"*.b\" (weight_decay = 0): fc1.b, fc2.b\n"), "%s", out);
+  free(out);
+  unlink(path);
+}
+
+// `smelt init --params-only` writes the parameters and no optimizer state.
+TEST(cli, init_params_only_leaves_out_the_optimizer_state) {
+  char path[64], args[160], err[256], *out;
+  snprintf(path, sizeof path, "build/test-init-%d.tensors", (int)getpid());
+  for (int only = 0; only < 2; only++) {
+    snprintf(args, sizeof args, "init %sexamples/mlp.smelt -D B=2 -D H=4 -o %s", only ? "--params-only " : "", path);
+    cr_assert_eq(smelt_run(args, &out), 0, "%s", out);
+    free(out);
+    TensorEntry *t;
+    int n;
+    cr_assert_eq(tensorfile_read(path, &t, &n, err, sizeof err), 0, "%s", err);
+    cr_expect_not_null(tensorfile_find(t, n, "fc1.w"));
+    cr_expect_eq(tensorfile_find(t, n, "step") == NULL, only, "--params-only %d", only);
+    cr_expect_eq(tensorfile_find(t, n, "fc1.w.m") == NULL, only, "--params-only %d", only);
+    cr_expect_eq(n, only ? 6 : 20, "%d tensors", n);
+    tensorfile_free(t, n);
+  }
+  unlink(path);
+}

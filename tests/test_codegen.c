@@ -44,6 +44,7 @@ typedef struct {
   bool training;        // the whole training step (adamw), not only the forward graph
   FusionMode fusion;    // zero: all
   Precision precision;  // zero: fp32
+  bool own_train;       // training with the source's train block instead
 } Opts;
 
 // Elaborates src (its training step with o.training, AdamW) into g, then
@@ -62,6 +63,10 @@ static void case_graph(Compilation *c, Graph *g, const char *what, const char *s
     TrainConfig cfg = {.optimizer = "adamw", .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
                        .weight_decay = 0.01, .schedule = "cosine", .warmup = 2, .clip_grad_norm = 1,
                        .precision = o.precision};
+    if (o.own_train) {
+      cfg = *m->train;
+      cfg.precision = o.precision;
+    }
     cr_assert_eq(optim_append(g, &cfg, 100), 0);
     pass_precision_grads(g);
   }
@@ -375,6 +380,28 @@ TEST(codegen, lstm_training_step) {
   check_example("lstm",
                 (Define[]){{"B", 2}, {"T", 3}, {"V", 5}, {"E", 3}, {"H", 4}}, 5,
                 (Opts){.int_range = 5, .training = true});
+}
+
+// Parameter groups, a frozen layer and an expression schedule (where, pow,
+// floor, sqrt on the step counter) in the compiled MLP step.
+TEST(codegen, mlp_training_step_with_groups_and_an_expression_schedule) {
+  static const char *train =
+      "train {\n  optimizer = adamw(lr = 1e-2, weight_decay = 0.1)\n"
+      "  schedule = where(step < 3, lr * step / 3, lr * 0.5 ** (step // 2)) * sqrt(step / total_steps)\n"
+      "  freeze = \"fc2.*\"\n  group \"*.b\" { weight_decay = 0 }\n  group \"fc1.*\" { lr = 3e-2; beta2 = 0.9 }\n"
+      "  steps = 20\n  data train { x = csv(\"x.csv\"); y = csv(\"y.csv\") }\n}\n";
+  char *mlp = slurp("examples/mlp.smelt");
+  char *cut = strstr(mlp, "\ntrain {");
+  cr_assert_not_null(cut);
+  cut[1] = 0;
+  char *src = malloc(strlen(mlp) + strlen(train) + 1);
+  strcpy(src, mlp);
+  strcat(src, train);
+  Opts o = {.int_range = 10, .training = true, .own_train = true};
+  check_kernels("mlp with groups", src, (Define[]){{"B", 3}, {"H", 5}}, 2, o);
+  check_fusion_bits("mlp with groups", src, (Define[]){{"B", 3}, {"H", 5}}, 2, o);
+  free(src);
+  free(mlp);
 }
 
 // Batch norm: its statistics, its gradient and the updates of its buffers.

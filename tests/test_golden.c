@@ -127,14 +127,15 @@ TEST(golden, gpt_block_forward_and_gradients) {
   check_model("gpt", d, 6, "gpt_block.golden");
 }
 
-TEST(golden, mlp_ten_adamw_steps) {
+// Ten steps of cfg on the MLP (B = 4, H = 8) from the golden file's weights
+// and batches; each loss and the final weights must match PyTorch's, and
+// every parameter moved except the frozen ones.
+static void mlp_steps(const char *file, const TrainConfig *cfg) {
   Golden k;
   Define d[] = {{"B", 4}, {"H", 8}};
-  golden_open(&k, "mlp", d, 2, "mlp_adamw.golden", true);
+  golden_open(&k, "mlp", d, 2, file, true);
   Graph *g = &k.g;
-  TrainConfig cfg = {.optimizer = "adamw", .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                     .weight_decay = 0.01, .schedule = "constant"};
-  cr_assert_eq(optim_append(g, &cfg, 10), 0);
+  cr_assert_eq(optim_append(g, cfg, 10), 0);
   // persistent values, owned here, updated after every step
   double **state = calloc((size_t)g->n, sizeof *state);
   for (int i = 0; i < g->n; i++) {
@@ -159,7 +160,7 @@ TEST(golden, mlp_ten_adamw_steps) {
     char lname[16];
     snprintf(lname, sizeof lname, "loss%d", s);
     double e = rel_err(r.vals[g->loss->id], need(&k, "%s", lname)->data, 1);
-    cr_expect_lt(e, 1e-5, "step %d: loss %.7f differs from PyTorch by %.3g", s, r.vals[g->loss->id][0], e);
+    cr_expect_lt(e, 1e-5, "%s step %d: loss %.7f differs from PyTorch by %.3g", file, s, r.vals[g->loss->id][0], e);
     for (int u = 0; u < g->nupdates; u++) {
       const Update *up = &g->updates[u];
       memcpy(state[up->target->id], r.vals[up->value->id],
@@ -172,7 +173,10 @@ TEST(golden, mlp_ten_adamw_steps) {
     if (n->op != OP_PARAM) continue;
     const TensorEntry *want = need(&k, "final:%s", n->name);
     double e = rel_err(state[i], want->data, shape_numel(&want->shape));
-    cr_expect_lt(e, 1e-4, "after 10 steps %s differs from PyTorch's AdamW by %.3g", n->name, e);
+    cr_expect_lt(e, 1e-4, "%s: after 10 steps %s differs from PyTorch's AdamW by %.3g", file, n->name, e);
+    double moved = rel_err(state[i], need(&k, "param:%s", n->name)->data, shape_numel(&want->shape));
+    if (n->frozen) cr_expect_eq(moved, 0, "%s: frozen %s moved", file, n->name);
+    else cr_expect_gt(moved, 0, "%s: %s did not move", file, n->name);
   }
   for (int i = 0; i < g->n; i++) free(state[i]);
   free(state);
@@ -180,12 +184,34 @@ TEST(golden, mlp_ten_adamw_steps) {
   golden_close(&k);
 }
 
+TEST(golden, mlp_ten_adamw_steps) {
+  TrainConfig cfg = {.optimizer = "adamw", .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                     .weight_decay = 0.01, .schedule = "constant"};
+  mlp_steps("mlp_adamw.golden", &cfg);
+}
+
+// torch.optim.AdamW with param groups and a LambdaLR: biases without weight
+// decay, fc1.w at 3x the learning rate with betas of its own, fc3.w frozen
+// (requires_grad = False), the linear schedule with warm-up 3 over 10 steps.
+// The decay is strong (0.5) so that decaying the biases too would show.
+TEST(golden, mlp_adamw_param_groups_and_linear_schedule) {
+  ParamGroup groups[] = {
+      {.pattern = "fc3.w", .frozen = true},
+      {.pattern = "*.b", .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0},
+      {.pattern = "fc1.*", .lr = 3e-2, .beta1 = 0.8, .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0.5},
+  };
+  TrainConfig cfg = {.optimizer = "adamw", .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                     .weight_decay = 0.5, .schedule = "linear", .warmup = 3, .decay_to = 0.1,
+                     .groups = groups, .ngroups = 3};
+  mlp_steps("mlp_adamw_groups.golden", &cfg);
+}
+
 TEST(golden, tensor_files_reject_corruption) {
   char err[256];
   TensorEntry *t;
   int n;
   cr_expect_eq(tensorfile_read("tests/golden/make_golden.py", &t, &n, err, sizeof err), -1);
-  cr_expect(strstr(err, "is not a smelt tensor file") != NULL, "%s", err);
+  cr_expect(strstr(err, "is neither a smelt tensor file (version 1) nor a safetensors file") != NULL, "%s", err);
   // a truncated copy
   size_t len;
   char *whole = file_read("tests/golden/mlp.golden", &len);

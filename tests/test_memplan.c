@@ -9,7 +9,9 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "runtime.h"
 #include "support.h"
 
 typedef struct {
@@ -185,4 +187,66 @@ TEST(memplan, random_lifetimes_never_overlap) {
     }
     cr_assert_geq(arena, most);
   }
+}
+
+// What `check` and `build` report a session needs is what the ingot asks the
+// runtime to allocate: every persistent tensor once, and each entry's arena.
+TEST(memplan, memory_need_is_what_a_session_allocates) {
+  const char *models[] = {"examples/mlp.smelt", "examples/cnn.smelt", "examples/lstm.smelt"};
+  for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
+    Compilation c;
+    compilation_init(&c, stderr);
+    compilation_default_search(&c, NULL);
+    Module *m = module_load_file(&c, models[i]);
+    cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
+    BuildTargets t = {0};
+    Build b;
+    cr_assert_eq(pipeline_plan(&c, m, NULL, 0, &t, &b), 0);
+    MemoryNeed need;
+    memory_need(&b, &need);
+    build_free(&b);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/smelt-memneed-%d.ingot", (int)getpid());
+    cr_assert_eq(ingot_build(&c, m, NULL, 0, &t, path), 0);
+    smelt_ingot *ig;
+    cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK);
+    uint64_t params = 0, state = 0, arenas = 0;
+    for (uint32_t k = 0; k < ig->ntensors; k++) {
+      if (ig->tensors[k].role == ROLE_PARAM) params += ig->tensors[k].bytes;
+      if (ig->tensors[k].role == ROLE_STATE) state += ig->tensors[k].bytes;
+    }
+    for (uint32_t e = 0; e < ig->nentries; e++) arenas += ig->entries[e].arena_bytes;
+    cr_expect_eq(need.params, params, "%s: parameters %llu, the ingot's %llu", models[i],
+                 (unsigned long long)need.params, (unsigned long long)params);
+    cr_expect_eq(need.state, state, "%s: state", models[i]);
+    cr_expect_eq(need.total, params + state + arenas, "%s: total", models[i]);
+    smelt_ingot_close(ig);
+    unlink(path);
+    compilation_free(&c);
+  }
+}
+
+// A limit below the need refuses the model, naming it, the need and the limit.
+TEST(memplan, max_memory_refuses_a_model_over_it) {
+  Compilation c;
+  char *text;
+  size_t len;
+  FILE *f = open_memstream(&text, &len);
+  compilation_init(&c, f);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_file(&c, "examples/mlp.smelt");
+  cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
+  Build b;
+  BuildTargets t = {.max_memory = 1 << 20};
+  cr_expect_eq(pipeline_plan(&c, m, NULL, 0, &t, &b), -1);
+  build_free(&b);
+  fflush(f);
+  cr_expect(strstr(text, "a session of model mlp needs") && strstr(text, "1048576 bytes") && strstr(text, "--max-memory"),
+            "%s", text);
+  t.max_memory = 1ull << 40;
+  cr_expect_eq(pipeline_plan(&c, m, NULL, 0, &t, &b), 0);
+  build_free(&b);
+  compilation_free(&c);
+  fclose(f);
+  free(text);
 }

@@ -125,3 +125,30 @@ TEST(options, cpu_names_are_checked_before_llvm_sees_them) {
   free(out);
   expect(false, "build --cpu=help examples/mlp.smelt -o /dev/null", 0, "znver");
 }
+
+TEST(options, sizes_take_units_and_refuse_anything_else) {
+  expect(false, "check --max-memory=1G examples/mlp.smelt", 0, NULL);
+  expect(false, "check --max-memory=0 examples/mlp.smelt", 0, NULL);
+  expect(false, "check --max-memory=64m examples/mlp.smelt", 0, NULL);
+  expect(false, "check --max-memory=1k examples/mlp.smelt", 1, "more than the limit of 1.0 KB (1024 bytes)");
+  expect(false, "check --max-memory=12Q examples/mlp.smelt", 2, "--max-memory takes a size in bytes, with K, M, G or T");
+  expect(false, "check --max-memory=-1 examples/mlp.smelt", 2, "not '-1'");
+  expect(false, "check --max-memory=G examples/mlp.smelt", 2, "not 'G'");
+  expect(false, "check --max-memory=1GB examples/mlp.smelt", 2, "not '1GB'");
+  expect(false, "check --max-memory=99999999999T examples/mlp.smelt", 2, "not '99999999999T'");
+  expect(false, "check --max-memory=99999999999999999999 examples/mlp.smelt", 2, "not '99999999999999999999'");
+}
+
+// check and build say what a session needs; over the limit, build writes nothing.
+TEST(options, check_and_build_report_and_hold_the_memory_limit) {
+  expect(false, "check --summary examples/mlp.smelt", 0, "memory: a session needs 9.3 MB (parameters 1.1 MB, state 2.2 MB;");
+  char path[64], args[256];
+  snprintf(path, sizeof path, "/tmp/smelt-maxmem-%d.ingot", (int)getpid());
+  snprintf(args, sizeof args, "build examples/mlp.smelt -o %s", path);
+  expect(false, args, 0, "a session needs 9.3 MB");
+  cr_expect_eq(unlink(path), 0, "build wrote no ingot");
+  snprintf(args, sizeof args, "build --max-memory=4M examples/mlp.smelt -o %s", path);
+  expect(false, args, 1, "a session of model mlp needs 9.3 MB");
+  cr_expect_neq(access(path, F_OK), 0, "build wrote an ingot over the limit");
+  expect(false, "train --max-memory=4M --steps=1 examples/mlp.smelt", 1, "more than the limit of 4.2 MB");
+}

@@ -161,30 +161,33 @@ TEST(runtime, training_lowers_the_loss_and_resume_is_bit_identical) {
   smelt_session_free(a);
   cr_assert_eq(smelt_session_new(ig, "cpu", 2, &a), SMELT_OK);
   train(a, 0, 20);
-  // 12 steps, save, fresh session, load, 8 more == the 20 of session a
-  char ckpt[64];
-  snprintf(ckpt, sizeof ckpt, "build/test-mlp-%d.ckpt", (int)getpid());
-  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &b), SMELT_OK);
-  train(b, 0, 12);
-  cr_assert_eq(smelt_save(b, ckpt), SMELT_OK, "%s", smelt_last_error());
-  smelt_session_free(b);
-  cr_assert_eq(smelt_session_new(ig, "cpu", 2, &b), SMELT_OK);
-  cr_assert_eq(smelt_load(b, ckpt), SMELT_OK, "%s", smelt_last_error());
-  train(b, 12, 20);
-  const char *names[] = {"fc1.w", "fc1.b", "fc2.w", "fc3.w", "fc3.b", "fc1.w.m", "fc3.b.v", "step"};
-  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-    size_t n = smelt_tensor_bytes(a, names[i]);
-    cr_assert_gt(n, 0, "%s", names[i]);
-    char *pa = malloc(n), *pb = malloc(n);
-    smelt_get_tensor(a, names[i], pa, n);
-    smelt_get_tensor(b, names[i], pb, n);
-    cr_expect(memcmp(pa, pb, n) == 0, "%s differs after resuming", names[i]);
-    free(pa);
-    free(pb);
+  // 12 steps, save, fresh session, load, 8 more == the 20 of session a; in
+  // smelt's tensor files and in safetensors
+  for (int format = 0; format < 2; format++) {
+    char ckpt[64];
+    snprintf(ckpt, sizeof ckpt, "build/test-mlp-%d.%s", (int)getpid(), format ? "safetensors" : "ckpt");
+    cr_assert_eq(smelt_session_new(ig, "cpu", 1, &b), SMELT_OK);
+    train(b, 0, 12);
+    cr_assert_eq(smelt_save(b, ckpt), SMELT_OK, "%s", smelt_last_error());
+    smelt_session_free(b);
+    cr_assert_eq(smelt_session_new(ig, "cpu", 2, &b), SMELT_OK);
+    cr_assert_eq(smelt_load(b, ckpt), SMELT_OK, "%s", smelt_last_error());
+    train(b, 12, 20);
+    const char *names[] = {"fc1.w", "fc1.b", "fc2.w", "fc3.w", "fc3.b", "fc1.w.m", "fc3.b.v", "step"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+      size_t n = smelt_tensor_bytes(a, names[i]);
+      cr_assert_gt(n, 0, "%s", names[i]);
+      char *pa = malloc(n), *pb = malloc(n);
+      smelt_get_tensor(a, names[i], pa, n);
+      smelt_get_tensor(b, names[i], pb, n);
+      cr_expect(memcmp(pa, pb, n) == 0, "%s differs after resuming from %s", names[i], ckpt);
+      free(pa);
+      free(pb);
+    }
+    unlink(ckpt);
+    smelt_session_free(b);
   }
-  unlink(ckpt);
   smelt_session_free(a);
-  smelt_session_free(b);
   smelt_ingot_close(ig);
   unlink(path);
 }

@@ -142,3 +142,55 @@ TEST(train, run_infers_from_a_tensor_file) {
   unlink(in);
   unlink(outp);
 }
+
+// `smelt train` with a frozen layer, groups and the linear schedule, compiled
+// for this CPU: the frozen weights in the final checkpoint are the initial
+// ones exactly, the others moved, and the loss falls.
+TEST(train, frozen_layer_keeps_its_initial_weights) {
+  if (!have_data()) cr_skip_test("dataset-fashion-mnist is not installed");
+  char dir[] = "/tmp/smelt-freeze-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char path[128], ckpt[128], init[128], args[512], err[256], *out;
+  snprintf(path, sizeof path, "%s/m.smelt", dir);
+  snprintf(ckpt, sizeof ckpt, "%s/m.ckpt", dir);
+  snprintf(init, sizeof init, "%s/m.init", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs("import \"nn\"\nmodel m(B = 16) {\n  input x: f32[B, 784]\n  input y: i32[B]\n"
+        "  let h = relu(linear(x, 16) as fc1)\n  output logits = linear(h, 10) as fc2\n"
+        "  loss cross_entropy(logits, y)\n}\n"
+        "train {\n  optimizer = adamw(lr = 1e-2, weight_decay = 0.1)\n"
+        "  schedule = linear(warmup = 5, decay_to = 0.1)\n  freeze = \"fc1.*\"\n"
+        "  group \"*.b\" { weight_decay = 0 }\n  steps = 40\n  data train {\n"
+        "    x = idx(\"/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz\", scale = 1 / 255)\n"
+        "    y = idx(\"/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz\")\n  }\n}\n", f);
+  fclose(f);
+  snprintf(args, sizeof args, "train %s --checkpoint=%s --log-every=10 --threads=2", path, ckpt);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  double first, last;
+  first_last_loss(out, &first, &last);
+  cr_expect_lt(last, first, "loss went from %g to %g:\n%s", first, last, out);
+  free(out);
+  snprintf(args, sizeof args, "init %s -o %s", path, init);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  TensorEntry *a, *b;
+  int na, nb;
+  cr_assert_eq(tensorfile_read(init, &a, &na, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(tensorfile_read(ckpt, &b, &nb, err, sizeof err), 0, "%s", err);
+  const char *names[] = {"fc1.w", "fc1.b", "fc2.w", "fc2.b"};
+  for (int k = 0; k < 4; k++) {
+    const TensorEntry *t0 = tensorfile_find(a, na, names[k]), *t1 = tensorfile_find(b, nb, names[k]);
+    cr_assert(t0 && t1, "%s missing", names[k]);
+    int64_t n = shape_numel(&t0->shape), same = 0;
+    for (int64_t i = 0; i < n; i++) same += t0->data[i] == t1->data[i];
+    if (k < 2) cr_expect_eq(same, n, "frozen %s changed in %lld of %lld values", names[k], (long long)(n - same), (long long)n);
+    else cr_expect_lt(same, n / 2, "%s barely trained: %lld of %lld values unchanged", names[k], (long long)same, (long long)n);
+  }
+  cr_expect_null(tensorfile_find(b, nb, "fc1.w.m"), "a frozen parameter has optimizer state");
+  cr_expect_not_null(tensorfile_find(b, nb, "fc2.w.m"));
+  tensorfile_free(a, na);
+  tensorfile_free(b, nb);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}

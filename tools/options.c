@@ -86,6 +86,10 @@ static void accepts(const OptSpec *s, char *buf, size_t n) {
     }
     return;
   }
+  if (s->kind == OPT_BYTES) {
+    snprintf(buf, n, "a size in bytes, with K, M, G or T for powers of 1024 (16G)");
+    return;
+  }
   const char *what = s->kind == OPT_INT ? "a whole number" : "a number";
   if (s->max >= 1e300) snprintf(buf, n, "%s from %.15g up", what, s->min);
   else snprintf(buf, n, "%s from %.15g to %.15g", what, s->min, s->max);
@@ -113,6 +117,23 @@ static int set_value(const OptTable *t, const CommandSpec *c, const OptSpec *s, 
     }
     v->num = n;
     v->real = d;
+    v->str = value;
+    break;
+  }
+  case OPT_BYTES: {   // digits, then at most one unit letter; no overflow
+    char *end;
+    errno = 0;
+    unsigned long long n = *value >= '0' && *value <= '9' ? strtoull(value, &end, 10) : (end = (char *)value, 0);
+    int shift = 0;
+    const char *units = "KMGT", *u = *end ? strchr(units, *end & ~0x20) : NULL;
+    if (u && end > value) shift = 10 * (int)(u - units + 1), end++;
+    bool bad = end == value || *end || errno == ERANGE || (shift && n > (UINT64_MAX >> shift));
+    double d = bad ? 0 : (double)(n << shift);
+    if (bad || d < s->min || d > s->max || (n << shift) > INT64_MAX) {
+      accepts(s, what, sizeof what);
+      return opt_error(t, c, "%s takes %s, not '%s'", name, what, value);
+    }
+    v->num = (int64_t)(n << shift);
     v->str = value;
     break;
   }

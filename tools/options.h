@@ -22,6 +22,7 @@ typedef enum {
   OPT_REAL,     // a real number in [min, max]
   OPT_CHOICE,   // one of `choices` ("fp32|tf32|bf16|fp16")
   OPT_LIST,     // repeatable text (-D NAME=VALUE), every value kept
+  OPT_BYTES,    // a size: a whole number of bytes, or one with K, M, G or T (powers of 1024), in [min, max]
 } OptKind;
 
 typedef struct {
@@ -47,7 +48,7 @@ typedef struct {
 typedef struct {
   bool set;
   const char *str;        // OPT_STRING, OPT_CHOICE: the text; OPT_INT, OPT_REAL: as given
-  int64_t num;            // OPT_INT
+  int64_t num;            // OPT_INT, OPT_BYTES (in bytes)
   double real;            // OPT_REAL
   const char *list[OPT_MAX_LIST];   // OPT_LIST
   int nlist;

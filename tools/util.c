@@ -94,3 +94,11 @@ int str_distance(const char *a, const char *b) {
   }
   return d[n][m];
 }
+
+const char *human_units(char *buf, size_t n, double v, const char *unit) {
+  const char *pre[] = {"", "K", "M", "G", "T", "P"};
+  int i = 0;
+  while (v >= 1000 && i < 5) v /= 1000, i++;
+  snprintf(buf, n, i ? "%.1f %s%s" : "%.0f %s%s", v, pre[i], unit);
+  return buf;
+}

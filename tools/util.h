@@ -32,6 +32,9 @@ char *file_read(const char *path, size_t *len);
 // inside it, else absolute. Caller frees.
 char *path_display(const char *path);
 
+// v with a decimal prefix, for reports: "13.3 MB", "2.1 GFLOP", "512 B".
+const char *human_units(char *buf, size_t n, double v, const char *unit);
+
 // Edit distance with transpositions (Damerau, optimal string alignment).
 int str_distance(const char *a, const char *b);
 

@@ -6,7 +6,8 @@ script draws inputs, runs the same model written in PyTorch, and writes one
 tensor file (docs/tensors.md) per model with the weights, the inputs, the
 outputs, the loss and the gradient of every parameter. For the MLP it also runs
 ten steps of torch.optim.AdamW on ten batches and records the losses and the
-final weights.
+final weights, once plain and once with param groups, a frozen weight and a
+LambdaLR linear schedule.
 
 The tests need only the committed .golden files, not PyTorch. To regenerate
 (PyTorch and NumPy from PyPI, or Debian's python3-torch, which brings NumPy):
@@ -161,6 +162,43 @@ def adamw_steps(weights, rng, steps=10, batch=4):
     print("wrote mlp_adamw.golden: last loss %.6f" % out["loss%d" % (steps - 1)])
 
 
+def adamw_groups_steps(weights, rng, steps=10, batch=4, warmup=3, decay_to=0.1):
+    """Ten AdamW steps on the MLP with param groups, a frozen weight and the
+    linear schedule (docs/language.md): biases without weight decay, fc1.w at
+    3x the learning rate with its own betas, fc3.w frozen. The decay is strong
+    so that decaying the biases too would show."""
+    params = {k: torch.tensor(v, requires_grad=(k != "fc3.w")) for k, v in weights.items()}
+    biases = [v for k, v in params.items() if k.endswith(".b")]
+    opt = torch.optim.AdamW([
+        {"params": biases, "weight_decay": 0.0},
+        {"params": [params["fc1.w"]], "lr": 3e-2, "betas": (0.8, 0.99)},
+        {"params": [params["fc2.w"]]},
+    ], lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.5)
+
+    def linear(k):   # LambdaLR passes k = 0 at the first step; smelt's t = k + 1
+        t = k + 1
+        p = min(max((t - warmup) / max(steps - warmup, 1), 0.0), 1.0)
+        return min(1.0, t / warmup) * (1 - (1 - decay_to) * p)
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear)
+    out = {"param:" + k: v for k, v in weights.items()}
+    for s in range(steps):
+        x = rng.random((batch, 784), dtype=np.float32)
+        y = rng.integers(0, 10, size=batch)
+        out["batch%d:x" % s] = x
+        out["batch%d:y" % s] = y.astype(np.float32)
+        opt.zero_grad()
+        _, loss = mlp(params, torch.tensor(x), torch.tensor(y))
+        loss.backward()
+        opt.step()
+        sched.step()
+        out["loss%d" % s] = loss.detach().numpy()
+    for k, v in params.items():
+        out["final:" + k] = v.detach().numpy()
+    write_tensors(os.path.join(OUT, "mlp_adamw_groups.golden"), out)
+    print("wrote mlp_adamw_groups.golden: last loss %.6f" % out["loss%d" % (steps - 1)])
+
+
 def main():
     if not os.path.exists(SMELT):
         sys.exit("build smelt first: make")
@@ -183,6 +221,8 @@ def main():
            lambda p, i, t: gpt(p, i.long(), t.long(), L=1, H=2))
 
     adamw_steps(smelt_init("mlp", {"B": 4, "H": 8}), rng)
+
+    adamw_groups_steps(smelt_init("mlp", {"B": 4, "H": 8}), np.random.default_rng(20261201))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,244 @@
+// test_tensorfile.c: tensor files in both formats (runtime/tensorfile.c,
+// runtime/safetensors.c): a file the safetensors library wrote, read back
+// exactly; every dtype written and read again in either format; and every
+// way a hostile safetensors header can be wrong, refused with a message.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "support.h"
+
+// The record of name in r's file, its bytes read into *data (malloc'd).
+static bool find_record(const char *path, const char *want, uint32_t *dtype, Shape *shape, void **data) {
+  char err[512];
+  TensorReader *r = tensor_reader_open(path, err, sizeof err);
+  cr_assert_not_null(r, "%s", err);
+  bool found = false;
+  for (uint32_t i = 0; i < tensor_reader_count(r) && !found; i++) {
+    const char *name;
+    cr_assert(tensor_reader_next(r, &name, dtype, shape), "%s: record %u", path, i);
+    uint64_t bytes = (uint64_t)shape_numel(shape) * (uint64_t)dtype_size(*dtype);
+    found = !strcmp(name, want);
+    *data = found ? malloc(bytes ? bytes : 1) : NULL;
+    cr_assert(tensor_reader_bytes(r, *data, bytes), "%s: bytes of %s", path, name);
+  }
+  tensor_reader_close(r);
+  return found;
+}
+
+TEST(tensorfile, reads_what_the_safetensors_library_wrote) {
+  const char *path = "tests/golden/torch.safetensors";
+  uint32_t dt;
+  Shape sh;
+  void *d;
+  cr_assert(find_record(path, "ramp", &dt, &sh, &d));
+  cr_expect(dt == DT_F32 && sh.ndim == 2 && sh.d[0] == 3 && sh.d[1] == 4);
+  for (int i = 0; i < 12; i++) cr_expect_eq(((float *)d)[i], (float)i * 0.5f - 1.0f);
+  free(d);
+  cr_assert(find_record(path, "special", &dt, &sh, &d));
+  float *f = d;
+  cr_expect(f[0] == 0 && !signbit(f[0]) && f[1] == 0 && signbit(f[1]) && isinf(f[2]) && f[2] > 0 && isinf(f[3]) && f[3] < 0);
+  cr_expect(f[4] == 1e-45f && f[5] == 3.4028234663852886e38f);
+  free(d);
+  cr_assert(find_record(path, "half", &dt, &sh, &d));
+  cr_expect(dt == DT_F16 && sh.d[0] == 4);
+  double v[6];
+  dtype_to_doubles(dt, d, v, 4);
+  cr_expect(v[0] == 1.0 && v[1] == -2.5 && v[2] == 65504.0 && fabs(v[3] - 5.960464477539063e-08) < 1e-20, "%g %g %g %g",
+            v[0], v[1], v[2], v[3]);
+  free(d);
+  cr_assert(find_record(path, "brain", &dt, &sh, &d));
+  dtype_to_doubles(dt, d, v, 3);
+  cr_expect(dt == DT_BF16 && v[0] == 1.0 && v[1] == -3.140625 && fabs(v[2] - 1e30) < 1e28, "%g %g %g", v[0], v[1], v[2]);
+  free(d);
+  cr_assert(find_record(path, "ids", &dt, &sh, &d));
+  int32_t *ids = d;
+  cr_expect(dt == DT_I32 && ids[0] == 0 && ids[1] == -1 && ids[2] == 2147483647 && ids[3] == INT32_MIN);
+  free(d);
+  cr_assert(find_record(path, "longs", &dt, &sh, &d));
+  cr_expect(dt == DT_I64 && ((int64_t *)d)[0] == (int64_t)1 << 40 && ((int64_t *)d)[1] == -5);
+  free(d);
+  cr_assert(find_record(path, "bytes", &dt, &sh, &d));
+  cr_expect(dt == DT_U8 && ((uint8_t *)d)[1] == 255 && ((uint8_t *)d)[2] == 7);
+  free(d);
+  cr_assert(find_record(path, "mask", &dt, &sh, &d));
+  cr_expect(dt == DT_BOOL && ((uint8_t *)d)[0] == 1 && ((uint8_t *)d)[1] == 0 && ((uint8_t *)d)[2] == 1);
+  free(d);
+  cr_assert(find_record(path, "scalar", &dt, &sh, &d));
+  cr_expect(dt == DT_F32 && sh.ndim == 0 && *(float *)d == 2.5f);
+  free(d);
+  cr_assert(find_record(path, "empty", &dt, &sh, &d));
+  cr_expect(sh.ndim == 2 && sh.d[0] == 0 && sh.d[1] == 3);
+  free(d);
+  cr_assert(find_record(path, "layer.0/\"w\"\xc3\xa9", &dt, &sh, &d), "an escaped name");
+  cr_expect(((float *)d)[1] == 2.0f);
+  free(d);
+  // and as doubles, through the reader every tool uses
+  TensorEntry *t;
+  int n;
+  char err[512];
+  cr_assert_eq(tensorfile_read(path, &t, &n, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(n, 11);
+  cr_expect_eq(tensorfile_find(t, n, "longs")->data[0], 1099511627776.0);
+  tensorfile_free(t, n);
+}
+
+// Every dtype, written and read back byte for byte, in both formats; the
+// safetensors buffer starts at a multiple of 8.
+TEST(tensorfile, every_dtype_round_trips_in_both_formats) {
+  const char *names[DT_COUNT] = {"a", "b.c", "quote\"d", "e", "f", "g", "h"};
+  uint32_t dtypes[DT_COUNT];
+  Shape shapes[DT_COUNT];
+  unsigned char *data[DT_COUNT];
+  for (int i = 0; i < DT_COUNT; i++) {
+    dtypes[i] = (uint32_t)i;
+    shapes[i] = i == 3 ? shape_of(0, NULL) : shape_of(2, (int64_t[]){2, i + 1});
+    size_t bytes = (size_t)shape_numel(&shapes[i]) * (size_t)dtype_size((uint32_t)i);
+    data[i] = malloc(bytes);
+    for (size_t k = 0; k < bytes; k++) data[i][k] = (unsigned char)(i == DT_BOOL ? k & 1 : k * 37 + (size_t)i);
+  }
+  for (int format = 0; format < 2; format++) {
+    char path[64], err[512];
+    snprintf(path, sizeof path, "build/tensorfile-%d.%s", (int)getpid(), format ? "safetensors" : "tensors");
+    TensorWriter *w = tensor_writer_open(path, DT_COUNT, names, dtypes, shapes, err, sizeof err);
+    cr_assert_not_null(w, "%s", err);
+    for (int i = 0; i < DT_COUNT; i++)
+      cr_assert(tensor_writer_bytes(w, data[i], (uint64_t)shape_numel(&shapes[i]) * (uint64_t)dtype_size(dtypes[i])));
+    cr_assert_eq(tensor_writer_close(w, true, err, sizeof err), 0, "%s", err);
+    if (format) {
+      FILE *f = fopen(path, "rb");
+      uint64_t hlen;
+      cr_assert_eq(fread(&hlen, 8, 1, f), 1);
+      fclose(f);
+      cr_expect_eq((8 + hlen) % 8, 0, "the byte buffer starts at %llu", (unsigned long long)(8 + hlen));
+    }
+    for (int i = 0; i < DT_COUNT; i++) {
+      uint32_t dt;
+      Shape sh;
+      void *d;
+      cr_assert(find_record(path, names[i], &dt, &sh, &d), "%s: %s", path, names[i]);
+      size_t bytes = (size_t)shape_numel(&shapes[i]) * (size_t)dtype_size(dtypes[i]);
+      cr_expect(dt == dtypes[i] && shape_eq(&sh, &shapes[i]) && !memcmp(d, data[i], bytes), "%s: %s", path, names[i]);
+      free(d);
+    }
+    unlink(path);
+  }
+  for (int i = 0; i < DT_COUNT; i++) free(data[i]);
+}
+
+// A writer that fails (a tensor left out) leaves no file behind, nor a
+// temporary one, and an existing file untouched.
+TEST(tensorfile, an_unfinished_write_changes_nothing) {
+  char path[64], err[512];
+  snprintf(path, sizeof path, "build/tensorfile-keep-%d.safetensors", (int)getpid());
+  FILE *f = fopen(path, "wb");
+  fputs("old", f);
+  fclose(f);
+  const char *names[] = {"a", "b"};
+  uint32_t dtypes[] = {DT_F32, DT_F32};
+  Shape shapes[] = {shape_of(1, (int64_t[]){2}), shape_of(1, (int64_t[]){2})};
+  TensorWriter *w = tensor_writer_open(path, 2, names, dtypes, shapes, err, sizeof err);
+  float v[2] = {1, 2};
+  cr_assert(tensor_writer_bytes(w, v, sizeof v));
+  cr_expect_eq(tensor_writer_close(w, true, err, sizeof err), -1, "one of two tensors written, and committed");
+  size_t len;
+  char *text = file_read(path, &len);
+  cr_expect(text && len == 3 && !memcmp(text, "old", 3));
+  free(text);
+  unlink(path);
+}
+
+// A safetensors file of header text json and a buffer of nbuf zero bytes.
+static void write_st(const char *path, const char *json, size_t nbuf, uint64_t claimed) {
+  FILE *f = fopen(path, "wb");
+  uint64_t n = claimed ? claimed : strlen(json);
+  fwrite(&n, 8, 1, f);
+  fwrite(json, 1, strlen(json), f);
+  for (size_t i = 0; i < nbuf; i++) fputc(0, f);
+  fclose(f);
+}
+
+static void refused(const char *json, size_t nbuf, uint64_t claimed, const char *want) {
+  char path[64], err[512];
+  snprintf(path, sizeof path, "build/hostile-%d.safetensors", (int)getpid());
+  write_st(path, json, nbuf, claimed);
+  TensorReader *r = tensor_reader_open(path, err, sizeof err);
+  cr_expect_null(r, "accepted: %s", json);
+  if (r) tensor_reader_close(r);
+  else cr_expect(strstr(err, want) != NULL, "%s: '%s', not '%s'", json, err, want);
+  unlink(path);
+}
+
+#define T1 "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}"
+
+TEST(tensorfile, hostile_safetensors_headers_are_refused) {
+  refused("{" T1 "}", 8, 1ull << 40, "over the limit of 100 MiB");
+  refused("{" T1 "}", 8, 4000, "past its end");
+  refused("{" T1 "}", 4, 0, "the file is truncated");
+  refused("{" T1 "}", 12, 0, "bytes that no tensor holds");
+  refused("{" T1 ",\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, 0, "overlap");
+  refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, 0, "hole");
+  refused("{" T1 "," T1 "}", 16, 0, "appears twice");
+  refused("{\"a\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8, 0, "dtype F64, which smelt does not have");
+  refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, 0, "do not span its dtype and shape");
+  refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,8]}}", 8, 0,
+          "too large");
+  refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"x\":1}}", 8, 0, "a key other than");
+  refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8,9]}}", 8, 0, "not [begin, end]");
+  refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8, 0, "non-negative integer");
+  refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[02],\"data_offsets\":[0,8]}}", 8, 0, "leading zero");
+  refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[2.0],\"data_offsets\":[0,8]}}", 8, 0, "not an integer");
+  refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,8]}}", 8, 0, "too large");
+  refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,2],\"data_offsets\":[0,8]}}", 8, 0, "at most 8");
+  refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[2]}}", 8, 0, "lacks dtype, shape or data_offsets");
+  refused("{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, 0, "malformed");
+  refused("{\"a\\ud800\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, 0, "malformed");
+  refused("{\"a\\q\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, 0, "malformed");
+  refused("{\"a", 0, 0, "malformed");
+  refused("{" T1 "} x", 8, 0, "text after its object");
+  refused("{" T1, 8, 0, "not closed");
+  refused("{\"__metadata__\":{\"k\":1}," T1 "}", 8, 0, "not a string");
+  refused("[1]        ", 0, 0, "neither a smelt tensor file");
+  // a file too short for any header, and one that is not a file
+  refused("{", 0, 0, "neither");
+}
+
+TEST(tensorfile, metadata_and_padding_are_accepted) {
+  char path[64], err[512];
+  snprintf(path, sizeof path, "build/meta-%d.safetensors", (int)getpid());
+  write_st(path, "{\"__metadata__\":{\"format\":\"pt\",\"k\\n\":\"v\\u00e9\"}, " T1 "}     ", 8, 0);
+  TensorReader *r = tensor_reader_open(path, err, sizeof err);
+  cr_assert_not_null(r, "%s", err);
+  cr_expect_eq(tensor_reader_count(r), 1);
+  tensor_reader_close(r);
+  write_st(path, "{}", 0, 0);
+  r = tensor_reader_open(path, err, sizeof err);
+  cr_assert_not_null(r, "%s", err);
+  cr_expect_eq(tensor_reader_count(r), 0);
+  tensor_reader_close(r);
+  unlink(path);
+}
+
+// A record that claims more bytes than the file has left is refused before
+// anything is allocated for it (4 Gi elements here, in a 40-byte file).
+TEST(tensorfile, a_record_larger_than_its_file_is_refused_before_allocating) {
+  char path[64], err[512];
+  snprintf(path, sizeof path, "build/huge-%d.tensors", (int)getpid());
+  FILE *f = fopen(path, "wb");
+  uint32_t head[3] = {0x46544d53u, 1, 1}, len = 1, dtype = DT_F32, ndim = 2;
+  int64_t dims[2] = {65536, 65536};
+  fwrite(head, sizeof head, 1, f);
+  fwrite(&len, 4, 1, f);
+  fputc('a', f);
+  fwrite(&dtype, 4, 1, f);
+  fwrite(&ndim, 4, 1, f);
+  fwrite(dims, 8, 2, f);
+  fclose(f);
+  TensorEntry *t;
+  int n;
+  cr_expect_eq(tensorfile_read(path, &t, &n, err, sizeof err), -1);
+  cr_expect(strstr(err, "truncated or corrupt") != NULL, "%s", err);
+  unlink(path);
+}
