@@ -113,6 +113,8 @@ typedef struct {
   X(LET)         /* list2: NAMEs; a: TYPE or NULL; b: value */                \
   X(ASSIGN)      /* list2: NAMEs; b: value */                                 \
   X(PARAM)       /* name; a: TYPE; b: initializer */                          \
+  X(BUFFER)      /* name; a: TYPE; b: initializer */                          \
+  X(UPDATE)      /* name (a buffer); b: its value for the next step */        \
   X(INPUT)       /* name; a: TYPE */                                           \
   X(OUTPUT)      /* name; a: TYPE or NULL; b: value */                        \
   X(LOSS)        /* b: value */                                               \

@@ -158,10 +158,11 @@ static void dump_stmt(FILE *out, const Ast *s, int depth) {
     dump_expr(out, s->b);
     break;
   case N_PARAM:
+  case N_BUFFER:
   case N_INPUT:
   case N_OUTPUT:
-    fprintf(out, "%s %s", s->kind == N_PARAM ? "param" : s->kind == N_INPUT ? "input" : "output",
-            s->name);
+    fprintf(out, "%s %s", s->kind == N_PARAM ? "param" : s->kind == N_BUFFER ? "buffer" :
+            s->kind == N_INPUT ? "input" : "output", s->name);
     if (s->a) {
       fputs(": ", out);
       dump_expr(out, s->a);
@@ -170,6 +171,10 @@ static void dump_stmt(FILE *out, const Ast *s, int depth) {
       fputs(" = ", out);
       dump_expr(out, s->b);
     }
+    break;
+  case N_UPDATE:
+    fprintf(out, "update %s = ", s->name);
+    dump_expr(out, s->b);
     break;
   case N_LOSS:
     fputs("loss ", out);

@@ -63,6 +63,16 @@ struct Counter {
   Counter *next;
 };
 
+// An `update` statement already elaborated: its buffer and where it was.
+typedef struct UpdateSite UpdateSite;
+struct UpdateSite {
+  const Node *buffer;
+  Span at;
+  const char *fn;     // the function it is in, and the call that ran it; NULL in the model body
+  Span call;
+  UpdateSite *next;
+};
+
 typedef struct {
   Compilation *c;
   Module *m;
@@ -77,6 +87,7 @@ typedef struct {
   bool returning;     // a return statement is unwinding the current call
   Val ret;
   int64_t steps;      // statements executed, bounded by MAX_STEPS
+  UpdateSite *updated;  // the buffers updated so far, each once per step
 } Elab;
 
 // Elaboration unrolls every loop; a model that runs more statements than this
@@ -195,7 +206,7 @@ static bool declares_params(Elab *e, const Module *home, const Ast *n, int depth
 
 static bool block_declares(Elab *e, const Module *home, const Ast *n, int depth) {
   if (!n || depth > 64) return false;
-  if (n->kind == N_PARAM) return true;
+  if (n->kind == N_PARAM || n->kind == N_BUFFER) return true;
   if (n->kind == N_CALL && n->a->kind == N_NAME) {
     FnRef r = lookup_fn(e, home, n->a->name);
     if (r.fn && declares_params(e, r.home, r.fn, depth + 1)) return true;
@@ -1040,6 +1051,23 @@ static void eval_type(Ctx *x, const Ast *type, DType *dt, Shape *s) {
   }
 }
 
+// The arguments of an initializer call into *pa, *pb (left as they are when absent).
+static void init_args(Ctx *x, const Ast *init, Init kind, double *pa, double *pb) {
+  if (init->kind != N_CALL) return;
+  Args a;
+  eval_args(x, init, &a, NULL);
+  const char *names[2] = {"mean", "std"};
+  if (kind == INIT_UNIFORM) names[0] = "lo", names[1] = "hi";
+  if (kind >= INIT_XAVIER_UNIFORM) names[0] = "gain";
+  if (kind == INIT_FULL) names[0] = "value";
+  for (int i = 0; i < 2; i++) {
+    const Val *v = arg_or_kw(&a, i, names[i]);
+    if (!v) continue;
+    if (!is_num(v)) fail(x->e, init->span, "initializer arguments must be numbers");
+    if (i == 0) *pa = num(v); else *pb = num(v);
+  }
+}
+
 static void exec_param(Ctx *x, const Ast *s) {
   Elab *e = x->e;
   DType dt;
@@ -1051,22 +1079,11 @@ static void exec_param(Ctx *x, const Ast *s) {
   const Ast *init = s->b, *callee = init->kind == N_CALL ? init->a : init;
   double pa, pb;
   Init kind = init_kind(callee->name, &pa, &pb);
-  if (init->kind == N_CALL) {
-    Args a;
-    eval_args(x, init, &a, NULL);
-    const char *names[2] = {"mean", "std"};
-    if (kind == INIT_UNIFORM) names[0] = "lo", names[1] = "hi";
-    if (kind >= INIT_XAVIER_UNIFORM) names[0] = "gain";
-    if (kind == INIT_FULL) names[0] = "value";
-    for (int i = 0; i < 2; i++) {
-      const Val *v = arg_or_kw(&a, i, names[i]);
-      if (!v) continue;
-      if (!is_num(v)) fail(e, init->span, "initializer arguments must be numbers");
-      if (i == 0) pa = num(v); else pb = num(v);
-    }
-  }
+  init_args(x, init, kind, &pa, &pb);
   const char *full = scope_join(e, e->scope, s->name);
   e->g->loc = s->span;
+  if (graph_find_leaf(e->g, OP_STATE, full))
+    fail(e, s->span, "parameter '%s' has the full name of a buffer; one name is one tensor", full);
   Node *p = graph_find_leaf(e->g, OP_PARAM, full);
   if (p) {   // the same scope again: the parameter is shared
     if (p->dtype != dt || !shape_eq(&p->shape, &sh)) {
@@ -1082,6 +1099,74 @@ static void exec_param(Ctx *x, const Ast *s) {
     p->p.param.b = pb;
   }
   env_set(e, x->env, s->name, v_tensor(p));
+}
+
+// buffer NAME: TYPE = INIT: a persistent tensor that is not trained, a STATE
+// leaf named by scope like a parameter (and shared by calls with the same
+// scope). The initializer's arguments are those of param's.
+static void exec_buffer(Ctx *x, const Ast *s) {
+  Elab *e = x->e;
+  DType dt;
+  Shape sh;
+  eval_type(x, s->a, &dt, &sh);
+  if (!dtype_is_float(dt))
+    fail(e, s->a->span, "a buffer's dtype must be f32, f16 or bf16, not %s", dtype_name(dt));
+  const Ast *init = s->b, *callee = init->kind == N_CALL ? init->a : init;
+  double pa, pb;
+  Init kind = init_kind(callee->name, &pa, &pb);
+  init_args(x, init, kind, &pa, &pb);
+  const char *full = scope_join(e, e->scope, s->name);
+  e->g->loc = s->span;
+  if (graph_find_leaf(e->g, OP_PARAM, full))
+    fail(e, s->span, "buffer '%s' has the full name of a parameter; one name is one tensor", full);
+  Node *b = graph_find_leaf(e->g, OP_STATE, full);
+  if (b) {   // the same scope again: the buffer is shared
+    if (b->dtype != dt || !shape_eq(&b->shape, &sh)) {
+      char was[96], now[96];
+      fail(e, s->span, "buffer '%s' is shared by two calls with the same scope name, but it is "
+           "%s in one and %s in the other", full, type_str(was, sizeof was, b->dtype, &b->shape),
+           type_str(now, sizeof now, dt, &sh));
+    }
+  } else {
+    b = g_leaf(e->g, OP_STATE, dt, sh, full);
+    b->p.param.init = kind;
+    b->p.param.a = pa;
+    b->p.param.b = pb;
+  }
+  env_set(e, x->env, s->name, v_tensor(b));
+}
+
+// update NAME = VALUE: the buffer's value for the next step. Only the
+// training step writes it (an update in eval and infer is checked, not kept);
+// within the step every read of the buffer sees its old value. One update
+// per buffer per step, counting calls that share a scope.
+static void exec_update(Ctx *x, const Ast *s) {
+  Elab *e = x->e;
+  Binding *bind = env_find(x->env, s->name);
+  ASSERT(bind && bind->v.k == V_TENSOR && bind->v.t->op == OP_STATE);   // resolve.c checked it
+  Node *buf = bind->v.t;
+  for (UpdateSite *u = e->updated; u; u = u->next)
+    if (u->buffer == buf) {
+      diag_error(e->d, s->span, "buffer '%s' is updated twice in one step", buf->name);
+      diag_note(e->d, u->at, "its first update is here");
+      if (u->fn) diag_note(e->d, u->call, "the first update was made in this call to '%s'", u->fn);
+      unwind(e);
+    }
+  Val v = eval(x, s->b);
+  e->g->loc = s->span;
+  Node *t = v.k == V_TENSOR ? v.t : is_num(&v) ? g_const(e->g, num(&v), buf->dtype, buf->shape) : NULL;
+  if (!t) fail(e, s->b->span, "the value of an update must be a tensor or a number, not %s", kind_name(&v));
+  if (!shape_eq(&t->shape, &buf->shape)) {
+    char want[96], got[96];
+    fail(e, s->b->span, "update of buffer '%s' (%s) with %s: the shapes must be equal", buf->name,
+         type_str(want, sizeof want, buf->dtype, &buf->shape), type_str(got, sizeof got, t->dtype, &t->shape));
+  }
+  if (t->dtype != buf->dtype) t = g_cast(e->g, t, buf->dtype);
+  UpdateSite *site = arena_alloc(&e->c->arena, sizeof *site);
+  *site = (UpdateSite){buf, s->span, NULL, {-1, 0, 0}, e->updated};
+  if (e->depth) site->fn = e->stack[e->depth - 1].fn, site->call = e->stack[e->depth - 1].call;
+  e->updated = site;
+  if (e->training) graph_add_update(e->g, buf, t);
 }
 
 static void bind_names(Ctx *x, const Ast *s, Val v, bool declare) {
@@ -1120,6 +1205,12 @@ static void exec_stmt(Ctx *x, const Ast *s) {
     return;
   case N_PARAM:
     exec_param(x, s);
+    return;
+  case N_BUFFER:
+    exec_buffer(x, s);
+    return;
+  case N_UPDATE:
+    exec_update(x, s);
     return;
   case N_INPUT: {
     DType dt;

@@ -347,7 +347,7 @@ static int check_files(Compilation *c, const Options *o, const char *argv0, Modu
   return check_modules(c, mods, o->nfiles, o->defs, o->ndefs);
 }
 
-// Writes the initial value of every parameter of m's model and, when the file
+// Writes the initial value of every parameter and buffer of m's model and, when the file
 // has a train block, of the optimizer's state (moments and step, all zero).
 static int write_init(Compilation *c, Module *m, const Options *o) {
   Entry e;   // the training step, whose optimizer adds state (forward alone with --params-only; PASS_ELABORATE is 0, which EntryOptions reads as "every pass")

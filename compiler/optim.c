@@ -184,11 +184,41 @@ static void skip_unless_finite(Graph *g, Node *scale, Node *finite, int first_up
   graph_add_output(g, "step_skipped", g_where(g, finite, k(g, 0), k(g, 1)));
 }
 
+// The model's buffers are the STATE leaves of the forward graph; the
+// optimizer's state shares their namespace (checkpoints hold both), so a
+// buffer may not take a name the optimizer gives its own: step, total_steps,
+// loss_scale, loss_scale_good, P.m, P.v, P.momentum. true after reporting.
+static bool buffers_clash(Graph *g) {
+  static const char *const fixed[] = {"step", "total_steps", "loss_scale", "loss_scale_good"};
+  static const char *const per_param[] = {"m", "v", "momentum"};
+  for (int i = 0; i < g->n; i++) {
+    const Node *b = g->nodes[i];
+    if (b->op != OP_STATE) continue;
+    const char *clash = NULL;
+    for (size_t k = 0; k < sizeof fixed / sizeof *fixed; k++)
+      if (!strcmp(b->name, fixed[k])) clash = b->name;
+    for (int j = 0; j < g->n && !clash; j++) {
+      const Node *p = g->nodes[j];
+      size_t n = strlen(p->name ? p->name : "");
+      if (p->op != OP_PARAM || strncmp(b->name, p->name, n) || b->name[n] != '.') continue;
+      for (size_t k = 0; k < sizeof per_param / sizeof *per_param; k++)
+        if (!strcmp(b->name + n + 1, per_param[k])) clash = b->name;
+    }
+    if (clash) {
+      diag_error(g->diag, b->loc, "buffer '%s' has the name of the optimizer's state '%s'; rename the buffer",
+                 b->name, clash);
+      return true;
+    }
+  }
+  return false;
+}
+
 int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
   if (!g->loss) {
     diag_plain(g->diag, "the model has no loss, so there is nothing to train");
     return -1;
   }
+  if (buffers_clash(g)) return -1;
   if (groups_assign(g, c)) return -1;
   int errors = g->diag->errors;
   const char *scope = g->scope;

@@ -20,13 +20,14 @@ typedef enum {
   SYM_SIZE,    // a model's symbolic size
   SYM_LOOP,    // a for loop's variable
   SYM_PARAM,   // param
+  SYM_BUFFER,  // buffer
   SYM_INPUT,   // input
   SYM_OUTPUT,  // output
 } SymKind;
 
 static const char *sym_what[] = {
     "function", "variable", "function parameter", "dimension", "model size",
-    "loop variable", "parameter", "input", "output",
+    "loop variable", "parameter", "buffer", "input", "output",
 };
 
 typedef struct {
@@ -480,15 +481,16 @@ static void resolve_value(Resolver *r, const Ast *e) { resolve_expr(r, e); }
 
 static void resolve_block(Resolver *r, const Ast *block);
 
-static void resolve_init(Resolver *r, const Ast *init) {
+// what: "a parameter's" or "a buffer's", for the message.
+static void resolve_init(Resolver *r, const Ast *init, const char *what) {
   const Ast *callee = init->kind == N_CALL ? init->a : init;
   if (callee->kind != N_NAME || !builtin_find(callee->name, B_INIT)) {
     Suggest s = {callee->kind == N_NAME ? callee->name : "", NULL, 99};
     builtin_each(B_INIT, suggest_consider, &s);
     char buf[96];
-    diag_error(r->d, init->span, "a parameter's initializer must be zeros, ones, full(v), "
+    diag_error(r->d, init->span, "%s initializer must be zeros, ones, full(v), "
                "normal(mean, std), uniform(lo, hi) or a xavier_/kaiming_ variant%s",
-               did_you_mean(&s, buf, sizeof buf));
+               what, did_you_mean(&s, buf, sizeof buf));
     if (init->kind == N_CALL) resolve_args(r, init);
     return;
   }
@@ -523,7 +525,11 @@ static void resolve_assign(Resolver *r, const Ast *s) {
                    "'let %s = ...'", t->name, t->name);
       continue;
     }
-    if (sym->kind != SYM_VAR && sym->kind != SYM_ARG) {
+    if (sym->kind == SYM_BUFFER) {
+      diag_error(r->d, t->span, "cannot assign to buffer '%s'; 'update %s = ...' sets its value "
+                 "for the next training step", t->name, t->name);
+      diag_note(r->d, sym->def->span, "'%s' is defined here", t->name);
+    } else if (sym->kind != SYM_VAR && sym->kind != SYM_ARG) {
       diag_error(r->d, t->span, "cannot assign to %s '%s'", sym_what[sym->kind], t->name);
       diag_note(r->d, sym->def->span, "'%s' is defined here", t->name);
     }
@@ -544,12 +550,33 @@ static void resolve_stmt(Resolver *r, const Ast *s) {
   case N_PARAM:
     if (!r->fn && !r->model) return;   // grammar keeps statements inside blocks
     resolve_type(r, s->a, TYPE_NEEDS_SHAPE);
-    resolve_init(r, s->b);
+    resolve_init(r, s->b, "a parameter's");
     if (r->loop_depth)
       diag_error(r->d, s->span, "'param' inside a loop would declare '%s' again on every "
                  "iteration; declare it in a function and call that with 'as name[i]'", s->name);
     declare(r, s->name, SYM_PARAM, s);
     return;
+  case N_BUFFER:
+    if (!r->fn && !r->model) return;
+    resolve_type(r, s->a, TYPE_NEEDS_SHAPE);
+    resolve_init(r, s->b, "a buffer's");
+    if (r->loop_depth)
+      diag_error(r->d, s->span, "'buffer' inside a loop would declare '%s' again on every "
+                 "iteration; declare it in a function and call that with 'as name[i]'", s->name);
+    declare(r, s->name, SYM_BUFFER, s);
+    return;
+  case N_UPDATE: {
+    resolve_value(r, s->b);
+    Sym *sym = lookup_local(r, s->name);
+    if (!sym) {
+      diag_error(r->d, s->span, "cannot update '%s': it is not defined; declare it with "
+                 "'buffer %s: TYPE = INITIALIZER'", s->name, s->name);
+    } else if (sym->kind != SYM_BUFFER) {
+      diag_error(r->d, s->span, "cannot update %s '%s': only a buffer can be updated", sym_what[sym->kind], s->name);
+      diag_note(r->d, sym->def->span, "'%s' is defined here", s->name);
+    }
+    return;
+  }
   case N_INPUT:
     if (!in_model(r, s, "input")) return;
     if (r->block_depth != 1)

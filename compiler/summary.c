@@ -28,9 +28,9 @@ static void print_model(FILE *out, const Source *src, const Ast *model) {
   }
   fputs(")\n", out);
   const AstList *body = &model->b->list;
-  const char *heads[] = {"inputs", "params", "outputs"};
-  const AstKind kinds[] = {N_INPUT, N_PARAM, N_OUTPUT};
-  for (int h = 0; h < 3; h++) {
+  const char *heads[] = {"inputs", "params", "buffers", "outputs"};
+  const AstKind kinds[] = {N_INPUT, N_PARAM, N_BUFFER, N_OUTPUT};
+  for (int h = 0; h < 4; h++) {
     if (!count_kind(model->b, kinds[h])) continue;
     fprintf(out, "  %s:", heads[h]);
     bool first = true;
@@ -69,15 +69,17 @@ static void print_train(FILE *out, const Source *src, const TrainConfig *t) {
 }
 
 void summary_graph(FILE *out, const Graph *g, int forward_nodes) {
-  int params = 0, states = 0;
+  int params = 0, buffers = 0, states = 0;
   int64_t values = 0;
   for (int i = 0; i < g->n; i++) {
     const Node *n = g->nodes[i];
     if (n->op == OP_PARAM) params++, values += shape_numel(&n->shape);
-    states += n->op == OP_STATE;
+    // the forward graph's state leaves are buffers; the optimizer adds the rest
+    if (n->op == OP_STATE) *(i < forward_nodes ? &buffers : &states) += 1;
   }
-  fprintf(out, "  graph: %d parameters (%lld values), %d ops forward", params, (long long)values,
-          forward_nodes);
+  fprintf(out, "  graph: %d parameters (%lld values)", params, (long long)values);
+  if (buffers) fprintf(out, ", %d buffers", buffers);
+  fprintf(out, ", %d ops forward", forward_nodes);
   if (g->n > forward_nodes)
     fprintf(out, ", %d in the training step (%d optimizer states)", g->n, states);
   fputc('\n', out);

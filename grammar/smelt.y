@@ -131,6 +131,7 @@ static AstList list_add(Parser *p, AstList l, Ast *n) {
 %token INPUT "'input'" OUTPUT "'output'" LOSS "'loss'" LET "'let'" RETURN "'return'"
 %token FOR "'for'" IN "'in'" IF "'if'" ELSE "'else'" AS "'as'" AND "'and'" OR "'or'"
 %token NOT "'not'" TRUE "'true'" FALSE "'false'" ASSERT "'assert'"
+%token BUFFER "'buffer'" UPDATE "'update'"
 %token POW "'**'" FLOORDIV "'//'" EQ "'=='" NE "'!='" LE "'<='" GE "'>='"
 %token ARROW "'->'" DOTDOT "'..'" ELLIPSIS "'...'"
 
@@ -337,6 +338,9 @@ stmt
   | name_list '=' values          { $$ = mk(P, N_ASSIGN, @$); $$->list2 = $1; $$->b = tuple_of(P, $3, @3); }
   | PARAM IDENT ':' type '=' value
       { $$ = mk_named(P, N_PARAM, @2, $2); $$->a = $4; $$->b = $6; }
+  | BUFFER IDENT ':' type '=' value
+      { $$ = mk_named(P, N_BUFFER, @2, $2); $$->a = $4; $$->b = $6; }
+  | UPDATE IDENT '=' value        { $$ = mk_named(P, N_UPDATE, @2, $2); $$->b = $4; }
   | INPUT IDENT ':' type          { $$ = mk_named(P, N_INPUT, @2, $2); $$->a = $4; }
   | OUTPUT IDENT '=' value        { $$ = mk_named(P, N_OUTPUT, @2, $2); $$->b = $4; }
   | OUTPUT IDENT ':' type '=' value

@@ -77,7 +77,7 @@ static void case_build(Case *k, const char *src, double lo, double hi) {
   k->leaves = calloc((size_t)g->n, sizeof *k->leaves);
   for (int i = 0; i < k->nfwd; i++) {
     Node *n = g->nodes[i];
-    if (n->op != OP_PARAM && n->op != OP_INPUT) continue;
+    if (n->op != OP_PARAM && n->op != OP_INPUT && n->op != OP_STATE) continue;   // STATE: buffers
     int64_t cnt = shape_numel(&n->shape);
     k->leaves[i] = malloc(sizeof(double) * (size_t)(cnt ? cnt : 1));
     for (int64_t j = 0; j < cnt; j++) {
@@ -266,6 +266,9 @@ TEST(autodiff, stdlib_layers) {
   fd("conv_transpose2d", "input x: f32[1, 2, 3, 3]\noutput y = conv_transpose2d(x, 3, 3, stride = 2, "
      "output_padding = 1) as ct", -1, 1);
   fd("pools", "input x: f32[1, 2, 4, 4]\noutput y = max_pool2d(x, 2) + avg_pool2d(x, 2)", -1, 1);
+  fd("batchnorm2d", "input x: f32[3, 2, 3, 2]\noutput y = batchnorm2d(x) as bn", -1, 1);
+  fd("batchnorm1d", "input x: f32[4, 3]\noutput y = batchnorm1d(x, affine = false) as bn", -1, 1);
+  fd("batchnorm1d of (N, C, L)", "input x: f32[2, 3, 5]\noutput y = batchnorm1d(x) as bn", -1, 1);
 }
 TEST(autodiff, stdlib_attention_mlp_block) {
   fd("attention", "input x: f32[2, 3, 4]\noutput y = causal_self_attention(x, 2) as attn", -1, 1);

@@ -25,6 +25,7 @@ TEST(check, cnn_is_clean) { expect_clean("examples/cnn.smelt"); }
 TEST(check, gpt_is_clean) { expect_clean("examples/gpt.smelt"); }
 TEST(check, lstm_is_clean) { expect_clean("examples/lstm.smelt"); }
 TEST(check, autoencoder_is_clean) { expect_clean("examples/autoencoder.smelt"); }
+TEST(check, resnet_is_clean) { expect_clean("examples/resnet.smelt"); }
 
 TEST(check, stdlib_has_every_layer) {
   const char *layers[] = {"linear", "relu", "gelu", "softmax", "log_softmax", "cross_entropy",

@@ -443,6 +443,12 @@ TEST(codegen, mlp_training_step_with_groups_and_an_expression_schedule) {
   free(mlp);
 }
 
+// Batch norm: its statistics, its gradient and the updates of its buffers.
+TEST(codegen, resnet_training_step_with_batchnorm) {
+  check_example("resnet", (Define[]){{"B", 2}, {"C", 2}}, 2, (Opts){.int_range = 10, .training = true});
+  check_example("resnet", (Define[]){{"B", 2}, {"C", 2}}, 2, (Opts){.int_range = 10, .training = true, .precision = PREC_BF16});
+}
+
 TEST(codegen, training_steps_in_bf16_and_fp16) {
   for (Precision p = PREC_BF16; p <= PREC_FP16; p++) {
     check_example("mlp", (Define[]){{"B", 3}, {"H", 5}}, 2, (Opts){.int_range = 10, .training = true, .precision = p});

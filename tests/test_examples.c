@@ -60,6 +60,11 @@ TEST(examples, autoencoder_loss_falls) {
   loss_falls("train examples/autoencoder.smelt -D B=16 -D C1=8 -D C2=8 --steps=60 --log-every=20 --threads=2", 0.8);
 }
 
+TEST(examples, resnet_loss_falls) {
+  if (!have(FASHION)) cr_skip_test("dataset-fashion-mnist is not installed");
+  loss_falls("train examples/resnet.smelt -D B=16 -D C=4 --steps=60 --log-every=20 --threads=2", 0.8);
+}
+
 TEST(examples, gpt_loss_falls) {
   if (!have(FORTUNES)) cr_skip_test("the fortunes package is not installed");
   // the train block warms the learning rate up over 200 steps: 100 steps see half of it

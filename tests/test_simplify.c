@@ -129,6 +129,7 @@ static void check_example(const char *name, const Define *defs, int ndefs) {
 
 TEST(simplify, mlp_step_is_unchanged) { check_example("mlp", (Define[]){{"B", 3}, {"H", 5}}, 2); }
 TEST(simplify, cnn_step_is_unchanged) { check_example("cnn", (Define[]){{"B", 2}}, 1); }
+TEST(simplify, resnet_step_is_unchanged) { check_example("resnet", (Define[]){{"B", 2}, {"C", 2}}, 2); }
 TEST(simplify, gpt_step_is_unchanged) {
   check_example("gpt", (Define[]){{"B", 2}, {"T", 4}, {"V", 6}, {"C", 8}, {"L", 2}, {"H", 2}}, 6);
 }
