@@ -147,6 +147,51 @@ TEST(autodiff, sigmoid) { fd("sigmoid", "input x: f32[2, 3]\noutput y = sigmoid(
 TEST(autodiff, abs) { fd("abs", "input x: f32[2, 3]\noutput y = abs(x)", 0.2, 2); }
 TEST(autodiff, abs_negative) { fd("abs", "input x: f32[2, 3]\noutput y = abs(x)", -2, -0.2); }
 TEST(autodiff, relu_away_from_zero) { fd("relu", "input x: f32[2, 3]\noutput y = relu(x) + x.relu()", -2, 2); }
+TEST(autodiff, erf) { fd("erf", "input x: f32[2, 3]\noutput y = erf(x) + x.erf()", -2.5, 2.5); }
+TEST(autodiff, softplus) {
+  fd("softplus", "input x: f32[2, 3]\noutput y = softplus(x)", -4, 4);
+  fd("softplus beta", "input x: f32[2, 4]\noutput y = softplus(x, beta = 2.5, threshold = 3.0)", -3, 3);
+  fd("softplus linear part", "input x: f32[2, 3]\noutput y = x.softplus(threshold = 1.0)", 2, 5);
+}
+TEST(autodiff, silu_and_swish) { fd("silu", "input x: f32[2, 3]\noutput y = silu(x) * x.swish()", -4, 4); }
+// stop_gradient(x) is x in value and passes no gradient, so finite
+// differences do not apply: y = w sg(x) + detach(w x) x has dL/dx = R w x
+// and dL/dw = R x (L = sum(y R)), where the whole function's would be
+// R (w + 2 w x) and R (x + x^2).
+TEST(autodiff, stop_gradient_and_detach) {
+  Case k;
+  case_build(&k, "model m {\ninput x: f32[2, 3]\ninput w: f32[2, 3]\n"
+             "output y = w * stop_gradient(x) + detach(w * x) * x.detach().stop_gradient() * 0.0 + detach(w * x) * x\n}\n",
+             -2, 2);
+  InterpResult r;
+  char err[256];
+  cr_assert_eq(interp_run_ex(&k.g, k.leaves, 1, 0, true, &r, err, sizeof err), 0, "%s", err);
+  Node *x = NULL, *w = NULL;
+  for (int i = 0; i < k.nfwd; i++) {
+    Node *n = k.g.nodes[i];
+    if (n->op == OP_INPUT && !strcmp(n->name, "x")) x = n;
+    if (n->op == OP_INPUT && !strcmp(n->name, "w")) w = n;
+  }
+  cr_assert(x && w && k.grads[x->id] && k.grads[w->id]);
+  const double *xv = k.leaves[x->id], *wv = k.leaves[w->id], *rv = k.leaves[k.r->id];
+  const double *y = r.vals[k.g.outputs[0].node->id];
+  for (int j = 0; j < 6; j++) {
+    cr_expect_float_eq(y[j], wv[j] * xv[j] + wv[j] * xv[j] * xv[j], 1e-12, "the value passes");
+    cr_expect_float_eq(r.vals[k.grads[x->id]->id][j], rv[j] * wv[j] * xv[j], 1e-12, "dL/dx[%d]", j);
+    cr_expect_float_eq(r.vals[k.grads[w->id]->id][j], rv[j] * xv[j], 1e-12, "dL/dw[%d]", j);
+  }
+  interp_free(&r);
+  case_free(&k);
+}
+
+// A gradient that reaches a parameter only through stop_gradient is none.
+TEST(autodiff, stop_gradient_cuts_parameters_off) {
+  Case k;
+  case_build(&k, "model m {\ninput x: f32[2, 3]\nparam p: f32[3] = ones\noutput y = stop_gradient(x * p) * x\n}\n", -1, 1);
+  for (int i = 0; i < k.nfwd; i++)
+    if (k.g.nodes[i]->op == OP_PARAM) cr_expect_null(k.grads[i], "p gets a gradient through stop_gradient");
+  case_free(&k);
+}
 TEST(autodiff, sin_and_cos) { fd("sin", "input x: f32[2, 3]\noutput y = sin(x) * cos(x) + x.sin()", -3, 3); }
 
 TEST(autodiff, add_broadcast) {
