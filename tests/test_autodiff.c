@@ -276,7 +276,8 @@ TEST(autodiff, gather) {
 
 TEST(autodiff, stdlib_activations_and_losses) {
   fd("relu", "input x: f32[3, 4]\noutput y = relu(x)", 0.1, 1);
-  fd("gelu", "input x: f32[3, 4]\noutput y = gelu(x)", -2, 2);
+  fd("gelu", "input x: f32[3, 4]\noutput y = gelu(x)", -3, 3);
+  fd("gelu tanh", "input x: f32[3, 4]\noutput y = gelu(x, approximate = \"tanh\")", -3, 3);
   fd("softmax", "input x: f32[3, 4]\noutput y = softmax(x)", -2, 2);
   fd("log_softmax", "input x: f32[3, 4]\noutput y = log_softmax(x)", -2, 2);
   fd("cross_entropy", "input x: f32[3, 5]\ninput t: i32[3]\noutput y = cross_entropy(x, t)", -2, 2);

@@ -201,3 +201,103 @@ TEST(golden, tensor_files_reject_corruption) {
   cr_expect_eq(tensorfile_read("tests/golden/none.golden", &t, &n, err, sizeof err), -1);
   cr_expect(strstr(err, "No such file") != NULL, "%s", err);
 }
+
+// ---- activations at extreme inputs (activations.golden)
+
+// The functions of activations.golden (y_<name>), each on its own copy of x so that the
+// gradient of sum(f(x_f) * r) with respect to x_f is r * f'(x).
+static const char activations_model[] =
+    "import \"nn\"\n"
+    "model act(N = 1) {\n"
+    "    input r: f32[N]\n"
+    "    input x_erf: f32[N]\n    output y_erf = erf(x_erf)\n"
+    "    input x_softplus: f32[N]\n    output y_softplus = softplus(x_softplus)\n"
+    "    input x_softplus_beta: f32[N]\n    output y_softplus_beta = softplus(x_softplus_beta, beta = 2.0, threshold = 5.0)\n"
+    "    input x_silu: f32[N]\n    output y_silu = silu(x_silu)\n"
+    "    input x_gelu: f32[N]\n    output y_gelu = gelu(x_gelu)\n"
+    "    input x_gelu_tanh: f32[N]\n    output y_gelu_tanh = gelu(x_gelu_tanh, approximate = \"tanh\")\n"
+    "    input x_stop_gradient: f32[N]\n    output y_stop_gradient = stop_gradient(x_stop_gradient)\n"
+    "    loss ((y_erf + y_softplus + y_softplus_beta + y_silu + y_gelu + y_gelu_tanh + y_stop_gradient) * r).sum()\n"
+    "}\n";
+
+// Per element, NaN where PyTorch has NaN, and otherwise
+//     |smelt - torch| <= 1e-6 |torch| + 1e-7 (1 + |x|) + 1e-37
+// (the middle term: gelu's 1 + erf(x / sqrt 2) cancels for negative x, where
+// one ulp of erf is 6e-8 of the result's scale |x|; the last: results that
+// PyTorch's f32 exp flushes to zero or leaves subnormal, e.g. silu(-95) is -0
+// in PyTorch and -5e-40 in the interpreter's double).
+static void expect_elementwise(const char *what, const double *got, const double *want, const double *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    if (isnan(want[i])) {
+      cr_expect(isnan(got[i]), "%s at x = %.9g: %.9g, PyTorch NaN", what, x[i], got[i]);
+      continue;
+    }
+    double tol = 1e-6 * fabs(want[i]) + 1e-7 * (1 + (isinf(x[i]) ? 0 : fabs(x[i]))) + 1e-37;
+    cr_expect(fabs(got[i] - want[i]) <= tol || got[i] == want[i], "%s at x = %.9g: %.9g, PyTorch %.9g", what, x[i],
+              got[i], want[i]);
+  }
+}
+
+TEST(golden, activations_at_extreme_inputs) {
+  TensorEntry *gold;
+  int ngold;
+  char err[512];
+  cr_assert_eq(tensorfile_read("tests/golden/activations.golden", &gold, &ngold, err, sizeof err), 0, "%s", err);
+  const TensorEntry *x = tensorfile_find(gold, ngold, "input:x"), *r = tensorfile_find(gold, ngold, "input:r");
+  cr_assert(x && r);
+  int64_t n = shape_numel(&x->shape);
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_text(&c, "act.smelt", activations_model, strlen(activations_model));
+  for (int i = 0; i < c.nmodules; i++) resolve_module(&c, c.modules[i]);
+  cr_assert_eq(c.diag.errors, 0);
+  Graph g;
+  graph_init(&g, &c.arena, &c.diag);
+  Define d[] = {{"N", n}};
+  cr_assert_eq(elaborate(&c, m, d, 1, false, &g), 0);
+  Node *wrt[16];
+  int nwrt = 0;
+  for (int i = 0; i < g.n; i++)
+    if (g.nodes[i]->op == OP_INPUT && strcmp(g.nodes[i]->name, "r")) wrt[nwrt++] = g.nodes[i];
+  Node **grads = autodiff(&g, wrt, nwrt);
+  double **leaves = calloc((size_t)g.n, sizeof *leaves);
+  for (int k = 0; k < nwrt; k++) leaves[wrt[k]->id] = x->data;
+  for (int i = 0; i < g.n; i++)
+    if (g.nodes[i]->op == OP_INPUT && !strcmp(g.nodes[i]->name, "r")) leaves[i] = r->data;
+  InterpResult res;
+  cr_assert_eq(interp_run(&g, leaves, 1, 0, &res, err, sizeof err), 0, "%s", err);
+  int checked = 0;
+  for (int o = 0; o < g.noutputs; o++) {
+    const char *name = g.outputs[o].name + 2;   // y_<name>
+    char key[64];
+    snprintf(key, sizeof key, "output:%s", name);
+    const TensorEntry *want = tensorfile_find(gold, ngold, key);
+    if (!want) continue;
+    expect_elementwise(name, res.vals[g.outputs[o].node->id], want->data, x->data, n);
+    snprintf(key, sizeof key, "grad:%s", name);
+    const TensorEntry *dwant = tensorfile_find(gold, ngold, key);
+    cr_assert_not_null(dwant, "no %s", key);
+    char xname[64];
+    snprintf(xname, sizeof xname, "x_%s", name);
+    Node *xi = NULL;
+    for (int k = 0; k < nwrt; k++)
+      if (!strcmp(wrt[k]->name, xname)) xi = wrt[k];
+    cr_assert_not_null(xi, "no input %s", xname);
+    char what[80];
+    snprintf(what, sizeof what, "d%s/dx", name);
+    if (grads[xi->id]) {
+      expect_elementwise(what, res.vals[grads[xi->id]->id], dwant->data, x->data, n);
+    } else {   // no path for a gradient: PyTorch's is zero everywhere
+      for (int64_t i = 0; i < n; i++) cr_expect_eq(dwant->data[i], 0.0, "%s at x = %.9g", what, x->data[i]);
+    }
+    checked++;
+  }
+  cr_expect_eq(checked, 7, "%d functions compared", checked);
+  interp_free(&res);
+  free(leaves);
+  free(grads);
+  graph_free(&g);
+  compilation_free(&c);
+  tensorfile_free(gold, ngold);
+}

@@ -140,6 +140,43 @@ def golden(name, weights, inputs, run):
     print("wrote %s.golden: loss %.6f, %d tensors" % (name, loss.item(), len(out)))
 
 
+# ---- elementwise activations at extreme inputs
+
+ACTIVATIONS = {
+    "erf": torch.erf,
+    "softplus": F.softplus,
+    "softplus_beta": lambda t: F.softplus(t, beta=2.0, threshold=5.0),
+    "silu": F.silu,
+    "gelu": F.gelu,
+    "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
+    "stop_gradient": lambda t: t.detach(),
+}
+
+EXTREMES = [0.0, -0.0, 1e-45, -1e-45, 1e-40, -1e-40, 1e-30, -1e-30, 0.5, -0.5, 1.0, -1.0,
+            2.5, -2.5, 5.0, -5.0, 10.0, -10.0, 19.9, 20.1, 30.0, -30.0, 88.0, -88.0, -88.5,
+            -95.0, 100.0, -100.0, 1e10, -1e10, 3.4e38, -3.4e38, np.inf, -np.inf, np.nan]
+
+
+def activations():
+    """Each activation of tests/test_golden.c's model on the same inputs: the
+    extremes above and normal draws, its value and the gradient of
+    sum(f(x) * r) with respect to x."""
+    rng = np.random.default_rng(20261201)
+    x = np.concatenate([np.array(EXTREMES, dtype=np.float32),
+                        (3 * rng.standard_normal(93)).astype(np.float32)])
+    r = rng.uniform(-1, 1, size=x.shape).astype(np.float32)
+    out = {"input:x": x, "input:r": r}
+    for name, f in ACTIVATIONS.items():
+        t = torch.tensor(x, requires_grad=True)
+        y = f(t)
+        if y.requires_grad:
+            (y * torch.tensor(r)).sum().backward()
+        out["output:" + name] = y.detach().numpy()
+        out["grad:" + name] = t.grad.numpy() if t.grad is not None else np.zeros_like(x)
+    write_tensors(os.path.join(OUT, "activations.golden"), out)
+    print("wrote activations.golden: %d inputs, %d functions" % (len(x), len(ACTIVATIONS)))
+
+
 def adamw_steps(weights, rng, steps=10, batch=4):
     """Ten AdamW steps on the MLP, one fresh batch each."""
     params = {k: torch.tensor(v, requires_grad=True) for k, v in weights.items()}
@@ -183,6 +220,7 @@ def main():
            lambda p, i, t: gpt(p, i.long(), t.long(), L=1, H=2))
 
     adamw_steps(smelt_init("mlp", {"B": 4, "H": 8}), rng)
+    activations()
 
 
 if __name__ == "__main__":
