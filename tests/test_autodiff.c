@@ -307,6 +307,11 @@ TEST(autodiff, stdlib_lstm_cell) {
      "let h2, c2 = lstm_cell(x, h, c) as cell\noutput y = h2 + c2 * 0.5", -1, 1);
 }
 
+TEST(autodiff, stdlib_gru) {
+  fd("gru_cell", "input x: f32[2, 3]\ninput h: f32[2, 4]\noutput y = gru_cell(x, h) as cell", -1, 1);
+  fd("gru", "input x: f32[2, 3, 2]\noutput y = gru(x, 3) as rnn", -1, 1);
+}
+
 // The rules for ops with no surface syntax, through the builders.
 TEST(autodiff, sin_cos_cast_with_builders) {
   Arena a = {0};

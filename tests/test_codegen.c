@@ -285,6 +285,11 @@ TEST(codegen, erf_softplus_silu_stop_gradient_and_their_gradients) {
         "output l = (h * h).mean()\nloss l", step);
 }
 
+TEST(codegen, gru_training_step) {
+  check("gru", "input x: f32[2, 4, 3]\ninput t: i32[2]\nlet y = gru(x, 5) as rnn\n"
+        "output l = cross_entropy(linear(y[:, 3], 3) as head, t)\nloss l", step);
+}
+
 TEST(codegen, views_fold_into_loads) {
   check("views", "input x: f32[2, 3, 4]\ninput v: f32[4, 6]\n"
         "output a = x.permute(2, 0, 1).reshape(4, 6) + v\n"

@@ -301,3 +301,89 @@ TEST(golden, activations_at_extreme_inputs) {
   compilation_free(&c);
   tensorfile_free(gold, ngold);
 }
+
+// ---- library layers against their PyTorch modules (tests/golden/make_golden.py)
+
+// Elaborates the model text src at defs, binds "param:NAME" and "input:NAME"
+// from golden file, and checks every output "output:NAME" (relative norm
+// error 1e-5) and, for every parameter and every input with a "grad:NAME",
+// the gradient of the model's loss (1e-4), as check_model does.
+static void check_layer(const char *what, const char *src, const Define *defs, int ndefs, const char *file) {
+  TensorEntry *gold;
+  int ngold;
+  char err[512], path[256];
+  snprintf(path, sizeof path, "tests/golden/%s", file);
+  cr_assert_eq(tensorfile_read(path, &gold, &ngold, err, sizeof err), 0, "%s", err);
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_text(&c, "layer.smelt", src, strlen(src));
+  for (int i = 0; i < c.nmodules; i++) resolve_module(&c, c.modules[i]);
+  cr_assert_eq(c.diag.errors, 0, "%s does not check", what);
+  Graph g;
+  graph_init(&g, &c.arena, &c.diag);
+  cr_assert_eq(elaborate(&c, m, defs, ndefs, false, &g), 0);
+  int n0 = g.n;
+  Node *wrt[32];
+  int nwrt = 0;
+  double **leaves = calloc((size_t)n0, sizeof *leaves);
+  for (int i = 0; i < n0; i++) {
+    Node *n = g.nodes[i];
+    if (n->op != OP_PARAM && n->op != OP_INPUT) continue;
+    char key[256];
+    snprintf(key, sizeof key, "%s:%s", n->op == OP_PARAM ? "param" : "input", n->name);
+    const TensorEntry *t = tensorfile_find(gold, ngold, key);
+    cr_assert_not_null(t, "%s: the golden file has no '%s'", what, key);
+    cr_assert(shape_eq(&t->shape, &n->shape), "%s: %s: shapes differ", what, key);
+    leaves[i] = t->data;
+    snprintf(key, sizeof key, "grad:%s", n->name);
+    if (n->op == OP_INPUT && tensorfile_find(gold, ngold, key) && nwrt < 32) wrt[nwrt++] = n;
+  }
+  Node **grads = autodiff(&g, wrt, nwrt);
+  InterpResult r;
+  cr_assert_eq(interp_run(&g, leaves, 1, 0, &r, err, sizeof err), 0, "%s", err);
+  int outputs = 0, gradients = 0;
+  for (int o = 0; o < g.noutputs; o++) {
+    char key[256];
+    snprintf(key, sizeof key, "output:%s", g.outputs[o].name);
+    const TensorEntry *want = tensorfile_find(gold, ngold, key);
+    if (!want) continue;
+    Node *y = g.outputs[o].node;
+    cr_assert(shape_eq(&y->shape, &want->shape), "%s: %s: shapes differ", what, key);
+    double e = rel_err(r.vals[y->id], want->data, shape_numel(&want->shape));
+    cr_expect_lt(e, 1e-5, "%s: %s differs from PyTorch by %.3g", what, g.outputs[o].name, e);
+    outputs++;
+  }
+  for (int i = 0; i < n0; i++) {
+    Node *n = g.nodes[i];
+    char key[256];
+    snprintf(key, sizeof key, "grad:%s", n->name);
+    const TensorEntry *want = (n->op == OP_PARAM || n->op == OP_INPUT) ? tensorfile_find(gold, ngold, key) : NULL;
+    if (!want) continue;
+    cr_assert_not_null(grads[i], "%s: no gradient for %s", what, n->name);
+    double e = rel_err(r.vals[grads[i]->id], want->data, shape_numel(&want->shape));
+    cr_expect_lt(e, 1e-4, "%s: the gradient of %s differs from PyTorch by %.3g", what, n->name, e);
+    gradients++;
+  }
+  cr_expect_gt(outputs, 0, "%s: no output compared", what);
+  cr_expect_gt(gradients, 0, "%s: no gradient compared", what);
+  interp_free(&r);
+  free(grads);
+  free(leaves);
+  graph_free(&g);
+  compilation_free(&c);
+  tensorfile_free(gold, ngold);
+}
+
+TEST(golden, gru_and_gru_cell_as_torch_nn_gru) {
+  const char *src = "import \"nn\"\n"
+                    "model m(B = 1, T = 1, I = 1, H = 1) {\n"
+                    "    input x: f32[B, T, I]\n    input h0: f32[B, H]\n"
+                    "    input r: f32[B, T, H]\n    input rc: f32[B, H]\n"
+                    "    output y = gru(x, H) as rnn\n"
+                    "    output c = gru_cell(x[:, 2], h0) as cell\n"
+                    "    loss (y * r).sum() + (c * rc).sum()\n"
+                    "}\n";
+  Define d[] = {{"B", 3}, {"T", 5}, {"I", 4}, {"H", 6}};
+  check_layer("gru", src, d, 4, "gru.golden");
+}

@@ -177,6 +177,59 @@ def activations():
     print("wrote activations.golden: %d inputs, %d functions" % (len(x), len(ACTIVATIONS)))
 
 
+# ---- library layers against their torch.nn modules (tests/test_golden.c's check_layer)
+
+def layer_golden(name, params, inputs, run):
+    """Writes name.golden: params and inputs, the outputs run gives (a dict),
+    and the gradient of the loss it returns for every param and every input
+    in grads_of."""
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    x = {k: torch.tensor(v, requires_grad=v.dtype == np.float32) for k, v in inputs.items()}
+    outputs, loss, grads_of = run(p, x)
+    loss.backward()
+    out = {"param:" + k: v for k, v in params.items()}
+    out.update({"input:" + k: v.astype(np.float32) for k, v in inputs.items()})
+    out.update({"output:" + k: v.detach().numpy() for k, v in outputs.items()})
+    out.update({"grad:" + k: v.grad.numpy() for k, v in p.items()})
+    out.update({"grad:" + k: x[k].grad.numpy() for k in grads_of})
+    write_tensors(os.path.join(OUT, name + ".golden"), out)
+    print("wrote %s.golden: loss %.6f, %d tensors" % (name, loss.item(), len(out)))
+
+
+def gru_golden(rng):
+    B, T, I, H = 3, 5, 4, 6
+    k = 1 / np.sqrt(H)
+    params = {}
+    for scope in ("rnn.cell", "cell"):
+        params[scope + ".weight_ih"] = rng.uniform(-k, k, (3 * H, I)).astype(np.float32)
+        params[scope + ".weight_hh"] = rng.uniform(-k, k, (3 * H, H)).astype(np.float32)
+        params[scope + ".bias_ih"] = rng.uniform(-k, k, 3 * H).astype(np.float32)
+        params[scope + ".bias_hh"] = rng.uniform(-k, k, 3 * H).astype(np.float32)
+    inputs = {"x": rng.standard_normal((B, T, I)).astype(np.float32),
+              "h0": rng.standard_normal((B, H)).astype(np.float32),
+              "r": rng.uniform(-1, 1, (B, T, H)).astype(np.float32),
+              "rc": rng.uniform(-1, 1, (B, H)).astype(np.float32)}
+
+    def run(p, x):
+        rnn = torch.nn.GRU(I, H, batch_first=True)
+        cell = torch.nn.GRUCell(I, H)
+        for mod, scope, suffix in ((rnn, "rnn.cell", "_l0"), (cell, "cell", "")):
+            for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                delattr(mod, w + suffix)
+                setattr(mod, w + suffix, p[scope + "." + w])
+        if hasattr(rnn, "_flat_weights"):
+            rnn._flat_weights = [getattr(rnn, n) for n in rnn._flat_weights_names]
+        y, _ = rnn(x["x"])
+        c = cell(x["x"][:, 2], x["h0"])
+        return {"y": y, "c": c}, (y * x["r"]).sum() + (c * x["rc"]).sum(), ["x", "h0"]
+    layer_golden("gru", params, inputs, run)
+
+
+def layers():
+    rng = np.random.default_rng(20261202)
+    gru_golden(rng)
+
+
 def adamw_steps(weights, rng, steps=10, batch=4):
     """Ten AdamW steps on the MLP, one fresh batch each."""
     params = {k: torch.tensor(v, requires_grad=True) for k, v in weights.items()}
@@ -221,6 +274,7 @@ def main():
 
     adamw_steps(smelt_init("mlp", {"B": 4, "H": 8}), rng)
     activations()
+    layers()
 
 
 if __name__ == "__main__":
