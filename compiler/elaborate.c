@@ -318,6 +318,8 @@ static Val eval_binary(Ctx *x, const Ast *n) {
   }
   Val a = eval(x, n->a), b = eval(x, n->b);
   if (a.k != V_TENSOR && b.k != V_TENSOR) return ct_binary(e, n, a, b);
+  // a string and a tensor are never equal, at compile time (mask = "none" or a tensor)
+  if ((n->op == AOP_EQ || n->op == AOP_NE) && (a.k == V_STR || b.k == V_STR)) return v_bool(n->op == AOP_NE);
   e->g->loc = n->span;
   Node *ta = as_tensor(e, n->a, a, b.k == V_TENSOR ? b.t : NULL);
   Node *tb = as_tensor(e, n->b, b, ta);

@@ -307,6 +307,13 @@ TEST(autodiff, stdlib_lstm_cell) {
      "let h2, c2 = lstm_cell(x, h, c) as cell\noutput y = h2 + c2 * 0.5", -1, 1);
 }
 
+TEST(autodiff, stdlib_self_and_cross_attention) {
+  fd("self_attention", "input x: f32[2, 3, 4]\nlet m = iota(3).reshape(3, 1) != iota(3).reshape(1, 3)\n"
+     "output y = self_attention(x, 2, causal = true, mask = m.broadcast(2, 3, 3)) as attn", -1, 1);
+  fd("cross_attention", "input x: f32[2, 3, 4]\ninput kv: f32[2, 2, 3]\n"
+     "output y = cross_attention(x, kv, 2) as attn", -1, 1);
+}
+
 TEST(autodiff, stdlib_gru) {
   fd("gru_cell", "input x: f32[2, 3]\ninput h: f32[2, 4]\noutput y = gru_cell(x, h) as cell", -1, 1);
   fd("gru", "input x: f32[2, 3, 2]\noutput y = gru(x, 3) as rnn", -1, 1);

@@ -29,7 +29,8 @@ TEST(check, stdlib_has_every_layer) {
   const char *layers[] = {"linear", "relu", "gelu", "softmax", "log_softmax", "cross_entropy",
                           "mse", "layernorm", "rmsnorm", "dropout", "embedding", "conv2d",
                           "max_pool2d", "avg_pool2d", "causal_self_attention", "mlp",
-                          "transformer_block", "lstm_cell", "gru_cell", "gru"};
+                          "transformer_block", "lstm_cell", "gru_cell", "gru",
+                          "self_attention", "cross_attention", "scaled_dot_product_attention"};
   char src[4096] = "import \"nn\"\nmodel m {\n  input x: f32[2, 4]\n";
   for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) {
     char line[128];

@@ -387,3 +387,23 @@ TEST(golden, gru_and_gru_cell_as_torch_nn_gru) {
   Define d[] = {{"B", 3}, {"T", 5}, {"I", 4}, {"H", 6}};
   check_layer("gru", src, d, 4, "gru.golden");
 }
+
+TEST(golden, self_and_cross_attention_with_masks) {
+  const char *src = "import \"nn\"\n"
+                    "model m(B = 1, T = 1, S = 1, C = 1, E = 1) {\n"
+                    "    input x: f32[B, T, C]\n    input kv: f32[B, S, E]\n"
+                    "    input m3: bool[B, T, T]\n    input m4: bool[B, 1, T, T]\n    input mc: bool[B, T, S]\n"
+                    "    input r_a: f32[B, T, C]\n    input r_b: f32[B, T, C]\n    input r_c: f32[B, T, C]\n"
+                    "    input r_d: f32[B, T, C]\n    input r_e: f32[B, T, C]\n    input r_f: f32[B, T, C]\n"
+                    "    output a = self_attention(x, 2) as plain\n"
+                    "    output b = self_attention(x, 2, causal = true) as causal\n"
+                    "    output c = self_attention(x, 2, mask = m3) as masked3\n"
+                    "    output d = self_attention(x, 2, causal = true, mask = m4) as masked4\n"
+                    "    output e = cross_attention(x, kv, 2) as cross\n"
+                    "    output f = cross_attention(x, kv, 2, mask = mc) as crossm\n"
+                    "    loss (a * r_a).sum() + (b * r_b).sum() + (c * r_c).sum() + (d * r_d).sum()"
+                    " + (e * r_e).sum() + (f * r_f).sum()\n"
+                    "}\n";
+  Define d[] = {{"B", 2}, {"T", 5}, {"S", 3}, {"C", 8}, {"E", 6}};
+  check_layer("attention", src, d, 5, "attention.golden");
+}

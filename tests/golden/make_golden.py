@@ -225,9 +225,83 @@ def gru_golden(rng):
     layer_golden("gru", params, inputs, run)
 
 
+def attention_twin(p, pre, q_in, kv_in, H, mask, self_attn):
+    """nn.smelt's self_attention / cross_attention in PyTorch; mask: bool,
+    broadcastable to (B, H, Tq, Tk), True = attend, or None."""
+    B, Tq, C = q_in.shape
+    Tk = kv_in.shape[1]
+    D = C // H
+    if self_attn:
+        qkv = q_in @ p[pre + "qkv.w"] + p[pre + "qkv.b"]
+        q, k, v = [qkv[..., i * C:(i + 1) * C] for i in range(3)]
+    else:
+        q = q_in @ p[pre + "q.w"] + p[pre + "q.b"]
+        kv = kv_in @ p[pre + "kv.w"] + p[pre + "kv.b"]
+        k, v = kv[..., :C], kv[..., C:]
+    q = q.reshape(B, Tq, H, D).transpose(1, 2)
+    k = k.reshape(B, Tk, H, D).transpose(1, 2)
+    v = v.reshape(B, Tk, H, D).transpose(1, 2)
+    att = (q @ k.transpose(2, 3)) / D ** 0.5
+    if mask is not None:
+        att = att.masked_fill(~mask, float("-inf"))
+    y = (torch.softmax(att, dim=-1) @ v).transpose(1, 2).reshape(B, Tq, C)
+    return y @ p[pre + "proj.w"] + p[pre + "proj.b"]
+
+
+def attention_golden(rng):
+    B, T, S, C, E, H = 2, 5, 3, 8, 6, 2
+    def lin(name, i, o):
+        k = 1 / np.sqrt(i)
+        return {name + ".w": rng.uniform(-k, k, (i, o)).astype(np.float32),
+                name + ".b": rng.uniform(-k, k, o).astype(np.float32)}
+    params = {}
+    for pre in ("plain", "causal", "masked3", "masked4"):
+        params.update(lin(pre + ".qkv", C, 3 * C))
+        params.update(lin(pre + ".proj", C, C))
+    for pre in ("cross", "crossm"):
+        params.update(lin(pre + ".q", C, C))
+        params.update(lin(pre + ".kv", E, 2 * C))
+        params.update(lin(pre + ".proj", C, C))
+    eye = np.eye(T, dtype=bool)
+    m3 = (rng.random((B, T, T)) < 0.5) | eye                 # every query attends itself at least
+    m4 = (rng.random((B, 1, T, T)) < 0.5) | eye
+    mc = rng.random((B, T, S)) < 0.5
+    mc[:, np.arange(T), np.arange(T) % S] = True
+    inputs = {"x": rng.standard_normal((B, T, C)).astype(np.float32),
+              "kv": rng.standard_normal((B, S, E)).astype(np.float32),
+              "m3": m3.astype(np.float32), "m4": m4.astype(np.float32), "mc": mc.astype(np.float32)}
+    for o in "abcdef":
+        inputs["r_" + o] = rng.uniform(-1, 1, (B, T, C)).astype(np.float32)
+
+    def run(p, x):
+        causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
+        X, KV = x["x"], x["kv"]
+        M3, M4, MC = x["m3"].bool(), x["m4"].bool(), x["mc"].bool()
+        out = {"a": attention_twin(p, "plain.", X, X, H, None, True),
+               "b": attention_twin(p, "causal.", X, X, H, causal, True),
+               "c": attention_twin(p, "masked3.", X, X, H, M3[:, None], True),
+               "d": attention_twin(p, "masked4.", X, X, H, M4 & causal, True),
+               "e": attention_twin(p, "cross.", X, KV, H, None, False),
+               "f": attention_twin(p, "crossm.", X, KV, H, MC[:, None], False)}
+        # the twin's causal case is torch.nn.MultiheadAttention's, whose bool
+        # mask is the opposite (True: masked)
+        mha = torch.nn.MultiheadAttention(C, H, batch_first=True)
+        with torch.no_grad():
+            mha.in_proj_weight.copy_(p["causal.qkv.w"].T)
+            mha.in_proj_bias.copy_(p["causal.qkv.b"])
+            mha.out_proj.weight.copy_(p["causal.proj.w"].T)
+            mha.out_proj.bias.copy_(p["causal.proj.b"])
+            ref, _ = mha(X, X, X, attn_mask=~causal, need_weights=False)
+            assert torch.allclose(ref, out["b"], atol=1e-6), "the twin is not nn.MultiheadAttention"
+        loss = sum((out[o] * x["r_" + o]).sum() for o in "abcdef")
+        return out, loss, ["x", "kv"]
+    layer_golden("attention", params, inputs, run)
+
+
 def layers():
     rng = np.random.default_rng(20261202)
     gru_golden(rng)
+    attention_golden(rng)
 
 
 def adamw_steps(weights, rng, steps=10, batch=4):
