@@ -314,6 +314,10 @@ TEST(autodiff, stdlib_self_and_cross_attention) {
      "output y = cross_attention(x, kv, 2) as attn", -1, 1);
 }
 
+TEST(autodiff, stdlib_group_norm) {
+  fd("group_norm", "input x: f32[2, 4, 3]\noutput y = group_norm(x, 2) as gn", -1, 1);
+}
+
 TEST(autodiff, stdlib_gru) {
   fd("gru_cell", "input x: f32[2, 3]\ninput h: f32[2, 4]\noutput y = gru_cell(x, h) as cell", -1, 1);
   fd("gru", "input x: f32[2, 3, 2]\noutput y = gru(x, 3) as rnn", -1, 1);

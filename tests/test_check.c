@@ -30,7 +30,7 @@ TEST(check, stdlib_has_every_layer) {
                           "mse", "layernorm", "rmsnorm", "dropout", "embedding", "conv2d",
                           "max_pool2d", "avg_pool2d", "causal_self_attention", "mlp",
                           "transformer_block", "lstm_cell", "gru_cell", "gru",
-                          "self_attention", "cross_attention", "scaled_dot_product_attention"};
+                          "self_attention", "cross_attention", "scaled_dot_product_attention", "group_norm"};
   char src[4096] = "import \"nn\"\nmodel m {\n  input x: f32[2, 4]\n";
   for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) {
     char line[128];

@@ -290,6 +290,14 @@ TEST(codegen, gru_training_step) {
         "output l = cross_entropy(linear(y[:, 3], 3) as head, t)\nloss l", step);
 }
 
+TEST(codegen, attention_and_group_norm_training_step) {
+  check("attention", "input x: f32[2, 3, 4]\ninput kv: f32[2, 2, 4]\n"
+        "let m = iota(3).reshape(3, 1) != iota(3).reshape(1, 3)\n"
+        "let y = self_attention(x, 2, causal = true, mask = m.broadcast(2, 3, 3)) as sa + cross_attention(x, kv, 2) as ca\n"
+        "let z = group_norm(y.transpose(1, 2), 2) as gn\n"
+        "output l = (z * z).mean()\nloss l", step);
+}
+
 TEST(codegen, views_fold_into_loads) {
   check("views", "input x: f32[2, 3, 4]\ninput v: f32[4, 6]\n"
         "output a = x.permute(2, 0, 1).reshape(4, 6) + v\n"

@@ -407,3 +407,17 @@ TEST(golden, self_and_cross_attention_with_masks) {
   Define d[] = {{"B", 2}, {"T", 5}, {"S", 3}, {"C", 8}, {"E", 6}};
   check_layer("attention", src, d, 5, "attention.golden");
 }
+
+TEST(golden, group_norm_as_torch_nn_group_norm) {
+  const char *src = "import \"nn\"\n"
+                    "model m {\n"
+                    "    input x_a: f32[2, 6, 3, 4]\n    input r_a: f32[2, 6, 3, 4]\n"
+                    "    input x_b: f32[3, 4]\n    input r_b: f32[3, 4]\n"
+                    "    input x_c: f32[2, 4, 5]\n    input r_c: f32[2, 4, 5]\n"
+                    "    output a = group_norm(x_a, 3) as gn\n"
+                    "    output b = group_norm(x_b, 2, eps = 1e-3) as gn2\n"
+                    "    output c = group_norm(x_c, 1) as gn3\n"
+                    "    loss (a * r_a).sum() + (b * r_b).sum() + (c * r_c).sum()\n"
+                    "}\n";
+  check_layer("group_norm", src, NULL, 0, "group_norm.golden");
+}

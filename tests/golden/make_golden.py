@@ -298,10 +298,28 @@ def attention_golden(rng):
     layer_golden("attention", params, inputs, run)
 
 
+def group_norm_golden(rng):
+    cases = {"a": ("gn", (2, 6, 3, 4), 3, 1e-5), "b": ("gn2", (3, 4), 2, 1e-3), "c": ("gn3", (2, 4, 5), 1, 1e-5)}
+    params, inputs = {}, {}
+    for o, (pre, shape, groups, eps) in cases.items():
+        params[pre + ".weight"] = rng.uniform(0.5, 1.5, shape[1]).astype(np.float32)
+        params[pre + ".bias"] = rng.uniform(-0.5, 0.5, shape[1]).astype(np.float32)
+        inputs["x_" + o] = (2 * rng.standard_normal(shape) + 1).astype(np.float32)
+        inputs["r_" + o] = rng.uniform(-1, 1, shape).astype(np.float32)
+
+    def run(p, x):
+        out = {o: F.group_norm(x["x_" + o], groups, p[pre + ".weight"], p[pre + ".bias"], eps)
+               for o, (pre, shape, groups, eps) in cases.items()}
+        loss = sum((out[o] * x["r_" + o]).sum() for o in cases)
+        return out, loss, ["x_" + o for o in cases]
+    layer_golden("group_norm", params, inputs, run)
+
+
 def layers():
     rng = np.random.default_rng(20261202)
     gru_golden(rng)
     attention_golden(rng)
+    group_norm_golden(rng)
 
 
 def adamw_steps(weights, rng, steps=10, batch=4):
