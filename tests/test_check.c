@@ -24,6 +24,7 @@ TEST(check, mlp_is_clean) { expect_clean("examples/mlp.smelt"); }
 TEST(check, cnn_is_clean) { expect_clean("examples/cnn.smelt"); }
 TEST(check, gpt_is_clean) { expect_clean("examples/gpt.smelt"); }
 TEST(check, lstm_is_clean) { expect_clean("examples/lstm.smelt"); }
+TEST(check, gru_is_clean) { expect_clean("examples/gru.smelt"); }
 
 TEST(check, stdlib_has_every_layer) {
   const char *layers[] = {"linear", "relu", "gelu", "softmax", "log_softmax", "cross_entropy",
