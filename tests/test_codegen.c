@@ -285,6 +285,13 @@ TEST(codegen, erf_softplus_silu_stop_gradient_and_their_gradients) {
         "output l = (h * h).mean()\nloss l", step);
 }
 
+TEST(codegen, activations_under_bf16_and_fp16) {
+  for (Precision p = PREC_BF16; p <= PREC_FP16; p++)
+    check("activations low", "input a: f32[3, 4]\nparam w: f32[4, 4] = ones\nlet z = a @ w\n"
+          "let h = erf(z) + softplus(z, beta = 2.0) + silu(z) * stop_gradient(z) + gelu(z)\n"
+          "output l = (h @ w).mean()\nloss l", (Opts){.int_range = 3, .training = true, .precision = p});
+}
+
 TEST(codegen, gru_training_step) {
   check("gru", "input x: f32[2, 4, 3]\ninput t: i32[2]\nlet y = gru(x, 5) as rnn\n"
         "output l = cross_entropy(linear(y[:, 3], 3) as head, t)\nloss l", step);

@@ -417,7 +417,9 @@ TEST(golden, group_norm_as_torch_nn_group_norm) {
                     "    output a = group_norm(x_a, 3) as gn\n"
                     "    output b = group_norm(x_b, 2, eps = 1e-3) as gn2\n"
                     "    output c = group_norm(x_c, 1) as gn3\n"
-                    "    loss (a * r_a).sum() + (b * r_b).sum() + (c * r_c).sum()\n"
+                    "    input x_d: f32[2, 4, 3]\n    input r_d: f32[2, 4, 3]\n"
+                    "    output d = group_norm(x_d, 2, affine = false) as gn4\n"
+                    "    loss (a * r_a).sum() + (b * r_b).sum() + (c * r_c).sum() + (d * r_d).sum()\n"
                     "}\n";
   check_layer("group_norm", src, NULL, 0, "group_norm.golden");
 }

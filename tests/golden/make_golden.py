@@ -299,16 +299,19 @@ def attention_golden(rng):
 
 
 def group_norm_golden(rng):
-    cases = {"a": ("gn", (2, 6, 3, 4), 3, 1e-5), "b": ("gn2", (3, 4), 2, 1e-3), "c": ("gn3", (2, 4, 5), 1, 1e-5)}
+    cases = {"a": ("gn", (2, 6, 3, 4), 3, 1e-5), "b": ("gn2", (3, 4), 2, 1e-3), "c": ("gn3", (2, 4, 5), 1, 1e-5),
+             "d": (None, (2, 4, 3), 2, 1e-5)}   # affine = false
     params, inputs = {}, {}
     for o, (pre, shape, groups, eps) in cases.items():
-        params[pre + ".weight"] = rng.uniform(0.5, 1.5, shape[1]).astype(np.float32)
-        params[pre + ".bias"] = rng.uniform(-0.5, 0.5, shape[1]).astype(np.float32)
+        if pre:
+            params[pre + ".weight"] = rng.uniform(0.5, 1.5, shape[1]).astype(np.float32)
+            params[pre + ".bias"] = rng.uniform(-0.5, 0.5, shape[1]).astype(np.float32)
         inputs["x_" + o] = (2 * rng.standard_normal(shape) + 1).astype(np.float32)
         inputs["r_" + o] = rng.uniform(-1, 1, shape).astype(np.float32)
 
     def run(p, x):
-        out = {o: F.group_norm(x["x_" + o], groups, p[pre + ".weight"], p[pre + ".bias"], eps)
+        out = {o: F.group_norm(x["x_" + o], groups, p[pre + ".weight"] if pre else None,
+                               p[pre + ".bias"] if pre else None, eps)
                for o, (pre, shape, groups, eps) in cases.items()}
         loss = sum((out[o] * x["r_" + o]).sum() for o in cases)
         return out, loss, ["x_" + o for o in cases]
