@@ -122,6 +122,21 @@ static void backward(AD *ad, Node *y, Node *dy) {
   case OP_COS:   // dx = -dy * sin(x)
     accumulate(ad, a, g_unary(g, OP_NEG, mul(g, dy, g_unary(g, OP_SIN, a))));
     return;
+  case OP_ERF:   // dx = dy * 2/sqrt(pi) * exp(-x^2)
+    accumulate(ad, a, mul(g, dy, mul(g, scalar(g, 1.1283791670955126, t),
+                                     g_unary(g, OP_EXP, g_unary(g, OP_NEG, mul(g, a, a))))));
+    return;
+  case OP_SOFTPLUS: // y = log(1 + exp(x)): dx = dy * sigmoid(x)
+    accumulate(ad, a, mul(g, dy, g_unary(g, OP_SIGMOID, a)));
+    return;
+  case OP_SILU: { // y = x * s, s = sigmoid(x): dx = dy * s * (1 + x * (1 - s)), PyTorch's silu_backward
+    Node *s = g_unary(g, OP_SIGMOID, a);
+    Node *inner = g_binary(g, OP_ADD, scalar(g, 1, t), mul(g, a, g_binary(g, OP_SUB, scalar(g, 1, t), s)));
+    accumulate(ad, a, mul(g, dy, mul(g, s, inner)));
+    return;
+  }
+  case OP_STOP_GRADIENT: // the value passes, the gradient does not
+    return;
   case OP_CAST:  // dx = cast(dy)
     accumulate(ad, a, dy);
     return;
@@ -262,11 +277,14 @@ Node **autodiff(Graph *g, Node *const *wrt, int nwrt) {
     Node *n = g->nodes[i];
     if (n->op == OP_PARAM && !n->frozen) ad.needs[i] = true;
     for (int k = 0; k < n->nsrc; k++) ad.needs[i] |= ad.needs[n->src[k]->id];
+    if (n->op == OP_STOP_GRADIENT) ad.needs[i] = false;   // nothing behind it gets a gradient through it
   }
   for (int k = 0; k < nwrt; k++) {   // inputs asked for: mark them and what they reach
     ad.needs[wrt[k]->id] = true;
-    for (int i = wrt[k]->id + 1; i < ad.n0; i++)
+    for (int i = wrt[k]->id + 1; i < ad.n0; i++) {
       for (int s = 0; s < g->nodes[i]->nsrc; s++) ad.needs[i] |= ad.needs[g->nodes[i]->src[s]->id];
+      if (g->nodes[i]->op == OP_STOP_GRADIENT) ad.needs[i] = false;
+    }
   }
   const char *scope = g->scope;
   Span loc = g->loc;

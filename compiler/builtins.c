@@ -16,6 +16,9 @@ static const Builtin builtins[] = {
 #define OP(...)
 #define UNARY(name, nsrc, cost, low, fold, ints, verb, builtin) {builtin, B_FUNC, 1, 1, "", builtin "(x)"},
 #include "ops.def"
+    {"softplus", B_FUNC, 1, 1, "beta threshold", "softplus(x, beta = 1, threshold = 20)"},
+    {"swish", B_FUNC, 1, 1, "", "swish(x)"},     // silu
+    {"detach", B_FUNC, 1, 1, "", "detach(x)"},   // stop_gradient
     {"maximum", B_FUNC, 2, 2, "", "maximum(a, b)"},
     {"minimum", B_FUNC, 2, 2, "", "minimum(a, b)"},
     {"pow", B_FUNC, 2, 2, "", "pow(x, y)"},
@@ -72,6 +75,9 @@ static const Builtin builtins[] = {
 #define OP(...)
 #define UNARY(name, nsrc, cost, low, fold, ints, verb, builtin) {builtin, B_METHOD, 0, 0, "", "x." builtin "()"},
 #include "ops.def"
+    {"softplus", B_METHOD, 0, 0, "beta threshold", "x.softplus(beta = 1, threshold = 20)"},
+    {"swish", B_METHOD, 0, 0, "", "x.swish()"},
+    {"detach", B_METHOD, 0, 0, "", "x.detach()"},
 
     // properties: x.name
     {"T", B_PROPERTY, 0, 0, "", "x.T"},

@@ -185,6 +185,11 @@ V math_exp_by_exp2(Cg *c, V x);
 V math_log_by_log2(Cg *c, V x);
 V math_tanh_by_exp(Cg *c, V x);
 V math_pow_by_log2(Cg *c, V a, V b);
+// Built from exp and arithmetic on every target, so each computes the same
+// function: erf to about 1 ulp (plus the target's exp error); log(1 + exp(x))
+// without overflow or cancellation.
+V math_erf(Cg *c, V x);
+V math_softplus(Cg *c, V x);
 
 // ---- target/gpu.c: the GPU strategies, and pieces they share with the GPU targets
 // Emits kernel k for c's GPU target.

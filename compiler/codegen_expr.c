@@ -340,6 +340,11 @@ V emit_op(Cg *c, Op op, DType t, DType out, V a, V b, V w) {
   case OP_COS: return math_cos(c, a);
   case OP_FLOOR: return f ? intrinsic1(c, "llvm.floor", a) : a;
   case OP_CAST: return convert(c, a, t, out);
+  case OP_ERF: return math_erf(c, a);
+  case OP_SOFTPLUS: return math_softplus(c, a);
+  case OP_SILU:   // x / (1 + exp(-x)), as PyTorch computes it
+    return LLVMBuildFDiv(B, a, LLVMBuildFAdd(B, cf(c, 1), math_exp(c, LLVMBuildFNeg(B, a, "")), ""), "");
+  case OP_STOP_GRADIENT: return a;
   case OP_ADD: return f ? LLVMBuildFAdd(B, a, b, "") : LLVMBuildAdd(B, a, b, "");
   case OP_SUB: return f ? LLVMBuildFSub(B, a, b, "") : LLVMBuildSub(B, a, b, "");
   case OP_MUL: return f ? LLVMBuildFMul(B, a, b, "") : LLVMBuildMul(B, a, b, "");

@@ -100,3 +100,50 @@ V math_pow_by_log2(Cg *c, V a, V b) {
   r = LLVMBuildSelect(B, neg, LLVMBuildSelect(B, b_int, signed_r, cf(c, 0.0 / 0.0), ""), r, "");
   return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOEQ, b, cf(c, 0), ""), cf(c, 1), r, "");
 }
+
+// erf(x), branch-free. |x| <= 0.927734375: x + x p(x^2), an odd minimax
+// polynomial; above: 1 - exp(q(|x|)) with q(t) = -t - t^2 r(t), |x| clamped
+// to 4 where erf is 1 in f32. Max error 0.99 ulp with a correctly rounded
+// exp. NaN takes the first branch (an ordered compare is false) and stays.
+V math_erf(Cg *c, V x) {
+  LLVMBuilderRef B = c->b;
+  V t = intrinsic1(c, "llvm.fabs", x);
+  V s = LLVMBuildFMul(B, x, x, "");
+  V p = math_fma(c, cf(c, -5.96761703e-4), s, cf(c, 4.99119423e-3));
+  p = math_fma(c, p, s, cf(c, -2.67681349e-2));
+  p = math_fma(c, p, s, cf(c, 1.12819925e-1));
+  p = math_fma(c, p, s, cf(c, -3.76125336e-1));
+  p = math_fma(c, p, s, cf(c, 1.28379166e-1));
+  V small = math_fma(c, p, x, x);
+  V args[2] = {t, cf(c, 4)};
+  V u = call_intrinsic(c, "llvm.minnum", c->f32, args, 2);
+  V r = math_fma(c, cf(c, -1.72853470e-5), u, cf(c, 3.83197126e-4));
+  V q = math_fma(c, cf(c, -3.88396438e-3), u, cf(c, 2.42546219e-2));
+  r = math_fma(c, r, LLVMBuildFMul(B, u, u, ""), q);
+  r = math_fma(c, r, u, cf(c, -1.06777877e-1));
+  r = math_fma(c, r, u, cf(c, -6.34846687e-1));
+  r = math_fma(c, r, u, cf(c, -1.28717512e-1));
+  r = math_fma(c, r, u, LLVMBuildFNeg(B, u, ""));
+  V big = LLVMBuildFSub(B, cf(c, 1), math_exp(c, r), "");
+  V cs[2] = {big, x};
+  big = call_intrinsic(c, "llvm.copysign", c->f32, cs, 2);
+  return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, t, cf(c, 0.927734375), ""), big, small, "");
+}
+
+// log(1 + exp(x)) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1], with
+// log1p(e) = 2 atanh(s) = 2 (s + s^3/3 + ... + s^15/15), s = e / (2 + e) <= 1/3:
+// the series' tail is below 2^-26 of the sum, and no log is needed, so
+// small results (x very negative) keep full relative precision; 2s is
+// formed as 2e / (2 + e), which stays exact where e is subnormal. NaN stays
+// (e is NaN); +inf gives inf, -inf gives 0.
+V math_softplus(Cg *c, V x) {
+  LLVMBuilderRef B = c->b;
+  V e = math_exp(c, LLVMBuildFNeg(B, intrinsic1(c, "llvm.fabs", x), ""));
+  V s2x = LLVMBuildFDiv(B, LLVMBuildFAdd(B, e, e, ""), LLVMBuildFAdd(B, cf(c, 2), e, ""), "");   // 2s
+  V s2 = LLVMBuildFMul(B, LLVMBuildFMul(B, s2x, s2x, ""), cf(c, 0.25), "");
+  V p = cf(c, 1.0 / 15);
+  for (int k = 13; k >= 1; k -= 2) p = math_fma(c, p, s2, cf(c, 1.0 / k));
+  V tail = LLVMBuildFMul(B, s2x, p, "");
+  V pos = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, x, cf(c, 0), ""), x, cf(c, 0), "");
+  return LLVMBuildFAdd(B, pos, tail, "");
+}

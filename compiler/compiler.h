@@ -285,6 +285,7 @@ typedef struct {
   int nupdates, updates_cap;
   Node *loss;            // the scalar loss, or NULL
   Node *loss_grad;       // what autodiff seeds the loss's gradient with (loss scaling); NULL: one
+  bool differentiated;   // past the autodiff stage (pipeline.c): simplify drops stop_gradient nodes
   const char *scope;     // scope given to nodes built now
   Span loc;              // span given to nodes built now
   // Called after a user error is reported (elaboration adds the call chain

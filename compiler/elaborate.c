@@ -329,6 +329,8 @@ static Val eval_binary(Ctx *x, const Ast *n) {
   }
   Val a = eval(x, n->a), b = eval(x, n->b);
   if (a.k != V_TENSOR && b.k != V_TENSOR) return ct_binary(e, n, a, b);
+  // a string and a tensor are never equal, at compile time (mask = "none" or a tensor)
+  if ((n->op == AOP_EQ || n->op == AOP_NE) && (a.k == V_STR || b.k == V_STR)) return v_bool(n->op == AOP_NE);
   e->g->loc = n->span;
   Node *ta = as_tensor(e, n->a, a, b.k == V_TENSOR ? b.t : NULL);
   Node *tb = as_tensor(e, n->b, b, ta);
@@ -522,6 +524,22 @@ static uint32_t reduce_axes(Elab *e, const Args *a, const Node *t) {
   return mask;
 }
 
+// The KWARG node of keyword name, or NULL.
+static const Ast *kwarg_at(const Args *a, const char *name) {
+  for (int i = 0; i < a->nkw; i++)
+    if (strcmp(a->kw[i]->name, name) == 0) return a->kw[i];
+  return NULL;
+}
+
+// A compile-time int or float keyword, or dflt.
+static double kw_num(Elab *e, const Args *a, const char *fn, const char *name, double dflt) {
+  const Val *v = kwarg(a, name);
+  if (!v) return dflt;
+  if (v->k != V_INT && v->k != V_FLOAT)
+    fail(e, kwarg_at(a, name)->span, "%s's %s must be a compile-time number, not %s", fn, name, kind_name(v));
+  return num(v);
+}
+
 static bool kw_bool(Elab *e, const Args *a, const char *name, bool dflt) {
   const Val *v = kwarg(a, name);
   return v ? want_bool(e, a->call, *v, name) : dflt;
@@ -585,11 +603,34 @@ static const char *random_name(Elab *e) {
   return arena_printf(&e->c->arena, "%s%srandom_%d", e->scope, *e->scope ? "." : "", c->n++);
 }
 
+// softplus(x, beta, threshold) as PyTorch defines it: x where beta x >
+// threshold, else log(1 + exp(beta x)) / beta.
+static Val softplus_builtin(Elab *e, const Args *a) {
+  Graph *g = e->g;
+  double beta = kw_num(e, a, "softplus", "beta", 1.0), threshold = kw_num(e, a, "softplus", "threshold", 20.0);
+  if (!(beta > 0)) fail(e, kwarg_at(a, "beta")->span, "softplus's beta must be positive, not %g", beta);
+  if (is_num(&a->pos[0])) {
+    double v = num(&a->pos[0]);
+    return v_float(v * beta > threshold ? v : interp_pointwise(OP_SOFTPLUS, v * beta, 0, 0) / beta);
+  }
+  Node *t = want_tensor(e, a->pos_at[0], a->pos[0], "the argument");
+  if (!dtype_is_float(t->dtype)) t = g_cast(g, t, DT_F32);
+  Node *bx = t;
+  if (beta != 1.0) bx = g_binary(g, OP_MUL, t, g_const(g, beta, t->dtype, (Shape){0}));
+  Node *y = g_unary(g, OP_SOFTPLUS, bx);
+  if (beta != 1.0) y = g_binary(g, OP_DIV, y, g_const(g, beta, t->dtype, (Shape){0}));
+  Node *linear = g_binary(g, OP_GT, bx, g_const(g, threshold, t->dtype, (Shape){0}));
+  return v_tensor(g_where(g, linear, t, y));
+}
+
 static Val call_builtin(Ctx *x, const char *name, Args *a) {
   Elab *e = x->e;
   Graph *g = e->g;
   g->loc = a->call->span;
   Op uop = unary_named(name);
+  if (!strcmp(name, "swish")) uop = OP_SILU;
+  if (!strcmp(name, "detach")) uop = OP_STOP_GRADIENT;
+  if (!strcmp(name, "softplus")) return softplus_builtin(e, a);
   if (uop != OP_COUNT) {
     if (is_num(&a->pos[0])) return v_float(interp_pointwise(uop, num(&a->pos[0]), 0, 0));
     return v_tensor(g_unary(g, uop, want_tensor(e, a->pos_at[0], a->pos[0], "the argument")));

@@ -80,6 +80,9 @@ static double f_neg(double x) { return -x; }
 static double f_rsqrt(double x) { return 1.0 / sqrt(x); }
 static double f_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 static double f_copy(double x) { return x; }
+// log(1 + exp(x)) without overflow: x + log(1 + exp(-x)) above 0; NaN stays.
+static double f_softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+static double f_silu(double x) { return x / (1.0 + exp(-x)); }   // as PyTorch computes it
 
 static double f_add(double a, double b) { return a + b; }
 static double f_sub(double a, double b) { return a - b; }
@@ -112,6 +115,10 @@ static Fn1 unary_fn(Op op) {
   case OP_COS: return cos;
   case OP_FLOOR: return floor;
   case OP_CAST: return f_copy;   // rounding converts
+  case OP_ERF: return erf;
+  case OP_SOFTPLUS: return f_softplus;
+  case OP_SILU: return f_silu;
+  case OP_STOP_GRADIENT: return f_copy;
 #define OP(name, ...) case OP_##name:   // every other op
 #define UNARY(...)
 #include "ops.def"

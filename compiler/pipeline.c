@@ -203,6 +203,7 @@ int pipeline_entry(Compilation *c, Module *m, const char *entry, const EntryOpti
     }
   }
   DONE(PASS_AUTODIFF);
+  g->differentiated = true;   // no gradient is taken after this point
   if (infer) drop_loss(g);
   DONE(PASS_OUTPUTS);
   pass_simplify(g, o->simplified);

@@ -10,7 +10,8 @@
 //   identities         x * 1, 1 * x, x / 1, x - 0, x + (-0) (and + 0 on
 //                      integers: on floats x + 0 turns -0 into +0),
 //                      neg(neg(x)), a cast to x's own dtype, a reshape or
-//                      broadcast to x's own shape: x
+//                      broadcast to x's own shape: x; once the graph is
+//                      differentiated, stop_gradient(x): x
 //   cast of a cast     cast(cast(x, A), B) = cast(x, B) when x -> A is exact
 //   movement chains    reshape(reshape(x)), permute(permute(x)) (identity:
 //                      x), broadcast(broadcast(x)): one view
@@ -76,8 +77,9 @@ static bool fold(const Node *n, double *out) {
 
 // neg(neg(x)) -> x; cast(x) -> x of x's own type; cast(cast(x, A), B) ->
 // cast(x, B) when x -> A is exact.
-static Node *rewrite_unary(Node *n, int *count) {
+static Node *rewrite_unary(Node *n, bool differentiated, int *count) {
   Node *a = n->src[0];
+  if (n->op == OP_STOP_GRADIENT && differentiated && n->fuse == FUSE_AUTO) return count[SIMP_IDENTITY]++, a;
   if (n->op == OP_NEG && a->op == OP_NEG && same_type(a->src[0], n)) return count[SIMP_IDENTITY]++, a->src[0];
   if (n->op != OP_CAST) return n;
   if (same_type(a, n)) return count[SIMP_IDENTITY]++, a;
@@ -99,7 +101,7 @@ static bool swaps_last_two(const Node *p) {
 
 // What n can be replaced by (an earlier node), or n itself after rewriting
 // it in place; counts the rule that fired.
-static Node *rewrite(Node *n, int *count) {
+static Node *rewrite(Node *n, bool differentiated, int *count) {
   Node *a = n->nsrc > 0 ? n->src[0] : NULL, *b = n->nsrc > 1 ? n->src[1] : NULL;
   double v;
   if (n->op != OP_CONST && fold(n, &v)) {
@@ -130,7 +132,7 @@ static Node *rewrite(Node *n, int *count) {
 #define OP(...)
 #define UNARY(name, ...) case OP_##name:   // every unary op
 #include "ops.def"
-    return rewrite_unary(n, count);
+    return rewrite_unary(n, differentiated, count);
   case OP_RESHAPE:
     if (same_type(a, n)) return count[SIMP_IDENTITY]++, a;
     if (a->op == OP_RESHAPE && !a->stored && a->fuse == FUSE_AUTO) {
@@ -246,7 +248,7 @@ void pass_simplify(Graph *g, int *count) {
   for (int i = 0; i < g->n; i++) {
     Node *n = g->nodes[i];
     for (int s = 0; s < n->nsrc; s++) n->src[s] = repl[n->src[s]->id];
-    Node *r = rewrite(n, count);
+    Node *r = rewrite(n, g->differentiated, count);
     if (r == n && cse_candidate(n)) {
       size_t at = node_hash(n) & (cap - 1);
       while (table[at] && !same_node(table[at], n)) at = (at + 1) & (cap - 1);

@@ -147,6 +147,51 @@ TEST(autodiff, sigmoid) { fd("sigmoid", "input x: f32[2, 3]\noutput y = sigmoid(
 TEST(autodiff, abs) { fd("abs", "input x: f32[2, 3]\noutput y = abs(x)", 0.2, 2); }
 TEST(autodiff, abs_negative) { fd("abs", "input x: f32[2, 3]\noutput y = abs(x)", -2, -0.2); }
 TEST(autodiff, relu_away_from_zero) { fd("relu", "input x: f32[2, 3]\noutput y = relu(x) + x.relu()", -2, 2); }
+TEST(autodiff, erf) { fd("erf", "input x: f32[2, 3]\noutput y = erf(x) + x.erf()", -2.5, 2.5); }
+TEST(autodiff, softplus) {
+  fd("softplus", "input x: f32[2, 3]\noutput y = softplus(x)", -4, 4);
+  fd("softplus beta", "input x: f32[2, 4]\noutput y = softplus(x, beta = 2.5, threshold = 3.0)", -3, 3);
+  fd("softplus linear part", "input x: f32[2, 3]\noutput y = x.softplus(threshold = 1.0)", 2, 5);
+}
+TEST(autodiff, silu_and_swish) { fd("silu", "input x: f32[2, 3]\noutput y = silu(x) * x.swish()", -4, 4); }
+// stop_gradient(x) is x in value and passes no gradient, so finite
+// differences do not apply: y = w sg(x) + detach(w x) x has dL/dx = R w x
+// and dL/dw = R x (L = sum(y R)), where the whole function's would be
+// R (w + 2 w x) and R (x + x^2).
+TEST(autodiff, stop_gradient_and_detach) {
+  Case k;
+  case_build(&k, "model m {\ninput x: f32[2, 3]\ninput w: f32[2, 3]\n"
+             "output y = w * stop_gradient(x) + detach(w * x) * x.detach().stop_gradient() * 0.0 + detach(w * x) * x\n}\n",
+             -2, 2);
+  InterpResult r;
+  char err[256];
+  cr_assert_eq(interp_run_ex(&k.g, k.leaves, 1, 0, true, &r, err, sizeof err), 0, "%s", err);
+  Node *x = NULL, *w = NULL;
+  for (int i = 0; i < k.nfwd; i++) {
+    Node *n = k.g.nodes[i];
+    if (n->op == OP_INPUT && !strcmp(n->name, "x")) x = n;
+    if (n->op == OP_INPUT && !strcmp(n->name, "w")) w = n;
+  }
+  cr_assert(x && w && k.grads[x->id] && k.grads[w->id]);
+  const double *xv = k.leaves[x->id], *wv = k.leaves[w->id], *rv = k.leaves[k.r->id];
+  const double *y = r.vals[k.g.outputs[0].node->id];
+  for (int j = 0; j < 6; j++) {
+    cr_expect_float_eq(y[j], wv[j] * xv[j] + wv[j] * xv[j] * xv[j], 1e-12, "the value passes");
+    cr_expect_float_eq(r.vals[k.grads[x->id]->id][j], rv[j] * wv[j] * xv[j], 1e-12, "dL/dx[%d]", j);
+    cr_expect_float_eq(r.vals[k.grads[w->id]->id][j], rv[j] * xv[j], 1e-12, "dL/dw[%d]", j);
+  }
+  interp_free(&r);
+  case_free(&k);
+}
+
+// A gradient that reaches a parameter only through stop_gradient is none.
+TEST(autodiff, stop_gradient_cuts_parameters_off) {
+  Case k;
+  case_build(&k, "model m {\ninput x: f32[2, 3]\nparam p: f32[3] = ones\noutput y = stop_gradient(x * p) * x\n}\n", -1, 1);
+  for (int i = 0; i < k.nfwd; i++)
+    if (k.g.nodes[i]->op == OP_PARAM) cr_expect_null(k.grads[i], "p gets a gradient through stop_gradient");
+  case_free(&k);
+}
 TEST(autodiff, sin_and_cos) { fd("sin", "input x: f32[2, 3]\noutput y = sin(x) * cos(x) + x.sin()", -3, 3); }
 
 TEST(autodiff, add_broadcast) {
@@ -245,7 +290,8 @@ TEST(autodiff, gather) {
 
 TEST(autodiff, stdlib_activations_and_losses) {
   fd("relu", "input x: f32[3, 4]\noutput y = relu(x)", 0.1, 1);
-  fd("gelu", "input x: f32[3, 4]\noutput y = gelu(x)", -2, 2);
+  fd("gelu", "input x: f32[3, 4]\noutput y = gelu(x)", -3, 3);
+  fd("gelu tanh", "input x: f32[3, 4]\noutput y = gelu(x, approximate = \"tanh\")", -3, 3);
   fd("softmax", "input x: f32[3, 4]\noutput y = softmax(x)", -2, 2);
   fd("log_softmax", "input x: f32[3, 4]\noutput y = log_softmax(x)", -2, 2);
   fd("cross_entropy", "input x: f32[3, 5]\ninput t: i32[3]\noutput y = cross_entropy(x, t)", -2, 2);
@@ -278,6 +324,22 @@ TEST(autodiff, stdlib_attention_mlp_block) {
 TEST(autodiff, stdlib_lstm_cell) {
   fd("lstm_cell", "input x: f32[2, 3]\ninput h: f32[2, 4]\ninput c: f32[2, 4]\n"
      "let h2, c2 = lstm_cell(x, h, c) as cell\noutput y = h2 + c2 * 0.5", -1, 1);
+}
+
+TEST(autodiff, stdlib_self_and_cross_attention) {
+  fd("self_attention", "input x: f32[2, 3, 4]\nlet m = iota(3).reshape(3, 1) != iota(3).reshape(1, 3)\n"
+     "output y = self_attention(x, 2, causal = true, mask = m.broadcast(2, 3, 3)) as attn", -1, 1);
+  fd("cross_attention", "input x: f32[2, 3, 4]\ninput kv: f32[2, 2, 3]\n"
+     "output y = cross_attention(x, kv, 2) as attn", -1, 1);
+}
+
+TEST(autodiff, stdlib_group_norm) {
+  fd("group_norm", "input x: f32[2, 4, 3]\noutput y = group_norm(x, 2) as gn", -1, 1);
+}
+
+TEST(autodiff, stdlib_gru) {
+  fd("gru_cell", "input x: f32[2, 3]\ninput h: f32[2, 4]\noutput y = gru_cell(x, h) as cell", -1, 1);
+  fd("gru", "input x: f32[2, 3, 2]\noutput y = gru(x, 3) as rnn", -1, 1);
 }
 
 // The rules for ops with no surface syntax, through the builders.

@@ -26,12 +26,14 @@ TEST(check, gpt_is_clean) { expect_clean("examples/gpt.smelt"); }
 TEST(check, lstm_is_clean) { expect_clean("examples/lstm.smelt"); }
 TEST(check, autoencoder_is_clean) { expect_clean("examples/autoencoder.smelt"); }
 TEST(check, resnet_is_clean) { expect_clean("examples/resnet.smelt"); }
+TEST(check, gru_is_clean) { expect_clean("examples/gru.smelt"); }
 
 TEST(check, stdlib_has_every_layer) {
   const char *layers[] = {"linear", "relu", "gelu", "softmax", "log_softmax", "cross_entropy",
                           "mse", "layernorm", "rmsnorm", "dropout", "embedding", "conv2d",
                           "max_pool2d", "avg_pool2d", "causal_self_attention", "mlp",
-                          "transformer_block", "lstm_cell"};
+                          "transformer_block", "lstm_cell", "gru_cell", "gru",
+                          "self_attention", "cross_attention", "scaled_dot_product_attention", "group_norm"};
   char src[4096] = "import \"nn\"\nmodel m {\n  input x: f32[2, 4]\n";
   for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) {
     char line[128];

@@ -284,6 +284,32 @@ TEST(codegen, pointwise_and_broadcasting) {
         "output w = maximum(a, c) * minimum(b, 0.25) + pow(abs(a), 1.5) - a // 0.3 + a % 0.3", fwd);
 }
 
+TEST(codegen, erf_softplus_silu_stop_gradient_and_their_gradients) {
+  check("activations", "input a: f32[3, 4]\nparam w: f32[4] = ones\nlet z = a * w * 3.0\n"
+        "let h = erf(z) + softplus(z, beta = 2.0, threshold = 4.0) + softplus(z) + silu(z) * stop_gradient(z) + z.swish().detach()\n"
+        "output l = (h * h).mean()\nloss l", step);
+}
+
+TEST(codegen, activations_under_bf16_and_fp16) {
+  for (Precision p = PREC_BF16; p <= PREC_FP16; p++)
+    check("activations low", "input a: f32[3, 4]\nparam w: f32[4, 4] = ones\nlet z = a @ w\n"
+          "let h = erf(z) + softplus(z, beta = 2.0) + silu(z) * stop_gradient(z) + gelu(z)\n"
+          "output l = (h @ w).mean()\nloss l", (Opts){.int_range = 3, .training = true, .precision = p});
+}
+
+TEST(codegen, gru_training_step) {
+  check("gru", "input x: f32[2, 4, 3]\ninput t: i32[2]\nlet y = gru(x, 5) as rnn\n"
+        "output l = cross_entropy(linear(y[:, 3], 3) as head, t)\nloss l", step);
+}
+
+TEST(codegen, attention_and_group_norm_training_step) {
+  check("attention", "input x: f32[2, 3, 4]\ninput kv: f32[2, 2, 4]\n"
+        "let m = iota(3).reshape(3, 1) != iota(3).reshape(1, 3)\n"
+        "let y = self_attention(x, 2, causal = true, mask = m.broadcast(2, 3, 3)) as sa + cross_attention(x, kv, 2) as ca\n"
+        "let z = group_norm(y.transpose(1, 2), 2) as gn\n"
+        "output l = (z * z).mean()\nloss l", step);
+}
+
 TEST(codegen, views_fold_into_loads) {
   check("views", "input x: f32[2, 3, 4]\ninput v: f32[4, 6]\n"
         "output a = x.permute(2, 0, 1).reshape(4, 6) + v\n"
@@ -338,6 +364,136 @@ TEST(codegen, tiled_matmul_full_and_edge_tiles) {
         "output r = p @ q\n"
         "output t = matmul(s, q, ta = true)\n"
         "output w = u @ v", fwd);
+}
+
+// ---- the f32 functions built from arithmetic (codegen_math.c), element by element
+
+// Distance in units in the last place: how many floats lie between a and b
+// (0: the same value; -0 and +0 are the same; NaN only matches NaN).
+static double ulps(float a, float b) {
+  if (isnan(a) || isnan(b)) return isnan(a) && isnan(b) ? 0 : INFINITY;
+  int32_t ia, ib;
+  memcpy(&ia, &a, 4);
+  memcpy(&ib, &b, 4);
+  int64_t oa = ia < 0 ? (int64_t)INT32_MIN - ia : ia, ob = ib < 0 ? (int64_t)INT32_MIN - ib : ib;
+  return fabs((double)(oa - ob));
+}
+
+// x: every 2^shift-th float of [-hi, hi] (by bit pattern), then specials.
+static int64_t dense_inputs(float *x, int64_t cap, float hi, int shift) {
+  static const float special[] = {0.0f, -0.0f, 1e-45f, -1e-45f, 1e-40f, -1e-40f, 1.17549435e-38f, 1e-30f, -1e-30f,
+                                  1e30f, -1e30f, 3.4028235e38f, -3.4028235e38f, INFINITY, -INFINITY, NAN};
+  int64_t n = 0;
+  uint32_t top;
+  memcpy(&top, &hi, 4);
+  for (uint32_t b = 0; b <= top && n + 2 < cap; b += 1u << shift) {
+    float v;
+    memcpy(&v, &b, 4);
+    x[n++] = v;
+    x[n++] = -v;
+  }
+  for (size_t i = 0; i < sizeof special / sizeof *special && n < cap; i++) x[n++] = special[i];
+  return n;
+}
+
+// Runs `output y = <expr of x>` on the host kernels over x[0..n) and on the
+// interpreter (exact, rounded to f32); returns the largest distance in ulps
+// over the x where keep(x), and where it is.
+static double host_vs_interp_ulps(const char *expr, const float *x, int64_t n, bool (*keep)(float), float *at) {
+  char src[256];
+  snprintf(src, sizeof src, "model m(N = 1) {\ninput x: f32[N]\noutput y = %s\n}\n", expr);
+  Define d[] = {{"N", n}};
+  Compilation c;
+  Graph g;
+  case_graph(&c, &g, expr, src, d, 1, fwd, false);
+  KernelPlan plan;
+  kernel_plan(&g, "", codegen_tile_columns(NULL), FUSION_ALL, &plan);
+  Blob obj;
+  char err[512], so[128];
+  const KernelPlan *plans[1] = {&plan};
+  cr_assert_eq(codegen_host(plans, 1, NULL, &obj, err, sizeof err), 0, "%s", err);
+  snprintf(so, sizeof so, "build/test-math-%d.so", (int)getpid());
+  cr_assert_eq(link_shared(&obj, so, err, sizeof err), 0, "%s", err);
+  free(obj.data);
+  void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+  cr_assert_not_null(lib, "%s", dlerror());
+  unlink(so);
+  char **bufs = calloc((size_t)plan.nslots, sizeof *bufs);
+  double **leaves = calloc((size_t)g.n, sizeof *leaves);
+  Node *in = NULL;
+  for (int s = 0; s < plan.nslots; s++) {
+    Node *nd = plan.slot_node[s];
+    bufs[s] = calloc((size_t)shape_numel(&nd->shape) + 1, (size_t)dtype_size(nd->dtype));
+    if (nd->op == OP_INPUT) in = nd;
+  }
+  cr_assert_not_null(in);
+  memcpy(bufs[plan.slot[in->id]], x, sizeof(float) * (size_t)n);
+  leaves[in->id] = malloc(sizeof(double) * (size_t)n);
+  for (int64_t i = 0; i < n; i++) leaves[in->id][i] = x[i];
+  int64_t ctx[3] = {7, 3, 0};
+  for (int k = 0; k < plan.n; k++) {
+    KernelFn f = (KernelFn)(uintptr_t)dlsym(lib, plan.kernels[k].name);
+    cr_assert_not_null(f);
+    f(bufs, 0, plan.kernels[k].count, ctx);
+  }
+  InterpResult r;
+  cr_assert_eq(interp_run(&g, leaves, 7, 3, &r, err, sizeof err), 0, "%s", err);
+  Node *y = g.outputs[0].node;
+  const float *got = (const float *)bufs[plan.slot[y->id]];
+  double worst = 0;
+  *at = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (keep && !keep(x[i])) continue;
+    double e = ulps(got[i], (float)r.vals[y->id][i]);
+    cr_expect(e < INFINITY, "%s at x = %.9g: kernel %.9g, interpreter %.9g", expr, x[i], got[i], r.vals[y->id][i]);
+    if (e > worst) worst = e, *at = x[i];
+  }
+  interp_free(&r);
+  free(leaves[in->id]);
+  free(leaves);
+  for (int s = 0; s < plan.nslots; s++) free(bufs[s]);
+  free(bufs);
+  dlclose(lib);
+  kernel_plan_free(&plan);
+  graph_free(&g);
+  compilation_free(&c);
+  return worst;
+}
+
+enum { DENSE = 1 << 21 };
+
+TEST(codegen, erf_within_two_ulps_of_libm) {
+  float *x = malloc(sizeof(float) * DENSE), at;
+  int64_t n = dense_inputs(x, DENSE, 5.0f, 10);   // about 2 million points, subnormals to 5
+  double e = host_vs_interp_ulps("erf(x)", x, n, NULL, &at);
+  cr_expect_leq(e, 2, "erf: %.0f ulps at %.9g", e, at);
+  cr_log_info("erf: %.0f ulps at %.9g", e, at);
+  free(x);
+}
+
+TEST(codegen, softplus_within_four_ulps) {
+  float *x = malloc(sizeof(float) * DENSE), at;
+  int64_t n = dense_inputs(x, DENSE, 120.0f, 10);
+  double e = host_vs_interp_ulps("softplus(x)", x, n, NULL, &at);
+  cr_expect_leq(e, 4, "softplus: %.0f ulps at %.9g", e, at);
+  cr_log_info("softplus: %.0f ulps at %.9g", e, at);
+  e = host_vs_interp_ulps("softplus(x, beta = 2.0, threshold = 5.0)", x, n, NULL, &at);
+  cr_expect_leq(e, 4, "softplus with beta 2: %.0f ulps at %.9g", e, at);
+  cr_log_info("softplus with beta 2: %.0f ulps at %.9g", e, at);
+  free(x);
+}
+
+// Where exp(-x) overflows f32 (x < -88.7) the kernel's x / (1 + exp(-x)) is
+// -0, as PyTorch's f32 silu is; the interpreter's double gives a subnormal.
+static bool above_overflow(float x) { return !(x < -88.7f); }
+
+TEST(codegen, silu_within_three_ulps) {
+  float *x = malloc(sizeof(float) * DENSE), at;
+  int64_t n = dense_inputs(x, DENSE, 120.0f, 10);
+  double e = host_vs_interp_ulps("silu(x)", x, n, above_overflow, &at);
+  cr_expect_leq(e, 3, "silu: %.0f ulps at %.9g", e, at);
+  cr_log_info("silu: %.0f ulps at %.9g", e, at);
+  free(x);
 }
 
 TEST(codegen, dtypes) {

@@ -1,7 +1,7 @@
-// test_examples.c: the three families end to end, at small sizes.
+// test_examples.c: every example end to end, at small sizes.
 //
-// The CNN and the convolutional autoencoder on Fashion-MNIST, the GPT and the LSTM on the fortunes corpus each
-// train a few dozen steps and their loss falls; `smelt sample` continues a
+// The CNN, the convolutional autoencoder and the ResNet on Fashion-MNIST,
+// the GPT, the LSTM and the GRU on the fortunes corpus each train a few dozen steps and their loss falls; `smelt sample` continues a
 // prompt from a trained checkpoint, the same text for the same seed;
 // `smelt build --entry=infer` leaves out everything training needs; `smelt
 // bench` reports batch-1 latency. A test whose data is not installed is
@@ -74,6 +74,11 @@ TEST(examples, gpt_loss_falls) {
 TEST(examples, lstm_loss_falls) {
   if (!have(FORTUNES)) cr_skip_test("the fortunes package is not installed");
   loss_falls("train examples/lstm.smelt -D B=8 -D T=16 -D E=16 -D H=32 --steps=60 --log-every=20 --threads=2", 0.9);
+}
+
+TEST(examples, gru_loss_falls) {
+  if (!have(FORTUNES)) cr_skip_test("the fortunes package is not installed");
+  loss_falls("train examples/gru.smelt -D B=8 -D T=16 -D E=16 -D H=32 --steps=60 --log-every=20 --threads=2", 0.9);
 }
 
 // What `smelt sample` printed after the "building" line.

@@ -319,3 +319,225 @@ TEST(golden, tensor_files_reject_corruption) {
   cr_expect_eq(tensorfile_read("tests/golden/none.golden", &t, &n, err, sizeof err), -1);
   cr_expect(strstr(err, "No such file") != NULL, "%s", err);
 }
+
+// ---- activations at extreme inputs (activations.golden)
+
+// The functions of activations.golden (y_<name>), each on its own copy of x so that the
+// gradient of sum(f(x_f) * r) with respect to x_f is r * f'(x).
+static const char activations_model[] =
+    "import \"nn\"\n"
+    "model act(N = 1) {\n"
+    "    input r: f32[N]\n"
+    "    input x_erf: f32[N]\n    output y_erf = erf(x_erf)\n"
+    "    input x_softplus: f32[N]\n    output y_softplus = softplus(x_softplus)\n"
+    "    input x_softplus_beta: f32[N]\n    output y_softplus_beta = softplus(x_softplus_beta, beta = 2.0, threshold = 5.0)\n"
+    "    input x_silu: f32[N]\n    output y_silu = silu(x_silu)\n"
+    "    input x_gelu: f32[N]\n    output y_gelu = gelu(x_gelu)\n"
+    "    input x_gelu_tanh: f32[N]\n    output y_gelu_tanh = gelu(x_gelu_tanh, approximate = \"tanh\")\n"
+    "    input x_stop_gradient: f32[N]\n    output y_stop_gradient = stop_gradient(x_stop_gradient)\n"
+    "    loss ((y_erf + y_softplus + y_softplus_beta + y_silu + y_gelu + y_gelu_tanh + y_stop_gradient) * r).sum()\n"
+    "}\n";
+
+// Per element, NaN where PyTorch has NaN, and otherwise
+//     |smelt - torch| <= 1e-6 |torch| + 1e-7 (1 + |x|) + 1e-37
+// (the middle term: gelu's 1 + erf(x / sqrt 2) cancels for negative x, where
+// one ulp of erf is 6e-8 of the result's scale |x|; the last: results that
+// PyTorch's f32 exp flushes to zero or leaves subnormal, e.g. silu(-95) is -0
+// in PyTorch and -5e-40 in the interpreter's double).
+static void expect_elementwise(const char *what, const double *got, const double *want, const double *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    if (isnan(want[i])) {
+      cr_expect(isnan(got[i]), "%s at x = %.9g: %.9g, PyTorch NaN", what, x[i], got[i]);
+      continue;
+    }
+    double tol = 1e-6 * fabs(want[i]) + 1e-7 * (1 + (isinf(x[i]) ? 0 : fabs(x[i]))) + 1e-37;
+    cr_expect(fabs(got[i] - want[i]) <= tol || got[i] == want[i], "%s at x = %.9g: %.9g, PyTorch %.9g", what, x[i],
+              got[i], want[i]);
+  }
+}
+
+TEST(golden, activations_at_extreme_inputs) {
+  TensorEntry *gold;
+  int ngold;
+  char err[512];
+  cr_assert_eq(tensorfile_read("tests/golden/activations.golden", &gold, &ngold, err, sizeof err), 0, "%s", err);
+  const TensorEntry *x = tensorfile_find(gold, ngold, "input:x"), *r = tensorfile_find(gold, ngold, "input:r");
+  cr_assert(x && r);
+  int64_t n = shape_numel(&x->shape);
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_text(&c, "act.smelt", activations_model, strlen(activations_model));
+  for (int i = 0; i < c.nmodules; i++) resolve_module(&c, c.modules[i]);
+  cr_assert_eq(c.diag.errors, 0);
+  Graph g;
+  graph_init(&g, &c.arena, &c.diag);
+  Define d[] = {{"N", n}};
+  cr_assert_eq(elaborate(&c, m, d, 1, false, &g), 0);
+  Node *wrt[16];
+  int nwrt = 0;
+  for (int i = 0; i < g.n; i++)
+    if (g.nodes[i]->op == OP_INPUT && strcmp(g.nodes[i]->name, "r")) wrt[nwrt++] = g.nodes[i];
+  Node **grads = autodiff(&g, wrt, nwrt);
+  double **leaves = calloc((size_t)g.n, sizeof *leaves);
+  for (int k = 0; k < nwrt; k++) leaves[wrt[k]->id] = x->data;
+  for (int i = 0; i < g.n; i++)
+    if (g.nodes[i]->op == OP_INPUT && !strcmp(g.nodes[i]->name, "r")) leaves[i] = r->data;
+  InterpResult res;
+  cr_assert_eq(interp_run(&g, leaves, 1, 0, &res, err, sizeof err), 0, "%s", err);
+  int checked = 0;
+  for (int o = 0; o < g.noutputs; o++) {
+    const char *name = g.outputs[o].name + 2;   // y_<name>
+    char key[64];
+    snprintf(key, sizeof key, "output:%s", name);
+    const TensorEntry *want = tensorfile_find(gold, ngold, key);
+    if (!want) continue;
+    expect_elementwise(name, res.vals[g.outputs[o].node->id], want->data, x->data, n);
+    snprintf(key, sizeof key, "grad:%s", name);
+    const TensorEntry *dwant = tensorfile_find(gold, ngold, key);
+    cr_assert_not_null(dwant, "no %s", key);
+    char xname[64];
+    snprintf(xname, sizeof xname, "x_%s", name);
+    Node *xi = NULL;
+    for (int k = 0; k < nwrt; k++)
+      if (!strcmp(wrt[k]->name, xname)) xi = wrt[k];
+    cr_assert_not_null(xi, "no input %s", xname);
+    char what[80];
+    snprintf(what, sizeof what, "d%s/dx", name);
+    if (grads[xi->id]) {
+      expect_elementwise(what, res.vals[grads[xi->id]->id], dwant->data, x->data, n);
+    } else {   // no path for a gradient: PyTorch's is zero everywhere
+      for (int64_t i = 0; i < n; i++) cr_expect_eq(dwant->data[i], 0.0, "%s at x = %.9g", what, x->data[i]);
+    }
+    checked++;
+  }
+  cr_expect_eq(checked, 7, "%d functions compared", checked);
+  interp_free(&res);
+  free(leaves);
+  free(grads);
+  graph_free(&g);
+  compilation_free(&c);
+  tensorfile_free(gold, ngold);
+}
+
+// ---- library layers against their PyTorch modules (tests/golden/make_golden.py)
+
+// Elaborates the model text src at defs, binds "param:NAME" and "input:NAME"
+// from golden file, and checks every output "output:NAME" (relative norm
+// error 1e-5) and, for every parameter and every input with a "grad:NAME",
+// the gradient of the model's loss (1e-4), as check_model does.
+static void check_layer(const char *what, const char *src, const Define *defs, int ndefs, const char *file) {
+  TensorEntry *gold;
+  int ngold;
+  char err[512], path[256];
+  snprintf(path, sizeof path, "tests/golden/%s", file);
+  cr_assert_eq(tensorfile_read(path, &gold, &ngold, err, sizeof err), 0, "%s", err);
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_text(&c, "layer.smelt", src, strlen(src));
+  for (int i = 0; i < c.nmodules; i++) resolve_module(&c, c.modules[i]);
+  cr_assert_eq(c.diag.errors, 0, "%s does not check", what);
+  Graph g;
+  graph_init(&g, &c.arena, &c.diag);
+  cr_assert_eq(elaborate(&c, m, defs, ndefs, false, &g), 0);
+  int n0 = g.n;
+  Node *wrt[32];
+  int nwrt = 0;
+  double **leaves = calloc((size_t)n0, sizeof *leaves);
+  for (int i = 0; i < n0; i++) {
+    Node *n = g.nodes[i];
+    if (n->op != OP_PARAM && n->op != OP_INPUT) continue;
+    char key[256];
+    snprintf(key, sizeof key, "%s:%s", n->op == OP_PARAM ? "param" : "input", n->name);
+    const TensorEntry *t = tensorfile_find(gold, ngold, key);
+    cr_assert_not_null(t, "%s: the golden file has no '%s'", what, key);
+    cr_assert(shape_eq(&t->shape, &n->shape), "%s: %s: shapes differ", what, key);
+    leaves[i] = t->data;
+    snprintf(key, sizeof key, "grad:%s", n->name);
+    if (n->op == OP_INPUT && tensorfile_find(gold, ngold, key) && nwrt < 32) wrt[nwrt++] = n;
+  }
+  Node **grads = autodiff(&g, wrt, nwrt);
+  InterpResult r;
+  cr_assert_eq(interp_run(&g, leaves, 1, 0, &r, err, sizeof err), 0, "%s", err);
+  int outputs = 0, gradients = 0;
+  for (int o = 0; o < g.noutputs; o++) {
+    char key[256];
+    snprintf(key, sizeof key, "output:%s", g.outputs[o].name);
+    const TensorEntry *want = tensorfile_find(gold, ngold, key);
+    if (!want) continue;
+    Node *y = g.outputs[o].node;
+    cr_assert(shape_eq(&y->shape, &want->shape), "%s: %s: shapes differ", what, key);
+    double e = rel_err(r.vals[y->id], want->data, shape_numel(&want->shape));
+    cr_expect_lt(e, 1e-5, "%s: %s differs from PyTorch by %.3g", what, g.outputs[o].name, e);
+    outputs++;
+  }
+  for (int i = 0; i < n0; i++) {
+    Node *n = g.nodes[i];
+    char key[256];
+    snprintf(key, sizeof key, "grad:%s", n->name);
+    const TensorEntry *want = (n->op == OP_PARAM || n->op == OP_INPUT) ? tensorfile_find(gold, ngold, key) : NULL;
+    if (!want) continue;
+    cr_assert_not_null(grads[i], "%s: no gradient for %s", what, n->name);
+    double e = rel_err(r.vals[grads[i]->id], want->data, shape_numel(&want->shape));
+    cr_expect_lt(e, 1e-4, "%s: the gradient of %s differs from PyTorch by %.3g", what, n->name, e);
+    gradients++;
+  }
+  cr_expect_gt(outputs, 0, "%s: no output compared", what);
+  cr_expect_gt(gradients, 0, "%s: no gradient compared", what);
+  interp_free(&r);
+  free(grads);
+  free(leaves);
+  graph_free(&g);
+  compilation_free(&c);
+  tensorfile_free(gold, ngold);
+}
+
+TEST(golden, gru_and_gru_cell_as_torch_nn_gru) {
+  const char *src = "import \"nn\"\n"
+                    "model m(B = 1, T = 1, I = 1, H = 1) {\n"
+                    "    input x: f32[B, T, I]\n    input h0: f32[B, H]\n"
+                    "    input r: f32[B, T, H]\n    input rc: f32[B, H]\n"
+                    "    output y = gru(x, H) as rnn\n"
+                    "    output c = gru_cell(x[:, 2], h0) as cell\n"
+                    "    loss (y * r).sum() + (c * rc).sum()\n"
+                    "}\n";
+  Define d[] = {{"B", 3}, {"T", 5}, {"I", 4}, {"H", 6}};
+  check_layer("gru", src, d, 4, "gru.golden");
+}
+
+TEST(golden, self_and_cross_attention_with_masks) {
+  const char *src = "import \"nn\"\n"
+                    "model m(B = 1, T = 1, S = 1, C = 1, E = 1) {\n"
+                    "    input x: f32[B, T, C]\n    input kv: f32[B, S, E]\n"
+                    "    input m3: bool[B, T, T]\n    input m4: bool[B, 1, T, T]\n    input mc: bool[B, T, S]\n"
+                    "    input r_a: f32[B, T, C]\n    input r_b: f32[B, T, C]\n    input r_c: f32[B, T, C]\n"
+                    "    input r_d: f32[B, T, C]\n    input r_e: f32[B, T, C]\n    input r_f: f32[B, T, C]\n"
+                    "    output a = self_attention(x, 2) as plain\n"
+                    "    output b = self_attention(x, 2, causal = true) as causal\n"
+                    "    output c = self_attention(x, 2, mask = m3) as masked3\n"
+                    "    output d = self_attention(x, 2, causal = true, mask = m4) as masked4\n"
+                    "    output e = cross_attention(x, kv, 2) as cross\n"
+                    "    output f = cross_attention(x, kv, 2, mask = mc) as crossm\n"
+                    "    loss (a * r_a).sum() + (b * r_b).sum() + (c * r_c).sum() + (d * r_d).sum()"
+                    " + (e * r_e).sum() + (f * r_f).sum()\n"
+                    "}\n";
+  Define d[] = {{"B", 2}, {"T", 5}, {"S", 3}, {"C", 8}, {"E", 6}};
+  check_layer("attention", src, d, 5, "attention.golden");
+}
+
+TEST(golden, group_norm_as_torch_nn_group_norm) {
+  const char *src = "import \"nn\"\n"
+                    "model m {\n"
+                    "    input x_a: f32[2, 6, 3, 4]\n    input r_a: f32[2, 6, 3, 4]\n"
+                    "    input x_b: f32[3, 4]\n    input r_b: f32[3, 4]\n"
+                    "    input x_c: f32[2, 4, 5]\n    input r_c: f32[2, 4, 5]\n"
+                    "    output a = group_norm(x_a, 3) as gn\n"
+                    "    output b = group_norm(x_b, 2, eps = 1e-3) as gn2\n"
+                    "    output c = group_norm(x_c, 1) as gn3\n"
+                    "    input x_d: f32[2, 4, 3]\n    input r_d: f32[2, 4, 3]\n"
+                    "    output d = group_norm(x_d, 2, affine = false) as gn4\n"
+                    "    loss (a * r_a).sum() + (b * r_b).sum() + (c * r_c).sum() + (d * r_d).sum()\n"
+                    "}\n";
+  check_layer("group_norm", src, NULL, 0, "group_norm.golden");
+}

@@ -141,6 +141,22 @@ static void assembles_for(const char *target) {
 TEST(gpu, every_kernel_assembles_for_sm_80) { assembles_for("sm_80"); }
 TEST(gpu, every_kernel_assembles_for_sm_90) { assembles_for("sm_90"); }
 
+// erf, softplus and silu are built from exp and arithmetic: the GPU code
+// calls no library (NVPTX has none; AMD's would be unresolved).
+TEST(gpu, math_functions_call_no_library) {
+  char cmd[512], *out;
+  snprintf(cmd, sizeof cmd, "%s dump --stage=ptx tests/gpu/pointwise.smelt", smelt_path());
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "erf"), "no erf kernel in the PTX");
+  cr_expect_null(strstr(out, "call"), "the PTX calls a function");
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s dump --stage=amdgcn tests/gpu/pointwise.smelt", smelt_path());
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "erf"), "no erf kernel in the AMDGCN");
+  cr_expect_null(strstr(out, "s_swappc"), "the AMDGCN calls a function");
+  free(out);
+}
+
 TEST(gpu, pointwise_kernels_use_16_byte_loads_and_stores) {
   Built *b = build("tests/gpu/pointwise.smelt", NULL, 0);
   const Kernel *k = find_kernel(b, OP_MUL, 4096 * 4096);   // big * 2.0

@@ -504,6 +504,10 @@ TEST(interp, unary_ops) {
       {OP_SIN, x, {sin(-1.5), sin(0.25), sin(2)}},
       {OP_COS, x, {cos(-1.5), cos(0.25), cos(2)}},
       {OP_FLOOR, x, {-2, 0, 2}},
+      {OP_ERF, x, {erf(-1.5), erf(0.25), erf(2)}},
+      {OP_SOFTPLUS, x, {log1p(exp(-1.5)), log1p(exp(0.25)), log1p(exp(2))}},
+      {OP_SILU, x, {-1.5 / (1 + exp(1.5)), 0.25 / (1 + exp(-0.25)), 2 / (1 + exp(-2))}},
+      {OP_STOP_GRADIENT, x, {-1.5, 0.25, 2}},
   };
   int ncases = (int)(sizeof cases / sizeof *cases);
   Node *nodes[16];
@@ -519,6 +523,29 @@ TEST(interp, unary_ops) {
   }
   cr_expect(isnan(val(&t, lg)[0]));
   cr_expect(isnan(val(&t, rl)[0]));
+  t_free(&t);
+}
+
+// softplus neither overflows nor loses small results; silu and erf at the
+// ends of the line; NaN passes through all three.
+TEST(interp, softplus_silu_erf_at_extremes) {
+  T t;
+  t_init(&t);
+  Node *x = t_input(&t, DT_F32, S(7), D(-INFINITY, -100, -1e-40, 0, 30, 1e30, INFINITY));
+  Node *sp = g_unary(&t.g, OP_SOFTPLUS, x), *si = g_unary(&t.g, OP_SILU, x), *er = g_unary(&t.g, OP_ERF, x);
+  Node *nan = g_unary(&t.g, OP_LOG, t_input(&t, DT_F32, S(1), D(-1)));
+  Node *n1 = g_unary(&t.g, OP_SOFTPLUS, nan), *n2 = g_unary(&t.g, OP_SILU, nan), *n3 = g_unary(&t.g, OP_ERF, nan);
+  t_run(&t, 0, 0);
+  double want_sp[7] = {0, f32(exp(-100.0)), f32(log(2.0)), f32(log(2.0)), f32(30 + exp(-30.0)), f32(1e30), INFINITY};
+  want_sp[2] = f32(log1p(exp((double)(float)-1e-40)));
+  expect_node(&t, sp, S(7), want_sp, 0);
+  cr_expect(isnan(val(&t, si)[0]), "silu(-inf) is -inf / inf, NaN as in PyTorch");
+  cr_expect_eq(val(&t, si)[6], INFINITY);
+  cr_expect_eq(val(&t, si)[1], f32(-100 / (1 + exp(100.0))));
+  cr_expect_eq(val(&t, er)[0], -1);
+  cr_expect_eq(val(&t, er)[6], 1);
+  cr_expect_eq(val(&t, er)[2], f32(erf((double)(float)-1e-40)));
+  cr_expect(isnan(val(&t, n1)[0]) && isnan(val(&t, n2)[0]) && isnan(val(&t, n3)[0]));
   t_free(&t);
 }
 
@@ -1440,6 +1467,7 @@ TEST(interp, every_op_is_tested) {
   static const Op tested[] = {
       OP_INPUT, OP_PARAM, OP_STATE, OP_CONST, OP_IOTA, OP_RANDOM, OP_NEG, OP_EXP, OP_LOG,
       OP_SQRT, OP_RSQRT, OP_TANH, OP_SIGMOID, OP_ABS, OP_RELU, OP_SIN, OP_COS, OP_FLOOR, OP_CAST,
+      OP_ERF, OP_SOFTPLUS, OP_SILU, OP_STOP_GRADIENT,
       OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MAX, OP_MIN, OP_LT, OP_LE, OP_GT, OP_GE,
       OP_EQ, OP_NE, OP_WHERE, OP_SUM, OP_RMAX, OP_ARGMAX, OP_MATMUL, OP_CONV2D, OP_CONV2D_DX,
       OP_CONV2D_DW, OP_IM2COL, OP_COL2IM, OP_POOL_MAX, OP_POOL_AVG, OP_POOL_MAX_DX, OP_POOL_AVG_DX, OP_RESHAPE,

@@ -203,3 +203,32 @@ TEST(simplify, remat_keeps_the_values) {
   check_remat("gpt", (Define[]){{"B", 2}, {"T", 4}, {"V", 6}, {"C", 8}, {"L", 2}, {"H", 2}}, 6);
   check_remat("lstm", (Define[]){{"B", 2}, {"T", 3}, {"V", 5}, {"E", 3}, {"H", 4}}, 5);
 }
+
+// stop_gradient stays while a gradient may still be taken (the precision
+// pass simplifies before autodiff) and is gone from the compiled step.
+TEST(simplify, stop_gradient_goes_only_after_autodiff) {
+  const char *src = "model m {\n  param w: f32[3] = ones\n  input x: f32[3]\n"
+                    "  output l = (w * stop_gradient(w * x) + x.detach()).sum()\n  loss l\n}\n";
+  Built b;
+  build(&b, "model m {\n  input x: f32[3]\n  output y = stop_gradient(x * 2.0)\n}\n", NULL, 0, false);
+  int count[SIMP_COUNT] = {0};
+  pass_simplify(&b.g, count);
+  int kept = 0;
+  for (int i = 0; i < b.g.n; i++) kept += b.g.nodes[i]->op == OP_STOP_GRADIENT;
+  cr_expect_eq(kept, 1, "simplify removed stop_gradient before autodiff");
+  built_free(&b);
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_text(&c, "case.smelt", src, strlen(src));
+  for (int i = 0; i < c.nmodules; i++) resolve_module(&c, c.modules[i]);
+  cr_assert_eq(c.diag.errors, 0);
+  Graph g;
+  graph_init(&g, &c.arena, &c.diag);
+  cr_assert_eq(entry_graph(&c, m, NULL, 0, "step", &g, NULL), 0);
+  cr_expect_geq(g.noutputs, 2, "no gradient output");
+  for (int i = 0; i < g.n; i++) cr_expect_neq(g.nodes[i]->op, OP_STOP_GRADIENT, "a stop_gradient node is left");
+  graph_free(&g);
+  compilation_free(&c);
+  check_unchanged("stop_gradient", src, NULL, 0, true, NULL);
+}

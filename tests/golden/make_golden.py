@@ -141,6 +141,191 @@ def golden(name, weights, inputs, run):
     print("wrote %s.golden: loss %.6f, %d tensors" % (name, loss.item(), len(out)))
 
 
+# ---- elementwise activations at extreme inputs
+
+ACTIVATIONS = {
+    "erf": torch.erf,
+    "softplus": F.softplus,
+    "softplus_beta": lambda t: F.softplus(t, beta=2.0, threshold=5.0),
+    "silu": F.silu,
+    "gelu": F.gelu,
+    "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
+    "stop_gradient": lambda t: t.detach(),
+}
+
+EXTREMES = [0.0, -0.0, 1e-45, -1e-45, 1e-40, -1e-40, 1e-30, -1e-30, 0.5, -0.5, 1.0, -1.0,
+            2.5, -2.5, 5.0, -5.0, 10.0, -10.0, 19.9, 20.1, 30.0, -30.0, 88.0, -88.0, -88.5,
+            -95.0, 100.0, -100.0, 1e10, -1e10, 3.4e38, -3.4e38, np.inf, -np.inf, np.nan]
+
+
+def activations():
+    """Each activation of tests/test_golden.c's model on the same inputs: the
+    extremes above and normal draws, its value and the gradient of
+    sum(f(x) * r) with respect to x."""
+    rng = np.random.default_rng(20261201)
+    x = np.concatenate([np.array(EXTREMES, dtype=np.float32),
+                        (3 * rng.standard_normal(93)).astype(np.float32)])
+    r = rng.uniform(-1, 1, size=x.shape).astype(np.float32)
+    out = {"input:x": x, "input:r": r}
+    for name, f in ACTIVATIONS.items():
+        t = torch.tensor(x, requires_grad=True)
+        y = f(t)
+        if y.requires_grad:
+            (y * torch.tensor(r)).sum().backward()
+        out["output:" + name] = y.detach().numpy()
+        out["grad:" + name] = t.grad.numpy() if t.grad is not None else np.zeros_like(x)
+    write_tensors(os.path.join(OUT, "activations.golden"), out)
+    print("wrote activations.golden: %d inputs, %d functions" % (len(x), len(ACTIVATIONS)))
+
+
+# ---- library layers against their torch.nn modules (tests/test_golden.c's check_layer)
+
+def layer_golden(name, params, inputs, run):
+    """Writes name.golden: params and inputs, the outputs run gives (a dict),
+    and the gradient of the loss it returns for every param and every input
+    in grads_of."""
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    x = {k: torch.tensor(v, requires_grad=v.dtype == np.float32) for k, v in inputs.items()}
+    outputs, loss, grads_of = run(p, x)
+    loss.backward()
+    out = {"param:" + k: v for k, v in params.items()}
+    out.update({"input:" + k: v.astype(np.float32) for k, v in inputs.items()})
+    out.update({"output:" + k: v.detach().numpy() for k, v in outputs.items()})
+    out.update({"grad:" + k: v.grad.numpy() for k, v in p.items()})
+    out.update({"grad:" + k: x[k].grad.numpy() for k in grads_of})
+    write_tensors(os.path.join(OUT, name + ".golden"), out)
+    print("wrote %s.golden: loss %.6f, %d tensors" % (name, loss.item(), len(out)))
+
+
+def gru_golden(rng):
+    B, T, I, H = 3, 5, 4, 6
+    k = 1 / np.sqrt(H)
+    params = {}
+    for scope in ("rnn.cell", "cell"):
+        params[scope + ".weight_ih"] = rng.uniform(-k, k, (3 * H, I)).astype(np.float32)
+        params[scope + ".weight_hh"] = rng.uniform(-k, k, (3 * H, H)).astype(np.float32)
+        params[scope + ".bias_ih"] = rng.uniform(-k, k, 3 * H).astype(np.float32)
+        params[scope + ".bias_hh"] = rng.uniform(-k, k, 3 * H).astype(np.float32)
+    inputs = {"x": rng.standard_normal((B, T, I)).astype(np.float32),
+              "h0": rng.standard_normal((B, H)).astype(np.float32),
+              "r": rng.uniform(-1, 1, (B, T, H)).astype(np.float32),
+              "rc": rng.uniform(-1, 1, (B, H)).astype(np.float32)}
+
+    def run(p, x):
+        rnn = torch.nn.GRU(I, H, batch_first=True)
+        cell = torch.nn.GRUCell(I, H)
+        for mod, scope, suffix in ((rnn, "rnn.cell", "_l0"), (cell, "cell", "")):
+            for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                delattr(mod, w + suffix)
+                setattr(mod, w + suffix, p[scope + "." + w])
+        if hasattr(rnn, "_flat_weights"):
+            rnn._flat_weights = [getattr(rnn, n) for n in rnn._flat_weights_names]
+        y, _ = rnn(x["x"])
+        c = cell(x["x"][:, 2], x["h0"])
+        return {"y": y, "c": c}, (y * x["r"]).sum() + (c * x["rc"]).sum(), ["x", "h0"]
+    layer_golden("gru", params, inputs, run)
+
+
+def attention_twin(p, pre, q_in, kv_in, H, mask, self_attn):
+    """nn.smelt's self_attention / cross_attention in PyTorch; mask: bool,
+    broadcastable to (B, H, Tq, Tk), True = attend, or None."""
+    B, Tq, C = q_in.shape
+    Tk = kv_in.shape[1]
+    D = C // H
+    if self_attn:
+        qkv = q_in @ p[pre + "qkv.w"] + p[pre + "qkv.b"]
+        q, k, v = [qkv[..., i * C:(i + 1) * C] for i in range(3)]
+    else:
+        q = q_in @ p[pre + "q.w"] + p[pre + "q.b"]
+        kv = kv_in @ p[pre + "kv.w"] + p[pre + "kv.b"]
+        k, v = kv[..., :C], kv[..., C:]
+    q = q.reshape(B, Tq, H, D).transpose(1, 2)
+    k = k.reshape(B, Tk, H, D).transpose(1, 2)
+    v = v.reshape(B, Tk, H, D).transpose(1, 2)
+    att = (q @ k.transpose(2, 3)) / D ** 0.5
+    if mask is not None:
+        att = att.masked_fill(~mask, float("-inf"))
+    y = (torch.softmax(att, dim=-1) @ v).transpose(1, 2).reshape(B, Tq, C)
+    return y @ p[pre + "proj.w"] + p[pre + "proj.b"]
+
+
+def attention_golden(rng):
+    B, T, S, C, E, H = 2, 5, 3, 8, 6, 2
+    def lin(name, i, o):
+        k = 1 / np.sqrt(i)
+        return {name + ".w": rng.uniform(-k, k, (i, o)).astype(np.float32),
+                name + ".b": rng.uniform(-k, k, o).astype(np.float32)}
+    params = {}
+    for pre in ("plain", "causal", "masked3", "masked4"):
+        params.update(lin(pre + ".qkv", C, 3 * C))
+        params.update(lin(pre + ".proj", C, C))
+    for pre in ("cross", "crossm"):
+        params.update(lin(pre + ".q", C, C))
+        params.update(lin(pre + ".kv", E, 2 * C))
+        params.update(lin(pre + ".proj", C, C))
+    eye = np.eye(T, dtype=bool)
+    m3 = (rng.random((B, T, T)) < 0.5) | eye                 # every query attends itself at least
+    m4 = (rng.random((B, 1, T, T)) < 0.5) | eye
+    mc = rng.random((B, T, S)) < 0.5
+    mc[:, np.arange(T), np.arange(T) % S] = True
+    inputs = {"x": rng.standard_normal((B, T, C)).astype(np.float32),
+              "kv": rng.standard_normal((B, S, E)).astype(np.float32),
+              "m3": m3.astype(np.float32), "m4": m4.astype(np.float32), "mc": mc.astype(np.float32)}
+    for o in "abcdef":
+        inputs["r_" + o] = rng.uniform(-1, 1, (B, T, C)).astype(np.float32)
+
+    def run(p, x):
+        causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
+        X, KV = x["x"], x["kv"]
+        M3, M4, MC = x["m3"].bool(), x["m4"].bool(), x["mc"].bool()
+        out = {"a": attention_twin(p, "plain.", X, X, H, None, True),
+               "b": attention_twin(p, "causal.", X, X, H, causal, True),
+               "c": attention_twin(p, "masked3.", X, X, H, M3[:, None], True),
+               "d": attention_twin(p, "masked4.", X, X, H, M4 & causal, True),
+               "e": attention_twin(p, "cross.", X, KV, H, None, False),
+               "f": attention_twin(p, "crossm.", X, KV, H, MC[:, None], False)}
+        # the twin's causal case is torch.nn.MultiheadAttention's, whose bool
+        # mask is the opposite (True: masked)
+        mha = torch.nn.MultiheadAttention(C, H, batch_first=True)
+        with torch.no_grad():
+            mha.in_proj_weight.copy_(p["causal.qkv.w"].T)
+            mha.in_proj_bias.copy_(p["causal.qkv.b"])
+            mha.out_proj.weight.copy_(p["causal.proj.w"].T)
+            mha.out_proj.bias.copy_(p["causal.proj.b"])
+            ref, _ = mha(X, X, X, attn_mask=~causal, need_weights=False)
+            assert torch.allclose(ref, out["b"], atol=1e-6), "the twin is not nn.MultiheadAttention"
+        loss = sum((out[o] * x["r_" + o]).sum() for o in "abcdef")
+        return out, loss, ["x", "kv"]
+    layer_golden("attention", params, inputs, run)
+
+
+def group_norm_golden(rng):
+    cases = {"a": ("gn", (2, 6, 3, 4), 3, 1e-5), "b": ("gn2", (3, 4), 2, 1e-3), "c": ("gn3", (2, 4, 5), 1, 1e-5),
+             "d": (None, (2, 4, 3), 2, 1e-5)}   # affine = false
+    params, inputs = {}, {}
+    for o, (pre, shape, groups, eps) in cases.items():
+        if pre:
+            params[pre + ".weight"] = rng.uniform(0.5, 1.5, shape[1]).astype(np.float32)
+            params[pre + ".bias"] = rng.uniform(-0.5, 0.5, shape[1]).astype(np.float32)
+        inputs["x_" + o] = (2 * rng.standard_normal(shape) + 1).astype(np.float32)
+        inputs["r_" + o] = rng.uniform(-1, 1, shape).astype(np.float32)
+
+    def run(p, x):
+        out = {o: F.group_norm(x["x_" + o], groups, p[pre + ".weight"] if pre else None,
+                               p[pre + ".bias"] if pre else None, eps)
+               for o, (pre, shape, groups, eps) in cases.items()}
+        loss = sum((out[o] * x["r_" + o]).sum() for o in cases)
+        return out, loss, ["x_" + o for o in cases]
+    layer_golden("group_norm", params, inputs, run)
+
+
+def layers():
+    rng = np.random.default_rng(20261202)
+    gru_golden(rng)
+    attention_golden(rng)
+    group_norm_golden(rng)
+
+
 def adamw_steps(weights, rng, steps=10, batch=4):
     """Ten AdamW steps on the MLP, one fresh batch each."""
     params = {k: torch.tensor(v, requires_grad=True) for k, v in weights.items()}
@@ -221,6 +406,8 @@ def main():
            lambda p, i, t: gpt(p, i.long(), t.long(), L=1, H=2))
 
     adamw_steps(smelt_init("mlp", {"B": 4, "H": 8}), rng)
+    activations()
+    layers()
 
     adamw_groups_steps(smelt_init("mlp", {"B": 4, "H": 8}), np.random.default_rng(20261201))
 
