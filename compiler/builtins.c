@@ -108,6 +108,7 @@ static const Builtin builtins[] = {
     // constants
     {"training", B_CONST, 0, 0, "", "training"},
     {"pi", B_CONST, 0, 0, "", "pi"},
+    {"none", B_CONST, 0, 0, "", "none"},
 };
 
 // Rows with an empty name are unary ops the language does not name.

@@ -333,6 +333,9 @@ static Val eval_binary(Ctx *x, const Ast *n) {
     return v_bool(want_bool(e, n->b, eval(x, n->b), "the operand of 'and'/'or'"));
   }
   Val a = eval(x, n->a), b = eval(x, n->b);
+  // `w == none`: whether an optional argument was given, whatever it is
+  if ((n->op == AOP_EQ || n->op == AOP_NE) && (a.k == V_NONE || b.k == V_NONE))
+    return v_bool((a.k == b.k) == (n->op == AOP_EQ));
   if (a.k == V_LIST || b.k == V_LIST) return list_binary(e, n, a, b);
   if (a.k != V_TENSOR && b.k != V_TENSOR) return ct_binary(e, n, a, b);
   e->g->loc = n->span;
@@ -935,7 +938,7 @@ static Val call_user(Ctx *x, FnRef r, const Ast *call, Args *a) {
     if (given[i]) v = *given[i];
     else if (p->b) v = eval(&inner, p->b);
     else fail(e, call->span, "missing argument '%s'", p->name);   // resolve.c reports this first
-    if (p->a) {
+    if (p->a && v.k != V_NONE) {   // `w: f32[I, out] = none`: the type is checked when given
       char what[128];
       snprintf(what, sizeof what, "argument '%s' of '%s'", p->name, fn->name);
       check_type(&inner, p->a, v, what, i < a->npos ? a->pos_at[i] : call);
@@ -1079,6 +1082,7 @@ static Val eval(Ctx *x, const Ast *n) {
     if (b) return b->v;
     if (!strcmp(n->name, "training")) return v_bool(e->training);
     if (!strcmp(n->name, "pi")) return v_float(M_PI);
+    if (!strcmp(n->name, "none")) return (Val){.k = V_NONE};
     for (int t = 0; t < DT_COUNT; t++)
       if (!strcmp(dtype_name((DType)t), n->name)) return (Val){.k = V_DTYPE, .dt = (DType)t};
     fail(e, n->span, "'%s' has no value here", n->name);

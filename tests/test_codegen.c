@@ -306,6 +306,14 @@ TEST(codegen, negative_step_slices_and_stacks) {
         "loss cross_entropy(logits, t)", step);
 }
 
+TEST(codegen, tied_weights_training_step) {
+  check("tied", "input ids: i32[2, 5]\ninput t: i32[2, 5]\n"
+        "param wte: f32[3, 4] = normal(0.0, 1.0)\n"
+        "let e = embedding(ids, 3, 4, table = wte)\n"
+        "output logits = linear(tanh(e), 3, weight = wte.T) as head\n"
+        "loss cross_entropy(logits, t)", step);
+}
+
 TEST(codegen, reductions) {
   check("reductions", "input x: f32[3, 5, 4]\ninput i: i32[3, 5]\n"
         "output a = x.sum(axis = (0, 2)) + x.mean()\n"
