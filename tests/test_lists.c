@@ -188,3 +188,51 @@ TEST(lists, negative_steps_in_several_dimensions) {
   expect_output(&k, "c", 1, DIMS(12), VALS(3, 1, 7, 5, 11, 9, 15, 13, 19, 17, 23, 21));
   run_free(&k);
 }
+
+TEST(lists, stack_of_scalars_and_of_integers) {
+  Run k;
+  run_model(&k, "input x: f32[2, 3]\ninput i: i32[4]\n"
+                "output s = stack([x.sum(), x[1].max(), x[0, 0]])\n"
+                "output t = stack(i[::-1], i, axis = -1)\n");
+  expect_output(&k, "s", 1, DIMS(3), VALS(15, 5, 0));
+  expect_output(&k, "t", 2, DIMS(4, 2), VALS(3, 0, 2, 1, 1, 2, 0, 3));
+  cr_expect_eq(output(&k, "t")->dtype, DT_I32);
+  run_free(&k);
+}
+
+TEST(lists, none_marks_an_argument_not_given) {
+  Run k;
+  run_source(&k, "fn pick(x, w: f32[3] = none) {\n"
+                 "  if w == none {\n    return x * 0.0 + 100.0\n  }\n"
+                 "  assert w != none and not (none != none) and (\"none\" != none)\n"
+                 "  return x + w\n}\n"
+                 "model m {\n  input x: f32[3]\n"
+                 "  output given = pick(x, x * 10.0)\n"
+                 "  output absent = pick(x)\n"
+                 "  output explicit = pick(x, w = none)\n}\n");
+  expect_output(&k, "given", 1, DIMS(3), VALS(0, 11, 22));
+  expect_output(&k, "absent", 1, DIMS(3), VALS(100, 100, 100));
+  expect_output(&k, "explicit", 1, DIMS(3), VALS(100, 100, 100));
+  run_free(&k);
+}
+
+TEST(lists, tied_layers_declare_no_parameter_of_their_own) {
+  Run k;
+  run_model(&k, "input ids: i32[3]\nparam wte: f32[4, 2] = zeros\n"
+                "let e = embedding(ids, 4, 2, table = wte)\n"
+                "output y = linear(e, 4, weight = wte.T) as head\n"
+                "output z = linear(e, 4, bias = false, weight = wte.T)");
+  int params = 0;
+  for (int i = 0; i < k.g.n; i++)
+    if (k.g.nodes[i]->op == OP_PARAM) {
+      params++;
+      cr_expect(!strcmp(k.g.nodes[i]->name, "wte") || !strcmp(k.g.nodes[i]->name, "head.b"),
+                "unexpected parameter %s", k.g.nodes[i]->name);
+    }
+  cr_expect_eq(params, 2);
+  // wte[r, c] = 2 r + c and ids = 0, 1, 2, so e is wte's first three rows;
+  // z = e @ wte.T, y = z + head.b with head.b[j] = j
+  expect_output(&k, "z", 2, DIMS(3, 4), VALS(1, 3, 5, 7, 3, 13, 23, 33, 5, 23, 41, 59));
+  expect_output(&k, "y", 2, DIMS(3, 4), VALS(1, 4, 7, 10, 3, 14, 25, 36, 5, 24, 43, 62));
+  run_free(&k);
+}
