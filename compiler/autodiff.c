@@ -40,12 +40,25 @@ static void acc_unb(AD *ad, Node *x, Node *dx) {
 static Node *as_float(Graph *g, Node *mask, DType t) { return g_cast(g, mask, t); }
 
 // The inverse of a slice: dy placed back at the sliced positions of x's shape,
-// zeros elsewhere, built from views: interleave zeros for steps, then pad.
+// zeros elsewhere, built from views: reverse what a negative step walked
+// down, interleave zeros for steps, then pad.
 static Node *unslice(Graph *g, const Node *y, Node *dy) {
   const Node *x = y->src[0];
   Node *cur = dy;
   for (int d = 0; d < x->shape.ndim; d++) {
     int64_t step = y->p.slice.step[d], start = y->p.slice.start[d];
+    if (step < 0) {
+      // y = x[start::step] along d reads, lowest first, x[low::-step] with
+      // low = start + (n - 1) * step, in reverse: flip dy, then as for -step
+      int64_t n = cur->shape.d[d], fst[MAX_DIMS], fsp[MAX_DIMS], fstep[MAX_DIMS];
+      for (int k = 0; k < cur->shape.ndim; k++) fst[k] = 0, fsp[k] = cur->shape.d[k], fstep[k] = 1;
+      fst[d] = n - 1;
+      fsp[d] = -1;
+      fstep[d] = -1;
+      cur = g_slice(g, cur, fst, fsp, fstep);   // n > 0: g_slice keeps empty slices at step 1
+      start += (n - 1) * step;
+      step = -step;
+    }
     int64_t target = x->shape.d[d] - start;
     if (step > 1 && cur->shape.d[d] > 0) {
       // [.., c, ..] -> [.., c, 1, ..] -> pad to [.., c, step, ..] -> [.., c * step, ..]

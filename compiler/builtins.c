@@ -46,6 +46,9 @@ static const Builtin builtins[] = {
     {"broadcast", B_FUNC, 2, -1, "", "broadcast(x, dims...)"},
     {"pad", B_FUNC, 2, -1, "value", "pad(x, (before, after)..., value = 0)"},
     {"concat", B_FUNC, 1, -1, "axis", "concat(xs..., axis = 0)"},
+    // lists (compile-time values)
+    {"stack", B_FUNC, 1, -1, "axis", "stack(xs..., axis = 0)"},
+    {"len", B_FUNC, 1, 1, "", "len(xs)"},
     // gather, scatter, constants, random
     {"gather", B_FUNC, 2, 2, "", "gather(table, indices)"},
     {"scatter_add", B_FUNC, 3, 3, "", "scatter_add(indices, values, rows)"},
@@ -108,11 +111,13 @@ static const Builtin builtins[] = {
     {"float", B_TYPE, 0, 0, "", "float"},
     {"bool", B_TYPE, 0, 0, "", "bool"},
     {"str", B_TYPE, 0, 0, "", "str"},
+    {"list", B_TYPE, 0, 0, "", "list"},
     {"tensor", B_TYPE, 0, 0, "", "tensor"},
 
     // constants
     {"training", B_CONST, 0, 0, "", "training"},
     {"pi", B_CONST, 0, 0, "", "pi"},
+    {"none", B_CONST, 0, 0, "", "none"},
 };
 
 // Rows with an empty name are unary ops the language does not name.

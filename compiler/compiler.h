@@ -119,7 +119,8 @@ typedef struct {
   X(OUTPUT)      /* name; a: TYPE or NULL; b: value */                        \
   X(LOSS)        /* b: value */                                               \
   X(RETURN)      /* list: values */                                            \
-  X(FOR)         /* name; a: low; b: high (exclusive); c: BLOCK */            \
+  X(FOR)         /* name; a: low, or the list; b: high (exclusive) or NULL      \
+                    (for x in list); c: BLOCK */                                \
   X(IF)          /* a: condition; b: BLOCK; c: else BLOCK or IF or NULL */     \
   X(ASSERT)      /* a: condition; b: message STR or NULL */                   \
   X(EXPR_STMT)   /* a: expression */                                          \
@@ -139,6 +140,7 @@ typedef struct {
   X(SLICE)       /* a: start; b: stop; c: step (each may be NULL) */          \
   X(ELLIPSIS)    /* ... in an index or a shape */                            \
   X(TUPLE)       /* list: values */                                            \
+  X(LIST)        /* list: values ([a, b, ...], a compile-time list) */          \
   X(ERROR)       /* stands for what a syntax error left behind */
 
 typedef enum {

@@ -119,6 +119,11 @@ void dump_expr(FILE *out, const Ast *e) {
     put_list(out, &e->list, " ");
     fputc(')', out);
     break;
+  case N_LIST:
+    fputs(e->list.n ? "(list " : "(list", out);
+    put_list(out, &e->list, " ");
+    fputc(')', out);
+    break;
   case N_TYPE:
     fputs(e->name, out);
     if (e->shaped) {
@@ -187,8 +192,10 @@ static void dump_stmt(FILE *out, const Ast *s, int depth) {
   case N_FOR:
     fprintf(out, "for %s in ", s->name);
     dump_expr(out, s->a);
-    fputs(" .. ", out);
-    dump_expr(out, s->b);
+    if (s->b) {
+      fputs(" .. ", out);
+      dump_expr(out, s->b);
+    }
     fputc('\n', out);
     dump_block(out, s->c, depth + 1);
     return;

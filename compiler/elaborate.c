@@ -1,7 +1,7 @@
 // elaborate.c: from checked AST to op graph.
 //
 // An evaluator over the AST. Compile-time values (ints, floats, bools,
-// strings, tuples, dtypes) are computed here; tensor values are graph nodes,
+// strings, tuples, lists, dtypes) are computed here; tensor values are graph nodes,
 // built through graph.c's builders, which check every shape. Function calls
 // are inlined: each call binds its arguments (unifying named dimensions with
 // the arguments' shapes), runs the body and returns a value. Loops unroll.
@@ -22,7 +22,7 @@
 
 #define MAX_CALL_DEPTH 200
 
-typedef enum { V_NONE, V_INT, V_FLOAT, V_BOOL, V_STR, V_TENSOR, V_TUPLE, V_DTYPE } VKind;
+typedef enum { V_NONE, V_INT, V_FLOAT, V_BOOL, V_STR, V_TENSOR, V_TUPLE, V_DTYPE, V_LIST } VKind;
 
 typedef struct Val Val;
 struct Val {
@@ -32,8 +32,8 @@ struct Val {
   const char *s;      // V_STR
   Node *t;            // V_TENSOR
   DType dt;           // V_DTYPE
-  Val *items;         // V_TUPLE
-  int n;
+  Val *items;         // V_TUPLE, V_LIST: n values; a list is never changed in place
+  int n;              // (xs + [x] makes a new one), so lists may share items
 };
 
 typedef struct Binding Binding;
@@ -131,7 +131,7 @@ static _Noreturn void fail(Elab *e, Span at, const char *fmt, ...) {
 
 static const char *kind_name(const Val *v) {
   static const char *names[] = {"nothing", "an int", "a float", "a bool", "a string",
-                                "a tensor", "a tuple", "a dtype"};
+                                "a tensor", "a tuple", "a dtype", "a list"};
   return names[v->k];
 }
 
@@ -155,6 +155,9 @@ static bool want_bool(Elab *e, const Ast *at, Val v, const char *what) {
 }
 
 static Node *want_tensor(Elab *e, const Ast *at, Val v, const char *what) {
+  if (v.k == V_LIST)
+    fail(e, at->span, "%s must be a tensor, not a list of %d; stack(xs, axis = ...) or "
+         "concat(xs, axis = ...) makes one tensor of a list", what, v.n);
   if (v.k != V_TENSOR) fail(e, at->span, "%s must be a tensor, not %s", what, kind_name(&v));
   return v.t;
 }
@@ -244,6 +247,7 @@ static Node *const_like(Elab *e, Val v, const Node *like) {
 static Node *as_tensor(Elab *e, const Ast *at, Val v, const Node *like) {
   if (v.k == V_TENSOR) return v.t;
   if (is_num(&v)) return const_like(e, v, like);
+  if (v.k == V_LIST) return want_tensor(e, at, v, "an operand");
   fail(e, at->span, "expected a tensor or a number, not %s", kind_name(&v));
 }
 
@@ -320,6 +324,18 @@ static Val ct_binary(Elab *e, const Ast *n, Val a, Val b) {
   fail(e, n->span, "'%s' needs tensors", ast_op_name(op));
 }
 
+// xs + ys: a new list of the items of both; lists take no other operator.
+static Val list_binary(Elab *e, const Ast *n, Val a, Val b) {
+  if (n->op != '+' || a.k != V_LIST || b.k != V_LIST)
+    fail(e, n->span, "cannot apply '%s' to %s and %s; a list grows by xs = xs + [x]",
+         ast_op_name(n->op), kind_name(&a), kind_name(&b));
+  Val r = {.k = V_LIST, .n = a.n + b.n};
+  r.items = arena_alloc(&e->c->arena, sizeof(Val) * (size_t)(r.n ? r.n : 1));
+  for (int i = 0; i < a.n; i++) r.items[i] = a.items[i];
+  for (int i = 0; i < b.n; i++) r.items[a.n + i] = b.items[i];
+  return r;
+}
+
 static Val eval_binary(Ctx *x, const Ast *n) {
   Elab *e = x->e;
   if (n->op == AOP_AND || n->op == AOP_OR) {   // short-circuit, compile time only
@@ -328,6 +344,10 @@ static Val eval_binary(Ctx *x, const Ast *n) {
     return v_bool(want_bool(e, n->b, eval(x, n->b), "the operand of 'and'/'or'"));
   }
   Val a = eval(x, n->a), b = eval(x, n->b);
+  // `w == none`: whether an optional argument was given, whatever it is
+  if ((n->op == AOP_EQ || n->op == AOP_NE) && (a.k == V_NONE || b.k == V_NONE))
+    return v_bool((a.k == b.k) == (n->op == AOP_EQ));
+  if (a.k == V_LIST || b.k == V_LIST) return list_binary(e, n, a, b);
   if (a.k != V_TENSOR && b.k != V_TENSOR) return ct_binary(e, n, a, b);
   // a string and a tensor are never equal, at compile time (mask = "none" or a tensor)
   if ((n->op == AOP_EQ || n->op == AOP_NE) && (a.k == V_STR || b.k == V_STR)) return v_bool(n->op == AOP_NE);
@@ -364,42 +384,67 @@ static Shape tensor_shape_of(const Node *t) { return t->shape; }
 
 // ---- indexing
 
-// The bounds of slice `it` over a dimension (or tuple) of length len, with
-// Python's rules: negative bounds count from the end, then clamp.
-static void slice_bounds(Ctx *x, const Ast *it, int64_t len, int64_t *lo, int64_t *hi, int64_t *st) {
+// The bounds of slice `it` over a dimension (or sequence) of length len,
+// with Python's (and NumPy's) rules: negative bounds count from the end, then
+// clamp; a negative step walks down from start, which defaults to len - 1,
+// to stop, which defaults to before the first element. Returns the number of
+// elements taken: lo, lo + st, ... while short of hi. With st < 0, hi may be
+// -1 (down to index 0 included).
+static int64_t slice_bounds(Ctx *x, const Ast *it, int64_t len, int64_t *lo, int64_t *hi, int64_t *st) {
   Elab *e = x->e;
-  *lo = 0, *hi = len, *st = 1;
+  *st = 1;
   if (it->c) *st = want_int(e, it->c, eval(x, it->c), "a slice step");
-  if (*st < 1) fail(e, it->span, "a slice step must be at least 1");
+  if (*st == 0) fail(e, it->c->span, "a slice step cannot be zero");
+  bool down = *st < 0;
+  *lo = down ? len - 1 : 0;
+  *hi = down ? -1 : len;
   if (it->a) *lo = want_int(e, it->a, eval(x, it->a), "a slice bound");
   if (it->b) *hi = want_int(e, it->b, eval(x, it->b), "a slice bound");
-  if (*lo < 0) *lo += len;
-  if (*hi < 0) *hi += len;
-  *lo = *lo < 0 ? 0 : *lo > len ? len : *lo;
-  *hi = *hi < *lo ? *lo : *hi > len ? len : *hi;
+  int64_t *ends[2] = {lo, hi};
+  for (int k = 0; k < 2; k++) {
+    if (!(k == 0 ? it->a : it->b)) continue;   // the defaults are already in range
+    int64_t *v = ends[k];
+    if (*v < 0) *v += len;
+    if (down) *v = *v < 0 ? -1 : *v > len - 1 ? len - 1 : *v;
+    else *v = *v < 0 ? 0 : *v > len ? len : *v;
+  }
+  if (down) {
+    if (*hi > *lo) *hi = *lo;
+    return *lo > *hi ? (*lo - *hi - 1) / -*st + 1 : 0;
+  }
+  if (*hi < *lo) *hi = *lo;
+  return (*hi - *lo + *st - 1) / *st;
 }
 
-static Val index_tuple(Ctx *x, const Ast *n, Val base) {
+// A tuple or a list indexed by a compile-time int (negative counts from the
+// end) or sliced (a new one of the same kind, any step).
+static Val index_seq(Ctx *x, const Ast *n, Val base) {
   Elab *e = x->e;
   const Ast *it = n->list.items[0];
+  const char *kind = base.k == V_LIST ? "list" : "tuple";
   if (n->list.n != 1 || it->kind == N_ELLIPSIS)
-    fail(e, n->span, "a tuple takes one index or one slice");
+    fail(e, n->span, "a %s takes one index or one slice", kind);
   if (it->kind == N_SLICE) {
     int64_t lo, hi, st;
-    slice_bounds(x, it, base.n, &lo, &hi, &st);
-    if (st != 1) fail(e, it->span, "a tuple slice takes no step");
-    return (Val){.k = V_TUPLE, .items = base.items + lo, .n = (int)(hi - lo)};
+    int64_t count = slice_bounds(x, it, base.n, &lo, &hi, &st);
+    Val r = {.k = base.k, .n = (int)count};
+    r.items = arena_alloc(&e->c->arena, sizeof(Val) * (size_t)(count ? count : 1));
+    for (int64_t i = 0; i < count; i++) r.items[i] = base.items[lo + i * st];
+    return r;
   }
-  int64_t i = want_int(e, it, eval(x, it), "a tuple index");
+  Val iv = eval(x, it);
+  if (iv.k == V_TENSOR)
+    fail(e, it->span, "a %s index must be a compile-time int, not a tensor", kind);
+  int64_t i = want_int(e, it, iv, base.k == V_LIST ? "a list index" : "a tuple index");
   if (i < -base.n || i >= base.n)
-    fail(e, n->span, "index %lld is out of range for a tuple of %d", (long long)i, base.n);
+    fail(e, n->span, "index %lld is out of range for a %s of %d", (long long)i, kind, base.n);
   return base.items[i < 0 ? i + base.n : i];
 }
 
 static Val eval_index(Ctx *x, const Ast *n) {
   Elab *e = x->e;
   Val base = eval(x, n->a);
-  if (base.k == V_TUPLE) return index_tuple(x, n, base);
+  if (base.k == V_TUPLE || base.k == V_LIST) return index_seq(x, n, base);
   Node *t = want_tensor(e, n->a, base, "what is indexed");
   int nd = t->shape.ndim, given = 0;
   for (int i = 0; i < n->list.n; i++) given += n->list.items[i]->kind != N_ELLIPSIS;
@@ -623,6 +668,64 @@ static Val softplus_builtin(Elab *e, const Args *a) {
   return v_tensor(g_where(g, linear, t, y));
 }
 
+// The tensors of concat or stack: the positional arguments, a list or tuple
+// among them standing for its items. Owned by the arena.
+static Node **tensor_args(Elab *e, const Args *a, const char *fn, int *count) {
+  int n = 0;
+  for (int i = 0; i < a->npos; i++)
+    n += a->pos[i].k == V_LIST || a->pos[i].k == V_TUPLE ? a->pos[i].n : 1;
+  if (n == 0) fail(e, a->call->span, "%s of an empty list", fn);
+  Node **xs = arena_alloc(&e->c->arena, sizeof *xs * (size_t)n);
+  char what[64];
+  snprintf(what, sizeof what, "what %s takes", fn);
+  n = 0;
+  for (int i = 0; i < a->npos; i++) {
+    const Val *v = &a->pos[i];
+    if (v->k != V_LIST && v->k != V_TUPLE) {
+      xs[n++] = want_tensor(e, a->pos_at[i], *v, what);
+      continue;
+    }
+    for (int j = 0; j < v->n; j++) {
+      if (v->items[j].k != V_TENSOR)
+        fail(e, a->pos_at[i]->span, "%s: item %d of the %s is %s, not a tensor", fn, j,
+             v->k == V_LIST ? "list" : "tuple", kind_name(&v->items[j]));
+      xs[n++] = v->items[j].t;
+    }
+  }
+  *count = n;
+  return xs;
+}
+
+// xs[0], ..., xs[n-1] joined along axis as a balanced tree of two-input
+// concats, so the index arithmetic of a load is log2(n) deep, not n.
+static Node *concat_tree(Graph *g, Node **xs, int n, int axis) {
+  if (n == 1) return xs[0];
+  Node *lo = concat_tree(g, xs, n / 2, axis);
+  return g_concat(g, lo, concat_tree(g, xs + n / 2, n - n / 2, axis), axis);
+}
+
+// stack: every item of the same dtype and shape gets a new size-1 dimension
+// at axis (in [-(r + 1), r] for rank r, as torch.stack), then they are joined
+// along it.
+static Node *stack_tensors(Elab *e, const Args *a, Node **xs, int n, int64_t axis) {
+  const Node *x0 = xs[0];
+  for (int i = 1; i < n; i++)
+    if (xs[i]->dtype != x0->dtype || !shape_eq(&xs[i]->shape, &x0->shape)) {
+      char t0[96], ti[96];
+      fail(e, a->call->span, "stack needs items of one shape and dtype, but item %d is %s and item 0 is %s",
+           i, type_str(ti, sizeof ti, xs[i]->dtype, &xs[i]->shape),
+           type_str(t0, sizeof t0, x0->dtype, &x0->shape));
+    }
+  int r = x0->shape.ndim;
+  if (r == MAX_DIMS) fail(e, a->call->span, "stack of %d-dimensional tensors has too many dimensions", r);
+  int ax = axis_of(e, a->call, axis, r + 1);
+  Shape s = {.ndim = r + 1};
+  for (int d = 0, k = 0; d <= r; d++) s.d[d] = d == ax ? 1 : x0->shape.d[k++];
+  Node **ys = arena_alloc(&e->c->arena, sizeof *ys * (size_t)n);
+  for (int i = 0; i < n; i++) ys[i] = g_reshape(e->g, xs[i], s);
+  return concat_tree(e->g, ys, n, ax);
+}
+
 static Val call_builtin(Ctx *x, const char *name, Args *a) {
   Elab *e = x->e;
   Graph *g = e->g;
@@ -769,14 +872,30 @@ static Val call_builtin(Ctx *x, const char *name, Args *a) {
     const Val *v = kwarg(a, "value");
     return v_tensor(g_pad(g, t, lo, hi, v ? num(v) : 0.0));
   }
-  if (!strcmp(name, "concat")) {
+  if (!strcmp(name, "concat") || !strcmp(name, "stack")) {
     const Val *av = kwarg(a, "axis");
     int64_t axis = av ? want_int(e, a->call, *av, "axis") : 0;
-    Node *r = want_tensor(e, a->pos_at[0], a->pos[0], "what is concatenated");
-    for (int i = 1; i < a->npos; i++)
-      r = g_concat(g, r, want_tensor(e, a->pos_at[i], a->pos[i], "what is concatenated"),
-                   axis_of(e, a->call, axis, r->shape.ndim));
-    return v_tensor(r);
+    int n;
+    Node **xs = tensor_args(e, a, name, &n);
+    if (name[0] == 's') return v_tensor(stack_tensors(e, a, xs, n, axis));
+    int ax = axis_of(e, a->call, axis, xs[0]->shape.ndim);
+    for (int i = 1; i < n; i++) {   // said here about the items, not about partial joins
+      bool same = xs[i]->shape.ndim == xs[0]->shape.ndim;
+      for (int d = 0; same && d < xs[0]->shape.ndim; d++) same = d == ax || xs[i]->shape.d[d] == xs[0]->shape.d[d];
+      if (!same) {
+        char t0[96], ti[96];
+        fail(e, a->call->span, "concat along axis %d needs items that agree in every other "
+             "dimension, but item %d is %s and item 0 is %s", ax, i,
+             type_str(ti, sizeof ti, xs[i]->dtype, &xs[i]->shape),
+             type_str(t0, sizeof t0, xs[0]->dtype, &xs[0]->shape));
+      }
+    }
+    return v_tensor(concat_tree(g, xs, n, ax));
+  }
+  if (!strcmp(name, "len")) {
+    if (a->pos[0].k == V_LIST || a->pos[0].k == V_TUPLE) return v_int(a->pos[0].n);
+    fail(e, a->pos_at[0]->span, "len takes a list or a tuple, not %s%s", kind_name(&a->pos[0]),
+         a->pos[0].k == V_TENSOR ? "; the size of a tensor's first dimension is x.shape[0]" : "");
   }
   if (!strcmp(name, "gather"))
     return v_tensor(g_gather(g, want_tensor(e, a->pos_at[0], a->pos[0], "the table"),
@@ -898,7 +1017,7 @@ static Val call_user(Ctx *x, FnRef r, const Ast *call, Args *a) {
     if (given[i]) v = *given[i];
     else if (p->b) v = eval(&inner, p->b);
     else fail(e, call->span, "missing argument '%s'", p->name);   // resolve.c reports this first
-    if (p->a) {
+    if (p->a && v.k != V_NONE) {   // `w: f32[I, out] = none`: the type is checked when given
       char what[128];
       snprintf(what, sizeof what, "argument '%s' of '%s'", p->name, fn->name);
       check_type(&inner, p->a, v, what, i < a->npos ? a->pos_at[i] : call);
@@ -946,6 +1065,10 @@ static void check_type(Ctx *callee, const Ast *type, Val v, const char *what, co
     if (!strcmp(tn, "float") && (v.k == V_FLOAT || v.k == V_INT)) return;
     if (!strcmp(tn, "bool") && v.k == V_BOOL) return;
     if (!strcmp(tn, "str") && v.k == V_STR) return;
+    if (!strcmp(tn, "list")) {
+      if (v.k != V_LIST) fail(e, at->span, "%s must be a list, not %s", what, kind_name(&v));
+      return;
+    }
     if (builtin_find(tn, B_DTYPE) && strcmp(tn, "bool") && v.k == V_TENSOR) {
       if (strcmp(dtype_name(v.t->dtype), tn))
         fail(e, at->span, "%s must be %s, not %s", what, tn, dtype_name(v.t->dtype));
@@ -1038,6 +1161,7 @@ static Val eval(Ctx *x, const Ast *n) {
     if (b) return b->v;
     if (!strcmp(n->name, "training")) return v_bool(e->training);
     if (!strcmp(n->name, "pi")) return v_float(M_PI);
+    if (!strcmp(n->name, "none")) return (Val){.k = V_NONE};
     for (int t = 0; t < DT_COUNT; t++)
       if (!strcmp(dtype_name((DType)t), n->name)) return (Val){.k = V_DTYPE, .dt = (DType)t};
     fail(e, n->span, "'%s' has no value here", n->name);
@@ -1047,9 +1171,10 @@ static Val eval(Ctx *x, const Ast *n) {
   case N_CALL: return eval_call(x, n);
   case N_MEMBER: return eval_member(x, n);
   case N_INDEX: return eval_index(x, n);
-  case N_TUPLE: {
-    Val r = {.k = V_TUPLE, .n = n->list.n};
-    r.items = arena_alloc(&e->c->arena, sizeof(Val) * (size_t)r.n);
+  case N_TUPLE:
+  case N_LIST: {
+    Val r = {.k = n->kind == N_LIST ? V_LIST : V_TUPLE, .n = n->list.n};
+    r.items = arena_alloc(&e->c->arena, sizeof(Val) * (size_t)(r.n ? r.n : 1));
     for (int i = 0; i < r.n; i++) r.items[i] = eval(x, n->list.items[i]);
     return r;
   }
@@ -1294,6 +1419,19 @@ static void exec_stmt(Ctx *x, const Ast *s) {
     e->returning = true;
     return;
   case N_FOR: {
+    if (!s->b) {   // for v in xs: the items of a list or tuple as they are now
+      Val seq = eval(x, s->a);
+      if (seq.k != V_LIST && seq.k != V_TUPLE)
+        fail(e, s->a->span, "'for %s in' takes a list, a tuple or a range lo..hi, not %s", s->name,
+             kind_name(&seq));
+      for (int i = 0; i < seq.n && !e->returning; i++) {
+        Env env = {x->env, NULL};
+        Ctx inner = {e, x->home, &env};
+        env_set(e, &env, s->name, seq.items[i]);
+        exec_block(&inner, s->c);
+      }
+      return;
+    }
     int64_t lo = want_int(e, s->a, eval(x, s->a), "a loop bound");
     int64_t hi = want_int(e, s->b, eval(x, s->b), "a loop bound");
     for (int64_t i = lo; i < hi && !e->returning; i++) {

@@ -566,18 +566,21 @@ Node *g_slice(Graph *g, Node *x, const int64_t *start, const int64_t *stop, cons
   Shape s = x->shape;
   bool whole = true;
   for (int i = 0; i < s.ndim; i++) {
-    if (step[i] < 1) return fail(g, "slice step must be at least 1, not %lld", (long long)step[i]);
-    if (start[i] < 0 || stop[i] > x->shape.d[i] || start[i] > stop[i])
-      return fail(g, "slice %lld:%lld is outside dimension %d of %s", (long long)start[i],
-                  (long long)stop[i], i, TYPE(x));
-    s.d[i] = (stop[i] - start[i] + step[i] - 1) / step[i];
-    whole &= start[i] == 0 && step[i] == 1 && stop[i] == x->shape.d[i];
+    int64_t len = x->shape.d[i];
+    if (step[i] == 0) return fail(g, "slice step cannot be zero");
+    if (step[i] > 0 ? start[i] < 0 || stop[i] > len || start[i] > stop[i]
+                    : stop[i] < -1 || start[i] >= len || start[i] < stop[i])
+      return fail(g, "slice %lld:%lld:%lld is outside dimension %d of %s", (long long)start[i],
+                  (long long)stop[i], (long long)step[i], i, TYPE(x));
+    s.d[i] = step[i] > 0 ? (stop[i] - start[i] + step[i] - 1) / step[i]
+                         : (start[i] - stop[i] - step[i] - 1) / -step[i];
+    whole &= s.d[i] == len && (len <= 1 || (start[i] == 0 && step[i] == 1));
   }
   if (whole) return x;
   Node *n = node1(g, OP_SLICE, x->dtype, s, x);
-  for (int i = 0; i < s.ndim; i++) {
-    n->p.slice.start[i] = start[i];
-    n->p.slice.step[i] = step[i];
+  for (int i = 0; i < s.ndim; i++) {   // an empty dimension reads nothing: start 0, step 1
+    n->p.slice.start[i] = s.d[i] ? start[i] : 0;
+    n->p.slice.step[i] = s.d[i] ? step[i] : 1;
   }
   return n;
 }

@@ -467,6 +467,7 @@ static void resolve_expr(Resolver *r, const Ast *e) {
     resolve_expr(r, e->c);
     return;
   case N_TUPLE:
+  case N_LIST:
     for (int i = 0; i < e->list.n; i++) resolve_value(r, e->list.items[i]);
     return;
   default:

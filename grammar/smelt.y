@@ -350,6 +350,7 @@ stmt
   | RETURN values                 { $$ = mk(P, N_RETURN, @$); $$->list = $2; }
   | FOR IDENT IN expr DOTDOT expr block
       { $$ = mk_named(P, N_FOR, @2, $2); $$->a = $4; $$->b = $6; $$->c = $7; }
+  | FOR IDENT IN expr block       { $$ = mk_named(P, N_FOR, @2, $2); $$->a = $4; $$->c = $5; }
   | if_stmt
   | ASSERT expr                   { $$ = mk(P, N_ASSERT, @$); $$->a = $2; }
   | ASSERT expr ',' STRING
@@ -473,6 +474,8 @@ primary
       { $$ = mk(P, N_TUPLE, @$); $$->list = list1(P, $2);
         for (int i = 0; i < $4.n; i++) astlist_push(P->arena, &$$->list, $4.items[i]);
         $$ = ast_finish(P, $$); }
+  | '[' ']'                       { $$ = mk(P, N_LIST, @$); }
+  | '[' values opt_comma ']'      { $$ = mk(P, N_LIST, @$); $$->list = $2; $$ = ast_finish(P, $$); }
   ;
 
 args_opt
@@ -526,7 +529,7 @@ static bool starts_expr(yysymbol_kind_t s) {
     return true;
   default: {   /* character tokens have generated kinds; match them by name */
     const char *name = yysymbol_name(s);
-    return !strcmp(name, "'-'") || !strcmp(name, "'+'") || !strcmp(name, "'('");
+    return !strcmp(name, "'-'") || !strcmp(name, "'+'") || !strcmp(name, "'('") || !strcmp(name, "'['");
   }
   }
 }

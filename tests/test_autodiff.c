@@ -278,6 +278,18 @@ TEST(autodiff, slices) {
   fd("slice step", "input x: f32[7, 5]\noutput y = x[::3, 1:5:2]", -1, 1);
   fd("index", "input x: f32[3, 4]\noutput y = x[1] * x[:, 2].sum()", -1, 1);
 }
+TEST(autodiff, negative_step_slices) {
+  fd("reverse", "input x: f32[5, 4]\noutput y = x[::-1] * x[:, ::-1]", -1, 1);
+  fd("negative steps", "input x: f32[7, 6]\noutput y = x[5:0:-2, -1::-4]", -1, 1);
+  fd("negative step into a step", "input x: f32[9, 3]\noutput y = x[::2][::-1][1:, 2:0:-1]", -1, 1);
+}
+TEST(autodiff, stack_and_concat_of_lists) {
+  fd("stack", "input a: f32[2, 3]\ninput b: f32[2, 3]\ninput c: f32[2, 3]\n"
+     "output y = stack([a, b * b, c], axis = 1) * stack(a, b, c, axis = -1).reshape(2, 3, 3)", -1, 1);
+  fd("list built in a loop", "input x: f32[3, 4]\nlet hs = []\n"
+     "for t in 0..4 {\n  hs = hs + [x[:, t] * x[:, 3 - t]]\n}\n"
+     "output y = stack(hs, axis = 1) + concat(hs[::-1]).reshape(3, 4)", -1, 1);
+}
 TEST(autodiff, pad_concat) {
   fd("pad", "input x: f32[2, 3]\noutput y = pad(x, (1, 2), value = 0.5)", -1, 1);
   fd("concat", "input a: f32[2, 3]\ninput b: f32[2, 2]\noutput y = concat(a, b, axis = 1)", -1, 1);

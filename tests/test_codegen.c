@@ -320,6 +320,31 @@ TEST(codegen, views_fold_into_loads) {
         "output f = fill(2.0, 3, 4) * iota(4).cast(f32)", fwd);
 }
 
+TEST(codegen, negative_step_slices_and_stacks) {
+  check("negative steps", "input x: f32[5, 6, 7]\n"
+        "output a = x[::-1, 4:0:-3, -2::-2] * 2.0\n"
+        "output b = x[1, ::-1].T + x[3, :, ::-1].T\n"
+        "output c = x.reshape(30, 7)[29:0:-7] - 1.0\n"
+        "let hs = []\n"
+        "for t in 0..5 {\n  hs = hs + [x[t, ::-2] * (t + 1.0)]\n}\n"
+        "output d = stack(hs, axis = 1) + stack(hs[::-1], axis = 1)\n"
+        "output e = concat(hs, axis = -1).sum(axis = 0)", fwd);
+  check("negative steps in a training step", "input x: f32[3, 8]\ninput t: i32[3]\n"
+        "let hs = []\n"
+        "for k in 0..4 {\n  hs = hs + [linear(x[:, 7 - k::-4], 5) as cell]\n}\n"
+        "let h = stack(hs, axis = 1)[:, ::-1]\n"
+        "output logits = linear(h.reshape(3, 20)[:, 18::-3], 4) as head\n"
+        "loss cross_entropy(logits, t)", step);
+}
+
+TEST(codegen, tied_weights_training_step) {
+  check("tied", "input ids: i32[2, 5]\ninput t: i32[2, 5]\n"
+        "param wte: f32[3, 4] = normal(0.0, 1.0)\n"
+        "let e = embedding(ids, 3, 4, table = wte)\n"
+        "output logits = linear(tanh(e), 3, weight = wte.T) as head\n"
+        "loss cross_entropy(logits, t)", step);
+}
+
 TEST(codegen, reductions) {
   check("reductions", "input x: f32[3, 5, 4]\ninput i: i32[3, 5]\n"
         "output a = x.sum(axis = (0, 2)) + x.mean()\n"

@@ -52,7 +52,8 @@ static void golden_open(Golden *k, const char *model, const Define *defs, int nd
   cr_assert_eq(tensorfile_read(path, &k->gold, &k->ngold, err, sizeof err), 0, "%s", err);
   compilation_init(&k->c, stderr);
   compilation_default_search(&k->c, NULL);
-  snprintf(path, sizeof path, "examples/%s.smelt", model);
+  if (strchr(model, '/')) snprintf(path, sizeof path, "%s", model);   // a test model
+  else snprintf(path, sizeof path, "examples/%s.smelt", model);
   k->m = module_load_file(&k->c, path);
   for (int i = 0; i < k->c.nmodules; i++) resolve_module(&k->c, k->c.modules[i]);
   cr_assert_eq(k->c.diag.errors, 0);
@@ -128,13 +129,13 @@ TEST(golden, gpt_block_forward_and_gradients) {
   check_model("gpt", d, 6, "gpt_block.golden");
 }
 
-// Ten steps of cfg on the MLP (B = 4, H = 8) from the golden file's weights
-// and batches; each loss and the final weights must match PyTorch's, and
-// every parameter moved except the frozen ones.
-static void mlp_steps(const char *file, const TrainConfig *cfg) {
+// Ten steps of cfg on model, one batch each, from the golden file's weights
+// and batches, against PyTorch's optimizer: each loss, then the final
+// weights; every parameter but the frozen ones is written once per step
+// (tied or not) and moved.
+static void check_steps(const char *model, const Define *d, int nd, const char *file, const TrainConfig *cfg) {
   Golden k;
-  Define d[] = {{"B", 4}, {"H", 8}};
-  golden_open(&k, "mlp", d, 2, file, true);
+  golden_open(&k, model, d, nd, file, true);
   Graph *g = &k.g;
   cr_assert_eq(optim_append(g, cfg, 10), 0);
   // persistent values, owned here, updated after every step
@@ -147,6 +148,13 @@ static void mlp_steps(const char *file, const TrainConfig *cfg) {
     if (n->op == OP_PARAM) memcpy(state[i], need(&k, "param:%s", n->name)->data, sizeof(double) * (size_t)cnt);
   }
   double **leaves = calloc((size_t)g->n, sizeof *leaves);
+  for (int i = 0; i < g->n; i++) {   // every parameter is written once per step, tied or not
+    if (g->nodes[i]->op != OP_PARAM) continue;
+    int writes = 0;
+    for (int u = 0; u < g->nupdates; u++) writes += g->updates[u].target == g->nodes[i];
+    cr_expect_eq(writes, g->nodes[i]->frozen ? 0 : 1, "%s: %s is written %d times per step", model, g->nodes[i]->name,
+                 writes);
+  }
   for (int s = 0; s < 10; s++) {
     char fmt[32];
     snprintf(fmt, sizeof fmt, "batch%d:%%s", s);
@@ -188,7 +196,8 @@ static void mlp_steps(const char *file, const TrainConfig *cfg) {
 TEST(golden, mlp_ten_adamw_steps) {
   TrainConfig cfg = {.optimizer = "adamw", .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
                      .weight_decay = 0.01, .schedule = "constant"};
-  mlp_steps("mlp_adamw.golden", &cfg);
+  Define d[] = {{"B", 4}, {"H", 8}};
+  check_steps("mlp", d, 2, "mlp_adamw.golden", &cfg);
 }
 
 // torch.optim.AdamW with param groups and a LambdaLR: biases without weight
@@ -204,7 +213,21 @@ TEST(golden, mlp_adamw_param_groups_and_linear_schedule) {
   TrainConfig cfg = {.optimizer = "adamw", .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
                      .weight_decay = 0.5, .schedule = "linear", .warmup = 3, .decay_to = 0.1,
                      .groups = groups, .ngroups = 3};
-  mlp_steps("mlp_adamw_groups.golden", &cfg);
+  Define d[] = {{"B", 4}, {"H", 8}};
+  check_steps("mlp", d, 2, "mlp_adamw_groups.golden", &cfg);
+}
+
+// The embedding table is also the output projection (embedding(table =),
+// linear(weight =)): its gradient is the sum of both uses, and AdamW steps
+// it once per step. Lists, stack and negative-step slices build the RNN.
+TEST(golden, tied_rnn_forward_and_gradients) {
+  check_model("tests/golden/tied_rnn.smelt", NULL, 0, "tied_rnn.golden");
+}
+
+TEST(golden, tied_rnn_ten_adamw_steps) {
+  TrainConfig cfg = {.optimizer = "adamw", .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                     .weight_decay = 0.01, .schedule = "constant"};
+  check_steps("tests/golden/tied_rnn.smelt", NULL, 0, "tied_rnn_adamw.golden", &cfg);
 }
 
 // ---- single ops: tests/golden/make_golden_upconv.py

@@ -183,6 +183,16 @@ TEST(parse, tuples) {
   expect_expr("(a)", "a");
 }
 
+TEST(parse, lists) {
+  expect_expr("[]", "(list)");
+  expect_expr("[a]", "(list a)");
+  expect_expr("[a, f(b), c,]", "(list a (call f b) c)");
+  expect_expr("xs + [x[0]]", "(+ xs (list (index x 0)))");
+  expect_expr("[a, b][-1]", "(index (list a b) (- 1))");
+  expect_ast("fn f(xs) {\n  for x in xs[::-1] {\n    g(x)\n  }\n  let ys = [\n    1,\n    2\n  ]\n}\n",
+             "fn f(xs)\n  for x in (index xs (slice _ _ (- 1)))\n    (call g x)\n  let ys = (list 1 2)\n");
+}
+
 TEST(parse, expressions_continue_across_lines) {
   expect_ast("fn f(a, b) {\n  let x = a +\n    b\n  let y = g(a,\n    b\n  )\n  let z = y[0,\n    1]\n  return x\n}\n",
              "fn f(a, b)\n  let x = (+ a b)\n  let y = (call g a b)\n  let z = (index y 0 1)\n  return x\n");

@@ -66,8 +66,10 @@ def write_tensors(path, tensors):
 
 
 def smelt_init(model, defines):
+    """Initial weights of examples/MODEL.smelt, or of the file MODEL names when it has a '/'."""
     path = os.path.join(OUT, "_init.tmp")
-    args = [SMELT, "init", "--params-only", os.path.join(ROOT, "examples", model + ".smelt"), "-o", path]
+    src = os.path.join(ROOT, model) if "/" in model else os.path.join(ROOT, "examples", model + ".smelt")
+    args = [SMELT, "init", "--params-only", src, "-o", path]
     for k, v in defines.items():
         args += ["-D", "%s=%d" % (k, v)]
     subprocess.run(args, check=True)
@@ -120,6 +122,25 @@ def gpt(p, idx, targets, L, H):
         x = x + m @ p[pre + "mlp.proj.w"] + p[pre + "mlp.proj.b"]
     x = layernorm(x, p["ln_f.g"], p["ln_f.b"])
     logits = x @ p["wte"].T
+    return logits, F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
+
+
+def tied_rnn(p, idx, targets):
+    """tests/golden/tied_rnn.smelt: PyTorch has no negative-step slices, so flip."""
+    wte = p["wte"]
+    x = wte[idx]                                   # (B, T, C)
+    B, T, C = x.shape
+
+    def rnn(seq, pre):
+        h = torch.zeros(B, C)
+        hs = []
+        for t in range(T):
+            h = torch.tanh(torch.cat([seq[:, t], h], dim=1) @ p[pre + "cell.w"] + p[pre + "cell.b"])
+            hs.append(h)
+        return torch.stack(hs, dim=1)
+
+    h = rnn(x, "fwd.") + rnn(x.flip(1), "bwd.").flip(1)
+    logits = h @ wte.T                             # the same tensor as the embedding
     return logits, F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
 
 
@@ -326,25 +347,28 @@ def layers():
     group_norm_golden(rng)
 
 
-def adamw_steps(weights, rng, steps=10, batch=4):
-    """Ten AdamW steps on the MLP, one fresh batch each."""
+def adamw_steps(weights, rng, steps=10, batch=4, name="mlp_adamw", model=None, draw=None):
+    """Ten AdamW steps (on the MLP unless model and draw are given), one fresh batch each."""
+    if model is None:
+        model = lambda p, x, y: mlp(p, torch.tensor(x), torch.tensor(y))
+        draw = lambda: {"x": rng.random((batch, 784), dtype=np.float32),
+                        "y": rng.integers(0, 10, size=batch)}
     params = {k: torch.tensor(v, requires_grad=True) for k, v in weights.items()}
     opt = torch.optim.AdamW(params.values(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     out = {"param:" + k: v for k, v in weights.items()}
     for s in range(steps):
-        x = rng.random((batch, 784), dtype=np.float32)
-        y = rng.integers(0, 10, size=batch)
-        out["batch%d:x" % s] = x
-        out["batch%d:y" % s] = y.astype(np.float32)
+        batch_in = draw()
+        for k, v in batch_in.items():
+            out["batch%d:%s" % (s, k)] = v.astype(np.float32)
         opt.zero_grad()
-        _, loss = mlp(params, torch.tensor(x), torch.tensor(y))
+        _, loss = model(params, *batch_in.values())
         loss.backward()
         opt.step()
         out["loss%d" % s] = loss.detach().numpy()
     for k, v in params.items():
         out["final:" + k] = v.detach().numpy()
-    write_tensors(os.path.join(OUT, "mlp_adamw.golden"), out)
-    print("wrote mlp_adamw.golden: last loss %.6f" % out["loss%d" % (steps - 1)])
+    write_tensors(os.path.join(OUT, name + ".golden"), out)
+    print("wrote %s.golden: last loss %.6f" % (name, out["loss%d" % (steps - 1)]))
 
 
 def adamw_groups_steps(weights, rng, steps=10, batch=4, warmup=3, decay_to=0.1):
@@ -388,6 +412,14 @@ def main():
     if not os.path.exists(SMELT):
         sys.exit("build smelt first: make")
     torch.set_num_threads(1)
+    only = sys.argv[1:]   # e.g. tied_rnn: write that group alone
+    if not only or "examples" in only:
+        examples()
+    if not only or "tied_rnn" in only:
+        tied()
+
+
+def examples():
     rng = np.random.default_rng(20261126)
 
     w = smelt_init("mlp", {"B": 4, "H": 8})
@@ -410,6 +442,24 @@ def main():
     layers()
 
     adamw_groups_steps(smelt_init("mlp", {"B": 4, "H": 8}), np.random.default_rng(20261201))
+
+
+def tied():
+    rng = np.random.default_rng(20261201)
+    # weight tying, lists, stack and negative steps (tests/golden/tied_rnn.smelt);
+    # the ids include 0 and V - 1 and repeat, so rows of wte get several uses
+    tied = "tests/golden/tied_rnn.smelt"
+    names = ["wte", "fwd.cell.w", "fwd.cell.b", "bwd.cell.w", "bwd.cell.b"]
+    w = {k: v for k, v in smelt_init(tied, {}).items() if k in names}
+    assert sorted(w) == sorted(names), sorted(w)
+    golden("tied_rnn", w,
+           {"idx": np.array([[0, 10, 3, 3, 7], [10, 1, 0, 5, 3]]),
+            "targets": np.array([[10, 3, 3, 7, 0], [1, 0, 5, 3, 10]])},
+           lambda p, i, t: tied_rnn(p, i.long(), t.long()))
+    adamw_steps(w, rng, name="tied_rnn_adamw",
+                model=lambda p, i, t: tied_rnn(p, torch.tensor(i).long(), torch.tensor(t).long()),
+                draw=lambda: {"idx": rng.integers(0, 11, size=(2, 5)),
+                              "targets": rng.integers(0, 11, size=(2, 5))})
 
 
 if __name__ == "__main__":
