@@ -368,7 +368,8 @@ static void resolve_call(Resolver *r, const Ast *call) {
   if (sym && sym->kind == SYM_FN) {
     check_user_call(r, call, sym->def);
   } else if (sym) {
-    diag_error(r->d, callee->span, "'%s' is a %s, not a function", name, sym_what[sym->kind]);
+    const char *what = sym_what[sym->kind];
+    diag_error(r->d, callee->span, "'%s' is %s %s, not a function", name, strchr("aeiou", what[0]) ? "an" : "a", what);
     diag_note(r->d, sym->def->span, "'%s' is defined here", name);
   } else if ((b = builtin_find(name, B_FUNC))) {
     check_builtin_call(r, call, b, "builtin");

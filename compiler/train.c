@@ -684,16 +684,18 @@ static void check_data(Checker *t, const Ast *data, const Ast **splits) {
 
 // ---- parameter groups and freezing
 
-// The patterns of `freeze = "enc.*"` or `freeze = ("enc.*", "dec.*")`, as
-// frozen groups appended to cfg->groups.
+static bool is_sequence(const Ast *e) { return e->kind == N_TUPLE || e->kind == N_LIST; }
+
+// The patterns of `freeze = "enc.*"`, `freeze = ["enc.*", "dec.*"]` or a
+// tuple of them, as frozen groups appended to cfg->groups.
 static void check_freeze(Checker *t, const Ast *e) {
   const Ast *one[1] = {e};
-  const Ast *const *items = e->kind == N_TUPLE ? (const Ast *const *)e->list.items : one;
-  int n = e->kind == N_TUPLE ? e->list.n : 1;
+  const Ast *const *items = is_sequence(e) ? (const Ast *const *)e->list.items : one;
+  int n = is_sequence(e) ? e->list.n : 1;
   for (int i = 0; i < n; i++) {
     if (items[i]->kind != N_STR) {
       diag_error(t->d, items[i]->span, "freeze takes a parameter-name pattern (a string such as "
-                 "\"enc.*\") or a tuple of them");
+                 "\"enc.*\") or a list of them");
       continue;
     }
     if (!items[i]->str[0]) {
@@ -752,7 +754,7 @@ static void check_group(Checker *t, const Ast *grp, const CallSpec *spec) {
 // Frozen patterns first, then the groups in file order (optim_group_of's
 // order of precedence).
 static void check_groups(Checker *t, const Ast *train, const Ast *freeze) {
-  int cap = freeze ? (freeze->a->kind == N_TUPLE ? freeze->a->list.n : 1) : 0;
+  int cap = freeze ? (is_sequence(freeze->a) ? freeze->a->list.n : 1) : 0;
   for (int i = 0; i < train->list.n; i++) cap += train->list.items[i]->kind == N_TRAIN_GROUP;
   if (!cap) return;
   t->cfg->groups = arena_alloc(&t->c->arena, sizeof *t->cfg->groups * (size_t)cap);

@@ -285,7 +285,8 @@ TEST(optim, frozen_parameters_are_unchanged_and_get_no_gradient) {
                         "sgd(lr = 0.1, momentum = 0.9, weight_decay = 0.5)"};
   for (size_t k = 0; k < sizeof opts / sizeof *opts; k++) {
     char settings[256];
-    snprintf(settings, sizeof settings, "  optimizer = %s\n  freeze = \"u\"", opts[k]);
+    // as a string, and as a list of one
+    snprintf(settings, sizeof settings, "  optimizer = %s\n  freeze = %s", opts[k], k == 2 ? "[\"u\"]" : "\"u\"");
     Step s;
     step_open_train(&s, two_params, settings, 10);
     double x[2] = {2, -4};
