@@ -291,8 +291,11 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
       Node *pbc2 = beta2 == c->beta2 ? bc2 : sub(g, k(g, 1), g_binary(g, OP_POW, k(g, beta2), t));
       Node *m = state(g, arena_printf(g->arena, "%s.m", p->name), p->shape);
       Node *v = state(g, arena_printf(g->arena, "%s.v", p->name), p->shape);
-      Node *m1 = add(g, mul(g, m, k(g, beta1)), mul(g, gr, k(g, 1 - beta1)));
-      Node *v1 = add(g, mul(g, v, k(g, beta2)), mul(g, mul(g, gr, gr), k(g, 1 - beta2)));
+      // 1 - beta from beta as f32 holds it, as the bias corrections' beta^t
+      // reads it: the two agree, so a first step is PyTorch's to rounding
+      // (1 - 0.999 in double against 1 - 0.999f made early steps 6e-6 small)
+      Node *m1 = add(g, mul(g, m, k(g, beta1)), mul(g, gr, k(g, 1 - (double)(float)beta1)));
+      Node *v1 = add(g, mul(g, v, k(g, beta2)), mul(g, mul(g, gr, gr), k(g, 1 - (double)(float)beta2)));
       graph_add_update(g, m, m1);
       graph_add_update(g, v, v1);
       Node *mhat = dvd(g, m1, pbc1), *vhat = dvd(g, v1, pbc2);
