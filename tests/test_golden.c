@@ -564,3 +564,97 @@ TEST(golden, group_norm_as_torch_nn_group_norm) {
                     "}\n";
   check_layer("group_norm", src, NULL, 0, "group_norm.golden");
 }
+
+// ---- resnet: batch norm in training mode and one SGD step (tests/golden/make_golden_resnet.py)
+
+// One step of cfg on model in training mode from the golden file's "param:"
+// and "buffer:" values (the optimizer's own state starts at zero) and its
+// batch "input:": the logits and the loss against PyTorch's (1e-5), the
+// gradient of every parameter (1e-4), then every parameter (1e-4) and every
+// buffer (1e-5) after the step against "step1:", and each parameter's step
+// (new - old, 1e-4); each has to have moved.
+static void check_train_step(const char *model, const Define *d, int nd, const char *file, const TrainConfig *cfg,
+                             int nparams, int nbuffers) {
+  Golden k;
+  golden_open(&k, model, d, nd, file, true);
+  Graph *g = &k.g;
+  int n0 = g->n;   // the model's leaves; the optimizer's state comes after
+  cr_assert_eq(optim_append(g, cfg, 1), 0);
+  double **state = calloc((size_t)g->n, sizeof *state), **leaves = calloc((size_t)g->n, sizeof *leaves);
+  for (int i = 0; i < g->n; i++) {
+    Node *n = g->nodes[i];
+    int64_t cnt = shape_numel(&n->shape);
+    if (n->op == OP_INPUT) leaves[i] = need(&k, "input:%s", n->name)->data;
+    if (n->op != OP_PARAM && n->op != OP_STATE) continue;
+    state[i] = calloc((size_t)(cnt ? cnt : 1), sizeof(double));
+    if (n->op == OP_PARAM || i < n0)
+      memcpy(state[i], need(&k, n->op == OP_PARAM ? "param:%s" : "buffer:%s", n->name)->data,
+             sizeof(double) * (size_t)cnt);
+    leaves[i] = state[i];
+  }
+  InterpResult r;
+  char err[256];
+  cr_assert_eq(interp_run(g, leaves, 1, 0, &r, err, sizeof err), 0, "%s", err);
+  Node *logits = g->outputs[0].node;
+  const TensorEntry *want = need(&k, "output:%s", "logits");
+  cr_assert(shape_eq(&logits->shape, &want->shape));
+  double e = rel_err(r.vals[logits->id], want->data, shape_numel(&want->shape));
+  cr_expect_lt(e, 1e-5, "%s: logits differ from PyTorch by %.3g", file, e);
+  e = rel_err(r.vals[g->loss->id], need(&k, "output:%s", "loss")->data, 1);
+  cr_expect_lt(e, 1e-5, "%s: loss differs from PyTorch by %.3g", file, e);
+  int grads = 0;
+  for (int o = 0; o < g->noutputs; o++) {
+    if (strncmp(g->outputs[o].name, "grad.", 5)) continue;
+    const TensorEntry *gw = need(&k, "grad:%s", g->outputs[o].name + 5);
+    cr_assert(shape_eq(&g->outputs[o].node->shape, &gw->shape));
+    e = rel_err(r.vals[g->outputs[o].node->id], gw->data, shape_numel(&gw->shape));
+    cr_expect_lt(e, 1e-4, "%s: the gradient of %s differs from PyTorch by %.3g", file, g->outputs[o].name + 5, e);
+    grads++;
+  }
+  cr_expect_eq(grads, nparams, "%s: %d gradients compared", file, grads);
+  for (int u = 0; u < g->nupdates; u++) {   // every new value was computed from the old ones
+    const Update *up = &g->updates[u];
+    memcpy(state[up->target->id], r.vals[up->value->id], sizeof(double) * (size_t)shape_numel(&up->target->shape));
+  }
+  int params = 0, buffers = 0;
+  for (int i = 0; i < n0; i++) {
+    Node *n = g->nodes[i];
+    if (n->op != OP_PARAM && n->op != OP_STATE) continue;
+    bool buffer = n->op == OP_STATE;
+    want = need(&k, "step1:%s", n->name);
+    cr_assert(shape_eq(&n->shape, &want->shape));
+    int64_t cnt = shape_numel(&want->shape);
+    e = rel_err(state[i], want->data, cnt);
+    cr_expect_lt(e, buffer ? 1e-5 : 1e-4, "%s: after the step %s differs from PyTorch by %.3g", file, n->name, e);
+    const double *before = need(&k, buffer ? "buffer:%s" : "param:%s", n->name)->data;
+    double moved = rel_err(state[i], before, cnt);
+    cr_expect_gt(moved, 0, "%s: %s did not move", file, n->name);
+    if (!buffer) {   // the step itself, where weight decay is seen (lr * wd is 5e-5 of the weight)
+      double *got = malloc(sizeof(double) * (size_t)cnt), *wstep = malloc(sizeof(double) * (size_t)cnt);
+      for (int64_t j = 0; j < cnt; j++) got[j] = state[i][j] - before[j], wstep[j] = want->data[j] - before[j];
+      e = rel_err(got, wstep, cnt);
+      cr_expect_lt(e, 1e-4, "%s: the step of %s differs from PyTorch's by %.3g", file, n->name, e);
+      free(got);
+      free(wstep);
+    }
+    buffer ? buffers++ : params++;
+  }
+  cr_expect_eq(params, nparams, "%s: %d parameters compared", file, params);
+  cr_expect_eq(buffers, nbuffers, "%s: %d buffers compared", file, buffers);
+  interp_free(&r);
+  for (int i = 0; i < g->n; i++) free(state[i]);
+  free(state);
+  free(leaves);
+  golden_close(&k);
+}
+
+// examples/resnet.smelt's optimizer, at a constant learning rate: the cosine
+// schedule's first step (warm-up over 100) would be a hundredth of it. Nine
+// batch norms in training mode (batch statistics, running statistics
+// updated); 29 parameters, 18 buffers.
+TEST(golden, resnet_train_forward_gradients_and_nesterov_sgd_step) {
+  TrainConfig cfg = {.optimizer = "sgd", .lr = 0.1, .momentum = 0.9, .nesterov = true, .weight_decay = 5e-4,
+                     .schedule = "constant"};
+  Define d[] = {{"B", 4}, {"C", 4}};
+  check_train_step("resnet", d, 2, "resnet.golden", &cfg, 29, 18);
+}
