@@ -90,11 +90,11 @@ static void check_model(const char *model, const Define *defs, int ndefs, const 
   InterpResult r;
   char err[256];
   cr_assert_eq(interp_run(g, leaves, 1, 0, &r, err, sizeof err), 0, "%s", err);
-  Node *logits = g->outputs[0].node;
-  const TensorEntry *want = need(&k, "output:%s", "logits");
-  cr_assert(shape_eq(&logits->shape, &want->shape));
-  double e = rel_err(r.vals[logits->id], want->data, shape_numel(&want->shape));
-  cr_expect_lt(e, 1e-5, "%s: logits differ from PyTorch by %.3g", model, e);
+  const Output *out = &g->outputs[0];   // the model's first output: logits, or e.g. a reconstruction
+  const TensorEntry *want = need(&k, "output:%s", out->name);
+  cr_assert(shape_eq(&out->node->shape, &want->shape));
+  double e = rel_err(r.vals[out->node->id], want->data, shape_numel(&want->shape));
+  cr_expect_lt(e, 1e-5, "%s: %s differs from PyTorch by %.3g", model, out->name, e);
   e = rel_err(r.vals[g->loss->id], need(&k, "output:%s", "loss")->data, 1);
   cr_expect_lt(e, 1e-5, "%s: loss differs from PyTorch by %.3g", model, e);
   int params = 0;
@@ -129,15 +129,18 @@ TEST(golden, gpt_block_forward_and_gradients) {
   check_model("gpt", d, 6, "gpt_block.golden");
 }
 
-// Ten steps of cfg on model, one batch each, from the golden file's weights
-// and batches, against PyTorch's optimizer: each loss, then the final
-// weights; every parameter but the frozen ones is written once per step
-// (tied or not) and moved.
-static void check_steps(const char *model, const Define *d, int nd, const char *file, const TrainConfig *cfg) {
+// steps steps of cfg (NULL: the model's train block) on model, one batch
+// each, from the golden file's weights and batches, against PyTorch's
+// optimizer: each loss, then the final weights; every parameter but the
+// frozen ones is written once per step (tied or not) and moved.
+static void check_n_steps(const char *model, const Define *d, int nd, const char *file, const TrainConfig *cfg,
+                          int steps) {
   Golden k;
   golden_open(&k, model, d, nd, file, true);
   Graph *g = &k.g;
-  cr_assert_eq(optim_append(g, cfg, 10), 0);
+  if (!cfg) cfg = k.m->train;
+  cr_assert_not_null(cfg, "%s has no train block", model);
+  cr_assert_eq(optim_append(g, cfg, steps), 0);
   // persistent values, owned here, updated after every step
   double **state = calloc((size_t)g->n, sizeof *state);
   for (int i = 0; i < g->n; i++) {
@@ -155,7 +158,7 @@ static void check_steps(const char *model, const Define *d, int nd, const char *
     cr_expect_eq(writes, g->nodes[i]->frozen ? 0 : 1, "%s: %s is written %d times per step", model, g->nodes[i]->name,
                  writes);
   }
-  for (int s = 0; s < 10; s++) {
+  for (int s = 0; s < steps; s++) {
     char fmt[32];
     snprintf(fmt, sizeof fmt, "batch%d:%%s", s);
     for (int i = 0; i < g->n; i++) {
@@ -182,7 +185,8 @@ static void check_steps(const char *model, const Define *d, int nd, const char *
     if (n->op != OP_PARAM) continue;
     const TensorEntry *want = need(&k, "final:%s", n->name);
     double e = rel_err(state[i], want->data, shape_numel(&want->shape));
-    cr_expect_lt(e, 1e-4, "%s: after 10 steps %s differs from PyTorch's AdamW by %.3g", file, n->name, e);
+    cr_expect_lt(e, 1e-4, "%s: after %d step%s %s differs from PyTorch's %s by %.3g", file, steps,
+                 steps == 1 ? "" : "s", n->name, cfg->optimizer, e);
     double moved = rel_err(state[i], need(&k, "param:%s", n->name)->data, shape_numel(&want->shape));
     if (n->frozen) cr_expect_eq(moved, 0, "%s: frozen %s moved", file, n->name);
     else cr_expect_gt(moved, 0, "%s: %s did not move", file, n->name);
@@ -191,6 +195,10 @@ static void check_steps(const char *model, const Define *d, int nd, const char *
   free(state);
   free(leaves);
   golden_close(&k);
+}
+
+static void check_steps(const char *model, const Define *d, int nd, const char *file, const TrainConfig *cfg) {
+  check_n_steps(model, d, nd, file, cfg, 10);
 }
 
 TEST(golden, mlp_ten_adamw_steps) {
@@ -657,4 +665,20 @@ TEST(golden, resnet_train_forward_gradients_and_nesterov_sgd_step) {
                      .schedule = "constant"};
   Define d[] = {{"B", 4}, {"C", 4}};
   check_train_step("resnet", d, 2, "resnet.golden", &cfg, 29, 18);
+
+// ---- examples/autoencoder.smelt: tests/golden/make_golden_autoencoder.py
+
+// Strided convolutions down, transposed convolutions with output_padding up,
+// a sigmoid and the mean squared error against the input itself. Zero biases
+// and all-zero image borders put relu's input at exactly 0 in both encoders.
+TEST(golden, autoencoder_forward_and_gradients) {
+  Define d[] = {{"B", 2}, {"C1", 2}, {"C2", 3}};
+  check_model("autoencoder", d, 3, "autoencoder.golden");
+}
+
+// One step of the example's own train block (adam(lr = 2e-3), default betas
+// and eps, constant schedule) against torch.optim.Adam.
+TEST(golden, autoencoder_one_adam_step) {
+  Define d[] = {{"B", 2}, {"C1", 2}, {"C2", 3}};
+  check_n_steps("autoencoder", d, 3, "autoencoder_adam.golden", NULL, 1);
 }
