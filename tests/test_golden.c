@@ -129,15 +129,20 @@ TEST(golden, gpt_block_forward_and_gradients) {
   check_model("gpt", d, 6, "gpt_block.golden");
 }
 
-// Ten steps of cfg on model, one batch each, from the golden file's weights
-// and batches, against PyTorch's optimizer: each loss, then the final
-// weights; every parameter but the frozen ones is written once per step
-// (tied or not) and moved.
+// The steps of cfg (NULL: the model's own train block) on model, one batch
+// each, from the golden file's weights and batches (one per "lossN"), against
+// PyTorch's optimizer: each loss, then the final weights; every parameter but
+// the frozen ones is written once per step (tied or not) and moved.
 static void check_steps(const char *model, const Define *d, int nd, const char *file, const TrainConfig *cfg) {
   Golden k;
   golden_open(&k, model, d, nd, file, true);
   Graph *g = &k.g;
-  cr_assert_eq(optim_append(g, cfg, 10), 0);
+  if (!cfg) cfg = k.m->train;
+  cr_assert_not_null(cfg, "%s has no train block", model);
+  int steps = 0;
+  for (char key[16]; snprintf(key, sizeof key, "loss%d", steps), tensorfile_find(k.gold, k.ngold, key);) steps++;
+  cr_assert_gt(steps, 0, "%s has no losses", file);
+  cr_assert_eq(optim_append(g, cfg, steps), 0);
   // persistent values, owned here, updated after every step
   double **state = calloc((size_t)g->n, sizeof *state);
   for (int i = 0; i < g->n; i++) {
@@ -155,7 +160,7 @@ static void check_steps(const char *model, const Define *d, int nd, const char *
     cr_expect_eq(writes, g->nodes[i]->frozen ? 0 : 1, "%s: %s is written %d times per step", model, g->nodes[i]->name,
                  writes);
   }
-  for (int s = 0; s < 10; s++) {
+  for (int s = 0; s < steps; s++) {
     char fmt[32];
     snprintf(fmt, sizeof fmt, "batch%d:%%s", s);
     for (int i = 0; i < g->n; i++) {
@@ -182,7 +187,7 @@ static void check_steps(const char *model, const Define *d, int nd, const char *
     if (n->op != OP_PARAM) continue;
     const TensorEntry *want = need(&k, "final:%s", n->name);
     double e = rel_err(state[i], want->data, shape_numel(&want->shape));
-    cr_expect_lt(e, 1e-4, "%s: after 10 steps %s differs from PyTorch's AdamW by %.3g", file, n->name, e);
+    cr_expect_lt(e, 1e-4, "%s: after %d steps %s differs from PyTorch's by %.3g", file, steps, n->name, e);
     double moved = rel_err(state[i], need(&k, "param:%s", n->name)->data, shape_numel(&want->shape));
     if (n->frozen) cr_expect_eq(moved, 0, "%s: frozen %s moved", file, n->name);
     else cr_expect_gt(moved, 0, "%s: %s did not move", file, n->name);
@@ -563,4 +568,30 @@ TEST(golden, group_norm_as_torch_nn_group_norm) {
                     "    loss (a * r_a).sum() + (b * r_b).sum() + (c * r_c).sum() + (d * r_d).sum()\n"
                     "}\n";
   check_layer("group_norm", src, NULL, 0, "group_norm.golden");
+}
+
+// ---- the character-level GRU language model (tests/golden/make_golden_gru.py)
+
+// examples/gru.smelt against a twin on torch.nn.GRU with smelt's weights:
+// the ids include 0 and V - 1 and repeat, some never occur.
+TEST(golden, gru_lm_forward_and_gradients) {
+  Define d[] = {{"B", 2}, {"T", 6}, {"V", 11}, {"E", 4}, {"H", 5}};
+  check_model("gru", d, 5, "gru_lm.golden");
+}
+
+// Ten steps of the example's own train block (Adam, lr 2e-3, clip_grad_norm
+// 5.0, constant schedule) against torch.optim.Adam after
+// torch.nn.utils.clip_grad_norm_; the gradient norms stay below 5.
+TEST(golden, gru_lm_ten_adam_steps_of_its_train_block) {
+  Define d[] = {{"B", 2}, {"T", 6}, {"V", 11}, {"E", 4}, {"H", 5}};
+  check_steps("gru", d, 5, "gru_lm_adam.golden", NULL);
+}
+
+// The same with the norm clipped at 0.05, below every step's gradient norm
+// (0.2 to 0.6), so that each step is scaled by a different factor.
+TEST(golden, gru_lm_ten_adam_steps_clipped) {
+  TrainConfig cfg = {.optimizer = "adam", .lr = 2e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                     .schedule = "constant", .clip_grad_norm = 0.05};
+  Define d[] = {{"B", 2}, {"T", 6}, {"V", 11}, {"E", 4}, {"H", 5}};
+  check_steps("gru", d, 5, "gru_lm_adam_clipped.golden", &cfg);
 }
