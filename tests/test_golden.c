@@ -129,17 +129,19 @@ TEST(golden, gpt_block_forward_and_gradients) {
   check_model("gpt", d, 6, "gpt_block.golden");
 }
 
-// steps steps of cfg (NULL: the model's train block) on model, one batch
-// each, from the golden file's weights and batches, against PyTorch's
-// optimizer: each loss, then the final weights; every parameter but the
-// frozen ones is written once per step (tied or not) and moved.
-static void check_n_steps(const char *model, const Define *d, int nd, const char *file, const TrainConfig *cfg,
-                          int steps) {
+// The steps of cfg (NULL: the model's own train block) on model, one batch
+// each, from the golden file's weights and batches (one per "lossN"), against
+// PyTorch's optimizer: each loss, then the final weights; every parameter but
+// the frozen ones is written once per step (tied or not) and moved.
+static void check_steps(const char *model, const Define *d, int nd, const char *file, const TrainConfig *cfg) {
   Golden k;
   golden_open(&k, model, d, nd, file, true);
   Graph *g = &k.g;
   if (!cfg) cfg = k.m->train;
   cr_assert_not_null(cfg, "%s has no train block", model);
+  int steps = 0;
+  for (char key[16]; snprintf(key, sizeof key, "loss%d", steps), tensorfile_find(k.gold, k.ngold, key);) steps++;
+  cr_assert_gt(steps, 0, "%s has no losses", file);
   cr_assert_eq(optim_append(g, cfg, steps), 0);
   // persistent values, owned here, updated after every step
   double **state = calloc((size_t)g->n, sizeof *state);
@@ -197,9 +199,6 @@ static void check_n_steps(const char *model, const Define *d, int nd, const char
   golden_close(&k);
 }
 
-static void check_steps(const char *model, const Define *d, int nd, const char *file, const TrainConfig *cfg) {
-  check_n_steps(model, d, nd, file, cfg, 10);
-}
 
 TEST(golden, mlp_ten_adamw_steps) {
   TrainConfig cfg = {.optimizer = "adamw", .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
@@ -665,6 +664,7 @@ TEST(golden, resnet_train_forward_gradients_and_nesterov_sgd_step) {
                      .schedule = "constant"};
   Define d[] = {{"B", 4}, {"C", 4}};
   check_train_step("resnet", d, 2, "resnet.golden", &cfg, 29, 18);
+}
 
 // ---- examples/autoencoder.smelt: tests/golden/make_golden_autoencoder.py
 
@@ -680,5 +680,31 @@ TEST(golden, autoencoder_forward_and_gradients) {
 // and eps, constant schedule) against torch.optim.Adam.
 TEST(golden, autoencoder_one_adam_step) {
   Define d[] = {{"B", 2}, {"C1", 2}, {"C2", 3}};
-  check_n_steps("autoencoder", d, 3, "autoencoder_adam.golden", NULL, 1);
+  check_steps("autoencoder", d, 3, "autoencoder_adam.golden", NULL);
+}
+
+// ---- the character-level GRU language model (tests/golden/make_golden_gru.py)
+
+// examples/gru.smelt against a twin on torch.nn.GRU with smelt's weights:
+// the ids include 0 and V - 1 and repeat, some never occur.
+TEST(golden, gru_lm_forward_and_gradients) {
+  Define d[] = {{"B", 2}, {"T", 6}, {"V", 11}, {"E", 4}, {"H", 5}};
+  check_model("gru", d, 5, "gru_lm.golden");
+}
+
+// Ten steps of the example's own train block (Adam, lr 2e-3, clip_grad_norm
+// 5.0, constant schedule) against torch.optim.Adam after
+// torch.nn.utils.clip_grad_norm_; the gradient norms stay below 5.
+TEST(golden, gru_lm_ten_adam_steps_of_its_train_block) {
+  Define d[] = {{"B", 2}, {"T", 6}, {"V", 11}, {"E", 4}, {"H", 5}};
+  check_steps("gru", d, 5, "gru_lm_adam.golden", NULL);
+}
+
+// The same with the norm clipped at 0.05, below every step's gradient norm
+// (0.2 to 0.6), so that each step is scaled by a different factor.
+TEST(golden, gru_lm_ten_adam_steps_clipped) {
+  TrainConfig cfg = {.optimizer = "adam", .lr = 2e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                     .schedule = "constant", .clip_grad_norm = 0.05};
+  Define d[] = {{"B", 2}, {"T", 6}, {"V", 11}, {"E", 4}, {"H", 5}};
+  check_steps("gru", d, 5, "gru_lm_adam_clipped.golden", &cfg);
 }
