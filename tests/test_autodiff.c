@@ -318,7 +318,7 @@ TEST(autodiff, stdlib_activations_and_losses) {
 TEST(autodiff, stdlib_layers) {
   fd("linear", "input x: f32[2, 3]\noutput y = linear(x, 4) as fc", -1, 1);
   fd("layernorm", "input x: f32[2, 5]\noutput y = layernorm(x) as ln", -1, 1);
-  fd("rmsnorm", "input x: f32[2, 5]\noutput y = rmsnorm(x) as rn", -1, 1);
+  fd("rms_norm", "input x: f32[2, 5]\noutput y = rms_norm(x) as rn", -1, 1);
   fd("embedding", "input ids: i32[2, 3]\noutput y = embedding(ids, 4, 3) as emb", -1, 1);
   fd("conv2d", "input x: f32[1, 2, 4, 4]\noutput y = conv2d(x, 3, 3, padding = 1) as c", -1, 1);
   fd("conv_transpose2d", "input x: f32[1, 2, 3, 3]\noutput y = conv_transpose2d(x, 3, 3, stride = 2, "

@@ -30,7 +30,7 @@ TEST(check, gru_is_clean) { expect_clean("examples/gru.smelt"); }
 
 TEST(check, stdlib_has_every_layer) {
   const char *layers[] = {"linear", "relu", "gelu", "softmax", "log_softmax", "cross_entropy",
-                          "mse", "layernorm", "rmsnorm", "dropout", "embedding", "conv2d",
+                          "mse", "layernorm", "rms_norm", "dropout", "embedding", "conv2d",
                           "max_pool2d", "avg_pool2d", "causal_self_attention", "mlp",
                           "transformer_block", "lstm_cell", "gru_cell", "gru",
                           "self_attention", "cross_attention", "scaled_dot_product_attention", "group_norm"};
