@@ -1234,72 +1234,43 @@ static void init_args(Ctx *x, const Ast *init, Init kind, double *pa, double *pb
   }
 }
 
-static void exec_param(Ctx *x, const Ast *s) {
+// param and buffer NAME: TYPE = INIT: a persistent tensor (a PARAM leaf,
+// trained, or a STATE leaf, not trained) named by scope, and shared by calls
+// with the same scope. A buffer's initializer takes param's arguments.
+static void exec_persistent(Ctx *x, const Ast *s, Op op) {
   Elab *e = x->e;
+  bool param = op == OP_PARAM;
+  const char *what = param ? "parameter" : "buffer";
   DType dt;
   Shape sh;
   eval_type(x, s->a, &dt, &sh);
   if (!dtype_is_float(dt))
-    fail(e, s->a->span, "a parameter is trained, so its dtype must be f32, f16 or bf16, not %s",
-         dtype_name(dt));
+    fail(e, s->a->span, param ? "a parameter is trained, so its dtype must be f32, f16 or bf16, not %s"
+                              : "a buffer's dtype must be f32, f16 or bf16, not %s", dtype_name(dt));
   const Ast *init = s->b, *callee = init->kind == N_CALL ? init->a : init;
   double pa, pb;
   Init kind = init_kind(callee->name, &pa, &pb);
   init_args(x, init, kind, &pa, &pb);
   const char *full = scope_join(e, e->scope, s->name);
   e->g->loc = s->span;
-  if (graph_find_leaf(e->g, OP_STATE, full))
-    fail(e, s->span, "parameter '%s' has the full name of a buffer; one name is one tensor", full);
-  Node *p = graph_find_leaf(e->g, OP_PARAM, full);
-  if (p) {   // the same scope again: the parameter is shared
+  if (graph_find_leaf(e->g, param ? OP_STATE : OP_PARAM, full))
+    fail(e, s->span, "%s '%s' has the full name of a %s; one name is one tensor", what, full,
+         param ? "buffer" : "parameter");
+  Node *p = graph_find_leaf(e->g, op, full);
+  if (p) {   // the same scope again: the tensor is shared
     if (p->dtype != dt || !shape_eq(&p->shape, &sh)) {
       char was[96], now[96];
-      fail(e, s->span, "parameter '%s' is shared by two calls with the same scope name, but it is "
-           "%s in one and %s in the other", full, type_str(was, sizeof was, p->dtype, &p->shape),
+      fail(e, s->span, "%s '%s' is shared by two calls with the same scope name, but it is "
+           "%s in one and %s in the other", what, full, type_str(was, sizeof was, p->dtype, &p->shape),
            type_str(now, sizeof now, dt, &sh));
     }
   } else {
-    p = g_leaf(e->g, OP_PARAM, dt, sh, full);
+    p = g_leaf(e->g, op, dt, sh, full);
     p->p.param.init = kind;
     p->p.param.a = pa;
     p->p.param.b = pb;
   }
   env_set(e, x->env, s->name, v_tensor(p));
-}
-
-// buffer NAME: TYPE = INIT: a persistent tensor that is not trained, a STATE
-// leaf named by scope like a parameter (and shared by calls with the same
-// scope). The initializer's arguments are those of param's.
-static void exec_buffer(Ctx *x, const Ast *s) {
-  Elab *e = x->e;
-  DType dt;
-  Shape sh;
-  eval_type(x, s->a, &dt, &sh);
-  if (!dtype_is_float(dt))
-    fail(e, s->a->span, "a buffer's dtype must be f32, f16 or bf16, not %s", dtype_name(dt));
-  const Ast *init = s->b, *callee = init->kind == N_CALL ? init->a : init;
-  double pa, pb;
-  Init kind = init_kind(callee->name, &pa, &pb);
-  init_args(x, init, kind, &pa, &pb);
-  const char *full = scope_join(e, e->scope, s->name);
-  e->g->loc = s->span;
-  if (graph_find_leaf(e->g, OP_PARAM, full))
-    fail(e, s->span, "buffer '%s' has the full name of a parameter; one name is one tensor", full);
-  Node *b = graph_find_leaf(e->g, OP_STATE, full);
-  if (b) {   // the same scope again: the buffer is shared
-    if (b->dtype != dt || !shape_eq(&b->shape, &sh)) {
-      char was[96], now[96];
-      fail(e, s->span, "buffer '%s' is shared by two calls with the same scope name, but it is "
-           "%s in one and %s in the other", full, type_str(was, sizeof was, b->dtype, &b->shape),
-           type_str(now, sizeof now, dt, &sh));
-    }
-  } else {
-    b = g_leaf(e->g, OP_STATE, dt, sh, full);
-    b->p.param.init = kind;
-    b->p.param.a = pa;
-    b->p.param.b = pb;
-  }
-  env_set(e, x->env, s->name, v_tensor(b));
 }
 
 // update NAME = VALUE: the buffer's value for the next step. Only the
@@ -1370,10 +1341,10 @@ static void exec_stmt(Ctx *x, const Ast *s) {
     bind_names(x, s, eval(x, s->b), false);
     return;
   case N_PARAM:
-    exec_param(x, s);
+    exec_persistent(x, s, OP_PARAM);
     return;
   case N_BUFFER:
-    exec_buffer(x, s);
+    exec_persistent(x, s, OP_STATE);
     return;
   case N_UPDATE:
     exec_update(x, s);
