@@ -312,6 +312,17 @@ static int64_t conv_out(int64_t in, int k, int stride, int pad, int dil) {
   return (in + 2 * pad - (int64_t)dil * (k - 1) - 1) / stride + 1;
 }
 
+// A convolution node's window: stride, padding and dilation per axis, groups.
+static Node *conv_params(Node *n, const int stride[2], const int pad[2], const int dil[2], int groups) {
+  for (int i = 0; i < 2; i++) {
+    n->p.conv.stride[i] = stride[i];
+    n->p.conv.pad[i] = pad[i];
+    n->p.conv.dil[i] = dil[i];
+  }
+  n->p.conv.groups = groups;
+  return n;
+}
+
 Node *g_conv2d(Graph *g, Node *x, Node *w, const int stride[2], const int pad[2],
                const int dil[2], int groups) {
   if (x->shape.ndim != 4 || w->shape.ndim != 4)
@@ -334,13 +345,7 @@ Node *g_conv2d(Graph *g, Node *x, Node *w, const int stride[2], const int pad[2]
   if (!dtype_is_float(t)) t = DT_F32;
   Node *n = node2(g, OP_CONV2D, t, shape_of(4, (int64_t[]){x->shape.d[0], o, oh, ow}),
                   g_cast(g, x, t), g_cast(g, w, t));
-  for (int i = 0; i < 2; i++) {
-    n->p.conv.stride[i] = stride[i];
-    n->p.conv.pad[i] = pad[i];
-    n->p.conv.dil[i] = dil[i];
-  }
-  n->p.conv.groups = groups;
-  return n;
+  return conv_params(n, stride, pad, dil, groups);
 }
 
 // The gradients of a convolution `fwd`: CONV2D_DX (dy, w) has fwd's input's
@@ -392,13 +397,7 @@ Node *g_conv_transpose(Graph *g, Node *x, Node *w, const int stride[2], const in
   if (!dtype_is_float(t)) t = DT_F32;
   Shape s = shape_of(4, (int64_t[]){x->shape.d[0], w->shape.d[1] * groups, out[0], out[1]});
   Node *n = node2(g, OP_CONV2D_DX, t, s, g_cast(g, x, t), g_cast(g, w, t));
-  for (int i = 0; i < 2; i++) {
-    n->p.conv.stride[i] = stride[i];
-    n->p.conv.pad[i] = pad[i];
-    n->p.conv.dil[i] = dil[i];
-  }
-  n->p.conv.groups = groups;
-  return n;
+  return conv_params(n, stride, pad, dil, groups);
 }
 
 // Linear interpolation along the first axis of t [in, M] to [in * s, M],
