@@ -84,12 +84,17 @@ int tempdir_create(char *dir, size_t n, char *err, size_t errlen) {
   if (!base || !base[0]) base = "/tmp";
   int slot = 0;
   while (slot < TEMPDIR_MAX && tempdir_used[slot]) slot++;
-  int len = snprintf(tempdir_paths[slot < TEMPDIR_MAX ? slot : 0], sizeof tempdir_paths[0], "%s/smelt-XXXXXX", base);
-  if (slot == TEMPDIR_MAX || len < 0 || (size_t)len >= sizeof tempdir_paths[0] || (size_t)len >= n) {
-    snprintf(err, errlen, slot == TEMPDIR_MAX ? "too many temporary folders at once" : "TMPDIR is too long (%s)", base);
+  if (slot == TEMPDIR_MAX) {
+    snprintf(err, errlen, "too many temporary folders at once");
     return -1;
   }
-  if (!mkdtemp(tempdir_paths[slot])) {
+  char *path = tempdir_paths[slot];
+  int len = snprintf(path, sizeof tempdir_paths[0], "%s/smelt-XXXXXX", base);
+  if (len < 0 || (size_t)len >= sizeof tempdir_paths[0] || (size_t)len >= n) {
+    snprintf(err, errlen, "TMPDIR is too long (%.200s...)", base);
+    return -1;
+  }
+  if (!mkdtemp(path)) {
     snprintf(err, errlen, "cannot create a temporary folder in '%s' (TMPDIR): %s", base, strerror(errno));
     return -1;
   }
