@@ -832,7 +832,9 @@ int codegen_host_text(const KernelPlan *const *plans, int nplans, const char *cp
                       size_t errlen);
 // The matmul tile width that suits the CPU: 32 with AVX-512, else 16.
 int codegen_tile_columns(const char *cpu);
-// Links an object into a shared library at path with the system's cc.
+// Links an object into a shared library at path with the cc found on PATH
+// (tool_path). The object is written beside path as PATH.o, a new file:
+// path must be in a private folder (tempdir_create).
 int link_shared(const Blob *object, const char *path, char *err, size_t errlen);
 
 // ---------------------------------------------------------------- host_cpu.c
@@ -879,7 +881,22 @@ int ptx_assemble(const Blob *ptx, const char *arch, Blob *cubin, char **report, 
 // Links an AMDGPU object into a code object with ld.lld. 1, 0 (no ld.lld), -1.
 int amdgpu_link(const Blob *object, Blob *hsaco, char *err, size_t errlen);
 // The path of a tool (ptxas, ld.lld-22, ...) or NULL; static storage.
+// Searches PATH's elements, then /usr/local/cuda/bin and /usr/lib/llvm-22/bin;
+// empty and relative elements of PATH are skipped (they would mean the
+// current folder).
 const char *gpu_tool_path(const char *name);
+// As gpu_tool_path, on PATH alone (cc for linking the host code).
+const char *tool_path(const char *name);
+
+// ---------------------------------------------------------------- tempdir.c
+// Private temporary folders (mkdtemp, mode 0700, under $TMPDIR or /tmp),
+// removed by tempdir_remove, at exit, and on SIGINT, SIGTERM, SIGHUP and
+// SIGQUIT (the handler removes them and re-raises the signal).
+
+// Creates a folder; dir (n bytes) receives its path. 0, or -1 with a message.
+int tempdir_create(char *dir, size_t n, char *err, size_t errlen);
+// Removes the folder made by tempdir_create and the files in it.
+void tempdir_remove(const char *dir);
 
 // ---------------------------------------------------------------- elaborate.c
 // AST to op graph: evaluates compile-time values, inlines function calls,

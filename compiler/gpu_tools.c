@@ -15,23 +15,35 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-const char *gpu_tool_path(const char *name) {
+// The first executable dir/name of the ':'-separated dirs; empty and relative
+// elements are skipped, so the current folder is never searched.
+static const char *tool_find(const char *dirs, const char *name) {
   static char found[4096];
-  const char *path = getenv("PATH");
-  char dirs[8192];
-  snprintf(dirs, sizeof dirs, "%s:/usr/local/cuda/bin:/usr/lib/llvm-22/bin", path ? path : "/usr/bin:/bin");
-  for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-    snprintf(found, sizeof found, "%s/%s", *d ? d : ".", name);
-    if (access(found, X_OK) == 0) return found;
+  for (const char *d = dirs; *d;) {
+    size_t len = strcspn(d, ":");
+    if (d[0] == '/' && snprintf(found, sizeof found, "%.*s/%s", (int)len, d, name) < (int)sizeof found &&
+        access(found, X_OK) == 0)
+      return found;
+    d += len + (d[len] == ':');
   }
   return NULL;
+}
+
+const char *tool_path(const char *name) {
+  const char *path = getenv("PATH");
+  return tool_find(path ? path : "/usr/bin:/bin", name);
+}
+
+const char *gpu_tool_path(const char *name) {
+  const char *found = tool_path(name);
+  return found ? found : tool_find("/usr/local/cuda/bin:/usr/lib/llvm-22/bin", name);
 }
 
 // Runs argv with stdout and stderr into log; the exit status, or -1.
 static int run(char *const argv[], const char *log) {
   pid_t pid = fork();
   if (pid == 0) {
-    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int fd = open(log, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
     if (fd >= 0) {
       dup2(fd, 1);
       dup2(fd, 2);
@@ -44,9 +56,14 @@ static int run(char *const argv[], const char *log) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// Writes a new file; an existing name (or a link) is an error.
 static int put(const char *path, const char *data, size_t len) {
-  FILE *f = fopen(path, "wb");
-  if (!f) return -1;
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+  if (!f) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
   int ok = fwrite(data, 1, len, f) == len;
   return fclose(f) == 0 && ok ? 0 : -1;
 }
@@ -54,28 +71,18 @@ static int put(const char *path, const char *data, size_t len) {
 static char *get(const char *path, size_t *len) { return file_read(path, len); }
 
 typedef struct {
-  char dir[64], in[96], out[96], log[96];
+  char dir[4096], in[4200], out[4200], log[4200];
 } Scratch;
 
 static int scratch_open(Scratch *s, const char *in_ext, const char *out_ext, char *err, size_t errlen) {
-  const char *tmp = getenv("TMPDIR");
-  snprintf(s->dir, sizeof s->dir, "%s/smelt-XXXXXX", tmp && strlen(tmp) < 40 ? tmp : "/tmp");
-  if (!mkdtemp(s->dir)) {
-    snprintf(err, errlen, "cannot create a temporary folder: %s", strerror(errno));
-    return -1;
-  }
+  if (tempdir_create(s->dir, sizeof s->dir, err, errlen)) return -1;
   snprintf(s->in, sizeof s->in, "%s/in.%s", s->dir, in_ext);
   snprintf(s->out, sizeof s->out, "%s/out.%s", s->dir, out_ext);
   snprintf(s->log, sizeof s->log, "%s/log", s->dir);
   return 0;
 }
 
-static void scratch_close(Scratch *s) {
-  unlink(s->in);
-  unlink(s->out);
-  unlink(s->log);
-  rmdir(s->dir);
-}
+static void scratch_close(Scratch *s) { tempdir_remove(s->dir); }
 
 // The tool's log, trimmed, for an error message.
 static void log_into(const Scratch *s, const char *what, char *err, size_t errlen) {

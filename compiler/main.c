@@ -197,6 +197,18 @@ static void options_free(Options *o) {
   free(o->files);
 }
 
+// A temporary ingot for a model file: path gets DIR/model.ingot in a new
+// private folder (tempdir.c), dir its folder. 0, or 1 after the message.
+static int temp_ingot_create(char *dir, size_t dirlen, char *path, size_t pathlen) {
+  char err[512];
+  if (tempdir_create(dir, dirlen, err, sizeof err)) {
+    fprintf(stderr, "smelt: error: %s\n", err);
+    return 1;
+  }
+  snprintf(path, pathlen, "%s/model.ingot", dir);
+  return 0;
+}
+
 // Builds a model file into the temporary ingot tmp for a run on device:
 // this CPU, and the GPU the device would take; infer_only for benchmarks.
 static int build_for_device(const char *argv0, const char *file, const Define *defs, int ndefs, int precision,
@@ -229,21 +241,24 @@ static int bench_main(Options *o, const char *argv0) {
   long long batch = o->batch;
   if (profile) return gpu_profile(file, entry ? entry : "train_step", device, runs ? runs : 20);
   entry = entry ? entry : "infer";
-  char tmp[64] = "";
+  char dir[4096] = "", tmp[4200] = "";
   if (!ends_with(file, ".ingot")) {
     if (batch) {
       char def[64];
       snprintf(def, sizeof def, "B=%lld", batch);
       add_define(o, def);
     }
-    snprintf(tmp, sizeof tmp, "/tmp/smelt-bench-%ld.ingot", (long)getpid());
-    if (build_for_device(argv0, file, o->defs, o->ndefs, o->precision, device, !strcmp(entry, "infer"), o->targets.max_memory, tmp)) return 1;
+    if (temp_ingot_create(dir, sizeof dir, tmp, sizeof tmp)) return 1;
+    if (build_for_device(argv0, file, o->defs, o->ndefs, o->precision, device, !strcmp(entry, "infer"), o->targets.max_memory, tmp)) {
+      tempdir_remove(dir);
+      return 1;
+    }
     file = tmp;
   } else if (batch || o->ndefs) {
     return bad_usage("--batch and -D size a model file; an ingot keeps the sizes it was built with (%s)", file);
   }
   rc = latency_bench(file, entry, device, threads, runs ? runs : 1000);
-  if (tmp[0]) unlink(tmp);
+  if (dir[0]) tempdir_remove(dir);
   return rc;
 }
 
@@ -254,16 +269,19 @@ static int sample_main(Options *o, const char *argv0) {
   so.threads = o->train.threads;
   so.checkpoint = o->train.checkpoint;
   const char *file = o->files[0];
-  char tmp[64] = "";
+  char dir[4096] = "", tmp[4200] = "";
   if (!ends_with(file, ".ingot")) {   // one sequence at a time: B = 1, the infer entry alone
     add_define(o, "B=1");
-    snprintf(tmp, sizeof tmp, "/tmp/smelt-sample-%ld.ingot", (long)getpid());
-    if (build_for_device(argv0, file, o->defs, o->ndefs, -1, so.device, true, o->targets.max_memory, tmp)) return 1;
+    if (temp_ingot_create(dir, sizeof dir, tmp, sizeof tmp)) return 1;
+    if (build_for_device(argv0, file, o->defs, o->ndefs, -1, so.device, true, o->targets.max_memory, tmp)) {
+      tempdir_remove(dir);
+      return 1;
+    }
     file = tmp;
   }
   so.ingot = file;
   int rc = sample_run(&so);
-  if (tmp[0]) unlink(tmp);
+  if (dir[0]) tempdir_remove(dir);
   return rc;
 }
 
@@ -450,7 +468,7 @@ static int bisect_main(Options *o, const char *argv0) {
   c.dump_after = o->dump_after;
   c.diag.color = o->color >= 0 ? o->color : c.diag.color;
   compilation_default_search(&c, argv0);
-  char tmp[64] = "";
+  char dir[4096] = "", tmp[4200] = "";
   const char *ingot = file, *source = file;
   BisectOptions b = {o->train.split, o->train.device, o->targets.fusion, o->targets.remat, 1, 0};
   smelt_ingot *ig = NULL;
@@ -485,7 +503,7 @@ static int bisect_main(Options *o, const char *argv0) {
   if (c.diag.errors == 0) {
     if (!b.entry) b.entry = m->train ? "train_step" : "infer";
     if (!ig) {
-      snprintf(tmp, sizeof tmp, "/tmp/smelt-bisect-%ld.ingot", (long)getpid());
+      if (temp_ingot_create(dir, sizeof dir, tmp, sizeof tmp)) goto out;
       BuildTargets t = o->targets;
       char arch[32];
       if (!t.ngpus && strcmp(b.device, "cpu") && device_gpu_target(b.device, arch, sizeof arch) && gpu_target_known(arch))
@@ -497,7 +515,7 @@ static int bisect_main(Options *o, const char *argv0) {
   }
 out:
   if (c.diag.errors) fprintf(stderr, "%d error%s\n", c.diag.errors, c.diag.errors == 1 ? "" : "s");
-  if (tmp[0]) unlink(tmp);
+  if (dir[0]) tempdir_remove(dir);
   smelt_ingot_close(ig);
   compilation_free(&c);
   return rc ? 1 : 0;
@@ -512,9 +530,9 @@ static int train_or_eval(Options *o, const char *argv0) {
   const char *file = o->files[0];
   size_t n = strlen(file);
   bool is_ingot = n > 6 && !strcmp(file + n - 6, ".ingot");
-  char tmp[64] = "";
+  char dir[4096] = "", tmp[4200] = "";
   if (!is_ingot) {
-    snprintf(tmp, sizeof tmp, "/tmp/smelt-%ld.ingot", (long)getpid());
+    if (temp_ingot_create(dir, sizeof dir, tmp, sizeof tmp)) return 1;
     Compilation c;
     compilation_init(&c, stderr);
     c.precision = o->precision;
@@ -536,7 +554,10 @@ static int train_or_eval(Options *o, const char *argv0) {
     }
     if (errors) fprintf(stderr, "%d error%s\n", c.diag.errors, c.diag.errors == 1 ? "" : "s");
     compilation_free(&c);
-    if (errors) return 1;
+    if (errors) {
+      tempdir_remove(dir);
+      return 1;
+    }
     o->train.ingot = tmp;
   } else {
     o->train.ingot = file;
@@ -544,7 +565,7 @@ static int train_or_eval(Options *o, const char *argv0) {
   int rc = !strcmp(o->command, "train") ? train_run(&o->train)
            : !strcmp(o->command, "eval") ? eval_run(&o->train)
            : run_main(&o->train, o->inputs, o->outputs);
-  if (tmp[0]) unlink(tmp);
+  if (dir[0]) tempdir_remove(dir);
   return rc;
 }
 

@@ -282,12 +282,15 @@ static int codegen(Build *b, const KernelPlan *const *plans, int n, const BuildT
     }
   }
   if (rc == 0) {
-    char so[64];
-    snprintf(so, sizeof so, "/tmp/smelt-build-%ld.so", (long)getpid());
-    rc = link_shared(&obj, so, err, errlen);
-    b->host.data = rc == 0 ? file_read(so, &b->host.len) : NULL;
-    unlink(so);
-    if (rc == 0 && !b->host.data) rc = -1, snprintf(err, errlen, "cannot read the linked code back");
+    char dir[4096], so[4200];
+    rc = tempdir_create(dir, sizeof dir, err, errlen);
+    if (rc == 0) {
+      snprintf(so, sizeof so, "%s/host.so", dir);
+      rc = link_shared(&obj, so, err, errlen);
+      b->host.data = rc == 0 ? file_read(so, &b->host.len) : NULL;
+      tempdir_remove(dir);
+      if (rc == 0 && !b->host.data) rc = -1, snprintf(err, errlen, "cannot read the linked code back");
+    }
   }
   free(obj.data);
   return rc;

@@ -433,10 +433,35 @@ void *gpu_library_symbol(const GpuDriver *t, const char *name, const char *fallb
   return p;
 }
 
+// The first element of the loader's search path ld_path (LD_LIBRARY_PATH,
+// elements separated by ':' or ';') that is empty or relative, in elem; false
+// when every element is absolute. The loader reads an empty element as the
+// current folder, so with one a library planted there (or any library the
+// GPU library needs) would be loaded.
+bool gpu_search_path_unsafe(const char *ld_path, char *elem, size_t n) {
+  for (const char *p = ld_path; p;) {
+    size_t len = strcspn(p, ":;");
+    if (len == 0 || p[0] != '/') {
+      snprintf(elem, n, "%.*s", (int)len, p);
+      return true;
+    }
+    p = p[len] ? p + len + 1 : NULL;
+  }
+  return false;
+}
+
 // Loads the library: the path in t->library_env when it is set, else the
-// first of t->libraries that loads.
+// first of t->libraries that loads, by the loader's rules. Refused while
+// LD_LIBRARY_PATH has an empty or relative element (gpu_search_path_unsafe).
 static smelt_status gpu_library_open(GpuDriver *t) {
-  const char *path = getenv(t->library_env);
+  const char *path = getenv(t->library_env), *ld_path = getenv("LD_LIBRARY_PATH");
+  char elem[256];
+  if (ld_path && gpu_search_path_unsafe(ld_path, elem, sizeof elem))
+    return rt_fail(SMELT_ERR_NO_DEVICE,
+                   "no %s %s: LD_LIBRARY_PATH has %s%s%s%s, which makes the loader search the current folder; smelt "
+                   "loads no GPU library then (remove it, or give absolute folders only)",
+                   t->vendor, t->library, elem[0] ? "the relative element '" : "an empty element", elem, elem[0] ? "'" : "",
+                   elem[0] ? "" : " (a leading, trailing or doubled ':')");
   int flags = RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE;
   if (path && path[0]) t->lib = dlopen(path, flags);
   for (int i = 0; !(path && path[0]) && t->libraries[i] && !t->lib; i++) t->lib = dlopen(t->libraries[i], flags);

@@ -103,6 +103,9 @@ smelt_status gpu_device_new(const GpuDriver *t, size_t size, int ordinal, Device
 // The entry point name of t->lib, else fallback (when non-NULL); NULL, after
 // rt_fail with SMELT_ERR_NO_DEVICE, when it has neither.
 void *gpu_library_symbol(const GpuDriver *t, const char *name, const char *fallback);
+// True when the loader search path ld_path has an empty or relative element
+// (the first one in elem): GPU libraries are not loaded then.
+bool gpu_search_path_unsafe(const char *ld_path, char *elem, size_t n);
 
 // Binds field (an entry point of the vendor's struct v) to name, else to
 // fallback; returns from the enclosing bind hook when it is missing.

@@ -6,32 +6,121 @@
 
 #include "safetensors.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TENSORFILE_MAGIC 0x46544d53u   // "SMTF"
 
+// ---- saving: a temporary beside the target, renamed over it
+//
+// The temporary is PATH.tmp-PID-RANDOM (PID in decimal, RANDOM 12 lowercase
+// hex digits from getrandom), created with O_CREAT|O_EXCL|O_NOFOLLOW, so a
+// file or link planted at any name is never opened, let alone followed. A
+// save killed before its rename leaves its temporary behind; the next save of
+// the same PATH removes those of PATH (and the PATH.tmpPID of older
+// versions) that are plain files owned by this user whose process is no
+// longer running.
+
+// The folder of path ("." for a bare name), in dir.
+static void path_folder(const char *path, char *dir, size_t n) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) snprintf(dir, n, ".");
+  else if (slash == path) snprintf(dir, n, "/");
+  else snprintf(dir, n, "%.*s", (int)(slash - path), path);
+}
+
+// The pid in the temporary name of base (BASE.tmp-PID-HEX12 or BASE.tmpPID),
+// or 0 when name is not one.
+static long stale_temp_pid(const char *name, const char *base) {
+  size_t bl = strlen(base);
+  if (strncmp(name, base, bl) || strncmp(name + bl, ".tmp", 4)) return 0;
+  const char *p = name + bl + 4;
+  bool current = *p == '-';
+  p += current;
+  long pid = 0;
+  const char *digits = p;
+  while (*p >= '0' && *p <= '9' && p - digits < 10) pid = pid * 10 + (*p++ - '0');
+  if (p == digits) return 0;
+  if (!current) return *p ? 0 : pid;
+  if (*p++ != '-') return 0;
+  for (int i = 0; i < 12; i++, p++)
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
+  return *p ? 0 : pid;
+}
+
+// Removes the temporaries of path left by saves that were killed.
+static void stale_temps_remove(const char *path) {
+  char dir[4096];
+  path_folder(path, dir, sizeof dir);
+  const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+  DIR *d = opendir(dir);
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d));) {
+    long pid = stale_temp_pid(e->d_name, base);
+    struct stat st;
+    if (pid <= 0 || pid == (long)getpid() || (kill((pid_t)pid, 0) == 0 || errno != ESRCH)) continue;
+    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid())
+      unlinkat(dirfd(d), e->d_name, 0);
+  }
+  closedir(d);
+}
+
 FILE *atomic_open(const char *path, char **tmp, char *err, size_t errlen) {
-  size_t n = strlen(path) + 24;
+  size_t n = strlen(path) + 40;
   *tmp = malloc(n);
   if (!*tmp) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  snprintf(*tmp, n, "%s.tmp%ld", path, (long)getpid());
-  FILE *f = fopen(*tmp, "wb");
+  stale_temps_remove(path);
+  int fd = -1;
+  for (int attempt = 0; fd < 0 && attempt < 16; attempt++) {
+    unsigned char r[6];
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+      struct timespec ts;
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      uint64_t x = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)attempt << 48;
+      memcpy(r, &x, sizeof r);
+    }
+    snprintf(*tmp, n, "%s.tmp-%ld-%02x%02x%02x%02x%02x%02x", path, (long)getpid(), r[0], r[1], r[2], r[3], r[4], r[5]);
+    fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
   if (!f) {
     snprintf(err, errlen, "cannot write '%s': %s", *tmp, strerror(errno));
+    if (fd >= 0) {
+      close(fd);
+      unlink(*tmp);
+    }
     free(*tmp);
     *tmp = NULL;
   }
   return f;
 }
 
+// fsync of path's folder, so that the rename itself survives a crash.
+// Filesystems that cannot sync a folder (EINVAL) are taken as done.
+static int folder_sync(const char *path) {
+  char dir[4096];
+  path_folder(path, dir, sizeof dir);
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc = fsync(fd) == 0 || errno == EINVAL ? 0 : -1;
+  close(fd);
+  return rc;
+}
+
 int atomic_commit(FILE *f, char *tmp, const char *path, bool ok, char *err, size_t errlen) {
+  errno = 0;
   ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
   ok = fclose(f) == 0 && ok;
   if (!ok || rename(tmp, path) != 0) {
@@ -41,6 +130,10 @@ int atomic_commit(FILE *f, char *tmp, const char *path, bool ok, char *err, size
     return -1;
   }
   free(tmp);
+  if (folder_sync(path) != 0) {
+    snprintf(err, errlen, "'%s' was written but its folder could not be synced: %s", path, strerror(errno));
+    return -1;
+  }
   return 0;
 }
 

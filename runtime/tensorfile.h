@@ -22,8 +22,12 @@
 
 // A file written so that readers see the old one or the new one: atomic_open
 // creates a temporary file next to path (*tmp, owned); write to it, then
-// atomic_commit flushes it to disk and renames it over path (or removes it
-// when ok is false or anything fails). Both: NULL or -1 with a message in err.
+// atomic_commit flushes it to disk, renames it over path and syncs the
+// folder (or removes it when ok is false or anything fails). Both: NULL or -1
+// with a message in err. The temporary is PATH.tmp-PID-RANDOM, a new file
+// (O_EXCL|O_NOFOLLOW, 0666 less the umask); atomic_open first removes the
+// temporaries of path that killed saves left (plain files of this user whose
+// process is gone).
 FILE *atomic_open(const char *path, char **tmp, char *err, size_t errlen);
 int atomic_commit(FILE *f, char *tmp, const char *path, bool ok, char *err, size_t errlen);
 

@@ -8,6 +8,7 @@
 #include "codegen.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <llvm-c/Target.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,23 +264,33 @@ int codegen_tile_columns(const char *cpu) {
 }
 
 int link_shared(const Blob *object, const char *path, char *err, size_t errlen) {
+  const char *cc = tool_path("cc");
+  if (!cc) {
+    snprintf(err, errlen, "linking the host code needs cc, which is not on PATH");
+    return -1;
+  }
+  char tool[4096];
+  snprintf(tool, sizeof tool, "%s", cc);
   size_t n = strlen(path) + 8;
   char *obj = xmalloc(n);
   snprintf(obj, n, "%s.o", path);
-  FILE *f = fopen(obj, "wb");
+  int fd = open(obj, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
   if (!f || fwrite(object->data, 1, object->len, f) != object->len || fclose(f) != 0) {
     snprintf(err, errlen, "cannot write '%s': %s", obj, strerror(errno));
+    if (!f && fd >= 0) close(fd);
+    if (fd >= 0) unlink(obj);
     free(obj);
     return -1;
   }
   pid_t pid = fork();
   if (pid == 0) {
-    execlp("cc", "cc", "-shared", "-o", path, obj, "-lm", (char *)NULL);
+    execl(tool, "cc", "-shared", "-o", path, obj, "-lm", (char *)NULL);
     _exit(127);
   }
   int status = 0;
   if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    snprintf(err, errlen, "linking '%s' with cc failed (status %d)", path, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    snprintf(err, errlen, "linking '%s' with %s failed (status %d)", path, tool, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     unlink(obj);
     free(obj);
     return -1;

@@ -1,0 +1,112 @@
+// tempdir.c: private temporary folders for build objects and temporary
+// ingots, removed on every way out.
+//
+// A predictable name in a shared /tmp can be planted by another user before
+// smelt writes it, so every temporary file lives in a folder made by
+// mkdtemp (mode 0700) under $TMPDIR, or /tmp when TMPDIR is unset or empty.
+// The folders are registered: tempdir_remove removes one, an atexit hook the
+// rest at exit, and a handler for SIGINT, SIGTERM, SIGHUP and SIGQUIT removes
+// them all and raises the signal again with its default action. The handler
+// uses only system calls (getdents64, unlinkat, rmdir), which are safe in a
+// signal handler; a folder holds plain files only.
+#define _GNU_SOURCE   // syscall, getdents64
+#include "compiler.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+enum { TEMPDIR_MAX = 8 };
+
+static char tempdir_paths[TEMPDIR_MAX][4096];
+static volatile sig_atomic_t tempdir_used[TEMPDIR_MAX];   // 1 while tempdir_paths[i] is a live folder
+static pid_t tempdir_owner;                                // the process that made them; a forked child leaves them alone
+
+// Removes every entry of the folder dir, then the folder: system calls only.
+static void tempdir_clear(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) {
+    char buf[4096];
+    long n;
+    while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+      for (long at = 0; at < n;) {
+        struct dirent64 *e = (struct dirent64 *)(buf + at);
+        at += e->d_reclen;
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlinkat(fd, e->d_name, 0);
+      }
+    }
+    close(fd);
+  }
+  rmdir(dir);
+}
+
+static void tempdir_clear_all(void) {
+  if (getpid() != tempdir_owner) return;
+  for (int i = 0; i < TEMPDIR_MAX; i++)
+    if (tempdir_used[i]) {
+      tempdir_clear(tempdir_paths[i]);
+      tempdir_used[i] = 0;
+    }
+}
+
+static void tempdir_on_signal(int sig) {
+  int saved = errno;
+  tempdir_clear_all();
+  signal(sig, SIG_DFL);
+  raise(sig);
+  errno = saved;
+}
+
+// Installs the exit hook and the signal handlers once; a signal the caller
+// ignores (nohup's SIGHUP) stays ignored.
+static void tempdir_hooks_install(void) {
+  static bool installed;
+  if (installed) return;
+  installed = true;
+  tempdir_owner = getpid();
+  atexit(tempdir_clear_all);
+  static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+    struct sigaction old, sa = {.sa_handler = tempdir_on_signal};
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL) sigaction(sigs[i], &sa, NULL);
+  }
+}
+
+int tempdir_create(char *dir, size_t n, char *err, size_t errlen) {
+  tempdir_hooks_install();
+  const char *base = getenv("TMPDIR");
+  if (!base || !base[0]) base = "/tmp";
+  int slot = 0;
+  while (slot < TEMPDIR_MAX && tempdir_used[slot]) slot++;
+  if (slot == TEMPDIR_MAX) {
+    snprintf(err, errlen, "too many temporary folders at once");
+    return -1;
+  }
+  char *path = tempdir_paths[slot];
+  int len = snprintf(path, sizeof tempdir_paths[0], "%s/smelt-XXXXXX", base);
+  if (len < 0 || (size_t)len >= sizeof tempdir_paths[0] || (size_t)len >= n) {
+    snprintf(err, errlen, "TMPDIR is too long (%.200s...)", base);
+    return -1;
+  }
+  if (!mkdtemp(path)) {
+    snprintf(err, errlen, "cannot create a temporary folder in '%s' (TMPDIR): %s", base, strerror(errno));
+    return -1;
+  }
+  tempdir_used[slot] = 1;
+  memcpy(dir, tempdir_paths[slot], (size_t)len + 1);
+  return 0;
+}
+
+void tempdir_remove(const char *dir) {
+  for (int i = 0; i < TEMPDIR_MAX; i++)
+    if (tempdir_used[i] && !strcmp(tempdir_paths[i], dir)) {
+      tempdir_used[i] = 0;
+      tempdir_clear(tempdir_paths[i]);
+    }
+}
