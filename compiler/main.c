@@ -83,7 +83,7 @@ static const OptSpec specs[] = {
     {"steps", 0, OPT_INT, "train", "N", "override the train block's length in steps", 1, BIG, NULL},
     {"device", 0, OPT_STRING, "train eval run bisect sample bench", "D",
      "auto (default: CUDA, else HIP, else the CPU), cpu, cuda[:N], hip[:N]", 0, 0, NULL},
-    {"threads", 0, OPT_INT, "train eval run sample bench", "N", "CPU threads (default: one per core)", 1, 4096, NULL},
+    {"threads", 0, OPT_INT, "train eval run sample bench", "N", "CPU threads, at most 256 (default: one per core)", 1, 256, NULL},
     {"checkpoint", 0, OPT_STRING, "train eval run sample", "PATH",
      "train: save here; eval, run, sample: load trained weights from here", 0, 0, NULL},
     {"checkpoint-every", 0, OPT_INT, "train", "N", "save every N steps (default: the train block's)", 1, BIG, NULL},

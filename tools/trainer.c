@@ -121,6 +121,9 @@ static int split_open(const smelt_ingot *ig, const char *split, const char *entr
     if (s->ninputs == 2) window = sp->ins[0]->ndim >= 2 ? sp->ins[0]->dims[1] : 1;
   }
   sp->batch = sp->ins[0]->ndim ? sp->ins[0]->dims[0] : 1;
+  if (sp->batch < 1)   // the compiler refuses it; an ingot from elsewhere may not
+    return snprintf(err, errlen, "input '%s' has a batch of %lld; it must be at least 1", sp->names[0],
+                    (long long)sp->batch), -1;
   for (int k = 0; k < sp->nouts; k++) {
     int64_t per = (int64_t)(sp->ins[k]->bytes / (uint64_t)dtype_size(sp->ins[k]->dtype)) / sp->batch;
     int64_t have = window ? window : sp->sets[k].sample_size;
