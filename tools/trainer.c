@@ -124,7 +124,7 @@ static int check_values(const Dataset *d, uint32_t dtype, const char *input, cha
       return snprintf(err, errlen, "input '%s': sample %lld holds %g, not a finite number", input,
                       (long long)(i / (d->sample_size ? d->sample_size : 1)), v), -1;
     if (integral && (v != floorf(v) || v < lo || v > hi))
-      return snprintf(err, errlen, "input '%s' is %s, but sample %lld holds %.9g (%s takes whole numbers from %.0f to %.0f)",
+      return snprintf(err, errlen, "input '%s' is %s, but sample %lld holds %.10g (%s takes whole numbers from %.0f to %.0f)",
                       input, dtype_name(dtype), (long long)(i / (d->sample_size ? d->sample_size : 1)), v,
                       dtype_name(dtype), lo, hi), -1;
   }
