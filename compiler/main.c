@@ -21,6 +21,7 @@
 #include "options.h"
 #include "tools.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -152,8 +153,9 @@ static bool add_define(Options *o, const char *arg) {
   const char *eq = strchr(arg, '=');
   if (!eq || eq == arg || o->ndefs == 32) return false;
   char *end;
+  errno = 0;
   long long v = strtoll(eq + 1, &end, 10);
-  if (*end || end == eq + 1) return false;
+  if (*end || end == eq + 1 || errno == ERANGE) return false;   // beyond 2^63 - 1 was taken as 2^63 - 1
   char *name = xmalloc((size_t)(eq - arg) + 1);
   memcpy(name, arg, (size_t)(eq - arg));
   name[eq - arg] = '\0';
