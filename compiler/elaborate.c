@@ -1213,7 +1213,13 @@ static void eval_type(Ctx *x, const Ast *type, DType *dt, Shape *s) {
   for (int i = 0; i < type->list.n; i++) {
     const Ast *dn = type->list.items[i];
     s->d[i] = want_int(e, dn, eval(x, dn), "a dimension");
-    if (s->d[i] < 0) fail(e, dn->span, "a dimension cannot be negative (%lld)", (long long)s->d[i]);
+    // A zero-size input, parameter or buffer has no elements to learn from or
+    // batch over (a batch of 0 divides by zero in the trainer), so refuse it here.
+    if (s->d[i] < 1) {
+      if (dn->kind == N_NAME)
+        fail(e, dn->span, "a dimension must be at least 1, but '%s' is %lld", dn->name, (long long)s->d[i]);
+      fail(e, dn->span, "a dimension must be at least 1, not %lld", (long long)s->d[i]);
+    }
   }
 }
 

@@ -21,6 +21,7 @@
 #include "options.h"
 #include "tools.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -83,7 +84,7 @@ static const OptSpec specs[] = {
     {"steps", 0, OPT_INT, "train", "N", "override the train block's length in steps", 1, BIG, NULL},
     {"device", 0, OPT_STRING, "train eval run bisect sample bench", "D",
      "auto (default: CUDA, else HIP, else the CPU), cpu, cuda[:N], hip[:N]", 0, 0, NULL},
-    {"threads", 0, OPT_INT, "train eval run sample bench", "N", "CPU threads (default: one per core)", 1, 4096, NULL},
+    {"threads", 0, OPT_INT, "train eval run sample bench", "N", "CPU threads, at most 256 (default: one per core)", 1, 256, NULL},
     {"checkpoint", 0, OPT_STRING, "train eval run sample", "PATH",
      "train: save here; eval, run, sample: load trained weights from here", 0, 0, NULL},
     {"checkpoint-every", 0, OPT_INT, "train", "N", "save every N steps (default: the train block's)", 1, BIG, NULL},
@@ -152,8 +153,9 @@ static bool add_define(Options *o, const char *arg) {
   const char *eq = strchr(arg, '=');
   if (!eq || eq == arg || o->ndefs == 32) return false;
   char *end;
+  errno = 0;
   long long v = strtoll(eq + 1, &end, 10);
-  if (*end || end == eq + 1) return false;
+  if (*end || end == eq + 1 || errno == ERANGE) return false;   // beyond 2^63 - 1 was taken as 2^63 - 1
   char *name = xmalloc((size_t)(eq - arg) + 1);
   memcpy(name, arg, (size_t)(eq - arg));
   name[eq - arg] = '\0';

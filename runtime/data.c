@@ -21,6 +21,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -113,13 +114,26 @@ static int read_full(int fd, void *buf, size_t n, size_t *got) {
 static int reader_open(Reader *r, const char *path, bool sniff_gzip, char *err, size_t errlen) {
   memset(r, 0, sizeof *r);
   r->path = path;
-  r->fd = open(path, O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever
+  r->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (r->fd < 0) return fail(err, errlen, "cannot read '%s': %s", path, strerror(errno));
   struct stat st;
-  if (fstat(r->fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+  if (fstat(r->fd, &st) != 0) {
+    int e = errno;
+    close(r->fd);
+    return fail(err, errlen, "cannot read '%s': %s", path, strerror(e));
+  }
+  if (S_ISDIR(st.st_mode)) {
     close(r->fd);
     return fail(err, errlen, "cannot read '%s': %s", path, strerror(EISDIR));
   }
+  // a FIFO, socket or device may never end (/dev/zero): data is read from files only
+  if (!S_ISREG(st.st_mode)) {
+    close(r->fd);
+    return fail(err, errlen, "cannot read '%s': it is not a regular file (a pipe, socket or device)", path);
+  }
+  int flags = fcntl(r->fd, F_GETFL);
+  if (flags >= 0) fcntl(r->fd, F_SETFL, flags & ~O_NONBLOCK);
   if (!sniff_gzip) return 0;
   size_t got;
   if (read_full(r->fd, r->head, 2, &got)) {
@@ -269,7 +283,10 @@ static uint64_t load_be(const unsigned char *p, int size) {
 }
 
 // dst[i] = scale * element i of src (count big-endian elements of type).
-static void idx_convert(int type, const unsigned char *src, size_t count, double scale, float *dst) {
+// Returns the index of the first value that is not a finite f32 (a NaN in the
+// file, or one too large), or -1.
+static int64_t idx_convert(int type, const unsigned char *src, size_t count, double scale, float *dst) {
+  int64_t bad = -1;
   int size = idx_elem_size(type);
   for (size_t i = 0; i < count; i++) {
     uint64_t u = load_be(src + i * (size_t)size, size);
@@ -288,8 +305,11 @@ static void idx_convert(int type, const unsigned char *src, size_t count, double
     }
     default: memcpy(&v, &u, sizeof v); break;
     }
-    dst[i] = (float)(v * scale);
+    double scaled = v * scale;
+    if (bad < 0 && !(fabs(scaled) <= FLT_MAX)) bad = (int64_t)i;
+    dst[i] = bad < 0 ? (float)scaled : 0;
   }
+  return bad;
 }
 
 int data_load_idx(const char *path, double scale, Dataset *out, char *err, size_t errlen) {
@@ -349,7 +369,12 @@ int data_load_idx(const char *path, double scale, Dataset *out, char *err, size_
            path, (long long)total, (long long)(total * size), (long long)(done * size + got));
       goto fail;
     }
-    idx_convert(type, chunk, count, scale, values + done);
+    int64_t bad = idx_convert(type, chunk, count, scale, values + done);
+    if (bad >= 0) {
+      fail(err, errlen, "'%s' value %lld is not a finite f32 (NaN, infinite or too large)", path,
+           (long long)(done + bad));
+      goto fail;
+    }
     done += (int64_t)count;
   }
   got = reader_read(&r, chunk, 1, err, errlen);
@@ -397,34 +422,66 @@ static int floatvec_push(FloatVec *fv, float x) {
 
 static bool is_blank(char c) { return c == ' ' || c == '\t'; }
 
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// The length of the decimal number at p ([+-] digits [. digits] [e [+-] digits],
+// digits on at least one side of the dot), or 0. strtod alone also takes
+// "nan", "inf" and hex ("0x10"), which no data file means as numbers.
+static size_t decimal_length(const char *p) {
+  const char *q = p;
+  if (*q == '+' || *q == '-') q++;
+  const char *digits = q;
+  while (is_digit(*q)) q++;
+  bool before = q > digits;
+  if (*q == '.') {
+    q++;
+    const char *frac = q;
+    while (is_digit(*q)) q++;
+    if (!before && q == frac) return 0;
+  } else if (!before) {
+    return 0;
+  }
+  if (*q == 'e' || *q == 'E') {
+    const char *e = q++;
+    if (*q == '+' || *q == '-') q++;
+    const char *exp = q;
+    while (is_digit(*q)) q++;
+    if (q == exp) q = e;   // "1e" is not a number; csv_parse_line then refuses the 'e'
+  }
+  return (size_t)(q - p);
+}
+
 // Parses the comma-separated numbers of line (NUL-terminated) onto fv. Returns
 // the field count; or -1 when field *bad (1-based, text at *text, *textlen) is
-// not a number; or -2/-3 when fv cannot grow (too large / out of memory).
+// not a number; or -2/-3 when fv cannot grow (too large / out of memory); or
+// -4 when field *bad is a number beyond f32's range (1e999). *numbers counts
+// the fields that were numbers.
 static int64_t csv_parse_line(char *line, double scale, FloatVec *fv, int64_t *bad,
-                              const char **text, int *textlen) {
-  int64_t fields = 0;
+                              const char **text, int *textlen, int64_t *numbers) {
+  int64_t fields = 0, rc = 0;
+  *numbers = 0;
   char *p = line;
   for (;;) {
     char *start = p, *end = strchr(p, ',');
     if (!end) end = p + strlen(p);
     fields++;
     while (is_blank(*p)) p++;
-    char *num_end;
-    double v = p < end ? strtod(p, &num_end) : 0;
-    if (p < end) {
-      while (num_end < end && is_blank(*num_end)) num_end++;
-    } else {
-      num_end = p;
-    }
-    if (p == end || num_end != end) {
+    char *num_end = p + (p < end ? decimal_length(p) : 0);
+    double v = num_end > p ? strtod(p, NULL) * scale : 0;
+    bool number = num_end > p;
+    while (num_end < end && is_blank(*num_end)) num_end++;
+    if (number && num_end == end) (*numbers)++;
+    if (rc == 0 && (!number || num_end != end || !(fabs(v) <= FLT_MAX))) {
       *bad = fields;
       *text = start;
       *textlen = (int)(end - start < 40 ? end - start : 40);
-      return -1;
+      rc = number && num_end == end ? -4 : -1;
     }
-    int rc = floatvec_push(fv, (float)(v * scale));
-    if (rc) return rc - 1;
-    if (!*end) return fields;
+    if (rc == 0) {
+      int grown = floatvec_push(fv, (float)v);
+      if (grown) return grown - 1;
+    }
+    if (!*end) return rc ? rc : fields;
     p = end + 1;
   }
 }
@@ -455,14 +512,21 @@ int data_load_csv(const char *path, double scale, Dataset *out, char *err, size_
       p = next;
       continue;
     }
-    int64_t mark = fv.n, bad = 0;
+    if (line == 1 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB && (unsigned char)p[2] == 0xBF)
+      p += 3;   // a UTF-8 byte order mark
+    int64_t mark = fv.n, bad = 0, numbers;
     const char *field;
     int fieldlen;
-    int64_t k = csv_parse_line(p, scale, &fv, &bad, &field, &fieldlen);
-    if (k == -1 && !seen_line) {
-      fv.n = mark;   // the first line is a header
+    int64_t k = csv_parse_line(p, scale, &fv, &bad, &field, &fieldlen, &numbers);
+    if (k == -1 && !seen_line && numbers == 0) {
+      fv.n = mark;   // the first line, with no field a number, is a header of names
     } else if (k == -1) {
-      fail(err, errlen, "'%s' line %lld, field %lld: '%.*s' is not a number", path,
+      fail(err, errlen, "'%s' line %lld, field %lld: '%.*s' is not a number%s", path,
+           (long long)line, (long long)bad, fieldlen, field,
+           seen_line ? "" : " (a header line holds only names, no numbers)");
+      goto fail;
+    } else if (k == -4) {
+      fail(err, errlen, "'%s' line %lld, field %lld: '%.*s' is beyond f32's range", path,
            (long long)line, (long long)bad, fieldlen, field);
       goto fail;
     } else if (k == -2) {

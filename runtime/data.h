@@ -28,8 +28,11 @@ typedef struct {
 int data_load_idx(const char *path, double scale, Dataset *out, char *err, size_t errlen);
 
 // A CSV file of numbers: one sample per line, the same number of fields on
-// every line; a first line that does not parse as numbers is a header and is
-// skipped. Values are multiplied by scale.
+// every line; every field a finite decimal number (no nan, inf or hex), within
+// f32's range after scaling. A first line none of whose fields is a number is
+// a header and is skipped; a UTF-8 byte order mark is skipped. Values are
+// multiplied by scale. Every loader reads regular files only (no FIFOs or
+// devices) and refuses a NaN or infinite value.
 int data_load_csv(const char *path, double scale, Dataset *out, char *err, size_t errlen);
 
 // Token sequences: a raw file of little-endian u16 or u32 tokens (bytes_per_token

@@ -326,9 +326,9 @@ TEST(data, csv_errors, .init = scratch_make, .fini = scratch_remove) {
   write_text(at("bad.csv"), "1,2\n3,4\n5,x6\n");
   snprintf(want, sizeof want, "'%s' line 3, field 2: 'x6' is not a number", at("bad.csv"));
   expect_error(data_load_csv(at("bad.csv"), 1, &d, err, sizeof err), err, want);
-  write_text(at("empty.csv"), "1,\n");
+  write_text(at("empty.csv"), "1,\n");   // a number in it: not a header
   expect_error(data_load_csv(at("empty.csv"), 1, &d, err, sizeof err), err,
-               "holds no rows of numbers");
+               "line 1, field 2: '' is not a number (a header line holds only names, no numbers)");
   write_text(at("gap.csv"), "1,2\n3,,4\n");
   expect_error(data_load_csv(at("gap.csv"), 1, &d, err, sizeof err), err,
                "line 2, field 2: '' is not a number");
@@ -338,6 +338,89 @@ TEST(data, csv_errors, .init = scratch_make, .fini = scratch_remove) {
   snprintf(want, sizeof want, "cannot read '%s': No such file or directory", at("none.csv"));
   expect_error(data_load_csv(at("none.csv"), 1, &d, err, sizeof err), err, want);
   cr_expect_null(d.values);
+}
+
+// strtod also reads "nan", "inf", hex and overflows; none of them is data.
+TEST(data, csv_values_are_finite_decimal_numbers, .init = scratch_make, .fini = scratch_remove) {
+  static const struct { const char *value, *why; } cases[] = {
+      {"nan", "is not a number"}, {"NaN", "is not a number"}, {"inf", "is not a number"},
+      {"-infinity", "is not a number"}, {"0x10", "is not a number"}, {"1e", "is not a number"},
+      {"1e999", "is beyond f32's range"}, {"-3.5e38", "is beyond f32's range"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char text[128], want[512], err[512] = "";
+    snprintf(text, sizeof text, "x,y\n1,2\n3,%s\n", cases[i].value);
+    write_text(at("v.csv"), text);
+    Dataset d;
+    snprintf(want, sizeof want, "'%s' line 3, field 2: '%s' %s", at("v.csv"), cases[i].value, cases[i].why);
+    expect_error(data_load_csv(at("v.csv"), 1, &d, err, sizeof err), err, want);
+  }
+  // what is a number still is one, also with the scale taking it near the edge
+  write_text(at("ok.csv"), "-.5,+2.,3e38,1E-3\n");
+  Dataset d;
+  char err[512] = "";
+  cr_assert_eq(data_load_csv(at("ok.csv"), 1, &d, err, sizeof err), 0, "%s", err);
+  cr_expect_float_eq(d.values[0], -0.5f, 0);
+  cr_expect_float_eq(d.values[1], 2.0f, 0);
+  cr_expect_float_eq(d.values[2], 3e38f, 0);
+  cr_expect_float_eq(d.values[3], 1e-3f, 0);
+  data_free(&d);
+  expect_error(data_load_csv(at("ok.csv"), 10, &d, err, sizeof err), err, "field 3: '3e38' is beyond f32's range");
+}
+
+// A header holds names only: a first line with a typo in a number is an error,
+// not a header dropped without a word; a UTF-8 byte order mark is skipped.
+TEST(data, csv_header_rule_and_bom, .init = scratch_make, .fini = scratch_remove) {
+  Dataset d;
+  char err[512] = "", want[512];
+  write_text(at("typo.csv"), "0.5,O.3\n1,2\n");
+  snprintf(want, sizeof want, "'%s' line 1, field 2: 'O.3' is not a number (a header line holds only names", at("typo.csv"));
+  expect_error(data_load_csv(at("typo.csv"), 1, &d, err, sizeof err), err, want);
+  write_text(at("bom.csv"), "\xEF\xBB\xBF" "1,2\n3,4\n");
+  cr_assert_eq(data_load_csv(at("bom.csv"), 1, &d, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(d.n, 2);
+  cr_expect_float_eq(d.values[0], 1, 0);
+  data_free(&d);
+  write_text(at("bomh.csv"), "\xEF\xBB\xBF" "a,b\n3,4\n");
+  cr_assert_eq(data_load_csv(at("bomh.csv"), 1, &d, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(d.n, 1);
+  cr_expect_float_eq(d.values[0], 3, 0);
+  data_free(&d);
+}
+
+// A FIFO would block forever and /dev/zero never ends: only regular files are data.
+TEST(data, pipes_and_devices_are_refused, .init = scratch_make, .fini = scratch_remove) {
+  Dataset d;
+  char err[512] = "", want[512];
+  cr_assert_eq(mkfifo(at("fifo"), 0600), 0);
+  snprintf(want, sizeof want, "cannot read '%s': it is not a regular file", at("fifo"));
+  expect_error(data_load_csv(at("fifo"), 1, &d, err, sizeof err), err, want);
+  expect_error(data_load_idx(at("fifo"), 1, &d, err, sizeof err), err, want);
+  expect_error(data_load_csv("/dev/zero", 1, &d, err, sizeof err), err,
+               "cannot read '/dev/zero': it is not a regular file");
+  expect_error(data_load_text("/dev/zero", 0, 1, &d, err, sizeof err), err, "it is not a regular file");
+}
+
+TEST(data, idx_floats_must_be_finite, .init = scratch_make, .fini = scratch_remove) {
+  float f[3] = {1, NAN, 2};
+  unsigned char data[12];
+  for (int i = 0; i < 3; i++) {
+    uint32_t u;
+    memcpy(&u, &f[i], 4);
+    put_be(data + 4 * i, u, 4);
+  }
+  write_idx(at("nan"), 0x0D, 1, (uint32_t[]){3}, data, sizeof data);
+  Dataset d;
+  char err[512] = "", want[512];
+  snprintf(want, sizeof want, "'%s' value 1 is not a finite f32", at("nan"));
+  expect_error(data_load_idx(at("nan"), 1, &d, err, sizeof err), err, want);
+  double big[1] = {1e300};
+  uint64_t bits;
+  memcpy(&bits, big, 8);
+  unsigned char data8[8];
+  put_be(data8, bits, 8);
+  write_idx(at("big"), 0x0E, 1, (uint32_t[]){1}, data8, sizeof data8);
+  expect_error(data_load_idx(at("big"), 1, &d, err, sizeof err), err, "value 0 is not a finite f32");
 }
 
 // ---------------------------------------------------------------- tokens and text

@@ -183,6 +183,24 @@ TEST(diag, nul_bytes_are_reported) {
   free(buf);
 }
 
+// A NUL would end the C string a name or path becomes: `import "n\0n"` must
+// not import "n".
+TEST(diag, nul_inside_a_string_is_an_error) {
+  Compilation c;
+  char *buf;
+  size_t len;
+  FILE *f = open_memstream(&buf, &len);
+  compilation_init(&c, f);
+  c.diag.color = false;
+  static const char src[] = "import \"n\0n\"\n";
+  module_load_text(&c, "nul.smelt", src, sizeof src - 1);
+  cr_expect_gt(c.diag.errors, 0);
+  compilation_free(&c);
+  fclose(f);
+  cr_expect(strstr(buf, "nul.smelt:1:10: error: a string cannot contain a NUL byte") != NULL, "%s", buf);
+  free(buf);
+}
+
 TEST(diag, deep_unary_chain_is_an_error) {
   size_t n = 200000;
   char *src = malloc(n + 64);

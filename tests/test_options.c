@@ -55,7 +55,11 @@ TEST(options, numbers_are_checked) {
   expect(false, "train --epochs=abc examples/mlp.smelt", 2, "--epochs takes a whole number from 1 up, not 'abc'");
   expect(false, "train --steps=-5 examples/mlp.smelt", 2, "--steps takes a whole number from 1 up, not '-5'");
   expect(false, "train --log-every=0 examples/mlp.smelt", 2, "--log-every takes a whole number from 1 up, not '0'");
-  expect(false, "train --threads=0 examples/mlp.smelt", 2, "--threads takes a whole number from 1 to 4096, not '0'");
+  expect(false, "train --threads=0 examples/mlp.smelt", 2, "--threads takes a whole number from 1 to 256, not '0'");
+  // the CPU device runs at most 256 threads: more is refused, not quietly 256
+  expect(false, "train --threads=1000 examples/mlp.smelt", 2, "--threads takes a whole number from 1 to 256, not '1000'");
+  expect(true, "train --threads=257 x.ingot", 2, "--threads takes a whole number from 1 to 256, not '257'");
+  expect(true, "train --log-every=0 x.ingot", 2, "--log-every takes a whole number from 1 up, not '0'");
   expect(false, "train --epochs=2x examples/mlp.smelt", 2, "not '2x'");
   expect(false, "train --epochs= examples/mlp.smelt", 2, "not ''");
   expect(false, "train --steps=99999999999999999999 examples/mlp.smelt", 2, "not '99999999999999999999'");
@@ -89,6 +93,9 @@ TEST(options, missing_values_and_values_for_flags) {
   expect(false, "train --resume=yes examples/mlp.smelt", 2, "--resume takes no value");
   expect(false, "build examples/mlp.smelt -o", 2, "-o needs a value (FILE)");
   expect(false, "check -D B examples/mlp.smelt", 2, "-D needs NAME=INTEGER, not 'B'");
+  expect(false, "check -D B=99999999999999999999 examples/mlp.smelt", 2,
+         "-D needs NAME=INTEGER, not 'B=99999999999999999999'");
+  expect(false, "check -D B=0 examples/mlp.smelt", 1, "a dimension must be at least 1, but 'B' is 0");
 }
 
 TEST(options, files_are_counted) {

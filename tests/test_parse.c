@@ -116,6 +116,18 @@ TEST(parse, literals) {
   expect_expr("false", "false");
 }
 
+// Literals are read whole at any length; once they were cut at 127 characters.
+TEST(parse, long_literals_are_exact) {
+  char lit[300];
+  memset(lit, '0', sizeof lit);
+  memcpy(lit, "1.", 2);
+  lit[200] = '\0';   // 1.000...0 with 198 zeros
+  expect_expr(lit, "1.0");
+  memset(lit, '0', 200);
+  lit[199] = '7';    // 0...07, an integer of 200 digits
+  expect_expr(lit, "7");
+}
+
 TEST(parse, arithmetic_precedence) {
   expect_expr("a + b * c", "(+ a (* b c))");
   expect_expr("a - b - c", "(- (- a b) c)");

@@ -5,6 +5,7 @@
 // resuming for M more gives a checkpoint identical byte for byte to N + M
 // steps in one run; a missing data file is one clear error.
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -191,6 +192,133 @@ TEST(train, frozen_layer_keeps_its_initial_weights) {
   cr_expect_not_null(tensorfile_find(b, nb, "fc2.w.m"));
   tensorfile_free(a, na);
   tensorfile_free(b, nb);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
+// ---- non-finite values, labels and the step counter, on small CSV data
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f, "%s", path);
+  fputs(text, f);
+  fclose(f);
+}
+
+static char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = malloc(1 << 20);
+  *len = fread(buf, 1, 1 << 20, f);
+  fclose(f);
+  return buf;
+}
+
+// A model on 16 rows of x (2 values) and y (a class 0..2), in a fresh folder;
+// loss_expr replaces the loss, y_text the labels.
+static void write_csv_model(const char *dir, const char *loss_expr, const char *y_text) {
+  char path[256], text[4096];
+  snprintf(path, sizeof path, "%s/x.csv", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  for (int i = 0; i < 16; i++) fprintf(f, "%g,%g\n", 0.1 * i, 1 - 0.05 * i);
+  fclose(f);
+  snprintf(path, sizeof path, "%s/y.csv", dir);
+  if (y_text) {
+    write_file(path, y_text);
+  } else {
+    f = fopen(path, "w");
+    for (int i = 0; i < 16; i++) fprintf(f, "%d\n", i % 3);
+    fclose(f);
+  }
+  snprintf(text, sizeof text,
+           "import \"nn\"\nmodel m(B = 4) {\n  input x: f32[B, 2]\n  input y: i32[B]\n"
+           "  param w: f32[2] = zeros\n  output logits = linear(x, 3) as fc\n  loss %s\n}\n"
+           "train {\n  optimizer = sgd(lr = 0.1)\n  steps = 6\n  checkpoint_every = 1\n  data train {\n"
+           "    x = csv(\"%s/x.csv\")\n    y = csv(\"%s/y.csv\")\n  }\n}\n",
+           loss_expr, dir, dir);
+  snprintf(path, sizeof path, "%s/m.smelt", dir);
+  write_file(path, text);
+}
+
+// sqrt(w * w) at w = 0: the loss is finite (0) but its gradient is 0 * inf =
+// NaN. The NaN update must not be saved over the checkpoint already there.
+TEST(train, nonfinite_update_is_not_saved) {
+  char dir[] = "/tmp/smelt-nan-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  write_csv_model(dir, "cross_entropy(logits, y) + sum(sqrt(w * w))", NULL);
+  char ckpt[128], args[512], *out;
+  snprintf(ckpt, sizeof ckpt, "%s/m.ckpt", dir);
+  write_file(ckpt, "the last good checkpoint");
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1", dir, ckpt);
+  int rc = smelt(args, &out);
+  cr_expect_neq(rc, 0, "%s", out);
+  cr_expect(strstr(out, "after step 0, 'w' element 0 is") != NULL, "%s", out);
+  cr_expect(strstr(out, "nothing saved") != NULL, "%s", out);
+  cr_expect(strstr(out, "holds the last good state") != NULL, "%s", out);
+  free(out);
+  size_t len;
+  char *kept = read_file(ckpt, &len);
+  cr_assert_not_null(kept);
+  cr_expect(len == strlen("the last good checkpoint") && !memcmp(kept, "the last good checkpoint", len),
+            "the checkpoint was replaced");
+  free(kept);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
+// A label must be a whole number that fits i32 before it is converted.
+TEST(train, labels_must_be_whole_numbers_in_range) {
+  char dir[] = "/tmp/smelt-labels-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  const char *bad[] = {"0\n1\n2.5\n0\n", "0\n1\n3e9\n0\n"};
+  const char *want[] = {"input 'y' is i32, but sample 2 holds 2.5", "input 'y' is i32, but sample 2 holds 3000000000"};
+  for (int k = 0; k < 2; k++) {
+    char y[1024] = "";
+    for (int i = 0; i < 4; i++) strcat(y, bad[k]);
+    write_csv_model(dir, "cross_entropy(logits, y)", y);
+    char args[512], *out;
+    snprintf(args, sizeof args, "train %s/m.smelt --threads=1", dir);
+    cr_expect_neq(smelt(args, &out), 0, "%s", out);
+    cr_expect(strstr(out, want[k]) != NULL, "%s", out);
+    free(out);
+  }
+  char args[512];
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
+// The step counter in a checkpoint is an f32: a NaN one must not be converted
+// to an integer (undefined; it resumed at INT64_MIN).
+TEST(train, resume_refuses_a_nonfinite_step) {
+  char dir[] = "/tmp/smelt-step-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  write_csv_model(dir, "cross_entropy(logits, y)", NULL);
+  char ckpt[128], args[512], err[256], *out;
+  snprintf(ckpt, sizeof ckpt, "%s/m.ckpt", dir);
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1 --stop-after=2", dir, ckpt);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  const double values[] = {NAN, -1, 2.5};
+  const char *shown[] = {"nan", "-1", "2.5"};
+  for (int k = 0; k < 3; k++) {
+    TensorEntry *t;
+    int n;
+    cr_assert_eq(tensorfile_read(ckpt, &t, &n, err, sizeof err), 0, "%s", err);
+    TensorEntry *step = (TensorEntry *)tensorfile_find(t, n, "step");
+    cr_assert_not_null(step);
+    step->data[0] = values[k];
+    char bad[160];
+    snprintf(bad, sizeof bad, "%s/bad.ckpt", dir);
+    cr_assert_eq(tensorfile_write(bad, t, n, err, sizeof err), 0, "%s", err);
+    tensorfile_free(t, n);
+    snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --resume --threads=1", dir, bad);
+    cr_expect_neq(smelt(args, &out), 0, "%s", out);
+    char want[320];
+    snprintf(want, sizeof want, "the step counter in %s is %s, not a whole number", bad, shown[k]);
+    cr_expect(strstr(out, want) != NULL, "%s", out);
+    free(out);
+  }
   snprintf(args, sizeof args, "rm -rf %s", dir);
   cr_expect_eq(system(args), 0);
 }

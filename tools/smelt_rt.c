@@ -29,7 +29,7 @@ static const OptSpec specs[] = {
      NULL},
     {"epochs", 0, OPT_INT, "train", "N", "override the train block's length", 1, 1e300, NULL},
     {"steps", 0, OPT_INT, "train", "N", "override the train block's length in steps", 1, 1e300, NULL},
-    {"threads", 0, OPT_INT, "train eval", "N", "CPU threads (default: one per core)", 1, 4096, NULL},
+    {"threads", 0, OPT_INT, "train eval", "N", "CPU threads, at most 256 (default: one per core)", 1, 256, NULL},
     {"checkpoint", 0, OPT_STRING, "train eval", "PATH", "train: save here; eval: load trained weights", 0, 0, NULL},
     {"log-every", 0, OPT_INT, "train eval", "N", "steps between progress lines when not on a terminal (100)", 1,
      1e300, NULL},

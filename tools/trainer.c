@@ -20,6 +20,10 @@
 #include "runtime.h"
 #include "tensorfile.h"
 
+// The step counter is an f32 tensor (the schedule computes with it): above
+// 2^24 adding 1 no longer changes it.
+#define MAX_STEPS 16777216
+
 typedef struct {
   const char *inputs[2];   // entry input names this source feeds
   int ninputs;
@@ -100,6 +104,33 @@ static void split_free(Split *sp) {
   memset(sp, 0, sizeof *sp);
 }
 
+// Checks that every value of d fits the dtype of the input it feeds: a label
+// must be a whole number in the integer type's range (converting NaN or 3e9 to
+// i32 is undefined), a float must be finite.
+static int check_values(const Dataset *d, uint32_t dtype, const char *input, char *err, size_t errlen) {
+  double lo = 0, hi = 0;
+  switch (dtype) {
+  case DT_I32: lo = INT32_MIN, hi = INT32_MAX; break;
+  case DT_I64: lo = -9007199254740992.0, hi = 9007199254740992.0; break;   // what a float holds exactly
+  case DT_U8: lo = 0, hi = 255; break;
+  case DT_BOOL: lo = 0, hi = 1; break;
+  default: break;
+  }
+  bool integral = lo != hi;
+  int64_t n = d->n * d->sample_size;
+  for (int64_t i = 0; i < n; i++) {
+    float v = d->values[i];
+    if (!isfinite(v))
+      return snprintf(err, errlen, "input '%s': sample %lld holds %g, not a finite number", input,
+                      (long long)(i / (d->sample_size ? d->sample_size : 1)), v), -1;
+    if (integral && (v != floorf(v) || v < lo || v > hi))
+      return snprintf(err, errlen, "input '%s' is %s, but sample %lld holds %.10g (%s takes whole numbers from %.0f to %.0f)",
+                      input, dtype_name(dtype), (long long)(i / (d->sample_size ? d->sample_size : 1)), v,
+                      dtype_name(dtype), lo, hi), -1;
+  }
+  return 0;
+}
+
 // Loads a split's sources and makes its batcher for entry's inputs.
 static int split_open(const smelt_ingot *ig, const char *split, const char *entry, uint64_t seed, bool shuffle,
                       Split *sp, char *err, size_t errlen) {
@@ -121,12 +152,18 @@ static int split_open(const smelt_ingot *ig, const char *split, const char *entr
     if (s->ninputs == 2) window = sp->ins[0]->ndim >= 2 ? sp->ins[0]->dims[1] : 1;
   }
   sp->batch = sp->ins[0]->ndim ? sp->ins[0]->dims[0] : 1;
+  if (sp->batch < 1)   // the compiler refuses it; an ingot from elsewhere may not
+    return snprintf(err, errlen, "input '%s' has a batch of %lld; it must be at least 1", sp->names[0],
+                    (long long)sp->batch), -1;
   for (int k = 0; k < sp->nouts; k++) {
     int64_t per = (int64_t)(sp->ins[k]->bytes / (uint64_t)dtype_size(sp->ins[k]->dtype)) / sp->batch;
     int64_t have = window ? window : sp->sets[k].sample_size;
     if (per != have)
       return snprintf(err, errlen, "input '%s' takes %lld values per sample, but its data has %lld",
                       sp->names[k], (long long)per, (long long)have), -1;
+    if (window ? check_values(&sp->sets[0], sp->ins[k]->dtype, sp->names[k], err, errlen)
+               : check_values(&sp->sets[k], sp->ins[k]->dtype, sp->names[k], err, errlen))
+      return -1;
     sp->bufs[k] = xmalloc(sizeof(float) * (size_t)(per * sp->batch));
     sp->conv[k] = xmalloc((size_t)sp->ins[k]->bytes);
   }
@@ -252,6 +289,65 @@ static smelt_ingot *open_ingot(const char *path) {
   return NULL;
 }
 
+// Looks for a NaN or an infinity in the parameters and optimizer state, the
+// tensors a checkpoint holds; returns the first such tensor's name (and an
+// element and its value) or NULL. A step with a finite loss can still write a
+// non-finite update (sqrt of 0 in a gradient), so this runs before every save:
+// saving it would replace the last good checkpoint.
+static const char *first_nonfinite(const smelt_ingot *ig, smelt_session *s, int64_t *at, double *value) {
+  enum { CHUNK = 4096 };
+  double vals[CHUNK];
+  for (uint32_t t = 0; t < ig->ntensors; t++) {
+    const IngotTensor *tt = &ig->tensors[t];
+    if ((tt->role != ROLE_PARAM && tt->role != ROLE_STATE) || !dtype_is_float((DType)tt->dtype)) continue;
+    const char *name = ingot_str(ig, tt->name);
+    char *host = xmalloc(tt->bytes ? (size_t)tt->bytes : 1);
+    if (smelt_get_tensor(s, name, host, (size_t)tt->bytes) != SMELT_OK) {
+      free(host);
+      continue;
+    }
+    int size = dtype_size(tt->dtype);
+    int64_t n = (int64_t)(tt->bytes / (uint64_t)size);
+    for (int64_t i = 0; i < n; i += CHUNK) {
+      int64_t m = n - i < CHUNK ? n - i : CHUNK;
+      dtype_to_doubles(tt->dtype, host + i * size, vals, m);
+      for (int64_t j = 0; j < m; j++)
+        if (!isfinite(vals[j])) {
+          *at = i + j;
+          *value = vals[j];
+          free(host);
+          return name;
+        }
+    }
+    free(host);
+  }
+  return NULL;
+}
+
+// The first input of the batch now in sp with a non-finite value, or NULL.
+static const char *nonfinite_input(const Split *sp) {
+  for (int k = 0; k < sp->nouts; k++) {
+    int64_t n = (int64_t)(sp->ins[k]->bytes / (uint64_t)dtype_size(sp->ins[k]->dtype));
+    for (int64_t i = 0; i < n; i++)
+      if (!isfinite(sp->bufs[k][i])) return sp->names[k];
+  }
+  return NULL;
+}
+
+// Refuses to go on (and to save) when step left a non-finite parameter or
+// state; says which, and that the checkpoint on disk is the last good one.
+static bool state_is_finite(const smelt_ingot *ig, smelt_session *s, int64_t step, const char *checkpoint) {
+  int64_t at;
+  double v;
+  const char *bad = first_nonfinite(ig, s, &at, &v);
+  if (!bad) return true;
+  fprintf(stderr, "\nsmelt: error: after step %lld, '%s' element %lld is %g; nothing saved", (long long)step, bad,
+          (long long)at, v);
+  if (checkpoint && access(checkpoint, F_OK) == 0) fprintf(stderr, " (%s holds the last good state)", checkpoint);
+  fprintf(stderr, ". A non-finite update: a learning rate too high, or a gradient through sqrt, log or a division at 0?\n");
+  return false;
+}
+
 int train_run(const TrainOptions *o) {
   char err[4096];
   smelt_ingot *ig = open_ingot(o->ingot);
@@ -276,6 +372,11 @@ int train_run(const TrainOptions *o) {
   int64_t epochs = o->epochs ? o->epochs : meta_int(ig, "train.epochs", 0);
   int64_t total = o->steps ? o->steps : epochs ? epochs * per_epoch : meta_int(ig, "train.steps", per_epoch);
   if (o->steps) epochs = 0;
+  if (total > MAX_STEPS) {
+    fprintf(stderr, "smelt: error: %lld steps; a run has at most %d (the step counter is an f32, exact up to 2^24)\n",
+            (long long)total, MAX_STEPS);
+    goto done;
+  }
   int64_t start = 0;
   if (o->resume) {
     if (smelt_load(s, o->checkpoint) != SMELT_OK) {
@@ -284,6 +385,13 @@ int train_run(const TrainOptions *o) {
     }
     float step_f = 0;
     smelt_get_tensor(s, "step", &step_f, sizeof step_f);
+    // the counter is an f32: a NaN, negative or fractional one is a damaged
+    // checkpoint, and converting it to an integer would be undefined
+    if (!(step_f >= 0 && step_f <= MAX_STEPS) || step_f != floorf(step_f)) {
+      fprintf(stderr, "smelt: error: cannot resume: the step counter in %s is %g, not a whole number from 0 to %d\n",
+              o->checkpoint, step_f, MAX_STEPS);
+      goto done;
+    }
     start = (int64_t)step_f;
     batcher_seek(sp.b, start / per_epoch, start % per_epoch);
     printf("resumed from %s at step %lld\n", o->checkpoint, (long long)start);
@@ -311,7 +419,16 @@ int train_run(const TrainOptions *o) {
     float loss;
     smelt_get_output(s, "train_step", "loss", &loss, sizeof loss);
     if (!isfinite(loss)) {
-      fprintf(stderr, "\nsmelt: error: the loss is %g at step %lld; lower the learning rate?\n", loss, (long long)step);
+      const char *in = nonfinite_input(&sp);
+      int64_t at;
+      double v;
+      const char *p = in ? NULL : first_nonfinite(ig, s, &at, &v);
+      fprintf(stderr, "\nsmelt: error: the loss is %g at step %lld; ", loss, (long long)step);
+      if (in) fprintf(stderr, "the batch's '%s' holds a NaN or an infinity (check the data)\n", in);
+      else if (p)
+        fprintf(stderr, "'%s' element %lld is %g: an update before it was not finite (a learning rate too high, "
+                "or a gradient through sqrt, log or a division at 0?)\n", p, (long long)at, v);
+      else fprintf(stderr, "the data and parameters are finite, so the model computes it (log of 0, a division by 0?)\n");
       goto done;
     }
     loss_avg += loss;
@@ -338,6 +455,7 @@ int train_run(const TrainOptions *o) {
       in_avg = 0;
     }
     if (every && (step + 1) % every == 0 && o->checkpoint) {
+      if (!state_is_finite(ig, s, step, o->checkpoint)) goto done;
       if (smelt_save(s, o->checkpoint) != SMELT_OK) {
         fprintf(stderr, "\nsmelt: error: %s\n", smelt_last_error());
         goto done;
@@ -354,6 +472,7 @@ int train_run(const TrainOptions *o) {
       print_eval(held, &r);
     }
   }
+  if (stop > start && !state_is_finite(ig, s, stop - 1, o->checkpoint)) goto done;
   if (o->checkpoint && smelt_save(s, o->checkpoint) != SMELT_OK) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
     goto done;
