@@ -1118,9 +1118,29 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
   }
   for (size_t i = 0; i < g->n_output && !im.failed; i++) {
     Value *v = find(&im, g->output[i]->name);
-    if (!v || v->kind != V_LET)
+    if (!v || v->kind != V_LET) {
       fail(&im, "output '%s' is %s; the importer takes outputs that nodes compute", g->output[i]->name,
            v ? "an input or a constant" : "defined by no node");
+      break;
+    }
+    // a declared static shape must be the one the nodes compute
+    const Onnx__TypeProto *t = g->output[i]->type;
+    const Onnx__TensorShapeProto *sp =
+        t && t->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE ? t->tensor_type->shape : NULL;
+    bool static_shape = sp != NULL;
+    for (size_t j = 0; sp && j < sp->n_dim; j++)
+      static_shape &= sp->dim[j]->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+    if (static_shape) {
+      bool same = (int)sp->n_dim == v->ndim;
+      for (int j = 0; j < v->ndim && same; j++) same = sp->dim[j]->dim_value == v->dims[j];
+      if (!same) {
+        int64_t d[MAX_DIMS];
+        int nd = (int)sp->n_dim < MAX_DIMS ? (int)sp->n_dim : MAX_DIMS;
+        for (int j = 0; j < nd; j++) d[j] = sp->dim[j]->dim_value;
+        fail(&im, "output '%s' is declared %s, but its nodes compute %s", g->output[i]->name, shape_str(d, nd),
+             shape_str(v->dims, v->ndim));
+      }
+    }
   }
   int rc = 1;
   if (!im.failed) {

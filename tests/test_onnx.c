@@ -77,3 +77,11 @@ TEST(onnx, free_dimension_named) {
             out);
   free(out);
 }
+
+TEST(onnx, declared_output_shape_checked) {
+  char cmd[512], *out = NULL;
+  snprintf(cmd, sizeof cmd, "%s import tests/onnx/bad_shape.onnx -o /tmp/smelt-onnx-never.smelt", smelt_path());
+  cr_assert_neq(run_cmd(cmd, &out), 0);
+  cr_assert(strstr(out, "output 'y' is declared [2, 3], but its nodes compute [3, 2]"), "%s", out);
+  free(out);
+}

@@ -121,7 +121,7 @@ save("layout", [
     helper.make_node("ReduceMean", ["t"], ["m"], name="rmean", axes=[1, 2], keepdims=1),
     helper.make_node("Identity", ["m"], ["mi"], name="identity"),
     helper.make_node("Sub", ["s", "mi"], ["y"], name="sub"),
-], [vi("x", [2, 3, 4])], [vi("y", [2, 2, 6])],
+], [vi("x", [2, 3, 4])], [vi("y", [2, 2, 4])],
     [init("axes", np.array([-1], dtype=np.int64))],
     {"x": f32(2, 3, 4)})
 
@@ -154,3 +154,7 @@ save("unsupported", [
     helper.make_node("HardSigmoid", ["a"], ["b"], name="hard"),
     helper.make_node("LeakyRelu", ["b"], ["y"], name="leaky2"),
 ], [vi("x", [2, 3])], [vi("y", [2, 3])], [], None)
+
+# an output declared with another shape than its nodes compute
+save("bad_shape", [helper.make_node("Transpose", ["x"], ["y"], name="transpose")],
+     [vi("x", [2, 3])], [vi("y", [2, 3])], [], None)
