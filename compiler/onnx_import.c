@@ -398,8 +398,12 @@ static void emit(Importer *im, const Value *y, const char *fmt, ...) {
   char expr[4096];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(expr, sizeof expr, fmt, ap);
+  int n = vsnprintf(expr, sizeof expr, fmt, ap);
   va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof expr) {
+    fail(im, "the expression for '%s' is longer than %zu bytes", y->onnx, sizeof expr - 1);
+    return;
+  }
   bool is_output = false;
   for (size_t i = 0; i < im->graph->n_output; i++) is_output |= !strcmp(im->graph->output[i]->name, y->onnx);
   out(im, "    %s %s = %s   # %s\n", is_output ? "output" : "let", y->ident, expr, shape_str(y->dims, y->ndim));
@@ -425,6 +429,11 @@ static void node_binary(Importer *im, const Onnx__NodeProto *n, const char *op, 
   if (!broadcast(a, b, d, &nd)) {
     fail(im, "node '%s' (%s): shapes %s and %s do not broadcast", n->name, n->op_type, shape_str(a->dims, a->ndim),
          shape_str(b->dims, b->ndim));
+    return;
+  }
+  if (!compare && (a->dtype != DT_F32 || b->dtype != DT_F32)) {
+    fail(im, "node '%s' (%s): %s and %s operands; the importer does arithmetic on float tensors only", n->name,
+         n->op_type, dtype_word(a->dtype), dtype_word(b->dtype));
     return;
   }
   if (a->kind == V_SCALAR && b->kind == V_SCALAR) {
@@ -669,6 +678,10 @@ static void node_concat(Importer *im, const Onnx__NodeProto *n) {
     }
     d[axis] += v->dims[axis];
     k += (size_t)snprintf(list + k, sizeof list - k, ", %s", v->ident);
+    if (k >= sizeof list) {
+      fail(im, "node '%s' (Concat) has more inputs than the importer writes in one call", n->name);
+      return;
+    }
   }
   Value *y = result(im, n, first->dtype, first->ndim, d);
   if (y) emit(im, y, n->n_input == 1 ? "%s%.0d" : "concat(%s, axis = %d)", list, axis);
@@ -982,7 +995,7 @@ static void node(Importer *im, const Onnx__NodeProto *n) {
   else if (!strcmp(op, "MaxPool")) node_pool(im, n, true);
   else if (!strcmp(op, "AveragePool")) node_pool(im, n, false);
   else if (!strcmp(op, "Constant")) node_constant(im, n);
-  else fail(im, "node '%s': op type %s", n->name, op);
+  else fail(im, "node '%s': op type %s is not supported", n->name, op);
 }
 
 // Every unsupported op type, with its nodes, in one message; false when there is one.
@@ -1004,7 +1017,7 @@ static bool check_ops(Importer *im, const Onnx__GraphProto *g) {
       const char *od = o->domain && o->domain[0] ? o->domain : "ai.onnx";
       if (done[j] || strcmp(o->op_type, n->op_type) || strcmp(od, dom)) continue;
       done[j] = true;
-      fprintf(m, "%s'%s'", k++ ? ", " : "", o->name && o->name[0] ? o->name : o->output[0]);
+      fprintf(m, "%s'%s'", k++ ? ", " : "", o->name[0] ? o->name : o->n_output ? o->output[0] : "(unnamed)");
     }
   }
   fclose(m);

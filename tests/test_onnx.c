@@ -85,3 +85,52 @@ TEST(onnx, declared_output_shape_checked) {
   cr_assert(strstr(out, "output 'y' is declared [2, 3], but its nodes compute [3, 2]"), "%s", out);
   free(out);
 }
+
+TEST(onnx, model_file_names_and_params) {
+  char cmd[512], *out = NULL;
+  snprintf(cmd, sizeof cmd, "%s import tests/onnx/mlp.onnx -o /tmp/smelt-onnx-names-%d.smelt -D batch=4",
+           smelt_path(), (int)getpid());
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  char path[128];
+  snprintf(path, sizeof path, "/tmp/smelt-onnx-names-%d.smelt", (int)getpid());
+  char *text = slurp(path);
+  cr_assert(text);
+  cr_assert(strstr(text, "    input x: f32[4, 5]\n"), "%s", text);
+  cr_assert(strstr(text, "    param fc1_weight: f32[7, 5] = zeros   # 'fc1.weight'\n"), "%s", text);
+  cr_assert(strstr(text, "    let logits = 0.5 * matmul(a, fc2_weight, tb = true) + 2 * fc2_bias   # [4, 3]\n"),
+            "%s", text);
+  cr_assert(strstr(text, "    output probs = softmax(logits, axis = 1)   # [4, 3]\n"), "%s", text);
+  free(text);
+  unlink(path);
+  snprintf(path, sizeof path, "/tmp/smelt-onnx-names-%d.safetensors", (int)getpid());
+  cr_assert_eq(access(path, F_OK), 0);
+  unlink(path);
+}
+
+TEST(onnx, bad_files_and_defines) {
+  char cmd[512], *out = NULL;
+  snprintf(cmd, sizeof cmd, "%s import tests/onnx/mlp.in.tensors -o /tmp/smelt-onnx-never.smelt", smelt_path());
+  cr_assert_neq(run_cmd(cmd, &out), 0);
+  cr_assert(strstr(out, "is not an ONNX model (no ModelProto with a graph)"), "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s import tests/onnx/mlp.onnx -o /tmp/smelt-onnx-never.smelt -D batch=2 -D foo=3",
+           smelt_path());
+  cr_assert_neq(run_cmd(cmd, &out), 0);
+  cr_assert(strstr(out, "-D foo: the model's inputs have no dimension named 'foo'"), "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s import tests/onnx/mlp.onnx", smelt_path());
+  cr_assert_neq(run_cmd(cmd, &out), 0);
+  cr_assert(strstr(out, "import needs one ONNX file and -o FILE.smelt"), "%s", out);
+  free(out);
+  cr_assert(access("/tmp/smelt-onnx-never.smelt", F_OK) != 0);
+}
+
+TEST(onnx, import_help) {
+  char cmd[256], *out = NULL;
+  snprintf(cmd, sizeof cmd, "%s import --help", smelt_path());
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_assert(strstr(out, "usage: smelt import [options] MODEL.onnx -o FILE.smelt"), "%s", out);
+  cr_assert(strstr(out, "-D NAME=VALUE, --define=NAME=VALUE"), "%s", out);
+  free(out);
+}
