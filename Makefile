@@ -39,11 +39,15 @@ RUNTIME_SRC  := $(wildcard runtime/*.c)
 TOOLS_SRC    := $(filter-out tools/smelt_rt.c,$(wildcard tools/*.c))
 TEST_SRC     := $(wildcard tests/test_*.c) tests/support.c
 BENCH_SRC    := $(wildcard bench/bench_*.c)
-GEN_C        := $(BUILD)/gen/smelt.tab.c $(BUILD)/gen/lex.yy.c
-GEN_H        := $(BUILD)/gen/smelt.tab.h $(BUILD)/gen/smelt.lex.h $(BUILD)/gen/op_names.h
+GEN_C        := $(BUILD)/gen/smelt.tab.c $(BUILD)/gen/lex.yy.c $(BUILD)/gen/onnx.pb-c.c
+GEN_H        := $(BUILD)/gen/smelt.tab.h $(BUILD)/gen/smelt.lex.h $(BUILD)/gen/op_names.h $(BUILD)/gen/onnx.pb-c.h
+# The ONNX importer's protobuf reader is generated from Debian's onnx.proto
+# (libonnx-dev) by protoc-c; only the compiler links libprotobuf-c.
+ONNX_PROTO   := /usr/include/onnx/onnx.proto
+ONNX_LIBS    := -lprotobuf-c
 
 COMPILER_OBJ := $(COMPILER_SRC:%.c=$(BUILD)/obj/%.o) \
-                $(BUILD)/obj/gen/smelt.tab.o $(BUILD)/obj/gen/lex.yy.o
+                $(BUILD)/obj/gen/smelt.tab.o $(BUILD)/obj/gen/lex.yy.o $(BUILD)/obj/gen/onnx.pb-c.o
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
 TOOLS_OBJ    := $(TOOLS_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ     := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
@@ -71,6 +75,10 @@ $(BUILD)/gen/smelt.tab.c $(BUILD)/gen/smelt.tab.h: grammar/smelt.y
 $(BUILD)/gen/lex.yy.c $(BUILD)/gen/smelt.lex.h: grammar/smelt.l $(BUILD)/gen/smelt.tab.h
 	@mkdir -p $(dir $@)
 	flex --header-file=$(BUILD)/gen/smelt.lex.h -o $(BUILD)/gen/lex.yy.c $<
+
+$(BUILD)/gen/onnx.pb-c.c $(BUILD)/gen/onnx.pb-c.h: $(ONNX_PROTO)
+	@mkdir -p $(dir $@)
+	protoc-c --proto_path=$(dir $(ONNX_PROTO)) --c_out=$(BUILD)/gen $(ONNX_PROTO)
 
 # The op names for tools that read kernel names (smelt-rt check), without
 # the compiler's headers.
@@ -114,7 +122,7 @@ $(BUILD)/libsmeltc.a: $(COMPILER_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/smelt: $(BUILD)/obj/compiler/main.o $(C_LIB)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) $(SYS_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) $(ONNX_LIBS) $(SYS_LIBS)
 
 # The runtime-only tool for GPU hosts: the tools and the runtime, no compiler
 # object and no LLVM (tests/test_layers.c checks its symbols).
@@ -137,10 +145,10 @@ $(BUILD)/fake_gpu/libfakegpu-old.so: tests/fake_gpu/fake_driver.c tests/fake_gpu
 	$(FAKE_GPU_CC) -DFAKE_GPU_OLD -o $@ $<
 
 $(BUILD)/smelt-tests: $(TEST_OBJ) $(C_LIB) | $(FAKE_GPU)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lcriterion $(SYS_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) $(ONNX_LIBS) -lcriterion $(SYS_LIBS)
 
 $(BUILD)/leak-canary: $(BUILD)/obj/tests/leak_canary.o $(BUILD)/obj/tests/support.o $(C_LIB)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) -lcriterion $(SYS_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) $(ONNX_LIBS) -lcriterion $(SYS_LIBS)
 
 # The usage example at the top of runtime/smelt.h, compiled and linked
 # against the runtime alone, so the public header's documentation cannot rot.
@@ -196,7 +204,7 @@ $(BUILD)/fuzz/obj/%.o: %.c compiler/compiler.h | $(GEN_H) llvm-present
 	$(FUZZ_CC) $(FUZZ_FLAGS) -c $< -o $@
 
 $(BUILD)/fuzz/fuzz-parse: tests/fuzz/fuzz_parse.c $(FUZZ_OBJ)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $(filter %.c %.o,$^) $(LLVM_LIBS) $(SYS_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $(filter %.c %.o,$^) $(LLVM_LIBS) $(ONNX_LIBS) $(SYS_LIBS)
 
 FUZZ_RT_OBJ := $(patsubst $(BUILD)/obj/%,$(BUILD)/fuzz/obj/%,$(RUNTIME_OBJ))
 $(BUILD)/fuzz/fuzz-tensorfile: tests/fuzz/fuzz_tensorfile.c $(FUZZ_RT_OBJ)

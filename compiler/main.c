@@ -17,6 +17,7 @@
 // Exit status: 0 when every file is clean, 1 when any has an error, 2 when the
 // command line itself is wrong.
 #include "compiler.h"
+#include "onnx_import.h"
 #include "runtime.h"
 #include "options.h"
 #include "tools.h"
@@ -51,10 +52,12 @@ static const CommandSpec commands[] = {
                       "--profile, per-kernel times of an ingot's entry (default train_step)", 1, 1},
     {"inspect", "INGOT", "sections, entry points, tensors of an ingot (--all: also temporaries and kernels)", 1, 1},
     {"init", "FILE -o WEIGHTS", "write the initial parameters and optimizer state (docs/tensors.md)", 1, 1},
+    {"import", "MODEL.onnx -o FILE.smelt", "an ONNX model to a model file, its initializers to FILE.safetensors\n"
+                                          "(docs/onnx.md)", 1, 1},
 };
 
 #define BIG 1e300
-#define SIZES "check dump graph explain init build train eval run bisect sample bench"
+#define SIZES "check dump graph explain init build train eval run bisect sample bench import"
 static const OptSpec specs[] = {
     {"summary", 0, OPT_FLAG, "check", NULL, "also print what each file declares", 0, 0, NULL},
     {"stage", 0, OPT_CHOICE, "dump", "STAGE", "ast, graph, grad, simplified, fused, plan, llvm, ptx,\namdgcn or asm", 0, 0,
@@ -66,7 +69,7 @@ static const OptSpec specs[] = {
     {"fused", 0, OPT_FLAG, "graph", NULL, "cluster by kernel instead of by layer", 0, 0, NULL},
     {"memory", 0, OPT_FLAG, "explain", NULL, "the arena instead: peak against the sum of\nintermediates, the largest live set", 0, 0, NULL},
     {"svg", 0, OPT_STRING, "explain", "FILE", "draw the buffer lifetimes there", 0, 0, NULL},
-    {"output", 'o', OPT_STRING, "build init", "FILE", "where to write the ingot or the weights", 0, 0, NULL},
+    {"output", 'o', OPT_STRING, "build init import", "FILE", "where to write the ingot, the weights or the model file", 0, 0, NULL},
     {"entry", 0, OPT_STRING, "dump build explain graph run bisect bench", "E",
      "the entry point (build: infer alone makes an inference-only ingot)", 0, 0, NULL},
     {"target", 0, OPT_STRING, "dump build train eval run bisect", "LIST",
@@ -637,6 +640,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "sample")) rc = sample_main(&o, argv[0]);
     else if (!strcmp(cmd, "bisect")) rc = bisect_main(&o, argv[0]);
     else if (!strcmp(cmd, "inspect")) rc = inspect_ingot(o.files[0], stdout, o.all);
+    else if (!strcmp(cmd, "import"))
+      rc = !o.output || o.nfiles != 1 ? bad_usage("%s needs one ONNX file and -o FILE.smelt", "import")
+                                      : onnx_import(o.files[0], o.output, o.defs, o.ndefs, stderr);
     else rc = run(&o, argv[0]);
   }
   options_free(&o);

@@ -9,6 +9,7 @@ packages=(
   flex bison                                        # the model language front end
   libcriterion-dev                                  # test suites
   zlib1g-dev                                        # gzipped data files, ingot sections
+  protobuf-c-compiler libprotobuf-c-dev libonnx-dev  # the ONNX importer (onnx.proto, protoc-c)
   dataset-fashion-mnist fortunes                    # data for the examples
 )
 

@@ -1,0 +1,160 @@
+# Writes the ONNX test models of tests/test_onnx.c with their inputs and the
+# outputs onnx's reference evaluator computes, as tensor files (docs/tensors.md).
+# Run with the pinned onnx of scripts/onnx-venv.sh:
+#   $(scripts/onnx-venv.sh) tests/onnx/make_models.py
+import os
+import struct
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+rng = np.random.default_rng(7)
+
+
+def write_tensors(path, tensors):
+    dt = {np.dtype(np.float32): 0, np.dtype(np.int64): 4}
+    with open(path, "wb") as f:
+        f.write(b"SMTF" + struct.pack("<II", 1, len(tensors)))
+        for name, a in tensors:
+            a = np.ascontiguousarray(a)
+            f.write(struct.pack("<I", len(name)) + name.encode())
+            f.write(struct.pack("<II", dt[a.dtype], a.ndim))
+            f.write(struct.pack("<%dq" % a.ndim, *a.shape))
+            f.write(a.astype(a.dtype.newbyteorder("<")).tobytes())
+
+
+def init(name, a):
+    return numpy_helper.from_array(np.asarray(a), name)
+
+
+def save(name, nodes, inputs, outputs, inits, feeds, opset=17, expected=None):
+    g = helper.make_graph(nodes, name, inputs, outputs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.checker.check_model(m)
+    onnx.save(m, os.path.join(HERE, name + ".onnx"))
+    if feeds is None:
+        return
+    got = expected(feeds) if expected else ReferenceEvaluator(m).run(None, feeds)
+    write_tensors(os.path.join(HERE, name + ".in.tensors"), list(feeds.items()))
+    write_tensors(os.path.join(HERE, name + ".out.tensors"), [(o.name, v) for o, v in zip(outputs, got)])
+
+
+def f32(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def vi(name, shape, t=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, t, shape)
+
+
+# an MLP as PyTorch exports it: Gemm with transB, Relu, a second Gemm, Softmax
+save("mlp", [
+    helper.make_node("Gemm", ["x", "fc1.weight", "fc1.bias"], ["h"], name="fc1", transB=1),
+    helper.make_node("Relu", ["h"], ["a"], name="relu"),
+    helper.make_node("Gemm", ["a", "fc2.weight", "fc2.bias"], ["logits"], name="fc2", transB=1, alpha=0.5, beta=2.0),
+    helper.make_node("Softmax", ["logits"], ["probs"], name="softmax", axis=-1),
+], [vi("x", ["batch", 5])], [vi("probs", ["batch", 3])],
+    [init("fc1.weight", f32(7, 5)), init("fc1.bias", f32(7)), init("fc2.weight", f32(3, 7)), init("fc2.bias", f32(3))],
+    {"x": f32(4, 5)})
+
+# a small CNN: Conv (pads, strides, group), MaxPool, AveragePool, Flatten, MatMul, LogSoftmax
+save("cnn", [
+    helper.make_node("Conv", ["x", "c1.w", "c1.b"], ["c1"], name="conv1", pads=[1, 1, 1, 1], strides=[1, 1]),
+    helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+    helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+    helper.make_node("Conv", ["p1", "c2.w"], ["c2"], name="conv2", group=2, dilations=[1, 1], strides=[2, 1]),
+    helper.make_node("AveragePool", ["c2"], ["p2"], name="pool2", kernel_shape=[1, 2], strides=[1, 1]),
+    helper.make_node("Flatten", ["p2"], ["flat"], name="flatten", axis=1),
+    helper.make_node("MatMul", ["flat", "fc.w"], ["logits"], name="fc"),
+    helper.make_node("LogSoftmax", ["logits"], ["y"], name="logsoftmax", axis=1),
+], [vi("x", [2, 2, 8, 8])], [vi("y", [2, 3])],
+    [init("c1.w", f32(4, 2, 3, 3)), init("c1.b", f32(4)), init("c2.w", f32(4, 2, 1, 1))] +
+    [init("fc.w", f32(4 * 2 * 3, 3))],
+    {"x": f32(2, 2, 8, 8)})
+
+# elementwise math, broadcasting, comparisons and Where, Cast, Pow, Erf
+x = f32(3, 4)
+x[0, 0] = 0.0
+save("elementwise", [
+    helper.make_node("Add", ["x", "b"], ["s"], name="add"),
+    helper.make_node("Mul", ["s", "half"], ["m"], name="mul"),
+    helper.make_node("Sub", ["m", "x"], ["d"], name="sub"),
+    helper.make_node("Abs", ["d"], ["ad"], name="abs"),
+    helper.make_node("Add", ["ad", "one"], ["ad1"], name="add1"),
+    helper.make_node("Div", ["x", "ad1"], ["q"], name="div"),
+    helper.make_node("Sqrt", ["ad1"], ["sq"], name="sqrt"),
+    helper.make_node("Log", ["sq"], ["lg"], name="log"),
+    helper.make_node("Exp", ["q"], ["ex"], name="exp"),
+    helper.make_node("Tanh", ["ex"], ["th"], name="tanh"),
+    helper.make_node("Sigmoid", ["x"], ["sg"], name="sigmoid"),
+    helper.make_node("Neg", ["sg"], ["ng"], name="neg"),
+    helper.make_node("Erf", ["x"], ["er"], name="erf"),
+    helper.make_node("Pow", ["ad1", "two"], ["pw"], name="pow"),
+    helper.make_node("Less", ["x", "b"], ["lt"], name="less"),
+    helper.make_node("Greater", ["x", "zero"], ["gt"], name="greater"),
+    helper.make_node("Equal", ["x", "zero"], ["eq"], name="equal"),
+    helper.make_node("Where", ["lt", "th", "ng"], ["w1"], name="where1"),
+    helper.make_node("Cast", ["gt"], ["gtf"], name="cast", to=TensorProto.FLOAT),
+    helper.make_node("Cast", ["eq"], ["eqf"], name="cast_eq", to=TensorProto.FLOAT),
+    helper.make_node("Add", ["w1", "gtf"], ["w2"], name="add2"),
+    helper.make_node("Add", ["w2", "eqf"], ["w3"], name="add3"),
+    helper.make_node("Add", ["w3", "er"], ["w4"], name="add4"),
+    helper.make_node("Add", ["w4", "pw"], ["w5"], name="add5"),
+    helper.make_node("Add", ["w5", "lg"], ["y"], name="add6"),
+], [vi("x", [3, 4])], [vi("y", [3, 4])],
+    [init("b", f32(4)), init("half", np.float32(0.5)), init("one", np.float32(1.0)), init("two", np.float32(2.0)),
+     init("zero", np.float32(0.0))],
+    {"x": x})
+
+# layout and reductions: Reshape (0 and -1), Transpose, Concat, ReduceSum (axes
+# input), ReduceMean (attribute at opset 17), Identity, Constant
+save("layout", [
+    helper.make_node("Constant", [], ["shape"], name="shape_const",
+                     value=numpy_helper.from_array(np.array([0, -1, 2], dtype=np.int64))),
+    helper.make_node("Reshape", ["x", "shape"], ["r"], name="reshape"),
+    helper.make_node("Transpose", ["r"], ["t"], name="transpose", perm=[0, 2, 1]),
+    helper.make_node("Concat", ["t", "t"], ["c"], name="concat", axis=1),
+    helper.make_node("ReduceSum", ["c", "axes"], ["s"], name="rsum", keepdims=0),
+    helper.make_node("ReduceMean", ["t"], ["m"], name="rmean", axes=[1, 2], keepdims=1),
+    helper.make_node("Identity", ["m"], ["mi"], name="identity"),
+    helper.make_node("Sub", ["s", "mi"], ["y"], name="sub"),
+], [vi("x", [2, 3, 4])], [vi("y", [2, 2, 4])],
+    [init("axes", np.array([-1], dtype=np.int64))],
+    {"x": f32(2, 3, 4)})
+
+# Gather of an embedding table by integer ids, Softmax over an inner axis (opset 13+)
+save("embed", [
+    helper.make_node("Gather", ["table", "ids"], ["e"], name="embed", axis=0),
+    helper.make_node("Softmax", ["e"], ["y"], name="softmax", axis=1),
+], [vi("ids", [2, 3], TensorProto.INT64)], [vi("y", [2, 3, 4])],
+    [init("table", f32(5, 4))],
+    {"ids": np.array([[0, 4, 2], [2, 2, 1]], dtype=np.int64)})
+
+
+
+# Softmax at opset 11: the input coerced to 2-D at axis 1 (the default), so
+# each row of 3 * 4 values sums to 1. onnx 1.17's reference evaluator has only
+# the one-axis Softmax of opset 13, so the expected values follow the opset-11
+# definition here.
+def softmax_coerced(feeds):
+    x = feeds["x"].reshape(2, 12).astype(np.float64)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return [(e / e.sum(axis=1, keepdims=True)).reshape(2, 3, 4).astype(np.float32)]
+
+
+save("softmax11", [helper.make_node("Softmax", ["x"], ["y"], name="softmax")],
+     [vi("x", [2, 3, 4])], [vi("y", [2, 3, 4])], [], {"x": f32(2, 3, 4)}, opset=11, expected=softmax_coerced)
+
+# ops the importer does not have: the message lists every type, with its nodes
+save("unsupported", [
+    helper.make_node("LeakyRelu", ["x"], ["a"], name="leaky1"),
+    helper.make_node("HardSigmoid", ["a"], ["b"], name="hard"),
+    helper.make_node("LeakyRelu", ["b"], ["y"], name="leaky2"),
+], [vi("x", [2, 3])], [vi("y", [2, 3])], [], None)
+
+# an output declared with another shape than its nodes compute
+save("bad_shape", [helper.make_node("Transpose", ["x"], ["y"], name="transpose")],
+     [vi("x", [2, 3])], [vi("y", [2, 3])], [], None)
