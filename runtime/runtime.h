@@ -46,6 +46,9 @@ struct smelt_ingot {
   uint32_t ncodes;
 };
 
+// Opens an ingot from size bytes in memory (copied), with the checks of
+// smelt_ingot_open; name is what its messages call it.
+smelt_status ingot_open_bytes(const void *bytes, size_t size, const char *name, smelt_ingot **out);
 const char *ingot_str(const smelt_ingot *ig, uint32_t offset);
 const void *ingot_section(const smelt_ingot *ig, uint32_t kind, uint64_t *size);
 // The entry named name, or NULL.
