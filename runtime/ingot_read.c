@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "runtime.h"
 
@@ -207,9 +209,9 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
     if (e->arena_bytes > (top + INGOT_ALIGN - 1) / INGOT_ALIGN * INGOT_ALIGN)
       return bad(path, "an entry's arena is larger than its tensors need");
   }
-  st = check_names(ig, path);
-  if (st != SMELT_OK) return st;
   st = check_owners(ig, path);
+  if (st != SMELT_OK) return st;
+  st = check_names(ig, path);
   if (st != SMELT_OK) return st;
   st = check_launches(ig, path);
   if (st != SMELT_OK) return st;
@@ -256,14 +258,20 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
 smelt_status smelt_ingot_open(const char *path, smelt_ingot **out) {
   *out = NULL;
   if (!path) return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "no ingot path given");
-  FILE *f = fopen(path, "rb");
-  if (!f) return rt_fail(SMELT_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+  // O_NONBLOCK: opening a FIFO must not wait for a writer
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return rt_fail(SMELT_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
   // The file's own size bounds every allocation: nothing read from it is
   // trusted until the bytes are in hand.
   struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fclose(f);
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    close(fd);
     return rt_fail(SMELT_ERR_IO, "cannot read '%s': not a regular file", path);
+  }
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    close(fd);
+    return rt_fail(SMELT_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
   }
   uint64_t size = (uint64_t)sb.st_size;
   if (size < sizeof(IngotHeader)) {
