@@ -199,6 +199,9 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
       uint32_t t = ig->slots[e->first_slot + s];
       if (t >= ig->ntensors) return bad(path, "a buffer slot names no tensor");
       const IngotTensor *tt = &ig->tensors[t];
+      const IngotSlotType *want = &ig->slot_types[e->first_slot + s];
+      if (want->dtype != tt->dtype || want->bytes != tt->bytes || want->reserved)
+        return bad(path, "a buffer slot names a tensor of another type or size than its kernels read");
       if (!in_arena(tt)) continue;
       if (tt->arena_offset > e->arena_bytes || tt->bytes > e->arena_bytes - tt->arena_offset)
         return bad(path, "a tensor lies outside its entry's arena");
@@ -364,8 +367,8 @@ static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, sme
     }
     ig->sec[s->kind] = s;
   }
-  static const uint32_t required[] = {SEC_META, SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES, SEC_LAUNCHES,
-                                      SEC_SLOTS, SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS};
+  static const uint32_t required[] = {SEC_META,      SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES,   SEC_LAUNCHES,
+                                      SEC_SLOTS,     SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS, SEC_SLOT_TYPES};
   for (size_t i = 0; i < sizeof required / sizeof *required; i++)
     if (!ig->sec[required[i]]) {
       smelt_ingot_close(ig);
@@ -385,6 +388,8 @@ static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, sme
   ig->slots = ingot_section(ig, SEC_SLOTS, &n);
   ig->nslots = (uint32_t)(n / 4);
   sizes_ok &= n % 4 == 0;
+  ig->slot_types = ingot_section(ig, SEC_SLOT_TYPES, &n);
+  sizes_ok &= n == (uint64_t)ig->nslots * sizeof(IngotSlotType);
   ig->updates = ingot_section(ig, SEC_UPDATES, &n);
   ig->nupdates = (uint32_t)(n / sizeof(IngotUpdate));
   sizes_ok &= n % sizeof(IngotUpdate) == 0;

@@ -36,6 +36,7 @@ struct smelt_ingot {
   uint32_t nlaunches;
   const uint32_t *slots;
   uint32_t nslots;
+  const IngotSlotType *slot_types;   // one per slot
   const IngotUpdate *updates;
   uint32_t nupdates;
   const char *meta;              // a NUL-terminated copy of META (owned)

@@ -317,6 +317,24 @@ static void arena_bit_34(char *d, size_t *len) {
   reseal(d);
 }
 
+// infer's slot of its output pointed at its input x, a smaller tensor than its kernel writes.
+static void slot_at_smaller_tensor(char *d, size_t *len) {
+  (void)len;
+  uint64_t n;
+  uint32_t *slots = (uint32_t *)section_of(d, SEC_SLOTS, &n);
+  int y = tensor_named(d, "infer/logits"), x = tensor_named(d, "infer/%5");
+  cr_assert(y >= 0 && x >= 0);
+  uint32_t *slot_y = NULL, *slot_x = NULL;
+  for (uint64_t i = 0; i < n / 4; i++) {
+    if (slots[i] == (uint32_t)y) slot_y = &slots[i];
+    if (slots[i] == (uint32_t)x) slot_x = &slots[i];
+  }
+  cr_assert(slot_y && slot_x);
+  *slot_x = (uint32_t)y;   // the 128x256 temporary's slot now names the 128x10 output
+  *slot_y = (uint32_t)x;
+  reseal(d);
+}
+
 // A reserved header byte set (the header is not under any CRC).
 static void header_reserved(char *d, size_t *len) {
   (void)len;
@@ -350,6 +368,7 @@ TEST(runtime, damaged_and_foreign_ingots_are_refused) {
       {two_tensors_one_name, "two tensors have the same name"},
       {fewer_slots, "lies in no entry's slots"},
       {arena_bit_34, "arena is larger than its tensors need"},
+      {slot_at_smaller_tensor, "another type or size than its kernels read"},
       {header_reserved, "reserved bytes must be zero"},
       {first_100_bytes, "shorter than its header says"},
       {older_version, "built by an older smelt"},
