@@ -210,11 +210,14 @@ FUZZ_RT_OBJ := $(patsubst $(BUILD)/obj/%,$(BUILD)/fuzz/obj/%,$(RUNTIME_OBJ))
 $(BUILD)/fuzz/fuzz-tensorfile: tests/fuzz/fuzz_tensorfile.c $(FUZZ_RT_OBJ)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $(filter %.c %.o,$^) -lm -lpthread -ldl
 
+$(BUILD)/fuzz/fuzz-ingot: tests/fuzz/fuzz_ingot.c $(FUZZ_RT_OBJ)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $(filter %.c %.o,$^) -lm -lpthread -ldl
+
 FUZZ_RUNS ?= 20000
 FUZZ_SECONDS ?= 300
 FUZZ_SEEDS = examples stdlib tests/diag tests/fuzz/seeds
 
-fuzz-smoke: $(BUILD)/fuzz/fuzz-parse $(BUILD)/fuzz/fuzz-tensorfile
+fuzz-smoke: $(BUILD)/fuzz/fuzz-parse $(BUILD)/fuzz/fuzz-tensorfile $(BUILD)/fuzz/fuzz-ingot
 	@rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus
 	$(BUILD)/fuzz/fuzz-parse -runs=$(FUZZ_RUNS) -max_total_time=60 -timeout=10 \
 	  -max_len=65536 -rss_limit_mb=2048 -print_final_stats=0 \
@@ -228,6 +231,13 @@ fuzz-smoke: $(BUILD)/fuzz/fuzz-parse $(BUILD)/fuzz/fuzz-tensorfile
 	  $(BUILD)/fuzz/corpus-tensors tests/fuzz/seeds-tensors 2>$(BUILD)/fuzz/smoke-tensors.log \
 	  || { tail -n 60 $(BUILD)/fuzz/smoke-tensors.log; exit 1; }
 	@echo "fuzz-tensorfile: smoke run found no crash, hang or leak"
+	@rm -rf $(BUILD)/fuzz/corpus-ingots && mkdir -p $(BUILD)/fuzz/corpus-ingots
+	$(BUILD)/fuzz/fuzz-ingot -runs=$(FUZZ_RUNS) -max_total_time=30 -timeout=10 \
+	  -max_len=65536 -rss_limit_mb=2048 -print_final_stats=0 \
+	  $(BUILD)/fuzz/corpus-ingots tests/fuzz/seeds-ingots 2>$(BUILD)/fuzz/smoke-ingots.log \
+	  || { tail -n 60 $(BUILD)/fuzz/smoke-ingots.log; exit 1; }
+	@grep -E "^Done [0-9]+ runs" $(BUILD)/fuzz/smoke-ingots.log | sed "s/^/fuzz-ingot: /" || true
+	@echo "fuzz-ingot: smoke run found no crash, hang or leak"
 
 fuzz: $(BUILD)/fuzz/fuzz-parse
 	@mkdir -p $(BUILD)/fuzz/corpus

@@ -41,7 +41,7 @@ static uint32_t str_add(Buf *strings, const char *s) {
 
 typedef struct {
   Compilation *c;
-  Buf strings, tensors, entries, launches, slots, updates, weights, meta, costs, outputs;
+  Buf strings, tensors, entries, launches, slots, slot_types, updates, weights, meta, costs, outputs;
   const char **tnames;   // by tensor index
   int ntensors, cap;
   uint64_t seed;
@@ -143,6 +143,10 @@ static void add_entry(Writer *w, const Entry *en) {
     tensor_of[s] = t;
     uint32_t u = (uint32_t)t;
     buf_put(&w->slots, &u, 4);
+    // what the entry's kernels were compiled to find in the slot
+    const IngotTensor *rec = (const IngotTensor *)w->tensors.data + t;
+    IngotSlotType st = {rec->dtype, 0, rec->bytes};
+    buf_put(&w->slot_types, &st, sizeof st);
   }
   meta_line(w, arena_printf(&w->c->arena, "arena.%s", entry),
             arena_printf(&w->c->arena, "%llu of %llu", (unsigned long long)arena, (unsigned long long)unplanned));
@@ -322,17 +326,17 @@ int ingot_write(Compilation *c, Module *m, const Build *b, const Define *defs, i
   for (int i = 0; i < ndefs; i++) meta_line(&w, arena_printf(a, "size.%s", defs[i].name), arena_printf(a, "%lld", (long long)defs[i].value));
   if (b->on[0]) meta_train(&w, m);
   Buf *secs[] = {&w.meta, &w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &code, &w.weights,
-                 &w.costs, &w.outputs, &glaunch, &gcode};
+                 &w.costs, &w.outputs, &w.slot_types, &glaunch, &gcode};
   uint32_t kinds[] = {SEC_META, SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES, SEC_LAUNCHES, SEC_SLOTS, SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS,
-                      SEC_COSTS, SEC_OUTPUTS, SEC_GPU_LAUNCHES, SEC_GPU_CODE};
+                      SEC_COSTS, SEC_OUTPUTS, SEC_SLOT_TYPES, SEC_GPU_LAUNCHES, SEC_GPU_CODE};
   char err[2048];
-  int rc = write_file(path, secs, kinds, t->ngpus ? 13 : 11, err, sizeof err);
+  int rc = write_file(path, secs, kinds, t->ngpus ? 14 : 12, err, sizeof err);
   if (rc) diag_plain(&c->diag, "%s", err);
   free(code.data);
   free(glaunch.data);
   free(gcode.data);
   Buf *all[] = {&w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &w.weights, &w.meta, &w.costs,
-                &w.outputs};
+                &w.outputs, &w.slot_types};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->data);
   free(w.tnames);
   return rc;

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define INGOT_MAGIC "SMELTIGT"   // 8 bytes, no terminator
-#define INGOT_VERSION 1
+#define INGOT_VERSION 2   // 2: SLOT_TYPES
 #define INGOT_ALIGN 64
 #define INGOT_MAX_DIMS 8
 #define INGOT_ZEROS UINT64_MAX   // IngotTensor.data_offset of a tensor that starts at zero
@@ -44,6 +44,7 @@ enum {
   SEC_GPU_CODE = 11,     // IngotCodeTable, its IngotCode records, then the code they point to
   SEC_COSTS = 12,        // IngotCost records, one per IngotLaunch, in the same order
   SEC_OUTPUTS = 13,      // IngotOutputs records, one per IngotLaunch, in the same order
+  SEC_SLOT_TYPES = 14,   // IngotSlotType records, one per slot, in the same order
 };
 
 typedef struct {
@@ -150,6 +151,14 @@ typedef struct {
   uint32_t report;        // offset into STRINGS: the assembler's resource report ("" if none)
   uint32_t reserved;      // zero
 } IngotCode;              // 32 bytes
+
+// What an entry's kernels were compiled to find in a slot: the tensor the
+// slot names must have this dtype and size.
+typedef struct {
+  uint32_t dtype;
+  uint32_t reserved;      // zero
+  uint64_t bytes;
+} IngotSlotType;          // 16 bytes
 
 typedef struct {
   uint32_t target;        // a ROLE_PARAM or ROLE_STATE tensor

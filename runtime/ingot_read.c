@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "runtime.h"
 
@@ -61,6 +64,8 @@ static smelt_status bad(const char *path, const char *what) {
   return rt_fail(SMELT_ERR_FORMAT, "'%s' is not a valid ingot: %s", path, what);
 }
 
+static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, smelt_ingot **out);
+
 static bool in_arena(const IngotTensor *t) { return t->role != ROLE_PARAM && t->role != ROLE_STATE; }
 
 // Every input, output and temporary lies in the slots of exactly one entry,
@@ -94,13 +99,76 @@ static smelt_status check_owners(const smelt_ingot *ig, const char *path) {
   return st;
 }
 
+static int by_name_cmp_ig(const smelt_ingot *ig, uint32_t a, uint32_t b) {
+  return strcmp(ingot_str(ig, ig->tensors[a].name), ingot_str(ig, ig->tensors[b].name));
+}
+
+static const smelt_ingot *sort_ig;   // qsort has no context argument
+static int by_name(const void *a, const void *b) { return by_name_cmp_ig(sort_ig, *(const uint32_t *)a, *(const uint32_t *)b); }
+
+// Tensor names are how callers reach tensors: each is unique, and an input's
+// or output's is "ENTRY/NAME" with a NAME.
+static smelt_status check_names(const smelt_ingot *ig, const char *path) {
+  for (uint32_t t = 0; t < ig->ntensors; t++) {
+    const IngotTensor *tt = &ig->tensors[t];
+    const char *name = ingot_str(ig, tt->name), *slash = strchr(name, '/');
+    if (!name[0]) return bad(path, "a tensor has an empty name");
+    if ((tt->role == ROLE_INPUT || tt->role == ROLE_OUTPUT || tt->role == ROLE_TEMP) && (!slash || !slash[1]))
+      return bad(path, "an input, output or temporary is not named ENTRY/NAME");
+  }
+  uint32_t *order = malloc(sizeof *order * (ig->ntensors ? ig->ntensors : 1));
+  if (!order) return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory reading '%s'", path);
+  for (uint32_t t = 0; t < ig->ntensors; t++) order[t] = t;
+  sort_ig = ig;
+  qsort(order, ig->ntensors, sizeof *order, by_name);
+  smelt_status st = SMELT_OK;
+  for (uint32_t i = 1; i < ig->ntensors && st == SMELT_OK; i++)
+    if (!by_name_cmp_ig(ig, order[i - 1], order[i])) st = bad(path, "two tensors have the same name");
+  free(order);
+  return st;
+}
+
+// A launch of an entry writes only tensors that entry's kernels can reach:
+// each of its outputs is in one of the entry's slots.
+static smelt_status check_launches(const smelt_ingot *ig, const char *path) {
+  uint32_t *seen = malloc(sizeof *seen * (ig->ntensors ? ig->ntensors : 1));   // by tensor: 1 + entry index
+  if (!seen) return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory reading '%s'", path);
+  memset(seen, 0, sizeof *seen * ig->ntensors);
+  smelt_status st = SMELT_OK;
+  for (uint32_t i = 0; i < ig->nentries && st == SMELT_OK; i++) {
+    const IngotEntry *e = &ig->entries[i];
+    for (uint32_t s = 0; s < e->nslots; s++) seen[ig->slots[e->first_slot + s]] = i + 1;
+    for (uint32_t k = 0; k < e->nlaunches && st == SMELT_OK; k++) {
+      uint32_t li = e->first_launch + k;
+      if (ig->launches[li].out >= ig->ntensors) return free(seen), bad(path, "a launch record is malformed");
+      if (seen[ig->launches[li].out] != i + 1) st = bad(path, "a launch writes a tensor outside its entry's slots");
+      const IngotOutputs *o = ig->outputs ? &ig->outputs[li] : NULL;
+      for (uint32_t j = 0; o && j < o->count && j < INGOT_MAX_OUTPUTS && st == SMELT_OK; j++)
+        if (o->tensor[j] >= ig->ntensors || seen[o->tensor[j]] != i + 1)
+          st = bad(path, "a launch writes a tensor outside its entry's slots");
+    }
+    for (uint32_t u = 0; u < e->nupdates && st == SMELT_OK; u++) {
+      const IngotUpdate *up = &ig->updates[e->first_update + u];
+      if (up->value >= ig->ntensors || (in_arena(&ig->tensors[up->value]) && seen[up->value] != i + 1))
+        st = bad(path, "an update takes a value outside its entry's arena");
+    }
+  }
+  free(seen);
+  return st;
+}
+
 // Checks the tables; returns SMELT_OK or an error naming what is wrong.
 static smelt_status check_tables(smelt_ingot *ig, const char *path) {
+  smelt_status st;
   for (uint32_t i = 0; i < ig->ntensors; i++) {
     const IngotTensor *t = &ig->tensors[i];
     if (!str_ok(ig, t->name) || !dtype_size(t->dtype) || t->role < ROLE_INPUT || t->role > ROLE_TEMP ||
         t->ndim > INGOT_MAX_DIMS)
       return bad(path, "a tensor record is malformed");
+    for (uint32_t d = t->ndim; d < INGOT_MAX_DIMS; d++)
+      if (t->dims[d]) return bad(path, "a tensor's unused dimensions are not zero");
+    if (in_arena(t) && t->data_offset != 0 && t->data_offset != INGOT_ZEROS)
+      return bad(path, "an input, output or temporary has initial values");
     uint64_t n = 1;
     for (uint32_t d = 0; d < t->ndim; d++) {
       if (t->dims[d] < 0 || (t->dims[d] && n > UINT64_MAX / 16 / (uint64_t)t->dims[d]))
@@ -122,22 +190,41 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
         (uint64_t)e->first_update + e->nupdates > ig->nupdates ||
         (e->loss != UINT32_MAX && e->loss >= ig->ntensors))
       return bad(path, "an entry record is malformed");
+    const char *name = ingot_str(ig, e->name);
+    if (!name[0] || strchr(name, '/')) return bad(path, "an entry's name is empty or holds a '/'");
+    for (uint32_t j = 0; j < i; j++)
+      if (!strcmp(name, ingot_str(ig, ig->entries[j].name))) return bad(path, "two entries have the same name");
+    uint64_t top = 0;   // the end of the entry's last arena tensor
     for (uint32_t s = 0; s < e->nslots; s++) {
       uint32_t t = ig->slots[e->first_slot + s];
       if (t >= ig->ntensors) return bad(path, "a buffer slot names no tensor");
       const IngotTensor *tt = &ig->tensors[t];
-      if (in_arena(tt) &&
-          (tt->arena_offset > e->arena_bytes || tt->bytes > e->arena_bytes - tt->arena_offset))
+      const IngotSlotType *want = &ig->slot_types[e->first_slot + s];
+      if (want->dtype != tt->dtype || want->bytes != tt->bytes || want->reserved)
+        return bad(path, "a buffer slot names a tensor of another type or size than its kernels read");
+      if (!in_arena(tt)) continue;
+      if (tt->arena_offset > e->arena_bytes || tt->bytes > e->arena_bytes - tt->arena_offset)
         return bad(path, "a tensor lies outside its entry's arena");
+      if (tt->arena_offset + tt->bytes > top) top = tt->arena_offset + tt->bytes;
     }
+    // the planner rounds each tensor's end up to INGOT_ALIGN; an arena any
+    // larger than its tensors need is not one the compiler wrote
+    if (e->arena_bytes > (top + INGOT_ALIGN - 1) / INGOT_ALIGN * INGOT_ALIGN)
+      return bad(path, "an entry's arena is larger than its tensors need");
   }
-  smelt_status st = check_owners(ig, path);
+  st = check_owners(ig, path);
+  if (st != SMELT_OK) return st;
+  st = check_names(ig, path);
+  if (st != SMELT_OK) return st;
+  st = check_launches(ig, path);
   if (st != SMELT_OK) return st;
   for (uint32_t i = 0; i < ig->nlaunches; i++) {
     const IngotLaunch *l = &ig->launches[i];
     if (!str_ok(ig, l->symbol) || l->out >= ig->ntensors) return bad(path, "a launch record is malformed");
     const IngotTensor *t = &ig->tensors[l->out];
-    if (l->count * (uint64_t)dtype_size(t->dtype) > t->bytes) return bad(path, "a launch's range exceeds its output");
+    // count is passed to kernels as an int64_t and split into [begin, end):
+    // compare without multiplying, which could wrap
+    if (l->count > t->bytes / (uint64_t)dtype_size(t->dtype)) return bad(path, "a launch's range exceeds its output");
   }
   for (uint32_t i = 0; ig->outputs && i < ig->nlaunches; i++) {
     const IngotOutputs *o = &ig->outputs[i];
@@ -148,7 +235,8 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
   }
   for (uint32_t i = 0; ig->gpu_launches && i < ig->nlaunches; i++) {
     const IngotGpuLaunch *g = &ig->gpu_launches[i];
-    if (g->grid == 0 || g->block == 0 || g->block > 1024 || g->block % 32 || g->shared_bytes > (1u << 20))
+    if (g->grid == 0 || g->block == 0 || g->block > 1024 || g->block % 32 || g->shared_bytes > (1u << 20) ||
+        g->reserved)
       return bad(path, "a GPU launch record is out of range");
   }
   for (uint32_t i = 0; i < ig->ncodes; i++) {
@@ -156,7 +244,7 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
     uint64_t size;
     const char *data = ingot_section(ig, SEC_GPU_CODE, &size);
     if (!str_ok(ig, k->target) || !str_ok(ig, k->report) || k->format < CODE_PTX || k->format > CODE_HSACO ||
-        k->offset > size || k->size > size - k->offset || k->size == 0)
+        k->offset > size || k->size > size - k->offset || k->size == 0 || k->reserved)
       return bad(path, "a GPU code record is malformed");
     if (k->format == CODE_PTX && data[k->offset + k->size - 1] != '\0') return bad(path, "a PTX code object is not terminated");
   }
@@ -173,32 +261,88 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
 smelt_status smelt_ingot_open(const char *path, smelt_ingot **out) {
   *out = NULL;
   if (!path) return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "no ingot path given");
-  FILE *f = fopen(path, "rb");
-  if (!f) return rt_fail(SMELT_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+  // O_NONBLOCK: opening a FIFO must not wait for a writer
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return rt_fail(SMELT_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+  // The file's own size bounds every allocation: nothing read from it is
+  // trusted until the bytes are in hand.
+  struct stat sb;
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    close(fd);
+    return rt_fail(SMELT_ERR_IO, "cannot read '%s': not a regular file", path);
+  }
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    close(fd);
+    return rt_fail(SMELT_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+  }
+  uint64_t size = (uint64_t)sb.st_size;
+  if (size < sizeof(IngotHeader)) {
+    fclose(f);
+    return rt_fail(SMELT_ERR_FORMAT, "'%s' is not an ingot (no SMELTIGT magic)", path);
+  }
+  if (size > ((uint64_t)1 << 40)) {
+    fclose(f);
+    return bad(path, "the file is larger than 1 TiB");
+  }
+  char *data = malloc(size);
+  if (!data) {
+    fclose(f);
+    return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory reading '%s' (%llu bytes)", path, (unsigned long long)size);
+  }
+  size_t got = fread(data, 1, size, f);
+  bool longer = got == size && fgetc(f) != EOF;   // it grew while being read
+  fclose(f);
+  if (got != size || longer) {
+    free(data);
+    return rt_fail(SMELT_ERR_IO, "cannot read '%s': it changed while being read", path);
+  }
+  return ingot_adopt(data, size, path, out);
+}
+
+smelt_status ingot_open_bytes(const void *bytes, size_t size, const char *name, smelt_ingot **out) {
+  *out = NULL;
+  char *data = malloc(size ? size : 1);
+  if (!data) return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory reading '%s'", name);
+  if (size) memcpy(data, bytes, size);
+  return ingot_adopt(data, size, name, out);
+}
+
+static bool all_zero(const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++)
+    if (b[i]) return false;
+  return true;
+}
+
+// Validates an ingot's bytes (owned by the reader from here on, freed on failure).
+static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, smelt_ingot **out) {
   smelt_ingot *ig = calloc(1, sizeof *ig);
   if (!ig) {
-    fclose(f);
+    free(data);
     return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory opening '%s'", path);
   }
+  ig->data = data;
+  ig->size = size;
   smelt_status st = SMELT_OK;
   IngotHeader h;
-  if (fread(&h, sizeof h, 1, f) != 1 || memcmp(h.magic, INGOT_MAGIC, 8) != 0) {
+  if (size < sizeof h || memcmp(data, INGOT_MAGIC, 8) != 0) {
     st = rt_fail(SMELT_ERR_FORMAT, "'%s' is not an ingot (no SMELTIGT magic)", path);
-  } else if (h.version != INGOT_VERSION) {
-    st = rt_fail(SMELT_ERR_FORMAT, "'%s' is an ingot of format version %u; this runtime reads version %d",
-                 path, h.version, INGOT_VERSION);
-  } else if (h.nsections == 0 || h.nsections > 16 || h.file_size > ((uint64_t)1 << 40)) {
-    st = bad(path, "its header is out of range");
-  } else {
-    ig->data = malloc(h.file_size ? h.file_size : 1);
-    ig->size = h.file_size;
-    if (!ig->data) st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory reading '%s'", path);
-    rewind(f);
-    if (st == SMELT_OK && fread(ig->data, 1, h.file_size, f) != h.file_size)
-      st = bad(path, "the file is shorter than its header says (truncated?)");
-    if (st == SMELT_OK && fgetc(f) != EOF) st = bad(path, "the file is longer than its header says");
+  } else if (memcpy(&h, data, sizeof h), h.version != INGOT_VERSION) {
+    st = h.version < INGOT_VERSION
+             ? rt_fail(SMELT_ERR_FORMAT,
+                       "'%s' is an ingot of format version %u, built by an older smelt; this runtime reads "
+                       "version %d (build it again)",
+                       path, h.version, INGOT_VERSION)
+             : rt_fail(SMELT_ERR_FORMAT, "'%s' is an ingot of format version %u; this runtime reads version %d",
+                       path, h.version, INGOT_VERSION);
+  } else if (h.file_size < size) {
+    st = bad(path, "the file is longer than its header says");
+  } else if (h.file_size > size) {
+    st = bad(path, "the file is shorter than its header says (truncated?)");
+  } else if (h.nsections == 0 || h.nsections > 16 || !all_zero(h.reserved, sizeof h.reserved)) {
+    st = bad(path, "its header is out of range (reserved bytes must be zero)");
   }
-  fclose(f);
   if (st != SMELT_OK) {
     smelt_ingot_close(ig);
     return st;
@@ -212,7 +356,7 @@ smelt_status smelt_ingot_open(const char *path, smelt_ingot **out) {
   for (uint32_t i = 0; i < h.nsections; i++) {
     const IngotSection *s = &table[i];
     if (s->kind == 0 || s->kind >= 16 || ig->sec[s->kind] || s->offset % INGOT_ALIGN ||
-        s->offset > ig->size || s->size > ig->size - s->offset) {
+        s->offset > ig->size || s->size > ig->size - s->offset || s->flags || s->reserved) {
       smelt_ingot_close(ig);
       return bad(path, "a section lies outside the file or is repeated");
     }
@@ -223,8 +367,8 @@ smelt_status smelt_ingot_open(const char *path, smelt_ingot **out) {
     }
     ig->sec[s->kind] = s;
   }
-  static const uint32_t required[] = {SEC_META, SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES, SEC_LAUNCHES,
-                                      SEC_SLOTS, SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS};
+  static const uint32_t required[] = {SEC_META,      SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES,   SEC_LAUNCHES,
+                                      SEC_SLOTS,     SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS, SEC_SLOT_TYPES};
   for (size_t i = 0; i < sizeof required / sizeof *required; i++)
     if (!ig->sec[required[i]]) {
       smelt_ingot_close(ig);
@@ -244,6 +388,8 @@ smelt_status smelt_ingot_open(const char *path, smelt_ingot **out) {
   ig->slots = ingot_section(ig, SEC_SLOTS, &n);
   ig->nslots = (uint32_t)(n / 4);
   sizes_ok &= n % 4 == 0;
+  ig->slot_types = ingot_section(ig, SEC_SLOT_TYPES, &n);
+  sizes_ok &= n == (uint64_t)ig->nslots * sizeof(IngotSlotType);
   ig->updates = ingot_section(ig, SEC_UPDATES, &n);
   ig->nupdates = (uint32_t)(n / sizeof(IngotUpdate));
   sizes_ok &= n % sizeof(IngotUpdate) == 0;
@@ -256,6 +402,7 @@ smelt_status smelt_ingot_open(const char *path, smelt_ingot **out) {
   const IngotCodeTable *ct = ingot_section(ig, SEC_GPU_CODE, &n);
   if (ct) {
     sizes_ok &= n >= sizeof *ct && (n - sizeof *ct) / sizeof(IngotCode) >= ct->count;
+    sizes_ok &= n >= sizeof *ct && all_zero(ct->reserved, sizeof ct->reserved);
     if (sizes_ok) ig->codes = (const IngotCode *)(ct + 1), ig->ncodes = ct->count;
   }
   const char *meta = ingot_section(ig, SEC_META, &n);

@@ -36,6 +36,7 @@ struct smelt_ingot {
   uint32_t nlaunches;
   const uint32_t *slots;
   uint32_t nslots;
+  const IngotSlotType *slot_types;   // one per slot
   const IngotUpdate *updates;
   uint32_t nupdates;
   const char *meta;              // a NUL-terminated copy of META (owned)
@@ -46,6 +47,9 @@ struct smelt_ingot {
   uint32_t ncodes;
 };
 
+// Opens an ingot from size bytes in memory (copied), with the checks of
+// smelt_ingot_open; name is what its messages call it.
+smelt_status ingot_open_bytes(const void *bytes, size_t size, const char *name, smelt_ingot **out);
 const char *ingot_str(const smelt_ingot *ig, uint32_t offset);
 const void *ingot_section(const smelt_ingot *ig, uint32_t kind, uint64_t *size);
 // The entry named name, or NULL.

@@ -261,6 +261,98 @@ static void slot_of_another_entry(char *d, size_t *len) {
   reseal(d);
 }
 
+// The entry record named name.
+static IngotEntry *entry_named(char *d, const char *name) {
+  uint64_t ne, ns;
+  IngotEntry *e = (IngotEntry *)section_of(d, SEC_ENTRIES, &ne);
+  const char *strings = section_of(d, SEC_STRINGS, &ns);
+  for (uint64_t i = 0; i < ne / sizeof *e; i++)
+    if (!strcmp(strings + e[i].name, name)) return &e[i];
+  cr_assert_fail("the ingot has no entry '%s'", name);
+  return NULL;
+}
+
+// Bit 62 set in a launch count: count * element size wraps around to a small number.
+static void launch_count_bit_62(char *d, size_t *len) {
+  (void)len;
+  uint64_t n;
+  IngotLaunch *l = (IngotLaunch *)section_of(d, SEC_LAUNCHES, &n);
+  l[0].count |= UINT64_C(1) << 62;
+  reseal(d);
+}
+
+// infer's output y named like a parameter: no "ENTRY/" before it.
+static void output_without_entry(char *d, size_t *len) {
+  (void)len;
+  uint64_t n;
+  IngotTensor *t = (IngotTensor *)section_of(d, SEC_TENSORS, &n);
+  int y = tensor_named(d, "infer/logits"), w = tensor_named(d, "fc1.w");
+  cr_assert(y >= 0 && w >= 0);
+  t[y].name = t[w].name;
+  reseal(d);
+}
+
+// eval's input x takes infer's x's name too: two tensors one name.
+static void two_tensors_one_name(char *d, size_t *len) {
+  (void)len;
+  uint64_t n;
+  IngotTensor *t = (IngotTensor *)section_of(d, SEC_TENSORS, &n);
+  int a = tensor_named(d, "fc1.w"), b = tensor_named(d, "fc1.b");
+  cr_assert(a >= 0 && b >= 0);
+  t[b].name = t[a].name;
+  reseal(d);
+}
+
+// infer with its last slot cut off: a kernel would find no buffer there.
+static void fewer_slots(char *d, size_t *len) {
+  (void)len;
+  entry_named(d, "infer")->nslots -= 1;
+  reseal(d);
+}
+
+// One bit flipped high in an arena's size: 16 GiB more than its tensors need.
+static void arena_bit_34(char *d, size_t *len) {
+  (void)len;
+  entry_named(d, "train_step")->arena_bytes |= UINT64_C(1) << 34;
+  reseal(d);
+}
+
+// infer's slot of its output pointed at its input x, a smaller tensor than its kernel writes.
+static void slot_at_smaller_tensor(char *d, size_t *len) {
+  (void)len;
+  uint64_t n;
+  uint32_t *slots = (uint32_t *)section_of(d, SEC_SLOTS, &n);
+  int y = tensor_named(d, "infer/logits"), x = tensor_named(d, "infer/%5");
+  cr_assert(y >= 0 && x >= 0);
+  uint32_t *slot_y = NULL, *slot_x = NULL;
+  for (uint64_t i = 0; i < n / 4; i++) {
+    if (slots[i] == (uint32_t)y) slot_y = &slots[i];
+    if (slots[i] == (uint32_t)x) slot_x = &slots[i];
+  }
+  cr_assert(slot_y && slot_x);
+  *slot_x = (uint32_t)y;   // the 128x256 temporary's slot now names the 128x10 output
+  *slot_y = (uint32_t)x;
+  reseal(d);
+}
+
+// A reserved header byte set (the header is not under any CRC).
+static void header_reserved(char *d, size_t *len) {
+  (void)len;
+  ((IngotHeader *)d)->reserved[3] = 1;
+}
+
+// The first 100 bytes of an ingot, its header still saying the whole size.
+static void first_100_bytes(char *d, size_t *len) {
+  ((IngotHeader *)d)->file_size = UINT64_C(34) << 30;
+  *len = 100;
+}
+
+// A version number older than this runtime's.
+static void older_version(char *d, size_t *len) {
+  (void)len;
+  ((IngotHeader *)d)->version = 0;
+}
+
 TEST(runtime, damaged_and_foreign_ingots_are_refused) {
   const char *path = ingot_path();
   build_mlp(path);
@@ -271,6 +363,15 @@ TEST(runtime, damaged_and_foreign_ingots_are_refused) {
       {foreign, "not an ingot"},
       {io_of_another_entry, "a tensor's name is not its entry's"},
       {slot_of_another_entry, "a tensor lies in the slots of two entries"},
+      {launch_count_bit_62, "a launch's range exceeds its output"},
+      {output_without_entry, "a tensor's name is not its entry's"},
+      {two_tensors_one_name, "two tensors have the same name"},
+      {fewer_slots, "lies in no entry's slots"},
+      {arena_bit_34, "arena is larger than its tensors need"},
+      {slot_at_smaller_tensor, "another type or size than its kernels read"},
+      {header_reserved, "reserved bytes must be zero"},
+      {first_100_bytes, "shorter than its header says"},
+      {older_version, "built by an older smelt"},
   };
   char bad[64];
   snprintf(bad, sizeof bad, "build/test-bad-%d.ingot", (int)getpid());

@@ -15,8 +15,8 @@ static const char *role_name(uint32_t role) {
 
 static const char *section_name(uint32_t kind) {
   static const char *names[] = {"?", "meta", "strings", "tensors", "entries", "launches", "slots",
-                                "updates", "host code", "weights", "gpu launch", "gpu code", "costs", "outputs"};
-  return kind <= SEC_OUTPUTS ? names[kind] : "?";
+                                "updates", "host code", "weights", "gpu launch", "gpu code", "costs", "outputs", "slot types"};
+  return kind <= SEC_SLOT_TYPES ? names[kind] : "?";
 }
 
 static const char *format_name(uint32_t f) {
