@@ -314,7 +314,7 @@ int safetensors_read_header(FILE *f, const char *path, SafeTensor **out, int *co
   }
   uint64_t buffer = size - 8 - hlen, at = 0;
   if (!q.failed) {   // the records cover the buffer in order, without holes or overlaps
-    qsort(t, (size_t)n, sizeof *t, by_offset);
+    if (n > 1) qsort(t, (size_t)n, sizeof *t, by_offset);   // (t is NULL when the header names no tensor)
     for (int i = 0; i < n && !q.failed; i++) {
       if (t[i].begin != at) fail(&q, t[i].begin < at ? "two tensors' bytes overlap" : "the byte buffer has a hole");
       at = t[i].end;
