@@ -1,7 +1,7 @@
 # smelt: build, test and demo.
 #
 #   make            build/smelt, build/libsmeltrt.a, build/libsmeltrt.so
-#   make test       install what is missing, build, fuzz smoke run, every Criterion suite
+#   make test       install what is missing, build, fuzz smoke run, the ONNX conformance suite, every Criterion suite
 #   make test-asan  the same suites built with ASan + UBSan and graph_verify between passes; a leaking test fails
 #   make demo       install, build, check every example, train the MLP for an epoch
 #   make fuzz       a longer libFuzzer run over the parser (FUZZ_SECONDS=300)
@@ -173,6 +173,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-suites
 
 test-suites: all $(BUILD)/smelt-tests bench-programs api-example fuzz-smoke
+	$(TEST_ENV) SMELT=$(CURDIR)/$(BUILD)/smelt bash scripts/onnx-suite.sh
 	$(TEST_ENV) $(BUILD)/smelt-tests --jobs=2
 
 # Sanitizers: every suite under ASan + UBSan. Criterion ignores leak reports

@@ -528,6 +528,124 @@ out:
 
 // `smelt train` / `smelt eval`: a .smelt file is built first (for this CPU)
 // into a temporary ingot; an .ingot runs as it is.
+// ---- an ONNX model where a model file goes
+
+// The ONNX file of a check, build, explain, dump, graph, run, eval or bench
+// command, imported into a private folder; the command then reads the model
+// file written there, and run and eval load the imported weights unless
+// --checkpoint names others. run's tensor files keep the ONNX names: the
+// inputs are renamed to the model file's names, the outputs back.
+typedef struct {
+  char dir[4096];
+  char model[4200], weights[4200], inputs[4200], outputs[4200];
+  const char *user_outputs;
+  const char *ingot;     // build: the ingot, beside which the weights go
+  OnnxImport names;
+} OnnxStage;
+
+// The tensors of src written to dst with every name found in from[] renamed
+// to the to[] of the same index. 0, or 1 after the message.
+static int rename_tensors(const char *src, const char *dst, char *const *from, char *const *to, int n) {
+  char err[512];
+  TensorReader *r = tensor_reader_open(src, err, sizeof err);
+  if (!r) {
+    fprintf(stderr, "smelt: error: %s\n", err);
+    return 1;
+  }
+  int count = (int)tensor_reader_count(r);
+  const char **names = xcalloc((size_t)count + 1, sizeof *names);
+  uint32_t *dtypes = xcalloc((size_t)count + 1, sizeof *dtypes);
+  Shape *shapes = xcalloc((size_t)count + 1, sizeof *shapes);
+  void **data = xcalloc((size_t)count + 1, sizeof *data);
+  bool ok = true;
+  for (int i = 0; i < count && ok; i++) {
+    const char *name;
+    ok = tensor_reader_next(r, &name, &dtypes[i], &shapes[i]);
+    if (!ok) break;
+    names[i] = xstrdup(name);
+    for (int k = 0; k < n; k++)
+      if (!strcmp(name, from[k])) {
+        free((char *)names[i]);
+        names[i] = xstrdup(to[k]);
+      }
+    uint64_t bytes = (uint64_t)dtype_size(dtypes[i]) * (uint64_t)shape_numel(&shapes[i]);
+    data[i] = xmalloc(bytes ? bytes : 1);
+    ok = tensor_reader_bytes(r, data[i], bytes);
+  }
+  tensor_reader_close(r);
+  if (!ok) fprintf(stderr, "smelt: error: '%s' is truncated or corrupt\n", src);
+  TensorWriter *w = ok ? tensor_writer_open(dst, count, names, dtypes, shapes, err, sizeof err) : NULL;
+  if (ok && !w) fprintf(stderr, "smelt: error: %s\n", err);
+  for (int i = 0; w && i < count && ok; i++)
+    ok = tensor_writer_bytes(w, data[i], (uint64_t)dtype_size(dtypes[i]) * (uint64_t)shape_numel(&shapes[i]));
+  if (w && tensor_writer_close(w, ok, err, sizeof err)) {
+    fprintf(stderr, "smelt: error: %s\n", err);
+    ok = false;
+  }
+  for (int i = 0; i < count; i++) {
+    free((char *)names[i]);
+    free(data[i]);
+  }
+  free(names);
+  free(dtypes);
+  free(shapes);
+  free(data);
+  return ok && w ? 0 : 1;
+}
+
+// Imports o's ONNX file, if it names one, and points o at the result. The
+// -D definitions bind the ONNX dim_params and are used up. 0, or 1.
+static int onnx_stage_open(Options *o, OnnxStage *s) {
+  memset(s, 0, sizeof *s);
+  if (o->nfiles != 1 || !ends_with(o->files[0], ".onnx")) return 0;
+  if (!strcmp(o->command, "train") || !strcmp(o->command, "sample") || !strcmp(o->command, "bisect") ||
+      !strcmp(o->command, "init"))
+    return bad_usage("%s takes a model file; an ONNX model has no loss or training: 'smelt import' it into one "
+                     "and add them (docs/onnx.md)", o->command);
+  char err[512];
+  if (tempdir_create(s->dir, sizeof s->dir, err, sizeof err)) {
+    fprintf(stderr, "smelt: error: %s\n", err);
+    return 1;
+  }
+  snprintf(s->model, sizeof s->model, "%s/model.smelt", s->dir);
+  snprintf(s->weights, sizeof s->weights, "%s/model.safetensors", s->dir);
+  if (onnx_import(o->files[0], s->model, o->defs, o->ndefs, stderr, &s->names)) return 1;
+  for (int i = 0; i < o->ndefs; i++) free((char *)o->defs[i].name);
+  o->ndefs = 0;
+  o->files[0] = s->model;
+  if (s->names.weights && !o->train.checkpoint) o->train.checkpoint = s->weights;
+  if (!strcmp(o->command, "build") && s->names.weights) s->ingot = o->output;
+  if (!strcmp(o->command, "run") && o->inputs) {
+    snprintf(s->inputs, sizeof s->inputs, "%s/inputs.tensors", s->dir);
+    if (rename_tensors(o->inputs, s->inputs, s->names.onnx, s->names.ident, s->names.ninputs)) return 1;
+    o->inputs = s->inputs;
+    if (o->outputs) {
+      s->user_outputs = o->outputs;
+      snprintf(s->outputs, sizeof s->outputs, "%s/outputs.tensors", s->dir);
+      o->outputs = s->outputs;
+    }
+  }
+  return 0;
+}
+
+// After the command: run's outputs under their ONNX names; the folder removed.
+static int onnx_stage_close(OnnxStage *s, int rc) {
+  if (rc == 0 && s->user_outputs) {
+    int k = s->names.ninputs;
+    rc = rename_tensors(s->outputs, s->user_outputs, s->names.ident + k, s->names.onnx + k, s->names.noutputs);
+  }
+  if (rc == 0 && s->ingot) {   // the weights beside the ingot: IngotName.safetensors
+    char path[4200];
+    size_t n = strlen(s->ingot);
+    snprintf(path, sizeof path, "%.*s.safetensors", (int)(ends_with(s->ingot, ".ingot") ? n - 6 : n), s->ingot);
+    rc = rename_tensors(s->weights, path, NULL, NULL, 0);
+    if (rc == 0) fprintf(stderr, "the ONNX weights are in %s: run the ingot with --checkpoint=%s\n", path, path);
+  }
+  if (s->dir[0]) tempdir_remove(s->dir);
+  onnx_import_free(&s->names);
+  return rc;
+}
+
 static int train_or_eval(Options *o, const char *argv0) {
   if (o->nfiles != 1) return bad_usage("%s takes one model or ingot file", o->command);
   if (o->train.resume && !o->train.checkpoint) return bad_usage("%s needs --checkpoint=PATH", "--resume");
@@ -632,6 +750,9 @@ int main(int argc, char **argv) {
   Options o;
   rc = options_from(&r, &o);
   options_result_free(&r);
+  OnnxStage onnx;
+  if (rc == 0 && strcmp(o.command, "import")) rc = onnx_stage_open(&o, &onnx);
+  else memset(&onnx, 0, sizeof onnx);
   if (rc < 0) rc = 0;   // asked for a list, and got it
   else if (rc == 0) {
     const char *cmd = o.command;
@@ -642,9 +763,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "inspect")) rc = inspect_ingot(o.files[0], stdout, o.all);
     else if (!strcmp(cmd, "import"))
       rc = !o.output || o.nfiles != 1 ? bad_usage("%s needs one ONNX file and -o FILE.smelt", "import")
-                                      : onnx_import(o.files[0], o.output, o.defs, o.ndefs, stderr);
+                                      : onnx_import(o.files[0], o.output, o.defs, o.ndefs, stderr, NULL);
     else rc = run(&o, argv[0]);
   }
+  rc = onnx_stage_close(&onnx, rc);
   options_free(&o);
   return rc;
 }

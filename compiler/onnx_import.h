@@ -6,10 +6,22 @@
 
 #include "compiler.h"
 
+// What an import made: the graph's inputs (that are not initializers) and
+// outputs, by their ONNX names and their names in the model file, and
+// whether it wrote a weights file.
+typedef struct {
+  char **onnx, **ident;   // the inputs, then the outputs
+  int ninputs, noutputs;
+  bool weights;
+} OnnxImport;
+
 // Reads the ONNX model at path and writes the model file smelt_path, and its
 // float initializers to the .safetensors file of the same name beside it.
 // dim_param names take their sizes from defs. 0, or 1 with the errors on err
-// (every unsupported op type in one message).
-int onnx_import(const char *path, const char *smelt_path, const Define *defs, int ndefs, FILE *err);
+// (every unsupported op type in one message). info (NULL: not wanted) gets
+// the names; onnx_import_free releases them.
+int onnx_import(const char *path, const char *smelt_path, const Define *defs, int ndefs, FILE *err,
+                OnnxImport *info);
+void onnx_import_free(OnnxImport *info);
 
 #endif

@@ -1,0 +1,112 @@
+// onnx_importer.h: what the ONNX importer's files share (onnx_import.c reads
+// the model and writes the model file; onnx_ops_*.c translate the nodes, one
+// family of ops each). Not a public interface: onnx_import.h is.
+#ifndef SMELT_ONNX_IMPORTER_H
+#define SMELT_ONNX_IMPORTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "compiler.h"
+#include "onnx.pb-c.h"
+
+// What an ONNX value is in the model file: a graph input, a float param (its
+// values in the weights file), a node's result, an integer constant known at
+// import time (a shape, axes), or a one-element float constant (a number).
+enum { V_INPUT, V_PARAM, V_LET, V_INTS, V_SCALAR };
+
+typedef struct {
+  char *onnx;            // the ONNX value name
+  char *ident;           // its name in the model file
+  int kind;
+  DType dtype;
+  int ndim;
+  int64_t dims[MAX_DIMS];
+  int64_t *ints;         // V_INTS: an integer constant (shapes, axes), nints values
+  int nints;
+  double scalar;         // V_SCALAR: a one-element float constant, written as a number
+} Value;
+
+typedef struct {
+  const char *path;
+  FILE *err;
+  int64_t opset;
+  Value *vals;
+  int nvals, cap;
+  // the tensors of the safetensors file
+  const char **wnames;
+  uint32_t *wdtypes;
+  Shape *wshapes;
+  float **wdata;
+  int nw;
+  const Onnx__GraphProto *graph;
+  char *body;            // the model's statements
+  size_t blen, bcap;
+  bool failed;
+} Importer;
+
+// One ONNX op type and the function that translates its nodes; arg is
+// passed through (the operator or function name of a family's shared code).
+typedef void (*OnnxNodeFn)(Importer *im, const Onnx__NodeProto *n, const char *arg);
+typedef struct {
+  const char *op_type;
+  OnnxNodeFn fn;
+  const char *arg;
+} OnnxOp;
+
+// Each family's table, ended by a row of NULLs (onnx_import.c lists them).
+extern const OnnxOp onnx_math_ops[], onnx_shape_ops[], onnx_nn_ops[], onnx_reduce_ops[];
+
+// ---- the importer's state
+
+// The first error only: later ones follow from it.
+void im_fail(Importer *im, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+// Appends to the model's statements.
+void im_out(Importer *im, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+Value *im_find(Importer *im, const char *name);
+Value *im_add_value(Importer *im, const char *onnx, int kind, DType dt, int ndim, const int64_t *dims);
+// A constant tensor (an initializer or a Constant's value) named name.
+void im_add_constant(Importer *im, const char *name, const Onnx__TensorProto *t, const char *what);
+
+// ---- a node's inputs and results
+
+// A node's name for messages: its name, else its first output's.
+const char *im_node(const Onnx__NodeProto *n);
+
+// Input i of n; NULL with a message when it is absent or undefined.
+Value *im_input(Importer *im, const Onnx__NodeProto *n, size_t i);
+// False with a message when v is an integer constant rather than a tensor.
+bool im_is_tensor(Importer *im, const Onnx__NodeProto *n, const Value *v);
+// Input i as a constant list of integers (a shape, axes); NULL with a message.
+const Value *im_ints_input(Importer *im, const Onnx__NodeProto *n, size_t i, const char *what);
+// axis in [-rank, rank) made non-negative; a message when outside.
+int im_axis(Importer *im, const Onnx__NodeProto *n, int64_t axis, int rank);
+// An operand as an expression: a value's name, or its number.
+const char *im_operand(Importer *im, const Value *v);
+// The value of n's first output, of that dtype and shape.
+Value *im_result(Importer *im, const Onnx__NodeProto *n, DType dt, int ndim, const int64_t *dims);
+// `let NAME = EXPR` (or `output`) for y, with its shape in a comment.
+void im_emit(Importer *im, const Value *y, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+// `reshape(x, y's dims)` for y.
+void im_emit_reshape(Importer *im, const Value *y, const char *x);
+
+// ---- attributes, shapes and dtypes
+
+const Onnx__AttributeProto *onnx_attr(const Onnx__NodeProto *n, const char *name);
+int64_t onnx_attr_i(const Onnx__NodeProto *n, const char *name, int64_t dflt);
+double onnx_attr_f(const Onnx__NodeProto *n, const char *name, double dflt);
+// The ints of an attribute into v (at most max); -1 when absent.
+int onnx_attr_ints(const Onnx__NodeProto *n, const char *name, int64_t *v, int max);
+int64_t onnx_numel(const int64_t *dims, int ndim);
+// "[2, 3]"; four buffers in turn, so a message can show several shapes.
+const char *onnx_shape_str(const int64_t *dims, int ndim);
+const char *onnx_dtype_word(DType d);
+// An ONNX TensorProto data type as a dtype; false for one smelt lacks.
+bool onnx_dtype_of(int32_t t, DType *d);
+// The numpy broadcast of two shapes into d; false when they do not broadcast.
+bool onnx_broadcast(const Value *a, const Value *b, int64_t *d, int *nd);
+// "1, 2, 3" into b.
+void onnx_join_ints(char *b, size_t cap, const int64_t *v, int n);
+
+#endif
