@@ -153,7 +153,7 @@ bool onnx_dtype_of(int32_t t, DType *d) {
 
 // A TensorProto's values as floats (float) or int64s (integer types); NULL
 // with a message for another type or external data.
-static void *tensor_values(Importer *im, const Onnx__TensorProto *t, const char *what, bool *is_float, int64_t *count) {
+static void *tensor_values(Importer *im, const Onnx__TensorProto *t, const char *what, DType *dt, int64_t *count) {
   int64_t n = 1;
   for (size_t i = 0; i < t->n_dims; i++) {
     if (t->dims[i] < 0) {
@@ -169,7 +169,7 @@ static void *tensor_values(Importer *im, const Onnx__TensorProto *t, const char 
   }
   bool raw = t->has_raw_data;
   if (t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) {
-    *is_float = true;
+    *dt = DT_F32;
     float *v = xmalloc((size_t)(n ? n : 1) * sizeof *v);
     if (raw ? t->raw_data.len != (size_t)n * 4 : t->n_float_data != (size_t)n) {
       im_fail(im, "%s '%s' holds %zu values where its shape %s needs %lld", what, t->name,
@@ -181,46 +181,52 @@ static void *tensor_values(Importer *im, const Onnx__TensorProto *t, const char 
     else memcpy(v, t->float_data, (size_t)n * 4);
     return v;
   }
-  if (t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT32) {
-    *is_float = false;
-    bool i64 = t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
-    size_t have = raw ? t->raw_data.len / (i64 ? 8 : 4) : i64 ? t->n_int64_data : t->n_int32_data;
-    if (have != (size_t)n) {
-      im_fail(im, "%s '%s' holds %zu values where its shape %s needs %lld", what, t->name, have,
-           onnx_shape_str(t->dims, (int)t->n_dims), (long long)n);
+  // integers and bools: int64 in int64_data, the others in int32_data, or raw
+  int width;
+  switch (t->data_type) {
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: *dt = DT_I64; width = 8; break;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT32: *dt = DT_I32; width = 4; break;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL: *dt = DT_BOOL; width = 1; break;
+    default:
+      im_fail(im, "%s '%s' has ONNX data type %d; the importer reads float, int32, int64 and bool tensors", what,
+              t->name, t->data_type);
       return NULL;
-    }
-    int64_t *v = xmalloc((size_t)(n ? n : 1) * sizeof *v);
-    for (int64_t i = 0; i < n; i++) {
-      if (raw && i64) memcpy(&v[i], t->raw_data.data + 8 * i, 8);
-      else if (raw) {
-        int32_t x;
-        memcpy(&x, t->raw_data.data + 4 * i, 4);
-        v[i] = x;
-      } else v[i] = i64 ? t->int64_data[i] : t->int32_data[i];
-    }
-    return v;
   }
-  im_fail(im, "%s '%s' has ONNX data type %d; the importer reads float, int32 and int64 tensors", what, t->name,
-       t->data_type);
-  return NULL;
+  size_t have = raw ? t->raw_data.len / (size_t)width : width == 8 ? t->n_int64_data : t->n_int32_data;
+  if (have != (size_t)n || (raw && t->raw_data.len % (size_t)width)) {
+    im_fail(im, "%s '%s' holds %zu values where its shape %s needs %lld", what, t->name, have,
+         onnx_shape_str(t->dims, (int)t->n_dims), (long long)n);
+    return NULL;
+  }
+  int64_t *v = xmalloc((size_t)(n ? n : 1) * sizeof *v);
+  for (int64_t i = 0; i < n; i++) {
+    if (!raw) v[i] = width == 8 ? t->int64_data[i] : t->int32_data[i];
+    else if (width == 8) memcpy(&v[i], t->raw_data.data + 8 * i, 8);
+    else if (width == 4) {
+      int32_t x;
+      memcpy(&x, t->raw_data.data + 4 * i, 4);
+      v[i] = x;
+    } else v[i] = t->raw_data.data[i] != 0;
+    if (width == 1) v[i] = v[i] != 0;
+  }
+  return v;
 }
 
 // A constant tensor (an initializer or a Constant node's value) named name:
 // a float of one element becomes a number, other floats a param (its values
 // in the weights file), integers a compile-time list (shapes and axes).
 void im_add_constant(Importer *im, const char *name, const Onnx__TensorProto *t, const char *what) {
-  bool is_float;
+  DType dt;
   int64_t n;
-  void *data = tensor_values(im, t, what, &is_float, &n);
+  void *data = tensor_values(im, t, what, &dt, &n);
   if (!data) return;
   if ((int)t->n_dims > MAX_DIMS) {
     im_fail(im, "%s '%s' has %zu dimensions (at most %d)", what, name, t->n_dims, MAX_DIMS);
     free(data);
     return;
   }
-  if (!is_float) {
-    Value *v = im_add_value(im, name, V_INTS, DT_I64, (int)t->n_dims, t->dims);
+  if (dt != DT_F32) {
+    Value *v = im_add_value(im, name, V_INTS, dt, (int)t->n_dims, t->dims);
     v->ints = data;
     v->nints = (int)n;
     return;
@@ -331,12 +337,52 @@ Value *im_input(Importer *im, const Onnx__NodeProto *n, size_t i) {
   return v;
 }
 
-bool im_is_tensor(Importer *im, const Onnx__NodeProto *n, const Value *v) {
-  if (v->kind == V_INTS) {
-    im_fail(im, "node '%s' (%s) reads the integer constant '%s' as a tensor, which the importer does not support yet",
-         im_node(n), n->op_type, v->onnx);
+// An integer constant read as a tensor: a `let` that builds its values, once.
+bool im_is_tensor(Importer *im, const Onnx__NodeProto *n, Value *v) {
+  if (v->kind != V_INTS || v->tensor_written) return true;
+  if (v->nints > 4096) {
+    im_fail(im, "node '%s' (%s) reads the integer constant '%s' of %d values as a tensor; the importer writes "
+            "at most 4096", im_node(n), n->op_type, v->onnx, v->nints);
     return false;
   }
+  for (int i = 0; i < v->nints; i++)
+    if (v->ints[i] == INT64_MIN) {
+      im_fail(im, "node '%s' (%s): the constant '%s' holds the smallest int64, which the model language cannot "
+              "write", im_node(n), n->op_type, v->onnx);
+      return false;
+    }
+  const char *dt = v->dtype == DT_BOOL ? "i32" : onnx_dtype_word(v->dtype);
+  size_t cap = 256 + (size_t)v->nints * 48, k = 0;
+  char *e = xmalloc(cap);
+  char dims[512];
+  onnx_join_ints(dims, sizeof dims, v->dims, v->ndim);
+  bool step = v->nints > 2;   // an arithmetic progression is an iota
+  for (int i = 2; i < v->nints && step; i++) step = v->ints[i] - v->ints[i - 1] == v->ints[1] - v->ints[0];
+  if (v->nints == 1) {
+    k += (size_t)snprintf(e + k, cap - k, "fill(%lld%s%s, dtype = %s)", (long long)v->ints[0], v->ndim ? ", " : "",
+                          dims, dt);
+  } else {
+    k += (size_t)snprintf(e + k, cap - k, "reshape(");
+    if (step)
+      k += (size_t)snprintf(e + k, cap - k, "iota(%d, dtype = %s) * %lld + %lld", v->nints, dt,
+                            (long long)(v->ints[1] - v->ints[0]), (long long)v->ints[0]);
+    else {
+      k += (size_t)snprintf(e + k, cap - k, "stack(");
+      for (int i = 0; i < v->nints; i++)
+        k += (size_t)snprintf(e + k, cap - k, "%sfill(%lld, dtype = %s)", i ? ", " : "", (long long)v->ints[i], dt);
+      k += (size_t)snprintf(e + k, cap - k, ")");
+    }
+    k += (size_t)snprintf(e + k, cap - k, ", %s)", dims);
+  }
+  if (v->dtype == DT_BOOL) {
+    char *b = xmalloc(k + 32);
+    snprintf(b, k + 32, "cast(%s, bool)", e);
+    free(e);
+    e = b;
+  }
+  im_out(im, "    let %s = %s   # %s\n", v->ident, e, onnx_shape_str(v->dims, v->ndim));
+  free(e);
+  v->tensor_written = true;
   return true;
 }
 
@@ -372,6 +418,15 @@ Value *im_result(Importer *im, const Onnx__NodeProto *n, DType dt, int ndim, con
     return NULL;
   }
   return im_add_value(im, n->output[0], V_LET, dt, ndim, dims);
+}
+
+Value *im_result_at(Importer *im, const Onnx__NodeProto *n, size_t k, DType dt, int ndim, const int64_t *dims) {
+  if (k >= n->n_output || !n->output[k][0]) return NULL;
+  if (ndim > MAX_DIMS) {
+    im_fail(im, "node '%s' (%s) makes a tensor of %d dimensions (at most %d)", im_node(n), n->op_type, ndim, MAX_DIMS);
+    return NULL;
+  }
+  return im_add_value(im, n->output[k], V_LET, dt, ndim, dims);
 }
 
 void im_emit(Importer *im, const Value *y, const char *fmt, ...) {
@@ -548,7 +603,7 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
     if (!o->domain || !o->domain[0] || !strcmp(o->domain, "ai.onnx")) im.opset = o->has_version ? o->version : 1;
   }
   if (im.opset < 0) im_fail(&im, "the model imports no version of the default operator set (ai.onnx)");
-  else if (im.opset < 7) im_fail(&im, "opset %lld; the importer reads opset 7 and newer", (long long)im.opset);
+  else if (im.opset < 6) im_fail(&im, "opset %lld; the importer reads opset 6 and newer", (long long)im.opset);
   if (!im.failed && strings_present(&im, g) && !check_ops(&im, g)) im.failed = true;
 
   // initializers, then the inputs that are not initializers
@@ -608,10 +663,12 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
 
   for (size_t i = 0; i < g->n_node && !im.failed; i++) {
     const Onnx__NodeProto *n = g->node[i];
-    if (n->n_output > 1 && strcmp(n->op_type, "MaxPool"))
-      for (size_t o = 1; o < n->n_output && !im.failed; o++)
-        if (n->output[o][0]) im_fail(&im, "node '%s' (%s): its output %zu is not supported", im_node(n), n->op_type, o + 1);
-    if (!im.failed) op_of(n)->fn(&im, n, op_of(n)->arg);
+    op_of(n)->fn(&im, n, op_of(n)->arg);
+    // every output the graph names must have been made
+    for (size_t o = 0; o < n->n_output && !im.failed; o++)
+      if (n->output[o][0] && !im_find(&im, n->output[o]))
+        im_fail(&im, "node '%s' (%s): its output %zu ('%s') is not supported", im_node(n), n->op_type, o + 1,
+                n->output[o]);
   }
   for (size_t i = 0; i < g->n_output && !im.failed; i++) {
     Value *v = im_find(&im, g->output[i]->name);

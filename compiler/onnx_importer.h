@@ -26,6 +26,7 @@ typedef struct {
   int64_t *ints;         // V_INTS: an integer constant (shapes, axes), nints values
   int nints;
   double scalar;         // V_SCALAR: a one-element float constant, written as a number
+  bool tensor_written;   // V_INTS: a `let` of its values exists (im_is_tensor)
 } Value;
 
 typedef struct {
@@ -76,8 +77,9 @@ const char *im_node(const Onnx__NodeProto *n);
 
 // Input i of n; NULL with a message when it is absent or undefined.
 Value *im_input(Importer *im, const Onnx__NodeProto *n, size_t i);
-// False with a message when v is an integer constant rather than a tensor.
-bool im_is_tensor(Importer *im, const Onnx__NodeProto *n, const Value *v);
+// Makes v usable as a tensor: an integer or bool constant (V_INTS) gets a
+// `let` that builds its values, once. False with a message.
+bool im_is_tensor(Importer *im, const Onnx__NodeProto *n, Value *v);
 // Input i as a constant list of integers (a shape, axes); NULL with a message.
 const Value *im_ints_input(Importer *im, const Onnx__NodeProto *n, size_t i, const char *what);
 // axis in [-rank, rank) made non-negative; a message when outside.
@@ -86,6 +88,8 @@ int im_axis(Importer *im, const Onnx__NodeProto *n, int64_t axis, int rank);
 const char *im_operand(Importer *im, const Value *v);
 // The value of n's first output, of that dtype and shape.
 Value *im_result(Importer *im, const Onnx__NodeProto *n, DType dt, int ndim, const int64_t *dims);
+// The value of n's output k, or NULL when the node leaves it unnamed.
+Value *im_result_at(Importer *im, const Onnx__NodeProto *n, size_t k, DType dt, int ndim, const int64_t *dims);
 // `let NAME = EXPR` (or `output`) for y, with its shape in a comment.
 void im_emit(Importer *im, const Value *y, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 // `reshape(x, y's dims)` for y.
