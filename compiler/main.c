@@ -90,6 +90,8 @@ static const OptSpec specs[] = {
     {"threads", 0, OPT_INT, "train eval run sample bench", "N", "CPU threads, at most 256 (default: one per core)", 1, 256, NULL},
     {"checkpoint", 0, OPT_STRING, "train eval run sample", "PATH",
      "train: save here; eval, run, sample: load trained weights from here", 0, 0, NULL},
+    {"weights", 0, OPT_STRING, "train eval run", "FILE",
+     "start from these parameters (a tensor or safetensors file of every parameter,\nsuch as smelt import's weights); train: from step 0, with fresh optimizer state", 0, 0, NULL},
     {"checkpoint-every", 0, OPT_INT, "train", "N", "save every N steps (default: the train block's)", 1, BIG, NULL},
     {"resume", 0, OPT_FLAG, "train", NULL, "continue from --checkpoint", 0, 0, NULL},
     {"stop-after", 0, OPT_INT, "train", "N", "end this run after N steps (resume later)", 1, BIG, NULL},
@@ -144,6 +146,7 @@ typedef struct {
   int precision;                  // --precision, or -1: the train block's
   TrainOptions train;
   const char *inputs, *outputs;   // smelt run
+  const char *onnx_source;        // the ONNX file files[0] was imported from, or NULL
   SampleOptions sample;           // smelt sample
   bool profile, all;              // smelt bench --profile, smelt inspect --all
   int runs;                       // smelt bench; 0: the default
@@ -333,6 +336,7 @@ static int options_from(const OptResult *r, Options *o) {
   IF_SET("device") o->train.device = V("device")->str;
   o->train.threads = (int)V("threads")->num;
   o->train.checkpoint = V("checkpoint")->str;
+  o->train.weights = V("weights")->str;
   o->train.checkpoint_every = V("checkpoint-every")->num;
   o->train.resume = V("resume")->set;
   o->train.stop_after = V("stop-after")->num;
@@ -612,8 +616,9 @@ static int onnx_stage_open(Options *o, OnnxStage *s) {
   if (onnx_import(o->files[0], s->model, o->defs, o->ndefs, stderr, &s->names)) return 1;
   for (int i = 0; i < o->ndefs; i++) free((char *)o->defs[i].name);
   o->ndefs = 0;
+  o->onnx_source = o->files[0];
   o->files[0] = s->model;
-  if (s->names.weights && !o->train.checkpoint) o->train.checkpoint = s->weights;
+  if (s->names.weights && !o->train.checkpoint && !o->train.weights) o->train.weights = s->weights;
   if (!strcmp(o->command, "build") && s->names.weights) s->ingot = o->output;
   if (!strcmp(o->command, "run") && o->inputs) {
     snprintf(s->inputs, sizeof s->inputs, "%s/inputs.tensors", s->dir);
@@ -649,6 +654,8 @@ static int onnx_stage_close(OnnxStage *s, int rc) {
 static int train_or_eval(Options *o, const char *argv0) {
   if (o->nfiles != 1) return bad_usage("%s takes one model or ingot file", o->command);
   if (o->train.resume && !o->train.checkpoint) return bad_usage("%s needs --checkpoint=PATH", "--resume");
+  if (o->train.resume && o->train.weights)
+    return bad_usage("%s continues from the checkpoint's parameters; --weights starts from others", "--resume");
   if (!strcmp(o->command, "run") && !o->inputs) return bad_usage("%s needs --inputs=FILE (a tensor file)", "run");
   const char *file = o->files[0];
   size_t n = strlen(file);
@@ -672,7 +679,8 @@ static int train_or_eval(Options *o, const char *argv0) {
       if (!t.ngpus && strcmp(o->train.device, "cpu") && device_gpu_target(o->train.device, arch, sizeof arch) &&
           gpu_target_known(arch))
         t.gpus[t.ngpus++] = arch;
-      fprintf(stderr, "building %s for this CPU%s%s...\n", file, t.ngpus ? " and " : "", t.ngpus ? t.gpus[0] : "");
+      fprintf(stderr, "building %s for this CPU%s%s...\n", o->onnx_source ? o->onnx_source : file, t.ngpus ? " and " : "",
+              t.ngpus ? t.gpus[0] : "");
       errors = ingot_build(&c, m, o->defs, o->ndefs, &t, tmp) ? 1 : 0;
     }
     if (errors) fprintf(stderr, "%d error%s\n", c.diag.errors, c.diag.errors == 1 ? "" : "s");

@@ -726,7 +726,7 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
       char *mname = ident_for(&im, g->name && g->name[0] ? g->name : "imported");
       fprintf(sf, "# Imported from %s (ONNX opset %lld) by smelt import.\n", base_name(path), (long long)im.opset);
       if (im.nw)
-        fprintf(sf, "# The params' values are in %s: pass it as --checkpoint (docs/onnx.md).\n", base_name(weights));
+        fprintf(sf, "# The params' values are in %s: pass it as --weights (docs/onnx.md).\n", base_name(weights));
       fprintf(sf, "import \"nn\"\n\nmodel %s {\n%s%s}\n", mname, inputs ? inputs : "", im.body ? im.body : "");
       free(mname);
       rc = fclose(sf) ? 1 : 0;

@@ -343,7 +343,10 @@ smelt_status smelt_save(smelt_session *s, const char *path) {
   return st;
 }
 
-smelt_status smelt_load(smelt_session *s, const char *path) {
+// Loads a checkpoint (weights_only false: every persistent tensor) or a
+// weights file (true: every parameter, and the state tensors it names, such
+// as a batch norm's running statistics; the optimizer's state is left as it is).
+static smelt_status load_tensors(smelt_session *s, const char *path, bool weights_only) {
   char err[512];
   TensorReader *f = tensor_reader_open(path, err, sizeof err);
   if (!f) return rt_fail(errno == ENOENT ? SMELT_ERR_IO : SMELT_ERR_FORMAT, "%s", err);
@@ -391,7 +394,7 @@ smelt_status smelt_load(smelt_session *s, const char *path) {
   tensor_reader_close(f);
   if (st == SMELT_OK)
     for (uint32_t t = 0; t < ig->ntensors; t++)
-      if (s->persist[t] && !staged[t]) {
+      if (s->persist[t] && !staged[t] && (!weights_only || ig->tensors[t].role == ROLE_PARAM)) {
         st = rt_fail(SMELT_ERR_FORMAT, "'%s' has no value for '%s'", path, ingot_str(ig, ig->tensors[t].name));
         break;
       }
@@ -402,3 +405,7 @@ smelt_status smelt_load(smelt_session *s, const char *path) {
   free(staged);
   return st;
 }
+
+smelt_status smelt_load(smelt_session *s, const char *path) { return load_tensors(s, path, false); }
+
+smelt_status smelt_load_weights(smelt_session *s, const char *path) { return load_tensors(s, path, true); }

@@ -87,6 +87,12 @@ size_t smelt_tensor_bytes(const smelt_session *s, const char *name);
 // checkpoint and passes over its optimizer state.
 smelt_status smelt_save(smelt_session *s, const char *path);
 smelt_status smelt_load(smelt_session *s, const char *path);
+// Loads a weights file (a tensor or safetensors file: `smelt init
+// --params-only`, `smelt import`'s model.safetensors): every parameter must be
+// in it, with its dtype and shape, and it may hold the model's buffers; the
+// optimizer's state and step counter are left as they are. Nothing changes
+// when the file does not fit.
+smelt_status smelt_load_weights(smelt_session *s, const char *path);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,7 @@ typedef struct {
   int threads;              // 0: one per core
   int64_t epochs, steps;    // override the train block (0: keep)
   const char *checkpoint;   // path, or NULL for none
+  const char *weights;      // the parameters to start from (smelt_load_weights), or NULL
   int64_t checkpoint_every; // 0: the train block's
   bool resume;
   int64_t stop_after;       // end this run after this many steps (0: run to the end)

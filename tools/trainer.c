@@ -378,6 +378,10 @@ int train_run(const TrainOptions *o) {
     goto done;
   }
   int64_t start = 0;
+  if (o->weights && !o->resume && smelt_load_weights(s, o->weights) != SMELT_OK) {
+    fprintf(stderr, "smelt: error: --weights: %s\n", smelt_last_error());
+    goto done;
+  }
   if (o->resume) {
     if (smelt_load(s, o->checkpoint) != SMELT_OK) {
       fprintf(stderr, "smelt: error: cannot resume: %s\n", smelt_last_error());
@@ -498,6 +502,8 @@ int eval_run(const TrainOptions *o) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
   } else if (o->checkpoint && smelt_load(s, o->checkpoint) != SMELT_OK) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
+  } else if (o->weights && smelt_load_weights(s, o->weights) != SMELT_OK) {
+    fprintf(stderr, "smelt: error: --weights: %s\n", smelt_last_error());
   } else {
     const char *split = o->split ? o->split : held_out_split(ig);
     EvalResult r;
@@ -525,7 +531,8 @@ int run_main(const TrainOptions *o, const char *inputs, const char *outputs) {
     goto done;
   }
   if (smelt_session_new(ig, o->device, o->threads, &s) != SMELT_OK ||
-      (o->checkpoint && smelt_load(s, o->checkpoint) != SMELT_OK)) {
+      (o->checkpoint && smelt_load(s, o->checkpoint) != SMELT_OK) ||
+      (o->weights && smelt_load_weights(s, o->weights) != SMELT_OK)) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
     goto done;
   }
