@@ -4,8 +4,9 @@ Every case of SUITE_DIR (written by tests/onnx/gen_suite.py) is run on the
 CPU device as `smelt run CASE/model.onnx --inputs=... --outputs=...`, once
 per test_data_set, and its outputs are compared with the expected ones with
 ONNX's tolerances (rtol 1e-3, atol 1e-7; integers and bools exactly, dtypes
-and shapes exactly). Each case's result is pass, or fail with the first
-line of what went wrong.
+and shapes exactly). A case with the right outputs must also build for the
+GPU targets and pass `smelt-rt check --device=cpu`. Each case's result is
+pass, or fail with the first line of what went wrong.
 
 The expectations file holds every case's expected status. A case whose
 result is not the one expected (a pass that now fails, or a fail that now
@@ -201,9 +202,36 @@ def run_case(smelt, key, kind, path, timeout):
                 why = compare(name, w, got.get(name))
                 if why:
                     return "fail", why, primary, fam
+        why = gpu_check(smelt, path, tmp, timeout)
+        if why:
+            return ("crash" if why.startswith("crash:") else "fail"), why, primary, fam
         return "pass", "", primary, fam
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+GPU_TARGETS = "sm_80,sm_90,gfx90a,gfx942"
+
+
+def gpu_check(smelt, path, tmp, timeout):
+    """A case that computes the right numbers must also build for the GPU
+    targets (PTX assembled by ptxas, AMDGCN by LLVM) and pass smelt-rt check
+    on the CPU device (every kernel against the reference); None when it
+    does, else why not."""
+    ingot = os.path.join(tmp, "model.ingot")
+    smelt_rt = os.path.join(os.path.dirname(smelt), "smelt-rt")
+    for what, cmd in (("GPU build", [smelt, "build", os.path.join(path, "model.onnx"), "--target=" + GPU_TARGETS,
+                                      "-o", ingot]),
+                      ("smelt-rt check", [smelt_rt, "check", "--device=cpu", ingot])):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, NO_COLOR="1"))
+        except subprocess.TimeoutExpired:
+            return "%s timed out after %d s" % (what, timeout)
+        if p.returncode < 0:
+            return "crash: %s died of signal %d" % (what, -p.returncode)
+        if p.returncode != 0:
+            return "%s: %s" % (what, error_line(p.stderr + p.stdout, path))
+    return None
 
 
 def read_expectations(path):
