@@ -6,6 +6,8 @@
 // lists every unsupported op type with its nodes and the opset.
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -153,6 +155,84 @@ bool onnx_dtype_of(int32_t t, DType *d) {
 
 // A TensorProto's values as floats (float) or int64s (integer types); NULL
 // with a message for another type or external data.
+static void *decode_values(Importer *im, const Onnx__TensorProto *t, const char *what, bool raw,
+                           ProtobufCBinaryData bytes, int64_t n, DType *dt);
+
+// The bytes of a tensor kept in an external file (data_location EXTERNAL):
+// its "location" relative to the model's folder, from "offset" for "length"
+// bytes (default: to the end). A location that is absolute, climbs out with
+// "..", or resolves (through links) outside the folder is refused. NULL with
+// a message.
+static uint8_t *external_bytes(Importer *im, const Onnx__TensorProto *t, const char *what, size_t *len) {
+  const char *loc = NULL;
+  long long offset = 0, length = -1;
+  for (size_t i = 0; i < t->n_external_data; i++) {
+    const Onnx__StringStringEntryProto *e = t->external_data[i];
+    if (!e->key || !e->value) continue;
+    char *end;
+    if (!strcmp(e->key, "location")) loc = e->value;
+    else if (!strcmp(e->key, "offset") || !strcmp(e->key, "length")) {
+      errno = 0;
+      long long x = strtoll(e->value, &end, 10);
+      if (errno || end == e->value || *end || x < 0) {
+        im_fail(im, "%s '%s': external data %s '%s' is not a byte count", what, t->name, e->key, e->value);
+        return NULL;
+      }
+      if (!strcmp(e->key, "offset")) offset = x;
+      else length = x;
+    }
+  }
+  if (!loc || !loc[0]) {
+    im_fail(im, "%s '%s' keeps its data in an external file but names no location", what, t->name);
+    return NULL;
+  }
+  bool climbs = loc[0] == '/';
+  for (const char *p = loc; *p && !climbs; p++)
+    climbs = (p == loc || p[-1] == '/') && p[0] == '.' && p[1] == '.' && (p[2] == '/' || !p[2]);
+  if (climbs) {
+    im_fail(im, "%s '%s': external data location '%s' leaves the model's folder", what, t->name, loc);
+    return NULL;
+  }
+  const char *slash = strrchr(im->path, '/');
+  char dir[4096], file[8300], real_dir[PATH_MAX], real_file[PATH_MAX];
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - im->path) : 1, slash ? im->path : ".");
+  snprintf(file, sizeof file, "%s/%s", dir, loc);
+  if (!realpath(dir, real_dir) || !realpath(file, real_file)) {
+    im_fail(im, "%s '%s': cannot read its external data '%s': %s", what, t->name, file, strerror(errno));
+    return NULL;
+  }
+  size_t rl = strlen(real_dir);
+  if (strncmp(real_file, real_dir, rl) || (real_file[rl] != '/' && strcmp(real_dir, "/"))) {
+    im_fail(im, "%s '%s': external data location '%s' leaves the model's folder", what, t->name, loc);
+    return NULL;
+  }
+  FILE *f = fopen(real_file, "rb");
+  struct stat st;
+  if (!f || fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+    im_fail(im, "%s '%s': cannot read its external data '%s'%s%s", what, t->name, file, f ? ": not a regular file" : ": ",
+            f ? "" : strerror(errno));
+    if (f) fclose(f);
+    return NULL;
+  }
+  if (length < 0) length = st.st_size - offset;
+  if (offset > st.st_size || length < 0 || length > st.st_size - offset) {
+    im_fail(im, "%s '%s': external data '%s' is %lld bytes; offset %lld and length %lld do not fit", what, t->name,
+            file, (long long)st.st_size, offset, length);
+    fclose(f);
+    return NULL;
+  }
+  uint8_t *b = xmalloc((size_t)length + 1);
+  bool ok = fseeko(f, (off_t)offset, SEEK_SET) == 0 && fread(b, 1, (size_t)length, f) == (size_t)length;
+  fclose(f);
+  if (!ok) {
+    im_fail(im, "%s '%s': cannot read %lld bytes of external data '%s'", what, t->name, length, file);
+    free(b);
+    return NULL;
+  }
+  *len = (size_t)length;
+  return b;
+}
+
 static void *tensor_values(Importer *im, const Onnx__TensorProto *t, const char *what, DType *dt, int64_t *count) {
   int64_t n = 1;
   for (size_t i = 0; i < t->n_dims; i++) {
@@ -163,21 +243,32 @@ static void *tensor_values(Importer *im, const Onnx__TensorProto *t, const char 
     n *= t->dims[i];
   }
   *count = n;
+  ProtobufCBinaryData bytes = t->raw_data;   // raw values: in the model, or from an external file
+  uint8_t *external = NULL;
   if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
-    im_fail(im, "%s '%s' keeps its data in an external file, which this importer does not read yet", what, t->name);
-    return NULL;
+    external = external_bytes(im, t, what, &bytes.len);
+    if (!external) return NULL;
+    bytes.data = external;
   }
-  bool raw = t->has_raw_data;
+  void *v = decode_values(im, t, what, external || t->has_raw_data, bytes, n, dt);
+  free(external);
+  return v;
+}
+
+// The values of t as floats (DT_F32) or int64s (integers and bools), from
+// raw bytes (raw) or the typed fields.
+static void *decode_values(Importer *im, const Onnx__TensorProto *t, const char *what, bool raw,
+                           ProtobufCBinaryData bytes, int64_t n, DType *dt) {
   if (t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) {
     *dt = DT_F32;
     float *v = xmalloc((size_t)(n ? n : 1) * sizeof *v);
-    if (raw ? t->raw_data.len != (size_t)n * 4 : t->n_float_data != (size_t)n) {
+    if (raw ? bytes.len != (size_t)n * 4 : t->n_float_data != (size_t)n) {
       im_fail(im, "%s '%s' holds %zu values where its shape %s needs %lld", what, t->name,
-           raw ? t->raw_data.len / 4 : t->n_float_data, onnx_shape_str(t->dims, (int)t->n_dims), (long long)n);
+           raw ? bytes.len / 4 : t->n_float_data, onnx_shape_str(t->dims, (int)t->n_dims), (long long)n);
       free(v);
       return NULL;
     }
-    if (raw) memcpy(v, t->raw_data.data, (size_t)n * 4);   // little-endian, as ONNX stores it
+    if (raw) memcpy(v, bytes.data, (size_t)n * 4);   // little-endian, as ONNX stores it
     else memcpy(v, t->float_data, (size_t)n * 4);
     return v;
   }
@@ -192,8 +283,8 @@ static void *tensor_values(Importer *im, const Onnx__TensorProto *t, const char 
               t->name, t->data_type);
       return NULL;
   }
-  size_t have = raw ? t->raw_data.len / (size_t)width : width == 8 ? t->n_int64_data : t->n_int32_data;
-  if (have != (size_t)n || (raw && t->raw_data.len % (size_t)width)) {
+  size_t have = raw ? bytes.len / (size_t)width : width == 8 ? t->n_int64_data : t->n_int32_data;
+  if (have != (size_t)n || (raw && bytes.len % (size_t)width)) {
     im_fail(im, "%s '%s' holds %zu values where its shape %s needs %lld", what, t->name, have,
          onnx_shape_str(t->dims, (int)t->n_dims), (long long)n);
     return NULL;
@@ -201,12 +292,12 @@ static void *tensor_values(Importer *im, const Onnx__TensorProto *t, const char 
   int64_t *v = xmalloc((size_t)(n ? n : 1) * sizeof *v);
   for (int64_t i = 0; i < n; i++) {
     if (!raw) v[i] = width == 8 ? t->int64_data[i] : t->int32_data[i];
-    else if (width == 8) memcpy(&v[i], t->raw_data.data + 8 * i, 8);
+    else if (width == 8) memcpy(&v[i], bytes.data + 8 * i, 8);
     else if (width == 4) {
       int32_t x;
-      memcpy(&x, t->raw_data.data + 4 * i, 4);
+      memcpy(&x, bytes.data + 4 * i, 4);
       v[i] = x;
-    } else v[i] = t->raw_data.data[i] != 0;
+    } else v[i] = bytes.data[i] != 0;
     if (width == 1) v[i] = v[i] != 0;
   }
   return v;

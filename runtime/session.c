@@ -369,7 +369,7 @@ static smelt_status load_tensors(smelt_session *s, const char *path, bool weight
     uint32_t ndim = (uint32_t)shape.ndim;
     const int64_t *dims = shape.d;
     int64_t t = ingot_tensor(ig, name);
-    if (t < 0 && inference_only) {
+    if (t < 0 && inference_only && !weights_only) {
       // a training checkpoint's optimizer state: an inference-only ingot has none
       if (tensor_reader_bytes(f, NULL, (uint64_t)shape_numel(&shape) * (uint64_t)dtype_size(dtype))) continue;
     }

@@ -240,3 +240,44 @@ TEST(onnx, commands_take_an_onnx_file) {
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   cr_assert_eq(system(cmd), 0);
 }
+
+// Initializers in an external file beside the model (data_location
+// EXTERNAL, one at an offset) are read; a location outside the model's
+// folder is refused, through '..' or through a link.
+TEST(onnx, external_data_read_beside_the_model) {
+  import_and_run("external", "", true);
+  char cmd[1024], *out = NULL;
+  snprintf(cmd, sizeof cmd, "%s import tests/onnx/escape.onnx -o /tmp/smelt-onnx-never.smelt", smelt_path());
+  cr_assert_neq(run_cmd(cmd, &out), 0);
+  cr_assert(strstr(out, "initializer 'w': external data location '../escape.weights' leaves the model's folder"), "%s",
+            out);
+  free(out);
+  char dir[] = "/tmp/smelt-onnx-link-XXXXXX";
+  cr_assert(mkdtemp(dir));
+  // the model's folder holds a link named external.weights to a file elsewhere
+  snprintf(cmd, sizeof cmd, "cp tests/onnx/external.onnx %s/ && ln -s %s/tests/onnx/external.weights %s/external.weights",
+           dir, getcwd((char[4096]){0}, 4096), dir);
+  cr_assert_eq(system(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s import %s/external.onnx -o %s/m.smelt", smelt_path(), dir, dir);
+  cr_assert_neq(run_cmd(cmd, &out), 0);
+  cr_assert(strstr(out, "external data location 'external.weights' leaves the model's folder"), "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_assert_eq(system(cmd), 0);
+  cr_assert(access("/tmp/smelt-onnx-never.smelt", F_OK) != 0);
+}
+
+// --weights takes a file of exactly the model's parameters.
+TEST(onnx, weights_file_checked) {
+  char cmd[1024], *out = NULL;
+  snprintf(cmd, sizeof cmd, "%s run tests/onnx/cnn.onnx --device=cpu --inputs=tests/onnx/cnn.in.tensors "
+           "--weights=tests/onnx/cnn.out.tensors", smelt_path());
+  cr_assert_neq(run_cmd(cmd, &out), 0);
+  cr_assert(strstr(out, "'tests/onnx/cnn.out.tensors' holds 'y', which this model does not have"), "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s train examples/mlp.smelt --resume --checkpoint=/tmp/x.ckpt --weights=/tmp/w.tensors",
+           smelt_path());
+  cr_assert_neq(run_cmd(cmd, &out), 0);
+  cr_assert(strstr(out, "--resume continues from the checkpoint's parameters; --weights starts from others"), "%s", out);
+  free(out);
+}
