@@ -7,7 +7,8 @@
 #
 #   scripts/onnx-suite.sh              the check make test runs
 #   scripts/onnx-suite.sh --update     rewrite the expectations from this run
-#   scripts/onnx-suite.sh --report     also write bench/results/onnx-conformance.md
+#   scripts/onnx-suite.sh --report     also write bench/results/onnx-conformance.md and
+#                                      the per-op table of docs/onnx.md
 #   scripts/onnx-suite.sh --filter RE --verbose    some cases, each result printed
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,7 +21,7 @@ fi
 args=()
 for a in "$@"; do
   case "$a" in
-    --report) args+=("--report=$root/bench/results/onnx-conformance.md") ;;
+    --report) args+=("--report=$root/bench/results/onnx-conformance.md" "--docs=$root/docs/onnx.md") ;;
     *) args+=("$a") ;;
   esac
 done

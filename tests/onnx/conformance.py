@@ -265,7 +265,27 @@ def pct(a, b):
     return "%.1f%%" % (100.0 * a / b) if b else "-"
 
 
-def report(results, path):
+DOCS_BEGIN = "<!-- conformance table: written by scripts/onnx-suite.sh --report -->"
+DOCS_END = "<!-- end of the conformance table -->"
+
+
+def write_docs_table(docs, per_op):
+    """The per-op status table of docs/onnx.md, between its two markers."""
+    with open(docs) as f:
+        text = f.read()
+    if DOCS_BEGIN not in text or DOCS_END not in text:
+        sys.exit("%s: the conformance table markers are missing" % docs)
+    rows = ["| op | primary cases passing | status |", "|---|---|---|"]
+    for op in sorted(per_op):
+        ok, n = per_op[op]
+        rows.append("| %s | %d of %d | %s |" % (op, ok, n, "supported" if ok == n else "partly" if ok else "not yet"))
+    head, rest = text.split(DOCS_BEGIN, 1)
+    tail = rest.split(DOCS_END, 1)[1]
+    with open(docs, "w") as f:
+        f.write(head + DOCS_BEGIN + "\n\n" + "\n".join(rows) + "\n\n" + DOCS_END + tail)
+
+
+def report(results, path, docs=None):
     """The counts: every node case, the primary ones, the model folders, and
     per op type."""
     groups = {"all node cases": [], "primary (fp32/int/bool, not expanded)": [], "model folders": []}
@@ -286,6 +306,8 @@ def report(results, path):
     for op in sorted(per_op):
         lines.append("| %s | %d | %d |" % (op, per_op[op][0], per_op[op][1]))
     text = "\n".join(lines) + "\n"
+    if docs:
+        write_docs_table(docs, per_op)
     if path:
         with open(path, "w") as f:
             f.write("# ONNX backend conformance (onnx %s), smelt on the CPU device\n\n" % onnx.__version__)
@@ -302,6 +324,7 @@ def main():
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--filter")
     ap.add_argument("--report")
+    ap.add_argument("--docs")
     ap.add_argument("--timeout", type=int, default=120)
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args()
@@ -315,7 +338,7 @@ def main():
         for key in sorted(results):
             st, why = results[key][:2]
             print("%s %s%s" % (key, st, ": " + why if why else ""))
-    groups = report(results, a.report)
+    groups = report(results, a.report, a.docs)
     exp = read_expectations(a.expect)
     crashed = sorted(k for k, v in results.items() if v[0] == "crash")
     if a.update and not crashed:
