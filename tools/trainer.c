@@ -517,14 +517,86 @@ int eval_run(const TrainOptions *o) {
   return rc;
 }
 
+// The tensors of a tensor file, each in its own dtype (run's inputs).
+typedef struct {
+  char *name;
+  uint32_t dtype;
+  Shape shape;
+  void *bytes;
+} RawTensor;
+
+static int raw_tensors_read(const char *path, RawTensor **out, int *count, char *err, size_t errlen) {
+  TensorReader *r = tensor_reader_open(path, err, errlen);
+  if (!r) return -1;
+  int n = (int)tensor_reader_count(r);
+  RawTensor *t = xcalloc((size_t)n + 1, sizeof *t);
+  int k = 0;
+  bool ok = true;
+  for (; k < n && ok; k++) {
+    const char *name;
+    ok = tensor_reader_next(r, &name, &t[k].dtype, &t[k].shape);
+    if (!ok) break;
+    t[k].name = xstrdup(name);
+    uint64_t bytes = (uint64_t)dtype_size(t[k].dtype) * (uint64_t)shape_numel(&t[k].shape);
+    t[k].bytes = xmalloc(bytes ? bytes : 1);
+    ok = tensor_reader_bytes(r, t[k].bytes, bytes);
+  }
+  tensor_reader_close(r);
+  *out = t;
+  *count = k;
+  if (!ok) snprintf(err, errlen, "'%s' is truncated or corrupt", path);
+  return ok ? 0 : -1;
+}
+
+static void raw_tensors_free(RawTensor *t, int n) {
+  for (int i = 0; i < n; i++) {
+    free(t[i].name);
+    free(t[i].bytes);
+  }
+  free(t);
+}
+
+// An input's bytes in the slot's dtype: as they are when the file has that
+// dtype, else converted when every value converts exactly (an f32 file may
+// feed an i32 input its whole numbers); NULL with a message otherwise.
+static void *input_bytes(const RawTensor *v, uint32_t dtype, size_t bytes, char *err, size_t errlen) {
+  void *dst = xmalloc(bytes ? bytes : 1);
+  if (v->dtype == dtype) {
+    memcpy(dst, v->bytes, bytes);
+    return dst;
+  }
+  int64_t n = shape_numel(&v->shape);
+  double *d = xmalloc(sizeof *d * (size_t)(n ? n : 1)), *back = xmalloc(sizeof *back * (size_t)(n ? n : 1));
+  dtype_to_doubles(v->dtype, v->bytes, d, n);
+  dtype_from_doubles(dtype, d, dst, n);
+  dtype_to_doubles(dtype, dst, back, n);
+  int64_t bad = -1;
+  for (int64_t i = 0; i < n && bad < 0; i++)
+    if (!(d[i] == back[i] || (isnan(d[i]) && isnan(back[i])))) bad = i;
+  if (bad >= 0) {
+    snprintf(err, errlen, "input '%s' is %s; its value %.17g at %lld is not one of the model's %s", v->name,
+             dtype_name(v->dtype), d[bad], (long long)bad, dtype_name(dtype));
+    free(dst);
+    dst = NULL;
+  }
+  free(d);
+  free(back);
+  return dst;
+}
+
 int run_main(const TrainOptions *o, const char *inputs, const char *outputs) {
   const char *entry = o->split ? o->split : "infer";
   smelt_ingot *ig = open_ingot(o->ingot);
   if (!ig) return 1;
   smelt_session *s = NULL;
-  TensorEntry *in = NULL, *out = NULL;
+  RawTensor *in = NULL;
   int nin = 0, nout = 0, rc = 1;
   char err[1024];
+  // the outputs, each in its own dtype
+  const char **onames = NULL;
+  uint32_t *otypes = NULL;
+  Shape *oshapes = NULL;
+  void **odata = NULL;
   const IngotEntry *e = ingot_entry(ig, entry);
   if (!e) {
     fprintf(stderr, "smelt: error: '%s' has no entry point '%s'\n", o->ingot, entry);
@@ -536,32 +608,41 @@ int run_main(const TrainOptions *o, const char *inputs, const char *outputs) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
     goto done;
   }
-  if (tensorfile_read(inputs, &in, &nin, err, sizeof err)) {
+  if (raw_tensors_read(inputs, &in, &nin, err, sizeof err)) {
     fprintf(stderr, "smelt: error: %s\n", err);
     goto done;
   }
   size_t plen = strlen(entry) + 1;
-  out = xcalloc(e->nslots + 1, sizeof *out);
+  onames = xcalloc(e->nslots + 1, sizeof *onames);
+  otypes = xcalloc(e->nslots + 1, sizeof *otypes);
+  oshapes = xcalloc(e->nslots + 1, sizeof *oshapes);
+  odata = xcalloc(e->nslots + 1, sizeof *odata);
   for (uint32_t k = 0; k < e->nslots; k++) {   // every input must be given, with its shape
     const IngotTensor *t = &ig->tensors[ig->slots[e->first_slot + k]];
     if (t->role != ROLE_INPUT && t->role != ROLE_OUTPUT) continue;
     const char *name = ingot_str(ig, t->name) + plen;
     Shape sh = {.ndim = (int)t->ndim};
     for (uint32_t d = 0; d < t->ndim; d++) sh.d[d] = t->dims[d];
-    int64_t n = shape_numel(&sh);
     if (t->role == ROLE_OUTPUT) {
-      out[nout++] = (TensorEntry){name, sh, NULL};
+      onames[nout] = name;
+      otypes[nout] = t->dtype;
+      oshapes[nout++] = sh;
       continue;
     }
-    const TensorEntry *v = tensorfile_find(in, nin, name);
+    const RawTensor *v = NULL;
+    for (int i = 0; i < nin && !v; i++)
+      if (!strcmp(in[i].name, name)) v = &in[i];
     if (!v || !shape_eq(&v->shape, &sh)) {
       char want[96];
       fprintf(stderr, "smelt: error: %s needs input '%s' as %s\n", inputs, name,
               type_str(want, sizeof want, (DType)t->dtype, &sh));
       goto done;
     }
-    void *bytes = xmalloc(t->bytes ? t->bytes : 1);
-    dtype_from_doubles(t->dtype, v->data, bytes, n);
+    void *bytes = input_bytes(v, t->dtype, t->bytes, err, sizeof err);
+    if (!bytes) {
+      fprintf(stderr, "smelt: error: %s: %s\n", inputs, err);
+      goto done;
+    }
     smelt_set_input(s, entry, name, bytes, t->bytes);
     free(bytes);
   }
@@ -571,32 +652,41 @@ int run_main(const TrainOptions *o, const char *inputs, const char *outputs) {
   }
   for (int i = 0; i < nout; i++) {
     char full[512];
-    snprintf(full, sizeof full, "%s/%s", entry, out[i].name);
+    snprintf(full, sizeof full, "%s/%s", entry, onames[i]);
     const IngotTensor *t = &ig->tensors[ingot_tensor(ig, full)];
-    int64_t n = shape_numel(&out[i].shape);
-    void *bytes = xmalloc(t->bytes ? t->bytes : 1);
-    smelt_get_output(s, entry, out[i].name, bytes, t->bytes);
-    out[i].data = xmalloc(sizeof(double) * (size_t)(n ? n : 1));
-    dtype_to_doubles(t->dtype, bytes, out[i].data, n);
-    free(bytes);
+    int64_t n = shape_numel(&oshapes[i]);
+    odata[i] = xmalloc(t->bytes ? t->bytes : 1);
+    smelt_get_output(s, entry, onames[i], odata[i], t->bytes);
     if (!outputs) {
       char ty[96];
-      printf("%s: %s\n", out[i].name, type_str(ty, sizeof ty, (DType)t->dtype, &out[i].shape));
-      int64_t cols = out[i].shape.ndim ? out[i].shape.d[out[i].shape.ndim - 1] : 1;
+      double *v = xmalloc(sizeof *v * (size_t)(n ? n : 1));
+      dtype_to_doubles(t->dtype, odata[i], v, n);
+      printf("%s: %s\n", onames[i], type_str(ty, sizeof ty, (DType)t->dtype, &oshapes[i]));
+      int64_t cols = oshapes[i].ndim ? oshapes[i].d[oshapes[i].ndim - 1] : 1;
       for (int64_t j = 0; j < n && j < 64; j++)
-        printf("%s%.6g%s", j % cols ? " " : "  ", out[i].data[j], (j + 1) % cols == 0 || j + 1 == n ? "\n" : "");
+        printf("%s%.6g%s", j % cols ? " " : "  ", v[j], (j + 1) % cols == 0 || j + 1 == n ? "\n" : "");
       if (n > 64) printf("  ... (%lld values; --outputs=FILE writes them all)\n", (long long)n);
+      free(v);
     }
   }
-  if (outputs && tensorfile_write(outputs, out, nout, err, sizeof err)) {
-    fprintf(stderr, "smelt: error: %s\n", err);
-    goto done;
+  if (outputs) {   // each output in its own dtype
+    TensorWriter *w = tensor_writer_open(outputs, nout, onames, otypes, oshapes, err, sizeof err);
+    bool ok = w != NULL;
+    for (int i = 0; ok && i < nout; i++)
+      ok = tensor_writer_bytes(w, odata[i], (uint64_t)dtype_size(otypes[i]) * (uint64_t)shape_numel(&oshapes[i]));
+    if (!w || tensor_writer_close(w, ok, err, sizeof err)) {
+      fprintf(stderr, "smelt: error: %s\n", err);
+      goto done;
+    }
   }
   rc = 0;
 done:
-  for (int i = 0; i < nout; i++) free(out[i].data);
-  free(out);
-  tensorfile_free(in, nin);
+  for (int i = 0; i < nout; i++) free(odata[i]);
+  free(onames);
+  free(otypes);
+  free(oshapes);
+  free(odata);
+  raw_tensors_free(in, nin);
   smelt_session_free(s);
   smelt_ingot_close(ig);
   return rc;
