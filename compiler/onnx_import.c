@@ -494,7 +494,7 @@ static void node_constant(Importer *im, const Onnx__NodeProto *n, const char *ar
 
 // Every unsupported op type, with its nodes, in one message; false when there is one.
 static const OnnxOp core_ops[] = {{"Constant", node_constant, NULL}, {NULL, NULL, NULL}};
-static const OnnxOp *const op_tables[] = {core_ops, onnx_math_ops, onnx_shape_ops, onnx_nn_ops, onnx_reduce_ops};
+static const OnnxOp *const op_tables[] = {core_ops, onnx_math_ops, onnx_shape_ops, onnx_nn_ops, onnx_reduce_ops, onnx_norm_ops};
 
 // The row that translates n's op type, or NULL: the default domain only.
 static const OnnxOp *op_of(const Onnx__NodeProto *n) {
