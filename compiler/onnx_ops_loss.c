@@ -4,17 +4,31 @@
 // log-probabilities moved to [N, d1, ..., C], summed over the last axis.
 // one_hot stops the run on a target outside [0, C) (other than ignore_index),
 // so an out-of-range target is an error, never a silent zero.
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "onnx_importer.h"
 
+// The start of the names of a node's parts: its name, else its first named
+// output, else its op type in lower case.
+static const char *base_name(const Onnx__NodeProto *n) {
+  static char low[64];
+  if (n->name && n->name[0]) return n->name;
+  for (size_t i = 0; i < n->n_output; i++)
+    if (n->output[i][0]) return n->output[i];
+  size_t k = 0;
+  for (; n->op_type[k] && k < sizeof low - 1; k++) low[k] = (char)tolower((unsigned char)n->op_type[k]);
+  low[k] = 0;
+  return low;
+}
+
 // A new `let` name for a part of n's translation, of that shape. Its ONNX
 // name is empty, which no node input names, so no ONNX value can find it.
 static const char *part(Importer *im, const Onnx__NodeProto *n, const char *what, int ndim, const int64_t *dims) {
   char name[256];
-  snprintf(name, sizeof name, "%.200s_%s", im_node(n), what);
+  snprintf(name, sizeof name, "%.200s_%s", base_name(n), what);
   Value *v = im_add_value(im, name, V_LET, DT_F32, ndim, dims);
   v->onnx[0] = 0;
   return v->ident;
@@ -86,6 +100,10 @@ static void node_loss(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   char ignore[64] = "";
   if (ia && ia->has_i) snprintf(ignore, sizeof ignore, ", ignore = %lld", (long long)ia->i);
 
+  // the outputs first, so that they keep their ONNX names
+  Value *y = im_result(im, n, DT_F32, red == 0 ? ts.ndim : 0, ts.dims);
+  if (!y) return;
+  int yi = (int)(y - im->vals);
   const char *lp = xs.ident;
   if (softmax) {
     Value *out = im_result_at(im, n, 1, DT_F32, xs.ndim, xs.dims);
@@ -107,8 +125,7 @@ static void node_loss(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   im_out(im, "    let %s = one_hot(%s, %lld%s)%s%s   # %s\n", hot, ts.ident, (long long)c, ignore, wid ? " * " : "",
          wid ? wid : "", onnx_shape_str(hd, ts.ndim + 1));
   const char *each = red == 0 ? NULL : part(im, n, "each", ts.ndim, ts.dims);
-  Value *y = im_result(im, n, DT_F32, red == 0 ? ts.ndim : 0, ts.dims);
-  if (!y) return;
+  y = &im->vals[yi];   // the values may have moved
   char expr[1024];
   snprintf(expr, sizeof expr, "-sum(%s * %s, axis = -1)", hot, perm);
   if (red == 0) {

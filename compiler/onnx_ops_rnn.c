@@ -5,6 +5,7 @@
 // list and stacked into Y. sequence_lens, when given, masks the steps past
 // each sequence's length: its state stays and its Y rows are 0 (as
 // onnxruntime), and a length outside [0, seq_length] stops the run (one_hot).
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,13 +24,25 @@ typedef struct {
   double clip;
   const char *act[6];             // the activations' functions, nact per direction
   const char *x, *w, *r, *b, *h0, *c0, *p, *lens_hot;   // model-file names (x already [T, B, I])
+  const char *tag;                // "", or the direction's ("fw_", "bw_") in its parts' names
 } Rnn;
+
+// The start of the names of a node's parts: its name, else its op type in
+// lower case.
+static const char *base_name(const Onnx__NodeProto *n) {
+  static char low[64];
+  if (n->name && n->name[0]) return n->name;
+  size_t k = 0;
+  for (; n->op_type[k] && k < sizeof low - 1; k++) low[k] = (char)tolower((unsigned char)n->op_type[k]);
+  low[k] = 0;
+  return low;
+}
 
 // A new `let` name for a part of the translation. Its ONNX name is empty,
 // which no node input names, so no ONNX value can find it.
 static const char *part(Rnn *s, const char *what, int ndim, const int64_t *dims) {
   char name[256];
-  snprintf(name, sizeof name, "%.200s_%s", im_node(s->n), what);
+  snprintf(name, sizeof name, "%.200s_%s%s", base_name(s->n), s->tag, what);
   Value *v = im_add_value(s->im, name, V_LET, DT_F32, ndim, dims);
   v->onnx[0] = 0;
   return v->ident;
@@ -223,31 +236,40 @@ static void direction(Rnn *s, int d, bool reverse, const char **hs, const char *
   im_out(s->im, "    }\n");
 }
 
-// The outputs: Y [T, D, B, H] from the lists (a reverse direction's in time
-// order), Y_h and Y_c [D, B, H]; batch first (layout 1): [B, T, D, H], [B, D, H].
-static void outputs(Rnn *s, const char *const *hs, const bool *rev, const char *const *h, const char *const *c) {
+// The outputs' values, made first so that they keep their ONNX names: Y
+// [T, D, B, H], Y_h and Y_c [D, B, H]; batch first (layout 1): [B, T, D, H],
+// [B, D, H]. Their indices in im->vals into out (-1: not asked for).
+static void output_values(Rnn *s, int *out) {
   int64_t yd[4] = {s->T, s->D, s->B, s->H}, hd[3] = {s->D, s->B, s->H};
   if (s->batch_first) {
     int64_t y1[4] = {s->B, s->T, s->D, s->H}, h1[3] = {s->B, s->D, s->H};
     memcpy(yd, y1, sizeof yd);
     memcpy(hd, h1, sizeof hd);
   }
+  for (int o = 0; o < 3; o++) {
+    Value *v = o == 2 && s->kind != K_LSTM ? NULL : im_result_at(s->im, s->n, (size_t)o, DT_F32, o ? 3 : 4, o ? hd : yd);
+    out[o] = v ? (int)(v - s->im->vals) : -1;
+  }
+}
+
+// Y from the lists (a reverse direction's in time order), Y_h and Y_c from
+// the last states.
+static void outputs(Rnn *s, const int *out, const char *const *hs, const bool *rev, const char *const *h,
+                    const char *const *c) {
   int ax = s->batch_first ? 1 : 0;
-  Value *y = im_result_at(s->im, s->n, 0, DT_F32, 4, yd);
-  if (y) {
+  if (out[0] >= 0) {
     char e[1024];
     int k = snprintf(e, sizeof e, "stack(");
     for (int d = 0; d < s->D; d++)
       k += snprintf(e + k, sizeof e - (size_t)k, "%sstack(%s%s, axis = %d)", d ? ", " : "", hs[d], rev[d] ? "[::-1]" : "", ax);
     snprintf(e + k, sizeof e - (size_t)k, ", axis = %d)", ax + 1);
-    im_emit(s->im, y, "%s", e);
+    im_emit(s->im, &s->im->vals[out[0]], "%s", e);
   }
-  for (int o = 1; o <= (s->kind == K_LSTM ? 2 : 1); o++) {
+  for (int o = 1; o < 3; o++) {
     const char *const *st = o == 1 ? h : c;
-    Value *v = im_result_at(s->im, s->n, (size_t)o, DT_F32, 3, hd);
-    if (!v) continue;
-    if (s->D == 2) im_emit(s->im, v, "stack(%s, %s, axis = %d)", st[0], st[1], ax);
-    else im_emit(s->im, v, "stack(%s, axis = %d)", st[0], ax);
+    if (out[o] < 0) continue;
+    if (s->D == 2) im_emit(s->im, &s->im->vals[out[o]], "stack(%s, %s, axis = %d)", st[0], st[1], ax);
+    else im_emit(s->im, &s->im->vals[out[o]], "stack(%s, axis = %d)", st[0], ax);
   }
 }
 
@@ -326,11 +348,14 @@ static bool weights(Rnn *s) {
 
 // arg: "rnn", "gru" or "lstm".
 static void node_rnn(Importer *im, const Onnx__NodeProto *n, const char *arg) {
-  Rnn s = {.im = im, .n = n};
+  Rnn s = {.im = im, .n = n, .tag = ""};
   s.kind = !strcmp(arg, "rnn") ? K_RNN : !strcmp(arg, "gru") ? K_GRU : K_LSTM;
   s.gates = s.kind == K_RNN ? 1 : s.kind == K_GRU ? 3 : 4;
   s.nact = s.kind == K_RNN ? 1 : s.kind == K_GRU ? 2 : 3;
   if (!setup(&s)) return;
+  int out[3];
+  output_values(&s, out);
+  if (im->failed) return;
   if (s.batch_first) {   // X [B, T, I] -> [T, B, I]
     int64_t d[3] = {s.T, s.B, s.I};
     const char *xt = part(&s, "x_seq", 3, d);
@@ -343,9 +368,10 @@ static void node_rnn(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   bool rev[2];
   for (int d = 0; d < s.D; d++) {
     rev[d] = dir == -1 || d == 1;
+    s.tag = s.D == 1 ? "" : d ? "bw_" : "fw_";
     direction(&s, d, rev[d], &hs[d], &h[d], &c[d]);
   }
-  outputs(&s, hs, rev, h, c);
+  outputs(&s, out, hs, rev, h, c);
 }
 
 const OnnxOp onnx_rnn_ops[] = {
