@@ -131,7 +131,8 @@ static bool seq_lens(Rnn *s) {
   const char *id = v->ident;
   int64_t d[2] = {s->B, s->T + 1};
   s->lens_hot = part(s, "lens", 2, d);
-  im_out(s->im, "    let %s = one_hot(%s, %lld)   # %s\n", s->lens_hot, id, (long long)s->T + 1, onnx_shape_str(d, 2));
+  im_out(s->im, "    let %s = one_hot(%s, %lld)   # %s; a length outside [0, %lld] stops the run\n", s->lens_hot, id,
+         (long long)s->T + 1, onnx_shape_str(d, 2), (long long)s->T);
   return true;
 }
 
