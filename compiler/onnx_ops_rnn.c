@@ -96,7 +96,7 @@ static bool input(Rnn *s, size_t i, const char *what, int ndim, const int64_t *d
   bool ok = v->ndim == ndim && v->dtype == DT_F32;
   for (int k = 0; k < ndim && ok; k++) ok = v->dims[k] == dims[k];
   if (!ok) {
-    im_fail(s->im, "node '%s' (%s): %s '%s' is %s %s where %s float32 is needed", im_node(s->n), s->n->op_type, what,
+    im_fail(s->im, "node '%s' (%s): %s '%s' is %s %s where float32 %s is needed", im_node(s->n), s->n->op_type, what,
             v->onnx, onnx_dtype_word(v->dtype), onnx_shape_str(v->dims, v->ndim), onnx_shape_str(dims, ndim));
     return false;
   }
