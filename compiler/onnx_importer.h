@@ -57,7 +57,13 @@ typedef struct {
 } OnnxOp;
 
 // Each family's table, ended by a row of NULLs (onnx_import.c lists them).
-extern const OnnxOp onnx_math_ops[], onnx_shape_ops[], onnx_nn_ops[], onnx_reduce_ops[], onnx_norm_ops[];
+extern const OnnxOp onnx_math_ops[];
+extern const OnnxOp onnx_shape_ops[];
+extern const OnnxOp onnx_nn_ops[];
+extern const OnnxOp onnx_reduce_ops[];
+extern const OnnxOp onnx_norm_ops[];
+extern const OnnxOp onnx_rnn_ops[];
+extern const OnnxOp onnx_loss_ops[];
 
 // ---- the importer's state
 
