@@ -59,6 +59,7 @@ static const char *const reserved[] = {
     "exp", "log", "sqrt", "abs", "softmax", "log_softmax", "reshape", "permute", "conv", "pool_max", "pool_avg",
     "concat", "sum", "mean", "gather", "erf", "pow", "where", "cast", "zeros", "buffer", "break",
     "while", "assert",
+    "max", "iota", "fill", "broadcast", "stack",
 };
 
 // A name of the model file for an ONNX name: letters, digits and '_', not
@@ -494,7 +495,8 @@ static void node_constant(Importer *im, const Onnx__NodeProto *n, const char *ar
 
 // Every unsupported op type, with its nodes, in one message; false when there is one.
 static const OnnxOp core_ops[] = {{"Constant", node_constant, NULL}, {NULL, NULL, NULL}};
-static const OnnxOp *const op_tables[] = {core_ops, onnx_math_ops, onnx_shape_ops, onnx_nn_ops, onnx_reduce_ops};
+static const OnnxOp *const op_tables[] = {core_ops, onnx_math_ops, onnx_shape_ops, onnx_nn_ops, onnx_reduce_ops,
+                                           onnx_attention_ops};
 
 // The row that translates n's op type, or NULL: the default domain only.
 static const OnnxOp *op_of(const Onnx__NodeProto *n) {

@@ -58,6 +58,7 @@ typedef struct {
 
 // Each family's table, ended by a row of NULLs (onnx_import.c lists them).
 extern const OnnxOp onnx_math_ops[], onnx_shape_ops[], onnx_nn_ops[], onnx_reduce_ops[];
+extern const OnnxOp onnx_attention_ops[];
 
 // ---- the importer's state
 
