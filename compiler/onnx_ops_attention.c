@@ -89,6 +89,12 @@ static bool attn_dims(Importer *im, const Onnx__NodeProto *n, const Value *q, co
       return false;
     }
   } else {
+    // opset 25 forbids the head counts with 4-D inputs; 23 and 24 ignore them
+    if (im->opset >= 25 && (onnx_attr(n, "q_num_heads") || onnx_attr(n, "kv_num_heads"))) {
+      im_fail(im, "node '%s' (Attention): q_num_heads and kv_num_heads are for 3-D inputs, not 4-D ones (opset %lld)",
+              nm, (long long)im->opset);
+      return false;
+    }
     a->Hq = q->dims[1];
     a->Sq = q->dims[2];
     a->D = q->dims[3];
@@ -418,12 +424,16 @@ static void node_attention(Importer *im, const Onnx__NodeProto *n, const char *a
   }
   const Value *bias = NULL, *biased = capped;
   if (b.nterms) {
-    Value *bv = tmp(im, n, "bias", DT_F32, b.ndim, b.dims);
-    char sum[1024];
-    size_t len = 0;
-    sum[0] = 0;
-    for (int i = 0; i < b.nterms; i++) len += (size_t)snprintf(sum + len, sizeof sum - len, "%s%s", i ? " + " : "", b.terms[i]->ident);
-    im_emit(im, bv, "%s", sum);
+    const Value *bv = b.terms[0];
+    if (b.nterms > 1) {
+      char sum[1024];
+      size_t len = 0;
+      for (int i = 0; i < b.nterms; i++)
+        len += (size_t)snprintf(sum + len, sizeof sum - len, "%s%s", i ? " + " : "", b.terms[i]->ident);
+      Value *t2 = tmp(im, n, "bias", DT_F32, b.ndim, b.dims);
+      im_emit(im, t2, "%s", sum);
+      bv = t2;
+    }
     Value *sb = tmp(im, n, "biased", DT_F32, 4, sd);
     im_emit(im, sb, "%s + %s", capped->ident, bv->ident);
     bias = bv;
