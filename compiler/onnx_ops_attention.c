@@ -1,7 +1,8 @@
 // onnx_ops_attention.c: the ONNX ops of transformer layers: Attention
-// (opsets 23-25), RotaryEmbedding (23) and SwiGLU. Each is written as a short
-// sequence of `let`s of the language (matmul, where, iota comparisons,
-// reshape, permute, concat), named after the node's first output.
+// (opsets 23-25), RotaryEmbedding (23), SwiGLU and LinearAttention (27).
+// Each is written as a short sequence of `let`s of the language (matmul,
+// where, iota comparisons, reshape, permute, concat), named after the node's
+// first output.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -578,9 +579,137 @@ static void node_swiglu(Importer *im, const Onnx__NodeProto *n, const char *arg)
   else im_emit(im, y, "%s * sigmoid(%s * %s) * %s", a->ident, num(alpha), a->ident, b->ident);
 }
 
+// ---- LinearAttention (opset 27): the recurrence over the tokens unrolled,
+// a state [B, Hkv, dk, dv] per step: decayed (gated), corrected by the delta
+// rule, added k v^T, read by the queries of its group.
+
+enum { LA_MAX_TOKENS = 64 };   // each token is a few `let`s of the file
+
+// decay as [B, Hkv, T, 1 or dk], beta as [B, Hkv or 1, T, 1]; NULL with a message.
+static const Value *la_gate(Importer *im, const Onnx__NodeProto *n, const Value *g, const char *what, int64_t B,
+                            int64_t T, int64_t Hkv, int64_t per_head, int64_t alt) {
+  if (!float_tensor(im, n, g, what)) return NULL;
+  int64_t last = g->ndim == 3 ? g->dims[2] : -1;
+  if (g->ndim != 3 || g->dims[0] != B || g->dims[1] != T || (last != per_head && last != alt)) {
+    im_fail(im, "node '%s' (LinearAttention): %s %s must be [%lld, %lld, %lld] or [%lld, %lld, %lld]", im_node(n), what,
+            onnx_shape_str(g->dims, g->ndim), (long long)B, (long long)T, (long long)per_head, (long long)B, (long long)T,
+            (long long)alt);
+    return NULL;
+  }
+  bool heads = last == per_head;   // one value per head, else per key dimension (decay) or one (beta)
+  int64_t h = heads ? per_head : (!strcmp(what, "beta") ? 1 : Hkv);
+  int64_t x = heads || !strcmp(what, "beta") ? 1 : last / Hkv;
+  int64_t d[4] = {B, h, T, x};
+  Value *y = tmp(im, n, what, DT_F32, 4, d);
+  im_emit(im, y, "permute(reshape(%s, %lld, %lld, %lld, %lld), 0, 2, 1, 3)", g->ident, (long long)B, (long long)T,
+          (long long)h, (long long)x);
+  return y;
+}
+
+static void node_linear_attention(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  const char *nm = im_node(n);
+  Value *q = im_input(im, n, 0), *k = q ? im_input(im, n, 1) : NULL, *v = k ? im_input(im, n, 2) : NULL;
+  if (!v || !im_is_tensor(im, n, q) || !im_is_tensor(im, n, k) || !im_is_tensor(im, n, v)) return;
+  if (!float_tensor(im, n, q, "query") || !float_tensor(im, n, k, "key") || !float_tensor(im, n, v, "value")) return;
+  Value *past = opt_input(im, n, 3), *decay = opt_input(im, n, 4), *beta = opt_input(im, n, 5);
+  if (im->failed) return;
+  const Onnx__AttributeProto *ra = onnx_attr(n, "update_rule");
+  char rule[32] = "gated_delta";
+  if (ra && ra->has_s) snprintf(rule, sizeof rule, "%.*s", (int)ra->s.len, (const char *)ra->s.data);
+  bool gating = !strcmp(rule, "gated") || !strcmp(rule, "gated_delta");
+  bool delta = !strcmp(rule, "delta") || !strcmp(rule, "gated_delta");
+  if (!gating && !delta && strcmp(rule, "linear")) {
+    im_fail(im, "node '%s' (LinearAttention): update_rule '%s' (linear, gated, delta or gated_delta)", nm, rule);
+    return;
+  }
+  if (gating != (decay != NULL) || delta != (beta != NULL)) {
+    im_fail(im, "node '%s' (LinearAttention): update_rule '%s' %s decay and %s beta", nm, rule,
+            gating ? "needs" : "takes no", delta ? "needs" : "takes no");
+    return;
+  }
+  int64_t Hq = onnx_attr_i(n, "q_num_heads", 0), Hkv = onnx_attr_i(n, "kv_num_heads", 0);
+  if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3 || Hq < 1 || Hkv < 1 || Hq % Hkv || q->dims[2] % Hq ||
+      k->dims[2] % Hkv || v->dims[2] % Hkv || k->dims[2] / Hkv != q->dims[2] / Hq || k->dims[0] != q->dims[0] ||
+      v->dims[0] != q->dims[0] || k->dims[1] != q->dims[1] || v->dims[1] != q->dims[1]) {
+    im_fail(im, "node '%s' (LinearAttention): query %s, key %s and value %s (3-D) do not fit q_num_heads %lld and "
+            "kv_num_heads %lld", nm, onnx_shape_str(q->dims, q->ndim), onnx_shape_str(k->dims, k->ndim),
+            onnx_shape_str(v->dims, v->ndim), (long long)Hq, (long long)Hkv);
+    return;
+  }
+  int64_t B = q->dims[0], T = q->dims[1], dk = q->dims[2] / Hq, dv = v->dims[2] / Hkv, r = Hq / Hkv;
+  if (T > LA_MAX_TOKENS) {
+    im_fail(im, "node '%s' (LinearAttention): %lld tokens; the importer unrolls the recurrence over at most %d", nm,
+            (long long)T, LA_MAX_TOKENS);
+    return;
+  }
+  int64_t sd[4] = {B, Hkv, dk, dv};
+  if (past && (!float_tensor(im, n, past, "past_state") || past->ndim != 4 || memcmp(past->dims, sd, sizeof sd))) {
+    if (!im->failed)
+      im_fail(im, "node '%s' (LinearAttention): past_state %s must be %s", nm, onnx_shape_str(past->dims, past->ndim),
+              onnx_shape_str(sd, 4));
+    return;
+  }
+  const Value *g4 = decay ? la_gate(im, n, decay, "decay", B, T, Hkv, Hkv, Hkv * dk) : NULL;
+  const Value *b4 = beta ? la_gate(im, n, beta, "beta", B, T, Hkv, Hkv, 1) : NULL;
+  if (im->failed) return;
+  double scale = onnx_attr_f(n, "scale", 0.0);
+  if (scale == 0.0) scale = 1.0 / sqrt((double)dk);
+  const Value *q4 = attn_heads(im, n, q, "q", Hq, true), *k4 = attn_heads(im, n, k, "k", Hkv, true);
+  const Value *v4 = attn_heads(im, n, v, "v", Hkv, true);
+  const Value *state = past;
+  if (!state) {
+    Value *z = tmp(im, n, "state0", DT_F32, 4, sd);
+    im_emit(im, z, "fill(0.0, %s)", dims_of(sd, 4));
+    state = z;
+  }
+  int64_t vd[4] = {B, Hkv, 1, dv}, od[4] = {B, Hq, 1, dv};
+  char list[4096], sfx[32];
+  size_t len = 0;
+  for (int64_t i = 0; i < T && !im->failed; i++) {
+    char kt[64];
+    snprintf(kt, sizeof kt, "%s[:, :, %lld:%lld, :]", k4->ident, (long long)i, (long long)i + 1);
+    if (gating) {   // state * exp(g_t), g_t of one value per head or per key dimension
+      snprintf(sfx, sizeof sfx, "decayed%lld", (long long)i + 1);
+      Value *d = tmp(im, n, sfx, DT_F32, 4, sd);
+      im_emit(im, d, "%s * permute(exp(%s[:, :, %lld:%lld, :]), 0, 1, 3, 2)", state->ident, g4->ident, (long long)i,
+              (long long)i + 1);
+      state = d;
+    }
+    snprintf(sfx, sizeof sfx, "v%lld", (long long)i + 1);
+    Value *vt = tmp(im, n, sfx, DT_F32, 4, vd);
+    if (delta)   // beta_t (v_t - S^T k_t)
+      im_emit(im, vt, "%s[:, :, %lld:%lld, :] * (%s[:, :, %lld:%lld, :] - matmul(%s, %s))", b4->ident, (long long)i,
+              (long long)i + 1, v4->ident, (long long)i, (long long)i + 1, kt, state->ident);
+    else im_emit(im, vt, "%s[:, :, %lld:%lld, :]", v4->ident, (long long)i, (long long)i + 1);
+    snprintf(sfx, sizeof sfx, "state%lld", (long long)i + 1);
+    Value *ns = i == T - 1 ? im_result_at(im, n, 1, DT_F32, 4, sd) : NULL;
+    if (!ns) ns = tmp(im, n, sfx, DT_F32, 4, sd);
+    im_emit(im, ns, "%s + matmul(%s, %s, ta = true)", state->ident, kt, vt->ident);
+    state = ns;
+    snprintf(sfx, sizeof sfx, "out%lld", (long long)i + 1);
+    Value *o = tmp(im, n, sfx, DT_F32, 4, od);
+    if (r == 1)
+      im_emit(im, o, "%s * matmul(%s[:, :, %lld:%lld, :], %s)", num(scale), q4->ident, (long long)i, (long long)i + 1,
+              state->ident);
+    else
+      im_emit(im, o, "%s * reshape(matmul(reshape(%s[:, :, %lld:%lld, :], %lld, %lld, %lld, %lld), %s), %s)", num(scale),
+              q4->ident, (long long)i, (long long)i + 1, (long long)B, (long long)Hkv, (long long)r, (long long)dk,
+              state->ident, dims_of(od, 4));
+    len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0, "%s%s", i ? ", " : "", o->ident);
+  }
+  if (im->failed) return;
+  int64_t yd[3] = {B, T, Hq * dv};
+  Value *y = im_result_at(im, n, 0, DT_F32, 3, yd);
+  if (!y) return;
+  if (T == 1) im_emit(im, y, "reshape(permute(%s, 0, 2, 1, 3), %s)", list, dims_of(yd, 3));
+  else im_emit(im, y, "reshape(permute(concat(%s, axis = 2), 0, 2, 1, 3), %s)", list, dims_of(yd, 3));
+}
+
 const OnnxOp onnx_attention_ops[] = {
     {"Attention", node_attention, NULL},
     {"RotaryEmbedding", node_rotary, NULL},
     {"SwiGLU", node_swiglu, NULL},
+    {"LinearAttention", node_linear_attention, NULL},
     {NULL, NULL, NULL},
 };
