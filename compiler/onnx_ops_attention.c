@@ -231,6 +231,15 @@ static const Value *attn_mask_bias(Importer *im, const Onnx__NodeProto *n, const
             onnx_shape_str(full, 4));
     return NULL;
   }
+  // the reference takes the causal rows from the mask's own query axis, so a
+  // mask broadcast over the queries gets the first query's row for all
+  bool window = onnx_attr_i(n, "left_window_size", -1) >= 0 || onnx_attr_i(n, "right_window_size", -1) >= 0;
+  if (onnx_attr_i(n, "is_causal", 0) && !window && a->Sq > 1 && (m->ndim < 2 || m->dims[m->ndim - 2] != a->Sq)) {
+    im_fail(im, "node '%s' (Attention): is_causal with attn_mask %s, broadcast over the %lld queries, where the ONNX "
+            "spec (a causal row per query) and its reference implementation (the first query's row) disagree", nm,
+            onnx_shape_str(m->dims, m->ndim), (long long)a->Sq);
+    return NULL;
+  }
   const Value *f = m;
   if (m->dtype == DT_BOOL) {
     Value *y = tmp(im, n, "mask", DT_F32, m->ndim, m->dims);
