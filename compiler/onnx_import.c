@@ -60,7 +60,8 @@ static const char *const reserved[] = {
     "i32", "i64", "u8", "bool", "int", "float", "str", "tensor", "list", "matmul", "relu", "sigmoid", "tanh",
     "exp", "log", "sqrt", "abs", "softmax", "log_softmax", "reshape", "permute", "conv", "pool_max", "pool_avg",
     "concat", "sum", "mean", "gather", "erf", "pow", "where", "cast", "zeros", "buffer", "break",
-    "while", "assert", "max", "min", "argmax", "iota", "fill", "rsqrt", "pad", "broadcast", "one_hot", "stack", "maximum", "minimum",
+    "while", "assert", "max", "min", "argmax", "iota", "fill", "rsqrt", "pad", "broadcast", "one_hot", "stack",
+    "maximum", "minimum",
 };
 
 // A name of the model file for an ONNX name: letters, digits and '_', not
@@ -594,6 +595,7 @@ static const OnnxOp *const op_tables[] = {
     onnx_norm_ops,
     onnx_rnn_ops,
     onnx_loss_ops,
+    onnx_attention_ops,
 };
 
 // The row that translates n's op type, or NULL: the default domain only.

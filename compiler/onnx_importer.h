@@ -64,6 +64,7 @@ extern const OnnxOp onnx_reduce_ops[];
 extern const OnnxOp onnx_norm_ops[];
 extern const OnnxOp onnx_rnn_ops[];
 extern const OnnxOp onnx_loss_ops[];
+extern const OnnxOp onnx_attention_ops[];
 
 // ---- the importer's state
 

@@ -1,0 +1,724 @@
+// onnx_ops_attention.c: the ONNX ops of transformer layers: Attention
+// (opsets 23-25), RotaryEmbedding (23), SwiGLU and LinearAttention (27).
+// Each is written as a short sequence of `let`s of the language (matmul,
+// where, iota comparisons, reshape, permute, concat), named after the node's
+// first output.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx_importer.h"
+
+// "2, 3, 4": eight buffers in turn, so one expression can show several.
+static const char *dims_of(const int64_t *d, int n) {
+  static char buf[8][256];
+  static int which;
+  char *b = buf[which++ & 7];
+  onnx_join_ints(b, 256, d, n);
+  return b;
+}
+
+// A number as the language writes a float: "0.5", "(-2.0)".
+static const char *num(double x) {
+  Value v = {.kind = V_SCALAR, .scalar = x};
+  return im_operand(NULL, &v);
+}
+
+// A value of the node's own, named after its first output and a suffix
+// (Y_scores). Its ONNX name holds a \x01, which keeps it apart from every
+// name of the model.
+static Value *tmp(Importer *im, const Onnx__NodeProto *n, const char *suffix, DType dt, int nd, const int64_t *d) {
+  char name[512];
+  snprintf(name, sizeof name, "%s\x01%s", n->n_output && n->output[0][0] ? n->output[0] : im_node(n), suffix);
+  return im_add_value(im, name, V_LET, dt, nd, d);
+}
+
+// Input i when the node gives it (NULL otherwise, or on an error: check im->failed).
+static Value *opt_input(Importer *im, const Onnx__NodeProto *n, size_t i) {
+  if (i >= n->n_input || !n->input[i][0]) return NULL;
+  Value *v = im_input(im, n, i);
+  if (v && !im_is_tensor(im, n, v)) return NULL;
+  return v;
+}
+
+// A float tensor (not a number: its shape matters), else a message.
+static bool float_tensor(Importer *im, const Onnx__NodeProto *n, const Value *v, const char *what) {
+  if (v->dtype != DT_F32 || v->kind == V_SCALAR) {
+    im_fail(im, "node '%s' (%s): %s '%s' is %s%s; the importer takes a float32 tensor", im_node(n), n->op_type, what,
+            v->onnx, onnx_dtype_word(v->dtype), v->kind == V_SCALAR ? " of one element" : "");
+    return false;
+  }
+  return true;
+}
+
+// ---- Attention
+
+typedef struct {
+  int64_t B, Hq, Hkv, Sq, Skv, P, L, D, Dv;   // P past length, L = P + Skv
+  bool rank3;
+} AttnDims;
+
+// The dimensions of Q, K, V (3-D with q_num_heads / kv_num_heads, or 4-D).
+static bool attn_dims(Importer *im, const Onnx__NodeProto *n, const Value *q, const Value *k, const Value *v, AttnDims *a) {
+  const char *nm = im_node(n);
+  if (q->ndim != k->ndim || q->ndim != v->ndim || (q->ndim != 3 && q->ndim != 4)) {
+    im_fail(im, "node '%s' (Attention): Q %s, K %s and V %s must all be 3-D or all 4-D", nm, onnx_shape_str(q->dims, q->ndim),
+            onnx_shape_str(k->dims, k->ndim), onnx_shape_str(v->dims, v->ndim));
+    return false;
+  }
+  memset(a, 0, sizeof *a);
+  a->rank3 = q->ndim == 3;
+  a->B = q->dims[0];
+  if (a->rank3) {
+    a->Hq = onnx_attr_i(n, "q_num_heads", 0);
+    a->Hkv = onnx_attr_i(n, "kv_num_heads", 0);
+    if (a->Hq < 1 || a->Hkv < 1 || q->dims[2] % a->Hq || k->dims[2] % a->Hkv || v->dims[2] % a->Hkv) {
+      im_fail(im, "node '%s' (Attention): 3-D inputs need q_num_heads and kv_num_heads that divide the hidden sizes "
+              "(Q %s, K %s, V %s; q_num_heads %lld, kv_num_heads %lld)", nm, onnx_shape_str(q->dims, 3),
+              onnx_shape_str(k->dims, 3), onnx_shape_str(v->dims, 3), (long long)a->Hq, (long long)a->Hkv);
+      return false;
+    }
+    a->Sq = q->dims[1];
+    a->Skv = k->dims[1];
+    a->D = q->dims[2] / a->Hq;
+    a->Dv = v->dims[2] / a->Hkv;
+    if (k->dims[2] / a->Hkv != a->D || v->dims[1] != a->Skv || k->dims[0] != a->B || v->dims[0] != a->B) {
+      im_fail(im, "node '%s' (Attention): Q %s, K %s and V %s do not agree (heads %lld and %lld)", nm,
+              onnx_shape_str(q->dims, 3), onnx_shape_str(k->dims, 3), onnx_shape_str(v->dims, 3), (long long)a->Hq,
+              (long long)a->Hkv);
+      return false;
+    }
+  } else {
+    // opset 25 forbids the head counts with 4-D inputs; 23 and 24 ignore them
+    if (im->opset >= 25 && (onnx_attr(n, "q_num_heads") || onnx_attr(n, "kv_num_heads"))) {
+      im_fail(im, "node '%s' (Attention): q_num_heads and kv_num_heads are for 3-D inputs, not 4-D ones (opset %lld)",
+              nm, (long long)im->opset);
+      return false;
+    }
+    a->Hq = q->dims[1];
+    a->Sq = q->dims[2];
+    a->D = q->dims[3];
+    a->Hkv = k->dims[1];
+    a->Skv = k->dims[2];
+    a->Dv = v->dims[3];
+    if (k->dims[3] != a->D || k->dims[0] != a->B || v->dims[0] != a->B || v->dims[1] != a->Hkv || v->dims[2] != a->Skv) {
+      im_fail(im, "node '%s' (Attention): Q %s, K %s and V %s do not agree", nm, onnx_shape_str(q->dims, 4),
+              onnx_shape_str(k->dims, 4), onnx_shape_str(v->dims, 4));
+      return false;
+    }
+  }
+  if (a->Hq % a->Hkv) {
+    im_fail(im, "node '%s' (Attention): %lld query heads are not a multiple of %lld key/value heads", nm,
+            (long long)a->Hq, (long long)a->Hkv);
+    return false;
+  }
+  return true;
+}
+
+// The attributes the importer reads, with what it refuses.
+typedef struct {
+  bool causal;
+  double sqrt_scale, softcap;
+  int64_t mode, left, right;
+} AttnAttrs;
+
+static bool attn_attrs(Importer *im, const Onnx__NodeProto *n, const AttnDims *a, AttnAttrs *t) {
+  const char *nm = im_node(n);
+  const Onnx__AttributeProto *sa = onnx_attr(n, "scale");
+  double scale = sa && sa->has_f ? sa->f : 1.0 / sqrt((double)a->D);
+  // ONNX scales Q and K each by sqrt(scale), rounded to the inputs' type
+  t->sqrt_scale = (float)sqrt(scale);
+  t->causal = onnx_attr_i(n, "is_causal", 0) != 0;
+  t->softcap = onnx_attr_f(n, "softcap", 0.0);
+  t->mode = onnx_attr_i(n, "qk_matmul_output_mode", 0);
+  t->left = onnx_attr_i(n, "left_window_size", -1);
+  t->right = onnx_attr_i(n, "right_window_size", -1);
+  int64_t prec = onnx_attr_i(n, "softmax_precision", 1);
+  if (!(scale > 0) || !isfinite(scale)) {
+    im_fail(im, "node '%s' (Attention): scale %g; the importer takes a positive scale", nm, scale);
+    return false;
+  }
+  if (t->mode < 0 || t->mode > 3) {
+    im_fail(im, "node '%s' (Attention): qk_matmul_output_mode %lld (0 to 3)", nm, (long long)t->mode);
+    return false;
+  }
+  // mode 0 is the raw product in the spec, but the softcapped one in the reference
+  if (t->mode == 0 && t->softcap > 0 && n->n_output > 3 && n->output[3][0]) {
+    im_fail(im, "node '%s' (Attention): qk_matmul_output_mode 0 with softcap %g, where the ONNX spec (the raw product) "
+            "and its reference implementation (the softcapped product) disagree", nm, t->softcap);
+    return false;
+  }
+  // float32 and float64 softmax agree to float32's rounding; a narrower type changes the numbers
+  if (prec != 1 && prec != 11) {
+    im_fail(im, "node '%s' (Attention): softmax_precision %lld (a narrower type than float32) is not supported", nm,
+            (long long)prec);
+    return false;
+  }
+  if (t->left < -1 || t->right < -1) {
+    im_fail(im, "node '%s' (Attention): left_window_size %lld, right_window_size %lld (-1 or more)", nm,
+            (long long)t->left, (long long)t->right);
+    return false;
+  }
+  return true;
+}
+
+// Q, K or V as [B, H, S, d]: a 3-D [B, S, H d] input split into heads.
+static const Value *attn_heads(Importer *im, const Onnx__NodeProto *n, const Value *x, const char *suffix, int64_t H,
+                               bool rank3) {
+  if (!rank3) return x;
+  int64_t S = x->dims[1], d = x->dims[2] / H;
+  int64_t dd[4] = {x->dims[0], H, S, d};
+  Value *y = tmp(im, n, suffix, DT_F32, 4, dd);
+  im_emit(im, y, "permute(reshape(%s, %lld, %lld, %lld, %lld), 0, 2, 1, 3)", x->ident, (long long)x->dims[0],
+          (long long)S, (long long)H, (long long)d);
+  return y;
+}
+
+// past (or none) and the new keys or values along the sequence: output k of
+// the node when it names it (present_key, present_value).
+static const Value *attn_present(Importer *im, const Onnx__NodeProto *n, size_t k, const Value *past, const Value *x,
+                                 const char *suffix) {
+  int64_t d[4] = {x->dims[0], x->dims[1], x->dims[2] + (past ? past->dims[2] : 0), x->dims[3]};
+  Value *y = im_result_at(im, n, k, DT_F32, 4, d);
+  if (!y && !past) return x;
+  if (!y) y = tmp(im, n, suffix, DT_F32, 4, d);
+  if (past) im_emit(im, y, "concat(%s, %s, axis = 2)", past->ident, x->ident);
+  else im_emit(im, y, "%s", x->ident);
+  return y;
+}
+
+// The additive bias's terms: each a `let` of 0 (attend) and -inf, or the
+// float mask; their sum (ONNX adds them) is Y_bias, NULL when there is none.
+typedef struct {
+  const Value *terms[6];
+  int nterms;
+  int64_t dims[MAX_DIMS];
+  int ndim;
+} Bias;
+
+static bool bias_add(Importer *im, const Onnx__NodeProto *n, Bias *b, const Value *t) {
+  Value acc = {.ndim = b->ndim};
+  memcpy(acc.dims, b->dims, sizeof acc.dims);
+  if (!onnx_broadcast(&acc, t, b->dims, &b->ndim)) {
+    im_fail(im, "node '%s' (Attention): mask terms %s and %s do not broadcast", im_node(n), onnx_shape_str(acc.dims, acc.ndim),
+            onnx_shape_str(t->dims, t->ndim));
+    return false;
+  }
+  b->terms[b->nterms++] = t;
+  return true;
+}
+
+// attn_mask as a float bias [..., L]: a bool mask true -> 0, false -> -inf;
+// a last axis shorter than L padded with -inf (the spec's padding).
+static const Value *attn_mask_bias(Importer *im, const Onnx__NodeProto *n, const Value *m, const AttnDims *a,
+                                   const Value *ninf) {
+  const char *nm = im_node(n);
+  if (m->kind == V_SCALAR || m->ndim < 1 || m->ndim > 4 || (m->dtype != DT_F32 && m->dtype != DT_BOOL)) {
+    im_fail(im, "node '%s' (Attention): attn_mask '%s' (%s %s); the importer takes a float32 or bool tensor of rank 1 to 4",
+            nm, m->onnx, onnx_dtype_word(m->dtype), onnx_shape_str(m->dims, m->ndim));
+    return NULL;
+  }
+  int64_t full[4] = {a->B, a->Hq, a->Sq, a->L};
+  int64_t last = m->dims[m->ndim - 1];
+  bool ok = last <= a->L;
+  for (int i = 0; i < m->ndim - 1 && ok; i++) {
+    int64_t want = full[4 - m->ndim + i];
+    ok = m->dims[i] == 1 || m->dims[i] == want;
+  }
+  if (!ok) {
+    im_fail(im, "node '%s' (Attention): attn_mask %s does not broadcast to %s", nm, onnx_shape_str(m->dims, m->ndim),
+            onnx_shape_str(full, 4));
+    return NULL;
+  }
+  // the reference takes the causal rows from the mask's own query axis, so a
+  // mask broadcast over the queries gets the first query's row for all
+  bool window = onnx_attr_i(n, "left_window_size", -1) >= 0 || onnx_attr_i(n, "right_window_size", -1) >= 0;
+  if (onnx_attr_i(n, "is_causal", 0) && !window && a->Sq > 1 && (m->ndim < 2 || m->dims[m->ndim - 2] != a->Sq)) {
+    im_fail(im, "node '%s' (Attention): is_causal with attn_mask %s, broadcast over the %lld queries, where the ONNX "
+            "spec (a causal row per query) and its reference implementation (the first query's row) disagree", nm,
+            onnx_shape_str(m->dims, m->ndim), (long long)a->Sq);
+    return NULL;
+  }
+  const Value *f = m;
+  if (m->dtype == DT_BOOL) {
+    Value *y = tmp(im, n, "mask", DT_F32, m->ndim, m->dims);
+    im_emit(im, y, "where(%s, 0.0, %s)", m->ident, ninf->ident);
+    f = y;
+  }
+  if (last == a->L) return f;
+  int64_t pd[4], yd[4];
+  memcpy(pd, m->dims, sizeof pd);
+  memcpy(yd, m->dims, sizeof yd);
+  pd[m->ndim - 1] = a->L - last;
+  yd[m->ndim - 1] = a->L;
+  Value *y = tmp(im, n, "mask_padded", DT_F32, m->ndim, yd);
+  im_emit(im, y, "concat(%s, broadcast(%s, %s), axis = -1)", f->ident, ninf->ident, dims_of(pd, m->ndim));
+  return y;
+}
+
+// A term `where(cond, 0.0, -inf)` of the bias, of shape d.
+static const Value *bias_term(Importer *im, const Onnx__NodeProto *n, const char *suffix, const Value *ninf, int nd,
+                              const int64_t *d, const char *cond) {
+  Value *y = tmp(im, n, suffix, DT_F32, nd, d);
+  im_emit(im, y, "where(%s, 0.0, %s)", cond, ninf->ident);
+  return y;
+}
+
+// The causal, window and padding terms. A query's position is its index plus
+// the offset: the past's length, or nonpad_kv_seqlen - Sq per batch (an
+// external cache), else 0.
+static bool attn_position_terms(Importer *im, const Onnx__NodeProto *n, const AttnDims *a, const AttnAttrs *t,
+                                const Value *nonpad, const Value *ninf, Bias *b) {
+  bool window = t->left >= 0 || t->right >= 0;
+  const char *it = nonpad ? onnx_dtype_word(nonpad->dtype) : "i32";
+  char cond[1024];
+  if (t->causal || window) {
+    // qpos [Sq, 1] or [B, 1, Sq, 1]; kpos [1, L] or [1, 1, 1, L]
+    bool per_batch = nonpad != NULL;
+    int nd = per_batch ? 4 : 2;
+    int64_t qd[4] = {1, 1, 1, 1}, kd[4] = {1, 1, 1, 1}, cd[4];
+    qd[nd - 2] = a->Sq;
+    kd[nd - 1] = a->L;
+    if (per_batch) qd[0] = a->B;
+    for (int i = 0; i < nd; i++) cd[i] = qd[i] > kd[i] ? qd[i] : kd[i];
+    Value *qp = tmp(im, n, "qpos", nonpad ? nonpad->dtype : DT_I32, nd, qd);
+    Value *kp = tmp(im, n, "kpos", nonpad ? nonpad->dtype : DT_I32, nd, kd);
+    if (per_batch)
+      im_emit(im, qp, "reshape(iota(%lld, dtype = %s), 1, 1, %lld, 1) + reshape(%s, %lld, 1, 1, 1) - %lld",
+              (long long)a->Sq, it, (long long)a->Sq, nonpad->ident, (long long)a->B, (long long)a->Sq);
+    else if (a->P)
+      im_emit(im, qp, "reshape(iota(%lld, dtype = %s), %lld, 1) + %lld", (long long)a->Sq, it, (long long)a->Sq,
+              (long long)a->P);
+    else im_emit(im, qp, "reshape(iota(%lld, dtype = %s), %lld, 1)", (long long)a->Sq, it, (long long)a->Sq);
+    im_emit(im, kp, "reshape(iota(%lld, dtype = %s), %s)", (long long)a->L, it, dims_of(kd, nd));
+    if (t->causal) {
+      snprintf(cond, sizeof cond, "%s <= %s", kp->ident, qp->ident);
+      if (!bias_add(im, n, b, bias_term(im, n, "causal", ninf, nd, cd, cond))) return false;
+    }
+    if (t->left >= 0) {
+      snprintf(cond, sizeof cond, "%s >= %s - %lld", kp->ident, qp->ident, (long long)t->left);
+      if (!bias_add(im, n, b, bias_term(im, n, "window_left", ninf, nd, cd, cond))) return false;
+    }
+    if (t->right >= 0) {
+      snprintf(cond, sizeof cond, "%s <= %s + %lld", kp->ident, qp->ident, (long long)t->right);
+      if (!bias_add(im, n, b, bias_term(im, n, "window_right", ninf, nd, cd, cond))) return false;
+    }
+  }
+  if (nonpad) {
+    int64_t pd[4] = {a->B, 1, 1, a->L};
+    snprintf(cond, sizeof cond, "reshape(iota(%lld, dtype = %s), 1, 1, 1, %lld) < reshape(%s, %lld, 1, 1, 1)",
+             (long long)a->L, it, (long long)a->L, nonpad->ident, (long long)a->B);
+    if (!bias_add(im, n, b, bias_term(im, n, "nonpad", ninf, 4, pd, cond))) return false;
+  }
+  return true;
+}
+
+// The optional inputs: attn_mask, past_key/past_value, nonpad_kv_seqlen.
+typedef struct {
+  Value *mask, *past_k, *past_v, *nonpad;
+} AttnOptional;
+
+static bool attn_optional(Importer *im, const Onnx__NodeProto *n, const AttnDims *a, AttnOptional *o) {
+  const char *nm = im_node(n);
+  o->mask = opt_input(im, n, 3);
+  o->past_k = opt_input(im, n, 4);
+  o->past_v = opt_input(im, n, 5);
+  o->nonpad = opt_input(im, n, 6);
+  if (im->failed) return false;
+  if (!o->past_k != !o->past_v) {
+    im_fail(im, "node '%s' (Attention): past_key and past_value must be given together", nm);
+    return false;
+  }
+  if (o->past_k) {
+    const Value *pk = o->past_k, *pv = o->past_v;
+    if (!float_tensor(im, n, pk, "past_key") || !float_tensor(im, n, pv, "past_value")) return false;
+    if (pk->ndim != 4 || pv->ndim != 4 || pk->dims[0] != a->B || pk->dims[1] != a->Hkv || pk->dims[3] != a->D ||
+        pv->dims[0] != a->B || pv->dims[1] != a->Hkv || pv->dims[2] != pk->dims[2] || pv->dims[3] != a->Dv) {
+      im_fail(im, "node '%s' (Attention): past_key %s and past_value %s do not fit %lld batches of %lld heads of %lld "
+              "and %lld", nm, onnx_shape_str(pk->dims, pk->ndim), onnx_shape_str(pv->dims, pv->ndim), (long long)a->B,
+              (long long)a->Hkv, (long long)a->D, (long long)a->Dv);
+      return false;
+    }
+  }
+  if (o->nonpad) {
+    if (o->past_k) {
+      im_fail(im, "node '%s' (Attention): nonpad_kv_seqlen cannot be combined with past_key and past_value", nm);
+      return false;
+    }
+    if ((o->nonpad->dtype != DT_I64 && o->nonpad->dtype != DT_I32) || o->nonpad->ndim != 1 ||
+        o->nonpad->dims[0] != a->B) {
+      im_fail(im, "node '%s' (Attention): nonpad_kv_seqlen '%s' is %s %s; it must be integers of shape [%lld]", nm,
+              o->nonpad->onnx, onnx_dtype_word(o->nonpad->dtype), onnx_shape_str(o->nonpad->dims, o->nonpad->ndim),
+              (long long)a->B);
+      return false;
+    }
+  }
+  return true;
+}
+
+// softmax over the last axis as the ONNX reference computes it: a row whose
+// largest score is -inf takes 0 as its maximum (no NaN), a zero sum divides
+// by 1, and a row whose bias is -inf everywhere (no key attended) is zeros.
+static const Value *attn_softmax(Importer *im, const Onnx__NodeProto *n, const Value *x, const Value *bias) {
+  int64_t rd[4];
+  memcpy(rd, x->dims, sizeof rd);
+  rd[3] = 1;
+  Value *mx = tmp(im, n, "max", DT_F32, 4, rd);
+  im_emit(im, mx, "max(%s, axis = -1, keep = true)", x->ident);
+  Value *e = tmp(im, n, "exp", DT_F32, 4, x->dims);
+  im_emit(im, e, "exp(%s - where(%s < -3.4028234e38, 0.0, %s))", x->ident, mx->ident, mx->ident);
+  Value *z = tmp(im, n, "sum", DT_F32, 4, rd);
+  im_emit(im, z, "sum(%s, axis = -1, keep = true)", e->ident);
+  Value *p = tmp(im, n, bias ? "softmax" : "probs", DT_F32, 4, x->dims);
+  im_emit(im, p, "%s / where(%s == 0.0, 1.0, %s)", e->ident, z->ident, z->ident);
+  if (!bias) return p;
+  Value *g = tmp(im, n, "probs", DT_F32, 4, x->dims);
+  im_emit(im, g, "where(max(%s, axis = -1, keep = true) < -3.4028234e38, 0.0, %s)", bias->ident, p->ident);
+  return g;
+}
+
+// Output 3 (qk_matmul_output) when the node names it: which intermediate is
+// the mode's.
+static void attn_qk_output(Importer *im, const Onnx__NodeProto *n, int64_t mode, const Value *const stage[4]) {
+  Value *y = im_result_at(im, n, 3, DT_F32, 4, stage[mode]->dims);
+  if (y) im_emit(im, y, "%s", stage[mode]->ident);
+}
+
+static void node_attention(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *q = im_input(im, n, 0), *k = q ? im_input(im, n, 1) : NULL, *v = k ? im_input(im, n, 2) : NULL;
+  if (!v || !im_is_tensor(im, n, q) || !im_is_tensor(im, n, k) || !im_is_tensor(im, n, v)) return;
+  if (!float_tensor(im, n, q, "Q") || !float_tensor(im, n, k, "K") || !float_tensor(im, n, v, "V")) return;
+  AttnDims a;
+  AttnAttrs t;
+  AttnOptional o;
+  if (!attn_dims(im, n, q, k, v, &a) || !attn_attrs(im, n, &a, &t) || !attn_optional(im, n, &a, &o)) return;
+  a.P = o.past_k ? o.past_k->dims[2] : 0;
+  a.L = a.P + a.Skv;
+  int64_t r = a.Hq / a.Hkv;
+  int64_t one = 1;
+  Value *ninf = NULL;
+  if (o.mask || t.causal || t.left >= 0 || t.right >= 0 || o.nonpad) {
+    ninf = tmp(im, n, "ninf", DT_F32, 1, &one);
+    im_emit(im, ninf, "log(fill(0.0, 1))");   // -inf, which no literal writes
+  }
+  Bias b = {.ndim = 0};
+  if (o.mask) {
+    const Value *mb = attn_mask_bias(im, n, o.mask, &a, ninf);
+    if (!mb || !bias_add(im, n, &b, mb)) return;
+  }
+  if (!attn_position_terms(im, n, &a, &t, o.nonpad, ninf, &b)) return;
+
+  const Value *q4 = attn_heads(im, n, q, "q", a.Hq, a.rank3);
+  const Value *k4 = attn_heads(im, n, k, "k", a.Hkv, a.rank3);
+  const Value *v4 = attn_heads(im, n, v, "v", a.Hkv, a.rank3);
+  const Value *kall = attn_present(im, n, 1, o.past_k, k4, "keys");
+  const Value *vall = attn_present(im, n, 2, o.past_v, v4, "values");
+  if (im->failed) return;
+
+  // grouped-query attention: the r query heads of a key/value head are one
+  // [r Sq] block, so the product needs no repeated keys
+  int64_t sd[4] = {a.B, a.Hq, a.Sq, a.L};
+  Value *s = tmp(im, n, "scores", DT_F32, 4, sd);
+  const char *sc = num(t.sqrt_scale);
+  if (r == 1) im_emit(im, s, "matmul(%s * %s, %s * %s, tb = true)", q4->ident, sc, kall->ident, sc);
+  else
+    im_emit(im, s, "reshape(matmul(reshape(%s * %s, %lld, %lld, %lld, %lld), %s * %s, tb = true), %s)", q4->ident, sc,
+            (long long)a.B, (long long)a.Hkv, (long long)(r * a.Sq), (long long)a.D, kall->ident, sc, dims_of(sd, 4));
+  const Value *capped = s;
+  if (t.softcap > 0) {
+    Value *c = tmp(im, n, "capped", DT_F32, 4, sd);
+    im_emit(im, c, "%s * tanh(%s / %s)", num(t.softcap), s->ident, num(t.softcap));
+    capped = c;
+  }
+  const Value *bias = NULL, *biased = capped;
+  if (b.nterms) {
+    const Value *bv = b.terms[0];
+    if (b.nterms > 1) {
+      char sum[1024];
+      size_t len = 0;
+      for (int i = 0; i < b.nterms; i++)
+        len += (size_t)snprintf(sum + len, sizeof sum - len, "%s%s", i ? " + " : "", b.terms[i]->ident);
+      Value *t2 = tmp(im, n, "bias", DT_F32, b.ndim, b.dims);
+      im_emit(im, t2, "%s", sum);
+      bv = t2;
+    }
+    Value *sb = tmp(im, n, "biased", DT_F32, 4, sd);
+    im_emit(im, sb, "%s + %s", capped->ident, bv->ident);
+    bias = bv;
+    biased = sb;
+  }
+  const Value *p = attn_softmax(im, n, biased, bias);
+  const Value *stage[4] = {s, capped, biased, p};
+  attn_qk_output(im, n, t.mode, stage);
+
+  int64_t yd[4] = {a.B, a.Hq, a.Sq, a.Dv};
+  Value *y = a.rank3 ? tmp(im, n, "heads", DT_F32, 4, yd) : im_result(im, n, DT_F32, 4, yd);
+  if (!y) return;
+  if (r == 1) im_emit(im, y, "matmul(%s, %s)", p->ident, vall->ident);
+  else
+    im_emit(im, y, "reshape(matmul(reshape(%s, %lld, %lld, %lld, %lld), %s), %s)", p->ident, (long long)a.B,
+            (long long)a.Hkv, (long long)(r * a.Sq), (long long)a.L, vall->ident, dims_of(yd, 4));
+  if (!a.rank3) return;
+  int64_t y3[3] = {a.B, a.Sq, a.Hq * a.Dv};
+  Value *out = im_result(im, n, DT_F32, 3, y3);
+  if (out) im_emit(im, out, "reshape(permute(%s, 0, 2, 1, 3), %s)", y->ident, dims_of(y3, 3));
+}
+
+// ---- RotaryEmbedding
+
+// cos_cache or sin_cache for each token, shaped to multiply x1 and x2:
+// [B, 1, S, R/2] for a [B, H, S, D] input, [B, S, 1, R/2] for [B, S, H, D].
+static const Value *rope_cache(Importer *im, const Onnx__NodeProto *n, const Value *c, const Value *pos, int64_t B,
+                               int64_t S, int64_t half, bool heads_first, const char *suffix) {
+  const char *nm = im_node(n);
+  bool ok = pos ? c->ndim == 2 && c->dims[1] == half
+                : c->ndim == 3 && c->dims[0] == B && c->dims[1] == S && c->dims[2] == half;
+  if (!ok) {
+    im_fail(im, "node '%s' (RotaryEmbedding): %s '%s' is %s; it must be [max_position, %lld] with position_ids, "
+            "else [%lld, %lld, %lld]", nm, suffix, c->onnx, onnx_shape_str(c->dims, c->ndim), (long long)half,
+            (long long)B, (long long)S, (long long)half);
+    return NULL;
+  }
+  int64_t d[4] = {B, heads_first ? 1 : S, heads_first ? S : 1, half};
+  Value *y = tmp(im, n, suffix, DT_F32, 4, d);
+  if (pos) im_emit(im, y, "reshape(gather(%s, %s), %s)", c->ident, pos->ident, dims_of(d, 4));
+  else im_emit(im, y, "reshape(%s, %s)", c->ident, dims_of(d, 4));
+  return y;
+}
+
+static void node_rotary(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  const char *nm = im_node(n);
+  Value *x = im_input(im, n, 0), *c = x ? im_input(im, n, 1) : NULL, *s = c ? im_input(im, n, 2) : NULL;
+  if (!s || !im_is_tensor(im, n, x) || !im_is_tensor(im, n, c) || !im_is_tensor(im, n, s)) return;
+  Value *pos = opt_input(im, n, 3);
+  if (im->failed) return;
+  if (!float_tensor(im, n, x, "input") || !float_tensor(im, n, c, "cos_cache") || !float_tensor(im, n, s, "sin_cache"))
+    return;
+  if (pos && ((pos->dtype != DT_I64 && pos->dtype != DT_I32) || pos->ndim != 2)) {
+    im_fail(im, "node '%s' (RotaryEmbedding): position_ids '%s' is %s %s; it must be integers [batch, sequence]", nm,
+            pos->onnx, onnx_dtype_word(pos->dtype), onnx_shape_str(pos->dims, pos->ndim));
+    return;
+  }
+  if (x->ndim != 3 && x->ndim != 4) {
+    im_fail(im, "node '%s' (RotaryEmbedding): input %s must be 3-D or 4-D", nm, onnx_shape_str(x->dims, x->ndim));
+    return;
+  }
+  bool rank4 = x->ndim == 4;
+  int64_t B = x->dims[0], S = rank4 ? x->dims[2] : x->dims[1], H, D;
+  if (rank4) {
+    H = x->dims[1];
+    D = x->dims[3];
+  } else {
+    H = onnx_attr_i(n, "num_heads", 0);
+    if (H < 1 || x->dims[2] % H) {
+      im_fail(im, "node '%s' (RotaryEmbedding): a 3-D input %s needs num_heads that divides %lld (num_heads %lld)", nm,
+              onnx_shape_str(x->dims, 3), (long long)x->dims[2], (long long)H);
+      return;
+    }
+    D = x->dims[2] / H;
+  }
+  int64_t R = onnx_attr_i(n, "rotary_embedding_dim", 0);
+  if (R == 0) R = D;
+  bool inter = onnx_attr_i(n, "interleaved", 0) != 0;
+  if (R < 2 || R > D || R % 2) {
+    im_fail(im, "node '%s' (RotaryEmbedding): rotary_embedding_dim %lld for heads of %lld (an even number up to it)", nm,
+            (long long)R, (long long)D);
+    return;
+  }
+  if (pos && (pos->dims[0] != B || pos->dims[1] != S)) {
+    im_fail(im, "node '%s' (RotaryEmbedding): position_ids %s for an input of %lld batches of %lld tokens", nm,
+            onnx_shape_str(pos->dims, 2), (long long)B, (long long)S);
+    return;
+  }
+  // the 4-D input stays [B, H, S, D]; a 3-D one becomes [B, S, H, D]
+  int64_t xd[4] = {B, rank4 ? H : S, rank4 ? S : H, D};
+  const Value *x4 = x;
+  if (!rank4) {
+    Value *t = tmp(im, n, "heads", DT_F32, 4, xd);
+    im_emit_reshape(im, t, x->ident);
+    x4 = t;
+  }
+  const Value *cc = rope_cache(im, n, c, pos, B, S, R / 2, rank4, "cos");
+  const Value *ss = cc ? rope_cache(im, n, s, pos, B, S, R / 2, rank4, "sin") : NULL;
+  if (!ss) return;
+  int64_t hd[4] = {xd[0], xd[1], xd[2], R / 2}, rd[4] = {xd[0], xd[1], xd[2], R};
+  Value *x1 = tmp(im, n, "x1", DT_F32, 4, hd), *x2 = tmp(im, n, "x2", DT_F32, 4, hd);
+  if (inter) {
+    im_emit(im, x1, "%s[..., 0:%lld:2]", x4->ident, (long long)R);
+    im_emit(im, x2, "%s[..., 1:%lld:2]", x4->ident, (long long)R);
+  } else {
+    im_emit(im, x1, "%s[..., 0:%lld]", x4->ident, (long long)(R / 2));
+    im_emit(im, x2, "%s[..., %lld:%lld]", x4->ident, (long long)(R / 2), (long long)R);
+  }
+  Value *re = tmp(im, n, "real", DT_F32, 4, hd), *imv = tmp(im, n, "imag", DT_F32, 4, hd);
+  im_emit(im, re, "%s * %s - %s * %s", cc->ident, x1->ident, ss->ident, x2->ident);
+  im_emit(im, imv, "%s * %s + %s * %s", ss->ident, x1->ident, cc->ident, x2->ident);
+  Value *rot = tmp(im, n, "rotated", DT_F32, 4, rd);
+  if (inter) im_emit(im, rot, "reshape(stack(%s, %s, axis = -1), %s)", re->ident, imv->ident, dims_of(rd, 4));
+  else im_emit(im, rot, "concat(%s, %s, axis = -1)", re->ident, imv->ident);
+  Value *y = im_result(im, n, DT_F32, x->ndim, x->dims);
+  if (!y) return;
+  char whole[512];
+  if (R < D) snprintf(whole, sizeof whole, "concat(%s, %s[..., %lld:], axis = -1)", rot->ident, x4->ident, (long long)R);
+  else snprintf(whole, sizeof whole, "%s", rot->ident);
+  if (rank4) im_emit(im, y, "%s", whole);
+  else im_emit(im, y, "reshape(%s, %s)", whole, dims_of(x->dims, 3));
+}
+
+// ---- SwiGLU: a * sigmoid(alpha a) * b, of two inputs of one shape.
+static void node_swiglu(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *a = im_input(im, n, 0), *b = a ? im_input(im, n, 1) : NULL;
+  if (!b || !im_is_tensor(im, n, a) || !im_is_tensor(im, n, b)) return;
+  if (!float_tensor(im, n, a, "A") || !float_tensor(im, n, b, "B")) return;
+  bool same = a->ndim == b->ndim;
+  for (int i = 0; i < a->ndim && same; i++) same = a->dims[i] == b->dims[i];
+  if (!same) {
+    im_fail(im, "node '%s' (SwiGLU): A %s and B %s must have one shape (SwiGLU does not broadcast)", im_node(n),
+            onnx_shape_str(a->dims, a->ndim), onnx_shape_str(b->dims, b->ndim));
+    return;
+  }
+  double alpha = onnx_attr_f(n, "alpha", 1.0);
+  Value *y = im_result(im, n, DT_F32, a->ndim, a->dims);
+  if (!y) return;
+  if (alpha == 1.0) im_emit(im, y, "%s * sigmoid(%s) * %s", a->ident, a->ident, b->ident);
+  else im_emit(im, y, "%s * sigmoid(%s * %s) * %s", a->ident, num(alpha), a->ident, b->ident);
+}
+
+// ---- LinearAttention (opset 27): the recurrence over the tokens unrolled,
+// a state [B, Hkv, dk, dv] per step: decayed (gated), corrected by the delta
+// rule, added k v^T, read by the queries of its group.
+
+enum { LA_MAX_TOKENS = 64 };   // each token is a few `let`s of the file
+
+// decay as [B, Hkv, T, 1 or dk], beta as [B, Hkv or 1, T, 1]; NULL with a message.
+static const Value *la_gate(Importer *im, const Onnx__NodeProto *n, const Value *g, const char *what, int64_t B,
+                            int64_t T, int64_t Hkv, int64_t per_head, int64_t alt) {
+  if (!float_tensor(im, n, g, what)) return NULL;
+  int64_t last = g->ndim == 3 ? g->dims[2] : -1;
+  if (g->ndim != 3 || g->dims[0] != B || g->dims[1] != T || (last != per_head && last != alt)) {
+    im_fail(im, "node '%s' (LinearAttention): %s %s must be [%lld, %lld, %lld] or [%lld, %lld, %lld]", im_node(n), what,
+            onnx_shape_str(g->dims, g->ndim), (long long)B, (long long)T, (long long)per_head, (long long)B, (long long)T,
+            (long long)alt);
+    return NULL;
+  }
+  bool heads = last == per_head;   // one value per head, else per key dimension (decay) or one (beta)
+  int64_t h = heads ? per_head : (!strcmp(what, "beta") ? 1 : Hkv);
+  int64_t x = heads || !strcmp(what, "beta") ? 1 : last / Hkv;
+  int64_t d[4] = {B, h, T, x};
+  Value *y = tmp(im, n, what, DT_F32, 4, d);
+  im_emit(im, y, "permute(reshape(%s, %lld, %lld, %lld, %lld), 0, 2, 1, 3)", g->ident, (long long)B, (long long)T,
+          (long long)h, (long long)x);
+  return y;
+}
+
+static void node_linear_attention(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  const char *nm = im_node(n);
+  Value *q = im_input(im, n, 0), *k = q ? im_input(im, n, 1) : NULL, *v = k ? im_input(im, n, 2) : NULL;
+  if (!v || !im_is_tensor(im, n, q) || !im_is_tensor(im, n, k) || !im_is_tensor(im, n, v)) return;
+  if (!float_tensor(im, n, q, "query") || !float_tensor(im, n, k, "key") || !float_tensor(im, n, v, "value")) return;
+  Value *past = opt_input(im, n, 3), *decay = opt_input(im, n, 4), *beta = opt_input(im, n, 5);
+  if (im->failed) return;
+  const Onnx__AttributeProto *ra = onnx_attr(n, "update_rule");
+  char rule[32] = "gated_delta";
+  if (ra && ra->has_s) snprintf(rule, sizeof rule, "%.*s", (int)ra->s.len, (const char *)ra->s.data);
+  bool gating = !strcmp(rule, "gated") || !strcmp(rule, "gated_delta");
+  bool delta = !strcmp(rule, "delta") || !strcmp(rule, "gated_delta");
+  if (!gating && !delta && strcmp(rule, "linear")) {
+    im_fail(im, "node '%s' (LinearAttention): update_rule '%s' (linear, gated, delta or gated_delta)", nm, rule);
+    return;
+  }
+  if (gating != (decay != NULL) || delta != (beta != NULL)) {
+    im_fail(im, "node '%s' (LinearAttention): update_rule '%s' %s decay and %s beta", nm, rule,
+            gating ? "needs" : "takes no", delta ? "needs" : "takes no");
+    return;
+  }
+  int64_t Hq = onnx_attr_i(n, "q_num_heads", 0), Hkv = onnx_attr_i(n, "kv_num_heads", 0);
+  if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3 || Hq < 1 || Hkv < 1 || Hq % Hkv || q->dims[2] % Hq ||
+      k->dims[2] % Hkv || v->dims[2] % Hkv || k->dims[2] / Hkv != q->dims[2] / Hq || k->dims[0] != q->dims[0] ||
+      v->dims[0] != q->dims[0] || k->dims[1] != q->dims[1] || v->dims[1] != q->dims[1]) {
+    im_fail(im, "node '%s' (LinearAttention): query %s, key %s and value %s (3-D) do not fit q_num_heads %lld and "
+            "kv_num_heads %lld", nm, onnx_shape_str(q->dims, q->ndim), onnx_shape_str(k->dims, k->ndim),
+            onnx_shape_str(v->dims, v->ndim), (long long)Hq, (long long)Hkv);
+    return;
+  }
+  int64_t B = q->dims[0], T = q->dims[1], dk = q->dims[2] / Hq, dv = v->dims[2] / Hkv, r = Hq / Hkv;
+  if (T > LA_MAX_TOKENS) {
+    im_fail(im, "node '%s' (LinearAttention): %lld tokens; the importer unrolls the recurrence over at most %d", nm,
+            (long long)T, LA_MAX_TOKENS);
+    return;
+  }
+  int64_t sd[4] = {B, Hkv, dk, dv};
+  if (past && (!float_tensor(im, n, past, "past_state") || past->ndim != 4 || memcmp(past->dims, sd, sizeof sd))) {
+    if (!im->failed)
+      im_fail(im, "node '%s' (LinearAttention): past_state %s must be %s", nm, onnx_shape_str(past->dims, past->ndim),
+              onnx_shape_str(sd, 4));
+    return;
+  }
+  const Value *g4 = decay ? la_gate(im, n, decay, "decay", B, T, Hkv, Hkv, Hkv * dk) : NULL;
+  const Value *b4 = beta ? la_gate(im, n, beta, "beta", B, T, Hkv, Hkv, 1) : NULL;
+  if (im->failed) return;
+  double scale = onnx_attr_f(n, "scale", 0.0);
+  if (scale == 0.0) scale = 1.0 / sqrt((double)dk);
+  const Value *q4 = attn_heads(im, n, q, "q", Hq, true), *k4 = attn_heads(im, n, k, "k", Hkv, true);
+  const Value *v4 = attn_heads(im, n, v, "v", Hkv, true);
+  const Value *state = past;
+  if (!state) {
+    Value *z = tmp(im, n, "state0", DT_F32, 4, sd);
+    im_emit(im, z, "fill(0.0, %s)", dims_of(sd, 4));
+    state = z;
+  }
+  int64_t vd[4] = {B, Hkv, 1, dv}, od[4] = {B, Hq, 1, dv};
+  char list[4096], sfx[32];
+  size_t len = 0;
+  for (int64_t i = 0; i < T && !im->failed; i++) {
+    char kt[64];
+    snprintf(kt, sizeof kt, "%s[:, :, %lld:%lld, :]", k4->ident, (long long)i, (long long)i + 1);
+    if (gating) {   // state * exp(g_t), g_t of one value per head or per key dimension
+      snprintf(sfx, sizeof sfx, "decayed%lld", (long long)i + 1);
+      Value *d = tmp(im, n, sfx, DT_F32, 4, sd);
+      im_emit(im, d, "%s * permute(exp(%s[:, :, %lld:%lld, :]), 0, 1, 3, 2)", state->ident, g4->ident, (long long)i,
+              (long long)i + 1);
+      state = d;
+    }
+    snprintf(sfx, sizeof sfx, "v%lld", (long long)i + 1);
+    Value *vt = tmp(im, n, sfx, DT_F32, 4, vd);
+    if (delta)   // beta_t (v_t - S^T k_t)
+      im_emit(im, vt, "%s[:, :, %lld:%lld, :] * (%s[:, :, %lld:%lld, :] - matmul(%s, %s))", b4->ident, (long long)i,
+              (long long)i + 1, v4->ident, (long long)i, (long long)i + 1, kt, state->ident);
+    else im_emit(im, vt, "%s[:, :, %lld:%lld, :]", v4->ident, (long long)i, (long long)i + 1);
+    snprintf(sfx, sizeof sfx, "state%lld", (long long)i + 1);
+    Value *ns = i == T - 1 ? im_result_at(im, n, 1, DT_F32, 4, sd) : NULL;
+    if (!ns) ns = tmp(im, n, sfx, DT_F32, 4, sd);
+    im_emit(im, ns, "%s + matmul(%s, %s, ta = true)", state->ident, kt, vt->ident);
+    state = ns;
+    snprintf(sfx, sizeof sfx, "out%lld", (long long)i + 1);
+    Value *o = tmp(im, n, sfx, DT_F32, 4, od);
+    if (r == 1)
+      im_emit(im, o, "%s * matmul(%s[:, :, %lld:%lld, :], %s)", num(scale), q4->ident, (long long)i, (long long)i + 1,
+              state->ident);
+    else
+      im_emit(im, o, "%s * reshape(matmul(reshape(%s[:, :, %lld:%lld, :], %lld, %lld, %lld, %lld), %s), %s)", num(scale),
+              q4->ident, (long long)i, (long long)i + 1, (long long)B, (long long)Hkv, (long long)r, (long long)dk,
+              state->ident, dims_of(od, 4));
+    len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0, "%s%s", i ? ", " : "", o->ident);
+  }
+  if (im->failed) return;
+  int64_t yd[3] = {B, T, Hq * dv};
+  Value *y = im_result_at(im, n, 0, DT_F32, 3, yd);
+  if (!y) return;
+  if (T == 1) im_emit(im, y, "reshape(permute(%s, 0, 2, 1, 3), %s)", list, dims_of(yd, 3));
+  else im_emit(im, y, "reshape(permute(concat(%s, axis = 2), 0, 2, 1, 3), %s)", list, dims_of(yd, 3));
+}
+
+const OnnxOp onnx_attention_ops[] = {
+    {"Attention", node_attention, NULL},
+    {"RotaryEmbedding", node_rotary, NULL},
+    {"SwiGLU", node_swiglu, NULL},
+    {"LinearAttention", node_linear_attention, NULL},
+    {NULL, NULL, NULL},
+};
