@@ -548,8 +548,10 @@ typedef struct {
 } OnnxStage;
 
 // The tensors of src written to dst with every name found in from[] renamed
-// to the to[] of the same index. 0, or 1 after the message.
-static int rename_tensors(const char *src, const char *dst, char *const *from, char *const *to, int n) {
+// to the to[] of the same index, and those named in drop[] left out. 0, or
+// 1 after the message.
+static int rename_tensors(const char *src, const char *dst, char *const *from, char *const *to, int n,
+                          char *const *drop, int ndrop) {
   char err[512];
   TensorReader *r = tensor_reader_open(src, err, sizeof err);
   if (!r) {
@@ -566,6 +568,14 @@ static int rename_tensors(const char *src, const char *dst, char *const *from, c
     const char *name;
     ok = tensor_reader_next(r, &name, &dtypes[i], &shapes[i]);
     if (!ok) break;
+    bool dropped = false;
+    for (int k = 0; k < ndrop && !dropped; k++) dropped = !strcmp(name, drop[k]);
+    if (dropped) {   // read past, and the slot used again
+      ok = tensor_reader_bytes(r, NULL, (uint64_t)dtype_size(dtypes[i]) * (uint64_t)shape_numel(&shapes[i]));
+      i--;
+      count--;
+      continue;
+    }
     names[i] = xstrdup(name);
     for (int k = 0; k < n; k++)
       if (!strcmp(name, from[k])) {
@@ -613,7 +623,8 @@ static int onnx_stage_open(Options *o, OnnxStage *s) {
   }
   snprintf(s->model, sizeof s->model, "%s/model.smelt", s->dir);
   snprintf(s->weights, sizeof s->weights, "%s/model.safetensors", s->dir);
-  if (onnx_import(o->files[0], s->model, o->defs, o->ndefs, stderr, &s->names)) return 1;
+  bool run = !strcmp(o->command, "run");
+  if (onnx_import(o->files[0], s->model, o->defs, o->ndefs, run ? o->inputs : NULL, stderr, &s->names)) return 1;
   for (int i = 0; i < o->ndefs; i++) free((char *)o->defs[i].name);
   o->ndefs = 0;
   o->onnx_source = o->files[0];
@@ -622,7 +633,9 @@ static int onnx_stage_open(Options *o, OnnxStage *s) {
   if (!strcmp(o->command, "build") && s->names.weights) s->ingot = o->output;
   if (!strcmp(o->command, "run") && o->inputs) {
     snprintf(s->inputs, sizeof s->inputs, "%s/inputs.tensors", s->dir);
-    if (rename_tensors(o->inputs, s->inputs, s->names.onnx, s->names.ident, s->names.ninputs)) return 1;
+    if (rename_tensors(o->inputs, s->inputs, s->names.onnx, s->names.ident, s->names.ninputs, s->names.built,
+                       s->names.nbuilt))
+      return 1;
     o->inputs = s->inputs;
     if (o->outputs) {
       s->user_outputs = o->outputs;
@@ -637,13 +650,13 @@ static int onnx_stage_open(Options *o, OnnxStage *s) {
 static int onnx_stage_close(OnnxStage *s, int rc) {
   if (rc == 0 && s->user_outputs) {
     int k = s->names.ninputs;
-    rc = rename_tensors(s->outputs, s->user_outputs, s->names.ident + k, s->names.onnx + k, s->names.noutputs);
+    rc = rename_tensors(s->outputs, s->user_outputs, s->names.ident + k, s->names.onnx + k, s->names.noutputs, NULL, 0);
   }
   if (rc == 0 && s->ingot) {   // the weights beside the ingot: IngotName.safetensors
     char path[4200];
     size_t n = strlen(s->ingot);
     snprintf(path, sizeof path, "%.*s.safetensors", (int)(ends_with(s->ingot, ".ingot") ? n - 6 : n), s->ingot);
-    rc = rename_tensors(s->weights, path, NULL, NULL, 0);
+    rc = rename_tensors(s->weights, path, NULL, NULL, 0, NULL, 0);
     if (rc == 0) fprintf(stderr, "the ONNX weights are in %s: run the ingot with --checkpoint=%s\n", path, path);
   }
   if (s->dir[0]) tempdir_remove(s->dir);
@@ -771,7 +784,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "inspect")) rc = inspect_ingot(o.files[0], stdout, o.all);
     else if (!strcmp(cmd, "import"))
       rc = !o.output || o.nfiles != 1 ? bad_usage("%s needs one ONNX file and -o FILE.smelt", "import")
-                                      : onnx_import(o.files[0], o.output, o.defs, o.ndefs, stderr, NULL);
+                                      : onnx_import(o.files[0], o.output, o.defs, o.ndefs, NULL, stderr, NULL);
     else rc = run(&o, argv[0]);
   }
   rc = onnx_stage_close(&onnx, rc);

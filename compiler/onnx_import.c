@@ -429,19 +429,20 @@ Value *im_input(Importer *im, const Onnx__NodeProto *n, size_t i) {
   return v;
 }
 
-// An integer constant read as a tensor: a `let` that builds its values, once.
-bool im_is_tensor(Importer *im, const Onnx__NodeProto *n, Value *v) {
-  if (v->kind != V_INTS || v->tensor_written) return true;
+// The expression that builds an integer or bool constant's values: a fill,
+// an iota for an arithmetic progression, else a stack of fills. NULL with a
+// message for what the language cannot write.
+static char *ints_expr(Importer *im, const char *who, const Value *v) {
   if (v->nints > 4096) {
-    im_fail(im, "node '%s' (%s) reads the integer constant '%s' of %d values as a tensor; the importer writes "
-            "at most 4096", im_node(n), n->op_type, v->onnx, v->nints);
-    return false;
+    im_fail(im, "%s reads the integer constant '%s' of %d values as a tensor; the importer writes at most 4096", who,
+            v->onnx, v->nints);
+    return NULL;
   }
   for (int i = 0; i < v->nints; i++)
     if (v->ints[i] == INT64_MIN) {
-      im_fail(im, "node '%s' (%s): the constant '%s' holds the smallest int64, which the model language cannot "
-              "write", im_node(n), n->op_type, v->onnx);
-      return false;
+      im_fail(im, "%s: the constant '%s' holds the smallest int64, which the model language cannot write", who,
+              v->onnx);
+      return NULL;
     }
   const char *dt = v->dtype == DT_BOOL ? "i32" : onnx_dtype_word(v->dtype);
   size_t cap = 256 + (size_t)v->nints * 48, k = 0;
@@ -472,10 +473,46 @@ bool im_is_tensor(Importer *im, const Onnx__NodeProto *n, Value *v) {
     free(e);
     e = b;
   }
+  return e;
+}
+
+// An integer constant read as a tensor: a `let` that builds its values, once.
+bool im_is_tensor(Importer *im, const Onnx__NodeProto *n, Value *v) {
+  if (v->kind != V_INTS || v->tensor_written) return true;
+  char who[512];
+  snprintf(who, sizeof who, "node '%s' (%s)", im_node(n), n->op_type);
+  char *e = ints_expr(im, who, v);
+  if (!e) return false;
   im_out(im, "    let %s = %s   # %s\n", v->ident, e, onnx_shape_str(v->dims, v->ndim));
   free(e);
   v->tensor_written = true;
   return true;
+}
+
+// An integer graph input whose value this run gives (the known values of
+// onnx_import), read where a constant must be: it becomes that constant,
+// and the model file builds it in place of the input. False when v is no
+// such input.
+bool im_specialize(Importer *im, const Onnx__NodeProto *n, Value *v, const char *what) {
+  if (v->kind != V_INPUT || (v->dtype != DT_I64 && v->dtype != DT_I32)) return false;
+  for (int i = 0; i < im->nknown; i++) {
+    const KnownValues *kv = &im->known[i];
+    if (strcmp(kv->name, v->onnx)) continue;
+    if (kv->shape.ndim != v->ndim) return false;
+    for (int d = 0; d < v->ndim; d++)
+      if (kv->shape.d[d] != v->dims[d]) return false;
+    v->kind = V_INTS;
+    v->nints = (int)shape_numel(&kv->shape);
+    v->ints = xmalloc(sizeof *v->ints * (size_t)(v->nints ? v->nints : 1));
+    memcpy(v->ints, kv->values, sizeof *v->ints * (size_t)v->nints);
+    v->specialized = true;
+    v->tensor_written = true;   // the model file's header builds it
+    fprintf(im->err, "smelt: note: %s: input '%s' is the %s of node '%s' (%s), which must be known when the model "
+            "is built: it is built for the value these inputs give it\n", im->path, v->onnx, what, im_node(n),
+            n->op_type);
+    return true;
+  }
+  return false;
 }
 
 int im_axis(Importer *im, const Onnx__NodeProto *n, int64_t axis, int rank) {
@@ -552,7 +589,7 @@ void im_emit_reshape(Importer *im, const Value *y, const char *x) {
 const Value *im_ints_input(Importer *im, const Onnx__NodeProto *n, size_t i, const char *what) {
   Value *v = im_input(im, n, i);
   if (!v) return NULL;
-  if (v->kind != V_INTS) {
+  if (v->kind != V_INTS && !im_specialize(im, n, v, what)) {
     im_fail(im, "node '%s' (%s): its %s '%s' must be a constant (an initializer or a Constant node)", im_node(n),
          n->op_type, what, v->onnx);
     return NULL;
@@ -642,13 +679,53 @@ static const char *base_name(const char *p) {
   return s ? s + 1 : p;
 }
 
+// The integer tensors of the tensor file path (NULL: none), whose values
+// im_specialize may build a model for.
+static void load_known(Importer *im, const char *path) {
+  if (!path) return;
+  char err[512];
+  TensorReader *r = tensor_reader_open(path, err, sizeof err);
+  if (!r) return;   // the run reports its inputs file itself
+  uint32_t n = tensor_reader_count(r);
+  const char *name;
+  uint32_t dtype;
+  Shape shape;
+  for (uint32_t i = 0; i < n && tensor_reader_next(r, &name, &dtype, &shape); i++) {
+    int64_t count = shape_numel(&shape);
+    bool wanted = (dtype == DT_I64 || dtype == DT_I32) && count <= 4096;
+    void *bytes = wanted ? xmalloc((size_t)(count ? count : 1) * 8) : NULL;
+    if (!tensor_reader_bytes(r, bytes, (uint64_t)count * dtype_size(dtype))) {
+      free(bytes);
+      break;
+    }
+    if (!wanted) continue;
+    im->known = xrealloc(im->known, sizeof *im->known * (size_t)(im->nknown + 1));
+    KnownValues *kv = &im->known[im->nknown++];
+    kv->name = xstrdup(name);
+    kv->shape = shape;
+    kv->values = xmalloc(sizeof *kv->values * (size_t)(count ? count : 1));
+    for (int64_t k = 0; k < count; k++) {
+      if (dtype == DT_I64) memcpy(&kv->values[k], (char *)bytes + 8 * k, 8);
+      else {
+        int32_t x;
+        memcpy(&x, (char *)bytes + 4 * k, 4);
+        kv->values[k] = x;
+      }
+    }
+    free(bytes);
+  }
+  tensor_reader_close(r);
+}
+
 void onnx_import_free(OnnxImport *info) {
   for (int i = 0; i < info->ninputs + info->noutputs; i++) {
     free(info->onnx[i]);
     free(info->ident[i]);
   }
+  for (int i = 0; i < info->nbuilt; i++) free(info->built[i]);
   free(info->onnx);
   free(info->ident);
+  free(info->built);
   memset(info, 0, sizeof *info);
 }
 
@@ -671,10 +748,13 @@ static void record_names(Importer *im, OnnxImport *info) {
     }
   }
   info->weights = im->nw > 0;
+  info->built = xcalloc((size_t)im->nvals + 1, sizeof *info->built);
+  for (int i = 0; i < im->nvals; i++)
+    if (im->vals[i].specialized) info->built[info->nbuilt++] = xstrdup(im->vals[i].onnx);
 }
 
-int onnx_import(const char *path, const char *smelt_path, const Define *defs, int ndefs, FILE *err,
-                OnnxImport *info) {
+int onnx_import(const char *path, const char *smelt_path, const Define *defs, int ndefs, const char *values,
+                FILE *err, OnnxImport *info) {
   Importer im = {.path = path, .err = err};
   if (info) memset(info, 0, sizeof *info);
   FILE *f = fopen(path, "rb");
@@ -711,9 +791,7 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
   // initializers, then the inputs that are not initializers
   for (size_t i = 0; i < g->n_initializer && !im.failed; i++)
     im_add_constant(&im, g->initializer[i]->name, g->initializer[i], "initializer");
-  char *inputs = NULL;
-  size_t ilen = 0;
-  FILE *in = open_memstream(&inputs, &ilen);
+  load_known(&im, values);
   bool *used_def = xcalloc((size_t)(ndefs ? ndefs : 1), sizeof *used_def);
   for (size_t i = 0; i < g->n_input && !im.failed; i++) {
     const Onnx__ValueInfoProto *vi = g->input[i];
@@ -755,10 +833,8 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
       d[j] = defs[k].value;
     }
     if (im.failed) break;
-    Value *v = im_add_value(&im, vi->name, V_INPUT, dt, nd, d);
-    fprintf(in, "    input %s: %s%s\n", v->ident, onnx_dtype_word(dt), onnx_shape_str(d, nd));
+    im_add_value(&im, vi->name, V_INPUT, dt, nd, d)->graph_input = true;
   }
-  fclose(in);
   for (int q = 0; q < ndefs && !im.failed; q++)
     if (!used_def[q]) im_fail(&im, "-D %s: the model's inputs have no dimension named '%s'", defs[q].name, defs[q].name);
   free(used_def);
@@ -798,6 +874,24 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
       }
     }
   }
+  // the inputs, and the inputs built for their known values
+  char *inputs = NULL;
+  size_t ilen = 0;
+  FILE *in = open_memstream(&inputs, &ilen);
+  for (int i = 0; i < im.nvals && !im.failed; i++) {
+    Value *v = &im.vals[i];
+    if (!v->graph_input) continue;
+    if (!v->specialized) {
+      fprintf(in, "    input %s: %s%s\n", v->ident, onnx_dtype_word(v->dtype), onnx_shape_str(v->dims, v->ndim));
+      continue;
+    }
+    char who[512];
+    snprintf(who, sizeof who, "input '%s'", v->onnx);
+    char *e = ints_expr(&im, who, v);
+    if (e) fprintf(in, "    let %s = %s   # input '%s', for the value of this run\n", v->ident, e, v->onnx);
+    free(e);
+  }
+  fclose(in);
   int rc = 1;
   if (!im.failed) {
     char weights[4096];
@@ -842,6 +936,11 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
     free(im.vals[i].ident);
     free(im.vals[i].ints);
   }
+  for (int i = 0; i < im.nknown; i++) {
+    free(im.known[i].name);
+    free(im.known[i].values);
+  }
+  free(im.known);
   for (int i = 0; i < im.nw; i++) free(im.wdata[i]);
   free(im.wnames);
   free(im.wdtypes);

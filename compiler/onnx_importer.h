@@ -27,7 +27,16 @@ typedef struct {
   int nints;
   double scalar;         // V_SCALAR: a one-element float constant, written as a number
   bool tensor_written;   // V_INTS: a `let` of its values exists (im_is_tensor)
+  bool graph_input;      // one of the graph's inputs
+  bool specialized;      // a graph input made a constant of its known value (im_specialize)
 } Value;
+
+// The values an integer graph input has in the run being imported for.
+typedef struct {
+  char *name;
+  Shape shape;
+  int64_t *values;
+} KnownValues;
 
 typedef struct {
   const char *path;
@@ -42,6 +51,8 @@ typedef struct {
   float **wdata;
   int nw;
   const Onnx__GraphProto *graph;
+  KnownValues *known;
+  int nknown;
   char *body;            // the model's statements
   size_t blen, bcap;
   bool failed;
@@ -87,7 +98,12 @@ Value *im_input(Importer *im, const Onnx__NodeProto *n, size_t i);
 // Makes v usable as a tensor: an integer or bool constant (V_INTS) gets a
 // `let` that builds its values, once. False with a message.
 bool im_is_tensor(Importer *im, const Onnx__NodeProto *n, Value *v);
-// Input i as a constant list of integers (a shape, axes); NULL with a message.
+// An integer graph input read where a constant must be (what it is to the
+// node: "axes", "shape", ...) becomes the constant of its known value, when
+// the import has one (smelt run model.onnx): true then, with a note.
+bool im_specialize(Importer *im, const Onnx__NodeProto *n, Value *v, const char *what);
+// Input i as a constant list of integers (a shape, axes; an integer input
+// with a known value is specialized); NULL with a message.
 const Value *im_ints_input(Importer *im, const Onnx__NodeProto *n, size_t i, const char *what);
 // axis in [-rank, rank) made non-negative; a message when outside.
 int im_axis(Importer *im, const Onnx__NodeProto *n, int64_t axis, int rank);
