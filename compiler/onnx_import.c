@@ -58,7 +58,7 @@ static const char *const reserved[] = {
     "i32", "i64", "u8", "bool", "int", "float", "str", "tensor", "list", "matmul", "relu", "sigmoid", "tanh",
     "exp", "log", "sqrt", "abs", "softmax", "log_softmax", "reshape", "permute", "conv", "pool_max", "pool_avg",
     "concat", "sum", "mean", "gather", "erf", "pow", "where", "cast", "zeros", "buffer", "break",
-    "while", "assert",
+    "while", "assert", "max", "maximum", "fill", "pad", "conv_transpose",
 };
 
 // A name of the model file for an ONNX name: letters, digits and '_', not

@@ -1,6 +1,7 @@
 // onnx_ops_nn.c: the ONNX ops of networks: MatMul, Gemm, Softmax, convolution
 // and pooling.
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,137 +99,532 @@ static void node_softmax(Importer *im, const Onnx__NodeProto *n, const char *fn)
   im_emit(im, y, "reshape(%s(reshape(%s, %lld, %lld), axis = -1), %s)", fn, x->ident, (long long)rows, (long long)cols, d);
 }
 
-typedef struct {
-  int64_t kernel[2], stride[2], pad[2], dil[2];
-} Window;
+// ---- windows: convolution and pooling over 1 to 3 spatial axes
 
-static bool window(Importer *im, const Onnx__NodeProto *n, Window *w, bool kernel_attr) {
-  const Onnx__AttributeProto *ap = onnx_attr(n, "auto_pad");
-  if (ap && ap->has_s && !(ap->s.len == 6 && !memcmp(ap->s.data, "NOTSET", 6))) {
-    im_fail(im, "node '%s' (%s): auto_pad %.*s; the importer takes explicit pads (NOTSET) only", im_node(n), n->op_type,
-         (int)ap->s.len, (const char *)ap->s.data);
+#define MAXSP 3
+
+// A window over the spatial axes of an [N, C, ...] input, its pads resolved
+// from pads or auto_pad, and the output size of each axis.
+typedef struct {
+  int r;
+  int64_t in[MAXSP], k[MAXSP], s[MAXSP], d[MAXSP], pb[MAXSP], pe[MAXSP], out[MAXSP];
+} Win;
+
+// A tensor of the model file being built: its name and shape.
+typedef struct {
+  const char *id;
+  int nd;
+  int64_t dims[MAX_DIMS];
+} T;
+
+static int64_t win_ext(const Win *w, int i) { return (w->k[i] - 1) * w->d[i] + 1; }
+
+// The pad after axis i that the last window needs (negative: input it never reads).
+static int64_t win_need(const Win *w, int i) { return (w->out[i] - 1) * w->s[i] + win_ext(w, i) - w->in[i] - w->pb[i]; }
+
+static bool attr_str_is(const Onnx__AttributeProto *a, const char *s) {
+  return a && a->has_s && a->s.len == strlen(s) && !memcmp(a->s.data, s, a->s.len);
+}
+
+// strides, dilations and pads (or auto_pad) of n for input x, its kernel
+// kernel (or kernel_shape); ceil_mode for pools.
+static bool win_parse(Importer *im, const Onnx__NodeProto *n, Win *w, const Value *x, const int64_t *kernel, bool pool) {
+  int r = x->ndim - 2;
+  if (r < 1 || r > MAXSP) {
+    im_fail(im, "node '%s' (%s): input %s; the importer takes 1 to 3 spatial axes", im_node(n), n->op_type,
+            onnx_shape_str(x->dims, x->ndim));
     return false;
   }
-  if (onnx_attr_i(n, "ceil_mode", 0)) {
-    im_fail(im, "node '%s' (%s): ceil_mode 1 is not supported yet", im_node(n), n->op_type);
+  memset(w, 0, sizeof *w);
+  w->r = r;
+  int64_t v[2 * MAXSP];
+  int c = onnx_attr_ints(n, "kernel_shape", v, 2 * MAXSP);
+  if (kernel && c >= 0 && (c != r || memcmp(v, kernel, (size_t)r * sizeof *v))) {
+    im_fail(im, "node '%s' (%s): kernel_shape disagrees with the weight's shape", im_node(n), n->op_type);
     return false;
   }
-  int64_t v[8];
-  if (kernel_attr && onnx_attr_ints(n, "kernel_shape", w->kernel, 2) != 2) {
-    im_fail(im, "node '%s' (%s) needs a 2-D kernel_shape", im_node(n), n->op_type);
+  if (!kernel && c != r) {
+    im_fail(im, "node '%s' (%s) needs a kernel_shape of %d values", im_node(n), n->op_type, r);
     return false;
   }
-  w->stride[0] = w->stride[1] = 1;
-  w->dil[0] = w->dil[1] = 1;
-  w->pad[0] = w->pad[1] = 0;
-  int k = onnx_attr_ints(n, "strides", v, 8);
-  if (k == 2) memcpy(w->stride, v, sizeof w->stride);
-  else if (k >= 0) return im_fail(im, "node '%s' (%s): strides must have 2 values", im_node(n), n->op_type), false;
-  k = onnx_attr_ints(n, "dilations", v, 8);
-  if (k == 2) memcpy(w->dil, v, sizeof w->dil);
-  else if (k >= 0) return im_fail(im, "node '%s' (%s): dilations must have 2 values", im_node(n), n->op_type), false;
-  k = onnx_attr_ints(n, "pads", v, 8);
-  if (k == 4) {
-    if (v[0] != v[2] || v[1] != v[3]) {
-      im_fail(im, "node '%s' (%s): pads [%lld, %lld, %lld, %lld] are not symmetric, which is not supported yet", im_node(n),
-           n->op_type, (long long)v[0], (long long)v[1], (long long)v[2], (long long)v[3]);
+  for (int i = 0; i < r; i++) {
+    w->in[i] = x->dims[i + 2];
+    w->k[i] = kernel ? kernel[i] : v[i];
+    w->s[i] = w->d[i] = 1;
+  }
+  const char *names[3] = {"strides", "dilations", "pads"};
+  int64_t *dst[3] = {w->s, w->d, w->pb};
+  for (int a = 0; a < 3; a++) {
+    if ((c = onnx_attr_ints(n, names[a], v, 2 * MAXSP)) < 0) continue;
+    if (c != (a == 2 ? 2 * r : r)) {
+      im_fail(im, "node '%s' (%s): %s must have %d values, not %d", im_node(n), n->op_type, names[a], a == 2 ? 2 * r : r, c);
       return false;
     }
-    w->pad[0] = v[0];
-    w->pad[1] = v[1];
-  } else if (k >= 0) return im_fail(im, "node '%s' (%s): pads must have 4 values", im_node(n), n->op_type), false;
+    for (int i = 0; i < r; i++) dst[a][i] = v[i];
+    if (a == 2)
+      for (int i = 0; i < r; i++) w->pe[i] = v[r + i];
+  }
+  for (int i = 0; i < r; i++)
+    if (w->k[i] < 1 || w->s[i] < 1 || w->d[i] < 1 || w->pb[i] < 0 || w->pe[i] < 0) {
+      im_fail(im, "node '%s' (%s): a kernel, stride, dilation or pad out of range on spatial axis %d", im_node(n),
+              n->op_type, i);
+      return false;
+    }
+  const Onnx__AttributeProto *ap = onnx_attr(n, "auto_pad");
+  bool same = attr_str_is(ap, "SAME_UPPER") || attr_str_is(ap, "SAME_LOWER"), valid = attr_str_is(ap, "VALID");
+  if (ap && !same && !valid && !attr_str_is(ap, "NOTSET")) {
+    im_fail(im, "node '%s' (%s): auto_pad %.*s is not one of NOTSET, VALID, SAME_UPPER, SAME_LOWER", im_node(n),
+            n->op_type, (int)ap->s.len, (const char *)ap->s.data);
+    return false;
+  }
+  bool ceil_mode = pool && onnx_attr_i(n, "ceil_mode", 0);
+  for (int i = 0; i < r; i++) {
+    int64_t ext = win_ext(w, i);
+    if (same) {   // the output is ceil(in / stride); the extra pad goes after (UPPER) or before (LOWER)
+      w->out[i] = (w->in[i] + w->s[i] - 1) / w->s[i];
+      int64_t total = (w->out[i] - 1) * w->s[i] + ext - w->in[i];
+      if (total < 0) total = 0;
+      w->pb[i] = attr_str_is(ap, "SAME_UPPER") ? total / 2 : total - total / 2;
+      w->pe[i] = total - w->pb[i];
+      continue;
+    }
+    if (valid) w->pb[i] = w->pe[i] = 0;
+    int64_t span = w->in[i] + w->pb[i] + w->pe[i] - ext;
+    if (span < 0) {
+      im_fail(im, "node '%s' (%s): the window does not fit the input %s", im_node(n), n->op_type,
+              onnx_shape_str(x->dims, x->ndim));
+      return false;
+    }
+    w->out[i] = (ceil_mode ? (span + w->s[i] - 1) : span) / w->s[i] + 1;
+    // ceil_mode: a last window that starts in the padding after the input is dropped
+    if (ceil_mode && (w->out[i] - 1) * w->s[i] >= w->in[i] + w->pb[i]) w->out[i]--;
+  }
   return true;
 }
 
-static int64_t window_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
-  return (in + 2 * p - d * (k - 1) - 1) / s + 1;
+// `let` of a temporary for node n; its name, or NULL with a message.
+static const char *tmp_let(Importer *im, const Onnx__NodeProto *n, int nd, const int64_t *dims, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static const char *tmp_let(Importer *im, const Onnx__NodeProto *n, int nd, const int64_t *dims, const char *fmt, ...) {
+  char expr[4096], name[320];
+  va_list ap;
+  va_start(ap, fmt);
+  int len = vsnprintf(expr, sizeof expr, fmt, ap);
+  va_end(ap);
+  if (len < 0 || (size_t)len >= sizeof expr) {
+    im_fail(im, "node '%s' (%s): an expression longer than %zu bytes", im_node(n), n->op_type, sizeof expr - 1);
+    return NULL;
+  }
+  snprintf(name, sizeof name, "%.200s#t%d", n->n_output ? n->output[0] : "t", im->nvals);
+  Value *t = im_add_value(im, name, V_LET, DT_F32, nd, dims);
+  im_emit(im, t, "%s", expr);
+  return t->ident;
+}
+
+// t becomes `let = EXPR` of shape nd, dims.
+static bool t_set(Importer *im, const Onnx__NodeProto *n, T *t, int nd, const int64_t *dims, const char *expr) {
+  const char *id = tmp_let(im, n, nd, dims, "%s", expr);
+  if (!id) return false;
+  t->id = id;
+  t->nd = nd;
+  if (dims != t->dims) memcpy(t->dims, dims, (size_t)nd * sizeof *dims);
+  return true;
+}
+
+static const char *dims_of(const int64_t *d, int n) {
+  static char buf[4][512];
+  static int which;
+  char *b = buf[which++ % 4];
+  onnx_join_ints(b, sizeof buf[0], d, n);
+  return b;
+}
+
+// Pads t's spatial axes explicitly with value (the pads before, and after up
+// to the end of the last window), and crops the input that no window reads,
+// so that each axis is exactly (out - 1) stride + extent long.
+static bool win_pad(Importer *im, const Onnx__NodeProto *n, T *t, const Win *w, const char *value) {
+  char e[4096];
+  int len = snprintf(e, sizeof e, "pad(%s, (0, 0), (0, 0)", t->id);
+  bool pad = false, crop = false;
+  int64_t nd[MAX_DIMS];
+  memcpy(nd, t->dims, sizeof nd);
+  for (int i = 0; i < w->r; i++) {
+    int64_t need = win_need(w, i), after = need > 0 ? need : 0;
+    pad |= w->pb[i] || after;
+    crop |= need < 0;
+    nd[i + 2] = w->in[i] + w->pb[i] + after;
+    len += snprintf(e + len, sizeof e - (size_t)len, ", (%lld, %lld)", (long long)w->pb[i], (long long)after);
+  }
+  snprintf(e + len, sizeof e - (size_t)len, ", value = %s)", value);
+  if (pad && !t_set(im, n, t, t->nd, nd, e)) return false;
+  if (!crop) return true;
+  len = snprintf(e, sizeof e, "%s[:, :", t->id);
+  for (int i = 0; i < w->r; i++) {
+    nd[i + 2] = w->in[i] + w->pb[i] + win_need(w, i);
+    len += snprintf(e + len, sizeof e - (size_t)len, ", 0:%lld", (long long)nd[i + 2]);
+  }
+  snprintf(e + len, sizeof e - (size_t)len, "]");
+  return t_set(im, n, t, t->nd, nd, e);
+}
+
+// ---- pooling
+
+// Slicing t along axis ax only: "x[:, :, a:b:c, :]".
+static void slice_expr(char *e, size_t cap, const T *t, int ax, int64_t a, int64_t b, int64_t c) {
+  int len = snprintf(e, cap, "%s[", t->id);
+  for (int i = 0; i < t->nd; i++) {
+    if (i == ax) len += snprintf(e + len, cap - (size_t)len, "%s%lld:%lld:%lld", i ? ", " : "", (long long)a, (long long)b, (long long)c);
+    else len += snprintf(e + len, cap - (size_t)len, "%s:", i ? ", " : "");
+  }
+  snprintf(e + len, cap - (size_t)len, "]");
+}
+
+// A dilated window along axis ax (of a padded t): the maximum or the sum of
+// its taps, each a strided slice; a `let` every 16 taps keeps lines short.
+static bool pool_taps(Importer *im, const Onnx__NodeProto *n, T *t, int ax, int64_t k, int64_t s, int64_t d, int64_t out, bool max) {
+  T src = *t;
+  int64_t nd[MAX_DIMS];
+  memcpy(nd, t->dims, sizeof nd);
+  nd[ax] = out;
+  char acc[4096] = "", sl[512];
+  for (int64_t j = 0; j < k; j++) {
+    slice_expr(sl, sizeof sl, &src, ax, j * d, j * d + (out - 1) * s + 1, s);
+    char next[4096];
+    if (!acc[0]) snprintf(next, sizeof next, "%s", sl);
+    else if (max) snprintf(next, sizeof next, "maximum(%s, %s)", acc, sl);
+    else snprintf(next, sizeof next, "%s + %s", acc, sl);
+    memcpy(acc, next, sizeof acc);
+    if (j % 16 == 15 || j == k - 1) {
+      if (!t_set(im, n, t, src.nd, nd, acc)) return false;
+      snprintf(acc, sizeof acc, "%s", t->id);
+    }
+  }
+  return true;
+}
+
+// A pool_max / pool_avg over the last two axes of t (kernel k, stride s), as
+// a 4-D [P, 1, H, W] view when t is not 4-D.
+static bool pool_native(Importer *im, const Onnx__NodeProto *n, T *t, const int64_t k[2], const int64_t s[2], bool max) {
+  int nd = t->nd;
+  int64_t oh = (t->dims[nd - 2] - k[0]) / s[0] + 1, ow = (t->dims[nd - 1] - k[1]) / s[1] + 1;
+  char src[600], e[1200];
+  if (nd == 4) snprintf(src, sizeof src, "%s", t->id);
+  else snprintf(src, sizeof src, "reshape(%s, %lld, 1, %lld, %lld)", t->id, (long long)onnx_numel(t->dims, nd - 2),
+                (long long)t->dims[nd - 2], (long long)t->dims[nd - 1]);
+  snprintf(e, sizeof e, "%s(%s, (%lld, %lld), stride = (%lld, %lld))", max ? "pool_max" : "pool_avg", src, (long long)k[0],
+           (long long)k[1], (long long)s[0], (long long)s[1]);
+  int64_t d[MAX_DIMS];
+  memcpy(d, t->dims, sizeof d);
+  d[nd - 2] = oh;
+  d[nd - 1] = ow;
+  if (nd == 4) return t_set(im, n, t, nd, d, e);
+  char r[1400];
+  snprintf(r, sizeof r, "reshape(%s, %s)", e, dims_of(d, nd));
+  return t_set(im, n, t, nd, d, r);
+}
+
+// A window along one axis ax with no dilation: a pool of kernel (k, 1) over
+// the [P, L, Q] view of t.
+static bool pool_axis(Importer *im, const Onnx__NodeProto *n, T *t, int ax, int64_t k, int64_t s, bool max) {
+  T v = *t;
+  int64_t q = onnx_numel(t->dims + ax + 1, t->nd - ax - 1);
+  v.nd = 4;
+  v.dims[0] = onnx_numel(t->dims, ax);
+  v.dims[1] = 1;
+  v.dims[2] = t->dims[ax];
+  v.dims[3] = q;
+  char e[600];
+  snprintf(e, sizeof e, "reshape(%s, %s)", t->id, dims_of(v.dims, 4));
+  if (!t_set(im, n, &v, 4, v.dims, e)) return false;
+  int64_t kk[2] = {k, 1}, ss[2] = {s, 1};
+  if (!pool_native(im, n, &v, kk, ss, max)) return false;
+  int64_t d[MAX_DIMS];
+  memcpy(d, t->dims, sizeof d);
+  d[ax] = v.dims[2];
+  snprintf(e, sizeof e, "reshape(%s, %s)", v.id, dims_of(d, t->nd));
+  return t_set(im, n, t, t->nd, d, e);
+}
+
+// The number of the taps of axis i's window at output o that count for an
+// average: inside the input, or also inside the pads with count_include_pad.
+static int64_t win_count(const Win *w, int i, int64_t o, bool include_pad) {
+  int64_t lo = include_pad ? -w->pb[i] : 0, hi = include_pad ? w->in[i] + w->pe[i] : w->in[i], c = 0;
+  for (int64_t j = 0; j < w->k[i]; j++) {
+    int64_t p = o * w->s[i] - w->pb[i] + j * w->d[i];
+    c += p >= lo && p < hi;
+  }
+  return c;
+}
+
+// The counts of axis i as a tensor of shape [1, 1, .., out, .., 1]: runs of
+// fill() joined by concat. NULL (with no message) when every count is k.
+static const char *count_tensor(Importer *im, const Onnx__NodeProto *n, const Win *w, int i, bool include_pad, int nd) {
+  bool uniform = true;
+  for (int64_t o = 0; o < w->out[i]; o++) uniform &= win_count(w, i, o, include_pad) == w->k[i];
+  if (uniform) return NULL;
+  char e[4096];
+  int len = snprintf(e, sizeof e, "concat(");
+  int64_t d[MAX_DIMS];
+  for (int a = 0; a < nd; a++) d[a] = 1;
+  for (int64_t o = 0; o < w->out[i];) {
+    int64_t c = win_count(w, i, o, include_pad), run = 1;
+    while (o + run < w->out[i] && win_count(w, i, o + run, include_pad) == c) run++;
+    d[i + 2] = run;
+    len += snprintf(e + len, sizeof e - (size_t)len, "%sfill(%lld.0, %s)", o ? ", " : "", (long long)c, dims_of(d, nd));
+    if ((size_t)len >= sizeof e - 100) {
+      im_fail(im, "node '%s' (%s): too many distinct window counts", im_node(n), n->op_type);
+      return NULL;
+    }
+    o += run;
+  }
+  snprintf(e + len, sizeof e - (size_t)len, ", axis = %d)", i + 2);
+  d[i + 2] = w->out[i];
+  if (!strstr(e, "), fill")) {   // a single run: no concat
+    char *f = strstr(e, "fill");
+    memmove(e, f, strlen(f) + 1);
+    *strstr(e, ", axis") = 0;
+  }
+  return tmp_let(im, n, nd, d, "%s", e);
+}
+
+// MaxPool, AveragePool, LpPool: the input padded explicitly (-inf for max),
+// then a window per axis (pairs of the last two axes as one 2-D pool); an
+// average divides the sum by the count of each window.
+static void node_pool(Importer *im, const Onnx__NodeProto *n, const char *kind) {
+  bool max = !strcmp(kind, "max"), lp = !strcmp(kind, "lp");
+  Value *x = im_input(im, n, 0);
+  if (!x || !im_is_tensor(im, n, x)) return;
+  if (x->dtype != DT_F32) {
+    im_fail(im, "node '%s' (%s): a %s input; the importer pools float tensors", im_node(n), n->op_type, onnx_dtype_word(x->dtype));
+    return;
+  }
+  if (n->n_output > 1 && n->output[1][0]) {
+    im_fail(im, "node '%s' (%s): the Indices output is not supported", im_node(n), n->op_type);
+    return;
+  }
+  Win w;
+  if (!win_parse(im, n, &w, x, NULL, true)) return;
+  bool include_pad = onnx_attr_i(n, "count_include_pad", 0) != 0 || lp;
+  double p = lp ? (double)onnx_attr_i(n, "p", 2) : 1;
+  if (lp && p <= 0) {
+    im_fail(im, "node '%s' (LpPool): p %g must be positive", im_node(n), p);
+    return;
+  }
+  int64_t d[MAX_DIMS] = {x->dims[0], x->dims[1]};
+  for (int i = 0; i < w.r; i++) d[i + 2] = w.out[i];
+  int nd = x->ndim;
+  // the language's own padding: symmetric, at most half the window, no crop
+  if (w.r == 2 && !lp && w.d[0] == 1 && w.d[1] == 1 && (max || include_pad)) {
+    bool fits = true;
+    for (int i = 0; i < 2; i++) fits &= w.pb[i] == w.pe[i] && 2 * w.pb[i] <= w.k[i] && win_need(&w, i) == w.pe[i];
+    if (fits) {
+      Value *y = im_result(im, n, DT_F32, nd, d);
+      if (y)
+        im_emit(im, y, "%s(%s, (%lld, %lld), stride = (%lld, %lld), padding = (%lld, %lld))", max ? "pool_max" : "pool_avg",
+                x->ident, (long long)w.k[0], (long long)w.k[1], (long long)w.s[0], (long long)w.s[1], (long long)w.pb[0],
+                (long long)w.pb[1]);
+      return;
+    }
+  }
+  T t = {.id = x->ident, .nd = nd};
+  memcpy(t.dims, x->dims, sizeof t.dims);
+  char e[1200];
+  if (lp) {
+    snprintf(e, sizeof e, "pow(abs(%s), %.17g)", t.id, p);
+    if (!t_set(im, n, &t, nd, t.dims, e)) return;
+  }
+  if (!win_pad(im, n, &t, &w, max ? "log(0.0)" : "0.0")) return;
+  // a dilation that divides the stride: every tap is on a multiple of it
+  Win f = w;
+  bool fold = false;
+  int len = snprintf(e, sizeof e, "%s[:, :", t.id);
+  for (int i = 0; i < w.r; i++) {
+    bool fi = w.d[i] > 1 && w.s[i] % w.d[i] == 0;
+    fold |= fi;
+    len += snprintf(e + len, sizeof e - (size_t)len, fi ? ", ::%lld" : ", :", (long long)w.d[i]);
+    if (fi) {
+      f.s[i] = w.s[i] / w.d[i];
+      f.d[i] = 1;
+      t.dims[i + 2] = (t.dims[i + 2] - 1) / w.d[i] + 1;
+    }
+  }
+  snprintf(e + len, sizeof e - (size_t)len, "]");
+  if (fold && !t_set(im, n, &t, nd, t.dims, e)) return;
+  int64_t divided = 1;   // the native average pools' kernel sizes: t is the sum over them
+  int last = w.r;
+  if (w.r >= 2 && f.d[w.r - 2] == 1 && f.d[w.r - 1] == 1) {
+    if (!pool_native(im, n, &t, f.k + w.r - 2, f.s + w.r - 2, max)) return;
+    divided = f.k[w.r - 2] * f.k[w.r - 1];
+    last = w.r - 2;
+  }
+  for (int i = 0; i < last; i++) {
+    if (f.k[i] == 1 && f.s[i] == 1) continue;
+    if (f.d[i] == 1) {
+      if (!pool_axis(im, n, &t, i + 2, f.k[i], f.s[i], max)) return;
+      divided *= f.k[i];
+    } else if (!pool_taps(im, n, &t, i + 2, f.k[i], f.s[i], f.d[i], f.out[i], max)) return;
+  }
+  if (max) {
+    Value *y = im_result(im, n, DT_F32, nd, d);
+    if (y) im_emit(im, y, "%s", t.id);
+    return;
+  }
+  if (lp) {
+    Value *y = im_result(im, n, DT_F32, nd, d);
+    if (!y) return;
+    if (divided == 1) im_emit(im, y, "pow(%s, %.17g)", t.id, 1 / p);
+    else im_emit(im, y, "pow(%s * %lld.0, %.17g)", t.id, (long long)divided, 1 / p);
+    return;
+  }
+  // the average: t * divided / (the product of the counts)
+  int64_t kprod = 1;
+  const char *cnt[MAXSP];
+  for (int i = 0; i < w.r; i++) {
+    kprod *= w.k[i];
+    cnt[i] = count_tensor(im, n, &w, i, include_pad, nd);
+    if (im->failed) return;
+  }
+  len = snprintf(e, sizeof e, "%s", t.id);
+  int64_t num = divided, den = 1;
+  for (int i = 0; i < w.r; i++) {
+    if (cnt[i]) len += snprintf(e + len, sizeof e - (size_t)len, " / %s", cnt[i]);
+    else den *= w.k[i];
+  }
+  (void)kprod;
+  int64_t g = num, h = den;   // num / den in lowest terms
+  while (h) {
+    int64_t r = g % h;
+    g = h;
+    h = r;
+  }
+  num /= g;
+  den /= g;
+  char sc[64] = "";
+  if (num != 1) snprintf(sc, sizeof sc, " * %lld.0", (long long)num);
+  if (den != 1) snprintf(sc + strlen(sc), sizeof sc - strlen(sc), " / %lld.0", (long long)den);
+  Value *y = im_result(im, n, DT_F32, nd, d);
+  if (y) im_emit(im, y, "%s%s", e, sc);
+}
+
+// GlobalAveragePool, GlobalMaxPool: a mean or max over the spatial axes, kept.
+static void node_global_pool(Importer *im, const Onnx__NodeProto *n, const char *fn) {
+  Value *x = im_input(im, n, 0);
+  if (!x || !im_is_tensor(im, n, x)) return;
+  if (x->ndim < 3 || x->dtype != DT_F32) {
+    im_fail(im, "node '%s' (%s): input %s %s; the importer takes a float [N, C, ...]", im_node(n), n->op_type,
+            onnx_dtype_word(x->dtype), onnx_shape_str(x->dims, x->ndim));
+    return;
+  }
+  int64_t d[MAX_DIMS], ax[MAX_DIMS];
+  for (int i = 0; i < x->ndim; i++) d[i] = i < 2 ? x->dims[i] : 1;
+  for (int i = 2; i < x->ndim; i++) ax[i - 2] = i;
+  Value *y = im_result(im, n, DT_F32, x->ndim, d);
+  if (y) im_emit(im, y, "%s(%s, axis = (%s%s), keep = true)", fn, x->ident, dims_of(ax, x->ndim - 2), x->ndim == 3 ? "," : "");
+}
+
+// ---- convolution
+
+// The bias input of a convolution as " + reshape(b, C, 1, ...)" into e; false with a message.
+static bool conv_bias(Importer *im, const Onnx__NodeProto *n, int64_t cout, int r, char *e, size_t cap) {
+  e[0] = 0;
+  if (n->n_input < 3 || !n->input[2][0]) return true;
+  Value *b = im_input(im, n, 2);
+  if (!b || !im_is_tensor(im, n, b)) return false;
+  if (b->ndim != 1 || b->dims[0] != cout) {
+    im_fail(im, "node '%s' (%s): bias %s for %lld output channels", im_node(n), n->op_type, onnx_shape_str(b->dims, b->ndim),
+            (long long)cout);
+    return false;
+  }
+  if (b->kind == V_SCALAR) {
+    snprintf(e, cap, " + %s", im_operand(im, b));
+    return true;
+  }
+  int len = snprintf(e, cap, " + reshape(%s, %lld", b->ident, (long long)cout);
+  for (int i = 0; i < r; i++) len += snprintf(e + len, cap - (size_t)len, ", 1");
+  snprintf(e + len, cap - (size_t)len, ")");
+  return true;
+}
+
+// A 3-D convolution as a sum over the kernel's depth taps of 2-D
+// convolutions of the depth slices, the depths folded into the batch.
+static bool conv3d(Importer *im, const Onnx__NodeProto *n, T *t, const char *wid, const int64_t *wd, const Win *w,
+                   int64_t groups) {
+  int64_t nb = t->dims[0], c = t->dims[1], od = w->out[0], oc = wd[0];
+  int64_t pd[5] = {nb, t->dims[2], c, t->dims[3], t->dims[4]};
+  char e[2048];
+  snprintf(e, sizeof e, "permute(%s, 0, 2, 1, 3, 4)", t->id);
+  T q = *t;
+  if (!t_set(im, n, &q, 5, pd, e)) return false;
+  int64_t sd[4] = {nb * od, oc, w->out[1], w->out[2]};
+  T acc = {0};
+  for (int64_t j = 0; j < w->k[0]; j++) {
+    int64_t a = j * w->d[0];
+    int len = snprintf(e, sizeof e, "conv(reshape(%s[:, %lld:%lld:%lld], %lld, %lld, %lld, %lld), %s[:, :, %lld], stride = (%lld, %lld), "
+                       "dilation = (%lld, %lld), groups = %lld)", q.id, (long long)a, (long long)(a + (od - 1) * w->s[0] + 1),
+                       (long long)w->s[0], (long long)(nb * od), (long long)c, (long long)pd[3], (long long)pd[4], wid,
+                       (long long)j, (long long)w->s[1], (long long)w->s[2], (long long)w->d[1], (long long)w->d[2],
+                       (long long)groups);
+    if (j) snprintf(e + len, sizeof e - (size_t)len, " + %s", acc.id);
+    if (!t_set(im, n, &acc, 4, sd, e)) return false;
+  }
+  int64_t rd[5] = {nb, od, oc, w->out[1], w->out[2]};
+  snprintf(e, sizeof e, "permute(reshape(%s, %s), 0, 2, 1, 3, 4)", acc.id, dims_of(rd, 5));
+  int64_t yd[5] = {nb, oc, od, w->out[1], w->out[2]};
+  return t_set(im, n, t, 5, yd, e);
 }
 
 static void node_conv(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   (void)arg;
-  Value *x = im_input(im, n, 0), *w = x ? im_input(im, n, 1) : NULL;
-  if (!w || !im_is_tensor(im, n, x) || !im_is_tensor(im, n, w)) return;
-  if (x->ndim != 4 || w->ndim != 4) {
-    im_fail(im, "node '%s' (Conv): the importer takes 2-D convolutions (4-D input and weight), not %s and %s", im_node(n),
-         onnx_shape_str(x->dims, x->ndim), onnx_shape_str(w->dims, w->ndim));
+  Value *x = im_input(im, n, 0), *wv = x ? im_input(im, n, 1) : NULL;
+  if (!wv || !im_is_tensor(im, n, x) || !im_is_tensor(im, n, wv)) return;
+  if (x->dtype != DT_F32 || wv->dtype != DT_F32 || x->ndim != wv->ndim) {
+    im_fail(im, "node '%s' (Conv): input %s %s and weight %s %s; the importer takes float tensors of one rank", im_node(n),
+            onnx_dtype_word(x->dtype), onnx_shape_str(x->dims, x->ndim), onnx_dtype_word(wv->dtype),
+            onnx_shape_str(wv->dims, wv->ndim));
     return;
   }
-  Window win;
-  if (!window(im, n, &win, false)) return;
-  int64_t ks[2];
-  if (onnx_attr_ints(n, "kernel_shape", ks, 2) == 2 && (ks[0] != w->dims[2] || ks[1] != w->dims[3])) {
-    im_fail(im, "node '%s' (Conv): kernel_shape disagrees with the weight %s", im_node(n), onnx_shape_str(w->dims, 4));
-    return;
-  }
+  Win w;
+  if (!win_parse(im, n, &w, x, wv->dims + 2, false)) return;
   int64_t groups = onnx_attr_i(n, "group", 1);
-  if (groups < 1 || x->dims[1] % groups || w->dims[0] % groups || w->dims[1] * groups != x->dims[1]) {
-    im_fail(im, "node '%s' (Conv): input %s, weight %s and group %lld do not agree", im_node(n), onnx_shape_str(x->dims, 4),
-         onnx_shape_str(w->dims, 4), (long long)groups);
+  if (groups < 1 || x->dims[1] % groups || wv->dims[0] % groups || wv->dims[1] * groups != x->dims[1]) {
+    im_fail(im, "node '%s' (Conv): input %s, weight %s and group %lld do not agree", im_node(n),
+            onnx_shape_str(x->dims, x->ndim), onnx_shape_str(wv->dims, wv->ndim), (long long)groups);
     return;
   }
-  int64_t d[4] = {x->dims[0], w->dims[0], window_out(x->dims[2], w->dims[2], win.stride[0], win.pad[0], win.dil[0]),
-                  window_out(x->dims[3], w->dims[3], win.stride[1], win.pad[1], win.dil[1])};
-  if (d[2] < 1 || d[3] < 1) {
-    im_fail(im, "node '%s' (Conv): the window does not fit the input %s", im_node(n), onnx_shape_str(x->dims, 4));
+  int r = w.r, nd = x->ndim;
+  int64_t d[MAX_DIMS] = {x->dims[0], wv->dims[0]}, wd[MAX_DIMS];
+  for (int i = 0; i < r; i++) d[i + 2] = w.out[i];
+  memcpy(wd, wv->dims, sizeof wd);
+  const char *wid = wv->ident;
+  char bias[600];
+  if (!conv_bias(im, n, d[1], r, bias, sizeof bias)) return;
+  T t = {.id = x->ident, .nd = nd};
+  memcpy(t.dims, x->dims, sizeof t.dims);
+  // asymmetric pads (and a 3-D convolution's) are explicit; symmetric ones are conv's own
+  bool symmetric = r < 3;
+  for (int i = 0; i < r; i++) symmetric &= w.pb[i] == w.pe[i];
+  int64_t p[MAXSP] = {0};
+  if (symmetric) memcpy(p, w.pb, sizeof p);
+  else if (!win_pad(im, n, &t, &w, "0.0")) return;
+  char e[2048];
+  if (r == 3) {
+    if (!conv3d(im, n, &t, wid, wd, &w, groups)) return;
+    Value *y = im_result(im, n, DT_F32, nd, d);
+    if (y) im_emit(im, y, "%s%s", t.id, bias);
     return;
   }
-  char expr[1024];
-  int len = snprintf(expr, sizeof expr, "conv(%s, %s, stride = (%lld, %lld), padding = (%lld, %lld), dilation = (%lld, %lld), groups = %lld)",
-                     x->ident, w->ident, (long long)win.stride[0], (long long)win.stride[1], (long long)win.pad[0],
-                     (long long)win.pad[1], (long long)win.dil[0], (long long)win.dil[1], (long long)groups);
-  if (n->n_input > 2 && n->input[2][0]) {
-    Value *b = im_input(im, n, 2);
-    if (!b || !im_is_tensor(im, n, b)) return;
-    if (b->ndim != 1 || b->dims[0] != d[1]) {
-      im_fail(im, "node '%s' (Conv): bias %s for %lld output channels", im_node(n), onnx_shape_str(b->dims, b->ndim),
-           (long long)d[1]);
-      return;
-    }
-    if (b->kind == V_SCALAR) snprintf(expr + len, sizeof expr - (size_t)len, " + %s", im_operand(im, b));
-    else snprintf(expr + len, sizeof expr - (size_t)len, " + reshape(%s, %lld, 1, 1)", b->ident, (long long)d[1]);
+  if (r == 1) {   // a unit height
+    snprintf(e, sizeof e, "reshape(conv(reshape(%s, %lld, %lld, 1, %lld), reshape(%s, %lld, %lld, 1, %lld), stride = (1, %lld), "
+             "padding = (0, %lld), dilation = (1, %lld), groups = %lld), %s)%s", t.id, (long long)t.dims[0],
+             (long long)t.dims[1], (long long)t.dims[2], wid, (long long)wd[0], (long long)wd[1], (long long)wd[2],
+             (long long)w.s[0], (long long)p[0], (long long)w.d[0], (long long)groups, dims_of(d, 3), bias);
+  } else {
+    snprintf(e, sizeof e, "conv(%s, %s, stride = (%lld, %lld), padding = (%lld, %lld), dilation = (%lld, %lld), groups = %lld)%s",
+             t.id, wid, (long long)w.s[0], (long long)w.s[1], (long long)p[0], (long long)p[1], (long long)w.d[0],
+             (long long)w.d[1], (long long)groups, bias);
   }
-  Value *y = im_result(im, n, DT_F32, 4, d);
-  if (y) im_emit(im, y, "%s", expr);
-}
-
-static void node_pool(Importer *im, const Onnx__NodeProto *n, const char *kind) {
-  bool max = !strcmp(kind, "max");
-  Value *x = im_input(im, n, 0);
-  if (!x || !im_is_tensor(im, n, x)) return;
-  if (x->ndim != 4) {
-    im_fail(im, "node '%s' (%s): the importer takes 2-D pooling (a 4-D input), not %s", im_node(n), n->op_type,
-         onnx_shape_str(x->dims, x->ndim));
-    return;
-  }
-  if (n->n_output > 1) {
-    im_fail(im, "node '%s' (%s): the Indices output is not supported", im_node(n), n->op_type);
-    return;
-  }
-  Window w;
-  if (!window(im, n, &w, true)) return;
-  if (w.dil[0] != 1 || w.dil[1] != 1) {
-    im_fail(im, "node '%s' (%s): dilations are not supported for pooling yet", im_node(n), n->op_type);
-    return;
-  }
-  if (!max && (w.pad[0] || w.pad[1]) && !onnx_attr_i(n, "count_include_pad", 0)) {
-    im_fail(im, "node '%s' (AveragePool): pads with count_include_pad 0 are not supported yet", im_node(n));
-    return;
-  }
-  if (2 * w.pad[0] > w.kernel[0] || 2 * w.pad[1] > w.kernel[1]) {
-    im_fail(im, "node '%s' (%s): pads larger than half the window", im_node(n), n->op_type);
-    return;
-  }
-  int64_t d[4] = {x->dims[0], x->dims[1], window_out(x->dims[2], w.kernel[0], w.stride[0], w.pad[0], 1),
-                  window_out(x->dims[3], w.kernel[1], w.stride[1], w.pad[1], 1)};
-  if (d[2] < 1 || d[3] < 1) {
-    im_fail(im, "node '%s' (%s): the window does not fit the input %s", im_node(n), n->op_type, onnx_shape_str(x->dims, 4));
-    return;
-  }
-  Value *y = im_result(im, n, DT_F32, 4, d);
-  if (y)
-    im_emit(im, y, "%s(%s, (%lld, %lld), stride = (%lld, %lld), padding = (%lld, %lld))", max ? "pool_max" : "pool_avg",
-         x->ident, (long long)w.kernel[0], (long long)w.kernel[1], (long long)w.stride[0], (long long)w.stride[1],
-         (long long)w.pad[0], (long long)w.pad[1]);
+  Value *y = im_result(im, n, DT_F32, nd, d);
+  if (y) im_emit(im, y, "%s", e);
 }
 
 const OnnxOp onnx_nn_ops[] = {
@@ -239,5 +635,8 @@ const OnnxOp onnx_nn_ops[] = {
     {"Conv", node_conv, NULL},
     {"MaxPool", node_pool, "max"},
     {"AveragePool", node_pool, "avg"},
+    {"LpPool", node_pool, "lp"},
+    {"GlobalAveragePool", node_global_pool, "mean"},
+    {"GlobalMaxPool", node_global_pool, "max"},
     {NULL, NULL, NULL},
 };
