@@ -627,12 +627,156 @@ static void node_conv(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   if (y) im_emit(im, y, "%s", e);
 }
 
+// ConvTranspose (1-D via a unit height, 2-D): pads from pads, auto_pad or
+// output_shape (the spec's total padding, split before/after). Symmetric pads
+// with a small output_padding are conv_transpose's own; otherwise the full
+// result (no padding) is cropped to [pads before, + out) and zeros go after it.
+static void node_conv_transpose(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = im_input(im, n, 0), *wv = x ? im_input(im, n, 1) : NULL;
+  if (!wv || !im_is_tensor(im, n, x) || !im_is_tensor(im, n, wv)) return;
+  int r = x->ndim - 2, nd = x->ndim;
+  if (r < 1 || r > 2 || wv->ndim != x->ndim || x->dtype != DT_F32 || wv->dtype != DT_F32) {
+    im_fail(im, "node '%s' (ConvTranspose): input %s %s and weight %s; the importer takes float 1-D and 2-D transposed "
+            "convolutions (the language's conv_transpose is 2-D)", im_node(n), onnx_dtype_word(x->dtype),
+            onnx_shape_str(x->dims, x->ndim), onnx_shape_str(wv->dims, wv->ndim));
+    return;
+  }
+  int64_t groups = onnx_attr_i(n, "group", 1);
+  if (groups < 1 || wv->dims[0] != x->dims[1] || x->dims[1] % groups) {
+    im_fail(im, "node '%s' (ConvTranspose): input %s, weight %s and group %lld do not agree", im_node(n),
+            onnx_shape_str(x->dims, nd), onnx_shape_str(wv->dims, nd), (long long)groups);
+    return;
+  }
+  int64_t k[2], s[2] = {1, 1}, dl[2] = {1, 1}, pb[2] = {0, 0}, pe[2] = {0, 0}, op[2] = {0, 0}, out[2], full[2], v[6];
+  memcpy(k, wv->dims + 2, (size_t)r * sizeof *k);
+  int c = onnx_attr_ints(n, "kernel_shape", v, 6);
+  if (c >= 0 && (c != r || memcmp(v, k, (size_t)r * sizeof *v))) {
+    im_fail(im, "node '%s' (ConvTranspose): kernel_shape disagrees with the weight %s", im_node(n), onnx_shape_str(wv->dims, nd));
+    return;
+  }
+  const char *names[4] = {"strides", "dilations", "pads", "output_padding"};
+  int64_t *dst[4] = {s, dl, pb, op};
+  for (int a = 0; a < 4; a++) {
+    if ((c = onnx_attr_ints(n, names[a], v, 6)) < 0) continue;
+    if (c != (a == 2 ? 2 * r : r)) {
+      im_fail(im, "node '%s' (ConvTranspose): %s must have %d values, not %d", im_node(n), names[a], a == 2 ? 2 * r : r, c);
+      return;
+    }
+    for (int i = 0; i < r; i++) dst[a][i] = v[i];
+    if (a == 2)
+      for (int i = 0; i < r; i++) pe[i] = v[r + i];
+  }
+  const Onnx__AttributeProto *ap = onnx_attr(n, "auto_pad");
+  bool upper = attr_str_is(ap, "SAME_UPPER"), same = upper || attr_str_is(ap, "SAME_LOWER");
+  if (ap && !same && !attr_str_is(ap, "VALID") && !attr_str_is(ap, "NOTSET")) {
+    im_fail(im, "node '%s' (ConvTranspose): auto_pad %.*s is not one of NOTSET, VALID, SAME_UPPER, SAME_LOWER", im_node(n),
+            (int)ap->s.len, (const char *)ap->s.data);
+    return;
+  }
+  int64_t os[MAX_DIMS];
+  int nos = onnx_attr_ints(n, "output_shape", os, MAX_DIMS);
+  if (nos >= 0 && nos != r && nos != nd) {
+    im_fail(im, "node '%s' (ConvTranspose): output_shape has %d values for %d spatial axes", im_node(n), nos, r);
+    return;
+  }
+  bool native = true;
+  for (int i = 0; i < r; i++) {
+    int64_t in = x->dims[i + 2], ext = (k[i] - 1) * dl[i] + 1;
+    if (k[i] < 1 || s[i] < 1 || dl[i] < 1 || op[i] < 0) {
+      im_fail(im, "node '%s' (ConvTranspose): a kernel, stride, dilation or output_padding out of range", im_node(n));
+      return;
+    }
+    full[i] = (in - 1) * s[i] + ext;
+    if (nos >= 0 || same) {   // the spec's total padding, split as auto_pad says
+      out[i] = nos >= 0 ? os[nos - r + i] : in * s[i];
+      int64_t total = full[i] + op[i] - out[i];
+      int64_t half = total >= 0 ? total / 2 : -((1 - total) / 2);   // floor(total / 2), as the spec's //
+      pb[i] = upper ? half : total - half;
+      pe[i] = total - pb[i];
+    } else {
+      if (attr_str_is(ap, "VALID")) pb[i] = pe[i] = 0;
+      out[i] = full[i] + op[i] - pb[i] - pe[i];
+    }
+    if (pb[i] < 0 || out[i] < 1) {
+      im_fail(im, "node '%s' (ConvTranspose): pads %lld before spatial axis %d, output size %lld", im_node(n),
+              (long long)pb[i], i, (long long)out[i]);
+      return;
+    }
+    native &= pb[i] == pe[i] && (op[i] == 0 || op[i] < s[i] || op[i] < dl[i]);
+  }
+  int64_t cout = wv->dims[1] * groups, d[MAX_DIMS] = {x->dims[0], cout};
+  for (int i = 0; i < r; i++) d[i + 2] = out[i];
+  char bias[600], xs[600], ws[600], e[4096];
+  if (!conv_bias(im, n, cout, r, bias, sizeof bias)) return;
+  // 1-D: a unit height, its stride, padding and dilation 1
+  int64_t S[2] = {1, 1}, D[2] = {1, 1}, P[2] = {0, 0}, OP[2] = {0, 0}, F[2] = {1, 1};
+  for (int i = 0; i < r; i++) {
+    S[2 - r + i] = s[i];
+    D[2 - r + i] = dl[i];
+    F[2 - r + i] = full[i];
+    if (native) {
+      P[2 - r + i] = pb[i];
+      OP[2 - r + i] = op[i];
+    }
+  }
+  if (r == 1) {
+    snprintf(xs, sizeof xs, "reshape(%s, %lld, %lld, 1, %lld)", x->ident, (long long)x->dims[0], (long long)x->dims[1],
+             (long long)x->dims[2]);
+    snprintf(ws, sizeof ws, "reshape(%s, %lld, %lld, 1, %lld)", wv->ident, (long long)wv->dims[0], (long long)wv->dims[1],
+             (long long)wv->dims[2]);
+  } else {
+    snprintf(xs, sizeof xs, "%s", x->ident);
+    snprintf(ws, sizeof ws, "%s", wv->ident);
+  }
+  snprintf(e, sizeof e, "conv_transpose(%s, %s, stride = (%lld, %lld), padding = (%lld, %lld), output_padding = (%lld, %lld), "
+           "dilation = (%lld, %lld), groups = %lld)", xs, ws, (long long)S[0], (long long)S[1], (long long)P[0], (long long)P[1],
+           (long long)OP[0], (long long)OP[1], (long long)D[0], (long long)D[1], (long long)groups);
+  if (native) {
+    Value *y = im_result(im, n, DT_F32, nd, d);
+    if (!y) return;
+    if (r == 1) im_emit(im, y, "reshape(%s, %s)%s", e, dims_of(d, nd), bias);
+    else im_emit(im, y, "%s%s", e, bias);
+    return;
+  }
+  int64_t fd[4] = {x->dims[0], cout, F[0], F[1]};
+  T t = {.nd = 4};
+  if (!t_set(im, n, &t, 4, fd, e)) return;
+  // crop each axis to [pb, pb + out) of the full result; what lies past it is zeros
+  int64_t cd[4] = {fd[0], fd[1], 1, 1}, zero[2] = {0, 0};
+  int len = snprintf(e, sizeof e, "%s[:, :", t.id);
+  for (int i = 0; i < 2; i++) {
+    int a = i - (2 - r);
+    int64_t lo = a < 0 ? 0 : pb[a], hi = a < 0 ? 1 : pb[a] + out[a];
+    if (lo > F[i]) lo = F[i];
+    if (hi > F[i]) {
+      zero[i] = hi - F[i];
+      hi = F[i];
+    }
+    cd[i + 2] = hi - lo;
+    len += snprintf(e + len, sizeof e - (size_t)len, ", %lld:%lld", (long long)lo, (long long)hi);
+  }
+  snprintf(e + len, sizeof e - (size_t)len, "]");
+  if (!t_set(im, n, &t, 4, cd, e)) return;
+  if (zero[0] || zero[1]) {
+    cd[2] += zero[0];
+    cd[3] += zero[1];
+    snprintf(e, sizeof e, "pad(%s, (0, 0), (0, 0), (0, %lld), (0, %lld))", t.id, (long long)zero[0], (long long)zero[1]);
+    if (!t_set(im, n, &t, 4, cd, e)) return;
+  }
+  Value *y = im_result(im, n, DT_F32, nd, d);
+  if (!y) return;
+  if (r == 1) im_emit(im, y, "reshape(%s, %s)%s", t.id, dims_of(d, nd), bias);
+  else im_emit(im, y, "%s%s", t.id, bias);
+}
+
 const OnnxOp onnx_nn_ops[] = {
     {"MatMul", node_matmul, NULL},
     {"Gemm", node_gemm, NULL},
     {"Softmax", node_softmax, "softmax"},
     {"LogSoftmax", node_softmax, "log_softmax"},
     {"Conv", node_conv, NULL},
+    {"ConvTranspose", node_conv_transpose, NULL},
     {"MaxPool", node_pool, "max"},
     {"AveragePool", node_pool, "avg"},
     {"LpPool", node_pool, "lp"},
