@@ -8,19 +8,23 @@
 
 #include "onnx_importer.h"
 
+// MatMul with numpy's rules: a 1-D left operand is a row, a 1-D right one a
+// column, its dimension dropped from the result (the language's matmul does the same).
 static void node_matmul(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   (void)arg;
   Value *a = im_input(im, n, 0), *b = a ? im_input(im, n, 1) : NULL;
   if (!b || !im_is_tensor(im, n, a) || !im_is_tensor(im, n, b)) return;
-  if (a->ndim < 2 || b->ndim < 2 || a->kind == V_SCALAR || b->kind == V_SCALAR) {
-    im_fail(im, "node '%s' (MatMul): operands %s and %s; the importer takes operands of rank 2 or more", im_node(n),
-         onnx_shape_str(a->dims, a->ndim), onnx_shape_str(b->dims, b->ndim));
+  if (a->ndim < 1 || b->ndim < 1 || a->kind == V_SCALAR || b->kind == V_SCALAR || a->dtype != DT_F32 ||
+      b->dtype != DT_F32) {
+    im_fail(im, "node '%s' (MatMul): operands %s %s and %s %s; the importer takes float operands of rank 1 or more",
+            im_node(n), onnx_dtype_word(a->dtype), onnx_shape_str(a->dims, a->ndim), onnx_dtype_word(b->dtype),
+            onnx_shape_str(b->dims, b->ndim));
     return;
   }
-  int64_t k1 = a->dims[a->ndim - 1], k2 = b->dims[b->ndim - 2];
+  int64_t k1 = a->dims[a->ndim - 1], k2 = b->dims[b->ndim >= 2 ? b->ndim - 2 : 0];
   Value ba = *a, bb = *b;
-  ba.ndim -= 2;
-  bb.ndim -= 2;
+  ba.ndim = a->ndim >= 2 ? a->ndim - 2 : 0;
+  bb.ndim = b->ndim >= 2 ? b->ndim - 2 : 0;
   int64_t d[MAX_DIMS];
   int nd;
   if (k1 != k2 || !onnx_broadcast(&ba, &bb, d, &nd)) {
@@ -28,8 +32,8 @@ static void node_matmul(Importer *im, const Onnx__NodeProto *n, const char *arg)
          onnx_shape_str(b->dims, b->ndim));
     return;
   }
-  d[nd++] = a->dims[a->ndim - 2];
-  d[nd++] = b->dims[b->ndim - 1];
+  if (a->ndim >= 2) d[nd++] = a->dims[a->ndim - 2];
+  if (b->ndim >= 2) d[nd++] = b->dims[b->ndim - 1];
   Value *y = im_result(im, n, DT_F32, nd, d);
   if (y) im_emit(im, y, "matmul(%s, %s)", a->ident, b->ident);
 }
