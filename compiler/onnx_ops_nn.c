@@ -409,7 +409,9 @@ static void node_pool(Importer *im, const Onnx__NodeProto *n, const char *kind) 
   Win w;
   if (!win_parse(im, n, &w, x, NULL, true)) return;
   bool include_pad = onnx_attr_i(n, "count_include_pad", 0) != 0 || lp;
-  double p = lp ? (double)onnx_attr_i(n, "p", 2) : 1;
+  // LpPool's p: a float in opset 1, an integer from opset 2
+  const Onnx__AttributeProto *pa = onnx_attr(n, "p");
+  double p = !lp ? 1 : pa && pa->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT ? pa->f : (double)onnx_attr_i(n, "p", 2);
   if (lp && p <= 0) {
     im_fail(im, "node '%s' (LpPool): p %g must be positive", im_node(n), p);
     return;
