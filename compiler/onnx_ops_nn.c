@@ -1,5 +1,6 @@
 // onnx_ops_nn.c: the ONNX ops of networks: MatMul, Gemm, Softmax, convolution
 // and pooling.
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -776,6 +777,177 @@ static void node_conv_transpose(Importer *im, const Onnx__NodeProto *n, const ch
   else im_emit(im, y, "%s%s", t.id, bias);
 }
 
+// ---- Einsum
+
+// The letters of an Einsum term: a tensor of the model file and, per axis, its letter.
+typedef struct {
+  T t;
+  char l[MAX_DIMS + 1];
+} Term;
+
+// t permuted so that its letters read as order (the same letters).
+static bool term_permute(Importer *im, const Onnx__NodeProto *n, Term *a, const char *order) {
+  if (!strcmp(a->l, order)) return true;
+  int64_t perm[MAX_DIMS], d[MAX_DIMS];
+  for (int i = 0; order[i]; i++) {
+    perm[i] = strchr(a->l, order[i]) - a->l;
+    d[i] = a->t.dims[perm[i]];
+  }
+  char e[1024];
+  snprintf(e, sizeof e, "permute(%s, %s)", a->t.id, dims_of(perm, a->t.nd));
+  snprintf(a->l, sizeof a->l, "%s", order);
+  return t_set(im, n, &a->t, a->t.nd, d, e);
+}
+
+// t summed over its letters that keep does not hold.
+static bool term_sum(Importer *im, const Onnx__NodeProto *n, Term *a, const char *keep) {
+  int64_t ax[MAX_DIMS], d[MAX_DIMS];
+  int na = 0, nd = 0;
+  char l[MAX_DIMS + 1];
+  for (int i = 0; i < a->t.nd; i++) {
+    if (strchr(keep, a->l[i])) {
+      l[nd] = a->l[i];
+      d[nd++] = a->t.dims[i];
+    } else ax[na++] = i;
+  }
+  l[nd] = 0;
+  if (!na) return true;
+  char e[1024];
+  if (nd) snprintf(e, sizeof e, "sum(%s, axis = (%s,))", a->t.id, dims_of(ax, na));
+  else snprintf(e, sizeof e, "sum(%s)", a->t.id);
+  snprintf(a->l, sizeof a->l, "%s", l);
+  return t_set(im, n, &a->t, nd, d, e);
+}
+
+// t reshaped to dims (nd of them, with the letters l).
+static bool term_reshape(Importer *im, const Onnx__NodeProto *n, Term *a, int nd, const int64_t *dims, const char *l) {
+  char e[1024];
+  snprintf(e, sizeof e, "reshape(%s, %s)", a->t.id, dims_of(dims, nd));
+  snprintf(a->l, sizeof a->l, "%s", l);
+  return t_set(im, n, &a->t, nd, dims, e);
+}
+
+// The letters of s (of a and b) in the classes: in b, in out.
+static void letters(const char *s, const char *b, const char *out, bool in_b, bool in_out, char *dst) {
+  int k = 0;
+  for (int i = 0; s[i]; i++)
+    if ((strchr(b, s[i]) != NULL) == in_b && (strchr(out, s[i]) != NULL) == in_out) dst[k++] = s[i];
+  dst[k] = 0;
+}
+
+static int64_t letters_numel(const char *l, const int64_t *size) {
+  int64_t p = 1;
+  for (int i = 0; l[i]; i++) p *= size[(unsigned char)l[i]];
+  return p;
+}
+
+// Einsum of one or two float operands with letters only (no "...", no
+// letter twice in a term): each operand summed over the letters only it
+// has, then a batched matmul [batch, M, K] @ [batch, K, N], reshaped and
+// permuted to the output's letters.
+static void node_einsum(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  const Onnx__AttributeProto *ea = onnx_attr(n, "equation");
+  char eq[256], out[MAX_DIMS + 2] = "", terms[2][MAX_DIMS + 2];
+  int k = 0, nt = 1, len = 0;
+  if (!ea || !ea->has_s || ea->s.len >= sizeof eq) {
+    im_fail(im, "node '%s' (Einsum) needs an equation", im_node(n));
+    return;
+  }
+  for (size_t i = 0; i < ea->s.len; i++)
+    if (ea->s.data[i] != ' ') eq[k++] = (char)ea->s.data[i];
+  eq[k] = 0;
+  char *arrow = strstr(eq, "->"), *p = eq;
+  bool bad = strchr(eq, '.') != NULL;
+  terms[0][0] = terms[1][0] = 0;
+  for (; *p && (!arrow || p < arrow) && !bad; p++) {
+    if (*p == ',') {
+      bad |= nt == 2;
+      nt++;
+      len = 0;
+    } else if (isalpha((unsigned char)*p) && len <= MAX_DIMS && !strchr(terms[nt - 1], *p)) {
+      terms[nt - 1][len++] = *p;
+      terms[nt - 1][len] = 0;
+    } else bad = true;
+  }
+  if (arrow)
+    for (p = arrow + 2, len = 0; *p && !bad; p++) {
+      bad |= !isalpha((unsigned char)*p) || len > MAX_DIMS || strchr(out, *p) || (!strchr(terms[0], *p) && !strchr(terms[1], *p));
+      out[len++] = *p;
+      out[len] = 0;
+    }
+  else   // implicit: the letters seen once, in alphabetical order
+    for (int c = 1, m = 0; c < 128; c++) {
+      bool a = strchr(terms[0], c) != NULL, b = nt == 2 && strchr(terms[1], c) != NULL;
+      if (a != b) out[m++] = (char)c, out[m] = 0;
+    }
+  if (bad || (int)n->n_input != nt) {
+    im_fail(im, "node '%s' (Einsum): equation '%s' on %zu inputs; the importer takes one or two terms of distinct letters "
+            "(no '...', no letter twice in a term)", im_node(n), eq, n->n_input);
+    return;
+  }
+  int64_t size[128] = {0};
+  Term a[2];
+  for (int i = 0; i < nt; i++) {
+    Value *v = im_input(im, n, (size_t)i);
+    if (!v || !im_is_tensor(im, n, v)) return;
+    bool ok = v->dtype == DT_F32 && v->ndim == (int)strlen(terms[i]);
+    for (int j = 0; ok && j < v->ndim; j++) {
+      int64_t *s = &size[(unsigned char)terms[i][j]];
+      ok = !*s || *s == v->dims[j];
+      *s = v->dims[j];
+    }
+    if (!ok) {
+      im_fail(im, "node '%s' (Einsum): input %d, %s %s, does not fit '%s' of '%s' (float tensors, one size per letter)",
+              im_node(n), i, onnx_dtype_word(v->dtype), onnx_shape_str(v->dims, v->ndim), terms[i], eq);
+      return;
+    }
+    a[i].t.id = v->ident;
+    a[i].t.nd = v->ndim;
+    memcpy(a[i].t.dims, v->dims, sizeof a[i].t.dims);
+    snprintf(a[i].l, sizeof a[i].l, "%s", terms[i]);
+  }
+  int od = (int)strlen(out);
+  int64_t d[MAX_DIMS];
+  for (int i = 0; i < od; i++) d[i] = size[(unsigned char)out[i]];
+  if (nt == 1) {
+    if (!term_sum(im, n, &a[0], out) || !term_permute(im, n, &a[0], out)) return;
+  } else {
+    // letters an operand alone has and the output lacks are summed first
+    char keep0[2 * MAX_DIMS + 2], keep1[2 * MAX_DIMS + 2];
+    snprintf(keep0, sizeof keep0, "%s%s", out, a[1].l);
+    snprintf(keep1, sizeof keep1, "%s%s", out, a[0].l);
+    if (!term_sum(im, n, &a[0], keep0) || !term_sum(im, n, &a[1], keep1)) return;
+    char batch[MAX_DIMS + 1], kk[MAX_DIMS + 1], m[MAX_DIMS + 1], nn[MAX_DIMS + 1], o0[3 * MAX_DIMS + 3], o1[3 * MAX_DIMS + 3];
+    letters(a[0].l, a[1].l, out, true, true, batch);
+    letters(a[0].l, a[1].l, out, true, false, kk);
+    letters(a[0].l, a[1].l, out, false, true, m);
+    letters(a[1].l, a[0].l, out, false, true, nn);
+    snprintf(o0, sizeof o0, "%s%s%s", batch, m, kk);
+    snprintf(o1, sizeof o1, "%s%s%s", batch, kk, nn);
+    int64_t bt = letters_numel(batch, size), mt = letters_numel(m, size), kt = letters_numel(kk, size),
+            nt2 = letters_numel(nn, size);
+    int64_t d0[3] = {bt, mt, kt}, d1[3] = {bt, kt, nt2};
+    if (!term_permute(im, n, &a[0], o0) || !term_permute(im, n, &a[1], o1) || !term_reshape(im, n, &a[0], 3, d0, "") ||
+        !term_reshape(im, n, &a[1], 3, d1, ""))
+      return;
+    char e[1024], l[3 * MAX_DIMS + 3];
+    snprintf(e, sizeof e, "matmul(%s, %s)", a[0].t.id, a[1].t.id);
+    int64_t d2[3] = {bt, mt, nt2}, rd[MAX_DIMS];
+    if (!t_set(im, n, &a[0].t, 3, d2, e)) return;
+    snprintf(l, sizeof l, "%s%s%s", batch, m, nn);
+    int rn = (int)strlen(l);
+    for (int i = 0; i < rn; i++) rd[i] = size[(unsigned char)l[i]];
+    if (rn && (!term_reshape(im, n, &a[0], rn, rd, l) || !term_permute(im, n, &a[0], out))) return;
+    if (!rn) {   // a scalar: the one element of [1, 1, 1]
+      snprintf(e, sizeof e, "sum(%s)", a[0].t.id);
+      if (!t_set(im, n, &a[0].t, 0, rd, e)) return;
+    }
+  }
+  Value *y = im_result(im, n, DT_F32, od, d);
+  if (y) im_emit(im, y, "%s", a[0].t.id);
+}
+
 const OnnxOp onnx_nn_ops[] = {
     {"MatMul", node_matmul, NULL},
     {"Gemm", node_gemm, NULL},
@@ -783,6 +955,7 @@ const OnnxOp onnx_nn_ops[] = {
     {"LogSoftmax", node_softmax, "log_softmax"},
     {"Conv", node_conv, NULL},
     {"ConvTranspose", node_conv_transpose, NULL},
+    {"Einsum", node_einsum, NULL},
     {"MaxPool", node_pool, "max"},
     {"AveragePool", node_pool, "avg"},
     {"LpPool", node_pool, "lp"},
