@@ -634,6 +634,70 @@ static void node_conv(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   if (y) im_emit(im, y, "%s", e);
 }
 
+// The spatial axes of a transposed convolution's full result t cropped to
+// [start, start + len); what lies past its end is zeros.
+static bool ct_crop(Importer *im, const Onnx__NodeProto *n, T *t, const int64_t *start, const int64_t *len) {
+  int64_t cd[MAX_DIMS], zero[MAXSP] = {0};
+  memcpy(cd, t->dims, sizeof cd);
+  char e[1024], z[512] = "";
+  int k = snprintf(e, sizeof e, "%s[:, :", t->id), kz = 0;
+  bool pad = false;
+  for (int i = 0; i + 2 < t->nd; i++) {
+    int64_t f = t->dims[i + 2], lo = start[i] < f ? start[i] : f, hi = start[i] + len[i];
+    if (hi > f) {
+      zero[i] = hi - f;
+      hi = f;
+      pad = true;
+    }
+    cd[i + 2] = hi - lo;
+    k += snprintf(e + k, sizeof e - (size_t)k, ", %lld:%lld", (long long)lo, (long long)hi);
+    kz += snprintf(z + kz, sizeof z - (size_t)kz, ", (0, %lld)", (long long)zero[i]);
+  }
+  snprintf(e + k, sizeof e - (size_t)k, "]");
+  if (!t_set(im, n, t, t->nd, cd, e)) return false;
+  if (!pad) return true;
+  for (int i = 0; i + 2 < t->nd; i++) cd[i + 2] += zero[i];
+  snprintf(e, sizeof e, "pad(%s, (0, 0), (0, 0)%s)", t->id, z);
+  return t_set(im, n, t, t->nd, cd, e);
+}
+
+// A 3-D transposed convolution (no padding) as a sum over the kernel's depth
+// taps: each a 2-D one of every depth slice (the depth folded into the
+// batch), its depths spread `stride` apart (zeros between) and shifted by
+// the tap's offset.
+static bool ct3d(Importer *im, const Onnx__NodeProto *n, const Value *x, const Value *wv, const int64_t *s, const int64_t *dl,
+                 int64_t groups, T *t) {
+  int64_t nb = x->dims[0], ci = x->dims[1], dd = x->dims[2], cout = wv->dims[1] * groups;
+  int64_t fh = (x->dims[3] - 1) * s[1] + (wv->dims[3] - 1) * dl[1] + 1, fw = (x->dims[4] - 1) * s[2] + (wv->dims[4] - 1) * dl[2] + 1;
+  int64_t fdp = (dd - 1) * s[0] + (wv->dims[2] - 1) * dl[0] + 1, m = cout * fh * fw, spread = (dd - 1) * s[0] + 1;
+  const char *wid = wv->ident;
+  char e[2048];
+  int64_t qd[4] = {nb * dd, ci, x->dims[3], x->dims[4]};
+  snprintf(e, sizeof e, "reshape(permute(%s, 0, 2, 1, 3, 4), %s)", x->ident, dims_of(qd, 4));
+  T q = {.nd = 4};
+  if (!t_set(im, n, &q, 4, qd, e)) return false;
+  T acc = {.nd = 3};
+  for (int64_t j = 0; j < wv->dims[2]; j++) {
+    T u = {.nd = 4};
+    int64_t ud[4] = {nb * dd, cout, fh, fw}, sd[4] = {nb, dd, s[0], m}, od[3] = {nb, fdp, m};
+    snprintf(e, sizeof e, "conv_transpose(%s, %s[:, :, %lld], stride = (%lld, %lld), dilation = (%lld, %lld), groups = %lld)",
+             q.id, wid, (long long)j, (long long)s[1], (long long)s[2], (long long)dl[1], (long long)dl[2], (long long)groups);
+    if (!t_set(im, n, &u, 4, ud, e)) return false;
+    snprintf(e, sizeof e, "pad(reshape(%s, %lld, %lld, 1, %lld), (0, 0), (0, 0), (0, %lld), (0, 0))", u.id, (long long)nb,
+             (long long)dd, (long long)m, (long long)(s[0] - 1));
+    if (!t_set(im, n, &u, 4, sd, e)) return false;
+    int64_t before = j * dl[0];
+    int k = snprintf(e, sizeof e, "pad(reshape(%s, %lld, %lld, %lld)[:, 0:%lld], (0, 0), (%lld, %lld), (0, 0))", u.id,
+                     (long long)nb, (long long)(dd * s[0]), (long long)m, (long long)spread, (long long)before,
+                     (long long)(fdp - spread - before));
+    if (j) snprintf(e + k, sizeof e - (size_t)k, " + %s", acc.id);
+    if (!t_set(im, n, &acc, 3, od, e)) return false;
+  }
+  int64_t rd[5] = {nb, fdp, cout, fh, fw}, yd[5] = {nb, cout, fdp, fh, fw};
+  snprintf(e, sizeof e, "permute(reshape(%s, %s), 0, 2, 1, 3, 4)", acc.id, dims_of(rd, 5));
+  return t_set(im, n, t, 5, yd, e);
+}
+
 // ConvTranspose (1-D via a unit height, 2-D): pads from pads, auto_pad or
 // output_shape (the spec's total padding, split before/after). Symmetric pads
 // with a small output_padding are conv_transpose's own; otherwise the full
@@ -643,9 +707,9 @@ static void node_conv_transpose(Importer *im, const Onnx__NodeProto *n, const ch
   Value *x = im_input(im, n, 0), *wv = x ? im_input(im, n, 1) : NULL;
   if (!wv || !im_is_tensor(im, n, x) || !im_is_tensor(im, n, wv)) return;
   int r = x->ndim - 2, nd = x->ndim;
-  if (r < 1 || r > 2 || wv->ndim != x->ndim || x->dtype != DT_F32 || wv->dtype != DT_F32) {
-    im_fail(im, "node '%s' (ConvTranspose): input %s %s and weight %s; the importer takes float 1-D and 2-D transposed "
-            "convolutions (the language's conv_transpose is 2-D)", im_node(n), onnx_dtype_word(x->dtype),
+  if (r < 1 || r > 3 || wv->ndim != x->ndim || x->dtype != DT_F32 || wv->dtype != DT_F32) {
+    im_fail(im, "node '%s' (ConvTranspose): input %s %s and weight %s; the importer takes float transposed "
+            "convolutions of 1 to 3 spatial axes", im_node(n), onnx_dtype_word(x->dtype),
             onnx_shape_str(x->dims, x->ndim), onnx_shape_str(wv->dims, wv->ndim));
     return;
   }
@@ -655,7 +719,7 @@ static void node_conv_transpose(Importer *im, const Onnx__NodeProto *n, const ch
             onnx_shape_str(x->dims, nd), onnx_shape_str(wv->dims, nd), (long long)groups);
     return;
   }
-  int64_t k[2], s[2] = {1, 1}, dl[2] = {1, 1}, pb[2] = {0, 0}, pe[2] = {0, 0}, op[2] = {0, 0}, out[2], full[2], v[6];
+  int64_t k[3], s[3] = {1, 1, 1}, dl[3] = {1, 1, 1}, pb[3] = {0}, pe[3] = {0}, op[3] = {0}, out[3], full[3], v[6];
   memcpy(k, wv->dims + 2, (size_t)r * sizeof *k);
   int c = onnx_attr_ints(n, "kernel_shape", v, 6);
   if (c >= 0 && (c != r || memcmp(v, k, (size_t)r * sizeof *v))) {
@@ -687,7 +751,7 @@ static void node_conv_transpose(Importer *im, const Onnx__NodeProto *n, const ch
     im_fail(im, "node '%s' (ConvTranspose): output_shape has %d values for %d spatial axes", im_node(n), nos, r);
     return;
   }
-  bool native = true;
+  bool native = r < 3;
   for (int i = 0; i < r; i++) {
     int64_t in = x->dims[i + 2], ext = (k[i] - 1) * dl[i] + 1;
     if (k[i] < 1 || s[i] < 1 || dl[i] < 1 || op[i] < 0) {
@@ -716,6 +780,13 @@ static void node_conv_transpose(Importer *im, const Onnx__NodeProto *n, const ch
   for (int i = 0; i < r; i++) d[i + 2] = out[i];
   char bias[600], xs[600], ws[600], e[4096];
   if (!conv_bias(im, n, cout, r, bias, sizeof bias)) return;
+  if (r == 3) {
+    T t;
+    if (!ct3d(im, n, x, wv, s, dl, groups, &t) || !ct_crop(im, n, &t, pb, out)) return;
+    Value *y = im_result(im, n, DT_F32, nd, d);
+    if (y) im_emit(im, y, "%s%s", t.id, bias);
+    return;
+  }
   // 1-D: a unit height, its stride, padding and dilation 1
   int64_t S[2] = {1, 1}, D[2] = {1, 1}, P[2] = {0, 0}, OP[2] = {0, 0}, F[2] = {1, 1};
   for (int i = 0; i < r; i++) {
@@ -749,28 +820,12 @@ static void node_conv_transpose(Importer *im, const Onnx__NodeProto *n, const ch
   int64_t fd[4] = {x->dims[0], cout, F[0], F[1]};
   T t = {.nd = 4};
   if (!t_set(im, n, &t, 4, fd, e)) return;
-  // crop each axis to [pb, pb + out) of the full result; what lies past it is zeros
-  int64_t cd[4] = {fd[0], fd[1], 1, 1}, zero[2] = {0, 0};
-  int len = snprintf(e, sizeof e, "%s[:, :", t.id);
-  for (int i = 0; i < 2; i++) {
-    int a = i - (2 - r);
-    int64_t lo = a < 0 ? 0 : pb[a], hi = a < 0 ? 1 : pb[a] + out[a];
-    if (lo > F[i]) lo = F[i];
-    if (hi > F[i]) {
-      zero[i] = hi - F[i];
-      hi = F[i];
-    }
-    cd[i + 2] = hi - lo;
-    len += snprintf(e + len, sizeof e - (size_t)len, ", %lld:%lld", (long long)lo, (long long)hi);
+  int64_t st[2] = {0, 0}, ln[2] = {1, 1};
+  for (int i = 0; i < r; i++) {
+    st[2 - r + i] = pb[i];
+    ln[2 - r + i] = out[i];
   }
-  snprintf(e + len, sizeof e - (size_t)len, "]");
-  if (!t_set(im, n, &t, 4, cd, e)) return;
-  if (zero[0] || zero[1]) {
-    cd[2] += zero[0];
-    cd[3] += zero[1];
-    snprintf(e, sizeof e, "pad(%s, (0, 0), (0, 0), (0, %lld), (0, %lld))", t.id, (long long)zero[0], (long long)zero[1]);
-    if (!t_set(im, n, &t, 4, cd, e)) return;
-  }
+  if (!ct_crop(im, n, &t, st, ln)) return;
   Value *y = im_result(im, n, DT_F32, nd, d);
   if (!y) return;
   if (r == 1) im_emit(im, y, "reshape(%s, %s)%s", t.id, dims_of(d, nd), bias);
