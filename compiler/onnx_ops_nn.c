@@ -484,10 +484,8 @@ static void node_pool(Importer *im, const Onnx__NodeProto *n, const char *kind) 
     return;
   }
   // the average: t * divided / (the product of the counts)
-  int64_t kprod = 1;
   const char *cnt[MAXSP];
   for (int i = 0; i < w.r; i++) {
-    kprod *= w.k[i];
     cnt[i] = count_tensor(im, n, &w, i, include_pad, nd);
     if (im->failed) return;
   }
@@ -497,7 +495,6 @@ static void node_pool(Importer *im, const Onnx__NodeProto *n, const char *kind) 
     if (cnt[i]) len += snprintf(e + len, sizeof e - (size_t)len, " / %s", cnt[i]);
     else den *= w.k[i];
   }
-  (void)kprod;
   int64_t g = num, h = den;   // num / den in lowest terms
   while (h) {
     int64_t r = g % h;
