@@ -19,6 +19,7 @@
 #include "compiler.h"
 #include "onnx_import.h"
 #include "runtime.h"
+#include "sha256.h"
 #include "options.h"
 #include "tools.h"
 
@@ -110,6 +111,9 @@ static const OptSpec specs[] = {
     {"runs", 0, OPT_INT, "bench", "N", "timed runs (1000; --profile: 20)", 1, BIG, NULL},
     {"batch", 0, OPT_INT, "bench", "N", "build a model file with B = N", 1, BIG, NULL},
     {"all", 0, OPT_FLAG, "inspect", NULL, "also temporaries and kernels", 0, 0, NULL},
+    {"expect-sha256", 0, OPT_STRING, "train eval run bisect sample bench inspect", "HEX",
+     "open the ingot only if its SHA-256 is HEX, as smelt build prints it\n(an ingot is native code: docs/ingot.md)", 0,
+     0, NULL},
     {"max-memory", 0, OPT_BYTES, "check build train eval run bisect sample bench", "SIZE",
      "refuse a model whose session needs more bytes\n(default: this machine's memory; 0: no limit)", 0, 9.2e18, NULL},
     {"define", 'D', OPT_LIST, SIZES, "NAME=VALUE", "set a model size", 0, 0, NULL},
@@ -353,6 +357,17 @@ static int options_from(const OptResult *r, Options *o) {
   o->runs = (int)V("runs")->num;
   o->batch = V("batch")->num;
   o->all = V("all")->set;
+  IF_SET("expect-sha256") {
+    const char *hex = V("expect-sha256")->str;
+    if (!sha256_hex_valid(hex))
+      return opt_error(&cli, r->command, "--expect-sha256 takes the ingot's SHA-256, 64 hex digits as smelt build "
+                       "prints it, not '%s'", hex);
+    bool ingot_file = !strcmp(o->command, "inspect") || o->profile || ends_with(o->files[0], ".ingot");
+    if (!ingot_file)
+      return opt_error(&cli, r->command, "--expect-sha256 pins an ingot; '%s' is a model file (build it, then pin the "
+                       "ingot)", o->files[0]);
+    tools_expect_sha256 = hex;
+  }
   IF_SET("color") o->color = !strcmp(V("color")->str, "always") ? 1 : !strcmp(V("color")->str, "never") ? 0 : -1;
   IF_SET("max-errors") o->max_errors = (int)V("max-errors")->num;
   const OptValue *d = V("define");
@@ -429,12 +444,15 @@ static void build_ingot(Compilation *c, Module *m, const Options *o) {
     t.infer_only = true;
   }
   Build b;
-  if (pipeline_build(c, m, o->defs, o->ndefs, &t, &b) == 0 && ingot_write(c, m, &b, o->defs, o->ndefs, &t, o->output) == 0) {
+  char sha256[65];
+  if (pipeline_build(c, m, o->defs, o->ndefs, &t, &b) == 0 &&
+      ingot_write(c, m, &b, o->defs, o->ndefs, &t, o->output, sha256) == 0) {
     MemoryNeed need;
     memory_need(&b, &need);
     printf("%s: a session needs ", o->output);
     memory_need_print(stdout, &b, &need);
     putchar('\n');
+    printf("sha256 %s  %s\n", sha256, o->output);   // pin it: --expect-sha256=HEX
   }
   build_free(&b);
 }
@@ -483,7 +501,7 @@ static int bisect_main(Options *o, const char *argv0) {
   smelt_ingot *ig = NULL;
   int rc = 1;
   if (ends_with(file, ".ingot")) {   // the model, sizes and fusion mode it was built with
-    if (smelt_ingot_open(file, &ig)) {
+    if (tools_ingot_open(file, &ig)) {
       fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
       compilation_free(&c);
       return 1;

@@ -8,10 +8,13 @@
 //   smelt-rt check INGOT... [--device=D]        every kernel against the CPU device
 //   smelt-rt bench INGOT... [--device=D]        infer kernels against the copy bandwidth
 //   smelt-rt profile INGOT [--entry=E] [--device=D] [--runs=N]   per-kernel table
+//
+// Each takes --expect-sha256=HEX: the ingot opens only when its SHA-256 is HEX.
 #include <stdio.h>
 #include <string.h>
 
 #include "options.h"
+#include "sha256.h"
 #include "smelt.h"
 #include "tools.h"
 
@@ -35,6 +38,9 @@ static const OptSpec specs[] = {
      1e300, NULL},
     {"entry", 0, OPT_STRING, "profile", "E", "the entry to time (default train_step)", 0, 0, NULL},
     {"runs", 0, OPT_INT, "profile", "N", "timed runs per kernel (20)", 1, 1e300, NULL},
+    {"expect-sha256", 0, OPT_STRING, "train eval check bench profile", "HEX",
+     "open the ingot only if its SHA-256 is HEX, as smelt build prints it\n(an ingot is native code: docs/ingot.md)", 0,
+     0, NULL},
 };
 
 int main(int argc, char **argv) {
@@ -54,6 +60,19 @@ int main(int argc, char **argv) {
   const char *entry = opt_set(&cli, &r, "entry") ? opt_get(&cli, &r, "entry")->str : "train_step";
   int runs = opt_set(&cli, &r, "runs") ? (int)opt_get(&cli, &r, "runs")->num : 20;
   o.ingot = r.files[0];
+  if (opt_set(&cli, &r, "expect-sha256")) {
+    const char *hex = opt_get(&cli, &r, "expect-sha256")->str;
+    if (!sha256_hex_valid(hex))
+      rc = opt_error(&cli, r.command, "--expect-sha256 takes the ingot's SHA-256, 64 hex digits as smelt build prints "
+                     "it, not '%s'", hex);
+    else if (r.nfiles > 1)
+      rc = opt_error(&cli, r.command, "--expect-sha256 pins one ingot, not %d", r.nfiles);
+    if (rc) {
+      options_result_free(&r);
+      return rc;
+    }
+    tools_expect_sha256 = hex;
+  }
   if (!strcmp(cmd, "train")) rc = train_run(&o);
   else if (!strcmp(cmd, "eval")) rc = eval_run(&o);
   else if (!strcmp(cmd, "check"))

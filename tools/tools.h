@@ -8,6 +8,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "smelt.h"
+
+// The SHA-256 (64 hex digits) that every ingot a command opens must have
+// (--expect-sha256), or NULL to pin nothing; set once by the command line.
+extern const char *tools_expect_sha256;
+// smelt_ingot_open_verified with tools_expect_sha256: every tool opens its
+// ingots through it.
+smelt_status tools_ingot_open(const char *path, smelt_ingot **out);
+
 // ---------------------------------------------------------------- trainer.c
 // `smelt train` and `smelt eval` on a built ingot.
 

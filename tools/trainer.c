@@ -281,10 +281,16 @@ static int64_t meta_int(const smelt_ingot *ig, const char *key, int64_t dflt) {
   return v ? strtoll(v, NULL, 10) : dflt;
 }
 
+const char *tools_expect_sha256;
+
+smelt_status tools_ingot_open(const char *path, smelt_ingot **out) {
+  return smelt_ingot_open_verified(path, tools_expect_sha256, out);
+}
+
 // Opens an ingot, or says why not; NULL on failure.
 static smelt_ingot *open_ingot(const char *path) {
   smelt_ingot *ig;
-  if (smelt_ingot_open(path, &ig) == SMELT_OK) return ig;
+  if (tools_ingot_open(path, &ig) == SMELT_OK) return ig;
   fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
   return NULL;
 }
