@@ -95,6 +95,9 @@ static const OptSpec specs[] = {
      "start from these parameters (a tensor or safetensors file of every parameter,\nsuch as smelt import's weights); train: from step 0, with fresh optimizer state", 0, 0, NULL},
     {"checkpoint-every", 0, OPT_INT, "train", "N", "save every N steps (default: the train block's)", 1, BIG, NULL},
     {"resume", 0, OPT_FLAG, "train", NULL, "continue from --checkpoint", 0, 0, NULL},
+    {"force", 0, OPT_FLAG, "train", NULL, "start over even when --checkpoint exists, replacing it", 0, 0, NULL},
+    {"keep", 0, OPT_INT, "train", "N", "keep N checkpoints: the newest, and the N - 1 before it as\nPATH.1, PATH.2, ... (1)", 1,
+     1000, NULL},
     {"stop-after", 0, OPT_INT, "train", "N", "end this run after N steps (resume later)", 1, BIG, NULL},
     {"log-every", 0, OPT_INT, "train eval", "N", "steps between progress lines when not on a terminal (50)", 1, BIG, NULL},
     {"split", 0, OPT_STRING, "eval", "S", "the data to evaluate on: test (default), val or train", 0, 0, NULL},
@@ -343,6 +346,8 @@ static int options_from(const OptResult *r, Options *o) {
   o->train.weights = V("weights")->str;
   o->train.checkpoint_every = V("checkpoint-every")->num;
   o->train.resume = V("resume")->set;
+  o->train.force = V("force")->set;
+  o->train.keep = V("keep")->set ? V("keep")->num : 1;
   o->train.stop_after = V("stop-after")->num;
   IF_SET("log-every") o->train.log_every = V("log-every")->num;
   o->inputs = V("inputs")->str;
@@ -672,9 +677,14 @@ static int onnx_stage_close(OnnxStage *s, int rc) {
 static int train_or_eval(Options *o, const char *argv0) {
   if (o->nfiles != 1) return bad_usage("%s takes one model or ingot file", o->command);
   if (o->train.resume && !o->train.checkpoint) return bad_usage("%s needs --checkpoint=PATH", "--resume");
+  if (o->train.resume && o->train.force)
+    return bad_usage("%s continues the checkpoint; --force starts over and replaces it", "--resume");
+  if ((o->train.force || o->train.keep > 1) && !o->train.checkpoint)
+    return bad_usage("%s needs --checkpoint=PATH", o->train.force ? "--force" : "--keep");
   if (o->train.resume && o->train.weights)
     return bad_usage("%s continues from the checkpoint's parameters; --weights starts from others", "--resume");
   if (!strcmp(o->command, "run") && !o->inputs) return bad_usage("%s needs --inputs=FILE (a tensor file)", "run");
+  if (!strcmp(o->command, "train") && train_may_start(&o->train)) return 1;   // before a build
   const char *file = o->files[0];
   size_t n = strlen(file);
   bool is_ingot = n > 6 && !strcmp(file + n - 6, ".ingot");
