@@ -520,6 +520,48 @@ TEST(runtime, build_prints_the_hash_that_commands_pin) {
   unlink(ingot);
 }
 
+// A checkpoint with one flipped bit in its values is refused by smelt_load,
+// naming the file and the tensor, and changes nothing.
+TEST(runtime, a_flipped_checkpoint_value_is_refused) {
+  const char *path = ingot_path();
+  build_mlp(path);
+  smelt_ingot *ig;
+  smelt_session *s;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &s), SMELT_OK, "%s", smelt_last_error());
+  char ckpt[64];
+  snprintf(ckpt, sizeof ckpt, "build/test-flip-%d.ckpt", (int)getpid());
+  cr_assert_eq(smelt_save(s, ckpt), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_load(s, ckpt), SMELT_OK, "%s", smelt_last_error());
+  char err[512];
+  TensorReader *r = tensor_reader_open(ckpt, err, sizeof err);   // the last record's name
+  cr_assert_not_null(r, "%s", err);
+  char last[256] = "";
+  for (uint32_t i = 0; i < tensor_reader_count(r); i++) {
+    const char *name;
+    uint32_t dtype;
+    Shape shape;
+    cr_assert(tensor_reader_next(r, &name, &dtype, &shape));
+    snprintf(last, sizeof last, "%s", name);
+    cr_assert(tensor_reader_bytes(r, NULL, (uint64_t)shape_numel(&shape) * dtype_size(dtype)));
+  }
+  tensor_reader_close(r);
+  FILE *f = fopen(ckpt, "r+b");
+  fseek(f, -5, SEEK_END);   // its last value byte, before the CRC
+  int c = fgetc(f);
+  fseek(f, -5, SEEK_END);
+  fputc(c ^ 1, f);
+  fclose(f);
+  cr_expect_eq(smelt_load(s, ckpt), SMELT_ERR_FORMAT);
+  char want[400];
+  snprintf(want, sizeof want, "'%s' is corrupt: tensor '%s' does not match its CRC-32", ckpt, last);
+  cr_expect(strstr(smelt_last_error(), want) != NULL, "%s", smelt_last_error());
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  unlink(ckpt);
+  unlink(path);
+}
+
 TEST(runtime, absent_gpus_and_bad_arguments_say_so) {
   const char *path = ingot_path();
   build_mlp(path);
