@@ -13,6 +13,7 @@
 #include "ingot.h"
 #include "runtime.h"
 #include "smelt.h"
+#include "tools.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -68,7 +69,7 @@ int bisect_run(Compilation *c, Module *m, const Define *defs, int ndefs, const c
   double **leaves = xcalloc((size_t)g.n + 1, sizeof *leaves);
   InterpResult r = {0};
   char err[512];
-  if (smelt_ingot_open(ingot, &ig) || smelt_session_new(ig, o->device, 0, &s)) {
+  if (tools_ingot_open(ingot, &ig) || smelt_session_new(ig, o->device, 0, &s)) {
     fail(c, smelt_last_error());
     goto done;
   }

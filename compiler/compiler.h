@@ -931,8 +931,10 @@ typedef struct {
 } BuildTargets;
 
 struct Build;
+// Writes the ingot at path (atomically); its SHA-256, as 64 hex digits, into
+// sha256 (65 bytes) unless that is NULL. 0, or -1 after a diagnostic.
 int ingot_write(Compilation *c, Module *m, const struct Build *b, const Define *defs, int ndefs, const BuildTargets *t,
-                const char *path);
+                const char *path, char *sha256);
 
 // ---------------------------------------------------------------- dump_plan.c
 // Two lines on kernel k: the ops it computes and the model-file lines they came from.

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ingot.h"
+#include "sha256.h"
 
 typedef struct {
   char *data;
@@ -204,8 +205,16 @@ static void meta_train(Writer *w, const Module *m) {
   }
 }
 
-// Writes sections into one file at path, atomically.
-static int write_file(const char *path, Buf *const *secs, const uint32_t *kinds, int n, char *err, size_t errlen) {
+// Writes the bytes into f and the hash.
+static bool put(FILE *f, Sha256 *hash, const void *p, size_t n) {
+  sha256_update(hash, p, n);
+  return n == 0 || fwrite(p, 1, n, f) == n;
+}
+
+// Writes sections into one file at path, atomically; the file's SHA-256 into
+// sha256 (64 hex digits) when it is not NULL.
+static int write_file(const char *path, Buf *const *secs, const uint32_t *kinds, int n, char *sha256, char *err,
+                      size_t errlen) {
   IngotHeader h = {0};
   memcpy(h.magic, INGOT_MAGIC, 8);
   h.version = INGOT_VERSION;
@@ -222,13 +231,19 @@ static int write_file(const char *path, Buf *const *secs, const uint32_t *kinds,
   char *tmp;
   FILE *f = atomic_open(path, &tmp, err, errlen);
   if (!f) return -1;
-  bool ok = fwrite(&h, sizeof h, 1, f) == 1 && fwrite(table, sizeof(IngotSection), (size_t)n, f) == (size_t)n;
+  Sha256 hash;
+  sha256_init(&hash);
+  bool ok = put(f, &hash, &h, sizeof h) && put(f, &hash, table, sizeof(IngotSection) * (size_t)n);
   uint64_t pos = sizeof h + sizeof(IngotSection) * (uint64_t)n;
   for (int i = 0; i < n && ok; i++) {
     static const char zeros[INGOT_ALIGN];
-    ok = fwrite(zeros, 1, (size_t)(table[i].offset - pos), f) == table[i].offset - pos &&
-         (secs[i]->len == 0 || fwrite(secs[i]->data, 1, secs[i]->len, f) == secs[i]->len);
+    ok = put(f, &hash, zeros, (size_t)(table[i].offset - pos)) && put(f, &hash, secs[i]->data, secs[i]->len);
     pos = table[i].offset + secs[i]->len;
+  }
+  if (sha256) {
+    uint8_t d[32];
+    sha256_final(&hash, d);
+    for (int i = 0; i < 32; i++) snprintf(sha256 + 2 * i, 3, "%02x", d[i]);
   }
   return atomic_commit(f, tmp, path, ok, err, errlen);
 }
@@ -288,7 +303,7 @@ static void code_section(Buf *out, CodeList *l) {
 }
 
 int ingot_write(Compilation *c, Module *m, const Build *b, const Define *defs, int ndefs, const BuildTargets *t,
-                const char *path) {
+                const char *path, char *sha256) {
   const char *cpu = t->cpu;
   Writer w = {.c = c, .seed = model_seed(m)};
   // the entries, in the order their tensors are added: parameters first, in
@@ -330,7 +345,7 @@ int ingot_write(Compilation *c, Module *m, const Build *b, const Define *defs, i
   uint32_t kinds[] = {SEC_META, SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES, SEC_LAUNCHES, SEC_SLOTS, SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS,
                       SEC_COSTS, SEC_OUTPUTS, SEC_SLOT_TYPES, SEC_GPU_LAUNCHES, SEC_GPU_CODE};
   char err[2048];
-  int rc = write_file(path, secs, kinds, t->ngpus ? 14 : 12, err, sizeof err);
+  int rc = write_file(path, secs, kinds, t->ngpus ? 14 : 12, sha256, err, sizeof err);
   if (rc) diag_plain(&c->diag, "%s", err);
   free(code.data);
   free(glaunch.data);

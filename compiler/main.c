@@ -19,6 +19,7 @@
 #include "compiler.h"
 #include "onnx_import.h"
 #include "runtime.h"
+#include "sha256.h"
 #include "options.h"
 #include "tools.h"
 
@@ -94,6 +95,9 @@ static const OptSpec specs[] = {
      "start from these parameters (a tensor or safetensors file of every parameter,\nsuch as smelt import's weights); train: from step 0, with fresh optimizer state", 0, 0, NULL},
     {"checkpoint-every", 0, OPT_INT, "train", "N", "save every N steps (default: the train block's)", 1, BIG, NULL},
     {"resume", 0, OPT_FLAG, "train", NULL, "continue from --checkpoint", 0, 0, NULL},
+    {"force", 0, OPT_FLAG, "train", NULL, "start over even when --checkpoint exists, replacing it", 0, 0, NULL},
+    {"keep", 0, OPT_INT, "train", "N", "keep N checkpoints: the newest, and the N - 1 before it as\nPATH.1, PATH.2, ... (1)", 1,
+     1000, NULL},
     {"stop-after", 0, OPT_INT, "train", "N", "end this run after N steps (resume later)", 1, BIG, NULL},
     {"log-every", 0, OPT_INT, "train eval", "N", "steps between progress lines when not on a terminal (50)", 1, BIG, NULL},
     {"split", 0, OPT_STRING, "eval", "S", "the data to evaluate on: test (default), val or train", 0, 0, NULL},
@@ -110,6 +114,9 @@ static const OptSpec specs[] = {
     {"runs", 0, OPT_INT, "bench", "N", "timed runs (1000; --profile: 20)", 1, BIG, NULL},
     {"batch", 0, OPT_INT, "bench", "N", "build a model file with B = N", 1, BIG, NULL},
     {"all", 0, OPT_FLAG, "inspect", NULL, "also temporaries and kernels", 0, 0, NULL},
+    {"expect-sha256", 0, OPT_STRING, "train eval run bisect sample bench inspect", "HEX",
+     "open the ingot only if its SHA-256 is HEX, as smelt build prints it\n(an ingot is native code: docs/ingot.md)", 0,
+     0, NULL},
     {"max-memory", 0, OPT_BYTES, "check build train eval run bisect sample bench", "SIZE",
      "refuse a model whose session needs more bytes\n(default: this machine's memory; 0: no limit)", 0, 9.2e18, NULL},
     {"define", 'D', OPT_LIST, SIZES, "NAME=VALUE", "set a model size", 0, 0, NULL},
@@ -339,6 +346,8 @@ static int options_from(const OptResult *r, Options *o) {
   o->train.weights = V("weights")->str;
   o->train.checkpoint_every = V("checkpoint-every")->num;
   o->train.resume = V("resume")->set;
+  o->train.force = V("force")->set;
+  o->train.keep = V("keep")->set ? V("keep")->num : 1;
   o->train.stop_after = V("stop-after")->num;
   IF_SET("log-every") o->train.log_every = V("log-every")->num;
   o->inputs = V("inputs")->str;
@@ -353,6 +362,17 @@ static int options_from(const OptResult *r, Options *o) {
   o->runs = (int)V("runs")->num;
   o->batch = V("batch")->num;
   o->all = V("all")->set;
+  IF_SET("expect-sha256") {
+    const char *hex = V("expect-sha256")->str;
+    if (!sha256_hex_valid(hex))
+      return opt_error(&cli, r->command, "--expect-sha256 takes the ingot's SHA-256, 64 hex digits as smelt build "
+                       "prints it, not '%s'", hex);
+    bool ingot_file = !strcmp(o->command, "inspect") || o->profile || ends_with(o->files[0], ".ingot");
+    if (!ingot_file)
+      return opt_error(&cli, r->command, "--expect-sha256 pins an ingot; '%s' is a model file (build it, then pin the "
+                       "ingot)", o->files[0]);
+    tools_expect_sha256 = hex;
+  }
   IF_SET("color") o->color = !strcmp(V("color")->str, "always") ? 1 : !strcmp(V("color")->str, "never") ? 0 : -1;
   IF_SET("max-errors") o->max_errors = (int)V("max-errors")->num;
   const OptValue *d = V("define");
@@ -429,12 +449,15 @@ static void build_ingot(Compilation *c, Module *m, const Options *o) {
     t.infer_only = true;
   }
   Build b;
-  if (pipeline_build(c, m, o->defs, o->ndefs, &t, &b) == 0 && ingot_write(c, m, &b, o->defs, o->ndefs, &t, o->output) == 0) {
+  char sha256[65];
+  if (pipeline_build(c, m, o->defs, o->ndefs, &t, &b) == 0 &&
+      ingot_write(c, m, &b, o->defs, o->ndefs, &t, o->output, sha256) == 0) {
     MemoryNeed need;
     memory_need(&b, &need);
     printf("%s: a session needs ", o->output);
     memory_need_print(stdout, &b, &need);
     putchar('\n');
+    printf("sha256 %s  %s\n", sha256, o->output);   // pin it: --expect-sha256=HEX
   }
   build_free(&b);
 }
@@ -483,7 +506,7 @@ static int bisect_main(Options *o, const char *argv0) {
   smelt_ingot *ig = NULL;
   int rc = 1;
   if (ends_with(file, ".ingot")) {   // the model, sizes and fusion mode it was built with
-    if (smelt_ingot_open(file, &ig)) {
+    if (tools_ingot_open(file, &ig)) {
       fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
       compilation_free(&c);
       return 1;
@@ -667,9 +690,14 @@ static int onnx_stage_close(OnnxStage *s, int rc) {
 static int train_or_eval(Options *o, const char *argv0) {
   if (o->nfiles != 1) return bad_usage("%s takes one model or ingot file", o->command);
   if (o->train.resume && !o->train.checkpoint) return bad_usage("%s needs --checkpoint=PATH", "--resume");
+  if (o->train.resume && o->train.force)
+    return bad_usage("%s continues the checkpoint; --force starts over and replaces it", "--resume");
+  if ((o->train.force || o->train.keep > 1) && !o->train.checkpoint)
+    return bad_usage("%s needs --checkpoint=PATH", o->train.force ? "--force" : "--keep");
   if (o->train.resume && o->train.weights)
     return bad_usage("%s continues from the checkpoint's parameters; --weights starts from others", "--resume");
   if (!strcmp(o->command, "run") && !o->inputs) return bad_usage("%s needs --inputs=FILE (a tensor file)", "run");
+  if (!strcmp(o->command, "train") && train_may_start(&o->train)) return 1;   // before a build
   const char *file = o->files[0];
   size_t n = strlen(file);
   bool is_ingot = n > 6 && !strcmp(file + n - 6, ".ingot");

@@ -339,7 +339,7 @@ int pipeline_build(Compilation *c, Module *m, const Define *defs, int ndefs, con
 int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, const char *path) {
   Build b;
   int rc = pipeline_build(c, m, defs, ndefs, t, &b);
-  if (rc == 0) rc = ingot_write(c, m, &b, defs, ndefs, t, path);
+  if (rc == 0) rc = ingot_write(c, m, &b, defs, ndefs, t, path, NULL);
   build_free(&b);
   return rc;
 }

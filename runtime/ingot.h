@@ -167,5 +167,8 @@ typedef struct {
 
 // CRC-32 (IEEE 802.3, reflected, as zlib's crc32) of n bytes.
 uint32_t smelt_crc32(const void *data, uint64_t n);
+// The CRC-32 of the bytes that gave crc followed by n more (as zlib's crc32:
+// smelt_crc32(d, n) is smelt_crc32_update(0, d, n)).
+uint32_t smelt_crc32_update(uint32_t crc, const void *data, uint64_t n);
 
 #endif

@@ -9,11 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include "runtime.h"
+#include "sha256.h"
 
 const char *ingot_str(const smelt_ingot *ig, uint32_t offset) { return ig->strings + offset; }
 
@@ -258,14 +260,15 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
   return SMELT_OK;
 }
 
-smelt_status smelt_ingot_open(const char *path, smelt_ingot **out) {
-  *out = NULL;
+// Reads the whole file at path into memory (the caller frees *data). The
+// file's own size bounds the allocation: nothing read from it is trusted until
+// the bytes are in hand, and every later check and hash is of these bytes.
+static smelt_status ingot_read_file(const char *path, char **data, uint64_t *size) {
+  *data = NULL;
   if (!path) return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "no ingot path given");
   // O_NONBLOCK: opening a FIFO must not wait for a writer
   int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return rt_fail(SMELT_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-  // The file's own size bounds every allocation: nothing read from it is
-  // trusted until the bytes are in hand.
   struct stat sb;
   if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
     close(fd);
@@ -276,26 +279,51 @@ smelt_status smelt_ingot_open(const char *path, smelt_ingot **out) {
     close(fd);
     return rt_fail(SMELT_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
   }
-  uint64_t size = (uint64_t)sb.st_size;
-  if (size < sizeof(IngotHeader)) {
+  uint64_t n = (uint64_t)sb.st_size;
+  if (n < sizeof(IngotHeader)) {
     fclose(f);
     return rt_fail(SMELT_ERR_FORMAT, "'%s' is not an ingot (no SMELTIGT magic)", path);
   }
-  if (size > ((uint64_t)1 << 40)) {
+  if (n > ((uint64_t)1 << 40)) {
     fclose(f);
     return bad(path, "the file is larger than 1 TiB");
   }
-  char *data = malloc(size);
-  if (!data) {
+  char *bytes = malloc(n);
+  if (!bytes) {
     fclose(f);
-    return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory reading '%s' (%llu bytes)", path, (unsigned long long)size);
+    return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory reading '%s' (%llu bytes)", path, (unsigned long long)n);
   }
-  size_t got = fread(data, 1, size, f);
-  bool longer = got == size && fgetc(f) != EOF;   // it grew while being read
+  size_t got = fread(bytes, 1, n, f);
+  bool longer = got == n && fgetc(f) != EOF;   // it grew while being read
   fclose(f);
-  if (got != size || longer) {
-    free(data);
+  if (got != n || longer) {
+    free(bytes);
     return rt_fail(SMELT_ERR_IO, "cannot read '%s': it changed while being read", path);
+  }
+  *data = bytes;
+  *size = n;
+  return SMELT_OK;
+}
+
+smelt_status smelt_ingot_open(const char *path, smelt_ingot **out) { return smelt_ingot_open_verified(path, NULL, out); }
+
+smelt_status smelt_ingot_open_verified(const char *path, const char *sha256, smelt_ingot **out) {
+  *out = NULL;
+  if (sha256 && !sha256_hex_valid(sha256))
+    return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "the expected SHA-256 of '%s' is not 64 hex digits: '%.80s'",
+                   path ? path : "", sha256);
+  char *data;
+  uint64_t size = 0;
+  smelt_status st = ingot_read_file(path, &data, &size);
+  if (st != SMELT_OK) return st;
+  if (sha256) {   // before any of it is parsed, let alone its code loaded
+    char got[65];
+    sha256_hex(data, size, got);
+    if (strcasecmp(got, sha256)) {
+      free(data);
+      return rt_fail(SMELT_ERR_FORMAT, "'%s' is not the ingot expected: its SHA-256 is %s, not %.64s", path, got,
+                     sha256);
+    }
   }
   return ingot_adopt(data, size, path, out);
 }

@@ -372,6 +372,9 @@ static smelt_status load_tensors(smelt_session *s, const char *path, bool weight
     if (t < 0 && inference_only && !weights_only) {
       // a training checkpoint's optimizer state: an inference-only ingot has none
       if (tensor_reader_bytes(f, NULL, (uint64_t)shape_numel(&shape) * (uint64_t)dtype_size(dtype))) continue;
+      st = tensor_reader_why(f) ? rt_fail(SMELT_ERR_FORMAT, "%s", tensor_reader_why(f))
+                                : rt_fail(SMELT_ERR_FORMAT, "'%s' is truncated or corrupt", path);
+      break;
     }
     if (t < 0 || !s->persist[t]) {
       st = rt_fail(SMELT_ERR_FORMAT, "'%s' holds '%s', which this model does not have", path, name);
@@ -387,7 +390,8 @@ static smelt_status load_tensors(smelt_session *s, const char *path, bool weight
     free(staged[t]);
     staged[t] = malloc(tt->bytes ? tt->bytes : 1);
     if (!staged[t] || !tensor_reader_bytes(f, staged[t], tt->bytes)) {
-      st = rt_fail(SMELT_ERR_FORMAT, "'%s' is truncated or corrupt", path);
+      st = tensor_reader_why(f) ? rt_fail(SMELT_ERR_FORMAT, "%s", tensor_reader_why(f))
+                                : rt_fail(SMELT_ERR_FORMAT, "'%s' is truncated or corrupt", path);
       break;
     }
   }

@@ -54,6 +54,14 @@ const char *smelt_last_error(void);
 // Opens and validates an ingot: every section's bounds and checksum and every
 // index inside; a truncated, corrupt or foreign file is SMELT_ERR_FORMAT.
 smelt_status smelt_ingot_open(const char *path, smelt_ingot **out);
+// An ingot holds native code (the CPU device loads its host code as a shared
+// object, running its initializers): trust it as you would a shared library.
+// This opens it only when the file's SHA-256 (as `smelt build` prints it) is
+// sha256, 64 hex digits in either case: the file is read once, and the bytes
+// hashed are the bytes validated and loaded. A different hash is
+// SMELT_ERR_FORMAT, malformed hex SMELT_ERR_INVALID_ARGUMENT; NULL pins
+// nothing (smelt_ingot_open).
+smelt_status smelt_ingot_open_verified(const char *path, const char *sha256, smelt_ingot **out);
 void smelt_ingot_close(smelt_ingot *ig);
 // A META value ("model", "train.epochs", "data.train.x", ...) or NULL.
 const char *smelt_ingot_meta(const smelt_ingot *ig, const char *key);

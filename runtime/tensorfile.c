@@ -4,6 +4,7 @@
 // reported through the caller's message buffer.
 #include "tensorfile.h"
 
+#include "ingot.h"
 #include "safetensors.h"
 
 #include <dirent.h>
@@ -142,7 +143,7 @@ int atomic_commit(FILE *f, char *tmp, const char *path, bool ok, char *err, size
 static bool read_exact(FILE *f, void *p, size_t n) { return fread(p, 1, n, f) == n; }
 
 bool tensorfile_put_header(FILE *f, uint32_t count) {
-  uint32_t head[3] = {TENSORFILE_MAGIC, 1, count};
+  uint32_t head[3] = {TENSORFILE_MAGIC, TENSORFILE_VERSION, count};
   return fwrite(head, sizeof head, 1, f) == 1;
 }
 
@@ -152,12 +153,22 @@ bool tensorfile_put_record(FILE *f, const char *name, uint32_t dtype, const Shap
          fwrite(&ndim, 4, 1, f) == 1 && fwrite(shape->d, 8, ndim, f) == ndim;
 }
 
-bool tensorfile_get_header(FILE *f, uint32_t *count) {
+uint32_t tensorfile_record_crc(const char *name, uint32_t dtype, const Shape *shape) {
+  uint32_t len = (uint32_t)strlen(name), ndim = (uint32_t)shape->ndim;
+  uint32_t c = smelt_crc32_update(0, &len, 4);
+  c = smelt_crc32_update(c, name, len);
+  c = smelt_crc32_update(c, &dtype, 4);
+  c = smelt_crc32_update(c, &ndim, 4);
+  return smelt_crc32_update(c, shape->d, 8 * (uint64_t)ndim);
+}
+
+bool tensorfile_get_header(FILE *f, uint32_t *count, uint32_t *version) {
   uint32_t head[3];
-  if (!read_exact(f, head, sizeof head) || head[0] != TENSORFILE_MAGIC || head[1] != 1 ||
-      head[2] > TENSORFILE_MAX_COUNT)
+  if (!read_exact(f, head, sizeof head) || head[0] != TENSORFILE_MAGIC || head[1] < 1 ||
+      head[1] > TENSORFILE_VERSION || head[2] > TENSORFILE_MAX_COUNT)
     return false;
   *count = head[2];
+  *version = head[1];
   return true;
 }
 
@@ -185,7 +196,10 @@ struct TensorReader {
   SafeTensor *st;            // safetensors: the records, in the order of their bytes
   uint64_t data_start;
   uint64_t size;             // of the file: no record may claim more bytes than are left
+  uint32_t version;          // smelt's format: 1, or 2 with a CRC-32 after each record
+  uint32_t crc;              // version 2: the CRC-32 of the current record's head
   char name[TENSORFILE_MAX_NAME + 1];
+  char why[TENSORFILE_MAX_NAME + 256];   // a message more precise than "truncated or corrupt", or ""
 };
 
 TensorReader *tensor_reader_open(const char *path, char *err, size_t errlen) {
@@ -222,8 +236,8 @@ TensorReader *tensor_reader_open(const char *path, char *err, size_t errlen) {
       }
     return r;
   }
-  if (!tensorfile_get_header(r->f, &r->count)) {
-    snprintf(err, errlen, "'%s' is neither a smelt tensor file (version 1) nor a safetensors file", path);
+  if (!tensorfile_get_header(r->f, &r->count, &r->version)) {
+    snprintf(err, errlen, "'%s' is neither a smelt tensor file (version 1 or 2) nor a safetensors file", path);
     goto fail;
   }
   return r;
@@ -248,14 +262,40 @@ bool tensor_reader_next(TensorReader *r, const char **name, uint32_t *dtype, Sha
   *name = r->name;
   if (!tensorfile_get_record(r->f, r->name, dtype, shape)) return false;
   off_t at = ftello(r->f);
-  uint64_t bytes = (uint64_t)shape_numel(shape) * (uint64_t)dtype_size(*dtype);
+  uint64_t bytes = (uint64_t)shape_numel(shape) * (uint64_t)dtype_size(*dtype) + (r->version >= 2 ? 4 : 0);
+  if (r->version >= 2) r->crc = tensorfile_record_crc(r->name, *dtype, shape);
   return at >= 0 && bytes <= r->size - (uint64_t)at;   // a corrupt size is refused before anything is allocated
 }
 
 bool tensor_reader_bytes(TensorReader *r, void *dst, uint64_t bytes) {
-  if (!dst) return fseeko(r->f, (off_t)bytes, SEEK_CUR) == 0;
-  return read_exact(r->f, dst, (size_t)bytes);
+  if (r->st || r->version < 2) {
+    if (!dst) return fseeko(r->f, (off_t)bytes, SEEK_CUR) == 0;
+    return read_exact(r->f, dst, (size_t)bytes);
+  }
+  // version 2: the values, then the CRC-32 of the record's head and values,
+  // checked even when the values are passed over
+  uint32_t c = r->crc, want;
+  if (dst) {
+    if (!read_exact(r->f, dst, (size_t)bytes)) return false;
+    c = smelt_crc32_update(c, dst, bytes);
+  } else {
+    char buf[65536];
+    for (uint64_t left = bytes; left;) {
+      size_t n = left < sizeof buf ? (size_t)left : sizeof buf;
+      if (!read_exact(r->f, buf, n)) return false;
+      c = smelt_crc32_update(c, buf, n);
+      left -= n;
+    }
+  }
+  if (!read_exact(r->f, &want, 4)) return false;
+  if (c != want) {
+    snprintf(r->why, sizeof r->why, "'%s' is corrupt: tensor '%s' does not match its CRC-32", r->path, r->name);
+    return false;
+  }
+  return true;
 }
+
+const char *tensor_reader_why(const TensorReader *r) { return r->why[0] ? r->why : NULL; }
 
 void tensor_reader_close(TensorReader *r) {
   if (!r) return;
@@ -308,8 +348,10 @@ TensorWriter *tensor_writer_open(const char *path, int count, const char *const 
 bool tensor_writer_bytes(TensorWriter *w, const void *src, uint64_t bytes) {
   if (w->next == w->count) return false;
   int i = w->next++;
-  if (!w->safetensors && !tensorfile_put_record(w->f, w->names[i], w->dtypes[i], &w->shapes[i])) return false;
-  return bytes == 0 || fwrite(src, 1, (size_t)bytes, w->f) == bytes;
+  if (w->safetensors) return bytes == 0 || fwrite(src, 1, (size_t)bytes, w->f) == bytes;
+  if (!tensorfile_put_record(w->f, w->names[i], w->dtypes[i], &w->shapes[i])) return false;
+  uint32_t crc = smelt_crc32_update(tensorfile_record_crc(w->names[i], w->dtypes[i], &w->shapes[i]), src, bytes);
+  return (bytes == 0 || fwrite(src, 1, (size_t)bytes, w->f) == bytes) && fwrite(&crc, 4, 1, w->f) == 1;
 }
 
 int tensor_writer_close(TensorWriter *w, bool ok, char *err, size_t errlen) {
@@ -385,7 +427,8 @@ oom:
   snprintf(err, errlen, "out of memory reading '%s'", path);
   goto fail;
 bad:
-  snprintf(err, errlen, "'%s' is truncated or corrupt", path);
+  if (tensor_reader_why(r)) snprintf(err, errlen, "%s", tensor_reader_why(r));
+  else snprintf(err, errlen, "'%s' is truncated or corrupt", path);
 fail:
   tensor_reader_close(r);
   free(raw);

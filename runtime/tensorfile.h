@@ -19,6 +19,7 @@
 
 #define TENSORFILE_MAX_NAME 4096
 #define TENSORFILE_MAX_COUNT 1000000
+#define TENSORFILE_VERSION 2        // what the writer writes; the reader reads 1 and 2
 
 // A file written so that readers see the old one or the new one: atomic_open
 // creates a temporary file next to path (*tmp, owned); write to it, then
@@ -37,8 +38,13 @@ int atomic_commit(FILE *f, char *tmp, const char *path, bool ok, char *err, size
 bool tensorfile_put_header(FILE *f, uint32_t count);
 // A tensor's name, dtype and shape; its dtype_size(dtype) * numel bytes follow.
 bool tensorfile_put_record(FILE *f, const char *name, uint32_t dtype, const Shape *shape);
-// The header: false when f is not a version-1 tensor file.
-bool tensorfile_get_header(FILE *f, uint32_t *count);
+// The header: false when f is not a tensor file of version 1 or 2 (2 is the
+// one written: each record's values are followed by a u32 CRC-32 of its head
+// and values).
+bool tensorfile_get_header(FILE *f, uint32_t *count, uint32_t *version);
+// The CRC-32 of a record's head as tensorfile_put_record writes it; a
+// version-2 record's CRC continues it over the values.
+uint32_t tensorfile_record_crc(const char *name, uint32_t dtype, const Shape *shape);
 // A record's head into name (TENSORFILE_MAX_NAME + 1 bytes), dtype and shape;
 // false when it is truncated or out of bounds (a dtype that is not one, more
 // than MAX_DIMS dimensions, a negative or absurd size). Its bytes follow.
@@ -60,8 +66,12 @@ uint32_t tensor_reader_count(const TensorReader *r);
 // The next record: its name (valid until the next call), dtype and shape;
 // false when it is truncated or corrupt. Its bytes follow.
 bool tensor_reader_next(TensorReader *r, const char **name, uint32_t *dtype, Shape *shape);
-// Exactly bytes of the current record into dst, or passed over when dst is NULL.
+// Exactly bytes of the current record into dst, or passed over when dst is
+// NULL; a record's checksum, where the file has one, is checked either way.
 bool tensor_reader_bytes(TensorReader *r, void *dst, uint64_t bytes);
+// Why the last call failed when it knows more than "truncated or corrupt"
+// (a checksum that does not match, naming the file and the tensor), else NULL.
+const char *tensor_reader_why(const TensorReader *r);
 void tensor_reader_close(TensorReader *r);
 
 typedef struct TensorWriter TensorWriter;

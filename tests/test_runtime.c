@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ingot.h"
+#include "sha256.h"
 #include "smelt.h"
 #include "support.h"
 
@@ -386,6 +387,178 @@ TEST(runtime, damaged_and_foreign_ingots_are_refused) {
   smelt_ingot *ig;
   cr_expect_eq(smelt_ingot_open("build/none.ingot", &ig), SMELT_ERR_IO);
   cr_expect(strstr(smelt_last_error(), "No such file") != NULL);
+  unlink(path);
+}
+
+// FIPS 180-4's examples (and NIST's long message), whole and fed in pieces
+// that straddle block boundaries.
+TEST(runtime, sha256_matches_the_fips_180_4_vectors) {
+  static const struct {
+    const char *text;
+    const char *hex;
+  } cases[] = {
+      {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+      {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+      {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+  };
+  char hex[65];
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    sha256_hex(cases[i].text, strlen(cases[i].text), hex);
+    cr_expect_str_eq(hex, cases[i].hex, "case %zu", i);
+  }
+  char *a = malloc(1000000);
+  memset(a, 'a', 1000000);
+  sha256_hex(a, 1000000, hex);
+  cr_expect_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  Sha256 h;
+  uint8_t d[32];
+  sha256_init(&h);
+  for (size_t at = 0, step = 1; at < 1000000; at += step, step = step % 97 + 13)
+    sha256_update(&h, a + at, at + step > 1000000 ? 1000000 - at : step);
+  sha256_final(&h, d);
+  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+  cr_expect_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0", "in pieces");
+  free(a);
+  cr_expect(sha256_hex_valid(cases[0].hex));
+  cr_expect(sha256_hex_valid("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"));
+  cr_expect(!sha256_hex_valid("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a"));
+  cr_expect(!sha256_hex_valid("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad0"));
+  cr_expect(!sha256_hex_valid("ga7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+}
+
+// An ingot pinned by its SHA-256 opens only when the file has that hash,
+// checked before anything in it is parsed.
+TEST(runtime, a_pinned_ingot_opens_only_with_its_hash) {
+  const char *path = ingot_path();
+  build_mlp(path);
+  size_t len;
+  char *bytes = file_read(path, &len), hex[65], upper[65];
+  cr_assert_not_null(bytes);
+  sha256_hex(bytes, len, hex);
+  free(bytes);
+  for (int i = 0; i < 65; i++) upper[i] = hex[i] >= 'a' && hex[i] <= 'f' ? (char)(hex[i] - 32) : hex[i];
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open_verified(path, hex, &ig), SMELT_OK, "%s", smelt_last_error());
+  smelt_ingot_close(ig);
+  cr_assert_eq(smelt_ingot_open_verified(path, upper, &ig), SMELT_OK, "%s", smelt_last_error());
+  smelt_ingot_close(ig);
+  cr_assert_eq(smelt_ingot_open_verified(path, NULL, &ig), SMELT_OK, "%s", smelt_last_error());
+  smelt_ingot_close(ig);
+  char other[65];
+  memcpy(other, hex, 65);
+  other[10] = other[10] == '0' ? '1' : '0';
+  cr_expect_eq(smelt_ingot_open_verified(path, other, &ig), SMELT_ERR_FORMAT);
+  cr_expect_null(ig);
+  char want[200];
+  snprintf(want, sizeof want, "is not the ingot expected: its SHA-256 is %s, not %s", hex, other);
+  cr_expect(strstr(smelt_last_error(), want) && strstr(smelt_last_error(), path), "%s", smelt_last_error());
+  // a file that would not even parse is refused by its hash first
+  char bad[64];
+  snprintf(bad, sizeof bad, "build/test-pin-%d.ingot", (int)getpid());
+  FILE *f = fopen(bad, "wb");
+  for (int i = 0; i < 100; i++) fputc(i, f);
+  fclose(f);
+  cr_expect_eq(smelt_ingot_open_verified(bad, hex, &ig), SMELT_ERR_FORMAT);
+  cr_expect(strstr(smelt_last_error(), "SHA-256") != NULL, "%s", smelt_last_error());
+  unlink(bad);
+  cr_expect_eq(smelt_ingot_open_verified(path, "abc", &ig), SMELT_ERR_INVALID_ARGUMENT);
+  cr_expect(strstr(smelt_last_error(), "not 64 hex digits") != NULL, "%s", smelt_last_error());
+  cr_expect_null(ig);
+  unlink(path);
+}
+
+// smelt build prints the hash, inspect shows it, and --expect-sha256 pins
+// the ingot of every command that opens one, in smelt and in smelt-rt.
+TEST(runtime, build_prints_the_hash_that_commands_pin) {
+  char ingot[64], cmd[1024], *out;
+  snprintf(ingot, sizeof ingot, "build/test-pin-%d.ingot", (int)getpid());
+  snprintf(cmd, sizeof cmd, "%s build examples/mlp.smelt -D B=4 -D H=8 -o %s", smelt_path(), ingot);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  size_t len;
+  char *bytes = file_read(ingot, &len), hex[65], line[200];
+  cr_assert_not_null(bytes);
+  sha256_hex(bytes, len, hex);
+  free(bytes);
+  snprintf(line, sizeof line, "sha256 %s  %s\n", hex, ingot);
+  cr_expect(strstr(out, line) != NULL, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s inspect %s --expect-sha256=%s", smelt_path(), ingot, hex);
+  cr_expect_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect(strstr(out, line) != NULL, "%s", out);
+  free(out);
+  char other[65];
+  memcpy(other, hex, 65);
+  other[0] = other[0] == 'f' ? 'e' : 'f';
+  const char *tools[] = {"inspect %s", "bench %s --runs=1", "bench --profile %s --runs=1", "run %s --inputs=x.tensors",
+                         "eval %s", "train %s", "sample %s", "bisect %s", "-rt check %s", "-rt bench %s",
+                         "-rt profile %s", "-rt train %s", "-rt eval %s"};
+  for (size_t i = 0; i < sizeof tools / sizeof *tools; i++) {
+    char args[256];
+    snprintf(args, sizeof args, tools[i], ingot);
+    snprintf(cmd, sizeof cmd, "%s%s%s --device=cpu --expect-sha256=%s", smelt_path(), args[0] == '-' ? "" : " ",
+             args, other);
+    if (!strncmp(args, "inspect", 7)) snprintf(cmd, sizeof cmd, "%s %s --expect-sha256=%s", smelt_path(), args, other);
+    cr_expect_eq(run_cmd(cmd, &out), 1, "%s: %s", cmd, out);
+    cr_expect(strstr(out, "is not the ingot expected") != NULL, "%s: %s", cmd, out);
+    free(out);
+  }
+  snprintf(cmd, sizeof cmd, "%s-rt check %s --device=cpu --expect-sha256=%s", smelt_path(), ingot, hex);
+  cr_expect_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  const char *bad[] = {"%s inspect %s --expect-sha256=12ab", "%s-rt check %s --expect-sha256=zz"};
+  for (int i = 0; i < 2; i++) {
+    snprintf(cmd, sizeof cmd, bad[i], smelt_path(), ingot);
+    cr_expect_eq(run_cmd(cmd, &out), 2, "%s", out);
+    cr_expect(strstr(out, "--expect-sha256 takes the ingot's SHA-256, 64 hex digits") != NULL, "%s", out);
+    free(out);
+  }
+  snprintf(cmd, sizeof cmd, "%s eval examples/mlp.smelt --expect-sha256=%s", smelt_path(), hex);
+  cr_expect_eq(run_cmd(cmd, &out), 2, "%s", out);
+  cr_expect(strstr(out, "--expect-sha256 pins an ingot; 'examples/mlp.smelt' is a model file") != NULL, "%s", out);
+  free(out);
+  unlink(ingot);
+}
+
+// A checkpoint with one flipped bit in its values is refused by smelt_load,
+// naming the file and the tensor, and changes nothing.
+TEST(runtime, a_flipped_checkpoint_value_is_refused) {
+  const char *path = ingot_path();
+  build_mlp(path);
+  smelt_ingot *ig;
+  smelt_session *s;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &s), SMELT_OK, "%s", smelt_last_error());
+  char ckpt[64];
+  snprintf(ckpt, sizeof ckpt, "build/test-flip-%d.ckpt", (int)getpid());
+  cr_assert_eq(smelt_save(s, ckpt), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_load(s, ckpt), SMELT_OK, "%s", smelt_last_error());
+  char err[512];
+  TensorReader *r = tensor_reader_open(ckpt, err, sizeof err);   // the last record's name
+  cr_assert_not_null(r, "%s", err);
+  char last[256] = "";
+  for (uint32_t i = 0; i < tensor_reader_count(r); i++) {
+    const char *name;
+    uint32_t dtype;
+    Shape shape;
+    cr_assert(tensor_reader_next(r, &name, &dtype, &shape));
+    snprintf(last, sizeof last, "%s", name);
+    cr_assert(tensor_reader_bytes(r, NULL, (uint64_t)shape_numel(&shape) * dtype_size(dtype)));
+  }
+  tensor_reader_close(r);
+  FILE *f = fopen(ckpt, "r+b");
+  fseek(f, -5, SEEK_END);   // its last value byte, before the CRC
+  int c = fgetc(f);
+  fseek(f, -5, SEEK_END);
+  fputc(c ^ 1, f);
+  fclose(f);
+  cr_expect_eq(smelt_load(s, ckpt), SMELT_ERR_FORMAT);
+  char want[400];
+  snprintf(want, sizeof want, "'%s' is corrupt: tensor '%s' does not match its CRC-32", ckpt, last);
+  cr_expect(strstr(smelt_last_error(), want) != NULL, "%s", smelt_last_error());
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  unlink(ckpt);
   unlink(path);
 }
 

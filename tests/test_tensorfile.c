@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ingot.h"
 #include "support.h"
 
 // The record of name in r's file, its bytes read into *data (malloc'd).
@@ -241,4 +242,74 @@ TEST(tensorfile, a_record_larger_than_its_file_is_refused_before_allocating) {
   cr_expect_eq(tensorfile_read(path, &t, &n, err, sizeof err), -1);
   cr_expect(strstr(err, "truncated or corrupt") != NULL, "%s", err);
   unlink(path);
+}
+
+// Flips one bit of the byte at offset from the end of the file at path.
+static void flip_from_end(const char *path, long offset) {
+  FILE *f = fopen(path, "r+b");
+  cr_assert_not_null(f, "%s", path);
+  cr_assert_eq(fseek(f, -offset, SEEK_END), 0);
+  int c = fgetc(f);
+  cr_assert_eq(fseek(f, -offset, SEEK_END), 0);
+  fputc(c ^ 0x10, f);
+  fclose(f);
+}
+
+// Version 2 follows each record with the CRC-32 of its head and values: one
+// flipped bit in the values is refused, naming the file and the tensor.
+TEST(tensorfile, a_flipped_value_fails_its_record_crc) {
+  char path[64], err[512];
+  snprintf(path, sizeof path, "build/crc-%d.tensors", (int)getpid());
+  double a[3] = {1, 2, 3}, b[2] = {-1, 0.5};
+  TensorEntry t[2] = {{"fc1.w", {1, {3}}, a}, {"fc1.b", {1, {2}}, b}};
+  cr_assert_eq(tensorfile_write(path, t, 2, err, sizeof err), 0, "%s", err);
+  size_t len;
+  char *bytes = file_read(path, &len);
+  uint32_t version, crc;
+  memcpy(&version, bytes + 4, 4);
+  memcpy(&crc, bytes + len - 4, 4);
+  cr_expect_eq(version, 2);
+  cr_expect_eq(crc, smelt_crc32(bytes + len - 4 - (4 + 5 + 4 + 4 + 8 + 8), 4 + 5 + 4 + 4 + 8 + 8),
+               "the last record's CRC covers its head and values");
+  free(bytes);
+  TensorEntry *got;
+  int n;
+  cr_assert_eq(tensorfile_read(path, &got, &n, err, sizeof err), 0, "%s", err);
+  cr_expect(n == 2 && got[1].data[1] == 0.5);
+  tensorfile_free(got, n);
+  for (int k = 0; k < 2; k++) {   // the last value of fc1.b; the first of fc1.w
+    cr_assert_eq(tensorfile_write(path, t, 2, err, sizeof err), 0, "%s", err);
+    flip_from_end(path, k == 0 ? 5 : 4 + 8 + 4 + 8 + 4 + 4 + 5 + 4 + 12);
+    cr_expect_eq(tensorfile_read(path, &got, &n, err, sizeof err), -1);
+    char want[200];
+    snprintf(want, sizeof want, "'%s' is corrupt: tensor '%s' does not match its CRC-32", path, k == 0 ? "fc1.b" : "fc1.w");
+    cr_expect(strstr(err, want) != NULL, "%s", err);
+  }
+  unlink(path);
+}
+
+// Files of version 1 (no checksums: the goldens, older checkpoints) still read.
+TEST(tensorfile, version_1_files_still_read) {
+  char path[64], err[512];
+  snprintf(path, sizeof path, "build/v1-%d.tensors", (int)getpid());
+  FILE *f = fopen(path, "wb");
+  uint32_t head[3] = {0x46544d53u, 1, 1}, len = 1, dtype = DT_F32, ndim = 1;
+  int64_t dim = 2;
+  float v[2] = {1.5f, -2};
+  fwrite(head, sizeof head, 1, f);
+  fwrite(&len, 4, 1, f);
+  fputc('w', f);
+  fwrite(&dtype, 4, 1, f);
+  fwrite(&ndim, 4, 1, f);
+  fwrite(&dim, 8, 1, f);
+  fwrite(v, 4, 2, f);
+  fclose(f);
+  TensorEntry *t;
+  int n;
+  cr_assert_eq(tensorfile_read(path, &t, &n, err, sizeof err), 0, "%s", err);
+  cr_expect(n == 1 && !strcmp(t[0].name, "w") && t[0].data[0] == 1.5 && t[0].data[1] == -2);
+  tensorfile_free(t, n);
+  unlink(path);
+  cr_assert_eq(tensorfile_read("tests/golden/mlp.golden", &t, &n, err, sizeof err), 0, "%s", err);
+  tensorfile_free(t, n);
 }

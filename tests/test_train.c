@@ -250,7 +250,7 @@ TEST(train, nonfinite_update_is_not_saved) {
   char ckpt[128], args[512], *out;
   snprintf(ckpt, sizeof ckpt, "%s/m.ckpt", dir);
   write_file(ckpt, "the last good checkpoint");
-  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1", dir, ckpt);
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --force --threads=1", dir, ckpt);
   int rc = smelt(args, &out);
   cr_expect_neq(rc, 0, "%s", out);
   cr_expect(strstr(out, "after step 0, 'w' element 0 is") != NULL, "%s", out);
@@ -319,6 +319,99 @@ TEST(train, resume_refuses_a_nonfinite_step) {
     cr_expect(strstr(out, want) != NULL, "%s", out);
     free(out);
   }
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
+// The step counter saved in a checkpoint, or -1 when it cannot be read.
+static double saved_step(const char *path) {
+  TensorEntry *t;
+  int n;
+  char err[256];
+  if (tensorfile_read(path, &t, &n, err, sizeof err)) return -1;
+  const TensorEntry *step = tensorfile_find(t, n, "step");
+  double v = step ? step->data[0] : -1;
+  tensorfile_free(t, n);
+  return v;
+}
+
+// A run without --resume does not start over an existing checkpoint: it
+// would replace it at the first save. --force does; --resume continues it.
+TEST(train, a_fresh_run_refuses_an_existing_checkpoint) {
+  char dir[] = "/tmp/smelt-exists-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  write_csv_model(dir, "cross_entropy(logits, y)", NULL);
+  char ckpt[128], args[512], want[512], *out;
+  snprintf(ckpt, sizeof ckpt, "%s/m.ckpt", dir);
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1 --stop-after=2", dir, ckpt);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  cr_expect_eq(saved_step(ckpt), 2);
+  cr_expect_eq(smelt(args, &out), 1, "%s", out);
+  snprintf(want, sizeof want,
+           "smelt: error: the checkpoint %s exists: --resume continues it, --force starts over and replaces it", ckpt);
+  cr_expect(strstr(out, want) != NULL, "%s", out);
+  cr_expect(strstr(out, "building") == NULL, "refused only after a build: %s", out);
+  free(out);
+  cr_expect_eq(saved_step(ckpt), 2, "the refused run touched the checkpoint");
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1 --resume --force", dir, ckpt);
+  cr_expect_eq(smelt(args, &out), 2, "%s", out);
+  cr_expect(strstr(out, "--resume continues the checkpoint; --force starts over") != NULL, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "train %s/m.smelt --threads=1 --force", dir);
+  cr_expect_eq(smelt(args, &out), 2, "%s", out);
+  cr_expect(strstr(out, "--force needs --checkpoint=PATH") != NULL, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1 --stop-after=1 --force", dir, ckpt);
+  cr_expect_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  cr_expect_eq(saved_step(ckpt), 1, "--force did not start over");
+  // an ingot refuses the same way, in smelt-rt too
+  char ingot[160];
+  snprintf(ingot, sizeof ingot, "%s/m.ingot", dir);
+  snprintf(args, sizeof args, "build %s/m.smelt -o %s", dir, ingot);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "%s-rt train %s --checkpoint=%s --device=cpu --threads=1", smelt_path(), ingot, ckpt);
+  cr_expect_eq(run_cmd(args, &out), 1, "%s", out);
+  cr_expect(strstr(out, want) != NULL, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "%s-rt train %s --checkpoint=%s --device=cpu --threads=1 --resume", smelt_path(), ingot,
+           ckpt);
+  cr_expect_eq(run_cmd(args, &out), 0, "%s", out);
+  cr_expect(strstr(out, "resumed from") != NULL, "%s", out);
+  free(out);
+  cr_expect_eq(saved_step(ckpt), 6);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
+// --keep=N keeps the N - 1 checkpoints before the newest as PATH.1, PATH.2,
+// ..., newest first; the default keeps none.
+TEST(train, keep_rotates_older_checkpoints) {
+  char dir[] = "/tmp/smelt-keep-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  write_csv_model(dir, "cross_entropy(logits, y)", NULL);   // 6 steps, a checkpoint after each
+  char ckpt[128], older[160], args[512], *out;
+  snprintf(ckpt, sizeof ckpt, "%s/m.ckpt", dir);
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1", dir, ckpt);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  snprintf(older, sizeof older, "%s.1", ckpt);
+  cr_expect_neq(access(older, F_OK), 0, "--keep=1 kept %s", older);
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1 --force --keep=3", dir, ckpt);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  cr_expect_eq(saved_step(ckpt), 6);
+  for (int i = 1; i <= 3; i++) {
+    snprintf(older, sizeof older, "%s.%d", ckpt, i);
+    if (i < 3) cr_expect_eq(saved_step(older), 6 - i, "%s", older);
+    else cr_expect_neq(access(older, F_OK), 0, "%s is kept too", older);
+  }
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1 --keep=2", dir, ckpt);
+  cr_expect_eq(smelt(args, &out), 1, "%s", out);   // keeping older ones is no licence to start over
+  cr_expect(strstr(out, "exists: --resume continues it") != NULL, "%s", out);
+  free(out);
   snprintf(args, sizeof args, "rm -rf %s", dir);
   cr_expect_eq(system(args), 0);
 }

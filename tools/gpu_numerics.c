@@ -215,7 +215,7 @@ static int check_entry(smelt_session *cpu, smelt_session *dev, const smelt_ingot
 
 int numerics_check(const char *path, const char *device) {
   smelt_ingot *ig;
-  if (smelt_ingot_open(path, &ig) != SMELT_OK) {
+  if (tools_ingot_open(path, &ig) != SMELT_OK) {
     fprintf(stderr, "smelt-rt: error: %s\n", smelt_last_error());
     return 1;
   }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "runtime.h"
+#include "sha256.h"
 
 static const char *role_name(uint32_t role) {
   static const char *names[] = {"?", "input", "output", "param", "state", "temp"};
@@ -88,12 +89,15 @@ static void inspect_gpu(const smelt_ingot *ig, FILE *out, bool all) {
 
 int inspect_ingot(const char *path, FILE *out, bool all) {
   smelt_ingot *ig;
-  if (smelt_ingot_open(path, &ig) != SMELT_OK) {
+  if (tools_ingot_open(path, &ig) != SMELT_OK) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
     return 1;
   }
   fprintf(out, "%s: smelt ingot, format version %d, %llu bytes\n", path, INGOT_VERSION,
           (unsigned long long)ig->size);
+  char sha256[65];
+  sha256_hex(ig->data, (size_t)ig->size, sha256);
+  fprintf(out, "sha256 %s  %s\n", sha256, path);
   fputs("\nsections:\n", out);
   for (uint32_t k = 1; k < 16; k++)
     if (ig->sec[k])

@@ -106,7 +106,7 @@ int gpu_bench(const char *device, int n, char **ingots) {
     snprintf(path, sizeof path, "%s", ingots[i]);
     smelt_ingot *ig;
     smelt_session *s = NULL;
-    if (smelt_ingot_open(path, &ig) != SMELT_OK || smelt_session_new(ig, device, 0, &s) != SMELT_OK) {
+    if (tools_ingot_open(path, &ig) != SMELT_OK || smelt_session_new(ig, device, 0, &s) != SMELT_OK) {
       fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
       return 1;
     }
@@ -141,7 +141,7 @@ int gpu_bench(const char *device, int n, char **ingots) {
 int gpu_profile(const char *path, const char *entry, const char *device, int runs) {
   smelt_ingot *ig;
   smelt_session *s = NULL;
-  if (smelt_ingot_open(path, &ig) != SMELT_OK || smelt_session_new(ig, device, 0, &s) != SMELT_OK) {
+  if (tools_ingot_open(path, &ig) != SMELT_OK || smelt_session_new(ig, device, 0, &s) != SMELT_OK) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
     return 1;
   }
@@ -177,7 +177,7 @@ int gpu_profile(const char *path, const char *entry, const char *device, int run
 int latency_bench(const char *path, const char *entry, const char *device, int threads, int runs) {
   smelt_ingot *ig;
   smelt_session *s = NULL;
-  if (smelt_ingot_open(path, &ig) != SMELT_OK || smelt_session_new(ig, device, threads, &s) != SMELT_OK) {
+  if (tools_ingot_open(path, &ig) != SMELT_OK || smelt_session_new(ig, device, threads, &s) != SMELT_OK) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
     if (ig) smelt_ingot_close(ig);
     return 1;

@@ -4,14 +4,18 @@
 // tool links the tools and the runtime only (tests/test_layers.c checks it).
 //
 //   smelt-rt train INGOT [--device=D] [--epochs=N] [--steps=N] [--threads=N]
+//                  [--checkpoint=PATH [--resume | --force] [--keep=N]]
 //   smelt-rt eval INGOT [--device=D] [--checkpoint=PATH]
 //   smelt-rt check INGOT... [--device=D]        every kernel against the CPU device
 //   smelt-rt bench INGOT... [--device=D]        infer kernels against the copy bandwidth
 //   smelt-rt profile INGOT [--entry=E] [--device=D] [--runs=N]   per-kernel table
+//
+// Each takes --expect-sha256=HEX: the ingot opens only when its SHA-256 is HEX.
 #include <stdio.h>
 #include <string.h>
 
 #include "options.h"
+#include "sha256.h"
 #include "smelt.h"
 #include "tools.h"
 
@@ -31,10 +35,17 @@ static const OptSpec specs[] = {
     {"steps", 0, OPT_INT, "train", "N", "override the train block's length in steps", 1, 1e300, NULL},
     {"threads", 0, OPT_INT, "train eval", "N", "CPU threads, at most 256 (default: one per core)", 1, 256, NULL},
     {"checkpoint", 0, OPT_STRING, "train eval", "PATH", "train: save here; eval: load trained weights", 0, 0, NULL},
+    {"resume", 0, OPT_FLAG, "train", NULL, "continue from --checkpoint", 0, 0, NULL},
+    {"force", 0, OPT_FLAG, "train", NULL, "start over even when --checkpoint exists, replacing it", 0, 0, NULL},
+    {"keep", 0, OPT_INT, "train", "N", "keep N checkpoints: the newest, and the N - 1 before it as\nPATH.1, PATH.2, ... (1)", 1,
+     1000, NULL},
     {"log-every", 0, OPT_INT, "train eval", "N", "steps between progress lines when not on a terminal (100)", 1,
      1e300, NULL},
     {"entry", 0, OPT_STRING, "profile", "E", "the entry to time (default train_step)", 0, 0, NULL},
     {"runs", 0, OPT_INT, "profile", "N", "timed runs per kernel (20)", 1, 1e300, NULL},
+    {"expect-sha256", 0, OPT_STRING, "train eval check bench profile", "HEX",
+     "open the ingot only if its SHA-256 is HEX, as smelt build prints it\n(an ingot is native code: docs/ingot.md)", 0,
+     0, NULL},
 };
 
 int main(int argc, char **argv) {
@@ -50,10 +61,34 @@ int main(int argc, char **argv) {
   o.steps = opt_get(&cli, &r, "steps")->num;
   o.threads = (int)opt_get(&cli, &r, "threads")->num;
   o.checkpoint = opt_get(&cli, &r, "checkpoint")->str;
+  o.resume = opt_set(&cli, &r, "resume");
+  o.force = opt_set(&cli, &r, "force");
+  o.keep = opt_set(&cli, &r, "keep") ? opt_get(&cli, &r, "keep")->num : 1;
+  if ((o.resume || o.force || o.keep > 1) && !o.checkpoint)
+    rc = opt_error(&cli, r.command, "%s needs --checkpoint=PATH", o.resume ? "--resume" : o.force ? "--force" : "--keep");
+  else if (o.resume && o.force)
+    rc = opt_error(&cli, r.command, "--resume continues the checkpoint; --force starts over and replaces it");
+  if (rc) {
+    options_result_free(&r);
+    return rc;
+  }
   if (opt_set(&cli, &r, "log-every")) o.log_every = opt_get(&cli, &r, "log-every")->num;
   const char *entry = opt_set(&cli, &r, "entry") ? opt_get(&cli, &r, "entry")->str : "train_step";
   int runs = opt_set(&cli, &r, "runs") ? (int)opt_get(&cli, &r, "runs")->num : 20;
   o.ingot = r.files[0];
+  if (opt_set(&cli, &r, "expect-sha256")) {
+    const char *hex = opt_get(&cli, &r, "expect-sha256")->str;
+    if (!sha256_hex_valid(hex))
+      rc = opt_error(&cli, r.command, "--expect-sha256 takes the ingot's SHA-256, 64 hex digits as smelt build prints "
+                     "it, not '%s'", hex);
+    else if (r.nfiles > 1)
+      rc = opt_error(&cli, r.command, "--expect-sha256 pins one ingot, not %d", r.nfiles);
+    if (rc) {
+      options_result_free(&r);
+      return rc;
+    }
+    tools_expect_sha256 = hex;
+  }
   if (!strcmp(cmd, "train")) rc = train_run(&o);
   else if (!strcmp(cmd, "eval")) rc = eval_run(&o);
   else if (!strcmp(cmd, "check"))

@@ -8,6 +8,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "smelt.h"
+
+// The SHA-256 (64 hex digits) that every ingot a command opens must have
+// (--expect-sha256), or NULL to pin nothing; set once by the command line.
+extern const char *tools_expect_sha256;
+// smelt_ingot_open_verified with tools_expect_sha256: every tool opens its
+// ingots through it.
+smelt_status tools_ingot_open(const char *path, smelt_ingot **out);
+
 // ---------------------------------------------------------------- trainer.c
 // `smelt train` and `smelt eval` on a built ingot.
 
@@ -20,11 +29,17 @@ typedef struct {
   const char *weights;      // the parameters to start from (smelt_load_weights), or NULL
   int64_t checkpoint_every; // 0: the train block's
   bool resume;
+  bool force;               // start over even when the checkpoint exists (replacing it)
+  int64_t keep;             // checkpoints kept: the newest and keep - 1 older ones (PATH.1, ...); 0 or 1: the newest
   int64_t stop_after;       // end this run after this many steps (0: run to the end)
   int64_t log_every;        // steps between log lines when not on a terminal
   const char *split;        // eval: "test", "val" or "train"
 } TrainOptions;
 
+// Whether a training run may start: not over an existing checkpoint unless
+// it resumes it or is forced (a typo must not lose a trained model at the
+// first save). 0, or 1 after a message.
+int train_may_start(const TrainOptions *o);
 int train_run(const TrainOptions *o);
 int eval_run(const TrainOptions *o);
 // `smelt run`: one run of an entry (o->split names it; default "infer") on the

@@ -10,9 +10,12 @@
 #include "tools.h"
 #include "util.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -281,10 +284,16 @@ static int64_t meta_int(const smelt_ingot *ig, const char *key, int64_t dflt) {
   return v ? strtoll(v, NULL, 10) : dflt;
 }
 
+const char *tools_expect_sha256;
+
+smelt_status tools_ingot_open(const char *path, smelt_ingot **out) {
+  return smelt_ingot_open_verified(path, tools_expect_sha256, out);
+}
+
 // Opens an ingot, or says why not; NULL on failure.
 static smelt_ingot *open_ingot(const char *path) {
   smelt_ingot *ig;
-  if (smelt_ingot_open(path, &ig) == SMELT_OK) return ig;
+  if (tools_ingot_open(path, &ig) == SMELT_OK) return ig;
   fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
   return NULL;
 }
@@ -348,8 +357,53 @@ static bool state_is_finite(const smelt_ingot *ig, smelt_session *s, int64_t ste
   return false;
 }
 
+// Keeps the checkpoint at path, about to be replaced, as path.1, shifting
+// path.1 to path.2 and so on, so that keep - 1 older ones remain (keep 1:
+// none). path itself stays in place (a hard link takes the old bytes to
+// path.1) until the save renames the new file over it; where links are not
+// possible, path is renamed. 0, or -1 after a message.
+static int checkpoint_rotate(const char *path, int64_t keep) {
+  if (keep <= 1 || access(path, F_OK) != 0) return 0;
+  size_t n = strlen(path) + 24;
+  char *from = xmalloc(n), *to = xmalloc(n);
+  int rc = 0;
+  for (int64_t i = keep - 1; i >= 2 && rc == 0; i--) {   // path.(i-1) -> path.i
+    snprintf(from, n, "%s.%lld", path, (long long)(i - 1));
+    snprintf(to, n, "%s.%lld", path, (long long)i);
+    if (rename(from, to) != 0 && errno != ENOENT) {
+      fprintf(stderr, "\nsmelt: error: cannot keep the older checkpoint %s as %s: %s\n", from, to, strerror(errno));
+      rc = -1;
+    }
+  }
+  snprintf(to, n, "%s.1", path);
+  if (rc == 0 && (unlink(to) == 0 || errno == ENOENT) && link(path, to) != 0 && rename(path, to) != 0) {
+    fprintf(stderr, "\nsmelt: error: cannot keep the checkpoint %s as %s: %s\n", path, to, strerror(errno));
+    rc = -1;
+  }
+  free(from);
+  free(to);
+  return rc;
+}
+
+// Saves the session's state at path, keeping the older ones as --keep asks.
+static bool checkpoint_save(smelt_session *s, const TrainOptions *o) {
+  if (checkpoint_rotate(o->checkpoint, o->keep) != 0) return false;
+  if (smelt_save(s, o->checkpoint) == SMELT_OK) return true;
+  fprintf(stderr, "\nsmelt: error: %s\n", smelt_last_error());
+  return false;
+}
+
+int train_may_start(const TrainOptions *o) {
+  struct stat sb;
+  if (!o->checkpoint || o->resume || o->force || lstat(o->checkpoint, &sb) != 0) return 0;
+  fprintf(stderr, "smelt: error: the checkpoint %s exists: --resume continues it, --force starts over and replaces it\n",
+          o->checkpoint);
+  return 1;
+}
+
 int train_run(const TrainOptions *o) {
   char err[4096];
+  if (train_may_start(o)) return 1;
   smelt_ingot *ig = open_ingot(o->ingot);
   if (!ig) return 1;
   smelt_session *s = NULL;
@@ -414,6 +468,7 @@ int train_run(const TrainOptions *o) {
   int64_t in_avg = 0, skipped = 0;
   float scale = 0;   // fp16: the loss scale for the next step, read after each step
   bool scaled = smelt_get_tensor(s, "loss_scale", &scale, sizeof scale) == SMELT_OK;
+  int64_t saved_at = -1;   // the step count of the last checkpoint saved
   for (int64_t step = start; step < stop; step++) {
     split_next(&sp, s, "train_step");
     if (smelt_run(s, "train_step", seed, (uint64_t)step) != SMELT_OK) {
@@ -460,10 +515,8 @@ int train_run(const TrainOptions *o) {
     }
     if (every && (step + 1) % every == 0 && o->checkpoint) {
       if (!state_is_finite(ig, s, step, o->checkpoint)) goto done;
-      if (smelt_save(s, o->checkpoint) != SMELT_OK) {
-        fprintf(stderr, "\nsmelt: error: %s\n", smelt_last_error());
-        goto done;
-      }
+      if (!checkpoint_save(s, o)) goto done;
+      saved_at = step + 1;
     }
     if ((epoch_end || step + 1 == total) && held) {
       EvalResult r;
@@ -477,10 +530,8 @@ int train_run(const TrainOptions *o) {
     }
   }
   if (stop > start && !state_is_finite(ig, s, stop - 1, o->checkpoint)) goto done;
-  if (o->checkpoint && smelt_save(s, o->checkpoint) != SMELT_OK) {
-    fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
-    goto done;
-  }
+  // the last step's own save stands: saving again would cost a kept checkpoint
+  if (o->checkpoint && saved_at != stop && !checkpoint_save(s, o)) goto done;
   char took[32];
   printf("trained %lld steps in %s%s\n", (long long)(stop - start), duration(took, sizeof took, now() - t0),
          stop < total ? " (stopped early; continue with --resume)" : "");
