@@ -59,6 +59,7 @@ static const char *const reserved[] = {
     "exp", "log", "sqrt", "abs", "softmax", "log_softmax", "reshape", "permute", "conv", "pool_max", "pool_avg",
     "concat", "sum", "mean", "gather", "erf", "pow", "where", "cast", "zeros", "buffer", "break",
     "while", "assert", "iota", "fill", "stack", "broadcast", "pad", "scatter_add", "one_hot", "maximum", "minimum",
+    "max", "min",
 };
 
 // A name of the model file for an ONNX name: letters, digits and '_', not

@@ -783,58 +783,44 @@ static void coord(char *b, size_t cap, const int64_t *dims, int r, int a) {
   snprintf(b, cap, "reshape(iota(%lld, dtype = i64), %s)", (long long)dims[a], t);
 }
 
-// GatherElements: every element's flat index into x, gathered from x as a
-// column.
-static void node_gather_elements(Importer *im, const Onnx__NodeProto *n, const char *arg) {
-  (void)arg;
-  Value *x = im_input(im, n, 0), *ids = x ? im_input(im, n, 1) : NULL;
-  if (!ids || !im_is_tensor(im, n, x)) return;
-  int r = x->ndim, axis = im_axis(im, n, onnx_attr_i(n, "axis", 0), r);
-  if (im->failed) return;
+// The flat index into x of every element of the indices ids (of x's rank):
+// its index on axis, its own coordinates on the other axes. NULL with a
+// message.
+static Value *elements_flat(Importer *im, const Onnx__NodeProto *n, const Value *x, Value *ids, int axis) {
+  int r = x->ndim;
   bool ok = ids->ndim == r && r > 0;
   for (int i = 0; i < r && ok; i++) ok = i == axis || ids->dims[i] <= x->dims[i];
   if (!ok) {
-    im_fail(im, "node '%s' (GatherElements): indices %s do not fit data %s", im_node(n),
+    im_fail(im, "node '%s' (%s): indices %s do not fit data %s", im_node(n), n->op_type,
             onnx_shape_str(ids->dims, ids->ndim), onnx_shape_str(x->dims, r));
-    return;
+    return NULL;
   }
   const char *ix = norm_index(im, n, ids, x->dims[axis], "idx");
-  if (!ix) return;
-  char e[4096], c[512], dims[512];
-  int64_t stride = onnx_numel(x->dims + axis + 1, r - axis - 1);
-  size_t k = (size_t)snprintf(e, sizeof e, "%s * %lld", ix, (long long)stride);
+  if (!ix) return NULL;
+  char e[4096], c[512];
+  size_t k = (size_t)snprintf(e, sizeof e, "%s * %lld", ix, (long long)onnx_numel(x->dims + axis + 1, r - axis - 1));
   for (int a = 0; a < r; a++) {
     if (a == axis) continue;
     coord(c, sizeof c, ids->dims, r, a);
     k += (size_t)snprintf(e + k, sizeof e - k, " + %s * %lld", c, (long long)onnx_numel(x->dims + a + 1, r - a - 1));
   }
-  Value *fi = tmp_let(im, n, "flat", DT_I64, r, ids->dims, "%s", e);
-  if (!fi) return;
-  onnx_join_ints(dims, sizeof dims, ids->dims, r);
-  Value *y = im_result(im, n, x->dtype, r, ids->dims);
-  if (y)
-    im_emit(im, y, "reshape(gather(reshape(%s, %lld, 1), reshape(%s, %lld)), %s)", x->ident,
-            (long long)onnx_numel(x->dims, r), fi->ident, (long long)onnx_numel(ids->dims, r), dims);
+  return tmp_let(im, n, "flat", DT_I64, r, ids->dims, "%s", e);
 }
 
-// GatherND: the flat row of x (its batch and indexed axes) for each index
-// tuple, gathered from x as rows of the remaining axes.
-static void node_gather_nd(Importer *im, const Onnx__NodeProto *n, const char *arg) {
-  (void)arg;
-  Value *x = im_input(im, n, 0), *ids = x ? im_input(im, n, 1) : NULL;
-  if (!ids || !im_is_tensor(im, n, x)) return;
-  int64_t b = onnx_attr_i(n, "batch_dims", 0);
+// The flat row of x (its b batch axes and the k indexed axes) of each index
+// tuple of ids [batch..., q..., k], as GatherND and ScatterND read it; its
+// shape is ids' without the last axis. NULL with a message.
+static Value *nd_rows(Importer *im, const Onnx__NodeProto *n, const Value *x, Value *ids, int64_t b) {
   int r = x->ndim, q = ids->ndim;
   int64_t k = q ? ids->dims[q - 1] : 0;
   bool ok = q >= 1 && b >= 0 && b < q && b + k <= r && int_dtype(ids->dtype);
   for (int i = 0; i < b && ok; i++) ok = ids->dims[i] == x->dims[i];
-  int nd = q - 1 + r - (int)(b + k);
-  if (!ok || nd > MAX_DIMS) {
-    im_fail(im, "node '%s' (GatherND): indices %s (%s) with batch_dims %lld do not fit data %s", im_node(n),
+  if (!ok) {
+    im_fail(im, "node '%s' (%s): indices %s (%s) with batch_dims %lld do not fit data %s", im_node(n), n->op_type,
             onnx_shape_str(ids->dims, q), onnx_dtype_word(ids->dtype), (long long)b, onnx_shape_str(x->dims, r));
-    return;
+    return NULL;
   }
-  if (!im_is_tensor(im, n, ids)) return;
+  if (!im_is_tensor(im, n, ids)) return NULL;
   char e[4096], c[512], sel[64], t[1024];
   size_t w = 0;
   e[0] = 0;
@@ -850,12 +836,47 @@ static void node_gather_nd(Importer *im, const Onnx__NodeProto *n, const char *a
     w += (size_t)snprintf(e + w, sizeof e - w, "%swhere(%s < 0, cast(%s, i64) + %lld, cast(%s, i64)) * %lld",
                           w ? " + " : "", t, t, (long long)dim, t, (long long)st);
   }
-  if (!w) snprintf(e, sizeof e, "fill(0, %s, dtype = i64)", "1");
+  if (!w) {   // no batch axes and k = 0: every tuple takes the one row
+    char dims[512];
+    onnx_join_ints(dims, sizeof dims, ids->dims, q - 1);
+    if (q == 1) snprintf(e, sizeof e, "fill(0, 1, dtype = i64)[0]");
+    else snprintf(e, sizeof e, "fill(0, %s, dtype = i64)", dims);
+  }
+  return tmp_let(im, n, "row", DT_I64, q - 1, ids->dims, "%s", e);
+}
+
+// GatherElements: x as a column, gathered at every element's flat index.
+static void node_gather_elements(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = im_input(im, n, 0), *ids = x ? im_input(im, n, 1) : NULL;
+  if (!ids || !im_is_tensor(im, n, x)) return;
+  int r = x->ndim, axis = im_axis(im, n, onnx_attr_i(n, "axis", 0), r);
+  if (im->failed) return;
+  Value *fi = elements_flat(im, n, x, ids, axis);
+  if (!fi) return;
+  char dims[512];
+  onnx_join_ints(dims, sizeof dims, ids->dims, r);
+  Value *y = im_result(im, n, x->dtype, r, ids->dims);
+  if (y)
+    im_emit(im, y, "reshape(gather(reshape(%s, %lld, 1), reshape(%s, %lld)), %s)", x->ident,
+            (long long)onnx_numel(x->dims, r), fi->ident, (long long)onnx_numel(ids->dims, r), dims);
+}
+
+// GatherND: x as rows of the axes after the indexed ones, gathered.
+static void node_gather_nd(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = im_input(im, n, 0), *ids = x ? im_input(im, n, 1) : NULL;
+  if (!ids || !im_is_tensor(im, n, x)) return;
+  int64_t b = onnx_attr_i(n, "batch_dims", 0);
+  int r = x->ndim, q = ids->ndim;
+  int64_t k = q ? ids->dims[q - 1] : 0;
+  int nd = q - 1 + r - (int)(b + k);
+  if (nd > MAX_DIMS) return im_fail(im, "node '%s' (GatherND): a result of %d dimensions", im_node(n), nd);
+  Value *fi = nd_rows(im, n, x, ids, b);
+  if (!fi) return;
   int64_t d[MAX_DIMS];
   memcpy(d, ids->dims, (size_t)(q - 1) * sizeof *d);
   memcpy(d + q - 1, x->dims + b + k, (size_t)(r - b - k) * sizeof *d);
-  Value *fi = tmp_let(im, n, "row", DT_I64, q - 1, ids->dims, "%s", e);
-  if (!fi) return;
   int64_t rows = onnx_numel(x->dims, (int)(b + k)), width = onnx_numel(x->dims + b + k, r - (int)(b + k));
   char dims[512];
   onnx_join_ints(dims, sizeof dims, d, nd);
@@ -863,6 +884,83 @@ static void node_gather_nd(Importer *im, const Onnx__NodeProto *n, const char *a
   if (y)
     im_emit(im, y, "reshape(gather(reshape(%s, %lld, %lld), reshape(%s, %lld))%s%s)", x->ident, (long long)rows,
             (long long)width, fi->ident, (long long)onnx_numel(ids->dims, q - 1), nd ? ", " : "", dims);
+}
+
+// The Scatters as x seen as N rows of W and K updates of rows at rows[K]:
+// add is x + scatter_add; none takes the scattered rows where any landed
+// (ONNX leaves repeated indices undefined there); max and min take the
+// largest (smallest) of x and every update of a row, through a [N, K] mask.
+static void scatter_rows(Importer *im, const Onnx__NodeProto *n, const Value *x, const Value *rows, const Value *upd,
+                         int64_t N, int64_t W, int64_t K) {
+  const Onnx__AttributeProto *ra = onnx_attr(n, "reduction");
+  char red[16] = "none";
+  if (ra && ra->has_s) snprintf(red, sizeof red, "%.*s", (int)ra->s.len, (const char *)ra->s.data);
+  char dims[512];
+  onnx_join_ints(dims, sizeof dims, x->dims, x->ndim);
+  bool f = x->dtype == DT_F32;
+  if (!strcmp(red, "add") || !strcmp(red, "none")) {
+    if (!f && x->dtype != DT_I32 && x->dtype != DT_I64) {
+      im_fail(im, "node '%s' (%s): %s data", im_node(n), n->op_type, onnx_dtype_word(x->dtype));
+      return;
+    }
+    char add[1024];
+    snprintf(add, sizeof add, "scatter_add(reshape(%s, %lld), reshape(%s, %lld, %lld), %lld)", rows->ident,
+             (long long)K, upd->ident, (long long)K, (long long)W, (long long)N);
+    Value *y = im_result(im, n, x->dtype, x->ndim, x->dims);
+    if (!y) return;
+    if (!strcmp(red, "add")) im_emit(im, y, "reshape(reshape(%s, %lld, %lld) + %s, %s)", x->ident, (long long)N,
+                                     (long long)W, add, dims);
+    else
+      im_emit(im, y, "reshape(where(scatter_add(reshape(%s, %lld), fill(1.0, %lld, 1), %lld) > 0.0, %s, "
+              "reshape(%s, %lld, %lld)), %s)", rows->ident, (long long)K, (long long)K, (long long)N, add, x->ident,
+              (long long)N, (long long)W, dims);
+    return;
+  }
+  if (strcmp(red, "max") && strcmp(red, "min")) {
+    im_fail(im, "node '%s' (%s): reduction '%s' (the importer does none, add, max and min)", im_node(n), n->op_type, red);
+    return;
+  }
+  Value *y = im_result(im, n, x->dtype, x->ndim, x->dims);
+  if (y)
+    im_emit(im, y, "reshape(%s(where(reshape(reshape(iota(%lld, dtype = i64), %lld, 1) == reshape(%s, 1, %lld), %lld, "
+            "%lld, 1), reshape(%s, 1, %lld, %lld), reshape(%s, %lld, 1, %lld)), axis = 1), %s)", red, (long long)N,
+            (long long)N, rows->ident, (long long)K, (long long)N, (long long)K, upd->ident, (long long)K,
+            (long long)W, x->ident, (long long)N, (long long)W, dims);
+}
+
+// ScatterElements (and Scatter before opset 11): every update at its
+// element's flat index.
+static void node_scatter_elements(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = im_input(im, n, 0), *ids = x ? im_input(im, n, 1) : NULL, *upd = ids ? im_input(im, n, 2) : NULL;
+  if (!upd || !im_is_tensor(im, n, x) || !im_is_tensor(im, n, upd)) return;
+  int r = x->ndim, axis = im_axis(im, n, onnx_attr_i(n, "axis", 0), r);
+  if (im->failed) return;
+  if (upd->ndim != ids->ndim || memcmp(upd->dims, ids->dims, (size_t)r * sizeof *upd->dims) || upd->dtype != x->dtype)
+    return im_fail(im, "node '%s' (%s): updates %s %s for indices %s and data %s", im_node(n), n->op_type,
+                   onnx_dtype_word(upd->dtype), onnx_shape_str(upd->dims, upd->ndim),
+                   onnx_shape_str(ids->dims, ids->ndim), onnx_dtype_word(x->dtype));
+  Value *fi = elements_flat(im, n, x, ids, axis);
+  if (fi) scatter_rows(im, n, x, fi, upd, onnx_numel(x->dims, r), 1, onnx_numel(ids->dims, r));
+}
+
+static void node_scatter_nd(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = im_input(im, n, 0), *ids = x ? im_input(im, n, 1) : NULL, *upd = ids ? im_input(im, n, 2) : NULL;
+  if (!upd || !im_is_tensor(im, n, x) || !im_is_tensor(im, n, upd)) return;
+  Value *rows = nd_rows(im, n, x, ids, 0);
+  if (!rows) return;
+  int q = ids->ndim, r = x->ndim;
+  int64_t k = ids->dims[q - 1];
+  bool ok = upd->ndim == q - 1 + r - k && upd->dtype == x->dtype;
+  for (int i = 0; i < q - 1 && ok; i++) ok = upd->dims[i] == ids->dims[i];
+  for (int i = 0; i < r - k && ok; i++) ok = upd->dims[q - 1 + i] == x->dims[k + i];
+  if (!ok)
+    return im_fail(im, "node '%s' (ScatterND): updates %s %s for indices %s and data %s %s", im_node(n),
+                   onnx_dtype_word(upd->dtype), onnx_shape_str(upd->dims, upd->ndim),
+                   onnx_shape_str(ids->dims, q), onnx_dtype_word(x->dtype), onnx_shape_str(x->dims, r));
+  scatter_rows(im, n, x, rows, upd, onnx_numel(x->dims, (int)k), onnx_numel(x->dims + k, r - (int)k),
+               onnx_numel(ids->dims, q - 1));
 }
 
 // ---- rearrangements of blocks
@@ -908,12 +1006,16 @@ static void node_trilu(Importer *im, const Onnx__NodeProto *n, const char *arg) 
   (void)arg;
   Value *x = im_input(im, n, 0);
   if (!x || !im_is_tensor(im, n, x)) return;
-  int64_t k = 0;
+  // k: a constant, or a tensor (it changes the values, not the shape)
+  char k[128] = "0";
   if (n->n_input > 1 && n->input[1][0]) {
-    const Value *kv = im_ints_input(im, n, 1, "k");
+    Value *kv = im_input(im, n, 1);
     if (!kv) return;
-    if (kv->nints != 1) return im_fail(im, "node '%s' (Trilu): k has %d values", im_node(n), kv->nints);
-    k = kv->ints[0];
+    if (!int_dtype(kv->dtype) || (kv->kind == V_INTS ? kv->nints != 1 : onnx_numel(kv->dims, kv->ndim) != 1))
+      return im_fail(im, "node '%s' (Trilu): k '%s' must be one integer", im_node(n), kv->onnx);
+    if (kv->kind == V_INTS) snprintf(k, sizeof k, "%lld", (long long)kv->ints[0]);
+    else if (!im_is_tensor(im, n, kv)) return;
+    else snprintf(k, sizeof k, "cast(reshape(%s, 1), i64)", kv->ident);
   }
   int r = x->ndim;
   if (r < 2) return im_fail(im, "node '%s' (Trilu): a rank-%d input", im_node(n), r);
@@ -921,8 +1023,8 @@ static void node_trilu(Importer *im, const Onnx__NodeProto *n, const char *arg) 
   Value *y = im_result(im, n, x->dtype, r, x->dims);
   if (y)
     im_emit(im, y, "where(reshape(iota(%lld, dtype = i64), 1, %lld) - reshape(iota(%lld, dtype = i64), %lld, 1) %s "
-            "%lld, %s, %s)", (long long)C, (long long)C, (long long)R, (long long)R,
-            onnx_attr_i(n, "upper", 1) ? ">=" : "<=", (long long)k, x->ident, x->dtype == DT_F32 ? "0.0" : "0");
+            "%s, %s, %s)", (long long)C, (long long)C, (long long)R, (long long)R,
+            onnx_attr_i(n, "upper", 1) ? ">=" : "<=", k, x->ident, x->dtype == DT_F32 ? "0.0" : "0");
 }
 
 static void node_eyelike(Importer *im, const Onnx__NodeProto *n, const char *arg) {
@@ -1037,6 +1139,9 @@ const OnnxOp onnx_shape_ops[] = {
     {"Gather", node_gather, NULL},
     {"GatherElements", node_gather_elements, NULL},
     {"GatherND", node_gather_nd, NULL},
+    {"ScatterElements", node_scatter_elements, NULL},
+    {"Scatter", node_scatter_elements, NULL},
+    {"ScatterND", node_scatter_nd, NULL},
     {"DepthToSpace", node_blocks, "d2s"},
     {"SpaceToDepth", node_blocks, "s2d"},
     {"Trilu", node_trilu, NULL},
