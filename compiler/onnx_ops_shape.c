@@ -889,7 +889,8 @@ static void node_gather_nd(Importer *im, const Onnx__NodeProto *n, const char *a
 // The Scatters as x seen as N rows of W and K updates of rows at rows[K]:
 // add is x + scatter_add; none takes the scattered rows where any landed
 // (ONNX leaves repeated indices undefined there); max and min take the
-// largest (smallest) of x and every update of a row, through a [N, K] mask.
+// largest (smallest) of x and every update of a row, through a [N, K] mask
+// (where the mask is off, x stands in: it cannot change the result).
 static void scatter_rows(Importer *im, const Onnx__NodeProto *n, const Value *x, const Value *rows, const Value *upd,
                          int64_t N, int64_t W, int64_t K) {
   const Onnx__AttributeProto *ra = onnx_attr(n, "reduction");
@@ -922,10 +923,11 @@ static void scatter_rows(Importer *im, const Onnx__NodeProto *n, const Value *x,
   }
   Value *y = im_result(im, n, x->dtype, x->ndim, x->dims);
   if (y)
-    im_emit(im, y, "reshape(%s(where(reshape(reshape(iota(%lld, dtype = i64), %lld, 1) == reshape(%s, 1, %lld), %lld, "
-            "%lld, 1), reshape(%s, 1, %lld, %lld), reshape(%s, %lld, 1, %lld)), axis = 1), %s)", red, (long long)N,
-            (long long)N, rows->ident, (long long)K, (long long)N, (long long)K, upd->ident, (long long)K,
-            (long long)W, x->ident, (long long)N, (long long)W, dims);
+    im_emit(im, y, "reshape(%simum(reshape(%s, %lld, %lld), %s(where(reshape(reshape(iota(%lld, dtype = i64), %lld, 1) "
+            "== reshape(%s, 1, %lld), %lld, %lld, 1), reshape(%s, 1, %lld, %lld), reshape(%s, %lld, 1, %lld)), axis = 1)), "
+            "%s)", red, x->ident, (long long)N, (long long)W, red, (long long)N, (long long)N, rows->ident,
+            (long long)K, (long long)N, (long long)K, upd->ident, (long long)K, (long long)W, x->ident, (long long)N,
+            (long long)W, dims);
 }
 
 // ScatterElements (and Scatter before opset 11): every update at its
@@ -1122,6 +1124,185 @@ static void node_range(Importer *im, const Onnx__NodeProto *n, const char *arg) 
   if (y) im_emit(im, y, "cast(iota(%lld, dtype = i32), f32) * %s + %s", (long long)cnt, im_operand(im, &a), im_operand(im, &b));
 }
 
+// ---- running sums, reversals, one-hot, centering
+
+// dims of rank r, 1 everywhere but len at axis a, as "1, 5, 1".
+static void unit_dims(char *b, size_t cap, int r, int a, int64_t len) {
+  int64_t d[MAX_DIMS + 1];
+  for (int i = 0; i < r; i++) d[i] = i == a ? len : 1;
+  onnx_join_ints(b, cap, d, r);
+}
+
+// The running sum of x along axis a: x[.., j, ..] summed over the j <= i
+// (< i exclusive, >= i / > i reversed) of each i, through an [L, L] mask.
+static void cumsum_expr(char *b, size_t cap, const Value *x, int a, bool exclusive, bool reverse) {
+  int r = x->ndim;
+  int64_t L = x->dims[a], d[MAX_DIMS + 1] = {0};
+  for (int i = 0, k = 0; i <= r; i++) d[i] = i == a ? 1 : x->dims[k++];
+  char xj[512], I[256], J[256];
+  onnx_join_ints(xj, sizeof xj, d, r + 1);
+  unit_dims(I, sizeof I, r + 1, a, L);
+  unit_dims(J, sizeof J, r + 1, a + 1, L);
+  const char *op = reverse ? (exclusive ? ">" : ">=") : (exclusive ? "<" : "<=");
+  snprintf(b, cap, "sum(where(reshape(iota(%lld, dtype = i64), %s) %s reshape(iota(%lld, dtype = i64), %s), "
+           "reshape(%s, %s), %s), axis = %d)", (long long)L, J, op, (long long)L, I, x->ident, xj,
+           x->dtype == DT_F32 ? "0.0" : "0", a + 1);
+}
+
+// CumSum; an axis given as a tensor selects among the sums of every axis.
+static void node_cumsum(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = im_input(im, n, 0), *ax = x ? im_input(im, n, 1) : NULL;
+  if (!ax || !im_is_tensor(im, n, x)) return;
+  int r = x->ndim;
+  if (r < 1 || r >= MAX_DIMS || (x->dtype != DT_F32 && !int_dtype(x->dtype)))
+    return im_fail(im, "node '%s' (CumSum): a %s %s input", im_node(n), onnx_dtype_word(x->dtype),
+                   onnx_shape_str(x->dims, r));
+  bool ex = onnx_attr_i(n, "exclusive", 0), rev = onnx_attr_i(n, "reverse", 0);
+  if (!int_dtype(ax->dtype) || (ax->kind == V_INTS ? ax->nints != 1 : onnx_numel(ax->dims, ax->ndim) != 1))
+    return im_fail(im, "node '%s' (CumSum): its axis '%s' must be one integer", im_node(n), ax->onnx);
+  Value *y = im_result(im, n, x->dtype, r, x->dims);
+  if (!y) return;
+  char e[4096];
+  if (ax->kind == V_INTS) {
+    int a = im_axis(im, n, ax->ints[0], r);
+    if (im->failed) return;
+    cumsum_expr(e, sizeof e, x, a, ex, rev);
+    return im_emit(im, y, "%s", e);
+  }
+  if (!im_is_tensor(im, n, ax)) return;
+  Value *sums[MAX_DIMS];
+  for (int a = 0; a < r; a++) {
+    char tag[16];
+    snprintf(tag, sizeof tag, "sum%d", a);
+    cumsum_expr(e, sizeof e, x, a, ex, rev);
+    if (!(sums[a] = tmp_let(im, n, tag, x->dtype, r, x->dims, "%s", e))) return;
+  }
+  // the last axis is the fallback, so an axis outside [-r, r) reads as r - 1
+  int64_t one = 1;
+  Value *an = tmp_let(im, n, "axis", DT_I64, 1, &one, "where(cast(reshape(%s, 1), i64) < 0, cast(reshape(%s, 1), i64) + %d, "
+                      "cast(reshape(%s, 1), i64))", ax->ident, ax->ident, r, ax->ident);
+  if (!an) return;
+  size_t k = 0;
+  for (int a = 0; a < r - 1; a++)
+    k += (size_t)snprintf(e + k, sizeof e - k, "where(%s == %d, %s, ", an->ident, a, sums[a]->ident);
+  k += (size_t)snprintf(e + k, sizeof e - k, "%s", sums[r - 1]->ident);
+  for (int a = 0; a < r - 1; a++) k += (size_t)snprintf(e + k, sizeof e - k, ")");
+  im_emit(im, y, "%s", e);
+}
+
+// ReverseSequence: each batch's first len elements along time reversed,
+// gathered from x as a column at every element's flat index.
+static void node_reverse_sequence(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = im_input(im, n, 0), *len = x ? im_input(im, n, 1) : NULL;
+  if (!len || !im_is_tensor(im, n, x) || !im_is_tensor(im, n, len)) return;
+  int r = x->ndim;
+  int64_t ta = onnx_attr_i(n, "time_axis", 0), ba = onnx_attr_i(n, "batch_axis", 1);
+  if (r < 2 || ta < 0 || ba < 0 || ta > 1 || ba > 1 || ta == ba || !int_dtype(len->dtype) || len->ndim != 1 ||
+      len->dims[0] != x->dims[ba])
+    return im_fail(im, "node '%s' (ReverseSequence): time_axis %lld, batch_axis %lld, sequence_lens %s %s for %s",
+                   im_node(n), (long long)ta, (long long)ba, onnx_dtype_word(len->dtype),
+                   onnx_shape_str(len->dims, len->ndim), onnx_shape_str(x->dims, r));
+  char T[512], B[256], e[4096], c[512];
+  coord(T, sizeof T, x->dims, r, (int)ta);
+  unit_dims(B, sizeof B, r, (int)ba, x->dims[ba]);
+  Value *src = tmp_let(im, n, "src", DT_I64, r, x->dims, "where(%s < reshape(cast(%s, i64), %s), reshape(cast(%s, i64), "
+                       "%s) - 1 - %s, %s)", T, len->ident, B, len->ident, B, T, T);
+  if (!src) return;
+  size_t k = (size_t)snprintf(e, sizeof e, "%s * %lld", src->ident,
+                              (long long)onnx_numel(x->dims + ta + 1, r - (int)ta - 1));
+  for (int a = 0; a < r; a++) {
+    if (a == ta) continue;
+    coord(c, sizeof c, x->dims, r, a);
+    k += (size_t)snprintf(e + k, sizeof e - k, " + %s * %lld", c, (long long)onnx_numel(x->dims + a + 1, r - a - 1));
+  }
+  Value *fi = tmp_let(im, n, "flat", DT_I64, r, x->dims, "%s", e);
+  if (!fi) return;
+  int64_t N = onnx_numel(x->dims, r);
+  char dims[512];
+  onnx_join_ints(dims, sizeof dims, x->dims, r);
+  Value *y = im_result(im, n, x->dtype, r, x->dims);
+  if (y)
+    im_emit(im, y, "reshape(gather(reshape(%s, %lld, 1), reshape(%s, %lld)), %s)", x->ident, (long long)N, fi->ident,
+            (long long)N, dims);
+}
+
+// OneHot of a constant depth: indices (negative ones from the end) compared
+// with 0 .. depth - 1 along the new axis; an index outside is all off.
+static void node_one_hot(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *idx = im_input(im, n, 0), *dv = idx ? im_input(im, n, 1) : NULL, *vals = dv ? im_input(im, n, 2) : NULL;
+  if (!vals || !im_is_tensor(im, n, idx)) return;
+  double depth;
+  if (dv->kind == V_SCALAR) depth = dv->scalar;
+  else if (dv->kind == V_INTS && dv->nints == 1) depth = (double)dv->ints[0];
+  else return im_fail(im, "node '%s' (OneHot): its depth '%s' must be a constant (the result's shape depends on it)",
+                      im_node(n), dv->onnx);
+  int64_t D = (int64_t)floor(depth);
+  int r = idx->ndim;
+  if (D < 1 || r + 1 > MAX_DIMS || onnx_numel(vals->dims, vals->ndim) != 2)
+    return im_fail(im, "node '%s' (OneHot): depth %g, indices %s, values %s", im_node(n), depth,
+                   onnx_shape_str(idx->dims, r), onnx_shape_str(vals->dims, vals->ndim));
+  int64_t axis = onnx_attr_i(n, "axis", -1);
+  if (axis < -(r + 1) || axis > r) return im_fail(im, "node '%s' (OneHot): axis %lld", im_node(n), (long long)axis);
+  int a = (int)(axis < 0 ? axis + r + 1 : axis);
+  char on[128], off[128];
+  if (vals->kind == V_INTS) {
+    snprintf(off, sizeof off, "%lld", (long long)vals->ints[0]);
+    snprintf(on, sizeof on, "%lld", (long long)vals->ints[1]);
+  } else {
+    if (!im_is_tensor(im, n, vals)) return;
+    snprintf(off, sizeof off, "reshape(%s, 2)[0:1]", vals->ident);
+    snprintf(on, sizeof on, "reshape(%s, 2)[1:2]", vals->ident);
+  }
+  int64_t d[MAX_DIMS], u[MAX_DIMS];
+  for (int i = 0, k = 0; i <= r; i++) {
+    d[i] = i == a ? D : idx->dims[k];
+    u[i] = i == a ? 1 : idx->dims[k];
+    if (i != a) k++;
+  }
+  Value *ix = tmp_let(im, n, "idx", DT_I64, r, idx->dims, "where(cast(%s, i64) < 0, cast(%s, i64) + %lld, cast(%s, i64))",
+                      idx->ident, idx->ident, (long long)D, idx->ident);
+  if (!ix) return;
+  char ud[512], it[256];
+  onnx_join_ints(ud, sizeof ud, u, r + 1);
+  unit_dims(it, sizeof it, r + 1, a, D);
+  Value *y = im_result(im, n, vals->dtype, r + 1, d);
+  if (y)
+    im_emit(im, y, "where(reshape(%s, %s) == reshape(iota(%lld, dtype = i64), %s), %s, %s)", ix->ident, ud,
+            (long long)D, it, on, off);
+}
+
+// CenterCropPad: each axis cropped to its centered window or padded with
+// zeros around its center ((size - dim) / 2 before, the rest after).
+static void node_center_crop_pad(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = im_input(im, n, 0);
+  const Value *s = x ? im_ints_input(im, n, 1, "shape") : NULL;
+  if (!s || !im_is_tensor(im, n, x)) return;
+  int r = x->ndim;
+  int64_t ax[MAX_DIMS];
+  int na = onnx_attr_ints(n, "axes", ax, MAX_DIMS);
+  if (na < 0) {
+    na = r;
+    for (int i = 0; i < r; i++) ax[i] = i;
+  }
+  if (!norm_axes(im, n, ax, na, r)) return;
+  if (s->nints != na) return im_fail(im, "node '%s' (CenterCropPad): %d sizes for %d axes", im_node(n), s->nints, na);
+  Value *cur = x;
+  for (int i = 0; i < na && cur; i++) {
+    int64_t dim = x->dims[ax[i]], want = s->ints[i], b, a;
+    if (want < 0) return im_fail(im, "node '%s' (CenterCropPad): a size of %lld", im_node(n), (long long)want);
+    if (want <= dim) b = -((dim - want) / 2), a = -(dim - want + b);
+    else b = (want - dim) / 2, a = want - dim - b;
+    cur = pad_axis(im, n, cur, (int)ax[i], b, a, "constant", x->dtype == DT_F32 ? "0.0" : "0");
+  }
+  if (!cur) return;
+  Value *y = im_result(im, n, x->dtype, cur->ndim, cur->dims);
+  if (y) im_emit(im, y, "%s", cur->ident);
+}
+
 const OnnxOp onnx_shape_ops[] = {
     {"Shape", node_shape, NULL},
     {"Size", node_size, NULL},
@@ -1145,6 +1326,10 @@ const OnnxOp onnx_shape_ops[] = {
     {"DepthToSpace", node_blocks, "d2s"},
     {"SpaceToDepth", node_blocks, "s2d"},
     {"Trilu", node_trilu, NULL},
+    {"CumSum", node_cumsum, NULL},
+    {"ReverseSequence", node_reverse_sequence, NULL},
+    {"OneHot", node_one_hot, NULL},
+    {"CenterCropPad", node_center_crop_pad, NULL},
     {"EyeLike", node_eyelike, NULL},
     {"ConstantOfShape", node_constant_of_shape, NULL},
     {"Range", node_range, NULL},
