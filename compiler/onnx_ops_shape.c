@@ -21,6 +21,20 @@ static bool is_graph_output(const Importer *im, const char *name) {
   return false;
 }
 
+// Makes v usable as a tensor: im_is_tensor for an integer constant; a
+// one-element float constant (a number elsewhere) gets a `let` of its value
+// and is a tensor from then on.
+static bool tensor_in(Importer *im, const Onnx__NodeProto *n, Value *v) {
+  if (v->kind != V_SCALAR) return im_is_tensor(im, n, v);
+  char dims[512];
+  onnx_join_ints(dims, sizeof dims, v->dims, v->ndim);
+  if (v->ndim) im_out(im, "    let %s = fill(%s, %s)   # %s\n", v->ident, im_operand(im, v), dims,
+                      onnx_shape_str(v->dims, v->ndim));
+  else im_out(im, "    let %s = fill(%s, 1)[0]   # []\n", v->ident, im_operand(im, v));
+  v->kind = V_LET;
+  return true;
+}
+
 // Output k of n as the integer constant vals (taken over). A graph output
 // must be computed by the model, so it also gets a `let` of the values.
 static void ints_result(Importer *im, const Onnx__NodeProto *n, size_t k, DType dt, int nd, const int64_t *dims,
@@ -41,7 +55,7 @@ static void ints_result(Importer *im, const Onnx__NodeProto *n, size_t k, DType 
   Value *v = im_add_value(im, out ? priv : name, V_INTS, dt, nd, dims);
   v->ints = vals;
   v->nints = (int)onnx_numel(dims, nd);
-  if (!out || !im_is_tensor(im, n, v)) return;
+  if (!out || !tensor_in(im, n, v)) return;
   Value *y = im_result_at(im, n, k, dt, nd, dims);
   if (y) im_emit(im, y, "%s", v->ident);
 }
@@ -76,7 +90,7 @@ static Value *tmp_let(Importer *im, const Onnx__NodeProto *n, const char *tag, D
 // y = reshape(x) for a tensor, or the same values in y's shape for a constant.
 static void reshape_result(Importer *im, const Onnx__NodeProto *n, Value *x, int nd, const int64_t *d) {
   if (x->kind == V_INTS) return ints_result(im, n, 0, x->dtype, nd, d, ints_copy(x));
-  if (!im_is_tensor(im, n, x)) return;
+  if (!tensor_in(im, n, x)) return;
   Value *y = im_result(im, n, x->dtype, nd, d);
   if (y) im_emit_reshape(im, y, x->ident);
 }
@@ -277,7 +291,7 @@ static void node_unsqueeze(Importer *im, const Onnx__NodeProto *n, const char *a
 static void node_transpose(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   (void)arg;
   Value *x = im_input(im, n, 0);
-  if (!x || !im_is_tensor(im, n, x)) return;
+  if (!x || !tensor_in(im, n, x)) return;
   int64_t perm[MAX_DIMS];
   int np = onnx_attr_ints(n, "perm", perm, MAX_DIMS);
   if (np < 0) {
@@ -338,7 +352,7 @@ static void node_concat(Importer *im, const Onnx__NodeProto *n, const char *arg)
     Value *v = im_input(im, n, i);
     if (!v) return;
     all_ints &= v->kind == V_INTS;
-    bool ok = v->ndim == first->ndim && v->kind != V_SCALAR;
+    bool ok = v->ndim == first->ndim;
     for (int j = 0; j < v->ndim && ok; j++) ok = j == axis || v->dims[j] == first->dims[j];
     if (!ok) {
       im_fail(im, "node '%s' (Concat): %s and %s differ outside axis %d", im_node(n),
@@ -352,7 +366,7 @@ static void node_concat(Importer *im, const Onnx__NodeProto *n, const char *arg)
   size_t k = 0;
   for (size_t i = 0; i < n->n_input; i++) {
     Value *v = im_input(im, n, i);
-    if (!im_is_tensor(im, n, v)) return;
+    if (!tensor_in(im, n, v)) return;
     k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", v->ident);
     if (k >= sizeof list) {
       im_fail(im, "node '%s' (Concat) has more inputs than the importer writes in one call", im_node(n));
@@ -366,7 +380,7 @@ static void node_concat(Importer *im, const Onnx__NodeProto *n, const char *arg)
 static void node_split(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   (void)arg;
   Value *x = im_input(im, n, 0);
-  if (!x || !im_is_tensor(im, n, x)) return;
+  if (!x || !tensor_in(im, n, x)) return;
   int axis = im_axis(im, n, onnx_attr_i(n, "axis", 0), x->ndim);
   if (im->failed) return;
   int64_t sz[64], dim = x->dims[axis];
@@ -495,7 +509,7 @@ static void node_slice(Importer *im, const Onnx__NodeProto *n, const char *arg) 
     for (int a = 0; a < x->ndim; a++) free(c[a]);
     return ints_result(im, n, 0, x->dtype, x->ndim, od, v);
   }
-  if (!im_is_tensor(im, n, x)) return;
+  if (!tensor_in(im, n, x)) return;
   char e2[2048];
   size_t q = (size_t)snprintf(e2, sizeof e2, "%s[", x->ident);
   for (int a = 0; a < x->ndim; a++) q += (size_t)snprintf(e2 + q, sizeof e2 - q, "%s%s", a ? ", " : "", sel[a]);
@@ -576,7 +590,7 @@ static Value *pad_axis(Importer *im, const Onnx__NodeProto *n, Value *x, int axi
 static void node_pad(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   (void)arg;
   Value *x = im_input(im, n, 0);
-  if (!x || !im_is_tensor(im, n, x)) return;
+  if (!x || !tensor_in(im, n, x)) return;
   int r = x->ndim;
   int64_t pads[2 * MAX_DIMS], ax[MAX_DIMS];
   int np = ints_arg(im, n, im->opset < 11 ? "pads" : "pads", 1, 11, pads, 2 * MAX_DIMS, "pads");
@@ -626,7 +640,7 @@ static void node_expand(Importer *im, const Onnx__NodeProto *n, const char *arg)
   (void)arg;
   Value *x = im_input(im, n, 0);
   const Value *s = x ? im_ints_input(im, n, 1, "shape") : NULL;
-  if (!s || !im_is_tensor(im, n, x)) return;
+  if (!s || !tensor_in(im, n, x)) return;
   if (s->nints > MAX_DIMS) {
     im_fail(im, "node '%s' (Expand): a shape of %d dimensions", im_node(n), s->nints);
     return;
@@ -651,7 +665,7 @@ static void node_tile(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   (void)arg;
   Value *x = im_input(im, n, 0);
   const Value *rp = x ? im_ints_input(im, n, 1, "repeats") : NULL;
-  if (!rp || !im_is_tensor(im, n, x)) return;
+  if (!rp || !tensor_in(im, n, x)) return;
   int r = x->ndim;
   if (rp->nints != r || 2 * r > MAX_DIMS) {
     im_fail(im, "node '%s' (Tile): %d repeats for %s (at most %d dimensions)", im_node(n), rp->nints,
@@ -700,9 +714,9 @@ static const char *norm_index(Importer *im, const Onnx__NodeProto *n, Value *idx
       }
       if (c->ints[i] < 0) c->ints[i] += dim;
     }
-    return im_is_tensor(im, n, c) ? c->ident : NULL;
+    return tensor_in(im, n, c) ? c->ident : NULL;
   }
-  if (!im_is_tensor(im, n, idx)) return NULL;
+  if (!tensor_in(im, n, idx)) return NULL;
   Value *v = tmp_let(im, n, tag, DT_I64, idx->ndim, idx->dims, "where(%s < 0, cast(%s, i64) + %lld, cast(%s, i64))",
                      idx->ident, idx->ident, (long long)dim, idx->ident);
   return v ? v->ident : NULL;
@@ -747,7 +761,7 @@ static void node_gather(Importer *im, const Onnx__NodeProto *n, const char *arg)
   memcpy(d + axis, ids->dims, (size_t)ids->ndim * sizeof *d);
   memcpy(d + axis + ids->ndim, x->dims + axis + 1, (size_t)(x->ndim - axis - 1) * sizeof *d);
   if (x->kind == V_INTS && ids->kind == V_INTS && int_dtype(ids->dtype)) return gather_fold(im, n, x, ids, axis, nd, d);
-  if (!im_is_tensor(im, n, x)) return;
+  if (!tensor_in(im, n, x)) return;
   int64_t dim = x->dims[axis], outer = onnx_numel(x->dims, axis), K = onnx_numel(ids->dims, ids->ndim);
   int64_t inner = onnx_numel(x->dims + axis + 1, x->ndim - axis - 1);
   const char *ix = norm_index(im, n, ids, dim, "idx");
@@ -820,7 +834,7 @@ static Value *nd_rows(Importer *im, const Onnx__NodeProto *n, const Value *x, Va
             onnx_shape_str(ids->dims, q), onnx_dtype_word(ids->dtype), (long long)b, onnx_shape_str(x->dims, r));
     return NULL;
   }
-  if (!im_is_tensor(im, n, ids)) return NULL;
+  if (!tensor_in(im, n, ids)) return NULL;
   char e[4096], c[512], sel[64], t[1024];
   size_t w = 0;
   e[0] = 0;
@@ -849,7 +863,7 @@ static Value *nd_rows(Importer *im, const Onnx__NodeProto *n, const Value *x, Va
 static void node_gather_elements(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   (void)arg;
   Value *x = im_input(im, n, 0), *ids = x ? im_input(im, n, 1) : NULL;
-  if (!ids || !im_is_tensor(im, n, x)) return;
+  if (!ids || !tensor_in(im, n, x)) return;
   int r = x->ndim, axis = im_axis(im, n, onnx_attr_i(n, "axis", 0), r);
   if (im->failed) return;
   Value *fi = elements_flat(im, n, x, ids, axis);
@@ -866,7 +880,7 @@ static void node_gather_elements(Importer *im, const Onnx__NodeProto *n, const c
 static void node_gather_nd(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   (void)arg;
   Value *x = im_input(im, n, 0), *ids = x ? im_input(im, n, 1) : NULL;
-  if (!ids || !im_is_tensor(im, n, x)) return;
+  if (!ids || !tensor_in(im, n, x)) return;
   int64_t b = onnx_attr_i(n, "batch_dims", 0);
   int r = x->ndim, q = ids->ndim;
   int64_t k = q ? ids->dims[q - 1] : 0;
@@ -935,7 +949,7 @@ static void scatter_rows(Importer *im, const Onnx__NodeProto *n, const Value *x,
 static void node_scatter_elements(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   (void)arg;
   Value *x = im_input(im, n, 0), *ids = x ? im_input(im, n, 1) : NULL, *upd = ids ? im_input(im, n, 2) : NULL;
-  if (!upd || !im_is_tensor(im, n, x) || !im_is_tensor(im, n, upd)) return;
+  if (!upd || !tensor_in(im, n, x) || !tensor_in(im, n, upd)) return;
   int r = x->ndim, axis = im_axis(im, n, onnx_attr_i(n, "axis", 0), r);
   if (im->failed) return;
   if (upd->ndim != ids->ndim || memcmp(upd->dims, ids->dims, (size_t)r * sizeof *upd->dims) || upd->dtype != x->dtype)
@@ -949,7 +963,7 @@ static void node_scatter_elements(Importer *im, const Onnx__NodeProto *n, const 
 static void node_scatter_nd(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   (void)arg;
   Value *x = im_input(im, n, 0), *ids = x ? im_input(im, n, 1) : NULL, *upd = ids ? im_input(im, n, 2) : NULL;
-  if (!upd || !im_is_tensor(im, n, x) || !im_is_tensor(im, n, upd)) return;
+  if (!upd || !tensor_in(im, n, x) || !tensor_in(im, n, upd)) return;
   Value *rows = nd_rows(im, n, x, ids, 0);
   if (!rows) return;
   int q = ids->ndim, r = x->ndim;
@@ -970,7 +984,7 @@ static void node_scatter_nd(Importer *im, const Onnx__NodeProto *n, const char *
 // DepthToSpace and SpaceToDepth: a reshape into blocks, a permute, a reshape.
 static void node_blocks(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   Value *x = im_input(im, n, 0);
-  if (!x || !im_is_tensor(im, n, x)) return;
+  if (!x || !tensor_in(im, n, x)) return;
   int64_t bs = onnx_attr_i(n, "blocksize", 0);
   const Onnx__AttributeProto *ma = onnx_attr(n, "mode");
   bool crd = ma && ma->has_s && ma->s.len == 3 && !memcmp(ma->s.data, "CRD", 3);
@@ -1007,7 +1021,7 @@ static void node_blocks(Importer *im, const Onnx__NodeProto *n, const char *arg)
 static void node_trilu(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   (void)arg;
   Value *x = im_input(im, n, 0);
-  if (!x || !im_is_tensor(im, n, x)) return;
+  if (!x || !tensor_in(im, n, x)) return;
   // k: a constant, or a tensor (it changes the values, not the shape)
   char k[128] = "0";
   if (n->n_input > 1 && n->input[1][0]) {
@@ -1016,7 +1030,7 @@ static void node_trilu(Importer *im, const Onnx__NodeProto *n, const char *arg) 
     if (!int_dtype(kv->dtype) || (kv->kind == V_INTS ? kv->nints != 1 : onnx_numel(kv->dims, kv->ndim) != 1))
       return im_fail(im, "node '%s' (Trilu): k '%s' must be one integer", im_node(n), kv->onnx);
     if (kv->kind == V_INTS) snprintf(k, sizeof k, "%lld", (long long)kv->ints[0]);
-    else if (!im_is_tensor(im, n, kv)) return;
+    else if (!tensor_in(im, n, kv)) return;
     else snprintf(k, sizeof k, "cast(reshape(%s, 1), i64)", kv->ident);
   }
   int r = x->ndim;
@@ -1153,7 +1167,7 @@ static void cumsum_expr(char *b, size_t cap, const Value *x, int a, bool exclusi
 static void node_cumsum(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   (void)arg;
   Value *x = im_input(im, n, 0), *ax = x ? im_input(im, n, 1) : NULL;
-  if (!ax || !im_is_tensor(im, n, x)) return;
+  if (!ax || !tensor_in(im, n, x)) return;
   int r = x->ndim;
   if (r < 1 || r >= MAX_DIMS || (x->dtype != DT_F32 && !int_dtype(x->dtype)))
     return im_fail(im, "node '%s' (CumSum): a %s %s input", im_node(n), onnx_dtype_word(x->dtype),
@@ -1170,7 +1184,7 @@ static void node_cumsum(Importer *im, const Onnx__NodeProto *n, const char *arg)
     cumsum_expr(e, sizeof e, x, a, ex, rev);
     return im_emit(im, y, "%s", e);
   }
-  if (!im_is_tensor(im, n, ax)) return;
+  if (!tensor_in(im, n, ax)) return;
   Value *sums[MAX_DIMS];
   for (int a = 0; a < r; a++) {
     char tag[16];
@@ -1196,7 +1210,7 @@ static void node_cumsum(Importer *im, const Onnx__NodeProto *n, const char *arg)
 static void node_reverse_sequence(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   (void)arg;
   Value *x = im_input(im, n, 0), *len = x ? im_input(im, n, 1) : NULL;
-  if (!len || !im_is_tensor(im, n, x) || !im_is_tensor(im, n, len)) return;
+  if (!len || !tensor_in(im, n, x) || !tensor_in(im, n, len)) return;
   int r = x->ndim;
   int64_t ta = onnx_attr_i(n, "time_axis", 0), ba = onnx_attr_i(n, "batch_axis", 1);
   if (r < 2 || ta < 0 || ba < 0 || ta > 1 || ba > 1 || ta == ba || !int_dtype(len->dtype) || len->ndim != 1 ||
@@ -1233,7 +1247,7 @@ static void node_reverse_sequence(Importer *im, const Onnx__NodeProto *n, const 
 static void node_one_hot(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   (void)arg;
   Value *idx = im_input(im, n, 0), *dv = idx ? im_input(im, n, 1) : NULL, *vals = dv ? im_input(im, n, 2) : NULL;
-  if (!vals || !im_is_tensor(im, n, idx)) return;
+  if (!vals || !tensor_in(im, n, idx)) return;
   double depth;
   if (dv->kind == V_SCALAR) depth = dv->scalar;
   else if (dv->kind == V_INTS && dv->nints == 1) depth = (double)dv->ints[0];
@@ -1252,7 +1266,7 @@ static void node_one_hot(Importer *im, const Onnx__NodeProto *n, const char *arg
     snprintf(off, sizeof off, "%lld", (long long)vals->ints[0]);
     snprintf(on, sizeof on, "%lld", (long long)vals->ints[1]);
   } else {
-    if (!im_is_tensor(im, n, vals)) return;
+    if (!tensor_in(im, n, vals)) return;
     snprintf(off, sizeof off, "reshape(%s, 2)[0:1]", vals->ident);
     snprintf(on, sizeof on, "reshape(%s, 2)[1:2]", vals->ident);
   }
@@ -1280,7 +1294,7 @@ static void node_center_crop_pad(Importer *im, const Onnx__NodeProto *n, const c
   (void)arg;
   Value *x = im_input(im, n, 0);
   const Value *s = x ? im_ints_input(im, n, 1, "shape") : NULL;
-  if (!s || !im_is_tensor(im, n, x)) return;
+  if (!s || !tensor_in(im, n, x)) return;
   int r = x->ndim;
   int64_t ax[MAX_DIMS];
   int na = onnx_attr_ints(n, "axes", ax, MAX_DIMS);
