@@ -407,8 +407,9 @@ static void node_split(Importer *im, const Onnx__NodeProto *n, const char *arg) 
     for (int i = 0; i < ns; i++) sz[i] = dim / m;
   }
   int64_t total = 0;
-  for (int i = 0; i < ns; i++) total += sz[i] >= 0 ? sz[i] : -1000000000;
-  if (total != dim || ns != (int)n->n_output) {
+  bool neg = false;
+  for (int i = 0; i < ns; i++) total += sz[i], neg |= sz[i] < 0;
+  if (neg || total != dim || ns != (int)n->n_output) {
     im_fail(im, "node '%s' (Split): %d sizes adding to %lld for axis %d of %s and %zu outputs", im_node(n), ns,
             (long long)total, axis, onnx_shape_str(x->dims, x->ndim), n->n_output);
     return;
@@ -593,7 +594,7 @@ static void node_pad(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   if (!x || !tensor_in(im, n, x)) return;
   int r = x->ndim;
   int64_t pads[2 * MAX_DIMS], ax[MAX_DIMS];
-  int np = ints_arg(im, n, im->opset < 11 ? "pads" : "pads", 1, 11, pads, 2 * MAX_DIMS, "pads");
+  int np = ints_arg(im, n, "pads", 1, 11, pads, 2 * MAX_DIMS, "pads");
   if (np == -2) return;
   int na = r;
   for (int i = 0; i < r; i++) ax[i] = i;
@@ -1261,15 +1262,11 @@ static void node_one_hot(Importer *im, const Onnx__NodeProto *n, const char *arg
   int64_t axis = onnx_attr_i(n, "axis", -1);
   if (axis < -(r + 1) || axis > r) return im_fail(im, "node '%s' (OneHot): axis %lld", im_node(n), (long long)axis);
   int a = (int)(axis < 0 ? axis + r + 1 : axis);
+  // the values as tensors, so that the result has their dtype
   char on[128], off[128];
-  if (vals->kind == V_INTS) {
-    snprintf(off, sizeof off, "%lld", (long long)vals->ints[0]);
-    snprintf(on, sizeof on, "%lld", (long long)vals->ints[1]);
-  } else {
-    if (!tensor_in(im, n, vals)) return;
-    snprintf(off, sizeof off, "reshape(%s, 2)[0:1]", vals->ident);
-    snprintf(on, sizeof on, "reshape(%s, 2)[1:2]", vals->ident);
-  }
+  if (!tensor_in(im, n, vals)) return;
+  snprintf(off, sizeof off, "reshape(%s, 2)[0:1]", vals->ident);
+  snprintf(on, sizeof on, "reshape(%s, 2)[1:2]", vals->ident);
   int64_t d[MAX_DIMS], u[MAX_DIMS];
   for (int i = 0, k = 0; i <= r; i++) {
     d[i] = i == a ? D : idx->dims[k];
