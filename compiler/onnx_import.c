@@ -61,7 +61,7 @@ static const char *const reserved[] = {
     "exp", "log", "sqrt", "abs", "softmax", "log_softmax", "reshape", "permute", "conv", "pool_max", "pool_avg",
     "concat", "sum", "mean", "gather", "erf", "pow", "where", "cast", "zeros", "buffer", "break",
     "while", "assert", "max", "min", "argmax", "iota", "fill", "rsqrt", "pad", "broadcast", "one_hot", "stack",
-    "maximum", "minimum", "conv_transpose",
+    "maximum", "minimum", "conv_transpose", "scatter_add",
 };
 
 // A name of the model file for an ONNX name: letters, digits and '_', not
@@ -451,9 +451,12 @@ static char *ints_expr(Importer *im, const char *who, const Value *v) {
   onnx_join_ints(dims, sizeof dims, v->dims, v->ndim);
   bool step = v->nints > 2;   // an arithmetic progression is an iota
   for (int i = 2; i < v->nints && step; i++) step = v->ints[i] - v->ints[i - 1] == v->ints[1] - v->ints[0];
-  if (v->nints == 1) {
-    k += (size_t)snprintf(e + k, cap - k, "fill(%lld%s%s, dtype = %s)", (long long)v->ints[0], v->ndim ? ", " : "",
-                          dims, dt);
+  if (v->nints == 0) {   // an empty constant (a shape of nothing)
+    k += (size_t)snprintf(e + k, cap - k, "reshape(iota(0, dtype = %s)%s%s)", dt, v->ndim ? ", " : "", dims);
+  } else if (v->nints == 1) {
+    if (v->ndim)
+      k += (size_t)snprintf(e + k, cap - k, "fill(%lld, %s, dtype = %s)", (long long)v->ints[0], dims, dt);
+    else k += (size_t)snprintf(e + k, cap - k, "fill(%lld, 1, dtype = %s)[0]", (long long)v->ints[0], dt);   // a scalar
   } else {
     k += (size_t)snprintf(e + k, cap - k, "reshape(");
     if (step)
@@ -462,7 +465,7 @@ static char *ints_expr(Importer *im, const char *who, const Value *v) {
     else {
       k += (size_t)snprintf(e + k, cap - k, "stack(");
       for (int i = 0; i < v->nints; i++)
-        k += (size_t)snprintf(e + k, cap - k, "%sfill(%lld, dtype = %s)", i ? ", " : "", (long long)v->ints[i], dt);
+        k += (size_t)snprintf(e + k, cap - k, "%sfill(%lld, 1, dtype = %s)", i ? ", " : "", (long long)v->ints[i], dt);
       k += (size_t)snprintf(e + k, cap - k, ")");
     }
     k += (size_t)snprintf(e + k, cap - k, ", %s)", dims);
