@@ -24,29 +24,17 @@ import torch
 import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import tensorfile  # noqa: E402  (tests/tensorfile.py)
 DATA = "/usr/share/datasets/fashion-mnist"
 B = 64
 
 
 def read_checkpoint(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    magic, version, count = struct.unpack_from("<4sII", data, 0)
-    assert magic == b"SMTF" and version == 1, path
-    pos, out = 12, {}
-    for _ in range(count):
-        (n,) = struct.unpack_from("<I", data, pos)
-        pos += 4
-        name = data[pos:pos + n].decode()
-        pos += n
-        dtype, ndim = struct.unpack_from("<II", data, pos)
-        pos += 8
-        dims = struct.unpack_from("<%dq" % ndim, data, pos)
-        pos += 8 * ndim
-        size = int(np.prod(dims)) if ndim else 1
-        assert dtype == 0, "%s: an fp32 checkpoint holds f32 tensors" % name
-        out[name] = torch.tensor(np.frombuffer(data, dtype="<f4", count=size, offset=pos).reshape(dims).copy())
-        pos += 4 * size
+    out = {}
+    for name, a in tensorfile.read(path).items():
+        assert a.dtype == np.float32, "%s: an fp32 checkpoint holds f32 tensors" % name
+        out[name] = torch.tensor(a)
     return out
 
 

@@ -28,28 +28,13 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMELT = os.path.join(ROOT, "build", "smelt")
 OUT = os.path.join(ROOT, "tests", "golden")
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import tensorfile  # noqa: E402  (tests/tensorfile.py)
 
 
 def read_tensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    magic, version, count = struct.unpack_from("<4sII", data, 0)
-    assert magic == b"SMTF" and version == 1, path
-    pos, out = 12, {}
-    for _ in range(count):
-        (n,) = struct.unpack_from("<I", data, pos)
-        pos += 4
-        name = data[pos:pos + n].decode()
-        pos += n
-        dtype, ndim = struct.unpack_from("<II", data, pos)
-        pos += 8
-        dims = struct.unpack_from("<%dq" % ndim, data, pos)
-        pos += 8 * ndim
-        count_ = int(np.prod(dims)) if ndim else 1
-        arr = np.frombuffer(data, dtype="<f4", count=count_, offset=pos).reshape(dims)
-        pos += 4 * count_
-        out[name] = arr.copy()
-    return out
+    """Every tensor of a smelt tensor file, as float32 arrays."""
+    return {k: v.astype("<f4") for k, v in tensorfile.read(path).items()}
 
 
 def write_tensors(path, tensors):

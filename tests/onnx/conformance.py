@@ -22,7 +22,6 @@ import concurrent.futures as futures
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -31,49 +30,14 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import tensorfile  # noqa: E402  (tests/tensorfile.py)
+
 RTOL, ATOL = 1e-3, 1e-7
 MODEL_KINDS = ("simple", "pytorch-converted", "pytorch-operator")
-# smelt's tensor-file dtypes (runtime/dtype.h) by numpy dtype
-SMELT_DTYPE = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.int32): 3,
-               np.dtype(np.int64): 4, np.dtype(np.uint8): 5, np.dtype(np.bool_): 6}
-NUMPY_DTYPE = {v: k for k, v in SMELT_DTYPE.items()}
 # the tensor element types of the primary cases: float, uint8 is not, int32, int64, bool
 PRIMARY_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.INT32, onnx.TensorProto.INT64, onnx.TensorProto.BOOL}
 STATUSES = ("pass", "fail", "skip")
-
-
-def write_tensors(path, named):
-    with open(path, "wb") as f:
-        f.write(b"SMTF" + struct.pack("<II", 1, len(named)))
-        for name, a in named:
-            b = name.encode()
-            f.write(struct.pack("<I", len(b)) + b)
-            f.write(struct.pack("<II", SMELT_DTYPE[a.dtype], a.ndim))
-            f.write(struct.pack("<%dq" % a.ndim, *a.shape))
-            f.write(np.ascontiguousarray(a).tobytes())
-
-
-def read_tensors(path):
-    out = {}
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:4] != b"SMTF":
-        raise ValueError("not a tensor file")
-    count = struct.unpack_from("<I", data, 8)[0]
-    p = 12
-    for _ in range(count):
-        n = struct.unpack_from("<I", data, p)[0]
-        name = data[p + 4:p + 4 + n].decode()
-        p += 4 + n
-        dt, nd = struct.unpack_from("<II", data, p)
-        p += 8
-        dims = struct.unpack_from("<%dq" % nd, data, p)
-        p += 8 * nd
-        dtype = NUMPY_DTYPE[dt]
-        size = int(np.prod(dims)) * dtype.itemsize
-        out[name] = np.frombuffer(data[p:p + size], dtype=dtype).reshape(dims)
-        p += size
-    return out
 
 
 def case_dirs(suite, name_filter):
@@ -172,7 +136,7 @@ def run_case(smelt, key, kind, path, timeout):
                 with open(f, "rb") as fh:
                     t.ParseFromString(fh.read())
                 a = numpy_helper.to_array(t)
-                if a.dtype not in SMELT_DTYPE:
+                if a.dtype not in tensorfile.CODES:
                     return "fail", "input '%s' is %s, a dtype smelt lacks" % (vi.name, a.dtype), primary, fam
                 named.append((vi.name, a))
             want = []
@@ -185,7 +149,7 @@ def run_case(smelt, key, kind, path, timeout):
                     t.ParseFromString(fh.read())
                 want.append((vi.name, numpy_helper.to_array(t)))
             inp, outp = os.path.join(tmp, "in.tensors"), os.path.join(tmp, "out.tensors")
-            write_tensors(inp, named)
+            tensorfile.write(inp, named)
             cmd = [smelt, "run", os.path.join(path, "model.onnx"), "--device=cpu", "--inputs=" + inp,
                    "--outputs=" + outp]
             try:
@@ -197,7 +161,7 @@ def run_case(smelt, key, kind, path, timeout):
                 if p.returncode < 0:   # never expected: no expectations line can say crash
                     return "crash", "smelt died of signal %d" % -p.returncode, primary, fam
                 return "fail", error_line(p.stderr, path), primary, fam
-            got = read_tensors(outp)
+            got = tensorfile.read(outp)
             for name, w in want:
                 why = compare(name, w, got.get(name))
                 if why:

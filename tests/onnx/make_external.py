@@ -9,13 +9,15 @@ data_location EXTERNAL), for tests/test_onnx.c (onnx/external_data_*):
 usage: $(scripts/onnx-venv.sh) tests/onnx/make_external.py
 """
 import os
-import struct
+import sys
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import tensorfile  # noqa: E402  (tests/tensorfile.py)
 
 
 def external(name, values, location, offset):
@@ -38,14 +40,6 @@ def model(w_location):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), w, b
 
 
-def tensors(path, named):
-    with open(path, "wb") as f:
-        f.write(b"SMTF" + struct.pack("<II", 1, len(named)))
-        for name, a in named:
-            f.write(struct.pack("<I", len(name)) + name.encode() + struct.pack("<II", 0, a.ndim))
-            f.write(struct.pack("<%dq" % a.ndim, *a.shape) + a.astype(np.float32).tobytes())
-
-
 def main():
     m, w, b = model("external.weights")
     with open(os.path.join(HERE, "external.weights"), "wb") as f:
@@ -53,8 +47,8 @@ def main():
     onnx.save(m, os.path.join(HERE, "external.onnx"))
     onnx.save(model("../escape.weights")[0], os.path.join(HERE, "escape.onnx"))
     x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
-    tensors(os.path.join(HERE, "external.in.tensors"), [("x", x)])
-    tensors(os.path.join(HERE, "external.out.tensors"), [("y", x * w + b)])
+    tensorfile.write(os.path.join(HERE, "external.in.tensors"), [("x", x)])
+    tensorfile.write(os.path.join(HERE, "external.out.tensors"), [("y", x * w + b)])
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 # Run with the pinned onnx of scripts/onnx-venv.sh:
 #   $(scripts/onnx-venv.sh) tests/onnx/make_models.py
 import os
-import struct
+import sys
 
 import numpy as np
 import onnx
@@ -11,19 +11,13 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import tensorfile  # noqa: E402  (tests/tensorfile.py)
 rng = np.random.default_rng(7)
 
 
 def write_tensors(path, tensors):
-    dt = {np.dtype(np.float32): 0, np.dtype(np.int64): 4}
-    with open(path, "wb") as f:
-        f.write(b"SMTF" + struct.pack("<II", 1, len(tensors)))
-        for name, a in tensors:
-            a = np.ascontiguousarray(a)
-            f.write(struct.pack("<I", len(name)) + name.encode())
-            f.write(struct.pack("<II", dt[a.dtype], a.ndim))
-            f.write(struct.pack("<%dq" % a.ndim, *a.shape))
-            f.write(a.astype(a.dtype.newbyteorder("<")).tobytes())
+    tensorfile.write(path, tensors)
 
 
 def init(name, a):
