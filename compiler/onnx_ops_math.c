@@ -65,6 +65,10 @@ static bool want_float(Importer *im, const Onnx__NodeProto *n, const Value *x) {
   return false;
 }
 
+static void node_refuse(Importer *im, const Onnx__NodeProto *n, const char *why) {
+  im_fail(im, "node '%s' (%s): %s", im_node(n), n->op_type, why);
+}
+
 // ---- integer constants folded at import time (shapes: Shape -> Gather -> Mul)
 
 static int64_t fold_op(const char *op, int64_t a, int64_t b, bool *ok) {
@@ -205,6 +209,31 @@ static bool same_dtypes(Importer *im, const Onnx__NodeProto *n, const Value *a, 
   return false;
 }
 
+// Integer Div (truncating) and Mod from the language's exact floor division
+// and modulo (`//`, `%`): the truncated quotient is one above the floor one
+// where the remainder is not 0 and the operands' signs differ (b != 0; a
+// zero divisor gives 0, and a remainder of a). fmod 0 is `%` (the divisor's
+// sign), fmod 1 the remainder of the truncated quotient (the dividend's).
+static void int_divide(Importer *im, const Onnx__NodeProto *n, Value *a, Value *b, bool div, bool fmod_c,
+                       const int64_t *d, int nd) {
+  Value shape = {.ndim = nd};
+  memcpy(shape.dims, d, (size_t)nd * sizeof *d);
+  const char *x1 = a->ident, *x2 = b->ident;
+  DType dt = a->dtype;
+  if (!div && !fmod_c) {
+    Value *y = im_result(im, n, dt, nd, d);
+    if (y) im_emit(im, y, "%s %% %s", x1, x2);
+    return;
+  }
+  const char *r = tmp_let(im, n, &shape, dt, "%s %% %s", x1, x2);
+  const char *up = r ? tmp_let(im, n, &shape, DT_BOOL, "where(%s != 0, where(%s == 0, %s != 0, (%s < 0) != (%s < 0)), %s != 0)",
+                               r, x2, x2, x1, x2, r) : NULL;
+  Value *y = up ? im_result(im, n, dt, nd, d) : NULL;
+  if (!y) return;
+  if (div) im_emit(im, y, "where(%s, %s // %s + 1, %s // %s)", up, x1, x2, x1, x2);
+  else im_emit(im, y, "where(%s, %s - %s, %s)", up, r, x2, r);
+}
+
 // Add, Sub, Mul, Div, Mod (arg "%"), Pow: float tensors; integer tensors for
 // Add, Sub and Mul (exact); two integer constants fold into a constant.
 static void node_arith(Importer *im, const Onnx__NodeProto *n, const char *op) {
@@ -231,11 +260,8 @@ static void node_arith(Importer *im, const Onnx__NodeProto *n, const char *op) {
   }
   if (!same_dtypes(im, n, a, b)) return;
   DType dt = operand_dtype(a, b);
-  if (dt == DT_BOOL || (is_int(dt) && (op[0] == '/' || op[0] == '%'))) {
-    im_fail(im, "node '%s' (%s): %s operands; the model language has no exact integer division, so the importer "
-            "divides float tensors only", im_node(n), n->op_type, onnx_dtype_word(dt));
-    return;
-  }
+  if (dt == DT_BOOL) return node_refuse(im, n, "bool operands");
+  if (is_int(dt) && (op[0] == '/' || op[0] == '%')) return int_divide(im, n, a, b, op[0] == '/', fmod_c, d, nd);
   Value *y = im_result(im, n, dt, nd, d);
   if (!y) return;
   const char *x1 = im_operand(im, a), *x2 = im_operand(im, b);
@@ -287,9 +313,6 @@ static void node_logic(Importer *im, const Onnx__NodeProto *n, const char *op) {
   else im_emit(im, y, "where(%s, %s, %s)", a->ident, a->ident, b->ident);
 }
 
-static void node_refuse(Importer *im, const Onnx__NodeProto *n, const char *why) {
-  im_fail(im, "node '%s' (%s): %s", im_node(n), n->op_type, why);
-}
 
 // ---- unary ops: a template of the language, '@' the operand, {name=default}
 // a float attribute, '&' the operand's expm1 (a temporary)
