@@ -234,6 +234,28 @@ static void int_divide(Importer *im, const Onnx__NodeProto *n, Value *a, Value *
   else im_emit(im, y, "where(%s, %s - %s, %s)", up, r, x2, r);
 }
 
+// An integer base to an integer power, exactly (wrapping, as numpy's): by
+// squaring over every bit of the exponent; a negative exponent gives the
+// integer part of x^e (1 for 1, +-1 for -1, else 0). A float exponent is
+// refused: its fractional results would be truncated from float roundings.
+static void int_pow(Importer *im, const Onnx__NodeProto *n, const Value *x, const Value *e, const int64_t *d, int nd) {
+  if (!is_int(e->dtype) || e->kind == V_SCALAR)
+    return node_refuse(im, n, "an integer base with a float exponent (the importer takes integer exponents there)");
+  Value shape = {.ndim = nd};
+  memcpy(shape.dims, d, (size_t)nd * sizeof *d);
+  int bits = e->dtype == DT_I64 ? 63 : 31;
+  const char *sq = x->ident, *r = tmp_let(im, n, &shape, x->dtype, "where(%s %% 2 != 0, %s, 1)", e->ident, sq);
+  for (int k = 1; k < bits && r; k++) {
+    sq = tmp_let(im, n, x, x->dtype, "%s * %s", sq, sq);   // x^(2^k)
+    r = sq ? tmp_let(im, n, &shape, x->dtype, "where((%s // %lld) %% 2 != 0, %s * %s, %s)", e->ident, 1LL << k, r, sq, r)
+           : NULL;
+  }
+  Value *y = r ? im_result(im, n, x->dtype, nd, d) : NULL;
+  if (!y) return;
+  const char *b = x->ident, *p = e->ident;
+  im_emit(im, y, "where(%s < 0, where(%s == 1, 1, where(%s == -1, where(%s %% 2 != 0, -1, 1), 0)), %s)", p, b, b, p, r);
+}
+
 // Add, Sub, Mul, Div, Mod (arg "%"), Pow: float tensors; integer tensors for
 // Add, Sub and Mul (exact); two integer constants fold into a constant.
 static void node_arith(Importer *im, const Onnx__NodeProto *n, const char *op) {
@@ -248,11 +270,9 @@ static void node_arith(Importer *im, const Onnx__NodeProto *n, const char *op) {
     return;
   if (!im_is_tensor(im, n, a) || !im_is_tensor(im, n, b)) return;
   if (pw) {   // the base's type; an integer exponent is exact as a float below 2^24
-    if (a->kind == V_SCALAR || !want_float(im, n, a)) {
-      if (a->kind == V_SCALAR) im_fail(im, "node '%s' (Pow): a constant base; fold it before importing", im_node(n));
-      return;
-    }
-    if (b->dtype == DT_BOOL) return im_fail(im, "node '%s' (Pow): a bool exponent", im_node(n));
+    if (a->kind == V_SCALAR) return node_refuse(im, n, "a constant base; fold it before importing");
+    if (b->dtype == DT_BOOL || a->dtype == DT_BOOL) return node_refuse(im, n, "a bool operand");
+    if (is_int(a->dtype)) return int_pow(im, n, a, b, d, nd);
     Value *y = im_result(im, n, DT_F32, nd, d);
     if (y && is_int(b->dtype)) im_emit(im, y, "pow(%s, cast(%s, f32))", a->ident, b->ident);
     else if (y) im_emit(im, y, "pow(%s, %s)", a->ident, im_operand(im, b));
