@@ -46,16 +46,27 @@ static const char *tmp_let(Importer *im, const Onnx__NodeProto *n, const Value *
 
 static bool is_int(DType d) { return d == DT_I32 || d == DT_I64; }
 
+// A one-number float constant as a tensor of its shape (a `let`), for an op
+// that needs one: fill(v, dims), or a sum of one for rank 0. v itself when it
+// is no such constant; NULL after a message.
+static Value *scalar_tensor(Importer *im, const Onnx__NodeProto *n, Value *v) {
+  (void)n;
+  if (v->kind != V_SCALAR) return v;
+  char dims[512], name[512];
+  onnx_join_ints(dims, sizeof dims, v->dims, v->ndim);
+  snprintf(name, sizeof name, "\x01%.400s_c", v->onnx);
+  Value *t = im_add_value(im, name, V_LET, DT_F32, v->ndim, v->dims);
+  if (v->ndim) im_out(im, "    let %s = fill(%s, %s)   # %s\n", t->ident, num(v->scalar), dims, onnx_shape_str(v->dims, v->ndim));
+  else im_out(im, "    let %s = fill(%s, 1).sum()   # []\n", t->ident, num(v->scalar));
+  return t;
+}
+
 // The tensor operand of a unary node: a float, int or bool tensor (not a
 // one-number constant, which a model would fold).
 static Value *unary_input(Importer *im, const Onnx__NodeProto *n) {
   Value *x = im_input(im, n, 0);
   if (!x || !im_is_tensor(im, n, x)) return NULL;
-  if (x->kind == V_SCALAR) {
-    im_fail(im, "node '%s' (%s) has a constant operand; fold it before importing", im_node(n), n->op_type);
-    return NULL;
-  }
-  return x;
+  return scalar_tensor(im, n, x);
 }
 
 static bool want_float(Importer *im, const Onnx__NodeProto *n, const Value *x) {
@@ -191,10 +202,7 @@ static bool binary_operands(Importer *im, const Onnx__NodeProto *n, Value **a, V
             onnx_shape_str((*a)->dims, (*a)->ndim), onnx_shape_str((*b)->dims, (*b)->ndim));
     return false;
   }
-  if ((*a)->kind == V_SCALAR && (*b)->kind == V_SCALAR) {
-    im_fail(im, "node '%s' (%s) has two constant operands; fold it before importing", im_node(n), n->op_type);
-    return false;
-  }
+  if ((*a)->kind == V_SCALAR && (*b)->kind == V_SCALAR) *a = scalar_tensor(im, n, *a);   // two numbers: one a tensor
   return true;
 }
 
@@ -270,7 +278,7 @@ static void node_arith(Importer *im, const Onnx__NodeProto *n, const char *op) {
     return;
   if (!im_is_tensor(im, n, a) || !im_is_tensor(im, n, b)) return;
   if (pw) {   // the base's type; an integer exponent is exact as a float below 2^24
-    if (a->kind == V_SCALAR) return node_refuse(im, n, "a constant base; fold it before importing");
+    a = scalar_tensor(im, n, a);
     if (b->dtype == DT_BOOL || a->dtype == DT_BOOL) return node_refuse(im, n, "a bool operand");
     if (is_int(a->dtype)) return int_pow(im, n, a, b, d, nd);
     Value *y = im_result(im, n, DT_F32, nd, d);
@@ -629,7 +637,7 @@ static void node_variadic(Importer *im, const Onnx__NodeProto *n, const char *fn
   for (size_t i = 0; i < n->n_input; i++) {
     Value *v = im_input(im, n, i);
     if (!v || !im_is_tensor(im, n, v)) return;
-    if (v->kind == V_SCALAR) return node_refuse(im, n, "a constant operand; fold it before importing");
+    v = scalar_tensor(im, n, v);
     if (i && v->dtype != acc.dtype) return node_refuse(im, n, "operands of different types");
     if (v->dtype == DT_BOOL || (fn[0] == 'm' && fn[1] == 'e' && v->dtype != DT_F32))
       return node_refuse(im, n, "a bool or (for Mean) integer operand");
@@ -774,7 +782,7 @@ static void node_where(Importer *im, const Onnx__NodeProto *n, const char *arg) 
     return;
   }
   if (c->dtype != DT_BOOL) return node_refuse(im, n, "a condition that is not bool");
-  if (a->kind == V_SCALAR && b->kind == V_SCALAR) return node_refuse(im, n, "two constant branches; fold it first");
+  if (a->kind == V_SCALAR && b->kind == V_SCALAR) a = scalar_tensor(im, n, a);
   if (!same_dtypes(im, n, a, b)) return;
   Value *y = im_result(im, n, operand_dtype(a, b), nd, d);
   if (y) im_emit(im, y, "where(%s, %s, %s)", im_operand(im, c), im_operand(im, a), im_operand(im, b));
