@@ -509,9 +509,9 @@ static void node_hyper(Importer *im, const Onnx__NodeProto *n, const char *arg) 
     const char *u = tmp_let(im, n, x, DT_F32, "%s + %s * %s / (1.0 + sqrt(1.0 + %s * %s))", a, a, a, a, a);
     const char *l = u ? log1p_of(im, n, x, u) : NULL;
     r = l ? tmp_let(im, n, x, DT_F32, "where(%s > 1e18, log(%s) + 0.693147181, %s)", a, a, l) : NULL;
-  } else if (!strcmp(arg, "acosh")) {   // log1p(t + sqrt(2t + t^2)), t = x - 1
+  } else if (!strcmp(arg, "acosh")) {   // log1p(t + sqrt(t) sqrt(t + 2)), t = x - 1: NaN below 1
     const char *t = tmp_let(im, n, x, DT_F32, "%s - 1.0", s);
-    const char *u = t ? tmp_let(im, n, x, DT_F32, "%s + sqrt(2.0 * %s + %s * %s)", t, t, t, t) : NULL;
+    const char *u = t ? tmp_let(im, n, x, DT_F32, "%s + sqrt(%s) * sqrt(%s + 2.0)", t, t, t) : NULL;
     const char *l = u ? log1p_of(im, n, x, u) : NULL;
     Value *y = l ? im_result(im, n, DT_F32, x->ndim, x->dims) : NULL;
     if (y) im_emit(im, y, "where(%s > 1e18, log(%s) + 0.693147181, %s)", s, s, l);
