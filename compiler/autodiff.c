@@ -93,7 +93,7 @@ static void backward(AD *ad, Node *y, Node *dy) {
   DType t = y->dtype;
   switch (y->op) {
   case OP_INPUT: case OP_PARAM: case OP_STATE: case OP_CONST: case OP_IOTA: case OP_RANDOM:
-  case OP_FLOOR: case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE:
+  case OP_FLOOR: case OP_IDIV: case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE:
   case OP_ARGMAX:
     return;   // leaves, and ops whose gradient is zero almost everywhere
   case OP_NEG:   // y = -x: dx = -dy

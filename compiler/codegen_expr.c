@@ -315,6 +315,23 @@ V fmax_nan(Cg *c, V a, V b, bool max) {
   return LLVMBuildSelect(c->b, LLVMBuildOr(c->b, a_nan, pick_a, ""), a, b, "");
 }
 
+// Integer floor division, total: a zero divisor gives 0 (NumPy's) and -1
+// gives -a (wrapping), the two divisors for which sdiv traps; the truncated
+// quotient steps down when the remainder's sign differs from the divisor's.
+static V int_floor_div(Cg *c, V a, V b) {
+  LLVMBuilderRef B = c->b;
+  LLVMTypeRef ty = LLVMTypeOf(a);
+  V zero = LLVMConstNull(ty), one = LLVMConstInt(ty, 1, 0), minus1 = LLVMConstAllOnes(ty);
+  V bz = LLVMBuildICmp(B, LLVMIntEQ, b, zero, ""), bm1 = LLVMBuildICmp(B, LLVMIntEQ, b, minus1, "");
+  V d = LLVMBuildSelect(B, LLVMBuildOr(B, bz, bm1, ""), one, b, "");
+  V q = LLVMBuildSDiv(B, a, d, ""), r = LLVMBuildSRem(B, a, d, "");
+  V differ = LLVMBuildICmp(B, LLVMIntSLT, LLVMBuildXor(B, r, d, ""), zero, "");
+  V down = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntNE, r, zero, ""), differ, "");
+  q = LLVMBuildSub(B, q, LLVMBuildZExt(B, down, ty, ""), "");
+  q = LLVMBuildSelect(B, bm1, LLVMBuildNeg(B, a, ""), q, "");
+  return LLVMBuildSelect(B, bz, zero, q, "");
+}
+
 // One elementwise op on computed values; t is the operands' dtype.
 V emit_op(Cg *c, Op op, DType t, DType out, V a, V b, V w) {
   LLVMBuilderRef B = c->b;
@@ -349,6 +366,7 @@ V emit_op(Cg *c, Op op, DType t, DType out, V a, V b, V w) {
   case OP_SUB: return f ? LLVMBuildFSub(B, a, b, "") : LLVMBuildSub(B, a, b, "");
   case OP_MUL: return f ? LLVMBuildFMul(B, a, b, "") : LLVMBuildMul(B, a, b, "");
   case OP_DIV: return LLVMBuildFDiv(B, a, b, "");
+  case OP_IDIV: return f ? intrinsic1(c, "llvm.floor", LLVMBuildFDiv(B, a, b, "")) : int_floor_div(c, a, b);
   case OP_POW: return math_pow(c, a, b);
   case OP_MAX: case OP_MIN:
     if (f) return fmax_nan(c, a, b, op == OP_MAX);

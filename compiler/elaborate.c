@@ -355,8 +355,9 @@ static Val eval_binary(Ctx *x, const Ast *n) {
   Node *ta = as_tensor(e, n->a, a, b.k == V_TENSOR ? b.t : NULL);
   Node *tb = as_tensor(e, n->b, b, ta);
   if (n->op == '@') return v_tensor(g_matmul(e->g, ta, tb, false, false));
-  if (n->op == AOP_FLOORDIV || n->op == '%') {
-    Node *q = g_unary(e->g, OP_FLOOR, g_binary(e->g, OP_DIV, ta, tb));
+  if (n->op == AOP_FLOORDIV || n->op == '%') {   // integers: exact (IDIV); floats: floor(a / b)
+    bool ints = dtype_is_int(ta->dtype) && dtype_is_int(tb->dtype) && ta->dtype != DT_BOOL && tb->dtype != DT_BOOL;
+    Node *q = ints ? g_binary(e->g, OP_IDIV, ta, tb) : g_unary(e->g, OP_FLOOR, g_binary(e->g, OP_DIV, ta, tb));
     if (n->op == AOP_FLOORDIV) return v_tensor(q);
     return v_tensor(g_binary(e->g, OP_SUB, ta, g_binary(e->g, OP_MUL, q, tb)));
   }

@@ -88,6 +88,8 @@ static double f_add(double a, double b) { return a + b; }
 static double f_sub(double a, double b) { return a - b; }
 static double f_mul(double a, double b) { return a * b; }
 static double f_div(double a, double b) { return a / b; }
+// Integer floor division (exact below 2^53 here); 0 for a zero divisor, as NumPy's.
+static double f_idiv(double a, double b) { return b == 0 ? 0 : floor(a / b); }
 // max and min propagate NaN, as NumPy's maximum and minimum do.
 static double f_max(double a, double b) { return a > b || isnan(a) ? a : b; }
 static double f_min(double a, double b) { return a < b || isnan(a) ? a : b; }
@@ -135,6 +137,7 @@ static Fn2 binary_fn(Op op) {
   case OP_SUB: return f_sub;
   case OP_MUL: return f_mul;
   case OP_DIV: return f_div;
+  case OP_IDIV: return f_idiv;
   case OP_POW: return pow;
   case OP_MAX: return f_max;
   case OP_MIN: return f_min;

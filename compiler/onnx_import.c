@@ -48,7 +48,7 @@ void im_out(Importer *im, const char *fmt, ...) {
 
 Value *im_find(Importer *im, const char *name) {
   for (int i = 0; i < im->nvals; i++)
-    if (!strcmp(im->vals[i].onnx, name)) return &im->vals[i];
+    if (!strcmp(im->vals[i]->onnx, name)) return im->vals[i];
   return NULL;
 }
 
@@ -86,7 +86,7 @@ static char *ident_for(Importer *im, const char *onnx) {
     }
   for (int suffix = 2;; suffix++) {
     bool taken = false;
-    for (int i = 0; i < im->nvals && !taken; i++) taken = !strcmp(im->vals[i].ident, s);
+    for (int i = 0; i < im->nvals && !taken; i++) taken = !strcmp(im->vals[i]->ident, s);
     if (!taken) break;
     snprintf(s + k, 16, "_%d", suffix);
   }
@@ -98,8 +98,8 @@ Value *im_add_value(Importer *im, const char *onnx, int kind, DType dt, int ndim
     im->cap = im->cap ? im->cap * 2 : 64;
     im->vals = xrealloc(im->vals, (size_t)im->cap * sizeof *im->vals);
   }
-  Value *v = &im->vals[im->nvals];
-  memset(v, 0, sizeof *v);
+  Value *v = xcalloc(1, sizeof *v);
+  im->vals[im->nvals] = v;
   v->ident = ident_for(im, onnx);
   v->onnx = xstrdup(onnx);
   im->nvals++;
@@ -935,9 +935,10 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
   }
   free(inputs);
   for (int i = 0; i < im.nvals; i++) {
-    free(im.vals[i].onnx);
-    free(im.vals[i].ident);
-    free(im.vals[i].ints);
+    free(im.vals[i]->onnx);
+    free(im.vals[i]->ident);
+    free(im.vals[i]->ints);
+    free(im.vals[i]);
   }
   for (int i = 0; i < im.nknown; i++) {
     free(im.known[i].name);

@@ -42,7 +42,7 @@ typedef struct {
   const char *path;
   FILE *err;
   int64_t opset;
-  Value *vals;
+  Value **vals;          // each allocated once: a Value * stays valid as values are added
   int nvals, cap;
   // the tensors of the safetensors file
   const char **wnames;

@@ -527,7 +527,8 @@ TEST(codegen, dtypes) {
         "output k = i * 3 - j + u.cast(i64) * 200\n"
         "output q = (u * 100).cast(u8) + u\n"
         "output b = (a > 0.0).cast(f32) + (i == 1).cast(i32).cast(f32)\n"
-        "output t = (a * 1000.0).cast(i32) + exp(i) * 0.0", fwd);
+        "output t = (a * 1000.0).cast(i32) + exp(i) * 0.0\n"
+        "output d = i // (j.cast(i32) + 1) + j % 3 + (i - 2) // i", fwd);
 }
 
 TEST(codegen, conv_pool_and_their_gradients) {
@@ -716,4 +717,65 @@ TEST(codegen, fusion_changes_no_bits) {
     snprintf(src, sizeof src, "import \"nn\"\nmodel m {\n%s\n}\n", cases[i].body);
     check_fusion_bits(cases[i].what, src, NULL, 0, (Opts){.int_range = 3, .training = cases[i].training});
   }
+}
+
+// C's floor division and its remainder, with the language's rules for a zero
+// divisor (a // 0 = 0, so a % 0 = a) and wrapping for INT64_MIN // -1.
+static int64_t c_floor_div(int64_t a, int64_t b) {
+  if (b == 0) return 0;
+  if (b == -1) return (int64_t)(0 - (uint64_t)a);
+  int64_t q = a / b;
+  return a % b != 0 && (a % b < 0) != (b < 0) ? q - 1 : q;
+}
+
+// `a // b` and `a % b` of integer tensors are exact (OP_IDIV) on the host
+// kernels, for i64 values beyond 2^53 and the edge divisors 0 and -1.
+TEST(codegen, integer_floor_division_is_exact) {
+  static const int64_t av[] = {7, -7, 7, -7, 0, 5, -5, INT64_MIN, INT64_MIN, INT64_MAX, INT64_MAX, 9007199254740993LL,
+                               -9007199254740993LL, 123456789012345678LL, 3, -3};
+  static const int64_t bv[] = {2, 2, -2, -2, 3, 0, 0, -1, 7, -1, 10, 10, 10, -1000000007LL, 5, 5};
+  enum { N = sizeof av / sizeof *av };
+  const char *src = "model m {\ninput a: i64[16]\ninput b: i64[16]\noutput q = a // b\noutput r = a % b\n}\n";
+  Compilation c;
+  Graph g;
+  case_graph(&c, &g, "idiv", src, NULL, 0, fwd, false);
+  KernelPlan plan;
+  kernel_plan(&g, "", codegen_tile_columns(NULL), FUSION_ALL, &plan);
+  Blob obj;
+  char err[512], so[128];
+  const KernelPlan *plans[1] = {&plan};
+  cr_assert_eq(codegen_host(plans, 1, NULL, &obj, err, sizeof err), 0, "%s", err);
+  snprintf(so, sizeof so, "build/test-idiv-%d.so", (int)getpid());
+  cr_assert_eq(link_shared(&obj, so, err, sizeof err), 0, "%s", err);
+  free(obj.data);
+  void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+  cr_assert_not_null(lib, "%s", dlerror());
+  unlink(so);
+  char **bufs = calloc((size_t)plan.nslots, sizeof *bufs);
+  for (int s = 0; s < plan.nslots; s++) {
+    Node *nd = plan.slot_node[s];
+    bufs[s] = calloc((size_t)shape_numel(&nd->shape) + 1, (size_t)dtype_size(nd->dtype));
+    if (nd->op == OP_INPUT) memcpy(bufs[s], strcmp(nd->name, "a") ? bv : av, sizeof av);
+  }
+  int64_t ctx[3] = {7, 3, 0};
+  for (int k = 0; k < plan.n; k++) {
+    KernelFn f = (KernelFn)(uintptr_t)dlsym(lib, plan.kernels[k].name);
+    cr_assert_not_null(f);
+    f(bufs, 0, plan.kernels[k].count, ctx);
+  }
+  const int64_t *q = (const int64_t *)bufs[plan.slot[g.outputs[0].node->id]];
+  const int64_t *r = (const int64_t *)bufs[plan.slot[g.outputs[1].node->id]];
+  for (int i = 0; i < N; i++) {
+    int64_t wq = c_floor_div(av[i], bv[i]), wr = (int64_t)((uint64_t)av[i] - (uint64_t)wq * (uint64_t)bv[i]);
+    cr_expect_eq(q[i], wq, "%lld // %lld: %lld, expected %lld", (long long)av[i], (long long)bv[i], (long long)q[i],
+                 (long long)wq);
+    cr_expect_eq(r[i], wr, "%lld %% %lld: %lld, expected %lld", (long long)av[i], (long long)bv[i], (long long)r[i],
+                 (long long)wr);
+  }
+  for (int s = 0; s < plan.nslots; s++) free(bufs[s]);
+  free(bufs);
+  dlclose(lib);
+  kernel_plan_free(&plan);
+  graph_free(&g);
+  compilation_free(&c);
 }

@@ -590,6 +590,18 @@ TEST(interp, binary_ops_with_negatives) {
   t_free(&t);
 }
 
+// Integer floor division: toward -inf, 0 for a zero divisor (NumPy's).
+TEST(interp, integer_floor_division) {
+  T t;
+  t_init(&t);
+  Node *a = t_input(&t, DT_I64, S(6), D(7, -7, 7, -7, 5, 0));
+  Node *b = t_input(&t, DT_I64, S(6), D(2, 2, -2, -2, 0, 3));
+  Node *q = g_binary(&t.g, OP_IDIV, a, b);
+  t_run(&t, 0, 0);
+  expect_node(&t, q, S(6), D(3, -4, -4, 3, 0, 0), 0);
+  t_free(&t);
+}
+
 // maximum, minimum, RMAX and ARGMAX treat NaN as the largest value (NumPy).
 TEST(interp, nan_propagates_through_max) {
   T t;
@@ -1468,7 +1480,7 @@ TEST(interp, every_op_is_tested) {
       OP_INPUT, OP_PARAM, OP_STATE, OP_CONST, OP_IOTA, OP_RANDOM, OP_NEG, OP_EXP, OP_LOG,
       OP_SQRT, OP_RSQRT, OP_TANH, OP_SIGMOID, OP_ABS, OP_RELU, OP_SIN, OP_COS, OP_FLOOR, OP_CAST,
       OP_ERF, OP_SOFTPLUS, OP_SILU, OP_STOP_GRADIENT,
-      OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MAX, OP_MIN, OP_LT, OP_LE, OP_GT, OP_GE,
+      OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_IDIV, OP_MAX, OP_MIN, OP_LT, OP_LE, OP_GT, OP_GE,
       OP_EQ, OP_NE, OP_WHERE, OP_SUM, OP_RMAX, OP_ARGMAX, OP_MATMUL, OP_CONV2D, OP_CONV2D_DX,
       OP_CONV2D_DW, OP_IM2COL, OP_COL2IM, OP_POOL_MAX, OP_POOL_AVG, OP_POOL_MAX_DX, OP_POOL_AVG_DX, OP_RESHAPE,
       OP_PERMUTE, OP_BROADCAST, OP_SLICE, OP_PAD, OP_CONCAT, OP_GATHER, OP_SCATTER_ADD, OP_LABEL,
