@@ -59,6 +59,7 @@ static const char *const reserved[] = {
     "exp", "log", "sqrt", "abs", "softmax", "log_softmax", "reshape", "permute", "conv", "pool_max", "pool_avg",
     "concat", "sum", "mean", "gather", "erf", "pow", "where", "cast", "zeros", "buffer", "break",
     "while", "assert",
+    "maximum", "minimum", "iota", "fill", "stack", "broadcast", "floor",
 };
 
 // A name of the model file for an ONNX name: letters, digits and '_', not
@@ -253,6 +254,36 @@ void im_add_constant(Importer *im, const char *name, const Onnx__TensorProto *t,
   im->wshapes[im->nw] = shape_of(v->ndim, v->dims);
   im->wdata[im->nw++] = f;
   im_out(im, "    param %s: f32%s = zeros   # '%s'\n", v->ident, onnx_shape_str(v->dims, v->ndim), name);
+}
+
+Value *im_add_param(Importer *im, const char *name, int ndim, const int64_t *dims, float *data) {
+  Value *v = im_add_value(im, name, V_PARAM, DT_F32, ndim, dims);
+  im->wnames = xrealloc(im->wnames, (size_t)(im->nw + 1) * sizeof *im->wnames);
+  im->wdtypes = xrealloc(im->wdtypes, (size_t)(im->nw + 1) * sizeof *im->wdtypes);
+  im->wshapes = xrealloc(im->wshapes, (size_t)(im->nw + 1) * sizeof *im->wshapes);
+  im->wdata = xrealloc(im->wdata, (size_t)(im->nw + 1) * sizeof *im->wdata);
+  im->wnames[im->nw] = v->ident;
+  im->wdtypes[im->nw] = DT_F32;
+  im->wshapes[im->nw] = shape_of(v->ndim, v->dims);
+  im->wdata[im->nw++] = data;
+  im_out(im, "    param %s: f32%s = zeros\n", v->ident, onnx_shape_str(v->dims, v->ndim));
+  return v;
+}
+
+const float *im_param_data(Importer *im, const Value *v, int64_t *count) {
+  static float one;
+  if (v->kind == V_SCALAR) {
+    one = (float)v->scalar;
+    *count = 1;
+    return &one;
+  }
+  if (v->kind != V_PARAM) return NULL;
+  for (int i = 0; i < im->nw; i++)
+    if (im->wnames[i] == v->ident) {
+      *count = onnx_numel(v->dims, v->ndim);
+      return im->wdata[i];
+    }
+  return NULL;
 }
 
 // ---- attributes
@@ -494,7 +525,8 @@ static void node_constant(Importer *im, const Onnx__NodeProto *n, const char *ar
 
 // Every unsupported op type, with its nodes, in one message; false when there is one.
 static const OnnxOp core_ops[] = {{"Constant", node_constant, NULL}, {NULL, NULL, NULL}};
-static const OnnxOp *const op_tables[] = {core_ops, onnx_math_ops, onnx_shape_ops, onnx_nn_ops, onnx_reduce_ops};
+static const OnnxOp *const op_tables[] = {core_ops,     onnx_math_ops,   onnx_shape_ops,
+                                          onnx_nn_ops,  onnx_reduce_ops, onnx_image_ops};
 
 // The row that translates n's op type, or NULL: the default domain only.
 static const OnnxOp *op_of(const Onnx__NodeProto *n) {

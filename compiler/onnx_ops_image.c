@@ -1,0 +1,485 @@
+// onnx_ops_image.c: the ONNX ops that resample images: Resize, Upsample,
+// GridSample and AffineGrid.
+//
+// Resize's shapes, scales and roi are constants, so the source positions and
+// weights of every output coordinate are known here: each resized axis is a
+// gather of rows by constant indices and a sum weighted by constant weights,
+// both computed in double precision as ONNX's reference does
+// (onnx/reference/ops/op_resize.py) and stored as params.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx_importer.h"
+
+// A string attribute's value, or dflt when absent.
+static const char *attr_s(const Onnx__NodeProto *n, const char *name, const char *dflt, char *buf, size_t cap) {
+  const Onnx__AttributeProto *a = onnx_attr(n, name);
+  if (!a || !a->has_s) return dflt;
+  snprintf(buf, cap, "%.*s", (int)a->s.len, (const char *)a->s.data);
+  return buf;
+}
+
+static bool is(const char *a, const char *b) { return !strcmp(a, b); }
+
+// ---- Resize: the plan of one axis
+
+enum { M_NEAREST, M_LINEAR, M_CUBIC };
+enum { NM_ROUND_FLOOR, NM_ROUND_CEIL, NM_FLOOR, NM_CEIL };
+
+typedef struct {
+  int mode, nearest, taps;
+  char ctm[64];          // coordinate_transformation_mode
+  double cubic_a;
+  bool exclude_outside, antialias;
+  double extrapolation;
+} ResizeAttrs;
+
+typedef struct {
+  int64_t in, out;
+  int taps;
+  int64_t *idx;          // [out, taps], clamped into [0, in)
+  double *w;             // [out, taps]
+  bool *extrap;          // [out]: the output is extrapolation_value (tf_crop_and_resize)
+} AxisPlan;
+
+// The weights of ratio in (0, 1] (the reference's get_coeffs) into c; how many.
+static int coeffs(const ResizeAttrs *a, double ratio, double scale, double *c) {
+  double A = a->cubic_a;
+  if (a->mode == M_NEAREST) {
+    bool up = ratio == floor(ratio);
+    bool right = a->nearest == NM_ROUND_FLOOR ? ratio > 0.5
+                 : a->nearest == NM_ROUND_CEIL ? ratio >= 0.5
+                 : a->nearest == NM_CEIL;
+    if (up) right = true;
+    c[0] = !right, c[1] = right;
+    return 2;
+  }
+  if (!a->antialias) {
+    if (a->mode == M_LINEAR) {
+      c[0] = 1 - ratio, c[1] = ratio;
+      return 2;
+    }
+    double r1 = ratio + 1, q = 1 - ratio, q1 = q + 1;
+    c[0] = ((A * r1 - 5 * A) * r1 + 8 * A) * r1 - 4 * A;
+    c[1] = ((A + 2) * ratio - (A + 3)) * ratio * ratio + 1;
+    c[2] = ((A + 2) * q - (A + 3)) * q * q + 1;
+    c[3] = ((A * q1 - 5 * A) * q1 + 8 * A) * q1 - 4 * A;
+    return 4;
+  }
+  // antialias: the kernel stretched by 1 / scale when downsampling, normalized
+  double s = scale < 1 ? scale : 1, sum = 0;
+  int k = 0;
+  if (a->mode == M_LINEAR) {
+    int start = (int)floor(-1 / s) + 1, foot = 2 - 2 * start;
+    for (int i = start; i < start + foot; i++) {
+      double v = 1 - fabs((i - ratio) * s);
+      c[k++] = v < 0 ? 0 : v > 1 ? 1 : v;
+    }
+  } else {
+    int start = (int)floor(-2 / s) + 1, end = 2 - start;
+    for (int i = start; i < end; i++) {
+      double x = fabs(s * (i - ratio)), x2 = x * x, x3 = x2 * x;
+      c[k++] = x <= 1 ? (A + 2) * x3 - (A + 3) * x2 + 1 : x < 2 ? A * x3 - 5 * A * x2 + 8 * A * x - 4 * A : 0;
+    }
+  }
+  for (int i = 0; i < k; i++) sum += c[i];
+  for (int i = 0; i < k; i++) c[i] /= sum;
+  return k;
+}
+
+// The source coordinate of output y (the reference's _compute_x_ori).
+static double source_x(const ResizeAttrs *a, double y, double scale, int64_t in, int64_t out, const double *roi,
+                       bool *extrap) {
+  double ow = scale * (double)in, x;
+  *extrap = false;
+  if (is(a->ctm, "align_corners")) x = ow == 1 ? 0 : y * (double)(in - 1) / (ow - 1);
+  else if (is(a->ctm, "asymmetric")) x = y / scale;
+  else if (is(a->ctm, "tf_crop_and_resize")) {
+    x = ow == 1 ? (roi[1] - roi[0]) * (double)(in - 1) / 2 : y * (roi[1] - roi[0]) * (double)(in - 1) / (ow - 1);
+    x = x + roi[0] * (double)(in - 1);
+    *extrap = x < 0 || x > (double)(in - 1);
+  } else if (is(a->ctm, "pytorch_half_pixel")) x = ow == 1 ? -0.5 : (y + 0.5) / scale - 0.5;
+  else if (is(a->ctm, "half_pixel")) x = (y + 0.5) / scale - 0.5;
+  else {   // half_pixel_symmetric
+    double adjustment = (double)out / ow, center = (double)in / 2, offset = center * (1 - adjustment);
+    x = offset + (y + 0.5) / scale - 0.5;
+  }
+  return x;
+}
+
+// Every output coordinate's source rows and weights along one axis.
+static void axis_plan(const ResizeAttrs *a, int64_t in, int64_t out, double scale, const double *roi, AxisPlan *p) {
+  double c[64];
+  p->in = in, p->out = out;
+  p->taps = coeffs(a, 0.5, scale, c);
+  p->idx = xmalloc((size_t)(out * p->taps) * sizeof *p->idx);
+  p->w = xmalloc((size_t)(out * p->taps) * sizeof *p->w);
+  p->extrap = xmalloc((size_t)(out ? out : 1) * sizeof *p->extrap);
+  int n = p->taps, pad = (n + 1) / 2;
+  for (int64_t y = 0; y < out; y++) {
+    double x = source_x(a, (double)y, scale, in, out, roi, &p->extrap[y]);
+    double fx = floor(x);
+    double ratio = x == fx ? 1 : x - fx;
+    coeffs(a, ratio, scale, c);
+    // the n indices nearest x, ties to the smaller (the reference's _get_neighbor)
+    double xp = x + pad, pp = floor(xp), frac = xp - pp;
+    int64_t off = n % 2 == 0 ? (frac == 0 ? -(n / 2) : -(n / 2) + 1) : (frac <= 0.5 ? -((n - 1) / 2) : -((n - 1) / 2) + 1);
+    int64_t start = (int64_t)pp + off - pad;
+    double sum = 0;
+    for (int j = 0; j < n; j++) {
+      int64_t i = start + j;
+      if (a->exclude_outside && (i < 0 || i >= in)) c[j] = 0;
+      sum += c[j];
+    }
+    for (int j = 0; j < n; j++) {
+      int64_t i = start + j;
+      p->idx[y * n + j] = i < 0 ? 0 : i >= in ? in - 1 : i;
+      p->w[y * n + j] = p->extrap[y] ? 0 : a->exclude_outside ? c[j] / (sum == 0 ? 1 : sum) : c[j];
+    }
+  }
+}
+
+static void plan_free(AxisPlan *p) {
+  free(p->idx);
+  free(p->w);
+  free(p->extrap);
+}
+
+// A nearest plan that picks one row per output (weight 1, the others 0, no
+// extrapolation) is a gather alone: into its first column.
+static bool plan_is_gather(AxisPlan *p) {
+  for (int64_t y = 0; y < p->out; y++) {
+    if (p->extrap[y]) return false;
+    int pick = -1;
+    for (int j = 0; j < p->taps; j++) {
+      double w = p->w[y * p->taps + j];
+      if (w == 1 && pick < 0) pick = j;
+      else if (w != 0) return false;
+    }
+    if (pick < 0) return false;
+    p->idx[y] = p->idx[y * p->taps + pick];
+  }
+  p->taps = 1;
+  return true;
+}
+
+// A param of n values from doubles, named after the node's output.
+static Value *const_param(Importer *im, const Onnx__NodeProto *n, const char *what, int axis, int nd,
+                          const int64_t *dims, const double *v, const bool *only) {
+  int64_t count = onnx_numel(dims, nd);
+  float *f = xmalloc((size_t)(count ? count : 1) * sizeof *f);
+  for (int64_t i = 0; i < count; i++) f[i] = only ? (only[i] ? (float)v[0] : 0.0f) : (float)v[i];
+  char name[512];
+  snprintf(name, sizeof name, "%s.%s%d", n->output[0], what, axis);
+  return im_add_param(im, name, nd, dims, f);
+}
+
+// x resized along axis by plan p: into y when y is given (the node's result),
+// else a new value.
+static Value *resize_axis(Importer *im, const Onnx__NodeProto *n, const Value *x, int axis, AxisPlan *p,
+                          const ResizeAttrs *a, Value *y) {
+  int r = x->ndim;
+  int64_t rest = onnx_numel(x->dims, r) / x->dims[axis];
+  char perm[256] = "", inv[256] = "", od[512] = "", name[512];
+  int64_t pd[MAX_DIMS], ip[MAX_DIMS], outd[MAX_DIMS];
+  pd[0] = axis;
+  for (int i = 0, k = 1; i < r; i++)
+    if (i != axis) pd[k++] = i;
+  for (int i = 0; i < r; i++) ip[pd[i]] = i;
+  for (int i = 0; i < r; i++) outd[i] = i == 0 ? p->out : x->dims[pd[i]];
+  onnx_join_ints(perm, sizeof perm, pd, r);
+  onnx_join_ints(inv, sizeof inv, ip, r);
+  onnx_join_ints(od, sizeof od, outd, r);
+  bool gather_only = a->mode == M_NEAREST && plan_is_gather(p);
+  int64_t idims[2] = {p->out, p->taps};
+  double *fi = xmalloc((size_t)(p->out * p->taps + 1) * sizeof *fi);
+  for (int64_t i = 0; i < p->out * p->taps; i++) fi[i] = (double)p->idx[i];
+  Value *ids = const_param(im, n, "rows", axis, gather_only ? 1 : 2, idims, fi, NULL);
+  free(fi);
+  char src[1024];
+  if (axis == 0) snprintf(src, sizeof src, "reshape(%s, %lld, %lld)", x->ident, (long long)p->in, (long long)rest);
+  else snprintf(src, sizeof src, "reshape(permute(%s, %s), %lld, %lld)", x->ident, perm, (long long)p->in, (long long)rest);
+  int64_t sd[2] = {p->out, rest};
+  snprintf(name, sizeof name, "%s.resized%d", n->output[0], axis);
+  Value *s = im_add_value(im, name, V_LET, x->dtype, 2, sd);
+  if (gather_only) {
+    im_emit(im, s, "gather(%s, cast(%s, i32))", src, ids->ident);
+  } else {
+    int64_t wd[3] = {p->out, p->taps, 1}, bd[2] = {p->out, 1};
+    Value *w = const_param(im, n, "weights", axis, 3, wd, p->w, NULL);
+    bool any = false;
+    for (int64_t i = 0; i < p->out; i++) any |= p->extrap[i];
+    char bias[600] = "";
+    if (any) {
+      Value *b = const_param(im, n, "outside", axis, 2, bd, &a->extrapolation, p->extrap);
+      snprintf(bias, sizeof bias, " + %s", b->ident);
+    }
+    im_emit(im, s, "sum(gather(%s, cast(%s, i32)) * %s, axis = 1)%s", src, ids->ident, w->ident, bias);
+  }
+  int64_t yd[MAX_DIMS];
+  memcpy(yd, x->dims, sizeof yd);
+  yd[axis] = p->out;
+  if (!y) {
+    snprintf(name, sizeof name, "%s.axis%d", n->output[0], axis);
+    y = im_add_value(im, name, V_LET, x->dtype, r, yd);
+  }
+  if (axis == 0) im_emit(im, y, "reshape(%s, %s)", s->ident, od);
+  else im_emit(im, y, "permute(reshape(%s, %s), %s)", s->ident, od, inv);
+  return y;
+}
+
+// The float values of an optional constant input (scales, roi) into v (at
+// most max); -1 when absent or empty, -2 with a message.
+static int float_input(Importer *im, const Onnx__NodeProto *n, size_t i, const char *what, double *v, int max) {
+  if (i >= n->n_input || !n->input[i][0]) return -1;
+  Value *c = im_input(im, n, i);
+  if (!c) return -2;
+  int64_t count;
+  const float *f = im_param_data(im, c, &count);
+  if (!f) {
+    im_fail(im, "node '%s' (%s): its %s '%s' must be a float constant (an initializer or a Constant node)", im_node(n),
+            n->op_type, what, c->onnx);
+    return -2;
+  }
+  if (count == 0) return -1;
+  if (count > max) {
+    im_fail(im, "node '%s' (%s): its %s has %lld values (at most %d)", im_node(n), n->op_type, what, (long long)count, max);
+    return -2;
+  }
+  for (int64_t k = 0; k < count; k++) v[k] = f[k];
+  return (int)count;
+}
+
+// The attributes of Resize (opset 11 on); false with a message.
+static bool resize_attrs(Importer *im, const Onnx__NodeProto *n, ResizeAttrs *a) {
+  char b1[64], b2[64], b3[64];
+  const char *mode = attr_s(n, "mode", "nearest", b1, sizeof b1);
+  snprintf(a->ctm, sizeof a->ctm, "%s", attr_s(n, "coordinate_transformation_mode", "half_pixel", b2, sizeof b2));
+  const char *nm = attr_s(n, "nearest_mode", "round_prefer_floor", b3, sizeof b3);
+  a->mode = is(mode, "nearest") ? M_NEAREST : is(mode, "linear") ? M_LINEAR : is(mode, "cubic") ? M_CUBIC : -1;
+  a->nearest = is(nm, "round_prefer_floor") ? NM_ROUND_FLOOR : is(nm, "round_prefer_ceil") ? NM_ROUND_CEIL
+               : is(nm, "floor") ? NM_FLOOR : is(nm, "ceil") ? NM_CEIL : -1;
+  a->cubic_a = onnx_attr_f(n, "cubic_coeff_a", -0.75);
+  a->exclude_outside = onnx_attr_i(n, "exclude_outside", 0) != 0;
+  a->antialias = onnx_attr_i(n, "antialias", 0) != 0;
+  a->extrapolation = onnx_attr_f(n, "extrapolation_value", 0.0);
+  static const char *const ctms[] = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
+                                     "tf_crop_and_resize", "half_pixel_symmetric"};
+  bool ctm_ok = false;
+  for (size_t i = 0; i < sizeof ctms / sizeof *ctms; i++) ctm_ok |= is(a->ctm, ctms[i]);
+  if (is(a->ctm, "half_pixel_symmetric") && im->opset < 19) ctm_ok = false;
+  const char *bad = a->mode < 0 ? "mode" : a->nearest < 0 ? "nearest_mode" : !ctm_ok ? "coordinate_transformation_mode" : NULL;
+  if (bad) {
+    im_fail(im, "node '%s' (Resize): %s '%s' is not supported (opset %lld)", im_node(n), bad,
+            a->mode < 0 ? mode : a->nearest < 0 ? nm : a->ctm, (long long)im->opset);
+    return false;
+  }
+  if (a->antialias && a->mode == M_NEAREST) {
+    im_fail(im, "node '%s' (Resize): antialias applies to linear and cubic modes, not nearest", im_node(n));
+    return false;
+  }
+  return true;
+}
+
+// The output size and scale of every axis; false with a message.
+static bool resize_sizes(Importer *im, const Onnx__NodeProto *n, const Value *x, int sizes_at, int scales_at,
+                         int64_t *out, double *scale) {
+  int r = x->ndim;
+  int64_t ax[MAX_DIMS];
+  int nax = onnx_attr_ints(n, "axes", ax, MAX_DIMS);
+  if (nax < 0) {
+    nax = r;
+    for (int i = 0; i < r; i++) ax[i] = i;
+  }
+  for (int i = 0; i < nax; i++) {
+    ax[i] = im_axis(im, n, ax[i], r);
+    for (int j = 0; j < i; j++)
+      if (ax[j] == ax[i]) return im_fail(im, "node '%s' (Resize): axis %lld twice in axes", im_node(n), (long long)ax[i]), false;
+  }
+  if (im->failed) return false;
+  for (int i = 0; i < r; i++) out[i] = x->dims[i], scale[i] = 1;
+  double sc[MAX_DIMS];
+  int ns = scales_at >= 0 ? float_input(im, n, (size_t)scales_at, "scales", sc, MAX_DIMS) : -1;
+  if (ns == -2) return false;
+  if (ns >= 0) {
+    if (ns != nax)
+      return im_fail(im, "node '%s' (Resize): %d scales for %d axes", im_node(n), ns, nax), false;
+    for (int i = 0; i < nax; i++) {
+      if (!(sc[i] > 0)) return im_fail(im, "node '%s' (Resize): scale %g", im_node(n), sc[i]), false;
+      scale[ax[i]] = sc[i];
+      out[ax[i]] = (int64_t)(sc[i] * (double)x->dims[ax[i]]);
+    }
+    return true;
+  }
+  if (sizes_at < 0 || (size_t)sizes_at >= n->n_input || !n->input[sizes_at][0])
+    return im_fail(im, "node '%s' (Resize) has neither scales nor sizes", im_node(n)), false;
+  const Value *s = im_ints_input(im, n, (size_t)sizes_at, "sizes");
+  if (!s) return false;
+  if (s->nints != nax) return im_fail(im, "node '%s' (Resize): %d sizes for %d axes", im_node(n), s->nints, nax), false;
+  for (int i = 0; i < nax; i++) {
+    if (s->ints[i] < 1) return im_fail(im, "node '%s' (Resize): size %lld", im_node(n), (long long)s->ints[i]), false;
+    out[ax[i]] = s->ints[i];
+    scale[ax[i]] = (double)s->ints[i] / (double)x->dims[ax[i]];
+  }
+  char buf[64];
+  const char *policy = attr_s(n, "keep_aspect_ratio_policy", "stretch", buf, sizeof buf);
+  if (is(policy, "stretch")) return true;
+  if (!is(policy, "not_larger") && !is(policy, "not_smaller"))
+    return im_fail(im, "node '%s' (Resize): keep_aspect_ratio_policy '%s'", im_node(n), policy), false;
+  double k = scale[ax[0]];
+  for (int i = 1; i < nax; i++)
+    k = is(policy, "not_larger") ? fmin(k, scale[ax[i]]) : fmax(k, scale[ax[i]]);
+  for (int i = 0; i < nax; i++) {
+    scale[ax[i]] = k;
+    out[ax[i]] = (int64_t)(k * (double)x->dims[ax[i]] + 0.5);
+  }
+  return true;
+}
+
+// x resized to out with the given scales (roi: starts then ends, one per
+// axis, or NULL), the result being the node's output.
+static void resize_emit(Importer *im, const Onnx__NodeProto *n, Value *x, const ResizeAttrs *a, const int64_t *out,
+                        const double *scale, const double *roi) {
+  int r = x->ndim, last = -1;
+  bool skip[MAX_DIMS];
+  for (int i = 0; i < r; i++) {
+    // the reference's identity test: the scale close to 1, the size and roi unchanged
+    skip[i] = fabs(scale[i] - 1) <= 1e-9 * fmax(1, fabs(scale[i])) && out[i] == x->dims[i] &&
+              (!roi || (fabs(roi[i]) <= 0 && fabs(roi[i + r] - 1) <= 1e-9));
+    if (!skip[i]) last = i;
+    if (out[i] < 1) {
+      im_fail(im, "node '%s' (Resize): the output would be %s", im_node(n), onnx_shape_str(out, r));
+      return;
+    }
+  }
+  if (x->dtype != DT_F32 && a->mode != M_NEAREST) {
+    im_fail(im, "node '%s' (Resize): %s input with mode linear or cubic; the importer interpolates float tensors",
+            im_node(n), onnx_dtype_word(x->dtype));
+    return;
+  }
+  for (int i = 0; i < r; i++)
+    if (!skip[i] && x->dims[i] >= (1 << 24)) {
+      im_fail(im, "node '%s' (Resize): axis %d has %lld rows (at most 2^24)", im_node(n), i, (long long)x->dims[i]);
+      return;
+    }
+  Value *y = im_result(im, n, x->dtype, r, out);
+  if (!y) return;
+  if (last < 0) {
+    im_emit(im, y, "%s", x->ident);
+    return;
+  }
+  const Value *cur = x;
+  for (int i = 0; i < r && !im->failed; i++) {
+    if (skip[i]) continue;
+    double rr[2] = {roi ? roi[i] : 0, roi ? roi[i + r] : 1};
+    AxisPlan p;
+    axis_plan(a, cur->dims[i], out[i], scale[i], rr, &p);
+    cur = resize_axis(im, n, cur, i, &p, a, i == last ? y : NULL);
+    plan_free(&p);
+  }
+}
+
+static void node_resize(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = im_input(im, n, 0);
+  if (!x || !im_is_tensor(im, n, x)) return;
+  if (x->ndim < 1 || x->kind == V_SCALAR) {
+    im_fail(im, "node '%s' (Resize): a scalar input", im_node(n));
+    return;
+  }
+  int r = x->ndim;
+  int64_t out[MAX_DIMS];
+  double scale[MAX_DIMS];
+  ResizeAttrs a;
+  if (im->opset < 11) {   // opset 10: scales only, as Upsample
+    if (!resize_sizes(im, n, x, -1, 1, out, scale)) return;
+    a = (ResizeAttrs){.mode = -1};
+    char b[64];
+    const char *mode = attr_s(n, "mode", "nearest", b, sizeof b);
+    for (int i = 0; i < r; i++)
+      if (is(mode, "nearest") && scale[i] != floor(scale[i])) mode = "nearest with a scale that is not an integer";
+    if (!is(mode, "nearest")) {
+      im_fail(im, "node '%s' (Resize): opset %lld mode %s; the importer takes nearest with integer scales before opset 11",
+              im_node(n), (long long)im->opset, mode);
+      return;
+    }
+    a = (ResizeAttrs){.mode = M_NEAREST, .nearest = NM_FLOOR, .ctm = "asymmetric"};
+    resize_emit(im, n, x, &a, out, scale, NULL);
+    return;
+  }
+  if (!resize_attrs(im, n, &a) || !resize_sizes(im, n, x, 3, 2, out, scale)) return;
+  if (a.mode == M_CUBIC || a.antialias) {
+    for (int i = 0; i < r; i++)   // the antialias kernel grows as 1 / scale
+      if (a.antialias && scale[i] < 1.0 / 30) {
+        im_fail(im, "node '%s' (Resize): antialias with scale %g (at least 1/30)", im_node(n), scale[i]);
+        return;
+      }
+  }
+  double roi[2 * MAX_DIMS];
+  bool crop = is(a.ctm, "tf_crop_and_resize");
+  if (crop) {
+    int64_t ax[MAX_DIMS];
+    int nax = onnx_attr_ints(n, "axes", ax, MAX_DIMS);
+    double given[2 * MAX_DIMS];
+    int nr = float_input(im, n, 1, "roi", given, 2 * MAX_DIMS);
+    if (nr == -2) return;
+    if (nax < 0) {
+      nax = r;
+      for (int i = 0; i < r; i++) ax[i] = i;
+    }
+    if (nr != 2 * nax) {
+      im_fail(im, "node '%s' (Resize): tf_crop_and_resize needs a roi of %d values", im_node(n), 2 * nax);
+      return;
+    }
+    for (int i = 0; i < r; i++) roi[i] = 0, roi[i + r] = 1;
+    for (int i = 0; i < nax; i++) {
+      int d = im_axis(im, n, ax[i], r);
+      roi[d] = given[i], roi[d + r] = given[nax + i];
+    }
+  }
+  resize_emit(im, n, x, &a, out, scale, crop ? roi : NULL);
+}
+
+// Upsample (opset 7: scales attribute; 9: scales input): nearest with integer
+// scales, each output taking its source's row floor(y / scale).
+static void node_upsample(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = im_input(im, n, 0);
+  if (!x || !im_is_tensor(im, n, x)) return;
+  int r = x->ndim;
+  double sc[MAX_DIMS];
+  int ns;
+  if (im->opset < 9) {
+    const Onnx__AttributeProto *s = onnx_attr(n, "scales");
+    ns = s ? (int)s->n_floats : -1;
+    for (int i = 0; i < ns && i < MAX_DIMS; i++) sc[i] = s->floats[i];
+  } else {
+    ns = float_input(im, n, 1, "scales", sc, MAX_DIMS);
+    if (ns == -2) return;
+  }
+  if (ns != r) {
+    im_fail(im, "node '%s' (Upsample) needs %d scales, one per axis of %s", im_node(n), r, onnx_shape_str(x->dims, r));
+    return;
+  }
+  char b[64];
+  const char *mode = attr_s(n, "mode", "nearest", b, sizeof b);
+  int64_t out[MAX_DIMS];
+  for (int i = 0; i < r; i++) {
+    if (!is(mode, "nearest") || sc[i] != floor(sc[i]) || sc[i] < 1) {
+      im_fail(im, "node '%s' (Upsample): mode %s with scale %g; the importer takes nearest with integer scales", im_node(n),
+              mode, sc[i]);
+      return;
+    }
+    out[i] = (int64_t)sc[i] * x->dims[i];
+  }
+  ResizeAttrs a = {.mode = M_NEAREST, .nearest = NM_FLOOR, .ctm = "asymmetric"};
+  resize_emit(im, n, x, &a, out, sc, NULL);
+}
+
+const OnnxOp onnx_image_ops[] = {
+    {"Resize", node_resize, NULL},
+    {"Upsample", node_upsample, NULL},
+    {NULL, NULL, NULL},
+};
