@@ -7,6 +7,7 @@
 // both computed in double precision as ONNX's reference does
 // (onnx/reference/ops/op_resize.py) and stored as params.
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -478,8 +479,233 @@ static void node_upsample(Importer *im, const Onnx__NodeProto *n, const char *ar
   resize_emit(im, n, x, &a, out, sc, NULL);
 }
 
+// ---- GridSample: the grid is data, so its taps are computed by the model
+
+// A number for the model file, in parentheses when negative.
+static const char *num(double v) {
+  static char buf[8][48];
+  static int which;
+  char *b = buf[which++ & 7];
+  snprintf(b, 48, v < 0 ? "(%.17g" : "%.17g", v);
+  if (!strpbrk(b, ".en")) strcat(b, ".0");
+  if (v < 0) strcat(b, ")");
+  return b;
+}
+
+// `let` of a temporary named after the node's output; its name.
+static const char *gs_let(Importer *im, const Onnx__NodeProto *n, const char *what, int nd, const int64_t *dims,
+                          const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static const char *gs_let(Importer *im, const Onnx__NodeProto *n, const char *what, int nd, const int64_t *dims,
+                          const char *fmt, ...) {
+  char expr[4096], name[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(expr, sizeof expr, fmt, ap);
+  va_end(ap);
+  snprintf(name, sizeof name, "%s.%s", n->output[0], what);
+  Value *v = im_add_value(im, name, V_LET, DT_F32, nd, dims);
+  im_emit(im, v, "%s", expr);
+  return v->ident;
+}
+
+typedef struct {
+  int mode;              // M_NEAREST, M_LINEAR, M_CUBIC
+  int pad;               // 0 zeros, 1 border, 2 reflection
+  bool align;
+} GridAttrs;
+
+// x reflected into [lo, hi] as the reference's _gs_reflect: by the nearer
+// border, as many times as it takes.
+static const char *gs_reflect(Importer *im, const Onnx__NodeProto *n, const char *what, const int64_t *np,
+                              const char *x, double lo, double hi) {
+  char nm[64];
+  double rng = hi - lo;
+  snprintf(nm, sizeof nm, "%s_dlo", what);
+  const char *dlo = gs_let(im, n, nm, 2, np, "%s - %s", num(lo), x);
+  snprintf(nm, sizeof nm, "%s_dhi", what);
+  const char *dhi = gs_let(im, n, nm, 2, np, "%s - %s", x, num(hi));
+  snprintf(nm, sizeof nm, "%s_klo", what);
+  const char *klo = gs_let(im, n, nm, 2, np, "%s // %s", dlo, num(rng));
+  snprintf(nm, sizeof nm, "%s_khi", what);
+  const char *khi = gs_let(im, n, nm, 2, np, "%s // %s", dhi, num(rng));
+  snprintf(nm, sizeof nm, "%s_rlo", what);
+  const char *rlo = gs_let(im, n, nm, 2, np, "%s - %s * %s", dlo, klo, num(rng));
+  snprintf(nm, sizeof nm, "%s_rhi", what);
+  const char *rhi = gs_let(im, n, nm, 2, np, "%s - %s * %s", dhi, khi, num(rng));
+  snprintf(nm, sizeof nm, "%s_refl", what);
+  char lo_s[48], hi_s[48];
+  snprintf(lo_s, sizeof lo_s, "%s", num(lo));
+  snprintf(hi_s, sizeof hi_s, "%s", num(hi));
+  return gs_let(im, n, nm, 2, np,
+                "where(%s < %s, where(%s %% 2.0 == 0.0, %s + %s, %s - %s), where(%s > %s, where(%s %% 2.0 == 0.0, %s - %s, "
+                "%s + %s), %s))",
+                x, lo_s, klo, lo_s, rlo, hi_s, rlo, x, hi_s, khi, hi_s, rhi, lo_s, rhi, x);
+}
+
+// The taps of spatial axis i (size d) from its grid coordinates g: each
+// tap's row (clamped into [0, d)) and weight (0 outside with zeros padding)
+// into idx and w; how many.
+static int gs_axis_taps(Importer *im, const Onnx__NodeProto *n, const GridAttrs *a, int i, int64_t d, const char *g,
+                        const int64_t *np, const char **idx, const char **w) {
+  char nm[64];
+  double lo = a->align ? 0 : -0.5, hi = a->align ? (double)d - 1 : (double)d - 0.5;
+  snprintf(nm, sizeof nm, "gs_x%d", i);
+  const char *x = a->align ? gs_let(im, n, nm, 2, np, "(%s + 1.0) / 2.0 * %s", g, num((double)(d - 1)))
+                           : gs_let(im, n, nm, 2, np, "((%s + 1.0) * %s - 1.0) / 2.0", g, num((double)d));
+  if (a->mode == M_NEAREST) {   // rint: halves to even
+    snprintf(nm, sizeof nm, "gs_f%d", i);
+    const char *f = gs_let(im, n, nm, 2, np, "%s // 1.0", x);
+    snprintf(nm, sizeof nm, "gs_r%d", i);
+    x = gs_let(im, n, nm, 2, np, "%s + where(%s - %s > 0.5, 1.0, where(%s - %s == 0.5, %s %% 2.0, 0.0))", f, x, f, x, f, f);
+  }
+  snprintf(nm, sizeof nm, "gs_p%d", i);
+  if (a->pad == 1)
+    x = gs_let(im, n, nm, 2, np, "where(%s < %s, 0.0, where(%s > %s, %s, %s))", x, num(lo), x, num(hi),
+               num((double)(d - 1)), x);
+  else if (a->pad == 2) x = gs_reflect(im, n, nm, np, x, lo, hi);
+  int taps = a->mode == M_NEAREST ? 1 : a->mode == M_LINEAR ? 2 : 4;
+  const char *x0 = x, *t = NULL;
+  if (a->mode != M_NEAREST) {
+    snprintf(nm, sizeof nm, "gs_x0_%d", i);
+    x0 = gs_let(im, n, nm, 2, np, "%s // 1.0", x);
+    snprintf(nm, sizeof nm, "gs_t%d", i);
+    t = gs_let(im, n, nm, 2, np, "%s - %s", x, x0);
+  }
+  const double A = -0.75;
+  for (int k = 0; k < taps; k++) {
+    int off = a->mode == M_CUBIC ? k - 1 : k;
+    char wexpr[1024], at[600];
+    if (a->mode == M_NEAREST) snprintf(wexpr, sizeof wexpr, "fill(1.0, %lld, %lld)", (long long)np[0], (long long)np[1]);
+    else if (a->mode == M_LINEAR) snprintf(wexpr, sizeof wexpr, k ? "%s" : "1.0 - %s", t);
+    else {
+      // Keys' cubic convolution (A = -0.75) at distances t + 1, t, 1 - t, 2 - t
+      const char *u = k == 0 ? "(%s + 1.0)" : k == 1 ? "%s" : k == 2 ? "(1.0 - %s)" : "(2.0 - %s)";
+      char v[128];
+      snprintf(v, sizeof v, u, t);
+      if (k == 1 || k == 2)
+        snprintf(wexpr, sizeof wexpr, "(%s * %s - %s) * %s * %s + 1.0", num(A + 2), v, num(A + 3), v, v);
+      else
+        snprintf(wexpr, sizeof wexpr, "((%s * %s - %s) * %s + %s) * %s - %s", num(A), v, num(5 * A), v, num(8 * A), v,
+                 num(4 * A));
+    }
+    snprintf(at, sizeof at, off ? "%s + %s" : "%s%.0s", x0, num(off));
+    snprintf(nm, sizeof nm, "gs_at%d_%d", i, k);
+    const char *pos = gs_let(im, n, nm, 2, np, "%s", at);
+    if (a->pad == 2) {
+      snprintf(nm, sizeof nm, "gs_rf%d_%d", i, k);
+      pos = gs_reflect(im, n, nm, np, pos, lo, hi);
+    }
+    snprintf(nm, sizeof nm, "gs_i%d_%d", i, k);
+    idx[k] = gs_let(im, n, nm, 2, np, "maximum(minimum(%s, %s), 0.0)", pos, num((double)(d - 1)));
+    snprintf(nm, sizeof nm, "gs_w%d_%d", i, k);
+    if (a->pad == 0)
+      w[k] = gs_let(im, n, nm, 2, np, "where(%s < 0.0, 0.0, where(%s > %s, 0.0, %s))", pos, pos, num((double)(d - 1)),
+                    wexpr);
+    else w[k] = gs_let(im, n, nm, 2, np, "%s", wexpr);
+  }
+  return taps;
+}
+
+static bool gs_attrs(Importer *im, const Onnx__NodeProto *n, GridAttrs *a) {
+  char b1[64], b2[64];
+  bool v20 = im->opset >= 20;
+  const char *mode = attr_s(n, "mode", v20 ? "linear" : "bilinear", b1, sizeof b1);
+  const char *pad = attr_s(n, "padding_mode", "zeros", b2, sizeof b2);
+  a->mode = is(mode, "nearest") ? M_NEAREST : is(mode, v20 ? "linear" : "bilinear") ? M_LINEAR
+            : is(mode, v20 ? "cubic" : "bicubic") ? M_CUBIC : -1;
+  a->pad = is(pad, "zeros") ? 0 : is(pad, "border") ? 1 : is(pad, "reflection") ? 2 : -1;
+  a->align = onnx_attr_i(n, "align_corners", 0) != 0;
+  if (a->mode < 0 || a->pad < 0) {
+    im_fail(im, "node '%s' (GridSample): %s '%s' is not one of opset %lld's", im_node(n),
+            a->mode < 0 ? "mode" : "padding_mode", a->mode < 0 ? mode : pad, (long long)im->opset);
+    return false;
+  }
+  return true;
+}
+
+// GridSample: Y[n, c, o] is X[n, c] sampled at grid[n, o]. X is made a table
+// of rows [N * spatial, C]; each tap of every output point is a gather of
+// one row, by an index the model computes from the grid, times its weight.
+static void node_gridsample(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = im_input(im, n, 0), *g = x ? im_input(im, n, 1) : NULL;
+  if (!g || !im_is_tensor(im, n, x) || !im_is_tensor(im, n, g)) return;
+  GridAttrs a;
+  if (!gs_attrs(im, n, &a)) return;
+  int k = x->ndim - 2;
+  if (k < 1 || (im->opset < 20 && k != 2) || g->ndim != k + 2 || g->dims[0] != x->dims[0] || g->dims[k + 1] != k ||
+      x->dtype != DT_F32 || g->dtype != DT_F32 || k > 3) {
+    im_fail(im, "node '%s' (GridSample): X %s %s and grid %s %s; the importer takes f32 X [N, C, D1..Dk] (k 1 to 3) "
+            "and grid [N, O1..Ok, k]", im_node(n), onnx_dtype_word(x->dtype), onnx_shape_str(x->dims, x->ndim),
+            onnx_dtype_word(g->dtype), onnx_shape_str(g->dims, g->ndim));
+    return;
+  }
+  int64_t N = x->dims[0], C = x->dims[1], S = onnx_numel(x->dims + 2, k), P = onnx_numel(g->dims + 1, k);
+  for (int i = 0; i < k; i++)
+    if (a.pad == 2 && a.align && x->dims[2 + i] == 1) {
+      im_fail(im, "node '%s' (GridSample): reflection with align_corners over an axis of size 1", im_node(n));
+      return;
+    }
+  if (N * S >= (1 << 24)) {
+    im_fail(im, "node '%s' (GridSample): X has %lld points (the importer indexes fewer than 2^24)", im_node(n),
+            (long long)(N * S));
+    return;
+  }
+  int64_t np[2] = {N, P}, td[2] = {N * S, C}, gd[3] = {N, P, C};
+  char perm[64] = "0";
+  for (int i = 0; i < k; i++) snprintf(perm + strlen(perm), sizeof perm - strlen(perm), ", %d", i + 2);
+  strcat(perm, ", 1");
+  const char *tbl = gs_let(im, n, "gs_table", 2, td, "reshape(permute(%s, %s), %lld, %lld)", x->ident, perm,
+                           (long long)(N * S), (long long)C);
+  const char *base = gs_let(im, n, "gs_base", 2, (int64_t[]){N, 1}, "reshape(cast(iota(%lld), f32) * %s, %lld, 1)",
+                            (long long)N, num((double)S), (long long)N);
+  const char *idx[3][4], *w[3][4];
+  int taps[3];
+  int64_t stride = S;
+  int64_t strides[3];
+  for (int i = 0; i < k; i++) {
+    stride /= x->dims[2 + i];
+    strides[i] = stride;
+    char nm[32];
+    snprintf(nm, sizeof nm, "gs_g%d", i);
+    // the grid's last axis holds the coordinates innermost first
+    const char *gi = gs_let(im, n, nm, 2, np, "reshape(%s[..., %d], %lld, %lld)", g->ident, k - 1 - i, (long long)N,
+                            (long long)P);
+    taps[i] = gs_axis_taps(im, n, &a, i, x->dims[2 + i], gi, np, idx[i], w[i]);
+  }
+  int total = 1;
+  for (int i = 0; i < k; i++) total *= taps[i];
+  char *acc = xstrdup("");
+  for (int c = 0; c < total && !im->failed; c++) {
+    char ie[2048], we[1024], nm[32];
+    snprintf(ie, sizeof ie, "%s", base);
+    we[0] = 0;
+    for (int i = 0, r = c; i < k; i++) {
+      int t = r % taps[i];
+      r /= taps[i];
+      snprintf(ie + strlen(ie), sizeof ie - strlen(ie), " + %s * %s", idx[i][t], num((double)strides[i]));
+      snprintf(we + strlen(we), sizeof we - strlen(we), "%s%s", i ? " * " : "", w[i][t]);
+    }
+    snprintf(nm, sizeof nm, "gs_v%d", c);
+    const char *v = gs_let(im, n, nm, 3, gd, "gather(%s, cast(%s, i32)) * reshape(%s, %lld, %lld, 1)", tbl, ie, we,
+                           (long long)N, (long long)P);
+    snprintf(nm, sizeof nm, "gs_sum%d", c);
+    const char *s = c ? gs_let(im, n, nm, 3, gd, "%s + %s", acc, v) : v;
+    free(acc);
+    acc = xstrdup(s);
+  }
+  int64_t yd[MAX_DIMS] = {N, C};
+  memcpy(yd + 2, g->dims + 1, (size_t)k * sizeof *yd);
+  Value *y = im_result(im, n, DT_F32, k + 2, yd);
+  char od[256];
+  onnx_join_ints(od, sizeof od, yd, k + 2);
+  if (y && !im->failed) im_emit(im, y, "reshape(permute(%s, 0, 2, 1), %s)", acc, od);
+  free(acc);
+}
+
 const OnnxOp onnx_image_ops[] = {
     {"Resize", node_resize, NULL},
     {"Upsample", node_upsample, NULL},
+    {"GridSample", node_gridsample, NULL},
     {NULL, NULL, NULL},
 };
