@@ -703,9 +703,59 @@ static void node_gridsample(Importer *im, const Onnx__NodeProto *n, const char *
   free(acc);
 }
 
+// AffineGrid: grid[n, p] = theta[n] @ (x, y[, z], 1) of the base grid's
+// point p, the base grid (constant for a constant size) a param.
+static void node_affine_grid(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *theta = im_input(im, n, 0);
+  if (!theta || !im_is_tensor(im, n, theta)) return;
+  const Value *size = im_ints_input(im, n, 1, "size");
+  if (!size) return;
+  int k = size->nints - 2;
+  bool align = onnx_attr_i(n, "align_corners", 0) != 0;
+  if ((k != 2 && k != 3) || theta->ndim != 3 || theta->dtype != DT_F32 || theta->dims[0] != size->ints[0] ||
+      theta->dims[1] != k || theta->dims[2] != k + 1) {
+    im_fail(im, "node '%s' (AffineGrid): theta %s with size of %d values; the importer takes f32 theta [N, 2, 3] "
+            "with size [N, C, H, W], or [N, 3, 4] with [N, C, D, H, W]", im_node(n),
+            onnx_shape_str(theta->dims, theta->ndim), size->nints);
+    return;
+  }
+  const int64_t *d = size->ints + 2;   // D, H, W or H, W
+  for (int i = 0; i < k; i++)
+    if (d[i] < 1 || (align && d[i] == 1)) {
+      im_fail(im, "node '%s' (AffineGrid): spatial size %lld%s", im_node(n), (long long)d[i],
+              align ? " with align_corners (the base grid needs two points an axis)" : "");
+      return;
+    }
+  int64_t P = onnx_numel(d, k), bd[2] = {P, k + 1};
+  float *base = xmalloc((size_t)(P * (k + 1)) * sizeof *base);
+  for (int64_t p = 0; p < P; p++) {
+    int64_t r = p;
+    for (int i = k - 1; i >= 0; i--) {   // column 0 is x (the last axis), then y, z
+      int64_t at = r % d[i];
+      r /= d[i];
+      double step = align ? 2.0 / (double)(d[i] - 1) : 2.0 / (double)d[i];
+      double start = align ? -1 : -1 + step / 2;
+      base[p * (k + 1) + (k - 1 - i)] = (float)(start + (double)at * step);
+    }
+    base[p * (k + 1) + k] = 1;
+  }
+  char name[512];
+  snprintf(name, sizeof name, "%s.base_grid", n->output[0]);
+  Value *b = im_add_param(im, name, 2, bd, base);
+  int64_t yd[5] = {theta->dims[0]};
+  memcpy(yd + 1, d, (size_t)k * sizeof *yd);
+  yd[k + 1] = k;
+  Value *y = im_result(im, n, DT_F32, k + 2, yd);
+  char od[256];
+  onnx_join_ints(od, sizeof od, yd, k + 2);
+  if (y) im_emit(im, y, "reshape(matmul(%s, %s, tb = true), %s)", b->ident, theta->ident, od);
+}
+
 const OnnxOp onnx_image_ops[] = {
     {"Resize", node_resize, NULL},
     {"Upsample", node_upsample, NULL},
     {"GridSample", node_gridsample, NULL},
+    {"AffineGrid", node_affine_grid, NULL},
     {NULL, NULL, NULL},
 };
