@@ -166,21 +166,24 @@ static bool plan_is_gather(AxisPlan *p) {
   return true;
 }
 
-// A param of n values from doubles, named after the node's output.
-static Value *const_param(Importer *im, const Onnx__NodeProto *n, const char *what, int axis, int nd,
+// A param of n values from doubles, named after the node's output; its name
+// (a Value * would not last: the values move as more are added).
+static const char *const_param(Importer *im, const Onnx__NodeProto *n, const char *what, int axis, int nd,
                           const int64_t *dims, const double *v, const bool *only) {
   int64_t count = onnx_numel(dims, nd);
   float *f = xmalloc((size_t)(count ? count : 1) * sizeof *f);
   for (int64_t i = 0; i < count; i++) f[i] = only ? (only[i] ? (float)v[0] : 0.0f) : (float)v[i];
   char name[512];
   snprintf(name, sizeof name, "%s.%s%d", n->output[0], what, axis);
-  return im_add_param(im, name, nd, dims, f);
+  return im_add_param(im, name, nd, dims, f)->ident;
 }
 
 // x resized along axis by plan p: into y when y is given (the node's result),
-// else a new value.
-static Value *resize_axis(Importer *im, const Onnx__NodeProto *n, const Value *x, int axis, AxisPlan *p,
-                          const ResizeAttrs *a, Value *y) {
+// else a new value. Values are passed as copies: a Value * into im->vals
+// moves when a value is added.
+static Value resize_axis(Importer *im, const Onnx__NodeProto *n, Value xv, int axis, AxisPlan *p,
+                         const ResizeAttrs *a, const Value *y) {
+  const Value *x = &xv;
   int r = x->ndim;
   int64_t rest = onnx_numel(x->dims, r) / x->dims[axis];
   char perm[256] = "", inv[256] = "", od[512] = "", name[512];
@@ -197,38 +200,39 @@ static Value *resize_axis(Importer *im, const Onnx__NodeProto *n, const Value *x
   int64_t idims[2] = {p->out, p->taps};
   double *fi = xmalloc((size_t)(p->out * p->taps + 1) * sizeof *fi);
   for (int64_t i = 0; i < p->out * p->taps; i++) fi[i] = (double)p->idx[i];
-  Value *ids = const_param(im, n, "rows", axis, gather_only ? 1 : 2, idims, fi, NULL);
+  const char *ids = const_param(im, n, "rows", axis, gather_only ? 1 : 2, idims, fi, NULL);
   free(fi);
   char src[1024];
   if (axis == 0) snprintf(src, sizeof src, "reshape(%s, %lld, %lld)", x->ident, (long long)p->in, (long long)rest);
   else snprintf(src, sizeof src, "reshape(permute(%s, %s), %lld, %lld)", x->ident, perm, (long long)p->in, (long long)rest);
   int64_t sd[2] = {p->out, rest};
   snprintf(name, sizeof name, "%s.resized%d", n->output[0], axis);
-  Value *s = im_add_value(im, name, V_LET, x->dtype, 2, sd);
+  Value s = *im_add_value(im, name, V_LET, x->dtype, 2, sd);
   if (gather_only) {
-    im_emit(im, s, "gather(%s, cast(%s, i32))", src, ids->ident);
+    im_emit(im, &s, "gather(%s, cast(%s, i32))", src, ids);
   } else {
     int64_t wd[3] = {p->out, p->taps, 1}, bd[2] = {p->out, 1};
-    Value *w = const_param(im, n, "weights", axis, 3, wd, p->w, NULL);
+    const char *w = const_param(im, n, "weights", axis, 3, wd, p->w, NULL);
     bool any = false;
     for (int64_t i = 0; i < p->out; i++) any |= p->extrap[i];
     char bias[600] = "";
     if (any) {
-      Value *b = const_param(im, n, "outside", axis, 2, bd, &a->extrapolation, p->extrap);
-      snprintf(bias, sizeof bias, " + %s", b->ident);
+      snprintf(bias, sizeof bias, " + %s", const_param(im, n, "outside", axis, 2, bd, &a->extrapolation, p->extrap));
     }
-    im_emit(im, s, "sum(gather(%s, cast(%s, i32)) * %s, axis = 1)%s", src, ids->ident, w->ident, bias);
+    im_emit(im, &s, "sum(gather(%s, cast(%s, i32)) * %s, axis = 1)%s", src, ids, w, bias);
   }
   int64_t yd[MAX_DIMS];
   memcpy(yd, x->dims, sizeof yd);
   yd[axis] = p->out;
-  if (!y) {
+  Value out;
+  if (y) out = *y;
+  else {
     snprintf(name, sizeof name, "%s.axis%d", n->output[0], axis);
-    y = im_add_value(im, name, V_LET, x->dtype, r, yd);
+    out = *im_add_value(im, name, V_LET, x->dtype, r, yd);
   }
-  if (axis == 0) im_emit(im, y, "reshape(%s, %s)", s->ident, od);
-  else im_emit(im, y, "permute(reshape(%s, %s), %s)", s->ident, od, inv);
-  return y;
+  if (axis == 0) im_emit(im, &out, "reshape(%s, %s)", s.ident, od);
+  else im_emit(im, &out, "permute(reshape(%s, %s), %s)", s.ident, od, inv);
+  return out;
 }
 
 // The float values of an optional constant input (scales, roi) into v (at
@@ -365,19 +369,19 @@ static void resize_emit(Importer *im, const Onnx__NodeProto *n, Value *x, const 
       im_fail(im, "node '%s' (Resize): axis %d has %lld rows (at most 2^24)", im_node(n), i, (long long)x->dims[i]);
       return;
     }
-  Value *y = im_result(im, n, x->dtype, r, out);
-  if (!y) return;
+  Value X = *x, *yp = im_result(im, n, x->dtype, r, out);
+  if (!yp) return;
+  Value Y = *yp, cur = X;
   if (last < 0) {
-    im_emit(im, y, "%s", x->ident);
+    im_emit(im, &Y, "%s", X.ident);
     return;
   }
-  const Value *cur = x;
   for (int i = 0; i < r && !im->failed; i++) {
     if (skip[i]) continue;
     double rr[2] = {roi ? roi[i] : 0, roi ? roi[i + r] : 1};
     AxisPlan p;
-    axis_plan(a, cur->dims[i], out[i], scale[i], rr, &p);
-    cur = resize_axis(im, n, cur, i, &p, a, i == last ? y : NULL);
+    axis_plan(a, cur.dims[i], out[i], scale[i], rr, &p);
+    cur = resize_axis(im, n, cur, i, &p, a, i == last ? &Y : NULL);
     plan_free(&p);
   }
 }
@@ -640,6 +644,8 @@ static void node_gridsample(Importer *im, const Onnx__NodeProto *n, const char *
             onnx_dtype_word(g->dtype), onnx_shape_str(g->dims, g->ndim));
     return;
   }
+  Value X = *x, G = *g;   // copies: x and g move as values are added
+  x = &X, g = &G;
   int64_t N = x->dims[0], C = x->dims[1], S = onnx_numel(x->dims + 2, k), P = onnx_numel(g->dims + 1, k);
   for (int i = 0; i < k; i++)
     if (a.pad == 2 && a.align && x->dims[2 + i] == 1) {
@@ -721,6 +727,8 @@ static void node_affine_grid(Importer *im, const Onnx__NodeProto *n, const char 
     return;
   }
   const int64_t *d = size->ints + 2;   // D, H, W or H, W
+  Value T = *theta;   // a copy: theta moves as values are added
+  theta = &T;
   for (int i = 0; i < k; i++)
     if (d[i] < 1 || (align && d[i] == 1)) {
       im_fail(im, "node '%s' (AffineGrid): spatial size %lld%s", im_node(n), (long long)d[i],
@@ -742,14 +750,14 @@ static void node_affine_grid(Importer *im, const Onnx__NodeProto *n, const char 
   }
   char name[512];
   snprintf(name, sizeof name, "%s.base_grid", n->output[0]);
-  Value *b = im_add_param(im, name, 2, bd, base);
+  const char *b = im_add_param(im, name, 2, bd, base)->ident;
   int64_t yd[5] = {theta->dims[0]};
   memcpy(yd + 1, d, (size_t)k * sizeof *yd);
   yd[k + 1] = k;
   Value *y = im_result(im, n, DT_F32, k + 2, yd);
   char od[256];
   onnx_join_ints(od, sizeof od, yd, k + 2);
-  if (y) im_emit(im, y, "reshape(matmul(%s, %s, tb = true), %s)", b->ident, theta->ident, od);
+  if (y) im_emit(im, y, "reshape(matmul(%s, %s, tb = true), %s)", b, theta->ident, od);
 }
 
 const OnnxOp onnx_image_ops[] = {
