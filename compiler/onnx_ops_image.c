@@ -112,7 +112,7 @@ static double source_x(const ResizeAttrs *a, double y, double scale, int64_t in,
 
 // Every output coordinate's source rows and weights along one axis.
 static void axis_plan(const ResizeAttrs *a, int64_t in, int64_t out, double scale, const double *roi, AxisPlan *p) {
-  double c[64];
+  double c[512];   // the taps: 4 at most, or 4 / scale + 2 with antialias (scale at least 1/64)
   p->in = in, p->out = out;
   p->taps = coeffs(a, 0.5, scale, c);
   p->idx = xmalloc((size_t)(out * p->taps) * sizeof *p->idx);
@@ -151,19 +151,24 @@ static void plan_free(AxisPlan *p) {
 // A nearest plan that picks one row per output (weight 1, the others 0, no
 // extrapolation) is a gather alone: into its first column.
 static bool plan_is_gather(AxisPlan *p) {
-  for (int64_t y = 0; y < p->out; y++) {
-    if (p->extrap[y]) return false;
-    int pick = -1;
-    for (int j = 0; j < p->taps; j++) {
+  int64_t *pick = xmalloc((size_t)(p->out ? p->out : 1) * sizeof *pick);
+  bool ok = true;
+  for (int64_t y = 0; y < p->out && ok; y++) {
+    pick[y] = -1;
+    ok = !p->extrap[y];
+    for (int j = 0; j < p->taps && ok; j++) {
       double w = p->w[y * p->taps + j];
-      if (w == 1 && pick < 0) pick = j;
-      else if (w != 0) return false;
+      if (w == 1 && pick[y] < 0) pick[y] = p->idx[y * p->taps + j];
+      else ok = w == 0;
     }
-    if (pick < 0) return false;
-    p->idx[y] = p->idx[y * p->taps + pick];
+    ok = ok && pick[y] >= 0;
   }
-  p->taps = 1;
-  return true;
+  if (ok) {   // only now, once every row is known to pick one
+    memcpy(p->idx, pick, (size_t)p->out * sizeof *pick);
+    p->taps = 1;
+  }
+  free(pick);
+  return ok;
 }
 
 // A param of n values from doubles, named after the node's output; its name
@@ -208,6 +213,12 @@ static Value resize_axis(Importer *im, const Onnx__NodeProto *n, Value xv, int a
   int64_t sd[2] = {p->out, rest};
   snprintf(name, sizeof name, "%s.resized%d", n->output[0], axis);
   Value s = *im_add_value(im, name, V_LET, x->dtype, 2, sd);
+  if (!gather_only && x->dtype != DT_F32) {   // weights would round integers beyond 2^24
+    im_fail(im, "node '%s' (Resize): nearest of a %s tensor with outputs that are not one input element each "
+            "(extrapolation_value or exclude_outside); the importer weighs float tensors only", im_node(n),
+            onnx_dtype_word(x->dtype));
+    return xv;
+  }
   if (gather_only) {
     im_emit(im, &s, "gather(%s, cast(%s, i32))", src, ids);
   } else {
@@ -415,13 +426,11 @@ static void node_resize(Importer *im, const Onnx__NodeProto *n, const char *arg)
     return;
   }
   if (!resize_attrs(im, n, &a) || !resize_sizes(im, n, x, 3, 2, out, scale)) return;
-  if (a.mode == M_CUBIC || a.antialias) {
-    for (int i = 0; i < r; i++)   // the antialias kernel grows as 1 / scale
-      if (a.antialias && scale[i] < 1.0 / 30) {
-        im_fail(im, "node '%s' (Resize): antialias with scale %g (at least 1/30)", im_node(n), scale[i]);
-        return;
-      }
-  }
+  for (int i = 0; i < r; i++)   // the antialias kernel grows as 1 / scale: at most 256 taps
+    if (a.antialias && scale[i] < 1.0 / 64) {
+      im_fail(im, "node '%s' (Resize): antialias with scale %g (at least 1/64)", im_node(n), scale[i]);
+      return;
+    }
   double roi[2 * MAX_DIMS];
   bool crop = is(a.ctm, "tf_crop_and_resize");
   if (crop) {
