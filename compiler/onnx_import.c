@@ -233,6 +233,11 @@ void im_add_constant(Importer *im, const char *name, const Onnx__TensorProto *t,
     return;
   }
   float *f = data;
+  if (n == 0) {   // an empty float constant (Resize's absent roi or scales): no param can hold it
+    im_add_value(im, name, V_PARAM, DT_F32, (int)t->n_dims, t->dims);
+    free(data);
+    return;
+  }
   if (n == 1) {
     if (!isfinite(f[0])) {
       im_fail(im, "%s '%s' is %g, which the model language cannot write", what, name, f[0]);
@@ -278,6 +283,8 @@ const float *im_param_data(Importer *im, const Value *v, int64_t *count) {
     return &one;
   }
   if (v->kind != V_PARAM) return NULL;
+  *count = 0;
+  if (onnx_numel(v->dims, v->ndim) == 0) return &one;   // empty: never declared as a param
   for (int i = 0; i < im->nw; i++)
     if (im->wnames[i] == v->ident) {
       *count = onnx_numel(v->dims, v->ndim);
