@@ -769,10 +769,120 @@ static void node_affine_grid(Importer *im, const Onnx__NodeProto *n, const char 
   if (y) im_emit(im, y, "reshape(matmul(%s, %s, tb = true), %s)", b, theta->ident, od);
 }
 
+// RoiAlign with a fixed sampling_ratio: every roi's sample points (a
+// constant number of them) are computed by the model from the rois; each is
+// four gathers of X's rows [N * H * W, C] weighted bilinearly, as the
+// reference (onnx/reference/ops/op_roi_align.py) does, max mode included
+// (the largest weighted corner).
+static void node_roi_align(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = im_input(im, n, 0), *ro = x ? im_input(im, n, 1) : NULL, *bi = ro ? im_input(im, n, 2) : NULL;
+  if (!bi || !im_is_tensor(im, n, x) || !im_is_tensor(im, n, ro) || !im_is_tensor(im, n, bi)) return;
+  Value X = *x, RO = *ro, BI = *bi;   // copies: values move as more are added
+  char b1[64], b2[64];
+  const char *mode = attr_s(n, "mode", "avg", b1, sizeof b1);
+  const char *ctm = im->opset >= 16 ? attr_s(n, "coordinate_transformation_mode", "half_pixel", b2, sizeof b2)
+                                    : "output_half_pixel";
+  int64_t PH = onnx_attr_i(n, "output_height", 1), PW = onnx_attr_i(n, "output_width", 1);
+  int64_t SR = onnx_attr_i(n, "sampling_ratio", 0);
+  double ss = onnx_attr_f(n, "spatial_scale", 1.0);
+  if (X.ndim != 4 || X.dtype != DT_F32 || RO.ndim != 2 || RO.dims[1] != 4 || RO.dtype != DT_F32 || BI.ndim != 1 ||
+      BI.dims[0] != RO.dims[0] || (BI.dtype != DT_I64 && BI.dtype != DT_I32)) {
+    im_fail(im, "node '%s' (RoiAlign): X %s, rois %s, batch_indices %s; the importer takes f32 X [N, C, H, W], f32 "
+            "rois [R, 4] and integer batch_indices [R]", im_node(n), onnx_shape_str(X.dims, X.ndim),
+            onnx_shape_str(RO.dims, RO.ndim), onnx_shape_str(BI.dims, BI.ndim));
+    return;
+  }
+  if (SR < 1 || PH < 1 || PW < 1 || (!is(mode, "avg") && !is(mode, "max")) ||
+      (!is(ctm, "half_pixel") && !is(ctm, "output_half_pixel"))) {
+    im_fail(im, "node '%s' (RoiAlign): sampling_ratio %lld, output %lldx%lld, mode '%s', coordinate_transformation_mode "
+            "'%s'; the importer takes a sampling_ratio of 1 or more (0 makes the number of samples depend on the rois)",
+            im_node(n), (long long)SR, (long long)PH, (long long)PW, mode, ctm);
+    return;
+  }
+  int64_t N = X.dims[0], C = X.dims[1], H = X.dims[2], W = X.dims[3], R = RO.dims[0], Q = PH * PW * SR * SR;
+  if (N * H * W >= (1 << 24) || Q > (1 << 20)) {
+    im_fail(im, "node '%s' (RoiAlign): too many points to index", im_node(n));
+    return;
+  }
+  bool half = is(ctm, "half_pixel");
+  // per sample point q = ((ph * PW + pw) * SR + iy) * SR + ix: its bin and its place in the bin
+  double *cph = xmalloc((size_t)Q * sizeof *cph), *cpw = xmalloc((size_t)Q * sizeof *cpw);
+  double *ciy = xmalloc((size_t)Q * sizeof *ciy), *cix = xmalloc((size_t)Q * sizeof *cix);
+  for (int64_t q = 0; q < Q; q++) {
+    cix[q] = (double)(q % SR) + 0.5, ciy[q] = (double)(q / SR % SR) + 0.5;
+    cpw[q] = (double)(q / (SR * SR) % PW), cph[q] = (double)(q / (SR * SR * PW));
+  }
+  int64_t qd[1] = {Q}, rq[2] = {R, Q}, r1[2] = {R, 1}, rqc[3] = {R, Q, C};
+  const char *pph = const_param(im, n, "roi_ph", 0, 1, qd, cph, NULL), *ppw = const_param(im, n, "roi_pw", 0, 1, qd, cpw, NULL);
+  const char *piy = const_param(im, n, "roi_iy", 0, 1, qd, ciy, NULL), *pix = const_param(im, n, "roi_ix", 0, 1, qd, cix, NULL);
+  free(cph), free(cpw), free(ciy), free(cix);
+  const char *off = half ? " - 0.5" : "";
+  const char *c[4];
+  for (int k = 0; k < 4; k++) {
+    char nm[32];
+    snprintf(nm, sizeof nm, "roi_c%d", k);
+    c[k] = gs_let(im, n, nm, 2, r1, "reshape(%s[:, %d], %lld, 1) * %s%s", RO.ident, k, (long long)R, num(ss), off);
+  }
+  const char *rw = gs_let(im, n, "roi_w", 2, r1, half ? "%s - %s" : "maximum(%s - %s, 1.0)", c[2], c[0]);
+  const char *rh = gs_let(im, n, "roi_h", 2, r1, half ? "%s - %s" : "maximum(%s - %s, 1.0)", c[3], c[1]);
+  const char *bw = gs_let(im, n, "roi_bw", 2, r1, "%s / %s", rw, num((double)PW));
+  const char *bh = gs_let(im, n, "roi_bh", 2, r1, "%s / %s", rh, num((double)PH));
+  const char *yy = gs_let(im, n, "roi_yy", 2, rq, "%s + %s * %s + %s * %s / %s", c[1], pph, bh, piy, bh, num((double)SR));
+  const char *xx = gs_let(im, n, "roi_xx", 2, rq, "%s + %s * %s + %s * %s / %s", c[0], ppw, bw, pix, bw, num((double)SR));
+  const char *valid = gs_let(im, n, "roi_in", 2, rq,
+                             "where(%s < (-1.0), 0.0, where(%s > %s, 0.0, where(%s < (-1.0), 0.0, where(%s > %s, 0.0, "
+                             "1.0))))", yy, yy, num((double)H), xx, xx, num((double)W));
+  // per axis: the low and high rows and the weight of the high one
+  const char *lo[2], *hi[2], *l[2];
+  for (int a = 0; a < 2; a++) {
+    const char *v = a ? xx : yy, *ax = a ? "x" : "y";
+    double top = (double)((a ? W : H) - 1);
+    char nm[32];
+    snprintf(nm, sizeof nm, "roi_%s0", ax);
+    const char *p = gs_let(im, n, nm, 2, rq, "maximum(%s, 0.0)", v);
+    snprintf(nm, sizeof nm, "roi_%sf", ax);
+    const char *f = gs_let(im, n, nm, 2, rq, "%s // 1.0", p);
+    snprintf(nm, sizeof nm, "roi_%slo", ax);
+    lo[a] = gs_let(im, n, nm, 2, rq, "minimum(%s, %s)", f, num(top));
+    snprintf(nm, sizeof nm, "roi_%shi", ax);
+    hi[a] = gs_let(im, n, nm, 2, rq, "where(%s >= %s, %s, %s + 1.0)", f, num(top), num(top), f);
+    snprintf(nm, sizeof nm, "roi_%sl", ax);
+    l[a] = gs_let(im, n, nm, 2, rq, "where(%s >= %s, 0.0, %s - %s)", f, num(top), p, f);
+  }
+  const char *tbl = gs_let(im, n, "roi_table", 2, (int64_t[]){N * H * W, C}, "reshape(permute(%s, 0, 2, 3, 1), %lld, %lld)",
+                           X.ident, (long long)(N * H * W), (long long)C);
+  const char *base = gs_let(im, n, "roi_base", 2, r1, "reshape(cast(%s, f32), %lld, 1) * %s", BI.ident, (long long)R,
+                            num((double)(H * W)));
+  const char *v[4];
+  for (int k = 0; k < 4; k++) {
+    char nm[32], wy[128], wx[128];
+    const char *ry = k < 2 ? lo[0] : hi[0], *rx = k % 2 ? hi[1] : lo[1];
+    snprintf(wy, sizeof wy, k < 2 ? "(1.0 - %s)" : "%s", l[0]);
+    snprintf(wx, sizeof wx, k % 2 ? "%s" : "(1.0 - %s)", l[1]);
+    snprintf(nm, sizeof nm, "roi_v%d", k);
+    v[k] = gs_let(im, n, nm, 3, rqc, "gather(%s, cast(%s + %s * %s + %s, i32)) * reshape(%s * %s * %s, %lld, %lld, 1)",
+                  tbl, base, ry, num((double)W), rx, wy, wx, valid, (long long)R, (long long)Q);
+  }
+  int64_t yd[4] = {R, C, PH, PW};
+  Value *y = im_result(im, n, DT_F32, 4, yd);
+  if (!y) return;
+  char bins[128];
+  snprintf(bins, sizeof bins, "%lld, %lld, %lld, %lld, %lld", (long long)R, (long long)PH, (long long)PW,
+           (long long)(SR * SR), (long long)C);
+  if (is(mode, "avg"))
+    im_emit(im, y, "permute(sum(reshape(%s + %s + %s + %s, %s), axis = 3) / %s, 0, 3, 1, 2)", v[0], v[1], v[2], v[3], bins,
+            num((double)(SR * SR)));
+  else
+    im_emit(im, y, "permute(max(reshape(maximum(maximum(%s, %s), maximum(%s, %s)), %s), axis = 3), 0, 3, 1, 2)", v[0],
+            v[1], v[2], v[3], bins);
+}
+
 const OnnxOp onnx_image_ops[] = {
     {"Resize", node_resize, NULL},
     {"Upsample", node_upsample, NULL},
     {"GridSample", node_gridsample, NULL},
     {"AffineGrid", node_affine_grid, NULL},
+    {"RoiAlign", node_roi_align, NULL},
     {NULL, NULL, NULL},
 };
