@@ -878,11 +878,122 @@ static void node_roi_align(Importer *im, const Onnx__NodeProto *n, const char *a
             v[1], v[2], v[3], bins);
 }
 
+// DeformConv (2-D): every kernel tap of every output point samples X at its
+// place plus a learned offset, bilinearly with zeros outside (the
+// reference's GridSample with align_corners); the samples [N, C, K, O],
+// times the mask, are then a grouped matmul with W.
+static void node_deform_conv(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *xp = im_input(im, n, 0), *wp = xp ? im_input(im, n, 1) : NULL, *op = wp ? im_input(im, n, 2) : NULL;
+  if (!op || !im_is_tensor(im, n, xp) || !im_is_tensor(im, n, wp) || !im_is_tensor(im, n, op)) return;
+  Value X = *xp, Wt = *wp, OF = *op, B = {0}, M = {0};
+  bool has_b = n->n_input > 3 && n->input[3][0], has_m = n->n_input > 4 && n->input[4][0];
+  if (has_b) {
+    Value *b = im_input(im, n, 3);
+    if (!b || !im_is_tensor(im, n, b)) return;
+    B = *b;
+  }
+  if (has_m) {
+    Value *m = im_input(im, n, 4);
+    if (!m || !im_is_tensor(im, n, m)) return;
+    M = *m;
+  }
+  int64_t ks[2] = {0, 0}, st[2] = {1, 1}, dl[2] = {1, 1}, pd[4] = {0, 0, 0, 0};
+  int nk = onnx_attr_ints(n, "kernel_shape", ks, 2), ns = onnx_attr_ints(n, "strides", st, 2);
+  int nd = onnx_attr_ints(n, "dilations", dl, 2), np_ = onnx_attr_ints(n, "pads", pd, 4);
+  int64_t G = onnx_attr_i(n, "group", 1), OG = onnx_attr_i(n, "offset_group", 1);
+  bool shapes = X.ndim == 4 && Wt.ndim == 4 && OF.ndim == 4 && X.dtype == DT_F32 && Wt.dtype == DT_F32 &&
+                OF.dtype == DT_F32 && (nk < 0 || nk == 2) && (ns < 0 || ns == 2) && (nd < 0 || nd == 2) &&
+                (np_ < 0 || np_ == 4);
+  if (!shapes) {
+    im_fail(im, "node '%s' (DeformConv): X %s, W %s, offset %s; the importer takes 2-D f32 deformable convolutions",
+            im_node(n), onnx_shape_str(X.dims, X.ndim), onnx_shape_str(Wt.dims, Wt.ndim), onnx_shape_str(OF.dims, OF.ndim));
+    return;
+  }
+  if (nk < 0) ks[0] = Wt.dims[2], ks[1] = Wt.dims[3];
+  int64_t N = X.dims[0], C = X.dims[1], H = X.dims[2], Wd = X.dims[3], OC = Wt.dims[0], K = ks[0] * ks[1];
+  int64_t OH = OF.dims[2], OW = OF.dims[3], O = OH * OW;
+  int64_t eh = (ks[0] - 1) * dl[0] + 1, ew = (ks[1] - 1) * dl[1] + 1;
+  bool ok = G >= 1 && OG >= 1 && C % G == 0 && OC % G == 0 && C % OG == 0 && Wt.dims[1] == C / G &&
+            Wt.dims[2] == ks[0] && Wt.dims[3] == ks[1] && OF.dims[0] == N && OF.dims[1] == OG * K * 2 && st[0] > 0 &&
+            st[1] > 0 && OH == (H - eh + pd[0] + pd[2]) / st[0] + 1 && OW == (Wd - ew + pd[1] + pd[3]) / st[1] + 1 &&
+            H > 1 && Wd > 1 && (!has_b || (B.ndim == 1 && B.dims[0] == OC)) &&
+            (!has_m || (M.ndim == 4 && M.dims[0] == N && M.dims[1] == OG * K && M.dims[2] == OH && M.dims[3] == OW));
+  if (!ok || N * C * H * Wd >= (1 << 24)) {
+    im_fail(im, "node '%s' (DeformConv): X %s, W %s, offset %s, group %lld, offset_group %lld do not fit together "
+            "(or an axis of X has size 1, where the reference divides by zero)", im_node(n),
+            onnx_shape_str(X.dims, 4), onnx_shape_str(Wt.dims, 4), onnx_shape_str(OF.dims, 4), (long long)G, (long long)OG);
+    return;
+  }
+  int64_t Cg = C / OG;
+  // each tap's place without offset: [K, O]
+  double *bh = xmalloc((size_t)(K * O) * sizeof *bh), *bw = xmalloc((size_t)(K * O) * sizeof *bw);
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t o = 0; o < O; o++) {
+      bh[k * O + o] = (double)(-pd[0] + st[0] * (o / OW) + (k / ks[1]) * dl[0]);
+      bw[k * O + o] = (double)(-pd[1] + st[1] * (o % OW) + (k % ks[1]) * dl[1]);
+    }
+  int64_t ko[2] = {K, O}, q4[4] = {N, OG, K, O}, q5[5] = {N, OG, K, O, Cg};
+  const char *ph = const_param(im, n, "dc_h", 0, 2, ko, bh, NULL), *pw = const_param(im, n, "dc_w", 0, 2, ko, bw, NULL);
+  free(bh), free(bw);
+  const char *off = gs_let(im, n, "dc_off", 5, (int64_t[]){N, OG, K, 2, O}, "reshape(%s, %lld, %lld, %lld, 2, %lld)",
+                           OF.ident, (long long)N, (long long)OG, (long long)K, (long long)O);
+  const char *y = gs_let(im, n, "dc_y", 4, q4, "%s + %s[:, :, :, 0]", ph, off);
+  const char *x = gs_let(im, n, "dc_x", 4, q4, "%s + %s[:, :, :, 1]", pw, off);
+  const char *y0 = gs_let(im, n, "dc_y0", 4, q4, "%s // 1.0", y), *x0 = gs_let(im, n, "dc_x0", 4, q4, "%s // 1.0", x);
+  const char *ly = gs_let(im, n, "dc_ly", 4, q4, "%s - %s", y, y0), *lx = gs_let(im, n, "dc_lx", 4, q4, "%s - %s", x, x0);
+  const char *tbl = gs_let(im, n, "dc_table", 2, (int64_t[]){N * OG * H * Wd, Cg},
+                           "reshape(permute(reshape(%s, %lld, %lld, %lld, %lld, %lld), 0, 1, 3, 4, 2), %lld, %lld)", X.ident,
+                           (long long)N, (long long)OG, (long long)Cg, (long long)H, (long long)Wd,
+                           (long long)(N * OG * H * Wd), (long long)Cg);
+  const char *base = gs_let(im, n, "dc_base", 4, (int64_t[]){N, OG, 1, 1}, "reshape(cast(iota(%lld), f32) * %s, %lld, %lld, 1, 1)",
+                            (long long)(N * OG), num((double)(H * Wd)), (long long)N, (long long)OG);
+  char mask[600] = "";
+  if (has_m)
+    snprintf(mask, sizeof mask, " * reshape(%s, %lld, %lld, %lld, %lld)", M.ident, (long long)N, (long long)OG,
+             (long long)K, (long long)O);
+  char acc[1024] = "";
+  for (int t = 0; t < 4; t++) {
+    char nm[32];
+    int dy = t / 2, dx = t % 2;
+    snprintf(nm, sizeof nm, "dc_ty%d", t);
+    const char *ry = gs_let(im, n, nm, 4, q4, dy ? "%s + 1.0" : "%s", y0);
+    snprintf(nm, sizeof nm, "dc_tx%d", t);
+    const char *rx = gs_let(im, n, nm, 4, q4, dx ? "%s + 1.0" : "%s", x0);
+    // zero outside [0, H - 1] x [0, W - 1]; the row clamped so the gather stays inside
+    snprintf(nm, sizeof nm, "dc_w%d", t);
+    char wy[128], wx[128];
+    snprintf(wy, sizeof wy, dy ? "%s" : "(1.0 - %s)", ly);
+    snprintf(wx, sizeof wx, dx ? "%s" : "(1.0 - %s)", lx);
+    const char *w = gs_let(im, n, nm, 4, q4,
+                           "where(%s < 0.0, 0.0, where(%s > %s, 0.0, where(%s < 0.0, 0.0, where(%s > %s, 0.0, %s * %s))))%s",
+                           ry, ry, num((double)(H - 1)), rx, rx, num((double)(Wd - 1)), wy, wx, mask);
+    snprintf(nm, sizeof nm, "dc_v%d", t);
+    const char *v = gs_let(im, n, nm, 5, q5,
+                           "gather(%s, cast(%s + maximum(minimum(%s, %s), 0.0) * %s + maximum(minimum(%s, %s), 0.0), i32)) * "
+                           "reshape(%s, %lld, %lld, %lld, %lld, 1)", tbl, base, ry, num((double)(H - 1)), num((double)Wd), rx,
+                           num((double)(Wd - 1)), w, (long long)N, (long long)OG, (long long)K, (long long)O);
+    snprintf(acc + strlen(acc), sizeof acc - strlen(acc), "%s%s", t ? " + " : "", v);
+  }
+  // samples [N, OG, K, O, Cg] -> [N, G, (C / G) * K, O], then W [G, OC / G, (C / G) * K] times them
+  int64_t g4[4] = {N, G, C / G * K, O};
+  const char *smp = gs_let(im, n, "dc_cols", 4, g4, "reshape(permute(%s, 0, 1, 4, 2, 3), %lld, %lld, %lld, %lld)", acc,
+                           (long long)N, (long long)G, (long long)(C / G * K), (long long)O);
+  int64_t yd[4] = {N, OC, OH, OW};
+  Value *yv = im_result(im, n, DT_F32, 4, yd);
+  if (!yv) return;
+  char bias[600] = "";
+  if (has_b) snprintf(bias, sizeof bias, " + reshape(%s, %lld, 1, 1)", B.ident, (long long)OC);
+  im_emit(im, yv, "reshape(matmul(reshape(%s, %lld, %lld, %lld), %s), %lld, %lld, %lld, %lld)%s", Wt.ident, (long long)G,
+          (long long)(OC / G), (long long)(C / G * K), smp, (long long)N, (long long)OC, (long long)OH, (long long)OW, bias);
+}
+
 const OnnxOp onnx_image_ops[] = {
     {"Resize", node_resize, NULL},
     {"Upsample", node_upsample, NULL},
     {"GridSample", node_gridsample, NULL},
     {"AffineGrid", node_affine_grid, NULL},
     {"RoiAlign", node_roi_align, NULL},
+    {"DeformConv", node_deform_conv, NULL},
     {NULL, NULL, NULL},
 };
