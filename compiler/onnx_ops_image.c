@@ -1,5 +1,5 @@
 // onnx_ops_image.c: the ONNX ops that resample images: Resize, Upsample,
-// GridSample and AffineGrid.
+// GridSample, AffineGrid, RoiAlign, DeformConv and Col2Im.
 //
 // Resize's shapes, scales and roi are constants, so the source positions and
 // weights of every output coordinate are known here: each resized axis is a
@@ -988,6 +988,73 @@ static void node_deform_conv(Importer *im, const Onnx__NodeProto *n, const char 
           (long long)(OC / G), (long long)(C / G * K), smp, (long long)N, (long long)OC, (long long)OH, (long long)OW, bias);
 }
 
+// Col2Im: every element of a column (channel c, block offset k, block l)
+// lands on one pixel of the image or off it (in the padding). With constant
+// shapes that pixel is known here: a scatter_add of the columns' rows by
+// constant pixel indices, the last row collecting what falls off.
+static void node_col2im(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *xp = im_input(im, n, 0);
+  if (!xp || !im_is_tensor(im, n, xp)) return;
+  Value X = *xp;
+  const Value *is = im_ints_input(im, n, 1, "image_shape"), *bs = is ? im_ints_input(im, n, 2, "block_shape") : NULL;
+  if (!bs) return;
+  int k = is->nints;
+  int64_t dl[MAX_DIMS], pd[2 * MAX_DIMS], st[MAX_DIMS], nb[MAX_DIMS];
+  for (int i = 0; i < MAX_DIMS; i++) dl[i] = st[i] = 1, pd[i] = pd[i + MAX_DIMS] = 0;
+  int nd = onnx_attr_ints(n, "dilations", dl, MAX_DIMS), ns = onnx_attr_ints(n, "strides", st, MAX_DIMS);
+  int np_ = onnx_attr_ints(n, "pads", pd, 2 * MAX_DIMS);
+  bool ok = k >= 1 && k + 2 <= MAX_DIMS && bs->nints == k && (nd < 0 || nd == k) && (ns < 0 || ns == k) &&
+            (np_ < 0 || np_ == 2 * k) && X.ndim == 3 && X.dtype == DT_F32;
+  int64_t K = 1, L = 1, P = 1;
+  for (int i = 0; i < k && ok; i++) {
+    int64_t img = is->ints[i], blk = bs->ints[i], span = dl[i] * (blk - 1) + 1;
+    ok = img >= 1 && blk >= 1 && dl[i] >= 1 && st[i] >= 1 && pd[i] >= 0 && pd[i + k] >= 0;
+    nb[i] = ok ? (img + pd[i] + pd[i + k] - span) / st[i] + 1 : 0;
+    ok = ok && nb[i] >= 1;
+    K *= blk, L *= nb[i], P *= img;
+  }
+  if (!ok || X.dims[1] % K || X.dims[2] != L || K * L > (1 << 24) || P >= (1 << 24)) {
+    im_fail(im, "node '%s' (Col2Im): input %s with image_shape and block_shape of %d and %d values; they do not fit "
+            "together (the input is f32 [N, C * prod(block_shape), blocks])", im_node(n), onnx_shape_str(X.dims, X.ndim),
+            is->nints, bs->nints);
+    return;
+  }
+  int64_t N = X.dims[0], C = X.dims[1] / K;
+  // the pixel of each (k, l), or P when it falls in the padding
+  double *pix = xmalloc((size_t)(K * L) * sizeof *pix);
+  for (int64_t kk = 0; kk < K; kk++)
+    for (int64_t l = 0; l < L; l++) {
+      int64_t at = 0, rk = kk, rl = l;
+      bool in = true;
+      for (int i = k - 1, stride = 1; i >= 0; i--) {
+        int64_t off = rk % bs->ints[i], blk = rl % nb[i];
+        rk /= bs->ints[i], rl /= nb[i];
+        int64_t q = blk * st[i] - pd[i] + off * dl[i];
+        in = in && q >= 0 && q < is->ints[i];
+        at += q * stride;
+        stride *= (int)is->ints[i];
+      }
+      pix[kk * L + l] = in ? (double)at : (double)P;
+    }
+  int64_t kl[1] = {K * L};
+  const char *ids = const_param(im, n, "pixels", 0, 1, kl, pix, NULL);
+  free(pix);
+  int64_t cd[2] = {K * L, N * C}, sd[2] = {P + 1, N * C};
+  const char *cols = gs_let(im, n, "c2i_cols", 2, cd, "reshape(permute(reshape(%s, %lld, %lld, %lld, %lld), 2, 3, 0, 1), %lld, %lld)",
+                            X.ident, (long long)N, (long long)C, (long long)K, (long long)L, (long long)(K * L),
+                            (long long)(N * C));
+  const char *sum = gs_let(im, n, "c2i_sum", 2, sd, "scatter_add(cast(%s, i32), %s, %lld)", ids, cols, (long long)(P + 1));
+  int64_t yd[MAX_DIMS] = {N, C};
+  memcpy(yd + 2, is->ints, (size_t)k * sizeof *yd);
+  Value *y = im_result(im, n, DT_F32, k + 2, yd);
+  char od[256];
+  onnx_join_ints(od, sizeof od, yd, k + 2);
+  if (y)
+    im_emit(im, y, "reshape(permute(reshape(%s[0:%lld], %lld, %lld, %lld), 1, 2, 0), %s)", sum, (long long)P, (long long)P,
+            (long long)N, (long long)C, od);
+}
+
 const OnnxOp onnx_image_ops[] = {
     {"Resize", node_resize, NULL},
     {"Upsample", node_upsample, NULL},
@@ -995,5 +1062,6 @@ const OnnxOp onnx_image_ops[] = {
     {"AffineGrid", node_affine_grid, NULL},
     {"RoiAlign", node_roi_align, NULL},
     {"DeformConv", node_deform_conv, NULL},
+    {"Col2Im", node_col2im, NULL},
     {NULL, NULL, NULL},
 };
