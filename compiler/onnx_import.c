@@ -59,7 +59,7 @@ static const char *const reserved[] = {
     "exp", "log", "sqrt", "abs", "softmax", "log_softmax", "reshape", "permute", "conv", "pool_max", "pool_avg",
     "concat", "sum", "mean", "gather", "erf", "pow", "where", "cast", "zeros", "buffer", "break",
     "while", "assert",
-    "maximum", "minimum", "iota", "fill", "stack", "broadcast", "floor",
+    "maximum", "minimum", "iota", "fill", "stack", "max", "scatter_add",
 };
 
 // A name of the model file for an ONNX name: letters, digits and '_', not
