@@ -324,6 +324,11 @@ void im_add_constant(Importer *im, const char *name, const Onnx__TensorProto *t,
     return;
   }
   float *f = data;
+  if (n == 0) {   // an empty float constant (Resize's absent roi or scales): no param can hold it
+    im_add_value(im, name, V_PARAM, DT_F32, (int)t->n_dims, t->dims);
+    free(data);
+    return;
+  }
   if (n == 1) {
     if (!isfinite(f[0])) {
       im_fail(im, "%s '%s' is %g, which the model language cannot write", what, name, f[0]);
@@ -345,6 +350,38 @@ void im_add_constant(Importer *im, const char *name, const Onnx__TensorProto *t,
   im->wshapes[im->nw] = shape_of(v->ndim, v->dims);
   im->wdata[im->nw++] = f;
   im_out(im, "    param %s: f32%s = zeros   # '%s'\n", v->ident, onnx_shape_str(v->dims, v->ndim), name);
+}
+
+Value *im_add_param(Importer *im, const char *name, int ndim, const int64_t *dims, float *data) {
+  Value *v = im_add_value(im, name, V_PARAM, DT_F32, ndim, dims);
+  im->wnames = xrealloc(im->wnames, (size_t)(im->nw + 1) * sizeof *im->wnames);
+  im->wdtypes = xrealloc(im->wdtypes, (size_t)(im->nw + 1) * sizeof *im->wdtypes);
+  im->wshapes = xrealloc(im->wshapes, (size_t)(im->nw + 1) * sizeof *im->wshapes);
+  im->wdata = xrealloc(im->wdata, (size_t)(im->nw + 1) * sizeof *im->wdata);
+  im->wnames[im->nw] = v->ident;
+  im->wdtypes[im->nw] = DT_F32;
+  im->wshapes[im->nw] = shape_of(v->ndim, v->dims);
+  im->wdata[im->nw++] = data;
+  im_out(im, "    param %s: f32%s = zeros\n", v->ident, onnx_shape_str(v->dims, v->ndim));
+  return v;
+}
+
+const float *im_param_data(Importer *im, const Value *v, int64_t *count) {
+  static float one;
+  if (v->kind == V_SCALAR) {
+    one = (float)v->scalar;
+    *count = 1;
+    return &one;
+  }
+  if (v->kind != V_PARAM) return NULL;
+  *count = 0;
+  if (onnx_numel(v->dims, v->ndim) == 0) return &one;   // empty: never declared as a param
+  for (int i = 0; i < im->nw; i++)
+    if (im->wnames[i] == v->ident) {
+      *count = onnx_numel(v->dims, v->ndim);
+      return im->wdata[i];
+    }
+  return NULL;
 }
 
 // ---- attributes
@@ -636,6 +673,7 @@ static const OnnxOp *const op_tables[] = {
     onnx_rnn_ops,
     onnx_loss_ops,
     onnx_attention_ops,
+    onnx_image_ops,
 };
 
 // The row that translates n's op type, or NULL: the default domain only.

@@ -76,6 +76,7 @@ extern const OnnxOp onnx_norm_ops[];
 extern const OnnxOp onnx_rnn_ops[];
 extern const OnnxOp onnx_loss_ops[];
 extern const OnnxOp onnx_attention_ops[];
+extern const OnnxOp onnx_image_ops[];
 
 // ---- the importer's state
 
@@ -87,6 +88,11 @@ Value *im_find(Importer *im, const char *name);
 Value *im_add_value(Importer *im, const char *onnx, int kind, DType dt, int ndim, const int64_t *dims);
 // A constant tensor (an initializer or a Constant's value) named name.
 void im_add_constant(Importer *im, const char *name, const Onnx__TensorProto *t, const char *what);
+// A float param named name (a value the importer computes: weights, indices)
+// holding data, which it takes; its values go to the weights file.
+Value *im_add_param(Importer *im, const char *name, int ndim, const int64_t *dims, float *data);
+// The values of a float constant (V_PARAM or V_SCALAR) into *count; NULL for another kind.
+const float *im_param_data(Importer *im, const Value *v, int64_t *count);
 
 // ---- a node's inputs and results
 

@@ -57,6 +57,7 @@ TEST(onnx, elementwise_compare_where_cast) { import_and_run("elementwise", "", t
 TEST(onnx, layout_reshape_transpose_reduce) { import_and_run("layout", "", false); }
 TEST(onnx, gather_softmax_axis) { import_and_run("embed", "", true); }
 TEST(onnx, softmax_opset11_coerced) { import_and_run("softmax11", "", false); }
+TEST(onnx, resize_gridsample_affinegrid) { import_and_run("image", "", true); }
 
 TEST(onnx, unsupported_ops_in_one_message) {
   char cmd[512], *out = NULL;

@@ -152,3 +152,28 @@ save("unsupported", [
 # an output declared with another shape than its nodes compute
 save("bad_shape", [helper.make_node("Transpose", ["x"], ["y"], name="transpose")],
      [vi("x", [2, 3])], [vi("y", [2, 3])], [], None)
+
+# resampling: Resize (linear by scales, cubic by sizes on axes with a crop,
+# nearest with keep_aspect_ratio_policy), GridSample of a grid input, AffineGrid,
+# Col2Im with pads
+save("image", [
+    helper.make_node("Resize", ["x", "", "scales"], ["y_linear"], name="resize_linear", mode="linear"),
+    helper.make_node("Resize", ["x", "roi", "", "sizes"], ["y_cubic"], name="resize_cubic", mode="cubic",
+                     axes=[3, 2], coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=-1.0),
+    helper.make_node("Resize", ["x", "", "", "sizes_nn"], ["y_nearest"], name="resize_nearest", axes=[2, 3],
+                     keep_aspect_ratio_policy="not_smaller", nearest_mode="round_prefer_ceil"),
+    helper.make_node("GridSample", ["x", "grid"], ["y_grid"], name="grid_sample", mode="cubic",
+                     padding_mode="reflection"),
+    helper.make_node("AffineGrid", ["theta", "size"], ["y_affine"], name="affine_grid", align_corners=1),
+    helper.make_node("Col2Im", ["cols", "image_shape", "block_shape"], ["y_col2im"], name="col2im", pads=[1, 0, 0, 1]),
+], [vi("x", [1, 2, 4, 5]), vi("grid", [1, 3, 2, 2]), vi("theta", [2, 2, 3]), vi("cols", [1, 8, 12])],
+    [vi("y_linear", [1, 2, 8, 7]), vi("y_cubic", [1, 2, 3, 6]), vi("y_nearest", [1, 2, 6, 8]),
+     vi("y_grid", [1, 2, 3, 2]), vi("y_affine", [2, 3, 4, 2]), vi("y_col2im", [1, 2, 3, 4])],
+    [init("scales", np.array([1, 1, 2, 1.5], dtype=np.float32)),
+     init("roi", np.array([0.1, -0.2, 0.9, 1.1], dtype=np.float32)),
+     init("sizes", np.array([6, 3], dtype=np.int64)), init("sizes_nn", np.array([5, 8], dtype=np.int64)),
+     init("size", np.array([2, 1, 3, 4], dtype=np.int64)), init("image_shape", np.array([3, 4], dtype=np.int64)),
+     init("block_shape", np.array([2, 2], dtype=np.int64))],
+    {"x": f32(1, 2, 4, 5), "grid": rng.uniform(-1.6, 1.6, (1, 3, 2, 2)).astype(np.float32), "theta": f32(2, 2, 3),
+     "cols": f32(1, 8, 12)},
+    opset=20)
