@@ -49,6 +49,7 @@ typedef struct {
   uint32_t *wdtypes;
   Shape *wshapes;
   float **wdata;
+  Value **wvals;         // the param of each
   int nw;
   const Onnx__GraphProto *graph;
   KnownValues *known;
@@ -85,6 +86,12 @@ void im_fail(Importer *im, const char *fmt, ...) __attribute__((format(printf, 2
 // Appends to the model's statements.
 void im_out(Importer *im, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 Value *im_find(Importer *im, const char *name);
+// A name of the model file for an ONNX name (owned): letters, digits and
+// '_', no keyword or called function, unique among the values.
+char *im_ident_for(Importer *im, const char *onnx);
+// The expression that builds an integer or bool constant's values (owned);
+// NULL with a message naming who reads it.
+char *im_ints_expr(Importer *im, const char *who, const Value *v);
 Value *im_add_value(Importer *im, const char *onnx, int kind, DType dt, int ndim, const int64_t *dims);
 // A constant tensor (an initializer or a Constant's value) named name.
 void im_add_constant(Importer *im, const char *name, const Onnx__TensorProto *t, const char *what);

@@ -103,7 +103,6 @@ static void node_loss(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   // the outputs first, so that they keep their ONNX names
   Value *y = im_result(im, n, DT_F32, red == 0 ? ts.ndim : 0, ts.dims);
   if (!y) return;
-  int yi = (int)(y - im->vals);
   const char *lp = xs.ident;
   if (softmax) {
     Value *out = im_result_at(im, n, 1, DT_F32, xs.ndim, xs.dims);
@@ -125,7 +124,6 @@ static void node_loss(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   im_out(im, "    let %s = one_hot(%s, %lld%s)%s%s   # %s\n", hot, ts.ident, (long long)c, ignore, wid ? " * " : "",
          wid ? wid : "", onnx_shape_str(hd, ts.ndim + 1));
   const char *each = red == 0 ? NULL : part(im, n, "each", ts.ndim, ts.dims);
-  y = &im->vals[yi];   // the values may have moved
   char expr[1024];
   snprintf(expr, sizeof expr, "-sum(%s * %s, axis = -1)", hot, perm);
   if (red == 0) {

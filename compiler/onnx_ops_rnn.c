@@ -249,7 +249,7 @@ static void output_values(Rnn *s, int *out) {
   }
   for (int o = 0; o < 3; o++) {
     Value *v = o == 2 && s->kind != K_LSTM ? NULL : im_result_at(s->im, s->n, (size_t)o, DT_F32, o ? 3 : 4, o ? hd : yd);
-    out[o] = v ? (int)(v - s->im->vals) : -1;
+    out[o] = v ? s->im->nvals - 1 : -1;   // the value just added
   }
 }
 
@@ -264,13 +264,13 @@ static void outputs(Rnn *s, const int *out, const char *const *hs, const bool *r
     for (int d = 0; d < s->D; d++)
       k += snprintf(e + k, sizeof e - (size_t)k, "%sstack(%s%s, axis = %d)", d ? ", " : "", hs[d], rev[d] ? "[::-1]" : "", ax);
     snprintf(e + k, sizeof e - (size_t)k, ", axis = %d)", ax + 1);
-    im_emit(s->im, &s->im->vals[out[0]], "%s", e);
+    im_emit(s->im, s->im->vals[out[0]], "%s", e);
   }
   for (int o = 1; o < 3; o++) {
     const char *const *st = o == 1 ? h : c;
     if (out[o] < 0) continue;
-    if (s->D == 2) im_emit(s->im, &s->im->vals[out[o]], "stack(%s, %s, axis = %d)", st[0], st[1], ax);
-    else im_emit(s->im, &s->im->vals[out[o]], "stack(%s, axis = %d)", st[0], ax);
+    if (s->D == 2) im_emit(s->im, s->im->vals[out[o]], "stack(%s, %s, axis = %d)", st[0], st[1], ax);
+    else im_emit(s->im, s->im->vals[out[o]], "stack(%s, axis = %d)", st[0], ax);
   }
 }
 
