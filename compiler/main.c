@@ -101,7 +101,8 @@ static const OptSpec specs[] = {
     {"stop-after", 0, OPT_INT, "train", "N", "end this run after N steps (resume later)", 1, BIG, NULL},
     {"log-every", 0, OPT_INT, "train eval", "N", "steps between progress lines when not on a terminal (50)", 1, BIG, NULL},
     {"split", 0, OPT_STRING, "eval", "S", "the data to evaluate on: test (default), val or train", 0, 0, NULL},
-    {"inputs", 0, OPT_STRING, "run", "FILE", "the tensor file of inputs", 0, 0, NULL},
+    {"inputs", 0, OPT_STRING, "run import build check", "FILE",
+     "run: the tensor file of inputs; import, build, check of an ONNX model: the values of\nthe inputs its graph needs as constants (shapes, axes; docs/onnx.md)", 0, 0, NULL},
     {"outputs", 0, OPT_STRING, "run", "FILE", "write the outputs to this tensor file instead of printing", 0, 0, NULL},
     {"seed", 0, OPT_INT, "init sample", "N", "init: the initializers' seed (default: the model's, docs/random.md);\nsample: the same text for a seed (1)", 0,
      9.2e18, NULL},
@@ -634,7 +635,10 @@ static int rename_tensors(const char *src, const char *dst, char *const *from, c
 // -D definitions bind the ONNX dim_params and are used up. 0, or 1.
 static int onnx_stage_open(Options *o, OnnxStage *s) {
   memset(s, 0, sizeof *s);
-  if (o->nfiles != 1 || !ends_with(o->files[0], ".onnx")) return 0;
+  bool onnx = o->nfiles == 1 && ends_with(o->files[0], ".onnx");
+  if (!onnx && o->inputs && strcmp(o->command, "run"))
+    return bad_usage("%s --inputs gives the values of an ONNX model's inputs, and takes an .onnx file", o->command);
+  if (!onnx) return 0;
   if (!strcmp(o->command, "train") || !strcmp(o->command, "sample") || !strcmp(o->command, "bisect") ||
       !strcmp(o->command, "init"))
     return bad_usage("%s takes a model file; an ONNX model has no loss or training: 'smelt import' it into one "
@@ -646,8 +650,7 @@ static int onnx_stage_open(Options *o, OnnxStage *s) {
   }
   snprintf(s->model, sizeof s->model, "%s/model.smelt", s->dir);
   snprintf(s->weights, sizeof s->weights, "%s/model.safetensors", s->dir);
-  bool run = !strcmp(o->command, "run");
-  if (onnx_import(o->files[0], s->model, o->defs, o->ndefs, run ? o->inputs : NULL, stderr, &s->names)) return 1;
+  if (onnx_import(o->files[0], s->model, o->defs, o->ndefs, o->inputs, stderr, &s->names)) return 1;
   for (int i = 0; i < o->ndefs; i++) free((char *)o->defs[i].name);
   o->ndefs = 0;
   o->onnx_source = o->files[0];
@@ -812,7 +815,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "inspect")) rc = inspect_ingot(o.files[0], stdout, o.all);
     else if (!strcmp(cmd, "import"))
       rc = !o.output || o.nfiles != 1 ? bad_usage("%s needs one ONNX file and -o FILE.smelt", "import")
-                                      : onnx_import(o.files[0], o.output, o.defs, o.ndefs, NULL, stderr, NULL);
+                                      : onnx_import(o.files[0], o.output, o.defs, o.ndefs, o.inputs, stderr, NULL);
     else rc = run(&o, argv[0]);
   }
   rc = onnx_stage_close(&onnx, rc);

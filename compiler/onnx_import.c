@@ -16,22 +16,6 @@
 #include "onnx_importer.h"
 #include "tensorfile.h"
 
-// Whether the statements read ident: a whole word outside the comments.
-static bool ident_used(const char *body, const char *ident) {
-  size_t n = strlen(ident);
-  for (const char *line = body; line && *line;) {
-    const char *end = strchr(line, '\n'), *hash = strchr(line, '#');
-    if (!end) end = line + strlen(line);
-    if (hash && hash < end) end = hash;
-    for (const char *p = line; p + n <= end; p++)
-      if (!strncmp(p, ident, n) && (p == line || !(isalnum((unsigned char)p[-1]) || p[-1] == '_')) &&
-          !(isalnum((unsigned char)p[n]) || p[n] == '_'))
-        return true;
-    line = strchr(line, '\n');
-    if (line) line++;
-  }
-  return false;
-}
 
 // The `param` lines of the weights the statements read, into f; the others
 // leave the weights file (a constant consumed when importing, such as
@@ -40,7 +24,7 @@ static void declare_params(Importer *im, FILE *f) {
   int kept = 0;
   for (int i = 0; i < im->nw; i++) {
     const Value *v = im->wvals[i];
-    if (!ident_used(im->body ? im->body : "", v->ident)) {
+    if (!im_reads(im, v->ident)) {
       free(im->wdata[i]);
       continue;
     }
@@ -169,27 +153,31 @@ static void load_known(Importer *im, const char *path) {
   Shape shape;
   for (uint32_t i = 0; i < n && tensor_reader_next(r, &name, &dtype, &shape); i++) {
     int64_t count = shape_numel(&shape);
-    bool wanted = (dtype == DT_I64 || dtype == DT_I32) && count <= 4096;
-    void *bytes = wanted ? xmalloc((size_t)(count ? count : 1) * 8) : NULL;
-    if (!tensor_reader_bytes(r, bytes, (uint64_t)count * dtype_size(dtype))) {
-      free(bytes);
+    bool wanted = (dtype == DT_I64 || dtype == DT_I32 || dtype == DT_BOOL || dtype == DT_F32) && count <= 4096;
+    uint64_t bytes = (uint64_t)count * dtype_size(dtype);
+    char *raw = wanted ? xmalloc(bytes + 1) : NULL;
+    if (!tensor_reader_bytes(r, raw, bytes)) {
+      free(raw);
       break;
     }
     if (!wanted) continue;
     im->known = xrealloc(im->known, sizeof *im->known * (size_t)(im->nknown + 1));
     KnownValues *kv = &im->known[im->nknown++];
     kv->name = xstrdup(name);
+    kv->dtype = dtype;
     kv->shape = shape;
-    kv->values = xmalloc(sizeof *kv->values * (size_t)(count ? count : 1));
+    kv->values = xcalloc((size_t)(count ? count : 1), sizeof *kv->values);
+    kv->floats = dtype == DT_F32 ? xcalloc((size_t)(count ? count : 1), sizeof *kv->floats) : NULL;
     for (int64_t k = 0; k < count; k++) {
-      if (dtype == DT_I64) memcpy(&kv->values[k], (char *)bytes + 8 * k, 8);
-      else {
+      if (dtype == DT_I64) memcpy(&kv->values[k], raw + 8 * k, 8);
+      else if (dtype == DT_I32) {
         int32_t x;
-        memcpy(&x, (char *)bytes + 4 * k, 4);
+        memcpy(&x, raw + 4 * k, 4);
         kv->values[k] = x;
-      }
+      } else if (dtype == DT_BOOL) kv->values[k] = raw[k] != 0;
+      else memcpy(&kv->floats[k], raw + 4 * k, 4);
     }
-    free(bytes);
+    free(raw);
   }
   tensor_reader_close(r);
 }
@@ -358,6 +346,7 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
   for (int i = 0; i < im.nvals && !im.failed; i++) {
     Value *v = im.vals[i];
     if (!v->graph_input) continue;
+    if (v->specialized && v->kind != V_INTS) continue;   // a float: a param or a number
     if (!v->specialized) {
       fprintf(in, "    input %s: %s%s\n", v->ident, onnx_dtype_word(v->dtype), onnx_shape_str(v->dims, v->ndim));
       continue;
@@ -418,6 +407,7 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
   for (int i = 0; i < im.nknown; i++) {
     free(im.known[i].name);
     free(im.known[i].values);
+    free(im.known[i].floats);
   }
   free(im.known);
   for (int i = 0; i < im.nw; i++) free(im.wdata[i]);

@@ -34,8 +34,10 @@ typedef struct {
 // The values an integer graph input has in the run being imported for.
 typedef struct {
   char *name;
+  uint32_t dtype;
   Shape shape;
-  int64_t *values;
+  int64_t *values;       // integers and bools
+  float *floats;         // f32 (values unused)
 } KnownValues;
 
 typedef struct {
@@ -95,6 +97,10 @@ char *im_ints_expr(Importer *im, const char *who, const Value *v);
 Value *im_add_value(Importer *im, const char *onnx, int kind, DType dt, int ndim, const int64_t *dims);
 // A constant tensor (an initializer or a Constant's value) named name.
 void im_add_constant(Importer *im, const char *name, const Onnx__TensorProto *t, const char *what);
+// v becomes a param of the weights file holding data (owned).
+Value *im_weight_of(Importer *im, Value *v, float *data);
+// Whether the statements written so far read ident (outside comments).
+bool im_reads(Importer *im, const char *ident);
 // A float param named name (a value the importer computes: weights, indices)
 // holding data, which it takes; its values go to the weights file.
 Value *im_add_param(Importer *im, const char *name, int ndim, const int64_t *dims, float *data);
@@ -111,10 +117,15 @@ Value *im_input(Importer *im, const Onnx__NodeProto *n, size_t i);
 // Makes v usable as a tensor: an integer or bool constant (V_INTS) gets a
 // `let` that builds its values, once. False with a message.
 bool im_is_tensor(Importer *im, const Onnx__NodeProto *n, Value *v);
-// An integer graph input read where a constant must be (what it is to the
-// node: "axes", "shape", ...) becomes the constant of its known value, when
-// the import has one (smelt run model.onnx): true then, with a note.
+// A graph input read where a constant must be (what it is to the node:
+// "axes", "shape", ...) becomes the constant of its known value, when the
+// import has one (smelt run model.onnx, --inputs): integers and bools a
+// V_INTS, a float a number (V_SCALAR) or a param of the weights file. True
+// then, with a note.
 bool im_specialize(Importer *im, const Onnx__NodeProto *n, Value *v, const char *what);
+// Input i, specialized to its known value when it is a graph input that
+// has one (see im_specialize): for inputs that must be constants.
+Value *im_const_input(Importer *im, const Onnx__NodeProto *n, size_t i, const char *what);
 // Input i as a constant list of integers (a shape, axes; an integer input
 // with a known value is specialized); NULL with a message.
 const Value *im_ints_input(Importer *im, const Onnx__NodeProto *n, size_t i, const char *what);

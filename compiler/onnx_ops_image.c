@@ -250,7 +250,7 @@ static Value resize_axis(Importer *im, const Onnx__NodeProto *n, Value xv, int a
 // most max); -1 when absent or empty, -2 with a message.
 static int float_input(Importer *im, const Onnx__NodeProto *n, size_t i, const char *what, double *v, int max) {
   if (i >= n->n_input || !n->input[i][0]) return -1;
-  Value *c = im_input(im, n, i);
+  Value *c = im_const_input(im, n, i, what);
   if (!c) return -2;
   int64_t count;
   const float *f = im_param_data(im, c, &count);

@@ -746,7 +746,7 @@ static void node_dropout(Importer *im, const Onnx__NodeProto *n, const char *arg
   Value *x = unary_input(im, n);
   if (!x) return;
   if (n->n_input > 2 && n->input[2][0]) {
-    Value *t = im_input(im, n, 2);
+    Value *t = im_const_input(im, n, 2, "training_mode");
     if (!t) return;
     if (t->kind != V_INTS || t->nints != 1 || t->ints[0])
       return node_refuse(im, n, "training_mode must be a constant false; the importer runs inference only");

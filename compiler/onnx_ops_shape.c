@@ -144,6 +144,7 @@ static bool int_dtype(DType d) { return d == DT_I64 || d == DT_I32; }
 
 // A one-element constant's value as text (a number for `fill`, `pad`, ...).
 static bool const_number(Importer *im, const Onnx__NodeProto *n, const Value *v, char *b, size_t cap) {
+  im_specialize(im, n, (Value *)v, "value");
   if (v->kind == V_SCALAR) return snprintf(b, cap, "%s", im_operand(im, v)), true;
   if (v->kind == V_INTS && v->nints == 1) {
     if (v->dtype == DT_BOOL) snprintf(b, cap, "%s", v->ints[0] ? "true" : "false");
@@ -1112,7 +1113,7 @@ static void node_range(Importer *im, const Onnx__NodeProto *n, const char *arg) 
   (void)arg;
   Value *v[3];
   for (int i = 0; i < 3; i++) {
-    v[i] = im_input(im, n, (size_t)i);
+    v[i] = im_const_input(im, n, (size_t)i, i == 0 ? "start" : i == 1 ? "limit" : "delta");
     if (!v[i]) return;
     if (!((v[i]->kind == V_INTS && v[i]->nints == 1) || v[i]->kind == V_SCALAR)) {
       im_fail(im, "node '%s' (Range): its %s '%s' must be a constant (the result's length depends on it)", im_node(n),
@@ -1247,7 +1248,7 @@ static void node_reverse_sequence(Importer *im, const Onnx__NodeProto *n, const 
 // with 0 .. depth - 1 along the new axis; an index outside is all off.
 static void node_one_hot(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   (void)arg;
-  Value *idx = im_input(im, n, 0), *dv = idx ? im_input(im, n, 1) : NULL, *vals = dv ? im_input(im, n, 2) : NULL;
+  Value *idx = im_input(im, n, 0), *dv = idx ? im_const_input(im, n, 1, "depth") : NULL, *vals = dv ? im_input(im, n, 2) : NULL;
   if (!vals || !tensor_in(im, n, idx)) return;
   double depth;
   if (dv->kind == V_SCALAR) depth = dv->scalar;

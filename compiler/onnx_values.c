@@ -307,7 +307,11 @@ static void *decode_values(Importer *im, const Onnx__TensorProto *t, const char 
 // A float constant of the weights file: a param the model file declares if
 // its statements read it (declare_params).
 static Value *add_weight(Importer *im, const char *name, int ndim, const int64_t *dims, float *data) {
-  Value *v = im_add_value(im, name, V_PARAM, DT_F32, ndim, dims);
+  return im_weight_of(im, im_add_value(im, name, V_PARAM, DT_F32, ndim, dims), data);
+}
+
+Value *im_weight_of(Importer *im, Value *v, float *data) {
+  v->kind = V_PARAM;
   im->wnames = xrealloc(im->wnames, (size_t)(im->nw + 1) * sizeof *im->wnames);
   im->wdtypes = xrealloc(im->wdtypes, (size_t)(im->nw + 1) * sizeof *im->wdtypes);
   im->wshapes = xrealloc(im->wshapes, (size_t)(im->nw + 1) * sizeof *im->wshapes);
@@ -509,25 +513,42 @@ bool im_is_tensor(Importer *im, const Onnx__NodeProto *n, Value *v) {
 // and the model file builds it in place of the input. False when v is no
 // such input.
 bool im_specialize(Importer *im, const Onnx__NodeProto *n, Value *v, const char *what) {
-  if (v->kind != V_INPUT || (v->dtype != DT_I64 && v->dtype != DT_I32)) return false;
-  for (int i = 0; i < im->nknown; i++) {
-    const KnownValues *kv = &im->known[i];
-    if (strcmp(kv->name, v->onnx)) continue;
-    if (kv->shape.ndim != v->ndim) return false;
-    for (int d = 0; d < v->ndim; d++)
-      if (kv->shape.d[d] != v->dims[d]) return false;
+  if (v->kind != V_INPUT) return false;
+  const KnownValues *kv = NULL;
+  for (int i = 0; i < im->nknown && !kv; i++)
+    if (!strcmp(im->known[i].name, v->onnx)) kv = &im->known[i];
+  if (!kv || kv->dtype != v->dtype || kv->shape.ndim != v->ndim) return false;
+  for (int d = 0; d < v->ndim; d++)
+    if (kv->shape.d[d] != v->dims[d]) return false;
+  int64_t count = shape_numel(&kv->shape);
+  if (kv->floats) {
+    // a number where no statement has read the input yet, else a param of the weights file
+    if (count == 1 && isfinite(kv->floats[0]) && !im_reads(im, v->ident)) {
+      v->kind = V_SCALAR;
+      v->scalar = kv->floats[0];
+    } else {
+      float *data = xmalloc(sizeof *data * (size_t)(count ? count : 1));
+      memcpy(data, kv->floats, sizeof *data * (size_t)count);
+      im_weight_of(im, v, data);
+    }
+  } else {
     v->kind = V_INTS;
-    v->nints = (int)shape_numel(&kv->shape);
-    v->ints = xmalloc(sizeof *v->ints * (size_t)(v->nints ? v->nints : 1));
-    memcpy(v->ints, kv->values, sizeof *v->ints * (size_t)v->nints);
-    v->specialized = true;
+    v->nints = (int)count;
+    v->ints = xmalloc(sizeof *v->ints * (size_t)(count ? count : 1));
+    memcpy(v->ints, kv->values, sizeof *v->ints * (size_t)count);
     v->tensor_written = true;   // the model file's header builds it
-    fprintf(im->err, "smelt: note: %s: input '%s' is the %s of node '%s' (%s), which must be known when the model "
-            "is built: it is built for the value these inputs give it\n", im->path, v->onnx, what, im_node(n),
-            n->op_type);
-    return true;
   }
-  return false;
+  v->specialized = true;
+  fprintf(im->err, "smelt: note: %s: input '%s' is the %s of node '%s' (%s), which must be known when the model "
+          "is built: it is built for the value these inputs give it\n", im->path, v->onnx, what, im_node(n),
+          n->op_type);
+  return true;
+}
+
+Value *im_const_input(Importer *im, const Onnx__NodeProto *n, size_t i, const char *what) {
+  Value *v = im_input(im, n, i);
+  if (v) im_specialize(im, n, v, what);
+  return v;
 }
 
 int im_axis(Importer *im, const Onnx__NodeProto *n, int64_t axis, int rank) {
@@ -610,4 +631,21 @@ const Value *im_ints_input(Importer *im, const Onnx__NodeProto *n, size_t i, con
     return NULL;
   }
   return v;
+}
+
+bool im_reads(Importer *im, const char *ident) {
+  const char *body = im->body ? im->body : "";
+  size_t n = strlen(ident);
+  for (const char *line = body; line && *line;) {
+    const char *end = strchr(line, '\n'), *hash = strchr(line, '#');
+    if (!end) end = line + strlen(line);
+    if (hash && hash < end) end = hash;
+    for (const char *p = line; p + n <= end; p++)
+      if (!strncmp(p, ident, n) && (p == line || !(isalnum((unsigned char)p[-1]) || p[-1] == '_')) &&
+          !(isalnum((unsigned char)p[n]) || p[n] == '_'))
+        return true;
+    line = strchr(line, '\n');
+    if (line) line++;
+  }
+  return false;
 }

@@ -166,7 +166,7 @@ def run_case(smelt, key, kind, path, timeout):
                 why = compare(name, w, got.get(name))
                 if why:
                     return "fail", why, primary, fam
-        why = gpu_check(smelt, path, tmp, timeout)
+        why = gpu_check(smelt, path, tmp, timeout, inp)
         if why:
             return ("crash" if why.startswith("crash:") else "fail"), why, primary, fam
         return "pass", "", primary, fam
@@ -177,15 +177,16 @@ def run_case(smelt, key, kind, path, timeout):
 GPU_TARGETS = "sm_80,sm_90,gfx90a,gfx942"
 
 
-def gpu_check(smelt, path, tmp, timeout):
+def gpu_check(smelt, path, tmp, timeout, inputs):
     """A case that computes the right numbers must also build for the GPU
-    targets (PTX assembled by ptxas, AMDGCN by LLVM) and pass smelt-rt check
-    on the CPU device (every kernel against the reference); None when it
-    does, else why not."""
+    targets (PTX assembled by ptxas, AMDGCN by LLVM; built for the values of
+    the last data set's inputs, as the run was) and pass smelt-rt check on the
+    CPU device (every kernel against the reference); None when it does,
+    else why not."""
     ingot = os.path.join(tmp, "model.ingot")
     smelt_rt = os.path.join(os.path.dirname(smelt), "smelt-rt")
     for what, cmd in (("GPU build", [smelt, "build", os.path.join(path, "model.onnx"), "--target=" + GPU_TARGETS,
-                                      "-o", ingot]),
+                                      "--inputs=" + inputs, "-o", ingot]),
                       ("smelt-rt check", [smelt_rt, "check", "--device=cpu", ingot])):
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, NO_COLOR="1"))
