@@ -97,11 +97,22 @@ static const OnnxOp *const op_tables[] = {
 };
 
 // The row that translates n's op type, or NULL: the default domain only.
+// The tables of the ops of other domains than the default one.
+static const struct {
+  const char *domain;
+  const OnnxOp *ops;
+} domain_tables[] = {
+    {"", NULL},   // (none yet)
+};
+
 static const OnnxOp *op_of(const Onnx__NodeProto *n) {
-  if (n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx")) return NULL;
-  for (size_t t = 0; t < sizeof op_tables / sizeof *op_tables; t++)
+  const char *dom = n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx") ? n->domain : NULL;
+  for (size_t t = 0; !dom && t < sizeof op_tables / sizeof *op_tables; t++)
     for (const OnnxOp *o = op_tables[t]; o->op_type; o++)
       if (!strcmp(n->op_type, o->op_type)) return o;
+  for (size_t t = 0; dom && t < sizeof domain_tables / sizeof *domain_tables; t++)
+    for (const OnnxOp *o = domain_tables[t].ops; o && o->op_type; o++)
+      if (!strcmp(dom, domain_tables[t].domain) && !strcmp(n->op_type, o->op_type)) return o;
   return NULL;
 }
 
@@ -116,7 +127,7 @@ static bool check_ops(Importer *im, const Onnx__GraphProto *g) {
     if (done[i] || op_of(n)) continue;
     types++;
     const char *dom = n->domain && n->domain[0] ? n->domain : "ai.onnx";
-    fprintf(m, "\n  %s (domain %s, opset %lld): ", n->op_type, dom, (long long)im->opset);
+    fprintf(m, "\n  %s (domain %s, opset %lld): ", n->op_type, dom, (long long)im_opset_of(im, dom));
     int k = 0;
     for (size_t j = i; j < g->n_node; j++) {
       const Onnx__NodeProto *o = g->node[j];
@@ -245,12 +256,19 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
   const Onnx__GraphProto *g = model->graph;
   im.graph = g;
   im.opset = -1;
+  im.model = model;
   for (size_t i = 0; i < model->n_opset_import; i++) {
     const Onnx__OperatorSetIdProto *o = model->opset_import[i];
     if (!o->domain || !o->domain[0] || !strcmp(o->domain, "ai.onnx")) im.opset = o->has_version ? o->version : 1;
   }
-  if (im.opset < 0) im_fail(&im, "the model imports no version of the default operator set (ai.onnx)");
-  else if (im.opset < 6) im_fail(&im, "opset %lld; the importer reads opset 6 and newer", (long long)im.opset);
+  // a node of a domain the model imports no version of is a broken model
+  for (size_t i = 0; i < g->n_node && !im.failed; i++) {
+    const Onnx__NodeProto *n = g->node[i];
+    const char *dom = n->domain && n->domain[0] ? n->domain : "ai.onnx";
+    if (im_opset_of(&im, dom) < 0)
+      im_fail(&im, "node '%s' (%s) is of the domain %s, of which the model imports no version", im_node(n), n->op_type,
+              dom);
+  }
   if (!im.failed && strings_present(&im, g) && !check_ops(&im, g)) im.failed = true;
 
   // initializers, then the inputs that are not initializers
@@ -279,7 +297,8 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
     }
     for (int j = 0; j < nd && !im.failed; j++) {
       const Onnx__TensorShapeProto__Dimension *dm = tt->shape->dim[j];
-      if (dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && dm->dim_value > 0) {
+      // a size of 0 is kept: an empty input built in for its value (axes of none) is fine
+      if (dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && dm->dim_value >= 0) {
         d[j] = dm->dim_value;
         continue;
       }
@@ -347,6 +366,11 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
     Value *v = im.vals[i];
     if (!v->graph_input) continue;
     if (v->specialized && v->kind != V_INTS) continue;   // a float: a param or a number
+    if (!v->specialized && onnx_numel(v->dims, v->ndim) == 0) {
+      im_fail(&im, "input '%s' is %s, an empty tensor, which the model language does not have", v->onnx,
+              onnx_shape_str(v->dims, v->ndim));
+      break;
+    }
     if (!v->specialized) {
       fprintf(in, "    input %s: %s%s\n", v->ident, onnx_dtype_word(v->dtype), onnx_shape_str(v->dims, v->ndim));
       continue;

@@ -43,7 +43,8 @@ typedef struct {
 typedef struct {
   const char *path;
   FILE *err;
-  int64_t opset;
+  int64_t opset;          // the default domain's version (-1: none imported)
+  const Onnx__ModelProto *model;
   Value **vals;          // each allocated once: a Value * stays valid as values are added
   int nvals, cap;
   // the tensors of the safetensors file
@@ -82,6 +83,10 @@ extern const OnnxOp onnx_attention_ops[];
 extern const OnnxOp onnx_image_ops[];
 
 // ---- the importer's state
+
+// The version of a domain the model imports ("ai.onnx" or "" for the
+// default one, "ai.onnx.ml", "ai.onnx.preview.training", ...); -1 when none.
+int64_t im_opset_of(const Importer *im, const char *domain);
 
 // The first error only: later ones follow from it.
 void im_fail(Importer *im, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

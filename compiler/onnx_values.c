@@ -649,3 +649,13 @@ bool im_reads(Importer *im, const char *ident) {
   }
   return false;
 }
+
+int64_t im_opset_of(const Importer *im, const char *domain) {
+  bool dflt = !domain || !domain[0] || !strcmp(domain, "ai.onnx");
+  for (size_t i = 0; im->model && i < im->model->n_opset_import; i++) {
+    const Onnx__OperatorSetIdProto *o = im->model->opset_import[i];
+    bool od = !o->domain || !o->domain[0] || !strcmp(o->domain, "ai.onnx");
+    if (dflt ? od : !od && !strcmp(o->domain, domain)) return o->has_version ? o->version : 1;
+  }
+  return -1;
+}
