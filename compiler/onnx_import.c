@@ -94,6 +94,7 @@ static const OnnxOp *const op_tables[] = {
     onnx_loss_ops,
     onnx_attention_ops,
     onnx_image_ops,
+    onnx_sequence_ops,
 };
 
 // The row that translates n's op type, or NULL: the default domain only.
@@ -144,6 +145,38 @@ static bool check_ops(Importer *im, const Onnx__GraphProto *g) {
   free(msg);
   free(done);
   return types == 0;
+}
+
+// A graph output that is a constant (a Constant node's, an initializer):
+// an `output` line that builds it, the constant itself renamed when it is
+// a param. Left for the caller to refuse when its name is read already.
+static void constant_output(Importer *im, Value *v) {
+  if (im_reads(im, v->ident) || (v->kind == V_INTS && v->tensor_written)) return;
+  char *e = NULL, dims[512];
+  onnx_join_ints(dims, sizeof dims, v->dims, v->ndim);
+  if (v->kind == V_INTS) e = im_ints_expr(im, "an output", v);
+  else if (v->kind == V_SCALAR) {
+    e = xmalloc(600);
+    if (v->ndim) snprintf(e, 600, "fill(%s, %s)", im_operand(im, v), dims);
+    else snprintf(e, 600, "fill(%s, 1)[0]", im_operand(im, v));
+  } else if (v->kind == V_PARAM && onnx_numel(v->dims, v->ndim)) {
+    char *old = v->ident;
+    size_t len = strlen(v->onnx) + 8;
+    char *base = xmalloc(len);
+    snprintf(base, len, "%s_value", v->onnx);
+    v->ident = im_ident_for(im, base);   // the param's name; the output keeps the ONNX one
+    free(base);
+    for (int w = 0; w < im->nw; w++)
+      if (im->wnames[w] == old) im->wnames[w] = v->ident;
+    im_out(im, "    output %s = %s   # %s\n", old, v->ident, onnx_shape_str(v->dims, v->ndim));
+    free(old);
+    v->kind = V_LET;
+    return;
+  }
+  if (!e) return;
+  im_out(im, "    output %s = %s   # %s\n", v->ident, e, onnx_shape_str(v->dims, v->ndim));
+  free(e);
+  v->kind = V_LET;
 }
 
 static const char *base_name(const char *p) {
@@ -334,6 +367,7 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
   }
   for (size_t i = 0; i < g->n_output && !im.failed; i++) {
     Value *v = im_find(&im, g->output[i]->name);
+    if (v && v->kind != V_LET && v->kind != V_INPUT && !v->graph_input) constant_output(&im, v);
     if (!v || v->kind != V_LET) {
       im_fail(&im, "output '%s' is %s; the importer takes outputs that nodes compute", g->output[i]->name,
            v ? "an input or a constant" : "defined by no node");
@@ -426,6 +460,7 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
     free(im.vals[i]->onnx);
     free(im.vals[i]->ident);
     free(im.vals[i]->ints);
+    free(im.vals[i]->items);
     free(im.vals[i]);
   }
   for (int i = 0; i < im.nknown; i++) {

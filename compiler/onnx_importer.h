@@ -13,10 +13,11 @@
 
 // What an ONNX value is in the model file: a graph input, a float param (its
 // values in the weights file), a node's result, an integer constant known at
-// import time (a shape, axes), or a one-element float constant (a number).
-enum { V_INPUT, V_PARAM, V_LET, V_INTS, V_SCALAR };
+// import time (a shape, axes), a one-element float constant (a number), or
+// an ONNX sequence of tensors, known item by item at import time.
+enum { V_INPUT, V_PARAM, V_LET, V_INTS, V_SCALAR, V_SEQ };
 
-typedef struct {
+typedef struct Value {
   char *onnx;            // the ONNX value name
   char *ident;           // its name in the model file
   int kind;
@@ -27,6 +28,8 @@ typedef struct {
   int nints;
   double scalar;         // V_SCALAR: a one-element float constant, written as a number
   bool tensor_written;   // V_INTS: a `let` of its values exists (im_is_tensor)
+  struct Value **items;  // V_SEQ: its tensors, nitems of them (borrowed)
+  int nitems;
   bool graph_input;      // one of the graph's inputs
   bool specialized;      // a graph input made a constant of its known value (im_specialize)
 } Value;
@@ -81,6 +84,7 @@ extern const OnnxOp onnx_rnn_ops[];
 extern const OnnxOp onnx_loss_ops[];
 extern const OnnxOp onnx_attention_ops[];
 extern const OnnxOp onnx_image_ops[];
+extern const OnnxOp onnx_sequence_ops[];
 
 // ---- the importer's state
 

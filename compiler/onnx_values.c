@@ -497,6 +497,10 @@ char *im_ints_expr(Importer *im, const char *who, const Value *v) {
 
 // An integer constant read as a tensor: a `let` that builds its values, once.
 bool im_is_tensor(Importer *im, const Onnx__NodeProto *n, Value *v) {
+  if (v->kind == V_SEQ) {
+    im_fail(im, "node '%s' (%s) reads the sequence '%s' where a tensor goes", im_node(n), n->op_type, v->onnx);
+    return false;
+  }
   if (v->kind != V_INTS || v->tensor_written) return true;
   char who[512];
   snprintf(who, sizeof who, "node '%s' (%s)", im_node(n), n->op_type);
