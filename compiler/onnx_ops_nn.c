@@ -294,11 +294,15 @@ static bool pool_taps(Importer *im, const Onnx__NodeProto *n, T *t, int ax, int6
   char acc[4096] = "", sl[512];
   for (int64_t j = 0; j < k; j++) {
     slice_expr(sl, sizeof sl, &src, ax, j * d, j * d + (out - 1) * s + 1, s);
-    char next[4096];
-    if (!acc[0]) snprintf(next, sizeof next, "%s", sl);
-    else if (max) snprintf(next, sizeof next, "maximum(%s, %s)", acc, sl);
-    else snprintf(next, sizeof next, "%s + %s", acc, sl);
-    memcpy(acc, next, sizeof acc);
+    char next[sizeof acc + sizeof sl + 32];
+    int len = !acc[0] ? snprintf(next, sizeof next, "%s", sl)
+              : max   ? snprintf(next, sizeof next, "maximum(%s, %s)", acc, sl)
+                      : snprintf(next, sizeof next, "%s + %s", acc, sl);
+    if (len < 0 || (size_t)len >= sizeof acc) {
+      im_fail(im, "node '%s' (%s): a window of taps too long to write", im_node(n), n->op_type);
+      return false;
+    }
+    memcpy(acc, next, (size_t)len + 1);
     if (j % 16 == 15 || j == k - 1) {
       if (!t_set(im, n, t, src.nd, nd, acc)) return false;
       snprintf(acc, sizeof acc, "%s", t->id);
