@@ -448,6 +448,21 @@ Value *im_input(Importer *im, const Onnx__NodeProto *n, size_t i) {
 // The expression that builds an integer or bool constant's values: a fill,
 // an iota for an arithmetic progression, else a stack of fills. NULL with a
 // message for what the language cannot write.
+// The values as [n] tensors of one value joined by concat, at most 16 to a
+// call (the language's limit on a call's arguments), into e at k.
+static size_t concat_tree(char *e, size_t cap, size_t k, const int64_t *vals, int n, const char *dt) {
+  if (n == 1) return k + (size_t)snprintf(e + k, cap - k, "fill(%lld, 1, dtype = %s)", (long long)vals[0], dt);
+  int parts = n < 16 ? n : 16, done = 0;
+  k += (size_t)snprintf(e + k, cap - k, "concat(");
+  for (int p = 0; p < parts; p++) {
+    int take = (n - done) / (parts - p);
+    if (p) k += (size_t)snprintf(e + k, cap - k, ", ");
+    k = concat_tree(e, cap, k, vals + done, take, dt);
+    done += take;
+  }
+  return k + (size_t)snprintf(e + k, cap - k, ")");
+}
+
 char *im_ints_expr(Importer *im, const char *who, const Value *v) {
   if (v->nints > 4096) {
     im_fail(im, "%s reads the integer constant '%s' of %d values as a tensor; the importer writes at most 4096", who,
@@ -461,7 +476,7 @@ char *im_ints_expr(Importer *im, const char *who, const Value *v) {
       return NULL;
     }
   const char *dt = v->dtype == DT_BOOL ? "i32" : onnx_dtype_word(v->dtype);
-  size_t cap = 256 + (size_t)v->nints * 48, k = 0;
+  size_t cap = 256 + (size_t)v->nints * 64, k = 0;
   char *e = xmalloc(cap);
   char dims[512];
   onnx_join_ints(dims, sizeof dims, v->dims, v->ndim);
@@ -478,12 +493,7 @@ char *im_ints_expr(Importer *im, const char *who, const Value *v) {
     if (step)
       k += (size_t)snprintf(e + k, cap - k, "iota(%d, dtype = %s) * %lld + %lld", v->nints, dt,
                             (long long)(v->ints[1] - v->ints[0]), (long long)v->ints[0]);
-    else {
-      k += (size_t)snprintf(e + k, cap - k, "stack(");
-      for (int i = 0; i < v->nints; i++)
-        k += (size_t)snprintf(e + k, cap - k, "%sfill(%lld, 1, dtype = %s)", i ? ", " : "", (long long)v->ints[i], dt);
-      k += (size_t)snprintf(e + k, cap - k, ")");
-    }
+    else k = concat_tree(e, cap, k, v->ints, v->nints, dt);
     k += (size_t)snprintf(e + k, cap - k, ", %s)", dims);
   }
   if (v->dtype == DT_BOOL) {
