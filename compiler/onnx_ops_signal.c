@@ -213,21 +213,21 @@ static void node_stft(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   }
   bool onesided = onnx_attr_i(n, "onesided", 1);
   int64_t F = 1 + (L - W) / step, K = onesided ? W / 2 + 1 : W;
-  // the frames' sample indices, an i32 constant
-  char name[512];
-  snprintf(name, sizeof name, "%s.frames", n->output[0]);
+  // the frames' sample indices: a param (exact in f32 below 2^24), cast to i32
   int64_t nidx = F * W;
-  Value *idx = im_add_value(im, name, V_INTS, DT_I32, 1, &nidx);
-  idx->ints = xmalloc((size_t)nidx * sizeof *idx->ints);
-  idx->nints = (int)nidx;
+  if (L >= (1 << 24)) {
+    im_fail(im, "node '%s' (STFT): a signal of %lld samples (at most 2^24)", im_node(n), (long long)L);
+    return;
+  }
+  float *iv = xmalloc((size_t)nidx * sizeof *iv);
   for (int64_t f = 0; f < F; f++)
-    for (int64_t t = 0; t < W; t++) idx->ints[f * W + t] = f * step + t;
-  if (!im_is_tensor(im, n, idx)) return;
+    for (int64_t t = 0; t < W; t++) iv[f * W + t] = (float)(f * step + t);
+  const char *idx = param(im, n, "frames", 1, &nidx, iv);
   int64_t wd[2] = {W * cin, K * 2};
   const char *w = param(im, n, "dft", 2, wd, dft_matrix(W, (int)cin, W, K, false));
   char frames[1024], weighted[1536];
-  snprintf(frames, sizeof frames, "reshape(gather(reshape(permute(%s, 1, 0, 2), %lld, %lld), %s), %lld, %lld, %lld, %lld)",
-           x->ident, (long long)L, (long long)(B * cin), idx->ident, (long long)F, (long long)W, (long long)B,
+  snprintf(frames, sizeof frames, "reshape(gather(reshape(permute(%s, 1, 0, 2), %lld, %lld), cast(%s, i32)), %lld, %lld, %lld, %lld)",
+           x->ident, (long long)L, (long long)(B * cin), idx, (long long)F, (long long)W, (long long)B,
            (long long)cin);
   if (win)
     snprintf(weighted, sizeof weighted, "%s * reshape(%s, 1, %lld, 1, 1)", frames, win->ident, (long long)W);
