@@ -85,6 +85,7 @@ extern const OnnxOp onnx_loss_ops[];
 extern const OnnxOp onnx_attention_ops[];
 extern const OnnxOp onnx_image_ops[];
 extern const OnnxOp onnx_sequence_ops[];
+extern const OnnxOp onnx_signal_ops[];
 
 // ---- the importer's state
 
