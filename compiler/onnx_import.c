@@ -94,11 +94,8 @@ static const OnnxOp *const op_tables[] = {
     onnx_loss_ops,
     onnx_attention_ops,
     onnx_image_ops,
-<<<<<<< HEAD
     onnx_sequence_ops,
-=======
     onnx_signal_ops,
->>>>>>> onnx-signal
 };
 
 // The row that translates n's op type, or NULL: the default domain only.
