@@ -98,7 +98,6 @@ static const OnnxOp *const op_tables[] = {
     onnx_signal_ops,
 };
 
-// The row that translates n's op type, or NULL: the default domain only.
 // The tables of the ops of other domains than the default one.
 static const struct {
   const char *domain;
@@ -107,6 +106,7 @@ static const struct {
     {"", NULL},   // (none yet)
 };
 
+// The row that translates n's op type in its domain, or NULL.
 static const OnnxOp *op_of(const Onnx__NodeProto *n) {
   const char *dom = n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx") ? n->domain : NULL;
   for (size_t t = 0; !dom && t < sizeof op_tables / sizeof *op_tables; t++)
