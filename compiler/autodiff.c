@@ -93,9 +93,10 @@ static void backward(AD *ad, Node *y, Node *dy) {
   DType t = y->dtype;
   switch (y->op) {
   case OP_INPUT: case OP_PARAM: case OP_STATE: case OP_CONST: case OP_IOTA: case OP_RANDOM:
-  case OP_FLOOR: case OP_IDIV: case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE:
+  case OP_FLOOR: case OP_IDIV: case OP_BITNOT: case OP_BITCAST: case OP_BITAND: case OP_BITOR: case OP_BITXOR:
+  case OP_SHL: case OP_SHR: case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE:
   case OP_ARGMAX:
-    return;   // leaves, and ops whose gradient is zero almost everywhere
+    return;   // leaves, ops whose gradient is zero almost everywhere, and ops on integers' bits
   case OP_NEG:   // y = -x: dx = -dy
     accumulate(ad, a, g_unary(g, OP_NEG, dy));
     return;

@@ -24,6 +24,14 @@ static const Builtin builtins[] = {
     {"pow", B_FUNC, 2, 2, "", "pow(x, y)"},
     {"where", B_FUNC, 3, 3, "", "where(cond, a, b)"},
     {"cast", B_FUNC, 2, 2, "", "cast(x, dtype)"},
+    // the bits of integers
+    {"bit_and", B_FUNC, 2, 2, "", "bit_and(a, b)"},
+    {"bit_or", B_FUNC, 2, 2, "", "bit_or(a, b)"},
+    {"bit_xor", B_FUNC, 2, 2, "", "bit_xor(a, b)"},
+    {"bit_not", B_FUNC, 1, 1, "", "bit_not(x)"},
+    {"shift_left", B_FUNC, 2, 2, "", "shift_left(a, b)"},
+    {"shift_right", B_FUNC, 2, 2, "", "shift_right(a, b)"},
+    {"bitcast", B_FUNC, 2, 2, "", "bitcast(x, dtype)"},
     // reductions
     {"sum", B_FUNC, 1, 2, RED, "sum(x, axis = all, keep = false)"},
     {"mean", B_FUNC, 1, 2, RED, "mean(x, axis = all, keep = false)"},

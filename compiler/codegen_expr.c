@@ -332,6 +332,36 @@ static V int_floor_div(Cg *c, V a, V b) {
   return LLVMBuildSelect(B, bz, zero, q, "");
 }
 
+// Shifts by any count, as ONNX's BitShift: integers compute as i64 holding
+// their dtype's value (sign- or zero-extended), so a count of the dtype's
+// width or more shifts a left operand out once the result is wrapped (the
+// callers round each value to its dtype), and fills a right one with the
+// sign (i32, i64: arithmetic) or with 0 (u8: logical). A count below 0 reads
+// as unsigned, so as too large; counts of 64 or more, poison to LLVM, are
+// taken as 63 (right) or give 0 (left).
+static V shift(Cg *c, Op op, DType t, V a, V b) {
+  LLVMBuilderRef B = c->b;
+  LLVMTypeRef ty = LLVMTypeOf(a);
+  V w = LLVMConstInt(ty, 64, 0), in = LLVMBuildICmp(B, LLVMIntULT, b, w, "");
+  if (op == OP_SHR) {
+    V n = LLVMBuildSelect(B, in, b, LLVMConstInt(ty, 63, 0), "");
+    return t == DT_U8 ? LLVMBuildLShr(B, a, n, "") : LLVMBuildAShr(B, a, n, "");
+  }
+  V r = LLVMBuildShl(B, a, LLVMBuildSelect(B, in, b, LLVMConstNull(ty), ""), "");
+  return LLVMBuildSelect(B, in, r, LLVMConstNull(ty), "");
+}
+
+// BITCAST (graph.c's pairs): f32 <-> i32 through an i32, whose value an i64
+// register holds sign-extended; bool -> u8 is its 0 or 1.
+static V bitcast(Cg *c, V a, DType from, DType to) {
+  LLVMBuilderRef B = c->b;
+  if (from == DT_F32 && to == DT_I32)
+    return LLVMBuildSExt(B, LLVMBuildBitCast(B, a, shaped_like(a, c->i32), ""), shaped_like(a, c->i64), "");
+  if (from == DT_I32 && to == DT_F32)
+    return LLVMBuildBitCast(B, LLVMBuildTrunc(B, a, shaped_like(a, c->i32), ""), shaped_like(a, c->f32), "");
+  return convert(c, a, from, to);
+}
+
 // One elementwise op on computed values; t is the operands' dtype.
 V emit_op(Cg *c, Op op, DType t, DType out, V a, V b, V w) {
   LLVMBuilderRef B = c->b;
@@ -362,6 +392,12 @@ V emit_op(Cg *c, Op op, DType t, DType out, V a, V b, V w) {
   case OP_SILU:   // x / (1 + exp(-x)), as PyTorch computes it
     return LLVMBuildFDiv(B, a, LLVMBuildFAdd(B, cf(c, 1), math_exp(c, LLVMBuildFNeg(B, a, "")), ""), "");
   case OP_STOP_GRADIENT: return a;
+  case OP_BITNOT: return LLVMBuildNot(B, a, "");
+  case OP_BITCAST: return bitcast(c, a, t, out);
+  case OP_BITAND: return LLVMBuildAnd(B, a, b, "");
+  case OP_BITOR: return LLVMBuildOr(B, a, b, "");
+  case OP_BITXOR: return LLVMBuildXor(B, a, b, "");
+  case OP_SHL: case OP_SHR: return shift(c, op, t, a, b);
   case OP_ADD: return f ? LLVMBuildFAdd(B, a, b, "") : LLVMBuildAdd(B, a, b, "");
   case OP_SUB: return f ? LLVMBuildFSub(B, a, b, "") : LLVMBuildSub(B, a, b, "");
   case OP_MUL: return f ? LLVMBuildFMul(B, a, b, "") : LLVMBuildMul(B, a, b, "");

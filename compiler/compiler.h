@@ -331,6 +331,10 @@ Node *g_iota(Graph *g, int64_t n, DType t);
 Node *g_random(Graph *g, Shape s, const char *name);
 Node *g_unary(Graph *g, Op op, Node *x);
 Node *g_cast(Graph *g, Node *x, DType t);
+// x's bits as dtype t (BITCAST): f32 <-> i32, bool -> u8 (0 or 1), or x itself.
+Node *g_bitcast(Graph *g, Node *x, DType t);
+// BITAND, BITOR, BITXOR, SHL, SHR, BITNOT: the ops on the bits of integers.
+bool op_is_bitwise(Op op);
 Node *g_binary(Graph *g, Op op, Node *a, Node *b);
 Node *g_where(Graph *g, Node *c, Node *a, Node *b);
 Node *g_reduce(Graph *g, Op op, Node *x, uint32_t axes, bool keep);

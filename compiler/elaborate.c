@@ -727,6 +727,34 @@ static Node *stack_tensors(Elab *e, const Args *a, Node **xs, int n, int64_t axi
   return concat_tree(e->g, ys, n, ax);
 }
 
+// An operand of a bitwise function: a tensor of an integer dtype (not bool;
+// a number takes the other operand's dtype).
+static Node *bits_operand(Elab *e, const char *name, const Args *a, int k, const Node *like) {
+  Node *t = as_tensor(e, a->pos_at[k], a->pos[k], like);
+  if (!dtype_is_int(t->dtype) || t->dtype == DT_BOOL)
+    fail(e, a->pos_at[k]->span, "%s takes integer tensors (i32, i64, u8), not %s", name, dtype_name(t->dtype));
+  return t;
+}
+
+// bit_and, bit_or, bit_xor, shift_left, shift_right (a tensor and a tensor
+// or a number), bit_not, bitcast.
+static Node *bits_builtin(Elab *e, const char *name, const Args *a) {
+  if (!strcmp(name, "bitcast"))
+    return g_bitcast(e->g, want_tensor(e, a->pos_at[0], a->pos[0], "what is bitcast"),
+                     dtype_arg(e, a, &a->pos[1], DT_F32));
+  if (!strcmp(name, "bit_not")) {
+    want_tensor(e, a->pos_at[0], a->pos[0], "the argument of bit_not");
+    return g_unary(e->g, OP_BITNOT, bits_operand(e, name, a, 0, NULL));
+  }
+  if (a->pos[0].k != V_TENSOR && a->pos[1].k != V_TENSOR)
+    fail(e, a->call->span, "%s needs a tensor operand", name);
+  Node *p = bits_operand(e, name, a, 0, a->pos[1].k == V_TENSOR ? a->pos[1].t : NULL);
+  Node *q = bits_operand(e, name, a, 1, p);
+  Op op = !strcmp(name, "bit_and") ? OP_BITAND : !strcmp(name, "bit_or") ? OP_BITOR : !strcmp(name, "bit_xor") ? OP_BITXOR
+          : !strcmp(name, "shift_left") ? OP_SHL : OP_SHR;
+  return g_binary(e->g, op, p, q);
+}
+
 static Val call_builtin(Ctx *x, const char *name, Args *a) {
   Elab *e = x->e;
   Graph *g = e->g;
@@ -766,6 +794,7 @@ static Val call_builtin(Ctx *x, const char *name, Args *a) {
     t->fp32 = true;
     return v_tensor(t);
   }
+  if (!strncmp(name, "bit", 3) || !strncmp(name, "shift_", 6)) return v_tensor(bits_builtin(e, name, a));
   if (!strcmp(name, "cast"))
     return v_tensor(g_cast(g, want_tensor(e, a->pos_at[0], a->pos[0], "what is cast"),
                            dtype_arg(e, a, &a->pos[1], DT_F32)));

@@ -169,12 +169,16 @@ Node *g_random(Graph *g, Shape s, const char *name) {
   return n;
 }
 
+// The dtypes the bitwise ops take: the integers, not bool.
+static bool bits_dtype(DType t) { return dtype_is_int(t) && t != DT_BOOL; }
+
 // Integer operands keep their dtype where ops.def's ints column says so (neg,
 // abs, floor); exp, log, ... compute them in f32.
 Node *g_unary(Graph *g, Op op, Node *x) {
-  ASSERT(op_kind(op) == KIND_UNARY && op != OP_CAST);
+  ASSERT(op_kind(op) == KIND_UNARY && op != OP_CAST && op != OP_BITCAST);
   DType t = x->dtype;
   if (t == DT_BOOL && op == OP_NEG) return fail(g, "cannot negate %s", TYPE(x));
+  if (op == OP_BITNOT && !bits_dtype(t)) return fail(g, "cannot invert the bits of %s: it is not an integer", TYPE(x));
   if (!op_keeps_ints(op) && !dtype_is_float(t)) {   // exp of an integer computes in f32
     t = DT_F32;
     x = g_cast(g, x, t);
@@ -185,6 +189,23 @@ Node *g_unary(Graph *g, Op op, Node *x) {
 Node *g_cast(Graph *g, Node *x, DType t) {
   if (x->dtype == t) return x;
   return node1(g, OP_CAST, t, x->shape, x);
+}
+
+// The pairs of one width whose registers can trade bits: floats compute as
+// f32 and integers as i64 (codegen_expr.c), so f16 and bf16 have no bits of
+// their own in a register; a bool's byte is 0 or 1, so it reads as a u8 but a
+// u8 need not be a bool.
+Node *g_bitcast(Graph *g, Node *x, DType t) {
+  DType s = x->dtype;
+  if (s == t) return x;
+  if ((s == DT_F32 && t == DT_I32) || (s == DT_I32 && t == DT_F32) || (s == DT_BOOL && t == DT_U8))
+    return node1(g, OP_BITCAST, t, x->shape, x);
+  return fail(g, "cannot bitcast %s to %s: bitcast takes f32 to i32, i32 to f32 and bool to u8", TYPE(x),
+              dtype_name(t));
+}
+
+bool op_is_bitwise(Op op) {
+  return op == OP_BITAND || op == OP_BITOR || op == OP_BITXOR || op == OP_SHL || op == OP_SHR || op == OP_BITNOT;
 }
 
 // NumPy broadcasting: right-align, size-1 dims stretch. Returns false on a clash
@@ -212,6 +233,8 @@ Node *g_binary(Graph *g, Op op, Node *a, Node *b) {
   if (!broadcast_shapes(&a->shape, &b->shape, &s, &bad))
     return fail(g, "cannot %s %s and %s: their shapes do not broadcast", op_verb(op), TYPE(a), TYPE(b));
   DType t = dtype_promote(a->dtype, b->dtype);
+  if (op_is_bitwise(op) && !bits_dtype(t))
+    return fail(g, "cannot %s %s and %s: they are not integers", op_verb(op), TYPE(a), TYPE(b));
   if (!op_keeps_ints(op) && !dtype_is_float(t)) t = DT_F32;   // pow; '/' is true division
   if (t == DT_BOOL && (op == OP_ADD || op == OP_SUB || op == OP_MUL))
     return fail(g, "cannot %s %s and %s: arithmetic on bool", op_verb(op), TYPE(a), TYPE(b));

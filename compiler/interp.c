@@ -121,6 +121,7 @@ static Fn1 unary_fn(Op op) {
   case OP_SOFTPLUS: return f_softplus;
   case OP_SILU: return f_silu;
   case OP_STOP_GRADIENT: return f_copy;
+  case OP_BITNOT: case OP_BITCAST: break;   // they need the dtype: eval_bits
 #define OP(name, ...) case OP_##name:   // every other op
 #define UNARY(...)
 #include "ops.def"
@@ -147,6 +148,7 @@ static Fn2 binary_fn(Op op) {
   case OP_GE: return f_ge;
   case OP_EQ: return f_eq;
   case OP_NE: return f_ne;
+  case OP_BITAND: case OP_BITOR: case OP_BITXOR: case OP_SHL: case OP_SHR: break;   // eval_bits
 #define OP(name, ...) case OP_##name:   // every other op
 #define BINARY(...)
 #define COMPARE(...)
@@ -193,6 +195,62 @@ static void eval_where(const Node *n, const double *c, const double *a, const do
   int64_t count = shape_numel(&n->shape);
   for (int64_t i = 0; i < count; i++, walk_next(&w))
     y[i] = c[w.off[0]] != 0 ? a[w.off[1]] : b[w.off[2]];
+}
+
+// ---------------------------------------------------------------- bits
+
+// The bitwise ops, which depend on the operands' dtype t (its width, and
+// whether >> is arithmetic): on int64 copies of the values, so exact for i64
+// only below 2^53, as every value here. Shifts are total, as ONNX's BitShift:
+// a count below 0 or from the width up leaves only the sign's fill.
+static double bits2(Op op, DType t, int64_t a, int64_t b) {
+  int width = 8 * dtype_size(t);
+  bool out = b < 0 || b >= width;
+  switch (op) {
+  case OP_BITAND: return (double)(a & b);
+  case OP_BITOR: return (double)(a | b);
+  case OP_BITXOR: return (double)(a ^ b);
+  case OP_SHL: return out ? 0 : dtype_round(t, (double)(int64_t)((uint64_t)a << b));
+  case OP_SHR:
+    if (t == DT_U8) return out ? 0 : (double)(a >> b);
+    if (out) return a < 0 ? -1 : 0;
+    return (double)(a < 0 ? ~(~a >> b) : a >> b);   // arithmetic, without C's implementation choice
+  default: UNREACHABLE();
+  }
+}
+
+// BITCAST: f32 <-> i32 through their bits; bool -> u8 keeps 0 or 1 (graph.c).
+static double bitcast1(DType from, DType to, double x) {
+  if (from == DT_F32 && to == DT_I32) {
+    float f = (float)x;
+    int32_t i;
+    memcpy(&i, &f, sizeof i);
+    return i;
+  }
+  if (from == DT_I32 && to == DT_F32) {
+    int32_t i = (int32_t)x;
+    float f;
+    memcpy(&f, &i, sizeof f);
+    return f;
+  }
+  return x;
+}
+
+static void eval_bits(const Node *n, const double *a, const double *b, double *y) {
+  DType t = n->src[0]->dtype;
+  if (n->op == OP_BITNOT || n->op == OP_BITCAST) {
+    int64_t count = shape_numel(&n->shape);
+    for (int64_t i = 0; i < count; i++)
+      y[i] = n->op == OP_BITNOT ? dtype_round(t, (double)~(int64_t)a[i]) : bitcast1(t, n->dtype, a[i]);
+    return;
+  }
+  Walk w;
+  walk_init(&w, &n->shape);
+  broadcast_strides(&n->src[0]->shape, &n->shape, w.stride[0]);
+  broadcast_strides(&n->src[1]->shape, &n->shape, w.stride[1]);
+  int64_t count = shape_numel(&n->shape);
+  for (int64_t i = 0; i < count; i++, walk_next(&w))
+    y[i] = bits2(n->op, t, (int64_t)a[w.off[0]], (int64_t)b[w.off[1]]);
 }
 
 // ---------------------------------------------------------------- reductions
@@ -619,6 +677,10 @@ static int eval_node(Interp *it, const Node *n, double *y) {
   const double *s1 = n->nsrc > 1 ? it->vals[n->src[1]->id] : NULL;
   const double *s2 = n->nsrc > 2 ? it->vals[n->src[2]->id] : NULL;
   int64_t count = shape_numel(&n->shape);
+  if (op_is_bitwise(n->op) || n->op == OP_BITCAST) {
+    eval_bits(n, s0, s1, y);
+    return 0;
+  }
 
   switch (n->op) {
   case OP_INPUT:

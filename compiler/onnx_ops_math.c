@@ -797,7 +797,67 @@ static void node_not(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   if (y) im_emit(im, y, "%s == false", x->ident);
 }
 
-#define BITS "the model language has no bitwise operations on integers"
+// ---- the bits of integers
+
+// BitwiseAnd, BitwiseOr, BitwiseXor (arg: the language's function) and
+// BitShift (arg NULL: attribute direction, LEFT or RIGHT): tensors of one
+// integer dtype (int32, int64, uint8), broadcast. The language's shifts are
+// ONNX's: arithmetic right shifts of signed values, logical of unsigned,
+// and a count below 0 or from the width up leaves only the sign's fill.
+static void node_bits(Importer *im, const Onnx__NodeProto *n, const char *fn) {
+  if (!fn) {
+    const Onnx__AttributeProto *dir = onnx_attr(n, "direction");
+    bool left = dir && dir->s.len == 4 && !memcmp(dir->s.data, "LEFT", 4);
+    bool right = dir && dir->s.len == 5 && !memcmp(dir->s.data, "RIGHT", 5);
+    if (!left && !right) return node_refuse(im, n, "attribute direction must be LEFT or RIGHT");
+    fn = left ? "shift_left" : "shift_right";
+  }
+  Value *a, *b;
+  int64_t d[MAX_DIMS];
+  int nd;
+  if (!binary_operands(im, n, &a, &b, d, &nd)) return;
+  if (a->kind == V_SCALAR || b->kind == V_SCALAR) return node_refuse(im, n, "a float operand");
+  if (!im_is_tensor(im, n, a) || !im_is_tensor(im, n, b) || !same_dtypes(im, n, a, b)) return;
+  if (!is_int(a->dtype) || a->dtype == DT_BOOL) return node_refuse(im, n, "operands that are not integers");
+  Value *y = im_result(im, n, a->dtype, nd, d);
+  if (y) im_emit(im, y, "%s(%s, %s)", fn, im_operand(im, a), im_operand(im, b));
+}
+
+static void node_bitwise_not(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = im_input(im, n, 0);
+  if (!x || !im_is_tensor(im, n, x)) return;
+  if (!is_int(x->dtype) || x->dtype == DT_BOOL) return node_refuse(im, n, "an operand that is not an integer");
+  Value *y = im_result(im, n, x->dtype, x->ndim, x->dims);
+  if (y) im_emit(im, y, "bit_not(%s)", x->ident);
+}
+
+// BitCast: the same bits as dtype `to`. Floats compute as f32 and integers
+// as i64, so the language trades the bits of f32 and i32 (and of a bool,
+// 0 or 1, for a uint8); float64 and the 16-bit types are dtypes smelt lacks
+// or keeps no bits of.
+static void node_bitcast(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  int64_t t = onnx_attr_i(n, "to", 0);
+  DType to;
+  Value *x = im_input(im, n, 0);
+  if (!x || !im_is_tensor(im, n, x)) return;
+  if (!onnx_dtype_of((int32_t)t, &to)) {
+    im_fail(im, "node '%s' (BitCast): to ONNX data type %lld, a dtype smelt lacks", im_node(n), (long long)t);
+    return;
+  }
+  DType from = x->dtype;
+  bool ok = from == to || (from == DT_F32 && to == DT_I32) || (from == DT_I32 && to == DT_F32) ||
+            (from == DT_BOOL && to == DT_U8);
+  if (!ok) {
+    im_fail(im, "node '%s' (BitCast): %s to %s; the importer bitcasts float and int32 either way, and bool to "
+            "uint8", im_node(n), onnx_dtype_word(from), onnx_dtype_word(to));
+    return;
+  }
+  Value *y = im_result(im, n, to, x->ndim, x->dims);
+  if (y && from == to) im_emit(im, y, "%s", x->ident);
+  else if (y) im_emit(im, y, "bitcast(%s, %s)", x->ident, onnx_dtype_word(to));
+}
 
 const OnnxOp onnx_math_ops[] = {
     {"Add", node_arith, "+"},
@@ -815,11 +875,12 @@ const OnnxOp onnx_math_ops[] = {
     {"Or", node_logic, "|"},
     {"Xor", node_logic, "^"},
     {"Not", node_not, NULL},
-    {"BitShift", node_refuse, BITS},
-    {"BitwiseAnd", node_refuse, BITS},
-    {"BitwiseOr", node_refuse, BITS},
-    {"BitwiseXor", node_refuse, BITS},
-    {"BitwiseNot", node_refuse, BITS},
+    {"BitShift", node_bits, NULL},
+    {"BitwiseAnd", node_bits, "bit_and"},
+    {"BitwiseOr", node_bits, "bit_or"},
+    {"BitwiseXor", node_bits, "bit_xor"},
+    {"BitwiseNot", node_bitwise_not, NULL},
+    {"BitCast", node_bitcast, NULL},
     {"Relu", node_unary_num, "relu"},
     {"Abs", node_unary_num, "abs"},
     {"Neg", node_unary_num, "-"},

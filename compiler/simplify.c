@@ -171,7 +171,8 @@ static Node *rewrite(Node *n, bool differentiated, int *count) {
       count[SIMP_MATMUL]++;
     }
     break;
-  case OP_POW: case OP_IDIV: case OP_MAX: case OP_MIN: case OP_SLICE: case OP_PAD: case OP_CONCAT:
+  case OP_POW: case OP_IDIV: case OP_MAX: case OP_MIN: case OP_BITAND: case OP_BITOR: case OP_BITXOR: case OP_SHL:
+  case OP_SHR: case OP_SLICE: case OP_PAD: case OP_CONCAT:
 #define OP(name, ...) case OP_##name:   // every kind but those emptied below
 #define UNARY(...)
 #define BINARY(...)

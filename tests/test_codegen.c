@@ -779,3 +779,136 @@ TEST(codegen, integer_floor_division_is_exact) {
   graph_free(&g);
   compilation_free(&c);
 }
+
+// ---- the bits of integers (BITAND, BITOR, BITXOR, BITNOT, SHL, SHR, BITCAST)
+
+// The value of element i of an integer buffer of dtype t, extended to int64,
+// and its store.
+static int64_t int_get(DType t, const char *buf, int i) {
+  if (t == DT_U8) return ((const uint8_t *)buf)[i];
+  if (t == DT_I32) return ((const int32_t *)buf)[i];
+  return ((const int64_t *)buf)[i];
+}
+
+static void int_put(DType t, char *buf, int i, int64_t v) {
+  if (t == DT_U8) ((uint8_t *)buf)[i] = (uint8_t)v;
+  else if (t == DT_I32) ((int32_t *)buf)[i] = (int32_t)v;
+  else ((int64_t *)buf)[i] = v;
+}
+
+// v wrapped to dtype t, as a store wraps it.
+static int64_t int_wrap(DType t, int64_t v) {
+  if (t == DT_U8) return (uint8_t)v;
+  if (t == DT_I32) return (int32_t)(uint32_t)(uint64_t)v;
+  return v;
+}
+
+// C's answer for one bitwise op of dtype t (ONNX BitShift's rules for counts
+// below 0 or from the width up: the sign's fill alone).
+static int64_t c_bits(const char *op, DType t, int64_t a, int64_t b) {
+  int w = 8 * dtype_size(t);
+  bool out = b < 0 || b >= w;
+  if (!strcmp(op, "and")) return a & b;
+  if (!strcmp(op, "or")) return a | b;
+  if (!strcmp(op, "xor")) return a ^ b;
+  if (!strcmp(op, "not")) return int_wrap(t, ~a);
+  if (!strcmp(op, "shl")) return out ? 0 : int_wrap(t, (int64_t)((uint64_t)a << b));
+  if (out) return a < 0 ? -1 : 0;
+  return a < 0 ? ~(~a >> b) : a >> b;
+}
+
+// Every bitwise op of dtype t on the pairs (av[i], bv[i]) in compiled host
+// kernels and the interpreter, against C; for i32 also its bits as f32 and back.
+static void check_bits(DType t, const int64_t *av, const int64_t *bv) {
+  enum { N = 8 };
+  static const char *ops[] = {"and", "or", "xor", "not", "shl", "shr"};
+  const char *tn = dtype_name(t);
+  char src[1024];
+  snprintf(src, sizeof src,
+           "model m {\ninput a: %s[8]\ninput b: %s[8]\noutput o_and = bit_and(a, b)\noutput o_or = bit_or(a, b)\n"
+           "output o_xor = bit_xor(a, b)\noutput o_not = bit_not(a)\noutput o_shl = shift_left(a, b)\n"
+           "output o_shr = shift_right(a, b)\n%s}\n",
+           tn, tn, t == DT_I32 ? "output f = bitcast(a, f32)\noutput back = bitcast(bitcast(a, f32), i32)\n" : "");
+  Compilation c;
+  Graph g;
+  case_graph(&c, &g, "bits", src, NULL, 0, fwd, false);
+  KernelPlan plan;
+  kernel_plan(&g, "", codegen_tile_columns(NULL), FUSION_ALL, &plan);
+  Blob obj;
+  char err[512], so[128];
+  const KernelPlan *plans[1] = {&plan};
+  cr_assert_eq(codegen_host(plans, 1, NULL, &obj, err, sizeof err), 0, "%s", err);
+  snprintf(so, sizeof so, "build/test-bits-%d.so", (int)getpid());
+  cr_assert_eq(link_shared(&obj, so, err, sizeof err), 0, "%s", err);
+  free(obj.data);
+  void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+  cr_assert_not_null(lib, "%s", dlerror());
+  unlink(so);
+  char **bufs = calloc((size_t)plan.nslots, sizeof *bufs);
+  double **leaves = calloc((size_t)g.n, sizeof *leaves);
+  for (int s = 0; s < plan.nslots; s++) {
+    Node *nd = plan.slot_node[s];
+    bufs[s] = calloc((size_t)shape_numel(&nd->shape) + 1, (size_t)dtype_size(nd->dtype));
+    if (nd->op != OP_INPUT) continue;
+    const int64_t *v = strcmp(nd->name, "a") ? bv : av;
+    leaves[nd->id] = malloc(N * sizeof(double));
+    for (int i = 0; i < N; i++) {
+      int_put(t, bufs[s], i, v[i]);
+      leaves[nd->id][i] = (double)v[i];
+    }
+  }
+  InterpResult r;
+  cr_assert_eq(interp_run(&g, leaves, 7, 3, &r, err, sizeof err), 0, "%s", err);
+  int64_t ctx[3] = {7, 3, 0};
+  for (int k = 0; k < plan.n; k++) {
+    KernelFn f = (KernelFn)(uintptr_t)dlsym(lib, plan.kernels[k].name);
+    cr_assert_not_null(f);
+    f(bufs, 0, plan.kernels[k].count, ctx);
+  }
+  for (int o = 0; o < 6; o++) {
+    const Node *n = g.outputs[o].node;
+    const char *buf = bufs[plan.slot[n->id]];
+    for (int i = 0; i < N; i++) {
+      int64_t want = c_bits(ops[o], t, av[i], bv[i]), got = int_get(t, buf, i);
+      cr_expect_eq(got, want, "%s %s(%lld, %lld): kernel %lld, C %lld", tn, ops[o], (long long)av[i],
+                   (long long)bv[i], (long long)got, (long long)want);
+      // the interpreter holds doubles: exact where the operands and the result are
+      bool exact = (int64_t)(double)want == want && (int64_t)(double)av[i] == av[i] && (int64_t)(double)bv[i] == bv[i];
+      if (exact)
+        cr_expect_eq(r.vals[n->id][i], (double)want, "%s %s(%lld, %lld): interpreter %.17g, C %lld", tn, ops[o],
+                     (long long)av[i], (long long)bv[i], r.vals[n->id][i], (long long)want);
+    }
+  }
+  if (t == DT_I32) {   // the f32 keeps a's bits, NaN payloads too; and back again
+    const char *fb = bufs[plan.slot[g.outputs[6].node->id]], *back = bufs[plan.slot[g.outputs[7].node->id]];
+    for (int i = 0; i < N; i++) {
+      int32_t bits, want = (int32_t)av[i];
+      memcpy(&bits, fb + 4 * i, 4);
+      cr_expect_eq(bits, want, "bitcast(%d, f32) has the bits %d", want, bits);
+      cr_expect_eq(((const int32_t *)back)[i], want, "bitcast(bitcast(%d, f32), i32)", want);
+      float fw;
+      memcpy(&fw, &want, 4);
+      if (!isnan(fw)) cr_expect_eq(r.vals[g.outputs[6].node->id][i], (double)fw, "interpreter bitcast(%d, f32)", want);
+      if (!isnan(fw)) cr_expect_eq(r.vals[g.outputs[7].node->id][i], (double)want, "interpreter round trip of %d", want);
+    }
+  }
+  interp_free(&r);
+  for (int s = 0; s < plan.nslots; s++) free(bufs[s]);
+  for (int i = 0; i < g.n; i++) free(leaves[i]);
+  free(bufs);
+  free(leaves);
+  dlclose(lib);
+  kernel_plan_free(&plan);
+  graph_free(&g);
+  compilation_free(&c);
+}
+
+// Edge values: negative numbers, all bits set, the extremes; counts of 0,
+// 1, width - 1, the width, below 0 and far past the width.
+TEST(codegen, bitwise_ops_match_c) {
+  check_bits(DT_I32, (const int64_t[]){-1, INT32_MIN, INT32_MAX, -8, 5, 0x55555555, 1, -2},
+             (const int64_t[]){0, 1, 31, 32, -1, 3, 31, 100});
+  check_bits(DT_I64, (const int64_t[]){-1, INT64_MIN, 1LL << 62, -8, 5, 0x5555555555555555LL, 1, -2},
+             (const int64_t[]){0, 1, 63, 64, -1, 3, 63, 100});
+  check_bits(DT_U8, (const int64_t[]){255, 128, 127, 0, 5, 0x55, 1, 254}, (const int64_t[]){0, 1, 7, 8, 255, 3, 7, 100});
+}
