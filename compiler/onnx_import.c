@@ -94,6 +94,7 @@ static const OnnxOp *const op_tables[] = {
     onnx_loss_ops,
     onnx_attention_ops,
     onnx_image_ops,
+    onnx_misc_ops,
 };
 
 // The row that translates n's op type, or NULL: the default domain only.

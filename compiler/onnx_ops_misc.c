@@ -1,0 +1,184 @@
+// onnx_ops_misc.c: ONNX ops that are compositions of comparisons, sums and
+// slices with no family of their own: TopK, CumProd, TensorScatter, Det,
+// TfIdfVectorizer.
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx_importer.h"
+
+// The most elements an intermediate of these compositions may have (TopK's
+// pairwise comparisons, TfIdfVectorizer's n-gram matches): more is refused
+// rather than built.
+#define MISC_MAX_ELEMS ((int64_t)1 << 24)
+
+// snprintf into b; false with a message when the text does not fit (an
+// expression too long is refused, never cut).
+static bool sfmt(Importer *im, const Onnx__NodeProto *n, char *b, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static bool sfmt(Importer *im, const Onnx__NodeProto *n, char *b, size_t cap, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(b, cap, fmt, ap);
+  va_end(ap);
+  if (k >= 0 && (size_t)k < cap) return true;
+  im_fail(im, "node '%s' (%s): an expression longer than the importer's %zu bytes", im_node(n), n->op_type, cap - 1);
+  return false;
+}
+
+// Appends to b at *k; past cap, nothing more (the caller checks *k < cap).
+static void sapp(char *b, size_t cap, size_t *k, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void sapp(char *b, size_t cap, size_t *k, const char *fmt, ...) {
+  if (*k >= cap) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(b + *k, cap - *k, fmt, ap);
+  va_end(ap);
+  *k = m < 0 ? cap : *k + (size_t)m;
+}
+
+static void refuse(Importer *im, const Onnx__NodeProto *n, const char *why) {
+  im_fail(im, "node '%s' (%s): %s", im_node(n), n->op_type, why);
+}
+
+// A `let` of the node's own holding expr, named after its first output and a
+// suffix; its ONNX name holds a \x01, which keeps it apart from the model's
+// names. NULL after a message.
+static Value *tmp_let(Importer *im, const Onnx__NodeProto *n, const char *suffix, DType dt, int nd, const int64_t *d,
+                      const char *expr) {
+  char name[512];
+  snprintf(name, sizeof name, "%.400s\x01%s", n->n_output && n->output[0][0] ? n->output[0] : im_node(n), suffix);
+  Value *v = im_add_value(im, name, V_LET, dt, nd, d);
+  im_emit(im, v, "%s", expr);
+  return im->failed ? NULL : v;
+}
+
+// "d0, d1, ..." of dims with the value ins put before position at (at ==
+// nd: at the end; ins < 0: nothing put).
+static void dims_with(char *b, size_t cap, const int64_t *dims, int nd, int at, int64_t ins) {
+  size_t k = 0;
+  b[0] = 0;
+  for (int i = 0; i <= nd; i++) {
+    if (i == at && ins >= 0) sapp(b, cap, &k, "%s%lld", k ? ", " : "", (long long)ins);
+    if (i < nd) sapp(b, cap, &k, "%s%lld", k ? ", " : "", (long long)dims[i]);
+  }
+}
+
+// "1, ..., 1, len, 1, ..., 1": rank nd with len at axis `at`.
+static void ones_with(char *b, size_t cap, int nd, int at, int64_t len) {
+  size_t k = 0;
+  b[0] = 0;
+  for (int i = 0; i < nd; i++) sapp(b, cap, &k, "%s%lld", i ? ", " : "", (long long)(i == at ? len : 1));
+}
+
+// The data input i of a node as a tensor of float or integer dtype; NULL
+// after a message.
+static Value *data_input(Importer *im, const Onnx__NodeProto *n, size_t i) {
+  Value *x = im_input(im, n, i);
+  if (!x || !im_is_tensor(im, n, x)) return NULL;
+  if (x->kind == V_SCALAR || x->ndim < 1) {
+    refuse(im, n, "a constant or rank-0 data input; the importer takes tensors of rank 1 or more");
+    return NULL;
+  }
+  if (x->dtype != DT_F32 && x->dtype != DT_I32 && x->dtype != DT_I64) {
+    im_fail(im, "node '%s' (%s): a %s input; the importer takes f32, i32 and i64", im_node(n), n->op_type,
+            onnx_dtype_word(x->dtype));
+    return NULL;
+  }
+  return x;
+}
+
+// ---- TopK
+
+// "a comes before b" in TopK's order of keys, as an i32 0 or 1 of two
+// broadcastable operands: larger first (smaller first when !largest), with
+// NaN larger than every number (the reference sorts with numpy, which puts
+// NaN last), ties by the lower index (ia < ib). The language's and/or take
+// compile-time bools only, so the logic is arithmetic on 0/1 terms that
+// exclude each other: greater + equal * lower-index.
+#define I32(c) "cast(" c ", i32)"
+static bool topk_before(Importer *im, const Onnx__NodeProto *n, char *b, size_t cap, bool is_float, bool largest,
+                        const char *a, const char *bb, const char *ia, const char *ib) {
+  const char *hi = largest ? a : bb, *lo = largest ? bb : a;
+  if (!is_float)
+    return sfmt(im, n, b, cap, "(" I32("%s > %s") " + " I32("%s == %s") " * " I32("%s < %s") ")", hi, lo, a, bb, ia, ib);
+  return sfmt(im, n, b, cap,
+              "(" I32("%s > %s") " + " I32("%s != %s") " * " I32("%s == %s") " + (" I32("%s == %s") " + " I32("%s != %s")
+              " * " I32("%s != %s") ") * " I32("%s < %s") ")",
+              hi, lo, hi, hi, lo, lo, a, bb, a, a, bb, bb, ia, ib);
+}
+
+// TopK by ranks: rank_i = the number of elements j that come before i (a sum
+// of pairwise comparisons along the axis), a permutation of 0..N-1 since the
+// order is total; output r gathers the element of rank r (a sum of it
+// masked by rank == r, exact: every other term is 0). The results are
+// sorted whatever `sorted` says (any order is allowed when it is 0).
+static void node_topk(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = data_input(im, n, 0);
+  if (!x) return;
+  int a = im_axis(im, n, onnx_attr_i(n, "axis", -1), x->ndim);
+  if (im->failed) return;
+  int64_t k;
+  if (im->opset < 10) k = onnx_attr_i(n, "k", -1);
+  else {
+    const Value *kv = im_ints_input(im, n, 1, "k");
+    if (!kv) return;
+    if (kv->nints != 1) return refuse(im, n, "k must hold one integer");
+    k = kv->ints[0];
+  }
+  bool largest = im->opset < 11 || onnx_attr_i(n, "largest", 1);
+  int64_t N = x->dims[a];
+  if (k < 1 || k > N) {
+    im_fail(im, "node '%s' (TopK): k is %lld for an axis of %lld elements; the importer takes 1 to %lld", im_node(n),
+            (long long)k, (long long)N, (long long)N);
+    return;
+  }
+  if (onnx_numel(x->dims, x->ndim) * N > MISC_MAX_ELEMS) {
+    im_fail(im, "node '%s' (TopK): %s along axis %d has %lld pairwise comparisons; the importer builds at most %lld",
+            im_node(n), onnx_shape_str(x->dims, x->ndim), a, (long long)(onnx_numel(x->dims, x->ndim) * N),
+            (long long)MISC_MAX_ELEMS);
+    return;
+  }
+  int64_t yd[MAX_DIMS];
+  memcpy(yd, x->dims, sizeof yd);
+  yd[a] = k;
+  Value *y = im_result(im, n, x->dtype, x->ndim, yd);
+  Value *yi = y ? im_result_at(im, n, 1, DT_I64, x->ndim, yd) : NULL;
+  if (im->failed) return;
+  // i along axis a, j along a new axis a + 1
+  char di[512], dj[512], oi[512], oj[512], xi[1200], xj[1200], ii[1200], jj[1200], c[8192], e[8192];
+  dims_with(di, sizeof di, x->dims, x->ndim, a + 1, 1);
+  dims_with(dj, sizeof dj, x->dims, x->ndim, a, 1);
+  ones_with(oi, sizeof oi, x->ndim + 1, a, N);
+  ones_with(oj, sizeof oj, x->ndim + 1, a + 1, N);
+  if (!sfmt(im, n, xi, sizeof xi, "reshape(%s, %s)", x->ident, di) ||
+      !sfmt(im, n, xj, sizeof xj, "reshape(%s, %s)", x->ident, dj) ||
+      !sfmt(im, n, ii, sizeof ii, "reshape(iota(%lld), %s)", (long long)N, oi) ||
+      !sfmt(im, n, jj, sizeof jj, "reshape(iota(%lld), %s)", (long long)N, oj) ||
+      !topk_before(im, n, c, sizeof c, x->dtype == DT_F32, largest, xj, xi, jj, ii) ||
+      !sfmt(im, n, e, sizeof e, "sum(%s, axis = %d)", c, a + 1))
+    return;
+  Value *rank = tmp_let(im, n, "rank", DT_I32, x->ndim, x->dims, e);
+  if (!rank) return;
+  // sel[..., i, r, ...] = rank_i == r, for r < k
+  char dr[512], ok[512], sel[2400];
+  dims_with(dr, sizeof dr, x->dims, x->ndim, a + 1, 1);
+  ones_with(ok, sizeof ok, x->ndim + 1, a + 1, k);
+  if (!sfmt(im, n, sel, sizeof sel, "reshape(%s, %s) == reshape(iota(%lld), %s)", rank->ident, dr, (long long)k, ok))
+    return;
+  int64_t sd[MAX_DIMS + 1];
+  for (int i = 0, j = 0; i <= x->ndim; i++) sd[i] = i == a + 1 ? k : x->dims[j++];
+  Value *s = tmp_let(im, n, "sel", DT_BOOL, x->ndim + 1, sd, sel);
+  if (!s) return;
+  const char *zero = x->dtype == DT_F32 ? "0.0" : "0";
+  if (y) im_emit(im, y, "sum(where(%s, %s, %s), axis = %d)", s->ident, xi, zero, a);
+  if (yi) im_emit(im, yi, "cast(sum(where(%s, %s, 0), axis = %d), i64)", s->ident, ii, a);
+}
+
+const OnnxOp onnx_misc_ops[] = {
+    {"TopK", node_topk, NULL},
+    {NULL, NULL, NULL},
+};
