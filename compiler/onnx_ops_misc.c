@@ -178,7 +178,77 @@ static void node_topk(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   if (yi) im_emit(im, yi, "cast(sum(where(%s, %s, 0), axis = %d), i64)", s->ident, ii, a);
 }
 
+// ---- CumProd
+
+// The longest axis CumProd multiplies along: one `let` per element.
+#define CUMPROD_MAX 256
+
+// x[.., i:i+1, ..] at axis a of a rank-r value.
+static void slice_at(char *b, size_t cap, const char *x, int r, int a, int64_t i) {
+  size_t k = 0;
+  sapp(b, cap, &k, "%s[", x);
+  for (int d = 0; d < r; d++)
+    if (d == a) sapp(b, cap, &k, "%s%lld:%lld", d ? ", " : "", (long long)i, (long long)i + 1);
+    else sapp(b, cap, &k, "%s:", d ? ", " : "");
+  sapp(b, cap, &k, "]");
+}
+
+// CumProd: the running product as a chain of `let`s, one slice of the axis
+// each, multiplied in the order of the axis (reversed: from its end), which
+// is the reference's order; exclusive starts from a slice of ones. The
+// slices are concatenated back along the axis.
+static void node_cumprod(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = data_input(im, n, 0);
+  if (!x) return;
+  const Value *ax = im_ints_input(im, n, 1, "axis");
+  if (!ax) return;
+  if (ax->nints != 1) return refuse(im, n, "its axis must be one integer");
+  int r = x->ndim, a = im_axis(im, n, ax->ints[0], r);
+  if (im->failed) return;
+  bool ex = onnx_attr_i(n, "exclusive", 0), rev = onnx_attr_i(n, "reverse", 0);
+  int64_t L = x->dims[a];
+  if (L < 1 || L > CUMPROD_MAX) {
+    im_fail(im, "node '%s' (CumProd): an axis of %lld elements; the importer multiplies axes of 1 to %d", im_node(n),
+            (long long)L, CUMPROD_MAX);
+    return;
+  }
+  Value *y = im_result(im, n, x->dtype, r, x->dims);
+  if (!y) return;
+  int64_t sd[MAX_DIMS];
+  memcpy(sd, x->dims, sizeof sd);
+  sd[a] = 1;
+  char ones[600], dims[512], e[1400], tag[32];
+  onnx_join_ints(dims, sizeof dims, sd, r);
+  snprintf(ones, sizeof ones, "fill(1, %s, dtype = %s)", dims, onnx_dtype_word(x->dtype));
+  Value **c = xcalloc((size_t)L, sizeof *c);
+  const char *prev = NULL;
+  for (int64_t s = 0; s < L && !im->failed; s++) {
+    int64_t i = rev ? L - 1 - s : s;
+    char sl[800];
+    if (ex && !s) snprintf(e, sizeof e, "%s", ones);
+    else {
+      slice_at(sl, sizeof sl, x->ident, r, a, ex ? (rev ? i + 1 : i - 1) : i);
+      if (prev) snprintf(e, sizeof e, "%s * %s", prev, sl);
+      else snprintf(e, sizeof e, "%s", sl);
+    }
+    snprintf(tag, sizeof tag, "p%lld", (long long)i);
+    c[i] = tmp_let(im, n, tag, x->dtype, r, sd, e);
+    prev = c[i] ? c[i]->ident : NULL;
+  }
+  size_t cap = (size_t)L * 64 + 64, k = 0;
+  char *cat = xmalloc(cap);
+  sapp(cat, cap, &k, "concat(");
+  for (int64_t i = 0; i < L && !im->failed; i++) sapp(cat, cap, &k, "%s, ", c[i]->ident);
+  sapp(cat, cap, &k, "axis = %d)", a);
+  if (!im->failed && L == 1) im_emit(im, y, "%s", c[0]->ident);
+  else if (!im->failed) im_emit(im, y, "%s", cat);
+  free(cat);
+  free(c);
+}
+
 const OnnxOp onnx_misc_ops[] = {
     {"TopK", node_topk, NULL},
+    {"CumProd", node_cumprod, NULL},
     {NULL, NULL, NULL},
 };
