@@ -247,8 +247,74 @@ static void node_cumprod(Importer *im, const Onnx__NodeProto *n, const char *arg
   free(c);
 }
 
+// ---- TensorScatter
+
+// TensorScatter (a KV-cache update): cache position c of batch b takes
+// update position s where write_indices[b] + s is c (modulo the cache length
+// when circular). The positions become a one_hot over the cache axis, which
+// stops the run at a linear write outside the cache (the reference fails
+// there too); each position gets at most one update, so a masked sum over s
+// is exact, and where none writes the past value stays.
+static void node_tensor_scatter(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *p = data_input(im, n, 0), *u = p ? data_input(im, n, 1) : NULL;
+  if (!u) return;
+  Value *w = n->n_input > 2 && n->input[2][0] ? im_input(im, n, 2) : NULL;
+  if (im->failed || (w && !im_is_tensor(im, n, w))) return;
+  const Onnx__AttributeProto *ma = onnx_attr(n, "mode");
+  bool circular = false;
+  if (ma && ma->has_s) {
+    if (ma->s.len == 8 && !memcmp(ma->s.data, "circular", 8)) circular = true;
+    else if (!(ma->s.len == 6 && !memcmp(ma->s.data, "linear", 6))) return refuse(im, n, "a mode other than linear and circular");
+  }
+  int r = p->ndim, a = im_axis(im, n, onnx_attr_i(n, "axis", -2), r);
+  if (im->failed) return;
+  if (a == 0) return refuse(im, n, "axis 0: the first axis is the batch");
+  bool ok = u->ndim == r && u->dtype == p->dtype && u->dims[a] <= p->dims[a];
+  for (int i = 0; ok && i < r; i++) ok = i == a || u->dims[i] == p->dims[i];
+  if (!ok) {
+    im_fail(im, "node '%s' (TensorScatter): update %s %s does not fit past_cache %s %s along axis %d", im_node(n),
+            onnx_dtype_word(u->dtype), onnx_shape_str(u->dims, u->ndim), onnx_dtype_word(p->dtype),
+            onnx_shape_str(p->dims, r), a);
+    return;
+  }
+  int64_t B = p->dims[0], M = p->dims[a], S = u->dims[a];
+  if (w && (w->dtype != DT_I64 && w->dtype != DT_I32)) return refuse(im, n, "write_indices that are not integers");
+  if (w && (w->ndim != 1 || w->dims[0] != B)) return refuse(im, n, "write_indices that are not one per batch");
+  Value *y = im_result(im, n, p->dtype, r, p->dims);
+  if (!y) return;
+  char e[4096], pos[1024];
+  if (w) snprintf(pos, sizeof pos, "reshape(cast(%s, i64), %lld, 1) + reshape(iota(%lld, dtype = i64), 1, %lld)",
+                  w->ident, (long long)B, (long long)S, (long long)S);
+  else snprintf(pos, sizeof pos, "broadcast(reshape(iota(%lld, dtype = i64), 1, %lld), %lld, %lld)", (long long)S,
+                (long long)S, (long long)B, (long long)S);
+  // a remainder in [0, M) whatever the sign convention of %
+  if (circular && !sfmt(im, n, e, sizeof e, "((%s) %% %lld + %lld) %% %lld", pos, (long long)M, (long long)M, (long long)M))
+    return;
+  int64_t bd[2] = {B, S};
+  Value *pv = tmp_let(im, n, "pos", DT_I64, 2, bd, circular ? e : pos);
+  if (!pv) return;
+  // hit[b, 1.., c, s, 1..]: the one_hot [B, S, M] turned to [B, M, S] and
+  // given the cache's other axes as ones
+  char md[512];
+  int64_t hd[MAX_DIMS + 1];
+  for (int i = 0; i <= r; i++) hd[i] = i == 0 ? B : i == a ? M : i == a + 1 ? S : 1;
+  onnx_join_ints(md, sizeof md, hd, r + 1);
+  if (!sfmt(im, n, e, sizeof e, "reshape(permute(one_hot(%s, %lld, dtype = i32), 0, 2, 1), %s) == 1", pv->ident,
+            (long long)M, md))
+    return;
+  Value *hit = tmp_let(im, n, "hit", DT_BOOL, r + 1, hd, e);
+  if (!hit) return;
+  char ud[512];
+  dims_with(ud, sizeof ud, u->dims, r, a, 1);
+  const char *zero = p->dtype == DT_F32 ? "0.0" : "0";
+  im_emit(im, y, "where(sum(cast(%s, i32), axis = %d) > 0, sum(where(%s, reshape(%s, %s), %s), axis = %d), %s)",
+          hit->ident, a + 1, hit->ident, u->ident, ud, zero, a + 1, p->ident);
+}
+
 const OnnxOp onnx_misc_ops[] = {
     {"TopK", node_topk, NULL},
     {"CumProd", node_cumprod, NULL},
+    {"TensorScatter", node_tensor_scatter, NULL},
     {NULL, NULL, NULL},
 };

@@ -58,7 +58,7 @@ static const char *const reserved[] = {
     "exp", "log", "sqrt", "abs", "softmax", "log_softmax", "reshape", "permute", "conv", "pool_max", "pool_avg",
     "concat", "sum", "mean", "gather", "erf", "pow", "where", "cast", "zeros", "buffer", "break",
     "while", "assert", "max", "min", "argmax", "iota", "fill", "rsqrt", "pad", "broadcast", "one_hot", "stack",
-    "maximum", "minimum", "conv_transpose", "scatter_add",
+    "maximum", "minimum", "conv_transpose", "scatter_add", "update",
 };
 
 // A name of the model file for an ONNX name: letters, digits and '_', not
