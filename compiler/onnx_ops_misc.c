@@ -312,9 +312,61 @@ static void node_tensor_scatter(Importer *im, const Onnx__NodeProto *n, const ch
           hit->ident, a + 1, hit->ident, u->ident, ud, zero, a + 1, p->ident);
 }
 
+// ---- Det
+
+// The largest matrix Det expands: the cofactor expansion of an N x N
+// matrix has N! products, each rounded like an elimination's steps for N <=
+// 4; larger ones are refused.
+#define DET_MAX 4
+
+// The determinant of x's rows rows[0..k) and the columns in cols (a bit
+// set), expanded along its first row, into b at *at: a sum of signed
+// products of x[..., i, j].
+static void det_expand(char *b, size_t cap, size_t *at, const char *x, const int *rows, int k, unsigned cols) {
+  if (k == 1) {
+    for (int j = 0; j < 32; j++)
+      if (cols & (1u << j)) sapp(b, cap, at, "%s[..., %d, %d]", x, rows[0], j);
+    return;
+  }
+  sapp(b, cap, at, "(");
+  int t = 0;
+  for (int j = 0; j < 32; j++) {
+    if (!(cols & (1u << j))) continue;
+    sapp(b, cap, at, "%s%s[..., %d, %d] * ", t ? (t % 2 ? " - " : " + ") : "", x, rows[0], j);
+    det_expand(b, cap, at, x, rows + 1, k - 1, cols & ~(1u << j));
+    t++;
+  }
+  sapp(b, cap, at, ")");
+}
+
+static void node_det(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = data_input(im, n, 0);
+  if (!x) return;
+  int r = x->ndim;
+  if (x->dtype != DT_F32) return refuse(im, n, "an integer input; Det takes floats");
+  if (r < 2 || x->dims[r - 1] != x->dims[r - 2])
+    return im_fail(im, "node '%s' (Det): a %s input; it takes square matrices [..., N, N]", im_node(n),
+                   onnx_shape_str(x->dims, r));
+  int64_t N = x->dims[r - 1];
+  if (N < 1 || N > DET_MAX)
+    return im_fail(im, "node '%s' (Det): %lld x %lld matrices; the importer expands the determinants of 1 x 1 to %d x %d",
+                   im_node(n), (long long)N, (long long)N, DET_MAX, DET_MAX);
+  Value *y = im_result(im, n, DT_F32, r - 2, x->dims);
+  if (!y) return;
+  int rows[DET_MAX];
+  for (int i = 0; i < N; i++) rows[i] = i;
+  char e[8192];
+  size_t k = 0;
+  det_expand(e, sizeof e, &k, x->ident, rows, (int)N, (1u << N) - 1);
+  if (k >= sizeof e) return refuse(im, n, "an expression longer than the importer's buffer");
+  im_emit(im, y, "%s", e);
+}
+
 const OnnxOp onnx_misc_ops[] = {
     {"TopK", node_topk, NULL},
     {"CumProd", node_cumprod, NULL},
     {"TensorScatter", node_tensor_scatter, NULL},
+    {"Det", node_det, NULL},
     {NULL, NULL, NULL},
 };
