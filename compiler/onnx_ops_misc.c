@@ -363,10 +363,208 @@ static void node_det(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   im_emit(im, y, "%s", e);
 }
 
+// ---- TfIdfVectorizer
+
+// The most (n-gram, skip) pairs and output columns TfIdfVectorizer builds:
+// each pair is a product of comparisons in the generated file.
+#define TFIDF_MAX_TERMS 4096
+
+// A string attribute equal to word.
+static bool attr_is(const Onnx__AttributeProto *a, const char *word) {
+  return a && a->has_s && a->s.len == strlen(word) && !memcmp(a->s.data, word, a->s.len);
+}
+
+// Appends to the growing buffer *b (of *cap) at *k.
+static void grow_app(char **b, size_t *cap, size_t *k, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void grow_app(char **b, size_t *cap, size_t *k, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(*b + *k, *cap - *k, fmt, ap);
+    va_end(ap);
+    if (m >= 0 && *k + (size_t)m < *cap) {
+      *k += (size_t)m;
+      return;
+    }
+    *cap = *cap * 2 + (m > 0 ? (size_t)m : 0);
+    *b = xrealloc(*b, *cap);
+  }
+}
+
+// The pool's n-grams: gram g has size[g] items from pool[start[g]].
+typedef struct {
+  int64_t *start, *size;
+  bool *dead;   // a later n-gram equal to it takes its place (the reference's map keeps the last id)
+  int count;
+} Grams;
+
+// The n-grams of ngram_counts over a pool of np items, as the reference
+// reads them: group i holds n-grams of i + 1 items from ngram_counts[i] to
+// the next group's start. False with a message.
+static bool tfidf_grams(Importer *im, const Onnx__NodeProto *n, const int64_t *pool, int np, Grams *g) {
+  int64_t counts[4096];
+  int nc = onnx_attr_ints(n, "ngram_counts", counts, 4096);
+  if (nc < 1) {
+    refuse(im, n, "no ngram_counts (or more than 4096)");
+    return false;
+  }
+  g->start = xcalloc((size_t)np + 1, sizeof *g->start);
+  g->size = xcalloc((size_t)np + 1, sizeof *g->size);
+  g->dead = xcalloc((size_t)np + 1, sizeof *g->dead);
+  g->count = 0;
+  for (int i = 0; i < nc; i++) {
+    int64_t from = counts[i], to = i + 1 < nc ? counts[i + 1] : np;
+    if (from < 0 || to > np || from > to) {
+      refuse(im, n, "ngram_counts that are not increasing starts within the pool");
+      return false;
+    }
+    for (int64_t k = 0; k < (to - from) / (i + 1); k++) {
+      g->start[g->count] = from + k * (i + 1);
+      g->size[g->count++] = i + 1;
+    }
+  }
+  for (int a = 0; a < g->count; a++)
+    for (int b = a + 1; b < g->count && !g->dead[a]; b++)
+      g->dead[a] = g->size[a] == g->size[b] &&
+                   !memcmp(pool + g->start[a], pool + g->start[b], (size_t)g->size[a] * sizeof *pool);
+  return true;
+}
+
+// Appends the count of n-gram gi in each row of x [B, C] (an i32 [B]): for
+// each skip distance d (1 only for unigrams, which the reference counts
+// once), the start positions whose items at distances d all equal the
+// n-gram's, a sum of products of comparisons of shifted slices.
+static void tfidf_count(char **b, size_t *cap, size_t *k, const char *x, int64_t C, const int64_t *pool,
+                        const Grams *g, int gi, int64_t skips) {
+  int64_t sz = g->size[gi];
+  bool any = false;
+  for (int64_t d = 1; d <= (sz == 1 ? 1 : skips + 1); d++) {
+    int64_t L = C - (sz - 1) * d;
+    if (L <= 0) break;
+    grow_app(b, cap, k, "%ssum(", any ? " + " : "");
+    for (int64_t t = 0; t < sz; t++)
+      grow_app(b, cap, k, "%scast(%s[:, %lld:%lld] == %lld, i32)", t ? " * " : "", x, (long long)(t * d),
+               (long long)(t * d + L), (long long)pool[g->start[gi] + t]);
+    grow_app(b, cap, k, ", axis = 1)");
+    any = true;
+  }
+  if (!any) grow_app(b, cap, k, "0");
+}
+
+// TfIdfVectorizer on integer inputs [C] or [B, C]: each output column is the
+// sum of the counts of the pool n-grams mapped to it (ngram_indexes), with
+// sizes from min_gram_length to max_gram_length, then weighted by mode.
+static void node_tfidf(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  Value *x = im_input(im, n, 0);
+  if (!x || !im_is_tensor(im, n, x)) return;
+  if ((x->dtype != DT_I32 && x->dtype != DT_I64) || x->kind == V_SCALAR || x->ndim < 1 || x->ndim > 2)
+    return im_fail(im, "node '%s' (TfIdfVectorizer): a %s %s input; the importer takes integer [C] or [B, C]",
+                   im_node(n), onnx_dtype_word(x->dtype), onnx_shape_str(x->dims, x->ndim));
+  if (onnx_attr(n, "pool_strings")) return refuse(im, n, "pool_strings: string tensors are not supported");
+  const Onnx__AttributeProto *pa = onnx_attr(n, "pool_int64s"), *mo = onnx_attr(n, "mode");
+  if (!pa || !pa->n_ints) return refuse(im, n, "no pool_int64s");
+  bool tf = attr_is(mo, "TF"), idf = attr_is(mo, "IDF"), tfidf = attr_is(mo, "TFIDF");
+  if (!tf && !idf && !tfidf) return refuse(im, n, "a mode other than TF, IDF and TFIDF");
+  int64_t mn = onnx_attr_i(n, "min_gram_length", -1), mx = onnx_attr_i(n, "max_gram_length", -1);
+  int64_t skips = onnx_attr_i(n, "max_skip_count", -1);
+  if (mn < 1 || mx < mn || skips < 0)
+    return refuse(im, n, "min_gram_length, max_gram_length and max_skip_count must be given, 1 <= min <= max, skips >= 0");
+  int np = (int)pa->n_ints;
+  const int64_t *pool = pa->ints;
+  Grams g;
+  if (!tfidf_grams(im, n, pool, np, &g)) return;
+  // an item an i32 input cannot hold never matches (a literal of it would
+  // wrap); the smallest int64 has no literal
+  for (int i = 0; i < g.count; i++)
+    for (int64_t t = 0; t < g.size[i]; t++) {
+      int64_t v = pool[g.start[i] + t];
+      if (v == INT64_MIN) {
+        refuse(im, n, "a pool_int64s item that is the smallest int64, which the model language cannot write");
+        goto done;
+      }
+      if (x->dtype == DT_I32 && (v < INT32_MIN || v > INT32_MAX)) g.dead[i] = true;
+    }
+  const Onnx__AttributeProto *ia = onnx_attr(n, "ngram_indexes"), *wa = onnx_attr(n, "weights");
+  if (wa && !wa->n_floats) wa = NULL;   // empty weights: as none (the reference's len(w) > 0)
+  int64_t O = 0, terms = 0;
+  if (!ia || (int)ia->n_ints < g.count) {
+    refuse(im, n, "ngram_indexes must have an index for each n-gram of the pool");
+    goto done;
+  }
+  for (size_t i = 0; i < ia->n_ints; i++) {   // the output has max(ngram_indexes) + 1 columns, as the reference
+    if (ia->ints[i] < 0) {
+      refuse(im, n, "a negative ngram_index");
+      goto done;
+    }
+    if (ia->ints[i] + 1 > O) O = ia->ints[i] + 1;
+  }
+  for (int i = 0; i < g.count; i++) terms += g.size[i] == 1 ? 1 : skips + 1;
+  if (O > TFIDF_MAX_TERMS || terms > TFIDF_MAX_TERMS) {
+    refuse(im, n, "more than 4096 output columns or (n-gram, skip) pairs");
+    goto done;
+  }
+  if (wa && (int64_t)wa->n_floats < O) {   // the reference scales column i by weights[i]
+    refuse(im, n, "fewer weights than output columns");
+    goto done;
+  }
+  int64_t B = x->ndim == 2 ? x->dims[0] : 1, C = x->dims[x->ndim - 1];
+  int64_t yd[2] = {B, O}, xd[2] = {B, C};
+  Value *y = im_result(im, n, DT_F32, x->ndim, x->ndim == 2 ? yd : yd + 1);
+  if (!y) goto done;
+  char e[512];
+  snprintf(e, sizeof e, "reshape(%s, %lld, %lld)", x->ident, (long long)B, (long long)C);
+  Value *x2 = tmp_let(im, n, "rows", x->dtype, 2, xd, e);
+  if (!x2) goto done;
+  size_t cap = 4096, k = 0;
+  char *b = xmalloc(cap);
+  grow_app(&b, &cap, &k, "stack(");
+  for (int64_t o = 0; o < O; o++) {
+    grow_app(&b, &cap, &k, "%s", o ? ", " : "");
+    bool any = false;
+    for (int i = 0; i < g.count; i++) {
+      if (ia->ints[i] != o || g.dead[i] || g.size[i] < mn || g.size[i] > mx) continue;
+      grow_app(&b, &cap, &k, "%s", any ? " + " : "");
+      tfidf_count(&b, &cap, &k, x2->ident, C, pool, &g, i, skips);
+      any = true;
+    }
+    if (!any) grow_app(&b, &cap, &k, "fill(0, %lld, dtype = i32)", (long long)B);
+  }
+  grow_app(&b, &cap, &k, ", axis = 1)");
+  Value *cnt = tmp_let(im, n, "counts", DT_I32, 2, yd, b);
+  free(b);
+  if (!cnt) goto done;
+  // the weighting: TF the counts, IDF weights[o] (or 1) where a count is
+  // positive, TFIDF weights[o] (or 1) times the counts
+  char w[512];
+  if (wa) {
+    float *data = xmalloc((size_t)O * sizeof *data);
+    for (int64_t o = 0; o < O; o++) data[o] = wa->floats[o];
+    int64_t od = O;
+    char pn[512];
+    snprintf(pn, sizeof pn, "%.400s\x01weights", n->output[0]);
+    Value *wp = im_add_param(im, pn, 1, &od, data);
+    snprintf(w, sizeof w, "reshape(%s, 1, %lld)", wp ? wp->ident : "?", (long long)O);
+    if (!wp) goto done;
+  }
+  char r[1400];
+  if (tf || (tfidf && !wa)) snprintf(r, sizeof r, "cast(%s, f32)", cnt->ident);
+  else if (tfidf) snprintf(r, sizeof r, "%s * cast(%s, f32)", w, cnt->ident);
+  else if (wa) snprintf(r, sizeof r, "where(%s > 0, broadcast(%s, %lld, %lld), 0.0)", cnt->ident, w, (long long)B, (long long)O);
+  else snprintf(r, sizeof r, "cast(%s > 0, f32)", cnt->ident);
+  if (x->ndim == 2) im_emit(im, y, "%s", r);
+  else im_emit_reshape(im, y, r);
+done:
+  free(g.start);
+  free(g.size);
+  free(g.dead);
+}
+
 const OnnxOp onnx_misc_ops[] = {
     {"TopK", node_topk, NULL},
     {"CumProd", node_cumprod, NULL},
     {"TensorScatter", node_tensor_scatter, NULL},
     {"Det", node_det, NULL},
+    {"TfIdfVectorizer", node_tfidf, NULL},
     {NULL, NULL, NULL},
 };
