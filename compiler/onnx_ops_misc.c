@@ -39,6 +39,23 @@ static void sapp(char *b, size_t cap, size_t *k, const char *fmt, ...) {
   *k = m < 0 ? cap : *k + (size_t)m;
 }
 
+// Appends to the growing buffer *b (of *cap) at *k.
+static void grow_app(char **b, size_t *cap, size_t *k, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void grow_app(char **b, size_t *cap, size_t *k, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(*b + *k, *cap - *k, fmt, ap);
+    va_end(ap);
+    if (m >= 0 && *k + (size_t)m < *cap) {
+      *k += (size_t)m;
+      return;
+    }
+    *cap = *cap * 2 + (m > 0 ? (size_t)m : 0);
+    *b = xrealloc(*b, *cap);
+  }
+}
+
 static void refuse(Importer *im, const Onnx__NodeProto *n, const char *why) {
   im_fail(im, "node '%s' (%s): %s", im_node(n), n->op_type, why);
 }
@@ -191,6 +208,7 @@ static void slice_at(char *b, size_t cap, const char *x, int r, int a, int64_t i
     if (d == a) sapp(b, cap, &k, "%s%lld:%lld", d ? ", " : "", (long long)i, (long long)i + 1);
     else sapp(b, cap, &k, "%s:", d ? ", " : "");
   sapp(b, cap, &k, "]");
+  if (k >= cap) b[0] = 0;   // too long: an empty text, which the caller refuses
 }
 
 // CumProd: the running product as a chain of `let`s, one slice of the axis
@@ -226,21 +244,23 @@ static void node_cumprod(Importer *im, const Onnx__NodeProto *n, const char *arg
   for (int64_t s = 0; s < L && !im->failed; s++) {
     int64_t i = rev ? L - 1 - s : s;
     char sl[800];
-    if (ex && !s) snprintf(e, sizeof e, "%s", ones);
+    if (ex && !s) sfmt(im, n, e, sizeof e, "%s", ones);
     else {
       slice_at(sl, sizeof sl, x->ident, r, a, ex ? (rev ? i + 1 : i - 1) : i);
-      if (prev) snprintf(e, sizeof e, "%s * %s", prev, sl);
-      else snprintf(e, sizeof e, "%s", sl);
+      if (!sl[0]) refuse(im, n, "an expression longer than the importer's buffer");
+      if (prev) sfmt(im, n, e, sizeof e, "%s * %s", prev, sl);
+      else sfmt(im, n, e, sizeof e, "%s", sl);
     }
     snprintf(tag, sizeof tag, "p%lld", (long long)i);
+    if (im->failed) break;
     c[i] = tmp_let(im, n, tag, x->dtype, r, sd, e);
     prev = c[i] ? c[i]->ident : NULL;
   }
-  size_t cap = (size_t)L * 64 + 64, k = 0;
+  size_t cap = 1024, k = 0;
   char *cat = xmalloc(cap);
-  sapp(cat, cap, &k, "concat(");
-  for (int64_t i = 0; i < L && !im->failed; i++) sapp(cat, cap, &k, "%s, ", c[i]->ident);
-  sapp(cat, cap, &k, "axis = %d)", a);
+  grow_app(&cat, &cap, &k, "concat(");
+  for (int64_t i = 0; i < L && !im->failed; i++) grow_app(&cat, &cap, &k, "%s, ", c[i]->ident);
+  grow_app(&cat, &cap, &k, "axis = %d)", a);
   if (!im->failed && L == 1) im_emit(im, y, "%s", c[0]->ident);
   else if (!im->failed) im_emit(im, y, "%s", cat);
   free(cat);
@@ -284,13 +304,14 @@ static void node_tensor_scatter(Importer *im, const Onnx__NodeProto *n, const ch
   Value *y = im_result(im, n, p->dtype, r, p->dims);
   if (!y) return;
   char e[4096], pos[1024];
-  if (w) snprintf(pos, sizeof pos, "reshape(cast(%s, i64), %lld, 1) + reshape(iota(%lld, dtype = i64), 1, %lld)",
+  if (w) sfmt(im, n, pos, sizeof pos, "reshape(cast(%s, i64), %lld, 1) + reshape(iota(%lld, dtype = i64), 1, %lld)",
                   w->ident, (long long)B, (long long)S, (long long)S);
-  else snprintf(pos, sizeof pos, "broadcast(reshape(iota(%lld, dtype = i64), 1, %lld), %lld, %lld)", (long long)S,
+  else sfmt(im, n, pos, sizeof pos, "broadcast(reshape(iota(%lld, dtype = i64), 1, %lld), %lld, %lld)", (long long)S,
                 (long long)S, (long long)B, (long long)S);
   // a remainder in [0, M) whatever the sign convention of %
   if (circular && !sfmt(im, n, e, sizeof e, "((%s) %% %lld + %lld) %% %lld", pos, (long long)M, (long long)M, (long long)M))
     return;
+  if (im->failed) return;
   int64_t bd[2] = {B, S};
   Value *pv = tmp_let(im, n, "pos", DT_I64, 2, bd, circular ? e : pos);
   if (!pv) return;
@@ -372,23 +393,6 @@ static void node_det(Importer *im, const Onnx__NodeProto *n, const char *arg) {
 // A string attribute equal to word.
 static bool attr_is(const Onnx__AttributeProto *a, const char *word) {
   return a && a->has_s && a->s.len == strlen(word) && !memcmp(a->s.data, word, a->s.len);
-}
-
-// Appends to the growing buffer *b (of *cap) at *k.
-static void grow_app(char **b, size_t *cap, size_t *k, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void grow_app(char **b, size_t *cap, size_t *k, const char *fmt, ...) {
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int m = vsnprintf(*b + *k, *cap - *k, fmt, ap);
-    va_end(ap);
-    if (m >= 0 && *k + (size_t)m < *cap) {
-      *k += (size_t)m;
-      return;
-    }
-    *cap = *cap * 2 + (m > 0 ? (size_t)m : 0);
-    *b = xrealloc(*b, *cap);
-  }
 }
 
 // The pool's n-grams: gram g has size[g] items from pool[start[g]].
@@ -513,7 +517,8 @@ static void node_tfidf(Importer *im, const Onnx__NodeProto *n, const char *arg) 
   Value *y = im_result(im, n, DT_F32, x->ndim, x->ndim == 2 ? yd : yd + 1);
   if (!y) goto done;
   char e[512];
-  snprintf(e, sizeof e, "reshape(%s, %lld, %lld)", x->ident, (long long)B, (long long)C);
+  sfmt(im, n, e, sizeof e, "reshape(%s, %lld, %lld)", x->ident, (long long)B, (long long)C);
+  if (im->failed) goto done;
   Value *x2 = tmp_let(im, n, "rows", x->dtype, 2, xd, e);
   if (!x2) goto done;
   size_t cap = 4096, k = 0;
@@ -544,14 +549,15 @@ static void node_tfidf(Importer *im, const Onnx__NodeProto *n, const char *arg) 
     char pn[512];
     snprintf(pn, sizeof pn, "%.400s\x01weights", n->output[0]);
     Value *wp = im_add_param(im, pn, 1, &od, data);
-    snprintf(w, sizeof w, "reshape(%s, 1, %lld)", wp ? wp->ident : "?", (long long)O);
+    sfmt(im, n, w, sizeof w, "reshape(%s, 1, %lld)", wp ? wp->ident : "?", (long long)O);
     if (!wp) goto done;
   }
   char r[1400];
-  if (tf || (tfidf && !wa)) snprintf(r, sizeof r, "cast(%s, f32)", cnt->ident);
-  else if (tfidf) snprintf(r, sizeof r, "%s * cast(%s, f32)", w, cnt->ident);
-  else if (wa) snprintf(r, sizeof r, "where(%s > 0, broadcast(%s, %lld, %lld), 0.0)", cnt->ident, w, (long long)B, (long long)O);
-  else snprintf(r, sizeof r, "cast(%s > 0, f32)", cnt->ident);
+  if (tf || (tfidf && !wa)) sfmt(im, n, r, sizeof r, "cast(%s, f32)", cnt->ident);
+  else if (tfidf) sfmt(im, n, r, sizeof r, "%s * cast(%s, f32)", w, cnt->ident);
+  else if (wa) sfmt(im, n, r, sizeof r, "where(%s > 0, broadcast(%s, %lld, %lld), 0.0)", cnt->ident, w, (long long)B, (long long)O);
+  else sfmt(im, n, r, sizeof r, "cast(%s > 0, f32)", cnt->ident);
+  if (im->failed) goto done;
   if (x->ndim == 2) im_emit(im, y, "%s", r);
   else im_emit_reshape(im, y, r);
 done:
