@@ -96,6 +96,7 @@ static const OnnxOp *const op_tables[] = {
     onnx_image_ops,
     onnx_sequence_ops,
     onnx_signal_ops,
+    onnx_misc_ops,
 };
 
 // The tables of the ops of other domains than the default one.

@@ -86,6 +86,7 @@ extern const OnnxOp onnx_attention_ops[];
 extern const OnnxOp onnx_image_ops[];
 extern const OnnxOp onnx_sequence_ops[];
 extern const OnnxOp onnx_signal_ops[];
+extern const OnnxOp onnx_misc_ops[];
 
 // ---- the importer's state
 

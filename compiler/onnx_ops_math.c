@@ -748,8 +748,13 @@ static void node_dropout(Importer *im, const Onnx__NodeProto *n, const char *arg
   if (n->n_input > 2 && n->input[2][0]) {
     Value *t = im_const_input(im, n, 2, "training_mode");
     if (!t) return;
-    if (t->kind != V_INTS || t->nints != 1 || t->ints[0])
-      return node_refuse(im, n, "training_mode must be a constant false; the importer runs inference only");
+    if (t->kind != V_INTS || t->nints != 1)
+      return node_refuse(im, n, "training_mode must be a constant; the importer runs inference only");
+    // training with a ratio of 0 drops nothing: the identity, as in inference
+    Value *r = t->ints[0] && n->n_input > 1 && n->input[1][0] ? im_const_input(im, n, 1, "ratio") : NULL;
+    if (t->ints[0] && (!r || r->kind != V_SCALAR || r->scalar != 0))
+      return node_refuse(im, n, "training_mode true with a ratio that is not a constant 0; the importer runs "
+                         "training-mode dropout only when it drops nothing");
   }
   if (im->opset < 7 && !onnx_attr_i(n, "is_test", 0) && n->n_output > 1 && n->output[1][0])
     return node_refuse(im, n, "is_test 0 with a mask: training-mode dropout, which the importer does not run");

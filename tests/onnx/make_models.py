@@ -145,7 +145,7 @@ save("softmax11", [helper.make_node("Softmax", ["x"], ["y"], name="softmax")],
 # ops the importer does not have: the message lists every type, with its nodes
 save("unsupported", [
     helper.make_node("Bernoulli", ["x"], ["a"], name="coin1"),
-    helper.make_node("Det", ["a"], ["b"], name="det"),
+    helper.make_node("Unique", ["a"], ["b"], name="unique"),
     helper.make_node("Bernoulli", ["b"], ["y"], name="coin2"),
 ], [vi("x", [2, 3, 3])], [vi("y", [2])], [], None)
 
