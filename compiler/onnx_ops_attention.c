@@ -715,10 +715,72 @@ static void node_linear_attention(Importer *im, const Onnx__NodeProto *n, const 
   else im_emit(im, y, "reshape(permute(concat(%s, axis = 2), 0, 2, 1, 3), %s)", list, dims_of(yd, 3));
 }
 
+// ---- CausalConvWithState (opset 27): a depthwise causal 1-D convolution
+// over the past state (or zeros) followed by the input; the last k - 1
+// positions of that sequence are the present state.
+static void node_causal_conv(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  const char *nm = im_node(n);
+  Value *x = im_input(im, n, 0), *w = x ? im_input(im, n, 1) : NULL;
+  if (!w || !im_is_tensor(im, n, x) || !im_is_tensor(im, n, w)) return;
+  Value *bias = opt_input(im, n, 2), *past = opt_input(im, n, 3);
+  if (im->failed || !float_tensor(im, n, x, "input") || !float_tensor(im, n, w, "weight")) return;
+  if ((bias && !float_tensor(im, n, bias, "bias")) || (past && !float_tensor(im, n, past, "past_state"))) return;
+  const Onnx__AttributeProto *aa = onnx_attr(n, "activation");
+  char act[32] = "none";
+  if (aa && aa->has_s) snprintf(act, sizeof act, "%.*s", (int)aa->s.len, (const char *)aa->s.data);
+  bool silu = !strcmp(act, "silu") || !strcmp(act, "swish");
+  if (!silu && strcmp(act, "none")) {
+    im_fail(im, "node '%s' (CausalConvWithState): activation '%s' (none, silu or swish)", nm, act);
+    return;
+  }
+  if (x->ndim != 3 || w->ndim != 3 || w->dims[0] != x->dims[1] || w->dims[1] != 1 || w->dims[2] < 1) {
+    im_fail(im, "node '%s' (CausalConvWithState): input %s and weight %s must be [B, C, L] and [C, 1, k]", nm,
+            onnx_shape_str(x->dims, x->ndim), onnx_shape_str(w->dims, w->ndim));
+    return;
+  }
+  int64_t B = x->dims[0], C = x->dims[1], L = x->dims[2], k = w->dims[2];
+  int64_t pd[3] = {B, C, k - 1}, td[3] = {B, C, L + k - 1};
+  if ((bias && (bias->ndim != 1 || bias->dims[0] != C)) || (past && (past->ndim != 3 || memcmp(past->dims, pd, sizeof pd)))) {
+    im_fail(im, "node '%s' (CausalConvWithState): bias %s must be [%lld] and past_state %s %s", nm,
+            bias ? onnx_shape_str(bias->dims, bias->ndim) : "(none)", (long long)C,
+            past ? onnx_shape_str(past->dims, past->ndim) : "(none)", onnx_shape_str(pd, 3));
+    return;
+  }
+  bool want_state = n->n_output > 1 && n->output[1][0];
+  if (k == 1 && want_state) {   // a tensor of no elements, which the language has no way to hold
+    im_fail(im, "node '%s' (CausalConvWithState): a kernel of 1 makes present_state empty %s, which the importer "
+            "cannot write", nm, onnx_shape_str(pd, 3));
+    return;
+  }
+  const Value *seq = x;
+  if (k > 1) {
+    Value *t = tmp(im, n, "padded", DT_F32, 3, td);
+    if (past) im_emit(im, t, "concat(%s, %s, axis = 2)", past->ident, x->ident);
+    else im_emit(im, t, "concat(fill(0.0, %s), %s, axis = 2)", dims_of(pd, 3), x->ident);
+    seq = t;
+  }
+  int64_t yd[3] = {B, C, L};
+  Value *c = tmp(im, n, silu ? "conv" : "conv_out", DT_F32, 3, yd);
+  char b[512] = "";
+  if (bias) snprintf(b, sizeof b, " + reshape(%s, 1, %lld, 1)", bias->ident, (long long)C);
+  // the 1-D convolution as a 2-D one of height 1, a group per channel
+  im_emit(im, c, "reshape(conv(reshape(%s, %lld, %lld, 1, %lld), reshape(%s, %lld, 1, 1, %lld), groups = %lld), %s)%s",
+          seq->ident, (long long)B, (long long)C, (long long)(L + k - 1), w->ident, (long long)C, (long long)k,
+          (long long)C, dims_of(yd, 3), b);
+  Value *y = im_result(im, n, DT_F32, 3, yd);
+  if (!y) return;
+  if (silu) im_emit(im, y, "silu(%s)", c->ident);
+  else im_emit(im, y, "%s", c->ident);
+  Value *s = want_state ? im_result_at(im, n, 1, DT_F32, 3, pd) : NULL;
+  if (s) im_emit(im, s, "%s[:, :, %lld:]", seq->ident, (long long)L);
+}
+
 const OnnxOp onnx_attention_ops[] = {
     {"Attention", node_attention, NULL},
     {"RotaryEmbedding", node_rotary, NULL},
     {"SwiGLU", node_swiglu, NULL},
     {"LinearAttention", node_linear_attention, NULL},
+    {"CausalConvWithState", node_causal_conv, NULL},
     {NULL, NULL, NULL},
 };
