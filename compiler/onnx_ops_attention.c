@@ -1,5 +1,6 @@
 // onnx_ops_attention.c: the ONNX ops of transformer layers: Attention
-// (opsets 23-25), RotaryEmbedding (23), SwiGLU and LinearAttention (27).
+// (opsets 23-25), RotaryEmbedding (23), SwiGLU, LinearAttention and
+// CausalConvWithState (27), FlexAttention (ai.onnx.preview 1).
 // Each is written as a short sequence of `let`s of the language (matmul,
 // where, iota comparisons, reshape, permute, concat), named after the node's
 // first output.
@@ -1134,7 +1135,7 @@ static const Value *flex_mod(Importer *im, const Onnx__NodeProto *n, const char 
   for (size_t i = 0; i < g->n_node && ok; i++) ok = mod_node(m, g->node[i]);
   const Value *r = NULL;
   ModVal *out = ok ? mod_find(m, g->output[0]->name) : NULL;
-  if (ok && (!out || out->dt != DT_F32 || out->nd != x->ndim || memcmp(out->dims, x->dims, sizeof x->dims[0] * 4)))
+  if (ok && (!out || out->dt != DT_F32 || out->nd != x->ndim || memcmp(out->dims, x->dims, (size_t)x->ndim * sizeof *x->dims)))
     im_fail(im, "node '%s' (FlexAttention): %s must give a float tensor %s", im_node(n), attr,
             onnx_shape_str(x->dims, x->ndim));
   else if (ok) {
