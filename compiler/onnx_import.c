@@ -104,7 +104,7 @@ static const struct {
   const char *domain;
   const OnnxOp *ops;
 } domain_tables[] = {
-    {"", NULL},   // (none yet)
+    {"ai.onnx.preview", onnx_attention_preview_ops},
 };
 
 // The row that translates n's op type in its domain, or NULL.

@@ -87,6 +87,7 @@ extern const OnnxOp onnx_image_ops[];
 extern const OnnxOp onnx_sequence_ops[];
 extern const OnnxOp onnx_signal_ops[];
 extern const OnnxOp onnx_misc_ops[];
+extern const OnnxOp onnx_attention_preview_ops[];
 
 // ---- the importer's state
 

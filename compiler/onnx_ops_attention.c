@@ -1,5 +1,6 @@
 // onnx_ops_attention.c: the ONNX ops of transformer layers: Attention
-// (opsets 23-25), RotaryEmbedding (23), SwiGLU and LinearAttention (27).
+// (opsets 23-25), RotaryEmbedding (23), SwiGLU, LinearAttention and
+// CausalConvWithState (27), FlexAttention (ai.onnx.preview 1).
 // Each is written as a short sequence of `let`s of the language (matmul,
 // where, iota comparisons, reshape, permute, concat), named after the node's
 // first output.
@@ -715,10 +716,496 @@ static void node_linear_attention(Importer *im, const Onnx__NodeProto *n, const 
   else im_emit(im, y, "reshape(permute(concat(%s, axis = 2), 0, 2, 1, 3), %s)", list, dims_of(yd, 3));
 }
 
+// ---- CausalConvWithState (opset 27): a depthwise causal 1-D convolution
+// over the past state (or zeros) followed by the input; the last k - 1
+// positions of that sequence are the present state.
+static void node_causal_conv(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  const char *nm = im_node(n);
+  Value *x = im_input(im, n, 0), *w = x ? im_input(im, n, 1) : NULL;
+  if (!w || !im_is_tensor(im, n, x) || !im_is_tensor(im, n, w)) return;
+  Value *bias = opt_input(im, n, 2), *past = opt_input(im, n, 3);
+  if (im->failed || !float_tensor(im, n, x, "input") || !float_tensor(im, n, w, "weight")) return;
+  if ((bias && !float_tensor(im, n, bias, "bias")) || (past && !float_tensor(im, n, past, "past_state"))) return;
+  const Onnx__AttributeProto *aa = onnx_attr(n, "activation");
+  char act[32] = "none";
+  if (aa && aa->has_s) snprintf(act, sizeof act, "%.*s", (int)aa->s.len, (const char *)aa->s.data);
+  bool silu = !strcmp(act, "silu") || !strcmp(act, "swish");
+  if (!silu && strcmp(act, "none")) {
+    im_fail(im, "node '%s' (CausalConvWithState): activation '%s' (none, silu or swish)", nm, act);
+    return;
+  }
+  if (x->ndim != 3 || w->ndim != 3 || w->dims[0] != x->dims[1] || w->dims[1] != 1 || w->dims[2] < 1) {
+    im_fail(im, "node '%s' (CausalConvWithState): input %s and weight %s must be [B, C, L] and [C, 1, k]", nm,
+            onnx_shape_str(x->dims, x->ndim), onnx_shape_str(w->dims, w->ndim));
+    return;
+  }
+  int64_t B = x->dims[0], C = x->dims[1], L = x->dims[2], k = w->dims[2];
+  int64_t pd[3] = {B, C, k - 1}, td[3] = {B, C, L + k - 1};
+  if ((bias && (bias->ndim != 1 || bias->dims[0] != C)) || (past && (past->ndim != 3 || memcmp(past->dims, pd, sizeof pd)))) {
+    im_fail(im, "node '%s' (CausalConvWithState): bias %s must be [%lld] and past_state %s %s", nm,
+            bias ? onnx_shape_str(bias->dims, bias->ndim) : "(none)", (long long)C,
+            past ? onnx_shape_str(past->dims, past->ndim) : "(none)", onnx_shape_str(pd, 3));
+    return;
+  }
+  const Value *seq = x;
+  if (k > 1) {
+    Value *t = tmp(im, n, "padded", DT_F32, 3, td);
+    if (past) im_emit(im, t, "concat(%s, %s, axis = 2)", past->ident, x->ident);
+    else im_emit(im, t, "concat(fill(0.0, %s), %s, axis = 2)", dims_of(pd, 3), x->ident);
+    seq = t;
+  }
+  int64_t yd[3] = {B, C, L};
+  Value *c = tmp(im, n, silu ? "conv" : "conv_out", DT_F32, 3, yd);
+  char b[512] = "";
+  if (bias) snprintf(b, sizeof b, " + reshape(%s, 1, %lld, 1)", bias->ident, (long long)C);
+  // the 1-D convolution as a 2-D one of height 1, a group per channel
+  im_emit(im, c, "reshape(conv(reshape(%s, %lld, %lld, 1, %lld), reshape(%s, %lld, 1, 1, %lld), groups = %lld), %s)%s",
+          seq->ident, (long long)B, (long long)C, (long long)(L + k - 1), w->ident, (long long)C, (long long)k,
+          (long long)C, dims_of(yd, 3), b);
+  Value *y = im_result(im, n, DT_F32, 3, yd);
+  if (!y) return;
+  if (silu) im_emit(im, y, "silu(%s)", c->ident);
+  else im_emit(im, y, "%s", c->ident);
+  Value *s = im_result_at(im, n, 1, DT_F32, 3, pd);
+  if (s && k == 1) im_emit(im, s, "%s[:, :, 0:0]", x->ident);   // no past positions: empty
+  else if (s) im_emit(im, s, "%s[:, :, %lld:]", seq->ident, (long long)L);
+}
+
 const OnnxOp onnx_attention_ops[] = {
     {"Attention", node_attention, NULL},
     {"RotaryEmbedding", node_rotary, NULL},
     {"SwiGLU", node_swiglu, NULL},
     {"LinearAttention", node_linear_attention, NULL},
+    {"CausalConvWithState", node_causal_conv, NULL},
+    {NULL, NULL, NULL},
+};
+
+// ---- FlexAttention (ai.onnx.preview 1): scaled dot-product attention whose
+// scores (score_mod) and probabilities (prob_mod) a subgraph may modify. The
+// subgraphs are inlined: their index arithmetic (Shape, Range, Gather, ...)
+// is folded at import, what reads the tensor becomes `let`s.
+
+enum { MOD_MAX_VALUES = 256 };
+
+// A value of a modifier subgraph: a constant known at import (c, numel
+// values) or a tensor of the model file (v).
+typedef struct {
+  const char *name;
+  DType dt;
+  int nd;
+  int64_t dims[MAX_DIMS];
+  double *c;
+  const Value *v;
+} ModVal;
+
+typedef struct {
+  Importer *im;
+  const Onnx__NodeProto *n;   // the FlexAttention node
+  const char *attr;           // score_mod or prob_mod
+  ModVal vals[MOD_MAX_VALUES];
+  int nvals, ntmp;
+} Mod;
+
+static bool mod_fail(Mod *m, const Onnx__NodeProto *s, const char *what) {
+  im_fail(m->im, "node '%s' (FlexAttention): %s node '%s' (%s): %s", im_node(m->n), m->attr, im_node(s), s->op_type,
+          what);
+  return false;
+}
+
+static ModVal *mod_find(Mod *m, const char *name) {
+  for (int i = m->nvals - 1; i >= 0; i--)
+    if (!strcmp(m->vals[i].name, name)) return &m->vals[i];
+  return NULL;
+}
+
+static ModVal *mod_add(Mod *m, const char *name, DType dt, int nd, const int64_t *d) {
+  if (m->nvals == MOD_MAX_VALUES) return NULL;
+  ModVal *r = &m->vals[m->nvals++];
+  memset(r, 0, sizeof *r);
+  r->name = name;
+  r->dt = dt;
+  r->nd = nd;
+  if (nd) memcpy(r->dims, d, (size_t)nd * sizeof *d);
+  return r;
+}
+
+// A tensor's values as doubles (float, double, int32, int64, bool); NULL for another type.
+static double *tp_values(const Onnx__TensorProto *t, DType *dt, int64_t *count) {
+  int64_t c = onnx_numel(t->dims, (int)t->n_dims);
+  int32_t ty = t->data_type;
+  size_t es = ty == 1 || ty == 6 ? 4 : ty == 7 || ty == 11 ? 8 : ty == 9 ? 1 : 0;
+  if (!es || (ty != 11 && !onnx_dtype_of(ty, dt))) return NULL;
+  if (ty == 11) *dt = DT_F32;   // a double constant reads as a float32 one
+  double *r = calloc((size_t)(c ? c : 1), sizeof *r);
+  bool raw = t->raw_data.len > 0;
+  if (raw && t->raw_data.len != (size_t)c * es) { free(r); return NULL; }
+  size_t have = ty == 1 ? t->n_float_data : ty == 11 ? t->n_double_data : ty == 7 ? t->n_int64_data : t->n_int32_data;
+  if (!raw && have != (size_t)c) { free(r); return NULL; }
+  for (int64_t i = 0; i < c; i++) {
+    const uint8_t *p = raw ? t->raw_data.data + (size_t)i * es : NULL;
+    float f; double d; int32_t i32; int64_t i64;
+    switch (ty) {
+      case 1: if (p) memcpy(&f, p, 4); else f = t->float_data[i]; r[i] = f; break;
+      case 11: if (p) memcpy(&d, p, 8); else d = t->double_data[i]; r[i] = (float)d; break;
+      case 7: if (p) memcpy(&i64, p, 8); else i64 = t->int64_data[i]; r[i] = (double)i64; break;
+      case 6: if (p) memcpy(&i32, p, 4); else i32 = t->int32_data[i]; r[i] = i32; break;
+      default: r[i] = p ? (p[0] != 0) : (t->int32_data[i] != 0); break;
+    }
+  }
+  *count = c;
+  return r;
+}
+
+static bool mod_constant(Mod *m, const Onnx__NodeProto *s, const char *name, const Onnx__TensorProto *t) {
+  DType dt;
+  int64_t c;
+  double *v = (int)t->n_dims <= MAX_DIMS ? tp_values(t, &dt, &c) : NULL;
+  if (!v) return mod_fail(m, s, "a constant of a type or layout the importer does not read");
+  ModVal *r = mod_add(m, name, dt, (int)t->n_dims, t->dims);
+  if (!r) return mod_fail(m, s, "too many values");
+  r->c = v;
+  return true;
+}
+
+// A value as an operand of the model file: a tensor's name, a number, or a
+// `let` / param of a constant's values.
+static const char *mod_operand(Mod *m, const Onnx__NodeProto *s, ModVal *x) {
+  if (x->v) return x->v->ident;
+  int64_t c = onnx_numel(x->dims, x->nd);
+  char name[64];
+  snprintf(name, sizeof name, "%s_const%d", m->attr, ++m->ntmp);
+  if (x->dt == DT_F32 && c == 1 && isfinite(x->c[0])) return num(x->c[0]);
+  if (x->dt == DT_F32 && c == 1 && isinf(x->c[0])) {   // no literal writes an infinity
+    int64_t one = 1;
+    Value *y = tmp(m->im, m->n, name, DT_F32, 1, &one);
+    im_emit(m->im, y, "%slog(fill(0.0, 1))", x->c[0] > 0 ? "-" : "");
+    x->v = y;
+    return y->ident;
+  }
+  if (x->dt == DT_F32) {
+    float *f = malloc((size_t)c * sizeof *f);
+    bool finite = true;
+    for (int64_t i = 0; i < c; i++) finite = finite && isfinite(f[i] = (float)x->c[i]);
+    if (!finite || !c) {
+      free(f);
+      mod_fail(m, s, "a float constant with NaN, infinities or no elements");
+      return NULL;
+    }
+    char full[600];
+    snprintf(full, sizeof full, "%s\x01%s", m->n->output[0], name);
+    x->v = im_add_param(m->im, full, x->nd, x->dims, f);
+    return x->v->ident;
+  }
+  char full[600];
+  snprintf(full, sizeof full, "%s\x01%s", m->n->output[0], name);
+  Value *y = im_add_value(m->im, full, V_INTS, x->dt, x->nd, x->dims);
+  y->ints = malloc((size_t)(c ? c : 1) * sizeof *y->ints);
+  y->nints = (int)c;
+  for (int64_t i = 0; i < c; i++) y->ints[i] = (int64_t)x->c[i];
+  if (!im_is_tensor(m->im, m->n, y)) return NULL;
+  x->v = y;
+  return y->ident;
+}
+
+// The flat index into a value of shape (nd, d) broadcast to (rn, rd) at flat index i.
+static int64_t bcast_index(int64_t i, int rn, const int64_t *rd, int nd, const int64_t *d) {
+  int64_t idx = 0, stride = 1;
+  for (int k = rn - 1; k >= 0; k--) {
+    int64_t coord = i % rd[k];
+    i /= rd[k];
+    int j = k - (rn - nd);
+    if (j >= 0) {
+      if (d[j] > 1) idx += coord * stride;
+      stride *= d[j];
+    }
+  }
+  return idx;
+}
+
+static double fold2(const char *op, double a, double b, DType dt) {
+  bool ints = dt != DT_F32;
+  double r = !strcmp(op, "+") ? a + b : !strcmp(op, "-") ? a - b : !strcmp(op, "*") ? a * b
+           : !strcmp(op, "/") ? (ints ? trunc(a / b) : a / b) : !strcmp(op, "==") ? a == b
+           : !strcmp(op, ">") ? a > b : !strcmp(op, ">=") ? a >= b : !strcmp(op, "<") ? a < b : a <= b;
+  return ints ? r : (float)r;
+}
+
+// The elementwise ops of a subgraph: Add ... LessOrEqual, Where (arg: the
+// operator; "?" for Where), folded when every input is a constant.
+static bool mod_elementwise(Mod *m, const Onnx__NodeProto *s, const char *op, ModVal **in, int nin) {
+  Value acc = {.ndim = 0};
+  for (int i = 0; i < nin; i++) {
+    Value t = {.ndim = in[i]->nd};
+    memcpy(t.dims, in[i]->dims, sizeof t.dims);
+    if (!onnx_broadcast(&acc, &t, acc.dims, &acc.ndim)) return mod_fail(m, s, "inputs that do not broadcast");
+  }
+  bool cmp = strchr("=<>", op[0]) != NULL;
+  bool where = !strcmp(op, "?");
+  if (where && in[0]->dt != DT_BOOL) return mod_fail(m, s, "a condition that is not bool");
+  DType dt = cmp ? DT_BOOL : in[where ? 1 : 0]->dt;
+  if (!cmp && in[where ? 1 : 0]->dt != in[where ? 2 : 1]->dt) return mod_fail(m, s, "inputs of two types");
+  if (!cmp && !where && dt == DT_BOOL) return mod_fail(m, s, "arithmetic on bools");
+  ModVal *r = mod_add(m, s->output[0], dt, acc.ndim, acc.dims);
+  if (!r) return mod_fail(m, s, "too many values");
+  bool all_const = true;
+  for (int i = 0; i < nin; i++) all_const = all_const && in[i]->c;
+  int64_t c = onnx_numel(acc.dims, acc.ndim);
+  if (all_const && c <= (1 << 20)) {
+    r->c = malloc((size_t)(c ? c : 1) * sizeof *r->c);
+    for (int64_t i = 0; i < c; i++) {
+      double x[3];
+      for (int k = 0; k < nin; k++) x[k] = in[k]->c[bcast_index(i, acc.ndim, acc.dims, in[k]->nd, in[k]->dims)];
+      r->c[i] = where ? (x[0] != 0 ? x[1] : x[2]) : fold2(op, x[0], x[1], in[0]->dt);
+    }
+    return true;
+  }
+  const char *o[3];
+  for (int i = 0; i < nin; i++)
+    if (!(o[i] = mod_operand(m, s, in[i]))) return false;
+  char name[64];
+  snprintf(name, sizeof name, "%s%d", m->attr, ++m->ntmp);
+  Value *y = tmp(m->im, m->n, name, dt, acc.ndim, acc.dims);
+  if (where) im_emit(m->im, y, "where(%s, %s, %s)", o[0], o[1], o[2]);
+  else im_emit(m->im, y, "%s %s %s", o[0], op, o[1]);
+  r->v = y;
+  return true;
+}
+
+// Shape, Gather (of a constant list), Range and Reshape, on shapes known at import.
+static bool mod_index_op(Mod *m, const Onnx__NodeProto *s, ModVal **in) {
+  const char *t = s->op_type;
+  if (!strcmp(t, "Shape")) {
+    if (s->n_attribute) return mod_fail(m, s, "start and end are not supported");
+    int64_t nd = in[0]->nd;
+    ModVal *r = mod_add(m, s->output[0], DT_I64, 1, &nd);
+    if (!r) return mod_fail(m, s, "too many values");
+    r->c = malloc((size_t)(nd ? nd : 1) * sizeof *r->c);
+    for (int i = 0; i < nd; i++) r->c[i] = (double)in[0]->dims[i];
+    return true;
+  }
+  for (size_t i = 0; i < s->n_input; i++)
+    if (!in[i]->c && !(i == 0 && !strcmp(t, "Reshape")))
+      return mod_fail(m, s, "an input that is not known at import");
+  if (!strcmp(t, "Gather")) {
+    int64_t len = in[0]->nd == 1 ? in[0]->dims[0] : -1, c = onnx_numel(in[1]->dims, in[1]->nd);
+    if (len < 0 || onnx_attr_i(s, "axis", 0) != 0) return mod_fail(m, s, "only a 1-D list along axis 0 is supported");
+    ModVal *r = mod_add(m, s->output[0], in[0]->dt, in[1]->nd, in[1]->dims);
+    if (!r) return mod_fail(m, s, "too many values");
+    r->c = malloc((size_t)(c ? c : 1) * sizeof *r->c);
+    for (int64_t i = 0; i < c; i++) {
+      int64_t j = (int64_t)in[1]->c[i];
+      if (j < 0) j += len;
+      if (j < 0 || j >= len) return mod_fail(m, s, "an index out of range");
+      r->c[i] = in[0]->c[j];
+    }
+    return true;
+  }
+  if (!strcmp(t, "Range")) {
+    double a = in[0]->c[0], b = in[1]->c[0], d = in[2]->c[0];
+    int64_t c = d != 0 ? (int64_t)fmax(ceil((b - a) / d), 0) : -1;
+    if (c < 0 || c > (1 << 20)) return mod_fail(m, s, "a zero delta or a range too long");
+    ModVal *r = mod_add(m, s->output[0], in[0]->dt, 1, &c);
+    if (!r) return mod_fail(m, s, "too many values");
+    r->c = malloc((size_t)(c ? c : 1) * sizeof *r->c);
+    for (int64_t i = 0; i < c; i++) r->c[i] = in[0]->dt == DT_F32 ? (float)(a + (double)i * d) : a + (double)i * d;
+    return true;
+  }
+  // Reshape: 0 copies a dimension (allowzero 0), -1 takes the rest
+  int64_t nd = onnx_numel(in[1]->dims, in[1]->nd), d[MAX_DIMS], total = onnx_numel(in[0]->dims, in[0]->nd), known = 1;
+  int minus = -1;
+  if (nd > MAX_DIMS || onnx_attr_i(s, "allowzero", 0)) return mod_fail(m, s, "a shape the importer does not take");
+  for (int i = 0; i < nd; i++) {
+    d[i] = (int64_t)in[1]->c[i];
+    if (d[i] == 0 && i < in[0]->nd) d[i] = in[0]->dims[i];
+    if (d[i] == -1) minus = i;
+    else known *= d[i];
+  }
+  if (minus >= 0 && known > 0) d[minus] = total / known;
+  if (onnx_numel(d, (int)nd) != total) return mod_fail(m, s, "a shape of another number of elements");
+  ModVal *r = mod_add(m, s->output[0], in[0]->dt, (int)nd, d);
+  if (!r) return mod_fail(m, s, "too many values");
+  if (in[0]->c) {
+    r->c = malloc((size_t)(total ? total : 1) * sizeof *r->c);
+    memcpy(r->c, in[0]->c, (size_t)total * sizeof *r->c);
+    return true;
+  }
+  char name[64];
+  snprintf(name, sizeof name, "%s%d", m->attr, ++m->ntmp);
+  Value *y = tmp(m->im, m->n, name, in[0]->dt, (int)nd, d);
+  im_emit_reshape(m->im, y, in[0]->v->ident);
+  r->v = y;
+  return true;
+}
+
+static const struct { const char *onnx, *op; } mod_binary[] = {
+    {"Add", "+"}, {"Sub", "-"}, {"Mul", "*"}, {"Div", "/"}, {"Equal", "=="}, {"Greater", ">"},
+    {"GreaterOrEqual", ">="}, {"Less", "<"}, {"LessOrEqual", "<="}, {"Where", "?"},
+};
+static const struct { const char *onnx, *fn; } mod_unary[] = {
+    {"Tanh", "tanh"}, {"Exp", "exp"}, {"Log", "log"}, {"Sigmoid", "sigmoid"}, {"Abs", "abs"}, {"Sqrt", "sqrt"},
+    {"Neg", "-"}, {"Identity", ""},
+};
+
+// Cast: a constant's values converted at import; a tensor by cast().
+static bool mod_cast(Mod *m, const Onnx__NodeProto *s, ModVal *x) {
+  DType to;
+  if (!onnx_dtype_of((int32_t)onnx_attr_i(s, "to", 0), &to) || (to != DT_F32 && to != DT_I32 && to != DT_I64 && to != DT_BOOL))
+    return mod_fail(m, s, "a type other than float, int32, int64 or bool");
+  ModVal *r = mod_add(m, s->output[0], to, x->nd, x->dims);
+  if (!r) return mod_fail(m, s, "too many values");
+  int64_t c = onnx_numel(x->dims, x->nd);
+  if (x->c) {
+    r->c = malloc((size_t)(c ? c : 1) * sizeof *r->c);
+    for (int64_t i = 0; i < c; i++) {
+      double v = x->c[i];
+      r->c[i] = to == DT_F32 ? (float)v : to == DT_BOOL ? v != 0 : x->dt == DT_F32 ? trunc(v) : v;
+    }
+    return true;
+  }
+  if (to == x->dt) {
+    r->v = x->v;
+    return true;
+  }
+  char name[64];
+  snprintf(name, sizeof name, "%s%d", m->attr, ++m->ntmp);
+  Value *y = tmp(m->im, m->n, name, to, x->nd, x->dims);
+  im_emit(m->im, y, "cast(%s, %s)", x->v->ident, onnx_dtype_word(to));
+  r->v = y;
+  return true;
+}
+
+static bool mod_node(Mod *m, const Onnx__NodeProto *s) {
+  const char *t = s->op_type;
+  if (s->domain && s->domain[0] && strcmp(s->domain, "ai.onnx")) return mod_fail(m, s, "an op of another domain");
+  if (!strcmp(t, "Constant")) {
+    const Onnx__AttributeProto *v = onnx_attr(s, "value");
+    if (!v || !v->t || s->n_output != 1) return mod_fail(m, s, "only a tensor 'value' is supported");
+    return mod_constant(m, s, s->output[0], v->t);
+  }
+  ModVal *in[3];
+  if (s->n_input > 3 || s->n_output != 1) return mod_fail(m, s, "more inputs or outputs than the importer takes");
+  for (size_t i = 0; i < s->n_input; i++)
+    if (!s->input[i][0] || !(in[i] = mod_find(m, s->input[i])))
+      return mod_fail(m, s, "an absent input or one from outside the subgraph");
+  for (size_t i = 0; i < sizeof mod_binary / sizeof *mod_binary; i++)
+    if (!strcmp(t, mod_binary[i].onnx)) {
+      int want = mod_binary[i].op[0] == '?' ? 3 : 2;
+      if ((int)s->n_input != want) return mod_fail(m, s, "a wrong number of inputs");
+      return mod_elementwise(m, s, mod_binary[i].op, in, want);
+    }
+  for (size_t i = 0; i < sizeof mod_unary / sizeof *mod_unary; i++)
+    if (!strcmp(t, mod_unary[i].onnx)) {
+      if (s->n_input != 1 || in[0]->dt != DT_F32) return mod_fail(m, s, "one float input is supported");
+      const char *o = mod_operand(m, s, in[0]);
+      ModVal *r = o ? mod_add(m, s->output[0], DT_F32, in[0]->nd, in[0]->dims) : NULL;
+      if (!r) return o ? mod_fail(m, s, "too many values") : false;
+      char name[64];
+      snprintf(name, sizeof name, "%s%d", m->attr, ++m->ntmp);
+      Value *y = tmp(m->im, m->n, name, DT_F32, in[0]->nd, in[0]->dims);
+      if (mod_unary[i].fn[0] == '-') im_emit(m->im, y, "-%s", o);
+      else im_emit(m->im, y, "%s(%s)", mod_unary[i].fn, o);
+      r->v = y;
+      return true;
+    }
+  if (!strcmp(t, "Cast") && s->n_input == 1) return mod_cast(m, s, in[0]);
+  if ((!strcmp(t, "Shape") && s->n_input == 1) || (!strcmp(t, "Gather") && s->n_input == 2) ||
+      (!strcmp(t, "Range") && s->n_input == 3) || (!strcmp(t, "Reshape") && s->n_input == 2))
+    return mod_index_op(m, s, in);
+  return mod_fail(m, s, "an op the importer does not inline in a modifier subgraph");
+}
+
+// x through the subgraph of attribute attr (x itself when there is none); NULL with a message.
+static const Value *flex_mod(Importer *im, const Onnx__NodeProto *n, const char *attr, const Value *x) {
+  const Onnx__AttributeProto *a = onnx_attr(n, attr);
+  if (!a) return x;
+  const Onnx__GraphProto *g = a->g;
+  if (!g || g->n_input != 1 || g->n_output != 1) {
+    im_fail(im, "node '%s' (FlexAttention): %s must be a graph of one input and one output", im_node(n), attr);
+    return NULL;
+  }
+  Mod *m = calloc(1, sizeof *m);
+  m->im = im;
+  m->n = n;
+  m->attr = attr;
+  ModVal *in = mod_add(m, g->input[0]->name, DT_F32, x->ndim, x->dims);
+  in->v = x;
+  bool ok = true;
+  for (size_t i = 0; i < g->n_initializer && ok; i++) ok = mod_constant(m, n, g->initializer[i]->name, g->initializer[i]);
+  for (size_t i = 0; i < g->n_node && ok; i++) ok = mod_node(m, g->node[i]);
+  const Value *r = NULL;
+  ModVal *out = ok ? mod_find(m, g->output[0]->name) : NULL;
+  if (ok && (!out || out->dt != DT_F32 || out->nd != x->ndim || memcmp(out->dims, x->dims, (size_t)x->ndim * sizeof *x->dims)))
+    im_fail(im, "node '%s' (FlexAttention): %s must give a float tensor %s", im_node(n), attr,
+            onnx_shape_str(x->dims, x->ndim));
+  else if (ok) {
+    const char *o = out->v ? out->v->ident : NULL;
+    if (!o) {   // a constant: its values broadcast to the shape
+      o = mod_operand(m, n, out);
+      Value *y = o ? tmp(im, n, attr, DT_F32, x->ndim, x->dims) : NULL;
+      if (y) im_emit(im, y, "%s", o);
+      r = y;
+    } else r = out->v;
+  }
+  for (int i = 0; i < m->nvals; i++) free(m->vals[i].c);
+  free(m);
+  return r;
+}
+
+static void node_flex_attention(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  const char *nm = im_node(n);
+  Value *q = im_input(im, n, 0), *k = q ? im_input(im, n, 1) : NULL, *v = k ? im_input(im, n, 2) : NULL;
+  if (!v || !im_is_tensor(im, n, q) || !im_is_tensor(im, n, k) || !im_is_tensor(im, n, v)) return;
+  if (!float_tensor(im, n, q, "Q") || !float_tensor(im, n, k, "K") || !float_tensor(im, n, v, "V")) return;
+  if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4 || k->dims[0] != q->dims[0] || v->dims[0] != q->dims[0] ||
+      k->dims[3] != q->dims[3] || v->dims[1] != k->dims[1] || v->dims[2] != k->dims[2] || q->dims[1] % k->dims[1]) {
+    im_fail(im, "node '%s' (FlexAttention): Q %s, K %s and V %s must be 4-D [B, H, S, d] that agree, with query "
+            "heads a multiple of key/value heads", nm, onnx_shape_str(q->dims, q->ndim), onnx_shape_str(k->dims, k->ndim),
+            onnx_shape_str(v->dims, v->ndim));
+    return;
+  }
+  // float32 and float64 softmax agree to float32's rounding; a narrower type changes the numbers
+  int64_t prec = onnx_attr_i(n, "softmax_precision", 1);
+  if (prec != 1 && prec != 11) {
+    im_fail(im, "node '%s' (FlexAttention): softmax_precision %lld (a narrower type than float32) is not supported", nm,
+            (long long)prec);
+    return;
+  }
+  int64_t B = q->dims[0], Hq = q->dims[1], Sq = q->dims[2], D = q->dims[3], Hkv = k->dims[1], L = k->dims[2];
+  int64_t Dv = v->dims[3], r = Hq / Hkv;
+  const Onnx__AttributeProto *sa = onnx_attr(n, "scale");
+  double scale = sa && sa->has_f ? sa->f : 1.0 / sqrt((double)D);
+  const char *sc = num((float)sqrt((float)scale));   // Q and K are each scaled by sqrt(scale) in float32
+  int64_t sd[4] = {B, Hq, Sq, L};
+  Value *s = tmp(im, n, "scores", DT_F32, 4, sd);
+  // grouped queries: the r query heads of a key/value head are one [r Sq] block
+  if (r == 1) im_emit(im, s, "matmul(%s * %s, %s * %s, tb = true)", q->ident, sc, k->ident, sc);
+  else
+    im_emit(im, s, "reshape(matmul(reshape(%s * %s, %lld, %lld, %lld, %lld), %s * %s, tb = true), %s)", q->ident, sc,
+            (long long)B, (long long)Hkv, (long long)(r * Sq), (long long)D, k->ident, sc, dims_of(sd, 4));
+  const Value *ms = flex_mod(im, n, "score_mod", s);
+  if (!ms) return;
+  // the reference's softmax: a row of -inf only is NaN, as there
+  int64_t rd[4] = {B, Hq, Sq, 1};
+  Value *mx = tmp(im, n, "max", DT_F32, 4, rd), *e = tmp(im, n, "exp", DT_F32, 4, sd);
+  im_emit(im, mx, "max(%s, axis = -1, keep = true)", ms->ident);
+  im_emit(im, e, "exp(%s - %s)", ms->ident, mx->ident);
+  Value *p = tmp(im, n, "probs", DT_F32, 4, sd);
+  im_emit(im, p, "%s / sum(%s, axis = -1, keep = true)", e->ident, e->ident);
+  const Value *mp = flex_mod(im, n, "prob_mod", p);
+  if (!mp) return;
+  int64_t yd[4] = {B, Hq, Sq, Dv};
+  Value *y = im_result(im, n, DT_F32, 4, yd);
+  if (!y) return;
+  if (r == 1) im_emit(im, y, "matmul(%s, %s)", mp->ident, v->ident);
+  else
+    im_emit(im, y, "reshape(matmul(reshape(%s, %lld, %lld, %lld, %lld), %s), %s)", mp->ident, (long long)B,
+            (long long)Hkv, (long long)(r * Sq), (long long)L, v->ident, dims_of(yd, 4));
+}
+
+// The ops of the ai.onnx.preview domain.
+const OnnxOp onnx_attention_preview_ops[] = {
+    {"FlexAttention", node_flex_attention, NULL},
     {NULL, NULL, NULL},
 };
