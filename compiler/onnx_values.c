@@ -58,12 +58,8 @@ static const char *const reserved[] = {
     "exp", "log", "sqrt", "abs", "softmax", "log_softmax", "reshape", "permute", "conv", "pool_max", "pool_avg",
     "concat", "sum", "mean", "gather", "erf", "pow", "where", "cast", "zeros", "buffer", "break",
     "while", "assert", "max", "min", "argmax", "iota", "fill", "rsqrt", "pad", "broadcast", "one_hot", "stack",
-<<<<<<< HEAD
     "maximum", "minimum", "conv_transpose", "scatter_add", "bit_and", "bit_or", "bit_xor", "bit_not", "shift_left",
-    "shift_right", "bitcast",
-=======
-    "maximum", "minimum", "conv_transpose", "scatter_add", "update",
->>>>>>> onnx-misc
+    "shift_right", "bitcast", "update",
 };
 
 // A name of the model file for an ONNX name: letters, digits and '_', not
