@@ -102,7 +102,7 @@ static const struct {
   const char *domain;
   const OnnxOp *ops;
 } domain_tables[] = {
-    {"", NULL},   // (none yet)
+    {"ai.onnx.preview.training", onnx_training_ops},
 };
 
 static const OnnxOp *op_of(const Onnx__NodeProto *n) {

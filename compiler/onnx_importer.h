@@ -81,6 +81,7 @@ extern const OnnxOp onnx_rnn_ops[];
 extern const OnnxOp onnx_loss_ops[];
 extern const OnnxOp onnx_attention_ops[];
 extern const OnnxOp onnx_image_ops[];
+extern const OnnxOp onnx_training_ops[];
 
 // ---- the importer's state
 
