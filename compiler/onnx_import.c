@@ -103,6 +103,7 @@ static const struct {
   const OnnxOp *ops;
 } domain_tables[] = {
     {"ai.onnx.preview.training", onnx_training_ops},
+    {"ai.onnx.ml", onnx_ml_ops},
 };
 
 static const OnnxOp *op_of(const Onnx__NodeProto *n) {

@@ -82,6 +82,7 @@ extern const OnnxOp onnx_loss_ops[];
 extern const OnnxOp onnx_attention_ops[];
 extern const OnnxOp onnx_image_ops[];
 extern const OnnxOp onnx_training_ops[];
+extern const OnnxOp onnx_ml_ops[];
 
 // ---- the importer's state
 
