@@ -40,7 +40,8 @@ typedef struct {
   float *floats;         // f32 (values unused)
 } KnownValues;
 
-typedef struct {
+typedef struct Importer Importer;
+struct Importer {
   const char *path;
   FILE *err;
   int64_t opset;          // the default domain's version (-1: none imported)
@@ -60,7 +61,11 @@ typedef struct {
   char *body;            // the model's statements
   size_t blen, bcap;
   bool failed;
-} Importer;
+  // Translates the nodes of a subgraph (If's branches, Loop's and Scan's
+  // bodies) as those of the main graph, in the values so far: set by
+  // onnx_import.c, so that the op files call it without calling that file.
+  void (*run_nodes)(Importer *im, const Onnx__GraphProto *g);
+};
 
 // One ONNX op type and the function that translates its nodes; arg is
 // passed through (the operator or function name of a family's shared code).
@@ -83,6 +88,7 @@ extern const OnnxOp onnx_attention_ops[];
 extern const OnnxOp onnx_image_ops[];
 extern const OnnxOp onnx_training_ops[];
 extern const OnnxOp onnx_ml_ops[];
+extern const OnnxOp onnx_control_ops[];
 
 // ---- the importer's state
 
