@@ -219,77 +219,159 @@ static Value *take(Importer *im, const Onnx__NodeProto *n, Value *x, int axis, i
   return v;
 }
 
-// Scan (opset 9 and newer): the body once per element of the scan axis
-// (reversed per input and output by the directions), the states threading
-// through, each scan output stacked along its axis.
-static void node_scan(Importer *im, const Onnx__NodeProto *n, const char *arg) {
-  (void)arg;
-  if (im->opset < 9)
-    return im_fail(im, "node '%s' (Scan): opset %lld's Scan (a batch axis and sequence_lens) is not supported; "
-                   "opset 9 and newer are", im_node(n), (long long)im->opset);
-  const Onnx__GraphProto *g = graph_attr(im, n, "body");
-  if (!g) return;
-  int64_t m = onnx_attr_i(n, "num_scan_inputs", -1);
-  size_t nstate = n->n_input >= (size_t)(m > 0 ? m : 0) ? n->n_input - (size_t)m : 0;
-  if (m < 1 || (size_t)m > n->n_input || n->n_input > MAX_CARRIED || g->n_input != n->n_input ||
-      g->n_output != n->n_output || g->n_output < nstate)
-    return im_fail(im, "node '%s' (Scan): num_scan_inputs %lld, %zu inputs and %zu outputs (at most %d) and a body of "
-                   "%zu inputs and %zu outputs do not agree", im_node(n), (long long)m, n->n_input, n->n_output,
-                   MAX_CARRIED, g->n_input, g->n_output);
-  size_t nscan_out = n->n_output - nstate;
-  int64_t in_dir[MAX_CARRIED] = {0}, in_axis[MAX_CARRIED] = {0}, out_dir[MAX_CARRIED] = {0},
-          out_axis[MAX_CARRIED] = {0};
-  if ((onnx_attr(n, "scan_input_directions") && onnx_attr_ints(n, "scan_input_directions", in_dir, MAX_CARRIED) != m) ||
-      (onnx_attr(n, "scan_input_axes") && onnx_attr_ints(n, "scan_input_axes", in_axis, MAX_CARRIED) != m) ||
-      (onnx_attr(n, "scan_output_directions") &&
-       onnx_attr_ints(n, "scan_output_directions", out_dir, MAX_CARRIED) != (int)nscan_out) ||
-      (onnx_attr(n, "scan_output_axes") && onnx_attr_ints(n, "scan_output_axes", out_axis, MAX_CARRIED) != (int)nscan_out))
-    return im_fail(im, "node '%s' (Scan): a scan_*_directions or scan_*_axes attribute has another count than its "
-                   "inputs or outputs", im_node(n));
-  Value *in[MAX_CARRIED], *xs[MAX_CARRIED], **out = xcalloc(g->n_output + 1, sizeof *out);
-  int64_t len = -1;
-  for (size_t i = 0; i < n->n_input && !im->failed; i++) in[i] = im_input(im, n, i);
-  for (int64_t j = 0; j < m && !im->failed; j++) {
-    Value *x = in[nstate + (size_t)j];
-    int a = im_axis(im, n, in_axis[j], x->ndim);
-    if (a < 0) break;
-    in_axis[j] = a;
-    if (len >= 0 && x->dims[a] != len)
-      im_fail(im, "node '%s' (Scan): scan input '%s' has %lld elements along its axis, another has %lld", im_node(n),
-              x->onnx, (long long)x->dims[a], (long long)len);
-    len = x->dims[a];
-    xs[j] = x;
+// What one unrolled Scan works on: the states (in, then out), the scan
+// inputs with their axes and directions, the scan outputs' axes and
+// directions, and the stacked scan outputs it makes.
+typedef struct {
+  const Onnx__GraphProto *g;
+  size_t nstate, m, nout;   // states, scan inputs, scan outputs
+  int64_t in_dir[MAX_CARRIED], in_axis[MAX_CARRIED], out_dir[MAX_CARRIED], out_axis[MAX_CARRIED];
+  Value *st[MAX_CARRIED], *xs[MAX_CARRIED], *res[MAX_CARRIED];
+  int64_t len;              // the scan axis' length
+} ScanRun;
+
+// The scan axis' length (the same for every scan input) into s->len, the
+// axes made non-negative; false with a message.
+static bool scan_length(Importer *im, const Onnx__NodeProto *n, ScanRun *s) {
+  s->len = -1;
+  for (size_t j = 0; j < s->m; j++) {
+    Value *x = s->xs[j];
+    int a = im_axis(im, n, s->in_axis[j], x->ndim);
+    if (a < 0) return false;
+    s->in_axis[j] = a;
+    if (s->len >= 0 && x->dims[a] != s->len)
+      return im_fail(im, "node '%s' (Scan): scan input '%s' has %lld elements along its axis, another has %lld",
+                     im_node(n), x->onnx, (long long)x->dims[a], (long long)s->len), false;
+    s->len = x->dims[a];
   }
-  if (!im->failed && (len < 1 || len > MAX_UNROLL))
-    im_fail(im, "node '%s' (Scan): a scan axis of %lld elements; the importer unrolls 1 to %d", im_node(n),
-            (long long)len, MAX_UNROLL);
-  Value **scans = im->failed ? NULL : xcalloc(nscan_out * (size_t)len + 1, sizeof *scans);
-  for (int64_t t = 0; !im->failed && t < len; t++) {
-    for (int64_t j = 0; j < m && !im->failed; j++)
-      in[nstate + (size_t)j] = take(im, n, xs[j], (int)in_axis[j], in_dir[j] ? len - 1 - t : t);
-    if (im->failed || !run_body(im, n, g, in, n->n_input, out)) break;
-    for (size_t k = 0; k < nstate; k++) in[k] = out[k];
-    for (size_t k = 0; k < nscan_out; k++) scans[k * (size_t)len + (size_t)t] = out[nstate + k];
+  if (s->len < 1 || s->len > MAX_UNROLL)
+    return im_fail(im, "node '%s' (Scan): a scan axis of %lld elements; the importer unrolls 1 to %d", im_node(n),
+                   (long long)s->len, MAX_UNROLL), false;
+  return true;
+}
+
+// Runs the body once per element of the scan axis (reversed per input by
+// its direction), the states threading through s->st; each scan output is
+// stacked along its axis (reversed by its direction) into a new s->res[k].
+static bool scan_unroll(Importer *im, const Onnx__NodeProto *n, ScanRun *s) {
+  if (!scan_length(im, n, s)) return false;
+  size_t nin = s->nstate + s->m;
+  Value *in[MAX_CARRIED], **out = xcalloc(s->g->n_output + 1, sizeof *out);
+  Value **scans = xcalloc(s->nout * (size_t)s->len + 1, sizeof *scans);
+  for (size_t k = 0; k < s->nstate; k++) in[k] = s->st[k];
+  for (int64_t t = 0; !im->failed && t < s->len; t++) {
+    for (size_t j = 0; j < s->m && !im->failed; j++)
+      in[s->nstate + j] = take(im, n, s->xs[j], (int)s->in_axis[j], s->in_dir[j] ? s->len - 1 - t : t);
+    if (im->failed || !run_body(im, n, s->g, in, nin, out)) break;
+    for (size_t k = 0; k < s->nstate; k++) in[k] = out[k];
+    for (size_t k = 0; k < s->nout; k++) scans[k * (size_t)s->len + (size_t)t] = out[s->nstate + k];
   }
-  for (size_t k = 0; k < nstate && !im->failed; k++)
-    if (n->output[k][0]) bind(im, n, n->output[k], in[k]);
-  for (size_t k = 0; k < nscan_out && !im->failed; k++) {
-    if (!n->output[nstate + k][0]) continue;
-    Value **vs = &scans[k * (size_t)len];
+  for (size_t k = 0; k < s->nstate; k++) s->st[k] = in[k];
+  for (size_t k = 0; k < s->nout && !im->failed; k++) {
+    Value **vs = &scans[k * (size_t)s->len];
     int r = vs[0]->ndim;
-    int a = out_axis[k] < 0 ? (int)out_axis[k] + r + 1 : (int)out_axis[k];
+    int a = s->out_axis[k] < 0 ? (int)s->out_axis[k] + r + 1 : (int)s->out_axis[k];
     if (a < 0 || a > r) {
-      im_fail(im, "node '%s' (Scan): scan_output_axes %lld is outside [%d, %d]", im_node(n), (long long)out_axis[k],
-              -(r + 1), r);
+      im_fail(im, "node '%s' (Scan): scan_output_axes %lld is outside [%d, %d]", im_node(n),
+              (long long)s->out_axis[k], -(r + 1), r);
       break;
     }
     int64_t d[MAX_DIMS];
-    for (int i = 0, s = 0; i <= r; i++) d[i] = i == a ? len : vs[0]->dims[s++];
-    Value *y = im_result_at(im, n, nstate + k, vs[0]->dtype, r + 1, d);
-    if (y) emit_stack(im, n, y, vs, (int)len, a, out_dir[k] != 0);
+    for (int i = 0, q = 0; i <= r; i++) d[i] = i == a ? s->len : vs[0]->dims[q++];
+    s->res[k] = im_add_value(im, "", V_LET, vs[0]->dtype, r + 1, d);
+    emit_stack(im, n, s->res[k], vs, (int)s->len, a, s->out_dir[k] != 0);
   }
   free(scans);
   free(out);
+  return !im->failed;
+}
+
+// The attribute name's ints into v (count of them, all 0 when absent);
+// false with a message when it has another count.
+static bool scan_ints(Importer *im, const Onnx__NodeProto *n, const char *name, int64_t *v, size_t count) {
+  if (!onnx_attr(n, name) || onnx_attr_ints(n, name, v, MAX_CARRIED) == (int)count) return true;
+  im_fail(im, "node '%s' (Scan): %s must have %zu values, one per scan %s", im_node(n), name, count,
+          strstr(name, "output") ? "output" : "input");
+  return false;
+}
+
+// Opset 8: a batch axis first on every input and output, the scan axis next
+// on the scan inputs and outputs: the scan runs per batch element, its
+// results stacked over the batch. sequence_lens must be absent.
+static void scan_batched(Importer *im, const Onnx__NodeProto *n, ScanRun *s, Value **in) {
+  if (n->input[0][0])
+    return im_fail(im, "node '%s' (Scan): sequence_lens is given; the importer takes full sequences only", im_node(n));
+  int64_t b = -1;
+  for (size_t i = 0; i < s->nstate + s->m; i++) {
+    if (in[i]->ndim < (i < s->nstate ? 1 : 2) || (b >= 0 && in[i]->dims[0] != b))
+      return im_fail(im, "node '%s' (Scan): input '%s' is %s; opset 8 takes one batch axis first on every input "
+                     "(and the scan axis next on scan inputs)", im_node(n), in[i]->onnx,
+                     onnx_shape_str(in[i]->dims, in[i]->ndim));
+    b = in[i]->dims[0];
+  }
+  if (b > MAX_UNROLL) return im_fail(im, "node '%s' (Scan): a batch of %lld; at most %d", im_node(n), (long long)b, MAX_UNROLL);
+  size_t nres = s->nstate + s->nout;
+  Value **per = xcalloc(nres * (size_t)b + 1, sizeof *per);
+  for (int64_t e = 0; e < b && !im->failed; e++) {
+    for (size_t k = 0; k < s->nstate && !im->failed; k++) s->st[k] = take(im, n, in[k], 0, e);
+    for (size_t j = 0; j < s->m && !im->failed; j++) s->xs[j] = take(im, n, in[s->nstate + j], 0, e);
+    if (im->failed || !scan_unroll(im, n, s)) break;
+    for (size_t k = 0; k < nres; k++) per[k * (size_t)b + (size_t)e] = k < s->nstate ? s->st[k] : s->res[k - s->nstate];
+  }
+  for (size_t k = 0; k < nres && !im->failed; k++) {
+    Value **vs = &per[k * (size_t)b];
+    int64_t d[MAX_DIMS];
+    d[0] = b;
+    memcpy(d + 1, vs[0]->dims, sizeof *d * (size_t)vs[0]->ndim);
+    Value *y = n->output[k][0] ? im_result_at(im, n, k, vs[0]->dtype, vs[0]->ndim + 1, d) : NULL;
+    if (y) emit_stack(im, n, y, vs, (int)b, 0, false);
+  }
+  free(per);
+}
+
+// Scan: the body unrolled over the scan axis; opset 8's batched form runs it
+// per batch element.
+static void node_scan(Importer *im, const Onnx__NodeProto *n, const char *arg) {
+  (void)arg;
+  const Onnx__GraphProto *g = graph_attr(im, n, "body");
+  if (!g) return;
+  bool v8 = im->opset < 9;
+  size_t first = v8 ? 1 : 0;   // opset 8: sequence_lens first
+  int64_t m = onnx_attr_i(n, "num_scan_inputs", -1);
+  ScanRun *s = xcalloc(1, sizeof *s);
+  s->g = g;
+  if (m < 1 || n->n_input < first + (size_t)m || n->n_input - first > MAX_CARRIED ||
+      g->n_input != n->n_input - first || g->n_output != n->n_output || g->n_output < n->n_input - first - (size_t)m) {
+    im_fail(im, "node '%s' (Scan): num_scan_inputs %lld, %zu inputs and %zu outputs (at most %d) and a body of %zu "
+            "inputs and %zu outputs do not agree", im_node(n), (long long)m, n->n_input, n->n_output, MAX_CARRIED,
+            g->n_input, g->n_output);
+    free(s);
+    return;
+  }
+  s->m = (size_t)m;
+  s->nstate = n->n_input - first - s->m;
+  s->nout = n->n_output - s->nstate;
+  Value *in[MAX_CARRIED];
+  for (size_t i = 0; i < s->nstate + s->m && !im->failed; i++) in[i] = im_input(im, n, first + i);
+  if (!im->failed && v8) {
+    // per batch element the scan axis is the first: no axes attributes
+    if (scan_ints(im, n, "directions", s->in_dir, s->m)) scan_batched(im, n, s, in);
+    free(s);
+    return;
+  }
+  if (im->failed || !scan_ints(im, n, "scan_input_directions", s->in_dir, s->m) ||
+      !scan_ints(im, n, "scan_input_axes", s->in_axis, s->m) ||
+      !scan_ints(im, n, "scan_output_directions", s->out_dir, s->nout) ||
+      !scan_ints(im, n, "scan_output_axes", s->out_axis, s->nout)) {
+    free(s);
+    return;
+  }
+  for (size_t k = 0; k < s->nstate; k++) s->st[k] = in[k];
+  for (size_t j = 0; j < s->m; j++) s->xs[j] = in[s->nstate + j];
+  if (scan_unroll(im, n, s))
+    for (size_t k = 0; k < s->nstate + s->nout && !im->failed; k++)
+      if (n->output[k][0]) bind(im, n, n->output[k], k < s->nstate ? s->st[k] : s->res[k - s->nstate]);
+  free(s);
 }
 
 const OnnxOp onnx_control_ops[] = {
