@@ -73,6 +73,9 @@ static bool run_body(Importer *im, const Onnx__NodeProto *n, const Onnx__GraphPr
   int start = im->nvals;
   for (size_t i = 0; i < nin && !im->failed; i++) {
     if (!g->input[i]->name) return im_fail(im, "node '%s' (%s): a subgraph input has no name", im_node(n), n->op_type), false;
+    if (im_find(im, g->input[i]->name))   // ONNX forbids it; the outer value would be found first
+      return im_fail(im, "node '%s' (%s): the subgraph input '%s' shadows a value of the outer graph", im_node(n),
+                     n->op_type, g->input[i]->name), false;
     bind(im, n, g->input[i]->name, in[i]);
   }
   for (size_t i = 0; i < g->n_initializer && !im->failed; i++)
