@@ -97,6 +97,7 @@ static const OnnxOp *const op_tables[] = {
     onnx_sequence_ops,
     onnx_signal_ops,
     onnx_misc_ops,
+    onnx_control_ops,
 };
 
 // The tables of the ops of other domains than the default one.
@@ -105,6 +106,8 @@ static const struct {
   const OnnxOp *ops;
 } domain_tables[] = {
     {"ai.onnx.preview", onnx_attention_preview_ops},
+    {"ai.onnx.preview.training", onnx_training_ops},
+    {"ai.onnx.ml", onnx_ml_ops},
 };
 
 // The row that translates n's op type in its domain, or NULL.
@@ -117,6 +120,28 @@ static const OnnxOp *op_of(const Onnx__NodeProto *n) {
     for (const OnnxOp *o = domain_tables[t].ops; o && o->op_type; o++)
       if (!strcmp(dom, domain_tables[t].domain) && !strcmp(n->op_type, o->op_type)) return o;
   return NULL;
+}
+
+// Translates g's nodes in turn (the main graph's, or a subgraph's, whose
+// op types check_ops has not seen: one it lacks fails here).
+static void run_nodes(Importer *im, const Onnx__GraphProto *g) {
+  if (g != im->graph && !strings_present(im, g)) return;
+  for (size_t i = 0; i < g->n_node && !im->failed; i++) {
+    const Onnx__NodeProto *n = g->node[i];
+    const OnnxOp *op = op_of(n);
+    if (!op) {
+      const char *dom = n->domain && n->domain[0] ? n->domain : "ai.onnx";
+      im_fail(im, "node '%s' (%s, domain %s) of the subgraph '%s': the importer does not support the op", im_node(n),
+              n->op_type, dom, g->name ? g->name : "");
+      return;
+    }
+    op->fn(im, n, op->arg);
+    // every output the graph names must have been made
+    for (size_t o = 0; o < n->n_output && !im->failed; o++)
+      if (n->output[o][0] && !im_find(im, n->output[o]))
+        im_fail(im, "node '%s' (%s): its output %zu ('%s') is not supported", im_node(n), n->op_type, o + 1,
+                n->output[o]);
+  }
 }
 
 static bool check_ops(Importer *im, const Onnx__GraphProto *g) {
@@ -358,15 +383,8 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
     if (!used_def[q]) im_fail(&im, "-D %s: the model's inputs have no dimension named '%s'", defs[q].name, defs[q].name);
   free(used_def);
 
-  for (size_t i = 0; i < g->n_node && !im.failed; i++) {
-    const Onnx__NodeProto *n = g->node[i];
-    op_of(n)->fn(&im, n, op_of(n)->arg);
-    // every output the graph names must have been made
-    for (size_t o = 0; o < n->n_output && !im.failed; o++)
-      if (n->output[o][0] && !im_find(&im, n->output[o]))
-        im_fail(&im, "node '%s' (%s): its output %zu ('%s') is not supported", im_node(n), n->op_type, o + 1,
-                n->output[o]);
-  }
+  im.run_nodes = run_nodes;
+  if (!im.failed) run_nodes(&im, g);
   for (size_t i = 0; i < g->n_output && !im.failed; i++) {
     Value *v = im_find(&im, g->output[i]->name);
     if (v && v->kind != V_LET && v->kind != V_INPUT && !v->graph_input) constant_output(&im, v);

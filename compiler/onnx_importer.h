@@ -43,7 +43,8 @@ typedef struct {
   float *floats;         // f32 (values unused)
 } KnownValues;
 
-typedef struct {
+typedef struct Importer Importer;
+struct Importer {
   const char *path;
   FILE *err;
   int64_t opset;          // the default domain's version (-1: none imported)
@@ -63,7 +64,11 @@ typedef struct {
   char *body;            // the model's statements
   size_t blen, bcap;
   bool failed;
-} Importer;
+  // Translates the nodes of a subgraph (If's branches, Loop's and Scan's
+  // bodies) as those of the main graph, in the values so far: set by
+  // onnx_import.c, so that the op files call it without calling that file.
+  void (*run_nodes)(Importer *im, const Onnx__GraphProto *g);
+};
 
 // One ONNX op type and the function that translates its nodes; arg is
 // passed through (the operator or function name of a family's shared code).
@@ -88,6 +93,9 @@ extern const OnnxOp onnx_sequence_ops[];
 extern const OnnxOp onnx_signal_ops[];
 extern const OnnxOp onnx_misc_ops[];
 extern const OnnxOp onnx_attention_preview_ops[];
+extern const OnnxOp onnx_training_ops[];
+extern const OnnxOp onnx_ml_ops[];
+extern const OnnxOp onnx_control_ops[];
 
 // ---- the importer's state
 
