@@ -24,11 +24,12 @@ static void declare_params(Importer *im, FILE *f) {
   int kept = 0;
   for (int i = 0; i < im->nw; i++) {
     const Value *v = im->wvals[i];
-    if (!im_reads(im, v->ident)) {
+    if (v && !im_reads(im, v->ident)) {
       free(im->wdata[i]);
       continue;
     }
-    fprintf(f, "    param %s: f32%s = zeros   # '%s'\n", v->ident, onnx_shape_str(v->dims, v->ndim), v->onnx);
+    if (v)   // else a stdlib layer's, which the call declares
+      fprintf(f, "    param %s: f32%s = zeros   # '%s'\n", v->ident, onnx_shape_str(v->dims, v->ndim), v->onnx);
     im->wnames[kept] = im->wnames[i];
     im->wdtypes[kept] = im->wdtypes[i];
     im->wshapes[kept] = im->wshapes[i];
@@ -38,23 +39,37 @@ static void declare_params(Importer *im, FILE *f) {
   im->nw = kept;
 }
 
+// Whether a value name can be written into a comment of the model file: no
+// control character (a newline would end the comment and start a line).
+static bool printable(const char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s < 0x20 || *s == 0x7f) return false;
+  return true;
+}
+
 // False with a message when a name or op type the importer reads is absent
-// (protobuf leaves an unset string NULL).
+// (protobuf leaves an unset string NULL) or a value's name holds a control
+// character.
 static bool strings_present(Importer *im, const Onnx__GraphProto *g) {
+  static const char bad_name[] = "value names must not hold control characters";
   for (size_t i = 0; i < g->n_node; i++) {
     const Onnx__NodeProto *n = g->node[i];
-    bool ok = n->op_type != NULL;
-    for (size_t k = 0; k < n->n_input && ok; k++) ok = n->input[k] != NULL;
-    for (size_t k = 0; k < n->n_output && ok; k++) ok = n->output[k] != NULL;
+    bool ok = n->op_type != NULL, plain = true;
+    for (size_t k = 0; k < n->n_input && ok; k++) ok = n->input[k] != NULL, plain &= ok && printable(n->input[k]);
+    for (size_t k = 0; k < n->n_output && ok; k++) ok = n->output[k] != NULL, plain &= ok && printable(n->output[k]);
     for (size_t k = 0; k < n->n_attribute && ok; k++) ok = n->attribute[k]->name != NULL;
     if (!ok) return im_fail(im, "node %zu has no op type, or an input, output or attribute without a name", i), false;
+    if (!plain) return im_fail(im, "node '%s' (%s): %s", im_node(n), n->op_type, bad_name), false;
   }
   for (size_t i = 0; i < g->n_input + g->n_output; i++) {
     const Onnx__ValueInfoProto *v = i < g->n_input ? g->input[i] : g->output[i - g->n_input];
     if (!v->name) return im_fail(im, "a graph %s has no name", i < g->n_input ? "input" : "output"), false;
+    if (!printable(v->name)) return im_fail(im, "graph %s %zu: %s", i < g->n_input ? "input" : "output", i, bad_name), false;
   }
-  for (size_t i = 0; i < g->n_initializer; i++)
+  for (size_t i = 0; i < g->n_initializer; i++) {
     if (!g->initializer[i]->name) return im_fail(im, "initializer %zu has no name", i), false;
+    if (!printable(g->initializer[i]->name)) return im_fail(im, "initializer %zu: %s", i, bad_name), false;
+  }
   return true;
 }
 
@@ -122,26 +137,38 @@ static const OnnxOp *op_of(const Onnx__NodeProto *n) {
   return NULL;
 }
 
+// Translates node n: its op's function, then a check that it made every
+// output the graph names.
+static void translate(Importer *im, const Onnx__GraphProto *g, const Onnx__NodeProto *n) {
+  const OnnxOp *op = op_of(n);
+  if (!op) {
+    const char *dom = n->domain && n->domain[0] ? n->domain : "ai.onnx";
+    im_fail(im, "node '%s' (%s, domain %s) of the subgraph '%s': the importer does not support the op", im_node(n),
+            n->op_type, dom, g->name ? g->name : "");
+    return;
+  }
+  op->fn(im, n, op->arg);
+  for (size_t o = 0; o < n->n_output && !im->failed; o++)
+    if (n->output[o][0] && !im_find(im, n->output[o]))
+      im_fail(im, "node '%s' (%s): its output %zu ('%s') is not supported", im_node(n), n->op_type, o + 1,
+              n->output[o]);
+}
+
 // Translates g's nodes in turn (the main graph's, or a subgraph's, whose
-// op types check_ops has not seen: one it lacks fails here).
+// op types check_ops has not seen: one it lacks fails here). In the main
+// graph, a group of nodes that is a stdlib layer becomes one call.
 static void run_nodes(Importer *im, const Onnx__GraphProto *g) {
   if (g != im->graph && !strings_present(im, g)) return;
+  OnnxLayers *layers = g == im->graph ? onnx_find_layers(im, g) : NULL;
   for (size_t i = 0; i < g->n_node && !im->failed; i++) {
-    const Onnx__NodeProto *n = g->node[i];
-    const OnnxOp *op = op_of(n);
-    if (!op) {
-      const char *dom = n->domain && n->domain[0] ? n->domain : "ai.onnx";
-      im_fail(im, "node '%s' (%s, domain %s) of the subgraph '%s': the importer does not support the op", im_node(n),
-              n->op_type, dom, g->name ? g->name : "");
-      return;
-    }
-    op->fn(im, n, op->arg);
-    // every output the graph names must have been made
-    for (size_t o = 0; o < n->n_output && !im->failed; o++)
-      if (n->output[o][0] && !im_find(im, n->output[o]))
-        im_fail(im, "node '%s' (%s): its output %zu ('%s') is not supported", im_node(n), n->op_type, o + 1,
-                n->output[o]);
+    if (onnx_layer_holds(layers, i)) continue;
+    const size_t *held;
+    int nheld;
+    if (onnx_layer_at(im, layers, i, &held, &nheld)) continue;
+    for (int k = 0; k < nheld && !im->failed; k++) translate(im, g, g->node[held[k]]);
+    if (!im->failed) translate(im, g, g->node[i]);
   }
+  onnx_layers_free(layers);
 }
 
 static bool check_ops(Importer *im, const Onnx__GraphProto *g) {
@@ -489,7 +516,10 @@ int onnx_import(const char *path, const char *smelt_path, const Define *defs, in
     free(im.known[i].floats);
   }
   free(im.known);
-  for (int i = 0; i < im.nw; i++) free(im.wdata[i]);
+  for (int i = 0; i < im.nw; i++) {
+    free(im.wdata[i]);
+    if (!im.wvals[i]) free((char *)im.wnames[i]);   // a layer's name, owned
+  }
   free(im.wnames);
   free(im.wdtypes);
   free(im.wshapes);

@@ -124,6 +124,11 @@ bool im_reads(Importer *im, const char *ident);
 // A float param named name (a value the importer computes: weights, indices)
 // holding data, which it takes; its values go to the weights file.
 Value *im_add_param(Importer *im, const char *name, int ndim, const int64_t *dims, float *data);
+// Param v's tensor of the weights file becomes the param `name` of a stdlib
+// layer the model file calls (fc1.w of `linear(x, 10) as fc1`), which no
+// `param` line declares: of shape dims, with the values data (owned; NULL:
+// v's own). v is then no param of the file (the layer is its only reader).
+void im_weight_to_layer(Importer *im, Value *v, const char *name, float *data, int ndim, const int64_t *dims);
 // The values of a float constant (V_PARAM or V_SCALAR) into *count; NULL for another kind.
 const float *im_param_data(Importer *im, const Value *v, int64_t *count);
 
@@ -179,5 +184,21 @@ bool onnx_dtype_of(int32_t t, DType *d);
 bool onnx_broadcast(const Value *a, const Value *b, int64_t *d, int *nd);
 // "1, 2, 3" into b.
 void onnx_join_ints(char *b, size_t cap, const int64_t *v, int n);
+
+// ---- stdlib layers (onnx_layers.c)
+
+// The groups of g's nodes that are one call of a stdlib layer (a Gemm or
+// MatMul by a weight param -> linear, LayerNormalization and its decomposed
+// form -> layernorm, ...), matched by their structure.
+typedef struct OnnxLayers OnnxLayers;
+OnnxLayers *onnx_find_layers(Importer *im, const Onnx__GraphProto *g);
+// Whether node i belongs to a group that ends at a later node: it is held
+// back until then (NULL layers: no).
+bool onnx_layer_holds(const OnnxLayers *l, size_t i);
+// At node i: true when a layer ends there and its values fit it, written as
+// one call. False otherwise, and the nodes held back for it, if any, are in
+// *held (*nheld of them), to translate before node i.
+bool onnx_layer_at(Importer *im, OnnxLayers *l, size_t i, const size_t **held, int *nheld);
+void onnx_layers_free(OnnxLayers *l);
 
 #endif

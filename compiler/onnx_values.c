@@ -59,7 +59,7 @@ static const char *const reserved[] = {
     "concat", "sum", "mean", "gather", "erf", "pow", "where", "cast", "zeros", "buffer", "break",
     "while", "assert", "max", "min", "argmax", "iota", "fill", "rsqrt", "pad", "broadcast", "one_hot", "stack",
     "maximum", "minimum", "conv_transpose", "scatter_add", "bit_and", "bit_or", "bit_xor", "bit_not", "shift_left",
-    "shift_right", "bitcast", "update",
+    "shift_right", "bitcast", "update", "linear", "layernorm", "rms_norm", "gelu",
 };
 
 // A name of the model file for an ONNX name: letters, digits and '_', not
@@ -364,6 +364,21 @@ void im_add_constant(Importer *im, const char *name, const Onnx__TensorProto *t,
 
 Value *im_add_param(Importer *im, const char *name, int ndim, const int64_t *dims, float *data) {
   return add_weight(im, name, ndim, dims, data);
+}
+
+void im_weight_to_layer(Importer *im, Value *v, const char *name, float *data, int ndim, const int64_t *dims) {
+  for (int i = 0; i < im->nw; i++)
+    if (im->wvals[i] == v) {
+      im->wnames[i] = xstrdup(name);
+      im->wvals[i] = NULL;
+      im->wshapes[i] = shape_of(ndim, dims);
+      if (data) {
+        free(im->wdata[i]);
+        im->wdata[i] = data;
+      }
+      return;
+    }
+  free(data);
 }
 
 const float *im_param_data(Importer *im, const Value *v, int64_t *count) {

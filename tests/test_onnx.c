@@ -59,6 +59,51 @@ TEST(onnx, gather_softmax_axis) { import_and_run("embed", "", true); }
 TEST(onnx, softmax_opset11_coerced) { import_and_run("softmax11", "", false); }
 TEST(onnx, resize_gridsample_affinegrid) { import_and_run("image", "", true); }
 
+TEST(onnx, layers_as_stdlib_calls) { import_and_run("layers", "", true); }
+TEST(onnx, layers_opset23_rms_norm) { import_and_run("layers23", "", true); }
+
+// Which groups of nodes became stdlib calls, and the weights file under the
+// layers' param names: a Gemm's weight transposed back to (in, out).
+TEST(onnx, layer_groups_and_their_params) {
+  char dir[] = "/tmp/smelt-onnx-XXXXXX";
+  cr_assert(mkdtemp(dir));
+  char cmd[512], path[256], *out = NULL;
+  snprintf(cmd, sizeof cmd, "%s import tests/onnx/layers.onnx -o %s/l.smelt", smelt_path(), dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  snprintf(path, sizeof path, "%s/l.smelt", dir);
+  char *text = slurp(path);
+  cr_assert(text);
+  static const char *const want[] = {
+      "    # enc_fc1: linear, enc_fc1.w = 'onnx::MatMul_5', enc_fc1.b = 'enc.fc1.bias'\n"
+      "    let h = linear(x, 6) as enc_fc1   # [2, 3, 6]\n",
+      "    let n1 = layernorm(h, eps = 1e-05) as ln1   # [2, 3, 6]\n",
+      "    let a1 = gelu(n1)   # [2, 3, 6]\n",
+      "    let n2 = layernorm(a1, eps = 0.001) as ln2   # [2, 3, 6]\n",
+      "    # head: linear, head.w = 'head.weight' transposed, head.b = 'head.bias'\n"
+      "    output y = linear(flat, 4) as head   # [6, 4]\n",
+      // what is not exactly a layer stays node by node
+      "    let t1 = matmul(n2, tied)   # [2, 3, 6]\n",
+      "    let z_sq = pow(z_d, 4.0)   # [2, 3, 6]\n",
+      "    output s = 0.5 * matmul(flat, scaled_weight) + scaled_bias   # [6, 5]\n",
+  };
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++) cr_assert(strstr(text, want[i]), "no\n%s\nin\n%s", want[i], text);
+  cr_assert(!strstr(text, "param ln1") && !strstr(text, "param head"), "%s", text);
+  free(text);
+  TensorEntry *w;
+  int nw;
+  char err[512];
+  snprintf(path, sizeof path, "%s/l.safetensors", dir);
+  cr_assert_eq(tensorfile_read(path, &w, &nw, err, sizeof err), 0, "%s", err);
+  const TensorEntry *hw = tensorfile_find(w, nw, "head.w");
+  cr_assert(hw && hw->shape.ndim == 2 && hw->shape.d[0] == 6 && hw->shape.d[1] == 4);
+  cr_assert(tensorfile_find(w, nw, "enc_fc1.b") && tensorfile_find(w, nw, "ln2.g") && tensorfile_find(w, nw, "tied"));
+  cr_assert(!tensorfile_find(w, nw, "head_weight") && !tensorfile_find(w, nw, "ln1_weight"));
+  tensorfile_free(w, nw);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_assert_eq(system(cmd), 0);
+}
+
 TEST(onnx, unsupported_ops_in_one_message) {
   char cmd[512], *out = NULL;
   snprintf(cmd, sizeof cmd, "%s import tests/onnx/unsupported.onnx -o /tmp/smelt-onnx-never.smelt", smelt_path());
@@ -98,7 +143,10 @@ TEST(onnx, model_file_names_and_params) {
   char *text = slurp(path);
   cr_assert(text);
   cr_assert(strstr(text, "    input x: f32[4, 5]\n"), "%s", text);
-  cr_assert(strstr(text, "    param fc1_weight: f32[7, 5] = zeros   # 'fc1.weight'\n"), "%s", text);
+  // fc1 is a plain Gemm with a bias: a linear; fc2 has alpha and beta: node by node
+  cr_assert(strstr(text, "    # fc1: linear, fc1.w = 'fc1.weight' transposed, fc1.b = 'fc1.bias'\n"
+                         "    let h = linear(x, 7) as fc1   # [4, 7]\n"), "%s", text);
+  cr_assert(strstr(text, "    param fc2_weight: f32[3, 7] = zeros   # 'fc2.weight'\n"), "%s", text);
   cr_assert(strstr(text, "    let logits = 0.5 * matmul(a, fc2_weight, tb = true) + 2 * fc2_bias   # [4, 3]\n"),
             "%s", text);
   cr_assert(strstr(text, "    output probs = softmax(logits, axis = 1)   # [4, 3]\n"), "%s", text);

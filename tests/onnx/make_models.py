@@ -177,3 +177,75 @@ save("image", [
     {"x": f32(1, 2, 4, 5), "grid": rng.uniform(-1.6, 1.6, (1, 3, 2, 2)).astype(np.float32), "theta": f32(2, 2, 3),
      "cols": f32(1, 8, 12)},
     opset=20)
+
+
+# groups of nodes that import as one stdlib layer (compiler/onnx_layers.c):
+# MatMul + Add of a bias and a Gemm as `linear`, LayerNormalization and its
+# decomposed form as `layernorm`, PyTorch's decomposed GELU as `gelu`; and
+# three groups that must stay node by node: a weight read twice, a
+# "layer norm" with a fourth power, a Gemm with alpha.
+def decomposed_layernorm(x, g, b, out, exponent=2.0, axes_input=False):
+    red = (lambda i, o: helper.make_node("ReduceMean", [i, "last_axis"], [o], name=o)) if axes_input else \
+        (lambda i, o: helper.make_node("ReduceMean", [i], [o], name=o, axes=[-1]))
+    return [
+        red(x, out + "_mean"),
+        helper.make_node("Sub", [x, out + "_mean"], [out + "_d"], name=out + "_sub"),
+        helper.make_node("Constant", [], [out + "_two"], value=helper.make_tensor("v", TensorProto.FLOAT, [], [exponent])),
+        helper.make_node("Pow", [out + "_d", out + "_two"], [out + "_sq"], name=out + "_pow"),
+        red(out + "_sq", out + "_var"),
+        helper.make_node("Constant", [], [out + "_eps"], value=helper.make_tensor("v", TensorProto.FLOAT, [], [1e-5])),
+        helper.make_node("Add", [out + "_var", out + "_eps"], [out + "_ve"], name=out + "_add"),
+        helper.make_node("Sqrt", [out + "_ve"], [out + "_std"], name=out + "_sqrt"),
+        helper.make_node("Div", [out + "_d", out + "_std"], [out + "_n"], name=out + "_div"),
+        helper.make_node("Mul", [out + "_n", g], [out + "_ng"], name=out + "_mul"),
+        helper.make_node("Add", [b, out + "_ng"], [out], name=out + "_bias"),
+    ]
+
+
+def decomposed_gelu(x, out):
+    c = lambda name, v: helper.make_node("Constant", [], [name], value=helper.make_tensor("v", TensorProto.FLOAT, [], [v]))
+    return [
+        c(out + "_sqrt2", 1.4142135623730951),
+        helper.make_node("Div", [x, out + "_sqrt2"], [out + "_s"], name="/act/Div"),
+        helper.make_node("Erf", [out + "_s"], [out + "_e"], name="/act/Erf"),
+        c(out + "_one", 1.0),
+        helper.make_node("Add", [out + "_e", out + "_one"], [out + "_e1"], name="/act/Add"),
+        helper.make_node("Mul", [x, out + "_e1"], [out + "_xe"], name="/act/Mul"),
+        c(out + "_half", 0.5),
+        helper.make_node("Mul", [out + "_xe", out + "_half"], [out], name="/act/Mul_1"),
+    ]
+
+
+save("layers", [
+    helper.make_node("MatMul", ["x", "onnx::MatMul_5"], ["mm"], name="/enc/fc1/MatMul"),
+    helper.make_node("Add", ["mm", "enc.fc1.bias"], ["h"], name="/enc/fc1/Add"),
+    *decomposed_layernorm("h", "ln1.weight", "ln1.bias", "n1"),
+    *decomposed_gelu("n1", "a1"),
+    helper.make_node("LayerNormalization", ["a1", "ln2.weight", "ln2.bias"], ["n2"], name="/ln2/LayerNormalization",
+                     epsilon=1e-3),
+    helper.make_node("Reshape", ["n2", "flat_shape"], ["flat"], name="/flatten"),
+    helper.make_node("Gemm", ["flat", "head.weight", "head.bias"], ["y"], name="/head/Gemm", transB=1),
+    # the same weight read twice: plain matmuls
+    helper.make_node("MatMul", ["n2", "tied"], ["t1"], name="tied1"),
+    helper.make_node("MatMul", ["a1", "tied"], ["t2"], name="tied2"),
+    helper.make_node("Add", ["t1", "t2"], ["t"], name="tied_sum"),
+    # a fourth power where the layer norm squares: node by node
+    *decomposed_layernorm("h", "odd.weight", "odd.bias", "z", exponent=4.0),
+    # alpha: no linear
+    helper.make_node("Gemm", ["flat", "scaled.weight", "scaled.bias"], ["s"], name="/scaled/Gemm", alpha=0.5),
+], [vi("x", [2, 3, 8])], [vi("y", [6, 4]), vi("t", [2, 3, 6]), vi("z", [2, 3, 6]), vi("s", [6, 5])],
+    [init("onnx::MatMul_5", f32(8, 6)), init("enc.fc1.bias", f32(6)), init("ln1.weight", f32(6)),
+     init("ln1.bias", f32(6)), init("ln2.weight", f32(6)), init("ln2.bias", f32(6)),
+     init("flat_shape", np.array([6, 6], dtype=np.int64)), init("head.weight", f32(4, 6)), init("head.bias", f32(4)),
+     init("tied", f32(6, 6)), init("odd.weight", f32(6)), init("odd.bias", f32(6)), init("scaled.weight", f32(6, 5)),
+     init("scaled.bias", f32(5))],
+    {"x": f32(2, 3, 8)})
+
+# opset 23: RMSNormalization, and the decomposed layer norm with ReduceMean's axes as an input
+save("layers23", [
+    *decomposed_layernorm("x", "ln.weight", "ln.bias", "n", axes_input=True),
+    helper.make_node("RMSNormalization", ["n", "rms.scale"], ["y"], name="/rms/RMSNormalization", epsilon=1e-6),
+], [vi("x", [4, 5])], [vi("y", [4, 5])],
+    [init("last_axis", np.array([-1], dtype=np.int64)), init("ln.weight", f32(5)), init("ln.bias", f32(5)),
+     init("rms.scale", f32(5))],
+    {"x": f32(4, 5)}, opset=23)
