@@ -167,6 +167,27 @@ void im_emit(Importer *im, const Value *y, const char *fmt, ...) __attribute__((
 // `reshape(x, y's dims)` for y.
 void im_emit_reshape(Importer *im, const Value *y, const char *x);
 
+// ---- temporaries: values of a node's own (its intermediate results)
+
+// The ONNX name of a value of node n's own, into b: n's first output (else
+// its name), a \x01, which no model's name holds, and tag. In the model
+// file it reads "Y_tag" (then "Y_tag_2", ...).
+const char *im_temp_name(const Onnx__NodeProto *n, const char *tag, char *b, size_t cap);
+// A new value of that kind named so (im_temp_name), for the caller to fill or emit.
+Value *im_temp_value(Importer *im, const Onnx__NodeProto *n, const char *tag, int kind, DType dt, int ndim,
+                     const int64_t *dims);
+// A temporary `let NAME = EXPR` of n's (im_temp_value); NULL with a message
+// when EXPR is too long (refused, never cut).
+Value *im_temp(Importer *im, const Onnx__NodeProto *n, const char *tag, DType dt, int ndim, const int64_t *dims,
+               const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+// im_temp's value's name, for the expressions that read it; NULL likewise.
+const char *im_temp_id(Importer *im, const Onnx__NodeProto *n, const char *tag, DType dt, int ndim,
+                       const int64_t *dims, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+// snprintf into b; false with a message naming n when the text does not fit
+// (an expression too long is refused, never cut).
+bool im_fmt(Importer *im, const Onnx__NodeProto *n, char *b, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 // ---- attributes, shapes and dtypes
 
 const Onnx__AttributeProto *onnx_attr(const Onnx__NodeProto *n, const char *name);

@@ -26,15 +26,6 @@ static const char *num(double x) {
   return im_operand(NULL, &v);
 }
 
-// A value of the node's own, named after its first output and a suffix
-// (Y_scores). Its ONNX name holds a \x01, which keeps it apart from every
-// name of the model.
-static Value *tmp(Importer *im, const Onnx__NodeProto *n, const char *suffix, DType dt, int nd, const int64_t *d) {
-  char name[512];
-  snprintf(name, sizeof name, "%s\x01%s", n->n_output && n->output[0][0] ? n->output[0] : im_node(n), suffix);
-  return im_add_value(im, name, V_LET, dt, nd, d);
-}
-
 // Input i when the node gives it (NULL otherwise, or on an error: check im->failed).
 static Value *opt_input(Importer *im, const Onnx__NodeProto *n, size_t i) {
   if (i >= n->n_input || !n->input[i][0]) return NULL;
@@ -170,7 +161,7 @@ static const Value *attn_heads(Importer *im, const Onnx__NodeProto *n, const Val
   if (!rank3) return x;
   int64_t S = x->dims[1], d = x->dims[2] / H;
   int64_t dd[4] = {x->dims[0], H, S, d};
-  Value *y = tmp(im, n, suffix, DT_F32, 4, dd);
+  Value *y = im_temp_value(im, n, suffix, V_LET, DT_F32, 4, dd);
   im_emit(im, y, "permute(reshape(%s, %lld, %lld, %lld, %lld), 0, 2, 1, 3)", x->ident, (long long)x->dims[0],
           (long long)S, (long long)H, (long long)d);
   return y;
@@ -183,7 +174,7 @@ static const Value *attn_present(Importer *im, const Onnx__NodeProto *n, size_t 
   int64_t d[4] = {x->dims[0], x->dims[1], x->dims[2] + (past ? past->dims[2] : 0), x->dims[3]};
   Value *y = im_result_at(im, n, k, DT_F32, 4, d);
   if (!y && !past) return x;
-  if (!y) y = tmp(im, n, suffix, DT_F32, 4, d);
+  if (!y) y = im_temp_value(im, n, suffix, V_LET, DT_F32, 4, d);
   if (past) im_emit(im, y, "concat(%s, %s, axis = 2)", past->ident, x->ident);
   else im_emit(im, y, "%s", x->ident);
   return y;
@@ -243,7 +234,7 @@ static const Value *attn_mask_bias(Importer *im, const Onnx__NodeProto *n, const
   }
   const Value *f = m;
   if (m->dtype == DT_BOOL) {
-    Value *y = tmp(im, n, "mask", DT_F32, m->ndim, m->dims);
+    Value *y = im_temp_value(im, n, "mask", V_LET, DT_F32, m->ndim, m->dims);
     im_emit(im, y, "where(%s, 0.0, %s)", m->ident, ninf->ident);
     f = y;
   }
@@ -253,7 +244,7 @@ static const Value *attn_mask_bias(Importer *im, const Onnx__NodeProto *n, const
   memcpy(yd, m->dims, sizeof yd);
   pd[m->ndim - 1] = a->L - last;
   yd[m->ndim - 1] = a->L;
-  Value *y = tmp(im, n, "mask_padded", DT_F32, m->ndim, yd);
+  Value *y = im_temp_value(im, n, "mask_padded", V_LET, DT_F32, m->ndim, yd);
   im_emit(im, y, "concat(%s, broadcast(%s, %s), axis = -1)", f->ident, ninf->ident, dims_of(pd, m->ndim));
   return y;
 }
@@ -261,7 +252,7 @@ static const Value *attn_mask_bias(Importer *im, const Onnx__NodeProto *n, const
 // A term `where(cond, 0.0, -inf)` of the bias, of shape d.
 static const Value *bias_term(Importer *im, const Onnx__NodeProto *n, const char *suffix, const Value *ninf, int nd,
                               const int64_t *d, const char *cond) {
-  Value *y = tmp(im, n, suffix, DT_F32, nd, d);
+  Value *y = im_temp_value(im, n, suffix, V_LET, DT_F32, nd, d);
   im_emit(im, y, "where(%s, 0.0, %s)", cond, ninf->ident);
   return y;
 }
@@ -283,8 +274,8 @@ static bool attn_position_terms(Importer *im, const Onnx__NodeProto *n, const At
     kd[nd - 1] = a->L;
     if (per_batch) qd[0] = a->B;
     for (int i = 0; i < nd; i++) cd[i] = qd[i] > kd[i] ? qd[i] : kd[i];
-    Value *qp = tmp(im, n, "qpos", nonpad ? nonpad->dtype : DT_I32, nd, qd);
-    Value *kp = tmp(im, n, "kpos", nonpad ? nonpad->dtype : DT_I32, nd, kd);
+    Value *qp = im_temp_value(im, n, "qpos", V_LET, nonpad ? nonpad->dtype : DT_I32, nd, qd);
+    Value *kp = im_temp_value(im, n, "kpos", V_LET, nonpad ? nonpad->dtype : DT_I32, nd, kd);
     if (per_batch)
       im_emit(im, qp, "reshape(iota(%lld, dtype = %s), 1, 1, %lld, 1) + reshape(%s, %lld, 1, 1, 1) - %lld",
               (long long)a->Sq, it, (long long)a->Sq, nonpad->ident, (long long)a->B, (long long)a->Sq);
@@ -365,16 +356,16 @@ static const Value *attn_softmax(Importer *im, const Onnx__NodeProto *n, const V
   int64_t rd[4];
   memcpy(rd, x->dims, sizeof rd);
   rd[3] = 1;
-  Value *mx = tmp(im, n, "max", DT_F32, 4, rd);
+  Value *mx = im_temp_value(im, n, "max", V_LET, DT_F32, 4, rd);
   im_emit(im, mx, "max(%s, axis = -1, keep = true)", x->ident);
-  Value *e = tmp(im, n, "exp", DT_F32, 4, x->dims);
+  Value *e = im_temp_value(im, n, "exp", V_LET, DT_F32, 4, x->dims);
   im_emit(im, e, "exp(%s - where(%s < -3.4028234e38, 0.0, %s))", x->ident, mx->ident, mx->ident);
-  Value *z = tmp(im, n, "sum", DT_F32, 4, rd);
+  Value *z = im_temp_value(im, n, "sum", V_LET, DT_F32, 4, rd);
   im_emit(im, z, "sum(%s, axis = -1, keep = true)", e->ident);
-  Value *p = tmp(im, n, bias ? "softmax" : "probs", DT_F32, 4, x->dims);
+  Value *p = im_temp_value(im, n, bias ? "softmax" : "probs", V_LET, DT_F32, 4, x->dims);
   im_emit(im, p, "%s / where(%s == 0.0, 1.0, %s)", e->ident, z->ident, z->ident);
   if (!bias) return p;
-  Value *g = tmp(im, n, "probs", DT_F32, 4, x->dims);
+  Value *g = im_temp_value(im, n, "probs", V_LET, DT_F32, 4, x->dims);
   im_emit(im, g, "where(max(%s, axis = -1, keep = true) < -3.4028234e38, 0.0, %s)", bias->ident, p->ident);
   return g;
 }
@@ -401,7 +392,7 @@ static void node_attention(Importer *im, const Onnx__NodeProto *n, const char *a
   int64_t one = 1;
   Value *ninf = NULL;
   if (o.mask || t.causal || t.left >= 0 || t.right >= 0 || o.nonpad) {
-    ninf = tmp(im, n, "ninf", DT_F32, 1, &one);
+    ninf = im_temp_value(im, n, "ninf", V_LET, DT_F32, 1, &one);
     im_emit(im, ninf, "log(fill(0.0, 1))");   // -inf, which no literal writes
   }
   Bias b = {.ndim = 0};
@@ -421,7 +412,7 @@ static void node_attention(Importer *im, const Onnx__NodeProto *n, const char *a
   // grouped-query attention: the r query heads of a key/value head are one
   // [r Sq] block, so the product needs no repeated keys
   int64_t sd[4] = {a.B, a.Hq, a.Sq, a.L};
-  Value *s = tmp(im, n, "scores", DT_F32, 4, sd);
+  Value *s = im_temp_value(im, n, "scores", V_LET, DT_F32, 4, sd);
   const char *sc = num(t.sqrt_scale);
   if (r == 1) im_emit(im, s, "matmul(%s * %s, %s * %s, tb = true)", q4->ident, sc, kall->ident, sc);
   else
@@ -429,7 +420,7 @@ static void node_attention(Importer *im, const Onnx__NodeProto *n, const char *a
             (long long)a.B, (long long)a.Hkv, (long long)(r * a.Sq), (long long)a.D, kall->ident, sc, dims_of(sd, 4));
   const Value *capped = s;
   if (t.softcap > 0) {
-    Value *c = tmp(im, n, "capped", DT_F32, 4, sd);
+    Value *c = im_temp_value(im, n, "capped", V_LET, DT_F32, 4, sd);
     im_emit(im, c, "%s * tanh(%s / %s)", num(t.softcap), s->ident, num(t.softcap));
     capped = c;
   }
@@ -441,11 +432,11 @@ static void node_attention(Importer *im, const Onnx__NodeProto *n, const char *a
       size_t len = 0;
       for (int i = 0; i < b.nterms; i++)
         len += (size_t)snprintf(sum + len, sizeof sum - len, "%s%s", i ? " + " : "", b.terms[i]->ident);
-      Value *t2 = tmp(im, n, "bias", DT_F32, b.ndim, b.dims);
+      Value *t2 = im_temp_value(im, n, "bias", V_LET, DT_F32, b.ndim, b.dims);
       im_emit(im, t2, "%s", sum);
       bv = t2;
     }
-    Value *sb = tmp(im, n, "biased", DT_F32, 4, sd);
+    Value *sb = im_temp_value(im, n, "biased", V_LET, DT_F32, 4, sd);
     im_emit(im, sb, "%s + %s", capped->ident, bv->ident);
     bias = bv;
     biased = sb;
@@ -455,7 +446,7 @@ static void node_attention(Importer *im, const Onnx__NodeProto *n, const char *a
   attn_qk_output(im, n, t.mode, stage);
 
   int64_t yd[4] = {a.B, a.Hq, a.Sq, a.Dv};
-  Value *y = a.rank3 ? tmp(im, n, "heads", DT_F32, 4, yd) : im_result(im, n, DT_F32, 4, yd);
+  Value *y = a.rank3 ? im_temp_value(im, n, "heads", V_LET, DT_F32, 4, yd) : im_result(im, n, DT_F32, 4, yd);
   if (!y) return;
   if (r == 1) im_emit(im, y, "matmul(%s, %s)", p->ident, vall->ident);
   else
@@ -483,7 +474,7 @@ static const Value *rope_cache(Importer *im, const Onnx__NodeProto *n, const Val
     return NULL;
   }
   int64_t d[4] = {B, heads_first ? 1 : S, heads_first ? S : 1, half};
-  Value *y = tmp(im, n, suffix, DT_F32, 4, d);
+  Value *y = im_temp_value(im, n, suffix, V_LET, DT_F32, 4, d);
   if (pos) im_emit(im, y, "reshape(gather(%s, %s), %s)", c->ident, pos->ident, dims_of(d, 4));
   else im_emit(im, y, "reshape(%s, %s)", c->ident, dims_of(d, 4));
   return y;
@@ -538,7 +529,7 @@ static void node_rotary(Importer *im, const Onnx__NodeProto *n, const char *arg)
   int64_t xd[4] = {B, rank4 ? H : S, rank4 ? S : H, D};
   const Value *x4 = x;
   if (!rank4) {
-    Value *t = tmp(im, n, "heads", DT_F32, 4, xd);
+    Value *t = im_temp_value(im, n, "heads", V_LET, DT_F32, 4, xd);
     im_emit_reshape(im, t, x->ident);
     x4 = t;
   }
@@ -546,7 +537,7 @@ static void node_rotary(Importer *im, const Onnx__NodeProto *n, const char *arg)
   const Value *ss = cc ? rope_cache(im, n, s, pos, B, S, R / 2, rank4, "sin") : NULL;
   if (!ss) return;
   int64_t hd[4] = {xd[0], xd[1], xd[2], R / 2}, rd[4] = {xd[0], xd[1], xd[2], R};
-  Value *x1 = tmp(im, n, "x1", DT_F32, 4, hd), *x2 = tmp(im, n, "x2", DT_F32, 4, hd);
+  Value *x1 = im_temp_value(im, n, "x1", V_LET, DT_F32, 4, hd), *x2 = im_temp_value(im, n, "x2", V_LET, DT_F32, 4, hd);
   if (inter) {
     im_emit(im, x1, "%s[..., 0:%lld:2]", x4->ident, (long long)R);
     im_emit(im, x2, "%s[..., 1:%lld:2]", x4->ident, (long long)R);
@@ -554,10 +545,11 @@ static void node_rotary(Importer *im, const Onnx__NodeProto *n, const char *arg)
     im_emit(im, x1, "%s[..., 0:%lld]", x4->ident, (long long)(R / 2));
     im_emit(im, x2, "%s[..., %lld:%lld]", x4->ident, (long long)(R / 2), (long long)R);
   }
-  Value *re = tmp(im, n, "real", DT_F32, 4, hd), *imv = tmp(im, n, "imag", DT_F32, 4, hd);
+  Value *re = im_temp_value(im, n, "real", V_LET, DT_F32, 4, hd);
+  Value *imv = im_temp_value(im, n, "imag", V_LET, DT_F32, 4, hd);
   im_emit(im, re, "%s * %s - %s * %s", cc->ident, x1->ident, ss->ident, x2->ident);
   im_emit(im, imv, "%s * %s + %s * %s", ss->ident, x1->ident, cc->ident, x2->ident);
-  Value *rot = tmp(im, n, "rotated", DT_F32, 4, rd);
+  Value *rot = im_temp_value(im, n, "rotated", V_LET, DT_F32, 4, rd);
   if (inter) im_emit(im, rot, "reshape(stack(%s, %s, axis = -1), %s)", re->ident, imv->ident, dims_of(rd, 4));
   else im_emit(im, rot, "concat(%s, %s, axis = -1)", re->ident, imv->ident);
   Value *y = im_result(im, n, DT_F32, x->ndim, x->dims);
@@ -610,7 +602,7 @@ static const Value *la_gate(Importer *im, const Onnx__NodeProto *n, const Value 
   int64_t h = heads ? per_head : (!strcmp(what, "beta") ? 1 : Hkv);
   int64_t x = heads || !strcmp(what, "beta") ? 1 : last / Hkv;
   int64_t d[4] = {B, h, T, x};
-  Value *y = tmp(im, n, what, DT_F32, 4, d);
+  Value *y = im_temp_value(im, n, what, V_LET, DT_F32, 4, d);
   im_emit(im, y, "permute(reshape(%s, %lld, %lld, %lld, %lld), 0, 2, 1, 3)", g->ident, (long long)B, (long long)T,
           (long long)h, (long long)x);
   return y;
@@ -669,7 +661,7 @@ static void node_linear_attention(Importer *im, const Onnx__NodeProto *n, const 
   const Value *v4 = attn_heads(im, n, v, "v", Hkv, true);
   const Value *state = past;
   if (!state) {
-    Value *z = tmp(im, n, "state0", DT_F32, 4, sd);
+    Value *z = im_temp_value(im, n, "state0", V_LET, DT_F32, 4, sd);
     im_emit(im, z, "fill(0.0, %s)", dims_of(sd, 4));
     state = z;
   }
@@ -681,24 +673,24 @@ static void node_linear_attention(Importer *im, const Onnx__NodeProto *n, const 
     snprintf(kt, sizeof kt, "%s[:, :, %lld:%lld, :]", k4->ident, (long long)i, (long long)i + 1);
     if (gating) {   // state * exp(g_t), g_t of one value per head or per key dimension
       snprintf(sfx, sizeof sfx, "decayed%lld", (long long)i + 1);
-      Value *d = tmp(im, n, sfx, DT_F32, 4, sd);
+      Value *d = im_temp_value(im, n, sfx, V_LET, DT_F32, 4, sd);
       im_emit(im, d, "%s * permute(exp(%s[:, :, %lld:%lld, :]), 0, 1, 3, 2)", state->ident, g4->ident, (long long)i,
               (long long)i + 1);
       state = d;
     }
     snprintf(sfx, sizeof sfx, "v%lld", (long long)i + 1);
-    Value *vt = tmp(im, n, sfx, DT_F32, 4, vd);
+    Value *vt = im_temp_value(im, n, sfx, V_LET, DT_F32, 4, vd);
     if (delta)   // beta_t (v_t - S^T k_t)
       im_emit(im, vt, "%s[:, :, %lld:%lld, :] * (%s[:, :, %lld:%lld, :] - matmul(%s, %s))", b4->ident, (long long)i,
               (long long)i + 1, v4->ident, (long long)i, (long long)i + 1, kt, state->ident);
     else im_emit(im, vt, "%s[:, :, %lld:%lld, :]", v4->ident, (long long)i, (long long)i + 1);
     snprintf(sfx, sizeof sfx, "state%lld", (long long)i + 1);
     Value *ns = i == T - 1 ? im_result_at(im, n, 1, DT_F32, 4, sd) : NULL;
-    if (!ns) ns = tmp(im, n, sfx, DT_F32, 4, sd);
+    if (!ns) ns = im_temp_value(im, n, sfx, V_LET, DT_F32, 4, sd);
     im_emit(im, ns, "%s + matmul(%s, %s, ta = true)", state->ident, kt, vt->ident);
     state = ns;
     snprintf(sfx, sizeof sfx, "out%lld", (long long)i + 1);
-    Value *o = tmp(im, n, sfx, DT_F32, 4, od);
+    Value *o = im_temp_value(im, n, sfx, V_LET, DT_F32, 4, od);
     if (r == 1)
       im_emit(im, o, "%s * matmul(%s[:, :, %lld:%lld, :], %s)", num(scale), q4->ident, (long long)i, (long long)i + 1,
               state->ident);
@@ -750,13 +742,13 @@ static void node_causal_conv(Importer *im, const Onnx__NodeProto *n, const char 
   }
   const Value *seq = x;
   if (k > 1) {
-    Value *t = tmp(im, n, "padded", DT_F32, 3, td);
+    Value *t = im_temp_value(im, n, "padded", V_LET, DT_F32, 3, td);
     if (past) im_emit(im, t, "concat(%s, %s, axis = 2)", past->ident, x->ident);
     else im_emit(im, t, "concat(fill(0.0, %s), %s, axis = 2)", dims_of(pd, 3), x->ident);
     seq = t;
   }
   int64_t yd[3] = {B, C, L};
-  Value *c = tmp(im, n, silu ? "conv" : "conv_out", DT_F32, 3, yd);
+  Value *c = im_temp_value(im, n, silu ? "conv" : "conv_out", V_LET, DT_F32, 3, yd);
   char b[512] = "";
   if (bias) snprintf(b, sizeof b, " + reshape(%s, 1, %lld, 1)", bias->ident, (long long)C);
   // the 1-D convolution as a 2-D one of height 1, a group per channel
@@ -878,7 +870,7 @@ static const char *mod_operand(Mod *m, const Onnx__NodeProto *s, ModVal *x) {
   if (x->dt == DT_F32 && c == 1 && isfinite(x->c[0])) return num(x->c[0]);
   if (x->dt == DT_F32 && c == 1 && isinf(x->c[0])) {   // no literal writes an infinity
     int64_t one = 1;
-    Value *y = tmp(m->im, m->n, name, DT_F32, 1, &one);
+    Value *y = im_temp_value(m->im, m->n, name, V_LET, DT_F32, 1, &one);
     im_emit(m->im, y, "%slog(fill(0.0, 1))", x->c[0] > 0 ? "-" : "");
     x->v = y;
     return y->ident;
@@ -893,13 +885,10 @@ static const char *mod_operand(Mod *m, const Onnx__NodeProto *s, ModVal *x) {
       return NULL;
     }
     char full[600];
-    snprintf(full, sizeof full, "%s\x01%s", m->n->output[0], name);
-    x->v = im_add_param(m->im, full, x->nd, x->dims, f);
+    x->v = im_add_param(m->im, im_temp_name(m->n, name, full, sizeof full), x->nd, x->dims, f);
     return x->v->ident;
   }
-  char full[600];
-  snprintf(full, sizeof full, "%s\x01%s", m->n->output[0], name);
-  Value *y = im_add_value(m->im, full, V_INTS, x->dt, x->nd, x->dims);
+  Value *y = im_temp_value(m->im, m->n, name, V_INTS, x->dt, x->nd, x->dims);
   y->ints = malloc((size_t)(c ? c : 1) * sizeof *y->ints);
   y->nints = (int)c;
   for (int64_t i = 0; i < c; i++) y->ints[i] = (int64_t)x->c[i];
@@ -965,7 +954,7 @@ static bool mod_elementwise(Mod *m, const Onnx__NodeProto *s, const char *op, Mo
     if (!(o[i] = mod_operand(m, s, in[i]))) return false;
   char name[64];
   snprintf(name, sizeof name, "%s%d", m->attr, ++m->ntmp);
-  Value *y = tmp(m->im, m->n, name, dt, acc.ndim, acc.dims);
+  Value *y = im_temp_value(m->im, m->n, name, V_LET, dt, acc.ndim, acc.dims);
   if (where) im_emit(m->im, y, "where(%s, %s, %s)", o[0], o[1], o[2]);
   else im_emit(m->im, y, "%s %s %s", o[0], op, o[1]);
   r->v = y;
@@ -1032,7 +1021,7 @@ static bool mod_index_op(Mod *m, const Onnx__NodeProto *s, ModVal **in) {
   }
   char name[64];
   snprintf(name, sizeof name, "%s%d", m->attr, ++m->ntmp);
-  Value *y = tmp(m->im, m->n, name, in[0]->dt, (int)nd, d);
+  Value *y = im_temp_value(m->im, m->n, name, V_LET, in[0]->dt, (int)nd, d);
   im_emit_reshape(m->im, y, in[0]->v->ident);
   r->v = y;
   return true;
@@ -1069,7 +1058,7 @@ static bool mod_cast(Mod *m, const Onnx__NodeProto *s, ModVal *x) {
   }
   char name[64];
   snprintf(name, sizeof name, "%s%d", m->attr, ++m->ntmp);
-  Value *y = tmp(m->im, m->n, name, to, x->nd, x->dims);
+  Value *y = im_temp_value(m->im, m->n, name, V_LET, to, x->nd, x->dims);
   im_emit(m->im, y, "cast(%s, %s)", x->v->ident, onnx_dtype_word(to));
   r->v = y;
   return true;
@@ -1102,7 +1091,7 @@ static bool mod_node(Mod *m, const Onnx__NodeProto *s) {
       if (!r) return o ? mod_fail(m, s, "too many values") : false;
       char name[64];
       snprintf(name, sizeof name, "%s%d", m->attr, ++m->ntmp);
-      Value *y = tmp(m->im, m->n, name, DT_F32, in[0]->nd, in[0]->dims);
+      Value *y = im_temp_value(m->im, m->n, name, V_LET, DT_F32, in[0]->nd, in[0]->dims);
       if (mod_unary[i].fn[0] == '-') im_emit(m->im, y, "-%s", o);
       else im_emit(m->im, y, "%s(%s)", mod_unary[i].fn, o);
       r->v = y;
@@ -1142,7 +1131,7 @@ static const Value *flex_mod(Importer *im, const Onnx__NodeProto *n, const char 
     const char *o = out->v ? out->v->ident : NULL;
     if (!o) {   // a constant: its values broadcast to the shape
       o = mod_operand(m, n, out);
-      Value *y = o ? tmp(im, n, attr, DT_F32, x->ndim, x->dims) : NULL;
+      Value *y = o ? im_temp_value(im, n, attr, V_LET, DT_F32, x->ndim, x->dims) : NULL;
       if (y) im_emit(im, y, "%s", o);
       r = y;
     } else r = out->v;
@@ -1178,7 +1167,7 @@ static void node_flex_attention(Importer *im, const Onnx__NodeProto *n, const ch
   double scale = sa && sa->has_f ? sa->f : 1.0 / sqrt((double)D);
   const char *sc = num((float)sqrt((float)scale));   // Q and K are each scaled by sqrt(scale) in float32
   int64_t sd[4] = {B, Hq, Sq, L};
-  Value *s = tmp(im, n, "scores", DT_F32, 4, sd);
+  Value *s = im_temp_value(im, n, "scores", V_LET, DT_F32, 4, sd);
   // grouped queries: the r query heads of a key/value head are one [r Sq] block
   if (r == 1) im_emit(im, s, "matmul(%s * %s, %s * %s, tb = true)", q->ident, sc, k->ident, sc);
   else
@@ -1188,10 +1177,10 @@ static void node_flex_attention(Importer *im, const Onnx__NodeProto *n, const ch
   if (!ms) return;
   // the reference's softmax: a row of -inf only is NaN, as there
   int64_t rd[4] = {B, Hq, Sq, 1};
-  Value *mx = tmp(im, n, "max", DT_F32, 4, rd), *e = tmp(im, n, "exp", DT_F32, 4, sd);
+  Value *mx = im_temp_value(im, n, "max", V_LET, DT_F32, 4, rd), *e = im_temp_value(im, n, "exp", V_LET, DT_F32, 4, sd);
   im_emit(im, mx, "max(%s, axis = -1, keep = true)", ms->ident);
   im_emit(im, e, "exp(%s - %s)", ms->ident, mx->ident);
-  Value *p = tmp(im, n, "probs", DT_F32, 4, sd);
+  Value *p = im_temp_value(im, n, "probs", V_LET, DT_F32, 4, sd);
   im_emit(im, p, "%s / sum(%s, axis = -1, keep = true)", e->ident, e->ident);
   const Value *mp = flex_mod(im, n, "prob_mod", p);
   if (!mp) return;

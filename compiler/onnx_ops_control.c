@@ -217,9 +217,7 @@ static Value *take(Importer *im, const Onnx__NodeProto *n, Value *x, int axis, i
   char idx[256] = "";
   size_t k = 0;
   for (int i = 0; i < axis; i++) k += (size_t)snprintf(idx + k, sizeof idx - k, ":, ");
-  Value *v = im_add_value(im, "", V_LET, x->dtype, nd, d);
-  im_emit(im, v, "%s[%s%lld]", x->ident, idx, (long long)t);
-  return v;
+  return im_temp(im, n, "t", x->dtype, nd, d, "%s[%s%lld]", x->ident, idx, (long long)t);
 }
 
 // What one unrolled Scan works on: the states (in, then out), the scan
@@ -281,7 +279,7 @@ static bool scan_unroll(Importer *im, const Onnx__NodeProto *n, ScanRun *s) {
     }
     int64_t d[MAX_DIMS];
     for (int i = 0, q = 0; i <= r; i++) d[i] = i == a ? s->len : vs[0]->dims[q++];
-    s->res[k] = im_add_value(im, "", V_LET, vs[0]->dtype, r + 1, d);
+    s->res[k] = im_temp_value(im, n, "scan", V_LET, vs[0]->dtype, r + 1, d);
     emit_stack(im, n, s->res[k], vs, (int)s->len, a, s->out_dir[k] != 0);
   }
   free(scans);

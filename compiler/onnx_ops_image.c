@@ -211,8 +211,8 @@ static Value resize_axis(Importer *im, const Onnx__NodeProto *n, Value xv, int a
   if (axis == 0) snprintf(src, sizeof src, "reshape(%s, %lld, %lld)", x->ident, (long long)p->in, (long long)rest);
   else snprintf(src, sizeof src, "reshape(permute(%s, %s), %lld, %lld)", x->ident, perm, (long long)p->in, (long long)rest);
   int64_t sd[2] = {p->out, rest};
-  snprintf(name, sizeof name, "%s.resized%d", n->output[0], axis);
-  Value s = *im_add_value(im, name, V_LET, x->dtype, 2, sd);
+  snprintf(name, sizeof name, "resized%d", axis);
+  Value s = *im_temp_value(im, n, name, V_LET, x->dtype, 2, sd);
   if (!gather_only && x->dtype != DT_F32) {   // weights would round integers beyond 2^24
     im_fail(im, "node '%s' (Resize): nearest of a %s tensor with outputs that are not one input element each "
             "(extrapolation_value or exclude_outside); the importer weighs float tensors only", im_node(n),
@@ -238,8 +238,8 @@ static Value resize_axis(Importer *im, const Onnx__NodeProto *n, Value xv, int a
   Value out;
   if (y) out = *y;
   else {
-    snprintf(name, sizeof name, "%s.axis%d", n->output[0], axis);
-    out = *im_add_value(im, name, V_LET, x->dtype, r, yd);
+    snprintf(name, sizeof name, "axis%d", axis);
+    out = *im_temp_value(im, n, name, V_LET, x->dtype, r, yd);
   }
   if (axis == 0) im_emit(im, &out, "reshape(%s, %s)", s.ident, od);
   else im_emit(im, &out, "permute(reshape(%s, %s), %s)", s.ident, od, inv);
@@ -505,22 +505,6 @@ static const char *num(double v) {
   return b;
 }
 
-// `let` of a temporary named after the node's output; its name.
-static const char *gs_let(Importer *im, const Onnx__NodeProto *n, const char *what, int nd, const int64_t *dims,
-                          const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static const char *gs_let(Importer *im, const Onnx__NodeProto *n, const char *what, int nd, const int64_t *dims,
-                          const char *fmt, ...) {
-  char expr[4096], name[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(expr, sizeof expr, fmt, ap);
-  va_end(ap);
-  snprintf(name, sizeof name, "%s.%s", n->output[0], what);
-  Value *v = im_add_value(im, name, V_LET, DT_F32, nd, dims);
-  im_emit(im, v, "%s", expr);
-  return v->ident;
-}
-
 typedef struct {
   int mode;              // M_NEAREST, M_LINEAR, M_CUBIC
   int pad;               // 0 zeros, 1 border, 2 reflection
@@ -534,25 +518,25 @@ static const char *gs_reflect(Importer *im, const Onnx__NodeProto *n, const char
   char nm[64];
   double rng = hi - lo;
   snprintf(nm, sizeof nm, "%s_dlo", what);
-  const char *dlo = gs_let(im, n, nm, 2, np, "%s - %s", num(lo), x);
+  const char *dlo = im_temp_id(im, n, nm, DT_F32, 2, np, "%s - %s", num(lo), x);
   snprintf(nm, sizeof nm, "%s_dhi", what);
-  const char *dhi = gs_let(im, n, nm, 2, np, "%s - %s", x, num(hi));
+  const char *dhi = im_temp_id(im, n, nm, DT_F32, 2, np, "%s - %s", x, num(hi));
   snprintf(nm, sizeof nm, "%s_klo", what);
-  const char *klo = gs_let(im, n, nm, 2, np, "%s // %s", dlo, num(rng));
+  const char *klo = im_temp_id(im, n, nm, DT_F32, 2, np, "%s // %s", dlo, num(rng));
   snprintf(nm, sizeof nm, "%s_khi", what);
-  const char *khi = gs_let(im, n, nm, 2, np, "%s // %s", dhi, num(rng));
+  const char *khi = im_temp_id(im, n, nm, DT_F32, 2, np, "%s // %s", dhi, num(rng));
   snprintf(nm, sizeof nm, "%s_rlo", what);
-  const char *rlo = gs_let(im, n, nm, 2, np, "%s - %s * %s", dlo, klo, num(rng));
+  const char *rlo = im_temp_id(im, n, nm, DT_F32, 2, np, "%s - %s * %s", dlo, klo, num(rng));
   snprintf(nm, sizeof nm, "%s_rhi", what);
-  const char *rhi = gs_let(im, n, nm, 2, np, "%s - %s * %s", dhi, khi, num(rng));
+  const char *rhi = im_temp_id(im, n, nm, DT_F32, 2, np, "%s - %s * %s", dhi, khi, num(rng));
   snprintf(nm, sizeof nm, "%s_refl", what);
   char lo_s[48], hi_s[48];
   snprintf(lo_s, sizeof lo_s, "%s", num(lo));
   snprintf(hi_s, sizeof hi_s, "%s", num(hi));
-  return gs_let(im, n, nm, 2, np,
-                "where(%s < %s, where(%s %% 2.0 == 0.0, %s + %s, %s - %s), where(%s > %s, where(%s %% 2.0 == 0.0, %s - %s, "
-                "%s + %s), %s))",
-                x, lo_s, klo, lo_s, rlo, hi_s, rlo, x, hi_s, khi, hi_s, rhi, lo_s, rhi, x);
+  return im_temp_id(im, n, nm, DT_F32, 2, np,
+                    "where(%s < %s, where(%s %% 2.0 == 0.0, %s + %s, %s - %s), where(%s > %s, where(%s %% 2.0 == 0.0, %s - %s, "
+                    "%s + %s), %s))",
+                    x, lo_s, klo, lo_s, rlo, hi_s, rlo, x, hi_s, khi, hi_s, rhi, lo_s, rhi, x);
 }
 
 // The taps of spatial axis i (size d) from its grid coordinates g: each
@@ -563,26 +547,26 @@ static int gs_axis_taps(Importer *im, const Onnx__NodeProto *n, const GridAttrs 
   char nm[64];
   double lo = a->align ? 0 : -0.5, hi = a->align ? (double)d - 1 : (double)d - 0.5;
   snprintf(nm, sizeof nm, "gs_x%d", i);
-  const char *x = a->align ? gs_let(im, n, nm, 2, np, "(%s + 1.0) / 2.0 * %s", g, num((double)(d - 1)))
-                           : gs_let(im, n, nm, 2, np, "((%s + 1.0) * %s - 1.0) / 2.0", g, num((double)d));
+  const char *x = a->align ? im_temp_id(im, n, nm, DT_F32, 2, np, "(%s + 1.0) / 2.0 * %s", g, num((double)(d - 1)))
+                           : im_temp_id(im, n, nm, DT_F32, 2, np, "((%s + 1.0) * %s - 1.0) / 2.0", g, num((double)d));
   if (a->mode == M_NEAREST) {   // rint: halves to even
     snprintf(nm, sizeof nm, "gs_f%d", i);
-    const char *f = gs_let(im, n, nm, 2, np, "%s // 1.0", x);
+    const char *f = im_temp_id(im, n, nm, DT_F32, 2, np, "%s // 1.0", x);
     snprintf(nm, sizeof nm, "gs_r%d", i);
-    x = gs_let(im, n, nm, 2, np, "%s + where(%s - %s > 0.5, 1.0, where(%s - %s == 0.5, %s %% 2.0, 0.0))", f, x, f, x, f, f);
+    x = im_temp_id(im, n, nm, DT_F32, 2, np, "%s + where(%s - %s > 0.5, 1.0, where(%s - %s == 0.5, %s %% 2.0, 0.0))", f, x, f, x, f, f);
   }
   snprintf(nm, sizeof nm, "gs_p%d", i);
   if (a->pad == 1)
-    x = gs_let(im, n, nm, 2, np, "where(%s < %s, 0.0, where(%s > %s, %s, %s))", x, num(lo), x, num(hi),
-               num((double)(d - 1)), x);
+    x = im_temp_id(im, n, nm, DT_F32, 2, np, "where(%s < %s, 0.0, where(%s > %s, %s, %s))", x, num(lo), x, num(hi),
+                   num((double)(d - 1)), x);
   else if (a->pad == 2) x = gs_reflect(im, n, nm, np, x, lo, hi);
   int taps = a->mode == M_NEAREST ? 1 : a->mode == M_LINEAR ? 2 : 4;
   const char *x0 = x, *t = NULL;
   if (a->mode != M_NEAREST) {
     snprintf(nm, sizeof nm, "gs_x0_%d", i);
-    x0 = gs_let(im, n, nm, 2, np, "%s // 1.0", x);
+    x0 = im_temp_id(im, n, nm, DT_F32, 2, np, "%s // 1.0", x);
     snprintf(nm, sizeof nm, "gs_t%d", i);
-    t = gs_let(im, n, nm, 2, np, "%s - %s", x, x0);
+    t = im_temp_id(im, n, nm, DT_F32, 2, np, "%s - %s", x, x0);
   }
   const double A = -0.75;
   for (int k = 0; k < taps; k++) {
@@ -603,18 +587,18 @@ static int gs_axis_taps(Importer *im, const Onnx__NodeProto *n, const GridAttrs 
     }
     snprintf(at, sizeof at, off ? "%s + %s" : "%s%.0s", x0, num(off));
     snprintf(nm, sizeof nm, "gs_at%d_%d", i, k);
-    const char *pos = gs_let(im, n, nm, 2, np, "%s", at);
+    const char *pos = im_temp_id(im, n, nm, DT_F32, 2, np, "%s", at);
     if (a->pad == 2) {
       snprintf(nm, sizeof nm, "gs_rf%d_%d", i, k);
       pos = gs_reflect(im, n, nm, np, pos, lo, hi);
     }
     snprintf(nm, sizeof nm, "gs_i%d_%d", i, k);
-    idx[k] = gs_let(im, n, nm, 2, np, "maximum(minimum(%s, %s), 0.0)", pos, num((double)(d - 1)));
+    idx[k] = im_temp_id(im, n, nm, DT_F32, 2, np, "maximum(minimum(%s, %s), 0.0)", pos, num((double)(d - 1)));
     snprintf(nm, sizeof nm, "gs_w%d_%d", i, k);
     if (a->pad == 0)
-      w[k] = gs_let(im, n, nm, 2, np, "where(%s < 0.0, 0.0, where(%s > %s, 0.0, %s))", pos, pos, num((double)(d - 1)),
-                    wexpr);
-    else w[k] = gs_let(im, n, nm, 2, np, "%s", wexpr);
+      w[k] = im_temp_id(im, n, nm, DT_F32, 2, np, "where(%s < 0.0, 0.0, where(%s > %s, 0.0, %s))", pos, pos, num((double)(d - 1)),
+                        wexpr);
+    else w[k] = im_temp_id(im, n, nm, DT_F32, 2, np, "%s", wexpr);
   }
   return taps;
 }
@@ -670,10 +654,10 @@ static void node_gridsample(Importer *im, const Onnx__NodeProto *n, const char *
   char perm[64] = "0";
   for (int i = 0; i < k; i++) snprintf(perm + strlen(perm), sizeof perm - strlen(perm), ", %d", i + 2);
   strcat(perm, ", 1");
-  const char *tbl = gs_let(im, n, "gs_table", 2, td, "reshape(permute(%s, %s), %lld, %lld)", x->ident, perm,
-                           (long long)(N * S), (long long)C);
-  const char *base = gs_let(im, n, "gs_base", 2, (int64_t[]){N, 1}, "reshape(cast(iota(%lld), f32) * %s, %lld, 1)",
-                            (long long)N, num((double)S), (long long)N);
+  const char *tbl = im_temp_id(im, n, "gs_table", DT_F32, 2, td, "reshape(permute(%s, %s), %lld, %lld)", x->ident, perm,
+                               (long long)(N * S), (long long)C);
+  const char *base = im_temp_id(im, n, "gs_base", DT_F32, 2, (int64_t[]){N, 1}, "reshape(cast(iota(%lld), f32) * %s, %lld, 1)",
+                                (long long)N, num((double)S), (long long)N);
   const char *idx[3][4], *w[3][4];
   int taps[3];
   int64_t stride = S;
@@ -684,8 +668,8 @@ static void node_gridsample(Importer *im, const Onnx__NodeProto *n, const char *
     char nm[32];
     snprintf(nm, sizeof nm, "gs_g%d", i);
     // the grid's last axis holds the coordinates innermost first
-    const char *gi = gs_let(im, n, nm, 2, np, "reshape(%s[..., %d], %lld, %lld)", g->ident, k - 1 - i, (long long)N,
-                            (long long)P);
+    const char *gi = im_temp_id(im, n, nm, DT_F32, 2, np, "reshape(%s[..., %d], %lld, %lld)", g->ident, k - 1 - i, (long long)N,
+                                (long long)P);
     taps[i] = gs_axis_taps(im, n, &a, i, x->dims[2 + i], gi, np, idx[i], w[i]);
   }
   int total = 1;
@@ -702,10 +686,10 @@ static void node_gridsample(Importer *im, const Onnx__NodeProto *n, const char *
       snprintf(we + strlen(we), sizeof we - strlen(we), "%s%s", i ? " * " : "", w[i][t]);
     }
     snprintf(nm, sizeof nm, "gs_v%d", c);
-    const char *v = gs_let(im, n, nm, 3, gd, "gather(%s, cast(%s, i32)) * reshape(%s, %lld, %lld, 1)", tbl, ie, we,
-                           (long long)N, (long long)P);
+    const char *v = im_temp_id(im, n, nm, DT_F32, 3, gd, "gather(%s, cast(%s, i32)) * reshape(%s, %lld, %lld, 1)", tbl, ie, we,
+                               (long long)N, (long long)P);
     snprintf(nm, sizeof nm, "gs_sum%d", c);
-    const char *s = c ? gs_let(im, n, nm, 3, gd, "%s + %s", acc, v) : v;
+    const char *s = c ? im_temp_id(im, n, nm, DT_F32, 3, gd, "%s + %s", acc, v) : v;
     free(acc);
     acc = xstrdup(s);
   }
@@ -822,17 +806,17 @@ static void node_roi_align(Importer *im, const Onnx__NodeProto *n, const char *a
   for (int k = 0; k < 4; k++) {
     char nm[32];
     snprintf(nm, sizeof nm, "roi_c%d", k);
-    c[k] = gs_let(im, n, nm, 2, r1, "reshape(%s[:, %d], %lld, 1) * %s%s", RO.ident, k, (long long)R, num(ss), off);
+    c[k] = im_temp_id(im, n, nm, DT_F32, 2, r1, "reshape(%s[:, %d], %lld, 1) * %s%s", RO.ident, k, (long long)R, num(ss), off);
   }
-  const char *rw = gs_let(im, n, "roi_w", 2, r1, half ? "%s - %s" : "maximum(%s - %s, 1.0)", c[2], c[0]);
-  const char *rh = gs_let(im, n, "roi_h", 2, r1, half ? "%s - %s" : "maximum(%s - %s, 1.0)", c[3], c[1]);
-  const char *bw = gs_let(im, n, "roi_bw", 2, r1, "%s / %s", rw, num((double)PW));
-  const char *bh = gs_let(im, n, "roi_bh", 2, r1, "%s / %s", rh, num((double)PH));
-  const char *yy = gs_let(im, n, "roi_yy", 2, rq, "%s + %s * %s + %s * %s / %s", c[1], pph, bh, piy, bh, num((double)SR));
-  const char *xx = gs_let(im, n, "roi_xx", 2, rq, "%s + %s * %s + %s * %s / %s", c[0], ppw, bw, pix, bw, num((double)SR));
-  const char *valid = gs_let(im, n, "roi_in", 2, rq,
-                             "where(%s < (-1.0), 0.0, where(%s > %s, 0.0, where(%s < (-1.0), 0.0, where(%s > %s, 0.0, "
-                             "1.0))))", yy, yy, num((double)H), xx, xx, num((double)W));
+  const char *rw = im_temp_id(im, n, "roi_w", DT_F32, 2, r1, half ? "%s - %s" : "maximum(%s - %s, 1.0)", c[2], c[0]);
+  const char *rh = im_temp_id(im, n, "roi_h", DT_F32, 2, r1, half ? "%s - %s" : "maximum(%s - %s, 1.0)", c[3], c[1]);
+  const char *bw = im_temp_id(im, n, "roi_bw", DT_F32, 2, r1, "%s / %s", rw, num((double)PW));
+  const char *bh = im_temp_id(im, n, "roi_bh", DT_F32, 2, r1, "%s / %s", rh, num((double)PH));
+  const char *yy = im_temp_id(im, n, "roi_yy", DT_F32, 2, rq, "%s + %s * %s + %s * %s / %s", c[1], pph, bh, piy, bh, num((double)SR));
+  const char *xx = im_temp_id(im, n, "roi_xx", DT_F32, 2, rq, "%s + %s * %s + %s * %s / %s", c[0], ppw, bw, pix, bw, num((double)SR));
+  const char *valid = im_temp_id(im, n, "roi_in", DT_F32, 2, rq,
+                                 "where(%s < (-1.0), 0.0, where(%s > %s, 0.0, where(%s < (-1.0), 0.0, where(%s > %s, 0.0, "
+                                 "1.0))))", yy, yy, num((double)H), xx, xx, num((double)W));
   // per axis: the low and high rows and the weight of the high one
   const char *lo[2], *hi[2], *l[2];
   for (int a = 0; a < 2; a++) {
@@ -840,20 +824,20 @@ static void node_roi_align(Importer *im, const Onnx__NodeProto *n, const char *a
     double top = (double)((a ? W : H) - 1);
     char nm[32];
     snprintf(nm, sizeof nm, "roi_%s0", ax);
-    const char *p = gs_let(im, n, nm, 2, rq, "maximum(%s, 0.0)", v);
+    const char *p = im_temp_id(im, n, nm, DT_F32, 2, rq, "maximum(%s, 0.0)", v);
     snprintf(nm, sizeof nm, "roi_%sf", ax);
-    const char *f = gs_let(im, n, nm, 2, rq, "%s // 1.0", p);
+    const char *f = im_temp_id(im, n, nm, DT_F32, 2, rq, "%s // 1.0", p);
     snprintf(nm, sizeof nm, "roi_%slo", ax);
-    lo[a] = gs_let(im, n, nm, 2, rq, "minimum(%s, %s)", f, num(top));
+    lo[a] = im_temp_id(im, n, nm, DT_F32, 2, rq, "minimum(%s, %s)", f, num(top));
     snprintf(nm, sizeof nm, "roi_%shi", ax);
-    hi[a] = gs_let(im, n, nm, 2, rq, "where(%s >= %s, %s, %s + 1.0)", f, num(top), num(top), f);
+    hi[a] = im_temp_id(im, n, nm, DT_F32, 2, rq, "where(%s >= %s, %s, %s + 1.0)", f, num(top), num(top), f);
     snprintf(nm, sizeof nm, "roi_%sl", ax);
-    l[a] = gs_let(im, n, nm, 2, rq, "where(%s >= %s, 0.0, %s - %s)", f, num(top), p, f);
+    l[a] = im_temp_id(im, n, nm, DT_F32, 2, rq, "where(%s >= %s, 0.0, %s - %s)", f, num(top), p, f);
   }
-  const char *tbl = gs_let(im, n, "roi_table", 2, (int64_t[]){N * H * W, C}, "reshape(permute(%s, 0, 2, 3, 1), %lld, %lld)",
-                           X.ident, (long long)(N * H * W), (long long)C);
-  const char *base = gs_let(im, n, "roi_base", 2, r1, "reshape(cast(%s, f32), %lld, 1) * %s", BI.ident, (long long)R,
-                            num((double)(H * W)));
+  const char *tbl = im_temp_id(im, n, "roi_table", DT_F32, 2, (int64_t[]){N * H * W, C}, "reshape(permute(%s, 0, 2, 3, 1), %lld, %lld)",
+                               X.ident, (long long)(N * H * W), (long long)C);
+  const char *base = im_temp_id(im, n, "roi_base", DT_F32, 2, r1, "reshape(cast(%s, f32), %lld, 1) * %s", BI.ident, (long long)R,
+                                num((double)(H * W)));
   const char *v[4];
   for (int k = 0; k < 4; k++) {
     char nm[32], wy[128], wx[128];
@@ -861,8 +845,8 @@ static void node_roi_align(Importer *im, const Onnx__NodeProto *n, const char *a
     snprintf(wy, sizeof wy, k < 2 ? "(1.0 - %s)" : "%s", l[0]);
     snprintf(wx, sizeof wx, k % 2 ? "%s" : "(1.0 - %s)", l[1]);
     snprintf(nm, sizeof nm, "roi_v%d", k);
-    v[k] = gs_let(im, n, nm, 3, rqc, "gather(%s, cast(%s + %s * %s + %s, i32)) * reshape(%s * %s * %s, %lld, %lld, 1)",
-                  tbl, base, ry, num((double)W), rx, wy, wx, valid, (long long)R, (long long)Q);
+    v[k] = im_temp_id(im, n, nm, DT_F32, 3, rqc, "gather(%s, cast(%s + %s * %s + %s, i32)) * reshape(%s * %s * %s, %lld, %lld, 1)",
+                      tbl, base, ry, num((double)W), rx, wy, wx, valid, (long long)R, (long long)Q);
   }
   int64_t yd[4] = {R, C, PH, PW};
   Value *y = im_result(im, n, DT_F32, 4, yd);
@@ -936,18 +920,18 @@ static void node_deform_conv(Importer *im, const Onnx__NodeProto *n, const char 
   int64_t ko[2] = {K, O}, q4[4] = {N, OG, K, O}, q5[5] = {N, OG, K, O, Cg};
   const char *ph = const_param(im, n, "dc_h", 0, 2, ko, bh, NULL), *pw = const_param(im, n, "dc_w", 0, 2, ko, bw, NULL);
   free(bh), free(bw);
-  const char *off = gs_let(im, n, "dc_off", 5, (int64_t[]){N, OG, K, 2, O}, "reshape(%s, %lld, %lld, %lld, 2, %lld)",
-                           OF.ident, (long long)N, (long long)OG, (long long)K, (long long)O);
-  const char *y = gs_let(im, n, "dc_y", 4, q4, "%s + %s[:, :, :, 0]", ph, off);
-  const char *x = gs_let(im, n, "dc_x", 4, q4, "%s + %s[:, :, :, 1]", pw, off);
-  const char *y0 = gs_let(im, n, "dc_y0", 4, q4, "%s // 1.0", y), *x0 = gs_let(im, n, "dc_x0", 4, q4, "%s // 1.0", x);
-  const char *ly = gs_let(im, n, "dc_ly", 4, q4, "%s - %s", y, y0), *lx = gs_let(im, n, "dc_lx", 4, q4, "%s - %s", x, x0);
-  const char *tbl = gs_let(im, n, "dc_table", 2, (int64_t[]){N * OG * H * Wd, Cg},
-                           "reshape(permute(reshape(%s, %lld, %lld, %lld, %lld, %lld), 0, 1, 3, 4, 2), %lld, %lld)", X.ident,
-                           (long long)N, (long long)OG, (long long)Cg, (long long)H, (long long)Wd,
-                           (long long)(N * OG * H * Wd), (long long)Cg);
-  const char *base = gs_let(im, n, "dc_base", 4, (int64_t[]){N, OG, 1, 1}, "reshape(cast(iota(%lld), f32) * %s, %lld, %lld, 1, 1)",
-                            (long long)(N * OG), num((double)(H * Wd)), (long long)N, (long long)OG);
+  const char *off = im_temp_id(im, n, "dc_off", DT_F32, 5, (int64_t[]){N, OG, K, 2, O}, "reshape(%s, %lld, %lld, %lld, 2, %lld)",
+                               OF.ident, (long long)N, (long long)OG, (long long)K, (long long)O);
+  const char *y = im_temp_id(im, n, "dc_y", DT_F32, 4, q4, "%s + %s[:, :, :, 0]", ph, off);
+  const char *x = im_temp_id(im, n, "dc_x", DT_F32, 4, q4, "%s + %s[:, :, :, 1]", pw, off);
+  const char *y0 = im_temp_id(im, n, "dc_y0", DT_F32, 4, q4, "%s // 1.0", y), *x0 = im_temp_id(im, n, "dc_x0", DT_F32, 4, q4, "%s // 1.0", x);
+  const char *ly = im_temp_id(im, n, "dc_ly", DT_F32, 4, q4, "%s - %s", y, y0), *lx = im_temp_id(im, n, "dc_lx", DT_F32, 4, q4, "%s - %s", x, x0);
+  const char *tbl = im_temp_id(im, n, "dc_table", DT_F32, 2, (int64_t[]){N * OG * H * Wd, Cg},
+                               "reshape(permute(reshape(%s, %lld, %lld, %lld, %lld, %lld), 0, 1, 3, 4, 2), %lld, %lld)", X.ident,
+                               (long long)N, (long long)OG, (long long)Cg, (long long)H, (long long)Wd,
+                               (long long)(N * OG * H * Wd), (long long)Cg);
+  const char *base = im_temp_id(im, n, "dc_base", DT_F32, 4, (int64_t[]){N, OG, 1, 1}, "reshape(cast(iota(%lld), f32) * %s, %lld, %lld, 1, 1)",
+                                (long long)(N * OG), num((double)(H * Wd)), (long long)N, (long long)OG);
   char mask[600] = "";
   if (has_m)
     snprintf(mask, sizeof mask, " * reshape(%s, %lld, %lld, %lld, %lld)", M.ident, (long long)N, (long long)OG,
@@ -957,28 +941,28 @@ static void node_deform_conv(Importer *im, const Onnx__NodeProto *n, const char 
     char nm[32];
     int dy = t / 2, dx = t % 2;
     snprintf(nm, sizeof nm, "dc_ty%d", t);
-    const char *ry = gs_let(im, n, nm, 4, q4, dy ? "%s + 1.0" : "%s", y0);
+    const char *ry = im_temp_id(im, n, nm, DT_F32, 4, q4, dy ? "%s + 1.0" : "%s", y0);
     snprintf(nm, sizeof nm, "dc_tx%d", t);
-    const char *rx = gs_let(im, n, nm, 4, q4, dx ? "%s + 1.0" : "%s", x0);
+    const char *rx = im_temp_id(im, n, nm, DT_F32, 4, q4, dx ? "%s + 1.0" : "%s", x0);
     // zero outside [0, H - 1] x [0, W - 1]; the row clamped so the gather stays inside
     snprintf(nm, sizeof nm, "dc_w%d", t);
     char wy[128], wx[128];
     snprintf(wy, sizeof wy, dy ? "%s" : "(1.0 - %s)", ly);
     snprintf(wx, sizeof wx, dx ? "%s" : "(1.0 - %s)", lx);
-    const char *w = gs_let(im, n, nm, 4, q4,
-                           "where(%s < 0.0, 0.0, where(%s > %s, 0.0, where(%s < 0.0, 0.0, where(%s > %s, 0.0, %s * %s))))%s",
-                           ry, ry, num((double)(H - 1)), rx, rx, num((double)(Wd - 1)), wy, wx, mask);
+    const char *w = im_temp_id(im, n, nm, DT_F32, 4, q4,
+                               "where(%s < 0.0, 0.0, where(%s > %s, 0.0, where(%s < 0.0, 0.0, where(%s > %s, 0.0, %s * %s))))%s",
+                               ry, ry, num((double)(H - 1)), rx, rx, num((double)(Wd - 1)), wy, wx, mask);
     snprintf(nm, sizeof nm, "dc_v%d", t);
-    const char *v = gs_let(im, n, nm, 5, q5,
-                           "gather(%s, cast(%s + maximum(minimum(%s, %s), 0.0) * %s + maximum(minimum(%s, %s), 0.0), i32)) * "
-                           "reshape(%s, %lld, %lld, %lld, %lld, 1)", tbl, base, ry, num((double)(H - 1)), num((double)Wd), rx,
-                           num((double)(Wd - 1)), w, (long long)N, (long long)OG, (long long)K, (long long)O);
+    const char *v = im_temp_id(im, n, nm, DT_F32, 5, q5,
+                               "gather(%s, cast(%s + maximum(minimum(%s, %s), 0.0) * %s + maximum(minimum(%s, %s), 0.0), i32)) * "
+                               "reshape(%s, %lld, %lld, %lld, %lld, 1)", tbl, base, ry, num((double)(H - 1)), num((double)Wd), rx,
+                               num((double)(Wd - 1)), w, (long long)N, (long long)OG, (long long)K, (long long)O);
     snprintf(acc + strlen(acc), sizeof acc - strlen(acc), "%s%s", t ? " + " : "", v);
   }
   // samples [N, OG, K, O, Cg] -> [N, G, (C / G) * K, O], then W [G, OC / G, (C / G) * K] times them
   int64_t g4[4] = {N, G, C / G * K, O};
-  const char *smp = gs_let(im, n, "dc_cols", 4, g4, "reshape(permute(%s, 0, 1, 4, 2, 3), %lld, %lld, %lld, %lld)", acc,
-                           (long long)N, (long long)G, (long long)(C / G * K), (long long)O);
+  const char *smp = im_temp_id(im, n, "dc_cols", DT_F32, 4, g4, "reshape(permute(%s, 0, 1, 4, 2, 3), %lld, %lld, %lld, %lld)", acc,
+                               (long long)N, (long long)G, (long long)(C / G * K), (long long)O);
   int64_t yd[4] = {N, OC, OH, OW};
   Value *yv = im_result(im, n, DT_F32, 4, yd);
   if (!yv) return;
@@ -1041,10 +1025,10 @@ static void node_col2im(Importer *im, const Onnx__NodeProto *n, const char *arg)
   const char *ids = const_param(im, n, "pixels", 0, 1, kl, pix, NULL);
   free(pix);
   int64_t cd[2] = {K * L, N * C}, sd[2] = {P + 1, N * C};
-  const char *cols = gs_let(im, n, "c2i_cols", 2, cd, "reshape(permute(reshape(%s, %lld, %lld, %lld, %lld), 2, 3, 0, 1), %lld, %lld)",
-                            X.ident, (long long)N, (long long)C, (long long)K, (long long)L, (long long)(K * L),
-                            (long long)(N * C));
-  const char *sum = gs_let(im, n, "c2i_sum", 2, sd, "scatter_add(cast(%s, i32), %s, %lld)", ids, cols, (long long)(P + 1));
+  const char *cols = im_temp_id(im, n, "c2i_cols", DT_F32, 2, cd, "reshape(permute(reshape(%s, %lld, %lld, %lld, %lld), 2, 3, 0, 1), %lld, %lld)",
+                                X.ident, (long long)N, (long long)C, (long long)K, (long long)L, (long long)(K * L),
+                                (long long)(N * C));
+  const char *sum = im_temp_id(im, n, "c2i_sum", DT_F32, 2, sd, "scatter_add(cast(%s, i32), %s, %lld)", ids, cols, (long long)(P + 1));
   int64_t yd[MAX_DIMS] = {N, C};
   memcpy(yd + 2, is->ints, (size_t)k * sizeof *yd);
   Value *y = im_result(im, n, DT_F32, k + 2, yd);

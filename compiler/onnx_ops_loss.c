@@ -4,35 +4,11 @@
 // log-probabilities moved to [N, d1, ..., C], summed over the last axis.
 // one_hot stops the run on a target outside [0, C) (other than ignore_index),
 // so an out-of-range target is an error, never a silent zero.
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "onnx_importer.h"
-
-// The start of the names of a node's parts: its name, else its first named
-// output, else its op type in lower case.
-static const char *base_name(const Onnx__NodeProto *n) {
-  static char low[64];
-  if (n->name && n->name[0]) return n->name;
-  for (size_t i = 0; i < n->n_output; i++)
-    if (n->output[i][0]) return n->output[i];
-  size_t k = 0;
-  for (; n->op_type[k] && k < sizeof low - 1; k++) low[k] = (char)tolower((unsigned char)n->op_type[k]);
-  low[k] = 0;
-  return low;
-}
-
-// A new `let` name for a part of n's translation, of that shape. Its ONNX
-// name is empty, which no node input names, so no ONNX value can find it.
-static const char *part(Importer *im, const Onnx__NodeProto *n, const char *what, int ndim, const int64_t *dims) {
-  char name[256];
-  snprintf(name, sizeof name, "%.200s_%s", base_name(n), what);
-  Value *v = im_add_value(im, name, V_LET, DT_F32, ndim, dims);
-  v->onnx[0] = 0;
-  return v->ident;
-}
 
 // The reduction attribute: 0 none, 1 sum, 2 mean (the default); -1 with a message.
 static int reduction(Importer *im, const Onnx__NodeProto *n) {
@@ -107,7 +83,7 @@ static void node_loss(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   if (softmax) {
     Value *out = im_result_at(im, n, 1, DT_F32, xs.ndim, xs.dims);
     if (out) im_emit(im, out, "log_softmax(%s, axis = 1)", xs.ident);
-    lp = out ? out->ident : part(im, n, "log_prob", xs.ndim, xs.dims);
+    lp = out ? out->ident : im_temp_value(im, n, "log_prob", V_LET, DT_F32, xs.ndim, xs.dims)->ident;
     if (!out) im_out(im, "    let %s = log_softmax(%s, axis = 1)   # %s\n", lp, xs.ident, onnx_shape_str(xs.dims, xs.ndim));
   }
   // [N, d..., C]: the class axis last, as one_hot makes it
@@ -120,10 +96,10 @@ static void node_loss(Importer *im, const Onnx__NodeProto *n, const char *arg) {
     for (int i = 2; i < xs.ndim; i++) k += snprintf(perm + k, sizeof perm - (size_t)k, ", %d", i);
     snprintf(perm + k, sizeof perm - (size_t)k, ", 1)");
   } else snprintf(perm, sizeof perm, "%s", lp);
-  const char *hot = part(im, n, "hot", ts.ndim + 1, hd);
+  const char *hot = im_temp_value(im, n, "hot", V_LET, DT_F32, ts.ndim + 1, hd)->ident;
   im_out(im, "    let %s = one_hot(%s, %lld%s)%s%s   # %s\n", hot, ts.ident, (long long)c, ignore, wid ? " * " : "",
          wid ? wid : "", onnx_shape_str(hd, ts.ndim + 1));
-  const char *each = red == 0 ? NULL : part(im, n, "each", ts.ndim, ts.dims);
+  const char *each = red == 0 ? NULL : im_temp_value(im, n, "each", V_LET, DT_F32, ts.ndim, ts.dims)->ident;
   char expr[1024];
   snprintf(expr, sizeof expr, "-sum(%s * %s, axis = -1)", hot, perm);
   if (red == 0) {

@@ -4,7 +4,6 @@
 // ...) are written as short compositions of its builtins, each chosen to stay
 // accurate to float32 over the whole input range (comments say how).
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,40 +24,17 @@ static const char *num(double v) {
   return b;
 }
 
-// A temporary `let` of n's computation, of x's shape; its name, or NULL.
-static const char *tmp_let(Importer *im, const Onnx__NodeProto *n, const Value *like, DType dt, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static const char *tmp_let(Importer *im, const Onnx__NodeProto *n, const Value *like, DType dt, const char *fmt, ...) {
-  char expr[4096], name[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int len = vsnprintf(expr, sizeof expr, fmt, ap);
-  va_end(ap);
-  if (len < 0 || (size_t)len >= sizeof expr) {
-    im_fail(im, "node '%s' (%s): an expression longer than %zu bytes", im_node(n), n->op_type, sizeof expr - 1);
-    return NULL;
-  }
-  snprintf(name, sizeof name, "\x01%.400s_t", n->n_output ? n->output[0] : "node");   // \x01: no ONNX name
-  Value *t = im_add_value(im, name, V_LET, dt, like->ndim, like->dims);
-  im_out(im, "    let %s = %s   # %s\n", t->ident, expr, onnx_shape_str(t->dims, t->ndim));
-  return t->ident;
-}
-
 static bool is_int(DType d) { return d == DT_I32 || d == DT_I64; }
 
 // A one-number float constant as a tensor of its shape (a `let`), for an op
 // that needs one: fill(v, dims), or a sum of one for rank 0. v itself when it
 // is no such constant; NULL after a message.
 static Value *scalar_tensor(Importer *im, const Onnx__NodeProto *n, Value *v) {
-  (void)n;
   if (v->kind != V_SCALAR) return v;
-  char dims[512], name[512];
+  char dims[512];
   onnx_join_ints(dims, sizeof dims, v->dims, v->ndim);
-  snprintf(name, sizeof name, "\x01%.400s_c", v->onnx);
-  Value *t = im_add_value(im, name, V_LET, DT_F32, v->ndim, v->dims);
-  if (v->ndim) im_out(im, "    let %s = fill(%s, %s)   # %s\n", t->ident, num(v->scalar), dims, onnx_shape_str(v->dims, v->ndim));
-  else im_out(im, "    let %s = fill(%s, 1).sum()   # []\n", t->ident, num(v->scalar));
-  return t;
+  if (v->ndim) return im_temp(im, n, "c", DT_F32, v->ndim, v->dims, "fill(%s, %s)", num(v->scalar), dims);
+  return im_temp(im, n, "c", DT_F32, 0, NULL, "fill(%s, 1).sum()", num(v->scalar));
 }
 
 // The tensor operand of a unary node: a float, int or bool tensor (not a
@@ -181,14 +157,10 @@ static bool legacy_broadcast(Importer *im, const Onnx__NodeProto *n, Value *a, V
   int nd = a->ndim - axis;
   for (int i = 0; i < nd; i++) d[i] = i < b->ndim ? b->dims[i] : 1;
   if (!im_is_tensor(im, n, b)) return false;
-  char name[512];
-  snprintf(name, sizeof name, "\x01%.400s_b", b->onnx);
-  Value *r = im_add_value(im, name, V_LET, b->dtype, nd, d);
   char dims[512];
   onnx_join_ints(dims, sizeof dims, d, nd);
-  im_out(im, "    let %s = reshape(%s, %s)   # %s\n", r->ident, b->ident, dims, onnx_shape_str(d, nd));
-  *bp = r;
-  return true;
+  *bp = im_temp(im, n, "b", b->dtype, nd, d, "reshape(%s, %s)", b->ident, dims);
+  return *bp != NULL;
 }
 
 // The two operands of a binary node and their broadcast shape; false with a
@@ -233,9 +205,10 @@ static void int_divide(Importer *im, const Onnx__NodeProto *n, Value *a, Value *
     if (y) im_emit(im, y, "%s %% %s", x1, x2);
     return;
   }
-  const char *r = tmp_let(im, n, &shape, dt, "%s %% %s", x1, x2);
-  const char *up = r ? tmp_let(im, n, &shape, DT_BOOL, "where(%s != 0, where(%s == 0, %s != 0, (%s < 0) != (%s < 0)), %s != 0)",
-                               r, x2, x2, x1, x2, r) : NULL;
+  const char *r = im_temp_id(im, n, "t", dt, shape.ndim, shape.dims, "%s %% %s", x1, x2);
+  const char *up = r ? im_temp_id(im, n, "t", DT_BOOL, shape.ndim, shape.dims,
+                                  "where(%s != 0, where(%s == 0, %s != 0, (%s < 0) != (%s < 0)), %s != 0)", r, x2, x2,
+                                  x1, x2, r) : NULL;
   Value *y = up ? im_result(im, n, dt, nd, d) : NULL;
   if (!y) return;
   if (div) im_emit(im, y, "where(%s, %s // %s + 1, %s // %s)", up, x1, x2, x1, x2);
@@ -252,10 +225,12 @@ static void int_pow(Importer *im, const Onnx__NodeProto *n, const Value *x, cons
   Value shape = {.ndim = nd};
   memcpy(shape.dims, d, (size_t)nd * sizeof *d);
   int bits = e->dtype == DT_I64 ? 63 : 31;
-  const char *sq = x->ident, *r = tmp_let(im, n, &shape, x->dtype, "where(%s %% 2 != 0, %s, 1)", e->ident, sq);
+  const char *sq = x->ident, *r = im_temp_id(im, n, "t", x->dtype, shape.ndim, shape.dims,
+                                             "where(%s %% 2 != 0, %s, 1)", e->ident, sq);
   for (int k = 1; k < bits && r; k++) {
-    sq = tmp_let(im, n, x, x->dtype, "%s * %s", sq, sq);   // x^(2^k)
-    r = sq ? tmp_let(im, n, &shape, x->dtype, "where((%s // %lld) %% 2 != 0, %s * %s, %s)", e->ident, 1LL << k, r, sq, r)
+    sq = im_temp_id(im, n, "t", x->dtype, x->ndim, x->dims, "%s * %s", sq, sq);   // x^(2^k)
+    r = sq ? im_temp_id(im, n, "t", x->dtype, shape.ndim, shape.dims,
+                        "where((%s // %lld) %% 2 != 0, %s * %s, %s)", e->ident, 1LL << k, r, sq, r)
            : NULL;
   }
   Value *y = r ? im_result(im, n, x->dtype, nd, d) : NULL;
@@ -348,19 +323,21 @@ static void node_logic(Importer *im, const Onnx__NodeProto *n, const char *op) {
 // expm1(x) = exp(x) - 1 without the cancellation near 0: (u - 1) x / log u
 // with u = exp(x) rounded, exact to a few ulps (Kahan's trick).
 static const char *expm1_of(Importer *im, const Onnx__NodeProto *n, const Value *like, const char *x) {
-  const char *u = tmp_let(im, n, like, DT_F32, "exp(%s)", x);
+  const char *u = im_temp_id(im, n, "t", DT_F32, like->ndim, like->dims, "exp(%s)", x);
   if (!u) return NULL;
-  return tmp_let(im, n, like, DT_F32, "where(abs(%s) < 0.5, where(%s == 1.0, %s, (%s - 1.0) * %s / log(%s)), %s - 1.0)",
-                 x, u, x, u, x, u, u);
+  return im_temp_id(im, n, "t", DT_F32, like->ndim, like->dims,
+                    "where(abs(%s) < 0.5, where(%s == 1.0, %s, (%s - 1.0) * %s / log(%s)), %s - 1.0)", x, u, x, u, x, u,
+                    u);
 }
 
 // log1p(u) = log(1 + u), accurate near 0: log(w) u / (w - 1) with w = 1 + u
 // rounded (Goldberg's trick).
 static const char *log1p_of(Importer *im, const Onnx__NodeProto *n, const Value *like, const char *u) {
-  const char *w = tmp_let(im, n, like, DT_F32, "1.0 + %s", u);
+  const char *w = im_temp_id(im, n, "t", DT_F32, like->ndim, like->dims, "1.0 + %s", u);
   if (!w) return NULL;
-  return tmp_let(im, n, like, DT_F32, "where(abs(%s) < 0.5, where(%s == 1.0, %s, log(%s) * %s / (%s - 1.0)), log(%s))", u,
-                 w, u, w, u, w, w);
+  return im_temp_id(im, n, "t", DT_F32, like->ndim, like->dims,
+                    "where(abs(%s) < 0.5, where(%s == 1.0, %s, log(%s) * %s / (%s - 1.0)), log(%s))", u, w, u, w, u, w,
+                    w);
 }
 
 // template t for x into out; false with a message for a long expression.
@@ -455,8 +432,8 @@ static void node_round(Importer *im, const Onnx__NodeProto *n, const char *arg) 
   (void)arg;
   Value *x = unary_input(im, n);
   if (!x || !want_float(im, n, x)) return;
-  const char *f = tmp_let(im, n, x, DT_F32, "%s // 1.0", x->ident);
-  const char *d = f ? tmp_let(im, n, x, DT_F32, "%s - %s", x->ident, f) : NULL;
+  const char *f = im_temp_id(im, n, "t", DT_F32, x->ndim, x->dims, "%s // 1.0", x->ident);
+  const char *d = f ? im_temp_id(im, n, "t", DT_F32, x->ndim, x->dims, "%s - %s", x->ident, f) : NULL;
   Value *y = d ? im_result(im, n, DT_F32, x->ndim, x->dims) : NULL;
   if (y)
     im_emit(im, y, "where(%s > 0.5, %s + 1.0, where(%s < 0.5, %s, where((%s * 0.5) // 1.0 * 2.0 == %s, %s, %s + 1.0)))", d,
@@ -467,17 +444,21 @@ static void node_round(Importer *im, const Onnx__NodeProto *n, const char *arg) 
 // atan(t) = pi/6 + atan((t sqrt3 - 1) / (t + sqrt3)), leaving |s| <= 0.268,
 // where the Taylor series to s^11 is within 1e-8 relative.
 static const char *atan_of(Importer *im, const Onnx__NodeProto *n, const Value *like, const char *x) {
-  const char *a = tmp_let(im, n, like, DT_F32, "abs(%s)", x);
-  const char *t = a ? tmp_let(im, n, like, DT_F32, "where(%s > 1.0, 1.0 / %s, %s)", a, a, a) : NULL;
-  const char *s = t ? tmp_let(im, n, like, DT_F32, "where(%s > 0.267949192, (%s * 1.73205081 - 1.0) / (%s + 1.73205081), %s)",
-                              t, t, t, t) : NULL;
-  const char *q = s ? tmp_let(im, n, like, DT_F32, "%s * %s", s, s) : NULL;
-  const char *p = q ? tmp_let(im, n, like, DT_F32,
-                              "%s * (1.0 + %s * (-0.333333333 + %s * (0.2 + %s * (-0.142857143 + %s * (0.111111111 - "
-                              "%s * 0.0909090909)))))", s, q, q, q, q, q) : NULL;
-  const char *r = p ? tmp_let(im, n, like, DT_F32, "where(%s > 0.267949192, %s + 0.523598776, %s)", t, p, p) : NULL;
-  const char *r2 = r ? tmp_let(im, n, like, DT_F32, "where(%s > 1.0, 1.57079633 - %s, %s)", a, r, r) : NULL;
-  return r2 ? tmp_let(im, n, like, DT_F32, "where(%s < 0.0, -%s, %s)", x, r2, r2) : NULL;
+  const char *a = im_temp_id(im, n, "t", DT_F32, like->ndim, like->dims, "abs(%s)", x);
+  const char *t = a ? im_temp_id(im, n, "t", DT_F32, like->ndim, like->dims,
+                                 "where(%s > 1.0, 1.0 / %s, %s)", a, a, a) : NULL;
+  const char *s = t ? im_temp_id(im, n, "t", DT_F32, like->ndim, like->dims,
+                                 "where(%s > 0.267949192, (%s * 1.73205081 - 1.0) / (%s + 1.73205081), %s)", t, t, t,
+                                 t) : NULL;
+  const char *q = s ? im_temp_id(im, n, "t", DT_F32, like->ndim, like->dims, "%s * %s", s, s) : NULL;
+  const char *p = q ? im_temp_id(im, n, "t", DT_F32, like->ndim, like->dims,
+                                 "%s * (1.0 + %s * (-0.333333333 + %s * (0.2 + %s * (-0.142857143 + %s * (0.111111111 - "
+                                 "%s * 0.0909090909)))))", s, q, q, q, q, q) : NULL;
+  const char *r = p ? im_temp_id(im, n, "t", DT_F32, like->ndim, like->dims,
+                                 "where(%s > 0.267949192, %s + 0.523598776, %s)", t, p, p) : NULL;
+  const char *r2 = r ? im_temp_id(im, n, "t", DT_F32, like->ndim, like->dims,
+                                  "where(%s > 1.0, 1.57079633 - %s, %s)", a, r, r) : NULL;
+  return r2 ? im_temp_id(im, n, "t", DT_F32, like->ndim, like->dims, "where(%s < 0.0, -%s, %s)", x, r2, r2) : NULL;
 }
 
 // Atan, Asin (atan(x / sqrt((1 - x)(1 + x)))), Acos (2 atan(sqrt((1 - x) / (1 + x)))).
@@ -485,8 +466,9 @@ static void node_atan(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   Value *x = unary_input(im, n);
   if (!x || !want_float(im, n, x)) return;
   const char *s = x->ident, *u = s;
-  if (arg[0] == 's') u = tmp_let(im, n, x, DT_F32, "%s / sqrt((1.0 - %s) * (1.0 + %s))", s, s, s);
-  if (arg[0] == 'c') u = tmp_let(im, n, x, DT_F32, "sqrt((1.0 - %s) / (1.0 + %s))", s, s);
+  if (arg[0] == 's') u = im_temp_id(im, n, "t", DT_F32, x->ndim, x->dims,
+                                    "%s / sqrt((1.0 - %s) * (1.0 + %s))", s, s, s);
+  if (arg[0] == 'c') u = im_temp_id(im, n, "t", DT_F32, x->ndim, x->dims, "sqrt((1.0 - %s) / (1.0 + %s))", s, s);
   const char *r = u ? atan_of(im, n, x, u) : NULL;
   Value *y = r ? im_result(im, n, DT_F32, x->ndim, x->dims) : NULL;
   if (y) im_emit(im, y, arg[0] == 'c' ? "2.0 * %s" : "%s", r);
@@ -497,29 +479,34 @@ static void node_atan(Importer *im, const Onnx__NodeProto *n, const char *arg) {
 static void node_hyper(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   Value *x = unary_input(im, n);
   if (!x || !want_float(im, n, x)) return;
-  const char *s = x->ident, *a = tmp_let(im, n, x, DT_F32, "abs(%s)", s), *r = NULL;
+  const char *s = x->ident, *a = im_temp_id(im, n, "t", DT_F32, x->ndim, x->dims, "abs(%s)", s), *r = NULL;
   if (!a) return;
   if (!strcmp(arg, "sinh")) {   // 2 t / (1 - t^2), t = tanh(|x| / 2), below 1; e^|x| / 2 - e^-|x| / 2 above
-    const char *t = tmp_let(im, n, x, DT_F32, "tanh(%s * 0.5)", a);
-    r = t ? tmp_let(im, n, x, DT_F32, "where(%s < 1.0, 2.0 * %s / (1.0 - %s * %s), exp(%s - 0.693147181) - 0.5 * exp(-%s))",
-                    a, t, t, t, a, a) : NULL;
+    const char *t = im_temp_id(im, n, "t", DT_F32, x->ndim, x->dims, "tanh(%s * 0.5)", a);
+    r = t ? im_temp_id(im, n, "t", DT_F32, x->ndim, x->dims,
+                       "where(%s < 1.0, 2.0 * %s / (1.0 - %s * %s), exp(%s - 0.693147181) - 0.5 * exp(-%s))", a, t, t,
+                       t, a, a) : NULL;
   } else if (!strcmp(arg, "cosh")) {
-    r = tmp_let(im, n, x, DT_F32, "exp(%s - 0.693147181) + 0.5 * exp(-%s)", a, a);   // no overflow before cosh's
+    r = im_temp_id(im, n, "t", DT_F32, x->ndim, x->dims,
+                   "exp(%s - 0.693147181) + 0.5 * exp(-%s)", a, a);   // no overflow before cosh's
   } else if (!strcmp(arg, "asinh")) {   // log1p(a + a^2 / (1 + sqrt(1 + a^2)))
-    const char *u = tmp_let(im, n, x, DT_F32, "%s + %s * %s / (1.0 + sqrt(1.0 + %s * %s))", a, a, a, a, a);
+    const char *u = im_temp_id(im, n, "t", DT_F32, x->ndim, x->dims,
+                               "%s + %s * %s / (1.0 + sqrt(1.0 + %s * %s))", a, a, a, a, a);
     const char *l = u ? log1p_of(im, n, x, u) : NULL;
-    r = l ? tmp_let(im, n, x, DT_F32, "where(%s > 1e18, log(%s) + 0.693147181, %s)", a, a, l) : NULL;
+    r = l ? im_temp_id(im, n, "t", DT_F32, x->ndim, x->dims,
+                       "where(%s > 1e18, log(%s) + 0.693147181, %s)", a, a, l) : NULL;
   } else if (!strcmp(arg, "acosh")) {   // log1p(t + sqrt(t) sqrt(t + 2)), t = x - 1: NaN below 1
-    const char *t = tmp_let(im, n, x, DT_F32, "%s - 1.0", s);
-    const char *u = t ? tmp_let(im, n, x, DT_F32, "%s + sqrt(%s) * sqrt(%s + 2.0)", t, t, t) : NULL;
+    const char *t = im_temp_id(im, n, "t", DT_F32, x->ndim, x->dims, "%s - 1.0", s);
+    const char *u = t ? im_temp_id(im, n, "t", DT_F32, x->ndim, x->dims,
+                                   "%s + sqrt(%s) * sqrt(%s + 2.0)", t, t, t) : NULL;
     const char *l = u ? log1p_of(im, n, x, u) : NULL;
     Value *y = l ? im_result(im, n, DT_F32, x->ndim, x->dims) : NULL;
     if (y) im_emit(im, y, "where(%s > 1e18, log(%s) + 0.693147181, %s)", s, s, l);
     return;
   } else {   // atanh: log1p(2a / (1 - a)) / 2
-    const char *u = tmp_let(im, n, x, DT_F32, "2.0 * %s / (1.0 - %s)", a, a);
+    const char *u = im_temp_id(im, n, "t", DT_F32, x->ndim, x->dims, "2.0 * %s / (1.0 - %s)", a, a);
     const char *l = u ? log1p_of(im, n, x, u) : NULL;
-    r = l ? tmp_let(im, n, x, DT_F32, "0.5 * %s", l) : NULL;
+    r = l ? im_temp_id(im, n, "t", DT_F32, x->ndim, x->dims, "0.5 * %s", l) : NULL;
   }
   Value *y = r ? im_result(im, n, DT_F32, x->ndim, x->dims) : NULL;
   if (!y) return;
@@ -533,7 +520,7 @@ static void node_celu(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   Value *x = unary_input(im, n);
   if (!x || !want_float(im, n, x)) return;
   double alpha = onnx_attr_f(n, "alpha", 1.0);
-  const char *q = tmp_let(im, n, x, DT_F32, "%s / %s", x->ident, num(alpha));
+  const char *q = im_temp_id(im, n, "t", DT_F32, x->ndim, x->dims, "%s / %s", x->ident, num(alpha));
   const char *e = q ? expm1_of(im, n, x, q) : NULL;
   Value *y = e ? im_result(im, n, DT_F32, x->ndim, x->dims) : NULL;
   if (y) im_emit(im, y, "maximum(%s, 0.0) + minimum(%s * %s, 0.0)", x->ident, num(alpha), e);

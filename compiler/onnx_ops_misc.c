@@ -14,20 +14,6 @@
 // rather than built.
 #define MISC_MAX_ELEMS ((int64_t)1 << 24)
 
-// snprintf into b; false with a message when the text does not fit (an
-// expression too long is refused, never cut).
-static bool sfmt(Importer *im, const Onnx__NodeProto *n, char *b, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static bool sfmt(Importer *im, const Onnx__NodeProto *n, char *b, size_t cap, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int k = vsnprintf(b, cap, fmt, ap);
-  va_end(ap);
-  if (k >= 0 && (size_t)k < cap) return true;
-  im_fail(im, "node '%s' (%s): an expression longer than the importer's %zu bytes", im_node(n), n->op_type, cap - 1);
-  return false;
-}
-
 // Appends to b at *k; past cap, nothing more (the caller checks *k < cap).
 static void sapp(char *b, size_t cap, size_t *k, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void sapp(char *b, size_t cap, size_t *k, const char *fmt, ...) {
@@ -58,18 +44,6 @@ static void grow_app(char **b, size_t *cap, size_t *k, const char *fmt, ...) {
 
 static void refuse(Importer *im, const Onnx__NodeProto *n, const char *why) {
   im_fail(im, "node '%s' (%s): %s", im_node(n), n->op_type, why);
-}
-
-// A `let` of the node's own holding expr, named after its first output and a
-// suffix; its ONNX name holds a \x01, which keeps it apart from the model's
-// names. NULL after a message.
-static Value *tmp_let(Importer *im, const Onnx__NodeProto *n, const char *suffix, DType dt, int nd, const int64_t *d,
-                      const char *expr) {
-  char name[512];
-  snprintf(name, sizeof name, "%.400s\x01%s", n->n_output && n->output[0][0] ? n->output[0] : im_node(n), suffix);
-  Value *v = im_add_value(im, name, V_LET, dt, nd, d);
-  im_emit(im, v, "%s", expr);
-  return im->failed ? NULL : v;
 }
 
 // "d0, d1, ..." of dims with the value ins put before position at (at ==
@@ -120,8 +94,8 @@ static bool topk_before(Importer *im, const Onnx__NodeProto *n, char *b, size_t 
                         const char *a, const char *bb, const char *ia, const char *ib) {
   const char *hi = largest ? a : bb, *lo = largest ? bb : a;
   if (!is_float)
-    return sfmt(im, n, b, cap, "(" I32("%s > %s") " + " I32("%s == %s") " * " I32("%s < %s") ")", hi, lo, a, bb, ia, ib);
-  return sfmt(im, n, b, cap,
+    return im_fmt(im, n, b, cap, "(" I32("%s > %s") " + " I32("%s == %s") " * " I32("%s < %s") ")", hi, lo, a, bb, ia, ib);
+  return im_fmt(im, n, b, cap,
               "(" I32("%s > %s") " + " I32("%s != %s") " * " I32("%s == %s") " + (" I32("%s == %s") " + " I32("%s != %s")
               " * " I32("%s != %s") ") * " I32("%s < %s") ")",
               hi, lo, hi, hi, lo, lo, a, bb, a, a, bb, bb, ia, ib);
@@ -171,24 +145,24 @@ static void node_topk(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   dims_with(dj, sizeof dj, x->dims, x->ndim, a, 1);
   ones_with(oi, sizeof oi, x->ndim + 1, a, N);
   ones_with(oj, sizeof oj, x->ndim + 1, a + 1, N);
-  if (!sfmt(im, n, xi, sizeof xi, "reshape(%s, %s)", x->ident, di) ||
-      !sfmt(im, n, xj, sizeof xj, "reshape(%s, %s)", x->ident, dj) ||
-      !sfmt(im, n, ii, sizeof ii, "reshape(iota(%lld), %s)", (long long)N, oi) ||
-      !sfmt(im, n, jj, sizeof jj, "reshape(iota(%lld), %s)", (long long)N, oj) ||
+  if (!im_fmt(im, n, xi, sizeof xi, "reshape(%s, %s)", x->ident, di) ||
+      !im_fmt(im, n, xj, sizeof xj, "reshape(%s, %s)", x->ident, dj) ||
+      !im_fmt(im, n, ii, sizeof ii, "reshape(iota(%lld), %s)", (long long)N, oi) ||
+      !im_fmt(im, n, jj, sizeof jj, "reshape(iota(%lld), %s)", (long long)N, oj) ||
       !topk_before(im, n, c, sizeof c, x->dtype == DT_F32, largest, xj, xi, jj, ii) ||
-      !sfmt(im, n, e, sizeof e, "sum(%s, axis = %d)", c, a + 1))
+      !im_fmt(im, n, e, sizeof e, "sum(%s, axis = %d)", c, a + 1))
     return;
-  Value *rank = tmp_let(im, n, "rank", DT_I32, x->ndim, x->dims, e);
+  Value *rank = im_temp(im, n, "rank", DT_I32, x->ndim, x->dims, "%s", e);
   if (!rank) return;
   // sel[..., i, r, ...] = rank_i == r, for r < k
   char dr[512], ok[512], sel[2400];
   dims_with(dr, sizeof dr, x->dims, x->ndim, a + 1, 1);
   ones_with(ok, sizeof ok, x->ndim + 1, a + 1, k);
-  if (!sfmt(im, n, sel, sizeof sel, "reshape(%s, %s) == reshape(iota(%lld), %s)", rank->ident, dr, (long long)k, ok))
+  if (!im_fmt(im, n, sel, sizeof sel, "reshape(%s, %s) == reshape(iota(%lld), %s)", rank->ident, dr, (long long)k, ok))
     return;
   int64_t sd[MAX_DIMS + 1];
   for (int i = 0, j = 0; i <= x->ndim; i++) sd[i] = i == a + 1 ? k : x->dims[j++];
-  Value *s = tmp_let(im, n, "sel", DT_BOOL, x->ndim + 1, sd, sel);
+  Value *s = im_temp(im, n, "sel", DT_BOOL, x->ndim + 1, sd, "%s", sel);
   if (!s) return;
   const char *zero = x->dtype == DT_F32 ? "0.0" : "0";
   if (y) im_emit(im, y, "sum(where(%s, %s, %s), axis = %d)", s->ident, xi, zero, a);
@@ -244,16 +218,16 @@ static void node_cumprod(Importer *im, const Onnx__NodeProto *n, const char *arg
   for (int64_t s = 0; s < L && !im->failed; s++) {
     int64_t i = rev ? L - 1 - s : s;
     char sl[800];
-    if (ex && !s) sfmt(im, n, e, sizeof e, "%s", ones);
+    if (ex && !s) im_fmt(im, n, e, sizeof e, "%s", ones);
     else {
       slice_at(sl, sizeof sl, x->ident, r, a, ex ? (rev ? i + 1 : i - 1) : i);
       if (!sl[0]) refuse(im, n, "an expression longer than the importer's buffer");
-      if (prev) sfmt(im, n, e, sizeof e, "%s * %s", prev, sl);
-      else sfmt(im, n, e, sizeof e, "%s", sl);
+      if (prev) im_fmt(im, n, e, sizeof e, "%s * %s", prev, sl);
+      else im_fmt(im, n, e, sizeof e, "%s", sl);
     }
     snprintf(tag, sizeof tag, "p%lld", (long long)i);
     if (im->failed) break;
-    c[i] = tmp_let(im, n, tag, x->dtype, r, sd, e);
+    c[i] = im_temp(im, n, tag, x->dtype, r, sd, "%s", e);
     prev = c[i] ? c[i]->ident : NULL;
   }
   size_t cap = 1024, k = 0;
@@ -304,16 +278,16 @@ static void node_tensor_scatter(Importer *im, const Onnx__NodeProto *n, const ch
   Value *y = im_result(im, n, p->dtype, r, p->dims);
   if (!y) return;
   char e[4096], pos[1024];
-  if (w) sfmt(im, n, pos, sizeof pos, "reshape(cast(%s, i64), %lld, 1) + reshape(iota(%lld, dtype = i64), 1, %lld)",
+  if (w) im_fmt(im, n, pos, sizeof pos, "reshape(cast(%s, i64), %lld, 1) + reshape(iota(%lld, dtype = i64), 1, %lld)",
                   w->ident, (long long)B, (long long)S, (long long)S);
-  else sfmt(im, n, pos, sizeof pos, "broadcast(reshape(iota(%lld, dtype = i64), 1, %lld), %lld, %lld)", (long long)S,
+  else im_fmt(im, n, pos, sizeof pos, "broadcast(reshape(iota(%lld, dtype = i64), 1, %lld), %lld, %lld)", (long long)S,
                 (long long)S, (long long)B, (long long)S);
   // a remainder in [0, M) whatever the sign convention of %
-  if (circular && !sfmt(im, n, e, sizeof e, "((%s) %% %lld + %lld) %% %lld", pos, (long long)M, (long long)M, (long long)M))
+  if (circular && !im_fmt(im, n, e, sizeof e, "((%s) %% %lld + %lld) %% %lld", pos, (long long)M, (long long)M, (long long)M))
     return;
   if (im->failed) return;
   int64_t bd[2] = {B, S};
-  Value *pv = tmp_let(im, n, "pos", DT_I64, 2, bd, circular ? e : pos);
+  Value *pv = im_temp(im, n, "pos", DT_I64, 2, bd, "%s", circular ? e : pos);
   if (!pv) return;
   // hit[b, 1.., c, s, 1..]: the one_hot [B, S, M] turned to [B, M, S] and
   // given the cache's other axes as ones
@@ -321,10 +295,10 @@ static void node_tensor_scatter(Importer *im, const Onnx__NodeProto *n, const ch
   int64_t hd[MAX_DIMS + 1];
   for (int i = 0; i <= r; i++) hd[i] = i == 0 ? B : i == a ? M : i == a + 1 ? S : 1;
   onnx_join_ints(md, sizeof md, hd, r + 1);
-  if (!sfmt(im, n, e, sizeof e, "reshape(permute(one_hot(%s, %lld, dtype = i32), 0, 2, 1), %s) == 1", pv->ident,
+  if (!im_fmt(im, n, e, sizeof e, "reshape(permute(one_hot(%s, %lld, dtype = i32), 0, 2, 1), %s) == 1", pv->ident,
             (long long)M, md))
     return;
-  Value *hit = tmp_let(im, n, "hit", DT_BOOL, r + 1, hd, e);
+  Value *hit = im_temp(im, n, "hit", DT_BOOL, r + 1, hd, "%s", e);
   if (!hit) return;
   char ud[512];
   dims_with(ud, sizeof ud, u->dims, r, a, 1);
@@ -517,9 +491,9 @@ static void node_tfidf(Importer *im, const Onnx__NodeProto *n, const char *arg) 
   Value *y = im_result(im, n, DT_F32, x->ndim, x->ndim == 2 ? yd : yd + 1);
   if (!y) goto done;
   char e[512];
-  sfmt(im, n, e, sizeof e, "reshape(%s, %lld, %lld)", x->ident, (long long)B, (long long)C);
+  im_fmt(im, n, e, sizeof e, "reshape(%s, %lld, %lld)", x->ident, (long long)B, (long long)C);
   if (im->failed) goto done;
-  Value *x2 = tmp_let(im, n, "rows", x->dtype, 2, xd, e);
+  Value *x2 = im_temp(im, n, "rows", x->dtype, 2, xd, "%s", e);
   if (!x2) goto done;
   size_t cap = 4096, k = 0;
   char *b = xmalloc(cap);
@@ -536,7 +510,7 @@ static void node_tfidf(Importer *im, const Onnx__NodeProto *n, const char *arg) 
     if (!any) grow_app(&b, &cap, &k, "fill(0, %lld, dtype = i32)", (long long)B);
   }
   grow_app(&b, &cap, &k, ", axis = 1)");
-  Value *cnt = tmp_let(im, n, "counts", DT_I32, 2, yd, b);
+  Value *cnt = im_temp(im, n, "counts", DT_I32, 2, yd, "%s", b);
   free(b);
   if (!cnt) goto done;
   // the weighting: TF the counts, IDF weights[o] (or 1) where a count is
@@ -547,16 +521,16 @@ static void node_tfidf(Importer *im, const Onnx__NodeProto *n, const char *arg) 
     for (int64_t o = 0; o < O; o++) data[o] = wa->floats[o];
     int64_t od = O;
     char pn[512];
-    snprintf(pn, sizeof pn, "%.400s\x01weights", n->output[0]);
+    im_temp_name(n, "weights", pn, sizeof pn);
     Value *wp = im_add_param(im, pn, 1, &od, data);
-    sfmt(im, n, w, sizeof w, "reshape(%s, 1, %lld)", wp ? wp->ident : "?", (long long)O);
+    im_fmt(im, n, w, sizeof w, "reshape(%s, 1, %lld)", wp ? wp->ident : "?", (long long)O);
     if (!wp) goto done;
   }
   char r[1400];
-  if (tf || (tfidf && !wa)) sfmt(im, n, r, sizeof r, "cast(%s, f32)", cnt->ident);
-  else if (tfidf) sfmt(im, n, r, sizeof r, "%s * cast(%s, f32)", w, cnt->ident);
-  else if (wa) sfmt(im, n, r, sizeof r, "where(%s > 0, broadcast(%s, %lld, %lld), 0.0)", cnt->ident, w, (long long)B, (long long)O);
-  else sfmt(im, n, r, sizeof r, "cast(%s > 0, f32)", cnt->ident);
+  if (tf || (tfidf && !wa)) im_fmt(im, n, r, sizeof r, "cast(%s, f32)", cnt->ident);
+  else if (tfidf) im_fmt(im, n, r, sizeof r, "%s * cast(%s, f32)", w, cnt->ident);
+  else if (wa) im_fmt(im, n, r, sizeof r, "where(%s > 0, broadcast(%s, %lld, %lld), 0.0)", cnt->ident, w, (long long)B, (long long)O);
+  else im_fmt(im, n, r, sizeof r, "cast(%s > 0, f32)", cnt->ident);
   if (im->failed) goto done;
   if (x->ndim == 2) im_emit(im, y, "%s", r);
   else im_emit_reshape(im, y, r);

@@ -10,14 +10,12 @@
 
 #include "onnx_importer.h"
 
-// A new `let` value for a part of n's translation. Its ONNX name is empty,
-// which no node input names, so no ONNX value can find it.
+// A new `let` value for a part of n's translation: what and k (a count of
+// the node's parts, which keeps the names apart without a search).
 static Value *part(Importer *im, const Onnx__NodeProto *n, const char *what, int k, int ndim, const int64_t *dims) {
-  char name[256];
-  snprintf(name, sizeof name, "%.200s_%s%d", im_node(n), what, k);
-  Value *v = im_add_value(im, name, V_LET, DT_F32, ndim, dims);
-  v->onnx[0] = 0;
-  return v;
+  char tag[64];
+  snprintf(tag, sizeof tag, "%s%d", what, k);
+  return im_temp_value(im, n, tag, V_LET, DT_F32, ndim, dims);
 }
 
 // A float as an operand: in parentheses when negative, always with a point.

@@ -2,7 +2,6 @@
 // and pooling.
 #include <ctype.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,28 +206,9 @@ static bool win_parse(Importer *im, const Onnx__NodeProto *n, Win *w, const Valu
   return true;
 }
 
-// `let` of a temporary for node n; its name, or NULL with a message.
-static const char *tmp_let(Importer *im, const Onnx__NodeProto *n, int nd, const int64_t *dims, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static const char *tmp_let(Importer *im, const Onnx__NodeProto *n, int nd, const int64_t *dims, const char *fmt, ...) {
-  char expr[4096], name[320];
-  va_list ap;
-  va_start(ap, fmt);
-  int len = vsnprintf(expr, sizeof expr, fmt, ap);
-  va_end(ap);
-  if (len < 0 || (size_t)len >= sizeof expr) {
-    im_fail(im, "node '%s' (%s): an expression longer than %zu bytes", im_node(n), n->op_type, sizeof expr - 1);
-    return NULL;
-  }
-  snprintf(name, sizeof name, "%.200s#t%d", n->n_output ? n->output[0] : "t", im->nvals);
-  Value *t = im_add_value(im, name, V_LET, DT_F32, nd, dims);
-  im_emit(im, t, "%s", expr);
-  return t->ident;
-}
-
 // t becomes `let = EXPR` of shape nd, dims.
 static bool t_set(Importer *im, const Onnx__NodeProto *n, T *t, int nd, const int64_t *dims, const char *expr) {
-  const char *id = tmp_let(im, n, nd, dims, "%s", expr);
+  const char *id = im_temp_id(im, n, "t", DT_F32, nd, dims, "%s", expr);
   if (!id) return false;
   t->id = id;
   t->nd = nd;
@@ -393,7 +373,7 @@ static const char *count_tensor(Importer *im, const Onnx__NodeProto *n, const Wi
     memmove(e, f, strlen(f) + 1);
     *strstr(e, ", axis") = 0;
   }
-  return tmp_let(im, n, nd, d, "%s", e);
+  return im_temp_id(im, n, "t", DT_F32, nd, d, "%s", e);
 }
 
 // MaxPool, AveragePool, LpPool: the input padded explicitly (-inf for max),

@@ -2,31 +2,11 @@
 // LayerNormalization, RMSNormalization, GroupNormalization,
 // InstanceNormalization, MeanVarianceNormalization, LRN.
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "onnx_importer.h"
-
-// snprintf into b, and a message when the text does not fit (an expression
-// too long for the importer's buffers is refused, never cut).
-static void sfmt(Importer *im, char *b, size_t cap, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void sfmt(Importer *im, char *b, size_t cap, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int k = vsnprintf(b, cap, fmt, ap);
-  va_end(ap);
-  if (k < 0 || (size_t)k >= cap) im_fail(im, "an expression is longer than the importer's %zu bytes", cap - 1);
-}
-
-// An intermediate value of node n: its ONNX name is the node's first output
-// and a suffix after a control character, which no model's name holds.
-static Value *temp(Importer *im, const Onnx__NodeProto *n, const char *suffix, int ndim, const int64_t *dims) {
-  char name[1024];
-  snprintf(name, sizeof name, "%.900s\x1f%s", n->output[0], suffix);
-  return im_add_value(im, name, V_LET, DT_F32, ndim, dims);
-}
 
 // The float data input i of n, of rank at least min_rank. NULL with a message.
 static Value *float_input(Importer *im, const Onnx__NodeProto *n, size_t i, int min_rank) {
@@ -101,7 +81,8 @@ static void node_batchnorm(Importer *im, const Onnx__NodeProto *n, const char *a
     axes_from(ax, sizeof ax, 0, x->ndim, true);
     int64_t kd[MAX_DIMS];
     for (int i = 0; i < x->ndim; i++) kd[i] = i == 1 ? c : 1;
-    Value *bm = temp(im, n, "mean", x->ndim, kd), *bv = temp(im, n, "var", x->ndim, kd);
+    Value *bm = im_temp_value(im, n, "mean", V_LET, DT_F32, x->ndim, kd);
+    Value *bv = im_temp_value(im, n, "var", V_LET, DT_F32, x->ndim, kd);
     im_emit(im, bm, "mean(%s, axis = %s, keep = true)", x->ident, ax);
     im_emit(im, bv, "mean((%s - %s) * (%s - %s), axis = %s, keep = true)", x->ident, bm->ident, x->ident, bm->ident, ax);
     snprintf(mean, sizeof mean, "%s", bm->ident);
@@ -175,10 +156,10 @@ static void node_layernorm(Importer *im, const Onnx__NodeProto *n, const char *k
     return;
   }
   Value *mean = im_result_at(im, n, 1, DT_F32, x->ndim, kd);
-  if (!mean) mean = temp(im, n, "mean", x->ndim, kd);
+  if (!mean) mean = im_temp_value(im, n, "mean", V_LET, DT_F32, x->ndim, kd);
   im_emit(im, mean, "mean(%s, axis = %s, keep = true)", x->ident, ax);
   Value *inv = im_result_at(im, n, 2, DT_F32, x->ndim, kd);
-  if (!inv) inv = temp(im, n, "inv_std", x->ndim, kd);
+  if (!inv) inv = im_temp_value(im, n, "inv_std", V_LET, DT_F32, x->ndim, kd);
   im_emit(im, inv, "1.0 / sqrt(mean((%s - %s) * (%s - %s), axis = %s, keep = true) + %.9g)", x->ident, mean->ident,
           x->ident, mean->ident, ax, eps);
   Value *y = im_result(im, n, DT_F32, x->ndim, x->dims);
@@ -199,7 +180,8 @@ static void node_instancenorm(Importer *im, const Onnx__NodeProto *n, const char
   axes_from(ax, sizeof ax, 2, x->ndim, false);
   int64_t kd[MAX_DIMS];
   for (int i = 0; i < x->ndim; i++) kd[i] = i < 2 ? x->dims[i] : 1;
-  Value *m = temp(im, n, "mean", x->ndim, kd), *v = temp(im, n, "var", x->ndim, kd);
+  Value *m = im_temp_value(im, n, "mean", V_LET, DT_F32, x->ndim, kd);
+  Value *v = im_temp_value(im, n, "var", V_LET, DT_F32, x->ndim, kd);
   im_emit(im, m, "mean(%s, axis = %s, keep = true)", x->ident, ax);
   im_emit(im, v, "mean((%s - %s) * (%s - %s), axis = %s, keep = true)", x->ident, m->ident, x->ident, m->ident, ax);
   Value *y = im_result(im, n, DT_F32, x->ndim, x->dims);
@@ -228,8 +210,10 @@ static void node_groupnorm(Importer *im, const Onnx__NodeProto *n, const char *a
                 : !channel_operand(im, n, 1, c, x->ndim, s, sizeof s) || !channel_operand(im, n, 2, c, x->ndim, b, sizeof b))
     return;
   int64_t gd[3] = {nb, g, k}, kd[3] = {nb, g, 1};
-  Value *xg = temp(im, n, "grouped", 3, gd), *m = temp(im, n, "mean", 3, kd), *v = temp(im, n, "var", 3, kd);
-  Value *z = temp(im, n, "normalized", 3, gd);
+  Value *xg = im_temp_value(im, n, "grouped", V_LET, DT_F32, 3, gd);
+  Value *m = im_temp_value(im, n, "mean", V_LET, DT_F32, 3, kd);
+  Value *v = im_temp_value(im, n, "var", V_LET, DT_F32, 3, kd);
+  Value *z = im_temp_value(im, n, "normalized", V_LET, DT_F32, 3, gd);
   im_emit(im, xg, "reshape(%s, %lld, %lld, %lld)", x->ident, (long long)nb, (long long)g, (long long)k);
   im_emit(im, m, "mean(%s, axis = 2, keep = true)", xg->ident);
   im_emit(im, v, "mean((%s - %s) * (%s - %s), axis = 2, keep = true)", xg->ident, m->ident, xg->ident, m->ident);
@@ -238,7 +222,7 @@ static void node_groupnorm(Importer *im, const Onnx__NodeProto *n, const char *a
   if (!y) return;
   char e[2048];
   if (per_group) {
-    sfmt(im, e, sizeof e, "%s * %s + %s", s, z->ident, b);
+    im_fmt(im, n, e, sizeof e, "%s * %s + %s", s, z->ident, b);
     im_emit_reshape(im, y, e);
   } else {
     char dims[512];
@@ -269,7 +253,7 @@ static void node_mvn(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   snprintf(ax + k, sizeof ax - k, ")");
   int64_t kd[MAX_DIMS];
   for (int i = 0; i < x->ndim; i++) kd[i] = on[i] ? 1 : x->dims[i];
-  Value *m = temp(im, n, "mean", x->ndim, kd);
+  Value *m = im_temp_value(im, n, "mean", V_LET, DT_F32, x->ndim, kd);
   im_emit(im, m, "mean(%s, axis = %s, keep = true)", x->ident, ax);
   Value *y = im_result(im, n, DT_F32, x->ndim, x->dims);
   if (y)
@@ -295,7 +279,8 @@ static void node_lrn(Importer *im, const Onnx__NodeProto *n, const char *arg) {
   int64_t pd[MAX_DIMS];
   memcpy(pd, x->dims, (size_t)x->ndim * sizeof *pd);
   pd[1] = c + size - 1;
-  Value *sq = temp(im, n, "squares", x->ndim, pd), *ss = temp(im, n, "square_sum", x->ndim, x->dims);
+  Value *sq = im_temp_value(im, n, "squares", V_LET, DT_F32, x->ndim, pd);
+  Value *ss = im_temp_value(im, n, "square_sum", V_LET, DT_F32, x->ndim, x->dims);
   char e[8192];
   size_t k = (size_t)snprintf(e, sizeof e, "pad(%s * %s", x->ident, x->ident);
   for (int i = 0; i < x->ndim && k < sizeof e; i++)

@@ -9,17 +9,6 @@
 
 #include "onnx_importer.h"
 
-// snprintf into b, and a message when the text does not fit (an expression
-// too long for the importer's buffers is refused, never cut).
-static void sfmt(Importer *im, char *b, size_t cap, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void sfmt(Importer *im, char *b, size_t cap, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int k = vsnprintf(b, cap, fmt, ap);
-  va_end(ap);
-  if (k < 0 || (size_t)k >= cap) im_fail(im, "an expression is longer than the importer's %zu bytes", cap - 1);
-}
-
 // Appends to b at *k; past cap, nothing more (the caller checks *k < cap).
 static void sapp(char *b, size_t cap, size_t *k, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void sapp(char *b, size_t cap, size_t *k, const char *fmt, ...) {
@@ -142,19 +131,19 @@ static void node_reduce(Importer *im, const Onnx__NodeProto *n, const char *fn) 
   }
   char e[4096];
   const char *ax = r.axes;
-  if (!strcmp(fn, "sum") || !strcmp(fn, "mean")) sfmt(im, e, sizeof e, "%s(%s, axis = %s, keep = true)", fn, xs, ax);
+  if (!strcmp(fn, "sum") || !strcmp(fn, "mean")) im_fmt(im, n, e, sizeof e, "%s(%s, axis = %s, keep = true)", fn, xs, ax);
   else if (minmax && x->dtype == DT_BOOL)   // max is any, min is all
-    sfmt(im, e, sizeof e, "cast(%s(cast(%s, i32), axis = %s, keep = true), bool)", fn, xs, ax);
-  else if (minmax) sfmt(im, e, sizeof e, "%s(%s, axis = %s, keep = true)", fn, xs, ax);
-  else if (!strcmp(fn, "l1")) sfmt(im, e, sizeof e, "sum(abs(%s), axis = %s, keep = true)", xs, ax);
-  else if (!strcmp(fn, "l2")) sfmt(im, e, sizeof e, "sqrt(sum(%s * %s, axis = %s, keep = true))", xs, xs, ax);
-  else if (!strcmp(fn, "sum_square")) sfmt(im, e, sizeof e, "sum(%s * %s, axis = %s, keep = true)", xs, xs, ax);
-  else if (!strcmp(fn, "log_sum")) sfmt(im, e, sizeof e, "log(sum(%s, axis = %s, keep = true))", xs, ax);
+    im_fmt(im, n, e, sizeof e, "cast(%s(cast(%s, i32), axis = %s, keep = true), bool)", fn, xs, ax);
+  else if (minmax) im_fmt(im, n, e, sizeof e, "%s(%s, axis = %s, keep = true)", fn, xs, ax);
+  else if (!strcmp(fn, "l1")) im_fmt(im, n, e, sizeof e, "sum(abs(%s), axis = %s, keep = true)", xs, ax);
+  else if (!strcmp(fn, "l2")) im_fmt(im, n, e, sizeof e, "sqrt(sum(%s * %s, axis = %s, keep = true))", xs, xs, ax);
+  else if (!strcmp(fn, "sum_square")) im_fmt(im, n, e, sizeof e, "sum(%s * %s, axis = %s, keep = true)", xs, xs, ax);
+  else if (!strcmp(fn, "log_sum")) im_fmt(im, n, e, sizeof e, "log(sum(%s, axis = %s, keep = true))", xs, ax);
   else {   // log_sum_exp: m + log(sum(exp(x - m))) with m the finite max (else 0)
     char m[1400];
-    sfmt(im, m, sizeof m, "where(abs(max(%s, axis = %s, keep = true)) <= %s, max(%s, axis = %s, keep = true), 0.0)", xs,
+    im_fmt(im, n, m, sizeof m, "where(abs(max(%s, axis = %s, keep = true)) <= %s, max(%s, axis = %s, keep = true), 0.0)", xs,
              ax, FLT_MAX_WORD, xs, ax);
-    sfmt(im, e, sizeof e, "log(sum(exp(%s - %s), axis = %s, keep = true)) + %s", xs, m, ax, m);
+    im_fmt(im, n, e, sizeof e, "log(sum(exp(%s - %s), axis = %s, keep = true)) + %s", xs, m, ax, m);
   }
   emit_reduced(im, y, &r, e);
 }
@@ -241,20 +230,20 @@ static void node_arg(Importer *im, const Onnx__NodeProto *n, const char *fn) {
   if (!y) return;
   char src[1200], e[4096];
   if (last) reversed(src, sizeof src, xs, axis);
-  else sfmt(im, src, sizeof src, "%s", xs);
+  else im_fmt(im, n, src, sizeof src, "%s", xs);
   bool is_min = !strcmp(fn, "min");
   char key[3000];
   if (x->dtype == DT_F32) {
-    sfmt(im, key, sizeof key, "%s%s", is_min ? "-" : "", src);
+    im_fmt(im, n, key, sizeof key, "%s%s", is_min ? "-" : "", src);
   } else {   // an indicator of the extreme, so that no integer is negated
     char si[1300];
-    sfmt(im, si, sizeof si, x->dtype == DT_BOOL ? "cast(%s, i32)" : "%s", src);
-    sfmt(im, key, sizeof key, "cast(%s == %s(%s, axis = %d, keep = true), i32)", si, fn, si, axis);
+    im_fmt(im, n, si, sizeof si, x->dtype == DT_BOOL ? "cast(%s, i32)" : "%s", src);
+    im_fmt(im, n, key, sizeof key, "cast(%s == %s(%s, axis = %d, keep = true), i32)", si, fn, si, axis);
   }
-  sfmt(im, e, sizeof e, "cast(argmax(%s, axis = %d, keep = true), i64)", key, axis);
+  im_fmt(im, n, e, sizeof e, "cast(argmax(%s, axis = %d, keep = true), i64)", key, axis);
   if (last) {
     char t[4096];
-    sfmt(im, t, sizeof t, "%lld - %s", (long long)x->dims[axis] - 1, e);
+    im_fmt(im, n, t, sizeof t, "%lld - %s", (long long)x->dims[axis] - 1, e);
     memcpy(e, t, sizeof e);
   }
   if (keep) im_emit(im, y, "%s", e);
@@ -294,14 +283,14 @@ static void node_hardmax(Importer *im, const Onnx__NodeProto *n, const char *arg
   if (old) {   // rows = dims before axis, cols = the rest
     int64_t rows = onnx_numel(x->dims, axis);
     len = onnx_numel(x->dims + axis, x->ndim - axis);
-    sfmt(im, src, sizeof src, "reshape(%s, %lld, %lld)", xs, (long long)rows, (long long)len);
+    im_fmt(im, n, src, sizeof src, "reshape(%s, %lld, %lld)", xs, (long long)rows, (long long)len);
     a = 1;
     nd = 2;
   } else {
-    sfmt(im, src, sizeof src, "%s", xs);
+    im_fmt(im, n, src, sizeof src, "%s", xs);
   }
   positions(pos, sizeof pos, len, a, nd);
-  sfmt(im, e, sizeof e, "cast(%s == argmax(%s, axis = %d, keep = true), f32)", pos, src, a);
+  im_fmt(im, n, e, sizeof e, "cast(%s == argmax(%s, axis = %d, keep = true), f32)", pos, src, a);
   if (old) im_emit_reshape(im, y, e);
   else im_emit(im, y, "%s", e);
 }
@@ -327,8 +316,8 @@ static void node_lpnorm(Importer *im, const Onnx__NodeProto *n, const char *arg)
   Value *y = im_result(im, n, DT_F32, x->ndim, x->dims);
   if (!y) return;
   char norm[2600];
-  if (p == 1) sfmt(im, norm, sizeof norm, "sum(abs(%s), axis = %d, keep = true)", xs, axis);
-  else sfmt(im, norm, sizeof norm, "sqrt(sum(%s * %s, axis = %d, keep = true))", xs, xs, axis);
+  if (p == 1) im_fmt(im, n, norm, sizeof norm, "sum(abs(%s), axis = %d, keep = true)", xs, axis);
+  else im_fmt(im, n, norm, sizeof norm, "sqrt(sum(%s * %s, axis = %d, keep = true))", xs, xs, axis);
   im_emit(im, y, "where(%s == 0.0, 0.0, %s / %s)", norm, xs, norm);
 }
 

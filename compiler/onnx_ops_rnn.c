@@ -5,7 +5,6 @@
 // list and stacked into Y. sequence_lens, when given, masks the steps past
 // each sequence's length: its state stays and its Y rows are 0 (as
 // onnxruntime), and a length outside [0, seq_length] stops the run (one_hot).
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,25 +26,11 @@ typedef struct {
   const char *tag;                // "", or the direction's ("fw_", "bw_") in its parts' names
 } Rnn;
 
-// The start of the names of a node's parts: its name, else its op type in
-// lower case.
-static const char *base_name(const Onnx__NodeProto *n) {
-  static char low[64];
-  if (n->name && n->name[0]) return n->name;
-  size_t k = 0;
-  for (; n->op_type[k] && k < sizeof low - 1; k++) low[k] = (char)tolower((unsigned char)n->op_type[k]);
-  low[k] = 0;
-  return low;
-}
-
-// A new `let` name for a part of the translation. Its ONNX name is empty,
-// which no node input names, so no ONNX value can find it.
+// A new `let` name for a part of the translation, after the direction's tag.
 static const char *part(Rnn *s, const char *what, int ndim, const int64_t *dims) {
-  char name[256];
-  snprintf(name, sizeof name, "%.200s_%s%s", base_name(s->n), s->tag, what);
-  Value *v = im_add_value(s->im, name, V_LET, DT_F32, ndim, dims);
-  v->onnx[0] = 0;
-  return v->ident;
+  char tag[128];
+  snprintf(tag, sizeof tag, "%s%s", s->tag, what);
+  return im_temp_value(s->im, s->n, tag, V_LET, DT_F32, ndim, dims)->ident;
 }
 
 // activation k of direction d applied to e, clipped first when clip is set.

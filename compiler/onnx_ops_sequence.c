@@ -203,8 +203,8 @@ static void node_split(Importer *im, const Onnx__NodeProto *n, const char *arg) 
   Value **items = xmalloc(sizeof *items * (size_t)(count + 1));
   int64_t at = 0;
   for (int i = 0; i < count && !im->failed; i++) {
-    char name[512], index[1024];
-    snprintf(name, sizeof name, "%s\x1f%d", n->output[0], i);   // never an ONNX name
+    char tag[32], index[1024];
+    snprintf(tag, sizeof tag, "%d", i);
     int64_t d[MAX_DIMS];
     int nd = 0;
     size_t k = 0;
@@ -214,13 +214,12 @@ static void node_split(Importer *im, const Onnx__NodeProto *n, const char *arg) 
       else k += (size_t)snprintf(index + k, sizeof index - k, "%s:", j ? ", " : "");
       if (j != axis || !squeeze) d[nd++] = j == axis ? sizes[i] : x->dims[j];
     }
-    Value *v = im_add_value(im, name, V_LET, x->dtype, nd, d);
+    Value *v;
     if (squeeze) {
-      char dims[512], sliced[1200];
+      char dims[512];
       onnx_join_ints(dims, sizeof dims, d, nd);
-      snprintf(sliced, sizeof sliced, "%s[%s]", x->ident, index);
-      im_out(im, "    let %s = reshape(%s%s%s)   # %s\n", v->ident, sliced, nd ? ", " : "", dims, onnx_shape_str(d, nd));
-    } else im_out(im, "    let %s = %s[%s]   # %s\n", v->ident, x->ident, index, onnx_shape_str(d, nd));
+      v = im_temp(im, n, tag, x->dtype, nd, d, "reshape(%s[%s]%s%s)", x->ident, index, nd ? ", " : "", dims);
+    } else v = im_temp(im, n, tag, x->dtype, nd, d, "%s[%s]", x->ident, index);
     items[i] = v;
     at += sizes[i];
   }

@@ -6,7 +6,6 @@
 // ops fold such inputs at import time, and the shape they produce is again a
 // constant that Reshape, Expand, Tile and ConstantOfShape can read.
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,10 +48,8 @@ static void ints_result(Importer *im, const Onnx__NodeProto *n, size_t k, DType 
     return;
   }
   const char *name = n->output[k];
-  char priv[512];
   bool out = is_graph_output(im, name);
-  if (out) snprintf(priv, sizeof priv, "%s#const", name);
-  Value *v = im_add_value(im, out ? priv : name, V_INTS, dt, nd, dims);
+  Value *v = out ? im_temp_value(im, n, "const", V_INTS, dt, nd, dims) : im_add_value(im, name, V_INTS, dt, nd, dims);
   v->ints = vals;
   v->nints = (int)onnx_numel(dims, nd);
   if (!out || !tensor_in(im, n, v)) return;
@@ -65,26 +62,6 @@ static int64_t *ints_copy(const Value *v) {
   int64_t *c = xmalloc((size_t)(v->nints ? v->nints : 1) * sizeof *c);
   if (v->nints) memcpy(c, v->ints, (size_t)v->nints * sizeof *c);
   return c;
-}
-
-// A let of an intermediate value of n (named after its first output and tag).
-static Value *tmp_let(Importer *im, const Onnx__NodeProto *n, const char *tag, DType dt, int nd, const int64_t *dims,
-                      const char *fmt, ...) __attribute__((format(printf, 7, 8)));
-static Value *tmp_let(Importer *im, const Onnx__NodeProto *n, const char *tag, DType dt, int nd, const int64_t *dims,
-                      const char *fmt, ...) {
-  char name[512], expr[4096];
-  snprintf(name, sizeof name, "%s#%s", n->n_output ? n->output[0] : "t", tag);
-  va_list ap;
-  va_start(ap, fmt);
-  int len = vsnprintf(expr, sizeof expr, fmt, ap);
-  va_end(ap);
-  if (len < 0 || (size_t)len >= sizeof expr) {
-    im_fail(im, "node '%s' (%s): an expression longer than %zu bytes", im_node(n), n->op_type, sizeof expr - 1);
-    return NULL;
-  }
-  Value *v = im_add_value(im, name, V_LET, dt, nd, dims);
-  im_emit(im, v, "%s", expr);
-  return v;
 }
 
 // y = reshape(x) for a tensor, or the same values in y's shape for a constant.
@@ -539,7 +516,7 @@ static Value *pad_axis(Importer *im, const Onnx__NodeProto *n, Value *x, int axi
     slice_on(e, sizeof e, x->ident, axis, sel);
     d[axis] = hi - lo;
     snprintf(tag, sizeof tag, "crop%d", axis);
-    x = tmp_let(im, n, tag, x->dtype, x->ndim, d, "%s", e);
+    x = im_temp(im, n, tag, x->dtype, x->ndim, d, "%s", e);
     if (!x) return NULL;
     dim = d[axis];
     b = b < 0 ? 0 : b, a = a < 0 ? 0 : a;
@@ -553,7 +530,7 @@ static Value *pad_axis(Importer *im, const Onnx__NodeProto *n, Value *x, int axi
       k += (size_t)snprintf(e + k, sizeof e - k, "(%lld, %lld), ", (long long)(i == axis ? b : 0),
                             (long long)(i == axis ? a : 0));
     snprintf(e + k, sizeof e - k, "value = %s)", value);
-    return tmp_let(im, n, tag, x->dtype, x->ndim, d, "%s", e);
+    return im_temp(im, n, tag, x->dtype, x->ndim, d, "%s", e);
   }
   bool reflect = !strcmp(mode, "reflect"), wrap = !strcmp(mode, "wrap");
   if (dim == 0 || (reflect && (b > dim - 1 || a > dim - 1)) || (wrap && (b > dim || a > dim))) {
@@ -586,7 +563,7 @@ static Value *pad_axis(Importer *im, const Onnx__NodeProto *n, Value *x, int axi
     if (repeat) snprintf(post, sizeof post, ", broadcast(%s, %s)", piece, dims);
     else snprintf(post, sizeof post, ", %s", piece);
   }
-  return tmp_let(im, n, tag, x->dtype, x->ndim, d, "concat(%s%s%s, axis = %d)", pre, x->ident, post, axis);
+  return im_temp(im, n, tag, x->dtype, x->ndim, d, "concat(%s%s%s, axis = %d)", pre, x->ident, post, axis);
 }
 
 static void node_pad(Importer *im, const Onnx__NodeProto *n, const char *arg) {
@@ -703,9 +680,7 @@ static const char *norm_index(Importer *im, const Onnx__NodeProto *n, Value *idx
     return NULL;
   }
   if (idx->kind == V_INTS) {
-    char name[512];
-    snprintf(name, sizeof name, "%s#%s", n->output[0], tag);
-    Value *c = im_add_value(im, name, V_INTS, DT_I64, idx->ndim, idx->dims);
+    Value *c = im_temp_value(im, n, tag, V_INTS, DT_I64, idx->ndim, idx->dims);
     c->ints = ints_copy(idx);
     c->nints = idx->nints;
     for (int i = 0; i < c->nints; i++) {
@@ -719,7 +694,7 @@ static const char *norm_index(Importer *im, const Onnx__NodeProto *n, Value *idx
     return tensor_in(im, n, c) ? c->ident : NULL;
   }
   if (!tensor_in(im, n, idx)) return NULL;
-  Value *v = tmp_let(im, n, tag, DT_I64, idx->ndim, idx->dims, "where(%s < 0, cast(%s, i64) + %lld, cast(%s, i64))",
+  Value *v = im_temp(im, n, tag, DT_I64, idx->ndim, idx->dims, "where(%s < 0, cast(%s, i64) + %lld, cast(%s, i64))",
                      idx->ident, idx->ident, (long long)dim, idx->ident);
   return v ? v->ident : NULL;
 }
@@ -820,7 +795,7 @@ static Value *elements_flat(Importer *im, const Onnx__NodeProto *n, const Value 
     coord(c, sizeof c, ids->dims, r, a);
     k += (size_t)snprintf(e + k, sizeof e - k, " + %s * %lld", c, (long long)onnx_numel(x->dims + a + 1, r - a - 1));
   }
-  return tmp_let(im, n, "flat", DT_I64, r, ids->dims, "%s", e);
+  return im_temp(im, n, "flat", DT_I64, r, ids->dims, "%s", e);
 }
 
 // The flat row of x (its b batch axes and the k indexed axes) of each index
@@ -858,7 +833,7 @@ static Value *nd_rows(Importer *im, const Onnx__NodeProto *n, const Value *x, Va
     if (q == 1) snprintf(e, sizeof e, "fill(0, 1, dtype = i64)[0]");
     else snprintf(e, sizeof e, "fill(0, %s, dtype = i64)", dims);
   }
-  return tmp_let(im, n, "row", DT_I64, q - 1, ids->dims, "%s", e);
+  return im_temp(im, n, "row", DT_I64, q - 1, ids->dims, "%s", e);
 }
 
 // GatherElements: x as a column, gathered at every element's flat index.
@@ -1083,7 +1058,7 @@ static void node_constant_of_shape(Importer *im, const Onnx__NodeProto *n, const
     if (!onnx_dtype_of(t->data_type, &dt))
       return im_fail(im, "node '%s' (ConstantOfShape): a value of ONNX data type %d", im_node(n), t->data_type);
     char name[512];
-    snprintf(name, sizeof name, "%s#value", n->output[0]);
+    im_temp_name(n, "value", name, sizeof name);
     im_add_constant(im, name, t, "ConstantOfShape value");
     const Value *c = im_find(im, name);
     if (!c || (c->kind == V_INTS ? c->nints != 1 : c->kind != V_SCALAR))
@@ -1192,11 +1167,11 @@ static void node_cumsum(Importer *im, const Onnx__NodeProto *n, const char *arg)
     char tag[16];
     snprintf(tag, sizeof tag, "sum%d", a);
     cumsum_expr(e, sizeof e, x, a, ex, rev);
-    if (!(sums[a] = tmp_let(im, n, tag, x->dtype, r, x->dims, "%s", e))) return;
+    if (!(sums[a] = im_temp(im, n, tag, x->dtype, r, x->dims, "%s", e))) return;
   }
   // the last axis is the fallback, so an axis outside [-r, r) reads as r - 1
   int64_t one = 1;
-  Value *an = tmp_let(im, n, "axis", DT_I64, 1, &one, "where(cast(reshape(%s, 1), i64) < 0, cast(reshape(%s, 1), i64) + %d, "
+  Value *an = im_temp(im, n, "axis", DT_I64, 1, &one, "where(cast(reshape(%s, 1), i64) < 0, cast(reshape(%s, 1), i64) + %d, "
                       "cast(reshape(%s, 1), i64))", ax->ident, ax->ident, r, ax->ident);
   if (!an) return;
   size_t k = 0;
@@ -1223,7 +1198,7 @@ static void node_reverse_sequence(Importer *im, const Onnx__NodeProto *n, const 
   char T[512], B[256], e[4096], c[512];
   coord(T, sizeof T, x->dims, r, (int)ta);
   unit_dims(B, sizeof B, r, (int)ba, x->dims[ba]);
-  Value *src = tmp_let(im, n, "src", DT_I64, r, x->dims, "where(%s < reshape(cast(%s, i64), %s), reshape(cast(%s, i64), "
+  Value *src = im_temp(im, n, "src", DT_I64, r, x->dims, "where(%s < reshape(cast(%s, i64), %s), reshape(cast(%s, i64), "
                        "%s) - 1 - %s, %s)", T, len->ident, B, len->ident, B, T, T);
   if (!src) return;
   size_t k = (size_t)snprintf(e, sizeof e, "%s * %lld", src->ident,
@@ -1233,7 +1208,7 @@ static void node_reverse_sequence(Importer *im, const Onnx__NodeProto *n, const 
     coord(c, sizeof c, x->dims, r, a);
     k += (size_t)snprintf(e + k, sizeof e - k, " + %s * %lld", c, (long long)onnx_numel(x->dims + a + 1, r - a - 1));
   }
-  Value *fi = tmp_let(im, n, "flat", DT_I64, r, x->dims, "%s", e);
+  Value *fi = im_temp(im, n, "flat", DT_I64, r, x->dims, "%s", e);
   if (!fi) return;
   int64_t N = onnx_numel(x->dims, r);
   char dims[512];
@@ -1274,7 +1249,7 @@ static void node_one_hot(Importer *im, const Onnx__NodeProto *n, const char *arg
     u[i] = i == a ? 1 : idx->dims[k];
     if (i != a) k++;
   }
-  Value *ix = tmp_let(im, n, "idx", DT_I64, r, idx->dims, "where(cast(%s, i64) < 0, cast(%s, i64) + %lld, cast(%s, i64))",
+  Value *ix = im_temp(im, n, "idx", DT_I64, r, idx->dims, "where(cast(%s, i64) < 0, cast(%s, i64) + %lld, cast(%s, i64))",
                       idx->ident, idx->ident, (long long)D, idx->ident);
   if (!ix) return;
   char ud[512], it[256];

@@ -27,14 +27,11 @@ static const char *num(double x) {
   return b;
 }
 
-// A new `let` value for a part of n's translation, shaped like like. Its ONNX
-// name is empty, which no node input names, so no ONNX value can find it.
+// A new `let` value for a part of n's translation (what and i + 1), shaped like like.
 static Value *part(Importer *im, const Onnx__NodeProto *n, const char *what, size_t i, const Value *like) {
-  char name[256];
-  snprintf(name, sizeof name, "%.200s_%s%zu", im_node(n), what, i + 1);
-  Value *v = im_add_value(im, name, V_LET, DT_F32, like->ndim, like->dims);
-  v->onnx[0] = 0;
-  return v;
+  char tag[64];
+  snprintf(tag, sizeof tag, "%s%zu", what, i + 1);
+  return im_temp_value(im, n, tag, V_LET, DT_F32, like->ndim, like->dims);
 }
 
 // Output k of n, or a part when the node leaves it unnamed (it is still

@@ -689,3 +689,59 @@ int64_t im_opset_of(const Importer *im, const char *domain) {
   }
   return -1;
 }
+
+// ---- temporaries: values of a node's own
+
+const char *im_temp_name(const Onnx__NodeProto *n, const char *tag, char *b, size_t cap) {
+  const char *base = n->n_output && n->output[0][0] ? n->output[0] : im_node(n);
+  snprintf(b, cap, "%.400s\x01%s", base, tag);
+  return b;
+}
+
+Value *im_temp_value(Importer *im, const Onnx__NodeProto *n, const char *tag, int kind, DType dt, int ndim,
+                     const int64_t *dims) {
+  char name[512];
+  return im_add_value(im, im_temp_name(n, tag, name, sizeof name), kind, dt, ndim, dims);
+}
+
+// im_temp with the expression's arguments in ap.
+static Value *vtemp(Importer *im, const Onnx__NodeProto *n, const char *tag, DType dt, int ndim, const int64_t *dims,
+                    const char *fmt, va_list ap) {
+  char expr[4096];
+  int len = vsnprintf(expr, sizeof expr, fmt, ap);
+  if (len < 0 || (size_t)len >= sizeof expr) {
+    im_fail(im, "node '%s' (%s): an expression longer than %zu bytes", im_node(n), n->op_type, sizeof expr - 1);
+    return NULL;
+  }
+  Value *v = im_temp_value(im, n, tag, V_LET, dt, ndim, dims);
+  im_emit(im, v, "%s", expr);
+  return v;
+}
+
+Value *im_temp(Importer *im, const Onnx__NodeProto *n, const char *tag, DType dt, int ndim, const int64_t *dims,
+               const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  Value *v = vtemp(im, n, tag, dt, ndim, dims, fmt, ap);
+  va_end(ap);
+  return v;
+}
+
+const char *im_temp_id(Importer *im, const Onnx__NodeProto *n, const char *tag, DType dt, int ndim,
+                       const int64_t *dims, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  Value *v = vtemp(im, n, tag, dt, ndim, dims, fmt, ap);
+  va_end(ap);
+  return v ? v->ident : NULL;
+}
+
+bool im_fmt(Importer *im, const Onnx__NodeProto *n, char *b, size_t cap, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(b, cap, fmt, ap);
+  va_end(ap);
+  if (k >= 0 && (size_t)k < cap) return true;
+  im_fail(im, "node '%s' (%s): an expression longer than the importer's %zu bytes", im_node(n), n->op_type, cap - 1);
+  return false;
+}
