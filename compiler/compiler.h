@@ -387,7 +387,7 @@ Node **autodiff(Graph *g, Node *const *wrt, int nwrt);
 // Turns a forward graph with a loss into a training step: backward pass,
 // gradient clipping, learning-rate schedule and optimizer update, all as graph
 // ops. Optimizer state is STATE leaves named after their parameter
-// ("fc1.w.m", "fc1.w.v", "fc1.w.momentum") plus the step counter "step";
+// ("fc1.w.m", "fc1.w.v", "fc1.w.momentum") plus the step counter "step" (i64);
 // every write is a graph update. total_steps is the run's length (for the
 // cosine schedule); 0 makes it a STATE "total_steps" for the trainer to set.
 // Adds the outputs "grad.NAME" for every parameter.

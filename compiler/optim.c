@@ -240,10 +240,13 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
       if (grads[i]) grads[i] = dvd(g, g_cast(g, grads[i], DT_F32), loss_scale);
   Node *finite = loss_scale ? all_finite(g, grads, n0) : NULL;
   int first_update = g->nupdates;
-  // the step counter: t = step + 1
-  Node *step = state(g, "step", (Shape){0});
-  Node *t = add(g, step, k(g, 1));
-  graph_add_update(g, step, t);
+  // the step counter: an i64, exact at any count (an f32 one stops at 2^24);
+  // the schedule and the bias corrections compute with t = step + 1 as f32
+  Node *step = g_leaf(g, OP_STATE, DT_I64, (Shape){0}, "step");
+  step->p.param.init = INIT_ZEROS;
+  Node *next = add(g, step, g_const(g, 1, DT_I64, (Shape){0}));
+  graph_add_update(g, step, next);
+  Node *t = g_cast(g, next, DT_F32);
   Node *lr = learning_rate(g, c, t, total_steps);
   graph_add_output(g, "lr", lr);
   // clipping: scale = min(1, max_norm / (||g|| + 1e-6)) over all gradients

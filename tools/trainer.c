@@ -23,9 +23,6 @@
 #include "runtime.h"
 #include "tensorfile.h"
 
-// The step counter is an f32 tensor (the schedule computes with it): above
-// 2^24 adding 1 no longer changes it.
-#define MAX_STEPS 16777216
 
 typedef struct {
   const char *inputs[2];   // entry input names this source feeds
@@ -426,11 +423,6 @@ int train_run(const TrainOptions *o) {
   int64_t epochs = o->epochs ? o->epochs : meta_int(ig, "train.epochs", 0);
   int64_t total = o->steps ? o->steps : epochs ? epochs * per_epoch : meta_int(ig, "train.steps", per_epoch);
   if (o->steps) epochs = 0;
-  if (total > MAX_STEPS) {
-    fprintf(stderr, "smelt: error: %lld steps; a run has at most %d (the step counter is an f32, exact up to 2^24)\n",
-            (long long)total, MAX_STEPS);
-    goto done;
-  }
   int64_t start = 0;
   if (o->weights && !o->resume && smelt_load_weights(s, o->weights) != SMELT_OK) {
     fprintf(stderr, "smelt: error: --weights: %s\n", smelt_last_error());
@@ -441,16 +433,18 @@ int train_run(const TrainOptions *o) {
       fprintf(stderr, "smelt: error: cannot resume: %s\n", smelt_last_error());
       goto done;
     }
-    float step_f = 0;
-    smelt_get_tensor(s, "step", &step_f, sizeof step_f);
-    // the counter is an f32: a NaN, negative or fractional one is a damaged
-    // checkpoint, and converting it to an integer would be undefined
-    if (!(step_f >= 0 && step_f <= MAX_STEPS) || step_f != floorf(step_f)) {
-      fprintf(stderr, "smelt: error: cannot resume: the step counter in %s is %g, not a whole number from 0 to %d\n",
-              o->checkpoint, step_f, MAX_STEPS);
+    // the counter is an i64 (smelt_load converted an older checkpoint's f32
+    // one exactly, or refused it); a negative one is a damaged checkpoint
+    if (smelt_get_tensor(s, "step", &start, sizeof start) != SMELT_OK) {
+      fprintf(stderr, "smelt: error: cannot resume: %s (an ingot from an older smelt, with an f32 step counter? "
+              "rebuild it)\n", smelt_last_error());
       goto done;
     }
-    start = (int64_t)step_f;
+    if (start < 0) {
+      fprintf(stderr, "smelt: error: cannot resume: the step counter in %s is %lld, not a count of steps\n",
+              o->checkpoint, (long long)start);
+      goto done;
+    }
     batcher_seek(sp.b, start / per_epoch, start % per_epoch);
     printf("resumed from %s at step %lld\n", o->checkpoint, (long long)start);
   }
