@@ -253,8 +253,10 @@ TEST(train, nonfinite_update_is_not_saved) {
   snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --force --threads=1", dir, ckpt);
   int rc = smelt(args, &out);
   cr_expect_neq(rc, 0, "%s", out);
-  cr_expect(strstr(out, "after step 0, 'w' element 0 is") != NULL, "%s", out);
-  cr_expect(strstr(out, "nothing saved") != NULL, "%s", out);
+  char want[320];   // the tensor, its model-file line (the param statement) and the element
+  snprintf(want, sizeof want, "after step 0, 'w' (%s/m.smelt:5) holds nan at [0]; nothing saved", dir);
+  cr_expect(strstr(out, want) != NULL, "%s", out);
+  cr_expect(strstr(out, "A non-finite update: a learning rate too high") != NULL, "%s", out);
   cr_expect(strstr(out, "holds the last good state") != NULL, "%s", out);
   free(out);
   size_t len;
@@ -263,6 +265,39 @@ TEST(train, nonfinite_update_is_not_saved) {
   cr_expect(len == strlen("the last good checkpoint") && !memcmp(kept, "the last good checkpoint", len),
             "the checkpoint was replaced");
   free(kept);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
+// The ingot records each parameter's model-file line for these messages: a
+// param statement's own line, a layer's parameters the line of the model's
+// call, and an optimizer state its parameter's.
+TEST(train, the_ingot_records_each_parameters_model_file_line) {
+  char dir[] = "/tmp/smelt-at-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  write_csv_model(dir, "cross_entropy(logits, y) + sum(w * w)", NULL);
+  char path[160], args[512], *out;
+  snprintf(path, sizeof path, "%s/m.smelt", dir);
+  char *text = read_file(path, &(size_t){0});
+  char *sgd = strstr(text, "sgd(lr = 0.1)");
+  cr_assert_not_null(sgd);
+  memcpy(sgd, "adam(lr=0.1) ", 13);   // with optimizer state
+  write_file(path, text);
+  free(text);
+  snprintf(args, sizeof args, "build %s/m.smelt -o %s/m.ingot", dir, dir);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "inspect %s/m.ingot", dir);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  const char *want[] = {"at.w=%s/m.smelt:5", "at.fc.w=%s/m.smelt:6", "at.fc.b=%s/m.smelt:6", "at.fc.w.m=%s/m.smelt:6",
+                        "at.w.v=%s/m.smelt:5"};
+  for (int k = 0; k < 5; k++) {
+    char line[256];
+    snprintf(line, sizeof line, want[k], dir);
+    cr_expect(strstr(out, line) != NULL, "no %s in:\n%s", line, out);
+  }
+  cr_expect(strstr(out, "at.step=") == NULL, "the step counter has no model-file line");
+  free(out);
   snprintf(args, sizeof args, "rm -rf %s", dir);
   cr_expect_eq(system(args), 0);
 }

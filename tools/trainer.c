@@ -330,6 +330,42 @@ static const char *first_nonfinite(const smelt_ingot *ig, smelt_session *s, int6
   return NULL;
 }
 
+// Where the tensor name of ig comes from, as " (model.smelt:7)" (META
+// "at.NAME"), or "" when the ingot does not say.
+static void declared_at(const smelt_ingot *ig, const char *name, char *buf, size_t n) {
+  char key[512];
+  snprintf(key, sizeof key, "at.%s", name);
+  const char *at = smelt_ingot_meta(ig, key);
+  if (at) snprintf(buf, n, " (%s)", at);
+  else if (n) buf[0] = '\0';
+}
+
+// The element flat of the tensor name as " at [3, 5]" ("" for a scalar).
+static void element_index(const smelt_ingot *ig, const char *name, int64_t flat, char *buf, size_t n) {
+  const IngotTensor *tt = &ig->tensors[ingot_tensor(ig, name)];
+  int64_t idx[INGOT_MAX_DIMS];
+  for (int d = (int)tt->ndim - 1; d >= 0; d--) {
+    idx[d] = tt->dims[d] ? flat % (int64_t)tt->dims[d] : 0;
+    flat = tt->dims[d] ? flat / (int64_t)tt->dims[d] : 0;
+  }
+  size_t len = (size_t)snprintf(buf, n, tt->ndim ? " at [" : "");
+  for (uint32_t d = 0; d < tt->ndim && len < n; d++)
+    len += (size_t)snprintf(buf + len, n - len, "%s%lld", d ? ", " : "", (long long)idx[d]);
+  if (len < n && tt->ndim) snprintf(buf + len, n - len, "]");
+}
+
+// "'fc1.w' (model.smelt:7) holds nan at [3, 5]": the tensor, its line and
+// the element, for the messages about a non-finite value.
+static void describe_nonfinite(const smelt_ingot *ig, const char *name, int64_t at, double v, char *buf, size_t n) {
+  char where[300], idx[200];
+  declared_at(ig, name, where, sizeof where);
+  element_index(ig, name, at, idx, sizeof idx);
+  char value[32];   // a NaN's sign means nothing: "nan", never "-nan"
+  if (isnan(v)) snprintf(value, sizeof value, "nan");
+  else snprintf(value, sizeof value, "%g", v);
+  snprintf(buf, n, "'%s'%s holds %s%s", name, where, value, idx);
+}
+
 // The first input of the batch now in sp with a non-finite value, or NULL.
 static const char *nonfinite_input(const Split *sp) {
   for (int k = 0; k < sp->nouts; k++) {
@@ -347,9 +383,11 @@ static bool state_is_finite(const smelt_ingot *ig, smelt_session *s, int64_t ste
   double v;
   const char *bad = first_nonfinite(ig, s, &at, &v);
   if (!bad) return true;
-  fprintf(stderr, "\nsmelt: error: after step %lld, '%s' element %lld is %g; nothing saved", (long long)step, bad,
-          (long long)at, v);
+  char what[800];
+  describe_nonfinite(ig, bad, at, v, what, sizeof what);
+  fprintf(stderr, "\nsmelt: error: after step %lld, %s; nothing saved", (long long)step, what);
   if (checkpoint && access(checkpoint, F_OK) == 0) fprintf(stderr, " (%s holds the last good state)", checkpoint);
+  // the data loaders refuse a NaN or an infinity, so the cause is the step's arithmetic
   fprintf(stderr, ". A non-finite update: a learning rate too high, or a gradient through sqrt, log or a division at 0?\n");
   return false;
 }
@@ -478,9 +516,12 @@ int train_run(const TrainOptions *o) {
       const char *p = in ? NULL : first_nonfinite(ig, s, &at, &v);
       fprintf(stderr, "\nsmelt: error: the loss is %g at step %lld; ", loss, (long long)step);
       if (in) fprintf(stderr, "the batch's '%s' holds a NaN or an infinity (check the data)\n", in);
-      else if (p)
-        fprintf(stderr, "'%s' element %lld is %g: an update before it was not finite (a learning rate too high, "
-                "or a gradient through sqrt, log or a division at 0?)\n", p, (long long)at, v);
+      else if (p) {
+        char what[800];
+        describe_nonfinite(ig, p, at, v, what, sizeof what);
+        fprintf(stderr, "%s: an update before it was not finite (a learning rate too high, "
+                "or a gradient through sqrt, log or a division at 0?)\n", what);
+      }
       else fprintf(stderr, "the data and parameters are finite, so the model computes it (log of 0, a division by 0?)\n");
       goto done;
     }
