@@ -250,7 +250,12 @@ struct Node {
     struct { int64_t start[MAX_DIMS], step[MAX_DIMS]; } slice;
     struct { int64_t lo[MAX_DIMS], hi[MAX_DIMS]; double value; } pad;
     int axis;                                            // CONCAT
-    struct { Init init; double a, b; } param;            // PARAM, STATE: initial value
+    struct {                                             // PARAM, STATE: initial value
+      Init init;
+      double a, b;
+      const char *at;      // "model.smelt:7": the model-file line that declares it (the
+                           // param statement, or the outermost call that led to it), or NULL
+    } param;
     uint64_t key;                                        // RANDOM: hash of its name
     struct {                                             // LABEL: the labels of one_hot
       int64_t n, skip;     // classes [0, n); skip: the ignored label, when skips
@@ -387,7 +392,7 @@ Node **autodiff(Graph *g, Node *const *wrt, int nwrt);
 // Turns a forward graph with a loss into a training step: backward pass,
 // gradient clipping, learning-rate schedule and optimizer update, all as graph
 // ops. Optimizer state is STATE leaves named after their parameter
-// ("fc1.w.m", "fc1.w.v", "fc1.w.momentum") plus the step counter "step";
+// ("fc1.w.m", "fc1.w.v", "fc1.w.momentum") plus the step counter "step" (i64);
 // every write is a graph update. total_steps is the run's length (for the
 // cosine schedule); 0 makes it a STATE "total_steps" for the trainer to set.
 // Adds the outputs "grad.NAME" for every parameter.

@@ -755,6 +755,18 @@ static Node *bits_builtin(Elab *e, const char *name, const Args *a) {
   return g_binary(e->g, op, p, q);
 }
 
+// "path:line" of the model-file statement that led to here: the outermost
+// call when inside one, else here (a statement of the model itself); *line
+// is the line (0 without a source).
+static const char *model_line(Elab *e, Span here, int *line) {
+  Span at = e->depth ? e->stack[0].call : here;
+  int col = 0;
+  const Source *src = at.file >= 0 ? e->d->files[at.file] : NULL;
+  *line = 0;
+  if (src) diag_line_col(src, at.begin, line, &col);
+  return arena_printf(&e->c->arena, "%s:%d", src ? src->path : "?", *line);
+}
+
 static Val call_builtin(Ctx *x, const char *name, Args *a) {
   Elab *e = x->e;
   Graph *g = e->g;
@@ -953,14 +965,10 @@ static Val call_builtin(Ctx *x, const char *name, Args *a) {
       checked->p.label.skip = want_int(e, a->call, *ig, "ignore");
       checked->p.label.skips = true;
     }
-    // The model-file call that led here: the outermost call, or this one.
-    Span at = e->depth ? e->stack[0].call : a->call->span;
-    int line = 0, col = 0;
-    const Source *src = at.file >= 0 ? e->d->files[at.file] : NULL;
-    if (src) diag_line_col(src, at.begin, &line, &col);
+    int line;
     checked->p.label.fn = fn;
+    checked->p.label.at = model_line(e, a->call->span, &line);
     checked->p.label.line = line;
-    checked->p.label.at = arena_printf(&e->c->arena, "%s:%d", src ? src->path : "?", line);
     Node *hot = checked;
     if (checked->p.label.skips && checked->p.label.skip >= 0 && checked->p.label.skip < n) {
       // an ignored label inside [0, n) becomes -1, which matches no class
@@ -1305,6 +1313,9 @@ static void exec_persistent(Ctx *x, const Ast *s, Op op) {
     p->p.param.init = kind;
     p->p.param.a = pa;
     p->p.param.b = pb;
+    int line;
+    const char *at = model_line(e, s->span, &line);
+    p->p.param.at = line ? at : NULL;
   }
   env_set(e, x->env, s->name, v_tensor(p));
 }

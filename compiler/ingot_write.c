@@ -54,6 +54,10 @@ static int tensor_find(Writer *w, const char *name) {
   return -1;
 }
 
+static void meta_line(Writer *w, const char *key, const char *value);
+
+// A parameter or state's model-file line goes to META as "at.NAME", for the
+// runtime's messages about it (smelt train's non-finite checks).
 static int tensor_add(Writer *w, const char *name, const Node *n, uint32_t role, uint64_t arena_offset) {
   IngotTensor t = {0};
   t.name = str_add(&w->strings, name);
@@ -90,6 +94,8 @@ static int tensor_add(Writer *w, const char *name, const Node *n, uint32_t role,
     }
     free(v);
   }
+  if ((role == ROLE_PARAM || role == ROLE_STATE) && n->p.param.at)
+    meta_line(w, arena_printf(&w->c->arena, "at.%s", name), n->p.param.at);
   buf_put(&w->tensors, &t, sizeof t);
   if (w->ntensors == w->cap) {
     w->cap = w->cap ? 2 * w->cap : 64;
@@ -98,8 +104,6 @@ static int tensor_add(Writer *w, const char *name, const Node *n, uint32_t role,
   w->tnames[w->ntensors] = name;
   return w->ntensors++;
 }
-
-static void meta_line(Writer *w, const char *key, const char *value);
 
 _Static_assert(KERNEL_MAX_OUTS <= INGOT_MAX_OUTPUTS, "an output record holds every output of a kernel");
 

@@ -240,10 +240,13 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
       if (grads[i]) grads[i] = dvd(g, g_cast(g, grads[i], DT_F32), loss_scale);
   Node *finite = loss_scale ? all_finite(g, grads, n0) : NULL;
   int first_update = g->nupdates;
-  // the step counter: t = step + 1
-  Node *step = state(g, "step", (Shape){0});
-  Node *t = add(g, step, k(g, 1));
-  graph_add_update(g, step, t);
+  // the step counter: an i64, exact at any count (an f32 one stops at 2^24);
+  // the schedule and the bias corrections compute with t = step + 1 as f32
+  Node *step = g_leaf(g, OP_STATE, DT_I64, (Shape){0}, "step");
+  step->p.param.init = INIT_ZEROS;
+  Node *next = add(g, step, g_const(g, 1, DT_I64, (Shape){0}));
+  graph_add_update(g, step, next);
+  Node *t = g_cast(g, next, DT_F32);
   Node *lr = learning_rate(g, c, t, total_steps);
   graph_add_output(g, "lr", lr);
   // clipping: scale = min(1, max_norm / (||g|| + 1e-6)) over all gradients
@@ -290,7 +293,9 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
       Node *pbc1 = beta1 == c->beta1 ? bc1 : sub(g, k(g, 1), g_binary(g, OP_POW, k(g, beta1), t));
       Node *pbc2 = beta2 == c->beta2 ? bc2 : sub(g, k(g, 1), g_binary(g, OP_POW, k(g, beta2), t));
       Node *m = state(g, arena_printf(g->arena, "%s.m", p->name), p->shape);
+      m->p.param.at = p->p.param.at;
       Node *v = state(g, arena_printf(g->arena, "%s.v", p->name), p->shape);
+      v->p.param.at = p->p.param.at;
       // 1 - beta from beta as f32 holds it, as the bias corrections' beta^t
       // reads it: the two agree, so a first step is PyTorch's to rounding
       // (1 - 0.999 in double against 1 - 0.999f made early steps 6e-6 small)
@@ -305,6 +310,7 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
     } else {
       if (momentum != 0) {
         Node *buf = state(g, arena_printf(g->arena, "%s.momentum", p->name), p->shape);
+        buf->p.param.at = p->p.param.at;
         Node *b1 = add(g, mul(g, buf, k(g, momentum)), gr);
         graph_add_update(g, buf, b1);
         gr = nesterov ? add(g, gr, mul(g, b1, k(g, momentum))) : b1;

@@ -203,20 +203,78 @@ static bool tensor_info(Parser *q, SafeTensor *t) {
   return true;
 }
 
-// "__metadata__": {"key": "value", ...}, checked and passed over.
-static bool metadata(Parser *q) {
+static int by_name(const void *a, const void *b);
+
+// The CRC-32s that __metadata__ gives, by tensor name.
+typedef struct {
+  char *name;
+  uint32_t crc;
+} Crc;
+
+typedef struct {
+  Crc *v;
+  int n, cap;
+} Crcs;
+
+static void crcs_free(Crcs *c) {
+  for (int i = 0; i < c->n; i++) free(c->v[i].name);
+  free(c->v);
+}
+
+// A "smelt.crc32.NAME" value: exactly 8 hex digits.
+static bool crc_value(Parser *q, const char *key, const char *v, Crcs *c) {
+  uint32_t crc = 0;
+  bool ok = strlen(v) == 8;
+  for (int i = 0; i < 8 && ok; i++) {
+    int h = hex(v[i]);
+    ok = h >= 0;
+    crc = crc << 4 | (uint32_t)(h & 15);
+  }
+  if (!ok) {
+    char what[160];
+    snprintf(what, sizeof what, "__metadata__'s '%.100s' is not 8 hex digits", key);
+    return fail(q, what);
+  }
+  if (c->n == c->cap) {
+    Crc *g = realloc(c->v, sizeof *g * (size_t)(c->cap = c->cap ? 2 * c->cap : 16));
+    if (!g) return fail(q, "out of memory");
+    c->v = g;
+  }
+  c->v[c->n].name = strdup(key + strlen(SAFETENSORS_CRC_KEY));
+  if (!c->v[c->n].name) return fail(q, "out of memory");
+  c->v[c->n++].crc = crc;
+  return true;
+}
+
+// "__metadata__": {"key": "value", ...}, checked; smelt's CRC-32s are kept
+// in c, other keys passed over.
+static bool metadata(Parser *q, Crcs *c) {
   if (!eat(q, '{')) return fail(q, "__metadata__ is not an object");
   if (eat(q, '}')) return true;
   do {
     char *k = string(q);
     if (!k) return false;
-    free(k);
-    if (!eat(q, ':')) return fail(q, "a ':' is missing");
+    if (!eat(q, ':')) {
+      free(k);
+      return fail(q, "a ':' is missing");
+    }
     char *v = string(q);
-    if (!v) return false;
+    bool ok = v && (strncmp(k, SAFETENSORS_CRC_KEY, strlen(SAFETENSORS_CRC_KEY)) || crc_value(q, k, v, c));
+    free(k);
     free(v);
+    if (!ok) return false;
   } while (eat(q, ','));
   return eat(q, '}') || fail(q, "__metadata__ is not closed");
+}
+
+// Gives each tensor of t (sorted by name) the CRC-32 c names it with; a
+// CRC-32 for a name the file does not hold is passed over.
+static void crcs_assign(SafeTensor *t, int n, const Crcs *c) {
+  for (int i = 0; i < c->n; i++) {
+    SafeTensor key = {.name = c->v[i].name};
+    SafeTensor *hit = n ? bsearch(&key, t, (size_t)n, sizeof *t, by_name) : NULL;
+    if (hit) hit->has_crc = true, hit->crc = c->v[i].crc;
+  }
 }
 
 static int by_offset(const void *a, const void *b) {
@@ -267,6 +325,7 @@ int safetensors_read_header(FILE *f, const char *path, SafeTensor **out, int *co
   }
   Parser q = {text, text + hlen, err, errlen, path, false};
   SafeTensor *t = NULL;
+  Crcs crcs = {0};
   int n = 0, cap = 0;
   if (!eat(&q, '{')) {
     fail(&q, "the header is not a JSON object");
@@ -287,7 +346,7 @@ int safetensors_read_header(FILE *f, const char *path, SafeTensor **out, int *co
           break;
         }
         seen_meta = true;
-        if (!metadata(&q)) break;
+        if (!metadata(&q, &crcs)) break;
         continue;
       }
       if (n == cap) {
@@ -312,6 +371,8 @@ int safetensors_read_header(FILE *f, const char *path, SafeTensor **out, int *co
     for (int i = 1; i < n && !q.failed; i++)
       if (!strcmp(t[i - 1].name, t[i].name)) fail(&q, "a tensor name appears twice");
   }
+  if (!q.failed) crcs_assign(t, n, &crcs);   // t is sorted by name here
+  crcs_free(&crcs);
   uint64_t buffer = size - 8 - hlen, at = 0;
   if (!q.failed) {   // the records cover the buffer in order, without holes or overlaps
     if (n > 1) qsort(t, (size_t)n, sizeof *t, by_offset);   // (t is NULL when the header names no tensor)
@@ -341,17 +402,43 @@ static bool put_json_string(FILE *f, const char *s) {
   return ok && fputc('"', f) != EOF;
 }
 
-int safetensors_write_header(FILE *f, const char *const *names, const uint32_t *dtypes, const Shape *shapes, int n) {
+// "__metadata__":{"smelt.crc32.NAME":"00000000",...}, with where each
+// placeholder's digits are (from the start of the JSON) in crc_at.
+static bool put_crc_placeholders(FILE *m, const char *const *names, int n, uint64_t *crc_at) {
+  bool ok = fputs("\"__metadata__\":{", m) != EOF;
+  for (int i = 0; i < n && ok; i++) {
+    size_t len = strlen(SAFETENSORS_CRC_KEY) + strlen(names[i]) + 1;
+    char *key = malloc(len);
+    ok = key && snprintf(key, len, "%s%s", SAFETENSORS_CRC_KEY, names[i]) >= 0 &&
+         (i == 0 || fputc(',', m) != EOF) && put_json_string(m, key) && fputs(":\"", m) != EOF;
+    free(key);
+    long pos = ok ? ftell(m) : -1;
+    ok = ok && pos >= 0 && fputs("00000000\"", m) != EOF;
+    crc_at[i] = (uint64_t)pos;
+  }
+  return ok && fputc('}', m) != EOF;
+}
+
+bool safetensors_put_crc(FILE *f, uint64_t crc_at, uint32_t crc) {
+  char digits[9];
+  snprintf(digits, sizeof digits, "%08x", (unsigned)crc);
+  off_t here = ftello(f);
+  return here >= 0 && fseeko(f, (off_t)crc_at, SEEK_SET) == 0 && fwrite(digits, 1, 8, f) == 8 &&
+         fseeko(f, here, SEEK_SET) == 0;
+}
+
+int safetensors_write_header(FILE *f, const char *const *names, const uint32_t *dtypes, const Shape *shapes, int n,
+                             uint64_t *crc_at) {
   // the JSON goes to memory first: its length leads the file
   char *json = NULL;
   size_t len = 0;
   FILE *m = open_memstream(&json, &len);
   if (!m) return -1;
-  bool ok = fputc('{', m) != EOF;
+  bool ok = fputc('{', m) != EOF && put_crc_placeholders(m, names, n, crc_at);
   uint64_t at = 0;
   for (int i = 0; i < n && ok; i++) {
     uint64_t bytes = (uint64_t)shape_numel(&shapes[i]) * (uint64_t)dtype_size(dtypes[i]);
-    ok = (i == 0 || fputc(',', m) != EOF) && put_json_string(m, names[i]) &&
+    ok = fputc(',', m) != EOF && put_json_string(m, names[i]) &&
          fprintf(m, ":{\"dtype\":\"%s\",\"shape\":[", st_dtypes[dtypes[i]]) > 0;
     for (int d = 0; d < shapes[i].ndim && ok; d++) ok = fprintf(m, "%s%lld", d ? "," : "", (long long)shapes[i].d[d]) > 0;
     ok = ok && fprintf(m, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at, (unsigned long long)(at + bytes)) > 0;
@@ -363,6 +450,7 @@ int safetensors_write_header(FILE *f, const char *const *names, const uint32_t *
   unsigned char le[8];
   for (int i = 0; i < 8; i++) le[i] = (unsigned char)((uint64_t)len >> (8 * i));
   ok = ok && fwrite(le, 1, 8, f) == 8 && fwrite(json, 1, len, f) == len;
+  for (int i = 0; i < n; i++) crc_at[i] += 8;   // the JSON starts after its length
   free(json);
   return ok ? 0 : -1;
 }

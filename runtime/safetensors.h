@@ -16,6 +16,7 @@
 #ifndef SMELT_SAFETENSORS_H
 #define SMELT_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -28,7 +29,14 @@ typedef struct {
   uint32_t dtype;        // DType
   Shape shape;
   uint64_t begin, end;   // in the byte buffer
+  bool has_crc;          // the header's __metadata__ gives its CRC-32 ("smelt.crc32.NAME")
+  uint32_t crc;          // the CRC-32 of its bytes, when has_crc
 } SafeTensor;
+
+// The __metadata__ key of a tensor's CRC-32, "smelt.crc32." then its name;
+// the value is 8 lowercase hex digits. smelt's writer gives every tensor one
+// and its reader checks each one present; files from other tools have none.
+#define SAFETENSORS_CRC_KEY "smelt.crc32."
 
 // Whether the first 9 bytes of a file look like a safetensors header (a
 // size, then '{').
@@ -42,7 +50,13 @@ int safetensors_read_header(FILE *f, const char *path, SafeTensor **out, int *n,
 void safetensors_free(SafeTensor *t, int n);
 
 // Writes the header for n tensors whose bytes follow in this order, padded
-// so the buffer starts at a multiple of 8. 0, or -1 (a failed write).
-int safetensors_write_header(FILE *f, const char *const *names, const uint32_t *dtypes, const Shape *shapes, int n);
+// so the buffer starts at a multiple of 8, with a placeholder CRC-32 for
+// each; crc_at[i] is where in the file tensor i's 8 hex digits are, for
+// safetensors_put_crc once its bytes are written. 0, or -1 (a failed write).
+int safetensors_write_header(FILE *f, const char *const *names, const uint32_t *dtypes, const Shape *shapes, int n,
+                             uint64_t *crc_at);
+// Writes crc as 8 hex digits at crc_at in f; the position in f is kept. false
+// on a failed write.
+bool safetensors_put_crc(FILE *f, uint64_t crc_at, uint32_t crc);
 
 #endif

@@ -6,6 +6,7 @@
 // launches its kernels in order with the buffer table the compiler laid out,
 // then applies its updates (each persistent tensor takes its new value).
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -343,6 +344,31 @@ smelt_status smelt_save(smelt_session *s, const char *path) {
   return st;
 }
 
+// A float record where the model has an integer tensor (an older
+// checkpoint's f32 step counter): read and converted when every value is a
+// whole number in range, so the conversion is exact; else refused, naming the
+// tensor and the value. The file's bytes are read into dst's place either way.
+static smelt_status load_converted(TensorReader *f, const char *path, const char *name, uint32_t from,
+                                   const IngotTensor *tt, char *dst) {
+  int64_t n = (int64_t)(tt->bytes / (uint64_t)dtype_size(tt->dtype));
+  char *raw = malloc(n ? (size_t)n * (size_t)dtype_size(from) : 1);
+  double *v = malloc(sizeof *v * (size_t)(n ? n : 1));
+  smelt_status st = SMELT_OK;
+  if (!raw || !v) st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory loading '%s'", path);
+  else if (!tensor_reader_bytes(f, raw, (uint64_t)n * (uint64_t)dtype_size(from)))
+    st = rt_fail(SMELT_ERR_FORMAT, "%s", tensor_reader_why(f) ? tensor_reader_why(f) : "truncated or corrupt");
+  if (st == SMELT_OK) dtype_to_doubles(from, raw, v, n);
+  double limit = tt->dtype == DT_I32 ? 2147483648.0 : 9223372036854775808.0;
+  for (int64_t i = 0; i < n && st == SMELT_OK; i++)
+    if (!(v[i] >= -limit && v[i] < limit) || v[i] != floor(v[i]))
+      st = rt_fail(SMELT_ERR_FORMAT, "'%s' holds '%s' as %s, and its element %lld is %g, not a whole number the "
+                   "model's %s holds", path, name, dtype_name(from), (long long)i, v[i], dtype_name(tt->dtype));
+  if (st == SMELT_OK) dtype_from_doubles(tt->dtype, v, dst, n);
+  free(raw);
+  free(v);
+  return st;
+}
+
 // Loads a checkpoint (weights_only false: every persistent tensor) or a
 // weights file (true: every parameter, and the state tensors it names, such
 // as a batch norm's running statistics; the optimizer's state is left as it is).
@@ -381,15 +407,18 @@ static smelt_status load_tensors(smelt_session *s, const char *path, bool weight
       break;
     }
     const IngotTensor *tt = &ig->tensors[t];
-    bool same = dtype == tt->dtype && ndim == tt->ndim;
-    for (uint32_t d = 0; d < ndim && same; d++) same = dims[d] == tt->dims[d];
-    if (!same) {
+    bool same_shape = ndim == tt->ndim;
+    for (uint32_t d = 0; d < ndim && same_shape; d++) same_shape = dims[d] == tt->dims[d];
+    bool convert = dtype_is_float((DType)dtype) && (tt->dtype == DT_I32 || tt->dtype == DT_I64);
+    if (!same_shape || (dtype != tt->dtype && !convert)) {
       st = rt_fail(SMELT_ERR_FORMAT, "'%s' holds '%s' with another dtype or shape than the model's", path, name);
       break;
     }
     free(staged[t]);
     staged[t] = malloc(tt->bytes ? tt->bytes : 1);
-    if (!staged[t] || !tensor_reader_bytes(f, staged[t], tt->bytes)) {
+    if (staged[t] && dtype != tt->dtype) {
+      if ((st = load_converted(f, path, name, dtype, tt, staged[t])) != SMELT_OK) break;
+    } else if (!staged[t] || !tensor_reader_bytes(f, staged[t], tt->bytes)) {
       st = tensor_reader_why(f) ? rt_fail(SMELT_ERR_FORMAT, "%s", tensor_reader_why(f))
                                 : rt_fail(SMELT_ERR_FORMAT, "'%s' is truncated or corrupt", path);
       break;

@@ -268,13 +268,15 @@ bool tensor_reader_next(TensorReader *r, const char **name, uint32_t *dtype, Sha
 }
 
 bool tensor_reader_bytes(TensorReader *r, void *dst, uint64_t bytes) {
-  if (r->st || r->version < 2) {
+  const SafeTensor *st = r->st && r->next ? &r->st[r->next - 1] : NULL;   // the record next() gave
+  if ((st && !st->has_crc) || (!st && r->version < 2)) {
     if (!dst) return fseeko(r->f, (off_t)bytes, SEEK_CUR) == 0;
     return read_exact(r->f, dst, (size_t)bytes);
   }
-  // version 2: the values, then the CRC-32 of the record's head and values,
-  // checked even when the values are passed over
-  uint32_t c = r->crc, want;
+  // version 2: the values, then the CRC-32 of the record's head and values;
+  // safetensors from smelt: the values, whose CRC-32 the header gives. Checked
+  // even when the values are passed over.
+  uint32_t c = st ? 0 : r->crc, want = st ? st->crc : 0;
   if (dst) {
     if (!read_exact(r->f, dst, (size_t)bytes)) return false;
     c = smelt_crc32_update(c, dst, bytes);
@@ -287,7 +289,7 @@ bool tensor_reader_bytes(TensorReader *r, void *dst, uint64_t bytes) {
       left -= n;
     }
   }
-  if (!read_exact(r->f, &want, 4)) return false;
+  if (!st && !read_exact(r->f, &want, 4)) return false;
   if (c != want) {
     snprintf(r->why, sizeof r->why, "'%s' is corrupt: tensor '%s' does not match its CRC-32", r->path, r->name);
     return false;
@@ -308,6 +310,7 @@ struct TensorWriter {
   FILE *f;
   char *tmp, *path;
   bool safetensors;
+  uint64_t *crc_at;          // safetensors: where in the header each tensor's CRC-32 goes
   int count, next;
   const char *const *names;
   const uint32_t *dtypes;
@@ -329,14 +332,16 @@ TensorWriter *tensor_writer_open(const char *path, int count, const char *const 
   *w = (TensorWriter){.safetensors = ends_with(path, ".safetensors"), .count = count, .names = names,
                       .dtypes = dtypes, .shapes = shapes};
   w->path = strdup(path);
-  w->f = w->path ? atomic_open(path, &w->tmp, err, errlen) : NULL;
+  w->crc_at = w->safetensors ? calloc(count ? (size_t)count : 1, sizeof *w->crc_at) : NULL;
+  w->f = w->path && (w->crc_at || !w->safetensors) ? atomic_open(path, &w->tmp, err, errlen) : NULL;
   if (!w->f) {
-    if (!w->path) snprintf(err, errlen, "out of memory writing '%s'", path);
+    if (!w->path || (w->safetensors && !w->crc_at)) snprintf(err, errlen, "out of memory writing '%s'", path);
     free(w->path);
+    free(w->crc_at);
     free(w);
     return NULL;
   }
-  bool ok = w->safetensors ? safetensors_write_header(w->f, names, dtypes, shapes, count) == 0
+  bool ok = w->safetensors ? safetensors_write_header(w->f, names, dtypes, shapes, count, w->crc_at) == 0
                            : tensorfile_put_header(w->f, (uint32_t)count);
   if (!ok) {
     tensor_writer_close(w, false, err, errlen);
@@ -348,7 +353,9 @@ TensorWriter *tensor_writer_open(const char *path, int count, const char *const 
 bool tensor_writer_bytes(TensorWriter *w, const void *src, uint64_t bytes) {
   if (w->next == w->count) return false;
   int i = w->next++;
-  if (w->safetensors) return bytes == 0 || fwrite(src, 1, (size_t)bytes, w->f) == bytes;
+  if (w->safetensors)
+    return (bytes == 0 || fwrite(src, 1, (size_t)bytes, w->f) == bytes) &&
+           safetensors_put_crc(w->f, w->crc_at[i], smelt_crc32(src, bytes));
   if (!tensorfile_put_record(w->f, w->names[i], w->dtypes[i], &w->shapes[i])) return false;
   uint32_t crc = smelt_crc32_update(tensorfile_record_crc(w->names[i], w->dtypes[i], &w->shapes[i]), src, bytes);
   return (bytes == 0 || fwrite(src, 1, (size_t)bytes, w->f) == bytes) && fwrite(&crc, 4, 1, w->f) == 1;
@@ -357,6 +364,7 @@ bool tensor_writer_bytes(TensorWriter *w, const void *src, uint64_t bytes) {
 int tensor_writer_close(TensorWriter *w, bool ok, char *err, size_t errlen) {
   int rc = atomic_commit(w->f, w->tmp, w->path, ok && w->next == w->count, err, errlen);
   free(w->path);
+  free(w->crc_at);
   free(w);
   return rc;
 }

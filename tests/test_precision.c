@@ -71,7 +71,8 @@ TEST(precision, bf16_types_of_a_training_step) {
   int low_matmuls = 0, f32_matmuls = 0;
   for (int i = 0; i < g->n; i++) {
     Node *n = g->nodes[i];
-    if (n->op == OP_PARAM || n->op == OP_STATE) cr_expect_eq(n->dtype, DT_F32, "%s is not f32", n->name);
+    if (n->op == OP_PARAM || n->op == OP_STATE)   // the step counter is an integer
+      cr_expect_eq(n->dtype, strcmp(n->name, "step") ? DT_F32 : DT_I64, "%s is a %s", n->name, dtype_name(n->dtype));
     if (n->op == OP_MATMUL) {
       bool low = n->src[0]->dtype == DT_BF16 && n->src[1]->dtype == DT_BF16;
       // the forward and input-gradient products give bf16, the weight

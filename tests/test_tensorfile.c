@@ -288,6 +288,64 @@ TEST(tensorfile, a_flipped_value_fails_its_record_crc) {
   unlink(path);
 }
 
+// smelt's safetensors files give each tensor's CRC-32 in __metadata__
+// ("smelt.crc32.NAME", 8 hex digits): the reader checks it, so a flipped
+// value byte is refused naming the tensor, in the first tensor and the last.
+TEST(tensorfile, a_flipped_value_in_a_safetensors_file_fails_its_crc) {
+  char path[64], err[512];
+  snprintf(path, sizeof path, "build/crc-%d.safetensors", (int)getpid());
+  double a[3] = {1, 2, 3}, b[2] = {-1, 0.5};
+  TensorEntry t[2] = {{"fc1.w", {1, {3}}, a}, {"fc1.b", {1, {2}}, b}};
+  cr_assert_eq(tensorfile_write(path, t, 2, err, sizeof err), 0, "%s", err);
+  size_t len;
+  char *bytes = file_read(path, &len);
+  uint64_t hlen;
+  memcpy(&hlen, bytes, 8);
+  float fb[2] = {-1, 0.5f};
+  char want[200];
+  snprintf(want, sizeof want, "\"smelt.crc32.fc1.b\":\"%08x\"", (unsigned)smelt_crc32(fb, sizeof fb));
+  char *header = strndup(bytes + 8, (size_t)hlen);
+  cr_expect(strstr(header, want) != NULL, "%s", header);
+  free(header);
+  free(bytes);
+  TensorEntry *got;
+  int n;
+  cr_assert_eq(tensorfile_read(path, &got, &n, err, sizeof err), 0, "%s", err);
+  cr_expect(n == 2 && got[0].data[2] == 3 && got[1].data[1] == 0.5);
+  tensorfile_free(got, n);
+  for (int k = 0; k < 2; k++) {   // the last value byte of fc1.b; the first of fc1.w
+    cr_assert_eq(tensorfile_write(path, t, 2, err, sizeof err), 0, "%s", err);
+    flip_from_end(path, k == 0 ? 1 : 2 * 4 + 3 * 4);
+    cr_expect_eq(tensorfile_read(path, &got, &n, err, sizeof err), -1);
+    snprintf(want, sizeof want, "'%s' is corrupt: tensor '%s' does not match its CRC-32", path, k == 0 ? "fc1.b" : "fc1.w");
+    cr_expect(strstr(err, want) != NULL, "%s", err);
+  }
+  unlink(path);
+}
+
+// A CRC-32 in another writer's file is checked too; one that is not 8 hex
+// digits is refused, and one for a tensor the file does not hold passed over.
+TEST(tensorfile, safetensors_crc_metadata_is_checked) {
+  char path[64], err[512];
+  snprintf(path, sizeof path, "build/crcmeta-%d.safetensors", (int)getpid());
+  char json[256];
+  float zeros[2] = {0, 0};
+  for (int k = 0; k < 3; k++) {   // the right CRC-32, a wrong one, one for another name
+    snprintf(json, sizeof json, "{\"__metadata__\":{\"smelt.crc32.%s\":\"%08x\"}," T1 "}", k == 2 ? "b" : "a",
+             (unsigned)smelt_crc32(zeros, sizeof zeros) ^ (k == 1));
+    write_st(path, json, 8, 0);
+    TensorEntry *got;
+    int n;
+    int rc = tensorfile_read(path, &got, &n, err, sizeof err);
+    cr_expect_eq(rc, k == 1 ? -1 : 0, "%s: %s", json, err);
+    if (rc == 0) tensorfile_free(got, n);
+    else cr_expect(strstr(err, "tensor 'a' does not match its CRC-32") != NULL, "%s", err);
+  }
+  unlink(path);
+  refused("{\"__metadata__\":{\"smelt.crc32.a\":\"1234567\"}," T1 "}", 8, 0, "'smelt.crc32.a' is not 8 hex digits");
+  refused("{\"__metadata__\":{\"smelt.crc32.a\":\"1234567g\"}," T1 "}", 8, 0, "not 8 hex digits");
+}
+
 // Files of version 1 (no checksums: the goldens, older checkpoints) still read.
 TEST(tensorfile, version_1_files_still_read) {
   char path[64], err[512];

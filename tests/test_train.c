@@ -253,8 +253,10 @@ TEST(train, nonfinite_update_is_not_saved) {
   snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --force --threads=1", dir, ckpt);
   int rc = smelt(args, &out);
   cr_expect_neq(rc, 0, "%s", out);
-  cr_expect(strstr(out, "after step 0, 'w' element 0 is") != NULL, "%s", out);
-  cr_expect(strstr(out, "nothing saved") != NULL, "%s", out);
+  char want[320];   // the tensor, its model-file line (the param statement) and the element
+  snprintf(want, sizeof want, "after step 0, 'w' (%s/m.smelt:5) holds nan at [0]; nothing saved", dir);
+  cr_expect(strstr(out, want) != NULL, "%s", out);
+  cr_expect(strstr(out, "A non-finite update: a learning rate too high") != NULL, "%s", out);
   cr_expect(strstr(out, "holds the last good state") != NULL, "%s", out);
   free(out);
   size_t len;
@@ -263,6 +265,39 @@ TEST(train, nonfinite_update_is_not_saved) {
   cr_expect(len == strlen("the last good checkpoint") && !memcmp(kept, "the last good checkpoint", len),
             "the checkpoint was replaced");
   free(kept);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
+// The ingot records each parameter's model-file line for these messages: a
+// param statement's own line, a layer's parameters the line of the model's
+// call, and an optimizer state its parameter's.
+TEST(train, the_ingot_records_each_parameters_model_file_line) {
+  char dir[] = "/tmp/smelt-at-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  write_csv_model(dir, "cross_entropy(logits, y) + sum(w * w)", NULL);
+  char path[160], args[512], *out;
+  snprintf(path, sizeof path, "%s/m.smelt", dir);
+  char *text = read_file(path, &(size_t){0});
+  char *sgd = strstr(text, "sgd(lr = 0.1)");
+  cr_assert_not_null(sgd);
+  memcpy(sgd, "adam(lr=0.1) ", 13);   // with optimizer state
+  write_file(path, text);
+  free(text);
+  snprintf(args, sizeof args, "build %s/m.smelt -o %s/m.ingot", dir, dir);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "inspect %s/m.ingot", dir);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  const char *want[] = {"at.w=%s/m.smelt:5", "at.fc.w=%s/m.smelt:6", "at.fc.b=%s/m.smelt:6", "at.fc.w.m=%s/m.smelt:6",
+                        "at.w.v=%s/m.smelt:5"};
+  for (int k = 0; k < 5; k++) {
+    char line[256];
+    snprintf(line, sizeof line, want[k], dir);
+    cr_expect(strstr(out, line) != NULL, "no %s in:\n%s", line, out);
+  }
+  cr_expect(strstr(out, "at.step=") == NULL, "the step counter has no model-file line");
+  free(out);
   snprintf(args, sizeof args, "rm -rf %s", dir);
   cr_expect_eq(system(args), 0);
 }
@@ -288,9 +323,11 @@ TEST(train, labels_must_be_whole_numbers_in_range) {
   cr_expect_eq(system(args), 0);
 }
 
-// The step counter in a checkpoint is an f32: a NaN one must not be converted
-// to an integer (undefined; it resumed at INT64_MIN).
-TEST(train, resume_refuses_a_nonfinite_step) {
+// A checkpoint from before the step counter was an i64 holds it as f32: a
+// whole number converts exactly and the run resumes there; a NaN or a
+// fraction is refused when loading and a negative count by the trainer, with
+// a message each (converting NaN to an integer would be undefined).
+TEST(train, resume_converts_an_f32_step_exactly_or_refuses_it) {
   char dir[] = "/tmp/smelt-step-XXXXXX";
   cr_assert_not_null(mkdtemp(dir));
   write_csv_model(dir, "cross_entropy(logits, y)", NULL);
@@ -299,9 +336,12 @@ TEST(train, resume_refuses_a_nonfinite_step) {
   snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1 --stop-after=2", dir, ckpt);
   cr_assert_eq(smelt(args, &out), 0, "%s", out);
   free(out);
-  const double values[] = {NAN, -1, 2.5};
-  const char *shown[] = {"nan", "-1", "2.5"};
-  for (int k = 0; k < 3; k++) {
+  const double values[] = {3, NAN, -1, 2.5};
+  const char *want[] = {"resumed from %s at step 3\n",
+                        "cannot resume: '%s' holds 'step' as f32, and its element 0 is nan, not a whole number",
+                        "cannot resume: the step counter in %s is -1, not a count of steps",
+                        "cannot resume: '%s' holds 'step' as f32, and its element 0 is 2.5, not a whole number"};
+  for (int k = 0; k < 4; k++) {
     TensorEntry *t;
     int n;
     cr_assert_eq(tensorfile_read(ckpt, &t, &n, err, sizeof err), 0, "%s", err);
@@ -309,18 +349,56 @@ TEST(train, resume_refuses_a_nonfinite_step) {
     cr_assert_not_null(step);
     step->data[0] = values[k];
     char bad[160];
-    snprintf(bad, sizeof bad, "%s/bad.ckpt", dir);
-    cr_assert_eq(tensorfile_write(bad, t, n, err, sizeof err), 0, "%s", err);
+    snprintf(bad, sizeof bad, "%s/old%d.ckpt", dir, k);
+    cr_assert_eq(tensorfile_write(bad, t, n, err, sizeof err), 0, "%s", err);   // every tensor as f32
     tensorfile_free(t, n);
     snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --resume --threads=1", dir, bad);
-    cr_expect_neq(smelt(args, &out), 0, "%s", out);
-    char want[320];
-    snprintf(want, sizeof want, "the step counter in %s is %s, not a whole number", bad, shown[k]);
-    cr_expect(strstr(out, want) != NULL, "%s", out);
+    int rc = smelt(args, &out);
+    cr_expect_eq(rc != 0, k > 0, "%s", out);
+    char line[320];
+    snprintf(line, sizeof line, want[k], bad);
+    cr_expect(strstr(out, line) != NULL, "want \"%s\" in:\n%s", line, out);
     free(out);
   }
   snprintf(args, sizeof args, "rm -rf %s", dir);
   cr_expect_eq(system(args), 0);
+}
+
+// Copies the checkpoint src to dst with the step counter (an i64) set to step.
+static void copy_with_step(const char *src, const char *dst, int64_t step) {
+  char err[256];
+  TensorReader *r = tensor_reader_open(src, err, sizeof err);
+  cr_assert_not_null(r, "%s", err);
+  int n = (int)tensor_reader_count(r);
+  char **names = calloc((size_t)n, sizeof *names), **bytes = calloc((size_t)n, sizeof *bytes);
+  uint32_t *dtypes = calloc((size_t)n, sizeof *dtypes);
+  Shape *shapes = calloc((size_t)n, sizeof *shapes);
+  for (int i = 0; i < n; i++) {
+    const char *name;
+    cr_assert(tensor_reader_next(r, &name, &dtypes[i], &shapes[i]));
+    names[i] = strdup(name);
+    uint64_t size = (uint64_t)shape_numel(&shapes[i]) * (uint64_t)dtype_size(dtypes[i]);
+    bytes[i] = malloc(size ? size : 1);
+    cr_assert(tensor_reader_bytes(r, bytes[i], size));
+    if (!strcmp(name, "step")) {
+      cr_assert_eq(dtypes[i], DT_I64, "the step counter is a %s", dtype_name(dtypes[i]));
+      memcpy(bytes[i], &step, sizeof step);
+    }
+  }
+  tensor_reader_close(r);
+  TensorWriter *w = tensor_writer_open(dst, n, (const char *const *)names, dtypes, shapes, err, sizeof err);
+  cr_assert_not_null(w, "%s", err);
+  for (int i = 0; i < n; i++)
+    cr_assert(tensor_writer_bytes(w, bytes[i], (uint64_t)shape_numel(&shapes[i]) * (uint64_t)dtype_size(dtypes[i])));
+  cr_assert_eq(tensor_writer_close(w, true, err, sizeof err), 0, "%s", err);
+  for (int i = 0; i < n; i++) {
+    free(names[i]);
+    free(bytes[i]);
+  }
+  free(names);
+  free(bytes);
+  free(dtypes);
+  free(shapes);
 }
 
 // The step counter saved in a checkpoint, or -1 when it cannot be read.
@@ -333,6 +411,40 @@ static double saved_step(const char *path) {
   double v = step ? step->data[0] : -1;
   tensorfile_free(t, n);
   return v;
+}
+
+// The step counter is an i64: a run resumed at 2^24 + 5 (where an f32
+// counter no longer counts) goes on from there and saves 2^24 + 7; a
+// negative one is refused.
+TEST(train, the_step_counts_past_2_24) {
+  char dir[] = "/tmp/smelt-step-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  write_csv_model(dir, "cross_entropy(logits, y)", NULL);
+  char ckpt[128], big[160], neg[160], args[640], *out;
+  snprintf(ckpt, sizeof ckpt, "%s/m.ckpt", dir);
+  snprintf(big, sizeof big, "%s/big.ckpt", dir);
+  snprintf(neg, sizeof neg, "%s/neg.ckpt", dir);
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1 --stop-after=1", dir, ckpt);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  const int64_t at = (INT64_C(1) << 24) + 5;
+  copy_with_step(ckpt, big, at);
+  copy_with_step(ckpt, neg, -1);
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --resume --steps=%lld --threads=1", dir, big,
+           (long long)at + 2);
+  cr_expect_eq(smelt(args, &out), 0, "%s", out);
+  char want[256];
+  snprintf(want, sizeof want, "resumed from %s at step %lld\n", big, (long long)at);
+  cr_expect(strstr(out, want) != NULL, "%s", out);
+  free(out);
+  cr_expect_eq(saved_step(big), (double)(at + 2));
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --resume --threads=1", dir, neg);
+  cr_expect_neq(smelt(args, &out), 0, "%s", out);
+  snprintf(want, sizeof want, "the step counter in %s is -1, not a count of steps", neg);
+  cr_expect(strstr(out, want) != NULL, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
 }
 
 // A run without --resume does not start over an existing checkpoint: it

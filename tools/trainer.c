@@ -23,9 +23,6 @@
 #include "runtime.h"
 #include "tensorfile.h"
 
-// The step counter is an f32 tensor (the schedule computes with it): above
-// 2^24 adding 1 no longer changes it.
-#define MAX_STEPS 16777216
 
 typedef struct {
   const char *inputs[2];   // entry input names this source feeds
@@ -333,6 +330,42 @@ static const char *first_nonfinite(const smelt_ingot *ig, smelt_session *s, int6
   return NULL;
 }
 
+// Where the tensor name of ig comes from, as " (model.smelt:7)" (META
+// "at.NAME"), or "" when the ingot does not say.
+static void declared_at(const smelt_ingot *ig, const char *name, char *buf, size_t n) {
+  char key[512];
+  snprintf(key, sizeof key, "at.%s", name);
+  const char *at = smelt_ingot_meta(ig, key);
+  if (at) snprintf(buf, n, " (%s)", at);
+  else if (n) buf[0] = '\0';
+}
+
+// The element flat of the tensor name as " at [3, 5]" ("" for a scalar).
+static void element_index(const smelt_ingot *ig, const char *name, int64_t flat, char *buf, size_t n) {
+  const IngotTensor *tt = &ig->tensors[ingot_tensor(ig, name)];
+  int64_t idx[INGOT_MAX_DIMS];
+  for (int d = (int)tt->ndim - 1; d >= 0; d--) {
+    idx[d] = tt->dims[d] ? flat % (int64_t)tt->dims[d] : 0;
+    flat = tt->dims[d] ? flat / (int64_t)tt->dims[d] : 0;
+  }
+  size_t len = (size_t)snprintf(buf, n, tt->ndim ? " at [" : "");
+  for (uint32_t d = 0; d < tt->ndim && len < n; d++)
+    len += (size_t)snprintf(buf + len, n - len, "%s%lld", d ? ", " : "", (long long)idx[d]);
+  if (len < n && tt->ndim) snprintf(buf + len, n - len, "]");
+}
+
+// "'fc1.w' (model.smelt:7) holds nan at [3, 5]": the tensor, its line and
+// the element, for the messages about a non-finite value.
+static void describe_nonfinite(const smelt_ingot *ig, const char *name, int64_t at, double v, char *buf, size_t n) {
+  char where[300], idx[200];
+  declared_at(ig, name, where, sizeof where);
+  element_index(ig, name, at, idx, sizeof idx);
+  char value[32];   // a NaN's sign means nothing: "nan", never "-nan"
+  if (isnan(v)) snprintf(value, sizeof value, "nan");
+  else snprintf(value, sizeof value, "%g", v);
+  snprintf(buf, n, "'%s'%s holds %s%s", name, where, value, idx);
+}
+
 // The first input of the batch now in sp with a non-finite value, or NULL.
 static const char *nonfinite_input(const Split *sp) {
   for (int k = 0; k < sp->nouts; k++) {
@@ -350,9 +383,11 @@ static bool state_is_finite(const smelt_ingot *ig, smelt_session *s, int64_t ste
   double v;
   const char *bad = first_nonfinite(ig, s, &at, &v);
   if (!bad) return true;
-  fprintf(stderr, "\nsmelt: error: after step %lld, '%s' element %lld is %g; nothing saved", (long long)step, bad,
-          (long long)at, v);
+  char what[800];
+  describe_nonfinite(ig, bad, at, v, what, sizeof what);
+  fprintf(stderr, "\nsmelt: error: after step %lld, %s; nothing saved", (long long)step, what);
   if (checkpoint && access(checkpoint, F_OK) == 0) fprintf(stderr, " (%s holds the last good state)", checkpoint);
+  // the data loaders refuse a NaN or an infinity, so the cause is the step's arithmetic
   fprintf(stderr, ". A non-finite update: a learning rate too high, or a gradient through sqrt, log or a division at 0?\n");
   return false;
 }
@@ -426,11 +461,6 @@ int train_run(const TrainOptions *o) {
   int64_t epochs = o->epochs ? o->epochs : meta_int(ig, "train.epochs", 0);
   int64_t total = o->steps ? o->steps : epochs ? epochs * per_epoch : meta_int(ig, "train.steps", per_epoch);
   if (o->steps) epochs = 0;
-  if (total > MAX_STEPS) {
-    fprintf(stderr, "smelt: error: %lld steps; a run has at most %d (the step counter is an f32, exact up to 2^24)\n",
-            (long long)total, MAX_STEPS);
-    goto done;
-  }
   int64_t start = 0;
   if (o->weights && !o->resume && smelt_load_weights(s, o->weights) != SMELT_OK) {
     fprintf(stderr, "smelt: error: --weights: %s\n", smelt_last_error());
@@ -441,16 +471,18 @@ int train_run(const TrainOptions *o) {
       fprintf(stderr, "smelt: error: cannot resume: %s\n", smelt_last_error());
       goto done;
     }
-    float step_f = 0;
-    smelt_get_tensor(s, "step", &step_f, sizeof step_f);
-    // the counter is an f32: a NaN, negative or fractional one is a damaged
-    // checkpoint, and converting it to an integer would be undefined
-    if (!(step_f >= 0 && step_f <= MAX_STEPS) || step_f != floorf(step_f)) {
-      fprintf(stderr, "smelt: error: cannot resume: the step counter in %s is %g, not a whole number from 0 to %d\n",
-              o->checkpoint, step_f, MAX_STEPS);
+    // the counter is an i64 (smelt_load converted an older checkpoint's f32
+    // one exactly, or refused it); a negative one is a damaged checkpoint
+    if (smelt_get_tensor(s, "step", &start, sizeof start) != SMELT_OK) {
+      fprintf(stderr, "smelt: error: cannot resume: %s (an ingot from an older smelt, with an f32 step counter? "
+              "rebuild it)\n", smelt_last_error());
       goto done;
     }
-    start = (int64_t)step_f;
+    if (start < 0) {
+      fprintf(stderr, "smelt: error: cannot resume: the step counter in %s is %lld, not a count of steps\n",
+              o->checkpoint, (long long)start);
+      goto done;
+    }
     batcher_seek(sp.b, start / per_epoch, start % per_epoch);
     printf("resumed from %s at step %lld\n", o->checkpoint, (long long)start);
   }
@@ -484,9 +516,12 @@ int train_run(const TrainOptions *o) {
       const char *p = in ? NULL : first_nonfinite(ig, s, &at, &v);
       fprintf(stderr, "\nsmelt: error: the loss is %g at step %lld; ", loss, (long long)step);
       if (in) fprintf(stderr, "the batch's '%s' holds a NaN or an infinity (check the data)\n", in);
-      else if (p)
-        fprintf(stderr, "'%s' element %lld is %g: an update before it was not finite (a learning rate too high, "
-                "or a gradient through sqrt, log or a division at 0?)\n", p, (long long)at, v);
+      else if (p) {
+        char what[800];
+        describe_nonfinite(ig, p, at, v, what, sizeof what);
+        fprintf(stderr, "%s: an update before it was not finite (a learning rate too high, "
+                "or a gradient through sqrt, log or a division at 0?)\n", what);
+      }
       else fprintf(stderr, "the data and parameters are finite, so the model computes it (log of 0, a division by 0?)\n");
       goto done;
     }
