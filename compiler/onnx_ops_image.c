@@ -461,6 +461,11 @@ static void node_resize(Importer *im, const Onnx__NodeProto *n, const char *arg)
       im_fail(im, "node '%s' (Resize): tf_crop_and_resize needs a roi of %d values", im_node(n), 2 * nax);
       return;
     }
+    for (int i = 0; i < 2 * nax; i++)   // a source coordinate must stay an integer when floored
+      if (!(fabs(given[i]) <= (1 << 20))) {
+        im_fail(im, "node '%s' (Resize): roi value %g (at most 2^20 in magnitude)", im_node(n), given[i]);
+        return;
+      }
     for (int i = 0; i < r; i++) roi[i] = 0, roi[i + r] = 1;
     for (int i = 0; i < nax; i++) {
       int d = im_axis(im, n, ax[i], r);

@@ -102,6 +102,12 @@ TEST(onnx, resize_output_axis_bounded) {
   cr_assert_neq(run_cmd(cmd, &out), 0);
   cr_assert(strstr(out, "(Resize): output axis"), "%s", out);
   free(out);
+  // a tf_crop_and_resize roi of 10^21 (the source coordinate overflowed int64)
+  snprintf(cmd, sizeof cmd, "%s import tests/fuzz/seeds-onnx/resize-huge-roi.onnx -o /tmp/smelt-onnx-never.smelt",
+           smelt_path());
+  cr_assert_neq(run_cmd(cmd, &out), 0);
+  cr_assert(strstr(out, "(Resize): roi value"), "%s", out);
+  free(out);
 }
 
 // An AffineGrid whose size asks for billions of points (a fuzzer's find) is
