@@ -4,7 +4,7 @@
 #   make test       install what is missing, build, fuzz smoke run, the ONNX conformance suite, every Criterion suite
 #   make test-asan  the same suites built with ASan + UBSan and graph_verify between passes; a leaking test fails
 #   make demo       install, build, check every example, train the MLP for an epoch
-#   make fuzz       a longer libFuzzer run over the parser (FUZZ_SECONDS=300)
+#   make fuzz       longer libFuzzer runs, FUZZ_SECONDS=300 per target (FUZZ="parse tensorfile ingot data onnx")
 #   make bench      benchmarks (bench/); results are kept in bench/results/
 
 CC       ?= cc
@@ -214,11 +214,18 @@ $(BUILD)/fuzz/fuzz-tensorfile: tests/fuzz/fuzz_tensorfile.c $(FUZZ_RT_OBJ)
 $(BUILD)/fuzz/fuzz-ingot: tests/fuzz/fuzz_ingot.c $(FUZZ_RT_OBJ)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $(filter %.c %.o,$^) -lm -lpthread -ldl
 
+$(BUILD)/fuzz/fuzz-data: tests/fuzz/fuzz_data.c $(FUZZ_RT_OBJ)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $(filter %.c %.o,$^) -lm -lpthread -ldl
+
+$(BUILD)/fuzz/fuzz-onnx: tests/fuzz/fuzz_onnx.c $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $(filter %.c %.o,$^) $(LLVM_LIBS) $(ONNX_LIBS) $(SYS_LIBS)
+
 FUZZ_RUNS ?= 20000
 FUZZ_SECONDS ?= 300
 FUZZ_SEEDS = examples stdlib tests/diag tests/fuzz/seeds
 
-fuzz-smoke: $(BUILD)/fuzz/fuzz-parse $(BUILD)/fuzz/fuzz-tensorfile $(BUILD)/fuzz/fuzz-ingot
+FUZZ_TARGETS = parse tensorfile ingot data onnx
+fuzz-smoke: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz-%)
 	@rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus
 	$(BUILD)/fuzz/fuzz-parse -runs=$(FUZZ_RUNS) -max_total_time=60 -timeout=10 \
 	  -max_len=65536 -rss_limit_mb=2048 -print_final_stats=0 \
@@ -239,11 +246,47 @@ fuzz-smoke: $(BUILD)/fuzz/fuzz-parse $(BUILD)/fuzz/fuzz-tensorfile $(BUILD)/fuzz
 	  || { tail -n 60 $(BUILD)/fuzz/smoke-ingots.log; exit 1; }
 	@grep -E "^Done [0-9]+ runs" $(BUILD)/fuzz/smoke-ingots.log | sed "s/^/fuzz-ingot: /" || true
 	@echo "fuzz-ingot: smoke run found no crash, hang or leak"
+	@rm -rf $(BUILD)/fuzz/corpus-data && mkdir -p $(BUILD)/fuzz/corpus-data
+	$(BUILD)/fuzz/fuzz-data -runs=$(FUZZ_RUNS) -max_total_time=20 -timeout=10 \
+	  -max_len=4096 -rss_limit_mb=2048 -print_final_stats=0 \
+	  $(BUILD)/fuzz/corpus-data tests/fuzz/seeds-data 2>$(BUILD)/fuzz/smoke-data.log \
+	  || { tail -n 60 $(BUILD)/fuzz/smoke-data.log; exit 1; }
+	@grep -E "^Done [0-9]+ runs" $(BUILD)/fuzz/smoke-data.log | sed "s/^/fuzz-data: /" || true
+	@echo "fuzz-data: smoke run found no crash, hang or leak"
+	@rm -rf $(BUILD)/fuzz/corpus-onnx && mkdir -p $(BUILD)/fuzz/corpus-onnx
+	$(BUILD)/fuzz/fuzz-onnx -runs=$(FUZZ_RUNS) -max_total_time=30 -timeout=10 \
+	  -max_len=16384 -rss_limit_mb=2048 -print_final_stats=0 \
+	  $(BUILD)/fuzz/corpus-onnx tests/fuzz/seeds-onnx 2>$(BUILD)/fuzz/smoke-onnx.log \
+	  || { tail -n 60 $(BUILD)/fuzz/smoke-onnx.log; exit 1; }
+	@grep -E "^Done [0-9]+ runs" $(BUILD)/fuzz/smoke-onnx.log | sed "s/^/fuzz-onnx: /" || true
+	@echo "fuzz-onnx: smoke run found no crash, hang or leak"
 
-fuzz: $(BUILD)/fuzz/fuzz-parse
-	@mkdir -p $(BUILD)/fuzz/corpus
-	$(BUILD)/fuzz/fuzz-parse -max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=65536 \
-	  $(BUILD)/fuzz/corpus $(FUZZ_SEEDS)
+# `make fuzz`: each target of FUZZ (all by default) for FUZZ_SECONDS, one after
+# the other, keeping its corpus in build/fuzz/corpus-long-<target>; a finding
+# stops the run and leaves its reproducer (crash-*, leak-*, oom-*, timeout-*)
+# in build/fuzz/.
+FUZZ ?= $(FUZZ_TARGETS)
+FUZZ_IN_parse = $(FUZZ_SEEDS)
+FUZZ_IN_tensorfile = tests/fuzz/seeds-tensors
+FUZZ_IN_ingot = tests/fuzz/seeds-ingots
+FUZZ_IN_data = tests/fuzz/seeds-data
+FUZZ_IN_onnx = tests/fuzz/seeds-onnx
+FUZZ_LEN_parse = 65536
+FUZZ_LEN_tensorfile = 4096
+FUZZ_LEN_ingot = 65536
+FUZZ_LEN_data = 4096
+FUZZ_LEN_onnx = 16384
+
+fuzz: $(FUZZ:%=$(BUILD)/fuzz/fuzz-%)
+	@set -e; for t in $(FUZZ); do \
+	  mkdir -p $(BUILD)/fuzz/corpus-long-$$t; \
+	  echo "fuzz-$$t: $(FUZZ_SECONDS) s"; \
+	  case $$t in parse) in="$(FUZZ_IN_parse)" len=$(FUZZ_LEN_parse);; tensorfile) in="$(FUZZ_IN_tensorfile)" len=$(FUZZ_LEN_tensorfile);; \
+	    ingot) in="$(FUZZ_IN_ingot)" len=$(FUZZ_LEN_ingot);; data) in="$(FUZZ_IN_data)" len=$(FUZZ_LEN_data);; \
+	    onnx) in="$(FUZZ_IN_onnx)" len=$(FUZZ_LEN_onnx);; *) echo "no fuzz target '$$t'"; exit 1;; esac; \
+	  $(BUILD)/fuzz/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=$$len -rss_limit_mb=2048 \
+	    -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-long-$$t $$in; \
+	done
 
 # ---- benchmarks (numbers, not tests: see ../shared/PERF.md and bench/results/)
 

@@ -325,7 +325,11 @@ static bool resize_sizes(Importer *im, const Onnx__NodeProto *n, const Value *x,
     for (int i = 0; i < nax; i++) {
       if (!(sc[i] > 0)) return im_fail(im, "node '%s' (Resize): scale %g", im_node(n), sc[i]), false;
       scale[ax[i]] = sc[i];
-      out[ax[i]] = (int64_t)(sc[i] * (double)x->dims[ax[i]]);
+      double rows = sc[i] * (double)x->dims[ax[i]];
+      if (!(rows < (1 << 24)))   // checked as a double: the cast of a larger one is undefined
+        return im_fail(im, "node '%s' (Resize): output axis %lld would have %g rows (at most 2^24)", im_node(n),
+                       (long long)ax[i], rows), false;
+      out[ax[i]] = (int64_t)rows;
     }
     return true;
   }
@@ -349,7 +353,11 @@ static bool resize_sizes(Importer *im, const Onnx__NodeProto *n, const Value *x,
     k = is(policy, "not_larger") ? fmin(k, scale[ax[i]]) : fmax(k, scale[ax[i]]);
   for (int i = 0; i < nax; i++) {
     scale[ax[i]] = k;
-    out[ax[i]] = (int64_t)(k * (double)x->dims[ax[i]] + 0.5);
+    double rows = k * (double)x->dims[ax[i]] + 0.5;
+    if (!(rows < (1 << 24)))
+      return im_fail(im, "node '%s' (Resize): output axis %lld would have %g rows (at most 2^24)", im_node(n),
+                     (long long)ax[i], rows), false;
+    out[ax[i]] = (int64_t)rows;
   }
   return true;
 }
@@ -378,6 +386,12 @@ static void resize_emit(Importer *im, const Onnx__NodeProto *n, Value *x, const 
   for (int i = 0; i < r; i++)
     if (!skip[i] && x->dims[i] >= (1 << 24)) {
       im_fail(im, "node '%s' (Resize): axis %d has %lld rows (at most 2^24)", im_node(n), i, (long long)x->dims[i]);
+      return;
+    }
+  for (int i = 0; i < r; i++)   // the plan holds taps per output row: bounded like the input
+    if (!skip[i] && out[i] >= (1 << 24)) {
+      im_fail(im, "node '%s' (Resize): output axis %d would have %lld rows (at most 2^24)", im_node(n), i,
+              (long long)out[i]);
       return;
     }
   Value X = *x, *yp = im_result(im, n, x->dtype, r, out);
@@ -447,6 +461,11 @@ static void node_resize(Importer *im, const Onnx__NodeProto *n, const char *arg)
       im_fail(im, "node '%s' (Resize): tf_crop_and_resize needs a roi of %d values", im_node(n), 2 * nax);
       return;
     }
+    for (int i = 0; i < 2 * nax; i++)   // a source coordinate must stay an integer when floored
+      if (!(fabs(given[i]) <= (1 << 20))) {
+        im_fail(im, "node '%s' (Resize): roi value %g (at most 2^20 in magnitude)", im_node(n), given[i]);
+        return;
+      }
     for (int i = 0; i < r; i++) roi[i] = 0, roi[i + r] = 1;
     for (int i = 0; i < nax; i++) {
       int d = im_axis(im, n, ax[i], r);
@@ -728,7 +747,13 @@ static void node_affine_grid(Importer *im, const Onnx__NodeProto *n, const char 
               align ? " with align_corners (the base grid needs two points an axis)" : "");
       return;
     }
-  int64_t P = onnx_numel(d, k), bd[2] = {P, k + 1};
+  int64_t P = 1;
+  for (int i = 0; i < k; i++)   // the base grid is a param of P points: bounded before it is made
+    if ((P *= d[i]) > (1 << 24) || d[i] > (1 << 24)) {
+      im_fail(im, "node '%s' (AffineGrid): a grid of more than 2^24 points", im_node(n));
+      return;
+    }
+  int64_t bd[2] = {P, k + 1};
   float *base = xmalloc((size_t)(P * (k + 1)) * sizeof *base);
   for (int64_t p = 0; p < P; p++) {
     int64_t r = p;

@@ -351,15 +351,24 @@ int data_load_idx(const char *path, double scale, Dataset *out, char *err, size_
     fail(err, errlen, "'%s' holds no values (a dimension is 0)", path);
     goto fail;
   }
-  values = malloc((size_t)total * sizeof *values);
-  if (!values) {
-    fail(err, errlen, "out of memory loading '%s': %lld values", path, (long long)total);
-    goto fail;
-  }
   unsigned char chunk[1 << 16];
   const size_t per_chunk = sizeof chunk / (size_t)size;
+  // values grows with the data read, so that a header announcing far more
+  // than the file holds is refused as truncated before it costs that memory
+  int64_t cap = 0;
   for (int64_t done = 0; done < total;) {
     size_t count = total - done < (int64_t)per_chunk ? (size_t)(total - done) : per_chunk;
+    if (done + (int64_t)count > cap) {
+      int64_t want = cap * 2 > done + (int64_t)count ? cap * 2 : done + (int64_t)count;
+      if (want > total) want = total;
+      float *grown = realloc(values, (size_t)want * sizeof *values);
+      if (!grown) {
+        fail(err, errlen, "out of memory loading '%s': %lld values", path, (long long)total);
+        goto fail;
+      }
+      values = grown;
+      cap = want;
+    }
     got = reader_read(&r, chunk, count * (size_t)size, err, errlen);
     if (got < 0) goto fail;
     if (got < (int64_t)(count * (size_t)size)) {

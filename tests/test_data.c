@@ -199,6 +199,22 @@ TEST(data, idx_truncated_and_trailing, .init = scratch_make, .fini = scratch_rem
   expect_error(data_load_idx(at("short2.gz"), 1, &d, err, sizeof err), err, "is truncated");
 }
 
+// A header announcing a billion values over a file of a few bytes is refused
+// as truncated, raw or gzipped. That the loader does not first set aside
+// memory for them all is checked by fuzz-data's seed idx-header-overstates.idx
+// (the fuzz smoke run's memory limit is 2 GB).
+TEST(data, idx_header_overstating_the_file, .init = scratch_make, .fini = scratch_remove) {
+  Dataset d;
+  char err[512] = "";
+  write_idx(at("huge"), 0x08, 2, (uint32_t[]){1 << 15, 1 << 15}, (unsigned char[]){1, 2, 3}, 3);
+  expect_error(data_load_idx(at("huge"), 1, &d, err, sizeof err), err, "is truncated");
+  cr_expect(strstr(err, "only 3 bytes follow") != NULL, "%s", err);
+  gzip_file(at("huge"), at("huge.gz"));
+  expect_error(data_load_idx(at("huge.gz"), 1, &d, err, sizeof err), err, "is truncated");
+  cr_expect(strstr(err, "only 3 bytes follow") != NULL, "%s", err);
+  cr_expect_null(d.values);
+}
+
 TEST(data, idx_truncated_gzip_stream, .init = scratch_make, .fini = scratch_remove) {
   // incompressible data, so that cutting the .gz cuts the stream
   unsigned char px[2000];

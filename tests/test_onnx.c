@@ -132,6 +132,40 @@ TEST(onnx, declared_output_shape_checked) {
   free(out);
 }
 
+// A Resize whose sizes ask for an axis of billions of rows (a fuzzer's find)
+// is refused with a message, not by running out of memory.
+TEST(onnx, resize_output_axis_bounded) {
+  char cmd[512], *out = NULL;
+  snprintf(cmd, sizeof cmd, "%s import tests/fuzz/seeds-onnx/resize-huge-output.onnx -o /tmp/smelt-onnx-never.smelt",
+           smelt_path());
+  cr_assert_neq(run_cmd(cmd, &out), 0);
+  cr_assert(strstr(out, "(Resize): output axis"), "%s", out);
+  free(out);
+  // the same through scales of 10^27 (converting that to a size was undefined)
+  snprintf(cmd, sizeof cmd, "%s import tests/fuzz/seeds-onnx/resize-huge-scale.onnx -o /tmp/smelt-onnx-never.smelt",
+           smelt_path());
+  cr_assert_neq(run_cmd(cmd, &out), 0);
+  cr_assert(strstr(out, "(Resize): output axis"), "%s", out);
+  free(out);
+  // a tf_crop_and_resize roi of 10^21 (the source coordinate overflowed int64)
+  snprintf(cmd, sizeof cmd, "%s import tests/fuzz/seeds-onnx/resize-huge-roi.onnx -o /tmp/smelt-onnx-never.smelt",
+           smelt_path());
+  cr_assert_neq(run_cmd(cmd, &out), 0);
+  cr_assert(strstr(out, "(Resize): roi value"), "%s", out);
+  free(out);
+}
+
+// An AffineGrid whose size asks for billions of points (a fuzzer's find) is
+// refused with a message before its base grid is made.
+TEST(onnx, affine_grid_size_bounded) {
+  char cmd[512], *out = NULL;
+  snprintf(cmd, sizeof cmd, "%s import tests/fuzz/seeds-onnx/affinegrid-huge-size.onnx -o /tmp/smelt-onnx-never.smelt",
+           smelt_path());
+  cr_assert_neq(run_cmd(cmd, &out), 0);
+  cr_assert(strstr(out, "(AffineGrid): a grid of more than 2^24 points"), "%s", out);
+  free(out);
+}
+
 TEST(onnx, model_file_names_and_params) {
   char cmd[512], *out = NULL;
   snprintf(cmd, sizeof cmd, "%s import tests/onnx/mlp.onnx -o /tmp/smelt-onnx-names-%d.smelt -D batch=4",
