@@ -44,7 +44,7 @@ _smelt() {
     if [[ ${COMP_WORDS[i]} != -* && ${COMP_WORDS[i]} != = ]]; then cmd=${COMP_WORDS[i]}; break; fi
   done
   if [[ -z $cmd ]]; then
-    COMPREPLY=($(compgen -W "$(_smelt_commands "$prog") --help --version" -- "$cur"))
+    mapfile -t COMPREPLY < <(compgen -W "$(_smelt_commands "$prog") --help --version" -- "$cur")
     return
   fi
   # --name=VALUE, read from the line itself: bash splits words at '=' when
@@ -60,7 +60,7 @@ _smelt() {
     return
   fi
   if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W "$(_smelt_options "$prog" "$cmd") --help" -- "$cur"))
+    mapfile -t COMPREPLY < <(compgen -W "$(_smelt_options "$prog" "$cmd") --help" -- "$cur")
     [[ ${COMPREPLY[0]} == *= ]] && compopt -o nospace 2>/dev/null
     return
   fi
