@@ -1,7 +1,8 @@
 # smelt: build, test and demo.
 #
 #   make            build/smelt, build/libsmeltrt.a, build/libsmeltrt.so
-#   make test       install what is missing, build, fuzz smoke run, the ONNX conformance suite, every Criterion suite
+#   make test       install what is missing, build, fuzz smoke run, install check, the ONNX conformance suite, every Criterion suite
+#   make install    PREFIX=/usr/local DESTDIR= LIBDIR=$(PREFIX)/lib (make uninstall: the same)
 #   make test-asan  the same suites built with ASan + UBSan and graph_verify between passes; a leaking test fails
 #   make demo       install, build, check every example, train the MLP for an epoch
 #   make fuzz       longer libFuzzer runs, FUZZ_SECONDS=300 per target (FUZZ="parse tensorfile ingot data onnx")
@@ -172,7 +173,7 @@ TEST_ENV = NO_COLOR=1 SMELT_PATH=
 test: deps
 	@$(MAKE) --no-print-directory test-suites
 
-test-suites: all $(BUILD)/smelt-tests bench-programs api-example fuzz-smoke
+test-suites: all $(BUILD)/smelt-tests bench-programs api-example fuzz-smoke install-check
 	$(TEST_ENV) SMELT=$(CURDIR)/$(BUILD)/smelt bash scripts/onnx-suite.sh
 	$(TEST_ENV) $(BUILD)/smelt-tests --jobs=2
 
@@ -339,3 +340,58 @@ diag-golden: $(BUILD)/smelt
 
 # Header dependencies written by the compiles (-MMD -MP).
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- install, uninstall
+#
+#   make install   [PREFIX=/usr/local] [DESTDIR=] [LIBDIR=$(PREFIX)/lib]
+#   make uninstall (the same variables)
+#
+# The installed smelt finds PREFIX/share/smelt/stdlib from its own path
+# (compiler/module.c), so a DESTDIR staging tree or a moved PREFIX works as
+# long as bin/ and share/ stay siblings. Every libsmeltrt.so* of the build is
+# copied, symbolic links as links.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+LIBDIR     ?= $(PREFIX)/lib
+INSTALL    ?= install
+# The one version of the runtime library, read from its source.
+SMELT_VERSION = $(shell sed -n 's/.*smelt_version(void) { return "\([^"]*\)"; }.*/\1/p' runtime/version.c)
+
+D_BIN   = $(DESTDIR)$(PREFIX)/bin
+D_LIB   = $(DESTDIR)$(LIBDIR)
+D_INC   = $(DESTDIR)$(PREFIX)/include
+D_SHARE = $(DESTDIR)$(PREFIX)/share
+
+.PHONY: install uninstall install-check
+
+# The .pc names PREFIX and LIBDIR, so install writes it in place each time.
+install: all
+	@test -n "$(PREFIX)" || { echo "PREFIX is empty"; exit 1; }
+	@test -n "$(SMELT_VERSION)" || { echo "no version found in runtime/version.c"; exit 1; }
+	$(INSTALL) -d $(D_BIN) $(D_LIB)/pkgconfig $(D_INC) $(D_SHARE)/smelt/stdlib $(D_SHARE)/man/man1 \
+	  $(D_SHARE)/bash-completion/completions
+	$(INSTALL) -m 755 $(BUILD)/smelt $(BUILD)/smelt-rt $(D_BIN)
+	$(INSTALL) -m 644 $(BUILD)/libsmeltrt.a $(D_LIB)
+	for f in $(BUILD)/libsmeltrt.so*; do \
+	  if [ -L "$$f" ]; then cp -P "$$f" $(D_LIB)/ || exit 1; \
+	  else $(INSTALL) -m 755 "$$f" $(D_LIB) || exit 1; fi; done
+	$(INSTALL) -m 644 runtime/smelt.h $(D_INC)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(SMELT_VERSION)|' \
+	  -e 's|@LIBS_PRIVATE@|$(SYS_LIBS)|' dist/smelt.pc.in > $(D_LIB)/pkgconfig/smelt.pc
+	chmod 644 $(D_LIB)/pkgconfig/smelt.pc
+	$(INSTALL) -m 644 stdlib/*.smelt $(D_SHARE)/smelt/stdlib
+	$(INSTALL) -m 644 dist/smelt.1 dist/smelt-rt.1 $(D_SHARE)/man/man1
+	$(INSTALL) -m 644 dist/smelt.bash $(D_SHARE)/bash-completion/completions/smelt
+
+# Removes what install wrote; share/smelt is smelt's alone.
+uninstall:
+	@test -n "$(PREFIX)" || { echo "PREFIX is empty"; exit 1; }
+	rm -f $(D_BIN)/smelt $(D_BIN)/smelt-rt $(D_LIB)/libsmeltrt.a $(D_LIB)/libsmeltrt.so* \
+	  $(D_INC)/smelt.h $(D_LIB)/pkgconfig/smelt.pc $(D_SHARE)/man/man1/smelt.1 $(D_SHARE)/man/man1/smelt-rt.1 \
+	  $(D_SHARE)/bash-completion/completions/smelt
+	rm -rf $(D_SHARE)/smelt
+
+# Installs into a temporary DESTDIR and uses the result as a user would
+# (scripts/install-check.sh); part of make test.
+install-check: all
+	bash scripts/install-check.sh

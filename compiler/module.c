@@ -46,18 +46,22 @@ static bool is_file(const char *path) {
   return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+// The standard library folder, first found of: $SMELT_STDLIB; the installed
+// layout next to the binary (PREFIX/bin/smelt -> PREFIX/share/smelt/stdlib),
+// found from the binary's own path so that a DESTDIR or relocated install
+// works; the source tree's (build/smelt -> stdlib); the source folder the
+// compiler was built from.
 const char *stdlib_dir(const char *argv0) {
   static char found[PATH_MAX];
   const char *env = getenv("SMELT_STDLIB");
   if (env && *env) return env;
-  // Next to the binary: build/smelt -> stdlib/, bin/smelt -> share/smelt/stdlib/.
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n <= 0 && argv0) n = (ssize_t)strlen(strncpy(exe, argv0, sizeof exe - 1));
   if (n > 0) {
     exe[n] = '\0';
     char *dir = dirname(exe);
-    const char *rel[] = {"/../stdlib", "/../share/smelt/stdlib"};
+    const char *rel[] = {"/../share/smelt/stdlib", "/../stdlib"};
     for (int i = 0; i < 2; i++) {
       snprintf(found, sizeof found, "%s%s", dir, rel[i]);
       if (is_dir(found)) return found;

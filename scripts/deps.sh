@@ -10,6 +10,7 @@ packages=(
   libcriterion-dev                                  # test suites
   zlib1g-dev                                        # gzipped data files, ingot sections
   protobuf-c-compiler libprotobuf-c-dev libonnx-dev  # the ONNX importer (onnx.proto, protoc-c)
+  pkgconf                                           # the install check links a program with pkg-config
   dataset-fashion-mnist fortunes                    # data for the examples
 )
 
