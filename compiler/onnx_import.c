@@ -28,8 +28,13 @@ static void declare_params(Importer *im, FILE *f) {
       free(im->wdata[i]);
       continue;
     }
-    if (v)   // else a stdlib layer's, which the call declares
-      fprintf(f, "    param %s: f32%s = zeros   # '%s'\n", v->ident, onnx_shape_str(v->dims, v->ndim), v->onnx);
+    // a stdlib layer's has no line: the call declares it; one the importer
+    // computes (named ONNX-NAME \x01 TAG, im_temp_value) says what it is for
+    const char *tag = v ? strchr(v->onnx, '\x01') : NULL;
+    if (v)
+      fprintf(f, "    param %s: f32%s = zeros   # '%.*s'%s%s\n", v->ident, onnx_shape_str(v->dims, v->ndim),
+              (int)(tag ? tag - v->onnx : (ptrdiff_t)strlen(v->onnx)), v->onnx, tag ? ", computed: " : "",
+              tag ? tag + 1 : "");
     im->wnames[kept] = im->wnames[i];
     im->wdtypes[kept] = im->wdtypes[i];
     im->wshapes[kept] = im->wshapes[i];
