@@ -58,7 +58,7 @@ RT_LIB    := $(BUILD)/libsmeltrt.a
 TOOLS_LIB := $(BUILD)/libsmelttools.a $(RT_LIB)
 C_LIB     := $(BUILD)/libsmeltc.a $(TOOLS_LIB)
 
-.PHONY: all deps test test-suites test-asan demo demo-run fuzz fuzz-smoke clean diag-golden bench \
+.PHONY: all deps test test-suites test-failalloc test-asan demo demo-run fuzz fuzz-smoke clean diag-golden bench \
         bench-programs api-example
 .DELETE_ON_ERROR:
 
@@ -168,12 +168,25 @@ api-example: $(BUILD)/api-example
 
 TEST_ENV = NO_COLOR=1 SMELT_PATH=
 
+# Allocation-failure injection (tests/failalloc.c): the runtime linked with
+# its malloc, calloc, realloc, strdup, posix_memalign and free wrapped, run
+# on a tiny MLP with every allocation of a session's life failing in turn.
+FAILALLOC_WRAP = $(foreach f,malloc calloc realloc strdup posix_memalign free,-Wl,--wrap=$(f))
+
+$(BUILD)/failalloc: tests/failalloc.c $(RT_LIB)
+	$(CC) $(RT_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(RT_LIB) $(FAILALLOC_WRAP) $(SYS_LIBS)
+
+test-failalloc: $(BUILD)/failalloc $(BUILD)/smelt
+	@rm -rf $(BUILD)/failalloc-run && mkdir -p $(BUILD)/failalloc-run
+	$(BUILD)/smelt build -DB=2 -DH=8 examples/mlp.smelt -o $(BUILD)/failalloc-run/mlp.ingot >/dev/null
+	$(BUILD)/failalloc $(BUILD)/failalloc-run/mlp.ingot $(BUILD)/failalloc-run
+
 # The README's test command: installs what is missing first, then reads this
 # file again (a fresh machine has no LLVM, flex or bison until deps ran).
 test: deps
 	@$(MAKE) --no-print-directory test-suites
 
-test-suites: all $(BUILD)/smelt-tests bench-programs api-example fuzz-smoke install-check
+test-suites: all $(BUILD)/smelt-tests bench-programs api-example fuzz-smoke install-check test-failalloc
 	$(TEST_ENV) SMELT=$(CURDIR)/$(BUILD)/smelt bash scripts/onnx-suite.sh
 	$(TEST_ENV) $(BUILD)/smelt-tests --jobs=2
 

@@ -105,6 +105,7 @@ void cg_close(Cg *c);
 // Verifies, optimizes at O3 and emits the module as kind; 0, or -1 with a message.
 int cg_finish(Cg *c, LLVMTargetMachineRef tm, LLVMCodeGenFileType kind, Blob *out, char *err, size_t errlen);
 int cg_fail(char *err, size_t errlen, const char *what, char *llvm_msg);
+
 // Verifies and optimizes at O3 as cg_finish does; out: the module's LLVM IR as text.
 int cg_finish_ir(Cg *c, LLVMTargetMachineRef tm, Blob *out, char *err, size_t errlen);
 

@@ -45,6 +45,8 @@ static int gpu_module(const KernelPlan *const *plans, int nplans, const char *ta
     snprintf(err, errlen, "unknown GPU target '%s'", target);
     return -1;
   }
+  llvm_errors_install();
+  llvm_errors_at("the %s module", target);
   tg->init();
   LLVMTargetRef t;
   char *msg = NULL;
@@ -60,8 +62,12 @@ static int gpu_module(const KernelPlan *const *plans, int nplans, const char *ta
   c.arch = target;
   for (int p = 0; p < nplans; p++) {
     c.plan = plans[p];
-    for (int i = 0; i < plans[p]->n; i++) gpu_emit_kernel(&c, &plans[p]->kernels[i]);
+    for (int i = 0; i < plans[p]->n; i++) {
+      llvm_errors_at("kernel %s for %s", plans[p]->kernels[i].name, target);
+      gpu_emit_kernel(&c, &plans[p]->kernels[i]);
+    }
   }
+  llvm_errors_at("the %s module (optimizing and emitting its kernels)", target);
   int rc = ir ? cg_finish_ir(&c, tm, out, err, errlen)
               : cg_finish(&c, tm, kind < 0 ? tg->emit : (LLVMCodeGenFileType)kind, out, err, errlen);
   cg_close(&c);

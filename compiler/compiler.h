@@ -897,6 +897,15 @@ const char *gpu_tool_path(const char *name);
 // As gpu_tool_path, on PATH alone (cc for linking the host code).
 const char *tool_path(const char *name);
 
+// ---------------------------------------------------------------- llvm_errors.c
+// LLVM's fatal errors and failed allocations end the process
+// with "smelt: error: out of memory while compiling WHAT" (or "LLVM failed
+// while compiling WHAT: REASON") and exit status 1, after removing the
+// temporary folders. Installed once, before LLVM is first used.
+void llvm_errors_install(void);
+// Names what LLVM is working on now, printf-style: "kernel fc1_matmul".
+void llvm_errors_at(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 // ---------------------------------------------------------------- tempdir.c
 // Private temporary folders (mkdtemp, mode 0700, under $TMPDIR or /tmp),
 // removed by tempdir_remove, at exit, and on SIGINT, SIGTERM, SIGHUP and
@@ -906,6 +915,9 @@ const char *tool_path(const char *name);
 int tempdir_create(char *dir, size_t n, char *err, size_t errlen);
 // Removes the folder made by tempdir_create and the files in it.
 void tempdir_remove(const char *dir);
+// Removes every folder made by tempdir_create: system calls only, so safe
+// where the process is about to _exit (llvm_errors.c) or in a signal handler.
+void tempdir_remove_all(void);
 
 // ---------------------------------------------------------------- elaborate.c
 // AST to op graph: evaluates compile-time values, inlines function calls,

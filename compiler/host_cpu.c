@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 static LLVMTargetMachineRef x86_machine(const char *cpu) {
+  llvm_errors_install();
+  llvm_errors_at("the CPU name '%s'", cpu);
   LLVMInitializeX86TargetInfo();
   LLVMInitializeX86Target();
   LLVMInitializeX86TargetMC();

@@ -45,7 +45,7 @@ static void tempdir_clear(const char *dir) {
   rmdir(dir);
 }
 
-static void tempdir_clear_all(void) {
+void tempdir_remove_all(void) {
   if (getpid() != tempdir_owner) return;
   for (int i = 0; i < TEMPDIR_MAX; i++)
     if (tempdir_used[i]) {
@@ -56,7 +56,7 @@ static void tempdir_clear_all(void) {
 
 static void tempdir_on_signal(int sig) {
   int saved = errno;
-  tempdir_clear_all();
+  tempdir_remove_all();
   signal(sig, SIG_DFL);
   raise(sig);
   errno = saved;
@@ -69,7 +69,7 @@ static void tempdir_hooks_install(void) {
   if (installed) return;
   installed = true;
   tempdir_owner = getpid();
-  atexit(tempdir_clear_all);
+  atexit(tempdir_remove_all);
   static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
   for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
     struct sigaction old, sa = {.sa_handler = tempdir_on_signal};

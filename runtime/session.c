@@ -329,7 +329,7 @@ smelt_status smelt_save(smelt_session *s, const char *path) {
   smelt_status st = SMELT_OK;
   TensorWriter *w = host ? tensor_writer_open(path, (int)n, names, dtypes, shapes, err, sizeof err) : NULL;
   if (!host) st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory saving '%s'", path);
-  else if (!w) st = rt_fail(SMELT_ERR_IO, "%s", err);
+  else if (!w) st = rt_fail(errno == ENOMEM ? SMELT_ERR_OUT_OF_MEMORY : SMELT_ERR_IO, "%s", err);
   bool ok = true;
   for (uint32_t t = 0; w && t < ig->ntensors && ok; t++) {
     if (!s->persist[t]) continue;
@@ -375,7 +375,11 @@ static smelt_status load_converted(TensorReader *f, const char *path, const char
 static smelt_status load_tensors(smelt_session *s, const char *path, bool weights_only) {
   char err[512];
   TensorReader *f = tensor_reader_open(path, err, sizeof err);
-  if (!f) return rt_fail(errno == ENOENT ? SMELT_ERR_IO : SMELT_ERR_FORMAT, "%s", err);
+  if (!f)
+    return rt_fail(errno == ENOMEM   ? SMELT_ERR_OUT_OF_MEMORY
+                   : errno == ENOENT ? SMELT_ERR_IO
+                                     : SMELT_ERR_FORMAT,
+                   "%s", err);
   const smelt_ingot *ig = s->ig;
   uint32_t count = tensor_reader_count(f);
   smelt_status st = SMELT_OK;
@@ -384,6 +388,10 @@ static smelt_status load_tensors(smelt_session *s, const char *path, bool weight
   bool inference_only = ingot_entry(ig, "train_step") == NULL;
   // read everything first, then copy: a bad file changes nothing
   char **staged = calloc(ig->ntensors ? ig->ntensors : 1, sizeof *staged);
+  if (!staged) {
+    tensor_reader_close(f);
+    return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory loading '%s'", path);
+  }
   for (uint32_t i = 0; i < count && st == SMELT_OK; i++) {
     uint32_t dtype;
     Shape shape;
@@ -416,9 +424,13 @@ static smelt_status load_tensors(smelt_session *s, const char *path, bool weight
     }
     free(staged[t]);
     staged[t] = malloc(tt->bytes ? tt->bytes : 1);
-    if (staged[t] && dtype != tt->dtype) {
+    if (!staged[t]) {
+      st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory loading '%s'", path);
+      break;
+    }
+    if (dtype != tt->dtype) {
       if ((st = load_converted(f, path, name, dtype, tt, staged[t])) != SMELT_OK) break;
-    } else if (!staged[t] || !tensor_reader_bytes(f, staged[t], tt->bytes)) {
+    } else if (!tensor_reader_bytes(f, staged[t], tt->bytes)) {
       st = tensor_reader_why(f) ? rt_fail(SMELT_ERR_FORMAT, "%s", tensor_reader_why(f))
                                 : rt_fail(SMELT_ERR_FORMAT, "'%s' is truncated or corrupt", path);
       break;

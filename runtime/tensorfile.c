@@ -79,6 +79,7 @@ FILE *atomic_open(const char *path, char **tmp, char *err, size_t errlen) {
   *tmp = malloc(n);
   if (!*tmp) {
     snprintf(err, errlen, "out of memory");
+    errno = ENOMEM;
     return NULL;
   }
   stale_temps_remove(path);
@@ -206,6 +207,7 @@ TensorReader *tensor_reader_open(const char *path, char *err, size_t errlen) {
   TensorReader *r = calloc(1, sizeof *r);
   if (!r) {
     snprintf(err, errlen, "out of memory reading '%s'", path);
+    errno = ENOMEM;
     return NULL;
   }
   r->path = path;
@@ -327,6 +329,7 @@ TensorWriter *tensor_writer_open(const char *path, int count, const char *const 
   TensorWriter *w = calloc(1, sizeof *w);
   if (!w) {
     snprintf(err, errlen, "out of memory writing '%s'", path);
+    errno = ENOMEM;
     return NULL;
   }
   *w = (TensorWriter){.safetensors = ends_with(path, ".safetensors"), .count = count, .names = names,
@@ -335,7 +338,10 @@ TensorWriter *tensor_writer_open(const char *path, int count, const char *const 
   w->crc_at = w->safetensors ? calloc(count ? (size_t)count : 1, sizeof *w->crc_at) : NULL;
   w->f = w->path && (w->crc_at || !w->safetensors) ? atomic_open(path, &w->tmp, err, errlen) : NULL;
   if (!w->f) {
-    if (!w->path || (w->safetensors && !w->crc_at)) snprintf(err, errlen, "out of memory writing '%s'", path);
+    if (!w->path || (w->safetensors && !w->crc_at)) {
+      snprintf(err, errlen, "out of memory writing '%s'", path);
+      errno = ENOMEM;
+    }
     free(w->path);
     free(w->crc_at);
     free(w);
@@ -379,6 +385,7 @@ int tensorfile_write(const char *path, const TensorEntry *t, int n, char *err, s
   int rc = -1;
   if (!names || !dtypes || !shapes) {
     snprintf(err, errlen, "out of memory writing '%s'", path);
+    errno = ENOMEM;
     goto out;
   }
   for (int i = 0; i < n; i++) names[i] = t[i].name, dtypes[i] = DT_F32, shapes[i] = t[i].shape;
@@ -433,6 +440,7 @@ int tensorfile_read(const char *path, TensorEntry **out, int *n, char *err, size
   return 0;
 oom:
   snprintf(err, errlen, "out of memory reading '%s'", path);
+  errno = ENOMEM;
   goto fail;
 bad:
   if (tensor_reader_why(r)) snprintf(err, errlen, "%s", tensor_reader_why(r));

@@ -227,6 +227,8 @@ static void emit_kernel(Cg *c, const Kernel *k) {
 static int host_module(const KernelPlan *const *plans, int nplans, const char *cpu, bool ir, LLVMCodeGenFileType kind,
                        Blob *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
+  llvm_errors_install();
+  llvm_errors_at("the host module");
   host.init();
   LLVMTargetRef target;
   char *msg = NULL;
@@ -242,8 +244,12 @@ static int host_module(const KernelPlan *const *plans, int nplans, const char *c
   c.arch = cpu;
   for (int k = 0; k < nplans; k++) {
     c.plan = plans[k];
-    for (int i = 0; i < plans[k]->n; i++) emit_kernel(&c, &plans[k]->kernels[i]);
+    for (int i = 0; i < plans[k]->n; i++) {
+      llvm_errors_at("kernel %s", plans[k]->kernels[i].name);
+      emit_kernel(&c, &plans[k]->kernels[i]);
+    }
   }
+  llvm_errors_at("the host module (optimizing and emitting its kernels)");
   int rc = ir ? cg_finish_ir(&c, tm, out, err, errlen) : cg_finish(&c, tm, kind, out, err, errlen);
   cg_close(&c);
   LLVMDisposeTargetMachine(tm);
