@@ -1,0 +1,105 @@
+// test_libapi.c: libsmeltrt as a C library that programs link.
+//
+// Only smelt_* names leave the shared and the static library, so a program's
+// own rt_fail cannot take over the library's error path.
+#include <criterion/criterion.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "smelt.h"
+#include "support.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SAN_FLAGS "-fsanitize=address,undefined"   // the libraries were built so
+#else
+#define SAN_FLAGS ""
+#endif
+
+// The build folder the test binary lives in ("build", "build-asan").
+static const char *build_dir(void) {
+  static char dir[1024];
+  char exe[PATH_MAX];
+  snprintf(exe, sizeof exe, "%s", smelt_path());
+  snprintf(dir, sizeof dir, "%s", dirname(exe));
+  return dir;
+}
+
+// Writes text to a fresh file named for this process; returns its path.
+static const char *write_temp(const char *stem, const char *ext, const char *text) {
+  static char path[4][PATH_MAX];
+  static int next;
+  char *p = path[next++ % 4];
+  snprintf(p, PATH_MAX, "%s/test-%s-%d.%s", build_dir(), stem, (int)getpid(), ext);
+  FILE *f = fopen(p, "w");
+  cr_assert_not_null(f);
+  fputs(text, f);
+  fclose(f);
+  return p;
+}
+
+// Every defined dynamic (or global) symbol that nm lists for a library must
+// start with smelt_, and the API's entry points must be there.
+static void expect_only_smelt_names(const char *nm_args, const char *lib) {
+  char cmd[PATH_MAX + 128], *out;
+  snprintf(cmd, sizeof cmd, "nm %s %s/%s", nm_args, build_dir(), lib);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  int smelt = 0;
+  for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+    char *name = strrchr(line, ' ');
+    if (!name || !strchr(line, ' ') || strchr(line, ':')) continue;   // "smeltrt.o:" headers
+    name++;
+    cr_expect(!strncmp(name, "smelt_", 6), "%s exports '%s'", lib, name);
+    smelt += !strncmp(name, "smelt_", 6);
+  }
+  free(out);
+  cr_expect_geq(smelt, 19, "%s: only %d smelt_ names", lib, smelt);
+}
+
+TEST(libapi, the_libraries_export_only_smelt_names) {
+  expect_only_smelt_names("-D --defined-only", "libsmeltrt.so");
+  expect_only_smelt_names("-g --defined-only", "libsmeltrt.a");
+}
+
+// A program with its own rt_fail, data_free and ingot_entry (names the
+// runtime uses inside) links against either library and still reads the
+// library's own error message.
+static const char *hijacker =
+    "#include <stdio.h>\n"
+    "#include \"smelt.h\"\n"
+    "int rt_fail(int status, const char *fmt, ...) { (void)fmt; puts(\"hijacked\"); return status; }\n"
+    "void data_free(void *d) { (void)d; puts(\"hijacked\"); }\n"
+    "const void *ingot_entry(const void *ig, const char *n) { (void)ig; (void)n; return 0; }\n"
+    "int main(void) {\n"
+    "  smelt_ingot *ig;\n"
+    "  if (smelt_ingot_open(\"no/such.ingot\", &ig) == SMELT_OK) return 2;\n"
+    "  printf(\"error: %s\\n\", smelt_last_error());\n"
+    "  return 0;\n"
+    "}\n";
+
+static void run_hijacker(const char *src, const char *link, const char *tag) {
+  char exe[PATH_MAX], cmd[5 * PATH_MAX], *out;
+  snprintf(exe, sizeof exe, "%s/test-hijack-%s-%d", build_dir(), tag, (int)getpid());
+  snprintf(cmd, sizeof cmd, "cc -std=c11 %s -Iruntime %s -o %s %s -lm -ldl -lpthread", SAN_FLAGS, src, exe, link);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s", exe);
+  cr_expect_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect(strstr(out, "error: cannot open 'no/such.ingot'") != NULL, "%s: %s", tag, out);
+  cr_expect(strstr(out, "hijacked") == NULL, "%s: %s", tag, out);
+  free(out);
+  unlink(exe);
+}
+
+TEST(libapi, a_program_defining_internal_names_keeps_the_library_errors) {
+  const char *src = write_temp("hijack", "c", hijacker);
+  char link[2 * PATH_MAX];
+  snprintf(link, sizeof link, "-L%s -Wl,-rpath,%s -lsmeltrt", build_dir(), build_dir());
+  run_hijacker(src, link, "shared");
+  snprintf(link, sizeof link, "%s/libsmeltrt.a", build_dir());
+  run_hijacker(src, link, "static");
+  unlink(src);
+}
