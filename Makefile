@@ -54,6 +54,13 @@ RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
 TOOLS_OBJ    := $(TOOLS_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ     := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
+# The version is written once, in runtime/smelt.h: the real file is
+# libsmeltrt.so.MAJOR.MINOR.PATCH, its SONAME libsmeltrt.so.MAJOR, and both
+# that name and libsmeltrt.so (for -lsmeltrt) are links to it.
+RT_VERSION := $(shell awk '/^\#define SMELT_VERSION_(MAJOR|MINOR|PATCH) /{v = v (v == "" ? "" : ".") $$3} END {print v}' runtime/smelt.h)
+RT_MAJOR   := $(firstword $(subst ., ,$(RT_VERSION)))
+RT_SO      := $(BUILD)/libsmeltrt.so.$(RT_VERSION)
+
 # The libraries, from the bottom up; a program links the ones of its floor and below.
 # The tools and the compiler call the runtime's internal functions, so they
 # link the runtime's objects as they are (RT_LIB); libsmeltrt.a, for users,
@@ -66,7 +73,7 @@ C_LIB     := $(BUILD)/libsmeltc.a $(TOOLS_LIB)
         bench-programs api-example
 .DELETE_ON_ERROR:
 
-all: $(BUILD)/smelt $(BUILD)/smelt-rt $(BUILD)/libsmeltrt.a $(BUILD)/libsmeltrt.so
+all: $(BUILD)/smelt $(BUILD)/smelt-rt $(BUILD)/libsmeltrt.a $(BUILD)/libsmeltrt.so $(BUILD)/libsmeltrt.so.$(RT_MAJOR)
 
 deps:
 	@bash scripts/deps.sh
@@ -132,8 +139,11 @@ $(BUILD)/obj/smeltrt.o: $(RUNTIME_OBJ)
 $(BUILD)/libsmeltrt.a: $(BUILD)/obj/smeltrt.o
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/libsmeltrt.so: $(RUNTIME_OBJ)
-	$(CC) $(LDFLAGS_ALL) -shared -o $@ $^ $(SYS_LIBS)
+$(RT_SO): $(RUNTIME_OBJ)
+	$(CC) $(LDFLAGS_ALL) -shared -Wl,-soname,libsmeltrt.so.$(RT_MAJOR) -o $@ $^ $(SYS_LIBS)
+
+$(BUILD)/libsmeltrt.so.$(RT_MAJOR) $(BUILD)/libsmeltrt.so: $(RT_SO)
+	ln -sfn $(notdir $<) $@
 
 $(BUILD)/libsmelttools.a: $(TOOLS_OBJ)
 	rm -f $@ && ar rcs $@ $^
@@ -164,7 +174,7 @@ $(BUILD)/fake_gpu/libfakegpu-old.so: tests/fake_gpu/fake_driver.c tests/fake_gpu
 	@mkdir -p $(dir $@)
 	$(FAKE_GPU_CC) -DFAKE_GPU_OLD -o $@ $<
 
-$(BUILD)/smelt-tests: $(TEST_OBJ) $(C_LIB) | $(FAKE_GPU) $(BUILD)/libsmeltrt.a $(BUILD)/libsmeltrt.so
+$(BUILD)/smelt-tests: $(TEST_OBJ) $(C_LIB) | $(FAKE_GPU) $(BUILD)/libsmeltrt.a $(BUILD)/libsmeltrt.so $(BUILD)/libsmeltrt.so.$(RT_MAJOR)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) $(ONNX_LIBS) -lcriterion $(SYS_LIBS)
 
 $(BUILD)/leak-canary: $(BUILD)/obj/tests/leak_canary.o $(BUILD)/obj/tests/support.o $(C_LIB)

@@ -39,6 +39,18 @@ extern "C" {
 #define SMELT_API
 #endif
 
+// The library's version: the one place it is written (the Makefile reads
+// it from here to name libsmeltrt.so.MAJOR.MINOR.PATCH, SONAME
+// libsmeltrt.so.MAJOR; the compiler prints it). MAJOR changes when the ABI
+// breaks.
+#define SMELT_VERSION_MAJOR 0
+#define SMELT_VERSION_MINOR 1
+#define SMELT_VERSION_PATCH 0
+#define SMELT_VERSION_STR_(x) #x
+#define SMELT_VERSION_STR(x) SMELT_VERSION_STR_(x)
+#define SMELT_VERSION_STRING                                                   \
+  SMELT_VERSION_STR(SMELT_VERSION_MAJOR) "." SMELT_VERSION_STR(SMELT_VERSION_MINOR) "." SMELT_VERSION_STR(SMELT_VERSION_PATCH)
+
 typedef enum {
   SMELT_OK = 0,
   SMELT_ERR_INVALID_ARGUMENT,
@@ -52,7 +64,8 @@ typedef enum {
 typedef struct smelt_ingot smelt_ingot;
 typedef struct smelt_session smelt_session;
 
-// The library's version, "MAJOR.MINOR.PATCH".
+// The version of the library linked, "MAJOR.MINOR.PATCH" (SMELT_VERSION_STRING
+// is the version of this header).
 SMELT_API const char *smelt_version(void);
 // A short English description of a status ("ok", "out of memory", ...).
 SMELT_API const char *smelt_status_string(smelt_status status);

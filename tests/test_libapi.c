@@ -103,3 +103,29 @@ TEST(libapi, a_program_defining_internal_names_keeps_the_library_errors) {
   run_hijacker(src, link, "static");
   unlink(src);
 }
+
+// The version has one home (smelt.h): the function, the macros and the
+// shared library's file name and SONAME agree.
+TEST(libapi, the_shared_library_is_versioned) {
+  char want[64], cmd[PATH_MAX + 128], *out;
+  snprintf(want, sizeof want, "%d.%d.%d", SMELT_VERSION_MAJOR, SMELT_VERSION_MINOR, SMELT_VERSION_PATCH);
+  cr_expect_str_eq(smelt_version(), want);
+  cr_expect_str_eq(SMELT_VERSION_STRING, want);
+  snprintf(cmd, sizeof cmd, "readelf -d %s/libsmeltrt.so", build_dir());
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  char soname[64];
+  snprintf(soname, sizeof soname, "Library soname: [libsmeltrt.so.%d]", SMELT_VERSION_MAJOR);
+  cr_expect(strstr(out, soname) != NULL, "%s", out);
+  free(out);
+  const char *links[] = {"libsmeltrt.so", "libsmeltrt.so.0"};
+  for (int i = 0; i < 2; i++) {
+    char path[PATH_MAX], target[256];
+    snprintf(path, sizeof path, "%s/%s", build_dir(), links[i]);
+    ssize_t n = readlink(path, target, sizeof target - 1);
+    cr_assert_gt(n, 0, "%s is not a link", path);
+    target[n] = '\0';
+    char real[128];
+    snprintf(real, sizeof real, "libsmeltrt.so.%s", want);
+    cr_expect_str_eq(target, real, "%s -> %s", links[i], target);
+  }
+}
