@@ -84,7 +84,8 @@ SMELT_API smelt_status smelt_ingot_open(const char *path, smelt_ingot **out);
 // nothing (smelt_ingot_open).
 SMELT_API smelt_status smelt_ingot_open_verified(const char *path, const char *sha256, smelt_ingot **out);
 SMELT_API void smelt_ingot_close(smelt_ingot *ig);
-// A META value ("model", "train.epochs", "data.train.x", ...) or NULL.
+// A META value ("model", "train.epochs", "data.train.x", ...) or NULL. The
+// string belongs to the ingot, one per key, valid until smelt_ingot_close.
 SMELT_API const char *smelt_ingot_meta(const smelt_ingot *ig, const char *key);
 
 // A session on a device: "cpu", "cuda", "hip" or "auto" (CUDA, then HIP, then

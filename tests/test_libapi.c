@@ -13,6 +13,22 @@
 #include "smelt.h"
 #include "support.h"
 
+static const Define mlp_sizes[] = {{"B", 4}, {"H", 8}};
+
+// Builds examples/mlp.smelt at tiny sizes into a file named for this process.
+static const char *build_mlp(void) {
+  static char path[64];
+  snprintf(path, sizeof path, "build/test-libapi-%d.ingot", (int)getpid());
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_file(&c, "examples/mlp.smelt");
+  cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
+  cr_assert_eq(ingot_build(&c, m, mlp_sizes, 2, &(BuildTargets){.fusion = FUSION_ALL}, path), 0);
+  compilation_free(&c);
+  return path;
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 #define SAN_FLAGS "-fsanitize=address,undefined"   // the libraries were built so
 #else
@@ -128,4 +144,21 @@ TEST(libapi, the_shared_library_is_versioned) {
     snprintf(real, sizeof real, "libsmeltrt.so.%s", want);
     cr_expect_str_eq(target, real, "%s -> %s", links[i], target);
   }
+}
+
+// Each key's value is its own string, owned by the ingot: two read in one
+// expression differ, and both stay as they were.
+TEST(libapi, meta_values_are_the_ingots_own_strings) {
+  const char *path = build_mlp();
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  char both[256];
+  snprintf(both, sizeof both, "%s|%s", smelt_ingot_meta(ig, "model"), smelt_ingot_meta(ig, "compiler"));
+  cr_expect_str_eq(both, "mlp|smelt " SMELT_VERSION_STRING);
+  const char *model = smelt_ingot_meta(ig, "model");
+  cr_expect_null(smelt_ingot_meta(ig, "no.such.key"));
+  cr_expect_str_eq(smelt_ingot_meta(ig, "compiler"), "smelt " SMELT_VERSION_STRING);
+  cr_expect_str_eq(model, "mlp");
+  smelt_ingot_close(ig);
+  unlink(path);
 }
