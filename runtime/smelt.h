@@ -88,6 +88,50 @@ SMELT_API void smelt_ingot_close(smelt_ingot *ig);
 // string belongs to the ingot, one per key, valid until smelt_ingot_close.
 SMELT_API const char *smelt_ingot_meta(const smelt_ingot *ig, const char *key);
 
+// What an ingot holds, for a program that runs an ingot it did not build:
+// its entry points, each entry's inputs and outputs, and the parameters and
+// optimizer state, each with its dtype and shape. Names and the ingot's
+// strings stay valid until smelt_ingot_close.
+typedef enum {
+  SMELT_F32 = 0,
+  SMELT_F16,
+  SMELT_BF16,
+  SMELT_I32,
+  SMELT_I64,
+  SMELT_U8,
+  SMELT_BOOL,
+} smelt_dtype;
+
+typedef enum {
+  SMELT_INPUT = 1,    // of an entry: set before each run
+  SMELT_OUTPUT = 2,   // of an entry: read after a run
+  SMELT_PARAM = 3,    // trained, saved with checkpoints
+  SMELT_STATE = 4,    // optimizer state and buffers, saved with checkpoints
+} smelt_role;
+
+#define SMELT_MAX_DIMS 8
+typedef struct {
+  const char *name;          // "x" (an entry's input or output, as smelt_set_input takes it), "fc1.w"
+  smelt_dtype dtype;
+  int ndim;                  // 0 for a scalar
+  int64_t dims[SMELT_MAX_DIMS];
+  size_t bytes;              // what smelt_set_input, smelt_get_output, smelt_get_tensor take
+} smelt_tensor_info;
+
+// The entry points ("infer", "eval", "train_step"): i from 0 to count - 1;
+// NULL past the end.
+SMELT_API size_t smelt_ingot_entry_count(const smelt_ingot *ig);
+SMELT_API const char *smelt_ingot_entry_name(const smelt_ingot *ig, size_t i);
+// The tensors of one role, in the ingot's order: an entry's inputs or outputs
+// (entry names it), or the ingot's parameters or state (entry is NULL). An
+// unknown entry has none; smelt_ingot_tensor_info says so (and refuses an
+// index past the count) with SMELT_ERR_INVALID_ARGUMENT.
+SMELT_API size_t smelt_ingot_tensor_count(const smelt_ingot *ig, const char *entry, smelt_role role);
+SMELT_API smelt_status smelt_ingot_tensor_info(const smelt_ingot *ig, const char *entry, smelt_role role, size_t i,
+                                               smelt_tensor_info *out);
+// "f32", "i32", ...; NULL for a value outside smelt_dtype.
+SMELT_API const char *smelt_dtype_name(smelt_dtype dtype);
+
 // A session on a device: "cpu", "cuda", "hip" or "auto" (CUDA, then HIP, then
 // the CPU). threads: CPU worker threads, 0 for one per core.
 SMELT_API smelt_status smelt_session_new(const smelt_ingot *ig, const char *device, int threads,

@@ -162,3 +162,91 @@ TEST(libapi, meta_values_are_the_ingots_own_strings) {
   smelt_ingot_close(ig);
   unlink(path);
 }
+
+static void expect_info(const smelt_ingot *ig, const char *entry, smelt_role role, size_t i, const char *name,
+                        smelt_dtype dtype, int ndim, const int64_t *dims) {
+  smelt_tensor_info t;
+  cr_assert_eq(smelt_ingot_tensor_info(ig, entry, role, i, &t), SMELT_OK, "%s", smelt_last_error());
+  cr_expect_str_eq(t.name, name);
+  cr_expect_eq(t.dtype, dtype, "%s: %s", name, smelt_dtype_name(t.dtype));
+  cr_assert_eq(t.ndim, ndim, "%s", name);
+  size_t numel = 1;
+  for (int d = 0; d < ndim; d++) {
+    cr_expect_eq(t.dims[d], dims[d], "%s dim %d", name, d);
+    numel *= (size_t)dims[d];
+  }
+  cr_expect_eq(t.bytes, numel * 4, "%s", name);
+}
+
+// The MLP's eval entry, every entry's names, and the parameters, as an
+// ingot lists them.
+TEST(libapi, an_ingot_lists_its_entries_tensors_and_parameters) {
+  const char *path = build_mlp();
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  char names[128] = "";
+  for (size_t i = 0; i < smelt_ingot_entry_count(ig); i++)
+    snprintf(names + strlen(names), sizeof names - strlen(names), "%s ", smelt_ingot_entry_name(ig, i));
+  cr_expect_str_eq(names, "train_step eval infer ");   // the order the compiler wrote them
+  cr_expect_null(smelt_ingot_entry_name(ig, smelt_ingot_entry_count(ig)));
+  cr_expect_eq(smelt_ingot_tensor_count(ig, "eval", SMELT_INPUT), 2);
+  expect_info(ig, "eval", SMELT_INPUT, 0, "x", SMELT_F32, 2, (int64_t[]){4, 784});
+  expect_info(ig, "eval", SMELT_INPUT, 1, "y", SMELT_I32, 1, (int64_t[]){4});
+  cr_expect_eq(smelt_ingot_tensor_count(ig, "infer", SMELT_INPUT), 1);   // no labels
+  cr_expect_eq(smelt_ingot_tensor_count(ig, "eval", SMELT_OUTPUT), 2);
+  expect_info(ig, "eval", SMELT_OUTPUT, 0, "logits", SMELT_F32, 2, (int64_t[]){4, 10});
+  expect_info(ig, "eval", SMELT_OUTPUT, 1, "loss", SMELT_F32, 0, NULL);
+  cr_expect_eq(smelt_ingot_tensor_count(ig, NULL, SMELT_PARAM), 6);
+  expect_info(ig, NULL, SMELT_PARAM, 0, "fc1.w", SMELT_F32, 2, (int64_t[]){784, 8});
+  expect_info(ig, NULL, SMELT_PARAM, 5, "fc3.b", SMELT_F32, 1, (int64_t[]){10});
+  cr_expect_gt(smelt_ingot_tensor_count(ig, NULL, SMELT_STATE), 0);   // AdamW's moments
+  cr_expect_str_eq(smelt_dtype_name(SMELT_BF16), "bf16");
+  cr_expect_null(smelt_dtype_name((smelt_dtype)99));
+  smelt_tensor_info t;
+  cr_expect_eq(smelt_ingot_tensor_count(ig, "nope", SMELT_INPUT), 0);
+  cr_expect_eq(smelt_ingot_tensor_info(ig, "nope", SMELT_INPUT, 0, &t), SMELT_ERR_INVALID_ARGUMENT);
+  cr_expect(strstr(smelt_last_error(), "no entry point 'nope'") != NULL, "%s", smelt_last_error());
+  cr_expect_eq(smelt_ingot_tensor_info(ig, "eval", SMELT_INPUT, 2, &t), SMELT_ERR_INVALID_ARGUMENT);
+  cr_expect(strstr(smelt_last_error(), "tensor 2 asked for, of 2") != NULL, "%s", smelt_last_error());
+  cr_expect_eq(smelt_ingot_tensor_info(ig, NULL, SMELT_OUTPUT, 0, &t), SMELT_ERR_INVALID_ARGUMENT);
+  cr_expect_eq(smelt_ingot_tensor_info(ig, NULL, (smelt_role)9, 0, &t), SMELT_ERR_INVALID_ARGUMENT);
+  smelt_ingot_close(ig);
+  unlink(path);
+}
+
+// A program that knows nothing of the model runs every entry from what the
+// ingot lists: zero inputs of the listed sizes in, every output out.
+TEST(libapi, every_entry_runs_from_what_the_ingot_lists) {
+  const char *path = build_mlp();
+  smelt_ingot *ig;
+  smelt_session *s;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &s), SMELT_OK, "%s", smelt_last_error());
+  for (size_t e = 0; e < smelt_ingot_entry_count(ig); e++) {
+    const char *entry = smelt_ingot_entry_name(ig, e);
+    smelt_tensor_info t;
+    for (size_t i = 0; i < smelt_ingot_tensor_count(ig, entry, SMELT_INPUT); i++) {
+      cr_assert_eq(smelt_ingot_tensor_info(ig, entry, SMELT_INPUT, i, &t), SMELT_OK);
+      void *zeros = calloc(1, t.bytes);
+      cr_expect_eq(smelt_set_input(s, entry, t.name, zeros, t.bytes), SMELT_OK, "%s", smelt_last_error());
+      free(zeros);
+    }
+    cr_assert_eq(smelt_run(s, entry, 1, 0), SMELT_OK, "%s: %s", entry, smelt_last_error());
+    size_t nout = smelt_ingot_tensor_count(ig, entry, SMELT_OUTPUT);
+    cr_expect_gt(nout, 0, "%s", entry);
+    for (size_t i = 0; i < nout; i++) {
+      cr_assert_eq(smelt_ingot_tensor_info(ig, entry, SMELT_OUTPUT, i, &t), SMELT_OK);
+      void *buf = malloc(t.bytes ? t.bytes : 1);
+      cr_expect_eq(smelt_get_output(s, entry, t.name, buf, t.bytes), SMELT_OK, "%s", smelt_last_error());
+      free(buf);
+    }
+  }
+  for (size_t i = 0; i < smelt_ingot_tensor_count(ig, NULL, SMELT_PARAM); i++) {
+    smelt_tensor_info t;
+    cr_assert_eq(smelt_ingot_tensor_info(ig, NULL, SMELT_PARAM, i, &t), SMELT_OK);
+    cr_expect_eq(smelt_tensor_bytes(s, t.name), t.bytes, "%s", t.name);
+  }
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  unlink(path);
+}
