@@ -328,6 +328,14 @@ smelt_status smelt_ingot_open_verified(const char *path, const char *sha256, sme
   return ingot_adopt(data, size, path, out);
 }
 
+smelt_status smelt_ingot_open_memory(const void *data, size_t size, smelt_ingot **out) {
+  if (!data && size) {
+    *out = NULL;
+    return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "smelt_ingot_open_memory: no data for %zu bytes", size);
+  }
+  return ingot_open_bytes(data, size, "<memory>", out);
+}
+
 smelt_status ingot_open_bytes(const void *bytes, size_t size, const char *name, smelt_ingot **out) {
   *out = NULL;
   char *data = malloc(size ? size : 1);

@@ -83,6 +83,11 @@ SMELT_API smelt_status smelt_ingot_open(const char *path, smelt_ingot **out);
 // SMELT_ERR_FORMAT, malformed hex SMELT_ERR_INVALID_ARGUMENT; NULL pins
 // nothing (smelt_ingot_open).
 SMELT_API smelt_status smelt_ingot_open_verified(const char *path, const char *sha256, smelt_ingot **out);
+// Opens an ingot from size bytes in memory (an ingot linked into the program,
+// say), with the checks of smelt_ingot_open. The bytes are copied: data may be
+// freed once this returns. The CPU device loads the host code from an
+// anonymous memfd, so nothing is written to disk.
+SMELT_API smelt_status smelt_ingot_open_memory(const void *data, size_t size, smelt_ingot **out);
 SMELT_API void smelt_ingot_close(smelt_ingot *ig);
 // A META value ("model", "train.epochs", "data.train.x", ...) or NULL. The
 // string belongs to the ingot, one per key, valid until smelt_ingot_close.
