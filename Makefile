@@ -28,7 +28,9 @@ LLVM_LIBS = $(eval LLVM_LIBS := $$(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) \
 # the compiler (compiler/, the only one that sees LLVM). -MMD -MP: every
 # object depends on the headers it includes (ops.def included).
 CFLAGS_BASE   = -std=c11 -D_XOPEN_SOURCE=700 $(OPT) $(SAN) -Wall -Wextra $(WERROR) -fPIC -MMD -MP
-RT_CFLAGS     = $(CFLAGS_BASE) -Iruntime
+# The runtime's own names are hidden: only what runtime/smelt.h marks
+# SMELT_API leaves libsmeltrt.so (and libsmeltrt.a, below).
+RT_CFLAGS     = $(CFLAGS_BASE) -fvisibility=hidden -Iruntime
 TOOL_CFLAGS   = $(CFLAGS_BASE) -Iruntime -Itools -I$(BUILD)/gen
 CFLAGS_ALL    = $(CFLAGS_BASE) -Icompiler -Iruntime -Itools -Ibench -Itests -I$(BUILD)/gen \
                 -isystem $(LLVM_INC) -DSMELT_STDLIB_DIR='"$(CURDIR)/stdlib"'
@@ -53,8 +55,18 @@ RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
 TOOLS_OBJ    := $(TOOLS_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ     := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
+# The version is written once, in runtime/smelt.h: the real file is
+# libsmeltrt.so.MAJOR.MINOR.PATCH, its SONAME libsmeltrt.so.MAJOR, and both
+# that name and libsmeltrt.so (for -lsmeltrt) are links to it.
+RT_VERSION := $(shell awk '/^\#define SMELT_VERSION_(MAJOR|MINOR|PATCH) /{v = v (v == "" ? "" : ".") $$3} END {print v}' runtime/smelt.h)
+RT_MAJOR   := $(firstword $(subst ., ,$(RT_VERSION)))
+RT_SO      := $(BUILD)/libsmeltrt.so.$(RT_VERSION)
+
 # The libraries, from the bottom up; a program links the ones of its floor and below.
-RT_LIB    := $(BUILD)/libsmeltrt.a
+# The tools and the compiler call the runtime's internal functions, so they
+# link the runtime's objects as they are (RT_LIB); libsmeltrt.a, for users,
+# has only the smelt_* names global.
+RT_LIB    := $(BUILD)/obj/libsmeltrt-internal.a
 TOOLS_LIB := $(BUILD)/libsmelttools.a $(RT_LIB)
 C_LIB     := $(BUILD)/libsmeltc.a $(TOOLS_LIB)
 
@@ -62,7 +74,7 @@ C_LIB     := $(BUILD)/libsmeltc.a $(TOOLS_LIB)
         bench-programs api-example
 .DELETE_ON_ERROR:
 
-all: $(BUILD)/smelt $(BUILD)/smelt-rt $(BUILD)/libsmeltrt.a $(BUILD)/libsmeltrt.so
+all: $(BUILD)/smelt $(BUILD)/smelt-rt $(BUILD)/libsmeltrt.a $(BUILD)/libsmeltrt.so $(BUILD)/libsmeltrt.so.$(RT_MAJOR)
 
 deps:
 	@bash scripts/deps.sh
@@ -89,7 +101,13 @@ $(BUILD)/gen/op_names.h: compiler/ops.def
 
 # ---- objects
 
-$(BUILD)/obj/runtime/%.o: runtime/%.c
+# The runtime's objects are rebuilt when its flags change (-fvisibility).
+RT_FLAGS_STAMP := $(BUILD)/obj/runtime/flags
+$(RT_FLAGS_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(CC) $(RT_CFLAGS)' | cmp -s - $@ || echo '$(CC) $(RT_CFLAGS)' > $@
+
+$(BUILD)/obj/runtime/%.o: runtime/%.c $(RT_FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(RT_CFLAGS) -c $< -o $@
 
@@ -106,15 +124,27 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(GEN_H) | llvm-present
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Wno-unused-function -Wno-sign-compare -c $< -o $@
 
-.PHONY: llvm-present
+.PHONY: llvm-present FORCE
+FORCE:
 llvm-present:
 	@test -n "$(LLVM_INC)" || { echo "LLVM 22 not found ($(LLVM_CONFIG)): run 'make deps' (or make test / make demo, which install it)"; exit 1; }
 
-$(BUILD)/libsmeltrt.a: $(RUNTIME_OBJ)
+$(RT_LIB): $(RUNTIME_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/libsmeltrt.so: $(RUNTIME_OBJ)
-	$(CC) $(LDFLAGS_ALL) -shared -o $@ $^ $(SYS_LIBS)
+# One relocatable object with every hidden name made local: a program that
+# links libsmeltrt.a statically may define its own rt_fail or data_free.
+$(BUILD)/obj/smeltrt.o: $(RUNTIME_OBJ)
+	ld -r -o $@.tmp $^ && objcopy --localize-hidden $@.tmp $@ && rm -f $@.tmp
+
+$(BUILD)/libsmeltrt.a: $(BUILD)/obj/smeltrt.o
+	rm -f $@ && ar rcs $@ $^
+
+$(RT_SO): $(RUNTIME_OBJ)
+	$(CC) $(LDFLAGS_ALL) -shared -Wl,-soname,libsmeltrt.so.$(RT_MAJOR) -o $@ $^ $(SYS_LIBS)
+
+$(BUILD)/libsmeltrt.so.$(RT_MAJOR) $(BUILD)/libsmeltrt.so: $(RT_SO)
+	ln -sfn $(notdir $<) $@
 
 $(BUILD)/libsmelttools.a: $(TOOLS_OBJ)
 	rm -f $@ && ar rcs $@ $^
@@ -145,7 +175,7 @@ $(BUILD)/fake_gpu/libfakegpu-old.so: tests/fake_gpu/fake_driver.c tests/fake_gpu
 	@mkdir -p $(dir $@)
 	$(FAKE_GPU_CC) -DFAKE_GPU_OLD -o $@ $<
 
-$(BUILD)/smelt-tests: $(TEST_OBJ) $(C_LIB) | $(FAKE_GPU)
+$(BUILD)/smelt-tests: $(TEST_OBJ) $(C_LIB) | $(FAKE_GPU) $(BUILD)/libsmeltrt.a $(BUILD)/libsmeltrt.so $(BUILD)/libsmeltrt.so.$(RT_MAJOR)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LLVM_LIBS) $(ONNX_LIBS) -lcriterion $(SYS_LIBS)
 
 $(BUILD)/leak-canary: $(BUILD)/obj/tests/leak_canary.o $(BUILD)/obj/tests/support.o $(C_LIB)
@@ -153,7 +183,7 @@ $(BUILD)/leak-canary: $(BUILD)/obj/tests/leak_canary.o $(BUILD)/obj/tests/suppor
 
 # The usage example at the top of runtime/smelt.h, compiled and linked
 # against the runtime alone, so the public header's documentation cannot rot.
-$(BUILD)/api-example: runtime/smelt.h $(RT_LIB)
+$(BUILD)/api-example: runtime/smelt.h $(BUILD)/libsmeltrt.a
 	@mkdir -p $(BUILD)/gen
 	{ echo '#include <stdio.h>'; echo '#include <stdlib.h>'; echo '#include "smelt.h"'; \
 	  echo 'static void die(const char *why) { fputs(why, stderr); exit(1); }'; \
@@ -162,7 +192,7 @@ $(BUILD)/api-example: runtime/smelt.h $(RT_LIB)
 	  sed -n '/^\/\/ *smelt_ingot \*ig;/,/^\/\/ *smelt_ingot_close(ig);/p' $< | sed 's|^//||'; \
 	  echo '  return 0;'; echo '}'; } > $(BUILD)/gen/api_example.c
 	@grep -q smelt_ingot_close $(BUILD)/gen/api_example.c || { echo "runtime/smelt.h: usage example not found"; exit 1; }
-	$(CC) $(RT_CFLAGS) -o $@ $(BUILD)/gen/api_example.c $(RT_LIB) $(SYS_LIBS)
+	$(CC) $(RT_CFLAGS) -o $@ $(BUILD)/gen/api_example.c $(BUILD)/libsmeltrt.a $(SYS_LIBS)
 
 api-example: $(BUILD)/api-example
 

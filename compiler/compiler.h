@@ -17,7 +17,9 @@
 #include "tensorfile.h"   // tensor files, atomic writes (runtime/)
 #include "util.h"         // allocation, files, ASSERT (tools/)
 
-#define SMELT_VERSION "0.1.0"
+#include "smelt.h"        // SMELT_VERSION_STRING (runtime/)
+
+#define SMELT_VERSION SMELT_VERSION_STRING
 
 // ---------------------------------------------------------------- arena.c
 // Bump allocator: everything the front end builds for one compilation lives in

@@ -328,6 +328,14 @@ smelt_status smelt_ingot_open_verified(const char *path, const char *sha256, sme
   return ingot_adopt(data, size, path, out);
 }
 
+smelt_status smelt_ingot_open_memory(const void *data, size_t size, smelt_ingot **out) {
+  if (!data && size) {
+    *out = NULL;
+    return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "smelt_ingot_open_memory: no data for %zu bytes", size);
+  }
+  return ingot_open_bytes(data, size, "<memory>", out);
+}
+
 smelt_status ingot_open_bytes(const void *bytes, size_t size, const char *name, smelt_ingot **out) {
   *out = NULL;
   char *data = malloc(size ? size : 1);
@@ -440,7 +448,12 @@ static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, sme
     copy[n] = '\0';
   }
   ig->meta = copy;
-  if (!copy) st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory reading '%s'", path);
+  ig->meta_values = copy ? malloc(n + 1) : NULL;
+  if (ig->meta_values) {
+    memcpy(ig->meta_values, copy, n + 1);
+    for (char *p = ig->meta_values; (p = strchr(p, '\n')); p++) *p = '\0';
+  }
+  if (!ig->meta_values) st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory reading '%s'", path);
   else if (!sizes_ok) st = bad(path, "a table's size is not a whole number of records");
   else st = check_tables(ig, path);
   if (st != SMELT_OK) {
@@ -455,21 +468,19 @@ void smelt_ingot_close(smelt_ingot *ig) {
   if (!ig) return;
   free(ig->data);
   free((char *)ig->meta);
+  free(ig->meta_values);
   free(ig);
 }
 
+// Values point into the ingot's own copy of META with its newlines made
+// NULs, so each stays valid, and distinct, until smelt_ingot_close.
 const char *smelt_ingot_meta(const smelt_ingot *ig, const char *key) {
-  static _Thread_local char value[4096];
   size_t klen = strlen(key);
   for (const char *line = ig->meta; line && *line;) {
     const char *end = strchr(line, '\n');
     size_t len = end ? (size_t)(end - line) : strlen(line);
-    if (len > klen && !strncmp(line, key, klen) && line[klen] == '=') {
-      size_t vlen = len - klen - 1 < sizeof value - 1 ? len - klen - 1 : sizeof value - 1;
-      memcpy(value, line + klen + 1, vlen);
-      value[vlen] = '\0';
-      return value;
-    }
+    if (len > klen && !strncmp(line, key, klen) && line[klen] == '=')
+      return ig->meta_values + (line + klen + 1 - ig->meta);
     line = end ? end + 1 : NULL;
   }
   return NULL;

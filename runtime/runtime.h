@@ -40,6 +40,7 @@ struct smelt_ingot {
   const IngotUpdate *updates;
   uint32_t nupdates;
   const char *meta;              // a NUL-terminated copy of META (owned)
+  char *meta_values;             // the same with every newline a NUL: smelt_ingot_meta's values (owned)
   const IngotGpuLaunch *gpu_launches;   // one per launch, or NULL
   const IngotCost *costs;        // one per launch, or NULL
   const IngotOutputs *outputs;   // one per launch, or NULL

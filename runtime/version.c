@@ -1,7 +1,7 @@
 // version.c: the runtime's version and status descriptions.
 #include "smelt.h"
 
-const char *smelt_version(void) { return "0.1.0"; }
+const char *smelt_version(void) { return SMELT_VERSION_STRING; }
 
 const char *smelt_status_string(smelt_status status) {
   switch (status) {

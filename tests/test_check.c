@@ -145,7 +145,7 @@ TEST(check, dims_are_visible_in_the_body) {
 
 // ---- the command line
 
-static int smelt_run(const char *args, char **out) {
+static int smelt_cli(const char *args, char **out) {
   char cmd[PATH_MAX * 2];
   snprintf(cmd, sizeof cmd, "NO_COLOR=1 %s %s", smelt_path(), args);
   return run_cmd(cmd, out);
@@ -153,7 +153,7 @@ static int smelt_run(const char *args, char **out) {
 
 TEST(cli, check_examples_exits_zero) {
   char *out;
-  cr_expect_eq(smelt_run("check examples/mlp.smelt examples/cnn.smelt examples/gpt.smelt "
+  cr_expect_eq(smelt_cli("check examples/mlp.smelt examples/cnn.smelt examples/gpt.smelt "
                          "examples/lstm.smelt stdlib/nn.smelt", &out), 0, "%s", out);
   cr_expect_str_eq(out, "");
   free(out);
@@ -161,7 +161,7 @@ TEST(cli, check_examples_exits_zero) {
 
 TEST(cli, errors_exit_one_and_count) {
   char *out;
-  cr_expect_eq(smelt_run("check tests/diag/syntax_several_errors.smelt tests/diag/unknown_name.smelt",
+  cr_expect_eq(smelt_cli("check tests/diag/syntax_several_errors.smelt tests/diag/unknown_name.smelt",
                          &out), 1);
   cr_expect(strstr(out, "\n4 errors\n") != NULL, "%s", out);
   free(out);
@@ -169,34 +169,34 @@ TEST(cli, errors_exit_one_and_count) {
 
 TEST(cli, usage_errors_exit_two) {
   char *out;
-  cr_expect_eq(smelt_run("", &out), 2);
+  cr_expect_eq(smelt_cli("", &out), 2);
   free(out);
-  cr_expect_eq(smelt_run("check", &out), 2);
+  cr_expect_eq(smelt_cli("check", &out), 2);
   cr_expect(strstr(out, "check needs at least one file") != NULL, "%s", out);
   free(out);
-  cr_expect_eq(smelt_run("check --bogus examples/mlp.smelt", &out), 2);
+  cr_expect_eq(smelt_cli("check --bogus examples/mlp.smelt", &out), 2);
   cr_expect(strstr(out, "unknown option '--bogus'") != NULL, "%s", out);
   free(out);
-  cr_expect_eq(smelt_run("frobnicate x", &out), 2);
+  cr_expect_eq(smelt_cli("frobnicate x", &out), 2);
   cr_expect(strstr(out, "unknown command 'frobnicate'") != NULL, "%s", out);
   free(out);
-  cr_expect_eq(smelt_run("dump --stage=cuda examples/mlp.smelt", &out), 2);
+  cr_expect_eq(smelt_cli("dump --stage=cuda examples/mlp.smelt", &out), 2);
   free(out);
 }
 
 TEST(cli, version_and_help) {
   char *out;
-  cr_expect_eq(smelt_run("--version", &out), 0);
+  cr_expect_eq(smelt_cli("--version", &out), 0);
   cr_expect(strncmp(out, "smelt ", 6) == 0, "%s", out);
   free(out);
-  cr_expect_eq(smelt_run("help", &out), 0);
+  cr_expect_eq(smelt_cli("help", &out), 0);
   cr_expect(strstr(out, "usage: smelt") != NULL);
   free(out);
 }
 
 TEST(cli, dump_ast_matches_golden) {
   char *out;
-  cr_expect_eq(smelt_run("dump --stage=ast examples/mlp.smelt", &out), 0);
+  cr_expect_eq(smelt_cli("dump --stage=ast examples/mlp.smelt", &out), 0);
   char *want = slurp("tests/golden/mlp.ast");
   cr_expect_str_eq(out, want);
   free(out);
@@ -205,7 +205,7 @@ TEST(cli, dump_ast_matches_golden) {
 
 TEST(cli, summary_of_an_example) {
   char *out;
-  cr_expect_eq(smelt_run("check --summary examples/mlp.smelt", &out), 0);
+  cr_expect_eq(smelt_cli("check --summary examples/mlp.smelt", &out), 0);
   cr_expect(strstr(out, "examples/mlp.smelt: ok\n") != NULL, "%s", out);
   cr_expect(strstr(out, "  model mlp(B = 128, H = 256)\n") != NULL, "%s", out);
   cr_expect(strstr(out, "  inputs: x: f32[B, 784], y: i32[B]\n") != NULL, "%s", out);
@@ -222,7 +222,7 @@ TEST(cli, summary_prints_types_as_written) {
   fputs("model m(N = 4, C = 3) {\n  input x: f32[N + 1, C * 2]\n  output y = x * 2.0\n}\n", f);
   fclose(f);
   snprintf(args, sizeof args, "check --summary %s", path);
-  cr_expect_eq(smelt_run(args, &out), 0, "%s", out);
+  cr_expect_eq(smelt_cli(args, &out), 0, "%s", out);
   cr_expect_not_null(strstr(out, "  inputs: x: f32[N + 1, C * 2]\n"), "%s", out);
   free(out);
   unlink(path);
@@ -243,7 +243,7 @@ TEST(cli, summary_and_explain_show_parameter_groups) {
         "  steps = 10\n  data train { x = csv(\"x.csv\") }\n}\n", f);
   fclose(f);
   snprintf(args, sizeof args, "check --summary %s", path);
-  cr_expect_eq(smelt_run(args, &out), 0, "%s", out);
+  cr_expect_eq(smelt_cli(args, &out), 0, "%s", out);
   cr_expect_not_null(strstr(out, ", schedule lr * min(1, step / 100),"), "%s", out);
   cr_expect_not_null(strstr(out, "  frozen \"fc1.w\": fc1.w\n"), "%s", out);
   cr_expect_not_null(strstr(out, "  group \"*.b\" (weight_decay = 0): fc1.b, fc2.b\n"), "%s", out);
@@ -251,7 +251,7 @@ TEST(cli, summary_and_explain_show_parameter_groups) {
   cr_expect_not_null(strstr(out, "  other parameters (the optimizer's settings): none\n"), "%s", out);
   free(out);
   snprintf(args, sizeof args, "explain %s", path);
-  cr_expect_eq(smelt_run(args, &out), 0, "%s", out);
+  cr_expect_eq(smelt_cli(args, &out), 0, "%s", out);
   cr_expect_not_null(strstr(out, "  group \"*.b\" (weight_decay = 0): fc1.b, fc2.b\n"), "%s", out);
   free(out);
   unlink(path);
@@ -263,7 +263,7 @@ TEST(cli, init_params_only_leaves_out_the_optimizer_state) {
   snprintf(path, sizeof path, "build/test-init-%d.tensors", (int)getpid());
   for (int only = 0; only < 2; only++) {
     snprintf(args, sizeof args, "init %sexamples/mlp.smelt -D B=2 -D H=4 -o %s", only ? "--params-only " : "", path);
-    cr_assert_eq(smelt_run(args, &out), 0, "%s", out);
+    cr_assert_eq(smelt_cli(args, &out), 0, "%s", out);
     free(out);
     TensorEntry *t;
     int n;

@@ -1,0 +1,300 @@
+// test_libapi.c: libsmeltrt as a C library that programs link.
+//
+// Only smelt_* names leave the shared and the static library, so a program's
+// own rt_fail cannot take over the library's error path.
+#include <criterion/criterion.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "smelt.h"
+#include "support.h"
+
+static const Define mlp_sizes[] = {{"B", 4}, {"H", 8}};
+
+// Builds examples/mlp.smelt at tiny sizes into a file named for this process.
+static const char *build_mlp(void) {
+  static char path[64];
+  snprintf(path, sizeof path, "build/test-libapi-%d.ingot", (int)getpid());
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_file(&c, "examples/mlp.smelt");
+  cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
+  cr_assert_eq(ingot_build(&c, m, mlp_sizes, 2, &(BuildTargets){.fusion = FUSION_ALL}, path), 0);
+  compilation_free(&c);
+  return path;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SAN_FLAGS "-fsanitize=address,undefined"   // the libraries were built so
+#else
+#define SAN_FLAGS ""
+#endif
+
+// The build folder the test binary lives in ("build", "build-asan").
+static const char *build_dir(void) {
+  static char dir[1024];
+  char exe[PATH_MAX];
+  snprintf(exe, sizeof exe, "%s", smelt_path());
+  snprintf(dir, sizeof dir, "%s", dirname(exe));
+  return dir;
+}
+
+// Writes text to a fresh file named for this process; returns its path.
+static const char *write_temp(const char *stem, const char *ext, const char *text) {
+  static char path[4][PATH_MAX];
+  static int next;
+  char *p = path[next++ % 4];
+  snprintf(p, PATH_MAX, "%s/test-%s-%d.%s", build_dir(), stem, (int)getpid(), ext);
+  FILE *f = fopen(p, "w");
+  cr_assert_not_null(f);
+  fputs(text, f);
+  fclose(f);
+  return p;
+}
+
+// Every defined dynamic (or global) symbol that nm lists for a library must
+// start with smelt_, and the API's entry points must be there.
+static void expect_only_smelt_names(const char *nm_args, const char *lib) {
+  char cmd[PATH_MAX + 128], *out;
+  snprintf(cmd, sizeof cmd, "nm %s %s/%s", nm_args, build_dir(), lib);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  int smelt = 0;
+  for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+    char *name = strrchr(line, ' ');
+    if (!name || !strchr(line, ' ') || strchr(line, ':')) continue;   // "smeltrt.o:" headers
+    name++;
+    cr_expect(!strncmp(name, "smelt_", 6), "%s exports '%s'", lib, name);
+    smelt += !strncmp(name, "smelt_", 6);
+  }
+  free(out);
+  cr_expect_geq(smelt, 19, "%s: only %d smelt_ names", lib, smelt);
+}
+
+TEST(libapi, the_libraries_export_only_smelt_names) {
+  expect_only_smelt_names("-D --defined-only", "libsmeltrt.so");
+  expect_only_smelt_names("-g --defined-only", "libsmeltrt.a");
+}
+
+// A program with its own rt_fail, data_free and ingot_entry (names the
+// runtime uses inside) links against either library and still reads the
+// library's own error message.
+static const char *hijacker =
+    "#include <stdio.h>\n"
+    "#include \"smelt.h\"\n"
+    "int rt_fail(int status, const char *fmt, ...) { (void)fmt; puts(\"hijacked\"); return status; }\n"
+    "void data_free(void *d) { (void)d; puts(\"hijacked\"); }\n"
+    "const void *ingot_entry(const void *ig, const char *n) { (void)ig; (void)n; return 0; }\n"
+    "int main(void) {\n"
+    "  smelt_ingot *ig;\n"
+    "  if (smelt_ingot_open(\"no/such.ingot\", &ig) == SMELT_OK) return 2;\n"
+    "  printf(\"error: %s\\n\", smelt_last_error());\n"
+    "  return 0;\n"
+    "}\n";
+
+static void run_hijacker(const char *src, const char *link, const char *tag) {
+  char exe[PATH_MAX], cmd[5 * PATH_MAX], *out;
+  snprintf(exe, sizeof exe, "%s/test-hijack-%s-%d", build_dir(), tag, (int)getpid());
+  snprintf(cmd, sizeof cmd, "cc -std=c11 %s -Iruntime %s -o %s %s -lm -ldl -lpthread", SAN_FLAGS, src, exe, link);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s", exe);
+  cr_expect_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect(strstr(out, "error: cannot open 'no/such.ingot'") != NULL, "%s: %s", tag, out);
+  cr_expect(strstr(out, "hijacked") == NULL, "%s: %s", tag, out);
+  free(out);
+  unlink(exe);
+}
+
+TEST(libapi, a_program_defining_internal_names_keeps_the_library_errors) {
+  const char *src = write_temp("hijack", "c", hijacker);
+  char link[2 * PATH_MAX];
+  snprintf(link, sizeof link, "-L%s -Wl,-rpath,%s -lsmeltrt", build_dir(), build_dir());
+  run_hijacker(src, link, "shared");
+  snprintf(link, sizeof link, "%s/libsmeltrt.a", build_dir());
+  run_hijacker(src, link, "static");
+  unlink(src);
+}
+
+// The version has one home (smelt.h): the function, the macros and the
+// shared library's file name and SONAME agree.
+TEST(libapi, the_shared_library_is_versioned) {
+  char want[64], cmd[PATH_MAX + 128], *out;
+  snprintf(want, sizeof want, "%d.%d.%d", SMELT_VERSION_MAJOR, SMELT_VERSION_MINOR, SMELT_VERSION_PATCH);
+  cr_expect_str_eq(smelt_version(), want);
+  cr_expect_str_eq(SMELT_VERSION_STRING, want);
+  snprintf(cmd, sizeof cmd, "readelf -d %s/libsmeltrt.so", build_dir());
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  char soname[64];
+  snprintf(soname, sizeof soname, "Library soname: [libsmeltrt.so.%d]", SMELT_VERSION_MAJOR);
+  cr_expect(strstr(out, soname) != NULL, "%s", out);
+  free(out);
+  const char *links[] = {"libsmeltrt.so", "libsmeltrt.so.0"};
+  for (int i = 0; i < 2; i++) {
+    char path[PATH_MAX], target[256];
+    snprintf(path, sizeof path, "%s/%s", build_dir(), links[i]);
+    ssize_t n = readlink(path, target, sizeof target - 1);
+    cr_assert_gt(n, 0, "%s is not a link", path);
+    target[n] = '\0';
+    char real[128];
+    snprintf(real, sizeof real, "libsmeltrt.so.%s", want);
+    cr_expect_str_eq(target, real, "%s -> %s", links[i], target);
+  }
+}
+
+// Each key's value is its own string, owned by the ingot: two read in one
+// expression differ, and both stay as they were.
+TEST(libapi, meta_values_are_the_ingots_own_strings) {
+  const char *path = build_mlp();
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  char both[256];
+  snprintf(both, sizeof both, "%s|%s", smelt_ingot_meta(ig, "model"), smelt_ingot_meta(ig, "compiler"));
+  cr_expect_str_eq(both, "mlp|smelt " SMELT_VERSION_STRING);
+  const char *model = smelt_ingot_meta(ig, "model");
+  cr_expect_null(smelt_ingot_meta(ig, "no.such.key"));
+  cr_expect_str_eq(smelt_ingot_meta(ig, "compiler"), "smelt " SMELT_VERSION_STRING);
+  cr_expect_str_eq(model, "mlp");
+  smelt_ingot_close(ig);
+  unlink(path);
+}
+
+static void expect_info(const smelt_ingot *ig, const char *entry, smelt_role role, size_t i, const char *name,
+                        smelt_dtype dtype, int ndim, const int64_t *dims) {
+  smelt_tensor_info t;
+  cr_assert_eq(smelt_ingot_tensor_info(ig, entry, role, i, &t), SMELT_OK, "%s", smelt_last_error());
+  cr_expect_str_eq(t.name, name);
+  cr_expect_eq(t.dtype, dtype, "%s: %s", name, smelt_dtype_name(t.dtype));
+  cr_assert_eq(t.ndim, ndim, "%s", name);
+  size_t numel = 1;
+  for (int d = 0; d < ndim; d++) {
+    cr_expect_eq(t.dims[d], dims[d], "%s dim %d", name, d);
+    numel *= (size_t)dims[d];
+  }
+  cr_expect_eq(t.bytes, numel * 4, "%s", name);
+}
+
+// The MLP's eval entry, every entry's names, and the parameters, as an
+// ingot lists them.
+TEST(libapi, an_ingot_lists_its_entries_tensors_and_parameters) {
+  const char *path = build_mlp();
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  char names[128] = "";
+  for (size_t i = 0; i < smelt_ingot_entry_count(ig); i++)
+    snprintf(names + strlen(names), sizeof names - strlen(names), "%s ", smelt_ingot_entry_name(ig, i));
+  cr_expect_str_eq(names, "train_step eval infer ");   // the order the compiler wrote them
+  cr_expect_null(smelt_ingot_entry_name(ig, smelt_ingot_entry_count(ig)));
+  cr_expect_eq(smelt_ingot_tensor_count(ig, "eval", SMELT_INPUT), 2);
+  expect_info(ig, "eval", SMELT_INPUT, 0, "x", SMELT_F32, 2, (int64_t[]){4, 784});
+  expect_info(ig, "eval", SMELT_INPUT, 1, "y", SMELT_I32, 1, (int64_t[]){4});
+  cr_expect_eq(smelt_ingot_tensor_count(ig, "infer", SMELT_INPUT), 1);   // no labels
+  cr_expect_eq(smelt_ingot_tensor_count(ig, "eval", SMELT_OUTPUT), 2);
+  expect_info(ig, "eval", SMELT_OUTPUT, 0, "logits", SMELT_F32, 2, (int64_t[]){4, 10});
+  expect_info(ig, "eval", SMELT_OUTPUT, 1, "loss", SMELT_F32, 0, NULL);
+  cr_expect_eq(smelt_ingot_tensor_count(ig, NULL, SMELT_PARAM), 6);
+  expect_info(ig, NULL, SMELT_PARAM, 0, "fc1.w", SMELT_F32, 2, (int64_t[]){784, 8});
+  expect_info(ig, NULL, SMELT_PARAM, 5, "fc3.b", SMELT_F32, 1, (int64_t[]){10});
+  cr_expect_gt(smelt_ingot_tensor_count(ig, NULL, SMELT_STATE), 0);   // AdamW's moments
+  cr_expect_str_eq(smelt_dtype_name(SMELT_BF16), "bf16");
+  cr_expect_null(smelt_dtype_name((smelt_dtype)99));
+  smelt_tensor_info t;
+  cr_expect_eq(smelt_ingot_tensor_count(ig, "nope", SMELT_INPUT), 0);
+  cr_expect_eq(smelt_ingot_tensor_info(ig, "nope", SMELT_INPUT, 0, &t), SMELT_ERR_INVALID_ARGUMENT);
+  cr_expect(strstr(smelt_last_error(), "no entry point 'nope'") != NULL, "%s", smelt_last_error());
+  cr_expect_eq(smelt_ingot_tensor_info(ig, "eval", SMELT_INPUT, 2, &t), SMELT_ERR_INVALID_ARGUMENT);
+  cr_expect(strstr(smelt_last_error(), "tensor 2 asked for, of 2") != NULL, "%s", smelt_last_error());
+  cr_expect_eq(smelt_ingot_tensor_info(ig, NULL, SMELT_OUTPUT, 0, &t), SMELT_ERR_INVALID_ARGUMENT);
+  cr_expect_eq(smelt_ingot_tensor_info(ig, NULL, (smelt_role)9, 0, &t), SMELT_ERR_INVALID_ARGUMENT);
+  smelt_ingot_close(ig);
+  unlink(path);
+}
+
+// A program that knows nothing of the model runs every entry from what the
+// ingot lists: zero inputs of the listed sizes in, every output out.
+TEST(libapi, every_entry_runs_from_what_the_ingot_lists) {
+  const char *path = build_mlp();
+  smelt_ingot *ig;
+  smelt_session *s;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &s), SMELT_OK, "%s", smelt_last_error());
+  for (size_t e = 0; e < smelt_ingot_entry_count(ig); e++) {
+    const char *entry = smelt_ingot_entry_name(ig, e);
+    smelt_tensor_info t;
+    for (size_t i = 0; i < smelt_ingot_tensor_count(ig, entry, SMELT_INPUT); i++) {
+      cr_assert_eq(smelt_ingot_tensor_info(ig, entry, SMELT_INPUT, i, &t), SMELT_OK);
+      void *zeros = calloc(1, t.bytes);
+      cr_expect_eq(smelt_set_input(s, entry, t.name, zeros, t.bytes), SMELT_OK, "%s", smelt_last_error());
+      free(zeros);
+    }
+    cr_assert_eq(smelt_run(s, entry, 1, 0), SMELT_OK, "%s: %s", entry, smelt_last_error());
+    size_t nout = smelt_ingot_tensor_count(ig, entry, SMELT_OUTPUT);
+    cr_expect_gt(nout, 0, "%s", entry);
+    for (size_t i = 0; i < nout; i++) {
+      cr_assert_eq(smelt_ingot_tensor_info(ig, entry, SMELT_OUTPUT, i, &t), SMELT_OK);
+      void *buf = malloc(t.bytes ? t.bytes : 1);
+      cr_expect_eq(smelt_get_output(s, entry, t.name, buf, t.bytes), SMELT_OK, "%s", smelt_last_error());
+      free(buf);
+    }
+  }
+  for (size_t i = 0; i < smelt_ingot_tensor_count(ig, NULL, SMELT_PARAM); i++) {
+    smelt_tensor_info t;
+    cr_assert_eq(smelt_ingot_tensor_info(ig, NULL, SMELT_PARAM, i, &t), SMELT_OK);
+    cr_expect_eq(smelt_tensor_bytes(s, t.name), t.bytes, "%s", t.name);
+  }
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  unlink(path);
+}
+
+// Eval of batch x (a fixed pattern) on a fresh CPU session of ig.
+static void eval_once(const smelt_ingot *ig, float *logits, float *loss) {
+  smelt_session *s;
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &s), SMELT_OK, "%s", smelt_last_error());
+  static float x[4 * 784];
+  int32_t y[4] = {1, 2, 3, 4};
+  for (int i = 0; i < 4 * 784; i++) x[i] = (float)(i % 97) / 97.0f;
+  cr_assert_eq(smelt_set_input(s, "eval", "x", x, sizeof x), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_set_input(s, "eval", "y", y, sizeof y), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_run(s, "eval", 1, 0), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_get_output(s, "eval", "logits", logits, 40 * sizeof *logits), SMELT_OK);
+  cr_assert_eq(smelt_get_output(s, "eval", "loss", loss, sizeof *loss), SMELT_OK);
+  smelt_session_free(s);
+}
+
+// An ingot opened from its bytes in memory runs as the file does, bit for
+// bit; a damaged copy is refused as the file would be.
+TEST(libapi, an_ingot_opens_from_memory) {
+  const char *path = build_mlp();
+  FILE *f = fopen(path, "rb");
+  cr_assert_not_null(f);
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  rewind(f);
+  char *bytes = malloc((size_t)size);
+  cr_assert_eq(fread(bytes, 1, (size_t)size, f), (size_t)size);
+  fclose(f);
+  smelt_ingot *from_file, *from_memory;
+  cr_assert_eq(smelt_ingot_open(path, &from_file), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_ingot_open_memory(bytes, (size_t)size, &from_memory), SMELT_OK, "%s", smelt_last_error());
+  cr_expect_str_eq(smelt_ingot_meta(from_memory, "model"), "mlp");
+  float a[40], b[40], la, lb;
+  eval_once(from_file, a, &la);
+  memset(bytes, 0, (size_t)size);   // the ingot holds its own copy
+  eval_once(from_memory, b, &lb);
+  cr_expect(memcmp(a, b, sizeof a) == 0 && memcmp(&la, &lb, sizeof la) == 0, "loss %g from the file, %g from memory",
+            la, lb);
+  smelt_ingot *bad;
+  cr_expect_eq(smelt_ingot_open_memory(bytes, (size_t)size, &bad), SMELT_ERR_FORMAT);
+  cr_expect(strstr(smelt_last_error(), "'<memory>' is not an ingot") != NULL, "%s", smelt_last_error());
+  cr_expect_null(bad);
+  cr_expect_eq(smelt_ingot_open_memory(NULL, 10, &bad), SMELT_ERR_INVALID_ARGUMENT);
+  free(bytes);
+  smelt_ingot_close(from_file);
+  smelt_ingot_close(from_memory);
+  unlink(path);
+}
