@@ -397,8 +397,8 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 LIBDIR     ?= $(PREFIX)/lib
 INSTALL    ?= install
-# The one version of the runtime library, read from its source.
-SMELT_VERSION = $(shell sed -n 's/.*smelt_version(void) { return "\([^"]*\)"; }.*/\1/p' runtime/version.c)
+# The one version, SMELT_VERSION_* in runtime/smelt.h (RT_VERSION above).
+SMELT_VERSION = $(RT_VERSION)
 
 D_BIN   = $(DESTDIR)$(PREFIX)/bin
 D_LIB   = $(DESTDIR)$(LIBDIR)
@@ -410,7 +410,7 @@ D_SHARE = $(DESTDIR)$(PREFIX)/share
 # The .pc names PREFIX and LIBDIR, so install writes it in place each time.
 install: all
 	@test -n "$(PREFIX)" || { echo "PREFIX is empty"; exit 1; }
-	@test -n "$(SMELT_VERSION)" || { echo "no version found in runtime/version.c"; exit 1; }
+	@test -n "$(SMELT_VERSION)" || { echo "no version found in runtime/smelt.h"; exit 1; }
 	$(INSTALL) -d $(D_BIN) $(D_LIB)/pkgconfig $(D_INC) $(D_SHARE)/smelt/stdlib $(D_SHARE)/man/man1 \
 	  $(D_SHARE)/bash-completion/completions
 	$(INSTALL) -m 755 $(BUILD)/smelt $(BUILD)/smelt-rt $(D_BIN)
