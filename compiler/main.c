@@ -702,6 +702,7 @@ static int train_or_eval(Options *o, const char *argv0) {
   if (!strcmp(o->command, "run") && !o->inputs) return bad_usage("%s needs --inputs=FILE (a tensor file)", "run");
   if (!strcmp(o->command, "train") && train_may_start(&o->train)) return 1;   // before a build
   const char *file = o->files[0];
+  o->train.source = o->onnx_source ? o->onnx_source : file;
   size_t n = strlen(file);
   bool is_ingot = n > 6 && !strcmp(file + n - 6, ".ingot");
   char dir[4096] = "", tmp[4200] = "";

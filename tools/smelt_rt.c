@@ -75,7 +75,7 @@ int main(int argc, char **argv) {
   if (opt_set(&cli, &r, "log-every")) o.log_every = opt_get(&cli, &r, "log-every")->num;
   const char *entry = opt_set(&cli, &r, "entry") ? opt_get(&cli, &r, "entry")->str : "train_step";
   int runs = opt_set(&cli, &r, "runs") ? (int)opt_get(&cli, &r, "runs")->num : 20;
-  o.ingot = r.files[0];
+  o.ingot = o.source = r.files[0];
   if (opt_set(&cli, &r, "expect-sha256")) {
     const char *hex = opt_get(&cli, &r, "expect-sha256")->str;
     if (!sha256_hex_valid(hex))

@@ -22,6 +22,7 @@ smelt_status tools_ingot_open(const char *path, smelt_ingot **out);
 
 typedef struct {
   const char *ingot;
+  const char *source;       // the model file named on the command line (the ingot's source), or NULL
   const char *device;       // "auto", "cpu", ...
   int threads;              // 0: one per core
   int64_t epochs, steps;    // override the train block (0: keep)

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -420,12 +421,67 @@ static int checkpoint_rotate(const char *path, int64_t keep) {
   return rc;
 }
 
-// Saves the session's state at path, keeping the older ones as --keep asks.
-static bool checkpoint_save(smelt_session *s, const TrainOptions *o) {
-  if (checkpoint_rotate(o->checkpoint, o->keep) != 0) return false;
-  if (smelt_save(s, o->checkpoint) == SMELT_OK) return true;
+// Saves the session's state at path, keeping keep - 1 older ones (--keep).
+static bool checkpoint_save(smelt_session *s, const char *path, int64_t keep) {
+  if (checkpoint_rotate(path, keep) != 0) return false;
+  if (smelt_save(s, path) == SMELT_OK) return true;
   fprintf(stderr, "\nsmelt: error: %s\n", smelt_last_error());
   return false;
+}
+
+// ---- stopping on Ctrl-C or SIGTERM
+//
+// The first signal sets a flag that the training loop reads between steps:
+// the step in flight finishes, the state is saved and the run ends with 128 +
+// the signal's number. A second one ends the process at once, as the signal
+// would have without this handler (the previous one runs: the command line's
+// removes its temporary folder), saving nothing.
+
+static volatile sig_atomic_t stop_signal;
+static struct sigaction stop_previous[2];   // SIGINT's, SIGTERM's
+
+static void on_stop_signal(int sig) {
+  int saved_errno = errno;
+  if (stop_signal) {
+    sigaction(sig, &stop_previous[sig == SIGTERM], NULL);
+    raise(sig);   // blocked until this handler returns, then the previous disposition acts
+  } else {
+    stop_signal = sig;
+    static const char msg[] = "\nsmelt: stopping after this step to save it (again to quit at once, saving nothing)\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+  }
+  errno = saved_errno;
+}
+
+// Catches SIGINT and SIGTERM unless they are ignored (nohup, a background job).
+static void stop_signals_catch(void) {
+  static const int sigs[2] = {SIGINT, SIGTERM};
+  stop_signal = 0;
+  for (int i = 0; i < 2; i++) {
+    struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(sigs[i], NULL, &stop_previous[i]) == 0 && stop_previous[i].sa_handler != SIG_IGN)
+      sigaction(sigs[i], &sa, NULL);
+  }
+}
+
+static void stop_signals_restore(void) {
+  sigaction(SIGINT, &stop_previous[0], NULL);
+  sigaction(SIGTERM, &stop_previous[1], NULL);
+}
+
+// Where an interrupted run saves when no --checkpoint names a place: next to
+// the model file, as MODEL.interrupted.ckpt (MODEL without .smelt or .ingot).
+static char *interrupted_path(const TrainOptions *o) {
+  const char *model = o->source ? o->source : o->ingot;
+  size_t n = strlen(model);
+  const char *slash = strrchr(model, '/'), *dot = strrchr(model, '.');
+  if (dot && (!slash || dot > slash) && (!strcmp(dot, ".smelt") || !strcmp(dot, ".ingot"))) n = (size_t)(dot - model);
+  size_t len = n + sizeof ".interrupted.ckpt";
+  char *path = xmalloc(len);
+  snprintf(path, len, "%.*s.interrupted.ckpt", (int)n, model);
+  return path;
 }
 
 int train_may_start(const TrainOptions *o) {
@@ -434,6 +490,25 @@ int train_may_start(const TrainOptions *o) {
   fprintf(stderr, "smelt: error: the checkpoint %s exists: --resume continues it, --force starts over and replaces it\n",
           o->checkpoint);
   return 1;
+}
+
+// The end of a run stopped by a signal after steps steps: the state saved at
+// --checkpoint (or the default path), where and at which step said; 128 + the
+// signal's number, or 1 when nothing could be saved.
+static int train_interrupted(const smelt_ingot *ig, smelt_session *s, const TrainOptions *o, int64_t steps,
+                             int64_t saved_at) {
+  int sig = stop_signal;
+  char *path = o->checkpoint ? xstrdup(o->checkpoint) : interrupted_path(o);
+  int rc = 128 + sig;
+  if (saved_at != steps &&
+      (!state_is_finite(ig, s, steps - 1, path) || !checkpoint_save(s, path, o->checkpoint ? o->keep : 1)))
+    rc = 1;
+  if (rc != 1)
+    printf("\ninterrupted by %s after step %lld: saved %s (continue with --checkpoint=%s --resume)\n",
+           sig == SIGINT ? "SIGINT" : "SIGTERM", (long long)steps, path, path);
+  fflush(stdout);
+  free(path);
+  return rc;
 }
 
 int train_run(const TrainOptions *o) {
@@ -501,6 +576,7 @@ int train_run(const TrainOptions *o) {
   float scale = 0;   // fp16: the loss scale for the next step, read after each step
   bool scaled = smelt_get_tensor(s, "loss_scale", &scale, sizeof scale) == SMELT_OK;
   int64_t saved_at = -1;   // the step count of the last checkpoint saved
+  stop_signals_catch();
   for (int64_t step = start; step < stop; step++) {
     split_next(&sp, s, "train_step");
     if (smelt_run(s, "train_step", seed, (uint64_t)step) != SMELT_OK) {
@@ -550,7 +626,7 @@ int train_run(const TrainOptions *o) {
     }
     if (every && (step + 1) % every == 0 && o->checkpoint) {
       if (!state_is_finite(ig, s, step, o->checkpoint)) goto done;
-      if (!checkpoint_save(s, o)) goto done;
+      if (!checkpoint_save(s, o->checkpoint, o->keep)) goto done;
       saved_at = step + 1;
     }
     if ((epoch_end || step + 1 == total) && held) {
@@ -563,15 +639,21 @@ int train_run(const TrainOptions *o) {
       printf("epoch %lld: ", (long long)((step + 1 + per_epoch - 1) / per_epoch));
       print_eval(held, &r);
     }
+    if (stop_signal) stop = step + 1;   // the loop ends here, with this step saved below
+  }
+  if (stop_signal) {
+    rc = train_interrupted(ig, s, o, stop, saved_at);
+    goto done;
   }
   if (stop > start && !state_is_finite(ig, s, stop - 1, o->checkpoint)) goto done;
   // the last step's own save stands: saving again would cost a kept checkpoint
-  if (o->checkpoint && saved_at != stop && !checkpoint_save(s, o)) goto done;
+  if (o->checkpoint && saved_at != stop && !checkpoint_save(s, o->checkpoint, o->keep)) goto done;
   char took[32];
   printf("trained %lld steps in %s%s\n", (long long)(stop - start), duration(took, sizeof took, now() - t0),
          stop < total ? " (stopped early; continue with --resume)" : "");
   rc = 0;
 done:
+  stop_signals_restore();
   split_free(&sp);
   smelt_session_free(s);
   smelt_ingot_close(ig);

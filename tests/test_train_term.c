@@ -1,0 +1,233 @@
+// test_train_term.c: `smelt train` from a terminal: Ctrl-C and SIGTERM save
+// the step and end with 130 / 143 (a second one quits at once, saving
+// nothing); the progress line fits the terminal's width on a pseudo-terminal;
+// --log-dir writes the scalars of each step; --checkpoint refuses a
+// checkpoint of another model.
+//
+// The runs are of a small model on CSV data, run as child processes whose
+// output goes to a pipe (or a pseudo-terminal) that the test reads.
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "support.h"
+#include "util.h"
+
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f, "%s", path);
+  fputs(text, f);
+  fclose(f);
+}
+
+// dir/m.smelt, a classifier of 16 CSV rows in batches of 4, built into
+// dir/m.ingot; hidden sets the width of its hidden layer (another width is
+// another model).
+static void build_model(const char *dir, int hidden) {
+  char path[256], text[2048], *out;
+  snprintf(path, sizeof path, "%s/x.csv", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  for (int i = 0; i < 16; i++) fprintf(f, "%g,%g\n", 0.1 * i, 1 - 0.05 * i);
+  fclose(f);
+  snprintf(path, sizeof path, "%s/y.csv", dir);
+  f = fopen(path, "w");
+  for (int i = 0; i < 16; i++) fprintf(f, "%d\n", i % 3);
+  fclose(f);
+  snprintf(text, sizeof text,
+           "import \"nn\"\nmodel m(B = 4) {\n  input x: f32[B, 2]\n  input y: i32[B]\n"
+           "  let h = relu(linear(x, %d) as fc1)\n  output logits = linear(h, 3) as fc2\n"
+           "  loss cross_entropy(logits, y)\n}\n"
+           "train {\n  optimizer = adam(lr = 0.01)\n  steps = 100\n  data train {\n"
+           "    x = csv(\"%s/x.csv\")\n    y = csv(\"%s/y.csv\")\n  }\n}\n",
+           hidden, dir, dir);
+  snprintf(path, sizeof path, "%s/m.smelt", dir);
+  write_text(path, text);
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "NO_COLOR=1 %s build %s/m.smelt -o %s/m.ingot", smelt_path(), dir, dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+  nanosleep(&ts, NULL);
+}
+
+static char *make_dir(void) {
+  char *dir = strdup("/tmp/smelt-term-XXXXXX");
+  cr_assert_not_null(mkdtemp(dir));
+  return dir;
+}
+
+static void remove_dir(char *dir) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_expect_eq(system(cmd), 0);
+  free(dir);
+}
+
+// `smelt ARGS` through sh, its stdout and stderr into the returned pipe's
+// read end; *pid is the child (exec'd over sh, so signals reach smelt).
+static int spawn(const char *args, pid_t *pid) {
+  int fds[2];
+  cr_assert_eq(pipe(fds), 0);
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "NO_COLOR=1 exec %s %s", smelt_path(), args);
+  *pid = fork();
+  cr_assert_neq(*pid, -1);
+  if (*pid == 0) {
+    dup2(fds[1], 1);
+    dup2(fds[1], 2);
+    close(fds[0]);
+    close(fds[1]);
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  close(fds[1]);
+  return fds[0];
+}
+
+typedef struct {
+  char *text;
+  size_t len, cap;
+} Buf;
+
+// Reads what fd has now (waiting up to ms); false at the end of the stream.
+static bool read_some(int fd, Buf *b, int ms) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  if (poll(&p, 1, ms) <= 0) return true;
+  if (b->cap - b->len < 4097) b->text = realloc(b->text, b->cap = b->cap * 2 + 8192);
+  ssize_t n = read(fd, b->text + b->len, 4096);
+  if (n < 0 && errno == EIO) n = 0;   // a pseudo-terminal whose other end closed
+  if (n <= 0) return false;
+  b->len += (size_t)n;
+  b->text[b->len] = '\0';
+  return true;
+}
+
+static void read_until(int fd, Buf *b, const char *want) {
+  time_t t0 = time(NULL);
+  while ((!b->text || !strstr(b->text, want)) && time(NULL) - t0 < 120)
+    if (!read_some(fd, b, 100)) break;
+  cr_assert(b->text && strstr(b->text, want), "no '%s' in:\n%s", want, b->text ? b->text : "");
+}
+
+static int read_to_end(int fd, Buf *b, pid_t pid) {
+  while (read_some(fd, b, 1000)) {}
+  close(fd);
+  int status;
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  if (!b->text) b->text = strdup("");
+  return status;
+}
+
+static char *slurp_bytes(const char *path, size_t *len) {
+  char *d = file_read(path, len);
+  cr_assert_not_null(d, "cannot read %s", path);
+  return d;
+}
+
+static void expect_same_file(const char *a, const char *b) {
+  size_t la, lb;
+  char *da = slurp_bytes(a, &la), *db = slurp_bytes(b, &lb);
+  cr_expect(la == lb && memcmp(da, db, la) == 0, "%s and %s differ", a, b);
+  free(da);
+  free(db);
+}
+
+// Interrupted with sig once the run has made steps (its output fills the
+// pipe the test is not reading, so it cannot end before the signal), the run
+// saves its step and ends with 128 + sig; resumed to the same total, the
+// checkpoint is byte for byte that of one uninterrupted run. with_checkpoint
+// false: saved at the default path beside the model.
+static void interrupt_and_resume(int sig, bool with_checkpoint) {
+  char *dir = make_dir();
+  build_model(dir, 8);
+  char ref[256], ckpt[256], args[2048], *out;
+  snprintf(ref, sizeof ref, "%s/ref.ckpt", dir);
+  if (with_checkpoint) snprintf(ckpt, sizeof ckpt, "%s/run.ckpt", dir);
+  else snprintf(ckpt, sizeof ckpt, "%s/m.interrupted.ckpt", dir);
+  snprintf(args, sizeof args, "NO_COLOR=1 %s train %s/m.ingot --steps=4000 --checkpoint=%s --threads=1", smelt_path(),
+           dir, ref);
+  cr_assert_eq(run_cmd(args, &out), 0, "%s", out);
+  free(out);
+
+  pid_t pid;
+  snprintf(args, sizeof args, "train %s/m.ingot --steps=4000 --log-every=1 --threads=1%s%s", dir,
+           with_checkpoint ? " --checkpoint=" : "", with_checkpoint ? ckpt : "");
+  int fd = spawn(args, &pid);
+  Buf b = {0};
+  read_until(fd, &b, "step 2/4000");
+  cr_assert_eq(kill(pid, sig), 0);
+  int status = read_to_end(fd, &b, pid);
+  cr_assert(WIFEXITED(status), "ended by signal %d:\n%s", WTERMSIG(status), b.text);
+  cr_expect_eq(WEXITSTATUS(status), 128 + sig, "%s", b.text);
+  char want[1024];
+  snprintf(want, sizeof want, "interrupted by %s after step ", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  const char *at = strstr(b.text, want);
+  cr_assert_not_null(at, "%s", b.text);
+  long step = atol(at + strlen(want));
+  cr_expect(step >= 2 && step < 4000, "stopped at step %ld", step);
+  snprintf(want, sizeof want, ": saved %s (continue with --checkpoint=%s --resume)", ckpt, ckpt);
+  cr_expect(strstr(at, want) != NULL, "no '%s' in:\n%s", want, b.text);
+  free(b.text);
+
+  snprintf(args, sizeof args, "NO_COLOR=1 %s train %s/m.ingot --steps=4000 --checkpoint=%s --resume --threads=1",
+           smelt_path(), dir, ckpt);
+  cr_assert_eq(run_cmd(args, &out), 0, "%s", out);
+  snprintf(want, sizeof want, "resumed from %s at step %ld\n", ckpt, step);
+  cr_expect(strstr(out, want) != NULL, "no '%s' in:\n%s", want, out);
+  free(out);
+  expect_same_file(ref, ckpt);
+  remove_dir(dir);
+}
+
+TEST(train_term, ctrl_c_saves_the_step_and_resume_continues_it) { interrupt_and_resume(SIGINT, true); }
+
+TEST(train_term, sigterm_saves_beside_the_model_without_a_checkpoint) { interrupt_and_resume(SIGTERM, false); }
+
+// Waits until fd's pipe stops filling: the writer is blocked on it.
+static void wait_until_full(int fd) {
+  int have = -1, now = 0;
+  for (int quiet = 0; quiet < 3;) {
+    sleep_ms(100);
+    cr_assert_eq(ioctl(fd, FIONREAD, &now), 0);
+    quiet = now == have && now > 0 ? quiet + 1 : 0;
+    have = now;
+  }
+}
+
+// A second Ctrl-C ends the run at once, by the signal, saving nothing.
+TEST(train_term, a_second_ctrl_c_quits_without_saving) {
+  char *dir = make_dir();
+  build_model(dir, 8);
+  char ckpt[256], args[1024];
+  snprintf(ckpt, sizeof ckpt, "%s/run.ckpt", dir);
+  snprintf(args, sizeof args, "train %s/m.ingot --steps=100000 --log-every=1 --threads=1 --checkpoint=%s", dir, ckpt);
+  pid_t pid;
+  int fd = spawn(args, &pid);
+  wait_until_full(fd);   // blocked writing a progress line: no step can end between the two signals
+  cr_assert_eq(kill(pid, SIGINT), 0);
+  sleep_ms(300);          // two signals at once would be one
+  cr_assert_eq(kill(pid, SIGINT), 0);
+  Buf b = {0};
+  int status = read_to_end(fd, &b, pid);
+  cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT, "status %#x:\n%.2000s", status,
+            b.text + (b.len > 2000 ? b.len - 2000 : 0));
+  cr_expect(strstr(b.text, "again to quit at once") != NULL);
+  cr_expect_null(strstr(b.text, "interrupted by"));
+  cr_expect_neq(access(ckpt, F_OK), 0, "a checkpoint was saved");
+  free(b.text);
+  remove_dir(dir);
+}
