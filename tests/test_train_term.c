@@ -231,3 +231,84 @@ TEST(train_term, a_second_ctrl_c_quits_without_saving) {
   free(b.text);
   remove_dir(dir);
 }
+
+// `smelt ARGS` on a new pseudo-terminal of cols columns; returns its master.
+static int spawn_on_terminal(const char *args, int cols, pid_t *pid) {
+  int master = posix_openpt(O_RDWR | O_NOCTTY);
+  cr_assert(master >= 0 && grantpt(master) == 0 && unlockpt(master) == 0);
+  const char *name = ptsname(master);
+  cr_assert_not_null(name);
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "NO_COLOR=1 TERM=xterm exec %s %s", smelt_path(), args);
+  *pid = fork();
+  cr_assert_neq(*pid, -1);
+  if (*pid == 0) {
+    setsid();
+    int slave = open(name, O_RDWR);
+    struct winsize ws = {.ws_row = 24, .ws_col = (unsigned short)cols};
+    if (slave < 0 || ioctl(slave, TIOCSWINSZ, &ws) != 0) _exit(126);
+    dup2(slave, 0);
+    dup2(slave, 1);
+    dup2(slave, 2);
+    close(master);
+    unsetenv("COLUMNS");
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  return master;
+}
+
+// On a 60-column terminal no line of the output (split at each carriage
+// return and newline, less the clear-to-end escapes) is wider than 60, and
+// the progress line is redrawn in place with the step, epoch and loss.
+TEST(train_term, the_progress_line_fits_a_60_column_terminal) {
+  char *dir = make_dir();
+  build_model(dir, 8);
+  char args[512];
+  snprintf(args, sizeof args, "train %s/m.ingot --steps=200000 --threads=1", dir);
+  pid_t pid;
+  int fd = spawn_on_terminal(args, 60, &pid);
+  Buf b = {0};
+  int status = read_to_end(fd, &b, pid);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x:\n%s", status, b.text);
+  int redraws = 0, widest = 0;
+  for (char *line = b.text; line && *line;) {
+    size_t len = strcspn(line, "\r\n");
+    char *esc = strstr(line, "\033[K");
+    size_t cols = esc && esc < line + len ? (size_t)(esc - line) + (len - (size_t)(esc - line) - 3) : len;
+    if ((int)cols > widest) widest = (int)cols;
+    redraws += !strncmp(line, "step ", 5) && line[len] != '\n' && strstr(line, " loss ") < line + len;
+    line = line[len] ? line + len + 1 : NULL;
+  }
+  cr_expect_leq(widest, 60, "a line of %d columns:\n%s", widest, b.text);
+  cr_expect_gt(redraws, 0, "no progress line redrawn in place:\n%s", b.text);
+  cr_expect(strstr(b.text, "\ntrained 200000 steps") != NULL, "%s", b.text);
+  free(b.text);
+  remove_dir(dir);
+}
+
+// Off a terminal: one plain line per --log-every steps, each with every field.
+TEST(train_term, log_lines_off_a_terminal_hold_every_field) {
+  char *dir = make_dir();
+  build_model(dir, 8);
+  char args[512], *out;
+  snprintf(args, sizeof args, "NO_COLOR=1 %s train %s/m.ingot --steps=300 --log-every=100 --threads=1", smelt_path(), dir);
+  cr_assert_eq(run_cmd(args, &out), 0, "%s", out);
+  cr_expect_null(strchr(out, '\r'), "%s", out);
+  int lines = 0;
+  for (const char *p = out; (p = strstr(p, "\nstep ")); p++) {
+    long long st, total, epoch;
+    double loss, lr, rate;
+    char eta[16];
+    int n = sscanf(p, "\nstep %lld/%lld  epoch %lld  loss %lf  lr %lf  %lf samples/s  ETA %15s", &st, &total, &epoch,
+                   &loss, &lr, &rate, eta);
+    cr_expect_eq(n, 7, "not a whole log line: %.100s", p + 1);
+    cr_expect_eq(st, 100 * (lines + 1));
+    cr_expect_eq(epoch, (st - 1) / 4 + 1);
+    cr_expect(isfinite(loss) && loss > 0 && fabs(lr - 0.01) < 1e-9 && rate > 0, "%.100s", p + 1);
+    lines++;
+  }
+  cr_expect_eq(lines, 3, "%s", out);
+  free(out);
+  remove_dir(dir);
+}

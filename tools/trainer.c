@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -492,6 +493,82 @@ int train_may_start(const TrainOptions *o) {
   return 1;
 }
 
+// ---- the progress line
+
+typedef struct {
+  int64_t step, total, epoch;
+  double loss;         // the mean since the last report
+  double lr;           // < 0: the ingot does not say
+  double rate, eta;    // samples/s, seconds
+  bool scaled;         // fp16: the loss scale and the steps it skipped
+  float scale;
+  int64_t skipped;
+} Progress;
+
+// The terminal's width in columns: TIOCGWINSZ on fd, else $COLUMNS, else 80.
+static int terminal_width(int fd) {
+  struct winsize ws;
+  if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  const char *c = getenv("COLUMNS");
+  long n = c ? strtol(c, NULL, 10) : 0;
+  return n > 0 && n < 10000 ? (int)n : 80;
+}
+
+// The report into buf as fields two spaces apart. width > 0 (a terminal):
+// the least needed fields are left out (the loss scale, the learning rate,
+// samples/s, the epoch, the ETA, the loss) until the line fits in width - 1
+// columns, leaving the last one free so that no terminal wraps it; a bar of
+// the run's progress takes the room left, and a line still too wide is cut.
+static void progress_format(const Progress *p, int width, char *buf, size_t n) {
+  enum { NF = 7 };
+  char f[NF][64], eta[32];
+  snprintf(f[0], sizeof f[0], "step %lld/%lld", (long long)p->step, (long long)p->total);
+  snprintf(f[1], sizeof f[1], "epoch %lld", (long long)p->epoch);
+  snprintf(f[2], sizeof f[2], "loss %.4f", p->loss);
+  snprintf(f[3], sizeof f[3], p->scaled ? "scale %g (%lld skipped)" : "", p->scale, (long long)p->skipped);
+  snprintf(f[4], sizeof f[4], p->lr >= 0 ? "lr %.3g" : "", p->lr);
+  snprintf(f[5], sizeof f[5], "%.0f samples/s", p->rate);
+  snprintf(f[6], sizeof f[6], "ETA %s", duration(eta, sizeof eta, p->eta));
+  static const int drop_order[NF - 1] = {3, 4, 5, 1, 6, 2};   // f[0], the step, always stays
+  bool keep[NF];
+  size_t len = 0;
+  for (int i = 0; i < NF; i++) keep[i] = f[i][0] != '\0', len += keep[i] ? strlen(f[i]) + 2 : 0;
+  len -= 2;
+  size_t room = width > 0 ? (size_t)width - 1 : (size_t)-1;
+  for (int k = 0; k < NF - 1 && len > room; k++)
+    if (keep[drop_order[k]]) keep[drop_order[k]] = false, len -= strlen(f[drop_order[k]]) + 2;
+  size_t at = 0, bar = width > 0 && room >= len + 10 ? room - len - 3 : 0;
+  if (bar > 30) bar = 30;
+  buf[0] = '\0';
+  for (int i = 0; i < NF && at < n; i++) {
+    if (!keep[i]) continue;
+    at += (size_t)snprintf(buf + at, n - at, "%s%s", at ? "  " : "", f[i]);
+    if (i == 0 && bar && at + bar + 4 < n) {   // " [#####.....]" after the step
+      size_t done = p->total ? (size_t)((double)bar * (double)p->step / (double)p->total) : 0;
+      buf[at++] = ' ', buf[at++] = '[';
+      for (size_t j = 0; j < bar; j++) buf[at++] = j < done ? '#' : '.';
+      buf[at++] = ']', buf[at] = '\0';
+    }
+  }
+  if (width > 0 && strlen(buf) > room) buf[room] = '\0';
+}
+
+// On a terminal the line is redrawn in place (a carriage return, the line,
+// then clear to its end; spaces on a dumb terminal); elsewhere it is a line
+// of its own.
+static void progress_print(const Progress *p, bool tty) {
+  char line[512];
+  int width = tty ? terminal_width(fileno(stdout)) : 0;
+  progress_format(p, width, line, sizeof line);
+  if (!tty) printf("%s\n", line);
+  else {
+    const char *term = getenv("TERM");
+    if (term && !strcmp(term, "dumb")) printf("\r%-*s", width - 1, line);
+    else printf("\r%s\033[K", line);
+  }
+  fflush(stdout);
+}
+
 // The end of a run stopped by a signal after steps steps: the state saved at
 // --checkpoint (or the default path), where and at which step said; 128 + the
 // signal's number, or 1 when nothing could be saved.
@@ -612,14 +689,14 @@ int train_run(const TrainOptions *o) {
     int64_t done_steps = step + 1 - start;
     double t = now(), rate = (double)done_steps * (double)sp.batch / (t - t0);
     bool epoch_end = (step + 1) % per_epoch == 0;
-    if ((tty && t - last_log > 0.2) || (!tty && (step + 1) % o->log_every == 0) || epoch_end || step + 1 == total) {
-      char eta[32], scaling[64] = "";
-      if (scaled) snprintf(scaling, sizeof scaling, "  scale %g (%lld skipped)", scale, (long long)skipped);
-      printf("%sstep %lld/%lld  epoch %lld  loss %.4f%s  %.0f samples/s  ETA %s%s", tty ? "\r" : "",
-             (long long)(step + 1), (long long)total, (long long)(step / per_epoch + 1), loss_avg / (double)in_avg,
-             scaling, rate, duration(eta, sizeof eta, (double)(total - step - 1) * (double)sp.batch / rate),
-             tty ? "   " : "\n");
-      fflush(stdout);
+    // a line at each epoch's end only where an evaluation follows it
+    if ((tty && t - last_log > 0.2) || (!tty && (step + 1) % o->log_every == 0) || (epoch_end && held) ||
+        step + 1 == total) {
+      Progress p = {step + 1, total, step / per_epoch + 1, loss_avg / (double)in_avg, -1, rate,
+                    (double)(total - step - 1) * (double)sp.batch / rate, scaled, scale, skipped};
+      float lr;
+      if (smelt_get_output(s, "train_step", "lr", &lr, sizeof lr) == SMELT_OK) p.lr = lr;
+      progress_print(&p, tty);
       last_log = t;
       loss_avg = 0;
       in_avg = 0;
@@ -649,6 +726,7 @@ int train_run(const TrainOptions *o) {
   // the last step's own save stands: saving again would cost a kept checkpoint
   if (o->checkpoint && saved_at != stop && !checkpoint_save(s, o->checkpoint, o->keep)) goto done;
   char took[32];
+  if (tty && stop > start) putchar('\n');   // below the progress line
   printf("trained %lld steps in %s%s\n", (long long)(stop - start), duration(took, sizeof took, now() - t0),
          stop < total ? " (stopped early; continue with --resume)" : "");
   rc = 0;
