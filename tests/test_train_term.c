@@ -179,8 +179,10 @@ static void interrupt_and_resume(int sig, bool with_checkpoint) {
   cr_assert_not_null(at, "%s", b.text);
   long step = atol(at + strlen(want));
   cr_expect(step >= 2 && step < 4000, "stopped at step %ld", step);
-  snprintf(want, sizeof want, ": saved %s (continue with --checkpoint=%s --resume)", ckpt, ckpt);
+  snprintf(want, sizeof want, "; continue with --checkpoint=%s --resume\n", ckpt);
   cr_expect(strstr(at, want) != NULL, "no '%s' in:\n%s", want, b.text);
+  snprintf(want, sizeof want, "saved %s at step %ld\n", ckpt, step);
+  cr_expect(strstr(b.text, want) != NULL, "no '%s' in:\n%s", want, b.text);
   free(b.text);
 
   snprintf(args, sizeof args, "NO_COLOR=1 %s train %s/m.ingot --steps=4000 --checkpoint=%s --resume --threads=1",
@@ -310,5 +312,48 @@ TEST(train_term, log_lines_off_a_terminal_hold_every_field) {
   }
   cr_expect_eq(lines, 3, "%s", out);
   free(out);
+  remove_dir(dir);
+}
+
+// An interrupted run without --checkpoint replaces the default file of its own
+// model, but not another model's: that one stays, and the state goes to
+// MODEL.interrupted-2.ckpt. Every save is one line with its path and step.
+TEST(train_term, the_default_path_keeps_another_models_checkpoint) {
+  char *dir = make_dir();
+  build_model(dir, 4);   // another model: its hidden layer is narrower
+  char first[256], second[256], args[2048], *out;
+  snprintf(first, sizeof first, "%s/m.interrupted.ckpt", dir);
+  snprintf(second, sizeof second, "%s/m.interrupted-2.ckpt", dir);
+  snprintf(args, sizeof args, "NO_COLOR=1 %s train %s/m.ingot --steps=10 --checkpoint=%s --checkpoint-every=5", smelt_path(),
+           dir, first);
+  cr_assert_eq(run_cmd(args, &out), 0, "%s", out);
+  char want[600];
+  snprintf(want, sizeof want, "saved %s at step 5\nstep", first);   // plain log lines: the save, then the step
+  cr_expect(strstr(out, want) != NULL, "no '%s' in:\n%s", want, out);
+  snprintf(want, sizeof want, "saved %s at step 10\n", first);
+  cr_expect(strstr(out, want) != NULL, "no '%s' in:\n%s", want, out);
+  free(out);
+  size_t len;
+  char *before = slurp_bytes(first, &len);
+  build_model(dir, 8);
+  for (int round = 0; round < 2; round++) {   // the second replaces the first's -2
+    pid_t pid;
+    snprintf(args, sizeof args, "train %s/m.ingot --steps=4000 --log-every=1 --threads=1", dir);
+    int fd = spawn(args, &pid);
+    Buf b = {0};
+    read_until(fd, &b, "step 2/4000");
+    cr_assert_eq(kill(pid, SIGINT), 0);
+    int status = read_to_end(fd, &b, pid);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 130, "%s", b.text);
+    snprintf(want, sizeof want, "continue with --checkpoint=%s --resume", second);
+    cr_expect(strstr(b.text, want) != NULL, "no '%s' in:\n%s", want, b.text);
+    cr_expect(strstr(b.text, "m.interrupted-3") == NULL, "%s", b.text);
+    free(b.text);
+  }
+  size_t len2;
+  char *after = slurp_bytes(first, &len2);
+  cr_expect(len == len2 && !memcmp(before, after, len), "another model's checkpoint was replaced");
+  free(before);
+  free(after);
   remove_dir(dir);
 }

@@ -422,12 +422,43 @@ static int checkpoint_rotate(const char *path, int64_t keep) {
   return rc;
 }
 
-// Saves the session's state at path, keeping keep - 1 older ones (--keep).
-static bool checkpoint_save(smelt_session *s, const char *path, int64_t keep) {
+// Saves the session's state at path, keeping keep - 1 older ones (--keep),
+// and says so: one line per save, with the step count it holds.
+static bool checkpoint_save(smelt_session *s, const char *path, int64_t keep, int64_t steps, bool tty) {
   if (checkpoint_rotate(path, keep) != 0) return false;
-  if (smelt_save(s, path) == SMELT_OK) return true;
-  fprintf(stderr, "\nsmelt: error: %s\n", smelt_last_error());
-  return false;
+  if (smelt_save(s, path) != SMELT_OK) {
+    fprintf(stderr, "\nsmelt: error: %s\n", smelt_last_error());
+    return false;
+  }
+  printf("%ssaved %s at step %lld\n", tty ? "\r\033[K" : "", path, (long long)steps);
+  fflush(stdout);
+  return true;
+}
+
+// Whether the tensor file at path is a checkpoint of ig's model: the same
+// parameters and state, by name, dtype and shape (a checkpoint records no
+// more of its model than that).
+static bool checkpoint_is_of(const smelt_ingot *ig, const char *path) {
+  char err[512];
+  TensorReader *r = tensor_reader_open(path, err, sizeof err);
+  if (!r) return false;
+  uint32_t want = 0, n = tensor_reader_count(r);
+  for (uint32_t t = 0; t < ig->ntensors; t++)
+    want += ig->tensors[t].role == ROLE_PARAM || ig->tensors[t].role == ROLE_STATE;
+  bool same = n == want;
+  for (uint32_t i = 0; i < n && same; i++) {
+    const char *name;
+    uint32_t dtype;
+    Shape shape;
+    int64_t t = tensor_reader_next(r, &name, &dtype, &shape) ? ingot_tensor(ig, name) : -1;
+    const IngotTensor *tt = t >= 0 ? &ig->tensors[t] : NULL;
+    same = tt && (tt->role == ROLE_PARAM || tt->role == ROLE_STATE) && tt->dtype == dtype &&
+           (int)tt->ndim == shape.ndim;
+    for (int d = 0; same && d < shape.ndim; d++) same = (int64_t)tt->dims[d] == shape.d[d];
+    same = same && tensor_reader_bytes(r, NULL, tt->bytes);
+  }
+  tensor_reader_close(r);
+  return same;
 }
 
 // ---- stopping on Ctrl-C or SIGTERM
@@ -473,15 +504,19 @@ static void stop_signals_restore(void) {
 }
 
 // Where an interrupted run saves when no --checkpoint names a place: next to
-// the model file, as MODEL.interrupted.ckpt (MODEL without .smelt or .ingot).
-static char *interrupted_path(const TrainOptions *o) {
+// the model file, as MODEL.interrupted.ckpt (MODEL without .smelt or .ingot),
+// replacing an earlier one of the same model; where that name holds another
+// model's checkpoint (or another file), MODEL.interrupted-2.ckpt, -3, ...
+static char *interrupted_path(const smelt_ingot *ig, const TrainOptions *o) {
   const char *model = o->source ? o->source : o->ingot;
   size_t n = strlen(model);
   const char *slash = strrchr(model, '/'), *dot = strrchr(model, '.');
   if (dot && (!slash || dot > slash) && (!strcmp(dot, ".smelt") || !strcmp(dot, ".ingot"))) n = (size_t)(dot - model);
-  size_t len = n + sizeof ".interrupted.ckpt";
+  size_t len = n + sizeof ".interrupted-1000.ckpt";
   char *path = xmalloc(len);
   snprintf(path, len, "%.*s.interrupted.ckpt", (int)n, model);
+  for (int k = 2; k <= 1000 && access(path, F_OK) == 0 && !checkpoint_is_of(ig, path); k++)
+    snprintf(path, len, "%.*s.interrupted-%d.ckpt", (int)n, model, k);
   return path;
 }
 
@@ -575,14 +610,14 @@ static void progress_print(const Progress *p, bool tty) {
 static int train_interrupted(const smelt_ingot *ig, smelt_session *s, const TrainOptions *o, int64_t steps,
                              int64_t saved_at) {
   int sig = stop_signal;
-  char *path = o->checkpoint ? xstrdup(o->checkpoint) : interrupted_path(o);
+  char *path = o->checkpoint ? xstrdup(o->checkpoint) : interrupted_path(ig, o);
   int rc = 128 + sig;
   if (saved_at != steps &&
-      (!state_is_finite(ig, s, steps - 1, path) || !checkpoint_save(s, path, o->checkpoint ? o->keep : 1)))
+      (!state_is_finite(ig, s, steps - 1, path) || !checkpoint_save(s, path, o->checkpoint ? o->keep : 1, steps, false)))
     rc = 1;
   if (rc != 1)
-    printf("\ninterrupted by %s after step %lld: saved %s (continue with --checkpoint=%s --resume)\n",
-           sig == SIGINT ? "SIGINT" : "SIGTERM", (long long)steps, path, path);
+    printf("interrupted by %s after step %lld; continue with --checkpoint=%s --resume\n",
+           sig == SIGINT ? "SIGINT" : "SIGTERM", (long long)steps, path);
   fflush(stdout);
   free(path);
   return rc;
@@ -703,7 +738,7 @@ int train_run(const TrainOptions *o) {
     }
     if (every && (step + 1) % every == 0 && o->checkpoint) {
       if (!state_is_finite(ig, s, step, o->checkpoint)) goto done;
-      if (!checkpoint_save(s, o->checkpoint, o->keep)) goto done;
+      if (!checkpoint_save(s, o->checkpoint, o->keep, step + 1, tty)) goto done;
       saved_at = step + 1;
     }
     if ((epoch_end || step + 1 == total) && held) {
@@ -718,15 +753,15 @@ int train_run(const TrainOptions *o) {
     }
     if (stop_signal) stop = step + 1;   // the loop ends here, with this step saved below
   }
+  if (tty && stop > start) putchar('\n');   // below the progress line
   if (stop_signal) {
     rc = train_interrupted(ig, s, o, stop, saved_at);
     goto done;
   }
   if (stop > start && !state_is_finite(ig, s, stop - 1, o->checkpoint)) goto done;
   // the last step's own save stands: saving again would cost a kept checkpoint
-  if (o->checkpoint && saved_at != stop && !checkpoint_save(s, o->checkpoint, o->keep)) goto done;
+  if (o->checkpoint && saved_at != stop && !checkpoint_save(s, o->checkpoint, o->keep, stop, false)) goto done;
   char took[32];
-  if (tty && stop > start) putchar('\n');   // below the progress line
   printf("trained %lld steps in %s%s\n", (long long)(stop - start), duration(took, sizeof took, now() - t0),
          stop < total ? " (stopped early; continue with --resume)" : "");
   rc = 0;
