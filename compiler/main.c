@@ -100,6 +100,7 @@ static const OptSpec specs[] = {
      1000, NULL},
     {"stop-after", 0, OPT_INT, "train", "N", "end this run after N steps (resume later)", 1, BIG, NULL},
     {"log-every", 0, OPT_INT, "train eval", "N", "steps between progress lines when not on a terminal (50)", 1, BIG, NULL},
+    {"log-dir", 0, OPT_STRING, "train", "DIR", "write each step's scalars to DIR/scalars.csv", 0, 0, NULL},
     {"split", 0, OPT_STRING, "eval", "S", "the data to evaluate on: test (default), val or train", 0, 0, NULL},
     {"inputs", 0, OPT_STRING, "run import build check", "FILE",
      "run: the tensor file of inputs; import, build, check of an ONNX model: the values of\nthe inputs its graph needs as constants (shapes, axes; docs/onnx.md)", 0, 0, NULL},
@@ -351,6 +352,7 @@ static int options_from(const OptResult *r, Options *o) {
   o->train.keep = V("keep")->set ? V("keep")->num : 1;
   o->train.stop_after = V("stop-after")->num;
   IF_SET("log-every") o->train.log_every = V("log-every")->num;
+  o->train.log_dir = V("log-dir")->str;
   o->inputs = V("inputs")->str;
   o->outputs = V("outputs")->str;
   IF_SET("seed") o->seed = o->sample.seed = (uint64_t)V("seed")->num, o->seed_set = true;

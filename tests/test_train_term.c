@@ -357,3 +357,36 @@ TEST(train_term, the_default_path_keeps_another_models_checkpoint) {
   free(after);
   remove_dir(dir);
 }
+
+// --log-dir=DIR: DIR/scalars.csv, a header and one row per step with its
+// loss and learning rate; a resumed run appends its rows.
+TEST(train_term, log_dir_writes_a_row_of_scalars_per_step) {
+  char *dir = make_dir();
+  build_model(dir, 8);
+  char args[2048], path[300], *out;
+  snprintf(args, sizeof args, "NO_COLOR=1 %s train %s/m.ingot --steps=12 --stop-after=7 --checkpoint=%s/c.ckpt "
+           "--log-dir=%s/logs", smelt_path(), dir, dir, dir);
+  cr_assert_eq(run_cmd(args, &out), 0, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "NO_COLOR=1 %s train %s/m.ingot --steps=12 --checkpoint=%s/c.ckpt --resume "
+           "--log-dir=%s/logs", smelt_path(), dir, dir, dir);
+  cr_assert_eq(run_cmd(args, &out), 0, "%s", out);
+  free(out);
+  snprintf(path, sizeof path, "%s/logs/scalars.csv", dir);
+  char *csv = slurp(path);
+  const char *header = "step,loss,lr,grad_norm,samples_per_s,eval_loss,eval_accuracy\n";
+  cr_assert(!strncmp(csv, header, strlen(header)), "%s", csv);
+  int rows = 0;
+  for (const char *p = csv + strlen(header); *p; p = strchr(p, '\n') + 1) {
+    long long step;
+    double loss, lr, rate;
+    int used = 0;
+    cr_assert_eq(sscanf(p, "%lld,%lf,%lf,,%lf,,%n", &step, &loss, &lr, &rate, &used), 4, "row %.80s", p);
+    cr_expect(used > 0 && p[used] == '\n', "row %.80s", p);
+    cr_expect_eq(step, ++rows);
+    cr_expect(isfinite(loss) && loss > 0 && fabs(lr - 0.01) < 1e-9 && rate > 0, "row %.80s", p);
+  }
+  cr_expect_eq(rows, 12, "%s", csv);
+  free(csv);
+  remove_dir(dir);
+}

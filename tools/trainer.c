@@ -604,6 +604,42 @@ static void progress_print(const Progress *p, bool tty) {
   fflush(stdout);
 }
 
+// ---- --log-dir: DIR/scalars.csv, one row per step
+
+// The folder (made when missing) and the file with its header, appended to
+// when it exists (a resumed run continues its rows); NULL after a message.
+static FILE *scalars_open(const char *dir) {
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+    fprintf(stderr, "smelt: error: --log-dir: cannot make %s: %s\n", dir, strerror(errno));
+    return NULL;
+  }
+  size_t n = strlen(dir) + sizeof "/scalars.csv";
+  char *path = xmalloc(n);
+  snprintf(path, n, "%s/scalars.csv", dir);
+  struct stat st;
+  bool fresh = stat(path, &st) != 0 || st.st_size == 0;
+  FILE *f = fopen(path, "a");
+  if (!f) fprintf(stderr, "smelt: error: --log-dir: cannot write %s: %s\n", path, strerror(errno));
+  else if (fresh) fputs("step,loss,lr,grad_norm,samples_per_s,eval_loss,eval_accuracy\n", f);
+  free(path);
+  return f;
+}
+
+// One row: the step's loss, its learning rate and gradient norm where the
+// ingot has them, and the evaluation's where one ran (empty fields otherwise).
+static void scalars_row(FILE *f, smelt_session *s, int64_t steps, float loss, double rate, const EvalResult *ev) {
+  float lr, norm;
+  fprintf(f, "%lld,%.9g,", (long long)steps, loss);
+  if (smelt_get_output(s, "train_step", "lr", &lr, sizeof lr) == SMELT_OK) fprintf(f, "%.9g", lr);
+  fputc(',', f);
+  if (smelt_get_output(s, "train_step", "grad_norm", &norm, sizeof norm) == SMELT_OK) fprintf(f, "%.9g", norm);
+  fprintf(f, ",%.6g,", rate);
+  if (ev) fprintf(f, "%.9g,", ev->loss);
+  else fputc(',', f);
+  if (ev && ev->accuracy >= 0) fprintf(f, "%.9g", ev->accuracy);
+  fputc('\n', f);
+}
+
 // The end of a run stopped by a signal after steps steps: the state saved at
 // --checkpoint (or the default path), where and at which step said; 128 + the
 // signal's number, or 1 when nothing could be saved.
@@ -630,6 +666,7 @@ int train_run(const TrainOptions *o) {
   if (!ig) return 1;
   smelt_session *s = NULL;
   Split sp = {0};
+  FILE *scalars = NULL;
   int rc = 1;
   if (!ingot_entry(ig, "train_step")) {
     fprintf(stderr, "smelt: error: '%s' has no train_step entry (does the model have a loss and a train block?)\n", o->ingot);
@@ -688,6 +725,7 @@ int train_run(const TrainOptions *o) {
   float scale = 0;   // fp16: the loss scale for the next step, read after each step
   bool scaled = smelt_get_tensor(s, "loss_scale", &scale, sizeof scale) == SMELT_OK;
   int64_t saved_at = -1;   // the step count of the last checkpoint saved
+  if (o->log_dir && !(scalars = scalars_open(o->log_dir))) goto done;
   stop_signals_catch();
   for (int64_t step = start; step < stop; step++) {
     split_next(&sp, s, "train_step");
@@ -741,8 +779,9 @@ int train_run(const TrainOptions *o) {
       if (!checkpoint_save(s, o->checkpoint, o->keep, step + 1, tty)) goto done;
       saved_at = step + 1;
     }
-    if ((epoch_end || step + 1 == total) && held) {
-      EvalResult r;
+    EvalResult r;
+    bool evaluated = (epoch_end || step + 1 == total) && held;
+    if (evaluated) {
       if (tty) putchar('\n');
       if (evaluate(ig, s, held, seed, &r, err, sizeof err)) {
         fprintf(stderr, "smelt: error: %s\n", err);
@@ -751,6 +790,7 @@ int train_run(const TrainOptions *o) {
       printf("epoch %lld: ", (long long)((step + 1 + per_epoch - 1) / per_epoch));
       print_eval(held, &r);
     }
+    if (scalars) scalars_row(scalars, s, step + 1, loss, rate, evaluated ? &r : NULL);
     if (stop_signal) stop = step + 1;   // the loop ends here, with this step saved below
   }
   if (tty && stop > start) putchar('\n');   // below the progress line
@@ -767,6 +807,10 @@ int train_run(const TrainOptions *o) {
   rc = 0;
 done:
   stop_signals_restore();
+  if (scalars && fclose(scalars) != 0) {
+    fprintf(stderr, "smelt: error: --log-dir: cannot write %s/scalars.csv: %s\n", o->log_dir, strerror(errno));
+    rc = 1;
+  }
   split_free(&sp);
   smelt_session_free(s);
   smelt_ingot_close(ig);
