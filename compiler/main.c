@@ -71,6 +71,8 @@ static const OptSpec specs[] = {
     {"memory", 0, OPT_FLAG, "explain", NULL, "the arena instead: peak against the sum of\nintermediates, the largest live set", 0, 0, NULL},
     {"svg", 0, OPT_STRING, "explain", "FILE", "draw the buffer lifetimes there", 0, 0, NULL},
     {"output", 'o', OPT_STRING, "build init import", "FILE", "where to write the ingot, the weights or the model file", 0, 0, NULL},
+    {"emit-c", 0, OPT_IDENT, "build", "NAME", "write the ingot to -o as C source: const unsigned char NAME[] and\n"
+     "const size_t NAME_size, for smelt_ingot_open_memory (docs/runtime.md)", 0, 0, NULL},
     {"entry", 0, OPT_STRING, "dump build explain graph run bisect bench", "E",
      "the entry point (build: infer alone makes an inference-only ingot)", 0, 0, NULL},
     {"target", 0, OPT_STRING, "dump build train eval run bisect", "LIST",
@@ -146,6 +148,7 @@ typedef struct {
   Define defs[32];
   int ndefs;
   const char *output;
+  const char *emit_c;             // build --emit-c NAME: the ingot as C source
   uint64_t seed;
   bool seed_set;                  // --seed given (init: else the model's seed)
   bool params_only;
@@ -319,6 +322,7 @@ static int options_from(const OptResult *r, Options *o) {
   o->memory = V("memory")->set;
   o->svg = V("svg")->str;
   o->output = V("output")->str;
+  o->emit_c = V("emit-c")->str;
   o->train.split = V("entry")->str;
   IF_SET("split") o->train.split = V("split")->str;
   IF_SET("target") if (parse_targets(V("target")->str, &o->targets)) return 2;
@@ -450,17 +454,33 @@ static void build_ingot(Compilation *c, Module *m, const Options *o) {
     t.infer_only = true;
   }
   Build b;
-  char sha256[65];
-  if (pipeline_build(c, m, o->defs, o->ndefs, &t, &b) == 0 &&
-      ingot_write(c, m, &b, o->defs, o->ndefs, &t, o->output, sha256) == 0) {
-    MemoryNeed need;
-    memory_need(&b, &need);
-    printf("%s: a session needs ", o->output);
-    memory_need_print(stdout, &b, &need);
-    putchar('\n');
-    printf("sha256 %s  %s\n", sha256, o->output);   // pin it: --expect-sha256=HEX
+  char sha256[65], dir[4096] = "", tmp[4200];
+  const char *path = o->output;   // --emit-c: the ingot goes to a temporary first
+  if (o->emit_c) {
+    char err[512];
+    if (tempdir_create(dir, sizeof dir, err, sizeof err)) {
+      diag_plain(&c->diag, "%s", err);
+      return;
+    }
+    snprintf(tmp, sizeof tmp, "%s/model.ingot", dir);
+    path = tmp;
+  }
+  if (pipeline_build(c, m, o->defs, o->ndefs, &t, &b) == 0 && ingot_write(c, m, &b, o->defs, o->ndefs, &t, path, sha256) == 0) {
+    char err[4400];
+    if (o->emit_c && ingot_write_c(path, o->emit_c, o->output, err, sizeof err)) {
+      diag_plain(&c->diag, "%s", err);
+    } else {
+      MemoryNeed need;
+      memory_need(&b, &need);
+      printf("%s: a session needs ", o->output);
+      memory_need_print(stdout, &b, &need);
+      putchar('\n');
+      if (o->emit_c) printf("sha256 %s  %s[] in %s\n", sha256, o->emit_c, o->output);   // of the ingot's bytes
+      else printf("sha256 %s  %s\n", sha256, o->output);   // pin it: --expect-sha256=HEX
+    }
   }
   build_free(&b);
+  if (dir[0]) tempdir_remove(dir);
 }
 
 // `smelt check`: a model's entries planned (no code) and held to

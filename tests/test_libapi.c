@@ -298,3 +298,92 @@ TEST(libapi, an_ingot_opens_from_memory) {
   smelt_ingot_close(from_memory);
   unlink(path);
 }
+
+// ---- smelt build --emit-c: the ingot linked into a program
+
+// A program that opens the ingot linked into it and prints infer's logits
+// for the input pattern of infer_logits, as exact hex floats.
+static const char *embedded_runner =
+    "#include <stdio.h>\n"
+    "#include \"smelt.h\"\n"
+    "extern const unsigned char mlp_model[];\n"
+    "extern const size_t mlp_model_size;\n"
+    "int main(void) {\n"
+    "  static float x[4 * 784], logits[40];\n"
+    "  for (int i = 0; i < 4 * 784; i++) x[i] = (float)(i % 89) / 89.0f - 0.5f;\n"
+    "  smelt_ingot *ig;\n"
+    "  smelt_session *s;\n"
+    "  if (((unsigned long)mlp_model) % 64) return 3;\n"
+    "  if (smelt_ingot_open_memory(mlp_model, mlp_model_size, &ig) != SMELT_OK ||\n"
+    "      smelt_session_new(ig, \"cpu\", 1, &s) != SMELT_OK ||\n"
+    "      smelt_set_input(s, \"infer\", \"x\", x, sizeof x) != SMELT_OK || smelt_run(s, \"infer\", 1, 0) != SMELT_OK ||\n"
+    "      smelt_get_output(s, \"infer\", \"logits\", logits, sizeof logits) != SMELT_OK) {\n"
+    "    printf(\"error: %s\\n\", smelt_last_error());\n"
+    "    return 1;\n"
+    "  }\n"
+    "  for (int i = 0; i < 40; i++) printf(\"%a\\n\", logits[i]);\n"
+    "  smelt_session_free(s);\n"
+    "  smelt_ingot_close(ig);\n"
+    "  return 0;\n"
+    "}\n";
+
+// infer's logits from the ingot file at path, as embedded_runner prints them.
+static void infer_logits(const char *path, char *text, size_t n) {
+  static float x[4 * 784];
+  float logits[40];
+  for (int i = 0; i < 4 * 784; i++) x[i] = (float)(i % 89) / 89.0f - 0.5f;
+  smelt_ingot *ig;
+  smelt_session *s;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &s), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_set_input(s, "infer", "x", x, sizeof x), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_run(s, "infer", 1, 0), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_get_output(s, "infer", "logits", logits, sizeof logits), SMELT_OK);
+  size_t k = 0;
+  for (int i = 0; i < 40; i++) k += (size_t)snprintf(text + k, n - k, "%a\n", logits[i]);
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+}
+
+// `smelt build --emit-c` writes C that a program compiles in; opened with
+// smelt_ingot_open_memory it infers what the ingot file infers, bit for bit.
+TEST(libapi, an_ingot_emitted_as_c_runs_linked_into_a_program) {
+  char c_file[PATH_MAX], ingot[PATH_MAX], exe[PATH_MAX], cmd[6 * PATH_MAX], *out;
+  snprintf(c_file, sizeof c_file, "%s/test-emit-%d.c", build_dir(), (int)getpid());
+  snprintf(ingot, sizeof ingot, "%s/test-emit-%d.ingot", build_dir(), (int)getpid());
+  snprintf(exe, sizeof exe, "%s/test-emit-%d", build_dir(), (int)getpid());
+  const char *sizes = "examples/mlp.smelt -D B=4 -D H=8 --entry=infer";
+  snprintf(cmd, sizeof cmd, "%s build %s --emit-c mlp_model -o %s", smelt_path(), sizes, c_file);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect(strstr(out, "mlp_model[] in ") != NULL, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s build %s -o %s", smelt_path(), sizes, ingot);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  const char *main_c = write_temp("emit-main", "c", embedded_runner);
+  snprintf(cmd, sizeof cmd, "cc -std=c11 -Wall -Wextra -Werror %s -Iruntime -o %s %s %s -L%s -Wl,-rpath,%s -lsmeltrt",
+           SAN_FLAGS, exe, main_c, c_file, build_dir(), build_dir());
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  cr_assert_eq(run_cmd(exe, &out), 0, "%s", out);
+  char want[40 * 32];
+  infer_logits(ingot, want, sizeof want);
+  cr_expect_str_eq(out, want);
+  free(out);
+  unlink(exe);
+  unlink(main_c);
+  unlink(c_file);
+  unlink(ingot);
+}
+
+TEST(libapi, emit_c_takes_a_c_identifier) {
+  const char *bad[] = {"9lives", "my-model", "int", ""};
+  for (int i = 0; i < 4; i++) {
+    char cmd[PATH_MAX + 256], *out;
+    snprintf(cmd, sizeof cmd, "%s build examples/mlp.smelt --emit-c '%s' -o /nonexistent/x.c", smelt_path(), bad[i]);
+    cr_expect_eq(run_cmd(cmd, &out), 2, "%s: %s", bad[i], out);
+    cr_expect(strstr(out, "--emit-c takes a C identifier") != NULL, "%s: %s", bad[i], out);
+    cr_expect(strstr(out, "not a keyword") != NULL, "%s", out);
+    free(out);
+  }
+}
