@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "smelt.h"
@@ -386,4 +387,93 @@ TEST(libapi, emit_c_takes_a_c_identifier) {
     cr_expect(strstr(out, "not a keyword") != NULL, "%s", out);
     free(out);
   }
+}
+
+// ---- the usage example of smelt.h is a program that compiles and runs
+
+// The example program in smelt.h's leading comment: from "//   #include",
+// the lines indented by three spaces or more and the empty "//" lines among
+// them, less their "//   ", up to the comment's next line of prose.
+static char *header_example(void) {
+  char *h = slurp("runtime/smelt.h");
+  cr_assert_not_null(h);
+  char *from = strstr(h, "\n//   #include");
+  cr_assert_not_null(from, "runtime/smelt.h: no example program in its leading comment");
+  char *src = calloc(1, strlen(from) + 1), *o = src;
+  for (char *p = from + 1; !strncmp(p, "//   ", 5) || !strncmp(p, "//\n", 3);) {
+    char *nl = strchr(p, '\n');
+    p += p[2] == '\n' ? 2 : 5;
+    memcpy(o, p, (size_t)(nl + 1 - p));
+    o += nl + 1 - p;
+    p = nl + 1;
+  }
+  free(h);
+  cr_assert(strstr(src, "int main(void)") && strstr(src, "smelt_ingot_close(ig);"), "the example:\n%s", src);
+  return src;
+}
+
+// The loss of one train_step on zero inputs, as the example prints it.
+static void example_loss(const char *ingot, char *text, size_t n) {
+  static float images[128 * 784];
+  static int32_t labels[128];
+  smelt_ingot *ig;
+  smelt_session *s;
+  cr_assert_eq(smelt_ingot_open(ingot, &ig), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_session_new(ig, "auto", 0, &s), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_set_input(s, "train_step", "x", images, sizeof images), SMELT_OK);
+  cr_assert_eq(smelt_set_input(s, "train_step", "y", labels, sizeof labels), SMELT_OK);
+  cr_assert_eq(smelt_run(s, "train_step", 1, 0), SMELT_OK, "%s", smelt_last_error());
+  float loss;
+  cr_assert_eq(smelt_get_output(s, "train_step", "loss", &loss, sizeof loss), SMELT_OK);
+  snprintf(text, n, "loss %.9g\n", loss);
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+}
+
+// Compiles the example with compiler (a C or a C++ command line), links it
+// against libsmeltrt.so and runs it in dir, beside mlp.ingot.
+static void run_example(const char *compiler, const char *src, const char *dir, const char *want) {
+  char exe[PATH_MAX], cmd[5 * PATH_MAX], *out;
+  snprintf(exe, sizeof exe, "%s/example", dir);
+  snprintf(cmd, sizeof cmd, "%s -Wall -Wextra -Werror %s -Iruntime %s -o %s -L%s -Wl,-rpath,%s -lsmeltrt",
+           compiler, SAN_FLAGS, src, exe, build_dir(), build_dir());
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s:\n%s", compiler, out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "cd %s && rm -f mlp.ckpt && ./example", dir);
+  cr_expect_eq(run_cmd(cmd, &out), 0, "%s: %s", compiler, out);
+  cr_expect_str_eq(out, want, "%s", compiler);
+  free(out);
+  char ckpt[PATH_MAX];
+  snprintf(ckpt, sizeof ckpt, "%s/mlp.ckpt", dir);
+  cr_expect_eq(access(ckpt, F_OK), 0, "%s: the example saved no checkpoint", compiler);
+  unlink(exe);
+}
+
+TEST(libapi, the_header_example_compiles_as_c_and_cpp_and_runs) {
+  char dir[PATH_MAX], ingot[PATH_MAX + 16];
+  snprintf(dir, sizeof dir, "%s/test-example-%d", build_dir(), (int)getpid());
+  cr_assert_eq(mkdir(dir, 0700), 0);
+  snprintf(ingot, sizeof ingot, "%s/mlp.ingot", dir);
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_file(&c, "examples/mlp.smelt");
+  cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
+  const Define sizes[] = {{"B", 128}, {"H", 8}};
+  cr_assert_eq(ingot_build(&c, m, sizes, 2, &(BuildTargets){.fusion = FUSION_ALL}, ingot), 0);
+  compilation_free(&c);
+  char want[64];
+  example_loss(ingot, want, sizeof want);
+  char *text = header_example();
+  const char *src = write_temp("example", "c", text);
+  free(text);
+  run_example("cc -x c -std=c11", src, dir, want);
+  int cxx = 0;
+  if (run_cmd("which g++ >/dev/null", NULL) == 0) run_example("g++ -x c++ -std=c++17", src, dir, want), cxx++;
+  if (run_cmd("which clang++-22 >/dev/null", NULL) == 0) run_example("clang++-22 -x c++ -std=c++17", src, dir, want), cxx++;
+  cr_expect_gt(cxx, 0, "no C++ compiler (g++ or clang++-22) to compile smelt.h's example with");
+  char cmd[PATH_MAX + 16];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  run_cmd(cmd, NULL);
+  unlink(src);
 }
