@@ -183,18 +183,10 @@ $(BUILD)/leak-canary: $(BUILD)/obj/tests/leak_canary.o $(BUILD)/obj/tests/suppor
 
 # The usage example at the top of runtime/smelt.h, compiled and linked
 # against the runtime alone, so the public header's documentation cannot rot.
-$(BUILD)/api-example: runtime/smelt.h $(BUILD)/libsmeltrt.a
-	@mkdir -p $(BUILD)/gen
-	{ echo '#include <stdio.h>'; echo '#include <stdlib.h>'; echo '#include "smelt.h"'; \
-	  echo 'static void die(const char *why) { fputs(why, stderr); exit(1); }'; \
-	  echo 'int main(void) {'; echo '  static float images[128 * 784]; static int labels[128];'; \
-	  echo '  size_t bytes = sizeof images;'; \
-	  sed -n '/^\/\/ *smelt_ingot \*ig;/,/^\/\/ *smelt_ingot_close(ig);/p' $< | sed 's|^//||'; \
-	  echo '  return 0;'; echo '}'; } > $(BUILD)/gen/api_example.c
-	@grep -q smelt_ingot_close $(BUILD)/gen/api_example.c || { echo "runtime/smelt.h: usage example not found"; exit 1; }
-	$(CC) $(RT_CFLAGS) -o $@ $(BUILD)/gen/api_example.c $(BUILD)/libsmeltrt.a $(SYS_LIBS)
-
-api-example: $(BUILD)/api-example
+# The usage example of runtime/smelt.h, taken from the header by the test
+# (tests/test_libapi.c), compiled as C11 and as C++17 and run on an ingot.
+api-example: all $(BUILD)/smelt-tests
+	NO_COLOR=1 SMELT_PATH= $(BUILD)/smelt-tests --filter 'libapi/the_header_example*'
 
 TEST_ENV = NO_COLOR=1 SMELT_PATH=
 
@@ -216,7 +208,7 @@ test-failalloc: $(BUILD)/failalloc $(BUILD)/smelt
 test: deps
 	@$(MAKE) --no-print-directory test-suites
 
-test-suites: all $(BUILD)/smelt-tests bench-programs api-example fuzz-smoke install-check test-failalloc
+test-suites: all $(BUILD)/smelt-tests bench-programs fuzz-smoke install-check test-failalloc
 	$(TEST_ENV) SMELT=$(CURDIR)/$(BUILD)/smelt bash scripts/onnx-suite.sh
 	$(TEST_ENV) $(BUILD)/smelt-tests --jobs=2
 

@@ -958,6 +958,11 @@ struct Build;
 // sha256 (65 bytes) unless that is NULL. 0, or -1 after a diagnostic.
 int ingot_write(Compilation *c, Module *m, const struct Build *b, const Define *defs, int ndefs, const BuildTargets *t,
                 const char *path, char *sha256);
+// `smelt build --emit-c NAME`: the ingot at ingot_path as C source at path
+// (atomically), defining `const unsigned char NAME[]` (64-byte aligned) and
+// `const size_t NAME_size`, for smelt_ingot_open_memory. name is a C
+// identifier (opt_c_identifier). 0, or -1 with a message in err.
+int ingot_write_c(const char *ingot_path, const char *name, const char *path, char *err, size_t errlen);
 
 // ---------------------------------------------------------------- dump_plan.c
 // Two lines on kernel k: the ops it computes and the model-file lines they came from.

@@ -360,3 +360,42 @@ int ingot_write(Compilation *c, Module *m, const Build *b, const Define *defs, i
   free(w.tnames);
   return rc;
 }
+
+// The bytes as decimal numbers, 20 to a line: compilers take arrays of any
+// length, where long string literals meet limits (C11 asks for 4095 bytes).
+static bool put_c_bytes(FILE *f, const unsigned char *p, size_t n) {
+  bool ok = true;
+  for (size_t i = 0; i < n && ok; i++) ok = fprintf(f, "%s%u,", i % 20 ? "" : "\n  ", p[i]) > 0;
+  return ok;
+}
+
+int ingot_write_c(const char *ingot_path, const char *name, const char *path, char *err, size_t errlen) {
+  size_t n;
+  char *bytes = file_read(ingot_path, &n);
+  if (!bytes) {
+    snprintf(err, errlen, "cannot read '%s': %s", ingot_path, strerror(errno));
+    return -1;
+  }
+  char *tmp;
+  FILE *f = atomic_open(path, &tmp, err, errlen);
+  if (!f) {
+    free(bytes);
+    return -1;
+  }
+  // The declarations a program writes to use it are in the leading comment.
+  bool ok = fprintf(f,
+                    "// An ingot written by smelt " SMELT_VERSION " (smelt build --emit-c %s); open it with\n"
+                    "// smelt_ingot_open_memory(%s, %s_size, &ingot). Declarations for other files\n"
+                    "// (in C++, inside extern \"C\" { }):\n"
+                    "//   extern const unsigned char %s[];\n"
+                    "//   extern const size_t %s_size;\n"
+                    "#include <stddef.h>\n\n"
+                    "extern const unsigned char %s[];\n"
+                    "extern const size_t %s_size;\n"
+                    "_Alignas(64) const unsigned char %s[%zu] = {",
+                    name, name, name, name, name, name, name, name, n ? n : 1) > 0;
+  ok = ok && put_c_bytes(f, (const unsigned char *)bytes, n) &&
+       fprintf(f, "\n};\nconst size_t %s_size = %zu;\n", name, n) > 0;
+  free(bytes);
+  return atomic_commit(f, tmp, path, ok, err, errlen);
+}

@@ -71,6 +71,8 @@ static const OptSpec specs[] = {
     {"memory", 0, OPT_FLAG, "explain", NULL, "the arena instead: peak against the sum of\nintermediates, the largest live set", 0, 0, NULL},
     {"svg", 0, OPT_STRING, "explain", "FILE", "draw the buffer lifetimes there", 0, 0, NULL},
     {"output", 'o', OPT_STRING, "build init import", "FILE", "where to write the ingot, the weights or the model file", 0, 0, NULL},
+    {"emit-c", 0, OPT_IDENT, "build", "NAME", "write the ingot to -o as C source: const unsigned char NAME[] and\n"
+     "const size_t NAME_size, for smelt_ingot_open_memory (docs/runtime.md)", 0, 0, NULL},
     {"entry", 0, OPT_STRING, "dump build explain graph run bisect bench", "E",
      "the entry point (build: infer alone makes an inference-only ingot)", 0, 0, NULL},
     {"target", 0, OPT_STRING, "dump build train eval run bisect", "LIST",
@@ -103,8 +105,8 @@ static const OptSpec specs[] = {
     {"log-dir", 0, OPT_STRING, "train", "DIR", "write each step's scalars to DIR/scalars.csv", 0, 0, NULL},
     {"split", 0, OPT_STRING, "eval", "S", "the data to evaluate on: test (default), val or train", 0, 0, NULL},
     {"inputs", 0, OPT_STRING, "run import build check", "FILE",
-     "run: the tensor file of inputs; import, build, check of an ONNX model: the values of\nthe inputs its graph needs as constants (shapes, axes; docs/onnx.md)", 0, 0, NULL},
-    {"outputs", 0, OPT_STRING, "run", "FILE", "write the outputs to this tensor file instead of printing", 0, 0, NULL},
+     "run: the tensor file of inputs (smelt's, .safetensors, .npy, .npz); import, build, check of an ONNX model: the values of\nthe inputs its graph needs as constants (shapes, axes; docs/onnx.md)", 0, 0, NULL},
+    {"outputs", 0, OPT_STRING, "run", "FILE", "write the outputs to this tensor file instead of printing\n(by its extension: .safetensors, .npy, .npz, else smelt's)", 0, 0, NULL},
     {"seed", 0, OPT_INT, "init sample", "N", "init: the initializers' seed (default: the model's, docs/random.md);\nsample: the same text for a seed (1)", 0,
      9.2e18, NULL},
     {"params-only", 0, OPT_FLAG, "init", NULL, "leave out the optimizer state", 0, 0, NULL},
@@ -147,6 +149,7 @@ typedef struct {
   Define defs[32];
   int ndefs;
   const char *output;
+  const char *emit_c;             // build --emit-c NAME: the ingot as C source
   uint64_t seed;
   bool seed_set;                  // --seed given (init: else the model's seed)
   bool params_only;
@@ -320,6 +323,7 @@ static int options_from(const OptResult *r, Options *o) {
   o->memory = V("memory")->set;
   o->svg = V("svg")->str;
   o->output = V("output")->str;
+  o->emit_c = V("emit-c")->str;
   o->train.split = V("entry")->str;
   IF_SET("split") o->train.split = V("split")->str;
   IF_SET("target") if (parse_targets(V("target")->str, &o->targets)) return 2;
@@ -452,17 +456,33 @@ static void build_ingot(Compilation *c, Module *m, const Options *o) {
     t.infer_only = true;
   }
   Build b;
-  char sha256[65];
-  if (pipeline_build(c, m, o->defs, o->ndefs, &t, &b) == 0 &&
-      ingot_write(c, m, &b, o->defs, o->ndefs, &t, o->output, sha256) == 0) {
-    MemoryNeed need;
-    memory_need(&b, &need);
-    printf("%s: a session needs ", o->output);
-    memory_need_print(stdout, &b, &need);
-    putchar('\n');
-    printf("sha256 %s  %s\n", sha256, o->output);   // pin it: --expect-sha256=HEX
+  char sha256[65], dir[4096] = "", tmp[4200];
+  const char *path = o->output;   // --emit-c: the ingot goes to a temporary first
+  if (o->emit_c) {
+    char err[512];
+    if (tempdir_create(dir, sizeof dir, err, sizeof err)) {
+      diag_plain(&c->diag, "%s", err);
+      return;
+    }
+    snprintf(tmp, sizeof tmp, "%s/model.ingot", dir);
+    path = tmp;
+  }
+  if (pipeline_build(c, m, o->defs, o->ndefs, &t, &b) == 0 && ingot_write(c, m, &b, o->defs, o->ndefs, &t, path, sha256) == 0) {
+    char err[4400];
+    if (o->emit_c && ingot_write_c(path, o->emit_c, o->output, err, sizeof err)) {
+      diag_plain(&c->diag, "%s", err);
+    } else {
+      MemoryNeed need;
+      memory_need(&b, &need);
+      printf("%s: a session needs ", o->output);
+      memory_need_print(stdout, &b, &need);
+      putchar('\n');
+      if (o->emit_c) printf("sha256 %s  %s[] in %s\n", sha256, o->emit_c, o->output);   // of the ingot's bytes
+      else printf("sha256 %s  %s\n", sha256, o->output);   // pin it: --expect-sha256=HEX
+    }
   }
   build_free(&b);
+  if (dir[0]) tempdir_remove(dir);
 }
 
 // `smelt check`: a model's entries planned (no code) and held to

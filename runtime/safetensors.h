@@ -31,6 +31,7 @@ typedef struct {
   uint64_t begin, end;   // in the byte buffer
   bool has_crc;          // the header's __metadata__ gives its CRC-32 ("smelt.crc32.NAME")
   uint32_t crc;          // the CRC-32 of its bytes, when has_crc
+  uint32_t crc_start;    // the CRC-32 of bytes before them that crc also covers (an .npz member's .npy header); 0
 } SafeTensor;
 
 // The __metadata__ key of a tensor's CRC-32, "smelt.crc32." then its name;

@@ -3,20 +3,40 @@
 // An ingot (written by `smelt build`) holds a model's compiled kernels, the
 // schedule of each entry point ("eval", "train_step"), the tensor table and
 // the initial weights. The runtime opens it, creates a session on a device,
-// and runs entry points (`make test` compiles and links this example):
+// and runs entry points. This program runs one training step of
+// examples/mlp.smelt built with B = 128 (`smelt build examples/mlp.smelt
+// -D B=128 -o mlp.ingot`); tests/test_libapi.c takes it from this comment and
+// compiles it as C11 and as C++17, then runs it (`make api-example`):
 //
-//   smelt_ingot *ig;
-//   smelt_session *s;
-//   if (smelt_ingot_open("mlp.ingot", &ig) != SMELT_OK) die(smelt_last_error());
-//   if (smelt_session_new(ig, "auto", 0, &s) != SMELT_OK) die(smelt_last_error());
-//   smelt_set_input(s, "train_step", "x", images, bytes);
-//   smelt_set_input(s, "train_step", "y", labels, bytes);
-//   smelt_run(s, "train_step", 1, 0);               // forward, backward, update (seed 1, step 0)
-//   float loss;
-//   smelt_get_output(s, "train_step", "loss", &loss, sizeof loss);
-//   smelt_save(s, "mlp.ckpt");                      // parameters and optimizer state
-//   smelt_session_free(s);
-//   smelt_ingot_close(ig);
+//   #include <stdio.h>
+//   #include <stdlib.h>
+//   #include "smelt.h"
+//
+//   static void check(smelt_status status) {
+//     if (status != SMELT_OK) {
+//       fprintf(stderr, "%s: %s\n", smelt_status_string(status), smelt_last_error());
+//       exit(1);
+//     }
+//   }
+//
+//   int main(void) {
+//     static float images[128 * 784];                // one batch, row-major
+//     static int32_t labels[128];
+//     smelt_ingot *ig;
+//     smelt_session *s;
+//     check(smelt_ingot_open("mlp.ingot", &ig));
+//     check(smelt_session_new(ig, "auto", 0, &s));   // CUDA, else HIP, else the CPU
+//     check(smelt_set_input(s, "train_step", "x", images, sizeof images));
+//     check(smelt_set_input(s, "train_step", "y", labels, sizeof labels));
+//     check(smelt_run(s, "train_step", 1, 0));       // forward, backward, update (seed 1, step 0)
+//     float loss;
+//     check(smelt_get_output(s, "train_step", "loss", &loss, sizeof loss));
+//     printf("loss %.9g\n", loss);
+//     check(smelt_save(s, "mlp.ckpt"));              // parameters and optimizer state
+//     smelt_session_free(s);
+//     smelt_ingot_close(ig);
+//     return 0;
+//   }
 //
 // Tensors are passed in their dtype's bytes, row-major. Every function returns
 // a status; on failure smelt_last_error() says why (per thread). The runtime

@@ -5,6 +5,7 @@
 #include "tensorfile.h"
 
 #include "ingot.h"
+#include "npy.h"
 #include "safetensors.h"
 
 #include <dirent.h>
@@ -238,8 +239,21 @@ TensorReader *tensor_reader_open(const char *path, char *err, size_t errlen) {
       }
     return r;
   }
+  int npy = got >= 8 && magic != TENSORFILE_MAGIC ? npy_sniff(head) : 0;
+  if (npy) {   // .npy or .npz: records as a safetensors file's, at file offsets
+    int n;
+    if (npy_read_table(r->f, npy, path, r->size, &r->st, &n, err, errlen)) goto fail;
+    r->count = (uint32_t)n;
+    for (int i = 0; i < n; i++)
+      if (strlen(r->st[i].name) > TENSORFILE_MAX_NAME) {
+        snprintf(err, errlen, "'%s' has a tensor name longer than %d bytes", path, TENSORFILE_MAX_NAME);
+        goto fail;
+      }
+    return r;
+  }
   if (!tensorfile_get_header(r->f, &r->count, &r->version)) {
-    snprintf(err, errlen, "'%s' is neither a smelt tensor file (version 1 or 2) nor a safetensors file", path);
+    snprintf(err, errlen, "'%s' is neither a smelt tensor file (version 1 or 2), a safetensors file, nor a NumPy .npy "
+             "or .npz file", path);
     goto fail;
   }
   return r;
@@ -276,9 +290,10 @@ bool tensor_reader_bytes(TensorReader *r, void *dst, uint64_t bytes) {
     return read_exact(r->f, dst, (size_t)bytes);
   }
   // version 2: the values, then the CRC-32 of the record's head and values;
-  // safetensors from smelt: the values, whose CRC-32 the header gives. Checked
+  // safetensors from smelt: the values, whose CRC-32 the header gives; an
+  // .npz member: its .npy header and values, whose CRC-32 the zip gives. Checked
   // even when the values are passed over.
-  uint32_t c = st ? 0 : r->crc, want = st ? st->crc : 0;
+  uint32_t c = st ? st->crc_start : r->crc, want = st ? st->crc : 0;
   if (dst) {
     if (!read_exact(r->f, dst, (size_t)bytes)) return false;
     c = smelt_crc32_update(c, dst, bytes);
@@ -312,7 +327,10 @@ struct TensorWriter {
   FILE *f;
   char *tmp, *path;
   bool safetensors;
+  int numpy;                 // 1: .npy (one tensor), 2: .npz (a zip of .npy members); 0: neither
   uint64_t *crc_at;          // safetensors: where in the header each tensor's CRC-32 goes
+  uint64_t *offsets, *sizes; // .npz: each member's local header and bytes
+  uint32_t *crcs;            // .npz: each member's CRC-32
   int count, next;
   const char *const *names;
   const uint32_t *dtypes;
@@ -324,6 +342,33 @@ static bool ends_with(const char *s, const char *tail) {
   return n >= k && !strcmp(s + n - k, tail);
 }
 
+static void npz_free(TensorWriter *w) {
+  free(w->offsets);
+  free(w->sizes);
+  free(w->crcs);
+}
+
+// Whether NumPy's formats hold the tensors: one for .npy; for .npz at most
+// 65535, in under 4 GiB (the zip has no zip64 records); dtypes NumPy has.
+static bool numpy_fits(const TensorWriter *w, const char *path, char *err, size_t errlen) {
+  if (w->numpy == 1 && w->count != 1) {
+    snprintf(err, errlen, "cannot write '%s': a .npy file holds one tensor, not %d (write .npz)", path, w->count);
+    return false;
+  }
+  uint64_t total = 22;
+  for (int i = 0; i < w->count; i++) {
+    if (!npy_dtype_ok(w->dtypes[i], path, w->names[i], err, errlen)) return false;
+    total += 30 + 46 + 2 * (strlen(w->names[i]) + 4) + npy_header_size(w->dtypes[i], &w->shapes[i]) +
+             (uint64_t)shape_numel(&w->shapes[i]) * (uint64_t)dtype_size(w->dtypes[i]);
+  }
+  if (w->numpy == 2 && (w->count > 65535 || total >= 0xFFFFFFFFu)) {
+    snprintf(err, errlen, "cannot write '%s': too large for an .npz without zip64 (4 GiB, 65535 tensors); write "
+             ".safetensors", path);
+    return false;
+  }
+  return true;
+}
+
 TensorWriter *tensor_writer_open(const char *path, int count, const char *const *names, const uint32_t *dtypes,
                                  const Shape *shapes, char *err, size_t errlen) {
   TensorWriter *w = calloc(1, sizeof *w);
@@ -333,7 +378,22 @@ TensorWriter *tensor_writer_open(const char *path, int count, const char *const 
     return NULL;
   }
   *w = (TensorWriter){.safetensors = ends_with(path, ".safetensors"), .count = count, .names = names,
-                      .dtypes = dtypes, .shapes = shapes};
+                      .dtypes = dtypes, .shapes = shapes, .numpy = ends_with(path, ".npy") ? 1 : ends_with(path, ".npz") ? 2 : 0};
+  if (w->numpy && !numpy_fits(w, path, err, errlen)) {
+    free(w);
+    return NULL;
+  }
+  if (w->numpy == 2) {
+    size_t k = count ? (size_t)count : 1;
+    w->offsets = calloc(k, sizeof *w->offsets), w->sizes = calloc(k, sizeof *w->sizes), w->crcs = calloc(k, sizeof *w->crcs);
+    if (!w->offsets || !w->sizes || !w->crcs) {
+      snprintf(err, errlen, "out of memory writing '%s'", path);
+      errno = ENOMEM;
+      npz_free(w);
+      free(w);
+      return NULL;
+    }
+  }
   w->path = strdup(path);
   w->crc_at = w->safetensors ? calloc(count ? (size_t)count : 1, sizeof *w->crc_at) : NULL;
   w->f = w->path && (w->crc_at || !w->safetensors) ? atomic_open(path, &w->tmp, err, errlen) : NULL;
@@ -344,9 +404,11 @@ TensorWriter *tensor_writer_open(const char *path, int count, const char *const 
     }
     free(w->path);
     free(w->crc_at);
+    npz_free(w);
     free(w);
     return NULL;
   }
+  if (w->numpy) return w;   // each tensor's header goes before its values
   bool ok = w->safetensors ? safetensors_write_header(w->f, names, dtypes, shapes, count, w->crc_at) == 0
                            : tensorfile_put_header(w->f, (uint32_t)count);
   if (!ok) {
@@ -356,9 +418,28 @@ TensorWriter *tensor_writer_open(const char *path, int count, const char *const 
   return w;
 }
 
+// An .npy array (after an .npz member's local header, its CRC-32 patched in).
+static bool numpy_bytes(TensorWriter *w, int i, const void *src, uint64_t bytes) {
+  uint64_t crc_at = 0, head;
+  uint32_t crc;
+  off_t at = ftello(w->f);
+  if (w->numpy == 2) {
+    w->offsets[i] = (uint64_t)at;
+    w->sizes[i] = npy_header_size(w->dtypes[i], &w->shapes[i]) + bytes;
+    if (at < 0 || !npz_put_local(w->f, w->names[i], w->sizes[i], &crc_at)) return false;
+  }
+  if (!npy_put_header(w->f, w->dtypes[i], &w->shapes[i], &crc, &head) ||
+      (bytes && fwrite(src, 1, (size_t)bytes, w->f) != bytes))
+    return false;
+  if (w->numpy == 1) return true;
+  w->crcs[i] = smelt_crc32_update(crc, src, bytes);
+  return npz_put_crc(w->f, crc_at, w->crcs[i]);
+}
+
 bool tensor_writer_bytes(TensorWriter *w, const void *src, uint64_t bytes) {
   if (w->next == w->count) return false;
   int i = w->next++;
+  if (w->numpy) return numpy_bytes(w, i, src, bytes);
   if (w->safetensors)
     return (bytes == 0 || fwrite(src, 1, (size_t)bytes, w->f) == bytes) &&
            safetensors_put_crc(w->f, w->crc_at[i], smelt_crc32(src, bytes));
@@ -368,9 +449,12 @@ bool tensor_writer_bytes(TensorWriter *w, const void *src, uint64_t bytes) {
 }
 
 int tensor_writer_close(TensorWriter *w, bool ok, char *err, size_t errlen) {
-  int rc = atomic_commit(w->f, w->tmp, w->path, ok && w->next == w->count, err, errlen);
+  ok = ok && w->next == w->count;
+  if (ok && w->numpy == 2) ok = npz_put_directory(w->f, w->count, w->names, w->offsets, w->sizes, w->crcs);
+  int rc = atomic_commit(w->f, w->tmp, w->path, ok, err, errlen);
   free(w->path);
   free(w->crc_at);
+  npz_free(w);
   free(w);
   return rc;
 }

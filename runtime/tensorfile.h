@@ -52,9 +52,10 @@ bool tensorfile_get_record(FILE *f, char *name, uint32_t *dtype, Shape *shape);
 
 // ---- tensor files of either format, record by record
 //
-// A tensor file is smelt's own (above) or a safetensors file (the format
-// Hugging Face and PyTorch use, safetensors.h): readers tell them by their
-// first bytes, writers by the path (".safetensors" for the second). A
+// A tensor file is smelt's own (above), a safetensors file (the format
+// Hugging Face and PyTorch use, safetensors.h) or NumPy's .npy or .npz
+// (npy.h): readers tell them by their first bytes, writers by the path
+// (".safetensors", ".npy", ".npz"; anything else is smelt's). A
 // safetensors file holds the dtypes smelt has (F32, F16, BF16, I32, I64, U8,
 // BOOL); its metadata is read past and not kept.
 

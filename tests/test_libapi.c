@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "smelt.h"
@@ -297,4 +298,182 @@ TEST(libapi, an_ingot_opens_from_memory) {
   smelt_ingot_close(from_file);
   smelt_ingot_close(from_memory);
   unlink(path);
+}
+
+// ---- smelt build --emit-c: the ingot linked into a program
+
+// A program that opens the ingot linked into it and prints infer's logits
+// for the input pattern of infer_logits, as exact hex floats.
+static const char *embedded_runner =
+    "#include <stdio.h>\n"
+    "#include \"smelt.h\"\n"
+    "extern const unsigned char mlp_model[];\n"
+    "extern const size_t mlp_model_size;\n"
+    "int main(void) {\n"
+    "  static float x[4 * 784], logits[40];\n"
+    "  for (int i = 0; i < 4 * 784; i++) x[i] = (float)(i % 89) / 89.0f - 0.5f;\n"
+    "  smelt_ingot *ig;\n"
+    "  smelt_session *s;\n"
+    "  if (((unsigned long)mlp_model) % 64) return 3;\n"
+    "  if (smelt_ingot_open_memory(mlp_model, mlp_model_size, &ig) != SMELT_OK ||\n"
+    "      smelt_session_new(ig, \"cpu\", 1, &s) != SMELT_OK ||\n"
+    "      smelt_set_input(s, \"infer\", \"x\", x, sizeof x) != SMELT_OK || smelt_run(s, \"infer\", 1, 0) != SMELT_OK ||\n"
+    "      smelt_get_output(s, \"infer\", \"logits\", logits, sizeof logits) != SMELT_OK) {\n"
+    "    printf(\"error: %s\\n\", smelt_last_error());\n"
+    "    return 1;\n"
+    "  }\n"
+    "  for (int i = 0; i < 40; i++) printf(\"%a\\n\", logits[i]);\n"
+    "  smelt_session_free(s);\n"
+    "  smelt_ingot_close(ig);\n"
+    "  return 0;\n"
+    "}\n";
+
+// infer's logits from the ingot file at path, as embedded_runner prints them.
+static void infer_logits(const char *path, char *text, size_t n) {
+  static float x[4 * 784];
+  float logits[40];
+  for (int i = 0; i < 4 * 784; i++) x[i] = (float)(i % 89) / 89.0f - 0.5f;
+  smelt_ingot *ig;
+  smelt_session *s;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &s), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_set_input(s, "infer", "x", x, sizeof x), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_run(s, "infer", 1, 0), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_get_output(s, "infer", "logits", logits, sizeof logits), SMELT_OK);
+  size_t k = 0;
+  for (int i = 0; i < 40; i++) k += (size_t)snprintf(text + k, n - k, "%a\n", logits[i]);
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+}
+
+// `smelt build --emit-c` writes C that a program compiles in; opened with
+// smelt_ingot_open_memory it infers what the ingot file infers, bit for bit.
+TEST(libapi, an_ingot_emitted_as_c_runs_linked_into_a_program) {
+  char c_file[PATH_MAX], ingot[PATH_MAX], exe[PATH_MAX], cmd[6 * PATH_MAX], *out;
+  snprintf(c_file, sizeof c_file, "%s/test-emit-%d.c", build_dir(), (int)getpid());
+  snprintf(ingot, sizeof ingot, "%s/test-emit-%d.ingot", build_dir(), (int)getpid());
+  snprintf(exe, sizeof exe, "%s/test-emit-%d", build_dir(), (int)getpid());
+  const char *sizes = "examples/mlp.smelt -D B=4 -D H=8 --entry=infer";
+  snprintf(cmd, sizeof cmd, "%s build %s --emit-c mlp_model -o %s", smelt_path(), sizes, c_file);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect(strstr(out, "mlp_model[] in ") != NULL, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s build %s -o %s", smelt_path(), sizes, ingot);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  const char *main_c = write_temp("emit-main", "c", embedded_runner);
+  snprintf(cmd, sizeof cmd, "cc -std=c11 -Wall -Wextra -Werror %s -Iruntime -o %s %s %s -L%s -Wl,-rpath,%s -lsmeltrt",
+           SAN_FLAGS, exe, main_c, c_file, build_dir(), build_dir());
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  cr_assert_eq(run_cmd(exe, &out), 0, "%s", out);
+  char want[40 * 32];
+  infer_logits(ingot, want, sizeof want);
+  cr_expect_str_eq(out, want);
+  free(out);
+  unlink(exe);
+  unlink(main_c);
+  unlink(c_file);
+  unlink(ingot);
+}
+
+TEST(libapi, emit_c_takes_a_c_identifier) {
+  const char *bad[] = {"9lives", "my-model", "int", ""};
+  for (int i = 0; i < 4; i++) {
+    char cmd[PATH_MAX + 256], *out;
+    snprintf(cmd, sizeof cmd, "%s build examples/mlp.smelt --emit-c '%s' -o /nonexistent/x.c", smelt_path(), bad[i]);
+    cr_expect_eq(run_cmd(cmd, &out), 2, "%s: %s", bad[i], out);
+    cr_expect(strstr(out, "--emit-c takes a C identifier") != NULL, "%s: %s", bad[i], out);
+    cr_expect(strstr(out, "not a keyword") != NULL, "%s", out);
+    free(out);
+  }
+}
+
+// ---- the usage example of smelt.h is a program that compiles and runs
+
+// The example program in smelt.h's leading comment: from "//   #include",
+// the lines indented by three spaces or more and the empty "//" lines among
+// them, less their "//   ", up to the comment's next line of prose.
+static char *header_example(void) {
+  char *h = slurp("runtime/smelt.h");
+  cr_assert_not_null(h);
+  char *from = strstr(h, "\n//   #include");
+  cr_assert_not_null(from, "runtime/smelt.h: no example program in its leading comment");
+  char *src = calloc(1, strlen(from) + 1), *o = src;
+  for (char *p = from + 1; !strncmp(p, "//   ", 5) || !strncmp(p, "//\n", 3);) {
+    char *nl = strchr(p, '\n');
+    p += p[2] == '\n' ? 2 : 5;
+    memcpy(o, p, (size_t)(nl + 1 - p));
+    o += nl + 1 - p;
+    p = nl + 1;
+  }
+  free(h);
+  cr_assert(strstr(src, "int main(void)") && strstr(src, "smelt_ingot_close(ig);"), "the example:\n%s", src);
+  return src;
+}
+
+// The loss of one train_step on zero inputs, as the example prints it.
+static void example_loss(const char *ingot, char *text, size_t n) {
+  static float images[128 * 784];
+  static int32_t labels[128];
+  smelt_ingot *ig;
+  smelt_session *s;
+  cr_assert_eq(smelt_ingot_open(ingot, &ig), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_session_new(ig, "auto", 0, &s), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_set_input(s, "train_step", "x", images, sizeof images), SMELT_OK);
+  cr_assert_eq(smelt_set_input(s, "train_step", "y", labels, sizeof labels), SMELT_OK);
+  cr_assert_eq(smelt_run(s, "train_step", 1, 0), SMELT_OK, "%s", smelt_last_error());
+  float loss;
+  cr_assert_eq(smelt_get_output(s, "train_step", "loss", &loss, sizeof loss), SMELT_OK);
+  snprintf(text, n, "loss %.9g\n", loss);
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+}
+
+// Compiles the example with compiler (a C or a C++ command line), links it
+// against libsmeltrt.so and runs it in dir, beside mlp.ingot.
+static void run_example(const char *compiler, const char *src, const char *dir, const char *want) {
+  char exe[PATH_MAX], cmd[5 * PATH_MAX], *out;
+  snprintf(exe, sizeof exe, "%s/example", dir);
+  snprintf(cmd, sizeof cmd, "%s -Wall -Wextra -Werror %s -Iruntime %s -o %s -L%s -Wl,-rpath,%s -lsmeltrt",
+           compiler, SAN_FLAGS, src, exe, build_dir(), build_dir());
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s:\n%s", compiler, out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "cd %s && rm -f mlp.ckpt && ./example", dir);
+  cr_expect_eq(run_cmd(cmd, &out), 0, "%s: %s", compiler, out);
+  cr_expect_str_eq(out, want, "%s", compiler);
+  free(out);
+  char ckpt[PATH_MAX];
+  snprintf(ckpt, sizeof ckpt, "%s/mlp.ckpt", dir);
+  cr_expect_eq(access(ckpt, F_OK), 0, "%s: the example saved no checkpoint", compiler);
+  unlink(exe);
+}
+
+TEST(libapi, the_header_example_compiles_as_c_and_cpp_and_runs) {
+  char dir[PATH_MAX], ingot[PATH_MAX + 16];
+  snprintf(dir, sizeof dir, "%s/test-example-%d", build_dir(), (int)getpid());
+  cr_assert_eq(mkdir(dir, 0700), 0);
+  snprintf(ingot, sizeof ingot, "%s/mlp.ingot", dir);
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_file(&c, "examples/mlp.smelt");
+  cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
+  const Define sizes[] = {{"B", 128}, {"H", 8}};
+  cr_assert_eq(ingot_build(&c, m, sizes, 2, &(BuildTargets){.fusion = FUSION_ALL}, ingot), 0);
+  compilation_free(&c);
+  char want[64];
+  example_loss(ingot, want, sizeof want);
+  char *text = header_example();
+  const char *src = write_temp("example", "c", text);
+  free(text);
+  run_example("cc -x c -std=c11", src, dir, want);
+  int cxx = 0;
+  if (run_cmd("which g++ >/dev/null", NULL) == 0) run_example("g++ -x c++ -std=c++17", src, dir, want), cxx++;
+  if (run_cmd("which clang++-22 >/dev/null", NULL) == 0) run_example("clang++-22 -x c++ -std=c++17", src, dir, want), cxx++;
+  cr_expect_gt(cxx, 0, "no C++ compiler (g++ or clang++-22) to compile smelt.h's example with");
+  char cmd[PATH_MAX + 16];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  run_cmd(cmd, NULL);
+  unlink(src);
 }

@@ -371,3 +371,140 @@ TEST(tensorfile, version_1_files_still_read) {
   cr_assert_eq(tensorfile_read("tests/golden/mlp.golden", &t, &n, err, sizeof err), 0, "%s", err);
   tensorfile_free(t, n);
 }
+
+// ---- NumPy's .npy and .npz (runtime/npy.c), as numpy wrote them (tests/npy/make_npy.py)
+
+// The values of every array make_npy.py writes, as doubles.
+static void expect_numpy_arrays(const char *path, const TensorEntry *t, int n, bool all) {
+  const TensorEntry *f32 = tensorfile_find(t, n, "f32");
+  cr_assert_not_null(f32, "%s", path);
+  cr_expect(f32->shape.ndim == 2 && f32->shape.d[0] == 2 && f32->shape.d[1] == 3, "%s", path);
+  for (int i = 0; i < 6; i++) cr_expect_eq(f32->data[i], i - 2.5, "%s", path);
+  if (!all) return;
+  cr_assert_eq(n, 7);
+  const char *order[] = {"f32", "f16", "i32", "i64", "u8", "b1", "scalar"};   // as savez wrote them
+  for (int i = 0; i < 7; i++) cr_expect_str_eq(t[i].name, order[i]);
+  const double f16[] = {0.5, -1.25, 65504}, i32[] = {1, -2, 3, 2147483647}, i64[] = {-1099511627776.0, 7},
+               u8[] = {0, 255, 7}, b1[] = {1, 0, 1};
+  cr_expect(!memcmp(tensorfile_find(t, n, "f16")->data, f16, sizeof f16));
+  cr_expect(!memcmp(tensorfile_find(t, n, "i32")->data, i32, sizeof i32));
+  cr_expect(!memcmp(tensorfile_find(t, n, "i64")->data, i64, sizeof i64));
+  cr_expect(!memcmp(tensorfile_find(t, n, "u8")->data, u8, sizeof u8));
+  cr_expect(!memcmp(tensorfile_find(t, n, "b1")->data, b1, sizeof b1));
+  const TensorEntry *s = tensorfile_find(t, n, "scalar");
+  cr_expect(s->shape.ndim == 0 && s->data[0] == 3.5);
+}
+
+TEST(tensorfile, reads_npy_and_npz_as_numpy_wrote_them) {
+  const char *files[] = {"tests/npy/f32.npy", "tests/npy/v2.npy", "tests/npy/v3.npy", "tests/npy/all.npz"};
+  for (int f = 0; f < 4; f++) {
+    TensorEntry *t;
+    int n;
+    char err[512];
+    cr_assert_eq(tensorfile_read(files[f], &t, &n, err, sizeof err), 0, "%s", err);
+    if (f == 1 || f == 2) {   // named by the file: "v2", "v3"
+      cr_assert_eq(n, 1);
+      free((char *)t[0].name);
+      t[0].name = strdup("f32");
+    }
+    expect_numpy_arrays(files[f], t, n, f == 3);
+    tensorfile_free(t, n);
+  }
+  uint32_t dt;
+  Shape sh;
+  void *d;
+  const char *one[] = {"f16", "i32", "i64", "u8", "b1"};
+  const uint32_t dts[] = {DT_F16, DT_I32, DT_I64, DT_U8, DT_BOOL};
+  for (int i = 0; i < 5; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "tests/npy/%s.npy", one[i]);
+    cr_assert(find_record(path, one[i], &dt, &sh, &d), "%s", path);
+    cr_expect_eq(dt, dts[i], "%s", path);
+    free(d);
+  }
+}
+
+static void expect_refused(const char *path, const char *why) {
+  TensorEntry *t;
+  int n;
+  char err[512] = "";
+  cr_expect_eq(tensorfile_read(path, &t, &n, err, sizeof err), -1, "%s was read", path);
+  cr_expect(strstr(err, why) != NULL, "%s: %s", path, err);
+}
+
+TEST(tensorfile, refuses_npy_files_it_cannot_read_exactly) {
+  expect_refused("tests/npy/fortran.npy", "it is in Fortran order (fortran_order: True)");
+  expect_refused("tests/npy/bigendian.npy", "it is big-endian ('>f4')");
+  expect_refused("tests/npy/truncated.npy", "it has 21 bytes of values where its shape needs 24");
+  expect_refused("tests/npy/f64.npy", "its dtype '<f8' is not one smelt has");
+  expect_refused("tests/npy/compressed.npz", "member 'x.npy' is compressed; smelt reads .npz files of stored members");
+}
+
+// Copies src to a fresh file with byte at flipped (at < 0: cut to -at bytes).
+static const char *damaged_copy(const char *src, long at) {
+  static char path[64];
+  snprintf(path, sizeof path, "build/test-npy-%d.npz", (int)getpid());
+  char *data = slurp(src);
+  FILE *in = fopen(src, "rb");
+  fseek(in, 0, SEEK_END);
+  long size = ftell(in);
+  fclose(in);
+  if (at >= 0) data[at] ^= 0x40;
+  FILE *f = fopen(path, "wb");
+  fwrite(data, 1, (size_t)(at < 0 ? -at : size), f);
+  fclose(f);
+  free(data);
+  return path;
+}
+
+TEST(tensorfile, an_npz_member_is_checked_against_its_crc) {
+  // f32.npy's first value: the member's local header, its name, the 128-byte .npy header
+  const char *path = damaged_copy("tests/npy/all.npz", 30 + 7 + 20 + 128);
+  expect_refused(path, "tensor 'f32' does not match its CRC-32");
+  path = damaged_copy("tests/npy/all.npz", -1000);   // the directory at its end is gone
+  expect_refused(path, "no zip directory at its end");
+  unlink(path);
+}
+
+// What smelt writes as .npy is byte for byte what numpy writes; an .npz
+// of every dtype NumPy has reads back as written.
+TEST(tensorfile, writes_npy_as_numpy_does_and_npz_that_reads_back) {
+  char npy[64], npz[64], err[512];
+  snprintf(npy, sizeof npy, "build/test-w-%d.npy", (int)getpid());
+  snprintf(npz, sizeof npz, "build/test-w-%d.npz", (int)getpid());
+  double v[6] = {-2.5, -1.5, -0.5, 0.5, 1.5, 2.5};
+  TensorEntry e = {"f32", {2, {2, 3}}, v};
+  cr_assert_eq(tensorfile_write(npy, &e, 1, err, sizeof err), 0, "%s", err);
+  char *mine = slurp(npy), *theirs = slurp("tests/npy/f32.npy");
+  cr_expect(!memcmp(mine, theirs, 152), "smelt's .npy differs from numpy's");
+  free(mine);
+  free(theirs);
+  TensorEntry two[2] = {e, {"g", {0, {0}}, v}};
+  cr_expect_eq(tensorfile_write(npy, two, 2, err, sizeof err), -1);
+  cr_expect(strstr(err, "a .npy file holds one tensor, not 2 (write .npz)") != NULL, "%s", err);
+  const char *names[] = {"a", "b", "c", "d", "e", "f"};
+  const uint32_t dts[] = {DT_F32, DT_F16, DT_I32, DT_I64, DT_U8, DT_BOOL};
+  Shape shapes[6];
+  for (int i = 0; i < 6; i++) shapes[i] = (Shape){i % 3, {2, 2}};
+  TensorWriter *w = tensor_writer_open(npz, 6, names, dts, shapes, err, sizeof err);
+  cr_assert_not_null(w, "%s", err);
+  unsigned char bytes[64];
+  for (int i = 0; i < 64; i++) bytes[i] = (unsigned char)(i & 1);   // 0 and 1: a bool too
+  for (int i = 0; i < 6; i++)
+    cr_assert(tensor_writer_bytes(w, bytes, (uint64_t)shape_numel(&shapes[i]) * (uint64_t)dtype_size(dts[i])));
+  cr_assert_eq(tensor_writer_close(w, true, err, sizeof err), 0, "%s", err);
+  for (int i = 0; i < 6; i++) {
+    uint32_t dt;
+    Shape sh;
+    void *d;
+    cr_assert(find_record(npz, names[i], &dt, &sh, &d), "%s", names[i]);
+    cr_expect(dt == dts[i] && sh.ndim == shapes[i].ndim, "%s", names[i]);
+    cr_expect(!memcmp(d, bytes, (size_t)shape_numel(&sh) * (size_t)dtype_size(dt)), "%s", names[i]);
+    free(d);
+  }
+  const uint32_t bf16 = DT_BF16;
+  cr_expect_null(tensor_writer_open(npz, 1, names, &bf16, shapes, err, sizeof err));
+  cr_expect(strstr(err, "is bf16, which NumPy has no dtype for") != NULL, "%s", err);
+  unlink(npy);
+  unlink(npz);
+}

@@ -90,6 +90,10 @@ static void accepts(const OptSpec *s, char *buf, size_t n) {
     snprintf(buf, n, "a size in bytes, with K, M, G or T for powers of 1024 (16G)");
     return;
   }
+  if (s->kind == OPT_IDENT) {
+    snprintf(buf, n, "a C identifier (letters, digits and _, not first a digit; not a keyword)");
+    return;
+  }
   const char *what = s->kind == OPT_INT ? "a whole number" : "a number";
   if (s->max >= 1e300) snprintf(buf, n, "%s from %.15g up", what, s->min);
   else snprintf(buf, n, "%s from %.15g to %.15g", what, s->min, s->max);
@@ -137,6 +141,13 @@ static int set_value(const OptTable *t, const CommandSpec *c, const OptSpec *s, 
     v->str = value;
     break;
   }
+  case OPT_IDENT:
+    if (!opt_c_identifier(value)) {
+      accepts(s, what, sizeof what);
+      return opt_error(t, c, "%s takes %s, not '%s'", name, what, value);
+    }
+    v->str = value;
+    break;
   case OPT_CHOICE: {
     bool ok = false;
     size_t n = strlen(value);
@@ -155,6 +166,29 @@ static int set_value(const OptTable *t, const CommandSpec *c, const OptSpec *s, 
   }
   v->set = true;
   return 0;
+}
+
+// The keywords of C11 and C++17 that a generated declaration may not use
+// as its name (a C file may be included from C++).
+static const char *const c_keywords[] = {
+    "alignas", "alignof", "and", "and_eq", "asm", "auto", "bitand", "bitor", "bool", "break", "case", "catch", "char",
+    "char16_t", "char32_t", "class", "compl", "const", "const_cast", "constexpr", "continue", "decltype", "default",
+    "delete", "do", "double", "dynamic_cast", "else", "enum", "explicit", "export", "extern", "false", "float", "for",
+    "friend", "goto", "if", "inline", "int", "long", "mutable", "namespace", "new", "noexcept", "not", "not_eq",
+    "nullptr", "operator", "or", "or_eq", "private", "protected", "public", "register", "reinterpret_cast", "restrict",
+    "return", "short", "signed", "sizeof", "static", "static_assert", "static_cast", "struct", "switch", "template",
+    "this", "thread_local", "throw", "true", "try", "typedef", "typeid", "typename", "union", "unsigned", "using",
+    "virtual", "void", "volatile", "wchar_t", "while", "xor", "xor_eq", "_Alignas", "_Alignof", "_Atomic", "_Bool",
+    "_Complex", "_Generic", "_Imaginary", "_Noreturn", "_Static_assert", "_Thread_local",
+};
+
+bool opt_c_identifier(const char *s) {
+  if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_')) return false;
+  for (const char *p = s; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_')) return false;
+  for (size_t i = 0; i < sizeof c_keywords / sizeof *c_keywords; i++)
+    if (!strcmp(s, c_keywords[i])) return false;
+  return true;
 }
 
 // An option that the table has but the command does not take.

@@ -23,6 +23,7 @@ typedef enum {
   OPT_CHOICE,   // one of `choices` ("fp32|tf32|bf16|fp16")
   OPT_LIST,     // repeatable text (-D NAME=VALUE), every value kept
   OPT_BYTES,    // a size: a whole number of bytes, or one with K, M, G or T (powers of 1024), in [min, max]
+  OPT_IDENT,    // a C identifier that is not a keyword (a name for generated C source)
 } OptKind;
 
 typedef struct {
@@ -79,6 +80,10 @@ void options_result_free(OptResult *r);
 // The value of the option named name (it must be in the table).
 const OptValue *opt_get(const OptTable *t, const OptResult *r, const char *name);
 bool opt_set(const OptTable *t, const OptResult *r, const char *name);
+
+// Whether s is a C identifier and not a C11 or C++ keyword: generated
+// source may name it.
+bool opt_c_identifier(const char *s);
 
 // The usage of one command (NULL: the program's overview), to out.
 void options_usage(const OptTable *t, const CommandSpec *c, FILE *out);
