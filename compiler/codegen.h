@@ -63,6 +63,8 @@ typedef struct {
 
 struct Cg {
   const Target *target;
+  TimeStage time_ir;        // TIME_HOST_IR or TIME_GPU_IR; the optimization and emission stages follow it
+  double t_open;            // when cg_open began the module (time_now)
   const char *arch;         // the processor emitted for ("sm_90a", "gfx90a", "x86-64-v3"); NULL: this machine
   LLVMContextRef cx;
   LLVMModuleRef mod;

@@ -966,6 +966,8 @@ void row_serial(Cg *c, const Kernel *k, V row) {
 void cg_open(Cg *c, const Target *t, const char *name, LLVMTargetMachineRef tm) {
   memset(c, 0, sizeof *c);
   c->target = t;
+  c->time_ir = TIME_HOST_IR;   // a GPU module sets TIME_GPU_IR
+  c->t_open = time_now();
   c->cx = LLVMContextCreate();
   c->mod = LLVMModuleCreateWithNameInContext(name, c->cx);
   LLVMSetTarget(c->mod, t->triple);
@@ -1008,20 +1010,25 @@ static int cg_optimize(Cg *c, LLVMTargetMachineRef tm, char *err, size_t errlen)
   if (LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &msg))
     return cg_fail(err, errlen, "internal error: invalid LLVM IR", msg);
   LLVMDisposeMessage(msg);
+  double t0 = time_now();
   LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
   LLVMErrorRef e = LLVMRunPasses(c->mod, "default<O3>", tm, opts);
   LLVMDisposePassBuilderOptions(opts);
+  time_add(c->time_ir + 1, t0);
   if (e) return cg_fail(err, errlen, "LLVM optimization failed", LLVMGetErrorMessage(e));
   return 0;
 }
 
 int cg_finish(Cg *c, LLVMTargetMachineRef tm, LLVMCodeGenFileType kind, Blob *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
+  time_add(c->time_ir, c->t_open);
   if (cg_optimize(c, tm, err, errlen)) return -1;
   char *msg = NULL;
   LLVMMemoryBufferRef buf;
-  if (LLVMTargetMachineEmitToMemoryBuffer(tm, c->mod, kind, &msg, &buf))
-    return cg_fail(err, errlen, "LLVM could not emit code", msg);
+  double t0 = time_now();
+  bool failed = LLVMTargetMachineEmitToMemoryBuffer(tm, c->mod, kind, &msg, &buf);
+  time_add(c->time_ir + 2, t0);
+  if (failed) return cg_fail(err, errlen, "LLVM could not emit code", msg);
   out->len = LLVMGetBufferSize(buf);
   out->data = xmalloc(out->len + 1);
   memcpy(out->data, LLVMGetBufferStart(buf), out->len);
@@ -1032,6 +1039,7 @@ int cg_finish(Cg *c, LLVMTargetMachineRef tm, LLVMCodeGenFileType kind, Blob *ou
 
 int cg_finish_ir(Cg *c, LLVMTargetMachineRef tm, Blob *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
+  time_add(c->time_ir, c->t_open);
   if (cg_optimize(c, tm, err, errlen)) return -1;
   char *text = LLVMPrintModuleToString(c->mod);
   out->len = strlen(text);

@@ -59,6 +59,7 @@ static int gpu_module(const KernelPlan *const *plans, int nplans, const char *ta
                                                     LLVMRelocPIC, LLVMCodeModelDefault);
   Cg c;
   cg_open(&c, tg, "smelt_gpu", tm);
+  c.time_ir = TIME_GPU_IR;
   c.arch = target;
   for (int p = 0; p < nplans; p++) {
     c.plan = plans[p];

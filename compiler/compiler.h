@@ -838,6 +838,11 @@ typedef struct {
 // Compiles the kernels of nplans plans (one per entry point) into one object.
 int codegen_host(const KernelPlan *const *plans, int nplans, const char *cpu, Blob *object,
                  char *err, size_t errlen);
+// The kernels numbered [from, to) in the order of plans (each plan's in
+// turn), alone in one object: a part of a build whose parts are compiled in
+// parallel (pipeline.c) and linked together (link_shared_objects).
+int codegen_host_part(const KernelPlan *const *plans, int nplans, const char *cpu, int from, int to, Blob *object,
+                      char *err, size_t errlen);
 // The same module as NUL-terminated text: LLVM IR after O3 (ir), or x86-64 assembly.
 int codegen_host_text(const KernelPlan *const *plans, int nplans, const char *cpu, bool ir, Blob *text, char *err,
                       size_t errlen);
@@ -847,6 +852,8 @@ int codegen_tile_columns(const char *cpu);
 // (tool_path). The object is written beside path as PATH.o, a new file:
 // path must be in a private folder (tempdir_create).
 int link_shared(const Blob *object, const char *path, char *err, size_t errlen);
+// The same for n objects, linked in their order (written as PATH.0.o, PATH.1.o, ...).
+int link_shared_objects(const Blob *objects, int n, const char *path, char *err, size_t errlen);
 
 // ---------------------------------------------------------------- host_cpu.c
 // Whether LLVM knows an x86-64 CPU name ("native": this machine's); and its
@@ -951,7 +958,10 @@ typedef struct {
   bool remat;               // --remat (pass_remat.c)
   bool infer_only;          // --entry=infer: the infer entry alone (no labels, no optimizer state)
   uint64_t max_memory;      // refuse a model whose session needs more bytes (memory_need.c); 0: no limit
+  int jobs;                 // threads for code generation (--jobs); 0: one per core
 } BuildTargets;
+// The threads a build's code generation runs on for --jobs=jobs (0: one per online core).
+int codegen_threads(int jobs);
 
 struct Build;
 // Writes the ingot at path (atomically); its SHA-256, as 64 hex digits, into
@@ -1186,5 +1196,40 @@ void summary_graph(FILE *out, const Graph *g, int forward_nodes);
 // With parameter groups or `freeze`: each group and frozen pattern, its
 // settings that differ from the optimizer's and the parameters of g it takes.
 void summary_groups(FILE *out, const Graph *g, const struct TrainConfig *t);
+
+// ---------------------------------------------------------------- timing.c
+// Where a compile spends its time (smelt build --time): milliseconds and
+// runs of each stage, summed over the process (over the threads of a
+// parallel codegen too). Counting is always on; it costs a clock read per
+// stage run.
+#define TIME_STAGES(X)                                                         \
+  X(TIME_PARSE, "parse")                                                       \
+  X(TIME_ELABORATE, "elaborate")                                               \
+  X(TIME_AUTODIFF, "autodiff")                                                 \
+  X(TIME_PASSES, "graph passes")                                               \
+  X(TIME_KERNELS, "kernels")                                                   \
+  X(TIME_MEMPLAN, "memplan")                                                   \
+  X(TIME_HOST_IR, "host: LLVM IR")                                             \
+  X(TIME_HOST_OPT, "host: LLVM optimization")                                  \
+  X(TIME_HOST_EMIT, "host: object emission")                                   \
+  X(TIME_LINK, "host: link")                                                   \
+  X(TIME_GPU_IR, "gpu: LLVM IR")                                               \
+  X(TIME_GPU_OPT, "gpu: LLVM optimization")                                    \
+  X(TIME_GPU_EMIT, "gpu: PTX/code object emission")                            \
+  X(TIME_GPU_ASSEMBLE, "gpu: ptxas/ld.lld")                                    \
+  X(TIME_WRITE, "ingot write")
+typedef enum {
+#define X(id, name) id,
+  TIME_STAGES(X)
+#undef X
+  TIME_COUNT
+} TimeStage;
+double time_now(void);                      // a monotonic clock, in seconds
+void time_add(TimeStage s, double since);   // one run of s, from since (time_now) until now
+int time_runs(TimeStage s);
+double time_ms(TimeStage s);
+void time_reset(void);
+// Every stage that ran: name, milliseconds, runs; then the wall time since since.
+void time_print(FILE *out, double since);
 
 #endif

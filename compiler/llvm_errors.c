@@ -22,6 +22,7 @@
 #include "compiler.h"
 
 #include <llvm-c/ErrorHandling.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
@@ -30,7 +31,8 @@ void _ZN4llvm31install_bad_alloc_error_handlerEPFvPvPKcbES0_(void (*handler)(voi
                                                              void *user);
 void _ZN4llvm33install_out_of_memory_new_handlerEv(void);
 
-static char llvm_doing[256] = "the model";   // "kernel fc1_matmul", "module smelt_host"
+// per thread: the host's module parts and the GPU targets compile in parallel
+static _Thread_local char llvm_doing[256] = "the model";   // "kernel fc1_matmul", "module smelt_host"
 
 void llvm_errors_at(const char *fmt, ...) {
   va_list ap;
@@ -56,11 +58,13 @@ static void on_bad_alloc(void *user, const char *reason, bool gen_crash_diag) {
   llvm_die("out of memory", NULL);
 }
 
-void llvm_errors_install(void) {
-  static bool installed;
-  if (installed) return;
-  installed = true;
+static void install_handlers(void) {
   LLVMInstallFatalErrorHandler(on_fatal_error);
   _ZN4llvm31install_bad_alloc_error_handlerEPFvPvPKcbES0_(on_bad_alloc, NULL);
   _ZN4llvm33install_out_of_memory_new_handlerEv();
+}
+
+void llvm_errors_install(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, install_handlers);
 }

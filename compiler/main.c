@@ -118,6 +118,8 @@ static const OptSpec specs[] = {
     {"runs", 0, OPT_INT, "bench", "N", "timed runs (1000; --profile: 20)", 1, BIG, NULL},
     {"batch", 0, OPT_INT, "bench", "N", "build a model file with B = N", 1, BIG, NULL},
     {"all", 0, OPT_FLAG, "inspect", NULL, "also temporaries and kernels", 0, 0, NULL},
+    {"jobs", 0, OPT_INT, "build train eval run", "N", "threads for code generation, at most 256 (default: one per\ncore); the ingot is the same bytes whatever N is", 1, 256, NULL},
+    {"time", 0, OPT_FLAG, "check build", NULL, "print the milliseconds and runs of each compiler stage on stderr", 0, 0, NULL},
     {"expect-sha256", 0, OPT_STRING, "train eval run bisect sample bench inspect", "HEX",
      "open the ingot only if its SHA-256 is HEX, as smelt build prints it\n(an ingot is native code: docs/ingot.md)", 0,
      0, NULL},
@@ -140,6 +142,7 @@ typedef struct {
   const char **files;
   int nfiles;
   bool summary;
+  bool time;   // --time: each stage's milliseconds on stderr
   bool dot, fused;
   bool memory;
   const char *svg;
@@ -317,6 +320,7 @@ static int options_from(const OptResult *r, Options *o) {
 #define V(name) opt_get(&cli, r, name)
 #define IF_SET(name) if (V(name)->set)
   o->summary = V("summary")->set;
+  o->time = V("time")->set;
   o->stage = V("stage")->str;
   o->dot = V("dot")->set;
   o->fused = V("fused")->set;
@@ -341,6 +345,7 @@ static int options_from(const OptResult *r, Options *o) {
                      "not '%s'; --cpu=help lists them", o->cpu);
   IF_SET("fusion") fusion_mode_parse(V("fusion")->str, &o->targets.fusion);
   o->targets.remat = V("remat")->set;
+  o->targets.jobs = (int)V("jobs")->num;
   o->targets.max_memory = V("max-memory")->set ? (uint64_t)V("max-memory")->num : memory_default_limit();
   IF_SET("precision") o->precision = precision_parse(V("precision")->str);
   o->infer = V("infer")->set;
@@ -467,7 +472,10 @@ static void build_ingot(Compilation *c, Module *m, const Options *o) {
     snprintf(tmp, sizeof tmp, "%s/model.ingot", dir);
     path = tmp;
   }
-  if (pipeline_build(c, m, o->defs, o->ndefs, &t, &b) == 0 && ingot_write(c, m, &b, o->defs, o->ndefs, &t, path, sha256) == 0) {
+  bool built = pipeline_build(c, m, o->defs, o->ndefs, &t, &b) == 0;
+  double t0 = time_now();
+  if (built && ingot_write(c, m, &b, o->defs, o->ndefs, &t, path, sha256) == 0) {
+    time_add(TIME_WRITE, t0);
     char err[4400];
     if (o->emit_c && ingot_write_c(path, o->emit_c, o->output, err, sizeof err)) {
       diag_plain(&c->diag, "%s", err);
@@ -776,6 +784,7 @@ static int print_graph(Compilation *c, Module *m, const Options *o) {
 }
 
 static int run(const Options *o, const char *argv0) {
+  double start = time_now();
   bool dump = strcmp(o->command, "dump") == 0, graph = strcmp(o->command, "graph") == 0;
   bool ast = dump && o->stage && !strcmp(o->stage, "ast");
   bool gstage = (dump && o->stage && !ast && dump_stage_known(o->stage)) || graph;
@@ -813,6 +822,7 @@ static int run(const Options *o, const char *argv0) {
   if (errors) {
     fprintf(stderr, "%d error%s\n", errors, errors == 1 ? "" : "s");
   }
+  if (o->time) time_print(stderr, start);
   free(mods);
   compilation_free(&c);
   return errors ? 1 : 0;

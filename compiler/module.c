@@ -120,7 +120,9 @@ static void module_parse(Compilation *c, Module *m, char *text, size_t len) {
   }
   m->file = diag_add_source(&c->diag, m->path, text, (int)len);
   int before = c->diag.errors;
+  double t0 = time_now();
   m->ast = parse_source(&c->arena, &c->diag, m->file);
+  time_add(TIME_PARSE, t0);
   // A file with syntax errors is not looked into further: what recovery
   // skipped would only show up again as unknown names.
   m->syntax_errors = c->diag.errors - before;

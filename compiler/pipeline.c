@@ -14,6 +14,8 @@
 // takes it as its train_step entry instead of elaborating again.
 #include "compiler.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -187,7 +189,10 @@ int pipeline_entry(Compilation *c, Module *m, const char *entry, const EntryOpti
   int precision = entry_precision(c, m);
   bool cached = ((train && m->train) || step) && last >= PASS_AUTODIFF && cache_take(m, o, train, e);
   if (!cached) {
-    if (elaborate(c, m, o->defs, o->ndefs, train || (step && !o->training_off), g)) return -1;
+    double t0 = time_now();
+    int failed = elaborate(c, m, o->defs, o->ndefs, train || (step && !o->training_off), g);
+    time_add(TIME_ELABORATE, t0);
+    if (failed) return -1;
     e->forward = g->n;
     if (train && (!m->train || !g->loss)) {
       diag_plain(&c->diag, "%s: no train_step entry: the model needs a loss and a train block", m->path);
@@ -197,13 +202,17 @@ int pipeline_entry(Compilation *c, Module *m, const char *entry, const EntryOpti
     pass_precision(g, precision);
     DONE(PASS_PRECISION);
     if (train || (step && g->loss)) {
-      if (training_step(c, m, g)) return -1;
+      double t0 = time_now();
+      failed = training_step(c, m, g);
+      time_add(TIME_AUTODIFF, t0);
+      if (failed) return -1;
     } else if (!step && precision == PREC_TF32) {
       pass_precision_tf32(g);
     }
   }
   DONE(PASS_AUTODIFF);
   g->differentiated = true;   // no gradient is taken after this point
+  double t0 = time_now();
   if (infer) drop_loss(g);
   DONE(PASS_OUTPUTS);
   pass_simplify(g, o->simplified);
@@ -213,10 +222,15 @@ int pipeline_entry(Compilation *c, Module *m, const char *entry, const EntryOpti
   pass_conv_gemm(g);
   DONE(PASS_CONV_GEMM);
   pass_matmul_operands(g);
+  time_add(TIME_PASSES, t0);
   DONE(PASS_MATMUL);
+  t0 = time_now();
   kernel_plan(g, o->prefix ? o->prefix : entry_prefix(e->name), o->tile_columns ? o->tile_columns : 16, o->fusion, &e->plan);
+  time_add(TIME_KERNELS, t0);
   DONE(PASS_KERNELS);
+  t0 = time_now();
   memory_plan(e);
+  time_add(TIME_MEMPLAN, t0);
   DONE(PASS_MEMPLAN);
   return 0;
 }
@@ -260,39 +274,125 @@ void build_free(Build *b) {
   memset(b, 0, sizeof *b);
 }
 
+// ---- code generation, in parallel
+//
+// The host's kernels are cut into parts of about PART_KERNELS kernels (at
+// most MAX_PARTS), each compiled as its own LLVM module and object, and the
+// objects are linked in order into one shared object. Each GPU target is one
+// module. These jobs run on --jobs threads, each with its own LLVM context;
+// the cut depends only on the kernels, never on the number of threads, so
+// the ingot is the same bytes whatever --jobs is.
+enum { PART_KERNELS = 32, MAX_PARTS = 16, JOB_ERR = 2048 };
+
+typedef struct {
+  const KernelPlan *const *plans;
+  int nplans, kernels, nparts, ngpus;
+  const BuildTargets *t;
+  Blob *objs;        // one per host part
+  Blob *gpu;         // each GPU target's PTX or object, before ptxas or ld.lld
+  char (*err)[JOB_ERR];
+  int *rc;
+  atomic_int next;   // the next job to take
+} Jobs;
+
+// Job j: the GPU targets first (each a whole module: the longest), then the host parts.
+static void run_job(Jobs *J, int j) {
+  if (j < J->ngpus) {
+    J->rc[j] = codegen_gpu(J->plans, J->nplans, J->t->gpus[j], &J->gpu[j], J->err[j], JOB_ERR);
+    return;
+  }
+  int p = j - J->ngpus;
+  int from = (int)((int64_t)p * J->kernels / J->nparts), to = (int)((int64_t)(p + 1) * J->kernels / J->nparts);
+  J->rc[j] = codegen_host_part(J->plans, J->nplans, J->t->cpu, from, to, &J->objs[p], J->err[j], JOB_ERR);
+}
+
+static void *worker(void *arg) {
+  Jobs *J = arg;
+  for (int j; (j = atomic_fetch_add(&J->next, 1)) < J->ngpus + J->nparts;) run_job(J, j);
+  return NULL;
+}
+
+// Runs every job on up to `threads` threads (this one among them); the first failed job's message, in job order.
+static int run_jobs(Jobs *J, int threads, char *err, size_t errlen) {
+  int njobs = J->ngpus + J->nparts;
+  if (threads > njobs) threads = njobs;
+  pthread_t *tid = xcalloc((size_t)(threads > 1 ? threads - 1 : 1), sizeof *tid);
+  int started = 0;
+  for (; started < threads - 1; started++)
+    if (pthread_create(&tid[started], NULL, worker, J)) break;   // fewer threads still finish every job
+  worker(J);
+  for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
+  free(tid);
+  for (int j = 0; j < njobs; j++)
+    if (J->rc[j]) {
+      snprintf(err, errlen, "%s", J->err[j]);
+      return -1;
+    }
+  return 0;
+}
+
+int codegen_threads(int jobs) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  return jobs > 0 ? jobs : cores > 0 ? (int)cores : 1;
+}
+
+// What ptxas or ld.lld makes of GPU target i's code (moved into gc).
+static int gpu_finish(GpuCode *gc, Blob code, char *err, size_t errlen) {
+  double t0 = time_now();
+  int rc = 0;
+  if (gpu_target_is_nvidia(gc->target)) {
+    gc->code = code;
+    if (ptx_assemble(&code, gc->target, &gc->cubin, &gc->report, err, errlen) < 0) rc = -1;
+  } else {
+    int linked = amdgpu_link(&code, &gc->code, err, errlen);
+    free(code.data);
+    if (linked == 0) snprintf(err, errlen, "building for %s needs ld.lld (Debian: lld-22), which is not installed", gc->target);
+    if (linked <= 0) rc = -1;
+  }
+  time_add(TIME_GPU_ASSEMBLE, t0);
+  return rc;
+}
+
+// The host parts' objects linked into b->host.
+static int host_link(Build *b, const Blob *objs, int n, char *err, size_t errlen) {
+  char dir[4096], so[4200];
+  int rc = tempdir_create(dir, sizeof dir, err, errlen);
+  if (rc) return rc;
+  snprintf(so, sizeof so, "%s/host.so", dir);
+  double t0 = time_now();
+  rc = link_shared_objects(objs, n, so, err, errlen);
+  time_add(TIME_LINK, t0);
+  b->host.data = rc == 0 ? file_read(so, &b->host.len) : NULL;
+  tempdir_remove(dir);
+  if (rc == 0 && !b->host.data) rc = -1, snprintf(err, errlen, "cannot read the linked code back");
+  return rc;
+}
+
 // The host's code, linked into a shared object, and each GPU target's:
 // PTX (and a cubin when ptxas is installed) or a linked AMD code object.
 static int codegen(Build *b, const KernelPlan *const *plans, int n, const BuildTargets *t, char *err, size_t errlen) {
-  Blob obj = {0};
-  int rc = codegen_host(plans, n, t->cpu, &obj, err, errlen);
-  for (int i = 0; rc == 0 && i < t->ngpus; i++) {
+  Jobs J = {plans, n, 0, 0, t->ngpus, t, NULL, NULL, NULL, NULL, 0};
+  for (int i = 0; i < n; i++) J.kernels += plans[i]->n;
+  J.nparts = (J.kernels + PART_KERNELS - 1) / PART_KERNELS;
+  J.nparts = J.nparts < 1 ? 1 : J.nparts > MAX_PARTS ? MAX_PARTS : J.nparts;
+  int njobs = J.ngpus + J.nparts;
+  J.objs = xcalloc((size_t)J.nparts, sizeof *J.objs);
+  J.gpu = xcalloc((size_t)(J.ngpus ? J.ngpus : 1), sizeof *J.gpu);
+  J.err = xcalloc((size_t)njobs, sizeof *J.err);
+  J.rc = xcalloc((size_t)njobs, sizeof *J.rc);
+  int rc = run_jobs(&J, codegen_threads(t->jobs), err, errlen);
+  for (int i = 0; i < J.ngpus; i++) {
     GpuCode *gc = &b->gpu[b->ngpus++];
     gc->target = t->gpus[i];
-    Blob code;
-    if (codegen_gpu(plans, n, gc->target, &code, err, errlen)) {
-      rc = -1;
-    } else if (gpu_target_is_nvidia(gc->target)) {
-      gc->code = code;
-      if (ptx_assemble(&code, gc->target, &gc->cubin, &gc->report, err, errlen) < 0) rc = -1;
-    } else {
-      int linked = amdgpu_link(&code, &gc->code, err, errlen);
-      free(code.data);
-      if (linked == 0) snprintf(err, errlen, "building for %s needs ld.lld (Debian: lld-22), which is not installed", gc->target);
-      if (linked <= 0) rc = -1;
-    }
+    if (rc == 0) rc = gpu_finish(gc, J.gpu[i], err, errlen);
+    else free(J.gpu[i].data);
   }
-  if (rc == 0) {
-    char dir[4096], so[4200];
-    rc = tempdir_create(dir, sizeof dir, err, errlen);
-    if (rc == 0) {
-      snprintf(so, sizeof so, "%s/host.so", dir);
-      rc = link_shared(&obj, so, err, errlen);
-      b->host.data = rc == 0 ? file_read(so, &b->host.len) : NULL;
-      tempdir_remove(dir);
-      if (rc == 0 && !b->host.data) rc = -1, snprintf(err, errlen, "cannot read the linked code back");
-    }
-  }
-  free(obj.data);
+  if (rc == 0) rc = host_link(b, J.objs, J.nparts, err, errlen);
+  for (int p = 0; p < J.nparts; p++) free(J.objs[p].data);
+  free(J.objs);
+  free(J.gpu);
+  free(J.err);
+  free(J.rc);
   return rc;
 }
 
@@ -339,7 +439,9 @@ int pipeline_build(Compilation *c, Module *m, const Define *defs, int ndefs, con
 int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, const char *path) {
   Build b;
   int rc = pipeline_build(c, m, defs, ndefs, t, &b);
+  double t0 = time_now();
   if (rc == 0) rc = ingot_write(c, m, &b, defs, ndefs, t, path, NULL);
+  time_add(TIME_WRITE, t0);
   build_free(&b);
   return rc;
 }

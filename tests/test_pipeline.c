@@ -184,6 +184,60 @@ TEST(pipeline, build_elaborates_each_entry_once) {
   unlink(path);
 }
 
+// --time counts the runs of each stage: the same three elaborations and one
+// autodiff, and one LLVM optimization per part of the host's code.
+TEST(pipeline, build_time_counts_each_stage) {
+  char *out, path[64], args[256];
+  snprintf(path, sizeof path, "build/test-pipeline-time-%d.ingot", (int)getpid());
+  snprintf(args, sizeof args, "build examples/mlp.smelt -DB=4 -DH=8 --time -o %s", path);
+  cr_assert_eq(smelt_cmd(args, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "time per stage (ms"), "%s", out);
+  const char *e = strstr(out, "  elaborate "), *a = strstr(out, "  autodiff "), *w = strstr(out, "  wall ");
+  cr_assert(e && a && w, "%s", out);
+  double ms;
+  int runs;
+  cr_expect_eq(sscanf(e, " elaborate %lf %d", &ms, &runs), 2, "%s", out);
+  cr_expect_eq(runs, 3, "%s", out);
+  cr_expect_eq(sscanf(a, " autodiff %lf %d", &ms, &runs), 2, "%s", out);
+  cr_expect_eq(runs, 1, "%s", out);
+  cr_expect_not_null(strstr(out, "host: LLVM optimization"), "%s", out);
+  cr_expect_not_null(strstr(out, "host: link"), "%s", out);
+  free(out);
+  unlink(path);
+}
+
+// The host's kernels compile in parts on --jobs threads; the cut into parts
+// does not depend on the threads, so the ingot is the same bytes for any N.
+TEST(pipeline, parallel_codegen_is_byte_identical) {
+  char *out, path[2][64], args[256];
+  size_t len[2];
+  char *data[2];
+  int jobs[2] = {1, 3};
+  for (int i = 0; i < 2; i++) {
+    snprintf(path[i], sizeof path[i], "build/test-pipeline-jobs%d-%d.ingot", jobs[i], (int)getpid());
+    snprintf(args, sizeof args, "build examples/mlp.smelt -DB=4 -DH=8 --jobs=%d --time -o %s", jobs[i], path[i]);
+    cr_assert_eq(smelt_cmd(args, &out), 0, "%s", out);
+    int runs = 0;
+    const char *o = strstr(out, "  host: LLVM optimization ");
+    cr_assert(o && sscanf(o, " host: LLVM optimization %*f %d", &runs) == 1, "%s", out);
+    cr_expect_gt(runs, 1, "mlp's kernels fill more than one part: %s", out);
+    free(out);
+    data[i] = file_read(path[i], &len[i]);
+    cr_assert_not_null(data[i]);
+  }
+  cr_expect_eq(len[0], len[1]);
+  cr_expect(len[0] == len[1] && !memcmp(data[0], data[1], len[0]), "--jobs=1 and --jobs=3 give different ingots");
+  for (int i = 0; i < 2; i++) free(data[i]), unlink(path[i]);
+}
+
+TEST(pipeline, jobs_takes_one_to_256_threads) {
+  char *out;
+  cr_expect_neq(smelt_cmd("build examples/mlp.smelt --jobs=0 -o build/never.ingot", &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "jobs"), "%s", out);
+  free(out);
+  cr_expect_eq(access("build/never.ingot", F_OK), -1);
+}
+
 // Other sizes than check's build their own training step.
 TEST(pipeline, the_kept_graph_is_for_its_sizes_only) {
   Compilation c;

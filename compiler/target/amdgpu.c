@@ -8,16 +8,24 @@
 // tanh and pow come from codegen_math.c's decompositions.
 #include "codegen.h"
 
+#include <pthread.h>
+
 #include <llvm-c/Target.h>
 
 static const char *const archs[] = {"gfx900",  "gfx906",  "gfx908",  "gfx90a",  "gfx942",  "gfx950",  "gfx1030",
                                     "gfx1100", "gfx1101", "gfx1102", "gfx1200", "gfx1201", NULL};
 
-static void init(void) {
+// Registers the back end once, whichever codegen thread asks first.
+static void register_backend(void) {
   LLVMInitializeAMDGPUTargetInfo();
   LLVMInitializeAMDGPUTarget();
   LLVMInitializeAMDGPUTargetMC();
   LLVMInitializeAMDGPUAsmPrinter();
+}
+
+static void init(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, register_backend);
 }
 
 static V thread_id(Cg *c) {

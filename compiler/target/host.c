@@ -7,19 +7,28 @@
 // nr-wide vectors of B's rows, accumulated in vector registers.
 #include "codegen.h"
 
+#include <pthread.h>
+
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <llvm-c/Target.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void init(void) {
+// Registers the back end once, whichever codegen thread asks first.
+static void register_backend(void) {
   LLVMInitializeX86TargetInfo();
   LLVMInitializeX86Target();
   LLVMInitializeX86TargetMC();
   LLVMInitializeX86AsmPrinter();
+}
+
+static void init(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, register_backend);
 }
 
 // One address space, so buffers are plain pointers; LLVM lowers every math
@@ -224,8 +233,8 @@ static void emit_kernel(Cg *c, const Kernel *k) {
 
 // The host module of plans for cpu (NULL: this machine's), emitted as an
 // object (ir false, kind LLVMObjectFile), as assembly, or as LLVM IR after O3.
-static int host_module(const KernelPlan *const *plans, int nplans, const char *cpu, bool ir, LLVMCodeGenFileType kind,
-                       Blob *out, char *err, size_t errlen) {
+static int host_module(const KernelPlan *const *plans, int nplans, const char *cpu, int from, int to, bool ir,
+                       LLVMCodeGenFileType kind, Blob *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
   llvm_errors_install();
   llvm_errors_at("the host module");
@@ -242,9 +251,10 @@ static int host_module(const KernelPlan *const *plans, int nplans, const char *c
   Cg c;
   cg_open(&c, &host, "smelt_host", tm);
   c.arch = cpu;
-  for (int k = 0; k < nplans; k++) {
+  for (int k = 0, first = 0; k < nplans; first += plans[k++]->n) {
     c.plan = plans[k];
     for (int i = 0; i < plans[k]->n; i++) {
+      if (first + i < from || first + i >= to) continue;
       llvm_errors_at("kernel %s", plans[k]->kernels[i].name);
       emit_kernel(&c, &plans[k]->kernels[i]);
     }
@@ -258,7 +268,12 @@ static int host_module(const KernelPlan *const *plans, int nplans, const char *c
 
 int codegen_host(const KernelPlan *const *plans, int nplans, const char *cpu, Blob *object,
                  char *err, size_t errlen) {
-  return host_module(plans, nplans, cpu, false, host.emit, object, err, errlen);
+  return host_module(plans, nplans, cpu, 0, INT_MAX, false, host.emit, object, err, errlen);
+}
+
+int codegen_host_part(const KernelPlan *const *plans, int nplans, const char *cpu, int from, int to, Blob *object,
+                      char *err, size_t errlen) {
+  return host_module(plans, nplans, cpu, from, to, false, host.emit, object, err, errlen);
 }
 
 int codegen_tile_columns(const char *cpu) {
@@ -269,7 +284,21 @@ int codegen_tile_columns(const char *cpu) {
   return nr;
 }
 
-int link_shared(const Blob *object, const char *path, char *err, size_t errlen) {
+// Writes object as a new file at path; 0, or -1 with a message.
+static int write_object(const Blob *object, const char *path, char *err, size_t errlen) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+  if (!f || fwrite(object->data, 1, object->len, f) != object->len || fclose(f) != 0) {
+    snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+    if (!f && fd >= 0) close(fd);
+    if (fd >= 0) unlink(path);
+    return -1;
+  }
+  return 0;
+}
+
+// Runs cc -shared -o path objs... -lm; 0, or -1 with a message.
+static int run_linker(const char *path, char *const *objs, int n, char *err, size_t errlen) {
   const char *cc = tool_path("cc");
   if (!cc) {
     snprintf(err, errlen, "linking the host code needs cc, which is not on PATH");
@@ -277,38 +306,50 @@ int link_shared(const Blob *object, const char *path, char *err, size_t errlen) 
   }
   char tool[4096];
   snprintf(tool, sizeof tool, "%s", cc);
-  size_t n = strlen(path) + 8;
-  char *obj = xmalloc(n);
-  snprintf(obj, n, "%s.o", path);
-  int fd = open(obj, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-  if (!f || fwrite(object->data, 1, object->len, f) != object->len || fclose(f) != 0) {
-    snprintf(err, errlen, "cannot write '%s': %s", obj, strerror(errno));
-    if (!f && fd >= 0) close(fd);
-    if (fd >= 0) unlink(obj);
-    free(obj);
-    return -1;
-  }
+  const char **argv = xcalloc((size_t)n + 6, sizeof *argv);
+  int nargs = 0;
+  argv[nargs++] = "cc", argv[nargs++] = "-shared", argv[nargs++] = "-o", argv[nargs++] = path;
+  for (int i = 0; i < n; i++) argv[nargs++] = objs[i];
+  argv[nargs++] = "-lm";
   pid_t pid = fork();
   if (pid == 0) {
-    execl(tool, "cc", "-shared", "-o", path, obj, "-lm", (char *)NULL);
+    execv(tool, (char *const *)argv);
     _exit(127);
   }
+  free(argv);
   int status = 0;
   if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     snprintf(err, errlen, "linking '%s' with %s failed (status %d)", path, tool, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-    unlink(obj);
-    free(obj);
     return -1;
   }
-  unlink(obj);
-  free(obj);
   return 0;
+}
+
+int link_shared_objects(const Blob *objects, int n, const char *path, char *err, size_t errlen) {
+  size_t room = strlen(path) + 24;
+  char **objs = xcalloc((size_t)n, sizeof *objs);
+  int files = 0, rc = 0;
+  for (; files < n && rc == 0; files++) {
+    objs[files] = xmalloc(room);
+    snprintf(objs[files], room, "%s.%d.o", path, files);
+    rc = write_object(&objects[files], objs[files], err, errlen);
+  }
+  if (rc == 0) rc = run_linker(path, objs, n, err, errlen);
+  for (int i = 0; i < files; i++) {
+    unlink(objs[i]);   // one whose write failed is gone already
+    free(objs[i]);
+  }
+  free(objs);
+  return rc;
+}
+
+int link_shared(const Blob *object, const char *path, char *err, size_t errlen) {
+  return link_shared_objects(object, 1, path, err, errlen);
 }
 
 // codegen_host's module as text: the LLVM IR after O3 (ir) or x86-64
 // assembly; cpu as for codegen_host.
 int codegen_host_text(const KernelPlan *const *plans, int nplans, const char *cpu, bool ir, Blob *text, char *err,
                       size_t errlen) {
-  return host_module(plans, nplans, cpu, ir, LLVMAssemblyFile, text, err, errlen);
+  return host_module(plans, nplans, cpu, 0, INT_MAX, ir, LLVMAssemblyFile, text, err, errlen);
 }

@@ -9,6 +9,8 @@
 // low-precision matmuls run on tensor cores (target/nvptx_mma.c).
 #include "codegen.h"
 
+#include <pthread.h>
+
 #include <llvm-c/Target.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,11 +18,17 @@
 static const char *const archs[] = {"sm_75", "sm_80",  "sm_86",   "sm_87",  "sm_89", "sm_90",
                                     "sm_90a", "sm_100", "sm_100a", "sm_120", "sm_120a", NULL};
 
-static void init(void) {
+// Registers the back end once, whichever codegen thread asks first.
+static void register_backend(void) {
   LLVMInitializeNVPTXTargetInfo();
   LLVMInitializeNVPTXTarget();
   LLVMInitializeNVPTXTargetMC();
   LLVMInitializeNVPTXAsmPrinter();
+}
+
+static void init(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, register_backend);
 }
 
 // The compute capability of the processor: "sm_90a" -> 90.
