@@ -115,6 +115,8 @@ static const OptSpec specs[] = {
     {"temperature", 0, OPT_REAL, "sample", "X", "1 (default); 0: always the most likely byte", 0, BIG, NULL},
     {"top-k", 0, OPT_INT, "sample", "K", "draw from the K most likely bytes (0: all)", 0, 256, NULL},
     {"profile", 0, OPT_FLAG, "bench", NULL, "per-kernel times of an ingot's entry", 0, 0, NULL},
+    {"json", 0, OPT_FLAG, "bench", NULL, "with --profile: the per-kernel table as JSON", 0, 0, NULL},
+    {"trace", 0, OPT_STRING, "bench", "FILE", "with --profile: the timed runs' kernels as a Chrome trace\n(Perfetto, chrome://tracing) in FILE", 0, 0, NULL},
     {"runs", 0, OPT_INT, "bench", "N", "timed runs (1000; --profile: 20)", 1, BIG, NULL},
     {"batch", 0, OPT_INT, "bench", "N", "build a model file with B = N", 1, BIG, NULL},
     {"all", 0, OPT_FLAG, "inspect", NULL, "also temporaries and kernels", 0, 0, NULL},
@@ -164,6 +166,7 @@ typedef struct {
   const char *onnx_source;        // the ONNX file files[0] was imported from, or NULL
   SampleOptions sample;           // smelt sample
   bool profile, all;              // smelt bench --profile, smelt inspect --all
+  ProfileOutput profile_out;      // smelt bench --profile --json, --trace
   int runs;                       // smelt bench; 0: the default
   long long batch;                // smelt bench; 0: the model's
   const char *dump_after;         // --dump-after=PASS
@@ -262,7 +265,7 @@ static int bench_main(Options *o, const char *argv0) {
   bool profile = o->profile;
   int runs = o->runs, threads = o->train.threads, rc = 2;
   long long batch = o->batch;
-  if (profile) return gpu_profile(file, entry ? entry : "train_step", device, runs ? runs : 20);
+  if (profile) return gpu_profile(file, entry ? entry : "train_step", device, runs ? runs : 20, &o->profile_out);
   entry = entry ? entry : "infer";
   char dir[4096] = "", tmp[4200] = "";
   if (!ends_with(file, ".ingot")) {
@@ -371,6 +374,11 @@ static int options_from(const OptResult *r, Options *o) {
   IF_SET("temperature") o->sample.temperature = V("temperature")->real;
   o->sample.top_k = (int)V("top-k")->num;
   o->profile = V("profile")->set;
+  o->profile_out.json = V("json")->set;
+  o->profile_out.trace = V("trace")->str;
+  if ((o->profile_out.json || o->profile_out.trace) && !o->profile)
+    return opt_error(&cli, r->command, "--%s needs --profile (it writes the per-kernel profile)",
+                     o->profile_out.json ? "json" : "trace");
   o->runs = (int)V("runs")->num;
   o->batch = V("batch")->num;
   o->all = V("all")->set;

@@ -733,3 +733,46 @@ TEST(runtime, every_declared_output_keeps_its_name_whatever_it_aliases) {
   check_aliasing_outputs(&(BuildTargets){.fusion = FUSION_NONE});
   check_aliasing_outputs(&(BuildTargets){.fusion = FUSION_ALL, .remat = true});
 }
+
+static int occurrences(const char *s, const char *what) {
+  int n = 0;
+  for (const char *p = s; (p = strstr(p, what)); p += strlen(what)) n++;
+  return n;
+}
+
+// bench --profile --json prints one JSON object with a row per kernel, and
+// --trace writes a Chrome trace with an event per launch of every timed run
+// (smelt-rt profile takes both too); neither goes without --profile.
+TEST(runtime, profile_as_json_and_as_a_chrome_trace) {
+  char ingot[64], trace[64], cmd[1024], *out;
+  snprintf(ingot, sizeof ingot, "build/test-profile-%d.ingot", (int)getpid());
+  snprintf(trace, sizeof trace, "build/test-profile-%d.trace.json", (int)getpid());
+  snprintf(cmd, sizeof cmd, "%s build examples/mlp.smelt -D B=4 -D H=8 --entry=infer -o %s", smelt_path(), ingot);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s bench --profile %s --entry=infer --runs=3 --json --trace=%s --device=cpu", smelt_path(),
+           ingot, trace);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  int kernels = occurrences(out, "\"name\": \"infer_k");
+  cr_expect(!strncmp(out, "{\"ingot\": \"", 11) && strstr(out, "\"entry\": \"infer\", \"device\": \"cpu\", \"runs\": 3"),
+            "%s", out);
+  cr_expect(kernels >= 2 && occurrences(out, "\"ms\": ") == kernels && strstr(out, "\n]}\n"), "%s", out);
+  free(out);
+  size_t len;
+  char *t = file_read(trace, &len);
+  cr_assert_not_null(t);
+  cr_expect(!strncmp(t, "{\"displayTimeUnit\": \"ms\"", 24), "%s", t);
+  cr_expect_eq(occurrences(t, "\"ph\": \"X\""), 3 * kernels, "%s", t);
+  cr_expect_eq(occurrences(t, "\"args\": {\"run\": 2}"), kernels, "%s", t);
+  free(t);
+  snprintf(cmd, sizeof cmd, "%s-rt profile %s --entry=infer --runs=2 --json --device=cpu", smelt_path(), ingot);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect_eq(occurrences(out, "\"name\": \"infer_k"), kernels, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s bench %s --trace=%s", smelt_path(), ingot, trace);
+  cr_expect_eq(run_cmd(cmd, &out), 2, "%s", out);
+  cr_expect(strstr(out, "--trace needs --profile") != NULL, "%s", out);
+  free(out);
+  unlink(trace);
+  unlink(ingot);
+}

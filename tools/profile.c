@@ -14,6 +14,7 @@
 #include "tools.h"
 #include "util.h"
 #include "runtime.h"
+#include "tensorfile.h"
 
 static double now_ms(void) {
   struct timespec t;
@@ -72,8 +73,10 @@ static void random_inputs(smelt_session *s, const smelt_ingot *ig, const IngotEn
   }
 }
 
-// Per-launch median milliseconds of `runs` runs of an entry into ms[].
-static int time_launches(smelt_session *s, const smelt_ingot *ig, const IngotEntry *e, int runs, double *ms) {
+// Per-launch median milliseconds of `runs` runs of an entry into ms[]; each
+// run's own times into raw[run * nlaunches + launch] when raw is not NULL.
+static int time_launches(smelt_session *s, const smelt_ingot *ig, const IngotEntry *e, int runs, double *ms,
+                         double *raw) {
   Device *d = session_device(s);
   const char *name = ingot_str(ig, e->name);
   uint32_t n = e->nlaunches;
@@ -87,6 +90,7 @@ static int time_launches(smelt_session *s, const smelt_ingot *ig, const IngotEnt
     d->profile(d, false);
     if (d->profile_take(d, all + (size_t)r * n, (int)n) != (int)n) rc = 1;
   }
+  if (raw && rc == 0) memcpy(raw, all, sizeof(double) * (size_t)runs * n);
   for (uint32_t k = 0; k < n && rc == 0; k++) {
     for (int r = 0; r < runs; r++) col[r] = all[(size_t)r * n + k];
     ms[k] = median(col, runs);
@@ -119,7 +123,7 @@ int gpu_bench(const char *device, int n, char **ingots) {
     double *ms = malloc(sizeof(double) * (e && e->nlaunches ? e->nlaunches : 1));
     if (!e) rc = 1, fprintf(stderr, "smelt: error: %s has no infer entry\n", path);
     else random_inputs(s, ig, e);
-    if (!rc) rc = time_launches(s, ig, e, 20, ms);
+    if (!rc) rc = time_launches(s, ig, e, 20, ms, NULL);
     for (uint32_t k = 0; !rc && k < e->nlaunches; k++) {
       const IngotCost *c = ingot_cost(ig, e->first_launch + k);
       double bytes = c ? (double)(c->bytes_read + c->bytes_written) : 0, flops = c ? (double)c->flops : 0;
@@ -138,7 +142,76 @@ int gpu_bench(const char *device, int n, char **ingots) {
   return rc;
 }
 
-int gpu_profile(const char *path, const char *entry, const char *device, int runs) {
+// s as a JSON string.
+static void json_string(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+    else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
+    else fputc(ch, f);
+  }
+  fputc('"', f);
+}
+
+// The profile as one JSON object: what ran where, and per kernel its median
+// milliseconds, share, and the compiler's bytes and FLOPs.
+static void profile_json(FILE *f, const char *path, const char *entry, const char *device, const smelt_ingot *ig,
+                         const IngotEntry *e, int runs, const double *ms, double total) {
+  fputs("{\"ingot\": ", f);
+  json_string(f, path);
+  fputs(", \"entry\": ", f);
+  json_string(f, entry);
+  fputs(", \"device\": ", f);
+  json_string(f, device);
+  fprintf(f, ", \"runs\": %d, \"total_ms\": %.6f, \"kernels\": [", runs, total);
+  for (uint32_t k = 0; k < e->nlaunches; k++) {
+    const IngotCost *c = ingot_cost(ig, e->first_launch + k);
+    fputs(k ? ",\n  {\"name\": " : "\n  {\"name\": ", f);
+    json_string(f, ingot_str(ig, ig->launches[e->first_launch + k].symbol));
+    fprintf(f, ", \"ms\": %.6f, \"share\": %.6f, \"bytes\": %llu, \"flops\": %llu}", ms[k],
+            total > 0 ? ms[k] / total : 0, c ? (unsigned long long)(c->bytes_read + c->bytes_written) : 0ull,
+            c ? (unsigned long long)c->flops : 0ull);
+  }
+  fputs("\n]}\n", f);
+}
+
+// The timed runs as a Chrome trace (the Trace Event Format Perfetto and
+// chrome://tracing read): one complete event per launch, each run's kernels
+// laid end to end in its own times, the runs one after another. The device
+// times each launch alone, so the host's time between launches is not in it.
+static int profile_trace(const char *path, const smelt_ingot *ig, const IngotEntry *e, const char *device, int runs,
+                         const double *raw) {
+  char err[512], *tmp = NULL;
+  FILE *f = atomic_open(path, &tmp, err, sizeof err);
+  if (!f) {
+    fprintf(stderr, "smelt: error: %s\n", err);
+    return 1;
+  }
+  fputs("{\"displayTimeUnit\": \"ms\", \"otherData\": {\"device\": ", f);
+  json_string(f, device);
+  fputs("}, \"traceEvents\": [", f);
+  double at_us = 0;
+  for (int r = 0; r < runs; r++)
+    for (uint32_t k = 0; k < e->nlaunches; k++) {
+      double dur = raw[(size_t)r * e->nlaunches + k] * 1e3;
+      fputs(r || k ? ",\n  {\"name\": " : "\n  {\"name\": ", f);
+      json_string(f, ingot_str(ig, ig->launches[e->first_launch + k].symbol));
+      fputs(", \"cat\": ", f);
+      json_string(f, ingot_str(ig, e->name));
+      fprintf(f, ", \"ph\": \"X\", \"pid\": 1, \"tid\": 1, \"ts\": %.3f, \"dur\": %.3f, \"args\": {\"run\": %d}}",
+              at_us, dur, r);
+      at_us += dur;
+    }
+  fputs("\n]}\n", f);
+  if (atomic_commit(f, tmp, path, !ferror(f), err, sizeof err)) {
+    fprintf(stderr, "smelt: error: %s\n", err);
+    return 1;
+  }
+  return 0;
+}
+
+int gpu_profile(const char *path, const char *entry, const char *device, int runs, const ProfileOutput *out) {
   smelt_ingot *ig;
   smelt_session *s = NULL;
   if (tools_ingot_open(path, &ig) != SMELT_OK || smelt_session_new(ig, device, 0, &s) != SMELT_OK) {
@@ -154,10 +227,13 @@ int gpu_profile(const char *path, const char *entry, const char *device, int run
   }
   random_inputs(s, ig, e);
   double *ms = malloc(sizeof(double) * (e->nlaunches ? e->nlaunches : 1));
-  int rc = time_launches(s, ig, e, runs, ms);
-  if (!rc) {
-    double total = 0;
-    for (uint32_t k = 0; k < e->nlaunches; k++) total += ms[k];
+  double *raw = out && out->trace ? malloc(sizeof(double) * (size_t)runs * (e->nlaunches ? e->nlaunches : 1)) : NULL;
+  int rc = time_launches(s, ig, e, runs, ms, raw);
+  double total = 0;
+  for (uint32_t k = 0; k < e->nlaunches && !rc; k++) total += ms[k];
+  if (!rc && out && out->json) {
+    profile_json(stdout, path, entry, smelt_session_device(s), ig, e, runs, ms, total);
+  } else if (!rc) {
     printf("%s, entry %s on %s: %u kernels, %.3f ms per run (sum of medians over %d runs)\n", path, entry,
            smelt_session_device(s), e->nlaunches, total, runs);
     printf("%-36s %10s %6s %12s %9s %10s\n", "kernel", "ms", "share", "bytes", "GB/s", "GFLOP/s");
@@ -168,6 +244,8 @@ int gpu_profile(const char *path, const char *entry, const char *device, int run
              ms[k], total > 0 ? 100 * ms[k] / total : 0, bytes, bytes / (ms[k] * 1e6), flops / (ms[k] * 1e6));
     }
   }
+  if (!rc && raw) rc = profile_trace(out->trace, ig, e, smelt_session_device(s), runs, raw);
+  free(raw);
   free(ms);
   smelt_session_free(s);
   smelt_ingot_close(ig);

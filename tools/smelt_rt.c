@@ -8,7 +8,7 @@
 //   smelt-rt eval INGOT [--device=D] [--checkpoint=PATH]
 //   smelt-rt check INGOT... [--device=D]        every kernel against the CPU device
 //   smelt-rt bench INGOT... [--device=D]        infer kernels against the copy bandwidth
-//   smelt-rt profile INGOT [--entry=E] [--device=D] [--runs=N]   per-kernel table
+//   smelt-rt profile INGOT [--entry=E] [--device=D] [--runs=N] [--json] [--trace=FILE]   per-kernel table
 //
 // Each takes --expect-sha256=HEX: the ingot opens only when its SHA-256 is HEX.
 #include <stdio.h>
@@ -44,6 +44,8 @@ static const OptSpec specs[] = {
     {"log-dir", 0, OPT_STRING, "train", "DIR", "write each step's scalars to DIR/scalars.csv", 0, 0, NULL},
     {"entry", 0, OPT_STRING, "profile", "E", "the entry to time (default train_step)", 0, 0, NULL},
     {"runs", 0, OPT_INT, "profile", "N", "timed runs per kernel (20)", 1, 1e300, NULL},
+    {"json", 0, OPT_FLAG, "profile", NULL, "the per-kernel table as JSON", 0, 0, NULL},
+    {"trace", 0, OPT_STRING, "profile", "FILE", "also the timed runs' kernels as a Chrome trace\n(Perfetto, chrome://tracing) in FILE", 0, 0, NULL},
     {"expect-sha256", 0, OPT_STRING, "train eval check bench profile", "HEX",
      "open the ingot only if its SHA-256 is HEX, as smelt build prints it\n(an ingot is native code: docs/ingot.md)", 0,
      0, NULL},
@@ -96,7 +98,10 @@ int main(int argc, char **argv) {
   else if (!strcmp(cmd, "check"))
     for (int i = 0; i < r.nfiles; i++) rc |= numerics_check(r.files[i], o.device);
   else if (!strcmp(cmd, "bench")) rc = gpu_bench(o.device, r.nfiles, (char **)r.files);
-  else rc = gpu_profile(r.files[0], entry, o.device, runs);
+  else {
+    ProfileOutput out = {opt_set(&cli, &r, "json"), opt_get(&cli, &r, "trace")->str};
+    rc = gpu_profile(r.files[0], entry, o.device, runs, &out);
+  }
   options_result_free(&r);
   return rc;
 }

@@ -54,8 +54,15 @@ int run_main(const TrainOptions *o, const char *inputs, const char *outputs);
 // median of many runs after warm-up, with the bytes and FLOPs the compiler
 // recorded per launch.
 
-// A per-kernel table of one entry: time, share, bytes, GB/s, GFLOP/s.
-int gpu_profile(const char *path, const char *entry, const char *device, int runs);
+// What a profile writes besides the table: the table as JSON instead
+// (json), and a Chrome trace of the timed runs' kernels to the file trace.
+typedef struct {
+  bool json;
+  const char *trace;     // NULL: none
+} ProfileOutput;
+// A per-kernel table of one entry: time, share, bytes, GB/s, GFLOP/s; out
+// (NULL: the table alone) adds JSON or a trace.
+int gpu_profile(const char *path, const char *entry, const char *device, int runs, const ProfileOutput *out);
 // The "infer" entry of each ingot timed on device against a 1 GiB
 // device-to-device copy; prints a Markdown table. 0, or 1 after an error.
 int gpu_bench(const char *device, int n, char **ingots);
