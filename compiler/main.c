@@ -55,6 +55,8 @@ static const CommandSpec commands[] = {
     {"init", "FILE -o WEIGHTS", "write the initial parameters and optimizer state (docs/tensors.md)", 1, 1},
     {"import", "MODEL.onnx -o FILE.smelt", "an ONNX model to a model file, its initializers to FILE.safetensors\n"
                                           "(docs/onnx.md)", 1, 1},
+    {"plot", "DIR -o FILE.svg", "the loss and evaluation curves of a training run's --log-dir=DIR (its\n"
+                                "scalars.csv) as an SVG", 1, 1},
 };
 
 #define BIG 1e300
@@ -70,7 +72,7 @@ static const OptSpec specs[] = {
     {"fused", 0, OPT_FLAG, "graph", NULL, "cluster by kernel instead of by layer", 0, 0, NULL},
     {"memory", 0, OPT_FLAG, "explain", NULL, "the arena instead: peak against the sum of\nintermediates, the largest live set", 0, 0, NULL},
     {"svg", 0, OPT_STRING, "explain", "FILE", "draw the buffer lifetimes there", 0, 0, NULL},
-    {"output", 'o', OPT_STRING, "build init import", "FILE", "where to write the ingot, the weights or the model file", 0, 0, NULL},
+    {"output", 'o', OPT_STRING, "build init import plot", "FILE", "where to write the ingot, the weights, the model file or the plot", 0, 0, NULL},
     {"emit-c", 0, OPT_IDENT, "build", "NAME", "write the ingot to -o as C source: const unsigned char NAME[] and\n"
      "const size_t NAME_size, for smelt_ingot_open_memory (docs/runtime.md)", 0, 0, NULL},
     {"entry", 0, OPT_STRING, "dump build explain graph run bisect bench", "E",
@@ -844,7 +846,7 @@ int main(int argc, char **argv) {
   rc = options_from(&r, &o);
   options_result_free(&r);
   OnnxStage onnx;
-  if (rc == 0 && strcmp(o.command, "import")) rc = onnx_stage_open(&o, &onnx);
+  if (rc == 0 && strcmp(o.command, "import") && strcmp(o.command, "plot")) rc = onnx_stage_open(&o, &onnx);
   else memset(&onnx, 0, sizeof onnx);
   if (rc < 0) rc = 0;   // asked for a list, and got it
   else if (rc == 0) {
@@ -854,6 +856,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "sample")) rc = sample_main(&o, argv[0]);
     else if (!strcmp(cmd, "bisect")) rc = bisect_main(&o, argv[0]);
     else if (!strcmp(cmd, "inspect")) rc = inspect_ingot(o.files[0], stdout, o.all);
+    else if (!strcmp(cmd, "plot"))
+      rc = o.output ? plot_main(o.files[0], o.output) : bad_usage("%s needs a --log-dir folder and -o FILE.svg", "plot");
     else if (!strcmp(cmd, "import"))
       rc = !o.output || o.nfiles != 1 ? bad_usage("%s needs one ONNX file and -o FILE.smelt", "import")
                                       : onnx_import(o.files[0], o.output, o.defs, o.ndefs, o.inputs, stderr, NULL);

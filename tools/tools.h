@@ -90,6 +90,12 @@ int sample_run(const SampleOptions *o);
 // temporaries and kernels too). Returns the exit status.
 int inspect_ingot(const char *path, FILE *out, bool all);
 
+// ---------------------------------------------------------------- plot.c
+// `smelt plot DIR -o FILE.svg`: the loss (and evaluation) curves of the
+// --log-dir DIR (or of a scalars.csv named directly) as an SVG; 0, 1 after an
+// error, 2 for a bad -o.
+int plot_main(const char *dir, const char *output);
+
 // ---------------------------------------------------------------- gpu_numerics.c
 // Every kernel of the ingot at path on device against the CPU device; prints
 // a report; 0 when all agree.
