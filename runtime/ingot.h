@@ -170,5 +170,8 @@ uint32_t smelt_crc32(const void *data, uint64_t n);
 // The CRC-32 of the bytes that gave crc followed by n more (as zlib's crc32:
 // smelt_crc32(d, n) is smelt_crc32_update(0, d, n)).
 uint32_t smelt_crc32_update(uint32_t crc, const void *data, uint64_t n);
+// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of
+// TFRecord framing (TensorBoard's event files); "123456789" gives 0xE3069283.
+uint32_t smelt_crc32c(const void *data, uint64_t n);
 
 #endif

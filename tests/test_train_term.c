@@ -390,3 +390,130 @@ TEST(train_term, log_dir_writes_a_row_of_scalars_per_step) {
   free(csv);
   remove_dir(dir);
 }
+
+// ---- TensorBoard's event files, read back by a decoder of their own
+
+static uint32_t crc32c_bitwise(const unsigned char *p, size_t n) {   // the slow, obvious form
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < n; i++) {
+    c ^= p[i];
+    for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+  }
+  return ~c;
+}
+
+static uint32_t unmasked(uint32_t m) {
+  uint32_t r = m - 0xa282ead8u;
+  return (r << 15) | (r >> 17);
+}
+
+static uint32_t le32(const unsigned char *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
+
+static uint64_t varint(const unsigned char **p, const unsigned char *end) {
+  uint64_t v = 0;
+  for (int shift = 0; *p < end; shift += 7) {
+    unsigned char b = *(*p)++;
+    v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) break;
+  }
+  return v;
+}
+
+typedef struct {
+  long long step;
+  char version[32];
+  int nvalues;
+  char tags[8][32];
+  float values[8];
+} Event;
+
+// One Event message: step, file_version, and the summary's tag/simple_value pairs.
+static void decode_event(const unsigned char *p, const unsigned char *end, Event *e) {
+  memset(e, 0, sizeof *e);
+  while (p < end) {
+    uint64_t key = varint(&p, end);
+    int field = (int)(key >> 3), wire = (int)(key & 7);
+    if (wire == 1) p += 8;   // wall_time
+    else if (wire == 0) {
+      uint64_t v = varint(&p, end);
+      if (field == 2) e->step = (long long)v;
+    } else if (wire == 2) {
+      uint64_t len = varint(&p, end);
+      const unsigned char *sub = p, *sub_end = p + len;
+      p += len;
+      if (field == 3) snprintf(e->version, sizeof e->version, "%.*s", (int)len, (const char *)sub);
+      if (field != 5) continue;
+      while (sub < sub_end) {   // Summary: repeated Value (field 1)
+        cr_assert_eq(varint(&sub, sub_end), (uint64_t)(1 << 3 | 2));
+        uint64_t vl = varint(&sub, sub_end);
+        const unsigned char *v = sub, *v_end = sub + vl;
+        sub += vl;
+        int k = e->nvalues++;
+        while (v < v_end) {
+          uint64_t vk = varint(&v, v_end);
+          if (vk == (1 << 3 | 2)) {
+            uint64_t tl = varint(&v, v_end);
+            snprintf(e->tags[k], sizeof e->tags[k], "%.*s", (int)tl, (const char *)v);
+            v += tl;
+          } else {
+            cr_assert_eq(vk, (uint64_t)(2 << 3 | 5));
+            uint32_t bits = le32(v);
+            memcpy(&e->values[k], &bits, 4);
+            v += 4;
+          }
+        }
+      }
+    } else {
+      cr_assert_fail("wire type %d", wire);
+    }
+  }
+}
+
+TEST(train_term, log_dir_writes_tensorboard_events) {
+  char *dir = make_dir();
+  build_model(dir, 8);
+  char args[2048], path[600], *out;
+  snprintf(args, sizeof args, "NO_COLOR=1 %s train %s/m.ingot --steps=5 --log-dir=%s/logs", smelt_path(), dir, dir);
+  cr_assert_eq(run_cmd(args, &out), 0, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "ls %s/logs | grep '^events.out.tfevents.'", dir);
+  cr_assert_eq(run_cmd(args, &out), 0, "%s", out);
+  out[strcspn(out, "\n")] = 0;
+  snprintf(path, sizeof path, "%s/logs/%s", dir, out);
+  free(out);
+  size_t len;
+  unsigned char *data = (unsigned char *)file_read(path, &len);
+  cr_assert(data, "%s", path);
+  snprintf(path, sizeof path, "%s/logs/scalars.csv", dir);
+  char *csv = slurp(path), *row = strchr(csv, '\n') + 1;
+  int records = 0;
+  for (size_t at = 0; at < len; records++) {
+    cr_assert(at + 12 <= len);
+    uint64_t n = 0;
+    for (int i = 0; i < 8; i++) n |= (uint64_t)data[at + i] << (8 * i);
+    cr_expect_eq(unmasked(le32(data + at + 8)), crc32c_bitwise(data + at, 8), "record %d: length CRC", records);
+    cr_assert(at + 12 + n + 4 <= len);
+    cr_expect_eq(unmasked(le32(data + at + 12 + n)), crc32c_bitwise(data + at + 12, n), "record %d: data CRC", records);
+    Event e;
+    decode_event(data + at + 12, data + at + 12 + n, &e);
+    if (records == 0) {
+      cr_expect_str_eq(e.version, "brain.Event:2");
+    } else {
+      // the step's scalars, as its CSV row has them
+      long long step;
+      double loss, lr;
+      cr_assert_eq(sscanf(row, "%lld,%lf,%lf", &step, &loss, &lr), 3, "%s", row);
+      row = strchr(row, '\n') + 1;
+      cr_expect_eq(e.step, step);
+      cr_expect(e.nvalues >= 3 && !strcmp(e.tags[0], "loss") && !strcmp(e.tags[1], "lr") &&
+                !strcmp(e.tags[e.nvalues - 1], "samples_per_s"), "step %lld: %d values", step, e.nvalues);
+      cr_expect_float_eq(e.values[0], (float)loss, 1e-6 * fabs(loss));
+      cr_expect_float_eq(e.values[1], (float)lr, 1e-9);
+    }
+    at += 12 + n + 4;
+  }
+  cr_expect_eq(records, 6, "the version record and one per step");
+  free(csv);
+  free(data);
+  remove_dir(dir);
+}

@@ -90,6 +90,16 @@ int sample_run(const SampleOptions *o);
 // temporaries and kernels too). Returns the exit status.
 int inspect_ingot(const char *path, FILE *out, bool all);
 
+// ---------------------------------------------------------------- tfevents.c
+// TensorBoard event files of --log-dir: a new DIR/events.out.tfevents.TIME.
+// HOST.PID per run (NULL with a message in err when it cannot be made), one
+// event of n scalars (tags[i] = values[i]) per step; false or -1 when a
+// write fails.
+typedef struct TfEvents TfEvents;
+TfEvents *tfevents_open(const char *dir, char *err, size_t errlen);
+bool tfevents_step(TfEvents *t, int64_t step, const char *const *tags, const float *values, int n);
+int tfevents_close(TfEvents *t);
+
 // ---------------------------------------------------------------- plot.c
 // `smelt plot DIR -o FILE.svg`: the loss (and evaluation) curves of the
 // --log-dir DIR (or of a scalars.csv named directly) as an SVG; 0, 1 after an

@@ -604,40 +604,71 @@ static void progress_print(const Progress *p, bool tty) {
   fflush(stdout);
 }
 
-// ---- --log-dir: DIR/scalars.csv, one row per step
+// ---- --log-dir: DIR/scalars.csv, one row per step, and TensorBoard's events
 
-// The folder (made when missing) and the file with its header, appended to
-// when it exists (a resumed run continues its rows); NULL after a message.
-static FILE *scalars_open(const char *dir) {
+typedef struct {
+  FILE *csv;
+  TfEvents *events;   // tfevents.c
+  bool events_failed; // a write of the event file failed
+} ScalarLog;
+
+// The folder (made when missing), the CSV with its header, appended to when
+// it exists (a resumed run continues its rows), and a new event file; false
+// after a message.
+static bool scalars_open(const char *dir, ScalarLog *log) {
   if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
     fprintf(stderr, "smelt: error: --log-dir: cannot make %s: %s\n", dir, strerror(errno));
-    return NULL;
+    return false;
   }
   size_t n = strlen(dir) + sizeof "/scalars.csv";
-  char *path = xmalloc(n);
+  char *path = xmalloc(n), err[4700];
   snprintf(path, n, "%s/scalars.csv", dir);
   struct stat st;
   bool fresh = stat(path, &st) != 0 || st.st_size == 0;
-  FILE *f = fopen(path, "a");
-  if (!f) fprintf(stderr, "smelt: error: --log-dir: cannot write %s: %s\n", path, strerror(errno));
-  else if (fresh) fputs("step,loss,lr,grad_norm,samples_per_s,eval_loss,eval_accuracy\n", f);
+  log->csv = fopen(path, "a");
+  if (!log->csv) fprintf(stderr, "smelt: error: --log-dir: cannot write %s: %s\n", path, strerror(errno));
+  else if (fresh) fputs("step,loss,lr,grad_norm,samples_per_s,eval_loss,eval_accuracy\n", log->csv);
   free(path);
-  return f;
+  if (log->csv && !(log->events = tfevents_open(dir, err, sizeof err))) fprintf(stderr, "smelt: error: %s\n", err);
+  return log->csv && log->events;
 }
 
 // One row: the step's loss, its learning rate and gradient norm where the
-// ingot has them, and the evaluation's where one ran (empty fields otherwise).
-static void scalars_row(FILE *f, smelt_session *s, int64_t steps, float loss, double rate, const EvalResult *ev) {
-  float lr, norm;
+// ingot has them, and the evaluation's where one ran (empty fields
+// otherwise); the same scalars as one TensorBoard event.
+static void scalars_row(ScalarLog *log, smelt_session *s, int64_t steps, float loss, double rate, const EvalResult *ev) {
+  const char *tags[6] = {"loss"};
+  float values[6] = {loss}, lr, norm;
+  int n = 1;
+  FILE *f = log->csv;
   fprintf(f, "%lld,%.9g,", (long long)steps, loss);
-  if (smelt_get_output(s, "train_step", "lr", &lr, sizeof lr) == SMELT_OK) fprintf(f, "%.9g", lr);
+  if (smelt_get_output(s, "train_step", "lr", &lr, sizeof lr) == SMELT_OK)
+    fprintf(f, "%.9g", lr), tags[n] = "lr", values[n++] = lr;
   fputc(',', f);
-  if (smelt_get_output(s, "train_step", "grad_norm", &norm, sizeof norm) == SMELT_OK) fprintf(f, "%.9g", norm);
+  if (smelt_get_output(s, "train_step", "grad_norm", &norm, sizeof norm) == SMELT_OK)
+    fprintf(f, "%.9g", norm), tags[n] = "grad_norm", values[n++] = norm;
   fprintf(f, ",%.6g,", rate);
-  if (ev) fprintf(f, "%.9g,", ev->loss);
+  tags[n] = "samples_per_s", values[n++] = (float)rate;
+  if (ev) fprintf(f, "%.9g,", ev->loss), tags[n] = "eval_loss", values[n++] = (float)ev->loss;
   else fputc(',', f);
-  if (ev && ev->accuracy >= 0) fprintf(f, "%.9g", ev->accuracy);
+  if (ev && ev->accuracy >= 0) fprintf(f, "%.9g", ev->accuracy), tags[n] = "eval_accuracy", values[n++] = (float)ev->accuracy;
   fputc('\n', f);
+  if (!tfevents_step(log->events, steps, tags, values, n)) log->events_failed = true;
+}
+
+// Closes both files; false after a message when a write failed.
+static bool scalars_close(ScalarLog *log, const char *dir) {
+  bool ok = true;
+  if (log->csv && fclose(log->csv) != 0) {
+    fprintf(stderr, "smelt: error: --log-dir: cannot write %s/scalars.csv: %s\n", dir, strerror(errno));
+    ok = false;
+  }
+  if (tfevents_close(log->events) != 0 || log->events_failed) {
+    fprintf(stderr, "smelt: error: --log-dir: cannot write the TensorBoard event file in %s\n", dir);
+    ok = false;
+  }
+  memset(log, 0, sizeof *log);
+  return ok;
 }
 
 // The end of a run stopped by a signal after steps steps: the state saved at
@@ -666,7 +697,7 @@ int train_run(const TrainOptions *o) {
   if (!ig) return 1;
   smelt_session *s = NULL;
   Split sp = {0};
-  FILE *scalars = NULL;
+  ScalarLog scalars = {0};
   int rc = 1;
   if (!ingot_entry(ig, "train_step")) {
     fprintf(stderr, "smelt: error: '%s' has no train_step entry (does the model have a loss and a train block?)\n", o->ingot);
@@ -725,7 +756,7 @@ int train_run(const TrainOptions *o) {
   float scale = 0;   // fp16: the loss scale for the next step, read after each step
   bool scaled = smelt_get_tensor(s, "loss_scale", &scale, sizeof scale) == SMELT_OK;
   int64_t saved_at = -1;   // the step count of the last checkpoint saved
-  if (o->log_dir && !(scalars = scalars_open(o->log_dir))) goto done;
+  if (o->log_dir && !scalars_open(o->log_dir, &scalars)) goto done;
   stop_signals_catch();
   for (int64_t step = start; step < stop; step++) {
     split_next(&sp, s, "train_step");
@@ -790,7 +821,7 @@ int train_run(const TrainOptions *o) {
       printf("epoch %lld: ", (long long)((step + 1 + per_epoch - 1) / per_epoch));
       print_eval(held, &r);
     }
-    if (scalars) scalars_row(scalars, s, step + 1, loss, rate, evaluated ? &r : NULL);
+    if (scalars.csv) scalars_row(&scalars, s, step + 1, loss, rate, evaluated ? &r : NULL);
     if (stop_signal) stop = step + 1;   // the loop ends here, with this step saved below
   }
   if (tty && stop > start) putchar('\n');   // below the progress line
@@ -807,10 +838,7 @@ int train_run(const TrainOptions *o) {
   rc = 0;
 done:
   stop_signals_restore();
-  if (scalars && fclose(scalars) != 0) {
-    fprintf(stderr, "smelt: error: --log-dir: cannot write %s/scalars.csv: %s\n", o->log_dir, strerror(errno));
-    rc = 1;
-  }
+  if (o->log_dir && !scalars_close(&scalars, o->log_dir)) rc = 1;
   split_free(&sp);
   smelt_session_free(s);
   smelt_ingot_close(ig);
