@@ -308,6 +308,26 @@ size_t smelt_tensor_bytes(const smelt_session *s, const char *name) {
 // ---- checkpoints: tensor files (smelt's own format, or safetensors for a
 // path ending in .safetensors), with the tensors' own dtypes
 
+// The text a safetensors checkpoint's __metadata__ holds beside the checksums
+// (docs/tensors.md): "smelt.model", and "smelt.step" when the model has a step
+// counter, into meta (key, value, ...); the number of pairs.
+static int checkpoint_meta(smelt_session *s, const char *meta[4], char step[32]) {
+  const smelt_ingot *ig = s->ig;
+  int n = 0;
+  const char *model = smelt_ingot_meta(ig, "model");
+  if (model) meta[2 * n] = "smelt.model", meta[2 * n++ + 1] = model;
+  int64_t t = ingot_tensor(ig, "step");
+  const IngotTensor *tt = t >= 0 && s->persist[t] ? &ig->tensors[t] : NULL;
+  if (tt && tt->bytes == (uint64_t)dtype_size(tt->dtype) && (tt->dtype == DT_I64 || tt->dtype == DT_I32)) {
+    int64_t v64 = 0;
+    int32_t v32 = 0;
+    s->dev->copy_out(s->dev, tt->dtype == DT_I64 ? (void *)&v64 : (void *)&v32, s->persist[t], tt->bytes);
+    snprintf(step, 32, "%lld", (long long)(tt->dtype == DT_I64 ? v64 : v32));
+    meta[2 * n] = "smelt.step", meta[2 * n++ + 1] = step;
+  }
+  return n;
+}
+
 smelt_status smelt_save(smelt_session *s, const char *path) {
   const smelt_ingot *ig = s->ig;
   uint32_t n = 0;
@@ -325,9 +345,12 @@ smelt_status smelt_save(smelt_session *s, const char *path) {
     if (tt->bytes > largest) largest = tt->bytes;
   }
   char *host = names && dtypes && shapes ? malloc(largest) : NULL;   // each device tensor through one host copy
-  char err[512];
+  char err[512], step[32];
+  const char *meta[4];
+  int nmeta = checkpoint_meta(s, meta, step);
   smelt_status st = SMELT_OK;
-  TensorWriter *w = host ? tensor_writer_open(path, (int)n, names, dtypes, shapes, err, sizeof err) : NULL;
+  TensorWriter *w = host ? tensor_writer_open_meta(path, (int)n, names, dtypes, shapes, meta, nmeta, err, sizeof err)
+                         : NULL;
   if (!host) st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory saving '%s'", path);
   else if (!w) st = rt_fail(errno == ENOMEM ? SMELT_ERR_OUT_OF_MEMORY : SMELT_ERR_IO, "%s", err);
   bool ok = true;
