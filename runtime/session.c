@@ -22,6 +22,7 @@ struct smelt_session {
   char **arena;         // by entry index
   char **bufs;          // by entry index: the kernels' buffer table (device memory), by slot
   void ***fns;          // by entry index: kernel entry points, by launch
+  bool params_only;     // the last smelt_load read a file without optimizer state
 };
 
 static uint32_t entry_index(const smelt_ingot *ig, const IngotEntry *e) { return (uint32_t)(e - ig->entries); }
@@ -392,10 +393,22 @@ static smelt_status load_converted(TensorReader *f, const char *path, const char
   return st;
 }
 
+// A persistent tensor's value in a fresh session (the ingot's WEIGHTS, or
+// zeros), staged for the copy at the end of load_tensors; NULL when out of memory.
+static char *initial_value(const smelt_ingot *ig, uint32_t t) {
+  const IngotTensor *tt = &ig->tensors[t];
+  char *v = calloc(1, tt->bytes ? tt->bytes : 1);
+  if (v && tt->data_offset != INGOT_ZEROS) memcpy(v, ingot_section(ig, SEC_WEIGHTS, NULL) + tt->data_offset, tt->bytes);
+  return v;
+}
+
 // Loads a checkpoint (weights_only false: every persistent tensor) or a
 // weights file (true: every parameter, and the state tensors it names, such
-// as a batch norm's running statistics; the optimizer's state is left as it is).
-static smelt_status load_tensors(smelt_session *s, const char *path, bool weights_only) {
+// as a batch norm's running statistics; the optimizer's state is left as it
+// is). A checkpoint without the step counter, for a training ingot, is a
+// parameters file: loaded as weights, the state tensors it does not name
+// taking their initial values (fine-tuning from step 0), and *params_only set.
+static smelt_status load_tensors(smelt_session *s, const char *path, bool weights_only, bool *params_only) {
   char err[512];
   TensorReader *f = tensor_reader_open(path, err, sizeof err);
   if (!f)
@@ -460,20 +473,32 @@ static smelt_status load_tensors(smelt_session *s, const char *path, bool weight
     }
   }
   tensor_reader_close(f);
-  if (st == SMELT_OK)
-    for (uint32_t t = 0; t < ig->ntensors; t++)
-      if (s->persist[t] && !staged[t] && (!weights_only || ig->tensors[t].role == ROLE_PARAM)) {
-        st = rt_fail(SMELT_ERR_FORMAT, "'%s' has no value for '%s'", path, ingot_str(ig, ig->tensors[t].name));
-        break;
-      }
+  int64_t step = ingot_tensor(ig, "step");
+  bool fresh = !weights_only && !inference_only && step >= 0 && s->persist[step] && !staged[step];
+  weights_only = weights_only || fresh;
+  for (uint32_t t = 0; t < ig->ntensors && st == SMELT_OK; t++) {
+    if (!s->persist[t] || staged[t]) continue;
+    if (!weights_only || ig->tensors[t].role == ROLE_PARAM)
+      st = rt_fail(SMELT_ERR_FORMAT, "'%s' has no value for '%s'", path, ingot_str(ig, ig->tensors[t].name));
+    else if (fresh && !(staged[t] = initial_value(ig, t)))
+      st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory loading '%s'", path);
+  }
   for (uint32_t t = 0; t < ig->ntensors; t++) {
     if (st == SMELT_OK && staged[t]) s->dev->copy_in(s->dev, s->persist[t], staged[t], ig->tensors[t].bytes);
     free(staged[t]);
   }
   free(staged);
+  if (st == SMELT_OK && params_only) *params_only = fresh;
   return st;
 }
 
-smelt_status smelt_load(smelt_session *s, const char *path) { return load_tensors(s, path, false); }
+// A file without the step counter, for a model that has one, is a
+// parameters file (`smelt init --params-only`, `smelt import`, one written by
+// another tool): its parameters and buffers are loaded and the optimizer
+// starts fresh, at step 0. A file with the counter is a checkpoint and must
+// hold every persistent tensor.
+smelt_status smelt_load(smelt_session *s, const char *path) { return load_tensors(s, path, false, &s->params_only); }
 
-smelt_status smelt_load_weights(smelt_session *s, const char *path) { return load_tensors(s, path, true); }
+smelt_status smelt_load_weights(smelt_session *s, const char *path) { return load_tensors(s, path, true, NULL); }
+
+bool session_loaded_params_only(const smelt_session *s) { return s->params_only; }

@@ -11,7 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runtime.h"
 #include "smelt.h"
+#include "tensorfile.h"
 #include "support.h"
 
 #define DIR "tests/safetensors/"
@@ -212,4 +214,91 @@ TEST(stfiles, the_commands_read_and_resume_a_python_checkpoint) {
   free(json);
   free(bytes);
   unlink(ckpt);
+}
+
+// ---- a parameters file (no step counter) loaded as a checkpoint
+
+// After loading python-params.safetensors over a session whose every tensor
+// was set (step 7): the parameters and buffers are the file's, the
+// optimizer's state its initial value (zeros), the step 0.
+static void check_fresh(const smelt_tensor_info *info, void *arg) {
+  smelt_session *s = arg;
+  char *mem = malloc(info->bytes);
+  cr_assert_eq(smelt_get_tensor(s, info->name, mem, info->bytes), SMELT_OK);
+  const char *dot = strrchr(info->name, '.');
+  bool moment = dot && (!strcmp(dot, ".m") || !strcmp(dot, ".v"));
+  if (info->dtype == SMELT_I64)
+    cr_expect_eq(*(int64_t *)mem, 0, "%s", info->name);
+  else
+    for (size_t i = 0; i < info->bytes / 4; i++)
+      cr_expect_eq(((float *)mem)[i], moment ? 0.0f : value_of(info->name, (int64_t)i, -1.0), "%s[%zu]", info->name, i);
+  free(mem);
+}
+
+TEST(stfiles, a_parameters_file_loads_with_fresh_optimizer_state) {
+  Tiny t;
+  tiny_open(&t);
+  each_persistent(t.ig, set_one, t.s);
+  cr_assert_eq(smelt_load(t.s, DIR "python-params.safetensors"), SMELT_OK, "%s", smelt_last_error());
+  cr_expect(session_loaded_params_only(t.s));
+  each_persistent(t.ig, check_fresh, t.s);
+  cr_assert_eq(smelt_load(t.s, DIR "python.safetensors"), SMELT_OK, "%s", smelt_last_error());
+  cr_expect(!session_loaded_params_only(t.s));
+  // a file with the step counter is a checkpoint: every tensor or nothing
+  char path[64], err[256];
+  snprintf(path, sizeof path, "build/test-stfiles-%d.tensors", (int)getpid());
+  double w[6] = {0}, step = 3;
+  TensorEntry some[2] = {{"fc.w", shape_of(2, (int64_t[]){3, 2}), w}, {"step", shape_of(0, NULL), &step}};
+  cr_assert_eq(tensorfile_write(path, some, 2, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(smelt_load(t.s, path), SMELT_ERR_FORMAT);
+  cr_expect(strstr(smelt_last_error(), "has no value for 'fc.b'") != NULL, "%s", smelt_last_error());
+  // without it, every parameter is still needed
+  cr_assert_eq(tensorfile_write(path, some, 1, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(smelt_load(t.s, path), SMELT_ERR_FORMAT);
+  cr_expect(strstr(smelt_last_error(), "has no value for 'fc.b'") != NULL, "%s", smelt_last_error());
+  each_persistent(t.ig, check_python, t.s);   // the refused files changed nothing
+  unlink(path);
+  tiny_close(&t);
+}
+
+// `smelt eval` and `smelt run` take a parameters file as --checkpoint; `smelt
+// train --resume` from one fine-tunes from step 0, saying so, to the same
+// checkpoint as --weights gives.
+TEST(stfiles, the_commands_fine_tune_from_a_parameters_file) {
+  char *out, args[512], a[64], b[64], in[64], err[256];
+  int pid = (int)getpid();
+  cr_assert_eq(smelt("eval " DIR "tiny.smelt --checkpoint=" DIR "python-params.safetensors", &out), 0, "%s", out);
+  cr_expect(strstr(out, "test: loss ") != NULL, "%s", out);
+  free(out);
+  snprintf(in, sizeof in, "build/test-stfiles-%d-x.tensors", pid);
+  double x[12] = {0.5, 1, -1, 0, 2, 0.25, 1, 1, 1, -2, 0, 3};
+  TensorEntry xe = {"x", shape_of(2, (int64_t[]){4, 3}), x};
+  cr_assert_eq(tensorfile_write(in, &xe, 1, err, sizeof err), 0, "%s", err);
+  snprintf(args, sizeof args, "run " DIR "tiny.smelt --checkpoint=" DIR "python-params.safetensors --inputs=%s", in);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  cr_expect(strstr(out, "logits: f32[4, 2]") != NULL, "%s", out);
+  free(out);
+  snprintf(a, sizeof a, "build/test-stfiles-%d-a.safetensors", pid);
+  snprintf(b, sizeof b, "build/test-stfiles-%d-b.safetensors", pid);
+  snprintf(args, sizeof args, "cp " DIR "python-params.safetensors %s", a);
+  cr_assert_eq(system(args), 0);
+  snprintf(args, sizeof args, "train " DIR "tiny.smelt --checkpoint=%s --resume --threads=1", a);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  char note[160];
+  snprintf(note, sizeof note, "fine-tuning from parameters only (%s): optimizer state starts fresh", a);
+  cr_expect(strstr(out, note) != NULL && strstr(out, "at step 3") != NULL, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "train " DIR "tiny.smelt --weights=" DIR "python-params.safetensors --checkpoint=%s "
+           "--threads=1", b);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  size_t la, lb;
+  char *da = file_read(a, &la), *db = file_read(b, &lb);
+  cr_assert(da && db);
+  cr_expect(la == lb && !memcmp(da, db, la), "--resume from parameters differs from --weights");
+  free(da);
+  free(db);
+  unlink(a);
+  unlink(b);
+  unlink(in);
 }

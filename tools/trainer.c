@@ -708,7 +708,10 @@ int train_run(const TrainOptions *o) {
       goto done;
     }
     batcher_seek(sp.b, start / per_epoch, start % per_epoch);
-    printf("resumed from %s at step %lld\n", o->checkpoint, (long long)start);
+    if (session_loaded_params_only(s))   // no step counter: a parameters file (docs/runtime.md)
+      printf("fine-tuning from parameters only (%s): optimizer state starts fresh\n", o->checkpoint);
+    else
+      printf("resumed from %s at step %lld\n", o->checkpoint, (long long)start);
   }
   float total_f = (float)total;
   smelt_set_tensor(s, "total_steps", &total_f, sizeof total_f);   // absent unless the schedule needs it
