@@ -7,6 +7,7 @@
 // smelt_save wrote (smelt.txt), which must match the session's tensors, with
 // smelt writing that file again byte for byte.
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -301,4 +302,39 @@ TEST(stfiles, the_commands_fine_tune_from_a_parameters_file) {
   unlink(a);
   unlink(b);
   unlink(in);
+}
+
+// ---- evaluation over every sample
+
+// tiny.smelt's test split has 10 samples, two batches of 4 and 2 more: `smelt
+// eval` counts all 10, with the loss and accuracy of the model computed here
+// from the checkpoint's values (eval mode: batch norm by its running
+// statistics), sample by sample.
+TEST(stfiles, eval_counts_the_samples_after_the_last_whole_batch) {
+  char *out;
+  cr_assert_eq(smelt("eval " DIR "tiny.smelt --checkpoint=" DIR "python.safetensors", &out), 0, "%s", out);
+  FILE *fx = fopen(DIR "x.csv", "r"), *fy = fopen(DIR "y.csv", "r");
+  cr_assert(fx && fy);
+  double x[3], loss = 0;
+  int y, n = 0, correct = 0;
+  while (fscanf(fx, "%lf,%lf,%lf", &x[0], &x[1], &x[2]) == 3 && fscanf(fy, "%d", &y) == 1) {
+    double logit[2];
+    for (int c = 0; c < 2; c++) {
+      double z = value_of("fc.b", c, -1.0);
+      for (int i = 0; i < 3; i++) z += x[i] * value_of("fc.w", i * 2 + c, -1.0);
+      double mean = value_of("bn.running_mean", c, -1.0), var = value_of("bn.running_var", c, -1.0);
+      logit[c] = (z - mean) / sqrt(var + 1e-5) * value_of("bn.g", c, -1.0) + value_of("bn.b", c, -1.0);
+    }
+    double hi = fmax(logit[0], logit[1]);
+    loss += hi + log(exp(logit[0] - hi) + exp(logit[1] - hi)) - logit[y];
+    correct += (logit[1] > logit[0]) == (y == 1);
+    n++;
+  }
+  fclose(fx);
+  fclose(fy);
+  cr_assert_eq(n, 10);
+  char want[128];
+  snprintf(want, sizeof want, "test: loss %.4f, accuracy %.2f%% (10 samples)", loss / n, 100.0 * correct / n);
+  cr_expect(strstr(out, want) != NULL, "%s\nwant %s", out, want);
+  free(out);
 }
