@@ -122,6 +122,9 @@ bool device_gpu_target(const char *device, char *buf, size_t len);
 Device *session_device(smelt_session *s);
 // The storage of tensor t as seen from entry (device memory).
 void *session_tensor(smelt_session *s, const IngotEntry *entry, uint32_t t);
+// Whether the last smelt_load read a parameters file (no step counter) and
+// left the optimizer's state fresh, for the tools' note.
+bool session_loaded_params_only(const smelt_session *s);
 // Runs launch k of entry alone (no updates); the device's error word is taken.
 smelt_status session_launch(smelt_session *s, const IngotEntry *entry, uint32_t k, uint64_t seed, uint64_t step);
 // Copies entry e's arena and every persistent tensor of src into dst (same ingot).

@@ -402,15 +402,20 @@ static bool put_json_string(FILE *f, const char *s) {
   return ok && fputc('"', f) != EOF;
 }
 
-// "__metadata__":{"smelt.crc32.NAME":"00000000",...}, with where each
+// "__metadata__":{"KEY":"VALUE",...,"smelt.crc32.NAME":"00000000",...}: the
+// caller's pairs, then a placeholder per tensor, with where each
 // placeholder's digits are (from the start of the JSON) in crc_at.
-static bool put_crc_placeholders(FILE *m, const char *const *names, int n, uint64_t *crc_at) {
+static bool put_metadata(FILE *m, const char *const *names, int n, const char *const *meta, int nmeta,
+                         uint64_t *crc_at) {
   bool ok = fputs("\"__metadata__\":{", m) != EOF;
+  for (int i = 0; i < nmeta && ok; i++)
+    ok = (i == 0 || fputc(',', m) != EOF) && put_json_string(m, meta[2 * i]) && fputc(':', m) != EOF &&
+         put_json_string(m, meta[2 * i + 1]);
   for (int i = 0; i < n && ok; i++) {
     size_t len = strlen(SAFETENSORS_CRC_KEY) + strlen(names[i]) + 1;
     char *key = malloc(len);
     ok = key && snprintf(key, len, "%s%s", SAFETENSORS_CRC_KEY, names[i]) >= 0 &&
-         (i == 0 || fputc(',', m) != EOF) && put_json_string(m, key) && fputs(":\"", m) != EOF;
+         (i + nmeta == 0 || fputc(',', m) != EOF) && put_json_string(m, key) && fputs(":\"", m) != EOF;
     free(key);
     long pos = ok ? ftell(m) : -1;
     ok = ok && pos >= 0 && fputs("00000000\"", m) != EOF;
@@ -428,13 +433,13 @@ bool safetensors_put_crc(FILE *f, uint64_t crc_at, uint32_t crc) {
 }
 
 int safetensors_write_header(FILE *f, const char *const *names, const uint32_t *dtypes, const Shape *shapes, int n,
-                             uint64_t *crc_at) {
+                             const char *const *meta, int nmeta, uint64_t *crc_at) {
   // the JSON goes to memory first: its length leads the file
   char *json = NULL;
   size_t len = 0;
   FILE *m = open_memstream(&json, &len);
   if (!m) return -1;
-  bool ok = fputc('{', m) != EOF && put_crc_placeholders(m, names, n, crc_at);
+  bool ok = fputc('{', m) != EOF && put_metadata(m, names, n, meta, nmeta, crc_at);
   uint64_t at = 0;
   for (int i = 0; i < n && ok; i++) {
     uint64_t bytes = (uint64_t)shape_numel(&shapes[i]) * (uint64_t)dtype_size(dtypes[i]);

@@ -51,11 +51,13 @@ int safetensors_read_header(FILE *f, const char *path, SafeTensor **out, int *n,
 void safetensors_free(SafeTensor *t, int n);
 
 // Writes the header for n tensors whose bytes follow in this order, padded
-// so the buffer starts at a multiple of 8, with a placeholder CRC-32 for
-// each; crc_at[i] is where in the file tensor i's 8 hex digits are, for
-// safetensors_put_crc once its bytes are written. 0, or -1 (a failed write).
+// so the buffer starts at a multiple of 8, with nmeta key/value pairs
+// (meta[2i], meta[2i + 1]) and then a placeholder CRC-32 for each tensor in
+// __metadata__; crc_at[i] is where in the file tensor i's 8 hex digits are,
+// for safetensors_put_crc once its bytes are written. 0, or -1 (a failed
+// write).
 int safetensors_write_header(FILE *f, const char *const *names, const uint32_t *dtypes, const Shape *shapes, int n,
-                             uint64_t *crc_at);
+                             const char *const *meta, int nmeta, uint64_t *crc_at);
 // Writes crc as 8 hex digits at crc_at in f; the position in f is kept. false
 // on a failed write.
 bool safetensors_put_crc(FILE *f, uint64_t crc_at, uint32_t crc);

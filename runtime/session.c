@@ -22,6 +22,7 @@ struct smelt_session {
   char **arena;         // by entry index
   char **bufs;          // by entry index: the kernels' buffer table (device memory), by slot
   void ***fns;          // by entry index: kernel entry points, by launch
+  bool params_only;     // the last smelt_load read a file without optimizer state
 };
 
 static uint32_t entry_index(const smelt_ingot *ig, const IngotEntry *e) { return (uint32_t)(e - ig->entries); }
@@ -308,6 +309,26 @@ size_t smelt_tensor_bytes(const smelt_session *s, const char *name) {
 // ---- checkpoints: tensor files (smelt's own format, or safetensors for a
 // path ending in .safetensors), with the tensors' own dtypes
 
+// The text a safetensors checkpoint's __metadata__ holds beside the checksums
+// (docs/tensors.md): "smelt.model", and "smelt.step" when the model has a step
+// counter, into meta (key, value, ...); the number of pairs.
+static int checkpoint_meta(smelt_session *s, const char *meta[4], char step[32]) {
+  const smelt_ingot *ig = s->ig;
+  int n = 0;
+  const char *model = smelt_ingot_meta(ig, "model");
+  if (model) meta[2 * n] = "smelt.model", meta[2 * n++ + 1] = model;
+  int64_t t = ingot_tensor(ig, "step");
+  const IngotTensor *tt = t >= 0 && s->persist[t] ? &ig->tensors[t] : NULL;
+  if (tt && tt->bytes == (uint64_t)dtype_size(tt->dtype) && (tt->dtype == DT_I64 || tt->dtype == DT_I32)) {
+    int64_t v64 = 0;
+    int32_t v32 = 0;
+    s->dev->copy_out(s->dev, tt->dtype == DT_I64 ? (void *)&v64 : (void *)&v32, s->persist[t], tt->bytes);
+    snprintf(step, 32, "%lld", (long long)(tt->dtype == DT_I64 ? v64 : v32));
+    meta[2 * n] = "smelt.step", meta[2 * n++ + 1] = step;
+  }
+  return n;
+}
+
 smelt_status smelt_save(smelt_session *s, const char *path) {
   const smelt_ingot *ig = s->ig;
   uint32_t n = 0;
@@ -325,9 +346,12 @@ smelt_status smelt_save(smelt_session *s, const char *path) {
     if (tt->bytes > largest) largest = tt->bytes;
   }
   char *host = names && dtypes && shapes ? malloc(largest) : NULL;   // each device tensor through one host copy
-  char err[512];
+  char err[512], step[32];
+  const char *meta[4];
+  int nmeta = checkpoint_meta(s, meta, step);
   smelt_status st = SMELT_OK;
-  TensorWriter *w = host ? tensor_writer_open(path, (int)n, names, dtypes, shapes, err, sizeof err) : NULL;
+  TensorWriter *w = host ? tensor_writer_open_meta(path, (int)n, names, dtypes, shapes, meta, nmeta, err, sizeof err)
+                         : NULL;
   if (!host) st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory saving '%s'", path);
   else if (!w) st = rt_fail(errno == ENOMEM ? SMELT_ERR_OUT_OF_MEMORY : SMELT_ERR_IO, "%s", err);
   bool ok = true;
@@ -369,10 +393,22 @@ static smelt_status load_converted(TensorReader *f, const char *path, const char
   return st;
 }
 
+// A persistent tensor's value in a fresh session (the ingot's WEIGHTS, or
+// zeros), staged for the copy at the end of load_tensors; NULL when out of memory.
+static char *initial_value(const smelt_ingot *ig, uint32_t t) {
+  const IngotTensor *tt = &ig->tensors[t];
+  char *v = calloc(1, tt->bytes ? tt->bytes : 1);
+  if (v && tt->data_offset != INGOT_ZEROS) memcpy(v, ingot_section(ig, SEC_WEIGHTS, NULL) + tt->data_offset, tt->bytes);
+  return v;
+}
+
 // Loads a checkpoint (weights_only false: every persistent tensor) or a
 // weights file (true: every parameter, and the state tensors it names, such
-// as a batch norm's running statistics; the optimizer's state is left as it is).
-static smelt_status load_tensors(smelt_session *s, const char *path, bool weights_only) {
+// as a batch norm's running statistics; the optimizer's state is left as it
+// is). A checkpoint without the step counter, for a training ingot, is a
+// parameters file: loaded as weights, the state tensors it does not name
+// taking their initial values (fine-tuning from step 0), and *params_only set.
+static smelt_status load_tensors(smelt_session *s, const char *path, bool weights_only, bool *params_only) {
   char err[512];
   TensorReader *f = tensor_reader_open(path, err, sizeof err);
   if (!f)
@@ -437,20 +473,32 @@ static smelt_status load_tensors(smelt_session *s, const char *path, bool weight
     }
   }
   tensor_reader_close(f);
-  if (st == SMELT_OK)
-    for (uint32_t t = 0; t < ig->ntensors; t++)
-      if (s->persist[t] && !staged[t] && (!weights_only || ig->tensors[t].role == ROLE_PARAM)) {
-        st = rt_fail(SMELT_ERR_FORMAT, "'%s' has no value for '%s'", path, ingot_str(ig, ig->tensors[t].name));
-        break;
-      }
+  int64_t step = ingot_tensor(ig, "step");
+  bool fresh = !weights_only && !inference_only && step >= 0 && s->persist[step] && !staged[step];
+  weights_only = weights_only || fresh;
+  for (uint32_t t = 0; t < ig->ntensors && st == SMELT_OK; t++) {
+    if (!s->persist[t] || staged[t]) continue;
+    if (!weights_only || ig->tensors[t].role == ROLE_PARAM)
+      st = rt_fail(SMELT_ERR_FORMAT, "'%s' has no value for '%s'", path, ingot_str(ig, ig->tensors[t].name));
+    else if (fresh && !(staged[t] = initial_value(ig, t)))
+      st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory loading '%s'", path);
+  }
   for (uint32_t t = 0; t < ig->ntensors; t++) {
     if (st == SMELT_OK && staged[t]) s->dev->copy_in(s->dev, s->persist[t], staged[t], ig->tensors[t].bytes);
     free(staged[t]);
   }
   free(staged);
+  if (st == SMELT_OK && params_only) *params_only = fresh;
   return st;
 }
 
-smelt_status smelt_load(smelt_session *s, const char *path) { return load_tensors(s, path, false); }
+// A file without the step counter, for a model that has one, is a
+// parameters file (`smelt init --params-only`, `smelt import`, one written by
+// another tool): its parameters and buffers are loaded and the optimizer
+// starts fresh, at step 0. A file with the counter is a checkpoint and must
+// hold every persistent tensor.
+smelt_status smelt_load(smelt_session *s, const char *path) { return load_tensors(s, path, false, &s->params_only); }
 
-smelt_status smelt_load_weights(smelt_session *s, const char *path) { return load_tensors(s, path, true); }
+smelt_status smelt_load_weights(smelt_session *s, const char *path) { return load_tensors(s, path, true, NULL); }
+
+bool session_loaded_params_only(const smelt_session *s) { return s->params_only; }

@@ -183,7 +183,10 @@ SMELT_API size_t smelt_tensor_bytes(const smelt_session *s, const char *name);
 // Saves every parameter and piece of optimizer state (a tensor file, written
 // to a temporary file, flushed and renamed over path) and loads them back.
 // An inference-only ingot (no train_step) loads the parameters of a training
-// checkpoint and passes over its optimizer state.
+// checkpoint and passes over its optimizer state. A file without the step
+// counter ("step") is a parameters file: smelt_load takes it as
+// smelt_load_weights does and gives the optimizer's state its initial values
+// (step 0), so training from it fine-tunes with a fresh optimizer.
 SMELT_API smelt_status smelt_save(smelt_session *s, const char *path);
 SMELT_API smelt_status smelt_load(smelt_session *s, const char *path);
 // Loads a weights file (a tensor or safetensors file: `smelt init

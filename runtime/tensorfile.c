@@ -371,6 +371,12 @@ static bool numpy_fits(const TensorWriter *w, const char *path, char *err, size_
 
 TensorWriter *tensor_writer_open(const char *path, int count, const char *const *names, const uint32_t *dtypes,
                                  const Shape *shapes, char *err, size_t errlen) {
+  return tensor_writer_open_meta(path, count, names, dtypes, shapes, NULL, 0, err, errlen);
+}
+
+TensorWriter *tensor_writer_open_meta(const char *path, int count, const char *const *names, const uint32_t *dtypes,
+                                      const Shape *shapes, const char *const *meta, int nmeta, char *err,
+                                      size_t errlen) {
   TensorWriter *w = calloc(1, sizeof *w);
   if (!w) {
     snprintf(err, errlen, "out of memory writing '%s'", path);
@@ -409,7 +415,7 @@ TensorWriter *tensor_writer_open(const char *path, int count, const char *const 
     return NULL;
   }
   if (w->numpy) return w;   // each tensor's header goes before its values
-  bool ok = w->safetensors ? safetensors_write_header(w->f, names, dtypes, shapes, count, w->crc_at) == 0
+  bool ok = w->safetensors ? safetensors_write_header(w->f, names, dtypes, shapes, count, meta, nmeta, w->crc_at) == 0
                            : tensorfile_put_header(w->f, (uint32_t)count);
   if (!ok) {
     tensor_writer_close(w, false, err, errlen);

@@ -80,6 +80,13 @@ typedef struct TensorWriter TensorWriter;
 // (borrowed until close), written atomically. NULL with a message.
 TensorWriter *tensor_writer_open(const char *path, int count, const char *const *names, const uint32_t *dtypes,
                                  const Shape *shapes, char *err, size_t errlen);
+// The same with nmeta text pairs (meta[2i] the key, meta[2i + 1] its value,
+// borrowed for the call) for a safetensors file's __metadata__, before
+// smelt's checksums (a checkpoint's "smelt.model" and "smelt.step"); smelt's
+// own format and NumPy's have no place for them and write none.
+TensorWriter *tensor_writer_open_meta(const char *path, int count, const char *const *names, const uint32_t *dtypes,
+                                      const Shape *shapes, const char *const *meta, int nmeta, char *err,
+                                      size_t errlen);
 // The next tensor's bytes (dtype_size * numel of them), in the order declared.
 bool tensor_writer_bytes(TensorWriter *w, const void *src, uint64_t bytes);
 // Commits the file when ok and every tensor was written, else removes it.

@@ -89,6 +89,7 @@ typedef struct {
   float *bufs[8];           // batcher outputs
   void *conv[8];            // converted to the input's dtype
   int64_t batch;
+  int64_t window;           // a language model's window; 0: one sample per row, output k from sets[k]
 } Split;
 
 static const IngotTensor *entry_input(const smelt_ingot *ig, const char *entry, const char *name) {
@@ -169,13 +170,13 @@ static int split_open(const smelt_ingot *ig, const char *split, const char *entr
     sp->bufs[k] = xmalloc(sizeof(float) * (size_t)(per * sp->batch));
     sp->conv[k] = xmalloc((size_t)sp->ins[k]->bytes);
   }
+  sp->window = window;
   sp->b = batcher_new(ptrs, window ? 1 : sp->nsrc, sp->batch, window, seed, shuffle, err, errlen);
   return sp->b ? 0 : -1;
 }
 
-// Fetches the next batch into the session's inputs; returns its epoch.
-static int64_t split_next(Split *sp, smelt_session *s, const char *entry) {
-  int64_t epoch = batcher_next(sp->b, sp->bufs);
+// The batch in sp->bufs into the session's inputs, in their dtypes.
+static void split_set_inputs(Split *sp, smelt_session *s, const char *entry) {
   for (int k = 0; k < sp->nouts; k++) {
     const IngotTensor *t = sp->ins[k];
     int64_t n = (int64_t)(t->bytes / (uint64_t)dtype_size(t->dtype));
@@ -191,7 +192,31 @@ static int64_t split_next(Split *sp, smelt_session *s, const char *entry) {
     }
     smelt_set_input(s, entry, sp->names[k], sp->conv[k], t->bytes);
   }
+}
+
+// Fetches the next batch into the session's inputs; returns its epoch.
+static int64_t split_next(Split *sp, smelt_session *s, const char *entry) {
+  int64_t epoch = batcher_next(sp->b, sp->bufs);
+  split_set_inputs(sp, s, entry);
   return epoch;
+}
+
+// The samples after the last whole batch of an unshuffled split (the batcher
+// drops them), or 0 for a language model's windows.
+static int64_t split_remainder(const Split *sp) {
+  return sp->window || !sp->nouts ? 0 : sp->sets[0].n % sp->batch;
+}
+
+// Every row of the inputs set to sample i: a batch of copies of one sample,
+// whose mean loss is that sample's loss, so the remainder is evaluated
+// sample by sample and counted exactly.
+static void split_fill_one(Split *sp, smelt_session *s, const char *entry, int64_t i) {
+  for (int k = 0; k < sp->nouts; k++) {
+    int64_t ss = sp->sets[k].sample_size;
+    for (int64_t row = 0; row < sp->batch; row++)
+      memcpy(sp->bufs[k] + row * ss, sp->sets[k].values + i * ss, sizeof(float) * (size_t)ss);
+  }
+  split_set_inputs(sp, s, entry);
 }
 
 static double now(void) {
@@ -226,11 +251,13 @@ static int evaluate(const smelt_ingot *ig, smelt_session *s, const char *split, 
   const IngotTensor *lt = t_logits >= 0 ? &ig->tensors[t_logits] : NULL;
   const IngotTensor *yt = entry_input(ig, "eval", "y");
   bool classify = lt && lt->ndim == 2 && lt->dtype == DT_F32 && yt && yt->ndim == 1;
-  int64_t nb = batcher_batches_per_epoch(sp.b), correct = 0;
+  int64_t nb = batcher_batches_per_epoch(sp.b), rem = split_remainder(&sp), correct = 0;
   float *logits = classify ? xmalloc(lt->bytes) : NULL;
-  double total = 0;
-  for (int64_t k = 0; k < nb; k++) {
-    split_next(&sp, s, "eval");
+  double total = 0;   // the sum of the samples' losses
+  for (int64_t k = 0; k < nb + rem; k++) {
+    bool whole = k < nb;   // a batch, else the remainder's sample nb * B + (k - nb), in every row
+    if (whole) split_next(&sp, s, "eval");
+    else split_fill_one(&sp, s, "eval", nb * sp.batch + (k - nb));
     if (smelt_run(s, "eval", seed, 0) != SMELT_OK) {
       snprintf(err, errlen, "%s", smelt_last_error());
       free(logits);
@@ -239,12 +266,12 @@ static int evaluate(const smelt_ingot *ig, smelt_session *s, const char *split, 
     }
     float loss = 0;
     smelt_get_output(s, "eval", "loss", &loss, sizeof loss);
-    total += loss;
+    total += whole ? (double)loss * (double)sp.batch : loss;
     if (classify) {
       smelt_get_output(s, "eval", "logits", logits, lt->bytes);
       int yk = -1;
       for (int k2 = 0; k2 < sp.nouts; k2++) yk = !strcmp(sp.names[k2], "y") ? k2 : yk;
-      int64_t B = lt->dims[0], C = lt->dims[1];
+      int64_t B = whole ? lt->dims[0] : 1, C = lt->dims[1];
       for (int64_t i = 0; i < B && yk >= 0; i++) {
         int64_t best = 0;
         for (int64_t c2 = 1; c2 < C; c2++)
@@ -253,8 +280,8 @@ static int evaluate(const smelt_ingot *ig, smelt_session *s, const char *split, 
       }
     }
   }
-  r->samples = nb * sp.batch;
-  r->loss = nb ? total / (double)nb : NAN;
+  r->samples = nb * sp.batch + rem;
+  r->loss = r->samples ? total / (double)r->samples : NAN;
   r->accuracy = classify && r->samples ? (double)correct / (double)r->samples : -1;
   free(logits);
   split_free(&sp);
@@ -739,7 +766,10 @@ int train_run(const TrainOptions *o) {
       goto done;
     }
     batcher_seek(sp.b, start / per_epoch, start % per_epoch);
-    printf("resumed from %s at step %lld\n", o->checkpoint, (long long)start);
+    if (session_loaded_params_only(s))   // no step counter: a parameters file (docs/runtime.md)
+      printf("fine-tuning from parameters only (%s): optimizer state starts fresh\n", o->checkpoint);
+    else
+      printf("resumed from %s at step %lld\n", o->checkpoint, (long long)start);
   }
   float total_f = (float)total;
   smelt_set_tensor(s, "total_steps", &total_f, sizeof total_f);   // absent unless the schedule needs it
