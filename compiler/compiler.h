@@ -624,7 +624,7 @@ typedef struct {
   const char *source;     // idx, csv, tokens, text
   const char *path;       // as written; relative paths are relative to the model file
   double scale;           // idx, csv: values are multiplied by this
-  const char *dtype;      // tokens: "u16" or "u32"
+  const char *dtype;      // tokens: "u16", "u32" or "llm.c" (llm.c's .bin shards)
   double from, to;        // tokens, text: the part of the file used, as fractions
 } DataSource;
 

@@ -664,8 +664,9 @@ static void check_data(Checker *t, const Ast *data, const Ast **splits) {
       if (call.args[1]) {
         Val v = eval(t, call.args[1], 0);
         if (want(t, call.args[1], v, V_STR, "'dtype'")) {
-          if (strcmp(v.s, "u16") && strcmp(v.s, "u32"))
-            diag_error(t->d, call.args[1]->span, "token files hold \"u16\" or \"u32\"");
+          if (strcmp(v.s, "u16") && strcmp(v.s, "u32") && strcmp(v.s, "llm.c"))
+            diag_error(t->d, call.args[1]->span, "token files hold \"u16\" or \"u32\" tokens, or are "
+                       "\"llm.c\" shards");
           else ds.dtype = v.s;
         }
       }

@@ -74,6 +74,7 @@ static int load_source(const DataSpec *s, Dataset *d, char *err, size_t errlen) 
   if (!strcmp(s->source, "idx")) return data_load_idx(s->path, s->scale, d, err, errlen);
   if (!strcmp(s->source, "csv")) return data_load_csv(s->path, s->scale, d, err, errlen);
   if (!strcmp(s->source, "text")) return data_load_text(s->path, s->from, s->to, d, err, errlen);
+  if (!strcmp(s->dtype, "llm.c")) return data_load_llmc(s->path, s->from, s->to, d, err, errlen);
   return data_load_tokens(s->path, !strcmp(s->dtype, "u32") ? 4 : 2, s->from, s->to, d, err, errlen);
 }
 
@@ -119,6 +120,12 @@ static int check_values(const Dataset *d, uint32_t dtype, const char *input, cha
   default: break;
   }
   bool integral = lo != hi;
+  if (!d->values) {   // a token stream: whole numbers from 0 to max_token
+    if (integral && d->max_token > hi)
+      return snprintf(err, errlen, "input '%s' is %s, but its data holds token %u (%s takes whole numbers from %.0f to %.0f)",
+                      input, dtype_name(dtype), d->max_token, dtype_name(dtype), lo, hi), -1;
+    return 0;
+  }
   int64_t n = d->n * d->sample_size;
   for (int64_t i = 0; i < n; i++) {
     float v = d->values[i];
