@@ -19,6 +19,8 @@
 // Loaders return 0, or -1 with a message in err and *out zeroed, so that
 // data_free on it is harmless either way; batcher_new returns NULL with a message.
 #include "data.h"
+#include "dtype.h"
+#include "tensorfile.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -500,7 +502,10 @@ static int64_t csv_parse_line(char *line, double scale, FloatVec *fv, int64_t *b
   }
 }
 
-int data_load_csv(const char *path, double scale, Dataset *out, char *err, size_t errlen) {
+// data_load_csv, also keeping a copy of the header line in *header (NULL when
+// the file has none) where header is not NULL.
+static int csv_load(const char *path, double scale, Dataset *out, char **header, char *err,
+                    size_t errlen) {
   memset(out, 0, sizeof *out);
   char *text;
   size_t len;
@@ -534,6 +539,10 @@ int data_load_csv(const char *path, double scale, Dataset *out, char *err, size_
     int64_t k = csv_parse_line(p, scale, &fv, &bad, &field, &fieldlen, &numbers);
     if (k == -1 && !seen_line && numbers == 0) {
       fv.n = mark;   // the first line, with no field a number, is a header of names
+      if (header && !(*header = strdup(p))) {
+        fail(err, errlen, "out of memory loading '%s'", path);
+        goto fail;
+      }
     } else if (k == -1) {
       fail(err, errlen, "'%s' line %lld, field %lld: '%.*s' is not a number%s", path,
            (long long)line, (long long)bad, fieldlen, field,
@@ -580,6 +589,215 @@ fail:
   free(text);
   free(fv.v);
   return -1;
+}
+
+int data_load_csv(const char *path, double scale, Dataset *out, char *err, size_t errlen) {
+  return csv_load(path, scale, out, NULL, err, errlen);
+}
+
+// The column of header (a CSV line of names) named name, or -1.
+static int64_t header_find(const char *header, const char *name, size_t len) {
+  int64_t k = 0;
+  for (const char *p = header;; k++) {
+    const char *end = strchr(p, ',');
+    if (!end) end = p + strlen(p);
+    const char *a = p, *b = end;
+    while (a < b && is_blank(*a)) a++;
+    while (b > a && is_blank(b[-1])) b--;
+    if ((size_t)(b - a) == len && !memcmp(a, name, len)) return k;
+    if (!*end) return -1;
+    p = end + 1;
+  }
+}
+
+static bool all_digits(const char *p, size_t len) {
+  if (!len) return false;
+  for (size_t i = 0; i < len; i++)
+    if (!is_digit(p[i])) return false;
+  return true;
+}
+
+// The columns of a spec ("label", "a,b", "0,3", "2..5") as indices into
+// lines of cols fields: *pick (malloc'd), *npick.
+static int csv_columns(const char *path, const char *spec, const char *header, int64_t cols,
+                       int64_t **pick, int64_t *npick, char *err, size_t errlen) {
+  int64_t n = 0, cap = 8, *list = malloc((size_t)cap * sizeof *list);
+  if (!list) return fail(err, errlen, "out of memory loading '%s'", path);
+  for (const char *p = spec;;) {
+    const char *end = strchr(p, ',');
+    if (!end) end = p + strlen(p);
+    size_t len = (size_t)(end - p);
+    const char *dots = NULL;
+    for (const char *q = p; q + 1 < end && !dots; q++)
+      if (q[0] == '.' && q[1] == '.') dots = q;
+    int64_t lo, hi;
+    if (dots && all_digits(p, (size_t)(dots - p)) && all_digits(dots + 2, (size_t)(end - dots - 2))) {
+      lo = strtoll(p, NULL, 10), hi = strtoll(dots + 2, NULL, 10);   // a range lo..hi, hi excluded
+      if (hi <= lo) {
+        free(list);
+        return fail(err, errlen, "'%s': the columns %.*s are none (a range lo..hi takes lo to hi - 1)",
+                    path, (int)len, p);
+      }
+    } else if (all_digits(p, len)) {
+      lo = strtoll(p, NULL, 10), hi = lo + 1;
+    } else {
+      lo = header ? header_find(header, p, len) : -1, hi = lo + 1;
+      if (lo < 0) {
+        free(list);
+        if (!header)
+          return fail(err, errlen, "'%s' has no header line of names, so it has no column '%.*s' "
+                      "(give columns by their index, from 0)", path, (int)len, p);
+        return fail(err, errlen, "'%s' has no column '%.*s' (its header is '%.200s')", path,
+                    (int)len, p, header);
+      }
+    }
+    if (hi > cols) {
+      free(list);
+      return fail(err, errlen, "'%s' has no column %lld: its lines have %lld fields (columns 0 to "
+                  "%lld)", path, (long long)(hi - 1), (long long)cols, (long long)(cols - 1));
+    }
+    for (int64_t k = lo; k < hi; k++) {
+      if (n == cap) {
+        int64_t *grown = realloc(list, (size_t)(cap *= 2) * sizeof *list);
+        if (!grown) {
+          free(list);
+          return fail(err, errlen, "out of memory loading '%s'", path);
+        }
+        list = grown;
+      }
+      list[n++] = k;
+    }
+    if (!*end) break;
+    p = end + 1;
+  }
+  *pick = list;
+  *npick = n;
+  return 0;
+}
+
+int data_load_csv_columns(const char *path, double scale, const char *columns, Dataset *out,
+                          char *err, size_t errlen) {
+  if (!columns || !*columns) return data_load_csv(path, scale, out, err, errlen);
+  char *header = NULL;
+  Dataset all;
+  if (csv_load(path, scale, &all, &header, err, errlen)) {
+    memset(out, 0, sizeof *out);
+    return -1;
+  }
+  int64_t *pick = NULL, k = 0;
+  int rc = csv_columns(path, columns, header, all.sample_size, &pick, &k, err, errlen);
+  free(header);
+  memset(out, 0, sizeof *out);
+  float *values = rc ? NULL : malloc((size_t)(all.n * k) * sizeof *values);
+  if (!rc && !values) rc = fail(err, errlen, "out of memory loading '%s'", path);
+  for (int64_t r = 0; !rc && r < all.n; r++)
+    for (int64_t j = 0; j < k; j++) values[r * k + j] = all.values[r * all.sample_size + pick[j]];
+  if (!rc) {
+    out->n = all.n;
+    out->ndim = 1;
+    out->dims[0] = k;
+    out->sample_size = k;
+    out->values = values;
+  }
+  free(pick);
+  data_free(&all);
+  return rc;
+}
+
+// ---------------------------------------------------------------- NumPy arrays
+
+// Converts n elements of dtype at raw into scale * value at dst. Returns the
+// index of the first that is not a finite f32 or (an integer) not exact in
+// f32, or -1; *inexact says which.
+static int64_t npy_convert(uint32_t dtype, const unsigned char *raw, int64_t n, double scale,
+                           float *dst, bool *inexact) {
+  double chunk[4096];
+  int size = dtype_size(dtype);
+  *inexact = false;
+  for (int64_t done = 0; done < n;) {
+    int64_t k = n - done < 4096 ? n - done : 4096;
+    dtype_to_doubles(dtype, raw + done * size, chunk, k);
+    for (int64_t i = 0; i < k; i++) {
+      if (dtype_is_int(dtype) && fabs(chunk[i]) > MAX_EXACT_TOKEN) {
+        *inexact = true;
+        return done + i;
+      }
+      double v = chunk[i] * scale;
+      if (!(fabs(v) <= FLT_MAX)) return done + i;
+      dst[done + i] = (float)v;
+    }
+    done += k;
+  }
+  return -1;
+}
+
+int data_load_npy(const char *path, double scale, Dataset *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  Reader probe;   // regular files only, as every source
+  if (reader_open(&probe, path, false, err, errlen)) return -1;
+  reader_close(&probe);
+  TensorReader *r = tensor_reader_open(path, err, errlen);
+  if (!r) return -1;
+  unsigned char *raw = NULL;
+  float *values = NULL;
+  const char *name;
+  uint32_t dtype;
+  Shape shape;
+  int rc = 0;
+  if (tensor_reader_count(r) != 1) {
+    rc = fail(err, errlen, "'%s' holds %u arrays; a data source reads a file of one", path,
+              tensor_reader_count(r));
+    goto done;
+  }
+  if (!tensor_reader_next(r, &name, &dtype, &shape)) {
+    if (tensor_reader_why(r)) rc = fail(err, errlen, "%s", tensor_reader_why(r));
+    else rc = fail(err, errlen, "'%s' is truncated or corrupt", path);
+    goto done;
+  }
+  int64_t numel = shape_numel(&shape);
+  if (shape.ndim < 1 || numel == 0) {
+    rc = fail(err, errlen, "'%s' holds %s; a data source's first axis is its samples, and it needs "
+              "at least one value", path, shape.ndim < 1 ? "a scalar" : "no values");
+    goto done;
+  }
+  if (numel > MAX_VALUES) {
+    rc = fail(err, errlen, "'%s' is too large: %lld values (at most %lld)", path, (long long)numel,
+              (long long)MAX_VALUES);
+    goto done;
+  }
+  raw = malloc((size_t)numel * (size_t)dtype_size(dtype));
+  values = malloc((size_t)numel * sizeof *values);
+  if (!raw || !values) {
+    rc = fail(err, errlen, "out of memory loading '%s': %lld values", path, (long long)numel);
+    goto done;
+  }
+  if (!tensor_reader_bytes(r, raw, (uint64_t)numel * (uint64_t)dtype_size(dtype))) {
+    if (tensor_reader_why(r)) rc = fail(err, errlen, "%s", tensor_reader_why(r));
+    else rc = fail(err, errlen, "'%s' is truncated or corrupt", path);
+    goto done;
+  }
+  bool inexact;
+  int64_t bad = npy_convert(dtype, raw, numel, scale, values, &inexact);
+  if (bad >= 0) {
+    rc = fail(err, errlen, inexact ? "'%s' value %lld is beyond 2^24, which f32 does not hold exactly"
+                                   : "'%s' value %lld is not a finite f32 (NaN, infinite or too large)",
+              path, (long long)bad);
+    goto done;
+  }
+  out->n = shape.d[0];
+  out->ndim = shape.ndim - 1;
+  out->sample_size = 1;
+  for (int i = 1; i < shape.ndim; i++) {
+    out->dims[i - 1] = shape.d[i];
+    out->sample_size *= shape.d[i];
+  }
+  out->values = values;
+  values = NULL;
+done:
+  tensor_reader_close(r);
+  free(raw);
+  free(values);
+  return rc;
 }
 
 // ---------------------------------------------------------------- token streams

@@ -46,6 +46,20 @@ int data_load_idx(const char *path, double scale, Dataset *out, char *err, size_
 // multiplied by scale. Every loader reads regular files only (no FIFOs or
 // devices) and refuses a NaN or infinite value.
 int data_load_csv(const char *path, double scale, Dataset *out, char *err, size_t errlen);
+// The columns of a CSV file that columns names, in its order: comma-separated
+// items, each a column's name in the header line, its index (from 0) or a
+// range of indices lo..hi (hi excluded), so that several inputs can be read
+// from one file. A name where the file has no header, an unknown name or an
+// index past the last field is refused naming the file. NULL or "" is every
+// column (data_load_csv).
+int data_load_csv_columns(const char *path, double scale, const char *columns, Dataset *out,
+                          char *err, size_t errlen);
+
+// A NumPy .npy file (or any tensor file holding one array, tensorfile.h):
+// its first axis is the samples, the others one sample's shape. f32, f16,
+// bf16, i32, i64, u8 and bool arrays; values are multiplied by scale; a NaN,
+// an infinity or an integer beyond 2^24 (not exact in f32) is refused.
+int data_load_npy(const char *path, double scale, Dataset *out, char *err, size_t errlen);
 
 // Token sequences: a raw file of little-endian u16 or u32 tokens (bytes_per_token
 // 2 or 4; a u16 file that is an llm.c shard is refused, as its header would be

@@ -683,6 +683,123 @@ TEST(data, llmc_bad_shards_are_named, .init = scratch_make, .fini = scratch_remo
                "\"llm.c\"");
 }
 
+// ---------------------------------------------------------------- CSV columns
+
+TEST(data, csv_columns_by_name_index_and_range, .init = scratch_make, .fini = scratch_remove) {
+  write_text(at("d.csv"), "a, b ,c,label\n1,2,3,0\n4,5,6,1\n");
+  Dataset d;
+  char err[512] = "";
+  cr_assert_eq(data_load_csv_columns(at("d.csv"), 1, "c,a", &d, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(d.n, 2);
+  cr_expect_eq(d.sample_size, 2);
+  const float ca[] = {3, 1, 6, 4};
+  cr_expect_eq(memcmp(d.values, ca, sizeof ca), 0);
+  data_free(&d);
+  cr_assert_eq(data_load_csv_columns(at("d.csv"), 1, "label", &d, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(d.sample_size, 1);
+  cr_expect_float_eq(d.values[1], 1, 0);
+  data_free(&d);
+  cr_assert_eq(data_load_csv_columns(at("d.csv"), 2, "0..3", &d, err, sizeof err), 0, "%s", err);
+  const float r[] = {2, 4, 6, 8, 10, 12};
+  cr_expect_eq(d.sample_size, 3);
+  cr_expect_eq(memcmp(d.values, r, sizeof r), 0);
+  data_free(&d);
+  // a name (" b " trimmed) and an index together; no header needed for indices
+  cr_assert_eq(data_load_csv_columns(at("d.csv"), 1, "b,3", &d, err, sizeof err), 0, "%s", err);
+  cr_expect_float_eq(d.values[2], 5, 0);
+  cr_expect_float_eq(d.values[3], 1, 0);
+  data_free(&d);
+  write_text(at("n.csv"), "1,2\n3,4\n");
+  cr_assert_eq(data_load_csv_columns(at("n.csv"), 1, "1", &d, err, sizeof err), 0, "%s", err);
+  cr_expect_float_eq(d.values[1], 4, 0);
+  data_free(&d);
+}
+
+TEST(data, csv_columns_errors, .init = scratch_make, .fini = scratch_remove) {
+  write_text(at("d.csv"), "a,b\n1,2\n");
+  write_text(at("n.csv"), "1,2\n");
+  Dataset d;
+  char err[512] = "", want[600];
+  snprintf(want, sizeof want, "'%s' has no column 'z' (its header is 'a,b')", at("d.csv"));
+  expect_error(data_load_csv_columns(at("d.csv"), 1, "a,z", &d, err, sizeof err), err, want);
+  expect_error(data_load_csv_columns(at("d.csv"), 1, "2", &d, err, sizeof err), err,
+               "has no column 2: its lines have 2 fields (columns 0 to 1)");
+  expect_error(data_load_csv_columns(at("d.csv"), 1, "1..3", &d, err, sizeof err), err,
+               "has no column 2");
+  expect_error(data_load_csv_columns(at("d.csv"), 1, "1..1", &d, err, sizeof err), err,
+               "the columns 1..1 are none");
+  expect_error(data_load_csv_columns(at("n.csv"), 1, "a", &d, err, sizeof err), err,
+               "has no header line of names, so it has no column 'a'");
+  cr_expect_null(d.values);
+}
+
+// ---------------------------------------------------------------- NumPy arrays
+
+// A version-1 .npy of descr and shape (a Python tuple's text) and its bytes.
+static void write_npy(const char *path, const char *descr, const char *shape, const void *data,
+                      size_t len) {
+  char head[256];
+  int n = snprintf(head, sizeof head, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
+                   descr, shape);
+  int total = (10 + n + 1 + 63) / 64 * 64;
+  unsigned char buf[4096];
+  cr_assert_leq((size_t)total + len, sizeof buf);
+  memcpy(buf, "\x93NUMPY\x01\x00", 8);
+  buf[8] = (unsigned char)(total - 10), buf[9] = (unsigned char)((total - 10) >> 8);
+  memcpy(buf + 10, head, (size_t)n);
+  memset(buf + 10 + n, ' ', (size_t)(total - 10 - n));
+  buf[total - 1] = '\n';
+  memcpy(buf + total, data, len);
+  write_bytes(path, buf, (size_t)total + len);
+}
+
+TEST(data, npy_first_axis_is_samples, .init = scratch_make, .fini = scratch_remove) {
+  float x[2 * 3 * 2];
+  for (int i = 0; i < 12; i++) x[i] = (float)i;
+  write_npy(at("x.npy"), "<f4", "(2, 3, 2)", x, sizeof x);
+  Dataset d;
+  char err[512] = "";
+  cr_assert_eq(data_load_npy(at("x.npy"), 0.5, &d, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(d.n, 2);
+  cr_expect_eq(d.ndim, 2);
+  cr_expect_eq(d.dims[0], 3);
+  cr_expect_eq(d.dims[1], 2);
+  cr_expect_eq(d.sample_size, 6);
+  for (int i = 0; i < 12; i++) cr_expect_float_eq(d.values[i], i * 0.5f, 0);
+  data_free(&d);
+  int64_t y[3] = {2, 0, 7};
+  write_npy(at("y.npy"), "<i8", "(3,)", y, sizeof y);
+  cr_assert_eq(data_load_npy(at("y.npy"), 1, &d, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(d.n, 3);
+  cr_expect_eq(d.ndim, 0);
+  cr_expect_eq(d.sample_size, 1);
+  cr_expect_float_eq(d.values[2], 7, 0);
+  data_free(&d);
+}
+
+TEST(data, npy_errors, .init = scratch_make, .fini = scratch_remove) {
+  Dataset d;
+  char err[512] = "";
+  float s = 1;
+  write_npy(at("s.npy"), "<f4", "()", &s, sizeof s);
+  expect_error(data_load_npy(at("s.npy"), 1, &d, err, sizeof err), err, "holds a scalar");
+  float nan[2] = {1, NAN};
+  write_npy(at("nan.npy"), "<f4", "(2,)", nan, sizeof nan);
+  expect_error(data_load_npy(at("nan.npy"), 1, &d, err, sizeof err), err,
+               "value 1 is not a finite f32");
+  int64_t big[1] = {16777217};
+  write_npy(at("big.npy"), "<i8", "(1,)", big, sizeof big);
+  expect_error(data_load_npy(at("big.npy"), 1, &d, err, sizeof err), err,
+               "value 0 is beyond 2^24");
+  write_npy(at("short.npy"), "<f4", "(4,)", nan, sizeof nan);
+  expect_error(data_load_npy(at("short.npy"), 1, &d, err, sizeof err), err, "short.npy");
+  write_text(at("x.csv"), "1,2\n");
+  expect_error(data_load_npy(at("x.csv"), 1, &d, err, sizeof err), err, "x.csv");
+  cr_assert_eq(mkfifo(at("fifo"), 0600), 0);
+  expect_error(data_load_npy(at("fifo"), 1, &d, err, sizeof err), err, "it is not a regular file");
+  cr_expect_null(d.values);
+}
+
 // ---------------------------------------------------------------- batcher
 
 // x: sample i is (i, 1000 + i, 2000 + i); y: sample i is i.

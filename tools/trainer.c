@@ -31,7 +31,7 @@ typedef struct {
   int ninputs;
   char source[16];
   double scale, from, to;
-  char dtype[8];
+  char dtype[1024];   // tokens: u16, u32 or llm.c; csv: its columns; else "-"
   char path[4096];
 } DataSpec;
 
@@ -55,7 +55,7 @@ static int find_sources(const smelt_ingot *ig, const char *split, DataSpec *out,
         if (comma) *comma = '\0';
         s->inputs[s->ninputs++] = xstrdup(buf);
         if (comma) s->inputs[s->ninputs++] = xstrdup(comma + 1);
-        if (sscanf(eq + 1, "%15[^:]:%lf:%lf:%lf:%7[^:]:%4095[^\n]", s->source, &s->scale, &s->from, &s->to,
+        if (sscanf(eq + 1, "%15[^:]:%lf:%lf:%lf:%1023[^:]:%4095[^\n]", s->source, &s->scale, &s->from, &s->to,
                    s->dtype, s->path) == 6)
           n++;
       }
@@ -72,7 +72,9 @@ static void free_sources(DataSpec *s, int n) {
 
 static int load_source(const DataSpec *s, Dataset *d, char *err, size_t errlen) {
   if (!strcmp(s->source, "idx")) return data_load_idx(s->path, s->scale, d, err, errlen);
-  if (!strcmp(s->source, "csv")) return data_load_csv(s->path, s->scale, d, err, errlen);
+  if (!strcmp(s->source, "csv"))
+    return data_load_csv_columns(s->path, s->scale, strcmp(s->dtype, "-") ? s->dtype : NULL, d, err, errlen);
+  if (!strcmp(s->source, "npy")) return data_load_npy(s->path, s->scale, d, err, errlen);
   if (!strcmp(s->source, "text")) return data_load_text(s->path, s->from, s->to, d, err, errlen);
   if (!strcmp(s->dtype, "llm.c")) return data_load_llmc(s->path, s->from, s->to, d, err, errlen);
   return data_load_tokens(s->path, !strcmp(s->dtype, "u32") ? 4 : 2, s->from, s->to, d, err, errlen);
