@@ -621,10 +621,11 @@ typedef struct {
   const char *split;      // "train", "val" or "test"
   const char *inputs[2];  // the model inputs it feeds (a source may feed two)
   int ninputs;
-  const char *source;     // idx, csv, tokens, text
+  const char *source;     // idx, csv, tokens, text, npy
   const char *path;       // as written; relative paths are relative to the model file
-  double scale;           // idx, csv: values are multiplied by this
-  const char *dtype;      // tokens: "u16" or "u32"
+  double scale;           // idx, csv, npy: values are multiplied by this
+  const char *columns;    // csv: the columns read ("a,b", "0..3"), NULL for all
+  const char *dtype;      // tokens: "u16", "u32" or "llm.c" (llm.c's .bin shards)
   double from, to;        // tokens, text: the part of the file used, as fractions
 } DataSource;
 

@@ -199,13 +199,13 @@ static void meta_train(Writer *w, const Module *m) {
     meta_line(w, "train.checkpoint_every", arena_printf(a, "%lld", (long long)t->checkpoint_every));
   for (int i = 0; i < t->ndata; i++) {
     const DataSource *d = &t->data[i];
-    // data.<split>.<input>[,<input>] = <source>:<scale>:<from>:<to>:<dtype>:<path>
+    // data.<split>.<input>[,<input>] = <source>:<scale>:<from>:<to>:<dtype or columns>:<path>
     const char *path = d->path;
     if (path && path[0] != '/') path = arena_printf(a, "%s/%s", m->dir, path);
     meta_line(w, arena_printf(a, "data.%s.%s%s%s", d->split, d->inputs[0], d->ninputs > 1 ? "," : "",
                               d->ninputs > 1 ? d->inputs[1] : ""),
               arena_printf(a, "%s:%.17g:%.17g:%.17g:%s:%s", d->source, d->scale, d->from, d->to,
-                           d->dtype ? d->dtype : "-", path ? path : ""));
+                           d->dtype ? d->dtype : d->columns ? d->columns : "-", path ? path : ""));
   }
 }
 

@@ -62,9 +62,10 @@ static void print_train(FILE *out, const Source *src, const TrainConfig *t) {
   fputc('\n', out);
   for (int i = 0; i < t->ndata; i++) {
     const DataSource *d = &t->data[i];
-    fprintf(out, "  data %s: %s%s%s <- %s(\"%s\")\n", d->split, d->inputs[0],
+    fprintf(out, "  data %s: %s%s%s <- %s(\"%s\"%s%s%s)\n", d->split, d->inputs[0],
             d->ninputs > 1 ? ", " : "", d->ninputs > 1 ? d->inputs[1] : "", d->source,
-            d->path ? d->path : "");
+            d->path ? d->path : "", d->columns ? ", columns = \"" : "", d->columns ? d->columns : "",
+            d->columns ? "\"" : "");
   }
 }
 

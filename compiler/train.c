@@ -156,10 +156,12 @@ static const CallSpec schedules[] = {
 #define NSCHEDULES (int)(sizeof schedules / sizeof *schedules)
 static const CallSpec sources[] = {
     {"idx", {"path", "scale"}, 1},
-    {"csv", {"path", "scale"}, 1},
+    {"csv", {"path", "scale", "columns"}, 1},
     {"tokens", {"path", "dtype", "from", "to"}, 1},
     {"text", {"path", "from", "to"}, 1},
+    {"npy", {"path", "scale"}, 1},
 };
+#define NSOURCES (int)(sizeof sources / sizeof *sources)
 
 typedef struct {
   const CallSpec *spec;
@@ -608,12 +610,62 @@ static void check_key(Checker *t, const Ast *k) {
 
 // ---- data blocks
 
+static bool is_sequence(const Ast *e) { return e->kind == N_TUPLE || e->kind == N_LIST; }
+
 static const Ast *model_input(const Ast *model, const char *name) {
   for (int i = 0; model && i < model->b->list.n; i++) {
     const Ast *s = model->b->list.items[i];
     if (s->kind == N_INPUT && strcmp(s->name, name) == 0) return s;
   }
   return NULL;
+}
+
+// One item of csv's columns onto buf (n bytes, used *len): a name or a
+// comma-separated string of them (and of indices and lo..hi ranges, which
+// the runtime reads), or an index. False after reporting a bad item.
+static bool csv_column_item(Checker *t, const Ast *e, char *buf, size_t n, size_t *len) {
+  char item[64];
+  const char *text = item;
+  if (e->kind == N_INT && e->ival >= 0) {
+    snprintf(item, sizeof item, "%lld", (long long)e->ival);
+  } else if (e->kind == N_STR) {
+    text = e->str;
+    bool empty = !*text || strstr(text, ",,") || *text == ',' || text[strlen(text) - 1] == ',';
+    if (empty || strpbrk(text, ":\n")) {
+      diag_error(t->d, e->span, empty ? "a column name cannot be empty"
+                                      : "a column name cannot hold ':' or a line break");
+      return false;
+    }
+  } else {
+    diag_error(t->d, e->span, "columns are names (strings) or indices (ints from 0)");
+    return false;
+  }
+  size_t need = strlen(text) + (*len ? 1 : 0);
+  if (*len + need + 1 > n) {
+    diag_error(t->d, e->span, "too many columns (%zu bytes at most)", n - 1);
+    return false;
+  }
+  *len += (size_t)snprintf(buf + *len, n - *len, "%s%s", *len ? "," : "", text);
+  return true;
+}
+
+// csv's `columns`: "label", "a,b", 3, ["a", 3, "0..4"] as one comma-separated
+// string for the runtime; NULL after reporting a bad one.
+static const char *csv_columns(Checker *t, const Ast *e) {
+  char buf[1024];
+  size_t len = 0;
+  const Ast *one[1] = {e};
+  const Ast *const *items = is_sequence(e) ? (const Ast *const *)e->list.items : one;
+  int n = is_sequence(e) ? e->list.n : 1;
+  if (n == 0) {
+    diag_error(t->d, e->span, "columns is empty: name at least one column");
+    return NULL;
+  }
+  for (int i = 0; i < n; i++)
+    if (!csv_column_item(t, items[i], buf, sizeof buf, &len)) return NULL;
+  char *out = arena_alloc(&t->c->arena, len + 1);
+  memcpy(out, buf, len + 1);
+  return out;
 }
 
 static void check_data(Checker *t, const Ast *data, const Ast **splits) {
@@ -634,7 +686,7 @@ static void check_data(Checker *t, const Ast *data, const Ast **splits) {
   for (int i = 0; i < data->list.n; i++) {
     const Ast *b = data->list.items[i];
     Call call;
-    if (!match_call(t, b->a, sources, 4, "data source", &call)) continue;
+    if (!match_call(t, b->a, sources, NSOURCES, "data source", &call)) continue;
     bool pair = call.spec == &sources[2] || call.spec == &sources[3];
     if (b->list2.n != (pair ? 2 : 1)) {
       diag_error(t->d, b->span, "data source '%s' feeds %s, here given %d",
@@ -658,14 +710,17 @@ static void check_data(Checker *t, const Ast *data, const Ast **splits) {
     }
     Val path = eval(t, call.args[0], 0);
     if (want(t, call.args[0], path, V_STR, "a data file's path")) ds.path = path.s;
-    if (call.spec == &sources[0] || call.spec == &sources[1]) arg_number(t, &call, 1, &ds.scale, true);
+    if (call.spec == &sources[0] || call.spec == &sources[1] || call.spec == &sources[4])
+      arg_number(t, &call, 1, &ds.scale, true);
+    if (call.spec == &sources[1] && call.args[2]) ds.columns = csv_columns(t, call.args[2]);
     if (call.spec == &sources[2]) {
       ds.dtype = "u16";
       if (call.args[1]) {
         Val v = eval(t, call.args[1], 0);
         if (want(t, call.args[1], v, V_STR, "'dtype'")) {
-          if (strcmp(v.s, "u16") && strcmp(v.s, "u32"))
-            diag_error(t->d, call.args[1]->span, "token files hold \"u16\" or \"u32\"");
+          if (strcmp(v.s, "u16") && strcmp(v.s, "u32") && strcmp(v.s, "llm.c"))
+            diag_error(t->d, call.args[1]->span, "token files hold \"u16\" or \"u32\" tokens, or are "
+                       "\"llm.c\" shards");
           else ds.dtype = v.s;
         }
       }
@@ -683,8 +738,6 @@ static void check_data(Checker *t, const Ast *data, const Ast **splits) {
 }
 
 // ---- parameter groups and freezing
-
-static bool is_sequence(const Ast *e) { return e->kind == N_TUPLE || e->kind == N_LIST; }
 
 // The patterns of `freeze = "enc.*"`, `freeze = ["enc.*", "dec.*"]` or a
 // tuple of them, as frozen groups appended to cfg->groups.

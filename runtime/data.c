@@ -1,6 +1,9 @@
 // data.c: the runtime's data loaders and the background batcher.
 //
-// Loaders read a whole source into one f32 table (Dataset) and check that a
+// Loaders read a whole source into one f32 table (Dataset), except token
+// streams, which stay in their files' read-only mappings and are cast to f32
+// a batch at a time (a 100 MB u16 file would otherwise cost 200 MB of floats
+// on top of its bytes). Every loader checks that a
 // file holds exactly what it announces, so a truncated download fails loudly
 // instead of training on zeros. Gzip is decoded by zlib's gz* functions, opened
 // with dlopen at the first gzipped file: the runtime links against libc, libm,
@@ -16,12 +19,15 @@
 // Loaders return 0, or -1 with a message in err and *out zeroed, so that
 // data_free on it is harmless either way; batcher_new returns NULL with a message.
 #include "data.h"
+#include "dtype.h"
+#include "tensorfile.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
+#include <glob.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -495,7 +502,10 @@ static int64_t csv_parse_line(char *line, double scale, FloatVec *fv, int64_t *b
   }
 }
 
-int data_load_csv(const char *path, double scale, Dataset *out, char *err, size_t errlen) {
+// data_load_csv, also keeping a copy of the header line in *header (NULL when
+// the file has none) where header is not NULL.
+static int csv_load(const char *path, double scale, Dataset *out, char **header, char *err,
+                    size_t errlen) {
   memset(out, 0, sizeof *out);
   char *text;
   size_t len;
@@ -529,6 +539,10 @@ int data_load_csv(const char *path, double scale, Dataset *out, char *err, size_
     int64_t k = csv_parse_line(p, scale, &fv, &bad, &field, &fieldlen, &numbers);
     if (k == -1 && !seen_line && numbers == 0) {
       fv.n = mark;   // the first line, with no field a number, is a header of names
+      if (header && !(*header = strdup(p))) {
+        fail(err, errlen, "out of memory loading '%s'", path);
+        goto fail;
+      }
     } else if (k == -1) {
       fail(err, errlen, "'%s' line %lld, field %lld: '%.*s' is not a number%s", path,
            (long long)line, (long long)bad, fieldlen, field,
@@ -577,71 +591,408 @@ fail:
   return -1;
 }
 
-// ---------------------------------------------------------------- tokens and text
+int data_load_csv(const char *path, double scale, Dataset *out, char *err, size_t errlen) {
+  return csv_load(path, scale, out, NULL, err, errlen);
+}
 
-// Keeps tokens [from * ntok, to * ntok) of raw (ntok little-endian tokens of
-// bpt bytes) as the one-sequence dataset *out.
-static int tokens_to_dataset(const char *path, const unsigned char *raw, int64_t ntok, int bpt,
-                             double from, double to, Dataset *out, char *err, size_t errlen) {
-  if (ntok == 0) return fail(err, errlen, "'%s' holds no tokens", path);
-  int64_t lo = (int64_t)floor(from * (double)ntok), hi = (int64_t)floor(to * (double)ntok);
-  if (hi > ntok) hi = ntok;
-  if (hi <= lo)
-    return fail(err, errlen, "'%s': from = %g, to = %g keeps none of its %lld tokens", path, from,
-                to, (long long)ntok);
-  float *values = malloc((size_t)(hi - lo) * sizeof *values);
-  if (!values) return fail(err, errlen, "out of memory loading '%s'", path);
-  for (int64_t i = lo; i < hi; i++) {
-    const unsigned char *t = raw + i * bpt;
-    uint32_t v = bpt == 1 ? t[0]
-                 : bpt == 2 ? (uint32_t)(t[0] | t[1] << 8)
-                            : (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 |
-                                  (uint32_t)t[3] << 24;
-    if (v > MAX_EXACT_TOKEN) {
-      free(values);
-      return fail(err, errlen,
-                  "'%s': token %u at index %lld is above %u, the largest id f32 holds exactly",
-                  path, v, (long long)i, MAX_EXACT_TOKEN);
-    }
-    values[i - lo] = (float)v;
+// The column of header (a CSV line of names) named name, or -1.
+static int64_t header_find(const char *header, const char *name, size_t len) {
+  int64_t k = 0;
+  for (const char *p = header;; k++) {
+    const char *end = strchr(p, ',');
+    if (!end) end = p + strlen(p);
+    const char *a = p, *b = end;
+    while (a < b && is_blank(*a)) a++;
+    while (b > a && is_blank(b[-1])) b--;
+    if ((size_t)(b - a) == len && !memcmp(a, name, len)) return k;
+    if (!*end) return -1;
+    p = end + 1;
   }
-  out->n = hi - lo;
-  out->ndim = 0;
-  out->sample_size = 1;
-  out->values = values;
+}
+
+static bool all_digits(const char *p, size_t len) {
+  if (!len) return false;
+  for (size_t i = 0; i < len; i++)
+    if (!is_digit(p[i])) return false;
+  return true;
+}
+
+// The columns of a spec ("label", "a,b", "0,3", "2..5") as indices into
+// lines of cols fields: *pick (malloc'd), *npick.
+static int csv_columns(const char *path, const char *spec, const char *header, int64_t cols,
+                       int64_t **pick, int64_t *npick, char *err, size_t errlen) {
+  int64_t n = 0, cap = 8, *list = malloc((size_t)cap * sizeof *list);
+  if (!list) return fail(err, errlen, "out of memory loading '%s'", path);
+  for (const char *p = spec;;) {
+    const char *end = strchr(p, ',');
+    if (!end) end = p + strlen(p);
+    size_t len = (size_t)(end - p);
+    const char *dots = NULL;
+    for (const char *q = p; q + 1 < end && !dots; q++)
+      if (q[0] == '.' && q[1] == '.') dots = q;
+    int64_t lo, hi;
+    if (dots && all_digits(p, (size_t)(dots - p)) && all_digits(dots + 2, (size_t)(end - dots - 2))) {
+      lo = strtoll(p, NULL, 10), hi = strtoll(dots + 2, NULL, 10);   // a range lo..hi, hi excluded
+      if (hi <= lo) {
+        free(list);
+        return fail(err, errlen, "'%s': the columns %.*s are none (a range lo..hi takes lo to hi - 1)",
+                    path, (int)len, p);
+      }
+    } else if (all_digits(p, len)) {
+      lo = strtoll(p, NULL, 10), hi = lo + 1;
+    } else {
+      lo = header ? header_find(header, p, len) : -1, hi = lo + 1;
+      if (lo < 0) {
+        free(list);
+        if (!header)
+          return fail(err, errlen, "'%s' has no header line of names, so it has no column '%.*s' "
+                      "(give columns by their index, from 0)", path, (int)len, p);
+        return fail(err, errlen, "'%s' has no column '%.*s' (its header is '%.200s')", path,
+                    (int)len, p, header);
+      }
+    }
+    if (hi > cols) {
+      free(list);
+      return fail(err, errlen, "'%s' has no column %lld: its lines have %lld fields (columns 0 to "
+                  "%lld)", path, (long long)(hi - 1), (long long)cols, (long long)(cols - 1));
+    }
+    for (int64_t k = lo; k < hi; k++) {
+      if (n == cap) {
+        int64_t *grown = realloc(list, (size_t)(cap *= 2) * sizeof *list);
+        if (!grown) {
+          free(list);
+          return fail(err, errlen, "out of memory loading '%s'", path);
+        }
+        list = grown;
+      }
+      list[n++] = k;
+    }
+    if (!*end) break;
+    p = end + 1;
+  }
+  *pick = list;
+  *npick = n;
   return 0;
+}
+
+int data_load_csv_columns(const char *path, double scale, const char *columns, Dataset *out,
+                          char *err, size_t errlen) {
+  if (!columns || !*columns) return data_load_csv(path, scale, out, err, errlen);
+  char *header = NULL;
+  Dataset all;
+  if (csv_load(path, scale, &all, &header, err, errlen)) {
+    memset(out, 0, sizeof *out);
+    return -1;
+  }
+  int64_t *pick = NULL, k = 0;
+  int rc = csv_columns(path, columns, header, all.sample_size, &pick, &k, err, errlen);
+  free(header);
+  memset(out, 0, sizeof *out);
+  float *values = rc ? NULL : malloc((size_t)(all.n * k) * sizeof *values);
+  if (!rc && !values) rc = fail(err, errlen, "out of memory loading '%s'", path);
+  for (int64_t r = 0; !rc && r < all.n; r++)
+    for (int64_t j = 0; j < k; j++) values[r * k + j] = all.values[r * all.sample_size + pick[j]];
+  if (!rc) {
+    out->n = all.n;
+    out->ndim = 1;
+    out->dims[0] = k;
+    out->sample_size = k;
+    out->values = values;
+  }
+  free(pick);
+  data_free(&all);
+  return rc;
+}
+
+// ---------------------------------------------------------------- NumPy arrays
+
+// Converts n elements of dtype at raw into scale * value at dst. Returns the
+// index of the first that is not a finite f32 or (an integer) not exact in
+// f32, or -1; *inexact says which.
+static int64_t npy_convert(uint32_t dtype, const unsigned char *raw, int64_t n, double scale,
+                           float *dst, bool *inexact) {
+  double chunk[4096];
+  int size = dtype_size(dtype);
+  *inexact = false;
+  for (int64_t done = 0; done < n;) {
+    int64_t k = n - done < 4096 ? n - done : 4096;
+    dtype_to_doubles(dtype, raw + done * size, chunk, k);
+    for (int64_t i = 0; i < k; i++) {
+      if (dtype_is_int(dtype) && fabs(chunk[i]) > MAX_EXACT_TOKEN) {
+        *inexact = true;
+        return done + i;
+      }
+      double v = chunk[i] * scale;
+      if (!(fabs(v) <= FLT_MAX)) return done + i;
+      dst[done + i] = (float)v;
+    }
+    done += k;
+  }
+  return -1;
+}
+
+int data_load_npy(const char *path, double scale, Dataset *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  Reader probe;   // regular files only, as every source
+  if (reader_open(&probe, path, false, err, errlen)) return -1;
+  reader_close(&probe);
+  TensorReader *r = tensor_reader_open(path, err, errlen);
+  if (!r) return -1;
+  unsigned char *raw = NULL;
+  float *values = NULL;
+  const char *name;
+  uint32_t dtype;
+  Shape shape;
+  int rc = 0;
+  if (tensor_reader_count(r) != 1) {
+    rc = fail(err, errlen, "'%s' holds %u arrays; a data source reads a file of one", path,
+              tensor_reader_count(r));
+    goto done;
+  }
+  if (!tensor_reader_next(r, &name, &dtype, &shape)) {
+    if (tensor_reader_why(r)) rc = fail(err, errlen, "%s", tensor_reader_why(r));
+    else rc = fail(err, errlen, "'%s' is truncated or corrupt", path);
+    goto done;
+  }
+  int64_t numel = shape_numel(&shape);
+  if (shape.ndim < 1 || numel == 0) {
+    rc = fail(err, errlen, "'%s' holds %s; a data source's first axis is its samples, and it needs "
+              "at least one value", path, shape.ndim < 1 ? "a scalar" : "no values");
+    goto done;
+  }
+  if (numel > MAX_VALUES) {
+    rc = fail(err, errlen, "'%s' is too large: %lld values (at most %lld)", path, (long long)numel,
+              (long long)MAX_VALUES);
+    goto done;
+  }
+  raw = malloc((size_t)numel * (size_t)dtype_size(dtype));
+  values = malloc((size_t)numel * sizeof *values);
+  if (!raw || !values) {
+    rc = fail(err, errlen, "out of memory loading '%s': %lld values", path, (long long)numel);
+    goto done;
+  }
+  if (!tensor_reader_bytes(r, raw, (uint64_t)numel * (uint64_t)dtype_size(dtype))) {
+    if (tensor_reader_why(r)) rc = fail(err, errlen, "%s", tensor_reader_why(r));
+    else rc = fail(err, errlen, "'%s' is truncated or corrupt", path);
+    goto done;
+  }
+  bool inexact;
+  int64_t bad = npy_convert(dtype, raw, numel, scale, values, &inexact);
+  if (bad >= 0) {
+    rc = fail(err, errlen, inexact ? "'%s' value %lld is beyond 2^24, which f32 does not hold exactly"
+                                   : "'%s' value %lld is not a finite f32 (NaN, infinite or too large)",
+              path, (long long)bad);
+    goto done;
+  }
+  out->n = shape.d[0];
+  out->ndim = shape.ndim - 1;
+  out->sample_size = 1;
+  for (int i = 1; i < shape.ndim; i++) {
+    out->dims[i - 1] = shape.d[i];
+    out->sample_size *= shape.d[i];
+  }
+  out->values = values;
+  values = NULL;
+done:
+  tensor_reader_close(r);
+  free(raw);
+  free(values);
+  return rc;
+}
+
+// ---------------------------------------------------------------- token streams
+
+// One file of a token stream: tokens [start, start + n) of the stream, at
+// first in the file's mapping (or, where the file system cannot map, in a
+// copy of the file's raw bytes: still 1, 2 or 4 bytes a token, not f32).
+struct DataPart {
+  void *map;      // what munmap (map_len > 0) or free (map_len 0) releases
+  size_t map_len;
+  const unsigned char *first;
+  int64_t start, n;
+};
+
+// llm.c's token shards (dev/data/data_common.py): 256 little-endian int32s,
+// of which [0] is the magic, [1] the version (1: u16 tokens) and [2] the
+// token count; then the tokens.
+#define LLMC_MAGIC 20240520u
+#define LLMC_HEADER 1024
+
+static uint32_t load_le(const unsigned char *p, int size) {
+  uint32_t v = 0;
+  for (int i = size - 1; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+
+static void part_release(DataPart *p) {
+  if (p->map_len) munmap(p->map, p->map_len);
+  else free(p->map);
+  memset(p, 0, sizeof *p);
+}
+
+// The whole of path, mapped read-only (*len bytes at *base, NULL when empty),
+// or read into memory where it cannot be mapped. *map_len: see DataPart.
+static int file_map(const char *path, void **base, size_t *len, size_t *map_len, char *err,
+                    size_t errlen) {
+  *base = NULL;
+  *len = *map_len = 0;
+  Reader r;
+  if (reader_open(&r, path, false, err, errlen)) return -1;
+  struct stat st;
+  if (fstat(r.fd, &st) != 0) {
+    int e = errno;
+    reader_close(&r);
+    return fail(err, errlen, "cannot read '%s': %s", path, strerror(e));
+  }
+  if (st.st_size == 0) {
+    reader_close(&r);
+    return 0;
+  }
+  void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, r.fd, 0);
+  if (m != MAP_FAILED) {
+    reader_close(&r);
+    *base = m;
+    *len = *map_len = (size_t)st.st_size;
+    return 0;
+  }
+  char *copy;
+  int rc = reader_slurp(&r, INT64_MAX / 2, &copy, len, err, errlen);
+  reader_close(&r);
+  if (rc == 0) *base = copy;
+  return rc;
+}
+
+// The tokens of a file of format fmt (1: bytes, 2: u16, 4: u32, LLMC: an
+// llm.c shard) mapped at bytes (len): the first token and their count; or
+// -1 when the file is not what fmt says.
+#define LLMC (-1)
+static int part_tokens(const char *path, int fmt, const unsigned char *bytes, size_t len,
+                       const unsigned char **first, int64_t *n, char *err, size_t errlen) {
+  bool header = len >= LLMC_HEADER && load_le(bytes, 4) == LLMC_MAGIC;
+  if (fmt == LLMC) {
+    if (len < LLMC_HEADER)
+      return fail(err, errlen, "'%s' is truncated: %zu bytes, less than an llm.c shard's %d-byte "
+                  "header", path, len, LLMC_HEADER);
+    if (!header)
+      return fail(err, errlen, "'%s' is not an llm.c token shard: it starts with %u, not the magic "
+                  "%u", path, load_le(bytes, 4), LLMC_MAGIC);
+    uint32_t version = load_le(bytes + 4, 4), count = load_le(bytes + 8, 4);
+    if (version != 1)
+      return fail(err, errlen, "'%s' is an llm.c shard of version %u; version 1 (u16 tokens) is "
+                  "read", path, version);
+    size_t have = (len - LLMC_HEADER) / 2;
+    if ((len - LLMC_HEADER) % 2 || have > count)
+      return fail(err, errlen, "'%s' has data after the %u tokens its header announces", path, count);
+    if (have < count)
+      return fail(err, errlen, "'%s' is truncated: its header announces %u tokens but only %zu "
+                  "follow", path, count, have);
+    *first = bytes + LLMC_HEADER;
+    *n = (int64_t)count;
+    return 0;
+  }
+  if (len % (size_t)fmt)
+    return fail(err, errlen, "'%s' holds %zu bytes, not a whole number of %d-byte tokens", path, len,
+                fmt);
+  // 512 tokens of header read as u16 would train on garbage without a word
+  if (fmt == 2 && header && load_le(bytes + 4, 4) == 1 &&
+      (uint64_t)load_le(bytes + 8, 4) * 2 + LLMC_HEADER == len)
+    return fail(err, errlen, "'%s' is an llm.c token shard (it starts with the magic %u): read it "
+                "with dtype = \"llm.c\"", path, LLMC_MAGIC);
+  *first = bytes;
+  *n = (int64_t)(len / (size_t)fmt);
+  return 0;
+}
+
+// The largest of n tokens of bpt bytes at p; *bad: the index of the first
+// above MAX_EXACT_TOKEN, or -1.
+static uint32_t tokens_max(const unsigned char *p, int64_t n, int bpt, int64_t *bad) {
+  uint32_t max = 0;
+  *bad = -1;
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t v = load_le(p + i * bpt, bpt);
+    if (v > MAX_EXACT_TOKEN && *bad < 0) *bad = i;
+    if (v > max) max = v;
+  }
+  return max;
 }
 
 static bool range_ok(double from, double to) { return from >= 0 && from < to && to <= 1; }
 
-int data_load_tokens(const char *path, int bytes_per_token, double from, double to, Dataset *out,
-                     char *err, size_t errlen) {
-  memset(out, 0, sizeof *out);
-  if (bytes_per_token != 2 && bytes_per_token != 4)
-    return fail(err, errlen, "'%s': tokens are 2 or 4 bytes, not %d", path, bytes_per_token);
-  if (!range_ok(from, to))
-    return fail(err, errlen, "'%s': from = %g and to = %g must satisfy 0 <= from < to <= 1", path,
-                from, to);
-  char *raw;
-  size_t len;
-  if (file_slurp(path, false, MAX_VALUES * bytes_per_token, &raw, &len, err, errlen)) return -1;
-  int rc;
-  if (len % (size_t)bytes_per_token)
-    rc = fail(err, errlen, "'%s' holds %zu bytes, not a whole number of %d-byte tokens", path, len,
-              bytes_per_token);
-  else
-    rc = tokens_to_dataset(path, (unsigned char *)raw, (int64_t)(len / (size_t)bytes_per_token),
-                           bytes_per_token, from, to, out, err, errlen);
-  free(raw);
-  return rc;
+// Keeps tokens [lo, hi) of the stream in parts (nparts, each with its start
+// in the whole stream), cropping and releasing parts, and checks that every
+// kept token is exact in f32. files name the parts in messages.
+static int stream_crop(Dataset *d, char **files, int64_t lo, int64_t hi, char *err, size_t errlen) {
+  int kept = 0;
+  d->max_token = 0;
+  for (int i = 0; i < d->nparts; i++) {
+    DataPart p = d->parts[i];
+    int64_t a = lo > p.start ? lo : p.start, b = hi < p.start + p.n ? hi : p.start + p.n;
+    if (b <= a) {
+      part_release(&p);
+      continue;
+    }
+    int64_t bad;
+    uint32_t max = tokens_max(p.first + (a - p.start) * d->token_bytes, b - a, d->token_bytes, &bad);
+    if (bad >= 0) {
+      int64_t at = a - p.start + bad;
+      uint32_t v = load_le(p.first + at * d->token_bytes, d->token_bytes);
+      d->parts[kept++] = p;
+      for (int j = i + 1; j < d->nparts; j++) part_release(&d->parts[j]);
+      d->nparts = kept;
+      return fail(err, errlen, "'%s': token %u at index %lld is above %u, the largest id f32 holds "
+                  "exactly", files[i], v, (long long)at, MAX_EXACT_TOKEN);
+    }
+    if (max > d->max_token) d->max_token = max;
+    p.first += (a - p.start) * d->token_bytes;
+    p.n = b - a;
+    p.start = a - lo;
+    d->parts[kept++] = p;
+  }
+  d->nparts = kept;
+  d->n = hi - lo;
+  return 0;
+}
+
+// The token stream of files (nfiles, in order) of format fmt, its part
+// [from, to) kept; what names the source in messages.
+static int stream_load(const char *what, char **files, size_t nfiles, int fmt, double from,
+                       double to, Dataset *out, char *err, size_t errlen) {
+  out->token_bytes = fmt == LLMC ? 2 : fmt;
+  out->parts = calloc(nfiles ? nfiles : 1, sizeof *out->parts);
+  if (!out->parts) return fail(err, errlen, "out of memory loading '%s'", what);
+  int64_t total = 0;
+  for (size_t i = 0; i < nfiles; i++) {
+    DataPart *p = &out->parts[out->nparts];
+    size_t len;
+    if (file_map(files[i], &p->map, &len, &p->map_len, err, errlen)) return -1;
+    out->nparts++;
+    if (part_tokens(files[i], fmt, p->map, len, &p->first, &p->n, err, errlen)) return -1;
+    p->start = total;
+    total += p->n;
+  }
+  if (total == 0) return fail(err, errlen, "'%s' holds no tokens", what);
+  int64_t lo = (int64_t)floor(from * (double)total), hi = (int64_t)floor(to * (double)total);
+  if (hi > total) hi = total;
+  if (hi <= lo)
+    return fail(err, errlen, "'%s': from = %g, to = %g keeps none of its %lld tokens", what, from,
+                to, (long long)total);
+  if (stream_crop(out, files, lo, hi, err, errlen)) return -1;
+  out->ndim = 0;
+  out->sample_size = 1;
+  return 0;
 }
 
 static int str_compare(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static void paths_free(char **names, size_t n) {
+  for (size_t i = 0; i < n; i++) free(names[i]);
+  free(names);
+}
+
 // The regular files of folder whose names have no '.', as malloc'd full paths
-// sorted by name (*names, *count; free each and the array).
+// sorted by name (*names, *count; free with paths_free).
 static int folder_list(const char *folder, char ***names, size_t *count, char *err, size_t errlen) {
   *names = NULL;
   *count = 0;
@@ -680,9 +1031,68 @@ static int folder_list(const char *folder, char ***names, size_t *count, char *e
   return 0;
 oom:
   closedir(d);
-  for (size_t i = 0; i < n; i++) free(list[i]);
-  free(list);
+  paths_free(list, n);
   return fail(err, errlen, "out of memory listing '%s'", folder);
+}
+
+// The files path names: itself when it exists (or has no wildcard), else
+// the matches of the glob pattern it is, in strcmp order.
+static int path_expand(const char *path, char ***names, size_t *count, char *err, size_t errlen) {
+  *names = NULL;
+  *count = 0;
+  struct stat st;
+  glob_t g = {0};
+  bool pattern = strpbrk(path, "*?[") && stat(path, &st) != 0;
+  if (pattern) {
+    int rc = glob(path, GLOB_NOSORT | GLOB_ERR, NULL, &g);
+    if (rc == GLOB_NOMATCH) return fail(err, errlen, "'%s' matches no files", path);
+    if (rc != 0) {
+      globfree(&g);
+      return fail(err, errlen, "cannot list the files '%s' matches: %s", path,
+                  rc == GLOB_NOSPACE ? "out of memory" : "a folder cannot be read");
+    }
+  }
+  size_t n = pattern ? g.gl_pathc : 1;
+  char **list = calloc(n, sizeof *list);
+  for (size_t i = 0; list && i < n; i++)
+    if (!(list[i] = strdup(pattern ? g.gl_pathv[i] : path))) {
+      paths_free(list, i);
+      list = NULL;
+    }
+  globfree(&g);
+  if (!list) return fail(err, errlen, "out of memory listing '%s'", path);
+  qsort(list, n, sizeof *list, str_compare);
+  *names = list;
+  *count = n;
+  return 0;
+}
+
+static int tokens_load(const char *path, int fmt, double from, double to, Dataset *out, char *err,
+                       size_t errlen) {
+  memset(out, 0, sizeof *out);
+  if (!range_ok(from, to))
+    return fail(err, errlen, "'%s': from = %g and to = %g must satisfy 0 <= from < to <= 1", path,
+                from, to);
+  char **files;
+  size_t nfiles;
+  if (path_expand(path, &files, &nfiles, err, errlen)) return -1;
+  int rc = stream_load(path, files, nfiles, fmt, from, to, out, err, errlen);
+  paths_free(files, nfiles);
+  if (rc) data_free(out);
+  return rc;
+}
+
+int data_load_tokens(const char *path, int bytes_per_token, double from, double to, Dataset *out,
+                     char *err, size_t errlen) {
+  if (bytes_per_token != 2 && bytes_per_token != 4) {
+    memset(out, 0, sizeof *out);
+    return fail(err, errlen, "'%s': tokens are 2 or 4 bytes, not %d", path, bytes_per_token);
+  }
+  return tokens_load(path, bytes_per_token, from, to, out, err, errlen);
+}
+
+int data_load_llmc(const char *path, double from, double to, Dataset *out, char *err, size_t errlen) {
+  return tokens_load(path, LLMC, from, to, out, err, errlen);
 }
 
 int data_load_text(const char *path, double from, double to, Dataset *out, char *err,
@@ -693,59 +1103,51 @@ int data_load_text(const char *path, double from, double to, Dataset *out, char 
                 from, to);
   struct stat st;
   if (stat(path, &st) != 0) return fail(err, errlen, "cannot read '%s': %s", path, strerror(errno));
-  if (!S_ISDIR(st.st_mode)) {
-    char *raw;
-    size_t len;
-    if (file_slurp(path, false, MAX_VALUES, &raw, &len, err, errlen)) return -1;
-    int rc = tokens_to_dataset(path, (unsigned char *)raw, (int64_t)len, 1, from, to, out, err,
-                               errlen);
-    free(raw);
-    return rc;
-  }
+  if (!S_ISDIR(st.st_mode)) return tokens_load(path, 1, from, to, out, err, errlen);
   char **files;
   size_t nfiles;
   if (folder_list(path, &files, &nfiles, err, errlen)) return -1;
-  int rc = 0;
-  char *all = NULL;
-  size_t len = 0;
-  if (nfiles == 0)
-    rc = fail(err, errlen, "'%s' holds no text files (regular files whose names have no '.')",
-              path);
-  for (size_t i = 0; i < nfiles && rc == 0; i++) {
-    char *part;
-    size_t plen;
-    rc = file_slurp(files[i], false, MAX_VALUES, &part, &plen, err, errlen);
-    if (rc) break;
-    if ((int64_t)(len + plen) > MAX_VALUES) {
-      rc = fail(err, errlen, "'%s' is too large: more than %lld bytes of text", path,
-                (long long)MAX_VALUES);
-    } else if (!all) {
-      all = part;
-      part = NULL;
-      len = plen;
-    } else {
-      char *grown = realloc(all, len + plen + 1);
-      if (!grown) {
-        rc = fail(err, errlen, "out of memory loading '%s'", path);
-      } else {
-        all = grown;
-        memcpy(all + len, part, plen);
-        len += plen;
-      }
-    }
-    free(part);
-  }
-  if (rc == 0)
-    rc = tokens_to_dataset(path, (unsigned char *)all, (int64_t)len, 1, from, to, out, err, errlen);
-  free(all);
-  for (size_t i = 0; i < nfiles; i++) free(files[i]);
-  free(files);
+  int rc = nfiles == 0 ? fail(err, errlen, "'%s' holds no text files (regular files whose names "
+                              "have no '.')", path)
+                       : stream_load(path, files, nfiles, 1, from, to, out, err, errlen);
+  paths_free(files, nfiles);
+  if (rc) data_free(out);
   return rc;
+}
+
+void data_gather(const Dataset *d, int64_t first, int64_t count, float *dst) {
+  if (d->values) {
+    memcpy(dst, d->values + first, (size_t)count * sizeof *dst);
+    return;
+  }
+  int lo = 0, hi = d->nparts - 1;   // the last part starting at or before first
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (d->parts[mid].start <= first) lo = mid;
+    else hi = mid - 1;
+  }
+  int bpt = d->token_bytes;
+  for (int p = lo; count > 0 && p < d->nparts; p++) {
+    const DataPart *part = &d->parts[p];
+    int64_t off = first - part->start, k = part->n - off < count ? part->n - off : count;
+    const unsigned char *src = part->first + off * bpt;
+    if (bpt == 1)
+      for (int64_t i = 0; i < k; i++) dst[i] = (float)src[i];
+    else if (bpt == 2)
+      for (int64_t i = 0; i < k; i++) dst[i] = (float)(uint32_t)(src[2 * i] | src[2 * i + 1] << 8);
+    else
+      for (int64_t i = 0; i < k; i++) dst[i] = (float)load_le(src + 4 * i, 4);
+    dst += k;
+    first += k;
+    count -= k;
+  }
 }
 
 void data_free(Dataset *d) {
   if (!d) return;
   free(d->values);
+  for (int i = 0; i < d->nparts; i++) part_release(&d->parts[i]);
+  free(d->parts);
   memset(d, 0, sizeof *d);
 }
 
@@ -828,13 +1230,13 @@ static int64_t window_start(const Batcher *b, int64_t epoch, int64_t k, int64_t 
 static void batcher_fill(Batcher *b, int64_t p, float *dst) {
   int64_t epoch = p / b->per_epoch, k = p % b->per_epoch;
   if (b->window > 0) {
-    const float *seq = b->sets[0]->values;
+    const Dataset *seq = b->sets[0];
     int64_t w = b->window;
     float *inputs = dst, *targets = dst + b->batch * w;   // (batch, window) each
     for (int64_t r = 0; r < b->batch; r++) {
       int64_t s = window_start(b, epoch, k, r);
-      memcpy(inputs + r * w, seq + s, (size_t)w * sizeof *seq);
-      memcpy(targets + r * w, seq + s + 1, (size_t)w * sizeof *seq);
+      data_gather(seq, s, w, inputs + r * w);
+      data_gather(seq, s + 1, w, targets + r * w);
     }
     return;
   }
@@ -847,7 +1249,7 @@ static void batcher_fill(Batcher *b, int64_t p, float *dst) {
     float *o = dst;
     for (int s = 0; s < b->nsets; s++) {
       int64_t size = b->sets[s]->sample_size;
-      memcpy(o + r * size, b->sets[s]->values + sample * size, (size_t)size * sizeof *o);
+      data_gather(b->sets[s], sample * size, size, o + r * size);
       o += b->out_size[s];
     }
   }
@@ -896,7 +1298,7 @@ static void *batcher_main(void *arg) {
 static int batcher_plan(Batcher *b, Dataset *const *sets, int nsets, char *err, size_t errlen) {
   if (!sets || nsets < 1) return fail(err, errlen, "batcher: no datasets");
   for (int s = 0; s < nsets; s++)
-    if (!sets[s] || !sets[s]->values || sets[s]->n < 1 || sets[s]->sample_size < 1)
+    if (!sets[s] || (!sets[s]->values && !sets[s]->nparts) || sets[s]->n < 1 || sets[s]->sample_size < 1)
       return fail(err, errlen, "batcher: dataset %d is empty", s);
   if (b->batch < 1)
     return fail(err, errlen, "batcher: the batch size must be > 0, not %lld", (long long)b->batch);

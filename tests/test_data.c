@@ -5,6 +5,7 @@
 // installed. Batcher tests use in-memory datasets whose values name their
 // sample, so a batch shows which samples it holds and whether they stay aligned.
 #include <criterion/criterion.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -441,6 +442,14 @@ TEST(data, idx_floats_must_be_finite, .init = scratch_make, .fini = scratch_remo
 
 // ---------------------------------------------------------------- tokens and text
 
+// Token i of a token stream, as the batcher reads it.
+static float tok(const Dataset *d, int64_t i) {
+  cr_assert(i >= 0 && i < d->n, "token %lld of %lld", (long long)i, (long long)d->n);
+  float v;
+  data_gather(d, i, 1, &v);
+  return v;
+}
+
 TEST(data, tokens_u16_and_u32, .init = scratch_make, .fini = scratch_remove) {
   unsigned char b16[20], b32[40];
   for (int i = 0; i < 10; i++) {
@@ -457,21 +466,21 @@ TEST(data, tokens_u16_and_u32, .init = scratch_make, .fini = scratch_remove) {
   cr_expect_eq(d.n, 10);
   cr_expect_eq(d.sample_size, 1);
   cr_expect_eq(d.ndim, 0);
-  for (int i = 0; i < 10; i++) cr_expect_float_eq(d.values[i], 1000 * i + 7, 0);
+  for (int i = 0; i < 10; i++) cr_expect_float_eq(tok(&d, i), 1000 * i + 7, 0);
   data_free(&d);
   // to = 0.7 and from = 0.7 split the file without overlap or gap
   cr_assert_eq(data_load_tokens(at("t32"), 4, 0, 0.7, &d, err, sizeof err), 0, "%s", err);
   cr_expect_eq(d.n, 7);
-  cr_expect_float_eq(d.values[6], 600003, 0);
+  cr_expect_float_eq(tok(&d, 6), 600003, 0);
   data_free(&d);
   cr_assert_eq(data_load_tokens(at("t32"), 4, 0.7, 1, &d, err, sizeof err), 0, "%s", err);
   cr_expect_eq(d.n, 3);
-  cr_expect_float_eq(d.values[0], 700003, 0);
-  cr_expect_float_eq(d.values[2], 900003, 0);
+  cr_expect_float_eq(tok(&d, 0), 700003, 0);
+  cr_expect_float_eq(tok(&d, 2), 900003, 0);
   data_free(&d);
   cr_assert_eq(data_load_tokens(at("t16"), 2, 0.25, 0.55, &d, err, sizeof err), 0, "%s", err);
   cr_expect_eq(d.n, 3);
-  cr_expect_float_eq(d.values[0], 2007, 0);
+  cr_expect_float_eq(tok(&d, 0), 2007, 0);
   data_free(&d);
 }
 
@@ -512,11 +521,11 @@ TEST(data, text_file_and_folder, .init = scratch_make, .fini = scratch_remove) {
   cr_assert_eq(d.n, 5);
   cr_expect_eq(d.sample_size, 1);
   for (int i = 0; i < 5; i++)
-    cr_expect_float_eq(d.values[i], (unsigned char)want[i], 0, "byte %d: %g", i, d.values[i]);
+    cr_expect_float_eq(tok(&d, i), (unsigned char)want[i], 0, "byte %d: %g", i, tok(&d, i));
   data_free(&d);
   cr_assert_eq(data_load_text(at("c.txt"), 0.5, 1, &d, err, sizeof err), 0, "%s", err);
   cr_expect_eq(d.n, 9);
-  cr_expect_float_eq(d.values[0], 'h', 0);   // "skipped: has a dot"[9]
+  cr_expect_float_eq(tok(&d, 0), 'h', 0);   // "skipped: has a dot"[9]
   data_free(&d);
   cr_assert_eq(mkdir(at("empty"), 0700), 0);
   write_text(at("empty/x.y"), "dotted");
@@ -525,6 +534,270 @@ TEST(data, text_file_and_folder, .init = scratch_make, .fini = scratch_remove) {
   expect_error(data_load_text(at("a"), 0.1, 0.2, &d, err, sizeof err), err, "keeps none");
   expect_error(data_load_text(at("none"), 0, 1, &d, err, sizeof err), err,
                "No such file or directory");
+}
+
+// A token file costs its page cache, not a heap copy: loading 20 MB of u16
+// tokens (10M tokens, 40 MB as f32) must leave the heap within 1 MB of where
+// it was.
+TEST(data, tokens_are_mapped_not_copied, .init = scratch_make, .fini = scratch_remove) {
+  const int64_t n = 10 * 1000 * 1000;
+  unsigned char *raw = malloc((size_t)n * 2);
+  cr_assert_not_null(raw);
+  for (int64_t i = 0; i < n; i++) raw[2 * i] = (unsigned char)i, raw[2 * i + 1] = (unsigned char)(i >> 8);
+  write_bytes(at("big16"), raw, (size_t)n * 2);
+  free(raw);
+  Dataset d;
+  char err[512] = "";
+  size_t before = mallinfo2().uordblks;
+  cr_assert_eq(data_load_tokens(at("big16"), 2, 0, 1, &d, err, sizeof err), 0, "%s", err);
+  size_t after = mallinfo2().uordblks;
+  cr_expect_null(d.values);
+  cr_expect_eq(d.n, n);
+  cr_expect_lt(after > before ? after - before : 0, (size_t)1 << 20, "the load took %zu bytes of heap",
+               after - before);
+  cr_expect_float_eq(tok(&d, n - 1), (float)((n - 1) & 0xffff), 0);
+  cr_expect_eq(d.max_token, 0xffff);
+  data_free(&d);
+}
+
+// Batches drawn from a mapped token stream are the batches of the same
+// tokens held as f32: the cast happens at gather time and changes nothing.
+TEST(data, token_stream_batches_match_f32, .init = scratch_make, .fini = scratch_remove) {
+  enum { N = 5000 };
+  static unsigned char raw[N * 4];
+  static float f[N];
+  for (int i = 0; i < N; i++) {
+    uint32_t v = (uint32_t)(i * 2654435761u) % 16777216u;
+    for (int k = 0; k < 4; k++) raw[4 * i + k] = (unsigned char)(v >> (8 * k));
+    f[i] = (float)v;
+  }
+  write_bytes(at("t32"), raw, sizeof raw);
+  Dataset d, ref = {.n = N, .ndim = 0, .sample_size = 1, .values = f};
+  char err[512] = "";
+  cr_assert_eq(data_load_tokens(at("t32"), 4, 0, 1, &d, err, sizeof err), 0, "%s", err);
+  Batcher *a = batcher_new((Dataset *[]){&d}, 1, 4, 16, 7, true, err, sizeof err);
+  Batcher *b = batcher_new((Dataset *[]){&ref}, 1, 4, 16, 7, true, err, sizeof err);
+  cr_assert(a && b, "%s", err);
+  float ia[64], ta[64], ib[64], tb[64];
+  for (int k = 0; k < 100; k++) {
+    batcher_next(a, (float *[]){ia, ta});
+    batcher_next(b, (float *[]){ib, tb});
+    cr_assert_eq(memcmp(ia, ib, sizeof ia), 0, "batch %d inputs differ", k);
+    cr_assert_eq(memcmp(ta, tb, sizeof ta), 0, "batch %d targets differ", k);
+  }
+  batcher_free(a);
+  batcher_free(b);
+  data_free(&d);
+}
+
+// ---------------------------------------------------------------- llm.c shards
+
+// An llm.c shard: the 256-int32 header (magic, version, count) and n u16
+// tokens first, first + 1, ...; count is what the header announces.
+static void write_shard(const char *path, uint32_t magic, uint32_t version, uint32_t count,
+                        int n, int first) {
+  size_t len = 1024 + 2 * (size_t)n;
+  unsigned char *buf = calloc(1, len);
+  cr_assert_not_null(buf);
+  uint32_t head[3] = {magic, version, count};
+  for (int i = 0; i < 3; i++)
+    for (int k = 0; k < 4; k++) buf[4 * i + k] = (unsigned char)(head[i] >> (8 * k));
+  for (int i = 0; i < n; i++) {
+    buf[1024 + 2 * i] = (unsigned char)(first + i);
+    buf[1024 + 2 * i + 1] = (unsigned char)((first + i) >> 8);
+  }
+  write_bytes(path, buf, len);
+  free(buf);
+}
+
+TEST(data, llmc_shards_glob_in_order, .init = scratch_make, .fini = scratch_remove) {
+  // written out of order; read as train_000000, train_000001, train_000002
+  write_shard(at("train_000002.bin"), 20240520, 1, 3, 3, 300);
+  write_shard(at("train_000000.bin"), 20240520, 1, 4, 4, 0);
+  write_shard(at("train_000001.bin"), 20240520, 1, 2, 2, 100);
+  write_shard(at("val_000000.bin"), 20240520, 1, 2, 2, 9000);
+  Dataset d;
+  char err[512] = "";
+  cr_assert_eq(data_load_llmc(at("train_*.bin"), 0, 1, &d, err, sizeof err), 0, "%s", err);
+  const float want[] = {0, 1, 2, 3, 100, 101, 300, 301, 302};
+  cr_assert_eq(d.n, 9);
+  cr_expect_eq(d.nparts, 3);
+  for (int i = 0; i < 9; i++) cr_expect_float_eq(tok(&d, i), want[i], 0, "token %d", i);
+  // a gather across the shards' boundaries
+  float all[9];
+  data_gather(&d, 0, 9, all);
+  cr_expect_eq(memcmp(all, want, sizeof all), 0);
+  data_free(&d);
+  // from/to split the whole stream, not each shard
+  cr_assert_eq(data_load_llmc(at("train_*.bin"), 0.5, 1, &d, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(d.n, 5);
+  cr_expect_eq(d.nparts, 2);
+  cr_expect_float_eq(tok(&d, 0), 100, 0);   // floor(0.5 * 9) = 4
+  cr_expect_float_eq(tok(&d, 4), 302, 0);
+  data_free(&d);
+  // one shard by its name
+  cr_assert_eq(data_load_llmc(at("val_000000.bin"), 0, 1, &d, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(d.n, 2);
+  cr_expect_float_eq(tok(&d, 1), 9001, 0);
+  data_free(&d);
+  // raw u16 files by a glob, too
+  write_bytes(at("r1"), (unsigned char[]){1, 0, 2, 0}, 4);
+  write_bytes(at("r2"), (unsigned char[]){3, 0}, 2);
+  cr_assert_eq(data_load_tokens(at("r?"), 2, 0, 1, &d, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(d.n, 3);
+  cr_expect_float_eq(tok(&d, 2), 3, 0);
+  data_free(&d);
+}
+
+TEST(data, llmc_bad_shards_are_named, .init = scratch_make, .fini = scratch_remove) {
+  Dataset d;
+  char err[512] = "", want[600];
+  write_shard(at("magic.bin"), 20240521, 1, 2, 2, 0);
+  snprintf(want, sizeof want, "'%s' is not an llm.c token shard: it starts with 20240521, not the "
+           "magic 20240520", at("magic.bin"));
+  expect_error(data_load_llmc(at("magic.bin"), 0, 1, &d, err, sizeof err), err, want);
+  write_shard(at("v2.bin"), 20240520, 2, 2, 2, 0);
+  expect_error(data_load_llmc(at("v2.bin"), 0, 1, &d, err, sizeof err), err,
+               "is an llm.c shard of version 2; version 1 (u16 tokens) is read");
+  write_shard(at("short.bin"), 20240520, 1, 5, 3, 0);
+  snprintf(want, sizeof want, "'%s' is truncated: its header announces 5 tokens but only 3 follow",
+           at("short.bin"));
+  expect_error(data_load_llmc(at("short.bin"), 0, 1, &d, err, sizeof err), err, want);
+  write_shard(at("long.bin"), 20240520, 1, 2, 3, 0);
+  expect_error(data_load_llmc(at("long.bin"), 0, 1, &d, err, sizeof err), err,
+               "has data after the 2 tokens its header announces");
+  write_bytes(at("tiny.bin"), "\x28\xd6\x34\x01", 4);
+  expect_error(data_load_llmc(at("tiny.bin"), 0, 1, &d, err, sizeof err), err,
+               "is truncated: 4 bytes, less than an llm.c shard's 1024-byte header");
+  // one bad shard among good ones is named
+  write_shard(at("s_0.bin"), 20240520, 1, 2, 2, 0);
+  write_shard(at("s_1.bin"), 20240520, 1, 9, 2, 0);
+  snprintf(want, sizeof want, "'%s' is truncated", at("s_1.bin"));
+  expect_error(data_load_llmc(at("s_*.bin"), 0, 1, &d, err, sizeof err), err, want);
+  cr_expect_null(d.parts);
+  expect_error(data_load_llmc(at("none_*.bin"), 0, 1, &d, err, sizeof err), err, "matches no files");
+  // a shard read as raw u16 would train on its header
+  write_shard(at("ok.bin"), 20240520, 1, 2, 2, 0);
+  expect_error(data_load_tokens(at("ok.bin"), 2, 0, 1, &d, err, sizeof err), err,
+               "is an llm.c token shard (it starts with the magic 20240520): read it with dtype = "
+               "\"llm.c\"");
+}
+
+// ---------------------------------------------------------------- CSV columns
+
+TEST(data, csv_columns_by_name_index_and_range, .init = scratch_make, .fini = scratch_remove) {
+  write_text(at("d.csv"), "a, b ,c,label\n1,2,3,0\n4,5,6,1\n");
+  Dataset d;
+  char err[512] = "";
+  cr_assert_eq(data_load_csv_columns(at("d.csv"), 1, "c,a", &d, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(d.n, 2);
+  cr_expect_eq(d.sample_size, 2);
+  const float ca[] = {3, 1, 6, 4};
+  cr_expect_eq(memcmp(d.values, ca, sizeof ca), 0);
+  data_free(&d);
+  cr_assert_eq(data_load_csv_columns(at("d.csv"), 1, "label", &d, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(d.sample_size, 1);
+  cr_expect_float_eq(d.values[1], 1, 0);
+  data_free(&d);
+  cr_assert_eq(data_load_csv_columns(at("d.csv"), 2, "0..3", &d, err, sizeof err), 0, "%s", err);
+  const float r[] = {2, 4, 6, 8, 10, 12};
+  cr_expect_eq(d.sample_size, 3);
+  cr_expect_eq(memcmp(d.values, r, sizeof r), 0);
+  data_free(&d);
+  // a name (" b " trimmed) and an index together; no header needed for indices
+  cr_assert_eq(data_load_csv_columns(at("d.csv"), 1, "b,3", &d, err, sizeof err), 0, "%s", err);
+  cr_expect_float_eq(d.values[2], 5, 0);
+  cr_expect_float_eq(d.values[3], 1, 0);
+  data_free(&d);
+  write_text(at("n.csv"), "1,2\n3,4\n");
+  cr_assert_eq(data_load_csv_columns(at("n.csv"), 1, "1", &d, err, sizeof err), 0, "%s", err);
+  cr_expect_float_eq(d.values[1], 4, 0);
+  data_free(&d);
+}
+
+TEST(data, csv_columns_errors, .init = scratch_make, .fini = scratch_remove) {
+  write_text(at("d.csv"), "a,b\n1,2\n");
+  write_text(at("n.csv"), "1,2\n");
+  Dataset d;
+  char err[512] = "", want[600];
+  snprintf(want, sizeof want, "'%s' has no column 'z' (its header is 'a,b')", at("d.csv"));
+  expect_error(data_load_csv_columns(at("d.csv"), 1, "a,z", &d, err, sizeof err), err, want);
+  expect_error(data_load_csv_columns(at("d.csv"), 1, "2", &d, err, sizeof err), err,
+               "has no column 2: its lines have 2 fields (columns 0 to 1)");
+  expect_error(data_load_csv_columns(at("d.csv"), 1, "1..3", &d, err, sizeof err), err,
+               "has no column 2");
+  expect_error(data_load_csv_columns(at("d.csv"), 1, "1..1", &d, err, sizeof err), err,
+               "the columns 1..1 are none");
+  expect_error(data_load_csv_columns(at("n.csv"), 1, "a", &d, err, sizeof err), err,
+               "has no header line of names, so it has no column 'a'");
+  cr_expect_null(d.values);
+}
+
+// ---------------------------------------------------------------- NumPy arrays
+
+// A version-1 .npy of descr and shape (a Python tuple's text) and its bytes.
+static void write_npy(const char *path, const char *descr, const char *shape, const void *data,
+                      size_t len) {
+  char head[256];
+  int n = snprintf(head, sizeof head, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
+                   descr, shape);
+  int total = (10 + n + 1 + 63) / 64 * 64;
+  unsigned char buf[4096];
+  cr_assert_leq((size_t)total + len, sizeof buf);
+  memcpy(buf, "\x93NUMPY\x01\x00", 8);
+  buf[8] = (unsigned char)(total - 10), buf[9] = (unsigned char)((total - 10) >> 8);
+  memcpy(buf + 10, head, (size_t)n);
+  memset(buf + 10 + n, ' ', (size_t)(total - 10 - n));
+  buf[total - 1] = '\n';
+  memcpy(buf + total, data, len);
+  write_bytes(path, buf, (size_t)total + len);
+}
+
+TEST(data, npy_first_axis_is_samples, .init = scratch_make, .fini = scratch_remove) {
+  float x[2 * 3 * 2];
+  for (int i = 0; i < 12; i++) x[i] = (float)i;
+  write_npy(at("x.npy"), "<f4", "(2, 3, 2)", x, sizeof x);
+  Dataset d;
+  char err[512] = "";
+  cr_assert_eq(data_load_npy(at("x.npy"), 0.5, &d, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(d.n, 2);
+  cr_expect_eq(d.ndim, 2);
+  cr_expect_eq(d.dims[0], 3);
+  cr_expect_eq(d.dims[1], 2);
+  cr_expect_eq(d.sample_size, 6);
+  for (int i = 0; i < 12; i++) cr_expect_float_eq(d.values[i], i * 0.5f, 0);
+  data_free(&d);
+  int64_t y[3] = {2, 0, 7};
+  write_npy(at("y.npy"), "<i8", "(3,)", y, sizeof y);
+  cr_assert_eq(data_load_npy(at("y.npy"), 1, &d, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(d.n, 3);
+  cr_expect_eq(d.ndim, 0);
+  cr_expect_eq(d.sample_size, 1);
+  cr_expect_float_eq(d.values[2], 7, 0);
+  data_free(&d);
+}
+
+TEST(data, npy_errors, .init = scratch_make, .fini = scratch_remove) {
+  Dataset d;
+  char err[512] = "";
+  float s = 1;
+  write_npy(at("s.npy"), "<f4", "()", &s, sizeof s);
+  expect_error(data_load_npy(at("s.npy"), 1, &d, err, sizeof err), err, "holds a scalar");
+  float nan[2] = {1, NAN};
+  write_npy(at("nan.npy"), "<f4", "(2,)", nan, sizeof nan);
+  expect_error(data_load_npy(at("nan.npy"), 1, &d, err, sizeof err), err,
+               "value 1 is not a finite f32");
+  int64_t big[1] = {16777217};
+  write_npy(at("big.npy"), "<i8", "(1,)", big, sizeof big);
+  expect_error(data_load_npy(at("big.npy"), 1, &d, err, sizeof err), err,
+               "value 0 is beyond 2^24");
+  write_npy(at("short.npy"), "<f4", "(4,)", nan, sizeof nan);
+  expect_error(data_load_npy(at("short.npy"), 1, &d, err, sizeof err), err, "short.npy");
+  write_text(at("x.csv"), "1,2\n");
+  expect_error(data_load_npy(at("x.csv"), 1, &d, err, sizeof err), err, "x.csv");
+  cr_assert_eq(mkfifo(at("fifo"), 0600), 0);
+  expect_error(data_load_npy(at("fifo"), 1, &d, err, sizeof err), err, "it is not a regular file");
+  cr_expect_null(d.values);
 }
 
 // ---------------------------------------------------------------- batcher

@@ -241,6 +241,154 @@ static void write_csv_model(const char *dir, const char *loss_expr, const char *
   write_file(path, text);
 }
 
+// write_csv_model's model with its data block's lines replaced by data.
+static void write_data_model(const char *dir, const char *name, const char *data) {
+  char path[256], text[4096];
+  snprintf(text, sizeof text,
+           "import \"nn\"\nmodel m(B = 4) {\n  input x: f32[B, 2]\n  input y: i32[B]\n"
+           "  output logits = linear(x, 3) as fc\n  loss cross_entropy(logits, y)\n}\n"
+           "train {\n  optimizer = sgd(lr = 0.1)\n  steps = 6\n  data train {\n%s  }\n}\n", data);
+  snprintf(path, sizeof path, "%s/%s.smelt", dir, name);
+  write_file(path, text);
+}
+
+// A version-1 .npy of descr and shape (a Python tuple's text) holding len bytes.
+static void write_npy(const char *path, const char *descr, const char *shape, const void *data, size_t len) {
+  char head[256];
+  int n = snprintf(head, sizeof head, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape);
+  int total = (10 + n + 1 + 63) / 64 * 64;
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f, "%s", path);
+  unsigned char len16[2] = {(unsigned char)(total - 10), (unsigned char)((total - 10) >> 8)};
+  fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+  fwrite(len16, 1, 2, f);
+  fwrite(head, 1, (size_t)n, f);
+  for (int i = 10 + n; i < total - 1; i++) fputc(' ', f);
+  fputc('\n', f);
+  fwrite(data, 1, len, f);
+  fclose(f);
+}
+
+// The same 16 samples from two CSV files, from columns of one CSV file and
+// from two .npy files train to the same checkpoint.
+TEST(train, csv_columns_and_npy_feed_the_same_samples) {
+  char dir[] = "/tmp/smelt-sources-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  write_csv_model(dir, "cross_entropy(logits, y)", NULL);   // x.csv, y.csv
+  char path[256];
+  snprintf(path, sizeof path, "%s/all.csv", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fprintf(f, "label,a,b\n");
+  float x[32];
+  int64_t y[16];
+  for (int i = 0; i < 16; i++) {
+    fprintf(f, "%d,%g,%g\n", i % 3, 0.1 * i, 1 - 0.05 * i);
+    x[2 * i] = (float)(0.1 * i), x[2 * i + 1] = (float)(1 - 0.05 * i), y[i] = i % 3;
+  }
+  fclose(f);
+  snprintf(path, sizeof path, "%s/x.npy", dir);
+  write_npy(path, "<f4", "(16, 2)", x, sizeof x);
+  snprintf(path, sizeof path, "%s/y.npy", dir);
+  write_npy(path, "<i8", "(16,)", y, sizeof y);
+  write_data_model(dir, "files", "    x = csv(\"x.csv\")\n    y = csv(\"y.csv\")\n");
+  write_data_model(dir, "columns", "    x = csv(\"all.csv\", columns = [\"a\", 2])\n"
+                                   "    y = csv(\"all.csv\", columns = \"label\")\n");
+  write_data_model(dir, "npy", "    x = npy(\"x.npy\")\n    y = npy(\"y.npy\")\n");
+  const char *names[] = {"files", "columns", "npy"};
+  char *params[3];
+  size_t len[3];
+  for (int i = 0; i < 3; i++) {
+    char args[512], *out;
+    snprintf(args, sizeof args, "train %s/%s.smelt --checkpoint=%s/%s.ckpt --force --threads=1", dir, names[i],
+             dir, names[i]);
+    int rc = smelt(args, &out);
+    cr_assert_eq(rc, 0, "%s: %s", names[i], out);
+    free(out);
+    snprintf(args, sizeof args, "%s/%s.ckpt", dir, names[i]);
+    params[i] = read_file(args, &len[i]);
+    cr_assert_not_null(params[i], "%s", args);
+  }
+  cr_expect(len[1] == len[0] && !memcmp(params[1], params[0], len[0]),
+            "columns of one file train differently from two files");
+  cr_expect(len[2] == len[0] && !memcmp(params[2], params[0], len[0]),
+            ".npy files train differently from CSV files");
+  for (int i = 0; i < 3; i++) free(params[i]);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_expect_eq(system(cmd), 0);
+}
+
+// A tiny language model on the token stream that source gives.
+static void write_token_model(const char *dir, const char *name, const char *source) {
+  char path[256], text[2048];
+  snprintf(text, sizeof text,
+           "import \"nn\"\nmodel m(B = 2, T = 4, V = 16, C = 4) {\n  input idx: i32[B, T]\n  input next: i32[B, T]\n"
+           "  param wte: f32[V, C] = normal(0.0, 0.5)\n  output logits = gather(wte, idx) @ wte.T\n"
+           "  loss cross_entropy(logits, next)\n}\n"
+           "train {\n  optimizer = sgd(lr = 0.1)\n  steps = 8\n  seed = 3\n  data train {\n"
+           "    idx, next = %s\n  }\n}\n", source);
+  snprintf(path, sizeof path, "%s/%s.smelt", dir, name);
+  write_file(path, text);
+}
+
+// llm.c shards read by a glob are one stream: training on two of them gives
+// the checkpoint that training on their tokens in one raw u16 file gives.
+TEST(train, llmc_shards_train_as_one_raw_stream) {
+  char dir[] = "/tmp/smelt-shards-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  unsigned char raw[2 * 200];
+  for (int i = 0; i < 200; i++) raw[2 * i] = (unsigned char)(i * 7 % 16), raw[2 * i + 1] = 0;
+  char path[256];
+  snprintf(path, sizeof path, "%s/all.u16", dir);
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f);
+  fwrite(raw, 1, sizeof raw, f);
+  fclose(f);
+  for (int s = 0; s < 2; s++) {   // tokens 0..119 and 120..199
+    int first = s ? 120 : 0, n = s ? 80 : 120;
+    unsigned char head[1024] = {0};
+    uint32_t words[3] = {20240520, 1, (uint32_t)n};
+    for (int w = 0; w < 3; w++)
+      for (int k = 0; k < 4; k++) head[4 * w + k] = (unsigned char)(words[w] >> (8 * k));
+    snprintf(path, sizeof path, "%s/train_%06d.bin", dir, s);
+    f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    fwrite(head, 1, sizeof head, f);
+    fwrite(raw + 2 * first, 1, 2 * (size_t)n, f);
+    fclose(f);
+  }
+  write_token_model(dir, "raw", "tokens(\"all.u16\")");
+  write_token_model(dir, "shards", "tokens(\"train_*.bin\", dtype = \"llm.c\")");
+  write_token_model(dir, "wrong", "tokens(\"train_000000.bin\")");
+  char *ckpt[2];
+  size_t len[2];
+  const char *names[] = {"raw", "shards"};
+  for (int i = 0; i < 2; i++) {
+    char args[512], *out;
+    snprintf(args, sizeof args, "train %s/%s.smelt --checkpoint=%s/%s.ckpt --force --threads=1", dir, names[i],
+             dir, names[i]);
+    int rc = smelt(args, &out);
+    cr_assert_eq(rc, 0, "%s: %s", names[i], out);
+    free(out);
+    snprintf(args, sizeof args, "%s/%s.ckpt", dir, names[i]);
+    ckpt[i] = read_file(args, &len[i]);
+    cr_assert_not_null(ckpt[i], "%s", args);
+  }
+  cr_expect(len[1] == len[0] && !memcmp(ckpt[1], ckpt[0], len[0]), "the shards train differently");
+  free(ckpt[0]);
+  free(ckpt[1]);
+  // a shard read as raw u16 tokens is refused, saying how to read it
+  char args[512], *out;
+  snprintf(args, sizeof args, "train %s/wrong.smelt --checkpoint=%s/w.ckpt --force --threads=1", dir, dir);
+  cr_expect_neq(smelt(args, &out), 0, "%s", out);
+  cr_expect(strstr(out, "is an llm.c token shard") && strstr(out, "dtype = \"llm.c\""), "%s", out);
+  free(out);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_expect_eq(system(cmd), 0);
+}
+
 // sqrt(w * w) at w = 0: the loss is finite (0) but its gradient is 0 * inf =
 // NaN. The NaN update must not be saved over the checkpoint already there.
 TEST(train, nonfinite_update_is_not_saved) {

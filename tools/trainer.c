@@ -31,7 +31,7 @@ typedef struct {
   int ninputs;
   char source[16];
   double scale, from, to;
-  char dtype[8];
+  char dtype[1024];   // tokens: u16, u32 or llm.c; csv: its columns; else "-"
   char path[4096];
 } DataSpec;
 
@@ -55,7 +55,7 @@ static int find_sources(const smelt_ingot *ig, const char *split, DataSpec *out,
         if (comma) *comma = '\0';
         s->inputs[s->ninputs++] = xstrdup(buf);
         if (comma) s->inputs[s->ninputs++] = xstrdup(comma + 1);
-        if (sscanf(eq + 1, "%15[^:]:%lf:%lf:%lf:%7[^:]:%4095[^\n]", s->source, &s->scale, &s->from, &s->to,
+        if (sscanf(eq + 1, "%15[^:]:%lf:%lf:%lf:%1023[^:]:%4095[^\n]", s->source, &s->scale, &s->from, &s->to,
                    s->dtype, s->path) == 6)
           n++;
       }
@@ -72,8 +72,11 @@ static void free_sources(DataSpec *s, int n) {
 
 static int load_source(const DataSpec *s, Dataset *d, char *err, size_t errlen) {
   if (!strcmp(s->source, "idx")) return data_load_idx(s->path, s->scale, d, err, errlen);
-  if (!strcmp(s->source, "csv")) return data_load_csv(s->path, s->scale, d, err, errlen);
+  if (!strcmp(s->source, "csv"))
+    return data_load_csv_columns(s->path, s->scale, strcmp(s->dtype, "-") ? s->dtype : NULL, d, err, errlen);
+  if (!strcmp(s->source, "npy")) return data_load_npy(s->path, s->scale, d, err, errlen);
   if (!strcmp(s->source, "text")) return data_load_text(s->path, s->from, s->to, d, err, errlen);
+  if (!strcmp(s->dtype, "llm.c")) return data_load_llmc(s->path, s->from, s->to, d, err, errlen);
   return data_load_tokens(s->path, !strcmp(s->dtype, "u32") ? 4 : 2, s->from, s->to, d, err, errlen);
 }
 
@@ -120,6 +123,12 @@ static int check_values(const Dataset *d, uint32_t dtype, const char *input, cha
   default: break;
   }
   bool integral = lo != hi;
+  if (!d->values) {   // a token stream: whole numbers from 0 to max_token
+    if (integral && d->max_token > hi)
+      return snprintf(err, errlen, "input '%s' is %s, but its data holds token %u (%s takes whole numbers from %.0f to %.0f)",
+                      input, dtype_name(dtype), d->max_token, dtype_name(dtype), lo, hi), -1;
+    return 0;
+  }
   int64_t n = d->n * d->sample_size;
   for (int64_t i = 0; i < n; i++) {
     float v = d->values[i];

@@ -84,9 +84,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (rc == 0) {
     // what a loaded set promises its users: n samples of sample_size finite values
-    if (d.n <= 0 || d.sample_size <= 0 || !d.values) abort();
+    if (d.n <= 0 || d.sample_size <= 0 || (!d.values && !d.nparts)) abort();
     volatile float sum = 0;
-    for (int64_t i = 0; i < d.n * d.sample_size; i++) sum += d.values[i] * 0;
+    for (int64_t i = 0; i < d.n * d.sample_size; i++) {
+      float v;
+      data_gather(&d, i, 1, &v);
+      sum += v * 0;
+    }
     if (sum != 0) abort();
   } else if (!err[0]) {
     abort();   // a refusal always says why
