@@ -2,7 +2,8 @@
 # The GPU check (../shared/PERF.md): build here, run on a GPU host.
 #
 #   scripts/gpu-check.sh pack         build everything a GPU host needs into
-#                                     build/gpu-pack (no LLVM needed there)
+#                                     build/gpu-pack (no LLVM needed there), as
+#                                     one xz archive that run unpacks
 #   scripts/gpu-check.sh run OUTDIR   on the GPU host, from the repository root:
 #                                     numerics of every kernel kind against the
 #                                     CPU device, the MLP trained for an epoch,
@@ -47,12 +48,27 @@ pack() {
     cp "$DATA/$f" "$PACK/data/"
   done
   git rev-parse --short HEAD > "$PACK/commit" 2>/dev/null || echo unknown > "$PACK/commit"
-  echo "packed $(du -sh "$PACK" | cut -f1) into $PACK (commit $(cat "$PACK/commit"), $ARCH)"
+  local raw commit
+  raw=$(du -sh "$PACK" | cut -f1)
+  commit=$(cat "$PACK/commit")
+  # what travels to a GPU host is at most 64 MiB with the source tree: the
+  # pack goes as one xz archive, which run unpacks in place
+  tar -C "$PACK" -cf - . | xz -6 -T2 > "$PACK.tar.xz"
+  rm -rf "$PACK" && mkdir -p "$PACK" && mv "$PACK.tar.xz" "$PACK/pack.tar.xz"
+  local mib=$(( $(stat -c %s "$PACK/pack.tar.xz") / 1048576 ))
+  echo "packed $raw (${mib} MiB as $PACK/pack.tar.xz) (commit $commit, $ARCH)"
+  if [ "$mib" -ge 58 ]; then
+    echo "the pack is over 58 MiB: with the source tree it would not fit in the 64 MiB a GPU host takes" >&2
+    exit 1
+  fi
 }
 
 run() {
   local out=${1:?usage: scripts/gpu-check.sh run OUTDIR}
   mkdir -p "$out"
+  if [ ! -x "$PACK/smelt-rt" ] && [ -f "$PACK/pack.tar.xz" ]; then
+    xz -dc "$PACK/pack.tar.xz" | tar -C "$PACK" -xf -
+  fi
   [ -x "$PACK/smelt-rt" ] || { echo "no pack at $PACK: run 'scripts/gpu-check.sh pack' first" >&2; exit 1; }
   local rt="$PACK/smelt-rt" status=0
   local t0=$SECONDS
