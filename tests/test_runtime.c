@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ingot.h"
@@ -388,6 +389,21 @@ TEST(runtime, damaged_and_foreign_ingots_are_refused) {
   cr_expect_eq(smelt_ingot_open("build/none.ingot", &ig), SMELT_ERR_IO);
   cr_expect(strstr(smelt_last_error(), "No such file") != NULL);
   unlink(path);
+}
+
+// A FIFO as the ingot would block a plain open forever; /dev/zero never ends.
+TEST(runtime, pipes_and_devices_as_ingots_are_refused, .timeout = 20) {
+  char fifo[64];
+  snprintf(fifo, sizeof fifo, "/tmp/smelt-fifo-%d.ingot", (int)getpid());
+  unlink(fifo);
+  cr_assert_eq(mkfifo(fifo, 0600), 0);
+  smelt_ingot *ig = NULL;
+  cr_expect_eq(smelt_ingot_open(fifo, &ig), SMELT_ERR_IO);
+  cr_expect(strstr(smelt_last_error(), "not a regular file") != NULL, "%s", smelt_last_error());
+  unlink(fifo);
+  cr_expect_eq(smelt_ingot_open("/dev/zero", &ig), SMELT_ERR_IO);
+  cr_expect(strstr(smelt_last_error(), "not a regular file") != NULL, "%s", smelt_last_error());
+  cr_expect_null(ig);
 }
 
 // FIPS 180-4's examples (and NIST's long message), whole and fed in pieces
