@@ -498,6 +498,36 @@ TEST(train, a_fresh_run_refuses_an_existing_checkpoint) {
   cr_expect_eq(system(args), 0);
 }
 
+// --resume before the first checkpoint exists starts from step 0 and says so,
+// so that a job restarted with the same command line works from its first run;
+// a checkpoint that exists but cannot be loaded is still an error.
+TEST(train, resume_without_a_checkpoint_yet_starts_fresh) {
+  char dir[] = "/tmp/smelt-resume0-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  write_csv_model(dir, "cross_entropy(logits, y)", NULL);
+  char ckpt[128], args[512], want[512], *out;
+  snprintf(ckpt, sizeof ckpt, "%s/m.ckpt", dir);
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1 --stop-after=2 --resume", dir, ckpt);
+  cr_expect_eq(smelt(args, &out), 0, "%s", out);
+  snprintf(want, sizeof want, "no checkpoint at %s yet: starting from step 0", ckpt);
+  cr_expect(strstr(out, want) != NULL, "%s", out);
+  free(out);
+  cr_expect_eq(saved_step(ckpt), 2);
+  cr_expect_eq(smelt(args, &out), 0, "%s", out);   // the same command continues
+  cr_expect(strstr(out, "at step 2") != NULL, "%s", out);
+  free(out);
+  cr_expect_eq(saved_step(ckpt), 4);
+  FILE *f = fopen(ckpt, "wb");   // present but not a checkpoint
+  cr_assert_not_null(f);
+  fputs("junk", f);
+  fclose(f);
+  cr_expect_eq(smelt(args, &out), 1, "%s", out);
+  cr_expect(strstr(out, "smelt: error: cannot resume:") != NULL, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
 // --keep=N keeps the N - 1 checkpoints before the newest as PATH.1, PATH.2,
 // ..., newest first; the default keeps none.
 TEST(train, keep_rotates_older_checkpoints) {

@@ -462,11 +462,19 @@ int train_run(const TrainOptions *o) {
   int64_t total = o->steps ? o->steps : epochs ? epochs * per_epoch : meta_int(ig, "train.steps", per_epoch);
   if (o->steps) epochs = 0;
   int64_t start = 0;
-  if (o->weights && !o->resume && smelt_load_weights(s, o->weights) != SMELT_OK) {
+  // --resume before the first save starts fresh, so that one command line
+  // serves a job's first run and its restarts; only a missing file does
+  struct stat ck;
+  bool resume = o->resume;
+  if (resume && lstat(o->checkpoint, &ck) != 0 && errno == ENOENT) {
+    printf("no checkpoint at %s yet: starting from step 0\n", o->checkpoint);
+    resume = false;
+  }
+  if (o->weights && !resume && smelt_load_weights(s, o->weights) != SMELT_OK) {
     fprintf(stderr, "smelt: error: --weights: %s\n", smelt_last_error());
     goto done;
   }
-  if (o->resume) {
+  if (resume) {
     if (smelt_load(s, o->checkpoint) != SMELT_OK) {
       fprintf(stderr, "smelt: error: cannot resume: %s\n", smelt_last_error());
       goto done;
