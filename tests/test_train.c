@@ -528,6 +528,38 @@ TEST(train, resume_without_a_checkpoint_yet_starts_fresh) {
   cr_expect_eq(system(args), 0);
 }
 
+// A relative data path is relative to the model file, and the ingot records
+// it as an absolute path: the ingot then reads the same files from any folder,
+// never a same-named file in whatever folder it is run from.
+TEST(train, relative_data_paths_are_the_model_files_and_absolute_in_the_ingot) {
+  char dir[] = "/tmp/smelt-rel-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char path[256], args[1024], want[512], *out;
+  snprintf(path, sizeof path, "%s/proj", dir);
+  cr_assert_eq(mkdir(path, 0700), 0);
+  snprintf(path, sizeof path, "%s/proj/x.csv", dir);
+  write_file(path, "1,2\n3,4\n5,6\n7,8\n");
+  snprintf(path, sizeof path, "%s/proj/y.csv", dir);
+  write_file(path, "0\n1\n0\n1\n");
+  snprintf(path, sizeof path, "%s/proj/m.smelt", dir);
+  write_file(path, "import \"nn\"\nmodel m(B = 2) {\n  input x: f32[B, 2]\n  input y: i32[B]\n"
+                   "  output logits = linear(x, 2) as fc\n  loss cross_entropy(logits, y)\n}\n"
+                   "train {\n  optimizer = sgd(lr = 0.1)\n  steps = 2\n  data train {\n"
+                   "    x = csv(\"x.csv\")\n    y = csv(\"y.csv\")\n  }\n}\n");
+  snprintf(args, sizeof args, "cd %s && %s build proj/m.smelt -o m.ingot && %s inspect --all m.ingot", dir, smelt_path(),
+           smelt_path());
+  cr_assert_eq(run_cmd(args, &out), 0, "%s", out);
+  snprintf(want, sizeof want, "data.train.x=csv:1:0:1:-:%s/proj/x.csv\n", dir);
+  cr_expect(strstr(out, want) != NULL, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "cd / && %s-rt train %s/m.ingot --device=cpu --threads=1", smelt_path(), dir);
+  cr_expect_eq(run_cmd(args, &out), 0, "%s", out);
+  cr_expect(strstr(out, "trained 2 steps") != NULL, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
 // --keep=N keeps the N - 1 checkpoints before the newest as PATH.1, PATH.2,
 // ..., newest first; the default keeps none.
 TEST(train, keep_rotates_older_checkpoints) {
