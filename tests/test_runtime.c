@@ -319,6 +319,19 @@ static void arena_bit_34(char *d, size_t *len) {
   reseal(d);
 }
 
+// A batch of 0: train_step's input x with its first dimension and size at 0,
+// consistent with each other, so only what the kernels read can refuse it.
+static void zero_batch(char *d, size_t *len) {
+  (void)len;
+  uint64_t n;
+  IngotTensor *t = (IngotTensor *)section_of(d, SEC_TENSORS, &n);
+  int x = tensor_named(d, "train_step/x");
+  cr_assert(x >= 0);
+  t[x].dims[0] = 0;
+  t[x].bytes = 0;
+  reseal(d);
+}
+
 // infer's slot of its output pointed at its input x, a smaller tensor than its kernel writes.
 static void slot_at_smaller_tensor(char *d, size_t *len) {
   (void)len;
@@ -371,6 +384,7 @@ TEST(runtime, damaged_and_foreign_ingots_are_refused) {
       {fewer_slots, "lies in no entry's slots"},
       {arena_bit_34, "arena is larger than its tensors need"},
       {slot_at_smaller_tensor, "another type or size than its kernels read"},
+      {zero_batch, "another type or size than its kernels read"},
       {header_reserved, "reserved bytes must be zero"},
       {first_100_bytes, "shorter than its header says"},
       {older_version, "built by an older smelt"},
