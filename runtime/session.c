@@ -436,6 +436,7 @@ static smelt_status load_tensors(smelt_session *s, const char *path, bool weight
       break;
     }
   }
+  if (st == SMELT_OK && !tensor_reader_end(f)) st = rt_fail(SMELT_ERR_FORMAT, "%s", tensor_reader_why(f));
   tensor_reader_close(f);
   if (st == SMELT_OK)
     for (uint32_t t = 0; t < ig->ntensors; t++)

@@ -592,6 +592,36 @@ TEST(runtime, a_flipped_checkpoint_value_is_refused) {
   unlink(path);
 }
 
+// Bytes after a checkpoint's last record belong to no tensor: a file that
+// grew (two saves interleaved, a copy appended to) is refused, not half-read.
+TEST(runtime, a_checkpoint_with_bytes_after_its_last_tensor_is_refused) {
+  const char *path = ingot_path();
+  build_mlp(path);
+  smelt_ingot *ig;
+  smelt_session *s;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &s), SMELT_OK, "%s", smelt_last_error());
+  char ckpt[64], want[400];
+  snprintf(ckpt, sizeof ckpt, "build/test-tail-%d.ckpt", (int)getpid());
+  cr_assert_eq(smelt_save(s, ckpt), SMELT_OK, "%s", smelt_last_error());
+  FILE *f = fopen(ckpt, "ab");
+  fputs("JUNK", f);
+  fclose(f);
+  cr_expect_eq(smelt_load(s, ckpt), SMELT_ERR_FORMAT);
+  snprintf(want, sizeof want, "'%s' has 4 bytes after its last tensor", ckpt);
+  cr_expect(strstr(smelt_last_error(), want) != NULL, "%s", smelt_last_error());
+  cr_expect_eq(smelt_load_weights(s, ckpt), SMELT_ERR_FORMAT);
+  TensorEntry *t;
+  int n;
+  char err[512];
+  cr_expect_eq(tensorfile_read(ckpt, &t, &n, err, sizeof err), -1);
+  cr_expect(strstr(err, want) != NULL, "%s", err);
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  unlink(ckpt);
+  unlink(path);
+}
+
 TEST(runtime, absent_gpus_and_bad_arguments_say_so) {
   const char *path = ingot_path();
   build_mlp(path);
