@@ -6,6 +6,7 @@
 // as N + M steps in one go; damaged or foreign files must be refused.
 #include <criterion/criterion.h>
 #include <limits.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "ingot.h"
+#include "runtime.h"
 #include "sha256.h"
 #include "smelt.h"
 #include "support.h"
@@ -402,6 +404,59 @@ TEST(runtime, damaged_and_foreign_ingots_are_refused) {
   smelt_ingot *ig;
   cr_expect_eq(smelt_ingot_open("build/none.ingot", &ig), SMELT_ERR_IO);
   cr_expect(strstr(smelt_last_error(), "No such file") != NULL);
+  unlink(path);
+}
+
+// Bytes the heap has handed out and not had back.
+static size_t heap_in_use(void) {
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
+
+// A session holds the arenas of the entries it has used, not of all of them:
+// an inference program never pays for the training step's temporaries.
+TEST(runtime, a_session_allocates_an_entrys_arena_at_its_first_use) {
+  const char *path = ingot_path();
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_file(&c, "examples/mlp.smelt");
+  cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
+  cr_assert_eq(ingot_build(&c, m, (Define[]){{"B", 4096}, {"H", 16}}, 2, &(BuildTargets){.fusion = FUSION_ALL}, path), 0);
+  compilation_free(&c);
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  uint64_t train = ingot_entry(ig, "train_step")->arena_bytes, infer = ingot_entry(ig, "infer")->arena_bytes,
+           eval = ingot_entry(ig, "eval")->arena_bytes, persist = 0;
+  for (uint32_t t = 0; t < ig->ntensors; t++)
+    if (ig->tensors[t].role == ROLE_PARAM || ig->tensors[t].role == ROLE_STATE) persist += ig->tensors[t].bytes;
+  cr_assert_gt(train, 4 * persist, "the model should be mostly arena (%llu, %llu)", (unsigned long long)train,
+               (unsigned long long)persist);
+  const uint64_t slack = 1 << 20;
+  size_t xb = 4096 * 784 * sizeof(float);
+  float *x = calloc(1, xb);
+  int32_t *y = calloc(4096, sizeof *y);
+  size_t base = heap_in_use();
+  smelt_session *s;
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &s), SMELT_OK, "%s", smelt_last_error());
+  size_t fresh = heap_in_use() - base;
+  cr_expect_lt(fresh, persist + slack, "a new session holds %zu bytes", fresh);
+  cr_assert_eq(smelt_set_input(s, "infer", "x", x, xb), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_run(s, "infer", 1, 0), SMELT_OK, "%s", smelt_last_error());
+  size_t used = heap_in_use() - base;
+  cr_expect_geq(used, infer, "infer ran without its arena (%zu)", used);
+  cr_expect_lt(used, persist + infer + slack, "infer's session holds %zu bytes", used);
+  cr_assert_eq(smelt_set_input(s, "train_step", "x", x, xb), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_set_input(s, "train_step", "y", y, 4096 * sizeof *y), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_run(s, "train_step", 1, 0), SMELT_OK, "%s", smelt_last_error());
+  used = heap_in_use() - base;
+  cr_expect_geq(used, infer + train, "%zu", used);
+  cr_expect_lt(used, persist + infer + train + slack, "eval's arena is held unused (%zu, eval %llu)", used,
+               (unsigned long long)eval);
+  free(x);
+  free(y);
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
   unlink(path);
 }
 
