@@ -560,6 +560,34 @@ TEST(train, relative_data_paths_are_the_model_files_and_absolute_in_the_ingot) {
   cr_expect_eq(system(args), 0);
 }
 
+// fp16 skips a step whose scaled gradients overflow and halves the scale, to
+// 1 at least. A run in which every step skipped, down to scale 1, trained
+// nothing: that is an error, not a run that exits 0 with its parameters as
+// they started.
+TEST(train, a_run_in_which_every_fp16_step_skipped_is_an_error) {
+  char dir[] = "/tmp/smelt-skip-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char path[256], args[1024], *out;
+  snprintf(path, sizeof path, "%s/x.csv", dir);
+  write_file(path, "0.1,0.2\n0.3,0.4\n0.5,0.6\n0.7,0.8\n");
+  snprintf(path, sizeof path, "%s/m.smelt", dir);
+  // d(loss)/d(out) = 1e6 / 4 overflows f16 (65504) at every scale
+  write_file(path, "import \"nn\"\nmodel m(B = 4) {\n  input x: f32[B, 2]\n"
+                   "  loss mean(linear(x, 1) as fc) * 1000000\n}\n"
+                   "train {\n  optimizer = sgd(lr = 0.1)\n  precision = fp16\n  steps = 20\n  data train {\n"
+                   "    x = csv(\"x.csv\")\n  }\n}\n");
+  snprintf(args, sizeof args, "train %s/m.smelt --threads=1", dir);
+  cr_expect_eq(smelt(args, &out), 1, "%s", out);
+  cr_expect(strstr(out, "smelt: error: every one of the 20 steps skipped its update") != NULL, "%s", out);
+  free(out);
+  // fewer steps than it takes the scale to reach 1: still backing off, not an error
+  snprintf(args, sizeof args, "train %s/m.smelt --threads=1 --steps=5", dir);
+  cr_expect_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
 // --keep=N keeps the N - 1 checkpoints before the newest as PATH.1, PATH.2,
 // ..., newest first; the default keeps none.
 TEST(train, keep_rotates_older_checkpoints) {

@@ -573,6 +573,13 @@ int train_run(const TrainOptions *o) {
     }
   }
   if (stop > start && !state_is_finite(ig, s, stop - 1, o->checkpoint)) goto done;
+  // every step skipped, the scale down to its floor: no scale makes the
+  // gradients fit f16, and the parameters are as they started
+  if (scaled && stop > start && skipped == stop - start && scale <= 1) {
+    fprintf(stderr, "smelt: error: every one of the %lld steps skipped its update: the gradients overflow f16 "
+            "even at loss scale 1, so nothing was trained (try --precision=bf16 or fp32)\n", (long long)skipped);
+    goto done;
+  }
   // the last step's own save stands: saving again would cost a kept checkpoint
   if (o->checkpoint && saved_at != stop && !checkpoint_save(s, o)) goto done;
   char took[32];
