@@ -588,6 +588,31 @@ TEST(train, a_run_in_which_every_fp16_step_skipped_is_an_error) {
   cr_expect_eq(system(args), 0);
 }
 
+// A loss that is not finite while the batch and the parameters are says so
+// (log of 0), instead of blaming the learning rate, and saves nothing.
+TEST(train, a_loss_the_model_makes_infinite_is_named_as_the_models) {
+  char dir[] = "/tmp/smelt-log0-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char path[256], args[1024], *out;
+  snprintf(path, sizeof path, "%s/x.csv", dir);
+  write_file(path, "0.1,0.2\n0.3,0.4\n0.5,0.6\n0.7,0.8\n");
+  snprintf(path, sizeof path, "%s/m.smelt", dir);
+  write_file(path, "import \"nn\"\nmodel m(B = 4) {\n  input x: f32[B, 2]\n  let h = linear(x, 1) as fc\n"
+                   "  loss mean(log(h * 0))\n}\n"
+                   "train {\n  optimizer = sgd(lr = 0.1)\n  steps = 3\n  checkpoint_every = 1\n  data train {\n"
+                   "    x = csv(\"x.csv\")\n  }\n}\n");
+  snprintf(args, sizeof args, "train %s/m.smelt --threads=1 --checkpoint=%s/m.ckpt", dir, dir);
+  cr_expect_eq(smelt(args, &out), 1, "%s", out);
+  cr_expect(strstr(out, "smelt: error: the loss is -inf at step 0; the batch is finite and this is the run's first "
+                        "step, so the model computes it from the starting parameters (log of 0") != NULL, "%s", out);
+  cr_expect(strstr(out, "learning rate") == NULL, "%s", out);
+  free(out);
+  snprintf(path, sizeof path, "%s/m.ckpt", dir);
+  cr_expect_neq(access(path, F_OK), 0, "a checkpoint was saved");
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
 // --keep=N keeps the N - 1 checkpoints before the newest as PATH.1, PATH.2,
 // ..., newest first; the default keeps none.
 TEST(train, keep_rotates_older_checkpoints) {

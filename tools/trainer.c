@@ -527,8 +527,14 @@ int train_run(const TrainOptions *o) {
       else if (p) {
         char what[800];
         describe_nonfinite(ig, p, at, v, what, sizeof what);
-        fprintf(stderr, "%s: an update before it was not finite (a learning rate too high, "
-                "or a gradient through sqrt, log or a division at 0?)\n", what);
+        // the parameters are read after the step: in the run's first one no
+        // update came before, so its own loss made them so
+        if (step == start)
+          fprintf(stderr, "the batch is finite and this is the run's first step, so the model computes it from the "
+                  "starting parameters (log of 0, a division by 0?); its update left %s\n", what);
+        else
+          fprintf(stderr, "%s: an update before it was not finite (a learning rate too high, "
+                  "or a gradient through sqrt, log or a division at 0?)\n", what);
       }
       else fprintf(stderr, "the data and parameters are finite, so the model computes it (log of 0, a division by 0?)\n");
       goto done;
