@@ -86,6 +86,10 @@ int bisect_run(Compilation *c, Module *m, const Define *defs, int ndefs, const c
       goto done;
     }
   Device *d = session_device(s);
+  if (session_entry_ready(s, e) != SMELT_OK) {
+    fail(c, smelt_last_error());
+    goto done;
+  }
   // leaves: random inputs (floats in [-1, 1), integers 0 or 1: valid ids and
   // labels for any model), the ingot's initial parameters and state
   for (int i = 0; i < g.n; i++) {

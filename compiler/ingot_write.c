@@ -197,11 +197,16 @@ static void meta_train(Writer *w, const Module *m) {
   meta_line(w, "train.seed", arena_printf(a, "%lld", (long long)t->seed));
   if (t->checkpoint_every)
     meta_line(w, "train.checkpoint_every", arena_printf(a, "%lld", (long long)t->checkpoint_every));
+  // a relative path is the model file's, recorded absolute so that the ingot
+  // reads the same files from whatever folder it is run in
+  char *dir = realpath(m->dir, NULL);
+  const char *base = dir ? arena_printf(a, "%s", dir) : m->dir;
+  free(dir);
   for (int i = 0; i < t->ndata; i++) {
     const DataSource *d = &t->data[i];
     // data.<split>.<input>[,<input>] = <source>:<scale>:<from>:<to>:<dtype or columns>:<path>
     const char *path = d->path;
-    if (path && path[0] != '/') path = arena_printf(a, "%s/%s", m->dir, path);
+    if (path && path[0] != '/') path = arena_printf(a, "%s/%s", base, path);
     meta_line(w, arena_printf(a, "data.%s.%s%s%s", d->split, d->inputs[0], d->ninputs > 1 ? "," : "",
                               d->ninputs > 1 ? d->inputs[1] : ""),
               arena_printf(a, "%s:%.17g:%.17g:%.17g:%s:%s", d->source, d->scale, d->from, d->to,

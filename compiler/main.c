@@ -98,7 +98,7 @@ static const OptSpec specs[] = {
     {"weights", 0, OPT_STRING, "train eval run", "FILE",
      "start from these parameters (a tensor or safetensors file of every parameter,\nsuch as smelt import's weights); train: from step 0, with fresh optimizer state", 0, 0, NULL},
     {"checkpoint-every", 0, OPT_INT, "train", "N", "save every N steps (default: the train block's)", 1, BIG, NULL},
-    {"resume", 0, OPT_FLAG, "train", NULL, "continue from --checkpoint", 0, 0, NULL},
+    {"resume", 0, OPT_FLAG, "train", NULL, "continue from --checkpoint (from step 0 while it does not exist yet)", 0, 0, NULL},
     {"force", 0, OPT_FLAG, "train", NULL, "start over even when --checkpoint exists, replacing it", 0, 0, NULL},
     {"keep", 0, OPT_INT, "train", "N", "keep N checkpoints: the newest, and the N - 1 before it as\nPATH.1, PATH.2, ... (1)", 1,
      1000, NULL},

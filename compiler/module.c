@@ -140,10 +140,9 @@ Module *module_load_file(Compilation *c, const char *path) {
   if (seen) return seen;
   Module *m = module_new(c, path);
   size_t len = 0;
-  if (is_dir(path)) errno = EISDIR;
-  char *text = is_dir(path) ? NULL : file_read(path, &len);
+  char *text = file_read(path, &len);
   if (!text) {
-    diag_plain(&c->diag, "cannot read '%s': %s", path, strerror(errno));
+    diag_plain(&c->diag, "cannot read '%s': %s", path, file_error(errno));
     m->failed_to_read = true;
     m->state = 2;
     return m;

@@ -5,7 +5,7 @@
 // a batch at a time (a 100 MB u16 file would otherwise cost 200 MB of floats
 // on top of its bytes). Every loader checks that a
 // file holds exactly what it announces, so a truncated download fails loudly
-// instead of training on zeros. Gzip is decoded by zlib's gz* functions, opened
+// instead of training on zeros. Gzip is decoded by zlib's inflate, opened
 // with dlopen at the first gzipped file: the runtime links against libc, libm,
 // pthreads and libdl only, and raw files keep working where libz.so.1 is absent.
 //
@@ -57,19 +57,36 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
 
 // ---------------------------------------------------------------- zlib
 
-typedef struct gzFile_s *gzFile;
-#define Z_ERRNO (-1)
+// zlib's z_stream, whose layout has been fixed since zlib 1.0.
+typedef struct {
+  const unsigned char *next_in;
+  unsigned avail_in;
+  unsigned long total_in;
+  unsigned char *next_out;
+  unsigned avail_out;
+  unsigned long total_out;
+  const char *msg;
+  void *state;
+  void *zalloc, *zfree, *opaque;
+  int data_type;
+  unsigned long adler, reserved;
+} ZStream;
+#define Z_OK 0
+#define Z_STREAM_END 1
 #define Z_BUF_ERROR (-5)
+#define Z_NO_FLUSH 0
+#define Z_GZIP_ONLY (16 + 15)   // windowBits: a gzip wrapper, a 32 KiB window
 
-// The gz* entry points of libz.so.1, loaded once; handle stays NULL and why
-// says what went wrong when the library or a symbol is missing.
+// The inflate entry points of libz.so.1, loaded once; handle stays NULL and why
+// says what went wrong when the library or a symbol is missing. inflate (not
+// gzread) is used so that bytes after the last gzip member are seen: gzread
+// ignores trailing garbage without a word.
 static struct {
   void *handle;
-  gzFile (*gzdopen)(int fd, const char *mode);
-  int (*gzbuffer)(gzFile file, unsigned size);   // optional (zlib >= 1.2.4)
-  int (*gzread)(gzFile file, void *buf, unsigned len);
-  const char *(*gzerror)(gzFile file, int *errnum);
-  int (*gzclose)(gzFile file);
+  int (*inflateInit2_)(ZStream *z, int window_bits, const char *version, int stream_size);
+  int (*inflate)(ZStream *z, int flush);
+  int (*inflateReset)(ZStream *z);
+  int (*inflateEnd)(ZStream *z);
   char why[256];
 } zlib;
 static pthread_once_t zlib_once = PTHREAD_ONCE_INIT;
@@ -83,9 +100,8 @@ static void zlib_open(void) {
   }
   void *p;
 #define ZLIB_LOAD(name) (p = dlsym(h, #name), memcpy(&zlib.name, &p, sizeof p), p != NULL)
-  (void)ZLIB_LOAD(gzbuffer);
-  if (!ZLIB_LOAD(gzdopen) || !ZLIB_LOAD(gzread) || !ZLIB_LOAD(gzerror) || !ZLIB_LOAD(gzclose)) {
-    snprintf(zlib.why, sizeof zlib.why, "libz.so.1 lacks the gz* functions");
+  if (!ZLIB_LOAD(inflateInit2_) || !ZLIB_LOAD(inflate) || !ZLIB_LOAD(inflateReset) || !ZLIB_LOAD(inflateEnd)) {
+    snprintf(zlib.why, sizeof zlib.why, "libz.so.1 lacks the inflate functions");
     dlclose(h);
     return;
   }
@@ -95,11 +111,16 @@ static void zlib_open(void) {
 
 // ---------------------------------------------------------------- reader
 
+#define GZ_IN (1u << 17)   // compressed bytes read at a time
+
 // A file read front to back, raw or through zlib.
 typedef struct {
   const char *path;
-  int fd;                   // raw reads; -1 once zlib owns it
-  gzFile gz;                // non-NULL for a gzipped file
+  int fd;                   // the file, raw or compressed
+  ZStream *gz;              // non-NULL for a gzipped file
+  unsigned char *in;        // GZ_IN compressed bytes, gz->next_in points into it
+  bool in_eof;              // the whole file has been read into in
+  bool gz_done;             // the last member ended at the end of the file
   unsigned char head[2];    // bytes read to sniff the gzip magic, not yet returned
   int nhead, headpos;
 } Reader;
@@ -116,101 +137,130 @@ static int read_full(int fd, void *buf, size_t n, size_t *got) {
   return 0;
 }
 
+static void reader_close(Reader *r);
+
 // Opens path; with sniff_gzip, a file starting with the gzip magic is decoded
-// through zlib. Close with reader_close, also after a failed read.
-static int reader_open(Reader *r, const char *path, bool sniff_gzip, char *err, size_t errlen) {
-  memset(r, 0, sizeof *r);
+// through zlib. Close with reader_close after a read, also a failed one; a
+// failed open closes what it opened.
+static int reader_open_file(Reader *r, const char *path, bool sniff_gzip, char *err, size_t errlen) {
   r->path = path;
   // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever
   r->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (r->fd < 0) return fail(err, errlen, "cannot read '%s': %s", path, strerror(errno));
   struct stat st;
-  if (fstat(r->fd, &st) != 0) {
-    int e = errno;
-    close(r->fd);
-    return fail(err, errlen, "cannot read '%s': %s", path, strerror(e));
-  }
-  if (S_ISDIR(st.st_mode)) {
-    close(r->fd);
-    return fail(err, errlen, "cannot read '%s': %s", path, strerror(EISDIR));
-  }
+  if (fstat(r->fd, &st) != 0) return fail(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+  if (S_ISDIR(st.st_mode)) return fail(err, errlen, "cannot read '%s': %s", path, strerror(EISDIR));
   // a FIFO, socket or device may never end (/dev/zero): data is read from files only
-  if (!S_ISREG(st.st_mode)) {
-    close(r->fd);
+  if (!S_ISREG(st.st_mode))
     return fail(err, errlen, "cannot read '%s': it is not a regular file (a pipe, socket or device)", path);
-  }
   int flags = fcntl(r->fd, F_GETFL);
   if (flags >= 0) fcntl(r->fd, F_SETFL, flags & ~O_NONBLOCK);
   if (!sniff_gzip) return 0;
   size_t got;
-  if (read_full(r->fd, r->head, 2, &got)) {
-    int e = errno;
-    close(r->fd);
-    return fail(err, errlen, "cannot read '%s': %s", path, strerror(e));
-  }
+  if (read_full(r->fd, r->head, 2, &got)) return fail(err, errlen, "cannot read '%s': %s", path, strerror(errno));
   r->nhead = (int)got;
   if (got < 2 || r->head[0] != 0x1f || r->head[1] != 0x8b) return 0;
   pthread_once(&zlib_once, zlib_open);
-  if (!zlib.handle) {
-    close(r->fd);
-    return fail(err, errlen, "cannot read '%s': it is gzipped and %s", path, zlib.why);
-  }
-  if (lseek(r->fd, 0, SEEK_SET) != 0) {
-    int e = errno;
-    close(r->fd);
-    return fail(err, errlen, "cannot read gzipped '%s': %s", path, strerror(e));
-  }
-  r->gz = zlib.gzdopen(r->fd, "rb");
-  if (!r->gz) {
-    close(r->fd);
+  if (!zlib.handle) return fail(err, errlen, "cannot read '%s': it is gzipped and %s", path, zlib.why);
+  r->gz = calloc(1, sizeof *r->gz);
+  r->in = malloc(GZ_IN);
+  if (!r->gz || !r->in || zlib.inflateInit2_(r->gz, Z_GZIP_ONLY, "1.2.0", (int)sizeof *r->gz) != Z_OK) {
+    free(r->gz);   // not initialized: reader_close must not end it
+    r->gz = NULL;
     return fail(err, errlen, "cannot read gzipped '%s': out of memory", path);
   }
-  r->fd = -1;
+  memcpy(r->in, r->head, 2);   // the magic is the stream's first bytes
+  r->gz->next_in = r->in;
+  r->gz->avail_in = 2;
   r->nhead = 0;
-  if (zlib.gzbuffer) zlib.gzbuffer(r->gz, 1 << 17);
   return 0;
 }
 
+static int reader_open(Reader *r, const char *path, bool sniff_gzip, char *err, size_t errlen) {
+  memset(r, 0, sizeof *r);
+  r->fd = -1;
+  if (reader_open_file(r, path, sniff_gzip, err, errlen) == 0) return 0;
+  reader_close(r);
+  return -1;
+}
+
 static void reader_close(Reader *r) {
-  if (r->gz) zlib.gzclose(r->gz);
+  if (r->gz) {
+    zlib.inflateEnd(r->gz);
+    free(r->gz);
+  }
+  free(r->in);
   if (r->fd >= 0) close(r->fd);
   r->gz = NULL;
+  r->in = NULL;
   r->fd = -1;
 }
 
+// Tops up the compressed bytes to at least want (or what the file has left),
+// keeping those not yet decoded.
+static int gz_fill(Reader *r, unsigned want, char *err, size_t errlen) {
+  ZStream *z = r->gz;
+  if (r->in_eof || z->avail_in >= want) return 0;
+  memmove(r->in, z->next_in, z->avail_in);
+  z->next_in = r->in;
+  size_t got;
+  if (read_full(r->fd, r->in + z->avail_in, GZ_IN - z->avail_in, &got))
+    return fail(err, errlen, "cannot read '%s': %s", r->path, strerror(errno));
+  r->in_eof = z->avail_in + got < GZ_IN;
+  z->avail_in += (unsigned)got;
+  return 0;
+}
+
+// At the end of a gzip member: another member follows, or nothing does;
+// anything else after it is an error (gzip(1) warns of it, gzread ignores it).
+static int gz_member_end(Reader *r, char *err, size_t errlen) {
+  ZStream *z = r->gz;
+  if (gz_fill(r, 2, err, errlen)) return -1;
+  if (z->avail_in == 0) {
+    r->gz_done = true;
+    return 0;
+  }
+  if (z->avail_in >= 2 && z->next_in[0] == 0x1f && z->next_in[1] == 0x8b) return zlib.inflateReset(z) == Z_OK ? 0 : -1;
+  return fail(err, errlen, "'%s' has data after its gzip stream (bytes that are not another gzip member)", r->path);
+}
+
+// Decodes up to n bytes into dst; fewer only at the end of the last member.
+static int64_t gz_read(Reader *r, unsigned char *dst, size_t n, char *err, size_t errlen) {
+  ZStream *z = r->gz;
+  size_t done = 0;
+  while (done < n && !r->gz_done) {
+    if (gz_fill(r, 1, err, errlen)) return -1;
+    if (z->avail_in == 0)
+      return fail(err, errlen, "'%s' is truncated: its gzip stream ends early", r->path);
+    size_t want = n - done < (1u << 30) ? n - done : (1u << 30);
+    z->next_out = dst + done;
+    z->avail_out = (unsigned)want;
+    int rc = zlib.inflate(z, Z_NO_FLUSH);
+    done += want - z->avail_out;
+    if (rc == Z_STREAM_END) {
+      if (gz_member_end(r, err, errlen)) return -1;
+    } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+      return fail(err, errlen, "cannot read gzipped '%s': %s", r->path, z->msg ? z->msg : "corrupt data");
+    }
+  }
+  return (int64_t)done;
+}
+
 // Reads up to n bytes; fewer only at the end of the data. Returns the count, or
-// -1 with a message (an I/O error, corrupt gzip data, or a gzip stream that
-// ends early, which is reported as a truncated file).
+// -1 with a message (an I/O error, corrupt gzip data, a gzip stream that ends
+// early, which is reported as a truncated file, or bytes after it).
 static int64_t reader_read(Reader *r, void *buf, size_t n, char *err, size_t errlen) {
   char *dst = buf;
   size_t done = 0;
   while (r->headpos < r->nhead && done < n) dst[done++] = (char)r->head[r->headpos++];
-  if (!r->gz) {
-    size_t got;
-    if (read_full(r->fd, dst + done, n - done, &got))
-      return fail(err, errlen, "cannot read '%s': %s", r->path, strerror(errno));
-    return (int64_t)(done + got);
+  if (r->gz) {
+    int64_t k = gz_read(r, (unsigned char *)dst + done, n - done, err, errlen);
+    return k < 0 ? -1 : (int64_t)done + k;
   }
-  while (done < n) {
-    size_t want = n - done < (1u << 30) ? n - done : (1u << 30);
-    int k = zlib.gzread(r->gz, dst + done, (unsigned)want);
-    int errnum = 0;
-    if (k < 0) {
-      const char *msg = zlib.gzerror(r->gz, &errnum);
-      if (errnum == Z_ERRNO) msg = strerror(errno);
-      const char *colon = msg ? strstr(msg, ": ") : NULL;
-      if (colon && strncmp(msg, "<fd:", 4) == 0) msg = colon + 2;   // gzdopen's name for the file
-      return fail(err, errlen, "cannot read gzipped '%s': %s", r->path, msg ? msg : "zlib error");
-    }
-    if (k == 0) {
-      zlib.gzerror(r->gz, &errnum);
-      if (errnum == Z_BUF_ERROR)
-        return fail(err, errlen, "'%s' is truncated: its gzip stream ends early", r->path);
-      break;
-    }
-    done += (size_t)k;
-  }
-  return (int64_t)done;
+  size_t got;
+  if (read_full(r->fd, dst + done, n - done, &got))
+    return fail(err, errlen, "cannot read '%s': %s", r->path, strerror(errno));
+  return (int64_t)(done + got);
 }
 
 // Reads the rest of r into a malloc'd buffer of *len bytes plus a NUL; more

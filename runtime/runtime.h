@@ -120,7 +120,11 @@ bool device_gpu_target(const char *device, char *buf, size_t len);
 // for tools that look inside a session (the GPU check)
 
 Device *session_device(smelt_session *s);
-// The storage of tensor t as seen from entry (device memory).
+// Makes entry's arena, which a session allocates at the entry's first use;
+// SMELT_ERR_OUT_OF_MEMORY with a message when it cannot.
+smelt_status session_entry_ready(smelt_session *s, const IngotEntry *entry);
+// The storage of tensor t as seen from entry (device memory); NULL when the
+// entry's arena cannot be made (call session_entry_ready first to know why).
 void *session_tensor(smelt_session *s, const IngotEntry *entry, uint32_t t);
 // Whether the last smelt_load read a parameters file (no step counter) and
 // left the optimizer's state fresh, for the tools' note.

@@ -118,22 +118,15 @@ smelt_status smelt_session_new(const smelt_ingot *ig, const char *device, int th
                                      ingot_str(ig, tt->name), (unsigned long long)tt->bytes);
     else if (tt->data_offset != INGOT_ZEROS) s->dev->copy_in(s->dev, s->persist[t], weights + tt->data_offset, tt->bytes);
   }
+  // arenas wait for their entry's first use (entry_ready); the kernels are
+  // looked up now, so that a missing one is an error of the session
   for (uint32_t i = 0; i < ig->nentries && st == SMELT_OK; i++) {
     const IngotEntry *e = &ig->entries[i];
-    s->arena[i] = s->dev->alloc(s->dev, e->arena_bytes);
     s->fns[i] = calloc(e->nlaunches ? e->nlaunches : 1, sizeof(void *));
-    // the kernels read the table of buffer pointers from device memory
-    char **table = calloc(e->nslots ? e->nslots : 1, sizeof(char *));
-    s->bufs[i] = s->arena[i] ? s->dev->alloc(s->dev, sizeof(char *) * (e->nslots ? e->nslots : 1)) : NULL;
-    if (!s->arena[i] || !s->bufs[i] || !s->fns[i] || !table) {
-      free(table);
-      st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory for the arena of '%s' (%llu bytes)",
-                   ingot_str(ig, e->name), (unsigned long long)e->arena_bytes);
+    if (!s->fns[i]) {
+      st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory creating a session");
       break;
     }
-    for (uint32_t k = 0; k < e->nslots; k++) table[k] = tensor_ptr(s, ig->slots[e->first_slot + k], e);
-    s->dev->copy_in(s->dev, s->bufs[i], table, sizeof(char *) * e->nslots);
-    free(table);
     for (uint32_t k = 0; k < e->nlaunches && st == SMELT_OK; k++) {
       const char *sym = ingot_str(ig, ig->launches[e->first_launch + k].symbol);
       s->fns[i][k] = s->dev->symbol(s->dev, sym);
@@ -147,6 +140,33 @@ smelt_status smelt_session_new(const smelt_ingot *ig, const char *device, int th
   *out = s;
   return SMELT_OK;
 }
+
+// Entry i's arena and the table of buffer pointers its kernels read from
+// device memory, made at the entry's first use: a session holds the arenas of
+// the entries it runs (an inference program never the training step's).
+static smelt_status entry_ready(smelt_session *s, uint32_t i) {
+  if (s->bufs[i]) return SMELT_OK;
+  const smelt_ingot *ig = s->ig;
+  const IngotEntry *e = &ig->entries[i];
+  char *arena = s->dev->alloc(s->dev, e->arena_bytes);
+  char **bufs = arena ? s->dev->alloc(s->dev, sizeof(char *) * (e->nslots ? e->nslots : 1)) : NULL;
+  char **table = calloc(e->nslots ? e->nslots : 1, sizeof(char *));
+  if (!arena || !bufs || !table) {
+    free(table);
+    if (bufs) s->dev->free(s->dev, bufs);
+    if (arena) s->dev->free(s->dev, arena);
+    return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory for the arena of '%s' (%llu bytes)",
+                   ingot_str(ig, e->name), (unsigned long long)e->arena_bytes);
+  }
+  s->arena[i] = arena;
+  for (uint32_t k = 0; k < e->nslots; k++) table[k] = tensor_ptr(s, ig->slots[e->first_slot + k], e);
+  s->dev->copy_in(s->dev, bufs, table, sizeof(char *) * e->nslots);
+  free(table);
+  s->bufs[i] = (char *)bufs;
+  return SMELT_OK;
+}
+
+smelt_status session_entry_ready(smelt_session *s, const IngotEntry *e) { return entry_ready(s, entry_index(s->ig, e)); }
 
 void smelt_session_free(smelt_session *s) {
   if (!s) return;
@@ -170,7 +190,9 @@ const char *smelt_session_device(const smelt_session *s) { return s->dev->name; 
 
 Device *session_device(smelt_session *s) { return s->dev; }
 
-void *session_tensor(smelt_session *s, const IngotEntry *entry, uint32_t t) { return tensor_ptr(s, t, entry); }
+void *session_tensor(smelt_session *s, const IngotEntry *entry, uint32_t t) {
+  return session_entry_ready(s, entry) == SMELT_OK ? tensor_ptr(s, t, entry) : NULL;
+}
 
 // The tensor "entry/name" of an entry, with its expected role and size.
 static smelt_status find_io(smelt_session *s, const char *entry, const char *name, uint32_t role, size_t bytes,
@@ -194,6 +216,7 @@ smelt_status smelt_set_input(smelt_session *s, const char *entry, const char *na
   const IngotEntry *e;
   uint32_t t;
   smelt_status st = find_io(s, entry, name, ROLE_INPUT, bytes, &e, &t);
+  if (st == SMELT_OK) st = session_entry_ready(s, e);
   if (st != SMELT_OK) return st;
   s->dev->copy_in(s->dev, tensor_ptr(s, t, e), data, bytes);
   return SMELT_OK;
@@ -203,6 +226,7 @@ smelt_status smelt_get_output(smelt_session *s, const char *entry, const char *n
   const IngotEntry *e;
   uint32_t t;
   smelt_status st = find_io(s, entry, name, ROLE_OUTPUT, bytes, &e, &t);
+  if (st == SMELT_OK) st = session_entry_ready(s, e);
   if (st != SMELT_OK) return st;
   if (s->dev->sync) s->dev->sync(s->dev);
   s->dev->copy_out(s->dev, data, tensor_ptr(s, t, e), bytes);
@@ -229,6 +253,8 @@ smelt_status smelt_run(smelt_session *s, const char *entry, uint64_t seed, uint6
   const IngotEntry *e = ingot_entry(ig, entry);
   if (!e) return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "the ingot has no entry point '%s'", entry);
   uint32_t ei = entry_index(ig, e);
+  smelt_status st = entry_ready(s, ei);
+  if (st != SMELT_OK) return st;
   for (uint32_t k = 0; k < e->nlaunches; k++) {
     uint32_t li = e->first_launch + k;
     const IngotLaunch *l = &ig->launches[li];
@@ -251,6 +277,8 @@ smelt_status smelt_run(smelt_session *s, const char *entry, uint64_t seed, uint6
 smelt_status session_launch(smelt_session *s, const IngotEntry *e, uint32_t k, uint64_t seed, uint64_t step) {
   const smelt_ingot *ig = s->ig;
   uint32_t ei = entry_index(ig, e), li = e->first_launch + k;
+  smelt_status st = entry_ready(s, ei);
+  if (st != SMELT_OK) return st;
   int64_t err = s->dev->launch(s->dev, s->fns[ei][k], s->bufs[ei], li, (int64_t)ig->launches[li].count, seed, step);
   if (err == 0 && s->dev->take_error) err = s->dev->take_error(s->dev);
   if (err < 0) return SMELT_ERR_RUNTIME;
@@ -273,6 +301,8 @@ smelt_status session_mirror(smelt_session *dst, smelt_session *src, const IngotE
   for (uint32_t t = 0; t < ig->ntensors && st == SMELT_OK; t++)
     if (src->persist[t]) st = mirror_one(dst, dst->persist[t], src, src->persist[t], ig->tensors[t].bytes);
   uint32_t i = entry_index(ig, e);
+  if (st == SMELT_OK) st = entry_ready(dst, i);
+  if (st == SMELT_OK) st = entry_ready(src, i);
   return st == SMELT_OK ? mirror_one(dst, dst->arena[i], src, src->arena[i], e->arena_bytes) : st;
 }
 
@@ -472,6 +502,7 @@ static smelt_status load_tensors(smelt_session *s, const char *path, bool weight
       break;
     }
   }
+  if (st == SMELT_OK && !tensor_reader_end(f)) st = rt_fail(SMELT_ERR_FORMAT, "%s", tensor_reader_why(f));
   tensor_reader_close(f);
   int64_t step = ingot_tensor(ig, "step");
   bool fresh = !weights_only && !inference_only && step >= 0 && s->persist[step] && !staged[step];

@@ -316,6 +316,20 @@ bool tensor_reader_bytes(TensorReader *r, void *dst, uint64_t bytes) {
 
 const char *tensor_reader_why(const TensorReader *r) { return r->why[0] ? r->why : NULL; }
 
+bool tensor_reader_end(TensorReader *r) {
+  if (r->st) return true;   // safetensors: the header places every record; padding may follow
+  off_t at = ftello(r->f);
+  if (at < 0) return false;
+  if ((uint64_t)at == r->size) return true;
+  if ((uint64_t)at > r->size) {   // a record passed over by seeking beyond the end
+    snprintf(r->why, sizeof r->why, "'%s' is truncated", r->path);
+    return false;
+  }
+  snprintf(r->why, sizeof r->why, "'%s' has %llu bytes after its last tensor (a file that grew after its save?)",
+           r->path, (unsigned long long)(r->size - (uint64_t)at));
+  return false;
+}
+
 void tensor_reader_close(TensorReader *r) {
   if (!r) return;
   if (r->f) fclose(r->f);
@@ -524,6 +538,7 @@ int tensorfile_read(const char *path, TensorEntry **out, int *n, char *err, size
     free(raw);
     raw = NULL;
   }
+  if (!tensor_reader_end(r)) goto bad;
   tensor_reader_close(r);
   *out = t;
   *n = count;

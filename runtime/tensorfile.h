@@ -73,6 +73,10 @@ bool tensor_reader_bytes(TensorReader *r, void *dst, uint64_t bytes);
 // Why the last call failed when it knows more than "truncated or corrupt"
 // (a checksum that does not match, naming the file and the tensor), else NULL.
 const char *tensor_reader_why(const TensorReader *r);
+// After the last record: true when the file ends there (smelt's format; a
+// safetensors file places its records by its header); false with a message
+// for tensor_reader_why when bytes follow.
+bool tensor_reader_end(TensorReader *r);
 void tensor_reader_close(TensorReader *r);
 
 typedef struct TensorWriter TensorWriter;

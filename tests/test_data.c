@@ -334,6 +334,35 @@ TEST(data, csv_gzipped, .init = scratch_make, .fini = scratch_remove) {
   data_free(&d);
 }
 
+// gzip(1) decodes concatenated members as one file and warns of anything
+// else after a member: bytes that are not gzip after the stream are an error,
+// never ignored, raw or in the middle of a pair of members.
+TEST(data, gzip_trailing_garbage_is_an_error, .init = scratch_make, .fini = scratch_remove) {
+  write_text(at("x.csv"), "1\n2\n3\n");
+  gzip_file(at("x.csv"), at("x.csv.gz"));
+  char cmd[800];
+  snprintf(cmd, sizeof cmd, "cd '%s' && cat x.csv.gz x.csv.gz > two.csv.gz && cp x.csv.gz junk.csv.gz && "
+           "printf 'JUNK' >> junk.csv.gz && cp x.csv.gz j1.csv.gz && printf 'J' >> j1.csv.gz", dir);
+  cr_assert_eq(system(cmd), 0);
+  Dataset d;
+  char err[512] = "", want[512];
+  cr_assert_eq(data_load_csv(at("two.csv.gz"), 1, &d, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(d.n, 6, "two members are one file");
+  data_free(&d);
+  snprintf(want, sizeof want, "'%s' has data after its gzip stream", at("junk.csv.gz"));
+  expect_error(data_load_csv(at("junk.csv.gz"), 1, &d, err, sizeof err), err, want);
+  snprintf(want, sizeof want, "'%s' has data after its gzip stream", at("j1.csv.gz"));
+  expect_error(data_load_csv(at("j1.csv.gz"), 1, &d, err, sizeof err), err, want);
+  unsigned char px[20];
+  memset(px, 3, sizeof px);
+  write_idx(at("i"), 0x08, 1, (uint32_t[]){20}, px, sizeof px);
+  gzip_file(at("i"), at("i.gz"));
+  snprintf(cmd, sizeof cmd, "printf 'JUNKJUNK' >> '%s'", at("i.gz"));
+  cr_assert_eq(system(cmd), 0);
+  snprintf(want, sizeof want, "'%s' has data after its gzip stream", at("i.gz"));
+  expect_error(data_load_idx(at("i.gz"), 1, &d, err, sizeof err), err, want);
+}
+
 TEST(data, csv_errors, .init = scratch_make, .fini = scratch_remove) {
   Dataset d;
   char err[512] = "", want[512];

@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -253,5 +254,24 @@ TEST(diag, folder_instead_of_file) {
   int errors = check_file("tests/diag", &out);
   cr_expect_eq(errors, 1);
   cr_expect(strstr(out, "cannot read 'tests/diag': Is a directory") != NULL, "%s", out);
+  free(out);
+}
+
+// A FIFO would block the read forever and /dev/zero never ends: a model file
+// must be a regular file, refused otherwise with one message.
+TEST(diag, pipes_and_devices_as_model_files_are_refused, .timeout = 20) {
+  char fifo[64];
+  snprintf(fifo, sizeof fifo, "/tmp/smelt-fifo-%d.smelt", (int)getpid());
+  unlink(fifo);
+  cr_assert_eq(mkfifo(fifo, 0600), 0);
+  char *out;
+  int errors = check_file(fifo, &out);
+  unlink(fifo);
+  cr_expect_eq(errors, 1);
+  cr_expect(strstr(out, "it is not a regular file (a pipe, socket or device)") != NULL, "%s", out);
+  free(out);
+  errors = check_file("/dev/zero", &out);
+  cr_expect_eq(errors, 1);
+  cr_expect(strstr(out, "cannot read '/dev/zero': it is not a regular file") != NULL, "%s", out);
   free(out);
 }

@@ -54,6 +54,7 @@ TEST(options, double_dash_ends_options) {
 TEST(options, numbers_are_checked) {
   expect(false, "train --epochs=abc examples/mlp.smelt", 2, "--epochs takes a whole number from 1 up, not 'abc'");
   expect(false, "train --steps=-5 examples/mlp.smelt", 2, "--steps takes a whole number from 1 up, not '-5'");
+  expect(false, "train --steps=-1 examples/mlp.smelt", 2, "--steps takes a whole number from 1 up, not '-1'");
   expect(false, "train --log-every=0 examples/mlp.smelt", 2, "--log-every takes a whole number from 1 up, not '0'");
   expect(false, "train --threads=0 examples/mlp.smelt", 2, "--threads takes a whole number from 1 to 256, not '0'");
   // the CPU device runs at most 256 threads: more is refused, not quietly 256

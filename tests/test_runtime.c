@@ -6,12 +6,15 @@
 // as N + M steps in one go; damaged or foreign files must be refused.
 #include <criterion/criterion.h>
 #include <limits.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ingot.h"
+#include "runtime.h"
 #include "sha256.h"
 #include "smelt.h"
 #include "support.h"
@@ -318,6 +321,19 @@ static void arena_bit_34(char *d, size_t *len) {
   reseal(d);
 }
 
+// A batch of 0: train_step's input x with its first dimension and size at 0,
+// consistent with each other, so only what the kernels read can refuse it.
+static void zero_batch(char *d, size_t *len) {
+  (void)len;
+  uint64_t n;
+  IngotTensor *t = (IngotTensor *)section_of(d, SEC_TENSORS, &n);
+  int x = tensor_named(d, "train_step/x");
+  cr_assert(x >= 0);
+  t[x].dims[0] = 0;
+  t[x].bytes = 0;
+  reseal(d);
+}
+
 // infer's slot of its output pointed at its input x, a smaller tensor than its kernel writes.
 static void slot_at_smaller_tensor(char *d, size_t *len) {
   (void)len;
@@ -370,6 +386,7 @@ TEST(runtime, damaged_and_foreign_ingots_are_refused) {
       {fewer_slots, "lies in no entry's slots"},
       {arena_bit_34, "arena is larger than its tensors need"},
       {slot_at_smaller_tensor, "another type or size than its kernels read"},
+      {zero_batch, "another type or size than its kernels read"},
       {header_reserved, "reserved bytes must be zero"},
       {first_100_bytes, "shorter than its header says"},
       {older_version, "built by an older smelt"},
@@ -388,6 +405,83 @@ TEST(runtime, damaged_and_foreign_ingots_are_refused) {
   cr_expect_eq(smelt_ingot_open("build/none.ingot", &ig), SMELT_ERR_IO);
   cr_expect(strstr(smelt_last_error(), "No such file") != NULL);
   unlink(path);
+}
+
+// Bytes the heap has handed out and not had back: glibc's count, or the
+// sanitizer allocator's where one replaces it (ASan builds).
+size_t __sanitizer_get_current_allocated_bytes(void) __attribute__((weak));
+static size_t heap_in_use(void) {
+  if (__sanitizer_get_current_allocated_bytes) return __sanitizer_get_current_allocated_bytes();
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
+
+// A session holds the arenas of the entries it has used, not of all of them:
+// an inference program never pays for the training step's temporaries.
+TEST(runtime, a_session_allocates_an_entrys_arena_at_its_first_use) {
+  const char *path = ingot_path();
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_file(&c, "examples/mlp.smelt");
+  cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
+  cr_assert_eq(ingot_build(&c, m, (Define[]){{"B", 4096}, {"H", 16}}, 2, &(BuildTargets){.fusion = FUSION_ALL}, path), 0);
+  compilation_free(&c);
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  uint64_t train = ingot_entry(ig, "train_step")->arena_bytes, infer = ingot_entry(ig, "infer")->arena_bytes,
+           eval = ingot_entry(ig, "eval")->arena_bytes, persist = 0;
+  for (uint32_t t = 0; t < ig->ntensors; t++)
+    if (ig->tensors[t].role == ROLE_PARAM || ig->tensors[t].role == ROLE_STATE) persist += ig->tensors[t].bytes;
+  cr_assert_gt(train, 4 * persist, "the model should be mostly arena (%llu, %llu)", (unsigned long long)train,
+               (unsigned long long)persist);
+  const uint64_t slack = 1 << 20;
+  size_t probe_base = heap_in_use();
+  char *probe = malloc(8 << 20);
+  memset(probe, 1, 8 << 20);
+  bool counted = heap_in_use() - probe_base >= (8 << 20);
+  free(probe);
+  if (!counted) cr_skip_test("this heap does not count what it hands out");
+  size_t xb = 4096 * 784 * sizeof(float);
+  float *x = calloc(1, xb);
+  int32_t *y = calloc(4096, sizeof *y);
+  size_t base = heap_in_use();
+  smelt_session *s;
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &s), SMELT_OK, "%s", smelt_last_error());
+  size_t fresh = heap_in_use() - base;
+  cr_expect_lt(fresh, persist + slack, "a new session holds %zu bytes", fresh);
+  cr_assert_eq(smelt_set_input(s, "infer", "x", x, xb), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_run(s, "infer", 1, 0), SMELT_OK, "%s", smelt_last_error());
+  size_t used = heap_in_use() - base;
+  cr_expect_geq(used, infer, "infer ran without its arena (%zu)", used);
+  cr_expect_lt(used, persist + infer + slack, "infer's session holds %zu bytes", used);
+  cr_assert_eq(smelt_set_input(s, "train_step", "x", x, xb), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_set_input(s, "train_step", "y", y, 4096 * sizeof *y), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_run(s, "train_step", 1, 0), SMELT_OK, "%s", smelt_last_error());
+  used = heap_in_use() - base;
+  cr_expect_geq(used, infer + train, "%zu", used);
+  cr_expect_lt(used, persist + infer + train + slack, "eval's arena is held unused (%zu, eval %llu)", used,
+               (unsigned long long)eval);
+  free(x);
+  free(y);
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  unlink(path);
+}
+
+// A FIFO as the ingot would block a plain open forever; /dev/zero never ends.
+TEST(runtime, pipes_and_devices_as_ingots_are_refused, .timeout = 20) {
+  char fifo[64];
+  snprintf(fifo, sizeof fifo, "/tmp/smelt-fifo-%d.ingot", (int)getpid());
+  unlink(fifo);
+  cr_assert_eq(mkfifo(fifo, 0600), 0);
+  smelt_ingot *ig = NULL;
+  cr_expect_eq(smelt_ingot_open(fifo, &ig), SMELT_ERR_IO);
+  cr_expect(strstr(smelt_last_error(), "not a regular file") != NULL, "%s", smelt_last_error());
+  unlink(fifo);
+  cr_expect_eq(smelt_ingot_open("/dev/zero", &ig), SMELT_ERR_IO);
+  cr_expect(strstr(smelt_last_error(), "not a regular file") != NULL, "%s", smelt_last_error());
+  cr_expect_null(ig);
 }
 
 // FIPS 180-4's examples (and NIST's long message), whole and fed in pieces
@@ -556,6 +650,36 @@ TEST(runtime, a_flipped_checkpoint_value_is_refused) {
   char want[400];
   snprintf(want, sizeof want, "'%s' is corrupt: tensor '%s' does not match its CRC-32", ckpt, last);
   cr_expect(strstr(smelt_last_error(), want) != NULL, "%s", smelt_last_error());
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  unlink(ckpt);
+  unlink(path);
+}
+
+// Bytes after a checkpoint's last record belong to no tensor: a file that
+// grew (two saves interleaved, a copy appended to) is refused, not half-read.
+TEST(runtime, a_checkpoint_with_bytes_after_its_last_tensor_is_refused) {
+  const char *path = ingot_path();
+  build_mlp(path);
+  smelt_ingot *ig;
+  smelt_session *s;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &s), SMELT_OK, "%s", smelt_last_error());
+  char ckpt[64], want[400];
+  snprintf(ckpt, sizeof ckpt, "build/test-tail-%d.ckpt", (int)getpid());
+  cr_assert_eq(smelt_save(s, ckpt), SMELT_OK, "%s", smelt_last_error());
+  FILE *f = fopen(ckpt, "ab");
+  fputs("JUNK", f);
+  fclose(f);
+  cr_expect_eq(smelt_load(s, ckpt), SMELT_ERR_FORMAT);
+  snprintf(want, sizeof want, "'%s' has 4 bytes after its last tensor", ckpt);
+  cr_expect(strstr(smelt_last_error(), want) != NULL, "%s", smelt_last_error());
+  cr_expect_eq(smelt_load_weights(s, ckpt), SMELT_ERR_FORMAT);
+  TensorEntry *t;
+  int n;
+  char err[512];
+  cr_expect_eq(tensorfile_read(ckpt, &t, &n, err, sizeof err), -1);
+  cr_expect(strstr(err, want) != NULL, "%s", err);
   smelt_session_free(s);
   smelt_ingot_close(ig);
   unlink(ckpt);

@@ -297,3 +297,45 @@ TEST(safe_files, no_gpu_library_is_loaded_with_an_empty_search_path_element) {
   cr_expect(strstr(smelt_last_error(), "current folder"), "%s", smelt_last_error());
   unsetenv("LD_LIBRARY_PATH");
 }
+
+// The order that makes a save survive a power cut: the temporary is fsynced,
+// renamed over the target, then the target's folder is fsynced so that the
+// rename itself is on disk. Read from the system calls strace records.
+static void expect_synced_save(const char *what, const char *args, const char *dir, const char *target) {
+  char cmd[2048], *out;
+  snprintf(cmd, sizeof cmd, "strace -f -qq -e trace=openat,fsync,rename %s %s", smelt_path(), args);
+  int rc = run_cmd(cmd, &out);
+  if (rc != 0 && strstr(out, "ptrace") != NULL) cr_skip_test("strace cannot trace here: %.200s", out);
+  cr_assert_eq(rc, 0, "%s: %s", what, out);
+  char renamed[600], folder[600];
+  snprintf(renamed, sizeof renamed, "\", \"%s\") = 0", target);
+  snprintf(folder, sizeof folder, "openat(AT_FDCWD, \"%s\", O_RDONLY|O_CLOEXEC|O_DIRECTORY) = ", dir);
+  const char *r = strstr(out, renamed);
+  cr_expect_not_null(r, "%s: no rename onto %s:\n%s", what, target, out);
+  if (r) {
+    const char *before = r;
+    while (before > out && strncmp(before, "rename(", 7) != 0) before--;
+    const char *sync_tmp = NULL;   // the last fsync before the rename
+    for (const char *p = strstr(out, "fsync("); p && p < before; p = strstr(p + 1, "fsync(")) sync_tmp = p;
+    cr_expect_not_null(sync_tmp, "%s: the temporary is not fsynced before its rename:\n%s", what, out);
+    const char *f = strstr(r, folder);
+    cr_expect_not_null(f, "%s: the folder is not opened after the rename:\n%s", what, out);
+    if (f) cr_expect_not_null(strstr(f, "fsync("), "%s: the folder is not fsynced:\n%s", what, out);
+  }
+  free(out);
+}
+
+TEST(safe_files, saves_fsync_the_file_then_rename_then_fsync_the_folder) {
+  if (system("strace -V >/dev/null 2>&1") != 0) cr_skip_test("no strace");
+  char dir[] = "/tmp/smelt-sync-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char args[512], target[128];
+  snprintf(target, sizeof target, "%s/p.tensors", dir);
+  snprintf(args, sizeof args, "init examples/mlp.smelt -o %s", target);
+  expect_synced_save("init", args, dir, target);
+  snprintf(target, sizeof target, "%s/m.ingot", dir);
+  snprintf(args, sizeof args, "build examples/mlp.smelt -o %s", target);
+  expect_synced_save("build", args, dir, target);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}

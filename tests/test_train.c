@@ -646,6 +646,121 @@ TEST(train, a_fresh_run_refuses_an_existing_checkpoint) {
   cr_expect_eq(system(args), 0);
 }
 
+// --resume before the first checkpoint exists starts from step 0 and says so,
+// so that a job restarted with the same command line works from its first run;
+// a checkpoint that exists but cannot be loaded is still an error.
+TEST(train, resume_without_a_checkpoint_yet_starts_fresh) {
+  char dir[] = "/tmp/smelt-resume0-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  write_csv_model(dir, "cross_entropy(logits, y)", NULL);
+  char ckpt[128], args[512], want[512], *out;
+  snprintf(ckpt, sizeof ckpt, "%s/m.ckpt", dir);
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1 --stop-after=2 --resume", dir, ckpt);
+  cr_expect_eq(smelt(args, &out), 0, "%s", out);
+  snprintf(want, sizeof want, "no checkpoint at %s yet: starting from step 0", ckpt);
+  cr_expect(strstr(out, want) != NULL, "%s", out);
+  free(out);
+  cr_expect_eq(saved_step(ckpt), 2);
+  cr_expect_eq(smelt(args, &out), 0, "%s", out);   // the same command continues
+  cr_expect(strstr(out, "at step 2") != NULL, "%s", out);
+  free(out);
+  cr_expect_eq(saved_step(ckpt), 4);
+  FILE *f = fopen(ckpt, "wb");   // present but not a checkpoint
+  cr_assert_not_null(f);
+  fputs("junk", f);
+  fclose(f);
+  cr_expect_eq(smelt(args, &out), 1, "%s", out);
+  cr_expect(strstr(out, "smelt: error: cannot resume:") != NULL, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
+// A relative data path is relative to the model file, and the ingot records
+// it as an absolute path: the ingot then reads the same files from any folder,
+// never a same-named file in whatever folder it is run from.
+TEST(train, relative_data_paths_are_the_model_files_and_absolute_in_the_ingot) {
+  char dir[] = "/tmp/smelt-rel-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char path[256], args[1024], want[512], *out;
+  snprintf(path, sizeof path, "%s/proj", dir);
+  cr_assert_eq(mkdir(path, 0700), 0);
+  snprintf(path, sizeof path, "%s/proj/x.csv", dir);
+  write_file(path, "1,2\n3,4\n5,6\n7,8\n");
+  snprintf(path, sizeof path, "%s/proj/y.csv", dir);
+  write_file(path, "0\n1\n0\n1\n");
+  snprintf(path, sizeof path, "%s/proj/m.smelt", dir);
+  write_file(path, "import \"nn\"\nmodel m(B = 2) {\n  input x: f32[B, 2]\n  input y: i32[B]\n"
+                   "  output logits = linear(x, 2) as fc\n  loss cross_entropy(logits, y)\n}\n"
+                   "train {\n  optimizer = sgd(lr = 0.1)\n  steps = 2\n  data train {\n"
+                   "    x = csv(\"x.csv\")\n    y = csv(\"y.csv\")\n  }\n}\n");
+  snprintf(args, sizeof args, "cd %s && %s build proj/m.smelt -o m.ingot && %s inspect --all m.ingot", dir, smelt_path(),
+           smelt_path());
+  cr_assert_eq(run_cmd(args, &out), 0, "%s", out);
+  snprintf(want, sizeof want, "data.train.x=csv:1:0:1:-:%s/proj/x.csv\n", dir);
+  cr_expect(strstr(out, want) != NULL, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "cd / && %s-rt train %s/m.ingot --device=cpu --threads=1", smelt_path(), dir);
+  cr_expect_eq(run_cmd(args, &out), 0, "%s", out);
+  cr_expect(strstr(out, "trained 2 steps") != NULL, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
+// fp16 skips a step whose scaled gradients overflow and halves the scale, to
+// 1 at least. A run in which every step skipped, down to scale 1, trained
+// nothing: that is an error, not a run that exits 0 with its parameters as
+// they started.
+TEST(train, a_run_in_which_every_fp16_step_skipped_is_an_error) {
+  char dir[] = "/tmp/smelt-skip-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char path[256], args[1024], *out;
+  snprintf(path, sizeof path, "%s/x.csv", dir);
+  write_file(path, "0.1,0.2\n0.3,0.4\n0.5,0.6\n0.7,0.8\n");
+  snprintf(path, sizeof path, "%s/m.smelt", dir);
+  // d(loss)/d(out) = 1e6 / 4 overflows f16 (65504) at every scale
+  write_file(path, "import \"nn\"\nmodel m(B = 4) {\n  input x: f32[B, 2]\n"
+                   "  loss mean(linear(x, 1) as fc) * 1000000\n}\n"
+                   "train {\n  optimizer = sgd(lr = 0.1)\n  precision = fp16\n  steps = 20\n  data train {\n"
+                   "    x = csv(\"x.csv\")\n  }\n}\n");
+  snprintf(args, sizeof args, "train %s/m.smelt --threads=1", dir);
+  cr_expect_eq(smelt(args, &out), 1, "%s", out);
+  cr_expect(strstr(out, "smelt: error: every one of the 20 steps skipped its update") != NULL, "%s", out);
+  free(out);
+  // fewer steps than it takes the scale to reach 1: still backing off, not an error
+  snprintf(args, sizeof args, "train %s/m.smelt --threads=1 --steps=5", dir);
+  cr_expect_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
+// A loss that is not finite while the batch and the parameters are says so
+// (log of 0), instead of blaming the learning rate, and saves nothing.
+TEST(train, a_loss_the_model_makes_infinite_is_named_as_the_models) {
+  char dir[] = "/tmp/smelt-log0-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char path[256], args[1024], *out;
+  snprintf(path, sizeof path, "%s/x.csv", dir);
+  write_file(path, "0.1,0.2\n0.3,0.4\n0.5,0.6\n0.7,0.8\n");
+  snprintf(path, sizeof path, "%s/m.smelt", dir);
+  write_file(path, "import \"nn\"\nmodel m(B = 4) {\n  input x: f32[B, 2]\n  let h = linear(x, 1) as fc\n"
+                   "  loss mean(log(h * 0))\n}\n"
+                   "train {\n  optimizer = sgd(lr = 0.1)\n  steps = 3\n  checkpoint_every = 1\n  data train {\n"
+                   "    x = csv(\"x.csv\")\n  }\n}\n");
+  snprintf(args, sizeof args, "train %s/m.smelt --threads=1 --checkpoint=%s/m.ckpt", dir, dir);
+  cr_expect_eq(smelt(args, &out), 1, "%s", out);
+  cr_expect(strstr(out, "smelt: error: the loss is -inf at step 0; the batch is finite and this is the run's first "
+                        "step, so the model computes it from the starting parameters (log of 0") != NULL, "%s", out);
+  cr_expect(strstr(out, "learning rate") == NULL, "%s", out);
+  free(out);
+  snprintf(path, sizeof path, "%s/m.ckpt", dir);
+  cr_expect_neq(access(path, F_OK), 0, "a checkpoint was saved");
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
 // --keep=N keeps the N - 1 checkpoints before the newest as PATH.1, PATH.2,
 // ..., newest first; the default keeps none.
 TEST(train, keep_rotates_older_checkpoints) {

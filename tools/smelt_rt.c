@@ -35,7 +35,7 @@ static const OptSpec specs[] = {
     {"steps", 0, OPT_INT, "train", "N", "override the train block's length in steps", 1, 1e300, NULL},
     {"threads", 0, OPT_INT, "train eval", "N", "CPU threads, at most 256 (default: one per core)", 1, 256, NULL},
     {"checkpoint", 0, OPT_STRING, "train eval", "PATH", "train: save here; eval: load trained weights", 0, 0, NULL},
-    {"resume", 0, OPT_FLAG, "train", NULL, "continue from --checkpoint", 0, 0, NULL},
+    {"resume", 0, OPT_FLAG, "train", NULL, "continue from --checkpoint (from step 0 while it does not exist yet)", 0, 0, NULL},
     {"force", 0, OPT_FLAG, "train", NULL, "start over even when --checkpoint exists, replacing it", 0, 0, NULL},
     {"keep", 0, OPT_INT, "train", "N", "keep N checkpoints: the newest, and the N - 1 before it as\nPATH.1, PATH.2, ... (1)", 1,
      1000, NULL},

@@ -753,11 +753,19 @@ int train_run(const TrainOptions *o) {
   int64_t total = o->steps ? o->steps : epochs ? epochs * per_epoch : meta_int(ig, "train.steps", per_epoch);
   if (o->steps) epochs = 0;
   int64_t start = 0;
-  if (o->weights && !o->resume && smelt_load_weights(s, o->weights) != SMELT_OK) {
+  // --resume before the first save starts fresh, so that one command line
+  // serves a job's first run and its restarts; only a missing file does
+  struct stat ck;
+  bool resume = o->resume;
+  if (resume && lstat(o->checkpoint, &ck) != 0 && errno == ENOENT) {
+    printf("no checkpoint at %s yet: starting from step 0\n", o->checkpoint);
+    resume = false;
+  }
+  if (o->weights && !resume && smelt_load_weights(s, o->weights) != SMELT_OK) {
     fprintf(stderr, "smelt: error: --weights: %s\n", smelt_last_error());
     goto done;
   }
-  if (o->resume) {
+  if (resume) {
     if (smelt_load(s, o->checkpoint) != SMELT_OK) {
       fprintf(stderr, "smelt: error: cannot resume: %s\n", smelt_last_error());
       goto done;
@@ -815,8 +823,14 @@ int train_run(const TrainOptions *o) {
       else if (p) {
         char what[800];
         describe_nonfinite(ig, p, at, v, what, sizeof what);
-        fprintf(stderr, "%s: an update before it was not finite (a learning rate too high, "
-                "or a gradient through sqrt, log or a division at 0?)\n", what);
+        // the parameters are read after the step: in the run's first one no
+        // update came before, so its own loss made them so
+        if (step == start)
+          fprintf(stderr, "the batch is finite and this is the run's first step, so the model computes it from the "
+                  "starting parameters (log of 0, a division by 0?); its update left %s\n", what);
+        else
+          fprintf(stderr, "%s: an update before it was not finite (a learning rate too high, "
+                  "or a gradient through sqrt, log or a division at 0?)\n", what);
       }
       else fprintf(stderr, "the data and parameters are finite, so the model computes it (log of 0, a division by 0?)\n");
       goto done;
@@ -869,6 +883,13 @@ int train_run(const TrainOptions *o) {
     goto done;
   }
   if (stop > start && !state_is_finite(ig, s, stop - 1, o->checkpoint)) goto done;
+  // every step skipped, the scale down to its floor: no scale makes the
+  // gradients fit f16, and the parameters are as they started
+  if (scaled && stop > start && skipped == stop - start && scale <= 1) {
+    fprintf(stderr, "smelt: error: every one of the %lld steps skipped its update: the gradients overflow f16 "
+            "even at loss scale 1, so nothing was trained (try --precision=bf16 or fp32)\n", (long long)skipped);
+    goto done;
+  }
   // the last step's own save stands: saving again would cost a kept checkpoint
   if (o->checkpoint && saved_at != stop && !checkpoint_save(s, o->checkpoint, o->keep, stop, false)) goto done;
   char took[32];

@@ -5,6 +5,8 @@
 #include <stdio.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -44,8 +46,24 @@ char *xstrdup(const char *s) {
 }
 
 char *file_read(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
+  // O_NONBLOCK: opening a FIFO would wait for a writer; only a regular file is
+  // read, since a pipe or a device (/dev/zero) may never end
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return NULL;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    int e = S_ISDIR(st.st_mode) ? EISDIR : FILE_NOT_REGULAR;
+    close(fd);
+    errno = e;
+    return NULL;
+  }
+  int flags = fcntl(fd, F_GETFL);
+  if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    close(fd);
+    return NULL;
+  }
   size_t cap = 4096, n = 0;
   char *buf = xmalloc(cap);
   for (;;) {
@@ -64,6 +82,10 @@ char *file_read(const char *path, size_t *len) {
   buf[n] = '\0';
   if (len) *len = n;
   return buf;
+}
+
+const char *file_error(int err) {
+  return err == FILE_NOT_REGULAR ? "it is not a regular file (a pipe, socket or device)" : strerror(err);
 }
 
 char *path_display(const char *path) {

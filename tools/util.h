@@ -24,9 +24,12 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 
-// Reads a whole file into a NUL-terminated buffer owned by the caller.
-// Returns NULL and sets errno when the file cannot be read.
+// Reads a whole regular file into a NUL-terminated buffer owned by the caller.
+// Returns NULL and sets errno when the file cannot be read: FILE_NOT_REGULAR for
+// a FIFO, socket or device, which file_error() describes like strerror() does.
 char *file_read(const char *path, size_t *len);
+#define FILE_NOT_REGULAR (-1000)
+const char *file_error(int err);
 
 // A path as diagnostics show it: relative to the current folder when it lies
 // inside it, else absolute. Caller frees.
