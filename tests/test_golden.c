@@ -333,7 +333,7 @@ TEST(golden, tensor_files_reject_corruption) {
   TensorEntry *t;
   int n;
   cr_expect_eq(tensorfile_read("tests/golden/make_golden.py", &t, &n, err, sizeof err), -1);
-  cr_expect(strstr(err, "is neither a smelt tensor file (version 1 or 2) nor a safetensors file") != NULL, "%s", err);
+  cr_expect(strstr(err, "is neither a smelt tensor file (version 1 or 2), a safetensors file, nor a NumPy .npy or .npz file") != NULL, "%s", err);
   // a truncated copy
   size_t len;
   char *whole = file_read("tests/golden/mlp.golden", &len);
