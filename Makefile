@@ -344,6 +344,7 @@ BENCH_PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c "import tor
 bench: all bench-programs
 	@$(BUILD)/bench-elab
 	@$(BUILD)/bench-fusion 2
+	@$(BUILD)/bench-launch 2
 	@env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bench-matmul 1
 	@env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/bench-matmul 2
 	@env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(or $(BENCH_PYTHON),python3) bench/compare_mlp.py 2

@@ -7,6 +7,7 @@
 // thread has its own error word, merged after the launch.
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,11 +21,15 @@
 #define MAX_THREADS 256
 // Iterations are elements or, for tiled kernels, whole tiles (about a
 // thousand times the work), so the thresholds are low: a launch of fewer
-// than INLINE_BELOW iterations runs on the calling thread.
+// than INLINE_BELOW iterations runs on the calling thread, and so does one
+// whose cost record puts it under the work threshold (CPU_INLINE_WORK):
+// waking a worker costs more than such a launch saves.
 #define INLINE_BELOW 64
 #define MIN_CHUNK 16
 
 typedef struct {
+  const smelt_ingot *ig;  // the loaded ingot, for its launches' cost records
+  int64_t inline_work;    // launches of less work (cpu_launch_work) run inline
   void *lib;
   int lib_fd;            // the memfd behind lib, open while lib is loaded
   pthread_t workers[MAX_THREADS];
@@ -95,14 +100,25 @@ static void *worker(void *arg) {
   }
 }
 
-static int64_t run_launch(Cpu *c, void *fn, char **bufs, int64_t count, uint64_t seed, uint64_t step);
+static int64_t run_launch(Cpu *c, void *fn, char **bufs, int64_t count, uint64_t seed, uint64_t step, bool inl);
+
+uint64_t cpu_launch_work(const IngotCost *cost) {
+  return cost->bytes_read + cost->bytes_written + cost->flops / CPU_FLOPS_PER_BYTE;
+}
+
+bool cpu_runs_inline(const IngotCost *cost, int64_t count, int64_t inline_work) {
+  if (count < INLINE_BELOW) return true;
+  // a cost record of zero work says nothing (an ingot without estimates)
+  if (!cost || cost->bytes_read + cost->bytes_written + cost->flops == 0) return false;
+  return cpu_launch_work(cost) < (uint64_t)inline_work;
+}
 
 static int64_t cpu_launch(Device *d, void *fn, void *table, uint32_t li, int64_t count, uint64_t seed, uint64_t step) {
-  (void)li;
   Cpu *c = d->impl;
-  if (!c->profiling) return run_launch(c, fn, table, count, seed, step);
+  bool inl = c->nworkers == 0 || cpu_runs_inline(c->ig ? ingot_cost(c->ig, li) : NULL, count, c->inline_work);
+  if (!c->profiling) return run_launch(c, fn, table, count, seed, step, inl);
   double t0 = now_ms();
-  int64_t err = run_launch(c, fn, table, count, seed, step);
+  int64_t err = run_launch(c, fn, table, count, seed, step, inl);
   if (c->ntimes == c->cap_times) {
     int cap = c->cap_times ? 2 * c->cap_times : 256;
     double *t = realloc(c->times, sizeof *t * (size_t)cap);
@@ -123,9 +139,12 @@ static int cpu_profile_take(Device *d, double *ms, int max) {
   return n;
 }
 
-static int64_t run_launch(Cpu *c, void *fn, char **bufs, int64_t count, uint64_t seed, uint64_t step) {
+// Each iteration computes its own outputs whole (a row's reduction is one
+// iteration), so how [0, count) is cut into chunks, or whether it is cut at
+// all, changes no bits.
+static int64_t run_launch(Cpu *c, void *fn, char **bufs, int64_t count, uint64_t seed, uint64_t step, bool inl) {
   if (count <= 0) return 0;
-  if (c->nworkers == 0 || count < INLINE_BELOW) {
+  if (inl) {
     int64_t ctx[3] = {(int64_t)seed, (int64_t)step, 0};
     ((KernelFn)fn)(bufs, 0, count, ctx);
     return ctx[2];
@@ -178,6 +197,7 @@ static smelt_status cpu_load_code(Device *d, const smelt_ingot *ig) {
   if (!c->lib) close(fd);
   else c->lib_fd = fd;
   if (!c->lib) return rt_fail(SMELT_ERR_FORMAT, "cannot load the ingot's host code: %s", dlerror());
+  c->ig = ig;
   return SMELT_OK;
 }
 
@@ -230,6 +250,16 @@ smelt_status cpu_device_new(int threads, Device **out) {
     threads = n > 0 ? (int)n : 1;
   }
   if (threads > MAX_THREADS) threads = MAX_THREADS;
+  int64_t inline_work = CPU_INLINE_WORK;
+  const char *env = getenv("SMELT_CPU_INLINE_WORK");
+  if (env && *env) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(env, &end, 10);
+    if (*end || v < 0 || errno)
+      return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "SMELT_CPU_INLINE_WORK takes a whole number of bytes, not '%s'", env);
+    inline_work = v;
+  }
   Device *d = calloc(1, sizeof *d);
   Cpu *c = calloc(1, sizeof *c);
   if (!d || !c) {
@@ -241,6 +271,7 @@ smelt_status cpu_device_new(int threads, Device **out) {
                 .free = cpu_free, .copy_in = cpu_copy, .copy_out = cpu_copy_out, .copy = cpu_copy,
                 .launch = cpu_launch, .profile = cpu_profile, .profile_take = cpu_profile_take,
                 .destroy = cpu_destroy, .impl = c};
+  c->inline_work = inline_work;
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->work, NULL);
   pthread_cond_init(&c->done, NULL);

@@ -106,6 +106,16 @@ struct Device {
 
 // cpu.c: the CPU device with `threads` workers (0: one per core).
 smelt_status cpu_device_new(int threads, Device **out);
+// A launch's work in byte-equivalents: the bytes it moves, plus its FLOPs at
+// CPU_FLOPS_PER_BYTE to a byte (measured: docs/performance.md).
+#define CPU_FLOPS_PER_BYTE 16
+// Launches of less work than this run on the calling thread, without waking
+// the pool (SMELT_CPU_INLINE_WORK sets another; measured: docs/performance.md).
+#define CPU_INLINE_WORK 1048576
+uint64_t cpu_launch_work(const IngotCost *cost);
+// Whether a launch of count iterations and this cost record (NULL: none)
+// runs inline on a device with workers, at the threshold inline_work.
+bool cpu_runs_inline(const IngotCost *cost, int64_t count, int64_t inline_work);
 // cuda.c: the CUDA device of ordinal n through libcuda.so.1, opened at run time.
 smelt_status cuda_device_new(int ordinal, Device **out);
 // hip.c: the HIP device of ordinal n through libamdhip64.so, opened at run time.

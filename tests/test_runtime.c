@@ -900,3 +900,102 @@ TEST(runtime, profile_as_json_and_as_a_chrome_trace) {
   unlink(trace);
   unlink(ingot);
 }
+
+// Builds examples/cnn.smelt at small sizes into path.
+static void build_small_cnn(const char *path) {
+  static const Define sizes[] = {{"B", 2}, {"C1", 4}, {"C2", 8}, {"F", 16}};
+  Compilation c;
+  compilation_init(&c, stderr);
+  compilation_default_search(&c, NULL);
+  Module *m = module_load_file(&c, "examples/cnn.smelt");
+  cr_assert_eq(check_modules(&c, &m, 1, NULL, 0), 0);
+  cr_assert_eq(ingot_build(&c, m, sizes, 4, &(BuildTargets){.fusion = FUSION_ALL}, path), 0);
+  compilation_free(&c);
+}
+
+// Three training steps, then conv1.w and the logits of one inference.
+static void cnn_steps(const smelt_ingot *ig, int threads, float *w, size_t wbytes, float *logits) {
+  smelt_session *s;
+  cr_assert_eq(smelt_session_new(ig, "cpu", threads, &s), SMELT_OK, "%s", smelt_last_error());
+  float x[2 * 784];
+  int32_t y[2];
+  for (int step = 0; step < 3; step++) {
+    for (int i = 0; i < 2 * 784; i++) x[i] = (float)((i * 7919 + step * 104729) % 1000) / 1000.0f;
+    y[0] = step % 10, y[1] = (step + 3) % 10;
+    cr_assert_eq(smelt_set_input(s, "train_step", "x", x, sizeof x), SMELT_OK, "%s", smelt_last_error());
+    cr_assert_eq(smelt_set_input(s, "train_step", "y", y, sizeof y), SMELT_OK, "%s", smelt_last_error());
+    cr_assert_eq(smelt_run(s, "train_step", 1, (uint64_t)step), SMELT_OK, "%s", smelt_last_error());
+  }
+  cr_assert_eq(smelt_get_tensor(s, "conv1.w", w, wbytes), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_set_input(s, "infer", "x", x, sizeof x), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_run(s, "infer", 1, 0), SMELT_OK, "%s", smelt_last_error());
+  cr_assert_eq(smelt_get_output(s, "infer", "logits", logits, 2 * 10 * sizeof *logits), SMELT_OK, "%s",
+               smelt_last_error());
+  smelt_session_free(s);
+}
+
+// The CPU device runs a launch of little estimated work on the calling thread
+// and a larger one in chunks on its workers; neither way changes a bit. With
+// the threshold at the median launch's work, the training step has launches
+// on both sides, and one thread (all inline), two threads at that threshold
+// and two threads at threshold 0 (every launch of 64 or more iterations on
+// the pool) agree exactly.
+TEST(runtime, inline_and_pooled_launches_give_the_same_bits) {
+  char path[64];
+  snprintf(path, sizeof path, "build/test-cnn-inline-%d.ingot", (int)getpid());
+  build_small_cnn(path);
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  const IngotEntry *e = ingot_entry(ig, "train_step");
+  cr_assert(e && e->nlaunches > 4 && ig->costs);
+  uint64_t *work = calloc(e->nlaunches, sizeof *work);
+  for (uint32_t k = 0; k < e->nlaunches; k++) work[k] = cpu_launch_work(&ig->costs[e->first_launch + k]);
+  uint64_t mid = work[e->nlaunches / 2];
+  int below = 0, above = 0;
+  for (uint32_t k = 0; k < e->nlaunches; k++) {
+    const IngotLaunch *l = &ig->launches[e->first_launch + k];
+    bool inl = cpu_runs_inline(&ig->costs[e->first_launch + k], (int64_t)l->count, (int64_t)mid);
+    below += inl && l->count >= 64;   // inline by its work, not by its count
+    above += !inl;
+  }
+  free(work);
+  cr_assert(below > 0 && above > 0, "%d launches inline by their work, %d on the pool", below, above);
+  size_t wbytes;
+  smelt_session *probe;
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &probe), SMELT_OK, "%s", smelt_last_error());
+  wbytes = smelt_tensor_bytes(probe, "conv1.w");
+  smelt_session_free(probe);
+  cr_assert_gt(wbytes, 0);
+  float *w[3], logits[3][20];
+  char value[32];
+  snprintf(value, sizeof value, "%llu", (unsigned long long)mid);
+  const char *thresholds[3] = {NULL, value, "0"};
+  for (int k = 0; k < 3; k++) {
+    w[k] = malloc(wbytes);
+    if (thresholds[k]) setenv("SMELT_CPU_INLINE_WORK", thresholds[k], 1);
+    cnn_steps(ig, k ? 2 : 1, w[k], wbytes, logits[k]);
+    unsetenv("SMELT_CPU_INLINE_WORK");
+  }
+  for (int k = 1; k < 3; k++) {
+    cr_expect_eq(memcmp(w[0], w[k], wbytes), 0, "conv1.w differs between one thread and two (threshold %s)", thresholds[k]);
+    cr_expect_eq(memcmp(logits[0], logits[k], sizeof logits[0]), 0, "logits differ between one thread and two (threshold %s)",
+                 thresholds[k]);
+  }
+  for (int k = 0; k < 3; k++) free(w[k]);
+  smelt_ingot_close(ig);
+  unlink(path);
+}
+
+TEST(runtime, a_bad_inline_threshold_is_refused) {
+  const char *path = ingot_path();
+  build_mlp(path);
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  smelt_session *s = NULL;
+  setenv("SMELT_CPU_INLINE_WORK", "12k", 1);
+  cr_expect_eq(smelt_session_new(ig, "cpu", 2, &s), SMELT_ERR_INVALID_ARGUMENT);
+  cr_expect_str_eq(smelt_last_error(), "SMELT_CPU_INLINE_WORK takes a whole number of bytes, not '12k'");
+  unsetenv("SMELT_CPU_INLINE_WORK");
+  smelt_ingot_close(ig);
+  unlink(path);
+}
