@@ -127,10 +127,13 @@ static bool read_array(FILE *f, uint64_t at, uint64_t end, uint32_t *dtype, Shap
     if (big) return snprintf(why, n, "it is big-endian ('%s'); smelt reads little-endian arrays (.astype('<%s'))", descr, descr + 1), false;
     return snprintf(why, n, "its dtype '%s' is not one smelt has (<f4, <f2, <i4, <i8, |u1, |b1)", descr), false;
   }
-  uint64_t numel = 1;
-  for (int i = 0; i < shape->ndim; i++)   // bounded as smelt's own records are, before any product can wrap
-    if (numel && (numel *= (uint64_t)shape->d[i]) > (uint64_t)1 << 32)
+  uint64_t numel = 1, most = (uint64_t)1 << 32;
+  for (int i = 0; i < shape->ndim; i++) {   // bounded as smelt's own records are, checked before each product
+    uint64_t d = (uint64_t)shape->d[i];
+    if (shape->d[i] < 0 || (numel && d > most) || (d && numel > most / d))
       return snprintf(why, n, "its shape holds more than 2^32 elements"), false;
+    numel *= d;
+  }
   uint64_t bytes = numel * (uint64_t)dtype_size(*dtype);
   *values = at + pre + len;
   if (end - *values != bytes)

@@ -181,12 +181,14 @@ bool tensorfile_get_record(FILE *f, char *name, uint32_t *dtype, Shape *shape) {
   if (!read_exact(f, dtype, 4) || !dtype_size(*dtype) || !read_exact(f, &ndim, 4) || ndim > MAX_DIMS) return false;
   shape->ndim = (int)ndim;
   if (!read_exact(f, shape->d, 8 * (size_t)ndim)) return false;
+  // at most 2^32 elements, checked before each product so that none overflows
   int64_t cnt = 1;
   for (uint32_t k = 0; k < ndim; k++) {
-    if (shape->d[k] < 0 || (cnt && shape->d[k] > (int64_t)1 << 32)) return false;
-    cnt *= shape->d[k];
+    int64_t d = shape->d[k];
+    if (d < 0 || (cnt && d > (int64_t)1 << 32) || (d && cnt > ((int64_t)1 << 32) / d)) return false;
+    cnt *= d;
   }
-  return cnt <= (int64_t)1 << 32;
+  return true;
 }
 
 // ---- either format

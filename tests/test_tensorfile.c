@@ -508,3 +508,27 @@ TEST(tensorfile, writes_npy_as_numpy_does_and_npz_that_reads_back) {
   unlink(npy);
   unlink(npz);
 }
+
+// A record whose dimensions each fit but whose product does not (2^32 x
+// 2^32 elements) is refused before the product is formed: no overflow.
+TEST(tensorfile, a_shape_whose_product_overflows_is_refused) {
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/smelt-dims-%d.tensors", (int)getpid());
+  FILE *f = fopen(path, "wb");
+  cr_assert(f);
+  const uint32_t head[3] = {0x46544d53u, 1, 1}, name_len = 1, dtype = 0, ndim = 2;   // "SMTF", version 1, one record
+  const int64_t dims[2] = {(int64_t)1 << 32, (int64_t)1 << 32};
+  fwrite(head, 4, 3, f);
+  fwrite(&name_len, 4, 1, f);
+  fputc('x', f);
+  fwrite(&dtype, 4, 1, f);
+  fwrite(&ndim, 4, 1, f);
+  fwrite(dims, 8, 2, f);
+  cr_assert_eq(fclose(f), 0);
+  TensorEntry *t;
+  int n;
+  char err[512];
+  cr_expect_neq(tensorfile_read(path, &t, &n, err, sizeof err), 0);
+  cr_expect(strstr(err, "truncated or corrupt") != NULL, "%s", err);
+  unlink(path);
+}
