@@ -394,6 +394,15 @@ static void resize_emit(Importer *im, const Onnx__NodeProto *n, Value *x, const 
               (long long)out[i]);
       return;
     }
+  for (int i = 0; i < r; i++) {   // and its table of taps per output row, a param of the weights file
+    double c[512];
+    int taps = skip[i] ? 0 : coeffs(a, 0.5, scale[i], c);
+    if ((double)out[i] * taps > (double)(1 << 24)) {
+      im_fail(im, "node '%s' (Resize): output axis %d would need %lld rows of %d taps (at most 2^24 in all)", im_node(n),
+              i, (long long)out[i], taps);
+      return;
+    }
+  }
   Value X = *x, *yp = im_result(im, n, x->dtype, r, out);
   if (!yp) return;
   Value Y = *yp, cur = X;

@@ -153,6 +153,12 @@ TEST(onnx, resize_output_axis_bounded) {
   cr_assert_neq(run_cmd(cmd, &out), 0);
   cr_assert(strstr(out, "(Resize): roi value"), "%s", out);
   free(out);
+  // rows that fit, but with their taps a table of 2^26 (filling it took a fuzzer's whole timeout)
+  snprintf(cmd, sizeof cmd, "%s import tests/fuzz/seeds-onnx/resize-many-taps.onnx -o /tmp/smelt-onnx-never.smelt",
+           smelt_path());
+  cr_assert_neq(run_cmd(cmd, &out), 0);
+  cr_assert(strstr(out, "rows of 4 taps (at most 2^24 in all)"), "%s", out);
+  free(out);
 }
 
 // An AffineGrid whose size asks for billions of points (a fuzzer's find) is
