@@ -426,7 +426,7 @@ TEST(train, the_ingot_records_each_parameters_model_file_line) {
   write_csv_model(dir, "cross_entropy(logits, y) + sum(w * w)", NULL);
   char path[160], args[512], *out;
   snprintf(path, sizeof path, "%s/m.smelt", dir);
-  char *text = read_file(path, &(size_t){0});
+  char *text = slurp(path);   // NUL-terminated: strstr and write_file read it as a string
   char *sgd = strstr(text, "sgd(lr = 0.1)");
   cr_assert_not_null(sgd);
   memcpy(sgd, "adam(lr=0.1) ", 13);   // with optimizer state
