@@ -195,6 +195,9 @@ int64_t onnx_attr_i(const Onnx__NodeProto *n, const char *name, int64_t dflt);
 double onnx_attr_f(const Onnx__NodeProto *n, const char *name, double dflt);
 // The ints of an attribute into v (at most max); -1 when absent.
 int onnx_attr_ints(const Onnx__NodeProto *n, const char *name, int64_t *v, int max);
+// The most elements a value may have: far beyond any device, and small enough
+// that products of a few such counts stay inside int64.
+#define ONNX_MAX_ELEMENTS ((int64_t)1 << 48)
 int64_t onnx_numel(const int64_t *dims, int ndim);
 // "[2, 3]"; four buffers in turn, so a message can show several shapes.
 const char *onnx_shape_str(const int64_t *dims, int ndim);

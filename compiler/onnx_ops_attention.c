@@ -1008,7 +1008,7 @@ static bool mod_index_op(Mod *m, const Onnx__NodeProto *s, ModVal **in) {
     d[i] = (int64_t)in[1]->c[i];
     if (d[i] == 0 && i < in[0]->nd) d[i] = in[0]->dims[i];
     if (d[i] == -1) minus = i;
-    else known *= d[i];
+    else if (__builtin_mul_overflow(known, d[i], &known)) known = INT64_MAX;
   }
   if (minus >= 0 && known > 0) d[minus] = total / known;
   if (onnx_numel(d, (int)nd) != total) return mod_fail(m, s, "a shape of another number of elements");

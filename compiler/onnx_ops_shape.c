@@ -199,7 +199,7 @@ static void node_reshape(Importer *im, const Onnx__NodeProto *n, const char *arg
     } else if (d[i] < 0) {
       im_fail(im, "node '%s' (Reshape): dimension %lld in the shape", im_node(n), (long long)d[i]);
       return;
-    } else known *= d[i];
+    } else if (__builtin_mul_overflow(known, d[i], &known)) known = INT64_MAX;
   }
   int64_t total = onnx_numel(x->dims, x->ndim);
   if (infer >= 0) d[infer] = known ? total / known : 0;

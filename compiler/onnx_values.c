@@ -105,13 +105,21 @@ Value *im_add_value(Importer *im, const char *onnx, int kind, DType dt, int ndim
   v->dtype = dt;
   v->ndim = ndim;
   if (ndim) memcpy(v->dims, dims, (size_t)ndim * sizeof *dims);
+  if (onnx_numel(dims, ndim) > ONNX_MAX_ELEMENTS)
+    im_fail(im, "value '%s' has the shape %s, more than 2^48 elements", onnx, onnx_shape_str(dims, ndim));
   return v;
 }
 
+// Saturates at INT64_MAX: a model's dimensions are untrusted, and a product
+// that does not fit can then only compare unequal or fail a size limit.
 int64_t onnx_numel(const int64_t *dims, int ndim) {
   int64_t n = 1;
-  for (int i = 0; i < ndim; i++) n *= dims[i];
-  return n;
+  bool over = false;
+  for (int i = 0; i < ndim; i++) {
+    if (dims[i] == 0) return 0;
+    over = over || __builtin_mul_overflow(n, dims[i], &n);
+  }
+  return over ? INT64_MAX : n;
 }
 
 const char *onnx_shape_str(const int64_t *dims, int ndim) {
@@ -239,7 +247,11 @@ static void *tensor_values(Importer *im, const Onnx__TensorProto *t, const char 
       im_fail(im, "%s '%s' has a negative dimension", what, t->name);
       return NULL;
     }
-    n *= t->dims[i];
+  }
+  n = onnx_numel(t->dims, (int)t->n_dims);
+  if (n > ONNX_MAX_ELEMENTS) {
+    im_fail(im, "%s '%s' has more than 2^48 elements", what, t->name);
+    return NULL;
   }
   *count = n;
   ProtobufCBinaryData bytes = t->raw_data;   // raw values: in the model, or from an external file
