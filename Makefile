@@ -261,49 +261,8 @@ FUZZ_SECONDS ?= 300
 FUZZ_SEEDS = examples stdlib tests/diag tests/fuzz/seeds
 
 FUZZ_TARGETS = parse tensorfile ingot data onnx
-# The smoke runs take a fixed seed (-seed=1): the same binary explores the same
-# inputs in every run, so make test does not pass or fail by chance.
-fuzz-smoke: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz-%)
-	@rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus
-	$(BUILD)/fuzz/fuzz-parse -seed=1 -runs=$(FUZZ_RUNS) -max_total_time=60 -timeout=10 \
-	  -max_len=65536 -rss_limit_mb=2048 -print_final_stats=0 \
-	  $(BUILD)/fuzz/corpus $(FUZZ_SEEDS) 2>$(BUILD)/fuzz/smoke.log \
-	  || { tail -n 60 $(BUILD)/fuzz/smoke.log; exit 1; }
-	@grep -E "^Done [0-9]+ runs" $(BUILD)/fuzz/smoke.log | sed "s/^/fuzz-parse: /" || true
-	@echo "fuzz-parse: smoke run found no crash, hang or leak"
-	@rm -rf $(BUILD)/fuzz/corpus-tensors && mkdir -p $(BUILD)/fuzz/corpus-tensors
-	$(BUILD)/fuzz/fuzz-tensorfile -seed=1 -runs=$(FUZZ_RUNS) -max_total_time=30 -timeout=10 \
-	  -max_len=4096 -rss_limit_mb=2048 -print_final_stats=0 \
-	  $(BUILD)/fuzz/corpus-tensors tests/fuzz/seeds-tensors 2>$(BUILD)/fuzz/smoke-tensors.log \
-	  || { tail -n 60 $(BUILD)/fuzz/smoke-tensors.log; exit 1; }
-	@echo "fuzz-tensorfile: smoke run found no crash, hang or leak"
-	@rm -rf $(BUILD)/fuzz/corpus-ingots && mkdir -p $(BUILD)/fuzz/corpus-ingots
-	$(BUILD)/fuzz/fuzz-ingot -seed=1 -runs=$(FUZZ_RUNS) -max_total_time=30 -timeout=10 \
-	  -max_len=65536 -rss_limit_mb=2048 -print_final_stats=0 \
-	  $(BUILD)/fuzz/corpus-ingots tests/fuzz/seeds-ingots 2>$(BUILD)/fuzz/smoke-ingots.log \
-	  || { tail -n 60 $(BUILD)/fuzz/smoke-ingots.log; exit 1; }
-	@grep -E "^Done [0-9]+ runs" $(BUILD)/fuzz/smoke-ingots.log | sed "s/^/fuzz-ingot: /" || true
-	@echo "fuzz-ingot: smoke run found no crash, hang or leak"
-	@rm -rf $(BUILD)/fuzz/corpus-data && mkdir -p $(BUILD)/fuzz/corpus-data
-	$(BUILD)/fuzz/fuzz-data -seed=1 -runs=$(FUZZ_RUNS) -max_total_time=20 -timeout=10 \
-	  -max_len=4096 -rss_limit_mb=2048 -print_final_stats=0 \
-	  $(BUILD)/fuzz/corpus-data tests/fuzz/seeds-data 2>$(BUILD)/fuzz/smoke-data.log \
-	  || { tail -n 60 $(BUILD)/fuzz/smoke-data.log; exit 1; }
-	@grep -E "^Done [0-9]+ runs" $(BUILD)/fuzz/smoke-data.log | sed "s/^/fuzz-data: /" || true
-	@echo "fuzz-data: smoke run found no crash, hang or leak"
-	@rm -rf $(BUILD)/fuzz/corpus-onnx && mkdir -p $(BUILD)/fuzz/corpus-onnx
-	$(BUILD)/fuzz/fuzz-onnx -seed=1 -runs=$(FUZZ_RUNS) -max_total_time=30 -timeout=10 \
-	  -max_len=16384 -rss_limit_mb=2048 -print_final_stats=0 \
-	  $(BUILD)/fuzz/corpus-onnx tests/fuzz/seeds-onnx 2>$(BUILD)/fuzz/smoke-onnx.log \
-	  || { tail -n 60 $(BUILD)/fuzz/smoke-onnx.log; exit 1; }
-	@grep -E "^Done [0-9]+ runs" $(BUILD)/fuzz/smoke-onnx.log | sed "s/^/fuzz-onnx: /" || true
-	@echo "fuzz-onnx: smoke run found no crash, hang or leak"
-
-# `make fuzz`: each target of FUZZ (all by default) for FUZZ_SECONDS, one after
-# the other, keeping its corpus in build/fuzz/corpus-long-<target>; a finding
-# stops the run and leaves its reproducer (crash-*, leak-*, oom-*, timeout-*)
-# in build/fuzz/.
 FUZZ ?= $(FUZZ_TARGETS)
+# each target's seed inputs, longest input, and smoke-run time cap (seconds)
 FUZZ_IN_parse = $(FUZZ_SEEDS)
 FUZZ_IN_tensorfile = tests/fuzz/seeds-tensors
 FUZZ_IN_ingot = tests/fuzz/seeds-ingots
@@ -314,17 +273,44 @@ FUZZ_LEN_tensorfile = 4096
 FUZZ_LEN_ingot = 65536
 FUZZ_LEN_data = 4096
 FUZZ_LEN_onnx = 16384
+FUZZ_SMOKE_SECONDS_parse = 60
+FUZZ_SMOKE_SECONDS_tensorfile = 30
+FUZZ_SMOKE_SECONDS_ingot = 30
+FUZZ_SMOKE_SECONDS_data = 20
+FUZZ_SMOKE_SECONDS_onnx = 30
 
+# One smoke run of target $(1), from a fresh corpus. It takes a fixed seed
+# (-seed=1), so a run explores the same inputs each time on one machine; a
+# finding prints its reproducer in base64, so a CI log alone can replay it.
+define fuzz_smoke_run
+	@rm -rf $(BUILD)/fuzz/smoke-corpus-$(1) $(BUILD)/fuzz/smoke-$(1)-* && mkdir -p $(BUILD)/fuzz/smoke-corpus-$(1)
+	$(BUILD)/fuzz/fuzz-$(1) -seed=1 -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SMOKE_SECONDS_$(1)) -timeout=10 \
+	  -max_len=$(FUZZ_LEN_$(1)) -rss_limit_mb=2048 -print_final_stats=0 -artifact_prefix=$(BUILD)/fuzz/smoke-$(1)- \
+	  $(BUILD)/fuzz/smoke-corpus-$(1) $(FUZZ_IN_$(1)) 2>$(BUILD)/fuzz/smoke-$(1).log \
+	  || { tail -n 60 $(BUILD)/fuzz/smoke-$(1).log; for f in $(BUILD)/fuzz/smoke-$(1)-*; do \
+	       [ -f "$$f" ] && { echo "$$f, base64:"; base64 -w 0 "$$f"; echo; }; done; exit 1; }
+	@grep -E "^Done [0-9]+ runs" $(BUILD)/fuzz/smoke-$(1).log | sed "s/^/fuzz-$(1): /" || true
+	@echo "fuzz-$(1): smoke run found no crash, hang or leak"
+
+endef
+
+# One long run of target $(1) for FUZZ_SECONDS, keeping its corpus in
+# build/fuzz/corpus-long-$(1); a finding stops the run and leaves its
+# reproducer (crash-*, leak-*, oom-*, timeout-*) in build/fuzz/.
+define fuzz_long_run
+	@mkdir -p $(BUILD)/fuzz/corpus-long-$(1)
+	@echo "fuzz-$(1): $(FUZZ_SECONDS) s"
+	$(BUILD)/fuzz/fuzz-$(1) -max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=$(FUZZ_LEN_$(1)) -rss_limit_mb=2048 \
+	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-long-$(1) $(FUZZ_IN_$(1))
+
+endef
+
+fuzz-smoke: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz-%)
+	$(foreach t,$(FUZZ_TARGETS),$(call fuzz_smoke_run,$(t)))
+
+# `make fuzz`: each target of FUZZ (all by default), one after the other.
 fuzz: $(FUZZ:%=$(BUILD)/fuzz/fuzz-%)
-	@set -e; for t in $(FUZZ); do \
-	  mkdir -p $(BUILD)/fuzz/corpus-long-$$t; \
-	  echo "fuzz-$$t: $(FUZZ_SECONDS) s"; \
-	  case $$t in parse) in="$(FUZZ_IN_parse)" len=$(FUZZ_LEN_parse);; tensorfile) in="$(FUZZ_IN_tensorfile)" len=$(FUZZ_LEN_tensorfile);; \
-	    ingot) in="$(FUZZ_IN_ingot)" len=$(FUZZ_LEN_ingot);; data) in="$(FUZZ_IN_data)" len=$(FUZZ_LEN_data);; \
-	    onnx) in="$(FUZZ_IN_onnx)" len=$(FUZZ_LEN_onnx);; *) echo "no fuzz target '$$t'"; exit 1;; esac; \
-	  $(BUILD)/fuzz/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=$$len -rss_limit_mb=2048 \
-	    -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-long-$$t $$in; \
-	done
+	$(foreach t,$(FUZZ),$(call fuzz_long_run,$(t)))
 
 # ---- benchmarks (numbers, not tests: see ../shared/PERF.md and bench/results/)
 

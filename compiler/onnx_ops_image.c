@@ -1024,13 +1024,18 @@ static void node_col2im(Importer *im, const Onnx__NodeProto *n, const char *arg)
   int np_ = onnx_attr_ints(n, "pads", pd, 2 * MAX_DIMS);
   bool ok = k >= 1 && k + 2 <= MAX_DIMS && bs->nints == k && (nd < 0 || nd == k) && (ns < 0 || ns == k) &&
             (np_ < 0 || np_ == 2 * k) && X.ndim == 3 && X.dtype == DT_F32;
+  // every size below 2^24, so that the arithmetic here stays far inside int64
+  const int64_t lim = (int64_t)1 << 24;
   int64_t K = 1, L = 1, P = 1;
   for (int i = 0; i < k && ok; i++) {
-    int64_t img = is->ints[i], blk = bs->ints[i], span = dl[i] * (blk - 1) + 1;
-    ok = img >= 1 && blk >= 1 && dl[i] >= 1 && st[i] >= 1 && pd[i] >= 0 && pd[i + k] >= 0;
+    int64_t img = is->ints[i], blk = bs->ints[i];
+    ok = img >= 1 && img < lim && blk >= 1 && blk < lim && dl[i] >= 1 && dl[i] < lim && st[i] >= 1 &&
+         st[i] < lim && pd[i] >= 0 && pd[i] < lim && pd[i + k] >= 0 && pd[i + k] < lim;
+    int64_t span = ok ? dl[i] * (blk - 1) + 1 : 0;
     nb[i] = ok ? (img + pd[i] + pd[i + k] - span) / st[i] + 1 : 0;
     ok = ok && nb[i] >= 1;
-    K *= blk, L *= nb[i], P *= img;
+    if (ok) K *= blk, L *= nb[i], P *= img;
+    ok = ok && K < lim && L < lim && P < lim;
   }
   if (!ok || X.dims[1] % K || X.dims[2] != L || K * L > (1 << 24) || P >= (1 << 24)) {
     im_fail(im, "node '%s' (Col2Im): input %s with image_shape and block_shape of %d and %d values; they do not fit "

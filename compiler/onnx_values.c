@@ -279,6 +279,7 @@ static void *decode_values(Importer *im, const Onnx__TensorProto *t, const char 
       free(v);
       return NULL;
     }
+    if (n == 0) return v;   // no bytes: the source pointer may be NULL
     if (raw) memcpy(v, bytes.data, (size_t)n * 4);   // little-endian, as ONNX stores it
     else memcpy(v, t->float_data, (size_t)n * 4);
     return v;

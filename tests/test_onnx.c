@@ -104,88 +104,68 @@ TEST(onnx, layer_groups_and_their_params) {
   cr_assert_eq(system(cmd), 0);
 }
 
-TEST(onnx, unsupported_ops_in_one_message) {
+// Imports model and expects a refusal: a non-zero exit and no model file
+// written. Returns the output for the caller to check and free.
+static char *import_refused(const char *model) {
   char cmd[512], *out = NULL;
-  snprintf(cmd, sizeof cmd, "%s import tests/onnx/unsupported.onnx -o /tmp/smelt-onnx-never.smelt", smelt_path());
-  cr_assert_neq(run_cmd(cmd, &out), 0);
+  unlink("/tmp/smelt-onnx-never.smelt");
+  snprintf(cmd, sizeof cmd, "%s import %s -o /tmp/smelt-onnx-never.smelt", smelt_path(), model);
+  cr_assert_neq(run_cmd(cmd, &out), 0, "%s was imported: %s", model, out);
+  cr_assert(access("/tmp/smelt-onnx-never.smelt", F_OK) != 0, "%s", model);
+  return out;
+}
+
+TEST(onnx, unsupported_ops_in_one_message) {
+  char *out = import_refused("tests/onnx/unsupported.onnx");
   cr_assert(strstr(out, "2 op types the importer does not support"), "%s", out);
   cr_assert(strstr(out, "Bernoulli (domain ai.onnx, opset 17): 'coin1', 'coin2'"), "%s", out);
   cr_assert(strstr(out, "Unique (domain ai.onnx, opset 17): 'unique'"), "%s", out);
-  cr_assert(access("/tmp/smelt-onnx-never.smelt", F_OK) != 0);
   free(out);
 }
 
 TEST(onnx, free_dimension_named) {
-  char cmd[512], *out = NULL;
-  snprintf(cmd, sizeof cmd, "%s import tests/onnx/mlp.onnx -o /tmp/smelt-onnx-never.smelt", smelt_path());
-  cr_assert_neq(run_cmd(cmd, &out), 0);
+  char *out = import_refused("tests/onnx/mlp.onnx");
   cr_assert(strstr(out, "input 'x': dimension 0 is the free dimension 'batch'; bind it with -D batch=VALUE"), "%s",
             out);
   free(out);
 }
 
 TEST(onnx, declared_output_shape_checked) {
-  char cmd[512], *out = NULL;
-  snprintf(cmd, sizeof cmd, "%s import tests/onnx/bad_shape.onnx -o /tmp/smelt-onnx-never.smelt", smelt_path());
-  cr_assert_neq(run_cmd(cmd, &out), 0);
+  char *out = import_refused("tests/onnx/bad_shape.onnx");
   cr_assert(strstr(out, "output 'y' is declared [2, 3], but its nodes compute [3, 2]"), "%s", out);
   free(out);
 }
 
-// A Resize whose sizes ask for an axis of billions of rows (a fuzzer's find)
-// is refused with a message, not by running out of memory.
-TEST(onnx, resize_output_axis_bounded) {
-  char cmd[512], *out = NULL;
-  snprintf(cmd, sizeof cmd, "%s import tests/fuzz/seeds-onnx/resize-huge-output.onnx -o /tmp/smelt-onnx-never.smelt",
-           smelt_path());
-  cr_assert_neq(run_cmd(cmd, &out), 0);
-  cr_assert(strstr(out, "(Resize): output axis"), "%s", out);
-  free(out);
-  // the same through scales of 10^27 (converting that to a size was undefined)
-  snprintf(cmd, sizeof cmd, "%s import tests/fuzz/seeds-onnx/resize-huge-scale.onnx -o /tmp/smelt-onnx-never.smelt",
-           smelt_path());
-  cr_assert_neq(run_cmd(cmd, &out), 0);
-  cr_assert(strstr(out, "(Resize): output axis"), "%s", out);
-  free(out);
-  // a tf_crop_and_resize roi of 10^21 (the source coordinate overflowed int64)
-  snprintf(cmd, sizeof cmd, "%s import tests/fuzz/seeds-onnx/resize-huge-roi.onnx -o /tmp/smelt-onnx-never.smelt",
-           smelt_path());
-  cr_assert_neq(run_cmd(cmd, &out), 0);
-  cr_assert(strstr(out, "(Resize): roi value"), "%s", out);
-  free(out);
-  // rows that fit, but with their taps a table of 2^26 (filling it took a fuzzer's whole timeout)
-  snprintf(cmd, sizeof cmd, "%s import tests/fuzz/seeds-onnx/resize-many-taps.onnx -o /tmp/smelt-onnx-never.smelt",
-           smelt_path());
-  cr_assert_neq(run_cmd(cmd, &out), 0);
-  cr_assert(strstr(out, "rows of 4 taps (at most 2^24 in all)"), "%s", out);
-  free(out);
-}
-
-// An AffineGrid whose size asks for billions of points (a fuzzer's find) is
-// refused with a message before its base grid is made.
-TEST(onnx, affine_grid_size_bounded) {
-  char cmd[512], *out = NULL;
-  snprintf(cmd, sizeof cmd, "%s import tests/fuzz/seeds-onnx/affinegrid-huge-size.onnx -o /tmp/smelt-onnx-never.smelt",
-           smelt_path());
-  cr_assert_neq(run_cmd(cmd, &out), 0);
-  cr_assert(strstr(out, "(AffineGrid): a grid of more than 2^24 points"), "%s", out);
-  free(out);
-}
-
-// Dimensions whose product does not fit in int64 (a fuzzer's find: the
-// product was undefined) are refused by name.
-TEST(onnx, element_counts_bounded) {
-  char cmd[512], *out = NULL;
-  snprintf(cmd, sizeof cmd, "%s import tests/fuzz/seeds-onnx/initializer-huge-dims.onnx -o /tmp/smelt-onnx-never.smelt",
-           smelt_path());
-  cr_assert_neq(run_cmd(cmd, &out), 0);
-  cr_assert(strstr(out, "initializer 'w' has more than 2^48 elements"), "%s", out);
-  free(out);
-  snprintf(cmd, sizeof cmd, "%s import tests/fuzz/seeds-onnx/reshape-huge-shape.onnx -o /tmp/smelt-onnx-never.smelt",
-           smelt_path());
-  cr_assert_neq(run_cmd(cmd, &out), 0);
-  cr_assert(strstr(out, "(Reshape): [2, 3] cannot take the shape [4294967296, 4294967296, 0]"), "%s", out);
-  free(out);
+// Models the fuzzer found that asked for more than the importer can hold:
+// each is refused with a message naming the limit, not by running out of
+// memory, running past a timeout or overflowing int64.
+TEST(onnx, sizes_bounded) {
+  static const struct {
+    const char *seed, *message;
+  } cases[] = {
+      // a Resize whose sizes ask for an axis of billions of rows
+      {"resize-huge-output", "(Resize): output axis"},
+      // the same through scales of 10^27 (converting that to a size was undefined)
+      {"resize-huge-scale", "(Resize): output axis"},
+      // a tf_crop_and_resize roi of 10^21 (the source coordinate overflowed int64)
+      {"resize-huge-roi", "(Resize): roi value"},
+      // rows that fit, but with their taps a table of 2^26 (filling it took the whole timeout)
+      {"resize-many-taps", "rows of 4 taps (at most 2^24 in all)"},
+      // an AffineGrid of billions of points, refused before its base grid is made
+      {"affinegrid-huge-size", "(AffineGrid): a grid of more than 2^24 points"},
+      // dimensions whose product does not fit in int64
+      {"initializer-huge-dims", "initializer 'w' has more than 2^48 elements"},
+      {"reshape-huge-shape", "(Reshape): [2, 3] cannot take the shape [4294967296, 4294967296, 0]"},
+      // Col2Im block sizes whose product overflowed
+      {"col2im-huge-block", "(Col2Im): input [1, 8, 12] with image_shape and block_shape of 2 and 2 values"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char path[256];
+    snprintf(path, sizeof path, "tests/fuzz/seeds-onnx/%s.onnx", cases[i].seed);
+    char *out = import_refused(path);
+    cr_assert(strstr(out, cases[i].message), "%s: %s", cases[i].seed, out);
+    free(out);
+  }
 }
 
 TEST(onnx, model_file_names_and_params) {
