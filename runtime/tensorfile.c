@@ -206,6 +206,17 @@ struct TensorReader {
   char why[TENSORFILE_MAX_NAME + 256];   // a message more precise than "truncated or corrupt", or ""
 };
 
+// Records read from a safetensors or NumPy table carry names of any length;
+// a reader's names (and smelt's own format) hold at most TENSORFILE_MAX_NAME.
+static bool record_names_fit(const TensorReader *r, const char *path, char *err, size_t errlen) {
+  for (uint32_t i = 0; i < r->count; i++)
+    if (strlen(r->st[i].name) > TENSORFILE_MAX_NAME) {
+      snprintf(err, errlen, "'%s' has a tensor name longer than %d bytes", path, TENSORFILE_MAX_NAME);
+      return false;
+    }
+  return true;
+}
+
 TensorReader *tensor_reader_open(const char *path, char *err, size_t errlen) {
   TensorReader *r = calloc(1, sizeof *r);
   if (!r) {
@@ -234,11 +245,7 @@ TensorReader *tensor_reader_open(const char *path, char *err, size_t errlen) {
     int n;
     if (safetensors_read_header(r->f, path, &r->st, &n, &r->data_start, err, errlen)) goto fail;
     r->count = (uint32_t)n;
-    for (int i = 0; i < n; i++)
-      if (strlen(r->st[i].name) > TENSORFILE_MAX_NAME) {
-        snprintf(err, errlen, "'%s' has a tensor name longer than %d bytes", path, TENSORFILE_MAX_NAME);
-        goto fail;
-      }
+    if (!record_names_fit(r, path, err, errlen)) goto fail;
     return r;
   }
   int npy = got >= 8 && magic != TENSORFILE_MAGIC ? npy_sniff(head) : 0;
@@ -246,11 +253,7 @@ TensorReader *tensor_reader_open(const char *path, char *err, size_t errlen) {
     int n;
     if (npy_read_table(r->f, npy, path, r->size, &r->st, &n, err, errlen)) goto fail;
     r->count = (uint32_t)n;
-    for (int i = 0; i < n; i++)
-      if (strlen(r->st[i].name) > TENSORFILE_MAX_NAME) {
-        snprintf(err, errlen, "'%s' has a tensor name longer than %d bytes", path, TENSORFILE_MAX_NAME);
-        goto fail;
-      }
+    if (!record_names_fit(r, path, err, errlen)) goto fail;
     return r;
   }
   if (!tensorfile_get_header(r->f, &r->count, &r->version)) {
