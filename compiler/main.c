@@ -102,6 +102,7 @@ static const OptSpec specs[] = {
     {"force", 0, OPT_FLAG, "train", NULL, "start over even when --checkpoint exists, replacing it", 0, 0, NULL},
     {"keep", 0, OPT_INT, "train", "N", "keep N checkpoints: the newest, and the N - 1 before it as\nPATH.1, PATH.2, ... (1)", 1,
      1000, NULL},
+    {"check-finite", 0, OPT_FLAG, "train", NULL, "check the parameters and optimizer state for NaN and infinity after\nevery step, not only before each save", 0, 0, NULL},
     {"stop-after", 0, OPT_INT, "train", "N", "end this run after N steps (resume later)", 1, BIG, NULL},
     {"log-every", 0, OPT_INT, "train eval", "N", "steps between progress lines when not on a terminal (50)", 1, BIG, NULL},
     {"log-dir", 0, OPT_STRING, "train", "DIR", "write each step's scalars to DIR/scalars.csv", 0, 0, NULL},
@@ -365,6 +366,7 @@ static int options_from(const OptResult *r, Options *o) {
   o->train.force = V("force")->set;
   o->train.keep = V("keep")->set ? V("keep")->num : 1;
   o->train.stop_after = V("stop-after")->num;
+  o->train.check_finite = V("check-finite")->set;
   IF_SET("log-every") o->train.log_every = V("log-every")->num;
   o->train.log_dir = V("log-dir")->str;
   o->inputs = V("inputs")->str;

@@ -39,6 +39,7 @@ static const OptSpec specs[] = {
     {"force", 0, OPT_FLAG, "train", NULL, "start over even when --checkpoint exists, replacing it", 0, 0, NULL},
     {"keep", 0, OPT_INT, "train", "N", "keep N checkpoints: the newest, and the N - 1 before it as\nPATH.1, PATH.2, ... (1)", 1,
      1000, NULL},
+    {"check-finite", 0, OPT_FLAG, "train", NULL, "check the parameters and optimizer state for NaN and infinity after\nevery step, not only before each save", 0, 0, NULL},
     {"log-every", 0, OPT_INT, "train eval", "N", "steps between progress lines when not on a terminal (100)", 1,
      1e300, NULL},
     {"log-dir", 0, OPT_STRING, "train", "DIR", "write each step's scalars to DIR/scalars.csv", 0, 0, NULL},
@@ -67,6 +68,7 @@ int main(int argc, char **argv) {
   o.resume = opt_set(&cli, &r, "resume");
   o.force = opt_set(&cli, &r, "force");
   o.keep = opt_set(&cli, &r, "keep") ? opt_get(&cli, &r, "keep")->num : 1;
+  o.check_finite = opt_set(&cli, &r, "check-finite");
   if ((o.resume || o.force || o.keep > 1) && !o.checkpoint)
     rc = opt_error(&cli, r.command, "%s needs --checkpoint=PATH", o.resume ? "--resume" : o.force ? "--force" : "--keep");
   else if (o.resume && o.force)

@@ -33,6 +33,7 @@ typedef struct {
   bool force;               // start over even when the checkpoint exists (replacing it)
   int64_t keep;             // checkpoints kept: the newest and keep - 1 older ones (PATH.1, ...); 0 or 1: the newest
   int64_t stop_after;       // end this run after this many steps (0: run to the end)
+  bool check_finite;        // check the state after every step, not only before saves
   int64_t log_every;        // steps between log lines when not on a terminal
   const char *log_dir;      // a folder for scalars.csv (each step's scalars), or NULL
   const char *split;        // eval: "test", "val" or "train"

@@ -430,6 +430,39 @@ static bool state_is_finite(const smelt_ingot *ig, smelt_session *s, int64_t ste
   return false;
 }
 
+// Says why the loss of step is not finite, as far as the trainer can tell.
+// The parameters are read after the step's update; where the state before
+// the step is known to be finite (the run's first step, or --check-finite,
+// which checked it after the step before), the model computed the loss from
+// finite values; otherwise an earlier update may be the cause.
+static void nonfinite_loss(const smelt_ingot *ig, smelt_session *s, const Split *sp, float loss, int64_t step,
+                           bool first, bool checked) {
+  const char *in = nonfinite_input(sp);
+  int64_t at;
+  double v;
+  const char *p = in ? NULL : first_nonfinite(ig, s, &at, &v);
+  fprintf(stderr, "\nsmelt: error: the loss is %s at step %lld; ", isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf",
+          (long long)step);
+  if (in) {
+    fprintf(stderr, "the batch's '%s' holds a NaN or an infinity (check the data)\n", in);
+    return;
+  }
+  if (!p) {
+    fprintf(stderr, "the data and parameters are finite, so the model computes it (log of 0, a division by 0?)\n");
+    return;
+  }
+  char what[800];
+  describe_nonfinite(ig, p, at, v, what, sizeof what);
+  if (first || checked)
+    fprintf(stderr, "the batch and the state before this step are finite (%s), so the model computes it from them "
+            "(log of 0, a division by 0, sqrt of a negative?); after its update %s\n",
+            first ? "this is the run's first step" : "--check-finite checked them", what);
+  else
+    fprintf(stderr, "after its update %s. The state before this step was not checked: an earlier update that was "
+            "not finite, or this step's own arithmetic from finite values, made it so (train with --check-finite "
+            "to check the state after every step and tell which)\n", what);
+}
+
 // Keeps the checkpoint at path, about to be replaced, as path.1, shifting
 // path.1 to path.2 and so on, so that keep - 1 older ones remain (keep 1:
 // none). path itself stays in place (a hard link takes the old bytes to
@@ -814,27 +847,10 @@ int train_run(const TrainOptions *o) {
     float loss;
     smelt_get_output(s, "train_step", "loss", &loss, sizeof loss);
     if (!isfinite(loss)) {
-      const char *in = nonfinite_input(&sp);
-      int64_t at;
-      double v;
-      const char *p = in ? NULL : first_nonfinite(ig, s, &at, &v);
-      fprintf(stderr, "\nsmelt: error: the loss is %g at step %lld; ", loss, (long long)step);
-      if (in) fprintf(stderr, "the batch's '%s' holds a NaN or an infinity (check the data)\n", in);
-      else if (p) {
-        char what[800];
-        describe_nonfinite(ig, p, at, v, what, sizeof what);
-        // the parameters are read after the step: in the run's first one no
-        // update came before, so its own loss made them so
-        if (step == start)
-          fprintf(stderr, "the batch is finite and this is the run's first step, so the model computes it from the "
-                  "starting parameters (log of 0, a division by 0?); its update left %s\n", what);
-        else
-          fprintf(stderr, "%s: an update before it was not finite (a learning rate too high, "
-                  "or a gradient through sqrt, log or a division at 0?)\n", what);
-      }
-      else fprintf(stderr, "the data and parameters are finite, so the model computes it (log of 0, a division by 0?)\n");
+      nonfinite_loss(ig, s, &sp, loss, step, step == start, o->check_finite);
       goto done;
     }
+    if (o->check_finite && !state_is_finite(ig, s, step, o->checkpoint)) goto done;
     loss_avg += loss;
     in_avg++;
     if (scaled) {   // the scale now, and whether this step skipped its update
