@@ -127,6 +127,37 @@ void dtype_from_doubles(uint32_t t, const double *src, void *dst, int64_t n) {
   }
 }
 
+int64_t dtype_convert_exact(uint32_t from, const void *src, uint32_t to, void *dst, int64_t n, double *bad) {
+  int fs = dtype_size(from), ts = dtype_size(to);
+  if (from == to) {
+    if (n) memcpy(dst, src, (size_t)n * (size_t)fs);
+    return -1;
+  }
+  enum { CHUNK = 1024 };
+  double v[CHUNK], back[CHUNK];
+  for (int64_t i = 0; i < n; i += CHUNK) {
+    int64_t m = n - i < CHUNK ? n - i : CHUNK;
+    const char *s = (const char *)src + i * fs;
+    char *d = (char *)dst + i * ts;
+    dtype_to_doubles(from, s, v, m);
+    dtype_from_doubles(to, v, d, m);
+    dtype_to_doubles(to, d, back, m);
+    for (int64_t j = 0; j < m; j++) {
+      bool same = v[j] == back[j] || (isnan(v[j]) && isnan(back[j]));
+      if (same && from == DT_I64) {   // beyond 2^53 the double itself is rounded
+        int64_t x;
+        memcpy(&x, s + 8 * j, 8);
+        same = v[j] < 9223372036854775808.0 && (int64_t)v[j] == x;
+      }
+      if (!same) {
+        *bad = v[j];
+        return i + j;
+      }
+    }
+  }
+  return -1;
+}
+
 // ---- shapes
 
 int64_t shape_numel(const Shape *s) {

@@ -39,6 +39,12 @@ double dtype_round(DType t, double v);
 // n stored elements of dtype t to doubles, and back (rounded as dtype_round).
 void dtype_to_doubles(uint32_t t, const void *src, double *dst, int64_t n);
 void dtype_from_doubles(uint32_t t, const double *src, void *dst, int64_t n);
+// n elements of dtype from at src as dtype to at dst, where every value is one
+// that to holds exactly (NaN and infinities only into floats; an f32 2.5 or
+// 3e9 is no i32). -1 when all convert; else the index of the first that does
+// not (dst is then partly written), with its value in *bad. The one rule for
+// every tensor read into another dtype: checkpoints, weights, run's inputs.
+int64_t dtype_convert_exact(uint32_t from, const void *src, uint32_t to, void *dst, int64_t n, double *bad);
 
 int64_t shape_numel(const Shape *s);
 bool shape_eq(const Shape *a, const Shape *b);

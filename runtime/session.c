@@ -406,20 +406,16 @@ static smelt_status load_converted(TensorReader *f, const char *path, const char
                                    const IngotTensor *tt, char *dst) {
   int64_t n = (int64_t)(tt->bytes / (uint64_t)dtype_size(tt->dtype));
   char *raw = malloc(n ? (size_t)n * (size_t)dtype_size(from) : 1);
-  double *v = malloc(sizeof *v * (size_t)(n ? n : 1));
   smelt_status st = SMELT_OK;
-  if (!raw || !v) st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory loading '%s'", path);
+  if (!raw) st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory loading '%s'", path);
   else if (!tensor_reader_bytes(f, raw, (uint64_t)n * (uint64_t)dtype_size(from)))
     st = rt_fail(SMELT_ERR_FORMAT, "%s", tensor_reader_why(f) ? tensor_reader_why(f) : "truncated or corrupt");
-  if (st == SMELT_OK) dtype_to_doubles(from, raw, v, n);
-  double limit = tt->dtype == DT_I32 ? 2147483648.0 : 9223372036854775808.0;
-  for (int64_t i = 0; i < n && st == SMELT_OK; i++)
-    if (!(v[i] >= -limit && v[i] < limit) || v[i] != floor(v[i]))
-      st = rt_fail(SMELT_ERR_FORMAT, "'%s' holds '%s' as %s, and its element %lld is %g, not a whole number the "
-                   "model's %s holds", path, name, dtype_name(from), (long long)i, v[i], dtype_name(tt->dtype));
-  if (st == SMELT_OK) dtype_from_doubles(tt->dtype, v, dst, n);
+  double v;
+  int64_t bad = st == SMELT_OK ? dtype_convert_exact(from, raw, tt->dtype, dst, n, &v) : -1;
+  if (bad >= 0)
+    st = rt_fail(SMELT_ERR_FORMAT, "'%s' holds '%s' as %s, and its element %lld is %g, which the model's %s does not "
+                 "hold exactly", path, name, dtype_name(from), (long long)bad, v, dtype_name(tt->dtype));
   free(raw);
-  free(v);
   return st;
 }
 
@@ -483,9 +479,11 @@ static smelt_status load_tensors(smelt_session *s, const char *path, bool weight
     const IngotTensor *tt = &ig->tensors[t];
     bool same_shape = ndim == tt->ndim;
     for (uint32_t d = 0; d < ndim && same_shape; d++) same_shape = dims[d] == tt->dims[d];
-    bool convert = dtype_is_float((DType)dtype) && (tt->dtype == DT_I32 || tt->dtype == DT_I64);
-    if (!same_shape || (dtype != tt->dtype && !convert)) {
-      st = rt_fail(SMELT_ERR_FORMAT, "'%s' holds '%s' with another dtype or shape than the model's", path, name);
+    if (!same_shape) {
+      char have[160], want[160];
+      Shape ms = shape_of((int)tt->ndim, tt->dims);
+      st = rt_fail(SMELT_ERR_FORMAT, "'%s' holds '%s' as %s, where the model's is %s", path, name,
+                   type_str(have, sizeof have, (DType)dtype, &shape), type_str(want, sizeof want, (DType)tt->dtype, &ms));
       break;
     }
     free(staged[t]);

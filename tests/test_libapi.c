@@ -13,6 +13,7 @@
 
 #include "smelt.h"
 #include "support.h"
+#include "tensorfile.h"
 
 static const Define mlp_sizes[] = {{"B", 4}, {"H", 8}};
 
@@ -480,4 +481,74 @@ TEST(libapi, the_header_example_compiles_as_c_and_cpp_and_runs) {
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   run_cmd(cmd, NULL);
   unlink(src);
+}
+
+// Writes the mlp's six parameters to path: fc3.b as b_count elements of
+// b_dtype from b_values, the others as f32 zeros.
+static void write_weights(const smelt_ingot *ig, const char *path, uint32_t b_dtype, int64_t b_count,
+                          const void *b_values) {
+  const char *names[6];
+  uint32_t dtypes[6];
+  Shape shapes[6];
+  for (int i = 0; i < 6; i++) {
+    smelt_tensor_info t;
+    cr_assert_eq(smelt_ingot_tensor_info(ig, NULL, SMELT_PARAM, (size_t)i, &t), SMELT_OK);
+    names[i] = t.name;
+    dtypes[i] = DT_F32;
+    shapes[i] = shape_of(t.ndim, t.dims);
+  }
+  cr_assert_str_eq(names[5], "fc3.b");
+  dtypes[5] = b_dtype;
+  shapes[5] = shape_of(1, &b_count);
+  char err[256];
+  TensorWriter *w = tensor_writer_open(path, 6, names, dtypes, shapes, err, sizeof err);
+  cr_assert_not_null(w, "%s", err);
+  for (int i = 0; i < 5; i++) {
+    size_t bytes = (size_t)shape_numel(&shapes[i]) * 4;
+    void *zeros = calloc(1, bytes);
+    cr_assert(tensor_writer_bytes(w, zeros, bytes));
+    free(zeros);
+  }
+  cr_assert(tensor_writer_bytes(w, b_values, (uint64_t)b_count * (uint64_t)dtype_size(b_dtype)));
+  cr_assert_eq(tensor_writer_close(w, true, err, sizeof err), 0, "%s", err);
+}
+
+// Every tensor read into another dtype follows one rule (the same as smelt
+// run's inputs): it loads when each value converts exactly, and is refused
+// naming the element otherwise; another shape is refused naming both.
+TEST(libapi, weights_of_another_dtype_convert_only_exactly) {
+  const char *path = build_mlp();
+  smelt_ingot *ig;
+  cr_assert_eq(smelt_ingot_open(path, &ig), SMELT_OK, "%s", smelt_last_error());
+  smelt_session *s;
+  cr_assert_eq(smelt_session_new(ig, "cpu", 1, &s), SMELT_OK, "%s", smelt_last_error());
+  char file[64];
+  snprintf(file, sizeof file, "build/test-libapi-%d.tensors", (int)getpid());
+  int32_t small[10] = {0, -1, 2, -3, 4, 16777216, 6, 7, 8, 9};
+  write_weights(ig, file, DT_I32, 10, small);
+  cr_assert_eq(smelt_load_weights(s, file), SMELT_OK, "%s", smelt_last_error());
+  float b[10];
+  cr_assert_eq(smelt_get_tensor(s, "fc3.b", b, sizeof b), SMELT_OK);
+  for (int i = 0; i < 10; i++) cr_expect_eq(b[i], (float)small[i], "fc3.b[%d] = %g", i, b[i]);
+  int32_t unrounded[10] = {0, 0, 0, 16777217};   // 2^24 + 1: no f32
+  write_weights(ig, file, DT_I32, 10, unrounded);
+  cr_expect_eq(smelt_load_weights(s, file), SMELT_ERR_FORMAT);
+  cr_expect(strstr(smelt_last_error(), "holds 'fc3.b' as i32, and its element 3 is 1.67772e+07, which the model's "
+                                       "f32 does not hold exactly"), "%s", smelt_last_error());
+  int64_t beyond[10] = {0, 0, ((int64_t)1 << 53) + 1};   // rounds in the double on the way, too
+  write_weights(ig, file, DT_I64, 10, beyond);
+  cr_expect_eq(smelt_load_weights(s, file), SMELT_ERR_FORMAT);
+  cr_expect(strstr(smelt_last_error(), "its element 2 is 9.0072e+15, which the model's f32 does not hold exactly"),
+            "%s", smelt_last_error());
+  float eleven[11] = {0};
+  write_weights(ig, file, DT_F32, 11, eleven);
+  cr_expect_eq(smelt_load_weights(s, file), SMELT_ERR_FORMAT);
+  cr_expect(strstr(smelt_last_error(), "holds 'fc3.b' as f32[11], where the model's is f32[10]"), "%s",
+            smelt_last_error());
+  cr_assert_eq(smelt_get_tensor(s, "fc3.b", b, sizeof b), SMELT_OK);   // a refused file changes nothing
+  cr_expect_eq(b[5], 16777216.0f);
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  unlink(file);
+  unlink(path);
 }

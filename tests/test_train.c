@@ -527,9 +527,9 @@ TEST(train, resume_converts_an_f32_step_exactly_or_refuses_it) {
   free(out);
   const double values[] = {3, NAN, -1, 2.5};
   const char *want[] = {"resumed from %s at step 3\n",
-                        "cannot resume: '%s' holds 'step' as f32, and its element 0 is nan, not a whole number",
+                        "cannot resume: '%s' holds 'step' as f32, and its element 0 is nan, which the model's i64 does not hold exactly",
                         "cannot resume: the step counter in %s is -1, not a count of steps",
-                        "cannot resume: '%s' holds 'step' as f32, and its element 0 is 2.5, not a whole number"};
+                        "cannot resume: '%s' holds 'step' as f32, and its element 0 is 2.5, which the model's i64 does not hold exactly"};
   for (int k = 0; k < 4; k++) {
     TensorEntry *t;
     int n;

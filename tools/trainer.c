@@ -990,26 +990,14 @@ static void raw_tensors_free(RawTensor *t, int n) {
 // feed an i32 input its whole numbers); NULL with a message otherwise.
 static void *input_bytes(const RawTensor *v, uint32_t dtype, size_t bytes, char *err, size_t errlen) {
   void *dst = xmalloc(bytes ? bytes : 1);
-  if (v->dtype == dtype) {
-    memcpy(dst, v->bytes, bytes);
-    return dst;
-  }
-  int64_t n = shape_numel(&v->shape);
-  double *d = xmalloc(sizeof *d * (size_t)(n ? n : 1)), *back = xmalloc(sizeof *back * (size_t)(n ? n : 1));
-  dtype_to_doubles(v->dtype, v->bytes, d, n);
-  dtype_from_doubles(dtype, d, dst, n);
-  dtype_to_doubles(dtype, dst, back, n);
-  int64_t bad = -1;
-  for (int64_t i = 0; i < n && bad < 0; i++)
-    if (!(d[i] == back[i] || (isnan(d[i]) && isnan(back[i])))) bad = i;
+  double value;
+  int64_t bad = dtype_convert_exact(v->dtype, v->bytes, dtype, dst, shape_numel(&v->shape), &value);
   if (bad >= 0) {
     snprintf(err, errlen, "input '%s' is %s; its value %.17g at %lld is not one of the model's %s", v->name,
-             dtype_name(v->dtype), d[bad], (long long)bad, dtype_name(dtype));
+             dtype_name(v->dtype), value, (long long)bad, dtype_name(dtype));
     free(dst);
     dst = NULL;
   }
-  free(d);
-  free(back);
   return dst;
 }
 
