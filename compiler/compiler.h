@@ -965,10 +965,21 @@ typedef struct {
 int codegen_threads(int jobs);
 
 struct Build;
-// Writes the ingot at path (atomically); its SHA-256, as 64 hex digits, into
-// sha256 (65 bytes) unless that is NULL. 0, or -1 after a diagnostic.
+// The other bindings an ingot carries (smelt build -D B=1,8,64): n values of
+// var in increasing order, self the one being written, images[i] and
+// sizes[i] the others' whole ingot files (version 2).
+typedef struct {
+  const char *var;
+  int n, self;
+  const int64_t *values;
+  char *const *images;
+  const size_t *sizes;
+} IngotBindings;
+// Writes the ingot at path (atomically), with bindings unless that is NULL;
+// its SHA-256, as 64 hex digits, into sha256 (65 bytes) unless that is NULL.
+// 0, or -1 after a diagnostic.
 int ingot_write(Compilation *c, Module *m, const struct Build *b, const Define *defs, int ndefs, const BuildTargets *t,
-                const char *path, char *sha256);
+                const IngotBindings *bindings, const char *path, char *sha256);
 // `smelt build --emit-c NAME`: the ingot at ingot_path as C source at path
 // (atomically), defining `const unsigned char NAME[]` (64-byte aligned) and
 // `const size_t NAME_size`, for smelt_ingot_open_memory. name is a C

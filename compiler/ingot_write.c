@@ -226,7 +226,7 @@ static int write_file(const char *path, Buf *const *secs, const uint32_t *kinds,
                       size_t errlen) {
   IngotHeader h = {0};
   memcpy(h.magic, INGOT_MAGIC, 8);
-  h.version = INGOT_VERSION;
+  h.version = kinds[n - 1] == SEC_BINDINGS ? INGOT_VERSION_BINDINGS : INGOT_VERSION;
   h.nsections = (uint32_t)n;
   IngotSection table[16] = {{0}};
   uint64_t at = sizeof h + sizeof(IngotSection) * (uint64_t)n;
@@ -311,8 +311,33 @@ static void code_section(Buf *out, CodeList *l) {
   }
 }
 
+// BINDINGS: the table, its records (this ingot's with offset and size 0),
+// then the other bindings' ingots, each at an aligned offset.
+static void bindings_section(Buf *out, const IngotBindings *bd) {
+  IngotBindingTable head = {.count = (uint32_t)bd->n};
+  buf_put(out, &head, sizeof head);
+  IngotBinding rec[INGOT_MAX_BINDINGS];
+  uint64_t at = sizeof head + sizeof *rec * (uint64_t)bd->n;
+  for (int i = 0; i < bd->n; i++) {
+    rec[i] = (IngotBinding){.value = bd->values[i]};
+    snprintf(rec[i].var, sizeof rec[i].var, "%s", bd->var);
+    if (i == bd->self) continue;
+    at = (at + INGOT_ALIGN - 1) / INGOT_ALIGN * INGOT_ALIGN;
+    rec[i].offset = at;
+    rec[i].size = bd->sizes[i];
+    at += bd->sizes[i];
+  }
+  buf_put(out, rec, sizeof *rec * (size_t)bd->n);
+  for (int i = 0; i < bd->n; i++) {
+    if (i == bd->self) continue;
+    static const char pad[INGOT_ALIGN];
+    buf_put(out, pad, (size_t)(rec[i].offset - out->len));
+    buf_put(out, bd->images[i], bd->sizes[i]);
+  }
+}
+
 int ingot_write(Compilation *c, Module *m, const Build *b, const Define *defs, int ndefs, const BuildTargets *t,
-                const char *path, char *sha256) {
+                const IngotBindings *bindings, const char *path, char *sha256) {
   const char *cpu = t->cpu;
   Writer w = {.c = c, .seed = model_seed(m)};
   // the entries, in the order their tensors are added: parameters first, in
@@ -353,8 +378,20 @@ int ingot_write(Compilation *c, Module *m, const Build *b, const Define *defs, i
                  &w.costs, &w.outputs, &w.slot_types, &glaunch, &gcode};
   uint32_t kinds[] = {SEC_META, SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES, SEC_LAUNCHES, SEC_SLOTS, SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS,
                       SEC_COSTS, SEC_OUTPUTS, SEC_SLOT_TYPES, SEC_GPU_LAUNCHES, SEC_GPU_CODE};
+  int nsecs = t->ngpus ? 14 : 12;
+  Buf bind = {0};
+  Buf *all_secs[15];
+  uint32_t all_kinds[15];
+  memcpy(all_secs, secs, sizeof(Buf *) * (size_t)nsecs);
+  memcpy(all_kinds, kinds, sizeof(uint32_t) * (size_t)nsecs);
+  if (bindings) {   // last: write_file takes a last BINDINGS section as version 3
+    bindings_section(&bind, bindings);
+    all_secs[nsecs] = &bind;
+    all_kinds[nsecs++] = SEC_BINDINGS;
+  }
   char err[2048];
-  int rc = write_file(path, secs, kinds, t->ngpus ? 14 : 12, sha256, err, sizeof err);
+  int rc = write_file(path, all_secs, all_kinds, nsecs, sha256, err, sizeof err);
+  free(bind.data);
   if (rc) diag_plain(&c->diag, "%s", err);
   free(code.data);
   free(glaunch.data);

@@ -156,6 +156,11 @@ typedef struct {
   int max_errors;
   Define defs[32];
   int ndefs;
+  // -D NAME=V1,V2,...: build's bindings, values in the order given (the
+  // first is the ingot's own); defs holds NAME with the first value
+  const char *bind_var;
+  int64_t bind_values[INGOT_MAX_BINDINGS];
+  int nbind;
   const char *output;
   const char *emit_c;             // build --emit-c NAME: the ingot as C source
   uint64_t seed;
@@ -175,18 +180,39 @@ typedef struct {
   const char *dump_after;         // --dump-after=PASS
 } Options;
 
-// Parses "NAME=VALUE" into o->defs; returns false when malformed.
+// One integer of a -D value, ending at a ',' or the end; false when malformed.
+static bool define_value(const char **p, long long *v) {
+  char *end;
+  errno = 0;
+  *v = strtoll(*p, &end, 10);
+  if (end == *p || (*end && *end != ',') || errno == ERANGE) return false;   // beyond 2^63 - 1 was taken as 2^63 - 1
+  *p = *end ? end + 1 : end;
+  return true;
+}
+
+// Parses "NAME=VALUE" into o->defs, or "NAME=V1,V2,..." (a build's bindings)
+// into o->bind_* and NAME=V1 into o->defs; returns false when malformed.
 static bool add_define(Options *o, const char *arg) {
   const char *eq = strchr(arg, '=');
   if (!eq || eq == arg || o->ndefs == 32) return false;
-  char *end;
-  errno = 0;
-  long long v = strtoll(eq + 1, &end, 10);
-  if (*end || end == eq + 1 || errno == ERANGE) return false;   // beyond 2^63 - 1 was taken as 2^63 - 1
+  long long v;
+  const char *p = eq + 1;
+  if (!define_value(&p, &v)) return false;
   char *name = xmalloc((size_t)(eq - arg) + 1);
   memcpy(name, arg, (size_t)(eq - arg));
   name[eq - arg] = '\0';
-  o->defs[o->ndefs++] = (Define){name, v};
+  if (*p || p[-1] == ',') {   // a list: one -D may have one, of distinct values
+    if (o->nbind) return free(name), false;
+    o->bind_var = name;
+    o->bind_values[o->nbind++] = v;
+    while (p[-1] == ',') {
+      if (o->nbind == INGOT_MAX_BINDINGS || !define_value(&p, &v)) return false;
+      for (int i = 0; i < o->nbind; i++)
+        if (o->bind_values[i] == v) return false;
+      o->bind_values[o->nbind++] = v;
+    }
+  }
+  o->defs[o->ndefs++] = (Define){name, o->nbind ? o->bind_values[0] : v};
   return true;
 }
 
@@ -401,7 +427,12 @@ static int options_from(const OptResult *r, Options *o) {
   IF_SET("max-errors") o->max_errors = (int)V("max-errors")->num;
   const OptValue *d = V("define");
   for (int i = 0; i < d->nlist; i++)
-    if (!add_define(o, d->list[i])) return bad_usage("-D needs NAME=INTEGER, not '%s'", d->list[i]);
+    if (!add_define(o, d->list[i]))
+      return bad_usage("-D needs NAME=INTEGER, or for smelt build NAME=V1,V2,... (distinct values, at most 32, in "
+                       "one -D): not '%s'", d->list[i]);
+  if (o->nbind && strcmp(r->command->name, "build"))
+    return opt_error(&cli, r->command, "-D %s=%lld,...: a list of values builds an ingot of several bindings, for "
+                     "smelt build alone", o->bind_var, (long long)o->bind_values[0]);
 #undef IF_SET
 #undef V
   return 0;
@@ -457,6 +488,70 @@ static void print_summary(Compilation *c, Module *m, const Options *o) {
   entry_free(&e);
 }
 
+// "OUT: a session needs ..." for the build b written to out (tag: its
+// binding, or "").
+static void print_session_need(const Build *b, const char *out, const char *tag) {
+  MemoryNeed need;
+  memory_need(b, &need);
+  printf("%s%s: a session needs ", out, tag);
+  memory_need_print(stdout, b, &need);
+  putchar('\n');
+}
+
+// The bindings other than the first listed (-D VAR=V1,V2,...), each built
+// and written to dir, its bytes read into images[]; bd describes them, its
+// values in increasing order. 0, or -1 after a diagnostic.
+static int build_bindings(Compilation *c, Module *m, const Options *o, const BuildTargets *t, const char *dir,
+                          IngotBindings *bd, int64_t *values, char **images, size_t *sizes) {
+  int n = o->nbind;
+  memcpy(values, o->bind_values, sizeof *values * (size_t)n);
+  for (int i = 1; i < n; i++)   // insertion sort: at most 32 values
+    for (int k = i; k > 0 && values[k - 1] > values[k]; k--) {
+      int64_t v = values[k];
+      values[k] = values[k - 1];
+      values[k - 1] = v;
+    }
+  *bd = (IngotBindings){o->bind_var, n, 0, values, images, sizes};
+  Define defs[32];
+  memcpy(defs, o->defs, sizeof *defs * (size_t)o->ndefs);
+  for (int i = 0; i < n; i++) {
+    if (values[i] == o->bind_values[0]) {   // the ingot written last
+      bd->self = i;
+      continue;
+    }
+    for (int d = 0; d < o->ndefs; d++)
+      if (!strcmp(defs[d].name, o->bind_var)) defs[d].value = values[i];
+    char path[4200], tag[64];
+    snprintf(path, sizeof path, "%s/binding-%d.ingot", dir, i);
+    snprintf(tag, sizeof tag, " (%s=%lld)", o->bind_var, (long long)values[i]);
+    Build b;
+    bool ok = pipeline_build(c, m, defs, o->ndefs, t, &b) == 0 &&
+              ingot_write(c, m, &b, defs, o->ndefs, t, NULL, path, NULL) == 0;
+    if (ok) print_session_need(&b, o->output, tag);
+    build_free(&b);
+    if (!ok) return -1;
+    if (!(images[i] = file_read(path, &sizes[i]))) {
+      diag_plain(&c->diag, "cannot read '%s': %s", path, strerror(errno));
+      return -1;
+    }
+  }
+  return 0;
+}
+
+// The written ingot opened as a runtime would: an ingot of bindings whose
+// parameters differ is refused here, before anything runs it. 0, or -1
+// after a diagnostic (the file is removed).
+static int check_written(Compilation *c, const char *path) {
+  smelt_ingot *ig;
+  if (smelt_ingot_open(path, &ig) == SMELT_OK) {
+    smelt_ingot_close(ig);
+    return 0;
+  }
+  diag_plain(&c->diag, "%s", smelt_last_error());
+  unlink(path);
+  return -1;
+}
+
 static void build_ingot(Compilation *c, Module *m, const Options *o) {
   if (!m->model) {
     diag_plain(&c->diag, "%s has no model to build", m->path);
@@ -472,36 +567,40 @@ static void build_ingot(Compilation *c, Module *m, const Options *o) {
     }
     t.infer_only = true;
   }
-  Build b;
   char sha256[65], dir[4096] = "", tmp[4200];
   const char *path = o->output;   // --emit-c: the ingot goes to a temporary first
-  if (o->emit_c) {
+  if (o->emit_c || o->nbind) {    // and the other bindings' ingots
     char err[512];
     if (tempdir_create(dir, sizeof dir, err, sizeof err)) {
       diag_plain(&c->diag, "%s", err);
       return;
     }
     snprintf(tmp, sizeof tmp, "%s/model.ingot", dir);
-    path = tmp;
+    if (o->emit_c) path = tmp;
   }
-  bool built = pipeline_build(c, m, o->defs, o->ndefs, &t, &b) == 0;
+  IngotBindings bd;
+  int64_t values[INGOT_MAX_BINDINGS];
+  char *images[INGOT_MAX_BINDINGS] = {0};
+  size_t sizes[INGOT_MAX_BINDINGS] = {0};
+  Build b = {0};   // freed whether or not it was built
+  bool built = (!o->nbind || build_bindings(c, m, o, &t, dir, &bd, values, images, sizes) == 0) &&
+               pipeline_build(c, m, o->defs, o->ndefs, &t, &b) == 0;
   double t0 = time_now();
-  if (built && ingot_write(c, m, &b, o->defs, o->ndefs, &t, path, sha256) == 0) {
+  if (built && ingot_write(c, m, &b, o->defs, o->ndefs, &t, o->nbind ? &bd : NULL, path, sha256) == 0 &&
+      (!o->nbind || check_written(c, path) == 0)) {
     time_add(TIME_WRITE, t0);
-    char err[4400];
+    char err[4400], tag[64] = "";
+    if (o->nbind) snprintf(tag, sizeof tag, " (%s=%lld)", o->bind_var, (long long)o->bind_values[0]);
     if (o->emit_c && ingot_write_c(path, o->emit_c, o->output, err, sizeof err)) {
       diag_plain(&c->diag, "%s", err);
     } else {
-      MemoryNeed need;
-      memory_need(&b, &need);
-      printf("%s: a session needs ", o->output);
-      memory_need_print(stdout, &b, &need);
-      putchar('\n');
+      print_session_need(&b, o->output, tag);
       if (o->emit_c) printf("sha256 %s  %s[] in %s\n", sha256, o->emit_c, o->output);   // of the ingot's bytes
       else printf("sha256 %s  %s\n", sha256, o->output);   // pin it: --expect-sha256=HEX
     }
   }
   build_free(&b);
+  for (int i = 0; i < INGOT_MAX_BINDINGS; i++) free(images[i]);
   if (dir[0]) tempdir_remove(dir);
 }
 

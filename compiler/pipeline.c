@@ -440,7 +440,7 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
   Build b;
   int rc = pipeline_build(c, m, defs, ndefs, t, &b);
   double t0 = time_now();
-  if (rc == 0) rc = ingot_write(c, m, &b, defs, ndefs, t, path, NULL);
+  if (rc == 0) rc = ingot_write(c, m, &b, defs, ndefs, t, NULL, path, NULL);
   time_add(TIME_WRITE, t0);
   build_free(&b);
   return rc;

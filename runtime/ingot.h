@@ -17,6 +17,10 @@
 
 #define INGOT_MAGIC "SMELTIGT"   // 8 bytes, no terminator
 #define INGOT_VERSION 2   // 2: SLOT_TYPES
+// Version 3 is version 2 with a BINDINGS section: written only for an ingot
+// of several bindings, so that a runtime that reads version 2 alone says so
+// rather than misreading one binding; readers take both.
+#define INGOT_VERSION_BINDINGS 3
 #define INGOT_ALIGN 64
 #define INGOT_MAX_DIMS 8
 #define INGOT_ZEROS UINT64_MAX   // IngotTensor.data_offset of a tensor that starts at zero
@@ -45,6 +49,7 @@ enum {
   SEC_COSTS = 12,        // IngotCost records, one per IngotLaunch, in the same order
   SEC_OUTPUTS = 13,      // IngotOutputs records, one per IngotLaunch, in the same order
   SEC_SLOT_TYPES = 14,   // IngotSlotType records, one per slot, in the same order
+  SEC_BINDINGS = 15,     // version 3: IngotBindingTable, its IngotBinding records, then the other bindings' ingots
 };
 
 typedef struct {
@@ -159,6 +164,25 @@ typedef struct {
   uint32_t reserved;      // zero
   uint64_t bytes;
 } IngotSlotType;          // 16 bytes
+
+// An ingot of several bindings of one size variable (smelt build -D B=1,8,64)
+// is the ingot of the first binding listed, with a BINDINGS section holding
+// the others as whole ingots of version 2 (each checked as a file would be).
+// Every binding has the same parameters and state (names, dtypes, shapes),
+// so one checkpoint serves them all.
+typedef struct {
+  uint32_t count;         // IngotBinding records that follow, 2 to INGOT_MAX_BINDINGS
+  uint32_t reserved[7];   // zero
+} IngotBindingTable;      // 32 bytes
+
+#define INGOT_MAX_BINDINGS 32
+typedef struct {
+  char var[32];           // the size variable ("B"), NUL-terminated and NUL-padded; the same in every record
+  int64_t value;          // its value in this binding; the records in increasing order
+  uint64_t offset;        // from the start of SEC_BINDINGS, a multiple of INGOT_ALIGN; 0 for this ingot itself
+  uint64_t size;          // bytes; 0 for this ingot itself
+  uint64_t reserved;      // zero
+} IngotBinding;           // 64 bytes
 
 typedef struct {
   uint32_t target;        // a ROLE_PARAM or ROLE_STATE tensor

@@ -364,14 +364,14 @@ static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, sme
   IngotHeader h;
   if (size < sizeof h || memcmp(data, INGOT_MAGIC, 8) != 0) {
     st = rt_fail(SMELT_ERR_FORMAT, "'%s' is not an ingot (no SMELTIGT magic)", path);
-  } else if (memcpy(&h, data, sizeof h), h.version != INGOT_VERSION) {
+  } else if (memcpy(&h, data, sizeof h), h.version != INGOT_VERSION && h.version != INGOT_VERSION_BINDINGS) {
     st = h.version < INGOT_VERSION
              ? rt_fail(SMELT_ERR_FORMAT,
                        "'%s' is an ingot of format version %u, built by an older smelt; this runtime reads "
-                       "version %d (build it again)",
-                       path, h.version, INGOT_VERSION)
-             : rt_fail(SMELT_ERR_FORMAT, "'%s' is an ingot of format version %u; this runtime reads version %d",
-                       path, h.version, INGOT_VERSION);
+                       "versions %d and %d (build it again)",
+                       path, h.version, INGOT_VERSION, INGOT_VERSION_BINDINGS)
+             : rt_fail(SMELT_ERR_FORMAT, "'%s' is an ingot of format version %u; this runtime reads versions %d and %d",
+                       path, h.version, INGOT_VERSION, INGOT_VERSION_BINDINGS);
   } else if (h.file_size < size) {
     st = bad(path, "the file is longer than its header says");
   } else if (h.file_size > size) {
@@ -402,6 +402,11 @@ static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, sme
       return rt_fail(SMELT_ERR_FORMAT, "'%s' is corrupt: section %u fails its checksum", path, kind);
     }
     ig->sec[s->kind] = s;
+  }
+  if (!ig->sec[SEC_BINDINGS] != (h.version == INGOT_VERSION)) {   // bindings exactly in version 3
+    smelt_ingot_close(ig);
+    return bad(path, h.version == INGOT_VERSION ? "a version-2 ingot has a bindings section"
+                                                : "a version-3 ingot has no bindings section");
   }
   static const uint32_t required[] = {SEC_META,      SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES,   SEC_LAUNCHES,
                                       SEC_SLOTS,     SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS, SEC_SLOT_TYPES};
@@ -456,6 +461,7 @@ static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, sme
   if (!ig->meta_values) st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory reading '%s'", path);
   else if (!sizes_ok) st = bad(path, "a table's size is not a whole number of records");
   else st = check_tables(ig, path);
+  if (st == SMELT_OK && ig->sec[SEC_BINDINGS]) st = ingot_bindings_open(ig, path);
   if (st != SMELT_OK) {
     smelt_ingot_close(ig);
     return st;
@@ -466,6 +472,7 @@ static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, sme
 
 void smelt_ingot_close(smelt_ingot *ig) {
   if (!ig) return;
+  ingot_bindings_close(ig);
   free(ig->data);
   free((char *)ig->meta);
   free(ig->meta_values);

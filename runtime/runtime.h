@@ -46,7 +46,18 @@ struct smelt_ingot {
   const IngotOutputs *outputs;   // one per launch, or NULL
   const IngotCode *codes;        // GPU code objects
   uint32_t ncodes;
+  // several bindings (SEC_BINDINGS): each one's ingot in the order of the
+  // records, this ingot itself among them (the others owned); 0 and NULL
+  // for an ingot of one binding
+  uint32_t nbindings;
+  smelt_ingot **bindings;
+  const IngotBinding *binding_records;
 };
+
+// Opens and checks the other bindings of ig, which has SEC_BINDINGS (after a
+// failure, smelt_ingot_close frees what was opened); and frees them.
+smelt_status ingot_bindings_open(smelt_ingot *ig, const char *path);
+void ingot_bindings_close(smelt_ingot *ig);
 
 // Opens an ingot from size bytes in memory (copied), with the checks of
 // smelt_ingot_open; name is what its messages call it.

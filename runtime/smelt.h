@@ -157,6 +157,21 @@ SMELT_API smelt_status smelt_ingot_tensor_info(const smelt_ingot *ig, const char
 // "f32", "i32", ...; NULL for a value outside smelt_dtype.
 SMELT_API const char *smelt_dtype_name(smelt_dtype dtype);
 
+// Several bindings of one size variable in one ingot (smelt build -D
+// B=1,8,64), in increasing value: 1 for an ingot of one binding. Binding i's
+// ingot belongs to ig (valid until smelt_ingot_close(ig); free its sessions
+// first) and has the same parameters and state as every other, so one
+// checkpoint loads into each; *var and *value (where not NULL) get its size
+// variable and value (NULL and 0 for an ingot of one binding). NULL past the
+// end. ig itself is the binding listed first at build time, so a program
+// that knows nothing of bindings runs that one.
+SMELT_API size_t smelt_ingot_binding_count(const smelt_ingot *ig);
+SMELT_API const smelt_ingot *smelt_ingot_binding(const smelt_ingot *ig, size_t i, const char **var, int64_t *value);
+// The binding of the smallest value at least value (a batch of value rows
+// fits it, its last rows padding), or SMELT_ERR_INVALID_ARGUMENT with a
+// message when none is that large or the ingot has one binding.
+SMELT_API smelt_status smelt_ingot_binding_fit(const smelt_ingot *ig, int64_t value, size_t *index);
+
 // A session on a device: "cpu", "cuda", "hip" or "auto" (CUDA, then HIP, then
 // the CPU). threads: CPU worker threads, 0 for one per core.
 SMELT_API smelt_status smelt_session_new(const smelt_ingot *ig, const char *device, int threads,

@@ -16,8 +16,9 @@ static const char *role_name(uint32_t role) {
 
 static const char *section_name(uint32_t kind) {
   static const char *names[] = {"?", "meta", "strings", "tensors", "entries", "launches", "slots",
-                                "updates", "host code", "weights", "gpu launch", "gpu code", "costs", "outputs", "slot types"};
-  return kind <= SEC_SLOT_TYPES ? names[kind] : "?";
+                                "updates", "host code", "weights", "gpu launch", "gpu code", "costs", "outputs", "slot types",
+                                "bindings"};
+  return kind <= SEC_BINDINGS ? names[kind] : "?";
 }
 
 static const char *format_name(uint32_t f) {
@@ -87,14 +88,33 @@ static void inspect_gpu(const smelt_ingot *ig, FILE *out, bool all) {
   free(k);
 }
 
+// An ingot of several bindings: each, with its entries' arenas; the rest of
+// the listing is the ingot's own binding (marked "this one").
+static void inspect_bindings(const smelt_ingot *ig, FILE *out) {
+  size_t n = smelt_ingot_binding_count(ig);
+  if (n < 2) return;
+  fprintf(out, "\nbindings: %zu (one checkpoint serves every one)\n", n);
+  for (size_t i = 0; i < n; i++) {
+    const char *var;
+    int64_t value;
+    const smelt_ingot *b = smelt_ingot_binding(ig, i, &var, &value);
+    fprintf(out, "  %s=%-8lld %10llu bytes", var, (long long)value, (unsigned long long)b->size);
+    for (uint32_t e = 0; e < b->nentries; e++)
+      fprintf(out, "%s %s arena %llu", e ? "," : "", ingot_str(b, b->entries[e].name),
+              (unsigned long long)b->entries[e].arena_bytes);
+    fputs(b == ig ? "  (this one, listed below)\n" : "\n", out);
+  }
+}
+
 int inspect_ingot(const char *path, FILE *out, bool all) {
   smelt_ingot *ig;
   if (tools_ingot_open(path, &ig) != SMELT_OK) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
     return 1;
   }
-  fprintf(out, "%s: smelt ingot, format version %d, %llu bytes\n", path, INGOT_VERSION,
-          (unsigned long long)ig->size);
+  IngotHeader h;
+  memcpy(&h, ig->data, sizeof h);
+  fprintf(out, "%s: smelt ingot, format version %u, %llu bytes\n", path, h.version, (unsigned long long)ig->size);
   char sha256[65];
   sha256_hex(ig->data, (size_t)ig->size, sha256);
   fprintf(out, "sha256 %s  %s\n", sha256, path);
@@ -110,6 +130,7 @@ int inspect_ingot(const char *path, FILE *out, bool all) {
     fprintf(out, "  %.*s\n", len, p);
     p += len + (end ? 1 : 0);
   }
+  inspect_bindings(ig, out);
   uint64_t params = 0, state = 0, nparams = 0;
   for (uint32_t t = 0; t < ig->ntensors; t++) {
     const IngotTensor *tt = &ig->tensors[t];

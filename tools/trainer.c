@@ -1001,13 +1001,78 @@ static void *input_bytes(const RawTensor *v, uint32_t dtype, size_t bytes, char 
   return dst;
 }
 
+// The given input of the entry's input tensor t (named "entry/NAME"), or NULL.
+static const RawTensor *given_input(const smelt_ingot *ig, const IngotTensor *t, size_t plen, const RawTensor *in,
+                                    int nin) {
+  for (int i = 0; i < nin; i++)
+    if (!strcmp(in[i].name, ingot_str(ig, t->name) + plen)) return &in[i];
+  return NULL;
+}
+
+// How the inputs fit binding b's entry e: 1 when every one has its shape; 2
+// when every one has it but for fewer rows (*rows of them, axis 0, the same
+// in all) and every output is one row per input row, so the run pads the
+// rest with zeros and keeps the first *rows rows; else 0.
+static int binding_fits(const smelt_ingot *b, const IngotEntry *e, size_t plen, const RawTensor *in, int nin,
+                        int64_t *rows) {
+  bool exact = true, padded = true;
+  int64_t n = -1, full = -1;
+  for (uint32_t k = 0; k < e->nslots; k++) {
+    const IngotTensor *t = &b->tensors[b->slots[e->first_slot + k]];
+    if (t->role != ROLE_INPUT && t->role != ROLE_OUTPUT) continue;
+    bool rowwise = t->ndim > 0 && (full < 0 || t->dims[0] == full);
+    if (rowwise) full = t->dims[0];
+    padded = padded && rowwise;
+    if (t->role == ROLE_OUTPUT) continue;
+    const RawTensor *v = given_input(b, t, plen, in, nin);
+    if (!v || v->shape.ndim != (int)t->ndim) return 0;
+    for (uint32_t d = 0; d < t->ndim; d++) {
+      exact = exact && v->shape.d[d] == t->dims[d];
+      padded = padded && (d ? v->shape.d[d] == t->dims[d] : v->shape.d[0] <= t->dims[0] && (n < 0 || v->shape.d[0] == n));
+    }
+    if (t->ndim) n = v->shape.d[0];
+  }
+  *rows = n;
+  return exact ? 1 : padded && n > 0 ? 2 : 0;
+}
+
+// The binding of ig that runs the inputs: the one whose entry takes their
+// shapes, else the smallest whose rows they fit (padded); ig itself when it
+// has one binding. NULL after a message when none does.
+static const smelt_ingot *run_binding(const smelt_ingot *ig, const char *path, const char *entry,
+                                      const RawTensor *in, int nin, int64_t *pad_rows) {
+  size_t plen = strlen(entry) + 1, n = smelt_ingot_binding_count(ig);
+  *pad_rows = -1;
+  if (n == 1) return ig;
+  const smelt_ingot *fit = NULL;
+  for (size_t i = 0; i < n; i++) {
+    const char *var;
+    int64_t value, rows;
+    const smelt_ingot *b = smelt_ingot_binding(ig, i, &var, &value);
+    const IngotEntry *e = ingot_entry(b, entry);
+    int how = e ? binding_fits(b, e, plen, in, nin, &rows) : 0;
+    if (how == 1) return b;
+    if (how == 2 && !fit) {
+      fit = b;
+      *pad_rows = rows;
+      fprintf(stderr, "smelt: note: the %lld rows given run in the binding %s=%lld, padded with zeros; the "
+              "outputs keep the first %lld rows\n", (long long)rows, var, (long long)value, (long long)rows);
+    }
+  }
+  if (!fit) fprintf(stderr, "smelt: error: %s: no binding of %s takes these inputs, nor their rows padded; smelt "
+                    "inspect lists the bindings\n", path, entry);
+  return fit;
+}
+
 int run_main(const TrainOptions *o, const char *inputs, const char *outputs) {
   const char *entry = o->split ? o->split : "infer";
-  smelt_ingot *ig = open_ingot(o->ingot);
-  if (!ig) return 1;
+  smelt_ingot *file = open_ingot(o->ingot);
+  if (!file) return 1;
+  const smelt_ingot *ig = file;
   smelt_session *s = NULL;
   RawTensor *in = NULL;
   int nin = 0, nout = 0, rc = 1;
+  int64_t pad_rows = -1;   // padded: the rows given
   char err[1024];
   // the outputs, each in its own dtype
   const char **onames = NULL;
@@ -1019,14 +1084,16 @@ int run_main(const TrainOptions *o, const char *inputs, const char *outputs) {
     fprintf(stderr, "smelt: error: '%s' has no entry point '%s'\n", o->ingot, entry);
     goto done;
   }
+  if (raw_tensors_read(inputs, &in, &nin, err, sizeof err)) {
+    fprintf(stderr, "smelt: error: %s\n", err);
+    goto done;
+  }
+  if (!(ig = run_binding(file, o->ingot, entry, in, nin, &pad_rows))) goto done;
+  e = ingot_entry(ig, entry);
   if (smelt_session_new(ig, o->device, o->threads, &s) != SMELT_OK ||
       (o->checkpoint && smelt_load(s, o->checkpoint) != SMELT_OK) ||
       (o->weights && smelt_load_weights(s, o->weights) != SMELT_OK)) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
-    goto done;
-  }
-  if (raw_tensors_read(inputs, &in, &nin, err, sizeof err)) {
-    fprintf(stderr, "smelt: error: %s\n", err);
     goto done;
   }
   size_t plen = strlen(entry) + 1;
@@ -1040,6 +1107,7 @@ int run_main(const TrainOptions *o, const char *inputs, const char *outputs) {
     const char *name = ingot_str(ig, t->name) + plen;
     Shape sh = {.ndim = (int)t->ndim};
     for (uint32_t d = 0; d < t->ndim; d++) sh.d[d] = t->dims[d];
+    if (pad_rows >= 0) sh.d[0] = pad_rows;   // what is given, and what is kept
     if (t->role == ROLE_OUTPUT) {
       onames[nout] = name;
       otypes[nout] = t->dtype;
@@ -1055,10 +1123,17 @@ int run_main(const TrainOptions *o, const char *inputs, const char *outputs) {
               type_str(want, sizeof want, (DType)t->dtype, &sh));
       goto done;
     }
-    void *bytes = input_bytes(v, t->dtype, t->bytes, err, sizeof err);
+    size_t given = (size_t)shape_numel(&sh) * (size_t)dtype_size(t->dtype);
+    void *bytes = input_bytes(v, t->dtype, given, err, sizeof err);
     if (!bytes) {
       fprintf(stderr, "smelt: error: %s: %s\n", inputs, err);
       goto done;
+    }
+    if (given < t->bytes) {   // the first rows, then zeros
+      void *padded = xcalloc(1, t->bytes);
+      memcpy(padded, bytes, given);
+      free(bytes);
+      bytes = padded;
     }
     smelt_set_input(s, entry, name, bytes, t->bytes);
     free(bytes);
@@ -1105,6 +1180,6 @@ done:
   free(odata);
   raw_tensors_free(in, nin);
   smelt_session_free(s);
-  smelt_ingot_close(ig);
+  smelt_ingot_close(file);
   return rc;
 }
