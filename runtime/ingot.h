@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define INGOT_MAGIC "SMELTIGT"   // 8 bytes, no terminator
-#define INGOT_VERSION 2   // 2: SLOT_TYPES
+#define INGOT_VERSION 3   // 2: SLOT_TYPES; 3: per-launch buffer tables (LAUNCH_BUFS)
 #define INGOT_ALIGN 64
 #define INGOT_MAX_DIMS 8
 #define INGOT_ZEROS UINT64_MAX   // IngotTensor.data_offset of a tensor that starts at zero
@@ -45,6 +45,7 @@ enum {
   SEC_COSTS = 12,        // IngotCost records, one per IngotLaunch, in the same order
   SEC_OUTPUTS = 13,      // IngotOutputs records, one per IngotLaunch, in the same order
   SEC_SLOT_TYPES = 14,   // IngotSlotType records, one per slot, in the same order
+  SEC_LAUNCH_BUFS = 15,  // u32 slot numbers of the launch's entry: each launch's buffer table, by launch
 };
 
 typedef struct {
@@ -85,12 +86,18 @@ typedef struct {
   uint64_t arena_bytes;   // the arena this entry needs
 } IngotEntry;             // 40 bytes
 
+// Launches of kernels alike but for their buffers name one symbol: a
+// kernel's code reads buffer b at bufs[b] of the table it is given, and the
+// launch's table holds the entry's slots first_buf .. first_buf + nbufs - 1
+// of LAUNCH_BUFS (entry slot numbers), in that order.
 typedef struct {
-  uint32_t symbol;        // offset into STRINGS: the kernel's name in HOST_CODE
+  uint32_t symbol;        // offset into STRINGS: the kernel's name in HOST_CODE (and GPU_CODE)
   uint32_t out;           // tensor index it writes
   uint64_t count;         // iterations [0, count) to split over threads: output elements,
                           // or output tiles (never more than the output's elements)
-} IngotLaunch;            // 16 bytes
+  uint32_t first_buf;     // into LAUNCH_BUFS: each launch's follow the previous launch's
+  uint32_t nbufs;         // the kernel's buffers
+} IngotLaunch;            // 24 bytes
 
 // How a GPU runs one launch: a one-dimensional grid of blocks. The kernels
 // are written for exactly this shape (they loop when the work is larger), so
@@ -118,7 +125,7 @@ typedef struct {
 
 // GPU kernels are
 //   void NAME(char **bufs, int64_t count, uint64_t seed, uint64_t step, int64_t *error)
-// bufs: a table of device pointers by slot, in device memory; error: a device
+// bufs: the launch's table of device pointers (IngotLaunch), in device memory; error: a device
 // word set to 1 + a node id when a kernel meets a bad index, or to a label
 // error (below) when one_hot meets a label outside its classes.
 //

@@ -37,6 +37,17 @@ int64_t ingot_tensor(const smelt_ingot *ig, const char *name) {
   return -1;
 }
 
+uint32_t ingot_entry_bodies(const smelt_ingot *ig, const IngotEntry *e) {
+  uint32_t n = 0;
+  for (uint32_t k = 0; k < e->nlaunches; k++) {
+    const char *sym = ingot_str(ig, ig->launches[e->first_launch + k].symbol);
+    uint32_t j = 0;
+    while (j < k && strcmp(sym, ingot_str(ig, ig->launches[e->first_launch + j].symbol))) j++;
+    n += j == k;
+  }
+  return n;
+}
+
 const IngotGpuLaunch *ingot_gpu_launch(const smelt_ingot *ig, uint32_t i) {
   return ig->gpu_launches && i < ig->nlaunches ? &ig->gpu_launches[i] : NULL;
 }
@@ -132,6 +143,26 @@ static smelt_status check_names(const smelt_ingot *ig, const char *path) {
 
 // A launch of an entry writes only tensors that entry's kernels can reach:
 // each of its outputs is in one of the entry's slots.
+// Each launch's buffer table: the launches' tables follow each other in
+// LAUNCH_BUFS, in launch order, filling it, and each names a slot of the
+// launch's entry (so the session can point it at that slot's tensor).
+static smelt_status check_launch_bufs(const smelt_ingot *ig, const char *path) {
+  uint64_t at = 0;
+  for (uint32_t i = 0; i < ig->nentries; i++) {
+    const IngotEntry *e = &ig->entries[i];
+    for (uint32_t k = 0; k < e->nlaunches; k++) {
+      const IngotLaunch *l = &ig->launches[e->first_launch + k];
+      if (l->first_buf != at || l->nbufs > ig->nlaunch_bufs - at)
+        return bad(path, "a launch's buffer table lies outside LAUNCH_BUFS or out of order");
+      for (uint32_t b = 0; b < l->nbufs; b++)
+        if (ig->launch_bufs[at + b] >= e->nslots) return bad(path, "a launch's buffer names no slot of its entry");
+      at += l->nbufs;
+    }
+  }
+  if (at != ig->nlaunch_bufs) return bad(path, "LAUNCH_BUFS holds buffers of no launch");
+  return SMELT_OK;
+}
+
 static smelt_status check_launches(const smelt_ingot *ig, const char *path) {
   uint32_t *seen = malloc(sizeof *seen * (ig->ntensors ? ig->ntensors : 1));   // by tensor: 1 + entry index
   if (!seen) return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory reading '%s'", path);
@@ -219,6 +250,8 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
   st = check_names(ig, path);
   if (st != SMELT_OK) return st;
   st = check_launches(ig, path);
+  if (st != SMELT_OK) return st;
+  st = check_launch_bufs(ig, path);
   if (st != SMELT_OK) return st;
   for (uint32_t i = 0; i < ig->nlaunches; i++) {
     const IngotLaunch *l = &ig->launches[i];
@@ -404,7 +437,8 @@ static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, sme
     ig->sec[s->kind] = s;
   }
   static const uint32_t required[] = {SEC_META,      SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES,   SEC_LAUNCHES,
-                                      SEC_SLOTS,     SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS, SEC_SLOT_TYPES};
+                                      SEC_SLOTS,     SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS, SEC_SLOT_TYPES,
+                                      SEC_LAUNCH_BUFS};
   for (size_t i = 0; i < sizeof required / sizeof *required; i++)
     if (!ig->sec[required[i]]) {
       smelt_ingot_close(ig);
@@ -423,6 +457,9 @@ static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, sme
   sizes_ok &= n % sizeof(IngotLaunch) == 0;
   ig->slots = ingot_section(ig, SEC_SLOTS, &n);
   ig->nslots = (uint32_t)(n / 4);
+  sizes_ok &= n % 4 == 0;
+  ig->launch_bufs = ingot_section(ig, SEC_LAUNCH_BUFS, &n);
+  ig->nlaunch_bufs = (uint32_t)(n / 4);
   sizes_ok &= n % 4 == 0;
   ig->slot_types = ingot_section(ig, SEC_SLOT_TYPES, &n);
   sizes_ok &= n == (uint64_t)ig->nslots * sizeof(IngotSlotType);

@@ -36,6 +36,8 @@ struct smelt_ingot {
   uint32_t nlaunches;
   const uint32_t *slots;
   uint32_t nslots;
+  const uint32_t *launch_bufs;   // each launch's buffers, as slot numbers of its entry
+  uint32_t nlaunch_bufs;
   const IngotSlotType *slot_types;   // one per slot
   const IngotUpdate *updates;
   uint32_t nupdates;
@@ -58,6 +60,9 @@ const IngotEntry *ingot_entry(const smelt_ingot *ig, const char *name);
 // The tensor named name, or -1.
 int64_t ingot_tensor(const smelt_ingot *ig, const char *name);
 
+// The distinct kernel symbols entry e's launches run (launches of kernels
+// alike but for their buffers share one).
+uint32_t ingot_entry_bodies(const smelt_ingot *ig, const IngotEntry *e);
 // The GPU launch record of launch i, or NULL when the ingot has no GPU code.
 const IngotGpuLaunch *ingot_gpu_launch(const smelt_ingot *ig, uint32_t i);
 // The cost estimate of launch i, or NULL.

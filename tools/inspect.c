@@ -16,8 +16,9 @@ static const char *role_name(uint32_t role) {
 
 static const char *section_name(uint32_t kind) {
   static const char *names[] = {"?", "meta", "strings", "tensors", "entries", "launches", "slots",
-                                "updates", "host code", "weights", "gpu launch", "gpu code", "costs", "outputs", "slot types"};
-  return kind <= SEC_SLOT_TYPES ? names[kind] : "?";
+                                "updates", "host code", "weights", "gpu launch", "gpu code", "costs", "outputs", "slot types",
+                                "launch bufs"};
+  return kind <= SEC_LAUNCH_BUFS ? names[kind] : "?";
 }
 
 static const char *format_name(uint32_t f) {
@@ -121,8 +122,8 @@ int inspect_ingot(const char *path, FILE *out, bool all) {
   fputs("\nentry points:\n", out);
   for (uint32_t i = 0; i < ig->nentries; i++) {
     const IngotEntry *e = &ig->entries[i];
-    fprintf(out, "  %-12s %5u kernels, %4u updates, arena %llu bytes\n", ingot_str(ig, e->name),
-            e->nlaunches, e->nupdates, (unsigned long long)e->arena_bytes);
+    fprintf(out, "  %-12s %5u kernels of %u distinct bodies, %4u updates, arena %llu bytes\n", ingot_str(ig, e->name),
+            e->nlaunches, ingot_entry_bodies(ig, e), e->nupdates, (unsigned long long)e->arena_bytes);
     for (uint32_t s = 0; s < e->nslots; s++) {
       const IngotTensor *tt = &ig->tensors[ig->slots[e->first_slot + s]];
       if (tt->role != ROLE_INPUT && tt->role != ROLE_OUTPUT) continue;
