@@ -52,6 +52,14 @@ static bool agrees(DType t, const double *got, const double *want, int64_t n, do
   return sqrt(num) <= tol * sqrt(den) + 0.1 * tol * sqrt((double)n);
 }
 
+// Whether launch l runs over kernel k's buffers and range.
+static bool launch_is(const smelt_ingot *ig, const IngotLaunch *l, const Kernel *k) {
+  if (l->nbufs != (uint32_t)k->nbufs || l->count != (uint64_t)k->count) return false;
+  for (int b = 0; b < k->nbufs; b++)
+    if (ig->launch_bufs[l->first_buf + (uint32_t)b] != (uint32_t)k->bufs[b]) return false;
+  return true;
+}
+
 static int fail(Compilation *c, const char *msg) {
   diag_plain(&c->diag, "%s", msg);
   return 1;
@@ -78,9 +86,11 @@ int bisect_run(Compilation *c, Module *m, const Define *defs, int ndefs, const c
     fail(c, "the ingot's kernels are not those its model file gives now (rebuild it)");
     goto done;
   }
+  // a launch may run a body another kernel's name gives (kernels alike but
+  // for their buffers share one): its buffers and range must be the plan's
   for (int k = 0; k < p.n; k++)
-    if (strcmp(ingot_str(ig, ig->launches[e->first_launch + k].symbol), p.kernels[k].name)) {
-      snprintf(err, sizeof err, "the ingot's kernel %d is %s, the model file gives %s now (rebuild it)", k,
+    if (!launch_is(ig, &ig->launches[e->first_launch + k], &p.kernels[k])) {
+      snprintf(err, sizeof err, "the ingot's kernel %d (%s) is not %s, which the model file gives now (rebuild it)", k,
                ingot_str(ig, ig->launches[e->first_launch + k].symbol), p.kernels[k].name);
       fail(c, err);
       goto done;

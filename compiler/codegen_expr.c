@@ -68,10 +68,19 @@ V convert(Cg *c, V v, DType from, DType to) {
 
 // ---- buffers
 
-V buffer_ptr(Cg *c, const Node *n) {
+// The kernel's own number for n's buffer (Kernel.bufs): the body indexes the
+// table of its launch, never the entry's slots, so that launches of kernels
+// alike but for their slots can share it.
+static int local_buffer(const Cg *c, const Node *n) {
   int slot = c->plan->slot[n->id];
-  ASSERT(slot >= 0);
-  V idx = ci(c, slot);
+  ASSERT(slot >= 0 && c->kernel);
+  for (int b = 0; b < c->kernel->nbufs; b++)
+    if (c->kernel->bufs[b] == slot) return b;
+  UNREACHABLE();   // kernel_plan numbers every buffer a kernel reads or writes
+}
+
+V buffer_ptr(Cg *c, const Node *n) {
+  V idx = ci(c, local_buffer(c, n));
   V p = LLVMBuildGEP2(c->b, c->gptr, c->bufs, &idx, 1, "");
   V buf = LLVMBuildLoad2(c->b, c->gptr, p, dtype_name(n->dtype));
   // the table does not change during a kernel
@@ -996,6 +1005,38 @@ void cg_close(Cg *c) {
   LLVMDisposeBuilder(c->b);
   LLVMDisposeModule(c->mod);
   LLVMContextDispose(c->cx);
+}
+
+// Each kernel alone in a module of its own, named "body", printed before any
+// optimization: the text holds everything the kernel's code depends on
+// (attributes, metadata, shared arrays), and no slot, since bodies index
+// their own buffer numbers.
+void cg_kernel_keys(Cg *c, const KernelPlan *const *plans, int nplans, void (*emit)(Cg *, const Kernel *),
+                    Blob *keys) {
+  LLVMModuleRef main = c->mod;
+  const char *dl = LLVMGetDataLayoutStr(main);
+  for (int p = 0, first = 0; p < nplans; first += plans[p++]->n) {
+    c->plan = plans[p];
+    for (int i = 0; i < plans[p]->n; i++) {
+      Kernel k = plans[p]->kernels[i];
+      snprintf(k.name, sizeof k.name, "body");
+      c->mod = LLVMModuleCreateWithNameInContext("key", c->cx);
+      LLVMSetTarget(c->mod, c->target->triple);
+      LLVMSetDataLayout(c->mod, dl);
+      llvm_errors_at("kernel %s", plans[p]->kernels[i].name);
+      emit(c, &k);
+      c->kernel = NULL;
+      char *text = LLVMPrintModuleToString(c->mod);
+      size_t n = strlen(text);
+      Blob *b = &keys[first + i];
+      b->data = xrealloc(b->data, b->len + n + 1);
+      memcpy(b->data + b->len, text, n + 1);
+      b->len += n;
+      LLVMDisposeMessage(text);
+      LLVMDisposeModule(c->mod);
+    }
+  }
+  c->mod = main;
 }
 
 int cg_fail(char *err, size_t errlen, const char *what, char *llvm_msg) {

@@ -37,26 +37,37 @@ void gpu_target_list(char *buf, size_t len) {
 // The GPU module of plans for target, emitted as the target's output (ir
 // false, kind < 0), as assembly (kind LLVMAssemblyFile) or as LLVM IR after
 // O3 (ir true).
-static int gpu_module(const KernelPlan *const *plans, int nplans, const char *target, bool ir, int kind, Blob *out,
-                      char *err, size_t errlen) {
-  memset(out, 0, sizeof *out);
-  const Target *tg = gpu_target_of(target);
-  if (!tg) {
+// The descriptor and target machine of GPU processor target, or NULL with a message.
+static LLVMTargetMachineRef gpu_machine(const char *target, const Target **tg, char *err, size_t errlen) {
+  *tg = gpu_target_of(target);
+  if (!*tg) {
     snprintf(err, errlen, "unknown GPU target '%s'", target);
-    return -1;
+    return NULL;
   }
   llvm_errors_install();
   llvm_errors_at("the %s module", target);
-  tg->init();
+  (*tg)->init();
   LLVMTargetRef t;
   char *msg = NULL;
-  if (LLVMGetTargetFromTriple(tg->triple, &t, &msg)) {
+  if (LLVMGetTargetFromTriple((*tg)->triple, &t, &msg)) {
     char what[64];
-    snprintf(what, sizeof what, "this LLVM has no %s target", tg->name);
-    return cg_fail(err, errlen, what, msg);
+    snprintf(what, sizeof what, "this LLVM has no %s target", (*tg)->name);
+    cg_fail(err, errlen, what, msg);
+    return NULL;
   }
-  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(t, tg->triple, target, "", LLVMCodeGenLevelAggressive,
-                                                    LLVMRelocPIC, LLVMCodeModelDefault);
+  return LLVMCreateTargetMachine(t, (*tg)->triple, target, "", LLVMCodeGenLevelAggressive, LLVMRelocPIC,
+                                 LLVMCodeModelDefault);
+}
+
+// The GPU module of plans for target, emitted as the target's output (ir
+// false, kind < 0), as assembly (kind LLVMAssemblyFile) or as LLVM IR after
+// O3 (ir true); it holds the kernels that run their own body (Kernel.same NULL).
+static int gpu_module(const KernelPlan *const *plans, int nplans, const char *target, bool ir, int kind, Blob *out,
+                      char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  const Target *tg;
+  LLVMTargetMachineRef tm = gpu_machine(target, &tg, err, errlen);
+  if (!tm) return -1;
   Cg c;
   cg_open(&c, tg, "smelt_gpu", tm);
   c.time_ir = TIME_GPU_IR;
@@ -64,6 +75,7 @@ static int gpu_module(const KernelPlan *const *plans, int nplans, const char *ta
   for (int p = 0; p < nplans; p++) {
     c.plan = plans[p];
     for (int i = 0; i < plans[p]->n; i++) {
+      if (plans[p]->kernels[i].same) continue;
       llvm_errors_at("kernel %s for %s", plans[p]->kernels[i].name, target);
       gpu_emit_kernel(&c, &plans[p]->kernels[i]);
     }
@@ -74,6 +86,20 @@ static int gpu_module(const KernelPlan *const *plans, int nplans, const char *ta
   cg_close(&c);
   LLVMDisposeTargetMachine(tm);
   return rc;
+}
+
+int gpu_kernel_keys(const KernelPlan *const *plans, int nplans, const char *target, Blob *keys, char *err,
+                    size_t errlen) {
+  const Target *tg;
+  LLVMTargetMachineRef tm = gpu_machine(target, &tg, err, errlen);
+  if (!tm) return -1;
+  Cg c;
+  cg_open(&c, tg, "smelt_gpu", tm);
+  c.arch = target;
+  cg_kernel_keys(&c, plans, nplans, gpu_emit_kernel, keys);
+  cg_close(&c);
+  LLVMDisposeTargetMachine(tm);
+  return 0;
 }
 
 int codegen_gpu(const KernelPlan *const *plans, int nplans, const char *target, Blob *out, char *err,

@@ -728,7 +728,7 @@ typedef enum {
 #define KERNEL_MAX_OUTS 8
 #define KERNEL_MAX_ROOTS 6
 
-typedef struct {
+typedef struct Kernel {
   KernelKind kind;       // of its root
   Node *out;             // outs[0]
   Node *outs[KERNEL_MAX_OUTS];   // stored results, computed in order at one index
@@ -744,6 +744,17 @@ typedef struct {
   bool tiled;            // KK_MATMUL on stored f32 operands, B not transposed:
                          // iterates over MATMUL_MR x nr tiles of the output
   int64_t count;         // iterations: root elements, or tiles when tiled
+  // The kernel's own buffer numbers: its code reads and writes buffer b at
+  // bufs[b] of the table it is given; bufs[b] is the plan's slot of buffer b
+  // (its outputs first, then what it reads, in the order kernel_reads finds
+  // them), so kernels that differ only in their slots have the same code.
+  int *bufs;
+  int nbufs;
+  // Set by codegen_share_bodies: the earlier kernel (of this build) whose
+  // code this one runs, or NULL when its own is compiled; and the number of
+  // its body among the build's distinct bodies.
+  const struct Kernel *same;
+  int body;
 } Kernel;
 
 typedef struct {
@@ -826,8 +837,8 @@ bool memplan_check(const MemBuf *b, const bool *plan, int n, uint64_t arena, cha
 // object. Each kernel is
 //   void NAME(char **bufs, int64_t begin, int64_t end, int64_t *ctx)
 // and computes the output elements [begin, end) (row-major), so a caller can
-// split the range over threads. bufs[slot] holds each stored node's values in
-// its dtype; ctx = {seed, step, error}: a kernel that meets a bad index sets
+// split the range over threads. bufs[b] holds the values of the kernel's
+// buffer b (Kernel.bufs: the plan's slot bufs[b]) in its dtype; ctx = {seed, step, error}: a kernel that meets a bad index sets
 // error to 1 + the node id. cpu: an LLVM CPU name ("x86-64-v3"), or NULL for
 // this machine's.
 
@@ -855,6 +866,16 @@ int codegen_tile_columns(const char *cpu);
 int link_shared(const Blob *object, const char *path, char *err, size_t errlen);
 // The same for n objects, linked in their order (written as PATH.0.o, PATH.1.o, ...).
 int link_shared_objects(const Blob *objects, int n, const char *path, char *err, size_t errlen);
+
+// ---------------------------------------------------------------- codegen_share.c
+// Kernels of the plans whose code is the same on every target of a build
+// (cpu, as codegen_host takes it, and the GPU targets) share one body: each
+// gets the first such kernel as Kernel.same (NULL for that one), and every
+// kernel the number of its body (Kernel.body), in the order of plans. The
+// code generators then compile the kernels with same NULL only. Returns the
+// number of distinct bodies, or -1 with a message.
+int codegen_share_bodies(KernelPlan *const *plans, int nplans, const char *cpu, const char *const *gpus, int ngpus,
+                         char *err, size_t errlen);
 
 // ---------------------------------------------------------------- host_cpu.c
 // Whether LLVM knows an x86-64 CPU name ("native": this machine's); and its
@@ -967,7 +988,7 @@ int codegen_threads(int jobs);
 struct Build;
 // The other bindings an ingot carries (smelt build -D B=1,8,64): n values of
 // var in increasing order, self the one being written, images[i] and
-// sizes[i] the others' whole ingot files (version 2).
+// sizes[i] the others' whole ingot files (without bindings of their own).
 typedef struct {
   const char *var;
   int n, self;
@@ -1221,6 +1242,7 @@ void summary_groups(FILE *out, const Graph *g, const struct TrainConfig *t);
   X(TIME_PASSES, "graph passes")                                               \
   X(TIME_KERNELS, "kernels")                                                   \
   X(TIME_MEMPLAN, "memplan")                                                   \
+  X(TIME_SHARE, "kernel bodies (keys)")                                       \
   X(TIME_HOST_IR, "host: LLVM IR")                                             \
   X(TIME_HOST_OPT, "host: LLVM optimization")                                  \
   X(TIME_HOST_EMIT, "host: object emission")                                   \

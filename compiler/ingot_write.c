@@ -42,7 +42,7 @@ static uint32_t str_add(Buf *strings, const char *s) {
 
 typedef struct {
   Compilation *c;
-  Buf strings, tensors, entries, launches, slots, slot_types, updates, weights, meta, costs, outputs;
+  Buf strings, tensors, entries, launches, launch_bufs, slots, slot_types, updates, weights, meta, costs, outputs;
   const char **tnames;   // by tensor index
   int ntensors, cap;
   uint64_t seed;
@@ -159,9 +159,17 @@ static void add_entry(Writer *w, const Entry *en) {
     IngotCost cost;
     kernel_cost(p, &p->kernels[k], &cost.bytes_read, &cost.bytes_written, &cost.flops);
     buf_put(&w->costs, &cost, sizeof cost);
-    IngotLaunch l = {str_add(&w->strings, p->kernels[k].name), (uint32_t)tensor_of[p->slot[p->kernels[k].out->id]],
-                     (uint64_t)p->kernels[k].count};
+    // a launch of a kernel whose body another runs names that kernel's
+    // symbol, with its own buffers
+    const Kernel *kn = &p->kernels[k];
+    const Kernel *body = kn->same ? kn->same : kn;
+    IngotLaunch l = {str_add(&w->strings, body->name), (uint32_t)tensor_of[p->slot[kn->out->id]], (uint64_t)kn->count,
+                     (uint32_t)(w->launch_bufs.len / 4), (uint32_t)kn->nbufs};
     buf_put(&w->launches, &l, sizeof l);
+    for (int b = 0; b < kn->nbufs; b++) {
+      uint32_t s = (uint32_t)kn->bufs[b];
+      buf_put(&w->launch_bufs, &s, 4);
+    }
     IngotOutputs outs = {(uint32_t)p->kernels[k].nouts, {0}};
     for (int o = 0; o < p->kernels[k].nouts; o++) outs.tensor[o] = (uint32_t)tensor_of[p->slot[p->kernels[k].outs[o]->id]];
     buf_put(&w->outputs, &outs, sizeof outs);
@@ -226,7 +234,7 @@ static int write_file(const char *path, Buf *const *secs, const uint32_t *kinds,
                       size_t errlen) {
   IngotHeader h = {0};
   memcpy(h.magic, INGOT_MAGIC, 8);
-  h.version = kinds[n - 1] == SEC_BINDINGS ? INGOT_VERSION_BINDINGS : INGOT_VERSION;
+  h.version = INGOT_VERSION;
   h.nsections = (uint32_t)n;
   IngotSection table[16] = {{0}};
   uint64_t at = sizeof h + sizeof(IngotSection) * (uint64_t)n;
@@ -375,16 +383,16 @@ int ingot_write(Compilation *c, Module *m, const Build *b, const Define *defs, i
   for (int i = 0; i < ndefs; i++) meta_line(&w, arena_printf(a, "size.%s", defs[i].name), arena_printf(a, "%lld", (long long)defs[i].value));
   if (b->on[0]) meta_train(&w, m);
   Buf *secs[] = {&w.meta, &w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &code, &w.weights,
-                 &w.costs, &w.outputs, &w.slot_types, &glaunch, &gcode};
+                 &w.costs, &w.outputs, &w.slot_types, &w.launch_bufs, &glaunch, &gcode};
   uint32_t kinds[] = {SEC_META, SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES, SEC_LAUNCHES, SEC_SLOTS, SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS,
-                      SEC_COSTS, SEC_OUTPUTS, SEC_SLOT_TYPES, SEC_GPU_LAUNCHES, SEC_GPU_CODE};
-  int nsecs = t->ngpus ? 14 : 12;
+                      SEC_COSTS, SEC_OUTPUTS, SEC_SLOT_TYPES, SEC_LAUNCH_BUFS, SEC_GPU_LAUNCHES, SEC_GPU_CODE};
+  int nsecs = t->ngpus ? 15 : 13;
   Buf bind = {0};
-  Buf *all_secs[15];
-  uint32_t all_kinds[15];
+  Buf *all_secs[16];
+  uint32_t all_kinds[16];
   memcpy(all_secs, secs, sizeof(Buf *) * (size_t)nsecs);
   memcpy(all_kinds, kinds, sizeof(uint32_t) * (size_t)nsecs);
-  if (bindings) {   // last: write_file takes a last BINDINGS section as version 3
+  if (bindings) {
     bindings_section(&bind, bindings);
     all_secs[nsecs] = &bind;
     all_kinds[nsecs++] = SEC_BINDINGS;
@@ -396,8 +404,8 @@ int ingot_write(Compilation *c, Module *m, const Build *b, const Define *defs, i
   free(code.data);
   free(glaunch.data);
   free(gcode.data);
-  Buf *all[] = {&w.strings, &w.tensors, &w.entries, &w.launches, &w.slots, &w.updates, &w.weights, &w.meta, &w.costs,
-                &w.outputs, &w.slot_types};
+  Buf *all[] = {&w.strings, &w.tensors, &w.entries, &w.launches, &w.launch_bufs, &w.slots, &w.updates, &w.weights,
+                &w.meta, &w.costs, &w.outputs, &w.slot_types};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->data);
   free(w.tnames);
   return rc;

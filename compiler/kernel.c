@@ -289,6 +289,8 @@ static void kernel_name(const KernelPlan *p, Kernel *k, const char *prefix) {
   }
 }
 
+static void number_buffers(const KernelPlan *p, Kernel *k, int *local, int *order);
+
 void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, KernelPlan *p) {
   memset(p, 0, sizeof *p);
   p->nr = nr;
@@ -389,6 +391,12 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
     k->count = shape_numel(&k->root->shape);
     if (k->kind == KK_MATMUL && matmul_tiles(p, k->root, &k->count)) k->tiled = true;
   }
+  int *local = xmalloc(sizeof(int) * (size_t)(p->nslots ? p->nslots : 1));
+  int *order = xmalloc(sizeof(int) * (size_t)(p->nslots ? p->nslots : 1));
+  for (int s = 0; s < p->nslots; s++) local[s] = -1;
+  for (int i = 0; i < p->n; i++) number_buffers(p, &p->kernels[i], local, order);
+  free(local);
+  free(order);
   free(kernel_of);
   free(cost);
   free(work);
@@ -399,6 +407,35 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
   free(u.amplified);
   free(u.operand);
   free(u.result);
+}
+
+typedef struct {
+  const KernelPlan *p;
+  int *local;   // by slot: the kernel's number for it, or -1
+  int *order;   // by number: the slot
+  int n;
+} Locals;
+
+static void add_local(void *ctx, const Node *n) {
+  Locals *l = ctx;
+  int s = l->p->slot[n->id];
+  if (l->local[s] >= 0) return;
+  l->local[s] = l->n;
+  l->order[l->n++] = s;
+}
+
+// k's own buffer numbers (Kernel.bufs): outputs first, then its reads in the
+// order kernel_reads meets them, each slot once. The order depends only on
+// the kernel's structure, so two kernels alike but for their slots number
+// their buffers alike.
+static void number_buffers(const KernelPlan *p, Kernel *k, int *local, int *order) {
+  Locals l = {p, local, order, 0};
+  for (int o = 0; o < k->nouts; o++) add_local(&l, k->outs[o]);
+  kernel_reads(p, k, add_local, &l);
+  k->nbufs = l.n;
+  k->bufs = xmalloc(sizeof(int) * (size_t)(l.n ? l.n : 1));
+  memcpy(k->bufs, order, sizeof(int) * (size_t)l.n);
+  for (int b = 0; b < l.n; b++) local[order[b]] = -1;
 }
 
 bool kernel_reads_only_at_own_index(const KernelPlan *p, const Kernel *k, const Node *x) {
@@ -415,6 +452,7 @@ void kernel_plan_free(KernelPlan *p) {
   free(p->reuses);
   free(p->slot);
   free(p->slot_node);
+  for (int i = 0; i < p->n; i++) free(p->kernels[i].bufs);
   free(p->kernels);
   free(p->why);
   memset(p, 0, sizeof *p);

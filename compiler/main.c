@@ -125,6 +125,8 @@ static const OptSpec specs[] = {
     {"all", 0, OPT_FLAG, "inspect", NULL, "also temporaries and kernels", 0, 0, NULL},
     {"jobs", 0, OPT_INT, "build train eval run", "N", "threads for code generation, at most 256 (default: one per\ncore); the ingot is the same bytes whatever N is", 1, 256, NULL},
     {"time", 0, OPT_FLAG, "check build", NULL, "print the milliseconds and runs of each compiler stage on stderr", 0, 0, NULL},
+    {"verbose", 'v', OPT_FLAG, "build", NULL, "also print each entry's launches and the distinct kernel bodies they run", 0, 0,
+     NULL},
     {"expect-sha256", 0, OPT_STRING, "train eval run bisect sample bench inspect", "HEX",
      "open the ingot only if its SHA-256 is HEX, as smelt build prints it\n(an ingot is native code: docs/ingot.md)", 0,
      0, NULL},
@@ -141,6 +143,30 @@ static const OptTable cli = {
     SMELT_VERSION,
 };
 
+// build -v: each entry's launches and the distinct bodies they run
+// (codegen_share_bodies), and the bodies compiled for the whole build.
+static void print_bodies(FILE *out, const Build *b) {
+  int bodies = 0, launches = 0;
+  for (int e = 0; e < 3; e++)
+    for (int k = 0; b->on[e] && k < b->entries[e].plan.n; k++) {
+      const Kernel *kn = &b->entries[e].plan.kernels[k];
+      if (kn->body + 1 > bodies) bodies = kn->body + 1;
+      launches++;
+    }
+  bool *seen = xcalloc((size_t)(bodies ? bodies : 1), sizeof *seen);
+  for (int e = 0; e < 3; e++) {
+    if (!b->on[e]) continue;
+    const KernelPlan *p = &b->entries[e].plan;
+    int distinct = 0;
+    memset(seen, 0, sizeof *seen * (size_t)bodies);
+    for (int k = 0; k < p->n; k++)
+      if (!seen[p->kernels[k].body]) seen[p->kernels[k].body] = true, distinct++;
+    fprintf(out, "%s: %d launches, %d distinct kernel bodies\n", b->entries[e].name, p->n, distinct);
+  }
+  fprintf(out, "kernel bodies compiled: %d for %d launches\n", bodies, launches);
+  free(seen);
+}
+
 typedef struct {
   const char *command;
   const char *stage;
@@ -148,6 +174,7 @@ typedef struct {
   int nfiles;
   bool summary;
   bool time;   // --time: each stage's milliseconds on stderr
+  bool verbose;   // build -v: launches and distinct kernel bodies per entry
   bool dot, fused;
   bool memory;
   const char *svg;
@@ -353,6 +380,7 @@ static int options_from(const OptResult *r, Options *o) {
 #define IF_SET(name) if (V(name)->set)
   o->summary = V("summary")->set;
   o->time = V("time")->set;
+  o->verbose = V("verbose")->set;
   o->stage = V("stage")->str;
   o->dot = V("dot")->set;
   o->fused = V("fused")->set;
@@ -597,6 +625,7 @@ static void build_ingot(Compilation *c, Module *m, const Options *o) {
       print_session_need(&b, o->output, tag);
       if (o->emit_c) printf("sha256 %s  %s[] in %s\n", sha256, o->emit_c, o->output);   // of the ingot's bytes
       else printf("sha256 %s  %s\n", sha256, o->output);   // pin it: --expect-sha256=HEX
+      if (o->verbose) print_bodies(stdout, &b);
     }
   }
   build_free(&b);

@@ -370,9 +370,12 @@ static int host_link(Build *b, const Blob *objs, int n, char *err, size_t errlen
 
 // The host's code, linked into a shared object, and each GPU target's:
 // PTX (and a cubin when ptxas is installed) or a linked AMD code object.
-static int codegen(Build *b, const KernelPlan *const *plans, int n, const BuildTargets *t, char *err, size_t errlen) {
-  Jobs J = {plans, n, 0, 0, t->ngpus, t, NULL, NULL, NULL, NULL, 0};
-  for (int i = 0; i < n; i++) J.kernels += plans[i]->n;
+// The parts are cut over the distinct bodies (codegen_share_bodies), so a
+// body shared by many launches is compiled once.
+static int codegen(Build *b, KernelPlan *const *plans, int n, const BuildTargets *t, char *err, size_t errlen) {
+  Jobs J = {(const KernelPlan *const *)plans, n, 0, 0, t->ngpus, t, NULL, NULL, NULL, NULL, 0};
+  J.kernels = codegen_share_bodies(plans, n, t->cpu, t->gpus, t->ngpus, err, errlen);
+  if (J.kernels < 0) return -1;
   J.nparts = (J.kernels + PART_KERNELS - 1) / PART_KERNELS;
   J.nparts = J.nparts < 1 ? 1 : J.nparts > MAX_PARTS ? MAX_PARTS : J.nparts;
   int njobs = J.ngpus + J.nparts;
@@ -417,7 +420,7 @@ int pipeline_plan(Compilation *c, Module *m, const Define *defs, int ndefs, cons
 int pipeline_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, Build *b) {
   if (pipeline_plan(c, m, defs, ndefs, t, b)) return -1;
   enum { TRAIN, INFER = 2 };
-  const KernelPlan *plans[3];
+  KernelPlan *plans[3];
   int n = 0, kernels = 0;
   for (int e = TRAIN; e <= INFER; e++)
     if (b->on[e]) plans[n++] = &b->entries[e].plan, kernels += b->entries[e].plan.n;

@@ -16,11 +16,8 @@
 #include <stdint.h>
 
 #define INGOT_MAGIC "SMELTIGT"   // 8 bytes, no terminator
-#define INGOT_VERSION 2   // 2: SLOT_TYPES
-// Version 3 is version 2 with a BINDINGS section: written only for an ingot
-// of several bindings, so that a runtime that reads version 2 alone says so
-// rather than misreading one binding; readers take both.
-#define INGOT_VERSION_BINDINGS 3
+#define INGOT_VERSION 3   // 2: SLOT_TYPES; 3: per-launch buffer tables (LAUNCH_BUFS), BINDINGS
+#define INGOT_MAX_SECTION 16   // the highest section kind
 #define INGOT_ALIGN 64
 #define INGOT_MAX_DIMS 8
 #define INGOT_ZEROS UINT64_MAX   // IngotTensor.data_offset of a tensor that starts at zero
@@ -49,7 +46,8 @@ enum {
   SEC_COSTS = 12,        // IngotCost records, one per IngotLaunch, in the same order
   SEC_OUTPUTS = 13,      // IngotOutputs records, one per IngotLaunch, in the same order
   SEC_SLOT_TYPES = 14,   // IngotSlotType records, one per slot, in the same order
-  SEC_BINDINGS = 15,     // version 3: IngotBindingTable, its IngotBinding records, then the other bindings' ingots
+  SEC_LAUNCH_BUFS = 15,  // u32 slot numbers of the launch's entry: each launch's buffer table, by launch
+  SEC_BINDINGS = 16,     // optional: IngotBindingTable, its IngotBinding records, then the other bindings' ingots
 };
 
 typedef struct {
@@ -90,12 +88,18 @@ typedef struct {
   uint64_t arena_bytes;   // the arena this entry needs
 } IngotEntry;             // 40 bytes
 
+// Launches of kernels alike but for their buffers name one symbol: a
+// kernel's code reads buffer b at bufs[b] of the table it is given, and the
+// launch's table holds the entry's slots first_buf .. first_buf + nbufs - 1
+// of LAUNCH_BUFS (entry slot numbers), in that order.
 typedef struct {
-  uint32_t symbol;        // offset into STRINGS: the kernel's name in HOST_CODE
+  uint32_t symbol;        // offset into STRINGS: the kernel's name in HOST_CODE (and GPU_CODE)
   uint32_t out;           // tensor index it writes
   uint64_t count;         // iterations [0, count) to split over threads: output elements,
                           // or output tiles (never more than the output's elements)
-} IngotLaunch;            // 16 bytes
+  uint32_t first_buf;     // into LAUNCH_BUFS: each launch's follow the previous launch's
+  uint32_t nbufs;         // the kernel's buffers
+} IngotLaunch;            // 24 bytes
 
 // How a GPU runs one launch: a one-dimensional grid of blocks. The kernels
 // are written for exactly this shape (they loop when the work is larger), so
@@ -123,7 +127,7 @@ typedef struct {
 
 // GPU kernels are
 //   void NAME(char **bufs, int64_t count, uint64_t seed, uint64_t step, int64_t *error)
-// bufs: a table of device pointers by slot, in device memory; error: a device
+// bufs: the launch's table of device pointers (IngotLaunch), in device memory; error: a device
 // word set to 1 + a node id when a kernel meets a bad index, or to a label
 // error (below) when one_hot meets a label outside its classes.
 //
@@ -167,7 +171,8 @@ typedef struct {
 
 // An ingot of several bindings of one size variable (smelt build -D B=1,8,64)
 // is the ingot of the first binding listed, with a BINDINGS section holding
-// the others as whole ingots of version 2 (each checked as a file would be).
+// the others as whole ingots without a BINDINGS section (each checked as a
+// file would be).
 // Every binding has the same parameters and state (names, dtypes, shapes),
 // so one checkpoint serves them all.
 typedef struct {

@@ -88,14 +88,8 @@ smelt_status ingot_bindings_open(smelt_ingot *ig, const char *path) {
     }
     char name[600];
     snprintf(name, sizeof name, "%s (binding %s=%lld)", path, r[i].var, (long long)r[i].value);
-    // a binding is an ingot of version 2, so it holds no bindings of its own
-    // (checked before it is opened: nesting could otherwise multiply the work)
-    const char *bytes = (const char *)t + r[i].offset;
-    IngotHeader h;
-    if (r[i].size >= sizeof h) memcpy(&h, bytes, sizeof h);
-    if (r[i].size < sizeof h || h.version != INGOT_VERSION) return bindings_bad(path, "holds a binding that is not a version-2 ingot");
     smelt_ingot *b;
-    st = ingot_open_bytes(bytes, (size_t)r[i].size, name, &b);
+    st = ingot_open_binding((const char *)t + r[i].offset, (size_t)r[i].size, name, &b);
     if (st != SMELT_OK) return st;
     ig->bindings[i] = b;
     char key[48], want[32];

@@ -20,7 +20,7 @@
 const char *ingot_str(const smelt_ingot *ig, uint32_t offset) { return ig->strings + offset; }
 
 const void *ingot_section(const smelt_ingot *ig, uint32_t kind, uint64_t *size) {
-  const IngotSection *s = kind < 16 ? ig->sec[kind] : NULL;
+  const IngotSection *s = kind <= INGOT_MAX_SECTION ? ig->sec[kind] : NULL;
   if (size) *size = s ? s->size : 0;
   return s ? ig->data + s->offset : NULL;
 }
@@ -35,6 +35,17 @@ int64_t ingot_tensor(const smelt_ingot *ig, const char *name) {
   for (uint32_t i = 0; i < ig->ntensors; i++)
     if (!strcmp(ingot_str(ig, ig->tensors[i].name), name)) return i;
   return -1;
+}
+
+uint32_t ingot_entry_bodies(const smelt_ingot *ig, const IngotEntry *e) {
+  uint32_t n = 0;
+  for (uint32_t k = 0; k < e->nlaunches; k++) {
+    const char *sym = ingot_str(ig, ig->launches[e->first_launch + k].symbol);
+    uint32_t j = 0;
+    while (j < k && strcmp(sym, ingot_str(ig, ig->launches[e->first_launch + j].symbol))) j++;
+    n += j == k;
+  }
+  return n;
 }
 
 const IngotGpuLaunch *ingot_gpu_launch(const smelt_ingot *ig, uint32_t i) {
@@ -66,7 +77,7 @@ static smelt_status bad(const char *path, const char *what) {
   return rt_fail(SMELT_ERR_FORMAT, "'%s' is not a valid ingot: %s", path, what);
 }
 
-static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, smelt_ingot **out);
+static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, bool binding, smelt_ingot **out);
 
 static bool in_arena(const IngotTensor *t) { return t->role != ROLE_PARAM && t->role != ROLE_STATE; }
 
@@ -132,6 +143,26 @@ static smelt_status check_names(const smelt_ingot *ig, const char *path) {
 
 // A launch of an entry writes only tensors that entry's kernels can reach:
 // each of its outputs is in one of the entry's slots.
+// Each launch's buffer table: the launches' tables follow each other in
+// LAUNCH_BUFS, in launch order, filling it, and each names a slot of the
+// launch's entry (so the session can point it at that slot's tensor).
+static smelt_status check_launch_bufs(const smelt_ingot *ig, const char *path) {
+  uint64_t at = 0;
+  for (uint32_t i = 0; i < ig->nentries; i++) {
+    const IngotEntry *e = &ig->entries[i];
+    for (uint32_t k = 0; k < e->nlaunches; k++) {
+      const IngotLaunch *l = &ig->launches[e->first_launch + k];
+      if (l->first_buf != at || l->nbufs > ig->nlaunch_bufs - at)
+        return bad(path, "a launch's buffer table lies outside LAUNCH_BUFS or out of order");
+      for (uint32_t b = 0; b < l->nbufs; b++)
+        if (ig->launch_bufs[at + b] >= e->nslots) return bad(path, "a launch's buffer names no slot of its entry");
+      at += l->nbufs;
+    }
+  }
+  if (at != ig->nlaunch_bufs) return bad(path, "LAUNCH_BUFS holds buffers of no launch");
+  return SMELT_OK;
+}
+
 static smelt_status check_launches(const smelt_ingot *ig, const char *path) {
   uint32_t *seen = malloc(sizeof *seen * (ig->ntensors ? ig->ntensors : 1));   // by tensor: 1 + entry index
   if (!seen) return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory reading '%s'", path);
@@ -219,6 +250,8 @@ static smelt_status check_tables(smelt_ingot *ig, const char *path) {
   st = check_names(ig, path);
   if (st != SMELT_OK) return st;
   st = check_launches(ig, path);
+  if (st != SMELT_OK) return st;
+  st = check_launch_bufs(ig, path);
   if (st != SMELT_OK) return st;
   for (uint32_t i = 0; i < ig->nlaunches; i++) {
     const IngotLaunch *l = &ig->launches[i];
@@ -325,7 +358,7 @@ smelt_status smelt_ingot_open_verified(const char *path, const char *sha256, sme
                      sha256);
     }
   }
-  return ingot_adopt(data, size, path, out);
+  return ingot_adopt(data, size, path, false, out);
 }
 
 smelt_status smelt_ingot_open_memory(const void *data, size_t size, smelt_ingot **out) {
@@ -336,12 +369,22 @@ smelt_status smelt_ingot_open_memory(const void *data, size_t size, smelt_ingot 
   return ingot_open_bytes(data, size, "<memory>", out);
 }
 
-smelt_status ingot_open_bytes(const void *bytes, size_t size, const char *name, smelt_ingot **out) {
+// A copy of the bytes, adopted; binding: they are one binding of another
+// ingot, which may hold no bindings itself.
+static smelt_status adopt_copy(const void *bytes, size_t size, const char *name, bool binding, smelt_ingot **out) {
   *out = NULL;
   char *data = malloc(size ? size : 1);
   if (!data) return rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory reading '%s'", name);
   if (size) memcpy(data, bytes, size);
-  return ingot_adopt(data, size, name, out);
+  return ingot_adopt(data, size, name, binding, out);
+}
+
+smelt_status ingot_open_bytes(const void *bytes, size_t size, const char *name, smelt_ingot **out) {
+  return adopt_copy(bytes, size, name, false, out);
+}
+
+smelt_status ingot_open_binding(const void *bytes, size_t size, const char *name, smelt_ingot **out) {
+  return adopt_copy(bytes, size, name, true, out);
 }
 
 static bool all_zero(const void *p, size_t n) {
@@ -352,7 +395,7 @@ static bool all_zero(const void *p, size_t n) {
 }
 
 // Validates an ingot's bytes (owned by the reader from here on, freed on failure).
-static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, smelt_ingot **out) {
+static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, bool binding, smelt_ingot **out) {
   smelt_ingot *ig = calloc(1, sizeof *ig);
   if (!ig) {
     free(data);
@@ -364,14 +407,14 @@ static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, sme
   IngotHeader h;
   if (size < sizeof h || memcmp(data, INGOT_MAGIC, 8) != 0) {
     st = rt_fail(SMELT_ERR_FORMAT, "'%s' is not an ingot (no SMELTIGT magic)", path);
-  } else if (memcpy(&h, data, sizeof h), h.version != INGOT_VERSION && h.version != INGOT_VERSION_BINDINGS) {
+  } else if (memcpy(&h, data, sizeof h), h.version != INGOT_VERSION) {
     st = h.version < INGOT_VERSION
              ? rt_fail(SMELT_ERR_FORMAT,
                        "'%s' is an ingot of format version %u, built by an older smelt; this runtime reads "
-                       "versions %d and %d (build it again)",
-                       path, h.version, INGOT_VERSION, INGOT_VERSION_BINDINGS)
-             : rt_fail(SMELT_ERR_FORMAT, "'%s' is an ingot of format version %u; this runtime reads versions %d and %d",
-                       path, h.version, INGOT_VERSION, INGOT_VERSION_BINDINGS);
+                       "version %d (build it again)",
+                       path, h.version, INGOT_VERSION)
+             : rt_fail(SMELT_ERR_FORMAT, "'%s' is an ingot of format version %u; this runtime reads version %d",
+                       path, h.version, INGOT_VERSION);
   } else if (h.file_size < size) {
     st = bad(path, "the file is longer than its header says");
   } else if (h.file_size > size) {
@@ -391,7 +434,7 @@ static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, sme
   }
   for (uint32_t i = 0; i < h.nsections; i++) {
     const IngotSection *s = &table[i];
-    if (s->kind == 0 || s->kind >= 16 || ig->sec[s->kind] || s->offset % INGOT_ALIGN ||
+    if (s->kind == 0 || s->kind > INGOT_MAX_SECTION || ig->sec[s->kind] || s->offset % INGOT_ALIGN ||
         s->offset > ig->size || s->size > ig->size - s->offset || s->flags || s->reserved) {
       smelt_ingot_close(ig);
       return bad(path, "a section lies outside the file or is repeated");
@@ -403,13 +446,13 @@ static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, sme
     }
     ig->sec[s->kind] = s;
   }
-  if (!ig->sec[SEC_BINDINGS] != (h.version == INGOT_VERSION)) {   // bindings exactly in version 3
+  if (binding && ig->sec[SEC_BINDINGS]) {   // checked before it is read: nesting could multiply the work
     smelt_ingot_close(ig);
-    return bad(path, h.version == INGOT_VERSION ? "a version-2 ingot has a bindings section"
-                                                : "a version-3 ingot has no bindings section");
+    return bad(path, "a binding holds bindings of its own");
   }
   static const uint32_t required[] = {SEC_META,      SEC_STRINGS, SEC_TENSORS, SEC_ENTRIES,   SEC_LAUNCHES,
-                                      SEC_SLOTS,     SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS, SEC_SLOT_TYPES};
+                                      SEC_SLOTS,     SEC_UPDATES, SEC_HOST_CODE, SEC_WEIGHTS, SEC_SLOT_TYPES,
+                                      SEC_LAUNCH_BUFS};
   for (size_t i = 0; i < sizeof required / sizeof *required; i++)
     if (!ig->sec[required[i]]) {
       smelt_ingot_close(ig);
@@ -428,6 +471,9 @@ static smelt_status ingot_adopt(char *data, uint64_t size, const char *path, sme
   sizes_ok &= n % sizeof(IngotLaunch) == 0;
   ig->slots = ingot_section(ig, SEC_SLOTS, &n);
   ig->nslots = (uint32_t)(n / 4);
+  sizes_ok &= n % 4 == 0;
+  ig->launch_bufs = ingot_section(ig, SEC_LAUNCH_BUFS, &n);
+  ig->nlaunch_bufs = (uint32_t)(n / 4);
   sizes_ok &= n % 4 == 0;
   ig->slot_types = ingot_section(ig, SEC_SLOT_TYPES, &n);
   sizes_ok &= n == (uint64_t)ig->nslots * sizeof(IngotSlotType);

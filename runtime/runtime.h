@@ -25,7 +25,7 @@ smelt_status rt_fail(smelt_status status, const char *fmt, ...) __attribute__((f
 struct smelt_ingot {
   char *data;                    // the whole file (owned)
   uint64_t size;
-  const IngotSection *sec[16];   // by SEC_* kind; NULL when absent
+  const IngotSection *sec[INGOT_MAX_SECTION + 1];   // by SEC_* kind; NULL when absent
   const char *strings;
   uint64_t strings_size;
   const IngotTensor *tensors;
@@ -36,6 +36,8 @@ struct smelt_ingot {
   uint32_t nlaunches;
   const uint32_t *slots;
   uint32_t nslots;
+  const uint32_t *launch_bufs;   // each launch's buffers, as slot numbers of its entry
+  uint32_t nlaunch_bufs;
   const IngotSlotType *slot_types;   // one per slot
   const IngotUpdate *updates;
   uint32_t nupdates;
@@ -62,6 +64,8 @@ void ingot_bindings_close(smelt_ingot *ig);
 // Opens an ingot from size bytes in memory (copied), with the checks of
 // smelt_ingot_open; name is what its messages call it.
 smelt_status ingot_open_bytes(const void *bytes, size_t size, const char *name, smelt_ingot **out);
+// The same for one binding of an ingot of bindings: refused if it holds bindings itself.
+smelt_status ingot_open_binding(const void *bytes, size_t size, const char *name, smelt_ingot **out);
 const char *ingot_str(const smelt_ingot *ig, uint32_t offset);
 const void *ingot_section(const smelt_ingot *ig, uint32_t kind, uint64_t *size);
 // The entry named name, or NULL.
@@ -69,6 +73,9 @@ const IngotEntry *ingot_entry(const smelt_ingot *ig, const char *name);
 // The tensor named name, or -1.
 int64_t ingot_tensor(const smelt_ingot *ig, const char *name);
 
+// The distinct kernel symbols entry e's launches run (launches of kernels
+// alike but for their buffers share one).
+uint32_t ingot_entry_bodies(const smelt_ingot *ig, const IngotEntry *e);
 // The GPU launch record of launch i, or NULL when the ingot has no GPU code.
 const IngotGpuLaunch *ingot_gpu_launch(const smelt_ingot *ig, uint32_t i);
 // The cost estimate of launch i, or NULL.

@@ -20,7 +20,7 @@ struct smelt_session {
   Device *dev;
   char **persist;       // by tensor index: PARAM and STATE storage, else NULL
   char **arena;         // by entry index
-  char **bufs;          // by entry index: the kernels' buffer table (device memory), by slot
+  char **bufs;          // by entry index: its launches' buffer tables one after another (device memory)
   void ***fns;          // by entry index: kernel entry points, by launch
   bool params_only;     // the last smelt_load read a file without optimizer state
 };
@@ -141,16 +141,36 @@ smelt_status smelt_session_new(const smelt_ingot *ig, const char *device, int th
   return SMELT_OK;
 }
 
-// Entry i's arena and the table of buffer pointers its kernels read from
-// device memory, made at the entry's first use: a session holds the arenas of
-// the entries it runs (an inference program never the training step's).
+// The first of entry e's launch buffers in LAUNCH_BUFS, and how many it has
+// (the reader checked that each launch's follow the previous one's).
+static uint32_t entry_bufs(const smelt_ingot *ig, const IngotEntry *e, uint32_t *n) {
+  *n = 0;
+  if (!e->nlaunches) return 0;
+  const IngotLaunch *first = &ig->launches[e->first_launch], *last = first + e->nlaunches - 1;
+  *n = last->first_buf + last->nbufs - first->first_buf;
+  return first->first_buf;
+}
+
+// Launch li's table of buffer pointers: its part of its entry's tables.
+static void *launch_table(const smelt_session *s, uint32_t ei, uint32_t li) {
+  const smelt_ingot *ig = s->ig;
+  uint32_t n, base = entry_bufs(ig, &ig->entries[ei], &n);
+  return (char **)s->bufs[ei] + (ig->launches[li].first_buf - base);
+}
+
+// Entry i's arena and the tables of buffer pointers its launches' kernels
+// read from device memory, made at the entry's first use: a session holds
+// the arenas of the entries it runs (an inference program never the
+// training step's). Launch k's table points at the slots its record names,
+// so kernels alike but for their buffers run one body.
 static smelt_status entry_ready(smelt_session *s, uint32_t i) {
   if (s->bufs[i]) return SMELT_OK;
   const smelt_ingot *ig = s->ig;
   const IngotEntry *e = &ig->entries[i];
+  uint32_t nbufs, base = entry_bufs(ig, e, &nbufs);
   char *arena = s->dev->alloc(s->dev, e->arena_bytes);
-  char **bufs = arena ? s->dev->alloc(s->dev, sizeof(char *) * (e->nslots ? e->nslots : 1)) : NULL;
-  char **table = calloc(e->nslots ? e->nslots : 1, sizeof(char *));
+  char **bufs = arena ? s->dev->alloc(s->dev, sizeof(char *) * (nbufs ? nbufs : 1)) : NULL;
+  char **table = calloc(nbufs ? nbufs : 1, sizeof(char *));
   if (!arena || !bufs || !table) {
     free(table);
     if (bufs) s->dev->free(s->dev, bufs);
@@ -159,8 +179,8 @@ static smelt_status entry_ready(smelt_session *s, uint32_t i) {
                    ingot_str(ig, e->name), (unsigned long long)e->arena_bytes);
   }
   s->arena[i] = arena;
-  for (uint32_t k = 0; k < e->nslots; k++) table[k] = tensor_ptr(s, ig->slots[e->first_slot + k], e);
-  s->dev->copy_in(s->dev, bufs, table, sizeof(char *) * e->nslots);
+  for (uint32_t b = 0; b < nbufs; b++) table[b] = tensor_ptr(s, ig->slots[e->first_slot + ig->launch_bufs[base + b]], e);
+  s->dev->copy_in(s->dev, bufs, table, sizeof(char *) * nbufs);
   free(table);
   s->bufs[i] = (char *)bufs;
   return SMELT_OK;
@@ -258,7 +278,7 @@ smelt_status smelt_run(smelt_session *s, const char *entry, uint64_t seed, uint6
   for (uint32_t k = 0; k < e->nlaunches; k++) {
     uint32_t li = e->first_launch + k;
     const IngotLaunch *l = &ig->launches[li];
-    int64_t err = s->dev->launch(s->dev, s->fns[ei][k], s->bufs[ei], li, (int64_t)l->count, seed, step);
+    int64_t err = s->dev->launch(s->dev, s->fns[ei][k], launch_table(s, ei, li), li, (int64_t)l->count, seed, step);
     if (err < 0) return SMELT_ERR_RUNTIME;   // the device said why
     if (err) return bad_index("kernel", ingot_str(ig, l->symbol), err);
   }
@@ -279,7 +299,7 @@ smelt_status session_launch(smelt_session *s, const IngotEntry *e, uint32_t k, u
   uint32_t ei = entry_index(ig, e), li = e->first_launch + k;
   smelt_status st = entry_ready(s, ei);
   if (st != SMELT_OK) return st;
-  int64_t err = s->dev->launch(s->dev, s->fns[ei][k], s->bufs[ei], li, (int64_t)ig->launches[li].count, seed, step);
+  int64_t err = s->dev->launch(s->dev, s->fns[ei][k], launch_table(s, ei, li), li, (int64_t)ig->launches[li].count, seed, step);
   if (err == 0 && s->dev->take_error) err = s->dev->take_error(s->dev);
   if (err < 0) return SMELT_ERR_RUNTIME;
   return err ? bad_index("kernel", ingot_str(ig, ig->launches[li].symbol), err) : SMELT_OK;

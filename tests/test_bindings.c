@@ -223,7 +223,7 @@ TEST(bindings, a_damaged_table_is_refused) {
   uint64_t off;
   memcpy(&kind, rec, 4);
   memcpy(&off, rec + 8, 8);
-  cr_assert_eq(kind, 15);
+  cr_assert_eq(kind, SEC_BINDINGS);
   int64_t v0, v1;
   memcpy(&v0, bytes + off + 32 + 32, 8);
   memcpy(&v1, bytes + off + 32 + 64 + 32, 8);

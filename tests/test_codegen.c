@@ -20,6 +20,16 @@
 
 typedef void (*KernelFn)(char **bufs, int64_t begin, int64_t end, int64_t *ctx);
 
+// Runs kernel k over [begin, end) with the plan's buffers by slot: a kernel
+// reads its own buffer numbers (Kernel.bufs), so its table is built here as
+// a session builds a launch's.
+static void run_kernel(KernelFn f, const Kernel *k, char **slots, int64_t begin, int64_t end, int64_t *ctx) {
+  char **table = calloc((size_t)(k->nbufs ? k->nbufs : 1), sizeof *table);
+  for (int b = 0; b < k->nbufs; b++) table[b] = slots[k->bufs[b]];
+  f(table, begin, end, ctx);
+  free(table);
+}
+
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
 static double rnd(void) {
   rng ^= rng << 13;
@@ -120,7 +130,7 @@ static void check_kernels(const char *what, const char *src, const Define *defs,
     const Kernel *kn = &plan.kernels[k];
     KernelFn f = (KernelFn)(uintptr_t)dlsym(lib, kn->name);
     cr_assert_not_null(f, "no symbol %s", kn->name);
-    f(bufs, 0, kn->count, ctx);
+    run_kernel(f, kn, bufs, 0, kn->count, ctx);
     cr_assert_eq(ctx[2], 0, "%s: kernel %s flagged an error", what, kn->name);
     for (int o = 0; o < kn->nouts; o++) {
     const Node *n = kn->outs[o];
@@ -195,7 +205,7 @@ static char **run_plan(Graph *g, FusionMode mode, KernelPlan *plan, Opts o) {
   for (int k = 0; k < plan->n; k++) {
     KernelFn f = (KernelFn)(uintptr_t)dlsym(lib, plan->kernels[k].name);
     cr_assert_not_null(f, "no symbol %s", plan->kernels[k].name);
-    f(bufs, 0, plan->kernels[k].count, ctx);
+    run_kernel(f, &plan->kernels[k], bufs, 0, plan->kernels[k].count, ctx);
   }
   cr_assert_eq(ctx[2], 0);
   dlclose(lib);
@@ -459,7 +469,7 @@ static double host_vs_interp_ulps(const char *expr, const float *x, int64_t n, b
   for (int k = 0; k < plan.n; k++) {
     KernelFn f = (KernelFn)(uintptr_t)dlsym(lib, plan.kernels[k].name);
     cr_assert_not_null(f);
-    f(bufs, 0, plan.kernels[k].count, ctx);
+    run_kernel(f, &plan.kernels[k], bufs, 0, plan.kernels[k].count, ctx);
   }
   InterpResult r;
   cr_assert_eq(interp_run(&g, leaves, 7, 3, &r, err, sizeof err), 0, "%s", err);
@@ -678,7 +688,7 @@ TEST(codegen, bad_gather_index_sets_the_error_word) {
   bufs[plan.slot[plan.kernels[0].out->id]] = (char *)out;
   int64_t ctx[3] = {1, 0, 0};
   KernelFn f = (KernelFn)(uintptr_t)dlsym(lib, plan.kernels[0].name);
-  f(bufs, 0, 8, ctx);
+  run_kernel(f, &plan.kernels[0], bufs, 0, 8, ctx);
   cr_expect_eq(ctx[2], plan.kernels[0].out->id + 1);
   cr_expect_float_eq(out[2], 5, 0);   // the rows that exist are right
   cr_expect_float_eq(out[7], 4, 0);
@@ -761,7 +771,7 @@ TEST(codegen, integer_floor_division_is_exact) {
   for (int k = 0; k < plan.n; k++) {
     KernelFn f = (KernelFn)(uintptr_t)dlsym(lib, plan.kernels[k].name);
     cr_assert_not_null(f);
-    f(bufs, 0, plan.kernels[k].count, ctx);
+    run_kernel(f, &plan.kernels[k], bufs, 0, plan.kernels[k].count, ctx);
   }
   const int64_t *q = (const int64_t *)bufs[plan.slot[g.outputs[0].node->id]];
   const int64_t *r = (const int64_t *)bufs[plan.slot[g.outputs[1].node->id]];
@@ -863,7 +873,7 @@ static void check_bits(DType t, const int64_t *av, const int64_t *bv) {
   for (int k = 0; k < plan.n; k++) {
     KernelFn f = (KernelFn)(uintptr_t)dlsym(lib, plan.kernels[k].name);
     cr_assert_not_null(f);
-    f(bufs, 0, plan.kernels[k].count, ctx);
+    run_kernel(f, &plan.kernels[k], bufs, 0, plan.kernels[k].count, ctx);
   }
   for (int o = 0; o < 6; o++) {
     const Node *n = g.outputs[o].node;

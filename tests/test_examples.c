@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sha256.h"
 #include "support.h"
+#include "util.h"
 
 static bool have(const char *path) {
   struct stat st;
@@ -145,4 +147,36 @@ TEST(examples, bench_reports_batch_1_latency) {
   cr_expect_not_null(strstr(out, " p99 "), "%s", out);
   cr_expect_not_null(strstr(out, "over 30 runs"), "%s", out);
   free(out);
+}
+
+// The T steps of the unrolled LSTM are kernels alike but for their buffers:
+// they share bodies, and training runs the same arithmetic as with one body
+// per launch. The checkpoint's SHA-256 is that of the same run by the build
+// before bodies were shared (x86-64-v3, so the same on every machine).
+TEST(examples, lstm_shares_kernel_bodies_and_trains_to_the_same_weights) {
+  if (!have(FORTUNES)) cr_skip_test("the fortunes package is not installed");
+  char *out, args[512], ckpt[64], ingot[64];
+  snprintf(ingot, sizeof ingot, "build/test-share-%d.ingot", (int)getpid());
+  snprintf(args, sizeof args, "build -v examples/lstm.smelt -D B=4 -D T=8 -D E=8 -D H=16 -o %s", ingot);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  int launches = 0, bodies = 0;
+  const char *p = strstr(out, "train_step: ");
+  cr_assert(p && sscanf(p, "train_step: %d launches, %d distinct kernel bodies", &launches, &bodies) == 2, "%s", out);
+  cr_expect_lt(2 * bodies, launches, "the unrolled steps share bodies: %s", out);
+  free(out);
+  unlink(ingot);
+  snprintf(ckpt, sizeof ckpt, "build/test-share-%d.ckpt", (int)getpid());
+  snprintf(args, sizeof args,
+           "train examples/lstm.smelt -D B=4 -D T=8 -D E=8 -D H=16 --steps=20 --log-every=10 --threads=1 "
+           "--cpu=x86-64-v3 --checkpoint=%s",
+           ckpt);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  size_t len;
+  char *data = file_read(ckpt, &len), hex[65];
+  cr_assert_not_null(data);
+  sha256_hex(data, len, hex);
+  cr_expect_str_eq(hex, "a0e5dd45e1a69cf126fd6dce221607b1534e8b422fea206c326daf1001aeacb8");
+  free(data);
+  unlink(ckpt);
 }

@@ -365,6 +365,30 @@ static void first_100_bytes(char *d, size_t *len) {
 }
 
 // A version number older than this runtime's.
+// A launch's buffer pointed past its entry's slots.
+static void launch_buf_outside_entry(char *d, size_t *len) {
+  (void)len;
+  uint64_t n;
+  uint32_t *b = (uint32_t *)section_of(d, SEC_LAUNCH_BUFS, &n);
+  b[0] = 100000;
+  reseal(d);
+}
+
+// The second launch's table starting where the first's does.
+static void launch_bufs_overlap(char *d, size_t *len) {
+  (void)len;
+  uint64_t n;
+  IngotLaunch *l = (IngotLaunch *)section_of(d, SEC_LAUNCHES, &n);
+  l[1].first_buf = l[0].first_buf;
+  reseal(d);
+}
+
+// Version 2, before launches had their own buffer tables.
+static void version_2(char *d, size_t *len) {
+  (void)len;
+  ((IngotHeader *)d)->version = 2;
+}
+
 static void older_version(char *d, size_t *len) {
   (void)len;
   ((IngotHeader *)d)->version = 0;
@@ -390,6 +414,9 @@ TEST(runtime, damaged_and_foreign_ingots_are_refused) {
       {header_reserved, "reserved bytes must be zero"},
       {first_100_bytes, "shorter than its header says"},
       {older_version, "built by an older smelt"},
+      {version_2, "format version 2, built by an older smelt"},
+      {launch_buf_outside_entry, "a launch's buffer names no slot of its entry"},
+      {launch_bufs_overlap, "a launch's buffer table lies outside LAUNCH_BUFS or out of order"},
   };
   char bad[64];
   snprintf(bad, sizeof bad, "build/test-bad-%d.ingot", (int)getpid());

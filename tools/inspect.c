@@ -17,7 +17,7 @@ static const char *role_name(uint32_t role) {
 static const char *section_name(uint32_t kind) {
   static const char *names[] = {"?", "meta", "strings", "tensors", "entries", "launches", "slots",
                                 "updates", "host code", "weights", "gpu launch", "gpu code", "costs", "outputs", "slot types",
-                                "bindings"};
+                                "launch bufs", "bindings"};
   return kind <= SEC_BINDINGS ? names[kind] : "?";
 }
 
@@ -119,7 +119,7 @@ int inspect_ingot(const char *path, FILE *out, bool all) {
   sha256_hex(ig->data, (size_t)ig->size, sha256);
   fprintf(out, "sha256 %s  %s\n", sha256, path);
   fputs("\nsections:\n", out);
-  for (uint32_t k = 1; k < 16; k++)
+  for (uint32_t k = 1; k <= INGOT_MAX_SECTION; k++)
     if (ig->sec[k])
       fprintf(out, "  %-10s %10llu bytes at %10llu  crc %08x\n", section_name(k),
               (unsigned long long)ig->sec[k]->size, (unsigned long long)ig->sec[k]->offset, ig->sec[k]->crc);
@@ -142,8 +142,8 @@ int inspect_ingot(const char *path, FILE *out, bool all) {
   fputs("\nentry points:\n", out);
   for (uint32_t i = 0; i < ig->nentries; i++) {
     const IngotEntry *e = &ig->entries[i];
-    fprintf(out, "  %-12s %5u kernels, %4u updates, arena %llu bytes\n", ingot_str(ig, e->name),
-            e->nlaunches, e->nupdates, (unsigned long long)e->arena_bytes);
+    fprintf(out, "  %-12s %5u kernels of %u distinct bodies, %4u updates, arena %llu bytes\n", ingot_str(ig, e->name),
+            e->nlaunches, ingot_entry_bodies(ig, e), e->nupdates, (unsigned long long)e->arena_bytes);
     for (uint32_t s = 0; s < e->nslots; s++) {
       const IngotTensor *tt = &ig->tensors[ig->slots[e->first_slot + s]];
       if (tt->role != ROLE_INPUT && tt->role != ROLE_OUTPUT) continue;

@@ -233,28 +233,44 @@ static void emit_kernel(Cg *c, const Kernel *k) {
 
 // The host module of plans for cpu (NULL: this machine's), emitted as an
 // object (ir false, kind LLVMObjectFile), as assembly, or as LLVM IR after O3.
-static int host_module(const KernelPlan *const *plans, int nplans, const char *cpu, int from, int to, bool ir,
-                       LLVMCodeGenFileType kind, Blob *out, char *err, size_t errlen) {
-  memset(out, 0, sizeof *out);
+// The target machine for cpu (NULL: this machine's), or NULL with a message.
+static LLVMTargetMachineRef host_machine(const char *cpu, char *err, size_t errlen) {
   llvm_errors_install();
   llvm_errors_at("the host module");
   host.init();
   LLVMTargetRef target;
   char *msg = NULL;
-  if (LLVMGetTargetFromTriple(host.triple, &target, &msg)) return cg_fail(err, errlen, "no x86-64 target", msg);
+  if (LLVMGetTargetFromTriple(host.triple, &target, &msg)) {
+    cg_fail(err, errlen, "no x86-64 target", msg);
+    return NULL;
+  }
   char *host_cpu = cpu ? NULL : LLVMGetHostCPUName();
   char *features = cpu ? NULL : LLVMGetHostCPUFeatures();
   LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, host.triple, cpu ? cpu : host_cpu, features ? features : "",
                                                     LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
   if (host_cpu) LLVMDisposeMessage(host_cpu);
   if (features) LLVMDisposeMessage(features);
+  return tm;
+}
+
+// The host module of plans for cpu (NULL: this machine's), emitted as an
+// object (ir false, kind LLVMObjectFile), as assembly, or as LLVM IR after O3.
+// It holds the bodies numbered [from, to) among the kernels that run their
+// own (Kernel.same NULL), in the order of plans.
+static int host_module(const KernelPlan *const *plans, int nplans, const char *cpu, int from, int to, bool ir,
+                       LLVMCodeGenFileType kind, Blob *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  LLVMTargetMachineRef tm = host_machine(cpu, err, errlen);
+  if (!tm) return -1;
   Cg c;
   cg_open(&c, &host, "smelt_host", tm);
   c.arch = cpu;
-  for (int k = 0, first = 0; k < nplans; first += plans[k++]->n) {
+  for (int k = 0, body = 0; k < nplans; k++) {
     c.plan = plans[k];
     for (int i = 0; i < plans[k]->n; i++) {
-      if (first + i < from || first + i >= to) continue;
+      if (plans[k]->kernels[i].same) continue;
+      int b = body++;
+      if (b < from || b >= to) continue;
       llvm_errors_at("kernel %s", plans[k]->kernels[i].name);
       emit_kernel(&c, &plans[k]->kernels[i]);
     }
@@ -264,6 +280,19 @@ static int host_module(const KernelPlan *const *plans, int nplans, const char *c
   cg_close(&c);
   LLVMDisposeTargetMachine(tm);
   return rc;
+}
+
+int host_kernel_keys(const KernelPlan *const *plans, int nplans, const char *cpu, Blob *keys, char *err,
+                     size_t errlen) {
+  LLVMTargetMachineRef tm = host_machine(cpu, err, errlen);
+  if (!tm) return -1;
+  Cg c;
+  cg_open(&c, &host, "smelt_host", tm);
+  c.arch = cpu;
+  cg_kernel_keys(&c, plans, nplans, emit_kernel, keys);
+  cg_close(&c);
+  LLVMDisposeTargetMachine(tm);
+  return 0;
 }
 
 int codegen_host(const KernelPlan *const *plans, int nplans, const char *cpu, Blob *object,

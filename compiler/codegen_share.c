@@ -1,0 +1,83 @@
+// codegen_share.c: kernels that differ only in their buffers share one body.
+//
+// The L layers of a transformer and the T steps of an unrolled LSTM plan the
+// same kernel again and again over other slots. A kernel's body indexes its
+// own buffer numbers (Kernel.bufs), so its code does not name its slots; its
+// key is the text of that code, unoptimized, on every target of the build
+// (and its GPU launch shape). Kernels with equal keys compute the same
+// function of their buffers: the first is compiled, the others run it with
+// their own table of buffers (the ingot's per-launch slot map).
+#include "codegen.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+// FNV-1a over the key's bytes: a bucket, never a proof (keys are compared whole).
+static uint64_t key_hash(const Blob *k) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < k->len; i++) h = (h ^ (unsigned char)k->data[i]) * 1099511628211ull;
+  return h;
+}
+
+static void key_add_launch(Blob *k, const Kernel *kn) {
+  GpuLaunch g;
+  gpu_launch_shape(kn, &g);
+  char line[96];
+  int n = snprintf(line, sizeof line, "\n; launch %u %u %u\n", g.grid, g.block, g.shared);
+  k->data = xrealloc(k->data, k->len + (size_t)n + 1);
+  memcpy(k->data + k->len, line, (size_t)n + 1);
+  k->len += (size_t)n;
+}
+
+// Kernel i of the plans (each plan's in turn).
+static Kernel *kernel_at(KernelPlan *const *plans, int nplans, int i) {
+  for (int p = 0; p < nplans; i -= plans[p++]->n)
+    if (i < plans[p]->n) return &plans[p]->kernels[i];
+  UNREACHABLE();
+}
+
+// Groups kernels of equal keys: Kernel.same and Kernel.body; returns the bodies.
+static int group_keys(KernelPlan *const *plans, int nplans, Blob *keys, int n) {
+  size_t cap = 16;
+  while (cap < 2 * (size_t)n) cap *= 2;
+  int *table = xmalloc(sizeof(int) * cap);   // kernel numbers, -1: empty
+  for (size_t i = 0; i < cap; i++) table[i] = -1;
+  int bodies = 0;
+  for (int i = 0; i < n; i++) {
+    Kernel *k = kernel_at(plans, nplans, i);
+    size_t at = (size_t)key_hash(&keys[i]) & (cap - 1);
+    for (; table[at] >= 0; at = (at + 1) & (cap - 1)) {
+      const Blob *o = &keys[table[at]];
+      if (o->len == keys[i].len && !memcmp(o->data, keys[i].data, o->len)) break;
+    }
+    if (table[at] < 0) {
+      table[at] = i;
+      k->same = NULL;
+      k->body = bodies++;
+    } else {
+      const Kernel *first = kernel_at(plans, nplans, table[at]);
+      k->same = first;
+      k->body = first->body;
+    }
+  }
+  free(table);
+  return bodies;
+}
+
+int codegen_share_bodies(KernelPlan *const *plans, int nplans, const char *cpu, const char *const *gpus, int ngpus,
+                         char *err, size_t errlen) {
+  double t0 = time_now();
+  int n = 0;
+  for (int p = 0; p < nplans; p++) n += plans[p]->n;
+  Blob *keys = xcalloc((size_t)(n ? n : 1), sizeof *keys);
+  const KernelPlan *const *cplans = (const KernelPlan *const *)plans;
+  int rc = host_kernel_keys(cplans, nplans, cpu, keys, err, errlen);
+  for (int g = 0; g < ngpus && rc == 0; g++) rc = gpu_kernel_keys(cplans, nplans, gpus[g], keys, err, errlen);
+  if (rc == 0 && ngpus)
+    for (int i = 0; i < n; i++) key_add_launch(&keys[i], kernel_at(plans, nplans, i));
+  int bodies = rc == 0 ? group_keys(plans, nplans, keys, n) : -1;
+  for (int i = 0; i < n; i++) free(keys[i].data);
+  free(keys);
+  time_add(TIME_SHARE, t0);
+  return bodies;
+}
