@@ -725,6 +725,10 @@ typedef enum {
 // Register tile of the host matmul: MATMUL_MR rows by KernelPlan.nr columns
 // (16 or 32 floats: one or two vector registers of the target per row).
 #define MATMUL_MR 6
+// Longest K of a packed matmul (Kernel.packed): its MATMUL_MR x K panel of A,
+// 48 KB at most, lives on the kernel's stack and stays in L1/L2 while every
+// column tile reads it.
+#define MATMUL_PANEL_K 2048
 #define KERNEL_MAX_OUTS 8
 #define KERNEL_MAX_ROOTS 6
 
@@ -743,7 +747,10 @@ typedef struct Kernel {
   char name[96];         // symbol: <prefix>k<id>_<scope>_<ops>
   bool tiled;            // KK_MATMUL on stored f32 operands, B not transposed:
                          // iterates over MATMUL_MR x nr tiles of the output
-  int64_t count;         // iterations: root elements, or tiles when tiled
+  bool packed;           // tiled, with A an im2col computed in the kernel (implicit GEMM):
+                         // an iteration packs MATMUL_MR rows of A from the image into a
+                         // panel, then runs every column tile of those rows against it
+  int64_t count;         // iterations: root elements, tiles when tiled, row tiles when packed
   // The kernel's own buffer numbers: its code reads and writes buffer b at
   // bufs[b] of the table it is given; bufs[b] is the plan's slot of buffer b
   // (its outputs first, then what it reads, in the order kernel_reads finds

@@ -232,16 +232,29 @@ const Node *matmul_operand_buffer(const KernelPlan *p, const Node *x) {
 // A matmul whose operands are stored float tensors (no view between) and whose
 // B is not transposed runs as register tiles: rows of A broadcast against
 // vectors of B's rows. Sets *tiles to the tile count.
-static bool matmul_tiles(const KernelPlan *p, const Node *n, int64_t *tiles) {
+static bool matmul_tiles(const KernelPlan *p, const Node *n, int64_t *tiles, bool *packed) {
   const Node *a = n->src[0], *b = n->src[1];
-  if (!matmul_operand_buffer(p, a) || !matmul_operand_buffer(p, b) || n->p.matmul.tb) return false;
+  *packed = a->op == OP_IM2COL && p->slot[a->id] < 0 && !n->p.matmul.ta;
+  if ((!*packed && !matmul_operand_buffer(p, a)) || !matmul_operand_buffer(p, b) || n->p.matmul.tb) return false;
   if (!dtype_is_float(a->dtype) || !dtype_is_float(b->dtype) || !dtype_is_float(n->dtype)) return false;
   int nd = n->shape.ndim;
   int64_t M = n->shape.d[nd - 2], N = n->shape.d[nd - 1];
   if (M == 0 || N == 0) return false;
   int64_t batch = shape_numel(&n->shape) / (M * N);
-  *tiles = batch * ((M + MATMUL_MR - 1) / MATMUL_MR) * ((N + p->nr - 1) / p->nr);
+  *tiles = batch * ((M + MATMUL_MR - 1) / MATMUL_MR) * (*packed ? 1 : (N + p->nr - 1) / p->nr);
   return true;
+}
+
+// An im2col whose one reader is a matmul taking it as A, untransposed (a
+// convolution's forward GEMM), is not stored: the host's tiled matmul packs
+// each tile's rows of windows from the image as it needs them (Kernel.packed)
+// and the GPU's reads them through the expression layer, so the window rows
+// are never written to memory.
+static bool im2col_packed(const Uses *u, Node *const *users, const Node *n) {
+  if (n->op != OP_IM2COL || n->fuse != FUSE_AUTO || u->uses[n->id] != 1 || u->result[n->id]) return false;
+  const Node *mm = users[n->id];
+  if (!mm || mm->op != OP_MATMUL || mm->src[0] != n || mm->src[1] == n || mm->p.matmul.ta) return false;
+  return dtype_is_float(n->dtype) && n->shape.d[n->shape.ndim - 1] <= MATMUL_PANEL_K;
 }
 
 static void lower(char *dst, const char *s, size_t room) {
@@ -320,7 +333,8 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
     else if (n->fuse == FUSE_BOUNDARY) why = SR_BOUNDARY;
     else if (n->stored) why = SR_OPERAND;
     else if (node_is_folded(n)) why = SR_NONE;
-    else if (!node_is_pointwise(n)) why = n->fuse == FUSE_INLINE && mode != FUSION_NONE ? SR_NONE : SR_ROOT;
+    else if (!node_is_pointwise(n))
+      why = (n->fuse == FUSE_INLINE || im2col_packed(&u, users, n)) && mode != FUSION_NONE ? SR_NONE : SR_ROOT;
     else if (mode == FUSION_NONE) why = SR_FUSION_OFF;
     else if (u.operand[i] && !cast_of_stored(p, n)) why = SR_OPERAND;
     p->why[i] = (unsigned char)why;
@@ -389,7 +403,8 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
     Kernel *k = &p->kernels[i];
     kernel_name(p, k, prefix);
     k->count = shape_numel(&k->root->shape);
-    if (k->kind == KK_MATMUL && matmul_tiles(p, k->root, &k->count)) k->tiled = true;
+    if (k->kind == KK_MATMUL && matmul_tiles(p, k->root, &k->count, &k->packed)) k->tiled = true;
+    else k->packed = false;
   }
   int *local = xmalloc(sizeof(int) * (size_t)(p->nslots ? p->nslots : 1));
   int *order = xmalloc(sizeof(int) * (size_t)(p->nslots ? p->nslots : 1));

@@ -572,6 +572,59 @@ TEST(codegen, grouped_convolutions_as_gemms) {
         "loss cross_entropy(logits[:, 0:3], t)", step);
 }
 
+// Matmul kernels that pack their A operand, an im2col never stored, from
+// the image (implicit GEMM), in g planned with fusion mode.
+static int packed_kernels(const Graph *g, FusionMode mode) {
+  KernelPlan plan;
+  kernel_plan(g, "", codegen_tile_columns(NULL), mode, &plan);
+  int n = 0;
+  for (int k = 0; k < plan.n; k++) n += plan.kernels[k].packed;
+  kernel_plan_free(&plan);
+  return n;
+}
+
+// Forward convolutions as implicit GEMMs: odd images and batches, strides,
+// padding and dilation (per axis too), output channels below, at and past a
+// column tile (edge tiles), window rows that are not a multiple of the row
+// tile, a grouped convolution (its GEMM reads a view of the im2col, which
+// stays stored) and one whose windows are longer than the panel. Each
+// against the interpreter, and the packed kernels bit for bit against the
+// materialized im2col of --fusion=none, in fp32, tf32 and bf16.
+TEST(codegen, convolutions_as_implicit_gemms) {
+  static const struct {
+    const char *body;
+    int packed;   // expected packed kernels with fusion on
+  } cases[] = {
+      {"input x: f32[3, 3, 11, 7]\nparam w1: f32[5, 3, 3, 3] = ones\nparam w2: f32[37, 5, 2, 2] = ones\n"
+       "let h = relu(conv(x, w1))\n"
+       "output y = conv(h, w2, stride = 2, padding = 1, dilation = 2)", 2},
+      {"input x: f32[2, 4, 9, 8]\n"
+       "output y = relu(conv2d(x, 16, 3, stride = 2, padding = 1) as c1)\n"
+       "output z = conv2d(x, 21, 2, dilation = 3, padding = 2) as c2", 2},
+      {"input x: f32[1, 6, 10, 13]\nparam w: f32[7, 6, 3, 2] = ones\n"
+       "output y = conv(x, w, stride = (2, 3), padding = (1, 0), dilation = (1, 2))", 1},
+      {"input x: f32[2, 8, 7, 6]\n"
+       "output y = conv2d(x, 8, 3, stride = 2, padding = 1, groups = 2) as g1", 0},
+      {"input x: f32[1, 230, 4, 4]\noutput y = conv2d(x, 8, 3) as wide", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+    for (Precision prec = PREC_FP32; prec <= PREC_BF16; prec++) {
+      char src[4096], what[64];
+      snprintf(src, sizeof src, "import \"nn\"\nmodel m {\n%s\n}\n", cases[i].body);
+      snprintf(what, sizeof what, "implicit gemm case %zu, precision %d", i, (int)prec);
+      Opts o = {.int_range = 3, .precision = prec};
+      Compilation c;
+      Graph g;
+      case_graph(&c, &g, what, src, NULL, 0, o, false);
+      cr_expect_eq(packed_kernels(&g, FUSION_ALL), cases[i].packed, "%s: packed kernels", what);
+      cr_expect_eq(packed_kernels(&g, FUSION_NONE), 0, "%s: packed with fusion off", what);
+      graph_free(&g);
+      compilation_free(&c);
+      check_kernels(what, src, NULL, 0, o);
+      if (cases[i].packed) check_fusion_bits(what, src, NULL, 0, o);
+    }
+}
+
 TEST(codegen, conv_transpose_in_bf16_and_tf32) {
   for (Precision p = PREC_TF32; p <= PREC_BF16; p++)
     check("conv_transpose", "input x: f32[2, 4, 5, 4]\ninput t: i32[2]\n"

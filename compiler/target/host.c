@@ -4,7 +4,9 @@
 // device splits over threads; the value of each element comes from the
 // shared expression layer (codegen_expr.c). Matmuls on stored f32 operands
 // run as register tiles instead: MATMUL_MR rows of A broadcast against
-// nr-wide vectors of B's rows, accumulated in vector registers.
+// nr-wide vectors of B's rows, accumulated in vector registers. A
+// convolution's GEMM whose A, the im2col, is not stored packs those rows
+// from the image into a panel on the stack first (implicit GEMM).
 #include "codegen.h"
 
 #include <pthread.h>
@@ -55,46 +57,31 @@ static V matrix_elem(Cg *c, const Node *x, const Shape *out, V *bidx, V row, V c
   return LLVMBuildAdd(c->b, base, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, row, ci(c, cols), ""), col, ""), "");
 }
 
-// One register tile of C = A' B (A' = A or A^T): for every k, MR scalars of
-// A' broadcast against one nr-wide vector of B's row k, accumulated in
-// MR vector registers. Edge tiles fall back to one element at a time. A
+// The MATMUL_MR x NR register tile of C = A' B at rows m0.., columns n0..
+// (A' = A or A^T; ti: the tile's batch index first), whose columns all lie
+// inside C: for every k, MR scalars of A' broadcast against one NR-wide
+// vector of B's row k, accumulated in MR vector registers. A' comes from its
+// buffer, or from the packed panel (k * MR + r) when panel is not NULL. A
 // kernel with an epilogue finishes each element of the tile through it.
-static void emit_tile(Cg *c, const Kernel *kn, V t) {
+static void tile_vector(Cg *c, const Kernel *kn, V *ti, V m0, V n0, V panel) {
   LLVMBuilderRef B = c->b;
   const Node *n = kn->root;
   const int NR = c->plan->nr;
   const Node *a = n->src[0], *bm = n->src[1];
-  int nd = n->shape.ndim;
+  int nd = n->shape.ndim, nb = nd - 2;
   bool ta = n->p.matmul.ta;
-  int64_t M = n->shape.d[nd - 2], N = n->shape.d[nd - 1];
+  int64_t M = n->shape.d[nd - 2];
   int64_t K = ta ? a->shape.d[a->shape.ndim - 2] : a->shape.d[a->shape.ndim - 1];
-  int64_t tm = (M + MATMUL_MR - 1) / MATMUL_MR, tn = (N + NR - 1) / NR;
-  Shape batch = n->shape;
-  batch.ndim -= 2;
-  // Row tiles vary fastest, so consecutive tiles (on one thread) reuse the
-  // same K x NR panel of B from L1 while rows of A stream through.
-  Shape tiles = batch;
-  tiles.d[tiles.ndim++] = tn;
-  tiles.d[tiles.ndim++] = tm;
-  V ti[MAX_DIMS];
-  delinearize(c, t, &tiles, ti);
-  V m0 = LLVMBuildMul(B, ti[tiles.ndim - 1], ci(c, MATMUL_MR), "m0");
-  V n0 = LLVMBuildMul(B, ti[tiles.ndim - 2], ci(c, NR), "n0");
   // A tile whose columns are all inside C takes the vector path even when
   // some of its rows are not (M not a multiple of MR, a thin product such as
   // batch-1 inference): those rows read C's last row and are not stored.
   bool ragged_rows = M % MATMUL_MR != 0;
-  V full = LLVMBuildICmp(B, LLVMIntSLE, addc(c, n0, NR), ci(c, N), "");
-  LLVMBasicBlockRef fast = block(c, "tile"), edge = block(c, "edge"), join = block(c, "tiled");
-  LLVMBuildCondBr(B, full, fast, edge);
-
-  LLVMPositionBuilderAtEnd(B, fast);
   LLVMTypeRef vt = LLVMVectorType(c->f32, NR);
   V init[MATMUL_MR];
   for (int r = 0; r < MATMUL_MR; r++) init[r] = LLVMConstNull(vt);
   // an operand may be a cast of a stored tensor, converted as it is loaded
-  const Node *sa = matmul_operand_buffer(c->plan, a), *sb = matmul_operand_buffer(c->plan, bm);
-  V pa = buffer_ptr(c, sa), pb = buffer_ptr(c, sb);
+  const Node *sa = panel ? NULL : matmul_operand_buffer(c->plan, a), *sb = matmul_operand_buffer(c->plan, bm);
+  V pa = panel ? panel : buffer_ptr(c, sa), pb = buffer_ptr(c, sb);
   // the accumulators are loop-carried values of a k loop
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(B), head = block(c, "k"), body = block(c, "kbody"), done = block(c, "kdone");
   LLVMBuildBr(B, head);
@@ -110,7 +97,7 @@ static void emit_tile(Cg *c, const Kernel *kn, V t) {
   LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, k, ci(c, K), ""), body, done);
   LLVMPositionBuilderAtEnd(B, body);
   // bf16 and f16 operands are widened as they are loaded: f32 products and sums
-  LLVMTypeRef at = storage_type(c, sa->dtype), bt = storage_type(c, sb->dtype);
+  LLVMTypeRef at = panel ? c->f32 : storage_type(c, sa->dtype), bt = storage_type(c, sb->dtype);
   V bidx = matrix_elem(c, bm, &n->shape, ti, k, n0);
   V bv = LLVMBuildLoad2(B, LLVMVectorType(bt, NR), LLVMBuildGEP2(B, bt, pb, &bidx, 1, ""), "b");
   LLVMSetAlignment(bv, (unsigned)dtype_size(sb->dtype));
@@ -119,13 +106,19 @@ static void emit_tile(Cg *c, const Kernel *kn, V t) {
   if (n->tf32) bv = round_tf32(c, bv);
   V next[MATMUL_MR];
   for (int r = 0; r < MATMUL_MR; r++) {
-    V row = addc(c, m0, r);
-    if (ragged_rows) row = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, row, ci(c, M), ""), row, ci(c, M - 1), "");
-    V aidx = ta ? matrix_elem(c, a, &n->shape, ti, k, row) : matrix_elem(c, a, &n->shape, ti, row, k);
-    V av = LLVMBuildLoad2(B, at, LLVMBuildGEP2(B, at, pa, &aidx, 1, ""), "a");
-    if (at != c->f32) av = LLVMBuildFPExt(B, av, c->f32, "");
-    if (sa != a) av = round_value(c, av, a->dtype);
-    if (n->tf32) av = round_tf32(c, av);
+    V av;
+    if (panel) {   // packed already rounded, ragged rows clamped
+      V at_k = addc(c, mulc(c, k, MATMUL_MR), r);
+      av = LLVMBuildLoad2(B, c->f32, LLVMBuildGEP2(B, c->f32, pa, &at_k, 1, ""), "a");
+    } else {
+      V row = addc(c, m0, r);
+      if (ragged_rows) row = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, row, ci(c, M), ""), row, ci(c, M - 1), "");
+      V aidx = ta ? matrix_elem(c, a, &n->shape, ti, k, row) : matrix_elem(c, a, &n->shape, ti, row, k);
+      av = LLVMBuildLoad2(B, at, LLVMBuildGEP2(B, at, pa, &aidx, 1, ""), "a");
+      if (at != c->f32) av = LLVMBuildFPExt(B, av, c->f32, "");
+      if (sa != a) av = round_value(c, av, a->dtype);
+      if (n->tf32) av = round_tf32(c, av);
+    }
     V splat = LLVMBuildShuffleVector(B, LLVMBuildInsertElement(B, LLVMGetUndef(vt), av, ci(c, 0), ""),
                                      LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(c->i32, NR)), "");
     V args[3] = {splat, bv, acc[r]};
@@ -148,7 +141,7 @@ static void emit_tile(Cg *c, const Kernel *kn, V t) {
       LLVMPositionBuilderAtEnd(B, put);
     }
     V oi[MAX_DIMS];
-    for (int d = 0; d < batch.ndim; d++) oi[d] = ti[d];
+    for (int d = 0; d < nb; d++) oi[d] = ti[d];
     oi[nd - 2] = addc(c, m0, r);
     oi[nd - 1] = n0;
     V lin = linearize(c, oi, &n->shape);
@@ -164,9 +157,46 @@ static void emit_tile(Cg *c, const Kernel *kn, V t) {
       LLVMPositionBuilderAtEnd(B, skip);
     }
   }
+}
+
+// C[oi] from the packed panel (rows from m0): the sum kernel_matmul makes,
+// product by product in the same order and rounding, so a packed kernel's
+// edge equals an unpacked one's bit for bit.
+static V panel_dot(Cg *c, const Node *n, V *oi, V m0, V panel) {
+  LLVMBuilderRef B = c->b;
+  const Node *bm = n->src[1];
+  int nd = n->shape.ndim, bb = bm->shape.ndim - 2;
+  int64_t K = bm->shape.d[bb];
+  V init = cf(c, 0), bi[MAX_DIMS];
+  Loop L;
+  loop_open(c, &L, ci(c, 0), ci(c, K), 1, &init);
+  for (int d = 0; d < bb; d++) bi[d] = bm->shape.d[d] == 1 ? ci(c, 0) : oi[d + nd - 2 - bb];
+  bi[bb] = L.i;
+  bi[bb + 1] = oi[nd - 1];
+  V at_k = LLVMBuildAdd(B, mulc(c, L.i, MATMUL_MR), LLVMBuildSub(B, oi[nd - 2], m0, ""), "");
+  V av = LLVMBuildLoad2(B, c->f32, LLVMBuildGEP2(B, c->f32, panel, &at_k, 1, ""), "a");
+  V bv = emit_value(c, bm, bi);
+  if (n->tf32) bv = round_tf32(c, bv);
+  V next = LLVMBuildFAdd(B, L.acc[0], LLVMBuildFMul(B, av, bv, ""), "");
+  loop_close(c, &L, &next);
+  return L.acc[0];
+}
+
+// The tile at rows m0.., columns n0..: the vector path when its columns lie
+// inside C, else each of its elements that lies inside C, the plain way.
+static void tile_at(Cg *c, const Kernel *kn, V *ti, V m0, V n0, V panel) {
+  LLVMBuilderRef B = c->b;
+  const Node *n = kn->root;
+  const int NR = c->plan->nr;
+  int nd = n->shape.ndim;
+  int64_t M = n->shape.d[nd - 2], N = n->shape.d[nd - 1];
+  V full = LLVMBuildICmp(B, LLVMIntSLE, addc(c, n0, NR), ci(c, N), "");
+  LLVMBasicBlockRef fast = block(c, "tile"), edge = block(c, "edge"), join = block(c, "tiled");
+  LLVMBuildCondBr(B, full, fast, edge);
+  LLVMPositionBuilderAtEnd(B, fast);
+  tile_vector(c, kn, ti, m0, n0, panel);
   LLVMBuildBr(B, join);
 
-  // edge tile: each element of the tile that lies inside C, the plain way
   LLVMPositionBuilderAtEnd(B, edge);
   Loop L;
   loop_open(c, &L, ci(c, 0), ci(c, MATMUL_MR * NR), 0, NULL);
@@ -177,15 +207,129 @@ static void emit_tile(Cg *c, const Kernel *kn, V t) {
   LLVMBuildCondBr(B, inside, one, skip);
   LLVMPositionBuilderAtEnd(B, one);
   V oi[MAX_DIMS];
-  for (int d = 0; d < batch.ndim; d++) oi[d] = ti[d];
+  for (int d = 0; d < nd - 2; d++) oi[d] = ti[d];
   oi[nd - 2] = row;
   oi[nd - 1] = col;
-  kernel_store(c, kn, linearize(c, oi, &n->shape), kernel_matmul(c, n, oi));
+  kernel_store(c, kn, linearize(c, oi, &n->shape), panel ? panel_dot(c, n, oi, m0, panel) : kernel_matmul(c, n, oi));
   LLVMBuildBr(B, skip);
   LLVMPositionBuilderAtEnd(B, skip);
   loop_close(c, &L, NULL);
   LLVMBuildBr(B, join);
   LLVMPositionBuilderAtEnd(B, join);
+}
+
+// Iteration t of a tiled matmul: one register tile. Row tiles vary fastest,
+// so consecutive tiles (on one thread) reuse the same K x NR panel of B from
+// L1 while rows of A stream through.
+static void emit_tile(Cg *c, const Kernel *kn, V t) {
+  const Node *n = kn->root;
+  const int NR = c->plan->nr;
+  int nd = n->shape.ndim;
+  int64_t M = n->shape.d[nd - 2], N = n->shape.d[nd - 1];
+  Shape tiles = n->shape;
+  tiles.ndim -= 2;
+  tiles.d[tiles.ndim++] = (N + NR - 1) / NR;
+  tiles.d[tiles.ndim++] = (M + MATMUL_MR - 1) / MATMUL_MR;
+  V ti[MAX_DIMS];
+  delinearize(c, t, &tiles, ti);
+  V m0 = mulc(c, ti[tiles.ndim - 1], MATMUL_MR), n0 = mulc(c, ti[tiles.ndim - 2], NR);
+  tile_at(c, kn, ti, m0, n0, NULL);
+}
+
+// Row m0 + r of a packed matmul's A, rows past M repeating the last.
+static V packed_row(Cg *c, int64_t M, V m0, int r) {
+  V row = addc(c, m0, r);
+  if (M % MATMUL_MR == 0) return row;
+  return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, row, ci(c, M), ""), row, ci(c, M - 1), "");
+}
+
+// The panel entry k * MATMUL_MR + r.
+static V panel_at(Cg *c, V panel, V k, int r) {
+  V at = addc(c, mulc(c, k, MATMUL_MR), r);
+  return LLVMBuildGEP2(c->b, c->f32, panel, &at, 1, "");
+}
+
+// Packs the rows of A from m0 through the expression layer, element by
+// element: an im2col of an image computed inline (a fused pointwise op).
+static void pack_rows(Cg *c, const Node *n, V *ti, V m0, int64_t K, V panel) {
+  const Node *a = n->src[0];
+  int nd = n->shape.ndim, ab = a->shape.ndim - 2;
+  Loop L;
+  loop_open(c, &L, ci(c, 0), ci(c, K), 0, NULL);
+  for (int r = 0; r < MATMUL_MR; r++) {
+    V ai[MAX_DIMS];
+    for (int d = 0; d < ab; d++) ai[d] = a->shape.d[d] == 1 ? ci(c, 0) : ti[d + nd - 2 - ab];
+    ai[ab] = packed_row(c, n->shape.d[nd - 2], m0, r);
+    ai[ab + 1] = L.i;
+    V v = emit_value(c, a, ai);
+    if (n->tf32) v = round_tf32(c, v);
+    LLVMBuildStore(c->b, v, panel_at(c, panel, L.i, r));
+  }
+  loop_close(c, &L, NULL);
+}
+
+// Packs the rows of A from m0 when A is the im2col of a stored image x
+// [N, C, H, W]: each row's window origin is computed once, then loops over
+// (channel, kh, kw) read x with no division, zero outside the image. The
+// values are those of the im2col's expression (kernel_conv), so packed and
+// unpacked kernels agree bit for bit.
+static void pack_image(Cg *c, const Node *n, V *ti, V m0, V panel) {
+  LLVMBuilderRef B = c->b;
+  const Node *a = n->src[0], *x = a->src[0];
+  const int *st = a->p.conv.stride, *pd = a->p.conv.pad, *dl = a->p.conv.dil;
+  int64_t M = n->shape.d[n->shape.ndim - 2], OW = a->p.conv.grid[1];
+  int64_t C = x->shape.d[1], H = x->shape.d[2], W = x->shape.d[3], KH = a->p.conv.kernel[0], KW = a->p.conv.kernel[1];
+  V ih0[MATMUL_MR], iw0[MATMUL_MR];
+  for (int r = 0; r < MATMUL_MR; r++) {
+    V row = packed_row(c, M, m0, r);
+    ih0[r] = addc(c, mulc(c, LLVMBuildUDiv(B, row, ci(c, OW), ""), st[0]), -pd[0]);
+    iw0[r] = addc(c, mulc(c, LLVMBuildURem(B, row, ci(c, OW), ""), st[1]), -pd[1]);
+  }
+  V image = mulc(c, a->shape.d[0] == 1 ? ci(c, 0) : ti[0], C * H * W);
+  Loop Lc, Lh, Lw;
+  loop_open(c, &Lc, ci(c, 0), ci(c, C), 0, NULL);
+  V plane = LLVMBuildAdd(B, image, mulc(c, Lc.i, H * W), "");
+  loop_open(c, &Lh, ci(c, 0), ci(c, KH), 0, NULL);
+  V dh = mulc(c, Lh.i, dl[0]);
+  loop_open(c, &Lw, ci(c, 0), ci(c, KW), 0, NULL);
+  V dw = mulc(c, Lw.i, dl[1]);
+  V k = LLVMBuildAdd(B, mulc(c, LLVMBuildAdd(B, mulc(c, Lc.i, KH), Lh.i, ""), KW), Lw.i, "");
+  for (int r = 0; r < MATMUL_MR; r++) {
+    V ih = LLVMBuildAdd(B, ih0[r], dh, ""), iw = LLVMBuildAdd(B, iw0[r], dw, "");
+    V ok = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntULT, ih, ci(c, H), ""), LLVMBuildICmp(B, LLVMIntULT, iw, ci(c, W), ""), "");
+    V at = LLVMBuildAdd(B, plane, LLVMBuildAdd(B, mulc(c, ih, W), iw, ""), "");
+    V v = LLVMBuildSelect(B, ok, load_at(c, x, LLVMBuildSelect(B, ok, at, ci(c, 0), "")), cf(c, 0), "");
+    v = round_value(c, v, a->dtype);
+    if (n->tf32) v = round_tf32(c, v);
+    LLVMBuildStore(B, v, panel_at(c, panel, k, r));
+  }
+  loop_close(c, &Lw, NULL);
+  loop_close(c, &Lh, NULL);
+  loop_close(c, &Lc, NULL);
+}
+
+// Iteration t of a packed matmul (implicit GEMM): the MATMUL_MR rows of A
+// from m0 are computed once, k-major into the panel (rows past M repeat the
+// last), and every column tile of those rows reads them there. A is an
+// im2col never stored, so the window rows come from the image as they are
+// packed, and the panel is still in cache when the tiles read it.
+static void emit_packed(Cg *c, const Kernel *kn, V t, V panel) {
+  const Node *n = kn->root, *a = n->src[0];
+  const int NR = c->plan->nr;
+  int nd = n->shape.ndim, ab = a->shape.ndim - 2;
+  int64_t M = n->shape.d[nd - 2], N = n->shape.d[nd - 1], K = a->shape.d[ab + 1];
+  Shape tiles = n->shape;
+  tiles.ndim -= 2;
+  tiles.d[tiles.ndim++] = (M + MATMUL_MR - 1) / MATMUL_MR;
+  V ti[MAX_DIMS];
+  delinearize(c, t, &tiles, ti);
+  V m0 = mulc(c, ti[tiles.ndim - 1], MATMUL_MR);
+  if (c->plan->slot[a->src[0]->id] >= 0) pack_image(c, n, ti, m0, panel);
+  else pack_rows(c, n, ti, m0, K, panel);
+  Loop J;
+  loop_open(c, &J, ci(c, 0), ci(c, (N + NR - 1) / NR), 0, NULL);
+  tile_at(c, kn, ti, m0, mulc(c, J.i, NR), panel);
+  loop_close(c, &J, NULL);
 }
 
 // One kernel: for i in [begin, end): idx = index of i in the root's shape;
@@ -205,6 +349,13 @@ static void emit_kernel(Cg *c, const Kernel *k) {
   c->out_lin = NULL;
   c->kernel = k;
   const Node *n = k->root;
+  V panel = NULL;   // a packed matmul's rows of A, a static alloca of the entry block
+  if (k->packed) {
+    const Node *a = n->src[0];
+    LLVMTypeRef pt = LLVMArrayType2(c->f32, (uint64_t)(MATMUL_MR * a->shape.d[a->shape.ndim - 1]));
+    panel = LLVMBuildAlloca(c->b, pt, "panel");
+    LLVMSetAlignment(panel, 64);
+  }
   Loop L;
   loop_open(c, &L, LLVMGetParam(c->fn, 1), LLVMGetParam(c->fn, 2), 0, NULL);
   if (k->rows) {   // an iteration is a row
@@ -214,7 +365,8 @@ static void emit_kernel(Cg *c, const Kernel *k) {
     return;
   }
   if (k->tiled) {
-    emit_tile(c, k, L.i);
+    if (k->packed) emit_packed(c, k, L.i, panel);
+    else emit_tile(c, k, L.i);
     loop_close(c, &L, NULL);
     LLVMBuildRetVoid(c->b);
     return;
