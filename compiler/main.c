@@ -122,6 +122,7 @@ static const OptSpec specs[] = {
     {"runs", 0, OPT_INT, "bench", "N", "timed runs (1000; --profile: 20)", 1, BIG, NULL},
     {"batch", 0, OPT_INT, "bench", "N", "build a model file with B = N", 1, BIG, NULL},
     {"all", 0, OPT_FLAG, "inspect", NULL, "also temporaries and kernels", 0, 0, NULL},
+    {"data-parallel", 0, OPT_FLAG, "build", NULL, "also build train_grad and train_apply, the training step in two\nthat `mpirun -np N smelt train` runs (docs/distributed.md)", 0, 0, NULL},
     {"jobs", 0, OPT_INT, "build train eval run", "N", "threads for code generation, at most 256 (default: one per\ncore); the ingot is the same bytes whatever N is", 1, 256, NULL},
     {"time", 0, OPT_FLAG, "check build", NULL, "print the milliseconds and runs of each compiler stage on stderr", 0, 0, NULL},
     {"expect-sha256", 0, OPT_STRING, "train eval run bisect sample bench inspect", "HEX",
@@ -351,6 +352,7 @@ static int options_from(const OptResult *r, Options *o) {
   IF_SET("fusion") fusion_mode_parse(V("fusion")->str, &o->targets.fusion);
   o->targets.remat = V("remat")->set;
   o->targets.jobs = (int)V("jobs")->num;
+  o->targets.data_parallel = V("data-parallel")->set;
   o->targets.max_memory = V("max-memory")->set ? (uint64_t)V("max-memory")->num : memory_default_limit();
   IF_SET("precision") o->precision = precision_parse(V("precision")->str);
   o->infer = V("infer")->set;
@@ -759,6 +761,8 @@ static int train_or_eval(Options *o, const char *argv0) {
     if (!errors) {
       BuildTargets t = o->targets;
       t.cpu = !o->cpu || !strcmp(o->cpu, "native") ? NULL : o->cpu;
+      // started by mpirun as one of several ranks: the step in two (docs/distributed.md)
+      t.data_parallel = !strcmp(o->command, "train") && dist_env_size() > 1;
       // with no --target, also build for the GPU the device would take
       char arch[32];
       if (!t.ngpus && strcmp(o->train.device, "cpu") && device_gpu_target(o->train.device, arch, sizeof arch) &&
