@@ -744,23 +744,42 @@ static int train_interrupted(const smelt_ingot *ig, smelt_session *s, const Trai
 // train_apply, which every rank runs on the same values: so every rank keeps
 // the same parameters, and the step is one rank's at the global batch (the
 // mean loss over the batch is the mean of the shards' means, the shards
-// being the same size).
+// being the same size). The buffers that train_grad writes (a batch norm's
+// running statistics, from its shard's batch) are averaged the same way, so
+// that they too stay the same on every rank.
 
 typedef struct {
   int rank, size;
   int n;                 // trainable parameters with a gradient
   const char **names;    // "grad.P": train_grad's outputs, train_apply's inputs
   int64_t *count;        // f32 values of each
-  int64_t total, most;
-  float *f;              // one gradient
-  double *sum;           // every gradient, then the loss and the stop flag
+  int64_t total, most;   // gradient values; the most of one
+  int nbuf;              // buffers train_grad writes
+  const IngotTensor **buf;
+  int64_t buf_total;     // their values
+  void *host;            // one gradient (f32) or buffer (its dtype)
+  double *sum;           // every gradient, every buffer, then the loss and the stop flag
 } DataParallel;
 
 static void dp_free(DataParallel *dp) {
   free(dp->names);
   free(dp->count);
-  free(dp->f);
+  free(dp->buf);
+  free(dp->host);
   free(dp->sum);
+}
+
+// The buffers train_grad writes, which the ranks average after each step.
+static void dp_buffers(const smelt_ingot *ig, DataParallel *dp) {
+  const IngotEntry *e = ingot_entry(ig, "train_grad");
+  dp->buf = xcalloc(e->nupdates + 1, sizeof *dp->buf);
+  for (uint32_t k = 0; k < e->nupdates; k++) {
+    const IngotTensor *t = &ig->tensors[ig->updates[e->first_update + k].target];
+    dp->buf[dp->nbuf++] = t;
+    int64_t n = (int64_t)(t->bytes / (uint64_t)dtype_size(t->dtype));
+    dp->buf_total += n;
+    if ((int64_t)t->bytes > dp->most * (int64_t)sizeof(float)) dp->most = (int64_t)(t->bytes / sizeof(float)) + 1;
+  }
 }
 
 // The gradients train_apply takes, each checked against train_grad's output
@@ -787,8 +806,9 @@ static int dp_open(const smelt_ingot *ig, DataParallel *dp, char *err, size_t er
     if (dp->count[dp->n] > dp->most) dp->most = dp->count[dp->n];
     dp->n++;
   }
-  dp->f = xmalloc(sizeof(float) * (size_t)(dp->most ? dp->most : 1));
-  dp->sum = xmalloc(sizeof(double) * (size_t)(dp->total + 2));
+  dp_buffers(ig, dp);
+  dp->host = xmalloc(sizeof(float) * (size_t)(dp->most ? dp->most : 1));
+  dp->sum = xmalloc(sizeof(double) * (size_t)(dp->total + dp->buf_total + 2));
   return 0;
 }
 
@@ -796,27 +816,43 @@ static int dp_open(const smelt_ingot *ig, DataParallel *dp, char *err, size_t er
 // The random stream of each rank's shard is its own (counter step * size +
 // rank). *loss: the global batch's mean loss; *stop: whether any rank was
 // asked to stop. 0, or -1 with a message.
-static int dp_step(smelt_session *s, DataParallel *dp, uint64_t seed, int64_t step, float *loss, bool *stop,
+static int dp_step(const smelt_ingot *ig, smelt_session *s, DataParallel *dp, uint64_t seed, int64_t step, float *loss, bool *stop,
                    char *err, size_t errlen) {
   if (smelt_run(s, "train_grad", seed, (uint64_t)step * (uint64_t)dp->size + (uint64_t)dp->rank) != SMELT_OK)
     return snprintf(err, errlen, "%s", smelt_last_error()), -1;
-  int64_t at = 0;
+  float *f = dp->host;
+  int64_t at = 0, end = dp->total + dp->buf_total;
   for (int i = 0; i < dp->n; at += dp->count[i++]) {
-    smelt_get_output(s, "train_grad", dp->names[i], dp->f, sizeof(float) * (size_t)dp->count[i]);
-    for (int64_t j = 0; j < dp->count[i]; j++) dp->sum[at + j] = dp->f[j];
+    smelt_get_output(s, "train_grad", dp->names[i], f, sizeof(float) * (size_t)dp->count[i]);
+    for (int64_t j = 0; j < dp->count[i]; j++) dp->sum[at + j] = f[j];
+  }
+  for (int i = 0; i < dp->nbuf; i++) {
+    const IngotTensor *t = dp->buf[i];
+    int64_t n = (int64_t)(t->bytes / (uint64_t)dtype_size(t->dtype));
+    smelt_get_tensor(s, ingot_str(ig, t->name), dp->host, (size_t)t->bytes);
+    dtype_to_doubles(t->dtype, dp->host, dp->sum + at, n);
+    at += n;
   }
   float mine = 0;
   smelt_get_output(s, "train_grad", "loss", &mine, sizeof mine);
-  dp->sum[dp->total] = mine;
-  dp->sum[dp->total + 1] = stop_signal != 0;
-  if (dist_sum(dp->sum, dp->total + 2, err, errlen)) return -1;
+  dp->sum[end] = mine;
+  dp->sum[end + 1] = stop_signal != 0;
+  if (dist_sum(dp->sum, end + 2, err, errlen)) return -1;
+  for (int64_t j = 0; j < end + 1; j++) dp->sum[j] /= dp->size;
   at = 0;
   for (int i = 0; i < dp->n; at += dp->count[i++]) {
-    for (int64_t j = 0; j < dp->count[i]; j++) dp->f[j] = (float)(dp->sum[at + j] / dp->size);
-    smelt_set_input(s, "train_apply", dp->names[i], dp->f, sizeof(float) * (size_t)dp->count[i]);
+    for (int64_t j = 0; j < dp->count[i]; j++) f[j] = (float)dp->sum[at + j];
+    smelt_set_input(s, "train_apply", dp->names[i], f, sizeof(float) * (size_t)dp->count[i]);
   }
-  *loss = (float)(dp->sum[dp->total] / dp->size);
-  *stop = dp->sum[dp->total + 1] > 0;
+  for (int i = 0; i < dp->nbuf; i++) {
+    const IngotTensor *t = dp->buf[i];
+    int64_t n = (int64_t)(t->bytes / (uint64_t)dtype_size(t->dtype));
+    dtype_from_doubles(t->dtype, dp->sum + at, dp->host, n);
+    smelt_set_tensor(s, ingot_str(ig, t->name), dp->host, (size_t)t->bytes);
+    at += n;
+  }
+  *loss = (float)dp->sum[end];
+  *stop = dp->sum[end + 1] > 0;
   if (smelt_run(s, "train_apply", seed, (uint64_t)step) != SMELT_OK)
     return snprintf(err, errlen, "%s", smelt_last_error()), -1;
   return 0;
@@ -922,7 +958,7 @@ int train_run(const TrainOptions *o) {
     float loss;
     bool stop_all = false;   // data parallelism: some rank was asked to stop
     if (dp.size > 1) {
-      if (dp_step(s, &dp, seed, step, &loss, &stop_all, err, sizeof err)) {
+      if (dp_step(ig, s, &dp, seed, step, &loss, &stop_all, err, sizeof err)) {
         fprintf(stderr, "\nsmelt: error: step %lld: %s\n", (long long)step, err);
         goto done;
       }
