@@ -17,6 +17,9 @@ uint64_t memory_default_limit(void) {
   return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
 }
 
+// Here, below pipeline.c (which calls this file), so both read it.
+const char *const build_entry_names[BUILD_ENTRIES] = {"train_step", "eval", "infer", "train_grad", "train_apply"};
+
 void memory_need(const Build *b, MemoryNeed *need) {
   memset(need, 0, sizeof *need);
   // persistent tensors by name: every entry that reads one shares its copy

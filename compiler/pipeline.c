@@ -120,8 +120,6 @@ void entry_free(Entry *e) {
   e->in_arena = NULL;
 }
 
-const char *const build_entry_names[BUILD_ENTRIES] = {"train_step", "eval", "infer", "train_grad", "train_apply"};
-
 const char *entry_prefix(const char *entry) {
   return !strcmp(entry, "train_step") ? "train_" : !strcmp(entry, "eval") ? "eval_" : !strcmp(entry, "train_grad") ? "grad_"
          : !strcmp(entry, "train_apply") ? "apply_" : "infer_";
