@@ -4,8 +4,9 @@
 // gradients) must be the whole step; under mpirun, N ranks at batch B must
 // train what one rank trains at batch N * B (the same losses, gradient norms
 // and checkpoint, to rounding), one rank under mpirun must be plain
-// `smelt train` byte for byte, and an ingot without the two entries is
-// refused. The mpirun tests are skipped, saying so, where mpirun is absent.
+// `smelt train` byte for byte, an ingot without the two entries is
+// refused, and a resumed run on ranks equals one uninterrupted. The mpirun
+// tests are skipped, saying so, where mpirun is absent.
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -299,6 +300,24 @@ TEST(distributed, ingot_needs_the_split_step) {
   snprintf(cmd, sizeof cmd, MPIRUN " -np 2 %s train %s/dp.ingot --threads=1 </dev/null", smelt_path(), dir);
   cr_expect_eq(run_cmd(cmd, &out), 0, "%s", out);
   cr_expect_not_null(strstr(out, "trained 12 steps"), "%s", out);
+  free(out);
+  remove_dir(dir);
+}
+
+// Stopped after 7 steps and resumed on 2 ranks, a run ends with the
+// checkpoint of 12 steps in one go: the ranks continue from the same global
+// batch.
+TEST(distributed, resumed_ranks_continue_where_they_stopped) {
+  if (!have_mpirun()) cr_skip_test("mpirun is not installed (Debian: openmpi-bin, libopenmpi-dev)");
+  char dir[256], cmd[4096], *out;
+  make_dir(dir, sizeof dir, "resume");
+  write_model(dir, "fp32");
+  snprintf(cmd, sizeof cmd, MPIRUN " -np 2 %s train %s/m.smelt -D B=4 --threads=1 --checkpoint=%s/a.ckpt --stop-after=7 "
+           "</dev/null && " MPIRUN " -np 2 %s train %s/m.smelt -D B=4 --threads=1 --checkpoint=%s/a.ckpt --resume "
+           "</dev/null && " MPIRUN " -np 2 %s train %s/m.smelt -D B=4 --threads=1 --checkpoint=%s/b.ckpt </dev/null && "
+           "cmp %s/a.ckpt %s/b.ckpt", smelt_path(), dir, dir, smelt_path(), dir, dir, smelt_path(), dir, dir, dir, dir);
+  cr_expect_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "resumed from"), "%s", out);
   free(out);
   remove_dir(dir);
 }
