@@ -768,8 +768,9 @@ static int train_or_eval(Options *o, const char *argv0) {
       if (!t.ngpus && strcmp(o->train.device, "cpu") && device_gpu_target(o->train.device, arch, sizeof arch) &&
           gpu_target_known(arch))
         t.gpus[t.ngpus++] = arch;
-      fprintf(stderr, "building %s for this CPU%s%s...\n", o->onnx_source ? o->onnx_source : file, t.ngpus ? " and " : "",
-              t.ngpus ? t.gpus[0] : "");
+      if (!dist_env_rank())   // every rank builds; rank 0 says so
+        fprintf(stderr, "building %s for this CPU%s%s...\n", o->onnx_source ? o->onnx_source : file,
+                t.ngpus ? " and " : "", t.ngpus ? t.gpus[0] : "");
       errors = ingot_build(&c, m, o->defs, o->ndefs, &t, tmp) ? 1 : 0;
     }
     if (errors) fprintf(stderr, "%d error%s\n", c.diag.errors, c.diag.errors == 1 ? "" : "s");

@@ -38,6 +38,12 @@ int dist_env_size(void) {
   return n > 1 && n < 1 << 20 ? (int)n : 1;
 }
 
+int dist_env_rank(void) {
+  const char *s = getenv("OMPI_COMM_WORLD_RANK");
+  long r = s ? strtol(s, NULL, 10) : 0;
+  return r > 0 && r < 1 << 20 ? (int)r : 0;
+}
+
 // Each symbol of Open MPI's library that the ranks use; false with a message
 // naming the first one missing.
 static bool resolve(char *err, size_t errlen) {

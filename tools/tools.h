@@ -56,6 +56,8 @@ int run_main(const TrainOptions *o, const char *inputs, const char *outputs);
 // The ranks mpirun says it started (OMPI_COMM_WORLD_SIZE), or 1 when this
 // process runs alone; asks no library.
 int dist_env_size(void);
+// This process's rank by mpirun's word (OMPI_COMM_WORLD_RANK), 0 when alone.
+int dist_env_rank(void);
 // Joins the ranks (MPI_Init) when dist_env_size() > 1; rank 0 and size 1
 // otherwise. 0, or -1 with a message.
 int dist_init(int *rank, int *size, char *err, size_t errlen);
