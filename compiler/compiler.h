@@ -404,6 +404,14 @@ Node **autodiff(Graph *g, Node *const *wrt, int nwrt);
 struct TrainConfig;
 struct ParamGroup;
 int optim_append(Graph *g, const struct TrainConfig *cfg, int64_t total_steps);
+// The training step in parts, for data parallelism (docs/distributed.md):
+// OPTIM_WHOLE is optim_append; OPTIM_GRADS stops after the backward pass with
+// each trainable parameter's true gradient as the f32 output "grad.P" (the
+// fp16 loss scale divided out, buffers still updated); OPTIM_APPLY drops the
+// forward graph's outputs and updates and runs the optimizer on f32 inputs
+// "grad.P" instead (clipping, loss-scale skipping and the step counter there).
+typedef enum { OPTIM_WHOLE, OPTIM_GRADS, OPTIM_APPLY } OptimPart;
+int optim_append_part(Graph *g, const struct TrainConfig *cfg, int64_t total_steps, OptimPart part);
 // The group that decides the settings of the parameter called name: the first frozen group
 // whose pattern matches, else the first group that matches, else NULL (the
 // optimizer's own settings).
@@ -988,6 +996,7 @@ typedef struct {
   bool infer_only;          // --entry=infer: the infer entry alone (no labels, no optimizer state)
   uint64_t max_memory;      // refuse a model whose session needs more bytes (memory_need.c); 0: no limit
   int jobs;                 // threads for code generation (--jobs); 0: one per core
+  bool data_parallel;       // also train_grad and train_apply, the step in two (docs/distributed.md)
 } BuildTargets;
 // The threads a build's code generation runs on for --jobs=jobs (0: one per online core).
 int codegen_threads(int jobs);
@@ -1142,9 +1151,15 @@ typedef struct {
   char *report;             // ptxas's resource report (owned), or NULL
 } GpuCode;
 
+// The entries a build may hold, in the ingot's order; train_grad and
+// train_apply (the training step in two, for data parallelism) only when
+// BuildTargets.data_parallel asks for them.
+enum { BUILD_TRAIN, BUILD_EVAL, BUILD_INFER, BUILD_GRAD, BUILD_APPLY, BUILD_ENTRIES };
+extern const char *const build_entry_names[BUILD_ENTRIES];
+
 typedef struct Build {
-  Entry entries[3];         // in the ingot's order: train_step, eval, infer
-  bool on[3];               // built: train_step with a loss and a train block, eval unless infer_only, infer
+  Entry entries[BUILD_ENTRIES];   // in the ingot's order: train_step, eval, infer, train_grad, train_apply
+  bool on[BUILD_ENTRIES];         // built: train_step with a loss and a train block, eval unless infer_only, infer
   Blob host;                // every entry's kernels, linked into one shared object
   GpuCode gpu[16];          // one per BuildTargets.gpus
   int ngpus;
@@ -1167,7 +1182,7 @@ int ingot_build(Compilation *c, Module *m, const Define *defs, int ndefs, const 
 
 typedef struct {
   uint64_t params, state;   // persistent bytes
-  uint64_t arena[3];        // by Build entry; 0 when not built
+  uint64_t arena[BUILD_ENTRIES];   // by Build entry; 0 when not built
   uint64_t total;           // everything a session allocates for tensors
 } MemoryNeed;
 
@@ -1214,6 +1229,8 @@ struct EntryCache {
 void module_cache_free(Module *m);
 // Appends backward and (with a train block) optimizer to a forward graph.
 int training_step(Compilation *c, Module *m, Graph *g);
+// training_step, or one of its data-parallel parts (optim_append_part).
+int training_step_part(Compilation *c, Module *m, Graph *g, OptimPart part);
 // The graph of one entry point ("train_step", "eval" or "infer") as an ingot
 // compiles it: pipeline_entry through PASS_MATMUL into g (graph_init'ed by
 // the caller, who frees it). 0, or -1 after reporting.

@@ -350,9 +350,9 @@ int ingot_write(Compilation *c, Module *m, const Build *b, const Define *defs, i
   Writer w = {.c = c, .seed = model_seed(m)};
   // the entries, in the order their tensors are added: parameters first, in
   // the train graph's order, so every entry shares them
-  const KernelPlan *plans[3];
+  const KernelPlan *plans[BUILD_ENTRIES];
   int nplans = 0;
-  for (int e = 0; e < 3; e++) {
+  for (int e = 0; e < BUILD_ENTRIES; e++) {
     if (!b->on[e]) continue;
     add_entry(&w, &b->entries[e]);
     plans[nplans++] = &b->entries[e].plan;

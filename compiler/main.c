@@ -123,6 +123,7 @@ static const OptSpec specs[] = {
     {"runs", 0, OPT_INT, "bench", "N", "timed runs (1000; --profile: 20)", 1, BIG, NULL},
     {"batch", 0, OPT_INT, "bench", "N", "build a model file with B = N", 1, BIG, NULL},
     {"all", 0, OPT_FLAG, "inspect", NULL, "also temporaries and kernels", 0, 0, NULL},
+    {"data-parallel", 0, OPT_FLAG, "build", NULL, "also build train_grad and train_apply, the training step in two\nthat `mpirun -np N smelt train` runs (docs/distributed.md)", 0, 0, NULL},
     {"jobs", 0, OPT_INT, "build train eval run", "N", "threads for code generation, at most 256 (default: one per\ncore); the ingot is the same bytes whatever N is", 1, 256, NULL},
     {"time", 0, OPT_FLAG, "check build", NULL, "print the milliseconds and runs of each compiler stage on stderr", 0, 0, NULL},
     {"verbose", 'v', OPT_FLAG, "build", NULL, "also print each entry's launches and the distinct kernel bodies they run", 0, 0,
@@ -406,6 +407,7 @@ static int options_from(const OptResult *r, Options *o) {
   IF_SET("fusion") fusion_mode_parse(V("fusion")->str, &o->targets.fusion);
   o->targets.remat = V("remat")->set;
   o->targets.jobs = (int)V("jobs")->num;
+  o->targets.data_parallel = V("data-parallel")->set;
   o->targets.max_memory = V("max-memory")->set ? (uint64_t)V("max-memory")->num : memory_default_limit();
   IF_SET("precision") o->precision = precision_parse(V("precision")->str);
   o->infer = V("infer")->set;
@@ -889,13 +891,16 @@ static int train_or_eval(Options *o, const char *argv0) {
     if (!errors) {
       BuildTargets t = o->targets;
       t.cpu = !o->cpu || !strcmp(o->cpu, "native") ? NULL : o->cpu;
+      // started by mpirun as one of several ranks: the step in two (docs/distributed.md)
+      t.data_parallel = !strcmp(o->command, "train") && dist_env_size() > 1;
       // with no --target, also build for the GPU the device would take
       char arch[32];
       if (!t.ngpus && strcmp(o->train.device, "cpu") && device_gpu_target(o->train.device, arch, sizeof arch) &&
           gpu_target_known(arch))
         t.gpus[t.ngpus++] = arch;
-      fprintf(stderr, "building %s for this CPU%s%s...\n", o->onnx_source ? o->onnx_source : file, t.ngpus ? " and " : "",
-              t.ngpus ? t.gpus[0] : "");
+      if (!dist_env_rank())   // every rank builds; rank 0 says so
+        fprintf(stderr, "building %s for this CPU%s%s...\n", o->onnx_source ? o->onnx_source : file,
+                t.ngpus ? " and " : "", t.ngpus ? t.gpus[0] : "");
       errors = ingot_build(&c, m, o->defs, o->ndefs, &t, tmp) ? 1 : 0;
     }
     if (errors) fprintf(stderr, "%d error%s\n", c.diag.errors, c.diag.errors == 1 ? "" : "s");

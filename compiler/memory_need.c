@@ -17,12 +17,15 @@ uint64_t memory_default_limit(void) {
   return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
 }
 
+// Here, below pipeline.c (which calls this file), so both read it.
+const char *const build_entry_names[BUILD_ENTRIES] = {"train_step", "eval", "infer", "train_grad", "train_apply"};
+
 void memory_need(const Build *b, MemoryNeed *need) {
   memset(need, 0, sizeof *need);
   // persistent tensors by name: every entry that reads one shares its copy
   const char **seen = NULL;
   int nseen = 0, cap = 0;
-  for (int e = 0; e < 3; e++) {
+  for (int e = 0; e < BUILD_ENTRIES; e++) {
     if (!b->on[e]) continue;
     const Entry *en = &b->entries[e];
     need->arena[e] = en->arena;
@@ -44,16 +47,14 @@ void memory_need(const Build *b, MemoryNeed *need) {
   free(seen);
 }
 
-static const char *const entry_names[3] = {"train_step", "eval", "infer"};
-
 void memory_need_print(FILE *out, const Build *b, const MemoryNeed *need) {
   char t[32], p[32], s[32], a[32];
   fprintf(out, "%s (parameters %s, state %s; arena", human_units(t, sizeof t, (double)need->total, "B"),
           human_units(p, sizeof p, (double)need->params, "B"), human_units(s, sizeof s, (double)need->state, "B"));
   const char *sep = " ";
-  for (int e = 0; e < 3; e++) {
+  for (int e = 0; e < BUILD_ENTRIES; e++) {
     if (!b->on[e]) continue;
-    fprintf(out, "%s%s %s", sep, entry_names[e], human_units(a, sizeof a, (double)need->arena[e], "B"));
+    fprintf(out, "%s%s %s", sep, build_entry_names[e], human_units(a, sizeof a, (double)need->arena[e], "B"));
     sep = ", ";
   }
   fputc(')', out);

@@ -213,7 +213,40 @@ static bool buffers_clash(Graph *g) {
   return false;
 }
 
+// The gradient of each trainable parameter that the loss reaches, as the
+// optimizer of train_apply reads it: an f32 input "grad.P" of P's shape. The
+// backward pass built beside them only told which parameters have one; with
+// nothing reading it, it is pruned.
+static void grads_as_inputs(Graph *g, Node **grads, int n0) {
+  for (int i = 0; i < n0; i++) {
+    Node *p = g->nodes[i];
+    if (!grads[i] || p->op != OP_PARAM || p->frozen) continue;
+    grads[i] = g_leaf(g, OP_INPUT, DT_F32, p->shape, arena_printf(g->arena, "grad.%s", p->name));
+  }
+}
+
+// train_grad's outputs: each trainable parameter's gradient, true (unscaled)
+// and f32, as "grad.P"; the optimizer is left to train_apply.
+static void grads_as_outputs(Graph *g, Node *const *grads, int n0) {
+  for (int i = 0; i < n0; i++) {
+    Node *p = g->nodes[i];
+    if (!grads[i] || p->op != OP_PARAM || p->frozen) continue;
+    graph_add_output(g, arena_printf(g->arena, "grad.%s", p->name), g_cast(g, grads[i], DT_F32));
+  }
+}
+
+// train_apply keeps none of the forward graph's writes and outputs: the
+// buffers' updates belong to train_grad, which ran the forward pass.
+static void forward_drop(Graph *g) {
+  g->nupdates = 0;
+  g->noutputs = 0;
+}
+
 int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
+  return optim_append_part(g, c, total_steps, OPTIM_WHOLE);
+}
+
+int optim_append_part(Graph *g, const TrainConfig *c, int64_t total_steps, OptimPart part) {
   if (!g->loss) {
     diag_plain(g->diag, "the model has no loss, so there is nothing to train");
     return -1;
@@ -235,9 +268,19 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
     return -1;
   }
   g->scope = "optimizer";
-  if (loss_scale)   // every use below (clipping, the updates) sees the true gradient
+  if (part == OPTIM_APPLY) {
+    forward_drop(g);
+    grads_as_inputs(g, grads, n0);
+  }
+  if (loss_scale && part != OPTIM_APPLY)   // every use below (clipping, the updates) sees the true gradient
     for (int i = 0; i < n0; i++)
       if (grads[i]) grads[i] = dvd(g, g_cast(g, grads[i], DT_F32), loss_scale);
+  if (part == OPTIM_GRADS) {
+    grads_as_outputs(g, grads, n0);
+    g->scope = scope;
+    free(grads);
+    return 0;
+  }
   Node *finite = loss_scale ? all_finite(g, grads, n0) : NULL;
   int first_update = g->nupdates;
   // the step counter: an i64, exact at any count (an f32 one stops at 2^24);
@@ -275,7 +318,7 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
     g->scope = p->scope;
     g->loc = p->loc;
     Node *gr = grads[i] ? g_cast(g, grads[i], DT_F32) : g_const(g, 0, DT_F32, p->shape);
-    graph_add_output(g, arena_printf(g->arena, "grad.%s", p->name), gr);
+    if (part == OPTIM_WHOLE) graph_add_output(g, arena_printf(g->arena, "grad.%s", p->name), gr);
     // A parameter the loss does not reach has no gradient (PyTorch: grad is
     // None): no step at all, so no weight decay, momentum or moments either.
     if (!grads[i]) continue;
@@ -320,6 +363,7 @@ int optim_append(Graph *g, const TrainConfig *c, int64_t total_steps) {
     graph_add_update(g, p, g_cast(g, sub(g, w, update), p->dtype));
   }
   if (loss_scale) skip_unless_finite(g, loss_scale, finite, first_update);
+  if (part == OPTIM_APPLY) g->loss = NULL;   // its inputs are the gradients alone
   g->scope = scope;
   free(grads);
   return 0;

@@ -121,10 +121,15 @@ void entry_free(Entry *e) {
 }
 
 const char *entry_prefix(const char *entry) {
-  return !strcmp(entry, "train_step") ? "train_" : !strcmp(entry, "eval") ? "eval_" : "infer_";
+  return !strcmp(entry, "train_step") ? "train_" : !strcmp(entry, "eval") ? "eval_" : !strcmp(entry, "train_grad") ? "grad_"
+         : !strcmp(entry, "train_apply") ? "apply_" : "infer_";
 }
 
 int training_step(Compilation *c, Module *m, Graph *g) {
+  return training_step_part(c, m, g, OPTIM_WHOLE);
+}
+
+int training_step_part(Compilation *c, Module *m, Graph *g, OptimPart part) {
   if (!g->loss) {
     diag_plain(&c->diag, "%s: the model has no loss, so it has no gradients", m->path);
     return -1;
@@ -133,7 +138,7 @@ int training_step(Compilation *c, Module *m, Graph *g) {
   if (m->train) {
     TrainConfig cfg = *m->train;
     cfg.precision = (Precision)precision;
-    if (optim_append(g, &cfg, cfg.steps)) return -1;
+    if (optim_append_part(g, &cfg, cfg.steps, part)) return -1;
     if (precision == PREC_TF32) pass_precision_tf32(g);
     else pass_precision_grads(g);
     return 0;
@@ -178,16 +183,20 @@ static void memory_plan(Entry *e) {
 int pipeline_entry(Compilation *c, Module *m, const char *entry, const EntryOptions *o, Entry *e) {
   memset(e, 0, sizeof *e);
   graph_init(&e->g, &c->arena, &c->diag);
-  bool train = !strcmp(entry, "train_step"), infer = !strcmp(entry, "infer"), step = !strcmp(entry, "step");
+  bool infer = !strcmp(entry, "infer"), step = !strcmp(entry, "step");
+  // the training step whole, or in the two parts of data parallelism
+  OptimPart part = !strcmp(entry, "train_grad") ? OPTIM_GRADS : !strcmp(entry, "train_apply") ? OPTIM_APPLY : OPTIM_WHOLE;
+  bool train = !strcmp(entry, "train_step") || part != OPTIM_WHOLE;
   if (!train && !infer && !step && strcmp(entry, "eval")) {
     diag_plain(&c->diag, "unknown entry point '%s' (train_step, eval or infer)", entry);
     return -1;
   }
-  e->name = train ? "train_step" : infer ? "infer" : step ? "step" : "eval";
+  e->name = part == OPTIM_GRADS ? "train_grad" : part == OPTIM_APPLY ? "train_apply" : train ? "train_step"
+            : infer ? "infer" : step ? "step" : "eval";
   Pass last = o->last ? o->last : PASS_MEMPLAN;
   Graph *g = &e->g;
   int precision = entry_precision(c, m);
-  bool cached = ((train && m->train) || step) && last >= PASS_AUTODIFF && cache_take(m, o, train, e);
+  bool cached = ((train && part == OPTIM_WHOLE && m->train) || step) && last >= PASS_AUTODIFF && cache_take(m, o, train, e);
   if (!cached) {
     double t0 = time_now();
     int failed = elaborate(c, m, o->defs, o->ndefs, train || (step && !o->training_off), g);
@@ -203,7 +212,7 @@ int pipeline_entry(Compilation *c, Module *m, const char *entry, const EntryOpti
     DONE(PASS_PRECISION);
     if (train || (step && g->loss)) {
       double t0 = time_now();
-      failed = training_step(c, m, g);
+      failed = training_step_part(c, m, g, part);
       time_add(TIME_AUTODIFF, t0);
       if (failed) return -1;
     } else if (!step && precision == PREC_TF32) {
@@ -264,7 +273,7 @@ int check_modules(Compilation *c, Module **entries, int nentries, const Define *
 // ---- every entry of an ingot, and its code
 
 void build_free(Build *b) {
-  for (int e = 0; e < 3; e++) entry_free(&b->entries[e]);
+  for (int e = 0; e < BUILD_ENTRIES; e++) entry_free(&b->entries[e]);
   free(b->host.data);
   for (int i = 0; i < b->ngpus; i++) {
     free(b->gpu[i].code.data);
@@ -401,7 +410,7 @@ static int codegen(Build *b, KernelPlan *const *plans, int n, const BuildTargets
 
 int pipeline_plan(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, Build *b) {
   memset(b, 0, sizeof *b);
-  enum { TRAIN, EVAL, INFER };
+  enum { TRAIN = BUILD_TRAIN, EVAL = BUILD_EVAL, INFER = BUILD_INFER };
   EntryOptions o = {defs, ndefs, .fusion = t->fusion, .tile_columns = codegen_tile_columns(t->cpu)};
   int rc = 0;
   b->on[EVAL] = !t->infer_only;
@@ -413,16 +422,19 @@ int pipeline_plan(Compilation *c, Module *m, const Define *defs, int ndefs, cons
   if (rc == 0) rc = pipeline_entry(c, m, "infer", &o, &b->entries[INFER]);
   o.remat = t->remat;
   if (rc == 0 && b->on[TRAIN]) rc = pipeline_entry(c, m, "train_step", &o, &b->entries[TRAIN]);
+  for (int e = BUILD_GRAD; e <= BUILD_APPLY && rc == 0 && b->on[TRAIN] && t->data_parallel; e++) {
+    b->on[e] = true;
+    rc = pipeline_entry(c, m, build_entry_names[e], &o, &b->entries[e]);
+  }
   if (rc == 0) rc = memory_need_check(c, m, b, t->max_memory);
   return rc ? -1 : 0;
 }
 
 int pipeline_build(Compilation *c, Module *m, const Define *defs, int ndefs, const BuildTargets *t, Build *b) {
   if (pipeline_plan(c, m, defs, ndefs, t, b)) return -1;
-  enum { TRAIN, INFER = 2 };
-  KernelPlan *plans[3];
+  KernelPlan *plans[BUILD_ENTRIES];
   int n = 0, kernels = 0;
-  for (int e = TRAIN; e <= INFER; e++)
+  for (int e = 0; e < BUILD_ENTRIES; e++)
     if (b->on[e]) plans[n++] = &b->entries[e].plan, kernels += b->entries[e].plan.n;
   char err[2048];
   if (codegen(b, plans, n, t, err, sizeof err)) {

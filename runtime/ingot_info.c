@@ -1,5 +1,5 @@
 // ingot_info.c: what an ingot holds, through the public API (smelt.h): its
-// entries, their inputs and outputs, its parameters and state.
+// entries, their inputs and outputs, its parameters and state, its bindings.
 #include <string.h>
 
 #include "runtime.h"
@@ -72,4 +72,29 @@ smelt_status smelt_ingot_tensor_info(const smelt_ingot *ig, const char *entry, s
 
 const char *smelt_dtype_name(smelt_dtype dtype) {
   return (unsigned)dtype <= SMELT_BOOL ? dtype_name((uint32_t)dtype) : NULL;
+}
+
+// ---- bindings (read by ingot_read.c)
+
+size_t smelt_ingot_binding_count(const smelt_ingot *ig) { return ig->nbindings ? ig->nbindings : 1; }
+
+const smelt_ingot *smelt_ingot_binding(const smelt_ingot *ig, size_t i, const char **var, int64_t *value) {
+  if (i >= smelt_ingot_binding_count(ig)) return NULL;
+  if (var) *var = ig->nbindings ? ig->binding_records[i].var : NULL;
+  if (value) *value = ig->nbindings ? ig->binding_records[i].value : 0;
+  return ig->nbindings ? ig->bindings[i] : ig;
+}
+
+smelt_status smelt_ingot_binding_fit(const smelt_ingot *ig, int64_t value, size_t *index) {
+  if (!ig->nbindings)
+    return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "the ingot has one binding: no size variable to fit %lld to",
+                   (long long)value);
+  for (uint32_t i = 0; i < ig->nbindings; i++)
+    if (ig->binding_records[i].value >= value) {
+      *index = i;
+      return SMELT_OK;
+    }
+  const IngotBinding *last = &ig->binding_records[ig->nbindings - 1];
+  return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "no binding of the ingot fits %s=%lld: the largest is %s=%lld", last->var,
+                 (long long)value, last->var, (long long)last->value);
 }

@@ -56,16 +56,10 @@ struct smelt_ingot {
   const IngotBinding *binding_records;
 };
 
-// Opens and checks the other bindings of ig, which has SEC_BINDINGS (after a
-// failure, smelt_ingot_close frees what was opened); and frees them.
-smelt_status ingot_bindings_open(smelt_ingot *ig, const char *path);
-void ingot_bindings_close(smelt_ingot *ig);
 
 // Opens an ingot from size bytes in memory (copied), with the checks of
 // smelt_ingot_open; name is what its messages call it.
 smelt_status ingot_open_bytes(const void *bytes, size_t size, const char *name, smelt_ingot **out);
-// The same for one binding of an ingot of bindings: refused if it holds bindings itself.
-smelt_status ingot_open_binding(const void *bytes, size_t size, const char *name, smelt_ingot **out);
 const char *ingot_str(const smelt_ingot *ig, uint32_t offset);
 const void *ingot_section(const smelt_ingot *ig, uint32_t kind, uint64_t *size);
 // The entry named name, or NULL.

@@ -11,6 +11,7 @@ packages=(
   zlib1g-dev                                        # gzipped data files, ingot sections
   protobuf-c-compiler libprotobuf-c-dev libonnx-dev  # the ONNX importer (onnx.proto, protoc-c)
   pkgconf                                           # the install check links a program with pkg-config
+  openmpi-bin libopenmpi-dev                        # data-parallel training under mpirun, and its tests
   dataset-fashion-mnist fortunes                    # data for the examples
 )
 

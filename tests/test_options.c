@@ -93,9 +93,9 @@ TEST(options, missing_values_and_values_for_flags) {
   expect(false, "train examples/mlp.smelt --steps", 2, "--steps needs a value (N)");
   expect(false, "train --resume=yes examples/mlp.smelt", 2, "--resume takes no value");
   expect(false, "build examples/mlp.smelt -o", 2, "-o needs a value (FILE)");
-  expect(false, "check -D B examples/mlp.smelt", 2, "-D needs NAME=INTEGER, not 'B'");
+  expect(false, "check -D B examples/mlp.smelt", 2, "-D needs NAME=INTEGER, or for smelt build NAME=V1,V2,... (distinct values, at most 32, in one -D): not 'B'");
   expect(false, "check -D B=99999999999999999999 examples/mlp.smelt", 2,
-         "-D needs NAME=INTEGER, not 'B=99999999999999999999'");
+         "-D needs NAME=INTEGER, or for smelt build NAME=V1,V2,... (distinct values, at most 32, in one -D): not 'B=99999999999999999999'");
   expect(false, "check -D B=0 examples/mlp.smelt", 1, "a dimension must be at least 1, but 'B' is 0");
 }
 

@@ -50,6 +50,25 @@ int eval_run(const TrainOptions *o);
 // printed when it is NULL.
 int run_main(const TrainOptions *o, const char *inputs, const char *outputs);
 
+// ---------------------------------------------------------------- dist.c
+// The ranks of data-parallel training (docs/distributed.md): Open MPI opened
+// at run time, only when mpirun started this process as one of several.
+
+// The ranks mpirun says it started (OMPI_COMM_WORLD_SIZE), or 1 when this
+// process runs alone; asks no library.
+int dist_env_size(void);
+// This process's rank by mpirun's word (OMPI_COMM_WORLD_RANK), 0 when alone.
+int dist_env_rank(void);
+// Joins the ranks (MPI_Init) when dist_env_size() > 1; rank 0 and size 1
+// otherwise. 0, or -1 with a message.
+int dist_init(int *rank, int *size, char *err, size_t errlen);
+// The element-wise sum of v over every rank, in place (every rank ends with
+// the same values). 0, or -1 with a message.
+int dist_sum(double *v, int64_t n, char *err, size_t errlen);
+// Ends every rank (MPI_Abort), so that no rank waits on one that failed.
+void dist_abort(int code);
+void dist_finalize(void);
+
 // ---------------------------------------------------------------- profile.c
 // Kernels timed on a device (events on GPUs, the clock on the CPU), each the
 // median of many runs after warm-up, with the bytes and FLOPs the compiler

@@ -91,8 +91,10 @@ typedef struct {
   Batcher *b;
   float *bufs[8];           // batcher outputs
   void *conv[8];            // converted to the input's dtype
-  int64_t batch;
+  int64_t batch;            // the entry's batch: this rank's rows of each drawn batch
   int64_t window;           // a language model's window; 0: one sample per row, output k from sets[k]
+  int64_t per[8];           // values per row of each batcher output
+  int shards, shard;        // data parallelism: the batcher draws shards * batch rows, this rank keeps shard's
 } Split;
 
 static const IngotTensor *entry_input(const smelt_ingot *ig, const char *entry, const char *name) {
@@ -144,9 +146,13 @@ static int check_values(const Dataset *d, uint32_t dtype, const char *input, cha
 }
 
 // Loads a split's sources and makes its batcher for entry's inputs.
+// With shards > 1 the batcher draws the global batch, shards times the
+// entry's, in the order one rank would (seed, epoch, position), and this rank
+// keeps rows [shard * batch, (shard + 1) * batch) of it.
 static int split_open(const smelt_ingot *ig, const char *split, const char *entry, uint64_t seed, bool shuffle,
-                      Split *sp, char *err, size_t errlen) {
+                      int shards, int shard, Split *sp, char *err, size_t errlen) {
   memset(sp, 0, sizeof *sp);
+  sp->shards = shards, sp->shard = shard;
   sp->nsrc = find_sources(ig, split, sp->src, 8);
   if (sp->nsrc == 0) return snprintf(err, errlen, "the train block has no 'data %s'", split), -1;
   int64_t window = 0;
@@ -176,11 +182,12 @@ static int split_open(const smelt_ingot *ig, const char *split, const char *entr
     if (window ? check_values(&sp->sets[0], sp->ins[k]->dtype, sp->names[k], err, errlen)
                : check_values(&sp->sets[k], sp->ins[k]->dtype, sp->names[k], err, errlen))
       return -1;
-    sp->bufs[k] = xmalloc(sizeof(float) * (size_t)(per * sp->batch));
+    sp->per[k] = per;
+    sp->bufs[k] = xmalloc(sizeof(float) * (size_t)(per * sp->batch * shards));
     sp->conv[k] = xmalloc((size_t)sp->ins[k]->bytes);
   }
   sp->window = window;
-  sp->b = batcher_new(ptrs, window ? 1 : sp->nsrc, sp->batch, window, seed, shuffle, err, errlen);
+  sp->b = batcher_new(ptrs, window ? 1 : sp->nsrc, sp->batch * shards, window, seed, shuffle, err, errlen);
   return sp->b ? 0 : -1;
 }
 
@@ -206,6 +213,8 @@ static void split_set_inputs(Split *sp, smelt_session *s, const char *entry) {
 // Fetches the next batch into the session's inputs; returns its epoch.
 static int64_t split_next(Split *sp, smelt_session *s, const char *entry) {
   int64_t epoch = batcher_next(sp->b, sp->bufs);
+  for (int k = 0; k < sp->nouts && sp->shard; k++)   // this rank's rows first
+    memmove(sp->bufs[k], sp->bufs[k] + sp->shard * sp->batch * sp->per[k], sizeof(float) * (size_t)(sp->batch * sp->per[k]));
   split_set_inputs(sp, s, entry);
   return epoch;
 }
@@ -252,7 +261,7 @@ static int evaluate(const smelt_ingot *ig, smelt_session *s, const char *split, 
                     char *err, size_t errlen) {
   Split sp;
   memset(r, 0, sizeof *r);
-  if (split_open(ig, split, "eval", seed, false, &sp, err, errlen)) {
+  if (split_open(ig, split, "eval", seed, false, 1, 0, &sp, err, errlen)) {
     split_free(&sp);
     return -1;
   }
@@ -705,16 +714,17 @@ static bool scalars_open(const char *dir, ScalarLog *log) {
 // One row: the step's loss, its learning rate and gradient norm where the
 // ingot has them, and the evaluation's where one ran (empty fields
 // otherwise); the same scalars as one TensorBoard event.
-static void scalars_row(ScalarLog *log, smelt_session *s, int64_t steps, float loss, double rate, const EvalResult *ev) {
+static void scalars_row(ScalarLog *log, smelt_session *s, const char *entry, int64_t steps, float loss, double rate,
+                        const EvalResult *ev) {
   const char *tags[6] = {"loss"};
   float values[6] = {loss}, lr, norm;
   int n = 1;
   FILE *f = log->csv;
   fprintf(f, "%lld,%.9g,", (long long)steps, loss);
-  if (smelt_get_output(s, "train_step", "lr", &lr, sizeof lr) == SMELT_OK)
+  if (smelt_get_output(s, entry, "lr", &lr, sizeof lr) == SMELT_OK)
     fprintf(f, "%.9g", lr), tags[n] = "lr", values[n++] = lr;
   fputc(',', f);
-  if (smelt_get_output(s, "train_step", "grad_norm", &norm, sizeof norm) == SMELT_OK)
+  if (smelt_get_output(s, entry, "grad_norm", &norm, sizeof norm) == SMELT_OK)
     fprintf(f, "%.9g", norm), tags[n] = "grad_norm", values[n++] = norm;
   fprintf(f, ",%.6g,", rate);
   tags[n] = "samples_per_s", values[n++] = (float)rate;
@@ -759,6 +769,128 @@ static int train_interrupted(const smelt_ingot *ig, smelt_session *s, const Trai
   return rc;
 }
 
+// ---- data parallelism (docs/distributed.md)
+//
+// Every rank runs train_grad on its shard of the global batch; the gradients
+// (and the loss, and whether a rank was asked to stop) are summed over the
+// ranks in one reduction, divided by the number of ranks, and given to
+// train_apply, which every rank runs on the same values: so every rank keeps
+// the same parameters, and the step is one rank's at the global batch (the
+// mean loss over the batch is the mean of the shards' means, the shards
+// being the same size). The buffers that train_grad writes (a batch norm's
+// running statistics, from its shard's batch) are averaged the same way, so
+// that they too stay the same on every rank.
+
+typedef struct {
+  int rank, size;
+  int n;                 // trainable parameters with a gradient
+  const char **names;    // "grad.P": train_grad's outputs, train_apply's inputs
+  int64_t *count;        // f32 values of each
+  int64_t total, most;   // gradient values; the most of one
+  int nbuf;              // buffers train_grad writes
+  const IngotTensor **buf;
+  int64_t buf_total;     // their values
+  void *host;            // one gradient (f32) or buffer (its dtype)
+  double *sum;           // every gradient, every buffer, then the loss and the stop flag
+} DataParallel;
+
+static void dp_free(DataParallel *dp) {
+  free(dp->names);
+  free(dp->count);
+  free(dp->buf);
+  free(dp->host);
+  free(dp->sum);
+}
+
+// The buffers train_grad writes, which the ranks average after each step.
+static void dp_buffers(const smelt_ingot *ig, DataParallel *dp) {
+  const IngotEntry *e = ingot_entry(ig, "train_grad");
+  dp->buf = xcalloc(e->nupdates + 1, sizeof *dp->buf);
+  for (uint32_t k = 0; k < e->nupdates; k++) {
+    const IngotTensor *t = &ig->tensors[ig->updates[e->first_update + k].target];
+    dp->buf[dp->nbuf++] = t;
+    int64_t n = (int64_t)(t->bytes / (uint64_t)dtype_size(t->dtype));
+    dp->buf_total += n;
+    if ((int64_t)t->bytes > dp->most * (int64_t)sizeof(float)) dp->most = (int64_t)(t->bytes / sizeof(float)) + 1;
+  }
+}
+
+// The gradients train_apply takes, each checked against train_grad's output
+// of the same name; 0, or -1 with a message.
+static int dp_open(const smelt_ingot *ig, DataParallel *dp, char *err, size_t errlen) {
+  const IngotEntry *e = ingot_entry(ig, "train_apply");
+  if (!e || !ingot_entry(ig, "train_grad"))
+    return snprintf(err, errlen, "this ingot has no train_grad and train_apply entries, which data-parallel training "
+                    "runs (build it with --data-parallel, or train the model file)"), -1;
+  dp->names = xcalloc(e->nslots + 1, sizeof *dp->names);
+  dp->count = xcalloc(e->nslots + 1, sizeof *dp->count);
+  for (uint32_t k = 0; k < e->nslots; k++) {
+    const IngotTensor *t = &ig->tensors[ig->slots[e->first_slot + k]];
+    if (t->role != ROLE_INPUT) continue;
+    const char *name = ingot_str(ig, t->name) + strlen("train_apply/");
+    char full[512];
+    snprintf(full, sizeof full, "train_grad/%s", name);
+    int64_t g = ingot_tensor(ig, full);
+    if (t->dtype != DT_F32 || g < 0 || ig->tensors[g].role != ROLE_OUTPUT || ig->tensors[g].bytes != t->bytes)
+      return snprintf(err, errlen, "train_apply's input '%s' is not an f32 output of train_grad of its size", name), -1;
+    dp->names[dp->n] = name;
+    dp->count[dp->n] = (int64_t)(t->bytes / sizeof(float));
+    dp->total += dp->count[dp->n];
+    if (dp->count[dp->n] > dp->most) dp->most = dp->count[dp->n];
+    dp->n++;
+  }
+  dp_buffers(ig, dp);
+  dp->host = xmalloc(sizeof(float) * (size_t)(dp->most ? dp->most : 1));
+  dp->sum = xmalloc(sizeof(double) * (size_t)(dp->total + dp->buf_total + 2));
+  return 0;
+}
+
+// One data-parallel step: this rank's gradients, the ranks' mean, the update.
+// The random stream of each rank's shard is its own (counter step * size +
+// rank). *loss: the global batch's mean loss; *stop: whether any rank was
+// asked to stop. 0, or -1 with a message.
+static int dp_step(const smelt_ingot *ig, smelt_session *s, DataParallel *dp, uint64_t seed, int64_t step, float *loss, bool *stop,
+                   char *err, size_t errlen) {
+  if (smelt_run(s, "train_grad", seed, (uint64_t)step * (uint64_t)dp->size + (uint64_t)dp->rank) != SMELT_OK)
+    return snprintf(err, errlen, "%s", smelt_last_error()), -1;
+  float *f = dp->host;
+  int64_t at = 0, end = dp->total + dp->buf_total;
+  for (int i = 0; i < dp->n; at += dp->count[i++]) {
+    smelt_get_output(s, "train_grad", dp->names[i], f, sizeof(float) * (size_t)dp->count[i]);
+    for (int64_t j = 0; j < dp->count[i]; j++) dp->sum[at + j] = f[j];
+  }
+  for (int i = 0; i < dp->nbuf; i++) {
+    const IngotTensor *t = dp->buf[i];
+    int64_t n = (int64_t)(t->bytes / (uint64_t)dtype_size(t->dtype));
+    smelt_get_tensor(s, ingot_str(ig, t->name), dp->host, (size_t)t->bytes);
+    dtype_to_doubles(t->dtype, dp->host, dp->sum + at, n);
+    at += n;
+  }
+  float mine = 0;
+  smelt_get_output(s, "train_grad", "loss", &mine, sizeof mine);
+  dp->sum[end] = mine;
+  dp->sum[end + 1] = stop_signal != 0;
+  if (dist_sum(dp->sum, end + 2, err, errlen)) return -1;
+  for (int64_t j = 0; j < end + 1; j++) dp->sum[j] /= dp->size;
+  at = 0;
+  for (int i = 0; i < dp->n; at += dp->count[i++]) {
+    for (int64_t j = 0; j < dp->count[i]; j++) f[j] = (float)dp->sum[at + j];
+    smelt_set_input(s, "train_apply", dp->names[i], f, sizeof(float) * (size_t)dp->count[i]);
+  }
+  for (int i = 0; i < dp->nbuf; i++) {
+    const IngotTensor *t = dp->buf[i];
+    int64_t n = (int64_t)(t->bytes / (uint64_t)dtype_size(t->dtype));
+    dtype_from_doubles(t->dtype, dp->sum + at, dp->host, n);
+    smelt_set_tensor(s, ingot_str(ig, t->name), dp->host, (size_t)t->bytes);
+    at += n;
+  }
+  *loss = (float)dp->sum[end];
+  *stop = dp->sum[end + 1] > 0;
+  if (smelt_run(s, "train_apply", seed, (uint64_t)step) != SMELT_OK)
+    return snprintf(err, errlen, "%s", smelt_last_error()), -1;
+  return 0;
+}
+
 int train_run(const TrainOptions *o) {
   char err[4096];
   if (train_may_start(o)) return 1;
@@ -767,7 +899,20 @@ int train_run(const TrainOptions *o) {
   smelt_session *s = NULL;
   Split sp = {0};
   ScalarLog scalars = {0};
+  DataParallel dp = {0};
   int rc = 1;
+  if (dist_init(&dp.rank, &dp.size, err, sizeof err)) {
+    fprintf(stderr, "smelt: error: %s\n", err);
+    goto done;
+  }
+  // one rank speaks: the others' lines would repeat rank 0's
+  if (dp.rank && !freopen("/dev/null", "w", stdout)) goto done;
+  const char *step_entry = dp.size > 1 ? "train_grad" : "train_step";
+  const char *out_entry = dp.size > 1 ? "train_apply" : "train_step";   // lr, grad_norm, step_skipped
+  if (dp.size > 1 && dp_open(ig, &dp, err, sizeof err)) {
+    fprintf(stderr, "smelt: error: %s\n", err);
+    goto done;
+  }
   if (!ingot_entry(ig, "train_step")) {
     fprintf(stderr, "smelt: error: '%s' has no train_step entry (does the model have a loss and a train block?)\n", o->ingot);
     goto done;
@@ -777,7 +922,7 @@ int train_run(const TrainOptions *o) {
     goto done;
   }
   uint64_t seed = (uint64_t)meta_int(ig, "train.seed", 1);
-  if (split_open(ig, "train", "train_step", seed, true, &sp, err, sizeof err)) {
+  if (split_open(ig, "train", step_entry, seed, true, dp.size, dp.rank, &sp, err, sizeof err)) {
     fprintf(stderr, "smelt: error: %s\n", err);
     goto done;
   }
@@ -828,24 +973,35 @@ int train_run(const TrainOptions *o) {
   const char *held = held_out_split(ig);
   int64_t every = o->checkpoint_every ? o->checkpoint_every : meta_int(ig, "train.checkpoint_every", 0);
   bool tty = isatty(fileno(stdout));
-  printf("training %s on %s: %lld steps of %lld samples (%lld per epoch)\n", smelt_ingot_meta(ig, "model"),
-         smelt_session_device(s), (long long)total, (long long)sp.batch, (long long)per_epoch);
+  int64_t global = sp.batch * dp.size;   // the samples of one step, over every rank
+  printf("training %s on %s: %lld steps of %lld samples (%lld per epoch)", smelt_ingot_meta(ig, "model"),
+         smelt_session_device(s), (long long)total, (long long)global, (long long)per_epoch);
+  if (dp.size > 1) printf(", on %d ranks of %lld", dp.size, (long long)sp.batch);
+  printf("\n");
   fflush(stdout);
   double t0 = now(), last_log = t0, loss_avg = 0;
   int64_t in_avg = 0, skipped = 0;
   float scale = 0;   // fp16: the loss scale for the next step, read after each step
   bool scaled = smelt_get_tensor(s, "loss_scale", &scale, sizeof scale) == SMELT_OK;
   int64_t saved_at = -1;   // the step count of the last checkpoint saved
-  if (o->log_dir && !scalars_open(o->log_dir, &scalars)) goto done;
+  if (o->log_dir && !dp.rank && !scalars_open(o->log_dir, &scalars)) goto done;
   stop_signals_catch();
   for (int64_t step = start; step < stop; step++) {
-    split_next(&sp, s, "train_step");
-    if (smelt_run(s, "train_step", seed, (uint64_t)step) != SMELT_OK) {
-      fprintf(stderr, "\nsmelt: error: step %lld: %s\n", (long long)step, smelt_last_error());
-      goto done;
-    }
+    split_next(&sp, s, step_entry);
     float loss;
-    smelt_get_output(s, "train_step", "loss", &loss, sizeof loss);
+    bool stop_all = false;   // data parallelism: some rank was asked to stop
+    if (dp.size > 1) {
+      if (dp_step(ig, s, &dp, seed, step, &loss, &stop_all, err, sizeof err)) {
+        fprintf(stderr, "\nsmelt: error: step %lld: %s\n", (long long)step, err);
+        goto done;
+      }
+    } else {
+      if (smelt_run(s, "train_step", seed, (uint64_t)step) != SMELT_OK) {
+        fprintf(stderr, "\nsmelt: error: step %lld: %s\n", (long long)step, smelt_last_error());
+        goto done;
+      }
+      smelt_get_output(s, "train_step", "loss", &loss, sizeof loss);
+    }
     if (!isfinite(loss)) {
       nonfinite_loss(ig, s, &sp, loss, step, step == start, o->check_finite);
       goto done;
@@ -856,19 +1012,19 @@ int train_run(const TrainOptions *o) {
     if (scaled) {   // the scale now, and whether this step skipped its update
       float skip = 0;
       smelt_get_tensor(s, "loss_scale", &scale, sizeof scale);
-      smelt_get_output(s, "train_step", "step_skipped", &skip, sizeof skip);
+      smelt_get_output(s, out_entry, "step_skipped", &skip, sizeof skip);
       skipped += skip != 0;
     }
     int64_t done_steps = step + 1 - start;
-    double t = now(), rate = (double)done_steps * (double)sp.batch / (t - t0);
+    double t = now(), rate = (double)done_steps * (double)global / (t - t0);
     bool epoch_end = (step + 1) % per_epoch == 0;
     // a line at each epoch's end only where an evaluation follows it
     if ((tty && t - last_log > 0.2) || (!tty && (step + 1) % o->log_every == 0) || (epoch_end && held) ||
         step + 1 == total) {
       Progress p = {step + 1, total, step / per_epoch + 1, loss_avg / (double)in_avg, -1, rate,
-                    (double)(total - step - 1) * (double)sp.batch / rate, scaled, scale, skipped};
+                    (double)(total - step - 1) * (double)global / rate, scaled, scale, skipped};
       float lr;
-      if (smelt_get_output(s, "train_step", "lr", &lr, sizeof lr) == SMELT_OK) p.lr = lr;
+      if (smelt_get_output(s, out_entry, "lr", &lr, sizeof lr) == SMELT_OK) p.lr = lr;
       progress_print(&p, tty);
       last_log = t;
       loss_avg = 0;
@@ -876,11 +1032,11 @@ int train_run(const TrainOptions *o) {
     }
     if (every && (step + 1) % every == 0 && o->checkpoint) {
       if (!state_is_finite(ig, s, step, o->checkpoint)) goto done;
-      if (!checkpoint_save(s, o->checkpoint, o->keep, step + 1, tty)) goto done;
+      if (!dp.rank && !checkpoint_save(s, o->checkpoint, o->keep, step + 1, tty)) goto done;
       saved_at = step + 1;
     }
     EvalResult r;
-    bool evaluated = (epoch_end || step + 1 == total) && held;
+    bool evaluated = (epoch_end || step + 1 == total) && held && !dp.rank;   // rank 0 evaluates
     if (evaluated) {
       if (tty) putchar('\n');
       if (evaluate(ig, s, held, seed, &r, err, sizeof err)) {
@@ -890,12 +1046,13 @@ int train_run(const TrainOptions *o) {
       printf("epoch %lld: ", (long long)((step + 1 + per_epoch - 1) / per_epoch));
       print_eval(held, &r);
     }
-    if (scalars.csv) scalars_row(&scalars, s, step + 1, loss, rate, evaluated ? &r : NULL);
+    if (scalars.csv) scalars_row(&scalars, s, out_entry, step + 1, loss, rate, evaluated ? &r : NULL);
+    if (stop_all && !stop_signal) stop_signal = SIGTERM;   // the ranks stop together, at the same step
     if (stop_signal) stop = step + 1;   // the loop ends here, with this step saved below
   }
   if (tty && stop > start) putchar('\n');   // below the progress line
   if (stop_signal) {
-    rc = train_interrupted(ig, s, o, stop, saved_at);
+    rc = dp.rank ? 128 + stop_signal : train_interrupted(ig, s, o, stop, saved_at);
     goto done;
   }
   if (stop > start && !state_is_finite(ig, s, stop - 1, o->checkpoint)) goto done;
@@ -907,14 +1064,18 @@ int train_run(const TrainOptions *o) {
     goto done;
   }
   // the last step's own save stands: saving again would cost a kept checkpoint
-  if (o->checkpoint && saved_at != stop && !checkpoint_save(s, o->checkpoint, o->keep, stop, false)) goto done;
+  if (o->checkpoint && !dp.rank && saved_at != stop && !checkpoint_save(s, o->checkpoint, o->keep, stop, false)) goto done;
   char took[32];
   printf("trained %lld steps in %s%s\n", (long long)(stop - start), duration(took, sizeof took, now() - t0),
          stop < total ? " (stopped early; continue with --resume)" : "");
   rc = 0;
 done:
   stop_signals_restore();
-  if (o->log_dir && !scalars_close(&scalars, o->log_dir)) rc = 1;
+  if (o->log_dir && !dp.rank && !scalars_close(&scalars, o->log_dir)) rc = 1;
+  fflush(stdout);
+  if (rc == 1) dist_abort(1);   // a failed rank would leave the others waiting in the next step's sum
+  dist_finalize();
+  dp_free(&dp);
   split_free(&sp);
   smelt_session_free(s);
   smelt_ingot_close(ig);
