@@ -416,6 +416,13 @@ static bool gemm_layer(Importer *im, OnnxLayers *l, const Onnx__NodeProto *n) {
   return emit_linear(im, l, n, x, w, tb, b);
 }
 
+// The input of a two-input node n that is not the value named name, or ""
+// when n has another number of inputs (a malformed model: nothing matches "").
+static const char *other_input(const Onnx__NodeProto *n, const char *name) {
+  if (n->n_input != 2) return "";
+  return strcmp(n->input[0], name) ? n->input[0] : n->input[1];
+}
+
 // MatMul(x, W) by a weight param, x of rank 2 or more; with the Add of a bias b when add is set.
 static bool matmul_layer(Importer *im, OnnxLayers *l, const Onnx__NodeProto *mm, const Onnx__NodeProto *add) {
   const Value *x = float_tensor(im, mm->input[0], 2);
@@ -423,7 +430,7 @@ static bool matmul_layer(Importer *im, OnnxLayers *l, const Onnx__NodeProto *mm,
   if (!x || !w) return false;
   Value *b = NULL;
   if (add) {
-    const char *other = strcmp(add->input[0], mm->output[0]) ? add->input[0] : add->input[1];
+    const char *other = other_input(add, mm->output[0]);
     if (!(b = layer_param(im, l, other, w->dims[1], x->ndim == 2))) return false;
   }
   return emit_linear(im, l, add ? add : mm, x, w, false, b);
@@ -455,12 +462,12 @@ static bool layernorm_pattern(Importer *im, OnnxLayers *l, const Group *gr, cons
   const Value *x = float_tensor(im, sub->input[0], 1);
   if (!x || !mean_of_last(im, mean, x->ndim) || !mean_of_last(im, var, x->ndim)) return false;
   double eps;
-  const char *eps_name = strcmp(add->input[0], var->output[0]) ? add->input[0] : add->input[1];
+  const char *eps_name = other_input(add, var->output[0]);
   if (!number_is(im, pow_->input[1], x->ndim, 2.0, 0.0, NULL) || !number_is(im, eps_name, x->ndim, -1.0, 0.0, &eps))
     return false;
   int64_t c = x->dims[x->ndim - 1];
-  Value *g = layer_param(im, l, strcmp(mul->input[0], div->output[0]) ? mul->input[0] : mul->input[1], c, false);
-  Value *b = layer_param(im, l, strcmp(last->input[0], mul->output[0]) ? last->input[0] : last->input[1], c, false);
+  Value *g = layer_param(im, l, other_input(mul, div->output[0]), c, false);
+  Value *b = layer_param(im, l, other_input(last, mul->output[0]), c, false);
   if (!g || !b) return false;
   emit_norm(im, l, last, x, g, b, eps);
   return true;
@@ -471,8 +478,8 @@ static bool gelu_pattern(Importer *im, OnnxLayers *l, const Group *gr, const Onn
   Onnx__NodeProto *const *node = l->g->node;
   const Onnx__NodeProto *div = node[gr->role[0]], *add = node[gr->role[2]], *mul = node[gr->role[3]];
   const Value *x = float_tensor(im, div->input[0], 0);
-  const char *one = strcmp(add->input[0], node[gr->role[1]]->output[0]) ? add->input[0] : add->input[1];
-  const char *half = strcmp(last->input[0], mul->output[0]) ? last->input[0] : last->input[1];
+  const char *one = other_input(add, node[gr->role[1]]->output[0]);
+  const char *half = other_input(last, mul->output[0]);
   if (!x || !number_is(im, div->input[1], x->ndim, sqrt(2.0), 1e-6, NULL) ||
       !number_is(im, one, x->ndim, 1.0, 0.0, NULL) || !number_is(im, half, x->ndim, 0.5, 0.0, NULL))
     return false;

@@ -638,8 +638,9 @@ static void progress_format(const Progress *p, int width, char *buf, size_t n) {
   snprintf(f[0], sizeof f[0], "step %lld/%lld", (long long)p->step, (long long)p->total);
   snprintf(f[1], sizeof f[1], "epoch %lld", (long long)p->epoch);
   snprintf(f[2], sizeof f[2], "loss %.4f", p->loss);
-  snprintf(f[3], sizeof f[3], p->scaled ? "scale %g (%lld skipped)" : "", p->scale, (long long)p->skipped);
-  snprintf(f[4], sizeof f[4], p->lr >= 0 ? "lr %.3g" : "", p->lr);
+  f[3][0] = f[4][0] = '\0';   // empty fields are not printed
+  if (p->scaled) snprintf(f[3], sizeof f[3], "scale %g (%lld skipped)", p->scale, (long long)p->skipped);
+  if (p->lr >= 0) snprintf(f[4], sizeof f[4], "lr %.3g", p->lr);
   snprintf(f[5], sizeof f[5], "%.0f samples/s", p->rate);
   snprintf(f[6], sizeof f[6], "ETA %s", duration(eta, sizeof eta, p->eta));
   static const int drop_order[NF - 1] = {3, 4, 5, 1, 6, 2};   // f[0], the step, always stays
