@@ -42,7 +42,7 @@ static int build(const Model *md, FusionMode mode, int threads, Run *b) {
   if (check_modules(&c, &m, 1, md->defs, md->ndefs)) return -1;
   BuildTargets t = {.cpu = NULL, .fusion = mode};
   Build built;   // entries[0]: train_step
-  if (pipeline_build(&c, m, md->defs, md->ndefs, &t, &built) || ingot_write(&c, m, &built, md->defs, md->ndefs, &t, path, NULL))
+  if (pipeline_build(&c, m, md->defs, md->ndefs, &t, &built) || ingot_write(&c, m, &built, md->defs, md->ndefs, &t, NULL, path, NULL))
     return -1;
   explain_stats(&built.entries[0].g, &built.entries[0].plan, &b->kernels, &b->moved, &b->arena, &b->intermediates);
   build_free(&built);
