@@ -121,7 +121,7 @@ static const OptSpec specs[] = {
     {"json", 0, OPT_FLAG, "bench", NULL, "with --profile: the per-kernel table as JSON", 0, 0, NULL},
     {"trace", 0, OPT_STRING, "bench", "FILE", "with --profile: the timed runs' kernels as a Chrome trace\n(Perfetto, chrome://tracing) in FILE", 0, 0, NULL},
     {"runs", 0, OPT_INT, "bench", "N", "timed runs (1000; --profile: 20)", 1, BIG, NULL},
-    {"batch", 0, OPT_INT, "bench", "N", "build a model file with B = N", 1, BIG, NULL},
+    {"batch", 0, OPT_INT, "bench", "N", "build a model file with B = N; of an ingot of bindings, time B = N", 1, BIG, NULL},
     {"all", 0, OPT_FLAG, "inspect", NULL, "also temporaries and kernels", 0, 0, NULL},
     {"data-parallel", 0, OPT_FLAG, "build", NULL, "also build train_grad and train_apply, the training step in two\nthat `mpirun -np N smelt train` runs (docs/distributed.md)", 0, 0, NULL},
     {"jobs", 0, OPT_INT, "build train eval run", "N", "threads for code generation, at most 256 (default: one per\ncore); the ingot is the same bytes whatever N is", 1, 256, NULL},
@@ -337,10 +337,10 @@ static int bench_main(Options *o, const char *argv0) {
       return 1;
     }
     file = tmp;
-  } else if (batch || o->ndefs) {
-    return bad_usage("--batch and -D size a model file; an ingot keeps the sizes it was built with (%s)", file);
+  } else if (o->ndefs) {
+    return bad_usage("-D sizes a model file; an ingot keeps the sizes it was built with (%s)", file);
   }
-  rc = latency_bench(file, entry, device, threads, runs ? runs : 1000);
+  rc = latency_bench(file, entry, device, threads, runs ? runs : 1000, dir[0] ? 0 : batch);
   if (dir[0]) tempdir_remove(dir);
   return rc;
 }

@@ -240,3 +240,18 @@ TEST(bindings, a_damaged_table_is_refused) {
   free(bytes);
   unlink(path);
 }
+
+// smelt bench --batch=N times the binding of that batch.
+TEST(bindings, bench_takes_the_binding_of_its_batch) {
+  const char *path = build_bindings();
+  char cmd[512], *out = NULL;
+  snprintf(cmd, sizeof cmd, "%s bench %s --batch=8 --runs=3 --threads=1", smelt_path(), path);
+  cr_expect_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect(strstr(out, "mlp infer, batch 8, on cpu") != NULL, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s bench %s --batch=5 --runs=3", smelt_path(), path);
+  cr_expect_neq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect(strstr(out, "has no binding of batch 5 (it has B=1, B=4, B=8)") != NULL, "%s", out);
+  free(out);
+  unlink(path);
+}

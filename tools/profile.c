@@ -252,19 +252,46 @@ int gpu_profile(const char *path, const char *entry, const char *device, int run
   return rc;
 }
 
-int latency_bench(const char *path, const char *entry, const char *device, int threads, int runs) {
-  smelt_ingot *ig;
+// The binding of file whose size variable is batch (0: file itself), or
+// NULL after a message.
+static const smelt_ingot *bench_binding(const smelt_ingot *file, const char *path, long long batch) {
+  size_t n = smelt_ingot_binding_count(file);
+  if (!batch) return file;
+  if (n == 1) {
+    fprintf(stderr, "smelt: error: --batch sizes a model file or picks a binding; %s has one binding, with the sizes "
+            "it was built with\n", path);
+    return NULL;
+  }
+  char list[512] = "";
+  for (size_t i = 0; i < n; i++) {
+    const char *var;
+    int64_t value;
+    const smelt_ingot *b = smelt_ingot_binding(file, i, &var, &value);
+    if (value == batch) return b;
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s=%lld", i ? ", " : "", var, (long long)value);
+  }
+  fprintf(stderr, "smelt: error: %s has no binding of batch %lld (it has %s)\n", path, batch, list);
+  return NULL;
+}
+
+int latency_bench(const char *path, const char *entry, const char *device, int threads, int runs, long long batch) {
+  smelt_ingot *file;
   smelt_session *s = NULL;
-  if (tools_ingot_open(path, &ig) != SMELT_OK || smelt_session_new(ig, device, threads, &s) != SMELT_OK) {
+  if (tools_ingot_open(path, &file) != SMELT_OK) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
-    if (ig) smelt_ingot_close(ig);
+    return 1;
+  }
+  const smelt_ingot *ig = bench_binding(file, path, batch);
+  if (!ig || smelt_session_new(ig, device, threads, &s) != SMELT_OK) {
+    if (ig) fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
+    smelt_ingot_close(file);
     return 1;
   }
   const IngotEntry *e = ingot_entry(ig, entry);
   if (!e) {
     fprintf(stderr, "smelt: error: %s has no entry point '%s'\n", path, entry);
     smelt_session_free(s);
-    smelt_ingot_close(ig);
+    smelt_ingot_close(file);
     return 1;
   }
   random_inputs(s, ig, e);
@@ -305,7 +332,7 @@ int latency_bench(const char *path, const char *entry, const char *device, int t
   }
   free(ms);
   smelt_session_free(s);
-  smelt_ingot_close(ig);
+  smelt_ingot_close(file);
   return rc;
 }
 

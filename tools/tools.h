@@ -88,7 +88,9 @@ int gpu_profile(const char *path, const char *entry, const char *device, int run
 int gpu_bench(const char *device, int n, char **ingots);
 // `smelt bench --entry=E`: the latency of whole runs of entry E (random float
 // inputs, 20 warm-up runs): median, p99, mean and min over `runs` runs.
-int latency_bench(const char *path, const char *entry, const char *device, int threads, int runs);
+// batch: the binding of that batch of an ingot of several bindings (0: the
+// ingot's own).
+int latency_bench(const char *path, const char *entry, const char *device, int threads, int runs, long long batch);
 
 // ---------------------------------------------------------------- sample.c
 // `smelt sample`: bytes drawn one at a time from a character-level model's
