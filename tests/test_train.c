@@ -417,45 +417,42 @@ TEST(train, nonfinite_update_is_not_saved) {
   cr_expect_eq(system(args), 0);
 }
 
+// Trains write_csv_model's model with loss_expr in a fresh folder, with the
+// extra flags; expects a failure whose output holds want (one %s in it is
+// the folder).
+static void expect_train_fails(const char *loss_expr, const char *flags, const char *want) {
+  char dir[] = "/tmp/smelt-nanloss-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  write_csv_model(dir, loss_expr, NULL);
+  char args[512], text[512], *out;
+  snprintf(args, sizeof args, "train %s/m.smelt --threads=1 %s", dir, flags);
+  cr_expect_neq(smelt(args, &out), 0, "%s", out);
+  snprintf(text, sizeof text, want, dir);
+  cr_expect(strstr(out, text) != NULL, "no '%s' in: %s", text, out);
+  free(out);
+  snprintf(args, sizeof args, "rm -rf %s", dir);
+  cr_expect_eq(system(args), 0);
+}
+
 // sqrt(w * w + 0.7 - mean(x)): finite for the first batch (mean(x) below 0.7),
 // then the square root of a negative, whose gradient makes w NaN in the same
 // step. Without --check-finite the state before the step is unknown, and the
 // message says both causes are possible; with it, the state after step 0 was
 // checked, so the step's own arithmetic is named.
 TEST(train, nonfinite_loss_from_finite_state_is_told_apart) {
-  char dir[] = "/tmp/smelt-nanloss-XXXXXX";
-  cr_assert_not_null(mkdtemp(dir));
-  write_csv_model(dir, "cross_entropy(logits, y) + sum(sqrt(w * w + 0.7 - mean(x)))", NULL);
-  char args[512], want[320], *out;
-  snprintf(args, sizeof args, "train %s/m.smelt --threads=1", dir);
-  cr_expect_neq(smelt(args, &out), 0, "%s", out);
-  snprintf(want, sizeof want, "the loss is nan at step 1; after its update 'w' (%s/m.smelt:5) holds nan at [0]. The "
-           "state before this step was not checked", dir);
-  cr_expect(strstr(out, want) && strstr(out, "train with --check-finite"), "%s", out);
-  free(out);
-  snprintf(args, sizeof args, "train %s/m.smelt --threads=1 --check-finite", dir);
-  cr_expect_neq(smelt(args, &out), 0, "%s", out);
-  cr_expect(strstr(out, "the loss is nan at step 1; the batch and the state before this step are finite "
-                        "(--check-finite checked them), so the model computes it"), "%s", out);
-  free(out);
-  snprintf(args, sizeof args, "rm -rf %s", dir);
-  cr_expect_eq(system(args), 0);
+  const char *loss = "cross_entropy(logits, y) + sum(sqrt(w * w + 0.7 - mean(x)))";
+  expect_train_fails(loss, "", "the loss is nan at step 1; after its update 'w' (%s/m.smelt:5) holds nan at [0]. The "
+                     "state before this step was not checked: an earlier update that was not finite, or this step's "
+                     "own arithmetic from finite values, made it so (train with --check-finite");
+  expect_train_fails(loss, "--check-finite", "the loss is nan at step 1; the batch and the state before this step are "
+                     "finite (--check-finite checked them), so the model computes it");
 }
 
 // --check-finite stops at the step whose update first goes non-finite, with a
 // finite loss, before any save.
 TEST(train, check_finite_stops_at_the_update) {
-  char dir[] = "/tmp/smelt-nancheck-XXXXXX";
-  cr_assert_not_null(mkdtemp(dir));
-  write_csv_model(dir, "cross_entropy(logits, y) + sum(sqrt(w * w))", NULL);
-  char args[512], want[320], *out;
-  snprintf(args, sizeof args, "train %s/m.smelt --threads=1 --check-finite", dir);
-  cr_expect_neq(smelt(args, &out), 0, "%s", out);
-  snprintf(want, sizeof want, "after step 0, 'w' (%s/m.smelt:5) holds nan at [0]; nothing saved", dir);
-  cr_expect(strstr(out, want) != NULL, "%s", out);
-  free(out);
-  snprintf(args, sizeof args, "rm -rf %s", dir);
-  cr_expect_eq(system(args), 0);
+  expect_train_fails("cross_entropy(logits, y) + sum(sqrt(w * w))", "--check-finite",
+                     "after step 0, 'w' (%s/m.smelt:5) holds nan at [0]; nothing saved");
 }
 
 // The ingot records each parameter's model-file line for these messages: a
