@@ -160,7 +160,16 @@ TEST(distributed, split_step_equals_the_whole_step_fp16) { split_equals_whole("f
 
 static bool have_mpirun(void) { return system("command -v mpirun >/dev/null 2>&1") == 0; }
 
-#define MPIRUN "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 mpirun"
+#if defined(__SANITIZE_ADDRESS__)
+// Open MPI leaves much of what it allocates to the exit, some in plugins it
+// has unloaded by then (no suppression can name those): LeakSanitizer is off
+// in the ranks. The split step's tests above check the same entries for leaks
+// without MPI.
+#define RANK_ENV "ASAN_OPTIONS=detect_leaks=0 "
+#else
+#define RANK_ENV ""
+#endif
+#define MPIRUN RANK_ENV "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 mpirun"
 
 // One training run: under mpirun -np ranks (0: not under mpirun) at batch B,
 // its log in dir/LOG/scalars.csv and its checkpoint in dir/LOG.ckpt.
