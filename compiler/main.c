@@ -55,8 +55,8 @@ static const CommandSpec commands[] = {
     {"init", "FILE -o WEIGHTS", "write the initial parameters and optimizer state (docs/tensors.md)", 1, 1},
     {"import", "MODEL.onnx -o FILE.smelt", "an ONNX model to a model file, its initializers to FILE.safetensors\n"
                                           "(docs/onnx.md)", 1, 1},
-    {"plot", "DIR -o FILE.svg", "the loss and evaluation curves of a training run's --log-dir=DIR (its\n"
-                                "scalars.csv) as an SVG", 1, 1},
+    {"plot", "DIR -o FILE.svg|.png", "the loss and evaluation curves of a training run's --log-dir=DIR (its\n"
+                                     "scalars.csv) as an SVG or a PNG", 1, 1},
 };
 
 #define BIG 1e300
@@ -992,7 +992,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "bisect")) rc = bisect_main(&o, argv[0]);
     else if (!strcmp(cmd, "inspect")) rc = inspect_ingot(o.files[0], stdout, o.all);
     else if (!strcmp(cmd, "plot"))
-      rc = o.output ? plot_main(o.files[0], o.output) : bad_usage("%s needs a --log-dir folder and -o FILE.svg", "plot");
+      rc = o.output ? plot_main(o.files[0], o.output) : bad_usage("%s needs a --log-dir folder and -o FILE.svg or FILE.png", "plot");
     else if (!strcmp(cmd, "import"))
       rc = !o.output || o.nfiles != 1 ? bad_usage("%s needs one ONNX file and -o FILE.smelt", "import")
                                       : onnx_import(o.files[0], o.output, o.defs, o.ndefs, o.inputs, stderr, NULL);

@@ -1,11 +1,13 @@
-// plot.c: `smelt plot DIR -o curves.svg`, the curves of a training run's
-// --log-dir (DIR/scalars.csv, written by the trainer) drawn as an SVG.
+// plot.c: `smelt plot DIR -o curves.svg|.png`, the curves of a training
+// run's --log-dir (DIR/scalars.csv, written by the trainer) drawn as an SVG
+// or a PNG.
 //
 // Two panels over the step: the training loss per step with the evaluation
 // loss at the steps that have one, and below them the evaluation accuracy
 // (or, for a run that never evaluated, the learning rate). Empty cells are
 // values the run does not have at that step; a column without any is left
-// out. The file is written atomically, like every other smelt output.
+// out. The file is written atomically, like every other smelt output; -o
+// names an SVG or a PNG (tools/canvas.c draws both).
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,8 +15,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "canvas.h"
 #include "tensorfile.h"
 #include "tools.h"
+#include "util.h"
 
 enum { C_STEP, C_LOSS, C_LR, C_EVAL_LOSS, C_EVAL_ACC, NCOLS };
 static const char *const col_names[NCOLS] = {"step", "loss", "lr", "eval_loss", "eval_accuracy"};
@@ -130,44 +134,40 @@ static void range_of(const Scalars *s, int c, double *lo, double *hi) {
     }
 }
 
-static void axes(FILE *f, const Panel *p, const char *title) {
-  fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#888'/>\n", p->left, p->top,
-          p->width, p->height);
-  fprintf(f, "<text x='%.1f' y='%.1f' font-size='13'>%s</text>\n", p->left, p->top - 6, title);
+static void axes(Canvas *cv, const Panel *p, const char *title) {
+  canvas_stroke_rect(cv, p->left, p->top, p->width, p->height, 0x888888);
+  canvas_text(cv, p->left, p->top - 6, 13, ANCHOR_START, title, 0);
   double st = tick_step(p->y1 - p->y0, 5);
+  char label[64];
   for (double y = ceil(p->y0 / st) * st; y <= p->y1 + st * 1e-9; y += st) {
-    fprintf(f, "<line x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' stroke='#eee'/>\n", p->left, p->left + p->width, py(p, y),
-            py(p, y));
-    fprintf(f, "<text x='%.1f' y='%.1f' font-size='11' text-anchor='end'>%g</text>\n", p->left - 4, py(p, y) + 4,
-            fabs(y) < st * 1e-6 ? 0 : y);
+    canvas_line(cv, p->left, py(p, y), p->left + p->width, py(p, y), 1, 0xeeeeee);
+    snprintf(label, sizeof label, "%g", fabs(y) < st * 1e-6 ? 0 : y);
+    canvas_text(cv, p->left - 4, py(p, y) + 4, 11, ANCHOR_END, label, 0);
   }
   double sx = tick_step(p->x1 - p->x0, 8);
   if (sx < 1) sx = 1;   // steps are whole numbers
-  for (double x = ceil(p->x0 / sx) * sx; x <= p->x1 + sx * 1e-9; x += sx)
-    fprintf(f, "<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle'>%g</text>\n", px(p, x),
-            p->top + p->height + 14, x);
+  for (double x = ceil(p->x0 / sx) * sx; x <= p->x1 + sx * 1e-9; x += sx) {
+    snprintf(label, sizeof label, "%g", x);
+    canvas_text(cv, px(p, x), p->top + p->height + 14, 11, ANCHOR_MIDDLE, label, 0);
+  }
 }
 
 // Column c against the step: a line through the rows that have it, and a
 // dot at each when dots is set (evaluations are few).
-static void curve(FILE *f, const Panel *p, const Scalars *s, int c, const char *color, bool dots) {
-  bool open = false;
-  for (size_t i = 0; i < s->n; i++) {
-    if (isnan(s->v[c][i])) continue;
-    fprintf(f, "%s%.1f,%.1f", open ? " " : "<polyline fill='none' stroke-width='1.5' points='", px(p, s->v[C_STEP][i]),
-            py(p, s->v[c][i]));
-    open = true;
-  }
-  if (open) fprintf(f, "' stroke='%s'/>\n", color);
-  for (size_t i = 0; dots && i < s->n; i++)
-    if (!isnan(s->v[c][i]))
-      fprintf(f, "<circle cx='%.1f' cy='%.1f' r='3' fill='%s'/>\n", px(p, s->v[C_STEP][i]), py(p, s->v[c][i]), color);
+static void curve(Canvas *cv, const Panel *p, const Scalars *s, int c, uint32_t color, bool dots) {
+  double *xy = xmalloc(2 * (s->n + 1) * sizeof *xy);
+  int n = 0;
+  for (size_t i = 0; i < s->n; i++)
+    if (!isnan(s->v[c][i])) xy[2 * n] = px(p, s->v[C_STEP][i]), xy[2 * n + 1] = py(p, s->v[c][i]), n++;
+  canvas_polyline(cv, xy, n, 1.5, color);
+  for (int i = 0; dots && i < n; i++) canvas_disc(cv, xy[2 * i], xy[2 * i + 1], 3, color);
+  free(xy);
 }
 
-static void legend(FILE *f, const Panel *p, int slot, const char *color, const char *what) {
+static void legend(Canvas *cv, const Panel *p, int slot, uint32_t color, const char *what) {
   double x = p->left + p->width - 150, y = p->top + 14 + 16 * slot;
-  fprintf(f, "<rect x='%.1f' y='%.1f' width='12' height='3' fill='%s'/>\n", x, y - 4, color);
-  fprintf(f, "<text x='%.1f' y='%.1f' font-size='12'>%s</text>\n", x + 18, y, what);
+  canvas_fill_rect(cv, x, y - 4, 12, 3, color);
+  canvas_text(cv, x + 18, y, 12, ANCHOR_START, what, 0);
 }
 
 // The panel over the steps for the columns a and b (b < 0: none).
@@ -193,38 +193,34 @@ static bool has(const Scalars *s, int c) {
   return lo <= hi;
 }
 
-static void draw(FILE *f, const Scalars *s, const char *title) {
-  fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='800' height='520' font-family='sans-serif'>\n"
-             "<rect width='100%%' height='100%%' fill='white'/>\n");
-  fprintf(f, "<text x='70' y='22' font-size='15'>");
-  for (const char *c = title; *c; c++)   // the folder's name, escaped for XML
-    if (*c == '<') fputs("&lt;", f);
-    else if (*c == '&') fputs("&amp;", f);
-    else if (*c == '\'') fputs("&apos;", f);
-    else if ((unsigned char)*c >= 0x20) fputc(*c, f);
-  fprintf(f, "</text>\n");
+enum { WIDTH = 800, HEIGHT = 520 };
+enum { BLUE = 0x1f77b4, RED = 0xd62728, GREEN = 0x2ca02c, PURPLE = 0x9467bd };
+
+static void draw(Canvas *cv, const Scalars *s, const char *title) {
+  canvas_text(cv, 70, 22, 15, ANCHOR_START, title, 0);
   bool eval_loss = has(s, C_EVAL_LOSS);
   Panel top = panel_for(s, C_LOSS, eval_loss ? C_EVAL_LOSS : -1, 50);
-  axes(f, &top, "loss");
-  curve(f, &top, s, C_LOSS, "#1f77b4", false);
-  legend(f, &top, 0, "#1f77b4", "training loss");
+  axes(cv, &top, "loss");
+  curve(cv, &top, s, C_LOSS, BLUE, false);
+  legend(cv, &top, 0, BLUE, "training loss");
   if (eval_loss) {
-    curve(f, &top, s, C_EVAL_LOSS, "#d62728", true);
-    legend(f, &top, 1, "#d62728", "evaluation loss");
+    curve(cv, &top, s, C_EVAL_LOSS, RED, true);
+    legend(cv, &top, 1, RED, "evaluation loss");
   }
   int low = has(s, C_EVAL_ACC) ? C_EVAL_ACC : has(s, C_LR) ? C_LR : -1;
   if (low >= 0) {
     Panel bottom = panel_for(s, low, -1, 290);
-    axes(f, &bottom, low == C_EVAL_ACC ? "evaluation accuracy (%)" : "learning rate");
-    curve(f, &bottom, s, low, low == C_EVAL_ACC ? "#2ca02c" : "#9467bd", low == C_EVAL_ACC);
+    axes(cv, &bottom, low == C_EVAL_ACC ? "evaluation accuracy (%)" : "learning rate");
+    curve(cv, &bottom, s, low, low == C_EVAL_ACC ? GREEN : PURPLE, low == C_EVAL_ACC);
   }
-  fprintf(f, "<text x='415' y='512' font-size='12' text-anchor='middle'>step</text>\n</svg>\n");
+  canvas_text(cv, 415, 512, 12, ANCHOR_MIDDLE, "step", 0);
 }
 
 int plot_main(const char *dir, const char *output) {
   size_t len = strlen(output);
-  if (len < 4 || strcmp(output + len - 4, ".svg")) {
-    fprintf(stderr, "smelt: error: plot writes SVG: -o takes a .svg file, not '%s'\n", output);
+  bool png = len >= 4 && !strcmp(output + len - 4, ".png");
+  if (!png && (len < 4 || strcmp(output + len - 4, ".svg"))) {
+    fprintf(stderr, "smelt: error: plot writes SVG or PNG: -o takes a .svg or a .png file, not '%s'\n", output);
     return 2;
   }
   struct stat st;
@@ -238,8 +234,10 @@ int plot_main(const char *dir, const char *output) {
     FILE *f = atomic_open(output, &tmp, err, sizeof err);
     if (!f) rc = 1, fprintf(stderr, "smelt: error: %s\n", err);
     else {
-      draw(f, &s, dir);
-      if (atomic_commit(f, tmp, output, !ferror(f), err, sizeof err)) rc = 1, fprintf(stderr, "smelt: error: %s\n", err);
+      Canvas *cv = png ? canvas_raster(WIDTH, HEIGHT, 0xffffff) : canvas_svg(f, WIDTH, HEIGHT, 0xffffff);
+      draw(cv, &s, dir);
+      bool ok = canvas_finish(cv, f) == 0;
+      if (atomic_commit(f, tmp, output, ok && !ferror(f), err, sizeof err)) rc = 1, fprintf(stderr, "smelt: error: %s\n", err);
       else printf("%s: %zu steps from %s\n", output, s.n, path);
     }
   }
