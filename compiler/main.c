@@ -879,6 +879,7 @@ static int train_or_eval(Options *o, const char *argv0) {
   bool is_ingot = n > 6 && !strcmp(file + n - 6, ".ingot");
   char dir[4096] = "", tmp[4200] = "";
   if (!is_ingot) {
+    if (!strcmp(o->command, "train")) interrupt_note(train_interrupt_note(&o->train, "while building the model"));
     if (temp_ingot_create(dir, sizeof dir, tmp, sizeof tmp)) return 1;
     Compilation c;
     compilation_init(&c, stderr);
@@ -943,6 +944,8 @@ static int run(const Options *o, const char *argv0) {
   if (init && (!o->output || o->nfiles != 1)) return bad_usage("%s needs one model file and -o WEIGHTS", "init");
   if (build && (!o->output || o->nfiles != 1)) return bad_usage("%s needs one model file and -o FILE.ingot", "build");
   if ((dump || graph) && o->nfiles != 1) return bad_usage("%s takes one model file", o->command);
+  static char note[4200];   // the ingot is written whole or not at all
+  if (build) snprintf(note, sizeof note, "while building: %s was not written", o->output), interrupt_note(note);
   Compilation c;
   compilation_init(&c, stderr);
   c.precision = o->precision;

@@ -6,7 +6,7 @@
 // mkdtemp (mode 0700) under $TMPDIR, or /tmp when TMPDIR is unset or empty.
 // The folders are registered: tempdir_remove removes one, an atexit hook the
 // rest at exit, and a handler for SIGINT, SIGTERM, SIGHUP and SIGQUIT removes
-// them all and raises the signal again with its default action. The handler
+// them all and raises the signal again with the disposition it found. The handler
 // uses only system calls (getdents64, unlinkat, rmdir), which are safe in a
 // signal handler; a folder holds plain files only.
 #define _GNU_SOURCE   // syscall, getdents64
@@ -54,27 +54,33 @@ void tempdir_remove_all(void) {
     }
 }
 
+static const int tempdir_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+enum { TEMPDIR_NSIGNALS = sizeof tempdir_signals / sizeof tempdir_signals[0] };
+static struct sigaction tempdir_previous[TEMPDIR_NSIGNALS];   // what each signal did before
+
 static void tempdir_on_signal(int sig) {
   int saved = errno;
   tempdir_remove_all();
-  signal(sig, SIG_DFL);
-  raise(sig);
+  for (int i = 0; i < TEMPDIR_NSIGNALS; i++)
+    if (tempdir_signals[i] == sig) sigaction(sig, &tempdir_previous[i], NULL);
+  raise(sig);   // pending until this returns; then the previous disposition acts (the default: the end)
   errno = saved;
 }
 
-// Installs the exit hook and the signal handlers once; a signal the caller
-// ignores (nohup's SIGHUP) stays ignored.
+// Installs the exit hook and the signal handlers once, each over the
+// disposition it finds (a tool's handler, which still runs after it); a
+// signal the caller ignores (nohup's SIGHUP) stays ignored.
 static void tempdir_hooks_install(void) {
   static bool installed;
   if (installed) return;
   installed = true;
   tempdir_owner = getpid();
   atexit(tempdir_remove_all);
-  static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
-    struct sigaction old, sa = {.sa_handler = tempdir_on_signal};
+  for (int i = 0; i < TEMPDIR_NSIGNALS; i++) {
+    struct sigaction sa = {.sa_handler = tempdir_on_signal};
     sigemptyset(&sa.sa_mask);
-    if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL) sigaction(sigs[i], &sa, NULL);
+    if (sigaction(tempdir_signals[i], NULL, &tempdir_previous[i]) == 0 && tempdir_previous[i].sa_handler != SIG_IGN)
+      sigaction(tempdir_signals[i], &sa, NULL);
   }
 }
 

@@ -2,7 +2,8 @@
 // the step and end with 130 / 143 (a second one quits at once, saving
 // nothing); the progress line fits the terminal's width on a pseudo-terminal;
 // --log-dir writes the scalars of each step; --checkpoint refuses a
-// checkpoint of another model.
+// checkpoint of another model; an interrupt while building or loading data
+// ends the run at once, saying what was lost.
 //
 // The runs are of a small model on CSV data, run as child processes whose
 // output goes to a pipe (or a pseudo-terminal) that the test reads.
@@ -231,6 +232,90 @@ TEST(train_term, a_second_ctrl_c_quits_without_saving) {
   cr_expect_null(strstr(b.text, "interrupted by"));
   cr_expect_neq(access(ckpt, F_OK), 0, "a checkpoint was saved");
   free(b.text);
+  remove_dir(dir);
+}
+
+// The bytes the process pid has read so far (rchar of /proc/PID/io).
+static long long bytes_read_by(pid_t pid) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/io", (int)pid);
+  FILE *f = fopen(path, "r");
+  long long n = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "rchar: ", 7)) n = atoll(line + 7);
+  if (f) fclose(f);
+  return n;
+}
+
+// An interrupt before the training loop ends the run by the signal at once,
+// saying what was lost; a checkpoint being resumed is left as it was, and
+// the build's temporary folder is removed.
+TEST(train_term, ctrl_c_while_building_says_nothing_was_trained) {
+  char *dir = make_dir();
+  pid_t pid;
+  setenv("TMPDIR", dir, 1);   // the build's temporary folder goes here
+  int fd = spawn("train examples/lstm.smelt --steps=1 --threads=1", &pid);
+  unsetenv("TMPDIR");
+  Buf b = {0};
+  read_until(fd, &b, "building examples/lstm.smelt");   // printed just before the build starts
+  cr_assert_eq(kill(pid, SIGINT), 0);
+  int status = read_to_end(fd, &b, pid);
+  cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT, "status %#x:\n%s", status, b.text);
+  cr_expect(strstr(b.text, "smelt: interrupted while building the model: nothing was trained or saved\n") != NULL,
+            "%s", b.text);
+  free(b.text);
+  char cmd[300], *out;
+  snprintf(cmd, sizeof cmd, "ls -A %s", dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0);
+  cr_expect_str_eq(out, "", "left behind: %s", out);
+  free(out);
+  remove_dir(dir);
+}
+
+TEST(train_term, ctrl_c_while_loading_data_keeps_the_checkpoint) {
+  char *dir = make_dir(), path[256], text[1024], cmd[1024], *out;
+  // 4 million rows: tens of megabytes of CSV, which take a while to parse
+  snprintf(path, sizeof path, "%s/x.csv", dir);
+  FILE *fx = fopen(path, "w");
+  snprintf(path, sizeof path, "%s/y.csv", dir);
+  FILE *fy = fopen(path, "w");
+  cr_assert(fx && fy);
+  for (int i = 0; i < 4000000; i++) fputs("0.5,0.25\n", fx), fputs("1\n", fy);
+  cr_assert(fclose(fx) == 0 && fclose(fy) == 0);
+  snprintf(text, sizeof text,
+           "import \"nn\"\nmodel m(B = 4) {\n  input x: f32[B, 2]\n  input y: i32[B]\n"
+           "  output logits = linear(x, 3) as fc\n  loss cross_entropy(logits, y)\n}\n"
+           "train {\n  optimizer = adam(lr = 0.01)\n  steps = 2\n  data train {\n"
+           "    x = csv(\"x.csv\")\n    y = csv(\"y.csv\")\n  }\n}\n");
+  snprintf(path, sizeof path, "%s/m.smelt", dir);
+  write_text(path, text);
+  snprintf(cmd, sizeof cmd, "%s build %s/m.smelt -o %s/m.ingot && %s init %s/m.smelt -o %s/c.ckpt", smelt_path(),
+           dir, dir, smelt_path(), dir, dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  snprintf(path, sizeof path, "%s/c.ckpt", dir);
+  size_t before_len, after_len;
+  char *before = file_read(path, &before_len);
+  cr_assert(before);
+  snprintf(cmd, sizeof cmd, "train %s/m.ingot --checkpoint=%s --resume --threads=1", dir, path);
+  pid_t pid;
+  int fd = spawn(cmd, &pid);
+  // the data is being read once the process has read more than the ingot
+  time_t t0 = time(NULL);
+  while (bytes_read_by(pid) < 16 << 20 && time(NULL) - t0 < 60) sleep_ms(1);
+  cr_assert_eq(kill(pid, SIGINT), 0);
+  Buf b = {0};
+  int status = read_to_end(fd, &b, pid);
+  cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT, "status %#x:\n%s", status, b.text);
+  char want[512];
+  snprintf(want, sizeof want, "smelt: interrupted while loading the data: nothing was trained; %s is as it was\n", path);
+  cr_expect(strstr(b.text, want) != NULL, "no '%s' in:\n%s", want, b.text);
+  cr_expect_null(strstr(b.text, "training m on"), "%s", b.text);
+  free(b.text);
+  char *after = file_read(path, &after_len);
+  cr_expect(after && after_len == before_len && !memcmp(before, after, before_len), "the checkpoint changed");
+  free(before);
+  free(after);
   remove_dir(dir);
 }
 

@@ -44,11 +44,21 @@ typedef struct {
 // first save). 0, or 1 after a message.
 int train_may_start(const TrainOptions *o);
 int train_run(const TrainOptions *o);
+// What an interrupt at when (e.g. "while building the model") loses of the
+// run o: the note for interrupt_note, in a buffer of its own.
+const char *train_interrupt_note(const TrainOptions *o, const char *when);
 int eval_run(const TrainOptions *o);
 // `smelt run`: one run of an entry (o->split names it; default "infer") on the
 // tensors of the file inputs; outputs go to the tensor file outputs, or are
 // printed when it is NULL.
 int run_main(const TrainOptions *o, const char *inputs, const char *outputs);
+
+// ---------------------------------------------------------------- interrupt.c
+// The line a SIGINT or SIGTERM prints ("smelt: interrupted NOTE") before the
+// process ends as the signal ends it, for the stretches outside the training
+// loop (building, loading data); NULL says nothing. The first note installs
+// the handler over whatever disposition is there, which it calls after.
+void interrupt_note(const char *note);
 
 // ---------------------------------------------------------------- dist.c
 // The ranks of data-parallel training (docs/distributed.md): Open MPI opened

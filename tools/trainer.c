@@ -892,9 +892,17 @@ static int dp_step(const smelt_ingot *ig, smelt_session *s, DataParallel *dp, ui
   return 0;
 }
 
+const char *train_interrupt_note(const TrainOptions *o, const char *when) {
+  static char note[4400];
+  if (o->resume) snprintf(note, sizeof note, "%s: nothing was trained; %s is as it was", when, o->checkpoint);
+  else snprintf(note, sizeof note, "%s: nothing was trained or saved", when);
+  return note;
+}
+
 int train_run(const TrainOptions *o) {
   char err[4096];
   if (train_may_start(o)) return 1;
+  interrupt_note(train_interrupt_note(o, "before training started"));
   smelt_ingot *ig = open_ingot(o->ingot);
   if (!ig) return 1;
   smelt_session *s = NULL;
@@ -923,6 +931,7 @@ int train_run(const TrainOptions *o) {
     goto done;
   }
   uint64_t seed = (uint64_t)meta_int(ig, "train.seed", 1);
+  interrupt_note(train_interrupt_note(o, "while loading the data"));
   if (split_open(ig, "train", step_entry, seed, true, dp.size, dp.rank, &sp, err, sizeof err)) {
     fprintf(stderr, "smelt: error: %s\n", err);
     goto done;
@@ -986,6 +995,7 @@ int train_run(const TrainOptions *o) {
   bool scaled = smelt_get_tensor(s, "loss_scale", &scale, sizeof scale) == SMELT_OK;
   int64_t saved_at = -1;   // the step count of the last checkpoint saved
   if (o->log_dir && !dp.rank && !scalars_open(o->log_dir, &scalars)) goto done;
+  interrupt_note(NULL);   // from here on the loop's own handler speaks
   stop_signals_catch();
   for (int64_t step = start; step < stop; step++) {
     split_next(&sp, s, step_entry);
