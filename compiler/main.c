@@ -128,6 +128,7 @@ static const OptSpec specs[] = {
     {"time", 0, OPT_FLAG, "check build", NULL, "print the milliseconds and runs of each compiler stage on stderr", 0, 0, NULL},
     {"verbose", 'v', OPT_FLAG, "build", NULL, "also print each entry's launches and the distinct kernel bodies they run", 0, 0,
      NULL},
+    {"no-graphs", 0, OPT_FLAG, "train eval run sample bench", NULL, "on a GPU, launch kernels one by one instead of replaying each entry\nas a graph captured at its first run (to compare)", 0, 0, NULL},
     {"expect-sha256", 0, OPT_STRING, "train eval run bisect sample bench inspect", "HEX",
      "open the ingot only if its SHA-256 is HEX, as smelt build prints it\n(an ingot is native code: docs/ingot.md)", 0,
      0, NULL},
@@ -453,6 +454,7 @@ static int options_from(const OptResult *r, Options *o) {
                        "ingot)", o->files[0]);
     tools_expect_sha256 = hex;
   }
+  tools_no_graphs = V("no-graphs")->set;
   IF_SET("color") o->color = !strcmp(V("color")->str, "always") ? 1 : !strcmp(V("color")->str, "never") ? 0 : -1;
   IF_SET("max-errors") o->max_errors = (int)V("max-errors")->num;
   const OptValue *d = V("define");

@@ -85,6 +85,9 @@ static smelt_status cuda_bind(GpuDriver *t) {
 #define X(field, name, fallback) GPU_BIND(c, field, name, fallback);
   CU_API(X)
 #undef X
+  static const char *const graphs[6] = {"cuStreamBeginCapture_v2", "cuStreamEndCapture", "cuGraphInstantiateWithFlags",
+                                        "cuGraphLaunch", "cuGraphExecDestroy", "cuGraphDestroy"};
+  gpu_bind_graphs(t, graphs);
   return SMELT_OK;
 }
 

@@ -5,7 +5,9 @@
 // non-blocking stream: launches and copies on the device run asynchronously
 // in stream order, copies to and from the host go through a pinned buffer
 // (when the driver table has one) and wait for the stream, and a failure that
-// a void entry point cannot return is kept for the next take_error.
+// a void entry point cannot return is kept for the next take_error. Where the
+// driver has graphs, the session captures an entry's launches once and
+// replays them with one call per run.
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdio.h>
@@ -33,7 +35,11 @@ typedef struct {
   void *stream;             // all work, in order
   void *module;             // set by load_code
   const smelt_ingot *ig;    // set by load_code: launch reads its GPU launch records
-  void *error;              // the kernels' error word: 8 bytes of device memory
+  void *error;              // the kernels' error word: 8 bytes of device memory, then rng's 16
+  void *rng;                // the run's {seed, step}, which the kernels read
+  uint64_t rng_host[2];     // what rng holds, when rng_set
+  bool rng_set;
+  bool capturing;           // launches are recorded into a graph, not queued
   void *pinned;             // staging for host copies, pinned_size bytes
   size_t pinned_size;
   Timing *timings;          // while profiling: one per launch, in order
@@ -345,9 +351,21 @@ static bool gpu_timing_new(Gpu *g, Timing *t) {
   return false;
 }
 
-// Queues kernel fn over [0, count) with the grid the ingot gives launch li.
-// The kernel's parameters, in order: the buffer table, count, seed, step and
-// the error word.
+// Writes a run's seed and step where the kernels read them, in stream
+// order, unless they are there already. The copy is from pageable memory,
+// which the driver has read when the call returns.
+static int gpu_rng_write(Gpu *g, uint64_t seed, uint64_t step) {
+  if (g->rng_set && g->rng_host[0] == seed && g->rng_host[1] == step) return 0;
+  g->rng_host[0] = seed, g->rng_host[1] = step;
+  int r = g->t->copy_to_device(g->rng, g->rng_host, sizeof g->rng_host, g->stream);
+  g->rng_set = r == 0;
+  return r;
+}
+
+// Queues kernel fn over [0, count) with the grid the ingot gives launch li
+// (or, while capturing, records it). The kernel's parameters, in order: the
+// buffer table, count, the run's {seed, step} and the error word, all the
+// same from run to run but for the words rng points to.
 static int64_t gpu_launch(Device *d, void *fn, void *bufs, uint32_t li, int64_t count, uint64_t seed, uint64_t step) {
   Gpu *g = d->impl;
   const GpuDriver *t = g->t;
@@ -358,7 +376,12 @@ static int64_t gpu_launch(Device *d, void *fn, void *bufs, uint32_t li, int64_t 
     return -1;
   }
   gpu_enter(g);
-  void *params[] = {&bufs, &count, &seed, &step, &g->error};
+  int w = g->capturing ? 0 : gpu_rng_write(g, seed, step);   // a graph's runs write theirs
+  if (w != 0) {
+    rt_fail(SMELT_ERR_RUNTIME, "%s error while writing the seed for a launch: %s", t->vendor, gpu_why(g, w));
+    return -1;
+  }
+  void *params[] = {&bufs, &count, &g->rng, &g->error};
   Timing tm;
   bool timed = g->profiling && gpu_timing_new(g, &tm);
   if (timed) t->event_record(tm.start, g->stream);
@@ -402,6 +425,56 @@ static int64_t gpu_take_error(Device *d) {
   return word;
 }
 
+// ---- graphs: an entry's launches captured once and replayed per run
+
+enum { CAPTURE_THREAD_LOCAL = 1 };   // the same mode in both ABIs
+
+static int gpu_capture_begin(Device *d) {
+  Gpu *g = d->impl;
+  const GpuDriver *t = g->t;
+  if (!t->stream_begin_capture) return -1;
+  if (g->profiling) return 0;   // each launch is to be timed
+  gpu_enter(g);
+  if (t->stream_begin_capture(g->stream, CAPTURE_THREAD_LOCAL) != 0) return -1;
+  g->capturing = true;
+  return 1;
+}
+
+// The captured launches as an executable graph (the graph it was made from
+// is not needed once instantiated), or NULL.
+static void *gpu_capture_end(Device *d) {
+  Gpu *g = d->impl;
+  const GpuDriver *t = g->t;
+  void *graph = NULL, *exec = NULL;
+  gpu_enter(g);
+  g->capturing = false;
+  int r = t->stream_end_capture(g->stream, &graph);
+  if (r == 0 && graph) r = t->graph_instantiate(&exec, graph, 0);
+  if (graph) t->graph_destroy(graph);
+  return r == 0 ? exec : NULL;
+}
+
+static int gpu_graph_run(Device *d, void *graph, uint64_t seed, uint64_t step) {
+  Gpu *g = d->impl;
+  const GpuDriver *t = g->t;
+  if (g->profiling) return 1;
+  gpu_enter(g);
+  int r = gpu_rng_write(g, seed, step);
+  if (r == 0) r = t->graph_launch(graph, g->stream);
+  if (r != 0) {
+    rt_fail(SMELT_ERR_RUNTIME, "%s graph launch failed: %s", t->vendor, gpu_why(g, r));
+    return -1;
+  }
+  return 0;
+}
+
+static void gpu_graph_free(Device *d, void *graph) {
+  Gpu *g = d->impl;
+  gpu_enter(g);
+  g->t->stream_sync(g->stream);   // a queued replay may still run it
+  g->t->graph_exec_destroy(graph);
+}
+
 static void gpu_profile(Device *d, bool on) {
   Gpu *g = d->impl;
   g->profiling = on;
@@ -425,6 +498,18 @@ static int gpu_profile_take(Device *d, double *ms, int max) {
 }
 
 // ---- opening
+
+void gpu_bind_graphs(GpuDriver *t, const char *const names[6]) {
+  void *p[6];
+  for (int i = 0; i < 6; i++)
+    if (!(p[i] = dlsym(t->lib, names[i]))) return;
+  *(void **)&t->stream_begin_capture = p[0];
+  *(void **)&t->stream_end_capture = p[1];
+  *(void **)&t->graph_instantiate = p[2];
+  *(void **)&t->graph_launch = p[3];
+  *(void **)&t->graph_exec_destroy = p[4];
+  *(void **)&t->graph_destroy = p[5];
+}
 
 void *gpu_library_symbol(const GpuDriver *t, const char *name, const char *fallback) {
   void *p = dlsym(t->lib, name);
@@ -497,7 +582,7 @@ static smelt_status gpu_device_find(Gpu *g) {
 }
 
 // The context (CUDA's primary context, shared with any CUDA runtime code in
-// the process), the stream, and the error word.
+// the process), the stream, and the error word (with the seed and step after it).
 static smelt_status gpu_context_open(Gpu *g) {
   const GpuDriver *t = g->t;
   if (t->context_retain) {
@@ -514,7 +599,9 @@ static smelt_status gpu_context_open(Gpu *g) {
     g->stream = NULL;
     return rt_fail(SMELT_ERR_NO_DEVICE, "cannot create a stream on %s:%d: %s", t->prefix, g->ordinal, gpu_why(g, r));
   }
-  return gpu_mem_new(g, sizeof(int64_t), &g->error);
+  smelt_status st = gpu_mem_new(g, sizeof(int64_t) + sizeof g->rng_host, &g->error);
+  if (st == SMELT_OK) g->rng = (char *)g->error + sizeof(int64_t);
+  return st;
 }
 
 smelt_status gpu_device_new(const GpuDriver *table, size_t size, int ordinal, Device **out) {
@@ -545,6 +632,9 @@ smelt_status gpu_device_new(const GpuDriver *table, size_t size, int ordinal, De
                 .copy_out = gpu_copy_out, .copy = gpu_copy, .sync = gpu_sync, .launch = gpu_launch,
                 .take_error = gpu_take_error, .profile = gpu_profile, .profile_take = gpu_profile_take,
                 .destroy = gpu_destroy, .impl = g};
+  if (t->stream_begin_capture)
+    d->capture_begin = gpu_capture_begin, d->capture_end = gpu_capture_end, d->graph_run = gpu_graph_run,
+    d->graph_free = gpu_graph_free;
   *out = d;
   return SMELT_OK;
 }

@@ -66,6 +66,13 @@ struct GpuDriver {
   int (*event_record)(void *event, void *stream);
   int (*event_elapsed)(float *ms, void *start, void *end);
   int (*event_destroy)(void *event);
+  // optional, all six or none: graphs captured from the stream and replayed
+  int (*stream_begin_capture)(void *stream, int mode);
+  int (*stream_end_capture)(void *stream, void **graph);
+  int (*graph_instantiate)(void **exec, void *graph, unsigned long long flags);
+  int (*graph_launch)(void *exec, void *stream);
+  int (*graph_exec_destroy)(void *exec);
+  int (*graph_destroy)(void *graph);
 
   // ---- hooks, written by the vendor file
   // Opens every entry point of t->lib (GPU_BIND); 0, or a status after rt_fail.
@@ -106,6 +113,10 @@ void *gpu_library_symbol(const GpuDriver *t, const char *name, const char *fallb
 // True when the loader search path ld_path has an empty or relative element
 // (the first one in elem): GPU libraries are not loaded then.
 bool gpu_search_path_unsafe(const char *ld_path, char *elem, size_t n);
+
+// Binds the six graph entry points of t (gpu.h) to the names given, or none
+// of them when the library lacks one (graphs are then not used).
+void gpu_bind_graphs(GpuDriver *t, const char *const names[6]);
 
 // Binds field (an entry point of the vendor's struct v) to name, else to
 // fallback; returns from the enclosing bind hook when it is missing.

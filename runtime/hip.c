@@ -67,6 +67,9 @@ static smelt_status hip_bind(GpuDriver *t) {
 #define X(field, name) GPU_BIND(h, field, name, NULL);
   HIP_API(X)
 #undef X
+  static const char *const graphs[6] = {"hipStreamBeginCapture", "hipStreamEndCapture", "hipGraphInstantiateWithFlags",
+                                        "hipGraphLaunch", "hipGraphExecDestroy", "hipGraphDestroy"};
+  gpu_bind_graphs(t, graphs);
   return SMELT_OK;
 }
 

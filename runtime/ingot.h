@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define INGOT_MAGIC "SMELTIGT"   // 8 bytes, no terminator
-#define INGOT_VERSION 3   // 2: SLOT_TYPES; 3: per-launch buffer tables (LAUNCH_BUFS), BINDINGS
+#define INGOT_VERSION 4   // 2: SLOT_TYPES; 3: per-launch buffer tables (LAUNCH_BUFS), BINDINGS; 4: GPU kernels read seed and step from device memory
 #define INGOT_MAX_SECTION 16   // the highest section kind
 #define INGOT_ALIGN 64
 #define INGOT_MAX_DIMS 8
@@ -126,8 +126,10 @@ typedef struct {
 } IngotOutputs;           // 64 bytes
 
 // GPU kernels are
-//   void NAME(char **bufs, int64_t count, uint64_t seed, uint64_t step, int64_t *error)
-// bufs: the launch's table of device pointers (IngotLaunch), in device memory; error: a device
+//   void NAME(char **bufs, int64_t count, const uint64_t *rng, int64_t *error)
+// bufs: the launch's table of device pointers (IngotLaunch), in device memory; rng: the run's
+// {seed, step} in device memory, written before the run's first launch (so every launch's
+// arguments are the same in every run, and a captured graph replays them); error: a device
 // word set to 1 + a node id when a kernel meets a bad index, or to a label
 // error (below) when one_hot meets a label outside its classes.
 //

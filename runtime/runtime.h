@@ -112,6 +112,16 @@ struct Device {
   // was switched on, in order, up to max, and returns how many it wrote.
   void (*profile)(Device *d, bool on);
   int (*profile_take)(Device *d, double *ms, int max);
+  // Optional (GPUs whose driver has graphs): capture_begin makes the launches
+  // that follow be recorded instead of queued (1; 0: not now, while
+  // profiling; -1: never, the driver cannot); capture_end stops recording and
+  // returns the launches as a graph, NULL when that failed; graph_run queues a
+  // graph's launches for a run of seed and step (0; 1: not now, while
+  // profiling, so launch one by one; -1 after rt_fail); graph_free frees one.
+  int (*capture_begin)(Device *d);
+  void *(*capture_end)(Device *d);
+  int (*graph_run)(Device *d, void *graph, uint64_t seed, uint64_t step);
+  void (*graph_free)(Device *d, void *graph);
   void (*destroy)(Device *d);
   void *impl;
 };

@@ -23,6 +23,9 @@ struct smelt_session {
   char **bufs;          // by entry index: its launches' buffer tables one after another (device memory)
   void ***fns;          // by entry index: kernel entry points, by launch
   bool params_only;     // the last smelt_load read a file without optimizer state
+  void **graphs;        // by entry index: its launches captured as a graph (devices with graphs), or NULL
+  int8_t *graph_state;  // by entry index: 0 not tried yet, 1 captured, -1 not to be captured
+  bool no_graphs;       // smelt_session_use_graphs(s, 0)
 };
 
 static uint32_t entry_index(const smelt_ingot *ig, const IngotEntry *e) { return (uint32_t)(e - ig->entries); }
@@ -107,7 +110,9 @@ smelt_status smelt_session_new(const smelt_ingot *ig, const char *device, int th
   s->arena = calloc(ig->nentries ? ig->nentries : 1, sizeof *s->arena);
   s->bufs = calloc(ig->nentries ? ig->nentries : 1, sizeof *s->bufs);
   s->fns = calloc(ig->nentries ? ig->nentries : 1, sizeof *s->fns);
-  if (st == SMELT_OK && (!s->persist || !s->arena || !s->bufs || !s->fns))
+  s->graphs = calloc(ig->nentries ? ig->nentries : 1, sizeof *s->graphs);
+  s->graph_state = calloc(ig->nentries ? ig->nentries : 1, sizeof *s->graph_state);
+  if (st == SMELT_OK && (!s->persist || !s->arena || !s->bufs || !s->fns || !s->graphs || !s->graph_state))
     st = rt_fail(SMELT_ERR_OUT_OF_MEMORY, "out of memory creating a session");
   const char *weights = ingot_section(ig, SEC_WEIGHTS, NULL);
   for (uint32_t t = 0; t < ig->ntensors && st == SMELT_OK; t++) {
@@ -188,9 +193,35 @@ static smelt_status entry_ready(smelt_session *s, uint32_t i) {
 
 smelt_status session_entry_ready(smelt_session *s, const IngotEntry *e) { return entry_ready(s, entry_index(s->ig, e)); }
 
+// Frees the graphs captured so far; entries are captured again at their next
+// run unless graphs are off.
+static void graphs_free(smelt_session *s) {
+  for (uint32_t i = 0; s->graphs && i < s->ig->nentries; i++) {
+    if (s->graphs[i]) s->dev->graph_free(s->dev, s->graphs[i]);
+    s->graphs[i] = NULL;
+    s->graph_state[i] = 0;
+  }
+}
+
+smelt_status smelt_session_use_graphs(smelt_session *s, int on) {
+  if (!s) return rt_fail(SMELT_ERR_INVALID_ARGUMENT, "no session");
+  if (!on) graphs_free(s);
+  s->no_graphs = !on;
+  return SMELT_OK;
+}
+
+int smelt_session_graphs(const smelt_session *s) {
+  int n = 0;
+  for (uint32_t i = 0; s->graphs && i < s->ig->nentries; i++) n += s->graphs[i] != NULL;
+  return n;
+}
+
 void smelt_session_free(smelt_session *s) {
   if (!s) return;
   const smelt_ingot *ig = s->ig;
+  if (s->dev) graphs_free(s);
+  free(s->graphs);
+  free(s->graph_state);
   for (uint32_t t = 0; s->persist && t < ig->ntensors; t++)
     if (s->persist[t]) s->dev->free(s->dev, s->persist[t]);
   for (uint32_t i = 0; i < ig->nentries; i++) {
@@ -268,6 +299,30 @@ static smelt_status bad_index(const char *kind, const char *name, int64_t err) {
   return rt_fail(SMELT_ERR_RUNTIME, "%s '%s' met an index out of range (a gather id outside its table?)", kind, name);
 }
 
+// Records entry ei's launches as a graph, which its runs replay: a run's
+// launches keep their arguments (seed and step are read from device memory),
+// so one graph serves every run. The updates after the launches stay out of
+// it: they are made only once the run's error word is known to be clear.
+// Where the device declines now (profiling) the entry is tried again at its
+// next run; where capturing fails, never.
+static void capture(smelt_session *s, const IngotEntry *e, uint32_t ei, uint64_t seed, uint64_t step) {
+  Device *d = s->dev;
+  int began = d->capture_begin(d);
+  if (began <= 0) {
+    s->graph_state[ei] = (int8_t)(began < 0 ? -1 : 0);
+    return;
+  }
+  bool ok = true;
+  for (uint32_t k = 0; k < e->nlaunches && ok; k++) {
+    uint32_t li = e->first_launch + k;
+    ok = d->launch(d, s->fns[ei][k], launch_table(s, ei, li), li, (int64_t)s->ig->launches[li].count, seed, step) == 0;
+  }
+  void *graph = d->capture_end(d);
+  if (ok && graph) s->graphs[ei] = graph;
+  else if (graph) d->graph_free(d, graph);
+  s->graph_state[ei] = (int8_t)(s->graphs[ei] ? 1 : -1);
+}
+
 smelt_status smelt_run(smelt_session *s, const char *entry, uint64_t seed, uint64_t step) {
   const smelt_ingot *ig = s->ig;
   const IngotEntry *e = ingot_entry(ig, entry);
@@ -275,7 +330,12 @@ smelt_status smelt_run(smelt_session *s, const char *entry, uint64_t seed, uint6
   uint32_t ei = entry_index(ig, e);
   smelt_status st = entry_ready(s, ei);
   if (st != SMELT_OK) return st;
-  for (uint32_t k = 0; k < e->nlaunches; k++) {
+  int replayed = 1;   // 0: the entry's graph was queued
+  if (s->dev->graph_run && !s->no_graphs) {
+    if (s->graph_state[ei] == 0) capture(s, e, ei, seed, step);
+    if (s->graphs[ei] && (replayed = s->dev->graph_run(s->dev, s->graphs[ei], seed, step)) < 0) return SMELT_ERR_RUNTIME;
+  }
+  for (uint32_t k = 0; replayed && k < e->nlaunches; k++) {
     uint32_t li = e->first_launch + k;
     const IngotLaunch *l = &ig->launches[li];
     int64_t err = s->dev->launch(s->dev, s->fns[ei][k], launch_table(s, ei, li), li, (int64_t)l->count, seed, step);

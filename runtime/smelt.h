@@ -179,6 +179,13 @@ SMELT_API smelt_status smelt_session_new(const smelt_ingot *ig, const char *devi
 SMELT_API void smelt_session_free(smelt_session *s);
 // The device the session runs on ("cpu").
 SMELT_API const char *smelt_session_device(const smelt_session *s);
+// On a GPU whose driver has graphs (CUDA, HIP), each entry's launches are
+// captured as a graph at its first run and replayed with one call per run
+// after that (the default). on = 0 launches kernels one by one instead, and
+// frees the graphs captured so far; on = 1 captures again.
+SMELT_API smelt_status smelt_session_use_graphs(smelt_session *s, int on);
+// How many entries run as captured graphs now (0 on the CPU).
+SMELT_API int smelt_session_graphs(const smelt_session *s);
 
 // Copies bytes into input `name` of an entry; bytes must equal its size.
 SMELT_API smelt_status smelt_set_input(smelt_session *s, const char *entry, const char *name,

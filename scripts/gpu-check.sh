@@ -30,6 +30,8 @@ pack() {
     build/smelt build "$f" --target="$ARCH" --fusion=none -o "$PACK/ingots/$(basename "$f" .smelt)-unfused.ingot"
   done
   build/smelt build examples/mlp.smelt --target="$ARCH" -o "$PACK/mlp.ingot"
+  # batch-1 inference, for launch overhead with and without graphs
+  build/smelt build examples/mlp.smelt -D B=1 --target="$ARCH" -o "$PACK/bench/mlp_b1.ingot"
   # the GPT and LSTM training steps at small sizes, as kernel tests
   build/smelt build examples/gpt.smelt -D B=4 -D T=32 -D C=64 -D L=1 -D H=4 --target="$ARCH" -o "$PACK/ingots/gpt.ingot"
   build/smelt build examples/lstm.smelt -D B=8 -D T=8 -D E=32 -D H=64 --target="$ARCH" -o "$PACK/ingots/lstm.ingot"
@@ -91,6 +93,12 @@ run() {
   timeout 180 "$rt" train "$PACK/mlp.ingot" --device=cuda --epochs=1 > "$out/train.log" 2>&1 || status=1
   tail -3 "$out/train.log"
   timeout 60 "$rt" profile "$PACK/mlp.ingot" --device=cuda --entry=train_step > "$out/profile.txt" 2>&1 || status=1
+  echo "== CUDA graphs: the same epoch, and batch-1 inference, with kernels launched one by one"
+  timeout 180 "$rt" train "$PACK/mlp.ingot" --device=cuda --epochs=1 --no-graphs > "$out/train-nographs.log" 2>&1 || status=1
+  tail -1 "$out/train-nographs.log"
+  { timeout 60 "$rt" latency "$PACK/bench/mlp_b1.ingot" --device=cuda --runs=2000 &&
+    timeout 60 "$rt" latency "$PACK/bench/mlp_b1.ingot" --device=cuda --runs=2000 --no-graphs; } > "$out/graphs.log" 2>&1 || status=1
+  cat "$out/graphs.log"
 
   echo "== benchmarks"
   timeout 120 "$rt" bench "$PACK"/bench/pointwise.ingot "$PACK"/bench/reduce.ingot "$PACK"/bench/matmul.ingot \

@@ -43,8 +43,19 @@ def main():
         print(f"| smelt (CUDA) | {took[-1][1]} (incl. the test evaluation) | {acc[-1] if acc else '?'}% |")
     else:
         print(f"| smelt (CUDA) | failed | see train.log |")
+    took = re.findall(r"trained (\d+) steps in ([\d.]+)s", read(out, "train-nographs.log"))
+    acc = re.findall(r"accuracy ([\d.]+)%", read(out, "train-nographs.log"))
+    print(f"| smelt (CUDA), --no-graphs | {took[-1][1] if took else 'failed'} | {acc[-1] if acc else '?'}% |")
     if "mlp_epoch_s" in torch:
         print(f"| PyTorch eager | {torch['mlp_epoch_s']} | {torch['mlp_test_acc']}% |")
+
+    print("\n## CUDA graphs: batch-1 inference of the MLP, whole runs\n")
+    lat = re.findall(r"median ([\d.]+) ms, p99 ([\d.]+) ms", read(out, "graphs.log"))
+    print("| launches | median (ms) | p99 (ms) |\n|---|---:|---:|")
+    for name, m in zip(["one graph per run", "one by one (--no-graphs)"], lat):
+        print(f"| {name} | {m[0]} | {m[1]} |")
+    if len(lat) < 2:
+        print("| failed | see graphs.log | |")
 
     print("\n## Benchmarks\n")
     rows = {}

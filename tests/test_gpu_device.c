@@ -29,17 +29,19 @@ typedef struct {
   smelt_status (*open)(int ordinal, Device **out);
   const char *init, *count, *stream_create, *alloc, *copy_in, *module_load, *launch, *elapsed;
   bool staged;   // host copies go through a pinned buffer
+  const char *begin_capture;
 } Vendor;
 
 static const Vendor cuda_vendor = {
   "CUDA", "cuda", "SMELT_CUDA_LIBRARY", "driver", cuda_device_new, "cuInit", "cuDeviceGetCount", "cuStreamCreate",
   "cuMemAlloc_v2", "cuMemcpyHtoDAsync_v2", "cuModuleLoadDataEx", "cuLaunchKernel", "cuEventElapsedTime", true,
+  "cuStreamBeginCapture_v2",
 };
 
 static const Vendor hip_vendor = {
   "HIP", "hip", "SMELT_HIP_LIBRARY", "runtime", hip_device_new, "hipInit", "hipGetDeviceCount",
   "hipStreamCreateWithFlags", "hipMalloc", "hipMemcpyHtoDAsync", "hipModuleLoadData", "hipModuleLaunchKernel",
-  "hipEventElapsedTime", false,
+  "hipEventElapsedTime", false, "hipStreamBeginCapture",
 };
 
 // A test body run for both vendors: name_cuda and name_hip.
@@ -291,7 +293,8 @@ BOTH(out_of_memory_names_the_bytes) {
   f.set_memory(1 << 20);
   int64_t asked = f.calls(v->alloc);
   cr_expect_null(d->alloc(d, 2 << 20));
-  snprintf(want, sizeof want, "out of memory on %s:0: 2097152 bytes asked, 1048568 of 1048576 bytes free", v->prefix);
+  // (the device holds 24 bytes: the error word, the seed and the step)
+  snprintf(want, sizeof want, "out of memory on %s:0: 2097152 bytes asked, 1048552 of 1048576 bytes free", v->prefix);
   cr_expect_str_eq(smelt_last_error(), want);
   cr_expect_eq(f.calls(v->alloc), asked);
   // the driver runs out
@@ -575,6 +578,77 @@ BOTH(a_training_session_runs_through_the_fake) {
   expect_error("a kernel of 'eval' met an index out of range");
   cr_expect_eq(smelt_run(s, "eval", 1, 0), SMELT_OK, "%s", smelt_last_error());
   cr_expect_eq(st->bad_slots, 0);
+  smelt_session_free(s);
+  smelt_ingot_close(ig);
+  unlink(path);
+  fake_close(&f);
+}
+
+// Runs train_step at the given steps (seed 5) and checks that each run made
+// the entry's launches with its own seed and step, from a graph or not.
+static void run_steps(const Fake *f, smelt_session *s, const smelt_ingot *ig, int from, int to, bool graph,
+                      int64_t *next) {
+  const IngotEntry *train = ingot_entry(ig, "train_step");
+  float x[4 * 784];
+  int32_t y[4];
+  for (int step = from; step <= to; step++) {
+    fill_batch(x, y, step);
+    cr_assert_eq(smelt_set_input(s, "train_step", "x", x, sizeof x), SMELT_OK, "%s", smelt_last_error());
+    cr_assert_eq(smelt_set_input(s, "train_step", "y", y, sizeof y), SMELT_OK, "%s", smelt_last_error());
+    cr_assert_eq(smelt_run(s, "train_step", 5, (uint64_t)step), SMELT_OK, "%s", smelt_last_error());
+    int64_t first = *next;
+    expect_launches(f, ig, train, (uint64_t)step, next);
+    for (int64_t i = first; i < *next; i++) {
+      cr_expect_eq(f->launch(i)->seed, 5);
+      cr_expect_eq(f->launch(i)->graph, graph, "step %d: launch %lld %s a graph", step, (long long)i,
+                   graph ? "not from" : "from");
+    }
+  }
+}
+
+// An entry's launches are captured at its first run and replayed by one
+// graph launch per run, each run's seed and step read from device memory;
+// off, while profiling, or where capturing fails, kernels go one by one.
+BOTH(graphs_replay_each_run_with_its_seed_and_step) {
+  Fake f = fake_open(v);
+  const FakeGpuStats *st = f.stats();
+  char path[96];
+  smelt_ingot *ig = gpu_ingot(path, sizeof path);
+  smelt_session *s;
+  cr_assert_eq(smelt_session_new(ig, v->prefix, 1, &s), SMELT_OK, "%s", smelt_last_error());
+  int64_t next = 0;
+  run_steps(&f, s, ig, 1, 3, true, &next);
+  cr_expect_eq(f.calls(v->begin_capture), 1, "captured once");
+  cr_expect_eq(st->graph_launches, 3);
+  cr_expect_eq(smelt_session_graphs(s), 1);
+  cr_expect_eq(st->graphs_live, 1, "the executable graph alone is kept");
+  // while profiling, each launch is timed: one by one
+  Device *d = session_device(s);
+  d->profile(d, true);
+  run_steps(&f, s, ig, 4, 4, false, &next);
+  double ms[256];
+  cr_expect_gt(d->profile_take(d, ms, 256), 0);
+  d->profile(d, false);
+  run_steps(&f, s, ig, 5, 5, true, &next);
+  // off: one by one, the graph freed; on again: captured again
+  cr_assert_eq(smelt_session_use_graphs(s, 0), SMELT_OK);
+  cr_expect_eq(st->graphs_live, 0);
+  cr_expect_eq(smelt_session_graphs(s), 0);
+  run_steps(&f, s, ig, 6, 7, false, &next);
+  cr_assert_eq(smelt_session_use_graphs(s, 1), SMELT_OK);
+  run_steps(&f, s, ig, 8, 8, true, &next);
+  cr_expect_eq(f.calls(v->begin_capture), 2);
+  cr_expect_eq(st->launches, next);
+  cr_expect_eq(st->bad_slots, 0);
+  cr_expect_eq(st->bad_calls, 0, "no copy, memset or wait was issued into a capture");
+  smelt_session_free(s);
+  cr_expect_eq(st->graphs_live, 0);
+  // a driver that cannot capture: the entry runs one by one, and is not tried again
+  cr_assert_eq(smelt_session_new(ig, v->prefix, 1, &s), SMELT_OK, "%s", smelt_last_error());
+  f.fail(v->begin_capture, 1, 1, FAKE_INVALID_VALUE);
+  run_steps(&f, s, ig, 1, 3, false, &next);
+  cr_expect_eq(f.calls(v->begin_capture), 3);
+  cr_expect_eq(smelt_session_graphs(s), 0);
   smelt_session_free(s);
   smelt_ingot_close(ig);
   unlink(path);

@@ -226,7 +226,7 @@ int numerics_check(const char *path, const char *device) {
   smelt_session *cpu = NULL, *dev = NULL;
   int failures = 0, checked = 0, nops = 0;
   OpStat ops[64];
-  if (smelt_session_new(ig, "cpu", 0, &cpu) != SMELT_OK || smelt_session_new(ig, device, 0, &dev) != SMELT_OK) {
+  if (tools_session_new(ig, "cpu", 0, &cpu) != SMELT_OK || tools_session_new(ig, device, 0, &dev) != SMELT_OK) {
     fprintf(stderr, "smelt-rt: error: %s\n", smelt_last_error());
     failures = 1;
     goto done;

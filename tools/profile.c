@@ -110,7 +110,7 @@ int gpu_bench(const char *device, int n, char **ingots) {
     snprintf(path, sizeof path, "%s", ingots[i]);
     smelt_ingot *ig;
     smelt_session *s = NULL;
-    if (tools_ingot_open(path, &ig) != SMELT_OK || smelt_session_new(ig, device, 0, &s) != SMELT_OK) {
+    if (tools_ingot_open(path, &ig) != SMELT_OK || tools_session_new(ig, device, 0, &s) != SMELT_OK) {
       fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
       return 1;
     }
@@ -214,7 +214,7 @@ static int profile_trace(const char *path, const smelt_ingot *ig, const IngotEnt
 int gpu_profile(const char *path, const char *entry, const char *device, int runs, const ProfileOutput *out) {
   smelt_ingot *ig;
   smelt_session *s = NULL;
-  if (tools_ingot_open(path, &ig) != SMELT_OK || smelt_session_new(ig, device, 0, &s) != SMELT_OK) {
+  if (tools_ingot_open(path, &ig) != SMELT_OK || tools_session_new(ig, device, 0, &s) != SMELT_OK) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
     return 1;
   }
@@ -282,7 +282,7 @@ int latency_bench(const char *path, const char *entry, const char *device, int t
     return 1;
   }
   const smelt_ingot *ig = bench_binding(file, path, batch);
-  if (!ig || smelt_session_new(ig, device, threads, &s) != SMELT_OK) {
+  if (!ig || tools_session_new(ig, device, threads, &s) != SMELT_OK) {
     if (ig) fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
     smelt_ingot_close(file);
     return 1;

@@ -65,7 +65,7 @@ int sample_run(const SampleOptions *o) {
   float *logits = NULL;
   double *p = NULL;
   unsigned char *text = NULL;
-  if (tools_ingot_open(o->ingot, &ig) != SMELT_OK || smelt_session_new(ig, o->device, o->threads, &s) != SMELT_OK) {
+  if (tools_ingot_open(o->ingot, &ig) != SMELT_OK || tools_session_new(ig, o->device, o->threads, &s) != SMELT_OK) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
     goto out;
   }

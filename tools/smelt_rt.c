@@ -9,8 +9,10 @@
 //   smelt-rt check INGOT... [--device=D]        every kernel against the CPU device
 //   smelt-rt bench INGOT... [--device=D]        infer kernels against the copy bandwidth
 //   smelt-rt profile INGOT [--entry=E] [--device=D] [--runs=N] [--json] [--trace=FILE]   per-kernel table
+//   smelt-rt latency INGOT [--entry=E] [--device=D] [--runs=N] [--threads=N]   whole runs: median, p99
 //
-// Each takes --expect-sha256=HEX: the ingot opens only when its SHA-256 is HEX.
+// Each takes --expect-sha256=HEX: the ingot opens only when its SHA-256 is HEX,
+// and --no-graphs: GPU kernels launched one by one, not replayed from graphs.
 #include <stdio.h>
 #include <string.h>
 
@@ -26,6 +28,7 @@ static const CommandSpec commands[] = {
     {"bench", "INGOT...", "the infer kernels' time, bandwidth and FLOP rate, against a\n"
                           "device-to-device copy", 1, -1},
     {"profile", "INGOT", "per-kernel times of an entry", 1, 1},
+    {"latency", "INGOT", "the latency of whole runs of an entry (default infer): median, p99", 1, 1},
 };
 
 static const OptSpec specs[] = {
@@ -33,7 +36,7 @@ static const OptSpec specs[] = {
      NULL},
     {"epochs", 0, OPT_INT, "train", "N", "override the train block's length", 1, 1e300, NULL},
     {"steps", 0, OPT_INT, "train", "N", "override the train block's length in steps", 1, 1e300, NULL},
-    {"threads", 0, OPT_INT, "train eval", "N", "CPU threads, at most 256 (default: one per core)", 1, 256, NULL},
+    {"threads", 0, OPT_INT, "train eval latency", "N", "CPU threads, at most 256 (default: one per core)", 1, 256, NULL},
     {"checkpoint", 0, OPT_STRING, "train eval", "PATH", "train: save here; eval: load trained weights", 0, 0, NULL},
     {"resume", 0, OPT_FLAG, "train", NULL, "continue from --checkpoint (from step 0 while it does not exist yet)", 0, 0, NULL},
     {"force", 0, OPT_FLAG, "train", NULL, "start over even when --checkpoint exists, replacing it", 0, 0, NULL},
@@ -43,11 +46,12 @@ static const OptSpec specs[] = {
     {"log-every", 0, OPT_INT, "train eval", "N", "steps between progress lines when not on a terminal (100)", 1,
      1e300, NULL},
     {"log-dir", 0, OPT_STRING, "train", "DIR", "write each step's scalars to DIR/scalars.csv", 0, 0, NULL},
-    {"entry", 0, OPT_STRING, "profile", "E", "the entry to time (default train_step)", 0, 0, NULL},
-    {"runs", 0, OPT_INT, "profile", "N", "timed runs per kernel (20)", 1, 1e300, NULL},
+    {"entry", 0, OPT_STRING, "profile latency", "E", "the entry to time (default train_step; latency: infer)", 0, 0, NULL},
+    {"runs", 0, OPT_INT, "profile latency", "N", "timed runs (per kernel for profile: 20; latency: 200)", 1, 1e300, NULL},
     {"json", 0, OPT_FLAG, "profile", NULL, "the per-kernel table as JSON", 0, 0, NULL},
     {"trace", 0, OPT_STRING, "profile", "FILE", "also the timed runs' kernels as a Chrome trace\n(Perfetto, chrome://tracing) in FILE", 0, 0, NULL},
-    {"expect-sha256", 0, OPT_STRING, "train eval check bench profile", "HEX",
+    {"no-graphs", 0, OPT_FLAG, "train eval check bench profile latency", NULL, "on a GPU, launch kernels one by one instead of replaying each entry\nas a graph captured at its first run (to compare)", 0, 0, NULL},
+    {"expect-sha256", 0, OPT_STRING, "train eval check bench profile latency", "HEX",
      "open the ingot only if its SHA-256 is HEX, as smelt build prints it\n(an ingot is native code: docs/ingot.md)", 0,
      0, NULL},
 };
@@ -82,6 +86,7 @@ int main(int argc, char **argv) {
   const char *entry = opt_set(&cli, &r, "entry") ? opt_get(&cli, &r, "entry")->str : "train_step";
   int runs = opt_set(&cli, &r, "runs") ? (int)opt_get(&cli, &r, "runs")->num : 20;
   o.ingot = o.source = r.files[0];
+  tools_no_graphs = opt_set(&cli, &r, "no-graphs");
   if (opt_set(&cli, &r, "expect-sha256")) {
     const char *hex = opt_get(&cli, &r, "expect-sha256")->str;
     if (!sha256_hex_valid(hex))
@@ -100,6 +105,9 @@ int main(int argc, char **argv) {
   else if (!strcmp(cmd, "check"))
     for (int i = 0; i < r.nfiles; i++) rc |= numerics_check(r.files[i], o.device);
   else if (!strcmp(cmd, "bench")) rc = gpu_bench(o.device, r.nfiles, (char **)r.files);
+  else if (!strcmp(cmd, "latency"))
+    rc = latency_bench(r.files[0], opt_set(&cli, &r, "entry") ? entry : "infer", o.device, o.threads,
+                       opt_set(&cli, &r, "runs") ? runs : 200, 0);
   else {
     ProfileOutput out = {opt_set(&cli, &r, "json"), opt_get(&cli, &r, "trace")->str};
     rc = gpu_profile(r.files[0], entry, o.device, runs, &out);

@@ -16,6 +16,11 @@ extern const char *tools_expect_sha256;
 // smelt_ingot_open_verified with tools_expect_sha256: every tool opens its
 // ingots through it.
 smelt_status tools_ingot_open(const char *path, smelt_ingot **out);
+// Whether sessions launch GPU kernels one by one instead of replaying
+// captured graphs (--no-graphs); set once by the command line.
+extern bool tools_no_graphs;
+// smelt_session_new with tools_no_graphs: every tool makes its sessions so.
+smelt_status tools_session_new(const smelt_ingot *ig, const char *device, int threads, smelt_session **out);
 
 // ---------------------------------------------------------------- trainer.c
 // `smelt train` and `smelt eval` on a built ingot.

@@ -334,6 +334,14 @@ smelt_status tools_ingot_open(const char *path, smelt_ingot **out) {
   return smelt_ingot_open_verified(path, tools_expect_sha256, out);
 }
 
+bool tools_no_graphs;
+
+smelt_status tools_session_new(const smelt_ingot *ig, const char *device, int threads, smelt_session **out) {
+  smelt_status st = smelt_session_new(ig, device, threads, out);
+  if (st == SMELT_OK && tools_no_graphs) st = smelt_session_use_graphs(*out, 0);
+  return st;
+}
+
 // Opens an ingot, or says why not; NULL on failure.
 static smelt_ingot *open_ingot(const char *path) {
   smelt_ingot *ig;
@@ -926,7 +934,7 @@ int train_run(const TrainOptions *o) {
     fprintf(stderr, "smelt: error: '%s' has no train_step entry (does the model have a loss and a train block?)\n", o->ingot);
     goto done;
   }
-  if (smelt_session_new(ig, o->device, o->threads, &s) != SMELT_OK) {
+  if (tools_session_new(ig, o->device, o->threads, &s) != SMELT_OK) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
     goto done;
   }
@@ -1099,7 +1107,7 @@ int eval_run(const TrainOptions *o) {
   if (!ig) return 1;
   smelt_session *s = NULL;
   int rc = 1;
-  if (smelt_session_new(ig, o->device, o->threads, &s) != SMELT_OK) {
+  if (tools_session_new(ig, o->device, o->threads, &s) != SMELT_OK) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
   } else if (o->checkpoint && smelt_load(s, o->checkpoint) != SMELT_OK) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());
@@ -1262,7 +1270,7 @@ int run_main(const TrainOptions *o, const char *inputs, const char *outputs) {
   }
   if (!(ig = run_binding(file, o->ingot, entry, in, nin, &pad_rows))) goto done;
   e = ingot_entry(ig, entry);
-  if (smelt_session_new(ig, o->device, o->threads, &s) != SMELT_OK ||
+  if (tools_session_new(ig, o->device, o->threads, &s) != SMELT_OK ||
       (o->checkpoint && smelt_load(s, o->checkpoint) != SMELT_OK) ||
       (o->weights && smelt_load_weights(s, o->weights) != SMELT_OK)) {
     fprintf(stderr, "smelt: error: %s\n", smelt_last_error());

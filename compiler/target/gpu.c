@@ -23,7 +23,9 @@
 //             columns of K at a time, each thread accumulating a 4 x 4 (8 x 8)
 //             register tile.
 //
-// Kernels are void NAME(bufs, count, seed, step, error) (runtime/ingot.h).
+// Kernels are void NAME(bufs, count, rng, error) (runtime/ingot.h): rng
+// points to the run's {seed, step} in device memory, so that a launch's
+// arguments stay the same from run to run and a captured graph replays them.
 #include "codegen.h"
 
 #include <string.h>
@@ -472,21 +474,24 @@ void gpu_emit_kernel(Cg *c, const Kernel *k) {
   // The launch shapes are the same for every GPU target: each must
   // exchange values within groups of ROW_GROUP threads.
   ASSERT(t->warp == ROW_GROUP);
-  LLVMTypeRef params[5] = {c->gptr, c->i64, c->i64, c->i64, c->gptr};
-  LLVMTypeRef ft = LLVMFunctionType(LLVMVoidTypeInContext(c->cx), params, 5, false);
+  LLVMTypeRef params[4] = {c->gptr, c->i64, c->gptr, c->gptr};
+  LLVMTypeRef ft = LLVMFunctionType(LLVMVoidTypeInContext(c->cx), params, 4, false);
   c->fn = LLVMAddFunction(c->mod, k->name, ft);
   LLVMSetFunctionCallConv(c->fn, t->kernel_cc);
   t->kernel_attrs(c, GPU_BLOCK, strategy_of(k) == GS_MATMUL ? matmul_tile(k->root) : 0);
   unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
   LLVMAddAttributeAtIndex(c->fn, 1, LLVMCreateEnumAttribute(c->cx, noalias, 0));
-  LLVMAddAttributeAtIndex(c->fn, 5, LLVMCreateEnumAttribute(c->cx, noalias, 0));
+  LLVMAddAttributeAtIndex(c->fn, 3, LLVMCreateEnumAttribute(c->cx, noalias, 0));
+  LLVMAddAttributeAtIndex(c->fn, 4, LLVMCreateEnumAttribute(c->cx, noalias, 0));
   c->bufs = LLVMGetParam(c->fn, 0);
-  c->seed = LLVMGetParam(c->fn, 2);
-  c->step = LLVMGetParam(c->fn, 3);
-  c->errp = LLVMGetParam(c->fn, 4);
+  c->errp = LLVMGetParam(c->fn, 3);
   c->out_lin = NULL;
   c->kernel = k;
   LLVMPositionBuilderAtEnd(c->b, block(c, "entry"));
+  // the run's seed and step: loaded once, and dropped by LLVM where unused
+  LLVMValueRef rng = LLVMGetParam(c->fn, 2), one = LLVMConstInt(c->i64, 1, false);
+  c->seed = LLVMBuildLoad2(c->b, c->i64, rng, "seed");
+  c->step = LLVMBuildLoad2(c->b, c->i64, LLVMBuildGEP2(c->b, c->i64, rng, &one, 1, ""), "step");
   GpuLaunch g;
   gpu_launch_shape(k, &g);
   switch (strategy_of(k)) {

@@ -4,7 +4,8 @@
 // runtime's that runtime/cuda.c and runtime/hip.c bind, each a thin wrapper
 // over one implementation: "device" memory is aligned host memory kept in a
 // table, streams are synchronous, modules accept any bytes, and launches are
-// recorded (fake_gpu.h) instead of run. Every entry point counts its calls and
+// recorded (fake_gpu.h) instead of run; a stream can be captured into a graph
+// of launches, replayed by a graph launch. Every entry point counts its calls and
 // can be made to fail (fake_gpu_fail). Like a CUDA 12 driver before 12.8, it
 // exports cuEventElapsedTime without the _v2 name. Built with FAKE_GPU_OLD it
 // lacks cuLaunchKernel and hipModuleLaunchKernel, as a driver too old would.
@@ -55,12 +56,28 @@ typedef struct {
   double at;   // the fake clock when recorded, in ms
 } Event;
 
+// A launch as a graph holds it: the kernel and its parameters' values.
+typedef struct {
+  void *fn;
+  unsigned grid, block, shared_bytes;
+  void *table, *rng, *error;
+  int64_t count;
+} Node;
+
+typedef struct {
+  uint32_t magic;
+  Node *nodes;
+  int n, cap;
+} Graph;
+
 typedef struct {
   uint32_t magic;
   unsigned flags;
+  Graph *capturing;   // launches go here instead of running, between begin and end capture
 } Stream;
 
-enum { MAGIC_MODULE = 0x4d4f4455, MAGIC_FUNCTION = 0x46554e43, MAGIC_EVENT = 0x45564e54, MAGIC_STREAM = 0x5354524d };
+enum { MAGIC_MODULE = 0x4d4f4455, MAGIC_FUNCTION = 0x46554e43, MAGIC_EVENT = 0x45564e54, MAGIC_STREAM = 0x5354524d,
+       MAGIC_GRAPH = 0x47524148, MAGIC_EXEC = 0x47455845 };
 enum { MAX_ENTRIES = 96, MAX_LAUNCHES = 4096 };
 
 #define LAUNCH_MS 0.5   // each launch moves the fake clock this far
@@ -228,10 +245,12 @@ static int fake_host_free(const char *name, void *p) {
 }
 
 static bool stream_ok(const void *s) { return s && ((const Stream *)s)->magic == MAGIC_STREAM; }
+// A stream that takes work now: not being captured (the GPU device captures launches only).
+static bool stream_runs(const void *s) { return stream_ok(s) && !((const Stream *)s)->capturing; }
 
 static int fake_memset(const char *name, void *p, int value, size_t n, void *s) {
   ENTER(name);
-  if (!stream_ok(s) || !block_of(&device, p, n)) return bad(FAKE_INVALID_VALUE);
+  if (!stream_runs(s) || !block_of(&device, p, n)) return bad(FAKE_INVALID_VALUE);
   memset(p, value, n);
   return 0;
 }
@@ -240,7 +259,7 @@ static int fake_memset(const char *name, void *p, int value, size_t n, void *s) 
 static int fake_copy(const char *name, void *dst, bool dst_device, const void *src, bool src_device, size_t n,
                      void *s) {
   ENTER(name);
-  if (!stream_ok(s) || (dst_device && !block_of(&device, dst, n)) || (src_device && !block_of(&device, src, n)))
+  if (!stream_runs(s) || (dst_device && !block_of(&device, dst, n)) || (src_device && !block_of(&device, src, n)))
     return bad(FAKE_INVALID_VALUE);
   if (!src_device && dst_device) {
     stats.copies_in++;
@@ -315,26 +334,18 @@ static int fake_module_unload(const char *name, void *m) {
   return 0;
 }
 
-#ifndef FAKE_GPU_OLD
-// Records the launch; the parameters are the GPU device's: the buffer table,
-// count, seed, step and the error word.
-static int fake_launch(const char *name, void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
-                       unsigned bz, unsigned shared_bytes, void *s, void **params, void **extra) {
-  ENTER(name);
-  const Function *f = fn;
-  if (!f || f->magic != MAGIC_FUNCTION || !module_ok(f->module) || !stream_ok(s) || !params || extra)
-    return bad(FAKE_INVALID_HANDLE);
-  if (gx == 0 || gy != 1 || gz != 1 || bx == 0 || by != 1 || bz != 1) return bad(FAKE_INVALID_VALUE);
-  FakeLaunch l = {.grid = gx, .block = bx, .shared_bytes = shared_bytes};
+// Runs (records) one launch: the buffer table's entries checked against the
+// live allocations, seed and step read where rng points at this moment.
+static int fake_run(const Node *nd, bool from_graph) {
+  const Function *f = nd->fn;
+  FakeLaunch l = {.grid = nd->grid, .block = nd->block, .shared_bytes = nd->shared_bytes, .table = nd->table,
+                  .count = nd->count, .graph = from_graph};
   snprintf(l.name, sizeof l.name, "%s", f->name);
-  memcpy(&l.table, params[0], sizeof l.table);
-  memcpy(&l.count, params[1], sizeof l.count);
-  memcpy(&l.seed, params[2], sizeof l.seed);
-  memcpy(&l.step, params[3], sizeof l.step);
-  char *error;
-  memcpy(&error, params[4], sizeof error);
   Block *tb = block_of(&device, l.table, sizeof(void *));
-  if (!tb || !block_of(&device, error, sizeof(int64_t))) return bad(FAKE_INVALID_VALUE);
+  if (!tb || !block_of(&device, nd->error, sizeof(int64_t)) || !block_of(&device, nd->rng, 2 * sizeof(uint64_t)))
+    return bad(FAKE_INVALID_VALUE);
+  memcpy(&l.seed, nd->rng, sizeof l.seed);
+  memcpy(&l.step, (char *)nd->rng + sizeof l.seed, sizeof l.step);
   size_t room = (size_t)(tb->p + tb->n - (char *)l.table) / sizeof(void *);
   for (size_t i = 0; i < room; i++) {
     char *slot;
@@ -343,7 +354,7 @@ static int fake_launch(const char *name, void *fn, unsigned gx, unsigned gy, uns
     if (!block_of(&device, slot, 0)) l.bad_slots++;
   }
   if (kernel_error) {
-    memcpy(error, &kernel_error, sizeof kernel_error);
+    memcpy(nd->error, &kernel_error, sizeof kernel_error);
     kernel_error = 0;
   }
   if (stats.launches < MAX_LAUNCHES) launches[stats.launches] = l;
@@ -352,13 +363,104 @@ static int fake_launch(const char *name, void *fn, unsigned gx, unsigned gy, uns
   clock_ms += LAUNCH_MS;
   return 0;
 }
+
+static bool graph_add(Graph *g, const Node *nd) {
+  if (g->n == g->cap) {
+    int cap = g->cap ? 2 * g->cap : 16;
+    Node *grown = realloc(g->nodes, (size_t)cap * sizeof *grown);
+    if (!grown) return false;
+    g->nodes = grown;
+    g->cap = cap;
+  }
+  g->nodes[g->n++] = *nd;
+  return true;
+}
+
+#ifndef FAKE_GPU_OLD
+// A launch; the parameters are the GPU device's: the buffer table, count,
+// the run's {seed, step} and the error word. On a stream being captured it
+// is added to the graph instead.
+static int fake_launch(const char *name, void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                       unsigned bz, unsigned shared_bytes, void *s, void **params, void **extra) {
+  ENTER(name);
+  const Function *f = fn;
+  if (!f || f->magic != MAGIC_FUNCTION || !module_ok(f->module) || !stream_ok(s) || !params || extra)
+    return bad(FAKE_INVALID_HANDLE);
+  if (gx == 0 || gy != 1 || gz != 1 || bx == 0 || by != 1 || bz != 1) return bad(FAKE_INVALID_VALUE);
+  Node nd = {.fn = fn, .grid = gx, .block = bx, .shared_bytes = shared_bytes};
+  memcpy(&nd.table, params[0], sizeof nd.table);
+  memcpy(&nd.count, params[1], sizeof nd.count);
+  memcpy(&nd.rng, params[2], sizeof nd.rng);
+  memcpy(&nd.error, params[3], sizeof nd.error);
+  Stream *st = s;
+  if (st->capturing) return graph_add(st->capturing, &nd) ? 0 : FAKE_OUT_OF_MEMORY;
+  return fake_run(&nd, false);
+}
 #endif
+
+// ---- graphs: captured from a stream, instantiated, launched
+
+static int fake_begin_capture(const char *name, void *s, int mode) {
+  ENTER(name);
+  Stream *st = s;
+  if (!stream_ok(s) || st->capturing || mode < 0 || mode > 2) return bad(FAKE_INVALID_VALUE);
+  if (!(st->capturing = calloc(1, sizeof *st->capturing))) return FAKE_OUT_OF_MEMORY;
+  st->capturing->magic = MAGIC_GRAPH;
+  stats.graphs_live++;
+  return 0;
+}
+
+static int fake_end_capture(const char *name, void *s, void **graph) {
+  ENTER(name);
+  Stream *st = s;
+  if (!stream_ok(s) || !st->capturing || !graph) return bad(FAKE_INVALID_VALUE);
+  *graph = st->capturing;
+  st->capturing = NULL;
+  return 0;
+}
+
+static int fake_instantiate(const char *name, void **exec, void *graph, unsigned long long flags) {
+  ENTER(name);
+  Graph *g = graph;
+  if (!g || g->magic != MAGIC_GRAPH || !exec || flags) return bad(FAKE_INVALID_VALUE);
+  Graph *e = calloc(1, sizeof *e);
+  if (!e) return FAKE_OUT_OF_MEMORY;
+  e->magic = MAGIC_EXEC;
+  for (int i = 0; i < g->n; i++)
+    if (!graph_add(e, &g->nodes[i])) return FAKE_OUT_OF_MEMORY;
+  stats.graphs_live++;
+  *exec = e;
+  return 0;
+}
+
+static int fake_graph_launch(const char *name, void *exec, void *s) {
+  ENTER(name);
+  const Graph *e = exec;
+  if (!e || e->magic != MAGIC_EXEC || !stream_runs(s)) return bad(FAKE_INVALID_HANDLE);
+  stats.graph_launches++;
+  for (int i = 0; i < e->n; i++) {
+    int r = fake_run(&e->nodes[i], true);
+    if (r) return r;
+  }
+  return 0;
+}
+
+static int fake_graph_free(const char *name, void *graph, uint32_t magic) {
+  ENTER(name);
+  Graph *g = graph;
+  if (!g || g->magic != magic) return bad(FAKE_INVALID_HANDLE);
+  g->magic = 0;
+  free(g->nodes);
+  free(g);
+  stats.graphs_live--;
+  return 0;
+}
 
 static int fake_stream_create(const char *name, void **s, unsigned flags) {
   ENTER(name);
   Stream *st = calloc(1, sizeof *st);
   if (!st) return FAKE_OUT_OF_MEMORY;
-  *st = (Stream){MAGIC_STREAM, flags};
+  *st = (Stream){.magic = MAGIC_STREAM, .flags = flags};
   stats.streams_live++;
   *s = st;
   return 0;
@@ -375,7 +477,7 @@ static int fake_stream_destroy(const char *name, void *s) {
 
 static int fake_stream_sync(const char *name, void *s) {
   ENTER(name);
-  return stream_ok(s) ? 0 : bad(FAKE_INVALID_HANDLE);
+  return stream_runs(s) ? 0 : bad(FAKE_INVALID_HANDLE);
 }
 
 static bool event_ok(const void *e) { return e && ((const Event *)e)->magic == MAGIC_EVENT; }
@@ -573,6 +675,14 @@ int cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
 #endif
 
 int cuStreamCreate(void **s, unsigned flags) { return fake_stream_create("cuStreamCreate", s, flags); }
+int cuStreamBeginCapture_v2(void *s, int mode) { return fake_begin_capture("cuStreamBeginCapture_v2", s, mode); }
+int cuStreamEndCapture(void *s, void **graph) { return fake_end_capture("cuStreamEndCapture", s, graph); }
+int cuGraphInstantiateWithFlags(void **exec, void *graph, unsigned long long flags) {
+  return fake_instantiate("cuGraphInstantiateWithFlags", exec, graph, flags);
+}
+int cuGraphLaunch(void *exec, void *s) { return fake_graph_launch("cuGraphLaunch", exec, s); }
+int cuGraphExecDestroy(void *exec) { return fake_graph_free("cuGraphExecDestroy", exec, MAGIC_EXEC); }
+int cuGraphDestroy(void *graph) { return fake_graph_free("cuGraphDestroy", graph, MAGIC_GRAPH); }
 int cuStreamDestroy_v2(void *s) { return fake_stream_destroy("cuStreamDestroy_v2", s); }
 int cuStreamSynchronize(void *s) { return fake_stream_sync("cuStreamSynchronize", s); }
 
@@ -643,6 +753,14 @@ int hipModuleLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsig
 #endif
 
 int hipStreamCreateWithFlags(void **s, unsigned flags) { return fake_stream_create("hipStreamCreateWithFlags", s, flags); }
+int hipStreamBeginCapture(void *s, int mode) { return fake_begin_capture("hipStreamBeginCapture", s, mode); }
+int hipStreamEndCapture(void *s, void **graph) { return fake_end_capture("hipStreamEndCapture", s, graph); }
+int hipGraphInstantiateWithFlags(void **exec, void *graph, unsigned long long flags) {
+  return fake_instantiate("hipGraphInstantiateWithFlags", exec, graph, flags);
+}
+int hipGraphLaunch(void *exec, void *s) { return fake_graph_launch("hipGraphLaunch", exec, s); }
+int hipGraphExecDestroy(void *exec) { return fake_graph_free("hipGraphExecDestroy", exec, MAGIC_EXEC); }
+int hipGraphDestroy(void *graph) { return fake_graph_free("hipGraphDestroy", graph, MAGIC_GRAPH); }
 int hipStreamDestroy(void *s) { return fake_stream_destroy("hipStreamDestroy", s); }
 int hipStreamSynchronize(void *s) { return fake_stream_sync("hipStreamSynchronize", s); }
 int hipEventCreate(void **e) { return fake_event_create("hipEventCreate", e); }

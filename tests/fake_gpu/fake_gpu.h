@@ -5,7 +5,8 @@
 // device uses, over host memory: allocations are kept in a table, copies
 // check that they stay inside live allocations, modules accept any bytes,
 // and launches are recorded (grid, block, count, the buffer table checked
-// against the live allocations) without running anything. A test opens the
+// against the live allocations) without running anything; launches on a
+// stream being captured go into a graph, which a graph launch replays. A test opens the
 // same library with dlopen and finds these functions with dlsym to read the
 // bookkeeping and to make calls fail. The fake serves one thread.
 #ifndef SMELT_FAKE_GPU_H
@@ -32,7 +33,8 @@ typedef struct {
   unsigned grid, block, shared_bytes;
   void *table;              // the buffer table (device memory)
   int64_t count;
-  uint64_t seed, step;
+  uint64_t seed, step;      // read where the launch's rng parameter points, when it ran
+  int graph;                // 1: run by a graph launch
   int slots;                // the table's entries, from it to the end of its allocation
   int bad_slots;            // entries that point outside every live allocation
 } FakeLaunch;
@@ -47,8 +49,10 @@ typedef struct {
   int64_t copies_out, staged_copies_out;  // device-to-host copies; those into a pinned buffer
   size_t largest_copy;            // the largest host copy in one call
   int64_t bad_calls;              // unknown handles and pointers, copies outside allocations
-  int64_t launches;
+  int64_t launches;               // kernels run, one by one or by graph launches
   int64_t bad_slots;              // over every launch
+  int64_t graphs_live;            // graphs being captured or captured, and executable graphs, alive now
+  int64_t graph_launches;
 } FakeGpuStats;
 
 const FakeGpuStats *fake_gpu_stats(void);
