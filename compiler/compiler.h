@@ -901,7 +901,7 @@ void host_cpu_list(void);
 // ---------------------------------------------------------------- codegen_gpu.c, target/gpu.c
 // The same kernels for GPUs: NVPTX (PTX text) and AMDGPU (an ELF object),
 // each kernel
-//   void NAME(char **bufs, int64_t count, uint64_t seed, uint64_t step, int64_t *error)
+//   void NAME(char **bufs, int64_t count, const uint64_t *rng, int64_t *error)   (rng: {seed, step})
 // run on the one-dimensional grid gpu_launch_shape gives (runtime/ingot.h).
 
 typedef struct {
