@@ -199,8 +199,8 @@ static void graphs_free(smelt_session *s) {
   for (uint32_t i = 0; s->graphs && i < s->ig->nentries; i++) {
     if (s->graphs[i]) s->dev->graph_free(s->dev, s->graphs[i]);
     s->graphs[i] = NULL;
-    s->graph_state[i] = 0;
   }
+  if (s->graph_state) memset(s->graph_state, 0, s->ig->nentries);
 }
 
 smelt_status smelt_session_use_graphs(smelt_session *s, int on) {
