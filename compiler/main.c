@@ -72,6 +72,9 @@ static const OptSpec specs[] = {
     {"fused", 0, OPT_FLAG, "graph", NULL, "cluster by kernel instead of by layer", 0, 0, NULL},
     {"memory", 0, OPT_FLAG, "explain", NULL, "the arena instead: peak against the sum of\nintermediates, the largest live set", 0, 0, NULL},
     {"svg", 0, OPT_STRING, "explain", "FILE", "draw the buffer lifetimes there", 0, 0, NULL},
+    {"ranks", 0, OPT_INT, "explain", "N", "instead of the kernels: one training step on N data-parallel\nranks, the gradients' ring all-reduce against the compute", 1, 1 << 20, NULL},
+    {"link", 0, OPT_REAL, "explain", "GBPS", "with --ranks: the all-reduce's bus bandwidth per rank, GB/s", 1e-3, BIG, NULL},
+    {"tflops", 0, OPT_REAL, "explain", "X", "with --ranks: one rank's sustained TFLOP/s on the step's FLOPs", 1e-6, BIG, NULL},
     {"output", 'o', OPT_STRING, "build init import plot", "FILE", "where to write the ingot, the weights, the model file or the plot", 0, 0, NULL},
     {"emit-c", 0, OPT_IDENT, "build", "NAME", "write the ingot to -o as C source: const unsigned char NAME[] and\n"
      "const size_t NAME_size, for smelt_ingot_open_memory (docs/runtime.md)", 0, 0, NULL},
@@ -179,6 +182,8 @@ typedef struct {
   bool dot, fused;
   bool memory;
   const char *svg;
+  int ranks;                      // explain --ranks, --link, --tflops
+  double link_gbps, tflops;
   bool infer;
   int color;        // -1 auto, 0 never, 1 always
   int max_errors;
@@ -433,6 +438,14 @@ static int options_from(const OptResult *r, Options *o) {
   IF_SET("length") o->sample.length = V("length")->num;
   IF_SET("temperature") o->sample.temperature = V("temperature")->real;
   o->sample.top_k = (int)V("top-k")->num;
+  o->ranks = (int)V("ranks")->num;
+  o->link_gbps = V("link")->real;
+  o->tflops = V("tflops")->real;
+  if (o->ranks && !V("link")->set)
+    return opt_error(&cli, r->command, "--ranks needs --link=GBPS, the bandwidth the gradients are all-reduced at");
+  if (!o->ranks && (V("link")->set || V("tflops")->set))
+    return opt_error(&cli, r->command, "--%s needs --ranks=N (it sizes the data-parallel estimate)",
+                     V("link")->set ? "link" : "tflops");
   o->profile = V("profile")->set;
   o->profile_out.json = V("json")->set;
   o->profile_out.trace = V("trace")->str;
@@ -656,7 +669,7 @@ static void explain_file(Compilation *c, Module *m, const Options *o) {
     return;
   }
   const char *entry = o->train.split ? o->train.split : m->train ? "train_step" : "infer";
-  ExplainOptions e = {entry, o->targets.fusion, o->targets.remat, o->memory, o->svg};
+  ExplainOptions e = {entry, o->targets.fusion, o->targets.remat, o->memory, o->svg, o->ranks, o->link_gbps, o->tflops};
   explain_model(c, m, o->defs, o->ndefs, &e, stdout);
 }
 

@@ -330,3 +330,61 @@ TEST(distributed, resumed_ranks_continue_where_they_stopped) {
   free(out);
   remove_dir(dir);
 }
+
+// ---- smelt explain --ranks
+
+// The number after key in text, or NAN.
+static double number_after(const char *text, const char *key) {
+  const char *p = strstr(text, key);
+  return p ? atof(p + strlen(key)) : NAN;
+}
+
+// The test model's gradients: fc1 6 x 16 + 16, fc2 16 x 4 + 4, 180 f32
+// values, 720 bytes; on 4 ranks at 1 MB/s the ring moves 2 * 3/4 * 720
+// bytes per rank: 1.08 ms. The efficiency is the compute over the compute
+// and the all-reduce, and needs --tflops.
+TEST(distributed, explain_estimates_the_all_reduce) {
+  char dir[256], cmd[1024], *out;
+  make_dir(dir, sizeof dir, "explain");
+  write_model(dir, "fp32");
+  snprintf(cmd, sizeof cmd, "%s explain %s/m.smelt --ranks=4 --link=0.001 --tflops=1e-6 2>&1", smelt_path(), dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "all-reduced per step: 180 gradient values, 720 B (f32)"), "%s", out);
+  cr_expect_float_eq(number_after(out, "bytes / link = "), 1.08, 1e-9, "%s", out);
+  cr_expect_null(strstr(out, "#0 "), "the estimate replaces the kernel list:\n%s", out);
+  double ms = number_after(out, "TFLOP/s: "), eff = number_after(out, "scaling efficiency: ");
+  cr_expect_gt(ms, 0, "%s", out);
+  cr_expect_float_eq(eff, ms / (ms + 1.08), 1e-3, "%s", out);
+  cr_expect_float_eq(number_after(out, "as smelt runs it), "), ms > 1.08 ? 1.0 : ms / 1.08, 1e-3, "%s", out);
+  cr_expect_not_null(strstr(out, "sends doubles: 1.4 KB"), "%s", out);
+  free(out);
+  // one rank exchanges nothing
+  snprintf(cmd, sizeof cmd, "%s explain %s/m.smelt --ranks=1 --link=10 --tflops=1 2>&1", smelt_path(), dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect_float_eq(number_after(out, "bytes / link = "), 0, 1e-12, "%s", out);
+  cr_expect_float_eq(number_after(out, "scaling efficiency: "), 1, 1e-12, "%s", out);
+  free(out);
+  // without --tflops, the rate at which the two take as long
+  snprintf(cmd, sizeof cmd, "%s explain %s/m.smelt --ranks=4 --link=0.001 2>&1", smelt_path(), dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "--tflops=X gives the efficiency"), "%s", out);
+  cr_expect_null(strstr(out, "scaling efficiency"), "%s", out);
+  free(out);
+  const char *bad[][2] = {
+      {"--ranks=4", "--ranks needs --link=GBPS"},
+      {"--link=10", "--link needs --ranks=N"},
+      {"--ranks=2 --link=0", "--link takes"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    snprintf(cmd, sizeof cmd, "%s explain %s/m.smelt %s 2>&1", smelt_path(), dir, bad[i][0]);
+    cr_expect_eq(run_cmd(cmd, &out), 2, "%s: %s", bad[i][0], out);
+    cr_expect_not_null(strstr(out, bad[i][1]), "%s: %s", bad[i][0], out);
+    free(out);
+  }
+  // an entry without a training step has nothing to spread over ranks
+  snprintf(cmd, sizeof cmd, "%s explain %s/m.smelt --entry=infer --ranks=2 --link=10 2>&1", smelt_path(), dir);
+  cr_expect_eq(run_cmd(cmd, &out), 1, "%s", out);
+  cr_expect_not_null(strstr(out, "--ranks estimates a training step"), "%s", out);
+  free(out);
+  remove_dir(dir);
+}
