@@ -17,6 +17,7 @@
 #include "smelt.h"
 #include "support.h"
 #include "tensorfile.h"
+#include "tools.h"
 
 // A two-layer classifier on 64 rows of CSV data (6 features, 4 classes) in
 // dir (the data named relative to the model file), trained with AdamW and clipping (the clip is below the gradient norm,
@@ -387,4 +388,52 @@ TEST(distributed, explain_estimates_the_all_reduce) {
   cr_expect_not_null(strstr(out, "--ranks estimates a training step"), "%s", out);
   free(out);
   remove_dir(dir);
+}
+
+// ---- NCCL
+
+// Opened where installed (here or in a CUDA toolkit's folder): its version,
+// two unique ids (distinct, not empty), and a one-rank communicator, which
+// needs a GPU: without one, NCCL's own reason. Skipped, saying why, where
+// the library is absent.
+TEST(distributed, nccl_opens_where_present) {
+  char err[1024];
+  NcclLib *n = nccl_open(false, err, sizeof err);
+  if (!n) {
+    cr_expect_not_null(strstr(err, "NCCL is not installed: no libnccl.so.2"), "%s", err);
+    cr_skip_test("%s", err);
+  }
+  int major = 0, minor = -1, patch = -1;
+  cr_assert_eq(nccl_version(n, &major, &minor, &patch, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(major, 2, "%s: NCCL %d.%d.%d", nccl_path(n), major, minor, patch);
+  cr_expect(minor >= 0 && minor < 100 && patch >= 0 && patch < 100, "NCCL %d.%d.%d", major, minor, patch);
+  cr_log_info("%s: NCCL %d.%d.%d", nccl_path(n), major, minor, patch);
+  NcclId a, b, zero;
+  memset(&zero, 0, sizeof zero);
+  cr_assert_eq(nccl_unique_id(n, &a, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(nccl_unique_id(n, &b, err, sizeof err), 0, "%s", err);
+  cr_expect_neq(memcmp(&a, &zero, sizeof a), 0, "an empty unique id");
+  cr_expect_neq(memcmp(&a, &b, sizeof a), 0, "two unique ids alike");
+  void *comm = NULL;
+  if (nccl_comm_join(n, 0, 1, &comm, err, sizeof err)) {
+    cr_expect_not_null(strstr(err, "NCCL: ncclCommInitRank failed: "), "%s", err);
+    cr_log_info("one rank's communicator: %s", err);
+  } else {
+    cr_expect_eq(nccl_comm_check(n, comm, err, sizeof err), 0, "%s", err);
+    nccl_comm_destroy(n, comm);
+  }
+  nccl_close(n);
+}
+
+// A library named by SMELT_NCCL_LIBRARY that does not load is named; a
+// relative element of LD_LIBRARY_PATH opens nothing.
+TEST(distributed, nccl_refuses_what_it_cannot_open) {
+  char err[1024];
+  setenv("SMELT_NCCL_LIBRARY", "/nonexistent/libnccl.so.2", 1);
+  cr_expect_null(nccl_open(false, err, sizeof err));
+  cr_expect_not_null(strstr(err, "SMELT_NCCL_LIBRARY=/nonexistent/libnccl.so.2 cannot be loaded"), "%s", err);
+  unsetenv("SMELT_NCCL_LIBRARY");
+  setenv("LD_LIBRARY_PATH", "/usr/lib:lib", 1);
+  cr_expect_null(nccl_open(true, err, sizeof err));
+  cr_expect_not_null(strstr(err, "RCCL is not loaded: LD_LIBRARY_PATH has the relative element 'lib'"), "%s", err);
 }

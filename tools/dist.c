@@ -24,9 +24,10 @@ static struct {
   int (*comm_rank)(MpiHandle, int *);
   int (*comm_size)(MpiHandle, int *);
   int (*allreduce)(const void *, void *, int, MpiHandle, MpiHandle, MpiHandle);
+  int (*bcast)(void *, int, MpiHandle, int, MpiHandle);
   int (*abort)(MpiHandle, int);
   int (*finalize)(void);
-  MpiHandle world, dbl, sum;
+  MpiHandle world, dbl, byte, sum;
   int rank, size;
 } mpi = {.size = 1};
 
@@ -51,6 +52,7 @@ static bool resolve(char *err, size_t errlen) {
       {(void **)&mpi.init, "MPI_Init"},           {(void **)&mpi.comm_rank, "MPI_Comm_rank"},
       {(void **)&mpi.comm_size, "MPI_Comm_size"}, {(void **)&mpi.allreduce, "MPI_Allreduce"},
       {(void **)&mpi.abort, "MPI_Abort"},         {(void **)&mpi.finalize, "MPI_Finalize"},
+      {(void **)&mpi.bcast, "MPI_Bcast"},         {&mpi.byte, "ompi_mpi_byte"},
       {&mpi.world, "ompi_mpi_comm_world"},        {&mpi.dbl, "ompi_mpi_double"},
       {&mpi.sum, "ompi_mpi_op_sum"},
   };
@@ -89,6 +91,14 @@ int dist_sum(double *v, int64_t n, char *err, size_t errlen) {
     if (mpi.allreduce(MPI_IN_PLACE_OMPI, v + at, m, mpi.dbl, mpi.sum, mpi.world) != 0)
       return snprintf(err, errlen, "MPI_Allreduce of %d values failed", m), -1;
   }
+  return 0;
+}
+
+int dist_broadcast(void *p, size_t n, int root, char *err, size_t errlen) {
+  if (mpi.size == 1) return 0;
+  if (n > 1u << 30) return snprintf(err, errlen, "a broadcast of %zu bytes is more than MPI counts", n), -1;
+  if (mpi.bcast(p, (int)n, mpi.byte, root, mpi.world) != 0)
+    return snprintf(err, errlen, "MPI_Bcast of %zu bytes failed", n), -1;
   return 0;
 }
 
