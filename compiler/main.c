@@ -109,6 +109,7 @@ static const OptSpec specs[] = {
     {"stop-after", 0, OPT_INT, "train", "N", "end this run after N steps (resume later)", 1, BIG, NULL},
     {"log-every", 0, OPT_INT, "train eval", "N", "steps between progress lines when not on a terminal (50)", 1, BIG, NULL},
     {"log-dir", 0, OPT_STRING, "train", "DIR", "write each step's scalars to DIR/scalars.csv", 0, 0, NULL},
+    {"dist-timeout", 0, OPT_REAL, "train", "S", "under mpirun: seconds a rank waits for the others in an exchange\nbefore it ends every rank (300; 0: without end)", 0, BIG, NULL},
     {"split", 0, OPT_STRING, "eval", "S", "the data to evaluate on: test (default), val or train", 0, 0, NULL},
     {"inputs", 0, OPT_STRING, "run import build check", "FILE",
      "run: the tensor file of inputs (smelt's, .safetensors, .npy, .npz); import, build, check of an ONNX model: the values of\nthe inputs its graph needs as constants (shapes, axes; docs/onnx.md)", 0, 0, NULL},
@@ -378,7 +379,7 @@ static int sample_main(Options *o, const char *argv0) {
 // printed), or 2 after the error.
 static int options_from(const OptResult *r, Options *o) {
   *o = (Options){.command = r->command->name, .color = -1, .max_errors = 20, .seed = 1, .precision = -1};
-  o->train = (TrainOptions){.device = "auto", .log_every = 50};
+  o->train = (TrainOptions){.device = "auto", .log_every = 50, .dist_timeout = DIST_TIMEOUT_DEFAULT};
   o->sample = (SampleOptions){.prompt = "", .length = 200, .temperature = 1.0, .seed = 1};
   o->files = xcalloc((size_t)r->nfiles + 1, sizeof *o->files);
   for (int i = 0; i < r->nfiles; i++) o->files[o->nfiles++] = r->files[i];
@@ -430,6 +431,7 @@ static int options_from(const OptResult *r, Options *o) {
   o->train.check_finite = V("check-finite")->set;
   IF_SET("log-every") o->train.log_every = V("log-every")->num;
   o->train.log_dir = V("log-dir")->str;
+  IF_SET("dist-timeout") o->train.dist_timeout = V("dist-timeout")->real;
   o->inputs = V("inputs")->str;
   o->outputs = V("outputs")->str;
   IF_SET("seed") o->seed = o->sample.seed = (uint64_t)V("seed")->num, o->seed_set = true;

@@ -11,7 +11,11 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "smelt.h"
@@ -330,6 +334,149 @@ TEST(distributed, resumed_ranks_continue_where_they_stopped) {
   cr_expect_not_null(strstr(out, "resumed from"), "%s", out);
   free(out);
   remove_dir(dir);
+}
+
+// ---- faults
+
+static void nap(double s) { nanosleep(&(struct timespec){(time_t)s, (long)((s - (double)(time_t)s) * 1e9)}, NULL); }
+
+static double seconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+// cmd in the background, its own process group; its pid.
+static pid_t start(const char *cmd) {
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  return pid;
+}
+
+// Its exit status within limit seconds, or -1 (and its group killed) when it
+// did not end; *took: the seconds it took.
+static int finish(pid_t pid, double limit, double *took) {
+  double t0 = seconds();
+  int st;
+  while (waitpid(pid, &st, WNOHANG) == 0) {
+    if (seconds() - t0 > limit) {
+      kill(-pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      *took = seconds() - t0;
+      return -1;
+    }
+    nap(0.02);
+  }
+  *took = seconds() - t0;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+// The pid of the rank of a run whose command line names dir, or -1.
+static pid_t rank_pid(const char *dir, int rank) {
+  char want[64];
+  snprintf(want, sizeof want, "OMPI_COMM_WORLD_RANK=%d", rank);
+  DIR *d = opendir("/proc");
+  pid_t found = -1;
+  for (struct dirent *e; d && found < 0 && (e = readdir(d));) {
+    char path[300], buf[65536];
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    bool mine = false;
+    for (size_t i = 0; i < n; i += strlen(buf + i) + 1) mine |= strstr(buf + i, dir) != NULL && strstr(buf, "mpirun") == NULL;
+    if (!mine) continue;
+    snprintf(path, sizeof path, "/proc/%s/environ", e->d_name);
+    f = fopen(path, "r");
+    n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
+      if (!strcmp(buf + i, want)) found = (pid_t)atoi(e->d_name);
+  }
+  if (d) closedir(d);
+  return found;
+}
+
+// The step counter of a checkpoint.
+static int64_t checkpoint_step(const char *path) {
+  char err[512];
+  TensorReader *r = tensor_reader_open(path, err, sizeof err);
+  cr_assert_not_null(r, "%s", err);
+  int64_t step = -1;
+  for (uint32_t i = 0; i < tensor_reader_count(r); i++) {
+    const char *name;
+    uint32_t dt;
+    Shape sh;
+    cr_assert(tensor_reader_next(r, &name, &dt, &sh));
+    uint64_t bytes = (uint64_t)shape_numel(&sh) * (uint64_t)dtype_size(dt);
+    char *v = malloc(bytes + 1);
+    cr_assert(tensor_reader_bytes(r, v, bytes));
+    if (!strcmp(name, "step") && dt == DT_I64) memcpy(&step, v, sizeof step);
+    free(v);
+  }
+  tensor_reader_close(r);
+  return step;
+}
+
+// A long run on 2 ranks, saving every 100 steps; once it has saved, rank 1
+// gets sig. Every rank must end within 30 s, the output must say what
+// happened (expect), and the checkpoint left must be the one 2 ranks write
+// when they stop at its step, byte for byte.
+static void rank_fault(const char *what, int sig, const char *options, const char *expect) {
+  if (!have_mpirun()) cr_skip_test("mpirun is not installed (Debian: openmpi-bin, libopenmpi-dev)");
+  char dir[256], cmd[4096], log[600], ckpt[600], *out;
+  make_dir(dir, sizeof dir, what);
+  write_model(dir, "fp32");
+  snprintf(cmd, sizeof cmd, "%s build %s/m.smelt -D B=4 --data-parallel -o %s/m.ingot", smelt_path(), dir, dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  snprintf(log, sizeof log, "%s/run.log", dir);
+  snprintf(ckpt, sizeof ckpt, "%s/a.ckpt", dir);
+  snprintf(cmd, sizeof cmd, "NO_COLOR=1 " MPIRUN " -np 2 %s train %s/m.ingot --threads=1 --steps=1000000000 --checkpoint=%s "
+           "--checkpoint-every=100 --log-every=1000000 %s </dev/null >%s 2>&1", smelt_path(), dir, ckpt, options, log);
+  pid_t run = start(cmd);
+  struct stat st;
+  for (double t0 = seconds(); stat(ckpt, &st) != 0 && seconds() - t0 < 120;) nap(0.02);
+  cr_assert_eq(stat(ckpt, &st), 0, "no checkpoint within 120 s");
+  nap(0.3);   // a few more saves
+  pid_t victim = rank_pid(dir, 1);
+  cr_assert_gt(victim, 0, "rank 1 not found");
+  cr_assert_eq(kill(victim, sig), 0);
+  double took;
+  int rc = finish(run, 30, &took);
+  if (sig == SIGSTOP) kill(victim, SIGKILL);   // were it left behind
+  char *text = slurp(log);
+  cr_expect_neq(rc, -1, "the ranks did not end within 30 s:\n%s", text);
+  cr_expect_neq(rc, 0, "%s", text);
+  cr_expect_not_null(strstr(text, expect), "%s", text);
+  cr_log_info("%s: every rank ended %.1f s after rank 1's signal", what, took);
+  free(text);
+  int64_t at = checkpoint_step(ckpt);
+  cr_expect(at >= 100 && at % 100 == 0, "the checkpoint is at step %lld", (long long)at);
+  snprintf(cmd, sizeof cmd, MPIRUN " -np 2 %s train %s/m.ingot --threads=1 --steps=%lld --checkpoint=%s/b.ckpt </dev/null && "
+           "cmp %s %s/b.ckpt", smelt_path(), dir, (long long)at, dir, ckpt, dir);
+  cr_expect_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  remove_dir(dir);
+}
+
+// Killed, rank 1 ends the job: mpirun names it.
+TEST(distributed, a_killed_rank_ends_every_rank) {
+  rank_fault("kill", SIGKILL, "", "process rank 1 with PID");
+}
+
+// Stopped, rank 1 leaves the others waiting in the exchange: past the
+// timeout rank 0 finds that rank 1 does not answer, says so, and ends every
+// rank.
+TEST(distributed, a_stopped_rank_times_the_exchange_out) {
+  rank_fault("stop", SIGSTOP, "--dist-timeout=3", "the exchange did not complete within 3 s: rank 1 does not answer");
 }
 
 // ---- smelt explain --ranks

@@ -37,12 +37,16 @@ typedef struct {
   int64_t log_every;        // steps between log lines when not on a terminal
   const char *log_dir;      // a folder for scalars.csv (each step's scalars), or NULL
   const char *split;        // eval: "test", "val" or "train"
+  double dist_timeout;      // data parallelism: seconds a rank waits for the others in an exchange (0: without end)
 } TrainOptions;
 
 // Whether a training run may start: not over an existing checkpoint unless
 // it resumes it or is forced (a typo must not lose a trained model at the
 // first save). 0, or 1 after a message.
 int train_may_start(const TrainOptions *o);
+// The seconds a rank waits for the others in an exchange unless told
+// (--dist-timeout): far beyond the ranks' differences in a step.
+#define DIST_TIMEOUT_DEFAULT 300
 int train_run(const TrainOptions *o);
 int eval_run(const TrainOptions *o);
 // `smelt run`: one run of an entry (o->split names it; default "infer") on the
@@ -63,8 +67,11 @@ int dist_env_rank(void);
 // otherwise. 0, or -1 with a message.
 int dist_init(int *rank, int *size, char *err, size_t errlen);
 // The element-wise sum of v over every rank, in place (every rank ends with
-// the same values). 0, or -1 with a message.
-int dist_sum(double *v, int64_t n, char *err, size_t errlen);
+// the same values), in the exchange of a step; rank 0 checks that every rank
+// is at the same step. A rank waits at most timeout seconds (0: without
+// end) for the others; then it fails, rank 0 naming the ranks that did not
+// arrive. 0, or -1 with a message.
+int dist_sum(double *v, int64_t n, int64_t step, double timeout, char *err, size_t errlen);
 // Rank root's n bytes at p, to every rank (MPI_Bcast). 0, or -1 with a message.
 int dist_broadcast(void *p, size_t n, int root, char *err, size_t errlen);
 // Ends every rank (MPI_Abort), so that no rank waits on one that failed.

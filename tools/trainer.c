@@ -849,9 +849,10 @@ static int dp_open(const smelt_ingot *ig, DataParallel *dp, char *err, size_t er
 // One data-parallel step: this rank's gradients, the ranks' mean, the update.
 // The random stream of each rank's shard is its own (counter step * size +
 // rank). *loss: the global batch's mean loss; *stop: whether any rank was
-// asked to stop. 0, or -1 with a message.
-static int dp_step(const smelt_ingot *ig, smelt_session *s, DataParallel *dp, uint64_t seed, int64_t step, float *loss, bool *stop,
-                   char *err, size_t errlen) {
+// asked to stop. A rank waits at most timeout seconds for the others (0:
+// without end). 0, or -1 with a message.
+static int dp_step(const smelt_ingot *ig, smelt_session *s, DataParallel *dp, uint64_t seed, int64_t step, double timeout,
+                   float *loss, bool *stop, char *err, size_t errlen) {
   if (smelt_run(s, "train_grad", seed, (uint64_t)step * (uint64_t)dp->size + (uint64_t)dp->rank) != SMELT_OK)
     return snprintf(err, errlen, "%s", smelt_last_error()), -1;
   float *f = dp->host;
@@ -871,7 +872,7 @@ static int dp_step(const smelt_ingot *ig, smelt_session *s, DataParallel *dp, ui
   smelt_get_output(s, "train_grad", "loss", &mine, sizeof mine);
   dp->sum[end] = mine;
   dp->sum[end + 1] = stop_signal != 0;
-  if (dist_sum(dp->sum, end + 2, err, errlen)) return -1;
+  if (dist_sum(dp->sum, end + 2, step, timeout, err, errlen)) return -1;
   for (int64_t j = 0; j < end + 1; j++) dp->sum[j] /= dp->size;
   at = 0;
   for (int i = 0; i < dp->n; at += dp->count[i++]) {
@@ -987,12 +988,16 @@ int train_run(const TrainOptions *o) {
   int64_t saved_at = -1;   // the step count of the last checkpoint saved
   if (o->log_dir && !dp.rank && !scalars_open(o->log_dir, &scalars)) goto done;
   stop_signals_catch();
+  bool rank0_busy = false;   // rank 0 saved or evaluated after the last step, while the others went on
   for (int64_t step = start; step < stop; step++) {
     split_next(&sp, s, step_entry);
     float loss;
     bool stop_all = false;   // data parallelism: some rank was asked to stop
     if (dp.size > 1) {
-      if (dp_step(ig, s, &dp, seed, step, &loss, &stop_all, err, sizeof err)) {
+      // the others wait for rank 0's save or evaluation, which take what they
+      // take; rank 0 itself keeps the deadline, and finds them waiting
+      double timeout = rank0_busy && dp.rank ? 0 : o->dist_timeout;
+      if (dp_step(ig, s, &dp, seed, step, timeout, &loss, &stop_all, err, sizeof err)) {
         fprintf(stderr, "\nsmelt: error: step %lld: %s\n", (long long)step, err);
         goto done;
       }
@@ -1031,13 +1036,16 @@ int train_run(const TrainOptions *o) {
       loss_avg = 0;
       in_avg = 0;
     }
+    rank0_busy = false;
     if (every && (step + 1) % every == 0 && o->checkpoint) {
+      rank0_busy = true;
       if (!state_is_finite(ig, s, step, o->checkpoint)) goto done;
       if (!dp.rank && !checkpoint_save(s, o->checkpoint, o->keep, step + 1, tty)) goto done;
       saved_at = step + 1;
     }
     EvalResult r;
     bool evaluated = (epoch_end || step + 1 == total) && held && !dp.rank;   // rank 0 evaluates
+    rank0_busy |= (epoch_end || step + 1 == total) && held;
     if (evaluated) {
       if (tty) putchar('\n');
       if (evaluate(ig, s, held, seed, &r, err, sizeof err)) {
