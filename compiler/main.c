@@ -110,6 +110,7 @@ static const OptSpec specs[] = {
     {"log-every", 0, OPT_INT, "train eval", "N", "steps between progress lines when not on a terminal (50)", 1, BIG, NULL},
     {"log-dir", 0, OPT_STRING, "train", "DIR", "write each step's scalars to DIR/scalars.csv", 0, 0, NULL},
     {"dist-timeout", 0, OPT_REAL, "train", "S", "under mpirun: seconds a rank waits for the others in an exchange\nbefore it ends every rank (300; 0: without end)", 0, BIG, NULL},
+    {"dist-check-every", 0, OPT_INT, "train", "N", "under mpirun: every N steps, check that every rank holds the same\nparameters and optimizer state, bit for bit (a hash of each tensor)", 1, BIG, NULL},
     {"split", 0, OPT_STRING, "eval", "S", "the data to evaluate on: test (default), val or train", 0, 0, NULL},
     {"inputs", 0, OPT_STRING, "run import build check", "FILE",
      "run: the tensor file of inputs (smelt's, .safetensors, .npy, .npz); import, build, check of an ONNX model: the values of\nthe inputs its graph needs as constants (shapes, axes; docs/onnx.md)", 0, 0, NULL},
@@ -432,6 +433,7 @@ static int options_from(const OptResult *r, Options *o) {
   IF_SET("log-every") o->train.log_every = V("log-every")->num;
   o->train.log_dir = V("log-dir")->str;
   IF_SET("dist-timeout") o->train.dist_timeout = V("dist-timeout")->real;
+  o->train.dist_check_every = V("dist-check-every")->num;
   o->inputs = V("inputs")->str;
   o->outputs = V("outputs")->str;
   IF_SET("seed") o->seed = o->sample.seed = (uint64_t)V("seed")->num, o->seed_set = true;

@@ -479,6 +479,48 @@ TEST(distributed, a_stopped_rank_times_the_exchange_out) {
   rank_fault("stop", SIGSTOP, "--dist-timeout=3", "the exchange did not complete within 3 s: rank 1 does not answer");
 }
 
+// ---- determinism
+
+// Two runs on N ranks (2 and 4) write the same checkpoint bytes, and every
+// rank holds rank 0's parameters and optimizer state after every step
+// (--dist-check-every=1, which fails the run otherwise).
+TEST(distributed, repeated_runs_on_ranks_are_bit_identical) {
+  if (!have_mpirun()) cr_skip_test("mpirun is not installed (Debian: openmpi-bin, libopenmpi-dev)");
+  char dir[256], cmd[4096], *out;
+  make_dir(dir, sizeof dir, "repeat");
+  write_model(dir, "fp32");
+  for (int ranks = 2; ranks <= 4; ranks += 2) {
+    snprintf(cmd, sizeof cmd, "for run in 1 2; do " MPIRUN " -np %d %s train %s/m.smelt -D B=%d --steps=40 --dist-check-every=1 "
+             "--checkpoint=%s/n%d-$run.ckpt </dev/null || exit 1; done && cmp %s/n%d-1.ckpt %s/n%d-2.ckpt", ranks,
+             smelt_path(), dir, 8 / ranks, dir, ranks, dir, ranks, dir, ranks);
+    cr_expect_eq(run_cmd(cmd, &out), 0, "%d ranks: %s", ranks, out);
+    cr_expect_eq(count_of(out, "trained 40 steps"), 2, "%s", out);
+    free(out);
+  }
+  remove_dir(dir);
+}
+
+// Ranks that part are found: rank 1 starting from other weights (mpirun's
+// colon gives each rank its own command line) holds other parameters after
+// the first check, and rank 0 names it and the first tensor that differs.
+TEST(distributed, ranks_that_part_are_named) {
+  if (!have_mpirun()) cr_skip_test("mpirun is not installed (Debian: openmpi-bin, libopenmpi-dev)");
+  char dir[256], cmd[4096], *out;
+  make_dir(dir, sizeof dir, "part");
+  write_model(dir, "fp32");
+  snprintf(cmd, sizeof cmd, "%s build %s/m.smelt -D B=4 --data-parallel -o %s/m.ingot && %s init %s/m.smelt -D B=4 --seed=99 "
+           "-o %s/other.weights", smelt_path(), dir, dir, smelt_path(), dir, dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, MPIRUN " -np 1 %s train %s/m.ingot --threads=1 --dist-check-every=3 : -np 1 %s train %s/m.ingot "
+           "--threads=1 --dist-check-every=3 --weights=%s/other.weights </dev/null", smelt_path(), dir, smelt_path(), dir,
+           dir);
+  cr_expect_neq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "after step 3, rank 1's 'fc1.w' differs from rank 0's: the ranks have parted"), "%s", out);
+  free(out);
+  remove_dir(dir);
+}
+
 // ---- smelt explain --ranks
 
 // The number after key in text, or NAN.

@@ -44,6 +44,7 @@ static const OptSpec specs[] = {
      1e300, NULL},
     {"log-dir", 0, OPT_STRING, "train", "DIR", "write each step's scalars to DIR/scalars.csv", 0, 0, NULL},
     {"dist-timeout", 0, OPT_REAL, "train", "S", "under mpirun: seconds a rank waits for the others in an exchange\nbefore it ends every rank (300; 0: without end)", 0, 1e300, NULL},
+    {"dist-check-every", 0, OPT_INT, "train", "N", "under mpirun: every N steps, check that every rank holds the same\nparameters and optimizer state, bit for bit (a hash of each tensor)", 1, 1e300, NULL},
     {"entry", 0, OPT_STRING, "profile", "E", "the entry to time (default train_step)", 0, 0, NULL},
     {"runs", 0, OPT_INT, "profile", "N", "timed runs per kernel (20)", 1, 1e300, NULL},
     {"json", 0, OPT_FLAG, "profile", NULL, "the per-kernel table as JSON", 0, 0, NULL},
@@ -81,6 +82,7 @@ int main(int argc, char **argv) {
   if (opt_set(&cli, &r, "log-every")) o.log_every = opt_get(&cli, &r, "log-every")->num;
   o.log_dir = opt_get(&cli, &r, "log-dir")->str;
   if (opt_set(&cli, &r, "dist-timeout")) o.dist_timeout = opt_get(&cli, &r, "dist-timeout")->real;
+  o.dist_check_every = opt_get(&cli, &r, "dist-check-every")->num;
   const char *entry = opt_set(&cli, &r, "entry") ? opt_get(&cli, &r, "entry")->str : "train_step";
   int runs = opt_set(&cli, &r, "runs") ? (int)opt_get(&cli, &r, "runs")->num : 20;
   o.ingot = o.source = r.files[0];

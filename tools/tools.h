@@ -38,6 +38,7 @@ typedef struct {
   const char *log_dir;      // a folder for scalars.csv (each step's scalars), or NULL
   const char *split;        // eval: "test", "val" or "train"
   double dist_timeout;      // data parallelism: seconds a rank waits for the others in an exchange (0: without end)
+  int64_t dist_check_every; // data parallelism: check every N steps that the ranks' state is the same (0: never)
 } TrainOptions;
 
 // Whether a training run may start: not over an existing checkpoint unless

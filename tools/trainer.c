@@ -23,6 +23,7 @@
 
 #include "data.h"
 #include "runtime.h"
+#include "sha256.h"
 #include "tensorfile.h"
 
 
@@ -893,6 +894,59 @@ static int dp_step(const smelt_ingot *ig, smelt_session *s, DataParallel *dp, ui
   return 0;
 }
 
+// Whether every rank holds rank 0's parameters and optimizer state, bit for
+// bit (--dist-check-every): each tensor's SHA-256 on rank 0, broadcast, is
+// compared on every rank with its own, and the first tensor that differs on
+// each rank is summed over the ranks, so that rank 0 can name them. A
+// difference means the ranks have parted (an exchange that did not give
+// every rank the same mean, a kernel that does not repeat itself). 0, or -1
+// with a message on rank 0 (the others' err is "").
+static int dp_same_state(const smelt_ingot *ig, smelt_session *s, const DataParallel *dp, int64_t step, double timeout,
+                         char *err, size_t errlen) {
+  uint32_t n = 0;
+  for (uint32_t t = 0; t < ig->ntensors; t++) n += ig->tensors[t].role == ROLE_PARAM || ig->tensors[t].role == ROLE_STATE;
+  uint8_t (*mine)[32] = xcalloc(n ? n : 1, 32), (*first)[32] = xcalloc(n ? n : 1, 32);
+  const char **names = xcalloc(n ? n : 1, sizeof *names);
+  uint32_t k = 0;
+  for (uint32_t t = 0; t < ig->ntensors; t++) {
+    const IngotTensor *tt = &ig->tensors[t];
+    if (tt->role != ROLE_PARAM && tt->role != ROLE_STATE) continue;
+    names[k] = ingot_str(ig, tt->name);
+    void *host = xmalloc(tt->bytes ? (size_t)tt->bytes : 1);
+    smelt_get_tensor(s, names[k], host, (size_t)tt->bytes);
+    Sha256 h;
+    sha256_init(&h);
+    sha256_update(&h, host, (size_t)tt->bytes);
+    sha256_final(&h, mine[k]);
+    free(host);
+    k++;
+  }
+  memcpy(first, mine, (size_t)n * 32);
+  double *differs = xcalloc((size_t)dp->size, sizeof *differs);   // per rank: 1 + the first tensor that differs, or 0
+  int rc = dist_broadcast(first, (size_t)n * 32, 0, err, errlen);
+  for (uint32_t i = 0; rc == 0 && i < n && !differs[dp->rank]; i++)
+    if (memcmp(first[i], mine[i], 32)) differs[dp->rank] = i + 1;
+  if (rc == 0) rc = dist_sum(differs, dp->size, step, timeout, err, errlen);
+  int parted = 0;
+  for (int r = 0; rc == 0 && r < dp->size; r++) parted += differs[r] > 0;
+  if (rc == 0 && parted) {
+    err[0] = 0;
+    size_t at = 0;
+    for (int r = 1; !dp->rank && r < dp->size && at < errlen; r++)
+      if (differs[r] > 0)
+        at += (size_t)snprintf(err + at, errlen - at, "%srank %d's '%s'", at ? ", " : "", r, names[(int)differs[r] - 1]);
+    if (!dp->rank && at < errlen)
+      snprintf(err + at, errlen - at, " differ%s from rank 0's: the ranks have parted (each rank's first tensor that "
+               "differs named)", parted > 1 ? "" : "s");
+    rc = -1;
+  }
+  free(mine);
+  free(first);
+  free(names);
+  free(differs);
+  return rc;
+}
+
 int train_run(const TrainOptions *o) {
   char err[4096];
   if (train_may_start(o)) return 1;
@@ -1013,6 +1067,11 @@ int train_run(const TrainOptions *o) {
       goto done;
     }
     if (o->check_finite && !state_is_finite(ig, s, step, o->checkpoint)) goto done;
+    if (dp.size > 1 && o->dist_check_every && (step + 1) % o->dist_check_every == 0 &&
+        dp_same_state(ig, s, &dp, step, o->dist_timeout, err, sizeof err)) {
+      if (err[0]) fprintf(stderr, "\nsmelt: error: after step %lld, %s\n", (long long)step + 1, err);
+      goto done;
+    }
     loss_avg += loss;
     in_avg++;
     if (scaled) {   // the scale now, and whether this step skipped its update
