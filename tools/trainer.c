@@ -94,8 +94,6 @@ typedef struct {
   void *conv[8];            // converted to the input's dtype
   int64_t batch;            // the entry's batch: this rank's rows of each drawn batch
   int64_t window;           // a language model's window; 0: one sample per row, output k from sets[k]
-  int64_t per[8];           // values per row of each batcher output
-  int shards, shard;        // data parallelism: the batcher draws shards * batch rows, this rank keeps shard's
 } Split;
 
 static const IngotTensor *entry_input(const smelt_ingot *ig, const char *entry, const char *name) {
@@ -148,12 +146,11 @@ static int check_values(const Dataset *d, uint32_t dtype, const char *input, cha
 
 // Loads a split's sources and makes its batcher for entry's inputs.
 // With shards > 1 the batcher draws the global batch, shards times the
-// entry's, in the order one rank would (seed, epoch, position), and this rank
-// keeps rows [shard * batch, (shard + 1) * batch) of it.
+// entry's, in the order one rank would (seed, epoch, position), and reads
+// only rows [shard * batch, (shard + 1) * batch) of it, this rank's.
 static int split_open(const smelt_ingot *ig, const char *split, const char *entry, uint64_t seed, bool shuffle,
                       int shards, int shard, Split *sp, char *err, size_t errlen) {
   memset(sp, 0, sizeof *sp);
-  sp->shards = shards, sp->shard = shard;
   sp->nsrc = find_sources(ig, split, sp->src, 8);
   if (sp->nsrc == 0) return snprintf(err, errlen, "the train block has no 'data %s'", split), -1;
   int64_t window = 0;
@@ -183,12 +180,12 @@ static int split_open(const smelt_ingot *ig, const char *split, const char *entr
     if (window ? check_values(&sp->sets[0], sp->ins[k]->dtype, sp->names[k], err, errlen)
                : check_values(&sp->sets[k], sp->ins[k]->dtype, sp->names[k], err, errlen))
       return -1;
-    sp->per[k] = per;
-    sp->bufs[k] = xmalloc(sizeof(float) * (size_t)(per * sp->batch * shards));
+    sp->bufs[k] = xmalloc(sizeof(float) * (size_t)(per * sp->batch));
     sp->conv[k] = xmalloc((size_t)sp->ins[k]->bytes);
   }
   sp->window = window;
-  sp->b = batcher_new(ptrs, window ? 1 : sp->nsrc, sp->batch * shards, window, seed, shuffle, err, errlen);
+  sp->b = batcher_new_rows(ptrs, window ? 1 : sp->nsrc, sp->batch * shards, window, seed, shuffle, sp->batch * shard,
+                           sp->batch, err, errlen);
   return sp->b ? 0 : -1;
 }
 
@@ -214,8 +211,6 @@ static void split_set_inputs(Split *sp, smelt_session *s, const char *entry) {
 // Fetches the next batch into the session's inputs; returns its epoch.
 static int64_t split_next(Split *sp, smelt_session *s, const char *entry) {
   int64_t epoch = batcher_next(sp->b, sp->bufs);
-  for (int k = 0; k < sp->nouts && sp->shard; k++)   // this rank's rows first
-    memmove(sp->bufs[k], sp->bufs[k] + sp->shard * sp->batch * sp->per[k], sizeof(float) * (size_t)(sp->batch * sp->per[k]));
   split_set_inputs(sp, s, entry);
   return epoch;
 }
