@@ -278,6 +278,31 @@ TEST(distributed, ranks_train_what_one_rank_trains_at_the_global_batch) {
   remove_dir(dir);
 }
 
+// On 3 ranks the ring cuts the 182 values of the exchange (180 gradient
+// values, the loss, the stop flag) into segments of 61, 61 and 60: the
+// losses and checkpoint are one rank's at the global batch of 6.
+TEST(distributed, three_ranks_cut_the_exchange_unevenly) {
+  if (!have_mpirun()) cr_skip_test("mpirun is not installed (Debian: openmpi-bin, libopenmpi-dev)");
+  char dir[256], *out, a[512], b[512];
+  make_dir(dir, sizeof dir, "three");
+  write_model(dir, "fp32");
+  cr_assert_eq(train(dir, 0, 6, "one", &out), 0, "%s", out);
+  free(out);
+  cr_assert_eq(train(dir, 3, 2, "r3", &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "on 3 ranks of 2"), "%s", out);
+  free(out);
+  double l1[16], l3[16];
+  cr_assert_eq(column(dir, "one", 1, l1, 16), 12);
+  cr_assert_eq(column(dir, "r3", 1, l3, 16), 12);
+  for (int st = 0; st < 12; st++)
+    cr_expect_float_eq(l1[st], l3[st], 1e-5, "step %d: loss %.9g on 3 ranks, one rank's %.9g", st + 1, l3[st], l1[st]);
+  snprintf(a, sizeof a, "%s/one.ckpt", dir);
+  snprintf(b, sizeof b, "%s/r3.ckpt", dir);
+  double d = checkpoint_diff(a, b);
+  cr_expect_lt(d, 1e-5, "the checkpoints differ by %g", d);
+  remove_dir(dir);
+}
+
 // One rank under mpirun is plain `smelt train`: the same checkpoint bytes.
 TEST(distributed, one_rank_is_plain_training) {
   if (!have_mpirun()) cr_skip_test("mpirun is not installed (Debian: openmpi-bin, libopenmpi-dev)");

@@ -770,7 +770,7 @@ static int train_interrupted(const smelt_ingot *ig, smelt_session *s, const Trai
 //
 // Every rank runs train_grad on its shard of the global batch; the gradients
 // (and the loss, and whether a rank was asked to stop) are summed over the
-// ranks in one reduction, divided by the number of ranks, and given to
+// ranks in one ring all-reduce (dist.c), divided by the number of ranks, and given to
 // train_apply, which every rank runs on the same values: so every rank keeps
 // the same parameters, and the step is one rank's at the global batch (the
 // mean loss over the batch is the mean of the shards' means, the shards
