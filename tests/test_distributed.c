@@ -450,11 +450,11 @@ static int64_t checkpoint_step(const char *path) {
   return step;
 }
 
-// A long run on 2 ranks, saving every 100 steps; once it has saved, rank 1
-// gets sig. Every rank must end within 30 s, the output must say what
+// A long run on 2 ranks, saving every 100 steps; once it has saved, rank
+// `rank` gets sig. Every rank must end within 30 s, the output must say what
 // happened (expect), and the checkpoint left must be the one 2 ranks write
 // when they stop at its step, byte for byte.
-static void rank_fault(const char *what, int sig, const char *options, const char *expect) {
+static void rank_fault(const char *what, int rank, int sig, const char *options, const char *expect) {
   if (!have_mpirun()) cr_skip_test("mpirun is not installed (Debian: openmpi-bin, libopenmpi-dev)");
   char dir[256], cmd[4096], log[600], ckpt[600], *out;
   make_dir(dir, sizeof dir, what);
@@ -471,8 +471,8 @@ static void rank_fault(const char *what, int sig, const char *options, const cha
   for (double t0 = seconds(); stat(ckpt, &st) != 0 && seconds() - t0 < 120;) nap(0.02);
   cr_assert_eq(stat(ckpt, &st), 0, "no checkpoint within 120 s");
   nap(0.3);   // a few more saves
-  pid_t victim = rank_pid(dir, 1);
-  cr_assert_gt(victim, 0, "rank 1 not found");
+  pid_t victim = rank_pid(dir, rank);
+  cr_assert_gt(victim, 0, "rank %d not found", rank);
   cr_assert_eq(kill(victim, sig), 0);
   double took;
   int rc = finish(run, 30, &took);
@@ -481,7 +481,7 @@ static void rank_fault(const char *what, int sig, const char *options, const cha
   cr_expect_neq(rc, -1, "the ranks did not end within 30 s:\n%s", text);
   cr_expect_neq(rc, 0, "%s", text);
   cr_expect_not_null(strstr(text, expect), "%s", text);
-  cr_log_info("%s: every rank ended %.1f s after rank 1's signal", what, took);
+  cr_log_info("%s: every rank ended %.1f s after rank %d's signal", what, took, rank);
   free(text);
   int64_t at = checkpoint_step(ckpt);
   cr_expect(at >= 100 && at % 100 == 0, "the checkpoint is at step %lld", (long long)at);
@@ -494,14 +494,41 @@ static void rank_fault(const char *what, int sig, const char *options, const cha
 
 // Killed, rank 1 ends the job: mpirun names it.
 TEST(distributed, a_killed_rank_ends_every_rank) {
-  rank_fault("kill", SIGKILL, "", "process rank 1 with PID");
+  rank_fault("kill", 1, SIGKILL, "", "process rank 1 with PID");
 }
 
 // Stopped, rank 1 leaves the others waiting in the exchange: past the
 // timeout rank 0 finds that rank 1 does not answer, says so, and ends every
 // rank.
 TEST(distributed, a_stopped_rank_times_the_exchange_out) {
-  rank_fault("stop", SIGSTOP, "--dist-timeout=3", "the exchange did not complete within 3 s: rank 1 does not answer");
+  rank_fault("stop", 1, SIGSTOP, "--dist-timeout=3", "the exchange did not complete within 3 s: rank 1 does not answer");
+}
+
+// Stopped, rank 0 cannot name anyone: rank 1 waits the deadline and the
+// time rank 0 would have taken to ask, then ends every rank saying so.
+TEST(distributed, a_stopped_rank_0_is_suspected) {
+  rank_fault("stop0", 0, SIGSTOP, "--dist-timeout=3",
+             "the exchange did not complete within 3 s, and rank 0 did not end it (is rank 0 stopped, or hung?)");
+}
+
+// Ranks at different steps (here rank 1 resumed from a checkpoint of step
+// 6, rank 0 from nothing) are found at their first exchange, not trained on.
+TEST(distributed, ranks_at_different_steps_are_refused) {
+  if (!have_mpirun()) cr_skip_test("mpirun is not installed (Debian: openmpi-bin, libopenmpi-dev)");
+  char dir[256], cmd[4096], *out;
+  make_dir(dir, sizeof dir, "steps");
+  write_model(dir, "fp32");
+  snprintf(cmd, sizeof cmd, "%s build %s/m.smelt -D B=4 --data-parallel -o %s/m.ingot && " MPIRUN " -np 2 %s train "
+           "%s/m.ingot --threads=1 --steps=6 --checkpoint=%s/six.ckpt </dev/null", smelt_path(), dir, dir, smelt_path(),
+           dir, dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, MPIRUN " -np 1 %s train %s/m.ingot --threads=1 : -np 1 %s train %s/m.ingot --threads=1 "
+           "--checkpoint=%s/six.ckpt --resume </dev/null", smelt_path(), dir, smelt_path(), dir, dir);
+  cr_expect_neq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "step 0: rank 1 is at step 6 where rank 0 is at step 0"), "%s", out);
+  free(out);
+  remove_dir(dir);
 }
 
 // ---- determinism
