@@ -895,7 +895,9 @@ static int dp_step(const smelt_ingot *ig, smelt_session *s, DataParallel *dp, ui
 // each rank is summed over the ranks, so that rank 0 can name them. A
 // difference means the ranks have parted (an exchange that did not give
 // every rank the same mean, a kernel that does not repeat itself). 0, or -1
-// with a message on rank 0 (the others' err is "").
+// with a message; when the ranks have parted, only rank 0 fails, reports
+// and ends every rank (the others' next exchange waits for it), so that no
+// other rank's end cuts its message short.
 static int dp_same_state(const smelt_ingot *ig, smelt_session *s, const DataParallel *dp, int64_t step, double timeout,
                          char *err, size_t errlen) {
   uint32_t n = 0;
@@ -924,13 +926,13 @@ static int dp_same_state(const smelt_ingot *ig, smelt_session *s, const DataPara
   if (rc == 0) rc = dist_sum(differs, dp->size, step, timeout, err, errlen);
   int parted = 0;
   for (int r = 0; rc == 0 && r < dp->size; r++) parted += differs[r] > 0;
-  if (rc == 0 && parted) {
-    err[0] = 0;
+  if (rc == 0 && parted && !dp->rank) {
     size_t at = 0;
-    for (int r = 1; !dp->rank && r < dp->size && at < errlen; r++)
+    err[0] = 0;
+    for (int r = 1; r < dp->size && at < errlen; r++)
       if (differs[r] > 0)
         at += (size_t)snprintf(err + at, errlen - at, "%srank %d's '%s'", at ? ", " : "", r, names[(int)differs[r] - 1]);
-    if (!dp->rank && at < errlen)
+    if (at < errlen)
       snprintf(err + at, errlen - at, " differ%s from rank 0's: the ranks have parted (each rank's first tensor that "
                "differs named)", parted > 1 ? "" : "s");
     rc = -1;
@@ -1064,7 +1066,7 @@ int train_run(const TrainOptions *o) {
     if (o->check_finite && !state_is_finite(ig, s, step, o->checkpoint)) goto done;
     if (dp.size > 1 && o->dist_check_every && (step + 1) % o->dist_check_every == 0 &&
         dp_same_state(ig, s, &dp, step, o->dist_timeout, err, sizeof err)) {
-      if (err[0]) fprintf(stderr, "\nsmelt: error: after step %lld, %s\n", (long long)step + 1, err);
+      fprintf(stderr, "\nsmelt: error: after step %lld, %s\n", (long long)step + 1, err);
       goto done;
     }
     loss_avg += loss;
