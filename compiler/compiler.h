@@ -1042,6 +1042,11 @@ typedef struct {
   bool remat;
   bool memory;
   const char *svg;          // or NULL
+  // data parallelism (docs/distributed.md): ranks > 0 prints the estimate
+  // of one step on that many ranks instead of the kernel list
+  int ranks;
+  double link_gbps;         // the all-reduce's bus bandwidth, GB/s
+  double tflops;            // one rank's sustained TFLOP/s; 0: not given
 } ExplainOptions;
 
 int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, const ExplainOptions *o, FILE *out);

@@ -214,6 +214,76 @@ static int write_svg(const char *path, const Graph *g, const KernelPlan *p, cons
   return atomic_commit(f, tmp, path, true, err, errlen);
 }
 
+// ---- data parallelism
+
+// What a data-parallel step all-reduces, from the train_grad entry: its
+// grad.P outputs and the buffers it writes, as values and as bytes at their
+// dtype. 0, or -1 after an error.
+typedef struct {
+  int64_t grad_values, buf_values;
+  uint64_t grad_bytes, buf_bytes;
+} Exchange;
+
+static int exchanged(Compilation *c, Module *m, const Define *defs, int ndefs, FusionMode fusion, Exchange *x) {
+  Entry e;
+  int rc = pipeline_entry(c, m, "train_grad", &(EntryOptions){defs, ndefs, .last = PASS_AUTODIFF, .fusion = fusion}, &e);
+  memset(x, 0, sizeof *x);
+  for (int i = 0; rc == 0 && i < e.g.noutputs; i++) {
+    const Node *v = e.g.outputs[i].node;
+    if (strncmp(e.g.outputs[i].name, "grad.", 5)) continue;
+    x->grad_values += shape_numel(&v->shape);
+    x->grad_bytes += (uint64_t)shape_numel(&v->shape) * (uint64_t)dtype_size(v->dtype);
+  }
+  for (int i = 0; rc == 0 && i < e.g.nupdates; i++) {
+    const Node *t = e.g.updates[i].target;
+    x->buf_values += shape_numel(&t->shape);
+    x->buf_bytes += (uint64_t)shape_numel(&t->shape) * (uint64_t)dtype_size(t->dtype);
+  }
+  entry_free(&e);
+  return rc;
+}
+
+static double ring_seconds(int ranks, double bytes, double gbps) {
+  return 2.0 * (ranks - 1) / ranks * bytes / (gbps * 1e9);
+}
+
+// One step on o->ranks ranks: the ring all-reduce's bandwidth term against
+// the compute of the plan's FLOPs at o->tflops, and the scaling efficiency
+// that predicts (the latency of the ring's 2(N-1) hops is left out).
+static int print_ranks(FILE *out, Compilation *c, Module *m, const Define *defs, int ndefs, const ExplainOptions *o,
+                       uint64_t flops) {
+  Exchange x;
+  if (exchanged(c, m, defs, ndefs, o->fusion, &x)) return -1;
+  int n = o->ranks;
+  double t_ar = ring_seconds(n, (double)(x.grad_bytes + x.buf_bytes), o->link_gbps);
+  char a[32];
+  fprintf(out, "data parallelism: %d ranks, all-reduce at %g GB/s per rank\n", n, o->link_gbps);
+  // train_grad's gradients are f32 whatever the precision (optim.c)
+  fprintf(out, "  all-reduced per step: %lld gradient values, %s (%s)", (long long)x.grad_values,
+          human_units(a, sizeof a, (double)x.grad_bytes, "B"), x.grad_bytes == 4 * (uint64_t)x.grad_values ? "f32" : "at their dtypes");
+  if (x.buf_values) fprintf(out, ", and %lld buffer values, %s", (long long)x.buf_values, human_units(a, sizeof a, (double)x.buf_bytes, "B"));
+  fprintf(out, "\n  ring all-reduce: 2(N-1)/N * bytes / link = %.4g ms (the bandwidth term; the 2(N-1) hops' latency left out)\n",
+          t_ar * 1e3);
+  fprintf(out, "  compute per rank: %s per step (the plan's kernels: 2 FLOPs per multiply-add, 1 per elementwise op)",
+          human_units(a, sizeof a, (double)flops, "FLOP"));
+  if (o->tflops > 0) {
+    double t_c = (double)flops / (o->tflops * 1e12), t = n > 1 ? t_c + t_ar : t_c;
+    double hidden = n > 1 ? t_c / (t_c > t_ar ? t_c : t_ar) : 1.0;
+    fprintf(out, " at %g TFLOP/s: %.4g ms\n", o->tflops, t_c * 1e3);
+    fprintf(out, "  scaling efficiency: %.3f with the all-reduce after the backward pass (as smelt runs it), %.3f were it "
+            "hidden behind the backward pass\n", t_c / t, hidden);
+    fprintf(out, "  so %d ranks train %.2fx as many samples per second as one\n", n, n * t_c / t);
+  } else {
+    fprintf(out, "\n  (--tflops=X gives the efficiency; the all-reduce takes as long as the compute at %.4g TFLOP/s)\n",
+            t_ar > 0 ? (double)flops / t_ar / 1e12 : 0.0);
+  }
+  // tools/dist.c's host exchange: every value as a double
+  double host = (double)(x.grad_values + x.buf_values) * 8;
+  fprintf(out, "  smelt's MPI exchange on the host sends doubles: %s, %.4g ms at this link\n", human_units(a, sizeof a, host, "B"),
+          ring_seconds(n, host, o->link_gbps) * 1e3);
+  return 0;
+}
+
 int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, const ExplainOptions *o, FILE *out) {
   int simplified[SIMP_COUNT] = {0};
   RematStats remat = {0};
@@ -256,7 +326,13 @@ int explain_model(Compilation *c, Module *m, const Define *defs, int ndefs, cons
   fprintf(out, "  (%.2fx fewer kernels, %.2fx fewer bytes moved; intermediates sum to %s)\n\n",
           s.kernels ? (double)s0.kernels / s.kernels : 0.0, s.moved ? (double)s0.moved / (double)s.moved : 0.0,
           human_units(a, sizeof a, (double)s.intermediates, "B"));
-  if (!o->memory) print_kernels(out, &g, &p);
+  if (o->ranks && strcmp(o->entry, "train_step")) {
+    diag_plain(&c->diag, "--ranks estimates a training step on several ranks, not the %s entry", o->entry);
+    rc = -1;
+  } else if (o->ranks && print_ranks(out, c, m, defs, ndefs, o, s.flops)) {
+    rc = -1;
+  }
+  if (!o->memory && !o->ranks) print_kernels(out, &g, &p);
   if (o->memory || o->svg) {
     MemBuf *mb = xmalloc(sizeof *mb * (size_t)(p.nslots ? p.nslots : 1));
     bool *in = xcalloc((size_t)(p.nslots ? p.nslots : 1), sizeof *in);

@@ -72,6 +72,9 @@ static const OptSpec specs[] = {
     {"fused", 0, OPT_FLAG, "graph", NULL, "cluster by kernel instead of by layer", 0, 0, NULL},
     {"memory", 0, OPT_FLAG, "explain", NULL, "the arena instead: peak against the sum of\nintermediates, the largest live set", 0, 0, NULL},
     {"svg", 0, OPT_STRING, "explain", "FILE", "draw the buffer lifetimes there", 0, 0, NULL},
+    {"ranks", 0, OPT_INT, "explain", "N", "instead of the kernels: one training step on N data-parallel\nranks, the gradients' ring all-reduce against the compute", 1, 1 << 20, NULL},
+    {"link", 0, OPT_REAL, "explain", "GBPS", "with --ranks: the all-reduce's bus bandwidth per rank, GB/s", 1e-3, BIG, NULL},
+    {"tflops", 0, OPT_REAL, "explain", "X", "with --ranks: one rank's sustained TFLOP/s on the step's FLOPs", 1e-6, BIG, NULL},
     {"output", 'o', OPT_STRING, "build init import plot", "FILE", "where to write the ingot, the weights, the model file or the plot", 0, 0, NULL},
     {"emit-c", 0, OPT_IDENT, "build", "NAME", "write the ingot to -o as C source: const unsigned char NAME[] and\n"
      "const size_t NAME_size, for smelt_ingot_open_memory (docs/runtime.md)", 0, 0, NULL},
@@ -106,6 +109,8 @@ static const OptSpec specs[] = {
     {"stop-after", 0, OPT_INT, "train", "N", "end this run after N steps (resume later)", 1, BIG, NULL},
     {"log-every", 0, OPT_INT, "train eval", "N", "steps between progress lines when not on a terminal (50)", 1, BIG, NULL},
     {"log-dir", 0, OPT_STRING, "train", "DIR", "write each step's scalars to DIR/scalars.csv", 0, 0, NULL},
+    {"dist-timeout", 0, OPT_REAL, "train", "S", "under mpirun: seconds a rank waits for the others in an exchange\nbefore it ends every rank (300; 0: without end)", 0, BIG, NULL},
+    {"dist-check-every", 0, OPT_INT, "train", "N", "under mpirun: every N steps, check that every rank holds the same\nparameters and optimizer state, bit for bit (a hash of each tensor)", 1, BIG, NULL},
     {"split", 0, OPT_STRING, "eval", "S", "the data to evaluate on: test (default), val or train", 0, 0, NULL},
     {"inputs", 0, OPT_STRING, "run import build check", "FILE",
      "run: the tensor file of inputs (smelt's, .safetensors, .npy, .npz); import, build, check of an ONNX model: the values of\nthe inputs its graph needs as constants (shapes, axes; docs/onnx.md)", 0, 0, NULL},
@@ -180,6 +185,8 @@ typedef struct {
   bool dot, fused;
   bool memory;
   const char *svg;
+  int ranks;                      // explain --ranks, --link, --tflops
+  double link_gbps, tflops;
   bool infer;
   int color;        // -1 auto, 0 never, 1 always
   int max_errors;
@@ -374,7 +381,7 @@ static int sample_main(Options *o, const char *argv0) {
 // printed), or 2 after the error.
 static int options_from(const OptResult *r, Options *o) {
   *o = (Options){.command = r->command->name, .color = -1, .max_errors = 20, .seed = 1, .precision = -1};
-  o->train = (TrainOptions){.device = "auto", .log_every = 50};
+  o->train = (TrainOptions){.device = "auto", .log_every = 50, .dist_timeout = DIST_TIMEOUT_DEFAULT};
   o->sample = (SampleOptions){.prompt = "", .length = 200, .temperature = 1.0, .seed = 1};
   o->files = xcalloc((size_t)r->nfiles + 1, sizeof *o->files);
   for (int i = 0; i < r->nfiles; i++) o->files[o->nfiles++] = r->files[i];
@@ -426,6 +433,8 @@ static int options_from(const OptResult *r, Options *o) {
   o->train.check_finite = V("check-finite")->set;
   IF_SET("log-every") o->train.log_every = V("log-every")->num;
   o->train.log_dir = V("log-dir")->str;
+  IF_SET("dist-timeout") o->train.dist_timeout = V("dist-timeout")->real;
+  o->train.dist_check_every = V("dist-check-every")->num;
   o->inputs = V("inputs")->str;
   o->outputs = V("outputs")->str;
   IF_SET("seed") o->seed = o->sample.seed = (uint64_t)V("seed")->num, o->seed_set = true;
@@ -434,6 +443,14 @@ static int options_from(const OptResult *r, Options *o) {
   IF_SET("length") o->sample.length = V("length")->num;
   IF_SET("temperature") o->sample.temperature = V("temperature")->real;
   o->sample.top_k = (int)V("top-k")->num;
+  o->ranks = (int)V("ranks")->num;
+  o->link_gbps = V("link")->real;
+  o->tflops = V("tflops")->real;
+  if (o->ranks && !V("link")->set)
+    return opt_error(&cli, r->command, "--ranks needs --link=GBPS, the bandwidth the gradients are all-reduced at");
+  if (!o->ranks && (V("link")->set || V("tflops")->set))
+    return opt_error(&cli, r->command, "--%s needs --ranks=N (it sizes the data-parallel estimate)",
+                     V("link")->set ? "link" : "tflops");
   o->profile = V("profile")->set;
   o->profile_out.json = V("json")->set;
   o->profile_out.trace = V("trace")->str;
@@ -658,7 +675,7 @@ static void explain_file(Compilation *c, Module *m, const Options *o) {
     return;
   }
   const char *entry = o->train.split ? o->train.split : m->train ? "train_step" : "infer";
-  ExplainOptions e = {entry, o->targets.fusion, o->targets.remat, o->memory, o->svg};
+  ExplainOptions e = {entry, o->targets.fusion, o->targets.remat, o->memory, o->svg, o->ranks, o->link_gbps, o->tflops};
   explain_model(c, m, o->defs, o->ndefs, &e, stdout);
 }
 

@@ -1242,6 +1242,7 @@ struct Batcher {
   const Dataset **sets;   // nsets, borrowed: they outlive the batcher
   int nsets;
   int64_t batch, window;
+  int64_t first, rows;    // the rows of each drawn batch that are filled: [first, first + rows)
   uint64_t seed;
   bool shuffle;
   int64_t n;              // samples, or tokens in window mode
@@ -1282,11 +1283,11 @@ static void batcher_fill(Batcher *b, int64_t p, float *dst) {
   if (b->window > 0) {
     const Dataset *seq = b->sets[0];
     int64_t w = b->window;
-    float *inputs = dst, *targets = dst + b->batch * w;   // (batch, window) each
-    for (int64_t r = 0; r < b->batch; r++) {
+    float *inputs = dst, *targets = dst + b->rows * w;   // (rows, window) each
+    for (int64_t r = b->first; r < b->first + b->rows; r++) {
       int64_t s = window_start(b, epoch, k, r);
-      data_gather(seq, s, w, inputs + r * w);
-      data_gather(seq, s + 1, w, targets + r * w);
+      data_gather(seq, s, w, inputs + (r - b->first) * w);
+      data_gather(seq, s + 1, w, targets + (r - b->first) * w);
     }
     return;
   }
@@ -1294,12 +1295,12 @@ static void batcher_fill(Batcher *b, int64_t p, float *dst) {
     perm_fill(b->perm, b->n, b->seed, epoch);
     b->perm_epoch = epoch;
   }
-  for (int64_t r = 0; r < b->batch; r++) {
+  for (int64_t r = b->first; r < b->first + b->rows; r++) {
     int64_t i = k * b->batch + r, sample = b->perm ? b->perm[i] : i;
     float *o = dst;
     for (int s = 0; s < b->nsets; s++) {
       int64_t size = b->sets[s]->sample_size;
-      data_gather(b->sets[s], sample * size, size, o + r * size);
+      data_gather(b->sets[s], sample * size, size, o + (r - b->first) * size);
       o += b->out_size[s];
     }
   }
@@ -1354,6 +1355,9 @@ static int batcher_plan(Batcher *b, Dataset *const *sets, int nsets, char *err, 
     return fail(err, errlen, "batcher: the batch size must be > 0, not %lld", (long long)b->batch);
   if (b->window < 0)
     return fail(err, errlen, "batcher: the window must be >= 0, not %lld", (long long)b->window);
+  if (b->first < 0 || b->rows < 1 || b->rows > b->batch - b->first)
+    return fail(err, errlen, "batcher: rows %lld to %lld are not rows of a batch of %lld", (long long)b->first,
+                (long long)(b->first + b->rows - 1), (long long)b->batch);
   b->n = sets[0]->n;
   if (b->window > 0) {
     if (nsets != 1)
@@ -1386,7 +1390,7 @@ static int batcher_plan(Batcher *b, Dataset *const *sets, int nsets, char *err, 
   // while every dataset holds the n * sample_size values it claims.
   b->slot_floats = 0;
   for (int k = 0; k < b->nout; k++) {
-    b->out_size[k] = b->batch * (b->window > 0 ? b->window : sets[k]->sample_size);
+    b->out_size[k] = b->rows * (b->window > 0 ? b->window : sets[k]->sample_size);
     b->slot_floats += b->out_size[k];
   }
   return 0;
@@ -1403,12 +1407,19 @@ static void batcher_release(Batcher *b) {
 
 Batcher *batcher_new(Dataset *const *sets, int nsets, int64_t batch, int64_t window, uint64_t seed,
                      bool shuffle, char *err, size_t errlen) {
+  return batcher_new_rows(sets, nsets, batch, window, seed, shuffle, 0, batch, err, errlen);
+}
+
+Batcher *batcher_new_rows(Dataset *const *sets, int nsets, int64_t batch, int64_t window, uint64_t seed,
+                          bool shuffle, int64_t first, int64_t rows, char *err, size_t errlen) {
   Batcher *b = calloc(1, sizeof *b);
   if (!b) {
     fail(err, errlen, "batcher: out of memory");
     return NULL;
   }
   b->batch = batch;
+  b->first = first;
+  b->rows = rows;
   b->window = window;
   b->seed = seed;
   b->shuffle = shuffle;

@@ -95,9 +95,14 @@ typedef struct Batcher Batcher;
 // Returns NULL with a message when the arguments cannot work.
 Batcher *batcher_new(Dataset *const *sets, int nsets, int64_t batch, int64_t window, uint64_t seed,
                      bool shuffle, char *err, size_t errlen);
+// Rows [first, first + rows) of each batch that batcher_new would draw, and
+// only those are read from the datasets (data parallelism: each rank's
+// shard of the global batch); batcher_next's outputs hold `rows` rows.
+Batcher *batcher_new_rows(Dataset *const *sets, int nsets, int64_t batch, int64_t window, uint64_t seed,
+                          bool shuffle, int64_t first, int64_t rows, char *err, size_t errlen);
 // Batches per epoch.
 int64_t batcher_batches_per_epoch(const Batcher *b);
-// Fills out[k] (batch * sample_size floats, or batch * window for windows) for
+// Fills out[k] (rows * sample_size floats, or rows * window for windows) for
 // each output k with the next batch, prepared in the background; returns the
 // epoch the batch belongs to (0-based). Starting at a given (epoch, batch)
 // position is possible with batcher_seek, so a resumed run sees the same data.

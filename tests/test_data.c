@@ -1047,6 +1047,57 @@ TEST(data, batcher_free_mid_epoch) {
   batcher_free(NULL);
 }
 
+// A batcher of rows [first, first + rows) of each batch gives those rows of
+// the whole batcher's batches, in every epoch and after a seek: samples
+// (4 shards of 2 rows of a batch of 8, 3 batches an epoch) and windows (an
+// uneven cut: rows 1 and 2 of 4).
+TEST(data, batcher_rows_are_those_of_the_whole_batch) {
+  Pair p;
+  pair_init(&p, 24);
+  char err[256] = "";
+  Batcher *whole = batcher_new(p.sets, 2, 8, 0, 3, true, err, sizeof err), *part[4];
+  cr_assert_not_null(whole, "%s", err);
+  for (int r = 0; r < 4; r++) {
+    part[r] = batcher_new_rows(p.sets, 2, 8, 0, 3, true, 2 * r, 2, err, sizeof err);
+    cr_assert_not_null(part[r], "%s", err);
+    cr_expect_eq(batcher_batches_per_epoch(part[r]), 3);
+  }
+  for (int k = 0; k < 9; k++) {
+    if (k == 7) {   // back to epoch 1, batch 1, on every batcher
+      batcher_seek(whole, 1, 1);
+      for (int r = 0; r < 4; r++) batcher_seek(part[r], 1, 1);
+    }
+    float wx[8 * 3], wy[8], px[2 * 3], py[2];
+    int64_t e = batcher_next(whole, (float *[]){wx, wy});
+    for (int r = 0; r < 4; r++) {
+      cr_expect_eq(batcher_next(part[r], (float *[]){px, py}), e);
+      cr_expect_eq(memcmp(px, wx + 2 * r * 3, sizeof px), 0, "batch %d, shard %d: x differs", k, r);
+      cr_expect_eq(memcmp(py, wy + 2 * r, sizeof py), 0, "batch %d, shard %d: y differs (%g against %g)", k, r, py[0],
+                   wy[2 * r]);
+    }
+  }
+  batcher_free(whole);
+  for (int r = 0; r < 4; r++) batcher_free(part[r]);
+  Dataset seq = seq_dataset(1000);
+  Dataset *one[] = {&seq};
+  Batcher *w = batcher_new(one, 1, 4, 16, 5, true, err, sizeof err);
+  Batcher *mid = batcher_new_rows(one, 1, 4, 16, 5, true, 1, 2, err, sizeof err);
+  cr_assert(w && mid, "%s", err);
+  for (int k = 0; k < 20; k++) {
+    float wi[4 * 16], wt[4 * 16], mi[2 * 16], mt[2 * 16];
+    batcher_next(w, (float *[]){wi, wt});
+    batcher_next(mid, (float *[]){mi, mt});
+    cr_expect_eq(memcmp(mi, wi + 16, sizeof mi), 0, "batch %d: windows differ", k);
+    cr_expect_eq(memcmp(mt, wt + 16, sizeof mt), 0, "batch %d: targets differ", k);
+  }
+  batcher_free(w);
+  batcher_free(mid);
+  cr_expect_null(batcher_new_rows(p.sets, 2, 8, 0, 3, true, 6, 3, err, sizeof err));
+  cr_expect(strstr(err, "rows 6 to 8 are not rows of a batch of 8"), "%s", err);
+  cr_expect_null(batcher_new_rows(p.sets, 2, 8, 0, 3, true, 0, 0, err, sizeof err));
+  cr_expect(strstr(err, "are not rows of a batch of 8"), "%s", err);
+}
+
 TEST(data, batcher_rejects_what_cannot_work) {
   Pair p;
   pair_init(&p, 10);

@@ -11,12 +11,17 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "smelt.h"
 #include "support.h"
 #include "tensorfile.h"
+#include "tools.h"
 
 // A two-layer classifier on 64 rows of CSV data (6 features, 4 classes) in
 // dir (the data named relative to the model file), trained with AdamW and clipping (the clip is below the gradient norm,
@@ -273,6 +278,31 @@ TEST(distributed, ranks_train_what_one_rank_trains_at_the_global_batch) {
   remove_dir(dir);
 }
 
+// On 3 ranks the ring cuts the 182 values of the exchange (180 gradient
+// values, the loss, the stop flag) into segments of 61, 61 and 60: the
+// losses and checkpoint are one rank's at the global batch of 6.
+TEST(distributed, three_ranks_cut_the_exchange_unevenly) {
+  if (!have_mpirun()) cr_skip_test("mpirun is not installed (Debian: openmpi-bin, libopenmpi-dev)");
+  char dir[256], *out, a[512], b[512];
+  make_dir(dir, sizeof dir, "three");
+  write_model(dir, "fp32");
+  cr_assert_eq(train(dir, 0, 6, "one", &out), 0, "%s", out);
+  free(out);
+  cr_assert_eq(train(dir, 3, 2, "r3", &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "on 3 ranks of 2"), "%s", out);
+  free(out);
+  double l1[16], l3[16];
+  cr_assert_eq(column(dir, "one", 1, l1, 16), 12);
+  cr_assert_eq(column(dir, "r3", 1, l3, 16), 12);
+  for (int st = 0; st < 12; st++)
+    cr_expect_float_eq(l1[st], l3[st], 1e-5, "step %d: loss %.9g on 3 ranks, one rank's %.9g", st + 1, l3[st], l1[st]);
+  snprintf(a, sizeof a, "%s/one.ckpt", dir);
+  snprintf(b, sizeof b, "%s/r3.ckpt", dir);
+  double d = checkpoint_diff(a, b);
+  cr_expect_lt(d, 1e-5, "the checkpoints differ by %g", d);
+  remove_dir(dir);
+}
+
 // One rank under mpirun is plain `smelt train`: the same checkpoint bytes.
 TEST(distributed, one_rank_is_plain_training) {
   if (!have_mpirun()) cr_skip_test("mpirun is not installed (Debian: openmpi-bin, libopenmpi-dev)");
@@ -329,4 +359,322 @@ TEST(distributed, resumed_ranks_continue_where_they_stopped) {
   cr_expect_not_null(strstr(out, "resumed from"), "%s", out);
   free(out);
   remove_dir(dir);
+}
+
+// ---- faults
+
+static void nap(double s) { nanosleep(&(struct timespec){(time_t)s, (long)((s - (double)(time_t)s) * 1e9)}, NULL); }
+
+static double seconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+// cmd in the background, its own process group; its pid.
+static pid_t start(const char *cmd) {
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  return pid;
+}
+
+// Its exit status within limit seconds, or -1 (and its group killed) when it
+// did not end; *took: the seconds it took.
+static int finish(pid_t pid, double limit, double *took) {
+  double t0 = seconds();
+  int st;
+  while (waitpid(pid, &st, WNOHANG) == 0) {
+    if (seconds() - t0 > limit) {
+      kill(-pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      *took = seconds() - t0;
+      return -1;
+    }
+    nap(0.02);
+  }
+  *took = seconds() - t0;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+// The pid of the rank of a run whose command line names dir, or -1.
+static pid_t rank_pid(const char *dir, int rank) {
+  char want[64];
+  snprintf(want, sizeof want, "OMPI_COMM_WORLD_RANK=%d", rank);
+  DIR *d = opendir("/proc");
+  pid_t found = -1;
+  for (struct dirent *e; d && found < 0 && (e = readdir(d));) {
+    char path[300], buf[65536];
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    bool mine = false;
+    for (size_t i = 0; i < n; i += strlen(buf + i) + 1) mine |= strstr(buf + i, dir) != NULL && strstr(buf, "mpirun") == NULL;
+    if (!mine) continue;
+    snprintf(path, sizeof path, "/proc/%s/environ", e->d_name);
+    f = fopen(path, "r");
+    n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
+      if (!strcmp(buf + i, want)) found = (pid_t)atoi(e->d_name);
+  }
+  if (d) closedir(d);
+  return found;
+}
+
+// The step counter of a checkpoint.
+static int64_t checkpoint_step(const char *path) {
+  char err[512];
+  TensorReader *r = tensor_reader_open(path, err, sizeof err);
+  cr_assert_not_null(r, "%s", err);
+  int64_t step = -1;
+  for (uint32_t i = 0; i < tensor_reader_count(r); i++) {
+    const char *name;
+    uint32_t dt;
+    Shape sh;
+    cr_assert(tensor_reader_next(r, &name, &dt, &sh));
+    uint64_t bytes = (uint64_t)shape_numel(&sh) * (uint64_t)dtype_size(dt);
+    char *v = malloc(bytes + 1);
+    cr_assert(tensor_reader_bytes(r, v, bytes));
+    if (!strcmp(name, "step") && dt == DT_I64) memcpy(&step, v, sizeof step);
+    free(v);
+  }
+  tensor_reader_close(r);
+  return step;
+}
+
+// A long run on 2 ranks, saving every 100 steps; once it has saved, rank
+// `rank` gets sig. Every rank must end within 30 s, the output must say what
+// happened (expect), and the checkpoint left must be the one 2 ranks write
+// when they stop at its step, byte for byte.
+static void rank_fault(const char *what, int rank, int sig, const char *options, const char *expect) {
+  if (!have_mpirun()) cr_skip_test("mpirun is not installed (Debian: openmpi-bin, libopenmpi-dev)");
+  char dir[256], cmd[4096], log[600], ckpt[600], *out;
+  make_dir(dir, sizeof dir, what);
+  write_model(dir, "fp32");
+  snprintf(cmd, sizeof cmd, "%s build %s/m.smelt -D B=4 --data-parallel -o %s/m.ingot", smelt_path(), dir, dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  snprintf(log, sizeof log, "%s/run.log", dir);
+  snprintf(ckpt, sizeof ckpt, "%s/a.ckpt", dir);
+  snprintf(cmd, sizeof cmd, "NO_COLOR=1 " MPIRUN " -np 2 %s train %s/m.ingot --threads=1 --steps=1000000000 --checkpoint=%s "
+           "--checkpoint-every=100 --log-every=1000000 %s </dev/null >%s 2>&1", smelt_path(), dir, ckpt, options, log);
+  pid_t run = start(cmd);
+  struct stat st;
+  for (double t0 = seconds(); stat(ckpt, &st) != 0 && seconds() - t0 < 120;) nap(0.02);
+  cr_assert_eq(stat(ckpt, &st), 0, "no checkpoint within 120 s");
+  nap(0.3);   // a few more saves
+  pid_t victim = rank_pid(dir, rank);
+  cr_assert_gt(victim, 0, "rank %d not found", rank);
+  cr_assert_eq(kill(victim, sig), 0);
+  double took;
+  int rc = finish(run, 30, &took);
+  if (sig == SIGSTOP) kill(victim, SIGKILL);   // were it left behind
+  char *text = slurp(log);
+  cr_expect_neq(rc, -1, "the ranks did not end within 30 s:\n%s", text);
+  cr_expect_neq(rc, 0, "%s", text);
+  cr_expect_not_null(strstr(text, expect), "%s", text);
+  cr_log_info("%s: every rank ended %.1f s after rank %d's signal", what, took, rank);
+  free(text);
+  int64_t at = checkpoint_step(ckpt);
+  cr_expect(at >= 100 && at % 100 == 0, "the checkpoint is at step %lld", (long long)at);
+  snprintf(cmd, sizeof cmd, MPIRUN " -np 2 %s train %s/m.ingot --threads=1 --steps=%lld --checkpoint=%s/b.ckpt </dev/null && "
+           "cmp %s %s/b.ckpt", smelt_path(), dir, (long long)at, dir, ckpt, dir);
+  cr_expect_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  remove_dir(dir);
+}
+
+// Killed, rank 1 ends the job: mpirun names it.
+TEST(distributed, a_killed_rank_ends_every_rank) {
+  rank_fault("kill", 1, SIGKILL, "", "process rank 1 with PID");
+}
+
+// Stopped, rank 1 leaves the others waiting in the exchange: past the
+// timeout rank 0 finds that rank 1 does not answer, says so, and ends every
+// rank.
+TEST(distributed, a_stopped_rank_times_the_exchange_out) {
+  rank_fault("stop", 1, SIGSTOP, "--dist-timeout=3", "the exchange did not complete within 3 s: rank 1 does not answer");
+}
+
+// Stopped, rank 0 cannot name anyone: rank 1 waits the deadline and the
+// time rank 0 would have taken to ask, then ends every rank saying so.
+TEST(distributed, a_stopped_rank_0_is_suspected) {
+  rank_fault("stop0", 0, SIGSTOP, "--dist-timeout=3",
+             "the exchange did not complete within 3 s, and rank 0 did not end it (is rank 0 stopped, or hung?)");
+}
+
+// Ranks at different steps (here rank 1 resumed from a checkpoint of step
+// 6, rank 0 from nothing) are found at their first exchange, not trained on.
+TEST(distributed, ranks_at_different_steps_are_refused) {
+  if (!have_mpirun()) cr_skip_test("mpirun is not installed (Debian: openmpi-bin, libopenmpi-dev)");
+  char dir[256], cmd[4096], *out;
+  make_dir(dir, sizeof dir, "steps");
+  write_model(dir, "fp32");
+  snprintf(cmd, sizeof cmd, "%s build %s/m.smelt -D B=4 --data-parallel -o %s/m.ingot && " MPIRUN " -np 2 %s train "
+           "%s/m.ingot --threads=1 --steps=6 --checkpoint=%s/six.ckpt </dev/null", smelt_path(), dir, dir, smelt_path(),
+           dir, dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, MPIRUN " -np 1 %s train %s/m.ingot --threads=1 : -np 1 %s train %s/m.ingot --threads=1 "
+           "--checkpoint=%s/six.ckpt --resume </dev/null", smelt_path(), dir, smelt_path(), dir, dir);
+  cr_expect_neq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "step 0: rank 1 is at step 6 where rank 0 is at step 0"), "%s", out);
+  free(out);
+  remove_dir(dir);
+}
+
+// ---- determinism
+
+// Two runs on N ranks (2 and 4) write the same checkpoint bytes, and every
+// rank holds rank 0's parameters and optimizer state after every step
+// (--dist-check-every=1, which fails the run otherwise).
+TEST(distributed, repeated_runs_on_ranks_are_bit_identical) {
+  if (!have_mpirun()) cr_skip_test("mpirun is not installed (Debian: openmpi-bin, libopenmpi-dev)");
+  char dir[256], cmd[4096], *out;
+  make_dir(dir, sizeof dir, "repeat");
+  write_model(dir, "fp32");
+  for (int ranks = 2; ranks <= 4; ranks += 2) {
+    snprintf(cmd, sizeof cmd, "for run in 1 2; do " MPIRUN " -np %d %s train %s/m.smelt -D B=%d --steps=40 --dist-check-every=1 "
+             "--checkpoint=%s/n%d-$run.ckpt </dev/null || exit 1; done && cmp %s/n%d-1.ckpt %s/n%d-2.ckpt", ranks,
+             smelt_path(), dir, 8 / ranks, dir, ranks, dir, ranks, dir, ranks);
+    cr_expect_eq(run_cmd(cmd, &out), 0, "%d ranks: %s", ranks, out);
+    cr_expect_eq(count_of(out, "trained 40 steps"), 2, "%s", out);
+    free(out);
+  }
+  remove_dir(dir);
+}
+
+// Ranks that part are found: rank 1 starting from other weights (mpirun's
+// colon gives each rank its own command line) holds other parameters after
+// the first check, and rank 0 names it and the first tensor that differs.
+TEST(distributed, ranks_that_part_are_named) {
+  if (!have_mpirun()) cr_skip_test("mpirun is not installed (Debian: openmpi-bin, libopenmpi-dev)");
+  char dir[256], cmd[4096], *out;
+  make_dir(dir, sizeof dir, "part");
+  write_model(dir, "fp32");
+  snprintf(cmd, sizeof cmd, "%s build %s/m.smelt -D B=4 --data-parallel -o %s/m.ingot && %s init %s/m.smelt -D B=4 --seed=99 "
+           "-o %s/other.weights", smelt_path(), dir, dir, smelt_path(), dir, dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, MPIRUN " -np 1 %s train %s/m.ingot --threads=1 --dist-check-every=3 : -np 1 %s train %s/m.ingot "
+           "--threads=1 --dist-check-every=3 --weights=%s/other.weights </dev/null", smelt_path(), dir, smelt_path(), dir,
+           dir);
+  cr_expect_neq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "after step 3, rank 1's 'fc1.w' differs from rank 0's: the ranks have parted"), "%s", out);
+  free(out);
+  remove_dir(dir);
+}
+
+// ---- smelt explain --ranks
+
+// The number after key in text, or NAN.
+static double number_after(const char *text, const char *key) {
+  const char *p = strstr(text, key);
+  return p ? atof(p + strlen(key)) : NAN;
+}
+
+// The test model's gradients: fc1 6 x 16 + 16, fc2 16 x 4 + 4, 180 f32
+// values, 720 bytes; on 4 ranks at 1 MB/s the ring moves 2 * 3/4 * 720
+// bytes per rank: 1.08 ms. The efficiency is the compute over the compute
+// and the all-reduce, and needs --tflops.
+TEST(distributed, explain_estimates_the_all_reduce) {
+  char dir[256], cmd[1024], *out;
+  make_dir(dir, sizeof dir, "explain");
+  write_model(dir, "fp32");
+  snprintf(cmd, sizeof cmd, "%s explain %s/m.smelt --ranks=4 --link=0.001 --tflops=1e-6 2>&1", smelt_path(), dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "all-reduced per step: 180 gradient values, 720 B (f32)"), "%s", out);
+  cr_expect_float_eq(number_after(out, "bytes / link = "), 1.08, 1e-9, "%s", out);
+  cr_expect_null(strstr(out, "#0 "), "the estimate replaces the kernel list:\n%s", out);
+  double ms = number_after(out, "TFLOP/s: "), eff = number_after(out, "scaling efficiency: ");
+  cr_expect_gt(ms, 0, "%s", out);
+  cr_expect_float_eq(eff, ms / (ms + 1.08), 1e-3, "%s", out);
+  cr_expect_float_eq(number_after(out, "as smelt runs it), "), ms > 1.08 ? 1.0 : ms / 1.08, 1e-3, "%s", out);
+  cr_expect_not_null(strstr(out, "sends doubles: 1.4 KB"), "%s", out);
+  free(out);
+  // one rank exchanges nothing
+  snprintf(cmd, sizeof cmd, "%s explain %s/m.smelt --ranks=1 --link=10 --tflops=1 2>&1", smelt_path(), dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect_float_eq(number_after(out, "bytes / link = "), 0, 1e-12, "%s", out);
+  cr_expect_float_eq(number_after(out, "scaling efficiency: "), 1, 1e-12, "%s", out);
+  free(out);
+  // without --tflops, the rate at which the two take as long
+  snprintf(cmd, sizeof cmd, "%s explain %s/m.smelt --ranks=4 --link=0.001 2>&1", smelt_path(), dir);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_expect_not_null(strstr(out, "--tflops=X gives the efficiency"), "%s", out);
+  cr_expect_null(strstr(out, "scaling efficiency"), "%s", out);
+  free(out);
+  const char *bad[][2] = {
+      {"--ranks=4", "--ranks needs --link=GBPS"},
+      {"--link=10", "--link needs --ranks=N"},
+      {"--ranks=2 --link=0", "--link takes"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    snprintf(cmd, sizeof cmd, "%s explain %s/m.smelt %s 2>&1", smelt_path(), dir, bad[i][0]);
+    cr_expect_eq(run_cmd(cmd, &out), 2, "%s: %s", bad[i][0], out);
+    cr_expect_not_null(strstr(out, bad[i][1]), "%s: %s", bad[i][0], out);
+    free(out);
+  }
+  // an entry without a training step has nothing to spread over ranks
+  snprintf(cmd, sizeof cmd, "%s explain %s/m.smelt --entry=infer --ranks=2 --link=10 2>&1", smelt_path(), dir);
+  cr_expect_eq(run_cmd(cmd, &out), 1, "%s", out);
+  cr_expect_not_null(strstr(out, "--ranks estimates a training step"), "%s", out);
+  free(out);
+  remove_dir(dir);
+}
+
+// ---- NCCL
+
+// Opened where installed (here or in a CUDA toolkit's folder): its version,
+// two unique ids (distinct, not empty), and a one-rank communicator, which
+// needs a GPU: without one, NCCL's own reason. Skipped, saying why, where
+// the library is absent.
+TEST(distributed, nccl_opens_where_present) {
+  char err[1024];
+  NcclLib *n = nccl_open(false, err, sizeof err);
+  if (!n) {
+    cr_expect_not_null(strstr(err, "NCCL is not installed: no libnccl.so.2"), "%s", err);
+    cr_skip_test("%s", err);
+  }
+  int major = 0, minor = -1, patch = -1;
+  cr_assert_eq(nccl_version(n, &major, &minor, &patch, err, sizeof err), 0, "%s", err);
+  cr_expect_eq(major, 2, "%s: NCCL %d.%d.%d", nccl_path(n), major, minor, patch);
+  cr_expect(minor >= 0 && minor < 100 && patch >= 0 && patch < 100, "NCCL %d.%d.%d", major, minor, patch);
+  cr_log_info("%s: NCCL %d.%d.%d", nccl_path(n), major, minor, patch);
+  NcclId a, b, zero;
+  memset(&zero, 0, sizeof zero);
+  cr_assert_eq(nccl_unique_id(n, &a, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(nccl_unique_id(n, &b, err, sizeof err), 0, "%s", err);
+  cr_expect_neq(memcmp(&a, &zero, sizeof a), 0, "an empty unique id");
+  cr_expect_neq(memcmp(&a, &b, sizeof a), 0, "two unique ids alike");
+  void *comm = NULL;
+  if (nccl_comm_join(n, 0, 1, &comm, err, sizeof err)) {
+    cr_expect_not_null(strstr(err, "NCCL: ncclCommInitRank failed: "), "%s", err);
+    cr_log_info("one rank's communicator: %s", err);
+  } else {
+    cr_expect_eq(nccl_comm_check(n, comm, err, sizeof err), 0, "%s", err);
+    nccl_comm_destroy(n, comm);
+  }
+  nccl_close(n);
+}
+
+// A library named by SMELT_NCCL_LIBRARY that does not load is named; a
+// relative element of LD_LIBRARY_PATH opens nothing.
+TEST(distributed, nccl_refuses_what_it_cannot_open) {
+  char err[1024];
+  setenv("SMELT_NCCL_LIBRARY", "/nonexistent/libnccl.so.2", 1);
+  cr_expect_null(nccl_open(false, err, sizeof err));
+  cr_expect_not_null(strstr(err, "SMELT_NCCL_LIBRARY=/nonexistent/libnccl.so.2 cannot be loaded"), "%s", err);
+  unsetenv("SMELT_NCCL_LIBRARY");
+  setenv("LD_LIBRARY_PATH", "/usr/lib:lib", 1);
+  cr_expect_null(nccl_open(true, err, sizeof err));
+  cr_expect_not_null(strstr(err, "RCCL is not loaded: LD_LIBRARY_PATH has the relative element 'lib'"), "%s", err);
 }

@@ -46,6 +46,8 @@ static const OptSpec specs[] = {
     {"log-every", 0, OPT_INT, "train eval", "N", "steps between progress lines when not on a terminal (100)", 1,
      1e300, NULL},
     {"log-dir", 0, OPT_STRING, "train", "DIR", "write each step's scalars to DIR/scalars.csv", 0, 0, NULL},
+    {"dist-timeout", 0, OPT_REAL, "train", "S", "under mpirun: seconds a rank waits for the others in an exchange\nbefore it ends every rank (300; 0: without end)", 0, 1e300, NULL},
+    {"dist-check-every", 0, OPT_INT, "train", "N", "under mpirun: every N steps, check that every rank holds the same\nparameters and optimizer state, bit for bit (a hash of each tensor)", 1, 1e300, NULL},
     {"entry", 0, OPT_STRING, "profile latency", "E", "the entry to time (default train_step; latency: infer)", 0, 0, NULL},
     {"runs", 0, OPT_INT, "profile latency", "N", "timed runs (per kernel for profile: 20; latency: 200)", 1, 1e300, NULL},
     {"json", 0, OPT_FLAG, "profile", NULL, "the per-kernel table as JSON", 0, 0, NULL},
@@ -63,7 +65,7 @@ int main(int argc, char **argv) {
   int rc = options_parse(&cli, argc, argv, &r);
   if (rc) return rc < 0 ? 0 : rc;
   const char *cmd = r.command->name;
-  TrainOptions o = {.device = "auto", .log_every = 100};
+  TrainOptions o = {.device = "auto", .log_every = 100, .dist_timeout = DIST_TIMEOUT_DEFAULT};
   if (opt_set(&cli, &r, "device")) o.device = opt_get(&cli, &r, "device")->str;
   o.epochs = opt_get(&cli, &r, "epochs")->num;
   o.steps = opt_get(&cli, &r, "steps")->num;
@@ -83,6 +85,8 @@ int main(int argc, char **argv) {
   }
   if (opt_set(&cli, &r, "log-every")) o.log_every = opt_get(&cli, &r, "log-every")->num;
   o.log_dir = opt_get(&cli, &r, "log-dir")->str;
+  if (opt_set(&cli, &r, "dist-timeout")) o.dist_timeout = opt_get(&cli, &r, "dist-timeout")->real;
+  o.dist_check_every = opt_get(&cli, &r, "dist-check-every")->num;
   const char *entry = opt_set(&cli, &r, "entry") ? opt_get(&cli, &r, "entry")->str : "train_step";
   int runs = opt_set(&cli, &r, "runs") ? (int)opt_get(&cli, &r, "runs")->num : 20;
   o.ingot = o.source = r.files[0];

@@ -42,12 +42,17 @@ typedef struct {
   int64_t log_every;        // steps between log lines when not on a terminal
   const char *log_dir;      // a folder for scalars.csv (each step's scalars), or NULL
   const char *split;        // eval: "test", "val" or "train"
+  double dist_timeout;      // data parallelism: seconds a rank waits for the others in an exchange (0: without end)
+  int64_t dist_check_every; // data parallelism: check every N steps that the ranks' state is the same (0: never)
 } TrainOptions;
 
 // Whether a training run may start: not over an existing checkpoint unless
 // it resumes it or is forced (a typo must not lose a trained model at the
 // first save). 0, or 1 after a message.
 int train_may_start(const TrainOptions *o);
+// The seconds a rank waits for the others in an exchange unless told
+// (--dist-timeout): far beyond the ranks' differences in a step.
+#define DIST_TIMEOUT_DEFAULT 300
 int train_run(const TrainOptions *o);
 // What an interrupt at when (e.g. "while building the model") loses of the
 // run o: the note for interrupt_note, in a buffer of its own.
@@ -78,11 +83,45 @@ int dist_env_rank(void);
 // otherwise. 0, or -1 with a message.
 int dist_init(int *rank, int *size, char *err, size_t errlen);
 // The element-wise sum of v over every rank, in place (every rank ends with
-// the same values). 0, or -1 with a message.
-int dist_sum(double *v, int64_t n, char *err, size_t errlen);
+// the same values), in the exchange of a step; rank 0 checks that every rank
+// is at the same step. A rank waits at most timeout seconds (0: without
+// end) for the others; then it fails, rank 0 naming the ranks that did not
+// arrive. 0, or -1 with a message.
+int dist_sum(double *v, int64_t n, int64_t step, double timeout, char *err, size_t errlen);
+// Rank root's n bytes at p, to every rank (MPI_Bcast). 0, or -1 with a message.
+int dist_broadcast(void *p, size_t n, int root, char *err, size_t errlen);
 // Ends every rank (MPI_Abort), so that no rank waits on one that failed.
 void dist_abort(int code);
 void dist_finalize(void);
+
+// ---------------------------------------------------------------- nccl.c
+// NCCL (CUDA) or RCCL (HIP), the GPUs' collectives, opened at run time. The
+// training exchange does not use them yet (docs/distributed.md): the GPU
+// device lends no device addresses or stream to the tools.
+
+typedef struct NcclLib NcclLib;
+typedef struct {
+  char bytes[128];   // NCCL_UNIQUE_ID_BYTES
+} NcclId;
+
+// Opens the library: SMELT_NCCL_LIBRARY when set, else libnccl.so.2 (hip:
+// librccl.so) by the loader's rules, else in the CUDA (ROCm) toolkits'
+// folders; NULL with a message naming what was looked for.
+NcclLib *nccl_open(bool hip, char *err, size_t errlen);
+void nccl_close(NcclLib *n);
+const char *nccl_path(const NcclLib *n);   // the file opened
+// Each of these returns 0, or -1 with NCCL's message for its result.
+int nccl_version(const NcclLib *n, int *major, int *minor, int *patch, char *err, size_t errlen);
+int nccl_unique_id(const NcclLib *n, NcclId *id, char *err, size_t errlen);
+// The communicator of the MPI ranks: rank 0's unique id, broadcast over
+// MPI, and every rank's ncclCommInitRank (which needs its GPU current).
+int nccl_comm_join(const NcclLib *n, int rank, int size, void **comm, char *err, size_t errlen);
+// The mean over the ranks of count f32 values in device memory, in place,
+// queued on stream.
+int nccl_mean_f32(const NcclLib *n, void *comm, float *values, size_t count, void *stream, char *err, size_t errlen);
+// A collective's failure reported since (ncclCommGetAsyncError).
+int nccl_comm_check(const NcclLib *n, void *comm, char *err, size_t errlen);
+void nccl_comm_destroy(const NcclLib *n, void *comm);
 
 // ---------------------------------------------------------------- profile.c
 // Kernels timed on a device (events on GPUs, the clock on the CPU), each the

@@ -23,6 +23,7 @@
 
 #include "data.h"
 #include "runtime.h"
+#include "sha256.h"
 #include "tensorfile.h"
 
 
@@ -93,8 +94,6 @@ typedef struct {
   void *conv[8];            // converted to the input's dtype
   int64_t batch;            // the entry's batch: this rank's rows of each drawn batch
   int64_t window;           // a language model's window; 0: one sample per row, output k from sets[k]
-  int64_t per[8];           // values per row of each batcher output
-  int shards, shard;        // data parallelism: the batcher draws shards * batch rows, this rank keeps shard's
 } Split;
 
 static const IngotTensor *entry_input(const smelt_ingot *ig, const char *entry, const char *name) {
@@ -147,12 +146,11 @@ static int check_values(const Dataset *d, uint32_t dtype, const char *input, cha
 
 // Loads a split's sources and makes its batcher for entry's inputs.
 // With shards > 1 the batcher draws the global batch, shards times the
-// entry's, in the order one rank would (seed, epoch, position), and this rank
-// keeps rows [shard * batch, (shard + 1) * batch) of it.
+// entry's, in the order one rank would (seed, epoch, position), and reads
+// only rows [shard * batch, (shard + 1) * batch) of it, this rank's.
 static int split_open(const smelt_ingot *ig, const char *split, const char *entry, uint64_t seed, bool shuffle,
                       int shards, int shard, Split *sp, char *err, size_t errlen) {
   memset(sp, 0, sizeof *sp);
-  sp->shards = shards, sp->shard = shard;
   sp->nsrc = find_sources(ig, split, sp->src, 8);
   if (sp->nsrc == 0) return snprintf(err, errlen, "the train block has no 'data %s'", split), -1;
   int64_t window = 0;
@@ -182,12 +180,12 @@ static int split_open(const smelt_ingot *ig, const char *split, const char *entr
     if (window ? check_values(&sp->sets[0], sp->ins[k]->dtype, sp->names[k], err, errlen)
                : check_values(&sp->sets[k], sp->ins[k]->dtype, sp->names[k], err, errlen))
       return -1;
-    sp->per[k] = per;
-    sp->bufs[k] = xmalloc(sizeof(float) * (size_t)(per * sp->batch * shards));
+    sp->bufs[k] = xmalloc(sizeof(float) * (size_t)(per * sp->batch));
     sp->conv[k] = xmalloc((size_t)sp->ins[k]->bytes);
   }
   sp->window = window;
-  sp->b = batcher_new(ptrs, window ? 1 : sp->nsrc, sp->batch * shards, window, seed, shuffle, err, errlen);
+  sp->b = batcher_new_rows(ptrs, window ? 1 : sp->nsrc, sp->batch * shards, window, seed, shuffle, sp->batch * shard,
+                           sp->batch, err, errlen);
   return sp->b ? 0 : -1;
 }
 
@@ -213,8 +211,6 @@ static void split_set_inputs(Split *sp, smelt_session *s, const char *entry) {
 // Fetches the next batch into the session's inputs; returns its epoch.
 static int64_t split_next(Split *sp, smelt_session *s, const char *entry) {
   int64_t epoch = batcher_next(sp->b, sp->bufs);
-  for (int k = 0; k < sp->nouts && sp->shard; k++)   // this rank's rows first
-    memmove(sp->bufs[k], sp->bufs[k] + sp->shard * sp->batch * sp->per[k], sizeof(float) * (size_t)(sp->batch * sp->per[k]));
   split_set_inputs(sp, s, entry);
   return epoch;
 }
@@ -782,7 +778,7 @@ static int train_interrupted(const smelt_ingot *ig, smelt_session *s, const Trai
 //
 // Every rank runs train_grad on its shard of the global batch; the gradients
 // (and the loss, and whether a rank was asked to stop) are summed over the
-// ranks in one reduction, divided by the number of ranks, and given to
+// ranks in one ring all-reduce (dist.c), divided by the number of ranks, and given to
 // train_apply, which every rank runs on the same values: so every rank keeps
 // the same parameters, and the step is one rank's at the global batch (the
 // mean loss over the batch is the mean of the shards' means, the shards
@@ -857,9 +853,10 @@ static int dp_open(const smelt_ingot *ig, DataParallel *dp, char *err, size_t er
 // One data-parallel step: this rank's gradients, the ranks' mean, the update.
 // The random stream of each rank's shard is its own (counter step * size +
 // rank). *loss: the global batch's mean loss; *stop: whether any rank was
-// asked to stop. 0, or -1 with a message.
-static int dp_step(const smelt_ingot *ig, smelt_session *s, DataParallel *dp, uint64_t seed, int64_t step, float *loss, bool *stop,
-                   char *err, size_t errlen) {
+// asked to stop. A rank waits at most timeout seconds for the others (0:
+// without end). 0, or -1 with a message.
+static int dp_step(const smelt_ingot *ig, smelt_session *s, DataParallel *dp, uint64_t seed, int64_t step, double timeout,
+                   float *loss, bool *stop, char *err, size_t errlen) {
   if (smelt_run(s, "train_grad", seed, (uint64_t)step * (uint64_t)dp->size + (uint64_t)dp->rank) != SMELT_OK)
     return snprintf(err, errlen, "%s", smelt_last_error()), -1;
   float *f = dp->host;
@@ -879,7 +876,7 @@ static int dp_step(const smelt_ingot *ig, smelt_session *s, DataParallel *dp, ui
   smelt_get_output(s, "train_grad", "loss", &mine, sizeof mine);
   dp->sum[end] = mine;
   dp->sum[end + 1] = stop_signal != 0;
-  if (dist_sum(dp->sum, end + 2, err, errlen)) return -1;
+  if (dist_sum(dp->sum, end + 2, step, timeout, err, errlen)) return -1;
   for (int64_t j = 0; j < end + 1; j++) dp->sum[j] /= dp->size;
   at = 0;
   for (int i = 0; i < dp->n; at += dp->count[i++]) {
@@ -905,6 +902,61 @@ const char *train_interrupt_note(const TrainOptions *o, const char *when) {
   if (o->resume) snprintf(note, sizeof note, "%s: nothing was trained; %s is as it was", when, o->checkpoint);
   else snprintf(note, sizeof note, "%s: nothing was trained or saved", when);
   return note;
+}
+
+// Whether every rank holds rank 0's parameters and optimizer state, bit for
+// bit (--dist-check-every): each tensor's SHA-256 on rank 0, broadcast, is
+// compared on every rank with its own, and the first tensor that differs on
+// each rank is summed over the ranks, so that rank 0 can name them. A
+// difference means the ranks have parted (an exchange that did not give
+// every rank the same mean, a kernel that does not repeat itself). 0, or -1
+// with a message; when the ranks have parted, only rank 0 fails, reports
+// and ends every rank (the others' next exchange waits for it), so that no
+// other rank's end cuts its message short.
+static int dp_same_state(const smelt_ingot *ig, smelt_session *s, const DataParallel *dp, int64_t step, double timeout,
+                         char *err, size_t errlen) {
+  uint32_t n = 0;
+  for (uint32_t t = 0; t < ig->ntensors; t++) n += ig->tensors[t].role == ROLE_PARAM || ig->tensors[t].role == ROLE_STATE;
+  uint8_t (*mine)[32] = xcalloc(n ? n : 1, 32), (*first)[32] = xcalloc(n ? n : 1, 32);
+  const char **names = xcalloc(n ? n : 1, sizeof *names);
+  uint32_t k = 0;
+  for (uint32_t t = 0; t < ig->ntensors; t++) {
+    const IngotTensor *tt = &ig->tensors[t];
+    if (tt->role != ROLE_PARAM && tt->role != ROLE_STATE) continue;
+    names[k] = ingot_str(ig, tt->name);
+    void *host = xmalloc(tt->bytes ? (size_t)tt->bytes : 1);
+    smelt_get_tensor(s, names[k], host, (size_t)tt->bytes);
+    Sha256 h;
+    sha256_init(&h);
+    sha256_update(&h, host, (size_t)tt->bytes);
+    sha256_final(&h, mine[k]);
+    free(host);
+    k++;
+  }
+  memcpy(first, mine, (size_t)n * 32);
+  double *differs = xcalloc((size_t)dp->size, sizeof *differs);   // per rank: 1 + the first tensor that differs, or 0
+  int rc = dist_broadcast(first, (size_t)n * 32, 0, err, errlen);
+  for (uint32_t i = 0; rc == 0 && i < n && !differs[dp->rank]; i++)
+    if (memcmp(first[i], mine[i], 32)) differs[dp->rank] = i + 1;
+  if (rc == 0) rc = dist_sum(differs, dp->size, step, timeout, err, errlen);
+  int parted = 0;
+  for (int r = 0; rc == 0 && r < dp->size; r++) parted += differs[r] > 0;
+  if (rc == 0 && parted && !dp->rank) {
+    size_t at = 0;
+    err[0] = 0;
+    for (int r = 1; r < dp->size && at < errlen; r++)
+      if (differs[r] > 0)
+        at += (size_t)snprintf(err + at, errlen - at, "%srank %d's '%s'", at ? ", " : "", r, names[(int)differs[r] - 1]);
+    if (at < errlen)
+      snprintf(err + at, errlen - at, " differ%s from rank 0's: the ranks have parted (each rank's first tensor that "
+               "differs named)", parted > 1 ? "" : "s");
+    rc = -1;
+  }
+  free(mine);
+  free(first);
+  free(names);
+  free(differs);
+  return rc;
 }
 
 int train_run(const TrainOptions *o) {
@@ -1005,12 +1057,16 @@ int train_run(const TrainOptions *o) {
   if (o->log_dir && !dp.rank && !scalars_open(o->log_dir, &scalars)) goto done;
   interrupt_note(NULL);   // from here on the loop's own handler speaks
   stop_signals_catch();
+  bool rank0_busy = false;   // rank 0 saved or evaluated after the last step, while the others went on
   for (int64_t step = start; step < stop; step++) {
     split_next(&sp, s, step_entry);
     float loss;
     bool stop_all = false;   // data parallelism: some rank was asked to stop
     if (dp.size > 1) {
-      if (dp_step(ig, s, &dp, seed, step, &loss, &stop_all, err, sizeof err)) {
+      // the others wait for rank 0's save or evaluation, which take what they
+      // take; rank 0 itself keeps the deadline, and finds them waiting
+      double timeout = rank0_busy && dp.rank ? 0 : o->dist_timeout;
+      if (dp_step(ig, s, &dp, seed, step, timeout, &loss, &stop_all, err, sizeof err)) {
         fprintf(stderr, "\nsmelt: error: step %lld: %s\n", (long long)step, err);
         goto done;
       }
@@ -1026,6 +1082,11 @@ int train_run(const TrainOptions *o) {
       goto done;
     }
     if (o->check_finite && !state_is_finite(ig, s, step, o->checkpoint)) goto done;
+    if (dp.size > 1 && o->dist_check_every && (step + 1) % o->dist_check_every == 0 &&
+        dp_same_state(ig, s, &dp, step, o->dist_timeout, err, sizeof err)) {
+      fprintf(stderr, "\nsmelt: error: after step %lld, %s\n", (long long)step + 1, err);
+      goto done;
+    }
     loss_avg += loss;
     in_avg++;
     if (scaled) {   // the scale now, and whether this step skipped its update
@@ -1049,13 +1110,16 @@ int train_run(const TrainOptions *o) {
       loss_avg = 0;
       in_avg = 0;
     }
+    rank0_busy = false;
     if (every && (step + 1) % every == 0 && o->checkpoint) {
+      rank0_busy = true;
       if (!state_is_finite(ig, s, step, o->checkpoint)) goto done;
       if (!dp.rank && !checkpoint_save(s, o->checkpoint, o->keep, step + 1, tty)) goto done;
       saved_at = step + 1;
     }
     EvalResult r;
     bool evaluated = (epoch_end || step + 1 == total) && held && !dp.rank;   // rank 0 evaluates
+    rank0_busy |= (epoch_end || step + 1 == total) && held;
     if (evaluated) {
       if (tty) putchar('\n');
       if (evaluate(ig, s, held, seed, &r, err, sizeof err)) {
