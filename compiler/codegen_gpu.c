@@ -7,6 +7,7 @@
 // the CPU to emit for.
 #include "codegen.h"
 
+#include <limits.h>
 #include <string.h>
 
 // The GPU targets: adding one is its file under target/ and its name here.
@@ -61,9 +62,10 @@ static LLVMTargetMachineRef gpu_machine(const char *target, const Target **tg, c
 
 // The GPU module of plans for target, emitted as the target's output (ir
 // false, kind < 0), as assembly (kind LLVMAssemblyFile) or as LLVM IR after
-// O3 (ir true); it holds the kernels that run their own body (Kernel.same NULL).
-static int gpu_module(const KernelPlan *const *plans, int nplans, const char *target, bool ir, int kind, Blob *out,
-                      char *err, size_t errlen) {
+// O3 (ir true); it holds the bodies numbered [from, to) among the kernels
+// that run their own (Kernel.same NULL), in the order of plans.
+static int gpu_module(const KernelPlan *const *plans, int nplans, const char *target, int from, int to, bool ir,
+                      int kind, Blob *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
   const Target *tg;
   LLVMTargetMachineRef tm = gpu_machine(target, &tg, err, errlen);
@@ -72,10 +74,12 @@ static int gpu_module(const KernelPlan *const *plans, int nplans, const char *ta
   cg_open(&c, tg, "smelt_gpu", tm);
   c.time_ir = TIME_GPU_IR;
   c.arch = target;
-  for (int p = 0; p < nplans; p++) {
+  for (int p = 0, body = 0; p < nplans; p++) {
     c.plan = plans[p];
     for (int i = 0; i < plans[p]->n; i++) {
       if (plans[p]->kernels[i].same) continue;
+      int b = body++;
+      if (b < from || b >= to) continue;
       llvm_errors_at("kernel %s for %s", plans[p]->kernels[i].name, target);
       gpu_emit_kernel(&c, &plans[p]->kernels[i]);
     }
@@ -104,12 +108,46 @@ int gpu_kernel_keys(const KernelPlan *const *plans, int nplans, const char *targ
 
 int codegen_gpu(const KernelPlan *const *plans, int nplans, const char *target, Blob *out, char *err,
                 size_t errlen) {
-  return gpu_module(plans, nplans, target, false, -1, out, err, errlen);
+  return gpu_module(plans, nplans, target, 0, INT_MAX, false, -1, out, err, errlen);
+}
+
+int codegen_gpu_part(const KernelPlan *const *plans, int nplans, const char *target, int from, int to, Blob *out,
+                     char *err, size_t errlen) {
+  return gpu_module(plans, nplans, target, from, to, false, -1, out, err, errlen);
 }
 
 // codegen_gpu's module as text: the LLVM IR after O3 (ir) or the target's
 // assembly (PTX, AMDGPU assembly).
 int codegen_gpu_text(const KernelPlan *const *plans, int nplans, const char *target, bool ir, Blob *text, char *err,
                      size_t errlen) {
-  return gpu_module(plans, nplans, target, ir, LLVMAssemblyFile, text, err, errlen);
+  return gpu_module(plans, nplans, target, 0, INT_MAX, ir, LLVMAssemblyFile, text, err, errlen);
+}
+
+// The header of a PTX module: its text up to the line after ".address_size".
+static size_t ptx_header(const Blob *p) {
+  const char *a = strstr(p->data, "\n.address_size ");
+  const char *nl = a ? strchr(a + 1, '\n') : NULL;
+  return nl ? (size_t)(nl + 1 - p->data) : 0;
+}
+
+int ptx_join(const Blob *parts, int n, Blob *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  size_t head = n ? ptx_header(&parts[0]) : 0, total = head + 1;
+  for (int i = 0; i < n; i++) {
+    size_t h = ptx_header(&parts[i]);
+    if (!h || h != head || memcmp(parts[i].data, parts[0].data, h)) {
+      snprintf(err, errlen, "internal error: the PTX of kernel body %d has another header than the first's", i);
+      return -1;
+    }
+    total += parts[i].len - h;
+  }
+  out->data = xmalloc(total);
+  if (n) memcpy(out->data, parts[0].data, head);
+  out->len = head;
+  for (int i = 0; i < n; i++) {
+    memcpy(out->data + out->len, parts[i].data + head, parts[i].len - head);
+    out->len += parts[i].len - head;
+  }
+  out->data[out->len] = '\0';
+  return 0;
 }

@@ -889,8 +889,43 @@ int link_shared_objects(const Blob *objects, int n, const char *path, char *err,
 // kernel the number of its body (Kernel.body), in the order of plans. The
 // code generators then compile the kernels with same NULL only. Returns the
 // number of distinct bodies, or -1 with a message.
+//
+// With digests not NULL, also each body's cache key on each target of the
+// build (the host, then gpus in order): the SHA-256 of its unoptimized IR
+// on that target, its symbol, the processor (this machine's name and
+// features for cpu NULL), the launch shape on a GPU, the LLVM and smelt
+// versions and the optimization pipeline, so equal keys are equal code.
+typedef struct {
+  int nbodies, ntargets;
+  uint8_t (*key)[32];        // key[body * ntargets + target]; owned
+} BodyKeys;
 int codegen_share_bodies(KernelPlan *const *plans, int nplans, const char *cpu, const char *const *gpus, int ngpus,
-                         char *err, size_t errlen);
+                         BodyKeys *digests, char *err, size_t errlen);
+
+// ---------------------------------------------------------------- build_cache.c
+// Compiled bodies kept between builds in $XDG_CACHE_HOME/smelt (default
+// ~/.cache/smelt), by their keys (BodyKeys); every entry is checked by its
+// SHA-256 when read, and the folder is kept under max_bytes by removing the
+// least recently used entries (SMELT_CACHE_MAX, default 2G). Thread-safe:
+// the code generators' threads read and write it at once.
+#define BUILD_CACHE_DEFAULT_BYTES (2ull << 30)
+typedef struct {
+  bool on;
+  char dir[4096];
+  uint64_t max_bytes;
+  _Atomic int hits, misses;
+  int evicted;               // entries removed by build_cache_trim
+} BuildCache;
+// Finds or creates the folder; 0, or -1 with a message (the build then runs without a cache).
+int build_cache_open(BuildCache *bc, char *err, size_t errlen);
+// The payload stored under key into out (owned, NUL-terminated), or false: a
+// miss, or an entry that fails its check (which is removed).
+bool build_cache_get(BuildCache *bc, const uint8_t key[32], Blob *out);
+// Stores data under key (atomically; a failure to write leaves no entry).
+void build_cache_put(BuildCache *bc, const uint8_t key[32], const Blob *data);
+// Removes the least recently used entries until the folder is under 9/10 of
+// max_bytes, when it is over max_bytes; and temporaries older than an hour.
+void build_cache_trim(BuildCache *bc);
 
 // ---------------------------------------------------------------- host_cpu.c
 // Whether LLVM knows an x86-64 CPU name ("native": this machine's); and its
@@ -920,6 +955,15 @@ void gpu_target_list(char *buf, size_t len);
 // with a message.
 int codegen_gpu(const KernelPlan *const *plans, int nplans, const char *target, Blob *out, char *err,
                 size_t errlen);
+// The bodies numbered [from, to) among the kernels that run their own, in
+// the order of plans, alone in one module (pipeline.c compiles each body of
+// an NVIDIA target so, and joins their PTX with ptx_join).
+int codegen_gpu_part(const KernelPlan *const *plans, int nplans, const char *target, int from, int to, Blob *out,
+                     char *err, size_t errlen);
+// PTX modules of one target as one: the first one's header (version, target,
+// address size), then every module's functions in order. 0, or -1 with a
+// message when their headers differ.
+int ptx_join(const Blob *parts, int n, Blob *out, char *err, size_t errlen);
 // The same module as NUL-terminated text: LLVM IR after O3 (ir), or the
 // target's assembly (PTX, AMDGPU assembly).
 int codegen_gpu_text(const KernelPlan *const *plans, int nplans, const char *target, bool ir, Blob *text, char *err,
@@ -935,7 +979,7 @@ int codegen_gpu_text(const KernelPlan *const *plans, int nplans, const char *tar
 int ptx_assemble(const Blob *ptx, const char *arch, Blob *cubin, char **report, char *err, size_t errlen);
 // Links an AMDGPU object into a code object with ld.lld. 1, 0 (no ld.lld), -1.
 int amdgpu_link(const Blob *object, Blob *hsaco, char *err, size_t errlen);
-// The path of a tool (ptxas, ld.lld-22, ...) or NULL; static storage.
+// The path of a tool (ptxas, ld.lld-22, ...) or NULL; storage of the calling thread, until its next call.
 // Searches PATH's elements, then /usr/local/cuda/bin and /usr/lib/llvm-22/bin;
 // empty and relative elements of PATH are skipped (they would mean the
 // current folder).
@@ -997,6 +1041,7 @@ typedef struct {
   uint64_t max_memory;      // refuse a model whose session needs more bytes (memory_need.c); 0: no limit
   int jobs;                 // threads for code generation (--jobs); 0: one per core
   bool data_parallel;       // also train_grad and train_apply, the step in two (docs/distributed.md)
+  bool no_cache;            // --no-cache: compile every body, read and write no cache (build_cache.c)
 } BuildTargets;
 // The threads a build's code generation runs on for --jobs=jobs (0: one per online core).
 int codegen_threads(int jobs);
@@ -1267,6 +1312,9 @@ void summary_groups(FILE *out, const Graph *g, const struct TrainConfig *t);
   X(TIME_KERNELS, "kernels")                                                   \
   X(TIME_MEMPLAN, "memplan")                                                   \
   X(TIME_SHARE, "kernel bodies (keys)")                                       \
+  X(TIME_CACHE_HIT, "cache: hits (reads)")                                     \
+  X(TIME_CACHE_MISS, "cache: misses (look-ups)")                               \
+  X(TIME_CACHE_PUT, "cache: writes")                                           \
   X(TIME_HOST_IR, "host: LLVM IR")                                             \
   X(TIME_HOST_OPT, "host: LLVM optimization")                                  \
   X(TIME_HOST_EMIT, "host: object emission")                                   \
