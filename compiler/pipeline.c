@@ -305,6 +305,8 @@ typedef struct {
   int nplans, bodies, ngpus;
   const BuildTargets *t;
   const BodyKeys *keys;
+  const char **names;     // by body: its first kernel's name, which the ingot's launches name
+  char (*symbols)[40];    // [body * keys->ntargets + target]: what the body is compiled as (body_symbol)
   BuildCache *cache;
   Blob *objs;        // host: one object per body
   Blob **gpu;        // per GPU target: PTX per body (NVIDIA), or the whole module's object in [0] (AMD)
@@ -349,8 +351,9 @@ static void run_job(Jobs *J, int j) {
   Blob *out = t ? &J->gpu[t - 1][b] : &J->objs[b];
   const uint8_t *key = J->keys->key[b * J->keys->ntargets + t];
   if (kept_get(J->cache, key, out)) return;
-  int rc = t ? codegen_gpu_part(J->plans, J->nplans, J->t->gpus[t - 1], b, b + 1, out, err, sizeof err)
-             : codegen_host_part(J->plans, J->nplans, J->t->cpu, b, b + 1, out, err, sizeof err);
+  const char *symbol = J->symbols[b * J->keys->ntargets + t];
+  int rc = t ? codegen_gpu_body(J->plans, J->nplans, J->t->gpus[t - 1], b, symbol, out, err, sizeof err)
+             : codegen_host_body(J->plans, J->nplans, J->t->cpu, b, symbol, out, err, sizeof err);
   if (rc) job_fail(J, j, err);
   else kept_put(J->cache, key, out);
 }
@@ -382,20 +385,14 @@ int codegen_threads(int jobs) {
   return jobs > 0 ? jobs : cores > 0 ? (int)cores : 1;
 }
 
-// The key of what is made from the parts under keys (the linked host code, a
-// cubin): their keys in order, what is made, and the tool that makes it.
-static void key_of_parts(const BodyKeys *keys, int target, const char *what, const char *tool, uint8_t out[32]) {
-  Sha256 s;
-  sha256_init(&s);
-  sha256_update(&s, what, strlen(what) + 1);
+// The identity of a tool for a key: its path, size, time and inode.
+static void tool_identity(Sha256 *s, const char *tool) {
   struct stat st;
-  char id[128] = "";
+  char id[4200] = "";
   if (tool && stat(tool, &st) == 0)
-    snprintf(id, sizeof id, "%lld %lld %lld", (long long)st.st_size, (long long)st.st_mtim.tv_sec, (long long)st.st_ino);
-  sha256_update(&s, tool ? tool : "", tool ? strlen(tool) + 1 : 1);
-  sha256_update(&s, id, strlen(id) + 1);
-  for (int b = 0; b < keys->nbodies; b++) sha256_update(&s, keys->key[b * keys->ntargets + target], 32);
-  sha256_final(&s, out);
+    snprintf(id, sizeof id, "%s %lld %lld %lld", tool, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+             (long long)st.st_ino);
+  sha256_update(s, id, strlen(id) + 1);
 }
 
 // What comes after the bodies: each GPU target's ptxas or ld.lld, and the
@@ -418,7 +415,10 @@ static int gpu_finish(Finish *F, int i, char *err, size_t errlen) {
   if (gpu_target_is_nvidia(gc->target)) {
     int n = J->bodies;
     if (n) {
-      rc = ptx_join(J->gpu[i], n, &gc->code, err, errlen);
+      const char **symbols = xcalloc((size_t)n, sizeof *symbols);
+      for (int b = 0; b < n; b++) symbols[b] = J->symbols[b * J->keys->ntargets + i + 1];
+      rc = ptx_join(J->gpu[i], n, J->names, symbols, &gc->code, err, errlen);
+      free(symbols);
     } else {   // the one module of a plan without kernels
       gc->code = J->gpu[i][0];
       memset(&J->gpu[i][0], 0, sizeof J->gpu[i][0]);
@@ -429,7 +429,13 @@ static int gpu_finish(Finish *F, int i, char *err, size_t errlen) {
     uint8_t key[32];
     Blob kept = {0};
     if (rc == 0 && ptxas && J->cache->on && n) {
-      key_of_parts(J->keys, i + 1, "cubin and ptxas report", tool, key);
+      Sha256 s;   // the cubin's key: the PTX it is assembled from, and ptxas
+      sha256_init(&s);
+      sha256_update(&s, "cubin and ptxas report", 23);
+      sha256_update(&s, gc->target, strlen(gc->target) + 1);
+      tool_identity(&s, tool);
+      sha256_update(&s, gc->code.data, gc->code.len);
+      sha256_final(&s, key);
       if (kept_get(J->cache, key, &kept)) {
         // the cubin's length, the cubin, then ptxas's report
         size_t len = 0;
@@ -467,32 +473,66 @@ static int gpu_finish(Finish *F, int i, char *err, size_t errlen) {
   return rc;
 }
 
-// The key of the host's shared object: its bodies' keys and the linker.
-static void host_link_key(const BodyKeys *keys, uint8_t key[32]) {
+// The host's link: one object per distinct symbol (bodies of equal host code
+// share one), each body's name an alias of its symbol; and its key, those
+// names and symbols in order, and the linker.
+typedef struct {
+  Blob *objs;
+  const char **names, **symbols;
+  int nobjs, naliases;
+} HostLink;
+
+static void host_link_plan(const Jobs *J, HostLink *L, uint8_t key[32]) {
+  int n = J->bodies, nt = J->keys->ntargets;
+  L->objs = xcalloc((size_t)(n ? n : 1), sizeof *L->objs);
+  L->names = xcalloc((size_t)(n ? n : 1), sizeof *L->names);
+  L->symbols = xcalloc((size_t)(n ? n : 1), sizeof *L->symbols);
+  L->nobjs = L->naliases = 0;
+  Sha256 s;
+  sha256_init(&s);
+  sha256_update(&s, "host shared object", 19);
   const char *cc = tool_path("cc");
   char tool[4096];
   snprintf(tool, sizeof tool, "%s", cc ? cc : "");
-  key_of_parts(keys, 0, "host shared object", tool, key);
+  tool_identity(&s, tool);
+  for (int b = 0; b < n; b++) {
+    const char *sym = J->symbols[b * nt];
+    bool dup = false;
+    for (int o = 0; o < b && !dup; o++) dup = !strcmp(J->symbols[o * nt], sym);
+    if (!dup) L->objs[L->nobjs++] = J->objs[b];
+    L->names[L->naliases] = J->names[b], L->symbols[L->naliases++] = sym;
+    sha256_update(&s, J->names[b], strlen(J->names[b]) + 1);
+    sha256_update(&s, J->keys->key[b * nt], 32);
+  }
+  if (!n) L->objs[L->nobjs++] = J->objs[0];   // the empty module of a plan without kernels
+  sha256_final(&s, key);
 }
 
-// The host's objects linked into F->host (kept under host_link_key), unless
-// the cache had it before the bodies were compiled.
+static void host_link_free(HostLink *L) { free(L->objs), free(L->names), free(L->symbols); }
+
+// The host's objects linked into F->host (kept under the key of its link),
+// unless the cache had it before the bodies were compiled.
 static int host_link(Finish *F, char *err, size_t errlen) {
   Jobs *J = F->J;
   if (F->host->data) return 0;
   uint8_t key[32];
-  host_link_key(J->keys, key);
+  HostLink L;
+  host_link_plan(J, &L, key);
   char dir[4096], so[4200];
   int rc = tempdir_create(dir, sizeof dir, err, errlen);
-  if (rc) return rc;
+  if (rc) {
+    host_link_free(&L);
+    return rc;
+  }
   snprintf(so, sizeof so, "%s/host.so", dir);
   double t0 = time_now();
-  rc = link_shared_objects(J->objs, J->bodies ? J->bodies : 1, so, err, errlen);
+  rc = link_shared_objects(L.objs, L.nobjs, L.names, L.symbols, L.naliases, so, err, errlen);
   time_add(TIME_LINK, t0);
   F->host->data = rc == 0 ? file_read(so, &F->host->len) : NULL;
   tempdir_remove(dir);
   if (rc == 0 && !F->host->data) rc = -1, snprintf(err, errlen, "cannot read the linked code back");
   if (rc == 0) kept_put(J->cache, key, F->host);
+  host_link_free(&L);
   return rc;
 }
 
@@ -511,7 +551,8 @@ static int codegen(Build *b, KernelPlan *const *plans, int n, const BuildTargets
   BuildCache cache = {0};
   Jobs J = {.plans = (const KernelPlan *const *)plans, .nplans = n, .ngpus = t->ngpus, .t = t, .keys = &keys,
             .cache = &cache};
-  J.bodies = codegen_share_bodies(plans, n, t->cpu, t->gpus, t->ngpus, &keys, err, errlen);
+  int threads = codegen_threads(t->jobs);
+  J.bodies = codegen_share_bodies(plans, n, t->cpu, t->gpus, t->ngpus, threads, &keys, err, errlen);
   if (J.bodies < 0) return -1;
   char cerr[4200];
   if (!t->no_cache && build_cache_open(&cache, cerr, sizeof cerr))
@@ -529,13 +570,20 @@ static int codegen(Build *b, KernelPlan *const *plans, int n, const BuildTargets
       J.job_target[J.njobs] = g + 1, J.job_body[J.njobs++] = whole ? -1 : i;
   }
   if (!J.bodies) cache.on = false;   // the host's one job compiles an empty module as body 0
+  J.names = xcalloc((size_t)per, sizeof *J.names);
+  J.symbols = xcalloc((size_t)per * (size_t)(1 + t->ngpus), sizeof *J.symbols);
+  for (int p = 0; p < n; p++)
+    for (int k = 0; k < plans[p]->n; k++)
+      if (!plans[p]->kernels[k].same) J.names[plans[p]->kernels[k].body] = plans[p]->kernels[k].name;
+  for (int i = 0; i < J.bodies * (1 + t->ngpus); i++) body_symbol(keys.key[i], J.symbols[i]);
   uint8_t host_key[32];
-  host_link_key(&keys, host_key);
+  HostLink L;
+  host_link_plan(&J, &L, host_key);
+  host_link_free(&L);
   if (!kept_get(&cache, host_key, &b->host))   // else the host's bodies are not needed
     for (int i = 0; i < per; i++) J.job_target[J.njobs] = 0, J.job_body[J.njobs++] = i;
   pthread_mutex_init(&J.lock, NULL);
   J.failed = J.njobs;
-  int threads = codegen_threads(t->jobs);
   run_threads(worker, &J, threads < J.njobs ? threads : J.njobs);
   int rc = 0;
   if (J.failed < J.njobs) {
@@ -557,7 +605,7 @@ static int codegen(Build *b, KernelPlan *const *plans, int n, const BuildTargets
     free(J.gpu[g]);
   }
   pthread_mutex_destroy(&J.lock);
-  free(J.objs), free(J.gpu), free(J.job_target), free(J.job_body), free(keys.key);
+  free(J.objs), free(J.gpu), free(J.job_target), free(J.job_body), free(keys.key), free(J.names), free(J.symbols);
   return rc;
 }
 
