@@ -91,12 +91,12 @@ struct Cg {
 };
 
 // ---- target/host.c, codegen_gpu.c: the keys of codegen_share.c, each
-// target's text of every kernel of the plans appended to keys[i] (kernel i in
-// the order of plans). 0, or -1 with a message.
-int host_kernel_keys(const KernelPlan *const *plans, int nplans, const char *cpu, Blob *keys, char *err,
-                     size_t errlen);
-int gpu_kernel_keys(const KernelPlan *const *plans, int nplans, const char *target, Blob *keys, char *err,
-                    size_t errlen);
+// target's text of kernels [from, to) of the plans appended to keys[i]
+// (kernel i in the order of plans). 0, or -1 with a message.
+int host_kernel_keys(const KernelPlan *const *plans, int nplans, const char *cpu, int from, int to, Blob *keys,
+                     char *err, size_t errlen);
+int gpu_kernel_keys(const KernelPlan *const *plans, int nplans, const char *target, int from, int to, Blob *keys,
+                    char *err, size_t errlen);
 
 // ---- codegen_expr.c
 static inline V ci(Cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, true); }
@@ -120,10 +120,11 @@ int cg_fail(char *err, size_t errlen, const char *what, char *llvm_msg);
 int cg_finish_ir(Cg *c, LLVMTargetMachineRef tm, Blob *out, char *err, size_t errlen);
 
 // Appends to keys[i] the unoptimized IR of kernel i (numbered in the order
-// of plans, each plan's in turn) as emit makes it for c's target, alone in a
-// module and under one name for all, so equal texts are equal code.
-void cg_kernel_keys(Cg *c, const KernelPlan *const *plans, int nplans, void (*emit)(Cg *, const Kernel *),
-                    Blob *keys);
+// of plans, each plan's in turn) for i in [from, to), as emit makes it for
+// c's target, alone in a module and under one name for all, so equal texts
+// are equal code.
+void cg_kernel_keys(Cg *c, const KernelPlan *const *plans, int nplans, int from, int to,
+                    void (*emit)(Cg *, const Kernel *), Blob *keys);
 
 LLVMTypeRef storage_type(Cg *c, DType t);
 V const_of(Cg *c, DType t, double v);

@@ -1011,13 +1011,14 @@ void cg_close(Cg *c) {
 // optimization: the text holds everything the kernel's code depends on
 // (attributes, metadata, shared arrays), and no slot, since bodies index
 // their own buffer numbers.
-void cg_kernel_keys(Cg *c, const KernelPlan *const *plans, int nplans, void (*emit)(Cg *, const Kernel *),
-                    Blob *keys) {
+void cg_kernel_keys(Cg *c, const KernelPlan *const *plans, int nplans, int from, int to,
+                    void (*emit)(Cg *, const Kernel *), Blob *keys) {
   LLVMModuleRef main = c->mod;
   const char *dl = LLVMGetDataLayoutStr(main);
   for (int p = 0, first = 0; p < nplans; first += plans[p++]->n) {
     c->plan = plans[p];
     for (int i = 0; i < plans[p]->n; i++) {
+      if (first + i < from || first + i >= to) continue;
       Kernel k = plans[p]->kernels[i];
       snprintf(k.name, sizeof k.name, "body");
       c->mod = LLVMModuleCreateWithNameInContext("key", c->cx);

@@ -865,11 +865,13 @@ typedef struct {
 // Compiles the kernels of nplans plans (one per entry point) into one object.
 int codegen_host(const KernelPlan *const *plans, int nplans, const char *cpu, Blob *object,
                  char *err, size_t errlen);
-// The kernels numbered [from, to) in the order of plans (each plan's in
-// turn), alone in one object: a part of a build whose parts are compiled in
-// parallel (pipeline.c) and linked together (link_shared_objects).
-int codegen_host_part(const KernelPlan *const *plans, int nplans, const char *cpu, int from, int to, Blob *object,
-                      char *err, size_t errlen);
+// Distinct body number `body` (among the kernels that run their own, in the
+// order of plans) alone in one object, under the name symbol: each body of
+// a build is compiled so (pipeline.c), in parallel and through the build
+// cache, and the objects are linked together (link_shared_objects) with
+// each kernel's name an alias of its body's symbol.
+int codegen_host_body(const KernelPlan *const *plans, int nplans, const char *cpu, int body, const char *symbol,
+                      Blob *object, char *err, size_t errlen);
 // The same module as NUL-terminated text: LLVM IR after O3 (ir), or x86-64 assembly.
 int codegen_host_text(const KernelPlan *const *plans, int nplans, const char *cpu, bool ir, Blob *text, char *err,
                       size_t errlen);
@@ -879,8 +881,11 @@ int codegen_tile_columns(const char *cpu);
 // (tool_path). The object is written beside path as PATH.o, a new file:
 // path must be in a private folder (tempdir_create).
 int link_shared(const Blob *object, const char *path, char *err, size_t errlen);
-// The same for n objects, linked in their order (written as PATH.0.o, PATH.1.o, ...).
-int link_shared_objects(const Blob *objects, int n, const char *path, char *err, size_t errlen);
+// The same for n objects, linked in their order (written as PATH.0.o,
+// PATH.1.o, ...), with names[i] defined as an alias of symbols[i] for each
+// of the naliases.
+int link_shared_objects(const Blob *objects, int n, const char *const *names, const char *const *symbols, int naliases,
+                        const char *path, char *err, size_t errlen);
 
 // ---------------------------------------------------------------- codegen_share.c
 // Kernels of the plans whose code is the same on every target of a build
@@ -888,9 +893,49 @@ int link_shared_objects(const Blob *objects, int n, const char *path, char *err,
 // gets the first such kernel as Kernel.same (NULL for that one), and every
 // kernel the number of its body (Kernel.body), in the order of plans. The
 // code generators then compile the kernels with same NULL only. Returns the
-// number of distinct bodies, or -1 with a message.
+// number of distinct bodies, or -1 with a message. The texts are made on up
+// to `threads` threads (each kernel's the same on any).
+//
+// With digests not NULL, also each body's cache key on each target of the
+// build (the host, then gpus in order): the SHA-256 of its unoptimized IR
+// on that target (under one name for all kernels), the processor (this machine's name and
+// features for cpu NULL), the launch shape on a GPU, the LLVM and smelt
+// versions and the optimization pipeline, so equal keys are equal code.
+typedef struct {
+  int nbodies, ntargets;
+  uint8_t (*key)[32];        // key[body * ntargets + target]; owned
+} BodyKeys;
+// The symbol a body is compiled under on a target, from its key there
+// ("smelt_" and 32 hex digits), so its code does not depend on its
+// kernels' names; the kernels' names are made aliases of it when linking.
+void body_symbol(const uint8_t key[32], char out[40]);
 int codegen_share_bodies(KernelPlan *const *plans, int nplans, const char *cpu, const char *const *gpus, int ngpus,
-                         char *err, size_t errlen);
+                         int threads, BodyKeys *digests, char *err, size_t errlen);
+
+// ---------------------------------------------------------------- build_cache.c
+// Compiled bodies kept between builds in $XDG_CACHE_HOME/smelt (default
+// ~/.cache/smelt), by their keys (BodyKeys); every entry is checked by its
+// SHA-256 when read, and the folder is kept under max_bytes by removing the
+// least recently used entries (SMELT_CACHE_MAX, default 2G). Thread-safe:
+// the code generators' threads read and write it at once.
+#define BUILD_CACHE_DEFAULT_BYTES (2ull << 30)
+typedef struct {
+  bool on;
+  char dir[4096];
+  uint64_t max_bytes;
+  _Atomic int hits, misses;
+  int evicted;               // entries removed by build_cache_trim
+} BuildCache;
+// Finds or creates the folder; 0, or -1 with a message (the build then runs without a cache).
+int build_cache_open(BuildCache *bc, char *err, size_t errlen);
+// The payload stored under key into out (owned, NUL-terminated), or false: a
+// miss, or an entry that fails its check (which is removed).
+bool build_cache_get(BuildCache *bc, const uint8_t key[32], Blob *out);
+// Stores data under key (atomically; a failure to write leaves no entry).
+void build_cache_put(BuildCache *bc, const uint8_t key[32], const Blob *data);
+// Removes the least recently used entries until the folder is under 9/10 of
+// max_bytes, when it is over max_bytes; and temporaries older than an hour.
+void build_cache_trim(BuildCache *bc);
 
 // ---------------------------------------------------------------- host_cpu.c
 // Whether LLVM knows an x86-64 CPU name ("native": this machine's); and its
@@ -920,6 +965,17 @@ void gpu_target_list(char *buf, size_t len);
 // with a message.
 int codegen_gpu(const KernelPlan *const *plans, int nplans, const char *target, Blob *out, char *err,
                 size_t errlen);
+// Distinct body number `body` alone in one module, under the name symbol
+// (pipeline.c compiles each body of an NVIDIA target so, and joins their PTX
+// with ptx_join).
+int codegen_gpu_body(const KernelPlan *const *plans, int nplans, const char *target, int body, const char *symbol,
+                     Blob *out, char *err, size_t errlen);
+// PTX modules of one target as one: the first one's header (version, target,
+// address size), then every module's functions in order, with every
+// symbols[i] in part i written as names[i]. 0, or -1 with a message when
+// their headers differ.
+int ptx_join(const Blob *parts, int n, const char *const *names, const char *const *symbols, Blob *out, char *err,
+             size_t errlen);
 // The same module as NUL-terminated text: LLVM IR after O3 (ir), or the
 // target's assembly (PTX, AMDGPU assembly).
 int codegen_gpu_text(const KernelPlan *const *plans, int nplans, const char *target, bool ir, Blob *text, char *err,
@@ -935,7 +991,7 @@ int codegen_gpu_text(const KernelPlan *const *plans, int nplans, const char *tar
 int ptx_assemble(const Blob *ptx, const char *arch, Blob *cubin, char **report, char *err, size_t errlen);
 // Links an AMDGPU object into a code object with ld.lld. 1, 0 (no ld.lld), -1.
 int amdgpu_link(const Blob *object, Blob *hsaco, char *err, size_t errlen);
-// The path of a tool (ptxas, ld.lld-22, ...) or NULL; static storage.
+// The path of a tool (ptxas, ld.lld-22, ...) or NULL; storage of the calling thread, until its next call.
 // Searches PATH's elements, then /usr/local/cuda/bin and /usr/lib/llvm-22/bin;
 // empty and relative elements of PATH are skipped (they would mean the
 // current folder).
@@ -997,6 +1053,7 @@ typedef struct {
   uint64_t max_memory;      // refuse a model whose session needs more bytes (memory_need.c); 0: no limit
   int jobs;                 // threads for code generation (--jobs); 0: one per core
   bool data_parallel;       // also train_grad and train_apply, the step in two (docs/distributed.md)
+  bool no_cache;            // --no-cache: compile every body, read and write no cache (build_cache.c)
 } BuildTargets;
 // The threads a build's code generation runs on for --jobs=jobs (0: one per online core).
 int codegen_threads(int jobs);
@@ -1272,6 +1329,9 @@ void summary_groups(FILE *out, const Graph *g, const struct TrainConfig *t);
   X(TIME_KERNELS, "kernels")                                                   \
   X(TIME_MEMPLAN, "memplan")                                                   \
   X(TIME_SHARE, "kernel bodies (keys)")                                       \
+  X(TIME_CACHE_HIT, "cache: hits (reads)")                                     \
+  X(TIME_CACHE_MISS, "cache: misses (look-ups)")                               \
+  X(TIME_CACHE_PUT, "cache: writes")                                           \
   X(TIME_HOST_IR, "host: LLVM IR")                                             \
   X(TIME_HOST_OPT, "host: LLVM optimization")                                  \
   X(TIME_HOST_EMIT, "host: object emission")                                   \

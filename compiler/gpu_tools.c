@@ -16,9 +16,10 @@
 #include <unistd.h>
 
 // The first executable dir/name of the ':'-separated dirs; empty and relative
-// elements are skipped, so the current folder is never searched.
+// elements are skipped, so the current folder is never searched. Per
+// thread: ptxas, ld.lld and the host's linker run from several at once.
 static const char *tool_find(const char *dirs, const char *name) {
-  static char found[4096];
+  static _Thread_local char found[4096];
   for (const char *d = dirs; *d;) {
     size_t len = strcspn(d, ":");
     if (d[0] == '/' && snprintf(found, sizeof found, "%.*s/%s", (int)len, d, name) < (int)sizeof found &&
@@ -93,6 +94,23 @@ static void log_into(const Scratch *s, const char *what, char *err, size_t errle
   free(log);
 }
 
+// Drops ptxas's "Compile time = N ms" lines from its report in place: the
+// report goes into the ingot, whose bytes must not depend on the clock.
+static void drop_compile_times(char *report) {
+  char *to = report;
+  for (char *line = report; *line;) {
+    char *end = strchr(line, '\n');
+    size_t n = end ? (size_t)(end - line) + 1 : strlen(line);
+    char keep = line[n];
+    line[n] = '\0';
+    bool timing = strstr(line, "Compile time = ") != NULL;
+    line[n] = keep;
+    if (!timing) memmove(to, line, n), to += n;
+    line += n;
+  }
+  *to = '\0';
+}
+
 int ptx_assemble(const Blob *ptx, const char *arch, Blob *cubin, char **report, char *err, size_t errlen) {
   memset(cubin, 0, sizeof *cubin);
   *report = NULL;
@@ -114,6 +132,7 @@ int ptx_assemble(const Blob *ptx, const char *arch, Blob *cubin, char **report, 
   } else {
     size_t n;
     *report = get(s.log, &n);
+    if (*report) drop_compile_times(*report);
     rc = 1;
   }
   scratch_close(&s);

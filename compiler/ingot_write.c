@@ -75,23 +75,28 @@ static int tensor_add(Writer *w, const char *name, const Node *n, uint32_t role,
     t.data_offset = w->weights.len;
     double *v = xmalloc(sizeof(double) * (size_t)(cnt ? cnt : 1));
     init_fill(n, w->seed, v);
-    for (int64_t i = 0; i < cnt; i++) {
-      char bytes[8];
+    size_t es = (size_t)dtype_size(n->dtype);
+    if (w->weights.len + es * (size_t)cnt > w->weights.cap) {
+      w->weights.cap = (w->weights.len + es * (size_t)cnt) * 2 + 256;
+      w->weights.data = xrealloc(w->weights.data, w->weights.cap);
+    }
+    char *to = w->weights.data + w->weights.len;
+    for (int64_t i = 0; i < cnt; i++, to += es) {
       switch (n->dtype) {
-      case DT_F32: { float f = (float)v[i]; memcpy(bytes, &f, 4); break; }
-      case DT_F16: { _Float16 h = (_Float16)v[i]; memcpy(bytes, &h, 2); break; }
+      case DT_F32: { float f = (float)v[i]; memcpy(to, &f, 4); break; }
+      case DT_F16: { _Float16 h = (_Float16)v[i]; memcpy(to, &h, 2); break; }
       case DT_BF16: {
         float f = (float)dtype_round(DT_BF16, v[i]);
         uint32_t u;
         memcpy(&u, &f, 4);
         uint16_t hi = (uint16_t)(u >> 16);
-        memcpy(bytes, &hi, 2);
+        memcpy(to, &hi, 2);
         break;
       }
       default: UNREACHABLE();   // parameters and state are floating point
       }
-      buf_put(&w->weights, bytes, (size_t)dtype_size(n->dtype));
     }
+    w->weights.len += es * (size_t)cnt;
     free(v);
   }
   if ((role == ROLE_PARAM || role == ROLE_STATE) && n->p.param.at)

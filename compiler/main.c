@@ -130,6 +130,7 @@ static const OptSpec specs[] = {
     {"all", 0, OPT_FLAG, "inspect", NULL, "also temporaries and kernels", 0, 0, NULL},
     {"data-parallel", 0, OPT_FLAG, "build", NULL, "also build train_grad and train_apply, the training step in two\nthat `mpirun -np N smelt train` runs (docs/distributed.md)", 0, 0, NULL},
     {"jobs", 0, OPT_INT, "build train eval run", "N", "threads for code generation, at most 256 (default: one per\ncore); the ingot is the same bytes whatever N is", 1, 256, NULL},
+    {"no-cache", 0, OPT_FLAG, "build train eval run", NULL, "compile every kernel body, reading and writing no build cache\n($XDG_CACHE_HOME/smelt, docs/performance.md)", 0, 0, NULL},
     {"time", 0, OPT_FLAG, "check build", NULL, "print the milliseconds and runs of each compiler stage on stderr", 0, 0, NULL},
     {"verbose", 'v', OPT_FLAG, "build", NULL, "also print each entry's launches and the distinct kernel bodies they run", 0, 0,
      NULL},
@@ -416,6 +417,7 @@ static int options_from(const OptResult *r, Options *o) {
   o->targets.remat = V("remat")->set;
   o->targets.jobs = (int)V("jobs")->num;
   o->targets.data_parallel = V("data-parallel")->set;
+  o->targets.no_cache = V("no-cache")->set;
   o->targets.max_memory = V("max-memory")->set ? (uint64_t)V("max-memory")->num : memory_default_limit();
   IF_SET("precision") o->precision = precision_parse(V("precision")->str);
   o->infer = V("infer")->set;

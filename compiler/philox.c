@@ -10,6 +10,9 @@
 #include "compiler.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
 
 // The standard Random123 constants: round multipliers and the Weyl sequence
 // the key advances by between rounds (2^32 / golden ratio, 2^32 * (sqrt(3) - 1)).
@@ -98,6 +101,36 @@ static void shape_fans(const Shape *s, double *fan_in, double *fan_out) {
   }
 }
 
+// A tensor's values in chunks of FILL_CHUNK elements, taken by threads in
+// turn: each element's value depends on its index only, so the values are
+// the same for any number of threads.
+enum { FILL_CHUNK = 1 << 18 };
+enum { FIXED, UNIFORM, NORMAL };   // every initializer is one of these
+
+typedef struct {
+  DType dtype;
+  int kind;                 // FIXED, UNIFORM or NORMAL
+  double lo, hi, mean, std;
+  uint64_t seed, key;
+  double *out;
+  int64_t count;
+  atomic_llong next;        // the next chunk's first element
+} Fill;
+
+static void *fill_chunks(void *arg) {
+  Fill *f = arg;
+  for (int64_t from; (from = atomic_fetch_add(&f->next, FILL_CHUNK)) < f->count;) {
+    int64_t to = from + FILL_CHUNK < f->count ? from + FILL_CHUNK : f->count;
+    for (int64_t i = from; i < to; i++) {
+      double v = f->lo;
+      if (f->kind == UNIFORM) v = f->lo + (f->hi - f->lo) * philox_uniform(f->seed, f->key, 0, (uint64_t)i);
+      else if (f->kind == NORMAL) v = f->mean + f->std * philox_normal(f->seed, f->key, 0, (uint64_t)i);
+      f->out[i] = dtype_round(f->dtype, v);
+    }
+  }
+  return NULL;
+}
+
 // Element i draws from the stream (seed, name_key(name), step 0, i), so a
 // parameter's initial value depends only on the seed, its name and its shape,
 // not on which other parameters the model declares.
@@ -111,7 +144,7 @@ void init_fill(const Node *n, uint64_t seed, double *out) {
 
   // Every initializer is a constant, lo + (hi - lo) * uniform or
   // mean + std * normal (docs/random.md); constants draw nothing.
-  enum { FIXED, UNIFORM, NORMAL } kind = UNIFORM;
+  int kind = UNIFORM;
   double lo = 0, hi = 0, mean = 0, std = 0;
   switch (n->p.param.init) {
   case INIT_ZEROS: kind = FIXED, lo = 0; break;
@@ -125,10 +158,13 @@ void init_fill(const Node *n, uint64_t seed, double *out) {
   case INIT_KAIMING_NORMAL: kind = NORMAL, std = a / sqrt(fan_in); break;
   }
 
-  for (int64_t i = 0; i < count; i++) {
-    double v = lo;
-    if (kind == UNIFORM) v = lo + (hi - lo) * philox_uniform(seed, key, 0, (uint64_t)i);
-    else if (kind == NORMAL) v = mean + std * philox_normal(seed, key, 0, (uint64_t)i);
-    out[i] = dtype_round(n->dtype, v);
-  }
+  Fill f = {n->dtype, kind, lo, hi, mean, std, seed, key, out, count, 0};
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  int threads = count < FILL_CHUNK ? 1 : cores > 1 ? (int)(cores < 64 ? cores : 64) : 1;
+  pthread_t tid[64];
+  int started = 0;
+  for (; started < threads - 1; started++)
+    if (pthread_create(&tid[started], NULL, fill_chunks, &f)) break;   // fewer threads fill it all the same
+  fill_chunks(&f);
+  for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
 }

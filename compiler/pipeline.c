@@ -15,12 +15,14 @@
 #include "compiler.h"
 
 #include <pthread.h>
+#include <sys/stat.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "ingot.h"
+#include "sha256.h"
 
 static const char *const pass_names[PASS_COUNT] = {
 #define X(id, name) name,
@@ -283,61 +285,99 @@ void build_free(Build *b) {
   memset(b, 0, sizeof *b);
 }
 
-// ---- code generation, in parallel
+// ---- code generation, in parallel, through the build cache
 //
-// The host's kernels are cut into parts of about PART_KERNELS kernels (at
-// most MAX_PARTS), each compiled as its own LLVM module and object, and the
-// objects are linked in order into one shared object. Each GPU target is one
-// module. These jobs run on --jobs threads, each with its own LLVM context;
-// the cut depends only on the kernels, never on the number of threads, so
-// the ingot is the same bytes whatever --jobs is.
-enum { PART_KERNELS = 32, MAX_PARTS = 16, JOB_ERR = 2048 };
+// Each distinct body (codegen_share_bodies) is its own LLVM module on the
+// host and on an NVIDIA target: its own object, or its own PTX, which the
+// build cache keeps under the body's key (build_cache.c). The host's objects
+// are linked in body order into one shared object, and an NVIDIA target's
+// PTX modules joined in body order (ptx_join) for ptxas; the shared object
+// and the cubin are kept too, under the keys of what they are made from. An
+// AMD target stays one module (its code object is linked from one object)
+// and is not cached. The jobs run on --jobs threads, each with its own LLVM
+// context; nothing in a job's output depends on the thread or the order the
+// jobs run in, so the ingot is the same bytes whatever --jobs is, and
+// whether each body came from the cache or not.
+enum { JOB_ERR = 2048 };
 
 typedef struct {
   const KernelPlan *const *plans;
-  int nplans, kernels, nparts, ngpus;
+  int nplans, bodies, ngpus;
   const BuildTargets *t;
-  Blob *objs;        // one per host part
-  Blob *gpu;         // each GPU target's PTX or object, before ptxas or ld.lld
-  char (*err)[JOB_ERR];
-  int *rc;
+  const BodyKeys *keys;
+  const char **names;     // by body: its first kernel's name, which the ingot's launches name
+  char (*symbols)[40];    // [body * keys->ntargets + target]: what the body is compiled as (body_symbol)
+  BuildCache *cache;
+  Blob *objs;        // host: one object per body
+  Blob **gpu;        // per GPU target: PTX per body (NVIDIA), or the whole module's object in [0] (AMD)
+  int njobs;
+  int *job_target;   // 0: the host; g + 1: GPU target g
+  int *job_body;     // the body, or -1 for a whole module
+  pthread_mutex_t lock;
+  int failed;        // the first failed job, or njobs
+  char err[JOB_ERR];
   atomic_int next;   // the next job to take
 } Jobs;
 
-// Job j: the GPU targets first (each a whole module: the longest), then the host parts.
+// A body's cached code into out, or false; counted in --time's cache stages.
+static bool kept_get(BuildCache *bc, const uint8_t *key, Blob *out) {
+  if (!bc->on) return false;
+  double t0 = time_now();
+  bool hit = build_cache_get(bc, key, out);
+  time_add(hit ? TIME_CACHE_HIT : TIME_CACHE_MISS, t0);
+  return hit;
+}
+
+static void kept_put(BuildCache *bc, const uint8_t *key, const Blob *b) {
+  if (!bc->on) return;
+  double t0 = time_now();
+  build_cache_put(bc, key, b);
+  time_add(TIME_CACHE_PUT, t0);
+}
+
+static void job_fail(Jobs *J, int j, const char *msg) {
+  pthread_mutex_lock(&J->lock);
+  if (j < J->failed) J->failed = j, snprintf(J->err, sizeof J->err, "%s", msg);
+  pthread_mutex_unlock(&J->lock);
+}
+
 static void run_job(Jobs *J, int j) {
-  if (j < J->ngpus) {
-    J->rc[j] = codegen_gpu(J->plans, J->nplans, J->t->gpus[j], &J->gpu[j], J->err[j], JOB_ERR);
+  int t = J->job_target[j], b = J->job_body[j];
+  char err[JOB_ERR];
+  if (b < 0) {   // an AMD target: one module
+    if (codegen_gpu(J->plans, J->nplans, J->t->gpus[t - 1], &J->gpu[t - 1][0], err, sizeof err)) job_fail(J, j, err);
     return;
   }
-  int p = j - J->ngpus;
-  int from = (int)((int64_t)p * J->kernels / J->nparts), to = (int)((int64_t)(p + 1) * J->kernels / J->nparts);
-  J->rc[j] = codegen_host_part(J->plans, J->nplans, J->t->cpu, from, to, &J->objs[p], J->err[j], JOB_ERR);
+  Blob *out = t ? &J->gpu[t - 1][b] : &J->objs[b];
+  const uint8_t *key = J->keys->key[b * J->keys->ntargets + t];
+  if (kept_get(J->cache, key, out)) return;
+  const char *symbol = J->symbols[b * J->keys->ntargets + t];
+  int rc = t ? codegen_gpu_body(J->plans, J->nplans, J->t->gpus[t - 1], b, symbol, out, err, sizeof err)
+             : codegen_host_body(J->plans, J->nplans, J->t->cpu, b, symbol, out, err, sizeof err);
+  if (rc) job_fail(J, j, err);
+  else kept_put(J->cache, key, out);
 }
 
 static void *worker(void *arg) {
   Jobs *J = arg;
-  for (int j; (j = atomic_fetch_add(&J->next, 1)) < J->ngpus + J->nparts;) run_job(J, j);
+  for (int j; (j = atomic_fetch_add(&J->next, 1)) < J->njobs;) {
+    pthread_mutex_lock(&J->lock);
+    bool stop = J->failed < J->njobs;
+    pthread_mutex_unlock(&J->lock);
+    if (!stop) run_job(J, j);
+  }
   return NULL;
 }
 
-// Runs every job on up to `threads` threads (this one among them); the first failed job's message, in job order.
-static int run_jobs(Jobs *J, int threads, char *err, size_t errlen) {
-  int njobs = J->ngpus + J->nparts;
-  if (threads > njobs) threads = njobs;
+// Runs fn(arg) on up to `threads` threads (this one among them) and waits for all.
+static void run_threads(void *(*fn)(void *), void *arg, int threads) {
   pthread_t *tid = xcalloc((size_t)(threads > 1 ? threads - 1 : 1), sizeof *tid);
   int started = 0;
   for (; started < threads - 1; started++)
-    if (pthread_create(&tid[started], NULL, worker, J)) break;   // fewer threads still finish every job
-  worker(J);
+    if (pthread_create(&tid[started], NULL, fn, arg)) break;   // fewer threads still finish every job
+  fn(arg);
   for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
   free(tid);
-  for (int j = 0; j < njobs; j++)
-    if (J->rc[j]) {
-      snprintf(err, errlen, "%s", J->err[j]);
-      return -1;
-    }
-  return 0;
 }
 
 int codegen_threads(int jobs) {
@@ -345,16 +385,87 @@ int codegen_threads(int jobs) {
   return jobs > 0 ? jobs : cores > 0 ? (int)cores : 1;
 }
 
-// What ptxas or ld.lld makes of GPU target i's code (moved into gc).
-static int gpu_finish(GpuCode *gc, Blob code, char *err, size_t errlen) {
+// The identity of a tool for a key: its path, size, time and inode.
+static void tool_identity(Sha256 *s, const char *tool) {
+  struct stat st;
+  char id[4200] = "";
+  if (tool && stat(tool, &st) == 0)
+    snprintf(id, sizeof id, "%s %lld %lld %lld", tool, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+             (long long)st.st_ino);
+  sha256_update(s, id, strlen(id) + 1);
+}
+
+// What comes after the bodies: each GPU target's ptxas or ld.lld, and the
+// host's link, one job each, on their own threads.
+typedef struct {
+  Jobs *J;
+  Build *b;
+  Blob *host;           // the linked shared object
+  atomic_int next;
+  int rc[17];
+  char err[17][JOB_ERR];
+} Finish;
+
+// GPU target i's PTX, and its cubin when ptxas is installed (both kept), or its linked code object.
+static int gpu_finish(Finish *F, int i, char *err, size_t errlen) {
+  Jobs *J = F->J;
+  GpuCode *gc = &F->b->gpu[i];
   double t0 = time_now();
   int rc = 0;
   if (gpu_target_is_nvidia(gc->target)) {
-    gc->code = code;
-    if (ptx_assemble(&code, gc->target, &gc->cubin, &gc->report, err, errlen) < 0) rc = -1;
+    int n = J->bodies;
+    if (n) {
+      const char **symbols = xcalloc((size_t)n, sizeof *symbols);
+      for (int b = 0; b < n; b++) symbols[b] = J->symbols[b * J->keys->ntargets + i + 1];
+      rc = ptx_join(J->gpu[i], n, J->names, symbols, &gc->code, err, errlen);
+      free(symbols);
+    } else {   // the one module of a plan without kernels
+      gc->code = J->gpu[i][0];
+      memset(&J->gpu[i][0], 0, sizeof J->gpu[i][0]);
+    }
+    const char *ptxas = gpu_tool_path("ptxas");
+    char tool[4096];
+    snprintf(tool, sizeof tool, "%s", ptxas ? ptxas : "");
+    uint8_t key[32];
+    Blob kept = {0};
+    if (rc == 0 && ptxas && J->cache->on && n) {
+      Sha256 s;   // the cubin's key: the PTX it is assembled from, and ptxas
+      sha256_init(&s);
+      sha256_update(&s, "cubin and ptxas report", 23);
+      sha256_update(&s, gc->target, strlen(gc->target) + 1);
+      tool_identity(&s, tool);
+      sha256_update(&s, gc->code.data, gc->code.len);
+      sha256_final(&s, key);
+      if (kept_get(J->cache, key, &kept)) {
+        // the cubin's length, the cubin, then ptxas's report
+        size_t len = 0;
+        if (kept.len >= 8) memcpy(&len, kept.data, 8);
+        if (len <= kept.len - 8) {
+          gc->cubin.data = xmalloc(len + 1);
+          memcpy(gc->cubin.data, kept.data + 8, len);
+          gc->cubin.len = len;
+          gc->report = xstrdup(kept.data + 8 + len);
+          free(kept.data);
+          time_add(TIME_GPU_ASSEMBLE, t0);
+          return 0;
+        }
+        free(kept.data);
+      }
+    }
+    if (rc == 0 && ptx_assemble(&gc->code, gc->target, &gc->cubin, &gc->report, err, errlen) < 0) rc = -1;
+    if (rc == 0 && gc->cubin.len && J->cache->on && n) {
+      size_t rl = gc->report ? strlen(gc->report) : 0;
+      kept.len = 8 + gc->cubin.len + rl;
+      kept.data = xmalloc(kept.len + 1);
+      memcpy(kept.data, &gc->cubin.len, 8);
+      memcpy(kept.data + 8, gc->cubin.data, gc->cubin.len);
+      memcpy(kept.data + 8 + gc->cubin.len, gc->report ? gc->report : "", rl + 1);
+      kept_put(J->cache, key, &kept);
+      free(kept.data);
+    }
   } else {
-    int linked = amdgpu_link(&code, &gc->code, err, errlen);
-    free(code.data);
+    Blob object = J->gpu[i][0];
+    int linked = amdgpu_link(&object, &gc->code, err, errlen);
     if (linked == 0) snprintf(err, errlen, "building for %s needs ld.lld (Debian: lld-22), which is not installed", gc->target);
     if (linked <= 0) rc = -1;
   }
@@ -362,49 +473,139 @@ static int gpu_finish(GpuCode *gc, Blob code, char *err, size_t errlen) {
   return rc;
 }
 
-// The host parts' objects linked into b->host.
-static int host_link(Build *b, const Blob *objs, int n, char *err, size_t errlen) {
+// The host's link: one object per distinct symbol (bodies of equal host code
+// share one), each body's name an alias of its symbol; and its key, those
+// names and symbols in order, and the linker.
+typedef struct {
+  Blob *objs;
+  const char **names, **symbols;
+  int nobjs, naliases;
+} HostLink;
+
+static void host_link_plan(const Jobs *J, HostLink *L, uint8_t key[32]) {
+  int n = J->bodies, nt = J->keys->ntargets;
+  L->objs = xcalloc((size_t)(n ? n : 1), sizeof *L->objs);
+  L->names = xcalloc((size_t)(n ? n : 1), sizeof *L->names);
+  L->symbols = xcalloc((size_t)(n ? n : 1), sizeof *L->symbols);
+  L->nobjs = L->naliases = 0;
+  Sha256 s;
+  sha256_init(&s);
+  sha256_update(&s, "host shared object", 19);
+  const char *cc = tool_path("cc");
+  char tool[4096];
+  snprintf(tool, sizeof tool, "%s", cc ? cc : "");
+  tool_identity(&s, tool);
+  for (int b = 0; b < n; b++) {
+    const char *sym = J->symbols[b * nt];
+    bool dup = false;
+    for (int o = 0; o < b && !dup; o++) dup = !strcmp(J->symbols[o * nt], sym);
+    if (!dup) L->objs[L->nobjs++] = J->objs[b];
+    L->names[L->naliases] = J->names[b], L->symbols[L->naliases++] = sym;
+    sha256_update(&s, J->names[b], strlen(J->names[b]) + 1);
+    sha256_update(&s, J->keys->key[b * nt], 32);
+  }
+  if (!n) L->objs[L->nobjs++] = J->objs[0];   // the empty module of a plan without kernels
+  sha256_final(&s, key);
+}
+
+static void host_link_free(HostLink *L) { free(L->objs), free(L->names), free(L->symbols); }
+
+// The host's objects linked into F->host (kept under the key of its link),
+// unless the cache had it before the bodies were compiled.
+static int host_link(Finish *F, char *err, size_t errlen) {
+  Jobs *J = F->J;
+  if (F->host->data) return 0;
+  uint8_t key[32];
+  HostLink L;
+  host_link_plan(J, &L, key);
   char dir[4096], so[4200];
   int rc = tempdir_create(dir, sizeof dir, err, errlen);
-  if (rc) return rc;
+  if (rc) {
+    host_link_free(&L);
+    return rc;
+  }
   snprintf(so, sizeof so, "%s/host.so", dir);
   double t0 = time_now();
-  rc = link_shared_objects(objs, n, so, err, errlen);
+  rc = link_shared_objects(L.objs, L.nobjs, L.names, L.symbols, L.naliases, so, err, errlen);
   time_add(TIME_LINK, t0);
-  b->host.data = rc == 0 ? file_read(so, &b->host.len) : NULL;
+  F->host->data = rc == 0 ? file_read(so, &F->host->len) : NULL;
   tempdir_remove(dir);
-  if (rc == 0 && !b->host.data) rc = -1, snprintf(err, errlen, "cannot read the linked code back");
+  if (rc == 0 && !F->host->data) rc = -1, snprintf(err, errlen, "cannot read the linked code back");
+  if (rc == 0) kept_put(J->cache, key, F->host);
+  host_link_free(&L);
   return rc;
+}
+
+static void *finisher(void *arg) {
+  Finish *F = arg;
+  int n = F->J->ngpus + 1;
+  for (int j; (j = atomic_fetch_add(&F->next, 1)) < n;)
+    F->rc[j] = j < F->J->ngpus ? gpu_finish(F, j, F->err[j], JOB_ERR) : host_link(F, F->err[j], JOB_ERR);
+  return NULL;
 }
 
 // The host's code, linked into a shared object, and each GPU target's:
 // PTX (and a cubin when ptxas is installed) or a linked AMD code object.
-// The parts are cut over the distinct bodies (codegen_share_bodies), so a
-// body shared by many launches is compiled once.
 static int codegen(Build *b, KernelPlan *const *plans, int n, const BuildTargets *t, char *err, size_t errlen) {
-  Jobs J = {(const KernelPlan *const *)plans, n, 0, 0, t->ngpus, t, NULL, NULL, NULL, NULL, 0};
-  J.kernels = codegen_share_bodies(plans, n, t->cpu, t->gpus, t->ngpus, err, errlen);
-  if (J.kernels < 0) return -1;
-  J.nparts = (J.kernels + PART_KERNELS - 1) / PART_KERNELS;
-  J.nparts = J.nparts < 1 ? 1 : J.nparts > MAX_PARTS ? MAX_PARTS : J.nparts;
-  int njobs = J.ngpus + J.nparts;
-  J.objs = xcalloc((size_t)J.nparts, sizeof *J.objs);
-  J.gpu = xcalloc((size_t)(J.ngpus ? J.ngpus : 1), sizeof *J.gpu);
-  J.err = xcalloc((size_t)njobs, sizeof *J.err);
-  J.rc = xcalloc((size_t)njobs, sizeof *J.rc);
-  int rc = run_jobs(&J, codegen_threads(t->jobs), err, errlen);
-  for (int i = 0; i < J.ngpus; i++) {
-    GpuCode *gc = &b->gpu[b->ngpus++];
-    gc->target = t->gpus[i];
-    if (rc == 0) rc = gpu_finish(gc, J.gpu[i], err, errlen);
-    else free(J.gpu[i].data);
+  BodyKeys keys = {0};
+  BuildCache cache = {0};
+  Jobs J = {.plans = (const KernelPlan *const *)plans, .nplans = n, .ngpus = t->ngpus, .t = t, .keys = &keys,
+            .cache = &cache};
+  int threads = codegen_threads(t->jobs);
+  J.bodies = codegen_share_bodies(plans, n, t->cpu, t->gpus, t->ngpus, threads, &keys, err, errlen);
+  if (J.bodies < 0) return -1;
+  char cerr[4200];
+  if (!t->no_cache && build_cache_open(&cache, cerr, sizeof cerr))
+    fprintf(stderr, "smelt: warning: building without the cache: %s\n", cerr);
+  int per = J.bodies ? J.bodies : 1;   // a plan of no kernels is still one (empty) module per target
+  J.objs = xcalloc((size_t)per, sizeof *J.objs);
+  J.gpu = xcalloc((size_t)(t->ngpus ? t->ngpus : 1), sizeof *J.gpu);
+  int cap = per * (1 + t->ngpus);
+  J.job_target = xcalloc((size_t)cap, sizeof *J.job_target);
+  J.job_body = xcalloc((size_t)cap, sizeof *J.job_body);
+  for (int g = 0; g < t->ngpus; g++) {
+    bool whole = !gpu_target_is_nvidia(t->gpus[g]) || !J.bodies;
+    J.gpu[g] = xcalloc((size_t)per, sizeof **J.gpu);
+    for (int i = 0; i < (whole ? 1 : J.bodies); i++)
+      J.job_target[J.njobs] = g + 1, J.job_body[J.njobs++] = whole ? -1 : i;
   }
-  if (rc == 0) rc = host_link(b, J.objs, J.nparts, err, errlen);
-  for (int p = 0; p < J.nparts; p++) free(J.objs[p].data);
-  free(J.objs);
-  free(J.gpu);
-  free(J.err);
-  free(J.rc);
+  if (!J.bodies) cache.on = false;   // the host's one job compiles an empty module as body 0
+  J.names = xcalloc((size_t)per, sizeof *J.names);
+  J.symbols = xcalloc((size_t)per * (size_t)(1 + t->ngpus), sizeof *J.symbols);
+  for (int p = 0; p < n; p++)
+    for (int k = 0; k < plans[p]->n; k++)
+      if (!plans[p]->kernels[k].same) J.names[plans[p]->kernels[k].body] = plans[p]->kernels[k].name;
+  for (int i = 0; i < J.bodies * (1 + t->ngpus); i++) body_symbol(keys.key[i], J.symbols[i]);
+  uint8_t host_key[32];
+  HostLink L;
+  host_link_plan(&J, &L, host_key);
+  host_link_free(&L);
+  if (!kept_get(&cache, host_key, &b->host))   // else the host's bodies are not needed
+    for (int i = 0; i < per; i++) J.job_target[J.njobs] = 0, J.job_body[J.njobs++] = i;
+  pthread_mutex_init(&J.lock, NULL);
+  J.failed = J.njobs;
+  run_threads(worker, &J, threads < J.njobs ? threads : J.njobs);
+  int rc = 0;
+  if (J.failed < J.njobs) {
+    snprintf(err, errlen, "%s", J.err);
+    rc = -1;
+  }
+  for (int i = 0; i < t->ngpus; i++) b->gpu[b->ngpus++].target = t->gpus[i];
+  if (rc == 0) {
+    Finish F = {.J = &J, .b = b, .host = &b->host};
+    int jobs = t->ngpus + 1;
+    run_threads(finisher, &F, threads < jobs ? threads : jobs);
+    for (int j = 0; j < jobs && rc == 0; j++)
+      if (F.rc[j]) rc = -1, snprintf(err, errlen, "%s", F.err[j]);
+  }
+  build_cache_trim(&cache);
+  for (int i = 0; i < per; i++) free(J.objs[i].data);
+  for (int g = 0; g < t->ngpus; g++) {
+    for (int i = 0; i < per; i++) free(J.gpu[g][i].data);
+    free(J.gpu[g]);
+  }
+  pthread_mutex_destroy(&J.lock);
+  free(J.objs), free(J.gpu), free(J.job_target), free(J.job_body), free(keys.key), free(J.names), free(J.symbols);
   return rc;
 }
 

@@ -14,6 +14,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -84,7 +85,10 @@ static void tempdir_hooks_install(void) {
   }
 }
 
-int tempdir_create(char *dir, size_t n, char *err, size_t errlen) {
+// The code generators' threads make folders at once (ptxas and the host link in parallel).
+static pthread_mutex_t tempdir_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int tempdir_create_locked(char *dir, size_t n, char *err, size_t errlen) {
   tempdir_hooks_install();
   const char *base = getenv("TMPDIR");
   if (!base || !base[0]) base = "/tmp";
@@ -109,10 +113,19 @@ int tempdir_create(char *dir, size_t n, char *err, size_t errlen) {
   return 0;
 }
 
+int tempdir_create(char *dir, size_t n, char *err, size_t errlen) {
+  pthread_mutex_lock(&tempdir_lock);
+  int rc = tempdir_create_locked(dir, n, err, errlen);
+  pthread_mutex_unlock(&tempdir_lock);
+  return rc;
+}
+
 void tempdir_remove(const char *dir) {
+  pthread_mutex_lock(&tempdir_lock);
   for (int i = 0; i < TEMPDIR_MAX; i++)
     if (tempdir_used[i] && !strcmp(tempdir_paths[i], dir)) {
-      tempdir_used[i] = 0;
       tempdir_clear(tempdir_paths[i]);
+      tempdir_used[i] = 0;
     }
+  pthread_mutex_unlock(&tempdir_lock);
 }

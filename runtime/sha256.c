@@ -1,8 +1,16 @@
 // sha256.c: SHA-256 as FIPS 180-4 defines it, one block of 64 bytes at a
 // time; tests/test_runtime.c checks it against the standard's test vectors.
+// On an x86-64 with the SHA extensions the blocks go through them (about
+// five times faster: an ingot's SHA-256 is over all its weights), else
+// through the portable rounds below.
 #include "sha256.h"
 
 #include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_SHA_NI 1
+#endif
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -43,6 +51,49 @@ void sha256_init(Sha256 *s) {
   s->bytes = 0;
 }
 
+#ifdef HAVE_SHA_NI
+// The same rounds on the SHA extensions: the state as ABEF and CDGH, four
+// rounds per pair of sha256rnds2, the schedule by sha256msg1 and msg2.
+__attribute__((target("sha,sse4.1"))) static void compress_ni(uint32_t h[8], const uint8_t *p) {
+  const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bll, 0x0405060700010203ll);
+  __m128i dcba = _mm_loadu_si128((const __m128i *)&h[0]);   // a b c d, lowest lane first
+  __m128i hgfe = _mm_loadu_si128((const __m128i *)&h[4]);
+  __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
+  __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+  __m128i abef = _mm_alignr_epi8(cdab, efgh, 8);
+  __m128i cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
+  __m128i abef0 = abef, cdgh0 = cdgh, w[4];
+  for (int i = 0; i < 16; i++) {
+    __m128i m;
+    if (i < 4) {
+      m = w[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), bswap);
+    } else {   // w[i % 4] held words 4(i - 4) .. 4(i - 4) + 3
+      __m128i a = w[i % 4], b = w[(i + 1) % 4], c = w[(i + 2) % 4], d = w[(i + 3) % 4];
+      m = w[i % 4] = _mm_sha256msg2_epu32(_mm_add_epi32(_mm_sha256msg1_epu32(a, b), _mm_alignr_epi8(d, c, 4)), d);
+    }
+    __m128i k = _mm_add_epi32(m, _mm_loadu_si128((const __m128i *)&K[4 * i]));
+    cdgh = _mm_sha256rnds2_epu32(cdgh, abef, k);
+    abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(k, 0x0E));
+  }
+  abef = _mm_add_epi32(abef, abef0);
+  cdgh = _mm_add_epi32(cdgh, cdgh0);
+  __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
+  __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+  _mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(feba, dchg, 0xF0));
+  _mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(dchg, feba, 8));
+}
+
+// Chosen when the library is loaded, before any thread can ask.
+static void (*block_fn)(uint32_t *, const uint8_t *) = compress;
+__attribute__((constructor)) static void choose_blocks(void) {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1")) block_fn = compress_ni;
+}
+#define COMPRESS block_fn
+#else
+#define COMPRESS compress
+#endif
+
 void sha256_update(Sha256 *s, const void *data, size_t n) {
   const uint8_t *p = data;
   size_t have = (size_t)(s->bytes % 64);
@@ -52,9 +103,9 @@ void sha256_update(Sha256 *s, const void *data, size_t n) {
     memcpy(s->block + have, p, take);
     p += take, n -= take, have += take;
     if (have < 64) return;
-    compress(s->h, s->block);
+    COMPRESS(s->h, s->block);
   }
-  for (; n >= 64; p += 64, n -= 64) compress(s->h, p);
+  for (; n >= 64; p += 64, n -= 64) COMPRESS(s->h, p);
   if (n) memcpy(s->block, p, n);
 }
 
@@ -65,12 +116,12 @@ void sha256_final(Sha256 *s, uint8_t digest[32]) {
   s->block[have++] = 0x80;
   if (have > 56) {
     memset(s->block + have, 0, 64 - have);
-    compress(s->h, s->block);
+    COMPRESS(s->h, s->block);
     have = 0;
   }
   memset(s->block + have, 0, 56 - have);
   for (int i = 0; i < 8; i++) s->block[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
-  compress(s->h, s->block);
+  COMPRESS(s->h, s->block);
   for (int i = 0; i < 8; i++)
     for (int j = 0; j < 4; j++) digest[4 * i + j] = (uint8_t)(s->h[i] >> (24 - 8 * j));
 }

@@ -27,6 +27,15 @@
 // in every smelt the tests run.
 __attribute__((constructor)) static void verify_between_passes(void) { setenv("SMELT_VERIFY", "1", 0); }
 
+// Builds in the tests, and every smelt they run, keep compiled kernel bodies
+// in build/test-cache, never in the user's cache (compiler/build_cache.c).
+__attribute__((constructor)) static void private_build_cache(void) {
+  char dir[PATH_MAX];
+  if (!getcwd(dir, sizeof dir - 32)) return;
+  strcat(dir, "/build/test-cache");
+  setenv("XDG_CACHE_HOME", dir, 1);
+}
+
 void leak_check(void) {
 #ifdef HAVE_LSAN
   cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "this test leaked memory (see above)");

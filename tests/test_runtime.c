@@ -511,6 +511,26 @@ TEST(runtime, pipes_and_devices_as_ingots_are_refused, .timeout = 20) {
   cr_expect_null(ig);
 }
 
+// CRC-32 by eight bytes at a time equals the byte-at-a-time definition at
+// every length and alignment, and the check value of "123456789".
+TEST(runtime, crc32_by_slices_matches_the_definition) {
+  cr_expect_eq(smelt_crc32("123456789", 9), 0xCBF43926u);
+  unsigned char buf[300];
+  for (int i = 0; i < 300; i++) buf[i] = (unsigned char)(i * 167 + 13);
+  for (int at = 0; at < 9; at++)
+    for (int n = 0; at + n <= 300; n++) {
+      uint32_t c = 0xFFFFFFFFu;
+      for (int i = 0; i < n; i++) {
+        c ^= buf[at + i];
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      }
+      cr_assert_eq(smelt_crc32(buf + at, (uint64_t)n), c ^ 0xFFFFFFFFu, "at %d, %d bytes", at, n);
+    }
+  // and in pieces
+  uint32_t whole = smelt_crc32(buf, 300), pieces = smelt_crc32_update(smelt_crc32(buf, 7), buf + 7, 293);
+  cr_expect_eq(whole, pieces);
+}
+
 // FIPS 180-4's examples (and NIST's long message), whole and fed in pieces
 // that straddle block boundaries.
 TEST(runtime, sha256_matches_the_fips_180_4_vectors) {

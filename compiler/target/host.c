@@ -408,9 +408,10 @@ static LLVMTargetMachineRef host_machine(const char *cpu, char *err, size_t errl
 // The host module of plans for cpu (NULL: this machine's), emitted as an
 // object (ir false, kind LLVMObjectFile), as assembly, or as LLVM IR after O3.
 // It holds the bodies numbered [from, to) among the kernels that run their
-// own (Kernel.same NULL), in the order of plans.
-static int host_module(const KernelPlan *const *plans, int nplans, const char *cpu, int from, int to, bool ir,
-                       LLVMCodeGenFileType kind, Blob *out, char *err, size_t errlen) {
+// own (Kernel.same NULL), in the order of plans, under their kernels' names
+// or, for one body, under symbol when that is not NULL.
+static int host_module(const KernelPlan *const *plans, int nplans, const char *cpu, int from, int to,
+                       const char *symbol, bool ir, LLVMCodeGenFileType kind, Blob *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
   LLVMTargetMachineRef tm = host_machine(cpu, err, errlen);
   if (!tm) return -1;
@@ -424,7 +425,9 @@ static int host_module(const KernelPlan *const *plans, int nplans, const char *c
       int b = body++;
       if (b < from || b >= to) continue;
       llvm_errors_at("kernel %s", plans[k]->kernels[i].name);
-      emit_kernel(&c, &plans[k]->kernels[i]);
+      Kernel kn = plans[k]->kernels[i];
+      if (symbol) snprintf(kn.name, sizeof kn.name, "%s", symbol);
+      emit_kernel(&c, &kn);
     }
   }
   llvm_errors_at("the host module (optimizing and emitting its kernels)");
@@ -434,14 +437,14 @@ static int host_module(const KernelPlan *const *plans, int nplans, const char *c
   return rc;
 }
 
-int host_kernel_keys(const KernelPlan *const *plans, int nplans, const char *cpu, Blob *keys, char *err,
-                     size_t errlen) {
+int host_kernel_keys(const KernelPlan *const *plans, int nplans, const char *cpu, int from, int to, Blob *keys,
+                     char *err, size_t errlen) {
   LLVMTargetMachineRef tm = host_machine(cpu, err, errlen);
   if (!tm) return -1;
   Cg c;
   cg_open(&c, &host, "smelt_host", tm);
   c.arch = cpu;
-  cg_kernel_keys(&c, plans, nplans, emit_kernel, keys);
+  cg_kernel_keys(&c, plans, nplans, from, to, emit_kernel, keys);
   cg_close(&c);
   LLVMDisposeTargetMachine(tm);
   return 0;
@@ -449,12 +452,12 @@ int host_kernel_keys(const KernelPlan *const *plans, int nplans, const char *cpu
 
 int codegen_host(const KernelPlan *const *plans, int nplans, const char *cpu, Blob *object,
                  char *err, size_t errlen) {
-  return host_module(plans, nplans, cpu, 0, INT_MAX, false, host.emit, object, err, errlen);
+  return host_module(plans, nplans, cpu, 0, INT_MAX, NULL, false, host.emit, object, err, errlen);
 }
 
-int codegen_host_part(const KernelPlan *const *plans, int nplans, const char *cpu, int from, int to, Blob *object,
-                      char *err, size_t errlen) {
-  return host_module(plans, nplans, cpu, from, to, false, host.emit, object, err, errlen);
+int codegen_host_body(const KernelPlan *const *plans, int nplans, const char *cpu, int body, const char *symbol,
+                      Blob *object, char *err, size_t errlen) {
+  return host_module(plans, nplans, cpu, body, body + 1, symbol, false, host.emit, object, err, errlen);
 }
 
 int codegen_tile_columns(const char *cpu) {
@@ -478,8 +481,10 @@ static int write_object(const Blob *object, const char *path, char *err, size_t 
   return 0;
 }
 
-// Runs cc -shared -o path objs... -lm; 0, or -1 with a message.
-static int run_linker(const char *path, char *const *objs, int n, char *err, size_t errlen) {
+// Runs cc -shared -o path objs... -lm, with --defsym=names[i]=symbols[i]
+// for each alias; 0, or -1 with a message.
+static int run_linker(const char *path, char *const *objs, int n, const char *const *names,
+                      const char *const *symbols, int naliases, char *err, size_t errlen) {
   const char *cc = tool_path("cc");
   if (!cc) {
     snprintf(err, errlen, "linking the host code needs cc, which is not on PATH");
@@ -487,10 +492,17 @@ static int run_linker(const char *path, char *const *objs, int n, char *err, siz
   }
   char tool[4096];
   snprintf(tool, sizeof tool, "%s", cc);
-  const char **argv = xcalloc((size_t)n + 6, sizeof *argv);
+  const char **argv = xcalloc((size_t)n + (size_t)naliases + 6, sizeof *argv);
+  char **defs = xcalloc((size_t)(naliases ? naliases : 1), sizeof *defs);
   int nargs = 0;
   argv[nargs++] = "cc", argv[nargs++] = "-shared", argv[nargs++] = "-o", argv[nargs++] = path;
   for (int i = 0; i < n; i++) argv[nargs++] = objs[i];
+  for (int i = 0; i < naliases; i++) {
+    size_t len = strlen(names[i]) + strlen(symbols[i]) + 24;
+    defs[i] = xmalloc(len);
+    snprintf(defs[i], len, "-Wl,--defsym=%s=%s", names[i], symbols[i]);
+    argv[nargs++] = defs[i];
+  }
   argv[nargs++] = "-lm";
   pid_t pid = fork();
   if (pid == 0) {
@@ -498,6 +510,8 @@ static int run_linker(const char *path, char *const *objs, int n, char *err, siz
     _exit(127);
   }
   free(argv);
+  for (int i = 0; i < naliases; i++) free(defs[i]);
+  free(defs);
   int status = 0;
   if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     snprintf(err, errlen, "linking '%s' with %s failed (status %d)", path, tool, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
@@ -506,7 +520,8 @@ static int run_linker(const char *path, char *const *objs, int n, char *err, siz
   return 0;
 }
 
-int link_shared_objects(const Blob *objects, int n, const char *path, char *err, size_t errlen) {
+int link_shared_objects(const Blob *objects, int n, const char *const *names, const char *const *symbols, int naliases,
+                        const char *path, char *err, size_t errlen) {
   size_t room = strlen(path) + 24;
   char **objs = xcalloc((size_t)n, sizeof *objs);
   int files = 0, rc = 0;
@@ -515,7 +530,7 @@ int link_shared_objects(const Blob *objects, int n, const char *path, char *err,
     snprintf(objs[files], room, "%s.%d.o", path, files);
     rc = write_object(&objects[files], objs[files], err, errlen);
   }
-  if (rc == 0) rc = run_linker(path, objs, n, err, errlen);
+  if (rc == 0) rc = run_linker(path, objs, n, names, symbols, naliases, err, errlen);
   for (int i = 0; i < files; i++) {
     unlink(objs[i]);   // one whose write failed is gone already
     free(objs[i]);
@@ -525,12 +540,12 @@ int link_shared_objects(const Blob *objects, int n, const char *path, char *err,
 }
 
 int link_shared(const Blob *object, const char *path, char *err, size_t errlen) {
-  return link_shared_objects(object, 1, path, err, errlen);
+  return link_shared_objects(object, 1, NULL, NULL, 0, path, err, errlen);
 }
 
 // codegen_host's module as text: the LLVM IR after O3 (ir) or x86-64
 // assembly; cpu as for codegen_host.
 int codegen_host_text(const KernelPlan *const *plans, int nplans, const char *cpu, bool ir, Blob *text, char *err,
                       size_t errlen) {
-  return host_module(plans, nplans, cpu, 0, INT_MAX, ir, LLVMAssemblyFile, text, err, errlen);
+  return host_module(plans, nplans, cpu, 0, INT_MAX, NULL, ir, LLVMAssemblyFile, text, err, errlen);
 }
