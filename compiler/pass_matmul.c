@@ -56,6 +56,43 @@ static Node *weight_rows(Graph *g, Node *w, int64_t G) {
   return G == 1 ? g_reshape(g, w, shape_of(2, (int64_t[]){O, Q})) : g_reshape(g, w, shape_of(3, (int64_t[]){G, O / G, Q}));
 }
 
+// An output gradient dy [N, O, OH, OW] as [N, O, OH * OW], kept in a buffer
+// of its own: the input gradient's GEMM reads it transposed and the weight
+// gradient's through a view, both in place, so a convolution's two
+// gradients share one copy.
+static Node *stored_grad(Graph *g, Node *dy) {
+  int64_t N = dy->shape.d[0], O = dy->shape.d[1], P = dy->shape.d[2] * dy->shape.d[3];
+  Shape s = shape_of(3, (int64_t[]){N, O, P});
+  for (int i = 0; i < g->n; i++) {
+    Node *r = g->nodes[i];
+    if (r->op == OP_RESHAPE && r->src[0] == dy && r->stored && shape_eq(&r->shape, &s)) return r;
+  }
+  Node *r = g_reshape(g, dy, s);
+  r->stored = true;
+  return r;
+}
+
+// Whether a weight gradient's GEMM fits the host's packed kernel at any tile
+// width (MATMUL_MAX_NR): a block of whole output rows of window columns, and
+// a strip of dW's rows, each at most a panel.
+static bool dw_fits(int64_t O, int64_t OW) {
+  int64_t rows = (O + MATMUL_MR - 1) / MATMUL_MR * MATMUL_MR;
+  return OW * MATMUL_MAX_NR <= MATMUL_PANEL && rows * MATMUL_MAX_NR <= MATMUL_PANEL;
+}
+
+bool matmul_conv_dw(const Node *mm, const Node **grad, const Node **cols) {
+  if (mm->op != OP_MATMUL || mm->p.matmul.ta || mm->p.matmul.tb || mm->shape.ndim != 2) return false;
+  const Node *a = mm->src[0], *b = mm->src[1];
+  if (a->op != OP_RESHAPE || a->src[0]->op != OP_PERMUTE || b->op != OP_RESHAPE || b->src[0]->op != OP_IM2COL) return false;
+  const Node *t = a->src[0], *r = t->src[0], *col = b->src[0];
+  if (t->shape.ndim != 3 || t->p.perm[0] != 1 || t->p.perm[1] != 0 || t->p.perm[2] != 2) return false;
+  // r [N, O, P] and the im2col [N, P, Q] of one batch and grid
+  if (r->shape.d[0] != col->shape.d[0] || r->shape.d[2] != col->shape.d[1]) return false;
+  if (grad) *grad = r;
+  if (cols) *cols = col;
+  return true;
+}
+
 // One convolution or convolution gradient as GEMMs, a batch of G per image
 // for G groups (group g's input channels are im2col's g-th block of
 // columns, its output channels the g-th block of O); returns the node that
@@ -80,7 +117,9 @@ static Node *conv_as_gemm(Graph *g, Node *cv) {
     Node *dy = cv->src[0], *w = cv->src[1];
     int64_t N = dy->shape.d[0], P = dy->shape.d[2] * dy->shape.d[3];
     int64_t Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
-    Node *rows = g_matmul(g, grad_rows(g, dy, G), weight_rows(g, w, G), false, false);   // [N, G, OH*OW, Q]
+    // ungrouped, dy [N, O, P] read transposed in place: the same products in the same order
+    Node *rows = G == 1 ? g_matmul(g, stored_grad(g, dy), weight_rows(g, w, G), true, false)
+                        : g_matmul(g, grad_rows(g, dy, G), weight_rows(g, w, G), false, false);   // [N, G, OH*OW, Q]
     rows->dtype = cv->dtype;   // a low-precision policy's f32 gradient keeps its f32 sums
     rows->tf32 = cv->tf32;     // a transposed convolution in the forward pass
     if (G > 1) {
@@ -89,8 +128,21 @@ static Node *conv_as_gemm(Graph *g, Node *cv) {
     }
     return g_col2im(g, rows, cv);
   }
-  // dW = sum over the batch of dy_rows^T @ im2col(x), per group
   Node *x = cv->src[0], *dy = cv->src[1];
+  int64_t N = x->shape.d[0], O = cv->shape.d[0], P = dy->shape.d[2] * dy->shape.d[3];
+  int64_t Q = cv->shape.d[1] * cv->shape.d[2] * cv->shape.d[3];
+  if (G == 1 && dw_fits(O, dy->shape.d[3])) {
+    // dW = dy as [O, N * P] @ im2col(x) as [N * P, Q]: one product over the
+    // batch and the grid, with the im2col packed from the stored image
+    // (matmul_conv_dw)
+    Node *a = g_reshape(g, g_permute(g, stored_grad(g, dy), (int[]){1, 0, 2}), shape_of(2, (int64_t[]){O, N * P}));
+    Node *b = g_reshape(g, g_im2col(g, x, cv), shape_of(2, (int64_t[]){N * P, Q}));
+    Node *dw = g_matmul(g, a, b, false, false);
+    dw->dtype = cv->dtype;
+    x->stored = true;   // a view in front (upsample, pad) is read once, at contiguous speed
+    return g_reshape(g, dw, cv->shape);
+  }
+  // dW = sum over the batch of dy_rows^T @ im2col(x), per group
   Node *cols = by_group(g, g_im2col(g, x, cv), G);                                 // [N, G, OH*OW, Q]
   Node *per = g_matmul(g, grad_rows(g, dy, G), cols, true, false);                // [N, G, O/G, Q]
   per->dtype = cv->dtype;
@@ -140,6 +192,7 @@ void pass_matmul_operands(Graph *g) {
     g->scope = mm->scope;
     g->loc = mm->loc;
     Node *a = mm->src[0], *b = mm->src[1];
+    if (matmul_conv_dw(mm, NULL, NULL)) continue;   // the host packs its operands' views itself
     if (node_is_folded(a)) a->stored = true;
     if (mm->p.matmul.tb) {
       int nd = b->shape.ndim, perm[MAX_DIMS];
