@@ -428,7 +428,7 @@ void pass_matmul_operands(Graph *g);
 // col2im and matmuls (which then run tiled), batched over the groups of a
 // grouped one (not a depthwise one: conv_takes_gemm); ungrouped:
 //   conv(x, w) -> permute(reshape(im2col(x) @ reshape(w, [O, C*KH*KW])^T), NCHW)
-//   dx(dy, w)  -> col2im(g(dy)^T @ reshape(w, [O, C*KH*KW]))
+//   dx(dy, w)  -> col2im(permute(reshape(w, [O, C*KH*KW])^T @ g(dy), [0, 2, 1]))
 //   dw(x, dy)  -> reshape(reshape(permute(g(dy), [1, 0, 2]), [O, N*OH*OW]) @ reshape(im2col(x), [N*OH*OW, C*KH*KW]))
 // with g(dy) = dy as [N, O, OH*OW], stored (one for both gradients), and x
 // stored for the weight gradient; grouped (or a weight gradient too large for

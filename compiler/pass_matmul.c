@@ -102,6 +102,9 @@ static Node *conv_as_gemm(Graph *g, Node *cv) {
   if (cv->op == OP_CONV2D) {
     Node *x = cv->src[0], *w = cv->src[1];
     int64_t N = cv->shape.d[0], O = cv->shape.d[1], OH = cv->shape.d[2], OW = cv->shape.d[3];
+    // a view in front (upsample, pad, slice) is read KH * KW times by the
+    // packing, each an index computation: storing it once is cheaper
+    if (op_kind(x->op) == KIND_MOVE && w->shape.d[2] * w->shape.d[3] > 1) x->stored = true;
     Node *cols = by_group(g, g_im2col(g, x, cv), G);                               // [N, G, OH*OW, Q]
     Node *y = g_matmul(g, cols, weight_rows(g, w, G), false, true);               // [N, G, OH*OW, O/G]
     y->tf32 = cv->tf32;
@@ -117,16 +120,20 @@ static Node *conv_as_gemm(Graph *g, Node *cv) {
     Node *dy = cv->src[0], *w = cv->src[1];
     int64_t N = dy->shape.d[0], P = dy->shape.d[2] * dy->shape.d[3];
     int64_t Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
-    // ungrouped, dy [N, O, P] read transposed in place: the same products in the same order
-    Node *rows = G == 1 ? g_matmul(g, stored_grad(g, dy), weight_rows(g, w, G), true, false)
-                        : g_matmul(g, grad_rows(g, dy, G), weight_rows(g, w, G), false, false);   // [N, G, OH*OW, Q]
-    rows->dtype = cv->dtype;   // a low-precision policy's f32 gradient keeps its f32 sums
-    rows->tf32 = cv->tf32;     // a transposed convolution in the forward pass
-    if (G > 1) {
-      rows = g_permute(g, rows, (int[]){0, 2, 1, 3});                              // [N, OH*OW, G, Q]
-      rows = g_reshape(g, rows, shape_of(3, (int64_t[]){N, P, G * Q}));
+    if (G == 1) {
+      // rows^T = W^T @ dy [N, O, P], dy read in place and W^T by scalars:
+      // col2im then reads each window tap along the grid, contiguously, and
+      // every value is the same sum, in the same order, as rows' would be
+      Node *cols = g_matmul(g, weight_rows(g, w, G), stored_grad(g, dy), true, false);   // [N, Q, OH*OW]
+      cols->dtype = cv->dtype;   // a low-precision policy's f32 gradient keeps its f32 sums
+      cols->tf32 = cv->tf32;     // a transposed convolution in the forward pass
+      return g_col2im(g, g_permute(g, cols, (int[]){0, 2, 1}), cv);
     }
-    return g_col2im(g, rows, cv);
+    Node *rows = g_matmul(g, grad_rows(g, dy, G), weight_rows(g, w, G), false, false);   // [N, G, OH*OW, Q]
+    rows->dtype = cv->dtype;
+    rows->tf32 = cv->tf32;
+    rows = g_permute(g, rows, (int[]){0, 2, 1, 3});                                // [N, OH*OW, G, Q]
+    return g_col2im(g, g_reshape(g, rows, shape_of(3, (int64_t[]){N, P, G * Q})), cv);
   }
   Node *x = cv->src[0], *dy = cv->src[1];
   int64_t N = x->shape.d[0], O = cv->shape.d[0], P = dy->shape.d[2] * dy->shape.d[3];
