@@ -428,9 +428,9 @@ void pass_matmul_operands(Graph *g);
 // col2im and matmuls (which then run tiled), batched over the groups of a
 // grouped one (not a depthwise one: conv_takes_gemm); ungrouped:
 //   conv(x, w) -> permute(reshape(im2col(x) @ reshape(w, [O, C*KH*KW])^T), NCHW)
-//   dx(dy, w)  -> col2im(permute(reshape(w, [O, C*KH*KW])^T @ g(dy), [0, 2, 1]))
+//   dx(dy, w)  -> col2im(g(dy)^T @ reshape(w, [O, C*KH*KW]))
 //   dw(x, dy)  -> reshape(reshape(permute(g(dy), [1, 0, 2]), [O, N*OH*OW]) @ reshape(im2col(x), [N*OH*OW, C*KH*KW]))
-// with g(dy) = dy as [N, O, OH*OW], stored (one for both gradients), and x
+// with g(dy) = dy as [N, O, OH*OW], dy stored (read in place by both), and x
 // stored for the weight gradient; grouped (or a weight gradient too large for
 // the packed kernel, matmul_conv_dw), rows(dy) = dy as [N, OH*OW, O] and
 //   dx(dy, w)  -> col2im(rows(dy) @ reshape(w, [O, C*KH*KW]))
@@ -738,6 +738,7 @@ typedef enum {
   SR_REDUCE_READ,        // a root not read once at its own index by pointwise ops
   SR_EPILOGUE_TAKEN,     // its consumer's kernel has a root already
   SR_MEMORY,             // inlining would hold larger inputs alive longer
+  SR_WINDOWS,            // an image a convolution's packing reads KH x KW times (pass_conv_gemm)
 } StoreReason;
 
 // Register tile of the host matmul: MATMUL_MR rows by KernelPlan.nr columns
@@ -809,9 +810,10 @@ typedef struct {
 // The same graph and mode give the same kernels in the same order.
 void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, KernelPlan *p);
 void kernel_plan_free(KernelPlan *p);
-// The buffer a matmul reads operand x from: x itself when stored, or the
-// stored tensor a float cast x converts (converted as it is loaded); NULL
-// when x is an expression computed as it is read.
+// The buffer a matmul reads operand x from: x itself when stored, the
+// stored tensor x reshapes (the same layout), or the stored tensor a float
+// cast x converts (converted as it is loaded); NULL when x is an expression
+// computed as it is read.
 const Node *matmul_operand_buffer(const KernelPlan *p, const Node *x);
 // Row kernels (fuse_rows.c), during kernel_plan: kernels are made, slots only
 // say stored (>= 0) or not; kernel_of maps node ids to kernel indices.

@@ -67,6 +67,7 @@ const char *store_reason_text(StoreReason r) {
   case SR_REDUCE_READ: return "read by a non-pointwise op, through a broadcast or by several ops: computed once, stored";
   case SR_EPILOGUE_TAKEN: return "its consumer's kernel already has a reduction or contraction";
   case SR_MEMORY: return "fusing it would keep larger inputs alive until a distant consumer (peak memory)";
+  case SR_WINDOWS: return "a convolution's image: stored once, not recomputed for each of the windows that read it";
   }
   return "?";
 }
@@ -225,6 +226,8 @@ static bool cast_of_stored(const KernelPlan *p, const Node *x) {
 
 const Node *matmul_operand_buffer(const KernelPlan *p, const Node *x) {
   if (p->slot[x->id] >= 0) return x;
+  // a reshape of a stored tensor has its layout: its buffer, read in place
+  if (x->op == OP_RESHAPE && p->slot[x->src[0]->id] >= 0 && x->src[0]->dtype == x->dtype) return x->src[0];
   if (cast_of_stored(p, x) && p->slot[x->src[0]->id] >= 0) return x->src[0];
   return NULL;
 }
@@ -236,7 +239,7 @@ static bool matmul_tiles(const KernelPlan *p, const Node *n, int64_t *tiles, boo
   const Node *a = n->src[0], *b = n->src[1], *grad, *cols;
   *packed_b = false;
   if (matmul_conv_dw(n, &grad, &cols)) {   // the image and dy stored, the im2col not
-    *packed_b = p->slot[cols->id] < 0 && p->slot[cols->src[0]->id] >= 0 && p->slot[grad->id] >= 0 &&
+    *packed_b = p->slot[cols->id] < 0 && p->slot[cols->src[0]->id] >= 0 && matmul_operand_buffer(p, grad) &&
                 dtype_is_float(n->dtype) && dtype_is_float(grad->dtype) && dtype_is_float(cols->dtype);
     *packed = false;
     if (*packed_b) *tiles = (n->shape.d[1] + p->nr - 1) / p->nr;
@@ -348,7 +351,7 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
     if (is_leaf(n)) why = SR_LEAF;
     else if (u.result[i]) why = SR_RESULT;
     else if (n->fuse == FUSE_BOUNDARY) why = SR_BOUNDARY;
-    else if (n->stored) why = SR_OPERAND;
+    else if (n->stored) why = users[i] && users[i]->op == OP_IM2COL ? SR_WINDOWS : SR_OPERAND;
     else if (node_is_folded(n)) why = SR_NONE;
     else if (!node_is_pointwise(n))
       why = (n->fuse == FUSE_INLINE || im2col_packed(p, &u, users, n)) && mode != FUSION_NONE ? SR_NONE : SR_ROOT;

@@ -56,19 +56,14 @@ static Node *weight_rows(Graph *g, Node *w, int64_t G) {
   return G == 1 ? g_reshape(g, w, shape_of(2, (int64_t[]){O, Q})) : g_reshape(g, w, shape_of(3, (int64_t[]){G, O / G, Q}));
 }
 
-// An output gradient dy [N, O, OH, OW] as [N, O, OH * OW], kept in a buffer
-// of its own: the input gradient's GEMM reads it transposed and the weight
-// gradient's through a view, both in place, so a convolution's two
-// gradients share one copy.
+// An output gradient dy [N, O, OH, OW] as [N, O, OH * OW], a view of dy
+// kept in a buffer of its own: the input gradient's GEMM reads it
+// transposed and the weight gradient's through a view, both in place, and
+// dy's other readers (the bias gradient) read the buffer too.
 static Node *stored_grad(Graph *g, Node *dy) {
   int64_t N = dy->shape.d[0], O = dy->shape.d[1], P = dy->shape.d[2] * dy->shape.d[3];
-  Shape s = shape_of(3, (int64_t[]){N, O, P});
-  for (int i = 0; i < g->n; i++) {
-    Node *r = g->nodes[i];
-    if (r->op == OP_RESHAPE && r->src[0] == dy && r->stored && shape_eq(&r->shape, &s)) return r;
-  }
-  Node *r = g_reshape(g, dy, s);
-  r->stored = true;
+  Node *r = g_reshape(g, dy, shape_of(3, (int64_t[]){N, O, P}));
+  (r->op == OP_RESHAPE ? r->src[0] : r)->stored = true;
   return r;
 }
 
@@ -120,20 +115,17 @@ static Node *conv_as_gemm(Graph *g, Node *cv) {
     Node *dy = cv->src[0], *w = cv->src[1];
     int64_t N = dy->shape.d[0], P = dy->shape.d[2] * dy->shape.d[3];
     int64_t Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
-    if (G == 1) {
-      // rows^T = W^T @ dy [N, O, P], dy read in place and W^T by scalars:
-      // col2im then reads each window tap along the grid, contiguously, and
-      // every value is the same sum, in the same order, as rows' would be
-      Node *cols = g_matmul(g, weight_rows(g, w, G), stored_grad(g, dy), true, false);   // [N, Q, OH*OW]
-      cols->dtype = cv->dtype;   // a low-precision policy's f32 gradient keeps its f32 sums
-      cols->tf32 = cv->tf32;     // a transposed convolution in the forward pass
-      return g_col2im(g, g_permute(g, cols, (int[]){0, 2, 1}), cv);
+    // ungrouped, dy [N, O, P] read transposed in place: the same products in
+    // the same order as from a copy of its rows
+    Node *rows = G == 1 ? g_matmul(g, stored_grad(g, dy), weight_rows(g, w, G), true, false)
+                        : g_matmul(g, grad_rows(g, dy, G), weight_rows(g, w, G), false, false);   // [N, G, OH*OW, Q]
+    rows->dtype = cv->dtype;   // a low-precision policy's f32 gradient keeps its f32 sums
+    rows->tf32 = cv->tf32;     // a transposed convolution in the forward pass
+    if (G > 1) {
+      rows = g_permute(g, rows, (int[]){0, 2, 1, 3});                              // [N, OH*OW, G, Q]
+      rows = g_reshape(g, rows, shape_of(3, (int64_t[]){N, P, G * Q}));
     }
-    Node *rows = g_matmul(g, grad_rows(g, dy, G), weight_rows(g, w, G), false, false);   // [N, G, OH*OW, Q]
-    rows->dtype = cv->dtype;
-    rows->tf32 = cv->tf32;
-    rows = g_permute(g, rows, (int[]){0, 2, 1, 3});                                // [N, OH*OW, G, Q]
-    return g_col2im(g, g_reshape(g, rows, shape_of(3, (int64_t[]){N, P, G * Q})), cv);
+    return g_col2im(g, rows, cv);
   }
   Node *x = cv->src[0], *dy = cv->src[1];
   int64_t N = x->shape.d[0], O = cv->shape.d[0], P = dy->shape.d[2] * dy->shape.d[3];
@@ -190,6 +182,12 @@ void pass_conv_gemm(Graph *g) {
   if (changed) graph_prune(g);   // the convolutions themselves are no longer used
 }
 
+// A view the tiled matmul cannot read in place: anything but a reshape of a
+// tensor stored already (matmul_operand_buffer reads that one's buffer).
+static bool needs_copy(const Node *x) {
+  return node_is_folded(x) && !(x->op == OP_RESHAPE && x->src[0]->stored && x->src[0]->dtype == x->dtype);
+}
+
 void pass_matmul_operands(Graph *g) {
   const char *scope = g->scope;
   Span loc = g->loc;
@@ -200,7 +198,7 @@ void pass_matmul_operands(Graph *g) {
     g->loc = mm->loc;
     Node *a = mm->src[0], *b = mm->src[1];
     if (matmul_conv_dw(mm, NULL, NULL)) continue;   // the host packs its operands' views itself
-    if (node_is_folded(a)) a->stored = true;
+    if (needs_copy(a)) a->stored = true;
     if (mm->p.matmul.tb) {
       int nd = b->shape.ndim, perm[MAX_DIMS];
       for (int d = 0; d < nd; d++) perm[d] = d;
@@ -212,7 +210,7 @@ void pass_matmul_operands(Graph *g) {
       mm->src[1] = t;
       mm->p.matmul.tb = false;
       i = mm->id;   // the matmul moved up by one
-    } else if (node_is_folded(b)) {
+    } else if (needs_copy(b)) {
       b->stored = true;
     }
   }

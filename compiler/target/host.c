@@ -394,6 +394,7 @@ static void emit_packed_b(Cg *c, const Kernel *kn, V t, V panel, V strip) {
   LLVMBuilderRef B = c->b;
   const Node *n = kn->root, *grad, *cols;
   matmul_conv_dw(n, &grad, &cols);
+  grad = matmul_operand_buffer(c->plan, grad);
   const int NR = c->plan->nr;
   LLVMTypeRef vt = LLVMVectorType(c->f32, NR);
   int64_t O = n->shape.d[0], Q = n->shape.d[1], N = cols->shape.d[0], P = cols->shape.d[1];
