@@ -182,6 +182,11 @@ V round_tf32(Cg *c, V f);
 // An f32 value converted to float type t's storage type (f32, f16 or bf16).
 V narrow_float(Cg *c, DType t, V v);
 
+// ---- codegen_attn.c
+// Row `row` of attention kernel k (KK_ATTN): a query row of ATTENTION or
+// ATTENTION_DQ, a key row of ATTENTION_DKV, all of it by one thread.
+void attn_row(Cg *c, const Kernel *k, V row);
+
 // ---- codegen_math.c: f32 math by the target's hooks
 // LLVM's f32 intrinsic name (llvm.sqrt, llvm.floor, ...) of x.
 static inline V intrinsic1(Cg *c, const char *name, V x) { return call_intrinsic(c, name, c->f32, &x, 1); }

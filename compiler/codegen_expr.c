@@ -866,10 +866,11 @@ static V computed_value(Cg *c, const Node *n, V *idx) {
   case KIND_CONV: return kernel_conv(c, n, idx);
   case KIND_POOL: return kernel_pool(c, n, idx);
   case KIND_GATHER: return kernel_gather(c, n, idx);
+  case KIND_ATTN: break;   // whole rows, by attn_row: never a value at one index
   case KIND_LEAF: case KIND_UNARY: case KIND_BINARY: case KIND_COMPARE: case KIND_SELECT: case KIND_MOVE:
     break;
   }
-  ASSERT(n->op == OP_RANDOM);
+  ASSERT(n->op == OP_RANDOM);   // an attention node is always stored
   return kernel_random(c, n, linearize(c, idx, &n->shape));
 }
 

@@ -37,6 +37,7 @@ static KernelKind kind_of(Op op) {
   case KIND_CONV: return KK_CONV;
   case KIND_POOL: return KK_POOL;
   case KIND_GATHER: return KK_GATHER;
+  case KIND_ATTN: return KK_ATTN;
   case KIND_LEAF: case KIND_UNARY: case KIND_BINARY: case KIND_COMPARE: case KIND_SELECT: case KIND_MOVE:
     return op == OP_RANDOM ? KK_RANDOM : KK_POINTWISE;
   }
@@ -333,6 +334,7 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
     else if (n->fuse == FUSE_BOUNDARY) why = SR_BOUNDARY;
     else if (n->stored) why = SR_OPERAND;
     else if (node_is_folded(n)) why = SR_NONE;
+    else if (op_kind(n->op) == KIND_ATTN) why = SR_ROOT;
     else if (!node_is_pointwise(n))
       why = (n->fuse == FUSE_INLINE || im2col_packed(&u, users, n)) && mode != FUSION_NONE ? SR_NONE : SR_ROOT;
     else if (mode == FUSION_NONE) why = SR_FUSION_OFF;
@@ -360,7 +362,7 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
   if (mode == FUSION_ALL)
     for (int i = 0; i < g->n; i++) {
       Node *r = g->nodes[i];
-      if (p->why[i] != SR_ROOT) continue;
+      if (p->why[i] != SR_ROOT || op_kind(r->op) == KIND_ATTN) continue;   // attention stores whole rows
       Node *end = epilogue_end(p, &u, r, users);
       if (!end) {
         p->why[i] = SR_REDUCE_READ;
@@ -405,6 +407,7 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
     k->count = shape_numel(&k->root->shape);
     if (k->kind == KK_MATMUL && matmul_tiles(p, k->root, &k->count, &k->packed)) k->tiled = true;
     else k->packed = false;
+    if (k->kind == KK_ATTN) k->count = attention_rows(k->root);
   }
   int *local = xmalloc(sizeof(int) * (size_t)(p->nslots ? p->nslots : 1));
   int *order = xmalloc(sizeof(int) * (size_t)(p->nslots ? p->nslots : 1));
