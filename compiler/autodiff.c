@@ -9,7 +9,6 @@
 // are views (reshape, permute, pad, slice).
 #include "compiler.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,28 +97,20 @@ static Node *columns(Graph *g, Node *x, int64_t from, int64_t to) {
 }
 
 // y = attention(q, k, v, mask) as [out, lse]: the language reads out alone,
-// so lse carries no gradient. The kernels recompute the weights from lse;
-// a row with no allowed key (lse +inf) weighs every key 1 / Tk whatever q
-// and k are, so its only gradient, dout_i / Tk to every dv_j, is added here.
+// so lse carries no gradient. The kernels recompute the weights from lse
+// (and dropout's factors from their stream); delta_i = dout_i . out_i is
+// sum_j p_ij dp_ij, as dropout does not change.
 static void attention_backward(AD *ad, Node *y, Node *dy) {
   Graph *g = ad->g;
   Node *q = y->src[0], *k = y->src[1], *v = y->src[2];
-  int64_t Dv = v->shape.d[3], D = q->shape.d[3], Tk = k->shape.d[2];
+  int64_t Dv = v->shape.d[3], D = q->shape.d[3];
   Node *dout = columns(g, dy, 0, Dv);
   Node *delta = g_reduce(g, OP_SUM, mul(g, dout, g_attention_out(g, y)), 1u << 3, true);
   if (ad->needs[q->id]) accumulate(ad, q, g_attention_grad(g, OP_ATTENTION_DQ, y, dout, delta));
   if (!ad->needs[k->id] && !ad->needs[v->id]) return;
   Node *dkv = g_attention_grad(g, OP_ATTENTION_DKV, y, dout, delta);
   if (ad->needs[k->id]) accumulate(ad, k, columns(g, dkv, 0, D));
-  if (!ad->needs[v->id]) return;
-  Node *dv = columns(g, dkv, D, D + Dv);
-  if (!attention_unmasked(y)) {
-    Node *none = g_binary(g, OP_EQ, columns(g, y, Dv, Dv + 1), scalar(g, INFINITY, DT_F32));
-    Node *spread = g_where(g, none, dout, scalar(g, 0, DT_F32));
-    Node *share = g_binary(g, OP_DIV, g_reduce(g, OP_SUM, spread, 1u << 2, true), scalar(g, (double)Tk, DT_F32));
-    dv = g_binary(g, OP_ADD, dv, share);
-  }
-  accumulate(ad, v, dv);
+  if (ad->needs[v->id]) accumulate(ad, v, columns(g, dkv, D, D + Dv));
 }
 
 // Applies the rule of node y to its gradient dy.

@@ -176,6 +176,8 @@ void row_outputs(Cg *c, const Kernel *k, V row, V from, int64_t step, V first);
 // v (f32, or a vector of f32 for float t) rounded to what dtype t holds, as a store would round it.
 V round_value(Cg *c, V v, DType t);
 V reduce_value(Cg *c, const Node *n, V *oidx);
+// Element lin of the uniform stream key (RANDOM's Philox-4x32-10 under the kernel's seed and step), f32.
+V philox_at(Cg *c, uint64_t key, V lin);
 V kernel_matmul(Cg *c, const Node *n, V *idx);
 // A float (or float vector) rounded to tf32, as the matmuls of the tf32 policy read operands.
 V round_tf32(Cg *c, V f);

@@ -8,6 +8,8 @@
 // rows of v. Nothing of size Tq x Tk is stored; the row's log-sum-exp m +
 // log(l) is its last column. A masked key's logit is -inf and weighs 0; a
 // row with no allowed key is the mean of v, log-sum-exp +inf (interp.c).
+// Dropout multiplies each weight by its factor from the Philox stream
+// (keep), recomputed the same way by the backward kernels.
 // ATTENTION_DQ (query row i) and ATTENTION_DKV (key row j) recompute each
 // weight p = exp(s - lse) from the saved log-sum-exp, walking keys (or
 // queries) one at a time, and sum their gradient in registers: each output
@@ -87,10 +89,23 @@ static void axpy(Cg *c, V arr, V w, const Node *x, V *bh, V t, int64_t n) {
   loop_close(c, &L, NULL);
 }
 
-// Whether query i may attend key j by the mask (the causal bound is in the loops).
+// Whether query i may attend key j: the mask, and j <= i when causal.
 static V allowed(Cg *c, const Node *n, V *bh, V i, V j) {
-  if (attention_unmasked(n)) return LLVMConstInt(c->i1, 1, false);
-  return elem(c, n->src[3], bh, i, j);
+  V ok = LLVMConstInt(c->i1, 1, false);
+  if (!attention_unmasked(n)) ok = elem(c, n->src[3], bh, i, j);
+  if (n->p.attn.causal) ok = LLVMBuildAnd(c->b, ok, LLVMBuildICmp(c->b, LLVMIntSLE, j, i, ""), "");
+  return ok;
+}
+
+// Dropout's factor of weight (i, j) of heads bn: 1 / (1 - p) where the
+// stream's uniform at its index in [B, N, Tq, Tk] is at least p, else 0.
+static V keep(Cg *c, const Node *n, V bn, V i, V j) {
+  double p = n->p.attn.dropout;
+  if (p == 0) return cf(c, 1);
+  int64_t Tq = n->src[0]->shape.d[2], Tk = n->src[1]->shape.d[2];
+  V lin = LLVMBuildAdd(c->b, mulc(c, LLVMBuildAdd(c->b, mulc(c, bn, Tq), i, ""), Tk), j, "");
+  V u = philox_at(c, n->p.attn.key, lin);
+  return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGE, u, cf(c, p), ""), cf(c, 1 / (1 - p)), cf(c, 0), "");
 }
 
 static V min_i64(Cg *c, V a, V b) { return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, b, ""), a, b, ""); }
@@ -130,9 +145,9 @@ static void attn_forward(Cg *c, const Node *n, V row) {
   V zero = cf(c, 0);
   Loop P;   // the tile's weights and their rows of v
   loop_open(c, &P, ci(c, 0), len, 1, &zero);
-  V st = get(c, sc, P.i);
+  V st = get(c, sc, P.i), jp = LLVMBuildAdd(B, T.i, P.i, "");
   V p = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealUGT, st, ninf, ""), math_exp(c, LLVMBuildFSub(B, st, mn, "")), zero, "");
-  axpy(c, acc, p, v, bh, LLVMBuildAdd(B, T.i, P.i, ""), Dv);
+  axpy(c, acc, LLVMBuildFMul(B, p, keep(c, n, bhn, i, jp), ""), v, bh, jp, Dv);
   V psum = LLVMBuildFAdd(B, P.acc[0], p, "");
   loop_close(c, &P, &psum);
   V next[2] = {mn, LLVMBuildFAdd(B, LLVMBuildFMul(B, l, corr, ""), P.acc[0], "")};
@@ -147,7 +162,7 @@ static void attn_forward(Cg *c, const Node *n, V row) {
   LLVMPositionBuilderAtEnd(B, mean);
   Loop M;
   loop_open(c, &M, ci(c, 0), ci(c, Tk), 0, NULL);
-  axpy(c, acc, cf(c, 1), v, bh, M.i, Dv);
+  axpy(c, acc, keep(c, n, bhn, i, M.i), v, bh, M.i, Dv);
   loop_close(c, &M, NULL);
   LLVMBasicBlockRef mean_end = LLVMGetInsertBlock(B);
   LLVMBuildBr(B, join);
@@ -180,11 +195,14 @@ static void attn_backward(Cg *c, const Node *n, V row) {
   load_row(c, own_b, dq ? dout : v, bh, r, Dv);
   zero_row(c, g0, D);
   if (g1) zero_row(c, g1, Dv);
+  // dq: the keys a causal row sees; dkv: the queries i >= j that see key j
+  // causally, or every query when a mask may leave one no key (such a row
+  // weighs every key, 1 / Tk)
   V from = ci(c, 0), to;
   if (dq) to = n->p.attn.causal ? min_i64(c, addc(c, r, 1), ci(c, Tk)) : ci(c, Tk);
   else {
     to = ci(c, Tq);
-    if (n->p.attn.causal) from = r;   // queries i >= j see key j
+    if (n->p.attn.causal && attention_unmasked(n)) from = r;
   }
   V lse_row = NULL, dl_row = NULL;
   if (dq) {
@@ -197,12 +215,15 @@ static void attn_backward(Cg *c, const Node *n, V row) {
   V qi = dq ? r : other, kj = dq ? other : r;
   V lse = dq ? lse_row : elem(c, fwd, bh, qi, ci(c, Dv));
   V dl = dq ? dl_row : elem(c, delta, bh, qi, ci(c, 0));
+  V none = LLVMBuildFCmp(B, LLVMRealOEQ, lse, cf(c, INFINITY), "");   // query qi may attend no key
   V s = LLVMBuildFMul(B, scale, dot(c, own_a, dq ? k : q, bh, other, D), "");
   V p = LLVMBuildSelect(B, allowed(c, n, bh, qi, kj), math_exp(c, LLVMBuildFSub(B, s, lse, "")), zero, "");
-  V dp = dot(c, own_b, dq ? v : dout, bh, other, Dv);
-  V ds = LLVMBuildFMul(B, p, LLVMBuildFSub(B, dp, dl, ""), "");
+  p = LLVMBuildSelect(B, none, dq ? zero : cf(c, 1.0 / (double)Tk), p, "");
+  V z = keep(c, n, bhn, qi, kj);
+  V dp = LLVMBuildFMul(B, z, dot(c, own_b, dq ? v : dout, bh, other, Dv), "");
+  V ds = LLVMBuildSelect(B, none, zero, LLVMBuildFMul(B, p, LLVMBuildFSub(B, dp, dl, ""), ""), "");
   axpy(c, g0, ds, dq ? k : q, bh, other, D);
-  if (g1) axpy(c, g1, p, dout, bh, other, Dv);
+  if (g1) axpy(c, g1, LLVMBuildFMul(B, p, z, ""), dout, bh, other, Dv);
   loop_close(c, &L, NULL);
   int64_t width = n->shape.d[3];
   V base = mulc(c, row, width);

@@ -483,10 +483,12 @@ static V kernel_pointwise(Cg *c, const Node *n, V *idx) {
 }
 
 // Philox-4x32-10 on (seed, key, step, i), the first word's top 24 bits.
-static V kernel_random(Cg *c, const Node *n, V lin) {
+static V kernel_random(Cg *c, const Node *n, V lin) { return philox_at(c, n->p.key, lin); }
+
+V philox_at(Cg *c, uint64_t key, V lin) {
   LLVMBuilderRef B = c->b;
   V seed = c->seed, step = c->step;
-  V k = LLVMBuildXor(B, seed, LLVMConstInt(c->i64, n->p.key * 0x9E3779B97F4A7C15ull, false), "");
+  V k = LLVMBuildXor(B, seed, LLVMConstInt(c->i64, key * 0x9E3779B97F4A7C15ull, false), "");
   V k0 = LLVMBuildTrunc(B, k, c->i32, ""), k1 = LLVMBuildTrunc(B, LLVMBuildLShr(B, k, ci(c, 32), ""), c->i32, "");
   V c0 = LLVMBuildTrunc(B, lin, c->i32, ""), c1 = LLVMBuildTrunc(B, LLVMBuildLShr(B, lin, ci(c, 32), ""), c->i32, "");
   V c2 = LLVMBuildTrunc(B, step, c->i32, ""), c3 = LLVMBuildTrunc(B, LLVMBuildLShr(B, step, ci(c, 32), ""), c->i32, "");

@@ -262,7 +262,12 @@ struct Node {
                            // param statement, or the outermost call that led to it), or NULL
     } param;
     uint64_t key;                                        // RANDOM: hash of its name
-    struct { double scale; bool causal; } attn;          // ATTENTION, ATTENTION_DQ, ATTENTION_DKV
+    struct {                                             // ATTENTION, ATTENTION_DQ, ATTENTION_DKV
+      double scale;
+      double dropout;      // each weight is zeroed with this probability, the rest scaled by 1 / (1 - dropout):
+      uint64_t key;        // the Philox stream (as RANDOM's) at the weight's index in [B, N, Tq, Tk]
+      bool causal;
+    } attn;
     struct {                                             // LABEL: the labels of one_hot
       int64_t n, skip;     // classes [0, n); skip: the ignored label, when skips
       bool skips;
@@ -386,9 +391,12 @@ Node *g_label(Graph *g, Node *ids, int64_t n);
 Node *g_scatter_add(Graph *g, Node *ids, Node *values, int64_t rows);
 // Fused attention (ATTENTION): q [B, N, Tq, D], k [B, N, Tk, D], v [B, N, Tk, Dv]
 // (float; computed in f32), mask bool broadcastable to [B, N, Tq, Tk] or NULL,
-// key j <= query i only when causal. Returns the [B, N, Tq, Dv + 1] node: the
-// output, then each row's log-sum-exp; g_attention_out is its output part.
-Node *g_attention(Graph *g, Node *q, Node *k, Node *v, Node *mask, bool causal, double scale);
+// key j <= query i only when causal; dropout on the weights with probability
+// dropout in [0, 1), from the random stream called stream (NULL without).
+// Returns the [B, N, Tq, Dv + 1] node: the output, then each row's
+// log-sum-exp; g_attention_out is its output part.
+Node *g_attention(Graph *g, Node *q, Node *k, Node *v, Node *mask, bool causal, double scale, double dropout,
+                  const char *stream);
 Node *g_attention_out(Graph *g, Node *fwd);
 // Whether attention node n's mask is a constant true (no mask given).
 bool attention_unmasked(const Node *n);

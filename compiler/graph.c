@@ -674,7 +674,8 @@ Node *g_scatter_add(Graph *g, Node *ids, Node *values, int64_t rows) {
 
 static Shape shape4(int64_t a, int64_t b, int64_t c, int64_t d) { return shape_of(4, (int64_t[]){a, b, c, d}); }
 
-Node *g_attention(Graph *g, Node *q, Node *k, Node *v, Node *mask, bool causal, double scale) {
+Node *g_attention(Graph *g, Node *q, Node *k, Node *v, Node *mask, bool causal, double scale, double dropout,
+                  const char *stream) {
   const Node *ops[3] = {q, k, v};
   for (int i = 0; i < 3; i++) {
     if (ops[i]->shape.ndim != 4)
@@ -690,6 +691,7 @@ Node *g_attention(Graph *g, Node *q, Node *k, Node *v, Node *mask, bool causal, 
     return fail(g, "cannot attend with k %s and v %s: the batch, heads and length must be the same", TYPE(k), TYPE(v));
   if (kd[2] < 1) return fail(g, "cannot attend over k %s: there is no key", TYPE(k));
   if (!isfinite(scale)) return fail(g, "attention's scale must be finite, not %g", scale);
+  if (!(dropout >= 0 && dropout < 1)) return fail(g, "attention's dropout must be in [0, 1), not %g", dropout);
   Shape scores = shape4(qd[0], qd[1], qd[2], kd[2]);
   if (mask) {
     Shape got;
@@ -713,6 +715,11 @@ Node *g_attention(Graph *g, Node *q, Node *k, Node *v, Node *mask, bool causal, 
   n->nsrc = 4;
   n->p.attn.scale = scale;
   n->p.attn.causal = causal;
+  if (dropout > 0) {
+    ASSERT(stream);
+    n->p.attn.dropout = dropout;
+    n->p.attn.key = name_key(stream);
+  }
   return n;
 }
 

@@ -663,21 +663,32 @@ static int eval_label(const Node *n, const double *ids, double *y, char *err, si
 // ---------------------------------------------------------------- attention
 // The plain formula, row by row in double: key j of query i is allowed when
 // the mask says so and (causal) j <= i; its logit is scale * q_i . k_j. An
-// allowed row is softmax over its allowed keys; a row with none is the mean
-// of v (what softmax of the stdlib's -1e9 logits gives) with +inf as its
-// log-sum-exp, and no gradient reaches q or k from it.
+// allowed row's weights are softmax over its allowed keys; a row with none
+// weighs every key 1 / Tk (what softmax of the stdlib's -1e9 logits gives:
+// the mean of v), with +inf as its log-sum-exp, and no gradient reaches q or
+// k from it. With dropout p, weight (i, j) is then multiplied by
+// z = u >= p ? 1 / (1 - p) : 0, u the stream's uniform at its index in
+// [B, N, Tq, Tk] (what dropout(softmax(...)) gives).
 
 typedef struct {
   int64_t B, N, Tq, Tk, D, Dv;
   const double *q, *k, *v, *mask;
-  double scale;
+  double scale, dropout;
   bool causal;
+  uint64_t key, seed, step;
 } Attn;
 
-static Attn attn_of(const Node *n, const double *const *src) {
+static Attn attn_of(const Node *n, const double *const *src, uint64_t seed, uint64_t step) {
   const Shape *q = &n->src[0]->shape, *v = &n->src[2]->shape;
   return (Attn){q->d[0], q->d[1], q->d[2], v->d[2], q->d[3], v->d[3], src[0], src[1], src[2], src[3],
-                n->p.attn.scale, n->p.attn.causal};
+                n->p.attn.scale, n->p.attn.dropout, n->p.attn.causal, n->p.attn.key, seed, step};
+}
+
+// Dropout's factor z of weight (bn, i, j).
+static double attn_keep(const Attn *a, int64_t bn, int64_t i, int64_t j) {
+  if (a->dropout == 0) return 1;
+  uint64_t at = (uint64_t)((bn * a->Tq + i) * a->Tk + j);
+  return philox_uniform(a->seed, a->key, a->step, at) >= a->dropout ? 1 / (1 - a->dropout) : 0;
 }
 
 // Row (bn, i)'s logits into s, whether each key is allowed into ok; returns the number allowed.
@@ -695,8 +706,8 @@ static int64_t attn_logits(const Attn *a, int64_t bn, int64_t i, double *s, bool
   return allowed;
 }
 
-static void eval_attention(const Node *n, const double *const *src, double *y) {
-  Attn a = attn_of(n, src);
+static void eval_attention(const Node *n, const double *const *src, uint64_t seed, uint64_t step, double *y) {
+  Attn a = attn_of(n, src, seed, step);
   double *s = xmalloc(sizeof(double) * (size_t)a.Tk);
   bool *ok = xmalloc(sizeof(bool) * (size_t)a.Tk);
   for (int64_t bn = 0; bn < a.B * a.N; bn++)
@@ -705,7 +716,8 @@ static void eval_attention(const Node *n, const double *const *src, double *y) {
       for (int64_t c = 0; c < a.Dv; c++) out[c] = 0;
       if (attn_logits(&a, bn, i, s, ok) == 0) {
         for (int64_t j = 0; j < a.Tk; j++)
-          for (int64_t c = 0; c < a.Dv; c++) out[c] += a.v[(bn * a.Tk + j) * a.Dv + c] / (double)a.Tk;
+          for (int64_t c = 0; c < a.Dv; c++)
+            out[c] += attn_keep(&a, bn, i, j) * a.v[(bn * a.Tk + j) * a.Dv + c] / (double)a.Tk;
         out[a.Dv] = INFINITY;
         continue;
       }
@@ -715,7 +727,7 @@ static void eval_attention(const Node *n, const double *const *src, double *y) {
       for (int64_t j = 0; j < a.Tk; j++) l += ok[j] ? exp(s[j] - m) : 0;
       for (int64_t j = 0; j < a.Tk; j++) {
         if (!ok[j]) continue;
-        double p = exp(s[j] - m) / l;
+        double p = exp(s[j] - m) / l * attn_keep(&a, bn, i, j);
         for (int64_t c = 0; c < a.Dv; c++) out[c] += p * a.v[(bn * a.Tk + j) * a.Dv + c];
       }
       out[a.Dv] = m + log(l);
@@ -725,10 +737,11 @@ static void eval_attention(const Node *n, const double *const *src, double *y) {
 }
 
 // dq (ATTENTION_DQ) or [dk, dv] (ATTENTION_DKV) from the saved log-sum-exp:
-// p = exp(s - lse), dp = dout_i . v_j, ds = p (dp - delta_i);
-// dq_i = scale sum_j ds k_j, dk_j = scale sum_i ds q_i, dv_j = sum_i p dout_i.
-static void eval_attention_grad(const Node *n, const double *const *src, double *y) {
-  Attn a = attn_of(n, src);
+// p = exp(s - lse), z dropout's factor, dp = z dout_i . v_j, ds = p (dp - delta_i);
+// dq_i = scale sum_j ds k_j, dk_j = scale sum_i ds q_i, dv_j = sum_i p z dout_i.
+// A row with no allowed key has p = 1 / Tk for every key and ds = 0.
+static void eval_attention_grad(const Node *n, const double *const *src, uint64_t seed, uint64_t step, double *y) {
+  Attn a = attn_of(n, src, seed, step);
   const double *dout = src[4], *fwd = src[5], *delta = src[6];
   bool dq = n->op == OP_ATTENTION_DQ;
   memset(y, 0, sizeof(double) * (size_t)shape_numel(&n->shape));
@@ -737,21 +750,21 @@ static void eval_attention_grad(const Node *n, const double *const *src, double 
   for (int64_t bn = 0; bn < a.B * a.N; bn++)
     for (int64_t i = 0; i < a.Tq; i++) {
       double lse = fwd[(bn * a.Tq + i) * (a.Dv + 1) + a.Dv];
-      if (attn_logits(&a, bn, i, s, ok) == 0) continue;   // lse is +inf: no weight depends on q or k
+      bool none = attn_logits(&a, bn, i, s, ok) == 0;   // lse is +inf: no weight depends on q or k
       const double *qi = a.q + (bn * a.Tq + i) * a.D, *gi = dout + (bn * a.Tq + i) * a.Dv;
       for (int64_t j = 0; j < a.Tk; j++) {
-        if (!ok[j]) continue;
+        if (!ok[j] && !none) continue;
         const double *kj = a.k + (bn * a.Tk + j) * a.D, *vj = a.v + (bn * a.Tk + j) * a.Dv;
-        double p = exp(s[j] - lse), dp = 0;
+        double p = none ? 1 / (double)a.Tk : exp(s[j] - lse), z = attn_keep(&a, bn, i, j), dp = 0;
         for (int64_t c = 0; c < a.Dv; c++) dp += gi[c] * vj[c];
-        double ds = p * (dp - delta[bn * a.Tq + i]);
+        double ds = none ? 0 : p * (z * dp - delta[bn * a.Tq + i]);
         if (dq) {
           double *o = y + (bn * a.Tq + i) * a.D;
           for (int64_t d = 0; d < a.D; d++) o[d] += a.scale * ds * kj[d];
         } else {
           double *o = y + (bn * a.Tk + j) * (a.D + a.Dv);
           for (int64_t d = 0; d < a.D; d++) o[d] += a.scale * ds * qi[d];
-          for (int64_t c = 0; c < a.Dv; c++) o[a.D + c] += p * gi[c];
+          for (int64_t c = 0; c < a.Dv; c++) o[a.D + c] += p * z * gi[c];
         }
       }
     }
@@ -863,8 +876,8 @@ static int eval_node(Interp *it, const Node *n, double *y) {
   case OP_ATTENTION_DKV: {
     const double *src[NODE_MAX_SRC];
     for (int k = 0; k < n->nsrc; k++) src[k] = it->vals[n->src[k]->id];
-    if (n->op == OP_ATTENTION) eval_attention(n, src, y);
-    else eval_attention_grad(n, src, y);
+    if (n->op == OP_ATTENTION) eval_attention(n, src, it->seed, it->step, y);
+    else eval_attention_grad(n, src, it->seed, it->step, y);
     return 0;
   }
 

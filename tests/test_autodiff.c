@@ -404,6 +404,12 @@ TEST(autodiff, attention_primitive) {
   fd("attention causal and mask", "input q: f32[1, 2, 3, 2]\ninput k: f32[1, 2, 3, 2]\ninput v: f32[1, 2, 3, 2]\n"
      "let m = iota(3).reshape(1, 3) != 0\noutput y = attention(q, k, v, causal = true, mask = m.broadcast(1, 2, 3, 3))",
      -1, 1);
+  // dropout's factors are fixed for a seed and step, so the function is smooth between them
+  fd("attention dropout", "input q: f32[2, 2, 4, 3]\ninput k: f32[2, 2, 5, 3]\ninput v: f32[2, 2, 5, 2]\n"
+     "output y = attention(q, k, v, dropout = 0.4)", -1, 1);
+  fd("attention dropout, causal and masked rows", "input q: f32[1, 2, 4, 3]\ninput k: f32[1, 2, 4, 3]\n"
+     "input v: f32[1, 2, 4, 2]\nlet m = (iota(4).reshape(4, 1) != 1).broadcast(4, 4)\n"
+     "output y = attention(q, k, v, causal = true, mask = m, dropout = 0.3)", -1, 1);
 }
 
 // y = attention - the unfused formula: its value and every gradient vanish.

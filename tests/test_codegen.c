@@ -323,7 +323,7 @@ TEST(codegen, attention_and_group_norm_training_step) {
 // Fused attention's kernels (codegen_attn.c) against the interpreter, forward
 // and backward, on widths 1 to 65, lengths that are not multiples of the key
 // tile, Tq != Tk, causal or not, masks with rows that may attend no key, and
-// logits in the thousands (the online softmax must not overflow).
+// logits in the thousands (the online softmax must not overflow), dropout.
 static void attention_case(int64_t B, int64_t N, int64_t Tq, int64_t Tk, int64_t D, int64_t Dv, const char *how,
                            double mag, Opts o) {
   char body[2048], what[160];
@@ -350,6 +350,8 @@ TEST(codegen, attention_kernels_and_their_gradients) {
   attention_case(1, 2, 9, 4, 3, 3, "causal = true, mask = where(none, m, false)", 1, step);   // row 1 and others see no key
   attention_case(1, 1, 6, 20, 4, 3, "mask = where(none, m, false).broadcast(1, 1, 6, 20), scale = 1.0", 1, step);
   attention_case(1, 2, 11, 23, 8, 5, "causal = true", 40, step);   // logits up to about 1e4
+  attention_case(2, 2, 13, 21, 6, 4, "causal = true, dropout = 0.25", 1, step);
+  attention_case(1, 2, 9, 4, 3, 3, "causal = true, mask = where(none, m, false), dropout = 0.5", 1, step);
   attention_case(1, 1, 3, 40, 2, 2, "mask = m", 300, fwd);   // logits about 1e5: the forward alone (gradients in f32 lose digits there)
 }
 
