@@ -17,37 +17,45 @@
 #include "codegen.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #define ATTN_TILE 16
+// Rows are held and read as vectors of ATTN_VW floats (an AVX2 register on
+// the host; GPU back ends split them), the last one zero-padded.
+#define ATTN_VW 8
 
 // An f32 array of n elements on the kernel's stack, made in its entry block
 // (so it is one frame slot, which LLVM promotes to registers when it can).
-static V entry_array(Cg *c, int64_t n, const char *name) {
+static V entry_alloca(Cg *c, LLVMTypeRef t, int64_t n, const char *name) {
   LLVMBuilderRef eb = LLVMCreateBuilderInContext(c->cx);
   LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(c->fn);
   V first = LLVMGetFirstInstruction(entry);
   if (first) LLVMPositionBuilderBefore(eb, first);
   else LLVMPositionBuilderAtEnd(eb, entry);
-  V a = LLVMBuildAlloca(eb, LLVMArrayType2(c->f32, (uint64_t)(n ? n : 1)), name);
+  V a = LLVMBuildAlloca(eb, LLVMArrayType2(t, (uint64_t)(n ? n : 1)), name);
   LLVMSetAlignment(a, 32);
   LLVMDisposeBuilder(eb);
   return a;
 }
 
-static V at(Cg *c, V arr, V i) { return LLVMBuildGEP2(c->b, c->f32, arr, &i, 1, ""); }
-static V get(Cg *c, V arr, V i) { return LLVMBuildLoad2(c->b, c->f32, at(c, arr, i), ""); }
-static void set(Cg *c, V arr, V i, V v) { LLVMBuildStore(c->b, v, at(c, arr, i)); }
+static V at(Cg *c, LLVMTypeRef t, V arr, V i) { return LLVMBuildGEP2(c->b, t, arr, &i, 1, ""); }
+static V get(Cg *c, V arr, V i) { return LLVMBuildLoad2(c->b, c->f32, at(c, c->f32, arr, i), ""); }
+static void set(Cg *c, V arr, V i, V v) { LLVMBuildStore(c->b, v, at(c, c->f32, arr, i)); }
 
-// Sums may be reassociated (so the loops over a row vectorize) and contracted into FMAs.
-static V fadd(Cg *c, V a, V b) {
-  V r = LLVMBuildFAdd(c->b, a, b, "");
+// Sums may be reassociated and contracted into FMAs.
+static V fast(V r) {
   LLVMSetFastMathFlags(r, LLVMFastMathAllowReassoc | LLVMFastMathAllowContract);
   return r;
 }
-static V fmul(Cg *c, V a, V b) {
-  V r = LLVMBuildFMul(c->b, a, b, "");
-  LLVMSetFastMathFlags(r, LLVMFastMathAllowReassoc | LLVMFastMathAllowContract);
-  return r;
+static V fadd(Cg *c, V a, V b) { return fast(LLVMBuildFAdd(c->b, a, b, "")); }
+static V fmul(Cg *c, V a, V b) { return fast(LLVMBuildFMul(c->b, a, b, "")); }
+
+static int64_t chunks(int64_t n) { return (n + ATTN_VW - 1) / ATTN_VW; }
+static LLVMTypeRef vec_type(Cg *c) { return LLVMVectorType(c->f32, ATTN_VW); }
+static V splat(Cg *c, V x) {
+  V v = LLVMGetUndef(vec_type(c));
+  for (int l = 0; l < ATTN_VW; l++) v = LLVMBuildInsertElement(c->b, v, x, LLVMConstInt(c->i32, (unsigned)l, false), "");
+  return v;
 }
 
 // Element (b, h, t, col) of a [B, N, T, W] operand.
@@ -56,37 +64,76 @@ static V elem(Cg *c, const Node *x, V *bh, V t, V col) {
   return emit_value(c, x, idx);
 }
 
-// arr[0, n) = row t of x.
-static void load_row(Cg *c, V arr, const Node *x, V *bh, V t, int64_t n) {
-  Loop L;
-  loop_open(c, &L, ci(c, 0), ci(c, n), 0, NULL);
-  set(c, arr, L.i, elem(c, x, bh, t, L.i));
-  loop_close(c, &L, NULL);
+// Row t of x [B, N, T, W] as chunks(W) vectors into out: vector loads from
+// its buffer when x is a stored f32 tensor, else element by element through
+// the expression layer; lanes past W are zero.
+static void load_row(Cg *c, const Node *x, V *bh, V t, V *out) {
+  LLVMBuilderRef B = c->b;
+  int64_t W = x->shape.d[3];
+  bool direct = x->dtype == DT_F32 && c->plan->slot[x->id] >= 0;   // never this kernel's own output
+  V base = NULL, buf = NULL;
+  if (direct) {
+    V r = LLVMBuildAdd(B, mulc(c, LLVMBuildAdd(B, mulc(c, bh[0], x->shape.d[1]), bh[1], ""), x->shape.d[2]), t, "");
+    base = mulc(c, r, W);
+    buf = buffer_ptr(c, x);
+  }
+  for (int64_t k = 0; k < chunks(W); k++) {
+    int64_t lanes = W - k * ATTN_VW < ATTN_VW ? W - k * ATTN_VW : ATTN_VW;
+    if (direct && lanes == ATTN_VW) {
+      V off = addc(c, base, k * ATTN_VW);
+      V ld = LLVMBuildLoad2(B, vec_type(c), LLVMBuildGEP2(B, c->f32, buf, &off, 1, ""), "");
+      LLVMSetAlignment(ld, 4);
+      out[k] = ld;
+      continue;
+    }
+    V v = LLVMConstNull(vec_type(c));
+    for (int64_t l = 0; l < lanes; l++) {
+      V e = direct ? load_at(c, x, addc(c, base, k * ATTN_VW + l)) : elem(c, x, bh, t, ci(c, k * ATTN_VW + l));
+      v = LLVMBuildInsertElement(B, v, e, LLVMConstInt(c->i32, (unsigned)l, false), "");
+    }
+    out[k] = v;
+  }
 }
 
-static void zero_row(Cg *c, V arr, int64_t n) {
-  Loop L;
-  loop_open(c, &L, ci(c, 0), ci(c, n), 0, NULL);
-  set(c, arr, L.i, cf(c, 0));
-  loop_close(c, &L, NULL);
+// a . b over n chunks.
+static V dot(Cg *c, const V *a, const V *b, int64_t n) {
+  V s = LLVMConstNull(vec_type(c));
+  for (int64_t k = 0; k < n; k++) s = fadd(c, s, fmul(c, a[k], b[k]));
+  V zero = cf(c, 0), args[2] = {zero, s};
+  return fast(call_intrinsic(c, "llvm.vector.reduce.fadd", vec_type(c), args, 2));
 }
 
-// arr . row t of x, over n columns.
-static V dot(Cg *c, V arr, const Node *x, V *bh, V t, int64_t n) {
-  V zero = cf(c, 0);
-  Loop L;
-  loop_open(c, &L, ci(c, 0), ci(c, n), 1, &zero);
-  V next = fadd(c, L.acc[0], fmul(c, get(c, arr, L.i), elem(c, x, bh, t, L.i)));
-  loop_close(c, &L, &next);
-  return L.acc[0];
+// A row accumulator of n chunks, held in an array of vectors (registers, once promoted).
+typedef struct {
+  V arr;
+  int64_t n;
+} Acc;
+
+static Acc acc_new(Cg *c, int64_t width, const char *name) {
+  Acc a = {entry_alloca(c, vec_type(c), chunks(width), name), chunks(width)};
+  for (int64_t k = 0; k < a.n; k++) LLVMBuildStore(c->b, LLVMConstNull(vec_type(c)), at(c, vec_type(c), a.arr, ci(c, k)));
+  return a;
+}
+static V acc_get(Cg *c, const Acc *a, int64_t k) { return LLVMBuildLoad2(c->b, vec_type(c), at(c, vec_type(c), a->arr, ci(c, k)), ""); }
+static void acc_set(Cg *c, const Acc *a, int64_t k, V v) { LLVMBuildStore(c->b, v, at(c, vec_type(c), a->arr, ci(c, k))); }
+
+// acc = acc * scale + w * row.
+static void axpy(Cg *c, const Acc *a, V scale, V w, const V *row) {
+  V ws = splat(c, w), ss = scale ? splat(c, scale) : NULL;
+  for (int64_t k = 0; k < a->n; k++) {
+    V old = acc_get(c, a, k);
+    if (ss) old = fmul(c, old, ss);
+    acc_set(c, a, k, fadd(c, old, fmul(c, ws, row[k])));
+  }
 }
 
-// arr += w * row t of x, over n columns.
-static void axpy(Cg *c, V arr, V w, const Node *x, V *bh, V t, int64_t n) {
-  Loop L;
-  loop_open(c, &L, ci(c, 0), ci(c, n), 0, NULL);
-  set(c, arr, L.i, fadd(c, get(c, arr, L.i), fmul(c, w, elem(c, x, bh, t, L.i))));
-  loop_close(c, &L, NULL);
+// Stores width elements of acc times mul at [base, base + width) of n's buffer.
+static void store_acc(Cg *c, const Node *n, const Acc *a, V mul, V base, int64_t width) {
+  for (int64_t k = 0; k < a->n; k++) {
+    V v = fmul(c, acc_get(c, a, k), splat(c, mul));
+    for (int64_t l = 0; l < ATTN_VW && k * ATTN_VW + l < width; l++)
+      store_at(c, n, addc(c, base, k * ATTN_VW + l), LLVMBuildExtractElement(c->b, v, LLVMConstInt(c->i32, (unsigned)l, false), ""));
+  }
 }
 
 // Whether query i may attend key j: the mask, and j <= i when causal.
@@ -114,14 +161,16 @@ static void attn_forward(Cg *c, const Node *n, V row) {
   LLVMBuilderRef B = c->b;
   const Node *q = n->src[0], *k = n->src[1], *v = n->src[2];
   int64_t Tq = q->shape.d[2], Tk = k->shape.d[2], D = q->shape.d[3], Dv = v->shape.d[3];
-  V qrow = entry_array(c, D, "q"), acc = entry_array(c, Dv, "acc"), sc = entry_array(c, ATTN_TILE, "s");
+  V sc = entry_alloca(c, c->f32, ATTN_TILE, "s");
   V bhn = LLVMBuildSDiv(B, row, ci(c, Tq), ""), i = LLVMBuildSRem(B, row, ci(c, Tq), "");
   V bh[2] = {LLVMBuildSDiv(B, bhn, ci(c, q->shape.d[1]), ""), LLVMBuildSRem(B, bhn, ci(c, q->shape.d[1]), "")};
-  V ninf = cf(c, -INFINITY), scale = cf(c, n->p.attn.scale);
-  load_row(c, qrow, q, bh, i, D);
-  zero_row(c, acc, Dv);
+  V ninf = cf(c, -INFINITY), scale = cf(c, n->p.attn.scale), zero = cf(c, 0);
+  V *qrow = xcalloc((size_t)chunks(D) + 1, sizeof(V)), *krow = xcalloc((size_t)chunks(D) + 1, sizeof(V));
+  V *vrow = xcalloc((size_t)chunks(Dv) + 1, sizeof(V));
+  load_row(c, q, bh, i, qrow);
+  Acc acc = acc_new(c, Dv, "acc");
   V hi = n->p.attn.causal ? min_i64(c, addc(c, i, 1), ci(c, Tk)) : ci(c, Tk);
-  V init[2] = {ninf, cf(c, 0)};
+  V init[2] = {ninf, zero};
   Loop T;   // key tiles; carried: the running maximum m and sum l
   loop_open(c, &T, ci(c, 0), hi, 2, init);
   T.step = ci(c, ATTN_TILE);
@@ -130,7 +179,8 @@ static void attn_forward(Cg *c, const Node *n, V row) {
   Loop S;   // the tile's logits and their maximum (NaN kept)
   loop_open(c, &S, ci(c, 0), len, 1, &ninf);
   V j = LLVMBuildAdd(B, T.i, S.i, "");
-  V s = LLVMBuildFMul(B, scale, dot(c, qrow, k, bh, j, D), "");
+  load_row(c, k, bh, j, krow);
+  V s = LLVMBuildFMul(B, scale, dot(c, qrow, krow, chunks(D)), "");
   s = LLVMBuildSelect(B, allowed(c, n, bh, i, j), s, ninf, "");
   set(c, sc, S.i, s);
   V mt = fmax_nan(c, s, S.acc[0], true);
@@ -138,18 +188,16 @@ static void attn_forward(Cg *c, const Node *n, V row) {
   V mn = fmax_nan(c, m, S.acc[0], true);
   V live = LLVMBuildFCmp(B, LLVMRealOGT, mn, ninf, "");
   V corr = LLVMBuildSelect(B, live, math_exp(c, LLVMBuildFSub(B, m, mn, "")), cf(c, 1), "");
-  Loop R;   // rescale what the earlier tiles summed
-  loop_open(c, &R, ci(c, 0), ci(c, Dv), 0, NULL);
-  set(c, acc, R.i, LLVMBuildFMul(B, get(c, acc, R.i), corr, ""));
-  loop_close(c, &R, NULL);
-  V zero = cf(c, 0);
-  Loop P;   // the tile's weights and their rows of v
-  loop_open(c, &P, ci(c, 0), len, 1, &zero);
+  Loop P;   // the tile's weights and their rows of v, what earlier tiles summed rescaled first
+  V first = LLVMConstInt(c->i1, 1, false);
+  V pinit[2] = {zero, first};
+  loop_open(c, &P, ci(c, 0), len, 2, pinit);
   V st = get(c, sc, P.i), jp = LLVMBuildAdd(B, T.i, P.i, "");
   V p = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealUGT, st, ninf, ""), math_exp(c, LLVMBuildFSub(B, st, mn, "")), zero, "");
-  axpy(c, acc, LLVMBuildFMul(B, p, keep(c, n, bhn, i, jp), ""), v, bh, jp, Dv);
-  V psum = LLVMBuildFAdd(B, P.acc[0], p, "");
-  loop_close(c, &P, &psum);
+  load_row(c, v, bh, jp, vrow);
+  axpy(c, &acc, LLVMBuildSelect(B, P.acc[1], corr, cf(c, 1), ""), LLVMBuildFMul(B, p, keep(c, n, bhn, i, jp), ""), vrow);
+  V pnext[2] = {LLVMBuildFAdd(B, P.acc[0], p, ""), LLVMConstInt(c->i1, 0, false)};
+  loop_close(c, &P, pnext);
   V next[2] = {mn, LLVMBuildFAdd(B, LLVMBuildFMul(B, l, corr, ""), P.acc[0], "")};
   loop_close(c, &T, next);
   m = T.acc[0];
@@ -162,7 +210,8 @@ static void attn_forward(Cg *c, const Node *n, V row) {
   LLVMPositionBuilderAtEnd(B, mean);
   Loop M;
   loop_open(c, &M, ci(c, 0), ci(c, Tk), 0, NULL);
-  axpy(c, acc, keep(c, n, bhn, i, M.i), v, bh, M.i, Dv);
+  load_row(c, v, bh, M.i, vrow);
+  axpy(c, &acc, NULL, keep(c, n, bhn, i, M.i), vrow);
   loop_close(c, &M, NULL);
   LLVMBasicBlockRef mean_end = LLVMGetInsertBlock(B);
   LLVMBuildBr(B, join);
@@ -171,11 +220,11 @@ static void attn_forward(Cg *c, const Node *n, V row) {
   LLVMAddIncoming(inv, (V[]){inv_l, cf(c, 1.0 / (double)Tk)}, (LLVMBasicBlockRef[]){from, mean_end}, 2);
   LLVMAddIncoming(lse, (V[]){lse_l, cf(c, INFINITY)}, (LLVMBasicBlockRef[]){from, mean_end}, 2);
   V base = mulc(c, row, Dv + 1);
-  Loop O;
-  loop_open(c, &O, ci(c, 0), ci(c, Dv), 0, NULL);
-  store_at(c, n, LLVMBuildAdd(B, base, O.i, ""), LLVMBuildFMul(B, get(c, acc, O.i), inv, ""));
-  loop_close(c, &O, NULL);
+  store_acc(c, n, &acc, inv, base, Dv);
   store_at(c, n, addc(c, base, Dv), lse);
+  free(qrow);
+  free(krow);
+  free(vrow);
 }
 
 // dq of query row (ATTENTION_DQ), or [dk, dv] of key row (ATTENTION_DKV).
@@ -188,13 +237,14 @@ static void attn_backward(Cg *c, const Node *n, V row) {
   V bhn = LLVMBuildSDiv(B, row, ci(c, T), ""), r = LLVMBuildSRem(B, row, ci(c, T), "");
   V bh[2] = {LLVMBuildSDiv(B, bhn, ci(c, q->shape.d[1]), ""), LLVMBuildSRem(B, bhn, ci(c, q->shape.d[1]), "")};
   V scale = cf(c, n->p.attn.scale), zero = cf(c, 0);
-  // the row's own operands, held: q and dout of the query, or k and v of the key
-  V own_a = entry_array(c, D, "a"), own_b = entry_array(c, Dv, "b");
-  V g0 = entry_array(c, D, "g"), g1 = dq ? NULL : entry_array(c, Dv, "gv");
-  load_row(c, own_a, dq ? q : k, bh, r, D);
-  load_row(c, own_b, dq ? dout : v, bh, r, Dv);
-  zero_row(c, g0, D);
-  if (g1) zero_row(c, g1, Dv);
+  // the row's own operands, held: q and dout of the query, or k and v of the key;
+  // the other side's rows are read in turn
+  V *own_a = xcalloc((size_t)chunks(D) + 1, sizeof(V)), *own_b = xcalloc((size_t)chunks(Dv) + 1, sizeof(V));
+  V *oth_a = xcalloc((size_t)chunks(D) + 1, sizeof(V)), *oth_b = xcalloc((size_t)chunks(Dv) + 1, sizeof(V));
+  load_row(c, dq ? q : k, bh, r, own_a);
+  load_row(c, dq ? dout : v, bh, r, own_b);
+  Acc g0 = acc_new(c, D, "g"), g1 = {0};
+  if (!dq) g1 = acc_new(c, Dv, "gv");
   // dq: the keys a causal row sees; dkv: the queries i >= j that see key j
   // causally, or every query when a mask may leave one no key (such a row
   // weighs every key, 1 / Tk)
@@ -215,27 +265,25 @@ static void attn_backward(Cg *c, const Node *n, V row) {
   V qi = dq ? r : other, kj = dq ? other : r;
   V lse = dq ? lse_row : elem(c, fwd, bh, qi, ci(c, Dv));
   V dl = dq ? dl_row : elem(c, delta, bh, qi, ci(c, 0));
+  load_row(c, dq ? k : q, bh, other, oth_a);
+  load_row(c, dq ? v : dout, bh, other, oth_b);
   V none = LLVMBuildFCmp(B, LLVMRealOEQ, lse, cf(c, INFINITY), "");   // query qi may attend no key
-  V s = LLVMBuildFMul(B, scale, dot(c, own_a, dq ? k : q, bh, other, D), "");
+  V s = LLVMBuildFMul(B, scale, dot(c, own_a, oth_a, chunks(D)), "");
   V p = LLVMBuildSelect(B, allowed(c, n, bh, qi, kj), math_exp(c, LLVMBuildFSub(B, s, lse, "")), zero, "");
   p = LLVMBuildSelect(B, none, dq ? zero : cf(c, 1.0 / (double)Tk), p, "");
   V z = keep(c, n, bhn, qi, kj);
-  V dp = LLVMBuildFMul(B, z, dot(c, own_b, dq ? v : dout, bh, other, Dv), "");
+  V dp = LLVMBuildFMul(B, z, dot(c, own_b, oth_b, chunks(Dv)), "");
   V ds = LLVMBuildSelect(B, none, zero, LLVMBuildFMul(B, p, LLVMBuildFSub(B, dp, dl, ""), ""), "");
-  axpy(c, g0, ds, dq ? k : q, bh, other, D);
-  if (g1) axpy(c, g1, LLVMBuildFMul(B, p, z, ""), dout, bh, other, Dv);
+  axpy(c, &g0, NULL, ds, oth_a);
+  if (!dq) axpy(c, &g1, NULL, LLVMBuildFMul(B, p, z, ""), oth_b);
   loop_close(c, &L, NULL);
-  int64_t width = n->shape.d[3];
-  V base = mulc(c, row, width);
-  Loop O;
-  loop_open(c, &O, ci(c, 0), ci(c, D), 0, NULL);
-  store_at(c, n, LLVMBuildAdd(B, base, O.i, ""), LLVMBuildFMul(B, get(c, g0, O.i), scale, ""));
-  loop_close(c, &O, NULL);
-  if (!g1) return;
-  Loop W;
-  loop_open(c, &W, ci(c, 0), ci(c, Dv), 0, NULL);
-  store_at(c, n, LLVMBuildAdd(B, addc(c, base, D), W.i, ""), get(c, g1, W.i));
-  loop_close(c, &W, NULL);
+  V base = mulc(c, row, n->shape.d[3]);
+  store_acc(c, n, &g0, scale, base, D);
+  if (!dq) store_acc(c, n, &g1, cf(c, 1), addc(c, base, D), Dv);
+  free(own_a);
+  free(own_b);
+  free(oth_a);
+  free(oth_b);
 }
 
 void attn_row(Cg *c, const Kernel *k, V row) {

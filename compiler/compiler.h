@@ -443,7 +443,8 @@ const struct ParamGroup *optim_group_of(const struct TrainConfig *cfg, const cha
 // ---------------------------------------------------------------- pass_matmul.c
 // Every matmul reads stored, row-major operands with B not transposed, so the
 // host runs it as register tiles: an operand that is a view is stored, and a
-// transposed B is copied once into B's transpose. Keeps: values, topological
+// transposed B is copied once into B's transpose. Attention's q, k, v and
+// dout are stored likewise (attention_operand). Keeps: values, topological
 // order (new nodes are inserted before their matmul; ids are renumbered).
 void pass_matmul_operands(Graph *g);
 
@@ -837,6 +838,9 @@ bool node_is_pointwise(const Node *n);
 // The iterations of an attention kernel: the rows of its output, each a
 // query (ATTENTION, ATTENTION_DQ) or a key (ATTENTION_DKV).
 int64_t attention_rows(const Node *n);
+// Whether input s of attention node n is a float operand read row by row many
+// times (q, k, v, dout), which is stored contiguous like a matmul's.
+bool attention_operand(const Node *n, int s);
 // What a kernel must move and compute at least: each stored tensor it reads
 // once, its outputs once; FLOPs counted as 2 per multiply-add, 1 per
 // elementwise op (estimates, for profiles and roofline ratios).

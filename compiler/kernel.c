@@ -93,7 +93,7 @@ static void count_uses(const Graph *g, Uses *u) {
       if (view) u->amplified[x->id] |= u->amplified[i] || n->op == OP_BROADCAST;
       else if (!shape_eq(&x->shape, &n->shape) && (node_is_pointwise(n) || n->op == OP_RANDOM)) u->amplified[x->id] = true;
       else if (!node_is_pointwise(n) && op_kind(n->op) != KIND_REDUCE && !node_is_folded(n)) u->amplified[x->id] = true;
-      if (n->op == OP_MATMUL) u->operand[x->id] = true;
+      if (n->op == OP_MATMUL || (op_kind(n->op) == KIND_ATTN && attention_operand(n, s))) u->operand[x->id] = true;
     }
   }
 }

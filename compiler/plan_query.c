@@ -13,6 +13,8 @@ bool node_is_pointwise(const Node *n) {
   return k == KIND_UNARY || k == KIND_BINARY || k == KIND_COMPARE || k == KIND_SELECT;
 }
 
+bool attention_operand(const Node *n, int s) { return op_kind(n->op) == KIND_ATTN && (s <= 2 || s == 4); }
+
 int64_t attention_rows(const Node *n) {
   return n->shape.d[3] ? shape_numel(&n->shape) / n->shape.d[3] : n->shape.d[0] * n->shape.d[1] * n->shape.d[2];
 }
