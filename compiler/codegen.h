@@ -188,6 +188,12 @@ V narrow_float(Cg *c, DType t, V v);
 // Row `row` of attention kernel k (KK_ATTN): a query row of ATTENTION or
 // ATTENTION_DQ, a key row of ATTENTION_DKV, all of it by one thread.
 void attn_row(Cg *c, const Kernel *k, V row);
+// The same on a GPU target, with the row's arrays in local memory (target/gpu_attn.c).
+void gpu_attn_row(Cg *c, const Kernel *k, V row);
+// Whether query i may attend key j of heads bh (the mask, and j <= i when
+// causal); dropout's factor of weight (i, j) of heads bn (1 without dropout).
+V attn_allowed(Cg *c, const Node *n, V *bh, V i, V j);
+V attn_keep(Cg *c, const Node *n, V bn, V i, V j);
 
 // ---- codegen_math.c: f32 math by the target's hooks
 // LLVM's f32 intrinsic name (llvm.sqrt, llvm.floor, ...) of x.

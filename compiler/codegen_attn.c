@@ -1,5 +1,5 @@
-// codegen_attn.c: fused attention's kernels, one output row per iteration,
-// the same code on every target (a host loop iteration, a GPU thread).
+// codegen_attn.c: fused attention's kernels for the host, one output row per
+// loop iteration (the GPU targets' take the same steps: target/gpu_attn.c).
 //
 // ATTENTION (a query row i): FlashAttention-2's forward over tiles of
 // ATTN_TILE keys: the tile's logits are kept, its maximum joins the running
@@ -137,7 +137,7 @@ static void store_acc(Cg *c, const Node *n, const Acc *a, V mul, V base, int64_t
 }
 
 // Whether query i may attend key j: the mask, and j <= i when causal.
-static V allowed(Cg *c, const Node *n, V *bh, V i, V j) {
+V attn_allowed(Cg *c, const Node *n, V *bh, V i, V j) {
   V ok = LLVMConstInt(c->i1, 1, false);
   if (!attention_unmasked(n)) ok = elem(c, n->src[3], bh, i, j);
   if (n->p.attn.causal) ok = LLVMBuildAnd(c->b, ok, LLVMBuildICmp(c->b, LLVMIntSLE, j, i, ""), "");
@@ -146,7 +146,7 @@ static V allowed(Cg *c, const Node *n, V *bh, V i, V j) {
 
 // Dropout's factor of weight (i, j) of heads bn: 1 / (1 - p) where the
 // stream's uniform at its index in [B, N, Tq, Tk] is at least p, else 0.
-static V keep(Cg *c, const Node *n, V bn, V i, V j) {
+V attn_keep(Cg *c, const Node *n, V bn, V i, V j) {
   double p = n->p.attn.dropout;
   if (p == 0) return cf(c, 1);
   int64_t Tq = n->src[0]->shape.d[2], Tk = n->src[1]->shape.d[2];
@@ -181,7 +181,7 @@ static void attn_forward(Cg *c, const Node *n, V row) {
   V j = LLVMBuildAdd(B, T.i, S.i, "");
   load_row(c, k, bh, j, krow);
   V s = LLVMBuildFMul(B, scale, dot(c, qrow, krow, chunks(D)), "");
-  s = LLVMBuildSelect(B, allowed(c, n, bh, i, j), s, ninf, "");
+  s = LLVMBuildSelect(B, attn_allowed(c, n, bh, i, j), s, ninf, "");
   set(c, sc, S.i, s);
   V mt = fmax_nan(c, s, S.acc[0], true);
   loop_close(c, &S, &mt);
@@ -195,7 +195,7 @@ static void attn_forward(Cg *c, const Node *n, V row) {
   V st = get(c, sc, P.i), jp = LLVMBuildAdd(B, T.i, P.i, "");
   V p = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealUGT, st, ninf, ""), math_exp(c, LLVMBuildFSub(B, st, mn, "")), zero, "");
   load_row(c, v, bh, jp, vrow);
-  axpy(c, &acc, LLVMBuildSelect(B, P.acc[1], corr, cf(c, 1), ""), LLVMBuildFMul(B, p, keep(c, n, bhn, i, jp), ""), vrow);
+  axpy(c, &acc, LLVMBuildSelect(B, P.acc[1], corr, cf(c, 1), ""), LLVMBuildFMul(B, p, attn_keep(c, n, bhn, i, jp), ""), vrow);
   V pnext[2] = {LLVMBuildFAdd(B, P.acc[0], p, ""), LLVMConstInt(c->i1, 0, false)};
   loop_close(c, &P, pnext);
   V next[2] = {mn, LLVMBuildFAdd(B, LLVMBuildFMul(B, l, corr, ""), P.acc[0], "")};
@@ -211,7 +211,7 @@ static void attn_forward(Cg *c, const Node *n, V row) {
   Loop M;
   loop_open(c, &M, ci(c, 0), ci(c, Tk), 0, NULL);
   load_row(c, v, bh, M.i, vrow);
-  axpy(c, &acc, NULL, keep(c, n, bhn, i, M.i), vrow);
+  axpy(c, &acc, NULL, attn_keep(c, n, bhn, i, M.i), vrow);
   loop_close(c, &M, NULL);
   LLVMBasicBlockRef mean_end = LLVMGetInsertBlock(B);
   LLVMBuildBr(B, join);
@@ -269,9 +269,9 @@ static void attn_backward(Cg *c, const Node *n, V row) {
   load_row(c, dq ? v : dout, bh, other, oth_b);
   V none = LLVMBuildFCmp(B, LLVMRealOEQ, lse, cf(c, INFINITY), "");   // query qi may attend no key
   V s = LLVMBuildFMul(B, scale, dot(c, own_a, oth_a, chunks(D)), "");
-  V p = LLVMBuildSelect(B, allowed(c, n, bh, qi, kj), math_exp(c, LLVMBuildFSub(B, s, lse, "")), zero, "");
+  V p = LLVMBuildSelect(B, attn_allowed(c, n, bh, qi, kj), math_exp(c, LLVMBuildFSub(B, s, lse, "")), zero, "");
   p = LLVMBuildSelect(B, none, dq ? zero : cf(c, 1.0 / (double)Tk), p, "");
-  V z = keep(c, n, bhn, qi, kj);
+  V z = attn_keep(c, n, bhn, qi, kj);
   V dp = LLVMBuildFMul(B, z, dot(c, own_b, oth_b, chunks(Dv)), "");
   V ds = LLVMBuildSelect(B, none, zero, LLVMBuildFMul(B, p, LLVMBuildFSub(B, dp, dl, ""), ""), "");
   axpy(c, &g0, NULL, ds, oth_a);

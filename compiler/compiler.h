@@ -744,9 +744,9 @@ typedef enum {
   SR_NONE,               // not stored: folded or fused into its consumers' kernels
   SR_LEAF,               // input, parameter, state
   SR_RESULT,             // output, loss or update value
-  SR_ROOT,               // reduction, contraction, conv, pool, gather, random
+  SR_ROOT,               // reduction, contraction, conv, pool, gather, random, attention
   SR_FUSION_OFF,         // --fusion=none
-  SR_OPERAND,            // a matmul operand (tiled kernels read stored rows)
+  SR_OPERAND,            // a matmul or attention operand (their kernels read stored rows)
   SR_BOUNDARY,           // boundary() in the model file
   SR_RECOMPUTE,          // several readers or a broadcast read, and costly
   SR_BUDGET,             // the inlined expression would grow past the budget

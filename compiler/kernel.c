@@ -59,9 +59,9 @@ const char *store_reason_text(StoreReason r) {
   case SR_NONE: return "fused";
   case SR_LEAF: return "an input, parameter or state tensor";
   case SR_RESULT: return "a result the caller reads (output, loss or update)";
-  case SR_ROOT: return "a reduction, contraction, convolution, pool, gather or random op: a kernel of its own";
+  case SR_ROOT: return "a reduction, contraction, convolution, pool, gather, random or attention op: a kernel of its own";
   case SR_FUSION_OFF: return "fusion is off (--fusion=none)";
-  case SR_OPERAND: return "a matmul operand: tiled matmuls read stored rows";
+  case SR_OPERAND: return "a matmul operand (or attention's): tiled matmuls and attention read stored rows";
   case SR_BOUNDARY: return "boundary() in the model file";
   case SR_RECOMPUTE: return "read by several kernels or through a broadcast, and too costly to recompute";
   case SR_BUDGET: return "its inlined expression would exceed a kernel's size budget";

@@ -170,7 +170,7 @@ static void emit_elements(Cg *c, const Kernel *k, const GpuLaunch *g) {
     return;
   }
   if (k->kind == KK_ATTN) {   // a thread per row of the attention's output (codegen_attn.c)
-    attn_row(c, k, L.i);
+    gpu_attn_row(c, k, L.i);
     loop_close(c, &L, NULL);
     return;
   }
