@@ -86,6 +86,33 @@ static Node *unslice(Graph *g, const Node *y, Node *dy) {
   return cur;
 }
 
+// Columns [from, to) of x's last dimension.
+static Node *columns(Graph *g, Node *x, int64_t from, int64_t to) {
+  int64_t start[MAX_DIMS] = {0}, stop[MAX_DIMS], step[MAX_DIMS];
+  int nd = x->shape.ndim;
+  for (int d = 0; d < nd; d++) stop[d] = x->shape.d[d], step[d] = 1;
+  start[nd - 1] = from;
+  stop[nd - 1] = to;
+  return g_slice(g, x, start, stop, step);
+}
+
+// y = attention(q, k, v, mask) as [out, lse]: the language reads out alone,
+// so lse carries no gradient. The kernels recompute the weights from lse
+// (and dropout's factors from their stream); delta_i = dout_i . out_i is
+// sum_j p_ij dp_ij, as dropout does not change.
+static void attention_backward(AD *ad, Node *y, Node *dy) {
+  Graph *g = ad->g;
+  Node *q = y->src[0], *k = y->src[1], *v = y->src[2];
+  int64_t Dv = v->shape.d[3], D = q->shape.d[3];
+  Node *dout = columns(g, dy, 0, Dv);
+  Node *delta = g_reduce(g, OP_SUM, mul(g, dout, g_attention_out(g, y)), 1u << 3, true);
+  if (ad->needs[q->id]) accumulate(ad, q, g_attention_grad(g, OP_ATTENTION_DQ, y, dout, delta));
+  if (!ad->needs[k->id] && !ad->needs[v->id]) return;
+  Node *dkv = g_attention_grad(g, OP_ATTENTION_DKV, y, dout, delta);
+  if (ad->needs[k->id]) accumulate(ad, k, columns(g, dkv, 0, D));
+  if (ad->needs[v->id]) accumulate(ad, v, columns(g, dkv, D, D + Dv));
+}
+
 // Applies the rule of node y to its gradient dy.
 static void backward(AD *ad, Node *y, Node *dy) {
   Graph *g = ad->g;
@@ -227,7 +254,11 @@ static void backward(AD *ad, Node *y, Node *dy) {
     if (ad->needs[a->id]) accumulate(ad, a, g_conv_like(g, OP_CONV2D, dy, b, a->shape, y));
     if (ad->needs[b->id]) accumulate(ad, b, g_conv_like(g, OP_CONV2D_DW, dy, a, b->shape, y));
     return;
+  case OP_ATTENTION:
+    attention_backward(ad, y, dy);
+    return;
   case OP_CONV2D_DW: case OP_POOL_MAX_DX: case OP_POOL_AVG_DX: case OP_IM2COL: case OP_COL2IM:
+  case OP_ATTENTION_DQ: case OP_ATTENTION_DKV:
     diag_error(g->diag, y->loc, "second derivatives are not supported (%s has no gradient rule)",
                op_name(y->op));
     if (g->on_error) g->on_error(g->on_error_ctx);

@@ -47,6 +47,8 @@ static const Builtin builtins[] = {
     {"upsample", B_FUNC, 2, 2, "mode", "upsample(x, scale, mode = \"nearest\")"},
     {"pool_max", B_FUNC, 2, 2, "stride padding", "pool_max(x, kernel, stride = kernel, padding = 0)"},
     {"pool_avg", B_FUNC, 2, 2, "stride padding", "pool_avg(x, kernel, stride = kernel, padding = 0)"},
+    {"attention", B_FUNC, 3, 3, "causal mask scale dropout",
+     "attention(q, k, v, causal = false, mask = none, scale = 1 / sqrt(D), dropout = 0)"},
     // movement (views)
     {"reshape", B_FUNC, 2, -1, "", "reshape(x, dims...)"},
     {"permute", B_FUNC, 2, -1, "", "permute(x, axes...)"},

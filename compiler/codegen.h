@@ -177,11 +177,24 @@ void row_outputs(Cg *c, const Kernel *k, V row, V from, int64_t step, V first);
 // v (f32, or a vector of f32 for float t) rounded to what dtype t holds, as a store would round it.
 V round_value(Cg *c, V v, DType t);
 V reduce_value(Cg *c, const Node *n, V *oidx);
+// Element lin of the uniform stream key (RANDOM's Philox-4x32-10 under the kernel's seed and step), f32.
+V philox_at(Cg *c, uint64_t key, V lin);
 V kernel_matmul(Cg *c, const Node *n, V *idx);
 // A float (or float vector) rounded to tf32, as the matmuls of the tf32 policy read operands.
 V round_tf32(Cg *c, V f);
 // An f32 value converted to float type t's storage type (f32, f16 or bf16).
 V narrow_float(Cg *c, DType t, V v);
+
+// ---- codegen_attn.c
+// Row `row` of attention kernel k (KK_ATTN): a query row of ATTENTION or
+// ATTENTION_DQ, a key row of ATTENTION_DKV, all of it by one thread.
+void attn_row(Cg *c, const Kernel *k, V row);
+// The same on a GPU target, with the row's arrays in local memory (target/gpu_attn.c).
+void gpu_attn_row(Cg *c, const Kernel *k, V row);
+// Whether query i may attend key j of heads bh (the mask, and j <= i when
+// causal); dropout's factor of weight (i, j) of heads bn (1 without dropout).
+V attn_allowed(Cg *c, const Node *n, V *bh, V i, V j);
+V attn_keep(Cg *c, const Node *n, V bn, V i, V j);
 
 // ---- codegen_math.c: f32 math by the target's hooks
 // LLVM's f32 intrinsic name (llvm.sqrt, llvm.floor, ...) of x.

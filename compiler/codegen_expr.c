@@ -483,10 +483,12 @@ static V kernel_pointwise(Cg *c, const Node *n, V *idx) {
 }
 
 // Philox-4x32-10 on (seed, key, step, i), the first word's top 24 bits.
-static V kernel_random(Cg *c, const Node *n, V lin) {
+static V kernel_random(Cg *c, const Node *n, V lin) { return philox_at(c, n->p.key, lin); }
+
+V philox_at(Cg *c, uint64_t key, V lin) {
   LLVMBuilderRef B = c->b;
   V seed = c->seed, step = c->step;
-  V k = LLVMBuildXor(B, seed, LLVMConstInt(c->i64, n->p.key * 0x9E3779B97F4A7C15ull, false), "");
+  V k = LLVMBuildXor(B, seed, LLVMConstInt(c->i64, key * 0x9E3779B97F4A7C15ull, false), "");
   V k0 = LLVMBuildTrunc(B, k, c->i32, ""), k1 = LLVMBuildTrunc(B, LLVMBuildLShr(B, k, ci(c, 32), ""), c->i32, "");
   V c0 = LLVMBuildTrunc(B, lin, c->i32, ""), c1 = LLVMBuildTrunc(B, LLVMBuildLShr(B, lin, ci(c, 32), ""), c->i32, "");
   V c2 = LLVMBuildTrunc(B, step, c->i32, ""), c3 = LLVMBuildTrunc(B, LLVMBuildLShr(B, step, ci(c, 32), ""), c->i32, "");
@@ -866,10 +868,11 @@ static V computed_value(Cg *c, const Node *n, V *idx) {
   case KIND_CONV: return kernel_conv(c, n, idx);
   case KIND_POOL: return kernel_pool(c, n, idx);
   case KIND_GATHER: return kernel_gather(c, n, idx);
+  case KIND_ATTN: break;   // whole rows, by attn_row: never a value at one index
   case KIND_LEAF: case KIND_UNARY: case KIND_BINARY: case KIND_COMPARE: case KIND_SELECT: case KIND_MOVE:
     break;
   }
-  ASSERT(n->op == OP_RANDOM);
+  ASSERT(n->op == OP_RANDOM);   // an attention node is always stored
   return kernel_random(c, n, linearize(c, idx, &n->shape));
 }
 

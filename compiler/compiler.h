@@ -216,8 +216,11 @@ typedef enum {
 
 typedef enum {
   KIND_LEAF, KIND_UNARY, KIND_BINARY, KIND_COMPARE, KIND_SELECT, KIND_REDUCE,
-  KIND_CONTRACT, KIND_CONV, KIND_POOL, KIND_MOVE, KIND_GATHER,
+  KIND_CONTRACT, KIND_CONV, KIND_POOL, KIND_MOVE, KIND_GATHER, KIND_ATTN,
 } OpKind;
+
+// The most inputs an op takes (ATTENTION_DQ, ATTENTION_DKV).
+#define NODE_MAX_SRC 7
 
 typedef enum {
   INIT_ZEROS, INIT_ONES, INIT_FULL, INIT_NORMAL, INIT_UNIFORM,
@@ -230,7 +233,7 @@ struct Node {
   Op op;
   DType dtype;
   Shape shape;
-  Node *src[3];          // inputs; unused slots are NULL
+  Node *src[NODE_MAX_SRC];   // inputs; unused slots are NULL
   int nsrc;
   Span loc;              // model-file span, kept through every pass
   const char *name;      // INPUT, PARAM, STATE: full dotted name; else NULL
@@ -259,6 +262,12 @@ struct Node {
                            // param statement, or the outermost call that led to it), or NULL
     } param;
     uint64_t key;                                        // RANDOM: hash of its name
+    struct {                                             // ATTENTION, ATTENTION_DQ, ATTENTION_DKV
+      double scale;
+      double dropout;      // each weight is zeroed with this probability, the rest scaled by 1 / (1 - dropout):
+      uint64_t key;        // the Philox stream (as RANDOM's) at the weight's index in [B, N, Tq, Tk]
+      bool causal;
+    } attn;
     struct {                                             // LABEL: the labels of one_hot
       int64_t n, skip;     // classes [0, n); skip: the ignored label, when skips
       bool skips;
@@ -380,6 +389,20 @@ Node *g_gather(Graph *g, Node *table, Node *ids);
 // (p.label's other fields are the caller's to fill).
 Node *g_label(Graph *g, Node *ids, int64_t n);
 Node *g_scatter_add(Graph *g, Node *ids, Node *values, int64_t rows);
+// Fused attention (ATTENTION): q [B, N, Tq, D], k [B, N, Tk, D], v [B, N, Tk, Dv]
+// (float; computed in f32), mask bool broadcastable to [B, N, Tq, Tk] or NULL,
+// key j <= query i only when causal; dropout on the weights with probability
+// dropout in [0, 1), from the random stream called stream (NULL without).
+// Returns the [B, N, Tq, Dv + 1] node: the output, then each row's
+// log-sum-exp; g_attention_out is its output part.
+Node *g_attention(Graph *g, Node *q, Node *k, Node *v, Node *mask, bool causal, double scale, double dropout,
+                  const char *stream);
+Node *g_attention_out(Graph *g, Node *fwd);
+// Whether attention node n's mask is a constant true (no mask given).
+bool attention_unmasked(const Node *n);
+// ATTENTION_DQ or ATTENTION_DKV of fwd (an ATTENTION node) for the output's
+// gradient dout [B, N, Tq, Dv] and delta = rowsum(dout * out) [B, N, Tq, 1].
+Node *g_attention_grad(Graph *g, Op op, Node *fwd, Node *dout, Node *delta);
 // Sums x down to shape s, undoing a broadcast (x's shape broadcasts from s).
 Node *g_unbroadcast(Graph *g, Node *x, Shape s);
 
@@ -420,7 +443,8 @@ const struct ParamGroup *optim_group_of(const struct TrainConfig *cfg, const cha
 // ---------------------------------------------------------------- pass_matmul.c
 // Every matmul reads stored, row-major operands with B not transposed, so the
 // host runs it as register tiles: an operand that is a view is stored, and a
-// transposed B is copied once into B's transpose. Keeps: values, topological
+// transposed B is copied once into B's transpose. Attention's q, k, v and
+// dout are stored likewise (attention_operand). Keeps: values, topological
 // order (new nodes are inserted before their matmul; ids are renumbered).
 void pass_matmul_operands(Graph *g);
 
@@ -719,6 +743,7 @@ const char *precision_name(Precision p);
 
 typedef enum {
   KK_POINTWISE, KK_REDUCE, KK_MATMUL, KK_CONV, KK_POOL, KK_GATHER, KK_RANDOM,
+  KK_ATTN,               // fused attention: an iteration is one row of its output (codegen_attn.c)
   KK_COPY,               // a folded node that must be stored: an output, an update
 } KernelKind;
 
@@ -729,9 +754,9 @@ typedef enum {
   SR_NONE,               // not stored: folded or fused into its consumers' kernels
   SR_LEAF,               // input, parameter, state
   SR_RESULT,             // output, loss or update value
-  SR_ROOT,               // reduction, contraction, conv, pool, gather, random
+  SR_ROOT,               // reduction, contraction, conv, pool, gather, random, attention
   SR_FUSION_OFF,         // --fusion=none
-  SR_OPERAND,            // a matmul operand (tiled kernels read stored rows)
+  SR_OPERAND,            // a matmul or attention operand (their kernels read stored rows)
   SR_BOUNDARY,           // boundary() in the model file
   SR_RECOMPUTE,          // several readers or a broadcast read, and costly
   SR_BUDGET,             // the inlined expression would grow past the budget
@@ -830,6 +855,12 @@ bool kernel_reads_only_at_own_index(const KernelPlan *p, const Kernel *k, const 
 bool node_is_folded(const Node *n);
 // Unary, binary, compare and select ops.
 bool node_is_pointwise(const Node *n);
+// The iterations of an attention kernel: the rows of its output, each a
+// query (ATTENTION, ATTENTION_DQ) or a key (ATTENTION_DKV).
+int64_t attention_rows(const Node *n);
+// Whether input s of attention node n is a float operand read row by row many
+// times (q, k, v, dout), which is stored contiguous like a matmul's.
+bool attention_operand(const Node *n, int s);
 // What a kernel must move and compute at least: each stored tensor it reads
 // once, its outputs once; FLOPs counted as 2 per multiply-add, 1 per
 // elementwise op (estimates, for profiles and roofline ratios).

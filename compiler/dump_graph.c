@@ -58,6 +58,10 @@ static void put_attrs(FILE *out, const Node *n) {
     fprintf(out, " classes=%lld", (long long)n->p.label.n);
     if (n->p.label.skips) fprintf(out, " ignore=%lld", (long long)n->p.label.skip);
     break;
+  case OP_ATTENTION: case OP_ATTENTION_DQ: case OP_ATTENTION_DKV:
+    fprintf(out, " scale=%.9g%s", n->p.attn.scale, n->p.attn.causal ? " causal" : "");
+    if (n->p.attn.dropout > 0) fprintf(out, " dropout=%g", n->p.attn.dropout);
+    break;
   case OP_INPUT: case OP_PARAM: case OP_STATE: case OP_IOTA: case OP_RANDOM:
   case OP_RESHAPE: case OP_BROADCAST: case OP_GATHER: case OP_SCATTER_ADD:
 #define OP(...)

@@ -789,6 +789,23 @@ static Val call_builtin(Ctx *x, const char *name, Args *a) {
     Node *q = as_tensor(e, a->pos_at[1], a->pos[1], p);
     return v_tensor(g_binary(g, op, p, q));
   }
+  if (!strcmp(name, "attention")) {   // fused softmax(scale q k^T) v (docs/ops.md)
+    Node *q = want_tensor(e, a->pos_at[0], a->pos[0], "attention's q");
+    Node *k = want_tensor(e, a->pos_at[1], a->pos[1], "attention's k");
+    Node *v = want_tensor(e, a->pos_at[2], a->pos[2], "attention's v");
+    const Val *m = kwarg(a, "mask");
+    Node *mask = NULL;
+    if (m && m->k == V_TENSOR) mask = m->t;
+    else if (m && m->k != V_NONE && !(m->k == V_STR && !strcmp(m->s, "none")))
+      fail(e, kwarg_at(a, "mask")->span, "attention's mask must be a bool tensor or none, not %s", kind_name(m));
+    double D = q->shape.ndim == 4 ? (double)q->shape.d[3] : 1;
+    double scale = kw_num(e, a, "attention", "scale", D > 0 ? 1 / sqrt(D) : 1);
+    double p = kw_num(e, a, "attention", "dropout", 0);   // as the stdlib's dropout: while training only
+    if (!(p >= 0 && p < 1)) fail(e, kwarg_at(a, "dropout")->span, "attention's dropout must be in [0, 1), not %g", p);
+    bool drop = e->training && p > 0;
+    Node *y = g_attention(g, q, k, v, mask, kw_bool(e, a, "causal", false), scale, drop ? p : 0, drop ? random_name(e) : NULL);
+    return v_tensor(g_attention_out(g, y));
+  }
   if (!strcmp(name, "where")) {
     Node *c = want_tensor(e, a->pos_at[0], a->pos[0], "the condition of where");
     const Node *like = a->pos[1].k == V_TENSOR ? a->pos[1].t : a->pos[2].k == V_TENSOR ? a->pos[2].t : NULL;

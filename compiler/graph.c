@@ -670,6 +670,95 @@ Node *g_scatter_add(Graph *g, Node *ids, Node *values, int64_t rows) {
                values);
 }
 
+// ---- attention
+
+static Shape shape4(int64_t a, int64_t b, int64_t c, int64_t d) { return shape_of(4, (int64_t[]){a, b, c, d}); }
+
+Node *g_attention(Graph *g, Node *q, Node *k, Node *v, Node *mask, bool causal, double scale, double dropout,
+                  const char *stream) {
+  const Node *ops[3] = {q, k, v};
+  for (int i = 0; i < 3; i++) {
+    if (ops[i]->shape.ndim != 4)
+      return fail(g, "attention needs q, k and v of 4 dimensions (batch, heads, length, width), not %s as %s",
+                  TYPE(ops[i]), i == 0 ? "q" : i == 1 ? "k" : "v");
+    if (!dtype_is_float(ops[i]->dtype))
+      return fail(g, "attention needs float q, k and v, not %s as %s", TYPE(ops[i]), i == 0 ? "q" : i == 1 ? "k" : "v");
+  }
+  const int64_t *qd = q->shape.d, *kd = k->shape.d, *vd = v->shape.d;
+  if (qd[0] != kd[0] || qd[1] != kd[1] || qd[3] != kd[3])
+    return fail(g, "cannot attend with q %s over k %s: the batch, heads and width must be the same", TYPE(q), TYPE(k));
+  if (vd[0] != kd[0] || vd[1] != kd[1] || vd[2] != kd[2])
+    return fail(g, "cannot attend with k %s and v %s: the batch, heads and length must be the same", TYPE(k), TYPE(v));
+  if (kd[2] < 1) return fail(g, "cannot attend over k %s: there is no key", TYPE(k));
+  if (!isfinite(scale)) return fail(g, "attention's scale must be finite, not %g", scale);
+  if (!(dropout >= 0 && dropout < 1)) return fail(g, "attention's dropout must be in [0, 1), not %g", dropout);
+  Shape scores = shape4(qd[0], qd[1], qd[2], kd[2]);
+  if (mask) {
+    Shape got;
+    int bad;
+    if (mask->dtype != DT_BOOL)
+      return fail(g, "attention's mask must be bool (true: attend), not %s", TYPE(mask));
+    if (mask->shape.ndim > 4 || !broadcast_shapes(&mask->shape, &scores, &got, &bad) || !shape_eq(&got, &scores)) {
+      char st[96];
+      return fail(g, "cannot attend with the mask %s: it does not broadcast to the scores %s", TYPE(mask),
+                  type_str(st, sizeof st, DT_BOOL, &scores));
+    }
+    mask = g_broadcast(g, mask, scores);
+  } else {
+    mask = g_broadcast(g, g_const(g, 1, DT_BOOL, (Shape){0}), scores);
+  }
+  Node *n = node_new(g, OP_ATTENTION, DT_F32, shape4(qd[0], qd[1], qd[2], vd[3] + 1));
+  n->src[0] = g_cast(g, q, DT_F32);
+  n->src[1] = g_cast(g, k, DT_F32);
+  n->src[2] = g_cast(g, v, DT_F32);
+  n->src[3] = mask;
+  n->nsrc = 4;
+  n->p.attn.scale = scale;
+  n->p.attn.causal = causal;
+  if (dropout > 0) {
+    ASSERT(stream);
+    n->p.attn.dropout = dropout;
+    n->p.attn.key = name_key(stream);
+  }
+  return n;
+}
+
+bool attention_unmasked(const Node *n) {
+  const Node *m = n->src[3];
+  while (op_kind(m->op) == KIND_MOVE && m->nsrc == 1) m = m->src[0];
+  return m->op == OP_CONST && m->p.value != 0;
+}
+
+Node *g_attention_out(Graph *g, Node *fwd) {
+  ASSERT(fwd->op == OP_ATTENTION);
+  int64_t start[4] = {0}, stop[4], step[4] = {1, 1, 1, 1};
+  for (int d = 0; d < 4; d++) stop[d] = fwd->shape.d[d];
+  stop[3]--;
+  return g_slice(g, fwd, start, stop, step);
+}
+
+Node *g_attention_grad(Graph *g, Op op, Node *fwd, Node *dout, Node *delta) {
+  ASSERT(fwd->op == OP_ATTENTION && (op == OP_ATTENTION_DQ || op == OP_ATTENTION_DKV));
+  const Node *q = fwd->src[0], *k = fwd->src[1];
+  int64_t B = q->shape.d[0], N = q->shape.d[1], Tq = q->shape.d[2], D = q->shape.d[3];
+  int64_t Dv = fwd->shape.d[3] - 1;
+  Shape ds = shape4(B, N, Tq, Dv), es = shape4(B, N, Tq, 1);
+  if (!shape_eq(&dout->shape, &ds) || !shape_eq(&delta->shape, &es)) {
+    char a[96], b[96];
+    return fail(g, "attention's gradient needs dout %s and delta %s, not %s and %s", type_str(a, sizeof a, DT_F32, &ds),
+                type_str(b, sizeof b, DT_F32, &es), TYPE(dout), TYPE(delta));
+  }
+  Shape s = op == OP_ATTENTION_DQ ? shape4(B, N, Tq, D) : shape4(B, N, k->shape.d[2], D + Dv);
+  Node *n = node_new(g, op, DT_F32, s);
+  for (int i = 0; i < 4; i++) n->src[i] = fwd->src[i];
+  n->src[4] = g_cast(g, dout, DT_F32);
+  n->src[5] = fwd;
+  n->src[6] = g_cast(g, delta, DT_F32);
+  n->nsrc = 7;
+  n->p.attn = fwd->p.attn;
+  return n;
+}
+
 Node *g_unbroadcast(Graph *g, Node *x, Shape s) {
   if (shape_eq(&x->shape, &s)) return x;
   int lead = x->shape.ndim - s.ndim;

@@ -82,6 +82,20 @@ static bool node_types(const Node *n, char *err, size_t errlen) {
       return bad(err, errlen, n, "%s does not broadcast to its shape", type_str(t0, sizeof t0, a->dtype, &a->shape));
     if (n->op != OP_CONCAT && n->dtype != a->dtype) return bad(err, errlen, n, "a view changes the dtype");
     return true;
+  case KIND_ATTN: {
+    const Node *q = n->src[0], *k = n->src[1], *v = n->src[2], *m = n->src[3];
+    for (int i = 0; i < n->nsrc; i++)
+      if (n->src[i]->shape.ndim != 4) return bad(err, errlen, n, "input %d does not have 4 dimensions", i);
+    bool ok = n->dtype == DT_F32 && q->dtype == DT_F32 && k->dtype == DT_F32 && v->dtype == DT_F32 && m->dtype == DT_BOOL;
+    for (int d = 0; d < 2; d++) ok &= k->shape.d[d] == q->shape.d[d] && v->shape.d[d] == q->shape.d[d] && m->shape.d[d] == q->shape.d[d];
+    ok &= k->shape.d[3] == q->shape.d[3] && v->shape.d[2] == k->shape.d[2] && m->shape.d[2] == q->shape.d[2] && m->shape.d[3] == k->shape.d[2];
+    int64_t want = n->op == OP_ATTENTION ? q->shape.d[2] : n->op == OP_ATTENTION_DQ ? q->shape.d[2] : k->shape.d[2];
+    int64_t width = n->op == OP_ATTENTION ? v->shape.d[3] + 1 : n->op == OP_ATTENTION_DQ ? q->shape.d[3] : q->shape.d[3] + v->shape.d[3];
+    ok &= n->shape.d[0] == q->shape.d[0] && n->shape.d[1] == q->shape.d[1] && n->shape.d[2] == want && n->shape.d[3] == width;
+    if (n->op != OP_ATTENTION) ok &= n->src[5]->op == OP_ATTENTION && n->src[4]->shape.d[3] == v->shape.d[3] && n->src[6]->shape.d[3] == 1;
+    if (!ok) return bad(err, errlen, n, "its inputs do not give its shape and dtype");
+    return true;
+  }
   case KIND_LEAF:
   case KIND_CONV:
   case KIND_POOL:
@@ -102,7 +116,7 @@ bool graph_verify(const Graph *g, char *err, size_t errlen) {
     for (int d = 0; d < n->shape.ndim; d++)
       if (n->shape.d[d] < 0) return bad(err, errlen, n, "dimension %d is %lld", d, (long long)n->shape.d[d]);
     if (n->nsrc != op_nsrc(n->op)) return bad(err, errlen, n, "has %d inputs; ops.def gives it %d", n->nsrc, op_nsrc(n->op));
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < NODE_MAX_SRC; k++) {
       const Node *x = n->src[k];
       if (k >= n->nsrc) {
         if (x) return bad(err, errlen, n, "input slot %d is set past its %d inputs", k, n->nsrc);

@@ -165,7 +165,7 @@ double interp_pointwise(Op op, double a, double b, double c) {
   case KIND_BINARY: case KIND_COMPARE: return binary_fn(op)(a, b);
   case KIND_SELECT: return a != 0 ? b : c;
   case KIND_LEAF: case KIND_REDUCE: case KIND_CONTRACT: case KIND_CONV: case KIND_POOL: case KIND_MOVE:
-  case KIND_GATHER:
+  case KIND_GATHER: case KIND_ATTN:
     break;
   }
   UNREACHABLE();
@@ -660,6 +660,118 @@ static int eval_label(const Node *n, const double *ids, double *y, char *err, si
   return 0;
 }
 
+// ---------------------------------------------------------------- attention
+// The plain formula, row by row in double: key j of query i is allowed when
+// the mask says so and (causal) j <= i; its logit is scale * q_i . k_j. An
+// allowed row's weights are softmax over its allowed keys; a row with none
+// weighs every key 1 / Tk (what softmax of the stdlib's -1e9 logits gives:
+// the mean of v), with +inf as its log-sum-exp, and no gradient reaches q or
+// k from it. With dropout p, weight (i, j) is then multiplied by
+// z = u >= p ? 1 / (1 - p) : 0, u the stream's uniform at its index in
+// [B, N, Tq, Tk] (what dropout(softmax(...)) gives).
+
+typedef struct {
+  int64_t B, N, Tq, Tk, D, Dv;
+  const double *q, *k, *v, *mask;
+  double scale, dropout;
+  bool causal;
+  uint64_t key, seed, step;
+} Attn;
+
+static Attn attn_of(const Node *n, const double *const *src, uint64_t seed, uint64_t step) {
+  const Shape *q = &n->src[0]->shape, *v = &n->src[2]->shape;
+  return (Attn){q->d[0], q->d[1], q->d[2], v->d[2], q->d[3], v->d[3], src[0], src[1], src[2], src[3],
+                n->p.attn.scale, n->p.attn.dropout, n->p.attn.causal, n->p.attn.key, seed, step};
+}
+
+// Dropout's factor z of weight (bn, i, j).
+static double attn_keep(const Attn *a, int64_t bn, int64_t i, int64_t j) {
+  if (a->dropout == 0) return 1;
+  uint64_t at = (uint64_t)((bn * a->Tq + i) * a->Tk + j);
+  return philox_uniform(a->seed, a->key, a->step, at) >= a->dropout ? 1 / (1 - a->dropout) : 0;
+}
+
+// Row (bn, i)'s logits into s, whether each key is allowed into ok; returns the number allowed.
+static int64_t attn_logits(const Attn *a, int64_t bn, int64_t i, double *s, bool *ok) {
+  int64_t allowed = 0;
+  const double *qi = a->q + (bn * a->Tq + i) * a->D;
+  for (int64_t j = 0; j < a->Tk; j++) {
+    const double *kj = a->k + (bn * a->Tk + j) * a->D;
+    double dot = 0;
+    for (int64_t d = 0; d < a->D; d++) dot += qi[d] * kj[d];
+    s[j] = a->scale * dot;
+    ok[j] = a->mask[(bn * a->Tq + i) * a->Tk + j] != 0 && (!a->causal || j <= i);
+    allowed += ok[j];
+  }
+  return allowed;
+}
+
+static void eval_attention(const Node *n, const double *const *src, uint64_t seed, uint64_t step, double *y) {
+  Attn a = attn_of(n, src, seed, step);
+  double *s = xmalloc(sizeof(double) * (size_t)a.Tk);
+  bool *ok = xmalloc(sizeof(bool) * (size_t)a.Tk);
+  for (int64_t bn = 0; bn < a.B * a.N; bn++)
+    for (int64_t i = 0; i < a.Tq; i++) {
+      double *out = y + (bn * a.Tq + i) * (a.Dv + 1);
+      for (int64_t c = 0; c < a.Dv; c++) out[c] = 0;
+      if (attn_logits(&a, bn, i, s, ok) == 0) {
+        for (int64_t j = 0; j < a.Tk; j++)
+          for (int64_t c = 0; c < a.Dv; c++)
+            out[c] += attn_keep(&a, bn, i, j) * a.v[(bn * a.Tk + j) * a.Dv + c] / (double)a.Tk;
+        out[a.Dv] = INFINITY;
+        continue;
+      }
+      double m = -INFINITY, l = 0;
+      for (int64_t j = 0; j < a.Tk; j++)
+        if (ok[j] && s[j] > m) m = s[j];
+      for (int64_t j = 0; j < a.Tk; j++) l += ok[j] ? exp(s[j] - m) : 0;
+      for (int64_t j = 0; j < a.Tk; j++) {
+        if (!ok[j]) continue;
+        double p = exp(s[j] - m) / l * attn_keep(&a, bn, i, j);
+        for (int64_t c = 0; c < a.Dv; c++) out[c] += p * a.v[(bn * a.Tk + j) * a.Dv + c];
+      }
+      out[a.Dv] = m + log(l);
+    }
+  free(s);
+  free(ok);
+}
+
+// dq (ATTENTION_DQ) or [dk, dv] (ATTENTION_DKV) from the saved log-sum-exp:
+// p = exp(s - lse), z dropout's factor, dp = z dout_i . v_j, ds = p (dp - delta_i);
+// dq_i = scale sum_j ds k_j, dk_j = scale sum_i ds q_i, dv_j = sum_i p z dout_i.
+// A row with no allowed key has p = 1 / Tk for every key and ds = 0.
+static void eval_attention_grad(const Node *n, const double *const *src, uint64_t seed, uint64_t step, double *y) {
+  Attn a = attn_of(n, src, seed, step);
+  const double *dout = src[4], *fwd = src[5], *delta = src[6];
+  bool dq = n->op == OP_ATTENTION_DQ;
+  memset(y, 0, sizeof(double) * (size_t)shape_numel(&n->shape));
+  double *s = xmalloc(sizeof(double) * (size_t)a.Tk);
+  bool *ok = xmalloc(sizeof(bool) * (size_t)a.Tk);
+  for (int64_t bn = 0; bn < a.B * a.N; bn++)
+    for (int64_t i = 0; i < a.Tq; i++) {
+      double lse = fwd[(bn * a.Tq + i) * (a.Dv + 1) + a.Dv];
+      bool none = attn_logits(&a, bn, i, s, ok) == 0;   // lse is +inf: no weight depends on q or k
+      const double *qi = a.q + (bn * a.Tq + i) * a.D, *gi = dout + (bn * a.Tq + i) * a.Dv;
+      for (int64_t j = 0; j < a.Tk; j++) {
+        if (!ok[j] && !none) continue;
+        const double *kj = a.k + (bn * a.Tk + j) * a.D, *vj = a.v + (bn * a.Tk + j) * a.Dv;
+        double p = none ? 1 / (double)a.Tk : exp(s[j] - lse), z = attn_keep(&a, bn, i, j), dp = 0;
+        for (int64_t c = 0; c < a.Dv; c++) dp += gi[c] * vj[c];
+        double ds = none ? 0 : p * (z * dp - delta[bn * a.Tq + i]);
+        if (dq) {
+          double *o = y + (bn * a.Tq + i) * a.D;
+          for (int64_t d = 0; d < a.D; d++) o[d] += a.scale * ds * kj[d];
+        } else {
+          double *o = y + (bn * a.Tk + j) * (a.D + a.Dv);
+          for (int64_t d = 0; d < a.D; d++) o[d] += a.scale * ds * qi[d];
+          for (int64_t c = 0; c < a.Dv; c++) o[a.D + c] += p * z * gi[c];
+        }
+      }
+    }
+  free(s);
+  free(ok);
+}
+
 // ---------------------------------------------------------------- driver
 
 typedef struct {
@@ -758,6 +870,16 @@ static int eval_node(Interp *it, const Node *n, double *y) {
   case OP_GATHER: return eval_gather(n, s0, s1, y, it->err, it->errlen);
   case OP_SCATTER_ADD: return eval_scatter_add(n, s0, s1, y, it->err, it->errlen);
   case OP_LABEL: return eval_label(n, s0, y, it->err, it->errlen);
+
+  case OP_ATTENTION:
+  case OP_ATTENTION_DQ:
+  case OP_ATTENTION_DKV: {
+    const double *src[NODE_MAX_SRC];
+    for (int k = 0; k < n->nsrc; k++) src[k] = it->vals[n->src[k]->id];
+    if (n->op == OP_ATTENTION) eval_attention(n, src, it->seed, it->step, y);
+    else eval_attention_grad(n, src, it->seed, it->step, y);
+    return 0;
+  }
 
   case OP_COUNT: break;
   }

@@ -37,6 +37,7 @@ static KernelKind kind_of(Op op) {
   case KIND_CONV: return KK_CONV;
   case KIND_POOL: return KK_POOL;
   case KIND_GATHER: return KK_GATHER;
+  case KIND_ATTN: return KK_ATTN;
   case KIND_LEAF: case KIND_UNARY: case KIND_BINARY: case KIND_COMPARE: case KIND_SELECT: case KIND_MOVE:
     return op == OP_RANDOM ? KK_RANDOM : KK_POINTWISE;
   }
@@ -58,9 +59,9 @@ const char *store_reason_text(StoreReason r) {
   case SR_NONE: return "fused";
   case SR_LEAF: return "an input, parameter or state tensor";
   case SR_RESULT: return "a result the caller reads (output, loss or update)";
-  case SR_ROOT: return "a reduction, contraction, convolution, pool, gather or random op: a kernel of its own";
+  case SR_ROOT: return "a reduction, contraction, convolution, pool, gather, random or attention op: a kernel of its own";
   case SR_FUSION_OFF: return "fusion is off (--fusion=none)";
-  case SR_OPERAND: return "a matmul operand: tiled matmuls read stored rows";
+  case SR_OPERAND: return "a matmul operand (or attention's): tiled matmuls and attention read stored rows";
   case SR_BOUNDARY: return "boundary() in the model file";
   case SR_RECOMPUTE: return "read by several kernels or through a broadcast, and too costly to recompute";
   case SR_BUDGET: return "its inlined expression would exceed a kernel's size budget";
@@ -93,7 +94,7 @@ static void count_uses(const Graph *g, Uses *u) {
       if (view) u->amplified[x->id] |= u->amplified[i] || n->op == OP_BROADCAST;
       else if (!shape_eq(&x->shape, &n->shape) && (node_is_pointwise(n) || n->op == OP_RANDOM)) u->amplified[x->id] = true;
       else if (!node_is_pointwise(n) && op_kind(n->op) != KIND_REDUCE && !node_is_folded(n)) u->amplified[x->id] = true;
-      if (n->op == OP_MATMUL) u->operand[x->id] = true;
+      if (n->op == OP_MATMUL || (op_kind(n->op) == KIND_ATTN && attention_operand(n, s))) u->operand[x->id] = true;
     }
   }
 }
@@ -353,6 +354,7 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
     else if (n->fuse == FUSE_BOUNDARY) why = SR_BOUNDARY;
     else if (n->stored) why = users[i] && users[i]->op == OP_IM2COL ? SR_WINDOWS : SR_OPERAND;
     else if (node_is_folded(n)) why = SR_NONE;
+    else if (op_kind(n->op) == KIND_ATTN) why = SR_ROOT;
     else if (!node_is_pointwise(n))
       why = (n->fuse == FUSE_INLINE || im2col_packed(p, &u, users, n)) && mode != FUSION_NONE ? SR_NONE : SR_ROOT;
     else if (mode == FUSION_NONE) why = SR_FUSION_OFF;
@@ -380,7 +382,7 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
   if (mode == FUSION_ALL)
     for (int i = 0; i < g->n; i++) {
       Node *r = g->nodes[i];
-      if (p->why[i] != SR_ROOT) continue;
+      if (p->why[i] != SR_ROOT || op_kind(r->op) == KIND_ATTN) continue;   // attention stores whole rows
       Node *end = epilogue_end(p, &u, r, users);
       if (!end) {
         p->why[i] = SR_REDUCE_READ;
@@ -425,6 +427,7 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
     k->count = shape_numel(&k->root->shape);
     if (k->kind == KK_MATMUL && matmul_tiles(p, k->root, &k->count, &k->packed, &k->packed_b)) k->tiled = true;
     else k->packed = k->packed_b = false;
+    if (k->kind == KK_ATTN) k->count = attention_rows(k->root);
   }
   int *local = xmalloc(sizeof(int) * (size_t)(p->nslots ? p->nslots : 1));
   int *order = xmalloc(sizeof(int) * (size_t)(p->nslots ? p->nslots : 1));

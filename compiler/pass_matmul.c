@@ -193,6 +193,11 @@ void pass_matmul_operands(Graph *g) {
   Span loc = g->loc;
   for (int i = 0; i < g->n; i++) {
     Node *mm = g->nodes[i];
+    if (op_kind(mm->op) == KIND_ATTN) {   // attention reads each row of q, k, v, dout many times
+      for (int s = 0; s < mm->nsrc; s++)
+        if (attention_operand(mm, s) && node_is_folded(mm->src[s])) mm->src[s]->stored = true;
+      continue;
+    }
     if (mm->op != OP_MATMUL || !dtype_is_float(mm->src[0]->dtype) || !dtype_is_float(mm->src[1]->dtype)) continue;
     g->scope = mm->scope;
     g->loc = mm->loc;

@@ -56,7 +56,7 @@ static Node *copy_node(Rewrite *r, const Node *n, Node *const *src) {
 
 static Node *rewrite(Rewrite *r, const Node *n) {
   Graph *g = r->g;
-  Node *src[3] = {0};
+  Node *src[NODE_MAX_SRC] = {0};
   bool changed = false;
   for (int k = 0; k < n->nsrc; k++) {
     src[k] = r->map[n->src[k]->id];

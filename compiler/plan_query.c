@@ -13,6 +13,12 @@ bool node_is_pointwise(const Node *n) {
   return k == KIND_UNARY || k == KIND_BINARY || k == KIND_COMPARE || k == KIND_SELECT;
 }
 
+bool attention_operand(const Node *n, int s) { return op_kind(n->op) == KIND_ATTN && (s <= 2 || s == 4); }
+
+int64_t attention_rows(const Node *n) {
+  return n->shape.d[3] ? shape_numel(&n->shape) / n->shape.d[3] : n->shape.d[0] * n->shape.d[1] * n->shape.d[2];
+}
+
 static bool is_out(const Kernel *k, const Node *x) {
   for (int o = 0; o < k->nouts; o++)
     if (k->outs[o] == x) return true;
@@ -85,6 +91,14 @@ void kernel_cost(const KernelPlan *p, const Kernel *k, uint64_t *read, uint64_t 
     *flops = n->op == OP_IM2COL ? 0 : n->op == OP_COL2IM ? out * (uint64_t)(n->p.conv.kernel[0] * n->p.conv.kernel[1]) : 2 * out * (uint64_t)(shape_numel(&n->src[1]->shape) /
                                                           (n->op == OP_CONV2D_DW ? 1 : n->src[1]->shape.d[0]));
     break;
+  case KK_ATTN: {   // two products of every (query, key) pair, four with the backward's recomputation
+    const Node *q = n->src[0], *v = n->src[2];
+    uint64_t pairs = (uint64_t)shape_numel(&n->src[3]->shape);
+    if (n->p.attn.causal) pairs = pairs / 2 + (uint64_t)(q->shape.d[0] * q->shape.d[1] * q->shape.d[2]) / 2;
+    uint64_t per = (uint64_t)(q->shape.d[3] + v->shape.d[3]);
+    *flops = 2 * pairs * per * (n->op == OP_ATTENTION ? 1 : 2);
+    break;
+  }
   default: *flops = 0; break;
   }
   // the pointwise ops computed inline: the outputs, their prologues and epilogues

@@ -384,3 +384,68 @@ TEST(autodiff, gradient_names_and_count_in_training_step) {
   cr_assert_eq(check_file("examples/mlp.smelt", &out), 0, "%s", out);
   free(out);
 }
+
+// ---- fused attention: the primitive's rule (ATTENTION_DQ and ATTENTION_DKV
+// from the saved log-sum-exp) against finite differences, and against the
+// gradient of the unfused formula softmax(where(mask, s q k^T, -1e9)) v.
+
+#define UNFUSED(q, k, v, m, s) "softmax(where(" m ", (" q " @ " k ".transpose(2, 3)) * " s ", -1e9)) @ " v
+
+TEST(autodiff, attention_primitive) {
+  fd("attention", "input q: f32[2, 2, 3, 4]\ninput k: f32[2, 2, 5, 4]\ninput v: f32[2, 2, 5, 3]\n"
+     "output y = attention(q, k, v)", -1, 1);
+  fd("attention causal, Tq > Tk", "input q: f32[1, 2, 4, 3]\ninput k: f32[1, 2, 3, 3]\ninput v: f32[1, 2, 3, 2]\n"
+     "output y = attention(q, k, v, causal = true, scale = 0.7)", -1, 1);
+  fd("attention width 1", "input q: f32[1, 1, 3, 1]\ninput k: f32[1, 1, 2, 1]\ninput v: f32[1, 1, 2, 1]\n"
+     "output y = attention(q, k, v, scale = 2.0)", -2, 2);
+  // row 0 may attend no key: the mean of v, and only v has a gradient from it
+  fd("attention masked rows", "input q: f32[2, 1, 3, 2]\ninput k: f32[2, 1, 4, 2]\ninput v: f32[2, 1, 4, 3]\n"
+     "let m = iota(4).reshape(1, 4) < iota(3).reshape(3, 1)\noutput y = attention(q, k, v, mask = m)", -1, 1);
+  fd("attention causal and mask", "input q: f32[1, 2, 3, 2]\ninput k: f32[1, 2, 3, 2]\ninput v: f32[1, 2, 3, 2]\n"
+     "let m = iota(3).reshape(1, 3) != 0\noutput y = attention(q, k, v, causal = true, mask = m.broadcast(1, 2, 3, 3))",
+     -1, 1);
+  // dropout's factors are fixed for a seed and step, so the function is smooth between them
+  fd("attention dropout", "input q: f32[2, 2, 4, 3]\ninput k: f32[2, 2, 5, 3]\ninput v: f32[2, 2, 5, 2]\n"
+     "output y = attention(q, k, v, dropout = 0.4)", -1, 1);
+  fd("attention dropout, causal and masked rows", "input q: f32[1, 2, 4, 3]\ninput k: f32[1, 2, 4, 3]\n"
+     "input v: f32[1, 2, 4, 2]\nlet m = (iota(4).reshape(4, 1) != 1).broadcast(4, 4)\n"
+     "output y = attention(q, k, v, causal = true, mask = m, dropout = 0.3)", -1, 1);
+}
+
+// y = attention - the unfused formula: its value and every gradient vanish.
+static void same_as_unfused(const char *what, const char *body) {
+  char src[4096];
+  snprintf(src, sizeof src, "import \"nn\"\nmodel m {\n%s\n}\n", body);
+  Case k;
+  case_build(&k, src, -1.5, 1.5);
+  InterpResult r;
+  char err[256];
+  cr_assert_eq(interp_run_ex(&k.g, k.leaves, 1, 0, true, &r, err, sizeof err), 0, "%s", err);
+  const Node *y = k.g.outputs[0].node;
+  for (int64_t j = 0; j < shape_numel(&y->shape); j++)
+    cr_expect_leq(fabs(r.vals[y->id][j]), 1e-12, "%s: value [%lld] differs by %g", what, (long long)j, r.vals[y->id][j]);
+  int checked = 0;
+  for (int i = 0; i < k.nfwd; i++) {
+    const Node *n = k.g.nodes[i];
+    if (!is_var(n) || n == k.r) continue;
+    cr_assert(k.grads[i], "%s: %s has no gradient", what, n->name);
+    for (int64_t j = 0; j < shape_numel(&n->shape); j++, checked++)
+      cr_expect_leq(fabs(r.vals[k.grads[i]->id][j]), 1e-12, "%s: d/d%s[%lld] differs by %g", what, n->name,
+                    (long long)j, r.vals[k.grads[i]->id][j]);
+  }
+  cr_expect_gt(checked, 0);
+  interp_free(&r);
+  case_free(&k);
+}
+
+TEST(autodiff, attention_matches_unfused) {
+  same_as_unfused("plain", "input q: f32[2, 3, 4, 5]\ninput k: f32[2, 3, 6, 5]\ninput v: f32[2, 3, 6, 7]\n"
+                  "let m = fill(true, 4, 6, dtype = bool)\n"
+                  "output y = attention(q, k, v, scale = 0.25) - " UNFUSED("q", "k", "v", "m", "0.25"));
+  same_as_unfused("causal", "input q: f32[1, 2, 5, 3]\ninput k: f32[1, 2, 4, 3]\ninput v: f32[1, 2, 4, 2]\n"
+                  "let m = iota(4).reshape(1, 4) <= iota(5).reshape(5, 1)\n"
+                  "output y = attention(q, k, v, causal = true, scale = 0.5) - " UNFUSED("q", "k", "v", "m", "0.5"));
+  same_as_unfused("masked rows", "input q: f32[2, 1, 3, 2]\ninput k: f32[2, 1, 4, 2]\ninput v: f32[2, 1, 4, 3]\n"
+                  "let m = iota(4).reshape(1, 4) < iota(3).reshape(3, 1)\n"
+                  "output y = attention(q, k, v, mask = m, scale = 2.0) - " UNFUSED("q", "k", "v", "m", "2.0"));
+}

@@ -320,6 +320,49 @@ TEST(codegen, attention_and_group_norm_training_step) {
         "output l = (z * z).mean()\nloss l", step);
 }
 
+// Fused attention's kernels (codegen_attn.c) against the interpreter, forward
+// and backward, on widths 1 to 65, lengths that are not multiples of the key
+// tile, Tq != Tk, causal or not, masks with rows that may attend no key, and
+// logits in the thousands (the online softmax must not overflow), dropout.
+static void attention_case(int64_t B, int64_t N, int64_t Tq, int64_t Tk, int64_t D, int64_t Dv, const char *how,
+                           double mag, Opts o) {
+  char body[2048], what[160];
+  snprintf(what, sizeof what, "attention %lldx%lldx%lldx%lld D=%lld Dv=%lld %s x%g", (long long)B, (long long)N,
+           (long long)Tq, (long long)Tk, (long long)D, (long long)Dv, how, mag);
+  snprintf(body, sizeof body,
+           "input q: f32[%lld, %lld, %lld, %lld]\ninput k: f32[%lld, %lld, %lld, %lld]\ninput v: f32[%lld, %lld, %lld, %lld]\n"
+           "param w: f32[%lld] = ones\nparam u: f32[%lld] = ones\n"
+           "let m = (iota(%lld).reshape(1, %lld) * 7 + iota(%lld).reshape(%lld, 1) * 3) %% 5 != 0\n"
+           "let none = iota(%lld).reshape(%lld, 1) != 1\n"
+           "let y = attention(q * w * %g, k * %g, v * u, %s)\n"
+           "output l = (y * y).mean()\nloss l",
+           (long long)B, (long long)N, (long long)Tq, (long long)D, (long long)B, (long long)N, (long long)Tk, (long long)D,
+           (long long)B, (long long)N, (long long)Tk, (long long)Dv, (long long)D, (long long)Dv, (long long)Tk,
+           (long long)Tk, (long long)Tq, (long long)Tq, (long long)Tq, (long long)Tq, mag, mag, how);
+  check(what, body, o);
+}
+
+TEST(codegen, attention_kernels_and_their_gradients) {
+  attention_case(2, 2, 5, 37, 1, 3, "causal = false", 1, step);
+  attention_case(1, 3, 33, 17, 17, 5, "causal = true", 1, step);
+  attention_case(2, 1, 16, 16, 64, 64, "causal = true", 1, step);
+  attention_case(1, 2, 7, 19, 65, 2, "mask = m", 1, step);
+  attention_case(1, 2, 9, 4, 3, 3, "causal = true, mask = where(none, m, false)", 1, step);   // row 1 and others see no key
+  attention_case(1, 1, 6, 20, 4, 3, "mask = where(none, m, false).broadcast(1, 1, 6, 20), scale = 1.0", 1, step);
+  attention_case(1, 2, 11, 23, 8, 5, "causal = true", 40, step);   // logits up to about 1e4
+  attention_case(2, 2, 13, 21, 6, 4, "causal = true, dropout = 0.25", 1, step);
+  attention_case(1, 2, 9, 4, 3, 3, "causal = true, mask = where(none, m, false), dropout = 0.5", 1, step);
+  attention_case(1, 1, 3, 40, 2, 2, "mask = m", 300, fwd);   // logits about 1e5: the forward alone (gradients in f32 lose digits there)
+}
+
+TEST(codegen, attention_under_bf16_and_fp16) {
+  for (Precision p = PREC_BF16; p <= PREC_FP16; p++)
+    check("attention low", "input x: f32[2, 5, 8]\nparam w: f32[8, 24] = ones\n"
+          "let qkv = (x @ w).reshape(2, 5, 3, 2, 4).permute(2, 0, 3, 1, 4)\n"
+          "let y = attention(qkv[0], qkv[1], qkv[2], causal = true)\n"
+          "output l = (y * y).mean()\nloss l", (Opts){.int_range = 3, .training = true, .precision = p});
+}
+
 TEST(codegen, views_fold_into_loads) {
   check("views", "input x: f32[2, 3, 4]\ninput v: f32[4, 6]\n"
         "output a = x.permute(2, 0, 1).reshape(4, 6) + v\n"

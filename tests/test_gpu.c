@@ -52,7 +52,7 @@ static void built_free(Built *b) {
 static const char *const suite[] = {"tests/gpu/pointwise.smelt", "tests/gpu/reductions.smelt",
                                     "tests/gpu/matmuls.smelt", "tests/gpu/dtypes.smelt",
                                     "tests/gpu/conv.smelt", "tests/gpu/embedding.smelt",
-                                    "tests/gpu/precision.smelt"};
+                                    "tests/gpu/precision.smelt", "tests/gpu/attention.smelt"};
 enum { NSUITE = sizeof suite / sizeof *suite, NBUILT = 2 * (NSUITE + 1) };
 
 static const Define gpt_sizes[] = {{"B", 2}, {"T", 8}, {"V", 16}, {"C", 16}, {"L", 1}, {"H", 2}};
@@ -101,7 +101,7 @@ TEST(gpu, the_suite_covers_every_kernel_kind) {
   bool seen[KK_COPY + 1] = {false};
   for (int i = 0; i < n; i++)
     for (int k = 0; k < b[i]->plan.n; k++) seen[b[i]->plan.kernels[k].kind] = true;
-  static const char *names[] = {"pointwise", "reduce", "matmul", "conv", "pool", "gather", "random", "copy"};
+  static const char *names[] = {"pointwise", "reduce", "matmul", "conv", "pool", "gather", "random", "attention", "copy"};
   for (int k = 0; k <= KK_COPY; k++) cr_expect(seen[k], "no %s kernel in the GPU suite", names[k]);
   for (int i = 0; i < n; i++) built_free(b[i]);
 }

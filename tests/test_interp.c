@@ -1475,6 +1475,34 @@ TEST(interp, col2im_is_the_transpose_of_im2col) {
 
 // Every op in ops.def appears in some test above; this catches a new op
 // added without one (update the list with the test that covers it).
+// attention by hand: q rows [1, 0], [0, 2], [1, 1] over keys [1, 0], [0, 1]
+// with values [1, 2], [3, 4]; the last row may attend no key (the mean of v,
+// log-sum-exp +inf); causal, row 0 sees key 0 alone. The gradients for
+// dout = [1, 0] on row 0: p = (a, b), delta = 3 - 2a, ds = (-2ab, 2ab).
+TEST(interp, attention_by_hand) {
+  T t;
+  t_init(&t);
+  Node *q = t_input(&t, DT_F32, S(1, 1, 3, 2), D(1, 0, 0, 2, 1, 1));
+  Node *k = t_input(&t, DT_F32, S(1, 1, 2, 2), D(1, 0, 0, 1));
+  Node *v = t_input(&t, DT_F32, S(1, 1, 2, 2), D(1, 2, 3, 4));
+  Node *m = t_input(&t, DT_BOOL, S(3, 2), D(1, 1, 1, 1, 0, 0));
+  Node *y = g_attention(&t.g, q, k, v, m, false, 1.0, 0, NULL);
+  Node *yc = g_attention(&t.g, q, k, v, NULL, true, 1.0, 0, NULL);
+  Node *q0 = t_input(&t, DT_F32, S(1, 1, 1, 2), D(1, 0));
+  Node *y0 = g_attention(&t.g, q0, k, v, NULL, false, 1.0, 0, NULL);
+  Node *dout = t_input(&t, DT_F32, S(1, 1, 1, 2), D(1, 0));
+  Node *delta = g_reduce(&t.g, OP_SUM, g_binary(&t.g, OP_MUL, dout, g_attention_out(&t.g, y0)), 1u << 3, true);
+  Node *dq = g_attention_grad(&t.g, OP_ATTENTION_DQ, y0, dout, delta);
+  Node *dkv = g_attention_grad(&t.g, OP_ATTENTION_DKV, y0, dout, delta);
+  t_run(&t, 0, 0);
+  double a = exp(1) / (exp(1) + 1), b = 1 - a, c = 1 / (1 + exp(2));
+  expect_node(&t, y, S(1, 1, 3, 3), D(3 - 2 * a, 4 - 2 * a, log(exp(1) + 1), 3 - 2 * c, 4 - 2 * c, log(1 + exp(2)), 2, 3, INFINITY), 1e-6);
+  expect_node(&t, yc, S(1, 1, 3, 3), D(1, 2, 1, 3 - 2 * c, 4 - 2 * c, log(1 + exp(2)), 2, 3, log(2 * exp(1))), 1e-6);
+  expect_node(&t, dq, S(1, 1, 1, 2), D(-2 * a * b, 2 * a * b), 1e-6);
+  expect_node(&t, dkv, S(1, 1, 2, 4), D(-2 * a * b, 0, a, 0, 2 * a * b, 0, b, 0), 1e-6);
+  t_free(&t);
+}
+
 TEST(interp, every_op_is_tested) {
   static const Op tested[] = {
       OP_INPUT, OP_PARAM, OP_STATE, OP_CONST, OP_IOTA, OP_RANDOM, OP_NEG, OP_EXP, OP_LOG,
@@ -1484,6 +1512,7 @@ TEST(interp, every_op_is_tested) {
       OP_EQ, OP_NE, OP_WHERE, OP_SUM, OP_RMAX, OP_ARGMAX, OP_MATMUL, OP_CONV2D, OP_CONV2D_DX,
       OP_CONV2D_DW, OP_IM2COL, OP_COL2IM, OP_POOL_MAX, OP_POOL_AVG, OP_POOL_MAX_DX, OP_POOL_AVG_DX, OP_RESHAPE,
       OP_PERMUTE, OP_BROADCAST, OP_SLICE, OP_PAD, OP_CONCAT, OP_GATHER, OP_SCATTER_ADD, OP_LABEL,
+      OP_ATTENTION, OP_ATTENTION_DQ, OP_ATTENTION_DKV,   // and test_autodiff.c, test_codegen.c
   };
   cr_expect_eq(sizeof tested / sizeof *tested, (size_t)OP_COUNT);
 }

@@ -100,7 +100,7 @@ static uint32_t grid_for(int64_t units_per_block_work) {
 
 void gpu_launch_shape(const Kernel *k, GpuLaunch *out) {
   const Node *n = k->root;
-  int64_t count = shape_numel(&n->shape), tm, tn;
+  int64_t count = k->kind == KK_ATTN ? k->count : shape_numel(&n->shape), tm, tn;
   out->block = GPU_BLOCK;
   out->shared = 0;
   switch (strategy_of(k)) {
@@ -161,13 +161,18 @@ static V shared_at(Cg *c, V arr, LLVMTypeRef t, V i) {
 static void emit_elements(Cg *c, const Kernel *k, const GpuLaunch *g) {
   const Node *n = k->root;
   int vw = vector_width(k);
-  int64_t units = shape_numel(&n->shape) / vw;
+  int64_t units = k->kind == KK_ATTN ? k->count : shape_numel(&n->shape) / vw;
   V start = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, gpu_block_id(c), ci(c, GPU_BLOCK), ""), gpu_thread_id(c), "");
   Loop L;
   loop_open(c, &L, start, ci(c, units), 0, NULL);
   L.step = ci(c, (int64_t)g->grid * GPU_BLOCK);
   if (k->rows) {   // short rows: a thread per row
     row_serial(c, k, L.i);
+    loop_close(c, &L, NULL);
+    return;
+  }
+  if (k->kind == KK_ATTN) {   // a thread per row of the attention's output (codegen_attn.c)
+    gpu_attn_row(c, k, L.i);
     loop_close(c, &L, NULL);
     return;
   }

@@ -511,6 +511,12 @@ static void emit_kernel(Cg *c, const Kernel *k) {
   }
   Loop L;
   loop_open(c, &L, LLVMGetParam(c->fn, 1), LLVMGetParam(c->fn, 2), 0, NULL);
+  if (k->kind == KK_ATTN) {   // an iteration is a row of the attention's output
+    attn_row(c, k, L.i);
+    loop_close(c, &L, NULL);
+    LLVMBuildRetVoid(c->b);
+    return;
+  }
   if (k->rows) {   // an iteration is a row
     row_serial(c, k, L.i);
     loop_close(c, &L, NULL);
