@@ -95,7 +95,10 @@ int main(int argc, char **argv) {
 APP
 # shellcheck disable=SC2046  # pkg-config's output is words
 cc -std=c11 -Wall -Wextra -Werror -o app app.c $(pkg-config --cflags --libs smelt) -Wl,-rpath,"$root/lib"
-ldd ./app | grep -q "libsmeltrt.so.* => $root/lib/" || fail "app is not linked against the installed library: $(ldd ./app)"
+# ldd's output is taken whole first: under pipefail, grep -q leaving early
+# would fail the pipeline with ldd's SIGPIPE although the line matched.
+linked=$(ldd ./app)
+grep -q "libsmeltrt.so.* => $root/lib/" <<<"$linked" || fail "app is not linked against the installed library: $linked"
 "$root/bin/smelt" build "$src/examples/mlp.smelt" --entry=infer -D B=1 -o mlp.ingot > build.log ||
   fail "the installed smelt could not build examples/mlp.smelt: $(cat build.log)"
 out=$(./app mlp.ingot) || fail "app failed to run the ingot: $out"
