@@ -154,7 +154,7 @@ int nccl_comm_join(const NcclLib *n, int rank, int size, void **comm, char *err,
   NcclId id;
   memset(&id, 0, sizeof id);
   if (rank == 0 && nccl_unique_id(n, &id, err, errlen)) return -1;
-  if (dist_broadcast(&id, sizeof id, 0, err, errlen)) return -1;
+  if (dist_broadcast(&id, sizeof id, DIST_TIMEOUT_DEFAULT, err, errlen)) return -1;
   int r = n->comm_init_rank(comm, size, id, rank);
   return r ? failed(n, NULL, "ncclCommInitRank", r, err, errlen) : 0;
 }

@@ -86,10 +86,16 @@ int dist_init(int *rank, int *size, char *err, size_t errlen);
 // the same values), in the exchange of a step; rank 0 checks that every rank
 // is at the same step. A rank waits at most timeout seconds (0: without
 // end) for the others; then it fails, rank 0 naming the ranks that did not
-// arrive. 0, or -1 with a message.
+// arrive, the others rank 0 if it does not answer them. 0, or -1 with a
+// message.
 int dist_sum(double *v, int64_t n, int64_t step, double timeout, char *err, size_t errlen);
-// Rank root's n bytes at p, to every rank (MPI_Bcast). 0, or -1 with a message.
-int dist_broadcast(void *p, size_t n, int root, char *err, size_t errlen);
+// Rank 0's n bytes at p, to every rank, waiting as dist_sum does. 0, or -1
+// with a message.
+int dist_broadcast(void *p, size_t n, double timeout, char *err, size_t errlen);
+// work(arg), which rank 0 does while the others wait for it (a save, an
+// evaluation): on rank 0 of several, on a thread of its own while this one
+// tells the others that rank 0 is there. work's result.
+int dist_while_busy(int (*work)(void *), void *arg);
 // Ends every rank (MPI_Abort), so that no rank waits on one that failed.
 void dist_abort(int code);
 void dist_finalize(void);

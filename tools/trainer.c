@@ -517,6 +517,34 @@ static bool checkpoint_save(smelt_session *s, const char *path, int64_t keep, in
   return true;
 }
 
+// checkpoint_save and evaluate as the work of dist_while_busy: 0 or -1.
+typedef struct {
+  smelt_session *s;
+  const char *path;
+  int64_t keep, steps;
+  bool tty;
+} SaveJob;
+
+typedef struct {
+  const smelt_ingot *ig;
+  smelt_session *s;
+  const char *split;
+  uint64_t seed;
+  EvalResult *r;
+  char *err;
+  size_t errlen;
+} EvalJob;
+
+static int save_job(void *p) {
+  SaveJob *j = p;
+  return checkpoint_save(j->s, j->path, j->keep, j->steps, j->tty) ? 0 : -1;
+}
+
+static int eval_job(void *p) {
+  EvalJob *j = p;
+  return evaluate(j->ig, j->s, j->split, j->seed, j->r, j->err, j->errlen);
+}
+
 // Whether the tensor file at path is a checkpoint of ig's model: the same
 // parameters and state, by name, dtype and shape (a checkpoint records no
 // more of its model than that).
@@ -935,7 +963,7 @@ static int dp_same_state(const smelt_ingot *ig, smelt_session *s, const DataPara
   }
   memcpy(first, mine, (size_t)n * 32);
   double *differs = xcalloc((size_t)dp->size, sizeof *differs);   // per rank: 1 + the first tensor that differs, or 0
-  int rc = dist_broadcast(first, (size_t)n * 32, 0, err, errlen);
+  int rc = dist_broadcast(first, (size_t)n * 32, timeout, err, errlen);
   for (uint32_t i = 0; rc == 0 && i < n && !differs[dp->rank]; i++)
     if (memcmp(first[i], mine[i], 32)) differs[dp->rank] = i + 1;
   if (rc == 0) rc = dist_sum(differs, dp->size, step, timeout, err, errlen);
@@ -1057,16 +1085,12 @@ int train_run(const TrainOptions *o) {
   if (o->log_dir && !dp.rank && !scalars_open(o->log_dir, &scalars)) goto done;
   interrupt_note(NULL);   // from here on the loop's own handler speaks
   stop_signals_catch();
-  bool rank0_busy = false;   // rank 0 saved or evaluated after the last step, while the others went on
   for (int64_t step = start; step < stop; step++) {
     split_next(&sp, s, step_entry);
     float loss;
     bool stop_all = false;   // data parallelism: some rank was asked to stop
     if (dp.size > 1) {
-      // the others wait for rank 0's save or evaluation, which take what they
-      // take; rank 0 itself keeps the deadline, and finds them waiting
-      double timeout = rank0_busy && dp.rank ? 0 : o->dist_timeout;
-      if (dp_step(ig, s, &dp, seed, step, timeout, &loss, &stop_all, err, sizeof err)) {
+      if (dp_step(ig, s, &dp, seed, step, o->dist_timeout, &loss, &stop_all, err, sizeof err)) {
         fprintf(stderr, "\nsmelt: error: step %lld: %s\n", (long long)step, err);
         goto done;
       }
@@ -1110,19 +1134,20 @@ int train_run(const TrainOptions *o) {
       loss_avg = 0;
       in_avg = 0;
     }
-    rank0_busy = false;
+    // rank 0 saves and evaluates while the others go on to the next
+    // exchange, where they wait for it: dist_while_busy tells them it is there
     if (every && (step + 1) % every == 0 && o->checkpoint) {
-      rank0_busy = true;
       if (!state_is_finite(ig, s, step, o->checkpoint)) goto done;
-      if (!dp.rank && !checkpoint_save(s, o->checkpoint, o->keep, step + 1, tty)) goto done;
+      SaveJob save = {s, o->checkpoint, o->keep, step + 1, tty};
+      if (!dp.rank && dist_while_busy(save_job, &save)) goto done;
       saved_at = step + 1;
     }
     EvalResult r;
     bool evaluated = (epoch_end || step + 1 == total) && held && !dp.rank;   // rank 0 evaluates
-    rank0_busy |= (epoch_end || step + 1 == total) && held;
     if (evaluated) {
       if (tty) putchar('\n');
-      if (evaluate(ig, s, held, seed, &r, err, sizeof err)) {
+      EvalJob eval = {ig, s, held, seed, &r, err, sizeof err};
+      if (dist_while_busy(eval_job, &eval)) {
         fprintf(stderr, "smelt: error: %s\n", err);
         goto done;
       }
