@@ -129,6 +129,8 @@ void cg_kernel_keys(Cg *c, const KernelPlan *const *plans, int nplans, int from,
 LLVMTypeRef storage_type(Cg *c, DType t);
 V const_of(Cg *c, DType t, double v);
 V call_intrinsic(Cg *c, const char *name, LLVMTypeRef t, V *args, unsigned n);
+// acc + a * b rounded once (llvm.fma), as every matmul sums (codegen_expr.c).
+V matmul_fma(Cg *c, V a, V b, V acc);
 // A non-overloaded intrinsic (thread ids, barriers, shuffles).
 V call_plain_intrinsic(Cg *c, const char *name, V *args, unsigned n);
 V convert(Cg *c, V v, DType from, DType to);

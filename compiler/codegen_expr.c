@@ -568,10 +568,18 @@ V kernel_matmul(Cg *c, const Node *n, V *idx) {
   bi[bb + 1] = tb ? L.i : idx[nd - 1];
   V av = emit_value(c, a, ai), bv = emit_value(c, bm, bi);
   if (n->tf32) av = round_tf32(c, av), bv = round_tf32(c, bv);
-  V prod = LLVMBuildFMul(c->b, av, bv, "");
-  V next = LLVMBuildFAdd(c->b, L.acc[0], prod, "");
+  V next = matmul_fma(c, av, bv, L.acc[0]);
   loop_close(c, &L, &next);
   return L.acc[0];
+}
+
+// Every matmul sums its products as fused multiply-adds in the order of k,
+// the register tiles (vectors), their edges and these element-wise sums
+// alike: so an element's value does not depend on how its matmul was run
+// (tiled or not, an operand stored or computed), and fusion changes no bit.
+V matmul_fma(Cg *c, V a, V b, V acc) {
+  V args[3] = {a, b, acc};
+  return call_intrinsic(c, "llvm.fma", LLVMTypeOf(acc), args, 3);
 }
 
 // x[n, ch, ih, iw] with zero outside the image.

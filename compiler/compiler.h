@@ -452,11 +452,21 @@ void pass_matmul_operands(Graph *g);
 // col2im and matmuls (which then run tiled), batched over the groups of a
 // grouped one (not a depthwise one: conv_takes_gemm); ungrouped:
 //   conv(x, w) -> permute(reshape(im2col(x) @ reshape(w, [O, C*KH*KW])^T), NCHW)
+//   dx(dy, w)  -> col2im(g(dy)^T @ reshape(w, [O, C*KH*KW]))
+//   dw(x, dy)  -> reshape(reshape(permute(g(dy), [1, 0, 2]), [O, N*OH*OW]) @ reshape(im2col(x), [N*OH*OW, C*KH*KW]))
+// with g(dy) = dy as [N, O, OH*OW], dy stored (read in place by both), and x
+// stored for the weight gradient; grouped (or a weight gradient too large for
+// the packed kernel, matmul_conv_dw), rows(dy) = dy as [N, OH*OW, O] and
 //   dx(dy, w)  -> col2im(rows(dy) @ reshape(w, [O, C*KH*KW]))
 //   dw(x, dy)  -> reshape(sum over the batch of rows(dy)^T @ im2col(x))
-// with rows(dy) = dy as [N, OH*OW, O]. Run after autodiff (IM2COL and COL2IM
-// have no gradient rule). Keeps: values (up to the order of sums), order.
+// Run after autodiff (IM2COL and COL2IM have no gradient rule). Keeps:
+// values (up to the order of sums), order.
 void pass_conv_gemm(Graph *g);
+// Whether mm is the weight gradient's GEMM of an ungrouped convolution
+// above; *grad: g(dy) [N, O, P], *cols: the im2col [N, P, Q] (either NULL).
+// pass_matmul_operands leaves its views as they are: the host packs the
+// im2col's window columns block by block from the image (Kernel.packed_b).
+bool matmul_conv_dw(const Node *mm, const Node **grad, const Node **cols);
 // Whether pass_conv_gemm rewrites cv: a float convolution (or gradient),
 // ungrouped, or grouped with at least GEMM_MIN_GROUP output channels and
 // weights per output channel in each group (not depthwise).
@@ -753,6 +763,7 @@ typedef enum {
   SR_REDUCE_READ,        // a root not read once at its own index by pointwise ops
   SR_EPILOGUE_TAKEN,     // its consumer's kernel has a root already
   SR_MEMORY,             // inlining would hold larger inputs alive longer
+  SR_WINDOWS,            // an image a convolution's packing reads KH x KW times (pass_conv_gemm)
 } StoreReason;
 
 // Register tile of the host matmul: MATMUL_MR rows by KernelPlan.nr columns
@@ -762,6 +773,9 @@ typedef enum {
 // 48 KB at most, lives on the kernel's stack and stays in L1/L2 while every
 // column tile reads it.
 #define MATMUL_PANEL_K 2048
+// A panel's floats, and the widest tile (KernelPlan.nr) of any host target.
+#define MATMUL_PANEL (MATMUL_MR * MATMUL_PANEL_K)
+#define MATMUL_MAX_NR 32
 #define KERNEL_MAX_OUTS 8
 #define KERNEL_MAX_ROOTS 6
 
@@ -783,7 +797,12 @@ typedef struct Kernel {
   bool packed;           // tiled, with A an im2col computed in the kernel (implicit GEMM):
                          // an iteration packs MATMUL_MR rows of A from the image into a
                          // panel, then runs every column tile of those rows against it
-  int64_t count;         // iterations: root elements, tiles when tiled, row tiles when packed
+  bool packed_b;         // tiled, a weight gradient's GEMM (matmul_conv_dw) with its im2col
+                         // computed in the kernel: an iteration is a column tile of dW, over
+                         // blocks of output rows of each image, each block's window columns
+                         // packed from the image into a panel that every row tile reads
+  int64_t count;         // iterations: root elements, tiles when tiled, row tiles when packed,
+                         // column tiles when packed_b
   // The kernel's own buffer numbers: its code reads and writes buffer b at
   // bufs[b] of the table it is given; bufs[b] is the plan's slot of buffer b
   // (its outputs first, then what it reads, in the order kernel_reads finds
@@ -816,9 +835,10 @@ typedef struct {
 // The same graph and mode give the same kernels in the same order.
 void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, KernelPlan *p);
 void kernel_plan_free(KernelPlan *p);
-// The buffer a matmul reads operand x from: x itself when stored, or the
-// stored tensor a float cast x converts (converted as it is loaded); NULL
-// when x is an expression computed as it is read.
+// The buffer a matmul reads operand x from: x itself when stored, the
+// stored tensor x reshapes (the same layout), or the stored tensor a float
+// cast x converts (converted as it is loaded); NULL when x is an expression
+// computed as it is read.
 const Node *matmul_operand_buffer(const KernelPlan *p, const Node *x);
 // Row kernels (fuse_rows.c), during kernel_plan: kernels are made, slots only
 // say stored (>= 0) or not; kernel_of maps node ids to kernel indices.

@@ -68,6 +68,7 @@ const char *store_reason_text(StoreReason r) {
   case SR_REDUCE_READ: return "read by a non-pointwise op, through a broadcast or by several ops: computed once, stored";
   case SR_EPILOGUE_TAKEN: return "its consumer's kernel already has a reduction or contraction";
   case SR_MEMORY: return "fusing it would keep larger inputs alive until a distant consumer (peak memory)";
+  case SR_WINDOWS: return "a convolution's image: stored once, not recomputed for each of the windows that read it";
   }
   return "?";
 }
@@ -226,6 +227,8 @@ static bool cast_of_stored(const KernelPlan *p, const Node *x) {
 
 const Node *matmul_operand_buffer(const KernelPlan *p, const Node *x) {
   if (p->slot[x->id] >= 0) return x;
+  // a reshape of a stored tensor has its layout: its buffer, read in place
+  if (x->op == OP_RESHAPE && p->slot[x->src[0]->id] >= 0 && x->src[0]->dtype == x->dtype) return x->src[0];
   if (cast_of_stored(p, x) && p->slot[x->src[0]->id] >= 0) return x->src[0];
   return NULL;
 }
@@ -233,8 +236,16 @@ const Node *matmul_operand_buffer(const KernelPlan *p, const Node *x) {
 // A matmul whose operands are stored float tensors (no view between) and whose
 // B is not transposed runs as register tiles: rows of A broadcast against
 // vectors of B's rows. Sets *tiles to the tile count.
-static bool matmul_tiles(const KernelPlan *p, const Node *n, int64_t *tiles, bool *packed) {
-  const Node *a = n->src[0], *b = n->src[1];
+static bool matmul_tiles(const KernelPlan *p, const Node *n, int64_t *tiles, bool *packed, bool *packed_b) {
+  const Node *a = n->src[0], *b = n->src[1], *grad, *cols;
+  *packed_b = false;
+  if (matmul_conv_dw(n, &grad, &cols)) {   // the image and dy stored, the im2col not
+    *packed_b = p->slot[cols->id] < 0 && p->slot[cols->src[0]->id] >= 0 && matmul_operand_buffer(p, grad) &&
+                dtype_is_float(n->dtype) && dtype_is_float(grad->dtype) && dtype_is_float(cols->dtype);
+    *packed = false;
+    if (*packed_b) *tiles = (n->shape.d[1] + p->nr - 1) / p->nr;
+    return *packed_b;
+  }
   *packed = a->op == OP_IM2COL && p->slot[a->id] < 0 && !n->p.matmul.ta;
   if ((!*packed && !matmul_operand_buffer(p, a)) || !matmul_operand_buffer(p, b) || n->p.matmul.tb) return false;
   if (!dtype_is_float(a->dtype) || !dtype_is_float(b->dtype) || !dtype_is_float(n->dtype)) return false;
@@ -251,9 +262,18 @@ static bool matmul_tiles(const KernelPlan *p, const Node *n, int64_t *tiles, boo
 // each tile's rows of windows from the image as it needs them (Kernel.packed)
 // and the GPU's reads them through the expression layer, so the window rows
 // are never written to memory.
-static bool im2col_packed(const Uses *u, Node *const *users, const Node *n) {
+// So is one read only through a reshape by a weight gradient's GEMM as B
+// (matmul_conv_dw) whose image is stored: the host packs its window columns
+// block by block (Kernel.packed_b).
+static bool im2col_packed(const KernelPlan *p, const Uses *u, Node *const *users, const Node *n) {
   if (n->op != OP_IM2COL || n->fuse != FUSE_AUTO || u->uses[n->id] != 1 || u->result[n->id]) return false;
-  const Node *mm = users[n->id];
+  const Node *mm = users[n->id], *cols;
+  if (mm && mm->op == OP_RESHAPE && u->uses[mm->id] == 1 && !u->result[mm->id] && !mm->stored && mm->fuse == FUSE_AUTO) {
+    const Node *r = mm;
+    mm = users[r->id];
+    return mm && matmul_conv_dw(mm, NULL, &cols) && cols == n && mm->src[1] == r && dtype_is_float(n->dtype) &&
+           p->why[n->src[0]->id] != SR_NONE;
+  }
   if (!mm || mm->op != OP_MATMUL || mm->src[0] != n || mm->src[1] == n || mm->p.matmul.ta) return false;
   return dtype_is_float(n->dtype) && n->shape.d[n->shape.ndim - 1] <= MATMUL_PANEL_K;
 }
@@ -332,11 +352,11 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
     if (is_leaf(n)) why = SR_LEAF;
     else if (u.result[i]) why = SR_RESULT;
     else if (n->fuse == FUSE_BOUNDARY) why = SR_BOUNDARY;
-    else if (n->stored) why = SR_OPERAND;
+    else if (n->stored) why = users[i] && users[i]->op == OP_IM2COL ? SR_WINDOWS : SR_OPERAND;
     else if (node_is_folded(n)) why = SR_NONE;
     else if (op_kind(n->op) == KIND_ATTN) why = SR_ROOT;
     else if (!node_is_pointwise(n))
-      why = (n->fuse == FUSE_INLINE || im2col_packed(&u, users, n)) && mode != FUSION_NONE ? SR_NONE : SR_ROOT;
+      why = (n->fuse == FUSE_INLINE || im2col_packed(p, &u, users, n)) && mode != FUSION_NONE ? SR_NONE : SR_ROOT;
     else if (mode == FUSION_NONE) why = SR_FUSION_OFF;
     else if (u.operand[i] && !cast_of_stored(p, n)) why = SR_OPERAND;
     p->why[i] = (unsigned char)why;
@@ -405,8 +425,8 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
     Kernel *k = &p->kernels[i];
     kernel_name(p, k, prefix);
     k->count = shape_numel(&k->root->shape);
-    if (k->kind == KK_MATMUL && matmul_tiles(p, k->root, &k->count, &k->packed)) k->tiled = true;
-    else k->packed = false;
+    if (k->kind == KK_MATMUL && matmul_tiles(p, k->root, &k->count, &k->packed, &k->packed_b)) k->tiled = true;
+    else k->packed = k->packed_b = false;
     if (k->kind == KK_ATTN) k->count = attention_rows(k->root);
   }
   int *local = xmalloc(sizeof(int) * (size_t)(p->nslots ? p->nslots : 1));

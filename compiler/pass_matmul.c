@@ -56,6 +56,38 @@ static Node *weight_rows(Graph *g, Node *w, int64_t G) {
   return G == 1 ? g_reshape(g, w, shape_of(2, (int64_t[]){O, Q})) : g_reshape(g, w, shape_of(3, (int64_t[]){G, O / G, Q}));
 }
 
+// An output gradient dy [N, O, OH, OW] as [N, O, OH * OW], a view of dy
+// kept in a buffer of its own: the input gradient's GEMM reads it
+// transposed and the weight gradient's through a view, both in place, and
+// dy's other readers (the bias gradient) read the buffer too.
+static Node *stored_grad(Graph *g, Node *dy) {
+  int64_t N = dy->shape.d[0], O = dy->shape.d[1], P = dy->shape.d[2] * dy->shape.d[3];
+  Node *r = g_reshape(g, dy, shape_of(3, (int64_t[]){N, O, P}));
+  (r->op == OP_RESHAPE ? r->src[0] : r)->stored = true;
+  return r;
+}
+
+// Whether a weight gradient's GEMM fits the host's packed kernel at any tile
+// width (MATMUL_MAX_NR): a block of whole output rows of window columns, and
+// a strip of dW's rows, each at most a panel.
+static bool dw_fits(int64_t O, int64_t OW) {
+  int64_t rows = (O + MATMUL_MR - 1) / MATMUL_MR * MATMUL_MR;
+  return OW * MATMUL_MAX_NR <= MATMUL_PANEL && rows * MATMUL_MAX_NR <= MATMUL_PANEL;
+}
+
+bool matmul_conv_dw(const Node *mm, const Node **grad, const Node **cols) {
+  if (mm->op != OP_MATMUL || mm->p.matmul.ta || mm->p.matmul.tb || mm->shape.ndim != 2) return false;
+  const Node *a = mm->src[0], *b = mm->src[1];
+  if (a->op != OP_RESHAPE || a->src[0]->op != OP_PERMUTE || b->op != OP_RESHAPE || b->src[0]->op != OP_IM2COL) return false;
+  const Node *t = a->src[0], *r = t->src[0], *col = b->src[0];
+  if (t->shape.ndim != 3 || t->p.perm[0] != 1 || t->p.perm[1] != 0 || t->p.perm[2] != 2) return false;
+  // r [N, O, P] and the im2col [N, P, Q] of one batch and grid
+  if (r->shape.d[0] != col->shape.d[0] || r->shape.d[2] != col->shape.d[1]) return false;
+  if (grad) *grad = r;
+  if (cols) *cols = col;
+  return true;
+}
+
 // One convolution or convolution gradient as GEMMs, a batch of G per image
 // for G groups (group g's input channels are im2col's g-th block of
 // columns, its output channels the g-th block of O); returns the node that
@@ -65,6 +97,9 @@ static Node *conv_as_gemm(Graph *g, Node *cv) {
   if (cv->op == OP_CONV2D) {
     Node *x = cv->src[0], *w = cv->src[1];
     int64_t N = cv->shape.d[0], O = cv->shape.d[1], OH = cv->shape.d[2], OW = cv->shape.d[3];
+    // a view in front (upsample, pad, slice) is read KH * KW times by the
+    // packing, each an index computation: storing it once is cheaper
+    if (op_kind(x->op) == KIND_MOVE && w->shape.d[2] * w->shape.d[3] > 1) x->stored = true;
     Node *cols = by_group(g, g_im2col(g, x, cv), G);                               // [N, G, OH*OW, Q]
     Node *y = g_matmul(g, cols, weight_rows(g, w, G), false, true);               // [N, G, OH*OW, O/G]
     y->tf32 = cv->tf32;
@@ -80,7 +115,10 @@ static Node *conv_as_gemm(Graph *g, Node *cv) {
     Node *dy = cv->src[0], *w = cv->src[1];
     int64_t N = dy->shape.d[0], P = dy->shape.d[2] * dy->shape.d[3];
     int64_t Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
-    Node *rows = g_matmul(g, grad_rows(g, dy, G), weight_rows(g, w, G), false, false);   // [N, G, OH*OW, Q]
+    // ungrouped, dy [N, O, P] read transposed in place: the same products in
+    // the same order as from a copy of its rows
+    Node *rows = G == 1 ? g_matmul(g, stored_grad(g, dy), weight_rows(g, w, G), true, false)
+                        : g_matmul(g, grad_rows(g, dy, G), weight_rows(g, w, G), false, false);   // [N, G, OH*OW, Q]
     rows->dtype = cv->dtype;   // a low-precision policy's f32 gradient keeps its f32 sums
     rows->tf32 = cv->tf32;     // a transposed convolution in the forward pass
     if (G > 1) {
@@ -89,8 +127,21 @@ static Node *conv_as_gemm(Graph *g, Node *cv) {
     }
     return g_col2im(g, rows, cv);
   }
-  // dW = sum over the batch of dy_rows^T @ im2col(x), per group
   Node *x = cv->src[0], *dy = cv->src[1];
+  int64_t N = x->shape.d[0], O = cv->shape.d[0], P = dy->shape.d[2] * dy->shape.d[3];
+  int64_t Q = cv->shape.d[1] * cv->shape.d[2] * cv->shape.d[3];
+  if (G == 1 && dw_fits(O, dy->shape.d[3])) {
+    // dW = dy as [O, N * P] @ im2col(x) as [N * P, Q]: one product over the
+    // batch and the grid, with the im2col packed from the stored image
+    // (matmul_conv_dw)
+    Node *a = g_reshape(g, g_permute(g, stored_grad(g, dy), (int[]){1, 0, 2}), shape_of(2, (int64_t[]){O, N * P}));
+    Node *b = g_reshape(g, g_im2col(g, x, cv), shape_of(2, (int64_t[]){N * P, Q}));
+    Node *dw = g_matmul(g, a, b, false, false);
+    dw->dtype = cv->dtype;
+    x->stored = true;   // a view in front (upsample, pad) is read once, at contiguous speed
+    return g_reshape(g, dw, cv->shape);
+  }
+  // dW = sum over the batch of dy_rows^T @ im2col(x), per group
   Node *cols = by_group(g, g_im2col(g, x, cv), G);                                 // [N, G, OH*OW, Q]
   Node *per = g_matmul(g, grad_rows(g, dy, G), cols, true, false);                // [N, G, O/G, Q]
   per->dtype = cv->dtype;
@@ -131,6 +182,12 @@ void pass_conv_gemm(Graph *g) {
   if (changed) graph_prune(g);   // the convolutions themselves are no longer used
 }
 
+// A view the tiled matmul cannot read in place: anything but a reshape of a
+// tensor stored already (matmul_operand_buffer reads that one's buffer).
+static bool needs_copy(const Node *x) {
+  return node_is_folded(x) && !(x->op == OP_RESHAPE && x->src[0]->stored && x->src[0]->dtype == x->dtype);
+}
+
 void pass_matmul_operands(Graph *g) {
   const char *scope = g->scope;
   Span loc = g->loc;
@@ -145,7 +202,8 @@ void pass_matmul_operands(Graph *g) {
     g->scope = mm->scope;
     g->loc = mm->loc;
     Node *a = mm->src[0], *b = mm->src[1];
-    if (node_is_folded(a)) a->stored = true;
+    if (matmul_conv_dw(mm, NULL, NULL)) continue;   // the host packs its operands' views itself
+    if (needs_copy(a)) a->stored = true;
     if (mm->p.matmul.tb) {
       int nd = b->shape.ndim, perm[MAX_DIMS];
       for (int d = 0; d < nd; d++) perm[d] = d;
@@ -157,7 +215,7 @@ void pass_matmul_operands(Graph *g) {
       mm->src[1] = t;
       mm->p.matmul.tb = false;
       i = mm->id;   // the matmul moved up by one
-    } else if (node_is_folded(b)) {
+    } else if (needs_copy(b)) {
       b->stored = true;
     }
   }

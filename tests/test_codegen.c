@@ -626,29 +626,44 @@ static int packed_kernels(const Graph *g, FusionMode mode) {
   return n;
 }
 
+// Packed kernels whose image is a buffer (not a view or expression read
+// through the expression layer as the windows are packed).
+static int packed_from_buffers(const Graph *g) {
+  KernelPlan plan;
+  kernel_plan(g, "", codegen_tile_columns(NULL), FUSION_ALL, &plan);
+  int n = 0;
+  for (int k = 0; k < plan.n; k++)
+    n += plan.kernels[k].packed && plan.slot[plan.kernels[k].root->src[0]->src[0]->id] >= 0;
+  kernel_plan_free(&plan);
+  return n;
+}
+
 // Forward convolutions as implicit GEMMs: odd images and batches, strides,
 // padding and dilation (per axis too), output channels below, at and past a
 // column tile (edge tiles), window rows that are not a multiple of the row
 // tile, a grouped convolution (its GEMM reads a view of the im2col, which
-// stays stored) and one whose windows are longer than the panel. Each
+// stays stored), one whose windows are longer than the panel, and one
+// behind an upsampled view (stored first, then packed from the buffer). Each
 // against the interpreter, and the packed kernels bit for bit against the
 // materialized im2col of --fusion=none, in fp32, tf32 and bf16.
 TEST(codegen, convolutions_as_implicit_gemms) {
   static const struct {
     const char *body;
     int packed;   // expected packed kernels with fusion on
+    int stored;   // of them, those that read a stored image in fp32 and tf32 (bf16 reads casts)
   } cases[] = {
       {"input x: f32[3, 3, 11, 7]\nparam w1: f32[5, 3, 3, 3] = ones\nparam w2: f32[37, 5, 2, 2] = ones\n"
        "let h = relu(conv(x, w1))\n"
-       "output y = conv(h, w2, stride = 2, padding = 1, dilation = 2)", 2},
+       "output y = conv(h, w2, stride = 2, padding = 1, dilation = 2)", 2, 1},
       {"input x: f32[2, 4, 9, 8]\n"
        "output y = relu(conv2d(x, 16, 3, stride = 2, padding = 1) as c1)\n"
-       "output z = conv2d(x, 21, 2, dilation = 3, padding = 2) as c2", 2},
+       "output z = conv2d(x, 21, 2, dilation = 3, padding = 2) as c2", 2, 2},
       {"input x: f32[1, 6, 10, 13]\nparam w: f32[7, 6, 3, 2] = ones\n"
-       "output y = conv(x, w, stride = (2, 3), padding = (1, 0), dilation = (1, 2))", 1},
+       "output y = conv(x, w, stride = (2, 3), padding = (1, 0), dilation = (1, 2))", 1, 1},
       {"input x: f32[2, 8, 7, 6]\n"
-       "output y = conv2d(x, 8, 3, stride = 2, padding = 1, groups = 2) as g1", 0},
-      {"input x: f32[1, 230, 4, 4]\noutput y = conv2d(x, 8, 3) as wide", 0},
+       "output y = conv2d(x, 8, 3, stride = 2, padding = 1, groups = 2) as g1", 0, 0},
+      {"input x: f32[1, 230, 4, 4]\noutput y = conv2d(x, 8, 3) as wide", 0, 0},
+      {"input x: f32[2, 3, 5, 4]\noutput y = conv2d(upsample(x, 2), 5, 3, padding = 1) as up", 1, 1},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
     for (Precision prec = PREC_FP32; prec <= PREC_BF16; prec++) {
@@ -661,10 +676,66 @@ TEST(codegen, convolutions_as_implicit_gemms) {
       case_graph(&c, &g, what, src, NULL, 0, o, false);
       cr_expect_eq(packed_kernels(&g, FUSION_ALL), cases[i].packed, "%s: packed kernels", what);
       cr_expect_eq(packed_kernels(&g, FUSION_NONE), 0, "%s: packed with fusion off", what);
+      if (prec != PREC_BF16)
+        cr_expect_eq(packed_from_buffers(&g), cases[i].stored, "%s: packed from a stored image", what);
       graph_free(&g);
       compilation_free(&c);
       check_kernels(what, src, NULL, 0, o);
       if (cases[i].packed) check_fusion_bits(what, src, NULL, 0, o);
+    }
+}
+
+// Weight-gradient GEMMs that pack their B, an im2col never stored, block by
+// block from the image (Kernel.packed_b), in g planned with fusion mode.
+static int packed_b_kernels(const Graph *g, FusionMode mode) {
+  KernelPlan plan;
+  kernel_plan(g, "", codegen_tile_columns(NULL), mode, &plan);
+  int n = 0;
+  for (int k = 0; k < plan.n; k++) n += plan.kernels[k].packed_b;
+  kernel_plan_free(&plan);
+  return n;
+}
+
+// Weight gradients as implicit GEMMs over one product of the batch and the
+// grid, through whole training steps against the interpreter: batches of 1
+// and 3, odd images, strides, padding and dilation (per axis too), output
+// channels not a multiple of the row tile, window columns below, at and past
+// a column tile (edge tiles, a 1-channel first layer), images cut into
+// several blocks of output rows (a wide image) or one, an upsampled view in
+// front (stored first), in fp32, tf32 and bf16; a grouped convolution keeps
+// the batched GEMMs and their stored im2col.
+TEST(codegen, weight_gradients_as_implicit_gemms) {
+  static const struct {
+    const char *body;
+    int packed_b;   // expected weight-gradient kernels that pack, fusion on
+  } cases[] = {
+      {"input x: f32[3, 5, 11, 7]\nlet h = relu(conv2d(x, 7, 3, stride = 2, padding = 1) as c1)\n"
+       "output y = conv2d(h, 37, 2, dilation = 2, padding = 1) as c2", 2},
+      {"input x: f32[1, 6, 10, 13]\nparam w: f32[16, 6, 3, 2] = ones\n"
+       "output y = conv(x, w, stride = (2, 3), padding = (1, 0), dilation = (1, 2))", 1},
+      {"input x: f32[2, 1, 10, 9]\nlet h = relu(conv2d(x, 32, 3, padding = 1) as c1)\n"
+       "output y = conv2d(max_pool2d(h, 2), 5, 3, padding = 1) as c2", 2},
+      {"input x: f32[1, 2, 20, 110]\noutput y = conv2d(x, 3, 3, padding = 1) as wide", 1},
+      {"input x: f32[2, 3, 5, 4]\nparam s: f32[1, 3, 1, 1] = ones\n"
+       "output y = conv2d(upsample(x * s, 2), 4, 3, padding = 1) as up", 1},
+      {"input x: f32[2, 8, 7, 6]\noutput y = conv2d(x, 8, 3, stride = 2, padding = 1, groups = 2) as g1", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+    for (Precision prec = PREC_FP32; prec <= PREC_BF16; prec++) {
+      char src[4096], what[64];
+      snprintf(src, sizeof src, "import \"nn\"\nmodel m {\n%s\noutput l = (y * y).mean()\nloss l\n}\n", cases[i].body);
+      snprintf(what, sizeof what, "weight gradient case %zu, precision %d", i, (int)prec);
+      Opts o = {.int_range = 3, .training = true, .precision = prec};
+      Compilation c;
+      Graph g;
+      case_graph(&c, &g, what, src, NULL, 0, o, false);
+      cr_expect_eq(packed_b_kernels(&g, FUSION_ALL), cases[i].packed_b, "%s: packed weight gradients", what);
+      cr_expect_eq(packed_b_kernels(&g, FUSION_NONE), 0, "%s: packed with fusion off", what);
+      graph_free(&g);
+      compilation_free(&c);
+      check_kernels(what, src, NULL, 0, o);
+      o.fusion = FUSION_NONE;
+      check_kernels(what, src, NULL, 0, o);
     }
 }
 

@@ -432,10 +432,7 @@ static void emit_matmul(Cg *c, const Kernel *k, const GpuLaunch *g) {
         bv[i] = LLVMBuildLoad2(B, c->f32, LLVMBuildGEP2(B, LLVMArrayType2(row_t, MM_K), Bs, jp, 3, ""), "");
       }
       for (int i = 0; i < MM_REG; i++)
-        for (int j = 0; j < MM_REG; j++) {
-          V args[3] = {av[i], bv[j], acc[i][j]};
-          acc[i][j] = call_intrinsic(c, "llvm.fma", c->f32, args, 3);
-        }
+        for (int j = 0; j < MM_REG; j++) acc[i][j] = matmul_fma(c, av[i], bv[j], acc[i][j]);
     }
     for (int i = 0; i < MM_REG; i++)
       for (int j = 0; j < MM_REG; j++) LLVMBuildStore(B, acc[i][j], accp[i][j]);

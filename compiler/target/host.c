@@ -121,8 +121,7 @@ static void tile_vector(Cg *c, const Kernel *kn, V *ti, V m0, V n0, V panel) {
     }
     V splat = LLVMBuildShuffleVector(B, LLVMBuildInsertElement(B, LLVMGetUndef(vt), av, ci(c, 0), ""),
                                      LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(c->i32, NR)), "");
-    V args[3] = {splat, bv, acc[r]};
-    next[r] = call_intrinsic(c, "llvm.fma", vt, args, 3);
+    next[r] = matmul_fma(c, splat, bv, acc[r]);
   }
   V k1 = addc(c, k, 1);
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(B);
@@ -177,7 +176,7 @@ static V panel_dot(Cg *c, const Node *n, V *oi, V m0, V panel) {
   V av = LLVMBuildLoad2(B, c->f32, LLVMBuildGEP2(B, c->f32, panel, &at_k, 1, ""), "a");
   V bv = emit_value(c, bm, bi);
   if (n->tf32) bv = round_tf32(c, bv);
-  V next = LLVMBuildFAdd(B, L.acc[0], LLVMBuildFMul(B, av, bv, ""), "");
+  V next = matmul_fma(c, av, bv, L.acc[0]);
   loop_close(c, &L, &next);
   return L.acc[0];
 }
@@ -332,6 +331,147 @@ static void emit_packed(Cg *c, const Kernel *kn, V t, V panel) {
   loop_close(c, &J, NULL);
 }
 
+// Output rows of one image in a block of a weight gradient's GEMM: as many
+// as 16 KB of nr window columns hold (at least one), the image's rows cut
+// evenly. Every row tile of dW reads the block, so it should stay in L1
+// (a 48 KB block was 2.4 times slower per FLOP on a 32 KB L1).
+#define DW_BLOCK 4096
+static int64_t dw_block_rows(int64_t OH, int64_t OW, int nr) {
+  int64_t most = DW_BLOCK / (OW * nr), blocks;
+  if (most < 1) most = 1;
+  blocks = (OH + most - 1) / most;
+  return (OH + blocks - 1) / blocks;
+}
+
+// Packs window columns q0 .. q0 + NR of output rows oh0 .. oh0 + rows of
+// image `image` into the panel, (row * OW + ow) * NR + j; columns past Q
+// are zero. Each column is one (channel, kh, kw), so along ow it reads one
+// row of the image in steps of the stride: no division inside the rows.
+static void pack_columns(Cg *c, const Node *cols, V image, V q0, V oh0, V rows, V panel) {
+  LLVMBuilderRef B = c->b;
+  const Node *x = cols->src[0];
+  const int NR = c->plan->nr;
+  const int *st = cols->p.conv.stride, *pd = cols->p.conv.pad, *dl = cols->p.conv.dil;
+  int64_t C = x->shape.d[1], H = x->shape.d[2], W = x->shape.d[3], KH = cols->p.conv.kernel[0], KW = cols->p.conv.kernel[1];
+  int64_t OW = cols->p.conv.grid[1], Q = cols->shape.d[2];
+  Loop Lj, Lr, Lw;
+  loop_open(c, &Lj, ci(c, 0), ci(c, NR), 0, NULL);
+  V q = LLVMBuildAdd(B, q0, Lj.i, "");
+  V valid = LLVMBuildICmp(B, LLVMIntSLT, q, ci(c, Q), "");
+  q = LLVMBuildSelect(B, valid, q, ci(c, 0), "");
+  V ch = LLVMBuildUDiv(B, q, ci(c, KH * KW), "");
+  V kh = LLVMBuildURem(B, LLVMBuildUDiv(B, q, ci(c, KW), ""), ci(c, KH), "");
+  V kw = LLVMBuildURem(B, q, ci(c, KW), "");
+  V plane = mulc(c, LLVMBuildAdd(B, mulc(c, image, C), ch, ""), H * W);
+  V dw = addc(c, mulc(c, kw, dl[1]), -pd[1]);
+  loop_open(c, &Lr, ci(c, 0), rows, 0, NULL);
+  V ih = LLVMBuildAdd(B, mulc(c, LLVMBuildAdd(B, oh0, Lr.i, ""), st[0]), addc(c, mulc(c, kh, dl[0]), -pd[0]), "");
+  V row_ok = LLVMBuildAnd(B, valid, LLVMBuildICmp(B, LLVMIntULT, ih, ci(c, H), ""), "");
+  V base = LLVMBuildAdd(B, plane, mulc(c, ih, W), "");
+  V at0 = mulc(c, Lr.i, OW);
+  loop_open(c, &Lw, ci(c, 0), ci(c, OW), 0, NULL);
+  V iw = LLVMBuildAdd(B, mulc(c, Lw.i, st[1]), dw, "");
+  V ok = LLVMBuildAnd(B, row_ok, LLVMBuildICmp(B, LLVMIntULT, iw, ci(c, W), ""), "");
+  V v = LLVMBuildSelect(B, ok, load_at(c, x, LLVMBuildSelect(B, ok, LLVMBuildAdd(B, base, iw, ""), ci(c, 0), "")), cf(c, 0), "");
+  v = round_value(c, v, cols->dtype);
+  if (c->kernel->root->tf32) v = round_tf32(c, v);
+  V at = LLVMBuildAdd(B, mulc(c, LLVMBuildAdd(B, at0, Lw.i, ""), NR), Lj.i, "");
+  LLVMBuildStore(B, v, LLVMBuildGEP2(B, c->f32, panel, &at, 1, ""));
+  loop_close(c, &Lw, NULL);
+  loop_close(c, &Lr, NULL);
+  loop_close(c, &Lj, NULL);
+}
+
+// Iteration t of a weight gradient's GEMM (Kernel.packed_b): columns q0 ..
+// q0 + NR of dW [O, Q] = g(dy) [O, N * P] @ im2col [N * P, Q]. For each block
+// of output rows of each image, the block's window columns are packed from
+// the image, then every MATMUL_MR-row tile of dW adds the block's products
+// into its rows of the strip (dW's columns q0.., on the stack); each sum runs
+// over (image, position) in order, as one long product would. The strip is
+// stored at the end, element by element through the kernel's epilogue.
+static void emit_packed_b(Cg *c, const Kernel *kn, V t, V panel, V strip) {
+  LLVMBuilderRef B = c->b;
+  const Node *n = kn->root, *grad, *cols;
+  matmul_conv_dw(n, &grad, &cols);
+  grad = matmul_operand_buffer(c->plan, grad);
+  const int NR = c->plan->nr;
+  LLVMTypeRef vt = LLVMVectorType(c->f32, NR);
+  int64_t O = n->shape.d[0], Q = n->shape.d[1], N = cols->shape.d[0], P = cols->shape.d[1];
+  int64_t OH = cols->p.conv.grid[0], OW = cols->p.conv.grid[1];
+  int64_t R = dw_block_rows(OH, OW, NR), tiles = (O + MATMUL_MR - 1) / MATMUL_MR;
+  V q0 = mulc(c, t, NR), zero = LLVMConstNull(vt);
+  Loop Lz;
+  loop_open(c, &Lz, ci(c, 0), ci(c, tiles * MATMUL_MR), 0, NULL);
+  V zst = LLVMBuildStore(B, zero, LLVMBuildGEP2(B, c->f32, strip, (V[]){mulc(c, Lz.i, NR)}, 1, ""));
+  LLVMSetAlignment(zst, 64);
+  loop_close(c, &Lz, NULL);
+  Loop Ln, Lb, Li;
+  loop_open(c, &Ln, ci(c, 0), ci(c, N), 0, NULL);
+  loop_open(c, &Lb, ci(c, 0), ci(c, (OH + R - 1) / R), 0, NULL);
+  V oh0 = mulc(c, Lb.i, R), left = LLVMBuildSub(B, ci(c, OH), oh0, "");
+  V rows = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, left, ci(c, R), ""), left, ci(c, R), "");
+  pack_columns(c, cols, Ln.i, q0, oh0, rows, panel);
+  V kc = mulc(c, rows, OW), p0 = mulc(c, oh0, OW);
+  loop_open(c, &Li, ci(c, 0), ci(c, tiles), 0, NULL);
+  V m0 = mulc(c, Li.i, MATMUL_MR), acc[MATMUL_MR], sp[MATMUL_MR], gbase[MATMUL_MR];
+  for (int r = 0; r < MATMUL_MR; r++) {
+    sp[r] = LLVMBuildGEP2(B, c->f32, strip, (V[]){mulc(c, addc(c, m0, r), NR)}, 1, "");
+    acc[r] = LLVMBuildLoad2(B, vt, sp[r], "acc");
+    LLVMSetAlignment(acc[r], 64);
+    V row = addc(c, m0, r);   // rows past O read dy's last and land in the strip's spare rows
+    if (O % MATMUL_MR) row = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, row, ci(c, O), ""), row, ci(c, O - 1), "");
+    gbase[r] = LLVMBuildAdd(B, mulc(c, LLVMBuildAdd(B, mulc(c, Ln.i, O), row, ""), P), p0, "");
+  }
+  // the accumulators are loop-carried values of the k loop
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(B), head = block(c, "k"), body = block(c, "kbody"), done = block(c, "kdone");
+  LLVMBuildBr(B, head);
+  LLVMPositionBuilderAtEnd(B, head);
+  V k = LLVMBuildPhi(B, c->i64, "k"), z = ci(c, 0), phi[MATMUL_MR];
+  LLVMAddIncoming(k, &z, &pre, 1);
+  for (int r = 0; r < MATMUL_MR; r++) {
+    phi[r] = LLVMBuildPhi(B, vt, "acc");
+    LLVMAddIncoming(phi[r], &acc[r], &pre, 1);
+  }
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, k, kc, ""), body, done);
+  LLVMPositionBuilderAtEnd(B, body);
+  V bv = LLVMBuildLoad2(B, vt, LLVMBuildGEP2(B, c->f32, panel, (V[]){mulc(c, k, NR)}, 1, ""), "b");
+  LLVMSetAlignment(bv, 64);
+  V next[MATMUL_MR];
+  for (int r = 0; r < MATMUL_MR; r++) {
+    V av = load_at(c, grad, LLVMBuildAdd(B, gbase[r], k, ""));
+    av = round_value(c, av, grad->dtype);
+    if (n->tf32) av = round_tf32(c, av);
+    V splat = LLVMBuildShuffleVector(B, LLVMBuildInsertElement(B, LLVMGetUndef(vt), av, ci(c, 0), ""),
+                                     LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(c->i32, NR)), "");
+    next[r] = matmul_fma(c, splat, bv, phi[r]);
+  }
+  V k1 = addc(c, k, 1);
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(B);
+  LLVMAddIncoming(k, &k1, &latch, 1);
+  for (int r = 0; r < MATMUL_MR; r++) LLVMAddIncoming(phi[r], &next[r], &latch, 1);
+  LLVMBuildBr(B, head);
+  LLVMPositionBuilderAtEnd(B, done);
+  for (int r = 0; r < MATMUL_MR; r++) LLVMSetAlignment(LLVMBuildStore(B, phi[r], sp[r]), 64);
+  loop_close(c, &Li, NULL);
+  loop_close(c, &Lb, NULL);
+  loop_close(c, &Ln, NULL);
+  // dW's columns q0.. from the strip, those inside dW
+  Loop Lo, Lj;
+  loop_open(c, &Lo, ci(c, 0), ci(c, O), 0, NULL);
+  loop_open(c, &Lj, ci(c, 0), ci(c, NR), 0, NULL);
+  V q = LLVMBuildAdd(B, q0, Lj.i, "");
+  LLVMBasicBlockRef put = block(c, "put"), skip = block(c, "skip");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, q, ci(c, Q), ""), put, skip);
+  LLVMPositionBuilderAtEnd(B, put);
+  V at = LLVMBuildAdd(B, mulc(c, Lo.i, NR), Lj.i, "");
+  V v = LLVMBuildLoad2(B, c->f32, LLVMBuildGEP2(B, c->f32, strip, &at, 1, ""), "dw");
+  kernel_store(c, kn, LLVMBuildAdd(B, mulc(c, Lo.i, Q), q, ""), v);
+  LLVMBuildBr(B, skip);
+  LLVMPositionBuilderAtEnd(B, skip);
+  loop_close(c, &Lj, NULL);
+  loop_close(c, &Lo, NULL);
+}
+
 // One kernel: for i in [begin, end): idx = index of i in the root's shape;
 // the outputs at i from the root's value at idx.
 static void emit_kernel(Cg *c, const Kernel *k) {
@@ -356,6 +496,17 @@ static void emit_kernel(Cg *c, const Kernel *k) {
     panel = LLVMBuildAlloca(c->b, pt, "panel");
     LLVMSetAlignment(panel, 64);
   }
+  V strip = NULL;   // a weight gradient's columns of dW, summed over its blocks
+  if (k->packed_b) {
+    const Node *cols;
+    matmul_conv_dw(n, NULL, &cols);
+    int64_t OH = cols->p.conv.grid[0], OW = cols->p.conv.grid[1], nr = c->plan->nr;
+    int64_t rows = (n->shape.d[0] + MATMUL_MR - 1) / MATMUL_MR * MATMUL_MR;
+    panel = LLVMBuildAlloca(c->b, LLVMArrayType2(c->f32, (uint64_t)(dw_block_rows(OH, OW, (int)nr) * OW * nr)), "panel");
+    LLVMSetAlignment(panel, 64);
+    strip = LLVMBuildAlloca(c->b, LLVMArrayType2(c->f32, (uint64_t)(rows * nr)), "strip");
+    LLVMSetAlignment(strip, 64);
+  }
   Loop L;
   loop_open(c, &L, LLVMGetParam(c->fn, 1), LLVMGetParam(c->fn, 2), 0, NULL);
   if (k->kind == KK_ATTN) {   // an iteration is a row of the attention's output
@@ -372,6 +523,7 @@ static void emit_kernel(Cg *c, const Kernel *k) {
   }
   if (k->tiled) {
     if (k->packed) emit_packed(c, k, L.i, panel);
+    else if (k->packed_b) emit_packed_b(c, k, L.i, panel, strip);
     else emit_tile(c, k, L.i);
     loop_close(c, &L, NULL);
     LLVMBuildRetVoid(c->b);
