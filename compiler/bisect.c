@@ -67,7 +67,8 @@ static int fail(Compilation *c, const char *msg) {
 
 int bisect_run(Compilation *c, Module *m, const Define *defs, int ndefs, const char *ingot, const BisectOptions *o) {
   Entry en;
-  if (pipeline_entry(c, m, o->entry, &(EntryOptions){defs, ndefs, .last = PASS_KERNELS, .remat = o->remat, .fusion = o->fusion}, &en))
+  if (pipeline_entry(c, m, o->entry, &(EntryOptions){defs, ndefs, .last = PASS_KERNELS, .remat = o->remat, .fusion = o->fusion,
+                                                      .tile_columns = o->tile_columns}, &en))
     return entry_free(&en), 1;
   Graph g = en.g;   // moved out of en: freed below
   KernelPlan p = en.plan;

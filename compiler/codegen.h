@@ -195,8 +195,37 @@ void attn_row(Cg *c, const Kernel *k, V row);
 void gpu_attn_row(Cg *c, const Kernel *k, V row);
 // Whether query i may attend key j of heads bh (the mask, and j <= i when
 // causal); dropout's factor of weight (i, j) of heads bn (1 without dropout).
-V attn_allowed(Cg *c, const Node *n, V *bh, V i, V j);
+V attn_allowed(Cg *c, const Node *n, const V *bh, V i, V j);
 V attn_keep(Cg *c, const Node *n, V bn, V i, V j);
+// An f32 array of n elements on the kernel's stack, made in its entry block
+// (one frame slot, which LLVM promotes to registers when it can).
+V attn_array(Cg *c, LLVMTypeRef t, int64_t n, const char *name);
+// What the host and GPU kernels share of an attention row: the row's heads
+// and index, and the other side's rows it walks (ATTENTION and
+// ATTENTION_DQ: the keys query r sees; ATTENTION_DKV: the queries that see
+// key r), with ATTENTION_DQ's log-sum-exp and delta of its query.
+typedef struct {
+  const Node *n, *q, *k, *v, *dout, *fwd, *delta;
+  int64_t Tq, Tk, D, Dv;
+  bool dq;
+  V bhn, r, bh[2];     // b * H + h, the row, and (b, h)
+  V from, to;          // the other side's rows, [from, to)
+  V lse_row, dl_row;   // ATTENTION_DQ only
+  V scale;
+} AttnRow;
+void attn_row_open(Cg *c, const Node *n, V row, AttnRow *a);
+// One pair of a backward row's walk (`other`: a key of ATTENTION_DQ's
+// query, a query of ATTENTION_DKV's key): the pair, its query's log-sum-exp
+// and delta, and whether that query attends no key.
+typedef struct {
+  V qi, kj, lse, dl, none;
+} AttnPair;
+AttnPair attn_pair(Cg *c, const AttnRow *a, V other);
+// The pair's weight p from its scaled score s (a query that attends no key
+// weighs every key 1 / Tk); its score's gradient from p and dp, the dot of
+// dout's row with v's times dropout's factor.
+V attn_pair_weight(Cg *c, const AttnRow *a, const AttnPair *pr, V s);
+V attn_pair_ds(Cg *c, const AttnPair *pr, V p, V dp);
 
 // ---- codegen_math.c: f32 math by the target's hooks
 // LLVM's f32 intrinsic name (llvm.sqrt, llvm.floor, ...) of x.

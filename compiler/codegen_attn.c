@@ -24,9 +24,7 @@
 // the host; GPU back ends split them), the last one zero-padded.
 #define ATTN_VW 8
 
-// An f32 array of n elements on the kernel's stack, made in its entry block
-// (so it is one frame slot, which LLVM promotes to registers when it can).
-static V entry_alloca(Cg *c, LLVMTypeRef t, int64_t n, const char *name) {
+V attn_array(Cg *c, LLVMTypeRef t, int64_t n, const char *name) {
   LLVMBuilderRef eb = LLVMCreateBuilderInContext(c->cx);
   LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(c->fn);
   V first = LLVMGetFirstInstruction(entry);
@@ -59,7 +57,7 @@ static V splat(Cg *c, V x) {
 }
 
 // Element (b, h, t, col) of a [B, N, T, W] operand.
-static V elem(Cg *c, const Node *x, V *bh, V t, V col) {
+static V elem(Cg *c, const Node *x, const V *bh, V t, V col) {
   V idx[MAX_DIMS] = {bh[0], bh[1], t, col};
   return emit_value(c, x, idx);
 }
@@ -110,7 +108,7 @@ typedef struct {
 } Acc;
 
 static Acc acc_new(Cg *c, int64_t width, const char *name) {
-  Acc a = {entry_alloca(c, vec_type(c), chunks(width), name), chunks(width)};
+  Acc a = {attn_array(c, vec_type(c), chunks(width), name), chunks(width)};
   for (int64_t k = 0; k < a.n; k++) LLVMBuildStore(c->b, LLVMConstNull(vec_type(c)), at(c, vec_type(c), a.arr, ci(c, k)));
   return a;
 }
@@ -137,7 +135,7 @@ static void store_acc(Cg *c, const Node *n, const Acc *a, V mul, V base, int64_t
 }
 
 // Whether query i may attend key j: the mask, and j <= i when causal.
-V attn_allowed(Cg *c, const Node *n, V *bh, V i, V j) {
+V attn_allowed(Cg *c, const Node *n, const V *bh, V i, V j) {
   V ok = LLVMConstInt(c->i1, 1, false);
   if (!attention_unmasked(n)) ok = elem(c, n->src[3], bh, i, j);
   if (n->p.attn.causal) ok = LLVMBuildAnd(c->b, ok, LLVMBuildICmp(c->b, LLVMIntSLE, j, i, ""), "");
@@ -157,19 +155,64 @@ V attn_keep(Cg *c, const Node *n, V bn, V i, V j) {
 
 static V min_i64(Cg *c, V a, V b) { return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, b, ""), a, b, ""); }
 
+void attn_row_open(Cg *c, const Node *n, V row, AttnRow *a) {
+  LLVMBuilderRef B = c->b;
+  *a = (AttnRow){.n = n, .q = n->src[0], .k = n->src[1], .v = n->src[2], .dq = n->op == OP_ATTENTION_DQ};
+  if (n->op != OP_ATTENTION) a->dout = n->src[4], a->fwd = n->src[5], a->delta = n->src[6];
+  a->Tq = a->q->shape.d[2], a->Tk = a->k->shape.d[2], a->D = a->q->shape.d[3], a->Dv = a->v->shape.d[3];
+  int64_t T = n->op == OP_ATTENTION_DKV ? a->Tk : a->Tq, H = a->q->shape.d[1];
+  a->bhn = LLVMBuildSDiv(B, row, ci(c, T), ""), a->r = LLVMBuildSRem(B, row, ci(c, T), "");
+  a->bh[0] = LLVMBuildSDiv(B, a->bhn, ci(c, H), ""), a->bh[1] = LLVMBuildSRem(B, a->bhn, ci(c, H), "");
+  a->scale = cf(c, n->p.attn.scale);
+  // a query's keys: those up to it when causal; a key's queries: every one,
+  // or those from it on when causal and no mask may leave a query no key
+  // (such a query weighs every key, 1 / Tk)
+  a->from = ci(c, 0);
+  if (n->op != OP_ATTENTION_DKV) a->to = n->p.attn.causal ? min_i64(c, addc(c, a->r, 1), ci(c, a->Tk)) : ci(c, a->Tk);
+  else {
+    a->to = ci(c, a->Tq);
+    if (n->p.attn.causal && attention_unmasked(n)) a->from = a->r;
+  }
+  if (a->dq) {
+    a->lse_row = elem(c, a->fwd, a->bh, a->r, ci(c, a->Dv));
+    a->dl_row = elem(c, a->delta, a->bh, a->r, ci(c, 0));
+  }
+}
+
+AttnPair attn_pair(Cg *c, const AttnRow *a, V other) {
+  AttnPair p = {.qi = a->dq ? a->r : other, .kj = a->dq ? other : a->r};
+  p.lse = a->dq ? a->lse_row : elem(c, a->fwd, a->bh, p.qi, ci(c, a->Dv));
+  p.dl = a->dq ? a->dl_row : elem(c, a->delta, a->bh, p.qi, ci(c, 0));
+  p.none = LLVMBuildFCmp(c->b, LLVMRealOEQ, p.lse, cf(c, INFINITY), "");
+  return p;
+}
+
+V attn_pair_weight(Cg *c, const AttnRow *a, const AttnPair *pr, V s) {
+  LLVMBuilderRef B = c->b;
+  V zero = cf(c, 0);
+  V p = LLVMBuildSelect(B, attn_allowed(c, a->n, a->bh, pr->qi, pr->kj), math_exp(c, LLVMBuildFSub(B, s, pr->lse, "")),
+                        zero, "");
+  return LLVMBuildSelect(B, pr->none, a->dq ? zero : cf(c, 1.0 / (double)a->Tk), p, "");
+}
+
+V attn_pair_ds(Cg *c, const AttnPair *pr, V p, V dp) {
+  LLVMBuilderRef B = c->b;
+  return LLVMBuildSelect(B, pr->none, cf(c, 0), LLVMBuildFMul(B, p, LLVMBuildFSub(B, dp, pr->dl, ""), ""), "");
+}
+
 static void attn_forward(Cg *c, const Node *n, V row) {
   LLVMBuilderRef B = c->b;
-  const Node *q = n->src[0], *k = n->src[1], *v = n->src[2];
-  int64_t Tq = q->shape.d[2], Tk = k->shape.d[2], D = q->shape.d[3], Dv = v->shape.d[3];
-  V sc = entry_alloca(c, c->f32, ATTN_TILE, "s");
-  V bhn = LLVMBuildSDiv(B, row, ci(c, Tq), ""), i = LLVMBuildSRem(B, row, ci(c, Tq), "");
-  V bh[2] = {LLVMBuildSDiv(B, bhn, ci(c, q->shape.d[1]), ""), LLVMBuildSRem(B, bhn, ci(c, q->shape.d[1]), "")};
-  V ninf = cf(c, -INFINITY), scale = cf(c, n->p.attn.scale), zero = cf(c, 0);
+  AttnRow a;
+  attn_row_open(c, n, row, &a);
+  const Node *q = a.q, *k = a.k, *v = a.v;
+  int64_t Tk = a.Tk, D = a.D, Dv = a.Dv;
+  V sc = attn_array(c, c->f32, ATTN_TILE, "s");
+  V bhn = a.bhn, i = a.r, *bh = a.bh, hi = a.to;
+  V ninf = cf(c, -INFINITY), scale = a.scale, zero = cf(c, 0);
   V *qrow = xcalloc((size_t)chunks(D) + 1, sizeof(V)), *krow = xcalloc((size_t)chunks(D) + 1, sizeof(V));
   V *vrow = xcalloc((size_t)chunks(Dv) + 1, sizeof(V));
   load_row(c, q, bh, i, qrow);
   Acc acc = acc_new(c, Dv, "acc");
-  V hi = n->p.attn.causal ? min_i64(c, addc(c, i, 1), ci(c, Tk)) : ci(c, Tk);
   V init[2] = {ninf, zero};
   Loop T;   // key tiles; carried: the running maximum m and sum l
   loop_open(c, &T, ci(c, 0), hi, 2, init);
@@ -230,55 +273,31 @@ static void attn_forward(Cg *c, const Node *n, V row) {
 // dq of query row (ATTENTION_DQ), or [dk, dv] of key row (ATTENTION_DKV).
 static void attn_backward(Cg *c, const Node *n, V row) {
   LLVMBuilderRef B = c->b;
-  const Node *q = n->src[0], *k = n->src[1], *v = n->src[2], *dout = n->src[4], *fwd = n->src[5], *delta = n->src[6];
-  int64_t Tq = q->shape.d[2], Tk = k->shape.d[2], D = q->shape.d[3], Dv = v->shape.d[3];
-  bool dq = n->op == OP_ATTENTION_DQ;
-  int64_t T = dq ? Tq : Tk;
-  V bhn = LLVMBuildSDiv(B, row, ci(c, T), ""), r = LLVMBuildSRem(B, row, ci(c, T), "");
-  V bh[2] = {LLVMBuildSDiv(B, bhn, ci(c, q->shape.d[1]), ""), LLVMBuildSRem(B, bhn, ci(c, q->shape.d[1]), "")};
-  V scale = cf(c, n->p.attn.scale), zero = cf(c, 0);
+  AttnRow a;
+  attn_row_open(c, n, row, &a);
+  bool dq = a.dq;
+  int64_t D = a.D, Dv = a.Dv;
   // the row's own operands, held: q and dout of the query, or k and v of the key;
   // the other side's rows are read in turn
   V *own_a = xcalloc((size_t)chunks(D) + 1, sizeof(V)), *own_b = xcalloc((size_t)chunks(Dv) + 1, sizeof(V));
   V *oth_a = xcalloc((size_t)chunks(D) + 1, sizeof(V)), *oth_b = xcalloc((size_t)chunks(Dv) + 1, sizeof(V));
-  load_row(c, dq ? q : k, bh, r, own_a);
-  load_row(c, dq ? dout : v, bh, r, own_b);
+  load_row(c, dq ? a.q : a.k, a.bh, a.r, own_a);
+  load_row(c, dq ? a.dout : a.v, a.bh, a.r, own_b);
   Acc g0 = acc_new(c, D, "g"), g1 = {0};
   if (!dq) g1 = acc_new(c, Dv, "gv");
-  // dq: the keys a causal row sees; dkv: the queries i >= j that see key j
-  // causally, or every query when a mask may leave one no key (such a row
-  // weighs every key, 1 / Tk)
-  V from = ci(c, 0), to;
-  if (dq) to = n->p.attn.causal ? min_i64(c, addc(c, r, 1), ci(c, Tk)) : ci(c, Tk);
-  else {
-    to = ci(c, Tq);
-    if (n->p.attn.causal && attention_unmasked(n)) from = r;
-  }
-  V lse_row = NULL, dl_row = NULL;
-  if (dq) {
-    lse_row = elem(c, fwd, bh, r, ci(c, Dv));
-    dl_row = elem(c, delta, bh, r, ci(c, 0));
-  }
   Loop L;
-  loop_open(c, &L, from, to, 0, NULL);
-  V other = L.i;   // the key (dq) or the query (dkv)
-  V qi = dq ? r : other, kj = dq ? other : r;
-  V lse = dq ? lse_row : elem(c, fwd, bh, qi, ci(c, Dv));
-  V dl = dq ? dl_row : elem(c, delta, bh, qi, ci(c, 0));
-  load_row(c, dq ? k : q, bh, other, oth_a);
-  load_row(c, dq ? v : dout, bh, other, oth_b);
-  V none = LLVMBuildFCmp(B, LLVMRealOEQ, lse, cf(c, INFINITY), "");   // query qi may attend no key
-  V s = LLVMBuildFMul(B, scale, dot(c, own_a, oth_a, chunks(D)), "");
-  V p = LLVMBuildSelect(B, attn_allowed(c, n, bh, qi, kj), math_exp(c, LLVMBuildFSub(B, s, lse, "")), zero, "");
-  p = LLVMBuildSelect(B, none, dq ? zero : cf(c, 1.0 / (double)Tk), p, "");
-  V z = attn_keep(c, n, bhn, qi, kj);
-  V dp = LLVMBuildFMul(B, z, dot(c, own_b, oth_b, chunks(Dv)), "");
-  V ds = LLVMBuildSelect(B, none, zero, LLVMBuildFMul(B, p, LLVMBuildFSub(B, dp, dl, ""), ""), "");
+  loop_open(c, &L, a.from, a.to, 0, NULL);
+  AttnPair pr = attn_pair(c, &a, L.i);   // L.i: the key (dq) or the query (dkv)
+  load_row(c, dq ? a.k : a.q, a.bh, L.i, oth_a);
+  load_row(c, dq ? a.v : a.dout, a.bh, L.i, oth_b);
+  V p = attn_pair_weight(c, &a, &pr, LLVMBuildFMul(B, a.scale, dot(c, own_a, oth_a, chunks(D)), ""));
+  V z = attn_keep(c, n, a.bhn, pr.qi, pr.kj);
+  V ds = attn_pair_ds(c, &pr, p, LLVMBuildFMul(B, z, dot(c, own_b, oth_b, chunks(Dv)), ""));
   axpy(c, &g0, NULL, ds, oth_a);
   if (!dq) axpy(c, &g1, NULL, LLVMBuildFMul(B, p, z, ""), oth_b);
   loop_close(c, &L, NULL);
   V base = mulc(c, row, n->shape.d[3]);
-  store_acc(c, n, &g0, scale, base, D);
+  store_acc(c, n, &g0, a.scale, base, D);
   if (!dq) store_acc(c, n, &g1, cf(c, 1), addc(c, base, D), Dv);
   free(own_a);
   free(own_b);

@@ -1175,6 +1175,7 @@ typedef struct {
   FusionMode fusion;
   bool remat;
   uint64_t seed, step;
+  int tile_columns;   // the ingot's host matmul tiles (codegen_tile_columns of its CPU)
 } BisectOptions;
 
 int bisect_run(Compilation *c, Module *m, const Define *defs, int ndefs, const char *ingot, const BisectOptions *o);

@@ -696,7 +696,7 @@ static int bisect_main(Options *o, const char *argv0) {
   compilation_default_search(&c, argv0);
   char dir[4096] = "", tmp[4200] = "";
   const char *ingot = file, *source = file;
-  BisectOptions b = {o->train.split, o->train.device, o->targets.fusion, o->targets.remat, 1, 0};
+  BisectOptions b = {o->train.split, o->train.device, o->targets.fusion, o->targets.remat, 1, 0, 0};
   smelt_ingot *ig = NULL;
   int rc = 1;
   if (ends_with(file, ".ingot")) {   // the model, sizes and fusion mode it was built with
@@ -710,6 +710,9 @@ static int bisect_main(Options *o, const char *argv0) {
     const char *fusion = smelt_ingot_meta(ig, "fusion");
     if (fusion && fusion_mode_parse(fusion, &b.fusion)) fusion = NULL;
     b.remat = smelt_ingot_meta(ig, "remat") != NULL;
+    // its matmul tiles are its CPU's ("host:native": this machine's, as where it was built)
+    const char *target = smelt_ingot_meta(ig, "target");
+    b.tile_columns = codegen_tile_columns(target && !strncmp(target, "host:", 5) && strcmp(target, "host:native") ? target + 5 : NULL);
     const char *precision = smelt_ingot_meta(ig, "precision");
     if (precision && c.precision < 0) c.precision = precision_parse(precision);
     if (!source) {
@@ -735,6 +738,7 @@ static int bisect_main(Options *o, const char *argv0) {
       if (!t.ngpus && strcmp(b.device, "cpu") && device_gpu_target(b.device, arch, sizeof arch) && gpu_target_known(arch))
         t.gpus[t.ngpus++] = arch;
       ingot = tmp;
+      b.tile_columns = codegen_tile_columns(t.cpu);
       if (ingot_build(&c, m, o->defs, o->ndefs, &t, tmp)) goto out;
     }
     rc = bisect_run(&c, m, o->defs, o->ndefs, ingot, &b);

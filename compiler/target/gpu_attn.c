@@ -9,19 +9,7 @@
 
 #define ATTN_TILE 16   // as codegen_attn.c
 
-// An f32 array of n elements on the kernel's stack, made in its entry block
-// (so it is one frame slot, which LLVM promotes to registers when it can).
-static V entry_array(Cg *c, int64_t n, const char *name) {
-  LLVMBuilderRef eb = LLVMCreateBuilderInContext(c->cx);
-  LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(c->fn);
-  V first = LLVMGetFirstInstruction(entry);
-  if (first) LLVMPositionBuilderBefore(eb, first);
-  else LLVMPositionBuilderAtEnd(eb, entry);
-  V a = LLVMBuildAlloca(eb, LLVMArrayType2(c->f32, (uint64_t)(n ? n : 1)), name);
-  LLVMSetAlignment(a, 32);
-  LLVMDisposeBuilder(eb);
-  return a;
-}
+static V entry_array(Cg *c, int64_t n, const char *name) { return attn_array(c, c->f32, n, name); }
 
 static V at(Cg *c, V arr, V i) { return LLVMBuildGEP2(c->b, c->f32, arr, &i, 1, ""); }
 static V get(Cg *c, V arr, V i) { return LLVMBuildLoad2(c->b, c->f32, at(c, arr, i), ""); }
@@ -40,7 +28,7 @@ static V fmul(Cg *c, V a, V b) {
 }
 
 // Element (b, h, t, col) of a [B, N, T, W] operand.
-static V elem(Cg *c, const Node *x, V *bh, V t, V col) {
+static V elem(Cg *c, const Node *x, const V *bh, V t, V col) {
   V idx[MAX_DIMS] = {bh[0], bh[1], t, col};
   return emit_value(c, x, idx);
 }
@@ -82,15 +70,15 @@ static V min_i64(Cg *c, V a, V b) { return LLVMBuildSelect(c->b, LLVMBuildICmp(c
 
 static void attn_forward(Cg *c, const Node *n, V row) {
   LLVMBuilderRef B = c->b;
-  const Node *q = n->src[0], *k = n->src[1], *v = n->src[2];
-  int64_t Tq = q->shape.d[2], Tk = k->shape.d[2], D = q->shape.d[3], Dv = v->shape.d[3];
+  AttnRow a;
+  attn_row_open(c, n, row, &a);
+  const Node *q = a.q, *k = a.k, *v = a.v;
+  int64_t Tk = a.Tk, D = a.D, Dv = a.Dv;
   V qrow = entry_array(c, D, "q"), acc = entry_array(c, Dv, "acc"), sc = entry_array(c, ATTN_TILE, "s");
-  V bhn = LLVMBuildSDiv(B, row, ci(c, Tq), ""), i = LLVMBuildSRem(B, row, ci(c, Tq), "");
-  V bh[2] = {LLVMBuildSDiv(B, bhn, ci(c, q->shape.d[1]), ""), LLVMBuildSRem(B, bhn, ci(c, q->shape.d[1]), "")};
-  V ninf = cf(c, -INFINITY), scale = cf(c, n->p.attn.scale);
+  V bhn = a.bhn, i = a.r, *bh = a.bh, hi = a.to;
+  V ninf = cf(c, -INFINITY), scale = a.scale;
   load_row(c, qrow, q, bh, i, D);
   zero_row(c, acc, Dv);
-  V hi = n->p.attn.causal ? min_i64(c, addc(c, i, 1), ci(c, Tk)) : ci(c, Tk);
   V init[2] = {ninf, cf(c, 0)};
   Loop T;   // key tiles; carried: the running maximum m and sum l
   loop_open(c, &T, ci(c, 0), hi, 2, init);
@@ -151,49 +139,27 @@ static void attn_forward(Cg *c, const Node *n, V row) {
 // dq of query row (ATTENTION_DQ), or [dk, dv] of key row (ATTENTION_DKV).
 static void attn_backward(Cg *c, const Node *n, V row) {
   LLVMBuilderRef B = c->b;
-  const Node *q = n->src[0], *k = n->src[1], *v = n->src[2], *dout = n->src[4], *fwd = n->src[5], *delta = n->src[6];
-  int64_t Tq = q->shape.d[2], Tk = k->shape.d[2], D = q->shape.d[3], Dv = v->shape.d[3];
-  bool dq = n->op == OP_ATTENTION_DQ;
-  int64_t T = dq ? Tq : Tk;
-  V bhn = LLVMBuildSDiv(B, row, ci(c, T), ""), r = LLVMBuildSRem(B, row, ci(c, T), "");
-  V bh[2] = {LLVMBuildSDiv(B, bhn, ci(c, q->shape.d[1]), ""), LLVMBuildSRem(B, bhn, ci(c, q->shape.d[1]), "")};
-  V scale = cf(c, n->p.attn.scale), zero = cf(c, 0);
+  AttnRow a;
+  attn_row_open(c, n, row, &a);
+  bool dq = a.dq;
+  int64_t D = a.D, Dv = a.Dv;
+  V *bh = a.bh, scale = a.scale;
   // the row's own operands, held: q and dout of the query, or k and v of the key
   V own_a = entry_array(c, D, "a"), own_b = entry_array(c, Dv, "b");
   V g0 = entry_array(c, D, "g"), g1 = dq ? NULL : entry_array(c, Dv, "gv");
-  load_row(c, own_a, dq ? q : k, bh, r, D);
-  load_row(c, own_b, dq ? dout : v, bh, r, Dv);
+  load_row(c, own_a, dq ? a.q : a.k, bh, a.r, D);
+  load_row(c, own_b, dq ? a.dout : a.v, bh, a.r, Dv);
   zero_row(c, g0, D);
   if (g1) zero_row(c, g1, Dv);
-  // dq: the keys a causal row sees; dkv: the queries i >= j that see key j
-  // causally, or every query when a mask may leave one no key (such a row
-  // weighs every key, 1 / Tk)
-  V from = ci(c, 0), to;
-  if (dq) to = n->p.attn.causal ? min_i64(c, addc(c, r, 1), ci(c, Tk)) : ci(c, Tk);
-  else {
-    to = ci(c, Tq);
-    if (n->p.attn.causal && attention_unmasked(n)) from = r;
-  }
-  V lse_row = NULL, dl_row = NULL;
-  if (dq) {
-    lse_row = elem(c, fwd, bh, r, ci(c, Dv));
-    dl_row = elem(c, delta, bh, r, ci(c, 0));
-  }
   Loop L;
-  loop_open(c, &L, from, to, 0, NULL);
+  loop_open(c, &L, a.from, a.to, 0, NULL);
   V other = L.i;   // the key (dq) or the query (dkv)
-  V qi = dq ? r : other, kj = dq ? other : r;
-  V lse = dq ? lse_row : elem(c, fwd, bh, qi, ci(c, Dv));
-  V dl = dq ? dl_row : elem(c, delta, bh, qi, ci(c, 0));
-  V none = LLVMBuildFCmp(B, LLVMRealOEQ, lse, cf(c, INFINITY), "");   // query qi may attend no key
-  V s = LLVMBuildFMul(B, scale, dot(c, own_a, dq ? k : q, bh, other, D), "");
-  V p = LLVMBuildSelect(B, attn_allowed(c, n, bh, qi, kj), math_exp(c, LLVMBuildFSub(B, s, lse, "")), zero, "");
-  p = LLVMBuildSelect(B, none, dq ? zero : cf(c, 1.0 / (double)Tk), p, "");
-  V z = attn_keep(c, n, bhn, qi, kj);
-  V dp = LLVMBuildFMul(B, z, dot(c, own_b, dq ? v : dout, bh, other, Dv), "");
-  V ds = LLVMBuildSelect(B, none, zero, LLVMBuildFMul(B, p, LLVMBuildFSub(B, dp, dl, ""), ""), "");
-  axpy(c, g0, ds, dq ? k : q, bh, other, D);
-  if (g1) axpy(c, g1, LLVMBuildFMul(B, p, z, ""), dout, bh, other, Dv);
+  AttnPair pr = attn_pair(c, &a, other);
+  V p = attn_pair_weight(c, &a, &pr, LLVMBuildFMul(B, scale, dot(c, own_a, dq ? a.k : a.q, bh, other, D), ""));
+  V z = attn_keep(c, n, a.bhn, pr.qi, pr.kj);
+  V ds = attn_pair_ds(c, &pr, p, LLVMBuildFMul(B, z, dot(c, own_b, dq ? a.v : a.dout, bh, other, Dv), ""));
+  axpy(c, g0, ds, dq ? a.k : a.q, bh, other, D);
+  if (g1) axpy(c, g1, LLVMBuildFMul(B, p, z, ""), a.dout, bh, other, Dv);
   loop_close(c, &L, NULL);
   int64_t width = n->shape.d[3];
   V base = mulc(c, row, width);

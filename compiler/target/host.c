@@ -62,6 +62,15 @@ static V matrix_elem(Cg *c, const Node *x, const Shape *out, V *bidx, V row, V c
 // inside C: for every k, MR scalars of A' broadcast against one NR-wide
 // vector of B's row k, accumulated in MR vector registers. A' comes from its
 // buffer, or from the packed panel (k * MR + r) when panel is not NULL. A
+
+// acc + a * bv for a scalar a of A's row and a vector bv of B's: one
+// register tile's row, as a fused multiply-add (matmul_fma).
+static V row_fma(Cg *c, V a, V bv, V acc) {
+  LLVMTypeRef vt = LLVMTypeOf(bv);
+  V splat = LLVMBuildShuffleVector(c->b, LLVMBuildInsertElement(c->b, LLVMGetUndef(vt), a, ci(c, 0), ""), LLVMGetUndef(vt),
+                                   LLVMConstNull(LLVMVectorType(c->i32, LLVMGetVectorSize(vt))), "");
+  return matmul_fma(c, splat, bv, acc);
+}
 // kernel with an epilogue finishes each element of the tile through it.
 static void tile_vector(Cg *c, const Kernel *kn, V *ti, V m0, V n0, V panel) {
   LLVMBuilderRef B = c->b;
@@ -119,9 +128,7 @@ static void tile_vector(Cg *c, const Kernel *kn, V *ti, V m0, V n0, V panel) {
       if (sa != a) av = round_value(c, av, a->dtype);
       if (n->tf32) av = round_tf32(c, av);
     }
-    V splat = LLVMBuildShuffleVector(B, LLVMBuildInsertElement(B, LLVMGetUndef(vt), av, ci(c, 0), ""),
-                                     LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(c->i32, NR)), "");
-    next[r] = matmul_fma(c, splat, bv, acc[r]);
+    next[r] = row_fma(c, av, bv, acc[r]);
   }
   V k1 = addc(c, k, 1);
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(B);
@@ -441,9 +448,7 @@ static void emit_packed_b(Cg *c, const Kernel *kn, V t, V panel, V strip) {
     V av = load_at(c, grad, LLVMBuildAdd(B, gbase[r], k, ""));
     av = round_value(c, av, grad->dtype);
     if (n->tf32) av = round_tf32(c, av);
-    V splat = LLVMBuildShuffleVector(B, LLVMBuildInsertElement(B, LLVMGetUndef(vt), av, ci(c, 0), ""),
-                                     LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(c->i32, NR)), "");
-    next[r] = matmul_fma(c, splat, bv, phi[r]);
+    next[r] = row_fma(c, av, bv, phi[r]);
   }
   V k1 = addc(c, k, 1);
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(B);
