@@ -720,8 +720,9 @@ static V kernel_conv(Cg *c, const Node *n, V *o) {
 }
 
 // The first position (row-major) of the maximum of the window at (oh, ow),
-// as a linear ih * W + iw; -1 when the window holds no input.
-static V window_argmax(Cg *c, const Node *n, const Node *x, V nn, V ch, V oh, V ow) {
+// as a linear ih * W + iw; -1 when the window holds no input. *max (when
+// not NULL): the maximum itself, the first NaN, or -inf for no input.
+static V window_argmax(Cg *c, const Node *n, const Node *x, V nn, V ch, V oh, V ow, V *max) {
   LLVMBuilderRef B = c->b;
   const int *k = n->p.pool.kernel, *st = n->p.pool.stride, *pd = n->p.pool.pad;
   V init[2] = {cf(c, -1.0 / 0.0), ci(c, -1)};
@@ -738,17 +739,17 @@ static V window_argmax(Cg *c, const Node *n, const Node *x, V nn, V ch, V oh, V 
   V next[2] = {LLVMBuildSelect(B, better, v, L.acc[0], ""),
                LLVMBuildSelect(B, better, LLVMBuildAdd(B, mulc(c, ih, x->shape.d[3]), iw, ""), L.acc[1], "")};
   loop_close(c, &L, next);
+  if (max) *max = L.acc[0];
   return L.acc[1];
 }
 
 static V kernel_pool(Cg *c, const Node *n, V *o) {
   LLVMBuilderRef B = c->b;
   const int *k = n->p.pool.kernel, *st = n->p.pool.stride, *pd = n->p.pool.pad;
-  if (n->op == OP_POOL_MAX) {
-    const Node *x = n->src[0];
-    V at = window_argmax(c, n, x, o[0], o[1], o[2], o[3]);
-    V xi[4] = {o[0], o[1], LLVMBuildUDiv(B, at, ci(c, x->shape.d[3]), ""), LLVMBuildURem(B, at, ci(c, x->shape.d[3]), "")};
-    return emit_value(c, x, xi);
+  if (n->op == OP_POOL_MAX) {   // the value the walk found, not x read again at its position
+    V max;
+    window_argmax(c, n, n->src[0], o[0], o[1], o[2], o[3], &max);
+    return max;
   }
   if (n->op == OP_POOL_AVG) {
     const Node *x = n->src[0];
@@ -783,7 +784,7 @@ static V kernel_pool(Cg *c, const Node *n, V *o) {
   V di[4] = {o[0], o[1], oh, ow};
   V g = emit_value(c, dy, di);
   if (x) {
-    V at = window_argmax(c, n, x, o[0], o[1], oh, ow);
+    V at = window_argmax(c, n, x, o[0], o[1], oh, ow, NULL);
     V here = LLVMBuildICmp(B, LLVMIntEQ, at, LLVMBuildAdd(B, mulc(c, o[2], x->shape.d[3]), o[3], ""), "");
     covers = LLVMBuildAnd(B, covers, here, "");
   } else {

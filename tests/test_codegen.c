@@ -479,7 +479,7 @@ static int64_t dense_inputs(float *x, int64_t cap, float hi, int shift) {
 // over the x where keep(x), and where it is.
 static double host_vs_interp_ulps(const char *expr, const float *x, int64_t n, bool (*keep)(float), float *at) {
   char src[256];
-  snprintf(src, sizeof src, "model m(N = 1) {\ninput x: f32[N]\noutput y = %s\n}\n", expr);
+  snprintf(src, sizeof src, "import \"nn\"\nmodel m(N = 1) {\ninput x: f32[N]\noutput y = %s\n}\n", expr);
   Define d[] = {{"N", n}};
   Compilation c;
   Graph g;
@@ -547,6 +547,26 @@ TEST(codegen, erf_within_two_ulps_of_libm) {
   cr_expect_leq(e, 2, "erf: %.0f ulps at %.9g", e, at);
   cr_log_info("erf: %.0f ulps at %.9g", e, at);
   free(x);
+}
+
+// A max pool's value is the maximum its window walk found (the first NaN,
+// ties to the first), as the interpreter's: NaN, infinities, ties, negative
+// zero and padding, fused with the relu and bias in front as a CNN has it.
+TEST(codegen, max_pool_keeps_nan_infinities_and_ties) {
+  static const float v[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 2.0f, 2.0f, -3.0f, 1e30f, -1e30f, 7.0f, -7.0f};
+  enum { N = 96 };
+  float x[N];
+  for (int i = 0; i < N; i++) x[i] = v[(i * 7 + i / 5) % (int)(sizeof v / sizeof *v)];
+  float at;
+  const char *exprs[] = {
+      "max_pool2d(x.reshape(1, 2, 6, 8), 3, stride = 1, padding = 1).reshape(N)",
+      "max_pool2d(relu(x.reshape(1, 2, 6, 8) + 0.5), 3, stride = 1, padding = 1).reshape(N)",
+      "max_pool2d(-x.reshape(2, 3, 4, 4), 3, stride = 1, padding = 1).reshape(N)",
+  };
+  for (size_t i = 0; i < sizeof exprs / sizeof *exprs; i++) {
+    double e = host_vs_interp_ulps(exprs[i], x, N, NULL, &at);
+    cr_expect_eq(e, 0, "%s: %.0f ulps at x = %.9g", exprs[i], e, at);
+  }
 }
 
 TEST(codegen, softplus_within_four_ulps) {
