@@ -222,6 +222,24 @@ V clamp_index(Cg *c, V i, int64_t len) {
 // ---- the expression layer
 
 
+static bool computes(const Kernel *k, const Node *n) {
+  for (int o = 0; o < k->nouts; o++)
+    if (k->outs[o] == n) return true;
+  return false;
+}
+
+static bool substituted(const Cg *c, const Node *n) {
+  for (int i = 0; i < c->nsubst; i++)
+    if (c->subst[i] == n) return true;
+  return false;
+}
+
+// Whether emit_value reads n from its buffer: stored, and not computed by
+// the kernel being emitted (nor substituted).
+static bool read_in_place(const Cg *c, const Node *n) {
+  return !substituted(c, n) && c->plan->slot[n->id] >= 0 && !(c->kernel && computes(c->kernel, n));
+}
+
 // The value of a folded node (view, constant, iota) at idx.
 V emit_folded(Cg *c, const Node *n, V *idx) {
   const Node *s = n->src[0];
@@ -231,9 +249,14 @@ V emit_folded(Cg *c, const Node *n, V *idx) {
     return const_of(c, n->dtype, n->p.value);
   case OP_IOTA:
     return convert(c, idx[0], DT_I64, n->dtype);
-  case OP_RESHAPE:
-    delinearize(c, linearize(c, idx, &n->shape), &s->shape, sidx);
+  case OP_RESHAPE: {   // the row-major linear index is the same on both sides
+    V lin = linearize(c, idx, &n->shape);
+    while (s->op == OP_RESHAPE && !read_in_place(c, s) && !substituted(c, s) && !(c->kernel && computes(c->kernel, s)))
+      s = s->src[0];   // a chain of reshapes is one
+    if (read_in_place(c, s)) return load_at(c, s, lin);   // no index taken apart and put together again
+    delinearize(c, lin, &s->shape, sidx);
     return emit_value(c, s, sidx);
+  }
   case OP_PERMUTE:
     for (int d = 0; d < n->shape.ndim; d++) sidx[n->p.perm[d]] = idx[d];
     return emit_value(c, s, sidx);
@@ -296,16 +319,10 @@ V round_value(Cg *c, V v, DType t) {
 
 static V computed_value(Cg *c, const Node *n, V *idx);
 
-static bool computes(const Kernel *k, const Node *n) {
-  for (int o = 0; o < k->nouts; o++)
-    if (k->outs[o] == n) return true;
-  return false;
-}
-
 V emit_value(Cg *c, const Node *n, V *idx) {
   for (int i = 0; i < c->nsubst; i++)
     if (c->subst[i] == n) return c->subst_val[i];
-  if (c->plan->slot[n->id] >= 0 && !(c->kernel && computes(c->kernel, n))) return load_at(c, n, linearize(c, idx, &n->shape));
+  if (read_in_place(c, n)) return load_at(c, n, linearize(c, idx, &n->shape));
   if (node_is_folded(n)) return emit_folded(c, n, idx);
   return round_value(c, computed_value(c, n, idx), n->dtype);   // fused into this kernel
 }
