@@ -188,7 +188,7 @@ void build_cache_trim(BuildCache *bc) {
   for (struct dirent *d; top && (d = readdir(top));) {
     if (strlen(d->d_name) != 2 || d->d_name[0] == '.') continue;
     char sub[4200];
-    snprintf(sub, sizeof sub, "%s/%s", bc->dir, d->d_name);
+    snprintf(sub, sizeof sub, "%s/%.2s", bc->dir, d->d_name);   // two characters, as tested
     DIR *in = opendir(sub);
     for (struct dirent *e; in && (e = readdir(in));) {
       if (e->d_name[0] == '.') continue;

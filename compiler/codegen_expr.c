@@ -341,6 +341,24 @@ V fmax_nan(Cg *c, V a, V b, bool max) {
   return LLVMBuildSelect(c->b, LLVMBuildOr(c->b, a_nan, pick_a, ""), a, b, "");
 }
 
+// a ** b: by multiplications for the exponents PyTorch multiplies out
+// (1, 2, 3, -1, -2: the same value for zeros of either sign, infinities and
+// NaN, and no call of pow), else the target's pow.
+static V pow_of(Cg *c, V a, V b) {
+  LLVMBuilderRef B = c->b;
+  LLVMBool lost = 0;
+  double e = LLVMIsAConstantFP(b) ? LLVMConstRealGetDouble(b, &lost) : 0.5;
+  if (lost) e = 0.5;
+  if (e == 1) return a;
+  if (e == 2 || e == -2) {
+    V sq = LLVMBuildFMul(B, a, a, "");
+    return e > 0 ? sq : LLVMBuildFDiv(B, LLVMConstReal(LLVMTypeOf(a), 1), sq, "");
+  }
+  if (e == 3) return LLVMBuildFMul(B, LLVMBuildFMul(B, a, a, ""), a, "");
+  if (e == -1) return LLVMBuildFDiv(B, LLVMConstReal(LLVMTypeOf(a), 1), a, "");
+  return math_pow(c, a, b);
+}
+
 // Integer floor division, total: a zero divisor gives 0 (NumPy's) and -1
 // gives -a (wrapping), the two divisors for which sdiv traps; the truncated
 // quotient steps down when the remainder's sign differs from the divisor's.
@@ -429,7 +447,7 @@ V emit_op(Cg *c, Op op, DType t, DType out, V a, V b, V w) {
   case OP_MUL: return f ? LLVMBuildFMul(B, a, b, "") : LLVMBuildMul(B, a, b, "");
   case OP_DIV: return LLVMBuildFDiv(B, a, b, "");
   case OP_IDIV: return f ? intrinsic1(c, "llvm.floor", LLVMBuildFDiv(B, a, b, "")) : int_floor_div(c, a, b);
-  case OP_POW: return math_pow(c, a, b);
+  case OP_POW: return pow_of(c, a, b);
   case OP_MAX: case OP_MIN:
     if (f) return fmax_nan(c, a, b, op == OP_MAX);
     if (t == DT_BOOL) return op == OP_MAX ? LLVMBuildOr(B, a, b, "") : LLVMBuildAnd(B, a, b, "");

@@ -776,6 +776,8 @@ typedef enum {
 // A panel's floats, and the widest tile (KernelPlan.nr) of any host target.
 #define MATMUL_PANEL (MATMUL_MR * MATMUL_PANEL_K)
 #define MATMUL_MAX_NR 32
+// The widest row a host scatter_rows kernel sums on its stack (floats).
+#define SCATTER_ROW_MAX 4096
 #define KERNEL_MAX_OUTS 8
 #define KERNEL_MAX_ROOTS 6
 
@@ -801,8 +803,11 @@ typedef struct Kernel {
                          // computed in the kernel: an iteration is a column tile of dW, over
                          // blocks of output rows of each image, each block's window columns
                          // packed from the image into a panel that every row tile reads
+  bool scatter_rows;     // the host's SCATTER_ADD: an iteration is a row of the result, which
+                         // walks the ids once and adds the value rows of its id (the GPU's
+                         // kernel stays one element per thread)
   int64_t count;         // iterations: root elements, tiles when tiled, row tiles when packed,
-                         // column tiles when packed_b
+                         // column tiles when packed_b, result rows when scatter_rows
   // The kernel's own buffer numbers: its code reads and writes buffer b at
   // bufs[b] of the table it is given; bufs[b] is the plan's slot of buffer b
   // (its outputs first, then what it reads, in the order kernel_reads finds

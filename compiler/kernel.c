@@ -428,6 +428,10 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
     if (k->kind == KK_MATMUL && matmul_tiles(p, k->root, &k->count, &k->packed, &k->packed_b)) k->tiled = true;
     else k->packed = k->packed_b = false;
     if (k->kind == KK_ATTN) k->count = attention_rows(k->root);
+    // a scatter whose every element walked every id did V times the work
+    const Node *r = k->root;
+    k->scatter_rows = r->op == OP_SCATTER_ADD && r->shape.ndim == 2 && r->shape.d[1] <= SCATTER_ROW_MAX && r->dtype == DT_F32;
+    if (k->scatter_rows) k->count = r->shape.d[0];
   }
   int *local = xmalloc(sizeof(int) * (size_t)(p->nslots ? p->nslots : 1));
   int *order = xmalloc(sizeof(int) * (size_t)(p->nslots ? p->nslots : 1));

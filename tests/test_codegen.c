@@ -294,6 +294,18 @@ TEST(codegen, pointwise_and_broadcasting) {
         "output w = maximum(a, c) * minimum(b, 0.25) + pow(abs(a), 1.5) - a // 0.3 + a % 0.3", fwd);
 }
 
+// The host's scatter_add walks the ids once per result row
+// (Kernel.scatter_rows): repeated ids, rows no id names, an odd row width,
+// a bias fused after it, and the gradient of an embedding through it.
+TEST(codegen, scatter_add_by_rows) {
+  Opts o = {.int_range = 5};
+  check("scatter", "input ids: i32[2, 9]\ninput v: f32[2, 9, 3]\ninput b: f32[3]\n"
+        "output y = scatter_add(ids, v, 7) + b\noutput z = scatter_add(ids, v * v, 5)", o);
+  o.training = true;
+  check("embedding grad", "input ids: i32[2, 9]\ninput t: i32[2, 9]\n"
+        "let e = embedding(ids, 5, 3) as emb\noutput logits = linear(e, 5) as head\nloss cross_entropy(logits, t)", o);
+}
+
 TEST(codegen, erf_softplus_silu_stop_gradient_and_their_gradients) {
   check("activations", "input a: f32[3, 4]\nparam w: f32[4] = ones\nlet z = a * w * 3.0\n"
         "let h = erf(z) + softplus(z, beta = 2.0, threshold = 4.0) + softplus(z) + silu(z) * stop_gradient(z) + z.swish().detach()\n"

@@ -477,6 +477,43 @@ static void emit_packed_b(Cg *c, const Kernel *kn, V t, V panel, V strip) {
   loop_close(c, &Lo, NULL);
 }
 
+// Row `row` of a scatter_add y [V, C] (Kernel.scatter_rows): the ids are
+// walked once, each value row whose id is `row` added into the row's sums on
+// the stack, in the ids' order, then the row is stored through the epilogue.
+// Each element is the sum the element-wise kernel makes (which adds a zero
+// for every other id, an exact no-op: a sum from +0 is never -0), and an id
+// outside [0, V) sets the error word as there.
+static void emit_scatter_row(Cg *c, const Kernel *k, V row) {
+  LLVMBuilderRef B = c->b;
+  const Node *n = k->root, *ids = n->src[0], *vals = n->src[1];
+  int64_t V_ = n->shape.d[0], C = n->shape.d[1];
+  V acc = attn_array(c, c->f32, C, "sums");
+  Loop Z, L, J, O;
+  loop_open(c, &Z, ci(c, 0), ci(c, C), 0, NULL);
+  LLVMBuildStore(B, cf(c, 0), LLVMBuildGEP2(B, c->f32, acc, &Z.i, 1, ""));
+  loop_close(c, &Z, NULL);
+  loop_open(c, &L, ci(c, 0), ci(c, shape_numel(&ids->shape)), 0, NULL);
+  V ji[MAX_DIMS + 1];
+  delinearize(c, L.i, &ids->shape, ji);
+  V id = emit_value(c, ids, ji);
+  flag_unless(c, n, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, id, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, id, ci(c, V_), ""), ""));
+  LLVMBasicBlockRef add = block(c, "mine"), next = block(c, "notmine");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntEQ, id, row, ""), add, next);
+  LLVMPositionBuilderAtEnd(B, add);
+  loop_open(c, &J, ci(c, 0), ci(c, C), 0, NULL);
+  ji[ids->shape.ndim] = J.i;
+  V at = LLVMBuildGEP2(B, c->f32, acc, &J.i, 1, "");
+  LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, c->f32, at, ""), emit_value(c, vals, ji), ""), at);
+  loop_close(c, &J, NULL);
+  LLVMBuildBr(B, next);
+  LLVMPositionBuilderAtEnd(B, next);
+  loop_close(c, &L, NULL);
+  loop_open(c, &O, ci(c, 0), ci(c, C), 0, NULL);
+  V sum = LLVMBuildLoad2(B, c->f32, LLVMBuildGEP2(B, c->f32, acc, &O.i, 1, ""), "");
+  kernel_store(c, k, LLVMBuildAdd(B, mulc(c, row, C), O.i, ""), sum);
+  loop_close(c, &O, NULL);
+}
+
 // One kernel: for i in [begin, end): idx = index of i in the root's shape;
 // the outputs at i from the root's value at idx.
 static void emit_kernel(Cg *c, const Kernel *k) {
@@ -516,6 +553,12 @@ static void emit_kernel(Cg *c, const Kernel *k) {
   loop_open(c, &L, LLVMGetParam(c->fn, 1), LLVMGetParam(c->fn, 2), 0, NULL);
   if (k->kind == KK_ATTN) {   // an iteration is a row of the attention's output
     attn_row(c, k, L.i);
+    loop_close(c, &L, NULL);
+    LLVMBuildRetVoid(c->b);
+    return;
+  }
+  if (k->scatter_rows) {
+    emit_scatter_row(c, k, L.i);
     loop_close(c, &L, NULL);
     LLVMBuildRetVoid(c->b);
     return;
