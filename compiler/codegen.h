@@ -68,6 +68,8 @@ struct Cg {
   const char *arch;         // the processor emitted for ("sm_90a", "gfx90a", "x86-64-v3"); NULL: this machine
   LLVMContextRef cx;
   LLVMModuleRef mod;
+  LLVMModuleRef group_mod;          // holds access_group (parsed: the C API makes no distinct node)
+  LLVMMetadataRef access_group;     // the host's parallel element loops' accesses (host.c)
   LLVMBuilderRef b;
   LLVMValueRef fn;
   V bufs;                   // the kernel's buffer table (pointers by slot)
@@ -246,6 +248,9 @@ V math_pow(Cg *c, V a, V b);
 V math_exp_by_exp2(Cg *c, V x);
 V math_log_by_log2(Cg *c, V x);
 V math_tanh_by_exp(Cg *c, V x);
+// tanh from arithmetic alone (its own bounded exp), for a host whose libm
+// call would keep a loop from vectorizing.
+V math_tanh_inline(Cg *c, V x);
 V math_pow_by_log2(Cg *c, V a, V b);
 // Built from exp and arithmetic on every target, so each computes the same
 // function: erf to about 1 ulp (plus the target's exp error); log(1 + exp(x))

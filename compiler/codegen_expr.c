@@ -1051,6 +1051,7 @@ void cg_open(Cg *c, const Target *t, const char *name, LLVMTargetMachineRef tm) 
 void cg_close(Cg *c) {
   LLVMDisposeBuilder(c->b);
   LLVMDisposeModule(c->mod);
+  if (c->group_mod) LLVMDisposeModule(c->group_mod);
   LLVMContextDispose(c->cx);
 }
 

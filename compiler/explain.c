@@ -50,8 +50,10 @@ void explain_stats(const Graph *g, KernelPlan *p, int *kernels, uint64_t *moved,
 }
 
 static const char *kind_name(KernelKind k) {
-  static const char *names[] = {"pointwise", "reduce", "matmul", "conv", "pool", "gather", "random", "copy"};
-  return names[k];
+  static const char *const names[] = {[KK_POINTWISE] = "pointwise", [KK_REDUCE] = "reduce", [KK_MATMUL] = "matmul",
+                                      [KK_CONV] = "conv", [KK_POOL] = "pool", [KK_GATHER] = "gather",
+                                      [KK_RANDOM] = "random", [KK_ATTN] = "attention", [KK_COPY] = "copy"};
+  return (unsigned)k < sizeof names / sizeof *names && names[k] ? names[k] : "?";
 }
 
 typedef struct {

@@ -581,6 +581,19 @@ TEST(codegen, max_pool_keeps_nan_infinities_and_ties) {
   }
 }
 
+TEST(codegen, tanh_within_two_ulps_of_libm) {
+  float *x = malloc(sizeof(float) * DENSE), at;
+  int64_t n = dense_inputs(x, DENSE, 12.0f, 10);   // subnormals to 12, both signs
+  double e = host_vs_interp_ulps("tanh(x)", x, n, NULL, &at);
+  cr_expect_leq(e, 2, "tanh: %.0f ulps at %.9g", e, at);
+  cr_log_info("tanh: %.0f ulps at %.9g", e, at);
+  static const float edge[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 0.55f, -0.55f, 0.5499999f, 9.0f, 9.5f, -20.0f, 1e-30f};
+  float got_at;
+  e = host_vs_interp_ulps("tanh(x)", edge, sizeof edge / sizeof *edge, NULL, &got_at);
+  cr_expect_leq(e, 2, "tanh at an edge value: %.0f ulps at %.9g", e, got_at);
+  free(x);
+}
+
 TEST(codegen, softplus_within_four_ulps) {
   float *x = malloc(sizeof(float) * DENSE), at;
   int64_t n = dense_inputs(x, DENSE, 120.0f, 10);
