@@ -143,6 +143,8 @@ V linearize(Cg *c, V *idx, const Shape *s);
 void delinearize(Cg *c, V lin, const Shape *s, V *idx);
 void broadcast_index(Cg *c, V *idx, const Shape *dst, const Shape *src, V *out);
 V clamp_index(Cg *c, V i, int64_t len);
+// min(max(v, lo), hi) of i64 values.
+V clamp_i64(Cg *c, V v, int64_t lo, int64_t hi);
 V emit_folded(Cg *c, const Node *n, V *idx);
 V emit_value(Cg *c, const Node *n, V *idx);
 V emit_operand(Cg *c, const Node *n, const Node *s, V *idx);

@@ -251,8 +251,7 @@ V emit_folded(Cg *c, const Node *n, V *idx) {
     return convert(c, idx[0], DT_I64, n->dtype);
   case OP_RESHAPE: {   // the row-major linear index is the same on both sides
     V lin = linearize(c, idx, &n->shape);
-    while (s->op == OP_RESHAPE && !read_in_place(c, s) && !substituted(c, s) && !(c->kernel && computes(c->kernel, s)))
-      s = s->src[0];   // a chain of reshapes is one
+    while (s->op == OP_RESHAPE && c->plan->slot[s->id] < 0 && !substituted(c, s)) s = s->src[0];   // a chain is one
     if (read_in_place(c, s)) return load_at(c, s, lin);   // no index taken apart and put together again
     delinearize(c, lin, &s->shape, sidx);
     return emit_value(c, s, sidx);
@@ -347,8 +346,9 @@ V fmax_nan(Cg *c, V a, V b, bool max) {
 static V pow_of(Cg *c, V a, V b) {
   LLVMBuilderRef B = c->b;
   LLVMBool lost = 0;
-  double e = LLVMIsAConstantFP(b) ? LLVMConstRealGetDouble(b, &lost) : 0.5;
-  if (lost) e = 0.5;
+  if (!LLVMIsAConstantFP(b)) return math_pow(c, a, b);
+  double e = LLVMConstRealGetDouble(b, &lost);
+  if (lost) return math_pow(c, a, b);
   if (e == 1) return a;
   if (e == 2 || e == -2) {
     V sq = LLVMBuildFMul(B, a, a, "");
@@ -848,8 +848,7 @@ static void flag_word_unless(Cg *c, V ok, V word) {
 
 void flag_unless(Cg *c, const Node *n, V ok) { flag_word_unless(c, ok, ci(c, n->id + 1)); }
 
-// min(max(v, lo), hi) of i64 values.
-static V clamp_i64(Cg *c, V v, int64_t lo, int64_t hi) {
+V clamp_i64(Cg *c, V v, int64_t lo, int64_t hi) {
   LLVMBuilderRef B = c->b;
   v = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, v, ci(c, lo), ""), ci(c, lo), v, "");
   return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGT, v, ci(c, hi), ""), ci(c, hi), v, "");

@@ -57,11 +57,18 @@ V math_pow(Cg *c, V a, V b) {
 
 // exp(x) = 2^n * exp(r), n = rint(x / ln 2), r = x - n ln 2 with a two-part
 // ln 2 (exact products), and 2^n as two halves so it cannot overflow early.
+// x = n ln 2 + r with n = rint(x / ln 2), |r| <= ln 2 / 2: ln 2 in two parts,
+// whose products with n are exact.
+static V ln2_reduce(Cg *c, V x, V *n) {
+  LLVMBuilderRef B = c->b;
+  *n = intrinsic1(c, "llvm.rint", LLVMBuildFMul(B, x, cf(c, 1.4426950408889634), ""));
+  V r = math_fma(c, LLVMBuildFNeg(B, *n, ""), cf(c, 0.693145751953125), x);
+  return math_fma(c, LLVMBuildFNeg(B, *n, ""), cf(c, 1.428606765330187e-06), r);
+}
+
 V math_exp_by_exp2(Cg *c, V x) {
   LLVMBuilderRef B = c->b;
-  V n = intrinsic1(c, "llvm.rint", LLVMBuildFMul(B, x, cf(c, 1.4426950408889634), ""));
-  V r = math_fma(c, LLVMBuildFNeg(B, n, ""), cf(c, 0.693145751953125), x);
-  r = math_fma(c, LLVMBuildFNeg(B, n, ""), cf(c, 1.428606765330187e-06), r);
+  V n, r = ln2_reduce(c, x, &n);
   V h = intrinsic1(c, "llvm.floor", LLVMBuildFMul(B, n, cf(c, 0.5), ""));
   V p = math_exp2(c, LLVMBuildFMul(B, r, cf(c, 1.4426950408889634), ""));
   p = LLVMBuildFMul(B, p, math_exp2(c, h), "");
@@ -87,14 +94,12 @@ V math_tanh_by_exp(Cg *c, V x) {
   return call_intrinsic(c, "llvm.copysign", c->f32, args, 2);   // NaN stays NaN: e and t are NaN
 }
 
-// e^y for y in [0, 18.5], without a call: y = n ln 2 + r with |r| <= ln 2 / 2
-// (ln 2 in two parts, the products exact), e^r by its series to r^7 (the
-// rest below 2^-28 of it), 2^n put in the exponent bits.
+// e^y for y in [0, 18.5], without a call: y = n ln 2 + r (ln2_reduce), e^r
+// by its series to r^7 (the rest below 2^-28 of it), 2^n put in the
+// exponent bits.
 static V exp_bounded(Cg *c, V y) {
   LLVMBuilderRef B = c->b;
-  V n = intrinsic1(c, "llvm.rint", LLVMBuildFMul(B, y, cf(c, 1.4426950408889634), ""));
-  V r = math_fma(c, LLVMBuildFNeg(B, n, ""), cf(c, 0.693145751953125), y);
-  r = math_fma(c, LLVMBuildFNeg(B, n, ""), cf(c, 1.428606765330187e-06), r);
+  V n, r = ln2_reduce(c, y, &n);
   static const double inv_fact[] = {1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1, 1};
   V p = cf(c, inv_fact[0]);
   for (int i = 1; i < 8; i++) p = math_fma(c, p, r, cf(c, inv_fact[i]));
