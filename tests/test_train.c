@@ -647,7 +647,8 @@ TEST(train, a_fresh_run_refuses_an_existing_checkpoint) {
   cr_expect_eq(saved_step(ckpt), 2);
   cr_expect_eq(smelt(args, &out), 1, "%s", out);
   snprintf(want, sizeof want,
-           "smelt: error: the checkpoint %s exists: --resume continues it, --force starts over and replaces it", ckpt);
+           "smelt: error: the checkpoint %s exists (step 2): --resume continues it, --force starts over and replaces it",
+           ckpt);
   cr_expect(strstr(out, want) != NULL, "%s", out);
   cr_expect(strstr(out, "building") == NULL, "refused only after a build: %s", out);
   free(out);
@@ -664,6 +665,35 @@ TEST(train, a_fresh_run_refuses_an_existing_checkpoint) {
   cr_expect_eq(smelt(args, &out), 0, "%s", out);
   free(out);
   cr_expect_eq(saved_step(ckpt), 1, "--force did not start over");
+  // a file that is not a tensor file is named as such
+  char junk[160];
+  snprintf(junk, sizeof junk, "%s/junk.ckpt", dir);
+  write_file(junk, "not tensors\n");
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1", dir, junk);
+  cr_expect_eq(smelt(args, &out), 1, "%s", out);
+  snprintf(want, sizeof want, "smelt: error: %s exists and is not a checkpoint: --force replaces it", junk);
+  cr_expect(strstr(out, want) != NULL, "%s", out);
+  free(out);
+  // another model's checkpoint does not resume, and the message says how to replace it
+  char other[160];
+  snprintf(other, sizeof other, "%s/other.smelt", dir);
+  write_file(other, "import \"nn\"\nmodel m(B = 4) {\n  input x: f32[B, 2]\n  input y: i32[B]\n"
+             "  output logits = linear(relu(linear(x, 5) as h), 3) as fc\n  loss cross_entropy(logits, y)\n}\n"
+             "train {\n  optimizer = sgd(lr = 0.1)\n  steps = 6\n  data train {\n"
+             "    x = csv(\"x.csv\")\n    y = csv(\"y.csv\")\n  }\n}\n");
+  snprintf(other, sizeof other, "%s/other.ckpt", dir);
+  snprintf(args, sizeof args, "train %s/other.smelt --checkpoint=%s --threads=1 --stop-after=1", dir, other);
+  cr_assert_eq(smelt(args, &out), 0, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1 --resume", dir, other);
+  cr_expect_eq(smelt(args, &out), 1, "%s", out);
+  snprintf(want, sizeof want, "(--force starts over and replaces %s)", other);
+  cr_expect(strstr(out, "smelt: error: cannot resume: ") && strstr(out, want), "%s", out);
+  free(out);
+  cr_expect_eq(saved_step(other), 1, "a refused resume touched the other model's checkpoint");
+  snprintf(want, sizeof want,
+           "smelt: error: the checkpoint %s exists (step 1): --resume continues it, --force starts over and replaces it",
+           ckpt);
   // an ingot refuses the same way, in smelt-rt too
   char ingot[160];
   snprintf(ingot, sizeof ingot, "%s/m.ingot", dir);

@@ -630,11 +630,50 @@ static char *interrupted_path(const smelt_ingot *ig, const TrainOptions *o) {
   return path;
 }
 
+// What the file at path holds, from its records alone (no model to compare
+// with yet): 1 and *step for a checkpoint with a step counter, 0 for a
+// tensor file without one (parameters, or another model's), -1 for a file
+// that is not a tensor file.
+static int checkpoint_step_of(const char *path, int64_t *step) {
+  char err[512];
+  TensorReader *r = tensor_reader_open(path, err, sizeof err);
+  if (!r) return -1;
+  int found = 0;
+  uint32_t n = tensor_reader_count(r);
+  for (uint32_t i = 0; i < n; i++) {
+    const char *name;
+    uint32_t dtype;
+    Shape shape;
+    if (!tensor_reader_next(r, &name, &dtype, &shape)) break;
+    bool counter = !strcmp(name, "step") && shape_numel(&shape) == 1 && (dtype == DT_I64 || dtype == DT_I32);
+    int64_t v64 = 0;
+    int32_t v32 = 0;
+    if (!tensor_reader_bytes(r, counter ? (dtype == DT_I64 ? (void *)&v64 : (void *)&v32) : NULL,
+                             counter ? (uint64_t)dtype_size(dtype) : (uint64_t)shape_numel(&shape) * dtype_size(dtype)))
+      break;
+    if (counter) {
+      *step = dtype == DT_I64 ? v64 : v32;
+      found = 1;
+      break;
+    }
+  }
+  tensor_reader_close(r);
+  return found;
+}
+
 int train_may_start(const TrainOptions *o) {
   struct stat sb;
   if (!o->checkpoint || o->resume || o->force || lstat(o->checkpoint, &sb) != 0) return 0;
-  fprintf(stderr, "smelt: error: the checkpoint %s exists: --resume continues it, --force starts over and replaces it\n",
-          o->checkpoint);
+  int64_t step = 0;
+  int kind = checkpoint_step_of(o->checkpoint, &step);
+  if (kind < 0)
+    fprintf(stderr, "smelt: error: %s exists and is not a checkpoint: --force replaces it\n", o->checkpoint);
+  else if (kind == 0)
+    fprintf(stderr, "smelt: error: the tensor file %s exists (parameters, no step counter): --resume fine-tunes from "
+            "it, --force starts over and replaces it\n", o->checkpoint);
+  else
+    fprintf(stderr, "smelt: error: the checkpoint %s exists (step %lld): --resume continues it, --force starts over "
+            "and replaces it\n", o->checkpoint, (long long)step);
   return 1;
 }
 
@@ -1043,7 +1082,8 @@ int train_run(const TrainOptions *o) {
   }
   if (resume) {
     if (smelt_load(s, o->checkpoint) != SMELT_OK) {
-      fprintf(stderr, "smelt: error: cannot resume: %s\n", smelt_last_error());
+      fprintf(stderr, "smelt: error: cannot resume: %s (--force starts over and replaces %s)\n", smelt_last_error(),
+              o->checkpoint);
       goto done;
     }
     // the counter is an i64 (smelt_load converted an older checkpoint's f32
