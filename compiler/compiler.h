@@ -451,6 +451,8 @@ void pass_matmul_operands(Graph *g);
 // pass_conv_gemm: a float convolution and its gradients become im2col /
 // col2im and matmuls (which then run tiled), batched over the groups of a
 // grouped one (not a depthwise one: conv_takes_gemm); ungrouped:
+//   conv(x, w) -> reshape(reshape(w, [O, C*KH*KW]) @ im2col(x)^T, NCHW), x stored
+//                 (C*KH*KW * MATMUL_MAX_NR at most MATMUL_PANEL), else
 //   conv(x, w) -> permute(reshape(im2col(x) @ reshape(w, [O, C*KH*KW])^T), NCHW)
 //   dx(dy, w)  -> col2im(g(dy)^T @ reshape(w, [O, C*KH*KW]))
 //   dw(x, dy)  -> reshape(reshape(permute(g(dy), [1, 0, 2]), [O, N*OH*OW]) @ reshape(im2col(x), [N*OH*OW, C*KH*KW]))
@@ -467,6 +469,11 @@ void pass_conv_gemm(Graph *g);
 // pass_matmul_operands leaves its views as they are: the host packs the
 // im2col's window columns block by block from the image (Kernel.packed_b).
 bool matmul_conv_dw(const Node *mm, const Node **grad, const Node **cols);
+// Whether mm is the forward GEMM W @ im2col(x)^T of an ungrouped
+// convolution above; *cols: the im2col [N, P, Q] (NULL: not wanted). Its
+// im2col is left a view too: the host packs each column tile's window values
+// from the image (Kernel.packed_windows); the GPU reads them inline.
+bool matmul_conv_fwd(const Node *mm, const Node **cols);
 // Whether pass_conv_gemm rewrites cv: a float convolution (or gradient),
 // ungrouped, or grouped with at least GEMM_MIN_GROUP output channels and
 // weights per output channel in each group (not depthwise).
@@ -803,11 +810,16 @@ typedef struct Kernel {
                          // computed in the kernel: an iteration is a column tile of dW, over
                          // blocks of output rows of each image, each block's window columns
                          // packed from the image into a panel that every row tile reads
+  bool packed_windows;   // tiled, a forward convolution's GEMM W @ im2col^T (matmul_conv_fwd)
+                         // with its im2col computed in the kernel: an iteration is a column
+                         // tile of one image's output positions, whose window values are
+                         // packed from the image into a Q x nr panel that every row tile of
+                         // W reads
   bool scatter_rows;     // the host's SCATTER_ADD: an iteration is a row of the result, which
                          // walks the ids once and adds the value rows of its id (the GPU's
                          // kernel stays one element per thread)
   int64_t count;         // iterations: root elements, tiles when tiled, row tiles when packed,
-                         // column tiles when packed_b, result rows when scatter_rows
+                         // column tiles when packed_b or packed_windows, result rows when scatter_rows
   // The kernel's own buffer numbers: its code reads and writes buffer b at
   // bufs[b] of the table it is given; bufs[b] is the plan's slot of buffer b
   // (its outputs first, then what it reads, in the order kernel_reads finds

@@ -236,9 +236,17 @@ const Node *matmul_operand_buffer(const KernelPlan *p, const Node *x) {
 // A matmul whose operands are stored float tensors (no view between) and whose
 // B is not transposed runs as register tiles: rows of A broadcast against
 // vectors of B's rows. Sets *tiles to the tile count.
-static bool matmul_tiles(const KernelPlan *p, const Node *n, int64_t *tiles, bool *packed, bool *packed_b) {
+static bool matmul_tiles(const KernelPlan *p, const Node *n, int64_t *tiles, bool *packed, bool *packed_b,
+                         bool *packed_windows) {
   const Node *a = n->src[0], *b = n->src[1], *grad, *cols;
-  *packed_b = false;
+  *packed_b = *packed_windows = false;
+  if (matmul_conv_fwd(n, &cols)) {   // W stored, the im2col not
+    *packed = false;
+    *packed_windows = p->slot[cols->id] < 0 && matmul_operand_buffer(p, a) &&
+                      dtype_is_float(n->dtype) && dtype_is_float(a->dtype) && dtype_is_float(cols->dtype);
+    if (*packed_windows) *tiles = cols->shape.d[0] * ((cols->shape.d[1] + p->nr - 1) / p->nr);
+    return *packed_windows;
+  }
   if (matmul_conv_dw(n, &grad, &cols)) {   // the image and dy stored, the im2col not
     *packed_b = p->slot[cols->id] < 0 && p->slot[cols->src[0]->id] >= 0 && matmul_operand_buffer(p, grad) &&
                 dtype_is_float(n->dtype) && dtype_is_float(grad->dtype) && dtype_is_float(cols->dtype);
@@ -264,10 +272,13 @@ static bool matmul_tiles(const KernelPlan *p, const Node *n, int64_t *tiles, boo
 // are never written to memory.
 // So is one read only through a reshape by a weight gradient's GEMM as B
 // (matmul_conv_dw) whose image is stored: the host packs its window columns
-// block by block (Kernel.packed_b).
+// block by block (Kernel.packed_b); and a forward GEMM's transposed B
+// (matmul_conv_fwd): the host packs each column tile's window values
+// (Kernel.packed_windows), from the image's buffer where it has one.
 static bool im2col_packed(const KernelPlan *p, const Uses *u, Node *const *users, const Node *n) {
   if (n->op != OP_IM2COL || n->fuse != FUSE_AUTO || u->uses[n->id] != 1 || u->result[n->id]) return false;
   const Node *mm = users[n->id], *cols;
+  if (mm && matmul_conv_fwd(mm, &cols) && cols == n) return dtype_is_float(n->dtype);   // a forward GEMM's B
   if (mm && mm->op == OP_RESHAPE && u->uses[mm->id] == 1 && !u->result[mm->id] && !mm->stored && mm->fuse == FUSE_AUTO) {
     const Node *r = mm;
     mm = users[r->id];
@@ -425,8 +436,9 @@ void kernel_plan(const Graph *g, const char *prefix, int nr, FusionMode mode, Ke
     Kernel *k = &p->kernels[i];
     kernel_name(p, k, prefix);
     k->count = shape_numel(&k->root->shape);
-    if (k->kind == KK_MATMUL && matmul_tiles(p, k->root, &k->count, &k->packed, &k->packed_b)) k->tiled = true;
-    else k->packed = k->packed_b = false;
+    if (k->kind == KK_MATMUL && matmul_tiles(p, k->root, &k->count, &k->packed, &k->packed_b, &k->packed_windows))
+      k->tiled = true;
+    else k->packed = k->packed_b = k->packed_windows = false;
     if (k->kind == KK_ATTN) k->count = attention_rows(k->root);
     // a scatter whose every element walked every id did V times the work
     const Node *r = k->root;

@@ -88,6 +88,21 @@ bool matmul_conv_dw(const Node *mm, const Node **grad, const Node **cols) {
   return true;
 }
 
+// Whether an ungrouped forward convolution with Q window values per output
+// position runs as W @ im2col^T: its panel of Q x nr window values must fit
+// the host's packed kernel at any tile width (MATMUL_MAX_NR).
+static bool fwd_fits(int64_t Q) {
+  return Q * MATMUL_MAX_NR <= MATMUL_PANEL;
+}
+
+bool matmul_conv_fwd(const Node *mm, const Node **cols) {
+  if (mm->op != OP_MATMUL || mm->p.matmul.ta || !mm->p.matmul.tb || mm->shape.ndim != 3) return false;
+  const Node *w = mm->src[0], *col = mm->src[1];
+  if (w->shape.ndim != 2 || col->op != OP_IM2COL || col->shape.ndim != 3) return false;
+  if (cols) *cols = col;
+  return true;
+}
+
 // One convolution or convolution gradient as GEMMs, a batch of G per image
 // for G groups (group g's input channels are im2col's g-th block of
 // columns, its output channels the g-th block of O); returns the node that
@@ -100,6 +115,18 @@ static Node *conv_as_gemm(Graph *g, Node *cv) {
     // a view in front (upsample, pad, slice) is read KH * KW times by the
     // packing, each an index computation: storing it once is cheaper
     if (op_kind(x->op) == KIND_MOVE && w->shape.d[2] * w->shape.d[3] > 1) x->stored = true;
+    int64_t Q = w->shape.d[1] * w->shape.d[2] * w->shape.d[3];
+    if (G == 1 && fwd_fits(Q)) {
+      // y [N, O, OH*OW] = W [O, Q] @ im2col(x)^T (matmul_conv_fwd): the
+      // output is NCHW as it is computed (its readers, a pool, read rows),
+      // W is read as it is stored, and the host packs each tile of output
+      // positions' window values from the image, which is stored for that
+      x->stored = true;
+      Node *y = g_matmul(g, weight_rows(g, w, 1), g_im2col(g, x, cv), false, true);   // [N, O, OH*OW]
+      y->tf32 = cv->tf32;
+      y->fp32 = cv->fp32;
+      return g_reshape(g, y, cv->shape);
+    }
     Node *cols = by_group(g, g_im2col(g, x, cv), G);                               // [N, G, OH*OW, Q]
     Node *y = g_matmul(g, cols, weight_rows(g, w, G), false, true);               // [N, G, OH*OW, O/G]
     y->tf32 = cv->tf32;
@@ -183,9 +210,13 @@ void pass_conv_gemm(Graph *g) {
 }
 
 // A view the tiled matmul cannot read in place: anything but a reshape of a
-// tensor stored already (matmul_operand_buffer reads that one's buffer).
+// tensor stored already, or of an input, parameter or state (a buffer
+// always; matmul_operand_buffer reads that one's buffer).
 static bool needs_copy(const Node *x) {
-  return node_is_folded(x) && !(x->op == OP_RESHAPE && x->src[0]->stored && x->src[0]->dtype == x->dtype);
+  if (!node_is_folded(x)) return false;
+  if (x->op != OP_RESHAPE || x->src[0]->dtype != x->dtype) return true;
+  Op op = x->src[0]->op;
+  return !(x->src[0]->stored || op == OP_INPUT || op == OP_PARAM || op == OP_STATE);
 }
 
 void pass_matmul_operands(Graph *g) {
@@ -203,6 +234,10 @@ void pass_matmul_operands(Graph *g) {
     g->loc = mm->loc;
     Node *a = mm->src[0], *b = mm->src[1];
     if (matmul_conv_dw(mm, NULL, NULL)) continue;   // the host packs its operands' views itself
+    if (matmul_conv_fwd(mm, NULL)) {                 // and a forward convolution's im2col
+      if (needs_copy(a)) a->stored = true;
+      continue;
+    }
     if (needs_copy(a)) a->stored = true;
     if (mm->p.matmul.tb) {
       int nd = b->shape.ndim, perm[MAX_DIMS];

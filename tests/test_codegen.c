@@ -660,13 +660,24 @@ TEST(codegen, grouped_convolutions_as_gemms) {
         "loss cross_entropy(logits[:, 0:3], t)", step);
 }
 
-// Matmul kernels that pack their A operand, an im2col never stored, from
-// the image (implicit GEMM), in g planned with fusion mode.
-static int packed_kernels(const Graph *g, FusionMode mode) {
+// The im2col a forward convolution's GEMM packs from the image (implicit
+// GEMM): its A (Kernel.packed) or its transposed B (Kernel.packed_windows);
+// NULL for any other kernel.
+static const Node *packed_im2col(const Kernel *k) {
+  return k->packed ? k->root->src[0] : k->packed_windows ? k->root->src[1] : NULL;
+}
+
+// Forward convolution kernels that pack their im2col, never stored, in g
+// planned with fusion mode; *windows: of them, those that pack B.
+static int packed_kernels(const Graph *g, FusionMode mode, int *windows) {
   KernelPlan plan;
   kernel_plan(g, "", codegen_tile_columns(NULL), mode, &plan);
   int n = 0;
-  for (int k = 0; k < plan.n; k++) n += plan.kernels[k].packed;
+  if (windows) *windows = 0;
+  for (int k = 0; k < plan.n; k++) {
+    n += packed_im2col(&plan.kernels[k]) != NULL;
+    if (windows) *windows += plan.kernels[k].packed_windows;
+  }
   kernel_plan_free(&plan);
   return n;
 }
@@ -677,8 +688,10 @@ static int packed_from_buffers(const Graph *g) {
   KernelPlan plan;
   kernel_plan(g, "", codegen_tile_columns(NULL), FUSION_ALL, &plan);
   int n = 0;
-  for (int k = 0; k < plan.n; k++)
-    n += plan.kernels[k].packed && plan.slot[plan.kernels[k].root->src[0]->src[0]->id] >= 0;
+  for (int k = 0; k < plan.n; k++) {
+    const Node *cols = packed_im2col(&plan.kernels[k]);
+    n += cols && plan.slot[cols->src[0]->id] >= 0;
+  }
   kernel_plan_free(&plan);
   return n;
 }
@@ -694,21 +707,25 @@ static int packed_from_buffers(const Graph *g) {
 TEST(codegen, convolutions_as_implicit_gemms) {
   static const struct {
     const char *body;
-    int packed;   // expected packed kernels with fusion on
-    int stored;   // of them, those that read a stored image in fp32 and tf32 (bf16 reads casts)
+    int packed;    // expected packed kernels with fusion on
+    int windows;   // of them, those that pack B (W @ im2col^T)
+    int stored;    // of them, those that read a stored image in fp32 and tf32 (bf16 reads casts)
   } cases[] = {
       {"input x: f32[3, 3, 11, 7]\nparam w1: f32[5, 3, 3, 3] = ones\nparam w2: f32[37, 5, 2, 2] = ones\n"
        "let h = relu(conv(x, w1))\n"
-       "output y = conv(h, w2, stride = 2, padding = 1, dilation = 2)", 2, 1},
+       "output y = conv(h, w2, stride = 2, padding = 1, dilation = 2)", 2, 2, 2},
       {"input x: f32[2, 4, 9, 8]\n"
        "output y = relu(conv2d(x, 16, 3, stride = 2, padding = 1) as c1)\n"
-       "output z = conv2d(x, 21, 2, dilation = 3, padding = 2) as c2", 2, 2},
+       "output z = conv2d(x, 21, 2, dilation = 3, padding = 2) as c2", 2, 2, 2},
       {"input x: f32[1, 6, 10, 13]\nparam w: f32[7, 6, 3, 2] = ones\n"
-       "output y = conv(x, w, stride = (2, 3), padding = (1, 0), dilation = (1, 2))", 1, 1},
+       "output y = conv(x, w, stride = (2, 3), padding = (1, 0), dilation = (1, 2))", 1, 1, 1},
       {"input x: f32[2, 8, 7, 6]\n"
-       "output y = conv2d(x, 8, 3, stride = 2, padding = 1, groups = 2) as g1", 0, 0},
-      {"input x: f32[1, 230, 4, 4]\noutput y = conv2d(x, 8, 3) as wide", 0, 0},
-      {"input x: f32[2, 3, 5, 4]\noutput y = conv2d(upsample(x, 2), 5, 3, padding = 1) as up", 1, 1},
+       "output y = conv2d(x, 8, 3, stride = 2, padding = 1, groups = 2) as g1", 0, 0, 0},
+      // 230 x 9 window values: past the panel either way
+      {"input x: f32[1, 230, 4, 4]\noutput y = conv2d(x, 8, 3) as wide", 0, 0, 0},
+      // 50 x 9: past the panel of W @ im2col^T, within that of im2col @ W^T
+      {"input x: f32[2, 50, 5, 6]\noutput y = relu(conv2d(x, 13, 3, padding = 1) as long)", 1, 0, 1},
+      {"input x: f32[2, 3, 5, 4]\noutput y = conv2d(upsample(x, 2), 5, 3, padding = 1) as up", 1, 1, 1},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
     for (Precision prec = PREC_FP32; prec <= PREC_BF16; prec++) {
@@ -719,10 +736,14 @@ TEST(codegen, convolutions_as_implicit_gemms) {
       Compilation c;
       Graph g;
       case_graph(&c, &g, what, src, NULL, 0, o, false);
-      cr_expect_eq(packed_kernels(&g, FUSION_ALL), cases[i].packed, "%s: packed kernels", what);
-      cr_expect_eq(packed_kernels(&g, FUSION_NONE), 0, "%s: packed with fusion off", what);
+      int windows;
+      cr_expect_eq(packed_kernels(&g, FUSION_ALL, &windows), cases[i].packed, "%s: packed kernels (%d of W @ im2col^T)",
+                   what, windows);
+      cr_expect_eq(windows, cases[i].windows, "%s: packed as W @ im2col^T", what);
+      cr_expect_eq(packed_kernels(&g, FUSION_NONE, NULL), 0, "%s: packed with fusion off", what);
       if (prec != PREC_BF16)
-        cr_expect_eq(packed_from_buffers(&g), cases[i].stored, "%s: packed from a stored image", what);
+        cr_expect_eq(packed_from_buffers(&g), cases[i].stored, "%s: packed from a stored image (%d)", what,
+                     packed_from_buffers(&g));
       graph_free(&g);
       compilation_free(&c);
       check_kernels(what, src, NULL, 0, o);

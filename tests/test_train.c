@@ -854,7 +854,7 @@ TEST(train, keep_rotates_older_checkpoints) {
   }
   snprintf(args, sizeof args, "train %s/m.smelt --checkpoint=%s --threads=1 --keep=2", dir, ckpt);
   cr_expect_eq(smelt(args, &out), 1, "%s", out);   // keeping older ones is no licence to start over
-  cr_expect(strstr(out, "exists: --resume continues it") != NULL, "%s", out);
+  cr_expect(strstr(out, "exists (step 6): --resume continues it") != NULL, "%s", out);
   free(out);
   snprintf(args, sizeof args, "rm -rf %s", dir);
   cr_expect_eq(system(args), 0);

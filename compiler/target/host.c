@@ -75,7 +75,10 @@ static V row_fma(Cg *c, V a, V bv, V acc) {
   return matmul_fma(c, splat, bv, acc);
 }
 // kernel with an epilogue finishes each element of the tile through it.
-static void tile_vector(Cg *c, const Kernel *kn, V *ti, V m0, V n0, V panel) {
+// B's rows come from panel_b (k * NR) instead when it is not NULL (packed
+// and rounded already); ncols, when not NULL, is how many of the tile's
+// columns lie inside C (the rest are not stored).
+static void tile_vector(Cg *c, const Kernel *kn, V *ti, V m0, V n0, V panel, V panel_b, V ncols) {
   LLVMBuilderRef B = c->b;
   const Node *n = kn->root;
   const int NR = c->plan->nr;
@@ -92,8 +95,8 @@ static void tile_vector(Cg *c, const Kernel *kn, V *ti, V m0, V n0, V panel) {
   V init[MATMUL_MR];
   for (int r = 0; r < MATMUL_MR; r++) init[r] = LLVMConstNull(vt);
   // an operand may be a cast of a stored tensor, converted as it is loaded
-  const Node *sa = panel ? NULL : matmul_operand_buffer(c->plan, a), *sb = matmul_operand_buffer(c->plan, bm);
-  V pa = panel ? panel : buffer_ptr(c, sa), pb = buffer_ptr(c, sb);
+  const Node *sa = panel ? NULL : matmul_operand_buffer(c->plan, a), *sb = panel_b ? NULL : matmul_operand_buffer(c->plan, bm);
+  V pa = panel ? panel : buffer_ptr(c, sa), pb = panel_b ? panel_b : buffer_ptr(c, sb);
   // the accumulators are loop-carried values of a k loop
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(B), head = block(c, "k"), body = block(c, "kbody"), done = block(c, "kdone");
   LLVMBuildBr(B, head);
@@ -109,13 +112,20 @@ static void tile_vector(Cg *c, const Kernel *kn, V *ti, V m0, V n0, V panel) {
   LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, k, ci(c, K), ""), body, done);
   LLVMPositionBuilderAtEnd(B, body);
   // bf16 and f16 operands are widened as they are loaded: f32 products and sums
-  LLVMTypeRef at = panel ? c->f32 : storage_type(c, sa->dtype), bt = storage_type(c, sb->dtype);
-  V bidx = matrix_elem(c, bm, &n->shape, ti, k, n0);
-  V bv = LLVMBuildLoad2(B, LLVMVectorType(bt, NR), LLVMBuildGEP2(B, bt, pb, &bidx, 1, ""), "b");
-  LLVMSetAlignment(bv, (unsigned)dtype_size(sb->dtype));
-  if (bt != c->f32) bv = LLVMBuildFPExt(B, bv, vt, "");
-  if (sb != bm) bv = round_value(c, bv, bm->dtype);
-  if (n->tf32) bv = round_tf32(c, bv);
+  LLVMTypeRef at = panel ? c->f32 : storage_type(c, sa->dtype);
+  V bv;
+  if (panel_b) {
+    bv = LLVMBuildLoad2(B, vt, LLVMBuildGEP2(B, c->f32, pb, (V[]){mulc(c, k, NR)}, 1, ""), "b");
+    LLVMSetAlignment(bv, 64);
+  } else {
+    LLVMTypeRef bt = storage_type(c, sb->dtype);
+    V bidx = matrix_elem(c, bm, &n->shape, ti, k, n0);
+    bv = LLVMBuildLoad2(B, LLVMVectorType(bt, NR), LLVMBuildGEP2(B, bt, pb, &bidx, 1, ""), "b");
+    LLVMSetAlignment(bv, (unsigned)dtype_size(sb->dtype));
+    if (bt != c->f32) bv = LLVMBuildFPExt(B, bv, vt, "");
+    if (sb != bm) bv = round_value(c, bv, bm->dtype);
+    if (n->tf32) bv = round_tf32(c, bv);
+  }
   V next[MATMUL_MR];
   for (int r = 0; r < MATMUL_MR; r++) {
     V av;
@@ -154,12 +164,30 @@ static void tile_vector(Cg *c, const Kernel *kn, V *ti, V m0, V n0, V panel) {
     oi[nd - 2] = addc(c, m0, r);
     oi[nd - 1] = n0;
     V lin = linearize(c, oi, &n->shape);
+    LLVMBasicBlockRef part = NULL, stored = NULL;
+    if (ncols) {   // a tile past C's last column stores those inside one by one
+      LLVMBasicBlockRef whole = block(c, "whole");
+      part = block(c, "part");
+      stored = block(c, "stored");
+      LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntEQ, ncols, ci(c, NR), ""), whole, part);
+      LLVMPositionBuilderAtEnd(B, whole);
+    }
     if (plain) {
       V st = LLVMBuildStore(B, acc[r], LLVMBuildGEP2(B, c->f32, pc, &lin, 1, ""));
       LLVMSetAlignment(st, 4);
     } else {
       for (int j = 0; j < NR; j++)
         kernel_store(c, kn, addc(c, lin, j), LLVMBuildExtractElement(B, acc[r], LLVMConstInt(c->i32, (unsigned)j, false), ""));
+    }
+    if (ncols) {
+      LLVMBuildBr(B, stored);
+      LLVMPositionBuilderAtEnd(B, part);
+      Loop J;
+      loop_open(c, &J, ci(c, 0), ncols, 0, NULL);
+      kernel_store(c, kn, LLVMBuildAdd(B, lin, J.i, ""), LLVMBuildExtractElement(B, acc[r], J.i, ""));
+      loop_close(c, &J, NULL);
+      LLVMBuildBr(B, stored);
+      LLVMPositionBuilderAtEnd(B, stored);
     }
     if (skip) {
       LLVMBuildBr(B, skip);
@@ -203,7 +231,7 @@ static void tile_at(Cg *c, const Kernel *kn, V *ti, V m0, V n0, V panel) {
   LLVMBasicBlockRef fast = block(c, "tile"), edge = block(c, "edge"), join = block(c, "tiled");
   LLVMBuildCondBr(B, full, fast, edge);
   LLVMPositionBuilderAtEnd(B, fast);
-  tile_vector(c, kn, ti, m0, n0, panel);
+  tile_vector(c, kn, ti, m0, n0, panel, NULL, NULL);
   LLVMBuildBr(B, join);
 
   LLVMPositionBuilderAtEnd(B, edge);
@@ -339,6 +367,111 @@ static void emit_packed(Cg *c, const Kernel *kn, V t, V panel) {
   loop_open(c, &J, ci(c, 0), ci(c, (N + NR - 1) / NR), 0, NULL);
   tile_at(c, kn, ti, m0, mulc(c, J.i, NR), panel);
   loop_close(c, &J, NULL);
+}
+
+// x (an i64) truncated to i32 in each of n lanes.
+static V splat_i32(Cg *c, V x, int n) {
+  LLVMTypeRef vt = LLVMVectorType(c->i32, (unsigned)n);
+  V one = LLVMBuildInsertElement(c->b, LLVMGetUndef(vt), LLVMBuildTrunc(c->b, x, c->i32, ""), ci(c, 0), "");
+  return LLVMBuildShuffleVector(c->b, one, LLVMGetUndef(vt), LLVMConstNull(vt), "");
+}
+
+// Packs the window values of output positions p0 .. p0 + NR of image img
+// into the panel, k * NR + j for window value k of position p0 + j:
+// im2col^T's rows for one column tile, zero past the last position. From
+// the image's buffer where it has one (a masked gather of NR lanes per
+// window value, zero outside the image), else through the expression layer; the values
+// are the im2col's either way, so packed and unpacked kernels agree bit for
+// bit. The lanes j are the inner loop, stored contiguously.
+static void pack_windows(Cg *c, const Node *n, const Node *cols, V img, V p0, V panel) {
+  LLVMBuilderRef B = c->b;
+  const Node *x = cols->src[0];
+  const int NR = c->plan->nr;
+  int64_t P = cols->shape.d[1], Q = cols->shape.d[2], OW = cols->p.conv.grid[1];
+  // lanes index a plane in 32 bits
+  if (c->plan->slot[x->id] < 0 || x->shape.d[2] * x->shape.d[3] > INT32_MAX || P + NR > INT32_MAX) {
+    Loop Lk, Lj;
+    loop_open(c, &Lk, ci(c, 0), ci(c, Q), 0, NULL);
+    loop_open(c, &Lj, ci(c, 0), ci(c, NR), 0, NULL);
+    V p = LLVMBuildAdd(B, p0, Lj.i, ""), inside = LLVMBuildICmp(B, LLVMIntSLT, p, ci(c, P), "");
+    LLVMBasicBlockRef get = block(c, "window"), put = block(c, "put"), pre = LLVMGetInsertBlock(B);
+    LLVMBuildCondBr(B, inside, get, put);
+    LLVMPositionBuilderAtEnd(B, get);
+    V v = emit_value(c, cols, (V[]){cols->shape.d[0] == 1 ? ci(c, 0) : img, p, Lk.i});
+    if (n->tf32) v = round_tf32(c, v);
+    LLVMBasicBlockRef got = LLVMGetInsertBlock(B);
+    LLVMBuildBr(B, put);
+    LLVMPositionBuilderAtEnd(B, put);
+    V val = LLVMBuildPhi(B, c->f32, "w");
+    V zero = cf(c, 0);
+    LLVMAddIncoming(val, &zero, &pre, 1);
+    LLVMAddIncoming(val, &v, &got, 1);
+    V at = LLVMBuildAdd(B, mulc(c, Lk.i, NR), Lj.i, "");
+    LLVMBuildStore(B, val, LLVMBuildGEP2(B, c->f32, panel, &at, 1, ""));
+    loop_close(c, &Lj, NULL);
+    loop_close(c, &Lk, NULL);
+    return;
+  }
+  // the NR lanes as vectors: each lane's window origin once per tile, then
+  // for each (channel, kh, kw) a masked gather of the image row by row
+  const int *st = cols->p.conv.stride, *pd = cols->p.conv.pad, *dl = cols->p.conv.dil;
+  int64_t C = x->shape.d[1], H = x->shape.d[2], W = x->shape.d[3], KH = cols->p.conv.kernel[0], KW = cols->p.conv.kernel[1];
+  LLVMTypeRef iv = LLVMVectorType(c->i32, NR), sv = LLVMVectorType(storage_type(c, x->dtype), NR);
+  V lane[MATMUL_MAX_NR];
+  for (int j = 0; j < NR; j++) lane[j] = LLVMConstInt(c->i32, (unsigned)j, false);
+  V pv = LLVMBuildAdd(B, splat_i32(c, p0, NR), LLVMConstVector(lane, (unsigned)NR), "");
+  V inside = LLVMBuildICmp(B, LLVMIntSLT, pv, splat_i32(c, ci(c, P), NR), "");
+  V ih0 = LLVMBuildSub(B, LLVMBuildMul(B, LLVMBuildUDiv(B, pv, splat_i32(c, ci(c, OW), NR), ""), splat_i32(c, ci(c, st[0]), NR), ""),
+                       splat_i32(c, ci(c, pd[0]), NR), "");
+  V iw0 = LLVMBuildSub(B, LLVMBuildMul(B, LLVMBuildURem(B, pv, splat_i32(c, ci(c, OW), NR), ""), splat_i32(c, ci(c, st[1]), NR), ""),
+                       splat_i32(c, ci(c, pd[1]), NR), "");
+  LLVMTypeRef gather_types[2] = {sv, LLVMVectorType(c->ptr, NR)};
+  LLVMValueRef gather = LLVMGetIntrinsicDeclaration(c->mod, LLVMLookupIntrinsicID("llvm.masked.gather", 18), gather_types, 2);
+  LLVMTypeRef gather_fn = LLVMIntrinsicGetType(c->cx, LLVMLookupIntrinsicID("llvm.masked.gather", 18), gather_types, 2);
+  V image = LLVMBuildGEP2(B, storage_type(c, x->dtype), buffer_ptr(c, x), (V[]){mulc(c, cols->shape.d[0] == 1 ? ci(c, 0) : img, C * H * W)}, 1, "");
+  Loop Lc, Lh, Lw;
+  loop_open(c, &Lc, ci(c, 0), ci(c, C), 0, NULL);
+  V plane = LLVMBuildGEP2(B, storage_type(c, x->dtype), image, (V[]){mulc(c, Lc.i, H * W)}, 1, "");
+  loop_open(c, &Lh, ci(c, 0), ci(c, KH), 0, NULL);
+  V ih = LLVMBuildAdd(B, ih0, splat_i32(c, mulc(c, Lh.i, dl[0]), NR), "");
+  V row_ok = LLVMBuildAnd(B, inside, LLVMBuildICmp(B, LLVMIntULT, ih, splat_i32(c, ci(c, H), NR), ""), "");
+  V row = LLVMBuildMul(B, ih, splat_i32(c, ci(c, W), NR), "");
+  loop_open(c, &Lw, ci(c, 0), ci(c, KW), 0, NULL);
+  V iw = LLVMBuildAdd(B, iw0, splat_i32(c, mulc(c, Lw.i, dl[1]), NR), "");
+  V ok = LLVMBuildAnd(B, row_ok, LLVMBuildICmp(B, LLVMIntULT, iw, splat_i32(c, ci(c, W), NR), ""), "");
+  V off = LLVMBuildSelect(B, ok, LLVMBuildAdd(B, row, iw, ""), LLVMConstNull(iv), "");
+  V ptrs = LLVMBuildGEP2(B, storage_type(c, x->dtype), plane, &off, 1, "");
+  V v = LLVMBuildCall2(B, gather_fn, gather, (V[]){ptrs, ok, LLVMConstNull(sv)}, 3, "");
+  if (x->dtype != DT_F32) v = LLVMBuildFPExt(B, v, LLVMVectorType(c->f32, NR), "");
+  v = round_value(c, v, cols->dtype);
+  if (n->tf32) v = round_tf32(c, v);
+  V k = LLVMBuildAdd(B, mulc(c, LLVMBuildAdd(B, mulc(c, Lc.i, KH), Lh.i, ""), KW), Lw.i, "");
+  V put = LLVMBuildStore(B, v, LLVMBuildGEP2(B, c->f32, panel, (V[]){mulc(c, k, NR)}, 1, ""));
+  LLVMSetAlignment(put, 64);
+  loop_close(c, &Lw, NULL);
+  loop_close(c, &Lh, NULL);
+  loop_close(c, &Lc, NULL);
+}
+
+// Iteration t of a forward convolution's GEMM y [N, O, P] = W [O, Q] @
+// im2col^T (Kernel.packed_windows): column tile t % tiles of image t / tiles.
+// Its window values are packed once into the panel, then every
+// MATMUL_MR-row tile of W runs against it, storing rows of NCHW output.
+static void emit_packed_windows(Cg *c, const Kernel *kn, V t, V panel) {
+  LLVMBuilderRef B = c->b;
+  const Node *n = kn->root, *cols;
+  matmul_conv_fwd(n, &cols);
+  const int NR = c->plan->nr;
+  int64_t O = n->shape.d[1], P = cols->shape.d[1], tiles = (P + NR - 1) / NR;
+  V ti[MAX_DIMS] = {LLVMBuildUDiv(B, t, ci(c, tiles), "")};
+  V p0 = mulc(c, LLVMBuildURem(B, t, ci(c, tiles), ""), NR);
+  pack_windows(c, n, cols, ti[0], p0, panel);
+  V left = LLVMBuildSub(B, ci(c, P), p0, "");
+  V ncols = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, left, ci(c, NR), ""), left, ci(c, NR), "");
+  Loop R;
+  loop_open(c, &R, ci(c, 0), ci(c, (O + MATMUL_MR - 1) / MATMUL_MR), 0, NULL);
+  tile_vector(c, kn, ti, mulc(c, R.i, MATMUL_MR), p0, NULL, panel, P % NR ? ncols : NULL);
+  loop_close(c, &R, NULL);
 }
 
 // Output rows of one image in a block of a weight gradient's GEMM: as many
@@ -629,6 +762,12 @@ static void emit_kernel(Cg *c, const Kernel *k) {
     panel = LLVMBuildAlloca(c->b, pt, "panel");
     LLVMSetAlignment(panel, 64);
   }
+  if (k->packed_windows) {   // a column tile's window values, Q x nr
+    const Node *cols;
+    matmul_conv_fwd(n, &cols);
+    panel = LLVMBuildAlloca(c->b, LLVMArrayType2(c->f32, (uint64_t)(cols->shape.d[2] * c->plan->nr)), "panel");
+    LLVMSetAlignment(panel, 64);
+  }
   V strip = NULL;   // a weight gradient's columns of dW, summed over its blocks
   if (k->packed_b) {
     const Node *cols;
@@ -668,6 +807,7 @@ static void emit_kernel(Cg *c, const Kernel *k) {
   if (k->tiled) {
     if (k->packed) emit_packed(c, k, L.i, panel);
     else if (k->packed_b) emit_packed_b(c, k, L.i, panel, strip);
+    else if (k->packed_windows) emit_packed_windows(c, k, L.i, panel);
     else emit_tile(c, k, L.i);
     loop_close(c, &L, NULL);
     LLVMBuildRetVoid(c->b);
