@@ -757,17 +757,32 @@ static V kernel_conv(Cg *c, const Node *n, V *o) {
 // The first position (row-major) of the maximum of the window at (oh, ow),
 // as a linear ih * W + iw; -1 when the window holds no input. *max (when
 // not NULL): the maximum itself, the first NaN, or -inf for no input.
+// Whether every window of pool n lies inside its image x (no padding, none
+// past the last row or column), the common case: its walk needs no bounds.
+static bool windows_inside(const Node *n, const Node *x, int64_t OH, int64_t OW) {
+  const int *k = n->p.pool.kernel, *st = n->p.pool.stride, *pd = n->p.pool.pad;
+  return pd[0] == 0 && pd[1] == 0 && (OH - 1) * st[0] + k[0] <= x->shape.d[2] && (OW - 1) * st[1] + k[1] <= x->shape.d[3];
+}
+
 static V window_argmax(Cg *c, const Node *n, const Node *x, V nn, V ch, V oh, V ow, V *max) {
   LLVMBuilderRef B = c->b;
   const int *k = n->p.pool.kernel, *st = n->p.pool.stride, *pd = n->p.pool.pad;
+  const Node *y = n->op == OP_POOL_MAX_DX ? n->src[1] : n;   // the pooled shape
+  bool inside = windows_inside(n, x, y->shape.d[2], y->shape.d[3]);
   V init[2] = {cf(c, -1.0 / 0.0), ci(c, -1)};
   Loop L;
   loop_open(c, &L, ci(c, 0), ci(c, (int64_t)k[0] * k[1]), 2, init);
   V ih = LLVMBuildAdd(B, addc(c, mulc(c, oh, st[0]), -pd[0]), LLVMBuildUDiv(B, L.i, ci(c, k[1]), ""), "");
   V iw = LLVMBuildAdd(B, addc(c, mulc(c, ow, st[1]), -pd[1]), LLVMBuildURem(B, L.i, ci(c, k[1]), ""), "");
-  V in = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, ih, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, ih, ci(c, x->shape.d[2]), ""), ""),
+  V in, v;
+  if (inside) {   // the position is in the image: read it as it is, with no clamp
+    in = LLVMConstInt(c->i1, 1, false);
+    v = emit_value(c, x, (V[]){nn, ch, ih, iw});
+  } else {
+    in = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, ih, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, ih, ci(c, x->shape.d[2]), ""), ""),
                       LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, iw, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, iw, ci(c, x->shape.d[3]), ""), ""), "");
-  V v = load_image(c, x, nn, ch, ih, iw);
+    v = load_image(c, x, nn, ch, ih, iw);
+  }
   V first = LLVMBuildICmp(B, LLVMIntEQ, L.acc[1], ci(c, -1), "");
   V better = LLVMBuildAnd(B, in, LLVMBuildOr(B, first, LLVMBuildFCmp(B, LLVMRealUGT, v, L.acc[0], ""), ""), "");
   better = LLVMBuildAnd(B, better, LLVMBuildNot(B, LLVMBuildFCmp(B, LLVMRealUNO, L.acc[0], L.acc[0], ""), ""), "");
