@@ -234,11 +234,8 @@ void pass_matmul_operands(Graph *g) {
     g->loc = mm->loc;
     Node *a = mm->src[0], *b = mm->src[1];
     if (matmul_conv_dw(mm, NULL, NULL)) continue;   // the host packs its operands' views itself
-    if (matmul_conv_fwd(mm, NULL)) {                 // and a forward convolution's im2col
-      if (needs_copy(a)) a->stored = true;
-      continue;
-    }
     if (needs_copy(a)) a->stored = true;
+    if (matmul_conv_fwd(mm, NULL)) continue;   // the host packs a forward convolution's im2col itself
     if (mm->p.matmul.tb) {
       int nd = b->shape.ndim, perm[MAX_DIMS];
       for (int d = 0; d < nd; d++) perm[d] = d;

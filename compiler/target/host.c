@@ -60,20 +60,23 @@ static V matrix_elem(Cg *c, const Node *x, const Shape *out, V *bidx, V row, V c
   return LLVMBuildAdd(c->b, base, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, row, ci(c, cols), ""), col, ""), "");
 }
 
+// The scalar x in every lane of the vector type vt.
+static V splat(Cg *c, V x, LLVMTypeRef vt) {
+  V one = LLVMBuildInsertElement(c->b, LLVMGetUndef(vt), x, ci(c, 0), "");
+  return LLVMBuildShuffleVector(c->b, one, LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(c->i32, LLVMGetVectorSize(vt))), "");
+}
+
+// acc + a * bv for a scalar a of A's row and a vector bv of B's: one
+// register tile's row, as a fused multiply-add (matmul_fma).
+static V row_fma(Cg *c, V a, V bv, V acc) {
+  return matmul_fma(c, splat(c, a, LLVMTypeOf(bv)), bv, acc);
+}
+
 // The MATMUL_MR x NR register tile of C = A' B at rows m0.., columns n0..
 // (A' = A or A^T; ti: the tile's batch index first), whose columns all lie
 // inside C: for every k, MR scalars of A' broadcast against one NR-wide
 // vector of B's row k, accumulated in MR vector registers. A' comes from its
 // buffer, or from the packed panel (k * MR + r) when panel is not NULL. A
-
-// acc + a * bv for a scalar a of A's row and a vector bv of B's: one
-// register tile's row, as a fused multiply-add (matmul_fma).
-static V row_fma(Cg *c, V a, V bv, V acc) {
-  LLVMTypeRef vt = LLVMTypeOf(bv);
-  V splat = LLVMBuildShuffleVector(c->b, LLVMBuildInsertElement(c->b, LLVMGetUndef(vt), a, ci(c, 0), ""), LLVMGetUndef(vt),
-                                   LLVMConstNull(LLVMVectorType(c->i32, LLVMGetVectorSize(vt))), "");
-  return matmul_fma(c, splat, bv, acc);
-}
 // kernel with an epilogue finishes each element of the tile through it.
 // B's rows come from panel_b (k * NR) instead when it is not NULL (packed
 // and rounded already); ncols, when not NULL, is how many of the tile's
@@ -371,9 +374,7 @@ static void emit_packed(Cg *c, const Kernel *kn, V t, V panel) {
 
 // x (an i64) truncated to i32 in each of n lanes.
 static V splat_i32(Cg *c, V x, int n) {
-  LLVMTypeRef vt = LLVMVectorType(c->i32, (unsigned)n);
-  V one = LLVMBuildInsertElement(c->b, LLVMGetUndef(vt), LLVMBuildTrunc(c->b, x, c->i32, ""), ci(c, 0), "");
-  return LLVMBuildShuffleVector(c->b, one, LLVMGetUndef(vt), LLVMConstNull(vt), "");
+  return splat(c, LLVMBuildTrunc(c->b, x, c->i32, ""), LLVMVectorType(c->i32, (unsigned)n));
 }
 
 // Packs the window values of output positions p0 .. p0 + NR of image img
@@ -416,7 +417,7 @@ static void pack_windows(Cg *c, const Node *n, const Node *cols, V img, V p0, V 
   // for each (channel, kh, kw) a masked gather of the image row by row
   const int *st = cols->p.conv.stride, *pd = cols->p.conv.pad, *dl = cols->p.conv.dil;
   int64_t C = x->shape.d[1], H = x->shape.d[2], W = x->shape.d[3], KH = cols->p.conv.kernel[0], KW = cols->p.conv.kernel[1];
-  LLVMTypeRef iv = LLVMVectorType(c->i32, NR), sv = LLVMVectorType(storage_type(c, x->dtype), NR);
+  LLVMTypeRef et = storage_type(c, x->dtype), iv = LLVMVectorType(c->i32, NR), sv = LLVMVectorType(et, NR);
   V lane[MATMUL_MAX_NR];
   for (int j = 0; j < NR; j++) lane[j] = LLVMConstInt(c->i32, (unsigned)j, false);
   V pv = LLVMBuildAdd(B, splat_i32(c, p0, NR), LLVMConstVector(lane, (unsigned)NR), "");
@@ -426,12 +427,13 @@ static void pack_windows(Cg *c, const Node *n, const Node *cols, V img, V p0, V 
   V iw0 = LLVMBuildSub(B, LLVMBuildMul(B, LLVMBuildURem(B, pv, splat_i32(c, ci(c, OW), NR), ""), splat_i32(c, ci(c, st[1]), NR), ""),
                        splat_i32(c, ci(c, pd[1]), NR), "");
   LLVMTypeRef gather_types[2] = {sv, LLVMVectorType(c->ptr, NR)};
-  LLVMValueRef gather = LLVMGetIntrinsicDeclaration(c->mod, LLVMLookupIntrinsicID("llvm.masked.gather", 18), gather_types, 2);
-  LLVMTypeRef gather_fn = LLVMIntrinsicGetType(c->cx, LLVMLookupIntrinsicID("llvm.masked.gather", 18), gather_types, 2);
-  V image = LLVMBuildGEP2(B, storage_type(c, x->dtype), buffer_ptr(c, x), (V[]){mulc(c, cols->shape.d[0] == 1 ? ci(c, 0) : img, C * H * W)}, 1, "");
+  unsigned gather_id = LLVMLookupIntrinsicID("llvm.masked.gather", 18);
+  LLVMValueRef gather = LLVMGetIntrinsicDeclaration(c->mod, gather_id, gather_types, 2);
+  LLVMTypeRef gather_fn = LLVMIntrinsicGetType(c->cx, gather_id, gather_types, 2);
+  V image = LLVMBuildGEP2(B, et, buffer_ptr(c, x), (V[]){mulc(c, cols->shape.d[0] == 1 ? ci(c, 0) : img, C * H * W)}, 1, "");
   Loop Lc, Lh, Lw;
   loop_open(c, &Lc, ci(c, 0), ci(c, C), 0, NULL);
-  V plane = LLVMBuildGEP2(B, storage_type(c, x->dtype), image, (V[]){mulc(c, Lc.i, H * W)}, 1, "");
+  V plane = LLVMBuildGEP2(B, et, image, (V[]){mulc(c, Lc.i, H * W)}, 1, "");
   loop_open(c, &Lh, ci(c, 0), ci(c, KH), 0, NULL);
   V ih = LLVMBuildAdd(B, ih0, splat_i32(c, mulc(c, Lh.i, dl[0]), NR), "");
   V row_ok = LLVMBuildAnd(B, inside, LLVMBuildICmp(B, LLVMIntULT, ih, splat_i32(c, ci(c, H), NR), ""), "");
@@ -440,7 +442,7 @@ static void pack_windows(Cg *c, const Node *n, const Node *cols, V img, V p0, V 
   V iw = LLVMBuildAdd(B, iw0, splat_i32(c, mulc(c, Lw.i, dl[1]), NR), "");
   V ok = LLVMBuildAnd(B, row_ok, LLVMBuildICmp(B, LLVMIntULT, iw, splat_i32(c, ci(c, W), NR), ""), "");
   V off = LLVMBuildSelect(B, ok, LLVMBuildAdd(B, row, iw, ""), LLVMConstNull(iv), "");
-  V ptrs = LLVMBuildGEP2(B, storage_type(c, x->dtype), plane, &off, 1, "");
+  V ptrs = LLVMBuildGEP2(B, et, plane, &off, 1, "");
   V v = LLVMBuildCall2(B, gather_fn, gather, (V[]){ptrs, ok, LLVMConstNull(sv)}, 3, "");
   if (x->dtype != DT_F32) v = LLVMBuildFPExt(B, v, LLVMVectorType(c->f32, NR), "");
   v = round_value(c, v, cols->dtype);
