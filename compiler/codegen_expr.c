@@ -793,6 +793,13 @@ static V window_argmax(Cg *c, const Node *n, const Node *x, V nn, V ch, V oh, V 
   return L.acc[1];
 }
 
+int pool_row_step(const Node *n) {
+  if (n->op != OP_POOL_MAX_DX && n->op != OP_POOL_AVG_DX) return 0;
+  const int *k = n->p.pool.kernel, *st = n->p.pool.stride, *pd = n->p.pool.pad;
+  const Node *dy = n->op == OP_POOL_MAX_DX ? n->src[1] : n->src[0];
+  return k[1] == st[1] && st[1] >= 2 && pd[1] == 0 && dy->shape.d[3] * st[1] <= n->shape.d[3] ? st[1] : 0;
+}
+
 static V kernel_pool(Cg *c, const Node *n, V *o) {
   LLVMBuilderRef B = c->b;
   const int *k = n->p.pool.kernel, *st = n->p.pool.stride, *pd = n->p.pool.pad;
@@ -818,19 +825,25 @@ static V kernel_pool(Cg *c, const Node *n, V *o) {
   const Node *dy = n->op == OP_POOL_MAX_DX ? n->src[1] : n->src[0];
   const Node *x = n->op == OP_POOL_MAX_DX ? n->src[0] : NULL;
   int64_t OH = dy->shape.d[2], OW = dy->shape.d[3];
-  int64_t CH = (k[0] + st[0] - 1) / st[0], CW = (k[1] + st[1] - 1) / st[1];
+  // the row loop's column of a window (pool_row_step): one window along w, inside
+  bool known_ow = c->pool_iw && c->pool_iw == o[3] && pool_row_step(n) == c->pool_step;
+  int64_t CH = (k[0] + st[0] - 1) / st[0], CW = known_ow ? 1 : (k[1] + st[1] - 1) / st[1];
   V init = cf(c, 0);
   Loop L;
   loop_open(c, &L, ci(c, 0), ci(c, CH * CW), 1, &init);
   V oh = LLVMBuildSub(B, LLVMBuildUDiv(B, addc(c, o[2], pd[0]), ci(c, st[0]), ""), LLVMBuildUDiv(B, L.i, ci(c, CW), ""), "");
-  V ow = LLVMBuildSub(B, LLVMBuildUDiv(B, addc(c, o[3], pd[1]), ci(c, st[1]), ""), LLVMBuildURem(B, L.i, ci(c, CW), ""), "");
-  V h0 = addc(c, mulc(c, oh, st[0]), -pd[0]), w0 = addc(c, mulc(c, ow, st[1]), -pd[1]);
-  V covers = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, oh, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, oh, ci(c, OH), ""), ""),
-                          LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, ow, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, ow, ci(c, OW), ""), ""), "");
-  covers = LLVMBuildAnd(B, covers, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSLT, o[2], addc(c, h0, k[0]), ""),
-                                                LLVMBuildICmp(B, LLVMIntSLT, o[3], addc(c, w0, k[1]), ""), ""), "");
+  V h0 = addc(c, mulc(c, oh, st[0]), -pd[0]);
+  V covers = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, oh, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, oh, ci(c, OH), ""), "");
+  covers = LLVMBuildAnd(B, covers, LLVMBuildICmp(B, LLVMIntSLT, o[2], addc(c, h0, k[0]), ""), "");
+  V ow = c->pool_ow;
+  if (!known_ow) {
+    ow = LLVMBuildSub(B, LLVMBuildUDiv(B, addc(c, o[3], pd[1]), ci(c, st[1]), ""), LLVMBuildURem(B, L.i, ci(c, CW), ""), "");
+    V w0 = addc(c, mulc(c, ow, st[1]), -pd[1]);
+    covers = LLVMBuildAnd(B, covers, LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, ow, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, ow, ci(c, OW), ""), ""),
+                                                  LLVMBuildICmp(B, LLVMIntSLT, o[3], addc(c, w0, k[1]), ""), ""), "");
+    ow = clamp_index(c, ow, OW);
+  }
   oh = clamp_index(c, oh, OH);
-  ow = clamp_index(c, ow, OW);
   V di[4] = {o[0], o[1], oh, ow};
   V g = emit_value(c, dy, di);
   if (x) {

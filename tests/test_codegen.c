@@ -130,7 +130,12 @@ static void check_kernels(const char *what, const char *src, const Define *defs,
     const Kernel *kn = &plan.kernels[k];
     KernelFn f = (KernelFn)(uintptr_t)dlsym(lib, kn->name);
     cr_assert_not_null(f, "no symbol %s", kn->name);
-    run_kernel(f, kn, bufs, 0, kn->count, ctx);
+    // in three uneven pieces, as threads take them: rows begin and end anywhere
+    int64_t a = kn->count / 3 + 1 < kn->count ? kn->count / 3 + 1 : kn->count;
+    int64_t b = 2 * kn->count / 3 - 1 > a ? 2 * kn->count / 3 - 1 : a;
+    run_kernel(f, kn, bufs, 0, a, ctx);
+    run_kernel(f, kn, bufs, a, b, ctx);
+    run_kernel(f, kn, bufs, b, kn->count, ctx);
     cr_assert_eq(ctx[2], 0, "%s: kernel %s flagged an error", what, kn->name);
     for (int o = 0; o < kn->nouts; o++) {
     const Node *n = kn->outs[o];
@@ -636,6 +641,22 @@ TEST(codegen, conv_pool_and_their_gradients) {
         "h = conv2d(h, 3, 2, dilation = 2) as c2\n"
         "output logits = h.reshape(2, h.shape[1] * h.shape[2] * h.shape[3])\n"
         "loss cross_entropy(logits[:, 0:3], t)", step);
+}
+
+// Pool gradients whose windows tile their rows (kernel == stride) step over
+// windows (host.c emit_by_rows): rows an exact number of windows wide or with
+// columns past the last window, strides 2 and 3, padding along h only, and
+// overlapping windows that do not step.
+TEST(codegen, pool_gradients_by_windows) {
+  check("pool windows", "input x: f32[2, 3, 9, 11]\ninput t: i32[2]\nparam s: f32[1, 3, 1, 1] = ones\n"
+        "let h = relu(x * s - 0.25)\n"
+        "let a = max_pool2d(h, 2).reshape(2, 3 * 4 * 5)\n"
+        "let b = max_pool2d(h[:, :, :, 0:10], 2).reshape(2, 3 * 4 * 5)\n"
+        "let c = pool_max(h, 3, stride = 3, padding = (1, 0)).reshape(2, 3 * 3 * 3)\n"
+        "let d = avg_pool2d(h[:, :, 0:8, 0:9], 3, stride = 3).reshape(2, 3 * 2 * 3)\n"
+        "let e = max_pool2d(h, 3, stride = 2).reshape(2, 3 * 4 * 5)\n"
+        "output logits = concat([a, b * 0.5, c, d, e], axis = 1)\n"
+        "loss cross_entropy(logits[:, 0:3] + logits[:, 3:6], t)", step);
 }
 
 // Transposed convolutions, ungrouped (as GEMM and col2im) and grouped (the

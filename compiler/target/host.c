@@ -712,6 +712,42 @@ static void mark_parallel(Cg *c, V br) {
 // longer than a row, and the loop ran scalar (GELU after a linear: 3 ms
 // where 0.3 ms was possible). Each element's value is computed as before.
 #define ROW_LOOP_MIN 8
+
+// The kernel's element at column j of the row at base (idx: the row's index).
+static void row_element(Cg *c, const Kernel *k, V *idx, V base, V j) {
+  const Node *n = k->root;
+  idx[n->shape.ndim - 1] = j;
+  V lin = LLVMBuildAdd(c->b, base, j, "");
+  c->out_shape = &n->shape;
+  memcpy(c->out_idx, idx, sizeof c->out_idx);
+  c->out_lin = lin;
+  kernel_store(c, k, lin, kernel_value(c, k, idx, lin));
+}
+
+// The columns [from, to) of a row, one by one.
+static void row_columns(Cg *c, const Kernel *k, V *idx, V base, V from, V to) {
+  Loop J;
+  loop_open(c, &J, from, to, 0, NULL);
+  row_element(c, k, idx, base, J.i);
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+  loop_close(c, &J, NULL);
+  mark_parallel(c, LLVMGetBasicBlockTerminator(latch));
+}
+
+// A pool gradient computed in kernel k at its root's index, whose windows
+// tile the rows (pool_row_step), or NULL. Its row loop can step over windows.
+static const Node *row_pool_gradient(Cg *c, const Kernel *k, const Node *n, int depth) {
+  const Shape *r = &k->root->shape;
+  if (pool_row_step(n) && r->ndim == 4 && !memcmp(n->shape.d, r->d, sizeof r->d[0] * 4)) return n;
+  if (depth == 8) return NULL;
+  for (int s = 0; s < n->nsrc; s++)
+    if (c->plan->slot[n->src[s]->id] < 0) {
+      const Node *p = row_pool_gradient(c, k, n->src[s], depth + 1);
+      if (p) return p;
+    }
+  return NULL;
+}
+
 static void emit_by_rows(Cg *c, const Kernel *k) {
   LLVMBuilderRef B = c->b;
   const Node *n = k->root;
@@ -720,22 +756,47 @@ static void emit_by_rows(Cg *c, const Kernel *k) {
   V begin = LLVMGetParam(c->fn, 1), end = LLVMGetParam(c->fn, 2);
   Shape rows = n->shape;
   rows.ndim--;
-  Loop R, J;
+  Loop R;
   loop_open(c, &R, LLVMBuildSDiv(B, begin, ci(c, W), ""), LLVMBuildSDiv(B, addc(c, end, W - 1), ci(c, W), ""), 0, NULL);
   V base = mulc(c, R.i, W);
   V from = clamp_i64(c, LLVMBuildSub(B, begin, base, ""), 0, W), to = clamp_i64(c, LLVMBuildSub(B, end, base, ""), 0, W);
   V idx[MAX_DIMS];
   delinearize(c, R.i, &rows, idx);
-  loop_open(c, &J, from, to, 0, NULL);
-  idx[nd - 1] = J.i;
-  V lin = LLVMBuildAdd(B, base, J.i, "");
-  c->out_shape = &n->shape;
-  memcpy(c->out_idx, idx, sizeof idx);
-  c->out_lin = lin;
-  kernel_store(c, k, lin, kernel_value(c, k, idx, lin));
-  LLVMBasicBlockRef latch = LLVMGetInsertBlock(B);
-  loop_close(c, &J, NULL);
-  mark_parallel(c, LLVMGetBasicBlockTerminator(latch));
+  const Node *pool = NULL;
+  for (int o = 0; o < k->nouts && !pool; o++) pool = row_pool_gradient(c, k, k->outs[o], 0);
+  if (!pool) pool = row_pool_gradient(c, k, n, 0);
+  if (!pool) {
+    row_columns(c, k, idx, base, from, to);
+  } else {
+    // A pool gradient's columns window by window: columns ow * s + j, j < s,
+    // in one iteration, so the window's maximum is found once for its s
+    // columns (LLVM merges the s walks), and its loads and stores are
+    // interleaved groups the vectorizer handles. The columns before the
+    // first whole window and after the last run one by one.
+    int s = pool_row_step(pool);
+    int64_t OW = (pool->op == OP_POOL_MAX_DX ? pool->src[1] : pool->src[0])->shape.d[3];
+    V first = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, to, from, ""), to, from, "");
+    V a = LLVMBuildMul(B, LLVMBuildUDiv(B, addc(c, first, s - 1), ci(c, s), ""), ci(c, s), "");
+    a = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGT, a, to, ""), to, a, "");
+    V last = LLVMBuildMul(B, LLVMBuildUDiv(B, to, ci(c, s), ""), ci(c, s), "");
+    last = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGT, last, ci(c, OW * s), ""), ci(c, OW * s), last, "");
+    V b = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, last, a, ""), a, last, "");
+    row_columns(c, k, idx, base, from, a);
+    Loop J;
+    loop_open(c, &J, LLVMBuildUDiv(B, a, ci(c, s), ""), LLVMBuildUDiv(B, b, ci(c, s), ""), 0, NULL);
+    c->pool_ow = J.i;
+    c->pool_step = s;
+    for (int j = 0; j < s; j++) {
+      c->pool_iw = LLVMBuildAdd(B, mulc(c, J.i, s), ci(c, j), "");
+      row_element(c, k, idx, base, c->pool_iw);
+    }
+    c->pool_iw = c->pool_ow = NULL;
+    c->pool_step = 0;
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(B);
+    loop_close(c, &J, NULL);
+    mark_parallel(c, LLVMGetBasicBlockTerminator(latch));
+    row_columns(c, k, idx, base, b, to);
+  }
   loop_close(c, &R, NULL);
   LLVMBuildRetVoid(B);
 }
