@@ -86,11 +86,13 @@ struct Cg {
   V subst_val[KERNEL_MAX_OUTS + KERNEL_MAX_ROOTS];
   int nsubst;
   const Kernel *kernel;     // the kernel being emitted: its own outputs are computed, never loaded
-  // Set by the host's row loop when it steps over pool windows: its column
-  // index pool_iw is pool_ow * pool_step + j for some j < pool_step, so a
-  // pool gradient read at that column knows its window without a division.
-  V pool_iw, pool_ow;
-  int pool_step;
+  // Set by the host's row loop when it steps over the windows of pool
+  // gradient pool (pool_row_begin): at index (pool_idx, pool_iw), pool_iw =
+  // pool_ow * stride + j for some j < stride, the gradient knows its window
+  // without a division, and a max pool its maximum's position pool_at,
+  // found once for the window's columns.
+  const Node *pool;
+  V pool_idx[3], pool_ow, pool_at, pool_iw;
   LLVMTypeRef i1, i8, i16, i32, i64, f32, f64, f16, bf16;
   LLVMTypeRef ptr;          // generic pointers (the host's only kind)
   LLVMTypeRef gptr;         // pointers to buffers: global memory on a GPU
@@ -150,10 +152,14 @@ void broadcast_index(Cg *c, V *idx, const Shape *dst, const Shape *src, V *out);
 V clamp_index(Cg *c, V i, int64_t len);
 // min(max(v, lo), hi) of i64 values.
 V clamp_i64(Cg *c, V v, int64_t lo, int64_t hi);
-// The stride of pool gradient n when its windows tile the rows of its result
-// along w (kernel == stride >= 2, no padding): a row loop may step over them
-// (Cg.pool_iw); else 0.
+// The stride along w of pool gradient n when its windows tile the rows of
+// its result (kernel == stride >= 2 along w, no padding there, no overlap
+// along h): a row loop may step over them (Cg.pool); else 0.
 int pool_row_step(const Node *n);
+// Sets Cg.pool for the window at column ow of the row idx (n, c, ih) of
+// pool gradient n; pool_row_end clears it.
+void pool_row_begin(Cg *c, const Node *n, const V *idx, V ow);
+void pool_row_end(Cg *c);
 V emit_folded(Cg *c, const Node *n, V *idx);
 V emit_value(Cg *c, const Node *n, V *idx);
 V emit_operand(Cg *c, const Node *n, const Node *s, V *idx);

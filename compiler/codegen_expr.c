@@ -797,7 +797,26 @@ int pool_row_step(const Node *n) {
   if (n->op != OP_POOL_MAX_DX && n->op != OP_POOL_AVG_DX) return 0;
   const int *k = n->p.pool.kernel, *st = n->p.pool.stride, *pd = n->p.pool.pad;
   const Node *dy = n->op == OP_POOL_MAX_DX ? n->src[1] : n->src[0];
-  return k[1] == st[1] && st[1] >= 2 && pd[1] == 0 && dy->shape.d[3] * st[1] <= n->shape.d[3] ? st[1] : 0;
+  return k[1] == st[1] && st[1] >= 2 && pd[1] == 0 && k[0] <= st[0] && dy->shape.d[3] * st[1] <= n->shape.d[3] ? st[1] : 0;
+}
+
+// The window row that covers row ih of pool gradient n (k[0] <= stride:
+// at most one), clamped into the output: the caller checks the cover.
+static V pool_window_row(Cg *c, const Node *n, V ih) {
+  const Node *dy = n->op == OP_POOL_MAX_DX ? n->src[1] : n->src[0];
+  return clamp_index(c, LLVMBuildUDiv(c->b, addc(c, ih, n->p.pool.pad[0]), ci(c, n->p.pool.stride[0]), ""), dy->shape.d[2]);
+}
+
+void pool_row_begin(Cg *c, const Node *n, const V *idx, V ow) {
+  c->pool = n;
+  memcpy(c->pool_idx, idx, sizeof c->pool_idx);
+  c->pool_ow = ow;
+  c->pool_at = n->op == OP_POOL_MAX_DX ? window_argmax(c, n, n->src[0], idx[0], idx[1], pool_window_row(c, n, idx[2]), ow, NULL) : NULL;
+}
+
+void pool_row_end(Cg *c) {
+  c->pool = NULL;
+  c->pool_ow = c->pool_at = c->pool_iw = NULL;
 }
 
 static V kernel_pool(Cg *c, const Node *n, V *o) {
@@ -825,9 +844,9 @@ static V kernel_pool(Cg *c, const Node *n, V *o) {
   const Node *dy = n->op == OP_POOL_MAX_DX ? n->src[1] : n->src[0];
   const Node *x = n->op == OP_POOL_MAX_DX ? n->src[0] : NULL;
   int64_t OH = dy->shape.d[2], OW = dy->shape.d[3];
-  // the row loop's column of a window (pool_row_step): one window along w, inside
-  bool known_ow = c->pool_iw && c->pool_iw == o[3] && pool_row_step(n) == c->pool_step;
-  int64_t CH = (k[0] + st[0] - 1) / st[0], CW = known_ow ? 1 : (k[1] + st[1] - 1) / st[1];
+  // the row loop's window (pool_row_begin): one, inside along w
+  bool known = c->pool == n && o[0] == c->pool_idx[0] && o[1] == c->pool_idx[1] && o[2] == c->pool_idx[2] && o[3] == c->pool_iw;
+  int64_t CH = (k[0] + st[0] - 1) / st[0], CW = known ? 1 : (k[1] + st[1] - 1) / st[1];
   V init = cf(c, 0);
   Loop L;
   loop_open(c, &L, ci(c, 0), ci(c, CH * CW), 1, &init);
@@ -836,7 +855,7 @@ static V kernel_pool(Cg *c, const Node *n, V *o) {
   V covers = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, oh, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, oh, ci(c, OH), ""), "");
   covers = LLVMBuildAnd(B, covers, LLVMBuildICmp(B, LLVMIntSLT, o[2], addc(c, h0, k[0]), ""), "");
   V ow = c->pool_ow;
-  if (!known_ow) {
+  if (!known) {
     ow = LLVMBuildSub(B, LLVMBuildUDiv(B, addc(c, o[3], pd[1]), ci(c, st[1]), ""), LLVMBuildURem(B, L.i, ci(c, CW), ""), "");
     V w0 = addc(c, mulc(c, ow, st[1]), -pd[1]);
     covers = LLVMBuildAnd(B, covers, LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, ow, ci(c, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, ow, ci(c, OW), ""), ""),
@@ -847,7 +866,7 @@ static V kernel_pool(Cg *c, const Node *n, V *o) {
   V di[4] = {o[0], o[1], oh, ow};
   V g = emit_value(c, dy, di);
   if (x) {
-    V at = window_argmax(c, n, x, o[0], o[1], oh, ow, NULL);
+    V at = known ? c->pool_at : window_argmax(c, n, x, o[0], o[1], oh, ow, NULL);
     V here = LLVMBuildICmp(B, LLVMIntEQ, at, LLVMBuildAdd(B, mulc(c, o[2], x->shape.d[3]), o[3], ""), "");
     covers = LLVMBuildAnd(B, covers, here, "");
   } else {

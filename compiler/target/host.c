@@ -769,9 +769,9 @@ static void emit_by_rows(Cg *c, const Kernel *k) {
     row_columns(c, k, idx, base, from, to);
   } else {
     // A pool gradient's columns window by window: columns ow * s + j, j < s,
-    // in one iteration, so the window's maximum is found once for its s
-    // columns (LLVM merges the s walks), and its loads and stores are
-    // interleaved groups the vectorizer handles. The columns before the
+    // in one iteration, which finds the window's maximum once for its s
+    // columns; its loads and stores are interleaved groups the vectorizer
+    // handles. The columns before the
     // first whole window and after the last run one by one.
     int s = pool_row_step(pool);
     int64_t OW = (pool->op == OP_POOL_MAX_DX ? pool->src[1] : pool->src[0])->shape.d[3];
@@ -784,14 +784,12 @@ static void emit_by_rows(Cg *c, const Kernel *k) {
     row_columns(c, k, idx, base, from, a);
     Loop J;
     loop_open(c, &J, LLVMBuildUDiv(B, a, ci(c, s), ""), LLVMBuildUDiv(B, b, ci(c, s), ""), 0, NULL);
-    c->pool_ow = J.i;
-    c->pool_step = s;
+    pool_row_begin(c, pool, idx, J.i);
     for (int j = 0; j < s; j++) {
       c->pool_iw = LLVMBuildAdd(B, mulc(c, J.i, s), ci(c, j), "");
       row_element(c, k, idx, base, c->pool_iw);
     }
-    c->pool_iw = c->pool_ow = NULL;
-    c->pool_step = 0;
+    pool_row_end(c);
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(B);
     loop_close(c, &J, NULL);
     mark_parallel(c, LLVMGetBasicBlockTerminator(latch));
