@@ -171,7 +171,7 @@ void flag_unless(Cg *c, const Node *n, V ok);
 typedef struct {
   LLVMBasicBlockRef header, body, exit, pre;
   V i;
-  V acc[2];   // loop-carried values (phis), or NULL
+  V acc[8];   // loop-carried values (phis), or NULL
   int nacc;
   V step;     // the increment; NULL for 1 (set after loop_open)
 } Loop;

@@ -543,12 +543,54 @@ V philox_at(Cg *c, uint64_t key, V lin) {
   return LLVMBuildFMul(B, LLVMBuildUIToFP(B, bits, c->f32, ""), cf(c, 1.0 / 16777216.0), "");
 }
 
+// A float sum in SUM_PARTS partial sums: element e of the last reduced axis
+// goes to partial e % SUM_PARTS (f64, in order along the axis and across the
+// other reduced axes), and the result is (s0 + s1) + (s2 + s3). One chain of
+// f64 adds waits 4 cycles an element: a convolution's bias gradient over
+// 50,000 values a channel took 2.2 ms, in four chains 1.0 (eight: 2.2).
+#define SUM_PARTS 4
+
+// acc += x at the reduced index ridx with its last reduced axis at at.
+static void sum_part_add(Cg *c, const Node *n, const Shape *red, V *ridx, V *oidx, V at, V *acc) {
+  const Node *x = n->src[0];
+  V xidx[MAX_DIMS];
+  ridx[red->ndim - 1] = at;
+  for (int d = 0, k = 0; d < x->shape.ndim; d++) xidx[d] = n->p.axes & (1u << d) ? ridx[k++] : oidx[d];
+  *acc = LLVMBuildFAdd(c->b, *acc, LLVMBuildFPExt(c->b, emit_value(c, x, xidx), c->f64, ""), "");
+}
+
+static V sum_by_parts(Cg *c, const Node *n, const Shape *red, V *oidx) {
+  int64_t last = red->d[red->ndim - 1];
+  Shape outer = *red;
+  outer.ndim--;
+  V zero[SUM_PARTS];
+  for (int t = 0; t < SUM_PARTS; t++) zero[t] = LLVMConstReal(c->f64, 0);
+  Loop O, I;
+  loop_open(c, &O, ci(c, 0), ci(c, shape_numel(&outer)), SUM_PARTS, zero);
+  V ridx[MAX_DIMS];
+  delinearize(c, O.i, &outer, ridx);
+  V acc[SUM_PARTS];
+  // the element at position at of the last reduced axis, added to acc[t]
+  loop_open(c, &I, ci(c, 0), ci(c, last / SUM_PARTS), SUM_PARTS, O.acc);
+  memcpy(acc, I.acc, sizeof acc);
+  for (int t = 0; t < SUM_PARTS; t++) sum_part_add(c, n, red, ridx, oidx, addc(c, mulc(c, I.i, SUM_PARTS), t), &acc[t]);
+  loop_close(c, &I, acc);
+  memcpy(acc, I.acc, sizeof acc);
+  for (int t = 0; t < last % SUM_PARTS; t++) sum_part_add(c, n, red, ridx, oidx, ci(c, last - last % SUM_PARTS + t), &acc[t]);
+  loop_close(c, &O, acc);
+  memcpy(acc, O.acc, sizeof acc);
+  for (int w = 1; w < SUM_PARTS; w *= 2)   // pairwise: (s0 + s1) + (s2 + s3), ...
+    for (int t = 0; t + w < SUM_PARTS; t += 2 * w) acc[t] = LLVMBuildFAdd(c->b, acc[t], acc[t + w], "");
+  return LLVMBuildFPTrunc(c->b, acc[0], c->f32, "");
+}
+
 V reduce_value(Cg *c, const Node *n, V *oidx) {
   const Node *x = n->src[0];
   Shape red = {0};
   for (int d = 0; d < x->shape.ndim; d++)
     if (n->p.axes & (1u << d)) red.d[red.ndim++] = x->shape.d[d];
   bool f = dtype_is_float(x->dtype);
+  if (n->op == OP_SUM && f && red.ndim > 0 && red.d[red.ndim - 1] >= 4 * SUM_PARTS) return sum_by_parts(c, n, &red, oidx);
   V init[2];
   int nacc = 1;
   if (n->op == OP_SUM) init[0] = f ? LLVMConstReal(c->f64, 0) : ci(c, 0);
