@@ -453,12 +453,16 @@ TEST(codegen, matmuls_under_each_precision_policy) {
   }
 }
 
+// Full and edge tiles; B's column tiles copied once for the row tiles that
+// read them (gh: several column tiles, each in more than one of the test's
+// three pieces of the launch; w: a batch of B's).
 TEST(codegen, tiled_matmul_full_and_edge_tiles) {
   check("tiled", "input p: f32[2, 13, 9]\ninput q: f32[9, 37]\ninput s: f32[9, 13]\ninput u: f32[3, 1, 12, 7]\n"
-        "input v: f32[4, 7, 32]\n"
+        "input v: f32[4, 7, 32]\ninput g: f32[20, 70]\ninput h: f32[70, 100]\n"
         "output r = p @ q\n"
         "output t = matmul(s, q, ta = true)\n"
-        "output w = u @ v", fwd);
+        "output w = u @ v\n"
+        "output gh = g @ h", fwd);
 }
 
 // ---- the f32 functions built from arithmetic (codegen_math.c), element by element

@@ -232,7 +232,7 @@ static V panel_dot(Cg *c, const Node *n, V *oi, V m0, V panel) {
 
 // The tile at rows m0.., columns n0..: the vector path when its columns lie
 // inside C, else each of its elements that lies inside C, the plain way.
-static void tile_at(Cg *c, const Kernel *kn, V *ti, V m0, V n0, V panel) {
+static void tile_at(Cg *c, const Kernel *kn, V *ti, V m0, V n0, V panel, V panel_b) {
   LLVMBuilderRef B = c->b;
   const Node *n = kn->root;
   const int NR = c->plan->nr;
@@ -242,7 +242,7 @@ static void tile_at(Cg *c, const Kernel *kn, V *ti, V m0, V n0, V panel) {
   LLVMBasicBlockRef fast = block(c, "tile"), edge = block(c, "edge"), join = block(c, "tiled");
   LLVMBuildCondBr(B, full, fast, edge);
   LLVMPositionBuilderAtEnd(B, fast);
-  tile_vector(c, kn, ti, m0, n0, panel, NULL, NULL);
+  tile_vector(c, kn, ti, m0, n0, panel, panel_b, NULL);
   LLVMBuildBr(B, join);
 
   LLVMPositionBuilderAtEnd(B, edge);
@@ -269,7 +269,45 @@ static void tile_at(Cg *c, const Kernel *kn, V *ti, V m0, V n0, V panel) {
 // Iteration t of a tiled matmul: one register tile. Row tiles vary fastest,
 // so consecutive tiles (on one thread) reuse the same K x NR panel of B from
 // L1 while rows of A stream through.
-static void emit_tile(Cg *c, const Kernel *kn, V t) {
+// Whether tiled matmul n copies its B's column tiles (emit_tile): when a
+// tile's K x nr floats fit B_PANEL_BYTES (L2, and the stack) and more than
+// one row tile reads each.
+#define B_PANEL_BYTES (256 * 1024)
+static bool matmul_packs_b(const Node *n, int nr) {
+  const Node *a = n->src[0];
+  int64_t K = n->p.matmul.ta ? a->shape.d[a->shape.ndim - 2] : a->shape.d[a->shape.ndim - 1];
+  return K * nr * 4 <= B_PANEL_BYTES && n->shape.d[n->shape.ndim - 2] > MATMUL_MR;
+}
+
+// Copies B's column tile at n0 (K x NR, inside B) into panel_b, k * NR,
+// converted and rounded as tile_vector reads B.
+static void pack_b(Cg *c, const Node *n, V *ti, V n0, V panel_b) {
+  LLVMBuilderRef B = c->b;
+  const int NR = c->plan->nr;
+  const Node *bm = n->src[1], *sb = matmul_operand_buffer(c->plan, bm);
+  int64_t K = bm->shape.d[bm->shape.ndim - 2];
+  LLVMTypeRef bt = storage_type(c, sb->dtype), vt = LLVMVectorType(c->f32, NR);
+  V pb = buffer_ptr(c, sb);
+  Loop L;
+  loop_open(c, &L, ci(c, 0), ci(c, K), 0, NULL);
+  V bidx = matrix_elem(c, bm, &n->shape, ti, L.i, n0);
+  V bv = LLVMBuildLoad2(B, LLVMVectorType(bt, NR), LLVMBuildGEP2(B, bt, pb, &bidx, 1, ""), "b");
+  LLVMSetAlignment(bv, (unsigned)dtype_size(sb->dtype));
+  if (bt != c->f32) bv = LLVMBuildFPExt(B, bv, vt, "");
+  if (sb != bm) bv = round_value(c, bv, bm->dtype);
+  if (n->tf32) bv = round_tf32(c, bv);
+  LLVMSetAlignment(LLVMBuildStore(B, bv, LLVMBuildGEP2(B, c->f32, panel_b, (V[]){mulc(c, L.i, NR)}, 1, "")), 64);
+  loop_close(c, &L, NULL);
+}
+
+// Iteration t of a tiled matmul: the tile at row tile t % row tiles of
+// column tile t / row tiles (and batch). With panel_b, the iterations of a
+// column tile read B's tile from there, copied by the first of them in this
+// call (*packed: the column tile it holds, -1 for none). B's rows lie N
+// floats apart: at N = 2048 a tile's rows share a few cache sets and evict
+// one another (a 2048^3 matmul ran at 21 GFLOP/s, with the copy at 91).
+static void emit_tile(Cg *c, const Kernel *kn, V t, V panel_b, V packed) {
+  LLVMBuilderRef B = c->b;
   const Node *n = kn->root;
   const int NR = c->plan->nr;
   int nd = n->shape.ndim;
@@ -281,7 +319,19 @@ static void emit_tile(Cg *c, const Kernel *kn, V t) {
   V ti[MAX_DIMS];
   delinearize(c, t, &tiles, ti);
   V m0 = mulc(c, ti[tiles.ndim - 1], MATMUL_MR), n0 = mulc(c, ti[tiles.ndim - 2], NR);
-  tile_at(c, kn, ti, m0, n0, NULL);
+  if (panel_b) {
+    V col = LLVMBuildUDiv(B, t, ci(c, tiles.d[tiles.ndim - 1]), "");
+    V fresh = LLVMBuildICmp(B, LLVMIntNE, LLVMBuildLoad2(B, c->i64, packed, "packed"), col, "");
+    V full = LLVMBuildICmp(B, LLVMIntSLE, addc(c, n0, NR), ci(c, N), "");
+    LLVMBasicBlockRef copy = block(c, "pack_b"), go = block(c, "tile");
+    LLVMBuildCondBr(B, LLVMBuildAnd(B, fresh, full, ""), copy, go);
+    LLVMPositionBuilderAtEnd(B, copy);
+    pack_b(c, n, ti, n0, panel_b);
+    LLVMBuildStore(B, col, packed);
+    LLVMBuildBr(B, go);
+    LLVMPositionBuilderAtEnd(B, go);
+  }
+  tile_at(c, kn, ti, m0, n0, NULL, panel_b);
 }
 
 // Row m0 + r of a packed matmul's A, rows past M repeating the last.
@@ -376,7 +426,7 @@ static void emit_packed(Cg *c, const Kernel *kn, V t, V panel) {
   else pack_rows(c, n, ti, m0, K, panel);
   Loop J;
   loop_open(c, &J, ci(c, 0), ci(c, (N + NR - 1) / NR), 0, NULL);
-  tile_at(c, kn, ti, m0, mulc(c, J.i, NR), panel);
+  tile_at(c, kn, ti, m0, mulc(c, J.i, NR), panel, NULL);
   loop_close(c, &J, NULL);
 }
 
@@ -848,6 +898,14 @@ static void emit_kernel(Cg *c, const Kernel *k) {
     strip = LLVMBuildAlloca(c->b, LLVMArrayType2(c->f32, (uint64_t)(rows * nr)), "strip");
     LLVMSetAlignment(strip, 64);
   }
+  V packed_col = NULL;   // a plain tiled matmul's copy of a column tile of B, and which it holds
+  if (k->tiled && !k->packed && !k->packed_b && !k->packed_windows && matmul_packs_b(n, c->plan->nr)) {
+    const Node *bm = n->src[1];
+    panel = LLVMBuildAlloca(c->b, LLVMArrayType2(c->f32, (uint64_t)(bm->shape.d[bm->shape.ndim - 2] * c->plan->nr)), "panel_b");
+    LLVMSetAlignment(panel, 64);
+    packed_col = LLVMBuildAlloca(c->b, c->i64, "packed");
+    LLVMBuildStore(c->b, ci(c, -1), packed_col);
+  }
   int nd = n->shape.ndim;
   if (k->kind != KK_ATTN && !k->scatter_rows && !k->rows && !k->tiled && nd >= 1 && n->shape.d[nd - 1] >= ROW_LOOP_MIN) {
     emit_by_rows(c, k);
@@ -877,7 +935,7 @@ static void emit_kernel(Cg *c, const Kernel *k) {
     if (k->packed) emit_packed(c, k, L.i, panel);
     else if (k->packed_b) emit_packed_b(c, k, L.i, panel, strip);
     else if (k->packed_windows) emit_packed_windows(c, k, L.i, panel);
-    else emit_tile(c, k, L.i);
+    else emit_tile(c, k, L.i, panel, packed_col);
     loop_close(c, &L, NULL);
     LLVMBuildRetVoid(c->b);
     return;
