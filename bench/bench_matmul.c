@@ -82,7 +82,7 @@ static int bench_size(int n, int reps, int threads, Sgemm sgemm, const char *bla
   // still busy (OpenBLAS spins its workers after a call, so do we) while the
   // other is timed.
   enum { BLOCK = 7 };
-  struct timespec pause = {0, 600 * 1000 * 1000};
+  struct timespec pause = {0, 200 * 1000 * 1000};
   for (int r = 0; r < reps; r += BLOCK) {
     nanosleep(&pause, NULL);
     for (int i = r; i < r + BLOCK && i < reps; i++) {
