@@ -19,13 +19,17 @@
 #include "runtime.h"
 
 #define MAX_THREADS 256
-// Iterations are elements or, for tiled kernels, whole tiles (about a
-// thousand times the work), so the thresholds are low: a launch of fewer
-// than INLINE_BELOW iterations runs on the calling thread, and so does one
-// whose cost record puts it under the work threshold (CPU_INLINE_WORK):
-// waking a worker costs more than such a launch saves.
+// A launch whose cost record puts it under the work threshold
+// (CPU_INLINE_WORK) runs on the calling thread: waking a worker costs more
+// than such a launch saves. Iterations are elements or whole tiles (a
+// thousand times the work), so without a cost record a launch of fewer
+// than INLINE_BELOW iterations runs inline, and chunks hold MIN_CHUNK
+// iterations at least; with one, a chunk holds CHUNK_WORK of work at least,
+// so a matmul of a few large tiles (batch-1 inference: 4 or 7) is still
+// shared among the threads.
 #define INLINE_BELOW 64
 #define MIN_CHUNK 16
+#define CHUNK_WORK 16384
 
 typedef struct {
   const smelt_ingot *ig;  // the loaded ingot, for its launches' cost records
@@ -100,25 +104,33 @@ static void *worker(void *arg) {
   }
 }
 
-static int64_t run_launch(Cpu *c, void *fn, char **bufs, int64_t count, uint64_t seed, uint64_t step, bool inl);
+static int64_t run_launch(Cpu *c, void *fn, char **bufs, int64_t count, uint64_t seed, uint64_t step, bool inl,
+                          uint64_t work);
 
 uint64_t cpu_launch_work(const IngotCost *cost) {
   return cost->bytes_read + cost->bytes_written + cost->flops / CPU_FLOPS_PER_BYTE;
 }
 
+// The launch's work, or 0 for none known: a cost record of zero work says
+// nothing (an ingot without estimates).
+static uint64_t known_work(const IngotCost *cost) {
+  return cost && cost->bytes_read + cost->bytes_written + cost->flops ? cpu_launch_work(cost) : 0;
+}
+
 bool cpu_runs_inline(const IngotCost *cost, int64_t count, int64_t inline_work) {
-  if (count < INLINE_BELOW) return true;
-  // a cost record of zero work says nothing (an ingot without estimates)
-  if (!cost || cost->bytes_read + cost->bytes_written + cost->flops == 0) return false;
-  return cpu_launch_work(cost) < (uint64_t)inline_work;
+  uint64_t work = known_work(cost);
+  if (count < 2) return true;
+  return work ? work < (uint64_t)inline_work : count < INLINE_BELOW;
 }
 
 static int64_t cpu_launch(Device *d, void *fn, void *table, uint32_t li, int64_t count, uint64_t seed, uint64_t step) {
   Cpu *c = d->impl;
-  bool inl = c->nworkers == 0 || cpu_runs_inline(c->ig ? ingot_cost(c->ig, li) : NULL, count, c->inline_work);
-  if (!c->profiling) return run_launch(c, fn, table, count, seed, step, inl);
+  const IngotCost *cost = c->ig ? ingot_cost(c->ig, li) : NULL;
+  bool inl = c->nworkers == 0 || cpu_runs_inline(cost, count, c->inline_work);
+  uint64_t work = known_work(cost);
+  if (!c->profiling) return run_launch(c, fn, table, count, seed, step, inl, work);
   double t0 = now_ms();
-  int64_t err = run_launch(c, fn, table, count, seed, step, inl);
+  int64_t err = run_launch(c, fn, table, count, seed, step, inl, work);
   if (c->ntimes == c->cap_times) {
     int cap = c->cap_times ? 2 * c->cap_times : 256;
     double *t = realloc(c->times, sizeof *t * (size_t)cap);
@@ -142,7 +154,8 @@ static int cpu_profile_take(Device *d, double *ms, int max) {
 // Each iteration computes its own outputs whole (a row's reduction is one
 // iteration), so how [0, count) is cut into chunks, or whether it is cut at
 // all, changes no bits.
-static int64_t run_launch(Cpu *c, void *fn, char **bufs, int64_t count, uint64_t seed, uint64_t step, bool inl) {
+static int64_t run_launch(Cpu *c, void *fn, char **bufs, int64_t count, uint64_t seed, uint64_t step, bool inl,
+                          uint64_t work) {
   if (count <= 0) return 0;
   if (inl) {
     int64_t ctx[3] = {(int64_t)seed, (int64_t)step, 0};
@@ -150,8 +163,12 @@ static int64_t run_launch(Cpu *c, void *fn, char **bufs, int64_t count, uint64_t
     return ctx[2];
   }
   int64_t parts = (int64_t)(c->nworkers + 1) * 4;
-  int64_t chunk = (count + parts - 1) / parts;
-  if (chunk < MIN_CHUNK) chunk = MIN_CHUNK;
+  int64_t chunk = (count + parts - 1) / parts, least = MIN_CHUNK;
+  if (work) {
+    uint64_t each = work / (uint64_t)count;
+    least = each >= CHUNK_WORK ? 1 : each ? (int64_t)(CHUNK_WORK / each) : count;
+  }
+  if (chunk < least) chunk = least;
   pthread_mutex_lock(&c->lock);
   c->fn = (KernelFn)fn;
   c->bufs = bufs;
