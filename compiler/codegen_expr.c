@@ -559,6 +559,9 @@ static void sum_part_add(Cg *c, const Node *n, const Shape *red, V *ridx, V *oid
   *acc = LLVMBuildFAdd(c->b, *acc, LLVMBuildFPExt(c->b, emit_value(c, x, xidx), c->f64, ""), "");
 }
 
+// Sum n (of red's reduced shape, at output index oidx): a loop over the
+// reduced axes but the last, and in it SUM_PARTS elements of the last axis
+// an iteration, then its last % SUM_PARTS elements one to each partial.
 static V sum_by_parts(Cg *c, const Node *n, const Shape *red, V *oidx) {
   int64_t last = red->d[red->ndim - 1];
   Shape outer = *red;
@@ -570,7 +573,6 @@ static V sum_by_parts(Cg *c, const Node *n, const Shape *red, V *oidx) {
   V ridx[MAX_DIMS];
   delinearize(c, O.i, &outer, ridx);
   V acc[SUM_PARTS];
-  // the element at position at of the last reduced axis, added to acc[t]
   loop_open(c, &I, ci(c, 0), ci(c, last / SUM_PARTS), SUM_PARTS, O.acc);
   memcpy(acc, I.acc, sizeof acc);
   for (int t = 0; t < SUM_PARTS; t++) sum_part_add(c, n, red, ridx, oidx, addc(c, mulc(c, I.i, SUM_PARTS), t), &acc[t]);
