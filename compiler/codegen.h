@@ -268,6 +268,7 @@ V math_tanh_by_exp(Cg *c, V x);
 // tanh from arithmetic alone (its own bounded exp), for a host whose libm
 // call would keep a loop from vectorizing.
 V math_tanh_inline(Cg *c, V x);
+V math_exp_inline(Cg *c, V x);
 V math_pow_by_log2(Cg *c, V a, V b);
 // Built from exp and arithmetic on every target, so each computes the same
 // function: erf to about 1 ulp (plus the target's exp error); log(1 + exp(x))

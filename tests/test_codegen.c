@@ -603,6 +603,23 @@ TEST(codegen, tanh_within_two_ulps_of_libm) {
   free(x);
 }
 
+// The host's exp is computed inline (codegen_math.c math_exp_inline): every
+// float from far below underflow (subnormal results, then 0) to past
+// overflow (inf), against the interpreter's double exp rounded to f32.
+TEST(codegen, exp_within_two_ulps_of_libm) {
+  float *x = malloc(sizeof(float) * DENSE), at;
+  int64_t n = dense_inputs(x, DENSE, 110.0f, 10);
+  double e = host_vs_interp_ulps("exp(x)", x, n, NULL, &at);
+  cr_expect_leq(e, 2, "exp: %.0f ulps at %.9g", e, at);
+  cr_log_info("exp: %.0f ulps at %.9g", e, at);
+  static const float edge[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 88.72283f, 88.72284f, -87.33655f, -103.27893f,
+                               -103.97208f, -104.5f, 1e-30f, -1e-30f, 0.34657359f, -0.34657359f};
+  float got_at;
+  e = host_vs_interp_ulps("exp(x)", edge, sizeof edge / sizeof *edge, NULL, &got_at);
+  cr_expect_leq(e, 2, "exp at an edge value: %.0f ulps at %.9g", e, got_at);
+  free(x);
+}
+
 TEST(codegen, softplus_within_four_ulps) {
   float *x = malloc(sizeof(float) * DENSE), at;
   int64_t n = dense_inputs(x, DENSE, 120.0f, 10);
