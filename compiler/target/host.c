@@ -44,7 +44,7 @@ static void init(void) {
 }
 
 // One address space, so buffers are plain pointers; LLVM lowers every math
-// intrinsic but tanh (calling libm); no shared memory, no GPU hooks; a bad index is
+// intrinsic but tanh and exp (calling libm); no shared memory, no GPU hooks; a bad index is
 // recorded by a select, which keeps the loop over elements branch-free.
 static const Target host = {
   .name = "x86-64",
